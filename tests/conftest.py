@@ -1,0 +1,46 @@
+"""Shared fixtures. Real data is found through MSRESNET1D_DATA (a folder holding mitdb/, cinc2017/,
+fashion-mnist/). Without it, tests that need real data are skipped, unless
+MSRESNET1D_REQUIRE_DATA=1 (set by .ci/run), in which case they fail."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _require(path: Path, what: str) -> Path:
+    if path.is_dir():
+        return path
+    message = f"{what} not found at {path} (set MSRESNET1D_DATA to the folder holding it)"
+    if os.environ.get("MSRESNET1D_REQUIRE_DATA") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = os.environ.get("MSRESNET1D_DATA")
+    return _require(Path(root) if root else Path("/nonexistent"), "MSRESNET1D_DATA")
+
+
+@pytest.fixture(scope="session")
+def mitdb_dir(data_root: Path) -> Path:
+    return _require(data_root / "mitdb", "MIT-BIH (mitdb)")
+
+
+@pytest.fixture(scope="session")
+def cinc2017_dir(data_root: Path) -> Path:
+    return _require(data_root / "cinc2017", "CinC 2017 (cinc2017)")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(data_root: Path) -> Path:
+    return _require(data_root / "fashion-mnist", "Fashion-MNIST (fashion-mnist)")
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    yield
