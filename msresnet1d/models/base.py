@@ -1,0 +1,66 @@
+"""What every network here shares: input checks, the pooled head, and the timm-style interface.
+
+``forward(x) == forward_head(forward_features(x))``. ``forward_features`` returns the last
+feature map (N, F, L') or (N, F, H', W'); ``forward_head`` pools it globally, optionally
+appends extra per-example features (e.g. RR intervals, (N, E), standardised by the caller), and
+applies the linear layer. Training needs more than one value per channel at the last stage for
+BatchNorm: batch size x last-stage positions >= 2.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .layers import check_input
+
+
+class ResidualNetwork(nn.Module):
+    """Base class: subclasses set ``dims``, ``in_channels``, ``min_input_size`` (samples) and
+    ``total_stride`` (input samples per output position of the last stage), build
+    ``self.stem`` and ``self.stages``, then call ``_build_head``."""
+
+    def _build_head(self, num_features: int, num_outputs: int, extra_features: int, drop_rate: float) -> None:
+        if num_outputs < 1:
+            raise ValueError(f"the head needs at least 1 output, got {num_outputs}")
+        if extra_features < 0:
+            raise ValueError(f"extra_features must be >= 0, got {extra_features}")
+        self.num_features = num_features
+        self.extra_features = extra_features
+        self.drop_rate = drop_rate
+        self.dropout = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(num_features + extra_features, num_outputs)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, *spatial) -> last feature map (N, num_features, *spatial')."""
+        check_input(x, self.dims, self.in_channels, self.min_input_size)
+        return self.stages(self.stem(x))
+
+    def forward_head(
+        self, features: torch.Tensor, extra: Optional[torch.Tensor] = None, pre_logits: bool = False
+    ) -> torch.Tensor:
+        """Feature map -> logits (N, num_outputs), or the pooled embedding when ``pre_logits``."""
+        x = features.flatten(2).mean(dim=-1)  # global average pool over L (or H, W)
+        if extra is not None:
+            if extra.dim() != 2 or extra.shape[1] != self.extra_features or extra.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"extra features must have shape ({x.shape[0]}, {self.extra_features}), "
+                    f"got {list(extra.shape)}"
+                )
+            x = torch.cat([x, extra], dim=1)
+        elif self.extra_features > 0:
+            raise ValueError(f"this model was built with extra_features={self.extra_features}: pass extra")
+        if pre_logits:
+            return x
+        return self.fc(self.dropout(x))
+
+    def forward(self, x: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x), extra)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the linear layer by a fresh one with ``num_classes`` outputs."""
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.fc = nn.Linear(self.num_features + self.extra_features, num_classes)

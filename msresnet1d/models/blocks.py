@@ -1,0 +1,161 @@
+"""Residual blocks and the stage builder, for 1D signals and 2D images alike.
+
+A block computes ``act(branch(x) + shortcut(x))``. The branch is a chain of convolutions:
+two k-convolutions for :class:`BasicBlock`, 1x1 -> k -> 1x1 (expansion 4) for
+:class:`Bottleneck`. Post-activation (original ResNet, d2l) orders each unit conv -> BN -> ReLU
+and applies ReLU after the sum; pre-activation (ResNet v2) orders BN -> ReLU -> conv and adds
+nothing after the sum. The shortcut is ``nn.Identity`` unless the shape changes, so ``forward``
+has no branching.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .layers import avgpool, batchnorm, conv, separable_conv
+
+Shortcut = Literal["conv", "conv_bn", "avg_conv_bn"]
+
+
+def make_shortcut(dims: int, in_channels: int, out_channels: int, stride: int, kind: Shortcut) -> nn.Module:
+    """Identity when the shape is unchanged, else a projection.
+
+    kind: ``"conv"`` 1x1 strided conv with bias, no BN (d2l); ``"conv_bn"`` 1x1 strided conv + BN
+    (torchvision); ``"avg_conv_bn"`` average-pool by the stride, then 1x1 conv + BN (ResNet-D).
+    """
+    if in_channels == out_channels and stride == 1:
+        return nn.Identity()
+    if kind == "conv":
+        return conv(dims, in_channels, out_channels, 1, stride, bias=True)
+    if kind == "conv_bn":
+        return nn.Sequential(conv(dims, in_channels, out_channels, 1, stride), batchnorm(dims, out_channels))
+    if kind == "avg_conv_bn":
+        pool = avgpool(dims, stride) if stride > 1 else nn.Identity()
+        return nn.Sequential(pool, conv(dims, in_channels, out_channels, 1), batchnorm(dims, out_channels))
+    raise ValueError(f"shortcut must be one of 'conv', 'conv_bn', 'avg_conv_bn', got {kind!r}")
+
+
+class ResidualBlock(nn.Module):
+    """``act(branch(x) + shortcut(x))`` with the branch built from (in, out, kernel, stride) units.
+
+    Subclasses only say which units their branch has. ``last_norm`` is the BN that ends the
+    branch (post-activation) or, in pre-activation, the last convolution: zero-initialising it
+    makes the block start as the identity (Goyal et al. 2017).
+    """
+
+    expansion = 1
+
+    def __init__(
+        self,
+        dims: int,
+        units: list[tuple[int, int, int, int]],
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        dilation: int = 1,
+        preact: bool = False,
+        bias: bool = False,
+        separable: bool = False,
+        shortcut: Shortcut = "conv_bn",
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, (c_in, c_out, k, s) in enumerate(units):
+            make = separable_conv if separable and k > 1 else conv
+            unit_conv = make(dims, c_in, c_out, k, s, dilation if k > 1 else 1, bias=bias)
+            if preact:
+                layers += [batchnorm(dims, c_in), nn.ReLU(inplace=False), unit_conv]
+            else:
+                layers += [unit_conv, batchnorm(dims, c_out)]
+                if i < len(units) - 1:
+                    layers.append(nn.ReLU(inplace=True))
+        self.branch = nn.Sequential(*layers)
+        self.shortcut = make_shortcut(dims, in_channels, out_channels, stride, shortcut)
+        self.act = nn.Identity() if preact else nn.ReLU(inplace=True)
+
+    def last_norm(self) -> nn.Module:
+        last = self.branch[-1]
+        return last[-1] if isinstance(last, nn.Sequential) else last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.branch(x) + self.shortcut(x))
+
+
+class BasicBlock(ResidualBlock):
+    """Two k-convolutions (the d2l ``Residual`` and torchvision ``BasicBlock``); stride on the first."""
+
+    expansion = 1
+
+    def __init__(self, dims: int, in_channels: int, channels: int, stride: int = 1, kernel_size: int = 3,
+                 **kwargs) -> None:
+        units = [(in_channels, channels, kernel_size, stride), (channels, channels, kernel_size, 1)]
+        super().__init__(dims, units, in_channels, channels, stride, **kwargs)
+
+
+class Bottleneck(ResidualBlock):
+    """1x1 reduce -> k-convolution (carries the stride) -> 1x1 expand by 4 (ResNet-50 v1.5)."""
+
+    expansion = 4
+
+    def __init__(self, dims: int, in_channels: int, channels: int, stride: int = 1, kernel_size: int = 3,
+                 **kwargs) -> None:
+        out_channels = channels * self.expansion
+        units = [(in_channels, channels, 1, 1), (channels, channels, kernel_size, stride),
+                 (channels, out_channels, 1, 1)]
+        super().__init__(dims, units, in_channels, out_channels, stride, **kwargs)
+
+
+BLOCKS: dict[str, type[ResidualBlock]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def make_stage(
+    block: str | type[ResidualBlock],
+    dims: int,
+    in_channels: int,
+    channels: int,
+    num_blocks: int,
+    stride: int = 1,
+    **block_kwargs,
+) -> nn.Sequential:
+    """A stage of ``num_blocks`` residual blocks (d2l's ``resnet_block``, generalised).
+
+    The first block takes the stride and the change of width (and so gets a projection
+    shortcut); the others keep the shape (identity shortcut). Returns an ``nn.Sequential`` whose
+    output has ``channels * block.expansion`` channels and length ceil(L / stride).
+    """
+    block_cls = BLOCKS[block] if isinstance(block, str) else block
+    if num_blocks < 1:
+        raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
+    blocks = [block_cls(dims, in_channels, channels, stride, **block_kwargs)]
+    out_channels = channels * block_cls.expansion
+    blocks += [block_cls(dims, out_channels, channels, 1, **block_kwargs) for _ in range(num_blocks - 1)]
+    return nn.Sequential(*blocks)
+
+
+def init_weights(model: nn.Module, zero_init_residual: bool = False, scheme: str = "kaiming") -> None:
+    """Initialise convolutions and linear layers, BN to unit scale and zero shift, and optionally a
+    zero last norm in every residual branch so each block starts as the identity.
+
+    scheme: ``"kaiming"`` (normal, fan_out, ReLU; linear layers keep PyTorch's default) or
+    ``"xavier"`` (uniform on convolutions and linear layers, as the d2l training recipe does).
+    """
+    if scheme not in ("kaiming", "xavier"):
+        raise ValueError(f"init must be 'kaiming' or 'xavier', got {scheme!r}")
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            if scheme == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            elif not isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None and (scheme == "xavier" or not isinstance(m, nn.Linear)):
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    if zero_init_residual:
+        for m in model.modules():
+            if isinstance(m, ResidualBlock):
+                nn.init.zeros_(m.last_norm().weight)

@@ -1,0 +1,119 @@
+"""The single-scale ResNet for 1D signals and 2D images (one class; ``dims`` chooses)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from torch import nn
+
+from .base import ResidualNetwork
+from .blocks import BLOCKS, Shortcut, init_weights, make_stage
+from .layers import batchnorm, check_dims, conv, maxpool, min_input_size
+from .registry import register_model
+
+
+class ResNet(ResidualNetwork):
+    """Stem (k-conv/stride + BN + ReLU [+ 3/2 max-pool]) -> residual stages -> global pool -> linear.
+
+    Args:
+        layers: blocks per stage, e.g. (2, 2, 2, 2) for ResNet-18.
+        block: ``"basic"`` or ``"bottleneck"``.
+        widths: channels per stage (before the bottleneck expansion).
+        dims: 1 for signals (N, C, L), 2 for images (N, C, H, W).
+        stem_kernel / stem_stride / stem_pool: the first convolution (samples) and the max-pool.
+        kernel_size: kernel of the k-convolutions in the blocks (samples).
+        preact: pre-activation blocks (ResNet v2) with a final BN-ReLU.
+        bias: biases on every convolution (the d2l network has them).
+        shortcut: projection kind where the shape changes (see ``make_shortcut``).
+        zero_init_residual: zero-init the last norm of each residual branch.
+        extra_features: per-example features appended after pooling (0 = none).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[int] = (2, 2, 2, 2),
+        block: str = "basic",
+        widths: Sequence[int] = (64, 128, 256, 512),
+        dims: int = 2,
+        in_channels: int = 3,
+        num_classes: int = 1000,
+        stem_channels: int = 64,
+        stem_kernel: int = 7,
+        stem_stride: int = 2,
+        stem_pool: bool = True,
+        kernel_size: int = 3,
+        preact: bool = False,
+        bias: bool = False,
+        shortcut: Shortcut = "conv_bn",
+        zero_init_residual: bool = False,
+        drop_rate: float = 0.0,
+        extra_features: int = 0,
+        init: str = "kaiming",
+    ) -> None:
+        super().__init__()
+        if len(layers) != len(widths):
+            raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must have the same length")
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
+        self.dims = check_dims(dims)
+        self.in_channels = in_channels
+        stem = [conv(dims, in_channels, stem_channels, stem_kernel, stem_stride, bias=bias)]
+        stem += [] if preact else [batchnorm(dims, stem_channels), nn.ReLU(inplace=True)]
+        stem += [maxpool(dims, 3, 2)] if stem_pool else []
+        self.stem = nn.Sequential(*stem)
+
+        strides = [stem_stride] + ([2] if stem_pool else [])
+        stages, channels = [], stem_channels
+        for i, (num_blocks, width) in enumerate(zip(layers, widths)):
+            stride = 1 if i == 0 else 2
+            stages.append(make_stage(block, dims, channels, width, num_blocks, stride, kernel_size=kernel_size,
+                                     preact=preact, bias=bias, shortcut=shortcut))
+            channels = width * BLOCKS[block].expansion
+            strides.append(stride)
+        if preact:
+            stages.append(nn.Sequential(batchnorm(dims, channels), nn.ReLU(inplace=True)))
+        self.stages = nn.Sequential(*stages)
+        self.min_input_size = min_input_size(strides)
+        self.total_stride = math.prod(strides)
+        self._build_head(channels, num_classes, extra_features, drop_rate)
+        init_weights(self, zero_init_residual, init)
+
+
+@register_model
+def resnet18_d2l(in_channels: int = 1, num_classes: int = 10, **kwargs) -> ResNet:
+    """The d2l ResNet-18 exactly: 7x7/2 stem with bias + BN + ReLU + 3x3/2 max-pool, four stages of
+    two basic blocks (64-128-256-512, conv biases on, 1x1 shortcut without BN), global pool, linear.
+    11,178,378 parameters for 1 channel and 10 classes."""
+    return ResNet((2, 2, 2, 2), "basic", dims=2, in_channels=in_channels, num_classes=num_classes, bias=True,
+                  shortcut="conv", **kwargs)
+
+
+def _resnet(layers: tuple[int, ...], block: str, dims: int, in_channels: int, num_classes: int, **kwargs) -> ResNet:
+    return ResNet(layers, block, dims=dims, in_channels=in_channels, num_classes=num_classes, **kwargs)
+
+
+@register_model
+def resnet18(in_channels: int = 3, num_classes: int = 1000, dims: int = 2, **kwargs) -> ResNet:
+    """ResNet-18 (torchvision layout: no conv bias, 1x1 conv + BN shortcut); ``dims=1`` for signals."""
+    return _resnet((2, 2, 2, 2), "basic", dims, in_channels, num_classes, **kwargs)
+
+
+@register_model
+def resnet34(in_channels: int = 3, num_classes: int = 1000, dims: int = 2, **kwargs) -> ResNet:
+    """ResNet-34; ``dims=1`` for signals."""
+    return _resnet((3, 4, 6, 3), "basic", dims, in_channels, num_classes, **kwargs)
+
+
+@register_model
+def resnet50(in_channels: int = 3, num_classes: int = 1000, dims: int = 2, **kwargs) -> ResNet:
+    """ResNet-50 (bottleneck blocks, stride on the k-convolution); ``dims=1`` for signals."""
+    return _resnet((3, 4, 6, 3), "bottleneck", dims, in_channels, num_classes, **kwargs)
+
+
+@register_model
+def resnet1d_beat(in_channels: int = 1, num_classes: int = 5, **kwargs) -> ResNet:
+    """Single-scale beat model: the single-kernel twin of ``msresnet1d_beat`` (kernel 7, widths
+    32-64-128, one block a stage), for ablations and comparisons on ~0.7 s beat windows."""
+    kwargs = {"stem_channels": 32, "stem_kernel": 7, "stem_pool": False, "kernel_size": 7, **kwargs}
+    return _resnet((1, 1, 1), "basic", 1, in_channels, num_classes, widths=(32, 64, 128), **kwargs)

@@ -1,0 +1,75 @@
+"""The textbook's layer-by-layer shape printout, generalised, and a FLOP count."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def _run_with_hooks(model: nn.Module, input_shape: Sequence[int], modules: dict[str, nn.Module], hook) -> None:
+    handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
+    was_training = model.training
+    try:
+        model.eval()
+        param = next(model.parameters(), None)
+        x = torch.zeros(*input_shape, dtype=param.dtype if param is not None else torch.float32)
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+
+
+def summary(model: nn.Module, input_shape: Sequence[int], depth: int = 2, print_fn=print) -> list[tuple[str, tuple, int]]:
+    """Print, for each layer down to ``depth`` levels, its output shape and parameter count.
+
+    ``input_shape`` includes the batch, e.g. (1, 1, 360) or (1, 1, 224, 224). Returns the rows
+    as (name, output shape, parameters).
+    """
+    modules = {name: m for name, m in model.named_modules() if name and name.count(".") < depth}
+    rows: list[tuple[str, tuple, int]] = []
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs, output) -> None:
+            if isinstance(output, torch.Tensor):
+                rows.append((name, tuple(output.shape), sum(p.numel() for p in module.parameters())))
+        return record
+
+    _run_with_hooks(model, input_shape, modules, hook)
+    width = max([len("layer")] + [len(n) + 2 * n.count(".") for n, _, _ in rows])
+    print_fn(f"{'layer':<{width}}  {'output shape':<24}{'params':>12}")
+    for name, shape, params in rows:
+        label = "  " * name.count(".") + name
+        print_fn(f"{label:<{width}}  {str(shape):<24}{params:>12,}")
+    total = sum(p.numel() for p in model.parameters())
+    print_fn(f"{'total':<{width}}  {'':<24}{total:>12,}")
+    return rows
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Forward FLOPs (2 x multiply-accumulates of convolutions and linear layers) for one input
+    of ``input_shape`` (batch included). BN, activations and pooling are not counted."""
+    macs = 0
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))}
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs, output) -> None:
+            nonlocal macs
+            if isinstance(module, nn.Linear):
+                macs += output.numel() * module.in_features
+            else:
+                per_output = module.in_channels // module.groups
+                for k in module.kernel_size:
+                    per_output *= k
+                macs += output.numel() * per_output
+        return record
+
+    _run_with_hooks(model, input_shape, layers, hook)
+    return 2 * macs

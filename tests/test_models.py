@@ -1,0 +1,227 @@
+import io
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import msresnet1d
+from msresnet1d.models import MSResNet1d, ResNet, create_model, list_models, summary
+from msresnet1d.models.blocks import BasicBlock, Bottleneck, make_stage
+from msresnet1d.models.layers import conv, min_input_size
+
+MODELS_1D = [n for n in list_models() if create_model(n).dims == 1]
+MODELS_2D = [n for n in list_models() if create_model(n).dims == 2]
+LENGTHS = ["min", 97, 360, 361, 1000, 3600, 18000]
+
+
+def _train_step(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Forward + backward; BatchNorm cannot train on one value per channel, so a batch of one whose
+    last stage has one position runs in eval mode (documented in models.base)."""
+    last_positions = math.ceil(x.shape[-1] / model.total_stride) ** (x.dim() - 2)
+    model.train(x.shape[0] * last_positions > 1)
+    model.zero_grad()
+    out = model(x)
+    out.float().sum().backward()
+    return out
+
+
+def _check_grads(model: nn.Module, name: str) -> None:
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}: no gradient for {pname}"
+        assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient for {pname}"
+
+
+@pytest.mark.parametrize("name", MODELS_1D)
+def test_1d_models_forward_backward_grid(name):
+    models = {c: create_model(name, in_channels=c, num_classes=3) for c in (1, 2, 12)}
+    for channels, model in models.items():
+        for length in LENGTHS:
+            length = model.min_input_size if length == "min" else length
+            for batch in (1, 4):
+                out = _train_step(model, torch.randn(batch, channels, length))
+                assert out.shape == (batch, 3), (name, channels, length, batch)
+                _check_grads(model, f"{name} C={channels} L={length} N={batch}")
+
+
+@pytest.mark.parametrize("name", MODELS_2D)
+def test_2d_models_forward_backward(name):
+    for channels in (1, 3):
+        model = create_model(name, in_channels=channels, num_classes=7)
+        for size in (model.min_input_size, 28, 48):
+            for batch in (1, 4):
+                out = _train_step(model, torch.randn(batch, channels, size, size))
+                assert out.shape == (batch, 7)
+                _check_grads(model, f"{name} C={channels} {size}x{size} N={batch}")
+
+
+@pytest.mark.parametrize("name", MODELS_1D + MODELS_2D)
+def test_bad_input_names_expected_and_actual(name):
+    model = create_model(name, in_channels=2).eval()
+    spatial = (model.min_input_size + 40,) * model.dims
+    with pytest.raises(ValueError, match=r"expected 2 input channel\(s\), got 3"):
+        model(torch.randn(1, 3, *spatial))
+    short = (model.min_input_size - 1,) * model.dims
+    with pytest.raises(ValueError, match=rf"too short.*at least {model.min_input_size}"):
+        model(torch.randn(1, 2, *short))
+    with pytest.raises(ValueError, match=r"expected a \d-D input"):
+        model(torch.randn(2, *spatial))
+
+
+def test_d2l_resnet18_matches_the_textbook():
+    model = create_model("resnet18_d2l", in_channels=1, num_classes=10)
+    assert sum(p.numel() for p in model.parameters()) == 11_178_378
+    shapes = []
+    x = model.stem(torch.zeros(1, 1, 224, 224))
+    shapes.append(tuple(x.shape[1:]))
+    for stage in model.stages:
+        x = stage(x)
+        shapes.append(tuple(x.shape[1:]))
+    assert shapes == [(64, 56, 56), (64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
+    # d2l layout: conv biases on, 1x1 shortcut without BN, identity where the shape is unchanged.
+    assert model.stem[0].bias is not None
+    assert isinstance(model.stages[0][0].shortcut, nn.Identity)
+    assert isinstance(model.stages[1][0].shortcut, nn.Conv2d) and model.stages[1][0].shortcut.bias is not None
+
+
+def test_one_channel_image_net_on_rgb_input_says_what_to_do():
+    model = create_model("resnet18_d2l", in_channels=1).eval()
+    with pytest.raises(ValueError, match=r"expected 1 input channel\(s\), got 3.*in_channels=3"):
+        model(torch.randn(2, 3, 96, 96))
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+@pytest.mark.parametrize("preact", [False, True])
+@pytest.mark.parametrize("block_cls", [BasicBlock, Bottleneck])
+def test_blocks_are_dimension_generic(dims, preact, block_cls):
+    block = block_cls(dims, 16, 8, stride=2, preact=preact, shortcut="avg_conv_bn")
+    x = torch.randn(2, 16, *(11,) * dims)
+    y = block(x)
+    assert y.shape == (2, 8 * block_cls.expansion, *(6,) * dims)
+    # Pre-activation adds nothing after the sum; post-activation ends on ReLU.
+    assert isinstance(block.act, nn.Identity) == preact
+
+
+def test_shortcut_is_identity_only_where_the_shape_is_unchanged():
+    stage = make_stage("basic", 1, 16, 32, 3, stride=2)
+    assert not isinstance(stage[0].shortcut, nn.Identity)
+    assert all(isinstance(b.shortcut, nn.Identity) for b in stage[1:])
+    same = make_stage("basic", 1, 32, 32, 1, stride=1)
+    assert isinstance(same[0].shortcut, nn.Identity)
+
+
+@pytest.mark.parametrize("kernel", [2, 3, 4, 7, 8])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_same_padding_for_odd_and_even_kernels(kernel, stride, dilation):
+    layer = conv(1, 3, 5, kernel, stride, dilation)
+    for length in (5, 96, 97):
+        assert layer(torch.randn(1, 3, length)).shape[-1] == math.ceil(length / stride)
+
+
+def test_min_input_size_rule():
+    assert min_input_size([2, 2, 1, 2, 2, 2]) == 17  # ResNet-18: stage 4 still sees 2 positions
+    assert min_input_size([1, 1]) == 1
+    assert min_input_size([4]) == 4
+
+
+def test_zero_init_residual_makes_blocks_start_as_identity():
+    model = MSResNet1d(zero_init_residual=True)
+    block = model.stages[0].branches[0][0]
+    assert torch.count_nonzero(block.last_norm().weight) == 0
+    plain = MSResNet1d(zero_init_residual=False)
+    assert torch.count_nonzero(plain.stages[0].branches[0][0].last_norm().weight) > 0
+
+
+@pytest.mark.parametrize("fusion", ["concat", "sum", "attention", "late"])
+def test_msresnet_fusion_modes_and_timm_interface(fusion):
+    model = MSResNet1d(in_channels=2, num_classes=4, kernels=(3, 8, 15), dilations=(1, 1, 2), fusion=fusion)
+    model.eval()
+    x = torch.randn(3, 2, 400)
+    features = model.forward_features(x)
+    assert features.shape[:2] == (3, model.num_features) and features.shape[-1] == math.ceil(400 / model.total_stride)
+    logits = model.forward_head(features)
+    assert torch.equal(logits, model(x))
+    assert model.forward_head(features, pre_logits=True).shape == (3, model.num_features)
+    model.reset_classifier(9)
+    assert model(x).shape == (3, 9)
+
+
+def test_late_fusion_keeps_towers_independent():
+    model = MSResNet1d(kernels=(3, 5, 7), fusion="late", zero_init_residual=False).eval()
+    x = torch.randn(2, 1, 256)
+    stem = model.stem(x)
+    towers = model.stages.towers
+    assert len(towers) == 3
+    # Perturbing one tower's weights changes only its slice of the joined features.
+    with torch.no_grad():
+        before = model.stages(stem)
+        towers[1][0][0].branch[0].weight.add_(1.0)
+        after = model.stages(stem)
+    width = before.shape[1] // 3
+    assert torch.equal(before[:, :width], after[:, :width])
+    assert torch.equal(before[:, 2 * width:], after[:, 2 * width:])
+    assert not torch.equal(before[:, width:2 * width], after[:, width:2 * width])
+
+
+def test_regression_head_and_extra_features():
+    model = MSResNet1d(out_features=2, extra_features=4).eval()
+    assert model.task == "regression"
+    x, extra = torch.randn(5, 1, 200), torch.randn(5, 4)
+    assert model(x, extra).shape == (5, 2)
+    with pytest.raises(ValueError, match="pass extra"):
+        model(x)
+    with pytest.raises(ValueError, match=r"shape \(5, 4\)"):
+        model(x, torch.randn(5, 3))
+
+
+@pytest.mark.parametrize("kwargs", [dict(fusion="mean"), dict(kernels=(3, 5), dilations=(1,)), dict(block="wide")])
+def test_msresnet_bad_configuration(kwargs):
+    with pytest.raises(ValueError):
+        MSResNet1d(**kwargs)
+
+
+def test_registry():
+    assert "msresnet1d_beat" in list_models() and "resnet18_d2l" in list_models()
+    assert list_models("msresnet1d_*") == [n for n in list_models() if n.startswith("msresnet1d_")]
+    signal_net = msresnet1d.create_model("resnet34", dims=1, in_channels=12)
+    assert isinstance(signal_net, ResNet) and signal_net.dims == 1
+    with pytest.raises(ValueError, match="unknown model 'nope'.*msresnet1d_beat"):
+        create_model("nope")
+
+
+def test_summary_prints_shapes_and_parameters():
+    lines = []
+    model = create_model("resnet18_d2l")
+    rows = summary(model, (1, 1, 96, 96), depth=1, print_fn=lines.append)
+    assert [r[1] for r in rows if r[0] == "stages"] == [(1, 512, 3, 3)]
+    assert lines[-1].split()[-1] == "11,178,378"
+
+
+@pytest.mark.parametrize("fusion", ["concat", "attention", "late"])
+def test_torchscript_and_torch_export_match_eager(fusion):
+    from torch.export import Dim, export
+
+    model = create_model("msresnet1d_beat", in_channels=2, fusion=fusion).eval()
+    example = torch.randn(2, 2, 300)
+    scripted = torch.jit.script(model)
+    length = Dim("length", min=model.total_stride + 1, max=1_000_000)
+    exported = export(model, (example,), dynamic_shapes={"x": {0: Dim("batch", max=4096), 2: length}}).module()
+    for x in (torch.randn(3, 2, 360), torch.randn(1, 2, 1001)):
+        expected = model(x)
+        torch.testing.assert_close(scripted(x), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(exported(x), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["msresnet1d_beat", "resnet1d_beat"])
+def test_eval_is_deterministic_and_state_dict_round_trips(name):
+    model = create_model(name, in_channels=2).eval()
+    x = torch.randn(4, 2, 500)
+    first = model(x)
+    assert torch.equal(first, model(x))
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    clone = create_model(name, in_channels=2).eval()
+    clone.load_state_dict(torch.load(buffer, weights_only=True))
+    assert torch.equal(clone(x), first)
