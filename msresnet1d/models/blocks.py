@@ -10,12 +10,12 @@ has no branching.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 from torch import nn
 
-from .layers import avgpool, batchnorm, conv, separable_conv
+from .layers import avgpool, batchnorm, conv, maxpool, separable_conv
 
 Shortcut = Literal["conv", "conv_bn", "avg_conv_bn"]
 
@@ -109,6 +109,26 @@ class Bottleneck(ResidualBlock):
 
 
 BLOCKS: dict[str, type[ResidualBlock]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def check_layout(layers: Sequence[int], widths: Sequence[int], block: str) -> None:
+    """Validate a stage layout: one width per stage and a known block kind."""
+    if len(layers) != len(widths) or not layers:
+        raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must be non-empty and of equal length")
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
+
+
+def make_stem(dims: int, in_channels: int, channels: int, kernel_size: int, stride: int, pool: bool,
+              bias: bool = False, norm: bool = True) -> tuple[nn.Sequential, list[int]]:
+    """First convolution (+ BN + ReLU when ``norm``) (+ 3/2 max-pool when ``pool``).
+
+    Returns the stem and its strides, which fix the network's minimum input size.
+    """
+    layers = [conv(dims, in_channels, channels, kernel_size, stride, bias=bias)]
+    layers += [batchnorm(dims, channels), nn.ReLU(inplace=True)] if norm else []
+    layers += [maxpool(dims, 3, 2)] if pool else []
+    return nn.Sequential(*layers), [stride] + ([2] if pool else [])
 
 
 def make_stage(

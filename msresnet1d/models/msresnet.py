@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from .base import ResidualNetwork
-from .blocks import BLOCKS, Shortcut, init_weights, make_stage
-from .layers import batchnorm, conv, maxpool, min_input_size
+from .blocks import BLOCKS, Shortcut, check_layout, init_weights, make_stage, make_stem
+from .layers import batchnorm, conv, min_input_size
 from .registry import register_model
 
 FUSIONS = ("concat", "sum", "attention", "late")
@@ -144,17 +144,11 @@ class MSResNet1d(ResidualNetwork):
             raise ValueError(f"kernels {tuple(kernels)} and dilations {dilations} must be non-empty and of equal length")
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-        if len(layers) != len(widths):
-            raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must have the same length")
-        if block not in BLOCKS:
-            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
+        check_layout(layers, widths, block)
         self.dims, self.in_channels = 1, in_channels
         self.task = "classification" if out_features is None else "regression"
         self.kernels, self.dilations, self.fusion = tuple(kernels), dilations, fusion
-        stem = [conv(1, in_channels, stem_channels, stem_kernel, stem_stride), batchnorm(1, stem_channels),
-                nn.ReLU(inplace=True)]
-        stem += [maxpool(1, 3, 2)] if stem_pool else []
-        self.stem = nn.Sequential(*stem)
+        self.stem, stem_strides = make_stem(1, in_channels, stem_channels, stem_kernel, stem_stride, stem_pool)
 
         expansion = BLOCKS[block].expansion
         block_kwargs = dict(preact=preact, separable=separable, shortcut=shortcut)
@@ -179,7 +173,7 @@ class MSResNet1d(ResidualNetwork):
                 stages.append(MultiScaleStage(branches, fusion, in_ch))
             self.stages = nn.Sequential(*stages)
             num_features = in_ch
-        all_strides = [stem_stride] + ([2] if stem_pool else []) + strides
+        all_strides = stem_strides + strides
         self.min_input_size = min_input_size(all_strides)
         self.total_stride = math.prod(all_strides)
         self._build_head(num_features, out_features or num_classes, extra_features, drop_rate)

@@ -8,8 +8,8 @@ from typing import Sequence
 from torch import nn
 
 from .base import ResidualNetwork
-from .blocks import BLOCKS, Shortcut, init_weights, make_stage
-from .layers import batchnorm, check_dims, conv, maxpool, min_input_size
+from .blocks import BLOCKS, Shortcut, check_layout, init_weights, make_stage, make_stem
+from .layers import batchnorm, check_dims, min_input_size
 from .registry import register_model
 
 
@@ -52,18 +52,12 @@ class ResNet(ResidualNetwork):
         init: str = "kaiming",
     ) -> None:
         super().__init__()
-        if len(layers) != len(widths):
-            raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must have the same length")
-        if block not in BLOCKS:
-            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
+        check_layout(layers, widths, block)
         self.dims = check_dims(dims)
         self.in_channels = in_channels
-        stem = [conv(dims, in_channels, stem_channels, stem_kernel, stem_stride, bias=bias)]
-        stem += [] if preact else [batchnorm(dims, stem_channels), nn.ReLU(inplace=True)]
-        stem += [maxpool(dims, 3, 2)] if stem_pool else []
-        self.stem = nn.Sequential(*stem)
-
-        strides = [stem_stride] + ([2] if stem_pool else [])
+        # Pre-activation blocks normalise their own input, so the stem ends on the convolution.
+        self.stem, strides = make_stem(dims, in_channels, stem_channels, stem_kernel, stem_stride, stem_pool,
+                                       bias=bias, norm=not preact)
         stages, channels = [], stem_channels
         for i, (num_blocks, width) in enumerate(zip(layers, widths)):
             stride = 1 if i == 0 else 2
