@@ -1,0 +1,145 @@
+"""Fast mini-batches from in-memory tensors.
+
+:class:`TensorBatchLoader` keeps the whole data set as tensors and builds every batch with one
+indexing operation, so there is no per-sample Python overhead (unlike ``torch.utils.data``'s
+``Dataset`` + ``DataLoader``). It works for any tensors whose first dimension is the sample axis:
+images (N, H, W), signals (N, C, L), labels (N,), ...
+
+Determinism: the shuffle order and the random numbers handed to ``transform`` in an epoch depend
+only on ``(seed, epoch)``. Each ``iter(loader)`` uses the current epoch and then advances it by
+one, so two loaders built with the same seed yield identical batches epoch after epoch; call
+:meth:`TensorBatchLoader.set_epoch` when resuming training to reproduce the order of that epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class BatchTransform(Protocol):
+    """A transform applied to a whole batch of inputs, e.g. (B, ...) -> (B, ...).
+
+    Random transforms must draw all their random numbers from ``generator`` (so that batches
+    are reproducible); deterministic transforms ignore it.
+    """
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor: ...
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A CPU generator whose state is a function of ``(seed, epoch)`` only.
+
+    The two integers are mixed with :class:`numpy.random.SeedSequence`, so neighbouring seeds or
+    epochs give unrelated streams.
+    """
+    if seed < 0 or epoch < 0:
+        raise ValueError(f"seed and epoch must be >= 0, got seed={seed}, epoch={epoch}")
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+class TensorBatchLoader:
+    """Iterate over ``(x[idx], y[idx])`` mini-batches of in-memory tensors.
+
+    Args:
+        x: inputs, shape (N, ...), any dtype (e.g. uint8 images (N, 28, 28), float signals
+            (N, C, L)). Kept as is; convert per batch in ``transform``.
+        y: targets, shape (N, ...), e.g. int64 labels (N,).
+        batch_size: samples per batch (the last batch may be smaller unless ``drop_last``).
+        shuffle: draw a new random permutation every epoch; otherwise keep the stored order.
+        transform: optional :class:`BatchTransform` applied to each input batch
+            (B, ...) -> (B, ...); labels are passed through unchanged.
+        drop_last: drop the last batch if it has fewer than ``batch_size`` samples.
+        seed: base seed of the per-epoch generator (see :func:`epoch_generator`).
+
+        extra: optional per-sample features (N, F) (e.g. RR intervals), yielded between inputs
+            and targets.
+        sample_weights: optional (N,) non-negative weights; each epoch then draws N samples
+            with replacement with probability proportional to them (a balanced sampler when
+            the weights are 1 / class frequency) instead of a permutation.
+        rank, world_size: this process's shard under distributed training: every rank draws
+            the same epoch order and takes every ``world_size``-th sample from position
+            ``rank`` on, the order cut to a multiple of ``world_size`` so that all ranks run the
+            same number of batches (what ``DistributedSampler`` does).
+
+    Yields:
+        ``(xb, yb)``, or ``(xb, eb, yb)`` with ``extra``: ``transform(x[idx], generator)`` (or
+        ``x[idx]``), ``extra[idx]`` and ``y[idx]``.
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        transform: BatchTransform | None = None,
+        drop_last: bool = False,
+        seed: int = 0,
+        extra: Tensor | None = None,
+        sample_weights: Tensor | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        for name, t in (("y", y), ("extra", extra), ("sample_weights", sample_weights)):
+            if t is not None and t.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"x and {name} must have the same number of samples: x has {x.shape[0]}, {name} has {t.shape[0]}"
+                )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.x = x
+        self.y = y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.transform = transform
+        self.drop_last = drop_last
+        self.seed = seed
+        self.extra = extra
+        self.sample_weights = sample_weights
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``iter(self)`` produce the batches of epoch ``epoch`` (0-based)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        """Number of batches per epoch (of this rank's shard)."""
+        n = self.x.shape[0] // self.world_size
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        generator = epoch_generator(self.seed, self.epoch)
+        self.epoch += 1
+        return self._batches(generator)
+
+    def _batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        n = self.x.shape[0]
+        if self.sample_weights is not None:
+            order = torch.multinomial(self.sample_weights.double(), n, replacement=True, generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        shard = n // self.world_size
+        order = order[: shard * self.world_size][self.rank :: self.world_size]
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            xb = self.x.index_select(0, idx)  # several times faster than self.x[idx] on CPU
+            if self.transform is not None:
+                xb = self.transform(xb, generator)
+            if self.extra is None:
+                yield xb, self.y.index_select(0, idx)
+            else:
+                yield xb, self.extra.index_select(0, idx), self.y.index_select(0, idx)
