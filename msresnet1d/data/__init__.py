@@ -1,0 +1,82 @@
+"""Data layer: PhysioNet ECG databases (MIT-BIH beats, CinC 2017 rhythms) and helpers.
+
+Modules:
+    locate      where databases live, the embedded sample fallback, PhysioNet downloads
+    records     reading WFDB records and annotations, with clear errors (``DataError``)
+    preprocess  band-pass, resampling, normalisation, NaN and flat-segment handling (numpy)
+    aami        MIT-BIH symbols -> AAMI EC57 classes N, S, V, F, Q
+    rr          RR-interval features
+    beats       beat windows + RR features + labels (arrays and a torch Dataset)
+    rhythm      variable-length records with one label (CinC 2017), crops, sliding windows
+    splits      inter-patient DS1/DS2, by-record splits, stratified k-fold
+    cache       on-disk cache of preprocessed arrays
+    parallel    worker processes for reading many records
+    loader      fast mini-batches from in-memory tensors
+    fashion_mnist  the Fashion-MNIST IDX files, verified, and image batch transforms
+    spectrogram time-frequency images of signal batches (the 2D baseline on ECG)
+
+The names below are importable from ``msresnet1d.data`` directly; each module is imported on
+first use, so ``import msresnet1d.data.<module>`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "errors": ["DataError"],
+    "locate": ["data_home", "download_database", "find_database", "list_records"],
+    "records": ["Annotations", "Record", "read_annotations", "read_header", "read_record"],
+    "preprocess": [
+        "bandpass",
+        "fill_nan",
+        "flat_mask",
+        "lead_positions",
+        "normalize",
+        "preprocess_signal",
+        "resample",
+        "select_leads",
+    ],
+    "aami": ["AAMI_CLASSES", "MITBIH_TO_AAMI", "aami_labels"],
+    "rr": ["RR_FEATURES", "rr_features"],
+    "beats": [
+        "BeatArrays",
+        "BeatConfig",
+        "BeatDataset",
+        "beat_windows",
+        "load_beats",
+        "load_inter_patient",
+        "record_beats",
+    ],
+    "rhythm": [
+        "CINC_CLASSES",
+        "RhythmArrays",
+        "RhythmConfig",
+        "RhythmDataset",
+        "aggregate_windows",
+        "fit_length",
+        "load_rhythm",
+        "predict_records",
+        "read_reference",
+        "record_signal",
+        "sliding_windows",
+    ],
+    "splits": ["DS1", "DS2", "PACED_RECORDS", "holdout_ds1", "split_by_record", "stratified_kfold"],
+    "cache": ["cache_dir"],
+    "loader": ["TensorBatchLoader"],
+    "fashion_mnist": ["FashionMNIST", "load_fashion_mnist"],
+    "spectrogram": ["Spectrogram"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

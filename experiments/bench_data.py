@@ -1,0 +1,152 @@
+"""Benchmark of the data layer: building the MIT-BIH inter-patient beat dataset (DS1 + DS2) and the
+CinC 2017 rhythm dataset cold (empty cache) and from the cache.
+
+Warm loads are timed in this process (repeated, page cache hot) and once in a fresh Python
+process (how a training job starts; imports not counted). CPU time includes worker processes.
+Prints the timings and writes them to experiments/results/bench_data.json (atomically).
+
+Usage:
+    python experiments/bench_data.py [--data DIR] [--workers N] [--repeats 3] [--skip-cinc]
+DIR holds mitdb/ (and cinc2017/); default $MSRESNET1D_DATA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import scipy
+import torch
+import wfdb
+
+from msresnet1d.data import load_inter_patient, load_rhythm
+from msresnet1d.data.parallel import default_workers
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_data.json"
+
+_FRESH_PROCESS = """
+import json, sys, time
+from msresnet1d.data import {function}
+start = time.perf_counter()
+{function}(sys.argv[1], cache_dir=sys.argv[2])
+print(json.dumps(time.perf_counter() - start))
+"""
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (worker processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(func: Callable[[], object]) -> tuple[object, dict[str, float]]:
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    result = func()
+    return result, {"wall_s": round(time.perf_counter() - wall, 3), "cpu_s": round(cpu_seconds() - cpu, 3)}
+
+
+def fresh_process_seconds(function: str, db_dir: Path, cache_dir: Path) -> float:
+    code = _FRESH_PROCESS.format(function=function)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(db_dir), str(cache_dir)], check=True, capture_output=True, text=True
+    )
+    return round(json.loads(out.stdout.strip().splitlines()[-1]), 3)
+
+
+def bench(name: str, load: Callable[[Path], object], function: str, db_dir: Path, repeats: int) -> tuple[object, dict]:
+    with tempfile.TemporaryDirectory(prefix="bench-data-cache-") as cache:
+        cache_dir = Path(cache)
+        result, cold = timed(lambda: load(cache_dir))
+        warm = [timed(lambda: load(cache_dir))[1]["wall_s"] for _ in range(repeats)]
+        fresh = fresh_process_seconds(function, db_dir, cache_dir)
+        size = sum(f.stat().st_size for f in cache_dir.rglob("*") if f.is_file())
+    timings = {
+        "cold": cold,
+        "warm_in_process_wall_s": warm,
+        "warm_fresh_process_wall_s": fresh,
+        "cache_bytes": size,
+    }
+    print(
+        f"{name}: cold {cold['wall_s']:.2f} s wall ({cold['cpu_s']:.2f} s CPU), "
+        f"from cache {min(warm):.3f}-{max(warm):.3f} s in process, {fresh:.3f} s in a fresh process, "
+        f"cache {size / 1e6:.0f} MB"
+    )
+    return result, timings
+
+
+def write_atomically(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=os.environ.get("MSRESNET1D_DATA"), help="folder holding mitdb/")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: usable CPUs, max 4)")
+    parser.add_argument("--repeats", type=int, default=3, help="warm loads timed in this process")
+    parser.add_argument("--skip-cinc", action="store_true", help="only benchmark MIT-BIH")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.data is None:
+        parser.error("give --data DIR or set MSRESNET1D_DATA")
+
+    report: dict = {
+        "machine": {
+            "cpus_usable": len(os.sched_getaffinity(0)),
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "torch": torch.__version__,
+            "wfdb": wfdb.__version__,
+        },
+        "workers": args.workers if args.workers is not None else default_workers(),
+    }
+    mitdb = args.data / "mitdb"
+    (ds1, ds2), report["mitdb_ds1_ds2_beats"] = bench(
+        "MIT-BIH DS1+DS2 beats",
+        lambda cache: load_inter_patient(mitdb, cache_dir=cache, workers=args.workers),
+        "load_inter_patient",
+        mitdb,
+        args.repeats,
+    )
+    report["mitdb_ds1_ds2_beats"].update(
+        ds1_counts=ds1.class_counts(), ds2_counts=ds2.class_counts(), X_shape=[list(ds1.X.shape), list(ds2.X.shape)]
+    )
+    if not args.skip_cinc:
+        cinc = args.data / "cinc2017"
+        arrays, report["cinc2017_rhythm"] = bench(
+            "CinC 2017 rhythm records",
+            lambda cache: load_rhythm(cinc, cache_dir=cache, workers=args.workers),
+            "load_rhythm",
+            cinc,
+            args.repeats,
+        )
+        report["cinc2017_rhythm"].update(records=len(arrays), counts=arrays.class_counts())
+    report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    write_atomically(args.out, report)
+    machine = report["machine"]
+    print(f"load average before/after: {machine['load_average_before']} / {machine['load_average_after']}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Beat dataset (MIT-BIH style): one window per annotated beat, AAMI class labels, RR features.
+
+For each record: read the leads by name, preprocess the whole record once (band-pass, resample,
+normalise: :func:`~msresnet1d.data.preprocess.preprocess_signal`), then cut a window around every
+beat whose symbol is in the AAMI table (:mod:`~msresnet1d.data.aami`). Windows are given in
+seconds relative to the annotation, so they mean the same at every rate: at ``fs`` Hz, window
+``(start, stop)`` covers samples ``[c + round(start * fs), c + round(stop * fs))`` around the
+beat's sample ``c``. A window that runs off either end of the record is padded with the edge
+value, so no beat is dropped and class counts equal the published ones.
+
+In-memory arrays (:class:`BeatArrays`) are what training loops should use; :class:`BeatDataset`
+wraps them for a ``DataLoader``. The arrays of each (records, config) are cached on disk (:mod:`.cache`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .aami import AAMI_CLASSES, BEAT_SYMBOLS, MITBIH_TO_AAMI, aami_labels
+from .cache import cache_dir as resolve_cache_dir
+from .cache import cache_key, cached
+from .errors import DataError
+from .locate import find_database, list_records
+from .parallel import process_map
+from .preprocess import Normalization, preprocess_signal
+from .records import read_annotations, read_record, record_files, record_label
+from .rr import rr_features
+from .splits import DS1, DS2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BeatConfig:
+    """How beats are cut.
+
+    Attributes:
+        leads: lead names, in output channel order (selected by name, never by position).
+        fs: output sampling rate in Hz; records at other rates are resampled.
+        window: (start, stop) in seconds relative to the beat annotation; start < stop.
+        band: band-pass corners (low, high) in Hz, either may be ``None``; ``None``: no filter.
+        normalization: per-record normalisation (``"zscore"``, ``"robust"`` or ``None``).
+        annotator: annotation file extension holding the beat labels.
+    """
+
+    leads: tuple[str, ...] = ("MLII",)
+    fs: float = 360.0
+    window: tuple[float, float] = (-0.25, 0.45)
+    band: tuple[float | None, float | None] | None = (0.5, 40.0)
+    normalization: Normalization | None = "zscore"
+    annotator: str = "atr"
+
+    def __post_init__(self) -> None:
+        # canonical types, so that equal configurations give equal cache keys
+        object.__setattr__(self, "leads", tuple(self.leads))
+        object.__setattr__(self, "fs", float(self.fs))
+        object.__setattr__(self, "window", (float(self.window[0]), float(self.window[1])))
+        if not self.window[0] < self.window[1]:
+            raise ValueError(f"BeatConfig: window={self.window} s must have start < stop")
+        if self.fs <= 0:
+            raise ValueError(f"BeatConfig: fs={self.fs} Hz must be positive")
+        if not self.leads:
+            raise ValueError("BeatConfig: leads must name at least one lead")
+
+    @property
+    def offsets(self) -> tuple[int, int]:
+        """(start, stop) of the window in samples at ``fs``, relative to the beat."""
+        return round(self.window[0] * self.fs), round(self.window[1] * self.fs)
+
+    @property
+    def length(self) -> int:
+        """Window length L in samples at ``fs``."""
+        start, stop = self.offsets
+        return stop - start
+
+
+@dataclass(frozen=True)
+class BeatArrays:
+    """All beats of some records, as whole arrays (N beats, C leads, L samples, F RR features).
+
+    Attributes:
+        X: (N, C, L) float32 windows (preprocessed signal).
+        rr: (N, F) float32 RR features, columns :data:`~msresnet1d.data.rr.RR_FEATURES`.
+        y: (N,) int64 AAMI class index into :data:`~msresnet1d.data.aami.AAMI_CLASSES`.
+        record: (N,) str record name of each beat.
+        sample: (N,) int64 annotation position in samples at the record's original rate.
+        symbol: (N,) str original MIT-BIH beat symbol.
+        config: the :class:`BeatConfig` the windows were cut with.
+    """
+
+    X: np.ndarray
+    rr: np.ndarray
+    y: np.ndarray
+    record: np.ndarray
+    sample: np.ndarray
+    symbol: np.ndarray
+    config: BeatConfig
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def class_counts(self) -> dict[str, int]:
+        """Beats per AAMI class, every class listed."""
+        counts = np.bincount(self.y, minlength=len(AAMI_CLASSES))
+        return dict(zip(AAMI_CLASSES, map(int, counts), strict=True))
+
+    def select(self, index: np.ndarray) -> BeatArrays:
+        """The beats at ``index`` (a boolean mask or integer indices), as new arrays."""
+        fields = ("X", "rr", "y", "record", "sample", "symbol")
+        return dataclasses.replace(self, **{f: getattr(self, f)[index] for f in fields})
+
+    def from_records(self, records: Iterable[str]) -> BeatArrays:
+        """The beats of the named records (e.g. a validation hold-out)."""
+        return self.select(np.isin(self.record, list(records)))
+
+
+def beat_windows(signal: np.ndarray, centres: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Windows ``signal[:, c + start : c + stop]`` for every centre ``c``, edge-padded.
+
+    Args:
+        signal: (C, T) signal.
+        centres: (N,) positions in samples, each in [0, T).
+        start, stop: window bounds in samples relative to the centre (start < stop).
+
+    Returns:
+        (N, C, stop - start) array of ``signal``'s dtype (one fancy-indexing gather, no loop).
+    """
+    before, after = max(0, -start), max(0, stop)
+    padded = np.pad(signal, ((0, 0), (before, after)), mode="edge")
+    index = centres[:, None] + (start + before) + np.arange(stop - start)[None, :]
+    return padded[:, index].transpose(1, 0, 2)
+
+
+def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()) -> dict[str, np.ndarray]:
+    """Windows, RR features and labels of the AAMI beats of one record (not cached).
+
+    Returns:
+        ``{"X": (n, C, L) float32, "rr": (n, F) float32, "y": (n,) int64, "sample": (n,) int64,
+        "symbol": (n,) str}``, beats in time order.
+    """
+    path = Path(path)
+    name = record_label(path)
+    record = read_record(path, leads=config.leads)
+    annotations = read_annotations(path, config.annotator)
+    is_beat = np.isin(annotations.symbol, list(BEAT_SYMBOLS))
+    samples, symbols = annotations.sample[is_beat], annotations.symbol[is_beat]
+    try:
+        rr = rr_features(samples, record.fs)
+    except ValueError as exc:
+        raise DataError(f"record '{name}': file {path.name}.{config.annotator}: {exc}") from exc
+    if np.ceil(record.signal.shape[1] * config.fs / record.fs) < config.length:
+        raise DataError(
+            f"record '{name}' is shorter than one beat window: {record.signal.shape[1]} samples "
+            f"({record.signal.shape[1] / record.fs:.3f} s at {record.fs:g} Hz) < window "
+            f"{config.window[1] - config.window[0]:.3f} s"
+        )
+    try:
+        signal = preprocess_signal(
+            record.signal,
+            record.fs,
+            target_fs=config.fs,
+            band=config.band,
+            normalization=config.normalization,
+            name=name,
+        )
+    except ValueError as exc:
+        raise DataError(f"record '{name}': cannot preprocess: {exc}") from exc
+    keep = np.isin(symbols, list(MITBIH_TO_AAMI))
+    centres = np.minimum(np.round(samples[keep] * (config.fs / record.fs)).astype(np.int64), signal.shape[1] - 1)
+    return {
+        "X": np.ascontiguousarray(beat_windows(signal, centres, *config.offsets)),
+        "rr": rr[keep],
+        "y": aami_labels(symbols[keep]),
+        "sample": samples[keep],
+        "symbol": symbols[keep],
+    }
+
+
+def _build(db_dir: Path, names: list[str], config: BeatConfig, workers: int | None) -> dict[str, np.ndarray]:
+    paths = [db_dir / name for name in names]
+    parts = process_map(functools.partial(record_beats, config=config), paths, workers, f"beats {db_dir.name}")
+    arrays = {field: np.concatenate([part[field] for part in parts]) for field in parts[0]}
+    arrays["record"] = np.repeat(np.array(names, dtype=str), [len(part["y"]) for part in parts])
+    return arrays
+
+
+def load_beats(
+    records: Sequence[str] | None = None,
+    *,
+    db_dir: str | os.PathLike[str] | None = None,
+    config: BeatConfig = BeatConfig(),
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+) -> BeatArrays:
+    """Beats of ``records`` (default: every record of the database) as one :class:`BeatArrays`.
+
+    Args:
+        records: record names, e.g. :data:`~msresnet1d.data.splits.DS1`.
+        db_dir: database folder; default ``find_database("mitdb")`` (which may fall back to the
+            embedded sample, with a warning).
+        config: windows and preprocessing.
+        cache: reuse and store the arrays on disk, one entry per (records, config) (see
+            :mod:`.cache`); cached arrays come back memory-mapped copy-on-write.
+        cache_dir: cache folder; default :func:`~msresnet1d.data.cache.cache_dir`.
+        workers: processes reading the records when they are not cached (default: the usable
+            CPUs, at most 4; 1 reads them in this process).
+
+    Raises:
+        DataError: a record is missing, malformed, lacks a lead, or is shorter than a window.
+    """
+    db_dir = Path(db_dir) if db_dir is not None else find_database("mitdb")
+    names = list(records) if records is not None else list_records(db_dir)
+    if not names:
+        raise DataError(f"database {db_dir}: no records requested")
+    build = functools.partial(_build, db_dir, names, config, workers)
+    if cache:
+        files = chain.from_iterable(record_files(db_dir, names).values())
+        key = cache_key(files, {"records": names, **dataclasses.asdict(config)})
+        arrays = cached(resolve_cache_dir(cache_dir) / "beats" / f"{db_dir.name}-{key[:16]}", key, build)
+    else:
+        arrays = build()
+    log.info("loaded %d beats from %d records of %s", len(arrays["y"]), len(names), db_dir)
+    return BeatArrays(config=config, **arrays)
+
+
+def load_inter_patient(
+    db_dir: str | os.PathLike[str] | None = None,
+    config: BeatConfig = BeatConfig(),
+    *,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+) -> tuple[BeatArrays, BeatArrays]:
+    """(train, test) beats of de Chazal's inter-patient split: DS1 and DS2, paced records out."""
+    db_dir = Path(db_dir) if db_dir is not None else find_database("mitdb")
+    kwargs = dict(db_dir=db_dir, config=config, cache=cache, cache_dir=cache_dir, workers=workers)
+    return load_beats(DS1, **kwargs), load_beats(DS2, **kwargs)
+
+
+class BeatDataset(torch.utils.data.Dataset):
+    """Beats for a ``DataLoader``.
+
+    Item ``i`` is ``(signal, label)``: signal (C, L) float32 tensor, label int64 scalar tensor;
+    with ``with_rr=True`` it is ``(signal, rr, label)``, rr (F,) float32. Works with any
+    ``num_workers`` (the arrays are shared with workers, read-only).
+    """
+
+    def __init__(self, beats: BeatArrays, with_rr: bool = False) -> None:
+        self.beats = beats
+        self.with_rr = with_rr
+
+    def __len__(self) -> int:
+        return len(self.beats)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        signal = torch.from_numpy(self.beats.X[i])
+        label = torch.tensor(self.beats.y[i], dtype=torch.int64)
+        if self.with_rr:
+            return signal, torch.from_numpy(self.beats.rr[i]), label
+        return signal, label

@@ -1,0 +1,149 @@
+"""On-disk cache of preprocessed arrays.
+
+An *entry* is a folder holding one ``<name>.npy`` per array and a ``manifest.json`` with the
+entry's key and each array's shape, dtype and CRC-32. Entries load memory-mapped (the fastest
+way numpy has to read arrays back; copy-on-write) and are checked against the manifest, so a truncated,
+missing or corrupted file is detected: it gives a warning and the entry is rebuilt.
+
+An entry's key hashes (sha256) three things, so a stale entry is never reused:
+
+* the source files, by name, size and modification time (``st_mtime_ns``): cheap enough to
+  check on every load, unlike a content hash of ~100 MB;
+* the parameters (any JSON-able mapping);
+* the code version: the package version and the source of the modules that compute the
+  arrays (:data:`CODE_MODULES`; any edit to them invalidates the cache).
+
+Writes are atomic: the entry is written in a temporary folder next to it, then renamed into
+place. Entries for other keys are never deleted: clear the folder by hand to reclaim space.
+
+Cache folder: the explicit argument, else ``$MSRESNET1D_CACHE``, else the repository's
+``datasets/cache/`` if ``datasets/`` is writable, else ``~/.cache/msresnet1d``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .locate import repo_datasets_dir
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "MSRESNET1D_CACHE"
+MANIFEST = "manifest.json"
+
+#: Modules whose source is part of the code version of cached arrays (what computes them).
+CODE_MODULES = ("records", "preprocess", "aami", "rr", "beats", "rhythm")
+
+
+def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder (see the module docstring for the order). Not created here."""
+    if explicit is not None:
+        return Path(explicit)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    datasets = repo_datasets_dir()
+    if datasets is not None and os.access(datasets, os.W_OK):
+        return datasets / "cache"
+    return Path.home() / ".cache" / "msresnet1d"
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Package version plus a hash of the source of :data:`CODE_MODULES`."""
+    from msresnet1d import __version__
+
+    digest = hashlib.sha256()
+    for name in CODE_MODULES:
+        digest.update(Path(__file__).with_name(f"{name}.py").read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def cache_key(files: Iterable[Path], params: Mapping[str, object]) -> str:
+    """Hex sha256 of the files' (name, size, mtime_ns), ``params`` and :func:`code_version`."""
+    stats = []
+    for file in map(Path, files):
+        stat = file.stat()
+        stats.append((file.name, stat.st_size, stat.st_mtime_ns))
+    blob = json.dumps([stats, dict(params), code_version()], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def save_arrays(entry: Path, key: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as cache entry ``entry`` (a folder) for ``key``, atomically."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp"))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; entries are as readable as the files in them
+        described = {}
+        for name, array in arrays.items():
+            array = np.ascontiguousarray(array)
+            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+            described[name] = {"shape": list(array.shape), "dtype": array.dtype.str, "crc32": zlib.crc32(array)}
+        (tmp / MANIFEST).write_text(json.dumps({"key": key, "arrays": described}))
+        if entry.exists():
+            shutil.rmtree(entry)  # a corrupt entry being replaced
+        os.rename(tmp, entry)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if load_arrays(entry, key, warn=False) is None:
+            raise
+        # else another process wrote the same entry first: keep it
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_arrays(entry: Path, key: str, *, warn: bool = True) -> dict[str, np.ndarray] | None:
+    """The arrays of cache entry ``entry`` for ``key``, or ``None`` if there is no such entry.
+
+    Arrays are memory-mapped copy-on-write: they read lazily from the page cache, and writing
+    to them changes this process's copy only, never the entry.
+
+    A corrupt or partial entry (a file missing, truncated or not matching the manifest's shape,
+    dtype or CRC-32, or another key) gives a warning and ``None``, so that the caller rebuilds it.
+    """
+    if not entry.exists():
+        return None
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text())
+        if manifest["key"] != key:
+            raise ValueError(f"it holds key {manifest['key'][:16]}..., expected {key[:16]}...")
+        arrays = {}
+        for name, expected in manifest["arrays"].items():
+            array = np.load(entry / f"{name}.npy", mmap_mode="c", allow_pickle=False)
+            found = {"shape": list(array.shape), "dtype": array.dtype.str, "crc32": zlib.crc32(array)}
+            if found != expected:
+                raise ValueError(f"{name}.npy has {found}, the manifest says {expected}")
+            arrays[name] = np.asarray(array)  # a plain ndarray view of the map
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        if warn:
+            warnings.warn(
+                f"cache entry {entry} is corrupt or partial ({type(exc).__name__}: {exc}); rebuilding it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return None
+    return arrays
+
+
+def cached(entry: Path, key: str, build: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays of cache entry ``entry`` for ``key``, built with ``build()`` and saved first
+    if the entry is missing or corrupt."""
+    arrays = load_arrays(entry, key)
+    if arrays is None:
+        arrays = dict(build())
+        save_arrays(entry, key, arrays)
+        log.debug("cached %s", entry)
+    return arrays

@@ -1,0 +1,169 @@
+"""Where databases live: search order, the embedded sample fallback and PhysioNet downloads.
+
+A *database* is a folder of WFDB records (``mitdb/``, ``cinc2017/``). :func:`find_database`
+looks for one, in this order:
+
+1. an explicit ``path`` (an error if it is not a folder);
+2. ``$MSRESNET1D_DATA/<name>`` (``MSRESNET1D_DATA`` is a root holding ``mitdb/``, ``cinc2017/``...);
+3. the repository's ``datasets/<name>`` (only in a source checkout, where ``datasets/`` exists);
+4. ``<data home>/<name>``, where downloads go (see :func:`data_home`);
+5. with ``download=True``: a download from PhysioNet into the data home;
+6. otherwise, for ``mitdb`` only: the embedded 3-minute sample ``datasets/mitdb-sample``,
+   with a warning, so that examples and smoke runs work offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import wfdb
+
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATA_ENV = "MSRESNET1D_DATA"
+
+#: Databases that :func:`download_database` can fetch, as PhysioNet project names.
+PHYSIONET_PROJECTS: dict[str, str] = {"mitdb": "mitdb"}
+
+#: Embedded stand-ins used when the full database is not found (name -> folder in datasets/).
+EMBEDDED_SAMPLES: dict[str, str] = {"mitdb": "mitdb-sample"}
+
+#: Where each known database comes from, for error messages.
+SOURCES: dict[str, str] = {
+    "mitdb": "https://physionet.org/content/mitdb/1.0.0/",
+    "cinc2017": "https://physionet.org/content/challenge-2017/1.0.0/ (training2017.zip; its training2017/ "
+    "folder, with REFERENCE.csv, becomes cinc2017/)",
+}
+
+
+def _how_to_supply(name: str, target: Path) -> str:
+    return (
+        f"Supply the data yourself: put the database folder at {target} (or set {DATA_ENV} to a folder "
+        f"holding '{name}/'), or pass its path explicitly. Source: {SOURCES.get(name, 'https://physionet.org')}"
+    )
+
+
+def repo_datasets_dir() -> Path | None:
+    """The repository's ``datasets/`` folder, or ``None`` when it does not exist (installed wheel)."""
+    path = Path(__file__).resolve().parents[2] / "datasets"
+    return path if path.is_dir() else None
+
+
+def data_home() -> Path:
+    """Folder that receives downloads: ``$MSRESNET1D_DATA`` if set, else the repository's
+    ``datasets/downloads/`` if ``datasets/`` is writable, else ``~/.cache/msresnet1d/data``."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env)
+    datasets = repo_datasets_dir()
+    if datasets is not None and os.access(datasets, os.W_OK):
+        return datasets / "downloads"
+    return Path.home() / ".cache" / "msresnet1d" / "data"
+
+
+def list_records(db_dir: str | os.PathLike[str]) -> list[str]:
+    """Record names of a database folder: the lines of its ``RECORDS`` file if there is one,
+    else the stems of its ``*.hea`` files, sorted.
+
+    Raises :class:`DataError` if the folder does not exist or holds no record.
+    """
+    db_dir = Path(db_dir)
+    if not db_dir.is_dir():
+        raise DataError(f"database folder {db_dir} does not exist")
+    records_file = db_dir / "RECORDS"
+    if records_file.is_file():
+        names = [line.strip() for line in records_file.read_text().splitlines() if line.strip()]
+    else:
+        names = sorted(path.stem for path in db_dir.glob("*.hea"))
+    if not names:
+        raise DataError(f"no WFDB records in {db_dir}: no RECORDS file and no .hea files")
+    return names
+
+
+def _holds_records(path: Path) -> bool:
+    return path.is_dir() and ((path / "RECORDS").is_file() or any(path.glob("*.hea")))
+
+
+def find_database(name: str, path: str | os.PathLike[str] | None = None, *, download: bool = False) -> Path:
+    """Folder of database ``name`` (e.g. ``"mitdb"``), searched in the order given in the module
+    docstring. Raises :class:`DataError`, saying how to supply the data, when nothing is found."""
+    if path is not None:
+        path = Path(path)
+        if not _holds_records(path):
+            raise DataError(f"database '{name}': {path} is not a folder of WFDB records")
+        return path
+    candidates = []
+    if os.environ.get(DATA_ENV):
+        candidates.append(Path(os.environ[DATA_ENV]) / name)
+    datasets = repo_datasets_dir()
+    if datasets is not None:
+        candidates.append(datasets / name)
+    candidates.append(data_home() / name)
+    candidates = list(dict.fromkeys(candidates))
+    for candidate in candidates:
+        if _holds_records(candidate):
+            log.info("database '%s' found at %s", name, candidate)
+            return candidate
+    if download:
+        return download_database(name)
+    if name in EMBEDDED_SAMPLES and datasets is not None:
+        sample = datasets / EMBEDDED_SAMPLES[name]
+        if _holds_records(sample):
+            warnings.warn(
+                f"database '{name}' not found (looked in {', '.join(map(str, candidates))}); "
+                f"using the embedded sample {sample} (first minutes of each record only). "
+                f"Set {DATA_ENV} or pass download=True for the full database.",
+                stacklevel=2,
+            )
+            return sample
+    raise DataError(
+        f"database '{name}' not found (looked in {', '.join(map(str, candidates))}). "
+        + _how_to_supply(name, data_home() / name)
+    )
+
+
+def download_database(name: str, target: str | os.PathLike[str] | None = None) -> Path:
+    """Download PhysioNet database ``name`` with ``wfdb.dl_database`` into ``target``
+    (default ``data_home() / name``) and return ``target``.
+
+    Files go to a temporary folder next to ``target``, renamed into place only once the
+    download is complete; a failed download leaves nothing behind and raises :class:`DataError`
+    saying how to supply the data by hand.
+    """
+    target = Path(target) if target is not None else data_home() / name
+    if name not in PHYSIONET_PROJECTS:
+        raise DataError(
+            f"database '{name}' cannot be downloaded automatically (known: "
+            f"{', '.join(sorted(PHYSIONET_PROJECTS))}). " + _how_to_supply(name, target)
+        )
+    if target.exists() and any(target.iterdir()):
+        raise DataError(f"database '{name}': download target {target} exists and is not empty")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=target.parent))
+    log.info("downloading '%s' from PhysioNet into %s", name, partial)
+    try:
+        chatter = io.StringIO()
+        with contextlib.redirect_stdout(chatter):  # wfdb prints one line per file
+            wfdb.dl_database(PHYSIONET_PROJECTS[name], str(partial))
+        log.debug("wfdb.dl_database output:\n%s", chatter.getvalue())
+        list_records(partial)
+    except Exception as exc:  # network, HTTP and file errors all end the same way
+        shutil.rmtree(partial, ignore_errors=True)
+        raise DataError(
+            f"could not download database '{name}' from PhysioNet ({type(exc).__name__}: {exc}). "
+            + _how_to_supply(name, target)
+        ) from exc
+    if target.exists():
+        target.rmdir()  # empty, checked above
+    os.replace(partial, target)
+    log.info("database '%s' downloaded to %s", name, target)
+    return target

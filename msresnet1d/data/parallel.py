@@ -1,0 +1,41 @@
+"""Running one function over many records in worker processes, with a progress bar."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Upper bound of the default number of workers (reading records is mostly CPU-bound).
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """CPUs this process may use, at most :data:`MAX_DEFAULT_WORKERS`."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, usable))
+
+
+def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None = None, desc: str = "") -> list[R]:
+    """``[func(item) for item in items]`` in ``workers`` processes, results in order.
+
+    ``workers`` defaults to :func:`default_workers`; 1, or a platform that cannot fork, runs
+    everything in this process. Workers are forked (they start without re-importing torch);
+    ``func`` and ``items`` must be picklable (module-level functions, ``functools.partial``).
+    An exception raised in a worker is re-raised here.
+    """
+    workers = default_workers() if workers is None else workers
+    progress = dict(desc=desc, total=len(items), unit="record", disable=None, leave=False)
+    if workers <= 1 or len(items) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [func(item) for item in tqdm(items, **progress)]
+    chunksize = max(1, len(items) // (workers * 8))
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context) as pool:
+        return list(tqdm(pool.map(func, items, chunksize=chunksize), **progress))

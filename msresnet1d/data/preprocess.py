@@ -1,0 +1,222 @@
+"""Signal preprocessing: plain functions on numpy arrays, along the last axis.
+
+Arrays have shape (..., L) (typically (C, L): C leads of L samples); rates are in Hz and
+durations in seconds. Each function returns a new array and leaves its input alone. Leads are
+selected by name (:func:`select_leads`), band-pass filtering is zero-phase (:func:`bandpass`),
+resampling polyphase (:func:`resample`), normalisation per record and channel
+(:func:`normalize`); :func:`preprocess_signal` chains them for one record.
+
+Invalid samples, explicitly:
+
+* **NaN** (how wfdb reports invalid samples) is replaced by linear interpolation between the
+  nearest valid samples on either side (the nearest valid value at the ends), so filters can run.
+* **Flat runs** (the value does not change for at least ``flat_seconds``, e.g. a lead off) stay
+  in the signal (they are not removed or filled).
+* Both are left out of the normalisation statistics, so they neither shrink nor shift the scale
+  of the valid part. A channel without any valid sample is only centred, with a warning.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+from scipy import signal as sps
+
+Normalization = Literal["zscore", "robust"]
+
+#: Interquartile range of a standard normal: IQR / this estimates the standard deviation.
+_IQR_OF_NORMAL = 1.3489795
+
+
+def lead_positions(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
+    """Positions of the leads named ``wanted`` among the names ``available``, in ``wanted``'s
+    order. Raises ``ValueError`` naming the absent leads and the available ones."""
+    missing = [lead for lead in wanted if lead not in available]
+    if missing:
+        raise ValueError(f"no lead {', '.join(map(repr, missing))} (leads: {', '.join(available)})")
+    return [list(available).index(lead) for lead in wanted]
+
+
+def select_leads(x: np.ndarray, leads: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
+    """The channels of ``x`` (..., C, L) named ``wanted``, given the C channel names ``leads``:
+    (..., len(wanted), L). Select by name, never by position: MIT-BIH record 114 has MLII
+    second. Raises ``ValueError`` when a lead is absent."""
+    return x[..., lead_positions(leads, wanted), :]
+
+
+def fill_nan(x: np.ndarray) -> np.ndarray:
+    """Replace NaN by linear interpolation along the last axis (nearest valid value at the ends).
+
+    A channel that is all NaN becomes all zeros. Returns float64 (..., L).
+    """
+    out = np.array(x, dtype=np.float64)
+    missing = np.isnan(out)
+    if not missing.any():
+        return out
+    rows, rows_missing = out.reshape(-1, out.shape[-1]), missing.reshape(-1, out.shape[-1])
+    positions = np.arange(out.shape[-1])
+    for row, row_missing in zip(rows, rows_missing, strict=True):
+        if row_missing.all():
+            row[:] = 0.0
+        elif row_missing.any():
+            row[row_missing] = np.interp(positions[row_missing], positions[~row_missing], row[~row_missing])
+    return out
+
+
+def flat_mask(x: np.ndarray, fs: float, min_seconds: float = 1.0) -> np.ndarray:
+    """Boolean (..., L): True on samples inside runs of at least ``min_seconds`` (at ``fs`` Hz)
+    over which the value stays exactly the same (digitised data repeats exactly when flat)."""
+    min_run = max(2, round(min_seconds * fs))
+    x = np.asarray(x)
+    mask = np.zeros(x.shape, dtype=bool)
+    if x.shape[-1] < min_run:
+        return mask
+    for row, row_mask in zip(x.reshape(-1, x.shape[-1]), mask.reshape(-1, x.shape[-1]), strict=True):
+        change = np.flatnonzero(row[1:] != row[:-1]) + 1  # first sample of each run
+        starts = np.concatenate(([0], change))
+        ends = np.concatenate((change, [row.size]))
+        long = ends - starts >= min_run
+        for start, end in zip(starts[long], ends[long], strict=True):
+            row_mask[start:end] = True
+    return mask
+
+
+def bandpass(
+    x: np.ndarray, fs: float, low: float | None = 0.5, high: float | None = 40.0, order: int = 4
+) -> np.ndarray:
+    """Zero-phase Butterworth filter (``sosfiltfilt``) along the last axis.
+
+    Args:
+        x: (..., L) signal sampled at ``fs`` Hz.
+        fs: sampling rate in Hz.
+        low: high-pass corner in Hz (removes baseline wander); ``None`` for a low-pass only.
+        high: low-pass corner in Hz; ``None`` for a high-pass only (baseline removal alone).
+        order: filter order of each pass (the zero-phase result has twice the attenuation).
+
+    Returns:
+        Filtered float64 (..., L), no phase shift (beat peaks stay where they are).
+    """
+    nyquist = fs / 2
+    if low is None and high is None:
+        raise ValueError("bandpass: give at least one of low and high (Hz)")
+    if low is not None and not 0 < low < nyquist:
+        raise ValueError(f"bandpass: low={low} Hz must be between 0 and fs/2={nyquist:g} Hz")
+    if high is not None and not 0 < high < nyquist:
+        raise ValueError(f"bandpass: high={high} Hz must be between 0 and fs/2={nyquist:g} Hz (fs={fs:g})")
+    if low is not None and high is not None and low >= high:
+        raise ValueError(f"bandpass: low={low} Hz must be below high={high} Hz")
+    sos = _butterworth(order, low, high, fs)
+    padlen = 3 * (2 * len(sos) + 1)
+    if x.shape[-1] <= padlen:
+        raise ValueError(
+            f"bandpass: signal of {x.shape[-1]} samples is too short for this zero-phase filter "
+            f"(needs more than {padlen} samples, {padlen / fs:.3f} s at {fs:g} Hz)"
+        )
+    return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
+
+
+@functools.lru_cache(maxsize=32)
+def _butterworth(order: int, low: float | None, high: float | None, fs: float) -> np.ndarray:
+    """Second-order sections of a Butterworth filter (designs are cached: records share them)."""
+    if low is None:
+        return sps.butter(order, high, btype="lowpass", fs=fs, output="sos")
+    if high is None:
+        return sps.butter(order, low, btype="highpass", fs=fs, output="sos")
+    return sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+
+
+def resample(x: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
+    """Resample along the last axis from ``fs`` to ``target_fs`` Hz with ``resample_poly``
+    (polyphase, anti-aliased). The ratio is taken exactly from the rates' decimal values
+    (360 -> 250 Hz is 25/36). Output length: ``ceil(L * target_fs / fs)``."""
+    if fs <= 0 or target_fs <= 0:
+        raise ValueError(f"resample: rates must be positive, got fs={fs} Hz, target_fs={target_fs} Hz")
+    ratio = (Fraction(str(target_fs)) / Fraction(str(fs))).limit_denominator(10_000)
+    if ratio == 1:
+        return np.array(x, dtype=np.float64)
+    return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+
+
+def normalize(x: np.ndarray, method: Normalization = "zscore", exclude: np.ndarray | None = None) -> np.ndarray:
+    """Per-channel normalisation along the last axis (one record at a time: per-record).
+
+    Args:
+        x: (..., L) signal.
+        method: ``"zscore"`` (subtract the mean, divide by the standard deviation) or
+            ``"robust"`` (subtract the median, divide by IQR / 1.349, insensitive to artefacts).
+        exclude: optional boolean (..., L), True on samples to leave out of the statistics
+            (NaN-filled or flat samples). They are still normalised.
+
+    A channel whose statistics are undefined (no included sample, or zero spread) is only
+    centred (scale 1), with a warning.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if method not in ("zscore", "robust"):
+        raise ValueError(f"normalize: method={method!r}, expected 'zscore' or 'robust'")
+    masked = exclude is not None and exclude.any()
+    values = np.where(exclude, np.nan, x) if masked else x
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-excluded channels give NaN
+        if method == "zscore":
+            mean, std = (np.nanmean, np.nanstd) if masked else (np.mean, np.std)
+            centre, scale = mean(values, axis=-1, keepdims=True), std(values, axis=-1, keepdims=True)
+        else:
+            percentile = np.nanpercentile if masked else np.percentile
+            q25, centre, q75 = percentile(values, [25, 50, 75], axis=-1, keepdims=True)
+            scale = (q75 - q25) / _IQR_OF_NORMAL
+    undefined = ~(scale > 0)  # also catches NaN
+    if undefined.any():
+        warnings.warn(
+            f"normalize: {int(undefined.sum())} channel(s) have no valid samples or zero spread; they are only centred",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        centre = np.where(np.isnan(centre), 0.0, centre)
+        scale = np.where(undefined, 1.0, scale)
+    return (x - centre) / scale
+
+
+def preprocess_signal(
+    x: np.ndarray,
+    fs: float,
+    *,
+    target_fs: float | None = None,
+    band: tuple[float | None, float | None] | None = (0.5, 40.0),
+    normalization: Normalization | None = "zscore",
+    flat_seconds: float = 1.0,
+    name: str = "signal",
+) -> np.ndarray:
+    """The standard chain for one record: fill NaN, band-pass, resample, normalise.
+
+    Args:
+        x: (C, L) or (..., L) raw signal at ``fs`` Hz.
+        fs: its sampling rate in Hz.
+        target_fs: output rate in Hz (``None``: keep ``fs``).
+        band: (low, high) band-pass corners in Hz for :func:`bandpass` (``None``: no filter).
+        normalization: :func:`normalize` method (``None``: none).
+        flat_seconds: minimum duration in seconds of a flat run left out of the statistics.
+        name: what warnings call the signal (e.g. the record, ``'mitdb/100'``).
+
+    Returns:
+        float32 (..., L') with ``L' = ceil(L * target_fs / fs)``.
+    """
+    invalid = np.isnan(x) | flat_mask(x, fs, flat_seconds)
+    out = fill_nan(x)
+    if band is not None:
+        out = bandpass(out, fs, *band)
+    if target_fs is not None and target_fs != fs:
+        out = resample(out, fs, target_fs)
+        nearest = np.minimum((np.arange(out.shape[-1]) * (fs / target_fs)).astype(np.int64), x.shape[-1] - 1)
+        invalid = invalid[..., nearest]
+    if normalization is not None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = normalize(out, normalization, exclude=invalid)
+        for warning in caught:
+            warnings.warn(f"{name}: {warning.message}", warning.category, stacklevel=2)
+    return out.astype(np.float32)

@@ -1,0 +1,244 @@
+"""Reading WFDB records and annotations with ``wfdb``, checked before and after reading.
+
+Every problem with a record's files (missing, truncated, malformed, inconsistent) is raised as
+a :class:`DataError` naming the record and the file, never as an error from inside wfdb or numpy.
+Any WFDB signal format wfdb reads is accepted (212, 16, 16+24 ``.mat``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import wfdb
+from wfdb.io.annotation import ann_label_table
+
+from .errors import DataError
+from .preprocess import lead_positions
+
+#: Bits per sample of the WFDB storage formats whose file size is predictable.
+FORMAT_BITS: dict[str, float] = {
+    "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16,
+    "212": 12, "310": 32 / 3, "311": 32 / 3,
+}  # fmt: skip
+
+#: Every annotation symbol wfdb knows (beats and non-beats); anything else is "unknown".
+KNOWN_SYMBOLS: frozenset[str] = frozenset(s for s in ann_label_table["symbol"] if isinstance(s, str))
+
+_NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+_FS_FIELD = re.compile(rf"^{_NUMBER}(?:/{_NUMBER})?(?:\({_NUMBER}\))?$")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record's signals.
+
+    Attributes:
+        name: ``'<database folder>/<record>'``, e.g. ``'mitdb/100'``.
+        signal: (C, L) float32 in physical units (see ``units``, usually mV); NaN marks samples
+            wfdb reports as invalid.
+        fs: sampling rate in Hz.
+        leads: C lead (signal) names, in the order of ``signal``.
+        units: C physical units.
+    """
+
+    name: str
+    signal: np.ndarray
+    fs: float
+    leads: tuple[str, ...]
+    units: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """One annotation file: ``sample`` (n,) int64 positions in samples at ``fs`` Hz and
+    ``symbol`` (n,) str labels, in file order."""
+
+    sample: np.ndarray
+    symbol: np.ndarray
+    fs: float
+
+
+def record_label(path: str | os.PathLike[str]) -> str:
+    """``'<folder>/<record>'``: how errors name the record at ``path`` (without extension)."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}"
+
+
+def _fail(path: Path, problem: str) -> DataError:
+    return DataError(f"record '{record_label(path)}': {problem}")
+
+
+def _checked_header_file(path: Path) -> Path:
+    """``<path>.hea``, checked to exist and to have a sane record line (wfdb silently takes
+    250 Hz for an unreadable sampling rate, so this is checked here)."""
+    header_file = path.with_name(path.name + ".hea")
+    if not header_file.is_file():
+        raise _fail(path, f"file {header_file.name} is missing")
+    lines = [ln.split() for ln in header_file.read_text(errors="replace").splitlines()]
+    fields = next((ln for ln in lines if ln and not ln[0].startswith("#")), None)
+    if fields is None:
+        raise _fail(path, f"file {header_file.name} is malformed: it has no record line")
+    if len(fields) < 2 or not fields[1].isdigit():
+        problem = f"record line {' '.join(fields)!r} does not give the number of signals as its second field"
+        raise _fail(path, f"file {header_file.name} is malformed: {problem}")
+    if len(fields) >= 3 and not _FS_FIELD.match(fields[2]):
+        problem = f"sampling frequency field {fields[2]!r} is not a number"
+        raise _fail(path, f"file {header_file.name} is malformed: {problem}")
+    return header_file
+
+
+def _expected_bytes(header: wfdb.Record, file_name: str) -> tuple[int, str] | None:
+    """Minimum size of signal file ``file_name`` and a description of its content, or ``None``
+    when the size cannot be predicted (compressed formats, unknown length)."""
+    signals = [i for i, f in enumerate(header.file_name) if f == file_name]
+    formats = {header.fmt[i] for i in signals}
+    if header.sig_len is None or not formats <= FORMAT_BITS.keys():
+        return None
+    per_frame = header.samps_per_frame or [1] * header.n_sig
+    bits = header.sig_len * sum(per_frame[i] * FORMAT_BITS[header.fmt[i]] for i in signals)
+    offset = (header.byte_offset or [None] * header.n_sig)[signals[0]] or 0
+    what = (
+        f"{header.sig_len} samples x {sum(per_frame[i] for i in signals)} signals in format "
+        f"{'/'.join(sorted(formats))}" + (f" after a {offset}-byte preamble" if offset else "")
+    )
+    return offset + math.ceil(bits / 8), what
+
+
+def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
+    """Parse and check the header ``<path>.hea`` and the size of every signal file it names.
+
+    Args:
+        path: record path without extension, e.g. ``'.../mitdb/100'``.
+
+    Returns:
+        The wfdb header object (no samples read).
+
+    Raises:
+        DataError: missing or malformed ``.hea``, missing or truncated signal file.
+    """
+    path = Path(path)
+    header_file = _checked_header_file(path)
+    try:
+        header = wfdb.rdheader(str(path))
+    except Exception as exc:  # wfdb raises HeaderSyntaxError, IndexError, ValueError...
+        raise _fail(path, f"file {header_file.name} is malformed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(header, wfdb.Record):
+        return header  # multi-segment record: wfdb checks its segments when reading
+    n_lines = len(header.sig_name or [])
+    if n_lines != header.n_sig:
+        problem = f"the record line announces {header.n_sig} signals but {n_lines} signal lines follow"
+        raise _fail(path, f"file {header_file.name} is malformed: {problem}")
+    if not header.fs or header.fs <= 0:
+        raise _fail(path, f"file {header_file.name} is malformed: sampling frequency {header.fs}")
+    for file_name in dict.fromkeys(header.file_name or []):
+        signal_file = path.parent / file_name
+        if not signal_file.is_file():
+            raise _fail(path, f"file {file_name} is missing")
+        expected = _expected_bytes(header, file_name)
+        found = signal_file.stat().st_size
+        if expected is not None and found < expected[0]:
+            problem = f"expected {expected[0]:,} bytes for {expected[1]}, found {found:,}"
+            raise _fail(path, f"file {file_name} is truncated: {problem}")
+    return header
+
+
+def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None) -> Record:
+    """Read a record's signals with ``wfdb.rdrecord``.
+
+    The header's record line is checked first. When wfdb fails, or returns fewer samples or
+    leads than asked for, :func:`read_header` finds out which file is at fault, so the error
+    names it (a full check up front would double the cost of small records).
+
+    Args:
+        path: record path without extension.
+        leads: lead names to keep, in this order (by name, never by position: MIT-BIH record
+            114 has MLII second); ``None`` keeps all.
+
+    Returns:
+        A :class:`Record` with ``signal`` (C, L) float32 in physical units.
+
+    Raises:
+        DataError: a file is missing, truncated or malformed, or a lead is absent.
+    """
+    path = Path(path)
+    _checked_header_file(path)
+    try:
+        record = wfdb.rdrecord(str(path), channel_names=None if leads is None else list(leads))
+    except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...
+        read_header(path)
+        raise _fail(path, f"wfdb could not read the signals: {type(exc).__name__}: {exc}") from exc
+    if leads is not None and list(record.sig_name or []) != list(leads):
+        try:
+            lead_positions(read_header(path).sig_name, leads)
+        except ValueError as exc:
+            raise _fail(path, str(exc)) from None
+        raise _fail(path, f"wfdb returned leads {record.sig_name} when asked for {list(leads)}")
+    if record.sig_len is not None and record.p_signal.shape[0] != record.sig_len:
+        read_header(path)
+        raise _fail(path, f"header announces {record.sig_len} samples, wfdb read {record.p_signal.shape[0]}")
+    signal = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
+    return Record(record_label(path), signal, float(record.fs), tuple(record.sig_name), tuple(record.units))
+
+
+def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> Annotations:
+    """Read annotation file ``<path>.<extension>`` with ``wfdb.rdann`` and check it against
+    the record's header.
+
+    Raises:
+        DataError: missing or unreadable file; an annotation code wfdb does not know; a
+            sampling rate stored in the annotation file that differs from the header's; an
+            annotation outside the signal.
+    """
+    path = Path(path)
+    header = read_header(path)
+    ann_file = path.with_name(f"{path.name}.{extension}")
+    if not ann_file.is_file():
+        raise _fail(path, f"file {ann_file.name} is missing")
+    try:
+        ann = wfdb.rdann(str(path), extension, return_label_elements=["symbol", "label_store"])
+    except Exception as exc:
+        raise _fail(path, f"file {ann_file.name} is unreadable: {type(exc).__name__}: {exc}") from exc
+    symbols = np.array([s if isinstance(s, str) else "" for s in ann.symbol], dtype=str)
+    unknown = ~np.isin(symbols, list(KNOWN_SYMBOLS))
+    if unknown.any():
+        first = np.flatnonzero(unknown)[:5]
+        listed = ", ".join(
+            f"{symbols[i]!r} at sample {ann.sample[i]}"
+            if symbols[i]
+            else f"code {ann.label_store[i]} at sample {ann.sample[i]}"
+            for i in first
+        )
+        raise _fail(path, f"file {ann_file.name} has {unknown.sum()} annotation(s) with unknown labels: {listed}")
+    if ann.fs is not None and not math.isclose(float(ann.fs), header.fs):
+        problem = f"{ann_file.name} was written at {float(ann.fs):g} Hz but {path.name}.hea says {header.fs:g} Hz"
+        raise _fail(path, f"sampling rate mismatch: {problem}")
+    sample = np.asarray(ann.sample, dtype=np.int64)
+    outside = (sample < 0) | (sample >= header.sig_len) if header.sig_len else sample < 0
+    if outside.any():
+        problem = f"{outside.sum()} annotation(s) outside the signal (0..{header.sig_len})"
+        raise _fail(path, f"file {ann_file.name} has {problem}, first at sample {sample[outside][0]}")
+    return Annotations(sample, symbols, float(header.fs))
+
+
+def record_files(db_dir: str | os.PathLike[str], names: Iterable[str]) -> dict[str, list[Path]]:
+    """The files of each record (``<name>.*``: header, signals, annotations), listing each
+    folder once. Used to fingerprint records for the cache."""
+    db_dir = Path(db_dir)
+    by_folder: dict[Path, dict[str, list[Path]]] = {}
+    files = {}
+    for name in names:
+        folder = (db_dir / name).parent
+        if folder not in by_folder:
+            stems: dict[str, list[Path]] = {}
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    stems.setdefault(entry.name.split(".", 1)[0], []).append(Path(entry.path))
+            by_folder[folder] = stems
+        files[name] = sorted(by_folder[folder].get(Path(name).name, []))
+    return files

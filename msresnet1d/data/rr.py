@@ -1,0 +1,54 @@
+"""RR-interval features of beats: the rhythm context that tells S beats from N beats.
+
+All intervals are in seconds. For beat i, ``rr_prev`` is the time since beat i-1 and
+``rr_next`` the time to beat i+1. The first beat of a record has no previous interval and
+takes its next one; the last beat has no next interval and takes its previous one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Columns of :func:`rr_features`: four intervals in seconds, then four dimensionless ratios.
+RR_FEATURES: tuple[str, ...] = (
+    "rr_prev",  # s, from the previous beat
+    "rr_next",  # s, to the next beat
+    "rr_local",  # s, mean rr_prev of the last LOCAL_BEATS beats (this one included)
+    "rr_record",  # s, mean interval of the whole record
+    "prev_over_local",
+    "next_over_local",
+    "prev_over_record",
+    "next_over_prev",  # > 1 after a premature beat (compensatory pause)
+)
+
+LOCAL_BEATS = 10
+
+
+def rr_features(beat_samples: np.ndarray, fs: float) -> np.ndarray:
+    """RR features of every beat of one record.
+
+    Args:
+        beat_samples: (B,) increasing beat positions in samples, every beat of the record
+            (classes outside the AAMI table included: they still bound intervals).
+        fs: sampling rate of ``beat_samples`` in Hz.
+
+    Returns:
+        (B, 8) float32, columns :data:`RR_FEATURES`.
+
+    Raises:
+        ValueError: fewer than two beats, or positions not increasing.
+    """
+    samples = np.asarray(beat_samples, dtype=np.float64)
+    if samples.size < 2:
+        raise ValueError(f"RR features need at least 2 beats, got {samples.size}")
+    intervals = np.diff(samples) / fs
+    if not (intervals > 0).all():
+        raise ValueError(f"beat positions must increase; first repeat at sample {samples[1:][intervals <= 0][0]:.0f}")
+    prev = np.concatenate((intervals[:1], intervals))
+    nxt = np.concatenate((intervals, intervals[-1:]))
+    cumulative = np.concatenate(([0.0], np.cumsum(prev)))
+    first = np.maximum(np.arange(prev.size) + 1 - LOCAL_BEATS, 0)
+    local = (cumulative[1:] - cumulative[first]) / (np.arange(prev.size) + 1 - first)
+    record = np.full_like(prev, intervals.mean())
+    columns = (prev, nxt, local, record, prev / local, nxt / local, prev / record, nxt / prev)
+    return np.stack(columns, axis=1).astype(np.float32)

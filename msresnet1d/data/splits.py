@@ -1,0 +1,64 @@
+"""Train/test splits by record (by patient), never by beat.
+
+A random split of *beats* puts beats of the same patient in both train and test; a model then
+recognises the patient's beat shapes, and accuracy climbs to about 99% on MIT-BIH, against
+86-96% for the same models on unseen patients. Every helper here splits whole records.
+
+MIT-BIH default: the inter-patient split of de Chazal, O'Dwyer and Reilly (IEEE TBME 51(7),
+2004): train on :data:`DS1`, test on :data:`DS2`; the four paced records are in neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DS1: tuple[str, ...] = (
+    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122",
+    "124", "201", "203", "205", "207", "208", "209", "215", "220", "223", "230",
+)  # fmt: skip
+DS2: tuple[str, ...] = (
+    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210",
+    "212", "213", "214", "219", "221", "222", "228", "231", "232", "233", "234",
+)  # fmt: skip
+PACED_RECORDS: tuple[str, ...] = ("102", "104", "107", "217")
+
+
+def split_by_record(records: Sequence[str], n_test: int | float, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Random split of whole records into (train, test), for databases without a standard split.
+
+    Args:
+        records: record names.
+        n_test: number of test records, or a fraction of them in (0, 1).
+        seed: seed of the shuffle (the result depends on the set of records, not their order).
+
+    Returns:
+        (train, test) lists of record names, each sorted.
+    """
+    names = sorted(set(records))
+    count = round(n_test * len(names)) if isinstance(n_test, float) else n_test
+    if not 0 < count < len(names):
+        raise ValueError(f"split_by_record: n_test={n_test} leaves no train or no test record out of {len(names)}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    test = {names[i] for i in order[:count]}
+    return [n for n in names if n not in test], sorted(test)
+
+
+def holdout_ds1(n_val: int = 4, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(train, validation) records from :data:`DS1`, ``n_val`` whole records held out.
+
+    On MIT-BIH a few records hold most S and F beats, so validation scores vary a lot with the
+    choice; try several seeds before trusting one.
+    """
+    return split_by_record(DS1, n_val, seed)
+
+
+def stratified_kfold(labels: np.ndarray, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n_splits`` (train, test) index arrays over records with one label each (e.g. CinC 2017
+    rhythm classes), class proportions kept in every fold (``sklearn.StratifiedKFold``, shuffled)."""
+    from sklearn.model_selection import StratifiedKFold  # slow import, only needed here
+
+    labels = np.asarray(labels)
+    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros((labels.size, 1)), labels))

@@ -1,0 +1,158 @@
+"""Beat dataset: de Chazal's published class counts on the real MIT-BIH, windows, RR features,
+splits and the torch Dataset."""
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+
+from msresnet1d.data import locate
+from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI, aami_labels
+from msresnet1d.data.beats import BeatConfig, BeatDataset, beat_windows, load_beats, load_inter_patient
+from msresnet1d.data.rr import RR_FEATURES, rr_features
+from msresnet1d.data.splits import DS1, DS2, PACED_RECORDS, holdout_ds1, split_by_record, stratified_kfold
+
+SAMPLE = locate.repo_datasets_dir() / "mitdb-sample"
+
+# de Chazal, O'Dwyer, Reilly, IEEE TBME 51(7), 2004, Table I (inter-patient split)
+PUBLISHED_DS1 = {"N": 45866, "S": 944, "V": 3788, "F": 415, "Q": 8}
+PUBLISHED_DS2 = {"N": 44259, "S": 1837, "V": 3221, "F": 388, "Q": 7}
+
+
+@pytest.fixture(scope="module")
+def beat_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("beat-cache")
+
+
+@pytest.fixture(scope="module")
+def inter_patient(mitdb_dir, beat_cache):
+    """DS1 and DS2 built from the raw records (empty cache)."""
+    return load_inter_patient(mitdb_dir, cache_dir=beat_cache)
+
+
+@pytest.fixture(scope="module")
+def sample_ds1():
+    return load_beats(DS1, db_dir=SAMPLE, cache=False)
+
+
+def test_class_counts_equal_de_chazal(inter_patient):
+    ds1, ds2 = inter_patient
+    assert ds1.class_counts() == PUBLISHED_DS1 and len(ds1) == 51021
+    assert ds2.class_counts() == PUBLISHED_DS2 and len(ds2) == 49712
+
+
+def test_arrays_have_the_documented_shapes_and_types(inter_patient):
+    ds1, _ = inter_patient
+    n = len(ds1)
+    assert ds1.X.shape == (n, 1, 252) and ds1.X.dtype == np.float32  # 0.25 s + 0.45 s at 360 Hz
+    assert ds1.rr.shape == (n, len(RR_FEATURES)) and ds1.rr.dtype == np.float32
+    assert ds1.y.shape == (n,) and ds1.y.dtype == np.int64
+    assert set(ds1.record) == set(DS1)
+    assert np.isfinite(ds1.X).all() and np.isfinite(ds1.rr).all()
+
+
+def test_beats_match_the_annotation_files(inter_patient, mitdb_dir):
+    _, ds2 = inter_patient
+    ann = wfdb.rdann(str(mitdb_dir / "232"), "atr")
+    beats = np.isin(ann.symbol, list(MITBIH_TO_AAMI))
+    mine = ds2.from_records(["232"])
+    np.testing.assert_array_equal(mine.sample, ann.sample[beats])
+    np.testing.assert_array_equal(mine.symbol, np.array(ann.symbol)[beats])
+    np.testing.assert_array_equal(mine.y, aami_labels(np.array(ann.symbol)[beats]))
+
+
+def test_second_load_comes_from_the_cache_unchanged(inter_patient, mitdb_dir, beat_cache):
+    ds1, _ = inter_patient
+    again = load_beats(DS1, db_dir=mitdb_dir, cache_dir=beat_cache, workers=0)  # no worker needed
+    for field in ("X", "rr", "y", "record", "sample", "symbol"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(ds1, field))
+    # cached arrays are memory-mapped: they still feed worker processes
+    subset = torch.utils.data.Subset(BeatDataset(again), range(100, 132))
+    ((signals, labels),) = torch.utils.data.DataLoader(subset, batch_size=32, num_workers=2)
+    np.testing.assert_array_equal(labels.numpy(), ds1.y[100:132])
+    np.testing.assert_array_equal(signals.numpy(), ds1.X[100:132])
+
+
+def test_aami_mapping_is_de_chazals():
+    groups = {c: sorted(s for s, cls in MITBIH_TO_AAMI.items() if cls == c) for c in AAMI_CLASSES}
+    assert groups == {"N": sorted("NLRej"), "S": sorted("AaJS"), "V": ["E", "V"], "F": ["F"], "Q": sorted("/fQ")}
+
+
+@pytest.mark.parametrize("fs", [360.0, 250.0, 180.0, 128.0])
+def test_windows_are_centred_on_the_r_peak_at_any_rate(sample_ds1, fs):
+    beats = sample_ds1 if fs == 360.0 else load_beats(DS1, db_dir=SAMPLE, config=BeatConfig(fs=fs), cache=False)
+    config = beats.config
+    assert beats.X.shape[1:] == (1, round(0.25 * fs) + round(0.45 * fs))
+    normal = beats.X[beats.y == 0, 0]
+    peak = np.abs(normal).mean(axis=0).argmax()
+    assert abs(peak - (-config.offsets[0])) <= max(1, round(0.02 * fs))  # within 20 ms of the annotation
+    assert beats.class_counts() == sample_ds1.class_counts()
+
+
+def test_beat_windows_pad_with_the_edge_value():
+    signal = np.arange(10, dtype=np.float32)[None]
+    windows = beat_windows(signal, np.array([0, 5, 9]), -3, 4)
+    np.testing.assert_array_equal(windows[:, 0], [[0, 0, 0, 0, 1, 2, 3], [2, 3, 4, 5, 6, 7, 8], [6, 7, 8, 9, 9, 9, 9]])
+
+
+def test_rr_features_by_hand():
+    fs = 100.0
+    samples = np.array([0, 100, 180, 300, 400])  # intervals 1.0, 0.8, 1.2, 1.0 s
+    rr = dict(zip(RR_FEATURES, rr_features(samples, fs).T, strict=True))
+    np.testing.assert_allclose(rr["rr_prev"], [1.0, 1.0, 0.8, 1.2, 1.0])  # first beat: its next interval
+    np.testing.assert_allclose(rr["rr_next"], [1.0, 0.8, 1.2, 1.0, 1.0])  # last beat: its previous one
+    np.testing.assert_allclose(rr["rr_local"], [1.0, 1.0, 2.8 / 3, 4.0 / 4, 5.0 / 5])
+    np.testing.assert_allclose(rr["rr_record"], 1.0)
+    np.testing.assert_allclose(rr["next_over_prev"], [1.0, 0.8, 1.5, 1.0 / 1.2, 1.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="at least 2 beats"):
+        rr_features(samples[:1], fs)
+
+
+def test_premature_beats_have_short_preceding_rr(inter_patient):
+    ds1, _ = inter_patient
+    ratio = ds1.rr[:, RR_FEATURES.index("prev_over_local")]
+    assert np.median(ratio[ds1.y == 1]) < 0.9 < 0.97 < np.median(ratio[ds1.y == 0])  # S beats come early
+
+
+def test_inter_patient_split_and_by_record_helpers():
+    assert len(DS1) == len(DS2) == 22 and not set(DS1) & set(DS2)
+    assert not set(PACED_RECORDS) & (set(DS1) | set(DS2))
+    assert len(set(DS1) | set(DS2) | set(PACED_RECORDS)) == 48
+    train, val = holdout_ds1(4, seed=3)
+    assert len(val) == 4 and sorted(train + val) == sorted(DS1)
+    assert holdout_ds1(4, seed=3) == (train, val) and holdout_ds1(4, seed=4) != (train, val)
+    train, test = split_by_record([f"r{i}" for i in range(10)], 0.3, seed=0)
+    assert len(test) == 3 and not set(train) & set(test)
+    with pytest.raises(ValueError, match="n_test=10 leaves no train"):
+        split_by_record(DS1[:10], 10)
+
+
+def test_validation_holdout_by_record(sample_ds1):
+    train_records, val_records = holdout_ds1(4)
+    val = sample_ds1.from_records(val_records)
+    train = sample_ds1.from_records(train_records)
+    assert len(val) + len(train) == len(sample_ds1)
+    assert set(val.record) == set(val_records) and not set(train.record) & set(val.record)
+
+
+def test_stratified_kfold_by_record():
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    folds = stratified_kfold(labels, n_splits=5, seed=0)
+    tests = np.concatenate([test for _, test in folds])
+    assert sorted(tests) == list(range(100))
+    for train, test in folds:
+        assert not set(train) & set(test)
+        assert np.bincount(labels[test]).tolist() == [12, 6, 2]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_dataset_works_with_dataloader(sample_ds1, num_workers):
+    beats = sample_ds1.select(np.arange(64))
+    loader = torch.utils.data.DataLoader(BeatDataset(beats, with_rr=True), batch_size=16, num_workers=num_workers)
+    signals, rrs, labels = zip(*loader, strict=True)
+    assert signals[0].shape == (16, 1, 252) and signals[0].dtype == torch.float32
+    assert rrs[0].shape == (16, len(RR_FEATURES)) and labels[0].dtype == torch.int64
+    np.testing.assert_array_equal(torch.cat(signals).numpy(), beats.X)
+    np.testing.assert_array_equal(torch.cat(labels).numpy(), beats.y)
+    signal, label = BeatDataset(beats)[3]
+    assert signal.shape == (1, 252) and label.item() == beats.y[3]

@@ -1,0 +1,142 @@
+"""The on-disk cache: folder choice, keys, atomic writes, and corrupt entries being rebuilt."""
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from msresnet1d.data import cache, locate
+from msresnet1d.data.beats import load_beats
+from msresnet1d.data.cache import cache_dir, cache_key, cached, load_arrays, save_arrays
+
+SAMPLE = locate.repo_datasets_dir() / "mitdb-sample"
+
+
+@pytest.fixture
+def arrays():
+    rng = np.random.default_rng(0)
+    return {"X": rng.normal(size=(5, 1, 8)).astype(np.float32), "y": np.arange(5), "symbol": np.array(list("NNVAN"))}
+
+
+def entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_cache_dir_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSRESNET1D_CACHE", str(tmp_path / "env"))
+    assert cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
+    assert cache_dir() == tmp_path / "env"
+    monkeypatch.delenv("MSRESNET1D_CACHE")
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    monkeypatch.setattr(cache, "repo_datasets_dir", lambda: datasets)
+    assert cache_dir() == datasets / "cache"
+    monkeypatch.setattr(cache.os, "access", lambda path, mode: False)  # datasets/ not writable
+    assert cache_dir() == Path.home() / ".cache" / "msresnet1d"
+    monkeypatch.setattr(cache, "repo_datasets_dir", lambda: None)  # installed, no datasets/
+    assert cache_dir() == Path.home() / ".cache" / "msresnet1d"
+
+
+def test_round_trip_leaves_no_temporary_files(tmp_path, arrays):
+    save_arrays(tmp_path / "entry", "k1", arrays)
+    assert entries(tmp_path) == ["entry"]
+    loaded = load_arrays(tmp_path / "entry", "k1")
+    assert loaded.keys() == arrays.keys()
+    for name in arrays:
+        np.testing.assert_array_equal(loaded[name], arrays[name])
+        assert loaded[name].dtype == arrays[name].dtype
+    loaded["X"][0] = 99  # copy-on-write: the entry is not changed
+    np.testing.assert_array_equal(load_arrays(tmp_path / "entry", "k1")["X"], arrays["X"])
+    assert load_arrays(tmp_path / "absent", "k1") is None
+
+
+def test_failed_write_leaves_nothing(tmp_path, arrays):
+    with pytest.raises(ValueError):
+        save_arrays(tmp_path / "entry", "k", {**arrays, "bad": np.array([{}], dtype=object)})
+    assert entries(tmp_path) == []
+
+
+def damage_truncate(entry: Path) -> None:
+    with open(entry / "X.npy", "r+b") as f:
+        f.truncate(os.path.getsize(entry / "X.npy") - 7)
+
+
+def damage_flip_a_byte(entry: Path) -> None:
+    raw = bytearray((entry / "X.npy").read_bytes())
+    raw[-3] ^= 0xFF
+    (entry / "X.npy").write_bytes(bytes(raw))
+
+
+def damage_remove_manifest(entry: Path) -> None:
+    (entry / "manifest.json").unlink()
+
+
+def damage_remove_array(entry: Path) -> None:
+    (entry / "y.npy").unlink()
+
+
+@pytest.mark.parametrize("damage", [damage_truncate, damage_flip_a_byte, damage_remove_manifest, damage_remove_array])
+def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, arrays, damage):
+    entry = tmp_path / "entry"
+    save_arrays(entry, "k", arrays)
+    damage(entry)
+    with pytest.warns(RuntimeWarning, match="cache entry .*entry is corrupt or partial"):
+        assert load_arrays(entry, "k") is None
+    builds = []
+    with pytest.warns(RuntimeWarning, match="corrupt or partial"):
+        rebuilt = cached(entry, "k", lambda: builds.append(1) or arrays)
+    assert builds == [1]
+    np.testing.assert_array_equal(rebuilt["X"], arrays["X"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load_arrays(entry, "k")["X"], arrays["X"])
+    assert entries(tmp_path) == ["entry"]
+
+
+def test_entry_with_another_key_is_not_used(tmp_path, arrays):
+    save_arrays(tmp_path / "entry", "k1", arrays)
+    with pytest.warns(RuntimeWarning, match="it holds key k1"):
+        assert load_arrays(tmp_path / "entry", "k2") is None
+
+
+def test_key_follows_files_parameters_and_code(tmp_path, monkeypatch):
+    source = tmp_path / "100.dat"
+    source.write_bytes(b"abc")
+    key = cache_key([source], {"fs": 360})
+    assert cache_key([source], {"fs": 360}) == key
+    assert cache_key([source], {"fs": 180}) != key
+    os.utime(source, ns=(1, 1))
+    assert cache_key([source], {"fs": 360}) != key
+    touched = cache_key([source], {"fs": 360})
+    source.write_bytes(b"abcd")
+    os.utime(source, ns=(1, 1))
+    resized = cache_key([source], {"fs": 360})
+    assert resized != touched
+    monkeypatch.setattr(cache, "code_version", lambda: "0.1.0+edited")
+    assert cache_key([source], {"fs": 360}) != resized
+
+
+def test_beat_cache_is_reused_rebuilt_when_truncated_and_invalidated_by_source_changes(tmp_path):
+    db = tmp_path / "db"
+    db.mkdir()
+    for path in SAMPLE.glob("10[01].*"):
+        shutil.copy(path, db)
+    folder = tmp_path / "cache"
+    first = load_beats(db_dir=db, cache_dir=folder, workers=1)
+    (entry,) = (folder / "beats").iterdir()
+    again = load_beats(db_dir=db, cache_dir=folder, workers=1)
+    np.testing.assert_array_equal(again.X, first.X)
+    assert len(list((folder / "beats").iterdir())) == 1
+
+    damage_truncate(entry)
+    with pytest.warns(RuntimeWarning, match="corrupt or partial .*; rebuilding it"):
+        rebuilt = load_beats(db_dir=db, cache_dir=folder, workers=1)
+    np.testing.assert_array_equal(rebuilt.X, first.X)
+    np.testing.assert_array_equal(load_beats(db_dir=db, cache_dir=folder, workers=1).X, first.X)
+
+    os.utime(db / "101.atr")  # a source file changes: new key, new entry
+    load_beats(db_dir=db, cache_dir=folder, workers=1)
+    assert len(list((folder / "beats").iterdir())) == 2

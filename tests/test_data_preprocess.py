@@ -1,0 +1,139 @@
+"""Preprocessing on synthetic signals: resampling at every usual ECG rate, zero-phase band-pass,
+normalisation, NaN and flat segments."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from msresnet1d.data.preprocess import (
+    bandpass,
+    fill_nan,
+    flat_mask,
+    lead_positions,
+    normalize,
+    preprocess_signal,
+    resample,
+    select_leads,
+)
+
+RATES = (128.0, 250.0, 300.0, 360.0, 500.0)
+
+
+def sine(freq: float, fs: float, seconds: float, channels: int = 1) -> np.ndarray:
+    t = np.arange(round(seconds * fs)) / fs
+    return np.stack([np.sin(2 * np.pi * freq * t + c) for c in range(channels)])
+
+
+@pytest.mark.parametrize("fs", RATES)
+@pytest.mark.parametrize("target", RATES)
+def test_resample_keeps_the_waveform_at_every_rate(fs, target):
+    x = sine(5.0, fs, 4.0, channels=2)
+    y = resample(x, fs, target)
+    assert y.shape == (2, math.ceil(x.shape[1] * target / fs))
+    expected = sine(5.0, target, y.shape[1] / target, channels=2)
+    interior = slice(round(0.5 * target), -round(0.5 * target))  # away from the edge transients
+    assert np.abs(y[:, interior] - expected[:, interior]).max() < 0.02
+
+
+def test_resample_works_on_any_leading_shape():
+    x = np.random.default_rng(0).normal(size=(3, 2, 1000))
+    assert resample(x, 500, 250).shape == (3, 2, 500)
+    assert resample(x[0, 0], 500, 250).shape == (500,)
+    with pytest.raises(ValueError, match="target_fs=0"):
+        resample(x, 500, 0)
+
+
+def test_bandpass_removes_baseline_wander_and_keeps_the_band_without_phase_shift():
+    fs = 360.0
+    wander, ecg_band = 0.8 * sine(0.1, fs, 60.0), sine(10.0, fs, 60.0)
+    y = bandpass(wander + ecg_band, fs, 0.5, 40.0)
+    interior = slice(round(5 * fs), -round(5 * fs))  # away from the filter's edge transients
+    assert np.abs(y - ecg_band)[:, interior].max() < 0.01  # drift gone, 10 Hz intact, no delay
+    assert np.abs(bandpass(wander, fs, 0.5, None)[:, interior]).max() < 0.01  # high-pass alone
+
+
+def test_bandpass_rejects_bad_corners_and_short_signals():
+    x = sine(10.0, 250.0, 2.0)
+    with pytest.raises(ValueError, match=r"high=200 Hz must be between 0 and fs/2=125 Hz"):
+        bandpass(x, 250.0, 0.5, 200)
+    with pytest.raises(ValueError, match="low=40 Hz must be below high=30 Hz"):
+        bandpass(x, 250.0, 40, 30)
+    with pytest.raises(ValueError, match="at least one of low and high"):
+        bandpass(x, 250.0, None, None)
+    with pytest.raises(ValueError, match="too short"):
+        bandpass(x[:, :20], 250.0)
+
+
+def test_normalize_per_channel_zscore_and_robust():
+    rng = np.random.default_rng(0)
+    x = rng.normal(loc=[[3.0], [-1.0]], scale=[[2.0], [0.5]], size=(2, 5000))
+    z = normalize(x)
+    np.testing.assert_allclose(z.mean(axis=-1), 0, atol=1e-9)
+    np.testing.assert_allclose(z.std(axis=-1), 1, atol=1e-9)
+    r = normalize(x, "robust")
+    np.testing.assert_allclose(np.median(r, axis=-1), 0, atol=1e-9)
+    assert np.all(np.abs(np.subtract(*np.percentile(r, [75, 25], axis=-1)) - 1.349) < 0.01)
+    with pytest.raises(ValueError, match="method='minmax'"):
+        normalize(x, "minmax")
+
+
+def test_normalize_leaves_excluded_samples_out_of_the_statistics():
+    x = np.random.default_rng(1).normal(size=(1, 4000))
+    x[0, :1000] = 500.0  # e.g. a saturated stretch
+    exclude = np.zeros_like(x, dtype=bool)
+    exclude[0, :1000] = True
+    z = normalize(x, exclude=exclude)
+    assert abs(z[0, 1000:].std() - 1) < 1e-9
+
+
+def test_normalize_only_centres_a_flat_channel_with_a_warning():
+    x = np.vstack([np.full(100, 7.0), np.arange(100.0)])
+    with pytest.warns(RuntimeWarning, match="1 channel"):
+        z = normalize(x)
+    np.testing.assert_array_equal(z[0], 0.0)
+
+
+def test_fill_nan_interpolates_inside_and_extends_at_the_ends():
+    x = np.arange(10.0)[None].repeat(2, axis=0)
+    x[0, [0, 1, 4, 5, 9]] = np.nan
+    x[1] = np.nan
+    y = fill_nan(x)
+    np.testing.assert_array_equal(y[0], [2, 2, 2, 3, 4, 5, 6, 7, 8, 8])
+    np.testing.assert_array_equal(y[1], 0.0)
+
+
+def test_flat_mask_marks_long_constant_runs_only():
+    fs = 100.0
+    x = np.sin(np.arange(1000) / 7.0)
+    x[200:400] = 0.25  # 2 s flat: lead off
+    x[600:650] = 0.5  # 0.5 s flat: shorter than 1 s
+    mask = flat_mask(x, fs, min_seconds=1.0)
+    assert mask[200:400].all() and mask.sum() == 200
+
+
+def test_preprocess_handles_nan_and_flat_segments_and_changes_rate():
+    fs = 360.0
+    x = sine(7.0, fs, 20.0, channels=2) + 0.5
+    x[0, 1000:1100] = np.nan
+    x[1, 3600:7200] = 0.5  # 10 s flat
+    y = preprocess_signal(x, fs, target_fs=180.0, band=(0.5, 40.0), normalization="zscore")
+    assert y.dtype == np.float32 and y.shape == (2, 3600)
+    assert np.isfinite(y).all()
+    valid = np.ones(3600, dtype=bool)
+    valid[1800:3600] = False
+    assert abs(y[1, valid].std() - 1) < 0.05  # the flat half does not shrink the scale
+
+
+def test_select_leads_by_name():
+    x = np.arange(12.0).reshape(2, 3, 2)  # 2 items, 3 leads, 2 samples
+    np.testing.assert_array_equal(select_leads(x, ["V5", "MLII", "V1"], ["MLII"]), x[:, [1]])
+    assert lead_positions(("V5", "MLII"), ("MLII", "V5")) == [1, 0]
+    with pytest.raises(ValueError, match=re.escape("no lead 'V2' (leads: V5, MLII, V1)")):
+        select_leads(x, ["V5", "MLII", "V1"], ["MLII", "V2"])
+
+
+def test_preprocess_without_filter_or_normalisation_is_a_plain_resample():
+    x = sine(3.0, 250.0, 4.0)
+    np.testing.assert_allclose(preprocess_signal(x, 250.0, band=None, normalization=None), x, atol=1e-6)

@@ -1,0 +1,205 @@
+"""Reading WFDB records, and every kind of bad input giving a DataError that names the record and
+file. Bad inputs are made in tmp_path copies of records of the embedded sample."""
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from msresnet1d.data.beats import BeatConfig, load_beats, record_beats
+from msresnet1d.data.errors import DataError
+from msresnet1d.data.locate import list_records, repo_datasets_dir
+from msresnet1d.data.records import read_annotations, read_header, read_record
+
+SAMPLE = repo_datasets_dir() / "mitdb-sample"
+
+
+def copy_records(folder: Path, *names: str) -> Path:
+    """Copies of sample records in ``folder`` (named 'x' in error messages)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        for path in SAMPLE.glob(f"{name}.*"):
+            shutil.copy(path, folder)
+    return folder
+
+
+@pytest.fixture
+def x(tmp_path: Path) -> Path:
+    return copy_records(tmp_path / "x", "100")
+
+
+def test_read_record_gives_channels_first_physical_signal():
+    record = read_record(SAMPLE / "100")
+    raw = wfdb.rdrecord(str(SAMPLE / "100"))
+    assert record.name == "mitdb-sample/100"
+    assert record.signal.shape == (2, 64800) and record.signal.dtype == np.float32
+    assert record.fs == 360.0 and record.leads == ("MLII", "V5") and record.units == ("mV", "mV")
+    np.testing.assert_allclose(record.signal, raw.p_signal.T, atol=1e-6)
+
+
+def test_leads_are_selected_by_name_not_position():
+    # record 114 has its leads swapped: V5 first, MLII second
+    raw = wfdb.rdrecord(str(SAMPLE / "114"))
+    assert raw.sig_name == ["V5", "MLII"]
+    mlii = read_record(SAMPLE / "114", leads=["MLII"])
+    assert mlii.leads == ("MLII",)
+    np.testing.assert_allclose(mlii.signal[0], raw.p_signal[:, 1], atol=1e-6)
+    both = read_record(SAMPLE / "114", leads=["MLII", "V5"])
+    np.testing.assert_allclose(both.signal, raw.p_signal[:, [1, 0]].T, atol=1e-6)
+
+
+def test_read_annotations_returns_positions_and_symbols():
+    ann = read_annotations(SAMPLE / "100")
+    raw = wfdb.rdann(str(SAMPLE / "100"), "atr")
+    np.testing.assert_array_equal(ann.sample, raw.sample)
+    assert list(ann.symbol) == raw.symbol and ann.fs == 360.0
+
+
+def test_missing_dat(x):
+    (x / "100.dat").unlink()
+    with pytest.raises(DataError, match=re.escape("record 'x/100': file 100.dat is missing")):
+        read_record(x / "100")
+
+
+def test_missing_atr(x):
+    (x / "100.atr").unlink()
+    with pytest.raises(DataError, match=re.escape("record 'x/100': file 100.atr is missing")):
+        load_beats(db_dir=x, cache=False)
+
+
+def test_missing_hea(x):
+    (x / "100.hea").unlink()
+    with pytest.raises(DataError, match=re.escape("record 'x/100': file 100.hea is missing")):
+        read_record(x / "100")
+
+
+def test_truncated_dat(x):
+    with open(x / "100.dat", "r+b") as f:
+        f.truncate(1000)
+    message = (
+        "record 'x/100': file 100.dat is truncated: expected 194,400 bytes for 64800 samples x 2 "
+        "signals in format 212, found 1,000"
+    )
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_record(x / "100")
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_header(x / "100")
+
+
+def test_truncated_mat_file_with_preamble(tmp_path, cinc2017_dir):
+    folder = tmp_path / "y"
+    folder.mkdir()
+    for path in cinc2017_dir.glob("A00001.*"):
+        shutil.copy(path, folder)
+    with open(folder / "A00001.mat", "r+b") as f:
+        f.truncate(1000)
+    message = (
+        "record 'y/A00001': file A00001.mat is truncated: expected 18,024 bytes for 9000 samples x 1 "
+        "signals in format 16 after a 24-byte preamble, found 1,000"
+    )
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_record(folder / "A00001")
+
+
+@pytest.mark.parametrize(
+    "record_line, problem",
+    [
+        ("garbage", "does not give the number of signals"),
+        ("100 2 abc 64800", "sampling frequency field 'abc' is not a number"),
+        ("# no record line", "it has no record line"),
+    ],
+)
+def test_malformed_record_line(x, record_line, problem):
+    lines = (x / "100.hea").read_text().splitlines()
+    kept = lines[1:] if not record_line.startswith("#") else []
+    (x / "100.hea").write_text("\n".join([record_line, *kept]) + "\n")
+    message = re.escape("record 'x/100': file 100.hea is malformed: ") + ".*" + re.escape(problem)
+    with pytest.raises(DataError, match=message):
+        read_record(x / "100")
+
+
+def test_header_with_missing_signal_line(x):
+    lines = (x / "100.hea").read_text().splitlines(keepends=True)
+    (x / "100.hea").write_text("".join(lines[:2] + lines[3:]))  # drop the V5 line
+    message = re.escape("record 'x/100': file 100.hea is malformed: the record line announces 2 signals but 1 signal")
+    with pytest.raises(DataError, match=message):
+        read_header(x / "100")
+    with pytest.raises(DataError, match=message):
+        read_record(x / "100")  # wfdb fails on it; the diagnosis names the file
+
+
+def test_unknown_annotation_code(x):
+    wfdb.wrann("100", "atr", np.array([100, 500, 900]), symbol=["N", "N", "N"], write_dir=str(x))
+    raw = bytearray((x / "100.atr").read_bytes())
+    # Each of these annotations is one little-endian 16-bit word: 6-bit code, 10-bit time step.
+    # Give the second one code 42, which no WFDB label uses.
+    step = int.from_bytes(raw[2:4], "little") & 0x3FF
+    raw[2:4] = (42 << 10 | step).to_bytes(2, "little")
+    (x / "100.atr").write_bytes(bytes(raw))
+    message = r"record 'x/100': file 100.atr has 1 annotation\(s\) with unknown labels: code 42 at sample 500"
+    with pytest.raises(DataError, match=message):
+        read_annotations(x / "100")
+
+
+def test_sampling_rate_mismatch_between_annotations_and_header(x):
+    ann = wfdb.rdann(str(x / "100"), "atr")
+    wfdb.wrann("100", "atr", ann.sample, symbol=ann.symbol, fs=250, write_dir=str(x))
+    with pytest.raises(
+        DataError,
+        match=re.escape(
+            "record 'x/100': sampling rate mismatch: 100.atr was written at 250 Hz but 100.hea says 360 Hz"
+        ),
+    ):
+        load_beats(db_dir=x, cache=False)
+
+
+def test_annotation_beyond_the_signal(x):
+    wfdb.wrann("100", "atr", np.array([100, 500, 70000]), symbol=["N", "N", "N"], write_dir=str(x))
+    message = "record 'x/100': file 100.atr has 1 annotation(s) outside the signal (0..64800), first at sample 70000"
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_annotations(x / "100")
+
+
+def test_record_shorter_than_one_window(tmp_path):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    wfdb.wrsamp(
+        "short",
+        fs=360,
+        units=["mV"],
+        sig_name=["MLII"],
+        p_signal=np.zeros((100, 1)),
+        fmt=["212"],
+        write_dir=str(folder),
+    )
+    wfdb.wrann("short", "atr", np.array([30, 70]), symbol=["N", "N"], write_dir=str(folder))
+    with pytest.raises(
+        DataError,
+        match=re.escape(
+            "record 'x/short' is shorter than one beat window: 100 samples (0.278 s at 360 Hz) < window 0.700 s"
+        ),
+    ):
+        record_beats(folder / "short")
+
+
+def test_missing_lead(x):
+    with pytest.raises(DataError, match=re.escape("record 'x/100': no lead 'V1' (leads: MLII, V5)")):
+        load_beats(db_dir=x, config=BeatConfig(leads=("MLII", "V1")), cache=False)
+
+
+def test_empty_database_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no WFDB records in .*empty: no RECORDS file and no \.hea files"):
+        load_beats(db_dir=tmp_path / "empty", cache=False)
+    with pytest.raises(DataError, match=r"database folder .*nowhere does not exist"):
+        list_records(tmp_path / "nowhere")
+
+
+def test_errors_from_worker_processes_reach_the_caller(tmp_path):
+    folder = copy_records(tmp_path / "x", "100", "101")
+    (folder / "101.dat").unlink()
+    with pytest.raises(DataError, match=re.escape("record 'x/101': file 101.dat is missing")):
+        load_beats(db_dir=folder, cache=False, workers=2)

@@ -1,0 +1,141 @@
+"""Rhythm dataset: all CinC 2017 records with REFERENCE.csv's labels, random crops, sliding-window
+evaluation, aggregation."""
+
+import csv
+import re
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from msresnet1d.data import locate
+from msresnet1d.data.errors import DataError
+from msresnet1d.data.rhythm import (
+    CINC_CLASSES,
+    RhythmArrays,
+    RhythmConfig,
+    RhythmDataset,
+    aggregate_windows,
+    load_rhythm,
+    predict_records,
+    read_reference,
+    sliding_windows,
+)
+
+SAMPLE = locate.repo_datasets_dir() / "mitdb-sample"
+
+
+@pytest.fixture(scope="module")
+def persistent_cache(request, tmp_path_factory):
+    """pytest's own cache folder (.pytest_cache, git-ignored), so reruns skip the cold build;
+    a fresh folder when the cache plugin is off."""
+    if getattr(request.config, "cache", None) is not None:
+        return request.config.cache.mkdir("msresnet1d-data")
+    return tmp_path_factory.mktemp("rhythm-cache")
+
+
+@pytest.fixture
+def synthetic() -> RhythmArrays:
+    """Three single-lead records of 5, 12 and 3 s at 100 Hz; record i holds the value i + 1."""
+    lengths = [500, 1200, 300]
+    data = np.concatenate([np.full(n, i + 1, dtype=np.float32) for i, n in enumerate(lengths)])[None]
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    return RhythmArrays(data, offsets, np.array([0, 1, 2]), np.array(["a", "b", "c"]), RhythmConfig(fs=100.0))
+
+
+def test_all_cinc2017_records_load_with_reference_labels(cinc2017_dir, persistent_cache):
+    arrays = load_rhythm(cinc2017_dir, cache_dir=persistent_cache)
+    with open(cinc2017_dir / "REFERENCE.csv", newline="") as f:
+        reference = dict(csv.reader(f))
+    assert len(arrays) == len(reference) == 4000
+    assert list(arrays.record) == list(reference)
+    assert [CINC_CLASSES[i] for i in arrays.y] == list(reference.values())
+    assert arrays.class_counts() == dict(Counter(reference.values())) == {"N": 2402, "A": 389, "O": 1079, "~": 130}
+    seconds = arrays.lengths / arrays.config.fs
+    assert seconds.min() >= 9.0 and seconds.max() <= 61.0
+    assert arrays.data.shape[0] == 1 and arrays.data.dtype == np.float32
+    first = arrays.signal(0)
+    assert abs(first.mean()) < 1e-3 and abs(first.std() - 1) < 1e-3  # per-record z-score
+
+
+def test_reference_errors_name_the_line(tmp_path):
+    (tmp_path / "REFERENCE.csv").write_text("A00001,N\nA00002,X\n")
+    with pytest.raises(DataError, match=r"REFERENCE.csv line 2 is 'A00002,X', expected '<record>,<label>'"):
+        read_reference(tmp_path)
+    (tmp_path / "REFERENCE.csv").write_text("A00001,N\nA00001,A\n")
+    with pytest.raises(DataError, match="line 2 lists record A00001 again"):
+        read_reference(tmp_path)
+    (tmp_path / "REFERENCE.csv").unlink()
+    with pytest.raises(DataError, match=re.escape("file REFERENCE.csv is missing")):
+        read_reference(tmp_path)
+
+
+def test_multi_lead_records_need_a_lead_name_and_are_resampled(tmp_path):
+    db = tmp_path / "db"
+    db.mkdir()
+    for path in SAMPLE.glob("100.*"):
+        shutil.copy(path, db)
+    (db / "REFERENCE.csv").write_text("100,N\n")
+    with pytest.raises(DataError, match=r"record 'db/100' has 2 leads \(MLII, V5\); name one in RhythmConfig.lead"):
+        load_rhythm(db, cache=False)
+    arrays = load_rhythm(db, RhythmConfig(lead="MLII"), cache=False)
+    assert arrays.data.shape == (1, 64800 * 300 // 360)  # 360 -> 300 Hz
+
+
+def test_random_crops_have_fixed_length_and_pad_short_records(synthetic):
+    dataset = RhythmDataset(synthetic, crop_seconds=8.0)
+    for i in range(len(synthetic)):
+        signal, label = dataset[i]
+        assert signal.shape == (1, 800) and signal.dtype == torch.float32 and label.item() == i
+        assert (signal != 0).sum().item() == min(800, synthetic.lengths[i])  # whole short record, zeros around
+    offsets = {int(np.flatnonzero(dataset[0][0][0].numpy())[0]) for _ in range(30)}
+    assert len(offsets) > 1  # the padding position is random
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_rhythm_dataset_works_with_dataloader(synthetic, num_workers):
+    loader = torch.utils.data.DataLoader(RhythmDataset(synthetic, 4.0), batch_size=3, num_workers=num_workers)
+    ((signals, labels),) = list(loader)
+    assert signals.shape == (3, 1, 400) and labels.tolist() == [0, 1, 2]
+
+
+def test_sliding_windows_cover_the_whole_record(synthetic):
+    record = np.arange(1000, dtype=np.float32)[None]
+    windows = sliding_windows(record, 300, 250)
+    assert windows.shape == (4, 1, 300)
+    assert [w[0, 0] for w in windows] == [0, 250, 500, 700]  # the last window ends at the end
+    short = sliding_windows(synthetic.signal(2), 400, 200)
+    assert short.shape == (1, 1, 400) and (short[0, 0, :300] == 3).all() and (short[0, 0, 300:] == 0).all()
+    with pytest.raises(ValueError, match="hop=0"):
+        sliding_windows(record, 300, 0)
+
+
+def test_aggregation_of_window_logits():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 4.0]])
+    torch.testing.assert_close(aggregate_windows(logits), logits.softmax(-1).mean(0))
+    torch.testing.assert_close(aggregate_windows(logits, "mean_logit"), torch.tensor([1.0, 2.0]).softmax(-1))
+    with pytest.raises(ValueError, match="method='max'"):
+        aggregate_windows(logits, "max")
+
+
+def test_predict_records_runs_the_model_on_every_window(synthetic):
+    class MeanLevel(torch.nn.Module):
+        """Logits (level, -level) from the mean of each window: makes window content visible."""
+
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            level = x.mean(dim=(1, 2)) * self.scale
+            return torch.stack([level, -level], dim=1)
+
+    probabilities = predict_records(MeanLevel(), synthetic, window_seconds=4.0, hop_seconds=2.0, records_per_batch=2)
+    assert probabilities.shape == (3, 2)
+    torch.testing.assert_close(probabilities.sum(1), torch.ones(3))
+    expected_c = aggregate_windows(torch.tensor([[0.75 * 3, -0.75 * 3]]))  # 3 s of value 3 in a 4 s window
+    torch.testing.assert_close(probabilities[2], expected_c)
+    expected_b = aggregate_windows(torch.tensor([[2.0, -2.0]]).repeat(5, 1))  # 5 windows, all of value 2
+    torch.testing.assert_close(probabilities[1], expected_b)
