@@ -34,7 +34,6 @@ import http.client
 import logging
 import math
 import os
-import tempfile
 import time
 import urllib.request
 import zlib
@@ -48,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from ..atomic import write_bytes
 
 from .errors import DataError
 from .loader import BatchTransform, TensorBatchLoader
@@ -261,21 +262,6 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _fetch(
     spec: _IdxFile,
     dest: Path,
@@ -293,7 +279,7 @@ def _fetch(
                 with urllib.request.urlopen(url, timeout=timeout_s) as response:
                     blob = response.read()
                 _decode(blob, spec, "downloaded data")
-                _write_atomic(dest / spec.filename, blob)
+                write_bytes(dest / spec.filename, blob, suffix=".part")
                 logger.info("downloaded %s (%d bytes) into %s", url, len(blob), dest)
                 return
             except (OSError, http.client.HTTPException, DataFileError) as exc:

@@ -189,8 +189,10 @@ def _msresnet(in_channels: int, num_classes: int, defaults: dict, kwargs: dict) 
 
 @register_model
 def msresnet1d_beat(in_channels: int = 1, num_classes: int = 5, **kwargs) -> MSResNet1d:
-    """Beat-sized (~0.5-1 s windows): kernels 3/7/15, widths 32-64-128, one block a stage, concat fusion."""
-    return _msresnet(in_channels, num_classes, {}, kwargs)
+    """Beat-sized (~0.5-1 s windows): stem 7/2 + pool, kernels 3/7/15, widths 16-32-64, one block a
+    stage, concat fusion (small and fast: beats are short)."""
+    defaults = dict(widths=(16, 32, 64), stem_channels=16, stem_pool=True)
+    return _msresnet(in_channels, num_classes, defaults, kwargs)
 
 
 @register_model

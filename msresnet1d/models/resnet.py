@@ -49,7 +49,6 @@ class ResNet(ResidualNetwork):
         zero_init_residual: bool = False,
         drop_rate: float = 0.0,
         extra_features: int = 0,
-        init: str = "kaiming",
     ) -> None:
         super().__init__()
         check_layout(layers, widths, block)
@@ -71,7 +70,7 @@ class ResNet(ResidualNetwork):
         self.min_input_size = min_input_size(strides)
         self.total_stride = math.prod(strides)
         self._build_head(channels, num_classes, extra_features, drop_rate)
-        init_weights(self, zero_init_residual, init)
+        init_weights(self, zero_init_residual)
 
 
 @register_model
@@ -107,7 +106,7 @@ def resnet50(in_channels: int = 3, num_classes: int = 1000, dims: int = 2, **kwa
 
 @register_model
 def resnet1d_beat(in_channels: int = 1, num_classes: int = 5, **kwargs) -> ResNet:
-    """Single-scale beat model: the single-kernel twin of ``msresnet1d_beat`` (kernel 7, widths
-    32-64-128, one block a stage), for ablations and comparisons on ~0.7 s beat windows."""
-    kwargs = {"stem_channels": 32, "stem_kernel": 7, "stem_pool": False, "kernel_size": 7, **kwargs}
-    return _resnet((1, 1, 1), "basic", 1, in_channels, num_classes, widths=(32, 64, 128), **kwargs)
+    """Single-scale beat model: the one-kernel counterpart of ``msresnet1d_beat`` (stem 7/2 + pool,
+    kernel 7, widths 24-48-96, one block a stage), for ablations on ~0.7 s beat windows."""
+    kwargs = {"stem_channels": 24, "stem_kernel": 7, "stem_pool": True, "kernel_size": 7, **kwargs}
+    return _resnet((1, 1, 1), "basic", 1, in_channels, num_classes, widths=(24, 48, 96), **kwargs)

@@ -1,0 +1,39 @@
+"""Atomic file writes: nothing half-written is ever left under the final name."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success, flush it to disk and rename it over
+    ``path`` (``os.replace``); on any error, delete it. The parent folder is created if needed.
+
+    ``suffix`` is the temporary file's ending (some writers, e.g. matplotlib, choose the format by it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes, suffix: str = ".tmp") -> None:
+    with atomic_path(path, suffix) as tmp:
+        tmp.write_bytes(data)

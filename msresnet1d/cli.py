@@ -1,0 +1,188 @@
+"""The ``msresnet1d`` command: train, evaluate, predict, info.
+
+``msresnet1d train`` with no arguments is the main job: MIT-BIH inter-patient beat
+classification (DS1 -> DS2) with the multi-scale beat model, on the full database when it is
+found ($MSRESNET1D_DATA/mitdb or datasets/mitdb) and on the embedded sample otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .training.config import load_config, parse_value
+from .training.engine import TrainingError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def _resolve_config(name: str | None) -> Path | None:
+    """A path, or the name of a file in experiments/configs (with or without .toml)."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.toml"):
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) if CONFIG_DIR.is_dir() else []
+    raise SystemExit(f"error: config {name!r} not found (a file path, or one of: {', '.join(known) or 'none'})")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for flag in ("model", "epochs", "batch_size", "lr", "seed", "device", "threads", "name"):
+        if getattr(args, flag, None) is not None:
+            values[flag] = getattr(args, flag)
+    if getattr(args, "bf16", False):
+        values["bf16"] = True
+    if getattr(args, "data_dir", None):
+        values["data.data_dir"] = args.data_dir
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --set takes key=value, got {item!r}")
+        values[key.strip()] = parse_value(value.strip())
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training.run import train
+
+    cfg = load_config(_resolve_config(args.config), _overrides(args))
+    if args.resume and not args.out:
+        raise SystemExit("error: --resume needs --out (the run folder to continue)")
+    run_dir = Path(args.out) if args.out else Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
+    start = time.perf_counter()
+    train(cfg, run_dir, resume=args.resume, quiet=args.quiet)
+    if not args.quiet:
+        print(f"wall time: {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .training.checkpoint import load_checkpoint
+    from .training.config import TrainConfig
+    from .training.distributed import DistContext
+    from .training.metrics import classification_report, format_report
+    from .training.run import build_model
+    from .training.tasks import build_task
+
+    ckpt = load_checkpoint(args.checkpoint)
+    saved = dict(ckpt["config"])
+    if args.data_dir:
+        saved["data"] = {**saved["data"], "data_dir": args.data_dir}
+    cfg = TrainConfig.from_dict(saved, f"checkpoint {args.checkpoint}")
+    task = build_task(cfg, DistContext())
+    model = build_model(cfg, task)
+    model.load_state_dict(ckpt["model"])
+    y_true, probabilities = task.predict(model, args.split, DistContext().device)
+    report = classification_report(y_true, probabilities, task.class_names, task.scored)
+    print(format_report(report, f"{args.checkpoint} on the {args.split} split:"))
+    if args.json:
+        from .atomic import write_text
+
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import __version__
+    from .data import DataError, find_database
+    from .models import count_flops, count_parameters, create_model, list_models
+
+    print(f"msresnet1d {__version__}, torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
+    print(f"\n{'model':<18}{'dims':>5}{'params':>13}{'MFLOPs/1k':>11}  (1 channel; 1D: per 1,000 samples)")
+    for name in list_models():
+        model = create_model(name, in_channels=1)
+        shape = (1, 1, 1000) if model.dims == 1 else (1, 1, 32, 32)
+        flops = f"{count_flops(model, shape) / 1e6:>11.1f}" if model.dims == 1 else f"{'-':>11}"
+        print(f"{name:<18}{model.dims:>5}{count_parameters(model):>13,}{flops}")
+    print("\ndatasets:")
+    import warnings
+
+    for name in ("mitdb", "cinc2017"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                where = str(find_database(name))
+            except DataError as e:
+                where = f"not found ({str(e).splitlines()[0]})"
+        note = " (embedded sample)" if caught else ""
+        print(f"  {name:<14}{where}{note}")
+    from .data.fashion_mnist import search_dirs
+
+    names = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
+    found = next((str(d) for _, d in search_dirs() if all((d / n).is_file() for n in names)), "not found")
+    print(f"  {'fashion-mnist':<14}{found}")
+    return 0
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config: a path or a name in experiments/configs (default: the main job)")
+    p.add_argument("--out", help="run folder (default runs/<name>/<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--data-dir", help="database folder (sets data.data_dir)")
+    p.add_argument("--model", help="registered model name (msresnet1d info lists them)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--name", help="run name")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set data.fs=360 --set model_kwargs.fusion=attention")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="msresnet1d", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("train", help="train a model (no arguments: the MIT-BIH main job)")
+    _add_train_flags(p)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on its task's test (or val) split")
+    p.add_argument("checkpoint")
+    p.add_argument("--split", default="test", choices=("test", "val"))
+    p.add_argument("--data-dir", help="database folder (default: the one in the checkpoint's config)")
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("info", help="models, parameters and the datasets found")
+    p.set_defaults(func=cmd_info)
+    from .predict import add_parser as add_predict_parser
+
+    add_predict_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, OSError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the last completed epoch is in the run folder's checkpoints/last.pt "
+              "(continue with --resume --out RUN_DIR)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

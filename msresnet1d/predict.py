@@ -1,0 +1,157 @@
+"""``msresnet1d predict``: label a WFDB record with a trained checkpoint.
+
+Beat models label every beat (positions from an annotation file, or from wfdb's XQRS detector
+with ``--detect``); rhythm models label sliding windows and the whole record. Labels are
+written as CSV and as a WFDB annotation file (``wfdb.wrann``), so PhysioNet tools (``rdann``,
+``bxb``) read them: beats as AAMI class symbols N, S, V, F, Q; rhythm windows as ``+``
+annotations whose aux note is the class, e.g. ``(A``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import wfdb
+
+from .data import BeatConfig, read_annotations, read_record, rr_features
+from .data.aami import BEAT_SYMBOLS
+from .data.beats import beat_windows
+from .data.preprocess import preprocess_signal
+from .data.rhythm import RhythmConfig, sliding_windows
+from .atomic import write_text
+from .training.checkpoint import load_checkpoint
+from .training.config import TrainConfig
+from .training.run import build_model
+from .training.tasks import BEAT_DEFAULTS, RHYTHM_DEFAULTS, Task
+
+
+def _model(ckpt: dict, cfg: TrainConfig, in_channels: int, extra: int) -> torch.nn.Module:
+    shape = Task(train=None, train_labels=np.zeros(0, int), class_names=ckpt["class_names"], scored=[],
+                 in_channels=in_channels, input_size=10**9, extra_features=extra, predictors={}, splits={},
+                 test_title="")
+    model = build_model(cfg, shape)
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def _probabilities(model: torch.nn.Module, inputs: list[np.ndarray], batch_size: int = 1024) -> np.ndarray:
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(inputs[0]), batch_size):
+            batch = [torch.from_numpy(np.ascontiguousarray(a[start:start + batch_size])) for a in inputs]
+            out.append(torch.softmax(model(*batch), dim=1).numpy())
+    return np.concatenate(out)
+
+
+def beat_positions(record_path: Path, signal: np.ndarray, fs: float, annotator: str | None) -> np.ndarray:
+    """Beat positions in samples: the annotated beats of ``annotator``, or XQRS detections on
+    the first lead when ``annotator`` is None."""
+    if annotator is not None:
+        ann = read_annotations(record_path, annotator)
+        return ann.sample[np.isin(ann.symbol, list(BEAT_SYMBOLS))]
+    return np.asarray(wfdb.processing.xqrs_detect(sig=signal[0].astype(np.float64), fs=fs, verbose=False))
+
+
+def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(positions in samples, class probabilities (n, K), record fs in Hz) for every beat."""
+    cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
+    data = {**BEAT_DEFAULTS, **cfg.data}
+    beat_cfg = BeatConfig(leads=tuple(data["leads"]), fs=float(data["fs"]), window=tuple(data["window"]),
+                          band=tuple(data["band"]) if data["band"] else None)
+    record = read_record(record_path, leads=beat_cfg.leads)
+    positions = beat_positions(record_path, record.signal, record.fs, annotator)
+    if len(positions) < 2:
+        raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2")
+    signal = preprocess_signal(record.signal, record.fs, target_fs=beat_cfg.fs, band=beat_cfg.band,
+                        normalization=beat_cfg.normalization, name=record.name)
+    centres = np.minimum(np.round(positions * beat_cfg.fs / record.fs).astype(np.int64), signal.shape[1] - 1)
+    inputs = [beat_windows(signal, centres, *beat_cfg.offsets).astype(np.float32)]
+    state = ckpt.get("task_state") or {}
+    if data["rr"]:
+        rr = (rr_features(positions, record.fs) - state["rr_mean"].numpy()) / state["rr_std"].numpy()
+        inputs.append(rr.astype(np.float32))
+    model = _model(ckpt, cfg, len(beat_cfg.leads), inputs[1].shape[1] if data["rr"] else 0)
+    return positions, _probabilities(model, inputs), record.fs
+
+
+def predict_windows(ckpt: dict, record_path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """(window starts in samples at the record's rate, class probabilities (W, K), record fs)."""
+    cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
+    data = {**RHYTHM_DEFAULTS, **cfg.data}
+    rhythm_cfg = RhythmConfig(fs=float(data["fs"]))
+    record = read_record(record_path)
+    if record.signal.shape[0] != 1:
+        raise ValueError(f"record {record.name}: the rhythm model reads one lead, the record has "
+                         f"{record.signal.shape[0]} ({', '.join(record.leads)})")
+    signal = preprocess_signal(record.signal, record.fs, target_fs=rhythm_cfg.fs, band=rhythm_cfg.band,
+                        normalization=rhythm_cfg.normalization, name=record.name)
+    length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
+    windows = sliding_windows(signal, length, hop)
+    starts = np.arange(len(windows)) * hop
+    starts[-1] = max(signal.shape[1] - length, 0)
+    model = _model(ckpt, cfg, 1, 0)
+    return np.round(starts * record.fs / rhythm_cfg.fs).astype(np.int64), _probabilities(model, [windows]), record.fs
+
+
+def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.ndarray, class_names: list[str],
+                  fs: float, out_dir: Path, extension: str, rhythm: bool) -> tuple[Path, Path]:
+    """CSV (one row a beat or window) and a WFDB annotation file ``<record>.<extension>``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = [class_names[i] for i in probabilities.argmax(axis=1)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["sample", "time_s", "label", *[f"p_{c}" for c in class_names]])
+    for pos, label, p in zip(positions, labels, probabilities):
+        writer.writerow([int(pos), f"{pos / fs:.3f}", label, *[f"{v:.4f}" for v in p]])
+    csv_path = out_dir / f"{record_name}.{extension}.csv"
+    write_text(csv_path, buffer.getvalue())
+    symbols = ["+"] * len(labels) if rhythm else labels
+    aux = [f"({label}" for label in labels] if rhythm else None
+    # wrann writes into write_dir; write to a temporary name, then rename into place.
+    tmp_ext = f"{extension}tmp"
+    wfdb.wrann(record_name, tmp_ext, np.asarray(positions, dtype=np.int64), symbol=symbols, aux_note=aux,
+               fs=fs, write_dir=str(out_dir))
+    ann_path = out_dir / f"{record_name}.{extension}"
+    (out_dir / f"{record_name}.{tmp_ext}").replace(ann_path)
+    return csv_path, ann_path
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.checkpoint)
+    record_path = Path(args.record)
+    task = ckpt["config"]["task"]
+    if task == "beats":
+        positions, probabilities, fs = predict_beats(ckpt, record_path, None if args.detect else args.annotator)
+    elif task == "rhythm":
+        positions, probabilities, fs = predict_windows(ckpt, record_path)
+    else:
+        raise ValueError(f"checkpoint {args.checkpoint} is a {task!r} model; predict labels ECG records "
+                         "(beats or rhythm)")
+    out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
+    csv_path, ann_path = write_outputs(record_path.name, positions, probabilities, ckpt["class_names"], fs, out_dir,
+                                       args.extension, rhythm=task == "rhythm")
+    labels, counts = np.unique(probabilities.argmax(axis=1), return_counts=True)
+    summary = ", ".join(f"{ckpt['class_names'][i]} {n}" for i, n in zip(labels, counts))
+    kind = "windows" if task == "rhythm" else "beats"
+    print(f"{record_path.name}: {len(positions)} {kind} labelled ({summary})")
+    if task == "rhythm":
+        print(f"record label: {ckpt['class_names'][int(probabilities.mean(axis=0).argmax())]} "
+              "(mean window probability)")
+    print(f"wrote {csv_path} and {ann_path}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="label a WFDB record: per-beat or per-window labels, CSV + WFDB annotations")
+    p.add_argument("checkpoint")
+    p.add_argument("record", help="WFDB record path without extension, e.g. data/mitdb/100")
+    p.add_argument("--annotator", default="atr", help="annotation file with the beat positions (beat models)")
+    p.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
+    p.add_argument("--out-dir", help="where to write (default: next to the record)")
+    p.add_argument("--extension", default="pred", help="annotation file extension (default pred)")
+    p.set_defaults(func=cmd_predict)

@@ -1,0 +1,65 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint is a dict of tensors and plain values (no pickled objects): the model, optimizer
+and scheduler state dicts, RNG states, the epoch just finished, the config dict and the metric
+history. Loading never unpickles arbitrary code.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path
+
+FORMAT_VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states as tensors and plain values (weights_only-safe)."""
+    np_state = np.random.get_state()
+    return {
+        "python": [list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    keys, gauss = state["python"]
+    random.setstate((3, tuple(int(k) for k in keys), gauss))
+    np.random.set_state(("MT19937", state["numpy"]["keys"].numpy().astype(np.uint32), state["numpy"]["pos"]))
+    torch.set_rng_state(state["torch"])
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by this package, safely (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
+        raise ValueError(f"checkpoint {path} cannot be read safely (weights_only=True): {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION or "model" not in ckpt:
+        raise ValueError(f"checkpoint {path} is not an msresnet1d checkpoint (format {FORMAT_VERSION})")
+    return ckpt
+
+
+def check_compatible(ckpt: dict[str, Any], config: dict[str, Any], path: str | Path, keys: tuple[str, ...]) -> None:
+    """Raise ValueError if the checkpoint was made with another model or config (on ``keys``)."""
+    saved = ckpt["config"]
+    differing = [k for k in keys if saved.get(k) != config.get(k)]
+    if differing:
+        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {config.get(k)!r}" for k in differing)
+        raise ValueError(f"checkpoint {path} was made with another model or config ({details})")

@@ -1,0 +1,115 @@
+"""Run configuration: one flat dataclass, loaded from TOML and overridden by command-line flags.
+
+A config file (see ``experiments/configs/``) holds top-level keys of :class:`TrainConfig` and
+two tables: ``[model_kwargs]`` (passed to ``create_model``) and ``[data]`` (task-specific, see
+``msresnet1d.training.tasks``). Unknown keys are errors, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+TASKS = ("beats", "rhythm", "fashion_mnist")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (epochs count from 0 internally, 1 in logs)."""
+
+    name: str = "mitdb-beats"
+    task: str = "beats"
+    model: str = "msresnet1d_beat"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 256
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 3e-3  # peak learning rate
+    momentum: float = 0.9  # SGD only; 0 = plain SGD
+    weight_decay: float = 1e-2
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    warmup_epochs: float = 1.0  # linear warm-up (cosine, and one-cycle's rising phase)
+    loss: str = "cross_entropy"  # cross_entropy | focal
+    focal_gamma: float = 2.0
+    class_weights: str = "none"  # none | inverse | inverse_sqrt (of the training class frequency)
+    balanced_sampler: bool = False  # draw training examples with probability ~ 1 / class frequency
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0  # max gradient L2 norm; 0 = off
+    early_stopping: int = 0  # patience in epochs on the validation monitor; 0 = off
+    monitor: str = "macro_f1"  # validation metric that selects the best epoch (higher is better)
+    init: str = "kaiming"  # kaiming | xavier (the d2l recipe)
+    bf16: bool = False  # bfloat16 autocast on CPU
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 = leave PyTorch's default
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        choices = {"task": TASKS, "optimizer": ("adamw", "sgd"), "schedule": ("onecycle", "cosine", "constant"),
+                   "loss": ("cross_entropy", "focal"), "class_weights": ("none", "inverse", "inverse_sqrt"),
+                   "init": ("kaiming", "xavier")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"config: {key} must be one of {allowed}, got {getattr(self, key)!r}")
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"config: {key} must be >= 1, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ValueError(f"config: lr must be > 0, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"config: label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the TOML file at ``path``, then ``overrides`` (``data.x`` and
+    ``model_kwargs.x`` keys set one entry of those tables)."""
+    values: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found")
+        with open(path, "rb") as f:
+            try:
+                values = tomllib.load(f)
+            except tomllib.TOMLDecodeError as e:
+                raise ValueError(f"config file {path}: not valid TOML: {e}") from None
+        source = str(path)
+    for key, value in (overrides or {}).items():
+        table, _, sub = key.partition(".")
+        if sub:
+            if table not in ("data", "model_kwargs"):
+                raise ValueError(f"override {key!r}: only data.* and model_kwargs.* take a dotted key")
+            values.setdefault(table, {})[sub] = value
+        else:
+            values[key] = value
+    return TrainConfig.from_dict(values, source)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON when it parses (numbers, true/false, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text

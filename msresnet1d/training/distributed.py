@@ -1,0 +1,76 @@
+"""Running under ``torchrun``: process group, device, DDP wrapping and the rank-0 rule.
+
+``torchrun --nproc_per_node=N`` (or multi-node ``--nnodes``/``--rdzv-endpoint``) sets RANK,
+WORLD_SIZE and LOCAL_RANK; :func:`setup` then joins the process group (gloo on CPU, nccl on
+GPU). Each rank trains on its shard of every epoch's permutation (the role of
+``DistributedSampler``), DDP averages gradients, and only rank 0 writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` -> the local GPU when there is one, else the CPU; ``"cuda"`` -> this rank's GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but no CUDA GPU is available (use --device cpu)")
+        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+    if name != "cpu":
+        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}")
+    return torch.device("cpu")
+
+
+@dataclass
+class DistContext:
+    """Where this process stands: rank, world size and its device (single process by default)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """DistributedDataParallel around ``model`` when distributed, else the model itself."""
+        if not self.distributed:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            torch_dist.barrier()
+
+
+def setup(device: str = "cpu") -> DistContext:
+    """Join the process group when launched by torchrun, and pick this rank's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device, local_rank)
+    if world_size > 1 and not torch_dist.is_initialized():
+        if resolved.type == "cuda":
+            torch.cuda.set_device(resolved)
+        torch_dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
+    return DistContext(rank, world_size, local_rank, resolved)
+
+
+def teardown() -> None:
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

@@ -1,0 +1,257 @@
+"""The training engine shared by the 1D (ECG) and 2D (image) paths.
+
+:class:`Trainer` runs epochs over a task's training batches, selects the best epoch on the
+validation split (never the test split), checkpoints atomically after every epoch and can resume
+exactly: epoch ``e`` draws its batch order from ``(seed, e)`` and seeds torch with
+``(seed, e)``, and the optimizer, scheduler and RNG states are restored, so a resumed run ends
+with the same weights as an uninterrupted one. Under ``torchrun`` the model is wrapped in
+DistributedDataParallel and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data.loader import epoch_generator
+from ..atomic import write_text
+from .checkpoint import FORMAT_VERSION, atomic_save, check_compatible, load_checkpoint, rng_state, set_rng_state
+from .config import TrainConfig
+from .distributed import DistContext
+from .metrics import classification_report, format_report
+from .optim import build_loss, build_optimizer, build_scheduler
+from .tasks import Task
+
+log = logging.getLogger(__name__)
+
+# A checkpoint can only be resumed by a run that agrees on these keys.
+RESUME_KEYS = ("task", "model", "model_kwargs", "data", "epochs", "batch_size", "optimizer", "lr", "momentum",
+               "weight_decay", "schedule", "warmup_epochs", "loss", "focal_gamma", "class_weights",
+               "balanced_sampler", "label_smoothing", "grad_clip", "seed", "init", "bf16")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+@dataclass
+class History:
+    """Per-epoch rows (what ``log.csv`` holds) and the best validation epoch so far."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -math.inf
+    stale_epochs: int = 0
+
+
+class Trainer:
+    """Train ``model`` on ``task`` with ``cfg``, writing the run folder ``run_dir`` (rank 0 only).
+
+    Run folder: ``config.json``, ``log.csv`` (one row an epoch), ``metrics.json``,
+    ``checkpoints/last.pt`` (every epoch) and ``checkpoints/best.pt`` (best validation epoch),
+    and PNG plots written by :mod:`msresnet1d.training.plots`.
+    """
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, task: Task, run_dir: str | Path,
+                 dist: DistContext | None = None, quiet: bool = False) -> None:
+        self.cfg, self.task = cfg, task
+        self.dist = dist or DistContext()
+        self.device = self.dist.device
+        self.model = model.to(self.device)
+        self.run_dir = Path(run_dir)
+        self.quiet = quiet or not self.dist.is_main
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, len(task.train))
+        self.loss_fn = build_loss(cfg, task.train_labels, len(task.class_names)).to(self.device)
+        self.train_model = self.dist.wrap(self.model)
+        self.history = History()
+        self.start_epoch = 0
+
+    # ------------------------------------------------------------------ run folder
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def prepare_run_dir(self, resume: bool) -> None:
+        """Create the run folder (rank 0), refusing to overwrite a finished or started run
+        unless resuming."""
+        if not self.dist.is_main:
+            return
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
+        if not resume and (self.ckpt_dir / "last.pt").exists():
+            raise FileExistsError(
+                f"run folder {self.run_dir} already holds a run; pass --resume to continue it or choose --out")
+        write_text(self.run_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "epoch": epoch,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "history": {"rows": self.history.rows, "best_epoch": self.history.best_epoch,
+                        "best_score": self.history.best_score, "stale_epochs": self.history.stale_epochs},
+            "class_names": list(self.task.class_names),
+            "task_state": self.task.state,
+        }
+
+    def resume(self) -> None:
+        """Continue from ``checkpoints/last.pt`` (no-op with a warning if there is none)."""
+        path = self.ckpt_dir / "last.pt"
+        if not path.exists():
+            log.warning("--resume: no checkpoint at %s, starting from scratch", path)
+            return
+        ckpt = load_checkpoint(path)
+        check_compatible(ckpt, self.cfg.to_dict(), path, RESUME_KEYS)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        h = ckpt["history"]
+        self.history = History(h["rows"], h["best_epoch"], h["best_score"], h["stale_epochs"])
+        self.start_epoch = ckpt["epoch"] + 1
+        log.info("resumed %s at epoch %d", path, self.start_epoch + 1)
+
+    def _save(self, epoch: int, is_best: bool) -> None:
+        if not self.dist.is_main:
+            return
+        state = self._state(epoch)
+        atomic_save(state, self.ckpt_dir / "last.pt")
+        if is_best:
+            best = {k: state[k] for k in ("format", "epoch", "config", "model", "class_names", "task_state")}
+            atomic_save(best, self.ckpt_dir / "best.pt")
+        self._write_log()
+
+    def _write_log(self) -> None:
+        if not self.history.rows:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.history.rows[0]))
+        writer.writeheader()
+        writer.writerows(self.history.rows)
+        write_text(self.run_dir / "log.csv", buffer.getvalue())
+
+    # ------------------------------------------------------------------ epochs
+    def _batch_to_device(self, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        *inputs, target = (t.to(self.device, non_blocking=True) for t in batch)
+        return inputs, target
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training batches; returns mean loss, throughput and last LR."""
+        torch.manual_seed(int(epoch_generator(self.cfg.seed, epoch).initial_seed()))
+        self.task.train.set_epoch(epoch)
+        self.train_model.train()
+        total_loss, seen, start = 0.0, 0, time.perf_counter()
+        bar = tqdm(self.task.train, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False,
+                   disable=True if self.quiet else None)
+        for batch in bar:
+            inputs, target = self._batch_to_device(batch)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+                logits = self.train_model(*inputs)
+            loss = self.loss_fn(logits.float(), target)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, after {seen} samples; the last good "
+                    f"checkpoint is kept in {self.ckpt_dir}. Try a lower lr, grad_clip, or check the input data.")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            total_loss += loss.item() * len(target)
+            seen += len(target)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - start):.0f}")
+        elapsed = time.perf_counter() - start
+        return {"train_loss": total_loss / max(seen, 1), "train_samples_per_s": seen * self.dist.world_size / elapsed,
+                "train_seconds": elapsed, "lr": self.scheduler.get_last_lr()[0]}
+
+    def evaluate(self, split: str) -> dict:
+        """Metrics of the current model on ``"val"`` or ``"test"`` (see :meth:`Task.predict`)."""
+        self.model.eval()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            y_true, probabilities = self.task.predict(self.model, split, self.device)
+        return classification_report(y_true, probabilities, self.task.class_names, self.task.scored)
+
+    def fit(self) -> History:
+        """Train from ``start_epoch`` to ``cfg.epochs``, with validation, checkpoints and early stopping."""
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            row: dict[str, float] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            if self.task.has_validation:
+                val = self.evaluate("val")
+                row.update({f"val_{k}": val[k] for k in ("accuracy", "macro_f1", "macro_auc") if k in val})
+                if "cinc_score" in val:
+                    row["val_cinc_score"] = val["cinc_score"]
+                score = val[self.cfg.monitor]
+            else:
+                score = -row["train_loss"]
+            is_best = score > self.history.best_score
+            if is_best:
+                self.history.best_epoch, self.history.best_score, self.history.stale_epochs = epoch, score, 0
+            else:
+                self.history.stale_epochs += 1
+            self.history.rows.append(row)
+            self._save(epoch, is_best)
+            if not self.quiet:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "lr"))
+                tqdm.write(f"epoch {epoch + 1}/{self.cfg.epochs}: {shown}{'  *best*' if is_best else ''}")
+            if self.cfg.early_stopping and self.history.stale_epochs >= self.cfg.early_stopping:
+                log.info("early stopping after epoch %d (no %s gain for %d epochs)", epoch + 1, self.cfg.monitor,
+                         self.cfg.early_stopping)
+                break
+        return self.history
+
+    def load_best(self) -> None:
+        """Load the best validation epoch's weights (every rank reads rank 0's file)."""
+        self.dist.barrier()
+        path = self.ckpt_dir / "best.pt"
+        if path.exists():
+            self.model.load_state_dict(load_checkpoint(path)["model"])
+
+    def test(self) -> dict:
+        """Evaluate the selected model on the test split, once, and write ``metrics.json``."""
+        self.load_best()
+        report = self.evaluate("test")
+        result = {"test": report, "best_epoch": self.history.best_epoch + 1, "monitor": self.cfg.monitor,
+                  "best_val_score": self.history.best_score, "epochs_run": len(self.history.rows),
+                  "splits": self.task.splits}
+        if self.dist.is_main:
+            write_text(self.run_dir / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
+        return result
+
+    def summary_table(self, result: dict) -> str:
+        return format_report(result["test"], f"{self.task.test_title} (best epoch {result['best_epoch']} "
+                                             f"by validation {self.cfg.monitor}):")
+
+
+def predict_arrays(model: nn.Module, inputs: list[torch.Tensor], batch_size: int, device: torch.device) -> np.ndarray:
+    """Class probabilities (N, K) for in-memory inputs, batch by batch, without gradients."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(inputs[0]), batch_size):
+            batch = [t[start:start + batch_size].to(device) for t in inputs]
+            out.append(torch.softmax(model(*batch).float(), dim=1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)

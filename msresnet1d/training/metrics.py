@@ -1,0 +1,123 @@
+"""Classification metrics as the ECG field defines them.
+
+Per class c of a confusion matrix ``cm`` (rows = true class, columns = predicted class):
+
+- sensitivity Se = TP / (TP + FN)        (recall)
+- positive predictivity +P = TP / (TP + FP)   (precision)
+- specificity Sp = TN / (TN + FP)
+- F1 = 2 TP / (2 TP + FP + FN)          (= 2 TP / (true_c + predicted_c), the CinC 2017 form)
+
+AAMI EC57 beat reports give these for N, S, V and F. Q (unclassifiable and paced-fusion beats,
+15 beats in DS1 + DS2) is kept as a fifth class for training and counted in accuracy, but its row
+is left out of the macro averages, as de Chazal et al. (2004) and most papers since do. A class
+with no true and no predicted example gets NaN (undefined), not 0 or 1.
+
+The CinC 2017 challenge score is the mean F1 of N (normal), A (AF) and O (other rhythm); noise
+is classified but not averaged.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
+from sklearn.metrics import roc_auc_score
+
+AAMI_SCORED = ("N", "S", "V", "F")
+CINC_SCORED = ("N", "A", "O")
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts; rows true, columns predicted."""
+    return _sk_confusion_matrix(y_true, y_pred, labels=np.arange(num_classes)).astype(np.int64)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
+def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Se, +P, Sp and F1 for every class of a confusion matrix, as float arrays (NaN = undefined)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    true = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    fp, fn = predicted - tp, true - tp
+    tn = cm.sum() - tp - fp - fn
+    return {"se": _ratio(tp, true), "ppv": _ratio(tp, predicted), "sp": _ratio(tn, tn + fp),
+            "f1": _ratio(2 * tp, true + predicted), "support": true}
+
+
+def macro_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """One-vs-rest ROC AUC averaged over the classes present in ``y_true`` (NaN if fewer than two)."""
+    present = np.unique(y_true)
+    if len(present) < 2:
+        return float("nan")
+    aucs = [roc_auc_score(y_true == c, probabilities[:, c]) for c in present]
+    return float(np.mean(aucs))
+
+
+def classification_report(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    scored: Sequence[str] | None = None,
+) -> dict:
+    """Everything a run reports, as plain JSON-able values.
+
+    Args:
+        y_true: (N,) int class indices.
+        probabilities: (N, K) class probabilities (rows sum to 1).
+        class_names: K names, in index order.
+        scored: the classes averaged in ``macro_f1`` (default all).
+
+    Returns a dict with ``accuracy``, ``macro_f1``, ``macro_auc``, ``confusion_matrix`` and
+    ``per_class`` {name: {se, ppv, sp, f1, support}}; plus ``cinc_score`` when the classes are
+    CinC 2017's.
+    """
+    y_true = np.asarray(y_true)
+    y_pred = probabilities.argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred, len(class_names))
+    stats = per_class(cm)
+    scored = list(scored) if scored is not None else list(class_names)
+    scored_idx = [class_names.index(c) for c in scored]
+    report = {
+        "n": int(len(y_true)),
+        "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+        "macro_f1": float(np.nanmean(stats["f1"][scored_idx])) if np.isfinite(stats["f1"][scored_idx]).any()
+        else float("nan"),
+        "macro_auc": macro_auc(y_true, probabilities),
+        "scored_classes": scored,
+        "class_names": list(class_names),
+        "confusion_matrix": cm.tolist(),
+        "per_class": {name: {k: float(v[i]) for k, v in stats.items()} for i, name in enumerate(class_names)},
+    }
+    if set(CINC_SCORED) <= set(class_names):
+        report["cinc_score"] = cinc_score(cm, class_names)
+    return report
+
+
+def cinc_score(cm: np.ndarray, class_names: Sequence[str]) -> float:
+    """PhysioNet/CinC 2017 score: mean over N, A, O of F1 = 2 correct / (true + predicted)."""
+    f1 = per_class(cm)["f1"]
+    return float(np.mean([np.nan_to_num(f1[list(class_names).index(c)]) for c in CINC_SCORED]))
+
+
+def format_report(report: dict, title: str = "") -> str:
+    """A per-class table (percent) in the AAMI EC57 layout, then accuracy and macro figures."""
+    lines = [title] if title else []
+    lines.append(f"{'class':<8}{'support':>9}{'Se':>8}{'+P':>8}{'Sp':>8}{'F1':>8}")
+    for name, s in report["per_class"].items():
+        mark = "" if name in report["scored_classes"] else "  (not in macro)"
+        cells = "".join(f"{100 * s[k]:>8.1f}" if np.isfinite(s[k]) else f"{'-':>8}" for k in ("se", "ppv", "sp", "f1"))
+        lines.append(f"{name:<8}{int(s['support']):>9}{cells}{mark}")
+    summary = f"accuracy {100 * report['accuracy']:.1f}   macro-F1 {100 * report['macro_f1']:.1f}"
+    summary += f" ({','.join(report['scored_classes'])})"
+    if np.isfinite(report["macro_auc"]):
+        summary += f"   macro AUC {report['macro_auc']:.3f}"
+    if "cinc_score" in report:
+        summary += f"   CinC 2017 score {report['cinc_score']:.3f}"
+    lines.append(summary)
+    return "\n".join(lines)

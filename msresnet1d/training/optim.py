@@ -1,0 +1,85 @@
+"""Optimizers, learning-rate schedules and losses, built from a :class:`TrainConfig`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import TrainConfig
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD (with ``momentum``). Weight decay applies to weights of convolutions and
+    linear layers only, not to biases and norm parameters (the usual practice)."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """A per-step schedule: one-cycle (warm-up fraction = warmup_epochs / epochs), cosine decay
+    after a linear warm-up of ``warmup_epochs``, or constant."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
+    if cfg.schedule == "onecycle":
+        pct = min(max(warmup / total, 0.01), 0.99)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=pct)
+    if cfg.schedule == "cosine":
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(total - warmup, 1)
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def class_weights(labels: np.ndarray, num_classes: int, kind: str) -> torch.Tensor | None:
+    """Loss weights from the training labels: 1/frequency or 1/sqrt(frequency), mean 1 over the
+    classes present; absent classes get weight 0. ``"none"`` -> None."""
+    if kind == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    power = 1.0 if kind == "inverse" else 0.5
+    weights[present] = 1.0 / counts[present] ** power
+    weights[present] /= weights[present].mean()
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_true)^gamma, with optional
+    class weights and label smoothing; mean over the batch."""
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.label_smoothing = label_smoothing
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits, target, weight=self.weight, reduction="none",
+                             label_smoothing=self.label_smoothing)
+        p_true = torch.softmax(logits.float(), dim=1).gather(1, target[:, None]).squeeze(1)
+        return ((1 - p_true) ** self.gamma * ce).mean()
+
+
+def build_loss(cfg: TrainConfig, labels: np.ndarray, num_classes: int) -> nn.Module:
+    weight = class_weights(labels, num_classes, cfg.class_weights)
+    if cfg.loss == "focal":
+        return FocalLoss(cfg.focal_gamma, weight, cfg.label_smoothing)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+
+
+def balanced_sample_weights(labels: np.ndarray) -> torch.Tensor:
+    """Per-example sampling weights ~ 1 / frequency of its class (each class equally likely)."""
+    counts = np.bincount(labels)
+    return torch.tensor(1.0 / counts[labels], dtype=torch.float64)

@@ -1,0 +1,99 @@
+"""PNG plots of a run: learning curves, the test confusion matrix, and an ECG strip with labels.
+
+matplotlib is an optional extra (``pip install msresnet1d[plot]``); without it plots are
+skipped with one log line. Every figure is written to a temporary file and renamed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no plots (pip install 'msresnet1d[plot]')")
+        return None
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+
+
+def plot_curves(rows: Sequence[dict[str, float]], path: Path) -> None:
+    """Training loss and the validation metrics against the epoch."""
+    plt = _pyplot()
+    if plt is None or not rows:
+        return
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
+    for key in [k for k in rows[0] if k.startswith("val_")]:
+        ax_metric.plot(epochs, [r[key] for r in rows], marker="o", label=key[4:])
+    ax_metric.set(xlabel="epoch", ylabel="validation", title="validation metrics", ylim=(0, 1))
+    if ax_metric.lines:
+        ax_metric.legend()
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> None:
+    """Counts, with each row (true class) shaded by its share, so rare classes stay visible."""
+    plt = _pyplot()
+    if plt is None:
+        return
+    cm = np.asarray(cm)
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    size = 1.0 + 0.7 * len(class_names)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            ax.text(j, i, f"{cm[i, j]:,}", ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] > 0.5 else "black")
+    ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xticklabels=class_names,
+           yticklabels=class_names, xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(image, ax=ax, label="share of true class")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_ecg_strip(signal: np.ndarray, fs: float, beats: np.ndarray, true: Sequence[str], predicted: Sequence[str],
+                   path: Path, title: str = "", lead: str = "") -> None:
+    """A strip of one lead, (L,) samples at ``fs`` Hz, with each beat's true label above and the
+    predicted label below (red where they differ). ``beats``: sample positions in the strip."""
+    plt = _pyplot()
+    if plt is None:
+        return
+    t = np.arange(len(signal)) / fs
+    fig, ax = plt.subplots(figsize=(14, 3.2))
+    ax.plot(t, signal, color="black", linewidth=0.7)
+    top, bottom = signal.max(), signal.min()
+    span = top - bottom or 1.0
+    for pos, y_true, y_pred in zip(beats, true, predicted):
+        ax.text(pos / fs, top + 0.12 * span, y_true, ha="center", fontsize=9, color="tab:blue")
+        ax.text(pos / fs, bottom - 0.18 * span, y_pred, ha="center", fontsize=9,
+                color="tab:green" if y_true == y_pred else "tab:red")
+    ax.set(xlabel="time (s)", ylabel=lead or "signal", title=title, ylim=(bottom - 0.3 * span, top + 0.3 * span))
+    ax.text(0.995, 0.98, "true (blue, top) / predicted (bottom; red = wrong)", transform=ax.transAxes,
+            ha="right", va="top", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

@@ -1,0 +1,108 @@
+"""One training run end to end: config -> task -> model -> Trainer -> test -> run folder."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models import create_model
+from ..models.blocks import init_weights
+from . import distributed, plots
+from .config import TrainConfig
+from .engine import Trainer
+from .tasks import Task, build_task
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
+    """The config's model, shaped for the task (channels, classes, extra features)."""
+    kwargs: dict[str, Any] = {"in_channels": task.in_channels, "num_classes": len(task.class_names)}
+    if task.extra_features:
+        kwargs["extra_features"] = task.extra_features
+    model = create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
+    if model.dims != task.dims:
+        layout = "(N, C, L) signals" if task.dims == 1 else "(N, C, H, W) images"
+        raise ValueError(f"model {cfg.model!r} is {model.dims}-D but task {cfg.task!r} gives {layout}; "
+                         f"pick a {task.dims}-D model (msresnet1d list-models)")
+    if model.min_input_size > task.input_size:
+        raise ValueError(f"model {cfg.model!r} needs inputs of at least {model.min_input_size} samples, "
+                         f"the task gives {task.input_size}")
+    if cfg.init == "xavier":
+        init_weights(model, scheme="xavier")
+    return model
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict:
+    """Train, select on validation, test once; returns the metrics dict (also in metrics.json)."""
+    dist = distributed.setup(cfg.device)
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        task = build_task(cfg, dist)
+        model = build_model(cfg, task)
+        trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
+        trainer.prepare_run_dir(resume)
+        if resume:
+            trainer.resume()
+        trainer.fit()
+        result = trainer.test()
+        if dist.is_main:
+            write_plots(trainer, result)
+            print(trainer.summary_table(result))
+            print(f"run folder: {trainer.run_dir}")
+        return result
+    finally:
+        distributed.teardown()
+
+
+def write_plots(trainer: Trainer, result: dict) -> None:
+    run_dir, task = trainer.run_dir, trainer.task
+    plots.plot_curves(trainer.history.rows, run_dir / "curves.png")
+    report = result["test"]
+    plots.plot_confusion(np.array(report["confusion_matrix"]), task.class_names, run_dir / "confusion_matrix.png",
+                         task.test_title)
+    if task.strip is not None:
+        ecg_strip(trainer.model, task, run_dir / "ecg_strip.png")
+
+
+def ecg_strip(model: nn.Module, task: Task, path: Path, seconds: float = 10.0) -> None:
+    """Plot the ``seconds`` of the test record that hold the most non-N beats, with true and
+    predicted beat labels."""
+    from ..data import read_record
+
+    beats, strip = task.strip["beats"], task.strip
+    abnormal = beats.y != task.class_names.index("N")
+    record = str(beats.record[np.argmax(abnormal)] if abnormal.any() else beats.record[0])
+    in_record = np.flatnonzero(beats.record == record)
+    signal = read_record(Path(strip["db_dir"]) / record, leads=list(beats.config.leads[:1]))
+    fs, span = signal.fs, int(seconds * signal.fs)
+    positions = beats.sample[in_record]
+    # Window start with the most abnormal beats (beats are in time order within a record).
+    counts = [np.sum(abnormal[in_record][(positions >= p) & (positions < p + span)]) for p in positions]
+    start = int(positions[int(np.argmax(counts))] - 0.5 * fs)
+    start = max(0, min(start, signal.signal.shape[1] - span))
+    chosen = in_record[(positions >= start) & (positions < start + span)]
+    inputs = [t[torch.from_numpy(chosen)] for t in strip["inputs"]]
+    if strip["transform"] is not None:
+        inputs[0] = strip["transform"](inputs[0])
+    model.eval()
+    with torch.inference_mode():
+        predicted = model(*inputs).argmax(dim=1).numpy()
+    plots.plot_ecg_strip(signal.signal[0, start:start + span], fs, beats.sample[chosen] - start,
+                         [task.class_names[i] for i in beats.y[chosen]], [task.class_names[i] for i in predicted],
+                         path, title=f"record {record}, {start / fs:.1f}-{(start + span) / fs:.1f} s",
+                         lead=beats.config.leads[0])

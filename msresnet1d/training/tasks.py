@@ -1,0 +1,286 @@
+"""Tasks: what a config's ``task`` key builds from its ``[data]`` table.
+
+A :class:`Task` holds the training batches, the class names, how to predict on the validation
+and test splits, and which records/examples each split holds. Validation always comes from the
+training side (held-out records or images), never from the test split.
+
+``beats`` (MIT-BIH, AAMI classes, inter-patient) data keys, with defaults:
+    data_dir (None: $MSRESNET1D_DATA/mitdb, else datasets/, else the embedded sample),
+    leads ["MLII"], fs 180 (Hz), window [-0.25, 0.45] (s around the R peak), band [0.5, 40] (Hz),
+    rr true (RR features as extra inputs), train_records (DS1), test_records (DS2),
+    val_records 4 (a count of DS1 records held out at random with val_seed, or a list),
+    val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), cache true.
+``rhythm`` (CinC 2017, N/A/O/~) data keys:
+    data_dir, fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation windows), folds 5,
+    fold 0 (the test fold of a stratified k-fold over records), val_fraction 0.1 (of the
+    training folds, stratified), cache true.
+``fashion_mnist`` data keys:
+    data_dir, resize null (pixels), val_size 5000 (training images held out), normalize "unit" |
+    "standardize", crop_padding 0, hflip false, erase_prob 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.loader import TensorBatchLoader
+from .config import TrainConfig
+from .distributed import DistContext
+from .optim import balanced_sample_weights
+
+log = logging.getLogger(__name__)
+
+Predictor = Callable[[nn.Module, torch.device], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class Task:
+    """Everything the engine needs to know about the data.
+
+    Attributes:
+        train: training batches ``(x, y)`` or ``(x, extra, y)``; has ``set_epoch`` and ``len``.
+        train_labels: (N,) int labels of the training examples (class weights, sampler).
+        class_names / scored: all class names, and those averaged in macro figures.
+        in_channels / input_size / extra_features / dims: what the model must accept
+            (dims 1: signals (N, C, L); 2: images (N, C, H, W)).
+        predictors: ``{"val": f, "test": f}``, each ``f(model, device) -> (y_true, probabilities)``.
+        splits: what each split holds (record names, counts), stored with the metrics.
+        test_title: a heading for the results table.
+        strip: for ECG beat tasks, what the strip plot needs (``msresnet1d.training.plots``).
+        state: tensors fitted on the training split that inference needs again (e.g. the RR
+            feature means and standard deviations); saved in every checkpoint.
+    """
+
+    train: TensorBatchLoader
+    train_labels: np.ndarray
+    class_names: list[str]
+    scored: list[str]
+    in_channels: int
+    input_size: int
+    extra_features: int
+    predictors: dict[str, Predictor]
+    splits: dict[str, Any]
+    test_title: str
+    dims: int = 1
+    strip: dict[str, Any] | None = None
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def has_validation(self) -> bool:
+        return "val" in self.predictors
+
+    def predict(self, model: nn.Module, split: str, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        if split not in self.predictors:
+            raise ValueError(f"this task has no {split!r} split (has {sorted(self.predictors)})")
+        return self.predictors[split](model, device)
+
+
+def _options(data: dict[str, Any], defaults: dict[str, Any], task: str) -> dict[str, Any]:
+    unknown = sorted(set(data) - set(defaults))
+    if unknown:
+        raise ValueError(f"[data] of task {task!r}: unknown key(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(defaults))}")
+    return {**defaults, **data}
+
+
+def _array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size: int,
+                     transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Predictor:
+    def predict(model: nn.Module, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        out = []
+        model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(labels), batch_size):
+                batch = [t[start:start + batch_size] for t in inputs]
+                if transform is not None:
+                    batch[0] = transform(batch[0])
+                out.append(torch.softmax(model(*[b.to(device) for b in batch]).float(), dim=1).cpu())
+        return labels, torch.cat(out).numpy()
+    return predict
+
+
+# ---------------------------------------------------------------------------------- beats
+BEAT_DEFAULTS: dict[str, Any] = {
+    "data_dir": None, "leads": ["MLII"], "fs": 180.0, "window": [-0.25, 0.45], "band": [0.5, 40.0], "rr": True,
+    "train_records": None, "test_records": None, "val_records": 4, "val_seed": 0, "representation": "signal",
+    "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32}, "cache": True,
+}
+
+
+def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
+    from ..data import AAMI_CLASSES, DS1, DS2, BeatConfig, find_database, load_beats
+    from ..data.spectrogram import Spectrogram
+
+    opts = _options(cfg.data, BEAT_DEFAULTS, "beats")
+    db_dir = Path(opts["data_dir"]) if opts["data_dir"] else find_database("mitdb")
+    beat_cfg = BeatConfig(leads=tuple(opts["leads"]), fs=float(opts["fs"]), window=tuple(opts["window"]),
+                          band=tuple(opts["band"]) if opts["band"] else None)
+    train_records = list(opts["train_records"] or DS1)
+    test_records = list(opts["test_records"] or DS2)
+    if set(train_records) & set(test_records):
+        raise ValueError(f"train and test records overlap: {sorted(set(train_records) & set(test_records))}")
+    val = opts["val_records"]
+    if isinstance(val, int):
+        rng = np.random.default_rng(opts["val_seed"])
+        val = sorted(rng.choice(train_records, size=val, replace=False).tolist()) if val else []
+    missing = sorted(set(val) - set(train_records))
+    if missing:
+        raise ValueError(f"val_records {missing} are not training records: validation comes from training patients")
+    fit_records = [r for r in train_records if r not in val]
+
+    train_all = load_beats(train_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
+    test = load_beats(test_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
+    fit, held = train_all.from_records(fit_records), train_all.from_records(val)
+    if len(fit) == 0:
+        raise ValueError(f"no training beats in records {fit_records} of {db_dir}")
+
+    def tensors(arrays) -> list[torch.Tensor]:
+        return [torch.from_numpy(np.ascontiguousarray(arrays.X))]
+
+    # RR features standardised with the training beats' statistics (no peeking at val/test).
+    rr_mean, rr_std = fit.rr.mean(axis=0), fit.rr.std(axis=0) + 1e-6
+    extra = (lambda a: [torch.from_numpy(((a.rr - rr_mean) / rr_std).astype(np.float32))]) if opts["rr"] else (
+        lambda a: [])
+    transform = None
+    input_size, dims = beat_cfg.length, 1
+    if opts["representation"] == "spectrogram":
+        spec = Spectrogram(fs=beat_cfg.fs, standardize=True, **opts["spectrogram"])
+        transform = lambda x, generator=None: spec(x)  # noqa: E731 - a BatchTransform
+        input_size, dims = opts["spectrogram"]["size"], 2
+    elif opts["representation"] != "signal":
+        raise ValueError(f"[data] representation must be 'signal' or 'spectrogram', got {opts['representation']!r}")
+
+    weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
+    fit_extra = extra(fit)
+    loader = TensorBatchLoader(tensors(fit)[0], torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
+                               transform=transform, seed=cfg.seed, extra=fit_extra[0] if fit_extra else None,
+                               sample_weights=weights, rank=dist.rank, world_size=dist.world_size)
+    predictors = {"test": _array_predictor(tensors(test) + extra(test), test.y, cfg.eval_batch_size, transform)}
+    if len(held):
+        predictors["val"] = _array_predictor(tensors(held) + extra(held), held.y, cfg.eval_batch_size, transform)
+    sample_note = " (embedded sample)" if "sample" in db_dir.name else ""
+    return Task(
+        train=loader, train_labels=fit.y, class_names=list(AAMI_CLASSES), scored=["N", "S", "V", "F"],
+        in_channels=len(beat_cfg.leads), input_size=input_size, extra_features=fit.rr.shape[1] if opts["rr"] else 0,
+        predictors=predictors, dims=dims,
+        splits={"database": str(db_dir), "train_records": fit_records, "val_records": list(val),
+                "test_records": test_records, "train_beats": fit.class_counts(), "val_beats": held.class_counts(),
+                "test_beats": test.class_counts()},
+        test_title=f"MIT-BIH inter-patient test ({len(test_records)} records, {len(test)} beats){sample_note}",
+        strip={"db_dir": db_dir, "beats": test, "inputs": tensors(test) + extra(test), "transform": transform},
+        state={"rr_mean": torch.from_numpy(rr_mean), "rr_std": torch.from_numpy(rr_std)} if opts["rr"] else {},
+    )
+
+
+# ---------------------------------------------------------------------------------- rhythm
+RHYTHM_DEFAULTS: dict[str, Any] = {
+    "data_dir": None, "fs": 150.0, "crop_seconds": 30.0, "hop_seconds": 15.0, "folds": 5, "fold": 0,
+    "val_fraction": 0.1, "cache": True,
+}
+
+
+class RandomCrops:
+    """BatchTransform: record indices (B,) -> random fixed-length crops (B, C, L) of those records
+    (zero-padded when shorter), offsets drawn from the batch generator."""
+
+    def __init__(self, arrays, length: int) -> None:
+        self.arrays, self.length = arrays, length
+
+    def __call__(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        from ..data.rhythm import fit_length
+
+        lengths = self.arrays.lengths[idx.numpy()]
+        slack = np.abs(lengths - self.length)
+        offsets = (torch.rand(len(idx), generator=generator).numpy() * (slack + 1)).astype(np.int64)
+        crops = [fit_length(self.arrays.signal(int(i)), self.length, int(o)) for i, o in zip(idx, offsets)]
+        return torch.from_numpy(np.stack(crops))
+
+
+def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
+    from sklearn.model_selection import train_test_split
+
+    from ..data import CINC_CLASSES, RhythmConfig, find_database, load_rhythm, predict_records, stratified_kfold
+
+    opts = _options(cfg.data, RHYTHM_DEFAULTS, "rhythm")
+    db_dir = Path(opts["data_dir"]) if opts["data_dir"] else find_database("cinc2017")
+    arrays = load_rhythm(db_dir, RhythmConfig(fs=float(opts["fs"])), cache=opts["cache"])
+    folds = stratified_kfold(arrays.y, opts["folds"], seed=cfg.seed)
+    train_idx, test_idx = folds[opts["fold"]]
+    fit_idx, val_idx = train_test_split(train_idx, test_size=opts["val_fraction"], stratify=arrays.y[train_idx],
+                                        random_state=cfg.seed) if opts["val_fraction"] else (train_idx, [])
+    fit, held, test = arrays.select(np.sort(fit_idx)), arrays.select(np.sort(val_idx)), arrays.select(test_idx)
+    length = round(opts["crop_seconds"] * arrays.config.fs)
+    weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
+    loader = TensorBatchLoader(torch.arange(len(fit)), torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
+                               transform=RandomCrops(fit, length), seed=cfg.seed, sample_weights=weights,
+                               rank=dist.rank, world_size=dist.world_size)
+
+    def predictor(part) -> Predictor:
+        def predict(model: nn.Module, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+            probs = predict_records(model, part, opts["crop_seconds"], opts["hop_seconds"])
+            return part.y, probs.float().numpy()
+        return predict
+
+    predictors = {"test": predictor(test)}
+    if len(held):
+        predictors["val"] = predictor(held)
+    return Task(
+        train=loader, train_labels=fit.y, class_names=list(CINC_CLASSES), scored=["N", "A", "O"], in_channels=1,
+        input_size=length, extra_features=0, predictors=predictors,
+        splits={"database": str(db_dir), "fold": opts["fold"], "folds": opts["folds"],
+                "train_records": len(fit), "val_records": len(held), "test_records": len(test),
+                "test_names": test.names.tolist()},
+        test_title=f"CinC 2017 fold {opts['fold'] + 1}/{opts['folds']} test ({len(test)} records)",
+    )
+
+
+# ---------------------------------------------------------------------------------- images
+FASHION_DEFAULTS: dict[str, Any] = {
+    "data_dir": None, "resize": None, "val_size": 5000, "normalize": "unit", "crop_padding": 0, "hflip": False,
+    "erase_prob": 0.0, "download": False,
+}
+
+
+def fashion_task(cfg: TrainConfig, dist: DistContext) -> Task:
+    from ..data.fashion_mnist import CLASS_NAMES, ImageBatchTransform, load_fashion_mnist, pixel_mean_std
+
+    opts = _options(cfg.data, FASHION_DEFAULTS, "fashion_mnist")
+    images, labels = load_fashion_mnist(opts["data_dir"], "train", opts["download"])
+    test_images, test_labels = load_fashion_mnist(opts["data_dir"], "test", opts["download"])
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg.seed))
+    val_idx, fit_idx = order[:opts["val_size"]], order[opts["val_size"]:]
+    if opts["normalize"] not in ("unit", "standardize"):
+        raise ValueError(f"[data] normalize must be 'unit' or 'standardize', got {opts['normalize']!r}")
+    mean, std = pixel_mean_std(images[fit_idx]) if opts["normalize"] == "standardize" else (0.0, 1.0)
+    augment = ImageBatchTransform(opts["resize"], mean, std, opts["crop_padding"], opts["hflip"], opts["erase_prob"])
+    plain = ImageBatchTransform(opts["resize"], mean, std)
+    weights = balanced_sample_weights(labels[fit_idx].numpy()) if cfg.balanced_sampler else None
+    loader = TensorBatchLoader(images[fit_idx], labels[fit_idx], cfg.batch_size, shuffle=True, transform=augment,
+                               seed=cfg.seed, sample_weights=weights, rank=dist.rank, world_size=dist.world_size)
+    evaluate = lambda x: plain(x, torch.Generator())  # noqa: E731 - deterministic transform
+    predictors = {"test": _array_predictor([test_images], test_labels.numpy(), cfg.eval_batch_size, evaluate)}
+    if len(val_idx):
+        predictors["val"] = _array_predictor([images[val_idx]], labels[val_idx].numpy(), cfg.eval_batch_size,
+                                             evaluate)
+    size = opts["resize"] or images.shape[-1]
+    return Task(
+        train=loader, train_labels=labels[fit_idx].numpy(), class_names=list(CLASS_NAMES),
+        scored=list(CLASS_NAMES), in_channels=1, input_size=size, extra_features=0, predictors=predictors,
+        dims=2, splits={"train_images": len(fit_idx), "val_images": len(val_idx), "test_images": len(test_labels)},
+        test_title=f"Fashion-MNIST test ({len(test_labels)} images, {size}x{size})",
+    )
+
+
+TASK_BUILDERS: dict[str, Callable[[TrainConfig, DistContext], Task]] = {
+    "beats": beat_task, "rhythm": rhythm_task, "fashion_mnist": fashion_task,
+}
+
+
+def build_task(cfg: TrainConfig, dist: DistContext | None = None) -> Task:
+    return TASK_BUILDERS[cfg.task](cfg, dist or DistContext())

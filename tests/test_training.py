@@ -1,0 +1,224 @@
+"""The training engine and the `msresnet1d` command, on the embedded MIT-BIH sample (in the repo)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from msresnet1d.cli import main
+from msresnet1d.data.loader import TensorBatchLoader
+from msresnet1d.training.checkpoint import load_checkpoint
+from msresnet1d.training.config import TrainConfig, load_config
+from msresnet1d.training.metrics import cinc_score, classification_report, per_class
+from msresnet1d.training.optim import FocalLoss, class_weights
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "datasets" / "mitdb-sample"
+
+# A tiny, fast run: 6 training records (2 of them for validation), 4 test records.
+TINY = f"""
+name = "tiny"
+epochs = {{epochs}}
+batch_size = 128
+lr = 3e-3
+threads = 1
+[model_kwargs]
+widths = [8, 16, 16]
+stem_channels = 8
+kernels = [3, 9]
+[data]
+data_dir = "{SAMPLE}"
+train_records = ["101", "106", "118", "119", "208", "209"]
+val_records = ["106", "209"]
+test_records = ["100", "105", "232", "233"]
+"""
+
+
+def _config(tmp_path: Path, epochs: int = 3) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.format(epochs=epochs))
+    return path
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "msresnet1d.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600, **kwargs)
+
+
+# --------------------------------------------------------------------------- metrics by hand
+def test_metrics_against_a_hand_computed_confusion_matrix():
+    # rows true, columns predicted, classes N S V F Q
+    cm = np.array([[50, 3, 2, 0, 0], [4, 6, 0, 0, 0], [1, 0, 9, 2, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 0]])
+    stats = per_class(cm)
+    # N: TP 50, FN 5, FP 5, TN 79 - 60 = 19 -> Se 50/55, +P 50/55, Sp 19/24, F1 100/110
+    assert stats["se"][0] == pytest.approx(50 / 55)
+    assert stats["ppv"][0] == pytest.approx(50 / 55)
+    assert stats["sp"][0] == pytest.approx(19 / 24)
+    assert stats["f1"][0] == pytest.approx(100 / 110)
+    # S: TP 6, FN 4, FP 3 -> Se .6, +P 6/9, F1 12/19 ; V: TP 9, FN 3, FP 3 ; F: TP 1, FN 1, FP 2
+    assert stats["se"][1] == pytest.approx(0.6) and stats["ppv"][1] == pytest.approx(6 / 9)
+    assert stats["f1"][1] == pytest.approx(12 / 19)
+    assert stats["f1"][2] == pytest.approx(18 / 24) and stats["f1"][3] == pytest.approx(2 / 5)
+    assert np.isnan(stats["se"][4]) and np.isnan(stats["ppv"][4])  # Q: undefined, not 0
+
+    y_true = np.repeat(np.arange(5), cm.sum(axis=1))
+    y_pred = np.concatenate([np.repeat(np.arange(5), row) for row in cm])
+    probabilities = np.eye(5)[y_pred]
+    report = classification_report(y_true, probabilities, ["N", "S", "V", "F", "Q"], ["N", "S", "V", "F"])
+    assert report["confusion_matrix"] == cm.tolist()
+    assert report["accuracy"] == pytest.approx(66 / 79)
+    assert report["macro_f1"] == pytest.approx(np.mean([100 / 110, 12 / 19, 18 / 24, 2 / 5]))
+
+
+def test_cinc_score_is_the_mean_f1_of_normal_af_other():
+    cm = np.array([[80, 5, 10, 5], [2, 15, 3, 0], [10, 4, 30, 6], [3, 0, 2, 5]])  # N A O ~
+    f1 = [2 * 80 / (100 + 95), 2 * 15 / (20 + 24), 2 * 30 / (50 + 45)]
+    assert cinc_score(cm, ["N", "A", "O", "~"]) == pytest.approx(np.mean(f1))
+
+
+def test_macro_auc_and_perfect_predictions():
+    y = np.array([0, 1, 2, 2])
+    report = classification_report(y, np.eye(3)[y], ["a", "b", "c"])
+    assert report["macro_auc"] == 1.0 and report["accuracy"] == 1.0 and report["macro_f1"] == 1.0
+
+
+def test_class_weights_and_focal_loss():
+    w = class_weights(np.array([0, 0, 0, 1]), 3, "inverse")
+    assert w.tolist() == pytest.approx([0.5, 1.5, 0.0])  # mean 1 over present classes, absent -> 0
+    logits, target = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0])
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    p = torch.softmax(logits, 1)[:, 0]
+    assert FocalLoss(gamma=2.0)(logits, target) == pytest.approx(((1 - p) ** 2 * ce).mean().item())
+    assert FocalLoss(gamma=0.0)(logits, target) == pytest.approx(ce.mean().item())
+
+
+# --------------------------------------------------------------------------- config and loader
+def test_unknown_config_keys_are_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown key.*lerning_rate"):
+        load_config(None, {"lerning_rate": 0.1})
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        TrainConfig(optimizer="adam")
+    assert main(["train", "--set", "data.windoww=[0,1]", "--out", str(tmp_path / "r"), "--quiet"]) == 1
+
+
+def test_loader_extra_features_balanced_sampler_and_shards():
+    x, y, extra = torch.arange(10.0)[:, None], torch.tensor([0] * 8 + [1] * 2), torch.arange(10.0)[:, None] * 10
+    xb, eb, yb = next(iter(TensorBatchLoader(x, y, 10, extra=extra)))
+    assert torch.equal(eb, xb * 10) and torch.equal(yb, y)
+    weights = torch.where(y == 1, 4.0, 1.0)  # 1 / class frequency, up to scale
+    drawn = torch.cat([next(iter(TensorBatchLoader(torch.zeros(10, 1), y, 10, seed=s, sample_weights=weights)))[1]
+                       for s in range(200)])
+    assert 0.4 < drawn.float().mean() < 0.6  # balanced: about half the draws are the rare class
+    shards = [torch.cat([b for b, _ in TensorBatchLoader(x, y, 3, shuffle=True, seed=1, rank=r, world_size=2)])
+              for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 5
+    assert sorted(torch.cat(shards).flatten().tolist()) == list(range(10))
+
+
+# --------------------------------------------------------------------------- runs
+def test_main_job_cli_on_the_embedded_sample(tmp_path):
+    out = tmp_path / "run"
+    result = _cli("train", "--config", str(_config(tmp_path, epochs=2)), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Se" in result.stdout and "macro-F1" in result.stdout
+    for line in ("N ", "S ", "V ", "F "):
+        assert any(l.startswith(line) for l in result.stdout.splitlines()), line
+    for name in ("config.json", "log.csv", "metrics.json", "curves.png", "confusion_matrix.png", "ecg_strip.png",
+                 "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["splits"]["val_records"] == ["106", "209"]
+    assert not set(metrics["splits"]["train_records"]) & set(metrics["splits"]["test_records"])
+    assert metrics["test"]["n"] == sum(metrics["splits"]["test_beats"].values())
+    assert len((out / "log.csv").read_text().splitlines()) == 3  # header + 2 epochs
+    # A second run into the same folder must not overwrite it.
+    again = _cli("train", "--config", str(_config(tmp_path, epochs=2)), "--out", str(out), "--quiet")
+    assert again.returncode == 1 and "already holds a run" in again.stderr
+
+    evaluated = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--json", str(tmp_path / "eval.json"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((tmp_path / "eval.json").read_text())["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+    config = _config(tmp_path, epochs=4)
+    straight = _cli("train", "--config", str(config), "--out", str(tmp_path / "straight"), "--quiet")
+    assert straight.returncode == 0, straight.stderr
+
+    killed_dir = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "msresnet1d.cli", "train", "--config", str(config), "--out",
+                             str(killed_dir), "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not (killed_dir / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed_dir / "metrics.json").exists(), "the run finished before it was killed"
+    assert load_checkpoint(killed_dir / "checkpoints" / "last.pt")["epoch"] < 3
+
+    resumed = _cli("train", "--config", str(config), "--out", str(killed_dir), "--resume", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(killed_dir / "checkpoints" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    ma = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    mb = json.loads((killed_dir / "metrics.json").read_text())
+    assert ma["test"] == mb["test"]
+    assert (tmp_path / "straight" / "log.csv").read_text().count("\n") == (killed_dir / "log.csv").read_text().count("\n")
+
+
+def test_resume_refuses_another_config(tmp_path):
+    out = tmp_path / "run"
+    assert _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet").returncode == 0
+    other = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--resume", "--quiet",
+                 "--set", "lr=0.01")
+    assert other.returncode == 1 and "another model or config" in other.stderr and "lr" in other.stderr
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    result = _cli("train", "--config", str(_config(tmp_path, 2)), "--out", str(out), "--quiet", "--set", "lr=1e30",
+                  "--set", "optimizer=\"sgd\"", "--set", "schedule=\"constant\"")
+    assert result.returncode == 1
+    assert "non-finite loss" in result.stderr and "last good checkpoint" in result.stderr
+    assert not (out / "metrics.json").exists()
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    missing = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "a"), "--quiet",
+                   "--data-dir", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
+    unknown = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "b"), "--quiet",
+                   "--model", "resnet9000")
+    assert unknown.returncode == 1 and "unknown model 'resnet9000'" in unknown.stderr
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    unwritable = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(blocked / "run"), "--quiet")
+    assert unwritable.returncode == 1 and "not writable" in unwritable.stderr
+
+
+def test_torchrun_two_processes_save_once(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "msresnet1d.cli",
+         "train", "--config", str(_config(tmp_path, 2)), "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run folder:") == 1  # only rank 0 reports
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert len((out / "log.csv").read_text().splitlines()) == 3
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["model"])
