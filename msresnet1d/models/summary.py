@@ -39,6 +39,8 @@ def summary(model: nn.Module, input_shape: Sequence[int], depth: int = 2, print_
         return record
 
     _run_with_hooks(model, input_shape, modules, hook)
+    order = {name: i for i, name in enumerate(modules)}
+    rows.sort(key=lambda row: order[row[0]])  # hooks fire children first; print parents first
     width = max([len("layer")] + [len(n) + 2 * n.count(".") for n, _, _ in rows])
     print_fn(f"{'layer':<{width}}  {'output shape':<24}{'params':>12}")
     for name, shape, params in rows:
