@@ -222,3 +222,27 @@ def test_torchrun_two_processes_save_once(tmp_path):
     assert len((out / "log.csv").read_text().splitlines()) == 3
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
     assert ckpt["epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["model"])
+
+
+def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path):
+    import wfdb
+
+    from msresnet1d.data import read_annotations
+    from msresnet1d.data.aami import BEAT_SYMBOLS
+
+    out = tmp_path / "run"
+    assert _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet").returncode == 0
+    labels = tmp_path / "labels"
+    result = _cli("predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir", str(labels))
+    assert result.returncode == 0, result.stderr
+    ann = wfdb.rdann(str(labels / "100"), "pred")
+    reference = read_annotations(SAMPLE / "100", "atr")
+    beats = reference.sample[np.isin(reference.symbol, list(BEAT_SYMBOLS))]
+    assert np.array_equal(ann.sample, beats)
+    assert set(ann.symbol) <= {"N", "S", "V", "F", "Q"}
+    rows = (labels / "100.pred.csv").read_text().splitlines()
+    assert rows[0].startswith("sample,time_s,label,p_N")
+    assert [r.split(",")[2] for r in rows[1:]] == ann.symbol
+    assert ann.fs == 360
+    not_ecg = _cli("predict", str(out / "checkpoints" / "best.pt"), str(tmp_path / "nope"))
+    assert not_ecg.returncode == 1 and "nope" in not_ecg.stderr
