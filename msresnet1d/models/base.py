@@ -29,7 +29,6 @@ class ResidualNetwork(nn.Module):
             raise ValueError(f"extra_features must be >= 0, got {extra_features}")
         self.num_features = num_features
         self.extra_features = extra_features
-        self.drop_rate = drop_rate
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(num_features + extra_features, num_outputs)
 

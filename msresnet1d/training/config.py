@@ -41,7 +41,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up (cosine, and one-cycle's rising phase)
     loss: str = "cross_entropy"  # cross_entropy | focal
     focal_gamma: float = 2.0
-    class_weights: str = "none"  # none | inverse | inverse_sqrt (of the training class frequency)
+    class_weights: str = "inverse_sqrt"  # none | inverse | inverse_sqrt (of the training class frequency)
     balanced_sampler: bool = False  # draw training examples with probability ~ 1 / class frequency
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max gradient L2 norm; 0 = off

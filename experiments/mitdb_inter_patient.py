@@ -1,0 +1,120 @@
+"""MIT-BIH inter-patient experiment: train on DS1, select on held-out DS1 records, test once on DS2,
+for several seeds; report per-class Se, +P and F1 (AAMI EC57 layout, percent) as mean and standard
+deviation over seeds, beside published inter-patient results.
+
+    python experiments/mitdb_inter_patient.py --data-dir /path/to/data --seeds 0 1 2
+
+Each seed is one `msresnet1d train` run (the main-job config unless --config says otherwise) in
+<runs>/seed<k>; a finished run is reused, an interrupted one resumed. Results go to
+experiments/results/mitdb_inter_patient.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from msresnet1d.atomic import write_text
+from msresnet1d.cli import _resolve_config
+from msresnet1d.training.config import load_config
+from msresnet1d.training.run import train
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# Published inter-patient results on DS2 (percent), as collected in the project's reference notes.
+PUBLISHED = {
+    "de Chazal 2004 (weighted LDA)": {"S": {"se": 75.9, "ppv": 38.5}, "V": {"se": 77.7, "ppv": 81.9}, "acc": 86.0},
+    "Mar 2011": {"S": {"se": 83.2, "ppv": 33.5}, "V": {"se": 86.8, "ppv": 75.9}, "acc": 89.0},
+    "Zhang 2014 (SVM)": {"S": {"se": 79.1, "ppv": 36.0}, "V": {"se": 85.5, "ppv": 92.7}},
+    "Niu 2020 (CNN)": {"S": {"f1": 76.6}, "V": {"f1": 89.7}, "acc": 96.4},
+}
+CLASSES = ("N", "S", "V", "F")
+STATS = ("se", "ppv", "f1")
+
+
+def f1_from(se: float, ppv: float) -> float:
+    return 2 * se * ppv / (se + ppv)
+
+
+def summarise(reports: list[dict]) -> dict:
+    """Mean and standard deviation (over seeds, ddof=1 when >1 seed) of every figure, in percent."""
+    def agg(values: list[float]) -> dict:
+        arr = 100 * np.asarray(values, dtype=float)
+        return {"mean": float(np.mean(arr)), "std": float(np.std(arr, ddof=1)) if len(arr) > 1 else 0.0,
+                "values": arr.round(2).tolist()}
+    out = {"accuracy": agg([r["accuracy"] for r in reports]), "macro_f1": agg([r["macro_f1"] for r in reports])}
+    for c in CLASSES:
+        out[c] = {s: agg([r["per_class"][c][s] for r in reports]) for s in STATS}
+    return out
+
+
+def table(summary: dict, n_seeds: int) -> str:
+    def cell(d: dict) -> str:
+        return f"{d['mean']:.1f} ± {d['std']:.1f}" if n_seeds > 1 else f"{d['mean']:.1f}"
+
+    lines = ["| method | S Se | S +P | S F1 | V Se | V +P | V F1 | accuracy |", "|---|---|---|---|---|---|---|---|"]
+    s, v = summary["S"], summary["V"]
+    lines.append(f"| **this work** ({n_seeds} seed{'s' if n_seeds > 1 else ''}) | {cell(s['se'])} | {cell(s['ppv'])} | "
+                 f"{cell(s['f1'])} | {cell(v['se'])} | {cell(v['ppv'])} | {cell(v['f1'])} | "
+                 f"{cell(summary['accuracy'])} |")
+    for name, pub in PUBLISHED.items():
+        row = []
+        for c in ("S", "V"):
+            p = pub[c]
+            f1 = p.get("f1", f1_from(p["se"], p["ppv"]) if "se" in p else None)
+            row += [f"{p['se']:.1f}" if "se" in p else "", f"{p['ppv']:.1f}" if "ppv" in p else "",
+                    f"{f1:.1f}" + ("" if "f1" in p else "*")]
+        lines.append(f"| {name} | {' | '.join(row)} | {pub.get('acc', '')} |")
+    lines.append("\n\\* F1 computed here from the published Se and +P.")
+    lines.append("\nPer class (mean over seeds, percent):\n")
+    lines.append("| class | Se | +P | F1 |\n|---|---|---|---|")
+    for c in CLASSES:
+        lines.append(f"| {c} | {cell(summary[c]['se'])} | {cell(summary[c]['ppv'])} | {cell(summary[c]['f1'])} |")
+    lines.append(f"\nmacro-F1 (N, S, V, F) {cell(summary['macro_f1'])}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+                        help="folder holding mitdb/ (default $MSRESNET1D_DATA)")
+    parser.add_argument("--config", default="mitdb_beats", help="config name or path")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", default="runs/mitdb-inter-patient", help="folder of the per-seed runs")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"))
+    args = parser.parse_args()
+    if not args.data_dir:
+        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/)")
+    from msresnet1d.training.config import parse_value
+
+    overrides = {k: parse_value(v) for k, _, v in (item.partition("=") for item in args.set)}
+    reports, runs = [], []
+    for seed in args.seeds:
+        cfg = load_config(_resolve_config(args.config), {**overrides, "seed": seed, "threads": args.threads,
+                                                         "data.data_dir": str(Path(args.data_dir) / "mitdb")})
+        run_dir = Path(args.runs) / f"seed{seed}"
+        metrics_file = run_dir / "metrics.json"
+        start = time.perf_counter()
+        if not metrics_file.exists():
+            train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=True)
+        result = json.loads(metrics_file.read_text())
+        reports.append(result["test"])
+        runs.append({"seed": seed, "run_dir": str(run_dir), "best_epoch": result["best_epoch"],
+                     "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
+    summary = summarise(reports)
+    text = table(summary, len(reports))
+    print(text)
+    write_text(args.out, json.dumps({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
+                                     "summary_percent": summary, "published_percent": PUBLISHED,
+                                     "table_markdown": text}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
