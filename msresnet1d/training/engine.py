@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # A checkpoint can only be resumed by a run that agrees on these keys.
 RESUME_KEYS = ("task", "model", "model_kwargs", "data", "epochs", "batch_size", "optimizer", "lr", "momentum",
                "weight_decay", "schedule", "warmup_epochs", "loss", "focal_gamma", "class_weights",
-               "balanced_sampler", "label_smoothing", "grad_clip", "seed", "init", "bf16")
+               "balanced_sampler", "label_smoothing", "grad_clip", "seed", "init", "bf16", "channels_last")
 
 
 class TrainingError(RuntimeError):
@@ -69,7 +69,8 @@ class Trainer:
         self.cfg, self.task = cfg, task
         self.dist = dist or DistContext()
         self.device = self.dist.device
-        self.model = model.to(self.device)
+        self.memory_format = torch.channels_last if cfg.channels_last and model.dims == 2 else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
         self.run_dir = Path(run_dir)
         self.quiet = quiet or not self.dist.is_main
         self.optimizer = build_optimizer(self.model, cfg)
@@ -156,6 +157,7 @@ class Trainer:
     # ------------------------------------------------------------------ epochs
     def _batch_to_device(self, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], torch.Tensor]:
         *inputs, target = (t.to(self.device, non_blocking=True) for t in batch)
+        inputs[0] = inputs[0].contiguous(memory_format=self.memory_format)
         return inputs, target
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
