@@ -61,7 +61,7 @@ _EXPORTS = {
         "record_signal",
         "sliding_windows",
     ],
-    "splits": ["DS1", "DS2", "PACED_RECORDS", "holdout_ds1", "split_by_record", "stratified_kfold"],
+    "splits": ["DS1", "DS2", "PACED_RECORDS", "balanced_holdout", "holdout_ds1", "split_by_record", "stratified_kfold"],
     "cache": ["cache_dir"],
     "loader": ["TensorBatchLoader"],
     "fashion_mnist": ["FashionMNIST", "load_fashion_mnist"],

@@ -8,7 +8,8 @@ training side (held-out records or images), never from the test split.
     data_dir (None: $MSRESNET1D_DATA/mitdb, else datasets/, else the embedded sample),
     leads ["MLII"], fs 180 (Hz), window [-0.25, 0.45] (s around the R peak), band [0.5, 40] (Hz),
     rr true (RR features as extra inputs), train_records (DS1), test_records (DS2),
-    val_records 4 (a count of DS1 records held out at random with val_seed, or a list),
+    val_records 4 (a count of DS1 records held out with ``balanced_holdout`` and val_seed, so that
+    training keeps >= 75% of every class; or a list of records),
     val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), cache true.
 ``rhythm`` (CinC 2017, N/A/O/~) data keys:
     data_dir, fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation windows), folds 5,
@@ -114,7 +115,7 @@ BEAT_DEFAULTS: dict[str, Any] = {
 
 
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
-    from ..data import AAMI_CLASSES, DS1, DS2, BeatConfig, find_database, load_beats
+    from ..data import AAMI_CLASSES, DS1, DS2, BeatConfig, balanced_holdout, find_database, load_beats
     from ..data.spectrogram import Spectrogram
 
     opts = _options(cfg.data, BEAT_DEFAULTS, "beats")
@@ -125,17 +126,16 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     test_records = list(opts["test_records"] or DS2)
     if set(train_records) & set(test_records):
         raise ValueError(f"train and test records overlap: {sorted(set(train_records) & set(test_records))}")
+    train_all = load_beats(train_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
+    test = load_beats(test_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
     val = opts["val_records"]
     if isinstance(val, int):
-        rng = np.random.default_rng(opts["val_seed"])
-        val = sorted(rng.choice(train_records, size=val, replace=False).tolist()) if val else []
+        by_record = {r: train_all.y[train_all.record == r] for r in train_records}
+        val = balanced_holdout(by_record, val, seed=opts["val_seed"])[1] if val else []
     missing = sorted(set(val) - set(train_records))
     if missing:
         raise ValueError(f"val_records {missing} are not training records: validation comes from training patients")
     fit_records = [r for r in train_records if r not in val]
-
-    train_all = load_beats(train_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
-    test = load_beats(test_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
     fit, held = train_all.from_records(fit_records), train_all.from_records(val)
     if len(fit) == 0:
         raise ValueError(f"no training beats in records {fit_records} of {db_dir}")
