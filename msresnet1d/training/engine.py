@@ -18,9 +18,8 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -155,39 +154,26 @@ class Trainer:
         write_text(self.run_dir / "log.csv", buffer.getvalue())
 
     # ------------------------------------------------------------------ epochs
-    def _batch_to_device(self, batch: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        *inputs, target = (t.to(self.device, non_blocking=True) for t in batch)
-        inputs[0] = inputs[0].contiguous(memory_format=self.memory_format)
-        return inputs, target
-
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training batches; returns mean loss, throughput and last LR."""
         torch.manual_seed(int(epoch_generator(self.cfg.seed, epoch).initial_seed()))
         self.task.train.set_epoch(epoch)
-        self.train_model.train()
-        total_loss, seen, start = 0.0, 0, time.perf_counter()
+        start = time.perf_counter()
         bar = tqdm(self.task.train, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False,
                    disable=True if self.quiet else None)
-        for batch in bar:
-            inputs, target = self._batch_to_device(batch)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
-                logits = self.train_model(*inputs)
-            loss = self.loss_fn(logits.float(), target)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, after {seen} samples; the last good "
-                    f"checkpoint is kept in {self.ckpt_dir}. Try a lower lr, grad_clip, or check the input data.")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            total_loss += loss.item() * len(target)
-            seen += len(target)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - start):.0f}")
+
+        def show(mean_loss: float, seen: int) -> None:
+            bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{seen / (time.perf_counter() - start):.0f}")
+
+        try:
+            mean_loss, seen = train_one_epoch(self.train_model, bar, self.loss_fn, self.optimizer, self.scheduler,
+                                              grad_clip=self.cfg.grad_clip, bf16=self.cfg.bf16, device=self.device,
+                                              memory_format=self.memory_format, on_batch=show)
+        except TrainingError as e:
+            raise TrainingError(f"{e} at epoch {epoch + 1}; the last good checkpoint is kept in {self.ckpt_dir}. "
+                                "Try a lower lr, grad_clip, or check the input data.") from None
         elapsed = time.perf_counter() - start
-        return {"train_loss": total_loss / max(seen, 1), "train_samples_per_s": seen * self.dist.world_size / elapsed,
+        return {"train_loss": mean_loss, "train_samples_per_s": seen * self.dist.world_size / elapsed,
                 "train_seconds": elapsed, "lr": self.scheduler.get_last_lr()[0]}
 
     def evaluate(self, split: str) -> dict:
@@ -248,12 +234,46 @@ class Trainer:
                                              f"by validation {self.cfg.monitor}):")
 
 
-def predict_arrays(model: nn.Module, inputs: list[torch.Tensor], batch_size: int, device: torch.device) -> np.ndarray:
-    """Class probabilities (N, K) for in-memory inputs, batch by batch, without gradients."""
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(inputs[0]), batch_size):
-            batch = [t[start:start + batch_size].to(device) for t in inputs]
-            out.append(torch.softmax(model(*batch).float(), dim=1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, ...]],
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    grad_clip: float = 0.0,
+    bf16: bool = False,
+    device: torch.device = torch.device("cpu"),
+    memory_format: torch.memory_format = torch.contiguous_format,
+    on_batch: Callable[[float, int], None] | None = None,
+) -> tuple[float, int]:
+    """One optimisation pass over ``batches`` of ``(x, y)`` or ``(x, extra, y)``.
+
+    Steps the scheduler every batch, clips the gradient norm when ``grad_clip > 0``, runs the
+    forward pass under bfloat16 autocast when ``bf16``, and calls ``on_batch(mean loss, samples
+    seen)`` after each batch. Returns (mean loss, samples seen).
+
+    Raises:
+        TrainingError: the loss is not finite (the weights are not updated by that batch).
+    """
+    model.train()
+    total, seen = 0.0, 0
+    for batch in batches:
+        *inputs, target = (t.to(device, non_blocking=True) for t in batch)
+        inputs[0] = inputs[0].contiguous(memory_format=memory_format)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            output = model(*inputs)
+        loss = loss_fn(output.float(), target)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"non-finite loss ({loss.item()}) after {seen} samples")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(target)
+        seen += len(target)
+        if on_batch is not None:
+            on_batch(total / seen, seen)
+    return total / max(seen, 1), seen

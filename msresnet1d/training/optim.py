@@ -25,11 +25,13 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """A per-step schedule: one-cycle (warm-up fraction = warmup_epochs / epochs), cosine decay
-    after a linear warm-up of ``warmup_epochs``, or constant."""
+    after a linear warm-up of ``warmup_epochs``, or constant (also one-cycle's stand-in when a
+    run has fewer than 4 steps)."""
     total = cfg.epochs * steps_per_epoch
     warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
-    if cfg.schedule == "onecycle":
-        pct = min(max(warmup / total, 0.01), 0.99)
+    if cfg.schedule == "onecycle" and total >= 4:
+        # OneCycleLR needs at least two steps in each of its rising and falling phases.
+        pct = min(max(warmup / total, 2 / total), (total - 2) / total)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=pct)
     if cfg.schedule == "cosine":
         def factor(step: int) -> float:

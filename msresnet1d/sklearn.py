@@ -1,0 +1,597 @@
+"""scikit-learn estimators: a registered 1-D network as a classifier, a regressor and an embedding
+transformer, and a signal preprocessor for pipelines.
+
+    from sklearn.pipeline import Pipeline
+    pipe = Pipeline([("prep", SignalPreprocessor(fs=360.0, target_fs=180.0)),
+                     ("clf", MSResNet1dClassifier(epochs=5))])
+    pipe.fit(X, y)  # X (n_samples, n_timepoints) or (n_samples, n_channels, n_timepoints)
+
+Conventions shared by every estimator here:
+
+* **Layout.** X is (n_samples, n_timepoints) (one channel) or (n_samples, n_channels,
+  n_timepoints); 2-D input is the 1-channel case of 3-D input. ``fit`` records ``n_channels_``
+  and ``n_timepoints_``; later calls must match both (the network pools over time and could run
+  on other lengths, but a fixed length keeps scikit-learn's contract: a sample has a fixed
+  number of values). ``n_features_in_`` is set only by 2-D input, where each timepoint is a
+  feature (it equals ``n_timepoints_``); after fitting on 3-D input there is no tabular number of
+  features and the attribute is absent.
+* **Short inputs.** A network needs ``model_.min_input_size`` timepoints. Shorter inputs raise
+  ``ValueError`` unless ``pad_short=True``, which appends zeros up to that length in every call.
+  Raising is the default because a too-short signal is usually a mistake (e.g. the axes of a
+  (n_samples, n_timepoints, n_channels) array); padding exists for tabular callers such as
+  scikit-learn's own estimator checks, which pass 1-20 "features".
+* **Reproducibility.** ``random_state`` (None, an int or a ``RandomState``) gives the seed of
+  the weight initialisation, the batch order (:class:`~msresnet1d.data.loader.TensorBatchLoader`,
+  seeded per epoch), dropout and the validation split; an int gives identical weights and
+  predictions on every fit. Torch's global random state is left as it was (``fit`` works in a
+  forked generator), and so is its thread count unless ``n_jobs`` is set.
+* **Validation.** No data is held out unless ``validation_fraction`` is set; then that fraction
+  (stratified for the classifier) is held out, its loss is logged per epoch in ``history_``,
+  training stops after ``n_iter_no_change`` epochs without improvement, and the weights of the
+  best epoch are kept.
+* **Pickling.** The fitted torch module is pickled with the estimator (pickle, joblib); an
+  unpickled estimator predicts exactly as the original.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from joblib import effective_n_jobs
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, is_classifier
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import Tags, check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from torch import nn
+
+from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
+from msresnet1d.data.preprocess import Normalization, preprocess_signal
+from msresnet1d.models import create_model
+from msresnet1d.training.config import TrainConfig
+from msresnet1d.training.engine import TrainingError, train_one_epoch
+from msresnet1d.training.optim import balanced_sample_weights, build_loss, build_optimizer, build_scheduler
+
+__all__ = ["MSResNet1dClassifier", "MSResNet1dRegressor", "SignalPreprocessor"]
+
+_Estimator = TypeVar("_Estimator", bound="_NetworkEstimator")
+
+#: Samples per inference batch (bounds memory only).
+_EVAL_BATCH_SIZE = TrainConfig.eval_batch_size
+
+#: Keyword arguments of the network that ``fit`` derives from the data.
+_INFERRED_MODEL_KWARGS = ("in_channels", "num_classes", "out_features")
+
+
+def _check_layout(estimator: BaseEstimator, X: np.ndarray, reset: bool) -> np.ndarray:
+    """Check the shape of a validated array X and return it as (n_samples, n_channels, n_timepoints).
+
+    With ``reset``, record ``n_channels_``, ``n_timepoints_`` and (2-D X only) ``n_features_in_``
+    on ``estimator``; otherwise compare X with them when they exist.
+    """
+    name = type(estimator).__name__
+    if X.ndim not in (2, 3):
+        raise ValueError(
+            f"{name} expects X of shape (n_samples, n_timepoints) or (n_samples, n_channels, n_timepoints), "
+            f"got a {X.ndim}-D array of shape {X.shape}"
+        )
+    signals = X[:, np.newaxis, :] if X.ndim == 2 else X
+    n_channels, n_timepoints = signals.shape[1:]
+    if min(n_channels, n_timepoints) < 1:
+        raise ValueError(f"Found array with shape {X.shape} while {name} requires at least 1 channel and 1 timepoint.")
+    if reset:
+        estimator.n_channels_, estimator.n_timepoints_ = n_channels, n_timepoints
+        if X.ndim == 2:
+            estimator.n_features_in_ = n_timepoints
+        else:
+            estimator.__dict__.pop("n_features_in_", None)  # left over from an earlier fit on 2-D X
+        return signals
+    if not hasattr(estimator, "n_channels_"):
+        return signals  # a stateless transformer used without fit
+    if n_channels != estimator.n_channels_:
+        raise ValueError(f"X has {n_channels} channel(s), but {name} was fitted on {estimator.n_channels_} channel(s)")
+    if n_timepoints != estimator.n_timepoints_:
+        unit = "features" if X.ndim == 2 else "timepoints"
+        raise ValueError(
+            f"X has {n_timepoints} {unit}, but {name} is expecting {estimator.n_timepoints_} {unit} as input"
+        )
+    return signals
+
+
+@contextlib.contextmanager
+def _torch_threads(n_jobs: int | None) -> Iterator[None]:
+    """Run the block with ``n_jobs`` torch threads (-1: all CPUs), then restore; None: leave torch alone."""
+    if n_jobs is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(effective_n_jobs(n_jobs))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _NetworkEstimator(TransformerMixin, BaseEstimator):
+    """What the classifier and the regressor share: validation, the network, training, inference.
+
+    Subclasses set ``_target_checks`` (``check_X_y`` options for y) and implement
+    ``_encode_targets`` and ``_loss``; they may add TrainConfig fields in ``_train_options``.
+    """
+
+    _target_checks: dict[str, bool]
+
+    def __init__(
+        self,
+        *,
+        model: str = "msresnet1d_beat",
+        model_kwargs: dict[str, Any] | None = None,
+        epochs: int = 10,
+        batch_size: int = 64,
+        optimizer: str = "adamw",
+        lr: float = 3e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-2,
+        schedule: str = "cosine",
+        warmup_epochs: float = 1.0,
+        grad_clip: float = 0.0,
+        validation_fraction: float | None = None,
+        n_iter_no_change: int | None = 5,
+        pad_short: bool = False,
+        warm_start: bool = False,
+        random_state: int | np.random.RandomState | None = None,
+        n_jobs: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.model = model
+        self.model_kwargs = model_kwargs
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.warmup_epochs = warmup_epochs
+        self.grad_clip = grad_clip
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.pad_short = pad_short
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ parameters
+    def set_params(self: _Estimator, **params: Any) -> _Estimator:
+        """Set parameters; ``model_kwargs__<name>=value`` sets one entry of ``model_kwargs``
+        (e.g. ``clf__model_kwargs__widths`` in a grid search), keeping the others."""
+        prefix = "model_kwargs__"
+        entries = {key.removeprefix(prefix): params.pop(key) for key in list(params) if key.startswith(prefix)}
+        if entries:
+            params["model_kwargs"] = {**(params.get("model_kwargs", self.model_kwargs) or {}), **entries}
+        return super().set_params(**params)
+
+    def _train_options(self) -> dict[str, Any]:
+        """TrainConfig fields beyond the shared ones (the classifier's loss options)."""
+        return {}
+
+    def _train_config(self) -> TrainConfig:
+        """The training options as a TrainConfig (which validates them)."""
+        try:
+            return TrainConfig(
+                epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+                momentum=self.momentum, weight_decay=self.weight_decay, schedule=self.schedule,
+                warmup_epochs=self.warmup_epochs, grad_clip=self.grad_clip, **self._train_options(),
+            )
+        except ValueError as exc:
+            raise ValueError(f"{type(self).__name__}: {str(exc).removeprefix('config: ')}") from None
+
+    def _check_params(self) -> None:
+        """Validate the parameters that TrainConfig does not hold."""
+        name = type(self).__name__
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+            raise ValueError(f"{name}: validation_fraction must be None or in (0, 1), got {self.validation_fraction!r}")
+        if self.n_iter_no_change is not None and self.n_iter_no_change < 1:
+            raise ValueError(f"{name}: n_iter_no_change must be None or >= 1, got {self.n_iter_no_change!r}")
+        if self.model_kwargs is not None and not isinstance(self.model_kwargs, dict):
+            raise ValueError(f"{name}: model_kwargs must be a dict or None, got {type(self.model_kwargs).__name__}")
+        inferred = sorted(set(self.model_kwargs or {}) & set(_INFERRED_MODEL_KWARGS))
+        if inferred:
+            raise ValueError(f"{name}: model_kwargs must not set {', '.join(inferred)}: fit infers them from X and y")
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _encode_targets(self, y: np.ndarray, reset: bool) -> tuple[np.ndarray, int]:
+        """Validated y -> (training targets (n_samples, ...), number of network outputs)."""
+        raise NotImplementedError
+
+    def _loss(self, cfg: TrainConfig, targets: np.ndarray) -> nn.Module:
+        """The training loss, given the training part of the encoded targets."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fit
+    def fit(self: _Estimator, X: ArrayLike, y: ArrayLike) -> _Estimator:
+        """Train the network.
+
+        Args:
+            X: signals (n_samples, n_timepoints) or (n_samples, n_channels, n_timepoints).
+            y: targets (n_samples,) (the regressor also takes (n_samples, n_outputs)).
+
+        With ``warm_start=True`` and a fitted network, train it ``epochs`` more epochs (with a
+        new optimizer and schedule) on X and y, which must match the fitted layout and targets.
+
+        Returns:
+            self
+        """
+        cfg = self._train_config()
+        self._check_params()
+        reset = not (self.warm_start and hasattr(self, "model_"))
+        X, y = check_X_y(X, y, allow_nd=True, dtype=np.float32, estimator=self, **self._target_checks)
+        signals = _check_layout(self, X, reset)
+        targets, n_outputs = self._encode_targets(y, reset)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) if reset else self._seed
+        train, val = self._split(targets, seed)
+        with _torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
+            model = self._build_model(n_outputs, seed) if reset else self.model_
+            signals = self._fit_length(signals, model)
+            if reset:  # only now: a failed first fit leaves the estimator unfitted
+                self._seed, self.model_, self.history_ = seed, model, []
+            self._train(signals, targets, train, val, cfg)
+        return self
+
+    def _split(self, targets: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Indices of the training samples and, with ``validation_fraction``, of the held-out ones
+        (stratified for a classifier)."""
+        train, val = np.arange(len(targets)), None
+        if self.validation_fraction is not None:
+            train, val = train_test_split(train, test_size=self.validation_fraction, random_state=seed,
+                                          stratify=targets if is_classifier(self) else None)
+        if len(train) < 2:
+            held_out = f" after holding out validation_fraction={self.validation_fraction}" if val is not None else ""
+            raise ValueError(f"{type(self).__name__} needs at least 2 samples to train (batch normalisation), "
+                             f"got n_samples = {len(train)}{held_out}")
+        return train, val
+
+    def _build_model(self, n_outputs: int, seed: int) -> nn.Module:
+        """The network for ``n_channels_`` input channels and ``n_outputs`` outputs, initialised from ``seed``."""
+        torch.manual_seed(seed)
+        # num_classes sizes the linear head of every registered model (classes or regression outputs).
+        model = create_model(self.model, in_channels=self.n_channels_, num_classes=n_outputs,
+                             **(self.model_kwargs or {}))
+        if model.dims != 1:
+            raise ValueError(
+                f"{type(self).__name__}: model {self.model!r} builds a {model.dims}-D network; signals "
+                "(n_samples, n_channels, n_timepoints) need a 1-D one"
+            )
+        return model
+
+    def _fit_length(self, signals: np.ndarray, model: nn.Module) -> np.ndarray:
+        """Signals (n_samples, n_channels, n_timepoints) at least as long as ``model`` needs:
+        zero-padded at the end with ``pad_short``, else a ValueError."""
+        needed, length = model.min_input_size, signals.shape[-1]
+        if length >= needed:
+            return signals
+        if not self.pad_short:
+            raise ValueError(
+                f"X has {length} timepoints, but the network of {type(self).__name__} needs at least {needed} "
+                f"(model {self.model!r}); pass pad_short=True to zero-pad shorter signals, and check that X is "
+                "(n_samples, n_channels, n_timepoints)"
+            )
+        return np.pad(signals, ((0, 0), (0, 0), (0, needed - length)))
+
+    def _train(self, signals: np.ndarray, targets: np.ndarray, train: np.ndarray, val: np.ndarray | None,
+               cfg: TrainConfig) -> None:
+        """``cfg.epochs`` epochs on the samples ``train``, appending to ``history_``; with
+        validation samples ``val``, stop early and keep the weights of the lowest validation loss."""
+        x, t = torch.tensor(signals), torch.from_numpy(targets)
+        loader = TensorBatchLoader(
+            x[train], t[train], cfg.batch_size, shuffle=True, seed=self._seed,
+            drop_last=len(train) % cfg.batch_size == 1,  # a batch of one sample breaks batch normalisation
+            sample_weights=balanced_sample_weights(targets[train]) if cfg.balanced_sampler else None,
+        )
+        loss_fn = self._loss(cfg, targets[train])
+        optimizer = build_optimizer(self.model_, cfg)
+        scheduler = build_scheduler(optimizer, cfg, len(loader))
+        first = len(self.history_)
+        best_loss, best_state, stale = np.inf, None, 0
+        for epoch in range(first, first + cfg.epochs):
+            torch.manual_seed(int(epoch_generator(self._seed, epoch).initial_seed()))  # dropout
+            loader.set_epoch(epoch)
+            try:
+                loss, _ = train_one_epoch(self.model_, loader, loss_fn, optimizer, scheduler, grad_clip=cfg.grad_clip)
+            except TrainingError as e:
+                raise TrainingError(f"{type(self).__name__}: {e} at epoch {epoch + 1}; try a lower lr or "
+                                    "grad_clip > 0") from None
+            row = {"epoch": epoch + 1, "loss": loss}
+            if val is not None:
+                row["val_loss"] = loss_fn(self._batched(x[val], self.model_), t[val]).item()
+                if row["val_loss"] < best_loss:
+                    best_loss, stale = row["val_loss"], 0
+                    best_state = {key: value.clone() for key, value in self.model_.state_dict().items()}
+                else:
+                    stale += 1
+            self.history_.append(row)
+            if self.verbose:
+                print(f"{type(self).__name__} " + ", ".join(f"{key} {value:.4g}" for key, value in row.items()))
+            if self.n_iter_no_change is not None and stale >= self.n_iter_no_change:
+                break
+        if best_state is not None:
+            self.model_.load_state_dict(best_state)
+        self.model_.eval()
+
+    # ------------------------------------------------------------------ inference
+    def _batched(self, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn`` over x (n_samples, n_channels, n_timepoints) in eval mode without gradients,
+        ``_EVAL_BATCH_SIZE`` samples at a time."""
+        self.model_.eval()
+        with torch.inference_mode():
+            return torch.cat([fn(x[start:start + _EVAL_BATCH_SIZE]) for start in range(0, len(x), _EVAL_BATCH_SIZE)])
+
+    def _forward(self, X: ArrayLike, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn`` applied to validated X (n_samples, [n_channels,] n_timepoints)."""
+        check_is_fitted(self, "model_")
+        X = check_array(X, allow_nd=True, dtype=np.float32, estimator=self, input_name="X")
+        signals = self._fit_length(_check_layout(self, X, reset=False), self.model_)
+        with _torch_threads(self.n_jobs):
+            return self._batched(torch.tensor(signals), fn)
+
+    def transform(self, X: ArrayLike) -> np.ndarray:
+        """Embeddings: the network's globally pooled features, before the linear head.
+
+        Args:
+            X: signals (n_samples, n_timepoints) or (n_samples, n_channels, n_timepoints).
+
+        Returns:
+            float32 (n_samples, n_embedding), n_embedding = ``model_.num_features``.
+        """
+        return self._forward(X, lambda xb: self.model_.forward_head(self.model_.forward_features(xb),
+                                                                    pre_logits=True)).numpy()
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+class MSResNet1dClassifier(ClassifierMixin, _NetworkEstimator):
+    """Signal classifier: a registered 1-D network (default ``msresnet1d_beat``) trained with
+    the project's optimizer, schedule and loss builders.
+
+    Args:
+        model: registered model name (see ``msresnet1d.models.list_models``); must be 1-D.
+        model_kwargs: keyword arguments of the model (e.g. ``kernels``, ``widths``, ``fusion``);
+            ``in_channels`` and ``num_classes`` come from the data. One entry can be set with
+            ``set_params(model_kwargs__widths=...)``.
+        epochs, batch_size, optimizer ("adamw" | "sgd"), lr, momentum (SGD), weight_decay,
+            schedule ("cosine" | "onecycle" | "constant"), warmup_epochs, grad_clip (0: off):
+            as in :class:`~msresnet1d.training.config.TrainConfig`, with smaller defaults (a few
+            hundred samples train in seconds). The default schedule is "cosine": "onecycle"
+            fails when its warm-up spans exactly one step (e.g. one batch per epoch).
+        loss: "cross_entropy" or "focal" (with ``focal_gamma``).
+        class_weights: loss weights from the training labels: "none", "inverse" (1 / class
+            frequency: scikit-learn's ``class_weight="balanced"`` up to a constant factor) or
+            "inverse_sqrt".
+        label_smoothing: in [0, 1).
+        balanced_sampler: draw training batches with probability ~ 1 / class frequency.
+        validation_fraction: hold this fraction out (stratified) for early stopping; None: none.
+        n_iter_no_change: with validation, stop after this many epochs without a lower
+            validation loss (None: run all epochs); the best epoch's weights are kept.
+        pad_short: zero-pad signals shorter than ``model_.min_input_size`` instead of raising.
+        warm_start: let ``fit`` continue training the fitted network instead of starting anew.
+        random_state: seed of initialisation, batch order, dropout and validation split.
+        n_jobs: torch threads during fit and inference (-1: all CPUs); None leaves torch's setting.
+        verbose: print one line per epoch when > 0.
+
+    Attributes:
+        classes_: the sorted labels seen in fit (any type: ints, strings, ...).
+        model_: the trained torch module (in eval mode).
+        n_channels_, n_timepoints_: the input layout seen in fit.
+        n_features_in_: n_timepoints_, when fit saw 2-D X (absent after 3-D X).
+        history_: one dict per epoch: "epoch", "loss" (training) and, with validation, "val_loss".
+    """
+
+    _target_checks = {"multi_output": False, "y_numeric": False}
+
+    def __init__(
+        self,
+        *,
+        model: str = "msresnet1d_beat",
+        model_kwargs: dict[str, Any] | None = None,
+        epochs: int = 10,
+        batch_size: int = 64,
+        optimizer: str = "adamw",
+        lr: float = 3e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-2,
+        schedule: str = "cosine",
+        warmup_epochs: float = 1.0,
+        grad_clip: float = 0.0,
+        loss: str = "cross_entropy",
+        focal_gamma: float = 2.0,
+        class_weights: str = "none",
+        label_smoothing: float = 0.0,
+        balanced_sampler: bool = False,
+        validation_fraction: float | None = None,
+        n_iter_no_change: int | None = 5,
+        pad_short: bool = False,
+        warm_start: bool = False,
+        random_state: int | np.random.RandomState | None = None,
+        n_jobs: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(
+            model=model, model_kwargs=model_kwargs, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+            lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+            grad_clip=grad_clip, validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
+            pad_short=pad_short, warm_start=warm_start, random_state=random_state, n_jobs=n_jobs, verbose=verbose,
+        )
+        self.loss = loss
+        self.focal_gamma = focal_gamma
+        self.class_weights = class_weights
+        self.label_smoothing = label_smoothing
+        self.balanced_sampler = balanced_sampler
+
+    def _train_options(self) -> dict[str, Any]:
+        return dict(loss=self.loss, focal_gamma=self.focal_gamma, class_weights=self.class_weights,
+                    label_smoothing=self.label_smoothing, balanced_sampler=self.balanced_sampler)
+
+    def _encode_targets(self, y: np.ndarray, reset: bool) -> tuple[np.ndarray, int]:
+        """Labels -> class indices into ``classes_`` (int64)."""
+        check_classification_targets(y)
+        if reset:
+            classes, codes = np.unique(y, return_inverse=True)
+            if len(classes) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes, but y contains only one class: "
+                    f"{classes.tolist()[0]!r}"
+                )
+            self.classes_ = classes
+        else:
+            unseen = np.setdiff1d(y, self.classes_)
+            if unseen.size:
+                raise ValueError(
+                    f"y contains labels {unseen.tolist()} not in classes_ {self.classes_.tolist()}: a warm start "
+                    "cannot add classes (fit with warm_start=False)"
+                )
+            codes = np.searchsorted(self.classes_, y)
+        return codes.astype(np.int64), len(self.classes_)
+
+    def _loss(self, cfg: TrainConfig, targets: np.ndarray) -> nn.Module:
+        return build_loss(cfg, targets, len(self.classes_))
+
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Class probabilities, float64 (n_samples, n_classes), columns in ``classes_`` order.
+
+        Args:
+            X: signals (n_samples, n_timepoints) or (n_samples, n_channels, n_timepoints).
+        """
+        return self._forward(X, lambda xb: torch.softmax(self.model_(xb).double(), dim=1)).numpy()
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """The most probable class of each signal, (n_samples,) of ``classes_``' type.
+
+        Args:
+            X: signals (n_samples, n_timepoints) or (n_samples, n_channels, n_timepoints).
+        """
+        probabilities = self.predict_proba(X)
+        return self.classes_[probabilities.argmax(axis=1)]
+
+
+class MSResNet1dRegressor(RegressorMixin, _NetworkEstimator):
+    """Signal regressor (forecasting, or any real-valued target per signal): a registered 1-D
+    network with one linear output per target, trained on the mean squared error of the
+    standardised targets.
+
+    Args: those of :class:`MSResNet1dClassifier` without the class options (``loss``,
+    ``focal_gamma``, ``class_weights``, ``label_smoothing``, ``balanced_sampler``); the
+    validation split is random rather than stratified.
+
+    Attributes:
+        model_, n_channels_, n_timepoints_, n_features_in_, history_: as for the classifier
+            (losses in units of the standardised targets).
+        target_scaler_: the StandardScaler of the targets; predictions are mapped back with it.
+    """
+
+    _target_checks = {"multi_output": True, "y_numeric": True}
+
+    def _encode_targets(self, y: np.ndarray, reset: bool) -> tuple[np.ndarray, int]:
+        """Targets (n_samples,) or (n_samples, n_outputs) -> standardised float32 (n_samples, n_outputs)."""
+        single_output = y.ndim == 1
+        y = y.reshape(len(y), -1).astype(np.float64)
+        if reset:
+            self.target_scaler_ = StandardScaler().fit(y)
+            self._single_output = single_output
+        elif y.shape[1] != self.target_scaler_.n_features_in_:
+            raise ValueError(
+                f"y has {y.shape[1]} target(s), but {type(self).__name__} was fitted on "
+                f"{self.target_scaler_.n_features_in_}"
+            )
+        return self.target_scaler_.transform(y).astype(np.float32), y.shape[1]
+
+    def _loss(self, cfg: TrainConfig, targets: np.ndarray) -> nn.Module:
+        return nn.MSELoss()
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predicted targets, float64 (n_samples,) or (n_samples, n_outputs) like y in fit.
+
+        Args:
+            X: signals (n_samples, n_timepoints) or (n_samples, n_channels, n_timepoints).
+        """
+        outputs = self._forward(X, lambda xb: self.model_(xb)).double().numpy()
+        outputs = self.target_scaler_.inverse_transform(outputs)
+        return outputs[:, 0] if self._single_output else outputs
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class SignalPreprocessor(TransformerMixin, BaseEstimator):
+    """Band-pass, resample and normalise signals with the data layer's code
+    (:func:`~msresnet1d.data.preprocess.preprocess_signal`), for scikit-learn pipelines.
+
+    Each signal is processed on its own (no state is learned): NaN samples are filled by linear
+    interpolation, then a zero-phase Butterworth band-pass, polyphase resampling and a
+    normalisation per sample and channel are applied. Output: float32 with the input's layout,
+    (n_samples, n_timepoints') or (n_samples, n_channels, n_timepoints'), n_timepoints' =
+    ceil(n_timepoints * target_fs / fs).
+
+    Args:
+        fs: sampling rate of the input in Hz.
+        target_fs: output rate in Hz; None keeps ``fs``.
+        band: (low, high) band-pass corners in Hz, either may be None; None: no filter. The
+            zero-phase filter needs more than 27 samples (4th order).
+        normalization: "zscore", "robust" (median and IQR) or None.
+
+    Attributes:
+        n_channels_, n_timepoints_, n_features_in_: the layout seen in fit (as for the
+            estimators); ``transform`` checks it only after ``fit``.
+    """
+
+    def __init__(
+        self,
+        *,
+        fs: float = 360.0,
+        target_fs: float | None = None,
+        band: tuple[float | None, float | None] | None = (0.5, 40.0),
+        normalization: Normalization | None = "zscore",
+    ) -> None:
+        self.fs = fs
+        self.target_fs = target_fs
+        self.band = band
+        self.normalization = normalization
+
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> SignalPreprocessor:
+        """Record the layout of X (n_samples, [n_channels,] n_timepoints); y is ignored."""
+        _check_layout(self, self._validate(X), reset=True)
+        return self
+
+    def transform(self, X: ArrayLike) -> np.ndarray:
+        """Preprocessed signals, float32 (n_samples, [n_channels,] n_timepoints')."""
+        X = self._validate(X)
+        signals = _check_layout(self, X, reset=False)
+        if not self.fs > 0:
+            raise ValueError(f"{type(self).__name__}: fs must be a positive rate in Hz, got {self.fs!r}")
+        out = preprocess_signal(signals, self.fs, target_fs=self.target_fs, band=self.band,
+                                normalization=self.normalization, name=type(self).__name__)
+        return out[:, 0] if X.ndim == 2 else out
+
+    def _validate(self, X: ArrayLike) -> np.ndarray:
+        return check_array(X, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite="allow-nan",
+                           estimator=self, input_name="X")
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.allow_nan = True
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
