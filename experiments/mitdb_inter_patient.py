@@ -44,8 +44,8 @@ def f1_from(se: float, ppv: float) -> float:
 def summarise(reports: list[dict]) -> dict:
     """Mean and standard deviation (over seeds, ddof=1 when >1 seed) of every figure, in percent."""
     def agg(values: list[float]) -> dict:
-        arr = 100 * np.asarray(values, dtype=float)
-        return {"mean": float(np.mean(arr)), "std": float(np.std(arr, ddof=1)) if len(arr) > 1 else 0.0,
+        arr = 100 * np.array([np.nan if v is None else v for v in values], dtype=float)  # None: undefined
+        return {"mean": float(np.nanmean(arr)), "std": float(np.nanstd(arr, ddof=1)) if len(arr) > 1 else 0.0,
                 "values": arr.round(2).tolist()}
     out = {"accuracy": agg([r["accuracy"] for r in reports]), "macro_f1": agg([r["macro_f1"] for r in reports])}
     for c in CLASSES:

@@ -70,7 +70,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .training.checkpoint import load_checkpoint
     from .training.config import TrainConfig
     from .training.distributed import DistContext
-    from .training.metrics import classification_report, format_report
+    from .training.metrics import classification_report, format_report, json_safe
     from .training.run import build_model
     from .training.tasks import build_task
 
@@ -88,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         from .atomic import write_text
 
-        write_text(args.json, json.dumps(report, indent=2) + "\n")
+        write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
     return 0
 
 

@@ -225,3 +225,11 @@ def test_eval_is_deterministic_and_state_dict_round_trips(name):
     clone = create_model(name, in_channels=2).eval()
     clone.load_state_dict(torch.load(buffer, weights_only=True))
     assert torch.equal(clone(x), first)
+
+
+def test_maxpool1d_matches_torch():
+    from msresnet1d.models.layers import MaxPool1d
+
+    for length in (5, 96, 97):
+        x = torch.randn(2, 3, length)
+        assert torch.equal(MaxPool1d(3, 2, 1)(x), nn.MaxPool1d(3, 2, 1)(x))

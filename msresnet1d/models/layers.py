@@ -11,7 +11,7 @@ from torch import nn
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
-_MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
+
 _AVGPOOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d}
 _PAD = {1: nn.ConstantPad1d, 2: nn.ConstantPad2d}
 
@@ -24,6 +24,21 @@ def check_dims(dims: int) -> int:
 
 def batchnorm(dims: int, channels: int) -> nn.Module:
     return _BATCHNORM[check_dims(dims)](channels)
+
+
+class MaxPool1d(nn.Module):
+    """1D max-pooling computed by the 2D kernel on (N, C, 1, L): same result as ``nn.MaxPool1d``,
+    but ``torch.export`` keeps the length dynamic (its 1D kernel specialises the length)."""
+
+    def __init__(self, kernel_size: int, stride: int, padding: int) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d((1, kernel_size), (1, stride), (0, padding))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x.unsqueeze(2)).squeeze(2)
+
+
+_MAXPOOL = {1: MaxPool1d, 2: nn.MaxPool2d}
 
 
 def maxpool(dims: int, kernel_size: int, stride: int) -> nn.Module:

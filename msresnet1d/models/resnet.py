@@ -82,8 +82,11 @@ def resnet18_d2l(in_channels: int = 1, num_classes: int = 10, **kwargs) -> ResNe
                   shortcut="conv", **kwargs)
 
 
-def _resnet(layers: tuple[int, ...], block: str, dims: int, in_channels: int, num_classes: int, **kwargs) -> ResNet:
-    return ResNet(layers, block, dims=dims, in_channels=in_channels, num_classes=num_classes, **kwargs)
+def _resnet(preset_layers: tuple[int, ...], preset_block: str, dims: int, in_channels: int, num_classes: int,
+            /, **kwargs) -> ResNet:
+    """A preset's layout, which ``layers=`` / ``block=`` in ``kwargs`` override."""
+    kwargs = {"layers": preset_layers, "block": preset_block, **kwargs}
+    return ResNet(dims=dims, in_channels=in_channels, num_classes=num_classes, **kwargs)
 
 
 @register_model

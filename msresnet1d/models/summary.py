@@ -15,8 +15,10 @@ def _run_with_hooks(model: nn.Module, input_shape: Sequence[int], modules: dict[
         model.eval()
         param = next(model.parameters(), None)
         x = torch.zeros(*input_shape, dtype=param.dtype if param is not None else torch.float32)
+        extra = getattr(model, "extra_features", 0)
+        inputs = (x, torch.zeros(input_shape[0], extra)) if extra else (x,)
         with torch.no_grad():
-            model(x)
+            model(*inputs)
     finally:
         model.train(was_training)
         for h in handles:
@@ -26,7 +28,8 @@ def _run_with_hooks(model: nn.Module, input_shape: Sequence[int], modules: dict[
 def summary(model: nn.Module, input_shape: Sequence[int], depth: int = 2, print_fn=print) -> list[tuple[str, tuple, int]]:
     """Print, for each layer down to ``depth`` levels, its output shape and parameter count.
 
-    ``input_shape`` includes the batch, e.g. (1, 1, 360) or (1, 1, 224, 224). Returns the rows
+    ``input_shape`` includes the batch, e.g. (1, 1, 360) or (1, 1, 224, 224); a model with extra
+    per-example features gets zeros for them. Returns the rows
     as (name, output shape, parameters).
     """
     modules = {name: m for name, m in model.named_modules() if name and name.count(".") < depth}

@@ -29,7 +29,7 @@ from ..atomic import write_text
 from .checkpoint import FORMAT_VERSION, atomic_save, check_compatible, load_checkpoint, rng_state, set_rng_state
 from .config import TrainConfig
 from .distributed import DistContext
-from .metrics import classification_report, format_report
+from .metrics import classification_report, format_report, json_safe
 from .optim import build_loss, build_optimizer, build_scheduler
 from .tasks import Task
 
@@ -226,7 +226,7 @@ class Trainer:
                   "best_val_score": self.history.best_score, "epochs_run": len(self.history.rows),
                   "splits": self.task.splits}
         if self.dist.is_main:
-            write_text(self.run_dir / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
+            write_text(self.run_dir / "metrics.json", json.dumps(json_safe(result), indent=2) + "\n")
         return result
 
     def summary_table(self, result: dict) -> str:

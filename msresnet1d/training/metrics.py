@@ -99,6 +99,20 @@ def classification_report(
     return report
 
 
+def json_safe(value):
+    """``value`` with every non-finite float (an undefined metric) replaced by None, so that
+    ``json.dumps`` writes strict JSON (``null``, not ``NaN``)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def cinc_score(cm: np.ndarray, class_names: Sequence[str]) -> float:
     """PhysioNet/CinC 2017 score: mean over N, A, O of F1 = 2 correct / (true + predicted)."""
     f1 = per_class(cm)["f1"]

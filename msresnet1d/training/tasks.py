@@ -83,10 +83,10 @@ class Task:
         return self.predictors[split](model, device)
 
 
-def _options(data: dict[str, Any], defaults: dict[str, Any], task: str) -> dict[str, Any]:
+def _options(data: dict[str, Any], defaults: dict[str, Any], task: str, table: str = "[data]") -> dict[str, Any]:
     unknown = sorted(set(data) - set(defaults))
     if unknown:
-        raise ValueError(f"[data] of task {task!r}: unknown key(s) {', '.join(unknown)}; "
+        raise ValueError(f"{table} of task {task!r}: unknown key(s) {', '.join(unknown)}; "
                          f"known: {', '.join(sorted(defaults))}")
     return {**defaults, **data}
 
@@ -150,9 +150,10 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     transform = None
     input_size, dims = beat_cfg.length, 1
     if opts["representation"] == "spectrogram":
-        spec = Spectrogram(fs=beat_cfg.fs, standardize=True, **opts["spectrogram"])
+        spec_opts = _options(opts["spectrogram"], BEAT_DEFAULTS["spectrogram"], "beats", "[data.spectrogram]")
+        spec = Spectrogram(fs=beat_cfg.fs, standardize=True, **spec_opts)
         transform = lambda x, generator=None: spec(x)  # noqa: E731 - a BatchTransform
-        input_size, dims = opts["spectrogram"]["size"], 2
+        input_size, dims = spec_opts["size"], 2
     elif opts["representation"] != "signal":
         raise ValueError(f"[data] representation must be 'signal' or 'spectrogram', got {opts['representation']!r}")
 

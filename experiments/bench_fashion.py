@@ -1,0 +1,131 @@
+"""Cost of the textbook recipe here: training-step throughput of the d2l ResNet-18 on Fashion-MNIST,
+at the native 28x28 and at 96x96 (the textbook's resize).
+
+The steps are the engine's own pieces, built from experiments/configs/fashion_mnist_d2l.toml
+(``resnet18_d2l`` with Xavier init, batch 256, plain SGD lr 0.05, cross-entropy): the task's
+TensorBatchLoader over the 55,000 training images (5,000 held out for validation) with
+ImageBatchTransform resizing each batch on the fly (``data.resize`` = 96, or none at 28x28).
+One timed step = draw the next batch (index + transform) + forward + loss + backward + SGD step,
+as in ``Trainer.train_epoch``. For each size, ``--warmup`` steps run untimed first, then
+``--steps`` steps are timed one by one with ``time.perf_counter``.
+
+Reported per size: seconds of each timed step and of its data part, images per second (images
+in the timed steps / their total seconds), and the extrapolated training time of one epoch
+(images / images per second, no evaluation) for 55,000 images (this repo's split) and for 60,000
+(the textbook trains on all of them); plus the torch thread count, the usable CPUs and the load
+average before and after (the machine may be shared: the numbers hold for that load). Prints a
+summary and writes experiments/results/bench_fashion.json (atomically).
+
+Usage:
+    python experiments/bench_fashion.py [--sizes 28 96] [--steps 8 3] [--warmup 1] [--threads 1]
+Fashion-MNIST is found as by the engine ($MSRESNET1D_DATA/fashion-mnist, datasets/fashion-mnist,
+Debian's package); --data-dir names the folder holding the .gz files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from msresnet1d.atomic import write_text
+from msresnet1d.models import count_flops
+from msresnet1d.training.config import load_config
+from msresnet1d.training.optim import build_loss, build_optimizer
+from msresnet1d.training.run import build_model, seed_everything
+from msresnet1d.training.tasks import build_task
+
+HERE = Path(__file__).resolve().parent
+RECIPE = HERE / "configs" / "fashion_mnist_d2l.toml"
+RESULTS = HERE / "results" / "bench_fashion.json"
+EPOCH_IMAGES = {"55000": 55_000, "60000": 60_000}  # this repo's training split; the textbook's
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def bench_size(size: int, steps: int, warmup: int, data_dir: str | None) -> dict[str, Any]:
+    """Time ``steps`` training steps at ``size`` x ``size`` after ``warmup`` untimed ones."""
+    overrides: dict[str, Any] = {"data.resize": None if size == 28 else size}
+    if data_dir:
+        overrides["data.data_dir"] = data_dir
+    cfg = load_config(RECIPE, overrides)
+    seed_everything(cfg.seed)
+    task = build_task(cfg)
+    if warmup + steps > len(task.train):
+        raise SystemExit(f"error: warm-up + steps = {warmup + steps} exceeds one epoch ({len(task.train)} batches)")
+    model = build_model(cfg, task)
+    optimizer = build_optimizer(model, cfg)
+    loss_fn = build_loss(cfg, task.train_labels, len(task.class_names))
+    flops = count_flops(model, (1, 1, size, size))
+    model.train()
+    batches = iter(task.train)
+    load_before = load_average()
+    step_s, data_s, images = [], [], 0
+    for step in range(warmup + steps):
+        start = time.perf_counter()
+        x, y = next(batches)
+        loaded = time.perf_counter()
+        loss = loss_fn(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss.item()
+        if step >= warmup:
+            step_s.append(time.perf_counter() - start)
+            data_s.append(loaded - start)
+            images += len(y)
+    per_second = images / sum(step_s)
+    return {
+        "image_size": size, "batch_size": cfg.batch_size, "forward_flops_per_image": flops,
+        "warmup_steps": warmup, "steps_measured": steps, "images_measured": images,
+        "seconds_measured": round(sum(step_s), 3), "step_seconds": [round(s, 3) for s in step_s],
+        "data_seconds": [round(s, 4) for s in data_s], "images_per_second": round(per_second, 2),
+        "epoch_seconds": {key: round(n / per_second, 1) for key, n in EPOCH_IMAGES.items()},
+        "steps_per_epoch": {key: -(-n // cfg.batch_size) for key, n in EPOCH_IMAGES.items()},
+        "load_average_before": load_before, "load_average_after": load_average(),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[28, 96], help="image sides in pixels")
+    parser.add_argument("--steps", type=int, nargs="+", default=[8, 3], help="timed steps, one count per size")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
+    args = parser.parse_args(argv)
+    if len(args.steps) != len(args.sizes) or min(args.steps) < 1 or args.warmup < 0:
+        parser.error("give one --steps count (>= 1) per --sizes entry, and --warmup >= 0")
+
+    torch.set_num_threads(args.threads)
+    recipe = load_config(RECIPE)
+    report: dict[str, Any] = {
+        "recipe": str(RECIPE.relative_to(HERE.parent)), "model": recipe.model, "optimizer": recipe.optimizer,
+        "lr": recipe.lr, "momentum": recipe.momentum, "torch_threads": torch.get_num_threads(),
+        "cpus_usable": len(os.sched_getaffinity(0)), "torch": torch.__version__, "sizes": {},
+    }
+    for size, steps in zip(args.sizes, args.steps):
+        result = bench_size(size, steps, args.warmup, args.data_dir)
+        report["sizes"][str(size)] = result
+        write_text(args.out, json.dumps(report, indent=2) + "\n")
+        epoch = result["epoch_seconds"]
+        print(f"{size}x{size}: {result['images_per_second']:.1f} img/s over {steps} steps of {result['batch_size']} "
+              f"(step {min(result['step_seconds']):.2f}-{max(result['step_seconds']):.2f} s, data "
+              f"{sum(result['data_seconds']) / sum(result['step_seconds']):.2%}); epoch of 55,000 images "
+              f"{epoch['55000'] / 60:.1f} min, of 60,000 {epoch['60000'] / 60:.1f} min; "
+              f"{report['torch_threads']} thread(s), load average {result['load_average_before']} -> "
+              f"{result['load_average_after']}")
+    print(f"written to {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Compare beat classifiers on the MIT-BIH inter-patient split, all trained by the shared engine.
+
+Four models, each trained with the main job's config (experiments/configs/mitdb_beats.toml:
+DS1 to train with 4 DS1 records held out for validation, DS2 tested once, the same seed, 10
+epochs of AdamW with a one-cycle schedule, RR features beside the input) plus the overrides in
+:data:`MODELS`:
+
+- ``msresnet1d``: MSResNet1d with concat fusion at every stage (``msresnet1d_beat``);
+- ``msresnet1d_late``: the same branches fused only at the head (``fusion="late"``);
+- ``resnet1d``: the single-scale ResNet1d (``resnet1d_beat``, kernel 7);
+- ``resnet2d_spec``: a 2D ResNet-18 layout (2-2-2-2 basic blocks) narrowed to widths 8-16-32-64,
+  stem 8 channels without max-pool, on 32x32 log-spectrograms of the beats
+  (``data.representation = "spectrogram"``). Chosen for a cost comparable to ``msresnet1d``:
+  about 176 k parameters and 4.5 MFLOPs per beat, against 231 k and 5.0 MFLOPs.
+
+For each model it reports the parameter count, forward FLOPs per example (2 x multiply-adds of
+convolutions and linear layers, :func:`msresnet1d.models.count_flops`, the RR features included),
+training time (the sum of ``train_seconds`` in the run's log.csv: training batches only,
+including the loader's per-batch transform such as the spectrogram, excluding validation; and
+per epoch), and the DS2 test metrics of the epoch chosen on validation: accuracy, macro-F1 of
+N, S, V, F, and F1, sensitivity (Se) and positive predictivity (+P) of S and V.
+
+It prints one comparison table (markdown) and writes everything to
+experiments/results/compare_models.json (atomically, after each model, so a long run leaves
+partial results). Each model's run folder (checkpoints, log.csv, metrics.json, plots) is kept
+under ``--out``.
+
+Usage:
+    MSRESNET1D_DATA=/path/to/data python experiments/compare_models.py [--epochs N] [--seed S]
+        [--models msresnet1d resnet1d ...] [--out runs/compare] [--threads 1] [--quiet]
+Without --data-dir the engine looks for MIT-BIH in $MSRESNET1D_DATA/mitdb, then datasets/mitdb,
+then falls back to the embedded 3-minute sample (with a warning; the table says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from msresnet1d.atomic import write_text
+from msresnet1d.models import count_flops, count_parameters
+from msresnet1d.training.config import TrainConfig, load_config, parse_value
+from msresnet1d.training.run import build_model, train
+from msresnet1d.training.tasks import build_task
+
+HERE = Path(__file__).resolve().parent
+BASE_CONFIG = HERE / "configs" / "mitdb_beats.toml"
+RESULTS = HERE / "results" / "compare_models.json"
+
+# name -> (description, config overrides on top of the main job's config)
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "msresnet1d": ("MSResNet1d, concat fusion per stage", {"model": "msresnet1d_beat"}),
+    "msresnet1d_late": ("MSResNet1d, late fusion", {"model": "msresnet1d_beat", "model_kwargs.fusion": "late"}),
+    "resnet1d": ("ResNet1d, single scale", {"model": "resnet1d_beat"}),
+    "resnet2d_spec": ("2D ResNet (2-2-2-2, widths 8-64) on 32x32 spectrograms", {
+        "model": "resnet18", "model_kwargs.dims": 2, "model_kwargs.widths": [8, 16, 32, 64],
+        "model_kwargs.stem_channels": 8, "model_kwargs.stem_pool": False, "data.representation": "spectrogram",
+    }),
+}
+
+
+class _WithZeroExtra(nn.Module):
+    """Calls ``model(x, zeros)`` so that :func:`count_flops`, which passes one input, runs a model
+    built with extra per-example features (the RR intervals) through its whole head."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        extra = x.new_zeros(len(x), self.model.extra_features) if self.model.extra_features else None
+        return self.model(x, extra)
+
+
+def profile(cfg: TrainConfig) -> dict[str, Any]:
+    """Parameters and forward FLOPs of one example of the model exactly as the engine builds it
+    for this config's task (also checks the config before any long training starts)."""
+    task = build_task(cfg)
+    model = build_model(cfg, task)
+    shape = [1, task.in_channels] + [task.input_size] * task.dims
+    return {"parameters": count_parameters(model), "flops_per_example": count_flops(_WithZeroExtra(model), shape),
+            "input_shape": shape, "extra_features": task.extra_features}
+
+
+def training_seconds(run_dir: Path) -> list[float]:
+    """Per-epoch ``train_seconds`` from a run folder's log.csv."""
+    with open(run_dir / "log.csv", newline="") as f:
+        return [float(row["train_seconds"]) for row in csv.DictReader(f)]
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f}" if np.isfinite(value) else "-"
+
+
+def comparison_table(runs: dict[str, dict[str, Any]]) -> str:
+    """One markdown row per model; metrics in percent ("-" = undefined, e.g. +P of a class
+    never predicted)."""
+    header = ["model", "params", "MFLOPs/beat", "train s", "s/epoch", "acc", "macro-F1", "S F1", "V F1",
+              "S Se", "S +P", "V Se", "V +P"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for name, run in runs.items():
+        test, cls = run["test"], run["test"]["per_class"]
+        cells = [name, f"{run['parameters']:,}", f"{run['flops_per_example'] / 1e6:.2f}",
+                 f"{run['train_seconds']:.0f}", f"{run['seconds_per_epoch']:.1f}", percent(test["accuracy"]),
+                 percent(test["macro_f1"]), percent(cls["S"]["f1"]), percent(cls["V"]["f1"]),
+                 percent(cls["S"]["se"]), percent(cls["S"]["ppv"]), percent(cls["V"]["se"]), percent(cls["V"]["ppv"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="MIT-BIH folder (default: $MSRESNET1D_DATA/mitdb, then the engine's search)")
+    parser.add_argument("--epochs", type=int, help="epochs per model (default: the main job's, 10)")
+    parser.add_argument("--seed", type=int, help="seed of every run (default: the main job's, 0)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of every run (default 1: comparable timings on a shared machine)")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="subset to train")
+    parser.add_argument("--out", type=Path, help="runs folder, one sub-folder a model "
+                                                 "(default runs/compare_models/<timestamp>)")
+    parser.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key for every model, e.g. --set data.val_seed=1")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    return parser.parse_args(argv)
+
+
+def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {"threads": args.threads}
+    if args.epochs is not None:
+        values["epochs"] = args.epochs
+    if args.seed is not None:
+        values["seed"] = args.seed
+    if args.data_dir:
+        values["data.data_dir"] = args.data_dir
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --set takes KEY=VALUE, got {item!r}")
+        values[key.strip()] = parse_value(value.strip())
+    return values
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    out = args.out or Path("runs") / "compare_models" / time.strftime("%Y%m%d-%H%M%S")
+    common = common_overrides(args)
+    configs = {name: load_config(BASE_CONFIG, {**MODELS[name][1], **common}) for name in args.models}
+    profiles = {name: profile(cfg) for name, cfg in configs.items()}
+    report: dict[str, Any] = {
+        "base_config": str(BASE_CONFIG.relative_to(HERE.parent)),
+        "command": ["experiments/compare_models.py", *(sys.argv[1:] if argv is None else argv)],
+        "epochs": configs[args.models[0]].epochs, "seed": configs[args.models[0]].seed, "threads": args.threads,
+        "torch": torch.__version__, "cpus_usable": len(os.sched_getaffinity(0)),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()], "runs_folder": str(out), "runs": {},
+    }
+    for name, cfg in configs.items():
+        run_dir = out / name
+        start = time.perf_counter()
+        result = train(cfg, run_dir, quiet=args.quiet)
+        wall = time.perf_counter() - start
+        seconds = training_seconds(run_dir)
+        report["splits"] = result["splits"]  # the same for every model: same config keys, same seed
+        report["runs"][name] = {
+            "description": MODELS[name][0], "model": cfg.model, "model_kwargs": cfg.model_kwargs,
+            "representation": cfg.data.get("representation", "signal"), "run_dir": str(run_dir), **profiles[name],
+            "epochs_run": len(seconds), "best_epoch": result["best_epoch"], "train_seconds": sum(seconds),
+            "seconds_per_epoch": sum(seconds) / len(seconds), "wall_seconds": wall, "test": result["test"],
+        }
+        report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
+    splits = report["splits"]
+    print(f"\nMIT-BIH inter-patient: {splits['database']}; {len(splits['train_records'])} training records, "
+          f"validation {', '.join(splits['val_records'])}, {len(splits['test_records'])} test records "
+          f"({sum(splits['test_beats'].values())} beats); {report['epochs']} epochs, seed {report['seed']}, "
+          f"{args.threads} thread(s); load average {report['load_average_start']} -> {report['load_average_end']}")
+    print(comparison_table(report["runs"]))
+    print("test metrics in % of DS2 beats; '-' = undefined (class never predicted)")
+    print(f"written to {args.json}; run folders in {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

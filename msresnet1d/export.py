@@ -1,0 +1,262 @@
+"""Export of the 1D models for other people's pipelines: TorchScript and ONNX files.
+
+Both keep the batch and length axes dynamic: one file takes any number N of windows (N, C, L)
+of any length L >= the model's ``min_input_size`` samples, and returns logits (N, K). Models
+built with ``extra_features=E`` take a second input, extra per-window features (N, E). The
+model is exported in eval mode (BatchNorm running statistics, no dropout); its own mode is
+left as it was (:func:`evaluating`). Files are written atomically
+(:func:`msresnet1d.atomic.atomic_path`: a temporary file in the target folder, then
+``os.replace``), so a failed export leaves no partial file behind.
+
+ONNX uses torch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``). The
+dynamo-based exporter of torch 2.13 cannot keep the length dynamic through ``nn.MaxPool1d``
+(the stem pool of ``msresnet1d_small``, ``_base``, ``_large`` and ``_late``): ``torch.export``
+specialises the length, and ``torch.onnx`` then silently fixes the input length to the
+example's (``msresnet1d_small`` exported from a 300-sample example accepted 300 samples only).
+The TorchScript-based exporter keeps both axes dynamic for every model here; torch
+marks it deprecated, and the DeprecationWarning and the TracerWarnings of the model's Python
+input checks (which an ONNX graph cannot keep) are silenced during export.
+:class:`OnnxPredictor` checks the inputs instead, with the shapes stored in the file.
+
+``onnx`` and ``onnxruntime`` are optional: ``pip install msresnet1d[onnx]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from .atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+#: Attributes every exported model needs (all 1D models of :func:`msresnet1d.create_model` have them).
+_MODEL_ATTRIBUTES = ("in_channels", "min_input_size", "total_stride", "extra_features")
+
+
+def export_torchscript(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    method: Literal["script", "trace"] = "script",
+    example_length: int | None = None,
+) -> Path:
+    """Save ``model`` as a TorchScript file (load it with ``torch.jit.load``).
+
+    Args:
+        model: a 1D model, input (N, C, L).
+        path: the file to write.
+        method: ``"script"`` compiles the model's code: the module keeps its input checks, the
+            optional ``extra`` argument and its attributes (``in_channels``, ``min_input_size``,
+            ...), so :mod:`msresnet1d.inference` can run it after ``torch.jit.load``.
+            ``"trace"`` records the operations run on one example input: a plain graph without
+            the Python checks or attributes (for runtimes that only take traced graphs);
+            ``extra`` is then a required argument when the model has extra features.
+            torch 2.13 marks both deprecated; its warning is left to the caller.
+        example_length: length in samples of the tracing example (``"trace"`` only; the
+            traced graph takes any length); default 8 x the model's ``total_stride``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    _check_model(model)
+    path = Path(path)
+    with evaluating(model):
+        if method == "script":
+            module = torch.jit.script(model)
+        elif method == "trace":
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+                module = torch.jit.trace(model, _example_inputs(model, example_length))
+        else:
+            raise ValueError(f"method={method!r}, expected 'script' or 'trace'")
+    with atomic_path(path) as partial:
+        torch.jit.save(module, str(partial))
+    log.info("exported %s to TorchScript (%s): %s", type(model).__name__, method, path)
+    return path
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    example_length: int | None = None,
+    opset: int = 17,
+) -> Path:
+    """Save ``model`` as an ONNX file with dynamic batch and length axes.
+
+    Inputs ``signal`` (batch, C, length) float32 and, for models with extra features,
+    ``extra`` (batch, E) float32; output ``logits`` (batch, K) float32. The file's metadata
+    stores ``min_input_size`` and ``total_stride`` (samples) for :class:`OnnxPredictor`.
+
+    Args:
+        model: a 1D model, input (N, C, L).
+        path: the file to write.
+        example_length: length in samples of the tracing example (the exported graph takes
+            any length); default 8 x the model's ``total_stride``.
+        opset: ONNX opset version.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ImportError: ``onnx`` is not installed.
+    """
+    onnx = _require("onnx")
+    _check_model(model)
+    path = Path(path)
+    inputs = _example_inputs(model, example_length)
+    names = ["signal", "extra"][: len(inputs)]
+    dynamic_axes = {"signal": {0: "batch", 2: "length"}, "extra": {0: "batch"}, "logits": {0: "batch"}}
+    buffer = io.BytesIO()
+    with evaluating(model), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(
+            model,
+            inputs,
+            buffer,
+            dynamo=False,
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={name: dynamic_axes[name] for name in [*names, "logits"]},
+            opset_version=opset,
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(
+        proto, {"min_input_size": str(model.min_input_size), "total_stride": str(model.total_stride)}
+    )
+    with atomic_path(path) as partial:
+        onnx.save_model(proto, str(partial))
+    log.info("exported %s to ONNX (opset %d): %s", type(model).__name__, opset, path)
+    return path
+
+
+class OnnxPredictor:
+    """An ONNX file of :func:`export_onnx` run with onnxruntime on CPU.
+
+    It is a :class:`msresnet1d.inference.Predictor`, so the whole-record functions of
+    :mod:`msresnet1d.inference` run it like a torch model.
+
+    Args:
+        path: the ONNX file.
+        threads: onnxruntime intra-op threads (``None``: onnxruntime's default, one per core).
+
+    Attributes:
+        in_channels, extra_features, num_outputs: C, E and K of the exported model.
+        min_input_size: shortest input length in samples.
+        total_stride: input samples per position of the model's last stage.
+
+    Raises:
+        ImportError: ``onnxruntime`` is not installed.
+        ValueError: the file was not written by :func:`export_onnx`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        ort = _require("onnxruntime")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        inputs = {node.name: node for node in self.session.get_inputs()}
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if "signal" not in inputs or "min_input_size" not in metadata:
+            raise ValueError(
+                f"{self.path} was not written by msresnet1d.export.export_onnx: it needs an input 'signal' and "
+                f"the metadata 'min_input_size' (inputs: {', '.join(inputs)}; metadata: {', '.join(metadata)})"
+            )
+        self.in_channels = int(inputs["signal"].shape[1])
+        self.extra_features = int(inputs["extra"].shape[1]) if "extra" in inputs else 0
+        self.num_outputs = int(self.session.get_outputs()[0].shape[1])
+        self.min_input_size = int(metadata["min_input_size"])
+        self.total_stride = int(metadata["total_stride"])
+
+    def predict(self, x: np.ndarray | torch.Tensor, extra: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+        """(N, C, L) windows and, for models with extra features, (N, E) ``extra`` -> (N, K)
+        float32 logits (inputs are converted to float32).
+
+        Raises:
+            ValueError: a shape that does not fit the model, or ``extra`` missing or unexpected.
+        """
+        x = _as_float32(x)
+        if x.ndim != 3:
+            raise ValueError(f"expected a 3-D input (N, C, L), got shape {list(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected {self.in_channels} input channel(s), got {x.shape[1]} (input shape {list(x.shape)})"
+            )
+        if x.shape[2] < self.min_input_size:
+            raise ValueError(f"input too short: {x.shape[2]} samples, this model needs at least {self.min_input_size}")
+        feeds = {"signal": x}
+        if self.extra_features:
+            if extra is None:
+                raise ValueError(f"this model was exported with extra_features={self.extra_features}: pass extra")
+            feeds["extra"] = _as_float32(extra)
+            if feeds["extra"].shape != (x.shape[0], self.extra_features):
+                raise ValueError(
+                    f"extra features must have shape ({x.shape[0]}, {self.extra_features}), "
+                    f"got {list(feeds['extra'].shape)}"
+                )
+        elif extra is not None:
+            raise ValueError("this model was exported without extra features: extra must be None")
+        return self.session.run(["logits"], feeds)[0]
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the block with ``model`` in eval mode (BatchNorm running statistics, no dropout),
+    then restore the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _check_model(model: nn.Module) -> None:
+    missing = [name for name in _MODEL_ATTRIBUTES if not hasattr(model, name)]
+    if missing:
+        raise ValueError(f"cannot export {type(model).__name__}: it has no attribute {', '.join(missing)}")
+    if getattr(model, "dims", 1) != 1:
+        raise ValueError(f"export supports 1D models (input (N, C, L)), got dims={model.dims}")
+
+
+def _example_inputs(model: nn.Module, length: int | None) -> tuple[torch.Tensor, ...]:
+    """Zeros (2, C, length) (and (2, E) extra features) on the model's device, for tracing."""
+    length = 8 * model.total_stride if length is None else length
+    if length < model.min_input_size:
+        raise ValueError(f"example_length={length} samples is shorter than the model's minimum {model.min_input_size}")
+    device = next(model.parameters()).device
+    x = torch.zeros(2, model.in_channels, length, device=device)
+    return (x, torch.zeros(2, model.extra_features, device=device)) if model.extra_features else (x,)
+
+
+def _as_float32(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _require(name: str) -> ModuleType:
+    """Import an optional dependency, or say how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ImportError(
+            f"ONNX export and inference need the optional package {name!r}: pip install msresnet1d[onnx]"
+        ) from exc

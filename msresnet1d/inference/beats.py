@@ -1,0 +1,276 @@
+"""Beat mode: a model that labels one window around each beat, over a whole recording.
+
+Given beat positions (sample indices, from annotations or from :func:`detect_beats`), the
+window of the beat at sample ``p`` is ``signal[:, p + start : p + stop]``, edge-padded where
+it runs off the recording (as :func:`msresnet1d.data.beats.beat_windows` cuts training beats;
+a :class:`~msresnet1d.data.beats.BeatConfig` gives ``window=config.offsets`` at ``config.fs``).
+
+A model built with ``extra_features`` also gets the RR features of each beat
+(:func:`msresnet1d.data.rr.rr_features`: previous, next, local-mean and record-mean RR interval
+in seconds, and their ratios), passed through ``rr_transform`` (e.g. the standardisation used
+in training). The record-mean RR interval is only known once the recording has ended, so
+streams take it as ``record_rr``; :func:`classify_beats` computes it from all the beats, which
+gives the features of :func:`~msresnet1d.data.rr.rr_features` on the whole recording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import torch
+import wfdb.processing
+from torch import nn
+
+from ..data.beats import beat_windows
+from ..data.rr import LOCAL_BEATS, RR_FEATURES, rr_features
+from .predictor import Predictor, as_predictor
+from .stream import Predictions, Stream, as_signal
+
+_PREV, _RECORD, _PREV_OVER_RECORD = (RR_FEATURES.index(n) for n in ("rr_prev", "rr_record", "prev_over_record"))
+
+RRTransform = Callable[[np.ndarray], np.ndarray]
+
+
+class BeatStream(Stream):
+    """Beat mode over a recording fed in chunks, with beat positions fed along.
+
+    ``feed(chunk, beats)`` returns the beats whose window is complete (and, for a model with RR
+    features, whose next beat is known); ``finish()`` returns the rest (windows edge-padded at
+    the recording's end; the last beat's next RR is its previous one). Together they are
+    exactly the predictions of :func:`classify_beats` with the same ``record_rr``. The buffer
+    holds the samples from the window start of the first beat not yet emitted (or of the
+    earliest beat still to come) on.
+
+    Beats may be fed ahead of the samples (e.g. all annotations with the first chunk) or after
+    them, ``max_delay`` samples late at most (e.g. from a detector that needs some signal after
+    a QRS complex): the beats passed with a chunk must lie at or after
+    ``samples_fed - max_delay``, ``samples_fed`` counted before that chunk.
+
+    Args:
+        model: a 1D model (eager or TorchScript) or a :class:`Predictor`.
+        window: (start, stop) of the window in samples relative to the beat, start <= 0 < stop,
+            e.g. (-90, 162) for -0.25 s to +0.45 s at 360 Hz.
+        fs: sampling rate of the signal in Hz (for RR features in seconds).
+        record_rr: mean RR interval of the whole recording in seconds (RR models only).
+        rr_transform: maps the (B, 8) RR features to the model's (B, E) extra features
+            (default: none, E = 8).
+        max_delay: how late beats may be fed, in samples (>= 0).
+        batch_size: beats per model call.
+
+    Raises:
+        ValueError: bad parameters; an RR model without ``fs`` or ``record_rr``; ``record_rr`` or
+            ``rr_transform`` for a model without extra features.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Predictor,
+        window: tuple[int, int],
+        *,
+        fs: float | None = None,
+        record_rr: float | None = None,
+        rr_transform: RRTransform | None = None,
+        max_delay: int = 0,
+        batch_size: int = 256,
+    ) -> None:
+        start, stop = window
+        if not start <= 0 < stop:
+            raise ValueError(f"window=(start, stop)={window} samples must hold the beat: start <= 0 < stop")
+        super().__init__(model, stop - start, batch_size)
+        if max_delay < 0:
+            raise ValueError(f"max_delay must be >= 0 samples, got {max_delay}")
+        self.uses_rr = self.predictor.extra_features > 0
+        if self.uses_rr and (fs is None or fs <= 0 or record_rr is None or record_rr <= 0):
+            raise ValueError(
+                f"this model takes {self.predictor.extra_features} extra (RR) features: give fs > 0 (Hz, got {fs}) and "
+                f"record_rr > 0 (s, got {record_rr}), the recording's mean RR interval (classify_beats computes it "
+                "from all beats; a stream cannot know it before the recording ends)"
+            )
+        if not self.uses_rr and (record_rr is not None or rr_transform is not None):
+            raise ValueError("record_rr and rr_transform are for models with extra (RR) features; this one has none")
+        self.window, self.fs, self.record_rr = (start, stop), fs, record_rr
+        self.rr_transform, self.max_delay = rr_transform, max_delay
+        self._pending = np.empty(0, dtype=np.int64)  # fed, not yet emitted
+        self._history = np.empty(0, dtype=np.int64)  # the last LOCAL_BEATS emitted (RR context)
+        self._last_fed = -1
+
+    def feed(self, chunk: np.ndarray | torch.Tensor, beats: np.ndarray | None = None) -> Predictions:
+        """Add ``chunk`` (C, n) float, the next n samples, and ``beats`` (B,) int, new beat
+        positions in samples from the recording's start (increasing, after those fed before);
+        classify the beats that are now complete.
+
+        Raises:
+            ValueError: bad ``chunk`` (shape, channels, NaN or inf) or ``beats`` (not 1-D
+                integers, not increasing, or later than ``max_delay`` allows).
+            RuntimeError: the stream is finished.
+        """
+        self._check_open()
+        earliest = self._earliest_new_beat
+        self._buffer.append(chunk)
+        if beats is not None:
+            self._add_beats(beats, earliest)
+        count = int(np.count_nonzero(self._pending + self.window[1] <= self._buffer.end))
+        if self.uses_rr:
+            count = min(count, len(self._pending) - 1)  # the last one waits for its next beat
+        out = self._emit(max(count, 0))
+        first = self._pending[0] if len(self._pending) else self._earliest_new_beat
+        self._buffer.discard_before(first + self.window[0])
+        return out
+
+    @property
+    def _earliest_new_beat(self) -> int:
+        """Smallest position a beat fed with the next chunk may have."""
+        return max(self._buffer.end - self.max_delay, self._last_fed + 1)
+
+    def finish(self) -> Predictions:
+        """Classify the remaining beats and close the stream.
+
+        Raises:
+            ValueError: a beat lies at or after the recording's end; an RR model saw one beat only.
+        """
+        self._check_open()
+        self._finished = True
+        if len(self._pending) and self._pending[-1] >= self._buffer.end:
+            raise ValueError(
+                f"beat at sample {self._pending[-1]} lies beyond the recording's end ({self._buffer.end} samples)"
+            )
+        return self._emit(len(self._pending))
+
+    def _add_beats(self, beats: np.ndarray, earliest: int) -> None:
+        beats = np.asarray(beats)
+        if beats.ndim != 1 or not np.issubdtype(beats.dtype, np.integer):
+            raise ValueError(f"beats must be a 1-D array of integer sample positions, got {beats.dtype} {beats.shape}")
+        if not len(beats):
+            return
+        if beats[0] < 0:
+            raise ValueError(f"beat positions must be >= 0 samples, got {beats[0]}")
+        if (np.diff(beats) <= 0).any():
+            raise ValueError(f"beats must increase; position {beats[1:][np.diff(beats) <= 0][0]} repeats or goes back")
+        if beats[0] < earliest:
+            raise ValueError(
+                f"beat at sample {beats[0]} comes too late: beats fed now must lie at or after sample {earliest} "
+                f"(after the last beat fed, {self._last_fed}, and at most max_delay={self.max_delay} samples before "
+                "the samples fed so far)"
+            )
+        self._pending = np.concatenate((self._pending, beats.astype(np.int64)))
+        self._last_fed = int(beats[-1])
+
+    def _emit(self, count: int) -> Predictions:
+        """Classify the first ``count`` pending beats and drop them from the pending ones."""
+        beats = self._pending[:count]
+        if self.uses_rr:
+            rr = self._rr_features(beats, following=self._pending[count : count + 1])
+            out = self._classify(beats, self._cut, self._extra_features(rr), rr)
+            self._history = np.concatenate((self._history, beats))[-LOCAL_BEATS:]
+        else:
+            out = self._classify(beats, self._cut)
+        self._pending = self._pending[count:]
+        return out
+
+    def _rr_features(self, beats: np.ndarray, following: np.ndarray) -> np.ndarray:
+        """(B, 8) RR features of ``beats`` (``following``: the next beat, if known), as
+        :func:`rr_features` gives them on the whole recording: they depend only on the
+        LOCAL_BEATS beats before (the local mean) and the beat after (the next interval), and
+        the record mean is ``record_rr``."""
+        if not len(beats):
+            return np.empty((0, len(RR_FEATURES)), dtype=np.float32)
+        context = np.concatenate((self._history, beats, following))
+        try:
+            features = rr_features(context, self.fs)[len(self._history) : len(self._history) + len(beats)]
+        except ValueError as exc:
+            raise ValueError(f"RR features of this recording: {exc}") from exc
+        features[:, _RECORD] = self.record_rr
+        features[:, _PREV_OVER_RECORD] = features[:, _PREV] / np.float32(self.record_rr)
+        return features
+
+    def _extra_features(self, rr: np.ndarray) -> np.ndarray:
+        """The model's (B, E) float32 extra features: ``rr_transform(rr)``, or ``rr`` itself."""
+        extra = rr if self.rr_transform is None else self.rr_transform(rr)
+        extra = np.ascontiguousarray(extra, dtype=np.float32)
+        if extra.shape != (len(rr), self.predictor.extra_features):
+            raise ValueError(
+                f"the model takes ({len(rr)}, {self.predictor.extra_features}) extra features here, "
+                f"rr_transform gave {extra.shape}"
+            )
+        return extra
+
+    def _cut(self, beats: np.ndarray) -> np.ndarray:
+        """(n, C, stop - start) float32 windows of ``beats`` (increasing), edge-padded at the
+        recording's ends."""
+        start, stop = self.window
+        first = max(beats[0] + start, 0)
+        part = self._buffer.between(first, min(beats[-1] + stop, self._buffer.end))
+        return np.ascontiguousarray(beat_windows(part, beats - first, start, stop))
+
+
+def mean_rr(beats: np.ndarray, fs: float) -> float:
+    """Mean RR interval in seconds of increasing beat positions (samples at ``fs`` Hz), as
+    :func:`msresnet1d.data.rr.rr_features` computes its ``rr_record`` column."""
+    beats = np.asarray(beats)
+    if len(beats) < 2:
+        raise ValueError(f"a mean RR interval needs at least 2 beats, got {len(beats)}")
+    return float(np.mean(np.diff(beats) / fs))
+
+
+def classify_beats(
+    model: nn.Module | Predictor,
+    signal: np.ndarray | torch.Tensor,
+    beats: np.ndarray,
+    window: tuple[int, int],
+    *,
+    fs: float | None = None,
+    record_rr: float | None = None,
+    rr_transform: RRTransform | None = None,
+    batch_size: int = 256,
+) -> Predictions:
+    """Beat mode over a whole recording: logits of every beat (see the module docstring).
+
+    Args:
+        model: a 1D model (eager or TorchScript) or a :class:`Predictor`.
+        signal: (C, L) float recording, preprocessed as the model was trained.
+        beats: (B,) int increasing beat positions in samples, each in [0, L).
+        window: (start, stop) samples relative to each beat, start <= 0 < stop.
+        fs: sampling rate in Hz (needed by RR models).
+        record_rr: the record-mean RR interval in seconds for RR models; default
+            :func:`mean_rr` of ``beats``.
+        rr_transform: maps the (B, 8) RR features to the model's extra features.
+        batch_size: beats per model call.
+
+    Returns:
+        :class:`Predictions` with ``sample`` the beat positions (and ``rr`` for RR models).
+    """
+    predictor = as_predictor(model)
+    if predictor.extra_features and record_rr is None and fs is not None:
+        record_rr = mean_rr(beats, fs)
+    stream = BeatStream(predictor, window, fs=fs, record_rr=record_rr, rr_transform=rr_transform, batch_size=batch_size)
+    return Predictions.concatenate([stream.feed(signal, beats), stream.finish()])
+
+
+def detect_beats(
+    signal: np.ndarray | torch.Tensor, fs: float, *, method: Literal["xqrs", "gqrs"] = "xqrs", channel: int = 0
+) -> np.ndarray:
+    """QRS complexes found by one of wfdb's detectors on one channel of a whole recording.
+
+    Args:
+        signal: (C, L) recording in physical units (mV, as read; gqrs thresholds are in uV).
+        fs: its sampling rate in Hz.
+        method: ``"xqrs"`` (:func:`wfdb.processing.xqrs_detect`, adaptive thresholds) or
+            ``"gqrs"`` (:func:`wfdb.processing.gqrs_detect`, the WFDB gqrs port).
+        channel: index of the channel to search.
+
+    Returns:
+        (B,) int64 increasing QRS positions in samples, usable as ``beats``.
+    """
+    signal = as_signal(signal, None)
+    if not 0 <= channel < signal.shape[0]:
+        raise ValueError(f"channel={channel} is not one of the signal's {signal.shape[0]} channel(s)")
+    lead = signal[channel].astype(np.float64)
+    if method == "xqrs":
+        found = wfdb.processing.xqrs_detect(lead, fs, verbose=False)
+    elif method == "gqrs":
+        found = wfdb.processing.gqrs_detect(sig=lead, fs=fs)
+    else:
+        raise ValueError(f"method={method!r}, expected 'xqrs' or 'gqrs'")
+    return np.unique(np.asarray(found, dtype=np.int64))

@@ -1,0 +1,123 @@
+"""Window (rhythm) mode: a model that labels fixed-length windows, slid over a whole recording.
+
+The windows are those of :func:`msresnet1d.data.rhythm.sliding_windows`, with which rhythm
+models are evaluated: ``window`` samples long, starting every ``hop`` samples from sample 0;
+when the last of them does not end at the recording's last sample, one more window ending there
+is added, so every sample is covered (when ``hop <= window``); a recording shorter than one
+window gives a single window, zero-padded at its end (zero is the mean of a z-scored signal).
+
+Each window gets logits, hence a label (:attr:`Predictions.labels`); the recording's label
+averages the windows' probabilities (:meth:`Predictions.record_label`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.rhythm import fit_length
+from .predictor import Predictor
+from .stream import Predictions, Stream
+
+
+class WindowStream(Stream):
+    """Window mode over a recording fed in chunks.
+
+    ``feed(chunk)`` returns the windows the chunk completes (a window is emitted as soon as its
+    last sample has been fed); ``finish()`` returns the window ending at the recording's end if
+    the hop grid does not end there. Together they are exactly the windows of
+    :func:`classify_windows` on the whole recording. The buffer holds at most the last
+    ``window`` samples plus one chunk.
+
+    Args:
+        model: a 1D model (eager or TorchScript) or a :class:`Predictor`, without extra features.
+        window: window length in samples (at the signal's rate), at least the model's
+            ``min_input_size``.
+        hop: samples between the starts of consecutive windows (> 0; < window: overlap).
+        batch_size: windows per model call (bounds memory: batch_size x C x window floats in).
+
+    Raises:
+        ValueError: bad window, hop or batch_size, or a model that needs extra features.
+    """
+
+    def __init__(self, model: nn.Module | Predictor, window: int, hop: int, *, batch_size: int = 64) -> None:
+        super().__init__(model, window, batch_size)
+        if hop < 1:
+            raise ValueError(f"hop must be >= 1 sample, got {hop}")
+        if self.predictor.extra_features:
+            raise ValueError(
+                f"window mode cannot supply the {self.predictor.extra_features} extra features this model takes"
+            )
+        self.window, self.hop = window, hop
+        self._next = 0  # start of the next window on the hop grid
+
+    def feed(self, chunk: np.ndarray | torch.Tensor) -> Predictions:
+        """Add ``chunk`` (C, n) float, the next n samples, and classify the windows it completes.
+
+        Raises:
+            ValueError: ``chunk`` is not (C, n) with the model's C, or holds NaN or inf.
+            RuntimeError: the stream is finished.
+        """
+        self._check_open()
+        self._buffer.append(chunk)
+        end = self._buffer.end
+        count = max(0, (end - self.window - self._next) // self.hop + 1)
+        starts = self._next + self.hop * np.arange(count, dtype=np.int64)
+        out = self._classify(starts, self._cut)
+        self._next += count * self.hop
+        self._buffer.discard_before(min(self._next, end - self.window))
+        return out
+
+    def finish(self) -> Predictions:
+        """Classify the window ending at the recording's last sample, if no window ends there
+        yet (zero-padded if the whole recording is shorter than one window); close the stream.
+
+        Raises:
+            ValueError: no samples were fed.
+        """
+        self._check_open()
+        self._finished = True
+        end = self._buffer.end
+        if end == 0:
+            raise ValueError("the recording is empty: no samples were fed")
+        last = max(end - self.window, 0)
+        if self._next > 0 and self._next - self.hop == last:
+            last_window = np.empty(0, dtype=np.int64)
+        else:
+            last_window = np.array([last], dtype=np.int64)
+        tail = self._buffer.between(last, end)
+        return self._classify(last_window, lambda starts: fit_length(tail, self.window)[None])
+
+    def _cut(self, starts: np.ndarray) -> np.ndarray:
+        """(n, C, window) float32 windows starting at ``starts`` (increasing, all complete)."""
+        part = self._buffer.between(starts[0], starts[-1] + self.window)
+        views = np.lib.stride_tricks.sliding_window_view(part, self.window, axis=1)  # (C, positions, window)
+        return np.ascontiguousarray(views.transpose(1, 0, 2)[starts - starts[0]])
+
+
+def classify_windows(
+    model: nn.Module | Predictor,
+    signal: np.ndarray | torch.Tensor,
+    window: int,
+    hop: int,
+    *,
+    batch_size: int = 64,
+) -> Predictions:
+    """Window mode over a whole recording: logits of every window (see the module docstring).
+
+    Args:
+        model: a 1D model (eager or TorchScript) or a :class:`Predictor`.
+        signal: (C, L) float recording, already preprocessed as the model was trained (rate,
+            filter, normalisation).
+        window, hop: window length and hop in samples.
+        batch_size: windows per model call.
+
+    Returns:
+        :class:`Predictions` with ``sample`` the first sample of each window.
+
+    Raises:
+        ValueError: wrong shape or channel count, NaN or inf, an empty signal, or bad parameters.
+    """
+    stream = WindowStream(model, window, hop, batch_size=batch_size)
+    return Predictions.concatenate([stream.feed(signal), stream.finish()])

@@ -1,0 +1,78 @@
+"""Smoke test of experiments/compare_models.py on the embedded MIT-BIH sample: one epoch of two of
+its models (the late-fusion MSResNet1d and the 2D spectrogram ResNet) on a few records."""
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from msresnet1d.data import RR_FEATURES
+from msresnet1d.models import count_flops, count_parameters, create_model
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "datasets" / "mitdb-sample"
+MODELS = ["msresnet1d_late", "resnet2d_spec"]
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def compare_models():
+    return _load_script("compare_models")
+
+
+def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
+    out, results = tmp_path / "runs", tmp_path / "compare.json"
+    report = compare_models.main([
+        "--data-dir", str(SAMPLE), "--epochs", "1", "--models", *MODELS, "--out", str(out), "--json", str(results),
+        "--quiet", "--set", 'data.train_records=["101","106","118","119","208","209"]',
+        "--set", 'data.val_records=["106","209"]', "--set", 'data.test_records=["100","105","232","233"]',
+    ])
+    assert json.loads(results.read_text()) == json.loads(json.dumps(report))
+    assert list(report["runs"]) == MODELS
+    assert report["splits"]["test_records"] == ["100", "105", "232", "233"]
+
+    table = capsys.readouterr().out.split("| model |")[1].splitlines()
+    assert [row.split("|")[1].strip() for row in table[2:2 + len(MODELS)]] == MODELS
+
+    for name, run in report["runs"].items():
+        run_dir = out / name
+        config = json.loads((run_dir / "config.json").read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        # Every model saw the same split, and the JSON holds the run folder's test metrics.
+        assert metrics["splits"] == report["splits"]
+        assert run["test"]["accuracy"] == metrics["test"]["accuracy"]
+        assert run["test"]["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+        with open(run_dir / "log.csv", newline="") as f:
+            seconds = [float(row["train_seconds"]) for row in csv.DictReader(f)]
+        assert len(seconds) == run["epochs_run"] == 1
+        assert run["train_seconds"] == pytest.approx(sum(seconds)) and run["seconds_per_epoch"] > 0
+
+        # Parameters and FLOPs describe the trained network: rebuild it from the run's config,
+        # load its weights strictly, and count its FLOPs without the RR inputs plus the head's
+        # extra multiply-adds (8 RR features x 5 classes).
+        model = create_model(config["model"], in_channels=1, num_classes=5, extra_features=len(RR_FEATURES),
+                             **config["model_kwargs"])
+        model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["model"])
+        assert run["parameters"] == count_parameters(model)
+        bare = create_model(config["model"], in_channels=1, num_classes=5, **config["model_kwargs"])
+        assert run["flops_per_example"] == count_flops(bare, run["input_shape"]) + 2 * len(RR_FEATURES) * 5
+
+    spectrogram = report["runs"]["resnet2d_spec"]
+    assert spectrogram["representation"] == "spectrogram" and spectrogram["input_shape"] == [1, 1, 32, 32]
+    assert report["runs"]["msresnet1d_late"]["input_shape"] == [1, 1, 126]  # 0.7 s at 180 Hz
+    assert (out / "resnet2d_spec" / "ecg_strip.png").is_file()
+
+
+def test_compare_models_rejects_an_unknown_model(compare_models, capsys):
+    with pytest.raises(SystemExit):
+        compare_models.main(["--models", "resnet3d"])
+    assert "invalid choice" in capsys.readouterr().err
