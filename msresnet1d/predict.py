@@ -18,11 +18,12 @@ import numpy as np
 import torch
 import wfdb
 
-from .data import BeatConfig, read_annotations, read_record, rr_features
+from .data import BeatConfig, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS
-from .data.beats import beat_windows
 from .data.preprocess import preprocess_signal
-from .data.rhythm import RhythmConfig, sliding_windows
+from .data.rhythm import RhythmConfig
+from .data.rr import RR_FEATURES
+from .inference import classify_beats, classify_windows
 from .atomic import write_text
 from .training.checkpoint import load_checkpoint
 from .training.config import TrainConfig
@@ -37,15 +38,6 @@ def _model(ckpt: dict, cfg: TrainConfig, in_channels: int, extra: int) -> torch.
     model = build_model(cfg, shape)
     model.load_state_dict(ckpt["model"])
     return model.eval()
-
-
-def _probabilities(model: torch.nn.Module, inputs: list[np.ndarray], batch_size: int = 1024) -> np.ndarray:
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(inputs[0]), batch_size):
-            batch = [torch.from_numpy(np.ascontiguousarray(a[start:start + batch_size])) for a in inputs]
-            out.append(torch.softmax(model(*batch), dim=1).numpy())
-    return np.concatenate(out)
 
 
 def beat_positions(record_path: Path, signal: np.ndarray, fs: float, annotator: str | None) -> np.ndarray:
@@ -68,15 +60,16 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple
     if len(positions) < 2:
         raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2")
     signal = preprocess_signal(record.signal, record.fs, target_fs=beat_cfg.fs, band=beat_cfg.band,
-                        normalization=beat_cfg.normalization, name=record.name)
+                               normalization=beat_cfg.normalization, name=record.name)
     centres = np.minimum(np.round(positions * beat_cfg.fs / record.fs).astype(np.int64), signal.shape[1] - 1)
-    inputs = [beat_windows(signal, centres, *beat_cfg.offsets).astype(np.float32)]
     state = ckpt.get("task_state") or {}
+    rr_transform = None
     if data["rr"]:
-        rr = (rr_features(positions, record.fs) - state["rr_mean"].numpy()) / state["rr_std"].numpy()
-        inputs.append(rr.astype(np.float32))
-    model = _model(ckpt, cfg, len(beat_cfg.leads), inputs[1].shape[1] if data["rr"] else 0)
-    return positions, _probabilities(model, inputs), record.fs
+        mean, std = state["rr_mean"].numpy(), state["rr_std"].numpy()
+        rr_transform = lambda rr: ((rr - mean) / std).astype(np.float32)  # noqa: E731 - training statistics
+    model = _model(ckpt, cfg, len(beat_cfg.leads), len(RR_FEATURES) if data["rr"] else 0)
+    out = classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs, rr_transform=rr_transform)
+    return positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
 
 
 def predict_windows(ckpt: dict, record_path: Path) -> tuple[np.ndarray, np.ndarray, float]:
@@ -91,11 +84,9 @@ def predict_windows(ckpt: dict, record_path: Path) -> tuple[np.ndarray, np.ndarr
     signal = preprocess_signal(record.signal, record.fs, target_fs=rhythm_cfg.fs, band=rhythm_cfg.band,
                         normalization=rhythm_cfg.normalization, name=record.name)
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
-    windows = sliding_windows(signal, length, hop)
-    starts = np.arange(len(windows)) * hop
-    starts[-1] = max(signal.shape[1] - length, 0)
-    model = _model(ckpt, cfg, 1, 0)
-    return np.round(starts * record.fs / rhythm_cfg.fs).astype(np.int64), _probabilities(model, [windows]), record.fs
+    out = classify_windows(_model(ckpt, cfg, 1, 0), signal, length, hop)
+    starts = np.round(out.sample * record.fs / rhythm_cfg.fs).astype(np.int64)
+    return starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
 
 
 def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.ndarray, class_names: list[str],

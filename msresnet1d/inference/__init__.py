@@ -15,6 +15,22 @@ for streams, by what future windows need), not by the recording's length. Signal
 be preprocessed as the model was trained (rate, band-pass, normalisation): every length here is
 in samples at that rate. Models are eager or TorchScript ``nn.Module`` s, or any
 :class:`Predictor`, such as an ONNX model loaded with :class:`msresnet1d.export.OnnxPredictor`.
+
+A beat model trained at 180 Hz with standardised RR features (``rr_mean``, ``rr_std``)::
+
+    record = read_record(path, leads=["MLII"])
+    signal = preprocess_signal(record.signal, record.fs, target_fs=180.0)
+    beats = detect_beats(signal, 180.0)  # or annotations, converted to samples at 180 Hz
+    out = classify_beats(model, signal, beats, BeatConfig(fs=180.0).offsets, fs=180.0,
+                         rr_transform=lambda rr: (rr - rr_mean) / rr_std)
+    out.sample, out.labels, out.probabilities
+
+A rhythm model on a live source of (C, n) chunks, any n::
+
+    stream = WindowStream(model, window=3000, hop=1500)
+    for chunk in source:
+        handle(stream.feed(chunk))  # the windows this chunk completed
+    handle(stream.finish())
 """
 
 from .beats import BeatStream, classify_beats, detect_beats, mean_rr

@@ -39,9 +39,10 @@ class BeatStream(Stream):
     ``feed(chunk, beats)`` returns the beats whose window is complete (and, for a model with RR
     features, whose next beat is known); ``finish()`` returns the rest (windows edge-padded at
     the recording's end; the last beat's next RR is its previous one). Together they are
-    exactly the predictions of :func:`classify_beats` with the same ``record_rr``. The buffer
-    holds the samples from the window start of the first beat not yet emitted (or of the
-    earliest beat still to come) on.
+    exactly the predictions of :func:`classify_beats` with the same ``record_rr``. Between calls
+    the buffer holds the samples from the window start of the first beat not yet emitted (or
+    of the earliest beat still to come) on: at most ``max(stop, max_delay) - start`` samples
+    when the beats are fed no later than their window is complete.
 
     Beats may be fed ahead of the samples (e.g. all annotations with the first chunk) or after
     them, ``max_delay`` samples late at most (e.g. from a detector that needs some signal after
@@ -254,7 +255,8 @@ def detect_beats(
     """QRS complexes found by one of wfdb's detectors on one channel of a whole recording.
 
     Args:
-        signal: (C, L) recording in physical units (mV, as read; gqrs thresholds are in uV).
+        signal: (C, L) recording; gqrs expects physical units (mV, as read: its thresholds
+            are in uV), xqrs adapts its thresholds to the signal (a preprocessed one will do).
         fs: its sampling rate in Hz.
         method: ``"xqrs"`` (:func:`wfdb.processing.xqrs_detect`, adaptive thresholds) or
             ``"gqrs"`` (:func:`wfdb.processing.gqrs_detect`, the WFDB gqrs port).

@@ -1,0 +1,139 @@
+"""TorchScript and ONNX export: outputs equal eager outputs at several batch sizes and lengths."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from msresnet1d import create_model
+from msresnet1d.export import OnnxPredictor, export_onnx, export_torchscript
+
+pytest.importorskip("onnxruntime")
+
+FUSIONS = ["concat", "attention", "late"]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tests run many small batches: on a shared 2-core machine, waking a second OpenMP
+    thread for each operation costs more than it gives (the conftest sets 2 before this)."""
+    torch.set_num_threads(1)
+
+
+
+def _inputs(model, batch: int, length: int) -> tuple[torch.Tensor, ...]:
+    x = torch.randn(batch, model.in_channels, length)
+    return (x, torch.randn(batch, model.extra_features)) if model.extra_features else (x,)
+
+
+def _shapes(model) -> list[tuple[int, int]]:
+    """(batch, length) pairs: batch sizes 1, 3 and 5; lengths other than the tracing example's,
+    down to the model's minimum."""
+    return [(3, 360), (1, 1001), (5, model.min_input_size)]
+
+
+@pytest.mark.parametrize("method", ["script", "trace"])
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_torchscript_matches_eager(tmp_path, fusion, method):
+    model = create_model("msresnet1d_beat", in_channels=2, fusion=fusion)  # left in training mode
+    path = export_torchscript(model, tmp_path / "model.pt", method=method)
+    assert model.training, "export must restore the model's mode"
+    loaded = torch.jit.load(str(path))
+    model.eval()
+    for batch, length in _shapes(model):
+        x = _inputs(model, batch, length)
+        torch.testing.assert_close(loaded(*x), model(*x), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "name, fusion, extra",
+    [("msresnet1d_beat", "concat", 0), ("msresnet1d_beat", "attention", 0), ("msresnet1d_late", "late", 8),
+     ("msresnet1d_small", "concat", 0)],
+)  # fmt: skip
+def test_onnx_matches_eager(tmp_path, name, fusion, extra):
+    # msresnet1d_small and _late have a stem max-pool, through which the dynamo exporter loses the dynamic length.
+    model = create_model(name, in_channels=2, fusion=fusion, extra_features=extra)
+    predictor = OnnxPredictor(export_onnx(model, tmp_path / "model.onnx"), threads=1)
+    assert (predictor.in_channels, predictor.extra_features, predictor.num_outputs) == (2, extra, model.fc.out_features)
+    assert predictor.min_input_size == model.min_input_size
+    model.eval()
+    for batch, length in _shapes(model):
+        x = _inputs(model, batch, length)
+        expected = model(*x).detach().numpy()
+        np.testing.assert_allclose(predictor.predict(*x), expected, atol=1e-4, rtol=0)
+
+
+def test_scripted_model_keeps_rr_input_and_checks(tmp_path):
+    model = create_model("msresnet1d_beat", in_channels=2, extra_features=8).eval()
+    loaded = torch.jit.load(str(export_torchscript(model, tmp_path / "rr.pt")))
+    x, extra = _inputs(model, 4, 252)
+    torch.testing.assert_close(loaded(x, extra), model(x, extra), atol=1e-4, rtol=0)
+    with pytest.raises(Exception, match="pass extra"):
+        loaded(x)
+    assert (loaded.in_channels, loaded.min_input_size, loaded.extra_features) == (2, model.min_input_size, 8)
+
+
+@pytest.fixture(scope="module")
+def rr_predictor(tmp_path_factory):
+    model = create_model("msresnet1d_beat", in_channels=2, extra_features=8)
+    return OnnxPredictor(export_onnx(model, tmp_path_factory.mktemp("onnx") / "rr.onnx"), threads=1)
+
+
+@pytest.mark.parametrize(
+    "shape, extra_shape, message",
+    [((2, 252), (2, 8), r"3-D input \(N, C, L\), got shape \[2, 252\]"),
+     ((2, 3, 252), (2, 8), r"expected 2 input channel\(s\), got 3"),
+     ((2, 2, 4), (2, 8), r"too short: 4 samples.*at least \d+"),
+     ((2, 2, 252), None, "extra_features=8: pass extra"),
+     ((2, 2, 252), (3, 8), r"shape \(2, 8\), got \[3, 8\]")],
+)  # fmt: skip
+def test_onnx_predictor_names_the_bad_input(rr_predictor, shape, extra_shape, message):
+    extra = None if extra_shape is None else np.zeros(extra_shape, np.float32)
+    with pytest.raises(ValueError, match=message):
+        rr_predictor.predict(np.zeros(shape, np.float32), extra)
+
+
+def test_onnx_predictor_rejects_files_of_other_exporters(tmp_path):
+    model = create_model("msresnet1d_beat", in_channels=1).eval()
+    path = tmp_path / "plain.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 1, 64),), str(path), dynamo=False, input_names=["x"])
+    with pytest.raises(ValueError, match="not written by msresnet1d.export.export_onnx"):
+        OnnxPredictor(path)
+
+
+@pytest.mark.parametrize("module", ["onnx", "onnxruntime"])
+def test_missing_optional_dependency_says_how_to_install(tmp_path, monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    with pytest.raises(ImportError, match=rf"{module}.*pip install msresnet1d\[onnx\]"):
+        if module == "onnx":
+            export_onnx(create_model("msresnet1d_beat"), tmp_path / "model.onnx")
+        else:
+            OnnxPredictor(tmp_path / "model.onnx")
+
+
+def test_failed_export_keeps_the_old_file_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"previous export")
+
+    def crash(module, path):
+        with open(path, "wb") as f:
+            f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch.jit, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        export_torchscript(create_model("msresnet1d_beat"), target)
+    assert target.read_bytes() == b"previous export"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_export_rejects_bad_requests(tmp_path):
+    with pytest.raises(ValueError, match=r"1D models.*dims=2"):
+        export_onnx(create_model("resnet18_d2l"), tmp_path / "image.onnx")
+    with pytest.raises(ValueError, match="method='compile'"):
+        export_torchscript(create_model("msresnet1d_beat"), tmp_path / "m.pt", method="compile")
+    model = create_model("msresnet1d_beat")
+    with pytest.raises(ValueError, match=rf"example_length=4 samples.*minimum {model.min_input_size}"):
+        export_torchscript(model, tmp_path / "m.pt", method="trace", example_length=4)
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,305 @@
+"""Whole-record inference: windows as the data layer cuts them, streams equal to offline calls
+(on a real MIT-BIH record), bounded buffers, clear errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from msresnet1d.data import read_annotations, read_record
+from msresnet1d.data.aami import BEAT_SYMBOLS
+from msresnet1d.data.beats import beat_windows
+from msresnet1d.data.rhythm import sliding_windows
+from msresnet1d.data.rr import rr_features
+from msresnet1d.inference import (
+    BeatStream,
+    Predictions,
+    TorchPredictor,
+    WindowStream,
+    classify_beats,
+    classify_windows,
+    detect_beats,
+    mean_rr,
+)
+from msresnet1d.models import MSResNet1d, create_model
+
+FS = 360.0
+BEAT_WINDOW = (-90, 162)  # -0.25 s to +0.45 s at 360 Hz, as BeatConfig().offsets
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tests run many small batches: on a shared 2-core machine, waking a second OpenMP
+    thread for each operation costs more than it gives (the conftest sets 2 before this)."""
+    torch.set_num_threads(1)
+
+
+
+def tiny_model(extra_features: int = 0) -> MSResNet1d:
+    """A small two-lead model with a stem pool (so windows of odd lengths go through every layer kind)."""
+    return MSResNet1d(in_channels=2, num_classes=4, kernels=(3, 9), widths=(8, 16), layers=(1, 1), stem_channels=8,
+                      stem_pool=True, extra_features=extra_features, zero_init_residual=False).eval()  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def record_100(mitdb_dir):
+    """MIT-BIH record 100: (2, 650000) float32 signal at 360 Hz and its annotated beats (samples)."""
+    record = read_record(mitdb_dir / "100", leads=["MLII", "V5"])
+    annotations = read_annotations(mitdb_dir / "100")
+    beats = annotations.sample[np.isin(annotations.symbol, list(BEAT_SYMBOLS))]
+    return record.signal, beats
+
+
+def run_stream(stream, signal, chunk_sizes, beats=None):
+    """Feed ``signal`` in chunks of the given sizes (cycled); beats all with the first chunk.
+    Returns the concatenated output, each emitted position's (samples fed before, after) its
+    feed (None for finish), and the largest buffer seen between calls."""
+    parts, fed_at, largest, position, i = [], [], 0, 0, 0
+    while position < signal.shape[1]:
+        size = chunk_sizes[i % len(chunk_sizes)]
+        before = stream.samples_fed
+        extra = {} if beats is None else {"beats": beats if i == 0 else None}
+        part = stream.feed(signal[:, position : position + size], **extra)
+        parts.append(part)
+        fed_at += [(before, stream.samples_fed)] * len(part)
+        largest = max(largest, stream.buffered_samples)
+        position, i = position + size, i + 1
+    last = stream.finish()
+    return Predictions.concatenate([*parts, last]), fed_at + [None] * len(last), largest
+
+
+def assert_same_predictions(actual: Predictions, expected: Predictions) -> None:
+    np.testing.assert_array_equal(actual.sample, expected.sample)
+    np.testing.assert_allclose(actual.logits, expected.logits, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(actual.labels, expected.labels)
+    if expected.rr is None:
+        assert actual.rr is None
+    else:
+        np.testing.assert_allclose(actual.rr, expected.rr, rtol=1e-6, atol=0)
+
+
+# Window mode ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "length, window, hop, starts",
+    [(25, 10, 4, [0, 4, 8, 12, 15]),  # grid ends early: one window ending at the last sample
+     (22, 10, 4, [0, 4, 8, 12]),  # grid ends on the last sample
+     (10, 10, 3, [0]),
+     (7, 10, 3, [0]),  # shorter than one window: zero-padded
+     (45, 10, 30, [0, 30, 35])],  # hop > window
+)
+def test_windows_are_those_of_the_data_layer(length, window, hop, starts):
+    model = tiny_model()
+    signal = np.random.default_rng(0).standard_normal((2, length)).astype(np.float32)
+    predictions = classify_windows(model, signal, window, hop)
+    assert predictions.sample.tolist() == starts
+    expected = model(torch.from_numpy(np.ascontiguousarray(sliding_windows(signal, window, hop)))).detach().numpy()
+    np.testing.assert_allclose(predictions.logits, expected, atol=1e-5, rtol=0)
+
+
+def test_window_stream_equals_offline_on_a_mitdb_record(record_100):
+    signal, _ = record_100
+    model = tiny_model()
+    window, hop = 3600, 1800  # 10 s every 5 s
+    offline = classify_windows(model, signal, window, hop)
+    assert len(offline) == (signal.shape[1] - window) // hop + 2  # the grid, plus the window ending the record
+    for chunks in ([360], [7777], [1, 5000, 17, 30000, 2]):  # 1 s, odd sizes, mixed
+        streamed, fed_at, largest = run_stream(WindowStream(model, window, hop), signal, chunks)
+        assert_same_predictions(streamed, offline)
+        # Emitted by the very chunk that completed the window; finish() only adds the last window.
+        for start, at in zip(streamed.sample[:-1], fed_at[:-1], strict=True):
+            assert at is not None and at[0] < start + window <= at[1]
+        assert fed_at[-1] is None
+        assert largest <= window  # what the window ending at the record's end may need
+
+
+def test_record_label_averages_window_probabilities():
+    predictions = Predictions(np.arange(3), np.array([[2.0, 0.0], [0.0, 0.1], [0.0, 0.2]], np.float32))
+    probabilities = np.exp(predictions.logits) / np.exp(predictions.logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(predictions.record_probabilities(), probabilities.mean(axis=0), rtol=1e-6)
+    assert predictions.labels.tolist() == [0, 1, 1]
+    assert predictions.record_label() == 0  # one confident window outweighs two hesitant ones
+    assert predictions.record_label("mean_logit") == 0
+    with pytest.raises(ValueError, match="no windows"):
+        Predictions(np.empty(0, np.int64), np.empty((0, 2), np.float32)).record_probabilities()
+
+
+# Beat mode ------------------------------------------------------------------------------------
+
+
+def test_beats_are_cut_and_described_as_in_the_data_layer():
+    rng = np.random.default_rng(1)
+    signal = rng.standard_normal((2, 3000)).astype(np.float32)
+    beats = np.array([0, 40, 400, 700, 1100, 1300, 1700, 2100, 2500, 2800, 2950, 2999])  # both edges padded
+    model = tiny_model(extra_features=8)
+    predictions = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, batch_size=5)
+    expected_rr = rr_features(beats, FS)
+    np.testing.assert_allclose(predictions.rr, expected_rr, rtol=1e-6, atol=0)
+    windows = torch.from_numpy(np.ascontiguousarray(beat_windows(signal, beats, *BEAT_WINDOW)))
+    expected = model(windows, torch.from_numpy(expected_rr)).detach().numpy()
+    np.testing.assert_allclose(predictions.logits, expected, atol=1e-5, rtol=0)
+    assert predictions.sample.tolist() == beats.tolist()
+
+
+def test_rr_transform_feeds_the_model():
+    signal = np.random.default_rng(2).standard_normal((2, 2000)).astype(np.float32)
+    beats = np.arange(100, 1900, 300)
+    model = create_model("msresnet1d_beat", in_channels=2, extra_features=2).eval()
+
+    def first_two_standardised(rr):
+        return (rr[:, :2] - 0.8) / 0.1
+
+    predictions = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr_transform=first_two_standardised)
+    windows = torch.from_numpy(np.ascontiguousarray(beat_windows(signal, beats, *BEAT_WINDOW)))
+    extra = torch.from_numpy(first_two_standardised(rr_features(beats, FS)))
+    np.testing.assert_allclose(predictions.logits, model(windows, extra).detach().numpy(), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"takes \(5, 2\) extra features here, rr_transform gave \(5, 8\)"):
+        classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr_transform=lambda rr: rr)
+
+
+def test_beat_stream_with_rr_equals_offline_on_a_mitdb_record(record_100):
+    signal, beats = record_100
+    model = tiny_model(extra_features=8)
+    record_rr = mean_rr(beats, FS)
+    offline = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS)
+    np.testing.assert_allclose(offline.rr, rr_features(beats, FS), rtol=1e-6, atol=0)
+    for chunks in ([7777], [1, 5000, 17, 30000, 2]):
+        stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=record_rr)
+        streamed, fed_at, largest = run_stream(stream, signal, chunks, beats)
+        assert_same_predictions(streamed, offline)
+        # Every beat but the last (whose next RR interval is only known at the end) is emitted
+        # by the chunk that completed its window.
+        for beat, at in zip(streamed.sample[:-1], fed_at[:-1], strict=True):
+            assert at is not None and at[0] < beat + BEAT_WINDOW[1] <= at[1]
+        assert fed_at[-1] is None
+        assert largest <= BEAT_WINDOW[1] - BEAT_WINDOW[0]  # the start of the next beat's window
+
+
+@pytest.mark.parametrize("max_delay", [0, 1000])
+def test_beats_fed_with_or_after_their_samples(max_delay):
+    rng = np.random.default_rng(3)
+    signal = rng.standard_normal((2, 20_000)).astype(np.float32)
+    beats = np.cumsum(rng.integers(200, 400, size=70))
+    beats = beats[beats < signal.shape[1]]
+    model = tiny_model()
+    offline = classify_beats(model, signal, beats, BEAT_WINDOW)
+    stream, parts, chunk = BeatStream(model, BEAT_WINDOW, max_delay=max_delay), [], 700
+    for start in range(0, signal.shape[1], chunk):
+        # A detector's output: the beats in this chunk, or max_delay samples behind it.
+        lag = max_delay // 2
+        new = beats[(beats >= start - lag) & (beats < start + chunk - lag)]
+        parts.append(stream.feed(signal[:, start : start + chunk], new))
+        # The next beat's window, or what a beat fed max_delay samples late needs.
+        assert stream.buffered_samples <= max(BEAT_WINDOW[1], max_delay) - BEAT_WINDOW[0]
+    assert_same_predictions(Predictions.concatenate([*parts, stream.finish()]), offline)
+
+
+def test_detect_beats_finds_the_annotated_beats(record_100):
+    signal, beats = record_100
+    minutes = signal[:, : int(120 * FS)]
+    reference = beats[beats < minutes.shape[1]]
+    for method in ("xqrs", "gqrs"):
+        found = detect_beats(minutes, FS, method=method)
+        nearest = np.abs(found[None, :] - reference[:, None]).min(axis=1)
+        assert np.mean(nearest <= 0.05 * FS) >= 0.99, method  # within 50 ms
+        assert abs(len(found) - len(reference)) <= 2, method
+
+
+# Backends --------------------------------------------------------------------------------------
+
+
+def test_scripted_and_onnx_models_run_the_same_inference(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from msresnet1d.export import OnnxPredictor, export_onnx, export_torchscript
+
+    signal = np.random.default_rng(4).standard_normal((2, 5000)).astype(np.float32)
+    beats = np.arange(50, 5000, 290)
+    model = tiny_model(extra_features=8)
+    expected = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS)
+    scripted = torch.jit.load(str(export_torchscript(model, tmp_path / "m.pt")))
+    onnx = OnnxPredictor(export_onnx(model, tmp_path / "m.onnx"), threads=1)
+    for backend in (scripted, onnx):
+        np.testing.assert_allclose(
+            classify_beats(backend, signal, beats, BEAT_WINDOW, fs=FS).logits, expected.logits, atol=1e-4, rtol=0
+        )
+    traced = torch.jit.load(str(export_torchscript(model, tmp_path / "t.pt", method="trace")))
+    with pytest.raises(ValueError, match="no attribute in_channels.*script the model"):
+        TorchPredictor(traced)
+
+
+# Errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signal, message",
+    [(np.zeros(5000), r"2-D \(C, L\).*got shape \(5000,\); for a single channel pass signal\[None\]"),
+     (np.zeros((3, 5000)), r"3 channel\(s\).*expects in_channels=2"),
+     (np.zeros((5000, 2)), r"5000 channel\(s\).*is it \(L, C\)\? transpose it"),
+     (np.zeros((2, 5000), dtype=complex), "real numbers, got dtype complex128"),
+     (np.where(np.arange(5000) == 1234, np.nan, 0.0)[None].repeat(2, 0), r"nan at channel 0, sample 1234"),
+     (np.full((2, 5000), np.inf), r"inf at channel 0, sample 0"),
+     (torch.zeros(2, 5000, 1), r"2-D \(C, L\).*got shape \(2, 5000, 1\)"),
+     (np.zeros((2, 0)), "recording is empty")],
+)
+def test_bad_signals_are_named(signal, message):
+    with pytest.raises(ValueError, match=message):
+        classify_windows(tiny_model(), signal, 1000, 500)
+
+
+def test_non_finite_sample_position_counts_across_chunks():
+    stream = WindowStream(tiny_model(), 1000, 500)
+    stream.feed(np.zeros((2, 700), np.float32))
+    chunk = np.zeros((2, 700), np.float32)
+    chunk[1, 10] = np.nan
+    with pytest.raises(ValueError, match="chunk holds nan at channel 1, sample 710"):
+        stream.feed(chunk)
+
+
+def test_bad_parameters_are_named():
+    model, rr_model = tiny_model(), tiny_model(extra_features=8)
+    signal = np.zeros((2, 4000), np.float32)
+    short = model.min_input_size - 1
+    with pytest.raises(ValueError, match=rf"windows of {short} samples.*minimum input of {model.min_input_size}"):
+        WindowStream(model, short, 5)
+    with pytest.raises(ValueError, match="hop must be >= 1"):
+        WindowStream(model, 1000, 0)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        WindowStream(model, 1000, 500, batch_size=0)
+    with pytest.raises(ValueError, match="window mode cannot supply the 8 extra features"):
+        WindowStream(rr_model, 1000, 500)
+    with pytest.raises(ValueError, match=r"start <= 0 < stop"):
+        BeatStream(model, (10, 200))
+    with pytest.raises(ValueError, match=r"give fs > 0.*record_rr > 0"):
+        BeatStream(rr_model, BEAT_WINDOW, fs=FS)
+    with pytest.raises(ValueError, match="for models with extra \\(RR\\) features; this one has none"):
+        BeatStream(model, BEAT_WINDOW, record_rr=0.8)
+    with pytest.raises(ValueError, match="at least 2 beats, got 1"):
+        classify_beats(rr_model, signal, np.array([100]), BEAT_WINDOW, fs=FS)
+    with pytest.raises(ValueError, match="beat at sample 4000 lies beyond the recording's end"):
+        classify_beats(model, signal, np.array([100, 4000]), BEAT_WINDOW)
+    with pytest.raises(ValueError, match="beat positions must be >= 0 samples, got -5"):
+        classify_beats(model, signal, np.array([-5, 400]), BEAT_WINDOW)
+    with pytest.raises(ValueError, match="position 300 repeats or goes back"):
+        classify_beats(model, signal, np.array([100, 400, 300]), BEAT_WINDOW)
+    with pytest.raises(ValueError, match="integer sample positions"):
+        classify_beats(model, signal, np.array([100.0, 400.0]), BEAT_WINDOW)
+    with pytest.raises(ValueError, match="channel=2 is not one of the signal's 2 channel"):
+        detect_beats(signal, FS, channel=2)
+    with pytest.raises(ValueError, match="method='pan_tompkins', expected 'xqrs' or 'gqrs'"):
+        detect_beats(signal, FS, method="pan_tompkins")
+    with pytest.raises(TypeError, match="torch.nn.Module or a Predictor"):
+        classify_windows("model.pt", signal, 1000, 500)
+
+
+def test_beat_stream_refuses_beats_it_can_no_longer_cut():
+    stream = BeatStream(tiny_model(), BEAT_WINDOW, max_delay=100)
+    stream.feed(np.zeros((2, 1000), np.float32), np.array([500]))
+    with pytest.raises(ValueError, match=r"beat at sample 899 comes too late.*at or after sample 900"):
+        stream.feed(np.zeros((2, 1000), np.float32), np.array([899]))
+    patient = BeatStream(tiny_model(), BEAT_WINDOW, max_delay=5000)
+    patient.feed(np.zeros((2, 1000), np.float32), np.array([500]))
+    with pytest.raises(ValueError, match=r"beat at sample 400 comes too late.*at or after sample 501"):
+        patient.feed(np.zeros((2, 10), np.float32), np.array([400]))
+    stream.finish()
+    with pytest.raises(RuntimeError, match="finished"):
+        stream.feed(np.zeros((2, 10), np.float32))
