@@ -17,7 +17,8 @@ def test_balanced_holdout_keeps_rare_classes_in_training():
         assert 5 <= held[1] <= 10 and 5 <= held[2] <= 21  # validation sees every class, training keeps 75%
 
 
-def test_balanced_holdout_says_when_impossible():
-    labels = {"a": np.array([1] * 10), "b": np.array([0] * 10)}
-    with pytest.raises(ValueError, match="no 1 records hold at most 25%"):
-        balanced_holdout(labels, 1, tries=50)
+def test_balanced_holdout_falls_back_to_the_closest_draw_with_a_warning():
+    labels = {"a": np.array([1] * 10), "b": np.array([0] * 10), "c": np.array([0] * 9 + [1])}
+    with pytest.warns(UserWarning, match="closest"):
+        train, val = balanced_holdout(labels, 1, tries=50)
+    assert val == ["c"] and train == ["a", "b"]  # c takes the smallest share of each class

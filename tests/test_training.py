@@ -246,3 +246,12 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path):
     assert ann.fs == 360
     not_ecg = _cli("predict", str(out / "checkpoints" / "best.pt"), str(tmp_path / "nope"))
     assert not_ecg.returncode == 1 and "nope" in not_ecg.stderr
+
+
+def test_main_job_defaults_build_on_the_embedded_sample():
+    from msresnet1d.training.tasks import build_task
+
+    task = build_task(TrainConfig(data={"data_dir": str(SAMPLE)}))
+    assert len(task.splits["val_records"]) == 4 and task.has_validation
+    assert not set(task.splits["val_records"]) & set(task.splits["test_records"])
+    assert task.splits["train_beats"]["S"] > 0 and task.splits["train_beats"]["V"] > 0

@@ -38,11 +38,11 @@ class BeatStream(Stream):
 
     ``feed(chunk, beats)`` returns the beats whose window is complete (and, for a model with RR
     features, whose next beat is known); ``finish()`` returns the rest (windows edge-padded at
-    the recording's end; the last beat's next RR is its previous one). Together they are
-    exactly the predictions of :func:`classify_beats` with the same ``record_rr``. Between calls
+    the recording's end; the last beat's next RR is its previous one). Together they are the
+    beats, windows and RR features of :func:`classify_beats` with the same ``record_rr`` (logits
+    equal up to the float rounding of other batch sizes). Between calls
     the buffer holds the samples from the window start of the first beat not yet emitted (or
-    of the earliest beat still to come) on: at most ``max(stop, max_delay) - start`` samples
-    when the beats are fed no later than their window is complete.
+    of the earliest beat still to come) on; with all beats fed up front, at most one window.
 
     Beats may be fed ahead of the samples (e.g. all annotations with the first chunk) or after
     them, ``max_delay`` samples late at most (e.g. from a detector that needs some signal after

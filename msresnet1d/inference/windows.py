@@ -26,9 +26,10 @@ class WindowStream(Stream):
 
     ``feed(chunk)`` returns the windows the chunk completes (a window is emitted as soon as its
     last sample has been fed); ``finish()`` returns the window ending at the recording's end if
-    the hop grid does not end there. Together they are exactly the windows of
-    :func:`classify_windows` on the whole recording. Between calls the buffer holds at most
-    the last ``window`` samples (during a call, plus the new chunk).
+    the hop grid does not end there. Together they are the windows of :func:`classify_windows`
+    on the whole recording (logits equal up to the float rounding of other batch sizes).
+    Between calls the buffer holds at most the last ``window`` samples (during a call, plus
+    the new chunk).
 
     Args:
         model: a 1D model (eager or TorchScript) or a :class:`Predictor`, without extra features.
