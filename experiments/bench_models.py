@@ -275,7 +275,8 @@ def _one(value) -> int:
 
 
 def _twin_2d(layer: nn.Module) -> nn.Module | None:
-    """The (1, k) 2D layer computing what a 1D layer computes on (N, C, 1, L), or None."""
+    """The (1, k) 2D layer computing what a 1D layer of the package (``models.layers``) computes,
+    on (N, C, 1, L); None for other modules (their children are swapped instead)."""
     if isinstance(layer, nn.Conv1d):
         twin = nn.Conv2d(layer.in_channels, layer.out_channels, (1, *layer.kernel_size), (1, *layer.stride),
                          (0, *layer.padding), (1, *layer.dilation), layer.groups, layer.bias is not None)
@@ -289,9 +290,6 @@ def _twin_2d(layer: nn.Module) -> nn.Module | None:
         return twin
     if isinstance(layer, PackageMaxPool1d):  # 1D max-pool computed by its 2D kernel on (N, C, 1, L)
         return copy.deepcopy(layer.pool)
-    if isinstance(layer, nn.MaxPool1d):
-        return nn.MaxPool2d((1, _one(layer.kernel_size)), (1, _one(layer.stride)), (0, _one(layer.padding)),
-                            (1, _one(layer.dilation)), ceil_mode=layer.ceil_mode)
     if isinstance(layer, nn.AvgPool1d):
         return nn.AvgPool2d((1, _one(layer.kernel_size)), (1, _one(layer.stride)), (0, _one(layer.padding)),
                             ceil_mode=layer.ceil_mode, count_include_pad=layer.count_include_pad)
