@@ -10,6 +10,8 @@ from msresnet1d import create_model
 from msresnet1d.export import OnnxPredictor, export_onnx, export_torchscript
 
 pytest.importorskip("onnxruntime")
+# torch 2.13 deprecates TorchScript (script, trace, save, load); export_torchscript leaves that warning to callers.
+pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
 
 FUSIONS = ["concat", "attention", "late"]
 
@@ -52,7 +54,7 @@ def test_torchscript_matches_eager(tmp_path, fusion, method):
      ("msresnet1d_small", "concat", 0)],
 )  # fmt: skip
 def test_onnx_matches_eager(tmp_path, name, fusion, extra):
-    # msresnet1d_small and _late have a stem max-pool, through which the dynamo exporter loses the dynamic length.
+    # msresnet1d_small and _late have a stem max-pool: the length must stay dynamic through it too.
     model = create_model(name, in_channels=2, fusion=fusion, extra_features=extra)
     predictor = OnnxPredictor(export_onnx(model, tmp_path / "model.onnx"), threads=1)
     assert (predictor.in_channels, predictor.extra_features, predictor.num_outputs) == (2, extra, model.fc.out_features)
@@ -94,6 +96,7 @@ def test_onnx_predictor_names_the_bad_input(rr_predictor, shape, extra_shape, me
         rr_predictor.predict(np.zeros(shape, np.float32), extra)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_onnx_predictor_rejects_files_of_other_exporters(tmp_path):
     model = create_model("msresnet1d_beat", in_channels=1).eval()
     path = tmp_path / "plain.onnx"

@@ -208,6 +208,7 @@ def test_detect_beats_finds_the_annotated_beats(record_100):
 # Backends --------------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
 def test_scripted_and_onnx_models_run_the_same_inference(tmp_path):
     pytest.importorskip("onnxruntime")
     from msresnet1d.export import OnnxPredictor, export_onnx, export_torchscript
