@@ -27,15 +27,12 @@ from .inference import classify_beats, classify_windows
 from .atomic import write_text
 from .training.checkpoint import load_checkpoint
 from .training.config import TrainConfig
-from .training.run import build_model
-from .training.tasks import BEAT_DEFAULTS, RHYTHM_DEFAULTS, Task
+from .training.run import create_configured_model
+from .training.tasks import BEAT_DEFAULTS, RHYTHM_DEFAULTS
 
 
 def _model(ckpt: dict, cfg: TrainConfig, in_channels: int, extra: int) -> torch.nn.Module:
-    shape = Task(train=None, train_labels=np.zeros(0, int), class_names=ckpt["class_names"], scored=[],
-                 in_channels=in_channels, input_size=10**9, extra_features=extra, predictors={}, splits={},
-                 test_title="")
-    model = build_model(cfg, shape)
+    model = create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra)
     model.load_state_dict(ckpt["model"])
     return model.eval()
 

@@ -27,16 +27,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int, extra_features: int = 0) -> nn.Module:
+    """The config's model (``cfg.model`` with ``cfg.model_kwargs``) for these input channels,
+    classes and extra per-example features."""
+    kwargs: dict[str, Any] = {"in_channels": in_channels, "num_classes": num_classes}
+    if extra_features:
+        kwargs["extra_features"] = extra_features
+    return create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
+
+
 def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
-    """The config's model, shaped for the task (channels, classes, extra features)."""
-    kwargs: dict[str, Any] = {"in_channels": task.in_channels, "num_classes": len(task.class_names)}
-    if task.extra_features:
-        kwargs["extra_features"] = task.extra_features
-    model = create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
+    """The config's model, shaped and checked for the task, freshly initialised."""
+    model = create_configured_model(cfg, task.in_channels, len(task.class_names), task.extra_features)
     if model.dims != task.dims:
         layout = "(N, C, L) signals" if task.dims == 1 else "(N, C, H, W) images"
         raise ValueError(f"model {cfg.model!r} is {model.dims}-D but task {cfg.task!r} gives {layout}; "
-                         f"pick a {task.dims}-D model (msresnet1d list-models)")
+                         f"pick a {task.dims}-D model (msresnet1d info lists them)")
     if model.min_input_size > task.input_size:
         raise ValueError(f"model {cfg.model!r} needs inputs of at least {model.min_input_size} samples, "
                          f"the task gives {task.input_size}")

@@ -140,13 +140,16 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     if len(fit) == 0:
         raise ValueError(f"no training beats in records {fit_records} of {db_dir}")
 
-    def tensors(arrays) -> list[torch.Tensor]:
-        return [torch.from_numpy(np.ascontiguousarray(arrays.X))]
-
     # RR features standardised with the training beats' statistics (no peeking at val/test).
     rr_mean, rr_std = fit.rr.mean(axis=0), fit.rr.std(axis=0) + 1e-6
-    extra = (lambda a: [torch.from_numpy(((a.rr - rr_mean) / rr_std).astype(np.float32))]) if opts["rr"] else (
-        lambda a: [])
+
+    def inputs(arrays) -> list[torch.Tensor]:
+        """[windows (N, C, L)] and, with RR features, [.., standardised RR (N, F)]."""
+        out = [torch.from_numpy(np.ascontiguousarray(arrays.X))]
+        if opts["rr"]:
+            out.append(torch.from_numpy(((arrays.rr - rr_mean) / rr_std).astype(np.float32)))
+        return out
+
     transform = None
     input_size, dims = beat_cfg.length, 1
     if opts["representation"] == "spectrogram":
@@ -158,13 +161,13 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         raise ValueError(f"[data] representation must be 'signal' or 'spectrogram', got {opts['representation']!r}")
 
     weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
-    fit_extra = extra(fit)
-    loader = TensorBatchLoader(tensors(fit)[0], torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
-                               transform=transform, seed=cfg.seed, extra=fit_extra[0] if fit_extra else None,
+    fit_inputs, test_inputs = inputs(fit), inputs(test)
+    loader = TensorBatchLoader(fit_inputs[0], torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
+                               transform=transform, seed=cfg.seed, extra=fit_inputs[1] if opts["rr"] else None,
                                sample_weights=weights, rank=dist.rank, world_size=dist.world_size)
-    predictors = {"test": _array_predictor(tensors(test) + extra(test), test.y, cfg.eval_batch_size, transform)}
+    predictors = {"test": _array_predictor(test_inputs, test.y, cfg.eval_batch_size, transform)}
     if len(held):
-        predictors["val"] = _array_predictor(tensors(held) + extra(held), held.y, cfg.eval_batch_size, transform)
+        predictors["val"] = _array_predictor(inputs(held), held.y, cfg.eval_batch_size, transform)
     sample_note = " (embedded sample)" if "sample" in db_dir.name else ""
     return Task(
         train=loader, train_labels=fit.y, class_names=list(AAMI_CLASSES), scored=["N", "S", "V", "F"],
@@ -174,7 +177,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
                 "test_records": test_records, "train_beats": fit.class_counts(), "val_beats": held.class_counts(),
                 "test_beats": test.class_counts()},
         test_title=f"MIT-BIH inter-patient test ({len(test_records)} records, {len(test)} beats){sample_note}",
-        strip={"db_dir": db_dir, "beats": test, "inputs": tensors(test) + extra(test), "transform": transform},
+        strip={"db_dir": db_dir, "beats": test, "inputs": test_inputs, "transform": transform},
         state={"rr_mean": torch.from_numpy(rr_mean), "rr_std": torch.from_numpy(rr_std)} if opts["rr"] else {},
     )
 
