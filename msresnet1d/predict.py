@@ -51,7 +51,7 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple
     cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
     data = {**BEAT_DEFAULTS, **cfg.data}
     beat_cfg = BeatConfig(leads=tuple(data["leads"]), fs=float(data["fs"]), window=tuple(data["window"]),
-                          band=tuple(data["band"]) if data["band"] else None)
+                          band=tuple(data["band"]) if data["band"] else None, template=bool(data["template"]))
     record = read_record(record_path, leads=beat_cfg.leads)
     positions = beat_positions(record_path, record.signal, record.fs, annotator)
     if len(positions) < 2:
@@ -64,8 +64,9 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple
     if data["rr"]:
         mean, std = state["rr_mean"].numpy(), state["rr_std"].numpy()
         rr_transform = lambda rr: ((rr - mean) / std).astype(np.float32)  # noqa: E731 - training statistics
-    model = _model(ckpt, cfg, len(beat_cfg.leads), len(RR_FEATURES) if data["rr"] else 0)
-    out = classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs, rr_transform=rr_transform)
+    model = _model(ckpt, cfg, beat_cfg.channels, len(RR_FEATURES) if data["rr"] else 0)
+    out = classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs, rr_transform=rr_transform,
+                         template=beat_cfg.template)
     return positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
 
 

@@ -8,7 +8,7 @@ import wfdb
 
 from msresnet1d.data import locate
 from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI, aami_labels
-from msresnet1d.data.beats import BeatConfig, BeatDataset, beat_windows, load_beats, load_inter_patient
+from msresnet1d.data.beats import BeatConfig, BeatDataset, beat_windows, load_beats, load_inter_patient, median_beat
 from msresnet1d.data.rr import RR_FEATURES, rr_features
 from msresnet1d.data.splits import DS1, DS2, PACED_RECORDS, holdout_ds1, split_by_record, stratified_kfold
 
@@ -87,6 +87,24 @@ def test_windows_are_centred_on_the_r_peak_at_any_rate(sample_ds1, fs):
     peak = np.abs(normal).mean(axis=0).argmax()
     assert abs(peak - (-config.offsets[0])) <= max(1, round(0.02 * fs))  # within 20 ms of the annotation
     assert beats.class_counts() == sample_ds1.class_counts()
+
+
+def test_template_channels_are_each_beat_minus_its_records_median_beat(sample_ds1):
+    records = ["106", "119"]
+    config = BeatConfig(fs=180.0, template=True)
+    plain = load_beats(records, db_dir=SAMPLE, config=BeatConfig(fs=180.0), cache=False)
+    both = load_beats(records, db_dir=SAMPLE, config=config, cache=False)
+    assert config.channels == 2 and both.X.shape == (len(plain), 2, config.length)
+    np.testing.assert_array_equal(both.X[:, :1], plain.X)
+    for record in records:
+        mine = plain.X[plain.record == record]
+        by_hand = mine - np.median(mine, axis=0, keepdims=True)
+        np.testing.assert_allclose(both.X[both.record == record, 1:], by_hand, atol=1e-6)
+    # the median beat of a record's windows is (C, L) and the median sample by sample
+    windows = np.arange(12, dtype=np.float32).reshape(3, 2, 2) ** 2
+    np.testing.assert_array_equal(median_beat(windows), windows[1])
+    with pytest.raises(ValueError, match="at least one window"):
+        median_beat(windows[:0])
 
 
 def test_beat_windows_pad_with_the_edge_value():

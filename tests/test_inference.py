@@ -7,7 +7,7 @@ import torch
 
 from msresnet1d.data import read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
-from msresnet1d.data.beats import beat_windows
+from msresnet1d.data.beats import beat_windows, median_beat
 from msresnet1d.data.rhythm import sliding_windows
 from msresnet1d.data.rr import rr_features
 from msresnet1d.inference import (
@@ -173,6 +173,24 @@ def test_beat_stream_with_rr_equals_offline_on_a_mitdb_record(record_100):
             assert at is not None and at[0] < beat + BEAT_WINDOW[1] <= at[1]
         assert fed_at[-1] is None
         assert largest <= BEAT_WINDOW[1] - BEAT_WINDOW[0]  # the start of the next beat's window
+
+
+def test_template_models_read_each_beat_and_its_difference_to_the_median_beat(record_100):
+    signal, beats = record_100
+    lead = signal[:1]  # one lead in, two channels (the lead, the lead minus the median beat) to the model
+    model = tiny_model(extra_features=8)
+    windows = beat_windows(lead, beats, *BEAT_WINDOW)
+    template = np.median(windows, axis=0)
+    by_hand = torch.from_numpy(np.ascontiguousarray(np.concatenate([windows, windows - template], axis=1)))
+    offline = classify_beats(model, lead, beats, BEAT_WINDOW, fs=FS, template=True)
+    extra = torch.from_numpy(rr_features(beats, FS))
+    np.testing.assert_allclose(offline.logits, model(by_hand, extra).detach().numpy(), atol=1e-4, rtol=0)
+    stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=mean_rr(beats, FS), template=median_beat(windows))
+    assert_same_predictions(run_stream(stream, lead, [5000, 13], beats)[0], offline)
+    with pytest.raises(ValueError, match=r"template must be \(C, 252\).*in_channels=2, got shape \(2, 252\)"):
+        BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=1.0, template=np.zeros((2, 252)))
+    with pytest.raises(ValueError, match=r"in_channels=2, got shape \(2, 252\)"):  # fed as many leads as it reads
+        classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, template=True)
 
 
 @pytest.mark.parametrize("max_delay", [0, 1000])

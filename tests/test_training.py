@@ -224,14 +224,18 @@ def test_torchrun_two_processes_save_once(tmp_path):
     assert ckpt["epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["model"])
 
 
-def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path):
+@pytest.mark.parametrize("template", [False, True])
+def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, template):
     import wfdb
 
     from msresnet1d.data import read_annotations
     from msresnet1d.data.aami import BEAT_SYMBOLS
 
     out = tmp_path / "run"
-    assert _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet").returncode == 0
+    options = ["--set", "data.template=true"] if template else []
+    trained = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet", *options)
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((out / "config.json").read_text())["data"].get("template", False) is template
     labels = tmp_path / "labels"
     result = _cli("predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir", str(labels))
     assert result.returncode == 0, result.stderr

@@ -51,6 +51,9 @@ class BeatConfig:
         band: band-pass corners (low, high) in Hz, either may be ``None``; ``None``: no filter.
         normalization: per-record normalisation (``"zscore"``, ``"robust"`` or ``None``).
         annotator: annotation file extension holding the beat labels.
+        template: append, after the leads, each lead minus the record's median beat (the
+            median over all its AAMI beat windows, sample by sample: mostly the patient's
+            normal beat), so C = 2 x len(leads). No labels are used; the whole record is.
     """
 
     leads: tuple[str, ...] = ("MLII",)
@@ -59,6 +62,7 @@ class BeatConfig:
     band: tuple[float | None, float | None] | None = (0.5, 40.0)
     normalization: Normalization | None = "zscore"
     annotator: str = "atr"
+    template: bool = False
 
     def __post_init__(self) -> None:
         # canonical types, so that equal configurations give equal cache keys
@@ -83,13 +87,18 @@ class BeatConfig:
         start, stop = self.offsets
         return stop - start
 
+    @property
+    def channels(self) -> int:
+        """Channels C of each window: the leads, and as many template differences."""
+        return len(self.leads) * (2 if self.template else 1)
+
 
 @dataclass(frozen=True)
 class BeatArrays:
     """All beats of some records, as whole arrays (N beats, C leads, L samples, F RR features).
 
     Attributes:
-        X: (N, C, L) float32 windows (preprocessed signal).
+        X: (N, C, L) float32 windows (preprocessed signal; C = ``config.channels``).
         rr: (N, F) float32 RR features, columns :data:`~msresnet1d.data.rr.RR_FEATURES`.
         y: (N,) int64 AAMI class index into :data:`~msresnet1d.data.aami.AAMI_CLASSES`.
         record: (N,) str record name of each beat.
@@ -141,6 +150,18 @@ def beat_windows(signal: np.ndarray, centres: np.ndarray, start: int, stop: int)
     return padded[:, index].transpose(1, 0, 2)
 
 
+def median_beat(windows: np.ndarray) -> np.ndarray:
+    """(C, L) sample-by-sample median of the (N, C, L) windows of one record (N >= 1)."""
+    if len(windows) == 0:
+        raise ValueError("a median beat needs at least one window")
+    return np.median(windows, axis=0).astype(windows.dtype)
+
+
+def with_template(windows: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """(N, 2C, L): the (N, C, L) windows, then the windows minus the (C, L) ``template``."""
+    return np.concatenate([windows, windows - template[None]], axis=1)
+
+
 def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()) -> dict[str, np.ndarray]:
     """Windows, RR features and labels of the AAMI beats of one record (not cached).
 
@@ -177,8 +198,13 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
         raise DataError(f"record '{name}': cannot preprocess: {exc}") from exc
     keep = np.isin(symbols, list(MITBIH_TO_AAMI))
     centres = np.minimum(np.round(samples[keep] * (config.fs / record.fs)).astype(np.int64), signal.shape[1] - 1)
+    windows = beat_windows(signal, centres, *config.offsets)
+    if config.template:
+        if len(windows) == 0:
+            raise DataError(f"record '{name}': no AAMI beats to take a median beat from (template=True)")
+        windows = with_template(windows, median_beat(windows))
     return {
-        "X": np.ascontiguousarray(beat_windows(signal, centres, *config.offsets)),
+        "X": np.ascontiguousarray(windows),
         "rr": rr[keep],
         "y": aami_labels(symbols[keep]),
         "sample": samples[keep],

@@ -11,6 +11,10 @@ in seconds, and their ratios), passed through ``rr_transform`` (e.g. the standar
 in training). The record-mean RR interval is only known once the recording has ended, so
 streams take it as ``record_rr``; :func:`classify_beats` computes it from all the beats, which
 gives the features of :func:`~msresnet1d.data.rr.rr_features` on the whole recording.
+
+A model trained with ``BeatConfig(template=True)`` reads each window followed by the window
+minus the recording's median beat; likewise a stream takes that median beat as ``template``
+and :func:`classify_beats` computes it from all the beats (``template=True``).
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ import torch
 import wfdb.processing
 from torch import nn
 
-from ..data.beats import beat_windows
+from ..data.beats import beat_windows, median_beat, with_template
 from ..data.rr import LOCAL_BEATS, RR_FEATURES, rr_features
 from .predictor import Predictor, as_predictor
-from .stream import Predictions, Stream, as_signal
+from .stream import Predictions, SampleBuffer, Stream, as_signal
 
 _PREV, _RECORD, _PREV_OVER_RECORD = (RR_FEATURES.index(n) for n in ("rr_prev", "rr_record", "prev_over_record"))
 
@@ -59,10 +63,14 @@ class BeatStream(Stream):
             (default: none, E = 8).
         max_delay: how late beats may be fed, in samples (>= 0).
         batch_size: beats per model call.
+        template: (C, stop - start) median beat of the recording, for a model trained with
+            ``BeatConfig(template=True)`` (which reads 2C channels: the C fed, then each minus
+            ``template``); ``None``: the model reads the fed channels as they are.
 
     Raises:
         ValueError: bad parameters; an RR model without ``fs`` or ``record_rr``; ``record_rr`` or
-            ``rr_transform`` for a model without extra features.
+            ``rr_transform`` for a model without extra features; a ``template`` whose shape does
+            not fit the window and the model's channels.
     """
 
     def __init__(
@@ -75,11 +83,21 @@ class BeatStream(Stream):
         rr_transform: RRTransform | None = None,
         max_delay: int = 0,
         batch_size: int = 256,
+        template: np.ndarray | None = None,
     ) -> None:
         start, stop = window
         if not start <= 0 < stop:
             raise ValueError(f"window=(start, stop)={window} samples must hold the beat: start <= 0 < stop")
         super().__init__(model, stop - start, batch_size)
+        if template is not None:
+            template = np.asarray(template, dtype=np.float32)
+            channels = self.predictor.in_channels
+            if template.ndim != 2 or template.shape[1] != stop - start or 2 * template.shape[0] != channels:
+                raise ValueError(
+                    f"template must be (C, {stop - start}) = (channels, window samples) with 2C = the model's "
+                    f"in_channels={channels}, got shape {template.shape}")
+            self._buffer = SampleBuffer(template.shape[0])
+        self.template = template
         if max_delay < 0:
             raise ValueError(f"max_delay must be >= 0 samples, got {max_delay}")
         self.uses_rr = self.predictor.extra_features > 0
@@ -203,7 +221,10 @@ class BeatStream(Stream):
         start, stop = self.window
         first = max(beats[0] + start, 0)
         part = self._buffer.between(first, min(beats[-1] + stop, self._buffer.end))
-        return np.ascontiguousarray(beat_windows(part, beats - first, start, stop))
+        windows = beat_windows(part, beats - first, start, stop)
+        if self.template is not None:
+            windows = with_template(windows, self.template)
+        return np.ascontiguousarray(windows)
 
 
 def mean_rr(beats: np.ndarray, fs: float) -> float:
@@ -225,6 +246,7 @@ def classify_beats(
     record_rr: float | None = None,
     rr_transform: RRTransform | None = None,
     batch_size: int = 256,
+    template: bool | np.ndarray = False,
 ) -> Predictions:
     """Beat mode over a whole recording: logits of every beat (see the module docstring).
 
@@ -238,6 +260,8 @@ def classify_beats(
             :func:`mean_rr` of ``beats``.
         rr_transform: maps the (B, 8) RR features to the model's extra features.
         batch_size: beats per model call.
+        template: for a model trained with ``BeatConfig(template=True)``: ``True`` (the median
+            of all the beats' windows) or a (C, stop - start) median beat; ``False``: none.
 
     Returns:
         :class:`Predictions` with ``sample`` the beat positions (and ``rr`` for RR models).
@@ -245,7 +269,10 @@ def classify_beats(
     predictor = as_predictor(model)
     if predictor.extra_features and record_rr is None and fs is not None:
         record_rr = mean_rr(beats, fs)
-    stream = BeatStream(predictor, window, fs=fs, record_rr=record_rr, rr_transform=rr_transform, batch_size=batch_size)
+    if template is True:
+        template = median_beat(beat_windows(as_signal(signal, None), np.asarray(beats), *window))
+    stream = BeatStream(predictor, window, fs=fs, record_rr=record_rr, rr_transform=rr_transform,
+                        batch_size=batch_size, template=None if template is False else template)
     return Predictions.concatenate([stream.feed(signal, beats), stream.finish()])
 
 

@@ -10,7 +10,8 @@ training side (held-out records or images), never from the test split.
     rr true (RR features as extra inputs), train_records (DS1), test_records (DS2),
     val_records 4 (a count of DS1 records held out with ``balanced_holdout`` and val_seed, so that
     training keeps >= 75% of every class; or a list of records),
-    val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), cache true.
+    val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), template false
+    (add each lead minus the record's median beat as channels: ``BeatConfig.template``), cache true.
 ``rhythm`` (CinC 2017, N/A/O/~) data keys:
     data_dir, fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation windows), folds 5,
     fold 0 (the test fold of a stratified k-fold over records), val_fraction 0.1 (of the
@@ -110,7 +111,8 @@ def _array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size:
 BEAT_DEFAULTS: dict[str, Any] = {
     "data_dir": None, "leads": ["MLII"], "fs": 180.0, "window": [-0.25, 0.45], "band": [0.5, 40.0], "rr": True,
     "train_records": None, "test_records": None, "val_records": 4, "val_seed": 0, "representation": "signal",
-    "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32}, "cache": True,
+    "template": False, "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32},
+    "cache": True,
 }
 
 
@@ -121,7 +123,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     opts = _options(cfg.data, BEAT_DEFAULTS, "beats")
     db_dir = Path(opts["data_dir"]) if opts["data_dir"] else find_database("mitdb")
     beat_cfg = BeatConfig(leads=tuple(opts["leads"]), fs=float(opts["fs"]), window=tuple(opts["window"]),
-                          band=tuple(opts["band"]) if opts["band"] else None)
+                          band=tuple(opts["band"]) if opts["band"] else None, template=bool(opts["template"]))
     train_records = list(opts["train_records"] or DS1)
     test_records = list(opts["test_records"] or DS2)
     if set(train_records) & set(test_records):
@@ -171,7 +173,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     sample_note = " (embedded sample)" if "sample" in db_dir.name else ""
     return Task(
         train=loader, train_labels=fit.y, class_names=list(AAMI_CLASSES), scored=["N", "S", "V", "F"],
-        in_channels=len(beat_cfg.leads), input_size=input_size, extra_features=fit.rr.shape[1] if opts["rr"] else 0,
+        in_channels=beat_cfg.channels, input_size=input_size, extra_features=fit.rr.shape[1] if opts["rr"] else 0,
         predictors=predictors, dims=dims,
         splits={"database": str(db_dir), "train_records": fit_records, "val_records": list(val),
                 "test_records": test_records, "train_beats": fit.class_counts(), "val_beats": held.class_counts(),
