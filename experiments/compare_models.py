@@ -1,9 +1,10 @@
 """Compare beat classifiers on the MIT-BIH inter-patient split, all trained by the shared engine.
 
-Four models, each trained with the main job's config (experiments/configs/mitdb_beats.toml:
-DS1 to train with 4 DS1 records held out for validation, DS2 tested once, the same seed, 10
-epochs of AdamW with a one-cycle schedule, RR features beside the input) plus the overrides in
-:data:`MODELS`:
+Every model is trained with the main job's config (experiments/configs/mitdb_beats.toml: DS1 to
+train with 4 DS1 records held out for validation, DS2 tested once, the same seed, 10 epochs of
+AdamW with a one-cycle schedule) plus the overrides of its entry in :data:`SUITES`. Two suites:
+
+``--suite compare`` (default), four model families:
 
 - ``msresnet1d``: MSResNet1d with concat fusion at every stage (``msresnet1d_beat``);
 - ``msresnet1d_late``: the same branches fused only at the head (``fusion="late"``);
@@ -13,6 +14,11 @@ epochs of AdamW with a one-cycle schedule, RR features beside the input) plus th
   (``data.representation = "spectrogram"``). Chosen for a cost comparable to ``msresnet1d``:
   about 176 k parameters and 4.5 MFLOPs per beat, against 231 k and 5.0 MFLOPs.
 
+``--suite ablation``, one change at a time from the main job: single-scale kernels (7 or 15)
+against the multi-scale 3/7/15, fusion per stage by concat (the main job), sum or attention
+against late fusion, without RR features, without the template channel, and depthwise-separable
+or dilated branches. Results go to experiments/results/ablation.json.
+
 For each model it reports the parameter count, forward FLOPs per example (2 x multiply-adds of
 convolutions and linear layers, :func:`msresnet1d.models.count_flops`, the RR features included),
 training time (the sum of ``train_seconds`` in the run's log.csv: training batches only,
@@ -21,13 +27,13 @@ per epoch), and the DS2 test metrics of the epoch chosen on validation: accuracy
 N, S, V, F, and F1, sensitivity (Se) and positive predictivity (+P) of S and V.
 
 It prints one comparison table (markdown) and writes everything to
-experiments/results/compare_models.json (atomically, after each model, so a long run leaves
-partial results). Each model's run folder (checkpoints, log.csv, metrics.json, plots) is kept
+experiments/results/<compare_models|ablation>.json (atomically, after each model, so a long run
+leaves partial results). Each model's run folder (checkpoints, log.csv, metrics.json, plots) is kept
 under ``--out``.
 
 Usage:
-    MSRESNET1D_DATA=/path/to/data python experiments/compare_models.py [--epochs N] [--seed S]
-        [--models msresnet1d resnet1d ...] [--out runs/compare] [--threads 1] [--quiet]
+    MSRESNET1D_DATA=/path/to/data python experiments/compare_models.py [--suite compare|ablation]
+        [--epochs N] [--seed S] [--models msresnet1d resnet1d ...] [--out runs/compare] [--threads 1] [--quiet]
 Without --data-dir the engine looks for MIT-BIH in $MSRESNET1D_DATA/mitdb, then datasets/mitdb,
 then falls back to the embedded 3-minute sample (with a warning; the table says so).
 """
@@ -55,18 +61,35 @@ from msresnet1d.training.tasks import build_task
 
 HERE = Path(__file__).resolve().parent
 BASE_CONFIG = HERE / "configs" / "mitdb_beats.toml"
-RESULTS = HERE / "results" / "compare_models.json"
 
-# name -> (description, config overrides on top of the main job's config)
-MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    "msresnet1d": ("MSResNet1d, concat fusion per stage", {"model": "msresnet1d_beat"}),
-    "msresnet1d_late": ("MSResNet1d, late fusion", {"model": "msresnet1d_beat", "model_kwargs.fusion": "late"}),
-    "resnet1d": ("ResNet1d, single scale", {"model": "resnet1d_beat"}),
-    "resnet2d_spec": ("2D ResNet (2-2-2-2, widths 8-64) on 32x32 spectrograms", {
-        "model": "resnet18", "model_kwargs.dims": 2, "model_kwargs.widths": [8, 16, 32, 64],
-        "model_kwargs.stem_channels": 8, "model_kwargs.stem_pool": False, "data.representation": "spectrogram",
-    }),
+# suite -> name -> (description, config overrides on top of the main job's config)
+SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
+    "compare": {
+        "msresnet1d": ("MSResNet1d, concat fusion per stage", {"model": "msresnet1d_beat"}),
+        "msresnet1d_late": ("MSResNet1d, late fusion", {"model": "msresnet1d_beat", "model_kwargs.fusion": "late"}),
+        "resnet1d": ("ResNet1d, single scale", {"model": "resnet1d_beat"}),
+        "resnet2d_spec": ("2D ResNet (2-2-2-2, widths 8-64) on 32x32 spectrograms", {
+            "model": "resnet18", "model_kwargs.dims": 2, "model_kwargs.widths": [8, 16, 32, 64],
+            "model_kwargs.stem_channels": 8, "model_kwargs.stem_pool": False, "data.representation": "spectrogram",
+        }),
+    },
+    # One change at a time from the main job (msresnet1d_beat: kernels 3/7/15, concat fusion, RR
+    # features, template channel); every run with the same seed, split and schedule.
+    "ablation": {
+        "main": ("main job: kernels 3/7/15, concat fusion, RR, template", {}),
+        "single_k7": ("single scale: one branch, kernel 7", {"model_kwargs.kernels": [7]}),
+        "single_k15": ("single scale: one branch, kernel 15", {"model_kwargs.kernels": [15]}),
+        "sum": ("fusion per stage: sum", {"model_kwargs.fusion": "sum"}),
+        "attention": ("fusion per stage: attention (selective kernel)", {"model_kwargs.fusion": "attention"}),
+        "late": ("late fusion: independent towers joined at the head", {"model_kwargs.fusion": "late"}),
+        "no_rr": ("without RR features", {"data.rr": False}),
+        "no_template": ("without the template channel", {"data.template": False}),
+        "separable": ("depthwise-separable branch convolutions", {"model_kwargs.separable": True}),
+        "dilated": ("dilated branches: kernel 3, dilations 1/3/7 (receptive fields 3/7/15)",
+                    {"model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7]}),
+    },
 }
+RESULTS = {"compare": HERE / "results" / "compare_models.json", "ablation": HERE / "results" / "ablation.json"}
 
 
 class _WithZeroExtra(nn.Module):
@@ -104,14 +127,16 @@ def percent(value: float) -> str:
 
 def comparison_table(runs: dict[str, dict[str, Any]]) -> str:
     """One markdown row per model; metrics in percent ("-" = undefined, e.g. +P of a class
-    never predicted)."""
-    header = ["model", "params", "MFLOPs/beat", "train s", "s/epoch", "acc", "macro-F1", "S F1", "V F1",
-              "S Se", "S +P", "V Se", "V +P"]
+    never predicted). "val macro-F1" is the validation score of the selected epoch, the only
+    figure a choice between the rows may rest on (the DS2 columns are the test)."""
+    header = ["model", "params", "MFLOPs/beat", "train s", "s/epoch", "val macro-F1", "acc", "macro-F1", "S F1",
+              "V F1", "S Se", "S +P", "V Se", "V +P"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for name, run in runs.items():
         test, cls = run["test"], run["test"]["per_class"]
         cells = [name, f"{run['parameters']:,}", f"{run['flops_per_example'] / 1e6:.2f}",
-                 f"{run['train_seconds']:.0f}", f"{run['seconds_per_epoch']:.1f}", percent(test["accuracy"]),
+                 f"{run['train_seconds']:.0f}", f"{run['seconds_per_epoch']:.1f}", percent(run["best_val_score"]),
+                 percent(test["accuracy"]),
                  percent(test["macro_f1"]), percent(cls["S"]["f1"]), percent(cls["V"]["f1"]),
                  percent(cls["S"]["se"]), percent(cls["S"]["ppv"]), percent(cls["V"]["se"]), percent(cls["V"]["ppv"])]
         lines.append("| " + " | ".join(cells) + " |")
@@ -125,14 +150,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="seed of every run (default: the main job's, 0)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of every run (default 1: comparable timings on a shared machine)")
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="subset to train")
+    parser.add_argument("--suite", choices=list(SUITES), default="compare",
+                        help="compare: four model families; ablation: one change at a time from the main job")
+    parser.add_argument("--models", nargs="+", choices=sorted({n for suite in SUITES.values() for n in suite}),
+                        help="subset of the suite to train (default: all of it)")
     parser.add_argument("--out", type=Path, help="runs folder, one sub-folder a model "
                                                  "(default runs/compare_models/<timestamp>)")
-    parser.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
+    parser.add_argument("--json", type=Path, help="results file (default experiments/results/<compare_models|ablation>.json)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key for every model, e.g. --set data.val_seed=1")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    suite = SUITES[args.suite]
+    args.models = args.models or list(suite)
+    unknown = [name for name in args.models if name not in suite]
+    if unknown:
+        parser.error(f"--models {', '.join(unknown)}: not in suite {args.suite!r} (it has {', '.join(suite)})")
+    args.json = args.json or RESULTS[args.suite]
+    return args
 
 
 def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -153,12 +188,13 @@ def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    out = args.out or Path("runs") / "compare_models" / time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("runs") / args.suite / time.strftime("%Y%m%d-%H%M%S")
     common = common_overrides(args)
-    configs = {name: load_config(BASE_CONFIG, {**MODELS[name][1], **common}) for name in args.models}
+    suite = SUITES[args.suite]
+    configs = {name: load_config(BASE_CONFIG, {**suite[name][1], **common}) for name in args.models}
     profiles = {name: profile(cfg) for name, cfg in configs.items()}
     report: dict[str, Any] = {
-        "base_config": str(BASE_CONFIG.relative_to(HERE.parent)),
+        "suite": args.suite, "base_config": str(BASE_CONFIG.relative_to(HERE.parent)),
         "command": ["experiments/compare_models.py", *(sys.argv[1:] if argv is None else argv)],
         "epochs": configs[args.models[0]].epochs, "seed": configs[args.models[0]].seed, "threads": args.threads,
         "torch": torch.__version__, "cpus_usable": len(os.sched_getaffinity(0)),
@@ -172,9 +208,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seconds = training_seconds(run_dir)
         report["splits"] = result["splits"]  # the same for every model: same config keys, same seed
         report["runs"][name] = {
-            "description": MODELS[name][0], "model": cfg.model, "model_kwargs": cfg.model_kwargs,
+            "description": suite[name][0], "model": cfg.model, "model_kwargs": cfg.model_kwargs,
             "representation": cfg.data.get("representation", "signal"), "run_dir": str(run_dir), **profiles[name],
-            "epochs_run": len(seconds), "best_epoch": result["best_epoch"], "train_seconds": sum(seconds),
+            "epochs_run": len(seconds), "best_epoch": result["best_epoch"],
+            "best_val_score": result["best_val_score"], "train_seconds": sum(seconds),
             "seconds_per_epoch": sum(seconds) / len(seconds), "wall_seconds": wall, "test": result["test"],
         }
         report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

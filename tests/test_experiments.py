@@ -59,16 +59,18 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
         # Parameters and FLOPs describe the trained network: rebuild it from the run's config,
         # load its weights strictly, and count its FLOPs without the RR inputs plus the head's
         # extra multiply-adds (8 RR features x 5 classes).
-        model = create_model(config["model"], in_channels=1, num_classes=5, extra_features=len(RR_FEATURES),
+        channels = run["input_shape"][1]
+        assert channels == 2  # the lead and the lead minus the record's median beat (the main job's template)
+        model = create_model(config["model"], in_channels=channels, num_classes=5, extra_features=len(RR_FEATURES),
                              **config["model_kwargs"])
         model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["model"])
         assert run["parameters"] == count_parameters(model)
-        bare = create_model(config["model"], in_channels=1, num_classes=5, **config["model_kwargs"])
+        bare = create_model(config["model"], in_channels=channels, num_classes=5, **config["model_kwargs"])
         assert run["flops_per_example"] == count_flops(bare, run["input_shape"]) + 2 * len(RR_FEATURES) * 5
 
     spectrogram = report["runs"]["resnet2d_spec"]
-    assert spectrogram["representation"] == "spectrogram" and spectrogram["input_shape"] == [1, 1, 32, 32]
-    assert report["runs"]["msresnet1d_late"]["input_shape"] == [1, 1, 126]  # 0.7 s at 180 Hz
+    assert spectrogram["representation"] == "spectrogram" and spectrogram["input_shape"] == [1, 2, 32, 32]
+    assert report["runs"]["msresnet1d_late"]["input_shape"] == [1, 2, 126]  # 0.7 s at 180 Hz
     assert (out / "resnet2d_spec" / "ecg_strip.png").is_file()
 
 
@@ -76,3 +78,22 @@ def test_compare_models_rejects_an_unknown_model(compare_models, capsys):
     with pytest.raises(SystemExit):
         compare_models.main(["--models", "resnet3d"])
     assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare_models.main(["--suite", "ablation", "--models", "resnet1d"])
+    assert "--models resnet1d: not in suite 'ablation'" in capsys.readouterr().err
+
+
+def test_every_ablation_variant_builds_on_the_sample(compare_models):
+    """Each ablation entry is a valid config that changes what it says (checked before hours of training)."""
+    suite = compare_models.SUITES["ablation"]
+    common = {"data.data_dir": str(SAMPLE), "data.train_records": ["101", "106", "118", "119", "208", "209"],
+              "data.val_records": ["106", "209"], "data.test_records": ["100", "105"]}
+    profiles = {name: compare_models.profile(compare_models.load_config(compare_models.BASE_CONFIG,
+                                                                        {**overrides, **common}))
+                for name, (_, overrides) in suite.items()}
+    main = profiles["main"]
+    assert main["input_shape"] == [1, 2, 126] and main["extra_features"] == len(RR_FEATURES)
+    assert profiles["no_template"]["input_shape"] == [1, 1, 126]
+    assert profiles["no_rr"]["extra_features"] == 0
+    for name in ("single_k7", "single_k15", "separable", "dilated", "sum"):
+        assert profiles[name]["parameters"] < main["parameters"], name

@@ -232,10 +232,10 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
     from msresnet1d.data.aami import BEAT_SYMBOLS
 
     out = tmp_path / "run"
-    options = ["--set", "data.template=true"] if template else []
+    options = ["--set", f"data.template={str(template).lower()}"]
     trained = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet", *options)
     assert trained.returncode == 0, trained.stderr
-    assert json.loads((out / "config.json").read_text())["data"].get("template", False) is template
+    assert json.loads((out / "config.json").read_text())["data"]["template"] is template
     labels = tmp_path / "labels"
     result = _cli("predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir", str(labels))
     assert result.returncode == 0, result.stderr

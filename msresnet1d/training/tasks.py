@@ -10,7 +10,7 @@ training side (held-out records or images), never from the test split.
     rr true (RR features as extra inputs), train_records (DS1), test_records (DS2),
     val_records 4 (a count of DS1 records held out with ``balanced_holdout`` and val_seed, so that
     training keeps >= 75% of every class; or a list of records),
-    val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), template false
+    val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), template true
     (add each lead minus the record's median beat as channels: ``BeatConfig.template``), cache true.
 ``rhythm`` (CinC 2017, N/A/O/~) data keys:
     data_dir, fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation windows), folds 5,
@@ -111,7 +111,7 @@ def _array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size:
 BEAT_DEFAULTS: dict[str, Any] = {
     "data_dir": None, "leads": ["MLII"], "fs": 180.0, "window": [-0.25, 0.45], "band": [0.5, 40.0], "rr": True,
     "train_records": None, "test_records": None, "val_records": 4, "val_seed": 0, "representation": "signal",
-    "template": False, "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32},
+    "template": True, "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32},
     "cache": True,
 }
 
