@@ -22,7 +22,7 @@ import numpy as np
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
 from msresnet1d.training.config import load_config
-from msresnet1d.training.run import train
+from msresnet1d.training.run import train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -100,11 +100,8 @@ def main() -> None:
         cfg = load_config(_resolve_config(args.config), {**overrides, "seed": seed, "threads": args.threads,
                                                          "data.data_dir": str(Path(args.data_dir) / "mitdb")})
         run_dir = Path(args.runs) / f"seed{seed}"
-        metrics_file = run_dir / "metrics.json"
         start = time.perf_counter()
-        if not metrics_file.exists():
-            train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=True)
-        result = json.loads(metrics_file.read_text())
+        result = train_or_reuse(cfg, run_dir, quiet=True)
         reports.append(result["test"])
         runs.append({"seed": seed, "run_dir": str(run_dir), "best_epoch": result["best_epoch"],
                      "wall_s_this_invocation": round(time.perf_counter() - start, 1)})

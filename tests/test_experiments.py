@@ -4,8 +4,10 @@ its models (the late-fusion MSResNet1d and the 2D spectrogram ResNet) on a few r
 import csv
 import importlib.util
 import json
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,3 +99,51 @@ def test_every_ablation_variant_builds_on_the_sample(compare_models):
     assert profiles["no_rr"]["extra_features"] == 0
     for name in ("single_k7", "single_k15", "separable", "dilated", "sum"):
         assert profiles[name]["parameters"] < main["parameters"], name
+
+
+@pytest.fixture(scope="module")
+def tiny_cinc(cinc2017_dir, tmp_path_factory):
+    """A 40-record CinC 2017 folder (10 of each class, linked to the real files)."""
+    import csv as csv_module
+
+    folder = tmp_path_factory.mktemp("cinc-tiny")
+    with open(cinc2017_dir / "REFERENCE.csv", newline="") as f:
+        rows = list(csv_module.reader(f))
+    chosen = [row for label in "NAO~" for row in [r for r in rows if r[1] == label][:10]]
+    (folder / "REFERENCE.csv").write_text("".join(f"{name},{label}\n" for name, label in chosen))
+    for name, _ in chosen:
+        for ext in (".hea", ".mat"):
+            (folder / f"{name}{ext}").symlink_to(cinc2017_dir / f"{name}{ext}")
+    return folder
+
+
+TINY_CINC = ["epochs=1", "data.fs=50", "data.crop_seconds=10", "data.hop_seconds=10", "data.val_fraction=0.25",
+             "data.cache=false", "model_kwargs.widths=[8,8,8,8]", "model_kwargs.stem_channels=8"]
+
+
+def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, capsys):
+    cv = _load_script("cinc2017_cv")
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    (data_root / "cinc2017").symlink_to(tiny_cinc)
+    out, runs = tmp_path / "cv.json", tmp_path / "runs"
+    args = ["--data-dir", str(data_root), "--folds", "2", "--runs", str(runs), "--out", str(out), "--quiet"]
+    settings = [word for item in TINY_CINC for word in ("--set", item)]
+    report = cv.main(args + settings)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    tested = [name for run in report["runs"]
+              for name in json.loads((runs / f"fold{run['fold']}" / "metrics.json").read_text())["splits"]["test_names"]]
+    assert sorted(tested) == sorted(p.stem for p in tiny_cinc.glob("*.hea"))  # each record tested exactly once
+    pooled = np.array(report["summary"]["pooled_confusion_matrix"])
+    assert pooled.sum() == 40 and (pooled.sum(axis=1) == 10).all()
+    # the pooled score is the challenge's: mean over N, A, O of 2 correct / (true + predicted)
+    f1 = [2 * pooled[i, i] / (pooled[i].sum() + pooled[:, i].sum()) if pooled[i].sum() + pooled[:, i].sum() else 0.0
+          for i in range(3)]
+    assert report["summary"]["pooled"]["cinc_score"] == pytest.approx(np.mean(f1))
+    assert "| pooled |" in capsys.readouterr().out
+    # a second invocation reuses the finished folds instead of training again, if the config agrees
+    finished = os.path.getmtime(runs / "fold1" / "metrics.json")
+    assert cv.main(args + settings)["summary"] == report["summary"]
+    assert os.path.getmtime(runs / "fold1" / "metrics.json") == finished
+    with pytest.raises(ValueError, match=r"config.json was made with another model or config \(model_kwargs: "):
+        cv.main(args + settings[:-2])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -15,7 +16,8 @@ from ..models import create_model
 from ..models.blocks import init_weights
 from . import distributed, plots
 from .config import TrainConfig
-from .engine import Trainer
+from .checkpoint import check_compatible
+from .engine import RESUME_KEYS, Trainer
 from .tasks import Task, build_task
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,24 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         return result
     finally:
         distributed.teardown()
+
+
+def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -> dict:
+    """The metrics of the run in ``run_dir``: read from its ``metrics.json`` when the run has
+    finished, else trained (resumed from ``checkpoints/last.pt`` when it was interrupted).
+    For experiment scripts that run many configs and may be stopped and started again.
+
+    Raises:
+        ValueError: the finished run was made with another config (on the keys a resume checks).
+    """
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.json"
+    if metrics.exists():
+        saved = {"config": json.loads((run_dir / "config.json").read_text())}
+        check_compatible(saved, cfg.to_dict(), run_dir / "config.json", RESUME_KEYS)
+    else:
+        train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet)
+    return json.loads(metrics.read_text())
 
 
 def write_plots(trainer: Trainer, result: dict) -> None:

@@ -241,7 +241,7 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
         input_size=length, extra_features=0, predictors=predictors,
         splits={"database": str(db_dir), "fold": opts["fold"], "folds": opts["folds"],
                 "train_records": len(fit), "val_records": len(held), "test_records": len(test),
-                "test_names": test.names.tolist()},
+                "test_names": test.record.tolist()},
         test_title=f"CinC 2017 fold {opts['fold'] + 1}/{opts['folds']} test ({len(test)} records)",
     )
 
