@@ -570,8 +570,11 @@ def grid_cell(state: dict, preset: str, length: int, batch: int, flops: int, pha
     return cell
 
 
-def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: int, bf16_batches: int) -> dict:
-    """One training epoch over DS1 and inference over DS2 at batch 1024 per variant, the variants
+def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: int, bf16_batches: int,
+                  model_kwargs: dict) -> dict:
+    """One training epoch over DS1 and inference over DS2 at batch 1024 per variant of the main
+    job's model (msresnet1d_beat with ``model_kwargs``) on the main job's inputs (its beat
+    windows, template channel and RR features: the beat task's defaults), the variants
     interleaved batch by batch so that they share the machine's load: each has its own model,
     optimizer, scheduler and loader (same seed, so the same batches), is stepped by the engine's
     ``train_one_epoch`` one batch at a time, and its own seconds are summed over its own batches
@@ -582,9 +585,12 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
     from msresnet1d.training.config import TrainConfig
     from msresnet1d.training.engine import train_one_epoch
     from msresnet1d.training.optim import build_loss, build_optimizer, build_scheduler
+    from msresnet1d.training.tasks import BEAT_DEFAULTS
 
     cfg = TrainConfig()  # the main job's defaults: AdamW, batch 256, one-cycle, weighted cross-entropy
-    ds1, ds2 = load_inter_patient(db_dir, BeatConfig(fs=BEAT_FS))
+    beat_cfg = BeatConfig(leads=tuple(BEAT_DEFAULTS["leads"]), fs=BEAT_DEFAULTS["fs"], window=BEAT_DEFAULTS["window"],
+                          band=tuple(BEAT_DEFAULTS["band"]), template=BEAT_DEFAULTS["template"])
+    ds1, ds2 = load_inter_patient(db_dir, beat_cfg)
     rr_mean, rr_std = ds1.rr.mean(axis=0), ds1.rr.std(axis=0) + 1e-6
 
     def tensors(arrays):
@@ -594,7 +600,9 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
     (x1, rr1, y1), (x2, rr2, y2) = tensors(ds1), tensors(ds2)
 
     def trainee(variant: str, seed: int) -> dict:
-        model = build_model("msresnet1d_beat", rr1.shape[1])
+        torch.manual_seed(seed)
+        model = create_model("msresnet1d_beat", in_channels=beat_cfg.channels, extra_features=rr1.shape[1],
+                             **model_kwargs)
         if variant in ("conv2d", "channels_last"):
             model = Conv2dView(model, channels_last=variant == "channels_last")
         loader = TensorBatchLoader(x1, y1, cfg.batch_size, shuffle=True, seed=seed, extra=rr1)
@@ -635,7 +643,9 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
                 infer_s[variant] += time.perf_counter() - start
                 infer_n[variant] += len(logits)
 
-    results = {"ds1_beats": len(y1), "ds2_beats": len(y2), "input_length": int(x1.shape[-1]), "fs_hz": BEAT_FS,
+    results = {"ds1_beats": len(y1), "ds2_beats": len(y2), "input_channels": int(x1.shape[1]),
+               "input_length": int(x1.shape[-1]), "fs_hz": beat_cfg.fs, "model_kwargs": model_kwargs,
+               "parameters": count_parameters(runs[variants[0]]["model"]),
                "train_batch": cfg.batch_size, "infer_batch": cfg.eval_batch_size, "variants": {}}
     for variant in variants:
         epoch_s, infer_all_s = train_s[variant] * len(y1) / train_n[variant], infer_s[variant] * len(y2) / infer_n[variant]
@@ -773,6 +783,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-targets", action="store_true", help="skip the DS1 epoch / DS2 inference targets")
     parser.add_argument("--target-variants", help=f"of {','.join(TARGET_VARIANTS)} (default fp32,channels_last,bf16)")
     parser.add_argument("--epoch-batches", type=int, help="time this many DS1 batches and extrapolate (0: full epoch)")
+    parser.add_argument("--target-model-kwargs", type=json.loads, default={}, metavar="JSON",
+                        help='msresnet1d_beat options for the targets, e.g. \'{"kernels": [3, 3, 3], "dilations": [1, 3, 7]}\'')
+    parser.add_argument("--only-targets", action="store_true",
+                        help="run the thread study and the DS1 epoch / DS2 inference targets only")
     parser.add_argument("--bf16-batches", type=int, help="batches timed for bf16 targets (it is slow here)")
     parser.add_argument("--conv-rounds", type=int, help="rounds of the per-layer convolution study")
     parser.add_argument("--skip-late", action="store_true", help="skip the msresnet1d_late reference comparison")
@@ -811,12 +825,13 @@ def main(argv: list[str] | None = None) -> None:
     worker = run_thread_study(args, report, start)
     try:
         report["matmul_reference"] = {"threads": worker.setting, "start": worker(matmul_gflops, [1024, 2048], 3)}
-        report["conv_layers"] = worker(conv_layers, 256, round(0.7 * BEAT_FS), args.conv_rounds)
-        log("conv layers done", start)
-        report["beat_variants"] = worker(compare_variants, "msresnet1d_beat", round(0.7 * BEAT_FS), 256, 1024, 8,
-                                         args.variants.split(","), args.rounds, args.budget_s * 4)
-        log("beat variants done", start)
-        if not args.skip_late:
+        if not args.only_targets:
+            report["conv_layers"] = worker(conv_layers, 256, round(0.7 * BEAT_FS), args.conv_rounds)
+            log("conv layers done", start)
+            report["beat_variants"] = worker(compare_variants, "msresnet1d_beat", round(0.7 * BEAT_FS), 256, 1024, 8,
+                                             args.variants.split(","), args.rounds, args.budget_s * 4)
+            log("beat variants done", start)
+        if not args.skip_late and not args.only_targets:
             report["late_reference"] = {
                 "reference": LATE_REFERENCE,
                 **worker(compare_variants, "msresnet1d_late", LATE_REFERENCE["length"], LATE_REFERENCE["batch"],
@@ -830,9 +845,10 @@ def main(argv: list[str] | None = None) -> None:
         else:
             report["targets"] = {"threads": worker.setting, "db_dir": str(db_dir),
                                  **worker(speed_targets, str(db_dir), args.target_variants.split(","),
-                                          args.epoch_batches, args.bf16_batches)}
+                                          args.epoch_batches, args.bf16_batches, args.target_model_kwargs)}
             log("targets done", start)
-        run_grid(worker, args, lengths, report, start)
+        if not args.only_targets:
+            run_grid(worker, args, lengths, report, start)
         report["matmul_reference"]["end"] = worker(matmul_gflops, [1024, 2048], 3)
     finally:
         worker.close()
@@ -862,12 +878,13 @@ def render_markdown(report: dict) -> str:
            f"Matmul fp32 GFLOP/s: start {_sizes(report['matmul_reference']['start'])}, "
            f"end {_sizes(report['matmul_reference']['end'])}."), "",
            "Lengths in samples: " + ", ".join(f"{k} = {v}" for k, v in report["settings"]["lengths"].items())
-           + ". Training GFLOP = 3 x forward. '% mm': achieved GFLOP/s / 1024 matmul GFLOP/s measured interleaved.",
-           "", "## Grid (fp32)", "",
-           ("| preset | params | length | batch | GFLOP/sample | train samples/s | infer samples/s | train GFLOP/s (% mm) "
-           "| infer GFLOP/s (% mm) | peak MB train / infer |"),
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for c in report["grid"]["cells"]:
+           + ". Training GFLOP = 3 x forward. '% mm': achieved GFLOP/s / 1024 matmul GFLOP/s measured interleaved."]
+    if "grid" in report:
+        out += ["", "## Grid (fp32)", "",
+                ("| preset | params | length | batch | GFLOP/sample | train samples/s | infer samples/s "
+                 "| train GFLOP/s (% mm) | infer GFLOP/s (% mm) | peak MB train / infer |"),
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in report.get("grid", {}).get("cells", []):
         tr, inf = c.get("train", {}), c.get("infer", {})
 
         def eff(p):
@@ -875,7 +892,7 @@ def render_markdown(report: dict) -> str:
         out.append(f"| {c['preset']} | {c['params']:,} | {c['length']} | {c['batch']} | {c['gflop_per_sample']:.3f} | "
                    f"{_fmt(tr.get('samples_per_s'), ',.1f')} | {_fmt(inf.get('samples_per_s'), ',.1f')} | {eff(tr)} | "
                    f"{eff(inf)} | {_fmt(tr.get('peak_mb'))} / {_fmt(inf.get('peak_mb'))} |")
-    if report["grid"]["skipped"]:
+    if report.get("grid", {}).get("skipped"):
         out += ["", f"Skipped (over --max-gflop): {'; '.join(report['grid']['skipped'])}."]
 
     def variant_table(title: str, result: dict) -> list[str]:
@@ -896,10 +913,11 @@ def render_markdown(report: dict) -> str:
         return rows + [""]
 
     out.append("")
-    for mode in report["modes"]:
+    for mode in report.get("modes", []):
         out += variant_table("Modes: fp32 vs bf16 autocast vs torch.compile", mode)
-    out += variant_table("Beat model variants (with 8 RR features, its 126-sample input at 180 Hz)",
-                         report["beat_variants"])
+    if "beat_variants" in report:
+        out += variant_table("Beat model variants (with 8 RR features, its 126-sample input at 180 Hz)",
+                             report["beat_variants"])
     if "late_reference" in report:
         ref = report["late_reference"]["reference"]
         out += variant_table(f"msresnet1d_late vs the public 3-tower model (~{ref['train_samples_per_s']} train, "
@@ -913,10 +931,11 @@ def render_markdown(report: dict) -> str:
         out.append(f"| {name} | {s['train']['samples_per_s']:,.1f} | {s['infer']['samples_per_s']:,.1f} | "
                    f"{ratio(s['train']):.2f} | {ratio(s['infer']):.2f} | {_sizes(s['matmul_gflop_per_s'])} |")
 
-    conv = report["conv_layers"]
-    out += ["", "## Convolutions of msresnet1d_beat (forward + backward, batch 256; ms, ratio to conv1d)", "",
-            ("| shape | n | conv1d ms | conv2d | conv2d channels_last | oneDNN off | bf16 | oneDNN conv1d (fwd/bwd_d/bwd_w) "
-            "| oneDNN channels_last |"), "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    conv = report.get("conv_layers", {"layers": []})
+    if conv["layers"]:
+        out += ["", "## Convolutions of msresnet1d_beat (forward + backward, batch 256; ms, ratio to conv1d)", "",
+                ("| shape | n | conv1d ms | conv2d | conv2d channels_last | oneDNN off | bf16 "
+                 "| oneDNN conv1d (fwd/bwd_d/bwd_w) | oneDNN channels_last |"), "|---|---:|---:|---:|---:|---:|---:|---|---|"]
 
     def impls(d: dict) -> str:
         return " / ".join(d.get(k, "-") for k in ("forward_training", "backward_data", "backward_weights"))
@@ -925,17 +944,21 @@ def render_markdown(report: dict) -> str:
         out.append(f"| {layer['shape']} | {layer['count']} | {layer['median_ms']['conv1d']:.2f} | {r['conv2d']:.2f} | "
                    f"{r['conv2d_channels_last']:.2f} | {r['conv1d_mkldnn_off']:.2f} | {r['conv1d_bf16']:.2f} | "
                    f"{impls(layer['onednn']['conv1d'])} | {impls(layer['onednn']['conv2d_channels_last'])} |")
-    s = conv["sum_ratio_vs_conv1d"]
-    out += [(f"| **sum over the model** | | {conv['sum_over_model_ms']['conv1d']:.1f} | {s['conv2d']:.2f} | "
-            f"{s['conv2d_channels_last']:.2f} | {s['conv1d_mkldnn_off']:.2f} | {s['conv1d_bf16']:.2f} | | |"), ""]
+    if "sum_ratio_vs_conv1d" in conv:
+        s = conv["sum_ratio_vs_conv1d"]
+        out.append(f"| **sum over the model** | | {conv['sum_over_model_ms']['conv1d']:.1f} | {s['conv2d']:.2f} | "
+                   f"{s['conv2d_channels_last']:.2f} | {s['conv1d_mkldnn_off']:.2f} | {s['conv1d_bf16']:.2f} | | |")
+    out.append("")
 
     tg = report["targets"]
     out += ["## Speed targets (msresnet1d_beat, DS1 epoch <= 20 s, DS2 inference <= 3 s)", ""]
     if "skipped" in tg:
         out.append(f"Skipped: {tg['skipped']}")
     else:
-        out += [(f"{tg['ds1_beats']:,} DS1 beats, {tg['ds2_beats']:,} DS2 beats, {tg['input_length']} samples at "
-                f"{tg['fs_hz']:g} Hz; threads {tg['threads']}; variants interleaved batch by batch."), "",
+        out += [(f"{tg['ds1_beats']:,} DS1 beats, {tg['ds2_beats']:,} DS2 beats, {tg['input_channels']} x "
+                f"{tg['input_length']} samples at {tg['fs_hz']:g} Hz and 8 RR features; model options "
+                f"{json.dumps(tg['model_kwargs'])} ({tg['parameters']:,} parameters); threads {tg['threads']}; "
+                "variants interleaved batch by batch."), "",
                 ("| variant | epoch s | train samples/s | epoch ratio | DS2 inference s | infer samples/s | targets met "
                 "| note |"), "|---|---:|---:|---:|---:|---:|---|---|"]
         for name, v in tg["variants"].items():
