@@ -259,3 +259,14 @@ def test_main_job_defaults_build_on_the_embedded_sample():
     assert len(task.splits["val_records"]) == 4 and task.has_validation
     assert not set(task.splits["val_records"]) & set(task.splits["test_records"])
     assert task.splits["train_beats"]["S"] > 0 and task.splits["train_beats"]["V"] > 0
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments" / "configs").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_config_loads_and_builds_its_model(path):
+    from msresnet1d.training.run import create_configured_model
+
+    cfg = load_config(path)  # unknown keys and bad values are errors
+    channels = 2 if cfg.task == "beats" and cfg.data.get("template", True) else 1
+    classes = {"beats": 5, "rhythm": 4, "fashion_mnist": 10}[cfg.task]
+    model = create_configured_model(cfg, channels, classes)  # a registered model that takes the model_kwargs
+    assert model.dims == (2 if cfg.task == "fashion_mnist" else 1)
