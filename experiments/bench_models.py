@@ -19,9 +19,12 @@ OpenMP environment. Sections (in the order they run):
   with oneDNN off, under bf16 autocast, and through torch.compile.
 * late reference: msresnet1d_late (three towers, kernels 3/5/7) at length 512, batch 256, to
   compare with a public 3-tower model's ~400 training / 1,800 inference samples/s here.
-* targets: one real training epoch of msresnet1d_beat over DS1 (the engine's step, TrainConfig
-  defaults: AdamW, batch 256, one-cycle) and inference over DS2 at batch 1024, against issue 7's
-  20 s and 3 s; the variants (as above) interleaved batch by batch.
+* targets: one real training epoch of the main job's model (msresnet1d_beat on the main job's
+  inputs: beat windows with the template channel, RR features; ``--target-model-kwargs`` changes
+  the model) over DS1 (the engine's step, TrainConfig defaults: AdamW, batch 256, one-cycle) and
+  inference over DS2 at batch 1024, against issue 7's 20 s and 3 s; the variants (as above)
+  interleaved batch by batch; then DS2 inference of the exported ONNX file under onnxruntime.
+  ``--only-targets`` runs the thread study and this section only.
 * grid: for each preset, length and batch: parameters, forward FLOPs, training and inference
   samples/s, peak memory, achieved GFLOP/s as a fraction of matmul GFLOP/s; and fp32 vs bf16
   (vs torch.compile with ``--modes fp32,bf16,compile``) for the cells named by ``--mode-cells``.
@@ -643,6 +646,7 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
                 infer_s[variant] += time.perf_counter() - start
                 infer_n[variant] += len(logits)
 
+    onnx = onnx_inference(runs[variants[0]]["model"], x2, rr2, cfg.eval_batch_size)
     results = {"ds1_beats": len(y1), "ds2_beats": len(y2), "input_channels": int(x1.shape[1]),
                "input_length": int(x1.shape[-1]), "fs_hz": beat_cfg.fs, "model_kwargs": model_kwargs,
                "parameters": count_parameters(runs[variants[0]]["model"]),
@@ -659,7 +663,31 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
                                                / train_s[variants[0]], 3),
             "meets_epoch_target": epoch_s <= TARGET_EPOCH_S, "meets_infer_target": infer_all_s <= TARGET_INFER_S,
         }
+    results["onnxruntime"] = {**onnx, "meets_infer_target": onnx["infer_s"] <= TARGET_INFER_S} if onnx else None
     return results
+
+
+def onnx_inference(model: nn.Module, x: torch.Tensor, extra: torch.Tensor, batch: int) -> dict | None:
+    """Inference over all of ``x`` (DS2) with the model exported by :func:`msresnet1d.export.export_onnx`
+    and run by onnxruntime (:class:`~msresnet1d.export.OnnxPredictor`, this worker's thread count),
+    after one warm-up batch; the largest |logit| difference from the torch model on that batch.
+    None when onnx / onnxruntime are not installed."""
+    try:
+        from msresnet1d.export import OnnxPredictor, export_onnx
+        with tempfile.TemporaryDirectory() as folder:
+            predictor = OnnxPredictor(export_onnx(model, Path(folder) / "beat.onnx"), threads=torch.get_num_threads())
+    except ImportError:
+        return None
+    xs, es = x.numpy(), extra.numpy()
+    with torch.inference_mode():
+        reference = model(x[:batch], extra[:batch]).numpy()
+    difference = float(np.abs(predictor.predict(xs[:batch], es[:batch]) - reference).max())
+    start = time.perf_counter()
+    for i in range(0, len(xs), batch):
+        predictor.predict(xs[i:i + batch], es[i:i + batch])
+    seconds = time.perf_counter() - start
+    return {"infer_s": round(seconds, 2), "infer_samples_per_s": round(len(xs) / seconds, 1),
+            "max_abs_diff_vs_torch": difference}
 
 
 # ---------------------------------------------------------------------------------- parent: orchestration
@@ -968,6 +996,11 @@ def render_markdown(report: dict) -> str:
             out.append(f"| {name} | {v['epoch_s']:.1f} | {v['train_samples_per_s']:,.0f} | "
                        f"{v['epoch_time_ratio_vs_first']:.2f} | {v['infer_s']:.1f} | {v['infer_samples_per_s']:,.0f} | "
                        f"{met} | {note} |")
+        onnx = tg.get("onnxruntime")
+        if onnx:
+            out.append(f"| onnxruntime ({tg['threads']} thread setting; the fp32 model exported) | | | | {onnx['infer_s']:.1f} "
+                       f"| {onnx['infer_samples_per_s']:,.0f} | - / {'yes' if onnx['meets_infer_target'] else 'no'} "
+                       f"| full DS2; max logit diff vs torch {onnx['max_abs_diff_vs_torch']:.1e} |")
     return "\n".join(out) + "\n"
 
 
