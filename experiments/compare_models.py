@@ -29,7 +29,10 @@ N, S, V, F, and F1, sensitivity (Se) and positive predictivity (+P) of S and V.
 It prints one comparison table (markdown) and writes everything to
 experiments/results/<compare_models|ablation>.json (atomically, after each model, so a long run
 leaves partial results). Each model's run folder (checkpoints, log.csv, metrics.json, plots) is kept
-under ``--out``.
+under ``--out``; a finished one is reused (``msresnet1d.training.run.train_or_reuse``: same config
+or an error), so several invocations with the same ``--out`` and different ``--models`` can share
+the work, and a last one over all of them writes the whole table (``wall_seconds`` is null for a
+reused run; ``train_seconds`` comes from its log.csv either way).
 
 Usage:
     MSRESNET1D_DATA=/path/to/data python experiments/compare_models.py [--suite compare|ablation]
@@ -56,7 +59,7 @@ from torch import nn
 from msresnet1d.atomic import write_text
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config, parse_value
-from msresnet1d.training.run import build_model, train
+from msresnet1d.training.run import build_model, train_or_reuse
 from msresnet1d.training.tasks import build_task
 
 HERE = Path(__file__).resolve().parent
@@ -121,8 +124,9 @@ def training_seconds(run_dir: Path) -> list[float]:
         return [float(row["train_seconds"]) for row in csv.DictReader(f)]
 
 
-def percent(value: float) -> str:
-    return f"{100 * value:.1f}" if np.isfinite(value) else "-"
+def percent(value: float | None) -> str:
+    """A fraction in percent; "-" for an undefined one (NaN, or None as metrics.json stores it)."""
+    return f"{100 * value:.1f}" if value is not None and np.isfinite(value) else "-"
 
 
 def comparison_table(runs: dict[str, dict[str, Any]]) -> str:
@@ -202,9 +206,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     for name, cfg in configs.items():
         run_dir = out / name
-        start = time.perf_counter()
-        result = train(cfg, run_dir, quiet=args.quiet)
-        wall = time.perf_counter() - start
+        start, reused = time.perf_counter(), (run_dir / "metrics.json").exists()
+        result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
+        wall = None if reused else time.perf_counter() - start
         seconds = training_seconds(run_dir)
         report["splits"] = result["splits"]  # the same for every model: same config keys, same seed
         report["runs"][name] = {
@@ -212,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "representation": cfg.data.get("representation", "signal"), "run_dir": str(run_dir), **profiles[name],
             "epochs_run": len(seconds), "best_epoch": result["best_epoch"],
             "best_val_score": result["best_val_score"], "train_seconds": sum(seconds),
-            "seconds_per_epoch": sum(seconds) / len(seconds), "wall_seconds": wall, "test": result["test"],
+            "seconds_per_epoch": sum(seconds) / len(seconds), "wall_seconds": wall, "reused": reused, "test": result["test"],
         }
         report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         write_text(args.json, json.dumps(report, indent=2) + "\n")

@@ -17,6 +17,8 @@ from msresnet1d.models import count_flops, count_parameters, create_model
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "mitdb-sample"
 MODELS = ["msresnet1d_late", "resnet2d_spec"]
+SPLIT = ["--set", 'data.train_records=["101","106","118","119","208","209"]', "--set", 'data.val_records=["106","209"]',
+         "--set", 'data.test_records=["100","105","232","233"]']
 
 
 def _load_script(name: str):
@@ -33,11 +35,8 @@ def compare_models():
 
 def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
     out, results = tmp_path / "runs", tmp_path / "compare.json"
-    report = compare_models.main([
-        "--data-dir", str(SAMPLE), "--epochs", "1", "--models", *MODELS, "--out", str(out), "--json", str(results),
-        "--quiet", "--set", 'data.train_records=["101","106","118","119","208","209"]',
-        "--set", 'data.val_records=["106","209"]', "--set", 'data.test_records=["100","105","232","233"]',
-    ])
+    report = compare_models.main(["--data-dir", str(SAMPLE), "--epochs", "1", "--models", *MODELS, "--out", str(out),
+                                  "--json", str(results), "--quiet", *SPLIT])
     assert json.loads(results.read_text()) == json.loads(json.dumps(report))
     assert list(report["runs"]) == MODELS
     assert report["splits"]["test_records"] == ["100", "105", "232", "233"]
@@ -69,6 +68,12 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
         assert run["parameters"] == count_parameters(model)
         bare = create_model(config["model"], in_channels=channels, num_classes=5, **config["model_kwargs"])
         assert run["flops_per_example"] == count_flops(bare, run["input_shape"]) + 2 * len(RR_FEATURES) * 5
+
+    # a second invocation over the same folder reuses the finished runs
+    again = compare_models.main(["--data-dir", str(SAMPLE), "--epochs", "1", "--models", *MODELS, "--out", str(out),
+                                 "--json", str(results), "--quiet", *SPLIT])
+    assert all(run["reused"] and run["wall_seconds"] is None for run in again["runs"].values())
+    assert [run["test"] for run in again["runs"].values()] == [run["test"] for run in report["runs"].values()]
 
     spectrogram = report["runs"]["resnet2d_spec"]
     assert spectrogram["representation"] == "spectrogram" and spectrogram["input_shape"] == [1, 2, 32, 32]
