@@ -16,8 +16,9 @@ AdamW with a one-cycle schedule) plus the overrides of its entry in :data:`SUITE
 
 ``--suite ablation``, one change at a time from the main job: single-scale kernels (7 or 15)
 against the multi-scale 3/7/15, fusion per stage by concat (the main job), sum or attention
-against late fusion, without RR features, without the template channel, and depthwise-separable
-or dilated branches. Results go to experiments/results/ablation.json.
+against late fusion, without RR features, without the template channel, depthwise-separable or
+dilated branches, and a head that passes the RR features through an MLP with modality dropout of
+the pooled waveform features. Results go to experiments/results/ablation.json.
 
 For each model it reports the parameter count, forward FLOPs per example (2 x multiply-adds of
 convolutions and linear layers, :func:`msresnet1d.models.count_flops`, the RR features included),
@@ -90,6 +91,8 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "separable": ("depthwise-separable branch convolutions", {"model_kwargs.separable": True}),
         "dilated": ("dilated branches: kernel 3, dilations 1/3/7 (receptive fields 3/7/15)",
                     {"model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7]}),
+        "rr_head": ("RR features through an MLP (8-32-32) and modality dropout 0.3 of the pooled features",
+                    {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3}),
     },
 }
 RESULTS = {"compare": HERE / "results" / "compare_models.json", "ablation": HERE / "results" / "ablation.json"}

@@ -175,6 +175,38 @@ def test_regression_head_and_extra_features():
         model(x, torch.randn(5, 3))
 
 
+@pytest.mark.parametrize("dims", [1, 2])
+def test_extra_features_mlp_and_modality_dropout(dims):
+    kwargs = dict(extra_features=8, extra_hidden=16, feature_drop_rate=0.5)
+    model = (create_model("msresnet1d_beat", **kwargs) if dims == 1 else
+             create_model("resnet18", dims=2, in_channels=1, num_classes=5, widths=(8, 8, 8, 8), stem_channels=8,
+                          **kwargs))
+    assert model.fc.in_features == model.num_features + 16
+    features, extra = torch.randn(4000, model.num_features, 3), torch.randn(4000, 8)
+    with torch.no_grad():
+        kept = model.eval().forward_head(features, extra)
+        dropped = model.forward_head(torch.zeros_like(features), extra)  # the extra features alone
+        trained = model.train().forward_head(features, extra)
+        embedding = model.eval().forward_head(features, extra, pre_logits=True)
+    torch.testing.assert_close(embedding[:, model.num_features:], model.extra_mlp(extra))
+    is_kept = torch.isclose(trained, kept).all(dim=1)
+    is_dropped = torch.isclose(trained, dropped).all(dim=1)
+    assert (is_kept ^ is_dropped).all()  # each example keeps or loses all its pooled features
+    assert 0.45 < is_dropped.float().mean() < 0.55
+    model.reset_classifier(3)
+    assert model.eval()(torch.randn(2, 1, *[128] * dims), torch.randn(2, 8)).shape == (2, 3)
+    scripted = torch.jit.script(model)
+    x, e = torch.randn(2, 1, *[128] * dims), torch.randn(2, 8)
+    torch.testing.assert_close(scripted(x, e), model(x, e))
+
+
+@pytest.mark.parametrize("kwargs", [dict(extra_hidden=8), dict(feature_drop_rate=0.2), dict(extra_features=2,
+                                                                                           feature_drop_rate=1.0)])
+def test_head_options_need_extra_features(kwargs):
+    with pytest.raises(ValueError, match="extra_features="):
+        MSResNet1d(**kwargs)
+
+
 @pytest.mark.parametrize("kwargs", [dict(fusion="mean"), dict(kernels=(3, 5), dilations=(1,)), dict(block="wide")])
 def test_msresnet_bad_configuration(kwargs):
     with pytest.raises(ValueError):

@@ -2,8 +2,11 @@
 
 ``forward(x) == forward_head(forward_features(x))``. ``forward_features`` returns the last
 feature map (N, F, L') or (N, F, H', W'); ``forward_head`` pools it globally, optionally
-appends extra per-example features (e.g. RR intervals, (N, E), standardised by the caller), and
-applies the linear layer. Training needs more than one value per channel at the last stage for
+appends extra per-example features (e.g. RR intervals, (N, E), standardised by the caller;
+with ``extra_hidden=H`` first through a two-layer MLP E -> H -> H), and applies the linear
+layer. ``feature_drop_rate=p`` is modality dropout: in training, each example's pooled
+features are zeroed with probability p, so the head must also predict from the extra features
+alone and cannot ignore them once the waveform fits the training set. Training needs more than one value per channel at the last stage for
 BatchNorm: batch size x last-stage positions >= 2.
 """
 
@@ -22,15 +25,27 @@ class ResidualNetwork(nn.Module):
     ``total_stride`` (input samples per output position of the last stage), build
     ``self.stem`` and ``self.stages``, then call ``_build_head``."""
 
-    def _build_head(self, num_features: int, num_outputs: int, extra_features: int, drop_rate: float) -> None:
+    def _build_head(self, num_features: int, num_outputs: int, extra_features: int, drop_rate: float,
+                    extra_hidden: int = 0, feature_drop_rate: float = 0.0) -> None:
         if num_outputs < 1:
             raise ValueError(f"the head needs at least 1 output, got {num_outputs}")
         if extra_features < 0:
             raise ValueError(f"extra_features must be >= 0, got {extra_features}")
+        if extra_hidden < 0 or (extra_hidden and not extra_features):
+            raise ValueError(f"extra_hidden={extra_hidden} must be >= 0, and 0 without extra features "
+                             f"(extra_features={extra_features})")
+        if not 0 <= feature_drop_rate < 1 or (feature_drop_rate and not extra_features):
+            raise ValueError(f"feature_drop_rate={feature_drop_rate} must be in [0, 1), and 0 without extra features "
+                             f"(extra_features={extra_features}): it drops the pooled features in favour of them")
         self.num_features = num_features
         self.extra_features = extra_features
+        self.feature_drop_rate = feature_drop_rate
+        self.extra_mlp = (nn.Sequential(nn.Linear(extra_features, extra_hidden), nn.ReLU(inplace=True),
+                                        nn.Linear(extra_hidden, extra_hidden), nn.ReLU(inplace=True))
+                          if extra_hidden else nn.Identity())
+        self.head_features = num_features + (extra_hidden or extra_features)
         self.dropout = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(num_features + extra_features, num_outputs)
+        self.fc = nn.Linear(self.head_features, num_outputs)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> last feature map (N, num_features, *spatial')."""
@@ -42,13 +57,16 @@ class ResidualNetwork(nn.Module):
     ) -> torch.Tensor:
         """Feature map -> logits (N, num_outputs), or the pooled embedding when ``pre_logits``."""
         x = features.flatten(2).mean(dim=-1)  # global average pool over L (or H, W)
+        if self.training and self.feature_drop_rate > 0:
+            keep = torch.rand(x.shape[0], 1, device=x.device) >= self.feature_drop_rate
+            x = x * keep.to(x.dtype)
         if extra is not None:
             if extra.dim() != 2 or extra.shape[1] != self.extra_features or extra.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"extra features must have shape ({x.shape[0]}, {self.extra_features}), "
                     f"got {list(extra.shape)}"
                 )
-            x = torch.cat([x, extra], dim=1)
+            x = torch.cat([x, self.extra_mlp(extra)], dim=1)
         elif self.extra_features > 0:
             raise ValueError(f"this model was built with extra_features={self.extra_features}: pass extra")
         if pre_logits:
@@ -62,4 +80,4 @@ class ResidualNetwork(nn.Module):
         """Replace the linear layer by a fresh one with ``num_classes`` outputs."""
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.fc = nn.Linear(self.num_features + self.extra_features, num_classes)
+        self.fc = nn.Linear(self.head_features, num_classes)

@@ -114,6 +114,9 @@ class MSResNet1d(ResidualNetwork):
         zero_init_residual: zero-init the last norm of each residual branch.
         drop_rate: dropout before the linear layer.
         extra_features: per-example features (e.g. RR intervals) appended after pooling.
+        extra_hidden: width of a two-layer MLP the extra features go through first (0 = none).
+        feature_drop_rate: modality dropout, the training-time probability of zeroing an
+            example's pooled features so that the extra features must carry it alone.
     """
 
     def __init__(
@@ -137,6 +140,8 @@ class MSResNet1d(ResidualNetwork):
         zero_init_residual: bool = True,
         drop_rate: float = 0.0,
         extra_features: int = 0,
+        extra_hidden: int = 0,
+        feature_drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
         dilations = tuple(dilations) if dilations is not None else (1,) * len(kernels)
@@ -176,7 +181,8 @@ class MSResNet1d(ResidualNetwork):
         all_strides = stem_strides + strides
         self.min_input_size = min_input_size(all_strides)
         self.total_stride = math.prod(all_strides)
-        self._build_head(num_features, out_features or num_classes, extra_features, drop_rate)
+        self._build_head(num_features, out_features or num_classes, extra_features, drop_rate, extra_hidden,
+                         feature_drop_rate)
         init_weights(self, zero_init_residual)
         if preact:
             # Pre-activation blocks end on a convolution; normalise before pooling.

@@ -28,6 +28,9 @@ class ResNet(ResidualNetwork):
         shortcut: projection kind where the shape changes (see ``make_shortcut``).
         zero_init_residual: zero-init the last norm of each residual branch.
         extra_features: per-example features appended after pooling (0 = none).
+        extra_hidden: width of a two-layer MLP the extra features go through first (0 = none).
+        feature_drop_rate: modality dropout, the training-time probability of zeroing an
+            example's pooled features so that the extra features must carry it alone.
     """
 
     def __init__(
@@ -49,6 +52,8 @@ class ResNet(ResidualNetwork):
         zero_init_residual: bool = False,
         drop_rate: float = 0.0,
         extra_features: int = 0,
+        extra_hidden: int = 0,
+        feature_drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
         check_layout(layers, widths, block)
@@ -69,7 +74,8 @@ class ResNet(ResidualNetwork):
         self.stages = nn.Sequential(*stages)
         self.min_input_size = min_input_size(strides)
         self.total_stride = math.prod(strides)
-        self._build_head(channels, num_classes, extra_features, drop_rate)
+        self._build_head(channels, num_classes, extra_features, drop_rate, extra_hidden,
+                         feature_drop_rate)
         init_weights(self, zero_init_residual)
 
 
