@@ -22,7 +22,7 @@ from .data import BeatConfig, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS
 from .data.preprocess import preprocess_signal
 from .data.rhythm import RhythmConfig
-from .data.rr import RR_FEATURES
+from .data.rr import rr_columns
 from .inference import classify_beats, classify_windows
 from .atomic import write_text
 from .training.checkpoint import load_checkpoint
@@ -61,10 +61,11 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple
     centres = np.minimum(np.round(positions * beat_cfg.fs / record.fs).astype(np.int64), signal.shape[1] - 1)
     state = ckpt.get("task_state") or {}
     rr_transform = None
-    if data["rr"]:
+    columns = rr_columns(data["rr"])
+    if columns:
         mean, std = state["rr_mean"].numpy(), state["rr_std"].numpy()
-        rr_transform = lambda rr: ((rr - mean) / std).astype(np.float32)  # noqa: E731 - training statistics
-    model = _model(ckpt, cfg, beat_cfg.channels, len(RR_FEATURES) if data["rr"] else 0)
+        rr_transform = lambda rr: ((rr[:, columns] - mean) / std).astype(np.float32)  # noqa: E731 - training statistics
+    model = _model(ckpt, cfg, beat_cfg.channels, len(columns))
     out = classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs, rr_transform=rr_transform,
                          template=beat_cfg.template)
     return positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs

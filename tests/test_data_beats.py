@@ -9,7 +9,7 @@ import wfdb
 from msresnet1d.data import locate
 from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI, aami_labels
 from msresnet1d.data.beats import BeatConfig, BeatDataset, beat_windows, load_beats, load_inter_patient, median_beat
-from msresnet1d.data.rr import RR_FEATURES, rr_features
+from msresnet1d.data.rr import RR_FEATURES, RR_RATIOS, rr_columns, rr_features
 from msresnet1d.data.splits import DS1, DS2, PACED_RECORDS, holdout_ds1, split_by_record, stratified_kfold
 
 SAMPLE = locate.repo_datasets_dir() / "mitdb-sample"
@@ -124,6 +124,15 @@ def test_rr_features_by_hand():
     np.testing.assert_allclose(rr["next_over_prev"], [1.0, 0.8, 1.5, 1.0 / 1.2, 1.0], rtol=1e-6)
     with pytest.raises(ValueError, match="at least 2 beats"):
         rr_features(samples[:1], fs)
+
+
+def test_rr_column_selection():
+    assert rr_columns(True) == list(range(8)) and rr_columns(False) == []
+    assert rr_columns(RR_RATIOS) == [4, 5, 6, 7] and rr_columns(["next_over_prev", "rr_prev"]) == [7, 0]
+    with pytest.raises(ValueError, match=r"unknown: rr_max"):
+        rr_columns(["rr_prev", "rr_max"])
+    with pytest.raises(ValueError, match=r"repeated"):
+        rr_columns(["rr_prev", "rr_prev"])
 
 
 def test_premature_beats_have_short_preceding_rr(inter_patient):

@@ -232,7 +232,10 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
     from msresnet1d.data.aami import BEAT_SYMBOLS
 
     out = tmp_path / "run"
+    # the template model also reads only the dimensionless RR features (a column selection)
     options = ["--set", f"data.template={str(template).lower()}"]
+    if template:
+        options += ["--set", 'data.rr=["prev_over_local", "next_over_local", "prev_over_record", "next_over_prev"]']
     trained = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet", *options)
     assert trained.returncode == 0, trained.stderr
     assert json.loads((out / "config.json").read_text())["data"]["template"] is template

@@ -7,6 +7,8 @@ takes its next one; the last beat has no next interval and takes its previous on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 #: Columns of :func:`rr_features`: four intervals in seconds, then four dimensionless ratios.
@@ -22,6 +24,26 @@ RR_FEATURES: tuple[str, ...] = (
 )
 
 LOCAL_BEATS = 10
+
+#: The dimensionless columns: they describe the rhythm around a beat without identifying the
+#: patient by heart rate (rr_record, in seconds, is one number per record).
+RR_RATIOS: tuple[str, ...] = RR_FEATURES[4:]
+
+
+def rr_columns(selection: bool | Sequence[str]) -> list[int]:
+    """Indices into :data:`RR_FEATURES` of a selection: ``True`` all, ``False`` none, or names.
+
+    Raises:
+        ValueError: an unknown or repeated name.
+    """
+    if isinstance(selection, bool):
+        return list(range(len(RR_FEATURES))) if selection else []
+    names = list(selection)
+    unknown = [n for n in names if n not in RR_FEATURES]
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(f"RR features must be true, false or distinct names of {', '.join(RR_FEATURES)}; "
+                         f"got {names}" + (f" (unknown: {', '.join(unknown)})" if unknown else " (repeated)"))
+    return [RR_FEATURES.index(n) for n in names]
 
 
 def rr_features(beat_samples: np.ndarray, fs: float) -> np.ndarray:

@@ -7,7 +7,8 @@ training side (held-out records or images), never from the test split.
 ``beats`` (MIT-BIH, AAMI classes, inter-patient) data keys, with defaults:
     data_dir (None: $MSRESNET1D_DATA/mitdb, else datasets/, else the embedded sample),
     leads ["MLII"], fs 180 (Hz), window [-0.25, 0.45] (s around the R peak), band [0.5, 40] (Hz),
-    rr true (RR features as extra inputs), train_records (DS1), test_records (DS2),
+    rr true (RR features as extra inputs: true for all of ``RR_FEATURES``, false, or a list of
+    their names), train_records (DS1), test_records (DS2),
     val_records 4 (a count of DS1 records held out with ``balanced_holdout`` and val_seed, so that
     training keeps >= 75% of every class; or a list of records),
     val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), template true
@@ -118,6 +119,7 @@ BEAT_DEFAULTS: dict[str, Any] = {
 
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from ..data import AAMI_CLASSES, DS1, DS2, BeatConfig, balanced_holdout, find_database, load_beats
+    from ..data.rr import rr_columns
     from ..data.spectrogram import Spectrogram
 
     opts = _options(cfg.data, BEAT_DEFAULTS, "beats")
@@ -143,13 +145,14 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         raise ValueError(f"no training beats in records {fit_records} of {db_dir}")
 
     # RR features standardised with the training beats' statistics (no peeking at val/test).
-    rr_mean, rr_std = fit.rr.mean(axis=0), fit.rr.std(axis=0) + 1e-6
+    columns = rr_columns(opts["rr"])
+    rr_mean, rr_std = fit.rr[:, columns].mean(axis=0), fit.rr[:, columns].std(axis=0) + 1e-6
 
     def inputs(arrays) -> list[torch.Tensor]:
         """[windows (N, C, L)] and, with RR features, [.., standardised RR (N, F)]."""
         out = [torch.from_numpy(np.ascontiguousarray(arrays.X))]
-        if opts["rr"]:
-            out.append(torch.from_numpy(((arrays.rr - rr_mean) / rr_std).astype(np.float32)))
+        if columns:
+            out.append(torch.from_numpy(((arrays.rr[:, columns] - rr_mean) / rr_std).astype(np.float32)))
         return out
 
     transform = None
@@ -165,7 +168,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
     fit_inputs, test_inputs = inputs(fit), inputs(test)
     loader = TensorBatchLoader(fit_inputs[0], torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
-                               transform=transform, seed=cfg.seed, extra=fit_inputs[1] if opts["rr"] else None,
+                               transform=transform, seed=cfg.seed, extra=fit_inputs[1] if columns else None,
                                sample_weights=weights, rank=dist.rank, world_size=dist.world_size)
     predictors = {"test": _array_predictor(test_inputs, test.y, cfg.eval_batch_size, transform)}
     if len(held):
@@ -173,14 +176,14 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     sample_note = " (embedded sample)" if "sample" in db_dir.name else ""
     return Task(
         train=loader, train_labels=fit.y, class_names=list(AAMI_CLASSES), scored=["N", "S", "V", "F"],
-        in_channels=beat_cfg.channels, input_size=input_size, extra_features=fit.rr.shape[1] if opts["rr"] else 0,
+        in_channels=beat_cfg.channels, input_size=input_size, extra_features=len(columns),
         predictors=predictors, dims=dims,
         splits={"database": str(db_dir), "train_records": fit_records, "val_records": list(val),
                 "test_records": test_records, "train_beats": fit.class_counts(), "val_beats": held.class_counts(),
                 "test_beats": test.class_counts()},
         test_title=f"MIT-BIH inter-patient test ({len(test_records)} records, {len(test)} beats){sample_note}",
         strip={"db_dir": db_dir, "beats": test, "inputs": test_inputs, "transform": transform},
-        state={"rr_mean": torch.from_numpy(rr_mean), "rr_std": torch.from_numpy(rr_std)} if opts["rr"] else {},
+        state={"rr_mean": torch.from_numpy(rr_mean), "rr_std": torch.from_numpy(rr_std)} if columns else {},
     )
 
 
