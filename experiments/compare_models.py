@@ -1,10 +1,12 @@
 """Compare beat classifiers on the MIT-BIH inter-patient split, all trained by the shared engine.
 
-Every model is trained with the main job's config (experiments/configs/mitdb_beats.toml: DS1 to
-train with 4 DS1 records held out for validation, DS2 tested once, the same seed, 10 epochs of
-AdamW with a one-cycle schedule) plus the overrides of its entry in :data:`SUITES`. Two suites:
+Every model is trained with its suite's base config (:data:`BASE_CONFIGS`; both: DS1 to train
+with 4 DS1 records held out for validation, DS2 tested once, the same seed, 10 epochs of AdamW
+with a one-cycle schedule) plus the overrides of its entry in :data:`SUITES`. Two suites:
 
-``--suite compare`` (default), four model families:
+``--suite compare`` (default), four model families on the main job's config
+(experiments/configs/mitdb_beats.toml: template channel, 4 RR ratios through the head's MLP,
+modality dropout):
 
 - ``msresnet1d``: MSResNet1d with concat fusion at every stage (``msresnet1d_beat``);
 - ``msresnet1d_late``: the same branches fused only at the head (``fusion="late"``);
@@ -14,11 +16,13 @@ AdamW with a one-cycle schedule) plus the overrides of its entry in :data:`SUITE
   (``data.representation = "spectrogram"``). Chosen for a cost comparable to ``msresnet1d``:
   about 176 k parameters and 4.5 MFLOPs per beat, against 231 k and 5.0 MFLOPs.
 
-``--suite ablation``, one change at a time from the main job: single-scale kernels (7 or 15)
-against the multi-scale 3/7/15, fusion per stage by concat (the main job), sum or attention
+``--suite ablation``, one change at a time from a base (experiments/configs/mitdb_beats_ablation.toml:
+the main job with all 8 RR features joining the linear layer directly): single-scale kernels (7
+or 15) against the multi-scale 3/7/15, fusion per stage by concat (the base), sum or attention
 against late fusion, without RR features, without the template channel, depthwise-separable or
-dilated branches, and a head that passes the RR features through an MLP with modality dropout of
-the pooled waveform features. Results go to experiments/results/ablation.json.
+dilated branches; then the two steps to the main job: the RR features through an MLP with
+modality dropout of the pooled waveform features, and only the 4 dimensionless RR features.
+Results go to experiments/results/ablation.json.
 
 For each model it reports the parameter count, forward FLOPs per example (2 x multiply-adds of
 convolutions and linear layers, :func:`msresnet1d.models.count_flops`, the RR features included),
@@ -58,13 +62,13 @@ import torch
 from torch import nn
 
 from msresnet1d.atomic import write_text
+from msresnet1d.data.rr import RR_RATIOS
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config, parse_value
 from msresnet1d.training.run import build_model, train_or_reuse
 from msresnet1d.training.tasks import build_task
 
 HERE = Path(__file__).resolve().parent
-BASE_CONFIG = HERE / "configs" / "mitdb_beats.toml"
 
 # suite -> name -> (description, config overrides on top of the main job's config)
 SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
@@ -77,10 +81,12 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
             "model_kwargs.stem_channels": 8, "model_kwargs.stem_pool": False, "data.representation": "spectrogram",
         }),
     },
-    # One change at a time from the main job (msresnet1d_beat: kernels 3/7/15, concat fusion, RR
-    # features, template channel); every run with the same seed, split and schedule.
+    # One change at a time from the ablation's base (configs/mitdb_beats_ablation.toml:
+    # msresnet1d_beat with kernels 3/7/15, concat fusion, the template channel, all 8 RR features
+    # into the linear layer); the last two rows are the steps from there to the main job. Every
+    # run with the same seed, split and schedule.
     "ablation": {
-        "main": ("main job: kernels 3/7/15, concat fusion, RR, template", {}),
+        "base": ("base: kernels 3/7/15, concat fusion, template, 8 RR features, linear head", {}),
         "single_k7": ("single scale: one branch, kernel 7", {"model_kwargs.kernels": [7]}),
         "single_k15": ("single scale: one branch, kernel 15", {"model_kwargs.kernels": [15]}),
         "sum": ("fusion per stage: sum", {"model_kwargs.fusion": "sum"}),
@@ -91,10 +97,14 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "separable": ("depthwise-separable branch convolutions", {"model_kwargs.separable": True}),
         "dilated": ("dilated branches: kernel 3, dilations 1/3/7 (receptive fields 3/7/15)",
                     {"model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7]}),
-        "rr_head": ("RR features through an MLP (8-32-32) and modality dropout 0.3 of the pooled features",
+        "rr_head": ("RR features through an MLP (8-32-32), modality dropout 0.3 of the pooled features",
                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3}),
+        "main_job": ("the main job: rr_head with the 4 dimensionless RR features only",
+                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3,
+                      "data.rr": list(RR_RATIOS)}),
     },
 }
+BASE_CONFIGS = {"compare": HERE / "configs" / "mitdb_beats.toml", "ablation": HERE / "configs" / "mitdb_beats_ablation.toml"}
 RESULTS = {"compare": HERE / "results" / "compare_models.json", "ablation": HERE / "results" / "ablation.json"}
 
 
@@ -198,10 +208,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = args.out or Path("runs") / args.suite / time.strftime("%Y%m%d-%H%M%S")
     common = common_overrides(args)
     suite = SUITES[args.suite]
-    configs = {name: load_config(BASE_CONFIG, {**suite[name][1], **common}) for name in args.models}
+    base = BASE_CONFIGS[args.suite]
+    configs = {name: load_config(base, {**suite[name][1], **common}) for name in args.models}
     profiles = {name: profile(cfg) for name, cfg in configs.items()}
     report: dict[str, Any] = {
-        "suite": args.suite, "base_config": str(BASE_CONFIG.relative_to(HERE.parent)),
+        "suite": args.suite, "base_config": str(base.relative_to(HERE.parent)),
         "command": ["experiments/compare_models.py", *(sys.argv[1:] if argv is None else argv)],
         "epochs": configs[args.models[0]].epochs, "seed": configs[args.models[0]].seed, "threads": args.threads,
         "torch": torch.__version__, "cpus_usable": len(os.sched_getaffinity(0)),

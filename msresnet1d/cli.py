@@ -52,10 +52,23 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+MAIN_JOB = "mitdb_beats"
+
+
+def _train_config_path(name: str | None) -> Path | None:
+    """``--config``, else the main job's file; without experiments/configs (an installed wheel),
+    the built-in defaults, with a warning: they are the main job's data but not its model head."""
+    if name is not None or (CONFIG_DIR / f"{MAIN_JOB}.toml").is_file():
+        return _resolve_config(name or MAIN_JOB)
+    print(f"warning: {CONFIG_DIR / MAIN_JOB}.toml not found (not a source checkout); training with the built-in "
+          "defaults, which differ from the main job (see its config file in the repository)", file=sys.stderr)
+    return None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.run import train
 
-    cfg = load_config(_resolve_config(args.config), _overrides(args))
+    cfg = load_config(_train_config_path(args.config), _overrides(args))
     if args.resume and not args.out:
         raise SystemExit("error: --resume needs --out (the run folder to continue)")
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")

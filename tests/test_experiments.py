@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from msresnet1d.data import RR_FEATURES
+from msresnet1d.data import RR_FEATURES, RR_RATIOS
 from msresnet1d.models import count_flops, count_parameters, create_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,15 +59,18 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
 
         # Parameters and FLOPs describe the trained network: rebuild it from the run's config,
         # load its weights strictly, and count its FLOPs without the RR inputs plus the head's
-        # extra multiply-adds (8 RR features x 5 classes).
-        channels = run["input_shape"][1]
+        # extra multiply-adds (the main job's 4 RR ratios -> MLP 32 -> 32, then 32 more inputs x 5 classes).
+        channels, hidden = run["input_shape"][1], config["model_kwargs"]["extra_hidden"]
         assert channels == 2  # the lead and the lead minus the record's median beat (the main job's template)
-        model = create_model(config["model"], in_channels=channels, num_classes=5, extra_features=len(RR_FEATURES),
+        assert run["extra_features"] == len(RR_RATIOS) and hidden == 32
+        model = create_model(config["model"], in_channels=channels, num_classes=5, extra_features=len(RR_RATIOS),
                              **config["model_kwargs"])
         model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["model"])
         assert run["parameters"] == count_parameters(model)
-        bare = create_model(config["model"], in_channels=channels, num_classes=5, **config["model_kwargs"])
-        assert run["flops_per_example"] == count_flops(bare, run["input_shape"]) + 2 * len(RR_FEATURES) * 5
+        bare_kwargs = {k: v for k, v in config["model_kwargs"].items() if k not in ("extra_hidden", "feature_drop_rate")}
+        bare = create_model(config["model"], in_channels=channels, num_classes=5, **bare_kwargs)
+        head = 2 * (len(RR_RATIOS) * hidden + hidden * hidden) + 2 * hidden * 5
+        assert run["flops_per_example"] == count_flops(bare, run["input_shape"]) + head
 
     # a second invocation over the same folder reuses the finished runs
     again = compare_models.main(["--data-dir", str(SAMPLE), "--epochs", "1", "--models", *MODELS, "--out", str(out),
@@ -95,11 +98,17 @@ def test_every_ablation_variant_builds_on_the_sample(compare_models):
     suite = compare_models.SUITES["ablation"]
     common = {"data.data_dir": str(SAMPLE), "data.train_records": ["101", "106", "118", "119", "208", "209"],
               "data.val_records": ["106", "209"], "data.test_records": ["100", "105"]}
-    profiles = {name: compare_models.profile(compare_models.load_config(compare_models.BASE_CONFIG,
-                                                                        {**overrides, **common}))
+    base_config = compare_models.BASE_CONFIGS["ablation"]
+    profiles = {name: compare_models.profile(compare_models.load_config(base_config, {**overrides, **common}))
                 for name, (_, overrides) in suite.items()}
-    main = profiles["main"]
+    main = profiles["base"]
     assert main["input_shape"] == [1, 2, 126] and main["extra_features"] == len(RR_FEATURES)
+    assert profiles["main_job"]["extra_features"] == len(RR_RATIOS)
+    # the MLP (8 -> 32 -> 32, with biases) and 32 instead of 8 extra inputs to the 5-class linear layer
+    assert profiles["rr_head"]["parameters"] == main["parameters"] + (8 * 32 + 32) + (32 * 32 + 32) + (32 - 8) * 5
+    # the last row is the main job itself: the same config, so its run is the main job's seed 0
+    main_job = compare_models.load_config(base_config, {**suite["main_job"][1], **common})
+    assert main_job == compare_models.load_config(compare_models.BASE_CONFIGS["compare"], common)
     assert profiles["no_template"]["input_shape"] == [1, 1, 126]
     assert profiles["no_rr"]["extra_features"] == 0
     for name in ("single_k7", "single_k15", "separable", "dilated", "sum"):

@@ -266,10 +266,13 @@ def test_main_job_defaults_build_on_the_embedded_sample():
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments" / "configs").glob("*.toml")), ids=lambda p: p.stem)
 def test_every_shipped_config_loads_and_builds_its_model(path):
+    from msresnet1d.data.rr import rr_columns
     from msresnet1d.training.run import create_configured_model
 
     cfg = load_config(path)  # unknown keys and bad values are errors
-    channels = 2 if cfg.task == "beats" and cfg.data.get("template", True) else 1
+    beats = cfg.task == "beats"
+    channels = 2 if beats and cfg.data.get("template", True) else 1
+    extra = len(rr_columns(cfg.data.get("rr", True))) if beats else 0
     classes = {"beats": 5, "rhythm": 4, "fashion_mnist": 10}[cfg.task]
-    model = create_configured_model(cfg, channels, classes)  # a registered model that takes the model_kwargs
+    model = create_configured_model(cfg, channels, classes, extra)  # a registered model that takes the model_kwargs
     assert model.dims == (2 if cfg.task == "fashion_mnist" else 1)
