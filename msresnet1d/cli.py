@@ -57,7 +57,8 @@ MAIN_JOB = "mitdb_beats"
 
 def _train_config_path(name: str | None) -> Path | None:
     """``--config``, else the main job's file; without experiments/configs (an installed wheel),
-    the built-in defaults, with a warning: they are the main job's data but not its model head."""
+    the built-in defaults, with a warning: they differ from the main job (all 8 RR features, no
+    head MLP or modality dropout)."""
     if name is not None or (CONFIG_DIR / f"{MAIN_JOB}.toml").is_file():
         return _resolve_config(name or MAIN_JOB)
     print(f"warning: {CONFIG_DIR / MAIN_JOB}.toml not found (not a source checkout); training with the built-in "

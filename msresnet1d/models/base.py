@@ -6,8 +6,8 @@ appends extra per-example features (e.g. RR intervals, (N, E), standardised by t
 with ``extra_hidden=H`` first through a two-layer MLP E -> H -> H), and applies the linear
 layer. ``feature_drop_rate=p`` is modality dropout: in training, each example's pooled
 features are zeroed with probability p, so the head must also predict from the extra features
-alone and cannot ignore them once the waveform fits the training set. Training needs more than one value per channel at the last stage for
-BatchNorm: batch size x last-stage positions >= 2.
+alone and cannot ignore them once the waveform fits the training set. Training needs more than
+one value per channel at the last stage for BatchNorm: batch size x last-stage positions >= 2.
 """
 
 from __future__ import annotations
