@@ -276,3 +276,13 @@ def test_every_shipped_config_loads_and_builds_its_model(path):
     classes = {"beats": 5, "rhythm": 4, "fashion_mnist": 10}[cfg.task]
     model = create_configured_model(cfg, channels, classes, extra)  # a registered model that takes the model_kwargs
     assert model.dims == (2 if cfg.task == "fashion_mnist" else 1)
+
+
+def test_train_without_config_runs_the_main_job_file(tmp_path, monkeypatch, capsys):
+    from msresnet1d import cli
+
+    assert cli._train_config_path(None) == REPO / "experiments" / "configs" / "mitdb_beats.toml"
+    assert cli._train_config_path("fashion_mnist_28").name == "fashion_mnist_28.toml"
+    monkeypatch.setattr(cli, "CONFIG_DIR", tmp_path)  # an installed wheel: no experiments/configs
+    assert cli._train_config_path(None) is None
+    assert "mitdb_beats.toml not found" in capsys.readouterr().err
