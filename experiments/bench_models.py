@@ -19,9 +19,10 @@ OpenMP environment. Sections (in the order they run):
   with oneDNN off, under bf16 autocast, and through torch.compile.
 * late reference: msresnet1d_late (three towers, kernels 3/5/7) at length 512, batch 256, to
   compare with a public 3-tower model's ~400 training / 1,800 inference samples/s here.
-* targets: one real training epoch of the main job's model (msresnet1d_beat on the main job's
-  inputs: beat windows with the template channel, RR features; ``--target-model-kwargs`` changes
-  the model) over DS1 (the engine's step, TrainConfig defaults: AdamW, batch 256, one-cycle) and
+* targets: one real training epoch of the main job's model (experiments/configs/mitdb_beats.toml:
+  msresnet1d_beat on beat windows with the template channel and its RR features;
+  ``--target-model-kwargs`` changes the model) over DS1 (the engine's step, that config's AdamW,
+  batch 256, one-cycle) and
   inference over DS2 at batch 1024, against issue 7's 20 s and 3 s; the variants (as above)
   interleaved batch by batch; then DS2 inference of the exported ONNX file under onnxruntime.
   ``--only-targets`` runs the thread study and this section only.
@@ -95,6 +96,7 @@ from msresnet1d.atomic import write_text
 from msresnet1d.models.layers import MaxPool1d as PackageMaxPool1d
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_models.json"
+MAIN_JOB = Path(__file__).resolve().parent / "configs" / "mitdb_beats.toml"
 BEAT_FS = 180.0  # Hz, the beat task's rate: its windows are 126 samples
 TARGET_EPOCH_S, TARGET_INFER_S = 20.0, 3.0  # issue 7, item 5
 LATE_REFERENCE = {"length": 512, "batch": 256, "train_samples_per_s": 400, "infer_samples_per_s": 1800}
@@ -576,8 +578,9 @@ def grid_cell(state: dict, preset: str, length: int, batch: int, flops: int, pha
 def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: int, bf16_batches: int,
                   model_kwargs: dict) -> dict:
     """One training epoch over DS1 and inference over DS2 at batch 1024 per variant of the main
-    job's model (msresnet1d_beat with ``model_kwargs``) on the main job's inputs (its beat
-    windows, template channel and RR features: the beat task's defaults), the variants
+    job's model (experiments/configs/mitdb_beats.toml, its model options updated with
+    ``model_kwargs``) on the main job's inputs (its beat windows, template channel and RR
+    features) with its optimizer and schedule, the variants
     interleaved batch by batch so that they share the machine's load: each has its own model,
     optimizer, scheduler and loader (same seed, so the same batches), is stepped by the engine's
     ``train_one_epoch`` one batch at a time, and its own seconds are summed over its own batches
@@ -585,26 +588,30 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
     or all with --epoch-batches) is timed on the first ones and extrapolated."""
     from msresnet1d.data import BeatConfig, load_inter_patient
     from msresnet1d.data.loader import TensorBatchLoader
-    from msresnet1d.training.config import TrainConfig
+    from msresnet1d.data.rr import rr_columns
+    from msresnet1d.training.config import load_config
     from msresnet1d.training.engine import train_one_epoch
     from msresnet1d.training.optim import build_loss, build_optimizer, build_scheduler
     from msresnet1d.training.tasks import BEAT_DEFAULTS
 
-    cfg = TrainConfig()  # the main job's defaults: AdamW, batch 256, one-cycle, weighted cross-entropy
-    beat_cfg = BeatConfig(leads=tuple(BEAT_DEFAULTS["leads"]), fs=BEAT_DEFAULTS["fs"], window=BEAT_DEFAULTS["window"],
-                          band=tuple(BEAT_DEFAULTS["band"]), template=BEAT_DEFAULTS["template"])
+    cfg = load_config(MAIN_JOB)  # AdamW, batch 256, one-cycle, weighted cross-entropy; its data and model options
+    data = {**BEAT_DEFAULTS, **cfg.data}
+    beat_cfg = BeatConfig(leads=tuple(data["leads"]), fs=data["fs"], window=data["window"], band=tuple(data["band"]),
+                          template=data["template"])
+    model_kwargs = {**cfg.model_kwargs, **model_kwargs}
+    columns = rr_columns(data["rr"])
     ds1, ds2 = load_inter_patient(db_dir, beat_cfg)
-    rr_mean, rr_std = ds1.rr.mean(axis=0), ds1.rr.std(axis=0) + 1e-6
+    rr_mean, rr_std = ds1.rr[:, columns].mean(axis=0), ds1.rr[:, columns].std(axis=0) + 1e-6
 
     def tensors(arrays):
-        rr = ((arrays.rr - rr_mean) / rr_std).astype(np.float32)
+        rr = ((arrays.rr[:, columns] - rr_mean) / rr_std).astype(np.float32)
         return torch.from_numpy(np.ascontiguousarray(arrays.X)), torch.from_numpy(rr), torch.from_numpy(arrays.y)
 
     (x1, rr1, y1), (x2, rr2, y2) = tensors(ds1), tensors(ds2)
 
     def trainee(variant: str, seed: int) -> dict:
         torch.manual_seed(seed)
-        model = create_model("msresnet1d_beat", in_channels=beat_cfg.channels, extra_features=rr1.shape[1],
+        model = create_model(cfg.model, in_channels=beat_cfg.channels, extra_features=rr1.shape[1],
                              **model_kwargs)
         if variant in ("conv2d", "channels_last"):
             model = Conv2dView(model, channels_last=variant == "channels_last")
@@ -647,7 +654,7 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
                 infer_n[variant] += len(logits)
 
     onnx = onnx_inference(runs[variants[0]]["model"], x2, rr2, cfg.eval_batch_size)
-    results = {"ds1_beats": len(y1), "ds2_beats": len(y2), "input_channels": int(x1.shape[1]),
+    results = {"ds1_beats": len(y1), "ds2_beats": len(y2), "input_channels": int(x1.shape[1]), "rr_features": len(columns),
                "input_length": int(x1.shape[-1]), "fs_hz": beat_cfg.fs, "model_kwargs": model_kwargs,
                "parameters": count_parameters(runs[variants[0]]["model"]),
                "train_batch": cfg.batch_size, "infer_batch": cfg.eval_batch_size, "variants": {}}
@@ -984,7 +991,7 @@ def render_markdown(report: dict) -> str:
         out.append(f"Skipped: {tg['skipped']}")
     else:
         out += [(f"{tg['ds1_beats']:,} DS1 beats, {tg['ds2_beats']:,} DS2 beats, {tg['input_channels']} x "
-                f"{tg['input_length']} samples at {tg['fs_hz']:g} Hz and 8 RR features; model options "
+                f"{tg['input_length']} samples at {tg['fs_hz']:g} Hz and {tg['rr_features']} RR features; model options "
                 f"{json.dumps(tg['model_kwargs'])} ({tg['parameters']:,} parameters); threads {tg['threads']}; "
                 "variants interleaved batch by batch."), "",
                 ("| variant | epoch s | train samples/s | epoch ratio | DS2 inference s | infer samples/s | targets met "
