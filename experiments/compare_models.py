@@ -14,7 +14,7 @@ modality dropout):
 - ``resnet2d_spec``: a 2D ResNet-18 layout (2-2-2-2 basic blocks) narrowed to widths 8-16-32-64,
   stem 8 channels without max-pool, on 32x32 log-spectrograms of the beats
   (``data.representation = "spectrogram"``). Chosen for a cost comparable to ``msresnet1d``:
-  about 176 k parameters and 4.5 MFLOPs per beat, against 231 k and 5.0 MFLOPs.
+  about 178 k parameters and 4.7 MFLOPs per beat, against 233 k and 5.0 MFLOPs.
 
 ``--suite ablation``, one change at a time from a base (experiments/configs/mitdb_beats_ablation.toml:
 the main job with all 8 RR features joining the linear layer directly): single-scale kernels (7
@@ -70,7 +70,7 @@ from msresnet1d.training.tasks import build_task
 
 HERE = Path(__file__).resolve().parent
 
-# suite -> name -> (description, config overrides on top of the main job's config)
+# suite -> name -> (description, config overrides on top of the suite's base config, BASE_CONFIGS)
 SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "compare": {
         "msresnet1d": ("MSResNet1d, concat fusion per stage", {"model": "msresnet1d_beat"}),
@@ -104,7 +104,8 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
                       "data.rr": list(RR_RATIOS)}),
     },
 }
-BASE_CONFIGS = {"compare": HERE / "configs" / "mitdb_beats.toml", "ablation": HERE / "configs" / "mitdb_beats_ablation.toml"}
+BASE_CONFIGS = {"compare": HERE / "configs" / "mitdb_beats.toml",
+                "ablation": HERE / "configs" / "mitdb_beats_ablation.toml"}
 RESULTS = {"compare": HERE / "results" / "compare_models.json", "ablation": HERE / "results" / "ablation.json"}
 
 
