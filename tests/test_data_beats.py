@@ -89,7 +89,7 @@ def test_windows_are_centred_on_the_r_peak_at_any_rate(sample_ds1, fs):
     assert beats.class_counts() == sample_ds1.class_counts()
 
 
-def test_template_channels_are_each_beat_minus_its_records_median_beat(sample_ds1):
+def test_template_channels_are_each_beat_minus_its_records_median_beat():
     records = ["106", "119"]
     config = BeatConfig(fs=180.0, template=True)
     plain = load_beats(records, db_dir=SAMPLE, config=BeatConfig(fs=180.0), cache=False)
