@@ -586,21 +586,20 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
     ``train_one_epoch`` one batch at a time, and its own seconds are summed over its own batches
     (loader included). A variant limited to some batches (bf16,
     or all with --epoch-batches) is timed on the first ones and extrapolated."""
-    from msresnet1d.data import BeatConfig, load_inter_patient
+    from msresnet1d.data import load_inter_patient
     from msresnet1d.data.loader import TensorBatchLoader
     from msresnet1d.data.rr import rr_columns
     from msresnet1d.training.config import load_config
     from msresnet1d.training.engine import train_one_epoch
     from msresnet1d.training.optim import build_loss, build_optimizer, build_scheduler
-    from msresnet1d.training.tasks import BEAT_DEFAULTS
+    from msresnet1d.training.tasks import beat_config, resolve_data
 
     cfg = load_config(MAIN_JOB)  # AdamW, batch 256, one-cycle, weighted cross-entropy; its data and model options
-    data = {**BEAT_DEFAULTS, **cfg.data}
-    beat_cfg = BeatConfig(leads=tuple(data["leads"]), fs=data["fs"], window=data["window"], band=tuple(data["band"]),
-                          template=data["template"])
+    data = resolve_data(cfg).data
+    beat_cfg = beat_config(data)
     model_kwargs = {**cfg.model_kwargs, **model_kwargs}
     columns = rr_columns(data["rr"])
-    ds1, ds2 = load_inter_patient(db_dir, beat_cfg)
+    ds1, ds2 = load_inter_patient(db_dir, beat_cfg, workers=1)  # a daemonic worker cannot fork readers
     rr_mean, rr_std = ds1.rr[:, columns].mean(axis=0), ds1.rr[:, columns].std(axis=0) + 1e-6
 
     def tensors(arrays):
