@@ -27,7 +27,7 @@ import numpy as np
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
 from msresnet1d.data.rhythm import CINC_CLASSES
-from msresnet1d.training.config import load_config, parse_value
+from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.metrics import cinc_score, per_class
 from msresnet1d.training.run import train_or_reuse
 
@@ -75,18 +75,23 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding cinc2017/)")
     if args.folds < 2:
         parser.error(f"--folds must be >= 2, got {args.folds}")
-    overrides = {k: parse_value(v) for k, _, v in (item.partition("=") for item in args.set)}
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as e:
+        parser.error(str(e))
     folds = [k - 1 for k in args.only] if args.only else list(range(args.folds))
     if any(not 0 <= k < args.folds for k in folds):
         parser.error(f"--only takes folds 1 to {args.folds}")
     confusions, runs = [], []
     for k in folds:
-        cfg = load_config(_resolve_config(args.config), {**overrides, "threads": args.threads, "data.folds": args.folds,
-                                                         "data.fold": k, "data.data_dir": str(Path(args.data_dir) / "cinc2017")})
+        fold_keys = {"threads": args.threads, "data.folds": args.folds, "data.fold": k,
+                     "data.data_dir": str(Path(args.data_dir) / "cinc2017")}
+        cfg = load_config(_resolve_config(args.config), {**overrides, **fold_keys})
         start = time.perf_counter()
         result = train_or_reuse(cfg, Path(args.runs) / f"fold{k + 1}", quiet=args.quiet)
         confusions.append(np.array(result["test"]["confusion_matrix"]))
-        runs.append({"fold": k + 1, "best_epoch": result["best_epoch"], "test_records": result["splits"]["test_records"],
+        runs.append({"fold": k + 1, "best_epoch": result["best_epoch"],
+                     "test_records": result["splits"]["test_records"],
                      "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
     if args.only:
         return {"runs": runs}

@@ -64,7 +64,7 @@ from torch import nn
 from msresnet1d.atomic import write_text
 from msresnet1d.data.rr import RR_RATIOS
 from msresnet1d.models import count_flops, count_parameters
-from msresnet1d.training.config import TrainConfig, load_config, parse_value
+from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
 from msresnet1d.training.run import build_model, train_or_reuse
 from msresnet1d.training.tasks import build_task
 
@@ -196,11 +196,10 @@ def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["seed"] = args.seed
     if args.data_dir:
         values["data.data_dir"] = args.data_dir
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set takes KEY=VALUE, got {item!r}")
-        values[key.strip()] = parse_value(value.strip())
+    try:
+        values.update(parse_overrides(args.set))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     return values
 
 

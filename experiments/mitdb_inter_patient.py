@@ -21,7 +21,7 @@ import numpy as np
 
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
-from msresnet1d.training.config import load_config
+from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.run import train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -92,9 +92,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data_dir:
         parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/)")
-    from msresnet1d.training.config import parse_value
-
-    overrides = {k: parse_value(v) for k, _, v in (item.partition("=") for item in args.set)}
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as e:
+        parser.error(str(e))
     reports, runs = [], []
     for seed in args.seeds:
         cfg = load_config(_resolve_config(args.config), {**overrides, "seed": seed, "threads": args.threads,

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .training.config import load_config, parse_value
+from .training.config import load_config, parse_overrides
 from .training.engine import TrainingError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
@@ -44,11 +44,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["bf16"] = True
     if getattr(args, "data_dir", None):
         values["data.data_dir"] = args.data_dir
-    for item in getattr(args, "set", None) or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set takes key=value, got {item!r}")
-        values[key.strip()] = parse_value(value.strip())
+    try:
+        values.update(parse_overrides(getattr(args, "set", None) or []))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     return values
 
 
@@ -84,7 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .training.checkpoint import load_checkpoint
     from .training.config import TrainConfig
     from .training.distributed import DistContext
-    from .training.metrics import classification_report, format_report, json_safe
+    from .training.metrics import classification_report, format_per_group, format_report, json_safe, per_group
     from .training.run import build_model
     from .training.tasks import build_task
 
@@ -99,6 +98,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     y_true, probabilities = task.predict(model, args.split, DistContext().device)
     report = classification_report(y_true, probabilities, task.class_names, task.scored)
     print(format_report(report, f"{args.checkpoint} on the {args.split} split:"))
+    if args.per_record:
+        if args.split not in task.groups:
+            raise SystemExit(f"error: --per-record: task {cfg.task!r} has no records per example")
+        report["per_record"] = per_group(y_true, probabilities.argmax(axis=1), task.groups[args.split],
+                                         task.class_names)
+        print(format_per_group(report["per_record"], task.class_names, "\nper record (Se % (beats) of each class):"))
     if args.json:
         from .atomic import write_text
 
@@ -171,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=("test", "val"))
     p.add_argument("--data-dir", help="database folder (default: the one in the checkpoint's config)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--per-record", action="store_true", help="also each record's accuracy and Se of every class")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("info", help="models, parameters and the datasets found")
     p.set_defaults(func=cmd_info)

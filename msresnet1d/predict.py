@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import wfdb
 
-from .data import BeatConfig, read_annotations, read_record
+from .data import read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS
 from .data.preprocess import preprocess_signal
 from .data.rhythm import RhythmConfig
@@ -28,7 +28,7 @@ from .atomic import write_text
 from .training.checkpoint import load_checkpoint
 from .training.config import TrainConfig
 from .training.run import create_configured_model
-from .training.tasks import BEAT_DEFAULTS, RHYTHM_DEFAULTS
+from .training.tasks import beat_config, resolve_data
 
 
 def _model(ckpt: dict, cfg: TrainConfig, in_channels: int, extra: int) -> torch.nn.Module:
@@ -49,9 +49,8 @@ def beat_positions(record_path: Path, signal: np.ndarray, fs: float, annotator: 
 def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple[np.ndarray, np.ndarray, float]:
     """(positions in samples, class probabilities (n, K), record fs in Hz) for every beat."""
     cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
-    data = {**BEAT_DEFAULTS, **cfg.data}
-    beat_cfg = BeatConfig(leads=tuple(data["leads"]), fs=float(data["fs"]), window=tuple(data["window"]),
-                          band=tuple(data["band"]) if data["band"] else None, template=bool(data["template"]))
+    data = resolve_data(cfg).data
+    beat_cfg = beat_config(data)
     record = read_record(record_path, leads=beat_cfg.leads)
     positions = beat_positions(record_path, record.signal, record.fs, annotator)
     if len(positions) < 2:
@@ -67,14 +66,14 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple
         rr_transform = lambda rr: ((rr[:, columns] - mean) / std).astype(np.float32)  # noqa: E731 - training statistics
     model = _model(ckpt, cfg, beat_cfg.channels, len(columns))
     out = classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs, rr_transform=rr_transform,
-                         template=beat_cfg.template)
+                         template=beat_cfg.template, template_from=beat_cfg.template_from)
     return positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
 
 
 def predict_windows(ckpt: dict, record_path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     """(window starts in samples at the record's rate, class probabilities (W, K), record fs)."""
     cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
-    data = {**RHYTHM_DEFAULTS, **cfg.data}
+    data = resolve_data(cfg).data
     rhythm_cfg = RhythmConfig(fs=float(data["fs"]))
     record = read_record(record_path)
     if record.signal.shape[0] != 1:

@@ -8,7 +8,8 @@ import wfdb
 
 from msresnet1d.data import locate
 from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI, aami_labels
-from msresnet1d.data.beats import BeatConfig, BeatDataset, beat_windows, load_beats, load_inter_patient, median_beat
+from msresnet1d.data.beats import (BeatConfig, BeatDataset, beat_windows, load_beats, load_inter_patient, median_beat,
+                                   regular_beats)
 from msresnet1d.data.rr import RR_FEATURES, RR_RATIOS, rr_columns, rr_features
 from msresnet1d.data.splits import DS1, DS2, PACED_RECORDS, holdout_ds1, split_by_record, stratified_kfold
 
@@ -105,6 +106,29 @@ def test_template_channels_are_each_beat_minus_its_records_median_beat():
     np.testing.assert_array_equal(median_beat(windows), windows[1])
     with pytest.raises(ValueError, match="at least one window"):
         median_beat(windows[:0])
+
+
+def test_a_regular_template_skips_premature_beats_even_when_they_are_the_majority():
+    # 12 sinus beats after long intervals (1.5 s), 18 premature ones after short ones (0.6 s):
+    # the mean interval is 0.96 s, so only the sinus beats are regular (>= 0.9 x 0.96 s)
+    rr_prev = np.array([1.5] * 12 + [0.6] * 18)
+    assert regular_beats(rr_prev).tolist() == [True] * 12 + [False] * 18
+    windows = np.concatenate([np.full((12, 1, 4), 1.0), np.full((18, 1, 4), 5.0)]).astype(np.float32)
+    assert median_beat(windows).ravel().tolist() == [5.0] * 4  # all beats: the premature beat
+    assert median_beat(windows, rr_prev).ravel().tolist() == [1.0] * 4  # regular ones: the sinus beat
+    assert regular_beats(rr_prev[10:]).all()  # 2 regular beats are too few: all are used
+    with pytest.raises(ValueError, match="rr_prev has 3 intervals for 30 windows"):
+        median_beat(windows, rr_prev[:3])
+    with pytest.raises(ValueError, match="template_from must be 'all' or 'regular', got 'normal'"):
+        BeatConfig(template=True, template_from="normal")
+    # on a real record: the template channel is each beat minus the median of its regular beats
+    plain = load_beats(["119"], db_dir=SAMPLE, config=BeatConfig(fs=180.0), cache=False)
+    regular = load_beats(["119"], db_dir=SAMPLE, config=BeatConfig(fs=180.0, template=True, template_from="regular"),
+                         cache=False)
+    mask = regular_beats(plain.rr[:, RR_FEATURES.index("rr_prev")])
+    assert 0 < (~mask).sum() < len(mask)  # record 119 has premature (ventricular) beats
+    by_hand = plain.X - np.median(plain.X[mask], axis=0, keepdims=True)
+    np.testing.assert_allclose(regular.X[:, 1:], by_hand, atol=1e-6)
 
 
 def test_beat_windows_pad_with_the_edge_value():

@@ -9,7 +9,7 @@ from msresnet1d.data import read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows, median_beat
 from msresnet1d.data.rhythm import sliding_windows
-from msresnet1d.data.rr import rr_features
+from msresnet1d.data.rr import RR_FEATURES, rr_features
 from msresnet1d.inference import (
     BeatStream,
     Predictions,
@@ -191,6 +191,14 @@ def test_template_models_read_each_beat_and_its_difference_to_the_median_beat(re
         BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=1.0, template=np.zeros((2, 252)))
     with pytest.raises(ValueError, match=r"in_channels=2, got shape \(2, 252\)"):  # fed as many leads as it reads
         classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, template=True)
+    # template_from="regular": the median of the beats that are not premature
+    rr_prev = rr_features(beats, FS)[:, RR_FEATURES.index("rr_prev")]
+    regular = classify_beats(model, lead, beats, BEAT_WINDOW, fs=FS, template=True, template_from="regular")
+    stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=mean_rr(beats, FS), template=median_beat(windows, rr_prev))
+    assert_same_predictions(run_stream(stream, lead, [5000, 13], beats)[0], regular)
+    assert np.abs(regular.logits - offline.logits).max() > 1e-4  # 10 x the tolerance: another template
+    with pytest.raises(ValueError, match="template_from='regular' needs fs"):
+        classify_beats(model, lead, beats, BEAT_WINDOW, template=True, template_from="regular")
 
 
 @pytest.mark.parametrize("max_delay", [0, 1000])

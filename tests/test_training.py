@@ -15,9 +15,11 @@ import torch
 from msresnet1d.cli import main
 from msresnet1d.data.loader import TensorBatchLoader
 from msresnet1d.training.checkpoint import load_checkpoint
-from msresnet1d.training.config import TrainConfig, load_config
-from msresnet1d.training.metrics import cinc_score, classification_report, per_class
+from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
+from msresnet1d.training.metrics import cinc_score, classification_report, format_per_group, per_class, per_group
 from msresnet1d.training.optim import FocalLoss, class_weights
+from msresnet1d.training.run import train_or_reuse
+from msresnet1d.training.tasks import BEAT_DEFAULTS
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "mitdb-sample"
@@ -78,6 +80,18 @@ def test_metrics_against_a_hand_computed_confusion_matrix():
     assert report["macro_f1"] == pytest.approx(np.mean([100 / 110, 12 / 19, 18 / 24, 2 / 5]))
 
 
+def test_per_group_counts_and_sensitivity_by_hand():
+    y_true, y_pred = np.array([0, 1, 1, 0, 1, 2]), np.array([0, 0, 1, 0, 1, 1])
+    rows = per_group(y_true, y_pred, np.array(["b", "b", "b", "a", "a", "a"]), ["N", "S", "V"])
+    assert [r["group"] for r in rows] == ["b", "a"]  # order of first appearance
+    assert rows[0] == {"group": "b", "n": 3, "accuracy": pytest.approx(2 / 3), "counts": {"N": 1, "S": 2},
+                       "se": {"N": 1.0, "S": 0.5}}
+    assert rows[1]["counts"] == {"N": 1, "S": 1, "V": 1} and rows[1]["se"] == {"N": 1.0, "S": 1.0, "V": 0.0}
+    assert "-" in format_per_group(rows, ["N", "S", "V"]).splitlines()[1]  # record b has no V beats
+    with pytest.raises(ValueError, match="6 labels, 6 predictions and 2 groups"):
+        per_group(y_true, y_pred, np.array(["a", "b"]), ["N", "S", "V"])
+
+
 def test_cinc_score_is_the_mean_f1_of_normal_af_other():
     cm = np.array([[80, 5, 10, 5], [2, 15, 3, 0], [10, 4, 30, 6], [3, 0, 2, 5]])  # N A O ~
     f1 = [2 * 80 / (100 + 95), 2 * 15 / (20 + 24), 2 * 30 / (50 + 45)]
@@ -107,6 +121,17 @@ def test_unknown_config_keys_are_errors(tmp_path):
     with pytest.raises(ValueError, match="optimizer must be one of"):
         TrainConfig(optimizer="adam")
     assert main(["train", "--set", "data.windoww=[0,1]", "--out", str(tmp_path / "r"), "--quiet"]) == 1
+
+
+def test_set_overrides_parse_json_values_and_reject_items_without_a_key(tmp_path):
+    values = parse_overrides(["lr=0.01", "data.rr=[\"prev_over_local\"]", "name=run a", " seed = 3 ", "data.band=a=b"])
+    assert values == {"lr": 0.01, "data.rr": ["prev_over_local"], "name": "run a", "seed": 3, "data.band": "a=b"}
+    assert load_config(None, values).data["rr"] == ["prev_over_local"]
+    for bad in ("lr", "=0.01"):
+        with pytest.raises(ValueError, match=f"KEY=VALUE.*{bad!r}"):
+            parse_overrides([bad])
+    with pytest.raises(SystemExit, match="KEY=VALUE.*'lr'"):
+        main(["train", "--set", "lr", "--out", str(tmp_path / "r2"), "--quiet"])
 
 
 def test_loader_extra_features_balanced_sampler_and_shards():
@@ -146,6 +171,18 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     evaluated = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--json", str(tmp_path / "eval.json"))
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((tmp_path / "eval.json").read_text())["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    # per record: the test records in order, and their beats add up to the whole split's Se
+    per = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--per-record", "--json", str(tmp_path / "per.json"))
+    assert per.returncode == 0, per.stderr
+    assert "per record" in per.stdout and "232" in per.stdout
+    rows = json.loads((tmp_path / "per.json").read_text())["per_record"]
+    assert [r["group"] for r in rows] == ["100", "105", "232", "233"]
+    assert sum(r["n"] for r in rows) == metrics["test"]["n"]
+    for name, stats in metrics["test"]["per_class"].items():
+        held = [r for r in rows if name in r["counts"]]
+        if held:
+            found = sum(r["se"][name] * r["counts"][name] for r in held)
+            assert found / sum(r["counts"][name] for r in held) == pytest.approx(stats["se"]), name
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
@@ -185,6 +222,18 @@ def test_resume_refuses_another_config(tmp_path):
     other = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--resume", "--quiet",
                  "--set", "lr=0.01")
     assert other.returncode == 1 and "another model or config" in other.stderr and "lr" in other.stderr
+    # the run folder records every data option, defaults included, so a changed default cannot
+    # change what it means; a finished run is reused for the same config, given in full or not
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["lr"] == 3e-3  # the refused resume left the folder's config as it was
+    assert set(saved["data"]) == set(BEAT_DEFAULTS) and saved["data"]["template_from"] == "all"
+    cfg = load_config(_config(tmp_path, 1))
+    assert train_or_reuse(cfg, out) == json.loads((out / "metrics.json").read_text())
+    saved["data"] = cfg.data  # as run folders were written before: only the options given
+    (out / "config.json").write_text(json.dumps(saved))
+    train_or_reuse(cfg, out)
+    with pytest.raises(ValueError, match="another model or config.*template_from"):
+        train_or_reuse(load_config(_config(tmp_path, 1), {"data.template_from": "regular"}), out)
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -232,10 +281,11 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
     from msresnet1d.data.aami import BEAT_SYMBOLS
 
     out = tmp_path / "run"
-    # the template model also reads only the dimensionless RR features (a column selection)
+    # the template model (median of the regular beats) also reads only the dimensionless RR features
     options = ["--set", f"data.template={str(template).lower()}"]
     if template:
-        options += ["--set", 'data.rr=["prev_over_local", "next_over_local", "prev_over_record", "next_over_prev"]']
+        options += ["--set", 'data.rr=["prev_over_local", "next_over_local", "prev_over_record", "next_over_prev"]',
+                    "--set", "data.template_from=regular"]
     trained = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet", *options)
     assert trained.returncode == 0, trained.stderr
     assert json.loads((out / "config.json").read_text())["data"]["template"] is template

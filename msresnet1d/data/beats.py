@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from .locate import find_database, list_records
 from .parallel import process_map
 from .preprocess import Normalization, preprocess_signal
 from .records import read_annotations, read_record, record_files, record_label
-from .rr import rr_features
+from .rr import RR_FEATURES, rr_features
 from .splits import DS1, DS2
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ class BeatConfig:
         normalization: per-record normalisation (``"zscore"``, ``"robust"`` or ``None``).
         annotator: annotation file extension holding the beat labels.
         template: append, after the leads, each lead minus the record's median beat (the
-            median over all its AAMI beat windows, sample by sample: mostly the patient's
+            median over its AAMI beat windows, sample by sample: mostly the patient's
             normal beat), so C = 2 x len(leads). No labels are used; the whole record is.
+        template_from: which beats the median beat is taken over: ``"all"``, or ``"regular"``
+            (those not premature, see :func:`regular_beats`), so that a record where premature
+            beats are the majority (MIT-BIH 232) still gets its sinus beat as the template.
     """
 
     leads: tuple[str, ...] = ("MLII",)
@@ -63,6 +67,7 @@ class BeatConfig:
     normalization: Normalization | None = "zscore"
     annotator: str = "atr"
     template: bool = False
+    template_from: Literal["all", "regular"] = "all"
 
     def __post_init__(self) -> None:
         # canonical types, so that equal configurations give equal cache keys
@@ -75,6 +80,8 @@ class BeatConfig:
             raise ValueError(f"BeatConfig: fs={self.fs} Hz must be positive")
         if not self.leads:
             raise ValueError("BeatConfig: leads must name at least one lead")
+        if self.template_from not in ("all", "regular"):
+            raise ValueError(f"BeatConfig: template_from must be 'all' or 'regular', got {self.template_from!r}")
 
     @property
     def offsets(self) -> tuple[int, int]:
@@ -150,10 +157,27 @@ def beat_windows(signal: np.ndarray, centres: np.ndarray, start: int, stop: int)
     return padded[:, index].transpose(1, 0, 2)
 
 
-def median_beat(windows: np.ndarray) -> np.ndarray:
-    """(C, L) sample-by-sample median of the (N, C, L) windows of one record (N >= 1)."""
+REGULAR_RR_FRACTION = 0.9  # a beat is regular when its previous interval is >= 0.9 x the record's mean
+MIN_REGULAR_BEATS = 10
+
+
+def regular_beats(rr_prev: np.ndarray) -> np.ndarray:
+    """(N,) bool: the beats of one record that are not premature, i.e. whose previous RR
+    interval (``rr_prev``, (N,) seconds) is at least :data:`REGULAR_RR_FRACTION` of the
+    record's mean; all beats when fewer than :data:`MIN_REGULAR_BEATS` qualify."""
+    regular = rr_prev >= REGULAR_RR_FRACTION * rr_prev.mean()
+    return regular if regular.sum() >= MIN_REGULAR_BEATS else np.ones(len(rr_prev), dtype=bool)
+
+
+def median_beat(windows: np.ndarray, rr_prev: np.ndarray | None = None) -> np.ndarray:
+    """(C, L) sample-by-sample median of the (N, C, L) windows of one record (N >= 1); with
+    ``rr_prev`` ((N,) s, each beat's previous RR interval), of its :func:`regular_beats` only."""
     if len(windows) == 0:
         raise ValueError("a median beat needs at least one window")
+    if rr_prev is not None:
+        if len(rr_prev) != len(windows):
+            raise ValueError(f"rr_prev has {len(rr_prev)} intervals for {len(windows)} windows")
+        windows = windows[regular_beats(np.asarray(rr_prev))]
     return np.median(windows, axis=0).astype(windows.dtype)
 
 
@@ -202,7 +226,8 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
     if config.template:
         if len(windows) == 0:
             raise DataError(f"record '{name}': no AAMI beats to take a median beat from (template=True)")
-        windows = with_template(windows, median_beat(windows))
+        rr_prev = rr[keep, RR_FEATURES.index("rr_prev")] if config.template_from == "regular" else None
+        windows = with_template(windows, median_beat(windows, rr_prev))
     return {
         "X": np.ascontiguousarray(windows),
         "rr": rr[keep],

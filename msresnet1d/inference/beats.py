@@ -14,7 +14,8 @@ gives the features of :func:`~msresnet1d.data.rr.rr_features` on the whole recor
 
 A model trained with ``BeatConfig(template=True)`` reads each window followed by the window
 minus the recording's median beat; likewise a stream takes that median beat as ``template``
-and :func:`classify_beats` computes it from all the beats (``template=True``).
+and :func:`classify_beats` computes it from the beats (``template=True``; all of them, or the
+regular ones with ``template_from="regular"``).
 """
 
 from __future__ import annotations
@@ -247,6 +248,7 @@ def classify_beats(
     rr_transform: RRTransform | None = None,
     batch_size: int = 256,
     template: bool | np.ndarray = False,
+    template_from: Literal["all", "regular"] = "all",
 ) -> Predictions:
     """Beat mode over a whole recording: logits of every beat (see the module docstring).
 
@@ -261,7 +263,9 @@ def classify_beats(
         rr_transform: maps the (B, 8) RR features to the model's extra features.
         batch_size: beats per model call.
         template: for a model trained with ``BeatConfig(template=True)``: ``True`` (the median
-            of all the beats' windows) or a (C, stop - start) median beat; ``False``: none.
+            of the beats' windows) or a (C, stop - start) median beat; ``False``: none.
+        template_from: with ``template=True``, the median of ``"all"`` the beats or of the
+            ``"regular"`` ones (``BeatConfig.template_from``; needs ``fs``).
 
     Returns:
         :class:`Predictions` with ``sample`` the beat positions (and ``rr`` for RR models).
@@ -270,7 +274,14 @@ def classify_beats(
     if predictor.extra_features and record_rr is None and fs is not None:
         record_rr = mean_rr(beats, fs)
     if template is True:
-        template = median_beat(beat_windows(as_signal(signal, None), np.asarray(beats), *window))
+        rr_prev = None
+        if template_from == "regular":
+            if fs is None:
+                raise ValueError("template_from='regular' needs fs (Hz) for the beats' RR intervals")
+            rr_prev = rr_features(np.asarray(beats), fs)[:, _PREV]
+        elif template_from != "all":
+            raise ValueError(f"template_from must be 'all' or 'regular', got {template_from!r}")
+        template = median_beat(beat_windows(as_signal(signal, None), np.asarray(beats), *window), rr_prev)
     stream = BeatStream(predictor, window, fs=fs, record_rr=record_rr, rr_transform=rr_transform,
                         batch_size=batch_size, template=None if template is False else template)
     return Predictions.concatenate([stream.feed(signal, beats), stream.finish()])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,18 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         else:
             values[key] = value
     return TrainConfig.from_dict(values, source)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--set`` flags) as a dict for :func:`load_config`; values through
+    :func:`parse_value`. An item without ``=`` or with an empty key is a ValueError naming it."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes KEY=VALUE (e.g. data.fs=360), got {item!r}")
+        values[key.strip()] = parse_value(value.strip())
+    return values
 
 
 def parse_value(text: str) -> Any:

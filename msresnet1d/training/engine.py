@@ -31,7 +31,7 @@ from .config import TrainConfig
 from .distributed import DistContext
 from .metrics import classification_report, format_report, json_safe
 from .optim import build_loss, build_optimizer, build_scheduler
-from .tasks import Task
+from .tasks import Task, resolve_data
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ class Trainer:
 
     def prepare_run_dir(self, resume: bool) -> None:
         """Create the run folder (rank 0), refusing to overwrite a finished or started run
-        unless resuming."""
+        unless resuming. Its config.json is written by :meth:`write_config`, once a resume has
+        checked the checkpoint's config (a refused resume leaves the folder as it was)."""
         if not self.dist.is_main:
             return
         try:
@@ -99,7 +100,11 @@ class Trainer:
         if not resume and (self.ckpt_dir / "last.pt").exists():
             raise FileExistsError(
                 f"run folder {self.run_dir} already holds a run; pass --resume to continue it or choose --out")
-        write_text(self.run_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+
+    def write_config(self) -> None:
+        """The run's config as ``config.json`` (rank 0)."""
+        if self.dist.is_main:
+            write_text(self.run_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2) + "\n")
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int) -> dict[str, Any]:
@@ -124,7 +129,8 @@ class Trainer:
             log.warning("--resume: no checkpoint at %s, starting from scratch", path)
             return
         ckpt = load_checkpoint(path)
-        check_compatible(ckpt, self.cfg.to_dict(), path, RESUME_KEYS)
+        saved = resolve_data(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"))
+        check_compatible({"config": saved.to_dict()}, resolve_data(self.cfg).to_dict(), path, RESUME_KEYS)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])

@@ -135,3 +135,32 @@ def format_report(report: dict, title: str = "") -> str:
         summary += f"   CinC 2017 score {report['cinc_score']:.3f}"
     lines.append(summary)
     return "\n".join(lines)
+
+
+def per_group(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, class_names: Sequence[str]) -> list[dict]:
+    """For each group (e.g. the record of each beat; in order of first appearance): its size,
+    accuracy, and for every class it holds, the count and Se (fraction of them predicted as
+    that class). Where a class is lost, record by record."""
+    y_true, y_pred, groups = np.asarray(y_true), np.asarray(y_pred), np.asarray(groups)
+    if not len(y_true) == len(y_pred) == len(groups):
+        raise ValueError(f"per_group: {len(y_true)} labels, {len(y_pred)} predictions and {len(groups)} groups")
+    rows = []
+    for group in dict.fromkeys(groups.tolist()):
+        mine = groups == group
+        t, p = y_true[mine], y_pred[mine]
+        counts = {name: int((t == k).sum()) for k, name in enumerate(class_names) if (t == k).any()}
+        se = {name: float((p[t == k] == k).mean()) for k, name in enumerate(class_names) if name in counts}
+        rows.append({"group": group, "n": int(mine.sum()), "accuracy": float((t == p).mean()), "counts": counts,
+                     "se": se})
+    return rows
+
+
+def format_per_group(rows: list[dict], class_names: Sequence[str], title: str = "") -> str:
+    """:func:`per_group` as a table: one row a group, "Se% (count)" for every class."""
+    lines = [title] if title else []
+    lines.append(f"{'record':<8}{'beats':>7}{'acc':>7}" + "".join(f"{name:>14}" for name in class_names))
+    for row in rows:
+        cells = "".join(f"{100 * row['se'][n]:>7.1f} ({row['counts'][n]:>4})" if n in row["counts"] else f"{'-':>14}"
+                        for n in class_names)
+        lines.append(f"{row['group']:<8}{row['n']:>7}{100 * row['accuracy']:>7.1f}{cells}")
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import check_compatible
 from .engine import RESUME_KEYS, Trainer
-from .tasks import Task, build_task
+from .tasks import Task, build_task, resolve_data
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
+        cfg = resolve_data(cfg)  # the run folder records every data option
         task = build_task(cfg, dist)
         model = build_model(cfg, task)
         trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
         trainer.prepare_run_dir(resume)
         if resume:
             trainer.resume()
+        trainer.write_config()
         trainer.fit()
         result = trainer.test()
         if dist.is_main:
@@ -88,8 +90,9 @@ def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.json"
     if metrics.exists():
-        saved = {"config": json.loads((run_dir / "config.json").read_text())}
-        check_compatible(saved, cfg.to_dict(), run_dir / "config.json", RESUME_KEYS)
+        saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
+        check_compatible({"config": resolve_data(saved).to_dict()}, resolve_data(cfg).to_dict(),
+                         run_dir / "config.json", RESUME_KEYS)
     else:
         train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet)
     return json.loads(metrics.read_text())

@@ -12,7 +12,8 @@ training side (held-out records or images), never from the test split.
     val_records 4 (a count of DS1 records held out with ``balanced_holdout`` and val_seed, so that
     training keeps >= 75% of every class; or a list of records),
     val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), template true
-    (add each lead minus the record's median beat as channels: ``BeatConfig.template``), cache true.
+    (add each lead minus the record's median beat as channels: ``BeatConfig.template``),
+    template_from "all" | "regular" (the beats that median is taken over), cache true.
 ``rhythm`` (CinC 2017, N/A/O/~) data keys:
     data_dir, fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation windows), folds 5,
     fold 0 (the test fold of a stratified k-fold over records), val_fraction 0.1 (of the
@@ -24,10 +25,11 @@ training side (held-out records or images), never from the test split.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -37,6 +39,9 @@ from ..data.loader import TensorBatchLoader
 from .config import TrainConfig
 from .distributed import DistContext
 from .optim import balanced_sample_weights
+
+if TYPE_CHECKING:
+    from ..data import BeatConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,8 @@ class Task:
             (dims 1: signals (N, C, L); 2: images (N, C, H, W)).
         predictors: ``{"val": f, "test": f}``, each ``f(model, device) -> (y_true, probabilities)``.
         splits: what each split holds (record names, counts), stored with the metrics.
+        groups: ``{split: (N,) array}``, the record of each example where examples come from
+            records (beats), in the order the split's predictor returns them.
         test_title: a heading for the results table.
         strip: for ECG beat tasks, what the strip plot needs (``msresnet1d.training.plots``).
         state: tensors fitted on the training split that inference needs again (e.g. the RR
@@ -74,6 +81,7 @@ class Task:
     dims: int = 1
     strip: dict[str, Any] | None = None
     state: dict[str, torch.Tensor] = field(default_factory=dict)
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def has_validation(self) -> bool:
@@ -112,20 +120,28 @@ def _array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size:
 BEAT_DEFAULTS: dict[str, Any] = {
     "data_dir": None, "leads": ["MLII"], "fs": 180.0, "window": [-0.25, 0.45], "band": [0.5, 40.0], "rr": True,
     "train_records": None, "test_records": None, "val_records": 4, "val_seed": 0, "representation": "signal",
-    "template": True, "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32},
+    "template": True, "template_from": "all", "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32},
     "cache": True,
 }
 
 
+def beat_config(data: dict[str, Any]) -> BeatConfig:
+    """The :class:`~msresnet1d.data.BeatConfig` of a beat task's resolved ``[data]`` options."""
+    from ..data import BeatConfig
+
+    return BeatConfig(leads=tuple(data["leads"]), fs=float(data["fs"]), window=tuple(data["window"]),
+                      band=tuple(data["band"]) if data["band"] else None, template=bool(data["template"]),
+                      template_from=data["template_from"])
+
+
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
-    from ..data import AAMI_CLASSES, DS1, DS2, BeatConfig, balanced_holdout, find_database, load_beats
+    from ..data import AAMI_CLASSES, DS1, DS2, balanced_holdout, find_database, load_beats
     from ..data.rr import rr_columns
     from ..data.spectrogram import Spectrogram
 
-    opts = _options(cfg.data, BEAT_DEFAULTS, "beats")
+    opts = resolve_data(cfg).data
     db_dir = Path(opts["data_dir"]) if opts["data_dir"] else find_database("mitdb")
-    beat_cfg = BeatConfig(leads=tuple(opts["leads"]), fs=float(opts["fs"]), window=tuple(opts["window"]),
-                          band=tuple(opts["band"]) if opts["band"] else None, template=bool(opts["template"]))
+    beat_cfg = beat_config(opts)
     train_records = list(opts["train_records"] or DS1)
     test_records = list(opts["test_records"] or DS2)
     if set(train_records) & set(test_records):
@@ -158,7 +174,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     transform = None
     input_size, dims = beat_cfg.length, 1
     if opts["representation"] == "spectrogram":
-        spec_opts = _options(opts["spectrogram"], BEAT_DEFAULTS["spectrogram"], "beats", "[data.spectrogram]")
+        spec_opts = opts["spectrogram"]
         spec = Spectrogram(fs=beat_cfg.fs, standardize=True, **spec_opts)
         transform = lambda x, generator=None: spec(x)  # noqa: E731 - a BatchTransform
         input_size, dims = spec_opts["size"], 2
@@ -184,6 +200,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         test_title=f"MIT-BIH inter-patient test ({len(test_records)} records, {len(test)} beats){sample_note}",
         strip={"db_dir": db_dir, "beats": test, "inputs": test_inputs, "transform": transform},
         state={"rr_mean": torch.from_numpy(rr_mean), "rr_std": torch.from_numpy(rr_std)} if columns else {},
+        groups={"test": test.record, "val": held.record},
     )
 
 
@@ -216,7 +233,7 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
 
     from ..data import CINC_CLASSES, RhythmConfig, find_database, load_rhythm, predict_records, stratified_kfold
 
-    opts = _options(cfg.data, RHYTHM_DEFAULTS, "rhythm")
+    opts = resolve_data(cfg).data
     db_dir = Path(opts["data_dir"]) if opts["data_dir"] else find_database("cinc2017")
     arrays = load_rhythm(db_dir, RhythmConfig(fs=float(opts["fs"])), cache=opts["cache"])
     folds = stratified_kfold(arrays.y, opts["folds"], seed=cfg.seed)
@@ -259,7 +276,7 @@ FASHION_DEFAULTS: dict[str, Any] = {
 def fashion_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from ..data.fashion_mnist import CLASS_NAMES, ImageBatchTransform, load_fashion_mnist, pixel_mean_std
 
-    opts = _options(cfg.data, FASHION_DEFAULTS, "fashion_mnist")
+    opts = resolve_data(cfg).data
     images, labels = load_fashion_mnist(opts["data_dir"], "train", opts["download"])
     test_images, test_labels = load_fashion_mnist(opts["data_dir"], "test", opts["download"])
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg.seed))
@@ -289,6 +306,24 @@ def fashion_task(cfg: TrainConfig, dist: DistContext) -> Task:
 TASK_BUILDERS: dict[str, Callable[[TrainConfig, DistContext], Task]] = {
     "beats": beat_task, "rhythm": rhythm_task, "fashion_mnist": fashion_task,
 }
+
+
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "beats": BEAT_DEFAULTS, "rhythm": RHYTHM_DEFAULTS, "fashion_mnist": FASHION_DEFAULTS,
+}
+
+
+def resolve_data(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its ``[data]`` table completed from the task's defaults (nested tables such
+    as ``[data.spectrogram]`` too), so that a run's config.json and checkpoints record every data
+    option, not only those given: a later change of a default does not change what an old run
+    means. Idempotent; unknown keys are ValueErrors naming them."""
+    defaults = TASK_DEFAULTS[cfg.task]
+    data = _options(cfg.data, defaults, cfg.task)
+    for key, default in defaults.items():
+        if isinstance(default, dict):
+            data[key] = _options(data[key] or {}, default, cfg.task, f"[data.{key}]")
+    return dataclasses.replace(cfg, data=data)
 
 
 def build_task(cfg: TrainConfig, dist: DistContext | None = None) -> Task:
