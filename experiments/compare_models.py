@@ -99,9 +99,9 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
                     {"model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7]}),
         "rr_head": ("RR features through an MLP (8-32-32), modality dropout 0.3 of the pooled features",
                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3}),
-        "main_job": ("the main job: rr_head with the 4 dimensionless RR features only",
-                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3,
-                      "data.rr": list(RR_RATIOS)}),
+        "main_job": ("the main job: rr_head with the 4 dimensionless RR features only, the template "
+                     "from the regular beats", {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3,
+                                                "data.rr": list(RR_RATIOS), "data.template_from": "regular"}),
     },
 }
 BASE_CONFIGS = {"compare": HERE / "configs" / "mitdb_beats.toml",
