@@ -100,8 +100,10 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "rr_head": ("RR features through an MLP (8-32-32), modality dropout 0.3 of the pooled features",
                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3}),
         "main_job": ("the main job: rr_head with the 4 dimensionless RR features only, the template "
-                     "from the regular beats", {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3,
-                                                "data.rr": list(RR_RATIOS), "data.template_from": "regular"}),
+                     "from the regular beats, dilated branches",
+                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3,
+                      "data.rr": list(RR_RATIOS), "data.template_from": "regular",
+                      "model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7]}),
     },
 }
 BASE_CONFIGS = {"compare": HERE / "configs" / "mitdb_beats.toml",
