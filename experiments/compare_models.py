@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import sys
@@ -106,6 +107,19 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
                       "model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7]}),
     },
 }
+# MSResNet1d's branch options (the main job's dilated branches): the single-branch families have none
+BRANCH_KWARGS = ("kernels", "dilations")
+
+
+def suite_config(base: Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The base config with one suite entry's overrides; MSResNet1d's branch options are dropped
+    for the other model families, which take the rest of the main job's model options."""
+    cfg = load_config(base, overrides)
+    if cfg.model != "msresnet1d_beat":
+        cfg = dataclasses.replace(cfg, model_kwargs={k: v for k, v in cfg.model_kwargs.items() if k not in BRANCH_KWARGS})
+    return cfg
+
+
 BASE_CONFIGS = {"compare": HERE / "configs" / "mitdb_beats.toml",
                 "ablation": HERE / "configs" / "mitdb_beats_ablation.toml"}
 RESULTS = {"compare": HERE / "results" / "compare_models.json", "ablation": HERE / "results" / "ablation.json"}
@@ -211,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     common = common_overrides(args)
     suite = SUITES[args.suite]
     base = BASE_CONFIGS[args.suite]
-    configs = {name: load_config(base, {**suite[name][1], **common}) for name in args.models}
+    configs = {name: suite_config(base, {**suite[name][1], **common}) for name in args.models}
     profiles = {name: profile(cfg) for name, cfg in configs.items()}
     report: dict[str, Any] = {
         "suite": args.suite, "base_config": str(base.relative_to(HERE.parent)),
