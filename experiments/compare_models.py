@@ -116,7 +116,8 @@ def suite_config(base: Path, overrides: dict[str, Any]) -> TrainConfig:
     for the other model families, which take the rest of the main job's model options."""
     cfg = load_config(base, overrides)
     if cfg.model != "msresnet1d_beat":
-        cfg = dataclasses.replace(cfg, model_kwargs={k: v for k, v in cfg.model_kwargs.items() if k not in BRANCH_KWARGS})
+        kept = {k: v for k, v in cfg.model_kwargs.items() if k not in BRANCH_KWARGS}
+        cfg = dataclasses.replace(cfg, model_kwargs=kept)
     return cfg
 
 

@@ -120,7 +120,8 @@ def _array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size:
 BEAT_DEFAULTS: dict[str, Any] = {
     "data_dir": None, "leads": ["MLII"], "fs": 180.0, "window": [-0.25, 0.45], "band": [0.5, 40.0], "rr": True,
     "train_records": None, "test_records": None, "val_records": 4, "val_seed": 0, "representation": "signal",
-    "template": True, "template_from": "all", "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32},
+    "template": True, "template_from": "all",
+    "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32},
     "cache": True,
 }
 
