@@ -147,11 +147,12 @@ def per_group(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, class_
     rows = []
     for group in dict.fromkeys(groups.tolist()):
         mine = groups == group
-        t, p = y_true[mine], y_pred[mine]
-        counts = {name: int((t == k).sum()) for k, name in enumerate(class_names) if (t == k).any()}
-        se = {name: float((p[t == k] == k).mean()) for k, name in enumerate(class_names) if name in counts}
-        rows.append({"group": group, "n": int(mine.sum()), "accuracy": float((t == p).mean()), "counts": counts,
-                     "se": se})
+        cm = confusion_matrix(y_true[mine], y_pred[mine], len(class_names))
+        stats = per_class(cm)
+        held = [k for k in range(len(class_names)) if stats["support"][k] > 0]
+        rows.append({"group": group, "n": int(mine.sum()), "accuracy": float(np.trace(cm) / cm.sum()),
+                     "counts": {class_names[k]: int(stats["support"][k]) for k in held},
+                     "se": {class_names[k]: float(stats["se"][k]) for k in held}})
     return rows
 
 
