@@ -146,12 +146,17 @@ def test_rr_features_by_hand():
     np.testing.assert_allclose(rr["rr_local"], [1.0, 1.0, 2.8 / 3, 4.0 / 4, 5.0 / 5])
     np.testing.assert_allclose(rr["rr_record"], 1.0)
     np.testing.assert_allclose(rr["next_over_prev"], [1.0, 0.8, 1.5, 1.0 / 1.2, 1.0], rtol=1e-6)
+    # changes |rr_prev - previous rr_prev| 0, 0, 0.2, 0.4, 0.2: medians so far 0, 0, 0, 0.1, 0.2, over rr_local
+    np.testing.assert_allclose(rr["rr_irregularity"], [0, 0, 0, 0.1, 0.2], atol=1e-6)
+    steady = rr_features(np.arange(0, 3000, 100), fs)[:, RR_FEATURES.index("rr_irregularity")]
+    np.testing.assert_array_equal(steady, 0)
     with pytest.raises(ValueError, match="at least 2 beats"):
         rr_features(samples[:1], fs)
 
 
 def test_rr_column_selection():
-    assert rr_columns(True) == list(range(8)) and rr_columns(False) == []
+    assert rr_columns(True) == list(range(8)) and rr_columns(False) == []  # rr_irregularity by name only
+    assert rr_columns(["rr_irregularity"]) == [8]
     assert rr_columns(RR_RATIOS) == [4, 5, 6, 7] and rr_columns(["next_over_prev", "rr_prev"]) == [7, 0]
     with pytest.raises(ValueError, match=r"unknown: rr_max"):
         rr_columns(["rr_prev", "rr_max"])
@@ -163,6 +168,14 @@ def test_premature_beats_have_short_preceding_rr(inter_patient):
     ds1, _ = inter_patient
     ratio = ds1.rr[:, RR_FEATURES.index("prev_over_local")]
     assert np.median(ratio[ds1.y == 1]) < 0.9 < 0.97 < np.median(ratio[ds1.y == 0])  # S beats come early
+
+
+def test_atrial_fibrillation_is_irregular(inter_patient):
+    """Record 201 and 203 hold most of DS1's atrial fibrillation; 101 and 115 are sinus rhythm."""
+    ds1, _ = inter_patient
+    irregularity = ds1.rr[:, RR_FEATURES.index("rr_irregularity")]
+    median = {r: float(np.median(irregularity[ds1.record == r])) for r in ("101", "115", "201", "203")}
+    assert max(median["101"], median["115"]) * 3 < min(median["201"], median["203"]), median
 
 
 def test_inter_patient_split_and_by_record_helpers():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from msresnet1d.data import RR_FEATURES, RR_RATIOS
+from msresnet1d.data import RR_DEFAULT, RR_RATIOS
 from msresnet1d.models import count_flops, count_parameters, create_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_every_ablation_variant_builds_on_the_sample(compare_models):
     profiles = {name: compare_models.profile(compare_models.load_config(base_config, {**overrides, **common}))
                 for name, (_, overrides) in suite.items()}
     main = profiles["base"]
-    assert main["input_shape"] == [1, 2, 126] and main["extra_features"] == len(RR_FEATURES)
+    assert main["input_shape"] == [1, 2, 126] and main["extra_features"] == len(RR_DEFAULT)
     assert profiles["main_job"]["extra_features"] == len(RR_RATIOS)
     # the MLP (8 -> 32 -> 32, with biases) and 32 instead of 8 extra inputs to the 5-class linear layer
     assert profiles["rr_head"]["parameters"] == main["parameters"] + (8 * 32 + 32) + (32 * 32 + 32) + (32 - 8) * 5

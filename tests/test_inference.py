@@ -131,7 +131,7 @@ def test_beats_are_cut_and_described_as_in_the_data_layer():
     rng = np.random.default_rng(1)
     signal = rng.standard_normal((2, 3000)).astype(np.float32)
     beats = np.array([0, 40, 400, 700, 1100, 1300, 1700, 2100, 2500, 2800, 2950, 2999])  # both edges padded
-    model = tiny_model(extra_features=8)
+    model = tiny_model(extra_features=len(RR_FEATURES))
     predictions = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, batch_size=5)
     expected_rr = rr_features(beats, FS)
     np.testing.assert_allclose(predictions.rr, expected_rr, rtol=1e-6, atol=0)
@@ -153,13 +153,13 @@ def test_rr_transform_feeds_the_model():
     windows = torch.from_numpy(np.ascontiguousarray(beat_windows(signal, beats, *BEAT_WINDOW)))
     extra = torch.from_numpy(first_two_standardised(rr_features(beats, FS)))
     np.testing.assert_allclose(predictions.logits, model(windows, extra).detach().numpy(), atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match=r"takes \(5, 2\) extra features here, rr_transform gave \(5, 8\)"):
+    with pytest.raises(ValueError, match=r"takes \(5, 2\) extra features here, rr_transform gave \(5, 9\)"):
         classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr_transform=lambda rr: rr)
 
 
 def test_beat_stream_with_rr_equals_offline_on_a_mitdb_record(record_100):
     signal, beats = record_100
-    model = tiny_model(extra_features=8)
+    model = tiny_model(extra_features=len(RR_FEATURES))
     record_rr = mean_rr(beats, FS)
     offline = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS)
     np.testing.assert_allclose(offline.rr, rr_features(beats, FS), rtol=1e-6, atol=0)
@@ -178,7 +178,7 @@ def test_beat_stream_with_rr_equals_offline_on_a_mitdb_record(record_100):
 def test_template_models_read_each_beat_and_its_difference_to_the_median_beat(record_100):
     signal, beats = record_100
     lead = signal[:1]  # one lead in, two channels (the lead, the lead minus the median beat) to the model
-    model = tiny_model(extra_features=8)
+    model = tiny_model(extra_features=len(RR_FEATURES))
     windows = beat_windows(lead, beats, *BEAT_WINDOW)
     template = np.median(windows, axis=0)
     by_hand = torch.from_numpy(np.ascontiguousarray(np.concatenate([windows, windows - template], axis=1)))
@@ -241,7 +241,7 @@ def test_scripted_and_onnx_models_run_the_same_inference(tmp_path):
 
     signal = np.random.default_rng(4).standard_normal((2, 5000)).astype(np.float32)
     beats = np.arange(50, 5000, 290)
-    model = tiny_model(extra_features=8)
+    model = tiny_model(extra_features=len(RR_FEATURES))
     expected = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS)
     scripted = torch.jit.load(str(export_torchscript(model, tmp_path / "m.pt")))
     onnx = OnnxPredictor(export_onnx(model, tmp_path / "m.onnx"), threads=1)
@@ -283,7 +283,7 @@ def test_non_finite_sample_position_counts_across_chunks():
 
 
 def test_bad_parameters_are_named():
-    model, rr_model = tiny_model(), tiny_model(extra_features=8)
+    model, rr_model = tiny_model(), tiny_model(extra_features=len(RR_FEATURES))
     signal = np.zeros((2, 4000), np.float32)
     short = model.min_input_size - 1
     with pytest.raises(ValueError, match=rf"windows of {short} samples.*minimum input of {model.min_input_size}"):
@@ -292,7 +292,7 @@ def test_bad_parameters_are_named():
         WindowStream(model, 1000, 0)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         WindowStream(model, 1000, 500, batch_size=0)
-    with pytest.raises(ValueError, match="window mode cannot supply the 8 extra features"):
+    with pytest.raises(ValueError, match="window mode cannot supply the 9 extra features"):
         WindowStream(rr_model, 1000, 500)
     with pytest.raises(ValueError, match=r"start <= 0 < stop"):
         BeatStream(model, (10, 200))

@@ -38,7 +38,7 @@ _EXPORTS = {
         "select_leads",
     ],
     "aami": ["AAMI_CLASSES", "MITBIH_TO_AAMI", "aami_labels"],
-    "rr": ["RR_FEATURES", "RR_RATIOS", "rr_columns", "rr_features"],
+    "rr": ["RR_DEFAULT", "RR_FEATURES", "RR_RATIOS", "rr_columns", "rr_features"],
     "beats": [
         "BeatArrays",
         "BeatConfig",

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: Columns of :func:`rr_features`: four intervals in seconds, then four dimensionless ratios.
+#: Columns of :func:`rr_features`: four intervals in seconds, four dimensionless ratios, and the
+#: dimensionless irregularity of the rhythm around the beat.
 RR_FEATURES: tuple[str, ...] = (
     "rr_prev",  # s, from the previous beat
     "rr_next",  # s, to the next beat
@@ -21,23 +22,34 @@ RR_FEATURES: tuple[str, ...] = (
     "next_over_local",
     "prev_over_record",
     "next_over_prev",  # > 1 after a premature beat (compensatory pause)
+    # median of |rr_prev - the previous beat's rr_prev| over the last LOCAL_BEATS beats, over rr_local:
+    # high in atrial fibrillation (every interval differs), low in a regular rhythm with a few early beats
+    "rr_irregularity",
 )
 
 LOCAL_BEATS = 10
 
-#: The dimensionless columns: they describe the rhythm around a beat without identifying the
+#: Beats before a beat that its features depend on (the local mean and the irregularity).
+CONTEXT_BEATS = LOCAL_BEATS + 1
+
+#: The four interval ratios: they describe the rhythm around a beat without identifying the
 #: patient by heart rate (rr_record, in seconds, is one number per record).
-RR_RATIOS: tuple[str, ...] = RR_FEATURES[4:]
+RR_RATIOS: tuple[str, ...] = RR_FEATURES[4:8]
+
+#: What ``rr = true`` selects: the intervals and ratios (rr_irregularity came later and is chosen
+#: by name, so that configs and checkpoints saying ``true`` keep their meaning).
+RR_DEFAULT: tuple[str, ...] = RR_FEATURES[:8]
 
 
 def rr_columns(selection: bool | Sequence[str]) -> list[int]:
-    """Indices into :data:`RR_FEATURES` of a selection: ``True`` all, ``False`` none, or names.
+    """Indices into :data:`RR_FEATURES` of a selection: ``True`` :data:`RR_DEFAULT`, ``False``
+    none, or names.
 
     Raises:
         ValueError: an unknown or repeated name.
     """
     if isinstance(selection, bool):
-        return list(range(len(RR_FEATURES))) if selection else []
+        return list(range(len(RR_DEFAULT))) if selection else []
     names = list(selection)
     unknown = [n for n in names if n not in RR_FEATURES]
     if unknown or len(set(names)) != len(names):
@@ -55,7 +67,7 @@ def rr_features(beat_samples: np.ndarray, fs: float) -> np.ndarray:
         fs: sampling rate of ``beat_samples`` in Hz.
 
     Returns:
-        (B, 8) float32, columns :data:`RR_FEATURES`.
+        (B, 9) float32, columns :data:`RR_FEATURES`.
 
     Raises:
         ValueError: fewer than two beats, or positions not increasing.
@@ -72,5 +84,9 @@ def rr_features(beat_samples: np.ndarray, fs: float) -> np.ndarray:
     first = np.maximum(np.arange(prev.size) + 1 - LOCAL_BEATS, 0)
     local = (cumulative[1:] - cumulative[first]) / (np.arange(prev.size) + 1 - first)
     record = np.full_like(prev, intervals.mean())
-    columns = (prev, nxt, local, record, prev / local, nxt / local, prev / record, nxt / prev)
+    change = np.abs(np.diff(prev, prepend=prev[0]))  # the first beat has no previous interval: 0
+    recent = np.lib.stride_tricks.sliding_window_view(
+        np.concatenate((np.full(LOCAL_BEATS - 1, np.nan), change)), LOCAL_BEATS)
+    irregularity = np.nanmedian(recent, axis=1) / local  # windows at the record's start hold fewer beats
+    columns = (prev, nxt, local, record, prev / local, nxt / local, prev / record, nxt / prev, irregularity)
     return np.stack(columns, axis=1).astype(np.float32)

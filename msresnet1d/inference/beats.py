@@ -29,7 +29,7 @@ import wfdb.processing
 from torch import nn
 
 from ..data.beats import beat_windows, median_beat, with_template
-from ..data.rr import LOCAL_BEATS, RR_FEATURES, rr_features
+from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_features
 from .predictor import Predictor, as_predictor
 from .stream import Predictions, SampleBuffer, Stream, as_signal
 
@@ -60,7 +60,7 @@ class BeatStream(Stream):
             e.g. (-90, 162) for -0.25 s to +0.45 s at 360 Hz.
         fs: sampling rate of the signal in Hz (for RR features in seconds).
         record_rr: mean RR interval of the whole recording in seconds (RR models only).
-        rr_transform: maps the (B, 8) RR features to the model's (B, E) extra features
+        rr_transform: maps the (B, 9) RR features to the model's (B, E) extra features
             (default: none, E = 8).
         max_delay: how late beats may be fed, in samples (>= 0).
         batch_size: beats per model call.
@@ -113,7 +113,7 @@ class BeatStream(Stream):
         self.window, self.fs, self.record_rr = (start, stop), fs, record_rr
         self.rr_transform, self.max_delay = rr_transform, max_delay
         self._pending = np.empty(0, dtype=np.int64)  # fed, not yet emitted
-        self._history = np.empty(0, dtype=np.int64)  # the last LOCAL_BEATS emitted (RR context)
+        self._history = np.empty(0, dtype=np.int64)  # the last CONTEXT_BEATS emitted (RR context)
         self._last_fed = -1
 
     def feed(self, chunk: np.ndarray | torch.Tensor, beats: np.ndarray | None = None) -> Predictions:
@@ -183,17 +183,17 @@ class BeatStream(Stream):
         if self.uses_rr:
             rr = self._rr_features(beats, following=self._pending[count : count + 1])
             out = self._classify(beats, self._cut, self._extra_features(rr), rr)
-            self._history = np.concatenate((self._history, beats))[-LOCAL_BEATS:]
+            self._history = np.concatenate((self._history, beats))[-CONTEXT_BEATS:]
         else:
             out = self._classify(beats, self._cut)
         self._pending = self._pending[count:]
         return out
 
     def _rr_features(self, beats: np.ndarray, following: np.ndarray) -> np.ndarray:
-        """(B, 8) RR features of ``beats`` (``following``: the next beat, if known), as
+        """(B, 9) RR features of ``beats`` (``following``: the next beat, if known), as
         :func:`rr_features` gives them on the whole recording: they depend only on the
-        LOCAL_BEATS beats before (the local mean) and the beat after (the next interval), and
-        the record mean is ``record_rr``."""
+        CONTEXT_BEATS beats before (the local mean, the irregularity) and the beat after (the
+        next interval), and the record mean is ``record_rr``."""
         if not len(beats):
             return np.empty((0, len(RR_FEATURES)), dtype=np.float32)
         context = np.concatenate((self._history, beats, following))
@@ -260,7 +260,7 @@ def classify_beats(
         fs: sampling rate in Hz (needed by RR models).
         record_rr: the record-mean RR interval in seconds for RR models; default
             :func:`mean_rr` of ``beats``.
-        rr_transform: maps the (B, 8) RR features to the model's extra features.
+        rr_transform: maps the (B, 9) RR features to the model's extra features.
         batch_size: beats per model call.
         template: for a model trained with ``BeatConfig(template=True)``: ``True`` (the median
             of the beats' windows) or a (C, stop - start) median beat; ``False``: none.

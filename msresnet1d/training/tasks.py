@@ -7,8 +7,8 @@ training side (held-out records or images), never from the test split.
 ``beats`` (MIT-BIH, AAMI classes, inter-patient) data keys, with defaults:
     data_dir (None: $MSRESNET1D_DATA/mitdb, else datasets/, else the embedded sample),
     leads ["MLII"], fs 180 (Hz), window [-0.25, 0.45] (s around the R peak), band [0.5, 40] (Hz),
-    rr true (RR features as extra inputs: true for all of ``RR_FEATURES``, false, or a list of
-    their names), train_records (DS1), test_records (DS2),
+    rr true (RR features as extra inputs: true for ``RR_DEFAULT``, false, or a list of names from
+    ``RR_FEATURES``), train_records (DS1), test_records (DS2),
     val_records 4 (a count of DS1 records held out with ``balanced_holdout`` and val_seed, so that
     training keeps >= 75% of every class; or a list of records),
     val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), template true
