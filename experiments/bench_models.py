@@ -14,17 +14,20 @@ OpenMP environment. Sections (in the order they run):
   same in channels_last, with oneDNN disabled, and under bf16 autocast; plus the oneDNN
   implementation each one runs (from oneDNN's verbose log) and an operator profile of the step.
 * beat variants: the whole msresnet1d_beat (with 8 RR features) training step at batch 256 and
-  inference at batch 1024 on its 126-sample input, run as-is (fp32), with every 1D layer
-  replaced by its (1, k) 2D twin (``conv2d``, same weights, checked equal) and in channels_last,
-  with oneDNN off, under bf16 autocast, and through torch.compile.
+  inference at batch 1024 on its 126-sample input, run as-is (fp32), in the package's
+  channels-last mode (``model.set_channels_last()``: every 1D layer computed by its (1, k) 2D
+  kernel on (N, C, 1, L) in channels_last), with oneDNN off, under bf16 autocast, and through
+  torch.compile.
 * late reference: msresnet1d_late (three towers, kernels 3/5/7) at length 512, batch 256, to
   compare with a public 3-tower model's ~400 training / 1,800 inference samples/s here.
 * targets: one real training epoch of the main job's model (experiments/configs/mitdb_beats.toml:
   msresnet1d_beat on beat windows with the template channel and its RR features;
   ``--target-model-kwargs`` changes the model) over DS1 (the engine's step, that config's AdamW,
   batch 256, one-cycle) and
-  inference over DS2 at batch 1024, against issue 7's 20 s and 3 s; the variants (as above)
-  interleaved batch by batch; then DS2 inference of the exported ONNX file under onnxruntime.
+  inference over DS2 at batch 1024 as the package infers (evaluate, predict: BatchNorm folded
+  into the convolutions by ``fuse_batchnorm``), against issue 7's 20 s and 3 s; the variants
+  (as above) interleaved batch by batch; then DS2 inference of the exported ONNX file under
+  onnxruntime.
   ``--only-targets`` runs the thread study and this section only.
 * grid: for each preset, length and batch: parameters, forward FLOPs, training and inference
   samples/s, peak memory, achieved GFLOP/s as a fraction of matmul GFLOP/s; and fp32 vs bf16
@@ -93,7 +96,8 @@ from torch.nn import functional as F
 
 from msresnet1d import count_flops, count_parameters, create_model, list_models
 from msresnet1d.atomic import write_text
-from msresnet1d.models.layers import MaxPool1d as PackageMaxPool1d
+from msresnet1d.models.fuse import fuse_batchnorm
+from msresnet1d.models.layers import Conv1d
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_models.json"
 MAIN_JOB = Path(__file__).resolve().parent / "configs" / "mitdb_beats.toml"
@@ -107,8 +111,8 @@ THREAD_SETTINGS: dict[str, tuple[int, dict[str, str | None]]] = {
     "2": (2, {"OMP_WAIT_POLICY": None}),
     "2-passive": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
 }
-VARIANTS = ("fp32", "conv2d", "channels_last", "mkldnn_off", "bf16", "compile", "compile_channels_last")
-TARGET_VARIANTS = ("fp32", "conv2d", "channels_last", "bf16")
+VARIANTS = ("fp32", "channels_last", "mkldnn_off", "bf16", "compile", "compile_channels_last")
+TARGET_VARIANTS = ("fp32", "channels_last", "bf16")
 CONV_VARIANTS = ("conv1d", "conv2d", "conv2d_channels_last", "conv1d_mkldnn_off", "conv1d_bf16")
 
 # Flag defaults, and what --quick changes (flags given explicitly win).
@@ -275,62 +279,6 @@ def onednn_convolutions(fn: Callable[[], object]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------- model variants
-def _one(value) -> int:
-    return value if isinstance(value, int) else value[0]
-
-
-def _twin_2d(layer: nn.Module) -> nn.Module | None:
-    """The (1, k) 2D layer computing what a 1D layer of the package (``models.layers``) computes,
-    on (N, C, 1, L); None for other modules (their children are swapped instead)."""
-    if isinstance(layer, nn.Conv1d):
-        twin = nn.Conv2d(layer.in_channels, layer.out_channels, (1, *layer.kernel_size), (1, *layer.stride),
-                         (0, *layer.padding), (1, *layer.dilation), layer.groups, layer.bias is not None)
-        twin.weight = nn.Parameter(layer.weight.detach().unsqueeze(2).clone())
-        if layer.bias is not None:
-            twin.bias = nn.Parameter(layer.bias.detach().clone())
-        return twin
-    if isinstance(layer, nn.BatchNorm1d):
-        twin = nn.BatchNorm2d(layer.num_features, layer.eps, layer.momentum, layer.affine, layer.track_running_stats)
-        twin.load_state_dict(layer.state_dict())
-        return twin
-    if isinstance(layer, PackageMaxPool1d):  # 1D max-pool computed by its 2D kernel on (N, C, 1, L)
-        return copy.deepcopy(layer.pool)
-    if isinstance(layer, nn.AvgPool1d):
-        return nn.AvgPool2d((1, _one(layer.kernel_size)), (1, _one(layer.stride)), (0, _one(layer.padding)),
-                            ceil_mode=layer.ceil_mode, count_include_pad=layer.count_include_pad)
-    if isinstance(layer, nn.ConstantPad1d):
-        return nn.ConstantPad2d((*layer.padding, 0, 0), layer.value)
-    return None
-
-
-def _swap_to_2d(module: nn.Module) -> None:
-    for name, child in module.named_children():
-        twin = _twin_2d(child)
-        if twin is None:
-            _swap_to_2d(child)
-        else:
-            setattr(module, name, twin)
-
-
-class Conv2dView(nn.Module):
-    """A copy of a 1D network run as 2D: each 1D layer replaced by its (1, k) twin with the same
-    weights, the input (N, C, L) seen as (N, C, 1, L), optionally in channels_last memory format."""
-
-    def __init__(self, model: nn.Module, channels_last: bool) -> None:
-        super().__init__()
-        self.net = copy.deepcopy(model)
-        _swap_to_2d(self.net)
-        self.channels_last = channels_last
-        if channels_last:
-            self.net.to(memory_format=torch.channels_last)
-
-    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        x = x.unsqueeze(2)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net.forward_head(self.net.stages(self.net.stem(x)), extra)
-
-
 class Runner:
     """One way of running a model (a variant of :data:`VARIANTS`): its module, optimizer and the
     contexts (bf16 autocast, oneDNN on/off) of its training step and inference."""
@@ -343,8 +291,8 @@ class Runner:
             raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
         self.variant = variant
         module = copy.deepcopy(model)
-        if variant in ("conv2d", "channels_last", "compile_channels_last"):
-            module = Conv2dView(module, channels_last=variant != "conv2d")
+        if variant in ("channels_last", "compile_channels_last"):
+            module.set_channels_last()
         self.module = torch.compile(module) if variant.startswith("compile") else module
         self.optimizer = build_optimizer(module, TrainConfig())
         self.bf16 = variant == "bf16"
@@ -486,9 +434,7 @@ def conv_layers(state: dict, batch: int, length: int, rounds: int) -> dict:
 
     layers = []
     for (c_in, c_out, k, stride, pad, dil, groups, l_in, l_out, input_grad), names in shapes.items():
-        conv1d = nn.Conv1d(c_in, c_out, k, stride, pad, dil, groups, bias=False)
-        twin = _twin_2d(conv1d)
-        twin_cl = copy.deepcopy(twin).to(memory_format=torch.channels_last)
+        conv1d = Conv1d(c_in, c_out, k, stride, pad, dil, groups, bias=False)  # 4-D input: its (1, k) 2D twin
         x1 = torch.randn(batch, c_in, l_in, requires_grad=input_grad)
         x2 = x1.detach().unsqueeze(2).requires_grad_(input_grad)
         x2cl = x2.detach().contiguous(memory_format=torch.channels_last).requires_grad_(input_grad)
@@ -502,7 +448,7 @@ def conv_layers(state: dict, batch: int, length: int, rounds: int) -> dict:
                     y.backward(torch.ones_like(y))
             return forward_backward
 
-        fns = {"conv1d": run(conv1d, x1), "conv2d": run(twin, x2), "conv2d_channels_last": run(twin_cl, x2cl),
+        fns = {"conv1d": run(conv1d, x1), "conv2d": run(conv1d, x2), "conv2d_channels_last": run(conv1d, x2cl),
                "conv1d_mkldnn_off": run(conv1d, x1, mkldnn=False), "conv1d_bf16": run(conv1d, x1, bf16=True)}
         # each measurement repeats a call for >= 30 ms, so that short calls are not lost in scheduler noise
         calls = {v: max(1, math.ceil(0.03 / timed(fn))) for v, fn in fns.items()}
@@ -612,8 +558,8 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
         torch.manual_seed(seed)
         model = create_model(cfg.model, in_channels=beat_cfg.channels, extra_features=rr1.shape[1],
                              **model_kwargs)
-        if variant in ("conv2d", "channels_last"):
-            model = Conv2dView(model, channels_last=variant == "channels_last")
+        if variant == "channels_last":
+            model.set_channels_last()
         loader = TensorBatchLoader(x1, y1, cfg.batch_size, shuffle=True, seed=seed, extra=rr1)
         optimizer = build_optimizer(model, cfg)
         return {"model": model, "optimizer": optimizer, "scheduler": build_scheduler(optimizer, cfg, len(loader)),
@@ -641,7 +587,7 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
 
     infer_s, infer_n = dict.fromkeys(variants, 0.0), dict.fromkeys(variants, 0)
     for run in runs.values():
-        run["model"].eval()
+        run["model"] = fuse_batchnorm(run["model"])  # an eval-mode copy, as evaluate and predict run it
     for b, i in enumerate(range(0, len(y2), cfg.eval_batch_size)):
         for variant in variants:
             if b < limits[variant]:

@@ -101,10 +101,11 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "rr_head": ("RR features through an MLP (8-32-32), modality dropout 0.3 of the pooled features",
                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3}),
         "main_job": ("the main job: rr_head with the 4 dimensionless RR features only, the template "
-                     "from the regular beats, dilated branches",
+                     "from the regular beats, dilated branches, channels-last convolutions",
                      {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3,
                       "data.rr": list(RR_RATIOS), "data.template_from": "regular",
-                      "model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7]}),
+                      "model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7],
+                      "channels_last": True}),
     },
 }
 # MSResNet1d's branch options (the main job's dilated branches): the single-branch families have none

@@ -80,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .models.fuse import fuse_batchnorm
     from .training.checkpoint import load_checkpoint
     from .training.config import TrainConfig
     from .training.distributed import DistContext
@@ -95,7 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     task = build_task(cfg, DistContext())
     model = build_model(cfg, task)
     model.load_state_dict(ckpt["model"])
-    y_true, probabilities = task.predict(model, args.split, DistContext().device)
+    y_true, probabilities = task.predict(fuse_batchnorm(model), args.split, DistContext().device)
     report = classification_report(y_true, probabilities, task.class_names, task.scored)
     print(format_report(report, f"{args.checkpoint} on the {args.split} split:"))
     if args.per_record:

@@ -25,6 +25,7 @@ from .data.rhythm import RhythmConfig
 from .data.rr import rr_columns
 from .inference import classify_beats, classify_windows
 from .atomic import write_text
+from .models.fuse import fuse_batchnorm
 from .training.checkpoint import load_checkpoint
 from .training.config import TrainConfig
 from .training.run import create_configured_model
@@ -34,7 +35,7 @@ from .training.tasks import beat_config, resolve_data
 def _model(ckpt: dict, cfg: TrainConfig, in_channels: int, extra: int) -> torch.nn.Module:
     model = create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra)
     model.load_state_dict(ckpt["model"])
-    return model.eval()
+    return fuse_batchnorm(model)
 
 
 def beat_positions(record_path: Path, signal: np.ndarray, fs: float, annotator: str | None) -> np.ndarray:

@@ -259,9 +259,116 @@ def test_eval_is_deterministic_and_state_dict_round_trips(name):
     assert torch.equal(clone(x), first)
 
 
-def test_maxpool1d_matches_torch():
-    from msresnet1d.models.layers import MaxPool1d
+def test_1d_layers_compute_the_same_on_a_one_row_image():
+    """The package's 1D layers take (N, C, L) and (N, C, 1, L) alike (the channels-last mode)."""
+    from msresnet1d.models.layers import BatchNorm1d, Conv1d, avgpool, maxpool
 
+    torch.manual_seed(0)
+    layers = {"conv": Conv1d(3, 4, 5, stride=2, padding=4, dilation=2, groups=1, bias=True),
+              "grouped": Conv1d(4, 4, 3, padding=1, groups=4), "bn": BatchNorm1d(3).train(),
+              "maxpool": maxpool(1, 3, 2), "avgpool": avgpool(1, 2)}
     for length in (5, 96, 97):
+        for name, layer in layers.items():
+            x = torch.randn(2, 4 if name == "grouped" else 3, length)
+            flat = layer(x)
+            image = layer(x.unsqueeze(2).contiguous(memory_format=torch.channels_last))
+            assert image.shape == (flat.shape[0], flat.shape[1], 1, flat.shape[2]), name
+            torch.testing.assert_close(image.squeeze(2), flat, msg=name)
         x = torch.randn(2, 3, length)
-        assert torch.equal(MaxPool1d(3, 2, 1)(x), nn.MaxPool1d(3, 2, 1)(x))
+        assert torch.equal(maxpool(1, 3, 2)(x), nn.MaxPool1d(3, 2, 1)(x))
+        assert torch.equal(avgpool(1, 2)(x), nn.AvgPool1d(2, 2, ceil_mode=True, count_include_pad=False)(x))
+    with pytest.raises(ValueError, match="5-D"):
+        BatchNorm1d(3)(torch.randn(2, 3, 1, 1, 4))
+
+
+CHANNELS_LAST_CASES = [
+    ("msresnet1d_beat", dict(kernels=[3, 3, 3], dilations=[1, 3, 7], extra_hidden=8, extra_features=4)),
+    ("msresnet1d_beat", dict(fusion="attention", kernels=[4, 9])),
+    ("msresnet1d_beat", dict(fusion="sum", separable=True, shortcut="avg_conv_bn")),
+    ("msresnet1d_beat", dict(fusion="late", preact=True, block="bottleneck")),
+    ("resnet18", dict(dims=1)),
+    ("resnet18_d2l", dict()),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", CHANNELS_LAST_CASES)
+def test_channels_last_mode_matches_the_default_layout(name, kwargs):
+    torch.manual_seed(0)
+    model = create_model(name, in_channels=2, **kwargs)
+    fast = create_model(name, in_channels=2, **kwargs)
+    fast.load_state_dict(model.state_dict())
+    assert fast.set_channels_last() is fast and fast.channels_last
+    x = torch.randn(8, 2, 200) if model.dims == 1 else torch.randn(8, 2, 32, 32)
+    extra = [torch.randn(8, 4)] if kwargs.get("extra_features") else []
+    # Gradients in float64: in float32, training-mode BatchNorm on small batches amplifies the
+    # different rounding of the two layouts to ~1% in the deep networks' first layers.
+    for m in (model, fast):
+        m.double().train()
+        m.zero_grad()
+        m(x.double(), *[e.double() for e in extra]).square().sum().backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    for n, p in fast.named_parameters():
+        torch.testing.assert_close(p.grad, grads[n], rtol=1e-9, atol=1e-9, msg=n)
+    model.float().eval(), fast.float().eval()
+    torch.testing.assert_close(fast(x, *extra), model(x, *extra), rtol=1e-4, atol=1e-5)
+    assert fast.forward_features(x).shape == model.forward_features(x).shape
+    assert {k: v.shape for k, v in fast.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    if model.dims == 2:
+        assert fast.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    fast.set_channels_last(False)
+    torch.testing.assert_close(fast(x, *extra), model(x, *extra), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_channels_last_mode_scripts_and_runs_nhwc_convolutions(channels):
+    from msresnet1d.models.layers import Conv1d
+
+    model = create_model("msresnet1d_beat", in_channels=channels).set_channels_last().eval()
+    seen = {}
+
+    def record(name):
+        def hook(module, args, out):
+            seen[name] = (out.dim(), out.is_contiguous(memory_format=torch.channels_last))
+        return hook
+
+    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if isinstance(m, Conv1d)]
+    x = torch.randn(3, channels, 126)
+    out = model(x)
+    assert len(seen) > 10 and set(seen.values()) == {(4, True)}, seen
+    for handle in handles:
+        handle.remove()
+    torch.testing.assert_close(torch.jit.script(model)(x), out)
+
+
+def _with_batchnorm_statistics(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Random BN scales and shifts and running statistics from a few training batches."""
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.5, 0.5)
+    model.train()
+    with torch.no_grad():
+        for scale in (1.0, 2.0, 3.0):
+            model(x * scale + 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name,kwargs", CHANNELS_LAST_CASES)
+def test_fuse_batchnorm_keeps_the_outputs(name, kwargs):
+    from msresnet1d.models.fuse import fuse_batchnorm
+
+    torch.manual_seed(0)
+    model = create_model(name, in_channels=2, **{k: v for k, v in kwargs.items() if k not in ("extra_features", "extra_hidden")})
+    x = torch.randn(16, 2, 200) if model.dims == 1 else torch.randn(16, 2, 32, 32)
+    model = _with_batchnorm_statistics(model, x)
+    norms = sum(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in model.modules())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fuse_batchnorm(model)
+    left = sum(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in fused.modules())
+    # every conv -> BN pair is folded; pre-activation BNs (before a convolution) stay
+    assert left < norms and (left == 0 or kwargs.get("preact"))
+    assert not fused.training
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fuse_batchnorm(model.set_channels_last())(x), model(x), rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the model is left as it was

@@ -8,6 +8,11 @@ layer. ``feature_drop_rate=p`` is modality dropout: in training, each example's 
 features are zeroed with probability p, so the head must also predict from the extra features
 alone and cannot ignore them once the waveform fits the training set. Training needs more than
 one value per channel at the last stage for BatchNorm: batch size x last-stage positions >= 2.
+
+``set_channels_last()`` runs the convolutions in channels-last (NHWC) memory format, which
+oneDNN computes faster on a CPU; a 1D model then runs its layers as (1, k) 2D layers on the
+input seen as (N, C, 1, L). Parameters, state dict, checkpoints, inputs and outputs stay as they
+are; results agree to float32 rounding.
 """
 
 from __future__ import annotations
@@ -24,6 +29,18 @@ class ResidualNetwork(nn.Module):
     """Base class: subclasses set ``dims``, ``in_channels``, ``min_input_size`` (samples) and
     ``total_stride`` (input samples per output position of the last stage), build
     ``self.stem`` and ``self.stages``, then call ``_build_head``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels_last = False
+
+    def set_channels_last(self, enable: bool = True) -> "ResidualNetwork":
+        """Run the convolutions in channels-last memory format (``enable=False``: the default
+        layout again); returns the model. 2D models also store their parameters that way."""
+        self.channels_last = bool(enable)
+        if self.dims == 2:
+            self.to(memory_format=torch.channels_last if enable else torch.contiguous_format)
+        return self
 
     def _build_head(self, num_features: int, num_outputs: int, extra_features: int, drop_rate: float,
                     extra_hidden: int = 0, feature_drop_rate: float = 0.0) -> None:
@@ -50,7 +67,12 @@ class ResidualNetwork(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> last feature map (N, num_features, *spatial')."""
         check_input(x, self.dims, self.in_channels, self.min_input_size)
-        return self.stages(self.stem(x))
+        if not self.channels_last:
+            return self.stages(self.stem(x))
+        if self.dims == 1:
+            x = x.unsqueeze(2)  # (N, C, 1, L): the 1D layers compute the same with their 2D kernels
+        features = self.stages(self.stem(x.contiguous(memory_format=torch.channels_last)))
+        return features.squeeze(2) if self.dims == 1 else features
 
     def forward_head(
         self, features: torch.Tensor, extra: Optional[torch.Tensor] = None, pre_logits: bool = False

@@ -2,18 +2,67 @@
 
 Signals are (N, C, L) for ``dims=1`` and images (N, C, H, W) for ``dims=2``. Kernel sizes,
 strides and dilations are in samples (or pixels).
+
+The 1D layers also take a signal as a one-row image (N, C, 1, L) and then compute the same result
+with the (1, k) 2D kernel and the same parameters: in channels-last memory format oneDNN's 2D
+convolutions are faster on a CPU than its 1D ones (``ResidualNetwork.set_channels_last``).
 """
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
-_BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 
-_AVGPOOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d}
-_PAD = {1: nn.ConstantPad1d, 2: nn.ConstantPad2d}
+class Conv1d(nn.Conv1d):
+    """``nn.Conv1d`` that also takes (N, C, 1, L), as the (1, k) 2D convolution with its weights."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.padding, tuple):
+            raise ValueError(f"Conv1d needs an int padding in samples, got {self.padding!r}")
+        self.stride_2d: Tuple[int, int] = (1, self.stride[0])
+        self.padding_2d: Tuple[int, int] = (0, self.padding[0])
+        self.dilation_2d: Tuple[int, int] = (1, self.dilation[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            y = F.conv2d(x, self.weight.unsqueeze(2), self.bias, self.stride_2d, self.padding_2d,
+                         self.dilation_2d, self.groups)
+            # with one input channel both layouts are the same and conv2d returns NCHW: keep NHWC
+            return y.contiguous(memory_format=torch.channels_last) if x.is_contiguous(
+                memory_format=torch.channels_last) else y
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+class BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` that also takes (N, C, 1, L) (statistics per channel C either way)."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() not in (2, 3, 4):
+            raise ValueError(f"expected a 2-D (N, C), 3-D (N, C, L) or 4-D (N, C, 1, L) input, got {input.dim()}-D")
+
+
+class Pool1d(nn.Module):
+    """1D pooling computed by a 2D pooling layer with (1, k) windows on (N, C, 1, L): same result
+    as the 1D layer, but ``torch.export`` keeps the length dynamic (the 1D kernels specialise it)."""
+
+    def __init__(self, pool: nn.Module) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            return self.pool(x)
+        return self.pool(x.unsqueeze(2)).squeeze(2)
+
+
+_CONV = {1: Conv1d, 2: nn.Conv2d}
+_BATCHNORM = {1: BatchNorm1d, 2: nn.BatchNorm2d}
+_PAD = {1: nn.ConstantPad1d, 2: nn.ConstantPad2d}  # pads the last axis only: 4-D (N, C, 1, L) too
 
 
 def check_dims(dims: int) -> int:
@@ -26,28 +75,17 @@ def batchnorm(dims: int, channels: int) -> nn.Module:
     return _BATCHNORM[check_dims(dims)](channels)
 
 
-class MaxPool1d(nn.Module):
-    """1D max-pooling computed by the 2D kernel on (N, C, 1, L): same result as ``nn.MaxPool1d``,
-    but ``torch.export`` keeps the length dynamic (its 1D kernel specialises the length)."""
-
-    def __init__(self, kernel_size: int, stride: int, padding: int) -> None:
-        super().__init__()
-        self.pool = nn.MaxPool2d((1, kernel_size), (1, stride), (0, padding))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(x.unsqueeze(2)).squeeze(2)
-
-
-_MAXPOOL = {1: MaxPool1d, 2: nn.MaxPool2d}
-
-
 def maxpool(dims: int, kernel_size: int, stride: int) -> nn.Module:
-    return _MAXPOOL[check_dims(dims)](kernel_size, stride, padding=kernel_size // 2)
+    if check_dims(dims) == 2:
+        return nn.MaxPool2d(kernel_size, stride, padding=kernel_size // 2)
+    return Pool1d(nn.MaxPool2d((1, kernel_size), (1, stride), (0, kernel_size // 2)))
 
 
 def avgpool(dims: int, stride: int) -> nn.Module:
     """Average pooling with window = stride (ResNet-D shortcut); ceil mode keeps ceil(L / stride)."""
-    return _AVGPOOL[check_dims(dims)](stride, stride, ceil_mode=True, count_include_pad=False)
+    if check_dims(dims) == 2:
+        return nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
+    return Pool1d(nn.AvgPool2d((1, stride), (1, stride), ceil_mode=True, count_include_pad=False))
 
 
 def conv(

@@ -63,10 +63,11 @@ class AttentionFusion(nn.Module):
         self.excite = nn.Linear(hidden, num_branches * channels)
 
     def forward(self, branches: list[torch.Tensor]) -> torch.Tensor:
-        stacked = torch.stack(branches, dim=1)  # (N, B, C, L)
-        summary = stacked.sum(dim=1).mean(dim=-1)  # (N, C)
+        stacked = torch.stack(branches, dim=1)  # (N, B, C, L), or (N, B, C, 1, L) in channels-last mode
+        summary = stacked.sum(dim=1).flatten(2).mean(dim=-1)  # (N, C)
         logits = self.excite(self.squeeze(summary)).view(stacked.shape[0], self.num_branches, -1)
-        weights = torch.softmax(logits, dim=1).unsqueeze(-1)  # (N, B, C, 1)
+        weights = torch.softmax(logits, dim=1)  # (N, B, C)
+        weights = weights.view(weights.shape + (1,) * (stacked.dim() - 3))
         return (stacked * weights).sum(dim=1)
 
 

@@ -50,7 +50,7 @@ class TrainConfig:
     monitor: str = "macro_f1"  # validation metric that selects the best epoch (higher is better)
     init: str = "kaiming"  # kaiming | xavier (the d2l recipe)
     bf16: bool = False  # bfloat16 autocast on CPU
-    channels_last: bool = False  # NHWC memory format for 2D models (faster convolutions on CPU)
+    channels_last: bool = False  # channels-last convolutions (1D models as (1, k) 2D ones): faster on CPU
     seed: int = 0
     threads: int = 0  # torch threads; 0 = leave PyTorch's default
     device: str = "cpu"  # cpu | cuda | cuda:N | auto

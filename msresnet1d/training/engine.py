@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..data.loader import epoch_generator
 from ..atomic import write_text
+from ..models.fuse import fuse_batchnorm
 from .checkpoint import FORMAT_VERSION, atomic_save, check_compatible, load_checkpoint, rng_state, set_rng_state
 from .config import TrainConfig
 from .distributed import DistContext
@@ -68,8 +69,9 @@ class Trainer:
         self.cfg, self.task = cfg, task
         self.dist = dist or DistContext()
         self.device = self.dist.device
-        self.memory_format = torch.channels_last if cfg.channels_last and model.dims == 2 else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=self.memory_format)
+        if cfg.channels_last:
+            model.set_channels_last()
+        self.model = model.to(self.device)
         self.run_dir = Path(run_dir)
         self.quiet = quiet or not self.dist.is_main
         self.optimizer = build_optimizer(self.model, cfg)
@@ -174,7 +176,7 @@ class Trainer:
         try:
             mean_loss, seen = train_one_epoch(self.train_model, bar, self.loss_fn, self.optimizer, self.scheduler,
                                               grad_clip=self.cfg.grad_clip, bf16=self.cfg.bf16, device=self.device,
-                                              memory_format=self.memory_format, on_batch=show)
+                                              on_batch=show)
         except TrainingError as e:
             raise TrainingError(f"{e} at epoch {epoch + 1}; the last good checkpoint is kept in {self.ckpt_dir}. "
                                 "Try a lower lr, grad_clip, or check the input data.") from None
@@ -183,10 +185,10 @@ class Trainer:
                 "train_seconds": elapsed, "lr": self.scheduler.get_last_lr()[0]}
 
     def evaluate(self, split: str) -> dict:
-        """Metrics of the current model on ``"val"`` or ``"test"`` (see :meth:`Task.predict`)."""
-        self.model.eval()
+        """Metrics of the current model on ``"val"`` or ``"test"`` (see :meth:`Task.predict`), run
+        by a copy with its BatchNorms folded into the convolutions (:func:`fuse_batchnorm`)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            y_true, probabilities = self.task.predict(self.model, split, self.device)
+            y_true, probabilities = self.task.predict(fuse_batchnorm(self.model), split, self.device)
         return classification_report(y_true, probabilities, self.task.class_names, self.task.scored)
 
     def fit(self) -> History:
@@ -250,7 +252,6 @@ def train_one_epoch(
     grad_clip: float = 0.0,
     bf16: bool = False,
     device: torch.device = torch.device("cpu"),
-    memory_format: torch.memory_format = torch.contiguous_format,
     on_batch: Callable[[float, int], None] | None = None,
 ) -> tuple[float, int]:
     """One optimisation pass over ``batches`` of ``(x, y)`` or ``(x, extra, y)``.
@@ -266,7 +267,6 @@ def train_one_epoch(
     total, seen = 0.0, 0
     for batch in batches:
         *inputs, target = (t.to(device, non_blocking=True) for t in batch)
-        inputs[0] = inputs[0].contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output = model(*inputs)
         loss = loss_fn(output.float(), target)

@@ -30,12 +30,12 @@ def seed_everything(seed: int) -> None:
 
 
 def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int, extra_features: int = 0) -> nn.Module:
-    """The config's model (``cfg.model`` with ``cfg.model_kwargs``) for these input channels,
-    classes and extra per-example features."""
+    """The config's model (``cfg.model`` with ``cfg.model_kwargs``, in channels-last mode when
+    ``cfg.channels_last``) for these input channels, classes and extra per-example features."""
     kwargs: dict[str, Any] = {"in_channels": in_channels, "num_classes": num_classes}
     if extra_features:
         kwargs["extra_features"] = extra_features
-    return create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
+    return create_model(cfg.model, **{**kwargs, **cfg.model_kwargs}).set_channels_last(cfg.channels_last)
 
 
 def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
