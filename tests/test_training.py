@@ -185,8 +185,38 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
             assert found / sum(r["counts"][name] for r in held) == pytest.approx(stats["se"]), name
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+def test_weight_ema_by_hand():
+    from msresnet1d.training.ema import WeightEMA
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    ema = WeightEMA(model, decay=0.9)
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model[1].num_batches_tracked += 3
+    ema.update(model)  # step 1: d = min(0.9, 2 / 11)
+    d = 2 / 11
+    torch.testing.assert_close(ema.module[0].weight, d * start + (1 - d) * (start + 1))
+    assert ema.module[1].num_batches_tracked.item() == 3 and not ema.module.training
+    for _ in range(200):
+        ema.update(model)
+    torch.testing.assert_close(ema.module[0].weight, model[0].weight.detach())
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    clone = WeightEMA(model, decay=0.9)
+    clone.load_state_dict(ema.state_dict())
+    assert clone.updates == 201 and torch.equal(clone.module[0].weight, ema.module[0].weight)
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        WeightEMA(model, decay=1.0)
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        TrainConfig(ema_decay=-0.1)
+
+
+@pytest.mark.parametrize("ema", [False, True], ids=["weights", "ema"])
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, ema):
     config = _config(tmp_path, epochs=4)
+    if ema:  # validation, best.pt and the test use the moving average, last.pt holds it too
+        config.write_text(config.read_text().replace("threads = 1\n", "threads = 1\nema_decay = 0.95\n"))
+        assert load_config(config).ema_decay == 0.95
     straight = _cli("train", "--config", str(config), "--out", str(tmp_path / "straight"), "--quiet")
     assert straight.returncode == 0, straight.stderr
 
@@ -210,6 +240,14 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     assert a["epoch"] == b["epoch"] == 3
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+    assert ("ema" in a) == ema
+    if ema:
+        assert a["ema"]["updates"] == b["ema"]["updates"] > 0
+        assert all(torch.equal(v, b["ema"]["module"][k]) for k, v in a["ema"]["module"].items())
+        best = load_checkpoint(tmp_path / "straight" / "checkpoints" / "best.pt")
+        if best["epoch"] == 3:
+            assert all(torch.equal(v, a["ema"]["module"][k]) for k, v in best["model"].items())
+        assert not all(torch.equal(v, a["model"][k]) for k, v in a["ema"]["module"].items())
     ma = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     mb = json.loads((killed_dir / "metrics.json").read_text())
     assert ma["test"] == mb["test"]

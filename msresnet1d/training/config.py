@@ -46,6 +46,7 @@ class TrainConfig:
     balanced_sampler: bool = False  # draw training examples with probability ~ 1 / class frequency
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max gradient L2 norm; 0 = off
+    ema_decay: float = 0.0  # validate, select and test a moving average of the weights (e.g. 0.998); 0 = off
     early_stopping: int = 0  # patience in epochs on the validation monitor; 0 = off
     monitor: str = "macro_f1"  # validation metric that selects the best epoch (higher is better)
     init: str = "kaiming"  # kaiming | xavier (the d2l recipe)
@@ -68,6 +69,8 @@ class TrainConfig:
                 raise ValueError(f"config: {key} must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ValueError(f"config: lr must be > 0, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"config: ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"config: label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

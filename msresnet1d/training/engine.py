@@ -30,6 +30,7 @@ from ..models.fuse import fuse_batchnorm
 from .checkpoint import FORMAT_VERSION, atomic_save, check_compatible, load_checkpoint, rng_state, set_rng_state
 from .config import TrainConfig
 from .distributed import DistContext
+from .ema import WeightEMA
 from .metrics import classification_report, format_report, json_safe
 from .optim import build_loss, build_optimizer, build_scheduler
 from .tasks import Task, resolve_data
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 # A checkpoint can only be resumed by a run that agrees on these keys.
 RESUME_KEYS = ("task", "model", "model_kwargs", "data", "epochs", "batch_size", "optimizer", "lr", "momentum",
                "weight_decay", "schedule", "warmup_epochs", "loss", "focal_gamma", "class_weights",
-               "balanced_sampler", "label_smoothing", "grad_clip", "seed", "init", "bf16", "channels_last")
+               "balanced_sampler", "label_smoothing", "grad_clip", "ema_decay", "seed", "init", "bf16", "channels_last")
 
 
 class TrainingError(RuntimeError):
@@ -60,8 +61,9 @@ class Trainer:
     """Train ``model`` on ``task`` with ``cfg``, writing the run folder ``run_dir`` (rank 0 only).
 
     Run folder: ``config.json``, ``log.csv`` (one row an epoch), ``metrics.json``,
-    ``checkpoints/last.pt`` (every epoch) and ``checkpoints/best.pt`` (best validation epoch),
-    and PNG plots written by :mod:`msresnet1d.training.plots`.
+    ``checkpoints/last.pt`` (every epoch; with ``cfg.ema_decay`` also the weights' moving
+    average) and ``checkpoints/best.pt`` (the weights validation chose: the moving average
+    when there is one), and PNG plots written by :mod:`msresnet1d.training.plots`.
     """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, task: Task, run_dir: str | Path,
@@ -78,8 +80,15 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg, len(task.train))
         self.loss_fn = build_loss(cfg, task.train_labels, len(task.class_names)).to(self.device)
         self.train_model = self.dist.wrap(self.model)
+        self.ema = WeightEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.history = History()
         self.start_epoch = 0
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The model that validation, best.pt and the test use: the weights' moving average
+        when ``cfg.ema_decay`` is set, else the trained model itself."""
+        return self.ema.module if self.ema is not None else self.model
 
     # ------------------------------------------------------------------ run folder
     @property
@@ -115,6 +124,7 @@ class Trainer:
             "epoch": epoch,
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
@@ -134,6 +144,8 @@ class Trainer:
         saved = resolve_data(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"))
         check_compatible({"config": saved.to_dict()}, resolve_data(self.cfg).to_dict(), path, RESUME_KEYS)
         self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
@@ -148,7 +160,8 @@ class Trainer:
         state = self._state(epoch)
         atomic_save(state, self.ckpt_dir / "last.pt")
         if is_best:
-            best = {k: state[k] for k in ("format", "epoch", "config", "model", "class_names", "task_state")}
+            best = {k: state[k] for k in ("format", "epoch", "config", "class_names", "task_state")}
+            best["model"] = self.evaluated.state_dict()
             atomic_save(best, self.ckpt_dir / "best.pt")
         self._write_log()
 
@@ -170,13 +183,15 @@ class Trainer:
         bar = tqdm(self.task.train, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False,
                    disable=True if self.quiet else None)
 
-        def show(mean_loss: float, seen: int) -> None:
+        def after_step(mean_loss: float, seen: int) -> None:
+            if self.ema is not None:
+                self.ema.update(self.model)
             bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{seen / (time.perf_counter() - start):.0f}")
 
         try:
             mean_loss, seen = train_one_epoch(self.train_model, bar, self.loss_fn, self.optimizer, self.scheduler,
                                               grad_clip=self.cfg.grad_clip, bf16=self.cfg.bf16, device=self.device,
-                                              on_batch=show)
+                                              on_batch=after_step)
         except TrainingError as e:
             raise TrainingError(f"{e} at epoch {epoch + 1}; the last good checkpoint is kept in {self.ckpt_dir}. "
                                 "Try a lower lr, grad_clip, or check the input data.") from None
@@ -185,10 +200,10 @@ class Trainer:
                 "train_seconds": elapsed, "lr": self.scheduler.get_last_lr()[0]}
 
     def evaluate(self, split: str) -> dict:
-        """Metrics of the current model on ``"val"`` or ``"test"`` (see :meth:`Task.predict`), run
+        """Metrics of :attr:`evaluated` on ``"val"`` or ``"test"`` (see :meth:`Task.predict`), run
         by a copy with its BatchNorms folded into the convolutions (:func:`fuse_batchnorm`)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            y_true, probabilities = self.task.predict(fuse_batchnorm(self.model), split, self.device)
+            y_true, probabilities = self.task.predict(fuse_batchnorm(self.evaluated), split, self.device)
         return classification_report(y_true, probabilities, self.task.class_names, self.task.scored)
 
     def fit(self) -> History:
@@ -220,11 +235,12 @@ class Trainer:
         return self.history
 
     def load_best(self) -> None:
-        """Load the best validation epoch's weights (every rank reads rank 0's file)."""
+        """Load the best validation epoch's weights into :attr:`evaluated` (every rank reads rank
+        0's file)."""
         self.dist.barrier()
         path = self.ckpt_dir / "best.pt"
         if path.exists():
-            self.model.load_state_dict(load_checkpoint(path)["model"])
+            self.evaluated.load_state_dict(load_checkpoint(path)["model"])
 
     def test(self) -> dict:
         """Evaluate the selected model on the test split, once, and write ``metrics.json``."""

@@ -105,7 +105,7 @@ def write_plots(trainer: Trainer, result: dict) -> None:
     plots.plot_confusion(np.array(report["confusion_matrix"]), task.class_names, run_dir / "confusion_matrix.png",
                          task.test_title)
     if task.strip is not None:
-        ecg_strip(trainer.model, task, run_dir / "ecg_strip.png")
+        ecg_strip(trainer.evaluated, task, run_dir / "ecg_strip.png")
 
 
 def ecg_strip(model: nn.Module, task: Task, path: Path, seconds: float = 10.0) -> None:
