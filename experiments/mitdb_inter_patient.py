@@ -5,8 +5,10 @@ deviation over seeds, beside published inter-patient results.
     python experiments/mitdb_inter_patient.py --data-dir /path/to/data --seeds 0 1 2
 
 Each seed is one `msresnet1d train` run (the main-job config unless --config says otherwise) in
-<runs>/seed<k>; a finished run is reused, an interrupted one resumed. Results go to
-experiments/results/mitdb_inter_patient.json.
+<runs>/seed<k>; a finished run is reused, an interrupted one resumed. With two seeds or more the
+seeds' selected models (each best.pt) are also tested as one ensemble: the mean of their class
+probabilities, fixed in advance (every seed, equal weights), so DS2 still chooses nothing.
+Results go to experiments/results/mitdb_inter_patient.json.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
-from msresnet1d.training.config import load_config, parse_overrides
-from msresnet1d.training.run import train_or_reuse
+from msresnet1d.models.fuse import fuse_batchnorm
+from msresnet1d.training.checkpoint import load_checkpoint
+from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
+from msresnet1d.training.metrics import classification_report, json_safe
+from msresnet1d.training.run import create_configured_model, train_or_reuse
+from msresnet1d.training.tasks import build_task, resolve_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -53,7 +60,33 @@ def summarise(reports: list[dict]) -> dict:
     return out
 
 
-def table(summary: dict, n_seeds: int) -> str:
+def seed_ensemble(cfg: TrainConfig, run_dirs: list[Path]) -> dict:
+    """DS2 report of the mean class probabilities of the runs' selected models (``best.pt``).
+
+    The seeds share the data, the split and the RR standardisation fitted on DS1's training
+    records (checked against each checkpoint), so one task serves them all.
+    """
+    task = build_task(resolve_data(cfg))
+    probabilities = []
+    for run_dir in run_dirs:
+        ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+        for key, value in task.state.items():
+            if not torch.equal(ckpt["task_state"][key], value):
+                raise ValueError(f"{run_dir}: its {key} differs from the other seeds' (another split or data)")
+        model = create_configured_model(cfg, task.in_channels, len(task.class_names), task.extra_features)
+        model.load_state_dict(ckpt["model"])
+        y_true, p = task.predict(fuse_batchnorm(model), "test", torch.device("cpu"))
+        probabilities.append(p)
+    return classification_report(y_true, np.mean(probabilities, axis=0), task.class_names, task.scored)
+
+
+def ensemble_row(report: dict, n_seeds: int) -> str:
+    s, v = report["per_class"]["S"], report["per_class"]["V"]
+    cells = [100 * x for x in (s["se"], s["ppv"], s["f1"], v["se"], v["ppv"], v["f1"], report["accuracy"])]
+    return f"| ensemble of the {n_seeds} seeds | " + " | ".join(f"{c:.1f}" for c in cells) + " |"
+
+
+def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
     def cell(d: dict) -> str:
         return f"{d['mean']:.1f} ± {d['std']:.1f}" if n_seeds > 1 else f"{d['mean']:.1f}"
 
@@ -62,6 +95,8 @@ def table(summary: dict, n_seeds: int) -> str:
     lines.append(f"| **this work** ({n_seeds} seed{'s' if n_seeds > 1 else ''}) | {cell(s['se'])} | {cell(s['ppv'])} | "
                  f"{cell(s['f1'])} | {cell(v['se'])} | {cell(v['ppv'])} | {cell(v['f1'])} | "
                  f"{cell(summary['accuracy'])} |")
+    if ensemble is not None:
+        lines.append(ensemble_row(ensemble, n_seeds))
     for name, pub in PUBLISHED.items():
         row = []
         for c in ("S", "V"):
@@ -79,7 +114,7 @@ def table(summary: dict, n_seeds: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/ (default $MSRESNET1D_DATA)")
@@ -89,7 +124,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.data_dir:
         parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/)")
     try:
@@ -107,11 +142,14 @@ def main() -> None:
         runs.append({"seed": seed, "run_dir": str(run_dir), "best_epoch": result["best_epoch"],
                      "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
     summary = summarise(reports)
-    text = table(summary, len(reports))
+    ensemble = seed_ensemble(cfg, [Path(r["run_dir"]) for r in runs]) if len(runs) > 1 else None
+    text = table(summary, len(reports), ensemble)
     print(text)
+    ensemble_percent = None if ensemble is None else {
+        **summarise([ensemble]), "confusion_matrix": json_safe(ensemble["confusion_matrix"])}
     write_text(args.out, json.dumps({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
-                                     "summary_percent": summary, "published_percent": PUBLISHED,
-                                     "table_markdown": text}, indent=2) + "\n")
+                                     "summary_percent": summary, "ensemble_percent": ensemble_percent,
+                                     "published_percent": PUBLISHED, "table_markdown": text}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

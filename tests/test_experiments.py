@@ -84,6 +84,26 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
     assert (out / "resnet2d_spec" / "ecg_strip.png").is_file()
 
 
+def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
+    script = _load_script("mitdb_inter_patient")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mitdb").symlink_to(SAMPLE)
+    common = ["--data-dir", str(data), "--runs", str(tmp_path / "runs"), "--threads", "1", *SPLIT,
+              "--set", "epochs=1", "--set", "model_kwargs.widths=[8, 16, 16]", "--set", "model_kwargs.stem_channels=8"]
+    script.main([*common, "--seeds", "0", "1", "--out", str(tmp_path / "two.json")])
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert [r["seed"] for r in two["runs"]] == [0, 1] and "| ensemble of the 2 seeds |" in capsys.readouterr().out
+    test_beats = sum(map(sum, json.loads((tmp_path / "runs" / "seed0" / "metrics.json").read_text())["test"]["confusion_matrix"]))
+    assert sum(map(sum, two["ensemble_percent"]["confusion_matrix"])) == test_beats
+    # one run twice: the ensemble is that run (reused, not retrained), figure for figure
+    script.main([*common, "--seeds", "0", "0", "--out", str(tmp_path / "same.json")])
+    same = json.loads((tmp_path / "same.json").read_text())
+    seed0 = json.loads((tmp_path / "runs" / "seed0" / "metrics.json").read_text())["test"]
+    assert same["ensemble_percent"]["confusion_matrix"] == seed0["confusion_matrix"]
+    assert same["ensemble_percent"]["accuracy"]["mean"] == pytest.approx(100 * seed0["accuracy"])
+
+
 def test_compare_models_rejects_an_unknown_model(compare_models, capsys):
     with pytest.raises(SystemExit):
         compare_models.main(["--models", "resnet3d"])
