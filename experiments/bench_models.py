@@ -586,6 +586,7 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
                 train_s[variant] += time.perf_counter() - start
 
     infer_s, infer_n = dict.fromkeys(variants, 0.0), dict.fromkeys(variants, 0)
+    parameters = count_parameters(runs[variants[0]]["model"])
     for run in runs.values():
         run["model"] = fuse_batchnorm(run["model"])  # an eval-mode copy, as evaluate and predict run it
     for b, i in enumerate(range(0, len(y2), cfg.eval_batch_size)):
@@ -601,7 +602,7 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
     onnx = onnx_inference(runs[variants[0]]["model"], x2, rr2, cfg.eval_batch_size)
     results = {"ds1_beats": len(y1), "ds2_beats": len(y2), "input_channels": int(x1.shape[1]), "rr_features": len(columns),
                "input_length": int(x1.shape[-1]), "fs_hz": beat_cfg.fs, "model_kwargs": model_kwargs,
-               "parameters": count_parameters(runs[variants[0]]["model"]),
+               "parameters": parameters,
                "train_batch": cfg.batch_size, "infer_batch": cfg.eval_batch_size, "variants": {}}
     for variant in variants:
         epoch_s, infer_all_s = train_s[variant] * len(y1) / train_n[variant], infer_s[variant] * len(y2) / infer_n[variant]
@@ -950,7 +951,7 @@ def render_markdown(report: dict) -> str:
                        f"{met} | {note} |")
         onnx = tg.get("onnxruntime")
         if onnx:
-            out.append(f"| onnxruntime ({tg['threads']} thread setting; the fp32 model exported) | | | | {onnx['infer_s']:.1f} "
+            out.append(f"| onnxruntime ({tg['threads']} thread setting; the fp32 model, BatchNorm folded, exported) | | | | {onnx['infer_s']:.1f} "
                        f"| {onnx['infer_samples_per_s']:,.0f} | - / {'yes' if onnx['meets_infer_target'] else 'no'} "
                        f"| full DS2; max logit diff vs torch {onnx['max_abs_diff_vs_torch']:.1e} |")
     return "\n".join(out) + "\n"
