@@ -20,16 +20,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
-from msresnet1d.models.fuse import fuse_batchnorm
-from msresnet1d.training.checkpoint import load_checkpoint
-from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
+from msresnet1d.training.config import load_config, parse_overrides
+from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import classification_report, json_safe
-from msresnet1d.training.run import create_configured_model, train_or_reuse
-from msresnet1d.training.tasks import build_task, resolve_data
+from msresnet1d.training.run import train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,24 +57,10 @@ def summarise(reports: list[dict]) -> dict:
     return out
 
 
-def seed_ensemble(cfg: TrainConfig, run_dirs: list[Path]) -> dict:
-    """DS2 report of the mean class probabilities of the runs' selected models (``best.pt``).
-
-    The seeds share the data, the split and the RR standardisation fitted on DS1's training
-    records (checked against each checkpoint), so one task serves them all.
-    """
-    task = build_task(resolve_data(cfg))
-    probabilities = []
-    for run_dir in run_dirs:
-        ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-        for key, value in task.state.items():
-            if not torch.equal(ckpt["task_state"][key], value):
-                raise ValueError(f"{run_dir}: its {key} differs from the other seeds' (another split or data)")
-        model = create_configured_model(cfg, task.in_channels, len(task.class_names), task.extra_features)
-        model.load_state_dict(ckpt["model"])
-        y_true, p = task.predict(fuse_batchnorm(model), "test", torch.device("cpu"))
-        probabilities.append(p)
-    return classification_report(y_true, np.mean(probabilities, axis=0), task.class_names, task.scored)
+def seed_ensemble(run_dirs: list[Path]) -> dict:
+    """DS2 report of the mean class probabilities of the runs' selected models (``best.pt``)."""
+    task, y_true, probabilities = ensemble_predict([d / "checkpoints" / "best.pt" for d in run_dirs])
+    return classification_report(y_true, probabilities, task.class_names, task.scored)
 
 
 def ensemble_row(report: dict, n_seeds: int) -> str:
@@ -142,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         runs.append({"seed": seed, "run_dir": str(run_dir), "best_epoch": result["best_epoch"],
                      "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
     summary = summarise(reports)
-    ensemble = seed_ensemble(cfg, [Path(r["run_dir"]) for r in runs]) if len(runs) > 1 else None
+    ensemble = seed_ensemble([Path(r["run_dir"]) for r in runs]) if len(runs) > 1 else None
     text = table(summary, len(reports), ensemble)
     print(text)
     ensemble_percent = None if ensemble is None else {

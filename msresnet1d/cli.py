@@ -80,28 +80,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .models.fuse import fuse_batchnorm
-    from .training.checkpoint import load_checkpoint
-    from .training.config import TrainConfig
-    from .training.distributed import DistContext
+    from .training.ensemble import ensemble_predict
     from .training.metrics import classification_report, format_per_group, format_report, json_safe, per_group
-    from .training.run import build_model
-    from .training.tasks import build_task
 
-    ckpt = load_checkpoint(args.checkpoint)
-    saved = dict(ckpt["config"])
-    if args.data_dir:
-        saved["data"] = {**saved["data"], "data_dir": args.data_dir}
-    cfg = TrainConfig.from_dict(saved, f"checkpoint {args.checkpoint}")
-    task = build_task(cfg, DistContext())
-    model = build_model(cfg, task)
-    model.load_state_dict(ckpt["model"])
-    y_true, probabilities = task.predict(fuse_batchnorm(model), args.split, DistContext().device)
+    task, y_true, probabilities = ensemble_predict(args.checkpoint, args.split, args.data_dir)
     report = classification_report(y_true, probabilities, task.class_names, task.scored)
-    print(format_report(report, f"{args.checkpoint} on the {args.split} split:"))
+    what = args.checkpoint[0] if len(args.checkpoint) == 1 else (
+        f"ensemble of {len(args.checkpoint)} checkpoints (mean probabilities)")
+    print(format_report(report, f"{what} on the {args.split} split:"))
     if args.per_record:
         if args.split not in task.groups:
-            raise SystemExit(f"error: --per-record: task {cfg.task!r} has no records per example")
+            raise SystemExit("error: --per-record: this task has no records per example")
         report["per_record"] = per_group(y_true, probabilities.argmax(axis=1), task.groups[args.split],
                                          task.class_names)
         print(format_per_group(report["per_record"], task.class_names, "\nper record (Se % (beats) of each class):"))
@@ -172,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model (no arguments: the MIT-BIH main job)")
     _add_train_flags(p)
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint on its task's test (or val) split")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint, or several as an ensemble, on the test (or val) split")
+    p.add_argument("checkpoint", nargs="+", help="one checkpoint, or several of one task and data: their mean probabilities")
     p.add_argument("--split", default="test", choices=("test", "val"))
     p.add_argument("--data-dir", help="database folder (default: the one in the checkpoint's config)")
     p.add_argument("--json", help="also write the metrics to this JSON file")

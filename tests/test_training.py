@@ -184,6 +184,18 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
             found = sum(r["se"][name] * r["counts"][name] for r in held)
             assert found / sum(r["counts"][name] for r in held) == pytest.approx(stats["se"]), name
 
+    # several checkpoints: the mean of their probabilities (one checkpoint twice = that checkpoint)
+    best, last = out / "checkpoints" / "best.pt", out / "checkpoints" / "last.pt"
+    twice = _cli("evaluate", str(best), str(best), "--json", str(tmp_path / "twice.json"))
+    assert twice.returncode == 0 and "ensemble of 2 checkpoints" in twice.stdout, twice.stderr
+    assert json.loads((tmp_path / "twice.json").read_text())["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    assert _cli("evaluate", str(best), str(last)).returncode == 0
+    other = load_checkpoint(best)
+    other["config"]["data"]["test_records"] = ["100", "105"]
+    torch.save(other, tmp_path / "other.pt")
+    refused = _cli("evaluate", str(best), str(tmp_path / "other.pt"))
+    assert refused.returncode == 1 and "other.pt was made with another model or config (data:" in refused.stderr
+
 
 def test_weight_ema_by_hand():
     from msresnet1d.training.ema import WeightEMA

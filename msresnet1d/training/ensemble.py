@@ -1,0 +1,68 @@
+"""Evaluate one checkpoint or several as an ensemble: the mean of their class probabilities.
+
+Several seeds of one config disagree a lot on rare classes (MIT-BIH's S beats: the README's
+results); their average is steadier than any one of them. The checkpoints must share the task,
+its data options and what was fitted on the training split (e.g. the RR standardisation), so
+that one task gives every model the same inputs; their models may differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.fuse import fuse_batchnorm
+from .checkpoint import check_compatible, load_checkpoint
+from .config import TrainConfig
+from .distributed import DistContext
+from .tasks import Task, build_task, resolve_data
+
+
+def _config(ckpt: dict, path: Path, data_dir: str | None) -> TrainConfig:
+    saved = dict(ckpt["config"])
+    if data_dir:
+        saved["data"] = {**saved["data"], "data_dir": data_dir}
+    return resolve_data(TrainConfig.from_dict(saved, f"checkpoint {path}"))
+
+
+def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test",
+                     data_dir: str | None = None) -> tuple[Task, np.ndarray, np.ndarray]:
+    """The task, the labels (N,) and the mean class probabilities (N, K) of the checkpoints'
+    models on ``split`` (``"test"`` or ``"val"``); each model runs with its BatchNorms folded.
+
+    Args:
+        checkpoints: one or more checkpoint files written by ``msresnet1d train``.
+        data_dir: the database folder, instead of the one in the checkpoints' configs.
+
+    Raises:
+        ValueError: no checkpoint, or one that disagrees with the first on the task, the data
+            options, the class names or the state fitted on the training split.
+    """
+    if not checkpoints:
+        raise ValueError("ensemble_predict needs at least one checkpoint")
+    from .run import build_model
+
+    paths = [Path(p) for p in checkpoints]
+    ckpts = [load_checkpoint(p) for p in paths]
+    first = _config(ckpts[0], paths[0], data_dir)
+    for path, ckpt in zip(paths[1:], ckpts[1:]):
+        check_compatible({"config": _config(ckpt, path, data_dir).to_dict()}, first.to_dict(), path, ("task", "data"))
+        if ckpt["class_names"] != ckpts[0]["class_names"]:
+            raise ValueError(f"checkpoint {path} has classes {ckpt['class_names']}, {paths[0]} has "
+                             f"{ckpts[0]['class_names']}")
+    task = build_task(first, DistContext())
+    device = DistContext().device
+    probabilities = []
+    for path, ckpt in zip(paths, ckpts):
+        for key, value in task.state.items():
+            if key not in ckpt["task_state"] or not torch.equal(ckpt["task_state"][key], value):
+                raise ValueError(f"checkpoint {path}: its {key} (fitted on the training split) differs from "
+                                 "this task's; it was trained on other data")
+        model = build_model(_config(ckpt, path, data_dir), task)
+        model.load_state_dict(ckpt["model"])
+        y_true, p = task.predict(fuse_batchnorm(model.to(device)), split, device)
+        probabilities.append(p)
+    return task, y_true, np.mean(probabilities, axis=0)
