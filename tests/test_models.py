@@ -279,6 +279,8 @@ def test_1d_layers_compute_the_same_on_a_one_row_image():
         assert torch.equal(avgpool(1, 2)(x), nn.AvgPool1d(2, 2, ceil_mode=True, count_include_pad=False)(x))
     with pytest.raises(ValueError, match="5-D"):
         BatchNorm1d(3)(torch.randn(2, 3, 1, 1, 4))
+    with pytest.raises(ValueError, match="padding_mode='reflect'"):
+        Conv1d(3, 4, 3, padding=1, padding_mode="reflect")
 
 
 CHANNELS_LAST_CASES = [

@@ -22,8 +22,9 @@ class Conv1d(nn.Conv1d):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if not isinstance(self.padding, tuple):
-            raise ValueError(f"Conv1d needs an int padding in samples, got {self.padding!r}")
+        if not isinstance(self.padding, tuple) or self.padding_mode != "zeros":
+            raise ValueError(f"Conv1d needs an int zero padding in samples, got padding={self.padding!r}, "
+                             f"padding_mode={self.padding_mode!r}")
         self.stride_2d: Tuple[int, int] = (1, self.stride[0])
         self.padding_2d: Tuple[int, int] = (0, self.padding[0])
         self.dilation_2d: Tuple[int, int] = (1, self.dilation[0])
