@@ -61,7 +61,7 @@ class BeatStream(Stream):
         fs: sampling rate of the signal in Hz (for RR features in seconds).
         record_rr: mean RR interval of the whole recording in seconds (RR models only).
         rr_transform: maps the (B, 9) RR features to the model's (B, E) extra features
-            (default: none, E = 8).
+            (default: none, E = 9: every column of RR_FEATURES).
         max_delay: how late beats may be fed, in samples (>= 0).
         batch_size: beats per model call.
         template: (C, stop - start) median beat of the recording, for a model trained with
