@@ -9,7 +9,7 @@ from msresnet1d.data import read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows, median_beat
 from msresnet1d.data.rhythm import sliding_windows
-from msresnet1d.data.rr import RR_FEATURES, rr_features
+from msresnet1d.data.rr import RR_DEFAULT, RR_FEATURES, rr_features
 from msresnet1d.inference import (
     BeatStream,
     Predictions,
@@ -131,12 +131,13 @@ def test_beats_are_cut_and_described_as_in_the_data_layer():
     rng = np.random.default_rng(1)
     signal = rng.standard_normal((2, 3000)).astype(np.float32)
     beats = np.array([0, 40, 400, 700, 1100, 1300, 1700, 2100, 2500, 2800, 2950, 2999])  # both edges padded
-    model = tiny_model(extra_features=len(RR_FEATURES))
+    model = tiny_model(extra_features=len(RR_DEFAULT))
     predictions = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, batch_size=5)
     expected_rr = rr_features(beats, FS)
     np.testing.assert_allclose(predictions.rr, expected_rr, rtol=1e-6, atol=0)
     windows = torch.from_numpy(np.ascontiguousarray(beat_windows(signal, beats, *BEAT_WINDOW)))
-    expected = model(windows, torch.from_numpy(expected_rr)).detach().numpy()
+    # without rr_transform the model takes the RR_DEFAULT columns, as a config's rr = true trains it
+    expected = model(windows, torch.from_numpy(expected_rr[:, :len(RR_DEFAULT)])).detach().numpy()
     np.testing.assert_allclose(predictions.logits, expected, atol=1e-5, rtol=0)
     assert predictions.sample.tolist() == beats.tolist()
 
@@ -159,7 +160,7 @@ def test_rr_transform_feeds_the_model():
 
 def test_beat_stream_with_rr_equals_offline_on_a_mitdb_record(record_100):
     signal, beats = record_100
-    model = tiny_model(extra_features=len(RR_FEATURES))
+    model = tiny_model(extra_features=len(RR_DEFAULT))
     record_rr = mean_rr(beats, FS)
     offline = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS)
     np.testing.assert_allclose(offline.rr, rr_features(beats, FS), rtol=1e-6, atol=0)
@@ -178,12 +179,12 @@ def test_beat_stream_with_rr_equals_offline_on_a_mitdb_record(record_100):
 def test_template_models_read_each_beat_and_its_difference_to_the_median_beat(record_100):
     signal, beats = record_100
     lead = signal[:1]  # one lead in, two channels (the lead, the lead minus the median beat) to the model
-    model = tiny_model(extra_features=len(RR_FEATURES))
+    model = tiny_model(extra_features=len(RR_DEFAULT))
     windows = beat_windows(lead, beats, *BEAT_WINDOW)
     template = np.median(windows, axis=0)
     by_hand = torch.from_numpy(np.ascontiguousarray(np.concatenate([windows, windows - template], axis=1)))
     offline = classify_beats(model, lead, beats, BEAT_WINDOW, fs=FS, template=True)
-    extra = torch.from_numpy(rr_features(beats, FS))
+    extra = torch.from_numpy(rr_features(beats, FS)[:, :len(RR_DEFAULT)])
     np.testing.assert_allclose(offline.logits, model(by_hand, extra).detach().numpy(), atol=1e-4, rtol=0)
     stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=mean_rr(beats, FS), template=median_beat(windows))
     assert_same_predictions(run_stream(stream, lead, [5000, 13], beats)[0], offline)
@@ -241,7 +242,7 @@ def test_scripted_and_onnx_models_run_the_same_inference(tmp_path):
 
     signal = np.random.default_rng(4).standard_normal((2, 5000)).astype(np.float32)
     beats = np.arange(50, 5000, 290)
-    model = tiny_model(extra_features=len(RR_FEATURES))
+    model = tiny_model(extra_features=len(RR_DEFAULT))
     expected = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS)
     scripted = torch.jit.load(str(export_torchscript(model, tmp_path / "m.pt")))
     onnx = OnnxPredictor(export_onnx(model, tmp_path / "m.onnx"), threads=1)
@@ -283,7 +284,7 @@ def test_non_finite_sample_position_counts_across_chunks():
 
 
 def test_bad_parameters_are_named():
-    model, rr_model = tiny_model(), tiny_model(extra_features=len(RR_FEATURES))
+    model, rr_model = tiny_model(), tiny_model(extra_features=len(RR_DEFAULT))
     signal = np.zeros((2, 4000), np.float32)
     short = model.min_input_size - 1
     with pytest.raises(ValueError, match=rf"windows of {short} samples.*minimum input of {model.min_input_size}"):
@@ -292,7 +293,7 @@ def test_bad_parameters_are_named():
         WindowStream(model, 1000, 0)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         WindowStream(model, 1000, 500, batch_size=0)
-    with pytest.raises(ValueError, match="window mode cannot supply the 9 extra features"):
+    with pytest.raises(ValueError, match="window mode cannot supply the 8 extra features"):
         WindowStream(rr_model, 1000, 500)
     with pytest.raises(ValueError, match=r"start <= 0 < stop"):
         BeatStream(model, (10, 200))

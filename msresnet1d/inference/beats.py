@@ -29,11 +29,12 @@ import wfdb.processing
 from torch import nn
 
 from ..data.beats import beat_windows, median_beat, with_template
-from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_features
+from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_columns, rr_features
 from .predictor import Predictor, as_predictor
 from .stream import Predictions, SampleBuffer, Stream, as_signal
 
 _PREV, _RECORD, _PREV_OVER_RECORD = (RR_FEATURES.index(n) for n in ("rr_prev", "rr_record", "prev_over_record"))
+_DEFAULT_COLUMNS = rr_columns(True)  # what rr = true selects: the model input without rr_transform
 
 RRTransform = Callable[[np.ndarray], np.ndarray]
 
@@ -61,7 +62,7 @@ class BeatStream(Stream):
         fs: sampling rate of the signal in Hz (for RR features in seconds).
         record_rr: mean RR interval of the whole recording in seconds (RR models only).
         rr_transform: maps the (B, 9) RR features to the model's (B, E) extra features
-            (default: none, E = 9: every column of RR_FEATURES).
+            (default: the :data:`~msresnet1d.data.rr.RR_DEFAULT` columns as they are, E = 8).
         max_delay: how late beats may be fed, in samples (>= 0).
         batch_size: beats per model call.
         template: (C, stop - start) median beat of the recording, for a model trained with
@@ -206,8 +207,8 @@ class BeatStream(Stream):
         return features
 
     def _extra_features(self, rr: np.ndarray) -> np.ndarray:
-        """The model's (B, E) float32 extra features: ``rr_transform(rr)``, or ``rr`` itself."""
-        extra = rr if self.rr_transform is None else self.rr_transform(rr)
+        """The model's (B, E) float32 extra features: ``rr_transform(rr)``, or the RR_DEFAULT columns."""
+        extra = rr[:, _DEFAULT_COLUMNS] if self.rr_transform is None else self.rr_transform(rr)
         extra = np.ascontiguousarray(extra, dtype=np.float32)
         if extra.shape != (len(rr), self.predictor.extra_features):
             raise ValueError(
@@ -260,7 +261,8 @@ def classify_beats(
         fs: sampling rate in Hz (needed by RR models).
         record_rr: the record-mean RR interval in seconds for RR models; default
             :func:`mean_rr` of ``beats``.
-        rr_transform: maps the (B, 9) RR features to the model's extra features.
+        rr_transform: maps the (B, 9) RR features to the model's extra features (default: the
+            RR_DEFAULT columns as they are).
         batch_size: beats per model call.
         template: for a model trained with ``BeatConfig(template=True)``: ``True`` (the median
             of the beats' windows) or a (C, stop - start) median beat; ``False``: none.
