@@ -63,23 +63,20 @@ def seed_ensemble(run_dirs: list[Path]) -> dict:
     return classification_report(y_true, probabilities, task.class_names, task.scored)
 
 
-def ensemble_row(report: dict, n_seeds: int) -> str:
-    s, v = report["per_class"]["S"], report["per_class"]["V"]
-    cells = [100 * x for x in (s["se"], s["ppv"], s["f1"], v["se"], v["ppv"], v["f1"], report["accuracy"])]
-    return f"| ensemble of the {n_seeds} seeds | " + " | ".join(f"{c:.1f}" for c in cells) + " |"
-
-
 def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
-    def cell(d: dict) -> str:
-        return f"{d['mean']:.1f} ± {d['std']:.1f}" if n_seeds > 1 else f"{d['mean']:.1f}"
+    """Markdown tables of :func:`summarise` over the seeds, with the :func:`summarise` of their
+    ensemble (one report) as a second row."""
+    def cell(d: dict, n: int = n_seeds) -> str:
+        return f"{d['mean']:.1f} ± {d['std']:.1f}" if n > 1 else f"{d['mean']:.1f}"
 
-    lines = ["| method | S Se | S +P | S F1 | V Se | V +P | V F1 | accuracy |", "|---|---|---|---|---|---|---|---|"]
-    s, v = summary["S"], summary["V"]
-    lines.append(f"| **this work** ({n_seeds} seed{'s' if n_seeds > 1 else ''}) | {cell(s['se'])} | {cell(s['ppv'])} | "
-                 f"{cell(s['f1'])} | {cell(v['se'])} | {cell(v['ppv'])} | {cell(v['f1'])} | "
-                 f"{cell(summary['accuracy'])} |")
+    def row(label: str, figures: dict, n: int) -> str:
+        cells = [cell(figures[c][s], n) for c in ("S", "V") for s in STATS] + [cell(figures["accuracy"], n)]
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    lines = ["| method | S Se | S +P | S F1 | V Se | V +P | V F1 | accuracy |", "|---|---|---|---|---|---|---|---|",
+             row(f"**this work** ({n_seeds} seed{'s' if n_seeds > 1 else ''})", summary, n_seeds)]
     if ensemble is not None:
-        lines.append(ensemble_row(ensemble, n_seeds))
+        lines.append(row(f"ensemble of the {n_seeds} seeds", ensemble, 1))
     for name, pub in PUBLISHED.items():
         row = []
         for c in ("S", "V"):
@@ -126,10 +123,10 @@ def main(argv: list[str] | None = None) -> None:
                      "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
     summary = summarise(reports)
     ensemble = seed_ensemble([Path(r["run_dir"]) for r in runs]) if len(runs) > 1 else None
-    text = table(summary, len(reports), ensemble)
-    print(text)
     ensemble_percent = None if ensemble is None else {
         **summarise([ensemble]), "confusion_matrix": json_safe(ensemble["confusion_matrix"])}
+    text = table(summary, len(reports), ensemble_percent)
+    print(text)
     write_text(args.out, json.dumps({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
                                      "summary_percent": summary, "ensemble_percent": ensemble_percent,
                                      "published_percent": PUBLISHED, "table_markdown": text}, indent=2) + "\n")

@@ -47,21 +47,22 @@ def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test",
 
     paths = [Path(p) for p in checkpoints]
     ckpts = [load_checkpoint(p) for p in paths]
-    first = _config(ckpts[0], paths[0], data_dir)
-    for path, ckpt in zip(paths[1:], ckpts[1:]):
-        check_compatible({"config": _config(ckpt, path, data_dir).to_dict()}, first.to_dict(), path, ("task", "data"))
+    cfgs = [_config(ckpt, path, data_dir) for ckpt, path in zip(ckpts, paths)]
+    first = cfgs[0]
+    for path, ckpt, cfg in zip(paths[1:], ckpts[1:], cfgs[1:]):
+        check_compatible({"config": cfg.to_dict()}, first.to_dict(), path, ("task", "data"))
         if ckpt["class_names"] != ckpts[0]["class_names"]:
             raise ValueError(f"checkpoint {path} has classes {ckpt['class_names']}, {paths[0]} has "
                              f"{ckpts[0]['class_names']}")
     task = build_task(first, DistContext())
     device = DistContext().device
     probabilities = []
-    for path, ckpt in zip(paths, ckpts):
+    for path, ckpt, cfg in zip(paths, ckpts, cfgs):
         for key, value in task.state.items():
             if key not in ckpt["task_state"] or not torch.equal(ckpt["task_state"][key], value):
                 raise ValueError(f"checkpoint {path}: its {key} (fitted on the training split) differs from "
                                  "this task's; it was trained on other data")
-        model = build_model(_config(ckpt, path, data_dir), task)
+        model = build_model(cfg, task)
         model.load_state_dict(ckpt["model"])
         y_true, p = task.predict(fuse_batchnorm(model.to(device)), split, device)
         probabilities.append(p)
