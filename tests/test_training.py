@@ -190,6 +190,15 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     assert twice.returncode == 0 and "ensemble of 2 checkpoints" in twice.stdout, twice.stderr
     assert json.loads((tmp_path / "twice.json").read_text())["confusion_matrix"] == metrics["test"]["confusion_matrix"]
     assert _cli("evaluate", str(best), str(last)).returncode == 0
+    from msresnet1d.training.ensemble import ensemble_predict
+
+    flipped = load_checkpoint(best)  # another model of the same task: the linear layer negated
+    flipped["model"]["fc.weight"] = -flipped["model"]["fc.weight"]
+    torch.save(flipped, tmp_path / "flipped.pt")
+    _, y_true, mean = ensemble_predict([best, tmp_path / "flipped.pt"])
+    alone = [ensemble_predict([path])[2] for path in (best, tmp_path / "flipped.pt")]
+    assert not np.allclose(alone[0], alone[1])
+    np.testing.assert_allclose(mean, (alone[0] + alone[1]) / 2, rtol=1e-6, atol=1e-7)
     other = load_checkpoint(best)
     other["config"]["data"]["test_records"] = ["100", "105"]
     torch.save(other, tmp_path / "other.pt")
