@@ -104,6 +104,35 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     assert same["ensemble_percent"]["accuracy"]["mean"] == pytest.approx(100 * seed0["accuracy"])
 
 
+def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys):
+    script = _load_script("mitdb_ds1_cv")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mitdb").symlink_to(SAMPLE)
+    records = ["101", "106", "118", "119", "201", "208", "209", "220", "223"]
+    args = ["--data-dir", str(data), "--runs", str(tmp_path / "runs"), "--threads", "1", "--folds", "3",
+            "--records", *records, "--out", str(tmp_path / "cv.json"), "--set", "epochs=1",
+            "--set", "data.val_records=2", "--set", "model_kwargs.widths=[8, 16, 16]",
+            "--set", "model_kwargs.stem_channels=8", "--variant", "main", "--variant", "wd", "weight_decay=0.1"]
+    with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
+        report = script.main(args)
+    assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
+    assert sorted(sum(report["folds"], [])) == sorted(records)  # every record held out exactly once
+    for name in ("main", "wd"):
+        for k, held in enumerate(report["folds"]):
+            splits = json.loads((tmp_path / "runs" / name / f"fold{k + 1}" / "metrics.json").read_text())["splits"]
+            assert splits["test_records"] == held and not set(held) & set(splits["train_records"] + splits["val_records"])
+        pooled = np.array(report["variants"][name]["pooled_confusion_matrix"])
+        assert pooled.sum(axis=1).tolist() == [sum(f[c] for f in report["fold_beats"]) for c in "NSVFQ"]
+    assert json.loads((tmp_path / "runs" / "wd" / "fold1" / "config.json").read_text())["weight_decay"] == 0.1
+    assert "| wd |" in capsys.readouterr().out and "decision" in report["variants"]["wd"]
+    # the rule: more than 1 point pooled and better in all folds but one
+    base = {"pooled": {"macro_f1": 50.0}, "fold_macro_f1": [50, 50, 50, 50, 50]}
+    assert script.decide(base, {"pooled": {"macro_f1": 51.5}, "fold_macro_f1": [51, 51, 51, 51, 49]})["replaces_baseline"]
+    assert not script.decide(base, {"pooled": {"macro_f1": 51.5}, "fold_macro_f1": [51, 51, 51, 49, 49]})["replaces_baseline"]
+    assert not script.decide(base, {"pooled": {"macro_f1": 50.9}, "fold_macro_f1": [51] * 5})["replaces_baseline"]
+
+
 def test_compare_models_rejects_an_unknown_model(compare_models, capsys):
     with pytest.raises(SystemExit):
         compare_models.main(["--models", "resnet3d"])

@@ -111,3 +111,29 @@ def stratified_kfold(labels: np.ndarray, n_splits: int = 5, seed: int = 0) -> li
     labels = np.asarray(labels)
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return list(folds.split(np.zeros((labels.size, 1)), labels))
+
+
+def record_kfold(labels: Mapping[str, np.ndarray], n_splits: int = 5, seed: int = 0) -> list[list[str]]:
+    """``n_splits`` disjoint folds of whole records that together hold every record, each fold's
+    share of every class as close to ``1 / n_splits`` as whole records allow
+    (``sklearn.StratifiedGroupKFold`` over the examples, grouped by record, shuffled).
+
+    For cross-validation inside a training set, e.g. MIT-BIH DS1 (22 records): each fold is held
+    out once, so every record's beats are predicted by a model that never saw that patient.
+
+    Args:
+        labels: record name -> (n,) class index of each of its examples.
+        n_splits: number of folds, at most the number of records.
+
+    Returns:
+        The records of each fold, each list sorted; folds in sklearn's order.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold  # slow import, only needed here
+
+    names = sorted(labels)
+    if not 2 <= n_splits <= len(names):
+        raise ValueError(f"record_kfold: n_splits must be in [2, {len(names)}] (the number of records), got {n_splits}")
+    y = np.concatenate([np.asarray(labels[n]) for n in names])
+    groups = np.repeat(np.arange(len(names)), [len(labels[n]) for n in names])
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [sorted(names[g] for g in np.unique(groups[test])) for _, test in folds.split(y, y, groups)]

@@ -1,0 +1,144 @@
+"""MIT-BIH DS1 cross-validation: compare configs on every DS1 patient, with DS2 left untouched.
+
+    python experiments/mitdb_ds1_cv.py --data-dir /path/to/data \\
+        --variant main --variant ema ema_decay=0.995 --variant inverse class_weights=inverse
+
+Why: the main job selects on 4 held-out DS1 records, which hold 83 S beats; with seed noise of
+several points of S F1, that cannot rank configs. Here DS1's 22 records are split into folds by
+record (``record_kfold``: whole records, every class spread over the folds as evenly as whole
+records allow). For fold k, each variant is one ``msresnet1d train`` run of the config (the main
+job's unless --config says otherwise, plus the variant's KEY=VALUE overrides) with
+``data.train_records`` = DS1 minus fold k and ``data.test_records`` = fold k. Inside, the run
+selects its epoch on 4 of its own training records, exactly as the main job does, so each DS1
+beat is predicted once by a model that never saw that patient and was chosen the main job's way.
+DS2 is never loaded.
+
+Reported per variant: per-class Se, +P and F1 of the pooled out-of-fold confusion matrix (all DS1
+beats), its macro-F1 over N, S, V, F (the main job's monitor), and the macro-F1 of each fold.
+
+Decision rule, fixed before the first run: a variant replaces the baseline (the first --variant)
+when its pooled macro-F1 is higher by more than 1 point *and* its macro-F1 is higher in at least
+4 of 5 folds (in general, all folds but one). Runs go to <runs>/<variant>/fold<k>; a finished run
+is reused, an interrupted one resumed. Results: experiments/results/mitdb_ds1_cv.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from msresnet1d.atomic import write_text
+from msresnet1d.cli import _resolve_config
+from msresnet1d.data import DS1, load_beats, record_kfold
+from msresnet1d.training.config import load_config, parse_overrides
+from msresnet1d.training.metrics import per_class
+from msresnet1d.training.run import train_or_reuse
+from msresnet1d.training.tasks import beat_config, resolve_data
+
+RESULTS = Path(__file__).resolve().parent / "results" / "mitdb_ds1_cv.json"
+CLASSES = ("N", "S", "V", "F")  # the scored AAMI classes, the first four of the five
+MIN_GAIN = 1.0  # points of pooled macro-F1 (see the decision rule above)
+
+
+def pooled_scores(cm: np.ndarray) -> dict:
+    """Percent Se, +P and F1 of each scored class and their macro-F1, from a (5, 5) confusion matrix."""
+    stats = per_class(cm)
+    out = {c: {s: round(100 * float(np.nan_to_num(stats[s][i])), 2) for s in ("se", "ppv", "f1")}
+           for i, c in enumerate(CLASSES)}
+    out["macro_f1"] = round(float(np.mean([out[c]["f1"] for c in CLASSES])), 2)
+    return out
+
+
+def decide(baseline: dict, variant: dict) -> dict:
+    """The decision rule applied to two variants' results (``fold_macro_f1`` and ``pooled``)."""
+    gain = variant["pooled"]["macro_f1"] - baseline["pooled"]["macro_f1"]
+    better = sum(v > b for v, b in zip(variant["fold_macro_f1"], baseline["fold_macro_f1"]))
+    folds = len(baseline["fold_macro_f1"])
+    return {"pooled_gain": round(gain, 2), "folds_better": better,
+            "replaces_baseline": bool(gain > MIN_GAIN and better >= folds - 1)}
+
+
+def table(variants: dict[str, dict], baseline: str) -> str:
+    lines = ["| variant | S Se | S +P | S F1 | V Se | V +P | V F1 | F F1 | macro-F1 pooled | macro-F1 per fold "
+             "(mean ± std) | folds better | replaces baseline |", "|---|" + "---:|" * 11]
+    for name, v in variants.items():
+        p, folds = v["pooled"], np.array(v["fold_macro_f1"])
+        verdict = ("(baseline)", "") if name == baseline else (str(v["decision"]["folds_better"]),
+                                                               "yes" if v["decision"]["replaces_baseline"] else "no")
+        cells = [f"{p[c][s]:.1f}" for c in ("S", "V") for s in ("se", "ppv", "f1")] + [f"{p['F']['f1']:.1f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {p['macro_f1']:.1f} | "
+                     f"{folds.mean():.1f} ± {folds.std(ddof=1) if len(folds) > 1 else 0.0:.1f} | "
+                     + " | ".join(verdict) + " |")
+    return "\n".join(lines)
+
+
+def parse_variants(items: list[list[str]]) -> dict[str, dict]:
+    """``[[name, KEY=VALUE, ...], ...]`` -> {name: overrides}, names distinct."""
+    variants: dict[str, dict] = {}
+    for name, *settings in items:
+        if name in variants or "=" in name:
+            raise ValueError(f"--variant {name!r}: each variant starts with a new name (no '=')")
+        variants[name] = parse_overrides(settings)
+    return variants
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+                        help="folder holding mitdb/ (default $MSRESNET1D_DATA)")
+    parser.add_argument("--config", default="mitdb_beats", help="config name or path (default: the main job)")
+    parser.add_argument("--variant", action="append", nargs="+", required=True, metavar=("NAME", "KEY=VALUE"),
+                        help="a variant: its name and config overrides; the first is the baseline")
+    parser.add_argument("--folds", type=int, default=5, help="folds of DS1 records (default 5)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the fold assignment")
+    parser.add_argument("--records", nargs="+", default=list(DS1), help="the records to cross-validate (default DS1)")
+    parser.add_argument("--runs", default="runs/mitdb-ds1-cv", help="folder of the runs")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every variant")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if not args.data_dir:
+        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/)")
+    try:
+        common = parse_overrides(args.set)
+        variants = parse_variants(args.variant)
+    except ValueError as e:
+        parser.error(str(e))
+    common |= {"threads": args.threads, "data.data_dir": str(Path(args.data_dir) / "mitdb")}
+
+    base = resolve_data(load_config(_resolve_config(args.config), common))
+    beats = load_beats(args.records, db_dir=base.data["data_dir"], config=beat_config(base.data), cache=base.data["cache"])
+    folds = record_kfold({r: beats.y[beats.record == r] for r in args.records}, args.folds, seed=args.split_seed)
+    results: dict[str, dict] = {}
+    for name, overrides in variants.items():
+        confusions, runs = [], []
+        for k, held in enumerate(folds):
+            fold_keys = {"data.train_records": [r for r in args.records if r not in held], "data.test_records": held}
+            cfg = load_config(_resolve_config(args.config), {**common, **overrides, **fold_keys})
+            start = time.perf_counter()
+            result = train_or_reuse(cfg, Path(args.runs) / name / f"fold{k + 1}", quiet=True)
+            confusions.append(np.array(result["test"]["confusion_matrix"]))
+            runs.append({"fold": k + 1, "best_epoch": result["best_epoch"], "val_records": result["splits"]["val_records"],
+                         "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
+        results[name] = {"overrides": overrides, "runs": runs, "pooled": pooled_scores(np.sum(confusions, axis=0)),
+                         "pooled_confusion_matrix": np.sum(confusions, axis=0).tolist(),
+                         "fold_macro_f1": [pooled_scores(cm)["macro_f1"] for cm in confusions]}
+    baseline = next(iter(results))
+    for name, v in results.items():
+        if name != baseline:
+            v["decision"] = decide(results[baseline], v)
+    text = table(results, baseline)
+    print(text)
+    report = {"config": base.to_dict(), "folds": folds, "fold_beats": [beats.from_records(f).class_counts() for f in folds],
+              "baseline": baseline, "min_gain": MIN_GAIN, "variants": results, "table_markdown": text}
+    write_text(args.out, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
