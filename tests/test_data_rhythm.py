@@ -139,3 +139,21 @@ def test_predict_records_runs_the_model_on_every_window(synthetic):
     torch.testing.assert_close(probabilities[2], expected_c)
     expected_b = aggregate_windows(torch.tensor([[2.0, -2.0]]).repeat(5, 1))  # 5 windows, all of value 2
     torch.testing.assert_close(probabilities[1], expected_b)
+
+
+def test_random_crop_augmentation_flips_signs_and_adds_noise(synthetic):
+    from msresnet1d.data.loader import epoch_generator
+    from msresnet1d.training.tasks import RandomCrops
+
+    idx = torch.tensor([0, 1, 2] * 200)  # records hold 1, 2 and 3 (the last is zero-padded to 4 s)
+    plain = RandomCrops(synthetic, 400)(idx, epoch_generator(0, 0))
+    assert set(plain.amax(dim=(1, 2)).tolist()) == {1.0, 2.0, 3.0}
+    flipped = RandomCrops(synthetic, 400, flip_prob=0.5)(idx, epoch_generator(0, 0))
+    signs = torch.sign(flipped.sum(dim=(1, 2)))
+    assert (flipped == signs[:, None, None] * plain).all()  # whole crops flipped, or left alone
+    assert 0.4 < (signs < 0).float().mean() < 0.6
+    assert (RandomCrops(synthetic, 400, flip_prob=1.0)(idx, epoch_generator(0, 0)) == -plain).all()
+    noisy = RandomCrops(synthetic, 400, noise_std=0.1)(idx, epoch_generator(0, 0))
+    assert (noisy - plain).std().item() == pytest.approx(0.1, rel=0.02) and abs((noisy - plain).mean()) < 0.01
+    again = RandomCrops(synthetic, 400, flip_prob=0.5, noise_std=0.1)
+    assert torch.equal(again(idx, epoch_generator(0, 3)), again(idx, epoch_generator(0, 3)))  # seeded

@@ -17,7 +17,9 @@ training side (held-out records or images), never from the test split.
 ``rhythm`` (CinC 2017, N/A/O/~) data keys:
     data_dir, fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation windows), folds 5,
     fold 0 (the test fold of a stratified k-fold over records), val_fraction 0.1 (of the
-    training folds, stratified), cache true.
+    training folds, stratified), cache true; training augmentation: flip_prob 0 (chance of a
+    crop's sign being inverted: handheld single-lead ECGs are often recorded upside down),
+    noise_std 0 (std of added Gaussian noise, in units of the record's std: signals are z-scored).
 ``fashion_mnist`` data keys:
     data_dir, resize null (pixels), val_size 5000 (training images held out), normalize "unit" |
     "standardize", crop_padding 0, hflip false, erase_prob 0.
@@ -208,16 +210,18 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
 # ---------------------------------------------------------------------------------- rhythm
 RHYTHM_DEFAULTS: dict[str, Any] = {
     "data_dir": None, "fs": 150.0, "crop_seconds": 30.0, "hop_seconds": 15.0, "folds": 5, "fold": 0,
-    "val_fraction": 0.1, "cache": True,
+    "val_fraction": 0.1, "cache": True, "flip_prob": 0.0, "noise_std": 0.0,
 }
 
 
 class RandomCrops:
     """BatchTransform: record indices (B,) -> random fixed-length crops (B, C, L) of those records
-    (zero-padded when shorter), offsets drawn from the batch generator."""
+    (zero-padded when shorter), offsets drawn from the batch generator; then, for augmentation,
+    each crop's sign inverted with probability ``flip_prob`` and Gaussian noise of std
+    ``noise_std`` (in units of the z-scored signal) added."""
 
-    def __init__(self, arrays, length: int) -> None:
-        self.arrays, self.length = arrays, length
+    def __init__(self, arrays, length: int, flip_prob: float = 0.0, noise_std: float = 0.0) -> None:
+        self.arrays, self.length, self.flip_prob, self.noise_std = arrays, length, flip_prob, noise_std
 
     def __call__(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         from ..data.rhythm import fit_length
@@ -225,8 +229,14 @@ class RandomCrops:
         lengths = self.arrays.lengths[idx.numpy()]
         slack = np.abs(lengths - self.length)
         offsets = (torch.rand(len(idx), generator=generator).numpy() * (slack + 1)).astype(np.int64)
-        crops = [fit_length(self.arrays.signal(int(i)), self.length, int(o)) for i, o in zip(idx, offsets)]
-        return torch.from_numpy(np.stack(crops))
+        crops = torch.from_numpy(np.stack([fit_length(self.arrays.signal(int(i)), self.length, int(o))
+                                           for i, o in zip(idx, offsets)]))
+        if self.flip_prob:
+            flip = torch.rand(len(idx), generator=generator) < self.flip_prob
+            crops = torch.where(flip[:, None, None], -crops, crops)
+        if self.noise_std:
+            crops = crops + self.noise_std * torch.randn(crops.shape, generator=generator)
+        return crops
 
 
 def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
@@ -235,6 +245,9 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from ..data import CINC_CLASSES, RhythmConfig, find_database, load_rhythm, predict_records, stratified_kfold
 
     opts = resolve_data(cfg).data
+    flip_prob, noise_std = float(opts["flip_prob"]), float(opts["noise_std"])
+    if not 0 <= flip_prob <= 1 or noise_std < 0:
+        raise ValueError(f"[data] flip_prob must be in [0, 1] and noise_std >= 0, got {flip_prob} and {noise_std}")
     db_dir = Path(opts["data_dir"]) if opts["data_dir"] else find_database("cinc2017")
     arrays = load_rhythm(db_dir, RhythmConfig(fs=float(opts["fs"])), cache=opts["cache"])
     folds = stratified_kfold(arrays.y, opts["folds"], seed=cfg.seed)
@@ -244,8 +257,9 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
     fit, held, test = arrays.select(np.sort(fit_idx)), arrays.select(np.sort(val_idx)), arrays.select(test_idx)
     length = round(opts["crop_seconds"] * arrays.config.fs)
     weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
+    crops = RandomCrops(fit, length, flip_prob, noise_std)
     loader = TensorBatchLoader(torch.arange(len(fit)), torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
-                               transform=RandomCrops(fit, length), seed=cfg.seed, sample_weights=weights,
+                               transform=crops, seed=cfg.seed, sample_weights=weights,
                                rank=dist.rank, world_size=dist.world_size)
 
     def predictor(part) -> Predictor:
