@@ -111,7 +111,7 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     (data / "mitdb").symlink_to(SAMPLE)
     records = ["101", "106", "118", "119", "201", "208", "209", "220", "223"]
     args = ["--data-dir", str(data), "--runs", str(tmp_path / "runs"), "--threads", "1", "--folds", "3",
-            "--records", *records, "--out", str(tmp_path / "cv.json"), "--set", "epochs=1",
+            "--records", *records, "--seeds", "0", "1", "--out", str(tmp_path / "cv.json"), "--set", "epochs=1",
             "--set", "data.val_records=2", "--set", "model_kwargs.widths=[8, 16, 16]",
             "--set", "model_kwargs.stem_channels=8", "--variant", "main", "--variant", "wd", "weight_decay=0.1"]
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
@@ -119,12 +119,16 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
     assert sorted(sum(report["folds"], [])) == sorted(records)  # every record held out exactly once
     for name in ("main", "wd"):
-        for k, held in enumerate(report["folds"]):
-            splits = json.loads((tmp_path / "runs" / name / f"fold{k + 1}" / "metrics.json").read_text())["splits"]
-            assert splits["test_records"] == held and not set(held) & set(splits["train_records"] + splits["val_records"])
-        pooled = np.array(report["variants"][name]["pooled_confusion_matrix"])
-        assert pooled.sum(axis=1).tolist() == [sum(f[c] for f in report["fold_beats"]) for c in "NSVFQ"]
-    assert json.loads((tmp_path / "runs" / "wd" / "fold1" / "config.json").read_text())["weight_decay"] == 0.1
+        for seed in (0, 1):
+            for k, held in enumerate(report["folds"]):
+                run = tmp_path / "runs" / name / f"seed{seed}" / f"fold{k + 1}"
+                splits = json.loads((run / "metrics.json").read_text())["splits"]
+                assert splits["test_records"] == held and not set(held) & set(splits["train_records"] + splits["val_records"])
+                assert json.loads((run / "config.json").read_text())["seed"] == seed
+        pooled = np.array(report["variants"][name]["pooled_confusion_matrix"])  # every beat once per seed
+        assert pooled.sum(axis=1).tolist() == [2 * sum(f[c] for f in report["fold_beats"]) for c in "NSVFQ"]
+        assert len(report["variants"][name]["seed_macro_f1"]) == 2 and len(report["variants"][name]["fold_macro_f1"]) == 3
+    assert json.loads((tmp_path / "runs" / "wd" / "seed0" / "fold1" / "config.json").read_text())["weight_decay"] == 0.1
     assert "| wd |" in capsys.readouterr().out and "decision" in report["variants"]["wd"]
     # the rule: more than 1 point pooled and better in all folds but one
     base = {"pooled": {"macro_f1": 50.0}, "fold_macro_f1": [50, 50, 50, 50, 50]}
