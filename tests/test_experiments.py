@@ -130,6 +130,11 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
         assert len(report["variants"][name]["seed_macro_f1"]) == 2 and len(report["variants"][name]["fold_macro_f1"]) == 3
     assert json.loads((tmp_path / "runs" / "wd" / "seed0" / "fold1" / "config.json").read_text())["weight_decay"] == 0.1
     assert "| wd |" in capsys.readouterr().out and "decision" in report["variants"]["wd"]
+    # no F beat and none predicted: F1 undefined and left out of macro-F1, as in the runs' reports
+    cm = np.zeros((5, 5), dtype=int)
+    cm[0, 0], cm[1, 1], cm[1, 0], cm[2, 2] = 90, 5, 5, 10
+    scores = script.pooled_scores(cm)
+    assert np.isnan(scores["F"]["f1"]) and scores["macro_f1"] == pytest.approx((100 * 180 / 185 + 100 * 10 / 15 + 100) / 3, abs=0.01)
     # the rule: more than 1 point pooled and better in all folds but one
     base = {"pooled": {"macro_f1": 50.0}, "fold_macro_f1": [50, 50, 50, 50, 50]}
     assert script.decide(base, {"pooled": {"macro_f1": 51.5}, "fold_macro_f1": [51, 51, 51, 51, 49]})["replaces_baseline"]
