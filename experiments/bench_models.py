@@ -23,7 +23,7 @@ OpenMP environment. Sections (in the order they run):
 * targets: one real training epoch of the main job's model (experiments/configs/mitdb_beats.toml:
   msresnet1d_beat on beat windows with the template channel and its RR features;
   ``--target-model-kwargs`` changes the model) over DS1 (the engine's step, that config's AdamW,
-  batch 256, one-cycle, and its weights' moving average when it sets ``ema_decay``) and
+  batch 256, one-cycle) and
   inference over DS2 at batch 1024 as the package infers (evaluate, predict: BatchNorm folded
   into the convolutions by ``fuse_batchnorm``), against issue 7's 20 s and 3 s; the variants
   (as above) interleaved batch by batch; then DS2 inference of the exported ONNX file under
@@ -536,7 +536,6 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
     from msresnet1d.data.loader import TensorBatchLoader
     from msresnet1d.data.rr import rr_columns
     from msresnet1d.training.config import load_config
-    from msresnet1d.training.ema import WeightEMA
     from msresnet1d.training.engine import train_one_epoch
     from msresnet1d.training.optim import build_loss, build_optimizer, build_scheduler
     from msresnet1d.training.tasks import beat_config, resolve_data
@@ -563,16 +562,12 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
             model.set_channels_last()
         loader = TensorBatchLoader(x1, y1, cfg.batch_size, shuffle=True, seed=seed, extra=rr1)
         optimizer = build_optimizer(model, cfg)
-        ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None  # updated after every step, as in training
         return {"model": model, "optimizer": optimizer, "scheduler": build_scheduler(optimizer, cfg, len(loader)),
-                "loss_fn": build_loss(cfg, y1.numpy(), 5), "batches": iter(loader), "bf16": variant == "bf16",
-                "ema": ema}
+                "loss_fn": build_loss(cfg, y1.numpy(), 5), "batches": iter(loader), "bf16": variant == "bf16"}
 
     def step(run: dict) -> int:
-        ema = run["ema"]
         _, seen = train_one_epoch(run["model"], [next(run["batches"])], run["loss_fn"], run["optimizer"],
-                                  run["scheduler"], grad_clip=cfg.grad_clip, bf16=run["bf16"],
-                                  on_batch=None if ema is None else lambda *_: ema.update(run["model"]))
+                                  run["scheduler"], grad_clip=cfg.grad_clip, bf16=run["bf16"])
         return seen
 
     n_batches = math.ceil(len(y1) / cfg.batch_size)
@@ -592,8 +587,8 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
 
     infer_s, infer_n = dict.fromkeys(variants, 0.0), dict.fromkeys(variants, 0)
     parameters = count_parameters(runs[variants[0]]["model"])
-    for run in runs.values():  # the model evaluate and predict run: the EMA when training keeps one, BN folded
-        run["model"] = fuse_batchnorm(run["model"] if run["ema"] is None else run["ema"].module)
+    for run in runs.values():
+        run["model"] = fuse_batchnorm(run["model"])  # an eval-mode copy, as evaluate and predict run it
     for b, i in enumerate(range(0, len(y2), cfg.eval_batch_size)):
         for variant in variants:
             if b < limits[variant]:

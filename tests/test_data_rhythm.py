@@ -157,3 +157,14 @@ def test_random_crop_augmentation_flips_signs_and_adds_noise(synthetic):
     assert (noisy - plain).std().item() == pytest.approx(0.1, rel=0.02) and abs((noisy - plain).mean()) < 0.01
     again = RandomCrops(synthetic, 400, flip_prob=0.5, noise_std=0.1)
     assert torch.equal(again(idx, epoch_generator(0, 3)), again(idx, epoch_generator(0, 3)))  # seeded
+
+
+@pytest.mark.parametrize("key, value", [("flip_prob", 1.5), ("flip_prob", -0.1), ("noise_std", -1.0)])
+def test_rhythm_task_rejects_bad_augmentation_before_loading(key, value, tmp_path):
+    from msresnet1d.training.config import load_config
+    from msresnet1d.training.tasks import build_task
+
+    cfg = load_config(None, {"task": "rhythm", "model": "msresnet1d_small", f"data.{key}": value,
+                             "data.data_dir": str(tmp_path / "missing")})  # never read: the check comes first
+    with pytest.raises(ValueError, match=r"flip_prob must be in \[0, 1\] and noise_std >= 0, got"):
+        build_task(cfg)
