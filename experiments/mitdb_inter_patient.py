@@ -78,13 +78,13 @@ def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
     if ensemble is not None:
         lines.append(row(f"ensemble of the {n_seeds} seeds", ensemble, 1))
     for name, pub in PUBLISHED.items():
-        row = []
+        published = []
         for c in ("S", "V"):
             p = pub[c]
             f1 = p.get("f1", f1_from(p["se"], p["ppv"]) if "se" in p else None)
-            row += [f"{p['se']:.1f}" if "se" in p else "", f"{p['ppv']:.1f}" if "ppv" in p else "",
-                    f"{f1:.1f}" + ("" if "f1" in p else "*")]
-        lines.append(f"| {name} | {' | '.join(row)} | {pub.get('acc', '')} |")
+            published += [f"{p['se']:.1f}" if "se" in p else "", f"{p['ppv']:.1f}" if "ppv" in p else "",
+                          f"{f1:.1f}" + ("" if "f1" in p else "*")]
+        lines.append(f"| {name} | {' | '.join(published)} | {pub.get('acc', '')} |")
     lines.append("\n\\* F1 computed here from the published Se and +P.")
     lines.append("\nPer class (mean over seeds, percent):\n")
     lines.append("| class | Se | +P | F1 |\n|---|---|---|---|")
