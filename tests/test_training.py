@@ -17,7 +17,7 @@ from msresnet1d.data.loader import TensorBatchLoader
 from msresnet1d.training.checkpoint import load_checkpoint
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
 from msresnet1d.training.metrics import cinc_score, classification_report, format_per_group, per_class, per_group
-from msresnet1d.training.optim import FocalLoss, class_weights
+from msresnet1d.training.optim import CrossEntropyLoss, FocalLoss, class_weights
 from msresnet1d.training.run import train_or_reuse
 from msresnet1d.training.tasks import BEAT_DEFAULTS
 
@@ -113,6 +113,26 @@ def test_class_weights_and_focal_loss():
     assert FocalLoss(gamma=2.0)(logits, target) == pytest.approx(((1 - p) ** 2 * ce).mean().item())
     assert FocalLoss(gamma=0.0)(logits, target) == pytest.approx(ce.mean().item())
 
+
+
+def test_cross_entropy_weights_examples_and_smooths_before_weighting():
+    torch.manual_seed(0)
+    logits, target = torch.randn(16, 3), torch.randint(0, 3, (16,))
+    w = torch.tensor([0.2, 1.0, 50.0])
+    assert CrossEntropyLoss(w)(logits, target) == pytest.approx(torch.nn.CrossEntropyLoss(w)(logits, target).item())
+    eps = 0.1
+    logp = torch.log_softmax(logits, 1)
+    per = (1 - eps) * -logp.gather(1, target[:, None]).squeeze(1) + eps * -logp.mean(1)
+    assert CrossEntropyLoss(w, eps)(logits, target) == pytest.approx((w[target] * per).sum().item() / w[target].sum().item())
+    # The optimum of one example is its smoothed target, whatever the weights; PyTorch's weighted
+    # smoothing moves it towards the heavy class (class 2 would win here: 50 x 0.1 / 3 > 0.9 + 0.1 / 3).
+    smoothed = torch.tensor([[1 - eps + eps / 3, eps / 3, eps / 3]])
+    at_target = torch.log(smoothed).requires_grad_()
+    for loss in (CrossEntropyLoss(w, eps), FocalLoss(0.0, w, eps)):
+        grad, = torch.autograd.grad(loss(at_target, torch.tensor([0])), at_target)
+        assert grad.abs().max() < 1e-6
+    grad, = torch.autograd.grad(torch.nn.CrossEntropyLoss(w, label_smoothing=eps)(at_target, torch.tensor([0])), at_target)
+    assert grad.abs().max() > 0.1
 
 # --------------------------------------------------------------------------- config and loader
 def test_unknown_config_keys_are_errors(tmp_path):
