@@ -114,7 +114,6 @@ def test_class_weights_and_focal_loss():
     assert FocalLoss(gamma=0.0)(logits, target) == pytest.approx(ce.mean().item())
 
 
-
 def test_cross_entropy_weights_examples_and_smooths_before_weighting():
     torch.manual_seed(0)
     logits, target = torch.randn(16, 3), torch.randint(0, 3, (16,))
@@ -133,6 +132,7 @@ def test_cross_entropy_weights_examples_and_smooths_before_weighting():
         assert grad.abs().max() < 1e-6
     grad, = torch.autograd.grad(torch.nn.CrossEntropyLoss(w, label_smoothing=eps)(at_target, torch.tensor([0])), at_target)
     assert grad.abs().max() > 0.1
+
 
 # --------------------------------------------------------------------------- config and loader
 def test_unknown_config_keys_are_errors(tmp_path):
