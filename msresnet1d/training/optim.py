@@ -84,15 +84,13 @@ class CrossEntropyLoss(nn.Module):
         return losses.mean() if self.weight is None else losses.sum() / self.weight[target].sum()
 
 
-class FocalLoss(nn.Module):
+class FocalLoss(CrossEntropyLoss):
     """Focal loss (Lin et al. 2017): :func:`weighted_cross_entropy` scaled by (1 - p_true)^gamma;
     mean over the batch."""
 
     def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(weight, label_smoothing)
         self.gamma = gamma
-        self.label_smoothing = label_smoothing
-        self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ce = weighted_cross_entropy(logits, target, self.weight, self.label_smoothing)
