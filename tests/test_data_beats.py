@@ -148,6 +148,15 @@ def test_rr_features_by_hand():
     np.testing.assert_allclose(rr["next_over_prev"], [1.0, 0.8, 1.5, 1.0 / 1.2, 1.0], rtol=1e-6)
     # changes |rr_prev - previous rr_prev| 0, 0, 0.2, 0.4, 0.2: medians so far 0, 0, 0, 0.1, 0.2, over rr_local
     np.testing.assert_allclose(rr["rr_irregularity"], [0, 0, 0, 0.1, 0.2], atol=1e-6)
+    np.testing.assert_allclose(rr["rr_median"], 1.0)  # of 0.8, 1.0, 1.0, 1.2
+    np.testing.assert_allclose(rr["prev_over_median"], rr["rr_prev"])
+    np.testing.assert_allclose(rr["next_over_median"], rr["rr_next"])
+    # the median is the dominant rhythm: a run of premature beats moves the mean, not the median
+    run = np.cumsum([0] + [100] * 6 + [60] * 4)  # six 1.0 s intervals, then four premature 0.6 s ones
+    rr = dict(zip(RR_FEATURES, rr_features(run, fs).T, strict=True))
+    np.testing.assert_allclose(rr["rr_median"], 1.0)
+    np.testing.assert_allclose(rr["rr_record"], 8.4 / 10)
+    np.testing.assert_allclose(rr["prev_over_median"][-4:], 0.6)
     steady = rr_features(np.arange(0, 3000, 100), fs)[:, RR_FEATURES.index("rr_irregularity")]
     np.testing.assert_array_equal(steady, 0)
     with pytest.raises(ValueError, match="at least 2 beats"):
@@ -157,6 +166,7 @@ def test_rr_features_by_hand():
 def test_rr_column_selection():
     assert rr_columns(True) == list(range(8)) and rr_columns(False) == []  # rr_irregularity by name only
     assert rr_columns(["rr_irregularity"]) == [8]
+    assert rr_columns(["prev_over_median", "next_over_median"]) == [10, 11]
     assert rr_columns(RR_RATIOS) == [4, 5, 6, 7] and rr_columns(["next_over_prev", "rr_prev"]) == [7, 0]
     with pytest.raises(ValueError, match=r"unknown: rr_max"):
         rr_columns(["rr_prev", "rr_max"])

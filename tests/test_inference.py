@@ -9,7 +9,7 @@ from msresnet1d.data import read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows, median_beat
 from msresnet1d.data.rhythm import sliding_windows
-from msresnet1d.data.rr import RR_DEFAULT, RR_FEATURES, rr_features
+from msresnet1d.data.rr import RR_DEFAULT, RR_FEATURES, rr_columns, rr_features
 from msresnet1d.inference import (
     BeatStream,
     Predictions,
@@ -19,6 +19,7 @@ from msresnet1d.inference import (
     classify_windows,
     detect_beats,
     mean_rr,
+    median_rr,
 )
 from msresnet1d.models import MSResNet1d, create_model
 
@@ -154,7 +155,8 @@ def test_rr_transform_feeds_the_model():
     windows = torch.from_numpy(np.ascontiguousarray(beat_windows(signal, beats, *BEAT_WINDOW)))
     extra = torch.from_numpy(first_two_standardised(rr_features(beats, FS)))
     np.testing.assert_allclose(predictions.logits, model(windows, extra).detach().numpy(), atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match=r"takes \(5, 2\) extra features here, rr_transform gave \(5, 9\)"):
+    columns = len(RR_FEATURES)
+    with pytest.raises(ValueError, match=rf"takes \(5, 2\) extra features here, rr_transform gave \(5, {columns}\)"):
         classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr_transform=lambda rr: rr)
 
 
@@ -165,7 +167,7 @@ def test_beat_stream_with_rr_equals_offline_on_a_mitdb_record(record_100):
     offline = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS)
     np.testing.assert_allclose(offline.rr, rr_features(beats, FS), rtol=1e-6, atol=0)
     for chunks in ([7777], [1, 5000, 17, 30000, 2]):
-        stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=record_rr)
+        stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=record_rr, record_median_rr=median_rr(beats, FS))
         streamed, fed_at, largest = run_stream(stream, signal, chunks, beats)
         assert_same_predictions(streamed, offline)
         # Every beat but the last (whose next RR interval is only known at the end) is emitted
@@ -174,6 +176,27 @@ def test_beat_stream_with_rr_equals_offline_on_a_mitdb_record(record_100):
             assert at is not None and at[0] < beat + BEAT_WINDOW[1] <= at[1]
         assert fed_at[-1] is None
         assert largest <= BEAT_WINDOW[1] - BEAT_WINDOW[0]  # the start of the next beat's window
+
+
+def test_beat_stream_reads_the_median_rr_columns_from_record_median_rr(record_100):
+    signal, beats = record_100
+    columns = rr_columns(["prev_over_local", "prev_over_median", "next_over_median"])
+    model = tiny_model(extra_features=len(columns))
+
+    def select(rr):
+        return rr[:, columns]
+
+    offline = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr_transform=select)
+    np.testing.assert_allclose(offline.rr, rr_features(beats, FS), rtol=1e-6, atol=0)
+    assert median_rr(beats, FS) == pytest.approx(np.median(np.diff(beats)) / FS)
+    stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=mean_rr(beats, FS),
+                        record_median_rr=median_rr(beats, FS), rr_transform=select)
+    assert_same_predictions(run_stream(stream, signal, [5000, 13], beats)[0], offline)
+    stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=mean_rr(beats, FS), rr_transform=select)
+    with pytest.raises(ValueError, match="reads the \\*_median RR columns: give record_median_rr"):
+        run_stream(stream, signal, [5000], beats)
+    with pytest.raises(ValueError, match="record_median_rr must be > 0 s"):
+        BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=0.8, record_median_rr=0.0)
 
 
 def test_template_models_read_each_beat_and_its_difference_to_the_median_beat(record_100):
@@ -186,7 +209,8 @@ def test_template_models_read_each_beat_and_its_difference_to_the_median_beat(re
     offline = classify_beats(model, lead, beats, BEAT_WINDOW, fs=FS, template=True)
     extra = torch.from_numpy(rr_features(beats, FS)[:, :len(RR_DEFAULT)])
     np.testing.assert_allclose(offline.logits, model(by_hand, extra).detach().numpy(), atol=1e-4, rtol=0)
-    stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=mean_rr(beats, FS), template=median_beat(windows))
+    stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=mean_rr(beats, FS), record_median_rr=median_rr(beats, FS),
+                        template=median_beat(windows))
     assert_same_predictions(run_stream(stream, lead, [5000, 13], beats)[0], offline)
     with pytest.raises(ValueError, match=r"template must be \(C, 252\).*in_channels=2, got shape \(2, 252\)"):
         BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=1.0, template=np.zeros((2, 252)))
@@ -195,7 +219,8 @@ def test_template_models_read_each_beat_and_its_difference_to_the_median_beat(re
     # template_from="regular": the median of the beats that are not premature
     rr_prev = rr_features(beats, FS)[:, RR_FEATURES.index("rr_prev")]
     regular = classify_beats(model, lead, beats, BEAT_WINDOW, fs=FS, template=True, template_from="regular")
-    stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=mean_rr(beats, FS), template=median_beat(windows, rr_prev))
+    stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=mean_rr(beats, FS), record_median_rr=median_rr(beats, FS),
+                        template=median_beat(windows, rr_prev))
     assert_same_predictions(run_stream(stream, lead, [5000, 13], beats)[0], regular)
     assert np.abs(regular.logits - offline.logits).max() > 1e-4  # 10 x the tolerance: another template
     with pytest.raises(ValueError, match="template_from='regular' needs fs"):

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: Columns of :func:`rr_features`: four intervals in seconds, four dimensionless ratios, and the
-#: dimensionless irregularity of the rhythm around the beat.
+#: Columns of :func:`rr_features`: four intervals in seconds, four dimensionless ratios, the
+#: dimensionless irregularity of the rhythm around the beat, and the record's median interval
+#: with two ratios to it.
 RR_FEATURES: tuple[str, ...] = (
     "rr_prev",  # s, from the previous beat
     "rr_next",  # s, to the next beat
@@ -25,6 +26,11 @@ RR_FEATURES: tuple[str, ...] = (
     # median of |rr_prev - the previous beat's rr_prev| over the last LOCAL_BEATS beats, over rr_local:
     # high in atrial fibrillation (every interval differs), low in a regular rhythm with a few early beats
     "rr_irregularity",
+    # the record's median interval is its dominant rhythm: unlike the mean, it is not pulled down
+    # by runs of premature beats nor up by pauses
+    "rr_median",  # s, median interval of the whole record
+    "prev_over_median",
+    "next_over_median",
 )
 
 LOCAL_BEATS = 10
@@ -36,8 +42,8 @@ CONTEXT_BEATS = LOCAL_BEATS + 1
 #: patient by heart rate (rr_record, in seconds, is one number per record).
 RR_RATIOS: tuple[str, ...] = RR_FEATURES[4:8]
 
-#: What ``rr = true`` selects: the intervals and ratios (rr_irregularity came later and is chosen
-#: by name, so that configs and checkpoints saying ``true`` keep their meaning).
+#: What ``rr = true`` selects: the intervals and ratios (the later columns are chosen by name, so
+#: that configs and checkpoints saying ``true`` keep their meaning).
 RR_DEFAULT: tuple[str, ...] = RR_FEATURES[:8]
 
 
@@ -67,7 +73,7 @@ def rr_features(beat_samples: np.ndarray, fs: float) -> np.ndarray:
         fs: sampling rate of ``beat_samples`` in Hz.
 
     Returns:
-        (B, 9) float32, columns :data:`RR_FEATURES`.
+        (B, 12) float32, columns :data:`RR_FEATURES`.
 
     Raises:
         ValueError: fewer than two beats, or positions not increasing.
@@ -84,9 +90,11 @@ def rr_features(beat_samples: np.ndarray, fs: float) -> np.ndarray:
     first = np.maximum(np.arange(prev.size) + 1 - LOCAL_BEATS, 0)
     local = (cumulative[1:] - cumulative[first]) / (np.arange(prev.size) + 1 - first)
     record = np.full_like(prev, intervals.mean())
+    median = np.full_like(prev, np.median(intervals))
     change = np.abs(np.diff(prev, prepend=prev[0]))  # the first beat has no previous interval: 0
     recent = np.lib.stride_tricks.sliding_window_view(
         np.concatenate((np.full(LOCAL_BEATS - 1, np.nan), change)), LOCAL_BEATS)
     irregularity = np.nanmedian(recent, axis=1) / local  # windows at the record's start hold fewer beats
-    columns = (prev, nxt, local, record, prev / local, nxt / local, prev / record, nxt / prev, irregularity)
+    columns = (prev, nxt, local, record, prev / local, nxt / local, prev / record, nxt / prev, irregularity,
+               median, prev / median, nxt / median)
     return np.stack(columns, axis=1).astype(np.float32)

@@ -33,12 +33,12 @@ A rhythm model on a live source of (C, n) chunks, any n::
     handle(stream.finish())
 """
 
-from .beats import BeatStream, classify_beats, detect_beats, mean_rr
+from .beats import BeatStream, classify_beats, detect_beats, mean_rr, median_rr
 from .predictor import Predictor, TorchPredictor, as_predictor
 from .stream import Predictions
 from .windows import WindowStream, classify_windows
 
 __all__ = [
     "BeatStream", "Predictions", "Predictor", "TorchPredictor", "WindowStream", "as_predictor", "classify_beats",
-    "classify_windows", "detect_beats", "mean_rr",
+    "classify_windows", "detect_beats", "mean_rr", "median_rr",
 ]

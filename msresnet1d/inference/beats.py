@@ -8,9 +8,10 @@ a :class:`~msresnet1d.data.beats.BeatConfig` gives ``window=config.offsets`` at 
 A model built with ``extra_features`` also gets the RR features of each beat
 (:func:`msresnet1d.data.rr.rr_features`: previous, next, local-mean and record-mean RR interval
 in seconds, and their ratios), passed through ``rr_transform`` (e.g. the standardisation used
-in training). The record-mean RR interval is only known once the recording has ended, so
-streams take it as ``record_rr``; :func:`classify_beats` computes it from all the beats, which
-gives the features of :func:`~msresnet1d.data.rr.rr_features` on the whole recording.
+in training). The record's mean and median RR intervals are only known once the recording has
+ended, so streams take them as ``record_rr`` and ``record_median_rr``; :func:`classify_beats`
+computes them from all the beats, which gives the features of
+:func:`~msresnet1d.data.rr.rr_features` on the whole recording.
 
 A model trained with ``BeatConfig(template=True)`` reads each window followed by the window
 minus the recording's median beat; likewise a stream takes that median beat as ``template``
@@ -33,7 +34,9 @@ from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_columns, rr_features
 from .predictor import Predictor, as_predictor
 from .stream import Predictions, SampleBuffer, Stream, as_signal
 
-_PREV, _RECORD, _PREV_OVER_RECORD = (RR_FEATURES.index(n) for n in ("rr_prev", "rr_record", "prev_over_record"))
+_PREV, _NEXT, _RECORD, _PREV_OVER_RECORD, _MEDIAN, _PREV_OVER_MEDIAN, _NEXT_OVER_MEDIAN = (
+    RR_FEATURES.index(n) for n in ("rr_prev", "rr_next", "rr_record", "prev_over_record", "rr_median",
+                                   "prev_over_median", "next_over_median"))
 _DEFAULT_COLUMNS = rr_columns(True)  # what rr = true selects: the model input without rr_transform
 
 RRTransform = Callable[[np.ndarray], np.ndarray]
@@ -45,7 +48,8 @@ class BeatStream(Stream):
     ``feed(chunk, beats)`` returns the beats whose window is complete (and, for a model with RR
     features, whose next beat is known); ``finish()`` returns the rest (windows edge-padded at
     the recording's end; the last beat's next RR is its previous one). Together they are the
-    beats, windows and RR features of :func:`classify_beats` with the same ``record_rr`` (logits
+    beats, windows and RR features of :func:`classify_beats` with the same ``record_rr`` and
+    ``record_median_rr`` (logits
     equal up to the float rounding of other batch sizes). Between calls
     the buffer holds the samples from the window start of the first beat not yet emitted (or
     of the earliest beat still to come) on; with all beats fed up front, at most one window.
@@ -61,7 +65,11 @@ class BeatStream(Stream):
             e.g. (-90, 162) for -0.25 s to +0.45 s at 360 Hz.
         fs: sampling rate of the signal in Hz (for RR features in seconds).
         record_rr: mean RR interval of the whole recording in seconds (RR models only).
-        rr_transform: maps the (B, 9) RR features to the model's (B, E) extra features
+        record_median_rr: median RR interval of the whole recording in seconds, for RR models
+            whose features include the ``*_median`` columns (``None``: those columns are NaN,
+            and a model reading them raises).
+        rr_transform: maps the (B, F) RR features (columns
+            :data:`~msresnet1d.data.rr.RR_FEATURES`) to the model's (B, E) extra features
             (default: the :data:`~msresnet1d.data.rr.RR_DEFAULT` columns as they are, E = 8).
         max_delay: how late beats may be fed, in samples (>= 0).
         batch_size: beats per model call.
@@ -70,8 +78,8 @@ class BeatStream(Stream):
             ``template``); ``None``: the model reads the fed channels as they are.
 
     Raises:
-        ValueError: bad parameters; an RR model without ``fs`` or ``record_rr``; ``record_rr`` or
-            ``rr_transform`` for a model without extra features; a ``template`` whose shape does
+        ValueError: bad parameters; an RR model without ``fs`` or ``record_rr``; ``record_rr``,
+            ``record_median_rr`` or ``rr_transform`` for a model without extra features; a ``template`` whose shape does
             not fit the window and the model's channels.
     """
 
@@ -82,6 +90,7 @@ class BeatStream(Stream):
         *,
         fs: float | None = None,
         record_rr: float | None = None,
+        record_median_rr: float | None = None,
         rr_transform: RRTransform | None = None,
         max_delay: int = 0,
         batch_size: int = 256,
@@ -109,9 +118,13 @@ class BeatStream(Stream):
                 f"record_rr > 0 (s, got {record_rr}), the recording's mean RR interval (classify_beats computes it "
                 "from all beats; a stream cannot know it before the recording ends)"
             )
-        if not self.uses_rr and (record_rr is not None or rr_transform is not None):
-            raise ValueError("record_rr and rr_transform are for models with extra (RR) features; this one has none")
-        self.window, self.fs, self.record_rr = (start, stop), fs, record_rr
+        if self.uses_rr and record_median_rr is not None and not record_median_rr > 0:
+            raise ValueError(f"record_median_rr must be > 0 s (the recording's median RR interval), "
+                             f"got {record_median_rr}")
+        if not self.uses_rr and (record_rr is not None or record_median_rr is not None or rr_transform is not None):
+            raise ValueError("record_rr, record_median_rr and rr_transform are for models with extra (RR) features; "
+                             "this one has none")
+        self.window, self.fs, self.record_rr, self.record_median_rr = (start, stop), fs, record_rr, record_median_rr
         self.rr_transform, self.max_delay = rr_transform, max_delay
         self._pending = np.empty(0, dtype=np.int64)  # fed, not yet emitted
         self._history = np.empty(0, dtype=np.int64)  # the last CONTEXT_BEATS emitted (RR context)
@@ -191,10 +204,11 @@ class BeatStream(Stream):
         return out
 
     def _rr_features(self, beats: np.ndarray, following: np.ndarray) -> np.ndarray:
-        """(B, 9) RR features of ``beats`` (``following``: the next beat, if known), as
+        """(B, F) RR features of ``beats`` (``following``: the next beat, if known), as
         :func:`rr_features` gives them on the whole recording: they depend only on the
         CONTEXT_BEATS beats before (the local mean, the irregularity) and the beat after (the
-        next interval), and the record mean is ``record_rr``."""
+        next interval), and the record's mean and median are ``record_rr`` and
+        ``record_median_rr`` (NaN when that is not given)."""
         if not len(beats):
             return np.empty((0, len(RR_FEATURES)), dtype=np.float32)
         context = np.concatenate((self._history, beats, following))
@@ -204,6 +218,10 @@ class BeatStream(Stream):
             raise ValueError(f"RR features of this recording: {exc}") from exc
         features[:, _RECORD] = self.record_rr
         features[:, _PREV_OVER_RECORD] = features[:, _PREV] / np.float32(self.record_rr)
+        median = np.float32(np.nan if self.record_median_rr is None else self.record_median_rr)
+        features[:, _MEDIAN] = median
+        features[:, _PREV_OVER_MEDIAN] = features[:, _PREV] / median
+        features[:, _NEXT_OVER_MEDIAN] = features[:, _NEXT] / median
         return features
 
     def _extra_features(self, rr: np.ndarray) -> np.ndarray:
@@ -215,6 +233,10 @@ class BeatStream(Stream):
                 f"the model takes ({len(rr)}, {self.predictor.extra_features}) extra features here, "
                 f"rr_transform gave {extra.shape}"
             )
+        if not np.isfinite(extra).all():
+            hint = "" if self.record_median_rr is not None else \
+                " (this model reads the *_median RR columns: give record_median_rr)"
+            raise ValueError(f"the model's extra features are not all finite{hint}")
         return extra
 
     def _cut(self, beats: np.ndarray) -> np.ndarray:
@@ -229,13 +251,23 @@ class BeatStream(Stream):
         return np.ascontiguousarray(windows)
 
 
+def _intervals(beats: np.ndarray, fs: float) -> np.ndarray:
+    beats = np.asarray(beats)
+    if len(beats) < 2:
+        raise ValueError(f"a record's RR interval needs at least 2 beats, got {len(beats)}")
+    return np.diff(beats) / fs
+
+
 def mean_rr(beats: np.ndarray, fs: float) -> float:
     """Mean RR interval in seconds of increasing beat positions (samples at ``fs`` Hz), as
     :func:`msresnet1d.data.rr.rr_features` computes its ``rr_record`` column."""
-    beats = np.asarray(beats)
-    if len(beats) < 2:
-        raise ValueError(f"a mean RR interval needs at least 2 beats, got {len(beats)}")
-    return float(np.mean(np.diff(beats) / fs))
+    return float(np.mean(_intervals(beats, fs)))
+
+
+def median_rr(beats: np.ndarray, fs: float) -> float:
+    """Median RR interval in seconds of increasing beat positions (samples at ``fs`` Hz), as
+    :func:`msresnet1d.data.rr.rr_features` computes its ``rr_median`` column."""
+    return float(np.median(_intervals(beats, fs)))
 
 
 def classify_beats(
@@ -246,6 +278,7 @@ def classify_beats(
     *,
     fs: float | None = None,
     record_rr: float | None = None,
+    record_median_rr: float | None = None,
     rr_transform: RRTransform | None = None,
     batch_size: int = 256,
     template: bool | np.ndarray = False,
@@ -261,7 +294,9 @@ def classify_beats(
         fs: sampling rate in Hz (needed by RR models).
         record_rr: the record-mean RR interval in seconds for RR models; default
             :func:`mean_rr` of ``beats``.
-        rr_transform: maps the (B, 9) RR features to the model's extra features (default: the
+        record_median_rr: likewise the record-median RR interval; default :func:`median_rr`
+            of ``beats``.
+        rr_transform: maps the (B, F) RR features to the model's extra features (default: the
             RR_DEFAULT columns as they are).
         batch_size: beats per model call.
         template: for a model trained with ``BeatConfig(template=True)``: ``True`` (the median
@@ -273,8 +308,9 @@ def classify_beats(
         :class:`Predictions` with ``sample`` the beat positions (and ``rr`` for RR models).
     """
     predictor = as_predictor(model)
-    if predictor.extra_features and record_rr is None and fs is not None:
-        record_rr = mean_rr(beats, fs)
+    if predictor.extra_features and fs is not None:
+        record_rr = mean_rr(beats, fs) if record_rr is None else record_rr
+        record_median_rr = median_rr(beats, fs) if record_median_rr is None else record_median_rr
     if template is True:
         rr_prev = None
         if template_from == "regular":
@@ -284,8 +320,9 @@ def classify_beats(
         elif template_from != "all":
             raise ValueError(f"template_from must be 'all' or 'regular', got {template_from!r}")
         template = median_beat(beat_windows(as_signal(signal, None), np.asarray(beats), *window), rr_prev)
-    stream = BeatStream(predictor, window, fs=fs, record_rr=record_rr, rr_transform=rr_transform,
-                        batch_size=batch_size, template=None if template is False else template)
+    stream = BeatStream(predictor, window, fs=fs, record_rr=record_rr, record_median_rr=record_median_rr,
+                        rr_transform=rr_transform, batch_size=batch_size,
+                        template=None if template is False else template)
     return Predictions.concatenate([stream.feed(signal, beats), stream.finish()])
 
 
