@@ -29,7 +29,7 @@ from msresnet1d.cli import _resolve_config
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.metrics import cinc_score, per_class
-from msresnet1d.training.run import train_or_reuse
+from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cinc2017_cv.json"
 
@@ -88,10 +88,12 @@ def main(argv: list[str] | None = None) -> dict:
                      "data.data_dir": str(Path(args.data_dir) / "cinc2017")}
         cfg = load_config(_resolve_config(args.config), {**overrides, **fold_keys})
         start = time.perf_counter()
-        result = train_or_reuse(cfg, Path(args.runs) / f"fold{k + 1}", quiet=args.quiet)
+        run_dir = Path(args.runs) / f"fold{k + 1}"
+        result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
         confusions.append(np.array(result["test"]["confusion_matrix"]))
         runs.append({"fold": k + 1, "best_epoch": result["best_epoch"],
                      "test_records": result["splits"]["test_records"],
+                     "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                      "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
     if args.only:
         return {"runs": runs}

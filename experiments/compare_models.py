@@ -49,7 +49,6 @@ then falls back to the embedded 3-minute sample (with a warning; the table says 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -66,7 +65,7 @@ from msresnet1d.atomic import write_text
 from msresnet1d.data.rr import RR_RATIOS
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
-from msresnet1d.training.run import build_model, train_or_reuse
+from msresnet1d.training.run import build_model, epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import build_task
 
 HERE = Path(__file__).resolve().parent
@@ -148,12 +147,6 @@ def profile(cfg: TrainConfig) -> dict[str, Any]:
     shape = [1, task.in_channels] + [task.input_size] * task.dims
     return {"parameters": count_parameters(model), "flops_per_example": count_flops(_WithZeroExtra(model), shape),
             "input_shape": shape, "extra_features": task.extra_features}
-
-
-def training_seconds(run_dir: Path) -> list[float]:
-    """Per-epoch ``train_seconds`` from a run folder's log.csv."""
-    with open(run_dir / "log.csv", newline="") as f:
-        return [float(row["train_seconds"]) for row in csv.DictReader(f)]
 
 
 def percent(value: float | None) -> str:
@@ -241,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         start, reused = time.perf_counter(), (run_dir / "metrics.json").exists()
         result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
         wall = None if reused else time.perf_counter() - start
-        seconds = training_seconds(run_dir)
+        seconds = epoch_train_seconds(run_dir)
         report["splits"] = result["splits"]  # the same for every model: same config keys, same seed
         report["runs"][name] = {
             "description": suite[name][0], "model": cfg.model, "model_kwargs": cfg.model_kwargs,

@@ -44,7 +44,7 @@ from msresnet1d.cli import _resolve_config
 from msresnet1d.data import DS1, load_beats, record_kfold
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.metrics import json_safe, per_class
-from msresnet1d.training.run import train_or_reuse
+from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import beat_config, resolve_data
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mitdb_ds1_cv.json"
@@ -133,10 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
                              "data.test_records": held}
                 cfg = load_config(_resolve_config(args.config), {**common, **overrides, **fold_keys})
                 start = time.perf_counter()
-                result = train_or_reuse(cfg, Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}", quiet=True)
+                run_dir = Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}"
+                result = train_or_reuse(cfg, run_dir, quiet=True)
                 confusions[i, k] = result["test"]["confusion_matrix"]
                 runs.append({"seed": seed, "fold": k + 1, "best_epoch": result["best_epoch"],
                              "val_records": result["splits"]["val_records"],
+                             "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                              "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         results[name] = {"overrides": overrides, "runs": runs, "pooled": pooled_scores(confusions.sum(axis=(0, 1))),
                          "pooled_confusion_matrix": confusions.sum(axis=(0, 1)).tolist(),

@@ -26,7 +26,7 @@ from msresnet1d.cli import _resolve_config
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import classification_report, json_safe
-from msresnet1d.training.run import train_or_reuse
+from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         result = train_or_reuse(cfg, run_dir, quiet=True)
         reports.append(result["test"])
         runs.append({"seed": seed, "run_dir": str(run_dir), "best_epoch": result["best_epoch"],
+                     "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                      "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
     summary = summarise(reports)
     ensemble = seed_ensemble([Path(r["run_dir"]) for r in runs]) if len(runs) > 1 else None

@@ -102,6 +102,10 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     seed0 = json.loads((tmp_path / "runs" / "seed0" / "metrics.json").read_text())["test"]
     assert same["ensemble_percent"]["confusion_matrix"] == seed0["confusion_matrix"]
     assert same["ensemble_percent"]["accuracy"]["mean"] == pytest.approx(100 * seed0["accuracy"])
+    # a reused run reports the training time its log recorded, not this invocation's
+    assert same["runs"][0]["train_s"] == two["runs"][0]["train_s"] > 0
+    with open(tmp_path / "runs" / "seed0" / "log.csv", newline="") as f:
+        assert two["runs"][0]["train_s"] == pytest.approx(sum(float(r["train_seconds"]) for r in csv.DictReader(f)), abs=0.05)
 
 
 def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys):

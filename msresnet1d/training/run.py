@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import random
@@ -96,6 +97,14 @@ def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -
     else:
         train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet)
     return json.loads(metrics.read_text())
+
+
+def epoch_train_seconds(run_dir: str | Path) -> list[float]:
+    """Seconds each epoch of a run spent training: its ``log.csv``'s ``train_seconds`` column
+    (resumed epochs included; evaluation and data loading not counted). Unlike the wall time of
+    a call to :func:`train_or_reuse`, it survives reuse of a finished run."""
+    with open(Path(run_dir) / "log.csv", newline="") as f:
+        return [float(row["train_seconds"]) for row in csv.DictReader(f)]
 
 
 def write_plots(trainer: Trainer, result: dict) -> None:
