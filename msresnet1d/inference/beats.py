@@ -49,9 +49,8 @@ class BeatStream(Stream):
     features, whose next beat is known); ``finish()`` returns the rest (windows edge-padded at
     the recording's end; the last beat's next RR is its previous one). Together they are the
     beats, windows and RR features of :func:`classify_beats` with the same ``record_rr`` and
-    ``record_median_rr`` (logits
-    equal up to the float rounding of other batch sizes). Between calls
-    the buffer holds the samples from the window start of the first beat not yet emitted (or
+    ``record_median_rr`` (logits equal up to the float rounding of other batch sizes). Between
+    calls the buffer holds the samples from the window start of the first beat not yet emitted (or
     of the earliest beat still to come) on; with all beats fed up front, at most one window.
 
     Beats may be fed ahead of the samples (e.g. all annotations with the first chunk) or after
@@ -79,8 +78,10 @@ class BeatStream(Stream):
 
     Raises:
         ValueError: bad parameters; an RR model without ``fs`` or ``record_rr``; ``record_rr``,
-            ``record_median_rr`` or ``rr_transform`` for a model without extra features; a ``template`` whose shape does
-            not fit the window and the model's channels.
+            ``record_median_rr`` or ``rr_transform`` for a model without extra features; a
+            ``template`` whose shape does not fit the window and the model's channels. Later,
+            from ``feed``/``finish``: extra features that are not finite (a model reading the
+            ``*_median`` columns without ``record_median_rr``).
     """
 
     def __init__(
