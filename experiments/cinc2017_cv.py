@@ -1,17 +1,22 @@
 """PhysioNet/CinC 2017 rhythm classification (N, A, O, ~): stratified k-fold cross-validation by
 record on the available training records, scored by the challenge's own measure.
 
-    MSRESNET1D_DATA=/path/to/data python experiments/cinc2017_cv.py [--folds 5] [--set KEY=VALUE ...]
+    MSRESNET1D_DATA=/path/to/data python experiments/cinc2017_cv.py [--folds 5] [--seeds 0 1 2]
+        [--tta flip] [--set KEY=VALUE ...]
 
 Fold k is one `msresnet1d train` run of the rhythm config (experiments/configs/cinc2017_rhythm.toml
-unless --config says otherwise) with ``data.fold = k``: the other folds train, a stratified 10% of
-them validates (model selection), fold k is tested once. A finished fold is reused, an
-interrupted one resumed (runs in <runs>/fold<k>).
+unless --config says otherwise) per seed with ``data.fold = k`` and ``data.split_seed`` fixed
+(--split-seed), so that every seed sees the same folds: the other folds train, a stratified 10% of
+them validates (model selection: each run's best epoch), fold k is tested once. With several
+seeds, a fold's prediction is their ensemble (mean class probabilities,
+``msresnet1d.training.ensemble``); --tta evaluates with test-time augmentation (default: the
+config's ``tta``). A finished run is reused, an interrupted one resumed (runs in
+<runs>/seed<s>/fold<k>).
 
-Reported: per fold, the CinC 2017 score (mean F1 of N, A and O, F1 = 2 correct / (true +
-predicted)) and per-class F1 (noise too, outside the mean); across folds, their mean and standard
-deviation, and the score of the pooled confusion matrix (every record tested exactly once).
-Results go to experiments/results/cinc2017_cv.json.
+Reported: per fold, the validation and test CinC 2017 scores (mean F1 of N, A and O, F1 = 2
+correct / (true + predicted)) and per-class test F1 (noise too, outside the mean); across folds,
+their mean and standard deviation, and the score of the pooled test confusion matrix (every
+record tested exactly once). Results go to experiments/results/cinc2017_cv.json.
 """
 
 from __future__ import annotations
@@ -27,15 +32,18 @@ import numpy as np
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
 from msresnet1d.data.rhythm import CINC_CLASSES
+from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.config import load_config, parse_overrides
-from msresnet1d.training.metrics import cinc_score, per_class
+from msresnet1d.training.ensemble import ensemble_predict
+from msresnet1d.training.metrics import cinc_score, confusion_matrix, per_class
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cinc2017_cv.json"
 
 
-def summarise(confusions: list[np.ndarray]) -> dict:
-    """Per-fold and pooled CinC scores and per-class F1 from the folds' (4, 4) confusion matrices."""
+def summarise(confusions: list[np.ndarray], val_scores: list[float]) -> dict:
+    """Per-fold and pooled CinC scores and per-class F1 from the folds' (4, 4) test confusion
+    matrices, with the folds' validation CinC scores."""
     def scores(cm: np.ndarray) -> dict:
         f1 = per_class(cm)["f1"]
         return {"cinc_score": cinc_score(cm, CINC_CLASSES),
@@ -43,18 +51,24 @@ def summarise(confusions: list[np.ndarray]) -> dict:
 
     folds = [scores(cm) for cm in confusions]
     values = np.array([f["cinc_score"] for f in folds])
+    for fold, val in zip(folds, val_scores):
+        fold["val_cinc_score"] = val
     return {"folds": folds, "cinc_score_mean": float(values.mean()),
             "cinc_score_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "val_cinc_score_mean": float(np.mean(val_scores)),
             "pooled": scores(np.sum(confusions, axis=0)), "pooled_confusion_matrix": np.sum(confusions, axis=0).tolist()}
 
 
 def table(summary: dict) -> str:
-    lines = ["| fold | CinC score | F1 N | F1 A | F1 O | F1 ~ |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| fold | validation | CinC score | F1 N | F1 A | F1 O | F1 ~ |", "|---|---:|---:|---:|---:|---:|---:|"]
     rows = [(str(k + 1), f) for k, f in enumerate(summary["folds"])] + [("pooled", summary["pooled"])]
     for name, f in rows:
-        lines.append(f"| {name} | {f['cinc_score']:.3f} | " + " | ".join(f"{f['f1'][c]:.3f}" for c in CINC_CLASSES) + " |")
+        val = f"{f['val_cinc_score']:.3f}" if "val_cinc_score" in f else ""
+        lines.append(f"| {name} | {val} | {f['cinc_score']:.3f} | "
+                     + " | ".join(f"{f['f1'][c]:.3f}" for c in CINC_CLASSES) + " |")
     lines.append(f"\nCinC 2017 score over {len(summary['folds'])} folds: {summary['cinc_score_mean']:.3f} ± "
-                 f"{summary['cinc_score_std']:.3f} (mean ± std); pooled {summary['pooled']['cinc_score']:.3f}")
+                 f"{summary['cinc_score_std']:.3f} (mean ± std); pooled {summary['pooled']['cinc_score']:.3f}; "
+                 f"validation mean {summary['val_cinc_score_mean']:.3f}")
     return "\n".join(lines)
 
 
@@ -64,6 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="folder holding cinc2017/ (default $MSRESNET1D_DATA)")
     parser.add_argument("--config", default="cinc2017_rhythm", help="config name or path")
     parser.add_argument("--folds", type=int, default=5, help="k of the stratified k-fold (default 5)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds; several: their ensemble")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the folds and validation split")
+    parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the config's)")
     parser.add_argument("--only", type=int, nargs="+", metavar="K", help="run only these folds (1-based), no summary")
     parser.add_argument("--runs", default="runs/cinc2017-cv", help="folder of the per-fold runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
@@ -82,26 +99,37 @@ def main(argv: list[str] | None = None) -> dict:
     folds = [k - 1 for k in args.only] if args.only else list(range(args.folds))
     if any(not 0 <= k < args.folds for k in folds):
         parser.error(f"--only takes folds 1 to {args.folds}")
-    confusions, runs = [], []
+    confusions, val_scores, runs = [], [], []
     for k in folds:
-        fold_keys = {"threads": args.threads, "data.folds": args.folds, "data.fold": k,
-                     "data.data_dir": str(Path(args.data_dir) / "cinc2017")}
-        cfg = load_config(_resolve_config(args.config), {**overrides, **fold_keys})
-        start = time.perf_counter()
-        run_dir = Path(args.runs) / f"fold{k + 1}"
-        result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
-        confusions.append(np.array(result["test"]["confusion_matrix"]))
-        runs.append({"fold": k + 1, "best_epoch": result["best_epoch"],
-                     "test_records": result["splits"]["test_records"],
-                     "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
-                     "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
+        checkpoints = []
+        for seed in args.seeds:
+            fold_keys = {"threads": args.threads, "seed": seed, "data.folds": args.folds, "data.fold": k,
+                         "data.split_seed": args.split_seed, "data.data_dir": str(Path(args.data_dir) / "cinc2017")}
+            cfg = load_config(_resolve_config(args.config), {**overrides, **fold_keys})
+            start = time.perf_counter()
+            run_dir = Path(args.runs) / f"seed{seed}" / f"fold{k + 1}"
+            result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
+            checkpoints.append(run_dir / "checkpoints" / "best.pt")
+            runs.append({"fold": k + 1, "seed": seed, "best_epoch": result["best_epoch"],
+                         "best_val_score": result["best_val_score"], "test_records": result["splits"]["test_records"],
+                         "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
+                         "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
+        if args.only:
+            continue
+        for split in ("val", "test"):
+            _, y_true, probabilities = ensemble_predict(checkpoints, split, tta=args.tta)
+            cm = confusion_matrix(y_true, probabilities.argmax(axis=1), len(CINC_CLASSES))
+            if split == "val":
+                val_scores.append(cinc_score(cm, CINC_CLASSES))
+            else:
+                confusions.append(cm)
     if args.only:
         return {"runs": runs}
-    summary = summarise(confusions)
+    summary = summarise(confusions, val_scores)
     text = table(summary)
     print(text)
-    report = {"config": cfg.to_dict() | {"data": {**cfg.data, "fold": "each"}}, "runs": runs, "summary": summary,
-              "table_markdown": text}
+    report = {"config": cfg.to_dict() | {"seed": args.seeds, "data": {**cfg.data, "fold": "each"}},
+              "tta": args.tta or cfg.tta, "runs": runs, "summary": summary, "table_markdown": text}
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     return report
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .models.tta import TTA_MODES
 from .training.config import load_config, parse_overrides
 from .training.engine import TrainingError
 
@@ -83,7 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .training.ensemble import ensemble_predict
     from .training.metrics import classification_report, format_per_group, format_report, json_safe, per_group
 
-    task, y_true, probabilities = ensemble_predict(args.checkpoint, args.split, args.data_dir)
+    task, y_true, probabilities = ensemble_predict(args.checkpoint, args.split, args.data_dir, args.tta)
     report = classification_report(y_true, probabilities, task.class_names, task.scored)
     what = args.checkpoint[0] if len(args.checkpoint) == 1 else (
         f"ensemble of {len(args.checkpoint)} checkpoints (mean probabilities)")
@@ -165,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="+", help="one checkpoint, or several of one task and data: their mean probabilities")
     p.add_argument("--split", default="test", choices=("test", "val"))
     p.add_argument("--data-dir", help="database folder (default: the one in the checkpoint's config)")
+    p.add_argument("--tta", choices=TTA_MODES,
+                   help="test-time augmentation: 'flip' averages the probabilities of x and -x "
+                        "(default: the checkpoint's config)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--per-record", action="store_true", help="also each record's accuracy and Se of every class")
     p.set_defaults(func=cmd_evaluate)

@@ -168,3 +168,13 @@ def test_rhythm_task_rejects_bad_augmentation_before_loading(key, value, tmp_pat
                              "data.data_dir": str(tmp_path / "missing")})  # never read: the check comes first
     with pytest.raises(ValueError, match=r"flip_prob must be in \[0, 1\] and noise_std >= 0, got"):
         build_task(cfg)
+
+
+def test_rhythm_split_seed_defaults_to_the_run_seed_and_can_be_fixed():
+    from msresnet1d.training.config import load_config
+    from msresnet1d.training.tasks import resolve_data
+
+    rhythm = {"task": "rhythm", "model": "msresnet1d_small", "seed": 3}
+    assert resolve_data(load_config(None, rhythm)).data["split_seed"] == 3  # runs made before the key
+    assert resolve_data(load_config(None, {**rhythm, "data.split_seed": 0})).data["split_seed"] == 0
+    assert "split_seed" not in resolve_data(load_config(None, {"seed": 3})).data  # beats: val_seed instead

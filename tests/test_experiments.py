@@ -207,8 +207,11 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     settings = [word for item in TINY_CINC for word in ("--set", item)]
     report = cv.main(args + settings)
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
-    tested = [name for run in report["runs"]
-              for name in json.loads((runs / f"fold{run['fold']}" / "metrics.json").read_text())["splits"]["test_names"]]
+
+    def metrics(run: dict) -> dict:
+        return json.loads((runs / f"seed{run['seed']}" / f"fold{run['fold']}" / "metrics.json").read_text())
+
+    tested = [name for run in report["runs"] for name in metrics(run)["splits"]["test_names"]]
     assert sorted(tested) == sorted(p.stem for p in tiny_cinc.glob("*.hea"))  # each record tested exactly once
     pooled = np.array(report["summary"]["pooled_confusion_matrix"])
     assert pooled.sum() == 40 and (pooled.sum(axis=1) == 10).all()
@@ -216,10 +219,22 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     f1 = [2 * pooled[i, i] / (pooled[i].sum() + pooled[:, i].sum()) if pooled[i].sum() + pooled[:, i].sum() else 0.0
           for i in range(3)]
     assert report["summary"]["pooled"]["cinc_score"] == pytest.approx(np.mean(f1))
+    # one seed: the script's own evaluation of each best checkpoint gives the run's figures back
+    for run, fold in zip(report["runs"], report["summary"]["folds"]):
+        assert fold["val_cinc_score"] == pytest.approx(run["best_val_score"])
+        assert fold["cinc_score"] == pytest.approx(metrics(run)["test"]["cinc_score"])
     assert "| pooled |" in capsys.readouterr().out
     # a second invocation reuses the finished folds instead of training again, if the config agrees
-    finished = os.path.getmtime(runs / "fold1" / "metrics.json")
+    finished = os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json")
     assert cv.main(args + settings)["summary"] == report["summary"]
-    assert os.path.getmtime(runs / "fold1" / "metrics.json") == finished
+    assert os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json") == finished
     with pytest.raises(ValueError, match=r"config.json was made with another model or config \(model_kwargs: "):
         cv.main(args + settings[:-2])
+    # two seeds on the same folds (seed 0 reused), predicted as their ensemble, with sign-flip TTA
+    both = cv.main(args + settings + ["--seeds", "0", "1", "--tta", "flip", "--out", str(tmp_path / "cv2.json")])
+    assert [(r["fold"], r["seed"]) for r in both["runs"]] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json") == finished
+    for fold in (1, 2):
+        names = [metrics({"seed": s, "fold": fold})["splits"]["test_names"] for s in (0, 1)]
+        assert names[0] == names[1]
+    assert both["tta"] == "flip" and np.sum(both["summary"]["pooled_confusion_matrix"]) == 40

@@ -374,3 +374,22 @@ def test_fuse_batchnorm_keeps_the_outputs(name, kwargs):
         torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(fuse_batchnorm(model.set_channels_last())(x), model(x), rtol=1e-4, atol=1e-4)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the model is left as it was
+
+
+def test_sign_flip_average_is_the_mean_probability_of_both_polarities():
+    from msresnet1d.models.tta import SignFlipAverage, with_tta
+    from msresnet1d.training.config import TrainConfig
+
+    torch.manual_seed(0)
+    model = create_model("msresnet1d_beat", in_channels=2, num_classes=5, extra_features=3).eval()
+    x, rr = torch.randn(6, 2, 120), torch.randn(6, 3)
+    with torch.no_grad():
+        both = with_tta(model, "flip")(x, rr).softmax(dim=1)
+        expected = (model(x, rr).softmax(dim=1) + model(-x, rr).softmax(dim=1)) / 2
+        assert not torch.allclose(model(x, rr), model(-x, rr), atol=1e-3)  # the two views differ
+    torch.testing.assert_close(both, expected)
+    assert isinstance(with_tta(model, "flip"), SignFlipAverage) and with_tta(model, "none") is model
+    with pytest.raises(ValueError, match=r"tta must be one of \('none', 'flip'\), got 'mirror'"):
+        with_tta(model, "mirror")
+    with pytest.raises(ValueError, match=r"config: tta must be one of \('none', 'flip'\), got 'mirror'"):
+        TrainConfig(tta="mirror")

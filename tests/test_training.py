@@ -16,7 +16,14 @@ from msresnet1d.cli import main
 from msresnet1d.data.loader import TensorBatchLoader
 from msresnet1d.training.checkpoint import load_checkpoint
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
-from msresnet1d.training.metrics import cinc_score, classification_report, format_per_group, per_class, per_group
+from msresnet1d.training.metrics import (
+    cinc_score,
+    classification_report,
+    confusion_matrix,
+    format_per_group,
+    per_class,
+    per_group,
+)
 from msresnet1d.training.optim import CrossEntropyLoss, FocalLoss, class_weights
 from msresnet1d.training.run import train_or_reuse
 from msresnet1d.training.tasks import BEAT_DEFAULTS
@@ -219,6 +226,16 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     alone = [ensemble_predict([path])[2] for path in (best, tmp_path / "flipped.pt")]
     assert not np.allclose(alone[0], alone[1])
     np.testing.assert_allclose(mean, (alone[0] + alone[1]) / 2, rtol=1e-6, atol=1e-7)
+    # --tta flip: each model also asked about -x; the same as the model with its stem conv negated
+    negated = load_checkpoint(best)
+    negated["model"]["stem.0.weight"] = -negated["model"]["stem.0.weight"]
+    torch.save(negated, tmp_path / "negated.pt")
+    _, _, with_flip = ensemble_predict([best], tta="flip")
+    np.testing.assert_allclose(with_flip, ensemble_predict([best, tmp_path / "negated.pt"])[2], rtol=1e-5, atol=1e-6)
+    flip_cli = _cli("evaluate", str(best), "--tta", "flip", "--json", str(tmp_path / "flip.json"))
+    assert flip_cli.returncode == 0, flip_cli.stderr
+    assert json.loads((tmp_path / "flip.json").read_text())["confusion_matrix"] == \
+        confusion_matrix(y_true, with_flip.argmax(axis=1), 5).tolist()
     other = load_checkpoint(best)
     other["config"]["data"]["test_records"] = ["100", "105"]
     torch.save(other, tmp_path / "other.pt")

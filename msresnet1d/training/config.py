@@ -20,6 +20,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from ..models.tta import TTA_MODES
+
 TASKS = ("beats", "rhythm", "fashion_mnist")
 
 
@@ -56,11 +58,12 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 = leave PyTorch's default
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     eval_batch_size: int = 1024
+    tta: str = "none"  # none | flip: validation, test and predict average p(x) and p(-x) (models.tta)
 
     def __post_init__(self) -> None:
         choices = {"task": TASKS, "optimizer": ("adamw", "sgd"), "schedule": ("onecycle", "cosine", "constant"),
                    "loss": ("cross_entropy", "focal"), "class_weights": ("none", "inverse", "inverse_sqrt"),
-                   "init": ("kaiming", "xavier")}
+                   "init": ("kaiming", "xavier"), "tta": TTA_MODES}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"config: {key} must be one of {allowed}, got {getattr(self, key)!r}")

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..data.loader import epoch_generator
 from ..atomic import write_text
 from ..models.fuse import fuse_batchnorm
+from ..models.tta import with_tta
 from .checkpoint import FORMAT_VERSION, atomic_save, check_compatible, load_checkpoint, rng_state, set_rng_state
 from .config import TrainConfig
 from .distributed import DistContext
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 # A checkpoint can only be resumed by a run that agrees on these keys.
 RESUME_KEYS = ("task", "model", "model_kwargs", "data", "epochs", "batch_size", "optimizer", "lr", "momentum",
                "weight_decay", "schedule", "warmup_epochs", "loss", "focal_gamma", "class_weights",
-               "balanced_sampler", "label_smoothing", "grad_clip", "ema_decay", "seed", "init", "bf16", "channels_last")
+               "balanced_sampler", "label_smoothing", "grad_clip", "ema_decay", "seed", "init", "bf16", "channels_last",
+               "tta")
 
 
 class TrainingError(RuntimeError):
@@ -201,9 +203,11 @@ class Trainer:
 
     def evaluate(self, split: str) -> dict:
         """Metrics of :attr:`evaluated` on ``"val"`` or ``"test"`` (see :meth:`Task.predict`), run
-        by a copy with its BatchNorms folded into the convolutions (:func:`fuse_batchnorm`)."""
+        by a copy with its BatchNorms folded into the convolutions (:func:`fuse_batchnorm`), with
+        the config's test-time augmentation (:func:`~msresnet1d.models.tta.with_tta`)."""
+        model = with_tta(fuse_batchnorm(self.evaluated), self.cfg.tta)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            y_true, probabilities = self.task.predict(fuse_batchnorm(self.evaluated), split, self.device)
+            y_true, probabilities = self.task.predict(model, split, self.device)
         return classification_report(y_true, probabilities, self.task.class_names, self.task.scored)
 
     def fit(self) -> History:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..models.fuse import fuse_batchnorm
+from ..models.tta import with_tta
 from .checkpoint import check_compatible, load_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext
@@ -29,13 +30,15 @@ def _config(ckpt: dict, path: Path, data_dir: str | None) -> TrainConfig:
 
 
 def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test",
-                     data_dir: str | None = None) -> tuple[Task, np.ndarray, np.ndarray]:
+                     data_dir: str | None = None, tta: str | None = None) -> tuple[Task, np.ndarray, np.ndarray]:
     """The task, the labels (N,) and the mean class probabilities (N, K) of the checkpoints'
     models on ``split`` (``"test"`` or ``"val"``); each model runs with its BatchNorms folded.
 
     Args:
         checkpoints: one or more checkpoint files written by ``msresnet1d train``.
         data_dir: the database folder, instead of the one in the checkpoints' configs.
+        tta: test-time augmentation (``msresnet1d.models.tta.TTA_MODES``) for every model;
+            default: each checkpoint's own config's ``tta``.
 
     Raises:
         ValueError: no checkpoint, or one that disagrees with the first on the task, the data
@@ -64,6 +67,7 @@ def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test",
                                  "this task's; it was trained on other data")
         model = build_model(cfg, task)
         model.load_state_dict(ckpt["model"])
-        y_true, p = task.predict(fuse_batchnorm(model.to(device)), split, device)
+        model = with_tta(fuse_batchnorm(model.to(device)), cfg.tta if tta is None else tta)
+        y_true, p = task.predict(model, split, device)
         probabilities.append(p)
     return task, y_true, np.mean(probabilities, axis=0)

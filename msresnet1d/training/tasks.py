@@ -17,7 +17,9 @@ training side (held-out records or images), never from the test split.
 ``rhythm`` (CinC 2017, N/A/O/~) data keys:
     data_dir, fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation windows), folds 5,
     fold 0 (the test fold of a stratified k-fold over records), val_fraction 0.1 (of the
-    training folds, stratified), cache true; training augmentation: flip_prob 0 (chance of a
+    training folds, stratified), split_seed (the seed of both splits; resolved to the run's
+    ``seed`` when not given, so runs of several seeds on the same folds set it), cache true;
+    training augmentation: flip_prob 0 (chance of a
     crop's sign being inverted: handheld single-lead ECGs are often recorded upside down),
     noise_std 0 (std of added Gaussian noise, in units of the record's std: signals are z-scored).
 ``fashion_mnist`` data keys:
@@ -210,7 +212,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
 # ---------------------------------------------------------------------------------- rhythm
 RHYTHM_DEFAULTS: dict[str, Any] = {
     "data_dir": None, "fs": 150.0, "crop_seconds": 30.0, "hop_seconds": 15.0, "folds": 5, "fold": 0,
-    "val_fraction": 0.1, "cache": True, "flip_prob": 0.0, "noise_std": 0.0,
+    "val_fraction": 0.1, "split_seed": None, "cache": True, "flip_prob": 0.0, "noise_std": 0.0,
 }
 
 
@@ -250,10 +252,10 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
         raise ValueError(f"[data] flip_prob must be in [0, 1] and noise_std >= 0, got {flip_prob} and {noise_std}")
     db_dir = Path(opts["data_dir"]) if opts["data_dir"] else find_database("cinc2017")
     arrays = load_rhythm(db_dir, RhythmConfig(fs=float(opts["fs"])), cache=opts["cache"])
-    folds = stratified_kfold(arrays.y, opts["folds"], seed=cfg.seed)
+    folds = stratified_kfold(arrays.y, opts["folds"], seed=opts["split_seed"])
     train_idx, test_idx = folds[opts["fold"]]
     fit_idx, val_idx = train_test_split(train_idx, test_size=opts["val_fraction"], stratify=arrays.y[train_idx],
-                                        random_state=cfg.seed) if opts["val_fraction"] else (train_idx, [])
+                                        random_state=opts["split_seed"]) if opts["val_fraction"] else (train_idx, [])
     fit, held, test = arrays.select(np.sort(fit_idx)), arrays.select(np.sort(val_idx)), arrays.select(test_idx)
     length = round(opts["crop_seconds"] * arrays.config.fs)
     weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
@@ -332,12 +334,15 @@ def resolve_data(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with its ``[data]`` table completed from the task's defaults (nested tables such
     as ``[data.spectrogram]`` too), so that a run's config.json and checkpoints record every data
     option, not only those given: a later change of a default does not change what an old run
-    means. Idempotent; unknown keys are ValueErrors naming them."""
+    means. A rhythm task's ``split_seed`` left unset becomes the run's ``seed`` (the splits of
+    runs made before the key existed). Idempotent; unknown keys are ValueErrors naming them."""
     defaults = TASK_DEFAULTS[cfg.task]
     data = _options(cfg.data, defaults, cfg.task)
     for key, default in defaults.items():
         if isinstance(default, dict):
             data[key] = _options(data[key] or {}, default, cfg.task, f"[data.{key}]")
+    if cfg.task == "rhythm" and data["split_seed"] is None:
+        data["split_seed"] = cfg.seed
     return dataclasses.replace(cfg, data=data)
 
 

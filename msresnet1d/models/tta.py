@@ -1,0 +1,41 @@
+"""Test-time augmentation: a classifier's probabilities averaged over transformed copies of its input.
+
+Single-lead ECGs from handheld devices (PhysioNet/CinC 2017) are often recorded upside down, so
+a rhythm model is trained on sign-flipped crops (``[data] flip_prob``); at test time
+:class:`SignFlipAverage` asks the model about both polarities and averages the answers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+TTA_MODES: tuple[str, ...] = ("none", "flip")
+
+
+class SignFlipAverage(nn.Module):
+    """``model`` asked about ``x`` and ``-x``: the output is the log of the mean of the two
+    softmaxes, so its softmax (what evaluation and inference take) is the mean class
+    probability of the two views, and its argmax their consensus.
+
+    Input (N, C, L) or (N, C, H, W) and any further inputs (e.g. RR features (N, F), passed to
+    both calls unchanged); output (N, K) float32 log-probabilities.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        views = (self.model(x, *extra), self.model(-x, *extra))
+        return torch.stack([v.float().softmax(dim=-1) for v in views]).mean(dim=0).log()
+
+
+def with_tta(model: nn.Module, tta: str = "none") -> nn.Module:
+    """``model`` for inference with the test-time augmentation ``tta`` (one of
+    :data:`TTA_MODES`): itself for ``"none"``, wrapped in :class:`SignFlipAverage` for ``"flip"``."""
+    if tta == "none":
+        return model
+    if tta == "flip":
+        return SignFlipAverage(model)
+    raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
