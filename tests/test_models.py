@@ -389,6 +389,9 @@ def test_sign_flip_average_is_the_mean_probability_of_both_polarities():
         assert not torch.allclose(model(x, rr), model(-x, rr), atol=1e-3)  # the two views differ
     torch.testing.assert_close(both, expected)
     assert isinstance(with_tta(model, "flip"), SignFlipAverage) and with_tta(model, "none") is model
+    wrapped = with_tta(model, "flip")  # described as the model (what whole-record inference reads)
+    assert (wrapped.in_channels, wrapped.min_input_size, wrapped.fc) == (2, model.min_input_size, model.fc)
+    assert list(wrapped.state_dict()) == [f"model.{k}" for k in model.state_dict()]
     with pytest.raises(ValueError, match=r"tta must be one of \('none', 'flip'\), got 'mirror'"):
         with_tta(model, "mirror")
     with pytest.raises(ValueError, match=r"config: tta must be one of \('none', 'flip'\), got 'mirror'"):

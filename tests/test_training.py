@@ -397,6 +397,20 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
     assert rows[0].startswith("sample,time_s,label,p_N")
     assert [r.split(",")[2] for r in rows[1:]] == ann.symbol
     assert ann.fs == 360
+    if not template:  # a checkpoint whose config says tta = "flip": the mean of the model on x and on -x
+        best = load_checkpoint(out / "checkpoints" / "best.pt")
+        negated = {**best, "model": {**best["model"], "stem.0.weight": -best["model"]["stem.0.weight"]}}
+        torch.save({**best, "config": {**best["config"], "tta": "flip"}}, tmp_path / "flip.pt")
+        torch.save(negated, tmp_path / "negated.pt")
+        probabilities = {}
+        for name in ("flip", "negated"):
+            assert _cli("predict", str(tmp_path / f"{name}.pt"), str(SAMPLE / "100"), "--out-dir",
+                        str(tmp_path / name)).returncode == 0
+            probabilities[name] = np.loadtxt(tmp_path / name / "100.pred.csv", delimiter=",", skiprows=1,
+                                             usecols=range(3, 8))
+        plain = np.loadtxt(labels / "100.pred.csv", delimiter=",", skiprows=1, usecols=range(3, 8))
+        np.testing.assert_allclose(probabilities["flip"], (plain + probabilities["negated"]) / 2, atol=2e-4)
+        assert not np.allclose(plain, probabilities["negated"], atol=1e-2)
     not_ecg = _cli("predict", str(out / "checkpoints" / "best.pt"), str(tmp_path / "nope"))
     assert not_ecg.returncode == 1 and "nope" in not_ecg.stderr
 

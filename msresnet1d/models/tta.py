@@ -19,12 +19,22 @@ class SignFlipAverage(nn.Module):
     probability of the two views, and its argmax their consensus.
 
     Input (N, C, L) or (N, C, H, W) and any further inputs (e.g. RR features (N, F), passed to
-    both calls unchanged); output (N, K) float32 log-probabilities.
+    both calls unchanged); output (N, K) float32 log-probabilities. Attributes it does not have
+    itself are the wrapped model's (``in_channels``, ``min_input_size``, ``fc``, ...), so that
+    whole-record inference (``msresnet1d.inference``) runs it like the model.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "model":
+                raise
+            return getattr(self.model, name)
 
     def forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         views = (self.model(x, *extra), self.model(-x, *extra))
