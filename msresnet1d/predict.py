@@ -27,7 +27,7 @@ from .inference import classify_beats, classify_windows
 from .atomic import write_text
 from .models.fuse import fuse_batchnorm
 from .models.tta import with_tta
-from .training.checkpoint import load_checkpoint
+from .training.checkpoint import inference_state, load_checkpoint
 from .training.config import TrainConfig
 from .training.run import create_configured_model
 from .training.tasks import beat_config, resolve_data
@@ -35,7 +35,7 @@ from .training.tasks import beat_config, resolve_data
 
 def _model(ckpt: dict, cfg: TrainConfig, in_channels: int, extra: int) -> torch.nn.Module:
     model = create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra)
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(inference_state(ckpt))
     return with_tta(fuse_batchnorm(model), cfg.tta)
 
 

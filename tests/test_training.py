@@ -306,6 +306,14 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, ema):
         if best["epoch"] == 3:
             assert all(torch.equal(v, a["ema"]["module"][k]) for k, v in best["model"].items())
         assert not all(torch.equal(v, a["model"][k]) for k, v in a["ema"]["module"].items())
+        # evaluating last.pt runs the moving average, as validation and best.pt do
+        from msresnet1d.training.checkpoint import atomic_save
+        from msresnet1d.training.ensemble import ensemble_predict
+
+        averaged = {k: v for k, v in a.items() if k != "ema"} | {"model": a["ema"]["module"]}
+        atomic_save(averaged, tmp_path / "averaged.pt")
+        last = ensemble_predict([tmp_path / "straight" / "checkpoints" / "last.pt"])[2]
+        np.testing.assert_array_equal(last, ensemble_predict([tmp_path / "averaged.pt"])[2])
     ma = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     mb = json.loads((killed_dir / "metrics.json").read_text())
     assert ma["test"] == mb["test"]

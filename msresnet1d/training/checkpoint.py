@@ -56,6 +56,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def inference_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The weights a checkpoint's model should be evaluated with: the moving average of the
+    weights when the run kept one (``last.pt`` of an ``ema_decay`` run holds both; validation and
+    ``best.pt`` use the average), else ``ckpt["model"]``."""
+    return ckpt["ema"]["module"] if "ema" in ckpt else ckpt["model"]
+
+
 def check_compatible(ckpt: dict[str, Any], config: dict[str, Any], path: str | Path, keys: tuple[str, ...]) -> None:
     """Raise ValueError if the checkpoint was made with another model or config (on ``keys``)."""
     saved = ckpt["config"]

@@ -16,7 +16,7 @@ import torch
 
 from ..models.fuse import fuse_batchnorm
 from ..models.tta import with_tta
-from .checkpoint import check_compatible, load_checkpoint
+from .checkpoint import check_compatible, inference_state, load_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext
 from .tasks import Task, build_task, resolve_data
@@ -66,7 +66,7 @@ def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test",
                 raise ValueError(f"checkpoint {path}: its {key} (fitted on the training split) differs from "
                                  "this task's; it was trained on other data")
         model = build_model(cfg, task)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(inference_state(ckpt))
         model = with_tta(fuse_batchnorm(model.to(device)), cfg.tta if tta is None else tta)
         y_true, p = task.predict(model, split, device)
         probabilities.append(p)
