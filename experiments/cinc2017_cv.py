@@ -2,7 +2,7 @@
 record on the available training records, scored by the challenge's own measure.
 
     MSRESNET1D_DATA=/path/to/data python experiments/cinc2017_cv.py [--folds 5] [--seeds 0 1 2]
-        [--tta flip] [--set KEY=VALUE ...]
+        [--tta flip] [--checkpoint last] [--set KEY=VALUE ...]
 
 Fold k is one `msresnet1d train` run of the rhythm config (experiments/configs/cinc2017_rhythm.toml
 unless --config says otherwise) per seed with ``data.fold = k`` and ``data.split_seed`` fixed
@@ -16,7 +16,11 @@ config's ``tta``). A finished run is reused, an interrupted one resumed (runs in
 Reported: per fold, the validation and test CinC 2017 scores (mean F1 of N, A and O, F1 = 2
 correct / (true + predicted)) and per-class test F1 (noise too, outside the mean); across folds,
 their mean and standard deviation, and the score of the pooled test confusion matrix (every
-record tested exactly once). Results go to experiments/results/cinc2017_cv.json.
+record tested exactly once); with several seeds, also each seed's own validation mean.
+``--checkpoint last`` evaluates every run's last epoch instead of its best: a best epoch's
+validation score is a maximum over epochs, biased upward, so comparing it with an ensemble's
+favours the single run; last epochs are chosen by no one. Results go to
+experiments/results/cinc2017_cv.json.
 """
 
 from __future__ import annotations
@@ -39,6 +43,13 @@ from msresnet1d.training.metrics import cinc_score, confusion_matrix, per_class
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cinc2017_cv.json"
+
+
+def evaluate(checkpoints: list[Path], split: str, tta: str | None) -> tuple[float, np.ndarray]:
+    """The CinC score and (4, 4) confusion matrix of the checkpoints' ensemble on ``split``."""
+    _, y_true, probabilities = ensemble_predict(checkpoints, split, tta=tta)
+    cm = confusion_matrix(y_true, probabilities.argmax(axis=1), len(CINC_CLASSES))
+    return cinc_score(cm, CINC_CLASSES), cm
 
 
 def summarise(confusions: list[np.ndarray], val_scores: list[float]) -> dict:
@@ -81,6 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds; several: their ensemble")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the folds and validation split")
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the config's)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="evaluate each run's best.pt (the epoch validation chose, default) or last.pt "
+                             "(the last epoch: unselected, so its validation score is unbiased)")
     parser.add_argument("--only", type=int, nargs="+", metavar="K", help="run only these folds (1-based), no summary")
     parser.add_argument("--runs", default="runs/cinc2017-cv", help="folder of the per-fold runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
@@ -99,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     folds = [k - 1 for k in args.only] if args.only else list(range(args.folds))
     if any(not 0 <= k < args.folds for k in folds):
         parser.error(f"--only takes folds 1 to {args.folds}")
-    confusions, val_scores, runs = [], [], []
+    confusions, val_scores, seed_val_scores, runs = [], [], [], []
     for k in folds:
         checkpoints = []
         for seed in args.seeds:
@@ -109,27 +123,31 @@ def main(argv: list[str] | None = None) -> dict:
             start = time.perf_counter()
             run_dir = Path(args.runs) / f"seed{seed}" / f"fold{k + 1}"
             result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
-            checkpoints.append(run_dir / "checkpoints" / "best.pt")
+            checkpoints.append(run_dir / "checkpoints" / f"{args.checkpoint}.pt")
             runs.append({"fold": k + 1, "seed": seed, "best_epoch": result["best_epoch"],
                          "best_val_score": result["best_val_score"], "test_records": result["splits"]["test_records"],
                          "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                          "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         if args.only:
             continue
-        for split in ("val", "test"):
-            _, y_true, probabilities = ensemble_predict(checkpoints, split, tta=args.tta)
-            cm = confusion_matrix(y_true, probabilities.argmax(axis=1), len(CINC_CLASSES))
-            if split == "val":
-                val_scores.append(cinc_score(cm, CINC_CLASSES))
-            else:
-                confusions.append(cm)
+        val_scores.append(evaluate(checkpoints, "val", args.tta)[0])
+        confusions.append(evaluate(checkpoints, "test", args.tta)[1])
+        if len(checkpoints) > 1:  # each seed alone, on validation: what the ensemble adds
+            seed_val_scores.append([evaluate([path], "val", args.tta)[0] for path in checkpoints])
     if args.only:
         return {"runs": runs}
     summary = summarise(confusions, val_scores)
     text = table(summary)
+    if seed_val_scores:
+        per_seed = np.mean(seed_val_scores, axis=0)
+        summary["val_cinc_score_mean_per_seed"] = dict(zip(map(str, args.seeds), per_seed.tolist()))
+        text += ("\nvalidation mean of each seed alone: "
+                 + ", ".join(f"seed {s} {v:.3f}" for s, v in zip(args.seeds, per_seed))
+                 + f" (their mean {per_seed.mean():.3f})")
     print(text)
     report = {"config": cfg.to_dict() | {"seed": args.seeds, "data": {**cfg.data, "fold": "each"}},
-              "tta": args.tta or cfg.tta, "runs": runs, "summary": summary, "table_markdown": text}
+              "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "runs": runs, "summary": summary,
+              "table_markdown": text}
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     return report
 

@@ -140,6 +140,22 @@ def test_predict_records_runs_the_model_on_every_window(synthetic):
     expected_b = aggregate_windows(torch.tensor([[2.0, -2.0]]).repeat(5, 1))  # 5 windows, all of value 2
     torch.testing.assert_close(probabilities[1], expected_b)
 
+    # extra features of each window (here its record and first sample) are the model's second input
+    class ExtraAsLogits(torch.nn.Module):
+        def forward(self, x, extra):
+            return extra
+
+    calls = []
+
+    def extra(i, starts, length):
+        calls.append((i, starts.tolist(), length))
+        return np.stack([np.full(len(starts), float(i)), starts / 100.0], axis=1).astype(np.float32)
+
+    with_extra = predict_records(ExtraAsLogits(), synthetic, 4.0, 2.0, records_per_batch=2, extra=extra)
+    assert calls == [(0, [0, 100], 400), (1, [0, 200, 400, 600, 800], 400), (2, [0], 400)]
+    expected = aggregate_windows(torch.tensor([[1.0, 0.0], [1.0, 2.0], [1.0, 4.0], [1.0, 6.0], [1.0, 8.0]]))
+    torch.testing.assert_close(with_extra[1], expected)
+
 
 def test_random_crop_augmentation_flips_signs_and_adds_noise(synthetic):
     from msresnet1d.data.loader import epoch_generator

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from msresnet1d.cli import main as cli_main
 from msresnet1d.data import RR_DEFAULT, RR_RATIOS
 from msresnet1d.models import count_flops, count_parameters, create_model
 
@@ -238,3 +239,44 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
         names = [metrics({"seed": s, "fold": fold})["splits"]["test_names"] for s in (0, 1)]
         assert names[0] == names[1]
     assert both["tta"] == "flip" and np.sum(both["summary"]["pooled_confusion_matrix"]) == 40
+    assert set(both["summary"]["val_cinc_score_mean_per_seed"]) == {"0", "1"}
+    # one epoch: the last checkpoint is the best one, and evaluates the same
+    last = cv.main(args + settings + ["--seeds", "0", "1", "--tta", "flip", "--checkpoint", "last",
+                                      "--out", str(tmp_path / "cv3.json")])
+    assert last["checkpoint"] == "last" and last["summary"] == both["summary"]
+
+
+def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predict(tiny_cinc, tmp_path):
+    from msresnet1d.data import HRV_FEATURES
+    from msresnet1d.training.checkpoint import load_checkpoint
+    from msresnet1d.training.ensemble import ensemble_predict
+
+    cv = _load_script("cinc2017_cv")
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    (data_root / "cinc2017").symlink_to(tiny_cinc)
+    runs = tmp_path / "runs"
+    settings = [word for item in TINY_CINC + ["data.rr=true"] for word in ("--set", item)]
+    report = cv.main(["--data-dir", str(data_root), "--folds", "2", "--runs", str(runs), "--out",
+                      str(tmp_path / "cv.json"), "--quiet", *settings])
+    best = runs / "seed0" / "fold1" / "checkpoints" / "best.pt"
+    ckpt = load_checkpoint(best)
+    assert ckpt["task_state"]["rr_mean"].shape == (len(HRV_FEATURES),)
+    assert report["summary"]["folds"][0]["val_cinc_score"] == pytest.approx(report["runs"][0]["best_val_score"])
+    task, _, probabilities = ensemble_predict([best], "test")
+    assert task.extra_features == len(HRV_FEATURES)
+    shifted = {**ckpt, "task_state": {**ckpt["task_state"], "rr_mean": ckpt["task_state"]["rr_mean"] + 3}}
+    torch.save(shifted, tmp_path / "shifted.pt")
+    with pytest.raises(ValueError, match="its rr_mean .* differs"):  # the task refits them on the data
+        ensemble_predict([tmp_path / "shifted.pt"], "test")
+    # predict on a test record: its windows' mean probability is what evaluation gave that record;
+    # standardised otherwise, the statistics change the output (they reach the model)
+    name = task.splits["test_names"][0]
+    windows = {}
+    for checkpoint in (best, tmp_path / "shifted.pt"):
+        labels = tmp_path / checkpoint.stem
+        assert cli_main(["predict", str(checkpoint), str(tiny_cinc / name), "--out-dir", str(labels)]) == 0
+        windows[checkpoint.stem] = np.loadtxt(labels / f"{name}.pred.csv", delimiter=",", skiprows=1,
+                                              usecols=range(3, 7), ndmin=2)
+    np.testing.assert_allclose(windows["best"].mean(axis=0), probabilities[0], atol=2e-4)
+    assert not np.allclose(windows["shifted"], windows["best"], atol=1e-3)

@@ -29,7 +29,7 @@ class BatchTransform(Protocol):
     are reproducible); deterministic transforms ignore it.
     """
 
-    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor: ...
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor | tuple[Tensor, Tensor]: ...
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -54,7 +54,9 @@ class TensorBatchLoader:
         batch_size: samples per batch (the last batch may be smaller unless ``drop_last``).
         shuffle: draw a new random permutation every epoch; otherwise keep the stored order.
         transform: optional :class:`BatchTransform` applied to each input batch
-            (B, ...) -> (B, ...); labels are passed through unchanged.
+            (B, ...) -> (B, ...); labels are passed through unchanged. A transform that
+            computes extra features of what it made (e.g. of random crops) returns
+            ``(inputs, extra)`` instead, yielded as ``(xb, eb, yb)``.
         drop_last: drop the last batch if it has fewer than ``batch_size`` samples.
         seed: base seed of the per-epoch generator (see :func:`epoch_generator`).
 
@@ -137,9 +139,12 @@ class TensorBatchLoader:
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             xb = self.x.index_select(0, idx)  # several times faster than self.x[idx] on CPU
+            eb = None if self.extra is None else self.extra.index_select(0, idx)
             if self.transform is not None:
                 xb = self.transform(xb, generator)
-            if self.extra is None:
+                if isinstance(xb, tuple):  # extra features that depend on the transform (crops)
+                    xb, eb = xb
+            if eb is None:
                 yield xb, self.y.index_select(0, idx)
             else:
-                yield xb, self.extra.index_select(0, idx), self.y.index_select(0, idx)
+                yield xb, eb, self.y.index_select(0, idx)

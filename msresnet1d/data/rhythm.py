@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -240,21 +240,29 @@ class RhythmDataset(torch.utils.data.Dataset):
         return torch.from_numpy(crop), torch.tensor(self.arrays.y[i], dtype=torch.int64)
 
 
-def sliding_windows(signal: np.ndarray, length: int, hop: int) -> np.ndarray:
-    """Windows covering a whole (C, T) record: (W, C, length), in samples.
-
-    Windows start every ``hop`` samples; a last window ending at the record's end is added if
-    needed, so every sample is covered. A record shorter than ``length`` gives one zero-padded
-    window.
-    """
+def window_starts(total: int, length: int, hop: int) -> np.ndarray:
+    """(W,) first samples of the windows :func:`sliding_windows` cuts from a record of ``total``
+    samples: every ``hop`` samples, plus one ending at the record's end if needed; ``[0]`` for
+    a record no longer than ``length``."""
     if length <= 0 or hop <= 0:
         raise ValueError(f"sliding_windows: length={length} and hop={hop} samples must be positive")
-    total = signal.shape[1]
     if total <= length:
-        return fit_length(signal, length)[None]
+        return np.zeros(1, dtype=np.int64)
     starts = np.arange(0, total - length + 1, hop)
     if starts[-1] != total - length:
         starts = np.append(starts, total - length)
+    return starts
+
+
+def sliding_windows(signal: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """Windows covering a whole (C, T) record: (W, C, length), in samples.
+
+    Windows start at :func:`window_starts`, so every sample is covered. A record shorter than
+    ``length`` gives one zero-padded window.
+    """
+    starts = window_starts(signal.shape[1], length, hop)
+    if signal.shape[1] <= length:
+        return fit_length(signal, length)[None]
     views = np.lib.stride_tricks.sliding_window_view(signal, length, axis=1)  # (C, T-L+1, L)
     return views[:, starts].transpose(1, 0, 2)
 
@@ -280,10 +288,14 @@ def predict_records(
     hop_seconds: float = 15.0,
     method: Aggregation = "mean_probability",
     records_per_batch: int = 32,
+    extra: Callable[[int, np.ndarray, int], np.ndarray] | None = None,
 ) -> torch.Tensor:
     """Whole-record class probabilities (N, K): every record cut into sliding windows
     (``window_seconds`` long, every ``hop_seconds``), the model run on them in eval mode
-    ((B, C, L) float32 in, (B, K) logits out), and the windows aggregated per record."""
+    ((B, C, L) float32 in, (B, K) logits out), and the windows aggregated per record.
+
+    ``extra(i, starts, length)``, when given, returns the extra features (W, F) of record i's
+    windows (first samples ``starts``, ``length`` samples), passed as the model's second input."""
     fs = arrays.config.fs
     length, hop = round(window_seconds * fs), round(hop_seconds * fs)
     device = next(model.parameters(), torch.empty(0)).device
@@ -293,7 +305,11 @@ def predict_records(
     for start in range(0, len(arrays), records_per_batch):
         batch = range(start, min(start + records_per_batch, len(arrays)))
         windows = [sliding_windows(arrays.signal(i), length, hop) for i in batch]
-        logits = model(torch.from_numpy(np.concatenate(windows)).to(device)).float().cpu()
+        inputs = [torch.from_numpy(np.concatenate(windows))]
+        if extra is not None:
+            inputs.append(torch.from_numpy(np.concatenate(
+                [extra(i, window_starts(int(arrays.lengths[i]), length, hop), length) for i in batch])))
+        logits = model(*[t.to(device) for t in inputs]).float().cpu()
         results += [aggregate_windows(part, method) for part in logits.split([len(w) for w in windows])]
     model.train(was_training)
     return torch.stack(results)

@@ -47,21 +47,23 @@ RR_RATIOS: tuple[str, ...] = RR_FEATURES[4:8]
 RR_DEFAULT: tuple[str, ...] = RR_FEATURES[:8]
 
 
-def rr_columns(selection: bool | Sequence[str]) -> list[int]:
-    """Indices into :data:`RR_FEATURES` of a selection: ``True`` :data:`RR_DEFAULT`, ``False``
-    none, or names.
+def rr_columns(selection: bool | Sequence[str], features: Sequence[str] = RR_FEATURES,
+               default: Sequence[str] = RR_DEFAULT) -> list[int]:
+    """Indices into ``features`` (:data:`RR_FEATURES`, or the rhythm task's
+    :data:`~msresnet1d.data.hrv.HRV_FEATURES`) of a selection: ``True`` the first
+    ``len(default)`` columns, ``False`` none, or names.
 
     Raises:
         ValueError: an unknown or repeated name.
     """
     if isinstance(selection, bool):
-        return list(range(len(RR_DEFAULT))) if selection else []
+        return list(range(len(default))) if selection else []
     names = list(selection)
-    unknown = [n for n in names if n not in RR_FEATURES]
+    unknown = [n for n in names if n not in features]
     if unknown or len(set(names)) != len(names):
-        raise ValueError(f"RR features must be true, false or distinct names of {', '.join(RR_FEATURES)}; "
+        raise ValueError(f"RR features must be true, false or distinct names of {', '.join(features)}; "
                          f"got {names}" + (f" (unknown: {', '.join(unknown)})" if unknown else " (repeated)"))
-    return [RR_FEATURES.index(n) for n in names]
+    return [list(features).index(n) for n in names]
 
 
 def rr_features(beat_samples: np.ndarray, fs: float) -> np.ndarray:

@@ -21,7 +21,9 @@ training side (held-out records or images), never from the test split.
     ``seed`` when not given, so runs of several seeds on the same folds set it), cache true;
     training augmentation: flip_prob 0 (chance of a
     crop's sign being inverted: handheld single-lead ECGs are often recorded upside down),
-    noise_std 0 (std of added Gaussian noise, in units of the record's std: signals are z-scored).
+    noise_std 0 (std of added Gaussian noise, in units of the record's std: signals are z-scored);
+    rr false (RR-interval statistics of each crop or window as extra inputs: true for all of
+    ``HRV_FEATURES``, false, or a list of their names; R peaks from ``detect_r_peaks``).
 ``fashion_mnist`` data keys:
     data_dir, resize null (pixels), val_size 5000 (training images held out), normalize "unit" |
     "standardize", crop_padding 0, hflip false, erase_prob 0.
@@ -212,18 +214,55 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
 # ---------------------------------------------------------------------------------- rhythm
 RHYTHM_DEFAULTS: dict[str, Any] = {
     "data_dir": None, "fs": 150.0, "crop_seconds": 30.0, "hop_seconds": 15.0, "folds": 5, "fold": 0,
-    "val_fraction": 0.1, "split_seed": None, "cache": True, "flip_prob": 0.0, "noise_std": 0.0,
+    "val_fraction": 0.1, "split_seed": None, "cache": True, "flip_prob": 0.0, "noise_std": 0.0, "rr": False,
 }
+
+
+class WindowHRV:
+    """Extra features of windows of one split's records: the RR-interval statistics ``columns``
+    of :data:`~msresnet1d.data.hrv.HRV_FEATURES` between the R peaks found in each record
+    (:func:`~msresnet1d.data.hrv.detect_r_peaks`, once), standardised with ``mean`` and ``std``
+    (fitted on the training windows: :meth:`fit`); a window with too few beats gets 0 (the mean).
+
+    ``features(i, starts, length)``: (W, F) float32 for record i's windows ``[start, start +
+    length)`` (samples); the signature of :func:`~msresnet1d.data.rhythm.predict_records`'s ``extra``.
+    """
+
+    def __init__(self, arrays, columns: list[int]) -> None:
+        from ..data.hrv import detect_r_peaks
+
+        self.arrays, self.columns = arrays, columns
+        self.peaks = [detect_r_peaks(arrays.signal(i)[0], arrays.config.fs) for i in range(len(arrays))]
+        self.mean = self.std = None
+
+    def raw(self, i: int, starts: np.ndarray, length: int) -> np.ndarray:
+        from ..data.hrv import windows_hrv
+
+        return windows_hrv(self.peaks[i], starts, length, self.arrays.config.fs)[:, self.columns]
+
+    def fit(self, length: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std (F,) of the features of every sliding window of these records."""
+        from ..data.rhythm import window_starts
+
+        values = np.concatenate([self.raw(i, window_starts(int(n), length, hop), length)
+                                 for i, n in enumerate(self.arrays.lengths)])
+        return np.nanmean(values, axis=0), np.nanstd(values, axis=0) + 1e-6
+
+    def __call__(self, i: int, starts: np.ndarray, length: int) -> np.ndarray:
+        return np.nan_to_num((self.raw(i, starts, length) - self.mean) / self.std).astype(np.float32)
 
 
 class RandomCrops:
     """BatchTransform: record indices (B,) -> random fixed-length crops (B, C, L) of those records
     (zero-padded when shorter), offsets drawn from the batch generator; then, for augmentation,
     each crop's sign inverted with probability ``flip_prob`` and Gaussian noise of std
-    ``noise_std`` (in units of the z-scored signal) added."""
+    ``noise_std`` (in units of the z-scored signal) added. With ``features`` (a
+    :class:`WindowHRV`), returns ``(crops, features of the crops (B, F))``."""
 
-    def __init__(self, arrays, length: int, flip_prob: float = 0.0, noise_std: float = 0.0) -> None:
+    def __init__(self, arrays, length: int, flip_prob: float = 0.0, noise_std: float = 0.0,
+                 features: WindowHRV | None = None) -> None:
         self.arrays, self.length, self.flip_prob, self.noise_std = arrays, length, flip_prob, noise_std
+        self.features = features
 
     def __call__(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         from ..data.rhythm import fit_length
@@ -238,13 +277,19 @@ class RandomCrops:
             crops = torch.where(flip[:, None, None], -crops, crops)
         if self.noise_std:
             crops = crops + self.noise_std * torch.randn(crops.shape, generator=generator)
-        return crops
+        if self.features is None:
+            return crops
+        starts = np.where(lengths >= self.length, offsets, 0)  # a padded crop holds its whole record
+        extra = np.concatenate([self.features(int(i), starts[j:j + 1], self.length) for j, i in enumerate(idx)])
+        return crops, torch.from_numpy(extra)
 
 
 def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from sklearn.model_selection import train_test_split
 
-    from ..data import CINC_CLASSES, RhythmConfig, find_database, load_rhythm, predict_records, stratified_kfold
+    from ..data import CINC_CLASSES, HRV_FEATURES, RhythmConfig, find_database, load_rhythm, predict_records
+    from ..data import stratified_kfold
+    from ..data.rr import rr_columns
 
     opts = resolve_data(cfg).data
     flip_prob, noise_std = float(opts["flip_prob"]), float(opts["noise_std"])
@@ -257,25 +302,34 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
     fit_idx, val_idx = train_test_split(train_idx, test_size=opts["val_fraction"], stratify=arrays.y[train_idx],
                                         random_state=opts["split_seed"]) if opts["val_fraction"] else (train_idx, [])
     fit, held, test = arrays.select(np.sort(fit_idx)), arrays.select(np.sort(val_idx)), arrays.select(test_idx)
-    length = round(opts["crop_seconds"] * arrays.config.fs)
+    length, hop = round(opts["crop_seconds"] * arrays.config.fs), round(opts["hop_seconds"] * arrays.config.fs)
+    columns = rr_columns(opts["rr"], HRV_FEATURES, HRV_FEATURES)
+    hrv = {name: WindowHRV(part, columns) for name, part in (("fit", fit), ("val", held), ("test", test))} \
+        if columns else {}
+    state = {}
+    if columns:  # standardised with the training windows' statistics (no peeking at val/test)
+        mean, std = hrv["fit"].fit(length, hop)
+        for features in hrv.values():
+            features.mean, features.std = mean, std
+        state = {"rr_mean": torch.from_numpy(mean), "rr_std": torch.from_numpy(std)}
     weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
-    crops = RandomCrops(fit, length, flip_prob, noise_std)
+    crops = RandomCrops(fit, length, flip_prob, noise_std, hrv.get("fit"))
     loader = TensorBatchLoader(torch.arange(len(fit)), torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
                                transform=crops, seed=cfg.seed, sample_weights=weights,
                                rank=dist.rank, world_size=dist.world_size)
 
-    def predictor(part) -> Predictor:
+    def predictor(part, split: str) -> Predictor:
         def predict(model: nn.Module, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-            probs = predict_records(model, part, opts["crop_seconds"], opts["hop_seconds"])
+            probs = predict_records(model, part, opts["crop_seconds"], opts["hop_seconds"], extra=hrv.get(split))
             return part.y, probs.float().numpy()
         return predict
 
-    predictors = {"test": predictor(test)}
+    predictors = {"test": predictor(test, "test")}
     if len(held):
-        predictors["val"] = predictor(held)
+        predictors["val"] = predictor(held, "val")
     return Task(
         train=loader, train_labels=fit.y, class_names=list(CINC_CLASSES), scored=["N", "A", "O"], in_channels=1,
-        input_size=length, extra_features=0, predictors=predictors,
+        input_size=length, extra_features=len(columns), predictors=predictors, state=state,
         splits={"database": str(db_dir), "fold": opts["fold"], "folds": opts["folds"],
                 "train_records": len(fit), "val_records": len(held), "test_records": len(test),
                 "test_names": test.record.tolist()},
