@@ -91,8 +91,7 @@ def predict_windows(ckpt: dict, record_path: Path) -> tuple[np.ndarray, np.ndarr
     if columns:  # the windows' RR statistics, standardised as in training: the whole record at once
         arrays = RhythmArrays(signal, np.array([0, signal.shape[1]]), np.zeros(1, dtype=np.int64),
                               np.array([record.name]), rhythm_cfg)
-        hrv = WindowHRV(arrays, columns)
-        hrv.mean, hrv.std = ckpt["task_state"]["rr_mean"].numpy(), ckpt["task_state"]["rr_std"].numpy()
+        hrv = WindowHRV(arrays, columns, ckpt["task_state"]["rr_mean"].numpy(), ckpt["task_state"]["rr_std"].numpy())
         starts = window_starts(signal.shape[1], length, hop)
         windows, extra = sliding_windows(signal, length, hop), hrv(0, starts, length)
         with torch.inference_mode():

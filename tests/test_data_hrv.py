@@ -65,10 +65,9 @@ def test_random_crops_carry_the_statistics_of_their_own_window():
     data = np.concatenate([np.arange(2000, dtype=np.float32), np.zeros(300, dtype=np.float32)])[None]
     arrays = RhythmArrays(data, np.array([0, 2000, 2300]), np.array([0, 1]), np.array(["a", "b"]),
                           RhythmConfig(fs=100.0))
-    hrv = WindowHRV(arrays, [0, 4])  # mean_rr and irregular_fraction
+    hrv = WindowHRV(arrays, [0, 4], mean=np.array([1.0, 0.5]), std=np.array([0.5, 0.5]))  # mean_rr, irregular_fraction
     rng = np.random.default_rng(0)
     hrv.peaks = [np.cumsum(rng.integers(40, 150, 30)), np.array([10, 90, 170, 250])]  # irregular, regular
-    hrv.mean, hrv.std = np.array([1.0, 0.5]), np.array([0.5, 0.5])
     loader = TensorBatchLoader(torch.tensor([0, 1] * 20), torch.zeros(40, dtype=torch.int64), 40,
                                transform=RandomCrops(arrays, 500, features=hrv))
     crops, extra, _ = next(iter(loader))
@@ -78,3 +77,20 @@ def test_random_crops_carry_the_statistics_of_their_own_window():
         raw = window_hrv(hrv.peaks[record][(hrv.peaks[record] >= start) & (hrv.peaks[record] < start + 500)], 100.0)
         np.testing.assert_allclose(features.numpy(), (raw[[0, 4]] - hrv.mean) / hrv.std, rtol=1e-5)
     assert len(set(extra[::2, 0].tolist())) > 5  # crops of record 0 at many offsets, each with its own statistics
+
+
+def test_standardisation_is_fitted_on_every_sliding_window_of_the_training_records():
+    from msresnet1d.data.rhythm import window_starts
+    from msresnet1d.training.tasks import WindowHRV
+
+    data = np.zeros((1, 2300), dtype=np.float32)
+    arrays = RhythmArrays(data, np.array([0, 2000, 2300]), np.array([0, 1]), np.array(["a", "b"]),
+                          RhythmConfig(fs=100.0))
+    hrv = WindowHRV(arrays, [0, 1])
+    hrv.peaks = [np.cumsum(np.random.default_rng(1).integers(40, 150, 30)), np.array([10, 90, 170, 250])]
+    mean, std = hrv.fit(500, 250)
+    rows = [window_hrv(hrv.peaks[0][(hrv.peaks[0] >= s) & (hrv.peaks[0] < s + 500)], 100.0)[:2]
+            for s in window_starts(2000, 500, 250)] + [window_hrv(hrv.peaks[1], 100.0)[:2]]  # record b: one window
+    np.testing.assert_allclose(mean, np.nanmean(rows, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(std, np.nanstd(rows, axis=0) + 1e-6, rtol=1e-5)
+    assert (hrv.mean is mean) and (hrv.std is std)

@@ -222,18 +222,19 @@ class WindowHRV:
     """Extra features of windows of one split's records: the RR-interval statistics ``columns``
     of :data:`~msresnet1d.data.hrv.HRV_FEATURES` between the R peaks found in each record
     (:func:`~msresnet1d.data.hrv.detect_r_peaks`, once), standardised with ``mean`` and ``std``
-    (fitted on the training windows: :meth:`fit`); a window with too few beats gets 0 (the mean).
+    (given, or fitted on these records' windows by :meth:`fit`: the training split's); a window
+    with too few beats gets 0 (the mean).
 
     ``features(i, starts, length)``: (W, F) float32 for record i's windows ``[start, start +
     length)`` (samples); the signature of :func:`~msresnet1d.data.rhythm.predict_records`'s ``extra``.
     """
 
-    def __init__(self, arrays, columns: list[int]) -> None:
+    def __init__(self, arrays, columns: list[int], mean: np.ndarray | None = None,
+                 std: np.ndarray | None = None) -> None:
         from ..data.hrv import detect_r_peaks
 
-        self.arrays, self.columns = arrays, columns
+        self.arrays, self.columns, self.mean, self.std = arrays, columns, mean, std
         self.peaks = [detect_r_peaks(arrays.signal(i)[0], arrays.config.fs) for i in range(len(arrays))]
-        self.mean = self.std = None
 
     def raw(self, i: int, starts: np.ndarray, length: int) -> np.ndarray:
         from ..data.hrv import windows_hrv
@@ -241,12 +242,14 @@ class WindowHRV:
         return windows_hrv(self.peaks[i], starts, length, self.arrays.config.fs)[:, self.columns]
 
     def fit(self, length: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and std (F,) of the features of every sliding window of these records."""
+        """Set and return the mean and std (F,) of the features of every sliding window
+        (``length`` samples, every ``hop``) of these records."""
         from ..data.rhythm import window_starts
 
         values = np.concatenate([self.raw(i, window_starts(int(n), length, hop), length)
                                  for i, n in enumerate(self.arrays.lengths)])
-        return np.nanmean(values, axis=0), np.nanstd(values, axis=0) + 1e-6
+        self.mean, self.std = np.nanmean(values, axis=0), np.nanstd(values, axis=0) + 1e-6
+        return self.mean, self.std
 
     def __call__(self, i: int, starts: np.ndarray, length: int) -> np.ndarray:
         return np.nan_to_num((self.raw(i, starts, length) - self.mean) / self.std).astype(np.float32)
@@ -304,13 +307,11 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
     fit, held, test = arrays.select(np.sort(fit_idx)), arrays.select(np.sort(val_idx)), arrays.select(test_idx)
     length, hop = round(opts["crop_seconds"] * arrays.config.fs), round(opts["hop_seconds"] * arrays.config.fs)
     columns = rr_columns(opts["rr"], HRV_FEATURES, HRV_FEATURES)
-    hrv = {name: WindowHRV(part, columns) for name, part in (("fit", fit), ("val", held), ("test", test))} \
-        if columns else {}
-    state = {}
+    hrv, state = {}, {}
     if columns:  # standardised with the training windows' statistics (no peeking at val/test)
+        hrv["fit"] = WindowHRV(fit, columns)
         mean, std = hrv["fit"].fit(length, hop)
-        for features in hrv.values():
-            features.mean, features.std = mean, std
+        hrv |= {"val": WindowHRV(held, columns, mean, std), "test": WindowHRV(test, columns, mean, std)}
         state = {"rr_mean": torch.from_numpy(mean), "rr_std": torch.from_numpy(std)}
     weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
     crops = RandomCrops(fit, length, flip_prob, noise_std, hrv.get("fit"))
