@@ -2,7 +2,7 @@
 record on the available training records, scored by the challenge's own measure.
 
     MSRESNET1D_DATA=/path/to/data python experiments/cinc2017_cv.py [--folds 5] [--seeds 0 1 2]
-        [--tta flip] [--checkpoint last] [--set KEY=VALUE ...]
+        [--tta flip] [--checkpoint last] [--offsets] [--set KEY=VALUE ...]
 
 Fold k is one `msresnet1d train` run of the rhythm config (experiments/configs/cinc2017_rhythm.toml
 unless --config says otherwise) per seed with ``data.fold = k`` and ``data.split_seed`` fixed
@@ -19,8 +19,12 @@ their mean and standard deviation, and the score of the pooled test confusion ma
 record tested exactly once); with several seeds, also each seed's own validation mean.
 ``--checkpoint last`` evaluates every run's last epoch instead of its best: a best epoch's
 validation score is a maximum over epochs, biased upward, so comparing it with an ensemble's
-favours the single run; last epochs are chosen by no one. Results go to
-experiments/results/cinc2017_cv.json.
+favours the single run; last epochs are chosen by no one. ``--offsets`` predicts test records with
+class offsets on the log probabilities fitted on the fold's validation records
+(``msresnet1d.training.offsets``) and reports, beside the plain validation score, a cross-fitted
+one: offsets fitted on one stratified half of the validation records score the other half, and
+the other way round (the two halves' confusion matrices summed), so that the offsets are judged
+on records they were not fitted on. Results go to experiments/results/cinc2017_cv.json.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
@@ -40,16 +45,38 @@ from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import cinc_score, confusion_matrix, per_class
+from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cinc2017_cv.json"
 
 
-def evaluate(checkpoints: list[Path], split: str, tta: str | None) -> tuple[float, np.ndarray]:
-    """The CinC score and (4, 4) confusion matrix of the checkpoints' ensemble on ``split``."""
+def score(cm: np.ndarray) -> float:
+    """The CinC 2017 score of a (4, 4) confusion matrix."""
+    return cinc_score(cm, CINC_CLASSES)
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    return confusion_matrix(y_true, y_pred, len(CINC_CLASSES))
+
+
+def evaluate(checkpoints: list[Path], split: str, tta: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The labels (N,) and class probabilities (N, 4) of the checkpoints' ensemble on ``split``."""
     _, y_true, probabilities = ensemble_predict(checkpoints, split, tta=tta)
-    cm = confusion_matrix(y_true, probabilities.argmax(axis=1), len(CINC_CLASSES))
-    return cinc_score(cm, CINC_CLASSES), cm
+    return y_true, probabilities
+
+
+def plain_score(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """The CinC score of the most probable classes."""
+    return score(confusion(y_true, probabilities.argmax(axis=1)))
+
+
+def cross_fitted_score(y_true: np.ndarray, probabilities: np.ndarray, seed: int = 0) -> float:
+    """The CinC score of validation predictions made with class offsets fitted on the other
+    stratified half of the validation records (both halves' confusion matrices summed)."""
+    halves = StratifiedKFold(2, shuffle=True, random_state=seed).split(probabilities, y_true)
+    return score(sum(confusion(y_true[b], predict_with_offsets(probabilities[b], fit_class_offsets(
+        probabilities[a], y_true[a], score))) for a, b in halves))
 
 
 def summarise(confusions: list[np.ndarray], val_scores: list[float]) -> dict:
@@ -95,6 +122,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
                         help="evaluate each run's best.pt (the epoch validation chose, default) or last.pt "
                              "(the last epoch: unselected, so its validation score is unbiased)")
+    parser.add_argument("--offsets", action="store_true",
+                        help="predict test records with class offsets fitted on validation; report their "
+                             "cross-fitted validation score")
     parser.add_argument("--only", type=int, nargs="+", metavar="K", help="run only these folds (1-based), no summary")
     parser.add_argument("--runs", default="runs/cinc2017-cv", help="folder of the per-fold runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
@@ -113,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     folds = [k - 1 for k in args.only] if args.only else list(range(args.folds))
     if any(not 0 <= k < args.folds for k in folds):
         parser.error(f"--only takes folds 1 to {args.folds}")
-    confusions, val_scores, seed_val_scores, runs = [], [], [], []
+    confusions, val_scores, seed_val_scores, runs, fitted = [], [], [], [], []
     for k in folds:
         checkpoints = []
         for seed in args.seeds:
@@ -130,14 +160,29 @@ def main(argv: list[str] | None = None) -> dict:
                          "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         if args.only:
             continue
-        val_scores.append(evaluate(checkpoints, "val", args.tta)[0])
-        confusions.append(evaluate(checkpoints, "test", args.tta)[1])
+        y_val, p_val = evaluate(checkpoints, "val", args.tta)
+        y_test, p_test = evaluate(checkpoints, "test", args.tta)
+        val_scores.append(plain_score(y_val, p_val))
+        if args.offsets:
+            offsets = fit_class_offsets(p_val, y_val, score)
+            fitted.append({"offsets": dict(zip(CINC_CLASSES, offsets.tolist())),
+                           "val_cinc_score_cross_fitted": cross_fitted_score(y_val, p_val, args.split_seed)})
+            confusions.append(confusion(y_test, predict_with_offsets(p_test, offsets)))
+        else:
+            confusions.append(confusion(y_test, p_test.argmax(axis=1)))
         if len(checkpoints) > 1:  # each seed alone, on validation: what the ensemble adds
-            seed_val_scores.append([evaluate([path], "val", args.tta)[0] for path in checkpoints])
+            seed_val_scores.append([plain_score(*evaluate([path], "val", args.tta)) for path in checkpoints])
     if args.only:
         return {"runs": runs}
     summary = summarise(confusions, val_scores)
     text = table(summary)
+    if fitted:
+        for fold, extra in zip(summary["folds"], fitted):
+            fold.update(extra)
+        crossed = float(np.mean([f["val_cinc_score_cross_fitted"] for f in fitted]))
+        summary["val_cinc_score_cross_fitted_mean"] = crossed
+        text += (f"\ntest predicted with class offsets fitted on validation; validation with offsets fitted on "
+                 f"the other half (cross-fitted): mean {crossed:.3f} (without offsets {summary['val_cinc_score_mean']:.3f})")
     if seed_val_scores:
         per_seed = np.mean(seed_val_scores, axis=0)
         summary["val_cinc_score_mean_per_seed"] = dict(zip(map(str, args.seeds), per_seed.tolist()))
@@ -146,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
                  + f" (their mean {per_seed.mean():.3f})")
     print(text)
     report = {"config": cfg.to_dict() | {"seed": args.seeds, "data": {**cfg.data, "fold": "each"}},
-              "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "runs": runs, "summary": summary,
+              "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "offsets": args.offsets, "runs": runs, "summary": summary,
               "table_markdown": text}
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     return report

@@ -13,7 +13,9 @@ import torch
 
 from msresnet1d.cli import main as cli_main
 from msresnet1d.data import RR_DEFAULT, RR_RATIOS
+from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models import count_flops, count_parameters, create_model
+from msresnet1d.training.offsets import predict_with_offsets
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "mitdb-sample"
@@ -198,6 +200,7 @@ TINY_CINC = ["epochs=1", "data.fs=50", "data.crop_seconds=10", "data.hop_seconds
              "data.cache=false", "model_kwargs.widths=[8,8,8,8]", "model_kwargs.stem_channels=8"]
 
 
+@pytest.mark.filterwarnings("ignore:The least populated class in y")  # 5 validation records a fold
 def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, capsys):
     cv = _load_script("cinc2017_cv")
     data_root = tmp_path / "data"
@@ -244,6 +247,15 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     last = cv.main(args + settings + ["--seeds", "0", "1", "--tta", "flip", "--checkpoint", "last",
                                       "--out", str(tmp_path / "cv3.json")])
     assert last["checkpoint"] == "last" and last["summary"] == both["summary"]
+    # class offsets fitted on each fold's validation records predict its test records
+    fitted = cv.main(args + settings + ["--offsets", "--out", str(tmp_path / "cv4.json")])
+    pooled = np.zeros((4, 4), dtype=np.int64)
+    for k, (fold, plain) in enumerate(zip(fitted["summary"]["folds"], report["summary"]["folds"]), start=1):
+        assert fold["offsets"]["N"] == 0 and list(fold["offsets"]) == list(CINC_CLASSES)
+        assert 0 <= fold["val_cinc_score_cross_fitted"] <= 1 and fold["val_cinc_score"] == plain["val_cinc_score"]
+        y_test, p_test = cv.evaluate([runs / "seed0" / f"fold{k}" / "checkpoints" / "best.pt"], "test", None)
+        pooled += cv.confusion(y_test, predict_with_offsets(p_test, np.array(list(fold["offsets"].values()))))
+    assert fitted["offsets"] and fitted["summary"]["pooled_confusion_matrix"] == pooled.tolist()
 
 
 def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predict(tiny_cinc, tmp_path):
