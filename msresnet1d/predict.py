@@ -22,10 +22,9 @@ from .data import read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS
 from .data.preprocess import preprocess_signal
 from .data.hrv import HRV_FEATURES
-from .data.rhythm import RhythmArrays, RhythmConfig, sliding_windows, window_starts
+from .data.rhythm import RhythmArrays, RhythmConfig
 from .data.rr import rr_columns
 from .inference import classify_beats, classify_windows
-from .inference.stream import Predictions
 from .atomic import write_text
 from .models.fuse import fuse_batchnorm
 from .models.tta import with_tta
@@ -88,18 +87,13 @@ def predict_windows(ckpt: dict, record_path: Path) -> tuple[np.ndarray, np.ndarr
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
     columns = rr_columns(data["rr"], HRV_FEATURES, HRV_FEATURES)
     model = _model(ckpt, cfg, 1, len(columns))
-    if columns:  # the windows' RR statistics, standardised as in training: the whole record at once
+    extra = None
+    if columns:  # the windows' RR statistics, standardised as in training, from the whole record's R peaks
         arrays = RhythmArrays(signal, np.array([0, signal.shape[1]]), np.zeros(1, dtype=np.int64),
                               np.array([record.name]), rhythm_cfg)
         hrv = WindowHRV(arrays, columns, ckpt["task_state"]["rr_mean"].numpy(), ckpt["task_state"]["rr_std"].numpy())
-        starts = window_starts(signal.shape[1], length, hop)
-        windows, extra = sliding_windows(signal, length, hop), hrv(0, starts, length)
-        with torch.inference_mode():
-            logits = [model(torch.from_numpy(np.ascontiguousarray(windows[i:i + 64])),
-                            torch.from_numpy(extra[i:i + 64])).float() for i in range(0, len(starts), 64)]
-        out = Predictions(starts, torch.cat(logits).numpy())
-    else:
-        out = classify_windows(model, signal, length, hop)
+        extra = lambda starts: hrv(0, starts, length)  # noqa: E731
+    out = classify_windows(model, signal, length, hop, extra=extra)
     starts = np.round(out.sample * record.fs / rhythm_cfg.fs).astype(np.int64)
     return starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
 

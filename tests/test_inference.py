@@ -8,7 +8,7 @@ import torch
 from msresnet1d.data import read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows, median_beat
-from msresnet1d.data.rhythm import sliding_windows
+from msresnet1d.data.rhythm import sliding_windows, window_starts
 from msresnet1d.data.rr import RR_DEFAULT, RR_FEATURES, rr_columns, rr_features
 from msresnet1d.inference import (
     BeatStream,
@@ -318,7 +318,7 @@ def test_bad_parameters_are_named():
         WindowStream(model, 1000, 0)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         WindowStream(model, 1000, 500, batch_size=0)
-    with pytest.raises(ValueError, match="window mode cannot supply the 8 extra features"):
+    with pytest.raises(ValueError, match="takes 8 extra features per window: give extra"):
         WindowStream(rr_model, 1000, 500)
     with pytest.raises(ValueError, match=r"start <= 0 < stop"):
         BeatStream(model, (10, 200))
@@ -356,3 +356,33 @@ def test_beat_stream_refuses_beats_it_can_no_longer_cut():
     stream.finish()
     with pytest.raises(RuntimeError, match="finished"):
         stream.feed(np.zeros((2, 10), np.float32))
+
+
+def test_window_models_with_extra_features_get_them_from_the_window_starts():
+    model = tiny_model(extra_features=2)
+    signal = np.random.default_rng(1).standard_normal((2, 2500)).astype(np.float32)
+    window, hop = 1000, 400
+    seen = []
+
+    def extra(starts: np.ndarray) -> np.ndarray:  # features that depend on where the window starts
+        seen.append(starts.copy())
+        return np.stack([starts / 1000.0, np.cos(starts)], axis=1)
+
+    starts = window_starts(signal.shape[1], window, hop)
+    offline = classify_windows(model, signal, window, hop, extra=extra)
+    assert offline.sample.tolist() == starts.tolist() and np.concatenate(seen).tolist() == starts.tolist()
+    windows = torch.from_numpy(np.ascontiguousarray(sliding_windows(signal, window, hop)))
+    expected = model(windows, torch.from_numpy(extra(starts).astype(np.float32))).detach().numpy()
+    np.testing.assert_allclose(offline.logits, expected, atol=1e-5, rtol=0)
+    streamed, _, _ = run_stream(WindowStream(model, window, hop, extra=extra), signal, [700])
+    assert_same_predictions(streamed, offline)
+    assert not np.allclose(classify_windows(model, signal, window, hop, extra=lambda s: extra(s) + 1).logits,
+                           offline.logits, atol=1e-3)  # the features reach the model
+    with pytest.raises(ValueError, match="takes 2 extra features per window: give extra"):
+        WindowStream(model, window, hop)
+    with pytest.raises(ValueError, match="extra is for models with extra features per window; this one has none"):
+        WindowStream(tiny_model(), window, hop, extra=extra)
+    with pytest.raises(ValueError, match=r"takes \(4, 2\) extra features for these windows, extra gave \(4, 1\)"):
+        classify_windows(model, signal, window, hop, extra=lambda s: extra(s)[:, :1])
+    with pytest.raises(ValueError, match="extra features are not all finite"):
+        classify_windows(model, signal, window, hop, extra=lambda s: extra(s) * np.nan)

@@ -60,6 +60,19 @@ def test_transform_gets_the_epoch_generator():
     assert not torch.equal(next(iter(loader))[0], first)
 
 
+def test_a_transform_may_return_extra_features_but_not_beside_given_ones():
+    def crop_with_start(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        start = int(torch.randint(3, (), generator=generator))
+        return x[..., start:start + 2], torch.full((len(x), 1), float(start))
+
+    x = torch.arange(20.0).reshape(4, 1, 5)
+    xb, eb, yb = next(iter(TensorBatchLoader(x, torch.arange(4), 4, transform=crop_with_start)))
+    assert xb.shape == (4, 1, 2) and torch.equal(xb[:, 0, 0], x[:, 0, int(eb[0, 0])]) and yb.tolist() == [0, 1, 2, 3]
+    given = TensorBatchLoader(x, torch.arange(4), 4, transform=crop_with_start, extra=torch.zeros(4, 1))
+    with pytest.raises(ValueError, match=r"returned \(inputs, extra\) but the loader was also given extra features"):
+        next(iter(given))
+
+
 def test_epoch_generator_depends_on_seed_and_epoch_only():
     def draw(seed: int, epoch: int) -> torch.Tensor:
         return torch.rand(3, generator=epoch_generator(seed, epoch))

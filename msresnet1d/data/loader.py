@@ -143,6 +143,9 @@ class TensorBatchLoader:
             if self.transform is not None:
                 xb = self.transform(xb, generator)
                 if isinstance(xb, tuple):  # extra features that depend on the transform (crops)
+                    if eb is not None:
+                        raise ValueError("the transform returned (inputs, extra) but the loader was also given "
+                                         "extra features: give one or the other")
                     xb, eb = xb
             if eb is None:
                 yield xb, self.y.index_select(0, idx)

@@ -245,7 +245,7 @@ def window_starts(total: int, length: int, hop: int) -> np.ndarray:
     samples: every ``hop`` samples, plus one ending at the record's end if needed; ``[0]`` for
     a record no longer than ``length``."""
     if length <= 0 or hop <= 0:
-        raise ValueError(f"sliding_windows: length={length} and hop={hop} samples must be positive")
+        raise ValueError(f"window_starts: length={length} and hop={hop} samples must be positive")
     if total <= length:
         return np.zeros(1, dtype=np.int64)
     starts = np.arange(0, total - length + 1, hop)

@@ -50,14 +50,14 @@ RR_DEFAULT: tuple[str, ...] = RR_FEATURES[:8]
 def rr_columns(selection: bool | Sequence[str], features: Sequence[str] = RR_FEATURES,
                default: Sequence[str] = RR_DEFAULT) -> list[int]:
     """Indices into ``features`` (:data:`RR_FEATURES`, or the rhythm task's
-    :data:`~msresnet1d.data.hrv.HRV_FEATURES`) of a selection: ``True`` the first
-    ``len(default)`` columns, ``False`` none, or names.
+    :data:`~msresnet1d.data.hrv.HRV_FEATURES`) of a selection: ``True`` the ``default`` names
+    (:data:`RR_DEFAULT`, the first eight), ``False`` none, or names.
 
     Raises:
         ValueError: an unknown or repeated name.
     """
     if isinstance(selection, bool):
-        return list(range(len(default))) if selection else []
+        selection = default if selection else []
     names = list(selection)
     unknown = [n for n in names if n not in features]
     if unknown or len(set(names)) != len(names):

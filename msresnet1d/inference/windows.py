@@ -12,6 +12,8 @@ averages the windows' probabilities (:meth:`Predictions.record_label`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -32,25 +34,31 @@ class WindowStream(Stream):
     the new chunk).
 
     Args:
-        model: a 1D model (eager or TorchScript) or a :class:`Predictor`, without extra features.
+        model: a 1D model (eager or TorchScript) or a :class:`Predictor`.
         window: window length in samples (at the signal's rate), at least the model's
             ``min_input_size``.
         hop: samples between the starts of consecutive windows (> 0; < window: overlap).
         batch_size: windows per model call (bounds memory: batch_size x C x window floats in).
+        extra: for a model with E extra features per window (e.g. the rhythm task's RR-interval
+            statistics): a function of the windows' first samples (n,) that returns their
+            features (n, E), standardised as in training. Only for such models.
 
     Raises:
-        ValueError: bad window, hop or batch_size, or a model that needs extra features.
+        ValueError: bad window, hop or batch_size; a model with extra features and no ``extra``,
+            or ``extra`` for a model without them.
     """
 
-    def __init__(self, model: nn.Module | Predictor, window: int, hop: int, *, batch_size: int = 64) -> None:
+    def __init__(self, model: nn.Module | Predictor, window: int, hop: int, *, batch_size: int = 64,
+                 extra: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         super().__init__(model, window, batch_size)
         if hop < 1:
             raise ValueError(f"hop must be >= 1 sample, got {hop}")
-        if self.predictor.extra_features:
-            raise ValueError(
-                f"window mode cannot supply the {self.predictor.extra_features} extra features this model takes"
-            )
-        self.window, self.hop = window, hop
+        if self.predictor.extra_features and extra is None:
+            raise ValueError(f"this model takes {self.predictor.extra_features} extra features per window: give "
+                             "extra, a function of the windows' first samples (n,) returning them (n, E)")
+        if extra is not None and not self.predictor.extra_features:
+            raise ValueError("extra is for models with extra features per window; this one has none")
+        self.window, self.hop, self.extra = window, hop, extra
         self._next = 0  # start of the next window on the hop grid
 
     def feed(self, chunk: np.ndarray | torch.Tensor) -> Predictions:
@@ -65,7 +73,7 @@ class WindowStream(Stream):
         end = self._buffer.end
         count = max(0, (end - self.window - self._next) // self.hop + 1)
         starts = self._next + self.hop * np.arange(count, dtype=np.int64)
-        out = self._classify(starts, self._cut)
+        out = self._classify(starts, self._cut, self._features(starts))
         self._next += count * self.hop
         self._buffer.discard_before(min(self._next, end - self.window))
         return out
@@ -88,7 +96,20 @@ class WindowStream(Stream):
         else:
             last_window = np.array([last], dtype=np.int64)
         tail = self._buffer.between(last, end)
-        return self._classify(last_window, lambda starts: fit_length(tail, self.window)[None])
+        return self._classify(last_window, lambda starts: fit_length(tail, self.window)[None],
+                              self._features(last_window))
+
+    def _features(self, starts: np.ndarray) -> np.ndarray | None:
+        """The (n, E) float32 extra features of the windows at ``starts``, or None for a model without."""
+        if self.extra is None or not len(starts):
+            return None
+        features = np.ascontiguousarray(self.extra(starts), dtype=np.float32)
+        if features.shape != (len(starts), self.predictor.extra_features):
+            raise ValueError(f"the model takes ({len(starts)}, {self.predictor.extra_features}) extra features "
+                             f"for these windows, extra gave {features.shape}")
+        if not np.isfinite(features).all():
+            raise ValueError("the windows' extra features are not all finite")
+        return features
 
     def _cut(self, starts: np.ndarray) -> np.ndarray:
         """(n, C, window) float32 windows starting at ``starts`` (increasing, all complete)."""
@@ -104,6 +125,7 @@ def classify_windows(
     hop: int,
     *,
     batch_size: int = 64,
+    extra: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Predictions:
     """Window mode over a whole recording: logits of every window (see the module docstring).
 
@@ -113,6 +135,8 @@ def classify_windows(
             filter, normalisation).
         window, hop: window length and hop in samples.
         batch_size: windows per model call.
+        extra: a model's extra features per window, as a function of the windows' first
+            samples (see :class:`WindowStream`).
 
     Returns:
         :class:`Predictions` with ``sample`` the first sample of each window.
@@ -120,5 +144,5 @@ def classify_windows(
     Raises:
         ValueError: wrong shape or channel count, NaN or inf, an empty signal, or bad parameters.
     """
-    stream = WindowStream(model, window, hop, batch_size=batch_size)
+    stream = WindowStream(model, window, hop, batch_size=batch_size, extra=extra)
     return Predictions.concatenate([stream.feed(signal), stream.finish()])
