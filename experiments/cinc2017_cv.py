@@ -43,7 +43,7 @@ from msresnet1d.cli import _resolve_config
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.config import load_config, parse_overrides
-from msresnet1d.training.ensemble import ensemble_predict
+from msresnet1d.training.ensemble import member_predictions
 from msresnet1d.training.metrics import cinc_score, confusion_matrix, per_class
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
@@ -61,9 +61,10 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def evaluate(checkpoints: list[Path], split: str, tta: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The labels (N,) and class probabilities (N, 4) of the checkpoints' ensemble on ``split``."""
-    _, y_true, probabilities = ensemble_predict(checkpoints, split, tta=tta)
-    return y_true, probabilities
+    """The labels (N,) and each checkpoint's class probabilities (M, N, 4) on ``split``; their
+    mean over M is the ensemble's."""
+    _, y_true, members = member_predictions(checkpoints, split, tta=tta)
+    return y_true, members
 
 
 def plain_score(y_true: np.ndarray, probabilities: np.ndarray) -> float:
@@ -160,8 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
                          "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         if args.only:
             continue
-        y_val, p_val = evaluate(checkpoints, "val", args.tta)
-        y_test, p_test = evaluate(checkpoints, "test", args.tta)
+        (y_val, val_members), (y_test, test_members) = (evaluate(checkpoints, split, args.tta) for split in ("val", "test"))
+        p_val, p_test = val_members.mean(axis=0), test_members.mean(axis=0)
         val_scores.append(plain_score(y_val, p_val))
         if args.offsets:
             offsets = fit_class_offsets(p_val, y_val, score)
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             confusions.append(confusion(y_test, p_test.argmax(axis=1)))
         if len(checkpoints) > 1:  # each seed alone, on validation: what the ensemble adds
-            seed_val_scores.append([plain_score(*evaluate([path], "val", args.tta)) for path in checkpoints])
+            seed_val_scores.append([plain_score(y_val, p) for p in val_members])
     if args.only:
         return {"runs": runs}
     summary = summarise(confusions, val_scores)

@@ -253,8 +253,8 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     for k, (fold, plain) in enumerate(zip(fitted["summary"]["folds"], report["summary"]["folds"]), start=1):
         assert fold["offsets"]["N"] == 0 and list(fold["offsets"]) == list(CINC_CLASSES)
         assert 0 <= fold["val_cinc_score_cross_fitted"] <= 1 and fold["val_cinc_score"] == plain["val_cinc_score"]
-        y_test, p_test = cv.evaluate([runs / "seed0" / f"fold{k}" / "checkpoints" / "best.pt"], "test", None)
-        pooled += cv.confusion(y_test, predict_with_offsets(p_test, np.array(list(fold["offsets"].values()))))
+        y_test, members = cv.evaluate([runs / "seed0" / f"fold{k}" / "checkpoints" / "best.pt"], "test", None)
+        pooled += cv.confusion(y_test, predict_with_offsets(members[0], np.array(list(fold["offsets"].values()))))
     assert fitted["offsets"] and fitted["summary"]["pooled_confusion_matrix"] == pooled.tolist()
 
 

@@ -32,7 +32,16 @@ def _config(ckpt: dict, path: Path, data_dir: str | None) -> TrainConfig:
 def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test",
                      data_dir: str | None = None, tta: str | None = None) -> tuple[Task, np.ndarray, np.ndarray]:
     """The task, the labels (N,) and the mean class probabilities (N, K) of the checkpoints'
-    models on ``split`` (``"test"`` or ``"val"``); each model runs with its BatchNorms folded.
+    models on ``split``: :func:`member_predictions` averaged over the models."""
+    task, y_true, members = member_predictions(checkpoints, split, data_dir, tta)
+    return task, y_true, np.mean(members, axis=0)
+
+
+def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", data_dir: str | None = None,
+                       tta: str | None = None) -> tuple[Task, np.ndarray, np.ndarray]:
+    """The task, the labels (N,) and each checkpoint's class probabilities (M, N, K) of the
+    checkpoints' M models on ``split`` (``"test"`` or ``"val"``), the task built once; each model
+    runs with its BatchNorms folded.
 
     Args:
         checkpoints: one or more checkpoint files written by ``msresnet1d train``.
@@ -45,7 +54,7 @@ def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test",
             options, the class names or the state fitted on the training split.
     """
     if not checkpoints:
-        raise ValueError("ensemble_predict needs at least one checkpoint")
+        raise ValueError("an ensemble needs at least one checkpoint")
     from .run import build_model
 
     paths = [Path(p) for p in checkpoints]
@@ -70,4 +79,4 @@ def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test",
         model = with_tta(fuse_batchnorm(model.to(device)), cfg.tta if tta is None else tta)
         y_true, p = task.predict(model, split, device)
         probabilities.append(p)
-    return task, y_true, np.mean(probabilities, axis=0)
+    return task, y_true, np.stack(probabilities)
