@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
                          "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         if args.only:
             continue
-        (y_val, val_members), (y_test, test_members) = (evaluate(checkpoints, split, args.tta) for split in ("val", "test"))
+        y_val, val_members = evaluate(checkpoints, "val", args.tta)
+        y_test, test_members = evaluate(checkpoints, "test", args.tta)
         p_val, p_test = val_members.mean(axis=0), test_members.mean(axis=0)
         val_scores.append(plain_score(y_val, p_val))
         if args.offsets:
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
         crossed = float(np.mean([f["val_cinc_score_cross_fitted"] for f in fitted]))
         summary["val_cinc_score_cross_fitted_mean"] = crossed
         text += (f"\ntest predicted with class offsets fitted on validation; validation with offsets fitted on "
-                 f"the other half (cross-fitted): mean {crossed:.3f} (without offsets {summary['val_cinc_score_mean']:.3f})")
+                 f"the other half (cross-fitted): mean {crossed:.3f} "
+                 f"(without offsets {summary['val_cinc_score_mean']:.3f})")
     if seed_val_scores:
         per_seed = np.mean(seed_val_scores, axis=0)
         summary["val_cinc_score_mean_per_seed"] = dict(zip(map(str, args.seeds), per_seed.tolist()))
@@ -192,8 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
                  + f" (their mean {per_seed.mean():.3f})")
     print(text)
     report = {"config": cfg.to_dict() | {"seed": args.seeds, "data": {**cfg.data, "fold": "each"}},
-              "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "offsets": args.offsets, "runs": runs, "summary": summary,
-              "table_markdown": text}
+              "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "offsets": args.offsets, "runs": runs,
+              "summary": summary, "table_markdown": text}
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     return report
 

@@ -27,7 +27,8 @@ def test_predict_with_offsets():
     p = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3]])
     np.testing.assert_array_equal(predict_with_offsets(p, np.zeros(3)), [0, 1])
     np.testing.assert_array_equal(predict_with_offsets(p, np.array([0.0, 0.0, 2.0])), [2, 2])  # log 0.1 + 2 > log 0.6
-    np.testing.assert_array_equal(predict_with_offsets(np.array([[1.0, 0.0]]), np.array([0.0, 30.0])), [1])  # p = 0 is finite
+    certain = np.array([[1.0, 0.0]])  # log 0 is clipped: a large enough offset still wins
+    np.testing.assert_array_equal(predict_with_offsets(certain, np.array([0.0, 30.0])), [1])
     with pytest.raises(ValueError, match=r"offsets \(K,\), got \(2, 3\) and \(2,\)"):
         predict_with_offsets(p, np.zeros(2))
 
