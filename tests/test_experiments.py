@@ -200,6 +200,18 @@ TINY_CINC = ["epochs=1", "data.fs=50", "data.crop_seconds=10", "data.hop_seconds
              "data.cache=false", "model_kwargs.widths=[8,8,8,8]", "model_kwargs.stem_channels=8"]
 
 
+def test_cinc2017_cross_fitted_score_credits_offsets_that_hold_on_the_other_half():
+    cv = _load_script("cinc2017_cv")
+    rng = np.random.default_rng(0)
+    y = rng.choice(4, size=600, p=[0.55, 0.15, 0.25, 0.05])
+    logits = 1.5 * np.eye(4)[y] + rng.normal(0, 1, size=(600, 4))
+    logits[:, 1] -= 1.5  # a model that under-calls A: offsets fitted on either half help the other
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert cv.cross_fitted_score(y, p) > cv.plain_score(y, p) + 0.02
+    fair = np.eye(4)[y] * 0.7 + 0.075  # already right everywhere: nothing to gain, nothing lost
+    assert cv.cross_fitted_score(y, fair) == cv.plain_score(y, fair) == 1.0
+
+
 @pytest.mark.filterwarnings("ignore:The least populated class in y")  # 5 validation records a fold
 def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, capsys):
     cv = _load_script("cinc2017_cv")

@@ -19,13 +19,17 @@ from .metrics import confusion_matrix
 DEFAULT_GRID = np.round(np.arange(-2.0, 2.0001, 0.1), 10)
 
 
+def _log(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(probabilities, 1e-12, None))  # a probability of 0 stays finite
+
+
 def predict_with_offsets(probabilities: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """(N,) class indices ``argmax(log p + offsets)`` of (N, K) class probabilities and (K,) offsets."""
     probabilities, offsets = np.asarray(probabilities, dtype=np.float64), np.asarray(offsets, dtype=np.float64)
     if probabilities.ndim != 2 or offsets.shape != (probabilities.shape[1],):
         raise ValueError(f"predict_with_offsets: probabilities must be (N, K) and offsets (K,), got "
                          f"{probabilities.shape} and {offsets.shape}")
-    return (np.log(np.clip(probabilities, 1e-12, None)) + offsets).argmax(axis=1)
+    return (_log(probabilities) + offsets).argmax(axis=1)
 
 
 def fit_class_offsets(
@@ -59,7 +63,7 @@ def fit_class_offsets(
         raise ValueError("fit_class_offsets: the grid must hold 0 (no offset)")
     if rounds < 1:
         raise ValueError(f"fit_class_offsets: rounds must be >= 1, got {rounds}")
-    k = probabilities.shape[1]
+    k, log_p = probabilities.shape[1], _log(probabilities)
     order = grid[np.argsort(np.abs(grid), kind="stable")]  # nearest 0 first: argmax keeps the first of ties
     offsets = np.zeros(k)
     for _ in range(rounds):
@@ -68,7 +72,7 @@ def fit_class_offsets(
             values = []
             for value in order:
                 offsets[c] = value
-                values.append(score(confusion_matrix(y_true, predict_with_offsets(probabilities, offsets), k)))
+                values.append(score(confusion_matrix(y_true, (log_p + offsets).argmax(axis=1), k)))
             offsets[c] = order[int(np.argmax(values))]
         if np.array_equal(offsets, before):
             break
