@@ -435,6 +435,31 @@ def test_main_job_defaults_build_on_the_embedded_sample():
     assert task.splits["train_beats"]["S"] > 0 and task.splits["train_beats"]["V"] > 0
 
 
+@pytest.mark.parametrize("representation", ["signal", "spectrogram"])
+def test_beat_augmentation_changes_training_batches_only(representation):
+    from msresnet1d.training.tasks import build_task
+
+    data = {"data_dir": str(SAMPLE), "train_records": ["101", "106", "118"], "val_records": ["106"],
+            "test_records": ["100"], "representation": representation}
+    plain = build_task(TrainConfig(data=data, seed=0))
+    augmented = build_task(TrainConfig(data={**data, "scale": 0.1, "noise_std": 0.05, "shift": 0.02}, seed=0))
+    first = [next(iter(task.train)) for task in (plain, augmented)]
+    assert first[0][0].shape == first[1][0].shape and torch.equal(first[0][-1], first[1][-1])  # same beats
+    assert not torch.allclose(first[0][0], first[1][0])
+
+    class Inputs(torch.nn.Module):  # "logits": the first inputs the predictor passes
+        def forward(self, x, extra=None):
+            return x.flatten(1)[:, :16]
+
+    for split in ("val", "test"):  # evaluation sees the windows as they are
+        for a, b in zip(plain.predict(Inputs(), split, torch.device("cpu")),
+                        augmented.predict(Inputs(), split, torch.device("cpu"))):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"shift=1.0 s \(180 samples at 180 Hz\) must be >= 0 and shorter than "
+                                         r"the window \(126 samples\)"):
+        build_task(TrainConfig(data={**data, "shift": 1.0}))
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "experiments" / "configs").glob("*.toml")), ids=lambda p: p.stem)
 def test_every_shipped_config_loads_and_builds_its_model(path):
     from msresnet1d.data.rr import rr_columns

@@ -13,7 +13,11 @@ training side (held-out records or images), never from the test split.
     training keeps >= 75% of every class; or a list of records),
     val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), template true
     (add each lead minus the record's median beat as channels: ``BeatConfig.template``),
-    template_from "all" | "regular" (the beats that median is taken over), cache true.
+    template_from "all" | "regular" (the beats that median is taken over), cache true;
+    training augmentation (``msresnet1d.data.augment.BeatAugment``, each beat's leads, the
+    template differences recomputed): scale 0 (amplitude factors drawn from [1 - scale, 1 + scale]),
+    noise_std 0 (added Gaussian noise, units of the z-scored signal), shift 0 (largest time shift of
+    the window, seconds).
 ``rhythm`` (CinC 2017, N/A/O/~) data keys:
     data_dir, fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation windows), folds 5,
     fold 0 (the test fold of a stratified k-fold over records), val_fraction 0.1 (of the
@@ -126,7 +130,7 @@ def _array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size:
 BEAT_DEFAULTS: dict[str, Any] = {
     "data_dir": None, "leads": ["MLII"], "fs": 180.0, "window": [-0.25, 0.45], "band": [0.5, 40.0], "rr": True,
     "train_records": None, "test_records": None, "val_records": 4, "val_seed": 0, "representation": "signal",
-    "template": True, "template_from": "all",
+    "template": True, "template_from": "all", "scale": 0.0, "noise_std": 0.0, "shift": 0.0,
     "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32},
     "cache": True,
 }
@@ -143,6 +147,7 @@ def beat_config(data: dict[str, Any]) -> BeatConfig:
 
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from ..data import AAMI_CLASSES, DS1, DS2, balanced_holdout, find_database, load_beats
+    from ..data.augment import BeatAugment
     from ..data.rr import rr_columns
     from ..data.spectrogram import Spectrogram
 
@@ -187,11 +192,21 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         input_size, dims = spec_opts["size"], 2
     elif opts["representation"] != "signal":
         raise ValueError(f"[data] representation must be 'signal' or 'spectrogram', got {opts['representation']!r}")
+    train_transform = transform
+    if opts["scale"] or opts["noise_std"] or opts["shift"]:
+        shift = round(opts["shift"] * beat_cfg.fs)
+        if not 0 <= shift < beat_cfg.length:
+            raise ValueError(f"[data] shift={opts['shift']} s ({shift} samples at {beat_cfg.fs:g} Hz) must be >= 0 "
+                             f"and shorter than the window ({beat_cfg.length} samples)")
+        augment = BeatAugment(len(beat_cfg.leads), beat_cfg.template, scale=opts["scale"],
+                              noise_std=opts["noise_std"], shift=shift)
+        train_transform = augment if transform is None else (
+            lambda x, generator: transform(augment(x, generator)))  # a BatchTransform: augment, then the spectrogram
 
     weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
     fit_inputs, test_inputs = inputs(fit), inputs(test)
     loader = TensorBatchLoader(fit_inputs[0], torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
-                               transform=transform, seed=cfg.seed, extra=fit_inputs[1] if columns else None,
+                               transform=train_transform, seed=cfg.seed, extra=fit_inputs[1] if columns else None,
                                sample_weights=weights, rank=dist.rank, world_size=dist.world_size)
     predictors = {"test": _array_predictor(test_inputs, test.y, cfg.eval_batch_size, transform)}
     if len(held):
