@@ -244,7 +244,7 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     finished = os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json")
     assert cv.main(args + settings)["summary"] == report["summary"]
     assert os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json") == finished
-    with pytest.raises(ValueError, match=r"config.json was made with another model or config \(model_kwargs: "):
+    with pytest.raises(ValueError, match=r"config.json was made with another model or config \(model_kwargs\.stem_channels: checkpoint 8, now "):
         cv.main(args + settings[:-2])
     # two seeds on the same folds (seed 0 reused), predicted as their ensemble, with sign-flip TTA
     both = cv.main(args + settings + ["--seeds", "0", "1", "--tta", "flip", "--out", str(tmp_path / "cv2.json")])

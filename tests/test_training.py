@@ -26,7 +26,7 @@ from msresnet1d.training.metrics import (
 )
 from msresnet1d.training.optim import CrossEntropyLoss, FocalLoss, class_weights
 from msresnet1d.training.run import train_or_reuse
-from msresnet1d.training.tasks import BEAT_DEFAULTS
+from msresnet1d.training.tasks import BEAT_DEFAULTS, TASK_DEFAULTS, TRAINING_ONLY_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "mitdb-sample"
@@ -243,7 +243,19 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     other["config"]["data"]["test_records"] = ["100", "105"]
     torch.save(other, tmp_path / "other.pt")
     refused = _cli("evaluate", str(best), str(tmp_path / "other.pt"))
-    assert refused.returncode == 1 and "other.pt was made with another model or config (data:" in refused.stderr
+    assert refused.returncode == 1
+    assert ("other.pt was made with another model or config (data.test_records: checkpoint ['100', '105'], "
+            "now ['100', '105', '232', '233'])") in refused.stderr
+    augmented = load_checkpoint(best)  # trained with augmentation: evaluation sees the same inputs
+    augmented["config"]["data"] |= {"scale": 0.1, "noise_std": 0.05, "shift": 0.02}
+    torch.save(augmented, tmp_path / "augmented.pt")
+    np.testing.assert_allclose(ensemble_predict([best, tmp_path / "augmented.pt"])[2], alone[0], rtol=1e-6, atol=1e-7)
+
+
+def test_training_only_data_keys_are_data_keys_of_their_task():
+    assert set(TRAINING_ONLY_DATA) == set(TASK_DEFAULTS)
+    for task, keys in TRAINING_ONLY_DATA.items():
+        assert set(keys) <= set(TASK_DEFAULTS[task]), task
 
 
 def test_weight_ema_by_hand():

@@ -63,10 +63,18 @@ def inference_state(ckpt: dict[str, Any]) -> dict[str, Any]:
     return ckpt["ema"]["module"] if "ema" in ckpt else ckpt["model"]
 
 
+def _differences(saved: Any, now: Any, name: str) -> list[str]:
+    """``"name: checkpoint <saved>, now <now>"`` for each differing value, tables key by key."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        keys = list(saved) + [k for k in now if k not in saved]
+        return [d for k in keys for d in _differences(saved.get(k), now.get(k), f"{name}.{k}")]
+    return [] if saved == now else [f"{name}: checkpoint {saved!r}, now {now!r}"]
+
+
 def check_compatible(ckpt: dict[str, Any], config: dict[str, Any], path: str | Path, keys: tuple[str, ...]) -> None:
-    """Raise ValueError if the checkpoint was made with another model or config (on ``keys``)."""
+    """Raise ValueError if the checkpoint was made with another model or config (on ``keys``),
+    naming each differing key (``data.fs``, say, inside a table)."""
     saved = ckpt["config"]
-    differing = [k for k in keys if saved.get(k) != config.get(k)]
+    differing = [d for k in keys for d in _differences(saved.get(k), config.get(k), k)]
     if differing:
-        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {config.get(k)!r}" for k in differing)
-        raise ValueError(f"checkpoint {path} was made with another model or config ({details})")
+        raise ValueError(f"checkpoint {path} was made with another model or config ({'; '.join(differing)})")

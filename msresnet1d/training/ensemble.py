@@ -2,8 +2,9 @@
 
 Several seeds of one config disagree a lot on rare classes (MIT-BIH's S beats: the README's
 results); their average is steadier than any one of them. The checkpoints must share the task,
-its data options and what was fitted on the training split (e.g. the RR standardisation), so
-that one task gives every model the same inputs; their models may differ.
+its data options (augmentation aside: it only changes training batches) and what was fitted on the
+training split (e.g. the RR standardisation), so that one task gives every model the same inputs;
+their models, and how they were trained, may differ.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..models.tta import with_tta
 from .checkpoint import check_compatible, inference_state, load_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext
-from .tasks import Task, build_task, resolve_data
+from .tasks import Task, build_task, evaluation_data, resolve_data
 
 
 def _config(ckpt: dict, path: Path, data_dir: str | None) -> TrainConfig:
@@ -51,7 +52,7 @@ def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", d
 
     Raises:
         ValueError: no checkpoint, or one that disagrees with the first on the task, the data
-            options, the class names or the state fitted on the training split.
+            options (augmentation aside), the class names or the state fitted on the training split.
     """
     if not checkpoints:
         raise ValueError("an ensemble needs at least one checkpoint")
@@ -62,7 +63,8 @@ def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", d
     cfgs = [_config(ckpt, path, data_dir) for ckpt, path in zip(ckpts, paths)]
     first = cfgs[0]
     for path, ckpt, cfg in zip(paths[1:], ckpts[1:], cfgs[1:]):
-        check_compatible({"config": cfg.to_dict()}, first.to_dict(), path, ("task", "data"))
+        check_compatible({"config": {"task": cfg.task, "data": evaluation_data(cfg)}},
+                         {"task": first.task, "data": evaluation_data(first)}, path, ("task", "data"))
         if ckpt["class_names"] != ckpts[0]["class_names"]:
             raise ValueError(f"checkpoint {path} has classes {ckpt['class_names']}, {paths[0]} has "
                              f"{ckpts[0]['class_names']}")

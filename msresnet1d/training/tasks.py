@@ -400,6 +400,21 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# [data] keys that only change the training batches (augmentation): evaluation never reads them,
+# so checkpoints that differ only in these still see the same inputs and can form an ensemble
+TRAINING_ONLY_DATA: dict[str, tuple[str, ...]] = {
+    "beats": ("scale", "noise_std", "shift"), "rhythm": ("flip_prob", "noise_std"),
+    "fashion_mnist": ("crop_padding", "hflip", "erase_prob"),
+}
+
+
+def evaluation_data(cfg: TrainConfig) -> dict[str, Any]:
+    """The resolved ``[data]`` options that decide what a model sees on the validation and test
+    splits: all of them but the task's augmentation keys (:data:`TRAINING_ONLY_DATA`)."""
+    skip = TRAINING_ONLY_DATA[cfg.task]
+    return {k: v for k, v in resolve_data(cfg).data.items() if k not in skip}
+
+
 def resolve_data(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with its ``[data]`` table completed from the task's defaults (nested tables such
     as ``[data.spectrogram]`` too), so that a run's config.json and checkpoints record every data
