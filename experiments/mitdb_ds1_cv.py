@@ -26,7 +26,8 @@ when its pooled macro-F1 is higher by more than 1 point *and* its macro-F1 is hi
 figures. (Seeds were added after the first runs, with one seed: the seed alone moved the
 baseline's pooled macro-F1 by +2.7 and -2.5 points, as much as the first variant's gain.)
 Runs go to <runs>/<variant>/seed<s>/fold<k>; a finished run is reused, an interrupted one
-resumed. Results: experiments/results/mitdb_ds1_cv.json.
+resumed. Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with .png
+(each variant's macro-F1 per fold and its pooled S, V and F F1).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from msresnet1d.cli import _resolve_config
 from msresnet1d.data import DS1, load_beats, record_kfold
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.metrics import json_safe, per_class
+from msresnet1d.training.plots import plot_variants
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import beat_config, resolve_data
 
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
                         "fold_beats": [beats.from_records(f).class_counts() for f in folds], "baseline": baseline,
                         "min_gain": MIN_GAIN, "variants": results, "table_markdown": text})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
+    plot_variants(results, args.out.with_suffix(".png"), title=f"MIT-BIH DS1, {len(folds)}-fold cross-validation "
+                  f"by record, seeds {', '.join(map(str, args.seeds))}")
     return report
 
 

@@ -124,6 +124,7 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
         report = script.main(args)
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
+    assert (tmp_path / "cv.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the variants' plot beside it
     assert sorted(sum(report["folds"], [])) == sorted(records)  # every record held out exactly once
     for name in ("main", "wd"):
         for seed in (0, 1):

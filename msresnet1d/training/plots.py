@@ -1,4 +1,5 @@
-"""PNG plots of a run: learning curves, the test confusion matrix, and an ECG strip with labels.
+"""PNG plots: a run's learning curves, its test confusion matrix, an ECG strip with labels, and a
+comparison of config variants across cross-validation folds.
 
 matplotlib is an optional extra (``pip install msresnet1d[plot]``); without it plots are
 skipped with one log line. Every figure is written to a temporary file and renamed.
@@ -70,6 +71,38 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title
     ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xticklabels=class_names,
            yticklabels=class_names, xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(image, ax=ax, label="share of true class")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] = ("S", "V", "F"),
+                  title: str = "") -> None:
+    """Config variants side by side: each one's macro-F1 per fold (left; the first variant, the
+    baseline, drawn thicker) and its pooled F1 of ``classes`` (right). ``variants`` maps a name to
+    ``{"fold_macro_f1": [...], "pooled": {class: {"f1": ...}, "macro_f1": ...}}`` in percent, as
+    ``experiments/mitdb_ds1_cv.py`` reports them."""
+    plt = _pyplot()
+    if plt is None or not variants:
+        return
+    names = list(variants)
+    fig, (ax_folds, ax_f1) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1.4]})
+    for i, name in enumerate(names):
+        folds = variants[name]["fold_macro_f1"]
+        ax_folds.plot(range(1, len(folds) + 1), folds, marker="o", lw=3 if i == 0 else 1.2,
+                      label=f"{name} ({variants[name]['pooled']['macro_f1']:.1f} pooled)")
+    ax_folds.set(xlabel="fold", ylabel="macro-F1 (%), mean over seeds", title="macro-F1 per fold",
+                 xticks=range(1, len(variants[names[0]]["fold_macro_f1"]) + 1))
+    ax_folds.legend(fontsize=7)
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        f1 = [variants[name]["pooled"][c]["f1"] for c in classes]
+        ax_f1.bar(np.arange(len(classes)) + (i - (len(names) - 1) / 2) * width, f1, width, label=name)
+    ax_f1.set(xticks=range(len(classes)), xticklabels=classes, ylabel="F1 (%), pooled over folds and seeds",
+              title="pooled F1 per class", ylim=(0, 100))
+    ax_f1.legend(fontsize=7, ncol=2)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
