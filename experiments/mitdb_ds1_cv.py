@@ -25,6 +25,11 @@ when its pooled macro-F1 is higher by more than 1 point *and* its macro-F1 is hi
 4 of 5 folds (in general, all folds but one). With several seeds the rule reads the seed-pooled
 figures. (Seeds were added after the first runs, with one seed: the seed alone moved the
 baseline's pooled macro-F1 by +2.7 and -2.5 points, as much as the first variant's gain.)
+With --offsets, each variant also gets a "<name>+offsets" row: class offsets on the log
+probabilities (``msresnet1d.training.offsets``, fitted to the pooled macro-F1) predict each fold,
+fitted on the out-of-fold probabilities of the other folds (every seed's), so no beat is predicted
+with offsets fitted on its own record; the rule then judges that row against the baseline's plain one.
+
 Runs go to <runs>/<variant>/seed<s>/fold<k>; a finished run is reused, an interrupted one
 resumed. Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with .png
 (each variant's macro-F1 per fold and its pooled S, V and F F1).
@@ -44,7 +49,9 @@ from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
 from msresnet1d.data import DS1, load_beats, record_kfold
 from msresnet1d.training.config import load_config, parse_overrides
-from msresnet1d.training.metrics import json_safe, per_class
+from msresnet1d.training.ensemble import member_predictions
+from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
+from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.plots import plot_variants
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import beat_config, resolve_data
@@ -88,6 +95,37 @@ def table(variants: dict[str, dict], baseline: str) -> str:
     return "\n".join(lines)
 
 
+def macro_f1(cm: np.ndarray) -> float:
+    return pooled_scores(cm)["macro_f1"]
+
+
+def cross_fitted_offsets(probabilities: list[list[np.ndarray]], labels: list[np.ndarray]) -> tuple[np.ndarray, list]:
+    """Leave-one-fold-out class offsets. ``probabilities[i][k]`` is seed i's (N_k, 5) out-of-fold
+    probabilities of fold k and ``labels[k]`` its (N_k,) classes. Fold k is predicted with offsets
+    fitted on every other fold (all seeds); returns the (seeds, folds, 5, 5) confusion matrices and
+    each fold's offsets."""
+    seeds, folds = len(probabilities), len(labels)
+    confusions, offsets = np.zeros((seeds, folds, 5, 5), dtype=np.int64), []
+    for k in range(folds):
+        others = [(i, j) for i in range(seeds) for j in range(folds) if j != k]
+        fitted = fit_class_offsets(np.concatenate([probabilities[i][j] for i, j in others]),
+                                   np.concatenate([labels[j] for _, j in others]), macro_f1)
+        offsets.append(fitted.round(2).tolist())
+        for i in range(seeds):
+            confusions[i, k] = confusion_matrix(labels[k], predict_with_offsets(probabilities[i][k], fitted), 5)
+    return confusions, offsets
+
+
+def summarise(confusions: np.ndarray, seeds: list[int], **extra) -> dict:
+    """A variant's pooled scores, per-fold and per-seed macro-F1 from its (seeds, folds, 5, 5)
+    out-of-fold confusion matrices."""
+    return {**extra, "pooled": pooled_scores(confusions.sum(axis=(0, 1))),
+            "pooled_confusion_matrix": confusions.sum(axis=(0, 1)).tolist(),
+            "fold_macro_f1": [round(float(np.mean([macro_f1(cm) for cm in fold])), 2)
+                              for fold in confusions.transpose(1, 0, 2, 3)],
+            "seed_macro_f1": {seed: macro_f1(c.sum(axis=0)) for seed, c in zip(seeds, confusions)}}
+
+
 def parse_variants(items: list[list[str]]) -> dict[str, dict]:
     """``[[name, KEY=VALUE, ...], ...]`` -> {name: overrides}, names distinct."""
     variants: dict[str, dict] = {}
@@ -112,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs", default="runs/mitdb-ds1-cv", help="folder of the runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every variant")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--offsets", action="store_true",
+                        help="also score each variant with class offsets fitted on the other folds")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if not args.data_dir:
@@ -129,6 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict[str, dict] = {}
     for name, overrides in variants.items():
         confusions, runs = np.zeros((len(args.seeds), len(folds), 5, 5), dtype=np.int64), []  # seed, fold
+        probabilities: list[list[np.ndarray]] = [[] for _ in args.seeds]  # [seed][fold] (N_k, 5), --offsets
+        labels: list[np.ndarray] = []
         for i, seed in enumerate(args.seeds):
             for k, held in enumerate(folds):
                 fold_keys = {"seed": seed, "data.train_records": [r for r in args.records if r not in held],
@@ -138,16 +180,19 @@ def main(argv: list[str] | None = None) -> dict:
                 run_dir = Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}"
                 result = train_or_reuse(cfg, run_dir, quiet=True)
                 confusions[i, k] = result["test"]["confusion_matrix"]
+                if args.offsets:
+                    _, y, p = member_predictions([run_dir / "checkpoints" / "best.pt"])
+                    probabilities[i].append(p[0])
+                    if i == 0:
+                        labels.append(y)
                 runs.append({"seed": seed, "fold": k + 1, "best_epoch": result["best_epoch"],
                              "val_records": result["splits"]["val_records"],
                              "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                              "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
-        results[name] = {"overrides": overrides, "runs": runs, "pooled": pooled_scores(confusions.sum(axis=(0, 1))),
-                         "pooled_confusion_matrix": confusions.sum(axis=(0, 1)).tolist(),
-                         "fold_macro_f1": [round(float(np.mean([pooled_scores(cm)["macro_f1"] for cm in fold])), 2)
-                                           for fold in confusions.transpose(1, 0, 2, 3)],
-                         "seed_macro_f1": {seed: pooled_scores(c.sum(axis=0))["macro_f1"]
-                                           for seed, c in zip(args.seeds, confusions)}}
+        results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
+        if args.offsets:
+            fitted, offsets = cross_fitted_offsets(probabilities, labels)
+            results[f"{name}+offsets"] = summarise(fitted, args.seeds, overrides=overrides, fold_offsets=offsets)
     baseline = next(iter(results))
     for name, v in results.items():
         if name != baseline:

@@ -15,6 +15,7 @@ from msresnet1d.cli import main as cli_main
 from msresnet1d.data import RR_DEFAULT, RR_RATIOS
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models import count_flops, count_parameters, create_model
+from msresnet1d.training.metrics import confusion_matrix
 from msresnet1d.training.offsets import predict_with_offsets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +121,8 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     args = ["--data-dir", str(data), "--runs", str(tmp_path / "runs"), "--threads", "1", "--folds", "3",
             "--records", *records, "--seeds", "0", "1", "--out", str(tmp_path / "cv.json"), "--set", "epochs=1",
             "--set", "data.val_records=2", "--set", "model_kwargs.widths=[8, 16, 16]",
-            "--set", "model_kwargs.stem_channels=8", "--variant", "main", "--variant", "wd", "weight_decay=0.1"]
+            "--set", "model_kwargs.stem_channels=8", "--variant", "main", "--variant", "wd", "weight_decay=0.1",
+            "--offsets"]
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
         report = script.main(args)
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
@@ -137,7 +139,27 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
         assert pooled.sum(axis=1).tolist() == [2 * sum(f[c] for f in report["fold_beats"]) for c in "NSVFQ"]
         assert len(report["variants"][name]["seed_macro_f1"]) == 2 and len(report["variants"][name]["fold_macro_f1"]) == 3
     assert json.loads((tmp_path / "runs" / "wd" / "seed0" / "fold1" / "config.json").read_text())["weight_decay"] == 0.1
+    # --offsets: a row per variant, each fold predicted with offsets fitted on the other folds
+    assert list(report["variants"]) == ["main", "main+offsets", "wd", "wd+offsets"]
+    for name in ("main", "wd"):
+        fitted = report["variants"][f"{name}+offsets"]
+        assert len(fitted["fold_offsets"]) == 3 and all(len(o) == 5 and o[0] == 0 for o in fitted["fold_offsets"])
+        assert np.array(fitted["pooled_confusion_matrix"]).sum(axis=1).tolist() == \
+            np.array(report["variants"][name]["pooled_confusion_matrix"]).sum(axis=1).tolist()
+        assert "decision" in fitted
     assert "| wd |" in capsys.readouterr().out and "decision" in report["variants"]["wd"]
+    # cross-fitted offsets: a model that under-calls S on every fold gains from offsets fitted on the others
+    rng = np.random.default_rng(0)
+    labels = [rng.choice(5, size=800, p=[0.7, 0.1, 0.1, 0.09, 0.01]) for _ in range(4)]
+    def probs(y):
+        logits = 2.0 * np.eye(5)[y] + rng.normal(0, 1, size=(len(y), 5))
+        logits[:, 1] -= 2.0
+        return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    p = [[probs(y) for y in labels] for _ in range(2)]
+    fitted, offsets = script.cross_fitted_offsets(p, labels)
+    plain = sum(confusion_matrix(y, q.argmax(axis=1), 5) for seed in p for y, q in zip(labels, seed))
+    assert fitted.shape == (2, 4, 5, 5) and all(o[1] > 0.5 for o in offsets)
+    assert script.macro_f1(fitted.sum(axis=(0, 1))) > script.macro_f1(plain) + 5
     # no F beat and none predicted: F1 undefined and left out of macro-F1, as in the runs' reports
     cm = np.zeros((5, 5), dtype=int)
     cm[0, 0], cm[1, 1], cm[1, 0], cm[2, 2] = 90, 5, 5, 10

@@ -81,26 +81,29 @@ def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] 
     """Config variants side by side: each one's macro-F1 per fold (left; the first variant, the
     baseline, drawn thicker) and its pooled F1 of ``classes`` (right). ``variants`` maps a name to
     ``{"fold_macro_f1": [...], "pooled": {class: {"f1": ...}, "macro_f1": ...}}`` in percent, as
-    ``experiments/mitdb_ds1_cv.py`` reports them."""
+    ``experiments/mitdb_ds1_cv.py`` reports them; a ``"<name>+<method>"`` variant shares <name>'s
+    colour, dashed and hatched."""
     plt = _pyplot()
     if plt is None or not variants:
         return
     names = list(variants)
+    bases = list(dict.fromkeys(name.split("+")[0] for name in names))
     fig, (ax_folds, ax_f1) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1.4]})
-    for i, name in enumerate(names):
-        folds = variants[name]["fold_macro_f1"]
-        ax_folds.plot(range(1, len(folds) + 1), folds, marker="o", lw=3 if i == 0 else 1.2,
-                      label=f"{name} ({variants[name]['pooled']['macro_f1']:.1f} pooled)")
-    ax_folds.set(xlabel="fold", ylabel="macro-F1 (%), mean over seeds", title="macro-F1 per fold",
-                 xticks=range(1, len(variants[names[0]]["fold_macro_f1"]) + 1))
-    ax_folds.legend(fontsize=7)
     width = 0.8 / len(names)
     for i, name in enumerate(names):
+        color, derived = f"C{bases.index(name.split('+')[0]) % 10}", "+" in name
+        folds = variants[name]["fold_macro_f1"]
+        ax_folds.plot(range(1, len(folds) + 1), folds, marker="o", color=color, ls="--" if derived else "-",
+                      lw=3 if i == 0 else 1.2, label=f"{name} ({variants[name]['pooled']['macro_f1']:.1f} pooled)")
         f1 = [variants[name]["pooled"][c]["f1"] for c in classes]
-        ax_f1.bar(np.arange(len(classes)) + (i - (len(names) - 1) / 2) * width, f1, width, label=name)
+        ax_f1.bar(np.arange(len(classes)) + (i - (len(names) - 1) / 2) * width, f1, width, color=color,
+                  hatch="//" if derived else None, edgecolor="white" if derived else None)
+    ax_folds.set(xlabel="fold", ylabel="macro-F1 (%), mean over seeds", title="macro-F1 per fold",
+                 xticks=range(1, len(variants[names[0]]["fold_macro_f1"]) + 1))
     ax_f1.set(xticks=range(len(classes)), xticklabels=classes, ylabel="F1 (%), pooled over folds and seeds",
               title="pooled F1 per class", ylim=(0, 100))
-    ax_f1.legend(fontsize=7, ncol=2)
+    fig.legend(*ax_folds.get_legend_handles_labels(), loc="lower center", ncol=min(len(names), 4), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02 - 0.05 * ((len(names) + 3) // 4)))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
