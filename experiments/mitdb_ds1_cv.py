@@ -96,6 +96,7 @@ def table(variants: dict[str, dict], baseline: str) -> str:
 
 
 def macro_f1(cm: np.ndarray) -> float:
+    """Percent macro-F1 over N, S, V, F of a (5, 5) confusion matrix (the rule's figure)."""
     return pooled_scores(cm)["macro_f1"]
 
 
