@@ -175,6 +175,21 @@ def test_loader_extra_features_balanced_sampler_and_shards():
     assert sorted(torch.cat(shards).flatten().tolist()) == list(range(10))
 
 
+def test_balanced_sample_weights_balance_the_given_classes_only():
+    from msresnet1d.training.optim import balanced_sample_weights
+
+    y = np.array([0] * 80 + [1] * 19 + [2])
+    every = balanced_sample_weights(y)
+    assert every.sum().item() == pytest.approx(1.0)
+    assert [every[y == c].sum().item() for c in range(3)] == pytest.approx([1 / 3] * 3)
+    scored = balanced_sample_weights(y, [0, 1])  # class 2 (one example, unscored) keeps its 1 / N
+    assert scored[y == 2].item() == pytest.approx(1 / 100)
+    assert [scored[y == c].sum().item() for c in (0, 1)] == pytest.approx([0.495, 0.495])
+    assert torch.unique(scored[y == 1]).numel() == 1  # within a class, every example alike
+    with pytest.raises(ValueError, match=r"none of the classes \[3\]"):
+        balanced_sample_weights(y, [3])
+
+
 # --------------------------------------------------------------------------- runs
 def test_main_job_cli_on_the_embedded_sample(tmp_path):
     out = tmp_path / "run"
@@ -445,6 +460,10 @@ def test_main_job_defaults_build_on_the_embedded_sample():
     assert len(task.splits["val_records"]) == 4 and task.has_validation
     assert not set(task.splits["val_records"]) & set(task.splits["test_records"])
     assert task.splits["train_beats"]["S"] > 0 and task.splits["train_beats"]["V"] > 0
+    balanced = build_task(TrainConfig(data={"data_dir": str(SAMPLE)}, balanced_sampler=True)).train
+    weights, y = balanced.sample_weights.numpy(), task.train_labels
+    present = [c for c in range(4) if (y == c).any()]  # N, S, V, F drawn equally; Q at its natural share
+    assert [weights[y == c].sum() for c in present] == pytest.approx([(1 - (y == 4).mean()) / len(present)] * len(present))
 
 
 @pytest.mark.parametrize("representation", ["signal", "spectrogram"])

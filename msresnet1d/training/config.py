@@ -45,7 +45,7 @@ class TrainConfig:
     loss: str = "cross_entropy"  # cross_entropy | focal
     focal_gamma: float = 2.0
     class_weights: str = "inverse_sqrt"  # none | inverse | inverse_sqrt (of the training class frequency)
-    balanced_sampler: bool = False  # draw training examples with probability ~ 1 / class frequency
+    balanced_sampler: bool = False  # draw the scored classes equally often (each example ~ 1 / its class count)
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max gradient L2 norm; 0 = off
     ema_decay: float = 0.0  # validate, select and test a moving average of the weights (e.g. 0.998); 0 = off

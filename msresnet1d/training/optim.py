@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -105,7 +106,18 @@ def build_loss(cfg: TrainConfig, labels: np.ndarray, num_classes: int) -> nn.Mod
     return CrossEntropyLoss(weight, cfg.label_smoothing)
 
 
-def balanced_sample_weights(labels: np.ndarray) -> torch.Tensor:
-    """Per-example sampling weights ~ 1 / frequency of its class (each class equally likely)."""
+def balanced_sample_weights(labels: np.ndarray, classes: Sequence[int] | None = None) -> torch.Tensor:
+    """Per-example sampling probabilities (N,), summing to 1, that draw each of ``classes``
+    (default: every class present) equally often: an example of one has probability ~ 1 / its
+    class's count. Examples of the other classes keep their natural share, 1 / N each, so that an
+    unscored class with a handful of examples (MIT-BIH's Q: 8 DS1 beats) is not drawn as often as
+    each scored one."""
+    labels = np.asarray(labels)
     counts = np.bincount(labels)
-    return torch.tensor(1.0 / counts[labels], dtype=torch.float64)
+    balanced = np.flatnonzero(counts) if classes is None else np.intersect1d(np.flatnonzero(counts), classes)
+    if not len(balanced):
+        raise ValueError(f"balanced_sample_weights: none of the classes {list(classes or [])} is in the labels")
+    weights = np.full(len(labels), 1.0 / len(labels))
+    chosen = np.isin(labels, balanced)
+    weights[chosen] = (1.0 - weights[~chosen].sum()) / len(balanced) / counts[labels[chosen]]
+    return torch.tensor(weights, dtype=torch.float64)

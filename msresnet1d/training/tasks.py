@@ -203,7 +203,8 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         train_transform = augment if transform is None else (
             lambda x, generator: transform(augment(x, generator)))  # a BatchTransform: augment, then the spectrogram
 
-    weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
+    scored = ["N", "S", "V", "F"]  # Q (8 DS1 beats) is not scored, and not balanced by the sampler
+    weights = balanced_sample_weights(fit.y, [AAMI_CLASSES.index(c) for c in scored]) if cfg.balanced_sampler else None
     fit_inputs, test_inputs = inputs(fit), inputs(test)
     loader = TensorBatchLoader(fit_inputs[0], torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
                                transform=train_transform, seed=cfg.seed, extra=fit_inputs[1] if columns else None,
@@ -213,7 +214,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         predictors["val"] = _array_predictor(inputs(held), held.y, cfg.eval_batch_size, transform)
     sample_note = " (embedded sample)" if "sample" in db_dir.name else ""
     return Task(
-        train=loader, train_labels=fit.y, class_names=list(AAMI_CLASSES), scored=["N", "S", "V", "F"],
+        train=loader, train_labels=fit.y, class_names=list(AAMI_CLASSES), scored=scored,
         in_channels=beat_cfg.channels, input_size=input_size, extra_features=len(columns),
         predictors=predictors, dims=dims,
         splits={"database": str(db_dir), "train_records": fit_records, "val_records": list(val),
@@ -328,7 +329,8 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
         mean, std = hrv["fit"].fit(length, hop)
         hrv |= {"val": WindowHRV(held, columns, mean, std), "test": WindowHRV(test, columns, mean, std)}
         state = {"rr_mean": torch.from_numpy(mean), "rr_std": torch.from_numpy(std)}
-    weights = balanced_sample_weights(fit.y) if cfg.balanced_sampler else None
+    scored = ["N", "A", "O"]  # the CinC score's classes; noisy records keep their natural share
+    weights = balanced_sample_weights(fit.y, [CINC_CLASSES.index(c) for c in scored]) if cfg.balanced_sampler else None
     crops = RandomCrops(fit, length, flip_prob, noise_std, hrv.get("fit"))
     loader = TensorBatchLoader(torch.arange(len(fit)), torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
                                transform=crops, seed=cfg.seed, sample_weights=weights,
@@ -344,7 +346,7 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
     if len(held):
         predictors["val"] = predictor(held, "val")
     return Task(
-        train=loader, train_labels=fit.y, class_names=list(CINC_CLASSES), scored=["N", "A", "O"], in_channels=1,
+        train=loader, train_labels=fit.y, class_names=list(CINC_CLASSES), scored=scored, in_channels=1,
         input_size=length, extra_features=len(columns), predictors=predictors, state=state,
         splits={"database": str(db_dir), "fold": opts["fold"], "folds": opts["folds"],
                 "train_records": len(fit), "val_records": len(held), "test_records": len(test),
