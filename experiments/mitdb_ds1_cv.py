@@ -100,20 +100,20 @@ def macro_f1(cm: np.ndarray) -> float:
     return pooled_scores(cm)["macro_f1"]
 
 
-def cross_fitted_offsets(probabilities: list[list[np.ndarray]], labels: list[np.ndarray]) -> tuple[np.ndarray, list]:
-    """Leave-one-fold-out class offsets. ``probabilities[i][k]`` is seed i's (N_k, 5) out-of-fold
-    probabilities of fold k and ``labels[k]`` its (N_k,) classes. Fold k is predicted with offsets
-    fitted on every other fold (all seeds); returns the (seeds, folds, 5, 5) confusion matrices and
-    each fold's offsets."""
-    seeds, folds = len(probabilities), len(labels)
+def cross_fitted_offsets(probabilities: list[np.ndarray], labels: list[np.ndarray]) -> tuple[np.ndarray, list]:
+    """Leave-one-fold-out class offsets. ``probabilities[k]`` is fold k's (seeds, N_k, 5) out-of-fold
+    probabilities, one row of beats per seed, and ``labels[k]`` its (N_k,) classes. Fold k is
+    predicted with offsets fitted on every other fold (all seeds); returns the (seeds, folds, 5, 5)
+    confusion matrices and each fold's offsets."""
+    seeds, folds = len(probabilities[0]), len(labels)
     confusions, offsets = np.zeros((seeds, folds, 5, 5), dtype=np.int64), []
     for k in range(folds):
-        others = [(i, j) for i in range(seeds) for j in range(folds) if j != k]
-        fitted = fit_class_offsets(np.concatenate([probabilities[i][j] for i, j in others]),
-                                   np.concatenate([labels[j] for _, j in others]), macro_f1)
+        others = [j for j in range(folds) if j != k]
+        fitted = fit_class_offsets(np.concatenate([probabilities[j].reshape(-1, 5) for j in others]),
+                                   np.concatenate([np.tile(labels[j], seeds) for j in others]), macro_f1)
         offsets.append(fitted.round(2).tolist())
         for i in range(seeds):
-            confusions[i, k] = confusion_matrix(labels[k], predict_with_offsets(probabilities[i][k], fitted), 5)
+            confusions[i, k] = confusion_matrix(labels[k], predict_with_offsets(probabilities[k][i], fitted), 5)
     return confusions, offsets
 
 
@@ -170,8 +170,6 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict[str, dict] = {}
     for name, overrides in variants.items():
         confusions, runs = np.zeros((len(args.seeds), len(folds), 5, 5), dtype=np.int64), []  # seed, fold
-        probabilities: list[list[np.ndarray]] = [[] for _ in args.seeds]  # [seed][fold] (N_k, 5), --offsets
-        labels: list[np.ndarray] = []
         for i, seed in enumerate(args.seeds):
             for k, held in enumerate(folds):
                 fold_keys = {"seed": seed, "data.train_records": [r for r in args.records if r not in held],
@@ -181,18 +179,15 @@ def main(argv: list[str] | None = None) -> dict:
                 run_dir = Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}"
                 result = train_or_reuse(cfg, run_dir, quiet=True)
                 confusions[i, k] = result["test"]["confusion_matrix"]
-                if args.offsets:
-                    _, y, p = member_predictions([run_dir / "checkpoints" / "best.pt"])
-                    probabilities[i].append(p[0])
-                    if i == 0:
-                        labels.append(y)
                 runs.append({"seed": seed, "fold": k + 1, "best_epoch": result["best_epoch"],
                              "val_records": result["splits"]["val_records"],
                              "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                              "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
-        if args.offsets:
-            fitted, offsets = cross_fitted_offsets(probabilities, labels)
+        if args.offsets:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)
+            predicted = [member_predictions([Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" / "checkpoints"
+                                             / "best.pt" for seed in args.seeds]) for k in range(len(folds))]
+            fitted, offsets = cross_fitted_offsets([p for _, _, p in predicted], [y for _, y, _ in predicted])
             results[f"{name}+offsets"] = summarise(fitted, args.seeds, overrides=overrides, fold_offsets=offsets)
     baseline = next(iter(results))
     for name, v in results.items():

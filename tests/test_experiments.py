@@ -155,9 +155,9 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
         logits = 2.0 * np.eye(5)[y] + rng.normal(0, 1, size=(len(y), 5))
         logits[:, 1] -= 2.0
         return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    p = [[probs(y) for y in labels] for _ in range(2)]
+    p = [np.stack([probs(y) for _ in range(2)]) for y in labels]  # fold k: (seeds, N_k, 5)
     fitted, offsets = script.cross_fitted_offsets(p, labels)
-    plain = sum(confusion_matrix(y, q.argmax(axis=1), 5) for seed in p for y, q in zip(labels, seed))
+    plain = sum(confusion_matrix(y, q.argmax(axis=1), 5) for y, fold in zip(labels, p) for q in fold)
     assert fitted.shape == (2, 4, 5, 5) and all(o[1] > 0.5 for o in offsets)
     assert script.macro_f1(fitted.sum(axis=(0, 1))) > script.macro_f1(plain) + 5
     # no F beat and none predicted: F1 undefined and left out of macro-F1, as in the runs' reports

@@ -460,8 +460,8 @@ def test_main_job_defaults_build_on_the_embedded_sample():
     assert len(task.splits["val_records"]) == 4 and task.has_validation
     assert not set(task.splits["val_records"]) & set(task.splits["test_records"])
     assert task.splits["train_beats"]["S"] > 0 and task.splits["train_beats"]["V"] > 0
-    balanced = build_task(TrainConfig(data={"data_dir": str(SAMPLE)}, balanced_sampler=True)).train
-    weights, y = balanced.sample_weights.numpy(), task.train_labels
+    balanced = build_task(TrainConfig(data={"data_dir": str(SAMPLE)}, balanced_sampler=True))
+    weights, y = balanced.train.sample_weights.numpy(), balanced.train_labels
     present = [c for c in range(4) if (y == c).any()]  # N, S, V, F drawn equally; Q at its natural share
     assert [weights[y == c].sum() for c in present] == pytest.approx([(1 - (y == 4).mean()) / len(present)] * len(present))
 

@@ -62,9 +62,10 @@ def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", d
     ckpts = [load_checkpoint(p) for p in paths]
     cfgs = [_config(ckpt, path, data_dir) for ckpt, path in zip(ckpts, paths)]
     first = cfgs[0]
+    first_inputs = {"task": first.task, "data": evaluation_data(first)}
     for path, ckpt, cfg in zip(paths[1:], ckpts[1:], cfgs[1:]):
-        check_compatible({"config": {"task": cfg.task, "data": evaluation_data(cfg)}},
-                         {"task": first.task, "data": evaluation_data(first)}, path, ("task", "data"))
+        check_compatible({"config": {"task": cfg.task, "data": evaluation_data(cfg)}}, first_inputs, path,
+                         ("task", "data"))
         if ckpt["class_names"] != ckpts[0]["class_names"]:
             raise ValueError(f"checkpoint {path} has classes {ckpt['class_names']}, {paths[0]} has "
                              f"{ckpts[0]['class_names']}")
