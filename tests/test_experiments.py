@@ -166,10 +166,20 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     scores = script.pooled_scores(cm)
     assert np.isnan(scores["F"]["f1"]) and scores["macro_f1"] == pytest.approx((100 * 180 / 185 + 100 * 10 / 15 + 100) / 3, abs=0.01)
     # the rule: more than 1 point pooled and better in all folds but one
-    base = {"pooled": {"macro_f1": 50.0}, "fold_macro_f1": [50, 50, 50, 50, 50]}
-    assert script.decide(base, {"pooled": {"macro_f1": 51.5}, "fold_macro_f1": [51, 51, 51, 51, 49]})["replaces_baseline"]
-    assert not script.decide(base, {"pooled": {"macro_f1": 51.5}, "fold_macro_f1": [51, 51, 51, 49, 49]})["replaces_baseline"]
-    assert not script.decide(base, {"pooled": {"macro_f1": 50.9}, "fold_macro_f1": [51] * 5})["replaces_baseline"]
+    def variant(macro, folds_macro, sv=60.0, folds_sv=(60,) * 5):
+        return {"pooled": {"macro_f1": macro, "sv_f1": sv}, "fold_macro_f1": folds_macro, "fold_sv_f1": list(folds_sv)}
+    base = variant(50.0, [50] * 5)
+    assert script.decide(base, variant(51.5, [51, 51, 51, 51, 49]))["replaces_baseline"]
+    assert not script.decide(base, variant(51.5, [51, 51, 51, 49, 49]))["replaces_baseline"]
+    assert not script.decide(base, variant(50.9, [51] * 5))["replaces_baseline"]
+    # rule SV: the mean of S F1 and V F1 higher by more than 1 point in all folds but one, macro-F1 at most 1 lower
+    assert scores["sv_f1"] == pytest.approx((100 * 10 / 15 + 100) / 2, abs=0.01)
+    kept = script.decide(base, variant(49.0, [49] * 5, 61.5, [61, 61, 61, 61, 59]))
+    assert kept["replaces_baseline_sv"] and not kept["replaces_baseline"] and kept["sv_folds_better"] == 4
+    assert not script.decide(base, variant(48.9, [49] * 5, 61.5, [61] * 5))["replaces_baseline_sv"]  # macro-F1 -1.1
+    assert not script.decide(base, variant(50.0, [50] * 5, 61.5, [61, 61, 61, 59, 59]))["replaces_baseline_sv"]  # 3 folds
+    assert not script.decide(base, variant(50.0, [50] * 5, 60.9, [61] * 5))["replaces_baseline_sv"]  # +0.9
+    assert len(report["variants"]["wd"]["fold_sv_f1"]) == 3 and "rule SV" in report["table_markdown"]
 
 
 def test_compare_models_rejects_an_unknown_model(compare_models, capsys):
