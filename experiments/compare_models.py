@@ -99,10 +99,10 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
                     {"model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7]}),
         "rr_head": ("RR features through an MLP (8-32-32), modality dropout 0.3 of the pooled features",
                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3}),
-        "main_job": ("the main job: rr_head with the 4 dimensionless RR features only, the template "
-                     "from the regular beats, dilated branches, channels-last convolutions",
+        "main_job": ("the main job: rr_head with the 4 dimensionless RR ratios and rr_irregularity only, "
+                     "the template from the regular beats, dilated branches, channels-last convolutions",
                      {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3,
-                      "data.rr": list(RR_RATIOS), "data.template_from": "regular",
+                      "data.rr": [*RR_RATIOS, "rr_irregularity"], "data.template_from": "regular",
                       "model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7],
                       "channels_last": True}),
     },

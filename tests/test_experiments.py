@@ -20,6 +20,7 @@ from msresnet1d.training.offsets import predict_with_offsets
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "mitdb-sample"
+MAIN_RR = len(RR_RATIOS) + 1  # the main job's RR features: the 4 ratios and rr_irregularity
 MODELS = ["msresnet1d_late", "resnet2d_spec"]
 SPLIT = ["--set", 'data.train_records=["101","106","118","119","208","209"]', "--set", 'data.val_records=["106","209"]',
          "--set", 'data.test_records=["100","105","232","233"]']
@@ -63,17 +64,17 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
 
         # Parameters and FLOPs describe the trained network: rebuild it from the run's config,
         # load its weights strictly, and count its FLOPs without the RR inputs plus the head's
-        # extra multiply-adds (the main job's 4 RR ratios -> MLP 32 -> 32, then 32 more inputs x 5 classes).
+        # extra multiply-adds (the main job's 5 RR features -> MLP 32 -> 32, then 32 more inputs x 5 classes).
         channels, hidden = run["input_shape"][1], config["model_kwargs"]["extra_hidden"]
         assert channels == 2  # the lead and the lead minus the record's median beat (the main job's template)
-        assert run["extra_features"] == len(RR_RATIOS) and hidden == 32
-        model = create_model(config["model"], in_channels=channels, num_classes=5, extra_features=len(RR_RATIOS),
+        assert run["extra_features"] == MAIN_RR == 5 and hidden == 32
+        model = create_model(config["model"], in_channels=channels, num_classes=5, extra_features=MAIN_RR,
                              **config["model_kwargs"])
         model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["model"])
         assert run["parameters"] == count_parameters(model)
         bare_kwargs = {k: v for k, v in config["model_kwargs"].items() if k not in ("extra_hidden", "feature_drop_rate")}
         bare = create_model(config["model"], in_channels=channels, num_classes=5, **bare_kwargs)
-        head = 2 * (len(RR_RATIOS) * hidden + hidden * hidden) + 2 * hidden * 5
+        head = 2 * (MAIN_RR * hidden + hidden * hidden) + 2 * hidden * 5
         assert run["flops_per_example"] == count_flops(bare, run["input_shape"]) + head
 
     # a second invocation over the same folder reuses the finished runs
@@ -201,7 +202,7 @@ def test_every_ablation_variant_builds_on_the_sample(compare_models):
                 for name, (_, overrides) in suite.items()}
     main = profiles["base"]
     assert main["input_shape"] == [1, 2, 126] and main["extra_features"] == len(RR_DEFAULT)
-    assert profiles["main_job"]["extra_features"] == len(RR_RATIOS)
+    assert profiles["main_job"]["extra_features"] == MAIN_RR
     # the MLP (8 -> 32 -> 32, with biases) and 32 instead of 8 extra inputs to the 5-class linear layer
     assert profiles["rr_head"]["parameters"] == main["parameters"] + (8 * 32 + 32) + (32 * 32 + 32) + (32 - 8) * 5
     # the last row is the main job itself: the same config, so its run is the main job's seed 0
