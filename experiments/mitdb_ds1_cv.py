@@ -17,8 +17,9 @@ Every fold is trained once per seed (--seeds, default 0 1 2; the fold assignment
 inner validation records stay the same, only the training seed changes).
 
 Reported per variant: per-class Se, +P and F1 of the pooled out-of-fold confusion matrix (all DS1
-beats, once per seed), its macro-F1 over N, S, V, F (the main job's monitor), the macro-F1 of
-each fold (mean over the seeds), and the pooled macro-F1 of each seed alone.
+beats, once per seed), its macro-F1 over N, S, V, F (the main job's monitor) and the mean of its S
+and V F1, the same two figures for each fold (mean over the seeds), and the pooled macro-F1 of
+each seed alone.
 
 Decision rule, fixed before the first run: a variant replaces the baseline (the first --variant)
 when its pooled macro-F1 is higher by more than 1 point *and* its macro-F1 is higher in at least
