@@ -74,7 +74,8 @@ def pooled_scores(cm: np.ndarray) -> dict:
     the defined F1s."""
     stats = per_class(cm)
     out = {c: {s: round(100 * float(stats[s][i]), 2) for s in ("se", "ppv", "f1")} for i, c in enumerate(CLASSES)}
-    out["macro_f1"], out["sv_f1"] = (_mean_defined([out[c]["f1"] for c in classes]) for classes in (CLASSES, "SV"))
+    out["macro_f1"] = _mean_defined([out[c]["f1"] for c in CLASSES])
+    out["sv_f1"] = _mean_defined([out[c]["f1"] for c in ("S", "V")])
     return out
 
 
@@ -125,10 +126,12 @@ def macro_f1(cm: np.ndarray) -> float:
     return pooled_scores(cm)["macro_f1"]
 
 
-def _fold_means(confusions: np.ndarray, score: str) -> list[float]:
-    """Each fold's ``score`` (a key of :func:`pooled_scores`), mean over the seeds, from (seeds, folds, 5, 5);
-    NaN when undefined for every seed."""
-    return [_mean_defined([pooled_scores(cm)[score] for cm in fold]) for fold in confusions.transpose(1, 0, 2, 3)]
+def _fold_means(confusions: np.ndarray) -> dict[str, list[float]]:
+    """``fold_macro_f1`` and ``fold_sv_f1``: each fold's figure, mean over the seeds, from (seeds, folds,
+    5, 5) confusion matrices; NaN when undefined for every seed."""
+    runs = [[pooled_scores(cm) for cm in fold] for fold in confusions.transpose(1, 0, 2, 3)]
+    return {f"fold_{score}": [_mean_defined([run[score] for run in fold]) for fold in runs]
+            for score in ("macro_f1", "sv_f1")}
 
 
 def cross_fitted_offsets(probabilities: list[np.ndarray], labels: list[np.ndarray]) -> tuple[np.ndarray, list]:
@@ -153,7 +156,7 @@ def summarise(confusions: np.ndarray, seeds: list[int], **extra) -> dict:
     out-of-fold confusion matrices."""
     return {**extra, "pooled": pooled_scores(confusions.sum(axis=(0, 1))),
             "pooled_confusion_matrix": confusions.sum(axis=(0, 1)).tolist(),
-            "fold_macro_f1": _fold_means(confusions, "macro_f1"), "fold_sv_f1": _fold_means(confusions, "sv_f1"),
+            **_fold_means(confusions),
             "seed_macro_f1": {seed: macro_f1(c.sum(axis=0)) for seed, c in zip(seeds, confusions)}}
 
 
