@@ -35,6 +35,9 @@ With --offsets, each variant also gets a "<name>+offsets" row: class offsets on 
 probabilities (``msresnet1d.training.offsets``, fitted to the pooled macro-F1) predict each fold,
 fitted on the out-of-fold probabilities of the other folds (every seed's), so no beat is predicted
 with offsets fitted on its own record; the rule then judges that row against the baseline's plain one.
+With --adapt-bn, each variant also gets a "<name>+adabn" row: the same runs, each held-out record
+predicted with the BatchNorm statistics re-estimated on that record's own beats, labels unread
+(``msresnet1d.models.adapt``, test-time adaptation to the patient); judged the same way.
 
 Runs go to <runs>/<variant>/seed<s>/fold<k>; a finished run is reused, an interrupted one
 resumed. Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with .png
@@ -186,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--offsets", action="store_true",
                         help="also score each variant with class offsets fitted on the other folds")
+    parser.add_argument("--adapt-bn", action="store_true",
+                        help="also score each variant with BatchNorm statistics re-estimated on each held-out record")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if not args.data_dir:
@@ -217,11 +222,19 @@ def main(argv: list[str] | None = None) -> dict:
                              "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                              "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
+        checkpoints = [[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" / "checkpoints" / "best.pt"
+                        for seed in args.seeds] for k in range(len(folds))]  # fold, seed
         if args.offsets:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)
-            predicted = [member_predictions([Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" / "checkpoints"
-                                             / "best.pt" for seed in args.seeds]) for k in range(len(folds))]
+            predicted = [member_predictions(fold) for fold in checkpoints]
             fitted, offsets = cross_fitted_offsets([p for _, _, p in predicted], [y for _, y, _ in predicted])
             results[f"{name}+offsets"] = summarise(fitted, args.seeds, overrides=overrides, fold_offsets=offsets)
+        if args.adapt_bn:
+            adapted = np.zeros_like(confusions)
+            for k, fold in enumerate(checkpoints):
+                _, y, probabilities = member_predictions(fold, adapt_bn=True)
+                for i, p in enumerate(probabilities):
+                    adapted[i, k] = confusion_matrix(y, p.argmax(axis=1), 5)
+            results[f"{name}+adabn"] = summarise(adapted, args.seeds, overrides=overrides)
     baseline = next(iter(results))
     for name, v in results.items():
         if name != baseline:

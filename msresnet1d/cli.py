@@ -84,7 +84,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .training.ensemble import ensemble_predict
     from .training.metrics import classification_report, format_per_group, format_report, json_safe, per_group
 
-    task, y_true, probabilities = ensemble_predict(args.checkpoint, args.split, args.data_dir, args.tta)
+    task, y_true, probabilities = ensemble_predict(args.checkpoint, args.split, args.data_dir, args.tta,
+                                                   args.adapt_bn)
     report = classification_report(y_true, probabilities, task.class_names, task.scored)
     what = args.checkpoint[0] if len(args.checkpoint) == 1 else (
         f"ensemble of {len(args.checkpoint)} checkpoints (mean probabilities)")
@@ -169,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=TTA_MODES,
                    help="test-time augmentation: 'flip' averages the probabilities of x and -x "
                         "(default: the checkpoint's config)")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help="re-estimate the BatchNorm statistics on each record's own beats before predicting it "
+                        "(test-time adaptation to the patient, labels unread; beat tasks)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--per-record", action="store_true", help="also each record's accuracy and Se of every class")
     p.set_defaults(func=cmd_evaluate)

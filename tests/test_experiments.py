@@ -123,7 +123,7 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             "--records", *records, "--seeds", "0", "1", "--out", str(tmp_path / "cv.json"), "--set", "epochs=1",
             "--set", "data.val_records=2", "--set", "model_kwargs.widths=[8, 16, 16]",
             "--set", "model_kwargs.stem_channels=8", "--variant", "main", "--variant", "wd", "weight_decay=0.1",
-            "--offsets"]
+            "--offsets", "--adapt-bn"]
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
         report = script.main(args)
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
@@ -141,13 +141,17 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
         assert len(report["variants"][name]["seed_macro_f1"]) == 2 and len(report["variants"][name]["fold_macro_f1"]) == 3
     assert json.loads((tmp_path / "runs" / "wd" / "seed0" / "fold1" / "config.json").read_text())["weight_decay"] == 0.1
     # --offsets: a row per variant, each fold predicted with offsets fitted on the other folds
-    assert list(report["variants"]) == ["main", "main+offsets", "wd", "wd+offsets"]
+    # --adapt-bn: a row per variant, the same runs with BatchNorm statistics of each held-out record
+    assert list(report["variants"]) == ["main", "main+offsets", "main+adabn", "wd", "wd+offsets", "wd+adabn"]
     for name in ("main", "wd"):
         fitted = report["variants"][f"{name}+offsets"]
         assert len(fitted["fold_offsets"]) == 3 and all(len(o) == 5 and o[0] == 0 for o in fitted["fold_offsets"])
-        assert np.array(fitted["pooled_confusion_matrix"]).sum(axis=1).tolist() == \
-            np.array(report["variants"][name]["pooled_confusion_matrix"]).sum(axis=1).tolist()
-        assert "decision" in fitted
+        for row in (fitted, report["variants"][f"{name}+adabn"]):
+            assert np.array(row["pooled_confusion_matrix"]).sum(axis=1).tolist() == \
+                np.array(report["variants"][name]["pooled_confusion_matrix"]).sum(axis=1).tolist()
+            assert "decision" in row
+        assert report["variants"][f"{name}+adabn"]["pooled_confusion_matrix"] != \
+            report["variants"][name]["pooled_confusion_matrix"]
     assert "| wd |" in capsys.readouterr().out and "decision" in report["variants"]["wd"]
     # cross-fitted offsets: a model that under-calls S on every fold gains from offsets fitted on the others
     rng = np.random.default_rng(0)

@@ -376,6 +376,35 @@ def test_fuse_batchnorm_keeps_the_outputs(name, kwargs):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the model is left as it was
 
 
+def test_adapt_batchnorm_reestimates_the_statistics_on_the_target_inputs():
+    from msresnet1d.models.adapt import adapt_batchnorm
+    from msresnet1d.models.fuse import fuse_batchnorm
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 2, 126) * torch.tensor([[[1.0], [3.0]]]) + torch.tensor([[[2.0], [-1.0]]])
+    first = nn.Sequential(nn.Dropout(0.9), nn.BatchNorm1d(2))  # the dropout stays off while adapting
+    adapted = adapt_batchnorm(first, [(x,)])
+    torch.testing.assert_close(adapted[1].running_mean, x.mean(dim=(0, 2)))
+    torch.testing.assert_close(adapted[1].running_var, x.transpose(0, 1).reshape(2, -1).var(dim=1))
+    assert not adapted.training and adapted[1].momentum == 0.1 and first[1].running_mean.abs().sum() == 0
+    # a record at 3x the gain is predicted as the original record is (the convolutions have no bias)
+    model = create_model("msresnet1d_beat", in_channels=2, num_classes=5, extra_features=3, extra_hidden=8,
+                         feature_drop_rate=0.5, widths=(8, 16, 16), stem_channels=8)
+    model.eval()
+    extra = torch.randn(64, 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    on_x = adapt_batchnorm(model, [(x[:32], extra[:32]), (x[32:], extra[32:])])
+    on_3x = adapt_batchnorm(model, [(3 * x[:32], extra[:32]), (3 * x[32:], extra[32:])])
+    with torch.no_grad():
+        torch.testing.assert_close(on_3x(3 * x, extra), on_x(x, extra), rtol=1e-3, atol=1e-3)
+        assert not torch.allclose(model(3 * x, extra), model(x, extra), rtol=1e-3, atol=1e-3)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="no BatchNorm layer with running statistics"):
+        adapt_batchnorm(fuse_batchnorm(nn.Sequential(nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4))), [(x,)])
+    with pytest.raises(ValueError, match="got no batches"):
+        adapt_batchnorm(model, [])
+
+
 def test_sign_flip_average_is_the_mean_probability_of_both_polarities():
     from msresnet1d.models.tta import SignFlipAverage, with_tta
     from msresnet1d.training.config import TrainConfig

@@ -254,6 +254,10 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     assert flip_cli.returncode == 0, flip_cli.stderr
     assert json.loads((tmp_path / "flip.json").read_text())["confusion_matrix"] == \
         confusion_matrix(y_true, with_flip.argmax(axis=1), 5).tolist()
+    adapted_cli = _cli("evaluate", str(best), "--adapt-bn", "--json", str(tmp_path / "adapted.json"))
+    assert adapted_cli.returncode == 0, adapted_cli.stderr
+    assert json.loads((tmp_path / "adapted.json").read_text())["confusion_matrix"] == \
+        confusion_matrix(y_true, ensemble_predict([best], adapt_bn=True)[2].argmax(axis=1), 5).tolist()
     other = load_checkpoint(best)
     other["config"]["data"]["test_records"] = ["100", "105"]
     torch.save(other, tmp_path / "other.pt")
@@ -513,3 +517,32 @@ def test_train_without_config_runs_the_main_job_file(tmp_path, monkeypatch, caps
     monkeypatch.setattr(cli, "CONFIG_DIR", tmp_path)  # an installed wheel: no experiments/configs
     assert cli._train_config_path(None) is None
     assert "mitdb_beats.toml not found" in capsys.readouterr().err
+
+
+def test_per_record_batchnorm_adaptation_predicts_each_record_from_its_own_beats(tmp_path):
+    import dataclasses
+
+    from msresnet1d.training.run import build_model
+    from msresnet1d.training.tasks import build_task
+
+    cfg = load_config(_config(tmp_path))
+    task = build_task(cfg)
+    model = build_model(cfg, task)
+    with torch.no_grad():  # BatchNorm statistics unlike the records' (a model trained elsewhere)
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 4)
+    device = torch.device("cpu")
+    y, plain = task.predict(model, "test", device)
+    y_adapted, adapted = task.predict(model, "test", device, adapt_bn=True)
+    assert np.array_equal(y, y_adapted) and adapted.shape == plain.shape
+    assert np.allclose(adapted.sum(axis=1), 1, atol=1e-5) and not np.allclose(adapted, plain, atol=1e-3)
+    # each record is predicted as if it were the only test record: its statistics are its own beats'
+    for record in ("105", "232"):
+        alone = build_task(load_config(_config(tmp_path), {"data.test_records": [record]}))
+        np.testing.assert_allclose(alone.predict(model, "test", device, adapt_bn=True)[1],
+                                   adapted[task.groups["test"] == record], rtol=1e-5, atol=1e-6)
+    assert np.array_equal(task.predict(model, "test", device)[1], plain)  # the model itself is left as it was
+    with pytest.raises(ValueError, match="needs the record of each example; this task's 'test' split has none"):
+        dataclasses.replace(task, groups={}).predict(model, "test", device, adapt_bn=True)

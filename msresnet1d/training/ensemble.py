@@ -30,19 +30,20 @@ def _config(ckpt: dict, path: Path, data_dir: str | None) -> TrainConfig:
     return resolve_data(TrainConfig.from_dict(saved, f"checkpoint {path}"))
 
 
-def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test",
-                     data_dir: str | None = None, tta: str | None = None) -> tuple[Task, np.ndarray, np.ndarray]:
+def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test", data_dir: str | None = None,
+                     tta: str | None = None, adapt_bn: bool = False) -> tuple[Task, np.ndarray, np.ndarray]:
     """The task, the labels (N,) and the mean class probabilities (N, K) of the checkpoints'
     models on ``split``: :func:`member_predictions` averaged over the models."""
-    task, y_true, members = member_predictions(checkpoints, split, data_dir, tta)
+    task, y_true, members = member_predictions(checkpoints, split, data_dir, tta, adapt_bn)
     return task, y_true, np.mean(members, axis=0)
 
 
 def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", data_dir: str | None = None,
-                       tta: str | None = None) -> tuple[Task, np.ndarray, np.ndarray]:
+                       tta: str | None = None, adapt_bn: bool = False) -> tuple[Task, np.ndarray, np.ndarray]:
     """The task, the labels (N,) and each checkpoint's class probabilities (M, N, K) of the
     checkpoints' M models on ``split`` (``"test"`` or ``"val"``), the task built once; each model
-    runs with its BatchNorms folded.
+    runs with its BatchNorms folded, or with ``adapt_bn`` re-estimated on each record's beats
+    (:meth:`Task.predict`).
 
     Args:
         checkpoints: one or more checkpoint files written by ``msresnet1d train``.
@@ -79,7 +80,7 @@ def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", d
                                  "this task's; it was trained on other data")
         model = build_model(cfg, task)
         model.load_state_dict(inference_state(ckpt))
-        model = with_tta(fuse_batchnorm(model.to(device)), cfg.tta if tta is None else tta)
-        y_true, p = task.predict(model, split, device)
+        model = model.to(device) if adapt_bn else fuse_batchnorm(model.to(device))
+        y_true, p = task.predict(with_tta(model, cfg.tta if tta is None else tta), split, device, adapt_bn)
         probabilities.append(p)
     return task, y_true, np.stack(probabilities)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -97,9 +98,18 @@ class Task:
     def has_validation(self) -> bool:
         return "val" in self.predictors
 
-    def predict(self, model: nn.Module, split: str, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, model: nn.Module, split: str, device: torch.device,
+                adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The labels (N,) and class probabilities (N, K) of ``split``. With ``adapt_bn``, each record's
+        examples are predicted with BatchNorm statistics re-estimated on that record (beat tasks only;
+        ``msresnet1d.models.adapt``): ``model`` must still have its BatchNorms."""
         if split not in self.predictors:
             raise ValueError(f"this task has no {split!r} split (has {sorted(self.predictors)})")
+        if adapt_bn:
+            if split not in self.groups:
+                raise ValueError(f"per-record BatchNorm adaptation needs the record of each example; this task's "
+                                 f"{split!r} split has none (only MIT-BIH beat tasks have)")
+            return self.predictors[split](model, device, adapt_bn=True)
         return self.predictors[split](model, device)
 
 
@@ -112,17 +122,43 @@ def _options(data: dict[str, Any], defaults: dict[str, Any], task: str, table: s
 
 
 def _array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size: int,
-                     transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Predictor:
-    def predict(model: nn.Module, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-        out = []
+                     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                     groups: np.ndarray | None = None) -> Predictor:
+    """``predict(model, device, adapt_bn=False)``: softmax probabilities of ``inputs`` (the model's
+    positional arguments, N examples each) in batches. With ``adapt_bn``, each group of examples
+    (``groups``: (N,), e.g. the record of each beat) is predicted by its own copy of the model whose
+    BatchNorm statistics were re-estimated on that group's inputs (:func:`adapt_batchnorm`)."""
+    def batches(tensors: list[torch.Tensor], device: torch.device, size: int):
+        for start in range(0, len(tensors[0]), size):
+            batch = [t[start:start + size] for t in tensors]
+            if transform is not None:
+                batch[0] = transform(batch[0])
+            yield [b.to(device) for b in batch]
+
+    def probabilities(model: nn.Module, tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
         model.eval()
         with torch.inference_mode():
-            for start in range(0, len(labels), batch_size):
-                batch = [t[start:start + batch_size] for t in inputs]
-                if transform is not None:
-                    batch[0] = transform(batch[0])
-                out.append(torch.softmax(model(*[b.to(device) for b in batch]).float(), dim=1).cpu())
-        return labels, torch.cat(out).numpy()
+            return torch.cat([torch.softmax(model(*b).float(), dim=1).cpu() for b in batches(tensors, device,
+                                                                                                batch_size)])
+
+    def predict(model: nn.Module, device: torch.device, adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        if not adapt_bn:
+            return labels, probabilities(model, inputs, device).numpy()
+        from ..models.adapt import adapt_batchnorm
+
+        parts = []
+        for group in dict.fromkeys(groups.tolist()):  # in order of appearance
+            index = torch.from_numpy(np.flatnonzero(groups == group))
+            part = [t[index] for t in inputs]
+            # the statistics pass: the group's examples in a fixed shuffled order, in chunks of equal size
+            order = torch.randperm(len(index), generator=torch.Generator().manual_seed(0))
+            chunk = math.ceil(len(index) / math.ceil(len(index) / batch_size))
+            adapted = adapt_batchnorm(model, batches([t[order] for t in part], device, chunk))
+            parts.append((index, probabilities(adapted, part, device)))
+        out = torch.empty(len(labels), parts[0][1].shape[1])
+        for index, p in parts:
+            out[index] = p
+        return labels, out.numpy()
     return predict
 
 
@@ -209,9 +245,9 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     loader = TensorBatchLoader(fit_inputs[0], torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
                                transform=train_transform, seed=cfg.seed, extra=fit_inputs[1] if columns else None,
                                sample_weights=weights, rank=dist.rank, world_size=dist.world_size)
-    predictors = {"test": _array_predictor(test_inputs, test.y, cfg.eval_batch_size, transform)}
+    predictors = {"test": _array_predictor(test_inputs, test.y, cfg.eval_batch_size, transform, test.record)}
     if len(held):
-        predictors["val"] = _array_predictor(inputs(held), held.y, cfg.eval_batch_size, transform)
+        predictors["val"] = _array_predictor(inputs(held), held.y, cfg.eval_batch_size, transform, held.record)
     sample_note = " (embedded sample)" if "sample" in db_dir.name else ""
     return Task(
         train=loader, train_labels=fit.y, class_names=list(AAMI_CLASSES), scored=scored,

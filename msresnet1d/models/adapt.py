@@ -1,0 +1,56 @@
+"""Test-time BatchNorm adaptation (AdaBN: Li et al., "Adaptive batch normalization for practical
+domain adaptation", Pattern Recognition 80, 2018).
+
+In eval mode a BatchNorm normalises with the mean and variance its input had over the training
+set. When the test examples come from another domain (in MIT-BIH inter-patient evaluation,
+another patient), those statistics can be re-estimated on the domain's own unlabeled inputs:
+the weights stay as trained, only the running mean and variance change. No labels are read.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .fuse import _NORMS
+
+
+def adapt_batchnorm(model: nn.Module, batches: Iterable[Sequence[torch.Tensor]]) -> nn.Module:
+    """An eval-mode copy of ``model`` whose BatchNorm running statistics are those of ``batches``.
+
+    Each BatchNorm's running mean and variance are reset and re-estimated as the cumulative
+    average over the batches (``momentum=None``), with only the BatchNorms in training mode
+    (dropout and modality dropout stay off). ``model`` itself is not changed.
+
+    Args:
+        model: a model with BatchNorm layers that track running statistics.
+        batches: the target domain's inputs, each a sequence of the model's positional
+            arguments, e.g. ``(x,)`` with x (N, C, L), or ``(x, extra)`` with extra (N, E).
+            Batches of equal size weigh equally; shuffle the examples first if their order drifts.
+
+    Raises:
+        ValueError: ``model`` has no such BatchNorm, or ``batches`` is empty.
+    """
+    adapted = copy.deepcopy(model).eval()
+    norms = [m for m in adapted.modules() if isinstance(m, _NORMS) and m.track_running_stats]
+    if not norms:
+        raise ValueError(f"{type(model).__name__} has no BatchNorm layer with running statistics to adapt "
+                         "(a model with its BatchNorms folded into the convolutions cannot be adapted)")
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    seen = 0
+    with torch.no_grad():
+        for batch in batches:
+            adapted(*batch)
+            seen += 1
+    if not seen:
+        raise ValueError("adapt_batchnorm got no batches: the target domain has no examples")
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return adapted.eval()
