@@ -1,12 +1,11 @@
 """Compare beat classifiers on the MIT-BIH inter-patient split, all trained by the shared engine.
 
-Every model is trained with its suite's base config (:data:`BASE_CONFIGS`; both: DS1 to train
+Every model is trained with its suite's base config (:data:`BASE_CONFIGS`; all: DS1 to train
 with 4 DS1 records held out for validation, DS2 tested once, the same seed, 10 epochs of AdamW
-with a one-cycle schedule) plus the overrides of its entry in :data:`SUITES`. Two suites:
+with a one-cycle schedule) plus the overrides of its entry in :data:`SUITES`. Three suites:
 
 ``--suite compare`` (default), four model families on the main job's config
-(experiments/configs/mitdb_beats.toml: template channel, 4 RR ratios through the head's MLP,
-modality dropout):
+(experiments/configs/mitdb_beats.toml):
 
 - ``msresnet1d``: MSResNet1d with concat fusion at every stage (``msresnet1d_beat``);
 - ``msresnet1d_late``: the same branches fused only at the head (``fusion="late"``);
@@ -16,13 +15,21 @@ modality dropout):
   (``data.representation = "spectrogram"``). Chosen for a cost comparable to ``msresnet1d``:
   about 178 k parameters and 4.7 MFLOPs per beat, against 233 k and 5.0 MFLOPs.
 
-``--suite ablation``, one change at a time from a base (experiments/configs/mitdb_beats_ablation.toml:
-the main job with all 8 RR features joining the linear layer directly): single-scale kernels (7
-or 15) against the multi-scale 3/7/15, fusion per stage by concat (the base), sum or attention
-against late fusion, without RR features, without the template channel, depthwise-separable or
-dilated branches; then the two steps to the main job: the RR features through an MLP with
-modality dropout of the pooled waveform features, and only the 4 dimensionless RR features.
+``--suite main_ablation``, one change at a time from the main job itself: undilated branches
+(kernels 3/7/15) and single-scale ones (kernel 7 or 15) against the dilated multi-scale 3/3/3,
+fusion per stage by concat (the main job's), sum or attention against late fusion,
+depthwise-separable branches, the RR features straight into the linear layer or none at all, and
+no template channel. Results go to experiments/results/main_ablation.json.
+
+``--suite ablation``, the older ablation, one change at a time from a base
+(experiments/configs/mitdb_beats_ablation.toml: kernels 3/7/15, the template of all beats, all 8
+RR features joining the linear layer directly): the same kinds of change, then the steps to the
+main job (its last row, ``main_job``: the keys in which the main job's file differs from the base's).
 Results go to experiments/results/ablation.json.
+
+``--seeds S [S ...]`` trains every model with each seed (runs in ``<out>/seed<S>/<model>``, where
+``--seed S --out <out>/seed<S>`` puts them, so single-seed invocations can share the work), and the
+table gives each figure's mean ± standard deviation over the seeds.
 
 For each model it reports the parameter count, forward FLOPs per example (2 x multiply-adds of
 convolutions and linear layers, :func:`msresnet1d.models.count_flops`, the RR features included),
@@ -32,7 +39,7 @@ per epoch), and the DS2 test metrics of the epoch chosen on validation: accuracy
 N, S, V, F, and F1, sensitivity (Se) and positive predictivity (+P) of S and V.
 
 It prints one comparison table (markdown) and writes everything to
-experiments/results/<compare_models|ablation>.json (atomically, after each model, so a long run
+experiments/results/<compare_models|main_ablation|ablation>.json (atomically, after each model, so a long run
 leaves partial results). Each model's run folder (checkpoints, log.csv, metrics.json, plots) is kept
 under ``--out``; a finished one is reused (``msresnet1d.training.run.train_or_reuse``: same config
 or an error), so several invocations with the same ``--out`` and different ``--models`` can share
@@ -40,8 +47,8 @@ the work, and a last one over all of them writes the whole table (``wall_seconds
 reused run; ``train_seconds`` comes from its log.csv either way).
 
 Usage:
-    MSRESNET1D_DATA=/path/to/data python experiments/compare_models.py [--suite compare|ablation]
-        [--epochs N] [--seed S] [--models msresnet1d resnet1d ...] [--out runs/compare] [--threads 1] [--quiet]
+    MSRESNET1D_DATA=/path/to/data python experiments/compare_models.py [--suite compare|main_ablation|ablation]
+        [--epochs N] [--seed S | --seeds S ...] [--models msresnet1d resnet1d ...] [--out runs/compare] [--threads 1] [--quiet]
 Without --data-dir the engine looks for MIT-BIH in $MSRESNET1D_DATA/mitdb, then datasets/mitdb,
 then falls back to the embedded 3-minute sample (with a warning; the table says so).
 """
@@ -62,13 +69,30 @@ import torch
 from torch import nn
 
 from msresnet1d.atomic import write_text
-from msresnet1d.data.rr import RR_RATIOS
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
 from msresnet1d.training.run import build_model, epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import build_task
 
 HERE = Path(__file__).resolve().parent
+CONFIGS = HERE / "configs"
+
+
+def _flat(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config as dotted keys (``model_kwargs.kernels``), the form ``--set`` takes."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        out |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return out
+
+
+def _changes(base: Path, target: Path) -> dict[str, Any]:
+    """The overrides that turn config file ``base`` into ``target``: the keys whose values differ."""
+    old, new = (_flat(load_config(path).to_dict()) for path in (base, target))
+    if set(old) - set(new):
+        raise ValueError(f"{target} lacks keys of {base}: {sorted(set(old) - set(new))}")
+    return {key: value for key, value in new.items() if old.get(key) != value}
+
 
 # suite -> name -> (description, config overrides on top of the suite's base config, BASE_CONFIGS)
 SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
@@ -101,10 +125,27 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3}),
         "main_job": ("the main job: rr_head with the 4 dimensionless RR ratios and rr_irregularity only, "
                      "the template from the regular beats, dilated branches, channels-last convolutions",
-                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3,
-                      "data.rr": [*RR_RATIOS, "rr_irregularity"], "data.template_from": "regular",
-                      "model_kwargs.kernels": [3, 3, 3], "model_kwargs.dilations": [1, 3, 7],
-                      "channels_last": True}),
+                     _changes(CONFIGS / "mitdb_beats_ablation.toml", CONFIGS / "mitdb_beats.toml")),
+    },
+    # One change at a time from the main job itself (configs/mitdb_beats.toml: dilated branches
+    # 3/3/3 with dilations 1/3/7, concat fusion per stage, the template of the regular beats, the
+    # 5 RR features through the head's MLP with modality dropout, channels-last convolutions).
+    "main_ablation": {
+        "main_job": ("the main job", {}),
+        "kernels_3_7_15": ("undilated branches: kernels 3/7/15 (the same receptive fields)",
+                           {"model_kwargs.kernels": [3, 7, 15], "model_kwargs.dilations": [1, 1, 1]}),
+        "single_k7": ("single scale: one branch, kernel 7", {"model_kwargs.kernels": [7], "model_kwargs.dilations": [1]}),
+        "single_k15": ("single scale: one branch, kernel 15",
+                       {"model_kwargs.kernels": [15], "model_kwargs.dilations": [1]}),
+        "sum": ("fusion per stage: sum", {"model_kwargs.fusion": "sum"}),
+        "attention": ("fusion per stage: attention (selective kernel)", {"model_kwargs.fusion": "attention"}),
+        "late": ("late fusion: independent towers joined at the head", {"model_kwargs.fusion": "late"}),
+        "separable": ("depthwise-separable branch convolutions", {"model_kwargs.separable": True}),
+        "rr_linear": ("RR features straight into the linear layer (no MLP, no modality dropout)",
+                      {"model_kwargs.extra_hidden": 0, "model_kwargs.feature_drop_rate": 0.0}),
+        "no_rr": ("without RR features", {"data.rr": False, "model_kwargs.extra_hidden": 0,
+                                          "model_kwargs.feature_drop_rate": 0.0}),
+        "no_template": ("without the template channel", {"data.template": False}),
     },
 }
 # MSResNet1d's branch options (the main job's dilated branches): the single-branch families have none
@@ -121,9 +162,10 @@ def suite_config(base: Path, overrides: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
-BASE_CONFIGS = {"compare": HERE / "configs" / "mitdb_beats.toml",
-                "ablation": HERE / "configs" / "mitdb_beats_ablation.toml"}
-RESULTS = {"compare": HERE / "results" / "compare_models.json", "ablation": HERE / "results" / "ablation.json"}
+BASE_CONFIGS = {"compare": CONFIGS / "mitdb_beats.toml", "ablation": CONFIGS / "mitdb_beats_ablation.toml",
+                "main_ablation": CONFIGS / "mitdb_beats.toml"}
+RESULTS = {"compare": HERE / "results" / "compare_models.json", "ablation": HERE / "results" / "ablation.json",
+           "main_ablation": HERE / "results" / "main_ablation.json"}
 
 
 class _WithZeroExtra(nn.Module):
@@ -154,20 +196,38 @@ def percent(value: float | None) -> str:
     return f"{100 * value:.1f}" if value is not None and np.isfinite(value) else "-"
 
 
+def _cell(values: list[float], fmt) -> str:
+    """One value, or the mean ± standard deviation of several (one per seed; undefined ones left out)."""
+    defined = [v for v in values if v is not None and np.isfinite(v)]
+    if len(values) == 1 or not defined:
+        return fmt(values[0] if len(values) == 1 else None)
+    return f"{fmt(float(np.mean(defined)))} ± {fmt(float(np.std(defined))).lstrip()}"
+
+
+def seed_runs(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """A model's run records: one, or one a seed (``--seeds``)."""
+    return list(run["seeds"].values()) if "seeds" in run else [run]
+
+
 def comparison_table(runs: dict[str, dict[str, Any]]) -> str:
     """One markdown row per model; metrics in percent ("-" = undefined, e.g. +P of a class
-    never predicted). "val macro-F1" is the validation score of the selected epoch, the only
-    figure a choice between the rows may rest on (the DS2 columns are the test)."""
+    never predicted), mean ± standard deviation over the seeds when there are several. "val
+    macro-F1" is the validation score of the selected epoch, the only figure a choice between
+    the rows may rest on (the DS2 columns are the test)."""
     header = ["model", "params", "MFLOPs/beat", "train s", "s/epoch", "val macro-F1", "acc", "macro-F1", "S F1",
               "V F1", "S Se", "S +P", "V Se", "V +P"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    seconds = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+    tenths = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     for name, run in runs.items():
-        test, cls = run["test"], run["test"]["per_class"]
-        cells = [name, f"{run['parameters']:,}", f"{run['flops_per_example'] / 1e6:.2f}",
-                 f"{run['train_seconds']:.0f}", f"{run['seconds_per_epoch']:.1f}", percent(run["best_val_score"]),
-                 percent(test["accuracy"]),
-                 percent(test["macro_f1"]), percent(cls["S"]["f1"]), percent(cls["V"]["f1"]),
-                 percent(cls["S"]["se"]), percent(cls["S"]["ppv"]), percent(cls["V"]["se"]), percent(cls["V"]["ppv"])]
+        each = seed_runs(run)
+        columns = [(lambda r: r["train_seconds"], seconds), (lambda r: r["seconds_per_epoch"], tenths),
+                   (lambda r: r["best_val_score"], percent), (lambda r: r["test"]["accuracy"], percent),
+                   (lambda r: r["test"]["macro_f1"], percent)]
+        columns += [(lambda r, c=c, s=stat: r["test"]["per_class"][c][s], percent)
+                    for c, stat in (("S", "f1"), ("V", "f1"), ("S", "se"), ("S", "ppv"), ("V", "se"), ("V", "ppv"))]
+        cells = [name, f"{each[0]['parameters']:,}", f"{each[0]['flops_per_example'] / 1e6:.2f}"]
+        cells += [_cell([get(r) for r in each], fmt) for get, fmt in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -176,16 +236,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="MIT-BIH folder (default: $MSRESNET1D_DATA/mitdb, then the engine's search)")
     parser.add_argument("--epochs", type=int, help="epochs per model (default: the main job's, 10)")
-    parser.add_argument("--seed", type=int, help="seed of every run (default: the main job's, 0)")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, help="seed of every run (default: the main job's, 0)")
+    seeds.add_argument("--seeds", type=int, nargs="+",
+                       help="several seeds: runs in <out>/seed<S>/<model> (the folder --seed S --out <out>/seed<S> "
+                            "uses), the table's figures their mean ± standard deviation")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of every run (default 1: comparable timings on a shared machine)")
     parser.add_argument("--suite", choices=list(SUITES), default="compare",
-                        help="compare: four model families; ablation: one change at a time from the main job")
+                        help="compare: four model families; main_ablation: one change at a time from the main "
+                             "job; ablation: the same from an older base")
     parser.add_argument("--models", nargs="+", choices=sorted({n for suite in SUITES.values() for n in suite}),
                         help="subset of the suite to train (default: all of it)")
     parser.add_argument("--out", type=Path, help="runs folder, one sub-folder a model "
                                                  "(default runs/compare_models/<timestamp>)")
-    parser.add_argument("--json", type=Path, help="results file (default experiments/results/<compare_models|ablation>.json)")
+    parser.add_argument("--json", type=Path, help="results file (default experiments/results/<compare_models|"
+                                                  "main_ablation|ablation>.json)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key for every model, e.g. --set data.val_seed=1")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -199,12 +265,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def common_overrides(args: argparse.Namespace, seed: int | None) -> dict[str, Any]:
     values: dict[str, Any] = {"threads": args.threads}
     if args.epochs is not None:
         values["epochs"] = args.epochs
-    if args.seed is not None:
-        values["seed"] = args.seed
+    if seed is not None:
+        values["seed"] = seed
     if args.data_dir:
         values["data.data_dir"] = args.data_dir
     try:
@@ -217,41 +283,54 @@ def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     out = args.out or Path("runs") / args.suite / time.strftime("%Y%m%d-%H%M%S")
-    common = common_overrides(args)
     suite = SUITES[args.suite]
     base = BASE_CONFIGS[args.suite]
-    configs = {name: suite_config(base, {**suite[name][1], **common}) for name in args.models}
-    profiles = {name: profile(cfg) for name, cfg in configs.items()}
+    seeds = args.seeds or [args.seed]  # [None]: the config's own seed
+    configs = {seed: {name: suite_config(base, {**suite[name][1], **common_overrides(args, seed)})
+                      for name in args.models} for seed in seeds}
+    first = configs[seeds[0]]
+    profiles = {name: profile(cfg) for name, cfg in first.items()}  # the seed changes neither
     report: dict[str, Any] = {
         "suite": args.suite, "base_config": str(base.relative_to(HERE.parent)),
         "command": ["experiments/compare_models.py", *(sys.argv[1:] if argv is None else argv)],
-        "epochs": configs[args.models[0]].epochs, "seed": configs[args.models[0]].seed, "threads": args.threads,
+        "epochs": first[args.models[0]].epochs, "seed": [c[args.models[0]].seed for c in configs.values()]
+        if args.seeds else first[args.models[0]].seed, "threads": args.threads,
         "torch": torch.__version__, "cpus_usable": len(os.sched_getaffinity(0)),
         "load_average_start": [round(x, 2) for x in os.getloadavg()], "runs_folder": str(out), "runs": {},
     }
-    for name, cfg in configs.items():
-        run_dir = out / name
-        start, reused = time.perf_counter(), (run_dir / "metrics.json").exists()
-        result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
-        wall = None if reused else time.perf_counter() - start
-        seconds = epoch_train_seconds(run_dir)
-        report["splits"] = result["splits"]  # the same for every model: same config keys, same seed
-        report["runs"][name] = {
-            "description": suite[name][0], "model": cfg.model, "model_kwargs": cfg.model_kwargs,
-            "representation": cfg.data.get("representation", "signal"), "run_dir": str(run_dir), **profiles[name],
-            "epochs_run": len(seconds), "best_epoch": result["best_epoch"],
-            "best_val_score": result["best_val_score"], "train_seconds": sum(seconds),
-            "seconds_per_epoch": sum(seconds) / len(seconds), "wall_seconds": wall, "reused": reused, "test": result["test"],
-        }
-        report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-        write_text(args.json, json.dumps(report, indent=2) + "\n")
+    for seed, seed_configs in configs.items():
+        for name, cfg in seed_configs.items():
+            run_dir = (out / f"seed{seed}" if args.seeds else out) / name
+            start, reused = time.perf_counter(), (run_dir / "metrics.json").exists()
+            result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
+            wall = None if reused else time.perf_counter() - start
+            seconds = epoch_train_seconds(run_dir)
+            report["splits"] = result["splits"]  # the same for every model and seed: same config keys
+            record = {
+                "description": suite[name][0], "model": cfg.model, "model_kwargs": cfg.model_kwargs,
+                "representation": cfg.data.get("representation", "signal"), "run_dir": str(run_dir), **profiles[name],
+                "epochs_run": len(seconds), "best_epoch": result["best_epoch"],
+                "best_val_score": result["best_val_score"], "train_seconds": sum(seconds),
+                "seconds_per_epoch": sum(seconds) / len(seconds), "wall_seconds": wall, "reused": reused,
+                "test": result["test"],
+            }
+            if args.seeds:
+                report["runs"].setdefault(name, {"seeds": {}})["seeds"][str(seed)] = record
+            else:
+                report["runs"][name] = record
+            report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+            write_text(args.json, json.dumps(report, indent=2) + "\n")
     splits = report["splits"]
+    seed_text = f"seeds {', '.join(map(str, report['seed']))}" if args.seeds else f"seed {report['seed']}"
     print(f"\nMIT-BIH inter-patient: {splits['database']}; {len(splits['train_records'])} training records, "
           f"validation {', '.join(splits['val_records'])}, {len(splits['test_records'])} test records "
-          f"({sum(splits['test_beats'].values())} beats); {report['epochs']} epochs, seed {report['seed']}, "
+          f"({sum(splits['test_beats'].values())} beats); {report['epochs']} epochs, {seed_text}, "
           f"{args.threads} thread(s); load average {report['load_average_start']} -> {report['load_average_end']}")
-    print(comparison_table(report["runs"]))
-    print("test metrics in % of DS2 beats; '-' = undefined (class never predicted)")
+    report["table_markdown"] = comparison_table(report["runs"])
+    write_text(args.json, json.dumps(report, indent=2) + "\n")
+    print(report["table_markdown"])
+    print("test metrics in % of DS2 beats; '-' = undefined (class never predicted)"
+          + ("; mean ± standard deviation over the seeds" if args.seeds else ""))
     print(f"written to {args.json}; run folders in {out}")
     return report
 

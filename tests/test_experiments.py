@@ -89,6 +89,23 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
     assert (out / "resnet2d_spec" / "ecg_strip.png").is_file()
 
 
+def test_compare_models_several_seeds_share_the_single_seed_folders(tmp_path, capsys, compare_models):
+    out, common = tmp_path / "runs", ["--data-dir", str(SAMPLE), "--epochs", "1", "--models", "msresnet1d_late",
+                                      "--quiet", *SPLIT]
+    one = compare_models.main([*common, "--seed", "1", "--out", str(out / "seed1"), "--json", str(tmp_path / "s1.json")])
+    capsys.readouterr()
+    both = compare_models.main([*common, "--seeds", "0", "1", "--out", str(out), "--json", str(tmp_path / "both.json")])
+    assert both["seed"] == [0, 1] and json.loads((tmp_path / "both.json").read_text()) == json.loads(json.dumps(both))
+    runs = both["runs"]["msresnet1d_late"]["seeds"]
+    assert runs["1"]["reused"] and runs["1"]["test"] == one["runs"]["msresnet1d_late"]["test"]  # --seed 1's run
+    assert not runs["0"]["reused"] and json.loads((out / "seed0" / "msresnet1d_late" / "config.json").read_text())["seed"] == 0
+    assert runs["0"]["test"]["confusion_matrix"] != runs["1"]["test"]["confusion_matrix"]
+    accuracy = [100 * runs[s]["test"]["accuracy"] for s in ("0", "1")]
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| msresnet1d_late |"))
+    assert row == both["table_markdown"].splitlines()[2]
+    assert row.split(" | ")[6] == f"{np.mean(accuracy):.1f} ± {np.std(accuracy):.1f}"
+
+
 def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     script = _load_script("mitdb_inter_patient")
     data = tmp_path / "data"
@@ -215,6 +232,25 @@ def test_every_ablation_variant_builds_on_the_sample(compare_models):
     assert profiles["no_template"]["input_shape"] == [1, 1, 126]
     assert profiles["no_rr"]["extra_features"] == 0
     for name in ("single_k7", "single_k15", "separable", "dilated", "sum"):
+        assert profiles[name]["parameters"] < main["parameters"], name
+
+
+def test_every_main_ablation_variant_builds_on_the_sample(compare_models):
+    """The ablation from the main job: each entry is one change to the main job's own config."""
+    suite, base_config = compare_models.SUITES["main_ablation"], compare_models.BASE_CONFIGS["main_ablation"]
+    common = {"data.data_dir": str(SAMPLE), "data.train_records": ["101", "106", "118", "119", "208", "209"],
+              "data.val_records": ["106", "209"], "data.test_records": ["100", "105"]}
+    configs = {name: compare_models.load_config(base_config, {**overrides, **common})
+               for name, (_, overrides) in suite.items()}
+    assert configs["main_job"] == compare_models.load_config(compare_models.CONFIGS / "mitdb_beats.toml", common)
+    profiles = {name: compare_models.profile(cfg) for name, cfg in configs.items()}
+    main = profiles["main_job"]
+    assert main["input_shape"] == [1, 2, 126] and main["extra_features"] == MAIN_RR
+    assert profiles["no_template"]["input_shape"] == [1, 1, 126] and profiles["no_rr"]["extra_features"] == 0
+    # the head's MLP (5 -> 32 -> 32) gone: the 5 RR features join the linear layer (32 -> 5 inputs of it)
+    assert profiles["rr_linear"]["parameters"] == main["parameters"] - (5 * 32 + 32) - (32 * 32 + 32) - (32 - 5) * 5
+    assert profiles["kernels_3_7_15"]["flops_per_example"] > 2 * main["flops_per_example"]  # dilation: 43% of it
+    for name in ("single_k7", "separable", "sum", "attention", "late"):
         assert profiles[name]["parameters"] < main["parameters"], name
 
 
