@@ -21,9 +21,9 @@ beats, once per seed), its macro-F1 over N, S, V, F (the main job's monitor) and
 and V F1, the same two figures for each fold (mean over the seeds), and the pooled macro-F1 of
 each seed alone.
 
-Decision rule, fixed before the first run: a variant replaces the baseline (the first --variant)
-when its pooled macro-F1 is higher by more than 1 point *and* its macro-F1 is higher in at least
-4 of 5 folds (in general, all folds but one). With several seeds the rule reads the seed-pooled
+Decision rule, fixed before the first run: a variant replaces the baseline (the first --variant, or
+the row --baseline names) when its pooled macro-F1 is higher by more than 1 point *and* its
+macro-F1 is higher in at least 4 of 5 folds (in general, all folds but one). With several seeds the rule reads the seed-pooled
 figures. (Seeds were added after the first runs, with one seed: the seed alone moved the
 baseline's pooled macro-F1 by +2.7 and -2.5 points, as much as the first variant's gain.)
 A second rule, rule SV, was added on 2026-12-04 before the runs of the variants it first judged
@@ -37,7 +37,9 @@ fitted on the out-of-fold probabilities of the other folds (every seed's), so no
 with offsets fitted on its own record; the rule then judges that row against the baseline's plain one.
 With --adapt-bn, each variant also gets a "<name>+adabn" row: the same runs, each held-out record
 predicted with the BatchNorm statistics re-estimated on that record's own beats, labels unread
-(``msresnet1d.models.adapt``, test-time adaptation to the patient); judged the same way.
+(``msresnet1d.models.adapt``, test-time adaptation to the patient); judged the same way. With
+--last-epoch, a "<name>+last" row scores the same runs' last epoch (``last.pt``) instead of the one
+selected on the inner validation records.
 
 Runs go to <runs>/<variant>/seed<s>/fold<k>; a finished run is reused, an interrupted one
 resumed. Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with .png
@@ -154,6 +156,17 @@ def cross_fitted_offsets(probabilities: list[np.ndarray], labels: list[np.ndarra
     return confusions, offsets
 
 
+def rescored(checkpoints: list[list[Path]], adapt_bn: bool = False) -> np.ndarray:
+    """The (seeds, folds, 5, 5) confusion matrices of ``checkpoints[k][i]`` (fold k, seed i) on
+    their own held-out fold (each run's test split), predicted anew (one task a fold)."""
+    confusions = np.zeros((len(checkpoints[0]), len(checkpoints), 5, 5), dtype=np.int64)
+    for k, fold in enumerate(checkpoints):
+        _, y, probabilities = member_predictions(fold, adapt_bn=adapt_bn)
+        for i, p in enumerate(probabilities):
+            confusions[i, k] = confusion_matrix(y, p.argmax(axis=1), 5)
+    return confusions
+
+
 def summarise(confusions: np.ndarray, seeds: list[int], **extra) -> dict:
     """A variant's pooled scores, per-fold and per-seed macro-F1 from its (seeds, folds, 5, 5)
     out-of-fold confusion matrices."""
@@ -191,6 +204,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also score each variant with class offsets fitted on the other folds")
     parser.add_argument("--adapt-bn", action="store_true",
                         help="also score each variant with BatchNorm statistics re-estimated on each held-out record")
+    parser.add_argument("--last-epoch", action="store_true",
+                        help="also score each variant's runs at their last epoch (last.pt) instead of the selected one")
+    parser.add_argument("--baseline", metavar="ROW",
+                        help="the row the others are judged against, e.g. main+last (default: the first variant)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if not args.data_dir:
@@ -200,6 +217,11 @@ def main(argv: list[str] | None = None) -> dict:
         variants = parse_variants(args.variant)
     except ValueError as e:
         parser.error(str(e))
+    suffixes = [""] + [suffix for flag, suffix in ((args.offsets, "+offsets"), (args.adapt_bn, "+adabn"),
+                                                   (args.last_epoch, "+last")) if flag]
+    rows = [name + suffix for name in variants for suffix in suffixes]
+    if args.baseline and args.baseline not in rows:
+        parser.error(f"--baseline {args.baseline}: not a row of this table ({', '.join(rows)})")
     common |= {"threads": args.threads, "data.data_dir": str(Path(args.data_dir) / "mitdb")}
 
     base = resolve_data(load_config(_resolve_config(args.config), common))
@@ -222,20 +244,19 @@ def main(argv: list[str] | None = None) -> dict:
                              "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                              "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
-        checkpoints = [[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" / "checkpoints" / "best.pt"
-                        for seed in args.seeds] for k in range(len(folds))]  # fold, seed
+        def checkpoints(which: str = "best") -> list[list[Path]]:  # fold, seed
+            return [[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" / "checkpoints" / f"{which}.pt"
+                     for seed in args.seeds] for k in range(len(folds))]
+
         if args.offsets:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)
-            predicted = [member_predictions(fold) for fold in checkpoints]
+            predicted = [member_predictions(fold) for fold in checkpoints()]
             fitted, offsets = cross_fitted_offsets([p for _, _, p in predicted], [y for _, y, _ in predicted])
             results[f"{name}+offsets"] = summarise(fitted, args.seeds, overrides=overrides, fold_offsets=offsets)
         if args.adapt_bn:
-            adapted = np.zeros_like(confusions)
-            for k, fold in enumerate(checkpoints):
-                _, y, probabilities = member_predictions(fold, adapt_bn=True)
-                for i, p in enumerate(probabilities):
-                    adapted[i, k] = confusion_matrix(y, p.argmax(axis=1), 5)
-            results[f"{name}+adabn"] = summarise(adapted, args.seeds, overrides=overrides)
-    baseline = next(iter(results))
+            results[f"{name}+adabn"] = summarise(rescored(checkpoints(), adapt_bn=True), args.seeds, overrides=overrides)
+        if args.last_epoch:
+            results[f"{name}+last"] = summarise(rescored(checkpoints("last")), args.seeds, overrides=overrides)
+    baseline = args.baseline or next(iter(results))
     for name, v in results.items():
         if name != baseline:
             v["decision"] = decide(results[baseline], v)

@@ -1,13 +1,15 @@
-"""MIT-BIH inter-patient experiment: train on DS1, select on held-out DS1 records, test once on DS2,
+"""MIT-BIH inter-patient experiment: train on DS1 (4 records held out for validation), test once on DS2,
 for several seeds; report per-class Se, +P and F1 (AAMI EC57 layout, percent) as mean and standard
 deviation over seeds, beside published inter-patient results.
 
     python experiments/mitdb_inter_patient.py --data-dir /path/to/data --seeds 0 1 2
 
 Each seed is one `msresnet1d train` run (the main-job config unless --config says otherwise) in
-<runs>/seed<k>; a finished run is reused, an interrupted one resumed. With two seeds or more the
-seeds' selected models (each best.pt) are also tested as one ensemble: the mean of their class
-probabilities, fixed in advance (every seed, equal weights), so DS2 still chooses nothing.
+<runs>/seed<k>; a finished run is reused, an interrupted one resumed. Each run tests the epoch
+its config selects (the main job: the last, ``select_epoch``; else the best on validation), which
+``best.pt`` holds. With two seeds or more the seeds' selected models are also tested as one
+ensemble: the mean of their class probabilities, fixed in advance (every seed, equal weights), so
+DS2 still chooses nothing.
 Results go to experiments/results/mitdb_inter_patient.json.
 """
 

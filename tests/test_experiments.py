@@ -140,7 +140,7 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             "--records", *records, "--seeds", "0", "1", "--out", str(tmp_path / "cv.json"), "--set", "epochs=1",
             "--set", "data.val_records=2", "--set", "model_kwargs.widths=[8, 16, 16]",
             "--set", "model_kwargs.stem_channels=8", "--variant", "main", "--variant", "wd", "weight_decay=0.1",
-            "--offsets", "--adapt-bn"]
+            "--offsets", "--adapt-bn", "--last-epoch", "--baseline", "main+last"]
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
         report = script.main(args)
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
@@ -159,7 +159,17 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     assert json.loads((tmp_path / "runs" / "wd" / "seed0" / "fold1" / "config.json").read_text())["weight_decay"] == 0.1
     # --offsets: a row per variant, each fold predicted with offsets fitted on the other folds
     # --adapt-bn: a row per variant, the same runs with BatchNorm statistics of each held-out record
-    assert list(report["variants"]) == ["main", "main+offsets", "main+adabn", "wd", "wd+offsets", "wd+adabn"]
+    # --last-epoch: a row per variant, the same runs' last.pt (1 epoch here: the same weights as best.pt)
+    assert list(report["variants"]) == ["main", "main+offsets", "main+adabn", "main+last",
+                                        "wd", "wd+offsets", "wd+adabn", "wd+last"]
+    for name in ("main", "wd"):
+        assert report["variants"][f"{name}+last"]["pooled_confusion_matrix"] == \
+            report["variants"][name]["pooled_confusion_matrix"]
+    assert report["baseline"] == "main+last" and "decision" in report["variants"]["main"]  # --baseline: any row
+    assert "decision" not in report["variants"]["main+last"]
+    best = [[tmp_path / "runs" / "wd" / f"seed{seed}" / f"fold{k + 1}" / "checkpoints" / "best.pt" for seed in (0, 1)]
+            for k in range(3)]
+    assert np.array_equal(script.rescored(best).sum(axis=(0, 1)), report["variants"]["wd"]["pooled_confusion_matrix"])
     for name in ("main", "wd"):
         fitted = report["variants"][f"{name}+offsets"]
         assert len(fitted["fold_offsets"]) == 3 and all(len(o) == 5 and o[0] == 0 for o in fitted["fold_offsets"])
@@ -202,6 +212,10 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     assert not script.decide(base, variant(50.0, [50] * 5, 61.5, [61, 61, 61, 59, 59]))["replaces_baseline_sv"]  # 3 folds
     assert not script.decide(base, variant(50.0, [50] * 5, 60.9, [61] * 5))["replaces_baseline_sv"]  # +0.9
     assert len(report["variants"]["wd"]["fold_sv_f1"]) == 3 and "rule SV" in report["table_markdown"]
+    # --baseline must name a row, checked before any training
+    with pytest.raises(SystemExit):
+        script.main([*args[:-2], "--baseline", "wd+best"])
+    assert "--baseline wd+best: not a row of this table (main, main+offsets" in capsys.readouterr().err
 
 
 def test_compare_models_rejects_an_unknown_model(compare_models, capsys):

@@ -546,3 +546,19 @@ def test_per_record_batchnorm_adaptation_predicts_each_record_from_its_own_beats
     assert np.array_equal(task.predict(model, "test", device)[1], plain)  # the model itself is left as it was
     with pytest.raises(ValueError, match="needs the record of each example; this task's 'test' split has none"):
         dataclasses.replace(task, groups={}).predict(model, "test", device, adapt_bn=True)
+
+
+def test_select_epoch_last_keeps_and_tests_the_final_weights(tmp_path):
+    cfg = load_config(_config(tmp_path, epochs=3), {"select_epoch": "last"})
+    result = train_or_reuse(cfg, tmp_path / "run", quiet=True)
+    assert result["best_epoch"] == result["epochs_run"] == 3 and result["select_epoch"] == "last"
+    best, last = (load_checkpoint(tmp_path / "run" / "checkpoints" / f"{name}.pt") for name in ("best", "last"))
+    assert best["model"].keys() == last["model"].keys()
+    assert all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert len(rows) == 4 and "val_macro_f1" in rows[0]  # validation still logged every epoch
+    assert result["best_val_score"] == pytest.approx(float(rows[-1].split(",")[rows[0].split(",").index("val_macro_f1")]))
+    with pytest.raises(ValueError, match="early_stopping=2 stops on the validation monitor"):
+        TrainConfig(select_epoch="last", early_stopping=2)
+    with pytest.raises(ValueError, match="select_epoch must be one of"):
+        TrainConfig(select_epoch="first")

@@ -51,6 +51,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # validate, select and test a moving average of the weights (e.g. 0.998); 0 = off
     early_stopping: int = 0  # patience in epochs on the validation monitor; 0 = off
     monitor: str = "macro_f1"  # validation metric that selects the best epoch (higher is better)
+    select_epoch: str = "best"  # the epoch best.pt keeps and the test runs: best (by monitor) | last (no selection)
     init: str = "kaiming"  # kaiming | xavier (the d2l recipe)
     bf16: bool = False  # bfloat16 autocast on CPU
     channels_last: bool = False  # channels-last convolutions (1D models as (1, k) 2D ones): faster on CPU
@@ -62,6 +63,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         choices = {"task": TASKS, "optimizer": ("adamw", "sgd"), "schedule": ("onecycle", "cosine", "constant"),
+                   "select_epoch": ("best", "last"),
                    "loss": ("cross_entropy", "focal"), "class_weights": ("none", "inverse", "inverse_sqrt"),
                    "init": ("kaiming", "xavier"), "tta": TTA_MODES}
         for key, allowed in choices.items():
@@ -76,6 +78,9 @@ class TrainConfig:
             raise ValueError(f"config: ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"config: label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.select_epoch == "last" and self.early_stopping:
+            raise ValueError(f"config: early_stopping={self.early_stopping} stops on the validation monitor, which "
+                             "select_epoch='last' does not use; set one of them only")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

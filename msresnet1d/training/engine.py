@@ -65,7 +65,8 @@ class Trainer:
     Run folder: ``config.json``, ``log.csv`` (one row an epoch), ``metrics.json``,
     ``checkpoints/last.pt`` (every epoch; with ``cfg.ema_decay`` also the weights' moving
     average) and ``checkpoints/best.pt`` (the weights validation chose: the moving average
-    when there is one), and PNG plots written by :mod:`msresnet1d.training.plots`.
+    when there is one; with ``cfg.select_epoch = "last"``, the last epoch's: validation is then
+    logged but chooses nothing), and PNG plots written by :mod:`msresnet1d.training.plots`.
     """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, task: Task, run_dir: str | Path,
@@ -222,7 +223,7 @@ class Trainer:
                 score = val[self.cfg.monitor]
             else:
                 score = -row["train_loss"]
-            is_best = score > self.history.best_score
+            is_best = self.cfg.select_epoch == "last" or score > self.history.best_score
             if is_best:
                 self.history.best_epoch, self.history.best_score, self.history.stale_epochs = epoch, score, 0
             else:
@@ -250,16 +251,17 @@ class Trainer:
         """Evaluate the selected model on the test split, once, and write ``metrics.json``."""
         self.load_best()
         report = self.evaluate("test")
-        result = {"test": report, "best_epoch": self.history.best_epoch + 1, "monitor": self.cfg.monitor,
-                  "best_val_score": self.history.best_score, "epochs_run": len(self.history.rows),
-                  "splits": self.task.splits}
+        result = {"test": report, "best_epoch": self.history.best_epoch + 1, "select_epoch": self.cfg.select_epoch,
+                  "monitor": self.cfg.monitor, "best_val_score": self.history.best_score,
+                  "epochs_run": len(self.history.rows), "splits": self.task.splits}
         if self.dist.is_main:
             write_text(self.run_dir / "metrics.json", json.dumps(json_safe(result), indent=2) + "\n")
         return result
 
     def summary_table(self, result: dict) -> str:
-        return format_report(result["test"], f"{self.task.test_title} (best epoch {result['best_epoch']} "
-                                             f"by validation {self.cfg.monitor}):")
+        how = (f"best epoch {result['best_epoch']} by validation {self.cfg.monitor}" if self.cfg.select_epoch == "best"
+               else f"last epoch, {result['best_epoch']}")
+        return format_report(result["test"], f"{self.task.test_title} ({how}):")
 
 
 def train_one_epoch(
