@@ -29,7 +29,9 @@ Results go to experiments/results/ablation.json.
 
 ``--seeds S [S ...]`` trains every model with each seed (runs in ``<out>/seed<S>/<model>``, where
 ``--seed S --out <out>/seed<S>`` puts them, so single-seed invocations can share the work), and the
-table gives each figure's mean ± standard deviation over the seeds.
+table gives each figure's mean ± standard deviation over the seeds. ``--checkpoint last`` tests each
+run's last epoch (``last.pt``, its validation score from log.csv) whichever epoch the run selected:
+runs trained with ``select_epoch = "best"`` then give what they would with ``"last"``.
 
 For each model it reports the parameter count, forward FLOPs per example (2 x multiply-adds of
 convolutions and linear layers, :func:`msresnet1d.models.count_flops`, the RR features included),
@@ -56,6 +58,7 @@ then falls back to the embedded 3-minute sample (with a warning; the table says 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import os
@@ -71,6 +74,8 @@ from torch import nn
 from msresnet1d.atomic import write_text
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
+from msresnet1d.training.ensemble import ensemble_predict
+from msresnet1d.training.metrics import classification_report
 from msresnet1d.training.run import build_model, epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import build_task
 
@@ -232,6 +237,16 @@ def comparison_table(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def last_epoch_result(run_dir: Path, monitor: str) -> dict[str, Any]:
+    """A finished run's DS2 test metrics and validation score at its last epoch (``last.pt`` and
+    the last row of ``log.csv``), as if it had been trained with ``select_epoch = "last"``."""
+    task, y_true, probabilities = ensemble_predict([run_dir / "checkpoints" / "last.pt"])
+    with open(run_dir / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {"test": classification_report(y_true, probabilities, task.class_names, task.scored),
+            "best_epoch": len(rows), "best_val_score": float(rows[-1][f"val_{monitor}"])}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="MIT-BIH folder (default: $MSRESNET1D_DATA/mitdb, then the engine's search)")
@@ -254,6 +269,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                   "main_ablation|ablation>.json)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key for every model, e.g. --set data.val_seed=1")
+    parser.add_argument("--checkpoint", choices=("selected", "last"), default="selected",
+                        help="test each run's selected epoch (best.pt, as its config selects; default) or its last "
+                             "epoch (last.pt: runs trained with select_epoch='best' scored as if trained with 'last')")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     args = parser.parse_args(argv)
     suite = SUITES[args.suite]
@@ -294,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "suite": args.suite, "base_config": str(base.relative_to(HERE.parent)),
         "command": ["experiments/compare_models.py", *(sys.argv[1:] if argv is None else argv)],
         "epochs": first[args.models[0]].epochs, "seed": [c[args.models[0]].seed for c in configs.values()]
-        if args.seeds else first[args.models[0]].seed, "threads": args.threads,
+        if args.seeds else first[args.models[0]].seed, "threads": args.threads, "checkpoint": args.checkpoint,
         "torch": torch.__version__, "cpus_usable": len(os.sched_getaffinity(0)),
         "load_average_start": [round(x, 2) for x in os.getloadavg()], "runs_folder": str(out), "runs": {},
     }
@@ -306,6 +324,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             wall = None if reused else time.perf_counter() - start
             seconds = epoch_train_seconds(run_dir)
             report["splits"] = result["splits"]  # the same for every model and seed: same config keys
+            if args.checkpoint == "last":  # the last epoch's weights, whichever epoch the run selected
+                result = result | last_epoch_result(run_dir, cfg.monitor)
             record = {
                 "description": suite[name][0], "model": cfg.model, "model_kwargs": cfg.model_kwargs,
                 "representation": cfg.data.get("representation", "signal"), "run_dir": str(run_dir), **profiles[name],

@@ -104,6 +104,13 @@ def test_compare_models_several_seeds_share_the_single_seed_folders(tmp_path, ca
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| msresnet1d_late |"))
     assert row == both["table_markdown"].splitlines()[2]
     assert row.split(" | ")[6] == f"{np.mean(accuracy):.1f} ± {np.std(accuracy):.1f}"
+    # --checkpoint last: the same runs (one epoch here, so the same weights) scored from last.pt
+    last = compare_models.main([*common, "--seeds", "0", "1", "--out", str(out), "--json", str(tmp_path / "last.json"),
+                                "--checkpoint", "last"])
+    for seed in ("0", "1"):
+        run = last["runs"]["msresnet1d_late"]["seeds"][seed]
+        assert run["reused"] and run["test"]["confusion_matrix"] == runs[seed]["test"]["confusion_matrix"]
+        assert run["best_val_score"] == pytest.approx(runs[seed]["best_val_score"]) and run["best_epoch"] == 1
 
 
 def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
