@@ -202,11 +202,12 @@ def percent(value: float | None) -> str:
 
 
 def _cell(values: list[float], fmt) -> str:
-    """One value, or the mean ± standard deviation of several (one per seed; undefined ones left out)."""
+    """One value, or the mean ± sample standard deviation of several (one a seed; undefined ones left out)."""
     defined = [v for v in values if v is not None and np.isfinite(v)]
     if len(values) == 1 or not defined:
         return fmt(values[0] if len(values) == 1 else None)
-    return f"{fmt(float(np.mean(defined)))} ± {fmt(float(np.std(defined))).lstrip()}"
+    spread = float(np.std(defined, ddof=1)) if len(defined) > 1 else 0.0
+    return f"{fmt(float(np.mean(defined)))} ± {fmt(spread).lstrip()}"
 
 
 def seed_runs(run: dict[str, Any]) -> list[dict[str, Any]]:

@@ -103,7 +103,7 @@ def test_compare_models_several_seeds_share_the_single_seed_folders(tmp_path, ca
     accuracy = [100 * runs[s]["test"]["accuracy"] for s in ("0", "1")]
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| msresnet1d_late |"))
     assert row == both["table_markdown"].splitlines()[2]
-    assert row.split(" | ")[6] == f"{np.mean(accuracy):.1f} ± {np.std(accuracy):.1f}"
+    assert row.split(" | ")[6] == f"{np.mean(accuracy):.1f} ± {np.std(accuracy, ddof=1):.1f}"
     # --checkpoint last: the same runs (one epoch here, so the same weights) scored from last.pt
     last = compare_models.main([*common, "--seeds", "0", "1", "--out", str(out), "--json", str(tmp_path / "last.json"),
                                 "--checkpoint", "last"])
