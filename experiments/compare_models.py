@@ -37,12 +37,12 @@ For each model it reports the parameter count, forward FLOPs per example (2 x mu
 convolutions and linear layers, :func:`msresnet1d.models.count_flops`, the RR features included),
 training time (the sum of ``train_seconds`` in the run's log.csv: training batches only,
 including the loader's per-batch transform such as the spectrogram, excluding validation; and
-per epoch), and the DS2 test metrics of the epoch chosen on validation: accuracy, macro-F1 of
+per epoch), and the DS2 test metrics of the epoch the run's config selects (``best.pt``): accuracy, macro-F1 of
 N, S, V, F, and F1, sensitivity (Se) and positive predictivity (+P) of S and V.
 
 It prints one comparison table (markdown) and writes everything to
-experiments/results/<compare_models|main_ablation|ablation>.json (atomically, after each model, so a long run
-leaves partial results). Each model's run folder (checkpoints, log.csv, metrics.json, plots) is kept
+experiments/results/<compare_models|main_ablation|ablation>.json (atomically, after each model, so
+a long run leaves partial results). Each model's run folder (checkpoints, log.csv, metrics.json, plots) is kept
 under ``--out``; a finished one is reused (``msresnet1d.training.run.train_or_reuse``: same config
 or an error), so several invocations with the same ``--out`` and different ``--models`` can share
 the work, and a last one over all of them writes the whole table (``wall_seconds`` is null for a
@@ -50,7 +50,8 @@ reused run; ``train_seconds`` comes from its log.csv either way).
 
 Usage:
     MSRESNET1D_DATA=/path/to/data python experiments/compare_models.py [--suite compare|main_ablation|ablation]
-        [--epochs N] [--seed S | --seeds S ...] [--models msresnet1d resnet1d ...] [--out runs/compare] [--threads 1] [--quiet]
+        [--epochs N] [--seed S | --seeds S ...] [--models msresnet1d resnet1d ...] [--out runs/compare]
+        [--checkpoint selected|last] [--threads 1] [--quiet]
 Without --data-dir the engine looks for MIT-BIH in $MSRESNET1D_DATA/mitdb, then datasets/mitdb,
 then falls back to the embedded 3-minute sample (with a warning; the table says so).
 """
@@ -129,7 +130,8 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "rr_head": ("RR features through an MLP (8-32-32), modality dropout 0.3 of the pooled features",
                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3}),
         "main_job": ("the main job: rr_head with the 4 dimensionless RR ratios and rr_irregularity only, "
-                     "the template from the regular beats, dilated branches, channels-last convolutions",
+                     "the template from the regular beats, dilated branches, channels-last convolutions, "
+                     "the last epoch tested",
                      _changes(CONFIGS / "mitdb_beats_ablation.toml", CONFIGS / "mitdb_beats.toml")),
     },
     # One change at a time from the main job itself (configs/mitdb_beats.toml: dilated branches
