@@ -232,7 +232,8 @@ class Trainer:
             self._save(epoch, is_best)
             if not self.quiet:
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "lr"))
-                tqdm.write(f"epoch {epoch + 1}/{self.cfg.epochs}: {shown}{'  *best*' if is_best else ''}")
+                chosen = is_best and self.cfg.select_epoch == "best"  # with "last", every epoch replaces the previous
+                tqdm.write(f"epoch {epoch + 1}/{self.cfg.epochs}: {shown}{'  *best*' if chosen else ''}")
             if self.cfg.early_stopping and self.history.stale_epochs >= self.cfg.early_stopping:
                 log.info("early stopping after epoch %d (no %s gain for %d epochs)", epoch + 1, self.cfg.monitor,
                          self.cfg.early_stopping)
