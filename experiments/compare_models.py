@@ -227,13 +227,13 @@ def comparison_table(runs: dict[str, dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     seconds = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
     tenths = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    columns = [(lambda r: r["train_seconds"], seconds), (lambda r: r["seconds_per_epoch"], tenths),
+               (lambda r: r["best_val_score"], percent), (lambda r: r["test"]["accuracy"], percent),
+               (lambda r: r["test"]["macro_f1"], percent)]
+    columns += [(lambda r, c=c, s=stat: r["test"]["per_class"][c][s], percent)
+                for c, stat in (("S", "f1"), ("V", "f1"), ("S", "se"), ("S", "ppv"), ("V", "se"), ("V", "ppv"))]
     for name, run in runs.items():
         each = seed_runs(run)
-        columns = [(lambda r: r["train_seconds"], seconds), (lambda r: r["seconds_per_epoch"], tenths),
-                   (lambda r: r["best_val_score"], percent), (lambda r: r["test"]["accuracy"], percent),
-                   (lambda r: r["test"]["macro_f1"], percent)]
-        columns += [(lambda r, c=c, s=stat: r["test"]["per_class"][c][s], percent)
-                    for c, stat in (("S", "f1"), ("V", "f1"), ("S", "se"), ("S", "ppv"), ("V", "se"), ("V", "ppv"))]
         cells = [name, f"{each[0]['parameters']:,}", f"{each[0]['flops_per_example'] / 1e6:.2f}"]
         cells += [_cell([get(r) for r in each], fmt) for get, fmt in columns]
         lines.append("| " + " | ".join(cells) + " |")
@@ -311,11 +311,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       for name in args.models} for seed in seeds}
     first = configs[seeds[0]]
     profiles = {name: profile(cfg) for name, cfg in first.items()}  # the seed changes neither
+    used_seeds = [c[args.models[0]].seed for c in configs.values()]
     report: dict[str, Any] = {
         "suite": args.suite, "base_config": str(base.relative_to(HERE.parent)),
         "command": ["experiments/compare_models.py", *(sys.argv[1:] if argv is None else argv)],
-        "epochs": first[args.models[0]].epochs, "seed": [c[args.models[0]].seed for c in configs.values()]
-        if args.seeds else first[args.models[0]].seed, "threads": args.threads, "checkpoint": args.checkpoint,
+        "epochs": first[args.models[0]].epochs, "seed": used_seeds if args.seeds else used_seeds[0],
+        "threads": args.threads, "checkpoint": args.checkpoint,
         "torch": torch.__version__, "cpus_usable": len(os.sched_getaffinity(0)),
         "load_average_start": [round(x, 2) for x in os.getloadavg()], "runs_folder": str(out), "runs": {},
     }

@@ -23,9 +23,10 @@ each seed alone.
 
 Decision rule, fixed before the first run: a variant replaces the baseline (the first --variant, or
 the row --baseline names) when its pooled macro-F1 is higher by more than 1 point *and* its
-macro-F1 is higher in at least 4 of 5 folds (in general, all folds but one). With several seeds the rule reads the seed-pooled
-figures. (Seeds were added after the first runs, with one seed: the seed alone moved the
-baseline's pooled macro-F1 by +2.7 and -2.5 points, as much as the first variant's gain.)
+macro-F1 is higher in at least 4 of 5 folds (in general, all folds but one). With several seeds
+the rule reads the seed-pooled figures. (Seeds were added after the first runs, with one seed: the
+seed alone moved the baseline's pooled macro-F1 by +2.7 and -2.5 points, as much as the first
+variant's gain.)
 A second rule, rule SV, was added on 2026-12-04 before the runs of the variants it first judged
 (``irr``, ``irrmed``, ``fd5`` in the README): issue 7's targets are S F1 and V F1, while macro-F1
 also averages F F1, which rests on 415 DS1 beats, 378 of them in record 208. Rule SV keeps a
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                              "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
+
         def checkpoints(which: str = "best") -> list[list[Path]]:  # fold, seed
             return [[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" / "checkpoints" / f"{which}.pt"
                      for seed in args.seeds] for k in range(len(folds))]
