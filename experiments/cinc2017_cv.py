@@ -43,7 +43,7 @@ from msresnet1d.cli import _resolve_config
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.config import load_config, parse_overrides
-from msresnet1d.training.ensemble import member_predictions
+from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import cinc_score, confusion_matrix, per_class
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
@@ -60,11 +60,11 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return confusion_matrix(y_true, y_pred, len(CINC_CLASSES))
 
 
-def evaluate(checkpoints: list[Path], split: str, tta: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The labels (N,) and each checkpoint's class probabilities (M, N, 4) on ``split``; their
-    mean over M is the ensemble's."""
-    _, y_true, members = member_predictions(checkpoints, split, tta=tta)
-    return y_true, members
+def evaluate(checkpoints: list[Path], splits: list[str], tta: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each split, its labels (N,) and each checkpoint's class probabilities (M, N, 4), whose
+    mean over M is the ensemble's; the data read and the models loaded once."""
+    task, members = load_members(checkpoints)
+    return [predict_members(task, members, split, tta) for split in splits]
 
 
 def plain_score(y_true: np.ndarray, probabilities: np.ndarray) -> float:
@@ -161,8 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         if args.only:
             continue
-        y_val, val_members = evaluate(checkpoints, "val", args.tta)
-        y_test, test_members = evaluate(checkpoints, "test", args.tta)
+        (y_val, val_members), (y_test, test_members) = evaluate(checkpoints, ["val", "test"], args.tta)
         p_val, p_test = val_members.mean(axis=0), test_members.mean(axis=0)
         val_scores.append(plain_score(y_val, p_val))
         if args.offsets:

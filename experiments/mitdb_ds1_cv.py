@@ -61,7 +61,7 @@ from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
 from msresnet1d.data import DS1, load_beats, record_kfold
 from msresnet1d.training.config import load_config, parse_overrides
-from msresnet1d.training.ensemble import member_predictions
+from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.plots import plot_variants
@@ -157,15 +157,31 @@ def cross_fitted_offsets(probabilities: list[np.ndarray], labels: list[np.ndarra
     return confusions, offsets
 
 
-def rescored(checkpoints: list[list[Path]], adapt_bn: bool = False) -> np.ndarray:
-    """The (seeds, folds, 5, 5) confusion matrices of ``checkpoints[k][i]`` (fold k, seed i) on
-    their own held-out fold (each run's test split), predicted anew (one task a fold)."""
-    confusions = np.zeros((len(checkpoints[0]), len(checkpoints), 5, 5), dtype=np.int64)
-    for k, fold in enumerate(checkpoints):
-        _, y, probabilities = member_predictions(fold, adapt_bn=adapt_bn)
+def rescored(run_dirs: list[list[Path]], modes: list[str]) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """The runs ``run_dirs[k][i]`` (fold k, seed i) predicting their own held-out fold (each run's
+    test split) anew, one task built a fold, in each of ``modes``: ``"best"`` (the selected
+    checkpoints, ``best.pt``), ``"adabn"`` (the same, BatchNorm statistics re-estimated on each
+    held-out record), ``"last"`` (``last.pt``). Returns, per mode, each fold's labels (N_k,) and its
+    seeds' class probabilities (seeds, N_k, 5)."""
+    predicted: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {mode: [] for mode in modes}
+    files = {mode: "last" if mode == "last" else "best" for mode in modes}
+    which = list(dict.fromkeys(files.values()))
+    for fold in run_dirs:
+        task, members = load_members([d / "checkpoints" / f"{w}.pt" for w in which for d in fold])
+        groups = {w: members[j * len(fold):(j + 1) * len(fold)] for j, w in enumerate(which)}
+        for mode in modes:
+            predicted[mode].append(predict_members(task, groups[files[mode]], adapt_bn=mode == "adabn"))
+    return predicted
+
+
+def confusion_matrices(predicted: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The (seeds, folds, 5, 5) confusion matrices of each fold's labels and its seeds' class
+    probabilities (``rescored``'s lists)."""
+    out = np.zeros((len(predicted[0][1]), len(predicted), 5, 5), dtype=np.int64)
+    for k, (y, probabilities) in enumerate(predicted):
         for i, p in enumerate(probabilities):
-            confusions[i, k] = confusion_matrix(y, p.argmax(axis=1), 5)
-    return confusions
+            out[i, k] = confusion_matrix(y, p.argmax(axis=1), 5)
+    return out
 
 
 def summarise(confusions: np.ndarray, seeds: list[int], **extra) -> dict:
@@ -246,18 +262,18 @@ def main(argv: list[str] | None = None) -> dict:
                              "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
 
-        def checkpoints(which: str = "best") -> list[list[Path]]:  # fold, seed
-            return [[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" / "checkpoints" / f"{which}.pt"
-                     for seed in args.seeds] for k in range(len(folds))]
-
-        if args.offsets:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)
-            predicted = [member_predictions(fold) for fold in checkpoints()]
-            fitted, offsets = cross_fitted_offsets([p for _, _, p in predicted], [y for _, y, _ in predicted])
+        modes = [mode for flag, mode in ((args.offsets, "best"), (args.adapt_bn, "adabn"), (args.last_epoch, "last"))
+                 if flag]
+        if modes:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)
+            predicted = rescored([[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" for seed in args.seeds]
+                                  for k in range(len(folds))], modes)
+        if args.offsets:
+            fitted, offsets = cross_fitted_offsets([p for _, p in predicted["best"]], [y for y, _ in predicted["best"]])
             results[f"{name}+offsets"] = summarise(fitted, args.seeds, overrides=overrides, fold_offsets=offsets)
         if args.adapt_bn:
-            results[f"{name}+adabn"] = summarise(rescored(checkpoints(), adapt_bn=True), args.seeds, overrides=overrides)
+            results[f"{name}+adabn"] = summarise(confusion_matrices(predicted["adabn"]), args.seeds, overrides=overrides)
         if args.last_epoch:
-            results[f"{name}+last"] = summarise(rescored(checkpoints("last")), args.seeds, overrides=overrides)
+            results[f"{name}+last"] = summarise(confusion_matrices(predicted["last"]), args.seeds, overrides=overrides)
     baseline = args.baseline or next(iter(results))
     for name, v in results.items():
         if name != baseline:

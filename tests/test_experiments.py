@@ -174,9 +174,12 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             report["variants"][name]["pooled_confusion_matrix"]
     assert report["baseline"] == "main+last" and "decision" in report["variants"]["main"]  # --baseline: any row
     assert "decision" not in report["variants"]["main+last"]
-    best = [[tmp_path / "runs" / "wd" / f"seed{seed}" / f"fold{k + 1}" / "checkpoints" / "best.pt" for seed in (0, 1)]
-            for k in range(3)]
-    assert np.array_equal(script.rescored(best).sum(axis=(0, 1)), report["variants"]["wd"]["pooled_confusion_matrix"])
+    runs = [[tmp_path / "runs" / "wd" / f"seed{seed}" / f"fold{k + 1}" for seed in (0, 1)] for k in range(3)]
+    again = script.rescored(runs, ["best", "adabn"])  # the runs' own test figures, predicted anew
+    assert np.array_equal(script.confusion_matrices(again["best"]).sum(axis=(0, 1)),
+                          report["variants"]["wd"]["pooled_confusion_matrix"])
+    assert np.array_equal(script.confusion_matrices(again["adabn"]).sum(axis=(0, 1)),
+                          report["variants"]["wd+adabn"]["pooled_confusion_matrix"])
     for name in ("main", "wd"):
         fitted = report["variants"][f"{name}+offsets"]
         assert len(fitted["fold_offsets"]) == 3 and all(len(o) == 5 and o[0] == 0 for o in fitted["fold_offsets"])
@@ -360,7 +363,7 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     for k, (fold, plain) in enumerate(zip(fitted["summary"]["folds"], report["summary"]["folds"]), start=1):
         assert fold["offsets"]["N"] == 0 and list(fold["offsets"]) == list(CINC_CLASSES)
         assert 0 <= fold["val_cinc_score_cross_fitted"] <= 1 and fold["val_cinc_score"] == plain["val_cinc_score"]
-        y_test, members = cv.evaluate([runs / "seed0" / f"fold{k}" / "checkpoints" / "best.pt"], "test", None)
+        [(y_test, members)] = cv.evaluate([runs / "seed0" / f"fold{k}" / "checkpoints" / "best.pt"], ["test"], None)
         pooled += cv.confusion(y_test, predict_with_offsets(members[0], np.array(list(fold["offsets"].values()))))
     assert fitted["offsets"] and fitted["summary"]["pooled_confusion_matrix"] == pooled.tolist()
 

@@ -232,7 +232,7 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     assert twice.returncode == 0 and "ensemble of 2 checkpoints" in twice.stdout, twice.stderr
     assert json.loads((tmp_path / "twice.json").read_text())["confusion_matrix"] == metrics["test"]["confusion_matrix"]
     assert _cli("evaluate", str(best), str(last)).returncode == 0
-    from msresnet1d.training.ensemble import ensemble_predict, member_predictions
+    from msresnet1d.training.ensemble import ensemble_predict, load_members, member_predictions, predict_members
 
     flipped = load_checkpoint(best)  # another model of the same task: the linear layer negated
     flipped["model"]["fc.weight"] = -flipped["model"]["fc.weight"]
@@ -244,6 +244,10 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     _, y_members, members = member_predictions([best, tmp_path / "flipped.pt"])  # each model's, one task
     assert members.shape == (2, *mean.shape) and np.array_equal(y_members, y_true)
     np.testing.assert_allclose(members, np.stack(alone), rtol=1e-6, atol=1e-7)
+    task, loaded = load_members([best, tmp_path / "flipped.pt"])  # one task, predicted several ways
+    adapted_first = predict_members(task, loaded[:1], adapt_bn=True)[1]
+    np.testing.assert_allclose(predict_members(task, loaded)[1], members, rtol=1e-6, atol=1e-7)  # models unchanged
+    assert not np.allclose(adapted_first[0], members[0])
     # --tta flip: each model also asked about -x; the same as the model with its stem conv negated
     negated = load_checkpoint(best)
     negated["model"]["stem.0.weight"] = -negated["model"]["stem.0.weight"]

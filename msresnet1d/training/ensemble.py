@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..models.fuse import fuse_batchnorm
 from ..models.tta import with_tta
@@ -41,15 +42,19 @@ def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test", dat
 def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", data_dir: str | None = None,
                        tta: str | None = None, adapt_bn: bool = False) -> tuple[Task, np.ndarray, np.ndarray]:
     """The task, the labels (N,) and each checkpoint's class probabilities (M, N, K) of the
-    checkpoints' M models on ``split`` (``"test"`` or ``"val"``), the task built once; each model
-    runs with its BatchNorms folded, or with ``adapt_bn`` re-estimated on each record's beats
-    (:meth:`Task.predict`).
+    checkpoints' M models on ``split``: :func:`load_members`, then :func:`predict_members`."""
+    task, members = load_members(checkpoints, data_dir)
+    y_true, probabilities = predict_members(task, members, split, tta, adapt_bn)
+    return task, y_true, probabilities
+
+
+def load_members(checkpoints: Sequence[str | Path],
+                 data_dir: str | None = None) -> tuple[Task, list[tuple[nn.Module, TrainConfig]]]:
+    """The task, built once, and each checkpoint's model (eval mode, on the device) with its config.
 
     Args:
         checkpoints: one or more checkpoint files written by ``msresnet1d train``.
         data_dir: the database folder, instead of the one in the checkpoints' configs.
-        tta: test-time augmentation (``msresnet1d.models.tta.TTA_MODES``) for every model;
-            default: each checkpoint's own config's ``tta``.
 
     Raises:
         ValueError: no checkpoint, or one that disagrees with the first on the task, the data
@@ -72,7 +77,7 @@ def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", d
                              f"{ckpts[0]['class_names']}")
     task = build_task(first, DistContext())
     device = DistContext().device
-    probabilities = []
+    members = []
     for path, ckpt, cfg in zip(paths, ckpts, cfgs):
         for key, value in task.state.items():
             if key not in ckpt["task_state"] or not torch.equal(ckpt["task_state"][key], value):
@@ -80,7 +85,25 @@ def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", d
                                  "this task's; it was trained on other data")
         model = build_model(cfg, task)
         model.load_state_dict(inference_state(ckpt))
-        model = model.to(device) if adapt_bn else fuse_batchnorm(model.to(device))
+        members.append((model.to(device).eval(), cfg))
+    return task, members
+
+
+def predict_members(task: Task, members: Sequence[tuple[nn.Module, TrainConfig]], split: str = "test",
+                    tta: str | None = None, adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The labels (N,) and each member's class probabilities (M, N, K) on ``split`` (``"test"`` or
+    ``"val"``) of ``task``; members as :func:`load_members` returns them, left unchanged. Each model
+    runs with its BatchNorms folded, or with ``adapt_bn`` re-estimated on each record's examples
+    (:meth:`Task.predict`).
+
+    Args:
+        tta: test-time augmentation (``msresnet1d.models.tta.TTA_MODES``) for every model;
+            default: each member's own config's ``tta``.
+    """
+    device = DistContext().device
+    probabilities = []
+    for model, cfg in members:
+        model = model if adapt_bn else fuse_batchnorm(model)
         y_true, p = task.predict(with_tta(model, cfg.tta if tta is None else tta), split, device, adapt_bn)
         probabilities.append(p)
-    return task, y_true, np.stack(probabilities)
+    return y_true, np.stack(probabilities)
