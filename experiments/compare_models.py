@@ -75,7 +75,7 @@ from torch import nn
 from msresnet1d.atomic import write_text
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
-from msresnet1d.training.ensemble import ensemble_predict
+from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import classification_report
 from msresnet1d.training.run import build_model, epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import build_task
@@ -240,14 +240,19 @@ def comparison_table(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def last_epoch_result(run_dir: Path, monitor: str) -> dict[str, Any]:
-    """A finished run's DS2 test metrics and validation score at its last epoch (``last.pt`` and
-    the last row of ``log.csv``), as if it had been trained with ``select_epoch = "last"``."""
-    task, y_true, probabilities = ensemble_predict([run_dir / "checkpoints" / "last.pt"])
-    with open(run_dir / "log.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {"test": classification_report(y_true, probabilities, task.class_names, task.scored),
-            "best_epoch": len(rows), "best_val_score": float(rows[-1][f"val_{monitor}"])}
+def last_epoch_results(run_dirs: list[Path], monitor: str) -> list[dict[str, Any]]:
+    """Finished runs' DS2 test metrics and validation scores at their last epoch (``last.pt`` and
+    the last row of ``log.csv``), as if they had been trained with ``select_epoch = "last"``. The
+    runs (one model's seeds: the same data) share one task, built once."""
+    task, members = load_members([run_dir / "checkpoints" / "last.pt" for run_dir in run_dirs])
+    y_true, probabilities = predict_members(task, members)
+    results = []
+    for run_dir, p in zip(run_dirs, probabilities):
+        with open(run_dir / "log.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        results.append({"test": classification_report(y_true, p, task.class_names, task.scored),
+                        "best_epoch": len(rows), "best_val_score": float(rows[-1][f"val_{monitor}"])})
+    return results
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -328,8 +333,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             wall = None if reused else time.perf_counter() - start
             seconds = epoch_train_seconds(run_dir)
             report["splits"] = result["splits"]  # the same for every model and seed: same config keys
-            if args.checkpoint == "last":  # the last epoch's weights, whichever epoch the run selected
-                result = result | last_epoch_result(run_dir, cfg.monitor)
+            if args.checkpoint == "last":  # scored below, once every seed of the model has trained
+                result = result | {"test": None}
             record = {
                 "description": suite[name][0], "model": cfg.model, "model_kwargs": cfg.model_kwargs,
                 "representation": cfg.data.get("representation", "signal"), "run_dir": str(run_dir), **profiles[name],
@@ -344,6 +349,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 report["runs"][name] = record
             report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
             write_text(args.json, json.dumps(report, indent=2) + "\n")
+    if args.checkpoint == "last":  # the last epoch's weights, whichever epoch the runs selected
+        for name in args.models:
+            runs = report["runs"][name]
+            records = [runs["seeds"][str(seed)] for seed in seeds] if args.seeds else [runs]
+            scored = last_epoch_results([Path(record["run_dir"]) for record in records], first[name].monitor)
+            for record, last in zip(records, scored):
+                record.update(last)
     splits = report["splits"]
     seed_text = f"seeds {', '.join(map(str, report['seed']))}" if args.seeds else f"seed {report['seed']}"
     print(f"\nMIT-BIH inter-patient: {splits['database']}; {len(splits['train_records'])} training records, "

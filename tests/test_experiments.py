@@ -111,6 +111,10 @@ def test_compare_models_several_seeds_share_the_single_seed_folders(tmp_path, ca
         run = last["runs"]["msresnet1d_late"]["seeds"][seed]
         assert run["reused"] and run["test"]["confusion_matrix"] == runs[seed]["test"]["confusion_matrix"]
         assert run["best_val_score"] == pytest.approx(runs[seed]["best_val_score"]) and run["best_epoch"] == 1
+    single = compare_models.main([*common, "--seed", "1", "--out", str(out / "seed1"), "--checkpoint", "last",
+                                  "--json", str(tmp_path / "last1.json")])["runs"]["msresnet1d_late"]  # one seed
+    assert single["reused"] and single["best_epoch"] == 1
+    assert single["test"]["confusion_matrix"] == one["runs"]["msresnet1d_late"]["test"]["confusion_matrix"]
 
 
 def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
