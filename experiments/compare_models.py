@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             seconds = epoch_train_seconds(run_dir)
             report["splits"] = result["splits"]  # the same for every model and seed: same config keys
             if args.checkpoint == "last":  # scored below, once every seed of the model has trained
-                result = result | {"test": None}
+                result = result | {"test": None, "best_epoch": None, "best_val_score": None}
             record = {
                 "description": suite[name][0], "model": cfg.model, "model_kwargs": cfg.model_kwargs,
                 "representation": cfg.data.get("representation", "signal"), "run_dir": str(run_dir), **profiles[name],
