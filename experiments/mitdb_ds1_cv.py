@@ -245,15 +245,19 @@ def main(argv: list[str] | None = None) -> dict:
     beats = load_beats(args.records, db_dir=base.data["data_dir"], config=beat_config(base.data), cache=base.data["cache"])
     folds = record_kfold({r: beats.y[beats.record == r] for r in args.records}, args.folds, seed=args.split_seed)
     results: dict[str, dict] = {}
+    modes = [mode for flag, mode in ((args.offsets, "best"), (args.adapt_bn, "adabn"), (args.last_epoch, "last"))
+             if flag]
     for name, overrides in variants.items():
         confusions, runs = np.zeros((len(args.seeds), len(folds), 5, 5), dtype=np.int64), []  # seed, fold
+        run_dirs = [[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" for seed in args.seeds]
+                    for k in range(len(folds))]  # fold, seed
         for i, seed in enumerate(args.seeds):
             for k, held in enumerate(folds):
                 fold_keys = {"seed": seed, "data.train_records": [r for r in args.records if r not in held],
                              "data.test_records": held}
                 cfg = load_config(_resolve_config(args.config), {**common, **overrides, **fold_keys})
                 start = time.perf_counter()
-                run_dir = Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}"
+                run_dir = run_dirs[k][i]
                 result = train_or_reuse(cfg, run_dir, quiet=True)
                 confusions[i, k] = result["test"]["confusion_matrix"]
                 runs.append({"seed": seed, "fold": k + 1, "best_epoch": result["best_epoch"],
@@ -261,12 +265,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                              "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
-
-        modes = [mode for flag, mode in ((args.offsets, "best"), (args.adapt_bn, "adabn"), (args.last_epoch, "last"))
-                 if flag]
         if modes:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)
-            predicted = rescored([[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" for seed in args.seeds]
-                                  for k in range(len(folds))], modes)
+            predicted = rescored(run_dirs, modes)
         if args.offsets:
             fitted, offsets = cross_fitted_offsets([p for _, p in predicted["best"]], [y for y, _ in predicted["best"]])
             results[f"{name}+offsets"] = summarise(fitted, args.seeds, overrides=overrides, fold_offsets=offsets)
