@@ -41,6 +41,12 @@ predicted with the BatchNorm statistics re-estimated on that record's own beats,
 (``msresnet1d.models.adapt``, test-time adaptation to the patient); judged the same way. With
 --last-epoch, a "<name>+last" row scores the same runs' last epoch (``last.pt``) instead of the one
 selected on the inner validation records.
+With --ensemble NAME MEMBER MEMBER..., a row NAME averages the class probabilities of its members,
+equally weighted. A member is a variant's row, plain (selected epoch) or "+last", and "@j" shifts its
+seeds: row seed i takes that member's seed (i + j) modulo the number of seeds. So
+``--ensemble pair main+last main+last@1`` pairs each seed's runs with the next seed's, and
+``--ensemble mixed main+last other+last`` pairs the two variants' runs of the same seed: two
+ensembles of the same size, judged by the same rules.
 
 Runs go to <runs>/<variant>/seed<s>/fold<k>; a finished run is reused, an interrupted one
 resumed. Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with .png
@@ -193,6 +199,40 @@ def summarise(confusions: np.ndarray, seeds: list[int], **extra) -> dict:
             "seed_macro_f1": {seed: macro_f1(c.sum(axis=0)) for seed, c in zip(seeds, confusions)}}
 
 
+def parse_ensembles(items: list[list[str]], variants: dict[str, dict], taken: list[str]) -> dict[str, list]:
+    """``[[name, member, ...], ...]`` -> {name: [(variant, mode, shift), ...]}, mode ``"best"`` or ``"last"``;
+    a member reads ``VARIANT[+last][@SHIFT]`` and names a --variant; ``taken``: the other rows' names."""
+    ensembles: dict[str, list] = {}
+    for name, *members in items:
+        if name in ensembles or name in taken or len(members) < 2:
+            raise ValueError(f"--ensemble {name!r}: a new row name, then two or more members")
+        ensembles[name] = []
+        for member in members:
+            row, _, shift = member.partition("@")
+            variant, mode = (row[:-len("+last")], "last") if row.endswith("+last") else (row, "best")
+            if variant not in variants or (shift and not shift.isdigit()):
+                raise ValueError(f"--ensemble {name}: member {member!r} is not VARIANT[+last][@SHIFT] with "
+                                 f"VARIANT one of {', '.join(variants)} and SHIFT a whole number")
+            ensembles[name].append((variant, mode, int(shift or 0)))
+    return ensembles
+
+
+def ensemble_confusions(members: list[list[tuple[np.ndarray, np.ndarray]]], shifts: list[int]) -> np.ndarray:
+    """(seeds, folds, 5, 5) confusion matrices of equally weighted ensembles: ``members[j]`` holds, per fold,
+    the labels (N_k,) and seeds' class probabilities (seeds, N_k, 5) of member j (``rescored``'s lists),
+    and row i averages member j's seed (i + shifts[j]) modulo the number of seeds."""
+    seeds, folds = len(members[0][0][1]), len(members[0])
+    out = np.zeros((seeds, folds, 5, 5), dtype=np.int64)
+    for k in range(folds):
+        y = members[0][k][0]
+        if any(not np.array_equal(m[k][0], y) for m in members):
+            raise ValueError(f"ensemble members disagree on fold {k + 1}'s beats: they must read the same beats")
+        for i in range(seeds):
+            p = np.mean([m[k][1][(i + shift) % seeds] for m, shift in zip(members, shifts)], axis=0)
+            out[i, k] = confusion_matrix(y, p.argmax(axis=1), 5)
+    return out
+
+
 def parse_variants(items: list[list[str]]) -> dict[str, dict]:
     """``[[name, KEY=VALUE, ...], ...]`` -> {name: overrides}, names distinct."""
     variants: dict[str, dict] = {}
@@ -223,20 +263,24 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also score each variant with BatchNorm statistics re-estimated on each held-out record")
     parser.add_argument("--last-epoch", action="store_true",
                         help="also score each variant's runs at their last epoch (last.pt) instead of the selected one")
+    parser.add_argument("--ensemble", action="append", nargs="+", default=[], metavar=("NAME", "MEMBER"),
+                        help="a row averaging its members' probabilities; MEMBER = VARIANT[+last][@SEED_SHIFT]")
     parser.add_argument("--baseline", metavar="ROW",
                         help="the row the others are judged against, e.g. main+last (default: the first variant)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if not args.data_dir:
         parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/)")
+    suffixes = [""] + [suffix for flag, suffix in ((args.offsets, "+offsets"), (args.adapt_bn, "+adabn"),
+                                                   (args.last_epoch, "+last")) if flag]
     try:
         common = parse_overrides(args.set)
         variants = parse_variants(args.variant)
+        rows = [name + suffix for name in variants for suffix in suffixes]
+        ensembles = parse_ensembles(args.ensemble, variants, rows)
     except ValueError as e:
         parser.error(str(e))
-    suffixes = [""] + [suffix for flag, suffix in ((args.offsets, "+offsets"), (args.adapt_bn, "+adabn"),
-                                                   (args.last_epoch, "+last")) if flag]
-    rows = [name + suffix for name in variants for suffix in suffixes]
+    rows += list(ensembles)
     if args.baseline and args.baseline not in rows:
         parser.error(f"--baseline {args.baseline}: not a row of this table ({', '.join(rows)})")
     common |= {"threads": args.threads, "data.data_dir": str(Path(args.data_dir) / "mitdb")}
@@ -245,9 +289,11 @@ def main(argv: list[str] | None = None) -> dict:
     beats = load_beats(args.records, db_dir=base.data["data_dir"], config=beat_config(base.data), cache=base.data["cache"])
     folds = record_kfold({r: beats.y[beats.record == r] for r in args.records}, args.folds, seed=args.split_seed)
     results: dict[str, dict] = {}
-    modes = [mode for flag, mode in ((args.offsets, "best"), (args.adapt_bn, "adabn"), (args.last_epoch, "last"))
-             if flag]
+    flagged = [mode for flag, mode in ((args.offsets, "best"), (args.adapt_bn, "adabn"), (args.last_epoch, "last"))
+               if flag]
+    predictions: dict[tuple[str, str], list] = {}  # (variant, mode) -> rescored's list, for the ensembles
     for name, overrides in variants.items():
+        modes = list(dict.fromkeys(flagged + [m for members in ensembles.values() for v, m, _ in members if v == name]))
         confusions, runs = np.zeros((len(args.seeds), len(folds), 5, 5), dtype=np.int64), []  # seed, fold
         run_dirs = [[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" for seed in args.seeds]
                     for k in range(len(folds))]  # fold, seed
@@ -267,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
         if modes:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)
             predicted = rescored(run_dirs, modes)
+            predictions |= {(name, mode): predicted[mode] for mode in modes}
         if args.offsets:
             fitted, offsets = cross_fitted_offsets([p for _, p in predicted["best"]], [y for y, _ in predicted["best"]])
             results[f"{name}+offsets"] = summarise(fitted, args.seeds, overrides=overrides, fold_offsets=offsets)
@@ -274,6 +321,10 @@ def main(argv: list[str] | None = None) -> dict:
             results[f"{name}+adabn"] = summarise(confusion_matrices(predicted["adabn"]), args.seeds, overrides=overrides)
         if args.last_epoch:
             results[f"{name}+last"] = summarise(confusion_matrices(predicted["last"]), args.seeds, overrides=overrides)
+    for name, members in ensembles.items():
+        confusions = ensemble_confusions([predictions[v, mode] for v, mode, _ in members], [j for *_, j in members])
+        results[name] = summarise(confusions, args.seeds, members=[f"{v}{'+last' * (mode == 'last')}@{j}"
+                                                                   for v, mode, j in members])
     baseline = args.baseline or next(iter(results))
     for name, v in results.items():
         if name != baseline:

@@ -151,7 +151,8 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             "--records", *records, "--seeds", "0", "1", "--out", str(tmp_path / "cv.json"), "--set", "epochs=1",
             "--set", "data.val_records=2", "--set", "model_kwargs.widths=[8, 16, 16]",
             "--set", "model_kwargs.stem_channels=8", "--variant", "main", "--variant", "wd", "weight_decay=0.1",
-            "--offsets", "--adapt-bn", "--last-epoch", "--baseline", "main+last"]
+            "--offsets", "--adapt-bn", "--last-epoch",
+            "--ensemble", "pair", "main+last", "main+last@1", "--ensemble", "self", "wd", "wd", "--baseline", "main+last"]
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
         report = script.main(args)
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
@@ -172,7 +173,7 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     # --adapt-bn: a row per variant, the same runs with BatchNorm statistics of each held-out record
     # --last-epoch: a row per variant, the same runs' last.pt (1 epoch here: the same weights as best.pt)
     assert list(report["variants"]) == ["main", "main+offsets", "main+adabn", "main+last",
-                                        "wd", "wd+offsets", "wd+adabn", "wd+last"]
+                                        "wd", "wd+offsets", "wd+adabn", "wd+last", "pair", "self"]
     for name in ("main", "wd"):
         assert report["variants"][f"{name}+last"]["pooled_confusion_matrix"] == \
             report["variants"][name]["pooled_confusion_matrix"]
@@ -194,6 +195,23 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
         assert report["variants"][f"{name}+adabn"]["pooled_confusion_matrix"] != \
             report["variants"][name]["pooled_confusion_matrix"]
     assert "| wd |" in capsys.readouterr().out and "decision" in report["variants"]["wd"]
+    # --ensemble: rows averaging their members' probabilities; a run averaged with itself is that run
+    ensembles = report["variants"]
+    assert ensembles["self"]["pooled_confusion_matrix"] == ensembles["wd"]["pooled_confusion_matrix"]
+    assert ensembles["pair"]["members"] == ["main+last@0", "main+last@1"] and "decision" in ensembles["pair"]
+    assert np.array(ensembles["pair"]["pooled_confusion_matrix"]).sum(axis=1).tolist() == \
+        np.array(ensembles["main"]["pooled_confusion_matrix"]).sum(axis=1).tolist()
+    # a shift of j: row i takes the member's seed i + j (mod seeds); members must read the same beats
+    y = np.array([0, 1, 2, 1])
+    member = [(y, np.stack([np.eye(5)[[0, 0, 0, 0]], np.eye(5)[y]]))]  # seed 0 says N, seed 1 is right
+    shifted = script.ensemble_confusions([member], [1])
+    assert np.trace(shifted[0, 0]) == 4 and np.trace(shifted[1, 0]) == 1
+    with pytest.raises(ValueError, match="fold 1"):
+        script.ensemble_confusions([member, [(y[::-1], member[0][1])]], [0, 0])
+    for bad in (["x", "nope"], ["x", "main+last"], ["main", "main", "wd"], ["x", "main@-1", "wd"]):
+        with pytest.raises(SystemExit):
+            script.main(args[:-10] + ["--ensemble", *bad])
+    assert "--ensemble" in capsys.readouterr().err
     # cross-fitted offsets: a model that under-calls S on every fold gains from offsets fitted on the others
     rng = np.random.default_rng(0)
     labels = [rng.choice(5, size=800, p=[0.7, 0.1, 0.1, 0.09, 0.01]) for _ in range(4)]
