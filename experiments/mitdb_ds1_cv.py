@@ -28,7 +28,7 @@ the rule reads the seed-pooled figures. (Seeds were added after the first runs, 
 seed alone moved the baseline's pooled macro-F1 by +2.7 and -2.5 points, as much as the first
 variant's gain.)
 A second rule, rule SV, was added on 2026-12-04 before the runs of the variants it first judged
-(``irr``, ``irrmed``, ``fd5`` in the README): issue 7's targets are S F1 and V F1, while macro-F1
+(``irr``, ``irrmed``, ``fd5`` in experiments/README.md): issue 7's targets are S F1 and V F1, while macro-F1
 also averages F F1, which rests on 415 DS1 beats, 378 of them in record 208. Rule SV keeps a
 variant when the pooled mean of its S F1 and V F1 is higher by more than 1 point, that mean is
 higher in all folds but one, *and* its pooled macro-F1 is not lower by more than 1 point.
