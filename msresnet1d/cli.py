@@ -143,10 +143,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--data-dir", help="database folder (sets data.data_dir)")
     p.add_argument("--model", help="registered model name (msresnet1d info lists them)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
+    p.add_argument("--batch-size", type=int, help="examples per training step (default: the config's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the config's)")
+    p.add_argument("--seed", type=int, help="seed of the initialisation, shuffling and augmentation (default: the config's)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--name", help="run name")
@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", help="evaluate a checkpoint, or several as an ensemble, on the test (or val) split")
     p.add_argument("checkpoint", nargs="+", help="one checkpoint, or several of one task and data: their mean probabilities")
-    p.add_argument("--split", default="test", choices=("test", "val"))
+    p.add_argument("--split", default="test", choices=("test", "val"),
+                   help="the checkpoint config's test split (default) or its validation split")
     p.add_argument("--data-dir", help="database folder (default: the one in the checkpoint's config)")
     p.add_argument("--tta", choices=TTA_MODES,
                    help="test-time augmentation: 'flip' averages the probabilities of x and -x "

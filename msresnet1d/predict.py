@@ -148,7 +148,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="label a WFDB record: per-beat or per-window labels, CSV + WFDB annotations")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint file written by msresnet1d train (best.pt or last.pt)")
     p.add_argument("record", help="WFDB record path without extension, e.g. data/mitdb/100")
     p.add_argument("--annotator", default="atr", help="annotation file with the beat positions (beat models)")
     p.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
