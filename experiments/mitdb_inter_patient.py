@@ -10,7 +10,10 @@ its config selects (the main job: the last, ``select_epoch``; else the best on v
 ``best.pt`` holds. With two seeds or more the seeds' selected models are also tested as one
 ensemble: the mean of their class probabilities, fixed in advance (every seed, equal weights), so
 DS2 still chooses nothing.
-Results go to experiments/results/mitdb_inter_patient.json.
+Results go to experiments/results/mitdb_inter_patient.json, and beside it two PNGs of the same name:
+S F1, V F1 and accuracy of the seeds (mean and standard deviation), their ensemble and the published
+methods, against issue 7's targets (``.png``), and the ensemble's (or the one seed's) DS2 confusion
+matrix (``_confusion.png``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from msresnet1d.cli import _resolve_config
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import classification_report, json_safe
+from msresnet1d.training.plots import plot_confusion, plot_scores
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,6 +45,7 @@ PUBLISHED = {
 }
 CLASSES = ("N", "S", "V", "F")
 STATS = ("se", "ppv", "f1")
+TARGETS = {"S F1": 80.0, "V F1": 93.0}  # issue 7: beat every published method on both
 
 
 def f1_from(se: float, ppv: float) -> float:
@@ -63,6 +68,22 @@ def seed_ensemble(run_dirs: list[Path]) -> dict:
     """DS2 report of the mean class probabilities of the runs' selected models (``best.pt``)."""
     task, y_true, probabilities = ensemble_predict([d / "checkpoints" / "best.pt" for d in run_dirs])
     return classification_report(y_true, probabilities, task.class_names, task.scored)
+
+
+def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path) -> None:
+    """S F1, V F1 and accuracy of the seeds (bars with their standard deviation), the ensemble and
+    every published method, with the targets, as a PNG."""
+    def figures(d: dict, key: str) -> dict[str, float]:
+        return {"S F1": d["S"]["f1"][key], "V F1": d["V"]["f1"][key], "accuracy": d["accuracy"][key]}
+
+    this = f"this work, {n_seeds} seed{'s' if n_seeds > 1 else ''}"
+    methods, spreads = {this: figures(summary, "mean")}, {this: figures(summary, "std")}
+    if ensemble is not None:
+        methods["this work, their ensemble"] = figures(ensemble, "mean")
+    for name, pub in PUBLISHED.items():
+        methods[name] = {f"{c} F1": pub[c].get("f1", f1_from(pub[c]["se"], pub[c]["ppv"]) if "se" in pub[c] else None)
+                         for c in ("S", "V")} | ({"accuracy": pub["acc"]} if "acc" in pub else {})
+    plot_scores(methods, path, TARGETS, spreads, title="MIT-BIH inter-patient, DS2 test")
 
 
 def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
@@ -130,6 +151,12 @@ def main(argv: list[str] | None = None) -> None:
         **summarise([ensemble]), "confusion_matrix": json_safe(ensemble["confusion_matrix"])}
     text = table(summary, len(reports), ensemble_percent)
     print(text)
+    out = Path(args.out)
+    plot(summary, len(reports), ensemble_percent, out.with_suffix(".png"))
+    shown, what = (reports[0], f"seed {args.seeds[0]}") if ensemble is None else \
+        (ensemble, f"ensemble of {len(runs)} seeds")
+    plot_confusion(np.asarray(shown["confusion_matrix"]), shown["class_names"],
+                   out.with_name(out.stem + "_confusion.png"), title=f"MIT-BIH DS2, {what}")
     write_text(args.out, json.dumps({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
                                      "summary_percent": summary, "ensemble_percent": ensemble_percent,
                                      "published_percent": PUBLISHED, "table_markdown": text}, indent=2) + "\n")

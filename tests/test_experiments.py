@@ -129,6 +129,8 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     assert [r["seed"] for r in two["runs"]] == [0, 1] and "| ensemble of the 2 seeds |" in capsys.readouterr().out
     test_beats = sum(map(sum, json.loads((tmp_path / "runs" / "seed0" / "metrics.json").read_text())["test"]["confusion_matrix"]))
     assert sum(map(sum, two["ensemble_percent"]["confusion_matrix"])) == test_beats
+    for png in ("two.png", "two_confusion.png"):  # beside the JSON: scores beside the literature, the confusion matrix
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # one run twice: the ensemble is that run (reused, not retrained), figure for figure
     script.main([*common, "--seeds", "0", "0", "--out", str(tmp_path / "same.json")])
     same = json.loads((tmp_path / "same.json").read_text())

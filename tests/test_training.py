@@ -142,6 +142,15 @@ def test_cross_entropy_weights_examples_and_smooths_before_weighting():
 
 
 # --------------------------------------------------------------------------- config and loader
+def test_plot_scores_draws_gaps_spreads_and_targets(tmp_path):
+    from msresnet1d.training.plots import plot_scores
+
+    methods = {"a": {"S F1": 50.0, "V F1": 90.0, "accuracy": 93.0}, "b": {"S F1": 60.0, "V F1": 80.0}}
+    plot_scores(methods, tmp_path / "s.png", targets={"S F1": 80.0}, spreads={"a": {"S F1": 5.0}}, title="t")
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # b has no accuracy: a gap
+    assert [f.name for f in tmp_path.iterdir()] == ["s.png"]  # written to a temporary file, then renamed
+
+
 def test_unknown_config_keys_are_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown key.*lerning_rate"):
         load_config(None, {"lerning_rate": 0.1})

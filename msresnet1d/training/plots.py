@@ -1,5 +1,5 @@
-"""PNG plots: a run's learning curves, its test confusion matrix, an ECG strip with labels, and a
-comparison of config variants across cross-validation folds.
+"""PNG plots: a run's learning curves, its test confusion matrix, an ECG strip with labels, a
+comparison of config variants across cross-validation folds, and scores beside published ones.
 
 matplotlib is an optional extra (``pip install msresnet1d[plot]``); without it plots are
 skipped with one log line. Every figure is written to a temporary file and renamed.
@@ -106,6 +106,33 @@ def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] 
                bbox_to_anchor=(0.5, -0.02 - 0.05 * ((len(names) + 3) // 4)))
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_scores(methods: dict[str, dict[str, float]], path: Path, targets: dict[str, float] | None = None,
+                spreads: dict[str, dict[str, float]] | None = None, title: str = "") -> None:
+    """Grouped bars: for each score (e.g. ``"S F1"``), one bar per method in ``methods`` (name ->
+    {score: value}, in percent; a missing score leaves a gap). ``spreads`` gives error bars (name ->
+    {score: standard deviation}), ``targets`` a dashed line per score."""
+    plt = _pyplot()
+    if plt is None or not methods:
+        return
+    scores = list(dict.fromkeys(score for values in methods.values() for score in values))
+    fig, ax = plt.subplots(figsize=(4 + 1.2 * len(scores) * max(len(methods), 3) / 3, 4))
+    width = 0.8 / len(methods)
+    for i, (name, values) in enumerate(methods.items()):
+        x = [j + (i - (len(methods) - 1) / 2) * width for j, score in enumerate(scores) if score in values]
+        y = [values[score] for score in scores if score in values]
+        err = [(spreads or {}).get(name, {}).get(score, 0.0) for score in scores if score in values]
+        ax.bar(x, y, width, yerr=err if any(err) else None, capsize=3, label=name, color=f"C{i % 10}")
+    for j, score in enumerate(scores):
+        if targets and score in targets:
+            ax.hlines(targets[score], j - 0.45, j + 0.45, colors="black", linestyles="--",
+                      label="target" if j == min(k for k, s in enumerate(scores) if s in targets) else None)
+    ax.set(xticks=range(len(scores)), xticklabels=scores, ylabel="percent", ylim=(0, 100), title=title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
