@@ -24,7 +24,8 @@ class offsets on the log probabilities fitted on the fold's validation records
 (``msresnet1d.training.offsets``) and reports, beside the plain validation score, a cross-fitted
 one: offsets fitted on one stratified half of the validation records score the other half, and
 the other way round (the two halves' confusion matrices summed), so that the offsets are judged
-on records they were not fitted on. Results go to experiments/results/cinc2017_cv.json.
+on records they were not fitted on. Results go to experiments/results/cinc2017_cv.json, and the
+pooled test confusion matrix to a PNG beside it (the same name ending ``_confusion.png``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import cinc_score, confusion_matrix, per_class
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
+from msresnet1d.training.plots import plot_confusion
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cinc2017_cv.json"
@@ -196,6 +198,10 @@ def main(argv: list[str] | None = None) -> dict:
               "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "offsets": args.offsets, "runs": runs,
               "summary": summary, "table_markdown": text}
     write_text(args.out, json.dumps(report, indent=2) + "\n")
+    out = Path(args.out)
+    plot_confusion(np.asarray(summary["pooled_confusion_matrix"]), CINC_CLASSES,
+                   out.with_name(out.stem + "_confusion.png"),
+                   title=f"CinC 2017, {len(summary['folds'])} test folds pooled")
     return report
 
 

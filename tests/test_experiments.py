@@ -345,6 +345,7 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     settings = [word for item in TINY_CINC for word in ("--set", item)]
     report = cv.main(args + settings)
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert (tmp_path / "cv_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the pooled matrix beside it
 
     def metrics(run: dict) -> dict:
         return json.loads((runs / f"seed{run['seed']}" / f"fold{run['fold']}" / "metrics.json").read_text())
