@@ -156,6 +156,15 @@ def test_unknown_config_keys_are_errors(tmp_path):
         load_config(None, {"lerning_rate": 0.1})
     with pytest.raises(ValueError, match="optimizer must be one of"):
         TrainConfig(optimizer="adam")
+    # values of the wrong type or range are refused, naming the key (a string "False" is not false)
+    for values, message in (({"balanced_sampler": "False"}, "balanced_sampler must be true or false, got 'False'"),
+                            ({"epochs": "3"}, "epochs must be a whole number"), ({"lr": True}, "lr must be a number"),
+                            ({"monitor": "macro_F1"}, "monitor must be one of"), ({"weight_decay": -1}, ">= 0"),
+                            ({"monitor": "cinc_score"}, "rhythm task's score"), ({"momentum": 1.0}, "momentum")):
+        with pytest.raises(ValueError, match=message):
+            load_config(None, values)
+    cfg = TrainConfig(epochs=np.int64(3), lr=np.float32(0.5))  # numpy scalars, e.g. from a parameter grid
+    assert (type(cfg.epochs), type(cfg.lr)) == (int, float) and json.dumps(cfg.to_dict())
     assert main(["train", "--set", "data.windoww=[0,1]", "--out", str(tmp_path / "r"), "--quiet"]) == 1
 
 
@@ -385,6 +394,59 @@ def test_resume_refuses_another_config(tmp_path):
     train_or_reuse(cfg, out)
     with pytest.raises(ValueError, match="another model or config.*template_from"):
         train_or_reuse(load_config(_config(tmp_path, 1), {"data.template_from": "regular"}), out)
+
+
+def test_a_run_killed_between_its_two_checkpoints_tests_the_selected_weights(tmp_path, monkeypatch):
+    # best.pt is written before last.pt: killed in between, the resumed run trains that epoch again
+    import msresnet1d.training.engine as engine
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 2), {"select_epoch": "last"})
+    save = engine.atomic_save
+
+    def killed_at_the_last_best(state, path):
+        if path.name == "best.pt" and state["epoch"] == 1:
+            raise KeyboardInterrupt
+        save(state, path)
+
+    monkeypatch.setattr(engine, "atomic_save", killed_at_the_last_best)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", quiet=True)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 0
+    monkeypatch.setattr(engine, "atomic_save", save)
+    assert train(cfg, tmp_path / "run", resume=True, quiet=True)["best_epoch"] == 2
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 1
+
+
+def test_early_stopping_survives_resume_and_undefined_scores_select_nothing(tmp_path, monkeypatch):
+    import msresnet1d.training.engine as engine
+    from msresnet1d.training.run import train
+
+    evaluate, score = engine.Trainer.evaluate, {"value": 0.5}
+
+    def constant_validation(self, split):  # the same validation score every epoch: only the first is selected
+        report = evaluate(self, split)
+        return report | {"macro_f1": score["value"]} if split == "val" else report
+
+    def killed(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.Trainer, "evaluate", constant_validation)
+    cfg = load_config(_config(tmp_path, 4), {"early_stopping": 1})
+    monkeypatch.setattr(engine.Trainer, "test", killed)  # stopped early, then killed before the test
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", quiet=True)
+    monkeypatch.undo()
+    monkeypatch.setattr(engine.Trainer, "evaluate", constant_validation)
+    result = train(cfg, tmp_path / "run", resume=True, quiet=True)
+    assert result["epochs_run"] == 2 and result["best_epoch"] == 1  # not a third epoch after the resume
+    # a validation score undefined at every epoch selects nothing: an error, not a test of unselected weights
+    score["value"] = float("nan")
+    with pytest.raises(engine.TrainingError, match="no epoch was selected.*last.pt"):
+        train(load_config(_config(tmp_path, 1)), tmp_path / "nan", quiet=True)
+    # a finished run is reused only under the same selection rule
+    with pytest.raises(ValueError, match="select_epoch"):
+        train_or_reuse(load_config(_config(tmp_path, 4), {"early_stopping": 0, "select_epoch": "last"}), tmp_path / "run")
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,10 @@ else:  # pragma: no cover - Python 3.10
 from ..models.tta import TTA_MODES
 
 TASKS = ("beats", "rhythm", "fashion_mnist")
+MONITORS = ("macro_f1", "accuracy", "macro_auc", "cinc_score")  # validation metrics, higher is better
+# Each TrainConfig field's annotation -> the Python types its value may have, and how an error says it.
+FIELD_TYPES = {"str": (str, "a string"), "int": (numbers.Integral, "a whole number"),
+               "float": (numbers.Real, "a number"), "bool": (bool, "true or false"), "dict[str, Any]": (dict, "a table")}
 
 
 @dataclass
@@ -62,8 +67,14 @@ class TrainConfig:
     tta: str = "none"  # none | flip: validation, test and predict average p(x) and p(-x) (models.tta)
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # f.type is the annotation's text (postponed annotations)
+            value, expected = getattr(self, f.name), FIELD_TYPES[f.type]
+            if not isinstance(value, expected[0]) or (isinstance(value, bool) and f.type != "bool"):
+                raise ValueError(f"config: {f.name} must be {expected[1]}, got {value!r}")
+            if f.type in ("int", "float") and type(value) not in (int, float):  # e.g. numpy scalars from a grid
+                setattr(self, f.name, int(value) if f.type == "int" else float(value))
         choices = {"task": TASKS, "optimizer": ("adamw", "sgd"), "schedule": ("onecycle", "cosine", "constant"),
-                   "select_epoch": ("best", "last"),
+                   "select_epoch": ("best", "last"), "monitor": MONITORS,
                    "loss": ("cross_entropy", "focal"), "class_weights": ("none", "inverse", "inverse_sqrt"),
                    "init": ("kaiming", "xavier"), "tta": TTA_MODES}
         for key, allowed in choices.items():
@@ -74,6 +85,13 @@ class TrainConfig:
                 raise ValueError(f"config: {key} must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ValueError(f"config: lr must be > 0, got {self.lr}")
+        for key in ("weight_decay", "warmup_epochs", "focal_gamma", "grad_clip", "early_stopping", "threads"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"config: momentum must be in [0, 1), got {self.momentum}")
+        if self.monitor == "cinc_score" and self.task != "rhythm":
+            raise ValueError(f"config: monitor 'cinc_score' is the rhythm task's score, not the {self.task} task's")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"config: ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if not 0 <= self.label_smoothing < 1:

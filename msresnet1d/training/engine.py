@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 RESUME_KEYS = ("task", "model", "model_kwargs", "data", "epochs", "batch_size", "optimizer", "lr", "momentum",
                "weight_decay", "schedule", "warmup_epochs", "loss", "focal_gamma", "class_weights",
                "balanced_sampler", "label_smoothing", "grad_clip", "ema_decay", "seed", "init", "bf16", "channels_last",
-               "tta")
+               "tta", "monitor", "select_epoch", "early_stopping")
 
 
 class TrainingError(RuntimeError):
@@ -161,11 +161,11 @@ class Trainer:
         if not self.dist.is_main:
             return
         state = self._state(epoch)
-        atomic_save(state, self.ckpt_dir / "last.pt")
-        if is_best:
+        if is_best:  # before last.pt: a last.pt whose history selects this epoch implies its best.pt
             best = {k: state[k] for k in ("format", "epoch", "config", "class_names", "task_state")}
             best["model"] = self.evaluated.state_dict()
             atomic_save(best, self.ckpt_dir / "best.pt")
+        atomic_save(state, self.ckpt_dir / "last.pt")
         self._write_log()
 
     def _write_log(self) -> None:
@@ -212,8 +212,12 @@ class Trainer:
         return classification_report(y_true, probabilities, self.task.class_names, self.task.scored)
 
     def fit(self) -> History:
-        """Train from ``start_epoch`` to ``cfg.epochs``, with validation, checkpoints and early stopping."""
+        """Train from ``start_epoch`` to ``cfg.epochs``, with validation, checkpoints and early stopping.
+        An epoch whose validation score is undefined (NaN, e.g. a class absent from the validation
+        records under ``macro_auc``) is never selected."""
         for epoch in range(self.start_epoch, self.cfg.epochs):
+            if self.cfg.early_stopping and self.history.stale_epochs >= self.cfg.early_stopping:
+                break  # a resumed run that had already stopped early
             row: dict[str, float] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if self.task.has_validation:
                 val = self.evaluate("val")
@@ -223,6 +227,9 @@ class Trainer:
                 score = val[self.cfg.monitor]
             else:
                 score = -row["train_loss"]
+            if math.isnan(score) and self.cfg.select_epoch == "best":
+                log.warning("epoch %d: validation %s is undefined (NaN); this epoch cannot be selected",
+                            epoch + 1, self.cfg.monitor)
             is_best = self.cfg.select_epoch == "last" or score > self.history.best_score
             if is_best:
                 self.history.best_epoch, self.history.best_score, self.history.stale_epochs = epoch, score, 0
@@ -244,6 +251,11 @@ class Trainer:
         """Load the best validation epoch's weights into :attr:`evaluated` (every rank reads rank
         0's file)."""
         self.dist.barrier()
+        if self.history.best_epoch < 0:
+            raise TrainingError(f"no epoch was selected: validation {self.cfg.monitor} was undefined (NaN) at every "
+                                f"epoch (e.g. a class absent from the validation records); the final weights are in "
+                                f"{self.ckpt_dir / 'last.pt'}. Choose another monitor or validation records, or "
+                                "select_epoch = \"last\"")
         path = self.ckpt_dir / "best.pt"
         if path.exists():
             self.evaluated.load_state_dict(load_checkpoint(path)["model"])
@@ -253,15 +265,16 @@ class Trainer:
         self.load_best()
         report = self.evaluate("test")
         result = {"test": report, "best_epoch": self.history.best_epoch + 1, "select_epoch": self.cfg.select_epoch,
-                  "monitor": self.cfg.monitor, "best_val_score": self.history.best_score,
+                  "monitor": self.cfg.monitor if self.task.has_validation else "-train_loss (no validation split)", "best_val_score": self.history.best_score,
                   "epochs_run": len(self.history.rows), "splits": self.task.splits}
         if self.dist.is_main:
             write_text(self.run_dir / "metrics.json", json.dumps(json_safe(result), indent=2) + "\n")
         return result
 
     def summary_table(self, result: dict) -> str:
-        how = (f"best epoch {result['best_epoch']} by validation {self.cfg.monitor}" if self.cfg.select_epoch == "best"
-               else f"last epoch, {result['best_epoch']}")
+        how = (f"last epoch, {result['best_epoch']}" if self.cfg.select_epoch == "last"
+               else f"best epoch {result['best_epoch']} by validation {self.cfg.monitor}" if self.task.has_validation
+               else f"best epoch {result['best_epoch']} by training loss (no validation split)")
         return format_report(result["test"], f"{self.task.test_title} ({how}):")
 
 
