@@ -53,6 +53,9 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple
     """(positions in samples, class probabilities (n, K), record fs in Hz) for every beat."""
     cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
     data = resolve_data(cfg).data
+    if data.get("representation", "signal") != "signal":
+        raise ValueError(f"the checkpoint's model reads data.representation = {data['representation']!r}; predict "
+                         "runs models of the signal itself (representation 'signal') only")
     beat_cfg = beat_config(data)
     record = read_record(record_path, leads=beat_cfg.leads)
     positions = beat_positions(record_path, record.signal, record.fs, annotator)
@@ -146,6 +149,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def annotation_extension(value: str) -> str:
+    """``--extension``: WFDB annotation file extensions are letters only."""
+    if not value.isalpha():
+        raise argparse.ArgumentTypeError(f"{value!r}: a WFDB annotation extension is letters only, e.g. pred")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="label a WFDB record: per-beat or per-window labels, CSV + WFDB annotations")
     p.add_argument("checkpoint", help="a checkpoint file written by msresnet1d train (best.pt or last.pt)")
@@ -153,5 +163,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotator", default="atr", help="annotation file with the beat positions (beat models)")
     p.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
     p.add_argument("--out-dir", help="where to write (default: next to the record)")
-    p.add_argument("--extension", default="pred", help="annotation file extension (default pred)")
+    p.add_argument("--extension", default="pred", type=annotation_extension,
+                   help="annotation file extension, letters only (default pred)")
     p.set_defaults(func=cmd_predict)

@@ -530,6 +530,14 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
         assert not np.allclose(plain, probabilities["negated"], atol=1e-2)
     not_ecg = _cli("predict", str(out / "checkpoints" / "best.pt"), str(tmp_path / "nope"))
     assert not_ecg.returncode == 1 and "nope" in not_ecg.stderr
+    digit = _cli("predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir",
+                 str(tmp_path / "digit"), "--extension", "pred2")
+    assert digit.returncode == 2 and "letters only" in digit.stderr and not (tmp_path / "digit").exists()
+    if not template:  # a model of spectrograms is refused up front, naming the option
+        spec = {**best, "config": {**best["config"], "data": {**best["config"]["data"], "representation": "spectrogram"}}}
+        torch.save(spec, tmp_path / "spec.pt")
+        refused = _cli("predict", str(tmp_path / "spec.pt"), str(SAMPLE / "100"), "--out-dir", str(tmp_path / "s"))
+        assert refused.returncode == 1 and "data.representation = 'spectrogram'" in refused.stderr
 
 
 def test_main_job_defaults_build_on_the_embedded_sample():
