@@ -418,6 +418,34 @@ def test_a_run_killed_between_its_two_checkpoints_tests_the_selected_weights(tmp
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 1
 
 
+def test_resume_refuses_another_database_than_the_run_found(tmp_path, monkeypatch):
+    # no data_dir in the config: the database is found (here the embedded sample) and pinned in the checkpoint
+    import msresnet1d.training.engine as engine
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 2))
+    del cfg.data["data_dir"]
+    monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "nothing"))
+    save = engine.atomic_save
+
+    def killed_after_epoch_1(state, path):
+        if state["epoch"] == 1:
+            raise KeyboardInterrupt
+        save(state, path)
+
+    monkeypatch.setattr(engine, "atomic_save", killed_after_epoch_1)
+    with pytest.warns(UserWarning, match="sample"), pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", quiet=True)
+    assert Path(load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["database"]) == SAMPLE
+    other = tmp_path / "other" / "mitdb"  # the same records in another folder: another database to the run
+    other.mkdir(parents=True)
+    for f in SAMPLE.iterdir():
+        (other / f.name).symlink_to(f)
+    monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="trained on the database in .*mitdb-sample, the resume would read .*other"):
+        train(cfg, tmp_path / "run", resume=True, quiet=True)
+
+
 def test_early_stopping_survives_resume_and_undefined_scores_select_nothing(tmp_path, monkeypatch):
     import msresnet1d.training.engine as engine
     from msresnet1d.training.run import train

@@ -135,6 +135,7 @@ class Trainer:
                         "best_score": self.history.best_score, "stale_epochs": self.history.stale_epochs},
             "class_names": list(self.task.class_names),
             "task_state": self.task.state,
+            "database": self.task.splits.get("database"),  # the folder found, so a resume cannot switch it
         }
 
     def resume(self) -> None:
@@ -146,6 +147,10 @@ class Trainer:
         ckpt = load_checkpoint(path)
         saved = resolve_data(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"))
         check_compatible({"config": saved.to_dict()}, resolve_data(self.cfg).to_dict(), path, RESUME_KEYS)
+        before, now = ckpt.get("database"), self.task.splits.get("database")
+        if before is not None and now is not None and Path(before).resolve() != Path(now).resolve():
+            raise ValueError(f"{path}: the run trained on the database in {before}, the resume would read {now}; "
+                             "give data.data_dir (or MSRESNET1D_DATA) as the run had it")
         self.model.load_state_dict(ckpt["model"])
         if self.ema is not None:
             self.ema.load_state_dict(ckpt["ema"])
