@@ -1,11 +1,15 @@
 """Beat dataset: de Chazal's published class counts on the real MIT-BIH, windows, RR features,
 splits and the torch Dataset."""
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 import torch
 import wfdb
 
+from msresnet1d.data import beats as beats_module
 from msresnet1d.data import locate
 from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI, aami_labels
 from msresnet1d.data.beats import (BeatConfig, BeatDataset, beat_windows, load_beats, load_inter_patient, median_beat,
@@ -172,6 +176,8 @@ def test_rr_column_selection():
         rr_columns(["rr_prev", "rr_max"])
     with pytest.raises(ValueError, match=r"repeated"):
         rr_columns(["rr_prev", "rr_prev"])
+    with pytest.raises(ValueError, match=re.escape("a list of names, got the string 'rr_prev' (for one feature write")):
+        rr_columns("rr_prev")
 
 
 def test_premature_beats_have_short_preceding_rr(inter_patient):
@@ -186,6 +192,36 @@ def test_atrial_fibrillation_is_irregular(inter_patient):
     irregularity = ds1.rr[:, RR_FEATURES.index("rr_irregularity")]
     median = {r: float(np.median(irregularity[ds1.record == r])) for r in ("101", "115", "201", "203")}
     assert max(median["101"], median["115"]) * 3 < min(median["201"], median["203"]), median
+
+
+def test_beat_config_rejects_windows_under_one_sample_and_canonicalises_band():
+    with pytest.raises(ValueError, match=re.escape("window=(-0.001, 0.001) s is shorter than one sample at fs=180 Hz")):
+        BeatConfig(window=(-0.001, 0.001), fs=180)
+    assert BeatConfig(window=(-0.001, 0.002), fs=360).length == 1
+    config = BeatConfig(band=(0.5, 40))
+    assert config == BeatConfig(band=[0.5, 40.0]) and config.band == (0.5, 40.0) and type(config.band[1]) is float
+    assert dataclasses.asdict(config) == dataclasses.asdict(BeatConfig(band=(0.5, 40.0)))  # the cache key's fields
+    assert BeatConfig(band=(None, 40)).band == (None, 40.0) and BeatConfig(band=None).band is None
+
+
+def _requested_records(monkeypatch, db_dir) -> list[str]:
+    """The records ``load_beats(db_dir=db_dir)`` asks for, without reading them."""
+    def build(db_dir, names, config, workers):
+        raise LookupError(names)
+
+    monkeypatch.setattr(beats_module, "_build", build)
+    with pytest.raises(LookupError) as caught:
+        load_beats(db_dir=db_dir, cache=False)
+    return caught.value.args[0]
+
+
+def test_default_records_are_the_non_paced_ones(monkeypatch, tmp_path):
+    (tmp_path / "RECORDS").write_text("100\n102\n104\n107\n201\n217\n")
+    assert _requested_records(monkeypatch, tmp_path) == ["100", "201"]
+
+
+def test_default_records_of_mitdb_are_ds1_and_ds2(monkeypatch, mitdb_dir):
+    assert _requested_records(monkeypatch, mitdb_dir) == sorted(DS1 + DS2)
 
 
 def test_inter_patient_split_and_by_record_helpers():

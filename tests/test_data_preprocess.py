@@ -95,6 +95,15 @@ def test_normalize_only_centres_a_flat_channel_with_a_warning():
     np.testing.assert_array_equal(z[0], 0.0)
 
 
+@pytest.mark.parametrize("normalization", ["zscore", "robust"])
+def test_preprocess_centres_a_channel_without_valid_samples(normalization):
+    # A constant channel is one flat run: no sample is valid, so it is centred on all of them.
+    x = np.vstack([np.full(3600, 2.5), np.sin(np.arange(3600) / 20)])
+    with pytest.warns(RuntimeWarning, match="1 channel.*only centred"):
+        out = preprocess_signal(x, 360.0, band=None, normalization=normalization)
+    np.testing.assert_array_equal(out[0], 0.0)
+
+
 def test_fill_nan_interpolates_inside_and_extends_at_the_ends():
     x = np.arange(10.0)[None].repeat(2, axis=0)
     x[0, [0, 1, 4, 5, 9]] = np.nan

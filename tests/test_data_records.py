@@ -198,6 +198,13 @@ def test_empty_database_folder(tmp_path):
         list_records(tmp_path / "nowhere")
 
 
+def test_missing_database_folder_names_the_folder_and_the_record(tmp_path):
+    message = re.escape(f"record 'nowhere/100': database folder {tmp_path / 'nowhere'} does not exist")
+    for cache in (True, False):
+        with pytest.raises(DataError, match=message):
+            load_beats(["100"], db_dir=tmp_path / "nowhere", cache=cache, cache_dir=tmp_path / "cache")
+
+
 def test_errors_from_worker_processes_reach_the_caller(tmp_path):
     folder = copy_records(tmp_path / "x", "100", "101")
     (folder / "101.dat").unlink()

@@ -18,6 +18,7 @@ from msresnet1d.data.rhythm import (
     RhythmConfig,
     RhythmDataset,
     aggregate_windows,
+    fit_length,
     load_rhythm,
     predict_records,
     read_reference,
@@ -92,6 +93,29 @@ def test_random_crops_have_fixed_length_and_pad_short_records(synthetic):
         assert (signal != 0).sum().item() == min(800, synthetic.lengths[i])  # whole short record, zeros around
     offsets = {int(np.flatnonzero(dataset[0][0][0].numpy())[0]) for _ in range(30)}
     assert len(offsets) > 1  # the padding position is random
+
+
+def test_fit_length_checks_the_offset():
+    signal = np.arange(10)[None]
+    np.testing.assert_array_equal(fit_length(signal, 4, 6), [[6, 7, 8, 9]])
+    np.testing.assert_array_equal(fit_length(signal[:, :3], 5, 2), [[0, 0, 0, 1, 2]])
+    message = "offset={} must be in [0, |T - length|] = [0, {}] for length={} and a signal of T={} samples"
+    with pytest.raises(ValueError, match=re.escape(message.format(8, 6, 4, 10))):
+        fit_length(signal, 4, 8)
+    with pytest.raises(ValueError, match=re.escape(message.format(3, 2, 5, 3))):
+        fit_length(signal[:, :3], 5, 3)
+    with pytest.raises(ValueError, match=re.escape(message.format(-1, 6, 4, 10))):
+        fit_length(signal, 4, -1)
+
+
+def test_select_takes_a_boolean_mask_or_indices(synthetic):
+    by_mask = synthetic.select(np.array([True, False, True]))
+    by_index = synthetic.select(np.array([0, 2]))
+    for selected in (by_mask, by_index):
+        assert list(selected.record) == ["a", "c"] and list(selected.lengths) == [500, 300]
+        np.testing.assert_array_equal(selected.signal(1), 3.0)
+    with pytest.raises(ValueError, match=re.escape("a mask of shape (2,) for 3 records")):
+        synthetic.select(np.array([True, False]))
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])

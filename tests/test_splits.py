@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from sklearn.model_selection import StratifiedGroupKFold
 
-from msresnet1d.data import balanced_holdout, record_kfold
+from msresnet1d.data import DS1, DS2, SAME_PATIENT, balanced_holdout, record_kfold, split_by_record
 
 
 def test_balanced_holdout_keeps_rare_classes_in_training():
@@ -39,3 +40,40 @@ def test_record_kfold_splits_whole_records_and_spreads_each_class():
     assert record_kfold(labels, 5, seed=0) == record_kfold(dict(reversed(labels.items())), 5, seed=0)
     with pytest.raises(ValueError, match=r"n_splits must be in \[2, 20\].*got 21"):
         record_kfold(labels, 21)
+
+
+def test_records_of_one_patient_stay_on_one_side():
+    # MIT-BIH 201 and 202 are the same patient: a split of all records must not separate them.
+    names = sorted(DS1 + DS2)
+    rng = np.random.default_rng(0)
+    labels = {n: rng.integers(0, 3, 50) for n in names}
+    for seed in range(40):
+        train, test = split_by_record(names, 0.25, seed=seed)
+        assert len(test) == 11 and sorted(train + test) == names
+        assert ("201" in test) == ("202" in test), seed
+        train, val = balanced_holdout(labels, 4, seed=seed)
+        assert len(val) == 4 and ("201" in val) == ("202" in val), seed
+    for seed in range(10):
+        folds = record_kfold(labels, 5, seed=seed)
+        assert sorted(sum(folds, [])) == names
+        assert any({"201", "202"} <= set(fold) for fold in folds), seed
+    with pytest.raises(ValueError, match=r"no 1 test records of whole patients"):
+        split_by_record(["201", "202"], 1)
+    with pytest.raises(ValueError, match=r"n_splits must be in \[2, 2\] \(the number of patients\), got 3"):
+        record_kfold({n: labels[n] for n in ("100", "201", "202")}, 3)
+
+
+def test_splits_without_both_records_of_a_patient_are_those_of_the_records_alone():
+    # DS1 holds 201 only and DS2 202 only: their splits are the plain ones by record.
+    assert SAME_PATIENT == {"202": "201"} and "201" in DS1 and "202" in DS2
+    for records in (DS1, DS2):
+        names = sorted(records)
+        for seed in range(5):
+            order = np.random.default_rng(seed).permutation(len(names))
+            test = sorted(names[i] for i in order[:5])
+            assert split_by_record(records, 5, seed=seed) == ([n for n in names if n not in test], test)
+        labels = {n: np.arange(len(n) + int(n) % 7) % 3 for n in names}
+        y = np.concatenate([labels[n] for n in names])
+        groups = np.repeat(np.arange(len(names)), [len(labels[n]) for n in names])
+        plain = StratifiedGroupKFold(5, shuffle=True, random_state=0).split(y, y, groups)
+        assert record_kfold(labels, 5, seed=0) == [sorted(names[g] for g in np.unique(groups[t])) for _, t in plain]

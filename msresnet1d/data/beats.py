@@ -36,7 +36,7 @@ from .parallel import process_map
 from .preprocess import Normalization, preprocess_signal
 from .records import read_annotations, read_record, record_files, record_label
 from .rr import RR_FEATURES, rr_features
-from .splits import DS1, DS2
+from .splits import DS1, DS2, PACED_RECORDS
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,14 @@ class BeatConfig:
         object.__setattr__(self, "leads", tuple(self.leads))
         object.__setattr__(self, "fs", float(self.fs))
         object.__setattr__(self, "window", (float(self.window[0]), float(self.window[1])))
+        if self.band is not None:
+            object.__setattr__(self, "band", tuple(None if f is None else float(f) for f in self.band))
         if not self.window[0] < self.window[1]:
             raise ValueError(f"BeatConfig: window={self.window} s must have start < stop")
         if self.fs <= 0:
             raise ValueError(f"BeatConfig: fs={self.fs} Hz must be positive")
+        if self.length < 1:
+            raise ValueError(f"BeatConfig: window={self.window} s is shorter than one sample at fs={self.fs:g} Hz")
         if not self.leads:
             raise ValueError("BeatConfig: leads must name at least one lead")
         if self.template_from not in ("all", "regular"):
@@ -254,10 +258,13 @@ def load_beats(
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
 ) -> BeatArrays:
-    """Beats of ``records`` (default: every record of the database) as one :class:`BeatArrays`.
+    """Beats of ``records`` as one :class:`BeatArrays`.
 
     Args:
-        records: record names, e.g. :data:`~msresnet1d.data.splits.DS1`.
+        records: record names, e.g. :data:`~msresnet1d.data.splits.DS1`; ``None``: the database's
+            records (:func:`~msresnet1d.data.locate.list_records`, in its order) except MIT-BIH's
+            paced ones (:data:`~msresnet1d.data.splits.PACED_RECORDS`; 102 and 104 have no MLII),
+            i.e. on MIT-BIH the 44 inter-patient records, DS1 + DS2.
         db_dir: database folder; default ``find_database("mitdb")`` (which may fall back to the
             embedded sample, with a warning).
         config: windows and preprocessing.
@@ -271,7 +278,7 @@ def load_beats(
         DataError: a record is missing, malformed, lacks a lead, or is shorter than a window.
     """
     db_dir = Path(db_dir) if db_dir is not None else find_database("mitdb")
-    names = list(records) if records is not None else list_records(db_dir)
+    names = list(records) if records is not None else [n for n in list_records(db_dir) if n not in PACED_RECORDS]
     if not names:
         raise DataError(f"database {db_dir}: no records requested")
     build = functools.partial(_build, db_dir, names, config, workers)

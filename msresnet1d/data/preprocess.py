@@ -13,7 +13,8 @@ Invalid samples, explicitly:
 * **Flat runs** (the value does not change for at least ``flat_seconds``, e.g. a lead off) stay
   in the signal (they are not removed or filled).
 * Both are left out of the normalisation statistics, so they neither shrink nor shift the scale
-  of the valid part. A channel without any valid sample is only centred, with a warning.
+  of the valid part. A channel without any valid sample (e.g. flat throughout) is only centred,
+  on the statistic of all its samples, with a warning.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ def normalize(x: np.ndarray, method: Normalization = "zscore", exclude: np.ndarr
             (NaN-filled or flat samples). They are still normalised.
 
     A channel whose statistics are undefined (no included sample, or zero spread) is only
-    centred (scale 1), with a warning.
+    centred (scale 1), with a warning; without any included sample, on the mean (zscore) or
+    median (robust) of all its samples.
     """
     x = np.asarray(x, dtype=np.float64)
     if method not in ("zscore", "robust"):
@@ -165,8 +167,10 @@ def normalize(x: np.ndarray, method: Normalization = "zscore", exclude: np.ndarr
         if method == "zscore":
             mean, std = (np.nanmean, np.nanstd) if masked else (np.mean, np.std)
             centre, scale = mean(values, axis=-1, keepdims=True), std(values, axis=-1, keepdims=True)
+            plain_centre = np.mean
         else:
             percentile = np.nanpercentile if masked else np.percentile
+            plain_centre = np.median
             q25, centre, q75 = percentile(values, [25, 50, 75], axis=-1, keepdims=True)
             scale = (q75 - q25) / _IQR_OF_NORMAL
     undefined = ~(scale > 0)  # also catches NaN
@@ -176,7 +180,7 @@ def normalize(x: np.ndarray, method: Normalization = "zscore", exclude: np.ndarr
             RuntimeWarning,
             stacklevel=2,
         )
-        centre = np.where(np.isnan(centre), 0.0, centre)
+        centre = np.where(np.isnan(centre), plain_centre(x, axis=-1, keepdims=True), centre)
         scale = np.where(undefined, 1.0, scale)
     return (x - centre) / scale
 

@@ -74,11 +74,18 @@ def _fail(path: Path, problem: str) -> DataError:
     return DataError(f"record '{record_label(path)}': {problem}")
 
 
+def _check_folder(path: Path) -> None:
+    """Raise a :class:`DataError` naming record ``path`` if its folder does not exist."""
+    if not path.parent.is_dir():
+        raise _fail(path, f"database folder {path.parent} does not exist")
+
+
 def _checked_header_file(path: Path) -> Path:
     """``<path>.hea``, checked to exist and to have a sane record line (wfdb silently takes
     250 Hz for an unreadable sampling rate, so this is checked here)."""
     header_file = path.with_name(path.name + ".hea")
     if not header_file.is_file():
+        _check_folder(path)
         raise _fail(path, f"file {header_file.name} is missing")
     lines = [ln.split() for ln in header_file.read_text(errors="replace").splitlines()]
     fields = next((ln for ln in lines if ln and not ln[0].startswith("#")), None)
@@ -228,13 +235,18 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
 
 def record_files(db_dir: str | os.PathLike[str], names: Iterable[str]) -> dict[str, list[Path]]:
     """The files of each record (``<name>.*``: header, signals, annotations), listing each
-    folder once. Used to fingerprint records for the cache."""
+    folder once. Used to fingerprint records for the cache.
+
+    Raises:
+        DataError: a record's folder does not exist.
+    """
     db_dir = Path(db_dir)
     by_folder: dict[Path, dict[str, list[Path]]] = {}
     files = {}
     for name in names:
         folder = (db_dir / name).parent
         if folder not in by_folder:
+            _check_folder(db_dir / name)
             stems: dict[str, list[Path]] = {}
             with os.scandir(folder) as entries:
                 for entry in entries:

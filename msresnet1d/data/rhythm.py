@@ -98,8 +98,12 @@ class RhythmArrays:
         return dict(zip(CINC_CLASSES, map(int, counts), strict=True))
 
     def select(self, index: np.ndarray) -> RhythmArrays:
-        """The records at integer ``index`` (e.g. one fold), repacked."""
+        """The records at ``index`` (a boolean mask or integer indices, e.g. one fold), repacked."""
         index = np.asarray(index)
+        if index.dtype == bool:
+            if index.shape != self.y.shape:
+                raise ValueError(f"RhythmArrays.select: a mask of shape {index.shape} for {len(self)} records")
+            index = np.flatnonzero(index)
         pieces = [self.signal(i) for i in index]
         offsets = np.concatenate(([0], np.cumsum([p.shape[1] for p in pieces]))).astype(np.int64)
         data = np.concatenate(pieces, axis=1) if pieces else self.data[:, :0]
@@ -207,8 +211,12 @@ def load_rhythm(
 
 def fit_length(signal: np.ndarray, length: int, offset: int = 0) -> np.ndarray:
     """(C, length) from a (C, T) signal: ``signal[:, offset:offset + length]`` when T >= length,
-    else the whole signal placed at ``offset`` in zeros (zero = the mean after z-scoring)."""
+    else the whole signal placed at ``offset`` in zeros (zero = the mean after z-scoring).
+    Lengths and ``offset`` are in samples; ``0 <= offset <= |T - length|``, else ``ValueError``."""
     channels, total = signal.shape
+    if not 0 <= offset <= abs(total - length):
+        raise ValueError(f"fit_length: offset={offset} must be in [0, |T - length|] = [0, {abs(total - length)}] "
+                         f"for length={length} and a signal of T={total} samples")
     if total >= length:
         return signal[:, offset : offset + length]
     out = np.zeros((channels, length), dtype=signal.dtype)

@@ -54,8 +54,11 @@ def rr_columns(selection: bool | Sequence[str], features: Sequence[str] = RR_FEA
     (:data:`RR_DEFAULT`, the first eight), ``False`` none, or names.
 
     Raises:
-        ValueError: an unknown or repeated name.
+        ValueError: an unknown or repeated name, or a bare string instead of a list of names.
     """
+    if isinstance(selection, str):
+        raise ValueError(f"RR features must be true, false or a list of names, got the string {selection!r} "
+                         f"(for one feature write [{selection!r}])")
     if isinstance(selection, bool):
         selection = default if selection else []
     names = list(selection)
