@@ -12,7 +12,7 @@ ONNX uses torch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=Fa
 keeps both axes dynamic for every model here, needs no onnxscript, and exports in about a
 second (the dynamo-based one took 8-16 s for ``msresnet1d_small`` and ``_late`` on 2 shared
 cores). Both give the same outputs for these models since the 1D max-pool became export-friendly
-(``models.layers.MaxPool1d``); before, ``torch.export`` specialised the length of the pooling
+(``models.layers.Pool1d``); before, ``torch.export`` specialised the length of the pooling
 models and ``torch.onnx`` silently fixed their input length to the example's. torch marks the
 TorchScript-based exporter deprecated: its DeprecationWarning, and the TracerWarnings of the
 model's Python input checks (which an ONNX graph cannot keep), are silenced during export;

@@ -226,24 +226,42 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
         With ``warm_start=True`` and a fitted network, train it ``epochs`` more epochs (with a
         new optimizer and schedule) on X and y, which must match the fitted layout and targets.
 
+        A fit that raises (bad parameters, X or y, a diverging loss, an interrupt) leaves the
+        estimator unfitted: the fitted attributes (``model_``, ``history_``, ``classes_``,
+        ``n_timepoints_``, ...) are removed, also those of an earlier fit. Only a warm start
+        rejected before training (e.g. X or y not matching the fitted network) keeps them.
+
         Returns:
             self
         """
-        cfg = self._train_config()
-        self._check_params()
         reset = not (self.warm_start and hasattr(self, "model_"))
-        X, y = check_X_y(X, y, allow_nd=True, dtype=np.float32, estimator=self, **self._target_checks)
-        signals = _check_layout(self, X, reset)
-        targets, n_outputs = self._encode_targets(y, reset)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) if reset else self._seed
-        train, val = self._split(targets, seed)
-        with _torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
-            model = self._build_model(n_outputs, seed) if reset else self.model_
-            signals = self._fit_length(signals, model)
-            if reset:  # only now: a failed first fit leaves the estimator unfitted
-                self._seed, self.model_, self.history_ = seed, model, []
-            self._train(signals, targets, train, val, cfg)
+        changed = reset  # a new fit replaces the fitted attributes from the start, a warm start from training on
+        try:
+            cfg = self._train_config()
+            self._check_params()
+            X, y = check_X_y(X, y, allow_nd=True, dtype=np.float32, estimator=self, **self._target_checks)
+            signals = _check_layout(self, X, reset)
+            targets, n_outputs = self._encode_targets(y, reset)
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) if reset else self._seed
+            train, val = self._split(targets, seed)
+            with _torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
+                model = self._build_model(n_outputs, seed) if reset else self.model_
+                signals = self._fit_length(signals, model)
+                if reset:
+                    self._seed, self.model_, self.history_ = seed, model, []
+                changed = True
+                self._train(signals, targets, train, val, cfg)
+        except BaseException:
+            if changed:
+                self._forget_fit()
+            raise
         return self
+
+    def _forget_fit(self) -> None:
+        """Remove what fit learned: the attributes ending in "_" and the private ``_seed`` and
+        ``_single_output``."""
+        for name in [name for name in vars(self) if name.endswith("_") or name in ("_seed", "_single_output")]:
+            delattr(self, name)
 
     def _split(self, targets: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Indices of the training samples and, with ``validation_fraction``, of the held-out ones

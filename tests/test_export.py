@@ -140,3 +140,18 @@ def test_export_rejects_bad_requests(tmp_path):
     with pytest.raises(ValueError, match=rf"example_length=4 samples.*minimum {model.min_input_size}"):
         export_torchscript(model, tmp_path / "m.pt", method="trace", example_length=4)
     assert not list(tmp_path.iterdir())
+
+
+def test_exporting_and_running_a_tta_wrapper_leaves_an_eval_model_as_it_was(tmp_path):
+    from msresnet1d.inference import classify_windows
+    from msresnet1d.models.tta import with_tta
+
+    model = create_model("msresnet1d_beat", in_channels=2).eval()
+    x = torch.randn(3, 2, 360)
+    expected = model(x)
+    wrapped = with_tta(model, "flip")
+    scripted = torch.jit.load(str(export_torchscript(wrapped, tmp_path / "tta.pt")))  # method="script"
+    export_onnx(wrapped, tmp_path / "tta.onnx")
+    classify_windows(wrapped, np.zeros((2, 1000), np.float32), 360, 180)
+    assert not model.training and torch.equal(model(x), expected)
+    torch.testing.assert_close(scripted(x), wrapped(x), atol=1e-5, rtol=0)

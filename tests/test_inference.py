@@ -386,3 +386,19 @@ def test_window_models_with_extra_features_get_them_from_the_window_starts():
         classify_windows(model, signal, window, hop, extra=lambda s: extra(s)[:, :1])
     with pytest.raises(ValueError, match="extra features are not all finite"):
         classify_windows(model, signal, window, hop, extra=lambda s: extra(s) * np.nan)
+
+
+def test_classify_beats_checks_the_beats_before_cutting_the_template():
+    model, signal = tiny_model(), np.zeros((1, 4000), np.float32)  # template models read 2C = 2 channels
+    for template_from in ("all", "regular"):
+        with pytest.raises(ValueError, match=r"beat at sample 4000 lies beyond the recording's end \(4000 samples\)"):
+            classify_beats(model, signal, np.array([100, 4000]), BEAT_WINDOW, fs=FS, template=True,
+                           template_from=template_from)
+    with pytest.raises(ValueError, match="position 300 repeats or goes back"):
+        classify_beats(model, signal, np.array([100, 400, 300]), BEAT_WINDOW, template=True)
+    with pytest.raises(ValueError, match="integer sample positions"):
+        classify_beats(model, signal, np.array([[100, 400]]), BEAT_WINDOW, template=True)
+    stream = BeatStream(model, BEAT_WINDOW)
+    stream.feed(np.zeros((2, 1000), np.float32), np.array([500, 1000]))
+    with pytest.raises(ValueError, match=r"beat at sample 1000 lies beyond the recording's end \(1000 samples\)"):
+        stream.finish()

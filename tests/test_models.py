@@ -425,3 +425,63 @@ def test_sign_flip_average_is_the_mean_probability_of_both_polarities():
         with_tta(model, "mirror")
     with pytest.raises(ValueError, match=r"config: tta must be one of \('none', 'flip'\), got 'mirror'"):
         TrainConfig(tta="mirror")
+
+
+def test_sign_flip_average_follows_the_models_mode_and_scripts():
+    from msresnet1d.models.tta import with_tta
+
+    model = create_model("msresnet1d_beat", extra_features=3).eval()
+    x, rr = torch.randn(2, 1, 200), torch.randn(2, 3)
+    expected = model(x, rr)
+    wrapped = with_tta(model, "flip")
+    assert not wrapped.training and with_tta(create_model("msresnet1d_beat"), "flip").training
+    summary(wrapped, (1, 1, 200), print_fn=lambda line: None)  # restores the wrapper's mode, recursively
+    assert not model.training and torch.equal(model(x, rr), expected)
+    torch.testing.assert_close(torch.jit.script(wrapped)(x, rr), wrapped(x, rr))
+
+
+def test_xavier_reinitialisation_keeps_zero_init_residual():
+    from msresnet1d.models.blocks import ResidualBlock, init_weights
+
+    def last_norms(model: nn.Module) -> list[torch.Tensor]:
+        return [m.last_norm().weight for m in model.modules() if isinstance(m, ResidualBlock)]
+
+    for model in (MSResNet1d(zero_init_residual=True), create_model("resnet1d_beat", zero_init_residual=True)):
+        init_weights(model, scheme="xavier")
+        assert last_norms(model) and all(torch.count_nonzero(w) == 0 for w in last_norms(model))
+        init_weights(model, zero_init_residual=False, scheme="xavier")  # an explicit choice wins
+        assert all(torch.count_nonzero(w) > 0 for w in last_norms(model))
+    plain = MSResNet1d(zero_init_residual=False)
+    init_weights(plain, scheme="xavier")
+    assert all(torch.count_nonzero(w) > 0 for w in last_norms(plain))
+
+
+def test_keyword_arguments_override_every_preset_setting():
+    beat = create_model("resnet1d_beat", widths=(8, 16, 32))
+    assert beat.num_features == 32
+    d2l = create_model("resnet18_d2l", dims=1, bias=False, shortcut="conv_bn")
+    assert d2l.dims == 1 and d2l.stem[0].bias is None
+    assert isinstance(d2l.stages[1][0].shortcut[1], nn.BatchNorm1d)
+
+
+def test_reset_classifier_keeps_the_models_dtype_and_device():
+    model = create_model("msresnet1d_beat").double().eval()
+    model.reset_classifier(3)
+    assert model(torch.randn(2, 1, 200, dtype=torch.float64)).dtype == torch.float64
+    meta = create_model("msresnet1d_beat").to("meta")
+    meta.reset_classifier(3)
+    assert meta.fc.weight.is_meta
+    with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
+        model.reset_classifier(0)
+
+
+def test_regression_head_needs_an_output():
+    with pytest.raises(ValueError, match="the head needs at least 1 output, got 0"):
+        MSResNet1d(out_features=0)
+
+
+@pytest.mark.parametrize("device, dtype", [("cpu", torch.float64), ("meta", torch.float32)])
+def test_summary_feeds_inputs_in_the_models_dtype_and_on_its_device(device, dtype):
+    model = create_model("msresnet1d_beat", extra_features=2, extra_hidden=4).to(device, dtype)
+    rows = summary(model, (1, 1, 200), print_fn=lambda line: None)
+    assert rows[-1][:2] == ("fc", (1, 5))

@@ -21,6 +21,7 @@ from msresnet1d.data.aami import AAMI_CLASSES
 from msresnet1d.data.beats import BeatConfig, load_beats
 from msresnet1d.data.preprocess import preprocess_signal
 from msresnet1d.sklearn import MSResNet1dClassifier, MSResNet1dRegressor, SignalPreprocessor
+from msresnet1d.training.engine import TrainingError
 
 # A two-stage, two-branch MSResNet1d (kernels 3 and 5): min_input_size 5, fast on a few hundred samples.
 TINY = dict(model_kwargs=dict(kernels=(3, 5), widths=(8, 16), layers=(1, 1), stem_channels=8), batch_size=64,
@@ -205,6 +206,7 @@ def test_warm_start_continues_training_the_fitted_network():
         clf.fit(X[:4], np.array(["fast", "slow", "new", "fast"]))
     with pytest.raises(ValueError, match=re.escape("X has 3 channel(s), but MSResNet1dClassifier was fitted on 2")):
         clf.fit(np.concatenate([X, X[:, :1]], axis=1), y)
+    assert clf.model_ is network and len(clf.history_) == 6  # rejected before training: still fitted
     fresh = MSResNet1dClassifier(**TINY, epochs=3, lr=1e-2, random_state=0).fit(X, y)
     clf.set_params(warm_start=False).fit(X, y)
     assert len(clf.history_) == 3
@@ -258,6 +260,32 @@ def test_a_failed_first_fit_leaves_the_estimator_unfitted():
         clf.fit(X_OK[:, :, :4], Y_OK)  # fails once the network (min_input_size 5) is built
     with pytest.raises(NotFittedError):
         clf.predict(X_OK[:, :, :4])
+
+
+def _fitted_attributes(estimator) -> list[str]:
+    return [name for name in vars(estimator) if name.endswith("_") or name in ("_seed", "_single_output")]
+
+
+@pytest.mark.parametrize("estimator", [MSResNet1dClassifier(**TINY, epochs=2), MSResNet1dRegressor(**TINY, epochs=2)])
+def test_a_failed_fit_or_refit_leaves_the_estimator_unfitted(estimator):
+    y = Y_OK if is_classifier(estimator) else X_OK[:, 0, 0]
+    estimator.set_params(lr=1e30)
+    with pytest.raises(TrainingError, match="non-finite loss"):
+        estimator.fit(X_OK, y)  # diverges during training, after the network was built
+    assert _fitted_attributes(estimator) == []
+    with pytest.raises(NotFittedError):
+        estimator.predict(X_OK)
+    estimator.set_params(lr=1e-2).fit(X_OK, y)
+    with pytest.raises(ValueError, match="X has 4 timepoints, but the network"):
+        estimator.fit(X_OK[:, :1, :4], y)  # a refit rejected after it recorded the new layout
+    assert _fitted_attributes(estimator) == []
+    with pytest.raises(NotFittedError):
+        estimator.predict(X_OK)
+    estimator.set_params(warm_start=True).fit(X_OK, y)
+    estimator.set_params(lr=1e30)
+    with pytest.raises(TrainingError, match="non-finite loss"):
+        estimator.fit(X_OK, y)  # a warm start that breaks the fitted network
+    assert _fitted_attributes(estimator) == []
 
 
 @pytest.mark.parametrize("params, message", [

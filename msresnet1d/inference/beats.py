@@ -167,29 +167,20 @@ class BeatStream(Stream):
         """
         self._check_open()
         self._finished = True
-        if len(self._pending) and self._pending[-1] >= self._buffer.end:
-            raise ValueError(
-                f"beat at sample {self._pending[-1]} lies beyond the recording's end ({self._buffer.end} samples)"
-            )
+        _check_beats(self._pending, self._buffer.end)
         return self._emit(len(self._pending))
 
     def _add_beats(self, beats: np.ndarray, earliest: int) -> None:
-        beats = np.asarray(beats)
-        if beats.ndim != 1 or not np.issubdtype(beats.dtype, np.integer):
-            raise ValueError(f"beats must be a 1-D array of integer sample positions, got {beats.dtype} {beats.shape}")
+        beats = _check_beats(beats)
         if not len(beats):
             return
-        if beats[0] < 0:
-            raise ValueError(f"beat positions must be >= 0 samples, got {beats[0]}")
-        if (np.diff(beats) <= 0).any():
-            raise ValueError(f"beats must increase; position {beats[1:][np.diff(beats) <= 0][0]} repeats or goes back")
         if beats[0] < earliest:
             raise ValueError(
                 f"beat at sample {beats[0]} comes too late: beats fed now must lie at or after sample {earliest} "
                 f"(after the last beat fed, {self._last_fed}, and at most max_delay={self.max_delay} samples before "
                 "the samples fed so far)"
             )
-        self._pending = np.concatenate((self._pending, beats.astype(np.int64)))
+        self._pending = np.concatenate((self._pending, beats))
         self._last_fed = int(beats[-1])
 
     def _emit(self, count: int) -> Predictions:
@@ -252,6 +243,21 @@ class BeatStream(Stream):
         return np.ascontiguousarray(windows)
 
 
+def _check_beats(beats: np.ndarray, end: int | None = None) -> np.ndarray:
+    """``beats`` as (B,) int64 positions in samples, checked: 1-D integers, >= 0, increasing
+    and, given the recording's length ``end`` in samples, < ``end``."""
+    beats = np.asarray(beats)
+    if beats.ndim != 1 or not np.issubdtype(beats.dtype, np.integer):
+        raise ValueError(f"beats must be a 1-D array of integer sample positions, got {beats.dtype} {beats.shape}")
+    if len(beats) and beats[0] < 0:
+        raise ValueError(f"beat positions must be >= 0 samples, got {beats[0]}")
+    if (np.diff(beats) <= 0).any():
+        raise ValueError(f"beats must increase; position {beats[1:][np.diff(beats) <= 0][0]} repeats or goes back")
+    if end is not None and len(beats) and beats[-1] >= end:
+        raise ValueError(f"beat at sample {beats[-1]} lies beyond the recording's end ({end} samples)")
+    return beats.astype(np.int64)
+
+
 def _intervals(beats: np.ndarray, fs: float) -> np.ndarray:
     beats = np.asarray(beats)
     if len(beats) < 2:
@@ -307,8 +313,14 @@ def classify_beats(
 
     Returns:
         :class:`Predictions` with ``sample`` the beat positions (and ``rr`` for RR models).
+
+    Raises:
+        ValueError: ``beats`` not 1-D integers, not increasing or not in [0, L); the errors of
+            :class:`BeatStream`.
     """
     predictor = as_predictor(model)
+    recording = as_signal(signal, None)
+    beats = _check_beats(beats, recording.shape[1])
     if predictor.extra_features and fs is not None:
         record_rr = mean_rr(beats, fs) if record_rr is None else record_rr
         record_median_rr = median_rr(beats, fs) if record_median_rr is None else record_median_rr
@@ -317,10 +329,10 @@ def classify_beats(
         if template_from == "regular":
             if fs is None:
                 raise ValueError("template_from='regular' needs fs (Hz) for the beats' RR intervals")
-            rr_prev = rr_features(np.asarray(beats), fs)[:, _PREV]
+            rr_prev = rr_features(beats, fs)[:, _PREV]
         elif template_from != "all":
             raise ValueError(f"template_from must be 'all' or 'regular', got {template_from!r}")
-        template = median_beat(beat_windows(as_signal(signal, None), np.asarray(beats), *window), rr_prev)
+        template = median_beat(beat_windows(recording, beats, *window), rr_prev)
     stream = BeatStream(predictor, window, fs=fs, record_rr=record_rr, record_median_rr=record_median_rr,
                         rr_transform=rr_transform, batch_size=batch_size,
                         template=None if template is False else template)

@@ -99,7 +99,8 @@ class ResidualNetwork(nn.Module):
         return self.forward_head(self.forward_features(x), extra)
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the linear layer by a fresh one with ``num_classes`` outputs."""
+        """Replace the linear layer by a fresh one with ``num_classes`` >= 1 outputs, on the old
+        one's device and in its dtype (timm's ``num_classes=0``, no classifier, is not supported)."""
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.fc = nn.Linear(self.head_features, num_classes)
+        self.fc = nn.Linear(self.head_features, num_classes, device=self.fc.weight.device, dtype=self.fc.weight.dtype)

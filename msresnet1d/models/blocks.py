@@ -155,10 +155,12 @@ def make_stage(
     return nn.Sequential(*blocks)
 
 
-def init_weights(model: nn.Module, zero_init_residual: bool = False, scheme: str = "kaiming") -> None:
+def init_weights(model: nn.Module, zero_init_residual: bool | None = None, scheme: str = "kaiming") -> None:
     """Initialise convolutions and linear layers, BN to unit scale and zero shift, and optionally a
     zero last norm in every residual branch so each block starts as the identity.
 
+    zero_init_residual: that zero last norm; ``None``: the model's own ``zero_init_residual``
+        (what it was built with; ``False`` if it has none), so re-initialising keeps it.
     scheme: ``"kaiming"`` (normal, fan_out, ReLU; linear layers keep PyTorch's default) or
     ``"xavier"`` (uniform on convolutions and linear layers, as the d2l training recipe does).
     """
@@ -175,6 +177,8 @@ def init_weights(model: nn.Module, zero_init_residual: bool = False, scheme: str
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    if zero_init_residual is None:
+        zero_init_residual = getattr(model, "zero_init_residual", False)
     if zero_init_residual:
         for m in model.modules():
             if isinstance(m, ResidualBlock):

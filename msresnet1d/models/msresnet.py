@@ -112,7 +112,8 @@ class MSResNet1d(ResidualNetwork):
             per stage, or ``"late"`` (independent towers joined at the head).
         block, preact, separable, shortcut: residual block options (see ``blocks``);
             ``separable`` makes every k-convolution depthwise-separable.
-        zero_init_residual: zero-init the last norm of each residual branch.
+        zero_init_residual: zero-init the last norm of each residual branch (stored: a later
+            ``init_weights(model)`` keeps it).
         drop_rate: dropout before the linear layer.
         extra_features: per-example features (e.g. RR intervals) appended after pooling.
         extra_hidden: width of a two-layer MLP the extra features go through first (0 = none).
@@ -182,9 +183,11 @@ class MSResNet1d(ResidualNetwork):
         all_strides = stem_strides + strides
         self.min_input_size = min_input_size(all_strides)
         self.total_stride = math.prod(all_strides)
-        self._build_head(num_features, out_features or num_classes, extra_features, drop_rate, extra_hidden,
+        num_outputs = out_features if out_features is not None else num_classes
+        self._build_head(num_features, num_outputs, extra_features, drop_rate, extra_hidden,
                          feature_drop_rate)
-        init_weights(self, zero_init_residual)
+        self.zero_init_residual = zero_init_residual
+        init_weights(self)
         if preact:
             # Pre-activation blocks end on a convolution; normalise before pooling.
             self.stages = nn.Sequential(self.stages, batchnorm(1, num_features), nn.ReLU(inplace=True))

@@ -30,8 +30,3 @@ def create_model(name: str, **kwargs) -> nn.Module:
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     return _MODELS[name](**kwargs)
-
-
-def model_docs() -> dict[str, str]:
-    """First docstring line of every registered model, by name."""
-    return {name: (fn.__doc__ or "").strip().splitlines()[0] for name, fn in sorted(_MODELS.items())}

@@ -26,7 +26,8 @@ class ResNet(ResidualNetwork):
         preact: pre-activation blocks (ResNet v2) with a final BN-ReLU.
         bias: biases on every convolution (the d2l network has them).
         shortcut: projection kind where the shape changes (see ``make_shortcut``).
-        zero_init_residual: zero-init the last norm of each residual branch.
+        zero_init_residual: zero-init the last norm of each residual branch (stored: a later
+            ``init_weights(model)`` keeps it).
         extra_features: per-example features appended after pooling (0 = none).
         extra_hidden: width of a two-layer MLP the extra features go through first (0 = none).
         feature_drop_rate: modality dropout, the training-time probability of zeroing an
@@ -76,16 +77,17 @@ class ResNet(ResidualNetwork):
         self.total_stride = math.prod(strides)
         self._build_head(channels, num_classes, extra_features, drop_rate, extra_hidden,
                          feature_drop_rate)
-        init_weights(self, zero_init_residual)
+        self.zero_init_residual = zero_init_residual
+        init_weights(self)
 
 
 @register_model
-def resnet18_d2l(in_channels: int = 1, num_classes: int = 10, **kwargs) -> ResNet:
+def resnet18_d2l(in_channels: int = 1, num_classes: int = 10, dims: int = 2, **kwargs) -> ResNet:
     """The d2l ResNet-18 exactly: 7x7/2 stem with bias + BN + ReLU + 3x3/2 max-pool, four stages of
     two basic blocks (64-128-256-512, conv biases on, 1x1 shortcut without BN), global pool, linear.
     11,178,378 parameters for 1 channel and 10 classes."""
-    return ResNet((2, 2, 2, 2), "basic", dims=2, in_channels=in_channels, num_classes=num_classes, bias=True,
-                  shortcut="conv", **kwargs)
+    kwargs = {"bias": True, "shortcut": "conv", **kwargs}
+    return _resnet((2, 2, 2, 2), "basic", dims, in_channels, num_classes, **kwargs)
 
 
 def _resnet(preset_layers: tuple[int, ...], preset_block: str, dims: int, in_channels: int, num_classes: int,
@@ -117,5 +119,6 @@ def resnet50(in_channels: int = 3, num_classes: int = 1000, dims: int = 2, **kwa
 def resnet1d_beat(in_channels: int = 1, num_classes: int = 5, **kwargs) -> ResNet:
     """Single-scale beat model: the one-kernel counterpart of ``msresnet1d_beat`` (stem 7/2 + pool,
     kernel 7, widths 24-48-96, one block a stage), for ablations on ~0.7 s beat windows."""
-    kwargs = {"stem_channels": 24, "stem_kernel": 7, "stem_pool": True, "kernel_size": 7, **kwargs}
-    return _resnet((1, 1, 1), "basic", 1, in_channels, num_classes, widths=(24, 48, 96), **kwargs)
+    kwargs = {"widths": (24, 48, 96), "stem_channels": 24, "stem_kernel": 7, "stem_pool": True, "kernel_size": 7,
+              **kwargs}
+    return _resnet((1, 1, 1), "basic", 1, in_channels, num_classes, **kwargs)

@@ -14,9 +14,10 @@ def _run_with_hooks(model: nn.Module, input_shape: Sequence[int], modules: dict[
     try:
         model.eval()
         param = next(model.parameters(), None)
-        x = torch.zeros(*input_shape, dtype=param.dtype if param is not None else torch.float32)
+        like = {"dtype": param.dtype, "device": param.device} if param is not None else {}
+        x = torch.zeros(*input_shape, **like)
         extra = getattr(model, "extra_features", 0)
-        inputs = (x, torch.zeros(input_shape[0], extra)) if extra else (x,)
+        inputs = (x, torch.zeros(input_shape[0], extra, **like)) if extra else (x,)
         with torch.no_grad():
             model(*inputs)
     finally:

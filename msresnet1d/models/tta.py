@@ -7,6 +7,8 @@ a rhythm model is trained on sign-flipped crops (``[data] flip_prob``); at test 
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -18,15 +20,20 @@ class SignFlipAverage(nn.Module):
     softmaxes, so its softmax (what evaluation and inference take) is the mean class
     probability of the two views, and its argmax their consensus.
 
-    Input (N, C, L) or (N, C, H, W) and any further inputs (e.g. RR features (N, F), passed to
-    both calls unchanged); output (N, K) float32 log-probabilities. Attributes it does not have
-    itself are the wrapped model's (``in_channels``, ``min_input_size``, ``fc``, ...), so that
-    whole-record inference (``msresnet1d.inference``) runs it like the model.
+    Input (N, C, L) or (N, C, H, W) and optional extra features ``extra`` (e.g. RR features
+    (N, F), passed to both calls unchanged); output (N, K) float32 log-probabilities. Attributes
+    it does not have itself are the wrapped model's (``in_channels``, ``min_input_size``, ``fc``,
+    ...), so that whole-record inference (``msresnet1d.inference``) runs it like the model. It
+    starts in the model's mode (train or eval), so restoring its mode (e.g.
+    :func:`msresnet1d.export.evaluating`) restores the model's. ``torch.jit.script`` compiles it,
+    but the compiled module has the model's attributes under ``.model`` only: for whole-record
+    inference from a file, export it to ONNX (:func:`msresnet1d.export.export_onnx`).
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.train(model.training)
 
     def __getattr__(self, name: str):
         try:
@@ -36,8 +43,8 @@ class SignFlipAverage(nn.Module):
                 raise
             return getattr(self.model, name)
 
-    def forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
-        views = (self.model(x, *extra), self.model(-x, *extra))
+    def forward(self, x: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
+        views = [self.model(x, extra), self.model(-x, extra)]
         return torch.stack([v.float().softmax(dim=-1) for v in views]).mean(dim=0).log()
 
 
