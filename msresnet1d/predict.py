@@ -19,11 +19,12 @@ import torch
 import wfdb
 
 from .data import read_annotations, read_record
-from .data.aami import BEAT_SYMBOLS
+from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
+from .data.beats import beat_windows, median_beat
 from .data.preprocess import preprocess_signal
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays, RhythmConfig
-from .data.rr import rr_columns
+from .data.rr import RR_FEATURES, rr_columns, rr_features
 from .inference import classify_beats, classify_windows
 from .atomic import write_text
 from .models.fuse import fuse_batchnorm
@@ -40,17 +41,21 @@ def _model(ckpt: dict, cfg: TrainConfig, in_channels: int, extra: int) -> torch.
     return with_tta(fuse_batchnorm(model), cfg.tta)
 
 
-def beat_positions(record_path: Path, signal: np.ndarray, fs: float, annotator: str | None) -> np.ndarray:
-    """Beat positions in samples: the annotated beats of ``annotator``, or XQRS detections on
-    the first lead when ``annotator`` is None."""
+def beat_positions(record_path: Path, signal: np.ndarray, fs: float,
+                   annotator: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Beat positions in samples and their annotation symbols: the annotated beats of
+    ``annotator``, or XQRS detections on the first lead (symbols None) when ``annotator`` is None."""
     if annotator is not None:
         ann = read_annotations(record_path, annotator)
-        return ann.sample[np.isin(ann.symbol, list(BEAT_SYMBOLS))]
-    return np.asarray(wfdb.processing.xqrs_detect(sig=signal[0].astype(np.float64), fs=fs, verbose=False))
+        is_beat = np.isin(ann.symbol, list(BEAT_SYMBOLS))
+        return ann.sample[is_beat], ann.symbol[is_beat]
+    return np.asarray(wfdb.processing.xqrs_detect(sig=signal[0].astype(np.float64), fs=fs, verbose=False)), None
 
 
 def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple[np.ndarray, np.ndarray, float]:
-    """(positions in samples, class probabilities (n, K), record fs in Hz) for every beat."""
+    """(positions in samples, class probabilities (n, K), record fs in Hz) for every beat. The RR
+    features and the template are computed as for the training data (``load_beats``): RR
+    intervals at the record's own rate, the template over the beats that have an AAMI class."""
     cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
     data = resolve_data(cfg).data
     if data.get("representation", "signal") != "signal":
@@ -58,7 +63,7 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple
                          "runs models of the signal itself (representation 'signal') only")
     beat_cfg = beat_config(data)
     record = read_record(record_path, leads=beat_cfg.leads)
-    positions = beat_positions(record_path, record.signal, record.fs, annotator)
+    positions, symbols = beat_positions(record_path, record.signal, record.fs, annotator)
     if len(positions) < 2:
         raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2")
     signal = preprocess_signal(record.signal, record.fs, target_fs=beat_cfg.fs, band=beat_cfg.band,
@@ -71,8 +76,14 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple
         mean, std = state["rr_mean"].numpy(), state["rr_std"].numpy()
         rr_transform = lambda rr: ((rr[:, columns] - mean) / std).astype(np.float32)  # noqa: E731 - training statistics
     model = _model(ckpt, cfg, beat_cfg.channels, len(columns))
+    rr = rr_features(positions, record.fs)
+    template = False
+    if beat_cfg.template:
+        classed = np.ones(len(positions), dtype=bool) if symbols is None else np.isin(symbols, list(MITBIH_TO_AAMI))
+        rr_prev = rr[classed, RR_FEATURES.index("rr_prev")] if beat_cfg.template_from == "regular" else None
+        template = median_beat(beat_windows(signal, centres[classed], *beat_cfg.offsets), rr_prev)
     out = classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs, rr_transform=rr_transform,
-                         template=beat_cfg.template, template_from=beat_cfg.template_from)
+                         template=template, rr=rr if columns else None)
     return positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
 
 

@@ -158,6 +158,18 @@ def test_rr_transform_feeds_the_model():
     columns = len(RR_FEATURES)
     with pytest.raises(ValueError, match=rf"takes \(5, 2\) extra features here, rr_transform gave \(5, {columns}\)"):
         classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr_transform=lambda rr: rr)
+    # RR features given (e.g. from the beat times at the record's own rate) replace the computed ones, in order
+    given = rr_features(beats, FS) * np.linspace(0.8, 1.2, len(beats), dtype=np.float32)[:, None]
+    fed = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr_transform=first_two_standardised, rr=given,
+                         batch_size=2)
+    extra = torch.from_numpy(first_two_standardised(given))
+    np.testing.assert_allclose(fed.logits, model(windows, extra).detach().numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(fed.rr, given)
+    assert not np.allclose(fed.logits, predictions.logits, atol=1e-4)
+    with pytest.raises(ValueError, match=r"rr must be \(6, \d+\) RR features"):
+        classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr=given[:4])
+    with pytest.raises(ValueError, match="a model with 0 extra features"):
+        classify_beats(create_model("msresnet1d_beat", in_channels=2).eval(), signal, beats, BEAT_WINDOW, rr=given)
 
 
 def test_beat_stream_with_rr_equals_offline_on_a_mitdb_record(record_100):

@@ -542,6 +542,13 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
     assert rows[0].startswith("sample,time_s,label,p_N")
     assert [r.split(",")[2] for r in rows[1:]] == ann.symbol
     assert ann.fs == 360
+    # the same probabilities as evaluate's for the record's beats: RR features and template as in training
+    from msresnet1d.training.ensemble import member_predictions
+
+    task, _, evaluated = member_predictions([out / "checkpoints" / "best.pt"], "test")
+    in_100 = np.asarray(task.groups["test"]) == "100"
+    predicted = np.loadtxt(labels / "100.pred.csv", delimiter=",", skiprows=1, usecols=range(3, 8))
+    np.testing.assert_allclose(predicted, evaluated[0][in_100], atol=1e-4)  # the CSV's 4 decimals
     if not template:  # a checkpoint whose config says tta = "flip": the mean of the model on x and on -x
         best = load_checkpoint(out / "checkpoints" / "best.pt")
         negated = {**best, "model": {**best["model"], "stem.0.weight": -best["model"]["stem.0.weight"]}}

@@ -290,6 +290,7 @@ def classify_beats(
     batch_size: int = 256,
     template: bool | np.ndarray = False,
     template_from: Literal["all", "regular"] = "all",
+    rr: np.ndarray | None = None,
 ) -> Predictions:
     """Beat mode over a whole recording: logits of every beat (see the module docstring).
 
@@ -310,17 +311,29 @@ def classify_beats(
             of the beats' windows) or a (C, stop - start) median beat; ``False``: none.
         template_from: with ``template=True``, the median of ``"all"`` the beats or of the
             ``"regular"`` ones (``BeatConfig.template_from``; needs ``fs``).
+        rr: for RR models, (B, F) RR features of ``beats`` (columns
+            :data:`~msresnet1d.data.rr.RR_FEATURES`) computed elsewhere, e.g. by
+            :func:`~msresnet1d.data.rr.rr_features` from the beat times at the recording's own
+            rate, as the training data were (``beats`` at a lower ``fs`` round each interval to
+            1 / ``fs`` s); default: computed from ``beats`` at ``fs``.
 
     Returns:
         :class:`Predictions` with ``sample`` the beat positions (and ``rr`` for RR models).
 
     Raises:
-        ValueError: ``beats`` not 1-D integers, not increasing or not in [0, L); the errors of
-            :class:`BeatStream`.
+        ValueError: ``beats`` not 1-D integers, not increasing or not in [0, L); ``rr`` not
+            (B, F) or given to a model without RR features; the errors of :class:`BeatStream`.
     """
     predictor = as_predictor(model)
     recording = as_signal(signal, None)
     beats = _check_beats(beats, recording.shape[1])
+    if rr is not None:
+        rr = np.asarray(rr, dtype=np.float32)
+        if not predictor.extra_features or rr.shape != (len(beats), len(RR_FEATURES)):
+            raise ValueError(f"rr must be ({len(beats)}, {len(RR_FEATURES)}) RR features of the beats, for a model "
+                             f"with extra features; got shape {rr.shape} for a model with "
+                             f"{predictor.extra_features} extra features")
+        rr_transform = _given_rr(rr, rr_transform)
     if predictor.extra_features and fs is not None:
         record_rr = mean_rr(beats, fs) if record_rr is None else record_rr
         record_median_rr = median_rr(beats, fs) if record_median_rr is None else record_median_rr
@@ -336,7 +349,22 @@ def classify_beats(
     stream = BeatStream(predictor, window, fs=fs, record_rr=record_rr, record_median_rr=record_median_rr,
                         rr_transform=rr_transform, batch_size=batch_size,
                         template=None if template is False else template)
-    return Predictions.concatenate([stream.feed(signal, beats), stream.finish()])
+    out = Predictions.concatenate([stream.feed(signal, beats), stream.finish()])
+    return out if rr is None else Predictions(out.sample, out.logits, rr)
+
+
+def _given_rr(rr: np.ndarray, rr_transform: RRTransform | None) -> RRTransform:
+    """An ``rr_transform`` for a stream fed every beat of a recording at once: it replaces the
+    stream's RR features of each batch by the next rows of ``rr`` (a stream emits its beats in
+    order, each once), then applies ``rr_transform`` (default: the RR_DEFAULT columns)."""
+    done = 0
+
+    def transform(computed: np.ndarray) -> np.ndarray:
+        nonlocal done
+        given, done = rr[done : done + len(computed)], done + len(computed)
+        return given[:, _DEFAULT_COLUMNS] if rr_transform is None else rr_transform(given)
+
+    return transform
 
 
 def detect_beats(
