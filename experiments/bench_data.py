@@ -29,6 +29,7 @@ import scipy
 import torch
 import wfdb
 
+from msresnet1d.atomic import write_text
 from msresnet1d.data import load_inter_patient, load_rhythm
 from msresnet1d.data.parallel import default_workers
 
@@ -84,19 +85,6 @@ def bench(name: str, load: Callable[[Path], object], function: str, db_dir: Path
     return result, timings
 
 
-def write_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=os.environ.get("MSRESNET1D_DATA"), help="folder holding mitdb/")
@@ -142,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         report["cinc2017_rhythm"].update(records=len(arrays), counts=arrays.class_counts())
     report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    write_atomically(args.out, report)
+    write_text(args.out, json.dumps(report, indent=2) + "\n")
     machine = report["machine"]
     print(f"load average before/after: {machine['load_average_before']} / {machine['load_average_after']}")
     print(f"written to {args.out}")

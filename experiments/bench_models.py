@@ -60,8 +60,9 @@ Conventions and units:
   not counted. Resident-set (RSS) peaks of a process cannot separate configurations that share
   it, and a fresh process per configuration costs ~9 s of imports here, hence this method.
 * Noise: the machine is shared; every comparison is a ratio taken in the same process with the
-  variants interleaved round by round (median over rounds of the per-round ratio); absolute
-  numbers depend on the load average, recorded before and after.
+  variants interleaved round by round (median over rounds of the per-round ratio; for the DS1
+  epoch targets, batch by batch, the time per sample over the batches both variants timed);
+  absolute numbers depend on the load average, recorded before and after.
 * Cells whose timed work would exceed ``--max-gflop`` (warm-up + 2 steps) are skipped and listed.
 
 Usage:
@@ -577,13 +578,16 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
         step(warm)
         step(warm)
     runs = {v: trainee(v, cfg.seed) for v in variants}
-    train_s, train_n = dict.fromkeys(variants, 0.0), dict.fromkeys(variants, 0)
+    batch_s: dict[str, list[float]] = {v: [] for v in variants}  # each timed batch (the same batches for all)
+    batch_n: dict[str, list[int]] = {v: [] for v in variants}
     for b in range(n_batches):
         for variant in variants:
             if b < limits[variant]:
                 start = time.perf_counter()
-                train_n[variant] += step(runs[variant])
-                train_s[variant] += time.perf_counter() - start
+                batch_n[variant].append(step(runs[variant]))
+                batch_s[variant].append(time.perf_counter() - start)
+    train_s, train_n = {v: sum(t) for v, t in batch_s.items()}, {v: sum(n) for v, n in batch_n.items()}
+    first = variants[0]
 
     infer_s, infer_n = dict.fromkeys(variants, 0.0), dict.fromkeys(variants, 0)
     parameters = count_parameters(runs[variants[0]]["model"])
@@ -612,12 +616,20 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
             "infer_samples_per_s": round(infer_n[variant] / infer_s[variant], 1),
             "infer_samples_timed": infer_n[variant],
             "extrapolated": train_n[variant] < len(y1) or infer_n[variant] < len(y2),
-            "epoch_time_ratio_vs_first": round(train_s[variant] / train_n[variant] * train_n[variants[0]]
-                                               / train_s[variants[0]], 3),
+            # time per sample over the batches both timed (bf16 times only its first --bf16-batches)
+            "epoch_time_ratio_vs_first": round(_time_per_sample(batch_s[variant], batch_n[variant], len(batch_s[first]))
+                                               / _time_per_sample(batch_s[first], batch_n[first], len(batch_s[variant])),
+                                               3),
+            "ratio_batches": min(len(batch_s[variant]), len(batch_s[first])),
             "meets_epoch_target": epoch_s <= TARGET_EPOCH_S, "meets_infer_target": infer_all_s <= TARGET_INFER_S,
         }
     results["onnxruntime"] = {**onnx, "meets_infer_target": onnx["infer_s"] <= TARGET_INFER_S} if onnx else None
     return results
+
+
+def _time_per_sample(seconds: list[float], samples: list[int], batches: int) -> float:
+    """Seconds per sample over the first ``batches`` timed batches."""
+    return sum(seconds[:batches]) / sum(samples[:batches])
 
 
 def onnx_inference(model: nn.Module, x: torch.Tensor, extra: torch.Tensor, batch: int) -> dict | None:
@@ -784,8 +796,19 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown presets {unknown}; available: {', '.join(list_models())}")
     if not set(args.target_variants.split(",")) <= set(TARGET_VARIANTS):
         parser.error(f"--target-variants must be among {', '.join(TARGET_VARIANTS)}")
-    if args.epoch_batches == 1 or args.bf16_batches < 2:  # one-cycle needs >= 2 steps an epoch to warm up
+    if args.epoch_batches < 0 or args.epoch_batches == 1 or args.bf16_batches < 2:  # one-cycle: >= 2 steps
         parser.error("--epoch-batches must be 0 (full epoch) or >= 2, and --bf16-batches >= 2")
+    for option, value in (("--variants", args.variants), ("--modes", args.modes)):
+        if not set(value.split(",")) <= set(VARIANTS):
+            parser.error(f"{option} {value!r}: each must be one of {', '.join(VARIANTS)}")
+    for spec in filter(None, args.mode_cells.split(",")):
+        parts = spec.split(":")
+        if len(parts) != 3 or parts[0] not in list_models() or not all(p.isdigit() and int(p) > 0 for p in parts[1:]):
+            parser.error(f"--mode-cells {spec!r}: PRESET:LENGTH:BATCH with a registered preset and positive whole "
+                         "numbers, e.g. msresnet1d_small:1500:1")
+    for option, value in (("--rounds", args.rounds), ("--repeats", args.repeats), ("--conv-rounds", args.conv_rounds)):
+        if value < 1:
+            parser.error(f"{option} must be >= 1, got {value}")
     lengths = [args.beat_length] + [round(s * args.rhythm_fs) for s in args.rhythm_seconds]
     torch.set_num_threads(1)  # the parent only orchestrates; idle OpenMP threads here would spin
 

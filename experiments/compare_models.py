@@ -76,7 +76,7 @@ from msresnet1d.atomic import write_text
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
-from msresnet1d.training.metrics import classification_report
+from msresnet1d.training.metrics import classification_report, json_safe
 from msresnet1d.training.run import build_model, epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import build_task
 
@@ -208,8 +208,9 @@ def _cell(values: list[float], fmt) -> str:
     defined = [v for v in values if v is not None and np.isfinite(v)]
     if len(values) == 1 or not defined:
         return fmt(values[0] if len(values) == 1 else None)
-    spread = float(np.std(defined, ddof=1)) if len(defined) > 1 else 0.0
-    return f"{fmt(float(np.mean(defined)))} ± {fmt(spread).lstrip()}"
+    if len(defined) == 1:
+        return f"{fmt(defined[0])} (1 of {len(values)} seeds)"
+    return f"{fmt(float(np.mean(defined)))} ± {fmt(float(np.std(defined, ddof=1))).lstrip()}"
 
 
 def seed_runs(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -250,7 +251,7 @@ def last_epoch_results(run_dirs: list[Path], monitor: str) -> list[dict[str, Any
     for run_dir, p in zip(run_dirs, probabilities):
         with open(run_dir / "log.csv", newline="") as f:
             rows = list(csv.DictReader(f))
-        results.append({"test": classification_report(y_true, p, task.class_names, task.scored),
+        results.append({"test": json_safe(classification_report(y_true, p, task.class_names, task.scored)),
                         "best_epoch": len(rows), "best_val_score": float(rows[-1][f"val_{monitor}"])})
     return results
 
@@ -348,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 report["runs"][name] = record
             report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-            write_text(args.json, json.dumps(report, indent=2) + "\n")
+            write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
     if args.checkpoint == "last":  # the last epoch's weights, whichever epoch the runs selected
         for name in args.models:
             runs = report["runs"][name]
@@ -363,7 +364,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"({sum(splits['test_beats'].values())} beats); {report['epochs']} epochs, {seed_text}, "
           f"{args.threads} thread(s); load average {report['load_average_start']} -> {report['load_average_end']}")
     report["table_markdown"] = comparison_table(report["runs"])
-    write_text(args.json, json.dumps(report, indent=2) + "\n")
+    write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
     print(report["table_markdown"])
     print("test metrics in % of DS2 beats; '-' = undefined (class never predicted)"
           + ("; mean ± standard deviation over the seeds" if args.seeds else ""))

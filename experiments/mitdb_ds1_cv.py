@@ -271,6 +271,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not args.data_dir:
         parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/)")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds: each seed once, got {args.seeds}")
+    if not 2 <= args.folds <= len(set(args.records)):
+        parser.error(f"--folds must be in [2, {len(set(args.records))}] (the number of records), got {args.folds}")
     suffixes = [""] + [suffix for flag, suffix in ((args.offsets, "+offsets"), (args.adapt_bn, "+adabn"),
                                                    (args.last_epoch, "+last")) if flag]
     try:

@@ -53,10 +53,14 @@ def f1_from(se: float, ppv: float) -> float:
 
 
 def summarise(reports: list[dict]) -> dict:
-    """Mean and standard deviation (over seeds, ddof=1 when >1 seed) of every figure, in percent."""
+    """Mean and standard deviation (over seeds, ddof=1 when >1 seed) of every figure, in percent,
+    over the seeds where it is defined (NaN when none is, and the spread NaN when only one of
+    several is)."""
     def agg(values: list[float]) -> dict:
         arr = 100 * np.array([np.nan if v is None else v for v in values], dtype=float)  # None: undefined
-        return {"mean": float(np.nanmean(arr)), "std": float(np.nanstd(arr, ddof=1)) if len(arr) > 1 else 0.0,
+        defined = arr[np.isfinite(arr)]
+        spread = 0.0 if len(arr) == 1 else float(defined.std(ddof=1)) if len(defined) > 1 else float("nan")
+        return {"mean": float(defined.mean()) if len(defined) else float("nan"), "std": spread,
                 "values": arr.round(2).tolist()}
     out = {"accuracy": agg([r["accuracy"] for r in reports]), "macro_f1": agg([r["macro_f1"] for r in reports])}
     for c in CLASSES:
@@ -91,7 +95,11 @@ def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
     """Markdown tables of :func:`summarise` over the seeds, with the :func:`summarise` of their
     ensemble (one report) as a second row."""
     def cell(d: dict, n: int = n_seeds) -> str:
-        return f"{d['mean']:.1f} ± {d['std']:.1f}" if n > 1 else f"{d['mean']:.1f}"
+        if d["mean"] is None or not np.isfinite(d["mean"]):
+            return "-"  # undefined in every seed
+        if n > 1 and d["std"] is not None and np.isfinite(d["std"]):
+            return f"{d['mean']:.1f} ± {d['std']:.1f}"
+        return f"{d['mean']:.1f}" + (" (1 seed)" if n > 1 else "")
 
     def row(label: str, figures: dict, n: int) -> str:
         cells = [cell(figures[c][s], n) for c in ("S", "V") for s in STATS] + [cell(figures["accuracy"], n)]
@@ -131,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.data_dir:
         parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/)")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds: each seed once, got {args.seeds}")
     try:
         overrides = parse_overrides(args.set)
     except ValueError as e:
@@ -158,9 +168,10 @@ def main(argv: list[str] | None = None) -> None:
         (ensemble, f"ensemble of {len(runs)} seeds")
     plot_confusion(np.asarray(shown["confusion_matrix"]), shown["class_names"],
                    out.with_name(out.stem + "_confusion.png"), title=f"MIT-BIH DS2, {what}")
-    write_text(args.out, json.dumps({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
-                                     "summary_percent": summary, "ensemble_percent": ensemble_percent,
-                                     "published_percent": PUBLISHED, "table_markdown": text}, indent=2) + "\n")
+    write_text(args.out, json.dumps(json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
+                                               "summary_percent": summary, "ensemble_percent": ensemble_percent,
+                                               "published_percent": PUBLISHED, "table_markdown": text}),
+                                    indent=2) + "\n")
 
 
 if __name__ == "__main__":

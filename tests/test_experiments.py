@@ -131,14 +131,16 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     assert sum(map(sum, two["ensemble_percent"]["confusion_matrix"])) == test_beats
     for png in ("two.png", "two_confusion.png"):  # beside the JSON: scores beside the literature, the confusion matrix
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # one run twice: the ensemble is that run (reused, not retrained), figure for figure
-    script.main([*common, "--seeds", "0", "0", "--out", str(tmp_path / "same.json")])
-    same = json.loads((tmp_path / "same.json").read_text())
+    # one run twice: the ensemble is that run, figure for figure
     seed0 = json.loads((tmp_path / "runs" / "seed0" / "metrics.json").read_text())["test"]
-    assert same["ensemble_percent"]["confusion_matrix"] == seed0["confusion_matrix"]
-    assert same["ensemble_percent"]["accuracy"]["mean"] == pytest.approx(100 * seed0["accuracy"])
-    # a reused run reports the training time its log recorded, not this invocation's
-    assert same["runs"][0]["train_s"] == two["runs"][0]["train_s"] > 0
+    assert script.seed_ensemble([tmp_path / "runs" / "seed0"] * 2)["confusion_matrix"] == seed0["confusion_matrix"]
+    with pytest.raises(SystemExit):  # a seed given twice would count twice in the mean
+        script.main([*common, "--seeds", "0", "0", "--out", str(tmp_path / "same.json")])
+    assert "--seeds: each seed once" in capsys.readouterr().err
+    # a reused run (not retrained) reports the training time its log recorded, not this invocation's
+    script.main([*common, "--seeds", "0", "--out", str(tmp_path / "same.json")])
+    same = json.loads((tmp_path / "same.json").read_text())
+    assert same["runs"][0]["train_s"] == two["runs"][0]["train_s"] > 0 and same["ensemble_percent"] is None
     with open(tmp_path / "runs" / "seed0" / "log.csv", newline="") as f:
         assert two["runs"][0]["train_s"] == pytest.approx(sum(float(r["train_seconds"]) for r in csv.DictReader(f)), abs=0.05)
 
@@ -210,6 +212,10 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     assert np.trace(shifted[0, 0]) == 4 and np.trace(shifted[1, 0]) == 1
     with pytest.raises(ValueError, match="fold 1"):
         script.ensemble_confusions([member, [(y[::-1], member[0][1])]], [0, 0])
+    for wrong in (["--folds", "1"], ["--folds", "10"], ["--seeds", "0", "0"]):  # refused before any training
+        with pytest.raises(SystemExit):
+            script.main(args + wrong)
+        assert wrong[0] in capsys.readouterr().err
     for bad in (["x", "nope"], ["x", "main+last"], ["main", "main", "wd"], ["x", "main@-1", "wd"]):
         with pytest.raises(SystemExit):
             script.main(args[:-10] + ["--ensemble", *bad])
@@ -427,3 +433,14 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
                                               usecols=range(3, 7), ndmin=2)
     np.testing.assert_allclose(windows["best"].mean(axis=0), probabilities[0], atol=2e-4)
     assert not np.allclose(windows["shifted"], windows["best"], atol=1e-3)
+
+
+def test_bench_models_refuses_bad_options_before_any_work(capsys):
+    script = _load_script("bench_models")
+    for bad in (["--variants", "fp32,chanels_last"], ["--modes", "fp32,bf61"], ["--mode-cells", "msresnet1d_small-1500-1"],
+                ["--mode-cells", "nosuch:1500:1"], ["--epoch-batches", "-5"], ["--rounds", "0"]):
+        with pytest.raises(SystemExit):
+            script.main(bad)
+        assert bad[0] in capsys.readouterr().err
+    # the targets' ratio: time per sample over the batches both variants timed
+    assert script._time_per_sample([1.0, 2.0, 9.0], [10, 10, 10], 2) == pytest.approx(0.15)

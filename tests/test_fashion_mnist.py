@@ -472,3 +472,12 @@ def test_uint8_required_for_mean_std():
     with pytest.raises(ValueError, match="images must be uint8, got torch.float32"):
         pixel_mean_std(torch.zeros(2, 2))
     assert np.isclose(pixel_mean_std(torch.tensor([0, 255], dtype=torch.uint8))[1], 0.5)
+
+
+def test_an_ensemble_of_seeds_is_not_scored_on_validation_images_its_members_trained_on():
+    from msresnet1d.training.config import TrainConfig
+    from msresnet1d.training.ensemble import predict_members
+
+    members = [(torch.nn.Identity(), TrainConfig(task="fashion_mnist", seed=seed)) for seed in (0, 1)]
+    with pytest.raises(ValueError, match=r"seeds \[0, 1\]\) trained on each other's validation images"):
+        predict_members(None, members, split="val")  # refused before any prediction

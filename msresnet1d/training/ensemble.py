@@ -99,7 +99,15 @@ def predict_members(task: Task, members: Sequence[tuple[nn.Module, TrainConfig]]
     Args:
         tta: test-time augmentation (``msresnet1d.models.tta.TTA_MODES``) for every model;
             default: each member's own config's ``tta``.
+
+    Raises:
+        ValueError: ``split="val"`` for Fashion-MNIST members of different seeds (each run draws
+            its validation images by its seed, so each trained on the others' validation images).
     """
+    seeds = sorted({cfg.seed for _, cfg in members if cfg.task == "fashion_mnist"})
+    if split == "val" and len(seeds) > 1:
+        raise ValueError(f"Fashion-MNIST runs draw their validation images by their seed; these members (seeds "
+                         f"{seeds}) trained on each other's validation images: score the test split instead")
     device = DistContext().device
     probabilities = []
     for model, cfg in members:
