@@ -166,6 +166,12 @@ def test_unknown_config_keys_are_errors(tmp_path):
     cfg = TrainConfig(epochs=np.int64(3), lr=np.float32(0.5))  # numpy scalars, e.g. from a parameter grid
     assert (type(cfg.epochs), type(cfg.lr)) == (int, float) and json.dumps(cfg.to_dict())
     assert main(["train", "--set", "data.windoww=[0,1]", "--out", str(tmp_path / "r"), "--quiet"]) == 1
+    # [model_kwargs] are checked by building the model before any data is read: a clean error
+    for setting, message in (("model_kwargs.foo=1", "unexpected keyword argument 'foo'"),
+                             ("model_kwargs.kernels=3", "object of type 'int' has no len")):
+        with pytest.raises(ValueError, match=rf"model 'msresnet1d_beat' with \[model_kwargs\].*{message}"):
+            train_or_reuse(load_config(None, parse_overrides([setting])), tmp_path / "m")
+        assert not (tmp_path / "m").exists()
 
 
 def test_set_overrides_parse_json_values_and_reject_items_without_a_key(tmp_path):

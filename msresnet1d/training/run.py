@@ -36,7 +36,11 @@ def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int
     kwargs: dict[str, Any] = {"in_channels": in_channels, "num_classes": num_classes}
     if extra_features:
         kwargs["extra_features"] = extra_features
-    return create_model(cfg.model, **{**kwargs, **cfg.model_kwargs}).set_channels_last(cfg.channels_last)
+    try:
+        model = create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
+    except TypeError as e:  # an unknown option, or a value of the wrong kind
+        raise ValueError(f"config: model {cfg.model!r} with [model_kwargs] {cfg.model_kwargs}: {e}") from None
+    return model.set_channels_last(cfg.channels_last)
 
 
 def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
@@ -60,6 +64,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        create_configured_model(cfg, 1, 2, 1)  # [model_kwargs] checked before the data load (RNG not yet seeded)
         seed_everything(cfg.seed)
         cfg = resolve_data(cfg)  # the run folder records every data option
         task = build_task(cfg, dist)
