@@ -111,12 +111,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .models import count_flops, count_parameters, create_model, list_models
 
     print(f"msresnet1d {__version__}, torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
-    print(f"\n{'model':<18}{'dims':>5}{'params':>13}{'MFLOPs/1k':>11}  (1 channel; 1D: per 1,000 samples)")
+    print(f"\n{'model':<18}{'dims':>5}{'params':>13}{'MFLOPs':>10}{'min. input':>12}  "
+          "(1 channel; MFLOPs of 1D models per 1,000 samples, of 2D ones at 224x224)")
     for name in list_models():
         model = create_model(name, in_channels=1)
-        shape = (1, 1, 1000) if model.dims == 1 else (1, 1, 32, 32)
-        flops = f"{count_flops(model, shape) / 1e6:>11.1f}" if model.dims == 1 else f"{'-':>11}"
-        print(f"{name:<18}{model.dims:>5}{count_parameters(model):>13,}{flops}")
+        shape = (1, 1, 1000) if model.dims == 1 else (1, 1, 224, 224)
+        print(f"{name:<18}{model.dims:>5}{count_parameters(model):>13,}{count_flops(model, shape) / 1e6:>10,.1f}"
+              f"{model.min_input_size:>12}")
     print("\ndatasets:")
     import warnings
 

@@ -686,3 +686,12 @@ def test_select_epoch_last_keeps_and_tests_the_final_weights(tmp_path):
         TrainConfig(select_epoch="last", early_stopping=2)
     with pytest.raises(ValueError, match="select_epoch must be one of"):
         TrainConfig(select_epoch="first")
+
+
+def test_info_prints_the_models_table_and_the_datasets(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "min. input" in out and "datasets:" in out and "mitdb" in out
+    row = next(line.split() for line in out.splitlines() if line.startswith("msresnet1d_beat "))
+    assert row == ["msresnet1d_beat", "1", "231,221", "39.3", "9"]  # the README's Models table
+    assert next(line.split() for line in out.splitlines() if line.startswith("resnet18 "))[3] == "3,470.8"
