@@ -25,7 +25,8 @@ class offsets on the log probabilities fitted on the fold's validation records
 one: offsets fitted on one stratified half of the validation records score the other half, and
 the other way round (the two halves' confusion matrices summed), so that the offsets are judged
 on records they were not fitted on. Results go to experiments/results/cinc2017_cv.json, and the
-pooled test confusion matrix to a PNG beside it (the same name ending ``_confusion.png``).
+pooled test confusion matrix to a PNG beside it (the same name ending ``_confusion.png``);
+``--replot RESULT.json`` draws that PNG again from a recorded result, without data or runs.
 """
 
 from __future__ import annotations
@@ -113,6 +114,14 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def plot_pooled(report: dict, out: Path) -> None:
+    """The pooled test confusion matrix of a report, as ``<out stem>_confusion.png`` beside ``out``."""
+    summary = report["summary"]
+    plot_confusion(np.asarray(summary["pooled_confusion_matrix"]), CINC_CLASSES,
+                   out.with_name(out.stem + "_confusion.png"),
+                   title=f"CinC 2017, {len(summary['folds'])} test folds pooled")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
@@ -134,7 +143,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--replot", type=Path, metavar="RESULT.json",
+                        help="only draw the confusion PNG of a recorded result again (no data, no runs)")
     args = parser.parse_args(argv)
+    if args.replot:
+        try:
+            report = json.loads(args.replot.read_text())
+            report["summary"]["pooled_confusion_matrix"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            parser.error(f"--replot {args.replot}: not a result of this script ({type(e).__name__}: {e})")
+        plot_pooled(report, args.replot)
+        return report
     if not args.data_dir:
         parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding cinc2017/)")
     if args.folds < 2:
@@ -198,10 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
               "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "offsets": args.offsets, "runs": runs,
               "summary": summary, "table_markdown": text}
     write_text(args.out, json.dumps(report, indent=2) + "\n")
-    out = Path(args.out)
-    plot_confusion(np.asarray(summary["pooled_confusion_matrix"]), CINC_CLASSES,
-                   out.with_name(out.stem + "_confusion.png"),
-                   title=f"CinC 2017, {len(summary['folds'])} test folds pooled")
+    plot_pooled(report, Path(args.out))
     return report
 
 

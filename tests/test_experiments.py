@@ -369,6 +369,13 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
         assert fold["val_cinc_score"] == pytest.approx(run["best_val_score"])
         assert fold["cinc_score"] == pytest.approx(metrics(run)["test"]["cinc_score"])
     assert "| pooled |" in capsys.readouterr().out
+    (tmp_path / "cv_confusion.png").unlink()  # --replot draws it again from the JSON alone
+    assert cv.main(["--replot", str(out)]) == json.loads(out.read_text())
+    assert (tmp_path / "cv_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "not_cv.json").write_text('{"summary": {}}')
+    with pytest.raises(SystemExit):
+        cv.main(["--replot", str(tmp_path / "not_cv.json")])
+    assert "not a result of this script (KeyError" in capsys.readouterr().err
     # a second invocation reuses the finished folds instead of training again, if the config agrees
     finished = os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json")
     assert cv.main(args + settings)["summary"] == report["summary"]
