@@ -466,7 +466,9 @@ def test_keyword_arguments_override_every_preset_setting():
 
 def test_reset_classifier_keeps_the_models_dtype_and_device():
     model = create_model("msresnet1d_beat").double().eval()
+    assert model.num_classes == 5
     model.reset_classifier(3)
+    assert model.num_classes == 3
     assert model(torch.randn(2, 1, 200, dtype=torch.float64)).dtype == torch.float64
     meta = create_model("msresnet1d_beat").to("meta")
     meta.reset_classifier(3)

@@ -98,6 +98,11 @@ class ResidualNetwork(nn.Module):
     def forward(self, x: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.forward_head(self.forward_features(x), extra)
 
+    @property
+    def num_classes(self) -> int:
+        """Outputs of the linear layer (classes, or ``out_features`` of a regression head), as in timm."""
+        return self.fc.out_features
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the linear layer by a fresh one with ``num_classes`` >= 1 outputs, on the old
         one's device and in its dtype (timm's ``num_classes=0``, no classifier, is not supported)."""

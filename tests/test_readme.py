@@ -1,0 +1,53 @@
+"""The README's Python examples run as printed, and give the shapes their comments state."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SHAPE_COMMENT = re.compile(r"^(\w+) = .*#\s*\((\d+(?:, \d+)*)\)")  # name = ...   # (8, 64, 16)
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.M | re.S)
+
+
+def test_the_readme_has_the_examples_this_file_runs():
+    blocks = python_blocks()
+    assert len(blocks) == 3, "a Python example was added to or removed from the README: run it here too"
+    assert "create_model" in blocks[0] and "fuse_batchnorm" in blocks[1] and "GridSearchCV" in blocks[2]
+
+
+def test_model_examples_run_and_give_the_shapes_in_their_comments(capsys):
+    torch.manual_seed(0)
+    namespace: dict = {}
+    first, second, _ = python_blocks()
+    exec(compile(first, "README.md (model example)", "exec"), namespace)
+    checked = 0
+    for line in first.splitlines():
+        match = SHAPE_COMMENT.match(line)
+        if match:
+            name, shape = match.group(1), tuple(int(n) for n in match.group(2).split(", "))
+            assert tuple(namespace[name].shape) == shape, f"README: {line.strip()!r}"
+            checked += 1
+    assert checked == 3  # logits, features, embedding
+    assert namespace["model"].num_classes == 3  # after reset_classifier(3)
+    assert "msresnet1d_beat" in capsys.readouterr().out  # the summary and list_models printed
+    exec(compile(second, "README.md (speed switches)", "exec"), namespace)
+    assert not namespace["fast"].training
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_scikit_learn_example_runs_on_beats_grouped_by_record():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    t = np.arange(360) / 360.0
+    X = np.sin(2 * np.pi * (y[:, None] + 1) * t) + 0.1 * rng.normal(size=(90, 360))  # 1 s at 360 Hz
+    namespace = {"X": X.astype(np.float32), "y": y, "record_of_each_beat": np.tile(np.arange(6), 15)}
+    exec(compile(python_blocks()[2], "README.md (scikit-learn example)", "exec"), namespace)
+    search = namespace["search"]
+    assert search.best_params_["clf__model_kwargs"] in ({"fusion": "concat"}, {"fusion": "late"})
+    assert search.predict(X[:5].astype(np.float32)).shape == (5,)
