@@ -160,17 +160,30 @@ class Trainer:
         h = ckpt["history"]
         self.history = History(h["rows"], h["best_epoch"], h["best_score"], h["stale_epochs"])
         self.start_epoch = ckpt["epoch"] + 1
+        if self.history.best_epoch == ckpt["epoch"] and self._best_epoch_saved() != ckpt["epoch"]:
+            self._save_best(ckpt["epoch"])  # killed between last.pt and best.pt: the weights just loaded are it
         log.info("resumed %s at epoch %d", path, self.start_epoch + 1)
 
+    def _best_epoch_saved(self) -> int | None:
+        """The epoch (0-based) whose weights ``best.pt`` holds; None without one."""
+        path = self.ckpt_dir / "best.pt"
+        return load_checkpoint(path)["epoch"] if path.exists() else None
+
+    def _save_best(self, epoch: int) -> None:
+        """``best.pt``: the evaluated weights (the moving average, with ``ema_decay``) of ``epoch``."""
+        if self.dist.is_main:
+            atomic_save({"format": FORMAT_VERSION, "epoch": epoch, "config": self.cfg.to_dict(),
+                         "model": self.evaluated.state_dict(), "class_names": list(self.task.class_names),
+                         "task_state": self.task.state}, self.ckpt_dir / "best.pt")
+
     def _save(self, epoch: int, is_best: bool) -> None:
+        """``last.pt``, then ``best.pt`` if this epoch is selected: killed in between, the resume finds
+        the selected epoch's weights in ``last.pt`` and writes ``best.pt`` from them."""
         if not self.dist.is_main:
             return
-        state = self._state(epoch)
-        if is_best:  # before last.pt: a last.pt whose history selects this epoch implies its best.pt
-            best = {k: state[k] for k in ("format", "epoch", "config", "class_names", "task_state")}
-            best["model"] = self.evaluated.state_dict()
-            atomic_save(best, self.ckpt_dir / "best.pt")
-        atomic_save(state, self.ckpt_dir / "last.pt")
+        atomic_save(self._state(epoch), self.ckpt_dir / "last.pt")
+        if is_best:
+            self._save_best(epoch)
         self._write_log()
 
     def _write_log(self) -> None:
@@ -262,8 +275,12 @@ class Trainer:
                                 f"{self.ckpt_dir / 'last.pt'}. Choose another monitor or validation records, or "
                                 "select_epoch = \"last\"")
         path = self.ckpt_dir / "best.pt"
-        if path.exists():
-            self.evaluated.load_state_dict(load_checkpoint(path)["model"])
+        best = load_checkpoint(path) if path.exists() else None
+        if best is None or best["epoch"] != self.history.best_epoch:
+            held = "is missing" if best is None else f"holds epoch {best['epoch'] + 1}"
+            raise TrainingError(f"{path} {held}, but the run's history selected epoch {self.history.best_epoch + 1}: "
+                                f"the selected weights are lost; train the run again in a new folder")
+        self.evaluated.load_state_dict(best["model"])
 
     def test(self) -> dict:
         """Evaluate the selected model on the test split, once, and write ``metrics.json``."""
