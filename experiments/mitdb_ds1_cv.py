@@ -65,7 +65,7 @@ import numpy as np
 
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
-from msresnet1d.data import DS1, load_beats, record_kfold
+from msresnet1d.data import DS1, load_beats, patient_index, record_kfold
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
@@ -273,8 +273,9 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/)")
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds: each seed once, got {args.seeds}")
-    if not 2 <= args.folds <= len(set(args.records)):
-        parser.error(f"--folds must be in [2, {len(set(args.records))}] (the number of records), got {args.folds}")
+    patients = len(set(patient_index(list(dict.fromkeys(args.records)))))
+    if not 2 <= args.folds <= patients:
+        parser.error(f"--folds must be in [2, {patients}] (the number of patients: 201 and 202 are one), got {args.folds}")
     suffixes = [""] + [suffix for flag, suffix in ((args.offsets, "+offsets"), (args.adapt_bn, "+adabn"),
                                                    (args.last_epoch, "+last")) if flag]
     try:

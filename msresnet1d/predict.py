@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -161,9 +162,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def annotation_extension(value: str) -> str:
-    """``--extension``: WFDB annotation file extensions are letters only."""
-    if not value.isalpha():
-        raise argparse.ArgumentTypeError(f"{value!r}: a WFDB annotation extension is letters only, e.g. pred")
+    """``--extension``: WFDB annotation file extensions are ASCII letters only."""
+    if not re.fullmatch("[A-Za-z]+", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: a WFDB annotation extension is ASCII letters only, e.g. pred")
     return value
 
 

@@ -212,14 +212,15 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     assert np.trace(shifted[0, 0]) == 4 and np.trace(shifted[1, 0]) == 1
     with pytest.raises(ValueError, match="fold 1"):
         script.ensemble_confusions([member, [(y[::-1], member[0][1])]], [0, 0])
-    for wrong in (["--folds", "1"], ["--folds", "10"], ["--seeds", "0", "0"]):  # refused before any training
+    for wrong in (["--folds", "1"], ["--folds", "10"], ["--seeds", "0", "0"],  # refused before any training
+                  ["--records", "101", "201", "202", "--folds", "3"]):  # 3 records of 2 patients
         with pytest.raises(SystemExit):
             script.main(args + wrong)
-        assert wrong[0] in capsys.readouterr().err
+        assert ("[2, 2] (the number of patients" if "202" in wrong else wrong[0]) in capsys.readouterr().err
     for bad in (["x", "nope"], ["x", "main+last"], ["main", "main", "wd"], ["x", "main@-1", "wd"]):
         with pytest.raises(SystemExit):
             script.main(args[:-10] + ["--ensemble", *bad])
-    assert "--ensemble" in capsys.readouterr().err
+        assert "--ensemble" in capsys.readouterr().err
     # cross-fitted offsets: a model that under-calls S on every fold gains from offsets fitted on the others
     rng = np.random.default_rng(0)
     labels = [rng.choice(5, size=800, p=[0.7, 0.1, 0.1, 0.09, 0.01]) for _ in range(4)]
@@ -372,10 +373,11 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     (tmp_path / "cv_confusion.png").unlink()  # --replot draws it again from the JSON alone
     assert cv.main(["--replot", str(out)]) == json.loads(out.read_text())
     assert (tmp_path / "cv_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    (tmp_path / "not_cv.json").write_text('{"summary": {}}')
-    with pytest.raises(SystemExit):
-        cv.main(["--replot", str(tmp_path / "not_cv.json")])
-    assert "not a result of this script (KeyError" in capsys.readouterr().err
+    for text in ('{"summary": {}}', '{"summary": {"pooled_confusion_matrix": [[1]]}}', "[]", "{"):
+        (tmp_path / "not_cv.json").write_text(text)
+        with pytest.raises(SystemExit):
+            cv.main(["--replot", str(tmp_path / "not_cv.json")])
+        assert "not_cv.json: not a result of this script" in capsys.readouterr().err
     # a second invocation reuses the finished folds instead of training again, if the config agrees
     finished = os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json")
     assert cv.main(args + settings)["summary"] == report["summary"]

@@ -170,6 +170,18 @@ def test_rr_transform_feeds_the_model():
         classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr=given[:4])
     with pytest.raises(ValueError, match="a model with 0 extra features"):
         classify_beats(create_model("msresnet1d_beat", in_channels=2).eval(), signal, beats, BEAT_WINDOW, rr=given)
+    # the template of the regular beats is taken over the beats the given RR intervals call regular
+    prev, one = RR_FEATURES.index("rr_prev"), np.random.default_rng(3).standard_normal((1, 9000)).astype(np.float32)
+    beats = np.arange(100, 8900, 300)  # 30 beats: enough regular ones for a template of their own
+    premature = rr_features(beats, FS)
+    premature[::3, prev] *= 0.5  # every third beat premature by the given intervals, none by the beat times
+    windows = beat_windows(one, beats, *BEAT_WINDOW)
+    kwargs = {"fs": FS, "rr": premature, "rr_transform": first_two_standardised}
+    from_given = classify_beats(model, one, beats, BEAT_WINDOW, template=True, template_from="regular", **kwargs)
+    expected = classify_beats(model, one, beats, BEAT_WINDOW, template=median_beat(windows, premature[:, prev]), **kwargs)
+    np.testing.assert_allclose(from_given.logits, expected.logits, atol=1e-6, rtol=0)
+    of_all = classify_beats(model, one, beats, BEAT_WINDOW, template=median_beat(windows), **kwargs)
+    assert not np.allclose(from_given.logits, of_all.logits, atol=1e-4)
 
 
 def test_beat_stream_with_rr_equals_offline_on_a_mitdb_record(record_100):

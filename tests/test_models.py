@@ -464,6 +464,21 @@ def test_keyword_arguments_override_every_preset_setting():
     assert isinstance(d2l.stages[1][0].shortcut[1], nn.BatchNorm1d)
 
 
+def test_an_unknown_option_is_named_with_the_options_the_model_takes():
+    from msresnet1d.models.registry import model_options
+
+    with pytest.raises(TypeError, match=r"model 'msresnet1d_beat' takes no option 'bogus', 'dims'; its options: "
+                                        r"block, dilations, .*fusion, in_channels, kernels"):
+        create_model("msresnet1d_beat", bogus=1, dims=1, widths=(8, 8, 8))
+    for name in list_models():
+        model, options = create_model(name), model_options(name)
+        assert {"in_channels", "num_classes", "widths", "drop_rate"} <= options
+        if "dims" in options:  # e.g. resnet1d_beat, whose preset sets 1
+            assert create_model(name, dims=model.dims).dims == model.dims
+    with pytest.raises(TypeError, match="has no len"):  # other TypeErrors pass unchanged
+        create_model("msresnet1d_beat", kernels=3)
+
+
 def test_reset_classifier_keeps_the_models_dtype_and_device():
     model = create_model("msresnet1d_beat").double().eval()
     assert model.num_classes == 5

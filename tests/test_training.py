@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import torch
 from msresnet1d.cli import main
 from msresnet1d.data.loader import TensorBatchLoader
 from msresnet1d.training.checkpoint import load_checkpoint
+from msresnet1d.training.engine import TrainingError
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
 from msresnet1d.training.metrics import (
     cinc_score,
@@ -167,7 +169,7 @@ def test_unknown_config_keys_are_errors(tmp_path):
     assert (type(cfg.epochs), type(cfg.lr)) == (int, float) and json.dumps(cfg.to_dict())
     assert main(["train", "--set", "data.windoww=[0,1]", "--out", str(tmp_path / "r"), "--quiet"]) == 1
     # [model_kwargs] are checked by building the model before any data is read: a clean error
-    for setting, message in (("model_kwargs.foo=1", "unexpected keyword argument 'foo'"),
+    for setting, message in (("model_kwargs.foo=1", "takes no option 'foo'; its options: block, dilations"),
                              ("model_kwargs.kernels=3", "object of type 'int' has no len")):
         with pytest.raises(ValueError, match=rf"model 'msresnet1d_beat' with \[model_kwargs\].*{message}"):
             train_or_reuse(load_config(None, parse_overrides([setting])), tmp_path / "m")
@@ -402,26 +404,48 @@ def test_resume_refuses_another_config(tmp_path):
         train_or_reuse(load_config(_config(tmp_path, 1), {"data.template_from": "regular"}), out)
 
 
+def test_predict_extension_is_ascii_letters_as_wfdb_requires():
+    import argparse
+    from msresnet1d.predict import annotation_extension
+
+    assert annotation_extension("pred") == "pred"
+    for bad in ("pred2", "prédiction", "", "a.b"):
+        with pytest.raises(argparse.ArgumentTypeError, match="ASCII letters only"):
+            annotation_extension(bad)
+
+
 def test_a_run_killed_between_its_two_checkpoints_tests_the_selected_weights(tmp_path, monkeypatch):
-    # best.pt is written before last.pt: killed in between, the resumed run trains that epoch again
+    # last.pt is written before best.pt: killed in between, the resume writes best.pt from last.pt
     import msresnet1d.training.engine as engine
     from msresnet1d.training.run import train
 
-    cfg = load_config(_config(tmp_path, 2), {"select_epoch": "last"})
+    cfg = load_config(_config(tmp_path, 3), {"select_epoch": "last"})
+    straight = train(cfg, tmp_path / "straight", quiet=True)
     save = engine.atomic_save
 
-    def killed_at_the_last_best(state, path):
+    def killed_at_the_second_best(state, path):
         if path.name == "best.pt" and state["epoch"] == 1:
             raise KeyboardInterrupt
         save(state, path)
 
-    monkeypatch.setattr(engine, "atomic_save", killed_at_the_last_best)
+    monkeypatch.setattr(engine, "atomic_save", killed_at_the_second_best)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "run", quiet=True)
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 0
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert load_checkpoint(checkpoints / "last.pt")["epoch"] == 1 and load_checkpoint(checkpoints / "best.pt")["epoch"] == 0
     monkeypatch.setattr(engine, "atomic_save", save)
-    assert train(cfg, tmp_path / "run", resume=True, quiet=True)["best_epoch"] == 2
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["epoch"] == 1
+    resumed = train(cfg, tmp_path / "run", resume=True, quiet=True)
+    assert resumed["best_epoch"] == straight["best_epoch"] == 3
+    tested = [json.loads((tmp_path / run / "metrics.json").read_text())["test"] for run in ("run", "straight")]
+    assert tested[0] == tested[1]  # the selected (last) epoch's weights, as without the kill
+    # a best.pt of another epoch than the history selected is refused, never tested in its place
+    last = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    torch.save(last | {"history": last["history"] | {"best_epoch": 0}}, checkpoints / "last.pt")
+    shutil.copy(tmp_path / "straight" / "checkpoints" / "best.pt", checkpoints / "best.pt")
+    (tmp_path / "run" / "metrics.json").unlink()
+    with pytest.raises(TrainingError, match=r"best\.pt holds epoch 3, but the run's history selected epoch 1: the "
+                                            "selected weights are lost"):
+        train(cfg, tmp_path / "run", resume=True, quiet=True)
 
 
 def test_resume_refuses_another_database_than_the_run_found(tmp_path, monkeypatch):
@@ -573,7 +597,7 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
     assert not_ecg.returncode == 1 and "nope" in not_ecg.stderr
     digit = _cli("predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir",
                  str(tmp_path / "digit"), "--extension", "pred2")
-    assert digit.returncode == 2 and "letters only" in digit.stderr and not (tmp_path / "digit").exists()
+    assert digit.returncode == 2 and "ASCII letters only" in digit.stderr and not (tmp_path / "digit").exists()
     if not template:  # a model of spectrograms is refused up front, naming the option
         spec = {**best, "config": {**best["config"], "data": {**best["config"]["data"], "representation": "spectrogram"}}}
         torch.save(spec, tmp_path / "spec.pt")

@@ -35,9 +35,10 @@ SAME_PATIENT: dict[str, str] = {"202": "201"}
 _SPLIT_TRIES = 1_000
 
 
-def _patients(names: Sequence[str]) -> np.ndarray:
-    """(n,) int patient index of each of ``names`` (0, 1, ... in order of first record): the
-    records of one patient (:data:`SAME_PATIENT`) share it; without such a pair, ``arange(n)``."""
+def patient_index(names: Sequence[str]) -> np.ndarray:
+    """(n,) int patient index of each of the MIT-BIH record ``names`` (0, 1, ... in order of first
+    record): the records of one patient (:data:`SAME_PATIENT`) share it; without such a pair,
+    ``arange(n)``. Names are matched bare: meant for MIT-BIH records only."""
     index: dict[str, int] = {}
     return np.array([index.setdefault(SAME_PATIENT.get(n, n), len(index)) for n in names], dtype=np.int64)
 
@@ -67,7 +68,7 @@ def split_by_record(records: Sequence[str], n_test: int | float, seed: int = 0) 
     count = round(n_test * len(names)) if isinstance(n_test, float) else n_test
     if not 0 < count < len(names):
         raise ValueError(f"split_by_record: n_test={n_test} leaves no train or no test record out of {len(names)}")
-    patients, rng = _patients(names), np.random.default_rng(seed)
+    patients, rng = patient_index(names), np.random.default_rng(seed)
     for _ in range(_SPLIT_TRIES):
         order = rng.permutation(len(names))
         if not _splits_a_patient(patients, order[:count]):
@@ -119,7 +120,7 @@ def balanced_holdout(
     counts = np.stack([np.bincount(labels[n], minlength=num_classes) for n in names])
     total = np.maximum(counts.sum(axis=0), 1)
     needed = total >= min_beats / max_share
-    patients, rng = _patients(names), np.random.default_rng(seed)
+    patients, rng = patient_index(names), np.random.default_rng(seed)
     best, best_miss = None, np.inf
     for _ in range(tries):
         chosen = np.sort(rng.choice(len(names), size=n_val, replace=False))
@@ -172,7 +173,7 @@ def record_kfold(labels: Mapping[str, np.ndarray], n_splits: int = 5, seed: int 
     from sklearn.model_selection import StratifiedGroupKFold  # slow import, only needed here
 
     names = sorted(labels)
-    patients = _patients(names)
+    patients = patient_index(names)
     count = len(set(patients))
     if not 2 <= n_splits <= count:
         raise ValueError(f"record_kfold: n_splits must be in [2, {count}] (the number of patients), got {n_splits}")

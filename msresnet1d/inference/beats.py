@@ -310,7 +310,8 @@ def classify_beats(
         template: for a model trained with ``BeatConfig(template=True)``: ``True`` (the median
             of the beats' windows) or a (C, stop - start) median beat; ``False``: none.
         template_from: with ``template=True``, the median of ``"all"`` the beats or of the
-            ``"regular"`` ones (``BeatConfig.template_from``; needs ``fs``).
+            ``"regular"`` ones (``BeatConfig.template_from``; their previous RR intervals from
+            ``rr`` if given, else from ``beats`` at ``fs``).
         rr: for RR models, (B, F) RR features of ``beats`` (columns
             :data:`~msresnet1d.data.rr.RR_FEATURES`) computed elsewhere, e.g. by
             :func:`~msresnet1d.data.rr.rr_features` from the beat times at the recording's own
@@ -339,7 +340,9 @@ def classify_beats(
         record_median_rr = median_rr(beats, fs) if record_median_rr is None else record_median_rr
     if template is True:
         rr_prev = None
-        if template_from == "regular":
+        if template_from == "regular" and rr is not None:
+            rr_prev = rr[:, _PREV]  # the given intervals, as the beats' features are
+        elif template_from == "regular":
             if fs is None:
                 raise ValueError("template_from='regular' needs fs (Hz) for the beats' RR intervals")
             rr_prev = rr_features(beats, fs)[:, _PREV]

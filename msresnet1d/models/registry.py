@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from typing import Callable, TypeVar
 
 from torch import nn
@@ -29,4 +30,25 @@ def create_model(name: str, **kwargs) -> nn.Module:
     ``num_classes``, ...)."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    return _MODELS[name](**kwargs)
+    try:
+        return _MODELS[name](**kwargs)
+    except TypeError as e:
+        unknown = sorted(set(kwargs) - model_options(name)) if "unexpected keyword argument" in str(e) else []
+        if not unknown:
+            raise
+        raise TypeError(f"model {name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
+                        f"{', '.join(sorted(model_options(name)))}") from None
+
+
+def model_options(name: str) -> set[str]:
+    """The keyword arguments ``create_model(name, ...)`` accepts: its factory's own and, where the
+    factory passes ``**kwargs`` on, those of the model class it builds."""
+    def named(fn: Callable) -> set[str]:
+        return {p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+
+    factory = _MODELS[name]
+    options = named(factory)
+    if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values()):
+        options |= named(type(factory()).__init__)
+    return options
