@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "min_gain": MIN_GAIN, "variants": results, "table_markdown": text})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     plot_variants(results, args.out.with_suffix(".png"), title=f"MIT-BIH DS1, {len(folds)}-fold cross-validation "
-                  f"by record, seeds {', '.join(map(str, args.seeds))}")
+                  f"by record, seeds {', '.join(map(str, args.seeds))}", baseline=baseline)
     return report
 
 

@@ -144,13 +144,48 @@ def test_cross_entropy_weights_examples_and_smooths_before_weighting():
 
 
 # --------------------------------------------------------------------------- config and loader
-def test_plot_scores_draws_gaps_spreads_and_targets(tmp_path):
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plot functions save, by file name (the files are still written)."""
+    import msresnet1d.training.plots as plots
+
+    figures, save = {}, plots._save
+
+    def keep(fig, path):
+        figures[Path(path).name] = fig
+        save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def test_plot_scores_draws_gaps_spreads_and_targets(tmp_path, drawn):
     from msresnet1d.training.plots import plot_scores
 
     methods = {"a": {"S F1": 50.0, "V F1": 90.0, "accuracy": 93.0}, "b": {"S F1": 60.0, "V F1": 80.0}}
     plot_scores(methods, tmp_path / "s.png", targets={"S F1": 80.0}, spreads={"a": {"S F1": 5.0}}, title="t")
-    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # b has no accuracy: a gap
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [f.name for f in tmp_path.iterdir()] == ["s.png"]  # written to a temporary file, then renamed
+    ax = drawn["s.png"].axes[0]
+    from matplotlib.container import BarContainer
+
+    bars = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
+    assert {k: [b.get_height() for b in c] for k, c in bars.items()} == {"a": [50.0, 90.0, 93.0], "b": [60.0, 80.0]}
+    assert bars["b"].errorbar is None  # b has no accuracy: a gap; and no spread
+    s_f1_spread = bars["a"].errorbar.lines[2][0].get_segments()[0][:, 1]
+    assert np.allclose(s_f1_spread, [45.0, 55.0])  # 50 ± 5
+    target, = [c for c in ax.collections if c.get_label() == "target"]
+    assert np.allclose(target.get_segments()[0][:, 1], 80.0)
+
+
+def test_plot_variants_draws_the_baseline_thicker(tmp_path, drawn):
+    from msresnet1d.training.plots import plot_variants
+
+    row = {"fold_macro_f1": [60.0, 62.0], "pooled": {"macro_f1": 61.0, **{c: {"f1": 50.0} for c in "SVF"}}}
+    plot_variants({"main": row, "main+last": row, "wd": row}, tmp_path / "v.png", baseline="main+last")
+    lines = {line.get_label().split(" (")[0]: line for line in drawn["v.png"].axes[0].get_lines()}
+    assert [lines[n].get_linewidth() for n in ("main", "main+last", "wd")] == [1.2, 3, 1.2]
+    assert lines["main+last"].get_label().endswith("baseline)") and lines["main+last"].get_linestyle() == "--"
 
 
 def test_unknown_config_keys_are_errors(tmp_path):

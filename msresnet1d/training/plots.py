@@ -77,9 +77,9 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title
 
 
 def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] = ("S", "V", "F"),
-                  title: str = "") -> None:
-    """Config variants side by side: each one's macro-F1 per fold (left; the first variant, the
-    baseline, drawn thicker) and its pooled F1 of ``classes`` (right). ``variants`` maps a name to
+                  title: str = "", baseline: str | None = None) -> None:
+    """Config variants side by side: each one's macro-F1 per fold (left; the ``baseline``, by
+    default the first variant, drawn thicker) and its pooled F1 of ``classes`` (right). ``variants`` maps a name to
     ``{"fold_macro_f1": [...], "pooled": {class: {"f1": ...}, "macro_f1": ...}}`` in percent, as
     ``experiments/mitdb_ds1_cv.py`` reports them; a ``"<name>+<method>"`` variant shares <name>'s
     colour, dashed and hatched."""
@@ -87,6 +87,7 @@ def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] 
     if plt is None or not variants:
         return
     names = list(variants)
+    baseline = names[0] if baseline is None else baseline
     bases = list(dict.fromkeys(name.split("+")[0] for name in names))
     fig, (ax_folds, ax_f1) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1.4]})
     width = 0.8 / len(names)
@@ -94,7 +95,9 @@ def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] 
         color, derived = f"C{bases.index(name.split('+')[0]) % 10}", "+" in name
         folds = variants[name]["fold_macro_f1"]
         ax_folds.plot(range(1, len(folds) + 1), folds, marker="o", color=color, ls="--" if derived else "-",
-                      lw=3 if i == 0 else 1.2, label=f"{name} ({variants[name]['pooled']['macro_f1']:.1f} pooled)")
+                      lw=3 if name == baseline else 1.2,
+                      label=f"{name} ({variants[name]['pooled']['macro_f1']:.1f} pooled"
+                            f"{', baseline' if name == baseline else ''})")
         f1 = [variants[name]["pooled"][c]["f1"] for c in classes]
         ax_f1.bar(np.arange(len(classes)) + (i - (len(names) - 1) / 2) * width, f1, width, color=color,
                   hatch="//" if derived else None, edgecolor="white" if derived else None)
