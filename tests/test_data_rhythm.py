@@ -206,7 +206,7 @@ def test_rhythm_task_rejects_bad_augmentation_before_loading(key, value, tmp_pat
 
     cfg = load_config(None, {"task": "rhythm", "model": "msresnet1d_small", f"data.{key}": value,
                              "data.data_dir": str(tmp_path / "missing")})  # never read: the check comes first
-    with pytest.raises(ValueError, match=r"flip_prob must be in \[0, 1\] and noise_std >= 0, got"):
+    with pytest.raises(ValueError, match=rf"\[data\] {key} must be a number (in \[0, 1\]|>= 0), got {value}"):
         build_task(cfg)
 
 

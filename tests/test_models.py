@@ -387,6 +387,8 @@ def test_adapt_batchnorm_reestimates_the_statistics_on_the_target_inputs():
     torch.testing.assert_close(adapted[1].running_mean, x.mean(dim=(0, 2)))
     torch.testing.assert_close(adapted[1].running_var, x.transpose(0, 1).reshape(2, -1).var(dim=1))
     assert not adapted.training and adapted[1].momentum == 0.1 and first[1].running_mean.abs().sum() == 0
+    bare = adapt_batchnorm(first, [x[:32], x[32:]])  # a batch may be the input tensor itself
+    torch.testing.assert_close(bare[1].running_mean, adapted[1].running_mean)
     # a record at 3x the gain is predicted as the original record is (the convolutions have no bias)
     model = create_model("msresnet1d_beat", in_channels=2, num_classes=5, extra_features=3, extra_hidden=8,
                          feature_drop_rate=0.5, widths=(8, 16, 16), stem_channels=8)

@@ -211,6 +211,36 @@ def test_unknown_config_keys_are_errors(tmp_path):
         assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("task, key, value, expected", [
+    ("beats", "rr", ["nope"], "true, false or a list of distinct names of"),
+    ("beats", "representation", "foo", "'signal' or 'spectrogram'"), ("beats", "scale", -1, "a number >= 0"),
+    ("beats", "shift", -1, "a number >= 0"), ("beats", "val_records", -1, "a whole number >= 0 or a list"),
+    ("beats", "cache", "maybe", "true or false"), ("beats", "template", 2, "true or false"),
+    ("beats", "val_seed", "x", "a whole number"), ("beats", "fs", "abc", "a number > 0"),
+    ("beats", "test_records", [100, 101], "record names as strings"), ("beats", "band", [40, 0.5], "0 <= low < high"),
+    ("rhythm", "fold", 5, "below folds"), ("rhythm", "val_fraction", 1.0, r"in \[0, 1\)"),
+    ("rhythm", "rr", ["hr_mean_typo"], "distinct names of"), ("fashion_mnist", "normalize", "minmax", "'unit' or"),
+    ("fashion_mnist", "hflip", "yes", "true or false"),
+])
+def test_data_options_are_checked_before_any_data_is_read(task, key, value, expected, tmp_path):
+    from msresnet1d.training.tasks import build_task
+
+    model = {"beats": "msresnet1d_beat", "rhythm": "msresnet1d_small", "fashion_mnist": "resnet18_d2l"}[task]
+    cfg = load_config(None, {"task": task, "model": model, f"data.{key}": value,
+                             "data.data_dir": str(tmp_path / "missing")})  # never read: the check comes first
+    with pytest.raises(ValueError, match=rf"config: \[data\] {key} must be .*{expected}"):
+        build_task(cfg)
+
+
+def test_every_shipped_config_passes_the_data_check():
+    from msresnet1d.training.tasks import check_data
+
+    configs = sorted((REPO / "experiments" / "configs").glob("*.toml"))
+    assert len(configs) > 5
+    for path in configs:
+        check_data(load_config(path))
+
+
 def test_set_overrides_parse_json_values_and_reject_items_without_a_key(tmp_path):
     values = parse_overrides(["lr=0.01", "data.rr=[\"prev_over_local\"]", "name=run a", " seed = 3 ", "data.band=a=b"])
     assert values == {"lr": 0.01, "data.rr": ["prev_over_local"], "name": "run a", "seed": 3, "data.band": "a=b"}

@@ -121,7 +121,8 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
             warnings.warn(
                 f"database '{name}' not found (looked in {', '.join(map(str, candidates))}); "
                 f"using the embedded sample {sample} (first minutes of each record only). "
-                f"Set {DATA_ENV} or pass download=True for the full database.",
+                f"For the full database set {DATA_ENV} to a folder holding '{name}/', or download it with "
+                f"msresnet1d.data.download_database({name!r}).",
                 stacklevel=2,
             )
             return sample

@@ -18,7 +18,7 @@ from torch import nn
 from .fuse import _NORMS
 
 
-def adapt_batchnorm(model: nn.Module, batches: Iterable[Sequence[torch.Tensor]]) -> nn.Module:
+def adapt_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor | Sequence[torch.Tensor]]) -> nn.Module:
     """An eval-mode copy of ``model`` whose BatchNorm running statistics are those of ``batches``.
 
     Each BatchNorm's running mean and variance are reset and re-estimated as the cumulative
@@ -27,8 +27,8 @@ def adapt_batchnorm(model: nn.Module, batches: Iterable[Sequence[torch.Tensor]])
 
     Args:
         model: a model with BatchNorm layers that track running statistics.
-        batches: the target domain's inputs, each a sequence of the model's positional
-            arguments, e.g. ``(x,)`` with x (N, C, L), or ``(x, extra)`` with extra (N, E).
+        batches: the target domain's inputs, each a tensor x (N, C, L) or a sequence of the
+            model's positional arguments, e.g. ``(x, extra)`` with extra (N, E).
             Batches of equal size weigh equally; shuffle the examples first if their order drifts.
 
     Raises:
@@ -47,7 +47,7 @@ def adapt_batchnorm(model: nn.Module, batches: Iterable[Sequence[torch.Tensor]])
     seen = 0
     with torch.no_grad():
         for batch in batches:
-            adapted(*batch)
+            adapted(*((batch,) if isinstance(batch, torch.Tensor) else batch))
             seen += 1
     if not seen:
         raise ValueError("adapt_batchnorm got no batches: the target domain has no examples")

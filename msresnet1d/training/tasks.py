@@ -38,9 +38,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -226,8 +227,6 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         spec = Spectrogram(fs=beat_cfg.fs, standardize=True, **spec_opts)
         transform = lambda x, generator=None: spec(x)  # noqa: E731 - a BatchTransform
         input_size, dims = spec_opts["size"], 2
-    elif opts["representation"] != "signal":
-        raise ValueError(f"[data] representation must be 'signal' or 'spectrogram', got {opts['representation']!r}")
     train_transform = transform
     if opts["scale"] or opts["noise_std"] or opts["shift"]:
         shift = round(opts["shift"] * beat_cfg.fs)
@@ -348,8 +347,6 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
 
     opts = resolve_data(cfg).data
     flip_prob, noise_std = float(opts["flip_prob"]), float(opts["noise_std"])
-    if not 0 <= flip_prob <= 1 or noise_std < 0:
-        raise ValueError(f"[data] flip_prob must be in [0, 1] and noise_std >= 0, got {flip_prob} and {noise_std}")
     db_dir = Path(opts["data_dir"]) if opts["data_dir"] else find_database("cinc2017")
     arrays = load_rhythm(db_dir, RhythmConfig(fs=float(opts["fs"])), cache=opts["cache"])
     folds = stratified_kfold(arrays.y, opts["folds"], seed=opts["split_seed"])
@@ -406,8 +403,6 @@ def fashion_task(cfg: TrainConfig, dist: DistContext) -> Task:
     test_images, test_labels = load_fashion_mnist(opts["data_dir"], "test", opts["download"])
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg.seed))
     val_idx, fit_idx = order[:opts["val_size"]], order[opts["val_size"]:]
-    if opts["normalize"] not in ("unit", "standardize"):
-        raise ValueError(f"[data] normalize must be 'unit' or 'standardize', got {opts['normalize']!r}")
     mean, std = pixel_mean_std(images[fit_idx]) if opts["normalize"] == "standardize" else (0.0, 1.0)
     augment = ImageBatchTransform(opts["resize"], mean, std, opts["crop_padding"], opts["hflip"], opts["erase_prob"])
     plain = ImageBatchTransform(opts["resize"], mean, std)
@@ -453,6 +448,95 @@ def evaluation_data(cfg: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in resolve_data(cfg).data.items() if k not in skip}
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+
+
+def _pair(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_number, v)) and v[0] < v[1]
+
+
+def _rr_names(features: Sequence[str]) -> Callable[[Any], bool]:
+    def valid(v: Any) -> bool:
+        from ..data.rr import rr_columns
+
+        try:
+            return isinstance(v, (bool, list, tuple)) and rr_columns(v, features, features) is not None
+        except ValueError:
+            return False
+    return valid
+
+
+def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
+    """Per task, per ``[data]`` key: a test of a value and what it must be (for the message)."""
+    from ..data.hrv import HRV_FEATURES
+    from ..data.rr import RR_FEATURES
+
+    path = (lambda v: v is None or isinstance(v, str), "a folder path (or unset)")
+    flag = (lambda v: isinstance(v, bool), "true or false")
+    nonneg = (lambda v: _number(v) and v >= 0, "a number >= 0")
+    positive = (lambda v: _number(v) and v > 0, "a number > 0")
+    seed = (lambda v: _whole(v), "a whole number")
+    return {
+        "beats": {
+            "data_dir": path, "leads": (lambda v: _names(v) and len(v) > 0, "a non-empty list of lead names"),
+            "fs": positive, "window": (_pair, "[start, stop] in seconds, start < stop"),
+            "band": (lambda v: v is None or (_pair(v) and v[0] >= 0), "[low, high] in Hz, 0 <= low < high, or unset"),
+            "rr": (_rr_names(RR_FEATURES), f"true, false or a list of distinct names of {', '.join(RR_FEATURES)}"),
+            "train_records": (lambda v: v is None or _names(v), 'a list of record names as strings ("101")'),
+            "test_records": (lambda v: v is None or _names(v), 'a list of record names as strings ("101")'),
+            "val_records": (lambda v: (_whole(v) and v >= 0) or _names(v),
+                            'a whole number >= 0 or a list of record names as strings ("101")'),
+            "val_seed": seed, "representation": (lambda v: v in ("signal", "spectrogram"), "'signal' or 'spectrogram'"),
+            "template": flag, "template_from": (lambda v: v in ("all", "regular"), "'all' or 'regular'"),
+            "scale": nonneg, "noise_std": nonneg, "shift": nonneg, "spectrogram": (lambda v: True, ""), "cache": flag,
+        },
+        "rhythm": {
+            "data_dir": path, "fs": positive, "crop_seconds": positive, "hop_seconds": positive,
+            "folds": (lambda v: _whole(v) and v >= 2, "a whole number >= 2"),
+            "fold": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (below folds)"),
+            "val_fraction": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+            "split_seed": (lambda v: v is None or _whole(v), "a whole number (or unset: the run's seed)"),
+            "cache": flag, "flip_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+            "noise_std": nonneg,
+            "rr": (_rr_names(HRV_FEATURES), f"true, false or a list of distinct names of {', '.join(HRV_FEATURES)}"),
+        },
+        "fashion_mnist": {
+            "data_dir": path, "resize": (lambda v: v is None or (_whole(v) and v > 0), "a whole number > 0 (or unset)"),
+            "val_size": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+            "normalize": (lambda v: v in ("unit", "standardize"), "'unit' or 'standardize'"),
+            "crop_padding": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"), "hflip": flag,
+            "erase_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"), "download": flag,
+        },
+    }
+
+
+def check_data(cfg: TrainConfig) -> None:
+    """Check the type and range of every ``[data]`` option of ``cfg`` that can be checked without
+    the data (a rhythm task's ``fold`` against ``folds`` too); ranges that depend on the data (e.g.
+    a window longer than a record) are checked when it is loaded.
+
+    Raises:
+        ValueError: naming the first bad key, its value and what it must be.
+    """
+    data = resolve_data(cfg).data
+    for key, (valid, expected) in _data_rules()[cfg.task].items():
+        if not valid(data[key]):
+            raise ValueError(f"config: [data] {key} must be {expected}, got {data[key]!r}")
+    if cfg.task == "rhythm" and data["fold"] >= data["folds"]:
+        raise ValueError(f"config: [data] fold must be below folds ({data['folds']}), got {data['fold']}")
+    if cfg.task == "beats":
+        beat_config(data)  # the window and band against the rate
+
+
 def resolve_data(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with its ``[data]`` table completed from the task's defaults (nested tables such
     as ``[data.spectrogram]`` too), so that a run's config.json and checkpoints record every data
@@ -470,4 +554,6 @@ def resolve_data(cfg: TrainConfig) -> TrainConfig:
 
 
 def build_task(cfg: TrainConfig, dist: DistContext | None = None) -> Task:
+    """The task of ``cfg``, its ``[data]`` options checked (:func:`check_data`) before any data is read."""
+    check_data(cfg)
     return TASK_BUILDERS[cfg.task](cfg, dist or DistContext())
