@@ -21,11 +21,11 @@ import wfdb
 
 from .data import read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
-from .data.beats import beat_windows, median_beat
+from .data.beats import beat_windows, record_template
 from .data.preprocess import preprocess_signal
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays, RhythmConfig
-from .data.rr import RR_FEATURES, rr_columns, rr_features
+from .data.rr import rr_columns, rr_features
 from .inference import classify_beats, classify_windows
 from .atomic import write_text
 from .models.fuse import fuse_batchnorm
@@ -81,8 +81,8 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple
     template = False
     if beat_cfg.template:
         classed = np.ones(len(positions), dtype=bool) if symbols is None else np.isin(symbols, list(MITBIH_TO_AAMI))
-        rr_prev = rr[classed, RR_FEATURES.index("rr_prev")] if beat_cfg.template_from == "regular" else None
-        template = median_beat(beat_windows(signal, centres[classed], *beat_cfg.offsets), rr_prev)
+        template = record_template(beat_windows(signal, centres[classed], *beat_cfg.offsets), rr[classed],
+                                   beat_cfg.template_from)
     out = classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs, rr_transform=rr_transform,
                          template=template, rr=rr if columns else None)
     return positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs

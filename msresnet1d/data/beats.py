@@ -185,6 +185,15 @@ def median_beat(windows: np.ndarray, rr_prev: np.ndarray | None = None) -> np.nd
     return np.median(windows, axis=0).astype(windows.dtype)
 
 
+def record_template(windows: np.ndarray, rr: np.ndarray, template_from: str) -> np.ndarray:
+    """(C, L) median beat of one record from the (N, C, L) windows of its AAMI-classed beats and
+    their (N, F) RR features (:data:`~msresnet1d.data.rr.RR_FEATURES`): over all of them
+    (``template_from="all"``) or over the regular ones (``"regular"``, :func:`regular_beats`) -
+    as training builds it (:attr:`BeatConfig.template_from`) and ``msresnet1d predict`` too."""
+    rr_prev = rr[:, RR_FEATURES.index("rr_prev")] if template_from == "regular" else None
+    return median_beat(windows, rr_prev)
+
+
 def with_template(windows: np.ndarray, template: np.ndarray) -> np.ndarray:
     """(N, 2C, L): the (N, C, L) windows, then the windows minus the (C, L) ``template``."""
     return np.concatenate([windows, windows - template[None]], axis=1)
@@ -230,8 +239,7 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
     if config.template:
         if len(windows) == 0:
             raise DataError(f"record '{name}': no AAMI beats to take a median beat from (template=True)")
-        rr_prev = rr[keep, RR_FEATURES.index("rr_prev")] if config.template_from == "regular" else None
-        windows = with_template(windows, median_beat(windows, rr_prev))
+        windows = with_template(windows, record_template(windows, rr[keep], config.template_from))
     return {
         "X": np.ascontiguousarray(windows),
         "rr": rr[keep],
