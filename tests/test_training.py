@@ -220,7 +220,9 @@ def test_unknown_config_keys_are_errors(tmp_path):
     ("beats", "test_records", [100, 101], "record names as strings"), ("beats", "band", [40, 0.5], "0 <= low < high"),
     ("rhythm", "fold", 5, "below folds"), ("rhythm", "val_fraction", 1.0, r"in \[0, 1\)"),
     ("rhythm", "rr", ["hr_mean_typo"], "distinct names of"), ("fashion_mnist", "normalize", "minmax", "'unit' or"),
-    ("fashion_mnist", "hflip", "yes", "true or false"),
+    ("fashion_mnist", "hflip", "yes", "true or false"), ("beats", "val_seed", -1, "a whole number >= 0"),
+    ("rhythm", "split_seed", -1, "a whole number >= 0"), ("beats", "fs", float("inf"), "a number > 0"),
+    ("beats", "band", [None, None], "either corner null"),
 ])
 def test_data_options_are_checked_before_any_data_is_read(task, key, value, expected, tmp_path):
     from msresnet1d.training.tasks import build_task
@@ -229,6 +231,17 @@ def test_data_options_are_checked_before_any_data_is_read(task, key, value, expe
     cfg = load_config(None, {"task": task, "model": model, f"data.{key}": value,
                              "data.data_dir": str(tmp_path / "missing")})  # never read: the check comes first
     with pytest.raises(ValueError, match=rf"config: \[data\] {key} must be .*{expected}"):
+        build_task(cfg)
+
+
+def test_data_check_takes_every_band_form_and_checks_spectrogram_options(tmp_path):
+    from msresnet1d.training.tasks import build_task, check_data
+
+    for band in (None, False, [], [None, 40.0], [0.5, None], [0.5, 40]):  # no filter, open corners, a band
+        check_data(load_config(None, {"data.band": band}))
+    cfg = load_config(None, {"data.representation": "spectrogram", "data.spectrogram": {"overlap": 2.0},
+                             "data.data_dir": str(tmp_path / "missing")})
+    with pytest.raises(ValueError, match=r"\[data.spectrogram\] overlap must be in \[0, 1\), got 2.0"):
         build_task(cfg)
 
 
@@ -488,18 +501,19 @@ def test_a_run_killed_between_its_two_checkpoints_tests_the_selected_weights(tmp
     straight = train(cfg, tmp_path / "straight", quiet=True)
     save = engine.atomic_save
 
-    def killed_at_the_second_best(state, path):
-        if path.name == "best.pt" and state["epoch"] == 1:
+    def killed_at_the_last_best(state, path):  # the final epoch: no later epoch would write best.pt again
+        if path.name == "best.pt" and state["epoch"] == 2:
             raise KeyboardInterrupt
         save(state, path)
 
-    monkeypatch.setattr(engine, "atomic_save", killed_at_the_second_best)
+    monkeypatch.setattr(engine, "atomic_save", killed_at_the_last_best)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "run", quiet=True)
     checkpoints = tmp_path / "run" / "checkpoints"
-    assert load_checkpoint(checkpoints / "last.pt")["epoch"] == 1 and load_checkpoint(checkpoints / "best.pt")["epoch"] == 0
+    assert load_checkpoint(checkpoints / "last.pt")["epoch"] == 2 and load_checkpoint(checkpoints / "best.pt")["epoch"] == 1
     monkeypatch.setattr(engine, "atomic_save", save)
-    resumed = train(cfg, tmp_path / "run", resume=True, quiet=True)
+    resumed = train(cfg, tmp_path / "run", resume=True, quiet=True)  # nothing left to train: the resume repairs
+    assert load_checkpoint(checkpoints / "best.pt")["epoch"] == 2
     assert resumed["best_epoch"] == straight["best_epoch"] == 3
     tested = [json.loads((tmp_path / run / "metrics.json").read_text())["test"] for run in ("run", "straight")]
     assert tested[0] == tested[1]  # the selected (last) epoch's weights, as without the kill

@@ -198,7 +198,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     train_all = load_beats(train_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
     test = load_beats(test_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
     val = opts["val_records"]
-    if isinstance(val, int):
+    if isinstance(val, numbers.Integral):
         by_record = {r: train_all.y[train_all.record == r] for r in train_records}
         val = balanced_holdout(by_record, val, seed=opts["val_seed"])[1] if val else []
     missing = sorted(set(val) - set(train_records))
@@ -449,7 +449,7 @@ def evaluation_data(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _whole(v: Any) -> bool:
@@ -462,6 +462,17 @@ def _names(v: Any) -> bool:
 
 def _pair(v: Any) -> bool:
     return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_number, v)) and v[0] < v[1]
+
+
+def _band(v: Any) -> bool:
+    """No filter (unset, false, []), or [low, high] in Hz where either corner may be unset (null)."""
+    if v is None or v is False or (isinstance(v, (list, tuple)) and len(v) == 0):
+        return True
+    if not isinstance(v, (list, tuple)) or len(v) != 2 or v[0] is v[1] is None:
+        return False
+    if not all(f is None or (_number(f) and f >= 0) for f in v):
+        return False
+    return v[0] is None or v[1] is None or v[0] < v[1]
 
 
 def _rr_names(features: Sequence[str]) -> Callable[[Any], bool]:
@@ -484,12 +495,12 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     flag = (lambda v: isinstance(v, bool), "true or false")
     nonneg = (lambda v: _number(v) and v >= 0, "a number >= 0")
     positive = (lambda v: _number(v) and v > 0, "a number > 0")
-    seed = (lambda v: _whole(v), "a whole number")
+    seed = (lambda v: _whole(v) and v >= 0, "a whole number >= 0")
     return {
         "beats": {
             "data_dir": path, "leads": (lambda v: _names(v) and len(v) > 0, "a non-empty list of lead names"),
             "fs": positive, "window": (_pair, "[start, stop] in seconds, start < stop"),
-            "band": (lambda v: v is None or (_pair(v) and v[0] >= 0), "[low, high] in Hz, 0 <= low < high, or unset"),
+            "band": (_band, "[low, high] in Hz, 0 <= low < high, either corner null (open), or unset/false (none)"),
             "rr": (_rr_names(RR_FEATURES), f"true, false or a list of distinct names of {', '.join(RR_FEATURES)}"),
             "train_records": (lambda v: v is None or _names(v), 'a list of record names as strings ("101")'),
             "test_records": (lambda v: v is None or _names(v), 'a list of record names as strings ("101")'),
@@ -504,7 +515,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "folds": (lambda v: _whole(v) and v >= 2, "a whole number >= 2"),
             "fold": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (below folds)"),
             "val_fraction": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-            "split_seed": (lambda v: v is None or _whole(v), "a whole number (or unset: the run's seed)"),
+            "split_seed": (lambda v: v is None or (_whole(v) and v >= 0), "a whole number >= 0 (or unset: the run's seed)"),
             "cache": flag, "flip_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
             "noise_std": nonneg,
             "rr": (_rr_names(HRV_FEATURES), f"true, false or a list of distinct names of {', '.join(HRV_FEATURES)}"),
@@ -534,7 +545,14 @@ def check_data(cfg: TrainConfig) -> None:
     if cfg.task == "rhythm" and data["fold"] >= data["folds"]:
         raise ValueError(f"config: [data] fold must be below folds ({data['folds']}), got {data['fold']}")
     if cfg.task == "beats":
-        beat_config(data)  # the window and band against the rate
+        beat_config(data)  # the window against the rate
+        if data["representation"] == "spectrogram":
+            from ..data.spectrogram import Spectrogram
+
+            try:
+                Spectrogram(fs=float(data["fs"]), **data["spectrogram"])
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"config: [data.spectrogram] {e}") from None
 
 
 def resolve_data(cfg: TrainConfig) -> TrainConfig:
