@@ -4,7 +4,9 @@ Beat models label every beat (positions from an annotation file, or from wfdb's 
 with ``--detect``); rhythm models label sliding windows and the whole record. Labels are
 written as CSV and as a WFDB annotation file (``wfdb.wrann``), so PhysioNet tools (``rdann``,
 ``bxb``) read them: beats as AAMI class symbols N, S, V, F, Q; rhythm windows as ``+``
-annotations whose aux note is the class, e.g. ``(A``.
+annotations whose aux note is the class, e.g. ``(A``. ``--adapt-bn`` re-estimates the model's
+BatchNorm statistics on the record's own inputs first (AdaBN, labels unread), for recordings from
+another device or gain than the training data.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import csv
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +29,9 @@ from .data.preprocess import preprocess_signal
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays, RhythmConfig
 from .data.rr import rr_columns, rr_features
-from .inference import classify_beats, classify_windows
+from .inference import Predictions, TorchPredictor, classify_beats, classify_windows
 from .atomic import write_text
+from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
 from .models.tta import with_tta
 from .training.checkpoint import inference_state, load_checkpoint
@@ -36,10 +40,35 @@ from .training.run import create_configured_model
 from .training.tasks import WindowHRV, beat_config, resolve_data
 
 
-def _model(ckpt: dict, cfg: TrainConfig, in_channels: int, extra: int) -> torch.nn.Module:
+class _InputRecorder:
+    """A :class:`~msresnet1d.inference.Predictor` shaped like ``model`` that keeps the batches it
+    is given (answering zeros): the inputs the model would see on a record."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        like = TorchPredictor(model)
+        self.in_channels, self.extra_features = like.in_channels, like.extra_features
+        self.min_input_size, self.num_outputs = like.min_input_size, like.num_outputs
+        self.batches: list[list[torch.Tensor]] = []
+
+    def predict(self, x: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        self.batches.append([torch.from_numpy(x.copy())] + ([] if extra is None else [torch.from_numpy(extra.copy())]))
+        return np.zeros((len(x), self.num_outputs), dtype=np.float32)
+
+
+def _classify(ckpt: dict, cfg: TrainConfig, in_channels: int, extra: int, adapt_bn: bool,
+              run: Callable[[object], Predictions]) -> Predictions:
+    """``run(model)`` with the checkpoint's model (BatchNorms folded, the config's TTA); with
+    ``adapt_bn``, its BatchNorm statistics first re-estimated on the inputs ``run`` gives it, as
+    ``evaluate --adapt-bn`` does on each test record (the same shuffled chunks of
+    ``eval_batch_size``)."""
     model = create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra)
     model.load_state_dict(inference_state(ckpt))
-    return with_tta(fuse_batchnorm(model), cfg.tta)
+    if not adapt_bn:
+        return run(with_tta(fuse_batchnorm(model), cfg.tta))
+    recorder = _InputRecorder(model)
+    run(recorder)
+    inputs = [torch.cat(column) for column in zip(*recorder.batches)]
+    return run(adapt_batchnorm(with_tta(model, cfg.tta), shuffled_chunks(inputs, cfg.eval_batch_size)))
 
 
 def beat_positions(record_path: Path, signal: np.ndarray, fs: float,
@@ -53,7 +82,8 @@ def beat_positions(record_path: Path, signal: np.ndarray, fs: float,
     return np.asarray(wfdb.processing.xqrs_detect(sig=signal[0].astype(np.float64), fs=fs, verbose=False)), None
 
 
-def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple[np.ndarray, np.ndarray, float]:
+def predict_beats(ckpt: dict, record_path: Path, annotator: str | None,
+                  adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     """(positions in samples, class probabilities (n, K), record fs in Hz) for every beat. The RR
     features and the template are computed as for the training data (``load_beats``): RR
     intervals at the record's own rate, the template over the beats that have an AAMI class."""
@@ -76,19 +106,20 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None) -> tuple
     if columns:
         mean, std = state["rr_mean"].numpy(), state["rr_std"].numpy()
         rr_transform = lambda rr: ((rr[:, columns] - mean) / std).astype(np.float32)  # noqa: E731 - training statistics
-    model = _model(ckpt, cfg, beat_cfg.channels, len(columns))
     rr = rr_features(positions, record.fs)
     template = False
     if beat_cfg.template:
         classed = np.ones(len(positions), dtype=bool) if symbols is None else np.isin(symbols, list(MITBIH_TO_AAMI))
         template = record_template(beat_windows(signal, centres[classed], *beat_cfg.offsets), rr[classed],
                                    beat_cfg.template_from)
-    out = classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs, rr_transform=rr_transform,
-                         template=template, rr=rr if columns else None)
+    out = _classify(ckpt, cfg, beat_cfg.channels, len(columns), adapt_bn,
+                    lambda model: classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs,
+                                                 rr_transform=rr_transform, template=template,
+                                                 rr=rr if columns else None))
     return positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
 
 
-def predict_windows(ckpt: dict, record_path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     """(window starts in samples at the record's rate, class probabilities (W, K), record fs)."""
     cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
     data = resolve_data(cfg).data
@@ -101,14 +132,14 @@ def predict_windows(ckpt: dict, record_path: Path) -> tuple[np.ndarray, np.ndarr
                         normalization=rhythm_cfg.normalization, name=record.name)
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
     columns = rr_columns(data["rr"], HRV_FEATURES, HRV_FEATURES)
-    model = _model(ckpt, cfg, 1, len(columns))
     extra = None
     if columns:  # the windows' RR statistics, standardised as in training, from the whole record's R peaks
         arrays = RhythmArrays(signal, np.array([0, signal.shape[1]]), np.zeros(1, dtype=np.int64),
                               np.array([record.name]), rhythm_cfg)
         hrv = WindowHRV(arrays, columns, ckpt["task_state"]["rr_mean"].numpy(), ckpt["task_state"]["rr_std"].numpy())
         extra = lambda starts: hrv(0, starts, length)  # noqa: E731
-    out = classify_windows(model, signal, length, hop, extra=extra)
+    out = _classify(ckpt, cfg, 1, len(columns), adapt_bn,
+                    lambda model: classify_windows(model, signal, length, hop, extra=extra))
     starts = np.round(out.sample * record.fs / rhythm_cfg.fs).astype(np.int64)
     return starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
 
@@ -141,9 +172,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     record_path = Path(args.record)
     task = ckpt["config"]["task"]
     if task == "beats":
-        positions, probabilities, fs = predict_beats(ckpt, record_path, None if args.detect else args.annotator)
+        positions, probabilities, fs = predict_beats(ckpt, record_path, None if args.detect else args.annotator,
+                                                     args.adapt_bn)
     elif task == "rhythm":
-        positions, probabilities, fs = predict_windows(ckpt, record_path)
+        positions, probabilities, fs = predict_windows(ckpt, record_path, args.adapt_bn)
     else:
         raise ValueError(f"checkpoint {args.checkpoint} is a {task!r} model; predict labels ECG records "
                          "(beats or rhythm)")
@@ -175,6 +207,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotator", default="atr", help="annotation file with the beat positions (beat models)")
     p.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
     p.add_argument("--out-dir", help="where to write (default: next to the record)")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help="re-estimate the BatchNorm statistics on this record's own inputs first (AdaBN, as evaluate "
+                        "--adapt-bn does per test record): for a recording from another device or gain")
     p.add_argument("--extension", default="pred", type=annotation_extension,
                    help="annotation file extension, letters only (default pred)")
     p.set_defaults(func=cmd_predict)

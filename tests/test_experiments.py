@@ -442,6 +442,11 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
                                               usecols=range(3, 7), ndmin=2)
     np.testing.assert_allclose(windows["best"].mean(axis=0), probabilities[0], atol=2e-4)
     assert not np.allclose(windows["shifted"], windows["best"], atol=1e-3)
+    # --adapt-bn on a rhythm record: the statistics of its own windows (a record of 30 s windows: few)
+    adapted = tmp_path / "adapted"
+    assert cli_main(["predict", str(best), str(tiny_cinc / name), "--out-dir", str(adapted), "--adapt-bn"]) == 0
+    on_record = np.loadtxt(adapted / f"{name}.pred.csv", delimiter=",", skiprows=1, usecols=range(3, 7), ndmin=2)
+    assert on_record.shape == windows["best"].shape and not np.allclose(on_record, windows["best"], atol=1e-3)
 
 
 def test_bench_models_refuses_bad_options_before_any_work(capsys):

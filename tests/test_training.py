@@ -658,6 +658,13 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
     in_100 = np.asarray(task.groups["test"]) == "100"
     predicted = np.loadtxt(labels / "100.pred.csv", delimiter=",", skiprows=1, usecols=range(3, 8))
     np.testing.assert_allclose(predicted, evaluated[0][in_100], atol=1e-4)  # the CSV's 4 decimals
+    # --adapt-bn: BatchNorm statistics of the record's own inputs, as evaluate --adapt-bn re-estimates them
+    assert _cli("predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir",
+                str(tmp_path / "adabn"), "--adapt-bn").returncode == 0
+    _, _, adapted = member_predictions([out / "checkpoints" / "best.pt"], "test", adapt_bn=True)
+    on_record = np.loadtxt(tmp_path / "adabn" / "100.pred.csv", delimiter=",", skiprows=1, usecols=range(3, 8))
+    np.testing.assert_allclose(on_record, adapted[0][in_100], atol=2e-4)
+    assert not np.allclose(on_record, predicted, atol=1e-3)
     if not template:  # a checkpoint whose config says tta = "flip": the mean of the model on x and on -x
         best = load_checkpoint(out / "checkpoints" / "best.pt")
         negated = {**best, "model": {**best["model"], "stem.0.weight": -best["model"]["stem.0.weight"]}}

@@ -10,7 +10,8 @@ the weights stay as trained, only the running mean and variance change. No label
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -54,3 +55,14 @@ def adapt_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor | Sequence[
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return adapted.eval()
+
+
+def shuffled_chunks(tensors: Sequence[torch.Tensor], batch_size: int, seed: int = 0) -> Iterator[list[torch.Tensor]]:
+    """One domain's examples (each tensor (N, ...), the model's positional inputs) for
+    :func:`adapt_batchnorm`: in a fixed shuffled order (``seed``), in chunks of equal size (at most
+    ``batch_size``, sizes differing by at most one), so that every chunk weighs about as much."""
+    n = len(tensors[0])
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    chunk = math.ceil(n / math.ceil(n / batch_size))
+    for start in range(0, n, chunk):
+        yield [t[order[start:start + chunk]] for t in tensors]

@@ -145,16 +145,17 @@ def _array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size:
     def predict(model: nn.Module, device: torch.device, adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray]:
         if not adapt_bn:
             return labels, probabilities(model, inputs, device).numpy()
-        from ..models.adapt import adapt_batchnorm
+        from ..models.adapt import adapt_batchnorm, shuffled_chunks
+
+        def prepared(chunks):  # each chunk transformed as the model sees it (e.g. to a spectrogram), on the device
+            for chunk in chunks:
+                yield [b.to(device) for b in ([transform(chunk[0]), *chunk[1:]] if transform else chunk)]
 
         parts = []
         for group in dict.fromkeys(groups.tolist()):  # in order of appearance
             index = torch.from_numpy(np.flatnonzero(groups == group))
             part = [t[index] for t in inputs]
-            # the statistics pass: the group's examples in a fixed shuffled order, in chunks of equal size
-            order = torch.randperm(len(index), generator=torch.Generator().manual_seed(0))
-            chunk = math.ceil(len(index) / math.ceil(len(index) / batch_size))
-            adapted = adapt_batchnorm(model, batches([t[order] for t in part], device, chunk))
+            adapted = adapt_batchnorm(model, prepared(shuffled_chunks(part, batch_size)))
             parts.append((index, probabilities(adapted, part, device)))
         out = torch.empty(len(labels), parts[0][1].shape[1])
         for index, p in parts:
