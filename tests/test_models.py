@@ -389,6 +389,14 @@ def test_adapt_batchnorm_reestimates_the_statistics_on_the_target_inputs():
     assert not adapted.training and adapted[1].momentum == 0.1 and first[1].running_mean.abs().sum() == 0
     bare = adapt_batchnorm(first, [x[:32], x[32:]])  # a batch may be the input tensor itself
     torch.testing.assert_close(bare[1].running_mean, adapted[1].running_mean)
+    from msresnet1d.models.adapt import shuffled_chunks
+
+    ids = torch.arange(70)
+    chunks = list(shuffled_chunks([ids, ids * 10], batch_size=32))  # 70 examples: 3 chunks of 24, 24, 22
+    assert [len(c[0]) for c in chunks] == [24, 24, 22] and all(torch.equal(c[1], c[0] * 10) for c in chunks)
+    assert sorted(torch.cat([c[0] for c in chunks]).tolist()) == list(range(70))
+    assert not torch.equal(torch.cat([c[0] for c in chunks]), ids)  # shuffled, the same way each time
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(chunks, shuffled_chunks([ids], batch_size=32)))
     # a record at 3x the gain is predicted as the original record is (the convolutions have no bias)
     model = create_model("msresnet1d_beat", in_channels=2, num_classes=5, extra_features=3, extra_hidden=8,
                          feature_drop_rate=0.5, widths=(8, 16, 16), stem_channels=8)
