@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.replot:
         try:
             report = json.loads(args.replot.read_text())
-            report["summary"]["pooled_confusion_matrix"], report["summary"]["folds"]
+            missing = {"pooled_confusion_matrix", "folds"} - set(report["summary"])
+            if missing:
+                raise KeyError(f"summary has no {', '.join(sorted(missing))}")
         except (OSError, ValueError, KeyError, TypeError) as e:
             parser.error(f"--replot {args.replot}: not a result of this script ({type(e).__name__}: {e})")
         plot_pooled(report, args.replot)
