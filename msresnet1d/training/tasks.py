@@ -147,15 +147,12 @@ def _array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size:
             return labels, probabilities(model, inputs, device).numpy()
         from ..models.adapt import adapt_batchnorm, shuffled_chunks
 
-        def prepared(chunks):  # each chunk transformed as the model sees it (e.g. to a spectrogram), on the device
-            for chunk in chunks:
-                yield [b.to(device) for b in ([transform(chunk[0]), *chunk[1:]] if transform else chunk)]
-
         parts = []
         for group in dict.fromkeys(groups.tolist()):  # in order of appearance
             index = torch.from_numpy(np.flatnonzero(groups == group))
             part = [t[index] for t in inputs]
-            adapted = adapt_batchnorm(model, prepared(shuffled_chunks(part, batch_size)))
+            chunks = shuffled_chunks(part, batch_size)  # each chunk one batch, transformed and moved by batches()
+            adapted = adapt_batchnorm(model, (b for chunk in chunks for b in batches(chunk, device, len(chunk[0]))))
             parts.append((index, probabilities(adapted, part, device)))
         out = torch.empty(len(labels), parts[0][1].shape[1])
         for index, p in parts:
@@ -477,13 +474,16 @@ def _band(v: Any) -> bool:
 
 
 def _rr_names(features: Sequence[str]) -> Callable[[Any], bool]:
-    def valid(v: Any) -> bool:
+    def valid(v: Any) -> bool:  # what rr_columns takes: true, false or distinct names of features
         from ..data.rr import rr_columns
 
+        if not isinstance(v, (bool, list, tuple)):
+            return False
         try:
-            return isinstance(v, (bool, list, tuple)) and rr_columns(v, features, features) is not None
+            rr_columns(v, features, features)
         except ValueError:
             return False
+        return True
     return valid
 
 
@@ -509,7 +509,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
                             'a whole number >= 0 or a list of record names as strings ("101")'),
             "val_seed": seed, "representation": (lambda v: v in ("signal", "spectrogram"), "'signal' or 'spectrogram'"),
             "template": flag, "template_from": (lambda v: v in ("all", "regular"), "'all' or 'regular'"),
-            "scale": nonneg, "noise_std": nonneg, "shift": nonneg, "spectrogram": (lambda v: True, ""), "cache": flag,
+            "scale": nonneg, "noise_std": nonneg, "shift": nonneg, "spectrogram": (lambda v: isinstance(v, dict), "a table of spectrogram options"), "cache": flag,
         },
         "rhythm": {
             "data_dir": path, "fs": positive, "crop_seconds": positive, "hop_seconds": positive,
