@@ -194,6 +194,17 @@ def test_atrial_fibrillation_is_irregular(inter_patient):
     assert max(median["101"], median["115"]) * 3 < min(median["201"], median["203"]), median
 
 
+def test_two_leads_with_alternatives_and_templates():
+    config = BeatConfig(leads=("MLII", "V1|V4|V5"), fs=180.0, template=True)
+    assert config.channels == 4
+    two = load_beats(["114", "124"], db_dir=SAMPLE, config=config, cache=False)
+    one = load_beats(["114", "124"], db_dir=SAMPLE, config=BeatConfig(fs=180.0, template=True), cache=False)
+    assert two.X.shape == (len(one.X), 4, config.length)
+    np.testing.assert_array_equal(two.X[:, [0, 2]], one.X)  # MLII and its template unchanged by the second lead
+    with pytest.raises(ValueError, match=re.escape("BeatConfig: leads=['MLII', 'MLII'] names a lead twice")):
+        BeatConfig(leads=("MLII", "MLII"))
+
+
 def test_beat_config_rejects_windows_under_one_sample_and_canonicalises_band():
     with pytest.raises(ValueError, match=re.escape("window=(-0.001, 0.001) s is shorter than one sample at fs=180 Hz")):
         BeatConfig(window=(-0.001, 0.001), fs=180)

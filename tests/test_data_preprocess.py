@@ -143,6 +143,16 @@ def test_select_leads_by_name():
         select_leads(x, ["V5", "MLII", "V1"], ["MLII", "V2"])
 
 
+def test_lead_alternatives_take_the_first_available():
+    assert lead_positions(("MLII", "V1"), ("MLII", "V1|V2|V5")) == [0, 1]
+    assert lead_positions(("V5", "MLII"), ("MLII", "V1|V2|V5")) == [1, 0]
+    assert lead_positions(("MLII", "V2", "V1"), ("V1|V2",)) == [2]
+    with pytest.raises(ValueError, match=re.escape("no lead 'V2|V4' (leads: MLII, V1)")):
+        lead_positions(("MLII", "V1"), ("MLII", "V2|V4"))
+    with pytest.raises(ValueError, match=re.escape("leads ['MLII', 'MLII|V1'] select ['MLII', 'MLII']: one lead twice")):
+        lead_positions(("MLII", "V1"), ("MLII", "MLII|V1"))
+
+
 def test_preprocess_without_filter_or_normalisation_is_a_plain_resample():
     x = sine(3.0, 250.0, 4.0)
     np.testing.assert_allclose(preprocess_signal(x, 250.0, band=None, normalization=None), x, atol=1e-6)

@@ -51,6 +51,18 @@ def test_leads_are_selected_by_name_not_position():
     np.testing.assert_allclose(both.signal, raw.p_signal[:, [1, 0]].T, atol=1e-6)
 
 
+def test_lead_alternatives_read_each_records_own_second_lead():
+    # MIT-BIH's second lead: V1 in 101, V5 in 114 (stored first), V4 in 124
+    for name, second in [("101", "V1"), ("114", "V5"), ("124", "V4")]:
+        record = read_record(SAMPLE / name, leads=["MLII", "V1|V2|V4|V5"])
+        raw = wfdb.rdrecord(str(SAMPLE / name))
+        assert record.leads == ("MLII", second)
+        np.testing.assert_allclose(record.signal, raw.p_signal[:, [raw.sig_name.index("MLII"),
+                                                                    raw.sig_name.index(second)]].T, atol=1e-6)
+    with pytest.raises(DataError, match=re.escape("record 'mitdb-sample/101': no lead 'V2|V4' (leads: MLII, V1)")):
+        read_record(SAMPLE / "101", leads=["MLII", "V2|V4"])
+
+
 def test_read_annotations_returns_positions_and_symbols():
     ann = read_annotations(SAMPLE / "100")
     raw = wfdb.rdann(str(SAMPLE / "100"), "atr")

@@ -46,7 +46,8 @@ class BeatConfig:
     """How beats are cut.
 
     Attributes:
-        leads: lead names, in output channel order (selected by name, never by position).
+        leads: lead names, in output channel order (selected by name, never by position); an
+            entry ``"V1|V2|V4|V5"`` takes the first of these each record has.
         fs: output sampling rate in Hz; records at other rates are resampled.
         window: (start, stop) in seconds relative to the beat annotation; start < stop.
         band: band-pass corners (low, high) in Hz, either may be ``None``; ``None``: no filter.
@@ -84,6 +85,8 @@ class BeatConfig:
             raise ValueError(f"BeatConfig: window={self.window} s is shorter than one sample at fs={self.fs:g} Hz")
         if not self.leads:
             raise ValueError("BeatConfig: leads must name at least one lead")
+        if len(set(self.leads)) != len(self.leads):
+            raise ValueError(f"BeatConfig: leads={list(self.leads)} names a lead twice")
         if self.template_from not in ("all", "regular"):
             raise ValueError(f"BeatConfig: template_from must be 'all' or 'regular', got {self.template_from!r}")
 

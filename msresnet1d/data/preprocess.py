@@ -36,11 +36,26 @@ _IQR_OF_NORMAL = 1.3489795
 
 def lead_positions(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
     """Positions of the leads named ``wanted`` among the names ``available``, in ``wanted``'s
-    order. Raises ``ValueError`` naming the absent leads and the available ones."""
-    missing = [lead for lead in wanted if lead not in available]
+    order. An entry may give alternatives separated by ``|``: ``"V1|V2|V4|V5"`` takes the first
+    of them that is available (MIT-BIH's second lead is V1 in most records, V2, V4 or V5 in some).
+
+    Raises:
+        ValueError: an absent lead (naming it and the available ones), or two entries that
+            select the same lead.
+    """
+    positions, missing = [], []
+    for entry in wanted:
+        found = [lead for lead in entry.split("|") if lead in available]
+        if found:
+            positions.append(list(available).index(found[0]))
+        else:
+            missing.append(entry)
     if missing:
         raise ValueError(f"no lead {', '.join(map(repr, missing))} (leads: {', '.join(available)})")
-    return [list(available).index(lead) for lead in wanted]
+    if len(set(positions)) != len(positions):
+        chosen = [available[i] for i in positions]
+        raise ValueError(f"leads {list(wanted)} select {chosen}: one lead twice (leads: {', '.join(available)})")
+    return positions
 
 
 def select_leads(x: np.ndarray, leads: Sequence[str], wanted: Sequence[str]) -> np.ndarray:

@@ -165,7 +165,8 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     Args:
         path: record path without extension.
         leads: lead names to keep, in this order (by name, never by position: MIT-BIH record
-            114 has MLII second); ``None`` keeps all.
+            114 has MLII second); an entry ``"V1|V2|V4|V5"`` keeps the first of these the record
+            has (:func:`~msresnet1d.data.preprocess.lead_positions`); ``None`` keeps all.
 
     Returns:
         A :class:`Record` with ``signal`` (C, L) float32 in physical units.
@@ -175,6 +176,12 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     """
     path = Path(path)
     _checked_header_file(path)
+    if leads is not None and any("|" in lead for lead in leads):
+        available = read_header(path).sig_name
+        try:
+            leads = [available[i] for i in lead_positions(available, leads)]
+        except ValueError as exc:
+            raise _fail(path, str(exc)) from None
     try:
         record = wfdb.rdrecord(str(path), channel_names=None if leads is None else list(leads))
     except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...
