@@ -222,7 +222,7 @@ def test_unknown_config_keys_are_errors(tmp_path):
     ("rhythm", "rr", ["hr_mean_typo"], "distinct names of"), ("fashion_mnist", "normalize", "minmax", "'unit' or"),
     ("fashion_mnist", "hflip", "yes", "true or false"), ("beats", "val_seed", -1, "a whole number >= 0"),
     ("rhythm", "split_seed", -1, "a whole number >= 0"), ("beats", "fs", float("inf"), "a number > 0"),
-    ("beats", "band", [None, None], "either corner null"),
+    ("beats", "band", [None, None], "either corner null"), ("beats", "record_balanced", 1, "true or false"),
 ])
 def test_data_options_are_checked_before_any_data_is_read(task, key, value, expected, tmp_path):
     from msresnet1d.training.tasks import build_task
@@ -292,6 +292,38 @@ def test_balanced_sample_weights_balance_the_given_classes_only():
     assert torch.unique(scored[y == 1]).numel() == 1  # within a class, every example alike
     with pytest.raises(ValueError, match=r"none of the classes \[3\]"):
         balanced_sample_weights(y, [3])
+
+
+def test_record_sample_weights_draw_every_record_equally_often():
+    from msresnet1d.training.optim import record_sample_weights
+
+    records = np.array(["101"] * 30 + ["203"] * 60 + ["118"] * 10)
+    w = record_sample_weights(records)
+    assert w.sum().item() == pytest.approx(1.0)
+    assert [w[records == r].sum().item() for r in ("101", "203", "118")] == pytest.approx([1 / 3] * 3)
+    assert torch.unique(w[records == "203"]).numel() == 1  # within a record, every beat alike
+    with pytest.raises(ValueError, match="no examples"):
+        record_sample_weights(np.array([], dtype=str))
+
+
+def test_record_balanced_beat_task_draws_by_record(tmp_path):
+    from msresnet1d.data import load_beats
+    from msresnet1d.training.tasks import beat_config, build_task, resolve_data
+
+    records = ["101", "106", "119"]
+    base = {"data.data_dir": str(SAMPLE), "data.train_records": records, "data.test_records": ["100"],
+            "data.val_records": 0, "data.cache": False}
+    cfg = load_config(None, {**base, "data.record_balanced": True})
+    weights = build_task(cfg).train.sample_weights
+    beats = load_beats(records, db_dir=SAMPLE, config=beat_config(resolve_data(cfg).data), cache=False)
+    assert weights is not None and len(weights) == len(beats)
+    for record in records:
+        mine = weights[torch.from_numpy(beats.record == record)]
+        assert mine.sum().item() == pytest.approx(1 / 3) and torch.unique(mine).numel() == 1
+    assert build_task(load_config(None, base)).train.sample_weights is None  # the default: plain shuffling
+    with pytest.raises(ValueError, match="record_balanced and balanced_sampler both choose"):
+        build_task(load_config(None, {"data.record_balanced": True, "balanced_sampler": True,
+                                      "data.data_dir": str(tmp_path / "missing")}))
 
 
 # --------------------------------------------------------------------------- runs

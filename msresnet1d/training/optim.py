@@ -99,6 +99,17 @@ class FocalLoss(CrossEntropyLoss):
         return ((1 - p_true) ** self.gamma * ce).mean()
 
 
+def record_sample_weights(records: np.ndarray) -> torch.Tensor:
+    """Per-example sampling probabilities (N,), summing to 1, that draw every record (patient)
+    equally often: an example has probability 1 / (number of records x its record's count), so
+    that a record with 3,000 beats weighs no more in training than one with 1,500. The classes
+    are drawn as they come in each record."""
+    _, index, counts = np.unique(np.asarray(records), return_inverse=True, return_counts=True)
+    if not len(counts):
+        raise ValueError("record_sample_weights: no examples")
+    return torch.tensor(1.0 / (len(counts) * counts[index]), dtype=torch.float64)
+
+
 def build_loss(cfg: TrainConfig, labels: np.ndarray, num_classes: int) -> nn.Module:
     weight = class_weights(labels, num_classes, cfg.class_weights)
     if cfg.loss == "focal":

@@ -13,7 +13,9 @@ training side (held-out records or images), never from the test split.
     training keeps >= 75% of every class; or a list of records),
     val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), template true
     (add each lead minus the record's median beat as channels: ``BeatConfig.template``),
-    template_from "all" | "regular" (the beats that median is taken over), cache true;
+    template_from "all" | "regular" (the beats that median is taken over), cache true,
+    record_balanced false (draw training beats so that every training record is drawn equally
+    often, whatever its beat count: ``optim.record_sample_weights``; not with balanced_sampler);
     training augmentation (``msresnet1d.data.augment.BeatAugment``, each beat's leads, the
     template differences recomputed): scale 0 (amplitude factors drawn from [1 - scale, 1 + scale]),
     noise_std 0 (added Gaussian noise, units of the z-scored signal), shift 0 (largest time shift of
@@ -50,7 +52,7 @@ from torch import nn
 from ..data.loader import TensorBatchLoader
 from .config import TrainConfig
 from .distributed import DistContext
-from .optim import balanced_sample_weights
+from .optim import balanced_sample_weights, record_sample_weights
 
 if TYPE_CHECKING:
     from ..data import BeatConfig
@@ -167,7 +169,7 @@ BEAT_DEFAULTS: dict[str, Any] = {
     "train_records": None, "test_records": None, "val_records": 4, "val_seed": 0, "representation": "signal",
     "template": True, "template_from": "all", "scale": 0.0, "noise_std": 0.0, "shift": 0.0,
     "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32},
-    "cache": True,
+    "cache": True, "record_balanced": False,
 }
 
 
@@ -237,7 +239,8 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
             lambda x, generator: transform(augment(x, generator)))  # a BatchTransform: augment, then the spectrogram
 
     scored = ["N", "S", "V", "F"]  # Q (8 DS1 beats) is not scored, and not balanced by the sampler
-    weights = balanced_sample_weights(fit.y, [AAMI_CLASSES.index(c) for c in scored]) if cfg.balanced_sampler else None
+    weights = (balanced_sample_weights(fit.y, [AAMI_CLASSES.index(c) for c in scored]) if cfg.balanced_sampler
+               else record_sample_weights(fit.record) if opts["record_balanced"] else None)
     fit_inputs, test_inputs = inputs(fit), inputs(test)
     loader = TensorBatchLoader(fit_inputs[0], torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
                                transform=train_transform, seed=cfg.seed, extra=fit_inputs[1] if columns else None,
@@ -431,17 +434,17 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-# [data] keys that only change the training batches (augmentation): evaluation never reads them,
-# so checkpoints that differ only in these still see the same inputs and can form an ensemble
+# [data] keys that only change the training batches (augmentation, sampling): evaluation never reads
+# them, so checkpoints that differ only in these still see the same inputs and can form an ensemble
 TRAINING_ONLY_DATA: dict[str, tuple[str, ...]] = {
-    "beats": ("scale", "noise_std", "shift"), "rhythm": ("flip_prob", "noise_std"),
+    "beats": ("scale", "noise_std", "shift", "record_balanced"), "rhythm": ("flip_prob", "noise_std"),
     "fashion_mnist": ("crop_padding", "hflip", "erase_prob"),
 }
 
 
 def evaluation_data(cfg: TrainConfig) -> dict[str, Any]:
     """The resolved ``[data]`` options that decide what a model sees on the validation and test
-    splits: all of them but the task's augmentation keys (:data:`TRAINING_ONLY_DATA`)."""
+    splits: all of them but the task's training-only keys (:data:`TRAINING_ONLY_DATA`)."""
     skip = TRAINING_ONLY_DATA[cfg.task]
     return {k: v for k, v in resolve_data(cfg).data.items() if k not in skip}
 
@@ -509,7 +512,9 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
                             'a whole number >= 0 or a list of record names as strings ("101")'),
             "val_seed": seed, "representation": (lambda v: v in ("signal", "spectrogram"), "'signal' or 'spectrogram'"),
             "template": flag, "template_from": (lambda v: v in ("all", "regular"), "'all' or 'regular'"),
-            "scale": nonneg, "noise_std": nonneg, "shift": nonneg, "spectrogram": (lambda v: isinstance(v, dict), "a table of spectrogram options"), "cache": flag,
+            "scale": nonneg, "noise_std": nonneg, "shift": nonneg,
+            "spectrogram": (lambda v: isinstance(v, dict), "a table of spectrogram options"), "cache": flag,
+            "record_balanced": flag,
         },
         "rhythm": {
             "data_dir": path, "fs": positive, "crop_seconds": positive, "hop_seconds": positive,
@@ -547,6 +552,9 @@ def check_data(cfg: TrainConfig) -> None:
         raise ValueError(f"config: [data] fold must be below folds ({data['folds']}), got {data['fold']}")
     if cfg.task == "beats":
         beat_config(data)  # the window against the rate
+        if data["record_balanced"] and cfg.balanced_sampler:
+            raise ValueError("config: [data] record_balanced and balanced_sampler both choose how training beats "
+                             "are drawn (by record, by class): set one of them")
         if data["representation"] == "spectrogram":
             from ..data.spectrogram import Spectrogram
 
