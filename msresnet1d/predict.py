@@ -15,14 +15,14 @@ import argparse
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import wfdb
 
-from .data import read_annotations, read_record
+from .data import DataError, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
 from .data.beats import beat_windows, record_template
 from .data.preprocess import preprocess_signal
@@ -34,10 +34,10 @@ from .atomic import write_text
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
 from .models.tta import with_tta
-from .training.checkpoint import inference_state, load_checkpoint
+from .training.checkpoint import load_checkpoint, load_weights
 from .training.config import TrainConfig
 from .training.run import create_configured_model
-from .training.tasks import WindowHRV, beat_config, resolve_data
+from .training.tasks import WindowHRV, beat_config, model_inputs, resolve_data
 
 
 class _InputRecorder:
@@ -55,14 +55,13 @@ class _InputRecorder:
         return np.zeros((len(x), self.num_outputs), dtype=np.float32)
 
 
-def _classify(ckpt: dict, cfg: TrainConfig, in_channels: int, extra: int, adapt_bn: bool,
-              run: Callable[[object], Predictions]) -> Predictions:
+def _classify(ckpt: dict, cfg: TrainConfig, adapt_bn: bool, run: Callable[[object], Predictions]) -> Predictions:
     """``run(model)`` with the checkpoint's model (BatchNorms folded, the config's TTA); with
     ``adapt_bn``, its BatchNorm statistics first re-estimated on the inputs ``run`` gives it, as
     ``evaluate --adapt-bn`` does on each test record (the same shuffled chunks of
     ``eval_batch_size``)."""
-    model = create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra)
-    model.load_state_dict(inference_state(ckpt))
+    in_channels, extra = model_inputs(cfg)
+    model = load_weights(create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra), ckpt)
     if not adapt_bn:
         return run(with_tta(fuse_batchnorm(model), cfg.tta))
     recorder = _InputRecorder(model)
@@ -82,18 +81,28 @@ def beat_positions(record_path: Path, signal: np.ndarray, fs: float,
     return np.asarray(wfdb.processing.xqrs_detect(sig=signal[0].astype(np.float64), fs=fs, verbose=False)), None
 
 
-def predict_beats(ckpt: dict, record_path: Path, annotator: str | None,
-                  adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn: bool = False,
+                  leads: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """(positions in samples, class probabilities (n, K), record fs in Hz) for every beat. The RR
     features and the template are computed as for the training data (``load_beats``): RR
-    intervals at the record's own rate, the template over the beats that have an AAMI class."""
+    intervals at the record's own rate, the template over the beats that have an AAMI class.
+    ``leads``: the record's names of the leads the model reads (``data.leads`` of the checkpoint,
+    in that order), for a recording that names them otherwise (``II`` for ``MLII``, say)."""
     cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
     data = resolve_data(cfg).data
     if data.get("representation", "signal") != "signal":
         raise ValueError(f"the checkpoint's model reads data.representation = {data['representation']!r}; predict "
                          "runs models of the signal itself (representation 'signal') only")
     beat_cfg = beat_config(data)
-    record = read_record(record_path, leads=beat_cfg.leads)
+    if leads is not None and len(leads) != len(beat_cfg.leads):
+        raise ValueError(f"--leads names {len(leads)} lead(s) ({', '.join(leads)}); the model reads "
+                         f"{len(beat_cfg.leads)}: {', '.join(beat_cfg.leads)}, in that order")
+    try:
+        record = read_record(record_path, leads=beat_cfg.leads if leads is None else leads)
+    except DataError as e:
+        if leads is None and "no lead" in str(e):
+            raise DataError(f"{e}; name the record's leads that stand for {', '.join(beat_cfg.leads)} with --leads") from None
+        raise
     positions, symbols = beat_positions(record_path, record.signal, record.fs, annotator)
     if len(positions) < 2:
         raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2")
@@ -112,22 +121,26 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None,
         classed = np.ones(len(positions), dtype=bool) if symbols is None else np.isin(symbols, list(MITBIH_TO_AAMI))
         template = record_template(beat_windows(signal, centres[classed], *beat_cfg.offsets), rr[classed],
                                    beat_cfg.template_from)
-    out = _classify(ckpt, cfg, beat_cfg.channels, len(columns), adapt_bn,
+    out = _classify(ckpt, cfg, adapt_bn,
                     lambda model: classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs,
                                                  rr_transform=rr_transform, template=template,
                                                  rr=rr if columns else None))
     return positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
 
 
-def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
-    """(window starts in samples at the record's rate, class probabilities (W, K), record fs)."""
+def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
+                    leads: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(window starts in samples at the record's rate, class probabilities (W, K), record fs).
+    ``leads``: the one lead to read from a record with several (default: the record's only one)."""
     cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
     data = resolve_data(cfg).data
     rhythm_cfg = RhythmConfig(fs=float(data["fs"]))
-    record = read_record(record_path)
+    if leads is not None and len(leads) != 1:
+        raise ValueError(f"--leads names {len(leads)} leads ({', '.join(leads)}); the rhythm model reads one")
+    record = read_record(record_path, leads=leads)
     if record.signal.shape[0] != 1:
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, the record has "
-                         f"{record.signal.shape[0]} ({', '.join(record.leads)})")
+                         f"{record.signal.shape[0]} ({', '.join(record.leads)}): choose one with --leads")
     signal = preprocess_signal(record.signal, record.fs, target_fs=rhythm_cfg.fs, band=rhythm_cfg.band,
                         normalization=rhythm_cfg.normalization, name=record.name)
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
@@ -138,7 +151,7 @@ def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False) -> tu
                               np.array([record.name]), rhythm_cfg)
         hrv = WindowHRV(arrays, columns, ckpt["task_state"]["rr_mean"].numpy(), ckpt["task_state"]["rr_std"].numpy())
         extra = lambda starts: hrv(0, starts, length)  # noqa: E731
-    out = _classify(ckpt, cfg, 1, len(columns), adapt_bn,
+    out = _classify(ckpt, cfg, adapt_bn,
                     lambda model: classify_windows(model, signal, length, hop, extra=extra))
     starts = np.round(out.sample * record.fs / rhythm_cfg.fs).astype(np.int64)
     return starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
@@ -173,9 +186,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     task = ckpt["config"]["task"]
     if task == "beats":
         positions, probabilities, fs = predict_beats(ckpt, record_path, None if args.detect else args.annotator,
-                                                     args.adapt_bn)
+                                                     args.adapt_bn, args.leads)
     elif task == "rhythm":
-        positions, probabilities, fs = predict_windows(ckpt, record_path, args.adapt_bn)
+        positions, probabilities, fs = predict_windows(ckpt, record_path, args.adapt_bn, args.leads)
     else:
         raise ValueError(f"checkpoint {args.checkpoint} is a {task!r} model; predict labels ECG records "
                          "(beats or rhythm)")
@@ -210,6 +223,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapt-bn", action="store_true",
                    help="re-estimate the BatchNorm statistics on this record's own inputs first (AdaBN, as evaluate "
                         "--adapt-bn does per test record): for a recording from another device or gain")
+    p.add_argument("--leads", nargs="+", metavar="NAME",
+                   help="the record's names of the leads the model reads, in the order of the checkpoint's data.leads "
+                        "(e.g. --leads II for a model trained on MLII; a rhythm model: the one lead to read)")
     p.add_argument("--extension", default="pred", type=annotation_extension,
                    help="annotation file extension, letters only (default pred)")
     p.set_defaults(func=cmd_predict)

@@ -36,6 +36,7 @@ Conventions shared by every estimator here:
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -198,6 +199,9 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
         name = type(self).__name__
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise ValueError(f"{name}: validation_fraction must be None or in (0, 1), got {self.validation_fraction!r}")
+        if self.n_jobs is not None and (not isinstance(self.n_jobs, numbers.Integral) or self.n_jobs == 0):
+            raise ValueError(f"{name}: n_jobs must be None, a number of torch threads >= 1, or < 0 (-1: all CPUs), "
+                             f"got {self.n_jobs!r}")
         if self.n_iter_no_change is not None and self.n_iter_no_change < 1:
             raise ValueError(f"{name}: n_iter_no_change must be None or >= 1, got {self.n_iter_no_change!r}")
         if self.model_kwargs is not None and not isinstance(self.model_kwargs, dict):
@@ -268,8 +272,12 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
         (stratified for a classifier)."""
         train, val = np.arange(len(targets)), None
         if self.validation_fraction is not None:
-            train, val = train_test_split(train, test_size=self.validation_fraction, random_state=seed,
-                                          stratify=targets if is_classifier(self) else None)
+            try:
+                train, val = train_test_split(train, test_size=self.validation_fraction, random_state=seed,
+                                              stratify=targets if is_classifier(self) else None)
+            except ValueError as e:  # e.g. fewer held-out samples than classes, for a stratified split
+                raise ValueError(f"{type(self).__name__}: cannot hold out validation_fraction={self.validation_fraction} "
+                                 f"of {len(targets)} samples: {e}") from None
         if len(train) < 2:
             held_out = f" after holding out validation_fraction={self.validation_fraction}" if val is not None else ""
             raise ValueError(f"{type(self).__name__} needs at least 2 samples to train (batch normalisation), "

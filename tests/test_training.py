@@ -188,9 +188,30 @@ def test_plot_variants_draws_the_baseline_thicker(tmp_path, drawn):
     assert lines["main+last"].get_label().endswith("baseline)") and lines["main+last"].get_linestyle() == "--"
 
 
+class _Unsafe:
+    """An object only a full unpickler would rebuild."""
+
+
+def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path):
+    torch.save({"format": 1, "model": _Unsafe()}, tmp_path / "object.pt")
+    (tmp_path / "text.pt").write_text("101\n")
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    for name in ("object", "text"):
+        with pytest.raises(ValueError, match=rf"checkpoint .*{name}\.pt cannot be read safely with "
+                                             r"torch\.load\(weights_only=True\): it is not a file torch\.save wrote"):
+            load_checkpoint(tmp_path / f"{name}.pt")
+    with pytest.raises(ValueError, match=r"other\.pt is not an msresnet1d checkpoint \(format 1\)"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="nowhere.pt not found"):
+        load_checkpoint(tmp_path / "nowhere.pt")
+
+
 def test_unknown_config_keys_are_errors(tmp_path):
-    with pytest.raises(ValueError, match="unknown key.*lerning_rate"):
+    with pytest.raises(ValueError, match=r"^defaults and the overrides \(lerning_rate\): unknown key.*lerning_rate"):
         load_config(None, {"lerning_rate": 0.1})
+    (tmp_path / "a.toml").write_text("lerning_rate = 0.1\n")
+    with pytest.raises(ValueError, match=r"a\.toml: unknown key"):  # from the file: the file alone is named
+        load_config(tmp_path / "a.toml")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         TrainConfig(optimizer="adam")
     # values of the wrong type or range are refused, naming the key (a string "False" is not false)
@@ -223,6 +244,8 @@ def test_unknown_config_keys_are_errors(tmp_path):
     ("fashion_mnist", "hflip", "yes", "true or false"), ("beats", "val_seed", -1, "a whole number >= 0"),
     ("rhythm", "split_seed", -1, "a whole number >= 0"), ("beats", "fs", float("inf"), "a number > 0"),
     ("beats", "band", [None, None], "either corner null"), ("beats", "record_balanced", 1, "true or false"),
+    ("beats", "leads", ["MLII", "V1 | V5"], "no spaces or empty names around"), ("beats", "leads", ["V1|"], "lead names"),
+    ("beats", "leads", [], "a non-empty list of lead names"),
 ])
 def test_data_options_are_checked_before_any_data_is_read(task, key, value, expected, tmp_path):
     from msresnet1d.training.tasks import build_task
@@ -653,6 +676,56 @@ def test_torchrun_two_processes_save_once(tmp_path):
     assert len((out / "log.csv").read_text().splitlines()) == 3
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
     assert ckpt["epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["model"])
+
+
+def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads_are_named_otherwise(tmp_path):
+    from msresnet1d.training.checkpoint import inference_state
+    from msresnet1d.training.run import load_trained_model
+    from msresnet1d.training.tasks import build_task, model_inputs
+
+    out = tmp_path / "run"
+    two_leads = ["--set", 'data.leads=["MLII", "V1|V5"]']  # V1 in most records, V5 in 100
+    trained = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet", *two_leads)
+    assert trained.returncode == 0, trained.stderr
+    best = out / "checkpoints" / "best.pt"
+    ckpt = load_checkpoint(best)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    task = build_task(cfg)
+    assert model_inputs(cfg) == (task.in_channels, task.extra_features) == (4, 8)  # 2 leads + 2 templates, rr = true
+    model = load_trained_model(best)
+    assert not model.training and model.num_classes == 5
+    assert all(torch.equal(v, inference_state(ckpt)[k]) for k, v in model.state_dict().items())
+    # a recording whose leads are named otherwise: --leads says which of its leads stand for MLII and V1|V5
+    renamed = tmp_path / "device"
+    renamed.mkdir()
+    for ext in ("dat", "atr"):
+        shutil.copy(SAMPLE / f"100.{ext}", renamed / f"100.{ext}")
+    header = (SAMPLE / "100.hea").read_text().replace(" MLII\n", " II\n").replace(" V5\n", " chest\n")
+    (renamed / "100.hea").write_text(header)
+    refused = _cli("predict", str(best), str(renamed / "100"), "--out-dir", str(tmp_path / "a"))
+    assert refused.returncode == 1
+    assert "no lead 'MLII', 'V1|V5' (leads: II, chest); name the record's leads that stand for MLII, V1|V5 with --leads" \
+        in refused.stderr
+    for folder, record, extra in ((tmp_path / "a", renamed / "100", ["--leads", "II", "chest"]),
+                                  (tmp_path / "b", SAMPLE / "100", [])):
+        result = _cli("predict", str(best), str(record), "--out-dir", str(folder), *extra)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "a" / "100.pred.csv").read_text() == (tmp_path / "b" / "100.pred.csv").read_text()
+    only_one = _cli("evaluate", str(best), "--data-dir", str(renamed))  # evaluate needs the training records too
+    assert only_one.returncode == 1 and "101.hea is missing (evaluate rebuilds the run's splits" in only_one.stderr
+    wrong_count = _cli("predict", str(best), str(renamed / "100"), "--leads", "II")
+    assert wrong_count.returncode == 1 and "--leads names 1 lead(s) (II); the model reads 2: MLII, V1|V5" in wrong_count.stderr
+    # weights that do not fit the model the config builds: one line naming the file, for evaluate and predict
+    torch.save({**ckpt, "model": {k: v for k, v in ckpt["model"].items() if not k.startswith("fc.")}},
+               tmp_path / "edited.pt")
+    for command in (["evaluate", str(tmp_path / "edited.pt")],
+                    ["predict", str(tmp_path / "edited.pt"), str(SAMPLE / "100"), "--out-dir", str(tmp_path / "c")]):
+        result = _cli(*command)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "its weights do not fit the model its config builds ('msresnet1d_beat'): " in result.stderr
+        assert 'Missing key(s) in state_dict: "fc.weight", "fc.bias"' in result.stderr
+        if command[0] == "evaluate":  # evaluate takes several checkpoints: the message names the one at fault
+            assert f"checkpoint {tmp_path / 'edited.pt'}: its weights" in result.stderr
 
 
 @pytest.mark.parametrize("template", [False, True])

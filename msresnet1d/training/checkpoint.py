@@ -50,7 +50,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
-        raise ValueError(f"checkpoint {path} cannot be read safely (weights_only=True): {e}") from None
+        raise ValueError(f"checkpoint {path} cannot be read safely with torch.load(weights_only=True): it is not a "
+                         f"file torch.save wrote, or it holds objects other than tensors and plain values ({e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION or "model" not in ckpt:
         raise ValueError(f"checkpoint {path} is not an msresnet1d checkpoint (format {FORMAT_VERSION})")
     return ckpt
@@ -61,6 +62,22 @@ def inference_state(ckpt: dict[str, Any]) -> dict[str, Any]:
     weights when the run kept one (``last.pt`` of an ``ema_decay`` run holds both; validation and
     ``best.pt`` use the average), else ``ckpt["model"]``."""
     return ckpt["ema"]["module"] if "ema" in ckpt else ckpt["model"]
+
+
+def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], source: str | Path = "the checkpoint") -> torch.nn.Module:
+    """Load :func:`inference_state` of ``ckpt`` into ``model`` (strictly) and return it.
+
+    Raises:
+        ValueError: naming ``source`` when the weights do not fit the model (missing or
+            unexpected keys, other shapes), e.g. a checkpoint whose weights were edited.
+    """
+    try:
+        model.load_state_dict(inference_state(ckpt))
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())
+        raise ValueError(f"{source}: its weights do not fit the model its config builds "
+                         f"({ckpt['config'].get('model')!r}): {detail}") from None
+    return model
 
 
 def _differences(saved: Any, now: Any, name: str) -> list[str]:

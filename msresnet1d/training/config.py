@@ -135,6 +135,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             values.setdefault(table, {})[sub] = value
         else:
             values[key] = value
+    if overrides:
+        source = f"{source} and the overrides ({', '.join(overrides)})"
     return TrainConfig.from_dict(values, source)
 
 

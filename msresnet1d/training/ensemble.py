@@ -18,7 +18,8 @@ from torch import nn
 
 from ..models.fuse import fuse_batchnorm
 from ..models.tta import with_tta
-from .checkpoint import check_compatible, inference_state, load_checkpoint
+from ..data.errors import DataError
+from .checkpoint import check_compatible, load_checkpoint, load_weights
 from .config import TrainConfig
 from .distributed import DistContext
 from .tasks import Task, build_task, evaluation_data, resolve_data
@@ -75,7 +76,12 @@ def load_members(checkpoints: Sequence[str | Path],
         if ckpt["class_names"] != ckpts[0]["class_names"]:
             raise ValueError(f"checkpoint {path} has classes {ckpt['class_names']}, {paths[0]} has "
                              f"{ckpts[0]['class_names']}")
-    task = build_task(first, DistContext())
+    try:
+        task = build_task(first, DistContext())
+    except DataError as e:
+        raise DataError(f"{e} (evaluate rebuilds the run's splits from its config, training records too: the "
+                        "statistics fitted on them must match the checkpoint's; to label records alone, use "
+                        "msresnet1d predict)") from None
     device = DistContext().device
     members = []
     for path, ckpt, cfg in zip(paths, ckpts, cfgs):
@@ -84,7 +90,7 @@ def load_members(checkpoints: Sequence[str | Path],
                 raise ValueError(f"checkpoint {path}: its {key} (fitted on the training split) differs from "
                                  "this task's; it was trained on other data")
         model = build_model(cfg, task)
-        model.load_state_dict(inference_state(ckpt))
+        load_weights(model, ckpt, f"checkpoint {path}")
         members.append((model.to(device).eval(), cfg))
     return task, members
 

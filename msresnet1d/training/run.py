@@ -17,9 +17,9 @@ from ..models import create_model
 from ..models.blocks import init_weights
 from . import distributed, plots
 from .config import TrainConfig
-from .checkpoint import check_compatible
+from .checkpoint import check_compatible, load_checkpoint, load_weights
 from .engine import RESUME_KEYS, Trainer
-from .tasks import Task, build_task, resolve_data
+from .tasks import Task, build_task, model_inputs, resolve_data
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,25 @@ def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int
     except TypeError as e:  # an unknown option, or a value of the wrong kind
         raise ValueError(f"config: model {cfg.model!r} with [model_kwargs] {cfg.model_kwargs}: {e}") from None
     return model.set_channels_last(cfg.channels_last)
+
+
+def load_trained_model(checkpoint: str | Path) -> nn.Module:
+    """The trained model of a checkpoint written by ``msresnet1d train`` (``best.pt`` or
+    ``last.pt``), shaped from its config, with the weights it is evaluated with (the moving
+    average when the run kept one), in eval mode: a plain ``nn.Module`` to run or export
+    (:mod:`msresnet1d.export`). Its inputs must be prepared as in training: for beat models,
+    (N, C, L) windows (C = 2 x leads with the template channel) and the (N, E) RR features
+    standardised with the checkpoint's ``task_state`` ``rr_mean`` and ``rr_std``.
+
+    Raises:
+        FileNotFoundError, ValueError: no checkpoint, one that is not this package's, or
+            weights that do not fit the model its config builds.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(ckpt["config"], f"checkpoint {checkpoint}")
+    in_channels, extra = model_inputs(cfg)
+    model = create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra)
+    return load_weights(model, ckpt, f"checkpoint {checkpoint}").eval()
 
 
 def build_model(cfg: TrainConfig, task: Task) -> nn.Module:

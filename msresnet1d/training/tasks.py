@@ -457,6 +457,10 @@ def _whole(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
+def _lead_names(v: Any) -> bool:
+    return _names(v) and len(v) > 0 and all(a and a == a.strip() for lead in v for a in lead.split("|"))
+
+
 def _names(v: Any) -> bool:
     return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
 
@@ -502,7 +506,8 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     seed = (lambda v: _whole(v) and v >= 0, "a whole number >= 0")
     return {
         "beats": {
-            "data_dir": path, "leads": (lambda v: _names(v) and len(v) > 0, "a non-empty list of lead names"),
+            "data_dir": path, "leads": (_lead_names, 'a non-empty list of lead names, an entry "V1|V5" the first of these a record has '
+                                   "(no spaces or empty names around |)"),
             "fs": positive, "window": (_pair, "[start, stop] in seconds, start < stop"),
             "band": (_band, "[low, high] in Hz, 0 <= low < high, either corner null (open), or unset/false (none)"),
             "rr": (_rr_names(RR_FEATURES), f"true, false or a list of distinct names of {', '.join(RR_FEATURES)}"),
@@ -578,6 +583,20 @@ def resolve_data(cfg: TrainConfig) -> TrainConfig:
     if cfg.task == "rhythm" and data["split_seed"] is None:
         data["split_seed"] = cfg.seed
     return dataclasses.replace(cfg, data=data)
+
+
+def model_inputs(cfg: TrainConfig) -> tuple[int, int]:
+    """(in_channels, extra_features) of the model ``cfg`` trains, from its ``[data]`` options
+    alone: the :class:`Task`'s ``in_channels`` and ``extra_features`` without reading any data."""
+    from ..data.hrv import HRV_FEATURES
+    from ..data.rr import rr_columns
+
+    data = resolve_data(cfg).data
+    if cfg.task == "beats":
+        return beat_config(data).channels, len(rr_columns(data["rr"]))
+    if cfg.task == "rhythm":
+        return 1, len(rr_columns(data["rr"], HRV_FEATURES, HRV_FEATURES))
+    return 1, 0
 
 
 def build_task(cfg: TrainConfig, dist: DistContext | None = None) -> Task:
