@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import wfdb
 
-from .data import DataError, read_annotations, read_record
+from .data import LeadError, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
 from .data.beats import beat_windows, record_template
 from .data.preprocess import preprocess_signal
@@ -34,10 +34,10 @@ from .atomic import write_text
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
 from .models.tta import with_tta
-from .training.checkpoint import load_checkpoint, load_weights
+from .training.checkpoint import load_checkpoint
 from .training.config import TrainConfig
-from .training.run import create_configured_model
-from .training.tasks import WindowHRV, beat_config, model_inputs, resolve_data
+from .training.run import checkpoint_model
+from .training.tasks import WindowHRV, beat_config, resolve_data
 
 
 class _InputRecorder:
@@ -60,8 +60,7 @@ def _classify(ckpt: dict, cfg: TrainConfig, adapt_bn: bool, run: Callable[[objec
     ``adapt_bn``, its BatchNorm statistics first re-estimated on the inputs ``run`` gives it, as
     ``evaluate --adapt-bn`` does on each test record (the same shuffled chunks of
     ``eval_batch_size``)."""
-    in_channels, extra = model_inputs(cfg)
-    model = load_weights(create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra), ckpt)
+    model = checkpoint_model(ckpt)
     if not adapt_bn:
         return run(with_tta(fuse_batchnorm(model), cfg.tta))
     recorder = _InputRecorder(model)
@@ -99,9 +98,9 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn
                          f"{len(beat_cfg.leads)}: {', '.join(beat_cfg.leads)}, in that order")
     try:
         record = read_record(record_path, leads=beat_cfg.leads if leads is None else leads)
-    except DataError as e:
-        if leads is None and "no lead" in str(e):
-            raise DataError(f"{e}; name the record's leads that stand for {', '.join(beat_cfg.leads)} with --leads") from None
+    except LeadError as e:
+        if leads is None:
+            raise LeadError(f"{e}; name the record's leads that stand for {', '.join(beat_cfg.leads)} with --leads") from None
         raise
     positions, symbols = beat_positions(record_path, record.signal, record.fs, annotator)
     if len(positions) < 2:

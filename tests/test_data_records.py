@@ -10,7 +10,7 @@ import pytest
 import wfdb
 
 from msresnet1d.data.beats import BeatConfig, load_beats, record_beats
-from msresnet1d.data.errors import DataError
+from msresnet1d.data.errors import DataError, LeadError
 from msresnet1d.data.locate import list_records, repo_datasets_dir
 from msresnet1d.data.records import read_annotations, read_header, read_record
 
@@ -59,7 +59,7 @@ def test_lead_alternatives_read_each_records_own_second_lead():
         assert record.leads == ("MLII", second)
         np.testing.assert_allclose(record.signal, raw.p_signal[:, [raw.sig_name.index("MLII"),
                                                                     raw.sig_name.index(second)]].T, atol=1e-6)
-    with pytest.raises(DataError, match=re.escape("record 'mitdb-sample/101': no lead 'V2|V4' (leads: MLII, V1)")):
+    with pytest.raises(LeadError, match=re.escape("record 'mitdb-sample/101': no lead 'V2|V4' (leads: MLII, V1)")):
         read_record(SAMPLE / "101", leads=["MLII", "V2|V4"])
 
 

@@ -2,7 +2,8 @@
 
 Modules:
     locate      where databases live, the embedded sample fallback, PhysioNet downloads
-    records     reading WFDB records and annotations, with clear errors (``DataError``)
+    records     reading WFDB records and annotations, with clear errors (``DataError``;
+                ``LeadError`` for a lead a record lacks)
     preprocess  band-pass, resampling, normalisation, NaN and flat-segment handling (numpy)
     aami        MIT-BIH symbols -> AAMI EC57 classes N, S, V, F, Q
     rr          RR-interval features
@@ -24,7 +25,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "errors": ["DataError"],
+    "errors": ["DataError", "LeadError"],
     "locate": ["data_home", "download_database", "find_database", "list_records"],
     "records": ["Annotations", "Record", "read_annotations", "read_header", "read_record"],
     "preprocess": [

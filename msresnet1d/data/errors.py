@@ -1,4 +1,4 @@
-"""The one exception type of the data layer."""
+"""The exception types of the data layer: :class:`DataError`, and its :class:`LeadError`."""
 
 
 class DataError(ValueError):
@@ -7,3 +7,8 @@ class DataError(ValueError):
     The message always names the record (``'mitdb/100'``) or folder and, when one file is at
     fault, that file and what was expected of it.
     """
+
+
+class LeadError(DataError):
+    """A record lacks a lead asked for by name (or two of the names select one lead): the one
+    :class:`DataError` a caller can mend by naming the record's own leads."""

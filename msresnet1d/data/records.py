@@ -18,7 +18,7 @@ import numpy as np
 import wfdb
 from wfdb.io.annotation import ann_label_table
 
-from .errors import DataError
+from .errors import DataError, LeadError
 from .preprocess import lead_positions
 
 #: Bits per sample of the WFDB storage formats whose file size is predictable.
@@ -70,8 +70,8 @@ def record_label(path: str | os.PathLike[str]) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def _fail(path: Path, problem: str) -> DataError:
-    return DataError(f"record '{record_label(path)}': {problem}")
+def _fail(path: Path, problem: str, kind: type[DataError] = DataError) -> DataError:
+    return kind(f"record '{record_label(path)}': {problem}")
 
 
 def _check_folder(path: Path) -> None:
@@ -181,7 +181,7 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         try:
             leads = [available[i] for i in lead_positions(available, leads)]
         except ValueError as exc:
-            raise _fail(path, str(exc)) from None
+            raise _fail(path, str(exc), LeadError) from None
     try:
         record = wfdb.rdrecord(str(path), channel_names=None if leads is None else list(leads))
     except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...
@@ -191,7 +191,7 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         try:
             lead_positions(read_header(path).sig_name, leads)
         except ValueError as exc:
-            raise _fail(path, str(exc)) from None
+            raise _fail(path, str(exc), LeadError) from None
         raise _fail(path, f"wfdb returned leads {record.sig_name} when asked for {list(leads)}")
     if record.sig_len is not None and record.p_signal.shape[0] != record.sig_len:
         read_header(path)

@@ -55,11 +55,15 @@ def load_trained_model(checkpoint: str | Path) -> nn.Module:
         FileNotFoundError, ValueError: no checkpoint, one that is not this package's, or
             weights that do not fit the model its config builds.
     """
-    ckpt = load_checkpoint(checkpoint)
-    cfg = TrainConfig.from_dict(ckpt["config"], f"checkpoint {checkpoint}")
+    return checkpoint_model(load_checkpoint(checkpoint), f"checkpoint {checkpoint}")
+
+
+def checkpoint_model(ckpt: dict[str, Any], source: str = "the checkpoint") -> nn.Module:
+    """:func:`load_trained_model` of a checkpoint already read (``source`` names it in errors)."""
+    cfg = TrainConfig.from_dict(ckpt["config"], source)
     in_channels, extra = model_inputs(cfg)
     model = create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra)
-    return load_weights(model, ckpt, f"checkpoint {checkpoint}").eval()
+    return load_weights(model, ckpt, source).eval()
 
 
 def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
