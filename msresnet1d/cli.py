@@ -46,10 +46,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "data_dir", None):
         values["data.data_dir"] = args.data_dir
     try:
-        values.update(parse_overrides(getattr(args, "set", None) or []))
+        settings = parse_overrides(getattr(args, "set", None) or [])
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    return values
+    for key, value in settings.items():
+        if key in values and values[key] != value:
+            flag = "--" + ("data-dir" if key == "data.data_dir" else key.replace("_", "-"))
+            raise SystemExit(f"error: {flag} {values[key]} and --set {key}={value} disagree: give one")
+    return values | settings
 
 
 MAIN_JOB = "mitdb_beats"

@@ -408,7 +408,7 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     assert fitted["offsets"] and fitted["summary"]["pooled_confusion_matrix"] == pooled.tolist()
 
 
-def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predict(tiny_cinc, tmp_path):
+def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predict(tiny_cinc, tmp_path, capsys):
     from msresnet1d.data import HRV_FEATURES
     from msresnet1d.training.checkpoint import load_checkpoint
     from msresnet1d.training.ensemble import ensemble_predict
@@ -447,6 +447,22 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
     assert cli_main(["predict", str(best), str(tiny_cinc / name), "--out-dir", str(adapted), "--adapt-bn"]) == 0
     on_record = np.loadtxt(adapted / f"{name}.pred.csv", delimiter=",", skiprows=1, usecols=range(3, 7), ndmin=2)
     assert on_record.shape == windows["best"].shape and not np.allclose(on_record, windows["best"], atol=1e-3)
+    # a recording with two leads: --leads picks the one the rhythm model reads; without it, or with
+    # two names, predict stops and says so
+    import wfdb
+    record = wfdb.rdrecord(str(tiny_cinc / name))
+    two = np.column_stack([np.zeros_like(record.p_signal[:, 0]), record.p_signal[:, 0]])
+    wfdb.wrsamp(name, fs=record.fs, units=["mV", "mV"], sig_name=["other", "chest"], p_signal=two,
+                fmt=["16", "16"], adc_gain=[record.adc_gain[0]] * 2, baseline=[0, 0], write_dir=str(tmp_path))
+    picked = tmp_path / "picked"
+    assert cli_main(["predict", str(best), str(tmp_path / name), "--out-dir", str(picked), "--leads", "chest"]) == 0
+    from_chest = np.loadtxt(picked / f"{name}.pred.csv", delimiter=",", skiprows=1, usecols=range(3, 7), ndmin=2)
+    np.testing.assert_allclose(from_chest, windows["best"], atol=1e-4)
+    assert cli_main(["predict", str(best), str(tmp_path / name), "--out-dir", str(picked)]) == 1
+    assert "the rhythm model reads one lead, the record has 2 (other, chest): choose one with --leads" \
+        in capsys.readouterr().err
+    assert cli_main(["predict", str(best), str(tmp_path / name), "--out-dir", str(picked), "--leads", "chest", "other"]) == 1
+    assert "--leads names 2 leads (chest, other); the rhythm model reads one" in capsys.readouterr().err
 
 
 def test_bench_models_refuses_bad_options_before_any_work(capsys):

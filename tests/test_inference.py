@@ -166,6 +166,11 @@ def test_rr_transform_feeds_the_model():
     np.testing.assert_allclose(fed.logits, model(windows, extra).detach().numpy(), atol=1e-5, rtol=0)
     np.testing.assert_array_equal(fed.rr, given)
     assert not np.allclose(fed.logits, predictions.logits, atol=1e-4)
+    # given RR features need no sampling rate (nor record_rr): the stream's own are replaced
+    unrated = classify_beats(model, signal, beats, BEAT_WINDOW, rr_transform=first_two_standardised, rr=given)
+    np.testing.assert_allclose(unrated.logits, fed.logits, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"give fs > 0 \(Hz, got None\)"):
+        classify_beats(model, signal, beats, BEAT_WINDOW, rr_transform=first_two_standardised)
     with pytest.raises(ValueError, match=r"rr must be \(6, \d+\) RR features"):
         classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr=given[:4])
     with pytest.raises(ValueError, match="a model with 0 extra features"):

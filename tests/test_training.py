@@ -286,6 +286,15 @@ def test_set_overrides_parse_json_values_and_reject_items_without_a_key(tmp_path
             parse_overrides([bad])
     with pytest.raises(SystemExit, match="KEY=VALUE.*'lr'"):
         main(["train", "--set", "lr", "--out", str(tmp_path / "r2"), "--quiet"])
+    with pytest.raises(ValueError, match="--set lr given twice, as 0.01 and 0.02"):
+        parse_overrides(["lr=0.01", "lr=0.02"])
+    assert parse_overrides(["lr=0.01", "lr=0.01"]) == {"lr": 0.01}
+    # a flag and --set naming one key: the run would silently take one of them
+    with pytest.raises(SystemExit, match="--epochs 5 and --set epochs=10 disagree"):
+        main(["train", "--epochs", "5", "--set", "epochs=10", "--out", str(tmp_path / "r3"), "--quiet"])
+    with pytest.raises(SystemExit, match="--data-dir a and --set data.data_dir=b disagree"):
+        main(["train", "--data-dir", "a", "--set", "data.data_dir=b", "--out", str(tmp_path / "r4"), "--quiet"])
+    assert not (tmp_path / "r3").exists() and not (tmp_path / "r4").exists()
 
 
 def test_loader_extra_features_balanced_sampler_and_shards():

@@ -299,7 +299,7 @@ def classify_beats(
         signal: (C, L) float recording, preprocessed as the model was trained.
         beats: (B,) int increasing beat positions in samples, each in [0, L).
         window: (start, stop) samples relative to each beat, start <= 0 < stop.
-        fs: sampling rate in Hz (needed by RR models).
+        fs: sampling rate in Hz (needed by RR models, unless ``rr`` is given).
         record_rr: the record-mean RR interval in seconds for RR models; default
             :func:`mean_rr` of ``beats``.
         record_median_rr: likewise the record-median RR interval; default :func:`median_rr`
@@ -335,6 +335,9 @@ def classify_beats(
                              f"with extra features; got shape {rr.shape} for a model with "
                              f"{predictor.extra_features} extra features")
         rr_transform = _given_rr(rr, rr_transform)
+        # the stream's own RR features are replaced by the given ones, so they need no sampling rate:
+        # without fs it computes them in samples (any positive rate would do)
+        fs, record_rr = (1.0, 1.0) if fs is None else (fs, record_rr)
     if predictor.extra_features and fs is not None:
         record_rr = mean_rr(beats, fs) if record_rr is None else record_rr
         record_median_rr = median_rr(beats, fs) if record_median_rr is None else record_median_rr

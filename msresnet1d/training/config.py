@@ -142,13 +142,17 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings (``--set`` flags) as a dict for :func:`load_config`; values through
-    :func:`parse_value`. An item without ``=`` or with an empty key is a ValueError naming it."""
+    :func:`parse_value`. An item without ``=`` or with an empty key, or a key set twice to
+    different values, is a ValueError naming it."""
     values: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set takes KEY=VALUE (e.g. data.fs=360), got {item!r}")
-        values[key.strip()] = parse_value(value.strip())
+        key, parsed = key.strip(), parse_value(value.strip())
+        if key in values and values[key] != parsed:
+            raise ValueError(f"--set {key} given twice, as {values[key]!r} and {parsed!r}: give it once")
+        values[key] = parsed
     return values
 
 
