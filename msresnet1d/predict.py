@@ -17,6 +17,7 @@ import io
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -80,9 +81,18 @@ def beat_positions(record_path: Path, signal: np.ndarray, fs: float,
     return np.asarray(wfdb.processing.xqrs_detect(sig=signal[0].astype(np.float64), fs=fs, verbose=False)), None
 
 
+class Labelled(NamedTuple):
+    """What :func:`predict_beats` or :func:`predict_windows` gives for a record."""
+
+    positions: np.ndarray  # (n,) beats or window starts, in samples at the record's rate
+    probabilities: np.ndarray  # (n, K) class probabilities
+    fs: float  # the record's sampling rate in Hz
+    leads: tuple[str, ...]  # the record's leads the model read, in the model's order
+
+
 def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn: bool = False,
-                  leads: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """(positions in samples, class probabilities (n, K), record fs in Hz) for every beat. The RR
+                  leads: Sequence[str] | None = None) -> Labelled:
+    """Class probabilities of every beat of a record. The RR
     features and the template are computed as for the training data (``load_beats``): RR
     intervals at the record's own rate, the template over the beats that have an AAMI class.
     ``leads``: the record's names of the leads the model reads (``data.leads`` of the checkpoint,
@@ -124,12 +134,12 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn
                     lambda model: classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs,
                                                  rr_transform=rr_transform, template=template,
                                                  rr=rr if columns else None))
-    return positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
+    return Labelled(positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs, record.leads)
 
 
 def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
-                    leads: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """(window starts in samples at the record's rate, class probabilities (W, K), record fs).
+                    leads: Sequence[str] | None = None) -> Labelled:
+    """Class probabilities of a record's sliding windows (positions: their starts).
     ``leads``: the one lead to read from a record with several (default: the record's only one)."""
     cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
     data = resolve_data(cfg).data
@@ -153,7 +163,7 @@ def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
     out = _classify(ckpt, cfg, adapt_bn,
                     lambda model: classify_windows(model, signal, length, hop, extra=extra))
     starts = np.round(out.sample * record.fs / rhythm_cfg.fs).astype(np.int64)
-    return starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs
+    return Labelled(starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs, record.leads)
 
 
 def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.ndarray, class_names: list[str],
@@ -184,10 +194,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     record_path = Path(args.record)
     task = ckpt["config"]["task"]
     if task == "beats":
-        positions, probabilities, fs = predict_beats(ckpt, record_path, None if args.detect else args.annotator,
-                                                     args.adapt_bn, args.leads)
+        positions, probabilities, fs, leads = predict_beats(ckpt, record_path, None if args.detect else args.annotator,
+                                                            args.adapt_bn, args.leads)
     elif task == "rhythm":
-        positions, probabilities, fs = predict_windows(ckpt, record_path, args.adapt_bn, args.leads)
+        positions, probabilities, fs, leads = predict_windows(ckpt, record_path, args.adapt_bn, args.leads)
     else:
         raise ValueError(f"checkpoint {args.checkpoint} is a {task!r} model; predict labels ECG records "
                          "(beats or rhythm)")
@@ -197,7 +207,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     labels, counts = np.unique(probabilities.argmax(axis=1), return_counts=True)
     summary = ", ".join(f"{ckpt['class_names'][i]} {n}" for i, n in zip(labels, counts))
     kind = "windows" if task == "rhythm" else "beats"
-    print(f"{record_path.name}: {len(positions)} {kind} labelled ({summary})")
+    print(f"{record_path.name}: {len(positions)} {kind} labelled from {', '.join(leads)} ({summary})")
     if task == "rhythm":
         print(f"record label: {ckpt['class_names'][int(probabilities.mean(axis=0).argmax())]} "
               "(mean window probability)")

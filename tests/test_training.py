@@ -701,6 +701,14 @@ def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads
     cfg = TrainConfig.from_dict(ckpt["config"])
     task = build_task(cfg)
     assert model_inputs(cfg) == (task.in_channels, task.extra_features) == (4, 8)  # 2 leads + 2 templates, rr = true
+    # the run says which of the alternatives each record gave, as its header names them
+    import wfdb
+    given = json.loads((out / "metrics.json").read_text())["splits"]["leads"]
+    records = task.splits["train_records"] + task.splits["val_records"] + task.splits["test_records"]
+    assert sorted(given) == sorted(records) and given["100"] == ["MLII", "V5"]
+    for record, leads in given.items():
+        names = wfdb.rdheader(str(SAMPLE / record)).sig_name
+        assert leads == ["MLII", "V1" if "V1" in names else "V5"]
     model = load_trained_model(best)
     assert not model.training and model.num_classes == 5
     assert all(torch.equal(v, inference_state(ckpt)[k]) for k, v in model.state_dict().items())
@@ -719,6 +727,7 @@ def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads
                                   (tmp_path / "b", SAMPLE / "100", [])):
         result = _cli("predict", str(best), str(record), "--out-dir", str(folder), *extra)
         assert result.returncode == 0, result.stderr
+        assert f"beats labelled from {', '.join(extra[1:] or ['MLII', 'V5'])} (" in result.stdout
     assert (tmp_path / "a" / "100.pred.csv").read_text() == (tmp_path / "b" / "100.pred.csv").read_text()
     only_one = _cli("evaluate", str(best), "--data-dir", str(renamed))  # evaluate needs the training records too
     assert only_one.returncode == 1 and "101.hea is missing (evaluate rebuilds the run's splits" in only_one.stderr

@@ -27,7 +27,7 @@ import importlib
 _EXPORTS = {
     "errors": ["DataError", "LeadError"],
     "locate": ["data_home", "download_database", "find_database", "list_records"],
-    "records": ["Annotations", "Record", "read_annotations", "read_header", "read_record"],
+    "records": ["Annotations", "Record", "read_annotations", "read_header", "read_record", "resolve_leads"],
     "preprocess": [
         "bandpass",
         "fill_nan",

@@ -155,6 +155,25 @@ def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
     return header
 
 
+def resolve_leads(path: str | os.PathLike[str], leads: Sequence[str]) -> list[str]:
+    """The record's names of ``leads``: an entry ``"V1|V2|V4|V5"`` becomes the first of these the
+    record has (read from its header); names without ``|`` are kept as they are, unchecked
+    (:func:`read_record` checks them as it reads).
+
+    Raises:
+        LeadError: no lead of an entry with alternatives, or one lead chosen twice.
+        DataError: a missing or malformed header.
+    """
+    if not any("|" in lead for lead in leads):
+        return list(leads)
+    path = Path(path)
+    available = read_header(path).sig_name
+    try:
+        return [available[i] for i in lead_positions(available, leads)]
+    except ValueError as exc:
+        raise _fail(path, str(exc), LeadError) from None
+
+
 def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None) -> Record:
     """Read a record's signals with ``wfdb.rdrecord``.
 
@@ -176,12 +195,8 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     """
     path = Path(path)
     _checked_header_file(path)
-    if leads is not None and any("|" in lead for lead in leads):
-        available = read_header(path).sig_name
-        try:
-            leads = [available[i] for i in lead_positions(available, leads)]
-        except ValueError as exc:
-            raise _fail(path, str(exc), LeadError) from None
+    if leads is not None:
+        leads = resolve_leads(path, leads)
     try:
         record = wfdb.rdrecord(str(path), channel_names=None if leads is None else list(leads))
     except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...

@@ -183,7 +183,7 @@ def beat_config(data: dict[str, Any]) -> BeatConfig:
 
 
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
-    from ..data import AAMI_CLASSES, DS1, DS2, balanced_holdout, find_database, load_beats
+    from ..data import AAMI_CLASSES, DS1, DS2, balanced_holdout, find_database, load_beats, resolve_leads
     from ..data.augment import BeatAugment
     from ..data.rr import rr_columns
     from ..data.spectrogram import Spectrogram
@@ -249,13 +249,16 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     if len(held):
         predictors["val"] = _array_predictor(inputs(held), held.y, cfg.eval_batch_size, transform, held.record)
     sample_note = " (embedded sample)" if "sample" in db_dir.name else ""
+    splits = {"database": str(db_dir), "train_records": fit_records, "val_records": list(val),
+              "test_records": test_records, "train_beats": fit.class_counts(), "val_beats": held.class_counts(),
+              "test_beats": test.class_counts()}
+    if any("|" in lead for lead in beat_cfg.leads):  # which of the alternatives each record gave
+        splits["leads"] = {r: resolve_leads(db_dir / r, beat_cfg.leads) for r in train_records + test_records}
     return Task(
         train=loader, train_labels=fit.y, class_names=list(AAMI_CLASSES), scored=scored,
         in_channels=beat_cfg.channels, input_size=input_size, extra_features=len(columns),
         predictors=predictors, dims=dims,
-        splits={"database": str(db_dir), "train_records": fit_records, "val_records": list(val),
-                "test_records": test_records, "train_beats": fit.class_counts(), "val_beats": held.class_counts(),
-                "test_beats": test.class_counts()},
+        splits=splits,
         test_title=f"MIT-BIH inter-patient test ({len(test_records)} records, {len(test)} beats){sample_note}",
         strip={"db_dir": db_dir, "beats": test, "inputs": test_inputs, "transform": transform},
         state={"rr_mean": torch.from_numpy(rr_mean), "rr_std": torch.from_numpy(rr_std)} if columns else {},
