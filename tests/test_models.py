@@ -1,6 +1,7 @@
 import io
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -66,6 +67,16 @@ def test_bad_input_names_expected_and_actual(name):
         model(torch.randn(1, 2, *short))
     with pytest.raises(ValueError, match=r"expected a \d-D input"):
         model(torch.randn(2, *spatial))
+    with pytest.raises(ValueError, match=r"input of dtype torch.float64, the model's parameters are torch.float32"):
+        model(torch.randn(1, 2, *spatial, dtype=torch.float64))  # e.g. from a numpy array
+
+
+def test_extra_features_of_another_dtype_are_named():
+    model = create_model("msresnet1d_beat", extra_features=3).eval()
+    with pytest.raises(ValueError, match=r"extra features of dtype torch.float64, .* are torch.float32"):
+        model(torch.randn(2, 1, 200), torch.randn(2, 3, dtype=torch.float64))
+    assert model.double()(torch.randn(2, 1, 200, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)).dtype \
+        == torch.float64  # a model converted to float64 takes float64
 
 
 def test_d2l_resnet18_matches_the_textbook():
@@ -448,6 +459,25 @@ def test_sign_flip_average_follows_the_models_mode_and_scripts():
     summary(wrapped, (1, 1, 200), print_fn=lambda line: None)  # restores the wrapper's mode, recursively
     assert not model.training and torch.equal(model(x, rr), expected)
     torch.testing.assert_close(torch.jit.script(wrapped)(x, rr), wrapped(x, rr))
+
+
+def test_sign_flip_average_scripted_or_exported_runs_whole_records_like_the_eager_one(tmp_path):
+    from msresnet1d.export import export_torchscript
+    from msresnet1d.inference import classify_beats
+    from msresnet1d.models.tta import SHAPE_ATTRIBUTES, with_tta
+
+    model = create_model("msresnet1d_beat", extra_features=8).eval()
+    wrapped = with_tta(model, "flip")
+    scripted = torch.jit.script(wrapped)
+    loaded = torch.jit.load(str(export_torchscript(wrapped, tmp_path / "tta.pt")))
+    for copy in (scripted, loaded):  # the shape constants survive scripting, unlike attributes reached through the model
+        assert all(getattr(copy, name) == getattr(model, name) for name in SHAPE_ATTRIBUTES)
+    signal = np.random.default_rng(0).standard_normal((1, 5000)).astype(np.float32)
+    beats = np.arange(200, 4800, 300)
+    expected = classify_beats(wrapped, signal, beats, (-45, 81), fs=180.0).logits
+    assert not np.allclose(expected, classify_beats(model, signal, beats, (-45, 81), fs=180.0).logits, atol=1e-4)
+    for copy in (scripted, loaded):
+        np.testing.assert_allclose(classify_beats(copy, signal, beats, (-45, 81), fs=180.0).logits, expected, atol=1e-5)
 
 
 def test_xavier_reinitialisation_keeps_zero_init_residual():

@@ -17,7 +17,7 @@ from torch import nn
 from ..export import evaluating
 
 #: Attributes a model needs to be run by :class:`TorchPredictor`.
-_MODEL_ATTRIBUTES = ("in_channels", "min_input_size", "extra_features", "fc")
+_MODEL_ATTRIBUTES = ("in_channels", "min_input_size", "extra_features")
 
 
 @runtime_checkable
@@ -45,9 +45,11 @@ class TorchPredictor:
     """An eager or scripted msresnet1d 1D model as a :class:`Predictor`: run in eval mode, without
     autograd, on the device of its parameters.
 
-    The model must have the attributes ``in_channels``, ``min_input_size``, ``extra_features``
-    and a linear head ``fc``: every 1D model of :func:`msresnet1d.create_model` has them, also
-    after ``torch.jit.script`` and ``torch.jit.load``; a ``torch.jit.trace`` result does not.
+    The model must have the attributes ``in_channels``, ``min_input_size`` and
+    ``extra_features``: every 1D model of :func:`msresnet1d.create_model` has them, and
+    :class:`~msresnet1d.models.tta.SignFlipAverage` around one, also after ``torch.jit.script``
+    and ``torch.jit.load``; a ``torch.jit.trace`` result does not. ``num_outputs`` comes from one
+    call on a zero input of the minimum length.
 
     Raises:
         ValueError: an attribute is missing, or the model is not 1D.
@@ -67,8 +69,10 @@ class TorchPredictor:
         self.in_channels = int(model.in_channels)
         self.min_input_size = int(model.min_input_size)
         self.extra_features = int(model.extra_features)
-        self.num_outputs = int(model.fc.out_features)
         self.device = next(model.parameters()).device
+        self.num_outputs = self.predict(np.zeros((1, self.in_channels, max(self.min_input_size, 1)), np.float32),
+                                        np.zeros((1, self.extra_features), np.float32) if self.extra_features else None
+                                        ).shape[1]
 
     def predict(self, x: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
         """(N, C, L) float32 windows, (N, E) float32 extra features or ``None`` -> (N, K) float32 logits."""

@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .layers import check_input
+from .layers import check_dtype, check_input
 
 
 class ResidualNetwork(nn.Module):
@@ -67,6 +67,7 @@ class ResidualNetwork(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> last feature map (N, num_features, *spatial')."""
         check_input(x, self.dims, self.in_channels, self.min_input_size)
+        check_dtype(x, self.fc.weight.dtype, "input")
         if not self.channels_last:
             return self.stages(self.stem(x))
         if self.dims == 1:
@@ -88,6 +89,7 @@ class ResidualNetwork(nn.Module):
                     f"extra features must have shape ({x.shape[0]}, {self.extra_features}), "
                     f"got {list(extra.shape)}"
                 )
+            check_dtype(extra, self.fc.weight.dtype, "extra features")
             x = torch.cat([x, self.extra_mlp(extra)], dim=1)
         elif self.extra_features > 0:
             raise ValueError(f"this model was built with extra_features={self.extra_features}: pass extra")

@@ -137,6 +137,15 @@ def min_input_size(strides: list[int]) -> int:
     return size
 
 
+def check_dtype(x: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+    """Raise ValueError unless ``x`` (``what``: "input", "extra features") has the model's
+    parameter ``dtype``, naming both (eager mode only: TorchScript prints dtypes as numbers and
+    keeps PyTorch's own error)."""
+    if not torch.jit.is_scripting() and x.dtype != dtype:
+        raise ValueError(f"{what} of dtype {x.dtype}, the model's parameters are {dtype}: convert it with "
+                         f".to({dtype}) (numpy arrays are float64 by default)")
+
+
 def check_input(x: torch.Tensor, dims: int, in_channels: int, min_size: int) -> None:
     """Raise ValueError unless x is (N, in_channels, *spatial) with every spatial size >= min_size."""
     if x.dim() != dims + 2:

@@ -14,6 +14,9 @@ from torch import nn
 
 TTA_MODES: tuple[str, ...] = ("none", "flip")
 
+#: What a wrapper copies from its model: fixed by the architecture (``reset_classifier`` keeps them).
+SHAPE_ATTRIBUTES: tuple[str, ...] = ("in_channels", "min_input_size", "total_stride", "extra_features", "dims")
+
 
 class SignFlipAverage(nn.Module):
     """``model`` asked about ``x`` and ``-x``: the output is the log of the mean of the two
@@ -22,17 +25,20 @@ class SignFlipAverage(nn.Module):
 
     Input (N, C, L) or (N, C, H, W) and optional extra features ``extra`` (e.g. RR features
     (N, F), passed to both calls unchanged); output (N, K) float32 log-probabilities. Attributes
-    it does not have itself are the wrapped model's (``in_channels``, ``min_input_size``, ``fc``,
-    ...), so that whole-record inference (``msresnet1d.inference``) runs it like the model. It
-    starts in the model's mode (train or eval), so restoring its mode (e.g.
-    :func:`msresnet1d.export.evaluating`) restores the model's. ``torch.jit.script`` compiles it,
-    but the compiled module has the model's attributes under ``.model`` only: for whole-record
-    inference from a file, export it to ONNX (:func:`msresnet1d.export.export_onnx`).
+    it does not have itself are the wrapped model's (``fc``, ``forward_features``, ...); the
+    architecture's shape constants (``in_channels``, ``min_input_size``, ``total_stride``,
+    ``extra_features``, ``dims``) are copied onto it, so that ``torch.jit.script`` keeps them and
+    whole-record inference (``msresnet1d.inference``) and export run it, scripted or not, like the
+    model. It starts in the model's mode (train or eval), so restoring its mode (e.g.
+    :func:`msresnet1d.export.evaluating`) restores the model's.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        for name in SHAPE_ATTRIBUTES:
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
         self.train(model.training)
 
     def __getattr__(self, name: str):
