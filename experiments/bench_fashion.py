@@ -94,13 +94,14 @@ def bench_size(size: int, steps: int, warmup: int, data_dir: str | None) -> dict
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--sizes", type=int, nargs="+", default=[28, 96], help="image sides in pixels")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 3], help="timed steps, one count per size")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help=f"results file (default experiments/results/{RESULTS.name}, the recorded one: give another path to keep it)")
     args = parser.parse_args(argv)
     if len(args.steps) != len(args.sizes) or min(args.steps) < 1 or args.warmup < 0:
         parser.error("give one --steps count (>= 1) per --sizes entry, and --warmup >= 0")

@@ -757,7 +757,7 @@ def run_grid(worker: Worker, args, lengths: list[int], report: dict, start: floa
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help="a 2-3 minute smoke run (beat preset, fewer repeats)")
     parser.add_argument("--presets", nargs="+", help="grid presets (default: msresnet1d_* and resnet1d_beat)")
     parser.add_argument("--beat-length", type=int, default=360, help="beat length in samples (1 s at 360 Hz)")
@@ -783,7 +783,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16-batches", type=int, help="batches timed for bf16 targets (it is slow here)")
     parser.add_argument("--conv-rounds", type=int, help="rounds of the per-layer convolution study")
     parser.add_argument("--skip-late", action="store_true", help="skip the msresnet1d_late reference comparison")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help=f"results file (default experiments/results/{RESULTS.name}, the recorded one: give another path to keep it)")
     args = parser.parse_args(argv)
     for key, value in {**DEFAULTS, **(QUICK if args.quick else {})}.items():
         if getattr(args, key) is None:

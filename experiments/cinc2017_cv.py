@@ -4,8 +4,9 @@ record on the available training records, scored by the challenge's own measure.
     MSRESNET1D_DATA=/path/to/data python experiments/cinc2017_cv.py [--folds 5] [--seeds 0 1 2]
         [--tta flip] [--checkpoint last] [--offsets] [--set KEY=VALUE ...]
 
-Fold k is one `msresnet1d train` run of the rhythm config (experiments/configs/cinc2017_rhythm.toml
-unless --config says otherwise) per seed with ``data.fold = k`` and ``data.split_seed`` fixed
+Fold k (1 to --folds) is one `msresnet1d train` run of the CPU-sized rhythm config
+(experiments/configs/cinc2017_cpu.toml unless --config says otherwise) per seed with ``data.fold =
+k - 1`` (the config counts folds from 0) and ``data.split_seed`` fixed
 (--split-seed), so that every seed sees the same folds: the other folds train, a stratified 10% of
 them validates (model selection: each run's best epoch), fold k is tested once. With several
 seeds, a fold's prediction is their ensemble (mean class probabilities,
@@ -42,6 +43,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
+from msresnet1d.data import DataError, find_database
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.config import load_config, parse_overrides
@@ -123,10 +125,12 @@ def plot_pooled(report: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
-                        help="folder holding cinc2017/ (default $MSRESNET1D_DATA)")
-    parser.add_argument("--config", default="cinc2017_rhythm", help="config name or path")
+                        help="folder holding cinc2017/, or cinc2017/ itself (default $MSRESNET1D_DATA)")
+    parser.add_argument("--config", default="cinc2017_cpu",
+                        help="config name or path (default cinc2017_cpu, the CPU-sized one; cinc2017_rhythm is about 4 "
+                             "hours a fold on 2 cores)")
     parser.add_argument("--folds", type=int, default=5, help="k of the stratified k-fold (default 5)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds; several: their ensemble")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the folds and validation split")
@@ -140,9 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", type=int, nargs="+", metavar="K", help="run only these folds (1-based), no summary")
     parser.add_argument("--runs", default="runs/cinc2017-cv", help="folder of the per-fold runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of each run (0: torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help=f"results file (default experiments/results/{RESULTS.name}, the recorded one: give another path to keep it)")
     parser.add_argument("--replot", type=Path, metavar="RESULT.json",
                         help="only draw the confusion PNG of a recorded result again (no data, no runs)")
     args = parser.parse_args(argv)
@@ -157,7 +162,11 @@ def main(argv: list[str] | None = None) -> dict:
         plot_pooled(report, args.replot)
         return report
     if not args.data_dir:
-        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding cinc2017/)")
+        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding cinc2017/, or cinc2017/ itself)")
+    try:
+        db_dir = find_database("cinc2017", args.data_dir)
+    except DataError as e:
+        parser.error(str(e))
     if args.folds < 2:
         parser.error(f"--folds must be >= 2, got {args.folds}")
     try:
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoints = []
         for seed in args.seeds:
             fold_keys = {"threads": args.threads, "seed": seed, "data.folds": args.folds, "data.fold": k,
-                         "data.split_seed": args.split_seed, "data.data_dir": str(Path(args.data_dir) / "cinc2017")}
+                         "data.split_seed": args.split_seed, "data.data_dir": str(db_dir)}
             cfg = load_config(_resolve_config(args.config), {**overrides, **fold_keys})
             start = time.perf_counter()
             run_dir = Path(args.runs) / f"seed{seed}" / f"fold{k + 1}"

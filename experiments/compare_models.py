@@ -257,7 +257,7 @@ def last_epoch_results(run_dirs: list[Path], monitor: str) -> list[dict[str, Any
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--data-dir", help="MIT-BIH folder (default: $MSRESNET1D_DATA/mitdb, then the engine's search)")
     parser.add_argument("--epochs", type=int, help="epochs per model (default: the main job's, 10)")
     seeds = parser.add_mutually_exclusive_group()

@@ -65,7 +65,7 @@ import numpy as np
 
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
-from msresnet1d.data import DS1, load_beats, patient_index, record_kfold
+from msresnet1d.data import DS1, DataError, find_database, load_beats, patient_index, record_kfold
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
@@ -244,9 +244,9 @@ def parse_variants(items: list[list[str]]) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
-                        help="folder holding mitdb/ (default $MSRESNET1D_DATA)")
+                        help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
     parser.add_argument("--config", default="mitdb_beats", help="config name or path (default: the main job)")
     parser.add_argument("--variant", action="append", nargs="+", required=True, metavar=("NAME", "KEY=VALUE"),
                         help="a variant: its name and config overrides; the first is the baseline")
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--records", nargs="+", default=list(DS1), help="the records to cross-validate (default DS1)")
     parser.add_argument("--runs", default="runs/mitdb-ds1-cv", help="folder of the runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every variant")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of each run (0: torch's default)")
     parser.add_argument("--offsets", action="store_true",
                         help="also score each variant with class offsets fitted on the other folds")
     parser.add_argument("--adapt-bn", action="store_true",
@@ -267,10 +267,15 @@ def main(argv: list[str] | None = None) -> dict:
                         help="a row averaging its members' probabilities; MEMBER = VARIANT[+last][@SEED_SHIFT]")
     parser.add_argument("--baseline", metavar="ROW",
                         help="the row the others are judged against, e.g. main+last (default: the first variant)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help=f"results file (default experiments/results/{RESULTS.name}, the recorded one: give another path to keep it)")
     args = parser.parse_args(argv)
     if not args.data_dir:
-        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/)")
+        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/, or mitdb/ itself)")
+    try:
+        db_dir = find_database("mitdb", args.data_dir)
+    except DataError as e:
+        parser.error(str(e))
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds: each seed once, got {args.seeds}")
     patients = len(set(patient_index(list(dict.fromkeys(args.records)))))
@@ -288,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows += list(ensembles)
     if args.baseline and args.baseline not in rows:
         parser.error(f"--baseline {args.baseline}: not a row of this table ({', '.join(rows)})")
-    common |= {"threads": args.threads, "data.data_dir": str(Path(args.data_dir) / "mitdb")}
+    common |= {"threads": args.threads, "data.data_dir": str(db_dir)}
 
     base = resolve_data(load_config(_resolve_config(args.config), common))
     beats = load_beats(args.records, db_dir=base.data["data_dir"], config=beat_config(base.data), cache=base.data["cache"])

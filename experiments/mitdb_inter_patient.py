@@ -28,6 +28,7 @@ import numpy as np
 
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
+from msresnet1d.data import DataError, find_database
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import classification_report, json_safe
@@ -127,18 +128,24 @@ def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
-                        help="folder holding mitdb/ (default $MSRESNET1D_DATA)")
+                        help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
     parser.add_argument("--config", default="mitdb_beats", help="config name or path")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", default="runs/mitdb-inter-patient", help="folder of the per-seed runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of each run (0: torch's default)")
+    parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"),
+                        help="results file (default experiments/results/mitdb_inter_patient.json, the recorded one: "
+                             "give another path to keep it)")
     args = parser.parse_args(argv)
     if not args.data_dir:
-        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/)")
+        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/, or mitdb/ itself)")
+    try:
+        db_dir = find_database("mitdb", args.data_dir)
+    except DataError as e:
+        parser.error(str(e))
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds: each seed once, got {args.seeds}")
     try:
@@ -148,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     reports, runs = [], []
     for seed in args.seeds:
         cfg = load_config(_resolve_config(args.config), {**overrides, "seed": seed, "threads": args.threads,
-                                                         "data.data_dir": str(Path(args.data_dir) / "mitdb")})
+                                                         "data.data_dir": str(db_dir)})
         run_dir = Path(args.runs) / f"seed{seed}"
         start = time.perf_counter()
         result = train_or_reuse(cfg, run_dir, quiet=True)

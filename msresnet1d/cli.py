@@ -146,7 +146,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config: a path or a name in experiments/configs (default: the main job)")
     p.add_argument("--out", help="run folder (default runs/<name>/<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--data-dir", help="database folder (sets data.data_dir)")
+    p.add_argument("--data-dir", help="database folder, or a folder holding it (mitdb/, cinc2017/...; "
+                                      "sets data.data_dir)")
     p.add_argument("--model", help="registered model name (msresnet1d info lists them)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     p.add_argument("--batch-size", type=int, help="examples per training step (default: the config's)")

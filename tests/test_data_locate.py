@@ -36,8 +36,15 @@ def make_db(folder: Path, *names: str) -> Path:
 def test_explicit_path_comes_first_and_must_hold_records(isolated, tmp_path):
     db = make_db(tmp_path / "mine", "100")
     assert find_database("mitdb", db) == db
-    with pytest.raises(DataError, match=r"database 'mitdb': .*nothing is not a folder of WFDB records"):
+    with pytest.raises(DataError, match=r"database 'mitdb': .*nothing is not a folder of WFDB records, nor a folder "
+                                        r"holding 'mitdb/' with them"):
         find_database("mitdb", tmp_path / "nothing")
+    # the folder holding it will do too, as $MSRESNET1D_DATA holds it
+    root = tmp_path / "root"
+    in_root = make_db(root / "mitdb", "100")
+    assert find_database("mitdb", root) == in_root
+    with pytest.raises(DataError, match="not a folder of WFDB records"):
+        find_database("cinc2017", root)
 
 
 def test_environment_variable_then_datasets_folder(isolated, tmp_path, monkeypatch):

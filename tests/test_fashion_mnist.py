@@ -149,6 +149,7 @@ def test_search_order(monkeypatch, tmp_path):
     monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "env"))
     assert [folder for _, folder in search_dirs(tmp_path / "mine")] == [
         tmp_path / "mine",
+        tmp_path / "mine" / "fashion-mnist",  # a root holding it, as $MSRESNET1D_DATA
         tmp_path / "env" / "fashion-mnist",
         fm.REPO_DATA_DIR,
         fm.DEBIAN_DATA_DIR,

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from msresnet1d.cli import main
+from msresnet1d.data.errors import DataError
 from msresnet1d.data.loader import TensorBatchLoader
 from msresnet1d.training.checkpoint import load_checkpoint
 from msresnet1d.training.engine import TrainingError
@@ -266,6 +267,18 @@ def test_data_check_takes_every_band_form_and_checks_spectrogram_options(tmp_pat
                              "data.data_dir": str(tmp_path / "missing")})
     with pytest.raises(ValueError, match=r"\[data.spectrogram\] overlap must be in \[0, 1\), got 2.0"):
         build_task(cfg)
+
+
+def test_data_dir_is_the_database_or_a_folder_holding_it(tmp_path):
+    from msresnet1d.training.tasks import build_task
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "mitdb").symlink_to(SAMPLE)
+    task = build_task(load_config(_config(tmp_path, 1), {"data.data_dir": str(root), "data.cache": False}))
+    assert task.splits["database"] == str(root / "mitdb") and len(task.splits["test_records"]) == 4
+    with pytest.raises(DataError, match=f"{tmp_path} is not a folder of WFDB records, nor a folder holding 'mitdb/'"):
+        build_task(load_config(_config(tmp_path, 1), {"data.data_dir": str(tmp_path)}))
 
 
 def test_every_shipped_config_passes_the_data_check():

@@ -228,7 +228,8 @@ def _read(path: Path, spec: _IdxFile) -> np.ndarray:
 
 def search_dirs(root: str | os.PathLike[str] | None = None) -> list[tuple[str, Path]]:
     """The folders searched for the files, in order, each with a description."""
-    dirs = [] if root is None else [("root argument", Path(root))]
+    dirs = [] if root is None else [("root argument", Path(root)), ("root argument's fashion-mnist/",
+                                                                   Path(root) / "fashion-mnist")]
     env = os.environ.get(ENV_VAR)
     if env:
         dirs.append((f"${ENV_VAR}/fashion-mnist", Path(env) / "fashion-mnist"))

@@ -3,7 +3,8 @@
 A *database* is a folder of WFDB records (``mitdb/``, ``cinc2017/``). :func:`find_database`
 looks for one, in this order:
 
-1. an explicit ``path`` (an error if it is not a folder);
+1. an explicit ``path``: the database folder itself, or a root holding ``<name>/`` (an error
+   if it is neither);
 2. ``$MSRESNET1D_DATA/<name>`` (``MSRESNET1D_DATA`` is a root holding ``mitdb/``, ``cinc2017/``...);
 3. the repository's ``datasets/<name>`` (only in a source checkout, where ``datasets/`` exists);
 4. ``<data home>/<name>``, where downloads go (see :func:`data_home`);
@@ -98,9 +99,11 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
     docstring. Raises :class:`DataError`, saying how to supply the data, when nothing is found."""
     if path is not None:
         path = Path(path)
-        if not _holds_records(path):
-            raise DataError(f"database '{name}': {path} is not a folder of WFDB records")
-        return path
+        for candidate in (path, path / name):
+            if _holds_records(candidate):
+                return candidate
+        raise DataError(f"database '{name}': {path} is not a folder of WFDB records, nor a folder holding "
+                        f"'{name}/' with them")
     candidates = []
     if os.environ.get(DATA_ENV):
         candidates.append(Path(os.environ[DATA_ENV]) / name)

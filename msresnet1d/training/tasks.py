@@ -5,7 +5,8 @@ and test splits, and which records/examples each split holds. Validation always 
 training side (held-out records or images), never from the test split.
 
 ``beats`` (MIT-BIH, AAMI classes, inter-patient) data keys, with defaults:
-    data_dir (None: $MSRESNET1D_DATA/mitdb, else datasets/, else the embedded sample),
+    data_dir (the database folder, or a folder holding mitdb/; None: $MSRESNET1D_DATA/mitdb,
+    else datasets/, else the embedded sample),
     leads ["MLII"], fs 180 (Hz), window [-0.25, 0.45] (s around the R peak), band [0.5, 40] (Hz),
     rr true (RR features as extra inputs: true for ``RR_DEFAULT``, false, or a list of names from
     ``RR_FEATURES``), train_records (DS1), test_records (DS2),
@@ -21,8 +22,9 @@ training side (held-out records or images), never from the test split.
     noise_std 0 (added Gaussian noise, units of the z-scored signal), shift 0 (largest time shift of
     the window, seconds).
 ``rhythm`` (CinC 2017, N/A/O/~) data keys:
-    data_dir, fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation windows), folds 5,
-    fold 0 (the test fold of a stratified k-fold over records), val_fraction 0.1 (of the
+    data_dir (as for beats, cinc2017/), fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation
+    windows), folds 5, fold 0 (the test fold of a stratified k-fold over records, counted from 0;
+    the cross-validation script names it fold1), val_fraction 0.1 (of the
     training folds, stratified), split_seed (the seed of both splits; resolved to the run's
     ``seed`` when not given, so runs of several seeds on the same folds set it), cache true;
     training augmentation: flip_prob 0 (chance of a
@@ -42,7 +44,6 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -189,7 +190,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from ..data.spectrogram import Spectrogram
 
     opts = resolve_data(cfg).data
-    db_dir = Path(opts["data_dir"]) if opts["data_dir"] else find_database("mitdb")
+    db_dir = find_database("mitdb", opts["data_dir"])  # the database folder, or a root holding mitdb/
     beat_cfg = beat_config(opts)
     train_records = list(opts["train_records"] or DS1)
     test_records = list(opts["test_records"] or DS2)
@@ -351,7 +352,7 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
 
     opts = resolve_data(cfg).data
     flip_prob, noise_std = float(opts["flip_prob"]), float(opts["noise_std"])
-    db_dir = Path(opts["data_dir"]) if opts["data_dir"] else find_database("cinc2017")
+    db_dir = find_database("cinc2017", opts["data_dir"])  # the database folder, or a root holding cinc2017/
     arrays = load_rhythm(db_dir, RhythmConfig(fs=float(opts["fs"])), cache=opts["cache"])
     folds = stratified_kfold(arrays.y, opts["folds"], seed=opts["split_seed"])
     train_idx, test_idx = folds[opts["fold"]]
