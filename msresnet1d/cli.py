@@ -85,9 +85,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .training.checkpoint import load_checkpoint
     from .training.ensemble import ensemble_predict
     from .training.metrics import classification_report, format_per_group, format_report, json_safe, per_group
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.per_record and load_checkpoint(args.checkpoint[0])["config"]["task"] != "beats":
+        raise SystemExit("error: --per-record: only beat models have several examples of each record")
     task, y_true, probabilities = ensemble_predict(args.checkpoint, args.split, args.data_dir, args.tta,
                                                    args.adapt_bn)
     report = classification_report(y_true, probabilities, task.class_names, task.scored)
@@ -95,8 +102,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"ensemble of {len(args.checkpoint)} checkpoints (mean probabilities)")
     print(format_report(report, f"{what} on the {args.split} split:"))
     if args.per_record:
-        if args.split not in task.groups:
-            raise SystemExit("error: --per-record: this task has no records per example")
         report["per_record"] = per_group(y_true, probabilities.argmax(axis=1), task.groups[args.split],
                                          task.class_names)
         print(format_per_group(report["per_record"], task.class_names, "\nper record (Se % (beats) of each class):"))
@@ -181,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-estimate the BatchNorm statistics on each record's own beats before predicting it "
                         "(test-time adaptation to the patient, labels unread; beat tasks)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
-    p.add_argument("--per-record", action="store_true", help="also each record's accuracy and Se of every class")
+    p.add_argument("--per-record", action="store_true", help="also each record's accuracy and Se of every class "
+                                                             "(beat models)")
+    p.add_argument("--threads", type=int, help="torch threads (default: PyTorch's)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("info", help="models, parameters and the datasets found")
     p.set_defaults(func=cmd_info)

@@ -190,12 +190,17 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     record_path = Path(args.record)
     task = ckpt["config"]["task"]
+    if task == "rhythm" and (args.detect or args.annotator is not None):
+        raise ValueError(f"--detect and --annotator give beat positions, for beat models; {args.checkpoint} is a "
+                         "rhythm model, which labels windows of the signal")
     if task == "beats":
-        positions, probabilities, fs, leads = predict_beats(ckpt, record_path, None if args.detect else args.annotator,
-                                                            args.adapt_bn, args.leads)
+        annotator = None if args.detect else args.annotator or "atr"
+        positions, probabilities, fs, leads = predict_beats(ckpt, record_path, annotator, args.adapt_bn, args.leads)
     elif task == "rhythm":
         positions, probabilities, fs, leads = predict_windows(ckpt, record_path, args.adapt_bn, args.leads)
     else:
@@ -226,7 +231,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="label a WFDB record: per-beat or per-window labels, CSV + WFDB annotations")
     p.add_argument("checkpoint", help="a checkpoint file written by msresnet1d train (best.pt or last.pt)")
     p.add_argument("record", help="WFDB record path without extension, e.g. data/mitdb/100")
-    p.add_argument("--annotator", default="atr", help="annotation file with the beat positions (beat models)")
+    p.add_argument("--annotator", help="annotation file with the beat positions (beat models; default atr)")
     p.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
     p.add_argument("--out-dir", help="where to write (default: next to the record)")
     p.add_argument("--adapt-bn", action="store_true",
@@ -235,6 +240,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--leads", nargs="+", metavar="NAME",
                    help="the record's names of the leads the model reads, in the order of the checkpoint's data.leads "
                         "(e.g. --leads II for a model trained on MLII; a rhythm model: the one lead to read)")
+    p.add_argument("--threads", type=int, help="torch threads (default: PyTorch's)")
     p.add_argument("--extension", default="pred", type=annotation_extension,
                    help="annotation file extension, letters only (default pred)")
     p.set_defaults(func=cmd_predict)

@@ -463,6 +463,19 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
         in capsys.readouterr().err
     assert cli_main(["predict", str(best), str(tmp_path / name), "--out-dir", str(picked), "--leads", "chest", "other"]) == 1
     assert "--leads names 2 leads (chest, other); the rhythm model reads one" in capsys.readouterr().err
+    # beat positions mean nothing to a rhythm model; per-record figures need several examples a record
+    assert cli_main(["predict", str(best), str(tiny_cinc / name), "--out-dir", str(picked), "--detect"]) == 1
+    assert "--detect and --annotator give beat positions, for beat models" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--per-record: only beat models"):
+        cli_main(["evaluate", str(best), "--per-record"])
+    assert cli_main(["evaluate", str(best), "--adapt-bn"]) == 1
+    assert "for one CinC record, msresnet1d predict --adapt-bn adapts to its windows" in capsys.readouterr().err
+    threads = torch.get_num_threads()
+    try:
+        assert cli_main(["predict", str(best), str(tiny_cinc / name), "--out-dir", str(picked), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_bench_models_refuses_bad_options_before_any_work(capsys):

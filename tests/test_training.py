@@ -1,5 +1,6 @@
 """The training engine and the `msresnet1d` command, on the embedded MIT-BIH sample (in the repo)."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -281,6 +282,18 @@ def test_data_dir_is_the_database_or_a_folder_holding_it(tmp_path):
         build_task(load_config(_config(tmp_path, 1), {"data.data_dir": str(tmp_path)}))
 
 
+def test_sign_flip_averaging_is_refused_for_images():
+    from msresnet1d.training.ensemble import predict_members
+    from msresnet1d.training.tasks import check_data
+
+    fashion = load_config(None, {"task": "fashion_mnist", "model": "resnet18_d2l"})
+    check_data(fashion)
+    with pytest.raises(ValueError, match="tta 'flip' averages each input with its sign-inverted copy, .* use tta 'none'"):
+        check_data(dataclasses.replace(fashion, tta="flip"))
+    with pytest.raises(ValueError, match="tta 'flip' averages"):  # evaluate --tta flip: refused before any prediction
+        predict_members(None, [(None, fashion)], tta="flip")
+
+
 def test_every_shipped_config_passes_the_data_check():
     from msresnet1d.training.tasks import check_data
 
@@ -454,6 +467,13 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     augmented["config"]["data"] |= {"scale": 0.1, "noise_std": 0.05, "shift": 0.02}
     torch.save(augmented, tmp_path / "augmented.pt")
     np.testing.assert_allclose(ensemble_predict([best, tmp_path / "augmented.pt"])[2], alone[0], rtol=1e-6, atol=1e-7)
+    # the same database named another way (a folder holding it, a link to it): the same inputs
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "mitdb").symlink_to(SAMPLE)
+    elsewhere = load_checkpoint(best)
+    elsewhere["config"]["data"]["data_dir"] = str(tmp_path / "root")
+    torch.save(elsewhere, tmp_path / "elsewhere.pt")
+    np.testing.assert_allclose(ensemble_predict([best, tmp_path / "elsewhere.pt"])[2], alone[0], rtol=1e-6, atol=1e-7)
 
 
 def test_training_only_data_keys_are_data_keys_of_their_task():
@@ -890,7 +910,6 @@ def test_train_without_config_runs_the_main_job_file(tmp_path, monkeypatch, caps
 
 
 def test_per_record_batchnorm_adaptation_predicts_each_record_from_its_own_beats(tmp_path):
-    import dataclasses
 
     from msresnet1d.training.run import build_model
     from msresnet1d.training.tasks import build_task
@@ -914,7 +933,7 @@ def test_per_record_batchnorm_adaptation_predicts_each_record_from_its_own_beats
         np.testing.assert_allclose(alone.predict(model, "test", device, adapt_bn=True)[1],
                                    adapted[task.groups["test"] == record], rtol=1e-5, atol=1e-6)
     assert np.array_equal(task.predict(model, "test", device)[1], plain)  # the model itself is left as it was
-    with pytest.raises(ValueError, match="needs the record of each example; this task's 'test' split has none"):
+    with pytest.raises(ValueError, match="needs several examples of each record .*'test' split has one a record or none"):
         dataclasses.replace(task, groups={}).predict(model, "test", device, adapt_bn=True)
 
 

@@ -19,10 +19,11 @@ from torch import nn
 from ..models.fuse import fuse_batchnorm
 from ..models.tta import with_tta
 from ..data.errors import DataError
+from ..data.locate import find_database
 from .checkpoint import check_compatible, load_checkpoint, load_weights
 from .config import TrainConfig
 from .distributed import DistContext
-from .tasks import Task, build_task, evaluation_data, resolve_data
+from .tasks import DATABASES, Task, build_task, check_tta, evaluation_data, resolve_data
 
 
 def _config(ckpt: dict, path: Path, data_dir: str | None) -> TrainConfig:
@@ -30,6 +31,18 @@ def _config(ckpt: dict, path: Path, data_dir: str | None) -> TrainConfig:
     if data_dir:
         saved["data"] = {**saved["data"], "data_dir": data_dir}
     return resolve_data(TrainConfig.from_dict(saved, f"checkpoint {path}"))
+
+
+def _inputs(cfg: TrainConfig) -> dict:
+    """What decides a member's evaluation inputs: the task and its evaluation data options, the
+    database as the folder found (a root holding it, or none given, may name the same one)."""
+    data = evaluation_data(cfg)
+    if cfg.task in DATABASES:
+        try:
+            data["data_dir"] = str(find_database(DATABASES[cfg.task], data["data_dir"]).resolve())
+        except DataError:
+            pass  # compared as written; building the task then says what is missing
+    return {"task": cfg.task, "data": data}
 
 
 def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test", data_dir: str | None = None,
@@ -69,10 +82,9 @@ def load_members(checkpoints: Sequence[str | Path],
     ckpts = [load_checkpoint(p) for p in paths]
     cfgs = [_config(ckpt, path, data_dir) for ckpt, path in zip(ckpts, paths)]
     first = cfgs[0]
-    first_inputs = {"task": first.task, "data": evaluation_data(first)}
+    first_inputs = _inputs(first)
     for path, ckpt, cfg in zip(paths[1:], ckpts[1:], cfgs[1:]):
-        check_compatible({"config": {"task": cfg.task, "data": evaluation_data(cfg)}}, first_inputs, path,
-                         ("task", "data"))
+        check_compatible({"config": _inputs(cfg)}, first_inputs, path, ("task", "data"))
         if ckpt["class_names"] != ckpts[0]["class_names"]:
             raise ValueError(f"checkpoint {path} has classes {ckpt['class_names']}, {paths[0]} has "
                              f"{ckpts[0]['class_names']}")
@@ -114,6 +126,8 @@ def predict_members(task: Task, members: Sequence[tuple[nn.Module, TrainConfig]]
     if split == "val" and len(seeds) > 1:
         raise ValueError(f"Fashion-MNIST runs draw their validation images by their seed; these members (seeds "
                          f"{seeds}) trained on each other's validation images: score the test split instead")
+    for _, cfg in members:
+        check_tta(cfg.task, cfg.tta if tta is None else tta)
     device = DistContext().device
     probabilities = []
     for model, cfg in members:

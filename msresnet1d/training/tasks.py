@@ -111,8 +111,9 @@ class Task:
             raise ValueError(f"this task has no {split!r} split (has {sorted(self.predictors)})")
         if adapt_bn:
             if split not in self.groups:
-                raise ValueError(f"per-record BatchNorm adaptation needs the record of each example; this task's "
-                                 f"{split!r} split has none (only MIT-BIH beat tasks have)")
+                raise ValueError(f"per-record BatchNorm adaptation needs several examples of each record (MIT-BIH "
+                                 f"beats); this task's {split!r} split has one a record or none (for one CinC "
+                                 "record, msresnet1d predict --adapt-bn adapts to its windows)")
             return self.predictors[split](model, device, adapt_bn=True)
         return self.predictors[split](model, device)
 
@@ -190,7 +191,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from ..data.spectrogram import Spectrogram
 
     opts = resolve_data(cfg).data
-    db_dir = find_database("mitdb", opts["data_dir"])  # the database folder, or a root holding mitdb/
+    db_dir = find_database(DATABASES["beats"], opts["data_dir"])  # the database folder, or a root holding it
     beat_cfg = beat_config(opts)
     train_records = list(opts["train_records"] or DS1)
     test_records = list(opts["test_records"] or DS2)
@@ -352,7 +353,7 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
 
     opts = resolve_data(cfg).data
     flip_prob, noise_std = float(opts["flip_prob"]), float(opts["noise_std"])
-    db_dir = find_database("cinc2017", opts["data_dir"])  # the database folder, or a root holding cinc2017/
+    db_dir = find_database(DATABASES["rhythm"], opts["data_dir"])
     arrays = load_rhythm(db_dir, RhythmConfig(fs=float(opts["fs"])), cache=opts["cache"])
     folds = stratified_kfold(arrays.y, opts["folds"], seed=opts["split_seed"])
     train_idx, test_idx = folds[opts["fold"]]
@@ -437,6 +438,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "beats": BEAT_DEFAULTS, "rhythm": RHYTHM_DEFAULTS, "fashion_mnist": FASHION_DEFAULTS,
 }
 
+
+#: The WFDB database each ECG task reads (``[data] data_dir`` is found with ``find_database(name, data_dir)``).
+DATABASES: dict[str, str] = {"beats": "mitdb", "rhythm": "cinc2017"}
 
 # [data] keys that only change the training batches (augmentation, sampling): evaluation never reads
 # them, so checkpoints that differ only in these still see the same inputs and can form an ensemble
@@ -545,6 +549,14 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     }
 
 
+def check_tta(task: str, tta: str) -> None:
+    """Raise ValueError for a test-time augmentation that makes no sense for ``task``: the sign
+    flip is for ECG leads of arbitrary polarity, not for images (an inverted image is no garment)."""
+    if task == "fashion_mnist" and tta != "none":
+        raise ValueError(f"tta {tta!r} averages each input with its sign-inverted copy, for ECG leads of arbitrary "
+                         "polarity; a Fashion-MNIST image inverted is not the same garment: use tta 'none'")
+
+
 def check_data(cfg: TrainConfig) -> None:
     """Check the type and range of every ``[data]`` option of ``cfg`` that can be checked without
     the data (a rhythm task's ``fold`` against ``folds`` too); ranges that depend on the data (e.g.
@@ -553,6 +565,7 @@ def check_data(cfg: TrainConfig) -> None:
     Raises:
         ValueError: naming the first bad key, its value and what it must be.
     """
+    check_tta(cfg.task, cfg.tta)
     data = resolve_data(cfg).data
     for key, (valid, expected) in _data_rules()[cfg.task].items():
         if not valid(data[key]):
