@@ -1,6 +1,8 @@
 """Finding databases: explicit path, MSRESNET1D_DATA, datasets/, the embedded sample fallback, and
 downloads (made to fail or to succeed without network by replacing wfdb.dl_database)."""
 
+import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -90,22 +92,61 @@ def test_failed_download_leaves_nothing_and_explains(isolated, monkeypatch):
     assert sorted(p.name for p in (isolated / "downloads").iterdir()) == []  # no partial folder, no target
 
 
-def test_completed_download_is_moved_into_place(isolated, monkeypatch):
+def _sample_checksums() -> dict[str, str]:
+    """The published-checksum table a download of record 100 of the sample would be held to."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SAMPLE.glob("100.*")}
+
+
+def test_completed_download_is_checked_and_moved_into_place(isolated, monkeypatch):
     def fake_download(db_dir, dl_dir, **kwargs):
         assert db_dir == "mitdb"
         for path in SAMPLE.glob("100.*"):
             shutil.copy(path, dl_dir)
 
     monkeypatch.setattr(wfdb, "dl_database", fake_download)
+    monkeypatch.setattr(locate, "expected_checksums", lambda name: _sample_checksums())
     target = find_database("mitdb", download=True)
     assert target == isolated / "downloads" / "mitdb"
     assert sorted(p.name for p in target.iterdir()) == ["100.atr", "100.dat", "100.hea"]
     assert [p.name for p in target.parent.iterdir()] == ["mitdb"]
     assert find_database("mitdb") == target  # found without downloading again
+    with pytest.raises(DataError, match=r"database 'mitdb' is already at .*mitdb \(find_database\('mitdb'\) finds it"):
+        download_database("mitdb")
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_a_download_that_fails_its_checksums_leaves_nothing(isolated, monkeypatch, damage):
+    def fake_download(db_dir, dl_dir, **kwargs):
+        for path in SAMPLE.glob("100.*"):
+            shutil.copy(path, dl_dir)
+        if damage == "corrupt":
+            data = bytearray((Path(dl_dir) / "100.dat").read_bytes())
+            data[1000] ^= 0xFF  # one flipped byte
+            (Path(dl_dir) / "100.dat").write_bytes(bytes(data))
+        else:
+            (Path(dl_dir) / "100.atr").unlink()
+
+    monkeypatch.setattr(wfdb, "dl_database", fake_download)
+    monkeypatch.setattr(locate, "expected_checksums", lambda name: _sample_checksums())
+    expected = ("1 files differ from the published checksums (100.dat: SHA-256 " if damage == "corrupt"
+                else "1 of 3 files missing (100.atr)")
+    with pytest.raises(DataError, match=re.escape(expected)):
+        download_database("mitdb")
+    assert not (isolated / "downloads").exists() or list((isolated / "downloads").iterdir()) == []
+
+
+def test_shipped_checksums_are_the_full_databases(mitdb_dir):
+    expected = locate.expected_checksums("mitdb")
+    assert len(expected) == 3 * 48 and set(locate.PHYSIONET_PROJECTS) <= {p.stem for p in locate.CHECKSUMS_DIR.iterdir()}
+    locate.verify_checksums(mitdb_dir, expected)  # the byte-verified copy passes: the list is PhysioNet's
 
 
 def test_download_refuses_unknown_databases_and_non_empty_targets(isolated, tmp_path):
     with pytest.raises(DataError, match="database 'cinc2017' cannot be downloaded automatically"):
         download_database("cinc2017")
-    with pytest.raises(DataError, match=r"download target .*full exists and is not empty"):
+    with pytest.raises(DataError, match=r"database 'mitdb' is already at .*full"):
         download_database("mitdb", make_db(tmp_path / "full", "100"))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not a database")
+    with pytest.raises(DataError, match=r"download target .*other exists and is not empty"):
+        download_database("mitdb", tmp_path / "other")

@@ -311,6 +311,7 @@ def test_offline_download_lists_everything_and_leaves_nothing(isolated, web):
     message = str(info.value)
     assert "Fashion-MNIST test split not found" in message
     assert f"Download into {fm.REPO_DATA_DIR} failed" in message
+    assert "passing download=True" not in message  # it was passed
     for mirror in fm.MIRRORS:
         assert f"{mirror}{TEST_IMAGES} (attempt 3/3): <urlopen error" in message
     assert len(fake.calls) == 3 * len(fm.MIRRORS)

@@ -249,7 +249,7 @@ def _default_download_dir() -> Path:
     return REPO_DATA_DIR
 
 
-def _not_found_message(split: str, dirs: list[tuple[str, Path]]) -> str:
+def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: bool = False) -> str:
     names = [spec.filename for spec in _split_files(split)]
     lines = [f"Fashion-MNIST {split} split not found: looked for {' and '.join(names)} in"]
     for label, folder in dirs:
@@ -258,7 +258,7 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]]) -> str:
     lines.append(
         "Supply the files by passing root=<folder holding them>, setting "
         f"{ENV_VAR}=<folder holding fashion-mnist/>, copying them to {REPO_DATA_DIR}, "
-        "installing Debian's dataset-fashion-mnist package, or passing download=True."
+        "installing Debian's dataset-fashion-mnist package" + ("." if downloaded else ", or passing download=True.")
     )
     return "\n".join(lines)
 
@@ -285,7 +285,7 @@ def _fetch(
                 return
             except (OSError, http.client.HTTPException, DataFileError) as exc:
                 failures.append(f"{url} (attempt {attempt}/{retries}): {exc}")
-                logger.warning("download failed: %s", failures[-1])
+                logger.info("download failed: %s", failures[-1])  # all of them are in the error raised at the end
                 if attempt < retries:
                     time.sleep(backoff_s * attempt)
     raise DownloadError(f"could not download {spec.filename}:\n  " + "\n  ".join(failures))
@@ -351,7 +351,7 @@ def load_fashion_mnist(
         try:
             folder = download_fashion_mnist(dest, splits=(split,))
         except DownloadError as exc:
-            message = f"{_not_found_message(split, dirs)}\nDownload into {dest} failed: {exc}"
+            message = f"{_not_found_message(split, dirs, downloaded=True)}\nDownload into {dest} failed: {exc}"
             raise DownloadError(message) from exc
     logger.info("loading Fashion-MNIST %s split from %s", split, folder)
     images = _read(folder / images_spec.filename, images_spec)

@@ -16,6 +16,7 @@ looks for one, in this order:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -34,6 +35,10 @@ DATA_ENV = "MSRESNET1D_DATA"
 
 #: Databases that :func:`download_database` can fetch, as PhysioNet project names.
 PHYSIONET_PROJECTS: dict[str, str] = {"mitdb": "mitdb"}
+
+#: Per downloadable database, ``<name>.sha256`` lists the SHA-256 of every file a download must
+#: hold (``sha256sum`` format, from PhysioNet's own SHA256SUMS.txt).
+CHECKSUMS_DIR = Path(__file__).resolve().parent / "checksums"
 
 #: Embedded stand-ins used when the full database is not found (name -> folder in datasets/).
 EMBEDDED_SAMPLES: dict[str, str] = {"mitdb": "mitdb-sample"}
@@ -135,13 +140,41 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
     )
 
 
+def expected_checksums(name: str) -> dict[str, str]:
+    """File name -> SHA-256 (hex) of every file a download of ``name`` must hold
+    (:data:`CHECKSUMS_DIR`)."""
+    lines = (CHECKSUMS_DIR / f"{name}.sha256").read_text().splitlines()
+    return {file: digest for digest, file in (line.split() for line in lines if line and not line.startswith("#"))}
+
+
+def verify_checksums(folder: str | os.PathLike[str], expected: dict[str, str]) -> None:
+    """Check that ``folder`` holds every file of ``expected`` (name -> SHA-256 hex) with that digest.
+
+    Raises:
+        DataError: naming the missing files, or each file whose digest differs (expected, found).
+    """
+    folder = Path(folder)
+    missing = sorted(f for f in expected if not (folder / f).is_file())
+    if missing:
+        raise DataError(f"{folder}: {len(missing)} of {len(expected)} files missing ({', '.join(missing[:5])}"
+                        + (", ..." if len(missing) > 5 else "") + ")")
+    wrong = []
+    for file, digest in expected.items():
+        found = hashlib.sha256((folder / file).read_bytes()).hexdigest()
+        if found != digest:
+            wrong.append(f"{file}: SHA-256 {found}, expected {digest}")
+    if wrong:
+        raise DataError(f"{folder}: {len(wrong)} files differ from the published checksums ({'; '.join(wrong)})")
+
+
 def download_database(name: str, target: str | os.PathLike[str] | None = None) -> Path:
     """Download PhysioNet database ``name`` with ``wfdb.dl_database`` into ``target``
     (default ``data_home() / name``) and return ``target``.
 
-    Files go to a temporary folder next to ``target``, renamed into place only once the
-    download is complete; a failed download leaves nothing behind and raises :class:`DataError`
-    saying how to supply the data by hand.
+    Files go to a temporary folder next to ``target`` and are checked against the published
+    SHA-256 of every file (:func:`expected_checksums`) before that folder is renamed into place;
+    a failed or corrupt download leaves nothing behind and raises :class:`DataError` saying how
+    to supply the data by hand.
     """
     target = Path(target) if target is not None else data_home() / name
     if name not in PHYSIONET_PROJECTS:
@@ -149,6 +182,9 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None) -
             f"database '{name}' cannot be downloaded automatically (known: "
             f"{', '.join(sorted(PHYSIONET_PROJECTS))}). " + _how_to_supply(name, target)
         )
+    if _holds_records(target):
+        raise DataError(f"database '{name}' is already at {target} (find_database({name!r}) finds it there); "
+                        "to download it again, move that folder away first")
     if target.exists() and any(target.iterdir()):
         raise DataError(f"database '{name}': download target {target} exists and is not empty")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +195,7 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None) -
         with contextlib.redirect_stdout(chatter):  # wfdb prints one line per file
             wfdb.dl_database(PHYSIONET_PROJECTS[name], str(partial))
         log.debug("wfdb.dl_database output:\n%s", chatter.getvalue())
-        list_records(partial)
+        verify_checksums(partial, expected_checksums(name))
     except Exception as exc:  # network, HTTP and file errors all end the same way
         shutil.rmtree(partial, ignore_errors=True)
         raise DataError(
