@@ -109,6 +109,21 @@ def test_cinc_score_is_the_mean_f1_of_normal_af_other():
     assert cinc_score(cm, ["N", "A", "O", "~"]) == pytest.approx(np.mean(f1))
 
 
+def test_report_table_fits_long_class_names_and_names_the_macro_classes_only_when_some_are_left_out():
+    from msresnet1d.data.fashion_mnist import CLASS_NAMES
+    from msresnet1d.training.metrics import classification_report, format_report
+
+    y = np.arange(20) % 10
+    probabilities = np.eye(10)[y]
+    lines = format_report(classification_report(y, probabilities, list(CLASS_NAMES), list(CLASS_NAMES))).splitlines()
+    assert len({len(line) for line in lines[:-1]}) == 1  # header and rows: the columns line up
+    assert lines[-1].startswith("accuracy 100.0   macro-F1 100.0") and "T-shirt" not in lines[-1]
+    beats = format_report(classification_report(np.arange(10) % 5, np.eye(5)[np.arange(10) % 5],
+                                                ["N", "S", "V", "F", "Q"], ["N", "S", "V", "F"]))
+    assert "macro-F1 100.0 (N,S,V,F)" in beats and "\nQ               2   100.0" in beats and "(not in macro)" in beats
+    assert beats.startswith("class     support      Se      +P      Sp      F1\n")  # short names: the AAMI layout as it was
+
+
 def test_macro_auc_and_perfect_predictions():
     y = np.array([0, 1, 2, 2])
     report = classification_report(y, np.eye(3)[y], ["a", "b", "c"])
