@@ -163,13 +163,15 @@ def cross_fitted_offsets(probabilities: list[np.ndarray], labels: list[np.ndarra
     return confusions, offsets
 
 
-def rescored(run_dirs: list[list[Path]], modes: list[str]) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+def rescored(run_dirs: list[list[Path]], modes: list[str]
+             ) -> tuple[dict[str, list[tuple[np.ndarray, np.ndarray]]], list[np.ndarray]]:
     """The runs ``run_dirs[k][i]`` (fold k, seed i) predicting their own held-out fold (each run's
     test split) anew, one task built a fold, in each of ``modes``: ``"best"`` (the selected
     checkpoints, ``best.pt``), ``"adabn"`` (the same, BatchNorm statistics re-estimated on each
     held-out record), ``"last"`` (``last.pt``). Returns, per mode, each fold's labels (N_k,) and its
-    seeds' class probabilities (seeds, N_k, 5)."""
+    seeds' class probabilities (seeds, N_k, 5); and each fold's record of every beat (N_k,)."""
     predicted: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {mode: [] for mode in modes}
+    records = []
     files = {mode: "last" if mode == "last" else "best" for mode in modes}
     which = list(dict.fromkeys(files.values()))
     for fold in run_dirs:
@@ -177,7 +179,31 @@ def rescored(run_dirs: list[list[Path]], modes: list[str]) -> dict[str, list[tup
         groups = {w: members[j * len(fold):(j + 1) * len(fold)] for j, w in enumerate(which)}
         for mode in modes:
             predicted[mode].append(predict_members(task, groups[files[mode]], adapt_bn=mode == "adabn"))
-    return predicted
+        records.append(task.groups["test"])
+    return predicted, records
+
+
+def per_record(predicted: list[tuple[np.ndarray, np.ndarray]], records: list[np.ndarray]) -> dict[str, list]:
+    """Each held-out record's (5, 5) confusion matrix (rows true N, S, V, F, Q), summed over the
+    seeds, from ``rescored``'s lists of one mode and its records."""
+    out: dict[str, np.ndarray] = {}
+    for (y, probabilities), record in zip(predicted, records):
+        for p in probabilities:
+            for r in dict.fromkeys(record.tolist()):
+                mine = record == r
+                out[r] = out.get(r, 0) + confusion_matrix(y[mine], p[mine].argmax(axis=1), 5)
+    return {r: cm.tolist() for r, cm in sorted(out.items())}
+
+
+def format_per_record(matrices: dict[str, list], row: str) -> str:
+    """Where S and V beats are lost, record by record (counts summed over seeds)."""
+    lines = [f"per record, {row} (beats summed over seeds):",
+             f"{'record':<8}{'beats':>7}{'S':>7}{'S found':>9}{'S as N':>8}{'N as S':>8}{'V':>7}{'V found':>9}{'N as V':>8}"]
+    for r, cm in matrices.items():
+        cm = np.asarray(cm)
+        lines.append(f"{r:<8}{cm.sum():>7}{cm[1].sum():>7}{cm[1, 1]:>9}{cm[1, 0]:>8}{cm[0, 1]:>8}{cm[2].sum():>7}"
+                     f"{cm[2, 2]:>9}{cm[0, 2]:>8}")
+    return "\n".join(lines)
 
 
 def confusion_matrices(predicted: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -265,6 +291,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also score each variant's runs at their last epoch (last.pt) instead of the selected one")
     parser.add_argument("--ensemble", action="append", nargs="+", default=[], metavar=("NAME", "MEMBER"),
                         help="a row averaging its members' probabilities; MEMBER = VARIANT[+last][@SEED_SHIFT]")
+    parser.add_argument("--per-record", metavar="ROW", action="append", default=[],
+                        help="also each held-out record's confusion matrix for the row VARIANT, VARIANT+last or "
+                             "VARIANT+adabn (where S and V beats are lost); repeatable")
     parser.add_argument("--baseline", metavar="ROW",
                         help="the row the others are judged against, e.g. main+last (default: the first variant)")
     parser.add_argument("--out", type=Path, default=RESULTS,
@@ -293,6 +322,14 @@ def main(argv: list[str] | None = None) -> dict:
     rows += list(ensembles)
     if args.baseline and args.baseline not in rows:
         parser.error(f"--baseline {args.baseline}: not a row of this table ({', '.join(rows)})")
+    row_modes = {"": "best", "+last": "last", "+adabn": "adabn"}
+    wanted: dict[str, list[tuple[str, str]]] = {}  # variant -> (row, mode) to break down by record
+    for row in args.per_record:
+        name, suffix = next(((row[:-len(s)], s) for s in ("+last", "+adabn") if row.endswith(s)), (row, ""))
+        if name not in variants:
+            parser.error(f"--per-record {row}: not VARIANT, VARIANT+last or VARIANT+adabn of the variants "
+                         f"({', '.join(variants)})")
+        wanted.setdefault(name, []).append((row, row_modes[suffix]))
     common |= {"threads": args.threads, "data.data_dir": str(db_dir)}
 
     base = resolve_data(load_config(_resolve_config(args.config), common))
@@ -302,8 +339,10 @@ def main(argv: list[str] | None = None) -> dict:
     flagged = [mode for flag, mode in ((args.offsets, "best"), (args.adapt_bn, "adabn"), (args.last_epoch, "last"))
                if flag]
     predictions: dict[tuple[str, str], list] = {}  # (variant, mode) -> rescored's list, for the ensembles
+    by_record: dict[str, dict[str, list]] = {}
     for name, overrides in variants.items():
-        modes = list(dict.fromkeys(flagged + [m for members in ensembles.values() for v, m, _ in members if v == name]))
+        modes = list(dict.fromkeys(flagged + [m for members in ensembles.values() for v, m, _ in members if v == name]
+                                   + [mode for _, mode in wanted.get(name, [])]))
         confusions, runs = np.zeros((len(args.seeds), len(folds), 5, 5), dtype=np.int64), []  # seed, fold
         run_dirs = [[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" for seed in args.seeds]
                     for k in range(len(folds))]  # fold, seed
@@ -322,8 +361,10 @@ def main(argv: list[str] | None = None) -> dict:
                              "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
         if modes:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)
-            predicted = rescored(run_dirs, modes)
+            predicted, held_records = rescored(run_dirs, modes)
             predictions |= {(name, mode): predicted[mode] for mode in modes}
+            for row, mode in wanted.get(name, []):
+                by_record[row] = per_record(predicted[mode], held_records)
         if args.offsets:
             fitted, offsets = cross_fitted_offsets([p for _, p in predicted["best"]], [y for y, _ in predicted["best"]])
             results[f"{name}+offsets"] = summarise(fitted, args.seeds, overrides=overrides, fold_offsets=offsets)
@@ -341,9 +382,12 @@ def main(argv: list[str] | None = None) -> dict:
             v["decision"] = decide(results[baseline], v)
     text = table(results, baseline)
     print(text)
+    for row, matrices in by_record.items():
+        print("\n" + format_per_record(matrices, row))
     report = json_safe({"config": base.to_dict() | {"seed": args.seeds}, "folds": folds,
                         "fold_beats": [beats.from_records(f).class_counts() for f in folds], "baseline": baseline,
-                        "min_gain": MIN_GAIN, "variants": results, "table_markdown": text})
+                        "min_gain": MIN_GAIN, "variants": results, "table_markdown": text,
+                        "per_record": by_record})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     plot_variants(results, args.out.with_suffix(".png"), title=f"MIT-BIH DS1, {len(folds)}-fold cross-validation "
                   f"by record, seeds {', '.join(map(str, args.seeds))}", baseline=baseline)

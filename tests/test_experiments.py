@@ -156,7 +156,8 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             "--set", "data.val_records=2", "--set", "model_kwargs.widths=[8, 16, 16]",
             "--set", "model_kwargs.stem_channels=8", "--variant", "main", "--variant", "wd", "weight_decay=0.1",
             "--offsets", "--adapt-bn", "--last-epoch",
-            "--ensemble", "pair", "main+last", "main+last@1", "--ensemble", "self", "wd", "wd", "--baseline", "main+last"]
+            "--ensemble", "pair", "main+last", "main+last@1", "--ensemble", "self", "wd", "wd", "--baseline", "main+last",
+            "--per-record", "main+last", "--per-record", "wd"]
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
         report = script.main(args)
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
@@ -184,7 +185,14 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     assert report["baseline"] == "main+last" and "decision" in report["variants"]["main"]  # --baseline: any row
     assert "decision" not in report["variants"]["main+last"]
     runs = [[tmp_path / "runs" / "wd" / f"seed{seed}" / f"fold{k + 1}" for seed in (0, 1)] for k in range(3)]
-    again = script.rescored(runs, ["best", "adabn"])  # the runs' own test figures, predicted anew
+    again, held_records = script.rescored(runs, ["best", "adabn"])  # the runs' own test figures, predicted anew
+    # --per-record: each held-out record's confusion matrix summed over seeds; together, the row's pooled one
+    for row in ("main+last", "wd"):
+        matrices = report["per_record"][row]
+        assert sorted(matrices) == sorted(records)
+        assert np.array_equal(np.sum([m for m in matrices.values()], axis=0),
+                              report["variants"][row]["pooled_confusion_matrix"])
+    assert sorted(set(np.concatenate(held_records).tolist())) == sorted(records)
     assert np.array_equal(script.confusion_matrices(again["best"]).sum(axis=(0, 1)),
                           report["variants"]["wd"]["pooled_confusion_matrix"])
     assert np.array_equal(script.confusion_matrices(again["adabn"]).sum(axis=(0, 1)),
@@ -198,7 +206,9 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             assert "decision" in row
         assert report["variants"][f"{name}+adabn"]["pooled_confusion_matrix"] != \
             report["variants"][name]["pooled_confusion_matrix"]
-    assert "| wd |" in capsys.readouterr().out and "decision" in report["variants"]["wd"]
+    printed = capsys.readouterr().out
+    assert "| wd |" in printed and "decision" in report["variants"]["wd"]
+    assert "per record, main+last (beats summed over seeds):" in printed
     # --ensemble: rows averaging their members' probabilities; a run averaged with itself is that run
     ensembles = report["variants"]
     assert ensembles["self"]["pooled_confusion_matrix"] == ensembles["wd"]["pooled_confusion_matrix"]
@@ -257,6 +267,9 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     with pytest.raises(SystemExit):
         script.main([*args[:-2], "--baseline", "wd+best"])
     assert "--baseline wd+best: not a row of this table (main, main+offsets" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main(args[:-4] + ["--per-record", "nosuch+last"])
+    assert "--per-record nosuch+last: not VARIANT, VARIANT+last or VARIANT+adabn" in capsys.readouterr().err
 
 
 def test_compare_models_rejects_an_unknown_model(compare_models, capsys):
