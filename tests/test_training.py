@@ -130,9 +130,34 @@ def test_macro_auc_and_perfect_predictions():
     assert report["macro_auc"] == 1.0 and report["accuracy"] == 1.0 and report["macro_f1"] == 1.0
 
 
+def test_the_trainer_weighs_an_unscored_class_as_configured(tmp_path):
+    from msresnet1d.training.engine import Trainer
+    from msresnet1d.training.run import build_model
+    from msresnet1d.training.tasks import build_task
+
+    for unscored in ("rarity", "majority"):
+        cfg = load_config(_config(tmp_path, 1), {"unscored_weight": unscored})
+        task = build_task(cfg)  # the sample has no Q beat: two are added to the labels the weights come from
+        task = dataclasses.replace(task, train_labels=np.concatenate([task.train_labels, [4, 4]]))
+        assert task.scored == ["N", "S", "V", "F"]
+        weight = Trainer(build_model(cfg, task), cfg, task, tmp_path / unscored, quiet=True).loss_fn.weight
+        assert (weight[4] == weight[0]) == (unscored == "majority")
+
+
 def test_class_weights_and_focal_loss():
     w = class_weights(np.array([0, 0, 0, 1]), 3, "inverse")
     assert w.tolist() == pytest.approx([0.5, 1.5, 0.0])  # mean 1 over present classes, absent -> 0
+    # DS1's class counts N, S, V, F, Q: the unscored Q weighs like N (majority) instead of 76 N beats (rarity)
+    labels = np.repeat(np.arange(5), [45866, 944, 3788, 415, 8])
+    rarity = class_weights(labels, 5, "inverse_sqrt", [0, 1, 2, 3]).numpy()
+    assert rarity[4] / rarity[0] == pytest.approx(np.sqrt(45866 / 8), rel=1e-4)  # about 76
+    majority = class_weights(labels, 5, "inverse_sqrt", [0, 1, 2, 3], "majority").numpy()
+    assert majority[4] == pytest.approx(majority[0]) and majority.mean() == pytest.approx(1.0)
+    assert majority[1] / majority[0] == pytest.approx(rarity[1] / rarity[0])  # the scored classes keep their ratios
+    with pytest.raises(ValueError, match="unscored must be 'rarity' or 'majority'"):
+        class_weights(labels, 5, "inverse_sqrt", [0, 1, 2, 3], "none")
+    with pytest.raises(ValueError, match="config: unscored_weight must be one of"):
+        TrainConfig(unscored_weight="none")
     logits, target = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0])
     ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
     p = torch.softmax(logits, 1)[:, 0]

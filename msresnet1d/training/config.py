@@ -50,6 +50,9 @@ class TrainConfig:
     loss: str = "cross_entropy"  # cross_entropy | focal
     focal_gamma: float = 2.0
     class_weights: str = "inverse_sqrt"  # none | inverse | inverse_sqrt (of the training class frequency)
+    # the weight of a class the task does not score (MIT-BIH's Q, 8 DS1 beats): rarity (by its frequency, as the
+    # scored ones) | majority (that of the most frequent scored class, N: no more than a common beat)
+    unscored_weight: str = "rarity"
     balanced_sampler: bool = False  # draw the scored classes equally often (each example ~ 1 / its class count)
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max gradient L2 norm; 0 = off
@@ -76,6 +79,7 @@ class TrainConfig:
         choices = {"task": TASKS, "optimizer": ("adamw", "sgd"), "schedule": ("onecycle", "cosine", "constant"),
                    "select_epoch": ("best", "last"), "monitor": MONITORS,
                    "loss": ("cross_entropy", "focal"), "class_weights": ("none", "inverse", "inverse_sqrt"),
+                   "unscored_weight": ("rarity", "majority"),
                    "init": ("kaiming", "xavier"), "tta": TTA_MODES}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # A checkpoint can only be resumed by a run that agrees on these keys.
 RESUME_KEYS = ("task", "model", "model_kwargs", "data", "epochs", "batch_size", "optimizer", "lr", "momentum",
-               "weight_decay", "schedule", "warmup_epochs", "loss", "focal_gamma", "class_weights",
+               "weight_decay", "schedule", "warmup_epochs", "loss", "focal_gamma", "class_weights", "unscored_weight",
                "balanced_sampler", "label_smoothing", "grad_clip", "ema_decay", "seed", "init", "bf16", "channels_last",
                "tta", "monitor", "select_epoch", "early_stopping")
 
@@ -81,7 +81,8 @@ class Trainer:
         self.quiet = quiet or not self.dist.is_main
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, len(task.train))
-        self.loss_fn = build_loss(cfg, task.train_labels, len(task.class_names)).to(self.device)
+        scored = [task.class_names.index(c) for c in task.scored]
+        self.loss_fn = build_loss(cfg, task.train_labels, len(task.class_names), scored).to(self.device)
         self.train_model = self.dist.wrap(self.model)
         self.ema = WeightEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.history = History()
