@@ -128,6 +128,12 @@ def test_macro_auc_and_perfect_predictions():
     y = np.array([0, 1, 2, 2])
     report = classification_report(y, np.eye(3)[y], ["a", "b", "c"])
     assert report["macro_auc"] == 1.0 and report["accuracy"] == 1.0 and report["macro_f1"] == 1.0
+    # an unscored class (MIT-BIH's Q, CinC's ~) is left out of macro AUC as of macro-F1
+    y = np.array([0, 0, 1, 1, 2, 2])
+    p = np.array([[.6, .1, .3], [.7, .1, .2], [.15, .6, .25], [.1, .7, .2], [.5, .4, .1], [.45, .4, .15]])
+    every = classification_report(y, p, ["a", "b", "c"])["macro_auc"]
+    scored = classification_report(y, p, ["a", "b", "c"], ["a", "b"])["macro_auc"]
+    assert scored == 1.0 and every < 1.0  # c's probabilities do not rank its examples first
 
 
 def test_the_trainer_weighs_an_unscored_class_as_configured(tmp_path):

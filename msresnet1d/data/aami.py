@@ -12,9 +12,10 @@ Q      paced, paced fusion, unclassifiable          /, f, Q
 =====  ==========================================  =========================
 
 This module follows the mapping of de Chazal, O'Dwyer and Reilly (IEEE TBME 51(7), 2004), as
-do most papers since. The AAMI map of the WFDB library (``wfdb_mp2`` in ``ecgmap.h``, which
-PhysioNet's ``bxb`` uses) also counts e and j as N, and further maps n and B to N and r to V;
-this module leaves n, B and r unmapped (none of them occurs in MIT-BIH).
+do most papers since. PhysioNet's ``bxb`` differs: when it reports supraventricular beats it
+counts e, j and n as S (its own ``amap``), so figures from ``bxb`` and from this mapping differ
+for records with escape beats; say which mapping a figure uses. This module leaves n, B and r
+unmapped (none of them occurs in MIT-BIH).
 
 Other WFDB beat codes (B, n, r, ?) are beats but outside this table: they count for the
 RR intervals of their neighbours but get no class and no window. Every other annotation

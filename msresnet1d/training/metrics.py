@@ -50,13 +50,15 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
             "f1": _ratio(2 * tp, true + predicted), "support": true}
 
 
-def macro_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float:
-    """One-vs-rest ROC AUC averaged over the classes present in ``y_true`` (NaN if fewer than two)."""
+def macro_auc(y_true: np.ndarray, probabilities: np.ndarray, classes: Sequence[int] | None = None) -> float:
+    """One-vs-rest ROC AUC averaged over ``classes`` (indices; default all) that are present in
+    ``y_true``: the scored ones, as macro-F1 averages (NaN if fewer than two classes are present)."""
     present = np.unique(y_true)
     if len(present) < 2:
         return float("nan")
-    aucs = [roc_auc_score(y_true == c, probabilities[:, c]) for c in present]
-    return float(np.mean(aucs))
+    averaged = [c for c in present if classes is None or c in classes]
+    return float(np.mean([roc_auc_score(y_true == c, probabilities[:, c]) for c in averaged])) if averaged \
+        else float("nan")
 
 
 def classification_report(
@@ -71,7 +73,7 @@ def classification_report(
         y_true: (N,) int class indices.
         probabilities: (N, K) class probabilities (rows sum to 1).
         class_names: K names, in index order.
-        scored: the classes averaged in ``macro_f1`` (default all).
+        scored: the classes averaged in ``macro_f1`` and ``macro_auc`` (default all).
 
     Returns a dict with ``accuracy``, ``macro_f1``, ``macro_auc``, ``confusion_matrix`` and
     ``per_class`` {name: {se, ppv, sp, f1, support}}; plus ``cinc_score`` when the classes are
@@ -88,7 +90,7 @@ def classification_report(
         "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
         "macro_f1": float(np.nanmean(stats["f1"][scored_idx])) if np.isfinite(stats["f1"][scored_idx]).any()
         else float("nan"),
-        "macro_auc": macro_auc(y_true, probabilities),
+        "macro_auc": macro_auc(y_true, probabilities, scored_idx),
         "scored_classes": scored,
         "class_names": list(class_names),
         "confusion_matrix": cm.tolist(),
