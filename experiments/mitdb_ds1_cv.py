@@ -65,7 +65,7 @@ import numpy as np
 
 from msresnet1d.atomic import write_text
 from msresnet1d.cli import _resolve_config
-from msresnet1d.data import DS1, DataError, find_database, load_beats, patient_index, record_kfold
+from msresnet1d.data import DS1, RR_FEATURES, DataError, find_database, load_beats, patient_index, record_kfold
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
@@ -183,26 +183,51 @@ def rescored(run_dirs: list[list[Path]], modes: list[str]
     return predicted, records
 
 
-def per_record(predicted: list[tuple[np.ndarray, np.ndarray]], records: list[np.ndarray]) -> dict[str, list]:
+#: RR ratios whose medians ``per_record`` gives for the S beats called N and the N beats called S.
+RR_SHOWN = ("prev_over_local", "prev_over_record")
+
+
+def per_record(predicted: list[tuple[np.ndarray, np.ndarray]], records: list[np.ndarray],
+               rr_of: dict[str, np.ndarray]) -> dict[str, dict]:
     """Each held-out record's (5, 5) confusion matrix (rows true N, S, V, F, Q), summed over the
-    seeds, from ``rescored``'s lists of one mode and its records."""
-    out: dict[str, np.ndarray] = {}
+    seeds, from ``rescored``'s lists of one mode and its records; and the medians of the
+    :data:`RR_SHOWN` ratios of its S beats called N and of its N beats called S (each beat once a
+    seed), from ``rr_of``: each record's (n, F) RR features (``RR_FEATURES``), beats in time order
+    as the held-out split has them."""
+    columns = [RR_FEATURES.index(name) for name in RR_SHOWN]
+    cms: dict[str, np.ndarray] = {}
+    errors: dict[str, dict[str, list]] = {}
     for (y, probabilities), record in zip(predicted, records):
         for p in probabilities:
             for r in dict.fromkeys(record.tolist()):
                 mine = record == r
-                out[r] = out.get(r, 0) + confusion_matrix(y[mine], p[mine].argmax(axis=1), 5)
-    return {r: cm.tolist() for r, cm in sorted(out.items())}
+                truth, guess, rr = y[mine], p[mine].argmax(axis=1), rr_of[r][:, columns]
+                cms[r] = cms.get(r, 0) + confusion_matrix(truth, guess, 5)
+                lost = errors.setdefault(r, {"s_as_n": [], "n_as_s": []})
+                lost["s_as_n"].append(rr[(truth == 1) & (guess == 0)])
+                lost["n_as_s"].append(rr[(truth == 0) & (guess == 1)])
+    out = {}
+    for r in sorted(cms):
+        medians = {}
+        for kind, parts in errors[r].items():
+            beats = np.concatenate(parts)
+            medians[kind] = dict(zip(RR_SHOWN, np.median(beats, axis=0).tolist())) if len(beats) else None
+        out[r] = {"confusion_matrix": cms[r].tolist(), "rr_medians": medians}
+    return out
 
 
-def format_per_record(matrices: dict[str, list], row: str) -> str:
-    """Where S and V beats are lost, record by record (counts summed over seeds)."""
-    lines = [f"per record, {row} (beats summed over seeds):",
-             f"{'record':<8}{'beats':>7}{'S':>7}{'S found':>9}{'S as N':>8}{'N as S':>8}{'V':>7}{'V found':>9}{'N as V':>8}"]
-    for r, cm in matrices.items():
-        cm = np.asarray(cm)
-        lines.append(f"{r:<8}{cm.sum():>7}{cm[1].sum():>7}{cm[1, 1]:>9}{cm[1, 0]:>8}{cm[0, 1]:>8}{cm[2].sum():>7}"
-                     f"{cm[2, 2]:>9}{cm[0, 2]:>8}")
+def format_per_record(rows: dict[str, dict], row: str) -> str:
+    """Where S and V beats are lost, record by record (counts summed over seeds), with the RR
+    ratios (:data:`RR_SHOWN`, medians) of the S beats called N and the N beats called S."""
+    shown = "/".join(name.removeprefix("prev_over_") for name in RR_SHOWN)
+    lines = [f"per record, {row} (beats summed over seeds; RR: median {shown} of those beats):",
+             f"{'record':<8}{'beats':>7}{'S':>7}{'S found':>9}{'S as N':>8}{'RR':>11}{'N as S':>8}{'RR':>11}"
+             f"{'V':>7}{'V found':>9}{'N as V':>8}"]
+    for r, found in rows.items():
+        cm, medians = np.asarray(found["confusion_matrix"]), found["rr_medians"]
+        rr = {k: "/".join(f"{v:.2f}" for v in m.values()) if m else "-" for k, m in medians.items()}
+        lines.append(f"{r:<8}{cm.sum():>7}{cm[1].sum():>7}{cm[1, 1]:>9}{cm[1, 0]:>8}{rr['s_as_n']:>11}{cm[0, 1]:>8}"
+                     f"{rr['n_as_s']:>11}{cm[2].sum():>7}{cm[2, 2]:>9}{cm[0, 2]:>8}")
     return "\n".join(lines)
 
 
@@ -364,7 +389,8 @@ def main(argv: list[str] | None = None) -> dict:
             predicted, held_records = rescored(run_dirs, modes)
             predictions |= {(name, mode): predicted[mode] for mode in modes}
             for row, mode in wanted.get(name, []):
-                by_record[row] = per_record(predicted[mode], held_records)
+                by_record[row] = per_record(predicted[mode], held_records,
+                                            {r: beats.rr[beats.record == r] for r in args.records})
         if args.offsets:
             fitted, offsets = cross_fitted_offsets([p for _, p in predicted["best"]], [y for y, _ in predicted["best"]])
             results[f"{name}+offsets"] = summarise(fitted, args.seeds, overrides=overrides, fold_offsets=offsets)

@@ -188,10 +188,15 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     again, held_records = script.rescored(runs, ["best", "adabn"])  # the runs' own test figures, predicted anew
     # --per-record: each held-out record's confusion matrix summed over seeds; together, the row's pooled one
     for row in ("main+last", "wd"):
-        matrices = report["per_record"][row]
+        matrices = {r: found["confusion_matrix"] for r, found in report["per_record"][row].items()}
         assert sorted(matrices) == sorted(records)
         assert np.array_equal(np.sum([m for m in matrices.values()], axis=0),
                               report["variants"][row]["pooled_confusion_matrix"])
+        for found in report["per_record"][row].values():  # RR medians where there are such errors, else none
+            cm = np.array(found["confusion_matrix"])
+            for kind, count in (("s_as_n", cm[1, 0]), ("n_as_s", cm[0, 1])):
+                assert (found["rr_medians"][kind] is None) == (count == 0)
+                assert count == 0 or set(found["rr_medians"][kind]) == {"prev_over_local", "prev_over_record"}
     assert sorted(set(np.concatenate(held_records).tolist())) == sorted(records)
     assert np.array_equal(script.confusion_matrices(again["best"]).sum(axis=(0, 1)),
                           report["variants"]["wd"]["pooled_confusion_matrix"])
@@ -208,7 +213,7 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             report["variants"][name]["pooled_confusion_matrix"]
     printed = capsys.readouterr().out
     assert "| wd |" in printed and "decision" in report["variants"]["wd"]
-    assert "per record, main+last (beats summed over seeds):" in printed
+    assert "per record, main+last (beats summed over seeds; RR: median local/record of those beats):" in printed
     # --ensemble: rows averaging their members' probabilities; a run averaged with itself is that run
     ensembles = report["variants"]
     assert ensembles["self"]["pooled_confusion_matrix"] == ensembles["wd"]["pooled_confusion_matrix"]
