@@ -191,7 +191,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from ..data.spectrogram import Spectrogram
 
     opts = resolve_data(cfg).data
-    db_dir = find_database(DATABASES["beats"], opts["data_dir"])  # the database folder, or a root holding it
+    db_dir = find_database(DATABASES["beats"], opts["data_dir"])
     beat_cfg = beat_config(opts)
     train_records = list(opts["train_records"] or DS1)
     test_records = list(opts["test_records"] or DS2)
