@@ -12,7 +12,6 @@ DIR holds mitdb/ (and cinc2017/); default $MSRESNET1D_DATA.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -30,6 +29,7 @@ import torch
 import wfdb
 
 from msresnet1d.atomic import write_text
+from msresnet1d.cli import results_help, script_parser
 from msresnet1d.data import load_inter_patient, load_rhythm
 from msresnet1d.data.parallel import default_workers
 
@@ -86,13 +86,13 @@ def bench(name: str, load: Callable[[Path], object], function: str, db_dir: Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = script_parser(__doc__)
     parser.add_argument("--data", type=Path, default=os.environ.get("MSRESNET1D_DATA"), help="folder holding mitdb/")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: usable CPUs, max 4)")
     parser.add_argument("--repeats", type=int, default=3, help="warm loads timed in this process")
     parser.add_argument("--skip-cinc", action="store_true", help="only benchmark MIT-BIH")
     parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=f"results file (default experiments/results/{RESULTS.name}, the recorded one: give another path to keep it)")
+                        help=results_help(RESULTS))
     args = parser.parse_args(argv)
     if args.data is None:
         parser.error("give --data DIR or set MSRESNET1D_DATA")

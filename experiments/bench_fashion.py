@@ -24,7 +24,6 @@ Debian's package); --data-dir names the folder holding the .gz files.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 
 from msresnet1d.atomic import write_text
+from msresnet1d.cli import results_help, script_parser
 from msresnet1d.models import count_flops
 from msresnet1d.training.config import load_config
 from msresnet1d.training.optim import build_loss, build_optimizer
@@ -94,14 +94,14 @@ def bench_size(size: int, steps: int, warmup: int, data_dir: str | None) -> dict
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = script_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[28, 96], help="image sides in pixels")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 3], help="timed steps, one count per size")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files")
     parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=f"results file (default experiments/results/{RESULTS.name}, the recorded one: give another path to keep it)")
+                        help=results_help(RESULTS))
     args = parser.parse_args(argv)
     if len(args.steps) != len(args.sizes) or min(args.steps) < 1 or args.warmup < 0:
         parser.error("give one --steps count (>= 1) per --sizes entry, and --warmup >= 0")

@@ -36,7 +36,8 @@ import torch
 
 from msresnet1d import count_flops, create_model
 from msresnet1d.atomic import write_text
-from msresnet1d.data import BeatConfig, DataError, RhythmConfig, find_database, read_annotations, read_record
+from msresnet1d.cli import database_or_exit, results_help, script_parser
+from msresnet1d.data import BeatConfig, RhythmConfig, read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows
 from msresnet1d.data.preprocess import preprocess_signal
@@ -195,7 +196,7 @@ def print_table(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = script_parser(__doc__)
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default: $MSRESNET1D_DATA)")
     parser.add_argument("--record", default="100")
@@ -205,14 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rhythm-fs", type=float, nargs="+", default=[360.0, 100.0], help="window-mode rates in Hz")
     parser.add_argument("--skip-detection", action="store_true", help="do not time the QRS detectors")
     parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=f"results file (default experiments/results/{RESULTS.name}, the recorded one: give another path to keep it)")
+                        help=results_help(RESULTS))
     args = parser.parse_args(argv)
-    if args.data_dir is None:
-        parser.error("give --data-dir DIR or set MSRESNET1D_DATA (the folder holding mitdb/, or mitdb/ itself)")
-    try:
-        path = find_database("mitdb", args.data_dir) / args.record
-    except DataError as e:
-        parser.error(str(e))
+    path = database_or_exit(parser, "mitdb", args.data_dir) / args.record
     torch.set_num_threads(THREADS)
     report: dict = {
         "weights": "random initialisation (untrained): timings only",

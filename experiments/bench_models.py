@@ -72,7 +72,6 @@ DIR holds mitdb/ (default $MSRESNET1D_DATA). Writes experiments/results/bench_mo
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import ctypes
@@ -97,6 +96,7 @@ from torch.nn import functional as F
 
 from msresnet1d import count_flops, count_parameters, create_model, list_models
 from msresnet1d.atomic import write_text
+from msresnet1d.cli import results_help, script_parser
 from msresnet1d.models.fuse import fuse_batchnorm
 from msresnet1d.models.layers import Conv1d
 
@@ -757,7 +757,7 @@ def run_grid(worker: Worker, args, lengths: list[int], report: dict, start: floa
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = script_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="a 2-3 minute smoke run (beat preset, fewer repeats)")
     parser.add_argument("--presets", nargs="+", help="grid presets (default: msresnet1d_* and resnet1d_beat)")
     parser.add_argument("--beat-length", type=int, default=360, help="beat length in samples (1 s at 360 Hz)")
@@ -784,7 +784,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conv-rounds", type=int, help="rounds of the per-layer convolution study")
     parser.add_argument("--skip-late", action="store_true", help="skip the msresnet1d_late reference comparison")
     parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=f"results file (default experiments/results/{RESULTS.name}, the recorded one: give another path to keep it)")
+                        help=results_help(RESULTS))
     args = parser.parse_args(argv)
     for key, value in {**DEFAULTS, **(QUICK if args.quick else {})}.items():
         if getattr(args, key) is None:

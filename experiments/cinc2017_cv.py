@@ -32,7 +32,6 @@ pooled test confusion matrix to a PNG beside it (the same name ending ``_confusi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -42,8 +41,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import _resolve_config
-from msresnet1d.data import DataError, find_database
+from msresnet1d.cli import _resolve_config, database_or_exit, results_help, script_parser
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.config import load_config, parse_overrides
@@ -125,7 +123,7 @@ def plot_pooled(report: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding cinc2017/, or cinc2017/ itself (default $MSRESNET1D_DATA)")
     parser.add_argument("--config", default="cinc2017_cpu",
@@ -147,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0, help="torch threads of each run (0: torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=f"results file (default experiments/results/{RESULTS.name}, the recorded one: give another path to keep it)")
+                        help=results_help(RESULTS))
     parser.add_argument("--replot", type=Path, metavar="RESULT.json",
                         help="only draw the confusion PNG of a recorded result again (no data, no runs)")
     args = parser.parse_args(argv)
@@ -161,12 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"--replot {args.replot}: not a result of this script ({type(e).__name__}: {e})")
         plot_pooled(report, args.replot)
         return report
-    if not args.data_dir:
-        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding cinc2017/, or cinc2017/ itself)")
-    try:
-        db_dir = find_database("cinc2017", args.data_dir)
-    except DataError as e:
-        parser.error(str(e))
+    db_dir = database_or_exit(parser, "cinc2017", args.data_dir)
     if args.folds < 2:
         parser.error(f"--folds must be >= 2, got {args.folds}")
     try:

@@ -73,6 +73,7 @@ import torch
 from torch import nn
 
 from msresnet1d.atomic import write_text
+from msresnet1d.cli import script_parser
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -257,7 +258,7 @@ def last_epoch_results(run_dirs: list[Path], monitor: str) -> list[dict[str, Any
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = script_parser(__doc__)
     parser.add_argument("--data-dir", help="MIT-BIH folder (default: $MSRESNET1D_DATA/mitdb, then the engine's search)")
     parser.add_argument("--epochs", type=int, help="epochs per model (default: the main job's, 10)")
     seeds = parser.add_mutually_exclusive_group()

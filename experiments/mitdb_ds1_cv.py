@@ -55,7 +55,6 @@ resumed. Results: experiments/results/mitdb_ds1_cv.json, and beside it the same 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -64,8 +63,8 @@ from pathlib import Path
 import numpy as np
 
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import _resolve_config
-from msresnet1d.data import DS1, RR_FEATURES, DataError, find_database, load_beats, patient_index, record_kfold
+from msresnet1d.cli import _resolve_config, database_or_exit, results_help, script_parser
+from msresnet1d.data import DS1, RR_FEATURES, load_beats, patient_index, record_kfold
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
@@ -295,7 +294,7 @@ def parse_variants(items: list[list[str]]) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
     parser.add_argument("--config", default="mitdb_beats", help="config name or path (default: the main job)")
@@ -322,14 +321,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--baseline", metavar="ROW",
                         help="the row the others are judged against, e.g. main+last (default: the first variant)")
     parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=f"results file (default experiments/results/{RESULTS.name}, the recorded one: give another path to keep it)")
+                        help=results_help(RESULTS))
     args = parser.parse_args(argv)
-    if not args.data_dir:
-        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/, or mitdb/ itself)")
-    try:
-        db_dir = find_database("mitdb", args.data_dir)
-    except DataError as e:
-        parser.error(str(e))
+    db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds: each seed once, got {args.seeds}")
     patients = len(set(patient_index(list(dict.fromkeys(args.records)))))

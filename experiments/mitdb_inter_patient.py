@@ -18,7 +18,6 @@ matrix (``_confusion.png``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -27,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import _resolve_config
-from msresnet1d.data import DataError, find_database
+from msresnet1d.cli import _resolve_config, database_or_exit, results_help, script_parser
 from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import classification_report, json_safe
@@ -128,7 +126,7 @@ def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
     parser.add_argument("--config", default="mitdb_beats", help="config name or path")
@@ -137,15 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--threads", type=int, default=0, help="torch threads of each run (0: torch's default)")
     parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"),
-                        help="results file (default experiments/results/mitdb_inter_patient.json, the recorded one: "
-                             "give another path to keep it)")
+                        help=results_help(RESULTS / "mitdb_inter_patient.json"))
     args = parser.parse_args(argv)
-    if not args.data_dir:
-        parser.error("give --data-dir or set MSRESNET1D_DATA (the folder holding mitdb/, or mitdb/ itself)")
-    try:
-        db_dir = find_database("mitdb", args.data_dir)
-    except DataError as e:
-        parser.error(str(e))
+    db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds: each seed once, got {args.seeds}")
     try:

@@ -56,6 +56,30 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values | settings
 
 
+# ------------------------------------------------------------- shared by the experiment scripts
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """An experiment script's parser, described by the first paragraph of its docstring ``doc``."""
+    return argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()))
+
+
+def results_help(path: Path) -> str:
+    """``--out``'s help for a script whose default output is the recorded result ``path``."""
+    return f"results file (default experiments/results/{path.name}, the recorded one: give another path to keep it)"
+
+
+def database_or_exit(parser: argparse.ArgumentParser, name: str, folder: str | Path | None) -> Path:
+    """The database ``name`` in ``folder`` (``--data-dir`` or ``$MSRESNET1D_DATA``: the database
+    folder or a folder holding it), or ``parser.error`` saying what is missing."""
+    from .data import DataError, find_database
+
+    if not folder:
+        parser.error(f"give --data-dir or set MSRESNET1D_DATA (the folder holding {name}/, or {name}/ itself)")
+    try:
+        return find_database(name, folder)
+    except DataError as e:
+        parser.error(str(e))
+
+
 MAIN_JOB = "mitdb_beats"
 
 

@@ -316,7 +316,7 @@ def test_data_check_takes_every_band_form_and_checks_spectrogram_options(tmp_pat
         build_task(cfg)
 
 
-def test_data_dir_is_the_database_or_a_folder_holding_it(tmp_path):
+def test_data_dir_is_the_database_or_a_folder_holding_it(tmp_path, capsys):
     from msresnet1d.training.tasks import build_task
 
     root = tmp_path / "data"
@@ -326,6 +326,15 @@ def test_data_dir_is_the_database_or_a_folder_holding_it(tmp_path):
     assert task.splits["database"] == str(root / "mitdb") and len(task.splits["test_records"]) == 4
     with pytest.raises(DataError, match=f"{tmp_path} is not a folder of WFDB records, nor a folder holding 'mitdb/'"):
         build_task(load_config(_config(tmp_path, 1), {"data.data_dir": str(tmp_path)}))
+    # the experiment scripts' --data-dir: the same two forms, or a usage error saying what is missing
+    from msresnet1d.cli import database_or_exit, script_parser
+
+    parser = script_parser("A script.\n\nMore.")
+    assert parser.description == "A script." and database_or_exit(parser, "mitdb", root) == root / "mitdb"
+    for folder, message in ((None, "give --data-dir or set MSRESNET1D_DATA"), (tmp_path, "not a folder of WFDB records")):
+        with pytest.raises(SystemExit):
+            database_or_exit(parser, "mitdb", folder)
+        assert message in capsys.readouterr().err
 
 
 def test_sign_flip_averaging_is_refused_for_images():
