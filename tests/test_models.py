@@ -211,6 +211,49 @@ def test_extra_features_mlp_and_modality_dropout(dims):
     torch.testing.assert_close(scripted(x, e), model(x, e))
 
 
+@pytest.mark.parametrize("dims, extra_hidden", [(1, 16), (1, 0), (2, 16)])
+def test_split_by_extra_lets_the_extra_features_alone_divide_the_groups_probability(dims, extra_hidden):
+    kwargs = dict(extra_features=4, extra_hidden=extra_hidden, split_by_extra=(3, 0))
+    model = (create_model("msresnet1d_beat", **kwargs) if dims == 1 else
+             create_model("resnet18", dims=2, in_channels=1, num_classes=5, widths=(8, 8, 8, 8), stem_channels=8,
+                          **kwargs)).eval()
+    x, extra = torch.randn(6, 1, *[64] * dims), torch.randn(6, 4)
+    with torch.no_grad():
+        p = model(x, extra).softmax(dim=1)
+        other = model(torch.randn_like(x), extra).softmax(dim=1)  # another waveform, the same extra features
+        # without the split: the plain head's probabilities, whose group total the split keeps
+        plain = model.fc(model.forward_head(model.forward_features(x), extra, pre_logits=True)).softmax(dim=1)
+        within = model.split_fc(model.extra_mlp(extra)).softmax(dim=1)  # (6, 2): classes 3 and 0, in that order
+    torch.testing.assert_close(p.sum(dim=1), torch.ones(6))
+    torch.testing.assert_close(p[:, [1, 2, 4]], plain[:, [1, 2, 4]])
+    torch.testing.assert_close(p[:, [3, 0]], plain[:, [3, 0]].sum(dim=1, keepdim=True) * within)
+    group_share = p[:, [3, 0]] / p[:, [3, 0]].sum(dim=1, keepdim=True)
+    torch.testing.assert_close(group_share, other[:, [3, 0]] / other[:, [3, 0]].sum(dim=1, keepdim=True))
+    assert not torch.allclose(p, other)  # the waveform still sets the group's total
+    # trained by the loss through the split: the waveform gets no gradient from how the group divides
+    logits = model.train()(x, extra)
+    grads = torch.autograd.grad(logits.log_softmax(1)[:, 3].sum() - logits.log_softmax(1)[:, 0].sum(),
+                                [model.fc.weight, model.split_fc.weight])
+    assert grads[0].abs().max() < 1e-6 and grads[1].abs().max() > 0
+    scripted = torch.jit.script(model.eval())
+    torch.testing.assert_close(scripted(x, extra), model(x, extra))
+    assert not any(k.startswith("split_select") for k in model.state_dict())  # rebuilt from the option
+    model.reset_classifier(3)  # another task's classes: the group is dropped
+    assert model.split_fc is None and model(x, extra).shape == (6, 3)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(extra_features=3, split_by_extra=(1,)), "at least 2"),
+    (dict(extra_features=3, split_by_extra=(1, 1)), "distinct"),
+    (dict(extra_features=3, split_by_extra=(0, 5)), r"in \[0, 5\)"),
+    (dict(split_by_extra=(0, 1)), "extra_features=0"),
+    (dict(extra_features=3, out_features=2, split_by_extra=(0, 1)), "regression"),
+])
+def test_split_by_extra_is_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MSResNet1d(**kwargs)
+
+
 @pytest.mark.parametrize("kwargs", [dict(extra_hidden=8), dict(feature_drop_rate=0.2), dict(extra_features=2,
                                                                                            feature_drop_rate=1.0)])
 def test_head_options_need_extra_features(kwargs):
@@ -222,6 +265,22 @@ def test_head_options_need_extra_features(kwargs):
 def test_msresnet_bad_configuration(kwargs):
     with pytest.raises(ValueError):
         MSResNet1d(**kwargs)
+
+
+@pytest.mark.parametrize("model, kwargs, match", [
+    (MSResNet1d, dict(kernels=(0, 3, 3)), r"kernels must be integers >= 1, got \(0, 3, 3\)"),
+    (MSResNet1d, dict(kernels=(-3, 3, 3)), "kernels must be integers >= 1"),
+    (MSResNet1d, dict(dilations=(0, 1, 1)), "dilations must be integers >= 1"),
+    (MSResNet1d, dict(widths=(0, 0, 0)), "widths must be integers >= 1"),
+    (MSResNet1d, dict(layers=(1, 0, 1)), "layers must be integers >= 1"),
+    (MSResNet1d, dict(in_channels=0), "in_channels must be an integer >= 1, got 0"),
+    (MSResNet1d, dict(stem_stride=1.5), "stem_stride must be an integer >= 1, got 1.5"),
+    (ResNet, dict(dims=1, kernel_size=0), "kernel_size must be an integer >= 1"),
+    (ResNet, dict(dims=1, in_channels=True), "in_channels must be an integer >= 1, got True"),
+])
+def test_sizes_must_be_positive_integers_and_are_named(model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        model(**kwargs)
 
 
 def test_registry():

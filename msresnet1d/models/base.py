@@ -6,8 +6,13 @@ appends extra per-example features (e.g. RR intervals, (N, E), standardised by t
 with ``extra_hidden=H`` first through a two-layer MLP E -> H -> H), and applies the linear
 layer. ``feature_drop_rate=p`` is modality dropout: in training, each example's pooled
 features are zeroed with probability p, so the head must also predict from the extra features
-alone and cannot ignore them once the waveform fits the training set. Training needs more than
-one value per channel at the last stage for BatchNorm: batch size x last-stage positions >= 2.
+alone and cannot ignore them once the waveform fits the training set. ``split_by_extra=(i, j,
+...)`` lets the extra features alone divide the probability of a group of classes: the linear
+layer gives the group's total (the log-sum-exp of its logits), a second linear layer on the
+extra features (after the MLP) how it splits, so the waveform never tells those classes apart.
+On MIT-BIH, N and S beats differ in timing, not shape, and the net learns the training patients'
+shapes instead. Training needs more than one value per channel at the last stage for BatchNorm:
+batch size x last-stage positions >= 2.
 
 ``set_channels_last()`` runs the convolutions in channels-last (NHWC) memory format, which
 oneDNN computes faster on a CPU; a 1D model then runs its layers as (1, k) 2D layers on the
@@ -17,6 +22,7 @@ are; results agree to float32 rounding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 import torch
@@ -43,7 +49,8 @@ class ResidualNetwork(nn.Module):
         return self
 
     def _build_head(self, num_features: int, num_outputs: int, extra_features: int, drop_rate: float,
-                    extra_hidden: int = 0, feature_drop_rate: float = 0.0) -> None:
+                    extra_hidden: int = 0, feature_drop_rate: float = 0.0,
+                    split_by_extra: Sequence[int] = ()) -> None:
         if num_outputs < 1:
             raise ValueError(f"the head needs at least 1 output, got {num_outputs}")
         if extra_features < 0:
@@ -54,6 +61,11 @@ class ResidualNetwork(nn.Module):
         if not 0 <= feature_drop_rate < 1 or (feature_drop_rate and not extra_features):
             raise ValueError(f"feature_drop_rate={feature_drop_rate} must be in [0, 1), and 0 without extra features "
                              f"(extra_features={extra_features}): it drops the pooled features in favour of them")
+        split = [int(i) for i in split_by_extra]
+        if split and (not extra_features or len(split) < 2 or len(set(split)) != len(split)
+                      or not all(0 <= i < num_outputs for i in split)):
+            raise ValueError(f"split_by_extra={list(split_by_extra)} must be empty or at least 2 distinct class indices "
+                             f"in [0, {num_outputs}), with extra features (extra_features={extra_features})")
         self.num_features = num_features
         self.extra_features = extra_features
         self.feature_drop_rate = feature_drop_rate
@@ -63,6 +75,17 @@ class ResidualNetwork(nn.Module):
         self.head_features = num_features + (extra_hidden or extra_features)
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.head_features, num_outputs)
+        self._build_split(split)
+
+    def _build_split(self, split: list[int]) -> None:
+        self.split_by_extra = tuple(split)
+        self.split_fc = nn.Linear(self.head_features - self.num_features, len(split)) if split else None
+        # (G, K) selection of the group's logits, and (K,) 1 for the classes outside it: matrix products
+        # instead of indexing, so that TorchScript and ONNX export see plain operations
+        select = torch.zeros(len(split), self.fc.out_features)
+        select[torch.arange(len(split)), torch.tensor(split, dtype=torch.long)] = 1.0
+        self.register_buffer("split_select", select.to(self.fc.weight), persistent=False)
+        self.register_buffer("split_keep", 1.0 - select.sum(dim=0).to(self.fc.weight), persistent=False)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> last feature map (N, num_features, *spatial')."""
@@ -83,6 +106,7 @@ class ResidualNetwork(nn.Module):
         if self.training and self.feature_drop_rate > 0:
             keep = torch.rand(x.shape[0], 1, device=x.device) >= self.feature_drop_rate
             x = x * keep.to(x.dtype)
+        hidden: Optional[torch.Tensor] = None
         if extra is not None:
             if extra.dim() != 2 or extra.shape[1] != self.extra_features or extra.shape[0] != x.shape[0]:
                 raise ValueError(
@@ -90,12 +114,18 @@ class ResidualNetwork(nn.Module):
                     f"got {list(extra.shape)}"
                 )
             check_dtype(extra, self.fc.weight.dtype, "extra features")
-            x = torch.cat([x, self.extra_mlp(extra)], dim=1)
+            hidden = self.extra_mlp(extra)
+            x = torch.cat([x, hidden], dim=1)
         elif self.extra_features > 0:
             raise ValueError(f"this model was built with extra_features={self.extra_features}: pass extra")
         if pre_logits:
             return x
-        return self.fc(self.dropout(x))
+        logits = self.fc(self.dropout(x))
+        if self.split_fc is not None and hidden is not None:
+            group = logits @ self.split_select.t()  # (N, G)
+            within = torch.log_softmax(self.split_fc(hidden), dim=1)
+            logits = logits * self.split_keep + (torch.logsumexp(group, dim=1, keepdim=True) + within) @ self.split_select
+        return logits
 
     def forward(self, x: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.forward_head(self.forward_features(x), extra)
@@ -107,7 +137,9 @@ class ResidualNetwork(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the linear layer by a fresh one with ``num_classes`` >= 1 outputs, on the old
-        one's device and in its dtype (timm's ``num_classes=0``, no classifier, is not supported)."""
+        one's device and in its dtype (timm's ``num_classes=0``, no classifier, is not supported).
+        The new classes are another task's: a ``split_by_extra`` group is dropped."""
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.fc = nn.Linear(self.head_features, num_classes, device=self.fc.weight.device, dtype=self.fc.weight.dtype)
+        self._build_split([])

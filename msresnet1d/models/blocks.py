@@ -111,12 +111,18 @@ class Bottleneck(ResidualBlock):
 BLOCKS: dict[str, type[ResidualBlock]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-def check_layout(layers: Sequence[int], widths: Sequence[int], block: str) -> None:
-    """Validate a stage layout: one width per stage and a known block kind."""
+def check_layout(layers: Sequence[int], widths: Sequence[int], block: str, **sizes: int | Sequence[int]) -> None:
+    """Validate a stage layout: one width per stage, a known block kind, and every size (layers,
+    widths and the named ``sizes``: channels, kernels, strides, dilations) an integer >= 1."""
     if len(layers) != len(widths) or not layers:
         raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must be non-empty and of equal length")
     if block not in BLOCKS:
         raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
+    for name, value in {"layers": layers, "widths": widths, **sizes}.items():
+        values = list(value) if isinstance(value, Sequence) else [value]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+            raise ValueError(f"{name} must be {'integers' if isinstance(value, Sequence) else 'an integer'} >= 1, "
+                             f"got {tuple(value) if isinstance(value, Sequence) else value!r}")
 
 
 def make_stem(dims: int, in_channels: int, channels: int, kernel_size: int, stride: int, pool: bool,

@@ -119,6 +119,9 @@ class MSResNet1d(ResidualNetwork):
         extra_hidden: width of a two-layer MLP the extra features go through first (0 = none).
         feature_drop_rate: modality dropout, the training-time probability of zeroing an
             example's pooled features so that the extra features must carry it alone.
+        split_by_extra: class indices whose split the extra features alone decide (the
+            waveform gives only the group's total probability; see ``base``), e.g. ``(0, 1)``
+            for N and S in AAMI order.
     """
 
     def __init__(
@@ -144,6 +147,7 @@ class MSResNet1d(ResidualNetwork):
         extra_features: int = 0,
         extra_hidden: int = 0,
         feature_drop_rate: float = 0.0,
+        split_by_extra: Sequence[int] = (),
     ) -> None:
         super().__init__()
         dilations = tuple(dilations) if dilations is not None else (1,) * len(kernels)
@@ -151,7 +155,11 @@ class MSResNet1d(ResidualNetwork):
             raise ValueError(f"kernels {tuple(kernels)} and dilations {dilations} must be non-empty and of equal length")
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-        check_layout(layers, widths, block)
+        check_layout(layers, widths, block, in_channels=in_channels, kernels=kernels, dilations=dilations,
+                     stem_channels=stem_channels, stem_kernel=stem_kernel, stem_stride=stem_stride)
+        if out_features is not None and split_by_extra:
+            raise ValueError(f"split_by_extra={list(split_by_extra)} divides class probabilities: not for a "
+                             f"regression head (out_features={out_features})")
         self.dims, self.in_channels = 1, in_channels
         self.task = "classification" if out_features is None else "regression"
         self.kernels, self.dilations, self.fusion = tuple(kernels), dilations, fusion
@@ -185,7 +193,7 @@ class MSResNet1d(ResidualNetwork):
         self.total_stride = math.prod(all_strides)
         num_outputs = out_features if out_features is not None else num_classes
         self._build_head(num_features, num_outputs, extra_features, drop_rate, extra_hidden,
-                         feature_drop_rate)
+                         feature_drop_rate, split_by_extra)
         self.zero_init_residual = zero_init_residual
         init_weights(self)
         if preact:

@@ -32,6 +32,9 @@ class ResNet(ResidualNetwork):
         extra_hidden: width of a two-layer MLP the extra features go through first (0 = none).
         feature_drop_rate: modality dropout, the training-time probability of zeroing an
             example's pooled features so that the extra features must carry it alone.
+        split_by_extra: class indices whose split the extra features alone decide (the
+            waveform gives only the group's total probability; see ``base``), e.g. ``(0, 1)``
+            for N and S in AAMI order.
     """
 
     def __init__(
@@ -55,9 +58,11 @@ class ResNet(ResidualNetwork):
         extra_features: int = 0,
         extra_hidden: int = 0,
         feature_drop_rate: float = 0.0,
+        split_by_extra: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        check_layout(layers, widths, block)
+        check_layout(layers, widths, block, in_channels=in_channels, kernel_size=kernel_size,
+                     stem_channels=stem_channels, stem_kernel=stem_kernel, stem_stride=stem_stride)
         self.dims = check_dims(dims)
         self.in_channels = in_channels
         # Pre-activation blocks normalise their own input, so the stem ends on the convolution.
@@ -76,7 +81,7 @@ class ResNet(ResidualNetwork):
         self.min_input_size = min_input_size(strides)
         self.total_stride = math.prod(strides)
         self._build_head(channels, num_classes, extra_features, drop_rate, extra_hidden,
-                         feature_drop_rate)
+                         feature_drop_rate, split_by_extra)
         self.zero_init_residual = zero_init_residual
         init_weights(self)
 
