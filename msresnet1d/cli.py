@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -94,15 +95,38 @@ def _train_config_path(name: str | None) -> Path | None:
     return None
 
 
+THREADS_HELP = "torch threads (0 or unset: PyTorch's default; on a shared machine, 1)"
+
+
+def thread_count(value: str) -> int:
+    """``--threads``: torch threads, a whole number >= 0 (0: PyTorch's default)."""
+    if not re.fullmatch("[0-9]+", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: torch threads are a whole number >= 0 (0: PyTorch's default)")
+    return int(value)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.run import train
 
-    cfg = load_config(_train_config_path(args.config), _overrides(args))
     if args.resume and not args.out:
         raise SystemExit("error: --resume needs --out (the run folder to continue)")
+    # --resume without --config continues the run with its own config (flags on top, checked by the resume)
+    run_config = Path(args.out) / "config.json" if args.resume and args.config is None else None
+    config_path = run_config if run_config and run_config.is_file() else _train_config_path(args.config)
+    cfg = load_config(config_path, _overrides(args))
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     start = time.perf_counter()
-    train(cfg, run_dir, resume=args.resume, quiet=args.quiet)
+    try:
+        train(cfg, run_dir, resume=args.resume, quiet=args.quiet)
+    except KeyboardInterrupt:
+        last = run_dir / "checkpoints" / "last.pt"
+        if last.is_file():
+            print(f"interrupted: the last completed epoch is in {last} "
+                  f"(continue with msresnet1d train --out {run_dir} --resume)", file=sys.stderr)
+        else:
+            print(f"interrupted before the first epoch finished: no checkpoint was saved in {run_dir}",
+                  file=sys.stderr)
+        return 130
     if not args.quiet:
         print(f"wall time: {time.perf_counter() - start:.0f} s")
     return 0
@@ -172,9 +196,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML config: a path or a name in experiments/configs (default: the main job)")
+    p.add_argument("--config", help="TOML config: a path or a name in experiments/configs (default: the main job; "
+                                     "with --resume, the run folder's config.json)")
     p.add_argument("--out", help="run folder (default runs/<name>/<timestamp>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, with its config (flags that change it "
+                        "are refused)")
     p.add_argument("--data-dir", help="database folder, or a folder holding it (mitdb/, cinc2017/...; "
                                       "sets data.data_dir)")
     p.add_argument("--model", help="registered model name (msresnet1d info lists them)")
@@ -183,7 +210,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate (default: the config's)")
     p.add_argument("--seed", type=int, help="seed of the initialisation, shuffling and augmentation (default: the config's)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
     p.add_argument("--name", help="run name")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -212,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--per-record", action="store_true", help="also each record's accuracy and Se of every class "
                                                              "(beat models)")
-    p.add_argument("--threads", type=int, help="torch threads (default: PyTorch's)")
+    p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("info", help="models, parameters and the datasets found")
     p.set_defaults(func=cmd_info)
@@ -235,8 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted: the last completed epoch is in the run folder's checkpoints/last.pt "
-              "(continue with --resume --out RUN_DIR)", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
 
 

@@ -266,27 +266,39 @@ def test_unknown_config_keys_are_errors(tmp_path):
     for values, message in (({"balanced_sampler": "False"}, "balanced_sampler must be true or false, got 'False'"),
                             ({"epochs": "3"}, "epochs must be a whole number"), ({"lr": True}, "lr must be a number"),
                             ({"monitor": "macro_F1"}, "monitor must be one of"), ({"weight_decay": -1}, ">= 0"),
-                            ({"monitor": "cinc_score"}, "rhythm task's score"), ({"momentum": 1.0}, "momentum")):
+                            ({"monitor": "cinc_score"}, "rhythm task's score"), ({"momentum": 1.0}, "momentum"),
+                            ({"warmup_epochs": 100, "epochs": 1}, r"warmup_epochs=100 is longer than the run \(epochs=1\)")):
         with pytest.raises(ValueError, match=message):
             load_config(None, values)
     cfg = TrainConfig(epochs=np.int64(3), lr=np.float32(0.5))  # numpy scalars, e.g. from a parameter grid
     assert (type(cfg.epochs), type(cfg.lr)) == (int, float) and json.dumps(cfg.to_dict())
     assert main(["train", "--set", "data.windoww=[0,1]", "--out", str(tmp_path / "r"), "--quiet"]) == 1
     # [model_kwargs] are checked by building the model before any data is read: a clean error
-    for setting, message in (("model_kwargs.foo=1", "takes no option 'foo'; its options: block, dilations"),
-                             ("model_kwargs.kernels=3", "object of type 'int' has no len")):
-        with pytest.raises(ValueError, match=rf"model 'msresnet1d_beat' with \[model_kwargs\].*{message}"):
-            train_or_reuse(load_config(None, parse_overrides([setting])), tmp_path / "m")
+    for setting, message in (("model_kwargs.foo=1", r"model 'msresnet1d_beat' with \[model_kwargs\].*takes no option "
+                                                    "'foo'; its options: block, dilations"),
+                             ("model_kwargs.kernels=3", r"model 'msresnet1d_beat' with \[model_kwargs\].*object of "
+                                                        "type 'int' has no len"),
+                             ("model_kwargs.kernels=[0, 3, 3]", r"kernels must be integers >= 1, got \(0, 3, 3\)"),
+                             ("model_kwargs.num_classes=3", r"\[model_kwargs\] num_classes: set by the task \(here "
+                                                            "in_channels=2, num_classes=5, extra_features=8"),
+                             # checked against the task's 5 classes and 8 RR features (rr = true), not placeholders
+                             ("model_kwargs.split_by_extra=[1, 5]", r"split_by_extra=\[1, 5\] .* in \[0, 5\)"),
+                             ("data.rr=false", "split_by_extra=.*extra_features=0")):
+        extra = ["model_kwargs.split_by_extra=[0, 1]"] if setting == "data.rr=false" else []
+        with pytest.raises(ValueError, match=message):
+            train_or_reuse(load_config(None, parse_overrides([setting, *extra])), tmp_path / "m")
         assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize("task, key, value, expected", [
     ("beats", "rr", ["nope"], "true, false or a list of distinct names of"),
-    ("beats", "representation", "foo", "'signal' or 'spectrogram'"), ("beats", "scale", -1, "a number >= 0"),
+    ("beats", "representation", "foo", "'signal' or 'spectrogram'"), ("beats", "scale", -1, r"a number in \[0, 1\)"),
     ("beats", "shift", -1, "a number >= 0"), ("beats", "val_records", -1, "a whole number >= 0 or a list"),
-    ("beats", "cache", "maybe", "true or false"), ("beats", "template", 2, "true or false"),
+    ("beats", "scale", 5, r"a number in \[0, 1\)"), ("beats", "cache", "maybe", "true or false"), ("beats", "template", 2, "true or false"),
     ("beats", "val_seed", "x", "a whole number"), ("beats", "fs", "abc", "a number > 0"),
-    ("beats", "test_records", [100, 101], "record names as strings"), ("beats", "band", [40, 0.5], "0 <= low < high"),
+    ("beats", "test_records", [100, 101], "record names as strings"),
+    ("beats", "train_records", [], "a non-empty list .* leave it out for the default split"),
+    ("beats", "spectrogram", 3, r"a table of options \(window_s, overlap"), ("beats", "band", [40, 0.5], "0 <= low < high"),
     ("rhythm", "fold", 5, "below folds"), ("rhythm", "val_fraction", 1.0, r"in \[0, 1\)"),
     ("rhythm", "rr", ["hr_mean_typo"], "distinct names of"), ("fashion_mnist", "normalize", "minmax", "'unit' or"),
     ("fashion_mnist", "hflip", "yes", "true or false"), ("beats", "val_seed", -1, "a whole number >= 0"),
@@ -518,6 +530,12 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     assert refused.returncode == 1
     assert ("other.pt was made with another model or config (data.test_records: checkpoint ['100', '105'], "
             "now ['100', '105', '232', '233'])") in refused.stderr
+    rhythm = load_checkpoint(best)  # another task: said in one line, not as a list of differing data keys
+    rhythm["config"] |= {"task": "rhythm", "data": {}}  # the rhythm defaults
+    torch.save(rhythm, tmp_path / "rhythm.pt")
+    with pytest.raises(ValueError, match=r"rhythm.pt is a 'rhythm' model, .*best.pt a 'beats' one: an ensemble averages "
+                                         "models of one task"):
+        load_members([best, tmp_path / "rhythm.pt"])
     augmented = load_checkpoint(best)  # trained with augmentation: evaluation sees the same inputs
     augmented["config"]["data"] |= {"scale": 0.1, "noise_std": 0.05, "shift": 0.02}
     torch.save(augmented, tmp_path / "augmented.pt")
@@ -778,7 +796,7 @@ def test_torchrun_two_processes_save_once(tmp_path):
 def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads_are_named_otherwise(tmp_path):
     from msresnet1d.training.checkpoint import inference_state
     from msresnet1d.training.run import load_trained_model
-    from msresnet1d.training.tasks import build_task, model_inputs
+    from msresnet1d.training.tasks import build_task, model_inputs, task_classes
 
     out = tmp_path / "run"
     two_leads = ["--set", 'data.leads=["MLII", "V1|V5"]']  # V1 in most records, V5 in 100
@@ -789,6 +807,7 @@ def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads
     cfg = TrainConfig.from_dict(ckpt["config"])
     task = build_task(cfg)
     assert model_inputs(cfg) == (task.in_channels, task.extra_features) == (4, 8)  # 2 leads + 2 templates, rr = true
+    assert list(task_classes(cfg.task)) == task.class_names
     # the run says which of the alternatives each record gave, as its header names them
     import wfdb
     given = json.loads((out / "metrics.json").read_text())["splits"]["leads"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 import sys
 from collections.abc import Iterable
@@ -74,6 +75,8 @@ class TrainConfig:
             value, expected = getattr(self, f.name), FIELD_TYPES[f.type]
             if not isinstance(value, expected[0]) or (isinstance(value, bool) and f.type != "bool"):
                 raise ValueError(f"config: {f.name} must be {expected[1]}, got {value!r}")
+            if f.type == "float" and not math.isfinite(value):
+                raise ValueError(f"config: {f.name} must be a finite number, got {value!r}")
             if f.type in ("int", "float") and type(value) not in (int, float):  # e.g. numpy scalars from a grid
                 setattr(self, f.name, int(value) if f.type == "int" else float(value))
         choices = {"task": TASKS, "optimizer": ("adamw", "sgd"), "schedule": ("onecycle", "cosine", "constant"),
@@ -92,6 +95,8 @@ class TrainConfig:
         for key in ("weight_decay", "warmup_epochs", "focal_gamma", "grad_clip", "early_stopping", "threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"config: warmup_epochs={self.warmup_epochs} is longer than the run (epochs={self.epochs})")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"config: momentum must be in [0, 1), got {self.momentum}")
         if self.monitor == "cinc_score" and self.task != "rhythm":
@@ -117,19 +122,28 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the TOML file at ``path``, then ``overrides`` (``data.x`` and
-    ``model_kwargs.x`` keys set one entry of those tables)."""
+    """Defaults, then the TOML file at ``path`` (or, for a ``.json`` file, a run folder's
+    ``config.json``), then ``overrides`` (``data.x`` and ``model_kwargs.x`` keys set one entry of
+    those tables)."""
     values: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} not found")
-        with open(path, "rb") as f:
+        if path.suffix == ".json":
             try:
-                values = tomllib.load(f)
-            except tomllib.TOMLDecodeError as e:
-                raise ValueError(f"config file {path}: not valid TOML: {e}") from None
+                values = json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"config file {path}: not valid JSON: {e}") from None
+            if not isinstance(values, dict):
+                raise ValueError(f"config file {path}: expected a JSON object of config keys, got {type(values).__name__}")
+        else:
+            with open(path, "rb") as f:
+                try:
+                    values = tomllib.load(f)
+                except tomllib.TOMLDecodeError as e:
+                    raise ValueError(f"config file {path}: not valid TOML: {e}") from None
         source = str(path)
     for key, value in (overrides or {}).items():
         table, _, sub = key.partition(".")

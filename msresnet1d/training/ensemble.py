@@ -84,6 +84,9 @@ def load_members(checkpoints: Sequence[str | Path],
     first = cfgs[0]
     first_inputs = _inputs(first)
     for path, ckpt, cfg in zip(paths[1:], ckpts[1:], cfgs[1:]):
+        if cfg.task != first.task:
+            raise ValueError(f"checkpoint {path} is a {cfg.task!r} model, {paths[0]} a {first.task!r} one: an "
+                             "ensemble averages models of one task")
         check_compatible({"config": _inputs(cfg)}, first_inputs, path, ("task", "data"))
         if ckpt["class_names"] != ckpts[0]["class_names"]:
             raise ValueError(f"checkpoint {path} has classes {ckpt['class_names']}, {paths[0]} has "

@@ -24,8 +24,8 @@ def _pyplot():
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed: no plots (pip install 'msresnet1d[plot]')")
+    except ImportError as e:  # not installed, or an import broken off earlier (e.g. by Ctrl-C)
+        log.warning("matplotlib could not be imported (%s): no plots (pip install 'msresnet1d[plot]')", e)
         return None
     return plt
 

@@ -19,7 +19,7 @@ from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import check_compatible, load_checkpoint, load_weights
 from .engine import RESUME_KEYS, Trainer
-from .tasks import Task, build_task, model_inputs, resolve_data
+from .tasks import Task, build_task, model_inputs, resolve_data, task_classes
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: Model options the task sets from its data: a config cannot set them in [model_kwargs].
+TASK_SETS = ("in_channels", "num_classes", "extra_features", "out_features")
+
+
 def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int, extra_features: int = 0) -> nn.Module:
     """The config's model (``cfg.model`` with ``cfg.model_kwargs``, in channels-last mode when
     ``cfg.channels_last``) for these input channels, classes and extra per-example features."""
     kwargs: dict[str, Any] = {"in_channels": in_channels, "num_classes": num_classes}
     if extra_features:
         kwargs["extra_features"] = extra_features
+    taken = sorted(set(cfg.model_kwargs) & {*TASK_SETS})
+    if taken:
+        raise ValueError(f"config: [model_kwargs] {', '.join(taken)}: set by the task (here in_channels={in_channels}, "
+                         f"num_classes={num_classes}, extra_features={extra_features}, a classification head): "
+                         "remove the key (the leads, classes and [data] rr choose them)")
     try:
         model = create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
     except TypeError as e:  # an unknown option, or a value of the wrong kind
@@ -87,7 +96,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        create_configured_model(cfg, 1, 2, 1)  # [model_kwargs] checked before the data load (RNG not yet seeded)
+        # [model_kwargs] checked before the data load (RNG not yet seeded), on the inputs and classes the task will give
+        channels, extra = model_inputs(cfg)
+        create_configured_model(cfg, channels, len(task_classes(cfg.task)), extra)
         seed_everything(cfg.seed)
         cfg = resolve_data(cfg)  # the run folder records every data option
         task = build_task(cfg, dist)

@@ -512,6 +512,8 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     nonneg = (lambda v: _number(v) and v >= 0, "a number >= 0")
     positive = (lambda v: _number(v) and v > 0, "a number > 0")
     seed = (lambda v: _whole(v) and v >= 0, "a whole number >= 0")
+    records = (lambda v: v is None or (_names(v) and len(v) > 0),
+               'a non-empty list of record names as strings ("101"); leave it out for the default split')
     return {
         "beats": {
             "data_dir": path, "leads": (_lead_names, 'a non-empty list of lead names, an entry "V1|V5" the first of these a record has '
@@ -519,13 +521,13 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "fs": positive, "window": (_pair, "[start, stop] in seconds, start < stop"),
             "band": (_band, "[low, high] in Hz, 0 <= low < high, either corner null (open), or unset/false (none)"),
             "rr": (_rr_names(RR_FEATURES), f"true, false or a list of distinct names of {', '.join(RR_FEATURES)}"),
-            "train_records": (lambda v: v is None or _names(v), 'a list of record names as strings ("101")'),
-            "test_records": (lambda v: v is None or _names(v), 'a list of record names as strings ("101")'),
+            "train_records": records, "test_records": records,
             "val_records": (lambda v: (_whole(v) and v >= 0) or _names(v),
                             'a whole number >= 0 or a list of record names as strings ("101")'),
             "val_seed": seed, "representation": (lambda v: v in ("signal", "spectrogram"), "'signal' or 'spectrogram'"),
             "template": flag, "template_from": (lambda v: v in ("all", "regular"), "'all' or 'regular'"),
-            "scale": nonneg, "noise_std": nonneg, "shift": nonneg,
+            "scale": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1) (amplitude factors 1 - scale to 1 + scale)"),
+            "noise_std": nonneg, "shift": nonneg,
             "spectrogram": (lambda v: isinstance(v, dict), "a table of spectrogram options"), "cache": flag,
             "record_balanced": flag,
         },
@@ -596,6 +598,9 @@ def resolve_data(cfg: TrainConfig) -> TrainConfig:
     data = _options(cfg.data, defaults, cfg.task)
     for key, default in defaults.items():
         if isinstance(default, dict):
+            if data[key] is not None and not isinstance(data[key], dict):
+                raise ValueError(f"config: [data] {key} must be a table of options ({', '.join(default)}), "
+                                 f"got {data[key]!r}")
             data[key] = _options(data[key] or {}, default, cfg.task, f"[data.{key}]")
     if cfg.task == "rhythm" and data["split_seed"] is None:
         data["split_seed"] = cfg.seed
@@ -614,6 +619,14 @@ def model_inputs(cfg: TrainConfig) -> tuple[int, int]:
     if cfg.task == "rhythm":
         return 1, len(rr_columns(data["rr"], HRV_FEATURES, HRV_FEATURES))
     return 1, 0
+
+
+def task_classes(task: str) -> tuple[str, ...]:
+    """The classes a task's model predicts, in output order: the :class:`Task`'s ``class_names``."""
+    from ..data import AAMI_CLASSES, CINC_CLASSES
+    from ..data.fashion_mnist import CLASS_NAMES
+
+    return tuple({"beats": AAMI_CLASSES, "rhythm": CINC_CLASSES, "fashion_mnist": CLASS_NAMES}[task])
 
 
 def build_task(cfg: TrainConfig, dist: DistContext | None = None) -> Task:

@@ -1,0 +1,95 @@
+"""The ``msresnet1d`` command's own behaviour: ``python -m msresnet1d``, its flags, resuming a run
+from its folder alone and what an interruption says. Runs are tiny, on the embedded sample."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import msresnet1d.training.engine as engine
+from msresnet1d.cli import build_parser, main
+from msresnet1d.training.checkpoint import load_checkpoint
+
+SAMPLE = Path(__file__).resolve().parents[1] / "datasets" / "mitdb-sample"
+
+TINY = f"""
+name = "tiny"
+epochs = 2
+batch_size = 128
+threads = 1
+[model_kwargs]
+widths = [8, 8, 8]
+stem_channels = 8
+kernels = [3, 9]
+[data]
+data_dir = "{SAMPLE}"
+train_records = ["101", "106", "118", "119"]
+val_records = ["106"]
+test_records = ["100", "105"]
+cache = false
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def test_python_dash_m_runs_the_command():
+    result = subprocess.run([sys.executable, "-m", "msresnet1d", "--help"], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("usage: msresnet1d ")
+
+
+@pytest.mark.parametrize("command", [["train"], ["evaluate", "x.pt"], ["predict", "x.pt", "rec"]])
+def test_threads_are_a_whole_number_from_0_the_torch_default(command, capsys):
+    parser = build_parser()
+    assert parser.parse_args([*command, "--threads", "0"]).threads == 0
+    assert parser.parse_args([*command, "--threads", "3"]).threads == 3
+    for bad in ("-1", "1.5", "x"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--threads", bad])
+        assert f"{bad!r}: torch threads are a whole number >= 0 (0: PyTorch's default)" in capsys.readouterr().err
+
+
+def test_resume_alone_continues_the_run_with_its_own_config(tmp_path, config, monkeypatch, capsys):
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "straight"), "--quiet"]) == 0
+    save = engine.atomic_save
+
+    def interrupted_after_epoch_1(state, path):
+        if state["epoch"] == 1:
+            raise KeyboardInterrupt
+        save(state, path)
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(engine, "atomic_save", interrupted_after_epoch_1)
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 130
+    last = run / "checkpoints" / "last.pt"
+    assert (f"interrupted: the last completed epoch is in {last} (continue with msresnet1d train --out {run} "
+            "--resume)") in capsys.readouterr().err
+    assert load_checkpoint(last)["epoch"] == 0
+    monkeypatch.setattr(engine, "atomic_save", save)
+    # a setting that differs from the run's is still refused, and leaves the run as it was
+    assert main(["train", "--out", str(run), "--resume", "--quiet", "--set", "lr=0.01"]) == 1
+    assert "another model or config (lr: checkpoint 0.003, now 0.01)" in capsys.readouterr().err
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    a, b = (load_checkpoint(folder / "checkpoints" / "last.pt") for folder in (tmp_path / "straight", run))
+    assert a["epoch"] == b["epoch"] == 1
+    assert all(torch.equal(value, b["model"][key]) for key, value in a["model"].items())
+
+
+def test_an_interruption_before_the_first_epoch_says_nothing_was_saved(tmp_path, config, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("msresnet1d.training.run.build_task", interrupted)  # while the data loads
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted before the first epoch finished: no checkpoint was saved in {tmp_path / 'run'}" in err
+    assert "last.pt" not in err

@@ -1,0 +1,28 @@
+"""Run configs: number checks and the files a config is read from."""
+
+import json
+
+import pytest
+
+from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
+
+
+@pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN"])
+@pytest.mark.parametrize("key", ["lr", "weight_decay", "grad_clip", "momentum"])
+def test_float_keys_must_be_finite(key, value):
+    with pytest.raises(ValueError, match=f"config: {key} must be a finite number, got -?(inf|nan)"):
+        load_config(None, parse_overrides([f"{key}={value}"]))
+
+
+def test_a_run_folders_config_json_loads_with_overrides_on_top(tmp_path):
+    saved = TrainConfig(name="run", lr=0.01, data={"fs": 180.0})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(saved.to_dict()))
+    assert load_config(path) == saved
+    assert load_config(path, {"threads": 1, "data.cache": False}).data == {"fs": 180.0, "cache": False}
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=f"config file {path}: expected a JSON object of config keys, got list"):
+        load_config(path)
+    path.write_text("{")
+    with pytest.raises(ValueError, match=f"config file {path}: not valid JSON"):
+        load_config(path)
