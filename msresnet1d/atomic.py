@@ -15,21 +15,30 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
     ``path`` (``os.replace``); on any error, delete it. The parent folder is created if needed.
 
     ``suffix`` is the temporary file's ending (some writers, e.g. matplotlib, choose the format by it).
+    An OSError about the temporary file (a read-only folder, a full disk) is raised as the same
+    error about ``path``, so that it names the file the caller writes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
+    prefix = f".{path.name}."
     try:
-        yield Path(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except OSError as e:
+        about = Path(str(e.filename or ""))
+        if about.parent != path.parent or not about.name.startswith(prefix):
+            raise
+        raise type(e)(e.errno, e.strerror, str(path)) from None
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -23,15 +23,17 @@ import numpy as np
 import torch
 import wfdb
 
-from .data import LeadError, read_annotations, read_record
+from .data import LeadError, Record, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
 from .data.beats import beat_windows, record_template
-from .data.preprocess import preprocess_signal
+from .data.preprocess import Normalization, preprocess_signal
+from .data.records import record_label
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays, RhythmConfig
 from .data.rr import rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows
 from .atomic import write_text
+from .cli import THREADS_HELP, thread_count
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
 from .models.tta import with_tta
@@ -78,7 +80,11 @@ def beat_positions(record_path: Path, signal: np.ndarray, fs: float,
         ann = read_annotations(record_path, annotator)
         is_beat = np.isin(ann.symbol, list(BEAT_SYMBOLS))
         return ann.sample[is_beat], ann.symbol[is_beat]
-    return np.asarray(wfdb.processing.xqrs_detect(sig=signal[0].astype(np.float64), fs=fs, verbose=False)), None
+    try:
+        return np.asarray(wfdb.processing.xqrs_detect(sig=signal[0].astype(np.float64), fs=fs, verbose=False)), None
+    except ValueError as e:  # e.g. a rate too low for its 5-20 Hz filter
+        raise ValueError(f"record '{record_label(record_path)}': wfdb's XQRS detector failed at {fs:g} Hz: "
+                         f"{e}") from None
 
 
 class Labelled(NamedTuple):
@@ -88,6 +94,16 @@ class Labelled(NamedTuple):
     probabilities: np.ndarray  # (n, K) class probabilities
     fs: float  # the record's sampling rate in Hz
     leads: tuple[str, ...]  # the record's leads the model read, in the model's order
+
+
+def _preprocess(record: Record, fs: float, band: tuple[float | None, float | None] | None,
+                normalization: Normalization | None) -> np.ndarray:
+    """:func:`preprocess_signal` of ``record``, its errors (a rate too low for the band, say) naming it."""
+    try:
+        return preprocess_signal(record.signal, record.fs, target_fs=fs, band=band, normalization=normalization,
+                                 name=record.name)
+    except ValueError as e:
+        raise ValueError(f"record '{record.name}': cannot preprocess: {e}") from None
 
 
 def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn: bool = False,
@@ -112,11 +128,10 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn
         if leads is None:
             raise LeadError(f"{e}; name the record's leads that stand for {', '.join(beat_cfg.leads)} with --leads") from None
         raise
+    signal = _preprocess(record, beat_cfg.fs, beat_cfg.band, beat_cfg.normalization)
     positions, symbols = beat_positions(record_path, record.signal, record.fs, annotator)
     if len(positions) < 2:
         raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2")
-    signal = preprocess_signal(record.signal, record.fs, target_fs=beat_cfg.fs, band=beat_cfg.band,
-                               normalization=beat_cfg.normalization, name=record.name)
     centres = np.minimum(np.round(positions * beat_cfg.fs / record.fs).astype(np.int64), signal.shape[1] - 1)
     state = ckpt.get("task_state") or {}
     rr_transform = None
@@ -150,8 +165,7 @@ def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
     if record.signal.shape[0] != 1:
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, the record has "
                          f"{record.signal.shape[0]} ({', '.join(record.leads)}): choose one with --leads")
-    signal = preprocess_signal(record.signal, record.fs, target_fs=rhythm_cfg.fs, band=rhythm_cfg.band,
-                        normalization=rhythm_cfg.normalization, name=record.name)
+    signal = _preprocess(record, rhythm_cfg.fs, rhythm_cfg.band, rhythm_cfg.normalization)
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
     columns = rr_columns(data["rr"], HRV_FEATURES, HRV_FEATURES)
     extra = None
@@ -189,30 +203,44 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
     return csv_path, ann_path
 
 
+#: Extensions of a record's files, taken off a record path given with one (``mitdb/100.hea``).
+RECORD_FILE_EXTENSIONS = (".hea", ".dat", ".mat", ".atr")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     record_path = Path(args.record)
+    if record_path.suffix in RECORD_FILE_EXTENSIONS:
+        record_path = record_path.with_suffix("")
+    out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
     task = ckpt["config"]["task"]
     if task == "rhythm" and (args.detect or args.annotator is not None):
         raise ValueError(f"--detect and --annotator give beat positions, for beat models; {args.checkpoint} is a "
                          "rhythm model, which labels windows of the signal")
+    annotator = None if task != "beats" or args.detect else args.annotator or "atr"
+    reference = record_path.parent / f"{record_path.name}.atr"
+    if out_dir.resolve() == record_path.parent.resolve() and (
+            args.extension == annotator or (args.extension == "atr" and reference.is_file())):
+        read = ", the annotations predict reads the beats from" if args.extension == annotator else \
+            ", the record's reference annotations"
+        raise ValueError(f"--extension {args.extension} would overwrite {record_path}.{args.extension}{read}: "
+                         "choose another --extension or --out-dir")
     if task == "beats":
-        annotator = None if args.detect else args.annotator or "atr"
         positions, probabilities, fs, leads = predict_beats(ckpt, record_path, annotator, args.adapt_bn, args.leads)
     elif task == "rhythm":
         positions, probabilities, fs, leads = predict_windows(ckpt, record_path, args.adapt_bn, args.leads)
     else:
         raise ValueError(f"checkpoint {args.checkpoint} is a {task!r} model; predict labels ECG records "
                          "(beats or rhythm)")
-    out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
     csv_path, ann_path = write_outputs(record_path.name, positions, probabilities, ckpt["class_names"], fs, out_dir,
                                        args.extension, rhythm=task == "rhythm")
     labels, counts = np.unique(probabilities.argmax(axis=1), return_counts=True)
     summary = ", ".join(f"{ckpt['class_names'][i]} {n}" for i, n in zip(labels, counts))
     kind = "windows" if task == "rhythm" else "beats"
-    print(f"{record_path.name}: {len(positions)} {kind} labelled from {', '.join(leads)} ({summary})")
+    read = ", ".join(lead or "(unnamed)" for lead in leads)
+    print(f"{record_path.name}: {len(positions)} {kind} labelled from {read} ({summary})")
     if task == "rhythm":
         print(f"record label: {ckpt['class_names'][int(probabilities.mean(axis=0).argmax())]} "
               "(mean window probability)")
@@ -230,9 +258,10 @@ def annotation_extension(value: str) -> str:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="label a WFDB record: per-beat or per-window labels, CSV + WFDB annotations")
     p.add_argument("checkpoint", help="a checkpoint file written by msresnet1d train (best.pt or last.pt)")
-    p.add_argument("record", help="WFDB record path without extension, e.g. data/mitdb/100")
-    p.add_argument("--annotator", help="annotation file with the beat positions (beat models; default atr)")
-    p.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
+    p.add_argument("record", help="WFDB record path, e.g. data/mitdb/100 (or data/mitdb/100.hea)")
+    beats = p.add_mutually_exclusive_group()
+    beats.add_argument("--annotator", help="annotation file with the beat positions (beat models; default atr)")
+    beats.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
     p.add_argument("--out-dir", help="where to write (default: next to the record)")
     p.add_argument("--adapt-bn", action="store_true",
                    help="re-estimate the BatchNorm statistics on this record's own inputs first (AdaBN, as evaluate "
@@ -240,7 +269,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--leads", nargs="+", metavar="NAME",
                    help="the record's names of the leads the model reads, in the order of the checkpoint's data.leads "
                         "(e.g. --leads II for a model trained on MLII; a rhythm model: the one lead to read)")
-    p.add_argument("--threads", type=int, help="torch threads (default: PyTorch's)")
+    p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
     p.add_argument("--extension", default="pred", type=annotation_extension,
                    help="annotation file extension, letters only (default pred)")
     p.set_defaults(func=cmd_predict)

@@ -38,9 +38,12 @@ def make_db(folder: Path, *names: str) -> Path:
 def test_explicit_path_comes_first_and_must_hold_records(isolated, tmp_path):
     db = make_db(tmp_path / "mine", "100")
     assert find_database("mitdb", db) == db
-    with pytest.raises(DataError, match=r"database 'mitdb': .*nothing is not a folder of WFDB records, nor a folder "
-                                        r"holding 'mitdb/' with them"):
+    with pytest.raises(DataError, match=r"database 'mitdb': .*nothing does not exist"):
         find_database("mitdb", tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"database 'mitdb': .*empty is not a folder of WFDB records, nor a folder "
+                                        r"holding 'mitdb/' with them"):
+        find_database("mitdb", tmp_path / "empty")
     # the folder holding it will do too, as $MSRESNET1D_DATA holds it
     root = tmp_path / "root"
     in_root = make_db(root / "mitdb", "100")

@@ -104,6 +104,23 @@ def test_preprocess_centres_a_channel_without_valid_samples(normalization):
     np.testing.assert_array_equal(out[0], 0.0)
 
 
+@pytest.mark.parametrize("level", [1.0, 1000.0])
+def test_preprocess_treats_the_filter_noise_of_a_short_flat_window_as_zero_spread(level):
+    # 0.7 s flat: too short for a flat run, and the band-pass leaves ~1e-13 float noise that a
+    # z-score would blow up to unit scale.
+    x = np.full((1, 252), level)
+    with pytest.warns(RuntimeWarning, match="1 channel.*zero spread; they are only centred"):
+        out = preprocess_signal(x, 360.0, target_fs=180.0)
+    np.testing.assert_allclose(out, 0.0, atol=1e-9)
+
+
+def test_normalize_measures_negligible_spread_against_the_reference():
+    noise = 1e-13 * np.sin(np.arange(100.0))
+    with pytest.warns(RuntimeWarning, match="1 channel"):
+        normalize(noise[None], reference=np.ones((1, 300)))
+    assert abs(normalize(noise[None]).std() - 1) < 1e-9  # without a reference, x is its own reference
+
+
 def test_fill_nan_interpolates_inside_and_extends_at_the_ends():
     x = np.arange(10.0)[None].repeat(2, axis=0)
     x[0, [0, 1, 4, 5, 9]] = np.nan
@@ -141,6 +158,14 @@ def test_select_leads_by_name():
     assert lead_positions(("V5", "MLII"), ("MLII", "V5")) == [1, 0]
     with pytest.raises(ValueError, match=re.escape("no lead 'V2' (leads: V5, MLII, V1)")):
         select_leads(x, ["V5", "MLII", "V1"], ["MLII", "V2"])
+
+
+def test_missing_lead_error_shows_unnamed_leads():
+    # WFDB allows a signal without a description: wfdb reads its name as None or "".
+    with pytest.raises(ValueError, match=re.escape("no lead 'V1' (leads: MLII, (unnamed), (unnamed))")):
+        lead_positions(["MLII", None, ""], ["V1"])
+    with pytest.raises(ValueError, match=re.escape("one lead twice (leads: MLII, (unnamed))")):
+        lead_positions(["MLII", None], ["MLII", "MLII|V1"])
 
 
 def test_lead_alternatives_take_the_first_available():

@@ -3,6 +3,7 @@ file. Bad inputs are made in tmp_path copies of records of the embedded sample."
 
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,20 @@ def test_annotation_beyond_the_signal(x):
         read_annotations(x / "100")
 
 
+def test_annotations_that_stop_long_before_the_records_end_are_warned_about(x):
+    # the sample record is 180 s (64,800 samples); a truncated file keeps its first beats only
+    ann = wfdb.rdann(str(x / "100"), "atr")
+    first = ann.sample < 360 * 17
+    wfdb.wrann("100", "atr", ann.sample[first], symbol=list(np.array(ann.symbol)[first]), write_dir=str(x))
+    with pytest.warns(UserWarning, match=re.escape("record 'x/100': the annotations in 100.atr stop at 16.")):
+        read_annotations(x / "100")
+    kept = ann.sample < 360 * 170  # the last 10 s unannotated: no warning
+    wfdb.wrann("100", "atr", ann.sample[kept], symbol=list(np.array(ann.symbol)[kept]), write_dir=str(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        read_annotations(x / "100")
+
+
 def test_record_shorter_than_one_window(tmp_path):
     folder = tmp_path / "x"
     folder.mkdir()
@@ -200,6 +215,16 @@ def test_record_shorter_than_one_window(tmp_path):
 def test_missing_lead(x):
     with pytest.raises(DataError, match=re.escape("record 'x/100': no lead 'V1' (leads: MLII, V5)")):
         load_beats(db_dir=x, config=BeatConfig(leads=("MLII", "V1")), cache=False)
+
+
+def test_a_lead_without_a_description_is_named_by_an_empty_string(x):
+    mlii = wfdb.rdrecord(str(x / "100"), channels=[0]).p_signal
+    wfdb.wrsamp("blank", fs=360, units=["mV"], sig_name=[""], p_signal=mlii, fmt=["16"], write_dir=str(x))
+    assert wfdb.rdheader(str(x / "blank")).sig_name == [None]  # how wfdb gives it
+    assert read_record(x / "blank").leads == ("",)
+    for leads in (["MLII"], ["MLII|II"]):  # checked as read, or resolved from the header first
+        with pytest.raises(LeadError, match=re.escape("record 'x/blank': no lead 'MLII")):
+            read_record(x / "blank", leads=leads)
 
 
 def test_empty_database_folder(tmp_path):

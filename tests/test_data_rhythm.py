@@ -85,6 +85,18 @@ def test_multi_lead_records_need_a_lead_name_and_are_resampled(tmp_path):
     assert arrays.data.shape == (1, 64800 * 300 // 360)  # 360 -> 300 Hz
 
 
+def test_records_without_a_reference_row_are_left_out_with_a_warning(tmp_path):
+    db = tmp_path / "db"
+    db.mkdir()
+    for name in ("100", "101"):
+        for path in SAMPLE.glob(f"{name}.*"):
+            shutil.copy(path, db)
+    (db / "REFERENCE.csv").write_text("100,N\n")
+    with pytest.warns(UserWarning, match=r"db: 1 record\(s\) without a row in REFERENCE.csv left out \(101\)"):
+        arrays = load_rhythm(db, RhythmConfig(lead="MLII"), cache=False)
+    assert arrays.record.tolist() == ["100"]
+
+
 def test_random_crops_have_fixed_length_and_pad_short_records(synthetic):
     dataset = RhythmDataset(synthetic, crop_seconds=8.0)
     for i in range(len(synthetic)):

@@ -174,6 +174,11 @@ def test_not_found_lists_every_place_and_how_to_supply(isolated):
     assert f"missing {TEST_IMAGES}, {TEST_LABELS}" in message
     assert "MSRESNET1D_DATA" in message and "download=True" in message
     assert "dataset-fashion-mnist" in message
+    (isolated / "mine").mkdir()
+    (isolated / "mine" / TEST_IMAGES.removesuffix(".gz")).write_bytes(b"")  # unpacked by the user
+    with pytest.raises(DataError, match=rf"missing {TEST_IMAGES}, {TEST_LABELS} \(found "
+                                        rf"{TEST_IMAGES.removesuffix('.gz')} unpacked: the .gz files are read"):
+        load_fashion_mnist(isolated / "mine", "test")
 
 
 def test_bad_split_name():

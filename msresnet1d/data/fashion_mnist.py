@@ -254,7 +254,10 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
     lines = [f"Fashion-MNIST {split} split not found: looked for {' and '.join(names)} in"]
     for label, folder in dirs:
         missing = [name for name in names if not (folder / name).is_file()]
-        lines.append(f"  - {folder} ({label}): missing {', '.join(missing)}")
+        unpacked = [name for name in missing if (folder / name.removesuffix(".gz")).is_file()]
+        note = f" (found {', '.join(n.removesuffix('.gz') for n in unpacked)} unpacked: the .gz files are read, " \
+               "as their MD5s are checked)" if unpacked else ""
+        lines.append(f"  - {folder} ({label}): missing {', '.join(missing)}{note}")
     lines.append(
         "Supply the files by passing root=<folder holding them>, setting "
         f"{ENV_VAR}=<folder holding fashion-mnist/>, copying them to {REPO_DATA_DIR}, "

@@ -104,6 +104,8 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
     docstring. Raises :class:`DataError`, saying how to supply the data, when nothing is found."""
     if path is not None:
         path = Path(path)
+        if not path.exists():
+            raise DataError(f"database '{name}': {path} does not exist")
         for candidate in (path, path / name):
             if _holds_records(candidate):
                 return candidate

@@ -14,7 +14,8 @@ Invalid samples, explicitly:
   in the signal (they are not removed or filled).
 * Both are left out of the normalisation statistics, so they neither shrink nor shift the scale
   of the valid part. A channel without any valid sample (e.g. flat throughout) is only centred,
-  on the statistic of all its samples, with a warning.
+  on the statistic of all its samples, with a warning; so is a channel whose spread is float
+  rounding noise (a flat window shorter than ``flat_seconds``, after the band-pass).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ Normalization = Literal["zscore", "robust"]
 #: Interquartile range of a standard normal: IQR / this estimates the standard deviation.
 _IQR_OF_NORMAL = 1.3489795
 
+#: A spread at most this fraction of the reference signal's largest magnitude counts as zero: the
+#: band-pass leaves float rounding noise of ~1e-13 of a flat input's magnitude.
+_NEGLIGIBLE_SPREAD = 1e-9
+
 
 def lead_positions(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
     """Positions of the leads named ``wanted`` among the names ``available``, in ``wanted``'s
@@ -40,9 +45,10 @@ def lead_positions(available: Sequence[str], wanted: Sequence[str]) -> list[int]
     of them that is available (MIT-BIH's second lead is V1 in most records, V2, V4 or V5 in some).
 
     Raises:
-        ValueError: an absent lead (naming it and the available ones), or two entries that
-            select the same lead.
+        ValueError: an absent lead (naming it and the available ones, an unnamed one as
+            ``(unnamed)``), or two entries that select the same lead.
     """
+    names = ", ".join(lead or "(unnamed)" for lead in available)  # WFDB allows an empty lead name
     positions, missing = [], []
     for entry in wanted:
         found = [lead for lead in entry.split("|") if lead in available]
@@ -51,10 +57,10 @@ def lead_positions(available: Sequence[str], wanted: Sequence[str]) -> list[int]
         else:
             missing.append(entry)
     if missing:
-        raise ValueError(f"no lead {', '.join(map(repr, missing))} (leads: {', '.join(available)})")
+        raise ValueError(f"no lead {', '.join(map(repr, missing))} (leads: {names})")
     if len(set(positions)) != len(positions):
         chosen = [available[i] for i in positions]
-        raise ValueError(f"leads {list(wanted)} select {chosen}: one lead twice (leads: {', '.join(available)})")
+        raise ValueError(f"leads {list(wanted)} select {chosen}: one lead twice (leads: {names})")
     return positions
 
 
@@ -158,7 +164,12 @@ def resample(x: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
 
 
-def normalize(x: np.ndarray, method: Normalization = "zscore", exclude: np.ndarray | None = None) -> np.ndarray:
+def normalize(
+    x: np.ndarray,
+    method: Normalization = "zscore",
+    exclude: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+) -> np.ndarray:
     """Per-channel normalisation along the last axis (one record at a time: per-record).
 
     Args:
@@ -167,6 +178,10 @@ def normalize(x: np.ndarray, method: Normalization = "zscore", exclude: np.ndarr
             ``"robust"`` (subtract the median, divide by IQR / 1.349, insensitive to artefacts).
         exclude: optional boolean (..., L), True on samples to leave out of the statistics
             (NaN-filled or flat samples). They are still normalised.
+        reference: (..., L0) the signal ``x`` was computed from (e.g. before band-pass
+            filtering; any length L0), default ``x``: a spread of at most 1e-9 x its channel's
+            largest magnitude counts as zero (float rounding noise, which a z-score would blow
+            up to unit scale).
 
     A channel whose statistics are undefined (no included sample, or zero spread) is only
     centred (scale 1), with a warning; without any included sample, on the mean (zscore) or
@@ -188,7 +203,9 @@ def normalize(x: np.ndarray, method: Normalization = "zscore", exclude: np.ndarr
             plain_centre = np.median
             q25, centre, q75 = percentile(values, [25, 50, 75], axis=-1, keepdims=True)
             scale = (q75 - q25) / _IQR_OF_NORMAL
-    undefined = ~(scale > 0)  # also catches NaN
+    reference = x if reference is None else np.asarray(reference, dtype=np.float64)
+    negligible = _NEGLIGIBLE_SPREAD * np.abs(reference).max(axis=-1, keepdims=True, initial=0.0)
+    undefined = ~(scale > negligible)  # also catches NaN
     if undefined.any():
         warnings.warn(
             f"normalize: {int(undefined.sum())} channel(s) have no valid samples or zero spread; they are only centred",
@@ -225,7 +242,7 @@ def preprocess_signal(
         float32 (..., L') with ``L' = ceil(L * target_fs / fs)``.
     """
     invalid = np.isnan(x) | flat_mask(x, fs, flat_seconds)
-    out = fill_nan(x)
+    out = raw = fill_nan(x)
     if band is not None:
         out = bandpass(out, fs, *band)
     if target_fs is not None and target_fs != fs:
@@ -235,7 +252,7 @@ def preprocess_signal(
     if normalization is not None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = normalize(out, normalization, exclude=invalid)
+            out = normalize(out, normalization, exclude=invalid, reference=raw)
         for warning in caught:
             warnings.warn(f"{name}: {warning.message}", warning.category, stacklevel=2)
     return out.astype(np.float32)

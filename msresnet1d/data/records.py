@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,8 @@ class Record:
         signal: (C, L) float32 in physical units (see ``units``, usually mV); NaN marks samples
             wfdb reports as invalid.
         fs: sampling rate in Hz.
-        leads: C lead (signal) names, in the order of ``signal``.
+        leads: C lead (signal) names, in the order of ``signal`` (``""`` for a lead without
+            a description, which WFDB allows).
         units: C physical units.
     """
 
@@ -68,6 +70,11 @@ def record_label(path: str | os.PathLike[str]) -> str:
     """``'<folder>/<record>'``: how errors name the record at ``path`` (without extension)."""
     path = Path(path)
     return f"{path.parent.name}/{path.name}"
+
+
+def _lead_names(sig_name: Sequence[str | None] | None) -> list[str]:
+    """A header's lead names as strings: wfdb gives ``None`` for a lead without a description."""
+    return [name or "" for name in sig_name or []]
 
 
 def _fail(path: Path, problem: str, kind: type[DataError] = DataError) -> DataError:
@@ -167,7 +174,7 @@ def resolve_leads(path: str | os.PathLike[str], leads: Sequence[str]) -> list[st
     if not any("|" in lead for lead in leads):
         return list(leads)
     path = Path(path)
-    available = read_header(path).sig_name
+    available = _lead_names(read_header(path).sig_name)
     try:
         return [available[i] for i in lead_positions(available, leads)]
     except ValueError as exc:
@@ -202,9 +209,9 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...
         read_header(path)
         raise _fail(path, f"wfdb could not read the signals: {type(exc).__name__}: {exc}") from exc
-    if leads is not None and list(record.sig_name or []) != list(leads):
+    if leads is not None and _lead_names(record.sig_name) != list(leads):
         try:
-            lead_positions(read_header(path).sig_name, leads)
+            lead_positions(_lead_names(read_header(path).sig_name), leads)
         except ValueError as exc:
             raise _fail(path, str(exc), LeadError) from None
         raise _fail(path, f"wfdb returned leads {record.sig_name} when asked for {list(leads)}")
@@ -212,12 +219,20 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         read_header(path)
         raise _fail(path, f"header announces {record.sig_len} samples, wfdb read {record.p_signal.shape[0]}")
     signal = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
-    return Record(record_label(path), signal, float(record.fs), tuple(record.sig_name), tuple(record.units))
+    return Record(record_label(path), signal, float(record.fs), tuple(_lead_names(record.sig_name)),
+                  tuple(record.units))
+
+
+#: Fraction of a record after its last annotation above which :func:`read_annotations` warns.
+UNANNOTATED_END = 0.1
 
 
 def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> Annotations:
     """Read annotation file ``<path>.<extension>`` with ``wfdb.rdann`` and check it against
     the record's header.
+
+    Warns when the annotations stop more than :data:`UNANNOTATED_END` of the record (and more than
+    10 s) before its end: a truncated file still reads, as far as it goes.
 
     Raises:
         DataError: missing or unreadable file; an annotation code wfdb does not know; a
@@ -252,6 +267,11 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     if outside.any():
         problem = f"{outside.sum()} annotation(s) outside the signal (0..{header.sig_len})"
         raise _fail(path, f"file {ann_file.name} has {problem}, first at sample {sample[outside][0]}")
+    unannotated = header.sig_len - (sample.max() if sample.size else 0)
+    if header.sig_len and unannotated > max(UNANNOTATED_END * header.sig_len, 10 * header.fs):
+        warnings.warn(f"record '{record_label(path)}': the annotations in {ann_file.name} stop at "
+                      f"{(header.sig_len - unannotated) / header.fs:.1f} s of the record's {header.sig_len / header.fs:.1f} s "
+                      "(a truncated file?)", stacklevel=2)
     return Annotations(sample, symbols, float(header.fs))
 
 

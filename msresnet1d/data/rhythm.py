@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cache_key, cached
 from .errors import DataError
-from .locate import find_database
+from .locate import find_database, list_records
 from .parallel import process_map
 from .preprocess import Normalization, preprocess_signal
 from .records import read_record, record_files
@@ -182,7 +183,8 @@ def load_rhythm(
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
 ) -> RhythmArrays:
-    """Every record listed in ``REFERENCE.csv``, preprocessed, with its label.
+    """Every record listed in ``REFERENCE.csv``, preprocessed, with its label (a warning names
+    the database's records that have no row there: they are left out).
 
     Args:
         db_dir: database folder; default ``find_database("cinc2017")``.
@@ -198,6 +200,10 @@ def load_rhythm(
     """
     db_dir = Path(db_dir) if db_dir is not None else find_database("cinc2017")
     labels = read_reference(db_dir)
+    unlabelled = [name for name in list_records(db_dir) if name not in labels]
+    if unlabelled:
+        warnings.warn(f"database {db_dir}: {len(unlabelled)} record(s) without a row in REFERENCE.csv left out "
+                      f"({', '.join(unlabelled[:5])}{', ...' if len(unlabelled) > 5 else ''})", stacklevel=2)
     if cache:
         files = chain([db_dir / "REFERENCE.csv"], *record_files(db_dir, labels).values())
         key = cache_key(files, dataclasses.asdict(config))

@@ -1,0 +1,112 @@
+"""``msresnet1d predict`` on odd records and arguments: every refusal is a clear error, made before
+anything is written. Checkpoints are untrained models (what they predict does not matter here);
+records are copies, or rewrites with ``wfdb.wrsamp``, of the embedded sample's record 100."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+import wfdb
+
+from msresnet1d.cli import main
+from msresnet1d.training.checkpoint import FORMAT_VERSION
+from msresnet1d.training.config import TrainConfig
+from msresnet1d.training.run import create_configured_model
+from msresnet1d.training.tasks import model_inputs, resolve_data
+
+SAMPLE = Path(__file__).resolve().parents[1] / "datasets" / "mitdb-sample"
+
+
+def untrained_checkpoint(path: Path, task: str) -> Path:
+    """A checkpoint as ``msresnet1d train`` writes it, of an untrained model of ``task``."""
+    model, classes = {"beats": ("msresnet1d_beat", ["N", "S", "V", "F", "Q"]),
+                      "rhythm": ("msresnet1d_small", ["N", "A", "O", "~"])}[task]
+    data = {"rr": False, "template": False} if task == "beats" else {}
+    cfg = resolve_data(TrainConfig(task=task, model=model, data=data))
+    in_channels, extra = model_inputs(cfg)
+    net = create_configured_model(cfg, in_channels, len(classes), extra)
+    torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": cfg.to_dict(), "model": net.state_dict(),
+                "class_names": classes, "task_state": {}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("checkpoints")
+    return {task: untrained_checkpoint(folder / f"{task}.pt", task) for task in ("beats", "rhythm")}
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Path:
+    """``rec/100`` (a copy), ``rec/unnamed`` (its first lead, without a description) and
+    ``rec/slow`` (its first lead at 10 Hz), the last two with 100's annotations."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for path in SAMPLE.glob("100.*"):
+        shutil.copy(path, folder)
+    mlii = wfdb.rdrecord(str(folder / "100"), channels=[0]).p_signal
+    for name, fs, lead, signal in (("unnamed", 360, "", mlii), ("slow", 10, "MLII", mlii[::36])):
+        wfdb.wrsamp(name, fs=fs, units=["mV"], sig_name=[lead], p_signal=signal, fmt=["16"], write_dir=str(folder))
+        shutil.copy(folder / "100.atr", folder / f"{name}.atr")
+    return folder
+
+
+def test_predict_refuses_to_overwrite_the_annotations_it_reads(checkpoints, records, capsys):
+    before = (records / "100.atr").read_bytes()
+    for out_dir in ([], ["--out-dir", str(records / ".." / "rec")]):
+        assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--extension", "atr", *out_dir]) == 1
+        assert (f"--extension atr would overwrite {records / '100'}.atr, the annotations predict reads the beats "
+                "from: choose another --extension or --out-dir") in capsys.readouterr().err
+    assert (records / "100.atr").read_bytes() == before and not (records / "100.atr.csv").exists()
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--extension", "atr", "--out-dir",
+                 str(records.parent / "labels")]) == 0
+    assert (records / "100.atr").read_bytes() == before and (records.parent / "labels" / "100.atr").is_file()
+    # without reading them (detected beats, a rhythm model), the record's reference annotations are kept too
+    for model, detect in ((checkpoints["beats"], ["--detect"]), (checkpoints["rhythm"], ["--leads", "MLII"])):
+        assert main(["predict", str(model), str(records / "100"), "--extension", "atr", *detect]) == 1
+        assert (f"--extension atr would overwrite {records / '100'}.atr, the record's reference annotations: choose "
+                "another --extension or --out-dir") in capsys.readouterr().err
+    assert (records / "100.atr").read_bytes() == before
+
+
+def test_detect_and_annotator_are_refused_together(checkpoints, records, capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", str(checkpoints["beats"]), str(records / "100"), "--detect", "--annotator", "atr"])
+    assert "argument --annotator: not allowed with argument --detect" in capsys.readouterr().err
+
+
+def test_a_record_given_with_the_extension_of_one_of_its_files(checkpoints, records, capsys):
+    for given in ("100.hea", "100.dat"):
+        assert main(["predict", str(checkpoints["beats"]), str(records / given), "--out-dir",
+                     str(records.parent / "labels")]) == 0
+        assert capsys.readouterr().out.startswith("100: ")
+    assert (records.parent / "labels" / "100.pred").is_file()
+
+
+@pytest.mark.parametrize("task", ["beats", "rhythm"])
+def test_a_rate_too_low_for_the_filter_names_the_record(checkpoints, records, task, capsys):
+    assert main(["predict", str(checkpoints[task]), str(records / "slow"), "--out-dir",
+                 str(records.parent / "labels")]) == 1
+    assert ("error: record 'rec/slow': cannot preprocess: bandpass: high=40.0 Hz must be between 0 and fs/2=5 Hz"
+            in capsys.readouterr().err)
+    assert not (records.parent / "labels").exists()
+
+
+def test_a_lead_without_a_description_is_reported_as_unnamed(checkpoints, records, capsys):
+    assert main(["predict", str(checkpoints["rhythm"]), str(records / "unnamed"), "--out-dir",
+                 str(records.parent / "labels")]) == 0
+    assert "windows labelled from (unnamed) (" in capsys.readouterr().out
+
+
+def test_a_destination_that_cannot_be_written_is_named(checkpoints, records, monkeypatch, capsys):
+    def read_only(dir: Path, prefix: str, suffix: str) -> tuple[int, str]:  # what the OS answers in a read-only folder
+        raise PermissionError(13, "Permission denied", os.path.join(dir, f"{prefix}mrz1cxi2{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    labels = records.parent / "labels"
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: [Errno 13] Permission denied: '{labels / '100.pred.csv'}'" in err and ".tmp" not in err
