@@ -18,6 +18,11 @@ TorchScript-based exporter deprecated: its DeprecationWarning, and the TracerWar
 model's Python input checks (which an ONNX graph cannot keep), are silenced during export;
 :class:`OnnxPredictor` checks the inputs instead, with the shapes stored in the file.
 
+``torch.export`` is not wrapped here. With a dynamic length it needs
+``Dim("length", min=model.total_stride + 1)`` (17 samples for ``msresnet1d_beat``, whose
+``min_input_size`` is 9): on shorter inputs the last stage has length 1, which ``torch.export``
+specialises, so it rejects a range that includes them.
+
 ``onnx`` and ``onnxruntime`` are optional: ``pip install msresnet1d[onnx]``.
 """
 
@@ -187,7 +192,8 @@ class OnnxPredictor:
 
     def predict(self, x: np.ndarray | torch.Tensor, extra: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
         """(N, C, L) windows and, for models with extra features, (N, E) ``extra`` -> (N, K)
-        float32 logits (inputs are converted to float32).
+        float32 logits (inputs are converted to float32). N = 0 gives (0, K) without running
+        the session (as the torch models do).
 
         Raises:
             ValueError: a shape that does not fit the model, or ``extra`` missing or unexpected.
@@ -213,6 +219,8 @@ class OnnxPredictor:
                 )
         elif extra is not None:
             raise ValueError("this model was exported without extra features: extra must be None")
+        if not len(x):  # onnxruntime cannot reshape an empty batch
+            return np.empty((0, self.num_outputs), dtype=np.float32)
         return self.session.run(["logits"], feeds)[0]
 
 

@@ -36,6 +36,7 @@ Conventions shared by every estimator here:
 from __future__ import annotations
 
 import contextlib
+import copy
 import numbers
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -68,6 +69,9 @@ _EVAL_BATCH_SIZE = TrainConfig.eval_batch_size
 
 #: Keyword arguments of the network that ``fit`` derives from the data.
 _INFERRED_MODEL_KWARGS = ("in_channels", "num_classes", "out_features")
+
+#: Keyword arguments of the network for inputs the estimators never pass (they feed it X alone).
+_UNSUPPORTED_MODEL_KWARGS = ("extra_features",)
 
 
 def _check_layout(estimator: BaseEstimator, X: np.ndarray, reset: bool) -> np.ndarray:
@@ -209,6 +213,25 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
         inferred = sorted(set(self.model_kwargs or {}) & set(_INFERRED_MODEL_KWARGS))
         if inferred:
             raise ValueError(f"{name}: model_kwargs must not set {', '.join(inferred)}: fit infers them from X and y")
+        unsupported = sorted(set(self.model_kwargs or {}) & set(_UNSUPPORTED_MODEL_KWARGS))
+        if unsupported:
+            raise ValueError(f"{name}: model_kwargs must not set {', '.join(unsupported)}: the estimator feeds the "
+                             "network the signals X alone, without per-sample extra features")
+
+    def _network_params(self) -> dict[str, Any]:
+        """The parameters the network is built from (a copy): ``model`` and ``model_kwargs``."""
+        return {"model": self.model, "model_kwargs": copy.deepcopy(self.model_kwargs or {})}
+
+    def _check_warm_start(self) -> None:
+        """Refuse a warm start when ``model`` or ``model_kwargs`` changed since the network was built."""
+        built, now = getattr(self, "_built_from", None), self._network_params()
+        if built is not None and now != built:  # None: fitted by a version that did not record it
+            raise ValueError(
+                f"{type(self).__name__}: warm_start=True continues the fitted network, built with "
+                f"model={built['model']!r}, model_kwargs={built['model_kwargs']}, but the estimator now has "
+                f"model={now['model']!r}, model_kwargs={now['model_kwargs']}; fit with warm_start=False to build "
+                "the new network"
+            )
 
     # ------------------------------------------------------------------ subclass hooks
     def _encode_targets(self, y: np.ndarray, reset: bool) -> tuple[np.ndarray, int]:
@@ -227,8 +250,13 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
             X: signals (n_samples, n_timepoints) or (n_samples, n_channels, n_timepoints).
             y: targets (n_samples,) (the regressor also takes (n_samples, n_outputs)).
 
+        There is no ``sample_weight``: every sample weighs the same (the classifier can weight
+        classes with ``class_weights`` or ``balanced_sampler``).
+
         With ``warm_start=True`` and a fitted network, train it ``epochs`` more epochs (with a
-        new optimizer and schedule) on X and y, which must match the fitted layout and targets.
+        new optimizer and schedule) on X and y, which must match the fitted layout and targets;
+        ``model`` and ``model_kwargs`` must be those the network was built with (a ValueError
+        otherwise: fit with ``warm_start=False`` to build a network from the new ones).
 
         A fit that raises (bad parameters, X or y, a diverging loss, an interrupt) leaves the
         estimator unfitted: the fitted attributes (``model_``, ``history_``, ``classes_``,
@@ -243,6 +271,8 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
         try:
             cfg = self._train_config()
             self._check_params()
+            if not reset:
+                self._check_warm_start()
             X, y = check_X_y(X, y, allow_nd=True, dtype=np.float32, estimator=self, **self._target_checks)
             signals = _check_layout(self, X, reset)
             targets, n_outputs = self._encode_targets(y, reset)
@@ -253,6 +283,7 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
                 signals = self._fit_length(signals, model)
                 if reset:
                     self._seed, self.model_, self.history_ = seed, model, []
+                    self._built_from = self._network_params()
                 changed = True
                 self._train(signals, targets, train, val, cfg)
         except BaseException:
@@ -262,9 +293,10 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
         return self
 
     def _forget_fit(self) -> None:
-        """Remove what fit learned: the attributes ending in "_" and the private ``_seed`` and
-        ``_single_output``."""
-        for name in [name for name in vars(self) if name.endswith("_") or name in ("_seed", "_single_output")]:
+        """Remove what fit learned: the attributes ending in "_" and the private ``_seed``,
+        ``_built_from`` and ``_single_output``."""
+        private = ("_seed", "_built_from", "_single_output")
+        for name in [name for name in vars(self) if name.endswith("_") or name in private]:
             delattr(self, name)
 
     def _split(self, targets: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -393,13 +425,15 @@ class MSResNet1dClassifier(ClassifierMixin, _NetworkEstimator):
     Args:
         model: registered model name (see ``msresnet1d.models.list_models``); must be 1-D.
         model_kwargs: keyword arguments of the model (e.g. ``kernels``, ``widths``, ``fusion``);
-            ``in_channels`` and ``num_classes`` come from the data. One entry can be set with
+            ``in_channels`` and ``num_classes`` come from the data, and ``extra_features`` is
+            refused (the estimator passes the signals alone). One entry can be set with
             ``set_params(model_kwargs__widths=...)``.
         epochs, batch_size, optimizer ("adamw" | "sgd"), lr, momentum (SGD), weight_decay,
             schedule ("cosine" | "onecycle" | "constant"), warmup_epochs, grad_clip (0: off):
             as in :class:`~msresnet1d.training.config.TrainConfig`, with smaller defaults (a few
-            hundred samples train in seconds). The default schedule is "cosine": "onecycle"
-            fails when its warm-up spans exactly one step (e.g. one batch per epoch).
+            hundred samples train in seconds). "onecycle" clamps its warm-up to at least 2
+            steps and at most all but the last 2; a run of fewer than 4 steps in all (e.g. one
+            batch per epoch for 3 epochs) trains at the constant rate ``lr`` instead.
         loss: "cross_entropy" or "focal" (with ``focal_gamma``).
         class_weights: loss weights from the training labels: "none", "inverse" (1 / class
             frequency: scikit-learn's ``class_weight="balanced"`` up to a constant factor) or
@@ -410,7 +444,8 @@ class MSResNet1dClassifier(ClassifierMixin, _NetworkEstimator):
         n_iter_no_change: with validation, stop after this many epochs without a lower
             validation loss (None: run all epochs); the best epoch's weights are kept.
         pad_short: zero-pad signals shorter than ``model_.min_input_size`` instead of raising.
-        warm_start: let ``fit`` continue training the fitted network instead of starting anew.
+        warm_start: let ``fit`` continue training the fitted network instead of starting anew;
+            a ValueError if ``model`` or ``model_kwargs`` changed since it was built.
         random_state: seed of initialisation, batch order, dropout and validation split.
         n_jobs: torch threads during fit and inference (-1: all CPUs); None leaves torch's setting.
         verbose: print one line per epoch when > 0.

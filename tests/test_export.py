@@ -96,6 +96,14 @@ def test_onnx_predictor_names_the_bad_input(rr_predictor, shape, extra_shape, me
         rr_predictor.predict(np.zeros(shape, np.float32), extra)
 
 
+def test_onnx_predictor_gives_an_empty_batch_empty_logits(rr_predictor):
+    x = np.zeros((0, 2, 252), np.float32)
+    out = rr_predictor.predict(x, np.zeros((0, 8), np.float32))
+    assert out.shape == (0, rr_predictor.num_outputs) and out.dtype == np.float32
+    with pytest.raises(ValueError, match="pass extra"):  # the input checks still apply
+        rr_predictor.predict(x)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_onnx_predictor_rejects_files_of_other_exporters(tmp_path):
     model = create_model("msresnet1d_beat", in_channels=1).eval()

@@ -1,6 +1,10 @@
 """Whole-record inference: windows as the data layer cuts them, streams equal to offline calls
 (on a real MIT-BIH record), bounded buffers, clear errors."""
 
+import re
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -21,8 +25,10 @@ from msresnet1d.inference import (
     mean_rr,
     median_rr,
 )
+import msresnet1d.inference
 from msresnet1d.models import MSResNet1d, create_model
 
+SAMPLE = Path(__file__).resolve().parents[1] / "datasets" / "mitdb-sample"
 FS = 360.0
 BEAT_WINDOW = (-90, 162)  # -0.25 s to +0.45 s at 360 Hz, as BeatConfig().offsets
 
@@ -172,7 +178,7 @@ def test_rr_transform_feeds_the_model():
     with pytest.raises(ValueError, match=r"give fs > 0 \(Hz, got None\)"):
         classify_beats(model, signal, beats, BEAT_WINDOW, rr_transform=first_two_standardised)
     with pytest.raises(ValueError, match=r"rr must be \(6, \d+\) RR features"):
-        classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr=given[:4])
+        classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr=given[:4], rr_transform=first_two_standardised)
     with pytest.raises(ValueError, match="a model with 0 extra features"):
         classify_beats(create_model("msresnet1d_beat", in_channels=2).eval(), signal, beats, BEAT_WINDOW, rr=given)
     # the template of the regular beats is taken over the beats the given RR intervals call regular
@@ -243,7 +249,10 @@ def test_template_models_read_each_beat_and_its_difference_to_the_median_beat(re
     assert_same_predictions(run_stream(stream, lead, [5000, 13], beats)[0], offline)
     with pytest.raises(ValueError, match=r"template must be \(C, 252\).*in_channels=2, got shape \(2, 252\)"):
         BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=1.0, template=np.zeros((2, 252)))
-    with pytest.raises(ValueError, match=r"in_channels=2, got shape \(2, 252\)"):  # fed as many leads as it reads
+    # fed as many leads as it reads
+    with pytest.raises(ValueError, match=r"signal has 2 channel\(s\) \(shape \(C, L\) = \(2, \d+\)\) and a template, "
+                                         r"so the model would read 4, but the model expects in_channels=2; the "
+                                         r"model reads the leads alone: pass template=False"):
         classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, template=True)
     # template_from="regular": the median of the beats that are not premature
     rr_prev = rr_features(beats, FS)[:, RR_FEATURES.index("rr_prev")]
@@ -373,6 +382,32 @@ def test_bad_parameters_are_named():
         classify_windows("model.pt", signal, 1000, 500)
 
 
+@pytest.mark.parametrize("signal, template, message", [
+    (np.zeros((1, 4000)), False, r"signal has 1 channel\(s\) \(shape \(C, L\) = \(1, 4000\)\), but the model expects "
+                                 r"in_channels=2; twice the signal's leads, as a model trained with "
+                                 r"BeatConfig\(template=True\) reads them .*: pass template=True"),
+    (np.zeros((4000, 1)), True, r"signal has 4000 channel\(s\) \(shape \(C, L\) = \(4000, 1\)\) and a template, so the "
+                                r"model would read 8000, but .*: is it \(L, C\)\? pass signal.T"),
+    (np.zeros((4000, 2)), False, r"signal has 4000 channel\(s\).*: is it \(L, C\)\? pass signal.T"),
+])  # fmt: skip
+def test_classify_beats_names_a_signal_with_other_channels_than_the_model_reads(signal, template, message):
+    # checked before the beats, which a transposed signal of one or two samples would not hold
+    with pytest.raises(ValueError, match=message):
+        classify_beats(tiny_model(), signal, np.array([100, 3000]), BEAT_WINDOW, fs=FS, template=template)
+
+
+def test_a_model_that_does_not_read_the_default_rr_columns_needs_rr_transform():
+    model, signal, beats = tiny_model(extra_features=5), np.zeros((2, 4000), np.float32), np.array([100, 1000, 3000])
+    message = (r"the model expects 5 extra features per beat, but without rr_transform it gets the 8 RR_DEFAULT "
+               r"columns of the 12 RR features: pass rr_transform, selecting and standardising")
+    with pytest.raises(ValueError, match=message):
+        classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS)
+    with pytest.raises(ValueError, match=message):
+        classify_beats(model, signal, beats, BEAT_WINDOW, rr=rr_features(beats, FS))
+    with pytest.raises(ValueError, match=message):
+        BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=1.0)
+
+
 def test_beat_stream_refuses_beats_it_can_no_longer_cut():
     stream = BeatStream(tiny_model(), BEAT_WINDOW, max_delay=100)
     stream.feed(np.zeros((2, 1000), np.float32), np.array([500]))
@@ -431,3 +466,29 @@ def test_classify_beats_checks_the_beats_before_cutting_the_template():
     stream.feed(np.zeros((2, 1000), np.float32), np.array([500, 1000]))
     with pytest.raises(ValueError, match=r"beat at sample 1000 lies beyond the recording's end \(1000 samples\)"):
         stream.finish()
+
+
+def test_the_module_example_classifies_beats_as_predict_does(tmp_path):
+    # A one-epoch run of the beat task: template channels, and a subset of the RR columns
+    # standardised with the training statistics: the example must prepare both.
+    from msresnet1d.predict import predict_beats
+    from msresnet1d.training.config import TrainConfig
+    from msresnet1d.training.run import train
+
+    rr = ["prev_over_local", "next_over_local", "prev_over_record", "next_over_prev", "rr_irregularity"]
+    cfg = TrainConfig.from_dict({
+        "name": "tiny", "task": "beats", "epochs": 1, "batch_size": 128, "threads": 1,
+        "model_kwargs": {"widths": [8, 16, 16], "stem_channels": 8, "kernels": [3, 9]},
+        "data": {"data_dir": str(SAMPLE), "train_records": ["101", "106", "118", "119"], "val_records": ["106"],
+                 "test_records": ["100"], "rr": rr, "template": True, "template_from": "regular", "cache": False},
+    })
+    train(cfg, tmp_path / "run", quiet=True)
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.pt"
+    example = re.search(r'Class names are ``ckpt\["class_names"\]``::\n\n(.*?)\n\n\S', msresnet1d.inference.__doc__,
+                        flags=re.S).group(1)
+    code = textwrap.dedent(example).replace("runs/beats/checkpoints/best.pt", str(checkpoint))
+    namespace: dict = {}
+    exec(compile(code.replace("data/mitdb/208", str(SAMPLE / "208")), "inference example", "exec"), namespace)
+    reference = predict_beats(namespace["ckpt"], SAMPLE / "208", "atr")
+    np.testing.assert_allclose(namespace["out"].probabilities, reference.probabilities, atol=1e-5, rtol=0)
+    assert namespace["labels"] == [namespace["ckpt"]["class_names"][k] for k in reference.probabilities.argmax(1)]

@@ -16,6 +16,7 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.validation import has_fit_parameter
 
 from msresnet1d.data.aami import AAMI_CLASSES
 from msresnet1d.data.beats import BeatConfig, load_beats
@@ -213,6 +214,35 @@ def test_warm_start_continues_training_the_fitted_network():
     np.testing.assert_array_equal(clf.predict_proba(X), fresh.predict_proba(X))
 
 
+def test_warm_start_refuses_a_network_built_from_other_parameters():
+    X, y = _signals(n=24)
+    clf = MSResNet1dClassifier(**TINY, epochs=1, random_state=0, warm_start=True).fit(X, y)
+    network = clf.model_
+    clf.set_params(model_kwargs__fusion="late")
+    with pytest.raises(ValueError, match=r"warm_start=True continues the fitted network, built with "
+                                         r"model='msresnet1d_beat', model_kwargs=\{.*\}, but the estimator now has "
+                                         r".*'fusion': 'late'.*fit with warm_start=False"):
+        clf.fit(X, y)
+    assert clf.model_ is network and len(clf.history_) == 1  # rejected before training: still fitted
+    clf.set_params(model_kwargs=TINY["model_kwargs"]).fit(X, y)  # the same parameters again: continues
+    assert clf.model_ is network and len(clf.history_) == 2
+    clf.set_params(model_kwargs__fusion="late", warm_start=False).fit(X, y)
+    assert clf.model_ is not network and len(clf.history_) == 1
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 4])
+def test_onecycle_trains_with_one_batch_per_epoch(epochs):
+    # 1-3 steps in all train at a constant rate; from 4 steps on, the warm-up is clamped to 2 steps.
+    clf = MSResNet1dClassifier(**TINY, epochs=epochs, schedule="onecycle", random_state=0).fit(X_OK, Y_OK)
+    assert len(clf.history_) == epochs and np.isfinite([row["loss"] for row in clf.history_]).all()
+
+
+def test_fit_takes_no_sample_weight_and_says_so():
+    assert not has_fit_parameter(MSResNet1dClassifier(), "sample_weight")
+    for estimator in (MSResNet1dClassifier, MSResNet1dRegressor):
+        assert "There is no ``sample_weight``" in estimator.fit.__doc__
+
+
 def test_validation_fraction_stops_early_and_keeps_the_best_epoch():
     X, _ = _signals(n=128)
     noise = np.random.default_rng(1).permutation(np.repeat(["a", "b"], 64))  # nothing to learn: val loss rises
@@ -263,7 +293,8 @@ def test_a_failed_first_fit_leaves_the_estimator_unfitted():
 
 
 def _fitted_attributes(estimator) -> list[str]:
-    return [name for name in vars(estimator) if name.endswith("_") or name in ("_seed", "_single_output")]
+    private = ("_seed", "_built_from", "_single_output")
+    return [name for name in vars(estimator) if name.endswith("_") or name in private]
 
 
 @pytest.mark.parametrize("estimator", [MSResNet1dClassifier(**TINY, epochs=2), MSResNet1dRegressor(**TINY, epochs=2)])
@@ -292,6 +323,9 @@ def test_a_failed_fit_or_refit_leaves_the_estimator_unfitted(estimator):
     (dict(optimizer="adam"), r"MSResNet1dClassifier: optimizer must be one of \('adamw', 'sgd'\), got 'adam'"),
     (dict(validation_fraction=1.5), "validation_fraction must be None or in \\(0, 1\\), got 1.5"),
     (dict(model_kwargs={"in_channels": 3}), "model_kwargs must not set in_channels: fit infers them"),
+    (dict(model_kwargs={"num_classes": 3}), "model_kwargs must not set num_classes: fit infers them"),
+    (dict(model_kwargs={"extra_features": 3}), "model_kwargs must not set extra_features: the estimator feeds the "
+                                                "network the signals X alone"),
     (dict(model="resnet18", model_kwargs=None), "model 'resnet18' builds a 2-D network"),
     (dict(model="nonexistent"), "unknown model 'nonexistent'"),
     (dict(n_jobs=0), r"n_jobs must be None, a number of torch threads >= 1, or < 0 \(-1: all CPUs\), got 0"),

@@ -16,14 +16,39 @@ be preprocessed as the model was trained (rate, band-pass, normalisation): every
 in samples at that rate. Models are eager or TorchScript ``nn.Module`` s, or any
 :class:`Predictor`, such as an ONNX model loaded with :class:`msresnet1d.export.OnnxPredictor`.
 
-A beat model trained at 180 Hz with standardised RR features (``rr_mean``, ``rr_std``)::
+A beat checkpoint of ``msresnet1d train`` on a MIT-BIH record, with its inputs prepared as in
+training (and as ``msresnet1d predict`` prepares them): its leads, rate, band-pass and window
+(``beat_config``), the template channels (each lead minus the record's median beat: a model of
+one lead has ``in_channels=2``) and the RR features its config names, standardised with the
+training statistics. Class names are ``ckpt["class_names"]``::
 
-    record = read_record(path, leads=["MLII"])
-    signal = preprocess_signal(record.signal, record.fs, target_fs=180.0)
-    beats = detect_beats(signal, 180.0)  # or annotations, converted to samples at 180 Hz
-    out = classify_beats(model, signal, beats, BeatConfig(fs=180.0).offsets, fs=180.0,
-                         rr_transform=lambda rr: (rr - rr_mean) / rr_std)
-    out.sample, out.labels, out.probabilities
+    import numpy as np
+    from msresnet1d.data import preprocess_signal, read_annotations, read_record, rr_columns, rr_features
+    from msresnet1d.data.aami import BEAT_SYMBOLS
+    from msresnet1d.inference import classify_beats
+    from msresnet1d.training.checkpoint import load_checkpoint
+    from msresnet1d.training.run import checkpoint_model
+    from msresnet1d.training.tasks import beat_config
+
+    ckpt = load_checkpoint("runs/beats/checkpoints/best.pt")
+    model, data = checkpoint_model(ckpt), ckpt["config"]["data"]
+    beat_cfg = beat_config(data)
+    record = read_record("data/mitdb/208", leads=beat_cfg.leads)
+    signal = preprocess_signal(record.signal, record.fs, target_fs=beat_cfg.fs, band=beat_cfg.band)
+    ann = read_annotations("data/mitdb/208", "atr")
+    beats = ann.sample[np.isin(ann.symbol, list(BEAT_SYMBOLS))]  # or detect_beats(record.signal, record.fs)
+    centres = np.minimum(np.round(beats * beat_cfg.fs / record.fs).astype(np.int64), signal.shape[1] - 1)
+    columns = rr_columns(data["rr"])  # the RR features the model reads
+    mean, std = ckpt["task_state"]["rr_mean"].numpy(), ckpt["task_state"]["rr_std"].numpy()
+    out = classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs,
+                         rr=rr_features(beats, record.fs),  # at the record's own rate, as in training
+                         rr_transform=lambda rr: (rr[:, columns] - mean) / std,
+                         template=beat_cfg.template, template_from=beat_cfg.template_from)
+    labels = [ckpt["class_names"][k] for k in out.labels]  # and out.probabilities (B, K)
+
+(A checkpoint trained with ``data.rr = false`` takes neither ``rr`` nor ``rr_transform``. The
+template here is the median over all the beats given; training takes it over those with an AAMI
+class, which differs only on records with the rare symbols ``?``, ``B``, ``n`` or ``r``.)
 
 A rhythm model on a live source of (C, n) chunks, any n::
 

@@ -78,7 +78,8 @@ class BeatStream(Stream):
 
     Raises:
         ValueError: bad parameters; an RR model without ``fs`` or ``record_rr``; ``record_rr``,
-            ``record_median_rr`` or ``rr_transform`` for a model without extra features; a
+            ``record_median_rr`` or ``rr_transform`` for a model without extra features; no
+            ``rr_transform`` for a model whose extra features are not the RR_DEFAULT columns; a
             ``template`` whose shape does not fit the window and the model's channels. Later,
             from ``feed``/``finish``: extra features that are not finite (a model reading the
             ``*_median`` columns without ``record_median_rr``).
@@ -125,6 +126,7 @@ class BeatStream(Stream):
         if not self.uses_rr and (record_rr is not None or record_median_rr is not None or rr_transform is not None):
             raise ValueError("record_rr, record_median_rr and rr_transform are for models with extra (RR) features; "
                              "this one has none")
+        _check_rr_transform(self.predictor.extra_features, rr_transform)
         self.window, self.fs, self.record_rr, self.record_median_rr = (start, stop), fs, record_rr, record_median_rr
         self.rr_transform, self.max_delay = rr_transform, max_delay
         self._pending = np.empty(0, dtype=np.int64)  # fed, not yet emitted
@@ -223,7 +225,7 @@ class BeatStream(Stream):
         if extra.shape != (len(rr), self.predictor.extra_features):
             raise ValueError(
                 f"the model takes ({len(rr)}, {self.predictor.extra_features}) extra features here, "
-                f"rr_transform gave {extra.shape}"
+                f"rr_transform gave {extra.shape} from the {rr.shape} RR features"
             )
         if not np.isfinite(extra).all():
             hint = "" if self.record_median_rr is not None else \
@@ -241,6 +243,38 @@ class BeatStream(Stream):
         if self.template is not None:
             windows = with_template(windows, self.template)
         return np.ascontiguousarray(windows)
+
+
+def _check_rr_transform(extra_features: int, rr_transform: RRTransform | None) -> None:
+    """Without ``rr_transform`` a model gets the RR_DEFAULT columns as they are: refuse one that
+    takes another number of extra features, naming what to pass."""
+    if extra_features and rr_transform is None and extra_features != len(_DEFAULT_COLUMNS):
+        raise ValueError(
+            f"the model expects {extra_features} extra features per beat, but without rr_transform it gets the "
+            f"{len(_DEFAULT_COLUMNS)} RR_DEFAULT columns of the {len(RR_FEATURES)} RR features: pass rr_transform, "
+            "selecting and standardising the columns the model was trained on (for a checkpoint: the columns "
+            "rr_columns(ckpt['config']['data']['rr']), then ckpt['task_state'] 'rr_mean' and 'rr_std')"
+        )
+
+
+def _check_channels(signal: np.ndarray, in_channels: int, template: bool) -> None:
+    """Check that the model reads the channels of the (C, L) ``signal``: C of them, or 2C with a
+    ``template`` (each lead, then it minus the template); the error hints at the likely mistake."""
+    channels, length = signal.shape
+    if (2 * channels if template else channels) == in_channels:
+        return
+    if length < channels:
+        hint = "; signal must be (C, L) = (channels, samples): is it (L, C)? pass signal.T"
+    elif not template and 2 * channels == in_channels:
+        hint = ("; twice the signal's leads, as a model trained with BeatConfig(template=True) reads them (each "
+                "lead, then it minus the record's median beat): pass template=True")
+    elif template and channels == in_channels:
+        hint = "; the model reads the leads alone: pass template=False (the default)"
+    else:
+        hint = ""
+    reads = f" and a template, so the model would read {2 * channels}" if template else ""
+    raise ValueError(f"signal has {channels} channel(s) (shape (C, L) = {signal.shape}){reads}, but the model "
+                     f"expects in_channels={in_channels}{hint}")
 
 
 def _check_beats(beats: np.ndarray, end: int | None = None) -> np.ndarray:
@@ -322,11 +356,16 @@ def classify_beats(
         :class:`Predictions` with ``sample`` the beat positions (and ``rr`` for RR models).
 
     Raises:
-        ValueError: ``beats`` not 1-D integers, not increasing or not in [0, L); ``rr`` not
-            (B, F) or given to a model without RR features; the errors of :class:`BeatStream`.
+        ValueError: ``signal`` with other channels than the model reads (C, or C = half of them
+            with ``template``); ``beats`` not 1-D integers, not increasing or not in [0, L);
+            ``rr`` not (B, F) or given to a model without RR features; a model whose extra
+            features are not the RR_DEFAULT columns without ``rr_transform``; the errors of
+            :class:`BeatStream`.
     """
     predictor = as_predictor(model)
     recording = as_signal(signal, None)
+    _check_channels(recording, predictor.in_channels, template is not False)
+    _check_rr_transform(predictor.extra_features, rr_transform)
     beats = _check_beats(beats, recording.shape[1])
     if rr is not None:
         rr = np.asarray(rr, dtype=np.float32)
