@@ -275,6 +275,31 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     with pytest.raises(SystemExit):
         script.main(args[:-4] + ["--per-record", "nosuch+last"])
     assert "--per-record nosuch+last: not VARIANT, VARIANT+last or VARIANT+adabn" in capsys.readouterr().err
+    # the RR screen reads the same runs: the network's row as the CV had it, RR-only rows beside it
+    screen = _load_script("mitdb_ds1_rr_screen").main(
+        ["--data-dir", str(data), "--runs", str(tmp_path / "runs"), "--records", *records, "--folds", "3",
+         "--seeds", "0", "1", "--out", str(tmp_path / "screen.json")])
+    assert json.loads((tmp_path / "screen.json").read_text()) == json.loads(json.dumps(screen))
+    assert screen["folds"] == report["folds"] and list(screen["variants"]) == [
+        "main+last", "rr_gbm", "split_logistic", "split_gbm", "split_mlp"]
+    assert screen["variants"]["main+last"]["pooled_confusion_matrix"] == \
+        report["variants"]["main+last"]["pooled_confusion_matrix"]
+    for row in screen["variants"].values():  # every beat once per seed
+        assert np.array(row["pooled_confusion_matrix"]).sum(axis=1).tolist() == \
+            np.array(report["variants"]["main"]["pooled_confusion_matrix"]).sum(axis=1).tolist()
+    gbm_seeds = screen["variants"]["rr_gbm"]["seed_macro_f1"]
+    assert len(set(gbm_seeds.values())) == 1  # no network: the same prediction for every seed
+    assert all("decision" in screen["variants"][row] for row in screen["variants"] if row != "main+last")
+
+
+def test_rr_screen_divides_only_the_n_plus_s_probability():
+    screen = _load_script("mitdb_ds1_rr_screen")
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(5), size=(2, 7))  # (seeds, beats, classes)
+    share = np.linspace(0, 1, 7)
+    divided = screen.split_n_s(probabilities, share)
+    np.testing.assert_allclose(divided[..., 2:], probabilities[..., 2:])
+    np.testing.assert_allclose(divided[..., 0] + divided[..., 1], probabilities[..., 0] + probabilities[..., 1])
+    np.testing.assert_allclose(divided[..., 1], (probabilities[..., 0] + probabilities[..., 1]) * share)
 
 
 def test_compare_models_rejects_an_unknown_model(compare_models, capsys):

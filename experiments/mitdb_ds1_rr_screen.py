@@ -1,0 +1,141 @@
+"""MIT-BIH DS1: how far the RR features alone go, out of fold, beside a cross-validated network.
+
+    python experiments/mitdb_ds1_rr_screen.py --data-dir /path/to/data --runs /work/runs/mitdb-ds1-cv5
+
+A screen, not a variant: it trains no network. It reads the runs of one variant of
+``mitdb_ds1_cv.py`` (``--variant``, default ``main``, at their last epoch, as the row
+``main+last``) and the same folds of DS1's records, and scores against that row:
+
+* ``rr_gbm``: scikit-learn's gradient boosting on the main job's RR features alone (5 columns,
+  ``data.rr`` of the config), all five classes, trained on the other folds with the main job's
+  class weights (1 / sqrt(class frequency)); the same prediction for every seed;
+* ``split_<model>``: the network's probabilities, with the division of each beat's N + S
+  probability between N and S taken from a binary model of the RR features alone (N and S
+  training beats of the other folds, S weighted by sqrt(N count / S count)): ``logistic``
+  (logistic regression on standardised features), ``gbm`` (gradient boosting), ``mlp`` (two
+  hidden layers of 32, S beats repeated instead of weighted, which it does not take). The network
+  still decides V, F, Q against N + S.
+
+Rows are scored and judged as in ``mitdb_ds1_cv.py`` (pooled confusion matrices over folds and
+seeds, rules A and SV against the network's row), so the table reads like its tables; but these
+rows were not pre-registered variants, and their figures come from the same folds any follow-up
+is judged on. Results: experiments/results/mitdb_ds1_rr_screen.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mitdb_ds1_cv import confusion_matrices, decide, rescored, summarise, table  # noqa: E402
+
+from msresnet1d.atomic import write_text  # noqa: E402
+from msresnet1d.cli import _resolve_config, database_or_exit, results_help, script_parser  # noqa: E402
+from msresnet1d.data import DS1, load_beats, record_kfold  # noqa: E402
+from msresnet1d.data.rr import rr_columns  # noqa: E402
+from msresnet1d.training.config import load_config  # noqa: E402
+from msresnet1d.training.metrics import json_safe  # noqa: E402
+from msresnet1d.training.tasks import beat_config, resolve_data  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "mitdb_ds1_rr_screen.json"
+N, S = 0, 1  # AAMI class indices
+
+
+def rr_gbm(X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> np.ndarray:
+    """(N_test, 5) class probabilities of gradient boosting on RR features, 1/sqrt class weights."""
+    counts = np.bincount(y, minlength=5).astype(float)
+    weights = 1 / np.sqrt(np.maximum(counts, 1))
+    model = HistGradientBoostingClassifier(max_iter=200, random_state=0).fit(X, y, sample_weight=weights[y])
+    probabilities = np.zeros((len(X_test), 5))
+    probabilities[:, model.classes_] = model.predict_proba(X_test)
+    return probabilities
+
+
+def s_share(kind: str, X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> np.ndarray:
+    """(N_test,) P(S | N or S) from a binary model of the N and S training beats' RR features."""
+    keep = np.isin(y, (N, S))
+    X, is_s = X[keep], (y[keep] == S).astype(int)
+    weight = np.sqrt((is_s == 0).sum() / max(is_s.sum(), 1))
+    if kind == "mlp":  # MLPClassifier takes no sample weights: repeat the S beats instead
+        repeats = np.where(is_s == 1, int(round(weight)), 1)
+        model = make_pipeline(StandardScaler(), MLPClassifier((32, 32), max_iter=200, random_state=0))
+        model.fit(np.repeat(X, repeats, axis=0), np.repeat(is_s, repeats))
+    else:
+        sample_weight = np.where(is_s == 1, weight, 1.0)
+        model = (make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)) if kind == "logistic"
+                 else HistGradientBoostingClassifier(max_iter=200, random_state=0))
+        step = "logisticregression__" if kind == "logistic" else ""
+        model.fit(X, is_s, **{f"{step}sample_weight": sample_weight})
+    return model.predict_proba(X_test)[:, 1]
+
+
+def split_n_s(probabilities: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """``probabilities`` (..., N_k, 5) with each beat's N + S total divided as ``share`` (N_k,) says."""
+    out = probabilities.copy()
+    total = out[..., N] + out[..., S]
+    out[..., S], out[..., N] = total * share, total * (1 - share)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = script_parser(__doc__)
+    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+                        help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
+    parser.add_argument("--config", default="mitdb_beats", help="config name or path (default: the main job)")
+    parser.add_argument("--runs", required=True, help="the runs folder of mitdb_ds1_cv.py")
+    parser.add_argument("--variant", default="main", help="the variant whose runs are read (default main)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="its seeds (default 0 1 2)")
+    parser.add_argument("--folds", type=int, default=5, help="folds of the records, as the runs had (default 5)")
+    parser.add_argument("--records", nargs="+", default=list(DS1), help="the records, as the runs had (default DS1)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=results_help(RESULTS))
+    args = parser.parse_args(argv)
+    db_dir = database_or_exit(parser, "mitdb", args.data_dir)
+    cfg = resolve_data(load_config(_resolve_config(args.config), {"data.data_dir": str(db_dir)}))
+    beats = load_beats(args.records, db_dir=db_dir, config=beat_config(cfg.data), cache=cfg.data["cache"])
+    columns = rr_columns(cfg.data["rr"])
+    folds = record_kfold({r: beats.y[beats.record == r] for r in args.records}, args.folds, seed=0)
+    run_dirs = [[Path(args.runs) / args.variant / f"seed{s}" / f"fold{k + 1}" for s in args.seeds]
+                for k in range(len(folds))]
+    missing = [str(d) for fold in run_dirs for d in fold if not (d / "checkpoints" / "last.pt").is_file()]
+    if missing:
+        parser.error(f"no finished run in {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: run "
+                     f"mitdb_ds1_cv.py --variant {args.variant} with these --runs, --seeds and --folds first")
+    predicted, held_records = rescored(run_dirs, ["last"])
+    rows: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {f"{args.variant}+last": predicted["last"]}
+    for k, ((y, probabilities), records) in enumerate(zip(predicted["last"], held_records)):
+        order = list(dict.fromkeys(records))  # the held-out beats, in the task's order: record by record
+        X_test = np.concatenate([beats.rr[beats.record == r][:, columns] for r in order])
+        if not np.array_equal(np.concatenate([beats.y[beats.record == r] for r in order]), y):
+            raise SystemExit(f"fold {k + 1}: the runs' held-out beats are not those of {order} as loaded here")
+        train = ~np.isin(beats.record, folds[k])
+        X, y_train = beats.rr[train][:, columns], beats.y[train]
+        gbm = rr_gbm(X, y_train, X_test)
+        rows.setdefault("rr_gbm", []).append((y, np.repeat(gbm[None], len(args.seeds), axis=0)))
+        for kind in ("logistic", "gbm", "mlp"):
+            rows.setdefault(f"split_{kind}", []).append((y, split_n_s(probabilities, s_share(kind, X, y_train, X_test))))
+    baseline = f"{args.variant}+last"
+    results = {name: summarise(confusion_matrices(predictions), args.seeds) for name, predictions in rows.items()}
+    for name, v in results.items():
+        if name != baseline:
+            v["decision"] = decide(results[baseline], v)
+    text = table(results, baseline)
+    print(text)
+    report = json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": args.runs, "variant": args.variant,
+                        "folds": folds, "rr_columns": [cfg.data["rr"]], "baseline": baseline, "variants": results,
+                        "table_markdown": text})
+    write_text(args.out, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
