@@ -4,10 +4,11 @@
 
 A screen, not a variant: it trains no network. It reads the runs of one variant of
 ``mitdb_ds1_cv.py`` (``--variant``, default ``main``, at their last epoch, as the row
-``main+last``) and the same folds of DS1's records, and scores against that row:
+``main+last``; beats and RR features as their config made them) and the same folds of DS1's
+records, and scores against that row:
 
-* ``rr_gbm``: scikit-learn's gradient boosting on the main job's RR features alone (5 columns,
-  ``data.rr`` of the config), all five classes, trained on the other folds with the main job's
+* ``rr_gbm``: scikit-learn's gradient boosting on the runs' RR features alone (``data.rr``: the
+  main job's 5 columns), all five classes, trained on the other folds with the main job's
   class weights (1 / sqrt(class frequency)); the same prediction for every seed;
 * ``split_<model>``: the network's probabilities, with the division of each beat's N + S
   probability between N and S taken from a binary model of the RR features alone (N and S
@@ -40,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mitdb_ds1_cv import confusion_matrices, decide, rescored, summarise, table  # noqa: E402
 
 from msresnet1d.atomic import write_text  # noqa: E402
-from msresnet1d.cli import _resolve_config, database_or_exit, results_help, script_parser  # noqa: E402
+from msresnet1d.cli import database_or_exit, results_help, script_parser  # noqa: E402
 from msresnet1d.data import DS1, load_beats, record_kfold  # noqa: E402
-from msresnet1d.data.rr import rr_columns  # noqa: E402
-from msresnet1d.training.config import load_config  # noqa: E402
+from msresnet1d.data.rr import RR_FEATURES, rr_columns  # noqa: E402
+from msresnet1d.training.config import TrainConfig  # noqa: E402
 from msresnet1d.training.metrics import json_safe  # noqa: E402
 from msresnet1d.training.tasks import beat_config, resolve_data  # noqa: E402
 
@@ -91,7 +92,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
-    parser.add_argument("--config", default="mitdb_beats", help="config name or path (default: the main job)")
     parser.add_argument("--runs", required=True, help="the runs folder of mitdb_ds1_cv.py")
     parser.add_argument("--variant", default="main", help="the variant whose runs are read (default main)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="its seeds (default 0 1 2)")
@@ -100,16 +100,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS, help=results_help(RESULTS))
     args = parser.parse_args(argv)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
-    cfg = resolve_data(load_config(_resolve_config(args.config), {"data.data_dir": str(db_dir)}))
-    beats = load_beats(args.records, db_dir=db_dir, config=beat_config(cfg.data), cache=cfg.data["cache"])
-    columns = rr_columns(cfg.data["rr"])
-    folds = record_kfold({r: beats.y[beats.record == r] for r in args.records}, args.folds, seed=0)
     run_dirs = [[Path(args.runs) / args.variant / f"seed{s}" / f"fold{k + 1}" for s in args.seeds]
-                for k in range(len(folds))]
+                for k in range(args.folds)]
     missing = [str(d) for fold in run_dirs for d in fold if not (d / "checkpoints" / "last.pt").is_file()]
     if missing:
         parser.error(f"no finished run in {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: run "
                      f"mitdb_ds1_cv.py --variant {args.variant} with these --runs, --seeds and --folds first")
+    # the beats and RR features as the runs had them (their config), read from this database folder
+    saved = json.loads((run_dirs[0][0] / "config.json").read_text())
+    cfg = resolve_data(TrainConfig.from_dict({**saved, "data": {**saved["data"], "data_dir": str(db_dir)}}))
+    beats = load_beats(args.records, db_dir=db_dir, config=beat_config(cfg.data), cache=cfg.data["cache"])
+    columns = rr_columns(cfg.data["rr"])
+    folds = record_kfold({r: beats.y[beats.record == r] for r in args.records}, args.folds, seed=0)
     predicted, held_records = rescored(run_dirs, ["last"])
     rows: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {f"{args.variant}+last": predicted["last"]}
     for k, ((y, probabilities), records) in enumerate(zip(predicted["last"], held_records)):
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
     text = table(results, baseline)
     print(text)
     report = json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": args.runs, "variant": args.variant,
-                        "folds": folds, "rr_columns": [cfg.data["rr"]], "baseline": baseline, "variants": results,
+                        "folds": folds, "rr_columns": [RR_FEATURES[i] for i in columns], "baseline": baseline,
+                        "variants": results,
                         "table_markdown": text})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     return report

@@ -15,8 +15,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
     ``path`` (``os.replace``); on any error, delete it. The parent folder is created if needed.
 
     ``suffix`` is the temporary file's ending (some writers, e.g. matplotlib, choose the format by it).
-    An OSError about the temporary file (a read-only folder, a full disk) is raised as the same
-    error about ``path``, so that it names the file the caller writes.
+    An OSError about the temporary file (a read-only folder), or one that names no file (a full
+    disk), is raised naming ``path`` instead, the file the caller writes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,11 +34,12 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
-    except OSError as e:
-        about = Path(str(e.filename or ""))
-        if about.parent != path.parent or not about.name.startswith(prefix):
-            raise
-        raise type(e)(e.errno, e.strerror, str(path)) from None
+    except OSError as e:  # one about the temporary file, or none named (a full disk): name the destination
+        about_tmp = e.filename is not None and Path(e.filename).parent == path.parent and \
+            Path(e.filename).name.startswith(prefix)
+        if e.errno is not None and (e.filename is None or about_tmp):  # an OS error (a plain message is kept)
+            e.filename = str(path)
+        raise
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

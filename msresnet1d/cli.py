@@ -111,8 +111,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise SystemExit("error: --resume needs --out (the run folder to continue)")
     # --resume without --config continues the run with its own config (flags on top, checked by the resume)
-    run_config = Path(args.out) / "config.json" if args.resume and args.config is None else None
-    config_path = run_config if run_config and run_config.is_file() else _train_config_path(args.config)
+    config_path = _train_config_path(args.config)
+    if args.resume and args.config is None:
+        config_path = Path(args.out) / "config.json"
+        if not config_path.is_file():
+            raise SystemExit(f"error: --resume: {config_path} not found, so {args.out} holds no run to continue "
+                             "(start one there with --config, or without --resume)")
     cfg = load_config(config_path, _overrides(args))
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     start = time.perf_counter()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -220,13 +221,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--detect and --annotator give beat positions, for beat models; {args.checkpoint} is a "
                          "rhythm model, which labels windows of the signal")
     annotator = None if task != "beats" or args.detect else args.annotator or "atr"
-    reference = record_path.parent / f"{record_path.name}.atr"
-    if out_dir.resolve() == record_path.parent.resolve() and (
-            args.extension == annotator or (args.extension == "atr" and reference.is_file())):
-        read = ", the annotations predict reads the beats from" if args.extension == annotator else \
-            ", the record's reference annotations"
-        raise ValueError(f"--extension {args.extension} would overwrite {record_path}.{args.extension}{read}: "
-                         "choose another --extension or --out-dir")
+    target = out_dir / f"{record_path.name}.{args.extension}"
+    for extension, what in ((annotator, "the annotations predict reads the beats from"),
+                            ("atr", "the record's reference annotations")):
+        kept = record_path.parent / f"{record_path.name}.{extension}"
+        if extension and target.exists() and kept.exists() and os.path.samefile(target, kept):  # links too
+            raise ValueError(f"--extension {args.extension} would overwrite {kept}, {what}: choose another "
+                             "--extension or --out-dir")
     if task == "beats":
         positions, probabilities, fs, leads = predict_beats(ckpt, record_path, annotator, args.adapt_bn, args.leads)
     elif task == "rhythm":

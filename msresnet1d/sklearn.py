@@ -36,7 +36,7 @@ Conventions shared by every estimator here:
 from __future__ import annotations
 
 import contextlib
-import copy
+import json
 import numbers
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -219,8 +219,10 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
                              "network the signals X alone, without per-sample extra features")
 
     def _network_params(self) -> dict[str, Any]:
-        """The parameters the network is built from (a copy): ``model`` and ``model_kwargs``."""
-        return {"model": self.model, "model_kwargs": copy.deepcopy(self.model_kwargs or {})}
+        """The parameters the network is built from, ``model`` and ``model_kwargs``, as plain values
+        to compare (numpy arrays and integers, e.g. from a parameter grid, as lists and ints)."""
+        plain = json.loads(json.dumps(self.model_kwargs or {}, default=lambda v: np.asarray(v).tolist()))
+        return {"model": self.model, "model_kwargs": plain}
 
     def _check_warm_start(self) -> None:
         """Refuse a warm start when ``model`` or ``model_kwargs`` changed since the network was built."""

@@ -84,6 +84,13 @@ def test_resume_alone_continues_the_run_with_its_own_config(tmp_path, config, mo
     assert all(torch.equal(value, b["model"][key]) for key, value in a["model"].items())
 
 
+def test_resume_without_a_config_needs_a_run_to_continue(tmp_path, capsys):
+    with pytest.raises(SystemExit, match=r"--resume: .*empty.config.json not found, so .*empty holds no run to "
+                                         "continue"):
+        main(["train", "--out", str(tmp_path / "empty"), "--resume", "--quiet"])
+    assert not (tmp_path / "empty").exists()
+
+
 def test_an_interruption_before_the_first_epoch_says_nothing_was_saved(tmp_path, config, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -3,6 +3,7 @@ normalisation, NaN and flat segments."""
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -119,6 +120,13 @@ def test_normalize_measures_negligible_spread_against_the_reference():
     with pytest.warns(RuntimeWarning, match="1 channel"):
         normalize(noise[None], reference=np.ones((1, 300)))
     assert abs(normalize(noise[None]).std() - 1) < 1e-9  # without a reference, x is its own reference
+    # NaN samples (left out of the statistics) do not make the reference's magnitude NaN
+    x = np.random.default_rng(0).standard_normal((2, 1000))
+    x[0, 100:150] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = normalize(x, exclude=np.isnan(x))
+    assert abs(np.nanstd(out[0]) - 1) < 1e-9 and abs(out[1].std() - 1) < 1e-9
 
 
 def test_fill_nan_interpolates_inside_and_extends_at_the_ends():

@@ -396,6 +396,14 @@ def test_classify_beats_names_a_signal_with_other_channels_than_the_model_reads(
         classify_beats(tiny_model(), signal, np.array([100, 3000]), BEAT_WINDOW, fs=FS, template=template)
 
 
+def test_no_template_may_be_said_with_none_or_a_numpy_boolean():
+    model, signal, beats = tiny_model(), np.zeros((2, 4000), np.float32), np.array([100, 3000])
+    expected = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS).logits
+    for template in (None, np.False_):
+        np.testing.assert_array_equal(classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, template=template).logits,
+                                      expected)
+
+
 def test_a_model_that_does_not_read_the_default_rr_columns_needs_rr_transform():
     model, signal, beats = tiny_model(extra_features=5), np.zeros((2, 4000), np.float32), np.array([100, 1000, 3000])
     message = (r"the model expects 5 extra features per beat, but without rr_transform it gets the 8 RR_DEFAULT "

@@ -246,6 +246,8 @@ def test_split_by_extra_lets_the_extra_features_alone_divide_the_groups_probabil
     (dict(extra_features=3, split_by_extra=(1,)), "at least 2"),
     (dict(extra_features=3, split_by_extra=(1, 1)), "distinct"),
     (dict(extra_features=3, split_by_extra=(0, 5)), r"in \[0, 5\)"),
+    (dict(extra_features=3, split_by_extra=(0.9, 1)), r"class indices"),
+    (dict(extra_features=3, split_by_extra="01"), r"class indices"),
     (dict(split_by_extra=(0, 1)), "extra_features=0"),
     (dict(extra_features=3, out_features=2, split_by_extra=(0, 1)), "regression"),
 ])
@@ -281,6 +283,15 @@ def test_msresnet_bad_configuration(kwargs):
 def test_sizes_must_be_positive_integers_and_are_named(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         model(**kwargs)
+
+
+def test_sizes_may_be_numpy_integers_as_a_parameter_grid_gives_them():
+    model = MSResNet1d(widths=np.array([8, 16, 16]), layers=(np.int64(1),) * 3, in_channels=np.array(2),
+                       stem_channels=np.int64(8), kernels=np.array([3, 5]))
+    assert model.in_channels == 2 and type(model.in_channels) is int and model.kernels == (3, 5)
+    x = torch.randn(2, 2, 100)
+    torch.testing.assert_close(torch.jit.script(model.eval())(x), model(x))  # plain ints in every layer
+    assert ResNet(dims=1, in_channels=np.int64(2), widths=np.array([8] * 4), kernel_size=np.int64(3))(x).shape[1] == 1000
 
 
 def test_registry():

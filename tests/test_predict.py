@@ -3,6 +3,7 @@ anything is written. Checkpoints are untrained models (what they predict does no
 records are copies, or rewrites with ``wfdb.wrsamp``, of the embedded sample's record 100."""
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -70,6 +71,14 @@ def test_predict_refuses_to_overwrite_the_annotations_it_reads(checkpoints, reco
         assert (f"--extension atr would overwrite {records / '100'}.atr, the record's reference annotations: choose "
                 "another --extension or --out-dir") in capsys.readouterr().err
     assert (records / "100.atr").read_bytes() == before
+    # the same files through links: compared as files, not as folders
+    links = records.parent / "links"
+    links.mkdir()
+    for path in records.glob("100.*"):
+        (links / path.name).symlink_to(path)
+    assert main(["predict", str(checkpoints["beats"]), str(links / "100"), "--extension", "atr", "--out-dir",
+                 str(records)]) == 1
+    assert "would overwrite" in capsys.readouterr().err and (records / "100.atr").read_bytes() == before
 
 
 def test_detect_and_annotator_are_refused_together(checkpoints, records, capsys):
@@ -110,3 +119,16 @@ def test_a_destination_that_cannot_be_written_is_named(checkpoints, records, mon
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 1
     err = capsys.readouterr().err
     assert f"error: [Errno 13] Permission denied: '{labels / '100.pred.csv'}'" in err and ".tmp" not in err
+
+
+def test_a_write_error_that_names_no_file_names_the_destination(tmp_path):
+    from msresnet1d.atomic import atomic_path
+
+    with pytest.raises(OSError, match=re.escape(f"[Errno 28] No space left on device: '{tmp_path / 'out.csv'}'")):
+        with atomic_path(tmp_path / "out.csv") as tmp:
+            tmp.write_text("a")
+            raise OSError(28, "No space left on device")  # what a full disk gives from write() or fsync()
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+    with pytest.raises(FileNotFoundError, match="elsewhere"):  # an error about another file is left as it is
+        with atomic_path(tmp_path / "out.csv"):
+            open(tmp_path / "elsewhere")

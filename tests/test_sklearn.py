@@ -228,6 +228,14 @@ def test_warm_start_refuses_a_network_built_from_other_parameters():
     assert clf.model_ is network and len(clf.history_) == 2
     clf.set_params(model_kwargs__fusion="late", warm_start=False).fit(X, y)
     assert clf.model_ is not network and len(clf.history_) == 1
+    # numpy values, as a parameter grid gives them, compare as the values they hold; an estimator
+    # fitted before the network's parameters were recorded continues as it did
+    arrays = {**TINY["model_kwargs"], "widths": np.array(TINY["model_kwargs"]["widths"])}
+    clf = MSResNet1dClassifier(**{**TINY, "model_kwargs": arrays}, epochs=1, random_state=0, warm_start=True)
+    clf.fit(X, y).fit(X, y)
+    assert len(clf.history_) == 2
+    del clf._built_from
+    assert len(clf.fit(X, y).history_) == 3
 
 
 @pytest.mark.parametrize("epochs", [1, 2, 4])

@@ -204,7 +204,7 @@ def normalize(
             q25, centre, q75 = percentile(values, [25, 50, 75], axis=-1, keepdims=True)
             scale = (q75 - q25) / _IQR_OF_NORMAL
     reference = x if reference is None else np.asarray(reference, dtype=np.float64)
-    negligible = _NEGLIGIBLE_SPREAD * np.abs(reference).max(axis=-1, keepdims=True, initial=0.0)
+    negligible = _NEGLIGIBLE_SPREAD * np.nanmax(np.abs(reference), axis=-1, keepdims=True, initial=0.0)
     undefined = ~(scale > negligible)  # also catches NaN
     if undefined.any():
         warnings.warn(

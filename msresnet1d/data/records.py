@@ -19,6 +19,7 @@ import numpy as np
 import wfdb
 from wfdb.io.annotation import ann_label_table
 
+from .aami import BEAT_SYMBOLS
 from .errors import DataError, LeadError
 from .preprocess import lead_positions
 
@@ -231,8 +232,8 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     """Read annotation file ``<path>.<extension>`` with ``wfdb.rdann`` and check it against
     the record's header.
 
-    Warns when the annotations stop more than :data:`UNANNOTATED_END` of the record (and more than
-    10 s) before its end: a truncated file still reads, as far as it goes.
+    Warns when the beat annotations stop more than :data:`UNANNOTATED_END` of the record (and more
+    than 10 s) before its end: a truncated file still reads, as far as it goes.
 
     Raises:
         DataError: missing or unreadable file; an annotation code wfdb does not know; a
@@ -267,10 +268,11 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     if outside.any():
         problem = f"{outside.sum()} annotation(s) outside the signal (0..{header.sig_len})"
         raise _fail(path, f"file {ann_file.name} has {problem}, first at sample {sample[outside][0]}")
-    unannotated = header.sig_len - (sample.max() if sample.size else 0)
-    if header.sig_len and unannotated > max(UNANNOTATED_END * header.sig_len, 10 * header.fs):
-        warnings.warn(f"record '{record_label(path)}': the annotations in {ann_file.name} stop at "
-                      f"{(header.sig_len - unannotated) / header.fs:.1f} s of the record's {header.sig_len / header.fs:.1f} s "
+    beats = sample[np.isin(symbols, list(BEAT_SYMBOLS))]  # a file of rhythm changes alone may end early
+    if header.sig_len and beats.size and header.sig_len - beats[-1] > max(UNANNOTATED_END * header.sig_len,
+                                                                          10 * header.fs):
+        warnings.warn(f"record '{record_label(path)}': the beat annotations in {ann_file.name} stop at "
+                      f"{beats[-1] / header.fs:.1f} s of the record's {header.sig_len / header.fs:.1f} s "
                       "(a truncated file?)", stacklevel=2)
     return Annotations(sample, symbols, float(header.fs))
 

@@ -79,7 +79,8 @@ class BeatStream(Stream):
     Raises:
         ValueError: bad parameters; an RR model without ``fs`` or ``record_rr``; ``record_rr``,
             ``record_median_rr`` or ``rr_transform`` for a model without extra features; no
-            ``rr_transform`` for a model whose extra features are not the RR_DEFAULT columns; a
+            ``rr_transform`` for a model with another number of extra features than the 8
+            RR_DEFAULT columns; a
             ``template`` whose shape does not fit the window and the model's channels. Later,
             from ``feed``/``finish``: extra features that are not finite (a model reading the
             ``*_median`` columns without ``record_median_rr``).
@@ -358,12 +359,14 @@ def classify_beats(
     Raises:
         ValueError: ``signal`` with other channels than the model reads (C, or C = half of them
             with ``template``); ``beats`` not 1-D integers, not increasing or not in [0, L);
-            ``rr`` not (B, F) or given to a model without RR features; a model whose extra
-            features are not the RR_DEFAULT columns without ``rr_transform``; the errors of
-            :class:`BeatStream`.
+            ``rr`` not (B, F) or given to a model without RR features; no ``rr_transform`` for a
+            model with another number of extra features than the 8 RR_DEFAULT columns; the
+            errors of :class:`BeatStream`.
     """
     predictor = as_predictor(model)
     recording = as_signal(signal, None)
+    if not isinstance(template, np.ndarray):
+        template = bool(template)  # None and numpy's booleans too
     _check_channels(recording, predictor.in_channels, template is not False)
     _check_rr_transform(predictor.extra_features, rr_transform)
     beats = _check_beats(beats, recording.shape[1])

@@ -22,6 +22,7 @@ are; results agree to float32 rounding.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Optional
 
@@ -61,9 +62,9 @@ class ResidualNetwork(nn.Module):
         if not 0 <= feature_drop_rate < 1 or (feature_drop_rate and not extra_features):
             raise ValueError(f"feature_drop_rate={feature_drop_rate} must be in [0, 1), and 0 without extra features "
                              f"(extra_features={extra_features}): it drops the pooled features in favour of them")
-        split = [int(i) for i in split_by_extra]
-        if split and (not extra_features or len(split) < 2 or len(set(split)) != len(split)
-                      or not all(0 <= i < num_outputs for i in split)):
+        split = list(split_by_extra)
+        if split and (not extra_features or len(split) < 2 or len(set(split)) != len(split) or not all(
+                isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < num_outputs for i in split)):
             raise ValueError(f"split_by_extra={list(split_by_extra)} must be empty or at least 2 distinct class indices "
                              f"in [0, {num_outputs}), with extra features (extra_features={extra_features})")
         self.num_features = num_features
@@ -75,7 +76,7 @@ class ResidualNetwork(nn.Module):
         self.head_features = num_features + (extra_hidden or extra_features)
         self.dropout = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.head_features, num_outputs)
-        self._build_split(split)
+        self._build_split([int(i) for i in split])
 
     def _build_split(self, split: list[int]) -> None:
         self.split_by_extra = tuple(split)

@@ -10,8 +10,10 @@ has no branching.
 
 from __future__ import annotations
 
+import numbers
 from typing import Literal, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -111,18 +113,31 @@ class Bottleneck(ResidualBlock):
 BLOCKS: dict[str, type[ResidualBlock]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-def check_layout(layers: Sequence[int], widths: Sequence[int], block: str, **sizes: int | Sequence[int]) -> None:
-    """Validate a stage layout: one width per stage, a known block kind, and every size (layers,
-    widths and the named ``sizes``: channels, kernels, strides, dilations) an integer >= 1."""
+def whole_sizes(**sizes: object) -> dict[str, int | tuple[int, ...]]:
+    """``sizes`` (channels, kernels, strides, dilations, widths, blocks: an integer or a sequence
+    of them, numpy's included, as a parameter grid gives them) as Python ints >= 1, tuples for
+    sequences, so that the layers and attributes built from them are plain (TorchScript needs it).
+
+    Raises:
+        ValueError: naming the first size that is not a whole number >= 1 (or a sequence of them).
+    """
+    out: dict[str, int | tuple[int, ...]] = {}
+    for name, value in sizes.items():
+        several = np.ndim(value) > 0  # a sequence or an array; a string or a 0-d array is one value
+        values = value.ravel().tolist() if isinstance(value, np.ndarray) else list(value) if several else [value]
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values):
+            shown = tuple(values) if several else value
+            raise ValueError(f"{name} must be {'integers' if several else 'an integer'} >= 1, got {shown!r}")
+        out[name] = tuple(int(v) for v in values) if several else int(values[0])
+    return out
+
+
+def check_layout(layers: Sequence[int], widths: Sequence[int], block: str) -> None:
+    """Validate a stage layout: one width per stage and a known block kind."""
     if len(layers) != len(widths) or not layers:
         raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must be non-empty and of equal length")
     if block not in BLOCKS:
         raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
-    for name, value in {"layers": layers, "widths": widths, **sizes}.items():
-        values = list(value) if isinstance(value, Sequence) else [value]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-            raise ValueError(f"{name} must be {'integers' if isinstance(value, Sequence) else 'an integer'} >= 1, "
-                             f"got {tuple(value) if isinstance(value, Sequence) else value!r}")
 
 
 def make_stem(dims: int, in_channels: int, channels: int, kernel_size: int, stride: int, pool: bool,

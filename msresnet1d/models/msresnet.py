@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .base import ResidualNetwork
-from .blocks import BLOCKS, Shortcut, check_layout, init_weights, make_stage, make_stem
+from .blocks import BLOCKS, Shortcut, check_layout, init_weights, make_stage, make_stem, whole_sizes
 from .layers import batchnorm, conv, min_input_size
 from .registry import register_model
 
@@ -150,13 +150,15 @@ class MSResNet1d(ResidualNetwork):
         split_by_extra: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        dilations = tuple(dilations) if dilations is not None else (1,) * len(kernels)
+        size = whole_sizes(in_channels=in_channels, kernels=kernels, dilations=(1,) * len(kernels) if dilations is None
+                           else dilations, widths=widths, layers=layers, stem_channels=stem_channels,
+                           stem_kernel=stem_kernel, stem_stride=stem_stride)
+        in_channels, kernels, dilations, widths, layers, stem_channels, stem_kernel, stem_stride = size.values()
         if not kernels or len(dilations) != len(kernels):
-            raise ValueError(f"kernels {tuple(kernels)} and dilations {dilations} must be non-empty and of equal length")
+            raise ValueError(f"kernels {kernels} and dilations {dilations} must be non-empty and of equal length")
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-        check_layout(layers, widths, block, in_channels=in_channels, kernels=kernels, dilations=dilations,
-                     stem_channels=stem_channels, stem_kernel=stem_kernel, stem_stride=stem_stride)
+        check_layout(layers, widths, block)
         if out_features is not None and split_by_extra:
             raise ValueError(f"split_by_extra={list(split_by_extra)} divides class probabilities: not for a "
                              f"regression head (out_features={out_features})")

@@ -8,7 +8,7 @@ from typing import Sequence
 from torch import nn
 
 from .base import ResidualNetwork
-from .blocks import BLOCKS, Shortcut, check_layout, init_weights, make_stage, make_stem
+from .blocks import BLOCKS, Shortcut, check_layout, init_weights, make_stage, make_stem, whole_sizes
 from .layers import batchnorm, check_dims, min_input_size
 from .registry import register_model
 
@@ -61,8 +61,10 @@ class ResNet(ResidualNetwork):
         split_by_extra: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        check_layout(layers, widths, block, in_channels=in_channels, kernel_size=kernel_size,
-                     stem_channels=stem_channels, stem_kernel=stem_kernel, stem_stride=stem_stride)
+        size = whole_sizes(in_channels=in_channels, kernel_size=kernel_size, widths=widths, layers=layers,
+                           stem_channels=stem_channels, stem_kernel=stem_kernel, stem_stride=stem_stride)
+        in_channels, kernel_size, widths, layers, stem_channels, stem_kernel, stem_stride = size.values()
+        check_layout(layers, widths, block)
         self.dims = check_dims(dims)
         self.in_channels = in_channels
         # Pre-activation blocks normalise their own input, so the stem ends on the convolution.

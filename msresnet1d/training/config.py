@@ -95,8 +95,6 @@ class TrainConfig:
         for key in ("weight_decay", "warmup_epochs", "focal_gamma", "grad_clip", "early_stopping", "threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
-        if self.warmup_epochs > self.epochs:
-            raise ValueError(f"config: warmup_epochs={self.warmup_epochs} is longer than the run (epochs={self.epochs})")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"config: momentum must be in [0, 1), got {self.momentum}")
         if self.monitor == "cinc_score" and self.task != "rhythm":

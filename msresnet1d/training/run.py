@@ -19,7 +19,7 @@ from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import check_compatible, load_checkpoint, load_weights
 from .engine import RESUME_KEYS, Trainer
-from .tasks import Task, build_task, model_inputs, resolve_data, task_classes
+from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        # [model_kwargs] checked before the data load (RNG not yet seeded), on the inputs and classes the task will give
+        # [data], then [model_kwargs] on the inputs and classes the task will give, before the data load (RNG not
+        # yet seeded)
+        check_data(cfg)
         channels, extra = model_inputs(cfg)
         create_configured_model(cfg, channels, len(task_classes(cfg.task)), extra)
         seed_everything(cfg.seed)
