@@ -233,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="+", help="one checkpoint, or several of one task and data: their mean probabilities")
     p.add_argument("--split", default="test", choices=("test", "val"),
                    help="the checkpoint config's test split (default) or its validation split")
-    p.add_argument("--data-dir", help="database folder (default: the one in the checkpoint's config)")
+    p.add_argument("--data-dir", help="database folder, or a folder holding it (default: the checkpoint config's "
+                                      "data_dir if it names one, else found as train finds it, $MSRESNET1D_DATA "
+                                      "included)")
     p.add_argument("--tta", choices=TTA_MODES,
                    help="test-time augmentation: 'flip' averages the probabilities of x and -x "
                         "(default: the checkpoint's config)")

@@ -81,6 +81,15 @@ def test_predict_refuses_to_overwrite_the_annotations_it_reads(checkpoints, reco
     assert "would overwrite" in capsys.readouterr().err and (records / "100.atr").read_bytes() == before
 
 
+def test_a_record_without_its_annotation_file_says_how_to_find_the_beats(checkpoints, records, capsys):
+    (records / "100.atr").unlink()
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(records.parent / "o")]) == 1
+    assert "file 100.atr is missing: name the annotation file that holds its beats (--annotator) or find them with " \
+           "--detect" in capsys.readouterr().err
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(records.parent / "o"),
+                 "--detect"]) == 0
+
+
 def test_detect_and_annotator_are_refused_together(checkpoints, records, capsys):
     with pytest.raises(SystemExit):
         main(["predict", str(checkpoints["beats"]), str(records / "100"), "--detect", "--annotator", "atr"])

@@ -1009,7 +1009,7 @@ def test_per_record_batchnorm_adaptation_predicts_each_record_from_its_own_beats
         np.testing.assert_allclose(alone.predict(model, "test", device, adapt_bn=True)[1],
                                    adapted[task.groups["test"] == record], rtol=1e-5, atol=1e-6)
     assert np.array_equal(task.predict(model, "test", device)[1], plain)  # the model itself is left as it was
-    with pytest.raises(ValueError, match="needs several examples of each record .*'test' split has one a record or none"):
+    with pytest.raises(ValueError, match="needs several examples of each record .*'test' split has one example a record or none"):
         dataclasses.replace(task, groups={}).predict(model, "test", device, adapt_bn=True)
 
 

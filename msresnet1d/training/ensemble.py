@@ -103,7 +103,8 @@ def load_members(checkpoints: Sequence[str | Path],
         for key, value in task.state.items():
             if key not in ckpt["task_state"] or not torch.equal(ckpt["task_state"][key], value):
                 raise ValueError(f"checkpoint {path}: its {key} (fitted on the training split) differs from "
-                                 "this task's; it was trained on other data")
+                                 f"this task's, built from the database in {task.splits.get('database', '?')}: it "
+                                 "was trained on other data (give --data-dir the database it trained on)")
         model = build_model(cfg, task)
         load_weights(model, ckpt, f"checkpoint {path}")
         members.append((model.to(device).eval(), cfg))

@@ -112,7 +112,7 @@ class Task:
         if adapt_bn:
             if split not in self.groups:
                 raise ValueError(f"per-record BatchNorm adaptation needs several examples of each record (MIT-BIH "
-                                 f"beats); this task's {split!r} split has one a record or none (for one CinC "
+                                 f"beats); this task's {split!r} split has one example a record or none (for one CinC "
                                  "record, msresnet1d predict --adapt-bn adapts to its windows)")
             return self.predictors[split](model, device, adapt_bn=True)
         return self.predictors[split](model, device)
