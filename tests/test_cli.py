@@ -4,6 +4,7 @@ from its folder alone and what an interruption says. Runs are tiny, on the embed
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,19 @@ def test_an_interruption_before_the_first_epoch_says_nothing_was_saved(tmp_path,
     err = capsys.readouterr().err
     assert f"interrupted before the first epoch finished: no checkpoint was saved in {tmp_path / 'run'}" in err
     assert "last.pt" not in err
+
+
+def test_run_as_the_program_each_warning_is_one_line_once(monkeypatch, capsys):
+    import msresnet1d.cli as cli
+
+    def warns(args):
+        for _ in range(2):
+            warnings.warn("the embedded sample, not the database")  # e.g. from two places reading the data
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_info", warns)
+    monkeypatch.setattr(sys, "argv", ["msresnet1d", "info"])
+    assert cli.main() == 0
+    assert capsys.readouterr().err == "warning: the embedded sample, not the database\n"
+    with pytest.warns(UserWarning, match="embedded sample"):  # called with arguments, from Python: as Python warns
+        cli.main(["info"])
