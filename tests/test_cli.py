@@ -76,8 +76,13 @@ def test_resume_alone_continues_the_run_with_its_own_config(tmp_path, config, mo
             "--resume)") in capsys.readouterr().err
     assert load_checkpoint(last)["epoch"] == 0
     monkeypatch.setattr(engine, "atomic_save", save)
-    # a setting that differs from the run's is still refused, and leaves the run as it was
-    assert main(["train", "--out", str(run), "--resume", "--quiet", "--set", "lr=0.01"]) == 1
+    # a setting that differs from the run's is still refused, before any data is read, and leaves the run as it was
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data were read")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("msresnet1d.training.run.build_task", no_data)
+        assert main(["train", "--out", str(run), "--resume", "--quiet", "--set", "lr=0.01"]) == 1
     assert "another model or config (lr: checkpoint 0.003, now 0.01)" in capsys.readouterr().err
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
     a, b = (load_checkpoint(folder / "checkpoints" / "last.pt") for folder in (tmp_path / "straight", run))

@@ -101,6 +101,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         check_data(cfg)
         channels, extra = model_inputs(cfg)
         create_configured_model(cfg, channels, len(task_classes(cfg.task)), extra)
+        if resume:
+            check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
         seed_everything(cfg.seed)
         cfg = resolve_data(cfg)  # the run folder records every data option
         task = build_task(cfg, dist)
@@ -132,12 +134,19 @@ def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.json"
     if metrics.exists():
-        saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
-        check_compatible({"config": resolve_data(saved).to_dict()}, resolve_data(cfg).to_dict(),
-                         run_dir / "config.json", RESUME_KEYS)
+        check_same_run(cfg, run_dir)
     else:
         train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet)
     return json.loads(metrics.read_text())
+
+
+def check_same_run(cfg: TrainConfig, run_dir: str | Path) -> None:
+    """Raise ValueError if the run in ``run_dir`` (its ``config.json``, if it has one) was made with
+    another config than ``cfg``, on the keys a resume checks (:data:`~.engine.RESUME_KEYS`)."""
+    path = Path(run_dir) / "config.json"
+    if path.is_file():
+        saved = TrainConfig.from_dict(json.loads(path.read_text()), str(path))
+        check_compatible({"config": resolve_data(saved).to_dict()}, resolve_data(cfg).to_dict(), path, RESUME_KEYS)
 
 
 def epoch_train_seconds(run_dir: str | Path) -> list[float]:
