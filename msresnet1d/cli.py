@@ -153,7 +153,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = classification_report(y_true, probabilities, task.class_names, task.scored)
     what = args.checkpoint[0] if len(args.checkpoint) == 1 else (
         f"ensemble of {len(args.checkpoint)} checkpoints (mean probabilities)")
-    print(format_report(report, f"{what} on the {args.split} split:"))
+    how = [f"tta {args.tta}"] * bool(args.tta) + ["BatchNorm adapted to each record"] * args.adapt_bn
+    print(format_report(report, f"{what} on the {args.split} split ({len(y_true)} examples"
+                                + "".join(f", {h}" for h in how) + "):"))
     if args.per_record:
         report["per_record"] = per_group(y_true, probabilities.argmax(axis=1), task.groups[args.split],
                                          task.class_names)

@@ -519,10 +519,12 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     np.testing.assert_allclose(with_flip, ensemble_predict([best, tmp_path / "negated.pt"])[2], rtol=1e-5, atol=1e-6)
     flip_cli = _cli("evaluate", str(best), "--tta", "flip", "--json", str(tmp_path / "flip.json"))
     assert flip_cli.returncode == 0, flip_cli.stderr
+    assert f"on the test split ({len(y_true)} examples, tta flip):" in flip_cli.stdout  # says how it predicted
     assert json.loads((tmp_path / "flip.json").read_text())["confusion_matrix"] == \
         confusion_matrix(y_true, with_flip.argmax(axis=1), 5).tolist()
     adapted_cli = _cli("evaluate", str(best), "--adapt-bn", "--json", str(tmp_path / "adapted.json"))
     assert adapted_cli.returncode == 0, adapted_cli.stderr
+    assert "examples, BatchNorm adapted to each record):" in adapted_cli.stdout
     assert json.loads((tmp_path / "adapted.json").read_text())["confusion_matrix"] == \
         confusion_matrix(y_true, ensemble_predict([best], adapt_bn=True)[2].argmax(axis=1), 5).tolist()
     other = load_checkpoint(best)
