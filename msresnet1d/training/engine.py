@@ -163,7 +163,8 @@ class Trainer:
         self.start_epoch = ckpt["epoch"] + 1
         if self.history.best_epoch == ckpt["epoch"] and self._best_epoch_saved() != ckpt["epoch"]:
             self._save_best(ckpt["epoch"])  # killed between last.pt and best.pt: the weights just loaded are it
-        log.info("resumed %s at epoch %d", path, self.start_epoch + 1)
+        if not self.quiet:
+            tqdm.write(f"resumed {path}: {ckpt['epoch'] + 1} of {self.cfg.epochs} epochs done")
 
     def _best_epoch_saved(self) -> int | None:
         """The epoch (0-based) whose weights ``best.pt`` holds; None without one."""
