@@ -27,7 +27,7 @@ import wfdb
 from .data import DataError, LeadError, Record, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
 from .data.beats import beat_windows, record_template
-from .data.preprocess import Normalization, preprocess_signal
+from .data.preprocess import Normalization, preprocess_signal, shown_leads
 from .data.records import record_label
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays, RhythmConfig
@@ -78,11 +78,14 @@ def beat_positions(record_path: Path, signal: np.ndarray, fs: float,
     """Beat positions in samples and their annotation symbols: the annotated beats of
     ``annotator``, or XQRS detections on the first lead (symbols None) when ``annotator`` is None."""
     if annotator is not None:
-        if not (record_path.parent / f"{record_path.name}.{annotator}").is_file() and \
-                (record_path.parent / f"{record_path.name}.hea").is_file():
-            raise DataError(f"record '{record_label(record_path)}': file {record_path.name}.{annotator} is missing: "
-                            "name the annotation file that holds its beats (--annotator) or find them with --detect")
-        ann = read_annotations(record_path, annotator)
+        try:
+            ann = read_annotations(record_path, annotator)
+        except DataError as e:  # the annotation file missing (not the record): say how else to find the beats
+            if (record_path.parent / f"{record_path.name}.{annotator}").is_file() or \
+                    not (record_path.parent / f"{record_path.name}.hea").is_file():
+                raise
+            raise DataError(f"{e}: name the annotation file that holds its beats (--annotator) or find them with "
+                            "--detect") from None
         is_beat = np.isin(ann.symbol, list(BEAT_SYMBOLS))
         return ann.sample[is_beat], ann.symbol[is_beat]
     try:
@@ -244,8 +247,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     labels, counts = np.unique(probabilities.argmax(axis=1), return_counts=True)
     summary = ", ".join(f"{ckpt['class_names'][i]} {n}" for i, n in zip(labels, counts))
     kind = ("window" if task == "rhythm" else "beat") + ("" if len(positions) == 1 else "s")
-    read = ", ".join(lead or "(unnamed)" for lead in leads)
-    print(f"{record_path.name}: {len(positions)} {kind} labelled from {read} ({summary})")
+    print(f"{record_path.name}: {len(positions)} {kind} labelled from {shown_leads(leads)} ({summary})")
     if task == "rhythm":
         print(f"record label: {ckpt['class_names'][int(probabilities.mean(axis=0).argmax())]} "
               "(mean window probability)")

@@ -36,7 +36,6 @@ Conventions shared by every estimator here:
 from __future__ import annotations
 
 import contextlib
-import json
 import numbers
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -56,6 +55,7 @@ from torch import nn
 from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
 from msresnet1d.data.preprocess import Normalization, preprocess_signal
 from msresnet1d.models import create_model
+from msresnet1d.training.checkpoint import plain
 from msresnet1d.training.config import TrainConfig
 from msresnet1d.training.engine import TrainingError, train_one_epoch
 from msresnet1d.training.optim import balanced_sample_weights, build_loss, build_optimizer, build_scheduler
@@ -221,8 +221,7 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
     def _network_params(self) -> dict[str, Any]:
         """The parameters the network is built from, ``model`` and ``model_kwargs``, as plain values
         to compare (numpy arrays and integers, e.g. from a parameter grid, as lists and ints)."""
-        plain = json.loads(json.dumps(self.model_kwargs or {}, default=lambda v: np.asarray(v).tolist()))
-        return {"model": self.model, "model_kwargs": plain}
+        return {"model": self.model, "model_kwargs": plain(self.model_kwargs or {})}
 
     def _check_warm_start(self) -> None:
         """Refuse a warm start when ``model`` or ``model_kwargs`` changed since the network was built."""

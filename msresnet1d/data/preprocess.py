@@ -39,6 +39,11 @@ _IQR_OF_NORMAL = 1.3489795
 _NEGLIGIBLE_SPREAD = 1e-9
 
 
+def shown_leads(leads: Sequence[str]) -> str:
+    """Lead names for a message, comma-separated; WFDB allows an empty one, shown as ``(unnamed)``."""
+    return ", ".join(lead or "(unnamed)" for lead in leads)
+
+
 def lead_positions(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
     """Positions of the leads named ``wanted`` among the names ``available``, in ``wanted``'s
     order. An entry may give alternatives separated by ``|``: ``"V1|V2|V4|V5"`` takes the first
@@ -48,7 +53,6 @@ def lead_positions(available: Sequence[str], wanted: Sequence[str]) -> list[int]
         ValueError: an absent lead (naming it and the available ones, an unnamed one as
             ``(unnamed)``), or two entries that select the same lead.
     """
-    names = ", ".join(lead or "(unnamed)" for lead in available)  # WFDB allows an empty lead name
     positions, missing = [], []
     for entry in wanted:
         found = [lead for lead in entry.split("|") if lead in available]
@@ -57,10 +61,10 @@ def lead_positions(available: Sequence[str], wanted: Sequence[str]) -> list[int]
         else:
             missing.append(entry)
     if missing:
-        raise ValueError(f"no lead {', '.join(map(repr, missing))} (leads: {names})")
+        raise ValueError(f"no lead {', '.join(map(repr, missing))} (leads: {shown_leads(available)})")
     if len(set(positions)) != len(positions):
         chosen = [available[i] for i in positions]
-        raise ValueError(f"leads {list(wanted)} select {chosen}: one lead twice (leads: {names})")
+        raise ValueError(f"leads {list(wanted)} select {chosen}: one lead twice (leads: {shown_leads(available)})")
     return positions
 
 

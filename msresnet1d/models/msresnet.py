@@ -164,7 +164,7 @@ class MSResNet1d(ResidualNetwork):
                              f"regression head (out_features={out_features})")
         self.dims, self.in_channels = 1, in_channels
         self.task = "classification" if out_features is None else "regression"
-        self.kernels, self.dilations, self.fusion = tuple(kernels), dilations, fusion
+        self.kernels, self.dilations, self.fusion = kernels, dilations, fusion
         self.stem, stem_strides = make_stem(1, in_channels, stem_channels, stem_kernel, stem_stride, stem_pool)
 
         expansion = BLOCKS[block].expansion

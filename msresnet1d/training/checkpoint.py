@@ -85,12 +85,17 @@ def _differences(saved: Any, now: Any, name: str) -> list[str]:
     if isinstance(saved, dict) and isinstance(now, dict):
         keys = list(saved) + [k for k in now if k not in saved]
         return [d for k in keys for d in _differences(saved.get(k), now.get(k), f"{name}.{k}")]
-    return [] if _plain(saved) == _plain(now) else [f"{name}: checkpoint {saved!r}, now {now!r}"]
+    return [] if plain(saved) == plain(now) else [f"{name}: checkpoint {saved!r}, now {now!r}"]
 
 
-def _plain(value: Any) -> Any:
-    """Tuples as lists, as a config comes back from a run folder's config.json."""
-    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+def plain(value: Any) -> Any:
+    """A config value as it comes back from a run folder's config.json, to compare: tuples and
+    numpy arrays as lists, numpy scalars as Python numbers, tables entry by entry."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_compatible(ckpt: dict[str, Any], config: dict[str, Any], path: str | Path, keys: tuple[str, ...]) -> None:
