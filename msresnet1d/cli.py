@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from .models.tta import TTA_MODES
 from .training.config import load_config, parse_overrides
+from .training.distributed import launched_rank
 from .training.engine import TrainingError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
@@ -132,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"interrupted before the first epoch finished: no checkpoint was saved in {run_dir}",
                   file=sys.stderr)
         return 130
-    if not args.quiet:
+    if not args.quiet and launched_rank() == 0:
         print(f"wall time: {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -260,13 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``msresnet1d`` command on ``argv`` (default: the program's arguments); returns its exit
-    status. Run as the program (no ``argv``), it prints each warning once, as one line."""
+    status. Run as the program (no ``argv``), it prints each warning once, as one line (under
+    torchrun, rank 0 alone: every rank reads the same data)."""
     if argv is not None:
         return _run(argv)
     shown: set[str] = set()
+    main_rank = launched_rank() == 0
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # warnings.showwarning's signature
-        if str(message) not in shown:
+        if main_rank and str(message) not in shown:
             shown.add(str(message))
             print(f"warning: {message}", file=file or sys.stderr)
 

@@ -16,6 +16,7 @@ import csv
 import io
 import os
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -33,7 +34,7 @@ from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays, RhythmConfig
 from .data.rr import rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows
-from .atomic import write_text
+from .atomic import atomic_path, write_text
 from .cli import THREADS_HELP, thread_count
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
@@ -202,12 +203,12 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
     write_text(csv_path, buffer.getvalue())
     symbols = ["+"] * len(labels) if rhythm else labels
     aux = [f"({label}" for label in labels] if rhythm else None
-    # wrann writes into write_dir; write to a temporary name, then rename into place.
-    tmp_ext = f"{extension}tmp"
-    wfdb.wrann(record_name, tmp_ext, np.asarray(positions, dtype=np.int64), symbol=symbols, aux_note=aux,
-               fs=fs, write_dir=str(out_dir))
+    # wrann names its file itself: write it in a temporary folder beside, then move it into place
     ann_path = out_dir / f"{record_name}.{extension}"
-    (out_dir / f"{record_name}.{tmp_ext}").replace(ann_path)
+    with atomic_path(ann_path) as tmp, tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{ann_path.name}.") as folder:
+        wfdb.wrann(record_name, extension, np.asarray(positions, dtype=np.int64), symbol=symbols, aux_note=aux,
+                   fs=fs, write_dir=folder)
+        os.replace(Path(folder) / ann_path.name, tmp)
     return csv_path, ann_path
 
 

@@ -396,6 +396,21 @@ def test_classify_beats_names_a_signal_with_other_channels_than_the_model_reads(
         classify_beats(tiny_model(), signal, np.array([100, 3000]), BEAT_WINDOW, fs=FS, template=template)
 
 
+@pytest.mark.parametrize("chunk, template, message", [
+    (np.zeros((1, 4000)), None, r"chunk has 1 channel\(s\) \(shape \(C, L\) = \(1, 4000\)\), but the model expects "
+                                r"in_channels=2; twice the chunk's leads, .*: pass template=, the recording's "
+                                r"\(C, window samples\) median beat"),
+    (np.zeros((4000, 2)), None, r"chunk has 4000 channel\(s\).*: is it \(L, C\)\? pass chunk.T"),
+    (np.zeros((2, 4000)), np.zeros((1, 252)), r"chunk has 2 channel\(s\) \(shape \(C, L\) = \(2, 4000\)\) and a "
+                                              r"template, so the model would read 4, but the model expects in_channels=2$"),
+])  # fmt: skip
+def test_beat_stream_names_a_chunk_with_other_channels_than_the_model_reads(chunk, template, message):
+    stream = BeatStream(tiny_model(), BEAT_WINDOW, template=template)
+    with pytest.raises(ValueError, match=message):
+        stream.feed(chunk, np.array([100]))
+    assert stream.samples_fed == 0  # nothing was taken
+
+
 def test_no_template_may_be_said_with_none_or_a_numpy_boolean():
     model, signal, beats = tiny_model(), np.zeros((2, 4000), np.float32), np.array([100, 3000])
     expected = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS).logits

@@ -141,3 +141,20 @@ def test_a_write_error_that_names_no_file_names_the_destination(tmp_path):
     with pytest.raises(FileNotFoundError, match="elsewhere"):  # an error about another file is left as it is
         with atomic_path(tmp_path / "out.csv"):
             open(tmp_path / "elsewhere")
+
+
+def test_a_failing_annotation_write_leaves_the_old_labels_and_no_temporary_file(checkpoints, records, monkeypatch,
+                                                                                 capsys):
+    labels = records.parent / "labels"
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 0
+    before = (labels / "100.pred").read_bytes()
+
+    def fails(record_name, extension, sample, symbol=None, write_dir="", **kwargs):  # half a file, then an error
+        Path(write_dir, f"{record_name}.{extension}").write_bytes(b"\0")
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(wfdb, "wrann", fails)
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 1
+    assert "error: disk went away" in capsys.readouterr().err
+    assert (labels / "100.pred").read_bytes() == before
+    assert sorted(p.name for p in labels.iterdir()) == ["100.pred", "100.pred.csv"]

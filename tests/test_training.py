@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -783,14 +784,20 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 
 
 def test_torchrun_two_processes_save_once(tmp_path):
-    out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    out, empty = tmp_path / "ddp", tmp_path / "no-data"
+    empty.mkdir()
+    config = _config(tmp_path, 2)
+    config.write_text(re.sub(r"(?m)^data_dir = .*\n", "", config.read_text()))  # the embedded sample, with a warning
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "MSRESNET1D_DATA": str(empty),
+           "MSRESNET1D_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "msresnet1d.cli",
-         "train", "--config", str(_config(tmp_path, 2)), "--out", str(out)],
+         "train", "--config", str(config), "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("run folder:") == 1  # only rank 0 reports
+    # only rank 0 reports, and warns (both ranks read the same data)
+    assert result.stdout.count("run folder:") == 1 and result.stdout.count("wall time:") == 1
+    assert result.stderr.count("warning: database 'mitdb' not found") == 1, result.stderr
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     assert len((out / "log.csv").read_text().splitlines()) == 3
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")

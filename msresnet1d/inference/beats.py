@@ -146,6 +146,10 @@ class BeatStream(Stream):
         """
         self._check_open()
         earliest = self._earliest_new_beat
+        chunk = as_signal(chunk, None, "chunk", offset=self._buffer.end)
+        _check_channels(chunk, self.predictor.in_channels, self.template is not None, "chunk",
+                        "template=, the recording's (C, window samples) median beat (msresnet1d.data.beats.median_beat)",
+                        None)  # with a template, __init__ made sure the model reads twice its leads
         self._buffer.append(chunk)
         if beats is not None:
             self._add_beats(beats, earliest)
@@ -258,23 +262,27 @@ def _check_rr_transform(extra_features: int, rr_transform: RRTransform | None) -
         )
 
 
-def _check_channels(signal: np.ndarray, in_channels: int, template: bool) -> None:
+def _check_channels(signal: np.ndarray, in_channels: int, template: bool, name: str = "signal",
+                    pass_template: str = "template=True",
+                    pass_no_template: str | None = "template=False (the default)") -> None:
     """Check that the model reads the channels of the (C, L) ``signal``: C of them, or 2C with a
-    ``template`` (each lead, then it minus the template); the error hints at the likely mistake."""
+    ``template`` (each lead, then it minus the template); the error hints at the likely mistake,
+    ``pass_template`` / ``pass_no_template`` saying which argument the caller should change (``None``:
+    no such hint)."""
     channels, length = signal.shape
     if (2 * channels if template else channels) == in_channels:
         return
     if length < channels:
-        hint = "; signal must be (C, L) = (channels, samples): is it (L, C)? pass signal.T"
+        hint = f"; {name} must be (C, L) = (channels, samples): is it (L, C)? pass {name}.T"
     elif not template and 2 * channels == in_channels:
-        hint = ("; twice the signal's leads, as a model trained with BeatConfig(template=True) reads them (each "
-                "lead, then it minus the record's median beat): pass template=True")
-    elif template and channels == in_channels:
-        hint = "; the model reads the leads alone: pass template=False (the default)"
+        hint = (f"; twice the {name}'s leads, as a model trained with BeatConfig(template=True) reads them (each "
+                f"lead, then it minus the record's median beat): pass {pass_template}")
+    elif template and channels == in_channels and pass_no_template:
+        hint = f"; the model reads the leads alone: pass {pass_no_template}"
     else:
         hint = ""
     reads = f" and a template, so the model would read {2 * channels}" if template else ""
-    raise ValueError(f"signal has {channels} channel(s) (shape (C, L) = {signal.shape}){reads}, but the model "
+    raise ValueError(f"{name} has {channels} channel(s) (shape (C, L) = {signal.shape}){reads}, but the model "
                      f"expects in_channels={in_channels}{hint}")
 
 

@@ -58,10 +58,15 @@ class DistContext:
             torch_dist.barrier()
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (``RANK``); 0 when not launched by torchrun."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: str = "cpu") -> DistContext:
     """Join the process group when launched by torchrun, and pick this rank's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device, local_rank)
     if world_size > 1 and not torch_dist.is_initialized():
