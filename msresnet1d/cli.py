@@ -2,7 +2,8 @@
 
 ``msresnet1d train`` with no arguments is the main job: MIT-BIH inter-patient beat
 classification (DS1 -> DS2) with the multi-scale beat model, on the full database when it is
-found ($MSRESNET1D_DATA/mitdb or datasets/mitdb) and on the embedded sample otherwise.
+found ($MSRESNET1D_DATA/mitdb, datasets/mitdb or the download folder) and on the embedded sample
+otherwise.
 """
 
 from __future__ import annotations
@@ -184,8 +185,6 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{name:<18}{model.dims:>5}{count_parameters(model):>13,}{count_flops(model, shape) / 1e6:>10,.1f}"
               f"{model.min_input_size:>12}")
     print("\ndatasets:")
-    import warnings
-
     for name in ("mitdb", "cinc2017"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -195,10 +194,11 @@ def cmd_info(args: argparse.Namespace) -> int:
                 where = f"not found ({str(e).splitlines()[0]})"
         note = " (embedded sample)" if caught else ""
         print(f"  {name:<14}{where}{note}")
-    from .data.fashion_mnist import search_dirs
+    from .data.fashion_mnist import split_dir
 
-    names = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
-    found = next((str(d) for _, d in search_dirs() if all((d / n).is_file() for n in names)), "not found")
+    train, test = split_dir("train"), split_dir("test")
+    found = str(train) if train is not None and train == test else "not found" if train is None else \
+        f"train {train}, test {test or 'not found'}"
     print(f"  {'fashion-mnist':<14}{found}")
     return 0
 

@@ -4,7 +4,7 @@ Both keep the batch and length axes dynamic: one file takes any number N of wind
 of any length L >= the model's ``min_input_size`` samples, and returns logits (N, K). Models
 built with ``extra_features=E`` take a second input, extra per-window features (N, E). The
 model is exported in eval mode (BatchNorm running statistics, no dropout); its own mode is
-left as it was (:func:`evaluating`). Files are written atomically
+left as it was (:func:`~msresnet1d.models.modes.evaluating`). Files are written atomically
 (:func:`msresnet1d.atomic.atomic_path`: a temporary file in the target folder, then
 ``os.replace``), so a failed export leaves no partial file behind.
 
@@ -33,8 +33,6 @@ import io
 import logging
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
@@ -44,6 +42,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path
+from .models.modes import evaluating
 
 log = logging.getLogger(__name__)
 
@@ -222,18 +221,6 @@ class OnnxPredictor:
         if not len(x):  # onnxruntime cannot reshape an empty batch
             return np.empty((0, self.num_outputs), dtype=np.float32)
         return self.session.run(["logits"], feeds)[0]
-
-
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the block with ``model`` in eval mode (BatchNorm running statistics, no dropout),
-    then restore the mode it had."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def _check_model(model: nn.Module) -> None:

@@ -33,7 +33,7 @@ from .data.records import record_label
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays, RhythmConfig
 from .data.rr import rr_columns, rr_features
-from .inference import Predictions, TorchPredictor, classify_beats, classify_windows
+from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
 from .atomic import atomic_path, write_text
 from .cli import THREADS_HELP, thread_count
 from .models.adapt import adapt_batchnorm, shuffled_chunks
@@ -90,7 +90,7 @@ def beat_positions(record_path: Path, signal: np.ndarray, fs: float,
         is_beat = np.isin(ann.symbol, list(BEAT_SYMBOLS))
         return ann.sample[is_beat], ann.symbol[is_beat]
     try:
-        return np.asarray(wfdb.processing.xqrs_detect(sig=signal[0].astype(np.float64), fs=fs, verbose=False)), None
+        return detect_beats(signal, fs, method="xqrs", channel=0), None
     except ValueError as e:  # e.g. a rate too low for its 5-20 Hz filter
         raise ValueError(f"record '{record_label(record_path)}': wfdb's XQRS detector failed at {fs:g} Hz: "
                          f"{e}") from None

@@ -53,7 +53,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 from torch import nn
 
 from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
-from msresnet1d.data.preprocess import Normalization, preprocess_signal
+from msresnet1d.data.preprocess import Normalization, check_band, preprocess_signal
 from msresnet1d.models import create_model
 from msresnet1d.training.checkpoint import plain
 from msresnet1d.training.config import TrainConfig
@@ -632,16 +632,17 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
         self.normalization = normalization
 
     def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> SignalPreprocessor:
-        """Record the layout of X (n_samples, [n_channels,] n_timepoints); y is ignored."""
+        """Check the parameters and record the layout of X (n_samples, [n_channels,] n_timepoints);
+        y is ignored."""
+        self._check_params()
         _check_layout(self, self._validate(X), reset=True)
         return self
 
     def transform(self, X: ArrayLike) -> np.ndarray:
         """Preprocessed signals, float32 (n_samples, [n_channels,] n_timepoints')."""
+        self._check_params()
         X = self._validate(X)
         signals = _check_layout(self, X, reset=False)
-        if not self.fs > 0:
-            raise ValueError(f"{type(self).__name__}: fs must be a positive rate in Hz, got {self.fs!r}")
         out = preprocess_signal(signals, self.fs, target_fs=self.target_fs, band=self.band,
                                 normalization=self.normalization, name=type(self).__name__)
         return out[:, 0] if X.ndim == 2 else out
@@ -649,6 +650,26 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
     def _validate(self, X: ArrayLike) -> np.ndarray:
         return check_array(X, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite="allow-nan",
                            estimator=self, input_name="X")
+
+    def _check_params(self) -> None:
+        name = type(self).__name__
+        for key in ("fs", "target_fs"):
+            value = getattr(self, key)
+            if not (value is None and key == "target_fs") and not (
+                    isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < np.inf):
+                raise ValueError(f"{name}: {key} must be a positive rate in Hz{' or None' * (key == 'target_fs')}, "
+                                 f"got {value!r}")
+        if self.normalization not in ("zscore", "robust", None):
+            raise ValueError(f"{name}: normalization must be 'zscore', 'robust' or None, got {self.normalization!r}")
+        if self.band is not None:
+            if not (isinstance(self.band, (tuple, list)) and len(self.band) == 2 and all(
+                    f is None or (isinstance(f, numbers.Real) and not isinstance(f, bool)) for f in self.band)):
+                raise ValueError(f"{name}: band must be (low, high) in Hz (either may be None) or None, "
+                                 f"got {self.band!r}")
+            try:
+                check_band(self.fs, *self.band)
+            except ValueError as e:
+                raise ValueError(f"{name}: band={tuple(self.band)!r}: {e}") from None
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()

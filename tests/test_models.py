@@ -364,6 +364,16 @@ def test_1d_layers_compute_the_same_on_a_one_row_image():
         Conv1d(3, 4, 3, padding=1, padding_mode="reflect")
 
 
+@pytest.mark.parametrize("name", ["msresnet1d_beat", "resnet18"])
+def test_a_pre_activation_stem_ends_on_its_convolution_for_every_model(name):
+    # the first block normalises and activates its input itself: no second BatchNorm-ReLU in the stem
+    for preact in (False, True):
+        model = create_model(name, in_channels=1, dims=1, preact=preact) if name == "resnet18" else \
+            create_model(name, in_channels=1, preact=preact)
+        norms = [m for m in model.stem.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        assert len(norms) == (0 if preact else 1)
+
+
 CHANNELS_LAST_CASES = [
     ("msresnet1d_beat", dict(kernels=[3, 3, 3], dilations=[1, 3, 7], extra_hidden=8, extra_features=4)),
     ("msresnet1d_beat", dict(fusion="attention", kernels=[4, 9])),

@@ -401,3 +401,19 @@ def test_signal_preprocessor_filters_resamples_and_normalises_like_the_data_laye
         SignalPreprocessor(fs=50.0).fit_transform(X)
     with pytest.raises(ValueError, match="Input X contains infinity"):
         prep.transform(np.where(X > 1.4, np.inf, X))
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(fs=-1), "fs must be a positive rate in Hz, got -1"),
+    (dict(target_fs=0), "target_fs must be a positive rate in Hz or None, got 0"),
+    (dict(normalization="minmax"), "normalization must be 'zscore', 'robust' or None, got 'minmax'"),
+    (dict(band=(40.0, 0.5)), "band=(40.0, 0.5): bandpass: low=40.0 Hz must be below high=0.5 Hz"),
+    (dict(band=(0.5,)), "band must be (low, high) in Hz (either may be None) or None, got (0.5,)"),
+    (dict(band=("0.5", 40)), "band must be (low, high) in Hz"),
+])  # fmt: skip
+def test_signal_preprocessor_checks_its_parameters_in_fit(params, message):
+    # as scikit-learn estimators do: in fit, not first in transform; and transform without fit too
+    X = np.zeros((2, 720))
+    for call in (SignalPreprocessor(**params).fit, SignalPreprocessor(**params).transform):
+        with pytest.raises(ValueError, match=re.escape(f"SignalPreprocessor: {message}")):
+            call(X)

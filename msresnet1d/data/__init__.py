@@ -7,12 +7,15 @@ Modules:
     preprocess  band-pass, resampling, normalisation, NaN and flat-segment handling (numpy)
     aami        MIT-BIH symbols -> AAMI EC57 classes N, S, V, F, Q
     rr          RR-interval features
+    hrv         R peaks and the RR statistics of a window (rhythm models' extra inputs)
     beats       beat windows + RR features + labels (arrays and a torch Dataset)
+    augment     random amplitude, noise and shift of beat windows in training
     rhythm      variable-length records with one label (CinC 2017), crops, sliding windows
     splits      inter-patient DS1/DS2, by-record splits, stratified k-fold
     cache       on-disk cache of preprocessed arrays
     parallel    worker processes for reading many records
     loader      fast mini-batches from in-memory tensors
+    errors      DataError and LeadError
     fashion_mnist  the Fashion-MNIST IDX files, verified, and image batch transforms
     spectrogram time-frequency images of signal batches (the 2D baseline on ECG)
 

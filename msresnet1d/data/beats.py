@@ -188,11 +188,12 @@ def median_beat(windows: np.ndarray, rr_prev: np.ndarray | None = None) -> np.nd
     return np.median(windows, axis=0).astype(windows.dtype)
 
 
-def record_template(windows: np.ndarray, rr: np.ndarray, template_from: str) -> np.ndarray:
+def record_template(windows: np.ndarray, rr: np.ndarray | None, template_from: str) -> np.ndarray:
     """(C, L) median beat of one record from the (N, C, L) windows of its AAMI-classed beats and
-    their (N, F) RR features (:data:`~msresnet1d.data.rr.RR_FEATURES`): over all of them
-    (``template_from="all"``) or over the regular ones (``"regular"``, :func:`regular_beats`) -
-    as training builds it (:attr:`BeatConfig.template_from`) and ``msresnet1d predict`` too."""
+    their (N, F) RR features (:data:`~msresnet1d.data.rr.RR_FEATURES`; not read, may be None, for
+    ``"all"``): over all of them (``template_from="all"``) or over the regular ones
+    (``"regular"``, :func:`regular_beats`) - as training builds it (:attr:`BeatConfig.template_from`),
+    ``msresnet1d predict`` and ``classify_beats`` too."""
     rr_prev = rr[:, RR_FEATURES.index("rr_prev")] if template_from == "regular" else None
     return median_beat(windows, rr_prev)
 

@@ -52,6 +52,7 @@ from ..atomic import write_bytes
 
 from .errors import DataError
 from .loader import BatchTransform, TensorBatchLoader
+from .locate import DATA_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,8 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 """Class names, indexed by label."""
 
-ENV_VAR = "MSRESNET1D_DATA"
-"""Environment variable naming a folder that holds ``fashion-mnist/``."""
+ENV_VAR = DATA_ENV
+"""Environment variable naming a folder that holds ``fashion-mnist/`` (the databases' variable)."""
 
 REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "datasets" / "fashion-mnist"
 """The repository's data folder; also where downloads go when no ``root`` is given."""
@@ -238,6 +239,13 @@ def search_dirs(root: str | os.PathLike[str] | None = None) -> list[tuple[str, P
     return dirs
 
 
+def split_dir(split: str, root: str | os.PathLike[str] | None = None) -> Path | None:
+    """The first of :func:`search_dirs` holding both files of ``split`` (``"train"`` or
+    ``"test"``), or ``None``."""
+    names = [spec.filename for spec in _split_files(split)]
+    return next((d for _, d in search_dirs(root) if all((d / name).is_file() for name in names)), None)
+
+
 def _default_download_dir() -> Path:
     """:data:`REPO_DATA_DIR`, if the repository's ``datasets/`` exists (not in an installed
     package)."""
@@ -345,8 +353,7 @@ def load_fashion_mnist(
     """
     images_spec, labels_spec = _split_files(split)
     dirs = search_dirs(root)
-    names = (images_spec.filename, labels_spec.filename)
-    folder = next((d for _, d in dirs if all((d / name).is_file() for name in names)), None)
+    folder = split_dir(split, root)
     if folder is None:
         if not download:
             raise DataError(_not_found_message(split, dirs))

@@ -123,12 +123,12 @@ class TensorBatchLoader:
         n = self.x.shape[0] // self.world_size
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         generator = epoch_generator(self.seed, self.epoch)
         self.epoch += 1
         return self._batches(generator)
 
-    def _batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+    def _batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
         n = self.x.shape[0]
         if self.sample_weights is not None:
             order = torch.multinomial(self.sample_weights.double(), n, replacement=True, generator=generator)

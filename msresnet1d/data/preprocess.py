@@ -127,6 +127,20 @@ def bandpass(
     Returns:
         Filtered float64 (..., L), no phase shift (beat peaks stay where they are).
     """
+    check_band(fs, low, high)
+    sos = _butterworth(order, low, high, fs)
+    padlen = 3 * (2 * len(sos) + 1)
+    if x.shape[-1] <= padlen:
+        raise ValueError(
+            f"bandpass: signal of {x.shape[-1]} samples is too short for this zero-phase filter "
+            f"(needs more than {padlen} samples, {padlen / fs:.3f} s at {fs:g} Hz)"
+        )
+    return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
+
+
+def check_band(fs: float, low: float | None, high: float | None) -> None:
+    """Raise ValueError unless (``low``, ``high``) Hz are band-pass corners :func:`bandpass` can
+    design at ``fs`` Hz: at least one given, each strictly between 0 and fs/2, low below high."""
     nyquist = fs / 2
     if low is None and high is None:
         raise ValueError("bandpass: give at least one of low and high (Hz)")
@@ -136,14 +150,6 @@ def bandpass(
         raise ValueError(f"bandpass: high={high} Hz must be between 0 and fs/2={nyquist:g} Hz (fs={fs:g})")
     if low is not None and high is not None and low >= high:
         raise ValueError(f"bandpass: low={low} Hz must be below high={high} Hz")
-    sos = _butterworth(order, low, high, fs)
-    padlen = 3 * (2 * len(sos) + 1)
-    if x.shape[-1] <= padlen:
-        raise ValueError(
-            f"bandpass: signal of {x.shape[-1]} samples is too short for this zero-phase filter "
-            f"(needs more than {padlen} samples, {padlen / fs:.3f} s at {fs:g} Hz)"
-        )
-    return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
 
 
 @functools.lru_cache(maxsize=32)

@@ -26,6 +26,7 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
+from ..models.modes import evaluating
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cache_key, cached
 from .errors import DataError
@@ -313,17 +314,15 @@ def predict_records(
     fs = arrays.config.fs
     length, hop = round(window_seconds * fs), round(hop_seconds * fs)
     device = next(model.parameters(), torch.empty(0)).device
-    was_training = model.training
-    model.eval()
     results = []
-    for start in range(0, len(arrays), records_per_batch):
-        batch = range(start, min(start + records_per_batch, len(arrays)))
-        windows = [sliding_windows(arrays.signal(i), length, hop) for i in batch]
-        inputs = [torch.from_numpy(np.concatenate(windows))]
-        if extra is not None:
-            inputs.append(torch.from_numpy(np.concatenate(
-                [extra(i, window_starts(int(arrays.lengths[i]), length, hop), length) for i in batch])))
-        logits = model(*[t.to(device) for t in inputs]).float().cpu()
-        results += [aggregate_windows(part, method) for part in logits.split([len(w) for w in windows])]
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(arrays), records_per_batch):
+            batch = range(start, min(start + records_per_batch, len(arrays)))
+            windows = [sliding_windows(arrays.signal(i), length, hop) for i in batch]
+            inputs = [torch.from_numpy(np.concatenate(windows))]
+            if extra is not None:
+                inputs.append(torch.from_numpy(np.concatenate(
+                    [extra(i, window_starts(int(arrays.lengths[i]), length, hop), length) for i in batch])))
+            logits = model(*[t.to(device) for t in inputs]).float().cpu()
+            results += [aggregate_windows(part, method) for part in logits.split([len(w) for w in windows])]
     return torch.stack(results)

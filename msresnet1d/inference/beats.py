@@ -6,8 +6,8 @@ it runs off the recording (as :func:`msresnet1d.data.beats.beat_windows` cuts tr
 a :class:`~msresnet1d.data.beats.BeatConfig` gives ``window=config.offsets`` at ``config.fs``).
 
 A model built with ``extra_features`` also gets the RR features of each beat
-(:func:`msresnet1d.data.rr.rr_features`: previous, next, local-mean and record-mean RR interval
-in seconds, and their ratios), passed through ``rr_transform`` (e.g. the standardisation used
+(:func:`msresnet1d.data.rr.rr_features`: previous, next, local-mean, record-mean and
+record-median RR interval in seconds, their ratios, and the local irregularity), passed through ``rr_transform`` (e.g. the standardisation used
 in training). The record's mean and median RR intervals are only known once the recording has
 ended, so streams take them as ``record_rr`` and ``record_median_rr``; :func:`classify_beats`
 computes them from all the beats, which gives the features of
@@ -29,7 +29,7 @@ import torch
 import wfdb.processing
 from torch import nn
 
-from ..data.beats import beat_windows, median_beat, with_template
+from ..data.beats import beat_windows, record_template, with_template
 from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_columns, rr_features
 from .predictor import Predictor, as_predictor
 from .stream import Predictions, SampleBuffer, Stream, as_signal
@@ -392,16 +392,13 @@ def classify_beats(
         record_rr = mean_rr(beats, fs) if record_rr is None else record_rr
         record_median_rr = median_rr(beats, fs) if record_median_rr is None else record_median_rr
     if template is True:
-        rr_prev = None
-        if template_from == "regular" and rr is not None:
-            rr_prev = rr[:, _PREV]  # the given intervals, as the beats' features are
-        elif template_from == "regular":
-            if fs is None:
-                raise ValueError("template_from='regular' needs fs (Hz) for the beats' RR intervals")
-            rr_prev = rr_features(beats, fs)[:, _PREV]
-        elif template_from != "all":
+        if template_from not in ("all", "regular"):
             raise ValueError(f"template_from must be 'all' or 'regular', got {template_from!r}")
-        template = median_beat(beat_windows(recording, beats, *window), rr_prev)
+        if template_from == "regular" and rr is None and fs is None:
+            raise ValueError("template_from='regular' needs fs (Hz) for the beats' RR intervals")
+        # the regular beats by the given intervals, as the beats' features are
+        features = rr if rr is not None or template_from == "all" else rr_features(beats, fs)
+        template = record_template(beat_windows(recording, beats, *window), features, template_from)
     stream = BeatStream(predictor, window, fs=fs, record_rr=record_rr, record_median_rr=record_median_rr,
                         rr_transform=rr_transform, batch_size=batch_size,
                         template=None if template is False else template)

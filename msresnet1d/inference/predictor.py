@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..export import evaluating
+from ..models.modes import evaluating
 
 #: Attributes a model needs to be run by :class:`TorchPredictor`.
 _MODEL_ATTRIBUTES = ("in_channels", "min_input_size", "extra_features")

@@ -102,7 +102,9 @@ class ResidualNetwork(nn.Module):
     def forward_head(
         self, features: torch.Tensor, extra: Optional[torch.Tensor] = None, pre_logits: bool = False
     ) -> torch.Tensor:
-        """Feature map -> logits (N, num_outputs), or the pooled embedding when ``pre_logits``."""
+        """Feature map -> logits (N, num_outputs); with ``pre_logits``, what the linear layer reads:
+        the pooled features and, with ``extra``, the extra features after the MLP,
+        (N, num_features + (extra_hidden or extra_features))."""
         x = features.flatten(2).mean(dim=-1)  # global average pool over L (or H, W)
         if self.training and self.feature_drop_rate > 0:
             keep = torch.rand(x.shape[0], 1, device=x.device) >= self.feature_drop_rate

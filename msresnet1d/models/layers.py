@@ -101,8 +101,9 @@ def conv(
 ) -> nn.Module:
     """Convolution with 'same'-style padding: output length is ceil(L / stride) for odd and even kernels.
 
-    Odd kernels use symmetric padding inside the convolution; even kernels need one more zero on
-    the right, so they get an explicit pad layer in front.
+    The ``dilation * (kernel_size - 1)`` zeros are split evenly inside the convolution when their
+    number is even (odd kernels); when odd (even kernels, dilation odd), the extra zero goes on
+    the right, in an explicit pad layer in front.
     """
     check_dims(dims)
     total = dilation * (kernel_size - 1)

@@ -165,7 +165,9 @@ class MSResNet1d(ResidualNetwork):
         self.dims, self.in_channels = 1, in_channels
         self.task = "classification" if out_features is None else "regression"
         self.kernels, self.dilations, self.fusion = kernels, dilations, fusion
-        self.stem, stem_strides = make_stem(1, in_channels, stem_channels, stem_kernel, stem_stride, stem_pool)
+        # Pre-activation blocks normalise their own input, so the stem ends on the convolution (as in ResNet).
+        self.stem, stem_strides = make_stem(1, in_channels, stem_channels, stem_kernel, stem_stride, stem_pool,
+                                            norm=not preact)
 
         expansion = BLOCKS[block].expansion
         block_kwargs = dict(preact=preact, separable=separable, shortcut=shortcut)

@@ -7,21 +7,20 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .modes import evaluating
+
 
 def _run_with_hooks(model: nn.Module, input_shape: Sequence[int], modules: dict[str, nn.Module], hook) -> None:
     handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
-    was_training = model.training
     try:
-        model.eval()
         param = next(model.parameters(), None)
         like = {"dtype": param.dtype, "device": param.device} if param is not None else {}
         x = torch.zeros(*input_shape, **like)
         extra = getattr(model, "extra_features", 0)
         inputs = (x, torch.zeros(input_shape[0], extra, **like)) if extra else (x,)
-        with torch.no_grad():
+        with torch.no_grad(), evaluating(model):
             model(*inputs)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
 

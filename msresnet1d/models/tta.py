@@ -30,7 +30,7 @@ class SignFlipAverage(nn.Module):
     ``extra_features``, ``dims``) are copied onto it, so that ``torch.jit.script`` keeps them and
     whole-record inference (``msresnet1d.inference``) and export run it, scripted or not, like the
     model. It starts in the model's mode (train or eval), so restoring its mode (e.g.
-    :func:`msresnet1d.export.evaluating`) restores the model's.
+    :func:`msresnet1d.models.modes.evaluating`) restores the model's.
     """
 
     def __init__(self, model: nn.Module) -> None:

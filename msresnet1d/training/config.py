@@ -47,7 +47,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD only; 0 = plain SGD
     weight_decay: float = 1e-2
     schedule: str = "onecycle"  # onecycle | cosine | constant
-    warmup_epochs: float = 1.0  # linear warm-up (cosine, and one-cycle's rising phase)
+    warmup_epochs: float = 1.0  # warm-up: linear before cosine, one-cycle's (cosine-shaped) rising phase
     loss: str = "cross_entropy"  # cross_entropy | focal
     focal_gamma: float = 2.0
     class_weights: str = "inverse_sqrt"  # none | inverse | inverse_sqrt (of the training class frequency)
@@ -62,7 +62,7 @@ class TrainConfig:
     monitor: str = "macro_f1"  # validation metric that selects the best epoch (higher is better)
     select_epoch: str = "best"  # the epoch best.pt keeps and the test runs: best (by monitor) | last (no selection)
     init: str = "kaiming"  # kaiming | xavier (the d2l recipe)
-    bf16: bool = False  # bfloat16 autocast on CPU
+    bf16: bool = False  # bfloat16 autocast (on the training device)
     channels_last: bool = False  # channels-last convolutions (1D models as (1, k) 2D ones): faster on CPU
     seed: int = 0
     threads: int = 0  # torch threads; 0 = leave PyTorch's default

@@ -6,13 +6,14 @@ training side (held-out records or images), never from the test split.
 
 ``beats`` (MIT-BIH, AAMI classes, inter-patient) data keys, with defaults:
     data_dir (the database folder, or a folder holding mitdb/; None: $MSRESNET1D_DATA/mitdb,
-    else datasets/, else the embedded sample),
+    else datasets/mitdb, else the download folder ``data_home()``, else the embedded sample),
     leads ["MLII"], fs 180 (Hz), window [-0.25, 0.45] (s around the R peak), band [0.5, 40] (Hz),
     rr true (RR features as extra inputs: true for ``RR_DEFAULT``, false, or a list of names from
     ``RR_FEATURES``), train_records (DS1), test_records (DS2),
     val_records 4 (a count of DS1 records held out with ``balanced_holdout`` and val_seed, so that
     training keeps >= 75% of every class; or a list of records),
-    val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images), template true
+    val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images; options in a
+    ``[data.spectrogram]`` table: window_s 0.125, overlap 0.75, max_freq_hz 50, size 32), template true
     (add each lead minus the record's median beat as channels: ``BeatConfig.template``),
     template_from "all" | "regular" (the beats that median is taken over), cache true,
     record_balanced false (draw training beats so that every training record is drawn equally
@@ -34,7 +35,8 @@ training side (held-out records or images), never from the test split.
     ``HRV_FEATURES``, false, or a list of their names; R peaks from ``detect_r_peaks``).
 ``fashion_mnist`` data keys:
     data_dir, resize null (pixels), val_size 5000 (training images held out), normalize "unit" |
-    "standardize", crop_padding 0, hflip false, erase_prob 0.
+    "standardize", crop_padding 0, hflip false, erase_prob 0, download false (fetch the files from
+    the mirrors, checksum-verified, when they are not found).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from torch import nn
 from ..data.loader import TensorBatchLoader
 from .config import TrainConfig
 from .distributed import DistContext
+from .metrics import AAMI_SCORED, CINC_SCORED
 from .optim import balanced_sample_weights, record_sample_weights
 
 if TYPE_CHECKING:
@@ -240,7 +243,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         train_transform = augment if transform is None else (
             lambda x, generator: transform(augment(x, generator)))  # a BatchTransform: augment, then the spectrogram
 
-    scored = ["N", "S", "V", "F"]  # Q (8 DS1 beats) is not scored, and not balanced by the sampler
+    scored = list(AAMI_SCORED)  # Q (8 DS1 beats) is not scored, and not balanced by the sampler
     weights = (balanced_sample_weights(fit.y, [AAMI_CLASSES.index(c) for c in scored]) if cfg.balanced_sampler
                else record_sample_weights(fit.record) if opts["record_balanced"] else None)
     fit_inputs, test_inputs = inputs(fit), inputs(test)
@@ -368,7 +371,7 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
         mean, std = hrv["fit"].fit(length, hop)
         hrv |= {"val": WindowHRV(held, columns, mean, std), "test": WindowHRV(test, columns, mean, std)}
         state = {"rr_mean": torch.from_numpy(mean), "rr_std": torch.from_numpy(std)}
-    scored = ["N", "A", "O"]  # the CinC score's classes; noisy records keep their natural share
+    scored = list(CINC_SCORED)  # the CinC score's classes; noisy records keep their natural share
     weights = balanced_sample_weights(fit.y, [CINC_CLASSES.index(c) for c in scored]) if cfg.balanced_sampler else None
     crops = RandomCrops(fit, length, flip_prob, noise_std, hrv.get("fit"))
     loader = TensorBatchLoader(torch.arange(len(fit)), torch.from_numpy(fit.y), cfg.batch_size, shuffle=True,
