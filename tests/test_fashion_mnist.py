@@ -147,33 +147,38 @@ def test_standardized_loaders(fashion_mnist_dir):
 
 def test_search_order(monkeypatch, tmp_path):
     monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "env"))
-    assert [folder for _, folder in search_dirs(tmp_path / "mine")] == [
-        tmp_path / "mine",
-        tmp_path / "mine" / "fashion-mnist",  # a root holding it, as $MSRESNET1D_DATA
+    assert [folder for _, folder in search_dirs()] == [
         tmp_path / "env" / "fashion-mnist",
         fm.REPO_DATA_DIR,
         fm.DEBIAN_DATA_DIR,
     ]
+    # a folder named explicitly is the only place: the folder, or one holding fashion-mnist/ as $MSRESNET1D_DATA
+    assert [folder for _, folder in search_dirs(tmp_path / "mine")] == [
+        tmp_path / "mine",
+        tmp_path / "mine" / "fashion-mnist",
+    ]
     assert fm.REPO_DATA_DIR == Path(fm.__file__).resolve().parents[2] / "datasets" / "fashion-mnist"
 
 
-def test_falls_through_to_env_var_folder(isolated, fashion_mnist_dir, test_split, monkeypatch):
+def test_an_explicit_root_is_not_replaced_by_another_copy(isolated, fashion_mnist_dir, test_split, monkeypatch):
     _copy_test_split(fashion_mnist_dir, isolated / "env" / "fashion-mnist")
     monkeypatch.setenv("MSRESNET1D_DATA", str(isolated / "env"))
     (isolated / "empty").mkdir()
-    images, labels = load_fashion_mnist(isolated / "empty", "test")
+    with pytest.raises(DataError, match=r"(?s)empty \(root argument\).*Put the files in that folder"):
+        load_fashion_mnist(isolated / "empty", "test")  # a typo in --data-dir is not hidden by $MSRESNET1D_DATA
+    images, labels = load_fashion_mnist(None, "test")
     assert torch.equal(images, test_split[0]) and torch.equal(labels, test_split[1])
 
 
 def test_not_found_lists_every_place_and_how_to_supply(isolated):
     with pytest.raises(DataError) as info:
-        load_fashion_mnist(isolated / "mine", "test")
+        load_fashion_mnist(None, "test")
     message = str(info.value)
-    for folder in (isolated / "mine", fm.REPO_DATA_DIR, fm.DEBIAN_DATA_DIR):
+    for folder in (fm.REPO_DATA_DIR, fm.DEBIAN_DATA_DIR):
         assert f"{folder} " in message
     assert f"missing {TEST_IMAGES}, {TEST_LABELS}" in message
-    assert "MSRESNET1D_DATA" in message and "download=True" in message
-    assert "dataset-fashion-mnist" in message
+    assert "MSRESNET1D_DATA" in message and "download=True (--set data.download=true)" in message
+    assert "dataset-fashion-mnist" in message and "--data-dir" in message
     (isolated / "mine").mkdir()
     (isolated / "mine" / TEST_IMAGES.removesuffix(".gz")).write_bytes(b"")  # unpacked by the user
     with pytest.raises(DataError, match=rf"missing {TEST_IMAGES}, {TEST_LABELS} \(found "
@@ -473,6 +478,11 @@ def test_transform_rejects_bad_options(kwargs, message):
 def test_transform_rejects_colour_images():
     with pytest.raises(ValueError, match=r"got shape \(2, 3, 28, 28\)"):
         ImageBatchTransform()(torch.zeros(2, 3, 28, 28, dtype=torch.uint8), _gen())
+
+
+def test_transform_rejects_images_already_scaled():
+    with pytest.raises(ValueError, match=r"expected uint8 images \(pixel values 0..255.*got torch.float32"):
+        ImageBatchTransform()(torch.zeros(2, 28, 28), _gen())
 
 
 def test_uint8_required_for_mean_std():

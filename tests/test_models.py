@@ -60,10 +60,15 @@ def test_2d_models_forward_backward(name):
 def test_bad_input_names_expected_and_actual(name):
     model = create_model(name, in_channels=2).eval()
     spatial = (model.min_input_size + 40,) * model.dims
-    with pytest.raises(ValueError, match=r"expected 2 input channel\(s\), got 3"):
+    with pytest.raises(ValueError, match=r"expected 2 input channel\(s\), got 3 .*; build the model with "
+                                         r"in_channels=3 or select 2 channel\(s\)"):
         model(torch.randn(1, 3, *spatial))
+    with pytest.raises(ValueError, match=r"channels come second: is it channels-last\? pass x.permute" +
+                       (r"\(0, 2, 1\)" if model.dims == 1 else r"\(0, 3, 1, 2\)")):
+        model(torch.randn(1, *spatial, 2))
     short = (model.min_input_size - 1,) * model.dims
-    with pytest.raises(ValueError, match=rf"too short.*at least {model.min_input_size}"):
+    unit = "samples" if model.dims == 1 else "pixels"
+    with pytest.raises(ValueError, match=rf"too short.*at least {model.min_input_size} {unit} per axis"):
         model(torch.randn(1, 2, *short))
     with pytest.raises(ValueError, match=r"expected a \d-D input"):
         model(torch.randn(2, *spatial))
@@ -308,7 +313,15 @@ def test_summary_prints_shapes_and_parameters():
     model = create_model("resnet18_d2l")
     rows = summary(model, (1, 1, 96, 96), depth=1, print_fn=lines.append)
     assert [r[1] for r in rows if r[0] == "stages"] == [(1, 512, 3, 3)]
-    assert lines[-1].split()[-1] == "11,178,378"
+    assert [r[:2] for r in rows[1:4]] == [("stages", (1, 512, 3, 3)), ("(global average pool)", (1, 512)),
+                                          ("dropout", (1, 512))]  # the pooling inside forward_head, as d2l's AdaptiveAvgPool2d
+    assert lines[2].split()[:2] == ["stages", "Sequential"] and lines[-1].split()[-1] == "11,178,378"
+    assert len({len(line) for line in lines}) == 1  # the columns line up, the total too
+    # a 1D model in channels-last mode shows (N, C, L), as it takes and gives
+    beat = create_model("msresnet1d_beat", in_channels=2)
+    plain = summary(beat, (1, 2, 126), print_fn=lambda line: None)
+    assert summary(beat.set_channels_last(), (1, 2, 126), print_fn=lambda line: None) == plain
+    assert ("stages", (1, 64, 8), sum(p.numel() for p in beat.stages.parameters())) in plain
 
 
 @pytest.mark.parametrize("fusion", ["concat", "attention", "late"])

@@ -309,6 +309,7 @@ def test_unknown_config_keys_are_errors(tmp_path):
     ("beats", "band", [None, None], "either corner null"), ("beats", "record_balanced", 1, "true or false"),
     ("beats", "leads", ["MLII", "V1 | V5"], "no spaces or empty names around"), ("beats", "leads", ["V1|"], "lead names"),
     ("beats", "leads", [], "a non-empty list of lead names"),
+    ("fashion_mnist", "val_size", 60_000, r"in \[0, 59998\]: training keeps at least 2"),
 ])
 def test_data_options_are_checked_before_any_data_is_read(task, key, value, expected, tmp_path):
     from msresnet1d.training.tasks import build_task
@@ -1055,3 +1056,34 @@ def test_a_config_compares_equal_to_itself_read_back_from_json():
                      ("model_kwargs", "epochs"))
     with pytest.raises(ValueError, match=r"model_kwargs.widths: checkpoint \(8, 16\), now \[8, 32\]"):
         check_compatible(made, {"model_kwargs": {"widths": [8, 32], "kernels": [[3, 5]]}}, "x.pt", ("model_kwargs",))
+
+
+def test_fashion_mnist_run_saves_the_pixel_statistics_a_loaded_model_needs(fashion_mnist_dir, tmp_path, capsys):
+    """257 training images in batches of 256: a last batch of one image, which BatchNorm cannot train on at
+    ResNet-18's 1x1 last stage, is left out; the checkpoint's pixel statistics reproduce the run's test figures."""
+    from msresnet1d.data.fashion_mnist import load_fashion_mnist, pixel_mean_std
+    from msresnet1d.training.run import load_trained_model
+
+    out = tmp_path / "fashion"
+    args = ["train", "--config", "fashion_mnist_28", "--out", str(out), "--quiet", "--epochs", "1",
+            "--data-dir", str(fashion_mnist_dir), "--set", "data.val_size=59743", "--set", "model_kwargs.widths=[4, 4, 4, 4]",
+            "--set", "model_kwargs.stem_channels=4", "--set", "channels_last=false"]
+    assert main(args) == 0
+    ckpt = load_checkpoint(out / "checkpoints" / "best.pt")
+    images, _ = load_fashion_mnist(fashion_mnist_dir, "train")
+    order = torch.randperm(60_000, generator=torch.Generator().manual_seed(0))
+    mean, std = pixel_mean_std(images[order[59_743:]])
+    assert ckpt["task_state"]["pixel_mean"].item() == mean and ckpt["task_state"]["pixel_std"].item() == std
+    test_images, test_labels = load_fashion_mnist(fashion_mnist_dir, "test")
+    x = ((test_images.float() / 255 - ckpt["task_state"]["pixel_mean"]) / ckpt["task_state"]["pixel_std"]).float()
+    with torch.no_grad():
+        predicted = load_trained_model(out / "checkpoints" / "best.pt")(x[:, None]).argmax(dim=1)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["splits"]["train_images"] == 257
+    assert (predicted == test_labels).float().mean().item() == pytest.approx(metrics["test"]["accuracy"], abs=1e-4)
+    # evaluate without the images: the hint is about images (predict labels ECG records only)
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "checkpoints" / "best.pt"), "--data-dir", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert "Fashion-MNIST train split not found" in err and "training images too" in err and "predict" not in err

@@ -13,12 +13,14 @@ against the official MD5s, and served as in-memory tensors:
 
 Where the files are looked for, in order (a folder is used when it holds both files of the split):
 
-1. ``root``, if given (the folder holding the .gz files themselves);
-2. ``$MSRESNET1D_DATA/fashion-mnist``;
+1. ``root``, if given: the folder holding the .gz files, or its ``fashion-mnist/``, and nowhere
+   else (``msresnet1d train --data-dir``; a folder named explicitly is never replaced by another copy);
+2. otherwise ``$MSRESNET1D_DATA/fashion-mnist``;
 3. the repository's ``datasets/fashion-mnist`` (:data:`REPO_DATA_DIR`);
 4. Debian's ``dataset-fashion-mnist`` package, :data:`DEBIAN_DATA_DIR`;
-5. only with ``download=True``: the official mirrors (:data:`MIRRORS`), into ``root`` if given,
-   else into :data:`REPO_DATA_DIR` (which needs a source checkout: its ``datasets/`` folder).
+5. only with ``download=True`` (``--set data.download=true``): the official mirrors
+   (:data:`MIRRORS`), into ``root`` if given, else into :data:`REPO_DATA_DIR` (which needs a
+   source checkout: its ``datasets/`` folder).
 
 A file is accepted if its MD5 is the official one, or if its decompressed content has the official
 uncompressed MD5 (Debian's package rewrites the gzip headers, which changes the file MD5 only).
@@ -228,9 +230,12 @@ def _read(path: Path, spec: _IdxFile) -> np.ndarray:
 
 
 def search_dirs(root: str | os.PathLike[str] | None = None) -> list[tuple[str, Path]]:
-    """The folders searched for the files, in order, each with a description."""
-    dirs = [] if root is None else [("root argument", Path(root)), ("root argument's fashion-mnist/",
-                                                                   Path(root) / "fashion-mnist")]
+    """The folders searched for the files, in order, each with a description: ``root`` and its
+    ``fashion-mnist/`` alone when ``root`` is given (a folder named explicitly is never replaced
+    by another copy), else the default places."""
+    if root is not None:
+        return [("root argument", Path(root)), ("root argument's fashion-mnist/", Path(root) / "fashion-mnist")]
+    dirs = []
     env = os.environ.get(ENV_VAR)
     if env:
         dirs.append((f"${ENV_VAR}/fashion-mnist", Path(env) / "fashion-mnist"))
@@ -266,11 +271,13 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
         note = f" (found {', '.join(n.removesuffix('.gz') for n in unpacked)} unpacked: the .gz files are read, " \
                "as their MD5s are checked)" if unpacked else ""
         lines.append(f"  - {folder} ({label}): missing {', '.join(missing)}{note}")
-    lines.append(
-        "Supply the files by passing root=<folder holding them>, setting "
-        f"{ENV_VAR}=<folder holding fashion-mnist/>, copying them to {REPO_DATA_DIR}, "
-        "installing Debian's dataset-fashion-mnist package" + ("." if downloaded else ", or passing download=True.")
-    )
+    if any(label.startswith("root") for label, _ in dirs):
+        supply = "Put the files in that folder (or its fashion-mnist/)"
+    else:
+        supply = (f"Supply the files by passing root=<folder holding them> (--data-dir on the command line), setting "
+                  f"{ENV_VAR}=<folder holding fashion-mnist/>, copying them to {REPO_DATA_DIR}, installing Debian's "
+                  "dataset-fashion-mnist package")
+    lines.append(supply + ("." if downloaded else ", or download them: download=True (--set data.download=true)."))
     return "\n".join(lines)
 
 
@@ -470,6 +477,8 @@ class ImageBatchTransform:
             x = x.unsqueeze(1)
         if x.dim() != 4 or x.shape[1] != 1:
             raise ValueError(f"expected images (B, H, W) or (B, 1, H, W), got shape {tuple(x.shape)}")
+        if x.dtype != torch.uint8:  # float images are already scaled, and would be divided by 255 again
+            raise ValueError(f"expected uint8 images (pixel values 0..255, as load_fashion_mnist gives), got {x.dtype}")
         x = x.float() / 255.0
         if self.crop_padding:
             x = _random_crop(x, self.crop_padding, generator)

@@ -183,7 +183,8 @@ def init_weights(model: nn.Module, zero_init_residual: bool | None = None, schem
     zero_init_residual: that zero last norm; ``None``: the model's own ``zero_init_residual``
         (what it was built with; ``False`` if it has none), so re-initialising keeps it.
     scheme: ``"kaiming"`` (normal, fan_out, ReLU; linear layers keep PyTorch's default) or
-    ``"xavier"`` (uniform on convolutions and linear layers, as the d2l training recipe does).
+    ``"xavier"`` (uniform on convolutions and linear layers, as the d2l training recipe does; their
+    biases are zeroed too, where d2l keeps PyTorch's default bias initialisation).
     """
     if scheme not in ("kaiming", "xavier"):
         raise ValueError(f"init must be 'kaiming' or 'xavier', got {scheme!r}")

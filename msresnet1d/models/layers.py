@@ -153,12 +153,15 @@ def check_input(x: torch.Tensor, dims: int, in_channels: int, min_size: int) -> 
         layout = "(N, C, L)" if dims == 1 else "(N, C, H, W)"
         raise ValueError(f"expected a {dims + 2}-D input {layout}, got shape {list(x.shape)}")
     if x.shape[1] != in_channels:
-        raise ValueError(
-            f"expected {in_channels} input channel(s), got {x.shape[1]} (input shape {list(x.shape)}); "
-            f"build the model with in_channels={x.shape[1]} or select {in_channels} channel(s)"
-        )
+        if x.shape[-1] == in_channels:  # channels last: (N, L, C) or (N, H, W, C)
+            order = "(0, 2, 1)" if dims == 1 else "(0, 3, 1, 2)"
+            hint = f"; channels come second: is it channels-last? pass x.permute{order}"
+        else:
+            hint = f"; build the model with in_channels={x.shape[1]} or select {in_channels} channel(s)"
+        raise ValueError(f"expected {in_channels} input channel(s), got {x.shape[1]} (input shape {list(x.shape)}){hint}")
     if min(x.shape[2:]) < min_size:
+        unit = "samples" if dims == 1 else "pixels"
         raise ValueError(
             f"input too short: spatial size {list(x.shape[2:])}, this model needs at least {min_size} "
-            "samples per axis"
+            f"{unit} per axis"
         )

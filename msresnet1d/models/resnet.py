@@ -21,13 +21,15 @@ class ResNet(ResidualNetwork):
         block: ``"basic"`` or ``"bottleneck"``.
         widths: channels per stage (before the bottleneck expansion).
         dims: 1 for signals (N, C, L), 2 for images (N, C, H, W).
-        stem_kernel / stem_stride / stem_pool: the first convolution (samples) and the max-pool.
-        kernel_size: kernel of the k-convolutions in the blocks (samples).
+        stem_kernel / stem_stride / stem_pool: the first convolution (samples, or pixels per
+            axis for images) and the max-pool.
+        kernel_size: kernel of the k-convolutions in the blocks (samples, or pixels per axis).
         preact: pre-activation blocks (ResNet v2) with a final BN-ReLU.
         bias: biases on every convolution (the d2l network has them).
         shortcut: projection kind where the shape changes (see ``make_shortcut``).
         zero_init_residual: zero-init the last norm of each residual branch (stored: a later
             ``init_weights(model)`` keeps it).
+        drop_rate: dropout probability before the linear layer (0 = none, as in d2l).
         extra_features: per-example features appended after pooling (0 = none).
         extra_hidden: width of a two-layer MLP the extra features go through first (0 = none).
         feature_drop_rate: modality dropout, the training-time probability of zeroing an

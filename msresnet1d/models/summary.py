@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from .base import ResidualNetwork
 from .modes import evaluating
+
+#: The name of the row :func:`summary` adds for the global pooling inside ``forward_head``.
+POOL_ROW = "(global average pool)"
 
 
 def _run_with_hooks(model: nn.Module, input_shape: Sequence[int], modules: dict[str, nn.Module], hook) -> None:
@@ -25,36 +29,51 @@ def _run_with_hooks(model: nn.Module, input_shape: Sequence[int], modules: dict[
             h.remove()
 
 
-def summary(model: nn.Module, input_shape: Sequence[int], depth: int = 2, print_fn=print) -> list[tuple[str, tuple, int]]:
-    """Print, for each layer down to ``depth`` levels, its output shape and parameter count.
+def summary(model: nn.Module, input_shape: Sequence[int], depth: int = 2,
+            print_fn: Callable[[str], object] = print) -> list[tuple[str, tuple, int]]:
+    """Print, for each layer down to ``depth`` levels, its type, output shape and parameter count.
 
     ``input_shape`` includes the batch, e.g. (1, 1, 360) or (1, 1, 224, 224); a model with extra
-    per-example features gets zeros for them. Returns the rows
-    as (name, output shape, parameters).
+    per-example features gets zeros for them. The networks here pool globally inside
+    ``forward_head``: a ``(global average pool)`` row shows its (N, F) output. A 1D model in
+    channels-last mode runs its layers on (N, C, 1, L); its shapes are shown as (N, C, L).
+    Returns the rows as (name, output shape, parameters).
     """
     modules = {name: m for name, m in model.named_modules() if name and name.count(".") < depth}
     rows: list[tuple[str, tuple, int]] = []
+    squeeze = getattr(model, "dims", 0) == 1 and getattr(model, "channels_last", False)
 
     def hook(name: str):
         def record(module: nn.Module, inputs, output) -> None:
             if isinstance(output, torch.Tensor):
-                rows.append((name, tuple(output.shape), sum(p.numel() for p in module.parameters())))
+                shape = tuple(output.shape)
+                if squeeze and len(shape) == 4 and shape[2] == 1:
+                    shape = shape[:2] + shape[3:]
+                rows.append((name, shape, sum(p.numel() for p in module.parameters())))
         return record
 
     _run_with_hooks(model, input_shape, modules, hook)
     order = {name: i for i, name in enumerate(modules)}
     rows.sort(key=lambda row: order[row[0]])  # hooks fire children first; print parents first
+    types = {name: type(m).__name__ for name, m in modules.items()}
+    stages = [i for i, (name, _, _) in enumerate(rows) if name.split(".")[0] == "stages"]
+    if isinstance(model, ResidualNetwork) and stages:
+        pooled = (rows[stages[-1]][1][0], model.num_features)
+        rows.insert(stages[-1] + 1, (POOL_ROW, pooled, 0))
+        types[POOL_ROW] = "mean over " + ("L" if model.dims == 1 else "H, W")
     width = max([len("layer")] + [len(n) + 2 * n.count(".") for n, _, _ in rows])
-    print_fn(f"{'layer':<{width}}  {'output shape':<24}{'params':>12}")
+    kind = max([len("type")] + [len(types[n]) for n, _, _ in rows])
+    print_fn(f"{'layer':<{width}}  {'type':<{kind}}  {'output shape':<24}{'params':>12}")
     for name, shape, params in rows:
         label = "  " * name.count(".") + name
-        print_fn(f"{label:<{width}}  {str(shape):<24}{params:>12,}")
+        print_fn(f"{label:<{width}}  {types[name]:<{kind}}  {str(shape):<24}{params:>12,}")
     total = sum(p.numel() for p in model.parameters())
-    print_fn(f"{'total':<{width}}  {'':<24}{total:>12,}")
+    print_fn(f"{'total':<{width}}  {'':<{kind}}  {'':<24}{total:>12,}")
     return rows
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (trainable or not) of ``model``."""
     return sum(p.numel() for p in model.parameters())
 
 

@@ -94,13 +94,16 @@ def load_members(checkpoints: Sequence[str | Path],
     try:
         task = build_task(first, DistContext())
     except DataError as e:
-        raise DataError(f"{e} (evaluate rebuilds the run's splits from its config, training records too: the "
-                        "statistics fitted on them must match the checkpoint's; to label records alone, use "
-                        "msresnet1d predict)") from None
+        what = "training images" if first.task == "fashion_mnist" else "training records"
+        alone = "" if first.task == "fashion_mnist" else "; to label records alone, use msresnet1d predict"
+        raise DataError(f"{e} (evaluate rebuilds the run's splits from its config, {what} too: the statistics "
+                        f"fitted on them must match the checkpoint's{alone})") from None
     device = DistContext().device
     members = []
     for path, ckpt, cfg in zip(paths, ckpts, cfgs):
         for key, value in task.state.items():
+            if key.startswith("pixel_") and key not in ckpt["task_state"]:
+                continue  # Fashion-MNIST checkpoints saved before the pixel statistics were (they are recomputed)
             if key not in ckpt["task_state"] or not torch.equal(ckpt["task_state"][key], value):
                 raise ValueError(f"checkpoint {path}: its {key} (fitted on the training split) differs from "
                                  f"this task's, built from the database in {task.splits.get('database', '?')}: it "

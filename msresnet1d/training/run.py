@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int
     if taken:
         raise ValueError(f"config: [model_kwargs] {', '.join(taken)}: set by the task (here in_channels={in_channels}, "
                          f"num_classes={num_classes}, extra_features={extra_features}, a classification head): "
-                         "remove the key (the leads, classes and [data] rr choose them)")
+                         "remove the key (the data choose them: for ECG, the leads, classes and [data] rr)")
     try:
         model = create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
     except TypeError as e:  # an unknown option, or a value of the wrong kind
@@ -58,7 +59,10 @@ def load_trained_model(checkpoint: str | Path) -> nn.Module:
     average when the run kept one), in eval mode: a plain ``nn.Module`` to run or export
     (:mod:`msresnet1d.export`). Its inputs must be prepared as in training: for beat models,
     (N, C, L) windows (C = 2 x leads with the template channel) and the (N, E) RR features
-    standardised with the checkpoint's ``task_state`` ``rr_mean`` and ``rr_std``.
+    standardised with the checkpoint's ``task_state`` ``rr_mean`` and ``rr_std``; for rhythm models
+    with RR statistics, those of each window likewise; for Fashion-MNIST models, (N, 1, S, S)
+    float32 images ``(uint8 / 255 - pixel_mean) / pixel_std`` with ``task_state`` ``pixel_mean``
+    and ``pixel_std`` (0 and 1 for ``normalize = "unit"``), resized as ``data.resize`` says.
 
     Raises:
         FileNotFoundError, ValueError: no checkpoint, one that is not this package's, or
@@ -83,11 +87,23 @@ def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
         raise ValueError(f"model {cfg.model!r} is {model.dims}-D but task {cfg.task!r} gives {layout}; "
                          f"pick a {task.dims}-D model (msresnet1d info lists them)")
     if model.min_input_size > task.input_size:
-        raise ValueError(f"model {cfg.model!r} needs inputs of at least {model.min_input_size} samples, "
+        unit = "samples" if task.dims == 1 else "pixels per axis"
+        raise ValueError(f"model {cfg.model!r} needs inputs of at least {model.min_input_size} {unit}, "
                          f"the task gives {task.input_size}")
     if cfg.init == "xavier":
         init_weights(model, scheme="xavier")
     return model
+
+
+def drop_a_last_batch_of_one(model: nn.Module, task: Task) -> None:
+    """BatchNorm cannot train on a single value per channel: when the model's last stage sees one
+    position of each input (28x28 images in ResNet-18) and the last training batch of an epoch
+    would hold one example, that batch is left out (one example an epoch, a different one each
+    epoch). Other models, beat windows among them, keep every batch."""
+    positions = math.ceil(task.input_size / model.total_stride) ** task.dims
+    loader = task.train
+    if positions == 1 and loader.x.shape[0] // loader.world_size % loader.batch_size == 1:
+        loader.drop_last = True
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict:
@@ -107,6 +123,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         cfg = resolve_data(cfg)  # the run folder records every data option
         task = build_task(cfg, dist)
         model = build_model(cfg, task)
+        drop_a_last_batch_of_one(model, task)
         trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
         trainer.prepare_run_dir(resume)
         if resume:

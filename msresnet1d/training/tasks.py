@@ -429,6 +429,8 @@ def fashion_task(cfg: TrainConfig, dist: DistContext) -> Task:
         scored=list(CLASS_NAMES), in_channels=1, input_size=size, extra_features=0, predictors=predictors,
         dims=2, splits={"train_images": len(fit_idx), "val_images": len(val_idx), "test_images": len(test_labels)},
         test_title=f"Fashion-MNIST test ({len(test_labels)} images, {size}x{size})",
+        # what a loaded model's inputs need: (uint8 / 255 - pixel_mean) / pixel_std ((0, 1) with normalize "unit")
+        state={"pixel_mean": torch.tensor(mean, dtype=torch.float64), "pixel_std": torch.tensor(std, dtype=torch.float64)},
     )
 
 
@@ -546,7 +548,8 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
         },
         "fashion_mnist": {
             "data_dir": path, "resize": (lambda v: v is None or (_whole(v) and v > 0), "a whole number > 0 (or unset)"),
-            "val_size": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+            "val_size": (lambda v: _whole(v) and 0 <= v <= 59_998,
+                         "a whole number in [0, 59998]: training keeps at least 2 of the 60,000 training images"),
             "normalize": (lambda v: v in ("unit", "standardize"), "'unit' or 'standardize'"),
             "crop_padding": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"), "hflip": flag,
             "erase_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"), "download": flag,
