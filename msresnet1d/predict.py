@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import wfdb
 
-from .data import DataError, LeadError, Record, read_annotations, read_record
+from .data import DataError, LeadError, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
-from .data.beats import beat_windows, record_template
-from .data.preprocess import Normalization, preprocess_signal, shown_leads
-from .data.records import record_label
+from .data.beats import beat_windows, positions_at, record_template
+from .data.preprocess import shown_leads
+from .data.records import preprocess_record, record_label
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays, RhythmConfig
 from .data.rr import rr_columns, rr_features
@@ -105,16 +105,6 @@ class Labelled(NamedTuple):
     leads: tuple[str, ...]  # the record's leads the model read, in the model's order
 
 
-def _preprocess(record: Record, fs: float, band: tuple[float | None, float | None] | None,
-                normalization: Normalization | None) -> np.ndarray:
-    """:func:`preprocess_signal` of ``record``, its errors (a rate too low for the band, say) naming it."""
-    try:
-        return preprocess_signal(record.signal, record.fs, target_fs=fs, band=band, normalization=normalization,
-                                 name=record.name)
-    except ValueError as e:
-        raise ValueError(f"record '{record.name}': cannot preprocess: {e}") from None
-
-
 def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn: bool = False,
                   leads: Sequence[str] | None = None) -> Labelled:
     """Class probabilities of every beat of a record. The RR
@@ -137,11 +127,11 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn
         if leads is None:
             raise LeadError(f"{e}; name the record's leads that stand for {', '.join(beat_cfg.leads)} with --leads") from None
         raise
-    signal = _preprocess(record, beat_cfg.fs, beat_cfg.band, beat_cfg.normalization)
+    signal = preprocess_record(record, beat_cfg.fs, beat_cfg.band, beat_cfg.normalization)
     positions, symbols = beat_positions(record_path, record.signal, record.fs, annotator)
     if len(positions) < 2:
         raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2")
-    centres = np.minimum(np.round(positions * beat_cfg.fs / record.fs).astype(np.int64), signal.shape[1] - 1)
+    centres = positions_at(positions, record.fs, beat_cfg.fs, signal.shape[1])
     state = ckpt.get("task_state") or {}
     rr_transform = None
     columns = rr_columns(data["rr"])
@@ -174,7 +164,7 @@ def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
     if record.signal.shape[0] != 1:
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, the record has "
                          f"{record.signal.shape[0]} ({', '.join(record.leads)}): choose one with --leads")
-    signal = _preprocess(record, rhythm_cfg.fs, rhythm_cfg.band, rhythm_cfg.normalization)
+    signal = preprocess_record(record, rhythm_cfg.fs, rhythm_cfg.band, rhythm_cfg.normalization)
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
     columns = rr_columns(data["rr"], HRV_FEATURES, HRV_FEATURES)
     extra = None

@@ -30,7 +30,8 @@ import importlib
 _EXPORTS = {
     "errors": ["DataError", "LeadError"],
     "locate": ["data_home", "download_database", "find_database", "list_records"],
-    "records": ["Annotations", "Record", "read_annotations", "read_header", "read_record", "resolve_leads"],
+    "records": ["Annotations", "Record", "preprocess_record", "read_annotations", "read_header", "read_record",
+                "resolve_leads"],
     "preprocess": [
         "bandpass",
         "fill_nan",
@@ -50,6 +51,7 @@ _EXPORTS = {
         "beat_windows",
         "load_beats",
         "load_inter_patient",
+        "positions_at",
         "record_beats",
     ],
     "rhythm": [

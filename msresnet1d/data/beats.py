@@ -33,8 +33,8 @@ from .cache import cache_key, cached
 from .errors import DataError
 from .locate import find_database, list_records
 from .parallel import process_map
-from .preprocess import Normalization, preprocess_signal
-from .records import read_annotations, read_record, record_files, record_label
+from .preprocess import Normalization
+from .records import preprocess_record, read_annotations, read_record, record_files, record_label
 from .rr import RR_FEATURES, rr_features
 from .splits import DS1, DS2, PACED_RECORDS
 
@@ -188,6 +188,12 @@ def median_beat(windows: np.ndarray, rr_prev: np.ndarray | None = None) -> np.nd
     return np.median(windows, axis=0).astype(windows.dtype)
 
 
+def positions_at(samples: np.ndarray, fs: float, target_fs: float, length: int) -> np.ndarray:
+    """(B,) int64 sample positions at ``fs`` Hz moved to ``target_fs`` Hz (rounded), clipped to a
+    signal of ``length`` samples: beat centres in a resampled recording."""
+    return np.minimum(np.round(np.asarray(samples) * (target_fs / fs)).astype(np.int64), length - 1)
+
+
 def record_template(windows: np.ndarray, rr: np.ndarray | None, template_from: str) -> np.ndarray:
     """(C, L) median beat of one record from the (N, C, L) windows of its AAMI-classed beats and
     their (N, F) RR features (:data:`~msresnet1d.data.rr.RR_FEATURES`; not read, may be None, for
@@ -226,19 +232,9 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
             f"({record.signal.shape[1] / record.fs:.3f} s at {record.fs:g} Hz) < window "
             f"{config.window[1] - config.window[0]:.3f} s"
         )
-    try:
-        signal = preprocess_signal(
-            record.signal,
-            record.fs,
-            target_fs=config.fs,
-            band=config.band,
-            normalization=config.normalization,
-            name=name,
-        )
-    except ValueError as exc:
-        raise DataError(f"record '{name}': cannot preprocess: {exc}") from exc
+    signal = preprocess_record(record, config.fs, config.band, config.normalization, name)
     keep = np.isin(symbols, list(MITBIH_TO_AAMI))
-    centres = np.minimum(np.round(samples[keep] * (config.fs / record.fs)).astype(np.int64), signal.shape[1] - 1)
+    centres = positions_at(samples[keep], record.fs, config.fs, signal.shape[1])
     windows = beat_windows(signal, centres, *config.offsets)
     if config.template:
         if len(windows) == 0:

@@ -21,7 +21,7 @@ from wfdb.io.annotation import ann_label_table
 
 from .aami import BEAT_SYMBOLS
 from .errors import DataError, LeadError
-from .preprocess import lead_positions
+from .preprocess import Normalization, lead_positions, preprocess_signal
 
 #: Bits per sample of the WFDB storage formats whose file size is predictable.
 FORMAT_BITS: dict[str, float] = {
@@ -226,6 +226,20 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
 
 #: Fraction of a record after its last annotation above which :func:`read_annotations` warns.
 UNANNOTATED_END = 0.1
+
+
+def preprocess_record(record: Record, fs: float | None, band: tuple[float | None, float | None] | None,
+                      normalization: Normalization | None, name: str | None = None) -> np.ndarray:
+    """The record's (C, L) signal through :func:`~msresnet1d.data.preprocess.preprocess_signal`
+    (band-pass ``band`` Hz, resampled to ``fs`` Hz, normalised): float32 (C, L'). A failure (a
+    rate too low for the band, say) raises :class:`DataError` naming the record (``name``,
+    default ``record.name``)."""
+    name = record.name if name is None else name
+    try:
+        return preprocess_signal(record.signal, record.fs, target_fs=fs, band=band, normalization=normalization,
+                                 name=name)
+    except ValueError as exc:
+        raise DataError(f"record '{name}': cannot preprocess: {exc}") from None
 
 
 def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> Annotations:

@@ -32,8 +32,8 @@ from .cache import cache_key, cached
 from .errors import DataError
 from .locate import find_database, list_records
 from .parallel import process_map
-from .preprocess import Normalization, preprocess_signal
-from .records import read_record, record_files
+from .preprocess import Normalization
+from .records import preprocess_record, read_record, record_files
 
 log = logging.getLogger(__name__)
 
@@ -149,17 +149,7 @@ def record_signal(path: str | os.PathLike[str], config: RhythmConfig = RhythmCon
             f"record '{record.name}' has {len(record.leads)} leads ({', '.join(record.leads)}); "
             "name one in RhythmConfig.lead"
         )
-    try:
-        return preprocess_signal(
-            record.signal,
-            record.fs,
-            target_fs=config.fs,
-            band=config.band,
-            normalization=config.normalization,
-            name=record.name,
-        )
-    except ValueError as exc:
-        raise DataError(f"record '{record.name}': cannot preprocess: {exc}") from exc
+    return preprocess_record(record, config.fs, config.band, config.normalization)
 
 
 def _build(db_dir: Path, labels: dict[str, str], config: RhythmConfig, workers: int | None) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ one lead has ``in_channels=2``) and the RR features its config names, standardis
 training statistics. Class names are ``ckpt["class_names"]``::
 
     import numpy as np
-    from msresnet1d.data import preprocess_signal, read_annotations, read_record, rr_columns, rr_features
+    from msresnet1d.data import positions_at, preprocess_record, read_annotations, read_record, rr_columns, rr_features
     from msresnet1d.data.aami import BEAT_SYMBOLS
     from msresnet1d.inference import classify_beats
     from msresnet1d.training.checkpoint import load_checkpoint
@@ -34,10 +34,10 @@ training statistics. Class names are ``ckpt["class_names"]``::
     model, data = checkpoint_model(ckpt), ckpt["config"]["data"]
     beat_cfg = beat_config(data)
     record = read_record("data/mitdb/208", leads=beat_cfg.leads)
-    signal = preprocess_signal(record.signal, record.fs, target_fs=beat_cfg.fs, band=beat_cfg.band)
+    signal = preprocess_record(record, beat_cfg.fs, beat_cfg.band, beat_cfg.normalization)  # (C, L') at beat_cfg.fs
     ann = read_annotations("data/mitdb/208", "atr")
     beats = ann.sample[np.isin(ann.symbol, list(BEAT_SYMBOLS))]  # or detect_beats(record.signal, record.fs)
-    centres = np.minimum(np.round(beats * beat_cfg.fs / record.fs).astype(np.int64), signal.shape[1] - 1)
+    centres = positions_at(beats, record.fs, beat_cfg.fs, signal.shape[1])  # the beats at beat_cfg.fs
     columns = rr_columns(data["rr"])  # the RR features the model reads
     mean, std = ckpt["task_state"]["rr_mean"].numpy(), ckpt["task_state"]["rr_std"].numpy()
     out = classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs,
