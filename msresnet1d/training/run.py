@@ -17,8 +17,8 @@ from ..models import create_model
 from ..models.blocks import init_weights
 from . import distributed, plots
 from .config import TrainConfig
-from .checkpoint import check_compatible, load_checkpoint, load_weights
-from .engine import RESUME_KEYS, Trainer
+from .checkpoint import load_checkpoint, load_weights
+from .engine import Trainer, check_same_config
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
 log = logging.getLogger(__name__)
@@ -142,11 +142,11 @@ def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -
 
 def check_same_run(cfg: TrainConfig, run_dir: str | Path) -> None:
     """Raise ValueError if the run in ``run_dir`` (its ``config.json``, if it has one) was made with
-    another config than ``cfg``, on the keys a resume checks (:data:`~.engine.RESUME_KEYS`)."""
+    another config than ``cfg``, on the keys a resume checks (:func:`~.engine.check_same_config`:
+    the database folder resolved, not its spelling)."""
     path = Path(run_dir) / "config.json"
     if path.is_file():
-        saved = TrainConfig.from_dict(json.loads(path.read_text()), str(path))
-        check_compatible({"config": resolve_data(saved).to_dict()}, resolve_data(cfg).to_dict(), path, RESUME_KEYS)
+        check_same_config(TrainConfig.from_dict(json.loads(path.read_text()), str(path)), cfg, path)
 
 
 def epoch_train_seconds(run_dir: str | Path) -> list[float]:
