@@ -350,6 +350,18 @@ def test_data_dir_is_the_database_or_a_folder_holding_it(tmp_path, capsys):
         with pytest.raises(SystemExit):
             database_or_exit(parser, "mitdb", folder)
         assert message in capsys.readouterr().err
+    # records of another database: refused by the database's marker file, before any work
+    cinc = tmp_path / "cinc2017"
+    cinc.mkdir()
+    (cinc / "A00001.hea").write_text("A00001 1 300 9000\n")
+    for name, folder, message in (("mitdb", cinc, f"{cinc} holds WFDB records but no 100.hea (the header of MIT-BIH "
+                                                  "record 100): not the mitdb database"),
+                                  ("cinc2017", root / "mitdb", f"{root / 'mitdb'} holds WFDB records but no REFERENCE.csv")):
+        with pytest.raises(SystemExit):
+            database_or_exit(parser, name, folder)
+        assert message in capsys.readouterr().err
+    (cinc / "REFERENCE.csv").write_text("A00001,N\n")
+    assert database_or_exit(parser, "cinc2017", tmp_path) == cinc
 
 
 def test_sign_flip_averaging_is_refused_for_images():

@@ -90,17 +90,27 @@ def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
     return model
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Check what can be checked of ``cfg`` without its data, as :func:`train` does first: the
+    ``[data]`` options (``check_data``), then ``[model_kwargs]`` by building the model on the inputs
+    and classes the task will give. For scripts that build many configs: every one is checked
+    before the first run trains.
+
+    Raises:
+        ValueError: naming the bad key, its value and what it must be.
+    """
+    check_data(cfg)
+    channels, extra = model_inputs(cfg)
+    create_configured_model(cfg, channels, len(task_classes(cfg.task)), extra)
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict:
     """Train, select on validation, test once; returns the metrics dict (also in metrics.json)."""
     dist = distributed.setup(cfg.device)
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        # [data], then [model_kwargs] on the inputs and classes the task will give, before the data load (RNG not
-        # yet seeded)
-        check_data(cfg)
-        channels, extra = model_inputs(cfg)
-        create_configured_model(cfg, channels, len(task_classes(cfg.task)), extra)
+        check_config(cfg)  # before the data load (RNG not yet seeded)
         if resume:
             check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
         seed_everything(cfg.seed)
