@@ -98,19 +98,36 @@ def database_or_exit(parser: argparse.ArgumentParser, name: str, folder: str | P
     return found
 
 
+def overrides_or_exit(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as config overrides (:func:`parse_overrides`), or ``parser.error``."""
+    try:
+        return parse_overrides(items)
+    except ValueError as e:
+        parser.error(str(e))
+
+
 def config_or_exit(parser: argparse.ArgumentParser, config: str | Path | None, overrides: dict[str, Any],
-                   load: Callable[[Path | None, dict[str, Any]], TrainConfig] = load_config) -> TrainConfig:
+                   load: Callable[[Path | None, dict[str, Any]], TrainConfig] = load_config,
+                   run_dir: str | Path | None = None) -> TrainConfig:
     """``load(config, overrides)`` (default :func:`load_config`; ``config`` a path or a name in
     experiments/configs), checked as ``train`` checks it before reading any data
-    (:func:`~msresnet1d.training.run.check_config`), or ``parser.error`` naming the bad key. An
-    experiment script builds every run's config with it before the first run trains."""
-    from .training.run import check_config
+    (:func:`~msresnet1d.training.run.check_config`) and, given ``run_dir``, against the run
+    already there (:func:`~msresnet1d.training.run.check_same_run`, which a reuse or resume would
+    refuse later); else ``parser.error`` naming the bad key. An experiment script builds every
+    run's config with it before the first run trains."""
+    from .training.run import check_config, check_same_run
 
     try:
         cfg = load(_resolve_config(str(config)) if config is not None else None, overrides)
         check_config(cfg)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
+    if run_dir is not None:
+        try:
+            check_same_run(cfg, run_dir)
+        except ValueError as e:
+            parser.error(f"{e}: {run_dir} holds a run of another config; give the settings it was made with, "
+                         "or another runs folder")
     return cfg
 
 

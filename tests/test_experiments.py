@@ -5,6 +5,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -134,9 +135,19 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     # one run twice: the ensemble is that run, figure for figure
     seed0 = json.loads((tmp_path / "runs" / "seed0" / "metrics.json").read_text())["test"]
     assert script.seed_ensemble([tmp_path / "runs" / "seed0"] * 2)["confusion_matrix"] == seed0["confusion_matrix"]
-    with pytest.raises(SystemExit):  # a seed given twice would count twice in the mean
-        script.main([*common, "--seeds", "0", "0", "--out", str(tmp_path / "same.json")])
-    assert "--seeds: each seed once" in capsys.readouterr().err
+    other_records = tmp_path / "cinc2017"  # WFDB records, but not MIT-BIH's
+    other_records.mkdir()
+    (other_records / "A00001.hea").write_text("A00001 1 300 9000\n")
+    for bad, message in ((["--seeds", "0", "0"], "--seeds: each seed once"),  # it would count twice in the mean
+                         (["--seeds", "-1"], "'-1': a seed is a whole number"), (["--threads", "-1"], "'-1': torch threads"),
+                         (["--set", "foo=1"], "unknown key(s) foo"), (["--seeds", "0", "2", "--set", "lr=0.01"],
+                                                                      "seed0 holds a run of another config"),
+                         (["--data-dir", str(SAMPLE.parent / "fashion-mnist")], "not a folder of WFDB records"),
+                         (["--data-dir", str(other_records)], "no 100.hea")):  # all before any training
+        with pytest.raises(SystemExit):
+            script.main([*common, *bad, "--out", str(tmp_path / "bad.json")])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "seed2").exists() and not (tmp_path / "bad.json").exists()
     # a reused run (not retrained) reports the training time its log recorded, not this invocation's
     script.main([*common, "--seeds", "0", "--out", str(tmp_path / "same.json")])
     same = json.loads((tmp_path / "same.json").read_text())
@@ -421,12 +432,19 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
         with pytest.raises(SystemExit):
             cv.main(["--replot", str(tmp_path / "not_cv.json")])
         assert "not_cv.json: not a result of this script" in capsys.readouterr().err
+    for bad, message in ((["--seeds", "0", "0"], "--seeds: each seed once"), (["--set", "foo=1"], "unknown key(s) foo"),
+                         (["--threads", "x"], "'x': torch threads"), (["--data-dir", str(SAMPLE)], "no REFERENCE.csv")):
+        with pytest.raises(SystemExit):
+            cv.main(args + settings + bad)
+        assert message in capsys.readouterr().err
     # a second invocation reuses the finished folds instead of training again, if the config agrees
     finished = os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json")
     assert cv.main(args + settings)["summary"] == report["summary"]
     assert os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json") == finished
-    with pytest.raises(ValueError, match=r"config.json was made with another model or config \(model_kwargs\.stem_channels: checkpoint 8, now "):
+    with pytest.raises(SystemExit):  # refused before any training, as a usage error
         cv.main(args + settings[:-2])
+    assert re.search(r"config.json was made with another model or config \(model_kwargs\.stem_channels: checkpoint 8, "
+                     r"now .*: .*fold1 holds a run of another config", capsys.readouterr().err)
     # two seeds on the same folds (seed 0 reused), predicted as their ensemble, with sign-flip TTA
     both = cv.main(args + settings + ["--seeds", "0", "1", "--tta", "flip", "--out", str(tmp_path / "cv2.json")])
     assert [(r["fold"], r["seed"]) for r in both["runs"]] == [(1, 0), (1, 1), (2, 0), (2, 1)]
