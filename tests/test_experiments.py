@@ -90,6 +90,39 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
     assert (out / "resnet2d_spec" / "ecg_strip.png").is_file()
 
 
+def test_compare_models_refuses_bad_arguments_and_keeps_partial_results_apart(tmp_path, capsys, compare_models,
+                                                                               monkeypatch):
+    results = tmp_path / "compare.json"
+    common = ["--epochs", "1", "--models", *MODELS, "--out", str(tmp_path / "runs"), "--json", str(results),
+              "--quiet", *SPLIT]
+    monkeypatch.delenv("MSRESNET1D_DATA", raising=False)
+    for bad, message in (([], "give --data-dir or set MSRESNET1D_DATA"),  # never the embedded sample unless named
+                         (["--data-dir", str(tmp_path)], "not a folder of WFDB records"),
+                         (["--data-dir", str(SAMPLE), "--seeds", "1", "1"], "--seeds: each seed once"),
+                         (["--data-dir", str(SAMPLE), "--seed", "-1"], "'-1': a seed is a whole number"),
+                         (["--data-dir", str(SAMPLE), "--threads", "-1"], "'-1': torch threads"),
+                         (["--data-dir", str(SAMPLE), "--set", "foo=1"], "unknown key(s) foo")):
+        with pytest.raises(SystemExit):
+            compare_models.main([*common, *bad])
+        assert message in capsys.readouterr().err
+    # interrupted after the first model: its results in the partial file, nothing under the final name
+    train = compare_models.train_or_reuse
+
+    def stopped_at_the_second(cfg, run_dir, quiet=False):
+        if run_dir.name == MODELS[1]:
+            raise KeyboardInterrupt
+        return train(cfg, run_dir, quiet=quiet)
+
+    monkeypatch.setattr(compare_models, "train_or_reuse", stopped_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        compare_models.main([*common, "--data-dir", str(SAMPLE)])
+    partial = tmp_path / "compare.partial.json"
+    assert not results.exists() and list(json.loads(partial.read_text())["runs"]) == MODELS[:1]
+    monkeypatch.setattr(compare_models, "train_or_reuse", train)
+    report = compare_models.main([*common, "--data-dir", str(SAMPLE)])  # the first model reused
+    assert list(report["runs"]) == MODELS and report["runs"][MODELS[0]]["reused"] and not partial.exists()
+
+
 def test_compare_models_several_seeds_share_the_single_seed_folders(tmp_path, capsys, compare_models):
     out, common = tmp_path / "runs", ["--data-dir", str(SAMPLE), "--epochs", "1", "--models", "msresnet1d_late",
                                       "--quiet", *SPLIT]
