@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, v in results.items():
         if name != baseline:
             v["decision"] = decide(results[baseline], v)
-    text = table(results, baseline)
+    text = table(results)
     print(text)
     report = json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": args.runs, "variant": args.variant,
                         "folds": folds, "rr_columns": [RR_FEATURES[i] for i in columns], "baseline": baseline,

@@ -202,6 +202,13 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             "--offsets", "--adapt-bn", "--last-epoch",
             "--ensemble", "pair", "main+last", "main+last@1", "--ensemble", "self", "wd", "wd", "--baseline", "main+last",
             "--per-record", "main+last", "--per-record", "wd"]
+    for bad, message in ((["--variant", "bad", "foo=1"], "unknown key(s) foo"),  # every variant checked before any run
+                         (["--variant", "bad", "data.fs=-1"], "[data] fs must be"),
+                         (["--seeds", "-1"], "'-1': a seed is a whole number"), (["--threads", "-1"], "'-1': torch threads")):
+        with pytest.raises(SystemExit):
+            script.main(args + bad)
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
         report = script.main(args)
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
