@@ -338,9 +338,43 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     for row in screen["variants"].values():  # every beat once per seed
         assert np.array(row["pooled_confusion_matrix"]).sum(axis=1).tolist() == \
             np.array(report["variants"]["main"]["pooled_confusion_matrix"]).sum(axis=1).tolist()
+    for wrong, message in ((["--records", *records[:-1]], "not a fold of the records asked for"),  # runs of other folds
+                           (["--records", *records, "100"], "hold out no run of 100"), (["--folds", "2"], "hold out no run")):
+        with pytest.raises(SystemExit):
+            _load_script("mitdb_ds1_rr_screen").main(["--data-dir", str(data), "--runs", str(tmp_path / "runs"), "--folds",
+                                                      "3", "--records", *records, "--seeds", "0", "1", *wrong])
+        assert message in capsys.readouterr().err
     gbm_seeds = screen["variants"]["rr_gbm"]["seed_macro_f1"]
     assert len(set(gbm_seeds.values())) == 1  # no network: the same prediction for every seed
     assert all("decision" in screen["variants"][row] for row in screen["variants"] if row != "main+last")
+
+
+def test_rr_screen_takes_each_fold_from_its_runs(tmp_path):
+    # the held-out records of each fold are those its runs tested, whatever folds record_kfold would give now
+    screen = _load_script("mitdb_ds1_rr_screen")
+    records = ["a", "b", "c", "d", "e"]
+
+    def runs(folds: list[list[str]], seeds: int = 2) -> list[list[Path]]:
+        dirs, base = [], tmp_path / f"runs{len(list(tmp_path.iterdir()))}"  # a new runs folder a call
+        for k, held in enumerate(folds):
+            dirs.append([])
+            for i in range(seeds):
+                run = base / f"seed{i}" / f"fold{k + 1}"
+                run.mkdir(parents=True)
+                train = [r for r in records if r not in held]
+                (run / "config.json").write_text(json.dumps({"data": {"train_records": train, "test_records": held}}))
+                dirs[-1].append(run)
+        return dirs
+
+    assert screen.held_out_folds(runs([["e", "a"], ["c"], ["b", "d"]]), records) == [["e", "a"], ["c"], ["b", "d"]]
+    one = runs([["a", "b"], ["c", "d", "e"]])
+    one[1][1] = runs([["a", "b"], ["c", "d"]])[1][0]  # seed 1 of fold 2 held out other records
+    for dirs, message in ((one, "fold 2: .* holds out c, d, the fold's other runs c, d, e"),
+                          (runs([["a", "b"], ["b", "c", "d", "e"]]), "fold 2: .* which an earlier fold holds out too"),
+                          (runs([["a", "b"], ["c", "d"]]), "hold out no run of e: they were made with other --records"),
+                          (runs([["a", "b"], ["c", "d", "e"]]), "not a fold of the records asked for")):
+        with pytest.raises(ValueError, match=message):
+            screen.held_out_folds(dirs, records if "asked" not in message else records[:-1])
 
 
 def test_rr_screen_divides_only_the_n_plus_s_probability():
