@@ -620,5 +620,13 @@ def test_bench_models_refuses_bad_options_before_any_work(capsys):
         with pytest.raises(SystemExit):
             script.main(bad)
         assert bad[0] in capsys.readouterr().err
+    # the targets need MIT-BIH: a data folder without it is an error, not a skipped section in the results file
+    for bad, message in ((["--only-targets", "--data-dir", str(SAMPLE.parent)], "not a folder of WFDB records"),
+                         (["--data-dir", str(SAMPLE.parent / "fashion-mnist")], "not a folder of WFDB records"),
+                         (["--only-targets", "--data-dir", ""], "give --data-dir or set MSRESNET1D_DATA"),
+                         (["--only-targets", "--skip-targets"], "nothing would be timed")):
+        with pytest.raises(SystemExit):
+            script.main(bad)
+        assert message in capsys.readouterr().err
     # the targets' ratio: time per sample over the batches both variants timed
     assert script._time_per_sample([1.0, 2.0, 9.0], [10, 10, 10], 2) == pytest.approx(0.15)
