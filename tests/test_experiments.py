@@ -630,3 +630,24 @@ def test_bench_models_refuses_bad_options_before_any_work(capsys):
         assert message in capsys.readouterr().err
     # the targets' ratio: time per sample over the batches both variants timed
     assert script._time_per_sample([1.0, 2.0, 9.0], [10, 10, 10], 2) == pytest.approx(0.15)
+
+
+def test_bench_scripts_refuse_bad_options_and_data_folders_before_any_work(tmp_path, capsys):
+    bench_data, fashion, inference = (_load_script(name) for name in ("bench_data", "bench_fashion", "bench_inference"))
+    out = ["--out", str(tmp_path / "bench.json")]
+    wfdb_only = tmp_path / "records"  # WFDB records, but neither database's marker file
+    wfdb_only.mkdir()
+    (wfdb_only / "A00001.hea").write_text("A00001 1 300 9000\n")
+    for main, bad, message in (
+            (bench_data.main, ["--repeats", "0"], "--repeats must be >= 1, got 0"),
+            (bench_data.main, ["--data-dir", str(tmp_path / "none")], f"{tmp_path / 'none'} does not exist"),
+            (bench_data.main, ["--data", str(wfdb_only), "--skip-cinc"], "no 100.hea"),  # --data: the former name
+            (bench_data.main, ["--data-dir", str(SAMPLE)], "no REFERENCE.csv"),  # mitdb/ itself needs --skip-cinc
+            (fashion.main, ["--data-dir", str(tmp_path)], f"--data-dir {tmp_path}: no Fashion-MNIST there"),
+            (fashion.main, ["--threads", "-1"], "'-1': torch threads"),
+            (inference.main, ["--threads", "-1"], "'-1': torch threads"),
+            (inference.main, ["--data-dir", str(wfdb_only)], "no 100.hea")):
+        with pytest.raises(SystemExit):
+            main([*bad, *out])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bench.json").exists()
