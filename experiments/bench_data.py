@@ -6,8 +6,10 @@ process (how a training job starts; imports not counted). CPU time includes work
 Prints the timings and writes them to experiments/results/bench_data.json (atomically).
 
 Usage:
-    python experiments/bench_data.py [--data DIR] [--workers N] [--repeats 3] [--skip-cinc]
-DIR holds mitdb/ (and cinc2017/); default $MSRESNET1D_DATA.
+    python experiments/bench_data.py [--data-dir DIR] [--workers N] [--repeats 3] [--skip-cinc]
+DIR holds mitdb/ and cinc2017/, or is mitdb/ itself with --skip-cinc; default $MSRESNET1D_DATA
+(``--data DIR``, the option's former name, still works). Both databases are checked before any
+timing (database_or_exit).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 import wfdb
 
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import results_help, script_parser
+from msresnet1d.cli import database_or_exit, results_help, script_parser
 from msresnet1d.data import load_inter_patient, load_rhythm
 from msresnet1d.data.parallel import default_workers
 
@@ -87,15 +89,21 @@ def bench(name: str, load: Callable[[Path], object], function: str, db_dir: Path
 
 def main(argv: list[str] | None = None) -> None:
     parser = script_parser(__doc__)
-    parser.add_argument("--data", type=Path, default=os.environ.get("MSRESNET1D_DATA"), help="folder holding mitdb/")
+    parser.add_argument("--data-dir", "--data", dest="data_dir", default=os.environ.get("MSRESNET1D_DATA"),
+                        help="folder holding mitdb/ and cinc2017/, or mitdb/ itself with --skip-cinc (default "
+                             "$MSRESNET1D_DATA; --data is a deprecated spelling)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: usable CPUs, max 4)")
-    parser.add_argument("--repeats", type=int, default=3, help="warm loads timed in this process")
+    parser.add_argument("--repeats", type=int, default=3, help="warm loads timed in this process (>= 1, default 3)")
     parser.add_argument("--skip-cinc", action="store_true", help="only benchmark MIT-BIH")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
     args = parser.parse_args(argv)
-    if args.data is None:
-        parser.error("give --data DIR or set MSRESNET1D_DATA")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    mitdb = database_or_exit(parser, "mitdb", args.data_dir)
+    cinc = None if args.skip_cinc else database_or_exit(parser, "cinc2017", args.data_dir)
 
     report: dict = {
         "machine": {
@@ -109,7 +117,6 @@ def main(argv: list[str] | None = None) -> None:
         },
         "workers": args.workers if args.workers is not None else default_workers(),
     }
-    mitdb = args.data / "mitdb"
     (ds1, ds2), report["mitdb_ds1_ds2_beats"] = bench(
         "MIT-BIH DS1+DS2 beats",
         lambda cache: load_inter_patient(mitdb, cache_dir=cache, workers=args.workers),
@@ -120,8 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     report["mitdb_ds1_ds2_beats"].update(
         ds1_counts=ds1.class_counts(), ds2_counts=ds2.class_counts(), X_shape=[list(ds1.X.shape), list(ds2.X.shape)]
     )
-    if not args.skip_cinc:
-        cinc = args.data / "cinc2017"
+    if cinc is not None:
         arrays, report["cinc2017_rhythm"] = bench(
             "CinC 2017 rhythm records",
             lambda cache: load_rhythm(cinc, cache_dir=cache, workers=args.workers),

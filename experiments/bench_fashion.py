@@ -18,8 +18,10 @@ summary and writes experiments/results/bench_fashion.json (atomically).
 
 Usage:
     python experiments/bench_fashion.py [--sizes 28 96] [--steps 8 3] [--warmup 1] [--threads 1]
-Fashion-MNIST is found as by the engine ($MSRESNET1D_DATA/fashion-mnist, datasets/fashion-mnist,
-Debian's package); --data-dir names the folder holding the .gz files.
+Without --data-dir, Fashion-MNIST is found as by the engine ($MSRESNET1D_DATA/fashion-mnist,
+datasets/fashion-mnist, Debian's package). --data-dir names the folder holding the .gz files (or
+its fashion-mnist/) and is the only one read: a folder without both splits' files is an error,
+never a reason to time another copy.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from typing import Any
 import torch
 
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import results_help, script_parser
+from msresnet1d.cli import results_help, script_parser, thread_count
+from msresnet1d.data.fashion_mnist import split_dir
 from msresnet1d.models import count_flops
 from msresnet1d.training.config import load_config
 from msresnet1d.training.optim import build_loss, build_optimizer
@@ -93,20 +96,37 @@ def bench_size(size: int, steps: int, warmup: int, data_dir: str | None) -> dict
     }
 
 
+def fashion_folder(data_dir: str) -> Path | None:
+    """The folder given (``--data-dir``), or its ``fashion-mnist/``, if it holds the files of both
+    splits; else None (another copy elsewhere does not count)."""
+    for folder in (Path(data_dir), Path(data_dir) / "fashion-mnist"):
+        if all(split_dir(split, folder) == folder for split in ("train", "test")):
+            return folder
+    return None
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = script_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[28, 96], help="image sides in pixels")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 3], help="timed steps, one count per size")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files")
+    parser.add_argument("--threads", type=thread_count, default=1, help="torch threads (0: PyTorch's default; default 1)")
+    parser.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files, or its fashion-mnist/ (the "
+                                           "only folder read when given)")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
     args = parser.parse_args(argv)
     if len(args.steps) != len(args.sizes) or min(args.steps) < 1 or args.warmup < 0:
         parser.error("give one --steps count (>= 1) per --sizes entry, and --warmup >= 0")
+    if args.data_dir:
+        folder = fashion_folder(args.data_dir)
+        if folder is None:
+            parser.error(f"--data-dir {args.data_dir}: no Fashion-MNIST there (the train-* and t10k-* .gz files of both "
+                         "splits, in it or in its fashion-mnist/); a --data-dir given is the only folder read")
+        args.data_dir = str(folder)
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     recipe = load_config(RECIPE)
     report: dict[str, Any] = {
         "recipe": str(RECIPE.relative_to(HERE.parent)), "model": recipe.model, "optimizer": recipe.optimizer,

@@ -7,13 +7,13 @@ around every beat annotation of the record, the record preprocessed at each rate
 (360 Hz: as recorded; 180 Hz: the rate the training defaults use). Window mode: ``msresnet1d_small``
 (2 leads) on 10 s windows every 5 s, the record preprocessed at each rate of ``--rhythm-fs``.
 Inference runs on torch (eager) and on onnxruntime (the model exported by ``export_onnx``), both
-with 2 threads. Each stage (see ``STAGES``) is timed on its own with ``time.perf_counter``; the
+with ``--threads`` threads (default 2, as the recorded results were made). Each stage (see ``STAGES``) is timed on its own with ``time.perf_counter``; the
 median of the repeats is reported (all times are in the JSON). Exporting the ONNX files and
 building the models are not timed. Prints a table; writes experiments/results/bench_inference.json
 atomically.
 
 Usage:
-    python experiments/bench_inference.py [--data-dir DIR] [--repeats 5] [--skip-detection]
+    python experiments/bench_inference.py [--data-dir DIR] [--repeats 5] [--threads 2] [--skip-detection]
 DIR holds mitdb/; default $MSRESNET1D_DATA.
 """
 
@@ -36,7 +36,7 @@ import torch
 
 from msresnet1d import count_flops, create_model
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import database_or_exit, results_help, script_parser
+from msresnet1d.cli import database_or_exit, results_help, script_parser, thread_count
 from msresnet1d.data import BeatConfig, RhythmConfig, read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows
@@ -57,7 +57,7 @@ from msresnet1d.inference import (
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_inference.json"
 LEADS = ("MLII", "V5")
-THREADS = 2
+THREADS = 2  # --threads' default: the recorded results' setting
 RHYTHM_WINDOW_S, RHYTHM_HOP_S = 10.0, 5.0
 STREAM_CHUNK_S = 1.0
 BEAT_BATCH, WINDOW_BATCH = 256, 64  # windows per model call
@@ -114,7 +114,7 @@ def bench_backends(
     """Offline inference, the model alone on the same ``windows`` (N, C, L) cut beforehand (the
     difference is what cutting and batching cost), and streamed inference, timed with torch and
     with onnxruntime; the stream must give the offline windows and labels."""
-    runners = {"torch": model, "onnxruntime": OnnxPredictor(export_onnx(model, onnx_path), threads=THREADS)}
+    runners = {"torch": model, "onnxruntime": OnnxPredictor(export_onnx(model, onnx_path), threads=args.threads or None)}
     rows = []
     for backend, runner in runners.items():
         expected, inference = timed(functools.partial(offline, runner), args.repeats)
@@ -179,7 +179,8 @@ def bench_detection(record: Record, repeats: int) -> dict:
 
 def print_table(report: dict) -> None:
     print(f"{report['record']}: {report['samples']} samples x {len(LEADS)} leads at {report['fs_hz']:g} Hz, "
-          f"{report['beats']} beats; {report['weights']}; {THREADS} threads; medians of {report['repeats']} runs")
+          f"{report['beats']} beats; {report['weights']}; {report['threads'] or 'the default number of'} threads; "
+          f"medians of {report['repeats']} runs")
     print(f"read {report['read']['median_s']:.3f} s, annotations {report['annotations']['median_s']:.3f} s")
     print(f"{'mode':6} {'fs Hz':>5} {'backend':11} {'windows':>7} {'GFLOP':>6} {'prep s':>7} {'infer s':>8} "
           f"{'model s':>7} {'GFLOP/s':>7} {'total s':>8} {'stream s':>8}")
@@ -204,19 +205,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream-repeats", type=int, default=3, help="timed runs of each stream")
     parser.add_argument("--beat-fs", type=float, nargs="+", default=[360.0, 180.0], help="beat-mode rates in Hz")
     parser.add_argument("--rhythm-fs", type=float, nargs="+", default=[360.0, 100.0], help="window-mode rates in Hz")
+    parser.add_argument("--threads", type=thread_count, default=THREADS,
+                        help=f"torch and onnxruntime threads (0: their defaults; default {THREADS}, as recorded)")
     parser.add_argument("--skip-detection", action="store_true", help="do not time the QRS detectors")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
     args = parser.parse_args(argv)
     path = database_or_exit(parser, "mitdb", args.data_dir) / args.record
-    torch.set_num_threads(THREADS)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report: dict = {
         "weights": "random initialisation (untrained): timings only",
         "record": f"mitdb/{args.record}",
         "stages": STAGES,
         "repeats": args.repeats,
         "stream_repeats": args.stream_repeats,
-        "threads": THREADS,
+        "threads": args.threads,
         "machine": {
             "cpus_usable": len(os.sched_getaffinity(0)),
             "load_average_before": [round(x, 2) for x in os.getloadavg()],

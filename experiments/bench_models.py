@@ -67,7 +67,9 @@ Conventions and units:
 
 Usage:
     python experiments/bench_models.py [--quick] [--presets NAME ...] [--data-dir DIR] [--threads auto]
-DIR holds mitdb/ (default $MSRESNET1D_DATA). Writes experiments/results/bench_models.json and .md.
+DIR holds mitdb/ or is mitdb/ (default $MSRESNET1D_DATA); a DIR without MIT-BIH is an error before any
+work; with no DIR the targets are skipped, and --only-targets refused. Writes
+experiments/results/bench_models.json and .md.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ from torch.nn import functional as F
 
 from msresnet1d import count_flops, count_parameters, create_model, list_models
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import results_help, script_parser
+from msresnet1d.cli import database_or_exit, results_help, script_parser
 from msresnet1d.models.fuse import fuse_batchnorm
 from msresnet1d.models.layers import Conv1d
 
@@ -672,17 +674,6 @@ def log(message: str, start: float) -> None:
     print(f"[{time.perf_counter() - start:6.0f} s, load {os.getloadavg()[0]:.1f}] {message}", file=sys.stderr, flush=True)
 
 
-def resolve_db_dir(data_dir: str | None) -> Path | None:
-    """mitdb/ under the data folder, or the folder itself if it holds the records."""
-    if not data_dir:
-        return None
-    root = Path(data_dir)
-    for candidate in (root / "mitdb", root):
-        if (candidate / "100.hea").exists():
-            return candidate
-    return None
-
-
 def run_thread_study(args, report: dict, start: float) -> Worker:
     """Interleave the beat step across the thread settings; return the chosen setting's worker."""
     settings = list(THREAD_SETTINGS) if args.threads == "auto" else [args.threads]
@@ -772,7 +763,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode-cells", help="PRESET:LENGTH:BATCH,... compared across --modes")
     parser.add_argument("--variants", help=f"beat-model variants (default {','.join(VARIANTS)})")
     parser.add_argument("--threads", choices=["auto", *THREAD_SETTINGS], help="worker threads (default auto)")
-    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"), help="folder holding mitdb/")
+    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+                        help="folder holding mitdb/, or mitdb/ itself, for the targets (default $MSRESNET1D_DATA; "
+                             "with neither, the targets are skipped, and --only-targets refused)")
     parser.add_argument("--skip-targets", action="store_true", help="skip the DS1 epoch / DS2 inference targets")
     parser.add_argument("--target-variants", help=f"of {','.join(TARGET_VARIANTS)} (default fp32,channels_last,bf16)")
     parser.add_argument("--epoch-batches", type=int, help="time this many DS1 batches and extrapolate (0: full epoch)")
@@ -810,6 +803,11 @@ def main(argv: list[str] | None = None) -> None:
     for option, value in (("--rounds", args.rounds), ("--repeats", args.repeats), ("--conv-rounds", args.conv_rounds)):
         if value < 1:
             parser.error(f"{option} must be >= 1, got {value}")
+    if args.only_targets and args.skip_targets:
+        parser.error("--only-targets and --skip-targets: nothing would be timed")
+    # the targets need MIT-BIH: a --data-dir (or $MSRESNET1D_DATA) without it is an error, never a skip
+    db_dir = database_or_exit(parser, "mitdb", args.data_dir) if not args.skip_targets and (
+        args.data_dir or args.only_targets) else None
     lengths = [args.beat_length] + [round(s * args.rhythm_fs) for s in args.rhythm_seconds]
     torch.set_num_threads(1)  # the parent only orchestrates; idle OpenMP threads here would spin
 
@@ -842,7 +840,6 @@ def main(argv: list[str] | None = None) -> None:
                 **worker(compare_variants, "msresnet1d_late", LATE_REFERENCE["length"], LATE_REFERENCE["batch"],
                          LATE_REFERENCE["batch"], 0, ["fp32", "channels_last"], min(args.rounds, 3), args.budget_s)}
             log("late reference done", start)
-        db_dir = resolve_db_dir(args.data_dir)
         if args.skip_targets:
             report["targets"] = {"skipped": "--skip-targets"}
         elif db_dir is None:

@@ -41,12 +41,12 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import _resolve_config, database_or_exit, results_help, script_parser
+from msresnet1d.cli import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, overrides_or_exit, results_help,
+                            script_parser, thread_count)
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models.tta import TTA_MODES
-from msresnet1d.training.config import load_config, parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
-from msresnet1d.training.metrics import cinc_score, confusion_matrix, per_class
+from msresnet1d.training.metrics import cinc_score, confusion_matrix, json_safe, per_class
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.plots import plot_confusion
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="config name or path (default cinc2017_cpu, the CPU-sized one; cinc2017_rhythm is about 4 "
                              "hours a fold on 2 cores)")
     parser.add_argument("--folds", type=int, default=5, help="k of the stratified k-fold (default 5)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds; several: their ensemble")
+    add_seeds(parser, [0], "training seeds, each once (default 0); several: their ensemble")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the folds and validation split")
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the config's)")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", type=int, nargs="+", metavar="K", help="run only these folds (1-based), no summary")
     parser.add_argument("--runs", default="runs/cinc2017-cv", help="folder of the per-fold runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads of each run (0: torch's default)")
+    parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
@@ -162,22 +162,21 @@ def main(argv: list[str] | None = None) -> dict:
     db_dir = database_or_exit(parser, "cinc2017", args.data_dir)
     if args.folds < 2:
         parser.error(f"--folds must be >= 2, got {args.folds}")
-    try:
-        overrides = parse_overrides(args.set)
-    except ValueError as e:
-        parser.error(str(e))
+    overrides = overrides_or_exit(parser, args.set)
     folds = [k - 1 for k in args.only] if args.only else list(range(args.folds))
     if any(not 0 <= k < args.folds for k in folds):
         parser.error(f"--only takes folds 1 to {args.folds}")
+    run_dirs = {(k, seed): Path(args.runs) / f"seed{seed}" / f"fold{k + 1}" for k in folds for seed in args.seeds}
+    configs = {(k, seed): config_or_exit(parser, args.config, {
+        **overrides, "threads": args.threads, "seed": seed, "data.folds": args.folds, "data.fold": k,
+        "data.split_seed": args.split_seed, "data.data_dir": str(db_dir)}, run_dir=run_dir)
+        for (k, seed), run_dir in run_dirs.items()}  # every one checked before the first trains
     confusions, val_scores, seed_val_scores, runs, fitted = [], [], [], [], []
     for k in folds:
         checkpoints = []
         for seed in args.seeds:
-            fold_keys = {"threads": args.threads, "seed": seed, "data.folds": args.folds, "data.fold": k,
-                         "data.split_seed": args.split_seed, "data.data_dir": str(db_dir)}
-            cfg = load_config(_resolve_config(args.config), {**overrides, **fold_keys})
+            cfg, run_dir = configs[k, seed], run_dirs[k, seed]
             start = time.perf_counter()
-            run_dir = Path(args.runs) / f"seed{seed}" / f"fold{k + 1}"
             result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
             checkpoints.append(run_dir / "checkpoints" / f"{args.checkpoint}.pt")
             runs.append({"fold": k + 1, "seed": seed, "best_epoch": result["best_epoch"],
@@ -217,9 +216,9 @@ def main(argv: list[str] | None = None) -> dict:
                  + ", ".join(f"seed {s} {v:.3f}" for s, v in zip(args.seeds, per_seed))
                  + f" (their mean {per_seed.mean():.3f})")
     print(text)
-    report = {"config": cfg.to_dict() | {"seed": args.seeds, "data": {**cfg.data, "fold": "each"}},
-              "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "offsets": args.offsets, "runs": runs,
-              "summary": summary, "table_markdown": text}
+    report = json_safe({"config": cfg.to_dict() | {"seed": args.seeds, "data": {**cfg.data, "fold": "each"}},
+                        "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "offsets": args.offsets,
+                        "runs": runs, "summary": summary, "table_markdown": text})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     plot_pooled(report, Path(args.out))
     return report

@@ -12,8 +12,9 @@ with a one-cycle schedule) plus the overrides of its entry in :data:`SUITES`. Th
 - ``resnet1d``: the single-scale ResNet1d (``resnet1d_beat``, kernel 7);
 - ``resnet2d_spec``: a 2D ResNet-18 layout (2-2-2-2 basic blocks) narrowed to widths 8-16-32-64,
   stem 8 channels without max-pool, on 32x32 log-spectrograms of the beats
-  (``data.representation = "spectrogram"``). Chosen for a cost comparable to ``msresnet1d``:
-  about 178 k parameters and 4.7 MFLOPs per beat, against 233 k and 5.0 MFLOPs.
+  (``data.representation = "spectrogram"``), of the same order of cost as ``msresnet1d``: about
+  178 k parameters and 4.7 MFLOPs per beat, against 102 k and 2.1 MFLOPs for ``msresnet1d`` on the
+  main job's config (experiments/results/compare_models.json).
 
 ``--suite main_ablation``, one change at a time from the main job itself: undilated branches
 (kernels 3/7/15) and single-scale ones (kernel 7 or 15) against the dilated multi-scale 3/3/3,
@@ -41,8 +42,10 @@ per epoch), and the DS2 test metrics of the epoch the run's config selects (``be
 N, S, V, F, and F1, sensitivity (Se) and positive predictivity (+P) of S and V.
 
 It prints one comparison table (markdown) and writes everything to
-experiments/results/<compare_models|main_ablation|ablation>.json (atomically, after each model, so
-a long run leaves partial results). Each model's run folder (checkpoints, log.csv, metrics.json, plots) is kept
+experiments/results/<compare_models|main_ablation|ablation>.json (or ``--json``) once every model
+has been tested. After each model, the results so far go to ``<name>.partial.json`` beside it
+(removed when the table is complete), so an interrupted run leaves its partial results there and
+never a partial table under the final name. Each model's run folder (checkpoints, log.csv, metrics.json, plots) is kept
 under ``--out``; a finished one is reused (``msresnet1d.training.run.train_or_reuse``: same config
 or an error), so several invocations with the same ``--out`` and different ``--models`` can share
 the work, and a last one over all of them writes the whole table (``wall_seconds`` is null for a
@@ -52,8 +55,9 @@ Usage:
     MSRESNET1D_DATA=/path/to/data python experiments/compare_models.py [--suite compare|main_ablation|ablation]
         [--epochs N] [--seed S | --seeds S ...] [--models msresnet1d resnet1d ...] [--out runs/compare]
         [--checkpoint selected|last] [--threads 1] [--quiet]
-Without --data-dir the engine looks for MIT-BIH in $MSRESNET1D_DATA/mitdb, then datasets/mitdb,
-then falls back to the embedded 3-minute sample (with a warning; the table says so).
+MIT-BIH is --data-dir or $MSRESNET1D_DATA (the folder holding mitdb/, or mitdb/ itself); with
+neither, or a folder without MIT-BIH, the script stops before any work. The embedded 3-minute
+sample is used only when named: --data-dir datasets/mitdb-sample (a smoke run, not a result).
 """
 
 from __future__ import annotations
@@ -73,9 +77,10 @@ import torch
 from torch import nn
 
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import script_parser
+from msresnet1d.cli import (add_seeds, config_or_exit, database_or_exit, overrides_or_exit, script_parser,
+                            seed_value, thread_count)
 from msresnet1d.models import count_flops, count_parameters
-from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
+from msresnet1d.training.config import TrainConfig, load_config
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import classification_report, json_safe
 from msresnet1d.training.run import build_model, epoch_train_seconds, train_or_reuse
@@ -258,25 +263,30 @@ def last_epoch_results(run_dirs: list[Path], monitor: str) -> list[dict[str, Any
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, checked, with ``configs`` (seed -> model -> its run's config, every one
+    checked before any training); a usage error for anything wrong."""
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", help="MIT-BIH folder (default: $MSRESNET1D_DATA/mitdb, then the engine's search)")
+    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+                        help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA; the embedded "
+                             "sample only when named: datasets/mitdb-sample)")
     parser.add_argument("--epochs", type=int, help="epochs per model (default: the main job's, 10)")
     seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, help="seed of every run (default: the main job's, 0)")
-    seeds.add_argument("--seeds", type=int, nargs="+",
-                       help="several seeds: runs in <out>/seed<S>/<model> (the folder --seed S --out <out>/seed<S> "
-                            "uses), the table's figures their mean ± standard deviation")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of every run (default 1: comparable timings on a shared machine)")
+    seeds.add_argument("--seed", type=seed_value, help="seed of every run (default: the main job's, 0)")
+    add_seeds(seeds, None, "several seeds, each once: runs in <out>/seed<S>/<model> (the folder --seed S --out "
+                           "<out>/seed<S> uses), the table's figures their mean ± standard deviation")
+    parser.add_argument("--threads", type=thread_count, default=1,
+                        help="torch threads of every run (0: PyTorch's default; default 1: comparable timings on a "
+                             "shared machine)")
     parser.add_argument("--suite", choices=list(SUITES), default="compare",
                         help="compare: four model families; main_ablation: one change at a time from the main "
                              "job; ablation: the same from an older base")
     parser.add_argument("--models", nargs="+", choices=sorted({n for suite in SUITES.values() for n in suite}),
                         help="subset of the suite to train (default: all of it)")
     parser.add_argument("--out", type=Path, help="runs folder, one sub-folder a model "
-                                                 "(default runs/compare_models/<timestamp>)")
-    parser.add_argument("--json", type=Path, help="results file (default experiments/results/<compare_models|"
-                                                  "main_ablation|ablation>.json)")
+                                                 "(default runs/<suite>/<timestamp>)")
+    parser.add_argument("--json", type=Path, help="results file, written at the end (default experiments/results/"
+                                                  "<compare_models|main_ablation|ablation>.json, the recorded one); "
+                                                  "the results so far in <name>.partial.json beside it")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key for every model, e.g. --set data.val_seed=1")
     parser.add_argument("--checkpoint", choices=("selected", "last"), default="selected",
@@ -290,32 +300,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"--models {', '.join(unknown)}: not in suite {args.suite!r} (it has {', '.join(suite)})")
     args.json = args.json or RESULTS[args.suite]
+    args.out = args.out or Path("runs") / args.suite / time.strftime("%Y%m%d-%H%M%S")
+    db_dir = database_or_exit(parser, "mitdb", args.data_dir)
+    common: dict[str, Any] = {"threads": args.threads, "data.data_dir": str(db_dir)}
+    if args.epochs is not None:
+        common["epochs"] = args.epochs
+    common |= overrides_or_exit(parser, args.set)
+    # every run's config, checked before the first trains
+    seeds = args.seeds or [args.seed]  # [None]: the config's own seed
+    args.configs = {seed: {name: config_or_exit(parser, BASE_CONFIGS[args.suite],
+                                                {**suite[name][1], **common, **({} if seed is None else {"seed": seed})},
+                                                load=suite_config, run_dir=run_folder(args, seed, name))
+                           for name in args.models} for seed in seeds}
     return args
 
 
-def common_overrides(args: argparse.Namespace, seed: int | None) -> dict[str, Any]:
-    values: dict[str, Any] = {"threads": args.threads}
-    if args.epochs is not None:
-        values["epochs"] = args.epochs
-    if seed is not None:
-        values["seed"] = seed
-    if args.data_dir:
-        values["data.data_dir"] = args.data_dir
-    try:
-        values.update(parse_overrides(args.set))
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    return values
+def run_folder(args: argparse.Namespace, seed: int | None, name: str) -> Path:
+    """Model ``name``'s run folder: ``<out>/<name>``, or ``<out>/seed<S>/<name>`` with ``--seeds``."""
+    return (args.out / f"seed{seed}" if args.seeds else args.out) / name
+
+
+def partial_path(path: Path) -> Path:
+    """Where the results so far go while a run is under way: ``<name>.partial.json`` beside ``path``."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    out = args.out or Path("runs") / args.suite / time.strftime("%Y%m%d-%H%M%S")
-    suite = SUITES[args.suite]
-    base = BASE_CONFIGS[args.suite]
-    seeds = args.seeds or [args.seed]  # [None]: the config's own seed
-    configs = {seed: {name: suite_config(base, {**suite[name][1], **common_overrides(args, seed)})
-                      for name in args.models} for seed in seeds}
+    out, suite, base, configs = args.out, SUITES[args.suite], BASE_CONFIGS[args.suite], args.configs
+    seeds = list(configs)
     first = configs[seeds[0]]
     profiles = {name: profile(cfg) for name, cfg in first.items()}  # the seed changes neither
     used_seeds = [c[args.models[0]].seed for c in configs.values()]
@@ -329,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     for seed, seed_configs in configs.items():
         for name, cfg in seed_configs.items():
-            run_dir = (out / f"seed{seed}" if args.seeds else out) / name
+            run_dir = run_folder(args, seed, name)
             start, reused = time.perf_counter(), (run_dir / "metrics.json").exists()
             result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
             wall = None if reused else time.perf_counter() - start
@@ -350,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 report["runs"][name] = record
             report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-            write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
+            write_text(partial_path(args.json), json.dumps(json_safe(report), indent=2) + "\n")
     if args.checkpoint == "last":  # the last epoch's weights, whichever epoch the runs selected
         for name in args.models:
             runs = report["runs"][name]
@@ -366,6 +379,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{args.threads} thread(s); load average {report['load_average_start']} -> {report['load_average_end']}")
     report["table_markdown"] = comparison_table(report["runs"])
     write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
+    partial_path(args.json).unlink(missing_ok=True)
     print(report["table_markdown"])
     print("test metrics in % of DS2 beats; '-' = undefined (class never predicted)"
           + ("; mean ± standard deviation over the seeds" if args.seeds else ""))

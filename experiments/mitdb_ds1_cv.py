@@ -6,12 +6,14 @@
 Why: the main job selects on 4 held-out DS1 records, which hold 83 S beats; with seed noise of
 several points of S F1, that cannot rank configs. Here DS1's 22 records are split into folds by
 record (``record_kfold``: whole records, every class spread over the folds as evenly as whole
-records allow). For fold k, each variant is one ``msresnet1d train`` run of the config (the main
-job's unless --config says otherwise, plus the variant's KEY=VALUE overrides) with
-``data.train_records`` = DS1 minus fold k and ``data.test_records`` = fold k. Inside, the run
-selects its epoch on 4 of its own training records, exactly as the main job does, so each DS1
-beat is predicted once by a model that never saw that patient and was chosen the main job's way.
-DS2 is never loaded.
+records allow; deterministic: its seed only breaks ties, and every seed gives DS1 the same folds,
+so the script takes no fold seed). For fold k, each variant is one ``msresnet1d train`` run of
+the config (the main job's unless --config says otherwise, plus the variant's KEY=VALUE
+overrides) with ``data.train_records`` = DS1 minus fold k and ``data.test_records`` = fold k.
+Inside, the run holds out 4 of its own training records for validation and tests the epoch its
+config selects, as the main job does (the main job's ``select_epoch = "last"``: the last epoch; a
+config with ``"best"``: the best one on those 4 records), so each DS1 beat is predicted once by a
+model that never saw that patient. DS2 is never loaded.
 
 Every fold is trained once per seed (--seeds, default 0 1 2; the fold assignment and each run's
 inner validation records stay the same, only the training seed changes).
@@ -40,7 +42,9 @@ With --adapt-bn, each variant also gets a "<name>+adabn" row: the same runs, eac
 predicted with the BatchNorm statistics re-estimated on that record's own beats, labels unread
 (``msresnet1d.models.adapt``, test-time adaptation to the patient); judged the same way. With
 --last-epoch, a "<name>+last" row scores the same runs' last epoch (``last.pt``) instead of the one
-selected on the inner validation records.
+their config selects (``best.pt``): for runs with ``select_epoch = "best"`` (e.g. ``--set
+'select_epoch="best"'``), the epoch chosen on the inner validation records; for the main job's
+``"last"``, the same weights.
 With --ensemble NAME MEMBER MEMBER..., a row NAME averages the class probabilities of its members,
 equally weighted. A member is a variant's row, plain (selected epoch) or "+last", and "@j" shifts its
 seeds: row seed i takes that member's seed (i + j) modulo the number of seeds. So
@@ -49,7 +53,8 @@ seeds: row seed i takes that member's seed (i + j) modulo the number of seeds. S
 ensembles of the same size, judged by the same rules.
 
 Runs go to <runs>/<variant>/seed<s>/fold<k>; a finished run is reused, an interrupted one
-resumed. Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with .png
+resumed. Every run's config (and any run already in its folder) is checked before the first
+trains. Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with .png
 (each variant's macro-F1 per fold and its pooled S, V and F F1).
 """
 
@@ -63,9 +68,9 @@ from pathlib import Path
 import numpy as np
 
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import _resolve_config, database_or_exit, results_help, script_parser
+from msresnet1d.cli import THREADS_HELP, add_seeds, config_or_exit, database_or_exit, results_help, script_parser, thread_count
 from msresnet1d.data import DS1, RR_FEATURES, load_beats, patient_index, record_kfold
-from msresnet1d.training.config import load_config, parse_overrides
+from msresnet1d.training.config import parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
@@ -115,7 +120,9 @@ def decide(baseline: dict, variant: dict) -> dict:
             "replaces_baseline_sv": bool(sv_gain > MIN_GAIN and sv_better >= folds - 1 and gain >= -MIN_GAIN)}
 
 
-def table(variants: dict[str, dict], baseline: str) -> str:
+def table(variants: dict[str, dict]) -> str:
+    """The variants' markdown table: pooled Se, +P, F1, the macro-F1s and each rule's verdict
+    against the baseline (the row without a ``decision``)."""
     lines = ["| variant | S Se | S +P | S F1 | V Se | V +P | V F1 | F F1 | macro-F1 pooled | pooled, each seed | "
              "macro-F1 per fold (mean ± std) | folds better | replaces baseline | (S F1 + V F1) / 2 pooled | "
              "folds better | rule SV |", "|---|" + "---:|" * 15]
@@ -301,18 +308,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variant", action="append", nargs="+", required=True, metavar=("NAME", "KEY=VALUE"),
                         help="a variant: its name and config overrides; the first is the baseline")
     parser.add_argument("--folds", type=int, default=5, help="folds of DS1 records (default 5)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the fold assignment")
+    add_seeds(parser, [0, 1, 2], "training seeds, each once (default 0 1 2)")
     parser.add_argument("--records", nargs="+", default=list(DS1), help="the records to cross-validate (default DS1)")
     parser.add_argument("--runs", default="runs/mitdb-ds1-cv", help="folder of the runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every variant")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads of each run (0: torch's default)")
+    parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
     parser.add_argument("--offsets", action="store_true",
                         help="also score each variant with class offsets fitted on the other folds")
     parser.add_argument("--adapt-bn", action="store_true",
                         help="also score each variant with BatchNorm statistics re-estimated on each held-out record")
     parser.add_argument("--last-epoch", action="store_true",
-                        help="also score each variant's runs at their last epoch (last.pt) instead of the selected one")
+                        help="also score each variant's runs at their last epoch (last.pt) instead of the one their "
+                             "config selects (best.pt; the same weights with select_epoch='last')")
     parser.add_argument("--ensemble", action="append", nargs="+", default=[], metavar=("NAME", "MEMBER"),
                         help="a row averaging its members' probabilities; MEMBER = VARIANT[+last][@SEED_SHIFT]")
     parser.add_argument("--per-record", metavar="ROW", action="append", default=[],
@@ -324,8 +331,6 @@ def main(argv: list[str] | None = None) -> dict:
                         help=results_help(RESULTS))
     args = parser.parse_args(argv)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
-    if len(set(args.seeds)) != len(args.seeds):
-        parser.error(f"--seeds: each seed once, got {args.seeds}")
     patients = len(set(patient_index(list(dict.fromkeys(args.records)))))
     if not 2 <= args.folds <= patients:
         parser.error(f"--folds must be in [2, {patients}] (the number of patients: 201 and 202 are one), got {args.folds}")
@@ -351,9 +356,17 @@ def main(argv: list[str] | None = None) -> dict:
         wanted.setdefault(name, []).append((row, row_modes[suffix]))
     common |= {"threads": args.threads, "data.data_dir": str(db_dir)}
 
-    base = resolve_data(load_config(_resolve_config(args.config), common))
+    base = resolve_data(config_or_exit(parser, args.config, common))
+    for overrides in variants.values():  # before the data load: a bad variant is told at once
+        config_or_exit(parser, args.config, {**common, **overrides})
     beats = load_beats(args.records, db_dir=base.data["data_dir"], config=beat_config(base.data), cache=base.data["cache"])
-    folds = record_kfold({r: beats.y[beats.record == r] for r in args.records}, args.folds, seed=args.split_seed)
+    folds = record_kfold({r: beats.y[beats.record == r] for r in args.records}, args.folds)
+    run_dirs = {name: [[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" for seed in args.seeds]
+                       for k in range(len(folds))] for name in variants}  # variant -> fold -> seed
+    configs = {name: [[config_or_exit(parser, args.config, {
+        **common, **overrides, "seed": seed, "data.train_records": [r for r in args.records if r not in held],
+        "data.test_records": held}, run_dir=run_dirs[name][k][i]) for i, seed in enumerate(args.seeds)]
+        for k, held in enumerate(folds)] for name, overrides in variants.items()}  # every run's, before any trains
     results: dict[str, dict] = {}
     flagged = [mode for flag, mode in ((args.offsets, "best"), (args.adapt_bn, "adabn"), (args.last_epoch, "last"))
                if flag]
@@ -363,16 +376,10 @@ def main(argv: list[str] | None = None) -> dict:
         modes = list(dict.fromkeys(flagged + [m for members in ensembles.values() for v, m, _ in members if v == name]
                                    + [mode for _, mode in wanted.get(name, [])]))
         confusions, runs = np.zeros((len(args.seeds), len(folds), 5, 5), dtype=np.int64), []  # seed, fold
-        run_dirs = [[Path(args.runs) / name / f"seed{seed}" / f"fold{k + 1}" for seed in args.seeds]
-                    for k in range(len(folds))]  # fold, seed
         for i, seed in enumerate(args.seeds):
-            for k, held in enumerate(folds):
-                fold_keys = {"seed": seed, "data.train_records": [r for r in args.records if r not in held],
-                             "data.test_records": held}
-                cfg = load_config(_resolve_config(args.config), {**common, **overrides, **fold_keys})
-                start = time.perf_counter()
-                run_dir = run_dirs[k][i]
-                result = train_or_reuse(cfg, run_dir, quiet=True)
+            for k in range(len(folds)):
+                start, run_dir = time.perf_counter(), run_dirs[name][k][i]
+                result = train_or_reuse(configs[name][k][i], run_dir, quiet=True)
                 confusions[i, k] = result["test"]["confusion_matrix"]
                 runs.append({"seed": seed, "fold": k + 1, "best_epoch": result["best_epoch"],
                              "val_records": result["splits"]["val_records"],
@@ -380,7 +387,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
         if modes:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)
-            predicted, held_records = rescored(run_dirs, modes)
+            predicted, held_records = rescored(run_dirs[name], modes)
             predictions |= {(name, mode): predicted[mode] for mode in modes}
             for row, mode in wanted.get(name, []):
                 by_record[row] = per_record(predicted[mode], held_records,
@@ -400,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, v in results.items():
         if name != baseline:
             v["decision"] = decide(results[baseline], v)
-    text = table(results, baseline)
+    text = table(results)
     print(text)
     for row, matrices in by_record.items():
         print("\n" + format_per_record(matrices, row))

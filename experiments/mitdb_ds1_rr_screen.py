@@ -4,8 +4,11 @@
 
 A screen, not a variant: it trains no network. It reads the runs of one variant of
 ``mitdb_ds1_cv.py`` (``--variant``, default ``main``, at their last epoch, as the row
-``main+last``; beats and RR features as their config made them) and the same folds of DS1's
-records, and scores against that row:
+``main+last``; beats and RR features as their config made them) and their folds: each fold's
+held-out records are those its runs tested (``data.test_records`` in their config.json), and the
+RR models of a fold train on the other folds' records only, so no model sees the records it
+predicts. Runs whose folds disagree with --records and --folds (made with other records or
+folds) are refused. It scores against that row:
 
 * ``rr_gbm``: scikit-learn's gradient boosting on the runs' RR features alone (``data.rr``: the
   main job's 5 columns), all five classes, trained on the other folds with the main job's
@@ -41,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mitdb_ds1_cv import confusion_matrices, decide, rescored, summarise, table  # noqa: E402
 
 from msresnet1d.atomic import write_text  # noqa: E402
-from msresnet1d.cli import database_or_exit, results_help, script_parser  # noqa: E402
-from msresnet1d.data import DS1, load_beats, record_kfold  # noqa: E402
+from msresnet1d.cli import add_seeds, database_or_exit, results_help, script_parser  # noqa: E402
+from msresnet1d.data import DS1, load_beats  # noqa: E402
 from msresnet1d.data.rr import RR_FEATURES, rr_columns  # noqa: E402
 from msresnet1d.training.config import TrainConfig  # noqa: E402
 from msresnet1d.training.metrics import json_safe  # noqa: E402
@@ -90,13 +93,48 @@ def split_n_s(probabilities: np.ndarray, share: np.ndarray) -> np.ndarray:
     return out
 
 
+def held_out_folds(run_dirs: list[list[Path]], records: list[str]) -> list[list[str]]:
+    """Each fold's held-out records as its runs had them: ``data.test_records`` of the config.json
+    of ``run_dirs[k][i]`` (fold k, seed i), checked to be one cross-validation of ``records``: the
+    same for every seed, the folds disjoint and together ``records``, each run trained on records
+    of the other folds only.
+
+    Raises:
+        ValueError: naming the fold, the run and what disagrees.
+    """
+    folds, asked = [], set(records)
+    for k, fold in enumerate(run_dirs):
+        held = None
+        for run in fold:
+            data = json.loads((run / "config.json").read_text())["data"]
+            test, train = data.get("test_records"), data.get("train_records")
+            if not isinstance(test, list) or not isinstance(train, list):
+                raise ValueError(f"{run}/config.json names no list of test and training records: not a run of "
+                                 "mitdb_ds1_cv.py")
+            if held is not None and test != held:
+                raise ValueError(f"fold {k + 1}: {run} holds out {', '.join(test)}, the fold's other runs "
+                                 f"{', '.join(held)}: not one cross-validation")
+            if set(test) & set(train) or not set(test) | set(train) <= asked:
+                raise ValueError(f"fold {k + 1}: {run} trained on {', '.join(train)} and held out {', '.join(test)}: "
+                                 f"not a fold of the records asked for ({', '.join(records)})")
+            held = test
+        if any(set(held) & set(other) for other in folds):
+            raise ValueError(f"fold {k + 1}: its runs hold out {', '.join(held)}, which an earlier fold holds out too")
+        folds.append(list(held))
+    missing = asked - {r for fold in folds for r in fold}
+    if missing:
+        raise ValueError(f"the runs' {len(folds)} folds hold out no run of {', '.join(sorted(missing))}: they were made "
+                         "with other --records or --folds")
+    return folds
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
     parser.add_argument("--runs", required=True, help="the runs folder of mitdb_ds1_cv.py")
     parser.add_argument("--variant", default="main", help="the variant whose runs are read (default main)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="its seeds (default 0 1 2)")
+    add_seeds(parser, [0, 1, 2], "its seeds, each once (default 0 1 2)")
     parser.add_argument("--folds", type=int, default=5, help="folds of the records, as the runs had (default 5)")
     parser.add_argument("--records", nargs="+", default=list(DS1), help="the records, as the runs had (default DS1)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=results_help(RESULTS))
@@ -108,16 +146,21 @@ def main(argv: list[str] | None = None) -> dict:
     if missing:
         parser.error(f"no finished run in {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: run "
                      f"mitdb_ds1_cv.py --variant {args.variant} with these --runs, --seeds and --folds first")
+    try:
+        folds = held_out_folds(run_dirs, args.records)
+    except ValueError as e:
+        parser.error(f"--runs {args.runs}: {e}")
     # the beats and RR features as the runs had them (their config), read from this database folder
     saved = json.loads((run_dirs[0][0] / "config.json").read_text())
     cfg = resolve_data(TrainConfig.from_dict({**saved, "data": {**saved["data"], "data_dir": str(db_dir)}}))
     beats = load_beats(args.records, db_dir=db_dir, config=beat_config(cfg.data), cache=cfg.data["cache"])
     columns = rr_columns(cfg.data["rr"])
-    folds = record_kfold({r: beats.y[beats.record == r] for r in args.records}, args.folds, seed=0)
     predicted, held_records = rescored(run_dirs, ["last"])
     rows: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {f"{args.variant}+last": predicted["last"]}
     for k, ((y, probabilities), records) in enumerate(zip(predicted["last"], held_records)):
         order = list(dict.fromkeys(records))  # the held-out beats, in the task's order: record by record
+        if set(order) != set(folds[k]):
+            raise SystemExit(f"fold {k + 1}: the runs' checkpoints hold out {order}, their config.json {folds[k]}")
         X_test = np.concatenate([beats.rr[beats.record == r][:, columns] for r in order])
         if not np.array_equal(np.concatenate([beats.y[beats.record == r] for r in order]), y):
             raise SystemExit(f"fold {k + 1}: the runs' held-out beats are not those of {order} as loaded here")
@@ -132,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, v in results.items():
         if name != baseline:
             v["decision"] = decide(results[baseline], v)
-    text = table(results, baseline)
+    text = table(results)
     print(text)
     report = json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": args.runs, "variant": args.variant,
                         "folds": folds, "rr_columns": [RR_FEATURES[i] for i in columns], "baseline": baseline,

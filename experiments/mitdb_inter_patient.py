@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import _resolve_config, database_or_exit, results_help, script_parser
-from msresnet1d.training.config import load_config, parse_overrides
+from msresnet1d.cli import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, overrides_or_exit, results_help,
+                            script_parser, thread_count)
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import classification_report, json_safe
 from msresnet1d.training.plots import plot_confusion, plot_scores
@@ -130,25 +130,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
     parser.add_argument("--config", default="mitdb_beats", help="config name or path")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_seeds(parser, [0, 1, 2], "training seeds, each once (default 0 1 2); several: also their ensemble")
     parser.add_argument("--runs", default="runs/mitdb-inter-patient", help="folder of the per-seed runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads of each run (0: torch's default)")
+    parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
     parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"),
                         help=results_help(RESULTS / "mitdb_inter_patient.json"))
     args = parser.parse_args(argv)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
-    if len(set(args.seeds)) != len(args.seeds):
-        parser.error(f"--seeds: each seed once, got {args.seeds}")
-    try:
-        overrides = parse_overrides(args.set)
-    except ValueError as e:
-        parser.error(str(e))
+    overrides = overrides_or_exit(parser, args.set)
+    run_dirs = {seed: Path(args.runs) / f"seed{seed}" for seed in args.seeds}
+    configs = {seed: config_or_exit(parser, args.config, {**overrides, "seed": seed, "threads": args.threads,
+                                                          "data.data_dir": str(db_dir)}, run_dir=run_dirs[seed])
+               for seed in args.seeds}  # every one checked before the first trains
     reports, runs = [], []
-    for seed in args.seeds:
-        cfg = load_config(_resolve_config(args.config), {**overrides, "seed": seed, "threads": args.threads,
-                                                         "data.data_dir": str(db_dir)})
-        run_dir = Path(args.runs) / f"seed{seed}"
+    for seed, cfg in configs.items():
+        run_dir = run_dirs[seed]
         start = time.perf_counter()
         result = train_or_reuse(cfg, run_dir, quiet=True)
         reports.append(result["test"])

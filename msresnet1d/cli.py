@@ -16,10 +16,10 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .models.tta import TTA_MODES
-from .training.config import load_config, parse_overrides
+from .training.config import TrainConfig, load_config, parse_overrides
 from .training.distributed import launched_rank
 from .training.engine import TrainingError
 
@@ -71,17 +71,87 @@ def results_help(path: Path) -> str:
     return f"results file (default experiments/results/{path.name}, the recorded one: give another path to keep it)"
 
 
+#: database -> (a file every copy of it holds, what that file is): :func:`database_or_exit` refuses a
+#: folder of other WFDB records (the CinC 2017 folder given for MIT-BIH, say) before any work.
+DATABASE_MARKERS: dict[str, tuple[str, str]] = {
+    "mitdb": ("100.hea", "the header of MIT-BIH record 100"),
+    "cinc2017": ("REFERENCE.csv", "the CinC 2017 labels"),
+}
+
+
 def database_or_exit(parser: argparse.ArgumentParser, name: str, folder: str | Path | None) -> Path:
     """The database ``name`` in ``folder`` (``--data-dir`` or ``$MSRESNET1D_DATA``: the database
-    folder or a folder holding it), or ``parser.error`` saying what is missing."""
+    folder or a folder holding it), or ``parser.error`` saying what is missing: no folder, no
+    WFDB records, or records without the database's marker file (:data:`DATABASE_MARKERS`)."""
     from .data import DataError, find_database
 
     if not folder:
         parser.error(f"give --data-dir or set MSRESNET1D_DATA (the folder holding {name}/, or {name}/ itself)")
     try:
-        return find_database(name, folder)
+        found = find_database(name, folder)
     except DataError as e:
         parser.error(str(e))
+    marker, what = DATABASE_MARKERS.get(name, (None, None))
+    if marker is not None and not (found / marker).is_file():
+        parser.error(f"database '{name}': {found} holds WFDB records but no {marker} ({what}): not the {name} "
+                     f"database; give the folder holding {name}/, or {name}/ itself")
+    return found
+
+
+def overrides_or_exit(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as config overrides (:func:`parse_overrides`), or ``parser.error``."""
+    try:
+        return parse_overrides(items)
+    except ValueError as e:
+        parser.error(str(e))
+
+
+def config_or_exit(parser: argparse.ArgumentParser, config: str | Path | None, overrides: dict[str, Any],
+                   load: Callable[[Path | None, dict[str, Any]], TrainConfig] = load_config,
+                   run_dir: str | Path | None = None) -> TrainConfig:
+    """``load(config, overrides)`` (default :func:`load_config`; ``config`` a path or a name in
+    experiments/configs), checked as ``train`` checks it before reading any data
+    (:func:`~msresnet1d.training.run.check_config`) and, given ``run_dir``, against the run
+    already there (:func:`~msresnet1d.training.run.check_same_run`, which a reuse or resume would
+    refuse later); else ``parser.error`` naming the bad key. An experiment script builds every
+    run's config with it before the first run trains."""
+    from .training.run import check_config, check_same_run
+
+    try:
+        cfg = load(_resolve_config(str(config)) if config is not None else None, overrides)
+        check_config(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    if run_dir is not None:
+        try:
+            check_same_run(cfg, run_dir)
+        except ValueError as e:
+            parser.error(f"{e}: {run_dir} holds a run of another config; give the settings it was made with, "
+                         "or another runs folder")
+    return cfg
+
+
+def seed_value(value: str) -> int:
+    """``--seed`` / ``--seeds``: a training seed, a whole number from 0 to 2**32 - 1 (NumPy's range)."""
+    if not re.fullmatch("[0-9]+", value) or int(value) >= 2**32:
+        raise argparse.ArgumentTypeError(f"{value!r}: a seed is a whole number from 0 to 2**32 - 1")
+    return int(value)
+
+
+class _DistinctSeeds(argparse.Action):
+    """Stores the seeds, refusing one given twice (it would count twice in a mean over seeds)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if len(set(values)) != len(values):
+            parser.error(f"{option_string}: each seed once, got {list(values)}")
+        setattr(namespace, self.dest, list(values))
+
+
+def add_seeds(parser: Any, default: list[int] | None, help: str) -> None:
+    """An experiment script's ``--seeds`` on ``parser`` (or a group of it): one or more distinct
+    seeds (:func:`seed_value`), a seed given twice refused with ``parser.error``."""
+    parser.add_argument("--seeds", type=seed_value, nargs="+", default=default, action=_DistinctSeeds,
+                        metavar="SEED", help=help)
 
 
 MAIN_JOB = "mitdb_beats"

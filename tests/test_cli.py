@@ -58,6 +58,32 @@ def test_threads_are_a_whole_number_from_0_the_torch_default(command, capsys):
         assert f"{bad!r}: torch threads are a whole number >= 0 (0: PyTorch's default)" in capsys.readouterr().err
 
 
+def test_experiment_scripts_take_distinct_seeds_and_checked_configs(capsys):
+    import argparse
+
+    from msresnet1d.cli import add_seeds, config_or_exit, seed_value
+
+    parser = argparse.ArgumentParser()
+    add_seeds(parser, [0, 1, 2], "training seeds")
+    parser.add_argument("--seed", type=seed_value)
+    assert parser.parse_args([]).seeds == [0, 1, 2] and parser.parse_args(["--seeds", "3", "0"]).seeds == [3, 0]
+    assert parser.parse_args(["--seed", str(2**32 - 1)]).seed == 2**32 - 1
+    for bad, message in ((["--seeds", "0", "0"], "--seeds: each seed once, got [0, 0]"),
+                         (["--seeds", "-1"], "'-1': a seed is a whole number from 0 to 2**32 - 1"),
+                         (["--seed", str(2**32)], f"'{2**32}': a seed is a whole number"),
+                         (["--seeds", "1.5"], "'1.5': a seed is a whole number")):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+        assert message in capsys.readouterr().err
+    # a config is built and checked as train checks it before reading data, or a usage error names the key
+    assert config_or_exit(parser, "mitdb_beats", {"epochs": 2}).epochs == 2
+    for overrides, message in (({"foo": 1}, "unknown key(s) foo"), ({"data.fs": -1}, "[data] fs must be"),
+                               ({"model_kwargs.nosuch": 1}, "model 'msresnet1d_beat' with [model_kwargs]")):
+        with pytest.raises(SystemExit):
+            config_or_exit(parser, "mitdb_beats", overrides)
+        assert message in capsys.readouterr().err
+
+
 def test_resume_alone_continues_the_run_with_its_own_config(tmp_path, config, monkeypatch, capsys):
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "straight"), "--quiet"]) == 0
     save = engine.atomic_save

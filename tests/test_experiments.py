@@ -5,6 +5,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,39 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
     assert (out / "resnet2d_spec" / "ecg_strip.png").is_file()
 
 
+def test_compare_models_refuses_bad_arguments_and_keeps_partial_results_apart(tmp_path, capsys, compare_models,
+                                                                               monkeypatch):
+    results = tmp_path / "compare.json"
+    common = ["--epochs", "1", "--models", *MODELS, "--out", str(tmp_path / "runs"), "--json", str(results),
+              "--quiet", *SPLIT]
+    monkeypatch.delenv("MSRESNET1D_DATA", raising=False)
+    for bad, message in (([], "give --data-dir or set MSRESNET1D_DATA"),  # never the embedded sample unless named
+                         (["--data-dir", str(tmp_path)], "not a folder of WFDB records"),
+                         (["--data-dir", str(SAMPLE), "--seeds", "1", "1"], "--seeds: each seed once"),
+                         (["--data-dir", str(SAMPLE), "--seed", "-1"], "'-1': a seed is a whole number"),
+                         (["--data-dir", str(SAMPLE), "--threads", "-1"], "'-1': torch threads"),
+                         (["--data-dir", str(SAMPLE), "--set", "foo=1"], "unknown key(s) foo")):
+        with pytest.raises(SystemExit):
+            compare_models.main([*common, *bad])
+        assert message in capsys.readouterr().err
+    # interrupted after the first model: its results in the partial file, nothing under the final name
+    train = compare_models.train_or_reuse
+
+    def stopped_at_the_second(cfg, run_dir, quiet=False):
+        if run_dir.name == MODELS[1]:
+            raise KeyboardInterrupt
+        return train(cfg, run_dir, quiet=quiet)
+
+    monkeypatch.setattr(compare_models, "train_or_reuse", stopped_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        compare_models.main([*common, "--data-dir", str(SAMPLE)])
+    partial = tmp_path / "compare.partial.json"
+    assert not results.exists() and list(json.loads(partial.read_text())["runs"]) == MODELS[:1]
+    monkeypatch.setattr(compare_models, "train_or_reuse", train)
+    report = compare_models.main([*common, "--data-dir", str(SAMPLE)])  # the first model reused
+    assert list(report["runs"]) == MODELS and report["runs"][MODELS[0]]["reused"] and not partial.exists()
+
+
 def test_compare_models_several_seeds_share_the_single_seed_folders(tmp_path, capsys, compare_models):
     out, common = tmp_path / "runs", ["--data-dir", str(SAMPLE), "--epochs", "1", "--models", "msresnet1d_late",
                                       "--quiet", *SPLIT]
@@ -134,9 +168,19 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     # one run twice: the ensemble is that run, figure for figure
     seed0 = json.loads((tmp_path / "runs" / "seed0" / "metrics.json").read_text())["test"]
     assert script.seed_ensemble([tmp_path / "runs" / "seed0"] * 2)["confusion_matrix"] == seed0["confusion_matrix"]
-    with pytest.raises(SystemExit):  # a seed given twice would count twice in the mean
-        script.main([*common, "--seeds", "0", "0", "--out", str(tmp_path / "same.json")])
-    assert "--seeds: each seed once" in capsys.readouterr().err
+    other_records = tmp_path / "cinc2017"  # WFDB records, but not MIT-BIH's
+    other_records.mkdir()
+    (other_records / "A00001.hea").write_text("A00001 1 300 9000\n")
+    for bad, message in ((["--seeds", "0", "0"], "--seeds: each seed once"),  # it would count twice in the mean
+                         (["--seeds", "-1"], "'-1': a seed is a whole number"), (["--threads", "-1"], "'-1': torch threads"),
+                         (["--set", "foo=1"], "unknown key(s) foo"), (["--seeds", "0", "2", "--set", "lr=0.01"],
+                                                                      "seed0 holds a run of another config"),
+                         (["--data-dir", str(SAMPLE.parent / "fashion-mnist")], "not a folder of WFDB records"),
+                         (["--data-dir", str(other_records)], "no 100.hea")):  # all before any training
+        with pytest.raises(SystemExit):
+            script.main([*common, *bad, "--out", str(tmp_path / "bad.json")])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "seed2").exists() and not (tmp_path / "bad.json").exists()
     # a reused run (not retrained) reports the training time its log recorded, not this invocation's
     script.main([*common, "--seeds", "0", "--out", str(tmp_path / "same.json")])
     same = json.loads((tmp_path / "same.json").read_text())
@@ -158,6 +202,13 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             "--offsets", "--adapt-bn", "--last-epoch",
             "--ensemble", "pair", "main+last", "main+last@1", "--ensemble", "self", "wd", "wd", "--baseline", "main+last",
             "--per-record", "main+last", "--per-record", "wd"]
+    for bad, message in ((["--variant", "bad", "foo=1"], "unknown key(s) foo"),  # every variant checked before any run
+                         (["--variant", "bad", "data.fs=-1"], "[data] fs must be"),
+                         (["--seeds", "-1"], "'-1': a seed is a whole number"), (["--threads", "-1"], "'-1': torch threads")):
+        with pytest.raises(SystemExit):
+            script.main(args + bad)
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
         report = script.main(args)
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
@@ -287,9 +338,43 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
     for row in screen["variants"].values():  # every beat once per seed
         assert np.array(row["pooled_confusion_matrix"]).sum(axis=1).tolist() == \
             np.array(report["variants"]["main"]["pooled_confusion_matrix"]).sum(axis=1).tolist()
+    for wrong, message in ((["--records", *records[:-1]], "not a fold of the records asked for"),  # runs of other folds
+                           (["--records", *records, "100"], "hold out no run of 100"), (["--folds", "2"], "hold out no run")):
+        with pytest.raises(SystemExit):
+            _load_script("mitdb_ds1_rr_screen").main(["--data-dir", str(data), "--runs", str(tmp_path / "runs"), "--folds",
+                                                      "3", "--records", *records, "--seeds", "0", "1", *wrong])
+        assert message in capsys.readouterr().err
     gbm_seeds = screen["variants"]["rr_gbm"]["seed_macro_f1"]
     assert len(set(gbm_seeds.values())) == 1  # no network: the same prediction for every seed
     assert all("decision" in screen["variants"][row] for row in screen["variants"] if row != "main+last")
+
+
+def test_rr_screen_takes_each_fold_from_its_runs(tmp_path):
+    # the held-out records of each fold are those its runs tested, whatever folds record_kfold would give now
+    screen = _load_script("mitdb_ds1_rr_screen")
+    records = ["a", "b", "c", "d", "e"]
+
+    def runs(folds: list[list[str]], seeds: int = 2) -> list[list[Path]]:
+        dirs, base = [], tmp_path / f"runs{len(list(tmp_path.iterdir()))}"  # a new runs folder a call
+        for k, held in enumerate(folds):
+            dirs.append([])
+            for i in range(seeds):
+                run = base / f"seed{i}" / f"fold{k + 1}"
+                run.mkdir(parents=True)
+                train = [r for r in records if r not in held]
+                (run / "config.json").write_text(json.dumps({"data": {"train_records": train, "test_records": held}}))
+                dirs[-1].append(run)
+        return dirs
+
+    assert screen.held_out_folds(runs([["e", "a"], ["c"], ["b", "d"]]), records) == [["e", "a"], ["c"], ["b", "d"]]
+    one = runs([["a", "b"], ["c", "d", "e"]])
+    one[1][1] = runs([["a", "b"], ["c", "d"]])[1][0]  # seed 1 of fold 2 held out other records
+    for dirs, message in ((one, "fold 2: .* holds out c, d, the fold's other runs c, d, e"),
+                          (runs([["a", "b"], ["b", "c", "d", "e"]]), "fold 2: .* which an earlier fold holds out too"),
+                          (runs([["a", "b"], ["c", "d"]]), "hold out no run of e: they were made with other --records"),
+                          (runs([["a", "b"], ["c", "d", "e"]]), "not a fold of the records asked for")):
+        with pytest.raises(ValueError, match=message):
+            screen.held_out_folds(dirs, records if "asked" not in message else records[:-1])
 
 
 def test_rr_screen_divides_only_the_n_plus_s_probability():
@@ -421,12 +506,19 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
         with pytest.raises(SystemExit):
             cv.main(["--replot", str(tmp_path / "not_cv.json")])
         assert "not_cv.json: not a result of this script" in capsys.readouterr().err
+    for bad, message in ((["--seeds", "0", "0"], "--seeds: each seed once"), (["--set", "foo=1"], "unknown key(s) foo"),
+                         (["--threads", "x"], "'x': torch threads"), (["--data-dir", str(SAMPLE)], "no REFERENCE.csv")):
+        with pytest.raises(SystemExit):
+            cv.main(args + settings + bad)
+        assert message in capsys.readouterr().err
     # a second invocation reuses the finished folds instead of training again, if the config agrees
     finished = os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json")
     assert cv.main(args + settings)["summary"] == report["summary"]
     assert os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json") == finished
-    with pytest.raises(ValueError, match=r"config.json was made with another model or config \(model_kwargs\.stem_channels: checkpoint 8, now "):
+    with pytest.raises(SystemExit):  # refused before any training, as a usage error
         cv.main(args + settings[:-2])
+    assert re.search(r"config.json was made with another model or config \(model_kwargs\.stem_channels: checkpoint 8, "
+                     r"now .*: .*fold1 holds a run of another config", capsys.readouterr().err)
     # two seeds on the same folds (seed 0 reused), predicted as their ensemble, with sign-flip TTA
     both = cv.main(args + settings + ["--seeds", "0", "1", "--tta", "flip", "--out", str(tmp_path / "cv2.json")])
     assert [(r["fold"], r["seed"]) for r in both["runs"]] == [(1, 0), (1, 1), (2, 0), (2, 1)]
@@ -528,5 +620,34 @@ def test_bench_models_refuses_bad_options_before_any_work(capsys):
         with pytest.raises(SystemExit):
             script.main(bad)
         assert bad[0] in capsys.readouterr().err
+    # the targets need MIT-BIH: a data folder without it is an error, not a skipped section in the results file
+    for bad, message in ((["--only-targets", "--data-dir", str(SAMPLE.parent)], "not a folder of WFDB records"),
+                         (["--data-dir", str(SAMPLE.parent / "fashion-mnist")], "not a folder of WFDB records"),
+                         (["--only-targets", "--data-dir", ""], "give --data-dir or set MSRESNET1D_DATA"),
+                         (["--only-targets", "--skip-targets"], "nothing would be timed")):
+        with pytest.raises(SystemExit):
+            script.main(bad)
+        assert message in capsys.readouterr().err
     # the targets' ratio: time per sample over the batches both variants timed
     assert script._time_per_sample([1.0, 2.0, 9.0], [10, 10, 10], 2) == pytest.approx(0.15)
+
+
+def test_bench_scripts_refuse_bad_options_and_data_folders_before_any_work(tmp_path, capsys):
+    bench_data, fashion, inference = (_load_script(name) for name in ("bench_data", "bench_fashion", "bench_inference"))
+    out = ["--out", str(tmp_path / "bench.json")]
+    wfdb_only = tmp_path / "records"  # WFDB records, but neither database's marker file
+    wfdb_only.mkdir()
+    (wfdb_only / "A00001.hea").write_text("A00001 1 300 9000\n")
+    for main, bad, message in (
+            (bench_data.main, ["--repeats", "0"], "--repeats must be >= 1, got 0"),
+            (bench_data.main, ["--data-dir", str(tmp_path / "none")], f"{tmp_path / 'none'} does not exist"),
+            (bench_data.main, ["--data", str(wfdb_only), "--skip-cinc"], "no 100.hea"),  # --data: the former name
+            (bench_data.main, ["--data-dir", str(SAMPLE)], "no REFERENCE.csv"),  # mitdb/ itself needs --skip-cinc
+            (fashion.main, ["--data-dir", str(tmp_path)], f"--data-dir {tmp_path}: no Fashion-MNIST there"),
+            (fashion.main, ["--threads", "-1"], "'-1': torch threads"),
+            (inference.main, ["--threads", "-1"], "'-1': torch threads"),
+            (inference.main, ["--data-dir", str(wfdb_only)], "no 100.hea")):
+        with pytest.raises(SystemExit):
+            main([*bad, *out])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bench.json").exists()

@@ -351,6 +351,18 @@ def test_data_dir_is_the_database_or_a_folder_holding_it(tmp_path, capsys):
         with pytest.raises(SystemExit):
             database_or_exit(parser, "mitdb", folder)
         assert message in capsys.readouterr().err
+    # records of another database: refused by the database's marker file, before any work
+    cinc = tmp_path / "cinc2017"
+    cinc.mkdir()
+    (cinc / "A00001.hea").write_text("A00001 1 300 9000\n")
+    for name, folder, message in (("mitdb", cinc, f"{cinc} holds WFDB records but no 100.hea (the header of MIT-BIH "
+                                                  "record 100): not the mitdb database"),
+                                  ("cinc2017", root / "mitdb", f"{root / 'mitdb'} holds WFDB records but no REFERENCE.csv")):
+        with pytest.raises(SystemExit):
+            database_or_exit(parser, name, folder)
+        assert message in capsys.readouterr().err
+    (cinc / "REFERENCE.csv").write_text("A00001,N\n")
+    assert database_or_exit(parser, "cinc2017", tmp_path) == cinc
 
 
 def test_sign_flip_averaging_is_refused_for_images():
@@ -703,14 +715,12 @@ def test_a_run_killed_between_its_two_checkpoints_tests_the_selected_weights(tmp
         train(cfg, tmp_path / "run", resume=True, quiet=True)
 
 
-def test_resume_refuses_another_database_than_the_run_found(tmp_path, monkeypatch):
-    # no data_dir in the config: the database is found (here the embedded sample) and pinned in the checkpoint
+def _interrupted_after_one_epoch(cfg: TrainConfig, run_dir: Path, monkeypatch) -> None:
+    """Train ``cfg`` in ``run_dir`` until a KeyboardInterrupt as the second epoch's checkpoint is
+    saved: ``last.pt`` holds the first epoch, as after a kill."""
     import msresnet1d.training.engine as engine
     from msresnet1d.training.run import train
 
-    cfg = load_config(_config(tmp_path, 2))
-    del cfg.data["data_dir"]
-    monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "nothing"))
     save = engine.atomic_save
 
     def killed_after_epoch_1(state, path):
@@ -719,8 +729,22 @@ def test_resume_refuses_another_database_than_the_run_found(tmp_path, monkeypatc
         save(state, path)
 
     monkeypatch.setattr(engine, "atomic_save", killed_after_epoch_1)
-    with pytest.warns(UserWarning, match="sample"), pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "run", quiet=True)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, run_dir, quiet=True)
+    finally:
+        monkeypatch.setattr(engine, "atomic_save", save)
+
+
+def test_resume_refuses_another_database_than_the_run_found(tmp_path, monkeypatch):
+    # no data_dir in the config: the database is found (here the embedded sample) and pinned in the checkpoint
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 2))
+    del cfg.data["data_dir"]
+    monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "nothing"))
+    with pytest.warns(UserWarning, match="sample"):
+        _interrupted_after_one_epoch(cfg, tmp_path / "run", monkeypatch)
     assert Path(load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["database"]) == SAMPLE
     other = tmp_path / "other" / "mitdb"  # the same records in another folder: another database to the run
     other.mkdir(parents=True)
@@ -729,6 +753,29 @@ def test_resume_refuses_another_database_than_the_run_found(tmp_path, monkeypatc
     monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "other"))
     with pytest.raises(ValueError, match="trained on the database in .*mitdb-sample, the resume would read .*other"):
         train(cfg, tmp_path / "run", resume=True, quiet=True)
+
+
+def test_reuse_and_resume_take_the_same_database_spelt_otherwise(tmp_path, monkeypatch):
+    # data.data_dir is compared as the folder it names: relative, through a symlink, as the folder
+    # holding mitdb/ or as mitdb/ itself, the same database; the same records in another folder, not
+    from msresnet1d.training.run import check_same_run, train
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mitdb").symlink_to(SAMPLE)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(_config(tmp_path, 2), {"data.data_dir": "data"})
+    spelt = lambda folder: dataclasses.replace(cfg, data={**cfg.data, "data_dir": str(folder)})  # noqa: E731
+    _interrupted_after_one_epoch(cfg, tmp_path / "run", monkeypatch)
+    for folder in (tmp_path / "data", "data/mitdb", tmp_path / "data" / "mitdb", SAMPLE):
+        check_same_run(spelt(folder), tmp_path / "run")
+    train(spelt(SAMPLE), tmp_path / "run", resume=True, quiet=True)  # the checkpoint's check agrees
+    assert train_or_reuse(spelt("data"), tmp_path / "run")["best_epoch"] == 2  # reused, not trained again
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in SAMPLE.iterdir():
+        (other / f.name).symlink_to(f)
+    with pytest.raises(ValueError, match="another model or config \\(data.data_dir: checkpoint"):
+        train_or_reuse(spelt(other), tmp_path / "run")
 
 
 def test_early_stopping_survives_resume_and_undefined_scores_select_nothing(tmp_path, monkeypatch):

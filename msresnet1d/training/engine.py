@@ -34,7 +34,7 @@ from .distributed import DistContext
 from .ema import WeightEMA
 from .metrics import classification_report, format_report, json_safe
 from .optim import build_loss, build_optimizer, build_scheduler
-from .tasks import Task, resolve_data
+from .tasks import DATABASES, Task, resolve_data
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,33 @@ RESUME_KEYS = ("task", "model", "model_kwargs", "data", "epochs", "batch_size", 
                "weight_decay", "schedule", "warmup_epochs", "loss", "focal_gamma", "class_weights", "unscored_weight",
                "balanced_sampler", "label_smoothing", "grad_clip", "ema_decay", "seed", "init", "bf16", "channels_last",
                "tta", "monitor", "select_epoch", "early_stopping")
+
+
+def _database_folder(task: str, data_dir: str | None) -> Path | None:
+    """The folder ``[data] data_dir`` names for ``task`` (the database folder it is or holds, for
+    ECG tasks), resolved (symlinks, relative spellings); None when not given or not found."""
+    from ..data import DataError, find_database
+
+    if data_dir is None:
+        return None
+    try:
+        folder = find_database(DATABASES[task], data_dir) if task in DATABASES else Path(data_dir)
+        return folder.resolve(strict=True)
+    except (DataError, OSError):
+        return None
+
+
+def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path) -> None:
+    """Raise ValueError if ``cfg`` differs from a run's ``saved`` config on :data:`RESUME_KEYS`
+    (``[data]`` completed with the defaults on both sides), naming each differing key.
+    ``data.data_dir`` is compared as the database folder it names, not as text: the same folder
+    spelt otherwise (through a symlink, relative, as the folder holding ``mitdb/`` or as
+    ``mitdb/`` itself) is the same run's data."""
+    before, now = resolve_data(saved).to_dict(), resolve_data(cfg).to_dict()
+    folder = _database_folder(cfg.task, now["data"].get("data_dir"))
+    if folder is not None and folder == _database_folder(saved.task, before["data"].get("data_dir")):
+        before["data"]["data_dir"] = now["data"]["data_dir"]
+    check_compatible({"config": before}, now, path, RESUME_KEYS)
 
 
 class TrainingError(RuntimeError):
@@ -146,8 +173,7 @@ class Trainer:
             log.warning("--resume: no checkpoint at %s, starting from scratch", path)
             return
         ckpt = load_checkpoint(path)
-        saved = resolve_data(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"))
-        check_compatible({"config": saved.to_dict()}, resolve_data(self.cfg).to_dict(), path, RESUME_KEYS)
+        check_same_config(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"), self.cfg, path)
         before, now = ckpt.get("database"), self.task.splits.get("database")
         if before is not None and now is not None and Path(before).resolve() != Path(now).resolve():
             raise ValueError(f"{path}: the run trained on the database in {before}, the resume would read {now}; "

@@ -18,8 +18,8 @@ from ..models import create_model
 from ..models.blocks import init_weights
 from . import distributed, plots
 from .config import TrainConfig
-from .checkpoint import check_compatible, load_checkpoint, load_weights
-from .engine import RESUME_KEYS, Trainer
+from .checkpoint import load_checkpoint, load_weights
+from .engine import Trainer, check_same_config
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
 log = logging.getLogger(__name__)
@@ -106,17 +106,27 @@ def drop_a_last_batch_of_one(model: nn.Module, task: Task) -> None:
         loader.drop_last = True
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Check what can be checked of ``cfg`` without its data, as :func:`train` does first: the
+    ``[data]`` options (``check_data``), then ``[model_kwargs]`` by building the model on the inputs
+    and classes the task will give. For scripts that build many configs: every one is checked
+    before the first run trains.
+
+    Raises:
+        ValueError: naming the bad key, its value and what it must be.
+    """
+    check_data(cfg)
+    channels, extra = model_inputs(cfg)
+    create_configured_model(cfg, channels, len(task_classes(cfg.task)), extra)
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict:
     """Train, select on validation, test once; returns the metrics dict (also in metrics.json)."""
     dist = distributed.setup(cfg.device)
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        # [data], then [model_kwargs] on the inputs and classes the task will give, before the data load (RNG not
-        # yet seeded)
-        check_data(cfg)
-        channels, extra = model_inputs(cfg)
-        create_configured_model(cfg, channels, len(task_classes(cfg.task)), extra)
+        check_config(cfg)  # before the data load (RNG not yet seeded)
         if resume:
             check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
         seed_everything(cfg.seed)
@@ -159,11 +169,11 @@ def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -
 
 def check_same_run(cfg: TrainConfig, run_dir: str | Path) -> None:
     """Raise ValueError if the run in ``run_dir`` (its ``config.json``, if it has one) was made with
-    another config than ``cfg``, on the keys a resume checks (:data:`~.engine.RESUME_KEYS`)."""
+    another config than ``cfg``, on the keys a resume checks (:func:`~.engine.check_same_config`:
+    the database folder resolved, not its spelling)."""
     path = Path(run_dir) / "config.json"
     if path.is_file():
-        saved = TrainConfig.from_dict(json.loads(path.read_text()), str(path))
-        check_compatible({"config": resolve_data(saved).to_dict()}, resolve_data(cfg).to_dict(), path, RESUME_KEYS)
+        check_same_config(TrainConfig.from_dict(json.loads(path.read_text()), str(path)), cfg, path)
 
 
 def epoch_train_seconds(run_dir: str | Path) -> list[float]:
