@@ -17,6 +17,7 @@ import io
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -31,7 +32,7 @@ from .data.beats import beat_windows, positions_at, record_template
 from .data.preprocess import shown_leads
 from .data.records import preprocess_record, record_label
 from .data.hrv import HRV_FEATURES
-from .data.rhythm import RhythmArrays, RhythmConfig
+from .data.rhythm import RhythmArrays
 from .data.rr import rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
 from .atomic import atomic_path, write_text
@@ -42,7 +43,7 @@ from .models.tta import with_tta
 from .training.checkpoint import load_checkpoint
 from .training.config import TrainConfig
 from .training.run import checkpoint_model
-from .training.tasks import WindowHRV, beat_config, resolve_data
+from .training.tasks import WindowHRV, beat_config, resolve_data, rhythm_config
 
 
 class _InputRecorder:
@@ -154,18 +155,24 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn
 def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
                     leads: Sequence[str] | None = None) -> Labelled:
     """Class probabilities of a record's sliding windows (positions: their starts).
-    ``leads``: the one lead to read from a record with several (default: the record's only one)."""
+    ``leads``: the one lead to read from a record with several (default: the run's ``data.lead``,
+    else the record's only one). A record shorter than one window is zero-padded, with a warning."""
     cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
     data = resolve_data(cfg).data
-    rhythm_cfg = RhythmConfig(fs=float(data["fs"]))
+    rhythm_cfg = rhythm_config(data)
     if leads is not None and len(leads) != 1:
         raise ValueError(f"--leads names {len(leads)} leads ({', '.join(leads)}); the rhythm model reads one")
+    if leads is None and rhythm_cfg.lead is not None:
+        leads = [rhythm_cfg.lead]
     record = read_record(record_path, leads=leads)
     if record.signal.shape[0] != 1:
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, the record has "
                          f"{record.signal.shape[0]} ({', '.join(record.leads)}): choose one with --leads")
     signal = preprocess_record(record, rhythm_cfg.fs, rhythm_cfg.band, rhythm_cfg.normalization)
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
+    if signal.shape[1] < length:
+        warnings.warn(f"record {record.name}: {record.signal.shape[1] / record.fs:.1f} s, shorter than the model's "
+                      f"{data['crop_seconds']:g} s window: labelled from one zero-padded window", stacklevel=2)
     columns = rr_columns(data["rr"], HRV_FEATURES, HRV_FEATURES)
     extra = None
     if columns:  # the windows' RR statistics, standardised as in training, from the whole record's R peaks
@@ -174,7 +181,8 @@ def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
         hrv = WindowHRV(arrays, columns, ckpt["task_state"]["rr_mean"].numpy(), ckpt["task_state"]["rr_std"].numpy())
         extra = lambda starts: hrv(0, starts, length)  # noqa: E731
     out = _classify(ckpt, cfg, adapt_bn,
-                    lambda model: classify_windows(model, signal, length, hop, extra=extra))
+                    lambda model: classify_windows(model, signal, length, hop, extra=extra,
+                                                   batch_size=cfg.eval_batch_size))
     starts = np.round(out.sample * record.fs / rhythm_cfg.fs).astype(np.int64)
     return Labelled(starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs, record.leads)
 

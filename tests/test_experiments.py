@@ -651,3 +651,67 @@ def test_bench_scripts_refuse_bad_options_and_data_folders_before_any_work(tmp_p
             main([*bad, *out])
         assert message in capsys.readouterr().err
     assert not (tmp_path / "bench.json").exists()
+
+
+def test_rhythm_runs_on_a_database_of_two_lead_records_and_evaluate_refuses_a_relabelled_one(tiny_cinc, tmp_path,
+                                                                                           capsys):
+    """data.lead picks the lead of multi-lead records (predict reads it too); without validation
+    (val_fraction 0) the run trains; evaluate refuses a database whose labels changed since the run
+    (its folds would test records the model trained on); predict warns of a record shorter than a window."""
+    import wfdb
+
+    from msresnet1d.training.checkpoint import load_checkpoint
+
+    db = tmp_path / "cinc2017"
+    db.mkdir()
+    with open(tiny_cinc / "REFERENCE.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    (db / "REFERENCE.csv").write_text("".join(f"{name},{label}\n" for name, label in rows))
+    for name, _ in rows:
+        record = wfdb.rdrecord(str(tiny_cinc / name))
+        two = np.column_stack([np.zeros_like(record.p_signal[:, 0]), record.p_signal[:, 0]])
+        wfdb.wrsamp(name, fs=record.fs, units=["mV", "mV"], sig_name=["other", "chest"], p_signal=two,
+                    fmt=["16", "16"], write_dir=str(db))
+    out = tmp_path / "run"
+    given = [item for item in TINY_CINC if not item.startswith("data.val_fraction=")] + ["data.val_fraction=0",
+                                                                                        "data.folds=2"]
+    settings = [word for item in given for word in ("--set", item)]
+    base = ["train", "--config", "cinc2017_cpu", "--threads", "1", "--quiet", "--data-dir", str(db), *settings]
+    assert cli_main([*base, "--out", str(tmp_path / "no-lead")]) == 1
+    assert "has 2 leads (other, chest); name one in RhythmConfig.lead" in capsys.readouterr().err
+    assert cli_main([*base, "--out", str(out), "--set", 'data.lead="chest"']) == 0
+    best = out / "checkpoints" / "best.pt"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["splits"]["val_records"] == 0 and metrics["monitor"] == "-train_loss (no validation split)"
+    assert load_checkpoint(best)["test_names"] == metrics["splits"]["test_names"]
+    name = metrics["splits"]["test_names"][0]
+    assert cli_main(["predict", str(best), str(db / name), "--out-dir", str(tmp_path / "labels")]) == 0  # reads chest
+    assert cli_main(["evaluate", str(best), "--data-dir", str(db)]) == 0
+    capsys.readouterr()
+    (db / "REFERENCE.csv").write_text("".join(f"{n},{label}\n" for n, label in rows if n != name))  # one row gone
+    assert cli_main(["evaluate", str(best), "--data-dir", str(db)]) == 1
+    assert "the database's records or labels changed since, and the model may have trained on records it would " \
+           "now be tested on" in capsys.readouterr().err
+    short = tmp_path / "short"
+    short.mkdir()
+    record = wfdb.rdrecord(str(db / name))
+    wfdb.wrsamp("short", fs=record.fs, units=["mV"], sig_name=["chest"], p_signal=record.p_signal[:5 * record.fs, 1:],
+                fmt=["16"], write_dir=str(short))
+    with pytest.warns(UserWarning, match=r"record .*short: 5.0 s, shorter than the model's 10 s window: labelled from "
+                                         "one zero-padded window"):
+        assert cli_main(["predict", str(best), str(short / "short"), "--out-dir", str(tmp_path / "labels")]) == 0
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["data.hop_seconds=40"], r"\[data\] hop_seconds must be at most crop_seconds \(30.0 s\), got 40"),
+    (["data.fs=40", "data.rr=true"], r"\[data\] fs must be at least 45 Hz with rr .*, got 40"),
+    (["data.lead=\"I | II\""], r"\[data\] lead must be a lead name"),
+])  # fmt: skip
+def test_rhythm_data_options_that_only_fail_together_are_refused_before_any_data(settings, message, tmp_path):
+    from msresnet1d.training.config import load_config, parse_overrides
+    from msresnet1d.training.tasks import check_data
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "experiments" / "configs" / "cinc2017_cpu.toml",
+                      parse_overrides(settings))
+    with pytest.raises(ValueError, match=message):
+        check_data(cfg)

@@ -35,6 +35,9 @@ HRV_FEATURES: tuple[str, ...] = (
 #: Fewest intervals a window needs for its statistics; with fewer, :func:`window_hrv` gives NaN.
 MIN_INTERVALS = 3
 
+#: Lowest sampling rate in Hz :func:`detect_r_peaks` accepts (its 5-20 Hz band needs room below fs/2).
+MIN_FS = 45.0
+
 
 def detect_r_peaks(ecg: np.ndarray, fs: float) -> np.ndarray:
     """R-peak positions (samples, increasing int64) in one lead ``ecg`` (T,) sampled at ``fs`` Hz.
@@ -46,8 +49,8 @@ def detect_r_peaks(ecg: np.ndarray, fs: float) -> np.ndarray:
     ecg = np.asarray(ecg, dtype=np.float64)
     if ecg.ndim != 1:
         raise ValueError(f"detect_r_peaks: ecg must be one lead (T,), got shape {ecg.shape}")
-    if fs < 45:
-        raise ValueError(f"detect_r_peaks: fs={fs} Hz is too low for the 5-20 Hz QRS band (need >= 45 Hz)")
+    if fs < MIN_FS:
+        raise ValueError(f"detect_r_peaks: fs={fs} Hz is too low for the 5-20 Hz QRS band (need >= {MIN_FS:g} Hz)")
     if not np.isfinite(ecg).all():
         raise ValueError("detect_r_peaks: ecg holds NaN or inf")
     pad = round(fs)  # sosfiltfilt needs a few times the filter order; short inputs give no peaks

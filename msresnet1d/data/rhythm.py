@@ -5,7 +5,9 @@ Labels come from the database's ``REFERENCE.csv`` (``A00001,N`` per line, no hea
 (:func:`~msresnet1d.data.preprocess.preprocess_signal`) and kept end to end in one array
 (:class:`RhythmArrays`), cached on disk as one entry.
 
-Training sees fixed-length random crops (:class:`RhythmDataset`); evaluation covers each whole
+Training sees fixed-length random crops (cut batch by batch by the training task,
+``msresnet1d.training.tasks.RandomCrops``; :class:`RhythmDataset` gives the same crops as a
+``torch.utils.data.Dataset`` for other training loops); evaluation covers each whole
 record with sliding windows and aggregates the window predictions (:func:`sliding_windows`,
 :func:`aggregate_windows`, :func:`predict_records`). Crop and window lengths are in seconds,
 except in the array helpers :func:`fit_length` and :func:`sliding_windows` (samples).

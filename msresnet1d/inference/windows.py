@@ -20,7 +20,7 @@ from torch import nn
 
 from ..data.rhythm import fit_length
 from .predictor import Predictor
-from .stream import Predictions, Stream
+from .stream import Predictions, Stream, as_signal
 
 
 class WindowStream(Stream):
@@ -145,4 +145,5 @@ def classify_windows(
         ValueError: wrong shape or channel count, NaN or inf, an empty signal, or bad parameters.
     """
     stream = WindowStream(model, window, hop, batch_size=batch_size, extra=extra)
+    signal = as_signal(signal, stream.predictor.in_channels)  # its errors name the signal, not a chunk
     return Predictions.concatenate([stream.feed(signal), stream.finish()])

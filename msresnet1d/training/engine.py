@@ -164,7 +164,14 @@ class Trainer:
             "class_names": list(self.task.class_names),
             "task_state": self.task.state,
             "database": self.task.splits.get("database"),  # the folder found, so a resume cannot switch it
+            **self._test_names(),
         }
+
+    def _test_names(self) -> dict[str, list[str]]:
+        """``{"test_names": [...]}`` where the task draws its test split from the data (CinC 2017's
+        folds), so that evaluation can refuse a rebuild that tests other records."""
+        names = self.task.splits.get("test_names")
+        return {} if names is None else {"test_names": [str(name) for name in names]}
 
     def resume(self) -> None:
         """Continue from ``checkpoints/last.pt`` (no-op with a warning if there is none)."""
@@ -202,7 +209,7 @@ class Trainer:
         if self.dist.is_main:
             atomic_save({"format": FORMAT_VERSION, "epoch": epoch, "config": self.cfg.to_dict(),
                          "model": self.evaluated.state_dict(), "class_names": list(self.task.class_names),
-                         "task_state": self.task.state}, self.ckpt_dir / "best.pt")
+                         "task_state": self.task.state, **self._test_names()}, self.ckpt_dir / "best.pt")
 
     def _save(self, epoch: int, is_best: bool) -> None:
         """``last.pt``, then ``best.pt`` if this epoch is selected: killed in between, the resume finds

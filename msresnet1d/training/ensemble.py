@@ -101,6 +101,13 @@ def load_members(checkpoints: Sequence[str | Path],
     device = DistContext().device
     members = []
     for path, ckpt, cfg in zip(paths, ckpts, cfgs):
+        tested, now = ckpt.get("test_names"), task.splits.get("test_names")
+        if tested is not None and now is not None and list(tested) != list(now):
+            other = len(set(now) - set(tested))
+            raise ValueError(f"checkpoint {path}: its run tested {len(tested)} records, this rebuild of its splits from "
+                             f"{task.splits.get('database', '?')} tests {len(now)}, {other} of them not in the run's test "
+                             "split: the database's records or labels changed since, and the model may have trained "
+                             "on records it would now be tested on")
         for key, value in task.state.items():
             if key.startswith("pixel_") and key not in ckpt["task_state"]:
                 continue  # Fashion-MNIST checkpoints saved before the pixel statistics were (they are recomputed)

@@ -62,7 +62,9 @@ def load_trained_model(checkpoint: str | Path) -> nn.Module:
     standardised with the checkpoint's ``task_state`` ``rr_mean`` and ``rr_std``; for rhythm models
     with RR statistics, those of each window likewise; for Fashion-MNIST models, (N, 1, S, S)
     float32 images ``(uint8 / 255 - pixel_mean) / pixel_std`` with ``task_state`` ``pixel_mean``
-    and ``pixel_std`` (0 and 1 for ``normalize = "unit"``), resized as ``data.resize`` says.
+    and ``pixel_std`` (0 and 1 for ``normalize = "unit"``), resized as ``data.resize`` says. The
+    config's test-time augmentation is not part of the model: for a ``tta = "flip"`` run, wrap it
+    with ``msresnet1d.models.tta.with_tta(model, cfg.tta)`` to get what evaluate and predict give.
 
     Raises:
         FileNotFoundError, ValueError: no checkpoint, one that is not this package's, or

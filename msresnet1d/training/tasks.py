@@ -23,10 +23,12 @@ training side (held-out records or images), never from the test split.
     noise_std 0 (added Gaussian noise, units of the z-scored signal), shift 0 (largest time shift of
     the window, seconds).
 ``rhythm`` (CinC 2017, N/A/O/~) data keys:
-    data_dir (as for beats, cinc2017/), fs 150 (Hz), crop_seconds 30, hop_seconds 15 (evaluation
-    windows), folds 5, fold 0 (the test fold of a stratified k-fold over records, counted from 0;
-    the cross-validation script names it fold1), val_fraction 0.1 (of the
-    training folds, stratified), split_seed (the seed of both splits; resolved to the run's
+    data_dir (as for beats, cinc2017/), lead (unset: single-lead records; else the lead to read,
+    "A|B" the first of these a record has), fs 150 (Hz, at least 45 with rr), crop_seconds 30,
+    hop_seconds 15 (evaluation windows, at most crop_seconds), folds 5, fold 0 (the test fold of a
+    stratified k-fold over records, counted from 0; the cross-validation script names it fold1),
+    val_fraction 0.1 (of the training folds, stratified; 0: no validation, the epoch chosen by
+    training loss), split_seed (the seed of both splits; resolved to the run's
     ``seed`` when not given, so runs of several seeds on the same folds set it), cache true;
     training augmentation: flip_prob 0 (chance of a
     crop's sign being inverted: handheld single-lead ECGs are often recorded upside down),
@@ -59,7 +61,7 @@ from .metrics import AAMI_SCORED, CINC_SCORED
 from .optim import balanced_sample_weights, record_sample_weights
 
 if TYPE_CHECKING:
-    from ..data import BeatConfig
+    from ..data import BeatConfig, RhythmConfig
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +275,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
 
 # ---------------------------------------------------------------------------------- rhythm
 RHYTHM_DEFAULTS: dict[str, Any] = {
-    "data_dir": None, "fs": 150.0, "crop_seconds": 30.0, "hop_seconds": 15.0, "folds": 5, "fold": 0,
+    "data_dir": None, "lead": None, "fs": 150.0, "crop_seconds": 30.0, "hop_seconds": 15.0, "folds": 5, "fold": 0,
     "val_fraction": 0.1, "split_seed": None, "cache": True, "flip_prob": 0.0, "noise_std": 0.0, "rr": False,
 }
 
@@ -347,21 +349,36 @@ class RandomCrops:
         return crops, torch.from_numpy(extra)
 
 
+def rhythm_config(data: dict[str, Any]) -> RhythmConfig:
+    """How a rhythm run's ``[data]`` options (resolved) prepare records: its lead and rate."""
+    from ..data import RhythmConfig
+
+    return RhythmConfig(lead=data["lead"], fs=float(data["fs"]))
+
+
 def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from sklearn.model_selection import train_test_split
 
-    from ..data import CINC_CLASSES, HRV_FEATURES, RhythmConfig, find_database, load_rhythm, predict_records
+    from ..data import CINC_CLASSES, HRV_FEATURES, find_database, load_rhythm, predict_records
     from ..data import stratified_kfold
     from ..data.rr import rr_columns
 
     opts = resolve_data(cfg).data
     flip_prob, noise_std = float(opts["flip_prob"]), float(opts["noise_std"])
     db_dir = find_database(DATABASES["rhythm"], opts["data_dir"])
-    arrays = load_rhythm(db_dir, RhythmConfig(fs=float(opts["fs"])), cache=opts["cache"])
-    folds = stratified_kfold(arrays.y, opts["folds"], seed=opts["split_seed"])
+    arrays = load_rhythm(db_dir, rhythm_config(opts), cache=opts["cache"])
+    try:
+        folds = stratified_kfold(arrays.y, opts["folds"], seed=opts["split_seed"])
+    except ValueError as e:  # more folds than records of a class
+        raise ValueError(f"config: [data] folds={opts['folds']} for the {len(arrays)} records of {db_dir}: {e}") from None
     train_idx, test_idx = folds[opts["fold"]]
-    fit_idx, val_idx = train_test_split(train_idx, test_size=opts["val_fraction"], stratify=arrays.y[train_idx],
-                                        random_state=opts["split_seed"]) if opts["val_fraction"] else (train_idx, [])
+    try:
+        fit_idx, val_idx = train_test_split(train_idx, test_size=opts["val_fraction"], stratify=arrays.y[train_idx],
+                                            random_state=opts["split_seed"]) if opts["val_fraction"] else \
+            (train_idx, np.empty(0, dtype=np.int64))
+    except ValueError as e:  # a validation share too small to hold every class
+        raise ValueError(f"config: [data] val_fraction={opts['val_fraction']} of the {len(train_idx)} training "
+                         f"records: {e}") from None
     fit, held, test = arrays.select(np.sort(fit_idx)), arrays.select(np.sort(val_idx)), arrays.select(test_idx)
     length, hop = round(opts["crop_seconds"] * arrays.config.fs), round(opts["hop_seconds"] * arrays.config.fs)
     columns = rr_columns(opts["rr"], HRV_FEATURES, HRV_FEATURES)
@@ -538,6 +555,8 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
         },
         "rhythm": {
             "data_dir": path, "fs": positive, "crop_seconds": positive, "hop_seconds": positive,
+            "lead": (lambda v: v is None or (isinstance(v, str) and _lead_names([v])),
+                     'a lead name, or "A|B" the first of these a record has (or unset: single-lead records only)'),
             "folds": (lambda v: _whole(v) and v >= 2, "a whole number >= 2"),
             "fold": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (below folds)"),
             "val_fraction": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
@@ -573,6 +592,8 @@ def check_data(cfg: TrainConfig) -> None:
     Raises:
         ValueError: naming the first bad key, its value and what it must be.
     """
+    from ..data.hrv import MIN_FS
+
     check_tta(cfg.task, cfg.tta)
     data = resolve_data(cfg).data
     for key, (valid, expected) in _data_rules()[cfg.task].items():
@@ -580,6 +601,12 @@ def check_data(cfg: TrainConfig) -> None:
             raise ValueError(f"config: [data] {key} must be {expected}, got {data[key]!r}")
     if cfg.task == "rhythm" and data["fold"] >= data["folds"]:
         raise ValueError(f"config: [data] fold must be below folds ({data['folds']}), got {data['fold']}")
+    if cfg.task == "rhythm" and data["hop_seconds"] > data["crop_seconds"]:
+        raise ValueError(f"config: [data] hop_seconds must be at most crop_seconds ({data['crop_seconds']} s), got "
+                         f"{data['hop_seconds']}: evaluation windows would leave samples out")
+    if cfg.task == "rhythm" and data["rr"] not in (False, []) and data["fs"] < MIN_FS:
+        raise ValueError(f"config: [data] fs must be at least {MIN_FS:g} Hz with rr (the R-peak detector's 5-20 Hz "
+                         f"band), got {data['fs']}")
     if cfg.task == "beats":
         beat_config(data)  # the window against the rate
         if data["record_balanced"] and cfg.balanced_sampler:
