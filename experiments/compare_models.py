@@ -305,11 +305,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common: dict[str, Any] = {"threads": args.threads, "data.data_dir": str(db_dir)}
     if args.epochs is not None:
         common["epochs"] = args.epochs
-    common |= overrides_or_exit(parser, args.set)
+    given = overrides_or_exit(parser, args.set)  # applied last, as before: --set seed=... wins over --seed
+    if "data.data_dir" in given:
+        parser.error("--set data.data_dir: give the database with --data-dir (it is checked before any run)")
     # every run's config, checked before the first trains
     seeds = args.seeds or [args.seed]  # [None]: the config's own seed
     args.configs = {seed: {name: config_or_exit(parser, BASE_CONFIGS[args.suite],
-                                                {**suite[name][1], **common, **({} if seed is None else {"seed": seed})},
+                                                {**suite[name][1], **common, **({} if seed is None else {"seed": seed}),
+                                                 **given},
                                                 load=suite_config, run_dir=run_folder(args, seed, name))
                            for name in args.models} for seed in seeds}
     return args

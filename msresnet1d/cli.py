@@ -71,11 +71,17 @@ def results_help(path: Path) -> str:
     return f"results file (default experiments/results/{path.name}, the recorded one: give another path to keep it)"
 
 
-#: database -> (a file every copy of it holds, what that file is): :func:`database_or_exit` refuses a
-#: folder of other WFDB records (the CinC 2017 folder given for MIT-BIH, say) before any work.
-DATABASE_MARKERS: dict[str, tuple[str, str]] = {
-    "mitdb": ("100.hea", "the header of MIT-BIH record 100"),
-    "cinc2017": ("REFERENCE.csv", "the CinC 2017 labels"),
+def _mitdb_headers() -> tuple[str, ...]:
+    from .data import DS1, DS2, PACED_RECORDS
+
+    return tuple(f"{record}.hea" for record in sorted((*DS1, *DS2, *PACED_RECORDS)))
+
+
+#: database -> (files of which a copy holds at least one, what they are): :func:`database_or_exit`
+#: refuses a folder of other WFDB records (the CinC 2017 folder given for MIT-BIH, say) before any work.
+DATABASE_MARKERS: dict[str, tuple[Callable[[], tuple[str, ...]], str]] = {
+    "mitdb": (_mitdb_headers, "the header of an MIT-BIH record, 100.hea to 234.hea"),
+    "cinc2017": (lambda: ("REFERENCE.csv",), "REFERENCE.csv, the CinC 2017 labels"),
 }
 
 
@@ -91,9 +97,17 @@ def database_or_exit(parser: argparse.ArgumentParser, name: str, folder: str | P
         found = find_database(name, folder)
     except DataError as e:
         parser.error(str(e))
-    marker, what = DATABASE_MARKERS.get(name, (None, None))
-    if marker is not None and not (found / marker).is_file():
-        parser.error(f"database '{name}': {found} holds WFDB records but no {marker} ({what}): not the {name} "
+    if name not in DATABASE_MARKERS:
+        return found
+    markers, what = DATABASE_MARKERS[name]
+
+    def marked(candidate: Path) -> bool:
+        return any((candidate / marker).is_file() for marker in markers())
+
+    if not marked(found) and marked(Path(folder) / name):
+        found = Path(folder) / name  # stray records beside the database's own folder
+    if not marked(found):
+        parser.error(f"database '{name}': {found} holds WFDB records but not {what}: not the {name} "
                      f"database; give the folder holding {name}/, or {name}/ itself")
     return found
 

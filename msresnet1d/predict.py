@@ -189,16 +189,10 @@ def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
 
 def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.ndarray, class_names: list[str],
                   fs: float, out_dir: Path, extension: str, rhythm: bool) -> tuple[Path, Path]:
-    """CSV (one row a beat or window) and a WFDB annotation file ``<record>.<extension>``."""
+    """CSV (one row a beat or window) and a WFDB annotation file ``<record>.<extension>``, the
+    annotation file first (``wrann`` is the likelier to fail: then neither is replaced)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = [class_names[i] for i in probabilities.argmax(axis=1)]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["sample", "time_s", "label", *[f"p_{c}" for c in class_names]])
-    for pos, label, p in zip(positions, labels, probabilities):
-        writer.writerow([int(pos), f"{pos / fs:.3f}", label, *[f"{v:.4f}" for v in p]])
-    csv_path = out_dir / f"{record_name}.{extension}.csv"
-    write_text(csv_path, buffer.getvalue())
     symbols = ["+"] * len(labels) if rhythm else labels
     aux = [f"({label}" for label in labels] if rhythm else None
     # wrann names its file itself: write it in a temporary folder beside, then move it into place
@@ -207,6 +201,13 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
         wfdb.wrann(record_name, extension, np.asarray(positions, dtype=np.int64), symbol=symbols, aux_note=aux,
                    fs=fs, write_dir=folder)
         os.replace(Path(folder) / ann_path.name, tmp)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["sample", "time_s", "label", *[f"p_{c}" for c in class_names]])
+    for pos, label, p in zip(positions, labels, probabilities):
+        writer.writerow([int(pos), f"{pos / fs:.3f}", label, *[f"{v:.4f}" for v in p]])
+    csv_path = out_dir / f"{record_name}.{extension}.csv"
+    write_text(csv_path, buffer.getvalue())
     return csv_path, ann_path
 
 

@@ -662,7 +662,7 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
         if self.normalization not in ("zscore", "robust", None):
             raise ValueError(f"{name}: normalization must be 'zscore', 'robust' or None, got {self.normalization!r}")
         if self.band is not None:
-            if not (isinstance(self.band, (tuple, list)) and len(self.band) == 2 and all(
+            if not (isinstance(self.band, (tuple, list, np.ndarray)) and len(self.band) == 2 and all(
                     f is None or (isinstance(f, numbers.Real) and not isinstance(f, bool)) for f in self.band)):
                 raise ValueError(f"{name}: band must be (low, high) in Hz (either may be None) or None, "
                                  f"got {self.band!r}")

@@ -176,7 +176,7 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
                          (["--set", "foo=1"], "unknown key(s) foo"), (["--seeds", "0", "2", "--set", "lr=0.01"],
                                                                       "seed0 holds a run of another config"),
                          (["--data-dir", str(SAMPLE.parent / "fashion-mnist")], "not a folder of WFDB records"),
-                         (["--data-dir", str(other_records)], "no 100.hea")):  # all before any training
+                         (["--data-dir", str(other_records)], "not the header of an MIT-BIH record")):  # all before any training
         with pytest.raises(SystemExit):
             script.main([*common, *bad, "--out", str(tmp_path / "bad.json")])
         assert message in capsys.readouterr().err
@@ -507,7 +507,7 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
             cv.main(["--replot", str(tmp_path / "not_cv.json")])
         assert "not_cv.json: not a result of this script" in capsys.readouterr().err
     for bad, message in ((["--seeds", "0", "0"], "--seeds: each seed once"), (["--set", "foo=1"], "unknown key(s) foo"),
-                         (["--threads", "x"], "'x': torch threads"), (["--data-dir", str(SAMPLE)], "no REFERENCE.csv")):
+                         (["--threads", "x"], "'x': torch threads"), (["--data-dir", str(SAMPLE)], "not REFERENCE.csv")):
         with pytest.raises(SystemExit):
             cv.main(args + settings + bad)
         assert message in capsys.readouterr().err
@@ -641,12 +641,12 @@ def test_bench_scripts_refuse_bad_options_and_data_folders_before_any_work(tmp_p
     for main, bad, message in (
             (bench_data.main, ["--repeats", "0"], "--repeats must be >= 1, got 0"),
             (bench_data.main, ["--data-dir", str(tmp_path / "none")], f"{tmp_path / 'none'} does not exist"),
-            (bench_data.main, ["--data", str(wfdb_only), "--skip-cinc"], "no 100.hea"),  # --data: the former name
-            (bench_data.main, ["--data-dir", str(SAMPLE)], "no REFERENCE.csv"),  # mitdb/ itself needs --skip-cinc
+            (bench_data.main, ["--data", str(wfdb_only), "--skip-cinc"], "not the header of an MIT-BIH record"),  # --data: the former name
+            (bench_data.main, ["--data-dir", str(SAMPLE)], "not REFERENCE.csv"),  # mitdb/ itself needs --skip-cinc
             (fashion.main, ["--data-dir", str(tmp_path)], f"--data-dir {tmp_path}: no Fashion-MNIST there"),
             (fashion.main, ["--threads", "-1"], "'-1': torch threads"),
             (inference.main, ["--threads", "-1"], "'-1': torch threads"),
-            (inference.main, ["--data-dir", str(wfdb_only)], "no 100.hea")):
+            (inference.main, ["--data-dir", str(wfdb_only)], "not the header of an MIT-BIH record")):
         with pytest.raises(SystemExit):
             main([*bad, *out])
         assert message in capsys.readouterr().err

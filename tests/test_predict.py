@@ -127,7 +127,7 @@ def test_a_destination_that_cannot_be_written_is_named(checkpoints, records, mon
     labels = records.parent / "labels"
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 1
     err = capsys.readouterr().err
-    assert f"error: [Errno 13] Permission denied: '{labels / '100.pred.csv'}'" in err and ".tmp" not in err
+    assert f"error: [Errno 13] Permission denied: '{labels / '100.pred'}'" in err and ".tmp" not in err  # written first
 
 
 def test_a_write_error_that_names_no_file_names_the_destination(tmp_path):
@@ -147,14 +147,16 @@ def test_a_failing_annotation_write_leaves_the_old_labels_and_no_temporary_file(
                                                                                  capsys):
     labels = records.parent / "labels"
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 0
-    before = (labels / "100.pred").read_bytes()
+    before, csv_before = (labels / "100.pred").read_bytes(), (labels / "100.pred.csv").read_bytes()
+    other = untrained_checkpoint(records.parent / "other.pt", "beats")  # other weights: other labels to write
 
     def fails(record_name, extension, sample, symbol=None, write_dir="", **kwargs):  # half a file, then an error
         Path(write_dir, f"{record_name}.{extension}").write_bytes(b"\0")
         raise OSError("disk went away")
 
     monkeypatch.setattr(wfdb, "wrann", fails)
-    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 1
+    assert main(["predict", str(other), str(records / "100"), "--out-dir", str(labels)]) == 1
     assert "error: disk went away" in capsys.readouterr().err
     assert (labels / "100.pred").read_bytes() == before
+    assert (labels / "100.pred.csv").read_bytes() == csv_before  # the labels of one run, both files
     assert sorted(p.name for p in labels.iterdir()) == ["100.pred", "100.pred.csv"]

@@ -395,6 +395,8 @@ def test_signal_preprocessor_filters_resamples_and_normalises_like_the_data_laye
     spectrum = np.abs(np.fft.rfft(out[1, 0]))  # 0.5 Hz bins at 180 Hz over 2 s
     assert spectrum[120] < 0.05 * spectrum[10]  # 60 Hz (half the 5 Hz amplitude in X) attenuated > 10x
     np.testing.assert_array_equal(SignalPreprocessor(fs=fs, target_fs=180.0).fit_transform(X[:, 0]), out[:, 0])
+    np.testing.assert_array_equal(SignalPreprocessor(fs=fs, target_fs=180.0, band=np.array([0.5, 40.0])).fit_transform(X),
+                                  out)  # a band given as an array
     with pytest.raises(ValueError, match="X has 700 timepoints, but SignalPreprocessor is expecting 720"):
         prep.transform(X[:, :, :700])
     with pytest.raises(ValueError, match=re.escape("bandpass: high=40.0 Hz must be between 0 and fs/2=25 Hz")):

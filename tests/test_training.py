@@ -355,14 +355,21 @@ def test_data_dir_is_the_database_or_a_folder_holding_it(tmp_path, capsys):
     cinc = tmp_path / "cinc2017"
     cinc.mkdir()
     (cinc / "A00001.hea").write_text("A00001 1 300 9000\n")
-    for name, folder, message in (("mitdb", cinc, f"{cinc} holds WFDB records but no 100.hea (the header of MIT-BIH "
-                                                  "record 100): not the mitdb database"),
-                                  ("cinc2017", root / "mitdb", f"{root / 'mitdb'} holds WFDB records but no REFERENCE.csv")):
+    for name, folder, message in (("mitdb", cinc, f"{cinc} holds WFDB records but not the header of an MIT-BIH record, "
+                                                  "100.hea to 234.hea: not the mitdb database"),
+                                  ("cinc2017", root / "mitdb", f"{root / 'mitdb'} holds WFDB records but not REFERENCE.csv")):
         with pytest.raises(SystemExit):
             database_or_exit(parser, name, folder)
         assert message in capsys.readouterr().err
     (cinc / "REFERENCE.csv").write_text("A00001,N\n")
     assert database_or_exit(parser, "cinc2017", tmp_path) == cinc
+    # a copy of DS1 alone (no record 100) is MIT-BIH; stray records beside mitdb/ do not hide it
+    ds1 = tmp_path / "ds1"
+    ds1.mkdir()
+    (ds1 / "101.hea").write_text("101 2 360 650000\n")
+    assert database_or_exit(parser, "mitdb", ds1) == ds1
+    (root / "A00001.hea").write_text("A00001 1 300 9000\n")
+    assert database_or_exit(parser, "mitdb", root) == root / "mitdb"
 
 
 def test_sign_flip_averaging_is_refused_for_images():
@@ -1131,6 +1138,40 @@ def test_fashion_mnist_run_saves_the_pixel_statistics_a_loaded_model_needs(fashi
     # evaluate without the images: the hint is about images (predict labels ECG records only)
     (tmp_path / "empty").mkdir()
     capsys.readouterr()
+    # batches of one image cannot train this model at all: refused, saying why
+    assert main([*args[:4], str(tmp_path / "ones"), *args[5:], "--batch-size", "1"]) == 1
+    assert "batch_size=1 with 257 training example(s) per process: BatchNorm needs 2 or more values per channel" \
+        in capsys.readouterr().err
     assert main(["evaluate", str(out / "checkpoints" / "best.pt"), "--data-dir", str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
     assert "Fashion-MNIST train split not found" in err and "training images too" in err and "predict" not in err
+
+
+def _weighted_mean_on_rank(rank: int, port: int, results) -> None:
+    import torch.distributed as torch_dist
+
+    from msresnet1d.training.distributed import DistContext
+
+    torch_dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:  # rank 0: loss 1.0 over 30 samples, rank 1: 4.0 over 10
+        results[rank] = DistContext(rank, 2).weighted_mean([1.0, 4.0][rank], [30, 10][rank])
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def test_ranks_agree_on_the_training_loss_that_selects_the_epoch_without_validation():
+    """Without validation the training loss chooses the epoch: every rank must see the same one, the
+    mean over all shards (one rank choosing another epoch, or stopping early alone, hangs the other)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from msresnet1d.training.distributed import DistContext
+
+    assert DistContext().weighted_mean(2.5, 7) == 2.5  # one process: its own
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_weighted_mean_on_rank, args=(port, results), nprocs=2, join=True)
+    assert results[0] == results[1] == pytest.approx((1.0 * 30 + 4.0 * 10) / 40)

@@ -146,10 +146,12 @@ class BeatStream(Stream):
         """
         self._check_open()
         earliest = self._earliest_new_beat
-        chunk = as_signal(chunk, None, "chunk", offset=self._buffer.end)
-        _check_channels(chunk, self.predictor.in_channels, self.template is not None, "chunk",
-                        "template=, the recording's (C, window samples) median beat (msresnet1d.data.beats.median_beat)",
-                        None)  # with a template, __init__ made sure the model reads twice its leads
+        shape = tuple(getattr(chunk, "shape", ()))
+        if len(shape) == 2:  # the channels, with hints (the buffer checks the rest, and the channels without them)
+            _check_channels(shape, self.predictor.in_channels, self.template is not None, "chunk",
+                            "template=, the recording's (C, window samples) median beat "
+                            "(msresnet1d.data.beats.median_beat)",
+                            None)  # with a template, __init__ made sure the model reads twice its leads
         self._buffer.append(chunk)
         if beats is not None:
             self._add_beats(beats, earliest)
@@ -262,14 +264,14 @@ def _check_rr_transform(extra_features: int, rr_transform: RRTransform | None) -
         )
 
 
-def _check_channels(signal: np.ndarray, in_channels: int, template: bool, name: str = "signal",
+def _check_channels(shape: tuple[int, ...], in_channels: int, template: bool, name: str = "signal",
                     pass_template: str = "template=True",
                     pass_no_template: str | None = "template=False (the default)") -> None:
-    """Check that the model reads the channels of the (C, L) ``signal``: C of them, or 2C with a
+    """Check that the model reads the channels of a (C, L) signal of ``shape``: C of them, or 2C with a
     ``template`` (each lead, then it minus the template); the error hints at the likely mistake,
     ``pass_template`` / ``pass_no_template`` saying which argument the caller should change (``None``:
     no such hint)."""
-    channels, length = signal.shape
+    channels, length = shape
     if (2 * channels if template else channels) == in_channels:
         return
     if length < channels:
@@ -282,7 +284,7 @@ def _check_channels(signal: np.ndarray, in_channels: int, template: bool, name: 
     else:
         hint = ""
     reads = f" and a template, so the model would read {2 * channels}" if template else ""
-    raise ValueError(f"{name} has {channels} channel(s) (shape (C, L) = {signal.shape}){reads}, but the model "
+    raise ValueError(f"{name} has {channels} channel(s) (shape (C, L) = {tuple(shape)}){reads}, but the model "
                      f"expects in_channels={in_channels}{hint}")
 
 
@@ -375,7 +377,7 @@ def classify_beats(
     recording = as_signal(signal, None)
     if not isinstance(template, np.ndarray):
         template = bool(template)  # None and numpy's booleans too
-    _check_channels(recording, predictor.in_channels, template is not False)
+    _check_channels(recording.shape, predictor.in_channels, template is not False)
     _check_rr_transform(predictor.extra_features, rr_transform)
     beats = _check_beats(beats, recording.shape[1])
     if rr is not None:

@@ -37,7 +37,8 @@ def summary(model: nn.Module, input_shape: Sequence[int], depth: int = 2,
     per-example features gets zeros for them. The networks here pool globally inside
     ``forward_head``: a ``(global average pool)`` row shows its (N, F) output. A 1D model in
     channels-last mode runs its layers on (N, C, 1, L); its shapes are shown as (N, C, L).
-    Returns the rows as (name, output shape, parameters).
+    Returns the rows as (name, output shape, parameters); the pooling row's name,
+    :data:`POOL_ROW`, is no module's.
     """
     modules = {name: m for name, m in model.named_modules() if name and name.count(".") < depth}
     rows: list[tuple[str, tuple, int]] = []

@@ -53,14 +53,27 @@ class DistContext:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
+    def weighted_mean(self, value: float, weight: float) -> float:
+        """The mean of every rank's ``value`` weighted by its ``weight`` (a loss by the samples it
+        was taken over): the same number on every rank; ``value`` itself in a single process."""
+        if not self.distributed:
+            return value
+        totals = torch.tensor([value * weight, weight], dtype=torch.float64, device=self.device)
+        torch_dist.all_reduce(totals)
+        return float(totals[0] / totals[1])
+
     def barrier(self) -> None:
         if self.distributed:
             torch_dist.barrier()
 
 
 def launched_rank() -> int:
-    """This process's rank as torchrun set it (``RANK``); 0 when not launched by torchrun."""
-    return int(os.environ.get("RANK", "0"))
+    """This process's rank as torchrun set it (``RANK``); 0 when not one of several processes
+    (``WORLD_SIZE`` unset or 1, e.g. a cluster job's single worker)."""
+    try:
+        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    except ValueError:  # not torchrun's: no process group to speak of
+        return 0
 
 
 def setup(device: str = "cpu") -> DistContext:

@@ -72,6 +72,21 @@ def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path) ->
     check_compatible({"config": before}, now, path, RESUME_KEYS)
 
 
+def check_same_test_split(ckpt: dict, task: Task, source: str) -> None:
+    """Raise ValueError if ``ckpt`` names the records its run tested (``test_names``: tasks whose
+    test split is drawn from the data, CinC 2017's folds) and ``task``, rebuilt from the database,
+    tests other ones: its records or labels changed since, so the rebuilt test split may hold
+    records the model trained on. Checkpoints without the names (older ones) pass."""
+    tested, now = ckpt.get("test_names"), task.splits.get("test_names")
+    if tested is None or now is None or set(tested) == set(now):
+        return
+    other = len(set(now) - set(tested))
+    raise ValueError(f"{source}: its run tested {len(tested)} records, this rebuild of its splits from "
+                     f"{task.splits.get('database', 'the data found')} tests {len(now)}, {other} of them not in the "
+                     "run's test split: the database's records or labels changed since, and the model may have "
+                     "trained on records it would now be tested on")
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
 
@@ -185,6 +200,7 @@ class Trainer:
         if before is not None and now is not None and Path(before).resolve() != Path(now).resolve():
             raise ValueError(f"{path}: the run trained on the database in {before}, the resume would read {now}; "
                              "give data.data_dir (or MSRESNET1D_DATA) as the run had it")
+        check_same_test_split(ckpt, self.task, str(path))
         self.model.load_state_dict(ckpt["model"])
         if self.ema is not None:
             self.ema.load_state_dict(ckpt["ema"])
@@ -252,6 +268,8 @@ class Trainer:
             raise TrainingError(f"{e} at epoch {epoch + 1}; the last good checkpoint is kept in {self.ckpt_dir}. "
                                 "Try a lower lr, grad_clip, or check the input data.") from None
         elapsed = time.perf_counter() - start
+        # over every rank's shard: without validation the loss selects the epoch, and all ranks must agree
+        mean_loss = self.dist.weighted_mean(mean_loss, seen)
         return {"train_loss": mean_loss, "train_samples_per_s": seen * self.dist.world_size / elapsed,
                 "train_seconds": elapsed, "lr": self.scheduler.get_last_lr()[0]}
 

@@ -101,10 +101,23 @@ def drop_a_last_batch_of_one(model: nn.Module, task: Task) -> None:
     """BatchNorm cannot train on a single value per channel: when the model's last stage sees one
     position of each input (28x28 images in ResNet-18) and the last training batch of an epoch
     would hold one example, that batch is left out (one example an epoch, a different one each
-    epoch). Other models, beat windows among them, keep every batch."""
-    positions = math.ceil(task.input_size / model.total_stride) ** task.dims
+    epoch); batches of one, or fewer than two examples a process, are refused. Other models,
+    beat windows among them, keep every batch.
+
+    Raises:
+        ValueError: ``batch_size`` 1, or fewer than 2 training examples per process, for such a model.
+    """
+    if math.ceil(task.input_size / model.total_stride) ** task.dims > 1:
+        return
     loader = task.train
-    if positions == 1 and loader.x.shape[0] // loader.world_size % loader.batch_size == 1:
+    per_rank = loader.x.shape[0] // loader.world_size
+    if loader.batch_size < 2 or per_rank < 2:
+        unit = "samples" if task.dims == 1 else "pixels"
+        raise ValueError(f"batch_size={loader.batch_size} with {per_rank} training example(s) per process: BatchNorm "
+                         "needs 2 or more values per channel in training, and this model's last stage sees one position "
+                         f"of a {task.input_size}-{unit} input: use batch_size >= 2 and at least 2 training examples "
+                         "per process")
+    if per_rank % loader.batch_size == 1:
         loader.drop_last = True
 
 
