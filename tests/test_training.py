@@ -1145,6 +1145,16 @@ def test_fashion_mnist_run_saves_the_pixel_statistics_a_loaded_model_needs(fashi
     assert main(["evaluate", str(out / "checkpoints" / "best.pt"), "--data-dir", str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
     assert "Fashion-MNIST train split not found" in err and "training images too" in err and "predict" not in err
+    # an ensemble with a model of another seed (its own split: pixel statistics ~1e-4 apart) is evaluated;
+    # one trained on other images (statistics far apart) is refused
+    best = out / "checkpoints" / "best.pt"
+    for name, shift in (("seed1", 1e-4), ("other", 0.05)):
+        saved = {**ckpt, "task_state": {**ckpt["task_state"], "pixel_mean": ckpt["task_state"]["pixel_mean"] + shift}}
+        torch.save(saved, tmp_path / f"{name}.pt")
+    assert main(["evaluate", str(best), str(tmp_path / "seed1.pt"), "--data-dir", str(fashion_mnist_dir)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(best), str(tmp_path / "other.pt"), "--data-dir", str(fashion_mnist_dir)]) == 1
+    assert "its pixel_mean" in capsys.readouterr().err
 
 
 def _weighted_mean_on_rank(rank: int, port: int, results) -> None:
