@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import wfdb
 
-from .data import DataError, LeadError, read_annotations, read_record
+from .data import DataError, LeadError, Record, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
 from .data.beats import beat_windows, positions_at, record_template
 from .data.preprocess import shown_leads
@@ -168,6 +168,26 @@ def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
     if record.signal.shape[0] != 1:
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, the record has "
                          f"{record.signal.shape[0]} ({', '.join(record.leads)}): choose one with --leads")
+    starts, probabilities = label_windows(ckpt, record, adapt_bn)
+    return Labelled(starts, probabilities, record.fs, record.leads)
+
+
+def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A rhythm checkpoint on one recording, as ``predict`` labels a record: the first samples (W,)
+    of its sliding windows at ``record.fs`` and their class probabilities (W, K), classes
+    ``ckpt["class_names"]``. ``record`` holds one lead's raw (1, T) signal in physical units (mV)
+    at ``record.fs`` Hz; for a numpy signal, ``Record("name", signal, fs, ("lead",), ("mV",))``.
+    It is preprocessed as in training (band-pass, the run's rate, z-score), each window gets the
+    RR statistics of its R peaks standardised with the checkpoint's (models with ``data.rr``), and
+    the config's test-time augmentation applies. The record's label is the mean of the window
+    probabilities (as evaluation aggregates them). A recording shorter than one window is
+    zero-padded, with a warning."""
+    cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
+    data = resolve_data(cfg).data
+    rhythm_cfg = rhythm_config(data)
+    if record.signal.ndim != 2 or record.signal.shape[0] != 1:
+        raise ValueError(f"record {record.name}: the rhythm model reads one lead, (1, T), got shape "
+                         f"{record.signal.shape}")
     signal = preprocess_record(record, rhythm_cfg.fs, rhythm_cfg.band, rhythm_cfg.normalization)
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
     if signal.shape[1] < length:
@@ -184,7 +204,7 @@ def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
                     lambda model: classify_windows(model, signal, length, hop, extra=extra,
                                                    batch_size=cfg.eval_batch_size))
     starts = np.round(out.sample * record.fs / rhythm_cfg.fs).astype(np.int64)
-    return Labelled(starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs, record.leads)
+    return starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy()
 
 
 def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.ndarray, class_names: list[str],

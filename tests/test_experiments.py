@@ -576,6 +576,17 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
         windows[checkpoint.stem] = np.loadtxt(labels / f"{name}.pred.csv", delimiter=",", skiprows=1,
                                               usecols=range(3, 7), ndmin=2)
     np.testing.assert_allclose(windows["best"].mean(axis=0), probabilities[0], atol=2e-4)
+    # the same from Python on a numpy signal (a Record built by hand), as an engineer's pipeline would
+    import wfdb
+
+    from msresnet1d.data import Record
+    from msresnet1d.predict import label_windows
+
+    raw = wfdb.rdrecord(str(tiny_cinc / name))
+    mine = Record("mine", raw.p_signal.T.astype(np.float32), float(raw.fs), ("lead",), ("mV",))
+    starts, from_python = label_windows(load_checkpoint(best), mine)
+    np.testing.assert_allclose(from_python, windows["best"], atol=1e-4)  # the CSV has 4 decimals
+    assert starts[0] == 0 and np.all(np.diff(starts) > 0)
     assert not np.allclose(windows["shifted"], windows["best"], atol=1e-3)
     # --adapt-bn on a rhythm record: the statistics of its own windows (a record of 30 s windows: few)
     adapted = tmp_path / "adapted"
@@ -584,7 +595,6 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
     assert on_record.shape == windows["best"].shape and not np.allclose(on_record, windows["best"], atol=1e-3)
     # a recording with two leads: --leads picks the one the rhythm model reads; without it, or with
     # two names, predict stops and says so
-    import wfdb
     record = wfdb.rdrecord(str(tiny_cinc / name))
     two = np.column_stack([np.zeros_like(record.p_signal[:, 0]), record.p_signal[:, 0]])
     wfdb.wrsamp(name, fs=record.fs, units=["mV", "mV"], sig_name=["other", "chest"], p_signal=two,
