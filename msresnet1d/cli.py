@@ -281,8 +281,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .data.fashion_mnist import split_dir
 
     train, test = split_dir("train"), split_dir("test")
-    found = str(train) if train is not None and train == test else "not found" if train is None else \
-        f"train {train}, test {test or 'not found'}"
+    if train is None:
+        found = "not found"
+    elif train == test:
+        found = str(train)
+    else:
+        found = f"train {train}, test {test or 'not found'}"
     print(f"  {'fashion-mnist':<14}{found}")
     return 0
 

@@ -653,12 +653,14 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         name = type(self).__name__
-        for key in ("fs", "target_fs"):
-            value = getattr(self, key)
-            if not (value is None and key == "target_fs") and not (
-                    isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < np.inf):
-                raise ValueError(f"{name}: {key} must be a positive rate in Hz{' or None' * (key == 'target_fs')}, "
-                                 f"got {value!r}")
+
+        def rate(value: Any) -> bool:
+            return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < np.inf
+
+        if not rate(self.fs):
+            raise ValueError(f"{name}: fs must be a positive rate in Hz, got {self.fs!r}")
+        if self.target_fs is not None and not rate(self.target_fs):
+            raise ValueError(f"{name}: target_fs must be a positive rate in Hz or None, got {self.target_fs!r}")
         if self.normalization not in ("zscore", "robust", None):
             raise ValueError(f"{name}: normalization must be 'zscore', 'robust' or None, got {self.normalization!r}")
         if self.band is not None:

@@ -7,10 +7,11 @@ a :class:`~msresnet1d.data.beats.BeatConfig` gives ``window=config.offsets`` at 
 
 A model built with ``extra_features`` also gets the RR features of each beat
 (:func:`msresnet1d.data.rr.rr_features`: previous, next, local-mean, record-mean and
-record-median RR interval in seconds, their ratios, and the local irregularity), passed through ``rr_transform`` (e.g. the standardisation used
-in training). The record's mean and median RR intervals are only known once the recording has
-ended, so streams take them as ``record_rr`` and ``record_median_rr``; :func:`classify_beats`
-computes them from all the beats, which gives the features of
+record-median RR interval in seconds, their ratios, and the local irregularity), passed
+through ``rr_transform`` (e.g. the standardisation used in training). The record's mean and
+median RR intervals are only known once the recording has ended, so streams take them as
+``record_rr`` and ``record_median_rr``; :func:`classify_beats` computes them from all the
+beats, which gives the features of
 :func:`~msresnet1d.data.rr.rr_features` on the whole recording.
 
 A model trained with ``BeatConfig(template=True)`` reads each window followed by the window
