@@ -65,7 +65,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Predictor = Callable[[nn.Module, torch.device], tuple[np.ndarray, np.ndarray]]
+#: ``f(model, device, adapt_bn=False) -> (labels (N,), probabilities (N, K))`` of one split.
+SplitPredictor = Callable[[nn.Module, torch.device], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -95,7 +96,7 @@ class Task:
     in_channels: int
     input_size: int
     extra_features: int
-    predictors: dict[str, Predictor]
+    predictors: dict[str, SplitPredictor]
     splits: dict[str, Any]
     test_title: str
     dims: int = 1
@@ -133,7 +134,7 @@ def _options(data: dict[str, Any], defaults: dict[str, Any], task: str, table: s
 
 def _array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size: int,
                      transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                     groups: np.ndarray | None = None) -> Predictor:
+                     groups: np.ndarray | None = None) -> SplitPredictor:
     """``predict(model, device, adapt_bn=False)``: softmax probabilities of ``inputs`` (the model's
     positional arguments, N examples each) in batches. With ``adapt_bn``, each group of examples
     (``groups``: (N,), e.g. the record of each beat) is predicted by its own copy of the model whose
@@ -395,7 +396,7 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
                                transform=crops, seed=cfg.seed, sample_weights=weights,
                                rank=dist.rank, world_size=dist.world_size)
 
-    def predictor(part, split: str) -> Predictor:
+    def predictor(part, split: str) -> SplitPredictor:
         def predict(model: nn.Module, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
             probs = predict_records(model, part, opts["crop_seconds"], opts["hop_seconds"], extra=hrv.get(split))
             return part.y, probs.float().numpy()
