@@ -29,6 +29,7 @@ specialises, so it rejects a range that includes them.
 from __future__ import annotations
 
 import importlib
+import inspect
 import io
 import logging
 import os
@@ -45,6 +46,10 @@ from .atomic import atomic_path
 from .models.modes import evaluating
 
 log = logging.getLogger(__name__)
+
+#: torch >= 2.5 has a second ONNX exporter (``dynamo=True``, the default in recent releases); these files
+#: come from the TorchScript-based one, the only one before 2.5 (whose ``export`` has no ``dynamo``).
+_TORCHSCRIPT_EXPORTER = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 
 #: Attributes every exported model needs (all 1D models of :func:`msresnet1d.create_model` have them).
 _MODEL_ATTRIBUTES = ("in_channels", "min_input_size", "total_stride", "extra_features")
@@ -117,9 +122,14 @@ def export_onnx(
 
     Raises:
         ImportError: ``onnx`` is not installed.
+        ValueError: the model's parameters are not float32 (``model.float()`` first).
     """
     onnx = _require("onnx")
     _check_model(model)
+    dtype = next(model.parameters()).dtype
+    if dtype != torch.float32:
+        raise ValueError(f"export_onnx writes float32 graphs (what OnnxPredictor feeds); this model's parameters are "
+                         f"{dtype}: export model.float()")
     path = Path(path)
     inputs = _example_inputs(model, example_length)
     names = ["signal", "extra"][: len(inputs)]
@@ -132,7 +142,7 @@ def export_onnx(
             model,
             inputs,
             buffer,
-            dynamo=False,
+            **_TORCHSCRIPT_EXPORTER,
             input_names=names,
             output_names=["logits"],
             dynamic_axes={name: dynamic_axes[name] for name in [*names, "logits"]},
@@ -165,7 +175,8 @@ class OnnxPredictor:
 
     Raises:
         ImportError: ``onnxruntime`` is not installed.
-        ValueError: the file was not written by :func:`export_onnx`.
+        FileNotFoundError: no such file.
+        ValueError: the file is not an ONNX model, or was not written by :func:`export_onnx`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
@@ -175,7 +186,13 @@ class OnnxPredictor:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX file {self.path} not found")
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own kinds (InvalidProtobuf, Fail, ...)
+            raise ValueError(f"{self.path} is not an ONNX model onnxruntime can load (write one with "
+                             f"msresnet1d.export.export_onnx): {e}") from None
         inputs = {node.name: node for node in self.session.get_inputs()}
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "signal" not in inputs or "min_input_size" not in metadata:
@@ -236,9 +253,10 @@ def _example_inputs(model: nn.Module, length: int | None) -> tuple[torch.Tensor,
     length = 8 * model.total_stride if length is None else length
     if length < model.min_input_size:
         raise ValueError(f"example_length={length} samples is shorter than the model's minimum {model.min_input_size}")
-    device = next(model.parameters()).device
-    x = torch.zeros(2, model.in_channels, length, device=device)
-    return (x, torch.zeros(2, model.extra_features, device=device)) if model.extra_features else (x,)
+    like = next(model.parameters())
+    x = torch.zeros(2, model.in_channels, length, device=like.device, dtype=like.dtype)
+    return (x, torch.zeros(2, model.extra_features, device=like.device, dtype=like.dtype)) if model.extra_features \
+        else (x,)
 
 
 def _as_float32(x: np.ndarray | torch.Tensor) -> np.ndarray:

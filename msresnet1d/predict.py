@@ -75,10 +75,11 @@ def _classify(ckpt: dict, cfg: TrainConfig, adapt_bn: bool, run: Callable[[objec
     return run(adapt_batchnorm(with_tta(model, cfg.tta), shuffled_chunks(inputs, cfg.eval_batch_size)))
 
 
-def beat_positions(record_path: Path, signal: np.ndarray, fs: float,
+def beat_positions(record_path: str | os.PathLike[str], signal: np.ndarray, fs: float,
                    annotator: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Beat positions in samples and their annotation symbols: the annotated beats of
     ``annotator``, or XQRS detections on the first lead (symbols None) when ``annotator`` is None."""
+    record_path = Path(record_path)
     if annotator is not None:
         try:
             ann = read_annotations(record_path, annotator)
@@ -106,21 +107,52 @@ class Labelled(NamedTuple):
     leads: tuple[str, ...]  # the record's leads the model read, in the model's order
 
 
-def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn: bool = False,
+#: Files of a WFDB record: a record path given with one of these extensions means the record.
+RECORD_FILE_EXTENSIONS = (".hea", ".dat", ".mat", ".atr")
+
+
+def record_stem(path: str | os.PathLike[str]) -> Path:
+    """A record path without extension (``data/mitdb/100.hea`` -> ``data/mitdb/100``)."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in RECORD_FILE_EXTENSIONS else path
+
+
+def _checkpoint_data(ckpt: dict, task: str, function: str) -> tuple[TrainConfig, dict]:
+    """The config and resolved ``[data]`` of a checkpoint of ``task``, or a clear error naming ``function``."""
+    if not isinstance(ckpt, dict) or "config" not in ckpt:
+        raise TypeError(f"{function} takes a checkpoint as load_checkpoint(path) returns it, got "
+                        f"{type(ckpt).__name__}" + (f" {ckpt!r}" if isinstance(ckpt, (str, os.PathLike)) else ""))
+    other = {"beats": "predict_beats", "rhythm": "predict_windows or label_windows"}
+    if ckpt["config"].get("task") != task:
+        found = ckpt["config"].get("task")
+        raise ValueError(f"{function} labels with a {task} model; this checkpoint is a {found!r} model"
+                         + (f" (use {other[found]})" if found in other else ""))
+    cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
+    return cfg, resolve_data(cfg).data
+
+
+def _lead_names(leads: Sequence[str] | None) -> Sequence[str] | None:
+    if isinstance(leads, str):
+        raise TypeError(f"leads is a list of lead names, e.g. [{leads!r}], got the string {leads!r}")
+    return leads
+
+
+def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: str | None, adapt_bn: bool = False,
                   leads: Sequence[str] | None = None) -> Labelled:
     """Class probabilities of every beat of a record. The RR
     features and the template are computed as for the training data (``load_beats``): RR
     intervals at the record's own rate, the template over the beats that have an AAMI class.
     ``leads``: the record's names of the leads the model reads (``data.leads`` of the checkpoint,
-    in that order), for a recording that names them otherwise (``II`` for ``MLII``, say)."""
-    cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
-    data = resolve_data(cfg).data
+    in that order), for a recording that names them otherwise (``II`` for ``MLII``, say).
+    ``record_path``: the record without extension, or one of its files (``100.hea``)."""
+    cfg, data = _checkpoint_data(ckpt, "beats", "predict_beats")
+    record_path, leads = record_stem(record_path), _lead_names(leads)
     if data.get("representation", "signal") != "signal":
         raise ValueError(f"the checkpoint's model reads data.representation = {data['representation']!r}; predict "
                          "runs models of the signal itself (representation 'signal') only")
     beat_cfg = beat_config(data)
     if leads is not None and len(leads) != len(beat_cfg.leads):
-        raise ValueError(f"--leads names {len(leads)} lead(s) ({', '.join(leads)}); the model reads "
+        raise ValueError(f"leads (--leads) names {len(leads)} lead(s) ({', '.join(leads)}); the model reads "
                          f"{len(beat_cfg.leads)}: {', '.join(beat_cfg.leads)}, in that order")
     try:
         record = read_record(record_path, leads=beat_cfg.leads if leads is None else leads)
@@ -152,16 +184,16 @@ def predict_beats(ckpt: dict, record_path: Path, annotator: str | None, adapt_bn
     return Labelled(positions, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy(), record.fs, record.leads)
 
 
-def predict_windows(ckpt: dict, record_path: Path, adapt_bn: bool = False,
+def predict_windows(ckpt: dict, record_path: str | os.PathLike[str], adapt_bn: bool = False,
                     leads: Sequence[str] | None = None) -> Labelled:
     """Class probabilities of a record's sliding windows (positions: their starts).
     ``leads``: the one lead to read from a record with several (default: the run's ``data.lead``,
     else the record's only one). A record shorter than one window is zero-padded, with a warning."""
-    cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
-    data = resolve_data(cfg).data
+    _, data = _checkpoint_data(ckpt, "rhythm", "predict_windows")
+    record_path, leads = record_stem(record_path), _lead_names(leads)
     rhythm_cfg = rhythm_config(data)
     if leads is not None and len(leads) != 1:
-        raise ValueError(f"--leads names {len(leads)} leads ({', '.join(leads)}); the rhythm model reads one")
+        raise ValueError(f"leads (--leads) names {len(leads)} leads ({', '.join(leads)}); the rhythm model reads one")
     if leads is None and rhythm_cfg.lead is not None:
         leads = [rhythm_cfg.lead]
     record = read_record(record_path, leads=leads)
@@ -182,8 +214,7 @@ def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[n
     the config's test-time augmentation applies. The record's label is the mean of the window
     probabilities (as evaluation aggregates them). A recording shorter than one window is
     zero-padded, with a warning."""
-    cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
-    data = resolve_data(cfg).data
+    cfg, data = _checkpoint_data(ckpt, "rhythm", "label_windows")
     rhythm_cfg = rhythm_config(data)
     if record.signal.ndim != 2 or record.signal.shape[0] != 1:
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, (1, T), got shape "
@@ -231,17 +262,11 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
     return csv_path, ann_path
 
 
-#: Extensions of a record's files, taken off a record path given with one (``mitdb/100.hea``).
-RECORD_FILE_EXTENSIONS = (".hea", ".dat", ".mat", ".atr")
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
-    record_path = Path(args.record)
-    if record_path.suffix in RECORD_FILE_EXTENSIONS:
-        record_path = record_path.with_suffix("")
+    record_path = record_stem(args.record)
     out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
     task = ckpt["config"]["task"]
     if task == "rhythm" and (args.detect or args.annotator is not None):

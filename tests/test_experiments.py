@@ -585,6 +585,11 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
     raw = wfdb.rdrecord(str(tiny_cinc / name))
     mine = Record("mine", raw.p_signal.T.astype(np.float32), float(raw.fs), ("lead",), ("mV",))
     starts, from_python = label_windows(load_checkpoint(best), mine)
+    from msresnet1d.predict import predict_beats
+
+    with pytest.raises(ValueError, match=r"predict_beats labels with a beats model; this checkpoint is a 'rhythm' "
+                                         r"model \(use predict_windows or label_windows\)"):
+        predict_beats(load_checkpoint(best), tiny_cinc / name, None)
     np.testing.assert_allclose(from_python, windows["best"], atol=1e-4)  # the CSV has 4 decimals
     assert starts[0] == 0 and np.all(np.diff(starts) > 0)
     assert not np.allclose(windows["shifted"], windows["best"], atol=1e-3)
@@ -607,7 +612,7 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
     assert "the rhythm model reads one lead, the record has 2 (other, chest): choose one with --leads" \
         in capsys.readouterr().err
     assert cli_main(["predict", str(best), str(tmp_path / name), "--out-dir", str(picked), "--leads", "chest", "other"]) == 1
-    assert "--leads names 2 leads (chest, other); the rhythm model reads one" in capsys.readouterr().err
+    assert "leads (--leads) names 2 leads (chest, other); the rhythm model reads one" in capsys.readouterr().err
     # beat positions mean nothing to a rhythm model; per-record figures need several examples a record
     assert cli_main(["predict", str(best), str(tiny_cinc / name), "--out-dir", str(picked), "--detect"]) == 1
     assert "--detect and --annotator give beat positions, for beat models" in capsys.readouterr().err

@@ -111,6 +111,11 @@ def test_onnx_predictor_rejects_files_of_other_exporters(tmp_path):
     torch.onnx.export(model, (torch.zeros(1, 1, 64),), str(path), dynamo=False, input_names=["x"])
     with pytest.raises(ValueError, match="not written by msresnet1d.export.export_onnx"):
         OnnxPredictor(path)
+    (tmp_path / "weights.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ValueError, match=r"weights\.onnx is not an ONNX model onnxruntime can load"):
+        OnnxPredictor(tmp_path / "weights.onnx")
+    with pytest.raises(FileNotFoundError, match=r"ONNX file .*nowhere\.onnx not found"):
+        OnnxPredictor(tmp_path / "nowhere.onnx")
 
 
 @pytest.mark.parametrize("module", ["onnx", "onnxruntime"])
@@ -148,6 +153,25 @@ def test_export_rejects_bad_requests(tmp_path):
     with pytest.raises(ValueError, match=rf"example_length=4 samples.*minimum {model.min_input_size}"):
         export_torchscript(model, tmp_path / "m.pt", method="trace", example_length=4)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_a_float64_model_traces_and_runs_whole_records_but_exports_to_onnx_as_float32_only(tmp_path):
+    from msresnet1d.inference import classify_windows
+
+    model = create_model("msresnet1d_beat", in_channels=1, num_classes=3).eval()
+    wide = create_model("msresnet1d_beat", in_channels=1, num_classes=3).eval()
+    wide.load_state_dict(model.state_dict())
+    wide.double()
+    x = torch.randn(2, 1, 360, dtype=torch.float64)
+    traced = torch.jit.load(str(export_torchscript(wide, tmp_path / "wide.pt", method="trace")))
+    torch.testing.assert_close(traced(x), wide(x))  # the tracing example had the model's dtype
+    signal = np.random.default_rng(0).standard_normal((1, 3000)).astype(np.float32)
+    torch.testing.assert_close(classify_windows(wide, signal, 600, 300).logits,
+                               classify_windows(model, signal, 600, 300).logits, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"export_onnx writes float32 graphs .*torch\.float64: export model\.float\(\)"):
+        export_onnx(wide, tmp_path / "wide.onnx")
+    assert not (tmp_path / "wide.onnx").exists()
 
 
 def test_exporting_and_running_a_tta_wrapper_leaves_an_eval_model_as_it_was(tmp_path):

@@ -177,9 +177,9 @@ def test_rr_transform_feeds_the_model():
     np.testing.assert_allclose(unrated.logits, fed.logits, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"give fs > 0 \(Hz, got None\)"):
         classify_beats(model, signal, beats, BEAT_WINDOW, rr_transform=first_two_standardised)
-    with pytest.raises(ValueError, match=r"rr must be \(6, \d+\) RR features"):
+    with pytest.raises(ValueError, match=r"rr must be \(6, \d+\): the \d+ RR features \(RR_FEATURES\) of each of the 6 beats"):
         classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr=given[:4], rr_transform=first_two_standardised)
-    with pytest.raises(ValueError, match="a model with 0 extra features"):
+    with pytest.raises(ValueError, match=r"rr is for models with extra \(RR\) features; this one has none"):
         classify_beats(create_model("msresnet1d_beat", in_channels=2).eval(), signal, beats, BEAT_WINDOW, rr=given)
     # the template of the regular beats is taken over the beats the given RR intervals call regular
     prev, one = RR_FEATURES.index("rr_prev"), np.random.default_rng(3).standard_normal((1, 9000)).astype(np.float32)
@@ -380,6 +380,24 @@ def test_bad_parameters_are_named():
         detect_beats(signal, FS, method="pan_tompkins")
     with pytest.raises(TypeError, match="torch.nn.Module or a Predictor"):
         classify_windows("model.pt", signal, 1000, 500)
+    # lengths are whole samples: seconds (the config's unit) or floats are named, not left to numpy
+    with pytest.raises(ValueError, match=r"window start must be a whole number of samples, got -0\.25 \(seconds x "):
+        classify_beats(model, signal, np.array([100, 400]), (-0.25, 0.45))
+    with pytest.raises(ValueError, match=r"window stop must be a whole number of samples, got 81\.0"):
+        BeatStream(model, (-45, 81.0))
+    with pytest.raises(ValueError, match=r"window must be a whole number of samples, got 3000\.0"):
+        classify_windows(model, signal, 3000.0, 1500)
+    with pytest.raises(ValueError, match=r"hop must be a whole number of samples, got 1500\.0"):
+        WindowStream(model, 3000, 1500.0)
+    with pytest.raises(ValueError, match=r"max_delay must be a whole number of samples, got 0\.5"):
+        BeatStream(model, BEAT_WINDOW, max_delay=0.5)
+    with pytest.raises(ValueError, match=r"window must be \(start, stop\) in samples relative to the beat, got \(45,\)"):
+        BeatStream(model, (45,))
+    assert len(classify_windows(model, signal, np.int64(1000), np.int64(500)).sample) == 7  # numpy integers are fine
+    beats = np.array([500, 1000, 1500])
+    with pytest.raises(ValueError, match=r"rr must be \(3, 12\): the 12 RR features \(RR_FEATURES\) of each of the 3 "
+                                         r"beats; got shape \(3, 8\)"):
+        classify_beats(rr_model, signal, beats, BEAT_WINDOW, rr=rr_features(beats, FS)[:, :8])
 
 
 @pytest.mark.parametrize("signal, template, message", [
@@ -515,3 +533,18 @@ def test_the_module_example_classifies_beats_as_predict_does(tmp_path):
     reference = predict_beats(namespace["ckpt"], SAMPLE / "208", "atr")
     np.testing.assert_allclose(namespace["out"].probabilities, reference.probabilities, atol=1e-5, rtol=0)
     assert namespace["labels"] == [namespace["ckpt"]["class_names"][k] for k in reference.probabilities.argmax(1)]
+    # the Python entry takes a record as the CLI does (a str, or one of its files), and says what is wrong
+    from msresnet1d.data import DataError
+    from msresnet1d.predict import predict_windows
+
+    np.testing.assert_array_equal(predict_beats(namespace["ckpt"], str(SAMPLE / "208.hea"), "atr").positions,
+                                  reference.positions)
+    with pytest.raises(DataError, match=r"208\.nope is missing.*name the annotation file .* or find them with --detect"):
+        predict_beats(namespace["ckpt"], str(SAMPLE / "208"), "nope")
+    with pytest.raises(TypeError, match=r"predict_beats takes a checkpoint as load_checkpoint\(path\) returns it, got str"):
+        predict_beats(str(checkpoint), SAMPLE / "208", "atr")
+    with pytest.raises(TypeError, match=r"leads is a list of lead names, e\.g\. \['MLII'\], got the string 'MLII'"):
+        predict_beats(namespace["ckpt"], SAMPLE / "208", "atr", leads="MLII")
+    with pytest.raises(ValueError, match=r"predict_windows labels with a rhythm model; this checkpoint is a 'beats' "
+                                         r"model \(use predict_beats\)"):
+        predict_windows(namespace["ckpt"], SAMPLE / "208")

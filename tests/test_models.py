@@ -261,10 +261,12 @@ def test_split_by_extra_is_checked(kwargs, match):
         MSResNet1d(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [dict(extra_hidden=8), dict(feature_drop_rate=0.2), dict(extra_features=2,
-                                                                                           feature_drop_rate=1.0)])
-def test_head_options_need_extra_features(kwargs):
-    with pytest.raises(ValueError, match="extra_features="):
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(extra_hidden=8), "extra_features=0"), (dict(feature_drop_rate=0.2), "extra_features=0"),
+    (dict(extra_features=2, feature_drop_rate=1.0), r"feature_drop_rate must be a probability in \[0, 1\), got 1\.0"),
+])
+def test_head_options_need_extra_features(kwargs, match):
+    with pytest.raises(ValueError, match=match):
         MSResNet1d(**kwargs)
 
 
@@ -517,6 +519,23 @@ def test_adapt_batchnorm_reestimates_the_statistics_on_the_target_inputs():
         adapt_batchnorm(fuse_batchnorm(nn.Sequential(nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4))), [(x,)])
     with pytest.raises(ValueError, match="got no batches"):
         adapt_batchnorm(model, [])
+    with pytest.raises(ValueError, match=r"batch 0 holds 1 tensors; give \(x, extra\) with extra \(N, 3\)"):
+        adapt_batchnorm(model, [x])
+    plain = create_model("msresnet1d_beat", in_channels=2, widths=(8, 16, 16), stem_channels=8)
+    labels = torch.zeros(64, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"batch 0 holds 2 tensors; give x alone: .*labelled loader's \(x, y\)"):
+        adapt_batchnorm(plain, [(x, labels)])  # what a DataLoader of a TensorDataset(x, y) gives
+    with pytest.raises(TypeError, match=r"batch 0: expected a tensor x or .*got ndarray \(convert it with "
+                                        r"torch\.from_numpy\)"):
+        adapt_batchnorm(plain, [x.numpy()])
+    with pytest.raises(ValueError, match=r"this model takes no extra features \(extra_features=0\), got extra of "
+                                         r"shape \[64, 3\]"):
+        plain(x, extra)
+    with pytest.raises(TypeError, match=r"the input must be a torch\.Tensor, got ndarray: convert it with "
+                                        r"torch\.from_numpy\(x\)\.float\(\)"):
+        plain(x.numpy())
+    with pytest.raises(ValueError, match=r"input of dtype torch\.int64, .*convert it with \.to\(torch\.float32\)$"):
+        plain(x.long())  # the float64 hint is for float64 inputs only
 
 
 def test_sign_flip_average_is_the_mean_probability_of_both_polarities():
@@ -535,6 +554,10 @@ def test_sign_flip_average_is_the_mean_probability_of_both_polarities():
     wrapped = with_tta(model, "flip")  # described as the model (what whole-record inference reads)
     assert (wrapped.in_channels, wrapped.min_input_size, wrapped.fc) == (2, model.min_input_size, model.fc)
     assert list(wrapped.state_dict()) == [f"model.{k}" for k in model.state_dict()]
+    chained = wrapped.set_channels_last()  # a chained call keeps the averaging
+    assert chained is wrapped and model.channels_last
+    with torch.no_grad():
+        torch.testing.assert_close(chained(x, rr).softmax(dim=1), expected)
     with pytest.raises(ValueError, match=r"tta must be one of \('none', 'flip'\), got 'mirror'"):
         with_tta(model, "mirror")
     with pytest.raises(ValueError, match=r"config: tta must be one of \('none', 'flip'\), got 'mirror'"):
@@ -608,8 +631,34 @@ def test_an_unknown_option_is_named_with_the_options_the_model_takes():
         assert {"in_channels", "num_classes", "widths", "drop_rate"} <= options
         if "dims" in options:  # e.g. resnet1d_beat, whose preset sets 1
             assert create_model(name, dims=model.dims).dims == model.dims
-    with pytest.raises(TypeError, match="has no len"):  # other TypeErrors pass unchanged
-        create_model("msresnet1d_beat", kernels=3)
+
+def test_other_type_errors_pass_through_create_model_unchanged(monkeypatch):
+    from msresnet1d.models import registry
+
+    def broken(**kwargs):
+        raise TypeError("a bug inside the factory")
+
+    monkeypatch.setitem(registry._MODELS, "broken", broken)
+    with pytest.raises(TypeError, match="^a bug inside the factory$"):
+        create_model("broken", widths=(8,))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"kernels": 5}, r"kernels must be a sequence of integers >= 1, got 5 \(for one, write \(5,\)\)"),
+    ({"widths": 64}, r"widths must be a sequence of integers >= 1, got 64"),
+    ({"dilations": 2}, r"dilations must be a sequence of integers >= 1, got 2"),
+    ({"layers": 2}, r"layers must be a sequence of integers >= 1, got 2"),
+    ({"split_by_extra": 0, "extra_features": 2}, r"split_by_extra must be a sequence of class indices, got 0"),
+    ({"num_classes": 2.0}, r"the head needs a whole number >= 1 of outputs \(num_classes or out_features\), got 2\.0"),
+    ({"extra_features": 1.0}, r"extra_features must be a whole number >= 0, got 1\.0"),
+    ({"drop_rate": "0.1"}, r"drop_rate must be a probability in \[0, 1\), got '0\.1'"),
+    ({"block": ["basic"]}, r"block must be one of \['basic', 'bottleneck'\], got \['basic'\]"),
+])  # fmt: skip
+def test_options_of_the_wrong_type_are_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        create_model("msresnet1d_beat", **options)
+    model = create_model("msresnet1d_beat", num_classes=np.int64(3), drop_rate=np.float64(0.1))  # numpy's are fine
+    assert model.num_classes == 3
 
 
 def test_reset_classifier_keeps_the_models_dtype_and_device():
@@ -621,12 +670,14 @@ def test_reset_classifier_keeps_the_models_dtype_and_device():
     meta = create_model("msresnet1d_beat").to("meta")
     meta.reset_classifier(3)
     assert meta.fc.weight.is_meta
-    with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
-        model.reset_classifier(0)
+    for bad in (0, 2.0, "3"):
+        with pytest.raises(ValueError, match=rf"num_classes must be a whole number >= 1, got {bad!r}"):
+            model.reset_classifier(bad)
 
 
 def test_regression_head_needs_an_output():
-    with pytest.raises(ValueError, match="the head needs at least 1 output, got 0"):
+    with pytest.raises(ValueError, match=r"the head needs a whole number >= 1 of outputs \(num_classes or out_features\), "
+                                         "got 0"):
         MSResNet1d(out_features=0)
 
 

@@ -253,6 +253,19 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError, match="nowhere.pt not found"):
         load_checkpoint(tmp_path / "nowhere.pt")
+    torch.save(torch.nn.Linear(2, 1).state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(ValueError, match=r"weights\.pt is not an msresnet1d checkpoint \(format 1\): it is a bare state "
+                                         r"dict; build the model with msresnet1d\.create_model"):
+        load_checkpoint(tmp_path / "weights.pt")
+    run = tmp_path / "run"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"empty is a folder: .*\(a run keeps them in <run>/checkpoints/\)"):
+        load_checkpoint(tmp_path / "empty")
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"model": {}}, run / "checkpoints" / "best.pt")
+    with pytest.raises(IsADirectoryError, match=r"run is a folder: give a checkpoint file, best\.pt or last\.pt; did "
+                                                r"you mean .*run/checkpoints/best\.pt\?"):
+        load_checkpoint(run)
 
 
 def test_unknown_config_keys_are_errors(tmp_path):
@@ -905,7 +918,7 @@ def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads
     only_one = _cli("evaluate", str(best), "--data-dir", str(renamed))  # evaluate needs the training records too
     assert only_one.returncode == 1 and "101.hea is missing (evaluate rebuilds the run's splits" in only_one.stderr
     wrong_count = _cli("predict", str(best), str(renamed / "100"), "--leads", "II")
-    assert wrong_count.returncode == 1 and "--leads names 1 lead(s) (II); the model reads 2: MLII, V1|V5" in wrong_count.stderr
+    assert wrong_count.returncode == 1 and "leads (--leads) names 1 lead(s) (II); the model reads 2: MLII, V1|V5" in wrong_count.stderr
     # weights that do not fit the model the config builds: one line naming the file, for evaluate and predict
     torch.save({**ckpt, "model": {k: v for k, v in ckpt["model"].items() if not k.startswith("fc.")}},
                tmp_path / "edited.pt")

@@ -33,7 +33,7 @@ from torch import nn
 from ..data.beats import beat_windows, record_template, with_template
 from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_columns, rr_features
 from .predictor import Predictor, as_predictor
-from .stream import Predictions, SampleBuffer, Stream, as_signal
+from .stream import Predictions, SampleBuffer, Stream, as_signal, whole_samples
 
 _PREV, _NEXT, _RECORD, _PREV_OVER_RECORD, _MEDIAN, _PREV_OVER_MEDIAN, _NEXT_OVER_MEDIAN = (
     RR_FEATURES.index(n) for n in ("rr_prev", "rr_next", "rr_record", "prev_over_record", "rr_median",
@@ -100,9 +100,7 @@ class BeatStream(Stream):
         batch_size: int = 256,
         template: np.ndarray | None = None,
     ) -> None:
-        start, stop = window
-        if not start <= 0 < stop:
-            raise ValueError(f"window=(start, stop)={window} samples must hold the beat: start <= 0 < stop")
+        start, stop = window = _check_window(window)
         super().__init__(model, stop - start, batch_size)
         if template is not None:
             template = np.asarray(template, dtype=np.float32)
@@ -113,7 +111,7 @@ class BeatStream(Stream):
                     f"in_channels={channels}, got shape {template.shape}")
             self._buffer = SampleBuffer(template.shape[0])
         self.template = template
-        if max_delay < 0:
+        if whole_samples(max_delay, "max_delay") < 0:
             raise ValueError(f"max_delay must be >= 0 samples, got {max_delay}")
         self.uses_rr = self.predictor.extra_features > 0
         if self.uses_rr and (fs is None or fs <= 0 or record_rr is None or record_rr <= 0):
@@ -375,6 +373,7 @@ def classify_beats(
             errors of :class:`BeatStream`.
     """
     predictor = as_predictor(model)
+    window = _check_window(window)
     recording = as_signal(signal, None)
     if not isinstance(template, np.ndarray):
         template = bool(template)  # None and numpy's booleans too
@@ -383,10 +382,11 @@ def classify_beats(
     beats = _check_beats(beats, recording.shape[1])
     if rr is not None:
         rr = np.asarray(rr, dtype=np.float32)
-        if not predictor.extra_features or rr.shape != (len(beats), len(RR_FEATURES)):
-            raise ValueError(f"rr must be ({len(beats)}, {len(RR_FEATURES)}) RR features of the beats, for a model "
-                             f"with extra features; got shape {rr.shape} for a model with "
-                             f"{predictor.extra_features} extra features")
+        if not predictor.extra_features:
+            raise ValueError("rr is for models with extra (RR) features; this one has none (extra_features=0)")
+        if rr.shape != (len(beats), len(RR_FEATURES)):
+            raise ValueError(f"rr must be ({len(beats)}, {len(RR_FEATURES)}): the {len(RR_FEATURES)} RR features "
+                             f"(RR_FEATURES) of each of the {len(beats)} beats; got shape {rr.shape}")
         rr_transform = _given_rr(rr, rr_transform)
         # the stream's own RR features are replaced by the given ones, so they need no sampling rate:
         # without fs it computes them in samples (any positive rate would do)
@@ -407,6 +407,16 @@ def classify_beats(
                         template=None if template is False else template)
     out = Predictions.concatenate([stream.feed(signal, beats), stream.finish()])
     return out if rr is None else Predictions(out.sample, out.logits, rr)
+
+
+def _check_window(window: tuple[int, int]) -> tuple[int, int]:
+    """``window`` = (start, stop) in whole samples relative to the beat, start <= 0 < stop."""
+    if len(window) != 2:
+        raise ValueError(f"window must be (start, stop) in samples relative to the beat, got {window!r}")
+    start, stop = whole_samples(window[0], "window start"), whole_samples(window[1], "window stop")
+    if not start <= 0 < stop:
+        raise ValueError(f"window=(start, stop)={window} samples must hold the beat: start <= 0 < stop")
+    return start, stop
 
 
 def _given_rr(rr: np.ndarray, rr_transform: RRTransform | None) -> RRTransform:

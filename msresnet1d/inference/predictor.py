@@ -69,16 +69,17 @@ class TorchPredictor:
         self.in_channels = int(model.in_channels)
         self.min_input_size = int(model.min_input_size)
         self.extra_features = int(model.extra_features)
-        self.device = next(model.parameters()).device
+        like = next(model.parameters())
+        self.device, self.dtype = like.device, like.dtype  # float32 inputs are cast to the model's dtype
         self.num_outputs = self.predict(np.zeros((1, self.in_channels, max(self.min_input_size, 1)), np.float32),
                                         np.zeros((1, self.extra_features), np.float32) if self.extra_features else None
                                         ).shape[1]
 
     def predict(self, x: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
         """(N, C, L) float32 windows, (N, E) float32 extra features or ``None`` -> (N, K) float32 logits."""
-        inputs = [torch.from_numpy(x).to(self.device)]
+        inputs = [torch.from_numpy(x).to(self.device, self.dtype)]
         if extra is not None:
-            inputs.append(torch.from_numpy(extra).to(self.device))
+            inputs.append(torch.from_numpy(extra).to(self.device, self.dtype))
         with torch.inference_mode(), evaluating(self.model):
             return self.model(*inputs).float().cpu().numpy()
 

@@ -59,6 +59,14 @@ def as_signal(
     return signal
 
 
+def whole_samples(value: object, name: str) -> int:
+    """``value`` as an int, or a ValueError naming ``name``: lengths here count samples, not seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a whole number of samples, got {value!r} (seconds x the rate in Hz, "
+                         "rounded)")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Predictions:
     """Model outputs for N windows of a recording, in time order.
@@ -150,6 +158,7 @@ class Stream:
 
     def __init__(self, model: nn.Module | Predictor, window_length: int, batch_size: int) -> None:
         self.predictor = as_predictor(model)
+        batch_size = whole_samples(batch_size, "batch_size")  # windows, not samples, but whole just the same
         if window_length < self.predictor.min_input_size:
             raise ValueError(
                 f"windows of {window_length} samples are shorter than this model's minimum input of "

@@ -33,7 +33,9 @@ def adapt_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor | Sequence[
             Batches of equal size weigh equally; shuffle the examples first if their order drifts.
 
     Raises:
-        ValueError: ``model`` has no such BatchNorm, or ``batches`` is empty.
+        ValueError: ``model`` has no such BatchNorm, ``batches`` is empty, or a batch holds
+            other than the model's arguments (e.g. a labelled loader's ``(x, y)``).
+        TypeError: a batch is not a tensor or a sequence of tensors (a numpy array, say).
     """
     adapted = copy.deepcopy(model).eval()
     norms = [m for m in adapted.modules() if isinstance(m, _NORMS) and m.track_running_stats]
@@ -48,13 +50,28 @@ def adapt_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor | Sequence[
     seen = 0
     with torch.no_grad():
         for batch in batches:
-            adapted(*((batch,) if isinstance(batch, torch.Tensor) else batch))
+            adapted(*_arguments(batch, seen, getattr(model, "extra_features", None)))
             seen += 1
     if not seen:
         raise ValueError("adapt_batchnorm got no batches: the target domain has no examples")
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return adapted.eval()
+
+
+def _arguments(batch: object, index: int, extra_features: int | None) -> tuple[torch.Tensor, ...]:
+    """The model's positional arguments in ``batch`` (a tensor x, or a sequence ``(x, extra)``)."""
+    arguments = (batch,) if isinstance(batch, torch.Tensor) else batch
+    if not isinstance(arguments, (list, tuple)) or not all(isinstance(a, torch.Tensor) for a in arguments):
+        raise TypeError(f"batch {index}: expected a tensor x or a sequence (x, extra) of tensors, got "
+                        f"{type(batch).__name__}" + (" (convert it with torch.from_numpy)"
+                                                      if type(batch).__module__ == "numpy" else ""))
+    expected = None if extra_features is None else 1 + (extra_features > 0)
+    if expected is not None and len(arguments) != expected:
+        hint = ("x alone: this model takes no extra features, and a labelled loader's (x, y) gives labels, which "
+                "adaptation does not read" if expected == 1 else f"(x, extra) with extra (N, {extra_features})")
+        raise ValueError(f"batch {index} holds {len(arguments)} tensors; give {hint}")
+    return tuple(arguments)
 
 
 def shuffled_chunks(tensors: Sequence[torch.Tensor], batch_size: int, seed: int = 0) -> Iterator[list[torch.Tensor]]:

@@ -32,6 +32,11 @@ from torch import nn
 from .layers import check_dtype, check_input
 
 
+def _is_whole(value: object) -> bool:
+    """An integer (numpy's too), not a bool or a float."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 class ResidualNetwork(nn.Module):
     """Base class: subclasses set ``dims``, ``in_channels``, ``min_input_size`` (samples) and
     ``total_stride`` (input samples per output position of the last stage), build
@@ -52,16 +57,24 @@ class ResidualNetwork(nn.Module):
     def _build_head(self, num_features: int, num_outputs: int, extra_features: int, drop_rate: float,
                     extra_hidden: int = 0, feature_drop_rate: float = 0.0,
                     split_by_extra: Sequence[int] = ()) -> None:
-        if num_outputs < 1:
-            raise ValueError(f"the head needs at least 1 output, got {num_outputs}")
-        if extra_features < 0:
-            raise ValueError(f"extra_features must be >= 0, got {extra_features}")
-        if extra_hidden < 0 or (extra_hidden and not extra_features):
-            raise ValueError(f"extra_hidden={extra_hidden} must be >= 0, and 0 without extra features "
+        if not _is_whole(num_outputs) or num_outputs < 1:
+            raise ValueError(f"the head needs a whole number >= 1 of outputs (num_classes or out_features), "
+                             f"got {num_outputs!r}")
+        for name, value in (("extra_features", extra_features), ("extra_hidden", extra_hidden)):
+            if not _is_whole(value) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+        for name, rate in (("drop_rate", drop_rate), ("feature_drop_rate", feature_drop_rate)):
+            if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+                raise ValueError(f"{name} must be a probability in [0, 1), got {rate!r}")
+
+        if extra_hidden and not extra_features:
+            raise ValueError(f"extra_hidden={extra_hidden} must be 0 without extra features "
                              f"(extra_features={extra_features})")
-        if not 0 <= feature_drop_rate < 1 or (feature_drop_rate and not extra_features):
-            raise ValueError(f"feature_drop_rate={feature_drop_rate} must be in [0, 1), and 0 without extra features "
+        if feature_drop_rate and not extra_features:
+            raise ValueError(f"feature_drop_rate={feature_drop_rate} must be 0 without extra features "
                              f"(extra_features={extra_features}): it drops the pooled features in favour of them")
+        if isinstance(split_by_extra, (str, numbers.Number)):
+            raise ValueError(f"split_by_extra must be a sequence of class indices, got {split_by_extra!r}")
         split = list(split_by_extra)
         if split and (not extra_features or len(split) < 2 or len(set(split)) != len(split) or not all(
                 isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < num_outputs for i in split)):
@@ -111,6 +124,9 @@ class ResidualNetwork(nn.Module):
             x = x * keep.to(x.dtype)
         hidden: Optional[torch.Tensor] = None
         if extra is not None:
+            if not self.extra_features:
+                raise ValueError(f"this model takes no extra features (extra_features=0), got extra of shape "
+                                 f"{list(extra.shape)}")
             if extra.dim() != 2 or extra.shape[1] != self.extra_features or extra.shape[0] != x.shape[0]:
                 raise ValueError(
                     f"extra features must have shape ({x.shape[0]}, {self.extra_features}), "
@@ -142,7 +158,7 @@ class ResidualNetwork(nn.Module):
         """Replace the linear layer by a fresh one with ``num_classes`` >= 1 outputs, on the old
         one's device and in its dtype (timm's ``num_classes=0``, no classifier, is not supported).
         The new classes are another task's: a ``split_by_extra`` group is dropped."""
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not _is_whole(num_classes) or num_classes < 1:
+            raise ValueError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
         self.fc = nn.Linear(self.head_features, num_classes, device=self.fc.weight.device, dtype=self.fc.weight.dtype)
         self._build_split([])

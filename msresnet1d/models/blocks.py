@@ -113,10 +113,11 @@ class Bottleneck(ResidualBlock):
 BLOCKS: dict[str, type[ResidualBlock]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-def whole_sizes(**sizes: object) -> dict[str, int | tuple[int, ...]]:
+def whole_sizes(*, sequences: tuple[str, ...] = (), **sizes: object) -> dict[str, int | tuple[int, ...]]:
     """``sizes`` (channels, kernels, strides, dilations, widths, blocks: an integer or a sequence
     of them, numpy's included, as a parameter grid gives them) as Python ints >= 1, tuples for
     sequences, so that the layers and attributes built from them are plain (TorchScript needs it).
+    The sizes named in ``sequences`` (one per branch or stage) must be sequences.
 
     Raises:
         ValueError: naming the first size that is not a whole number >= 1 (or a sequence of them).
@@ -124,6 +125,8 @@ def whole_sizes(**sizes: object) -> dict[str, int | tuple[int, ...]]:
     out: dict[str, int | tuple[int, ...]] = {}
     for name, value in sizes.items():
         several = np.ndim(value) > 0  # a sequence or an array; a string or a 0-d array is one value
+        if name in sequences and not several:
+            raise ValueError(f"{name} must be a sequence of integers >= 1, got {value!r} (for one, write ({value!r},))")
         values = value.ravel().tolist() if isinstance(value, np.ndarray) else list(value) if several else [value]
         if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values):
             shown = tuple(values) if several else value
@@ -136,7 +139,7 @@ def check_layout(layers: Sequence[int], widths: Sequence[int], block: str) -> No
     """Validate a stage layout: one width per stage and a known block kind."""
     if len(layers) != len(widths) or not layers:
         raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must be non-empty and of equal length")
-    if block not in BLOCKS:
+    if not isinstance(block, str) or block not in BLOCKS:
         raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
 
 

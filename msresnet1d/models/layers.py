@@ -143,12 +143,17 @@ def check_dtype(x: torch.Tensor, dtype: torch.dtype, what: str) -> None:
     parameter ``dtype``, naming both (eager mode only: TorchScript prints dtypes as numbers and
     keeps PyTorch's own error)."""
     if not torch.jit.is_scripting() and x.dtype != dtype:
+        hint = " (numpy arrays are float64 by default)" if x.dtype == torch.float64 else ""
         raise ValueError(f"{what} of dtype {x.dtype}, the model's parameters are {dtype}: convert it with "
-                         f".to({dtype}) (numpy arrays are float64 by default)")
+                         f".to({dtype}){hint}")
 
 
 def check_input(x: torch.Tensor, dims: int, in_channels: int, min_size: int) -> None:
-    """Raise ValueError unless x is (N, in_channels, *spatial) with every spatial size >= min_size."""
+    """Raise ValueError unless x is (N, in_channels, *spatial) with every spatial size >= min_size
+    (TypeError for an input that is not a tensor)."""
+    if not torch.jit.is_scripting() and not isinstance(x, torch.Tensor):
+        raise TypeError(f"the input must be a torch.Tensor, got {type(x).__name__}"
+                        + (": convert it with torch.from_numpy(x).float()" if type(x).__module__ == "numpy" else ""))
     if x.dim() != dims + 2:
         layout = "(N, C, L)" if dims == 1 else "(N, C, H, W)"
         raise ValueError(f"expected a {dims + 2}-D input {layout}, got shape {list(x.shape)}")

@@ -150,10 +150,13 @@ class MSResNet1d(ResidualNetwork):
         split_by_extra: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        size = whole_sizes(in_channels=in_channels, kernels=kernels, dilations=(1,) * len(kernels) if dilations is None
-                           else dilations, widths=widths, layers=layers, stem_channels=stem_channels,
-                           stem_kernel=stem_kernel, stem_stride=stem_stride)
+        size = whole_sizes(sequences=("kernels", "dilations", "widths", "layers"), in_channels=in_channels,
+                           kernels=kernels, dilations=(1,) if dilations is None else dilations, widths=widths,
+                           layers=layers, stem_channels=stem_channels, stem_kernel=stem_kernel, stem_stride=stem_stride)
+        default_dilations = dilations is None
         in_channels, kernels, dilations, widths, layers, stem_channels, stem_kernel, stem_stride = size.values()
+        if default_dilations:
+            dilations = (1,) * len(kernels)
         if not kernels or len(dilations) != len(kernels):
             raise ValueError(f"kernels {kernels} and dilations {dilations} must be non-empty and of equal length")
         if fusion not in FUSIONS:

@@ -63,7 +63,7 @@ class ResNet(ResidualNetwork):
         split_by_extra: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        size = whole_sizes(in_channels=in_channels, kernel_size=kernel_size, widths=widths, layers=layers,
+        size = whole_sizes(sequences=("widths", "layers"), in_channels=in_channels, kernel_size=kernel_size, widths=widths, layers=layers,
                            stem_channels=stem_channels, stem_kernel=stem_kernel, stem_stride=stem_stride)
         in_channels, kernel_size, widths, layers, stem_channels, stem_kernel, stem_stride = size.values()
         check_layout(layers, widths, block)

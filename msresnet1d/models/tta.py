@@ -49,6 +49,12 @@ class SignFlipAverage(nn.Module):
                 raise
             return getattr(self.model, name)
 
+    def set_channels_last(self, enable: bool = True) -> "SignFlipAverage":
+        """The wrapped model's :meth:`~msresnet1d.models.base.ResidualNetwork.set_channels_last`;
+        returns this wrapper (not the model, which would drop the averaging from a chained call)."""
+        self.model.set_channels_last(enable)
+        return self
+
     def forward(self, x: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
         views = [self.model(x, extra), self.model(-x, extra)]
         return torch.stack([v.float().softmax(dim=-1) for v in views]).mean(dim=0).log()

@@ -45,6 +45,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by this package, safely (``weights_only=True``)."""
     path = Path(path)
+    if path.is_dir():
+        found = [p for p in (path / "checkpoints" / "best.pt", path / "best.pt") if p.is_file()]
+        hint = f"; did you mean {found[0]}?" if found else " (a run keeps them in <run>/checkpoints/)"
+        raise IsADirectoryError(f"checkpoint {path} is a folder: give a checkpoint file, best.pt or last.pt{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
@@ -53,7 +57,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"checkpoint {path} cannot be read safely with torch.load(weights_only=True): it is not a "
                          f"file torch.save wrote, or it holds objects other than tensors and plain values ({e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION or "model" not in ckpt:
-        raise ValueError(f"checkpoint {path} is not an msresnet1d checkpoint (format {FORMAT_VERSION})")
+        plain = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+        raise ValueError(f"checkpoint {path} is not an msresnet1d checkpoint (format {FORMAT_VERSION})" + (
+            ": it is a bare state dict; build the model with msresnet1d.create_model(...) and call its "
+            "load_state_dict(torch.load(path, weights_only=True))" if plain else ""))
     return ckpt
 
 
