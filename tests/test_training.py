@@ -81,6 +81,7 @@ def test_metrics_against_a_hand_computed_confusion_matrix():
     assert stats["se"][1] == pytest.approx(0.6) and stats["ppv"][1] == pytest.approx(6 / 9)
     assert stats["f1"][1] == pytest.approx(12 / 19)
     assert stats["f1"][2] == pytest.approx(18 / 24) and stats["f1"][3] == pytest.approx(2 / 5)
+    assert stats["sp"][1] == pytest.approx(66 / 69)  # S: TN 79 - 6 - 4 - 3 = 66, FP 3 (FN 4 would give 66/70)
     assert np.isnan(stats["se"][4]) and np.isnan(stats["ppv"][4])  # Q: undefined, not 0
 
     y_true = np.repeat(np.arange(5), cm.sum(axis=1))
@@ -90,6 +91,10 @@ def test_metrics_against_a_hand_computed_confusion_matrix():
     assert report["confusion_matrix"] == cm.tolist()
     assert report["accuracy"] == pytest.approx(66 / 79)
     assert report["macro_f1"] == pytest.approx(np.mean([100 / 110, 12 / 19, 18 / 24, 2 / 5]))
+    # Q is counted in accuracy but left out of macro-F1: N F1 2*2/(2+3), Q F1 2*1/(2+1) not averaged
+    y, predicted = np.array([0, 0, 4, 4]), np.array([0, 0, 0, 4])
+    with_q = classification_report(y, np.eye(5)[predicted], ["N", "S", "V", "F", "Q"], ["N", "S", "V", "F"])
+    assert with_q["macro_f1"] == pytest.approx(0.8) and with_q["accuracy"] == pytest.approx(0.75)
 
 
 def test_per_group_counts_and_sensitivity_by_hand():
