@@ -992,6 +992,29 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
         assert refused.returncode == 1 and "data.representation = 'spectrogram'" in refused.stderr
 
 
+def test_beat_task_validates_on_its_held_out_training_records_and_standardises_rr_on_the_others():
+    # validation: the val records' beats (never the test's), left out of training; RR statistics of the rest only
+    from msresnet1d.data.beats import load_beats
+    from msresnet1d.data.rr import rr_columns
+    from msresnet1d.training.tasks import build_task
+
+    fit_records, val_records = ["101", "118"], ["106"]
+    task = build_task(TrainConfig(data={"data_dir": str(SAMPLE), "train_records": fit_records + val_records,
+                                        "val_records": val_records, "test_records": ["100"], "cache": False}))
+    fit, held = (load_beats(r, db_dir=SAMPLE, cache=False) for r in (fit_records, val_records))
+    assert task.splits["train_records"] == fit_records
+    np.testing.assert_array_equal(task.train_labels, fit.y)
+
+    class Uniform(torch.nn.Module):
+        def forward(self, x, *extra):
+            return torch.zeros(len(x), 5)
+
+    y_val, _ = task.predict(Uniform(), "val", torch.device("cpu"))
+    np.testing.assert_array_equal(y_val, held.y)
+    columns = rr_columns(True)
+    np.testing.assert_allclose(task.state["rr_mean"].numpy(), fit.rr[:, columns].mean(axis=0), rtol=1e-5)
+
+
 def test_main_job_defaults_build_on_the_embedded_sample():
     from msresnet1d.training.tasks import build_task
 
