@@ -260,6 +260,18 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path):
         load_checkpoint(tmp_path / "nowhere.pt")
 
 
+def test_checkpoints_are_written_to_a_temporary_file_then_renamed(tmp_path):
+    # a save that fails half-way leaves the previous checkpoint whole, and no temporary file
+    from msresnet1d.training.checkpoint import FORMAT_VERSION, atomic_save
+
+    path = tmp_path / "last.pt"
+    atomic_save({"format": FORMAT_VERSION, "model": {"w": torch.ones(3)}}, path)
+    with pytest.raises(Exception):
+        atomic_save({"format": FORMAT_VERSION, "model": {"w": torch.zeros(3)}, "bad": lambda: 0}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+
+
 def test_unknown_config_keys_are_errors(tmp_path):
     with pytest.raises(ValueError, match=r"^defaults and the overrides \(lerning_rate\): unknown key.*lerning_rate"):
         load_config(None, {"lerning_rate": 0.1})
