@@ -161,6 +161,10 @@ def test_rr_features_by_hand():
     np.testing.assert_allclose(rr["rr_median"], 1.0)
     np.testing.assert_allclose(rr["rr_record"], 8.4 / 10)
     np.testing.assert_allclose(rr["prev_over_median"][-4:], 0.6)
+    # rr_local is the mean of the last 10 rr_prev: five 2.0 s intervals, then ten 1.0 s ones (16 beats)
+    slow_then_fast = np.cumsum([0] + [200] * 5 + [100] * 10)
+    local = rr_features(slow_then_fast, fs)[:, RR_FEATURES.index("rr_local")]
+    np.testing.assert_allclose(local[-3:], [1.2, 1.1, 1.0], rtol=1e-6)  # 2 + 2 + 8 x 1, 2 + 9 x 1, 10 x 1 over 10
     steady = rr_features(np.arange(0, 3000, 100), fs)[:, RR_FEATURES.index("rr_irregularity")]
     np.testing.assert_array_equal(steady, 0)
     with pytest.raises(ValueError, match="at least 2 beats"):
