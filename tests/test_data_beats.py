@@ -66,6 +66,18 @@ def test_beats_match_the_annotation_files(inter_patient, mitdb_dir):
     np.testing.assert_array_equal(mine.y, aami_labels(np.array(ann.symbol)[beats]))
 
 
+def test_rr_intervals_run_between_beat_annotations_only(inter_patient, mitdb_dir):
+    # record 201 holds rhythm changes ('+') and non-conducted P waves ('x'): not beats, so no RR interval ends there
+    ds1, _ = inter_patient
+    ann = wfdb.rdann(str(mitdb_dir / "201"), "atr")
+    symbols = np.array(ann.symbol)
+    assert {"+", "x"} <= set(symbols)
+    beats = ann.sample[np.isin(symbols, list(MITBIH_TO_AAMI))]
+    mine = ds1.from_records(["201"])
+    np.testing.assert_array_equal(mine.sample, beats)
+    np.testing.assert_allclose(mine.rr[1:, RR_FEATURES.index("rr_prev")], np.diff(beats) / 360, rtol=1e-6)
+
+
 def test_second_load_comes_from_the_cache_unchanged(inter_patient, mitdb_dir, beat_cache):
     ds1, _ = inter_patient
     again = load_beats(DS1, db_dir=mitdb_dir, cache_dir=beat_cache, workers=0)  # no worker needed
