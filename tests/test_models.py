@@ -147,6 +147,10 @@ def test_zero_init_residual_makes_blocks_start_as_identity():
     assert torch.count_nonzero(block.last_norm().weight) == 0
     plain = MSResNet1d(zero_init_residual=False)
     assert torch.count_nonzero(plain.stages[0].branches[0][0].last_norm().weight) > 0
+    # the branch adds zero: a post-activation block with an identity shortcut computes ReLU(0 + x)
+    assert isinstance(block.shortcut, nn.Identity)
+    x = torch.randn(2, block.last_norm().num_features, 50)
+    assert torch.equal(block.eval()(x), torch.relu(x))
 
 
 @pytest.mark.parametrize("fusion", ["concat", "sum", "attention", "late"])
