@@ -167,6 +167,19 @@ def test_msresnet_fusion_modes_and_timm_interface(fusion):
     assert model(x).shape == (3, 9)
 
 
+def test_each_branch_has_its_own_kernel_and_attention_weighs_the_branches():
+    model = MSResNet1d(kernels=(3, 8, 15), widths=(8, 8), layers=(1, 1), stem_channels=8, fusion="attention")
+    for stage in model.stages:
+        convs = [[m for m in branch.modules() if isinstance(m, nn.Conv1d)] for branch in stage.branches]
+        assert [c[0].weight.shape[-1] for c in convs] == [3, 8, 15]
+    # the softmax is over branches: branches that agree are returned unchanged, whatever the weights
+    fuse = model.stages[0].fuse
+    with torch.no_grad():
+        fuse.excite.weight.normal_()
+    x = torch.randn(2, 8, 20)
+    torch.testing.assert_close(fuse([x, x, x]), x)
+
+
 def test_late_fusion_keeps_towers_independent():
     model = MSResNet1d(kernels=(3, 5, 7), fusion="late", zero_init_residual=False).eval()
     x = torch.randn(2, 1, 256)
