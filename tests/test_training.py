@@ -1025,6 +1025,9 @@ def test_beat_task_validates_on_its_held_out_training_records_and_standardises_r
     np.testing.assert_array_equal(y_val, held.y)
     columns = rr_columns(True)
     np.testing.assert_allclose(task.state["rr_mean"].numpy(), fit.rr[:, columns].mean(axis=0), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"val_records \['100'\] are not training records"):
+        build_task(TrainConfig(data={"data_dir": str(SAMPLE), "train_records": fit_records, "val_records": ["100"],
+                                     "test_records": ["100"], "cache": False}))
 
 
 def test_main_job_defaults_build_on_the_embedded_sample():
