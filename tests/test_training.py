@@ -833,6 +833,30 @@ def test_early_stopping_survives_resume_and_undefined_scores_select_nothing(tmp_
         train_or_reuse(load_config(_config(tmp_path, 4), {"early_stopping": 0, "select_epoch": "last"}), tmp_path / "run")
 
 
+def test_the_test_split_is_predicted_once_after_training_and_the_lowest_training_loss_selects_without_validation(
+        tmp_path, monkeypatch):
+    import csv
+
+    from msresnet1d.training import tasks
+    from msresnet1d.training.run import train
+
+    splits, predict = [], tasks.Task.predict
+
+    def counted(self, model, split, device, adapt_bn=False):
+        splits.append(split)
+        return predict(self, model, split, device, adapt_bn)
+
+    monkeypatch.setattr(tasks.Task, "predict", counted)
+    train(load_config(_config(tmp_path, 2)), tmp_path / "run", quiet=True)
+    assert splits == ["val", "val", "test"]  # validation every epoch, the test once at the end
+    splits.clear()
+    result = train(load_config(_config(tmp_path, 2), {"data.val_records": []}), tmp_path / "no-val", quiet=True)
+    assert splits == ["test"]
+    with open(tmp_path / "no-val" / "log.csv", newline="") as f:
+        losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
+    assert len(set(losses)) == 2 and result["best_epoch"] == 1 + int(np.argmin(losses))
+
+
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "run"
     result = _cli("train", "--config", str(_config(tmp_path, 2)), "--out", str(out), "--quiet", "--set", "lr=1e30",
