@@ -242,6 +242,7 @@ def test_rhythm_task_splits_the_records_into_training_validation_and_test_shares
     splits = task.splits
     assert (splits["train_records"], splits["val_records"], splits["test_records"]) == (22, 8, 10)
     assert len(task.train_labels) == 22 and len(set(splits["test_names"])) == 10
+    assert task.scored == ["N", "A", "O"]  # the CinC 2017 score's classes: noise is classified, not averaged
 
 
 def test_rhythm_split_seed_defaults_to_the_run_seed_and_can_be_fixed():
