@@ -760,6 +760,29 @@ def _interrupted_after_one_epoch(cfg: TrainConfig, run_dir: Path, monkeypatch) -
         monkeypatch.setattr(engine, "atomic_save", save)
 
 
+def test_resume_restores_the_random_states_the_checkpoint_saved(tmp_path, monkeypatch):
+    import random
+
+    import msresnet1d.training.engine as engine
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 2))
+    _interrupted_after_one_epoch(cfg, tmp_path / "run", monkeypatch)
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["rng"]
+    found = {}
+
+    def states_then_stop(self):  # the states training goes on from, right after the resume
+        found.update(torch=torch.get_rng_state(), numpy=np.random.get_state()[1], python=random.getstate()[1])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.Trainer, "fit", states_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", resume=True, quiet=True)
+    assert torch.equal(found["torch"], saved["torch"])
+    np.testing.assert_array_equal(found["numpy"], saved["numpy"]["keys"].numpy())
+    assert list(found["python"]) == list(saved["python"][0])
+
+
 def test_resume_refuses_another_database_than_the_run_found(tmp_path, monkeypatch):
     # no data_dir in the config: the database is found (here the embedded sample) and pinned in the checkpoint
     from msresnet1d.training.run import train
