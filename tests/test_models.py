@@ -497,6 +497,19 @@ def test_fuse_batchnorm_keeps_the_outputs(name, kwargs):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the model is left as it was
 
 
+def test_fuse_batchnorm_divides_by_the_square_root_of_the_variance_plus_eps():
+    # a channel of near-zero variance: eps decides the scale (1 / sqrt(1e-5 + 1e-5), not 1 / sqrt(1e-5))
+    from msresnet1d.models.fuse import fuse_batchnorm
+
+    pair = nn.Sequential(nn.Conv1d(1, 1, 1, bias=False), nn.BatchNorm1d(1)).eval()
+    with torch.no_grad():
+        pair[0].weight.fill_(1.0)
+        pair[1].running_var.fill_(1e-5)
+    x = torch.ones(1, 1, 3)
+    torch.testing.assert_close(fuse_batchnorm(pair)(x), torch.full((1, 1, 3), 2e-5 ** -0.5))
+    torch.testing.assert_close(pair(x), torch.full((1, 1, 3), 2e-5 ** -0.5))
+
+
 def test_adapt_batchnorm_reestimates_the_statistics_on_the_target_inputs():
     from msresnet1d.models.adapt import adapt_batchnorm
     from msresnet1d.models.fuse import fuse_batchnorm
