@@ -66,6 +66,18 @@ def test_beats_match_the_annotation_files(inter_patient, mitdb_dir):
     np.testing.assert_array_equal(mine.y, aami_labels(np.array(ann.symbol)[beats]))
 
 
+def test_rr_intervals_run_between_beat_annotations_only(inter_patient, mitdb_dir):
+    # record 201 holds rhythm changes ('+') and non-conducted P waves ('x'): not beats, so no RR interval ends there
+    ds1, _ = inter_patient
+    ann = wfdb.rdann(str(mitdb_dir / "201"), "atr")
+    symbols = np.array(ann.symbol)
+    assert {"+", "x"} <= set(symbols)
+    beats = ann.sample[np.isin(symbols, list(MITBIH_TO_AAMI))]
+    mine = ds1.from_records(["201"])
+    np.testing.assert_array_equal(mine.sample, beats)
+    np.testing.assert_allclose(mine.rr[1:, RR_FEATURES.index("rr_prev")], np.diff(beats) / 360, rtol=1e-6)
+
+
 def test_second_load_comes_from_the_cache_unchanged(inter_patient, mitdb_dir, beat_cache):
     ds1, _ = inter_patient
     again = load_beats(DS1, db_dir=mitdb_dir, cache_dir=beat_cache, workers=0)  # no worker needed
@@ -161,6 +173,10 @@ def test_rr_features_by_hand():
     np.testing.assert_allclose(rr["rr_median"], 1.0)
     np.testing.assert_allclose(rr["rr_record"], 8.4 / 10)
     np.testing.assert_allclose(rr["prev_over_median"][-4:], 0.6)
+    # rr_local is the mean of the last 10 rr_prev: five 2.0 s intervals, then ten 1.0 s ones (16 beats)
+    slow_then_fast = np.cumsum([0] + [200] * 5 + [100] * 10)
+    local = rr_features(slow_then_fast, fs)[:, RR_FEATURES.index("rr_local")]
+    np.testing.assert_allclose(local[-3:], [1.2, 1.1, 1.0], rtol=1e-6)  # 2 + 2 + 8 x 1, 2 + 9 x 1, 10 x 1 over 10
     steady = rr_features(np.arange(0, 3000, 100), fs)[:, RR_FEATURES.index("rr_irregularity")]
     np.testing.assert_array_equal(steady, 0)
     with pytest.raises(ValueError, match="at least 2 beats"):

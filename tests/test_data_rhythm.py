@@ -222,6 +222,29 @@ def test_rhythm_task_rejects_bad_augmentation_before_loading(key, value, tmp_pat
         build_task(cfg)
 
 
+def test_rhythm_task_splits_the_records_into_training_validation_and_test_shares_of_a_fold(cinc2017_dir, tmp_path):
+    # 40 records, 4 folds: fold 0 tests 10, trains on the 30 others, of which 25% (8, rounded up) validate
+    from msresnet1d.training.config import TrainConfig
+    from msresnet1d.training.tasks import build_task
+
+    folder = tmp_path / "cinc2017"
+    folder.mkdir()
+    with open(cinc2017_dir / "REFERENCE.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    chosen = [row for label in CINC_CLASSES for row in [r for r in rows if r[1] == label][:10]]
+    (folder / "REFERENCE.csv").write_text("".join(f"{name},{label}\n" for name, label in chosen))
+    for name, _ in chosen:
+        for ext in (".hea", ".mat"):
+            (folder / f"{name}{ext}").symlink_to(cinc2017_dir / f"{name}{ext}")
+    data = {"data_dir": str(folder), "fs": 50.0, "crop_seconds": 10.0, "hop_seconds": 10.0, "folds": 4,
+            "val_fraction": 0.25, "cache": False}
+    task = build_task(TrainConfig(task="rhythm", model="msresnet1d_small", data=data))
+    splits = task.splits
+    assert (splits["train_records"], splits["val_records"], splits["test_records"]) == (22, 8, 10)
+    assert len(task.train_labels) == 22 and len(set(splits["test_names"])) == 10
+    assert task.scored == ["N", "A", "O"]  # the CinC 2017 score's classes: noise is classified, not averaged
+
+
 def test_rhythm_split_seed_defaults_to_the_run_seed_and_can_be_fixed():
     from msresnet1d.training.config import load_config
     from msresnet1d.training.tasks import resolve_data

@@ -147,6 +147,10 @@ def test_zero_init_residual_makes_blocks_start_as_identity():
     assert torch.count_nonzero(block.last_norm().weight) == 0
     plain = MSResNet1d(zero_init_residual=False)
     assert torch.count_nonzero(plain.stages[0].branches[0][0].last_norm().weight) > 0
+    # the branch adds zero: a post-activation block with an identity shortcut computes ReLU(0 + x)
+    assert isinstance(block.shortcut, nn.Identity)
+    x = torch.randn(2, block.last_norm().num_features, 50)
+    assert torch.equal(block.eval()(x), torch.relu(x))
 
 
 @pytest.mark.parametrize("fusion", ["concat", "sum", "attention", "late"])
@@ -161,6 +165,19 @@ def test_msresnet_fusion_modes_and_timm_interface(fusion):
     assert model.forward_head(features, pre_logits=True).shape == (3, model.num_features)
     model.reset_classifier(9)
     assert model(x).shape == (3, 9)
+
+
+def test_each_branch_has_its_own_kernel_and_attention_weighs_the_branches():
+    model = MSResNet1d(kernels=(3, 8, 15), widths=(8, 8), layers=(1, 1), stem_channels=8, fusion="attention")
+    for stage in model.stages:
+        convs = [[m for m in branch.modules() if isinstance(m, nn.Conv1d)] for branch in stage.branches]
+        assert [c[0].weight.shape[-1] for c in convs] == [3, 8, 15]
+    # the softmax is over branches: branches that agree are returned unchanged, whatever the weights
+    fuse = model.stages[0].fuse
+    with torch.no_grad():
+        fuse.excite.weight.normal_()
+    x = torch.randn(2, 8, 20)
+    torch.testing.assert_close(fuse([x, x, x]), x)
 
 
 def test_late_fusion_keeps_towers_independent():
@@ -480,6 +497,19 @@ def test_fuse_batchnorm_keeps_the_outputs(name, kwargs):
         torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(fuse_batchnorm(model.set_channels_last())(x), model(x), rtol=1e-4, atol=1e-4)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # the model is left as it was
+
+
+def test_fuse_batchnorm_divides_by_the_square_root_of_the_variance_plus_eps():
+    # a channel of near-zero variance: eps decides the scale (1 / sqrt(1e-5 + 1e-5), not 1 / sqrt(1e-5))
+    from msresnet1d.models.fuse import fuse_batchnorm
+
+    pair = nn.Sequential(nn.Conv1d(1, 1, 1, bias=False), nn.BatchNorm1d(1)).eval()
+    with torch.no_grad():
+        pair[0].weight.fill_(1.0)
+        pair[1].running_var.fill_(1e-5)
+    x = torch.ones(1, 1, 3)
+    torch.testing.assert_close(fuse_batchnorm(pair)(x), torch.full((1, 1, 3), 2e-5 ** -0.5))
+    torch.testing.assert_close(pair(x), torch.full((1, 1, 3), 2e-5 ** -0.5))
 
 
 def test_adapt_batchnorm_reestimates_the_statistics_on_the_target_inputs():

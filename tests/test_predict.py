@@ -143,6 +143,16 @@ def test_a_write_error_that_names_no_file_names_the_destination(tmp_path):
             open(tmp_path / "elsewhere")
 
 
+def test_a_text_write_that_fails_half_way_leaves_the_old_file(tmp_path):
+    # config.json, log.csv and metrics.json are written to a temporary file, then renamed
+    from msresnet1d.atomic import write_text
+
+    write_text(tmp_path / "metrics.json", "{}")
+    with pytest.raises(UnicodeEncodeError):
+        write_text(tmp_path / "metrics.json", "{\"a\": \"\udcff\"}")  # a lone surrogate: not encodable
+    assert (tmp_path / "metrics.json").read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
 def test_a_failing_annotation_write_leaves_the_old_labels_and_no_temporary_file(checkpoints, records, monkeypatch,
                                                                                  capsys):
     labels = records.parent / "labels"

@@ -81,6 +81,7 @@ def test_metrics_against_a_hand_computed_confusion_matrix():
     assert stats["se"][1] == pytest.approx(0.6) and stats["ppv"][1] == pytest.approx(6 / 9)
     assert stats["f1"][1] == pytest.approx(12 / 19)
     assert stats["f1"][2] == pytest.approx(18 / 24) and stats["f1"][3] == pytest.approx(2 / 5)
+    assert stats["sp"][1] == pytest.approx(66 / 69)  # S: TN 79 - 6 - 4 - 3 = 66, FP 3 (FN 4 would give 66/70)
     assert np.isnan(stats["se"][4]) and np.isnan(stats["ppv"][4])  # Q: undefined, not 0
 
     y_true = np.repeat(np.arange(5), cm.sum(axis=1))
@@ -90,6 +91,10 @@ def test_metrics_against_a_hand_computed_confusion_matrix():
     assert report["confusion_matrix"] == cm.tolist()
     assert report["accuracy"] == pytest.approx(66 / 79)
     assert report["macro_f1"] == pytest.approx(np.mean([100 / 110, 12 / 19, 18 / 24, 2 / 5]))
+    # Q is counted in accuracy but left out of macro-F1: N F1 2*2/(2+3), Q F1 2*1/(2+1) not averaged
+    y, predicted = np.array([0, 0, 4, 4]), np.array([0, 0, 0, 4])
+    with_q = classification_report(y, np.eye(5)[predicted], ["N", "S", "V", "F", "Q"], ["N", "S", "V", "F"])
+    assert with_q["macro_f1"] == pytest.approx(0.8) and with_q["accuracy"] == pytest.approx(0.75)
 
 
 def test_per_group_counts_and_sensitivity_by_hand():
@@ -266,6 +271,18 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path):
     with pytest.raises(IsADirectoryError, match=r"run is a folder: give a checkpoint file, best\.pt or last\.pt; did "
                                                 r"you mean .*run/checkpoints/best\.pt\?"):
         load_checkpoint(run)
+
+
+def test_checkpoints_are_written_to_a_temporary_file_then_renamed(tmp_path):
+    # a save that fails half-way leaves the previous checkpoint whole, and no temporary file
+    from msresnet1d.training.checkpoint import FORMAT_VERSION, atomic_save
+
+    path = tmp_path / "last.pt"
+    atomic_save({"format": FORMAT_VERSION, "model": {"w": torch.ones(3)}}, path)
+    with pytest.raises(Exception):
+        atomic_save({"format": FORMAT_VERSION, "model": {"w": torch.zeros(3)}, "bad": lambda: 0}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
 
 
 def test_unknown_config_keys_are_errors(tmp_path):
@@ -756,6 +773,29 @@ def _interrupted_after_one_epoch(cfg: TrainConfig, run_dir: Path, monkeypatch) -
         monkeypatch.setattr(engine, "atomic_save", save)
 
 
+def test_resume_restores_the_random_states_the_checkpoint_saved(tmp_path, monkeypatch):
+    import random
+
+    import msresnet1d.training.engine as engine
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 2))
+    _interrupted_after_one_epoch(cfg, tmp_path / "run", monkeypatch)
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["rng"]
+    found = {}
+
+    def states_then_stop(self):  # the states training goes on from, right after the resume
+        found.update(torch=torch.get_rng_state(), numpy=np.random.get_state()[1], python=random.getstate()[1])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.Trainer, "fit", states_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", resume=True, quiet=True)
+    assert torch.equal(found["torch"], saved["torch"])
+    np.testing.assert_array_equal(found["numpy"], saved["numpy"]["keys"].numpy())
+    assert list(found["python"]) == list(saved["python"][0])
+
+
 def test_resume_refuses_another_database_than_the_run_found(tmp_path, monkeypatch):
     # no data_dir in the config: the database is found (here the embedded sample) and pinned in the checkpoint
     from msresnet1d.training.run import train
@@ -827,6 +867,30 @@ def test_early_stopping_survives_resume_and_undefined_scores_select_nothing(tmp_
     # a finished run is reused only under the same selection rule
     with pytest.raises(ValueError, match="select_epoch"):
         train_or_reuse(load_config(_config(tmp_path, 4), {"early_stopping": 0, "select_epoch": "last"}), tmp_path / "run")
+
+
+def test_the_test_split_is_predicted_once_after_training_and_the_lowest_training_loss_selects_without_validation(
+        tmp_path, monkeypatch):
+    import csv
+
+    from msresnet1d.training import tasks
+    from msresnet1d.training.run import train
+
+    splits, predict = [], tasks.Task.predict
+
+    def counted(self, model, split, device, adapt_bn=False):
+        splits.append(split)
+        return predict(self, model, split, device, adapt_bn)
+
+    monkeypatch.setattr(tasks.Task, "predict", counted)
+    train(load_config(_config(tmp_path, 2)), tmp_path / "run", quiet=True)
+    assert splits == ["val", "val", "test"]  # validation every epoch, the test once at the end
+    splits.clear()
+    result = train(load_config(_config(tmp_path, 2), {"data.val_records": []}), tmp_path / "no-val", quiet=True)
+    assert splits == ["test"]
+    with open(tmp_path / "no-val" / "log.csv", newline="") as f:
+        losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
+    assert len(set(losses)) == 2 and result["best_epoch"] == 1 + int(np.argmin(losses))
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -998,6 +1062,32 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
         torch.save(spec, tmp_path / "spec.pt")
         refused = _cli("predict", str(tmp_path / "spec.pt"), str(SAMPLE / "100"), "--out-dir", str(tmp_path / "s"))
         assert refused.returncode == 1 and "data.representation = 'spectrogram'" in refused.stderr
+
+
+def test_beat_task_validates_on_its_held_out_training_records_and_standardises_rr_on_the_others():
+    # validation: the val records' beats (never the test's), left out of training; RR statistics of the rest only
+    from msresnet1d.data.beats import load_beats
+    from msresnet1d.data.rr import rr_columns
+    from msresnet1d.training.tasks import build_task
+
+    fit_records, val_records = ["101", "118"], ["106"]
+    task = build_task(TrainConfig(data={"data_dir": str(SAMPLE), "train_records": fit_records + val_records,
+                                        "val_records": val_records, "test_records": ["100"], "cache": False}))
+    fit, held = (load_beats(r, db_dir=SAMPLE, cache=False) for r in (fit_records, val_records))
+    assert task.splits["train_records"] == fit_records
+    np.testing.assert_array_equal(task.train_labels, fit.y)
+
+    class Uniform(torch.nn.Module):
+        def forward(self, x, *extra):
+            return torch.zeros(len(x), 5)
+
+    y_val, _ = task.predict(Uniform(), "val", torch.device("cpu"))
+    np.testing.assert_array_equal(y_val, held.y)
+    columns = rr_columns(True)
+    np.testing.assert_allclose(task.state["rr_mean"].numpy(), fit.rr[:, columns].mean(axis=0), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"val_records \['100'\] are not training records"):
+        build_task(TrainConfig(data={"data_dir": str(SAMPLE), "train_records": fit_records, "val_records": ["100"],
+                                     "test_records": ["100"], "cache": False}))
 
 
 def test_main_job_defaults_build_on_the_embedded_sample():
