@@ -35,8 +35,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
         finally:
             Path(tmp).unlink(missing_ok=True)
     except OSError as e:  # one about the temporary file, or none named (a full disk): name the destination
-        about_tmp = e.filename is not None and Path(e.filename).parent == path.parent and \
-            Path(e.filename).name.startswith(prefix)
+        about_tmp = e.filename is not None and os.path.abspath(Path(e.filename).parent) == \
+            os.path.abspath(path.parent) and Path(e.filename).name.startswith(prefix)
         if e.errno is not None and (e.filename is None or about_tmp):  # an OS error (a plain message is kept)
             e.filename = str(path)
         raise

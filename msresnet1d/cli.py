@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import re
+import signal
 import sys
 import time
 import warnings
@@ -192,6 +193,10 @@ def thread_count(value: str) -> int:
     return int(value)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.run import train
 
@@ -207,6 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(config_path, _overrides(args))
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     start = time.perf_counter()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's or docker's stop, as Ctrl-C
     try:
         train(cfg, run_dir, resume=args.resume, quiet=args.quiet)
     except KeyboardInterrupt:
@@ -218,6 +224,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"interrupted before the first epoch finished: no checkpoint was saved in {run_dir}",
                   file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not args.quiet and launched_rank() == 0:
         print(f"wall time: {time.perf_counter() - start:.0f} s")
     return 0

@@ -131,6 +131,14 @@ def _checkpoint_data(ckpt: dict, task: str, function: str) -> tuple[TrainConfig,
     return cfg, resolve_data(cfg).data
 
 
+def _check_valid_leads(record: Record) -> None:
+    """Refuse a record with a lead of no valid sample (all NaN: WFDB's invalid value): nothing to label from."""
+    empty = [lead or "(unnamed)" for lead, row in zip(record.leads, record.signal) if not np.isfinite(row).any()]
+    if empty:
+        raise ValueError(f"record {record.name}: lead {', '.join(empty)} has no valid sample (every one is WFDB's "
+                         "invalid value): nothing to label from it; read another with --leads")
+
+
 def _lead_names(leads: Sequence[str] | None) -> Sequence[str] | None:
     if isinstance(leads, str):
         raise TypeError(f"leads is a list of lead names, e.g. [{leads!r}], got the string {leads!r}")
@@ -160,6 +168,7 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
         if leads is None:
             raise LeadError(f"{e}; name the record's leads that stand for {', '.join(beat_cfg.leads)} with --leads") from None
         raise
+    _check_valid_leads(record)
     signal = preprocess_record(record, beat_cfg.fs, beat_cfg.band, beat_cfg.normalization)
     positions, symbols = beat_positions(record_path, record.signal, record.fs, annotator)
     if len(positions) < 2:
@@ -219,6 +228,7 @@ def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[n
     if record.signal.ndim != 2 or record.signal.shape[0] != 1:
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, (1, T), got shape "
                          f"{record.signal.shape}")
+    _check_valid_leads(record)
     signal = preprocess_record(record, rhythm_cfg.fs, rhythm_cfg.band, rhythm_cfg.normalization)
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
     if signal.shape[1] < length:
@@ -274,10 +284,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "rhythm model, which labels windows of the signal")
     annotator = None if task != "beats" or args.detect else args.annotator or "atr"
     target = out_dir / f"{record_path.name}.{args.extension}"
-    for extension, what in ((annotator, "the annotations predict reads the beats from"),
-                            ("atr", "the record's reference annotations")):
-        kept = record_path.parent / f"{record_path.name}.{extension}"
-        if extension and target.exists() and kept.exists() and os.path.samefile(target, kept):  # links too
+    kept_files = [(record_path.parent / f"{record_path.name}.{extension}", what) for extension, what in (
+        (annotator, "the annotations predict reads the beats from"), ("atr", "the record's reference annotations"))
+        if extension] + [(record_path.parent / name, "one of the record's signal files") for name in
+                         _signal_files(record_path)]
+    for kept, what in kept_files:
+        if target.exists() and kept.exists() and os.path.samefile(target, kept):  # links too
             raise ValueError(f"--extension {args.extension} would overwrite {kept}, {what}: choose another "
                              "--extension or --out-dir")
     if task == "beats":
@@ -300,10 +312,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signal_files(record_path: Path) -> list[str]:
+    """The signal file names the record's header lists (none if it cannot be read: reading the
+    record will then say why)."""
+    try:
+        return [name for name in wfdb.rdheader(str(record_path)).file_name or [] if name]
+    except Exception:  # noqa: BLE001 - wfdb raises several kinds for a bad or missing header
+        return []
+
+
 def annotation_extension(value: str) -> str:
-    """``--extension``: WFDB annotation file extensions are ASCII letters only."""
+    """``--extension``: WFDB annotation file extensions are ASCII letters only, and not ``hea``."""
     if not re.fullmatch("[A-Za-z]+", value):
         raise argparse.ArgumentTypeError(f"{value!r}: a WFDB annotation extension is ASCII letters only, e.g. pred")
+    if value.lower() == "hea":
+        raise argparse.ArgumentTypeError("'hea' is the extension of a record's header file: choose another, e.g. pred")
     return value
 
 

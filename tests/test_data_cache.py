@@ -59,6 +59,18 @@ def test_failed_write_leaves_nothing(tmp_path, arrays):
     assert entries(tmp_path) == []
 
 
+def test_a_cache_that_cannot_be_written_is_warned_about_and_the_arrays_are_used(tmp_path, arrays, monkeypatch):
+    def full_disk(file, array, allow_pickle=True):  # what numpy raises when the disk fills under np.save
+        raise OSError(f"{array.size * array.itemsize} requested and 262112 written")
+
+    monkeypatch.setattr(np, "save", full_disk)
+    with pytest.warns(UserWarning, match=r"cache entry .*entry could not be written \(\d+ requested and 262112 "
+                                         r"written\); going on without caching it \(point MSRESNET1D_CACHE at"):
+        got = cached(tmp_path / "entry", "k", lambda: arrays)
+    assert all(np.array_equal(got[name], value) for name, value in arrays.items())
+    assert entries(tmp_path) == []
+
+
 def damage_truncate(entry: Path) -> None:
     with open(entry / "X.npy", "r+b") as f:
         f.truncate(os.path.getsize(entry / "X.npy") - 7)

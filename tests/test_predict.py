@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import wfdb
@@ -81,6 +82,21 @@ def test_predict_refuses_to_overwrite_the_annotations_it_reads(checkpoints, reco
     assert "would overwrite" in capsys.readouterr().err and (records / "100.atr").read_bytes() == before
 
 
+def test_predict_refuses_to_overwrite_the_records_own_files(checkpoints, records, capsys):
+    for path in records.glob("100.*"):
+        path.chmod(0o444)  # read-only files do not protect themselves: os.replace needs only the folder writable
+    before = {path.name: path.read_bytes() for path in records.glob("100.*")}
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--extension", "dat"]) == 1
+    assert (f"--extension dat would overwrite {records / '100'}.dat, one of the record's signal files: choose another "
+            "--extension or --out-dir") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", str(checkpoints["beats"]), str(records / "100"), "--extension", "hea"])
+    assert "'hea' is the extension of a record's header file" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in records.glob("100.*")} == before
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--extension", "dat", "--out-dir",
+                 str(records.parent / "labels")]) == 0  # elsewhere, the name is free
+
+
 def test_a_record_without_its_annotation_file_says_how_to_find_the_beats(checkpoints, records, capsys):
     (records / "100.atr").unlink()
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(records.parent / "o")]) == 1
@@ -113,6 +129,19 @@ def test_a_rate_too_low_for_the_filter_names_the_record(checkpoints, records, ta
     assert not (records.parent / "labels").exists()
 
 
+def test_a_lead_without_a_valid_sample_is_refused(checkpoints, records, capsys):
+    mlii = wfdb.rdrecord(str(records / "100"), channels=[0]).p_signal
+    blank = np.column_stack([np.full_like(mlii[:, 0], np.nan), mlii[:, 0]])  # MLII unplugged, V5 fine
+    wfdb.wrsamp("blank", fs=360, units=["mV", "mV"], sig_name=["MLII", "V5"], p_signal=blank, fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(records))
+    shutil.copy(records / "100.atr", records / "blank.atr")
+    assert main(["predict", str(checkpoints["beats"]), str(records / "blank"), "--out-dir",
+                 str(records.parent / "labels")]) == 1
+    assert ("record rec/blank: lead MLII has no valid sample (every one is WFDB's invalid value): nothing to label from "
+            "it; read another with --leads") in capsys.readouterr().err
+    assert not (records.parent / "labels").exists()
+
+
 def test_a_lead_without_a_description_is_reported_as_unnamed(checkpoints, records, capsys):
     assert main(["predict", str(checkpoints["rhythm"]), str(records / "unnamed"), "--out-dir",
                  str(records.parent / "labels")]) == 0
@@ -128,6 +157,19 @@ def test_a_destination_that_cannot_be_written_is_named(checkpoints, records, mon
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 1
     err = capsys.readouterr().err
     assert f"error: [Errno 13] Permission denied: '{labels / '100.pred'}'" in err and ".tmp" not in err  # written first
+
+
+def test_a_relative_destination_is_named_when_the_os_names_its_temporary_file_absolutely(tmp_path, monkeypatch):
+    from msresnet1d.atomic import atomic_path
+
+    def read_only(dir: str, prefix: str, suffix: str) -> tuple[int, str]:  # mkstemp gives absolute names
+        raise PermissionError(13, "Permission denied", os.path.join(os.path.abspath(dir), f"{prefix}x1{suffix}"))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(PermissionError, match=re.escape("Permission denied: 'labels/100.pred'")):
+        with atomic_path(Path("labels") / "100.pred"):
+            pass
 
 
 def test_a_write_error_that_names_no_file_names_the_destination(tmp_path):

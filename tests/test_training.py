@@ -246,16 +246,42 @@ class _Unsafe:
     """An object only a full unpickler would rebuild."""
 
 
-def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path):
+def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, monkeypatch):
     torch.save({"format": 1, "model": _Unsafe()}, tmp_path / "object.pt")
     (tmp_path / "text.pt").write_text("101\n")
     torch.save({"model": {}}, tmp_path / "other.pt")
-    for name in ("object", "text"):
-        with pytest.raises(ValueError, match=rf"checkpoint .*{name}\.pt cannot be read safely with "
-                                             r"torch\.load\(weights_only=True\): it is not a file torch\.save wrote"):
-            load_checkpoint(tmp_path / f"{name}.pt")
+    with pytest.raises(ValueError, match=r"checkpoint .*object\.pt cannot be read safely with "
+                                         r"torch\.load\(weights_only=True\): it is not a file torch\.save wrote"):
+        load_checkpoint(tmp_path / "object.pt")
+    with pytest.raises(ValueError, match=r"checkpoint .*text\.pt is not a file torch\.save wrote \(not a zip archive"):
+        load_checkpoint(tmp_path / "text.pt")
+    # torch.load does not check the CRCs torch.save writes: a damaged copy would load with other weights
+    net = torch.nn.Linear(64, 64)
+    torch.save({"format": 1, "model": net.state_dict(), "config": {"task": "beats"}, "class_names": ["N"]},
+               tmp_path / "good.pt")
+    data = bytearray((tmp_path / "good.pt").read_bytes())
+    weights = data.find(net.weight.detach().numpy().tobytes()[:64])
+    data[weights + 100: weights + 164] = bytes(64)  # 64 zero bytes inside the weights
+    (tmp_path / "damaged.pt").write_bytes(bytes(data))
+    assert torch.load(tmp_path / "damaged.pt", weights_only=True)["model"]["weight"].abs().min() == 0
+    with pytest.raises(ValueError, match=r"damaged\.pt is damaged: its part .*/data/0 fails its CRC check"):
+        load_checkpoint(tmp_path / "damaged.pt")
+    assert load_checkpoint(tmp_path / "good.pt")["class_names"] == ["N"]
+    torch.save({"format": 1, "model": {}, "config": {"task": "beats"}}, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match=r"partial\.pt is incomplete: no class_names \(msresnet1d train writes them"):
+        load_checkpoint(tmp_path / "partial.pt")
     with pytest.raises(ValueError, match=r"other\.pt is not an msresnet1d checkpoint \(format 1\)"):
         load_checkpoint(tmp_path / "other.pt")
+    from msresnet1d.training.checkpoint import atomic_save
+
+    def full_disk(obj, f):  # what torch.save raises when the disk fills under it
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 752320 vs 752216")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(torch, "save", full_disk)
+        with pytest.raises(OSError, match=r"cannot write .*good\.pt: .*unexpected pos .*\(is the disk full\?\)"):
+            atomic_save({"model": {}}, tmp_path / "good.pt")
+    assert not list(tmp_path.glob(".good.pt.*"))
     with pytest.raises(FileNotFoundError, match="nowhere.pt not found"):
         load_checkpoint(tmp_path / "nowhere.pt")
     torch.save(torch.nn.Linear(2, 1).state_dict(), tmp_path / "weights.pt")
@@ -685,6 +711,31 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, ema):
     mb = json.loads((killed_dir / "metrics.json").read_text())
     assert ma["test"] == mb["test"]
     assert (tmp_path / "straight" / "log.csv").read_text().count("\n") == (killed_dir / "log.csv").read_text().count("\n")
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_and_it_resumes_from_anywhere(tmp_path):
+    # a scheduler's stop (SIGTERM) ends a run as Ctrl-C does; the run keeps its data folder as an absolute
+    # path, so that it resumes from another folder; a temporary file left by a kill is cleaned up
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "msresnet1d.cli", "train", "--config", str(_config(tmp_path, 3)),
+                             "--out", str(out), "--quiet", "--data-dir", str(SAMPLE.relative_to(REPO))], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and f"interrupted: the last completed epoch is in {out / 'checkpoints' / 'last.pt'}" \
+        in err, err
+    assert not (out / "metrics.json").exists(), "the run finished before it was stopped"
+    assert json.loads((out / "config.json").read_text())["data"]["data_dir"] == str(SAMPLE)
+    stale = out / "checkpoints" / ".last.pt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    resumed = _cli("train", "--out", str(out), "--resume", "--quiet", "--threads", "2", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "the run trained with threads=1, it continues with threads=2" in resumed.stderr
+    assert not stale.exists() and load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 2
 
 
 def test_resume_refuses_another_config(tmp_path):

@@ -144,6 +144,11 @@ def cached(entry: Path, key: str, build: Callable[[], Mapping[str, np.ndarray]])
     arrays = load_arrays(entry, key)
     if arrays is None:
         arrays = dict(build())
-        save_arrays(entry, key, arrays)
-        log.debug("cached %s", entry)
+        try:
+            save_arrays(entry, key, arrays)
+        except OSError as e:  # a full disk or a read-only cache: the arrays are built, go on without
+            warnings.warn(f"cache entry {entry} could not be written ({e}); going on without caching it (point "
+                          f"{CACHE_ENV} at a folder with room, or set [data] cache = false)", stacklevel=2)
+        else:
+            log.debug("cached %s", entry)
     return arrays

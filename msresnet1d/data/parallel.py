@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -12,6 +14,8 @@ from tqdm.auto import tqdm
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 #: Upper bound of the default number of workers (reading records is mostly CPU-bound).
 MAX_DEFAULT_WORKERS = 4
@@ -37,5 +41,18 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
         return [func(item) for item in tqdm(items, **progress)]
     chunksize = max(1, len(items) // (workers * 8))
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context,
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         return list(tqdm(pool.map(func, items, chunksize=chunksize), **progress))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: on Linux, ask the kernel for SIGTERM when the parent dies, so that a
+    run killed while reading (SIGKILL, an out-of-memory kill) leaves no workers behind."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (train's raises KeyboardInterrupt)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: nothing to ask
+        return
+    if os.getppid() != parent:  # the parent died before the request
+        os._exit(1)

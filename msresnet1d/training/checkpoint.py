@@ -8,6 +8,7 @@ history. Loading never unpickles arbitrary code.
 from __future__ import annotations
 
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,22 @@ from ..atomic import atomic_path
 
 FORMAT_VERSION = 1
 
+#: What every checkpoint holds besides ``format`` (``last.pt`` adds the optimizer, scheduler, RNG and history).
+REQUIRED_KEYS = ("model", "config", "class_names")
+
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    Raises:
+        OSError: naming ``path``, when the file cannot be written (torch's own error for a full
+            disk is a RuntimeError about its stream).
+    """
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:
+            raise OSError(f"cannot write {path}: {e} (is the disk full?)") from None
 
 
 def rng_state() -> dict[str, Any]:
@@ -51,6 +63,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise IsADirectoryError(f"checkpoint {path} is a folder: give a checkpoint file, best.pt or last.pt{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"checkpoint {path} is not a file torch.save wrote (not a zip archive: other bytes, or a "
+                         "truncated copy)")
+    with zipfile.ZipFile(path) as archive:  # torch.load does not check the CRCs torch.save wrote
+        damaged = archive.testzip()
+    if damaged is not None:
+        raise ValueError(f"checkpoint {path} is damaged: its part {damaged} fails its CRC check (a bad copy or "
+                         "disk); use another copy, or last.pt / best.pt of the run")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
@@ -61,6 +81,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"checkpoint {path} is not an msresnet1d checkpoint (format {FORMAT_VERSION})" + (
             ": it is a bare state dict; build the model with msresnet1d.create_model(...) and call its "
             "load_state_dict(torch.load(path, weights_only=True))" if plain else ""))
+    missing = [key for key in REQUIRED_KEYS if key not in ckpt]
+    if missing or not isinstance(ckpt["config"], dict) or "task" not in ckpt["config"]:
+        raise ValueError(f"checkpoint {path} is incomplete: " + (f"no {', '.join(missing)}" if missing else
+                         "its config names no task") + " (msresnet1d train writes them all)")
     return ckpt
 
 

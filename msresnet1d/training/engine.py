@@ -194,8 +194,14 @@ class Trainer:
         if not path.exists():
             log.warning("--resume: no checkpoint at %s, starting from scratch", path)
             return
+        for stale in self.ckpt_dir.glob(".*.pt.*.tmp"):  # left by a run killed while saving
+            stale.unlink(missing_ok=True)
         ckpt = load_checkpoint(path)
         check_same_config(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"), self.cfg, path)
+        if ckpt["config"].get("threads") != self.cfg.threads:  # allowed (another machine), but said
+            log.warning("--resume: the run trained with threads=%s, it continues with threads=%s: float rounding "
+                        "differs with the thread count, so it will not end exactly as an uninterrupted run",
+                        ckpt["config"].get("threads"), self.cfg.threads)
         before, now = ckpt.get("database"), self.task.splits.get("database")
         if before is not None and now is not None and Path(before).resolve() != Path(now).resolve():
             raise ValueError(f"{path}: the run trained on the database in {before}, the resume would read {now}; "

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -146,6 +148,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
         seed_everything(cfg.seed)
         cfg = resolve_data(cfg)  # the run folder records every data option
+        if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
+            cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": os.path.abspath(cfg.data["data_dir"])})
         task = build_task(cfg, dist)
         model = build_model(cfg, task)
         drop_a_last_batch_of_one(model, task)
