@@ -303,10 +303,10 @@ def test_checkpoints_are_written_to_a_temporary_file_then_renamed(tmp_path):
     # a save that fails half-way leaves the previous checkpoint whole, and no temporary file
     from msresnet1d.training.checkpoint import FORMAT_VERSION, atomic_save
 
-    path = tmp_path / "last.pt"
-    atomic_save({"format": FORMAT_VERSION, "model": {"w": torch.ones(3)}}, path)
+    path, rest = tmp_path / "last.pt", {"format": FORMAT_VERSION, "config": {"task": "beats"}, "class_names": ["N"]}
+    atomic_save({**rest, "model": {"w": torch.ones(3)}}, path)
     with pytest.raises(Exception):
-        atomic_save({"format": FORMAT_VERSION, "model": {"w": torch.zeros(3)}, "bad": lambda: 0}, path)
+        atomic_save({**rest, "model": {"w": torch.zeros(3)}, "bad": lambda: 0}, path)
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
 
