@@ -693,9 +693,9 @@ def test_options_of_the_wrong_type_are_named(options, message):
 
 def test_reset_classifier_keeps_the_models_dtype_and_device():
     model = create_model("msresnet1d_beat").double().eval()
-    assert model.num_classes == 5
+    assert model.num_classes == 5 and model.get_classifier() is model.fc
     model.reset_classifier(3)
-    assert model.num_classes == 3
+    assert model.num_classes == 3 and model.get_classifier() is model.fc and model.fc.out_features == 3
     assert model(torch.randn(2, 1, 200, dtype=torch.float64)).dtype == torch.float64
     meta = create_model("msresnet1d_beat").to("meta")
     meta.reset_classifier(3)

@@ -154,6 +154,10 @@ class ResidualNetwork(nn.Module):
         """Outputs of the linear layer (classes, or ``out_features`` of a regression head), as in timm."""
         return self.fc.out_features
 
+    def get_classifier(self) -> nn.Module:
+        """The linear layer that gives the logits (timm's name for it)."""
+        return self.fc
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the linear layer by a fresh one with ``num_classes`` >= 1 outputs, on the old
         one's device and in its dtype (timm's ``num_classes=0``, no classifier, is not supported).
