@@ -89,6 +89,14 @@ def test_missing_hea(x):
         read_record(x / "100")
 
 
+def test_a_record_missing_from_a_folder_of_others_names_some_of_them(tmp_path):
+    for name in ("A00001", "A00002", "A00003", "A00004"):  # a CinC 2017 folder given for MIT-BIH, say
+        (tmp_path / f"{name}.hea").write_text(f"{name} 1 300 9000\n")
+    with pytest.raises(DataError, match=re.escape("file 101.hea is missing; the folder holds 4 other record(s), e.g. "
+                                                  "A00001, A00002, A00003 (another database, or a partial copy?)")):
+        read_record(tmp_path / "101")
+
+
 def test_truncated_dat(x):
     with open(x / "100.dat", "r+b") as f:
         f.truncate(1000)

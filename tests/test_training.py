@@ -1031,7 +1031,8 @@ def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads
         assert f"beats labelled from {', '.join(extra[1:] or ['MLII', 'V5'])} (" in result.stdout
     assert (tmp_path / "a" / "100.pred.csv").read_text() == (tmp_path / "b" / "100.pred.csv").read_text()
     only_one = _cli("evaluate", str(best), "--data-dir", str(renamed))  # evaluate needs the training records too
-    assert only_one.returncode == 1 and "101.hea is missing (evaluate rebuilds the run's splits" in only_one.stderr
+    assert only_one.returncode == 1 and "101.hea is missing; the folder holds 1 other record(s), e.g. 100 (another database, or a partial copy?) " \
+        "(evaluate rebuilds the run's splits" in only_one.stderr
     wrong_count = _cli("predict", str(best), str(renamed / "100"), "--leads", "II")
     assert wrong_count.returncode == 1 and "leads (--leads) names 1 lead(s) (II); the model reads 2: MLII, V1|V5" in wrong_count.stderr
     # weights that do not fit the model the config builds: one line naming the file, for evaluate and predict

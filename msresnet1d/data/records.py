@@ -94,7 +94,10 @@ def _checked_header_file(path: Path) -> Path:
     header_file = path.with_name(path.name + ".hea")
     if not header_file.is_file():
         _check_folder(path)
-        raise _fail(path, f"file {header_file.name} is missing")
+        others = sorted(p.stem for p in path.parent.glob("*.hea"))
+        hint = (f"; the folder holds {len(others)} other record(s), e.g. {', '.join(others[:3])} (another database, "
+                "or a partial copy?)") if others else ""
+        raise _fail(path, f"file {header_file.name} is missing{hint}")
     lines = [ln.split() for ln in header_file.read_text(errors="replace").splitlines()]
     fields = next((ln for ln in lines if ln and not ln[0].startswith("#")), None)
     if fields is None:
