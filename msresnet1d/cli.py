@@ -14,6 +14,7 @@ import logging
 import re
 import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -193,8 +194,12 @@ def thread_count(value: str) -> int:
     return int(value)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or ``docker stop``'s), raised where Ctrl-C would raise KeyboardInterrupt."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -212,10 +217,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(config_path, _overrides(args))
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     start = time.perf_counter()
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's or docker's stop, as Ctrl-C
+    # a scheduler's or docker's stop ends a run as Ctrl-C does (signal handlers belong to the main thread)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         train(cfg, run_dir, resume=args.resume, quiet=args.quiet)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         last = run_dir / "checkpoints" / "last.pt"
         if last.is_file():
             print(f"interrupted: the last completed epoch is in {last} "
@@ -223,9 +230,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             print(f"interrupted before the first epoch finished: no checkpoint was saved in {run_dir}",
                   file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)  # as the shell reports it
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:  # None: a handler set outside Python, which signal cannot restore
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     if not args.quiet and launched_rank() == 0:
         print(f"wall time: {time.perf_counter() - start:.0f} s")
     return 0

@@ -135,6 +135,26 @@ def test_an_interruption_before_the_first_epoch_says_nothing_was_saved(tmp_path,
     assert "last.pt" not in err
 
 
+def test_train_from_another_thread_runs_without_a_signal_handler_and_restores_the_main_ones(tmp_path, config,
+                                                                                               monkeypatch, capsys):
+    import signal
+    import threading
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("msresnet1d.training.run.build_task", stop)
+    codes: list[int] = []
+    worker = threading.Thread(target=lambda: codes.append(main(["train", "--config", str(config), "--out",
+                                                                 str(tmp_path / "a"), "--quiet"])))
+    worker.start()
+    worker.join()
+    assert codes == [130] and "signal only works in main thread" not in capsys.readouterr().err
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "b"), "--quiet"]) == 130
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_run_as_the_program_each_warning_is_one_line_once(monkeypatch, capsys):
     import msresnet1d.cli as cli
 

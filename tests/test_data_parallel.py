@@ -50,3 +50,19 @@ def test_workers_exit_when_the_run_that_started_them_is_killed(tmp_path):
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"workers {left} outlived the killed run"
+
+
+def _first_fails_the_others_sleep(item: int) -> int:
+    if item == 0:
+        raise RuntimeError("record 0 is broken")
+    time.sleep(30)
+    return item
+
+
+def test_an_error_stops_the_other_workers_at_once():
+    from msresnet1d.data.parallel import process_map
+
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="record 0 is broken"):
+        process_map(_first_fails_the_others_sleep, list(range(4)), workers=2)
+    assert time.monotonic() - start < 15  # not after the 30 s the other worker's record takes

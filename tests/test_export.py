@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from msresnet1d import create_model
+from msresnet1d import export
 from msresnet1d.export import OnnxPredictor, export_onnx, export_torchscript
 
 pytest.importorskip("onnxruntime")
@@ -108,7 +109,7 @@ def test_onnx_predictor_gives_an_empty_batch_empty_logits(rr_predictor):
 def test_onnx_predictor_rejects_files_of_other_exporters(tmp_path):
     model = create_model("msresnet1d_beat", in_channels=1).eval()
     path = tmp_path / "plain.onnx"
-    torch.onnx.export(model, (torch.zeros(1, 1, 64),), str(path), dynamo=False, input_names=["x"])
+    torch.onnx.export(model, (torch.zeros(1, 1, 64),), str(path), input_names=["x"], **export._TORCHSCRIPT_EXPORTER)
     with pytest.raises(ValueError, match="not written by msresnet1d.export.export_onnx"):
         OnnxPredictor(path)
     (tmp_path / "weights.onnx").write_bytes(b"not a protobuf")

@@ -393,6 +393,10 @@ def test_bad_parameters_are_named():
         BeatStream(model, BEAT_WINDOW, max_delay=0.5)
     with pytest.raises(ValueError, match=r"window must be \(start, stop\) in samples relative to the beat, got \(45,\)"):
         BeatStream(model, (45,))
+    with pytest.raises(ValueError, match=r"window must be \(start, stop\) in samples relative to the beat, got 90"):
+        classify_beats(model, signal, np.array([100, 400]), 90)
+    with pytest.raises(ValueError, match=r"batch_size must be a whole number of windows, got 64\.0$"):
+        classify_windows(model, signal, 600, 300, batch_size=64.0)
     assert len(classify_windows(model, signal, np.int64(1000), np.int64(500)).sample) == 7  # numpy integers are fine
     beats = np.array([500, 1000, 1500])
     with pytest.raises(ValueError, match=r"rr must be \(3, 12\): the 12 RR features \(RR_FEATURES\) of each of the 3 "

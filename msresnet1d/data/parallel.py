@@ -33,7 +33,9 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
     ``workers`` defaults to :func:`default_workers`; 1, or a platform that cannot fork, runs
     everything in this process. Workers are forked (they start without re-importing torch);
     ``func`` and ``items`` must be picklable (module-level functions, ``functools.partial``).
-    An exception raised in a worker is re-raised here.
+    An exception raised in a worker is re-raised here. On any exception (a worker's, Ctrl-C, a
+    SIGTERM turned into KeyboardInterrupt) the other workers are stopped at once, not after the
+    chunks they are reading.
     """
     workers = default_workers() if workers is None else workers
     progress = dict(desc=desc, total=len(items), unit="record", disable=None, leave=False)
@@ -41,9 +43,17 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
         return [func(item) for item in tqdm(items, **progress)]
     chunksize = max(1, len(items) // (workers * 8))
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context,
-                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-        return list(tqdm(pool.map(func, items, chunksize=chunksize), **progress))
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context,
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+    try:
+        results = list(tqdm(pool.map(func, items, chunksize=chunksize), **progress))
+    except BaseException:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
 
 
 def _die_with_parent(parent: int) -> None:
@@ -51,8 +61,8 @@ def _die_with_parent(parent: int) -> None:
     run killed while reading (SIGKILL, an out-of-memory kill) leaves no workers behind."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (train's raises KeyboardInterrupt)
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        granted = ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) == 0
     except (OSError, AttributeError):  # not Linux: nothing to ask
         return
-    if os.getppid() != parent:  # the parent died before the request
+    if granted and os.getppid() != parent:  # the parent died before the request
         os._exit(1)

@@ -33,7 +33,7 @@ from torch import nn
 from ..data.beats import beat_windows, record_template, with_template
 from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_columns, rr_features
 from .predictor import Predictor, as_predictor
-from .stream import Predictions, SampleBuffer, Stream, as_signal, whole_samples
+from .stream import Predictions, SampleBuffer, Stream, as_signal, whole_number
 
 _PREV, _NEXT, _RECORD, _PREV_OVER_RECORD, _MEDIAN, _PREV_OVER_MEDIAN, _NEXT_OVER_MEDIAN = (
     RR_FEATURES.index(n) for n in ("rr_prev", "rr_next", "rr_record", "prev_over_record", "rr_median",
@@ -111,7 +111,7 @@ class BeatStream(Stream):
                     f"in_channels={channels}, got shape {template.shape}")
             self._buffer = SampleBuffer(template.shape[0])
         self.template = template
-        if whole_samples(max_delay, "max_delay") < 0:
+        if whole_number(max_delay, "max_delay") < 0:
             raise ValueError(f"max_delay must be >= 0 samples, got {max_delay}")
         self.uses_rr = self.predictor.extra_features > 0
         if self.uses_rr and (fs is None or fs <= 0 or record_rr is None or record_rr <= 0):
@@ -411,9 +411,9 @@ def classify_beats(
 
 def _check_window(window: tuple[int, int]) -> tuple[int, int]:
     """``window`` = (start, stop) in whole samples relative to the beat, start <= 0 < stop."""
-    if len(window) != 2:
+    if np.ndim(window) != 1 or len(window) != 2:
         raise ValueError(f"window must be (start, stop) in samples relative to the beat, got {window!r}")
-    start, stop = whole_samples(window[0], "window start"), whole_samples(window[1], "window stop")
+    start, stop = whole_number(window[0], "window start"), whole_number(window[1], "window stop")
     if not start <= 0 < stop:
         raise ValueError(f"window=(start, stop)={window} samples must hold the beat: start <= 0 < stop")
     return start, stop

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..data.rhythm import Aggregation, aggregate_windows
+from ..models.layers import is_whole
 from .predictor import Predictor, as_predictor
 
 
@@ -59,11 +60,12 @@ def as_signal(
     return signal
 
 
-def whole_samples(value: object, name: str) -> int:
-    """``value`` as an int, or a ValueError naming ``name``: lengths here count samples, not seconds."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be a whole number of samples, got {value!r} (seconds x the rate in Hz, "
-                         "rounded)")
+def whole_number(value: object, name: str, unit: str = "samples") -> int:
+    """``value`` as an int, or a ValueError naming ``name`` and its ``unit`` (lengths here count
+    samples, not seconds)."""
+    if not is_whole(value):
+        hint = " (seconds x the rate in Hz, rounded)" if unit == "samples" else ""
+        raise ValueError(f"{name} must be a whole number of {unit}, got {value!r}{hint}")
     return int(value)
 
 
@@ -158,7 +160,7 @@ class Stream:
 
     def __init__(self, model: nn.Module | Predictor, window_length: int, batch_size: int) -> None:
         self.predictor = as_predictor(model)
-        batch_size = whole_samples(batch_size, "batch_size")  # windows, not samples, but whole just the same
+        batch_size = whole_number(batch_size, "batch_size", "windows")
         if window_length < self.predictor.min_input_size:
             raise ValueError(
                 f"windows of {window_length} samples are shorter than this model's minimum input of "

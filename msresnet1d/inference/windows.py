@@ -20,7 +20,7 @@ from torch import nn
 
 from ..data.rhythm import fit_length
 from .predictor import Predictor
-from .stream import Predictions, Stream, as_signal, whole_samples
+from .stream import Predictions, Stream, as_signal, whole_number
 
 
 class WindowStream(Stream):
@@ -50,7 +50,7 @@ class WindowStream(Stream):
 
     def __init__(self, model: nn.Module | Predictor, window: int, hop: int, *, batch_size: int = 64,
                  extra: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        window, hop = whole_samples(window, "window"), whole_samples(hop, "hop")
+        window, hop = whole_number(window, "window"), whole_number(hop, "hop")
         super().__init__(model, window, batch_size)
         if hop < 1:
             raise ValueError(f"hop must be >= 1 sample, got {hop}")

@@ -29,12 +29,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .layers import check_dtype, check_input
-
-
-def _is_whole(value: object) -> bool:
-    """An integer (numpy's too), not a bool or a float."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+from .layers import check_dtype, check_input, is_whole
 
 
 class ResidualNetwork(nn.Module):
@@ -57,11 +52,11 @@ class ResidualNetwork(nn.Module):
     def _build_head(self, num_features: int, num_outputs: int, extra_features: int, drop_rate: float,
                     extra_hidden: int = 0, feature_drop_rate: float = 0.0,
                     split_by_extra: Sequence[int] = ()) -> None:
-        if not _is_whole(num_outputs) or num_outputs < 1:
+        if not is_whole(num_outputs) or num_outputs < 1:
             raise ValueError(f"the head needs a whole number >= 1 of outputs (num_classes or out_features), "
                              f"got {num_outputs!r}")
         for name, value in (("extra_features", extra_features), ("extra_hidden", extra_hidden)):
-            if not _is_whole(value) or value < 0:
+            if not is_whole(value) or value < 0:
                 raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
         for name, rate in (("drop_rate", drop_rate), ("feature_drop_rate", feature_drop_rate)):
             if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
@@ -77,7 +72,7 @@ class ResidualNetwork(nn.Module):
             raise ValueError(f"split_by_extra must be a sequence of class indices, got {split_by_extra!r}")
         split = list(split_by_extra)
         if split and (not extra_features or len(split) < 2 or len(set(split)) != len(split) or not all(
-                isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < num_outputs for i in split)):
+                is_whole(i) and 0 <= i < num_outputs for i in split)):
             raise ValueError(f"split_by_extra={list(split_by_extra)} must be empty or at least 2 distinct class indices "
                              f"in [0, {num_outputs}), with extra features (extra_features={extra_features})")
         self.num_features = num_features
@@ -162,7 +157,7 @@ class ResidualNetwork(nn.Module):
         """Replace the linear layer by a fresh one with ``num_classes`` >= 1 outputs, on the old
         one's device and in its dtype (timm's ``num_classes=0``, no classifier, is not supported).
         The new classes are another task's: a ``split_by_extra`` group is dropped."""
-        if not _is_whole(num_classes) or num_classes < 1:
+        if not is_whole(num_classes) or num_classes < 1:
             raise ValueError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
         self.fc = nn.Linear(self.head_features, num_classes, device=self.fc.weight.device, dtype=self.fc.weight.dtype)
         self._build_split([])

@@ -10,14 +10,13 @@ has no branching.
 
 from __future__ import annotations
 
-import numbers
 from typing import Literal, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .layers import avgpool, batchnorm, conv, maxpool, separable_conv
+from .layers import avgpool, batchnorm, conv, is_whole, maxpool, separable_conv
 
 Shortcut = Literal["conv", "conv_bn", "avg_conv_bn"]
 
@@ -128,7 +127,7 @@ def whole_sizes(*, sequences: tuple[str, ...] = (), **sizes: object) -> dict[str
         if name in sequences and not several:
             raise ValueError(f"{name} must be a sequence of integers >= 1, got {value!r} (for one, write ({value!r},))")
         values = value.ravel().tolist() if isinstance(value, np.ndarray) else list(value) if several else [value]
-        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in values):
+        if not all(is_whole(v) and v >= 1 for v in values):
             shown = tuple(values) if several else value
             raise ValueError(f"{name} must be {'integers' if several else 'an integer'} >= 1, got {shown!r}")
         out[name] = tuple(int(v) for v in values) if several else int(values[0])

@@ -151,12 +151,12 @@ class MSResNet1d(ResidualNetwork):
     ) -> None:
         super().__init__()
         size = whole_sizes(sequences=("kernels", "dilations", "widths", "layers"), in_channels=in_channels,
-                           kernels=kernels, dilations=(1,) if dilations is None else dilations, widths=widths,
-                           layers=layers, stem_channels=stem_channels, stem_kernel=stem_kernel, stem_stride=stem_stride)
-        default_dilations = dilations is None
-        in_channels, kernels, dilations, widths, layers, stem_channels, stem_kernel, stem_stride = size.values()
-        if default_dilations:
-            dilations = (1,) * len(kernels)
+                           kernels=kernels, widths=widths, layers=layers, stem_channels=stem_channels,
+                           stem_kernel=stem_kernel, stem_stride=stem_stride,
+                           **({} if dilations is None else {"dilations": dilations}))
+        in_channels, kernels, widths, layers = size["in_channels"], size["kernels"], size["widths"], size["layers"]
+        stem_channels, stem_kernel, stem_stride = size["stem_channels"], size["stem_kernel"], size["stem_stride"]
+        dilations = size.get("dilations", (1,) * len(kernels))
         if not kernels or len(dilations) != len(kernels):
             raise ValueError(f"kernels {kernels} and dilations {dilations} must be non-empty and of equal length")
         if fusion not in FUSIONS:

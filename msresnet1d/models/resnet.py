@@ -63,8 +63,9 @@ class ResNet(ResidualNetwork):
         split_by_extra: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        size = whole_sizes(sequences=("widths", "layers"), in_channels=in_channels, kernel_size=kernel_size, widths=widths, layers=layers,
-                           stem_channels=stem_channels, stem_kernel=stem_kernel, stem_stride=stem_stride)
+        size = whole_sizes(sequences=("widths", "layers"), in_channels=in_channels, kernel_size=kernel_size,
+                           widths=widths, layers=layers, stem_channels=stem_channels, stem_kernel=stem_kernel,
+                           stem_stride=stem_stride)
         in_channels, kernel_size, widths, layers, stem_channels, stem_kernel, stem_stride = size.values()
         check_layout(layers, widths, block)
         self.dims = check_dims(dims)

@@ -33,8 +33,25 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         try:
             torch.save(obj, tmp)
-        except RuntimeError as e:
-            raise OSError(f"cannot write {path}: {e} (is the disk full?)") from None
+        except RuntimeError as e:  # torch's stream writer: no errno, no file name
+            raise OSError(f"cannot write {path}: {e} (is the disk full?)") from e
+
+
+def _damaged_part(path: Path) -> str | None:
+    """The first part of a torch.save zip archive whose data does not match its CRC-32 (torch.load
+    does not check them), or None. Parts stored without a CRC (0: torch's
+    ``set_crc32_options(False)``) cannot be checked."""
+    with zipfile.ZipFile(path) as archive:
+        for part in archive.infolist():
+            if not part.CRC:
+                continue
+            try:
+                with archive.open(part) as f:
+                    while f.read(1 << 20):
+                        pass
+            except zipfile.BadZipFile:
+                return part.filename
+    return None
 
 
 def rng_state() -> dict[str, Any]:
@@ -66,8 +83,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not zipfile.is_zipfile(path):
         raise ValueError(f"checkpoint {path} is not a file torch.save wrote (not a zip archive: other bytes, or a "
                          "truncated copy)")
-    with zipfile.ZipFile(path) as archive:  # torch.load does not check the CRCs torch.save wrote
-        damaged = archive.testzip()
+    damaged = _damaged_part(path)
     if damaged is not None:
         raise ValueError(f"checkpoint {path} is damaged: its part {damaged} fails its CRC check (a bad copy or "
                          "disk); use another copy, or last.pt / best.pt of the run")

@@ -191,11 +191,12 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``checkpoints/last.pt`` (no-op with a warning if there is none)."""
         path = self.ckpt_dir / "last.pt"
+        if self.dist.is_main:  # temporary files of a run killed while writing (atomic_path); rank 0 writes them all
+            for stale in [*self.run_dir.glob(".*.tmp"), *self.ckpt_dir.glob(".*.tmp")]:
+                stale.unlink(missing_ok=True)
         if not path.exists():
             log.warning("--resume: no checkpoint at %s, starting from scratch", path)
             return
-        for stale in self.ckpt_dir.glob(".*.pt.*.tmp"):  # left by a run killed while saving
-            stale.unlink(missing_ok=True)
         ckpt = load_checkpoint(path)
         check_same_config(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"), self.cfg, path)
         if ckpt["config"].get("threads") != self.cfg.threads:  # allowed (another machine), but said

@@ -43,6 +43,8 @@ def _inputs(cfg: TrainConfig) -> dict:
             data["data_dir"] = str(find_database(DATABASES[cfg.task], data["data_dir"]).resolve())
         except DataError:
             pass  # compared as written; building the task then says what is missing
+    elif data.get("data_dir") and Path(data["data_dir"]).exists():  # Fashion-MNIST's root, however spelt
+        data["data_dir"] = str(Path(data["data_dir"]).resolve())
     return {"task": cfg.task, "data": data}
 
 

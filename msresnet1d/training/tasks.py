@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from ..data.loader import TensorBatchLoader
+from ..models.layers import is_whole
 from .config import TrainConfig
 from .distributed import DistContext
 from .metrics import AAMI_SCORED, CINC_SCORED
@@ -484,10 +485,6 @@ def _number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _whole(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
 def _lead_names(v: Any) -> bool:
     return _names(v) and len(v) > 0 and all(a and a == a.strip() for lead in v for a in lead.split("|"))
 
@@ -534,7 +531,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     flag = (lambda v: isinstance(v, bool), "true or false")
     nonneg = (lambda v: _number(v) and v >= 0, "a number >= 0")
     positive = (lambda v: _number(v) and v > 0, "a number > 0")
-    seed = (lambda v: _whole(v) and v >= 0, "a whole number >= 0")
+    seed = (lambda v: is_whole(v) and v >= 0, "a whole number >= 0")
     records = (lambda v: v is None or (_names(v) and len(v) > 0),
                'a non-empty list of record names as strings ("101"); leave it out for the default split')
     return {
@@ -545,7 +542,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "band": (_band, "[low, high] in Hz, 0 <= low < high, either corner null (open), or unset/false (none)"),
             "rr": (_rr_names(RR_FEATURES), f"true, false or a list of distinct names of {', '.join(RR_FEATURES)}"),
             "train_records": records, "test_records": records,
-            "val_records": (lambda v: (_whole(v) and v >= 0) or _names(v),
+            "val_records": (lambda v: (is_whole(v) and v >= 0) or _names(v),
                             'a whole number >= 0 or a list of record names as strings ("101")'),
             "val_seed": seed, "representation": (lambda v: v in ("signal", "spectrogram"), "'signal' or 'spectrogram'"),
             "template": flag, "template_from": (lambda v: v in ("all", "regular"), "'all' or 'regular'"),
@@ -558,20 +555,20 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "data_dir": path, "fs": positive, "crop_seconds": positive, "hop_seconds": positive,
             "lead": (lambda v: v is None or (isinstance(v, str) and _lead_names([v])),
                      'a lead name, or "A|B" the first of these a record has (or unset: single-lead records only)'),
-            "folds": (lambda v: _whole(v) and v >= 2, "a whole number >= 2"),
-            "fold": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (below folds)"),
+            "folds": (lambda v: is_whole(v) and v >= 2, "a whole number >= 2"),
+            "fold": (lambda v: is_whole(v) and v >= 0, "a whole number >= 0 (below folds)"),
             "val_fraction": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-            "split_seed": (lambda v: v is None or (_whole(v) and v >= 0), "a whole number >= 0 (or unset: the run's seed)"),
+            "split_seed": (lambda v: v is None or (is_whole(v) and v >= 0), "a whole number >= 0 (or unset: the run's seed)"),
             "cache": flag, "flip_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
             "noise_std": nonneg,
             "rr": (_rr_names(HRV_FEATURES), f"true, false or a list of distinct names of {', '.join(HRV_FEATURES)}"),
         },
         "fashion_mnist": {
-            "data_dir": path, "resize": (lambda v: v is None or (_whole(v) and v > 0), "a whole number > 0 (or unset)"),
-            "val_size": (lambda v: _whole(v) and 0 <= v <= 59_998,
+            "data_dir": path, "resize": (lambda v: v is None or (is_whole(v) and v > 0), "a whole number > 0 (or unset)"),
+            "val_size": (lambda v: is_whole(v) and 0 <= v <= 59_998,
                          "a whole number in [0, 59998]: training keeps at least 2 of the 60,000 training images"),
             "normalize": (lambda v: v in ("unit", "standardize"), "'unit' or 'standardize'"),
-            "crop_padding": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"), "hflip": flag,
+            "crop_padding": (lambda v: is_whole(v) and v >= 0, "a whole number >= 0"), "hflip": flag,
             "erase_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"), "download": flag,
         },
     }
