@@ -90,6 +90,23 @@ def test_second_load_comes_from_the_cache_unchanged(inter_patient, mitdb_dir, be
     np.testing.assert_array_equal(signals.numpy(), ds1.X[100:132])
 
 
+def test_a_copy_whose_header_or_annotations_differ_from_the_published_files_is_warned_about(mitdb_dir, tmp_path):
+    import shutil
+    import warnings
+
+    for record in ("101", "103"):
+        for extension in (".hea", ".dat", ".atr"):
+            shutil.copy(mitdb_dir / f"{record}{extension}", tmp_path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*differ from MIT-BIH")  # an exact copy: nothing to say
+        load_beats(["101", "103"], db_dir=tmp_path, cache=False, workers=1)
+    header = tmp_path / "101.hea"
+    header.write_text(header.read_text().replace("101 2 360 650000", "101 2 250 650000", 1))  # another rate
+    with pytest.warns(UserWarning, match=r"1 file\(s\) differ from MIT-BIH 1\.0\.0's published ones \(101\.hea; SHA-256 "
+                                         r"in .*mitdb\.sha256\): .*do not compare with the literature's"):
+        load_beats(["101", "103"], db_dir=tmp_path, cache=False, workers=1)
+
+
 def test_aami_mapping_is_de_chazals():
     groups = {c: sorted(s for s, cls in MITBIH_TO_AAMI.items() if cls == c) for c in AAMI_CLASSES}
     assert groups == {"N": sorted("NLRej"), "S": sorted("AaJS"), "V": ["E", "V"], "F": ["F"], "Q": sorted("/fQ")}

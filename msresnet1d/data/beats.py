@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -31,7 +32,7 @@ from .aami import AAMI_CLASSES, BEAT_SYMBOLS, MITBIH_TO_AAMI, aami_labels
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cache_key, cached
 from .errors import DataError
-from .locate import find_database, list_records
+from .locate import changed_files, find_database, is_embedded_sample, list_records
 from .parallel import process_map
 from .preprocess import Normalization
 from .records import preprocess_record, read_annotations, read_record, record_files, record_label
@@ -289,6 +290,13 @@ def load_beats(
     names = list(records) if records is not None else [n for n in list_records(db_dir) if n not in PACED_RECORDS]
     if not names:
         raise DataError(f"database {db_dir}: no records requested")
+    changed = [] if is_embedded_sample(db_dir, "mitdb") else changed_files(db_dir, names)
+    if changed:  # the sample's headers differ by design (its records are cut short)
+        warnings.warn(f"{db_dir}: {len(changed)} file(s) differ from MIT-BIH 1.0.0's published ones "
+                      f"({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''}; SHA-256 in "
+                      "msresnet1d/data/checksums/mitdb.sha256): a changed header or annotation file changes the rate, "
+                      "leads or labels read, so figures on this copy do not compare with the literature's",
+                      stacklevel=2)
     build = functools.partial(_build, db_dir, names, config, workers)
     if cache:
         files = chain.from_iterable(record_files(db_dir, names).values())

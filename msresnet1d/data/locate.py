@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import wfdb
@@ -167,6 +168,25 @@ def verify_checksums(folder: str | os.PathLike[str], expected: dict[str, str]) -
             wrong.append(f"{file}: SHA-256 {found}, expected {digest}")
     if wrong:
         raise DataError(f"{folder}: {len(wrong)} files differ from the published checksums ({'; '.join(wrong)})")
+
+
+def changed_files(folder: str | os.PathLike[str], records: Iterable[str], name: str = "mitdb",
+                  extensions: Sequence[str] = (".hea", ".atr")) -> list[str]:
+    """The files ``<record><extension>`` in ``folder`` that differ from the published ones of
+    database ``name`` (:func:`expected_checksums`; files it does not list, or absent, are not
+    compared). Headers and annotations by default: small, and what sets the rate, gains, leads
+    and labels read."""
+    expected, folder = expected_checksums(name), Path(folder)
+    files = [f"{record}{extension}" for record in records for extension in extensions]
+    return [file for file in files if file in expected and (folder / file).is_file()
+            and hashlib.sha256((folder / file).read_bytes()).hexdigest() != expected[file]]
+
+
+def is_embedded_sample(folder: str | os.PathLike[str], name: str) -> bool:
+    """Whether ``folder`` is the repository's embedded sample of database ``name``."""
+    datasets = repo_datasets_dir()
+    return name in EMBEDDED_SAMPLES and datasets is not None and \
+        Path(folder).resolve() == (datasets / EMBEDDED_SAMPLES[name]).resolve()
 
 
 def download_database(name: str, target: str | os.PathLike[str] | None = None) -> Path:
