@@ -61,7 +61,6 @@ class ResidualNetwork(nn.Module):
         for name, rate in (("drop_rate", drop_rate), ("feature_drop_rate", feature_drop_rate)):
             if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
                 raise ValueError(f"{name} must be a probability in [0, 1), got {rate!r}")
-
         if extra_hidden and not extra_features:
             raise ValueError(f"extra_hidden={extra_hidden} must be 0 without extra features "
                              f"(extra_features={extra_features})")
