@@ -74,9 +74,9 @@ def results_help(path: Path) -> str:
 
 
 def _mitdb_headers() -> tuple[str, ...]:
-    from .data import DS1, DS2, PACED_RECORDS
+    from .data.locate import expected_checksums
 
-    return tuple(f"{record}.hea" for record in sorted((*DS1, *DS2, *PACED_RECORDS)))
+    return tuple(sorted(file for file in expected_checksums("mitdb") if file.endswith(".hea")))
 
 
 #: database -> (files of which a copy holds at least one, what they are): :func:`database_or_exit`

@@ -126,8 +126,8 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
             return candidate
     if download:
         return download_database(name)
-    if name in EMBEDDED_SAMPLES and datasets is not None:
-        sample = datasets / EMBEDDED_SAMPLES[name]
+    sample = embedded_sample(name)
+    if sample is not None:
         if _holds_records(sample):
             warnings.warn(
                 f"database '{name}' not found (looked in {', '.join(map(str, candidates))}); "
@@ -182,11 +182,17 @@ def changed_files(folder: str | os.PathLike[str], records: Iterable[str], name: 
             and hashlib.sha256((folder / file).read_bytes()).hexdigest() != expected[file]]
 
 
+def embedded_sample(name: str) -> Path | None:
+    """The repository's embedded sample folder of database ``name`` (:data:`EMBEDDED_SAMPLES`), or
+    None (no sample of it, or an installed wheel without ``datasets/``)."""
+    datasets = repo_datasets_dir()
+    return datasets / EMBEDDED_SAMPLES[name] if name in EMBEDDED_SAMPLES and datasets is not None else None
+
+
 def is_embedded_sample(folder: str | os.PathLike[str], name: str) -> bool:
     """Whether ``folder`` is the repository's embedded sample of database ``name``."""
-    datasets = repo_datasets_dir()
-    return name in EMBEDDED_SAMPLES and datasets is not None and \
-        Path(folder).resolve() == (datasets / EMBEDDED_SAMPLES[name]).resolve()
+    sample = embedded_sample(name)
+    return sample is not None and Path(folder).resolve() == sample.resolve()
 
 
 def download_database(name: str, target: str | os.PathLike[str] | None = None) -> Path:

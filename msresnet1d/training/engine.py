@@ -45,7 +45,7 @@ RESUME_KEYS = ("task", "model", "model_kwargs", "data", "epochs", "batch_size", 
                "tta", "monitor", "select_epoch", "early_stopping")
 
 
-def _database_folder(task: str, data_dir: str | None) -> Path | None:
+def database_folder(task: str, data_dir: str | None) -> Path | None:
     """The folder ``[data] data_dir`` names for ``task`` (the database folder it is or holds, for
     ECG tasks), resolved (symlinks, relative spellings); None when not given or not found."""
     from ..data import DataError, find_database
@@ -66,8 +66,8 @@ def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path) ->
     spelt otherwise (through a symlink, relative, as the folder holding ``mitdb/`` or as
     ``mitdb/`` itself) is the same run's data."""
     before, now = resolve_data(saved).to_dict(), resolve_data(cfg).to_dict()
-    folder = _database_folder(cfg.task, now["data"].get("data_dir"))
-    if folder is not None and folder == _database_folder(saved.task, before["data"].get("data_dir")):
+    folder = database_folder(cfg.task, now["data"].get("data_dir"))
+    if folder is not None and folder == database_folder(saved.task, before["data"].get("data_dir")):
         before["data"]["data_dir"] = now["data"]["data_dir"]
     check_compatible({"config": before}, now, path, RESUME_KEYS)
 

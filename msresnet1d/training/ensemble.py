@@ -23,7 +23,7 @@ from ..data.locate import find_database
 from .checkpoint import check_compatible, load_checkpoint, load_weights
 from .config import TrainConfig
 from .distributed import DistContext
-from .engine import check_same_test_split
+from .engine import check_same_test_split, database_folder
 from .tasks import DATABASES, Task, build_task, check_tta, evaluation_data, resolve_data
 
 
@@ -38,13 +38,15 @@ def _inputs(cfg: TrainConfig) -> dict:
     """What decides a member's evaluation inputs: the task and its evaluation data options, the
     database as the folder found (a root holding it, or none given, may name the same one)."""
     data = evaluation_data(cfg)
-    if cfg.task in DATABASES:
-        try:
-            data["data_dir"] = str(find_database(DATABASES[cfg.task], data["data_dir"]).resolve())
+    if data.get("data_dir"):
+        folder = database_folder(cfg.task, data["data_dir"])  # None: compared as written; the task build says why
+    else:
+        try:  # the default places, as the task searches them
+            folder = find_database(DATABASES[cfg.task]).resolve() if cfg.task in DATABASES else None
         except DataError:
-            pass  # compared as written; building the task then says what is missing
-    elif data.get("data_dir") and Path(data["data_dir"]).exists():  # Fashion-MNIST's root, however spelt
-        data["data_dir"] = str(Path(data["data_dir"]).resolve())
+            folder = None
+    if folder is not None:
+        data["data_dir"] = str(folder)
     return {"task": cfg.task, "data": data}
 
 
