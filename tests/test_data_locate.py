@@ -1,9 +1,13 @@
 """Finding databases: explicit path, MSRESNET1D_DATA, datasets/, the embedded sample fallback, and
 downloads (made to fail or to succeed without network by replacing wfdb.dl_database)."""
 
+import contextlib
 import hashlib
 import re
 import shutil
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -153,3 +157,40 @@ def test_download_refuses_unknown_databases_and_non_empty_targets(isolated, tmp_
     (tmp_path / "other" / "notes.txt").write_text("not a database")
     with pytest.raises(DataError, match=r"download target .*other exists and is not empty"):
         download_database("mitdb", tmp_path / "other")
+
+
+@pytest.fixture
+def stalled_server():
+    """A loopback HTTP 'server' that accepts connections and never answers; yields its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held, stop = [], threading.Event()
+
+    def accept():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+def test_a_stalled_download_times_out_and_leaves_nothing(isolated, monkeypatch, stalled_server):
+    # wfdb's requests set no timeout: without one this call never returned
+    monkeypatch.setattr(wfdb.io.download, "PN_CONTENT_URL", stalled_server)
+    monkeypatch.setattr(wfdb.io.download.config, "db_index_url", stalled_server)
+    start = time.monotonic()
+    with pytest.raises(DataError, match=r"could not download database 'mitdb' from PhysioNet \(.*[Tt]imed? ?out"):
+        download_database("mitdb", timeout_s=0.5)
+    assert time.monotonic() - start < 20
+    assert not (isolated / "downloads").exists() or list((isolated / "downloads").iterdir()) == []
+    session = wfdb.io._url._get_session()
+    assert not any(type(a).__name__ == "TimeoutAdapter" for a in session.adapters.values())  # restored
+    with pytest.raises(ValueError, match="timeout_s must be > 0 seconds, got 0"):
+        download_database("mitdb", timeout_s=0)

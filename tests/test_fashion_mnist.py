@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import io
 import shutil
+import socket
 import urllib.error
 from pathlib import Path
 
@@ -311,7 +312,20 @@ def web(monkeypatch):
 
 
 def _offline(url: str):
-    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    raise urllib.error.URLError(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"))
+
+
+def test_an_unknown_host_is_not_retried(isolated, web):
+    def unknown(url: str):
+        raise urllib.error.URLError(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+
+    fake = web(unknown)
+    with pytest.raises(DownloadError) as info:
+        load_fashion_mnist(split="test", download=True)
+    assert len(fake.calls) == len(fm.MIRRORS) and fake.sleeps == []  # each mirror once, no back-off
+    assert str(info.value).count("(attempt 1/3): <urlopen error [Errno -2] Name or service not known> "
+                                 "(an unknown host name: not retried)") == len(fm.MIRRORS)
+    assert _listing(isolated) == {}
 
 
 def test_offline_download_lists_everything_and_leaves_nothing(isolated, web):

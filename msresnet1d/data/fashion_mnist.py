@@ -36,6 +36,7 @@ import http.client
 import logging
 import math
 import os
+import socket
 import time
 import urllib.request
 import zlib
@@ -281,6 +282,13 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
     return "\n".join(lines)
 
 
+def _unknown_host(exc: BaseException) -> bool:
+    """Whether ``exc`` says the host name does not exist (DNS's definite answer, or none at all
+    offline), which retrying will not change; a temporary DNS failure is retried."""
+    reason = getattr(exc, "reason", None)
+    return isinstance(reason, socket.gaierror) and reason.errno == socket.EAI_NONAME
+
+
 def _fetch(
     spec: _IdxFile,
     dest: Path,
@@ -302,8 +310,12 @@ def _fetch(
                 logger.info("downloaded %s (%d bytes) into %s", url, len(blob), dest)
                 return
             except (OSError, http.client.HTTPException, DataFileError) as exc:
-                failures.append(f"{url} (attempt {attempt}/{retries}): {exc}")
+                unknown_host = _unknown_host(exc)
+                failures.append(f"{url} (attempt {attempt}/{retries}): {exc}"
+                                + (" (an unknown host name: not retried)" if unknown_host else ""))
                 logger.info("download failed: %s", failures[-1])  # all of them are in the error raised at the end
+                if unknown_host:
+                    break
                 if attempt < retries:
                     time.sleep(backoff_s * attempt)
     raise DownloadError(f"could not download {spec.filename}:\n  " + "\n  ".join(failures))
@@ -322,7 +334,9 @@ def download_fashion_mnist(
     Each file is fetched whole with ``urllib``, checked (gzip, IDX header, MD5), then written to a
     temporary file in ``dest`` and moved into place with ``os.replace``: a failed download leaves
     no file behind. Mirrors are tried in order, each up to ``retries`` times, sleeping
-    ``backoff_s * attempt`` seconds between attempts.
+    ``backoff_s * attempt`` seconds between attempts; a mirror whose host name does not exist
+    (DNS says so, as it does on many offline machines) is tried once. ``timeout_s`` bounds each
+    wait for a connection or for data, in seconds.
 
     Returns:
         ``dest`` as a Path.

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import wfdb
@@ -195,15 +195,45 @@ def is_embedded_sample(folder: str | os.PathLike[str], name: str) -> bool:
     return sample is not None and Path(folder).resolve() == sample.resolve()
 
 
-def download_database(name: str, target: str | os.PathLike[str] | None = None) -> Path:
+@contextlib.contextmanager
+def _wfdb_timeout(timeout_s: float) -> Iterator[None]:
+    """Within the block, wfdb's HTTP requests that set no timeout (all of them, in wfdb 4) give
+    up after ``timeout_s`` seconds of connecting or of waiting for data, so that a stalled
+    connection ends in an error instead of hanging. wfdb keeps one ``requests`` session; its
+    adapters are swapped for ones with this default and restored afterwards."""
+    import requests.adapters
+    from wfdb.io import _url
+
+    class TimeoutAdapter(requests.adapters.HTTPAdapter):
+        def send(self, request, timeout=None, **kwargs):  # type: ignore[override]
+            return super().send(request, timeout=timeout_s if timeout is None else timeout, **kwargs)
+
+    session = _url._get_session()
+    saved = dict(session.adapters)
+    for prefix in ("http://", "https://"):  # wfdb's own pool limits, kept
+        session.mount(prefix, TimeoutAdapter(pool_maxsize=2, pool_block=True))
+    try:
+        yield
+    finally:
+        for adapter in session.adapters.values():
+            adapter.close()
+        session.adapters.clear()
+        session.adapters.update(saved)
+
+
+def download_database(name: str, target: str | os.PathLike[str] | None = None, *,
+                      timeout_s: float = 60.0) -> Path:
     """Download PhysioNet database ``name`` with ``wfdb.dl_database`` into ``target``
     (default ``data_home() / name``) and return ``target``.
 
     Files go to a temporary folder next to ``target`` and are checked against the published
     SHA-256 of every file (:func:`expected_checksums`) before that folder is renamed into place;
     a failed or corrupt download leaves nothing behind and raises :class:`DataError` saying how
-    to supply the data by hand.
+    to supply the data by hand. A connection that stalls for ``timeout_s`` seconds (connecting,
+    or between two pieces of data: a slow but moving download is not cut) fails the download.
     """
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
     target = Path(target) if target is not None else data_home() / name
     if name not in PHYSIONET_PROJECTS:
         raise DataError(
@@ -220,7 +250,7 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None) -
     log.info("downloading '%s' from PhysioNet into %s", name, partial)
     try:
         chatter = io.StringIO()
-        with contextlib.redirect_stdout(chatter):  # wfdb prints one line per file
+        with contextlib.redirect_stdout(chatter), _wfdb_timeout(timeout_s):  # wfdb prints a line a file
             wfdb.dl_database(PHYSIONET_PROJECTS[name], str(partial))
         log.debug("wfdb.dl_database output:\n%s", chatter.getvalue())
         verify_checksums(partial, expected_checksums(name))
