@@ -329,7 +329,8 @@ def test_unknown_config_keys_are_errors(tmp_path):
     for values, message in (({"balanced_sampler": "False"}, "balanced_sampler must be true or false, got 'False'"),
                             ({"epochs": "3"}, "epochs must be a whole number"), ({"lr": True}, "lr must be a number"),
                             ({"monitor": "macro_F1"}, "monitor must be one of"), ({"weight_decay": -1}, ">= 0"),
-                            ({"monitor": "cinc_score"}, "rhythm task's score"), ({"momentum": 1.0}, "momentum")):
+                            ({"monitor": "cinc_score"}, "rhythm task's score"), ({"momentum": 1.0}, "momentum"),
+                            ({"seed": -1}, r"seed must be in \[0, 2\*\*32 - 1\], got -1"), ({"seed": 2**32}, "seed")):
         with pytest.raises(ValueError, match=message):
             load_config(None, values)
     cfg = TrainConfig(epochs=np.int64(3), lr=np.float32(0.5))  # numpy scalars, e.g. from a parameter grid

@@ -64,7 +64,7 @@ class TrainConfig:
     init: str = "kaiming"  # kaiming | xavier (the d2l recipe)
     bf16: bool = False  # bfloat16 autocast (on the training device)
     channels_last: bool = False  # channels-last convolutions (1D models as (1, k) 2D ones): faster on CPU
-    seed: int = 0
+    seed: int = 0  # 0 .. 2**32 - 1 (numpy's range)
     threads: int = 0  # torch threads; 0 = leave PyTorch's default
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     eval_batch_size: int = 1024
@@ -95,6 +95,8 @@ class TrainConfig:
         for key in ("weight_decay", "warmup_epochs", "focal_gamma", "grad_clip", "early_stopping", "threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.seed < 2**32:  # numpy's range
+            raise ValueError(f"config: seed must be in [0, 2**32 - 1], got {self.seed}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"config: momentum must be in [0, 1), got {self.momentum}")
         if self.monitor == "cinc_score" and self.task != "rhythm":
