@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from joblib import effective_n_jobs
 from numpy.typing import ArrayLike
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, is_classifier
+from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, RegressorMixin,
+                          TransformerMixin, is_classifier)
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Tags, check_random_state
@@ -123,7 +124,7 @@ def _torch_threads(n_jobs: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-class _NetworkEstimator(TransformerMixin, BaseEstimator):
+class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """What the classifier and the regressor share: validation, the network, training, inference.
 
     Subclasses set ``_target_checks`` (``check_X_y`` options for y) and implement
@@ -411,6 +412,12 @@ class _NetworkEstimator(TransformerMixin, BaseEstimator):
         """
         return self._forward(X, lambda xb: self.model_.forward_head(self.model_.forward_features(xb),
                                                                     pre_logits=True)).numpy()
+
+    @property
+    def _n_features_out(self) -> int:
+        """Columns of :meth:`transform`, which ``get_feature_names_out`` names after the class
+        (``msresnet1dclassifier0``, ...), so that ``set_output(transform="pandas")`` works."""
+        return self.model_.num_features
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()

@@ -141,8 +141,21 @@ def test_two_and_three_dimensional_input_and_learned_attributes():
     assert not hasattr(flat.fit(X, y), "n_features_in_")  # a refit on 3-D X drops it
     assert flat.transform(X).shape == (len(X), flat.model_.num_features)
     assert flat.transform(X).dtype == np.float32
+    names = flat.get_feature_names_out()
+    assert list(names[:2]) == ["msresnet1dclassifier0", "msresnet1dclassifier1"] and len(names) == flat.model_.num_features
+    with pytest.raises(NotFittedError):
+        MSResNet1dClassifier().get_feature_names_out()
     np.testing.assert_allclose(flat.predict_proba(X).sum(axis=1), 1.0)
     assert [row["epoch"] for row in flat.history_] == [1, 2] and "val_loss" not in flat.history_[0]
+
+
+def test_embeddings_as_a_pandas_frame():
+    pd = pytest.importorskip("pandas")
+    X, y = _signals()
+    clf = MSResNet1dClassifier(**TINY, epochs=1, random_state=0).fit(X, y).set_output(transform="pandas")
+    frame = clf.transform(X)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(clf.get_feature_names_out())
+    np.testing.assert_array_equal(frame.to_numpy(), clf.set_output(transform="default").transform(X))
 
 
 def test_classifier_learns_signals_of_two_channels():
