@@ -98,7 +98,7 @@ from torch.nn import functional as F
 
 from msresnet1d import count_flops, count_parameters, create_model, list_models
 from msresnet1d.atomic import write_text
-from msresnet1d.cli import database_or_exit, results_help, script_parser
+from msresnet1d.arguments import database_or_exit, results_help, script_parser
 from msresnet1d.models.fuse import fuse_batchnorm
 from msresnet1d.models.layers import Conv1d
 

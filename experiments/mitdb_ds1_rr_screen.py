@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mitdb_ds1_cv import confusion_matrices, decide, rescored, summarise, table  # noqa: E402
 
 from msresnet1d.atomic import write_text  # noqa: E402
-from msresnet1d.cli import add_seeds, database_or_exit, results_help, script_parser  # noqa: E402
+from msresnet1d.arguments import add_seeds, database_or_exit, results_help, script_parser  # noqa: E402
 from msresnet1d.data import DS1, load_beats  # noqa: E402
 from msresnet1d.data.rr import RR_FEATURES, rr_columns  # noqa: E402
 from msresnet1d.training.config import TrainConfig  # noqa: E402

@@ -36,7 +36,7 @@ from .data.rhythm import RhythmArrays
 from .data.rr import rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
 from .atomic import atomic_path, write_text
-from .cli import THREADS_HELP, thread_count
+from .arguments import THREADS_HELP, thread_count
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
 from .models.tta import with_tta

@@ -61,7 +61,7 @@ def test_threads_are_a_whole_number_from_0_the_torch_default(command, capsys):
 def test_experiment_scripts_take_distinct_seeds_and_checked_configs(capsys):
     import argparse
 
-    from msresnet1d.cli import add_seeds, config_or_exit, seed_value
+    from msresnet1d.arguments import add_seeds, config_or_exit, seed_value
 
     parser = argparse.ArgumentParser()
     add_seeds(parser, [0, 1, 2], "training seeds")
@@ -75,6 +75,9 @@ def test_experiment_scripts_take_distinct_seeds_and_checked_configs(capsys):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
         assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # train's --seed is the same seed
+        build_parser().parse_args(["train", "--seed", str(2**32)])
+    assert f"'{2**32}': a seed is a whole number from 0 to 2**32 - 1" in capsys.readouterr().err
     # a config is built and checked as train checks it before reading data, or a usage error names the key
     assert config_or_exit(parser, "mitdb_beats", {"epochs": 2}).epochs == 2
     for overrides, message in (({"foo": 1}, "unknown key(s) foo"), ({"data.fs": -1}, "[data] fs must be"),

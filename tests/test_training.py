@@ -406,7 +406,7 @@ def test_data_dir_is_the_database_or_a_folder_holding_it(tmp_path, capsys):
     with pytest.raises(DataError, match=f"{tmp_path} is not a folder of WFDB records, nor a folder holding 'mitdb/'"):
         build_task(load_config(_config(tmp_path, 1), {"data.data_dir": str(tmp_path)}))
     # the experiment scripts' --data-dir: the same two forms, or a usage error saying what is missing
-    from msresnet1d.cli import database_or_exit, script_parser
+    from msresnet1d.arguments import database_or_exit, script_parser
 
     parser = script_parser("A script.\n\nMore.")
     assert parser.description == "A script." and database_or_exit(parser, "mitdb", root) == root / "mitdb"

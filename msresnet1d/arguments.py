@@ -1,0 +1,145 @@
+"""Command-line arguments that the ``msresnet1d`` command and the experiment scripts share: config
+files by name, seeds, thread counts, ``--set`` overrides, database folders, and the errors
+they give through ``parser.error``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from .training.config import TrainConfig, load_config, parse_overrides
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def resolve_config(name: str | None) -> Path | None:
+    """A path, or the name of a file in experiments/configs (with or without .toml)."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.toml"):
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) if CONFIG_DIR.is_dir() else []
+    raise SystemExit(f"error: config {name!r} not found (a file path, or one of: {', '.join(known) or 'none'})")
+
+
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """An experiment script's parser, described by the first paragraph of its docstring ``doc``."""
+    return argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()))
+
+
+def results_help(path: Path) -> str:
+    """``--out``'s help for a script whose default output is the recorded result ``path``."""
+    return f"results file (default experiments/results/{path.name}, the recorded one: give another path to keep it)"
+
+
+def _mitdb_headers() -> tuple[str, ...]:
+    from .data.locate import expected_checksums
+
+    return tuple(sorted(file for file in expected_checksums("mitdb") if file.endswith(".hea")))
+
+
+#: database -> (files of which a copy holds at least one, what they are): :func:`database_or_exit`
+#: refuses a folder of other WFDB records (the CinC 2017 folder given for MIT-BIH, say) before any work.
+DATABASE_MARKERS: dict[str, tuple[Callable[[], tuple[str, ...]], str]] = {
+    "mitdb": (_mitdb_headers, "the header of an MIT-BIH record, 100.hea to 234.hea"),
+    "cinc2017": (lambda: ("REFERENCE.csv",), "REFERENCE.csv, the CinC 2017 labels"),
+}
+
+
+def database_or_exit(parser: argparse.ArgumentParser, name: str, folder: str | Path | None) -> Path:
+    """The database ``name`` in ``folder`` (``--data-dir`` or ``$MSRESNET1D_DATA``: the database
+    folder or a folder holding it), or ``parser.error`` saying what is missing: no folder, no
+    WFDB records, or records without the database's marker file (:data:`DATABASE_MARKERS`)."""
+    from .data import DataError, find_database
+
+    if not folder:
+        parser.error(f"give --data-dir or set MSRESNET1D_DATA (the folder holding {name}/, or {name}/ itself)")
+    try:
+        found = find_database(name, folder)
+    except DataError as e:
+        parser.error(str(e))
+    if name not in DATABASE_MARKERS:
+        return found
+    markers, what = DATABASE_MARKERS[name]
+
+    def marked(candidate: Path) -> bool:
+        return any((candidate / marker).is_file() for marker in markers())
+
+    if not marked(found) and marked(Path(folder) / name):
+        found = Path(folder) / name  # stray records beside the database's own folder
+    if not marked(found):
+        parser.error(f"database '{name}': {found} holds WFDB records but not {what}: not the {name} "
+                     f"database; give the folder holding {name}/, or {name}/ itself")
+    return found
+
+
+def overrides_or_exit(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as config overrides (:func:`parse_overrides`), or ``parser.error``."""
+    try:
+        return parse_overrides(items)
+    except ValueError as e:
+        parser.error(str(e))
+
+
+def config_or_exit(parser: argparse.ArgumentParser, config: str | Path | None, overrides: dict[str, Any],
+                   load: Callable[[Path | None, dict[str, Any]], TrainConfig] = load_config,
+                   run_dir: str | Path | None = None) -> TrainConfig:
+    """``load(config, overrides)`` (default :func:`load_config`; ``config`` a path or a name in
+    experiments/configs), checked as ``train`` checks it before reading any data
+    (:func:`~msresnet1d.training.run.check_config`) and, given ``run_dir``, against the run
+    already there (:func:`~msresnet1d.training.run.check_same_run`, which a reuse or resume would
+    refuse later); else ``parser.error`` naming the bad key. An experiment script builds every
+    run's config with it before the first run trains."""
+    from .training.run import check_config, check_same_run
+
+    try:
+        cfg = load(resolve_config(str(config)) if config is not None else None, overrides)
+        check_config(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    if run_dir is not None:
+        try:
+            check_same_run(cfg, run_dir)
+        except ValueError as e:
+            parser.error(f"{e}: {run_dir} holds a run of another config; give the settings it was made with, "
+                         "or another runs folder")
+    return cfg
+
+
+def seed_value(value: str) -> int:
+    """``--seed`` / ``--seeds``: a training seed, a whole number from 0 to 2**32 - 1 (NumPy's range)."""
+    if not re.fullmatch("[0-9]+", value) or int(value) >= 2**32:
+        raise argparse.ArgumentTypeError(f"{value!r}: a seed is a whole number from 0 to 2**32 - 1")
+    return int(value)
+
+
+class _DistinctSeeds(argparse.Action):
+    """Stores the seeds, refusing one given twice (it would count twice in a mean over seeds)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if len(set(values)) != len(values):
+            parser.error(f"{option_string}: each seed once, got {list(values)}")
+        setattr(namespace, self.dest, list(values))
+
+
+def add_seeds(parser: Any, default: list[int] | None, help: str) -> None:
+    """An experiment script's ``--seeds`` on ``parser`` (or a group of it): one or more distinct
+    seeds (:func:`seed_value`), a seed given twice refused with ``parser.error``."""
+    parser.add_argument("--seeds", type=seed_value, nargs="+", default=default, action=_DistinctSeeds,
+                        metavar="SEED", help=help)
+
+
+THREADS_HELP = "torch threads (0 or unset: PyTorch's default; on a shared machine, 1)"
+
+
+def thread_count(value: str) -> int:
+    """``--threads``: torch threads, a whole number >= 0 (0: PyTorch's default)."""
+    if not re.fullmatch("[0-9]+", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: torch threads are a whole number >= 0 (0: PyTorch's default)")
+    return int(value)
