@@ -108,6 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from .data.locate import is_embedded_sample
     from .training.checkpoint import load_checkpoint
     from .training.ensemble import ensemble_predict
     from .training.metrics import classification_report, format_per_group, format_report, json_safe, per_group
@@ -122,8 +123,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     what = args.checkpoint[0] if len(args.checkpoint) == 1 else (
         f"ensemble of {len(args.checkpoint)} checkpoints (mean probabilities)")
     how = [f"tta {args.tta}"] * bool(args.tta) + ["BatchNorm adapted to each record"] * args.adapt_bn
+    database = task.splits.get("database")
+    sample = " (the embedded sample, not the full database)" if database and is_embedded_sample(database, "mitdb") else ""
     print(format_report(report, f"{what} on the {args.split} split ({len(y_true)} examples"
-                                + "".join(f", {h}" for h in how) + "):"))
+                                + "".join(f", {h}" for h in how) + "):"
+                                + (f"\ndata: {database}{sample}" if database else "")))
+    report["evaluated"] = {"checkpoints": [str(Path(c).resolve()) for c in args.checkpoint], "split": args.split,
+                           "tta": args.tta, "adapt_bn": args.adapt_bn, "database": database}
     if args.per_record:
         report["per_record"] = per_group(y_true, probabilities.argmax(axis=1), task.groups[args.split],
                                          task.class_names)

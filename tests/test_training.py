@@ -560,6 +560,19 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     evaluated = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--json", str(tmp_path / "eval.json"))
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((tmp_path / "eval.json").read_text())["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    # what was evaluated, on which data, is printed and kept in the JSON
+    assert f"data: {metrics['splits']['database']} (the embedded sample, not the full database)" in evaluated.stdout
+    assert json.loads((tmp_path / "eval.json").read_text())["evaluated"] == {
+        "checkpoints": [str((out / "checkpoints" / "best.pt").resolve())], "split": "test", "tta": None,
+        "adapt_bn": False, "database": metrics["splits"]["database"]}
+    # a checkpoint of a run on other data (here: one more N beat in training) is refused, the splits named
+    other = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert other["splits"] == {k: v for k, v in metrics["splits"].items() if k != "database"}
+    other["splits"]["train_beats"]["N"] += 1
+    torch.save(other, tmp_path / "other.pt")
+    refused = _cli("evaluate", str(tmp_path / "other.pt"))
+    assert refused.returncode == 1 and "its run's train_beats was {'N': " in refused.stderr
+    assert "that is other data than the run trained and was tested on (the embedded sample" in refused.stderr
     # per record: the test records in order, and their beats add up to the whole split's Se
     per = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--per-record", "--json", str(tmp_path / "per.json"))
     assert per.returncode == 0, per.stderr

@@ -72,19 +72,35 @@ def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path) ->
     check_compatible({"config": before}, now, path, RESUME_KEYS)
 
 
-def check_same_test_split(ckpt: dict, task: Task, source: str) -> None:
-    """Raise ValueError if ``ckpt`` names the records its run tested (``test_names``: tasks whose
-    test split is drawn from the data, CinC 2017's folds) and ``task``, rebuilt from the database,
-    tests other ones: its records or labels changed since, so the rebuilt test split may hold
-    records the model trained on. Checkpoints without the names (older ones) pass."""
-    tested, now = ckpt.get("test_names"), task.splits.get("test_names")
-    if tested is None or now is None or set(tested) == set(now):
-        return
-    other = len(set(now) - set(tested))
-    raise ValueError(f"{source}: its run tested {len(tested)} records, this rebuild of its splits from "
-                     f"{task.splits.get('database', 'the data found')} tests {len(now)}, {other} of them not in the "
-                     "run's test split: the database's records or labels changed since, and the model may have "
-                     "trained on records it would now be tested on")
+def _brief(value: Any) -> str:
+    """A split's entry for a message: a long list as its length and first items."""
+    if isinstance(value, (list, tuple)) and len(value) > 6:
+        return f"{len(value)} items ({', '.join(map(str, value[:3]))}, ...)"
+    return str(value)
+
+
+def check_same_splits(ckpt: dict, task: Task, source: str) -> None:
+    """Raise ValueError if ``task``, rebuilt from the data, does not split it as the run that
+    wrote ``ckpt`` did (its ``splits``: records and class counts of each split, the database
+    folder aside, so that a copy elsewhere passes). A difference means other data: the embedded
+    sample for the full database, a partial or edited copy, or records or labels changed since,
+    and then the rebuilt test split may even hold records the model trained on. Checkpoints from
+    before ``splits`` was stored are compared on their ``test_names`` (CinC 2017's) only."""
+    saved = ckpt.get("splits", {"test_names": ckpt["test_names"]} if "test_names" in ckpt else {})
+    now = {key: value for key, value in task.splits.items() if key != "database"}
+    where = task.splits.get("database", "the data found")
+    tested, names = saved.get("test_names"), now.get("test_names")
+    if tested is not None and names is not None and set(tested) != set(names):
+        other = len(set(names) - set(tested))
+        raise ValueError(f"{source}: its run tested {len(tested)} records, this rebuild of its splits from {where} "
+                         f"tests {len(names)}, {other} of them not in the run's test split: the database's records or "
+                         "labels changed since, and the model may have trained on records it would now be tested on")
+    for key in sorted(set(saved) & set(now)):
+        if saved[key] != now[key]:
+            raise ValueError(f"{source}: its run's {key} was {_brief(saved[key])}, this rebuild of its splits from "
+                             f"{where} gives {_brief(now[key])}: that is other data than the run trained and was "
+                             "tested on (the embedded sample, or a partial or edited copy?); give the database it "
+                             "trained on (--data-dir, or MSRESNET1D_DATA)")
 
 
 class TrainingError(RuntimeError):
@@ -179,14 +195,13 @@ class Trainer:
             "class_names": list(self.task.class_names),
             "task_state": self.task.state,
             "database": self.task.splits.get("database"),  # the folder found, so a resume cannot switch it
-            **self._test_names(),
+            "splits": self._splits(),
         }
 
-    def _test_names(self) -> dict[str, list[str]]:
-        """``{"test_names": [...]}`` where the task draws its test split from the data (CinC 2017's
-        folds), so that evaluation can refuse a rebuild that tests other records."""
-        names = self.task.splits.get("test_names")
-        return {} if names is None else {"test_names": [str(name) for name in names]}
+    def _splits(self) -> dict[str, Any]:
+        """What each split holds (records, class counts; the database folder aside), so that
+        evaluation and resumes can refuse a rebuild from other data (:func:`check_same_splits`)."""
+        return {key: value for key, value in self.task.splits.items() if key != "database"}
 
     def resume(self) -> None:
         """Continue from ``checkpoints/last.pt`` (no-op with a warning if there is none)."""
@@ -207,7 +222,7 @@ class Trainer:
         if before is not None and now is not None and Path(before).resolve() != Path(now).resolve():
             raise ValueError(f"{path}: the run trained on the database in {before}, the resume would read {now}; "
                              "give data.data_dir (or MSRESNET1D_DATA) as the run had it")
-        check_same_test_split(ckpt, self.task, str(path))
+        check_same_splits(ckpt, self.task, str(path))
         self.model.load_state_dict(ckpt["model"])
         if self.ema is not None:
             self.ema.load_state_dict(ckpt["ema"])
@@ -232,7 +247,7 @@ class Trainer:
         if self.dist.is_main:
             atomic_save({"format": FORMAT_VERSION, "epoch": epoch, "config": self.cfg.to_dict(),
                          "model": self.evaluated.state_dict(), "class_names": list(self.task.class_names),
-                         "task_state": self.task.state, **self._test_names()}, self.ckpt_dir / "best.pt")
+                         "task_state": self.task.state, "splits": self._splits()}, self.ckpt_dir / "best.pt")
 
     def _save(self, epoch: int, is_best: bool) -> None:
         """``last.pt``, then ``best.pt`` if this epoch is selected: killed in between, the resume finds

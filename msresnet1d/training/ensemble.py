@@ -23,7 +23,7 @@ from ..data.locate import find_database
 from .checkpoint import check_compatible, load_checkpoint, load_weights
 from .config import TrainConfig
 from .distributed import DistContext
-from .engine import check_same_test_split, database_folder
+from .engine import check_same_splits, database_folder
 from .tasks import DATABASES, Task, build_task, check_tta, evaluation_data, resolve_data
 
 
@@ -106,7 +106,7 @@ def load_members(checkpoints: Sequence[str | Path],
     device = DistContext().device
     members = []
     for path, ckpt, cfg in zip(paths, ckpts, cfgs):
-        check_same_test_split(ckpt, task, f"checkpoint {path}")
+        check_same_splits(ckpt, task, f"checkpoint {path}")
         where = task.splits.get("database", "the data found")
         for key, value in task.state.items():
             saved = ckpt["task_state"].get(key)
