@@ -439,7 +439,8 @@ class MSResNet1dClassifier(ClassifierMixin, _NetworkEstimator):
         epochs, batch_size, optimizer ("adamw" | "sgd"), lr, momentum (SGD), weight_decay,
             schedule ("cosine" | "onecycle" | "constant"), warmup_epochs, grad_clip (0: off):
             as in :class:`~msresnet1d.training.config.TrainConfig`, with smaller defaults (a few
-            hundred samples train in seconds). "onecycle" clamps its warm-up to at least 2
+            hundred samples train in seconds). A ``warmup_epochs`` not below ``epochs`` becomes
+            30% of the run, with a warning. "onecycle" clamps its warm-up to at least 2
             steps and at most all but the last 2; a run of fewer than 4 steps in all (e.g. one
             batch per epoch for 3 epochs) trains at the constant rate ``lr`` instead.
         loss: "cross_entropy" or "focal" (with ``focal_gamma``).

@@ -29,7 +29,7 @@ from msresnet1d.training.metrics import (
     per_class,
     per_group,
 )
-from msresnet1d.training.optim import CrossEntropyLoss, FocalLoss, class_weights
+from msresnet1d.training.optim import CrossEntropyLoss, FocalLoss, build_scheduler, class_weights
 from msresnet1d.training.run import train_or_reuse
 from msresnet1d.training.tasks import BEAT_DEFAULTS, TASK_DEFAULTS, TRAINING_ONLY_DATA
 
@@ -154,6 +154,35 @@ def test_the_trainer_weighs_an_unscored_class_as_configured(tmp_path):
         assert task.scored == ["N", "S", "V", "F"]
         weight = Trainer(build_model(cfg, task), cfg, task, tmp_path / unscored, quiet=True).loss_fn.weight
         assert (weight[4] == weight[0]) == (unscored == "majority")
+
+
+def _rates(cfg: TrainConfig, steps_per_epoch: int = 10) -> list[float]:
+    """The learning rate of every step of a run of ``cfg``."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
+    rates = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_warm_up_takes_its_share_of_the_run_or_30_percent_of_a_shortened_one(schedule):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warm-up shorter than the run is taken as given, silently
+        rates = _rates(TrainConfig(epochs=10, warmup_epochs=2.0, schedule=schedule, lr=0.1))
+    assert int(np.argmax(rates)) in (19, 20) and max(rates) == pytest.approx(0.1, rel=0.05)
+    for epochs, warmup in ((2, 2.0), (1, 2.0)):  # e.g. fashion_mnist_28 (warm-up 2 epochs) run with --epochs 1
+        with pytest.warns(UserWarning, match=rf"warmup_epochs=2 is not shorter than the run \({epochs} epochs\): "
+                                             rf"the learning rate would rise until the end; warming up over the "
+                                             rf"first {0.3 * epochs:g} epochs"):
+            rates = _rates(TrainConfig(epochs=epochs, warmup_epochs=warmup, schedule=schedule, lr=0.1))
+        peak = int(np.argmax(rates))
+        assert abs(peak - 0.3 * len(rates)) <= 1 and rates[-1] < 0.05 * max(rates)  # it decays to about 0
 
 
 def test_class_weights_and_focal_loss():

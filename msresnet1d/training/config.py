@@ -47,7 +47,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD only; 0 = plain SGD
     weight_decay: float = 1e-2
     schedule: str = "onecycle"  # onecycle | cosine | constant
-    warmup_epochs: float = 1.0  # warm-up: linear before cosine, one-cycle's (cosine-shaped) rising phase
+    warmup_epochs: float = 1.0  # warm-up: linear before cosine, one-cycle's rising phase; >= epochs: 30% of the run
     loss: str = "cross_entropy"  # cross_entropy | focal
     focal_gamma: float = 2.0
     class_weights: str = "inverse_sqrt"  # none | inverse | inverse_sqrt (of the training class frequency)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,12 +25,24 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
+#: The share of a run that warm-up takes when ``warmup_epochs`` is not shorter than the run.
+WARMUP_SHARE = 0.3
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """A per-step schedule: one-cycle (warm-up fraction = warmup_epochs / epochs), cosine decay
     after a linear warm-up of ``warmup_epochs``, or constant (also one-cycle's stand-in when a
-    run has fewer than 4 steps)."""
+    run has fewer than 4 steps). A warm-up as long as the run or longer (a recipe shortened with
+    ``--epochs``), which would raise the rate until the end, becomes 30% of the run (one-cycle's
+    usual share), with a warning."""
     total = cfg.epochs * steps_per_epoch
-    warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
+    warmup_epochs = cfg.warmup_epochs
+    if cfg.schedule != "constant" and warmup_epochs >= cfg.epochs:
+        warmup_epochs = WARMUP_SHARE * cfg.epochs
+        warnings.warn(f"warmup_epochs={cfg.warmup_epochs:g} is not shorter than the run ({cfg.epochs} epochs): the "
+                      f"learning rate would rise until the end; warming up over the first {warmup_epochs:g} epochs "
+                      "(30%) instead. Set warmup_epochs below epochs to choose.", stacklevel=2)
+    warmup = min(int(warmup_epochs * steps_per_epoch), total - 1)
     if cfg.schedule == "onecycle" and total >= 4:
         # OneCycleLR needs at least two steps in each of its rising and falling phases.
         pct = min(max(warmup / total, 2 / total), (total - 2) / total)
