@@ -178,7 +178,7 @@ def test_not_found_lists_every_place_and_how_to_supply(isolated):
     for folder in (fm.REPO_DATA_DIR, fm.DEBIAN_DATA_DIR):
         assert f"{folder} " in message
     assert f"missing {TEST_IMAGES}, {TEST_LABELS}" in message
-    assert "MSRESNET1D_DATA" in message and "download=True (--set data.download=true)" in message
+    assert "MSRESNET1D_DATA" in message and "download=True (msresnet1d train --set data.download=true)" in message
     assert "dataset-fashion-mnist" in message and "--data-dir" in message
     (isolated / "mine").mkdir()
     (isolated / "mine" / TEST_IMAGES.removesuffix(".gz")).write_bytes(b"")  # unpacked by the user
@@ -478,9 +478,11 @@ def test_augmentation_is_reproducible_from_the_generator():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(resize=0), "resize must be >= 1 or None, got 0"),
+        (dict(resize=0), "resize must be a whole number of pixels >= 1, or None, got 0"),
+        (dict(resize=96.5), "resize must be a whole number of pixels >= 1, or None, got 96.5"),
         (dict(std=0.0), "std must be > 0, got 0.0"),
-        (dict(crop_padding=-1), "crop_padding must be >= 0, got -1"),
+        (dict(crop_padding=-1), "crop_padding must be a whole number of pixels >= 0, got -1"),
+        (dict(crop_padding=1.5), "crop_padding must be a whole number of pixels >= 0, got 1.5"),
         (dict(erase_prob=1.5), r"erase_prob must be in \[0, 1\], got 1.5"),
     ],
 )

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import msresnet1d
-from msresnet1d.models import MSResNet1d, ResNet, create_model, list_models, summary
+from msresnet1d.models import MSResNet1d, ResNet, count_flops, create_model, list_models, summary
 from msresnet1d.models.blocks import BasicBlock, Bottleneck, make_stage
 from msresnet1d.models.layers import conv, min_input_size
 
@@ -341,6 +341,12 @@ def test_summary_prints_shapes_and_parameters():
     plain = summary(beat, (1, 2, 126), print_fn=lambda line: None)
     assert summary(beat.set_channels_last(), (1, 2, 126), print_fn=lambda line: None) == plain
     assert ("stages", (1, 64, 8), sum(p.numel() for p in beat.stages.parameters())) in plain
+    # d2l's way: an example input tensor, whose shape is used
+    assert summary(beat, torch.rand(1, 2, 126), print_fn=lambda line: None) == plain
+    assert count_flops(beat, torch.rand(1, 2, 126)) == count_flops(beat, (1, 2, 126))
+    for bad in ((1, 2, 0), (1, 2.5, 126), "1x2x126", 126):
+        with pytest.raises(ValueError, match=r"input_shape must be a shape such as \(1, 1, 360\)"):
+            summary(beat, bad, print_fn=lambda line: None)
 
 
 @pytest.mark.parametrize("fusion", ["concat", "attention", "late"])

@@ -1002,13 +1002,30 @@ def test_the_test_split_is_predicted_once_after_training_and_the_lowest_training
     assert result["best_epoch"] == 1
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
     result = _cli("train", "--config", str(_config(tmp_path, 2)), "--out", str(out), "--quiet", "--set", "lr=1e30",
                   "--set", "optimizer=\"sgd\"", "--set", "schedule=\"constant\"")
     assert result.returncode == 1
-    assert "non-finite loss" in result.stderr and "last good checkpoint" in result.stderr
-    assert not (out / "metrics.json").exists()
+    assert "non-finite loss" in result.stderr and "at epoch 1; no checkpoint was saved" in result.stderr
+    assert not (out / "metrics.json").exists() and not (out / "checkpoints" / "last.pt").exists()
+    # failing in the second epoch: the first epoch's checkpoint is named, and kept
+    from msresnet1d.training import engine
+    from msresnet1d.training.run import train
+
+    calls, one_epoch = [], engine.train_one_epoch
+
+    def fails_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise TrainingError("non-finite loss (nan) after 0 samples")
+        return one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", fails_second)
+    with pytest.raises(TrainingError, match=re.escape(f"at epoch 2; the last good checkpoint is kept in "
+                                                      f"{tmp_path / 'second' / 'checkpoints' / 'last.pt'}")):
+        train(load_config(_config(tmp_path, 2)), tmp_path / "second", quiet=True)
+    assert load_checkpoint(tmp_path / "second" / "checkpoints" / "last.pt")["epoch"] == 0
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):

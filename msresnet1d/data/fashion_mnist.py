@@ -52,6 +52,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..atomic import write_bytes
+from ..models.layers import is_whole
 
 from .errors import DataError
 from .loader import BatchTransform, TensorBatchLoader
@@ -278,7 +279,7 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
         supply = (f"Supply the files by passing root=<folder holding them> (--data-dir on the command line), setting "
                   f"{ENV_VAR}=<folder holding fashion-mnist/>, copying them to {REPO_DATA_DIR}, installing Debian's "
                   "dataset-fashion-mnist package")
-    lines.append(supply + ("." if downloaded else ", or download them: download=True (--set data.download=true)."))
+    lines.append(supply + ("." if downloaded else ", or download them: download=True (msresnet1d train --set data.download=true)."))
     return "\n".join(lines)
 
 
@@ -477,12 +478,12 @@ class ImageBatchTransform:
     erase_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.resize is not None and self.resize < 1:
-            raise ValueError(f"resize must be >= 1 or None, got {self.resize}")
+        if self.resize is not None and not (is_whole(self.resize) and self.resize >= 1):
+            raise ValueError(f"resize must be a whole number of pixels >= 1, or None, got {self.resize!r}")
         if self.std <= 0:
             raise ValueError(f"std must be > 0, got {self.std}")
-        if self.crop_padding < 0:
-            raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
+        if not (is_whole(self.crop_padding) and self.crop_padding >= 0):
+            raise ValueError(f"crop_padding must be a whole number of pixels >= 0, got {self.crop_padding!r}")
         if not 0.0 <= self.erase_prob <= 1.0:
             raise ValueError(f"erase_prob must be in [0, 1], got {self.erase_prob}")
 

@@ -8,13 +8,26 @@ import torch
 from torch import nn
 
 from .base import ResidualNetwork
+from .layers import is_whole
 from .modes import evaluating
 
 #: The name of the row :func:`summary` adds for the global pooling inside ``forward_head``.
 POOL_ROW = "(global average pool)"
 
 
+def _input_shape(input_shape: Sequence[int] | torch.Tensor) -> tuple[int, ...]:
+    """A shape, or an example input's (d2l passes ``torch.rand(1, 1, 224, 224)``), as a tuple of ints."""
+    if isinstance(input_shape, torch.Tensor):
+        return tuple(input_shape.shape)
+    shape = tuple(input_shape) if isinstance(input_shape, Sequence) and not isinstance(input_shape, str) else None
+    if not shape or not all(is_whole(n) and n >= 1 for n in shape):
+        raise ValueError(f"input_shape must be a shape such as (1, 1, 360) = (N, C, L) or (1, 1, 224, 224) = "
+                         f"(N, C, H, W), or an example input tensor; got {input_shape!r}")
+    return tuple(int(n) for n in shape)
+
+
 def _run_with_hooks(model: nn.Module, input_shape: Sequence[int], modules: dict[str, nn.Module], hook) -> None:
+    input_shape = _input_shape(input_shape)
     handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
     try:
         param = next(model.parameters(), None)
@@ -29,11 +42,12 @@ def _run_with_hooks(model: nn.Module, input_shape: Sequence[int], modules: dict[
             h.remove()
 
 
-def summary(model: nn.Module, input_shape: Sequence[int], depth: int = 2,
+def summary(model: nn.Module, input_shape: Sequence[int] | torch.Tensor, depth: int = 2,
             print_fn: Callable[[str], object] = print) -> list[tuple[str, tuple, int]]:
     """Print, for each layer down to ``depth`` levels, its type, output shape and parameter count.
 
-    ``input_shape`` includes the batch, e.g. (1, 1, 360) or (1, 1, 224, 224); a model with extra
+    ``input_shape`` includes the batch, e.g. (1, 1, 360) or (1, 1, 224, 224) (or an example input
+    tensor, whose shape alone is used: the layers run on zeros); a model with extra
     per-example features gets zeros for them. The networks here pool globally inside
     ``forward_head``: a ``(global average pool)`` row shows its (N, F) output. A 1D model in
     channels-last mode runs its layers on (N, C, 1, L); its shapes are shown as (N, C, L).
@@ -78,7 +92,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+def count_flops(model: nn.Module, input_shape: Sequence[int] | torch.Tensor) -> int:
     """Forward FLOPs (2 x multiply-accumulates of convolutions and linear layers) for one input
     of ``input_shape`` (batch included). BN, activations and pooling are not counted."""
     macs = 0

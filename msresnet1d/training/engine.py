@@ -287,8 +287,11 @@ class Trainer:
                                               grad_clip=self.cfg.grad_clip, bf16=self.cfg.bf16, device=self.device,
                                               on_batch=after_step)
         except TrainingError as e:
-            raise TrainingError(f"{e} at epoch {epoch + 1}; the last good checkpoint is kept in {self.ckpt_dir}. "
-                                "Try a lower lr, grad_clip, or check the input data.") from None
+            last = self.ckpt_dir / "last.pt"
+            kept = (f"the last good checkpoint is kept in {last}" if last.is_file() else
+                    "no checkpoint was saved (it failed before the first epoch ended)")
+            raise TrainingError(f"{e} at epoch {epoch + 1}; {kept}. Try a lower lr, grad_clip, or check the "
+                                "input data.") from None
         elapsed = time.perf_counter() - start
         # over every rank's shard: without validation the loss selects the epoch, and all ranks must agree
         mean_loss = self.dist.weighted_mean(mean_loss, seen)

@@ -70,6 +70,8 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title
                     color="white" if share[i, j] > 0.5 else "black")
     ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xticklabels=class_names,
            yticklabels=class_names, xlabel="predicted", ylabel="true", title=title)
+    if max(map(len, class_names)) > 3:  # names longer than a column is wide (Fashion-MNIST's "T-shirt/top")
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
     fig.colorbar(image, ax=ax, label="share of true class")
     fig.tight_layout()
     _save(fig, path)
