@@ -26,6 +26,7 @@ from msresnet1d.training.metrics import (
     classification_report,
     confusion_matrix,
     format_per_group,
+    format_report,
     per_class,
     per_group,
 )
@@ -91,6 +92,9 @@ def test_metrics_against_a_hand_computed_confusion_matrix():
     assert report["confusion_matrix"] == cm.tolist()
     assert report["accuracy"] == pytest.approx(66 / 79)
     assert report["macro_f1"] == pytest.approx(np.mean([100 / 110, 12 / 19, 18 / 24, 2 / 5]))
+    # EC57's V: the F beat called V is no false positive (V +P 9/11, not 9/12); Se unchanged
+    assert report["ec57_v"] == pytest.approx({"se": 9 / 12, "ppv": 9 / 11, "f1": 18 / 23})
+    assert "V by EC57's rule (F and Q beats called V not counted against it): +P 81.8   F1 78.3" in format_report(report)
     # Q is counted in accuracy but left out of macro-F1: N F1 2*2/(2+3), Q F1 2*1/(2+1) not averaged
     y, predicted = np.array([0, 0, 4, 4]), np.array([0, 0, 0, 4])
     with_q = classification_report(y, np.eye(5)[predicted], ["N", "S", "V", "F", "Q"], ["N", "S", "V", "F"])
