@@ -703,7 +703,7 @@ def test_rhythm_runs_on_a_database_of_two_lead_records_and_evaluate_refuses_a_re
     best = out / "checkpoints" / "best.pt"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["splits"]["val_records"] == 0 and metrics["monitor"] == "-train_loss (no validation split)"
-    assert load_checkpoint(best)["test_names"] == metrics["splits"]["test_names"]
+    assert load_checkpoint(best)["splits"]["test_names"] == metrics["splits"]["test_names"]
     name = metrics["splits"]["test_names"][0]
     assert cli_main(["predict", str(best), str(db / name), "--out-dir", str(tmp_path / "labels")]) == 0  # reads chest
     assert cli_main(["evaluate", str(best), "--data-dir", str(db)]) == 0
@@ -712,6 +712,11 @@ def test_rhythm_runs_on_a_database_of_two_lead_records_and_evaluate_refuses_a_re
     assert cli_main(["evaluate", str(best), "--data-dir", str(db)]) == 1
     assert "the database's records or labels changed since, and the model may have trained on records it would " \
            "now be tested on" in capsys.readouterr().err
+    older = load_checkpoint(best)  # a checkpoint from before splits were kept: its test records' names alone
+    older["test_names"] = older.pop("splits")["test_names"]
+    torch.save(older, tmp_path / "older.pt")
+    assert cli_main(["evaluate", str(tmp_path / "older.pt"), "--data-dir", str(db)]) == 1
+    assert "the model may have trained on records it would now be tested on" in capsys.readouterr().err
     short = tmp_path / "short"
     short.mkdir()
     record = wfdb.rdrecord(str(db / name))
