@@ -39,7 +39,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
     warmup_epochs = cfg.warmup_epochs
     if cfg.schedule != "constant" and warmup_epochs >= cfg.epochs:
         warmup_epochs = WARMUP_SHARE * cfg.epochs
-        warnings.warn(f"warmup_epochs={cfg.warmup_epochs:g} is not shorter than the run ({cfg.epochs} epochs): the "
+        warnings.warn(f"warmup_epochs={cfg.warmup_epochs:g} is not shorter than the run ({cfg.epochs} epoch{'s' * (cfg.epochs != 1)}): the "
                       f"learning rate would rise until the end; warming up over the first {warmup_epochs:g} epochs "
                       "(30%) instead. Set warmup_epochs below epochs to choose.", stacklevel=2)
     warmup = min(int(warmup_epochs * steps_per_epoch), total - 1)
