@@ -19,7 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from .arguments import CONFIG_DIR, THREADS_HELP, resolve_config, seed_value, thread_count
+from . import arguments
+from .arguments import THREADS_HELP, resolve_config, seed_value, thread_count
 from .models.tta import TTA_MODES
 from .training.config import load_config, parse_overrides
 from .training.distributed import launched_rank
@@ -53,9 +54,9 @@ def _train_config_path(name: str | None) -> Path | None:
     """``--config``, else the main job's file; without experiments/configs (an installed wheel),
     the built-in defaults, with a warning: they differ from the main job (all 8 RR features, no
     head MLP or modality dropout)."""
-    if name is not None or (CONFIG_DIR / f"{MAIN_JOB}.toml").is_file():
+    if name is not None or (arguments.CONFIG_DIR / f"{MAIN_JOB}.toml").is_file():
         return resolve_config(name or MAIN_JOB)
-    print(f"warning: {CONFIG_DIR / MAIN_JOB}.toml not found (not a source checkout); training with the built-in "
+    print(f"warning: {arguments.CONFIG_DIR / MAIN_JOB}.toml not found (not a source checkout); training with the built-in "
           "defaults, which differ from the main job (see its config file in the repository)", file=sys.stderr)
     return None
 

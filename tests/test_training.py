@@ -25,6 +25,7 @@ from msresnet1d.training.metrics import (
     cinc_score,
     classification_report,
     confusion_matrix,
+    ec57,
     format_per_group,
     format_report,
     per_class,
@@ -92,9 +93,15 @@ def test_metrics_against_a_hand_computed_confusion_matrix():
     assert report["confusion_matrix"] == cm.tolist()
     assert report["accuracy"] == pytest.approx(66 / 79)
     assert report["macro_f1"] == pytest.approx(np.mean([100 / 110, 12 / 19, 18 / 24, 2 / 5]))
-    # EC57's V: the F beat called V is no false positive (V +P 9/11, not 9/12); Se unchanged
-    assert report["ec57_v"] == pytest.approx({"se": 9 / 12, "ppv": 9 / 11, "f1": 18 / 23})
-    assert "V by EC57's rule (F and Q beats called V not counted against it): +P 81.8   F1 78.3" in format_report(report)
+    # EC57's V: the F beat called V is no false positive (V +P 9/11, not 9/12); Se unchanged; S has no Q beat called S
+    assert report["ec57"]["V"] == pytest.approx({"se": 9 / 12, "ppv": 9 / 11, "f1": 18 / 23})
+    assert report["ec57"]["S"] == pytest.approx({"se": 0.6, "ppv": 6 / 9, "f1": 12 / 19})
+    assert ("by EC57's rules (F and Q beats called V, Q beats called S not counted against +P): S +P 66.7 F1 63.2   "
+            "V +P 81.8 F1 78.3") in format_report(report)
+    with_q_as_s = cm.copy()
+    with_q_as_s[4, 1] = 3  # three Q beats called S: excused from S's +P by EC57, counted one-vs-rest
+    by_rules = ec57(with_q_as_s, ["N", "S", "V", "F", "Q"])
+    assert by_rules["S"]["ppv"] == pytest.approx(6 / 9) and per_class(with_q_as_s)["ppv"][1] == pytest.approx(6 / 12)
     # Q is counted in accuracy but left out of macro-F1: N F1 2*2/(2+3), Q F1 2*1/(2+1) not averaged
     y, predicted = np.array([0, 0, 4, 4]), np.array([0, 0, 0, 4])
     with_q = classification_report(y, np.eye(5)[predicted], ["N", "S", "V", "F", "Q"], ["N", "S", "V", "F"])
@@ -187,6 +194,10 @@ def test_warm_up_takes_its_share_of_the_run_or_30_percent_of_a_shortened_one(sch
             rates = _rates(TrainConfig(epochs=epochs, warmup_epochs=warmup, schedule=schedule, lr=0.1))
         peak = int(np.argmax(rates))
         assert abs(peak - 0.3 * len(rates)) <= 1 and rates[-1] < 0.05 * max(rates)  # it decays to about 0
+    if schedule == "onecycle":  # under 4 steps one-cycle is a constant rate: no warm-up to adjust, no warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert set(_rates(TrainConfig(epochs=1, warmup_epochs=1.0, schedule=schedule, lr=0.1), 3)) == {0.1}
 
 
 def test_class_weights_and_focal_loss():
@@ -604,7 +615,8 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     other["splits"]["train_beats"]["N"] += 1
     torch.save(other, tmp_path / "other.pt")
     refused = _cli("evaluate", str(tmp_path / "other.pt"))
-    assert refused.returncode == 1 and "its run's train_beats was {'N': " in refused.stderr
+    assert refused.returncode == 1 and "its run's train_beats differs in this rebuild" in refused.stderr
+    assert f"({{'N': {other['splits']['train_beats']['N']}, " in refused.stderr
     assert "that is other data than the run trained and was tested on (the embedded sample" in refused.stderr
     # per record: the test records in order, and their beats add up to the whole split's Se
     per = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--per-record", "--json", str(tmp_path / "per.json"))
@@ -1006,6 +1018,27 @@ def test_the_test_split_is_predicted_once_after_training_and_the_lowest_training
     assert result["best_epoch"] == 1
 
 
+def test_a_rebuild_that_splits_other_data_is_named():
+    from types import SimpleNamespace
+
+    from msresnet1d.training.engine import check_same_splits
+
+    names = [str(r) for r in range(100, 120)]
+    task = SimpleNamespace(splits={"database": "/b/mitdb", "train_records": names[1:] + ["999"], "fold": 0})
+    saved = {"splits": {"train_records": names, "fold": 0}}
+    with pytest.raises(ValueError, match=r"^ckpt: its run's train_records differs in this rebuild of its splits from "
+                                         r"/b/mitdb \(20 then, 20 now; in one only: 100, 999\): that is other data"):
+        check_same_splits(saved, task, "ckpt")
+    task.splits["train_records"] = names[::-1]
+    with pytest.raises(ValueError, match=r"\(20 then, 20 now \(the same names in another order\)\)"):
+        check_same_splits(saved, task, "ckpt")
+    task.splits.update(train_records=names, fold=1)
+    with pytest.raises(ValueError, match=r"its run's fold differs .*\(0 then, 1 now\)"):
+        check_same_splits(saved, task, "ckpt")
+    check_same_splits({"splits": {**saved["splits"], "fold": 1}}, task, "ckpt")  # the same splits, elsewhere: fine
+    check_same_splits({}, task, "ckpt")  # a checkpoint from before splits were kept, of a task without test names
+
+
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
     result = _cli("train", "--config", str(_config(tmp_path, 2)), "--out", str(out), "--quiet", "--set", "lr=1e30",
@@ -1274,11 +1307,11 @@ def test_every_shipped_config_loads_and_builds_its_model(path):
 
 
 def test_train_without_config_runs_the_main_job_file(tmp_path, monkeypatch, capsys):
-    from msresnet1d import cli
+    from msresnet1d import arguments, cli
 
     assert cli._train_config_path(None) == REPO / "experiments" / "configs" / "mitdb_beats.toml"
     assert cli._train_config_path("fashion_mnist_28").name == "fashion_mnist_28.toml"
-    monkeypatch.setattr(cli, "CONFIG_DIR", tmp_path)  # an installed wheel: no experiments/configs
+    monkeypatch.setattr(arguments, "CONFIG_DIR", tmp_path)  # an installed wheel: no experiments/configs
     assert cli._train_config_path(None) is None
     assert "mitdb_beats.toml not found" in capsys.readouterr().err
 

@@ -72,20 +72,25 @@ def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path) ->
     check_compatible({"config": before}, now, path, RESUME_KEYS)
 
 
-def _brief(value: Any) -> str:
-    """A split's entry for a message: a long list as its length and first items."""
-    if isinstance(value, (list, tuple)) and len(value) > 6:
-        return f"{len(value)} items ({', '.join(map(str, value[:3]))}, ...)"
-    return str(value)
+def _differing(before: Any, now: Any) -> str:
+    """How two entries of a split differ, for a message: for lists of names, their count and a
+    few names that only one of them holds; else both values."""
+    if isinstance(before, (list, tuple)) and isinstance(now, (list, tuple)):
+        only = sorted(set(map(str, before)) ^ set(map(str, now)))
+        shown = f"; in one only: {', '.join(only[:5])}{', ...' if len(only) > 5 else ''}" if only else \
+            " (the same names in another order)"
+        return f"{len(before)} then, {len(now)} now{shown}"
+    return f"{before} then, {now} now"
 
 
 def check_same_splits(ckpt: dict, task: Task, source: str) -> None:
     """Raise ValueError if ``task``, rebuilt from the data, does not split it as the run that
-    wrote ``ckpt`` did (its ``splits``: records and class counts of each split, the database
-    folder aside, so that a copy elsewhere passes). A difference means other data: the embedded
-    sample for the full database, a partial or edited copy, or records or labels changed since,
-    and then the rebuilt test split may even hold records the model trained on. Checkpoints from
-    before ``splits`` was stored are compared on their ``test_names`` (CinC 2017's) only."""
+    wrote ``ckpt`` did. Checkpoints keep ``splits`` (the database folder aside, so that a copy
+    elsewhere passes): MIT-BIH's records and beats per class of each split, CinC 2017's record
+    counts and test record names, Fashion-MNIST's image counts. A difference means other data: the
+    embedded sample for the full database, a partial or edited copy, or records or labels changed
+    since, and then the rebuilt test split may even hold records the model trained on. Checkpoints
+    from before ``splits`` was stored are compared on their ``test_names`` (CinC 2017's) only."""
     saved = ckpt.get("splits", {"test_names": ckpt["test_names"]} if "test_names" in ckpt else {})
     now = {key: value for key, value in task.splits.items() if key != "database"}
     where = task.splits.get("database", "the data found")
@@ -95,12 +100,12 @@ def check_same_splits(ckpt: dict, task: Task, source: str) -> None:
         raise ValueError(f"{source}: its run tested {len(tested)} records, this rebuild of its splits from {where} "
                          f"tests {len(names)}, {other} of them not in the run's test split: the database's records or "
                          "labels changed since, and the model may have trained on records it would now be tested on")
-    for key in sorted(set(saved) & set(now)):
+    for key in sorted(set(saved) & set(now) - {"test_names"}):  # the test records are compared as a set, above
         if saved[key] != now[key]:
-            raise ValueError(f"{source}: its run's {key} was {_brief(saved[key])}, this rebuild of its splits from "
-                             f"{where} gives {_brief(now[key])}: that is other data than the run trained and was "
-                             "tested on (the embedded sample, or a partial or edited copy?); give the database it "
-                             "trained on (--data-dir, or MSRESNET1D_DATA)")
+            raise ValueError(f"{source}: its run's {key} differs in this rebuild of its splits from {where} "
+                             f"({_differing(saved[key], now[key])}): that is other data than the run trained and "
+                             "was tested on (the embedded sample, or a partial or edited copy?); give the database "
+                             "it trained on (--data-dir, or MSRESNET1D_DATA)")
 
 
 class TrainingError(RuntimeError):

@@ -77,7 +77,7 @@ def classification_report(
 
     Returns a dict with ``accuracy``, ``macro_f1``, ``macro_auc``, ``confusion_matrix`` and
     ``per_class`` {name: {se, ppv, sp, f1, support}}; plus ``cinc_score`` when the classes are
-    CinC 2017's, and ``ec57_v`` (:func:`ec57_ventricular`) when they are AAMI's.
+    CinC 2017's, and ``ec57`` (:func:`ec57`: S and V by EC57's rules) when they are AAMI's.
     """
     y_true = np.asarray(y_true)
     y_pred = probabilities.argmax(axis=1)
@@ -99,23 +99,31 @@ def classification_report(
     if set(CINC_SCORED) <= set(class_names):
         report["cinc_score"] = cinc_score(cm, class_names)
     if set(AAMI_SCORED) <= set(class_names):
-        report["ec57_v"] = ec57_ventricular(cm, class_names)
+        report["ec57"] = ec57(cm, class_names)
     return report
 
 
-def ec57_ventricular(cm: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
-    """V's Se, +P and F1 by EC57's rule for ventricular ectopic beats: a fusion (F) beat called V
-    is not a false positive (it is partly ventricular), nor, here, an unclassifiable Q beat.
-    :func:`per_class` counts every beat called V that is not V against V's +P, F and Q included;
-    published inter-patient V +P figures follow EC57."""
+#: EC57's gross statistics, as PhysioNet's ``bxb`` computes them: per ectopic class, the
+#: reference classes whose beats called that class are not false positives (a fusion beat is
+#: partly ventricular; Q beats are unclassifiable).
+EC57_EXCUSED: dict[str, tuple[str, ...]] = {"S": ("Q",), "V": ("F", "Q")}
+
+
+def ec57(cm: np.ndarray, class_names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """S's and V's Se, +P and F1 with :data:`EC57_EXCUSED` beats not counted against +P
+    (Se is unchanged; EC57 defines no F1, it is derived from its Se and +P). :func:`per_class`
+    is one-vs-rest: it counts every beat called S or V that is not, F and Q included."""
     names = list(class_names)
-    v = names.index("V")
-    excused = np.array(cm, dtype=np.float64)
-    for name in ("F", "Q"):
-        if name in names:
-            excused[names.index(name), v] = 0  # neither a hit nor a false positive of V
-    stats = per_class(excused)
-    return {key: float(stats[key][v]) for key in ("se", "ppv", "f1")}
+    out = {}
+    for ectopic, excused in EC57_EXCUSED.items():
+        c = names.index(ectopic)
+        counted = np.array(cm, dtype=np.float64)
+        for name in excused:
+            if name in names:
+                counted[names.index(name), c] = 0  # neither a hit nor a false positive of this class
+        stats = per_class(counted)
+        out[ectopic] = {key: float(stats[key][c]) for key in ("se", "ppv", "f1")}
+    return out
 
 
 def json_safe(value):
@@ -155,9 +163,11 @@ def format_report(report: dict, title: str = "") -> str:
     if "cinc_score" in report:
         summary += f"   CinC 2017 score {report['cinc_score']:.3f}"
     lines.append(summary)
-    if "ec57_v" in report and np.isfinite(report["ec57_v"]["ppv"]):
-        lines.append(f"V by EC57's rule (F and Q beats called V not counted against it): +P "
-                     f"{100 * report['ec57_v']['ppv']:.1f}   F1 {100 * report['ec57_v']['f1']:.1f}")
+    if "ec57" in report:
+        cells = "   ".join(f"{c} +P {100 * v['ppv']:.1f} F1 {100 * v['f1']:.1f}" for c, v in report["ec57"].items()
+                           if np.isfinite(v["ppv"]))
+        if cells:
+            lines.append(f"by EC57's rules (F and Q beats called V, Q beats called S not counted against +P): {cells}")
     return "\n".join(lines)
 
 

@@ -37,7 +37,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
     usual share), with a warning."""
     total = cfg.epochs * steps_per_epoch
     warmup_epochs = cfg.warmup_epochs
-    if cfg.schedule != "constant" and warmup_epochs >= cfg.epochs:
+    warms_up = cfg.schedule == "cosine" or (cfg.schedule == "onecycle" and total >= 4)
+    if warms_up and warmup_epochs >= cfg.epochs:
         warmup_epochs = WARMUP_SHARE * cfg.epochs
         warnings.warn(f"warmup_epochs={cfg.warmup_epochs:g} is not shorter than the run ({cfg.epochs} epoch{'s' * (cfg.epochs != 1)}): the "
                       f"learning rate would rise until the end; warming up over the first {warmup_epochs:g} epochs "
