@@ -364,7 +364,8 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             torch.manual_seed(int(epoch_generator(self._seed, epoch).initial_seed()))  # dropout
             loader.set_epoch(epoch)
             try:
-                loss, _ = train_one_epoch(self.model_, loader, loss_fn, optimizer, scheduler, grad_clip=cfg.grad_clip)
+                loss, _, _ = train_one_epoch(self.model_, loader, loss_fn, optimizer, scheduler,
+                                             grad_clip=cfg.grad_clip)
             except TrainingError as e:
                 raise TrainingError(f"{type(self).__name__}: {e} at epoch {epoch + 1}; try a lower lr or "
                                     "grad_clip > 0") from None

@@ -1,5 +1,6 @@
 """The training engine and the `msresnet1d` command, on the embedded MIT-BIH sample (in the repo)."""
 
+import csv
 import dataclasses
 import json
 import os
@@ -198,6 +199,23 @@ def test_warm_up_takes_its_share_of_the_run_or_30_percent_of_a_shortened_one(sch
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert set(_rates(TrainConfig(epochs=1, warmup_epochs=1.0, schedule=schedule, lr=0.1), 3)) == {0.1}
+
+
+def test_one_epoch_reports_the_training_batches_accuracy():
+    from msresnet1d.training.engine import train_one_epoch
+
+    model = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.copy_(torch.tensor([1.0, 0.0, 0.0]))  # always class 0
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    batches = [(torch.zeros(4, 2), torch.tensor([0, 1, 0, 2])), (torch.zeros(2, 2), torch.tensor([0, 0]))]
+    loss, seen, accuracy = train_one_epoch(model, batches, torch.nn.CrossEntropyLoss(), optimizer, scheduler)
+    assert seen == 6 and accuracy == pytest.approx(4 / 6) and loss > 0  # d2l's "train acc", over the batches
+    _, _, regression = train_one_epoch(model, [(torch.zeros(2, 2), torch.zeros(2, 3))], torch.nn.MSELoss(),
+                                       optimizer, scheduler)
+    assert np.isnan(regression)  # no classes, no accuracy
 
 
 def test_class_weights_and_focal_loss():
@@ -597,6 +615,8 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     assert not set(metrics["splits"]["train_records"]) & set(metrics["splits"]["test_records"])
     assert metrics["test"]["n"] == sum(metrics["splits"]["test_beats"].values())
     assert len((out / "log.csv").read_text().splitlines()) == 3  # header + 2 epochs
+    with open(out / "log.csv", newline="") as f:
+        assert all(0 <= float(row["train_accuracy"]) <= 1 for row in csv.DictReader(f))
     # A second run into the same folder must not overwrite it.
     again = _cli("train", "--config", str(_config(tmp_path, epochs=2)), "--out", str(out), "--quiet")
     assert again.returncode == 1 and "already holds a run" in again.stderr
@@ -988,8 +1008,6 @@ def test_early_stopping_survives_resume_and_undefined_scores_select_nothing(tmp_
 
 def test_the_test_split_is_predicted_once_after_training_and_the_lowest_training_loss_selects_without_validation(
         tmp_path, monkeypatch):
-    import csv
-
     from msresnet1d.training import tasks
     from msresnet1d.training.run import train
 

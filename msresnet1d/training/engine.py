@@ -288,9 +288,9 @@ class Trainer:
             bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{seen / (time.perf_counter() - start):.0f}")
 
         try:
-            mean_loss, seen = train_one_epoch(self.train_model, bar, self.loss_fn, self.optimizer, self.scheduler,
-                                              grad_clip=self.cfg.grad_clip, bf16=self.cfg.bf16, device=self.device,
-                                              on_batch=after_step)
+            mean_loss, seen, accuracy = train_one_epoch(self.train_model, bar, self.loss_fn, self.optimizer,
+                                                        self.scheduler, grad_clip=self.cfg.grad_clip, bf16=self.cfg.bf16,
+                                                        device=self.device, on_batch=after_step)
         except TrainingError as e:
             last = self.ckpt_dir / "last.pt"
             kept = (f"the last good checkpoint is kept in {last}" if last.is_file() else
@@ -300,7 +300,8 @@ class Trainer:
         elapsed = time.perf_counter() - start
         # over every rank's shard: without validation the loss selects the epoch, and all ranks must agree
         mean_loss = self.dist.weighted_mean(mean_loss, seen)
-        return {"train_loss": mean_loss, "train_samples_per_s": seen * self.dist.world_size / elapsed,
+        accuracy = self.dist.weighted_mean(accuracy, seen)
+        return {"train_loss": mean_loss, "train_accuracy": accuracy, "train_samples_per_s": seen * self.dist.world_size / elapsed,
                 "train_seconds": elapsed, "lr": self.scheduler.get_last_lr()[0]}
 
     def evaluate(self, split: str) -> dict:
@@ -394,18 +395,20 @@ def train_one_epoch(
     bf16: bool = False,
     device: torch.device = torch.device("cpu"),
     on_batch: Callable[[float, int], None] | None = None,
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     """One optimisation pass over ``batches`` of ``(x, y)`` or ``(x, extra, y)``.
 
     Steps the scheduler every batch, clips the gradient norm when ``grad_clip > 0``, runs the
     forward pass under bfloat16 autocast when ``bf16``, and calls ``on_batch(mean loss, samples
-    seen)`` after each batch. Returns (mean loss, samples seen).
+    seen)`` after each batch. Returns (mean loss, samples seen, accuracy): the accuracy of the
+    training batches as the model saw them (training mode, augmented), d2l's "train acc"; NaN
+    for targets that are not class indices (regression).
 
     Raises:
         TrainingError: the loss is not finite (the weights are not updated by that batch).
     """
     model.train()
-    total, seen = 0.0, 0
+    total, seen, correct = 0.0, 0, 0
     for batch in batches:
         *inputs, target = (t.to(device, non_blocking=True) for t in batch)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -421,6 +424,10 @@ def train_one_epoch(
         scheduler.step()
         total += loss.item() * len(target)
         seen += len(target)
+        if not target.is_floating_point():
+            correct += int((output.argmax(dim=1) == target).sum())
         if on_batch is not None:
             on_batch(total / seen, seen)
-    return total / max(seen, 1), seen
+    if not seen or target.is_floating_point():  # no batch, or regression targets
+        return total / max(seen, 1), seen, float("nan")
+    return total / seen, seen, correct / seen
