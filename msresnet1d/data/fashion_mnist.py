@@ -284,8 +284,8 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
 
 
 def _unknown_host(exc: BaseException) -> bool:
-    """Whether ``exc`` says the host name does not exist (DNS's definite answer, or none at all
-    offline), which retrying will not change; a temporary DNS failure is retried."""
+    """Whether ``exc`` says the host name does not exist (DNS's definite answer, EAI_NONAME), which
+    retrying will not change; a temporary DNS failure (EAI_AGAIN) is retried."""
     reason = getattr(exc, "reason", None)
     return isinstance(reason, socket.gaierror) and reason.errno == socket.EAI_NONAME
 
@@ -336,8 +336,8 @@ def download_fashion_mnist(
     temporary file in ``dest`` and moved into place with ``os.replace``: a failed download leaves
     no file behind. Mirrors are tried in order, each up to ``retries`` times, sleeping
     ``backoff_s * attempt`` seconds between attempts; a mirror whose host name does not exist
-    (DNS says so, as it does on many offline machines) is tried once. ``timeout_s`` bounds each
-    wait for a connection or for data, in seconds.
+    (DNS's definite answer, which this machine also gets offline) is tried once. ``timeout_s``
+    bounds each wait for a connection or for data, in seconds.
 
     Returns:
         ``dest`` as a Path.

@@ -33,16 +33,17 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
     """A per-step schedule: one-cycle (warm-up fraction = warmup_epochs / epochs), cosine decay
     after a linear warm-up of ``warmup_epochs``, or constant (also one-cycle's stand-in when a
     run has fewer than 4 steps). A warm-up as long as the run or longer (a recipe shortened with
-    ``--epochs``), which would raise the rate until the end, becomes 30% of the run (one-cycle's
-    usual share), with a warning."""
+    ``--epochs``), which would raise the rate until the end, becomes :data:`WARMUP_SHARE` of the
+    run (30%, one-cycle's usual share), with a warning."""
     total = cfg.epochs * steps_per_epoch
     warmup_epochs = cfg.warmup_epochs
     warms_up = cfg.schedule == "cosine" or (cfg.schedule == "onecycle" and total >= 4)
     if warms_up and warmup_epochs >= cfg.epochs:
         warmup_epochs = WARMUP_SHARE * cfg.epochs
-        warnings.warn(f"warmup_epochs={cfg.warmup_epochs:g} is not shorter than the run ({cfg.epochs} epoch{'s' * (cfg.epochs != 1)}): the "
-                      f"learning rate would rise until the end; warming up over the first {warmup_epochs:g} epochs "
-                      "(30%) instead. Set warmup_epochs below epochs to choose.", stacklevel=2)
+        run = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
+        warnings.warn(f"warmup_epochs={cfg.warmup_epochs:g} is not shorter than the run ({run}): the learning rate "
+                      f"would rise until the end; warming up over the first {warmup_epochs:g} epochs "
+                      f"({WARMUP_SHARE:.0%}) instead. Set warmup_epochs below epochs to choose.", stacklevel=2)
     warmup = min(int(warmup_epochs * steps_per_epoch), total - 1)
     if cfg.schedule == "onecycle" and total >= 4:
         # OneCycleLR needs at least two steps in each of its rising and falling phases.
