@@ -26,7 +26,8 @@ def _input_shape(input_shape: Sequence[int] | torch.Tensor) -> tuple[int, ...]:
     return tuple(int(n) for n in shape)
 
 
-def _run_with_hooks(model: nn.Module, input_shape: Sequence[int], modules: dict[str, nn.Module], hook) -> None:
+def _run_with_hooks(model: nn.Module, input_shape: Sequence[int] | torch.Tensor, modules: dict[str, nn.Module],
+                    hook) -> None:
     input_shape = _input_shape(input_shape)
     handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
     try:

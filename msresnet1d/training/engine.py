@@ -83,6 +83,12 @@ def _differing(before: Any, now: Any) -> str:
     return f"{before} then, {now} now"
 
 
+def split_contents(task: Task) -> dict[str, Any]:
+    """What each split of ``task`` holds (records, class counts; the database folder aside, so
+    that a copy elsewhere compares equal): what checkpoints keep as ``splits``."""
+    return {key: value for key, value in task.splits.items() if key != "database"}
+
+
 def check_same_splits(ckpt: dict, task: Task, source: str) -> None:
     """Raise ValueError if ``task``, rebuilt from the data, does not split it as the run that
     wrote ``ckpt`` did. Checkpoints keep ``splits`` (the database folder aside, so that a copy
@@ -92,7 +98,7 @@ def check_same_splits(ckpt: dict, task: Task, source: str) -> None:
     since, and then the rebuilt test split may even hold records the model trained on. Checkpoints
     from before ``splits`` was stored are compared on their ``test_names`` (CinC 2017's) only."""
     saved = ckpt.get("splits", {"test_names": ckpt["test_names"]} if "test_names" in ckpt else {})
-    now = {key: value for key, value in task.splits.items() if key != "database"}
+    now = split_contents(task)
     where = task.splits.get("database", "the data found")
     tested, names = saved.get("test_names"), now.get("test_names")
     if tested is not None and names is not None and set(tested) != set(names):
@@ -200,13 +206,8 @@ class Trainer:
             "class_names": list(self.task.class_names),
             "task_state": self.task.state,
             "database": self.task.splits.get("database"),  # the folder found, so a resume cannot switch it
-            "splits": self._splits(),
+            "splits": split_contents(self.task),
         }
-
-    def _splits(self) -> dict[str, Any]:
-        """What each split holds (records, class counts; the database folder aside), so that
-        evaluation and resumes can refuse a rebuild from other data (:func:`check_same_splits`)."""
-        return {key: value for key, value in self.task.splits.items() if key != "database"}
 
     def resume(self) -> None:
         """Continue from ``checkpoints/last.pt`` (no-op with a warning if there is none)."""
@@ -252,7 +253,7 @@ class Trainer:
         if self.dist.is_main:
             atomic_save({"format": FORMAT_VERSION, "epoch": epoch, "config": self.cfg.to_dict(),
                          "model": self.evaluated.state_dict(), "class_names": list(self.task.class_names),
-                         "task_state": self.task.state, "splits": self._splits()}, self.ckpt_dir / "best.pt")
+                         "task_state": self.task.state, "splits": split_contents(self.task)}, self.ckpt_dir / "best.pt")
 
     def _save(self, epoch: int, is_best: bool) -> None:
         """``last.pt``, then ``best.pt`` if this epoch is selected: killed in between, the resume finds
@@ -301,8 +302,9 @@ class Trainer:
         # over every rank's shard: without validation the loss selects the epoch, and all ranks must agree
         mean_loss = self.dist.weighted_mean(mean_loss, seen)
         accuracy = self.dist.weighted_mean(accuracy, seen)
-        return {"train_loss": mean_loss, "train_accuracy": accuracy, "train_samples_per_s": seen * self.dist.world_size / elapsed,
-                "train_seconds": elapsed, "lr": self.scheduler.get_last_lr()[0]}
+        return {"train_loss": mean_loss, "train_accuracy": accuracy,
+                "train_samples_per_s": seen * self.dist.world_size / elapsed, "train_seconds": elapsed,
+                "lr": self.scheduler.get_last_lr()[0]}
 
     def evaluate(self, split: str) -> dict:
         """Metrics of :attr:`evaluated` on ``"val"`` or ``"test"`` (see :meth:`Task.predict`), run
