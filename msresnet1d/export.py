@@ -138,6 +138,8 @@ def export_onnx(
     with evaluating(model), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        with torch.no_grad():
+            num_outputs = model(*inputs).shape[1]
         torch.onnx.export(
             model,
             inputs,
@@ -149,6 +151,8 @@ def export_onnx(
             opset_version=opset,
         )
     proto = onnx.load_from_string(buffer.getvalue())
+    # K is static; the exporter leaves it symbolic when no linear layer fixes it (num_classes=0: the features)
+    proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value = num_outputs
     onnx.helper.set_model_props(
         proto, {"min_input_size": str(model.min_input_size), "total_stride": str(model.total_stride)}
     )

@@ -56,6 +56,7 @@ from torch import nn
 from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
 from msresnet1d.data.preprocess import Normalization, check_band, preprocess_signal
 from msresnet1d.models import create_model
+from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
 from msresnet1d.training.config import TrainConfig
 from msresnet1d.training.engine import TrainingError, train_one_epoch
@@ -321,8 +322,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _build_model(self, n_outputs: int, seed: int) -> nn.Module:
         """The network for ``n_channels_`` input channels and ``n_outputs`` outputs, initialised from ``seed``."""
         torch.manual_seed(seed)
-        # num_classes sizes the linear head of every registered model (classes or regression outputs).
-        model = create_model(self.model, in_channels=self.n_channels_, num_classes=n_outputs,
+        model = create_model(self.model, in_channels=self.n_channels_, **self._head_size(n_outputs),
                              **(self.model_kwargs or {}))
         if model.dims != 1:
             raise ValueError(
@@ -330,6 +330,11 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 "(n_samples, n_channels, n_timepoints) need a 1-D one"
             )
         return model
+
+    def _head_size(self, n_outputs: int) -> dict[str, int]:
+        """The network's keyword argument that sizes its linear head: ``num_classes`` (every
+        registered model has it)."""
+        return {"num_classes": n_outputs}
 
     def _fit_length(self, signals: np.ndarray, model: nn.Module) -> np.ndarray:
         """Signals (n_samples, n_channels, n_timepoints) at least as long as ``model`` needs:
@@ -588,6 +593,11 @@ class MSResNet1dRegressor(RegressorMixin, _NetworkEstimator):
 
     def _loss(self, cfg: TrainConfig, targets: np.ndarray) -> nn.Module:
         return nn.MSELoss()
+
+    def _head_size(self, n_outputs: int) -> dict[str, int]:
+        """``out_features`` where the network has a regression head of its own (MSResNet1d),
+        else ``num_classes``: a linear head either way."""
+        return {"out_features" if "out_features" in model_options(self.model) else "num_classes": n_outputs}
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted targets, float64 (n_samples,) or (n_samples, n_outputs) like y in fit.

@@ -67,6 +67,22 @@ def test_onnx_matches_eager(tmp_path, name, fusion, extra):
         np.testing.assert_allclose(predictor.predict(*x), expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("extra", [0, 3])
+def test_a_model_without_linear_layer_exports_its_embedding(tmp_path, extra):
+    # timm's num_classes=0: the files give the pooled features, and say how many
+    model = create_model("msresnet1d_beat", num_classes=0, extra_features=extra).eval()
+    width = model.num_features + extra
+    onnx_predictor = OnnxPredictor(export_onnx(model, tmp_path / "model.onnx"), threads=1)
+    assert onnx_predictor.num_outputs == width  # the exporter left this axis symbolic: it is fixed
+    scripted = torch.jit.load(str(export_torchscript(model, tmp_path / "model.pt")))
+    for batch, length in _shapes(model):
+        x = _inputs(model, batch, length)
+        expected = model(*x).detach().numpy()
+        assert expected.shape == (batch, width)
+        np.testing.assert_allclose(onnx_predictor.predict(*x), expected, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(scripted(*x).detach().numpy(), expected, atol=1e-4, rtol=0)
+
+
 def test_scripted_model_keeps_rr_input_and_checks(tmp_path):
     model = create_model("msresnet1d_beat", in_channels=2, extra_features=8).eval()
     loaded = torch.jit.load(str(export_torchscript(model, tmp_path / "rr.pt")))

@@ -685,7 +685,8 @@ def test_other_type_errors_pass_through_create_model_unchanged(monkeypatch):
     ({"dilations": 2}, r"dilations must be a sequence of integers >= 1, got 2"),
     ({"layers": 2}, r"layers must be a sequence of integers >= 1, got 2"),
     ({"split_by_extra": 0, "extra_features": 2}, r"split_by_extra must be a sequence of class indices, got 0"),
-    ({"num_classes": 2.0}, r"the head needs a whole number >= 1 of outputs \(num_classes or out_features\), got 2\.0"),
+    ({"num_classes": 2.0}, r"the head needs a whole number >= 0 of outputs \(num_classes or out_features; 0: no linear "
+                           r"layer\), got 2\.0"),
     ({"extra_features": 1.0}, r"extra_features must be a whole number >= 0, got 1\.0"),
     ({"drop_rate": "0.1"}, r"drop_rate must be a probability in \[0, 1\), got '0\.1'"),
     ({"block": ["basic"]}, r"block must be one of \['basic', 'bottleneck'\], got \['basic'\]"),
@@ -706,15 +707,43 @@ def test_reset_classifier_keeps_the_models_dtype_and_device():
     meta = create_model("msresnet1d_beat").to("meta")
     meta.reset_classifier(3)
     assert meta.fc.weight.is_meta
-    for bad in (0, 2.0, "3"):
-        with pytest.raises(ValueError, match=rf"num_classes must be a whole number >= 1, got {bad!r}"):
+    for bad in (-1, 2.0, "3"):
+        with pytest.raises(ValueError, match=rf"num_classes must be a whole number >= 0 \(0: no linear layer\), "
+                                             rf"got {bad!r}"):
             model.reset_classifier(bad)
 
 
+@pytest.mark.parametrize("name, shape, extra", [("msresnet1d_beat", (2, 1, 200), 0), ("msresnet1d_beat", (2, 1, 200), 3),
+                                                ("resnet18_d2l", (2, 1, 28, 28), 0)])
+def test_no_classifier_returns_the_pooled_features_as_in_timm(name, shape, extra):
+    # timm: reset_classifier(0) or create_model(..., num_classes=0) -> the model gives pre-logits features
+    options = dict(extra_features=extra, extra_hidden=4) if extra else {}
+    model = create_model(name, **options).double().eval()
+    inputs = (torch.randn(*shape, dtype=torch.float64),) + ((torch.randn(2, extra, dtype=torch.float64),) if extra else ())
+    pooled = model.forward_head(model.forward_features(inputs[0]), *inputs[1:], pre_logits=True)
+    model.reset_classifier(0)
+    assert model.num_classes == 0 and isinstance(model.get_classifier(), nn.Identity)
+    assert "fc.weight" not in model.state_dict()
+    features = model(*inputs)
+    assert features.shape == (2, model.num_features + (4 if extra else 0)) and torch.equal(features, pooled)
+    with pytest.raises(ValueError, match=r"input of dtype torch\.float32, the model's parameters are torch\.float64"):
+        model(inputs[0].float(), *inputs[1:])  # the dtype check no longer reads the linear layer
+    scripted = torch.jit.script(model)
+    assert torch.allclose(scripted(*inputs), features)
+    model.reset_classifier(3)  # and back: a linear layer in the model's dtype
+    assert model.num_classes == 3 and model.fc.weight.dtype == torch.float64 and model(*inputs).shape == (2, 3)
+    built = create_model(name, num_classes=0, **options)
+    assert built.num_classes == 0 and isinstance(built.fc, nn.Identity)
+
+
 def test_regression_head_needs_an_output():
-    with pytest.raises(ValueError, match=r"the head needs a whole number >= 1 of outputs \(num_classes or out_features\), "
-                                         "got 0"):
-        MSResNet1d(out_features=0)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match=rf"out_features must be a whole number >= 1 \(the regression outputs\), "
+                                             rf"got {bad!r}"):
+            MSResNet1d(out_features=bad)
+    with pytest.raises(ValueError, match=r"the head needs a whole number >= 0 of outputs \(num_classes or out_features; "
+                                         r"0: no linear layer\), got -1"):
+        MSResNet1d(num_classes=-1)
 
 
 @pytest.mark.parametrize("device, dtype", [("cpu", torch.float64), ("meta", torch.float32)])

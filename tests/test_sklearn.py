@@ -177,6 +177,17 @@ def test_regressor_predicts_the_frequency_and_amplitude_of_a_sine():
     assert min(r2_score(y[240:], reg.predict(X[240:]), multioutput="raw_values")) > 0.9
     one = MSResNet1dRegressor(**TINY, epochs=1, random_state=0).fit(X, frequency)
     assert one.predict(X).shape == (n,)
+    assert reg.model_.task == "regression" and one.model_.task == "regression"  # MSResNet1d's own regression head
+
+
+def test_regressor_builds_any_registered_1d_network_and_names_an_unknown_one():
+    X, y = _signals()
+    target = X[:, 0, :4].sum(axis=1)
+    reg = MSResNet1dRegressor(model="resnet1d_beat", epochs=1, warmup_epochs=0, random_state=0).fit(X, target)
+    assert reg.model_.num_classes == 1 and reg.predict(X).shape == (len(X),)  # no out_features: num_classes sizes it
+    for estimator in (MSResNet1dRegressor(model="nope"), MSResNet1dClassifier(model="nope")):
+        with pytest.raises(ValueError, match=r"unknown model 'nope'; available: msresnet1d_base, "):
+            estimator.fit(X, y if isinstance(estimator, MSResNet1dClassifier) else target)
 
 
 # --------------------------------------------------------------------------- persistence and randomness

@@ -4,7 +4,8 @@
 feature map (N, F, L') or (N, F, H', W'); ``forward_head`` pools it globally, optionally
 appends extra per-example features (e.g. RR intervals, (N, E), standardised by the caller;
 with ``extra_hidden=H`` first through a two-layer MLP E -> H -> H), and applies the linear
-layer. ``feature_drop_rate=p`` is modality dropout: in training, each example's pooled
+layer (with ``num_classes=0``, as in timm, there is none: the model returns the pooled features).
+``feature_drop_rate=p`` is modality dropout: in training, each example's pooled
 features are zeroed with probability p, so the head must also predict from the extra features
 alone and cannot ignore them once the waveform fits the training set. ``split_by_extra=(i, j,
 ...)`` lets the extra features alone divide the probability of a group of classes: the linear
@@ -37,6 +38,8 @@ class ResidualNetwork(nn.Module):
     ``total_stride`` (input samples per output position of the last stage), build
     ``self.stem`` and ``self.stages``, then call ``_build_head``."""
 
+    __jit_unused_properties__ = ["num_classes"]  # eager only: TorchScript has no isinstance for modules
+
     def __init__(self) -> None:
         super().__init__()
         self.channels_last = False
@@ -52,9 +55,9 @@ class ResidualNetwork(nn.Module):
     def _build_head(self, num_features: int, num_outputs: int, extra_features: int, drop_rate: float,
                     extra_hidden: int = 0, feature_drop_rate: float = 0.0,
                     split_by_extra: Sequence[int] = ()) -> None:
-        if not is_whole(num_outputs) or num_outputs < 1:
-            raise ValueError(f"the head needs a whole number >= 1 of outputs (num_classes or out_features), "
-                             f"got {num_outputs!r}")
+        if not is_whole(num_outputs) or num_outputs < 0:
+            raise ValueError(f"the head needs a whole number >= 0 of outputs (num_classes or out_features; "
+                             f"0: no linear layer), got {num_outputs!r}")
         for name, value in (("extra_features", extra_features), ("extra_hidden", extra_hidden)):
             if not is_whole(value) or value < 0:
                 raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
@@ -82,23 +85,32 @@ class ResidualNetwork(nn.Module):
                           if extra_hidden else nn.Identity())
         self.head_features = num_features + (extra_hidden or extra_features)
         self.dropout = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(self.head_features, num_outputs)
-        self._build_split([int(i) for i in split])
+        self._build_classifier(num_outputs, [int(i) for i in split])
 
-    def _build_split(self, split: list[int]) -> None:
+    def _build_classifier(self, num_classes: int, split: list[int], like: Optional[nn.Module] = None) -> None:
+        """The linear layer (``nn.Identity`` for 0 classes) and the ``split_by_extra`` group, on the
+        device and in the dtype of the parameters of ``like`` (PyTorch's defaults without it)."""
+        like_param = next(like.parameters()) if like is not None else torch.empty(0)
+        factory = dict(device=like_param.device, dtype=like_param.dtype)
+        self.fc = nn.Linear(self.head_features, num_classes, **factory) if num_classes else nn.Identity()
         self.split_by_extra = tuple(split)
-        self.split_fc = nn.Linear(self.head_features - self.num_features, len(split)) if split else None
+        self.split_fc = nn.Linear(self.head_features - self.num_features, len(split), **factory) if split else None
         # (G, K) selection of the group's logits, and (K,) 1 for the classes outside it: matrix products
         # instead of indexing, so that TorchScript and ONNX export see plain operations
-        select = torch.zeros(len(split), self.fc.out_features)
+        select = torch.zeros(len(split), num_classes)
         select[torch.arange(len(split)), torch.tensor(split, dtype=torch.long)] = 1.0
-        self.register_buffer("split_select", select.to(self.fc.weight), persistent=False)
-        self.register_buffer("split_keep", 1.0 - select.sum(dim=0).to(self.fc.weight), persistent=False)
+        self.register_buffer("split_select", select.to(**factory), persistent=False)
+        self.register_buffer("split_keep", 1.0 - select.sum(dim=0).to(**factory), persistent=False)
+
+    @torch.jit.unused
+    def _check_dtype(self, x: torch.Tensor, what: str) -> None:
+        check_dtype(x, next(self.parameters()).dtype, what)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> last feature map (N, num_features, *spatial')."""
         check_input(x, self.dims, self.in_channels, self.min_input_size)
-        check_dtype(x, self.fc.weight.dtype, "input")
+        if not torch.jit.is_scripting():
+            self._check_dtype(x, "input")
         if not self.channels_last:
             return self.stages(self.stem(x))
         if self.dims == 1:
@@ -126,7 +138,8 @@ class ResidualNetwork(nn.Module):
                     f"extra features must have shape ({x.shape[0]}, {self.extra_features}), "
                     f"got {list(extra.shape)}"
                 )
-            check_dtype(extra, self.fc.weight.dtype, "extra features")
+            if not torch.jit.is_scripting():
+                self._check_dtype(extra, "extra features")
             hidden = self.extra_mlp(extra)
             x = torch.cat([x, hidden], dim=1)
         elif self.extra_features > 0:
@@ -145,18 +158,20 @@ class ResidualNetwork(nn.Module):
 
     @property
     def num_classes(self) -> int:
-        """Outputs of the linear layer (classes, or ``out_features`` of a regression head), as in timm."""
-        return self.fc.out_features
+        """Outputs of the linear layer (classes, or ``out_features`` of a regression head), as in
+        timm; 0 without one (``reset_classifier(0)``)."""
+        return self.fc.out_features if isinstance(self.fc, nn.Linear) else 0
 
     def get_classifier(self) -> nn.Module:
-        """The linear layer that gives the logits (timm's name for it)."""
+        """The linear layer that gives the logits (timm's name for it; ``nn.Identity`` without one)."""
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the linear layer by a fresh one with ``num_classes`` >= 1 outputs, on the old
-        one's device and in its dtype (timm's ``num_classes=0``, no classifier, is not supported).
-        The new classes are another task's: a ``split_by_extra`` group is dropped."""
-        if not is_whole(num_classes) or num_classes < 1:
-            raise ValueError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
-        self.fc = nn.Linear(self.head_features, num_classes, device=self.fc.weight.device, dtype=self.fc.weight.dtype)
-        self._build_split([])
+        """Replace the linear layer by a fresh one with ``num_classes`` outputs, on the model's
+        device and in its dtype. As in timm, ``num_classes=0`` removes it: the model then returns
+        the pooled features, ``forward_head(..., pre_logits=True)``, (N, num_features +
+        (extra_hidden or extra_features)). The new classes are another task's: a ``split_by_extra``
+        group is dropped."""
+        if not is_whole(num_classes) or num_classes < 0:
+            raise ValueError(f"num_classes must be a whole number >= 0 (0: no linear layer), got {num_classes!r}")
+        self._build_classifier(int(num_classes), [], like=self)

@@ -146,9 +146,9 @@ def is_whole(value: object) -> bool:
 
 def check_dtype(x: torch.Tensor, dtype: torch.dtype, what: str) -> None:
     """Raise ValueError unless ``x`` (``what``: "input", "extra features") has the model's
-    parameter ``dtype``, naming both (eager mode only: TorchScript prints dtypes as numbers and
-    keeps PyTorch's own error)."""
-    if not torch.jit.is_scripting() and x.dtype != dtype:
+    parameter ``dtype``, naming both (call it in eager mode only: TorchScript prints dtypes as
+    numbers and keeps PyTorch's own error)."""
+    if x.dtype != dtype:
         hint = " (numpy arrays are float64 by default)" if x.dtype == torch.float64 else ""
         raise ValueError(f"{what} of dtype {x.dtype}, the model's parameters are {dtype}: convert it with "
                          f".to({dtype}){hint}")

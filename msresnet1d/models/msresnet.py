@@ -20,7 +20,7 @@ from torch import nn
 
 from .base import ResidualNetwork
 from .blocks import BLOCKS, Shortcut, check_layout, init_weights, make_stage, make_stem, whole_sizes
-from .layers import batchnorm, conv, min_input_size
+from .layers import batchnorm, conv, is_whole, min_input_size
 from .registry import register_model
 
 FUSIONS = ("concat", "sum", "attention", "late")
@@ -102,7 +102,8 @@ class MSResNet1d(ResidualNetwork):
 
     Args:
         in_channels: leads / channels C of the input (N, C, L).
-        num_classes: outputs of the classification head (ignored when ``out_features`` is set).
+        num_classes: outputs of the classification head (ignored when ``out_features`` is set; 0:
+            no linear layer, as in timm: the model returns the pooled features).
         out_features: build a regression head with this many outputs instead.
         kernels: kernel length of each branch, in samples (odd or even).
         dilations: dilation of each branch (default 1 for all).
@@ -162,6 +163,8 @@ class MSResNet1d(ResidualNetwork):
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         check_layout(layers, widths, block)
+        if out_features is not None and (not is_whole(out_features) or out_features < 1):
+            raise ValueError(f"out_features must be a whole number >= 1 (the regression outputs), got {out_features!r}")
         if out_features is not None and split_by_extra:
             raise ValueError(f"split_by_extra={list(split_by_extra)} divides class probabilities: not for a "
                              f"regression head (out_features={out_features})")

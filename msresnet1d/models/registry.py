@@ -28,8 +28,7 @@ def list_models(pattern: str = "*") -> list[str]:
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model; keyword arguments override the preset (``in_channels``,
     ``num_classes``, ...)."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    _check_known(name)
     try:
         return _MODELS[name](**kwargs)
     except TypeError as e:
@@ -40,6 +39,11 @@ def create_model(name: str, **kwargs) -> nn.Module:
                         f"{', '.join(sorted(model_options(name)))}") from None
 
 
+def _check_known(name: str) -> None:
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+
+
 def model_options(name: str) -> set[str]:
     """The keyword arguments ``create_model(name, ...)`` accepts: its factory's own and, where the
     factory passes ``**kwargs`` on, those of the model class it builds."""
@@ -47,6 +51,7 @@ def model_options(name: str) -> set[str]:
         return {p.name for p in inspect.signature(fn).parameters.values()
                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
 
+    _check_known(name)
     factory = _MODELS[name]
     options = named(factory)
     if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values()):

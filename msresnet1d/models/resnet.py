@@ -21,6 +21,8 @@ class ResNet(ResidualNetwork):
         block: ``"basic"`` or ``"bottleneck"``.
         widths: channels per stage (before the bottleneck expansion).
         dims: 1 for signals (N, C, L), 2 for images (N, C, H, W).
+        num_classes: outputs of the linear layer (0: none, as in timm; the model returns the
+            pooled features).
         stem_kernel / stem_stride / stem_pool: the first convolution (samples, or pixels per
             axis for images) and the max-pool.
         kernel_size: kernel of the k-convolutions in the blocks (samples, or pixels per axis).
