@@ -569,7 +569,7 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
                 "loss_fn": build_loss(cfg, y1.numpy(), 5), "batches": iter(loader), "bf16": variant == "bf16"}
 
     def step(run: dict) -> int:
-        _, seen = train_one_epoch(run["model"], [next(run["batches"])], run["loss_fn"], run["optimizer"],
+        _, seen, _ = train_one_epoch(run["model"], [next(run["batches"])], run["loss_fn"], run["optimizer"],
                                   run["scheduler"], grad_clip=cfg.grad_clip, bf16=run["bf16"])
         return seen
 

@@ -6,6 +6,8 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -650,6 +652,24 @@ def test_bench_models_refuses_bad_options_before_any_work(capsys):
         assert message in capsys.readouterr().err
     # the targets' ratio: time per sample over the batches both variants timed
     assert script._time_per_sample([1.0, 2.0, 9.0], [10, 10, 10], 2) == pytest.approx(0.15)
+
+
+def test_bench_models_times_the_speed_targets_on_the_embedded_sample(tmp_path):
+    # the section that times a DS1 epoch and DS2 inference, cut to 2 batches of each; run as users
+    # run it (its thread study starts worker processes that import the script by its name)
+    out = tmp_path / "targets.json"
+    run = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_models.py"), "--only-targets",
+                          "--data-dir", str(SAMPLE), "--epoch-batches", "2", "--target-variants", "fp32,channels_last",
+                          "--threads", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "MSRESNET1D_CACHE": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr[-3000:]
+    targets = json.loads(out.read_text())["targets"]
+    assert (targets["ds1_beats"], targets["ds2_beats"], targets["parameters"]) == (5164, 4898, 101669)
+    for variant in ("fp32", "channels_last"):
+        timed = targets["variants"][variant]
+        assert timed["train_samples_timed"] == 2 * 256 and timed["extrapolated"] and timed["epoch_s"] > 0
+    assert targets["onnxruntime"]["max_abs_diff_vs_torch"] < 1e-4
 
 
 def test_bench_scripts_refuse_bad_options_and_data_folders_before_any_work(tmp_path, capsys):
