@@ -33,8 +33,9 @@ def test_model_examples_run_and_give_the_shapes_in_their_comments(capsys):
             name, shape = match.group(1), tuple(int(n) for n in match.group(2).split(", "))
             assert tuple(namespace[name].shape) == shape, f"README: {line.strip()!r}"
             checked += 1
-    assert checked == 3  # logits, features, embedding
-    assert namespace["model"].num_classes == 3  # after reset_classifier(3)
+    assert checked == 4  # logits, features, embedding, pooled
+    assert torch.equal(namespace["pooled"], namespace["embedding"])  # dropout 0: training mode changes nothing
+    assert tuple(namespace["head"].weight.shape) == (3, 64) and namespace["model"].num_classes == 0
     assert "msresnet1d_beat" in capsys.readouterr().out  # the summary and list_models printed
     exec(compile(second, "README.md (speed switches)", "exec"), namespace)
     assert not namespace["fast"].training
