@@ -2,8 +2,8 @@
 
 ``msresnet1d train`` with no arguments is the main job: MIT-BIH inter-patient beat
 classification (DS1 -> DS2) with the multi-scale beat model, on the full database when it is
-found ($MSRESNET1D_DATA/mitdb, datasets/mitdb or the download folder) and on the embedded sample
-otherwise.
+found ($MSRESNET1D_DATA/mitdb, datasets/mitdb or the download folder) and, when
+$MSRESNET1D_DATA is unset, on the embedded sample otherwise.
 """
 
 from __future__ import annotations
@@ -147,6 +147,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from . import __version__
     from .data import DataError, find_database
+    from .data.locate import is_embedded_sample
     from .models import count_flops, count_parameters, create_model, list_models
 
     print(f"msresnet1d {__version__}, torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
@@ -159,13 +160,13 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"{model.min_input_size:>12}")
     print("\ndatasets:")
     for name in ("mitdb", "cinc2017"):
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True):  # the fallback's warning: the note says it
             warnings.simplefilter("always")
             try:
                 where = str(find_database(name))
             except DataError as e:
                 where = f"not found ({str(e).splitlines()[0]})"
-        note = " (embedded sample)" if caught else ""
+        note = " (embedded sample)" if is_embedded_sample(where, name) else ""
         print(f"  {name:<14}{where}{note}")
     from .data.fashion_mnist import split_dir
 

@@ -72,6 +72,19 @@ def test_falls_back_to_the_embedded_sample_with_a_warning(isolated):
     assert len(list_records(found)) == 44
 
 
+def test_a_set_data_variable_never_falls_back_to_the_sample(isolated, tmp_path, monkeypatch):
+    # MSRESNET1D_DATA asks for the real database: mistyped, or naming mitdb/ itself, it is an error
+    make_db(tmp_path / "data" / "mitdb", "100")
+    for env, hint in ((tmp_path / "dta", ""), (tmp_path / "data" / "mitdb", "looks like the database folder itself")):
+        monkeypatch.setenv("MSRESNET1D_DATA", str(env))
+        with pytest.raises(DataError, match=rf"MSRESNET1D_DATA is set to {re.escape(str(env))}, which holds no "
+                                            rf"'mitdb/' of WFDB records.*{hint}.*the embedded sample is used only when "
+                                            rf"MSRESNET1D_DATA is unset"):
+            find_database("mitdb")
+    monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "data"))
+    assert find_database("mitdb") == tmp_path / "data" / "mitdb"
+
+
 def test_not_found_says_how_to_supply_the_data(isolated):
     with pytest.raises(
         DataError, match=r"database 'cinc2017' not found .*Supply the data yourself: put the database folder at"

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from msresnet1d.cli import main
+from msresnet1d.data import locate
 from msresnet1d.data.errors import DataError
 from msresnet1d.data.loader import TensorBatchLoader
 from msresnet1d.training.checkpoint import load_checkpoint
@@ -939,7 +940,8 @@ def test_resume_refuses_another_database_than_the_run_found(tmp_path, monkeypatc
 
     cfg = load_config(_config(tmp_path, 2))
     del cfg.data["data_dir"]
-    monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "nothing"))
+    monkeypatch.delenv("MSRESNET1D_DATA", raising=False)  # the sample is the fallback only without it
+    monkeypatch.setattr(locate, "data_home", lambda: tmp_path / "nothing")
     with pytest.warns(UserWarning, match="sample"):
         _interrupted_after_one_epoch(cfg, tmp_path / "run", monkeypatch)
     assert Path(load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["database"]) == SAMPLE
@@ -1097,12 +1099,11 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 
 
 def test_torchrun_two_processes_save_once(tmp_path):
-    out, empty = tmp_path / "ddp", tmp_path / "no-data"
-    empty.mkdir()
+    out = tmp_path / "ddp"
     config = _config(tmp_path, 2)
     config.write_text(re.sub(r"(?m)^data_dir = .*\n", "", config.read_text()))  # the embedded sample, with a warning
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "MSRESNET1D_DATA": str(empty),
-           "MSRESNET1D_CACHE": str(tmp_path / "cache")}
+    env = {**{k: v for k, v in os.environ.items() if k != "MSRESNET1D_DATA"},  # set, it would rule the sample out
+           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "MSRESNET1D_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "msresnet1d.cli",
          "train", "--config", str(config), "--out", str(out)],

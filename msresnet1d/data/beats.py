@@ -275,7 +275,7 @@ def load_beats(
             paced ones (:data:`~msresnet1d.data.splits.PACED_RECORDS`; 102 and 104 have no MLII),
             i.e. on MIT-BIH the 44 inter-patient records, DS1 + DS2.
         db_dir: database folder; default ``find_database("mitdb")`` (which may fall back to the
-            embedded sample, with a warning).
+            embedded sample, with a warning, when ``$MSRESNET1D_DATA`` is unset).
         config: windows and preprocessing.
         cache: reuse and store the arrays on disk, one entry per (records, config) (see
             :mod:`.cache`); cached arrays come back memory-mapped copy-on-write.

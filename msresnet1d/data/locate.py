@@ -9,8 +9,10 @@ looks for one, in this order:
 3. the repository's ``datasets/<name>`` (only in a source checkout, where ``datasets/`` exists);
 4. ``<data home>/<name>``, where downloads go (see :func:`data_home`);
 5. with ``download=True``: a download from PhysioNet into the data home;
-6. otherwise, for ``mitdb`` only: the embedded 3-minute sample ``datasets/mitdb-sample``,
-   with a warning, so that examples and smoke runs work offline.
+6. otherwise, for ``mitdb`` only and when ``MSRESNET1D_DATA`` is not set: the embedded
+   3-minute sample ``datasets/mitdb-sample``, with a warning, so that examples and smoke runs
+   work offline. A set ``MSRESNET1D_DATA`` asks for the real database, so its absence is an error
+   rather than a run on the sample.
 """
 
 from __future__ import annotations
@@ -126,6 +128,15 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
             return candidate
     if download:
         return download_database(name)
+    env = os.environ.get(DATA_ENV)
+    if env:
+        hint = (f" ({env} looks like the database folder itself: set {DATA_ENV} to the folder holding it)"
+                if Path(env).name == name else "")
+        raise DataError(
+            f"database '{name}' not found (looked in {', '.join(map(str, candidates))}). {DATA_ENV} is set to "
+            f"{env}, which holds no '{name}/' of WFDB records{hint}; the embedded sample is used only when "
+            f"{DATA_ENV} is unset. " + _how_to_supply(name, data_home() / name)
+        )
     sample = embedded_sample(name)
     if sample is not None:
         if _holds_records(sample):

@@ -8,7 +8,8 @@ training side (held-out records or images), never from the test split. One modul
 
 ``beats`` (MIT-BIH, AAMI classes, inter-patient) data keys, with defaults:
     data_dir (the database folder, or a folder holding mitdb/; None: $MSRESNET1D_DATA/mitdb,
-    else datasets/mitdb, else the download folder ``data_home()``, else the embedded sample),
+    else datasets/mitdb, else the download folder ``data_home()``, else, with $MSRESNET1D_DATA
+    unset, the embedded sample),
     leads ["MLII"], fs 180 (Hz), window [-0.25, 0.45] (s around the R peak), band [0.5, 40] (Hz),
     rr true (RR features as extra inputs: true for ``RR_DEFAULT``, false, or a list of names from
     ``RR_FEATURES``), train_records (DS1), test_records (DS2),

@@ -20,6 +20,7 @@ from .options import DATABASES, beat_config, resolve_data
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from ...data import AAMI_CLASSES, DS1, DS2, balanced_holdout, find_database, load_beats, resolve_leads
     from ...data.augment import BeatAugment
+    from ...data.locate import is_embedded_sample
     from ...data.rr import rr_columns
     from ...data.spectrogram import Spectrogram
 
@@ -83,7 +84,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     predictors = {"test": array_predictor(test_inputs, test.y, cfg.eval_batch_size, transform, test.record)}
     if len(held):
         predictors["val"] = array_predictor(inputs(held), held.y, cfg.eval_batch_size, transform, held.record)
-    sample_note = " (embedded sample)" if "sample" in db_dir.name else ""
+    sample_note = " (embedded sample)" if is_embedded_sample(db_dir, "mitdb") else ""
     splits = {"database": str(db_dir), "train_records": fit_records, "val_records": list(val),
               "test_records": test_records, "train_beats": fit.class_counts(), "val_beats": held.class_counts(),
               "test_beats": test.class_counts()}
