@@ -9,7 +9,9 @@ Each seed is one `msresnet1d train` run (the main-job config unless --config say
 its config selects (the main job: the last, ``select_epoch``; else the best on validation), which
 ``best.pt`` holds. With two seeds or more the seeds' selected models are also tested as one
 ensemble: the mean of their class probabilities, fixed in advance (every seed, equal weights), so
-DS2 still chooses nothing.
+DS2 still chooses nothing. The ensemble's (or the one seed's) figures also get 95% intervals
+over DS2's records (the records drawn with replacement: ``record_interval``), since a record, not
+a beat, is the independent unit.
 Results go to experiments/results/mitdb_inter_patient.json, and beside it two PNGs of the same name:
 S F1, V F1 and accuracy of the seeds (mean and standard deviation), their ensemble and the published
 methods, against the targets S F1 >= 80 and V F1 >= 93 (``.png``), and the ensemble's (or the one seed's) DS2 confusion
@@ -29,7 +31,8 @@ from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, overrides_or_exit, results_help,
                             script_parser, thread_count)
 from msresnet1d.training.ensemble import ensemble_predict
-from msresnet1d.training.metrics import classification_report, ec57, json_safe
+from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
+                                         record_interval)
 from msresnet1d.training.plots import plot_confusion, plot_scores
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 
@@ -70,9 +73,14 @@ def summarise(reports: list[dict]) -> dict:
 
 
 def seed_ensemble(run_dirs: list[Path]) -> dict:
-    """DS2 report of the mean class probabilities of the runs' selected models (``best.pt``)."""
+    """DS2 report of the mean class probabilities of the runs' selected models (``best.pt``; one
+    run: its model), with ``record_interval``: each class's Se, +P and F1 and the accuracy as
+    intervals over DS2's records (percent; :func:`record_interval`)."""
     task, y_true, probabilities = ensemble_predict([d / "checkpoints" / "best.pt" for d in run_dirs])
-    return classification_report(y_true, probabilities, task.class_names, task.scored)
+    report = classification_report(y_true, probabilities, task.class_names, task.scored)
+    report["record_interval"] = record_interval(y_true, probabilities.argmax(axis=1), task.groups["test"],
+                                                task.class_names)
+    return report
 
 
 def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path) -> None:
@@ -161,19 +169,22 @@ def main(argv: list[str] | None = None) -> None:
                      "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                      "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
     summary = summarise(reports)
-    ensemble = seed_ensemble([Path(r["run_dir"]) for r in runs]) if len(runs) > 1 else None
+    tested = seed_ensemble([Path(r["run_dir"]) for r in runs])  # the ensemble, or the one seed's model
+    ensemble = tested if len(runs) > 1 else None
     ensemble_percent = None if ensemble is None else {
         **summarise([ensemble]), "confusion_matrix": json_safe(ensemble["confusion_matrix"])}
-    text = table(summary, len(reports), ensemble_percent)
+    what = f"ensemble of {len(runs)} seeds" if ensemble is not None else f"seed {args.seeds[0]}"
+    text = (table(summary, len(reports), ensemble_percent) + "\n\n"
+            + format_record_interval(tested["record_interval"], ("S", "V"), "the " * (ensemble is not None) + what))
     print(text)
     out = Path(args.out)
     plot(summary, len(reports), ensemble_percent, out.with_suffix(".png"))
-    shown, what = (reports[0], f"seed {args.seeds[0]}") if ensemble is None else \
-        (ensemble, f"ensemble of {len(runs)} seeds")
+    shown = reports[0] if ensemble is None else ensemble
     plot_confusion(np.asarray(shown["confusion_matrix"]), shown["class_names"],
                    out.with_name(out.stem + "_confusion.png"), title=f"MIT-BIH DS2, {what}")
     write_text(args.out, json.dumps(json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
                                                "summary_percent": summary, "ensemble_percent": ensemble_percent,
+                                               "record_interval_percent": {"of": what, **tested["record_interval"]},
                                                "published_percent": PUBLISHED, "table_markdown": text}),
                                     indent=2) + "\n")
 

@@ -112,7 +112,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.locate import is_embedded_sample
     from .training.checkpoint import load_checkpoint
     from .training.ensemble import ensemble_predict
-    from .training.metrics import classification_report, format_per_group, format_report, json_safe, per_group
+    from .training.metrics import (classification_report, format_per_group, format_record_interval, format_report,
+                                   json_safe, per_group, record_interval)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,6 +136,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         report["per_record"] = per_group(y_true, probabilities.argmax(axis=1), task.groups[args.split],
                                          task.class_names)
         print(format_per_group(report["per_record"], task.class_names, "\nper record (Se % (beats) of each class):"))
+        report["record_interval"] = record_interval(y_true, probabilities.argmax(axis=1), task.groups[args.split],
+                                                    task.class_names)
+        print(format_record_interval(report["record_interval"], task.scored, f"the {args.split} figures"))
     if args.json:
         from .atomic import write_text
 
@@ -225,8 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-estimate the BatchNorm statistics on each record's own beats before predicting it "
                         "(test-time adaptation to the patient, labels unread; beat tasks)")
     p.add_argument("--json", help="also write the metrics to this JSON file")
-    p.add_argument("--per-record", action="store_true", help="also each record's accuracy and Se of every class "
-                                                             "(beat models)")
+    p.add_argument("--per-record", action="store_true", help="also each record's accuracy and Se of every class, "
+                                                             "and 95%% intervals of the figures over the records "
+                                                             "(drawn with replacement; beat models)")
     p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("info", help="models, parameters and the datasets found")

@@ -170,6 +170,11 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     by_rules = ec57(two["ensemble_percent"]["confusion_matrix"], list("NSVFQ"))  # the wiring; the rules by hand elsewhere
     assert two["ensemble_percent"]["ec57"]["V"]["f1"]["mean"] == pytest.approx(100 * by_rules["V"]["f1"], nan_ok=True)
     assert "S and V by EC57's rules (F and Q beats called V, Q beats called S not counted" in two["table_markdown"]
+    interval = two["record_interval_percent"]  # the ensemble's, over the test records drawn with replacement
+    assert interval["of"] == "ensemble of 2 seeds" and interval["records"] == 4  # SPLIT's test records
+    assert interval["accuracy"][0] - 0.05 <= two["ensemble_percent"]["accuracy"]["mean"] <= interval["accuracy"][1] + 0.05
+    assert "95% interval of the ensemble of 2 seeds over 4 records (the records drawn with replacement, 2,000 times): S F1 " \
+        in two["table_markdown"]
     for png in ("two.png", "two_confusion.png"):  # beside the JSON: scores beside the literature, the confusion matrix
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # one run twice: the ensemble is that run, figure for figure
@@ -192,6 +197,7 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     script.main([*common, "--seeds", "0", "--out", str(tmp_path / "same.json")])
     same = json.loads((tmp_path / "same.json").read_text())
     assert same["runs"][0]["train_s"] == two["runs"][0]["train_s"] > 0 and same["ensemble_percent"] is None
+    assert same["record_interval_percent"]["of"] == "seed 0"  # one seed: its model's interval
     with open(tmp_path / "runs" / "seed0" / "log.csv", newline="") as f:
         assert two["runs"][0]["train_s"] == pytest.approx(sum(float(r["train_seconds"]) for r in csv.DictReader(f)), abs=0.05)
 

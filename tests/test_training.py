@@ -30,6 +30,7 @@ from msresnet1d.training.metrics import (
     ec57,
     format_per_group,
     format_report,
+    group_bootstrap,
     per_class,
     per_group,
 )
@@ -108,6 +109,29 @@ def test_metrics_against_a_hand_computed_confusion_matrix():
     y, predicted = np.array([0, 0, 4, 4]), np.array([0, 0, 0, 4])
     with_q = classification_report(y, np.eye(5)[predicted], ["N", "S", "V", "F", "Q"], ["N", "S", "V", "F"])
     assert with_q["macro_f1"] == pytest.approx(0.8) and with_q["accuracy"] == pytest.approx(0.75)
+
+
+def test_group_bootstrap_draws_whole_records():
+    # record a all right, record b all wrong, 100 beats each: drawing 2 records gives accuracy 0, 0.5 or 1
+    # (1/4, 1/2, 1/4), so the 95% interval is [0, 1]; drawing beats would give about 0.5 +- 0.07
+    y_true = np.zeros(200, dtype=int)
+    y_pred = np.r_[np.zeros(100, dtype=int), np.ones(100, dtype=int)]
+    records = np.repeat(["a", "b"], 100)
+    interval = group_bootstrap(y_true, y_pred, records, 3, draws=400, seed=1)
+    assert interval["accuracy"].tolist() == [0.0, 1.0]
+    assert interval["se"][0].tolist() == [0.0, 1.0]
+    assert interval["ppv"][1].tolist() == [0.0, 0.0]  # draws of record a alone predict no class 1: left out
+    assert np.isnan(interval["f1"][2]).all()  # class 2: never true, never predicted
+    again = group_bootstrap(y_true, y_pred, records, 3, draws=400, seed=1)
+    assert all(np.array_equal(interval[k], again[k], equal_nan=True) for k in interval)  # the seed fixes the draws
+    right = group_bootstrap(y_true, y_true, records, 3, draws=50)
+    assert right["accuracy"].tolist() == [1.0, 1.0] and right["f1"][0].tolist() == [1.0, 1.0]
+    for bad, message in (({"draws": 0}, "draws must be a whole number >= 1, got 0"),
+                         ({"level": 1.0}, r"level must lie in \(0, 1\), got 1.0")):
+        with pytest.raises(ValueError, match=message):
+            group_bootstrap(y_true, y_pred, records, 3, **bad)
+    with pytest.raises(ValueError, match="200 labels, 200 predictions and 3 groups"):
+        group_bootstrap(y_true, y_pred, records[:3], 3)
 
 
 def test_per_group_counts_and_sensitivity_by_hand():
@@ -643,8 +667,14 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     per = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--per-record", "--json", str(tmp_path / "per.json"))
     assert per.returncode == 0, per.stderr
     assert "per record" in per.stdout and "232" in per.stdout
-    rows = json.loads((tmp_path / "per.json").read_text())["per_record"]
+    per_json = json.loads((tmp_path / "per.json").read_text())
+    rows = per_json["per_record"]
     assert [r["group"] for r in rows] == ["100", "105", "232", "233"]
+    interval = per_json["record_interval"]  # the test records drawn with replacement
+    assert interval["records"] == 4 and interval["draws"] == 2000 and set(interval) >= {"N", "S", "V", "F", "Q"}
+    assert interval["accuracy"][0] - 0.05 <= 100 * metrics["test"]["accuracy"] <= interval["accuracy"][1] + 0.05
+    assert ("95% interval of the test figures over 4 records (the records drawn with replacement, 2,000 times): "
+            "N F1 ") in per.stdout
     assert sum(r["n"] for r in rows) == metrics["test"]["n"]
     for name, stats in metrics["test"]["per_class"].items():
         held = [r for r in rows if name in r["counts"]]
