@@ -24,6 +24,8 @@ def resolve_config(name: str | None) -> Path | None:
     for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.toml"):
         if candidate.is_file():
             return candidate
+    if path.is_dir():
+        raise SystemExit(f"error: config {name!r} is a folder; give a config file (.toml, or a run's config.json)")
     known = sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) if CONFIG_DIR.is_dir() else []
     raise SystemExit(f"error: config {name!r} not found (a file path, or one of: {', '.join(known) or 'none'})")
 

@@ -9,6 +9,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def check_target(path: str | os.PathLike[str], what: str) -> Path:
+    """Raise ValueError, before any work, if a file could not be written at ``path`` (``what``
+    names it for the message, e.g. "--json"): an existing folder there, or no permission to
+    create it in its nearest existing parent folder. Returns ``path`` with ``~`` expanded."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file name")
+    parent = next(folder for folder in path.absolute().parents if folder.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: {parent} is " + ("a file" if not parent.is_dir() else "not writable"))
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success, flush it to disk and rename it over

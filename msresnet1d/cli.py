@@ -119,6 +119,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.per_record and load_checkpoint(args.checkpoint[0])["config"]["task"] != "beats":
         raise SystemExit("error: --per-record: only beat models have several examples of each record")
+    if args.json:
+        args.json = _json_target(args.json, args.checkpoint)
     task, y_true, probabilities = ensemble_predict(args.checkpoint, args.split, args.data_dir, args.tta,
                                                    args.adapt_bn)
     report = classification_report(y_true, probabilities, task.class_names, task.scored)
@@ -144,6 +146,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
     return 0
+
+
+def _json_target(path: str, checkpoints: Sequence[str]) -> Path:
+    """``evaluate --json``'s file, checked before the evaluation: writable, and none of the files
+    it reads or that its runs need (each checkpoint, and in a run folder ``<run>/checkpoints/x.pt``
+    the run's config, log, metrics and checkpoints)."""
+    from .atomic import check_target
+
+    target = check_target(path, "--json")
+    if target.exists():
+        for checkpoint in map(Path, checkpoints):
+            kept = [checkpoint]
+            if checkpoint.parent.name == "checkpoints":
+                run = checkpoint.parent.parent
+                kept += [run / "config.json", run / "log.csv", run / "metrics.json", *checkpoint.parent.glob("*.pt")]
+            for file in kept:
+                if file.exists() and target.samefile(file):
+                    raise ValueError(f"--json {path} would overwrite {file}, which this evaluation reads or its run "
+                                     "needs: give another file")
+    return target
 
 
 def cmd_info(args: argparse.Namespace) -> int:

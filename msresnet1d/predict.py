@@ -35,7 +35,7 @@ from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays
 from .data.rr import rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
-from .atomic import atomic_path, write_text
+from .atomic import atomic_path, check_target, write_text
 from .arguments import THREADS_HELP, thread_count
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
@@ -292,6 +292,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if target.exists() and kept.exists() and os.path.samefile(target, kept):  # links too
             raise ValueError(f"--extension {args.extension} would overwrite {kept}, {what}: choose another "
                              "--extension or --out-dir")
+    for output in (target, target.with_name(target.name + ".csv")):  # both checked before the work and the writes
+        check_target(output, "output")
     if task == "beats":
         positions, probabilities, fs, leads = predict_beats(ckpt, record_path, annotator, args.adapt_bn, args.leads)
     elif task == "rhythm":

@@ -127,6 +127,13 @@ def test_resume_without_a_config_needs_a_run_to_continue(tmp_path, capsys):
     assert not (tmp_path / "empty").exists()
 
 
+def test_a_config_that_is_a_folder_or_missing_is_named(tmp_path):
+    with pytest.raises(SystemExit, match=rf"config '{tmp_path}' is a folder; give a config file"):
+        main(["train", "--config", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"config 'nosuch' not found \(a file path, or one of: .*mitdb_beats"):
+        main(["train", "--config", "nosuch"])
+
+
 def test_an_interruption_before_the_first_epoch_says_nothing_was_saved(tmp_path, config, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -26,3 +26,8 @@ def test_a_run_folders_config_json_loads_with_overrides_on_top(tmp_path):
     path.write_text("{")
     with pytest.raises(ValueError, match=f"config file {path}: not valid JSON"):
         load_config(path)
+    for name in ("config.json", "config.toml"):  # not UTF-8 (a UTF-16 file): the file named, not only the codec
+        (tmp_path / name).write_bytes("lr = 0.1\n".encode("utf-16"))
+        with pytest.raises(ValueError, match=rf"config file {tmp_path / name}: not valid (JSON|TOML) \(UTF-8 text\): "
+                                             "'utf-8' codec can't decode"):
+            load_config(tmp_path / name)

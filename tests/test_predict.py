@@ -97,6 +97,20 @@ def test_predict_refuses_to_overwrite_the_records_own_files(checkpoints, records
                  str(records.parent / "labels")]) == 0  # elsewhere, the name is free
 
 
+def test_predict_checks_both_outputs_before_the_work(checkpoints, records, capsys, monkeypatch):
+    # a folder where the CSV goes would have failed after the annotation file was written: neither is now
+    import msresnet1d.predict as predict_module
+
+    (records / "100.pred.csv").mkdir()
+    (records.parent / "a-file").write_text("")
+    monkeypatch.setattr(predict_module, "predict_beats", lambda *a: pytest.fail("predicted before the outputs were checked"))
+    for out_dir, message in (([], f"output {records / '100.pred.csv'} is a folder; give a file name"),
+                             (["--out-dir", str(records.parent / "a-file")], f"{records.parent / 'a-file'} is a file")):
+        assert main(["predict", str(checkpoints["beats"]), str(records / "100"), *out_dir]) == 1
+        assert message in capsys.readouterr().err
+    assert not (records / "100.pred").exists()
+
+
 def test_a_record_without_its_annotation_file_says_how_to_find_the_beats(checkpoints, records, capsys):
     (records / "100.atr").unlink()
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(records.parent / "o")]) == 1

@@ -20,6 +20,7 @@ from msresnet1d.cli import main
 from msresnet1d.data import locate
 from msresnet1d.data.errors import DataError
 from msresnet1d.data.loader import TensorBatchLoader
+from msresnet1d.models import create_model
 from msresnet1d.training.checkpoint import load_checkpoint
 from msresnet1d.training.engine import TrainingError
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
@@ -338,8 +339,14 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, 
     (tmp_path / "text.pt").write_text("101\n")
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"checkpoint .*object\.pt cannot be read safely with "
-                                         r"torch\.load\(weights_only=True\): it is not a file torch\.save wrote"):
+                                         r"torch\.load\(weights_only=True\): it holds a Python object of class "
+                                         r"test_training\._Unsafe \(e\.g\. a whole model saved with torch\.save\(model\)\)"
+                                         ) as refused:
         load_checkpoint(tmp_path / "object.pt")
+    assert "weights_only=False" not in str(refused.value)  # torch's advice would run code from the file
+    torch.save(create_model("msresnet1d_beat"), tmp_path / "whole.pt")
+    with pytest.raises(ValueError, match=r"class msresnet1d\.models\.msresnet\.MSResNet1d .*save model\.state_dict\(\)"):
+        load_checkpoint(tmp_path / "whole.pt")
     with pytest.raises(ValueError, match=r"checkpoint .*text\.pt is not a file torch\.save wrote \(not a zip archive"):
         load_checkpoint(tmp_path / "text.pt")
     # torch.load does not check the CRCs torch.save writes: a damaged copy would load with other weights
@@ -543,6 +550,13 @@ def test_every_shipped_config_passes_the_data_check():
         check_data(load_config(path))
 
 
+def test_an_input_shorter_than_the_model_needs_names_the_data_keys(tmp_path, capsys):
+    assert main(["train", "--config", str(_config(tmp_path, 1)), "--set", "data.fs=10", "--out", str(tmp_path / "r"),
+                 "--quiet"]) == 1  # a 0.7 s window at 10 Hz: 6 or 7 samples
+    assert re.search(r"needs inputs of at least 9 samples, the task gives [67] \(data\.fs x the length of "
+                     r"data\.window\): raise it, or pick a smaller model", capsys.readouterr().err)
+
+
 def test_set_overrides_parse_json_values_and_reject_items_without_a_key(tmp_path):
     values = parse_overrides(["lr=0.01", "data.rr=[\"prev_over_local\"]", "name=run a", " seed = 3 ", "data.band=a=b"])
     assert values == {"lr": 0.01, "data.rr": ["prev_over_local"], "name": "run a", "seed": 3, "data.band": "a=b"}
@@ -555,6 +569,12 @@ def test_set_overrides_parse_json_values_and_reject_items_without_a_key(tmp_path
     with pytest.raises(ValueError, match="--set lr given twice, as 0.01 and 0.02"):
         parse_overrides(["lr=0.01", "lr=0.02"])
     assert parse_overrides(["lr=0.01", "lr=0.01"]) == {"lr": 0.01}
+    # a list or table that does not parse is not taken as a string (the shell ate the quotes, or a bracket)
+    for bad in ("model_kwargs.kernels=[3,5", "data.leads=[MLII]"):
+        with pytest.raises(ValueError, match=rf"--set {re.escape(bad)}: not valid JSON \(.*\); write a list as "
+                                             r"\[3, 5\], a string inside it in double quotes"):
+            parse_overrides([bad])
+    assert parse_overrides(["name=", "name2=a[1]"]) == {"name": "", "name2": "a[1]"}
     # a flag and --set naming one key: the run would silently take one of them
     with pytest.raises(SystemExit, match="--epochs 5 and --set epochs=10 disagree"):
         main(["train", "--epochs", "5", "--set", "epochs=10", "--out", str(tmp_path / "r3"), "--quiet"])
@@ -664,6 +684,15 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     assert f"({{'N': {other['splits']['train_beats']['N']}, " in refused.stderr
     assert "that is other data than the run trained and was tested on (the embedded sample" in refused.stderr
     # per record: the test records in order, and their beats add up to the whole split's Se
+    # --json is checked before the evaluation: never over a file it reads or its run needs, never a folder
+    best_bytes = (out / "checkpoints" / "best.pt").read_bytes()
+    for target, message in ((out / "checkpoints" / "best.pt", f"would overwrite {out / 'checkpoints' / 'best.pt'}"),
+                            (out / "config.json", f"would overwrite {out / 'config.json'}, which this evaluation reads "
+                                                  "or its run needs"),
+                            (out / "checkpoints" / "last.pt", "would overwrite"), (tmp_path, "is a folder")):
+        refused = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--json", str(target))
+        assert refused.returncode == 1 and message in refused.stderr and "MIT-BIH" not in refused.stdout, refused.stderr
+    assert (out / "checkpoints" / "best.pt").read_bytes() == best_bytes
     per = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--per-record", "--json", str(tmp_path / "per.json"))
     assert per.returncode == 0, per.stderr
     assert "per record" in per.stdout and "232" in per.stdout

@@ -8,6 +8,7 @@ history. Loading never unpickles arbitrary code.
 from __future__ import annotations
 
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
-        raise ValueError(f"checkpoint {path} cannot be read safely with torch.load(weights_only=True): it is not a "
-                         f"file torch.save wrote, or it holds objects other than tensors and plain values ({e})") from None
+        # torch's own message advises weights_only=False, which would run code from the file: not repeated here
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        raise ValueError(
+            f"checkpoint {path} cannot be read safely with torch.load(weights_only=True): "
+            + (f"it holds a Python object of class {found.group(1)} (e.g. a whole model saved with torch.save(model)), "
+               "which only unpickling, that is running code from the file, could rebuild; save "
+               "model.state_dict() instead, or train with msresnet1d train" if found else
+               f"it is not a file torch.save wrote ({type(e).__name__})")) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION or "model" not in ckpt:
         plain = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
         raise ValueError(f"checkpoint {path} is not an msresnet1d checkpoint (format {FORMAT_VERSION})" + (

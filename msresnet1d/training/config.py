@@ -134,16 +134,16 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if path.suffix == ".json":
             try:
                 values = json.loads(path.read_text())
-            except json.JSONDecodeError as e:
-                raise ValueError(f"config file {path}: not valid JSON: {e}") from None
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"config file {path}: not valid JSON (UTF-8 text): {e}") from None
             if not isinstance(values, dict):
                 raise ValueError(f"config file {path}: expected a JSON object of config keys, got {type(values).__name__}")
         else:
             with open(path, "rb") as f:
                 try:
                     values = tomllib.load(f)
-                except tomllib.TOMLDecodeError as e:
-                    raise ValueError(f"config file {path}: not valid TOML: {e}") from None
+                except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                    raise ValueError(f"config file {path}: not valid TOML (UTF-8 text): {e}") from None
         source = str(path)
     for key, value in (overrides or {}).items():
         table, _, sub = key.partition(".")
@@ -167,7 +167,11 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set takes KEY=VALUE (e.g. data.fs=360), got {item!r}")
-        key, parsed = key.strip(), parse_value(value.strip())
+        key, value = key.strip(), value.strip()
+        try:
+            parsed = parse_value(value)
+        except ValueError as e:
+            raise ValueError(f"--set {key}={value}: {e}") from None
         if key in values and values[key] != parsed:
             raise ValueError(f"--set {key} given twice, as {values[key]!r} and {parsed!r}: give it once")
         values[key] = parsed
@@ -175,8 +179,12 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value: JSON when it parses (numbers, true/false, lists), else the string."""
+    """A command-line value: JSON when it parses (numbers, true/false, lists), else the string;
+    a ValueError for text that opens a JSON list or table and does not parse."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as e:
+        if text.startswith(("[", "{")):
+            raise ValueError(f"not valid JSON ({e}); write a list as [3, 5], a string inside it in double "
+                             "quotes") from None
         return text

@@ -92,8 +92,10 @@ def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
                          f"pick a {task.dims}-D model (msresnet1d info lists them)")
     if model.min_input_size > task.input_size:
         unit = "samples" if task.dims == 1 else "pixels per axis"
+        sets = {"beats": "data.fs x the length of data.window", "rhythm": "data.fs x data.crop_seconds",
+                "fashion_mnist": "data.resize, or 28"}[cfg.task]
         raise ValueError(f"model {cfg.model!r} needs inputs of at least {model.min_input_size} {unit}, "
-                         f"the task gives {task.input_size}")
+                         f"the task gives {task.input_size} ({sets}): raise it, or pick a smaller model")
     if cfg.init == "xavier":
         init_weights(model, scheme="xavier")
     return model
