@@ -9,16 +9,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def uncreatable(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` could not be created, or None: its nearest existing parent is a file
+    ("<parent> is a file") or a folder without write permission ("<parent> is not writable")."""
+    parent = next(folder for folder in Path(path).absolute().parents if folder.exists())
+    if not parent.is_dir():
+        return f"{parent} is a file"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"{parent} is not writable"
+
+
 def check_target(path: str | os.PathLike[str], what: str) -> Path:
     """Raise ValueError, before any work, if a file could not be written at ``path`` (``what``
-    names it for the message, e.g. "--json"): an existing folder there, or no permission to
-    create it in its nearest existing parent folder. Returns ``path`` with ``~`` expanded."""
+    names it for the message, e.g. "--json"): an existing folder there, or :func:`uncreatable`.
+    Returns ``path`` with ``~`` expanded."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise ValueError(f"{what} {path} is a folder; give a file name")
-    parent = next(folder for folder in path.absolute().parents if folder.exists())
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {path}: {parent} is " + ("a file" if not parent.is_dir() else "not writable"))
+    problem = uncreatable(path)
+    if problem:
+        raise ValueError(f"{what} {path}: {problem}")
     return path
 
 

@@ -550,6 +550,21 @@ def test_every_shipped_config_passes_the_data_check():
         check_data(load_config(path))
 
 
+def test_a_used_or_impossible_run_folder_is_refused_before_the_data_load(tmp_path, capsys, monkeypatch):
+    import msresnet1d.training.run as run_module
+
+    monkeypatch.setattr(run_module, "build_task", lambda *a: pytest.fail("the data was loaded first"))
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "used" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "used" / "checkpoints" / "last.pt").write_bytes(b"")
+    for out, message in ((tmp_path / "a-file", "is a file; choose another --out"),
+                         (tmp_path / "a-file" / "run", f"cannot be created: {tmp_path / 'a-file'} is a file"),
+                         (tmp_path / "used", "already holds a run; pass --resume to continue it or choose --out")):
+        assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet"]) == 1
+        assert f"run folder {out}" in (err := capsys.readouterr().err) and message in err
+    assert not (tmp_path / "a-file" / "run").exists()
+
+
 def test_an_input_shorter_than_the_model_needs_names_the_data_keys(tmp_path, capsys):
     assert main(["train", "--config", str(_config(tmp_path, 1)), "--set", "data.fs=10", "--out", str(tmp_path / "r"),
                  "--quiet"]) == 1  # a 0.7 s window at 10 Hz: 6 or 7 samples

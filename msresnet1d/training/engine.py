@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.loader import epoch_generator
-from ..atomic import write_text
+from ..atomic import uncreatable, write_text
 from ..models.fuse import fuse_batchnorm
 from ..models.tta import with_tta
 from .checkpoint import FORMAT_VERSION, atomic_save, check_compatible, load_checkpoint, rng_state, set_rng_state
@@ -81,6 +81,20 @@ def _differing(before: Any, now: Any) -> str:
             " (the same names in another order)"
         return f"{len(before)} then, {len(now)} now{shown}"
     return f"{before} then, {now} now"
+
+
+def check_run_dir(run_dir: str | Path, resume: bool) -> None:
+    """Refuse, without creating anything, a run folder that is a file, that holds a started run
+    unless resuming, or whose nearest existing parent folder is not writable: cheap, so
+    :func:`~msresnet1d.training.run.train` asks before the data load."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"run folder {run_dir} is a file; choose another --out")
+    if not resume and (run_dir / "checkpoints" / "last.pt").exists():
+        raise FileExistsError(f"run folder {run_dir} already holds a run; pass --resume to continue it or choose --out")
+    problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
+    if problem:
+        raise OSError(f"run folder {run_dir} cannot be created: {problem}")
 
 
 def split_contents(task: Task) -> dict[str, Any]:
@@ -170,10 +184,12 @@ class Trainer:
 
     def prepare_run_dir(self, resume: bool) -> None:
         """Create the run folder (rank 0), refusing to overwrite a finished or started run
-        unless resuming. Its config.json is written by :meth:`write_config`, once a resume has
-        checked the checkpoint's config (a refused resume leaves the folder as it was)."""
+        unless resuming (:func:`check_run_dir` refused the plain cases before the data load). Its
+        config.json is written by :meth:`write_config`, once a resume has checked the
+        checkpoint's config (a refused resume leaves the folder as it was)."""
         if not self.dist.is_main:
             return
+        check_run_dir(self.run_dir, resume)
         try:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             probe = self.run_dir / ".write-test"
@@ -181,9 +197,6 @@ class Trainer:
             probe.unlink()
         except OSError as e:
             raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
-        if not resume and (self.ckpt_dir / "last.pt").exists():
-            raise FileExistsError(
-                f"run folder {self.run_dir} already holds a run; pass --resume to continue it or choose --out")
 
     def write_config(self) -> None:
         """The run's config as ``config.json`` (rank 0)."""

@@ -21,7 +21,7 @@ from ..models.blocks import init_weights
 from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import load_checkpoint, load_weights
-from .engine import Trainer, check_same_config
+from .engine import Trainer, check_run_dir, check_same_config
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         check_config(cfg)  # before the data load (RNG not yet seeded)
+        if dist.is_main:
+            check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
         if resume:
             check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
         seed_everything(cfg.seed)
