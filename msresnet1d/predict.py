@@ -112,8 +112,14 @@ RECORD_FILE_EXTENSIONS = (".hea", ".dat", ".mat", ".atr")
 
 
 def record_stem(path: str | os.PathLike[str]) -> Path:
-    """A record path without extension (``data/mitdb/100.hea`` -> ``data/mitdb/100``)."""
+    """A record path without extension (``data/mitdb/100.hea`` -> ``data/mitdb/100``); a
+    ValueError for a folder, naming a few of its records."""
     path = Path(path)
+    if path.is_dir():
+        held = sorted(header.stem for header in path.glob("*.hea"))
+        raise ValueError(f"record {path} is a folder; give one record in it, by its name without extension"
+                         + (f" (e.g. {path / held[0]}; it holds {len(held)}: {', '.join(held[:5])}"
+                            + (", ..." if len(held) > 5 else "") + ")" if held else " (it holds no .hea file)"))
     return path.with_suffix("") if path.suffix in RECORD_FILE_EXTENSIONS else path
 
 

@@ -111,6 +111,12 @@ def test_predict_checks_both_outputs_before_the_work(checkpoints, records, capsy
     assert not (records / "100.pred").exists()
 
 
+def test_a_folder_given_as_the_record_names_its_records(checkpoints, records, capsys):
+    assert main(["predict", str(checkpoints["beats"]), str(records)]) == 1
+    assert (f"record {records} is a folder; give one record in it, by its name without extension (e.g. "
+            f"{records / '100'}; it holds 3: 100, slow, unnamed)") in capsys.readouterr().err
+
+
 def test_a_record_without_its_annotation_file_says_how_to_find_the_beats(checkpoints, records, capsys):
     (records / "100.atr").unlink()
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(records.parent / "o")]) == 1
