@@ -433,6 +433,18 @@ def test_beat_stream_names_a_chunk_with_other_channels_than_the_model_reads(chun
     assert stream.samples_fed == 0  # nothing was taken
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_template_with_nan_or_inf_is_refused(value):
+    # as a signal is: NaN in the template would give every beat NaN scores, hence class 0
+    model, signal = tiny_model(), np.random.default_rng(2).standard_normal((1, 4000)).astype(np.float32)
+    template = np.zeros((1, 252), np.float32)
+    template[0, 7] = value
+    with pytest.raises(ValueError, match=rf"template holds {value} at channel 0, sample 7"):
+        classify_beats(model, signal, np.array([300, 1000, 3000]), BEAT_WINDOW, template=template)
+    with pytest.raises(ValueError, match=rf"template holds {value} at channel 0, sample 7"):
+        BeatStream(model, BEAT_WINDOW, template=template)
+
+
 def test_no_template_may_be_said_with_none_or_a_numpy_boolean():
     model, signal, beats = tiny_model(), np.zeros((2, 4000), np.float32), np.array([100, 3000])
     expected = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS).logits

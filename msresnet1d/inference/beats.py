@@ -73,7 +73,7 @@ class BeatStream(Stream):
             (default: the :data:`~msresnet1d.data.rr.RR_DEFAULT` columns as they are, E = 8).
         max_delay: how late beats may be fed, in samples (>= 0).
         batch_size: beats per model call.
-        template: (C, stop - start) median beat of the recording, for a model trained with
+        template: (C, stop - start) finite median beat of the recording, for a model trained with
             ``BeatConfig(template=True)`` (which reads 2C channels: the C fed, then each minus
             ``template``); ``None``: the model reads the fed channels as they are.
 
@@ -82,7 +82,8 @@ class BeatStream(Stream):
             ``record_median_rr`` or ``rr_transform`` for a model without extra features; no
             ``rr_transform`` for a model with another number of extra features than the 8
             RR_DEFAULT columns; a
-            ``template`` whose shape does not fit the window and the model's channels. Later,
+            ``template`` whose shape does not fit the window and the model's channels, or that holds
+            NaN or inf. Later,
             from ``feed``/``finish``: extra features that are not finite (a model reading the
             ``*_median`` columns without ``record_median_rr``).
     """
@@ -109,6 +110,7 @@ class BeatStream(Stream):
                 raise ValueError(
                     f"template must be (C, {stop - start}) = (channels, window samples) with 2C = the model's "
                     f"in_channels={channels}, got shape {template.shape}")
+            template = as_signal(template, None, "template")  # NaN would make every beat's scores NaN
             self._buffer = SampleBuffer(template.shape[0])
         self.template = template
         if whole_number(max_delay, "max_delay") < 0:
@@ -352,7 +354,7 @@ def classify_beats(
             RR_DEFAULT columns as they are).
         batch_size: beats per model call.
         template: for a model trained with ``BeatConfig(template=True)``: ``True`` (the median
-            of the beats' windows) or a (C, stop - start) median beat; ``False``: none.
+            of the beats' windows) or a (C, stop - start) median beat, finite; ``False``: none.
         template_from: with ``template=True``, the median of ``"all"`` the beats or of the
             ``"regular"`` ones (``BeatConfig.template_from``; their previous RR intervals from
             ``rr`` if given, else from ``beats`` at ``fs``).
