@@ -3,6 +3,7 @@
 
 import re
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -402,6 +403,29 @@ def test_bad_parameters_are_named():
     with pytest.raises(ValueError, match=r"rr must be \(3, 12\): the 12 RR features \(RR_FEATURES\) of each of the 3 "
                                          r"beats; got shape \(3, 8\)"):
         classify_beats(rr_model, signal, beats, BEAT_WINDOW, rr=rr_features(beats, FS)[:, :8])
+
+
+@pytest.mark.parametrize("name, value, unit", [
+    ("fs", np.nan, "Hz"), ("fs", np.inf, "Hz"), ("fs", 0, "Hz"), ("fs", -360.0, "Hz"), ("fs", "360", "Hz"),
+    ("record_rr", np.inf, "seconds"), ("record_rr", np.nan, "seconds"), ("record_rr", 0.0, "seconds"),
+    ("record_median_rr", np.nan, "seconds"), ("record_median_rr", np.inf, "seconds"),
+])  # fmt: skip
+def test_rates_and_rr_intervals_must_be_finite_and_positive(name, value, unit):
+    # named where they are received, not as an error of the RR features they would give (an IndexError,
+    # "beat positions must increase", "give record_median_rr", divide-by-zero warnings)
+    model, signal, beats = tiny_model(extra_features=len(RR_DEFAULT)), np.zeros((2, 4000), np.float32), np.arange(200, 4000, 400)
+    given = {"fs": FS, "record_rr": 1.0, name: value}
+    message = rf"{name} must be a finite number > 0 \({unit}\), got {re.escape(repr(value))}$"
+    with pytest.raises(ValueError, match=message):
+        BeatStream(model, BEAT_WINDOW, **given)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's divide-by-zero warning is not the answer
+        with pytest.raises(ValueError, match=message):
+            classify_beats(model, signal, beats, BEAT_WINDOW, **{name: value})
+    if name == "fs":
+        for function in (mean_rr, median_rr):
+            with pytest.raises(ValueError, match=message):
+                function(beats, value)
 
 
 @pytest.mark.parametrize("signal, template, message", [

@@ -33,7 +33,7 @@ from torch import nn
 from ..data.beats import beat_windows, record_template, with_template
 from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_columns, rr_features
 from .predictor import Predictor, as_predictor
-from .stream import Predictions, SampleBuffer, Stream, as_signal, whole_number
+from .stream import Predictions, SampleBuffer, Stream, as_signal, positive_number, whole_number
 
 _PREV, _NEXT, _RECORD, _PREV_OVER_RECORD, _MEDIAN, _PREV_OVER_MEDIAN, _NEXT_OVER_MEDIAN = (
     RR_FEATURES.index(n) for n in ("rr_prev", "rr_next", "rr_record", "prev_over_record", "rr_median",
@@ -63,9 +63,10 @@ class BeatStream(Stream):
         model: a 1D model (eager or TorchScript) or a :class:`Predictor`.
         window: (start, stop) of the window in samples relative to the beat, start <= 0 < stop,
             e.g. (-90, 162) for -0.25 s to +0.45 s at 360 Hz.
-        fs: sampling rate of the signal in Hz (for RR features in seconds).
-        record_rr: mean RR interval of the whole recording in seconds (RR models only).
-        record_median_rr: median RR interval of the whole recording in seconds, for RR models
+        fs: sampling rate of the signal in Hz (for RR features in seconds), finite and > 0.
+        record_rr: mean RR interval of the whole recording in seconds, finite and > 0 (RR models
+            only).
+        record_median_rr: median RR interval of the whole recording in seconds (likewise), for RR models
             whose features include the ``*_median`` columns (``None``: those columns are NaN,
             and a model reading them raises).
         rr_transform: maps the (B, F) RR features (columns
@@ -78,7 +79,8 @@ class BeatStream(Stream):
             ``template``); ``None``: the model reads the fed channels as they are.
 
     Raises:
-        ValueError: bad parameters; an RR model without ``fs`` or ``record_rr``; ``record_rr``,
+        ValueError: bad parameters (``fs``, ``record_rr`` or ``record_median_rr`` not a finite
+            number > 0); an RR model without ``fs`` or ``record_rr``; ``record_rr``,
             ``record_median_rr`` or ``rr_transform`` for a model without extra features; no
             ``rr_transform`` for a model with another number of extra features than the 8
             RR_DEFAULT columns; a
@@ -102,6 +104,7 @@ class BeatStream(Stream):
         template: np.ndarray | None = None,
     ) -> None:
         start, stop = window = _check_window(window)
+        fs, record_rr, record_median_rr = _check_rates(fs, record_rr, record_median_rr)
         super().__init__(model, stop - start, batch_size)
         if template is not None:
             template = np.asarray(template, dtype=np.float32)
@@ -116,15 +119,12 @@ class BeatStream(Stream):
         if whole_number(max_delay, "max_delay") < 0:
             raise ValueError(f"max_delay must be >= 0 samples, got {max_delay}")
         self.uses_rr = self.predictor.extra_features > 0
-        if self.uses_rr and (fs is None or fs <= 0 or record_rr is None or record_rr <= 0):
+        if self.uses_rr and (fs is None or record_rr is None):
             raise ValueError(
                 f"this model takes {self.predictor.extra_features} extra (RR) features: give fs > 0 (Hz, got {fs}) and "
                 f"record_rr > 0 (s, got {record_rr}), the recording's mean RR interval (classify_beats computes it "
                 "from all beats; a stream cannot know it before the recording ends)"
             )
-        if self.uses_rr and record_median_rr is not None and not record_median_rr > 0:
-            raise ValueError(f"record_median_rr must be > 0 s (the recording's median RR interval), "
-                             f"got {record_median_rr}")
         if not self.uses_rr and (record_rr is not None or record_median_rr is not None or rr_transform is not None):
             raise ValueError("record_rr, record_median_rr and rr_transform are for models with extra (RR) features; "
                              "this one has none")
@@ -308,18 +308,19 @@ def _intervals(beats: np.ndarray, fs: float) -> np.ndarray:
     beats = np.asarray(beats)
     if len(beats) < 2:
         raise ValueError(f"a record's RR interval needs at least 2 beats, got {len(beats)}")
-    return np.diff(beats) / fs
+    return np.diff(beats) / positive_number(fs, "fs", "Hz")
 
 
 def mean_rr(beats: np.ndarray, fs: float) -> float:
     """Mean RR interval in seconds of increasing beat positions (samples at ``fs`` Hz), as
-    :func:`msresnet1d.data.rr.rr_features` computes its ``rr_record`` column."""
+    :func:`msresnet1d.data.rr.rr_features` computes its ``rr_record`` column. Raises ValueError for
+    fewer than 2 beats, or ``fs`` not a finite number > 0."""
     return float(np.mean(_intervals(beats, fs)))
 
 
 def median_rr(beats: np.ndarray, fs: float) -> float:
     """Median RR interval in seconds of increasing beat positions (samples at ``fs`` Hz), as
-    :func:`msresnet1d.data.rr.rr_features` computes its ``rr_median`` column."""
+    :func:`msresnet1d.data.rr.rr_features` computes its ``rr_median`` column (errors of :func:`mean_rr`)."""
     return float(np.median(_intervals(beats, fs)))
 
 
@@ -345,8 +346,8 @@ def classify_beats(
         signal: (C, L) float recording, preprocessed as the model was trained.
         beats: (B,) int increasing beat positions in samples, each in [0, L).
         window: (start, stop) samples relative to each beat, start <= 0 < stop.
-        fs: sampling rate in Hz (needed by RR models, unless ``rr`` is given).
-        record_rr: the record-mean RR interval in seconds for RR models; default
+        fs: sampling rate in Hz, finite and > 0 (needed by RR models, unless ``rr`` is given).
+        record_rr: the record-mean RR interval in seconds for RR models, finite and > 0; default
             :func:`mean_rr` of ``beats``.
         record_median_rr: likewise the record-median RR interval; default :func:`median_rr`
             of ``beats``.
@@ -376,6 +377,7 @@ def classify_beats(
     """
     predictor = as_predictor(model)
     window = _check_window(window)
+    fs, record_rr, record_median_rr = _check_rates(fs, record_rr, record_median_rr)
     recording = as_signal(signal, None)
     if not isinstance(template, np.ndarray):
         template = bool(template)  # None and numpy's booleans too
@@ -419,6 +421,13 @@ def _check_window(window: tuple[int, int]) -> tuple[int, int]:
     if not start <= 0 < stop:
         raise ValueError(f"window=(start, stop)={window} samples must hold the beat: start <= 0 < stop")
     return start, stop
+
+
+def _check_rates(fs: float | None, record_rr: float | None,
+                 record_median_rr: float | None) -> tuple[float | None, float | None, float | None]:
+    """``fs`` (Hz), ``record_rr`` and ``record_median_rr`` (s) as floats, each ``None`` or a finite number > 0."""
+    given = ((fs, "fs", "Hz"), (record_rr, "record_rr", "seconds"), (record_median_rr, "record_median_rr", "seconds"))
+    return tuple(None if value is None else positive_number(value, name, unit) for value, name, unit in given)
 
 
 def _given_rr(rr: np.ndarray, rr_transform: RRTransform | None) -> RRTransform:
