@@ -296,6 +296,30 @@ def test_detect_beats_finds_the_annotated_beats(record_100):
         assert abs(len(found) - len(reference)) <= 2, method
 
 
+@pytest.mark.parametrize("fs, method, message", [
+    (0, "xqrs", r"fs must be a finite number > 0 \(Hz\), got 0$"),  # was wfdb's ZeroDivisionError
+    (np.nan, "gqrs", r"fs must be a finite number > 0 \(Hz\), got nan$"),
+    (-5.0, "xqrs", r"fs must be a finite number > 0 \(Hz\), got -5\.0$"),  # was scipy's "0 < Wn < 1"
+    (40, "xqrs", r"fs=40 Hz is too low for xqrs, which needs fs > 40 Hz \(its 5-20 Hz band-pass"),
+    (57.4, "gqrs", r"fs=57\.4 Hz is too low for gqrs, which needs fs >= 57\.5 Hz"),  # was a bare Exception
+])
+def test_detect_beats_names_a_rate_its_detector_cannot_run_at(fs, method, message):
+    with pytest.raises(ValueError, match=message):
+        detect_beats(np.zeros((1, 4000)), fs, method=method)
+
+
+def test_detect_beats_runs_from_the_lowest_rates_and_one_second_on():
+    rng = np.random.default_rng(3)
+    for fs, method in ((40.5, "xqrs"), (57.5, "gqrs"), (FS, "xqrs"), (FS, "gqrs")):
+        second = int(np.ceil(fs))  # samples
+        assert detect_beats(rng.standard_normal((1, second)), fs, method=method).dtype == np.int64
+        with pytest.raises(ValueError, match=rf"signal has {second - 1} samples; detect_beats needs at least 1 s of "
+                                             rf"it \({second} samples at fs={fs:g} Hz\)"):
+            detect_beats(rng.standard_normal((1, second - 1)), fs, method=method)
+    with pytest.raises(ValueError, match=r"signal has 0 samples"):  # was numpy's "zero-size array to reduction"
+        detect_beats(np.zeros((1, 0)), FS)
+
+
 # Backends --------------------------------------------------------------------------------------
 
 

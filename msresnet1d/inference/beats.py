@@ -22,6 +22,7 @@ regular ones with ``template_from="regular"``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -39,6 +40,14 @@ _PREV, _NEXT, _RECORD, _PREV_OVER_RECORD, _MEDIAN, _PREV_OVER_MEDIAN, _NEXT_OVER
     RR_FEATURES.index(n) for n in ("rr_prev", "rr_next", "rr_record", "prev_over_record", "rr_median",
                                    "prev_over_median", "next_over_median"))
 _DEFAULT_COLUMNS = rr_columns(True)  # what rr = true selects: the model input without rr_transform
+
+#: The rates in Hz wfdb's detectors run at (read in wfdb 4.3's ``processing/qrs.py``), as a test of ``fs`` and
+#: what it says: xqrs band-passes 5-20 Hz with a Butterworth filter, whose band must lie below fs / 2; gqrs
+#: filters in steps of int(0.07 s x round(fs) / 4) samples, which must be at least 1.
+_DETECTOR_RATES = {
+    "xqrs": (lambda fs: fs > 40, "fs > 40 Hz (its 5-20 Hz band-pass must lie below fs / 2)"),
+    "gqrs": (lambda fs: fs >= 57.5, "fs >= 57.5 Hz (its QRS filter step, 0.07 s / 4, must be at least a sample)"),
+}
 
 RRTransform = Callable[[np.ndarray], np.ndarray]
 
@@ -452,22 +461,34 @@ def detect_beats(
     Args:
         signal: (C, L) recording; gqrs expects physical units (mV, as read: its thresholds
             are in uV), xqrs adapts its thresholds to the signal (a preprocessed one will do).
-        fs: its sampling rate in Hz.
+        fs: its sampling rate in Hz: above 40 Hz for xqrs, at least 57.5 Hz for gqrs (the
+            lowest rates their filters work at).
         method: ``"xqrs"`` (:func:`wfdb.processing.xqrs_detect`, adaptive thresholds) or
             ``"gqrs"`` (:func:`wfdb.processing.gqrs_detect`, the WFDB gqrs port).
         channel: index of the channel to search.
 
     Returns:
         (B,) int64 increasing QRS positions in samples, usable as ``beats``.
+
+    Raises:
+        ValueError: a bad ``signal`` (as :func:`classify_beats` says), ``channel`` or ``method``;
+            ``fs`` not finite or below the method's lowest rate; a signal shorter than 1 s (xqrs
+            needs more than three times its 0.1 s QRS filter; wfdb fails on an empty one).
     """
     signal = as_signal(signal, None)
     if not 0 <= channel < signal.shape[0]:
         raise ValueError(f"channel={channel} is not one of the signal's {signal.shape[0]} channel(s)")
+    if method not in _DETECTOR_RATES:
+        raise ValueError(f"method={method!r}, expected 'xqrs' or 'gqrs'")
+    runs_at, needs = _DETECTOR_RATES[method]
+    if not runs_at(positive_number(fs, "fs", "Hz")):
+        raise ValueError(f"fs={fs!r} Hz is too low for {method}, which needs {needs}")
+    if signal.shape[1] < math.ceil(fs):
+        raise ValueError(f"signal has {signal.shape[1]} samples; detect_beats needs at least 1 s of it "
+                         f"({math.ceil(fs)} samples at fs={fs:g} Hz)")
     lead = signal[channel].astype(np.float64)
     if method == "xqrs":
         found = wfdb.processing.xqrs_detect(lead, fs, verbose=False)
-    elif method == "gqrs":
-        found = wfdb.processing.gqrs_detect(sig=lead, fs=fs)
     else:
-        raise ValueError(f"method={method!r}, expected 'xqrs' or 'gqrs'")
+        found = wfdb.processing.gqrs_detect(sig=lead, fs=fs)
     return np.unique(np.asarray(found, dtype=np.int64))
