@@ -93,13 +93,17 @@ def assert_same_predictions(actual: Predictions, expected: Predictions) -> None:
     [(25, 10, 4, [0, 4, 8, 12, 15]),  # grid ends early: one window ending at the last sample
      (22, 10, 4, [0, 4, 8, 12]),  # grid ends on the last sample
      (10, 10, 3, [0]),
-     (7, 10, 3, [0]),  # shorter than one window: zero-padded
-     (45, 10, 30, [0, 30, 35])],  # hop > window
+     (7, 10, 3, [0])],  # shorter than one window: zero-padded, with a warning
 )
 def test_windows_are_those_of_the_data_layer(length, window, hop, starts):
     model = tiny_model()
     signal = np.random.default_rng(0).standard_normal((2, length)).astype(np.float32)
-    predictions = classify_windows(model, signal, window, hop)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictions = classify_windows(model, signal, window, hop)
+    short = f"the recording is {length} samples long, shorter than one window ({window} samples): labelled from " \
+            "one zero-padded window"
+    assert [str(w.message) for w in caught] == ([short] if length < window else [])
     assert predictions.sample.tolist() == starts
     expected = model(torch.from_numpy(np.ascontiguousarray(sliding_windows(signal, window, hop)))).detach().numpy()
     np.testing.assert_allclose(predictions.logits, expected, atol=1e-5, rtol=0)
@@ -555,6 +559,24 @@ def test_window_models_with_extra_features_get_them_from_the_window_starts():
         classify_windows(model, signal, window, hop, extra=lambda s: extra(s)[:, :1])
     with pytest.raises(ValueError, match="extra features are not all finite"):
         classify_windows(model, signal, window, hop, extra=lambda s: extra(s) * np.nan)
+
+
+def test_window_mode_refuses_a_hop_that_skips_samples_and_extra_features_that_are_not_a_function():
+    model, signal = tiny_model(), np.zeros((2, 4000), np.float32)
+    # as a training config refuses hop_seconds > crop_seconds
+    for run in (lambda: classify_windows(model, signal, 1000, 1001), lambda: WindowStream(model, 1000, 1001)):
+        with pytest.raises(ValueError, match=r"hop must be at most window=1000 samples, got 1001: windows further "
+                                             r"apart would leave samples out"):
+            run()
+    assert len(classify_windows(model, signal, 1000, 1000)) == 4  # windows end to end
+    with pytest.raises(TypeError, match=r"extra must be a function of the windows' first samples \(n,\) returning "
+                                        r"their \(n, E\) features, got ndarray; for features computed beforehand"):
+        classify_windows(tiny_model(extra_features=2), signal, 1000, 500, extra=np.zeros((7, 2), np.float32))
+    stream = WindowStream(model, 1000, 500)
+    assert not len(stream.feed(signal[:, :600]))
+    with pytest.warns(UserWarning, match=r"the recording is 600 samples long, shorter than one window \(1000 "
+                                         r"samples\): labelled from one zero-padded window"):
+        assert len(stream.finish()) == 1
 
 
 def test_classify_beats_checks_the_beats_before_cutting_the_template():
