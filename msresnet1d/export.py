@@ -33,6 +33,8 @@ import inspect
 import io
 import logging
 import os
+import pkgutil
+import re
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -43,6 +45,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path
+from .models.layers import is_whole
 from .models.modes import evaluating
 
 log = logging.getLogger(__name__)
@@ -115,14 +118,16 @@ def export_onnx(
         path: the file to write.
         example_length: length in samples of the tracing example (the exported graph takes
             any length); default 8 x the model's ``total_stride``.
-        opset: ONNX opset version.
+        opset: ONNX opset version, one the installed torch's TorchScript-based exporter supports
+            (7 to 20 in torch 2.13; the error for another names the range).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
         ImportError: ``onnx`` is not installed.
-        ValueError: the model's parameters are not float32 (``model.float()`` first).
+        ValueError: the model's parameters are not float32 (``model.float()`` first); an
+            ``opset`` the exporter does not support.
     """
     onnx = _require("onnx")
     _check_model(model)
@@ -130,6 +135,10 @@ def export_onnx(
     if dtype != torch.float32:
         raise ValueError(f"export_onnx writes float32 graphs (what OnnxPredictor feeds); this model's parameters are "
                          f"{dtype}: export model.float()")
+    opsets = _exporter_opsets()
+    if not is_whole(opset) or opset not in opsets:
+        raise ValueError(f"opset must be a whole number from {opsets.start} to {opsets.stop - 1}, the ONNX opsets "
+                         f"torch {torch.__version__}'s TorchScript-based exporter supports; got {opset!r}")
     path = Path(path)
     inputs = _example_inputs(model, example_length)
     names = ["signal", "extra"][: len(inputs)]
@@ -160,6 +169,16 @@ def export_onnx(
         onnx.save_model(proto, str(partial))
     log.info("exported %s to ONNX (opset %d): %s", type(model).__name__, opset, path)
     return path
+
+
+def _exporter_opsets() -> range:
+    """The ONNX opsets the installed torch's TorchScript-based exporter supports (7 to 20 in torch
+    2.13): those of its public modules ``torch.onnx.symbolic_opset<N>``, one per opset it has
+    operator mappings for. torch states the bounds only privately (``torch.onnx._constants``, whose
+    names changed between releases: ``ONNX_MAX_OPSET`` is now the dynamo-based exporter's)."""
+    found = [int(match[1]) for module in pkgutil.iter_modules(torch.onnx.__path__)
+             if (match := re.fullmatch(r"symbolic_opset(\d+)", module.name))]
+    return range(min(found), max(found) + 1)
 
 
 class OnnxPredictor:

@@ -172,6 +172,19 @@ def test_export_rejects_bad_requests(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("opset", [3, 6, 21, 99, 17.0, True])
+def test_export_onnx_names_an_opset_the_exporter_does_not_support(tmp_path, capfd, opset):
+    from torch.onnx import _constants  # torch's own bounds, private: what the public modules must agree with
+
+    low, high = _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    with pytest.raises(ValueError, match=rf"opset must be a whole number from {low} to {high}, the ONNX opsets torch "
+                                         rf"\S+'s TorchScript-based exporter supports; got {opset!r}$"):
+        export_onnx(create_model("msresnet1d_beat"), tmp_path / "m.onnx", opset=opset)
+    assert not capfd.readouterr().err  # not the exporter's dump of the graph (360 lines) before its RuntimeError
+    assert not list(tmp_path.iterdir())
+    assert export._exporter_opsets() == range(low, high + 1)
+
+
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_a_float64_model_traces_and_runs_whole_records_but_exports_to_onnx_as_float32_only(tmp_path):
     from msresnet1d.inference import classify_windows
