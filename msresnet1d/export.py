@@ -6,7 +6,9 @@ built with ``extra_features=E`` take a second input, extra per-window features (
 model is exported in eval mode (BatchNorm running statistics, no dropout); its own mode is
 left as it was (:func:`~msresnet1d.models.modes.evaluating`). Files are written atomically
 (:func:`msresnet1d.atomic.atomic_path`: a temporary file in the target folder, then
-``os.replace``), so a failed export leaves no partial file behind.
+``os.replace``), so a failed export leaves no partial file behind. A path may start with ``~``
+(the home folder); its folder must exist, and it must not be a folder itself (checked before
+any export work).
 
 ONNX uses torch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``): it
 keeps both axes dynamic for every model here, needs no onnxscript, and exports in about a
@@ -33,6 +35,8 @@ import inspect
 import io
 import logging
 import os
+import pkgutil
+import re
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -43,6 +47,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path
+from .models.layers import is_whole
 from .models.modes import evaluating
 
 log = logging.getLogger(__name__)
@@ -66,7 +71,7 @@ def export_torchscript(
 
     Args:
         model: a 1D model, input (N, C, L).
-        path: the file to write.
+        path: the file to write, in an existing folder.
         method: ``"script"`` compiles the model's code: the module keeps its input checks, the
             optional ``extra`` argument and its attributes (``in_channels``, ``min_input_size``,
             ...), so :mod:`msresnet1d.inference` can run it after ``torch.jit.load``.
@@ -78,10 +83,16 @@ def export_torchscript(
             traced graph takes any length); default 8 x the model's ``total_stride``.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a :class:`~pathlib.Path`, ``~`` expanded.
+
+    Raises:
+        TypeError: ``path`` is not a str or os.PathLike.
+        IsADirectoryError: ``path`` is a folder.
+        FileNotFoundError: ``path``'s folder does not exist.
+        ValueError: a model that is not 1D, or a bad ``method`` or ``example_length``.
     """
+    path = _output_path(path)
     _check_model(model)
-    path = Path(path)
     with evaluating(model):
         if method == "script":
             module = torch.jit.script(model)
@@ -112,25 +123,32 @@ def export_onnx(
 
     Args:
         model: a 1D model, input (N, C, L).
-        path: the file to write.
+        path: the file to write, in an existing folder.
         example_length: length in samples of the tracing example (the exported graph takes
             any length); default 8 x the model's ``total_stride``.
-        opset: ONNX opset version.
+        opset: ONNX opset version, one the installed torch's TorchScript-based exporter supports
+            (7 to 20 in torch 2.13; the error for another names the range).
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a :class:`~pathlib.Path`, ``~`` expanded.
 
     Raises:
         ImportError: ``onnx`` is not installed.
-        ValueError: the model's parameters are not float32 (``model.float()`` first).
+        TypeError, IsADirectoryError, FileNotFoundError: a bad ``path``, as :func:`export_torchscript` says.
+        ValueError: the model's parameters are not float32 (``model.float()`` first); an
+            ``opset`` the exporter does not support.
     """
     onnx = _require("onnx")
+    path = _output_path(path)
     _check_model(model)
     dtype = next(model.parameters()).dtype
     if dtype != torch.float32:
         raise ValueError(f"export_onnx writes float32 graphs (what OnnxPredictor feeds); this model's parameters are "
                          f"{dtype}: export model.float()")
-    path = Path(path)
+    opsets = _exporter_opsets()
+    if not is_whole(opset) or opset not in opsets:
+        raise ValueError(f"opset must be a whole number from {opsets.start} to {opsets.stop - 1}, the ONNX opsets "
+                         f"torch {torch.__version__}'s TorchScript-based exporter supports; got {opset!r}")
     inputs = _example_inputs(model, example_length)
     names = ["signal", "extra"][: len(inputs)]
     dynamic_axes = {"signal": {0: "batch", 2: "length"}, "extra": {0: "batch"}, "logits": {0: "batch"}}
@@ -162,6 +180,16 @@ def export_onnx(
     return path
 
 
+def _exporter_opsets() -> range:
+    """The ONNX opsets the installed torch's TorchScript-based exporter supports (7 to 20 in torch
+    2.13): those of its public modules ``torch.onnx.symbolic_opset<N>``, one per opset it has
+    operator mappings for. torch states the bounds only privately (``torch.onnx._constants``, whose
+    names changed between releases: ``ONNX_MAX_OPSET`` is now the dynamo-based exporter's)."""
+    found = [int(match[1]) for module in pkgutil.iter_modules(torch.onnx.__path__)
+             if (match := re.fullmatch(r"symbolic_opset(\d+)", module.name))]
+    return range(min(found), max(found) + 1)
+
+
 class OnnxPredictor:
     """An ONNX file of :func:`export_onnx` run with onnxruntime on CPU.
 
@@ -169,8 +197,9 @@ class OnnxPredictor:
     :mod:`msresnet1d.inference` run it like a torch model.
 
     Args:
-        path: the ONNX file.
-        threads: onnxruntime intra-op threads (``None``: onnxruntime's default, one per core).
+        path: the ONNX file (``~`` is expanded).
+        threads: onnxruntime intra-op threads, a whole number >= 1 (``None``: onnxruntime's
+            default, one per core).
 
     Attributes:
         in_channels, extra_features, num_outputs: C, E and K of the exported model.
@@ -179,19 +208,25 @@ class OnnxPredictor:
 
     Raises:
         ImportError: ``onnxruntime`` is not installed.
+        TypeError: ``path`` is not a str or os.PathLike.
+        IsADirectoryError: ``path`` is a folder.
         FileNotFoundError: no such file.
-        ValueError: the file is not an ONNX model, or was not written by :func:`export_onnx`.
+        ValueError: bad ``threads``; the file is not an ONNX model, or was not written by
+            :func:`export_onnx`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
         ort = _require("onnxruntime")
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.path = Path(path)
+        self.path = _file_path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX file {self.path} not found")
+        options = ort.SessionOptions()
+        if threads is not None:
+            if not is_whole(threads) or threads < 1:
+                raise ValueError(f"threads must be a whole number >= 1 (onnxruntime's intra-op threads) or None "
+                                 f"(its default), got {threads!r}")
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own kinds (InvalidProtobuf, Fail, ...)
@@ -242,6 +277,25 @@ class OnnxPredictor:
         if not len(x):  # onnxruntime cannot reshape an empty batch
             return np.empty((0, self.num_outputs), dtype=np.float32)
         return self.session.run(["logits"], feeds)[0]
+
+
+def _file_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a :class:`Path`, ``~`` expanded, checked to name a file: a str or os.PathLike, not a folder."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path (str or os.PathLike), got {path!r}")
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise IsADirectoryError(f"path {str(path)!r} is a folder ({file.resolve()}): give a file in it")
+    return file
+
+
+def _output_path(path: str | os.PathLike[str]) -> Path:
+    """:func:`_file_path`, whose folder must exist (so that a mistyped folder, or a ``~`` not
+    expanded by a shell, is not created)."""
+    file = _file_path(path)
+    if not file.parent.is_dir():
+        raise FileNotFoundError(f"path {str(path)!r}: the folder {file.parent} does not exist (create it first)")
+    return file
 
 
 def _check_model(model: nn.Module) -> None:

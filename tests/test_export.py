@@ -1,5 +1,6 @@
 """TorchScript and ONNX export: outputs equal eager outputs at several batch sizes and lengths."""
 
+import re
 import sys
 
 import numpy as np
@@ -135,6 +136,37 @@ def test_onnx_predictor_rejects_files_of_other_exporters(tmp_path):
         OnnxPredictor(tmp_path / "nowhere.onnx")
 
 
+def test_onnx_predictor_names_a_folder_and_bad_threads(tmp_path, rr_predictor):
+    with pytest.raises(IsADirectoryError, match=rf"path {re.escape(repr(str(tmp_path)))} is a folder"):
+        OnnxPredictor(tmp_path)  # was "not found"
+    with pytest.raises(ValueError, match=r"threads must be a whole number >= 1 \(onnxruntime's intra-op threads\) or "
+                                         r"None \(its default\), got 1\.5$"):  # was pybind's "incompatible function"
+        OnnxPredictor(rr_predictor.path, threads=1.5)
+    with pytest.raises(ValueError, match=r"threads must be a whole number >= 1 .*, got 0$"):
+        OnnxPredictor(rr_predictor.path, threads=0)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("export_to", [export_onnx, export_torchscript])
+def test_export_checks_the_path_before_exporting(tmp_path, monkeypatch, export_to):
+    model = create_model("msresnet1d_beat")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(TypeError, match=r"path must be a file path \(str or os\.PathLike\), got None$"):
+        export_to(model, None)
+    for folder in ("", ".", str(tmp_path)):  # "" was "Device or resource busy: '.' -> '.'"
+        with pytest.raises(IsADirectoryError, match=rf"path {re.escape(repr(folder))} is a folder \(.*\): give a file "
+                                                    "in it$"):
+            export_to(model, folder)
+    with pytest.raises(FileNotFoundError, match=r"path 'nowhere/m\.x': the folder nowhere does not exist \(create it "
+                                                r"first\)$"):
+        export_to(model, "nowhere/m.x")
+    assert export_to(model, "~/m.x") == tmp_path / "m.x"  # ~ is the home folder, not a folder '~' made here
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here", "m.x"] and not list(here.iterdir())
+
+
 @pytest.mark.parametrize("module", ["onnx", "onnxruntime"])
 def test_missing_optional_dependency_says_how_to_install(tmp_path, monkeypatch, module):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
@@ -170,6 +202,19 @@ def test_export_rejects_bad_requests(tmp_path):
     with pytest.raises(ValueError, match=rf"example_length=4 samples.*minimum {model.min_input_size}"):
         export_torchscript(model, tmp_path / "m.pt", method="trace", example_length=4)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("opset", [3, 6, 21, 99, 17.0, True])
+def test_export_onnx_names_an_opset_the_exporter_does_not_support(tmp_path, capfd, opset):
+    from torch.onnx import _constants  # torch's own bounds, private: what the public modules must agree with
+
+    low, high = _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    with pytest.raises(ValueError, match=rf"opset must be a whole number from {low} to {high}, the ONNX opsets torch "
+                                         rf"\S+'s TorchScript-based exporter supports; got {opset!r}$"):
+        export_onnx(create_model("msresnet1d_beat"), tmp_path / "m.onnx", opset=opset)
+    assert not capfd.readouterr().err  # not the exporter's dump of the graph (360 lines) before its RuntimeError
+    assert not list(tmp_path.iterdir())
+    assert export._exporter_opsets() == range(low, high + 1)
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")

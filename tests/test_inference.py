@@ -3,6 +3,7 @@
 
 import re
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -92,13 +93,17 @@ def assert_same_predictions(actual: Predictions, expected: Predictions) -> None:
     [(25, 10, 4, [0, 4, 8, 12, 15]),  # grid ends early: one window ending at the last sample
      (22, 10, 4, [0, 4, 8, 12]),  # grid ends on the last sample
      (10, 10, 3, [0]),
-     (7, 10, 3, [0]),  # shorter than one window: zero-padded
-     (45, 10, 30, [0, 30, 35])],  # hop > window
+     (7, 10, 3, [0])],  # shorter than one window: zero-padded, with a warning
 )
 def test_windows_are_those_of_the_data_layer(length, window, hop, starts):
     model = tiny_model()
     signal = np.random.default_rng(0).standard_normal((2, length)).astype(np.float32)
-    predictions = classify_windows(model, signal, window, hop)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictions = classify_windows(model, signal, window, hop)
+    short = f"the recording is {length} samples long, shorter than one window ({window} samples): labelled from " \
+            "one zero-padded window"
+    assert [str(w.message) for w in caught] == ([short] if length < window else [])
     assert predictions.sample.tolist() == starts
     expected = model(torch.from_numpy(np.ascontiguousarray(sliding_windows(signal, window, hop)))).detach().numpy()
     np.testing.assert_allclose(predictions.logits, expected, atol=1e-5, rtol=0)
@@ -230,7 +235,7 @@ def test_beat_stream_reads_the_median_rr_columns_from_record_median_rr(record_10
     stream = BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=mean_rr(beats, FS), rr_transform=select)
     with pytest.raises(ValueError, match="reads the \\*_median RR columns: give record_median_rr"):
         run_stream(stream, signal, [5000], beats)
-    with pytest.raises(ValueError, match="record_median_rr must be > 0 s"):
+    with pytest.raises(ValueError, match=r"record_median_rr must be a finite number > 0 \(seconds\), got 0\.0$"):
         BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=0.8, record_median_rr=0.0)
 
 
@@ -293,6 +298,30 @@ def test_detect_beats_finds_the_annotated_beats(record_100):
         nearest = np.abs(found[None, :] - reference[:, None]).min(axis=1)
         assert np.mean(nearest <= 0.05 * FS) >= 0.99, method  # within 50 ms
         assert abs(len(found) - len(reference)) <= 2, method
+
+
+@pytest.mark.parametrize("fs, method, message", [
+    (0, "xqrs", r"fs must be a finite number > 0 \(Hz\), got 0$"),  # was wfdb's ZeroDivisionError
+    (np.nan, "gqrs", r"fs must be a finite number > 0 \(Hz\), got nan$"),
+    (-5.0, "xqrs", r"fs must be a finite number > 0 \(Hz\), got -5\.0$"),  # was scipy's "0 < Wn < 1"
+    (40, "xqrs", r"fs=40 Hz is too low for xqrs, which needs fs > 40 Hz \(its 5-20 Hz band-pass"),
+    (57.4, "gqrs", r"fs=57\.4 Hz is too low for gqrs, which needs fs >= 57\.5 Hz"),  # was a bare Exception
+])
+def test_detect_beats_names_a_rate_its_detector_cannot_run_at(fs, method, message):
+    with pytest.raises(ValueError, match=message):
+        detect_beats(np.zeros((1, 4000)), fs, method=method)
+
+
+def test_detect_beats_runs_from_the_lowest_rates_and_one_second_on():
+    rng = np.random.default_rng(3)
+    for fs, method in ((40.5, "xqrs"), (57.5, "gqrs"), (FS, "xqrs"), (FS, "gqrs")):
+        second = int(np.ceil(fs))  # samples
+        assert detect_beats(rng.standard_normal((1, second)), fs, method=method).dtype == np.int64
+        with pytest.raises(ValueError, match=rf"signal has {second - 1} samples; detect_beats needs at least 1 s of "
+                                             rf"it \({second} samples at fs={fs:g} Hz\)"):
+            detect_beats(rng.standard_normal((1, second - 1)), fs, method=method)
+    with pytest.raises(ValueError, match=r"signal has 0 samples"):  # was numpy's "zero-size array to reduction"
+        detect_beats(np.zeros((1, 0)), FS)
 
 
 # Backends --------------------------------------------------------------------------------------
@@ -404,6 +433,29 @@ def test_bad_parameters_are_named():
         classify_beats(rr_model, signal, beats, BEAT_WINDOW, rr=rr_features(beats, FS)[:, :8])
 
 
+@pytest.mark.parametrize("name, value, unit", [
+    ("fs", np.nan, "Hz"), ("fs", np.inf, "Hz"), ("fs", 0, "Hz"), ("fs", -360.0, "Hz"), ("fs", "360", "Hz"),
+    ("record_rr", np.inf, "seconds"), ("record_rr", np.nan, "seconds"), ("record_rr", 0.0, "seconds"),
+    ("record_median_rr", np.nan, "seconds"), ("record_median_rr", np.inf, "seconds"),
+])  # fmt: skip
+def test_rates_and_rr_intervals_must_be_finite_and_positive(name, value, unit):
+    # named where they are received, not as an error of the RR features they would give (an IndexError,
+    # "beat positions must increase", "give record_median_rr", divide-by-zero warnings)
+    model, signal, beats = tiny_model(extra_features=len(RR_DEFAULT)), np.zeros((2, 4000), np.float32), np.arange(200, 4000, 400)
+    given = {"fs": FS, "record_rr": 1.0, name: value}
+    message = rf"{name} must be a finite number > 0 \({unit}\), got {re.escape(repr(value))}$"
+    with pytest.raises(ValueError, match=message):
+        BeatStream(model, BEAT_WINDOW, **given)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's divide-by-zero warning is not the answer
+        with pytest.raises(ValueError, match=message):
+            classify_beats(model, signal, beats, BEAT_WINDOW, **{name: value})
+    if name == "fs":
+        for function in (mean_rr, median_rr):
+            with pytest.raises(ValueError, match=message):
+                function(beats, value)
+
+
 @pytest.mark.parametrize("signal, template, message", [
     (np.zeros((1, 4000)), False, r"signal has 1 channel\(s\) \(shape \(C, L\) = \(1, 4000\)\), but the model expects "
                                  r"in_channels=2; twice the signal's leads, as a model trained with "
@@ -431,6 +483,18 @@ def test_beat_stream_names_a_chunk_with_other_channels_than_the_model_reads(chun
     with pytest.raises(ValueError, match=message):
         stream.feed(chunk, np.array([100]))
     assert stream.samples_fed == 0  # nothing was taken
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_template_with_nan_or_inf_is_refused(value):
+    # as a signal is: NaN in the template would give every beat NaN scores, hence class 0
+    model, signal = tiny_model(), np.random.default_rng(2).standard_normal((1, 4000)).astype(np.float32)
+    template = np.zeros((1, 252), np.float32)
+    template[0, 7] = value
+    with pytest.raises(ValueError, match=rf"template holds {value} at channel 0, sample 7"):
+        classify_beats(model, signal, np.array([300, 1000, 3000]), BEAT_WINDOW, template=template)
+    with pytest.raises(ValueError, match=rf"template holds {value} at channel 0, sample 7"):
+        BeatStream(model, BEAT_WINDOW, template=template)
 
 
 def test_no_template_may_be_said_with_none_or_a_numpy_boolean():
@@ -495,6 +559,24 @@ def test_window_models_with_extra_features_get_them_from_the_window_starts():
         classify_windows(model, signal, window, hop, extra=lambda s: extra(s)[:, :1])
     with pytest.raises(ValueError, match="extra features are not all finite"):
         classify_windows(model, signal, window, hop, extra=lambda s: extra(s) * np.nan)
+
+
+def test_window_mode_refuses_a_hop_that_skips_samples_and_extra_features_that_are_not_a_function():
+    model, signal = tiny_model(), np.zeros((2, 4000), np.float32)
+    # as a training config refuses hop_seconds > crop_seconds
+    for run in (lambda: classify_windows(model, signal, 1000, 1001), lambda: WindowStream(model, 1000, 1001)):
+        with pytest.raises(ValueError, match=r"hop must be at most window=1000 samples, got 1001: windows further "
+                                             r"apart would leave samples out"):
+            run()
+    assert len(classify_windows(model, signal, 1000, 1000)) == 4  # windows end to end
+    with pytest.raises(TypeError, match=r"extra must be a function of the windows' first samples \(n,\) returning "
+                                        r"their \(n, E\) features, got ndarray; for features computed beforehand"):
+        classify_windows(tiny_model(extra_features=2), signal, 1000, 500, extra=np.zeros((7, 2), np.float32))
+    stream = WindowStream(model, 1000, 500)
+    assert not len(stream.feed(signal[:, :600]))
+    with pytest.warns(UserWarning, match=r"the recording is 600 samples long, shorter than one window \(1000 "
+                                         r"samples\): labelled from one zero-padded window"):
+        assert len(stream.finish()) == 1
 
 
 def test_classify_beats_checks_the_beats_before_cutting_the_template():

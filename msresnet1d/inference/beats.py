@@ -22,6 +22,7 @@ regular ones with ``template_from="regular"``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -33,12 +34,20 @@ from torch import nn
 from ..data.beats import beat_windows, record_template, with_template
 from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_columns, rr_features
 from .predictor import Predictor, as_predictor
-from .stream import Predictions, SampleBuffer, Stream, as_signal, whole_number
+from .stream import Predictions, SampleBuffer, Stream, as_signal, positive_number, whole_number
 
 _PREV, _NEXT, _RECORD, _PREV_OVER_RECORD, _MEDIAN, _PREV_OVER_MEDIAN, _NEXT_OVER_MEDIAN = (
     RR_FEATURES.index(n) for n in ("rr_prev", "rr_next", "rr_record", "prev_over_record", "rr_median",
                                    "prev_over_median", "next_over_median"))
 _DEFAULT_COLUMNS = rr_columns(True)  # what rr = true selects: the model input without rr_transform
+
+#: The rates in Hz wfdb's detectors run at (read in wfdb 4.3's ``processing/qrs.py``), as a test of ``fs`` and
+#: what it says: xqrs band-passes 5-20 Hz with a Butterworth filter, whose band must lie below fs / 2; gqrs
+#: filters in steps of int(0.07 s x round(fs) / 4) samples, which must be at least 1.
+_DETECTOR_RATES = {
+    "xqrs": (lambda fs: fs > 40, "fs > 40 Hz (its 5-20 Hz band-pass must lie below fs / 2)"),
+    "gqrs": (lambda fs: fs >= 57.5, "fs >= 57.5 Hz (its QRS filter step, 0.07 s / 4, must be at least a sample)"),
+}
 
 RRTransform = Callable[[np.ndarray], np.ndarray]
 
@@ -63,9 +72,10 @@ class BeatStream(Stream):
         model: a 1D model (eager or TorchScript) or a :class:`Predictor`.
         window: (start, stop) of the window in samples relative to the beat, start <= 0 < stop,
             e.g. (-90, 162) for -0.25 s to +0.45 s at 360 Hz.
-        fs: sampling rate of the signal in Hz (for RR features in seconds).
-        record_rr: mean RR interval of the whole recording in seconds (RR models only).
-        record_median_rr: median RR interval of the whole recording in seconds, for RR models
+        fs: sampling rate of the signal in Hz (for RR features in seconds), finite and > 0.
+        record_rr: mean RR interval of the whole recording in seconds, finite and > 0 (RR models
+            only).
+        record_median_rr: median RR interval of the whole recording in seconds (likewise), for RR models
             whose features include the ``*_median`` columns (``None``: those columns are NaN,
             and a model reading them raises).
         rr_transform: maps the (B, F) RR features (columns
@@ -73,16 +83,18 @@ class BeatStream(Stream):
             (default: the :data:`~msresnet1d.data.rr.RR_DEFAULT` columns as they are, E = 8).
         max_delay: how late beats may be fed, in samples (>= 0).
         batch_size: beats per model call.
-        template: (C, stop - start) median beat of the recording, for a model trained with
+        template: (C, stop - start) finite median beat of the recording, for a model trained with
             ``BeatConfig(template=True)`` (which reads 2C channels: the C fed, then each minus
             ``template``); ``None``: the model reads the fed channels as they are.
 
     Raises:
-        ValueError: bad parameters; an RR model without ``fs`` or ``record_rr``; ``record_rr``,
+        ValueError: bad parameters (``fs``, ``record_rr`` or ``record_median_rr`` not a finite
+            number > 0); an RR model without ``fs`` or ``record_rr``; ``record_rr``,
             ``record_median_rr`` or ``rr_transform`` for a model without extra features; no
             ``rr_transform`` for a model with another number of extra features than the 8
             RR_DEFAULT columns; a
-            ``template`` whose shape does not fit the window and the model's channels. Later,
+            ``template`` whose shape does not fit the window and the model's channels, or that holds
+            NaN or inf. Later,
             from ``feed``/``finish``: extra features that are not finite (a model reading the
             ``*_median`` columns without ``record_median_rr``).
     """
@@ -101,6 +113,7 @@ class BeatStream(Stream):
         template: np.ndarray | None = None,
     ) -> None:
         start, stop = window = _check_window(window)
+        fs, record_rr, record_median_rr = _check_rates(fs, record_rr, record_median_rr)
         super().__init__(model, stop - start, batch_size)
         if template is not None:
             template = np.asarray(template, dtype=np.float32)
@@ -109,20 +122,18 @@ class BeatStream(Stream):
                 raise ValueError(
                     f"template must be (C, {stop - start}) = (channels, window samples) with 2C = the model's "
                     f"in_channels={channels}, got shape {template.shape}")
+            template = as_signal(template, None, "template")  # NaN would make every beat's scores NaN
             self._buffer = SampleBuffer(template.shape[0])
         self.template = template
         if whole_number(max_delay, "max_delay") < 0:
             raise ValueError(f"max_delay must be >= 0 samples, got {max_delay}")
         self.uses_rr = self.predictor.extra_features > 0
-        if self.uses_rr and (fs is None or fs <= 0 or record_rr is None or record_rr <= 0):
+        if self.uses_rr and (fs is None or record_rr is None):
             raise ValueError(
                 f"this model takes {self.predictor.extra_features} extra (RR) features: give fs > 0 (Hz, got {fs}) and "
                 f"record_rr > 0 (s, got {record_rr}), the recording's mean RR interval (classify_beats computes it "
                 "from all beats; a stream cannot know it before the recording ends)"
             )
-        if self.uses_rr and record_median_rr is not None and not record_median_rr > 0:
-            raise ValueError(f"record_median_rr must be > 0 s (the recording's median RR interval), "
-                             f"got {record_median_rr}")
         if not self.uses_rr and (record_rr is not None or record_median_rr is not None or rr_transform is not None):
             raise ValueError("record_rr, record_median_rr and rr_transform are for models with extra (RR) features; "
                              "this one has none")
@@ -306,18 +317,19 @@ def _intervals(beats: np.ndarray, fs: float) -> np.ndarray:
     beats = np.asarray(beats)
     if len(beats) < 2:
         raise ValueError(f"a record's RR interval needs at least 2 beats, got {len(beats)}")
-    return np.diff(beats) / fs
+    return np.diff(beats) / positive_number(fs, "fs", "Hz")
 
 
 def mean_rr(beats: np.ndarray, fs: float) -> float:
     """Mean RR interval in seconds of increasing beat positions (samples at ``fs`` Hz), as
-    :func:`msresnet1d.data.rr.rr_features` computes its ``rr_record`` column."""
+    :func:`msresnet1d.data.rr.rr_features` computes its ``rr_record`` column. Raises ValueError for
+    fewer than 2 beats, or ``fs`` not a finite number > 0."""
     return float(np.mean(_intervals(beats, fs)))
 
 
 def median_rr(beats: np.ndarray, fs: float) -> float:
     """Median RR interval in seconds of increasing beat positions (samples at ``fs`` Hz), as
-    :func:`msresnet1d.data.rr.rr_features` computes its ``rr_median`` column."""
+    :func:`msresnet1d.data.rr.rr_features` computes its ``rr_median`` column (errors of :func:`mean_rr`)."""
     return float(np.median(_intervals(beats, fs)))
 
 
@@ -343,8 +355,8 @@ def classify_beats(
         signal: (C, L) float recording, preprocessed as the model was trained.
         beats: (B,) int increasing beat positions in samples, each in [0, L).
         window: (start, stop) samples relative to each beat, start <= 0 < stop.
-        fs: sampling rate in Hz (needed by RR models, unless ``rr`` is given).
-        record_rr: the record-mean RR interval in seconds for RR models; default
+        fs: sampling rate in Hz, finite and > 0 (needed by RR models, unless ``rr`` is given).
+        record_rr: the record-mean RR interval in seconds for RR models, finite and > 0; default
             :func:`mean_rr` of ``beats``.
         record_median_rr: likewise the record-median RR interval; default :func:`median_rr`
             of ``beats``.
@@ -352,7 +364,7 @@ def classify_beats(
             RR_DEFAULT columns as they are).
         batch_size: beats per model call.
         template: for a model trained with ``BeatConfig(template=True)``: ``True`` (the median
-            of the beats' windows) or a (C, stop - start) median beat; ``False``: none.
+            of the beats' windows) or a (C, stop - start) median beat, finite; ``False``: none.
         template_from: with ``template=True``, the median of ``"all"`` the beats or of the
             ``"regular"`` ones (``BeatConfig.template_from``; their previous RR intervals from
             ``rr`` if given, else from ``beats`` at ``fs``).
@@ -374,6 +386,7 @@ def classify_beats(
     """
     predictor = as_predictor(model)
     window = _check_window(window)
+    fs, record_rr, record_median_rr = _check_rates(fs, record_rr, record_median_rr)
     recording = as_signal(signal, None)
     if not isinstance(template, np.ndarray):
         template = bool(template)  # None and numpy's booleans too
@@ -419,6 +432,13 @@ def _check_window(window: tuple[int, int]) -> tuple[int, int]:
     return start, stop
 
 
+def _check_rates(fs: float | None, record_rr: float | None,
+                 record_median_rr: float | None) -> tuple[float | None, float | None, float | None]:
+    """``fs`` (Hz), ``record_rr`` and ``record_median_rr`` (s) as floats, each ``None`` or a finite number > 0."""
+    given = ((fs, "fs", "Hz"), (record_rr, "record_rr", "seconds"), (record_median_rr, "record_median_rr", "seconds"))
+    return tuple(None if value is None else positive_number(value, name, unit) for value, name, unit in given)
+
+
 def _given_rr(rr: np.ndarray, rr_transform: RRTransform | None) -> RRTransform:
     """An ``rr_transform`` for a stream fed every beat of a recording at once: it replaces the
     stream's RR features of each batch by the next rows of ``rr`` (a stream emits its beats in
@@ -441,22 +461,34 @@ def detect_beats(
     Args:
         signal: (C, L) recording; gqrs expects physical units (mV, as read: its thresholds
             are in uV), xqrs adapts its thresholds to the signal (a preprocessed one will do).
-        fs: its sampling rate in Hz.
+        fs: its sampling rate in Hz: above 40 Hz for xqrs, at least 57.5 Hz for gqrs (the
+            lowest rates their filters work at).
         method: ``"xqrs"`` (:func:`wfdb.processing.xqrs_detect`, adaptive thresholds) or
             ``"gqrs"`` (:func:`wfdb.processing.gqrs_detect`, the WFDB gqrs port).
         channel: index of the channel to search.
 
     Returns:
         (B,) int64 increasing QRS positions in samples, usable as ``beats``.
+
+    Raises:
+        ValueError: a bad ``signal`` (as :func:`classify_beats` says), ``channel`` or ``method``;
+            ``fs`` not finite or below the method's lowest rate; a signal shorter than 1 s (xqrs
+            needs more than three times its 0.1 s QRS filter; wfdb fails on an empty one).
     """
     signal = as_signal(signal, None)
     if not 0 <= channel < signal.shape[0]:
         raise ValueError(f"channel={channel} is not one of the signal's {signal.shape[0]} channel(s)")
+    if method not in _DETECTOR_RATES:
+        raise ValueError(f"method={method!r}, expected 'xqrs' or 'gqrs'")
+    runs_at, needs = _DETECTOR_RATES[method]
+    if not runs_at(positive_number(fs, "fs", "Hz")):
+        raise ValueError(f"fs={fs!r} Hz is too low for {method}, which needs {needs}")
+    if signal.shape[1] < math.ceil(fs):
+        raise ValueError(f"signal has {signal.shape[1]} samples; detect_beats needs at least 1 s of it "
+                         f"({math.ceil(fs)} samples at fs={fs:g} Hz)")
     lead = signal[channel].astype(np.float64)
     if method == "xqrs":
         found = wfdb.processing.xqrs_detect(lead, fs, verbose=False)
-    elif method == "gqrs":
-        found = wfdb.processing.gqrs_detect(sig=lead, fs=fs)
     else:
-        raise ValueError(f"method={method!r}, expected 'xqrs' or 'gqrs'")
+        found = wfdb.processing.gqrs_detect(sig=lead, fs=fs)
     return np.unique(np.asarray(found, dtype=np.int64))

@@ -9,6 +9,8 @@ recording's first sample, across chunks.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -67,6 +69,14 @@ def whole_number(value: object, name: str, unit: str = "samples") -> int:
         hint = " (seconds x the rate in Hz, rounded)" if unit == "samples" else ""
         raise ValueError(f"{name} must be a whole number of {unit}, got {value!r}{hint}")
     return int(value)
+
+
+def positive_number(value: object, name: str, unit: str) -> float:
+    """``value`` as a float, or a ValueError naming ``name`` unless it is a finite real number > 0
+    (in ``unit``: rates in Hz, intervals in seconds)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0 ({unit}), got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 The windows are those of :func:`msresnet1d.data.rhythm.sliding_windows`, with which rhythm
 models are evaluated: ``window`` samples long, starting every ``hop`` samples from sample 0;
 when the last of them does not end at the recording's last sample, one more window ending there
-is added, so every sample is covered (when ``hop <= window``); a recording shorter than one
-window gives a single window, zero-padded at its end (zero is the mean of a z-scored signal).
+is added, so every sample is covered (``hop`` is at most ``window``, as a training config's
+``hop_seconds`` is at most its ``crop_seconds``); a recording shorter than one window gives a
+single window, zero-padded at its end (zero is the mean of a z-scored signal), with a warning.
 
 Each window gets logits, hence a label (:attr:`Predictions.labels`); the recording's label
 averages the windows' probabilities (:meth:`Predictions.record_label`).
@@ -12,6 +13,7 @@ averages the windows' probabilities (:meth:`Predictions.record_label`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -37,15 +39,17 @@ class WindowStream(Stream):
         model: a 1D model (eager or TorchScript) or a :class:`Predictor`.
         window: window length in samples (at the signal's rate), at least the model's
             ``min_input_size``.
-        hop: samples between the starts of consecutive windows (> 0; < window: overlap).
+        hop: samples between the starts of consecutive windows, 1 to ``window`` (< window:
+            overlap; more would leave samples out).
         batch_size: windows per model call (bounds memory: batch_size x C x window floats in).
         extra: for a model with E extra features per window (e.g. the rhythm task's RR-interval
             statistics): a function of the windows' first samples (n,) that returns their
             features (n, E), standardised as in training. Only for such models.
 
     Raises:
-        ValueError: bad window, hop or batch_size; a model with extra features and no ``extra``,
-            or ``extra`` for a model without them.
+        ValueError: bad window, hop (also hop > window) or batch_size; a model with extra
+            features and no ``extra``, or ``extra`` for a model without them.
+        TypeError: ``extra`` is not callable.
     """
 
     def __init__(self, model: nn.Module | Predictor, window: int, hop: int, *, batch_size: int = 64,
@@ -54,6 +58,13 @@ class WindowStream(Stream):
         super().__init__(model, window, batch_size)
         if hop < 1:
             raise ValueError(f"hop must be >= 1 sample, got {hop}")
+        if hop > window:
+            raise ValueError(f"hop must be at most window={window} samples, got {hop}: windows further apart would "
+                             "leave samples out")
+        if extra is not None and not callable(extra):
+            raise TypeError(f"extra must be a function of the windows' first samples (n,) returning their (n, E) "
+                            f"features, got {type(extra).__name__}; for features computed beforehand, pass a "
+                            "function that looks them up by start")
         if self.predictor.extra_features and extra is None:
             raise ValueError(f"this model takes {self.predictor.extra_features} extra features per window: give "
                              "extra, a function of the windows' first samples (n,) returning them (n, E)")
@@ -81,7 +92,8 @@ class WindowStream(Stream):
 
     def finish(self) -> Predictions:
         """Classify the window ending at the recording's last sample, if no window ends there
-        yet (zero-padded if the whole recording is shorter than one window); close the stream.
+        yet (zero-padded, with a warning, if the whole recording is shorter than one window);
+        close the stream.
 
         Raises:
             ValueError: no samples were fed.
@@ -91,6 +103,9 @@ class WindowStream(Stream):
         end = self._buffer.end
         if end == 0:
             raise ValueError("the recording is empty: no samples were fed")
+        if end < self.window:
+            warnings.warn(f"the recording is {end} samples long, shorter than one window ({self.window} samples): "
+                          "labelled from one zero-padded window", stacklevel=2)
         last = max(end - self.window, 0)
         if self._next > 0 and self._next - self.hop == last:
             last_window = np.empty(0, dtype=np.int64)
@@ -134,7 +149,7 @@ def classify_windows(
         model: a 1D model (eager or TorchScript) or a :class:`Predictor`.
         signal: (C, L) float recording, already preprocessed as the model was trained (rate,
             filter, normalisation).
-        window, hop: window length and hop in samples.
+        window, hop: window length and hop in samples, 1 <= hop <= window.
         batch_size: windows per model call.
         extra: a model's extra features per window, as a function of the windows' first
             samples (see :class:`WindowStream`).
@@ -144,6 +159,11 @@ def classify_windows(
 
     Raises:
         ValueError: wrong shape or channel count, NaN or inf, an empty signal, or bad parameters.
+        TypeError: ``extra`` is not callable.
+
+    Warns:
+        UserWarning: the signal is shorter than one window (it is labelled from one zero-padded
+            window).
     """
     stream = WindowStream(model, window, hop, batch_size=batch_size, extra=extra)
     signal = as_signal(signal, stream.predictor.in_channels)  # its errors name the signal, not a chunk
