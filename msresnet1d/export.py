@@ -7,8 +7,8 @@ model is exported in eval mode (BatchNorm running statistics, no dropout); its o
 left as it was (:func:`~msresnet1d.models.modes.evaluating`). Files are written atomically
 (:func:`msresnet1d.atomic.atomic_path`: a temporary file in the target folder, then
 ``os.replace``), so a failed export leaves no partial file behind. A path may start with ``~``
-(the home folder); its folder must exist, and it must not be a folder itself (checked before
-any export work).
+(the home folder); it must not be a folder itself, nor lie under a file or an unwritable folder
+(checked before any export work; missing folders are made).
 
 ONNX uses torch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``): it
 keeps both axes dynamic for every model here, needs no onnxscript, and exports in about a
@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import atomic_path
+from .atomic import atomic_path, uncreatable
 from .models.layers import is_whole
 from .models.modes import evaluating
 
@@ -71,7 +71,7 @@ def export_torchscript(
 
     Args:
         model: a 1D model, input (N, C, L).
-        path: the file to write, in an existing folder.
+        path: the file to write (missing folders are made).
         method: ``"script"`` compiles the model's code: the module keeps its input checks, the
             optional ``extra`` argument and its attributes (``in_channels``, ``min_input_size``,
             ...), so :mod:`msresnet1d.inference` can run it after ``torch.jit.load``.
@@ -88,7 +88,7 @@ def export_torchscript(
     Raises:
         TypeError: ``path`` is not a str or os.PathLike.
         IsADirectoryError: ``path`` is a folder.
-        FileNotFoundError: ``path``'s folder does not exist.
+        OSError: ``path`` lies under a file or an unwritable folder.
         ValueError: a model that is not 1D, or a bad ``method`` or ``example_length``.
     """
     path = _output_path(path)
@@ -123,7 +123,7 @@ def export_onnx(
 
     Args:
         model: a 1D model, input (N, C, L).
-        path: the file to write, in an existing folder.
+        path: the file to write (missing folders are made).
         example_length: length in samples of the tracing example (the exported graph takes
             any length); default 8 x the model's ``total_stride``.
         opset: ONNX opset version, one the installed torch's TorchScript-based exporter supports
@@ -134,7 +134,7 @@ def export_onnx(
 
     Raises:
         ImportError: ``onnx`` is not installed.
-        TypeError, IsADirectoryError, FileNotFoundError: a bad ``path``, as :func:`export_torchscript` says.
+        TypeError, IsADirectoryError, OSError: a bad ``path``, as :func:`export_torchscript` says.
         ValueError: the model's parameters are not float32 (``model.float()`` first); an
             ``opset`` the exporter does not support.
     """
@@ -290,11 +290,12 @@ def _file_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _output_path(path: str | os.PathLike[str]) -> Path:
-    """:func:`_file_path`, whose folder must exist (so that a mistyped folder, or a ``~`` not
-    expanded by a shell, is not created)."""
+    """:func:`_file_path`, checked to be creatable (:func:`~msresnet1d.atomic.uncreatable`; missing
+    folders are made when the file is written, as every writer here does)."""
     file = _file_path(path)
-    if not file.parent.is_dir():
-        raise FileNotFoundError(f"path {str(path)!r}: the folder {file.parent} does not exist (create it first)")
+    problem = uncreatable(file)
+    if problem:
+        raise OSError(f"path {str(path)!r} cannot be written: {problem}")
     return file
 
 

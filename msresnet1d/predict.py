@@ -17,7 +17,6 @@ import io
 import os
 import re
 import tempfile
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -93,9 +92,8 @@ def beat_positions(record_path: str | os.PathLike[str], signal: np.ndarray, fs: 
         return ann.sample[is_beat], ann.symbol[is_beat]
     try:
         return detect_beats(signal, fs, method="xqrs", channel=0), None
-    except ValueError as e:  # e.g. a rate too low for its 5-20 Hz filter
-        raise ValueError(f"record '{record_label(record_path)}': wfdb's XQRS detector failed at {fs:g} Hz: "
-                         f"{e}") from None
+    except ValueError as e:  # detect_beats' own checks, e.g. a rate too low for its 5-20 Hz filter
+        raise ValueError(f"record '{record_label(record_path)}': {e}") from None
 
 
 class Labelled(NamedTuple):
@@ -237,9 +235,7 @@ def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[n
     _check_valid_leads(record)
     signal = preprocess_record(record, rhythm_cfg.fs, rhythm_cfg.band, rhythm_cfg.normalization)
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
-    if signal.shape[1] < length:
-        warnings.warn(f"record {record.name}: {record.signal.shape[1] / record.fs:.1f} s, shorter than the model's "
-                      f"{data['crop_seconds']:g} s window: labelled from one zero-padded window", stacklevel=2)
+    # a record shorter than one window: the window classifier warns, and labels it from one zero-padded window
     columns = rr_columns(data["rr"], HRV_FEATURES, HRV_FEATURES)
     extra = None
     if columns:  # the windows' RR statistics, standardised as in training, from the whole record's R peaks

@@ -160,11 +160,13 @@ def test_export_checks_the_path_before_exporting(tmp_path, monkeypatch, export_t
         with pytest.raises(IsADirectoryError, match=rf"path {re.escape(repr(folder))} is a folder \(.*\): give a file "
                                                     "in it$"):
             export_to(model, folder)
-    with pytest.raises(FileNotFoundError, match=r"path 'nowhere/m\.x': the folder nowhere does not exist \(create it "
-                                                r"first\)$"):
-        export_to(model, "nowhere/m.x")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OSError, match=rf"path '~/a-file/m\.x' cannot be written: {re.escape(str(tmp_path))}/a-file is a "
+                                      "file$"):
+        export_to(model, "~/a-file/m.x")
     assert export_to(model, "~/m.x") == tmp_path / "m.x"  # ~ is the home folder, not a folder '~' made here
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["here", "m.x"] and not list(here.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "here", "m.x"] and not list(here.iterdir())
+    assert export_to(model, "new/m.x").is_file()  # missing folders are made, as every writer here does
 
 
 @pytest.mark.parametrize("module", ["onnx", "onnxruntime"])
