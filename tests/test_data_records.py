@@ -125,6 +125,36 @@ def test_truncated_mat_file_with_preamble(tmp_path, cinc2017_dir):
         read_record(folder / "A00001")
 
 
+def test_a_damaged_dat_fails_the_headers_checksums(x):
+    with open(x / "100.dat", "r+b") as f:  # wfdb reads it without complaint
+        f.seek(90_000)
+        f.write(bytes(3000))
+    message = (r"record 'x/100': the samples do not match the header's checksums \(16-bit sums of each signal's "
+               r"samples\): file 100.dat, signal MLII: checksum -?\d+, 100.hea expects 27506; file 100.dat, "
+               r"signal V5: checksum -?\d+, 100.hea expects 23686 \(a damaged signal file")
+    with pytest.raises(DataError, match=message):
+        read_record(x / "100")
+
+
+def test_a_header_of_one_signal_over_a_dat_of_two_fails_its_checksum(x):
+    lines = (x / "100.hea").read_text().splitlines(keepends=True)
+    (x / "100.hea").write_text("".join(["100 1 360 64800\n", lines[1], *lines[3:]]))  # MLII read interleaved with V5
+    message = "file 100.dat, signal MLII: checksum 20008, 100.hea expects 27506"
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_record(x / "100", leads=["MLII"])
+
+
+@pytest.mark.parametrize("fields", ["", " 0 0 0"])  # none; initial value, checksum 0, block size (as CinC 2017's)
+def test_headers_without_checksums_are_read(x, fields):
+    lines = (x / "100.hea").read_text().splitlines(keepends=True)
+    signal_lines = [f"100.dat 212 200 11 1024{fields} {lead}\n" for lead in ("MLII", "V5")]
+    (x / "100.hea").write_text("".join([lines[0], *signal_lines, *lines[3:]]))
+    with open(x / "100.dat", "r+b") as f:  # so that its sums are not 0 either
+        f.write(bytes(30))
+    assert wfdb.rdheader(str(x / "100")).checksum == ([None, None] if not fields else [0, 0])
+    assert read_record(x / "100").signal.shape == (2, 64800)
+
+
 @pytest.mark.parametrize(
     "record_line, problem",
     [

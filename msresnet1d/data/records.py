@@ -88,9 +88,9 @@ def _check_folder(path: Path) -> None:
         raise _fail(path, f"database folder {path.parent} does not exist")
 
 
-def _checked_header_file(path: Path) -> Path:
+def _checked_header_file(path: Path) -> tuple[Path, list[str]]:
     """``<path>.hea``, checked to exist and to have a sane record line (wfdb silently takes
-    250 Hz for an unreadable sampling rate, so this is checked here)."""
+    250 Hz for an unreadable sampling rate, so this is checked here), and that line's fields."""
     header_file = path.with_name(path.name + ".hea")
     if not header_file.is_file():
         _check_folder(path)
@@ -108,7 +108,7 @@ def _checked_header_file(path: Path) -> Path:
     if len(fields) >= 3 and not _FS_FIELD.match(fields[2]):
         problem = f"sampling frequency field {fields[2]!r} is not a number"
         raise _fail(path, f"file {header_file.name} is malformed: {problem}")
-    return header_file
+    return header_file, fields
 
 
 def _expected_bytes(header: wfdb.Record, file_name: str) -> tuple[int, str] | None:
@@ -141,7 +141,7 @@ def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
         DataError: missing or malformed ``.hea``, missing or truncated signal file.
     """
     path = Path(path)
-    header_file = _checked_header_file(path)
+    header_file, _ = _checked_header_file(path)
     try:
         header = wfdb.rdheader(str(path))
     except Exception as exc:  # wfdb raises HeaderSyntaxError, IndexError, ValueError...
@@ -185,12 +185,42 @@ def resolve_leads(path: str | os.PathLike[str], leads: Sequence[str]) -> list[st
         raise _fail(path, str(exc), LeadError) from None
 
 
+def _signed16(value: int) -> int:
+    """``value`` modulo 2**16 as a signed 16-bit number, as WFDB headers write checksums."""
+    return (value + 2**15) % 2**16 - 2**15
+
+
+def _check_checksums(path: Path, record: wfdb.Record) -> None:
+    """Compare the 16-bit sum of each signal's digital samples (``record.e_d_signal``: the whole
+    record, every sample of a frame) with the checksum field of its header line. A header
+    without checksums, or whose checksums are all 0 (the placeholder of writers that compute
+    none: every CinC 2017 header), has nothing to compare."""
+    if not any(record.checksum or []):
+        return
+    wrong = [
+        f"file {file_name}, signal {lead or '(unnamed)'}: checksum {_signed16(found)}, {path.name}.hea expects "
+        f"{_signed16(expected)}"
+        for lead, file_name, expected, found in zip(record.sig_name, record.file_name, record.checksum,
+                                                    record.calc_checksum(expanded=True), strict=True)
+        if expected is not None and (expected - found) % 2**16
+    ]
+    if wrong:
+        raise _fail(path, f"the samples do not match the header's checksums (16-bit sums of each signal's "
+                          f"samples): {'; '.join(wrong)} (a damaged signal file, or a header that does not "
+                          "describe it)")
+
+
 def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None) -> Record:
     """Read a record's signals with ``wfdb.rdrecord``.
 
     The header's record line is checked first. When wfdb fails, or returns fewer samples or
     leads than asked for, :func:`read_header` finds out which file is at fault, so the error
-    names it (a full check up front would double the cost of small records).
+    names it (a full check up front would double the cost of small records). The samples are
+    read as digital values, checked against the header's checksums (which wfdb does not verify),
+    then converted to physical units channel by channel (faster than wfdb's conversion of the
+    (L, C) array), the samples of one frame of a multi-frequency signal averaged. Multi-segment
+    records are read by wfdb in physical units, unchecked (their segments' headers hold the
+    checksums).
 
     Args:
         path: record path without extension.
@@ -202,14 +232,16 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         A :class:`Record` with ``signal`` (C, L) float32 in physical units.
 
     Raises:
-        DataError: a file is missing, truncated or malformed, or a lead is absent.
+        DataError: a file is missing, truncated or malformed, its samples do not match the
+            header's checksums, or a lead is absent.
     """
     path = Path(path)
-    _checked_header_file(path)
+    multi_segment = "/" in _checked_header_file(path)[1][0]  # the record line's "name/segments"
     if leads is not None:
         leads = resolve_leads(path, leads)
     try:
-        record = wfdb.rdrecord(str(path), channel_names=None if leads is None else list(leads))
+        record = wfdb.rdrecord(str(path), channel_names=None if leads is None else list(leads),
+                               physical=multi_segment, smooth_frames=multi_segment)
     except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...
         read_header(path)
         raise _fail(path, f"wfdb could not read the signals: {type(exc).__name__}: {exc}") from exc
@@ -219,10 +251,17 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         except ValueError as exc:
             raise _fail(path, str(exc), LeadError) from None
         raise _fail(path, f"wfdb returned leads {record.sig_name} when asked for {list(leads)}")
-    if record.sig_len is not None and record.p_signal.shape[0] != record.sig_len:
+    if multi_segment:
+        signal = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
+    else:
+        _check_checksums(path, record)
+        record.dac(expanded=True, inplace=True)
+        signal = np.array([samples if n == 1 else samples.reshape(-1, n).mean(axis=1)
+                           for samples, n in zip(record.e_p_signal, record.samps_per_frame, strict=True)],
+                          dtype=np.float32)
+    if record.sig_len is not None and signal.shape[1] != record.sig_len:
         read_header(path)
-        raise _fail(path, f"header announces {record.sig_len} samples, wfdb read {record.p_signal.shape[0]}")
-    signal = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
+        raise _fail(path, f"header announces {record.sig_len} samples, wfdb read {signal.shape[1]}")
     return Record(record_label(path), signal, float(record.fs), tuple(_lead_names(record.sig_name)),
                   tuple(record.units))
 
