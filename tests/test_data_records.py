@@ -14,6 +14,7 @@ from msresnet1d.data.beats import BeatConfig, load_beats, record_beats
 from msresnet1d.data.errors import DataError, LeadError
 from msresnet1d.data.locate import list_records, repo_datasets_dir
 from msresnet1d.data.records import read_annotations, read_header, read_record
+from msresnet1d.data.rhythm import RhythmConfig, load_rhythm
 
 SAMPLE = repo_datasets_dir() / "mitdb-sample"
 
@@ -266,6 +267,23 @@ def test_a_lead_without_a_description_is_named_by_an_empty_string(x):
     for leads in (["MLII"], ["MLII|II"]):  # checked as read, or resolved from the header first
         with pytest.raises(LeadError, match=re.escape("record 'x/blank': no lead 'MLII")):
             read_record(x / "blank", leads=leads)
+
+
+def test_a_lead_without_a_valid_sample_is_refused_by_beats_and_rhythm(x):
+    digital = wfdb.rdrecord(str(x / "100"), physical=False).d_signal.astype(np.int16)
+    digital[:, 0] = -32768  # MLII unplugged: every sample WFDB's invalid value in format 16, V5 fine
+    wfdb.wrsamp("blank", fs=360, units=["mV", "mV"], sig_name=["MLII", "V5"], d_signal=digital, fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[1024, 1024], write_dir=str(x))
+    shutil.copy(x / "100.atr", x / "blank.atr")
+    (x / "REFERENCE.csv").write_text("blank,N\n")
+    assert np.isnan(read_record(x / "blank").signal[0]).all()
+    message = re.escape("record 'x/blank': lead MLII has no valid sample (every one is WFDB's invalid value): "
+                        "nothing to label from it")
+    with pytest.raises(DataError, match=message):
+        load_beats(["blank"], db_dir=x, cache=False)
+    with pytest.raises(DataError, match=message):
+        load_rhythm(x, RhythmConfig(lead="MLII"), cache=False)
+    assert load_rhythm(x, RhythmConfig(lead="V5"), cache=False).data.shape == (1, 64800 * 300 // 360)
 
 
 def test_empty_database_folder(tmp_path):

@@ -189,7 +189,8 @@ def load_rhythm(
             CPUs, at most 4; 1 reads them in this process).
 
     Raises:
-        DataError: bad ``REFERENCE.csv``, or a listed record missing or unreadable.
+        DataError: bad ``REFERENCE.csv``, or a listed record missing, unreadable, or whose lead has
+            no valid sample (all WFDB invalid values).
     """
     db_dir = Path(db_dir) if db_dir is not None else find_database("cinc2017")
     labels = read_reference(db_dir)
