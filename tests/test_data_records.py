@@ -183,6 +183,19 @@ def test_header_with_missing_signal_line(x):
         read_record(x / "100")  # wfdb fails on it; the diagnosis names the file
 
 
+def test_an_annotation_file_wfdb_cannot_read_is_named(x):
+    with open(x / "100.atr", "r+b") as f:
+        f.truncate(201)  # odd length: wfdb's reader fails in numpy
+    message = ("record 'x/100': file 100.atr could not be read as a WFDB annotation file (damaged or truncated?): "
+               "ValueError: cannot reshape array of size 201")
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_annotations(x / "100")
+    (x / "100.atr").write_bytes(b"")  # wfdb reads no annotations from it
+    with pytest.raises(DataError, match=re.escape("record 'x/100': file 100.atr is empty (0 bytes), not a WFDB "
+                                                  "annotation file")):
+        load_beats(db_dir=x, cache=False)
+
+
 def test_unknown_annotation_code(x):
     wfdb.wrann("100", "atr", np.array([100, 500, 900]), symbol=["N", "N", "N"], write_dir=str(x))
     raw = bytearray((x / "100.atr").read_bytes())

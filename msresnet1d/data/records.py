@@ -298,19 +298,22 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     than 10 s) before its end: a truncated file still reads, as far as it goes.
 
     Raises:
-        DataError: missing or unreadable file; an annotation code wfdb does not know; a
-            sampling rate stored in the annotation file that differs from the header's; an
-            annotation outside the signal.
+        DataError: missing or empty file, or one wfdb cannot read (damaged, truncated); an
+            annotation code wfdb does not know; a sampling rate stored in the annotation file that
+            differs from the header's; an annotation outside the signal.
     """
     path = Path(path)
     header = read_header(path)
     ann_file = path.with_name(f"{path.name}.{extension}")
     if not ann_file.is_file():
         raise _fail(path, f"file {ann_file.name} is missing")
+    if ann_file.stat().st_size == 0:  # wfdb reads it as no annotations
+        raise _fail(path, f"file {ann_file.name} is empty (0 bytes), not a WFDB annotation file")
     try:
         ann = wfdb.rdann(str(path), extension, return_label_elements=["symbol", "label_store"])
-    except Exception as exc:
-        raise _fail(path, f"file {ann_file.name} is unreadable: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # numpy's reshape error for an odd length, IndexError...
+        raise _fail(path, f"file {ann_file.name} could not be read as a WFDB annotation file (damaged or truncated?): "
+                          f"{type(exc).__name__}: {exc}") from exc
     symbols = np.array([s if isinstance(s, str) else "" for s in ann.symbol], dtype=str)
     unknown = ~np.isin(symbols, list(KNOWN_SYMBOLS))
     if unknown.any():
