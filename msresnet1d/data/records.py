@@ -1,8 +1,9 @@
 """Reading WFDB records and annotations with ``wfdb``, checked before and after reading.
 
-Every problem with a record's files (missing, truncated, malformed, inconsistent) is raised as
-a :class:`DataError` naming the record and the file, never as an error from inside wfdb or numpy.
-Any WFDB signal format wfdb reads is accepted (212, 16, 16+24 ``.mat``, ...).
+Every problem with a record's files (missing, truncated, malformed, inconsistent, samples that
+fail the header's checksums) is raised as a :class:`DataError` naming the record and the file,
+never as an error from inside wfdb or numpy. Any WFDB signal format wfdb reads is accepted (212,
+16, 16+24 ``.mat``, ...).
 """
 
 from __future__ import annotations
