@@ -66,3 +66,27 @@ def test_an_error_stops_the_other_workers_at_once():
     with pytest.raises(RuntimeError, match="record 0 is broken"):
         process_map(_first_fails_the_others_sleep, list(range(4)), workers=2)
     assert time.monotonic() - start < 15  # not after the 30 s the other worker's record takes
+
+
+def test_an_error_in_a_worker_is_the_only_one_reported():
+    # the pool's thread used to fail marking futures cancelled by the error as broken, printing
+    # "Exception in thread ... InvalidStateError: CANCELLED" after the error, intermittently
+    script = textwrap.dedent("""
+        import time
+        from msresnet1d.data.parallel import process_map
+
+        def read(item):
+            if item == 3:
+                raise ValueError("record 3 is broken")
+            time.sleep(0.005)
+            return item
+
+        for _ in range(10):
+            try:
+                process_map(read, list(range(200)), workers=2)
+            except ValueError as error:
+                print(error)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.stdout == "record 3 is broken\n" * 10
+    assert run.stderr == ""

@@ -14,6 +14,7 @@ from msresnet1d.data.beats import BeatConfig, load_beats, record_beats
 from msresnet1d.data.errors import DataError, LeadError
 from msresnet1d.data.locate import list_records, repo_datasets_dir
 from msresnet1d.data.records import read_annotations, read_header, read_record
+from msresnet1d.data.rhythm import RhythmConfig, load_rhythm
 
 SAMPLE = repo_datasets_dir() / "mitdb-sample"
 
@@ -125,6 +126,36 @@ def test_truncated_mat_file_with_preamble(tmp_path, cinc2017_dir):
         read_record(folder / "A00001")
 
 
+def test_a_damaged_dat_fails_the_headers_checksums(x):
+    with open(x / "100.dat", "r+b") as f:  # wfdb reads it without complaint
+        f.seek(90_000)
+        f.write(bytes(3000))
+    message = (r"record 'x/100': the samples do not match the header's checksums \(16-bit sums of each signal's "
+               r"samples\): file 100.dat, signal MLII: checksum -?\d+, 100.hea expects 27506; file 100.dat, "
+               r"signal V5: checksum -?\d+, 100.hea expects 23686 \(a damaged signal file")
+    with pytest.raises(DataError, match=message):
+        read_record(x / "100")
+
+
+def test_a_header_of_one_signal_over_a_dat_of_two_fails_its_checksum(x):
+    lines = (x / "100.hea").read_text().splitlines(keepends=True)
+    (x / "100.hea").write_text("".join(["100 1 360 64800\n", lines[1], *lines[3:]]))  # MLII read interleaved with V5
+    message = "file 100.dat, signal MLII: checksum 20008, 100.hea expects 27506"
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_record(x / "100", leads=["MLII"])
+
+
+@pytest.mark.parametrize("fields", ["", " 0 0 0"])  # none; initial value, checksum 0, block size (as CinC 2017's)
+def test_headers_without_checksums_are_read(x, fields):
+    lines = (x / "100.hea").read_text().splitlines(keepends=True)
+    signal_lines = [f"100.dat 212 200 11 1024{fields} {lead}\n" for lead in ("MLII", "V5")]
+    (x / "100.hea").write_text("".join([lines[0], *signal_lines, *lines[3:]]))
+    with open(x / "100.dat", "r+b") as f:  # so that its sums are not 0 either
+        f.write(bytes(30))
+    assert wfdb.rdheader(str(x / "100")).checksum == ([None, None] if not fields else [0, 0])
+    assert read_record(x / "100").signal.shape == (2, 64800)
+
+
 @pytest.mark.parametrize(
     "record_line, problem",
     [
@@ -150,6 +181,19 @@ def test_header_with_missing_signal_line(x):
         read_header(x / "100")
     with pytest.raises(DataError, match=message):
         read_record(x / "100")  # wfdb fails on it; the diagnosis names the file
+
+
+def test_an_annotation_file_wfdb_cannot_read_is_named(x):
+    with open(x / "100.atr", "r+b") as f:
+        f.truncate(201)  # odd length: wfdb's reader fails in numpy
+    message = ("record 'x/100': file 100.atr could not be read as a WFDB annotation file (damaged or truncated?): "
+               "ValueError: cannot reshape array of size 201")
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_annotations(x / "100")
+    (x / "100.atr").write_bytes(b"")  # wfdb reads no annotations from it
+    with pytest.raises(DataError, match=re.escape("record 'x/100': file 100.atr is empty (0 bytes), not a WFDB "
+                                                  "annotation file")):
+        load_beats(db_dir=x, cache=False)
 
 
 def test_unknown_annotation_code(x):
@@ -236,6 +280,23 @@ def test_a_lead_without_a_description_is_named_by_an_empty_string(x):
     for leads in (["MLII"], ["MLII|II"]):  # checked as read, or resolved from the header first
         with pytest.raises(LeadError, match=re.escape("record 'x/blank': no lead 'MLII")):
             read_record(x / "blank", leads=leads)
+
+
+def test_a_lead_without_a_valid_sample_is_refused_by_beats_and_rhythm(x):
+    digital = wfdb.rdrecord(str(x / "100"), physical=False).d_signal.astype(np.int16)
+    digital[:, 0] = -32768  # MLII unplugged: every sample WFDB's invalid value in format 16, V5 fine
+    wfdb.wrsamp("blank", fs=360, units=["mV", "mV"], sig_name=["MLII", "V5"], d_signal=digital, fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[1024, 1024], write_dir=str(x))
+    shutil.copy(x / "100.atr", x / "blank.atr")
+    (x / "REFERENCE.csv").write_text("blank,N\n")
+    assert np.isnan(read_record(x / "blank").signal[0]).all()
+    message = re.escape("record 'x/blank': lead MLII has no valid sample (every one is WFDB's invalid value): "
+                        "nothing to label from it")
+    with pytest.raises(DataError, match=message):
+        load_beats(["blank"], db_dir=x, cache=False)
+    with pytest.raises(DataError, match=message):
+        load_rhythm(x, RhythmConfig(lead="MLII"), cache=False)
+    assert load_rhythm(x, RhythmConfig(lead="V5"), cache=False).data.shape == (1, 64800 * 300 // 360)
 
 
 def test_empty_database_folder(tmp_path):

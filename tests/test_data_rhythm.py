@@ -73,6 +73,20 @@ def test_reference_errors_name_the_line(tmp_path):
         read_reference(tmp_path)
 
 
+def test_reference_with_a_byte_order_mark_keeps_it_out_of_the_first_name(tmp_path):
+    (tmp_path / "REFERENCE.csv").write_bytes("A00001,N\nA00002,A\n".encode("utf-8-sig"))
+    assert read_reference(tmp_path) == {"A00001": "N", "A00002": "A"}
+
+
+def test_reference_that_is_not_utf8_is_refused_naming_the_file(tmp_path):
+    for text, encoding, found in [("A00001,N\n", "utf-16", "byte 0xff at position 0"),
+                                  ("A00001,N\nÄ00002,A\n", "latin-1", "byte 0xc4 at position 9")]:
+        (tmp_path / "REFERENCE.csv").write_bytes(text.encode(encoding))
+        message = f"database {tmp_path}: file REFERENCE.csv is not UTF-8 text ({found}): it must be UTF-8"
+        with pytest.raises(DataError, match=re.escape(message)):
+            read_reference(tmp_path)
+
+
 def test_multi_lead_records_need_a_lead_name_and_are_resampled(tmp_path):
     db = tmp_path / "db"
     db.mkdir()

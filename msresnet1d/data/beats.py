@@ -284,7 +284,8 @@ def load_beats(
             CPUs, at most 4; 1 reads them in this process).
 
     Raises:
-        DataError: a record is missing, malformed, lacks a lead, or is shorter than a window.
+        DataError: a record is missing, malformed, lacks a lead or has one without a valid sample
+            (all WFDB invalid values), or is shorter than a window.
     """
     db_dir = Path(db_dir) if db_dir is not None else find_database("mitdb")
     names = list(records) if records is not None else [n for n in list_records(db_dir) if n not in PACED_RECORDS]

@@ -8,6 +8,7 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from itertools import chain
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -33,9 +34,9 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
     ``workers`` defaults to :func:`default_workers`; 1, or a platform that cannot fork, runs
     everything in this process. Workers are forked (they start without re-importing torch);
     ``func`` and ``items`` must be picklable (module-level functions, ``functools.partial``).
-    An exception raised in a worker is re-raised here. On any exception (a worker's, Ctrl-C, a
-    SIGTERM turned into KeyboardInterrupt) the other workers are stopped at once, not after the
-    chunks they are reading.
+    An exception raised in a worker is re-raised here, the only one reported. On any exception
+    (a worker's, Ctrl-C, a SIGTERM turned into KeyboardInterrupt) the other workers are stopped
+    at once, not after the chunks they are reading.
     """
     workers = default_workers() if workers is None else workers
     progress = dict(desc=desc, total=len(items), unit="record", disable=None, leave=False)
@@ -46,14 +47,22 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
     pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context,
                                initializer=_die_with_parent, initargs=(os.getpid(),))
     try:
-        results = list(tqdm(pool.map(func, items, chunksize=chunksize), **progress))
+        # Futures of our own, not pool.map's, which cancels the pending ones on an error: the pool's
+        # thread then fails marking them broken once the workers are stopped (Python 3.11, CPython
+        # gh-107219: a second traceback, "InvalidStateError: CANCELLED", after the real error).
+        futures = [pool.submit(_apply, func, items[i : i + chunksize]) for i in range(0, len(items), chunksize)]
+        results = list(tqdm(chain.from_iterable(future.result() for future in futures), **progress))
     except BaseException:
         for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
             process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=False)
         raise
     pool.shutdown()
     return results
+
+
+def _apply(func: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
+    return [func(item) for item in chunk]
 
 
 def _die_with_parent(parent: int) -> None:

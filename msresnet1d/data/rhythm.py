@@ -1,6 +1,6 @@
 """Rhythm dataset (PhysioNet/CinC Challenge 2017 style): one label per variable-length record.
 
-Labels come from the database's ``REFERENCE.csv`` (``A00001,N`` per line, no header), classes
+Labels come from the database's ``REFERENCE.csv`` (UTF-8, ``A00001,N`` per line, no header), classes
 :data:`CINC_CLASSES`. Records are preprocessed whole
 (:func:`~msresnet1d.data.preprocess.preprocess_signal`) and kept end to end in one array
 (:class:`RhythmArrays`), cached on disk as one entry.
@@ -115,17 +115,23 @@ class RhythmArrays:
 
 
 def read_reference(db_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """Labels from ``<db_dir>/REFERENCE.csv``: record name -> class, in file order.
+    """Labels from ``<db_dir>/REFERENCE.csv``: record name -> class, in file order. The file is
+    UTF-8 text, with or without a byte-order mark.
 
     Raises:
-        DataError: missing file, a line that is not ``name,label``, an unknown label, or a
-            record listed twice.
+        DataError: missing file, not UTF-8 (UTF-16, Latin-1...), a line that is not
+            ``name,label``, an unknown label, or a record listed twice.
     """
     path = Path(db_dir) / "REFERENCE.csv"
     if not path.is_file():
         raise DataError(f"database {db_dir}: file REFERENCE.csv is missing")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"database {db_dir}: file REFERENCE.csv is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                        f"at position {exc.start}): it must be UTF-8 (or ASCII), '<record>,<label>' lines") from None
     labels: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         fields = [field.strip() for field in line.split(",")]
@@ -189,7 +195,8 @@ def load_rhythm(
             CPUs, at most 4; 1 reads them in this process).
 
     Raises:
-        DataError: bad ``REFERENCE.csv``, or a listed record missing or unreadable.
+        DataError: bad ``REFERENCE.csv``, or a listed record missing, unreadable, or whose lead has
+            no valid sample (all WFDB invalid values).
     """
     db_dir = Path(db_dir) if db_dir is not None else find_database("cinc2017")
     labels = read_reference(db_dir)
