@@ -135,12 +135,12 @@ def _checkpoint_data(ckpt: dict, task: str, function: str) -> tuple[TrainConfig,
     return cfg, resolve_data(cfg).data
 
 
-def _check_valid_leads(record: Record) -> None:
-    """Refuse a record with a lead of no valid sample (all NaN: WFDB's invalid value): nothing to label from."""
-    empty = [lead or "(unnamed)" for lead, row in zip(record.leads, record.signal) if not np.isfinite(row).any()]
-    if empty:
-        raise ValueError(f"record {record.name}: lead {', '.join(empty)} has no valid sample (every one is WFDB's "
-                         "invalid value): nothing to label from it; read another with --leads")
+def _preprocessed(record: Record, fs: float, band, normalization) -> np.ndarray:
+    """:func:`preprocess_record`, a lead without a valid sample named with the way out."""
+    try:
+        return preprocess_record(record, fs, band, normalization)
+    except LeadError as e:
+        raise LeadError(f"{e}; read another with --leads") from None
 
 
 def _lead_names(leads: Sequence[str] | None) -> Sequence[str] | None:
@@ -172,8 +172,7 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
         if leads is None:
             raise LeadError(f"{e}; name the record's leads that stand for {', '.join(beat_cfg.leads)} with --leads") from None
         raise
-    _check_valid_leads(record)
-    signal = preprocess_record(record, beat_cfg.fs, beat_cfg.band, beat_cfg.normalization)
+    signal = _preprocessed(record, beat_cfg.fs, beat_cfg.band, beat_cfg.normalization)
     positions, symbols = beat_positions(record_path, record.signal, record.fs, annotator)
     if len(positions) < 2:
         raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2")
@@ -232,8 +231,7 @@ def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[n
     if record.signal.ndim != 2 or record.signal.shape[0] != 1:
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, (1, T), got shape "
                          f"{record.signal.shape}")
-    _check_valid_leads(record)
-    signal = preprocess_record(record, rhythm_cfg.fs, rhythm_cfg.band, rhythm_cfg.normalization)
+    signal = _preprocessed(record, rhythm_cfg.fs, rhythm_cfg.band, rhythm_cfg.normalization)
     length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
     # a record shorter than one window: the window classifier warns, and labels it from one zero-padded window
     columns = rr_columns(data["rr"], HRV_FEATURES, HRV_FEATURES)

@@ -157,7 +157,7 @@ def test_a_lead_without_a_valid_sample_is_refused(checkpoints, records, capsys):
     shutil.copy(records / "100.atr", records / "blank.atr")
     assert main(["predict", str(checkpoints["beats"]), str(records / "blank"), "--out-dir",
                  str(records.parent / "labels")]) == 1
-    assert ("record rec/blank: lead MLII has no valid sample (every one is WFDB's invalid value): nothing to label from "
+    assert ("record 'rec/blank': lead MLII has no valid sample (every one is WFDB's invalid value): nothing to label from "
             "it; read another with --leads") in capsys.readouterr().err
     assert not (records.parent / "labels").exists()
 

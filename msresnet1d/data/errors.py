@@ -10,5 +10,6 @@ class DataError(ValueError):
 
 
 class LeadError(DataError):
-    """A record lacks a lead asked for by name (or two of the names select one lead): the one
-    :class:`DataError` a caller can mend by naming the record's own leads."""
+    """A record lacks a lead asked for by name (or two of the names select one lead), or the
+    lead read has no valid sample: the one :class:`DataError` a caller can mend by naming other
+    leads of the record."""

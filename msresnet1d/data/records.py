@@ -276,13 +276,13 @@ def preprocess_record(record: Record, fs: float | None, band: tuple[float | None
     """The record's (C, L) signal through :func:`~msresnet1d.data.preprocess.preprocess_signal`
     (band-pass ``band`` Hz, resampled to ``fs`` Hz, normalised): float32 (C, L'). A lead without
     a valid sample (all NaN: WFDB's invalid value, an unplugged electrode) or a failure (a rate
-    too low for the band, say) raises :class:`DataError` naming the record (``name``, default
+    too low for the band, say) raises :class:`DataError` (:class:`LeadError` for the lead) naming the record (``name``, default
     ``record.name``)."""
     name = record.name if name is None else name
     empty = [lead or "(unnamed)" for lead, row in zip(record.leads, record.signal, strict=True)
              if not np.isfinite(row).any()]
     if empty:
-        raise DataError(f"record '{name}': lead {', '.join(empty)} has no valid sample (every one is WFDB's invalid "
+        raise LeadError(f"record '{name}': lead {', '.join(empty)} has no valid sample (every one is WFDB's invalid "
                         "value): nothing to label from it")
     try:
         return preprocess_signal(record.signal, record.fs, target_fs=fs, band=band, normalization=normalization,
