@@ -12,17 +12,24 @@ from pathlib import Path
 def uncreatable(path: str | os.PathLike[str]) -> str | None:
     """Why ``path`` could not be created, or None: its nearest existing parent is a file
     ("<parent> is a file") or a folder without write permission ("<parent> is not writable")."""
-    parent = next(folder for folder in Path(path).absolute().parents if folder.exists())
-    if not parent.is_dir():
-        return f"{parent} is a file"
-    return None if os.access(parent, os.W_OK | os.X_OK) else f"{parent} is not writable"
+    for parent in Path(path).absolute().parents:
+        try:
+            if not parent.exists():
+                continue
+        except OSError:  # a folder above without search permission
+            return f"{parent.parent} is not searchable"
+        if not parent.is_dir():
+            return f"{parent} is a file"
+        return None if os.access(parent, os.W_OK | os.X_OK) else f"{parent} is not writable"
+    return None
 
 
 def check_target(path: str | os.PathLike[str], what: str) -> Path:
     """Raise ValueError, before any work, if a file could not be written at ``path`` (``what``
     names it for the message, e.g. "--json"): an existing folder there, or :func:`uncreatable`.
-    Returns ``path`` with ``~`` expanded."""
-    path = Path(path).expanduser()
+    Returns ``path`` as a :class:`Path` (taken literally, as the file is written: ``~`` is the
+    shell's to expand)."""
+    path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {path} is a folder; give a file name")
     problem = uncreatable(path)

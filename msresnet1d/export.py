@@ -146,7 +146,7 @@ def export_onnx(
         raise ValueError(f"export_onnx writes float32 graphs (what OnnxPredictor feeds); this model's parameters are "
                          f"{dtype}: export model.float()")
     opsets = _exporter_opsets()
-    if not is_whole(opset) or opset not in opsets:
+    if opsets is not None and (not is_whole(opset) or opset not in opsets):
         raise ValueError(f"opset must be a whole number from {opsets.start} to {opsets.stop - 1}, the ONNX opsets "
                          f"torch {torch.__version__}'s TorchScript-based exporter supports; got {opset!r}")
     inputs = _example_inputs(model, example_length)
@@ -180,14 +180,15 @@ def export_onnx(
     return path
 
 
-def _exporter_opsets() -> range:
+def _exporter_opsets() -> range | None:
     """The ONNX opsets the installed torch's TorchScript-based exporter supports (7 to 20 in torch
     2.13): those of its public modules ``torch.onnx.symbolic_opset<N>``, one per opset it has
     operator mappings for. torch states the bounds only privately (``torch.onnx._constants``, whose
-    names changed between releases: ``ONNX_MAX_OPSET`` is now the dynamo-based exporter's)."""
+    names changed between releases: ``ONNX_MAX_OPSET`` is now the dynamo-based exporter's). None
+    when a torch has no such modules: the exporter then judges the opset itself."""
     found = [int(match[1]) for module in pkgutil.iter_modules(torch.onnx.__path__)
              if (match := re.fullmatch(r"symbolic_opset(\d+)", module.name))]
-    return range(min(found), max(found) + 1)
+    return range(min(found), max(found) + 1) if found else None
 
 
 class OnnxPredictor:

@@ -113,7 +113,7 @@ def record_stem(path: str | os.PathLike[str]) -> Path:
     """A record path without extension (``data/mitdb/100.hea`` -> ``data/mitdb/100``); a
     ValueError for a folder, naming a few of its records."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not path.with_name(f"{path.name}.hea").is_file():  # a folder, not a record beside one
         held = sorted(header.stem for header in path.glob("*.hea"))
         raise ValueError(f"record {path} is a folder; give one record in it, by its name without extension"
                          + (f" (e.g. {path / held[0]}; it holds {len(held)}: {', '.join(held[:5])}"

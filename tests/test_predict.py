@@ -115,6 +115,8 @@ def test_a_folder_given_as_the_record_names_its_records(checkpoints, records, ca
     assert main(["predict", str(checkpoints["beats"]), str(records)]) == 1
     assert (f"record {records} is a folder; give one record in it, by its name without extension (e.g. "
             f"{records / '100'}; it holds 3: 100, slow, unnamed)") in capsys.readouterr().err
+    (records / "100").mkdir()  # a folder beside the record, of its name: the record is meant
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(records.parent / "o")]) == 0
 
 
 def test_a_record_without_its_annotation_file_says_how_to_find_the_beats(checkpoints, records, capsys):
@@ -203,6 +205,25 @@ def test_a_write_error_that_names_no_file_names_the_destination(tmp_path):
     with pytest.raises(FileNotFoundError, match="elsewhere"):  # an error about another file is left as it is
         with atomic_path(tmp_path / "out.csv"):
             open(tmp_path / "elsewhere")
+
+
+def test_uncreatable_says_why_a_file_could_not_be_made(tmp_path, monkeypatch):
+    from msresnet1d.atomic import check_target, uncreatable
+
+    (tmp_path / "a-file").write_text("")
+    assert uncreatable(tmp_path / "new" / "deeper" / "x.csv") is None  # missing folders are made
+    assert uncreatable(tmp_path / "a-file" / "x.csv") == f"{tmp_path / 'a-file'} is a file"
+    assert check_target("~/x.csv", "--json") == Path("~/x.csv")  # literal, as the file is written
+    locked = tmp_path / "locked"
+    real_exists = Path.exists
+
+    def exists(path: Path) -> bool:  # what a folder without search permission gives a user who is not root
+        if path.parent == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_exists(path)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    assert uncreatable(locked / "run" / "x.csv") == f"{locked} is not searchable"
 
 
 def test_a_text_write_that_fails_half_way_leaves_the_old_file(tmp_path):

@@ -1,8 +1,8 @@
 """Reading WFDB records and annotations with ``wfdb``, checked before and after reading.
 
-Every problem with a record's files (missing, truncated, malformed, inconsistent, samples that
-fail the header's checksums) is raised as a :class:`DataError` naming the record and the file,
-never as an error from inside wfdb or numpy. Any WFDB signal format wfdb reads is accepted (212,
+Every problem with a record's files (missing, truncated, malformed, inconsistent) is raised as
+a :class:`DataError` naming the record and the file, never as an error from inside wfdb or
+numpy; samples that fail the header's checksums are a warning naming them. Any WFDB signal format wfdb reads is accepted (212,
 16, 16+24 ``.mat``, ...).
 """
 
@@ -192,23 +192,28 @@ def _signed16(value: int) -> int:
 
 
 def _check_checksums(path: Path, record: wfdb.Record) -> None:
-    """Compare the 16-bit sum of each signal's digital samples (``record.e_d_signal``: the whole
-    record, every sample of a frame) with the checksum field of its header line. A header
-    without checksums, or whose checksums are all 0 (the placeholder of writers that compute
-    none: every CinC 2017 header), has nothing to compare."""
+    """Warn when the 16-bit sum of a signal's digital samples (``record.e_d_signal``: the whole
+    record, every sample of a frame) differs from the checksum field of its header line. A
+    warning, not an error: valid records can carry stale checksums (a header cropped by editing
+    its length, wfdb's own ``wfdb_to_mat``, which moves the baseline and keeps them), and
+    neither wfdb nor the WFDB tools check them. A header without checksums, or whose checksums
+    are all 0 (the placeholder of writers that compute none: every CinC 2017 header), and
+    skewed signals (padded by wfdb) have nothing to compare."""
     if not any(record.checksum or []):
         return
     wrong = [
         f"file {file_name}, signal {lead or '(unnamed)'}: checksum {_signed16(found)}, {path.name}.hea expects "
         f"{_signed16(expected)}"
-        for lead, file_name, expected, found in zip(record.sig_name, record.file_name, record.checksum,
-                                                    record.calc_checksum(expanded=True), strict=True)
-        if expected is not None and (expected - found) % 2**16
+        for lead, file_name, expected, found, skew in zip(record.sig_name, record.file_name, record.checksum,
+                                                          record.calc_checksum(expanded=True),
+                                                          record.skew or [None] * record.n_sig, strict=True)
+        if expected is not None and not skew and (expected - found) % 2**16
     ]
     if wrong:
-        raise _fail(path, f"the samples do not match the header's checksums (16-bit sums of each signal's "
-                          f"samples): {'; '.join(wrong)} (a damaged signal file, or a header that does not "
-                          "describe it)")
+        warnings.warn(f"record '{record_label(path)}': the samples do not match the header's checksums (16-bit sums of "
+                      f"each signal's samples): {'; '.join(wrong)}. A damaged signal file, or a header that does not "
+                      "describe it, gives wrong labels; a header cropped by editing its length, or written by a tool "
+                      "that kept old checksums, is harmless", stacklevel=3)
 
 
 def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None) -> Record:
@@ -217,7 +222,8 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     The header's record line is checked first. When wfdb fails, or returns fewer samples or
     leads than asked for, :func:`read_header` finds out which file is at fault, so the error
     names it (a full check up front would double the cost of small records). The samples are
-    read as digital values, checked against the header's checksums (which wfdb does not verify),
+    read as digital values, compared with the header's checksums (which wfdb does not verify; a
+    mismatch warns),
     then converted to physical units channel by channel (faster than wfdb's conversion of the
     (L, C) array), the samples of one frame of a multi-frequency signal averaged. Multi-segment
     records are read by wfdb in physical units, unchecked (their segments' headers hold the
@@ -233,8 +239,7 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         A :class:`Record` with ``signal`` (C, L) float32 in physical units.
 
     Raises:
-        DataError: a file is missing, truncated or malformed, its samples do not match the
-            header's checksums, or a lead is absent.
+        DataError: a file is missing, truncated or malformed, or a lead is absent.
     """
     path = Path(path)
     multi_segment = "/" in _checked_header_file(path)[1][0]  # the record line's "name/segments"

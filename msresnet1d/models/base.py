@@ -169,8 +169,8 @@ class ResidualNetwork(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the linear layer by a fresh one with ``num_classes`` outputs, on the model's
         device and in its dtype. As in timm, ``num_classes=0`` removes it: the model then returns
-        the pooled features, ``forward_head(..., pre_logits=True)``, (N, num_features +
-        (extra_hidden or extra_features)). The new classes are another task's: a ``split_by_extra``
+        the pooled features after ``drop_rate``'s dropout (in eval mode, or with no dropout,
+        ``forward_head(..., pre_logits=True)``), (N, num_features + (extra_hidden or extra_features)). The new classes are another task's: a ``split_by_extra``
         group is dropped."""
         if not is_whole(num_classes) or num_classes < 0:
             raise ValueError(f"num_classes must be a whole number >= 0 (0: no linear layer), got {num_classes!r}")

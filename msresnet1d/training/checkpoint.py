@@ -95,9 +95,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
         raise ValueError(
             f"checkpoint {path} cannot be read safely with torch.load(weights_only=True): "
-            + (f"it holds a Python object of class {found.group(1)} (e.g. a whole model saved with torch.save(model)), "
-               "which only unpickling, that is running code from the file, could rebuild; save "
-               "model.state_dict() instead, or train with msresnet1d train" if found else
+            + (f"it holds a Python object of class {found.group(1)}, which only unpickling, that is running code "
+               "from the file, could rebuild (for a whole model saved with torch.save(model), save "
+               "model.state_dict() instead, or train with msresnet1d train)" if found else
                f"it is not a file torch.save wrote ({type(e).__name__})")) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION or "model" not in ckpt:
         plain = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())

@@ -133,7 +133,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise FileNotFoundError(f"config file {path} not found")
         if path.suffix == ".json":
             try:
-                values = json.loads(path.read_text())
+                values = json.loads(path.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ValueError(f"config file {path}: not valid JSON (UTF-8 text): {e}") from None
             if not isinstance(values, dict):
@@ -186,5 +186,5 @@ def parse_value(text: str) -> Any:
     except json.JSONDecodeError as e:
         if text.startswith(("[", "{")):
             raise ValueError(f"not valid JSON ({e}); write a list as [3, 5], a string inside it in double "
-                             "quotes") from None
+                             "quotes, and a string that starts with [ or { as JSON: '\"[a] b\"'") from None
         return text
