@@ -570,7 +570,7 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
 
     def step(run: dict) -> int:
         _, seen, _ = train_one_epoch(run["model"], [next(run["batches"])], run["loss_fn"], run["optimizer"],
-                                  run["scheduler"], grad_clip=cfg.grad_clip, bf16=run["bf16"])
+                                     run["scheduler"], grad_clip=cfg.grad_clip, bf16=run["bf16"])
         return seen
 
     n_batches = math.ceil(len(y1) / cfg.batch_size)

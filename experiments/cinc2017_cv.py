@@ -41,8 +41,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, overrides_or_exit, results_help,
-                            script_parser, thread_count)
+from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, overrides_or_exit,
+                                  results_help, script_parser, thread_count)
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.ensemble import load_members, predict_members

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, overrides_or_exit, results_help,
-                            script_parser, thread_count)
+from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, overrides_or_exit,
+                                  results_help, script_parser, thread_count)
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
                                          record_interval)

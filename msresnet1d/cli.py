@@ -56,8 +56,8 @@ def _train_config_path(name: str | None) -> Path | None:
     head MLP or modality dropout)."""
     if name is not None or (arguments.CONFIG_DIR / f"{MAIN_JOB}.toml").is_file():
         return resolve_config(name or MAIN_JOB)
-    print(f"warning: {arguments.CONFIG_DIR / MAIN_JOB}.toml not found (not a source checkout); training with the built-in "
-          "defaults, which differ from the main job (see its config file in the repository)", file=sys.stderr)
+    print(f"warning: {arguments.CONFIG_DIR / MAIN_JOB}.toml not found (not a source checkout); training with the "
+          "built-in defaults, which differ from the main job (see its config file in the repository)", file=sys.stderr)
     return None
 
 
@@ -128,7 +128,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"ensemble of {len(args.checkpoint)} checkpoints (mean probabilities)")
     how = [f"tta {args.tta}"] * bool(args.tta) + ["BatchNorm adapted to each record"] * args.adapt_bn
     database = task.splits.get("database")
-    sample = " (the embedded sample, not the full database)" if database and is_embedded_sample(database, "mitdb") else ""
+    sample = (" (the embedded sample, not the full database)" if database and is_embedded_sample(database, "mitdb")
+              else "")
     print(format_report(report, f"{what} on the {args.split} split ({len(y_true)} examples"
                                 + "".join(f", {h}" for h in how) + "):"
                                 + (f"\ndata: {database}{sample}" if database else "")))
@@ -220,7 +221,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     p.add_argument("--batch-size", type=int, help="examples per training step (default: the config's)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the config's)")
-    p.add_argument("--seed", type=seed_value, help="seed of the initialisation, shuffling and augmentation (default: the config's)")
+    p.add_argument("--seed", type=seed_value,
+                   help="seed of the initialisation, shuffling and augmentation (default: the config's)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
     p.add_argument("--name", help="run name")

@@ -28,7 +28,7 @@ import wfdb
 from .data import DataError, LeadError, Record, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
 from .data.beats import beat_windows, positions_at, record_template
-from .data.preprocess import shown_leads
+from .data.preprocess import Normalization, shown_leads
 from .data.records import preprocess_record, record_label
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays
@@ -135,7 +135,8 @@ def _checkpoint_data(ckpt: dict, task: str, function: str) -> tuple[TrainConfig,
     return cfg, resolve_data(cfg).data
 
 
-def _preprocessed(record: Record, fs: float, band, normalization) -> np.ndarray:
+def _preprocessed(record: Record, fs: float, band: tuple[float | None, float | None] | None,
+                  normalization: Normalization | None) -> np.ndarray:
     """:func:`preprocess_record`, a lead without a valid sample named with the way out."""
     try:
         return preprocess_record(record, fs, band, normalization)

@@ -279,7 +279,8 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
         supply = (f"Supply the files by passing root=<folder holding them> (--data-dir on the command line), setting "
                   f"{ENV_VAR}=<folder holding fashion-mnist/>, copying them to {REPO_DATA_DIR}, installing Debian's "
                   "dataset-fashion-mnist package")
-    lines.append(supply + ("." if downloaded else ", or download them: download=True (msresnet1d train --set data.download=true)."))
+    lines.append(supply + ("." if downloaded else
+                           ", or download them: download=True (msresnet1d train --set data.download=true)."))
     return "\n".join(lines)
 
 

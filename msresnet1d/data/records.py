@@ -2,8 +2,8 @@
 
 Every problem with a record's files (missing, truncated, malformed, inconsistent) is raised as
 a :class:`DataError` naming the record and the file, never as an error from inside wfdb or
-numpy; samples that fail the header's checksums are a warning naming them. Any WFDB signal format wfdb reads is accepted (212,
-16, 16+24 ``.mat``, ...).
+numpy; samples that fail the header's checksums are a warning naming them. Any WFDB signal
+format wfdb reads is accepted (212, 16, 16+24 ``.mat``, ...).
 """
 
 from __future__ import annotations
@@ -223,9 +223,9 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     leads than asked for, :func:`read_header` finds out which file is at fault, so the error
     names it (a full check up front would double the cost of small records). The samples are
     read as digital values, compared with the header's checksums (which wfdb does not verify; a
-    mismatch warns),
-    then converted to physical units channel by channel (faster than wfdb's conversion of the
-    (L, C) array), the samples of one frame of a multi-frequency signal averaged. Multi-segment
+    mismatch warns), then converted to physical units channel by channel (faster than wfdb's
+    conversion of the (L, C) array), the samples of one frame of a multi-frequency signal
+    averaged. Multi-segment
     records are read by wfdb in physical units, unchecked (their segments' headers hold the
     checksums).
 
@@ -281,8 +281,8 @@ def preprocess_record(record: Record, fs: float | None, band: tuple[float | None
     """The record's (C, L) signal through :func:`~msresnet1d.data.preprocess.preprocess_signal`
     (band-pass ``band`` Hz, resampled to ``fs`` Hz, normalised): float32 (C, L'). A lead without
     a valid sample (all NaN: WFDB's invalid value, an unplugged electrode) or a failure (a rate
-    too low for the band, say) raises :class:`DataError` (:class:`LeadError` for the lead) naming the record (``name``, default
-    ``record.name``)."""
+    too low for the band, say) raises :class:`DataError` (:class:`LeadError` for the lead)
+    naming the record (``name``, default ``record.name``)."""
     name = record.name if name is None else name
     empty = [lead or "(unnamed)" for lead, row in zip(record.leads, record.signal, strict=True)
              if not np.isfinite(row).any()]

@@ -170,8 +170,9 @@ class ResidualNetwork(nn.Module):
         """Replace the linear layer by a fresh one with ``num_classes`` outputs, on the model's
         device and in its dtype. As in timm, ``num_classes=0`` removes it: the model then returns
         the pooled features after ``drop_rate``'s dropout (in eval mode, or with no dropout,
-        ``forward_head(..., pre_logits=True)``), (N, num_features + (extra_hidden or extra_features)). The new classes are another task's: a ``split_by_extra``
-        group is dropped."""
+        ``forward_head(..., pre_logits=True)``), (N, num_features + (extra_hidden or
+        extra_features)). The new classes are another task's: a ``split_by_extra`` group is
+        dropped."""
         if not is_whole(num_classes) or num_classes < 0:
             raise ValueError(f"num_classes must be a whole number >= 0 (0: no linear layer), got {num_classes!r}")
         self._build_classifier(int(num_classes), [], like=self)

@@ -182,14 +182,14 @@ class Trainer:
     def ckpt_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    def prepare_run_dir(self, resume: bool) -> None:
-        """Create the run folder (rank 0), refusing to overwrite a finished or started run
-        unless resuming (:func:`check_run_dir` refused the plain cases before the data load). Its
-        config.json is written by :meth:`write_config`, once a resume has checked the
-        checkpoint's config (a refused resume leaves the folder as it was)."""
+    def prepare_run_dir(self) -> None:
+        """Create the run folder (rank 0), checked to be writable; a used or impossible one was
+        refused before the data load (:func:`check_run_dir`, which
+        :func:`~msresnet1d.training.run.train` calls). Its config.json is written by
+        :meth:`write_config`, once a resume has checked the checkpoint's config (a refused resume
+        leaves the folder as it was)."""
         if not self.dist.is_main:
             return
-        check_run_dir(self.run_dir, resume)
         try:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             probe = self.run_dir / ".write-test"
@@ -303,8 +303,8 @@ class Trainer:
 
         try:
             mean_loss, seen, accuracy = train_one_epoch(self.train_model, bar, self.loss_fn, self.optimizer,
-                                                        self.scheduler, grad_clip=self.cfg.grad_clip, bf16=self.cfg.bf16,
-                                                        device=self.device, on_batch=after_step)
+                                                        self.scheduler, grad_clip=self.cfg.grad_clip,
+                                                        bf16=self.cfg.bf16, device=self.device, on_batch=after_step)
         except TrainingError as e:
             last = self.ckpt_dir / "last.pt"
             kept = (f"the last good checkpoint is kept in {last}" if last.is_file() else

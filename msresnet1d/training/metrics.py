@@ -40,13 +40,14 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Se, +P, Sp and F1 for every class of a confusion matrix, as float arrays (NaN = undefined)."""
+    """Se, +P, Sp and F1 for every class of a confusion matrix (K, K), or of each of a stack of
+    them (..., K, K), as float arrays (..., K) (NaN = undefined)."""
     cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    true = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    true = cm.sum(axis=-1)
+    predicted = cm.sum(axis=-2)
     fp, fn = predicted - tp, true - tp
-    tn = cm.sum() - tp - fp - fn
+    tn = cm.sum(axis=(-2, -1))[..., None] - tp - fp - fn
     return {"se": _ratio(tp, true), "ppv": _ratio(tp, predicted), "sp": _ratio(tn, tn + fp),
             "f1": _ratio(2 * tp, true + predicted), "support": true}
 
@@ -218,8 +219,8 @@ def group_bootstrap(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, 
     by_group = np.zeros((len(names), num_classes, num_classes), dtype=np.int64)
     np.add.at(by_group, (index, y_true, y_pred), 1)
     drawn = np.random.default_rng(seed).multinomial(len(names), np.full(len(names), 1 / len(names)), size=draws)
-    cms = np.tensordot(drawn, by_group, axes=1).astype(np.float64)  # (draws, K, K)
-    tp, true, predicted = np.diagonal(cms, axis1=1, axis2=2), cms.sum(axis=2), cms.sum(axis=1)
+    cms = np.tensordot(drawn, by_group, axes=1)  # (draws, K, K)
+    stats = per_class(cms)
     bounds = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
 
     def interval(values: np.ndarray) -> np.ndarray:
@@ -227,9 +228,8 @@ def group_bootstrap(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, 
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanpercentile(values, bounds, axis=0).T
 
-    return {"se": interval(_ratio(tp, true)), "ppv": interval(_ratio(tp, predicted)),
-            "f1": interval(_ratio(2 * tp, true + predicted)),
-            "accuracy": interval(tp.sum(axis=1) / cms.sum(axis=(1, 2)))}
+    return {**{stat: interval(stats[stat]) for stat in ("se", "ppv", "f1")},
+            "accuracy": interval(np.trace(cms, axis1=1, axis2=2) / cms.sum(axis=(1, 2)))}
 
 
 def record_interval(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray, class_names: Sequence[str],

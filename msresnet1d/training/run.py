@@ -158,7 +158,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         model = build_model(cfg, task)
         drop_a_last_batch_of_one(model, task)
         trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
-        trainer.prepare_run_dir(resume)
+        trainer.prepare_run_dir()
         if resume:
             trainer.resume()
         trainer.write_config()
