@@ -31,3 +31,11 @@ def test_a_run_folders_config_json_loads_with_overrides_on_top(tmp_path):
         with pytest.raises(ValueError, match=rf"config file {tmp_path / name}: not valid (JSON|TOML) \(UTF-8 text\): "
                                              "'utf-8' codec can't decode"):
             load_config(tmp_path / name)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "{}"])
+def test_a_config_file_that_sets_nothing_is_refused(tmp_path, text):
+    path = tmp_path / ("config.json" if text == "{}" else "config.toml")
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"config file {path} sets no keys; leave out the config"):
+        load_config(path, {"epochs": 1})  # trained on the defaults without a word before

@@ -160,6 +160,9 @@ def test_sliding_windows_cover_the_whole_record(synthetic):
     assert short.shape == (1, 1, 400) and (short[0, 0, :300] == 3).all() and (short[0, 0, 300:] == 0).all()
     with pytest.raises(ValueError, match="hop=0"):
         sliding_windows(record, 300, 0)
+    assert sliding_windows(record, 300, 300).shape == (4, 1, 300)  # touching windows are allowed
+    with pytest.raises(ValueError, match="hop=301 samples is more than length=300"):
+        sliding_windows(record, 300, 301)  # a gap would leave samples out
 
 
 def test_aggregation_of_window_logits():

@@ -405,6 +405,8 @@ def test_bad_parameters_are_named():
         classify_beats(model, signal, np.array([100.0, 400.0]), BEAT_WINDOW)
     with pytest.raises(ValueError, match="channel=2 is not one of the signal's 2 channel"):
         detect_beats(signal, FS, channel=2)
+    with pytest.raises(ValueError, match=r"channel=1.5 is not one of the signal's 2 channel\(s\): expected an index"):
+        detect_beats(signal, FS, channel=1.5)  # was an IndexError from numpy
     with pytest.raises(ValueError, match="method='pan_tompkins', expected 'xqrs' or 'gqrs'"):
         detect_beats(signal, FS, method="pan_tompkins")
     with pytest.raises(TypeError, match="torch.nn.Module or a Predictor"):

@@ -257,9 +257,17 @@ class RhythmDataset(torch.utils.data.Dataset):
 def window_starts(total: int, length: int, hop: int) -> np.ndarray:
     """(W,) first samples of the windows :func:`sliding_windows` cuts from a record of ``total``
     samples: every ``hop`` samples, plus one ending at the record's end if needed; ``[0]`` for
-    a record no longer than ``length``."""
+    a record no longer than ``length``.
+
+    Raises:
+        ValueError: ``length`` or ``hop`` is not positive, or ``hop > length`` (windows further
+            apart would leave samples out).
+    """
     if length <= 0 or hop <= 0:
         raise ValueError(f"window_starts: length={length} and hop={hop} samples must be positive")
+    if hop > length:
+        raise ValueError(f"window_starts: hop={hop} samples is more than length={length}: windows further apart "
+                         "would leave samples out")
     if total <= length:
         return np.zeros(1, dtype=np.int64)
     starts = np.arange(0, total - length + 1, hop)

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..data.beats import beat_windows, record_template, with_template
 from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_columns, rr_features
+from ..models.layers import is_whole
 from .predictor import Predictor, as_predictor
 from .stream import Predictions, SampleBuffer, Stream, as_signal, positive_number, whole_number
 
@@ -476,8 +477,9 @@ def detect_beats(
             needs more than three times its 0.1 s QRS filter; wfdb fails on an empty one).
     """
     signal = as_signal(signal, None)
-    if not 0 <= channel < signal.shape[0]:
-        raise ValueError(f"channel={channel} is not one of the signal's {signal.shape[0]} channel(s)")
+    if not is_whole(channel) or not 0 <= channel < signal.shape[0]:
+        raise ValueError(f"channel={channel!r} is not one of the signal's {signal.shape[0]} channel(s): expected "
+                         f"an index from 0 to {signal.shape[0] - 1}")
     if method not in _DETECTOR_RATES:
         raise ValueError(f"method={method!r}, expected 'xqrs' or 'gqrs'")
     runs_at, needs = _DETECTOR_RATES[method]

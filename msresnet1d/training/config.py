@@ -124,7 +124,13 @@ class TrainConfig:
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the TOML file at ``path`` (or, for a ``.json`` file, a run folder's
     ``config.json``), then ``overrides`` (``data.x`` and ``model_kwargs.x`` keys set one entry of
-    those tables)."""
+    those tables).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: the file is not valid TOML or JSON (UTF-8), sets no keys, or a key or value
+            is unknown or out of range.
+    """
     values: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -144,6 +150,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
                     values = tomllib.load(f)
                 except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
                     raise ValueError(f"config file {path}: not valid TOML (UTF-8 text): {e}") from None
+        if not values:  # an empty or all-comment file: most likely not the file meant
+            raise ValueError(f"config file {path} sets no keys; leave out the config to train on the defaults, "
+                             "or see experiments/configs/ for examples")
         source = str(path)
     for key, value in (overrides or {}).items():
         table, _, sub = key.partition(".")
