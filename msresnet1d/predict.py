@@ -277,9 +277,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
+    task = TrainConfig.from_dict(ckpt["config"], f"checkpoint {args.checkpoint}").task  # its errors name the file
     record_path = record_stem(args.record)
     out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
-    task = ckpt["config"]["task"]
     if task == "rhythm" and (args.detect or args.annotator is not None):
         raise ValueError(f"--detect and --annotator give beat positions, for beat models; {args.checkpoint} is a "
                          "rhythm model, which labels windows of the signal")

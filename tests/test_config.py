@@ -10,8 +10,20 @@ from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
 @pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN"])
 @pytest.mark.parametrize("key", ["lr", "weight_decay", "grad_clip", "momentum"])
 def test_float_keys_must_be_finite(key, value):
-    with pytest.raises(ValueError, match=f"config: {key} must be a finite number, got -?(inf|nan)"):
+    with pytest.raises(ValueError, match=rf"^defaults and the overrides \({key}\): {key} must be a finite number, "
+                                         "got -?(inf|nan)"):
         load_config(None, parse_overrides([f"{key}={value}"]))
+
+
+def test_a_bad_value_names_where_it_came_from(tmp_path):
+    with pytest.raises(ValueError, match=r"^config: lr must be > 0, got -1"):
+        TrainConfig(lr=-1)
+    path = tmp_path / "a.toml"
+    path.write_text("lr = -1\n")
+    with pytest.raises(ValueError, match=rf"^{path}: lr must be > 0, got -1"):  # was "config: ..."
+        load_config(path)
+    with pytest.raises(ValueError, match=rf"^{path} and the overrides \(lr, epochs\): epochs must be >= 1, got 0"):
+        load_config(path, {"lr": 0.1, "epochs": 0})
 
 
 def test_a_run_folders_config_json_loads_with_overrides_on_top(tmp_path):

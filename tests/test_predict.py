@@ -128,6 +128,17 @@ def test_a_record_without_its_annotation_file_says_how_to_find_the_beats(checkpo
                  "--detect"]) == 0
 
 
+@pytest.mark.parametrize("edit, problem", [({"lerning_rate": 0.1}, "unknown key(s) lerning_rate"),
+                                           ({"task": "beat"}, "task must be one of")])
+def test_a_checkpoint_with_a_bad_config_is_named(checkpoints, records, tmp_path, edit, problem, capsys):
+    ckpt = torch.load(checkpoints["beats"], weights_only=True)
+    edited = tmp_path / "edited.pt"
+    torch.save({**ckpt, "config": {**ckpt["config"], **edit}}, edited)
+    assert main(["predict", str(edited), str(records / "100"), "--out-dir", str(tmp_path)]) == 1
+    assert f"error: checkpoint {edited}: {problem}" in capsys.readouterr().err  # was "checkpoint config: ..."
+    assert not list(tmp_path.glob("100.*"))
+
+
 def test_detect_and_annotator_are_refused_together(checkpoints, records, capsys):
     with pytest.raises(SystemExit):
         main(["predict", str(checkpoints["beats"]), str(records / "100"), "--detect", "--annotator", "atr"])
