@@ -124,8 +124,9 @@ def export_onnx(
     Args:
         model: a 1D model, input (N, C, L).
         path: the file to write (missing folders are made).
-        example_length: length in samples of the tracing example (the exported graph takes
-            any length); default 8 x the model's ``total_stride``.
+        example_length: length in samples of the tracing example, a whole number >= the
+            model's ``min_input_size`` (the exported graph takes any length); default 8 x the
+            model's ``total_stride``.
         opset: ONNX opset version, one the installed torch's TorchScript-based exporter supports
             (7 to 20 in torch 2.13; the error for another names the range).
 
@@ -136,7 +137,7 @@ def export_onnx(
         ImportError: ``onnx`` is not installed.
         TypeError, IsADirectoryError, OSError: a bad ``path``, as :func:`export_torchscript` says.
         ValueError: the model's parameters are not float32 (``model.float()`` first); an
-            ``opset`` the exporter does not support.
+            ``opset`` the exporter does not support; a bad ``example_length``.
     """
     onnx = _require("onnx")
     path = _output_path(path)
@@ -311,6 +312,9 @@ def _check_model(model: nn.Module) -> None:
 def _example_inputs(model: nn.Module, length: int | None) -> tuple[torch.Tensor, ...]:
     """Zeros (2, C, length) (and (2, E) extra features) on the model's device, for tracing."""
     length = 8 * model.total_stride if length is None else length
+    if not is_whole(length):
+        raise ValueError(f"example_length must be a whole number of samples (or None: 8 x the model's total_stride), "
+                         f"got {length!r}")
     if length < model.min_input_size:
         raise ValueError(f"example_length={length} samples is shorter than the model's minimum {model.min_input_size}")
     like = next(model.parameters())

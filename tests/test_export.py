@@ -206,6 +206,18 @@ def test_export_rejects_bad_requests(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("length", [360.0, 100.5, "360", True])
+def test_export_names_an_example_length_that_is_not_a_whole_number(tmp_path, length):
+    """As the docstrings say, a ValueError naming the value, not torch's TypeError from torch.zeros
+    (or a comparison of a str with an int)."""
+    model = create_model("msresnet1d_beat")
+    with pytest.raises(ValueError, match=rf"example_length must be a whole number of samples.*got {length!r}$"):
+        export_onnx(model, tmp_path / "m.onnx", example_length=length)
+    with pytest.raises(ValueError, match=rf"example_length must be a whole number of samples.*got {length!r}$"):
+        export_torchscript(model, tmp_path / "m.pt", method="trace", example_length=length)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("opset", [3, 6, 21, 99, 17.0, True])
 def test_export_onnx_names_an_opset_the_exporter_does_not_support(tmp_path, capfd, opset):
     from torch.onnx import _constants  # torch's own bounds, private: what the public modules must agree with
