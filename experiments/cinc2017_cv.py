@@ -17,7 +17,9 @@ config's ``tta``). A finished run is reused, an interrupted one resumed (runs in
 Reported: per fold, the validation and test CinC 2017 scores (mean F1 of N, A and O, F1 = 2
 correct / (true + predicted)) and per-class test F1 (noise too, outside the mean); across folds,
 their mean and standard deviation, and the score of the pooled test confusion matrix (every
-record tested exactly once); with several seeds, also each seed's own validation mean.
+record tested exactly once) with its 95% interval when the records are drawn with replacement
+(2,000 times; the records taken as independent and the predictions as fixed); with several
+seeds, also each seed's own validation mean.
 ``--checkpoint last`` evaluates every run's last epoch instead of its best: a best epoch's
 validation score is a maximum over epochs, biased upward, so comparing it with an ensemble's
 favours the single run; last epochs are chosen by no one. ``--offsets`` predicts test records with
@@ -27,7 +29,8 @@ one: offsets fitted on one stratified half of the validation records score the o
 the other way round (the two halves' confusion matrices summed), so that the offsets are judged
 on records they were not fitted on. Results go to experiments/results/cinc2017_cv.json, and the
 pooled test confusion matrix to a PNG beside it (the same name ending ``_confusion.png``);
-``--replot RESULT.json`` draws that PNG again from a recorded result, without data or runs.
+``--replot RESULT.json`` draws that PNG again from a recorded result, without data or runs, and
+prints the pooled score's interval (which results recorded before it lack).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, datab
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.ensemble import load_members, predict_members
-from msresnet1d.training.metrics import cinc_score, confusion_matrix, json_safe, per_class
+from msresnet1d.training.metrics import (bootstrap_confusions, cinc_score, confusion_matrix, json_safe, per_class,
+                                        percentile_interval)
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.plots import plot_confusion
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
@@ -83,6 +87,27 @@ def cross_fitted_score(y_true: np.ndarray, probabilities: np.ndarray, seed: int 
         probabilities[a], y_true[a], score))) for a, b in halves))
 
 
+def pooled_interval(cm: np.ndarray, draws: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile intervals of the CinC score and per-class F1 of a pooled (4, 4) test confusion
+    matrix when its records are drawn with replacement, ``draws`` times. A record is one
+    (true, predicted) pair, one count of the matrix, so the matrix holds all there is to draw.
+    The records are taken as independent (CinC 2017 gives no patient identifiers) and the
+    predictions as fixed: the interval is that of the test sample, not of training again."""
+    true, predicted = np.nonzero(cm := np.asarray(cm))
+    y_true, y_pred = np.repeat(true, cm[true, predicted]), np.repeat(predicted, cm[true, predicted])
+    cms = bootstrap_confusions(y_true, y_pred, np.arange(len(y_true)), len(CINC_CLASSES), draws, seed)
+    f1 = percentile_interval(per_class(cms)["f1"], level)
+    return {"level": level, "draws": draws, "records": len(y_true),
+            "cinc_score": percentile_interval(np.array([score(c) for c in cms]), level).tolist(),
+            "f1": {c: f1[i].tolist() for i, c in enumerate(CINC_CLASSES)}}
+
+
+def interval_line(interval: dict) -> str:
+    low, high = interval["cinc_score"]
+    return (f"{100 * interval['level']:.0f}% interval of the pooled CinC score over its {interval['records']:,} records "
+            f"(drawn with replacement, {interval['draws']:,} times): {low:.3f}-{high:.3f}")
+
+
 def summarise(confusions: list[np.ndarray], val_scores: list[float]) -> dict:
     """Per-fold and pooled CinC scores and per-class F1 from the folds' (4, 4) test confusion
     matrices, with the folds' validation CinC scores."""
@@ -98,7 +123,8 @@ def summarise(confusions: list[np.ndarray], val_scores: list[float]) -> dict:
     return {"folds": folds, "cinc_score_mean": float(values.mean()),
             "cinc_score_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
             "val_cinc_score_mean": float(np.mean(val_scores)),
-            "pooled": scores(np.sum(confusions, axis=0)), "pooled_confusion_matrix": np.sum(confusions, axis=0).tolist()}
+            "pooled": scores(np.sum(confusions, axis=0)), "pooled_confusion_matrix": np.sum(confusions, axis=0).tolist(),
+            "pooled_interval": pooled_interval(np.sum(confusions, axis=0))}
 
 
 def table(summary: dict) -> str:
@@ -110,7 +136,7 @@ def table(summary: dict) -> str:
                      + " | ".join(f"{f['f1'][c]:.3f}" for c in CINC_CLASSES) + " |")
     lines.append(f"\nCinC 2017 score over {len(summary['folds'])} folds: {summary['cinc_score_mean']:.3f} ± "
                  f"{summary['cinc_score_std']:.3f} (mean ± std); pooled {summary['pooled']['cinc_score']:.3f}; "
-                 f"validation mean {summary['val_cinc_score_mean']:.3f}")
+                 f"validation mean {summary['val_cinc_score_mean']:.3f}\n{interval_line(summary['pooled_interval'])}")
     return "\n".join(lines)
 
 
@@ -147,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
     parser.add_argument("--replot", type=Path, metavar="RESULT.json",
-                        help="only draw the confusion PNG of a recorded result again (no data, no runs)")
+                        help="only draw the confusion PNG of a recorded result again and print its pooled score's "
+                             "interval over the records (no data, no runs)")
     args = parser.parse_args(argv)
     if args.replot:
         try:
@@ -158,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         except (OSError, ValueError, KeyError, TypeError) as e:
             parser.error(f"--replot {args.replot}: not a result of this script ({type(e).__name__}: {e})")
         plot_pooled(report, args.replot)
+        print(interval_line(pooled_interval(report["summary"]["pooled_confusion_matrix"])))
         return report
     db_dir = database_or_exit(parser, "cinc2017", args.data_dir)
     if args.folds < 2:

@@ -18,7 +18,7 @@ from msresnet1d.cli import main as cli_main
 from msresnet1d.data import RR_DEFAULT, RR_RATIOS
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models import count_flops, count_parameters, create_model
-from msresnet1d.training.metrics import confusion_matrix
+from msresnet1d.training.metrics import confusion_matrix, per_class
 from msresnet1d.training.offsets import predict_with_offsets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -482,6 +482,23 @@ def test_cinc2017_cross_fitted_score_credits_offsets_that_hold_on_the_other_half
     assert cv.cross_fitted_score(y, fair) == cv.plain_score(y, fair) == 1.0
 
 
+def test_cinc2017_pooled_interval_draws_the_records_of_the_pooled_matrix():
+    cv = _load_script("cinc2017_cv")
+    cm = np.array([[2252, 13, 105, 32], [14, 327, 40, 8], [246, 51, 758, 24], [17, 2, 6, 105]])  # the kept result's
+    interval = cv.pooled_interval(cm)
+    low, high = interval["cinc_score"]
+    assert interval["records"] == 4000 and low < cv.score(cm) < high and high - low < 0.05
+    for name, (f1_low, f1_high) in interval["f1"].items():
+        f1 = per_class(cm)["f1"][list(CINC_CLASSES).index(name)]
+        assert f1_low < f1 < f1_high
+    # the same records, a quarter as many: about twice as wide; every record right: no width at all
+    quarter = cv.pooled_interval(cm // 4)["cinc_score"]
+    assert 1.5 < (quarter[1] - quarter[0]) / (high - low) < 2.5
+    assert cv.pooled_interval(np.diag([50, 10, 20, 5]))["cinc_score"] == [1.0, 1.0]
+    assert cv.interval_line(interval) == (f"95% interval of the pooled CinC score over its 4,000 records (drawn with "
+                                          f"replacement, 2,000 times): {low:.3f}-{high:.3f}")
+
+
 @pytest.mark.filterwarnings("ignore:The least populated class in y")  # 5 validation records a fold
 def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, capsys):
     cv = _load_script("cinc2017_cv")
@@ -514,6 +531,7 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     (tmp_path / "cv_confusion.png").unlink()  # --replot draws it again from the JSON alone
     assert cv.main(["--replot", str(out)]) == json.loads(out.read_text())
     assert (tmp_path / "cv_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out == cv.interval_line(report["summary"]["pooled_interval"]) + "\n"  # and the interval
     for text in ('{"summary": {}}', '{"summary": {"pooled_confusion_matrix": [[1]]}}', "[]", "{"):
         (tmp_path / "not_cv.json").write_text(text)
         with pytest.raises(SystemExit):

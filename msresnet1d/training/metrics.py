@@ -192,44 +192,55 @@ def per_group(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, class_
     return rows
 
 
-def group_bootstrap(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, num_classes: int,
-                    draws: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, np.ndarray]:
-    """Percentile intervals of every class's Se, +P and F1 and of the accuracy when whole groups
-    (the record of each beat) are drawn with replacement, ``draws`` times, as many as there are.
+def bootstrap_confusions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, num_classes: int,
+                         draws: int = 2000, seed: int = 0) -> np.ndarray:
+    """(draws, K, K) confusion matrices of bootstrap samples of whole groups (the record of each
+    example): each draw takes as many groups as there are, with replacement, and pools their
+    confusion matrices.
 
     In an inter-patient test the records, not the beats, are the independent units: one record
-    can hold most of a class (MIT-BIH's 232 holds 1,382 of DS2's 1,837 S beats), so an interval
-    that resampled beats would be far too narrow. Each draw pools the confusion matrices of the
-    records drawn. A draw in which a statistic is undefined (no true or no predicted beat of the
-    class) is left out of that statistic's interval.
+    can hold most of a class (MIT-BIH's 232 holds 1,382 of DS2's 1,837 S beats), so resampling
+    beats would give far too narrow an interval.
+    """
+    y_true, y_pred, groups = np.asarray(y_true), np.asarray(y_pred), np.asarray(groups)
+    if not len(y_true) == len(y_pred) == len(groups) > 0:
+        raise ValueError(f"bootstrap: {len(y_true)} labels, {len(y_pred)} predictions and {len(groups)} "
+                         "groups; expected as many of each, at least one")
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
+        raise ValueError(f"bootstrap: draws must be a whole number >= 1, got {draws!r}")
+    names, index = np.unique(groups, return_inverse=True)
+    by_group = np.zeros((len(names), num_classes, num_classes), dtype=np.int64)
+    np.add.at(by_group, (index, y_true, y_pred), 1)
+    drawn = np.random.default_rng(seed).multinomial(len(names), np.full(len(names), 1 / len(names)), size=draws)
+    return np.tensordot(drawn, by_group, axes=1)
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> np.ndarray:
+    """The central ``level`` percentile interval of ``values`` (draws, ...) along the draws:
+    (..., 2) low and high bounds; NaN draws (a statistic undefined in them) are left out, and
+    a statistic undefined in every draw gets NaN bounds."""
+    if not 0 < level < 1:
+        raise ValueError(f"bootstrap: level must lie in (0, 1), got {level!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.moveaxis(np.nanpercentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0), 0, -1)
+
+
+def group_bootstrap(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, num_classes: int,
+                    draws: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, np.ndarray]:
+    """Percentile intervals of every class's Se, +P and F1 and of the accuracy over
+    :func:`bootstrap_confusions`. A draw in which a statistic is undefined (no true or no
+    predicted example of the class) is left out of that statistic's interval.
 
     Returns:
         fractions: ``"se"``, ``"ppv"``, ``"f1"`` (num_classes, 2) low and high bounds, NaN for a
         class never defined; ``"accuracy"`` (2,).
     """
-    y_true, y_pred, groups = np.asarray(y_true), np.asarray(y_pred), np.asarray(groups)
-    if not len(y_true) == len(y_pred) == len(groups) > 0:
-        raise ValueError(f"group_bootstrap: {len(y_true)} labels, {len(y_pred)} predictions and {len(groups)} "
-                         "groups; expected as many of each, at least one")
-    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
-        raise ValueError(f"group_bootstrap: draws must be a whole number >= 1, got {draws!r}")
-    if not 0 < level < 1:
-        raise ValueError(f"group_bootstrap: level must lie in (0, 1), got {level!r}")
-    names, index = np.unique(groups, return_inverse=True)
-    by_group = np.zeros((len(names), num_classes, num_classes), dtype=np.int64)
-    np.add.at(by_group, (index, y_true, y_pred), 1)
-    drawn = np.random.default_rng(seed).multinomial(len(names), np.full(len(names), 1 / len(names)), size=draws)
-    cms = np.tensordot(drawn, by_group, axes=1)  # (draws, K, K)
+    percentile_interval(np.zeros(1), level)  # checked before the draws
+    cms = bootstrap_confusions(y_true, y_pred, groups, num_classes, draws, seed)
     stats = per_class(cms)
-    bounds = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-
-    def interval(values: np.ndarray) -> np.ndarray:
-        with warnings.catch_warnings():  # a class undefined in every draw: NaN bounds
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanpercentile(values, bounds, axis=0).T
-
-    return {**{stat: interval(stats[stat]) for stat in ("se", "ppv", "f1")},
-            "accuracy": interval(np.trace(cms, axis1=1, axis2=2) / cms.sum(axis=(1, 2)))}
+    return {**{stat: percentile_interval(stats[stat], level) for stat in ("se", "ppv", "f1")},
+            "accuracy": percentile_interval(np.trace(cms, axis1=1, axis2=2) / cms.sum(axis=(1, 2)), level)}
 
 
 def record_interval(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray, class_names: Sequence[str],
