@@ -458,6 +458,9 @@ def test_unknown_config_keys_are_errors(tmp_path):
     ("beats", "val_seed", "x", "a whole number"), ("beats", "fs", "abc", "a number > 0"),
     ("beats", "test_records", [100, 101], "record names as strings"),
     ("beats", "train_records", [], "a non-empty list .* leave it out for the default split"),
+    # a record named twice would count its beats twice (in the test figures, or in training)
+    ("beats", "test_records", ["100", "232", "232"], "each record once"),
+    ("beats", "train_records", ["101", "101"], "each record once"), ("beats", "val_records", ["101", "101"], "each once"),
     ("beats", "spectrogram", 3, r"a table of options \(window_s, overlap"), ("beats", "band", [40, 0.5], "0 <= low < high"),
     ("rhythm", "fold", 5, "below folds"), ("rhythm", "val_fraction", 1.0, r"in \[0, 1\)"),
     ("rhythm", "rr", ["hr_mean_typo"], "distinct names of"), ("fashion_mnist", "normalize", "minmax", "'unit' or"),
