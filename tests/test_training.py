@@ -663,6 +663,35 @@ def test_record_balanced_beat_task_draws_by_record(tmp_path):
 
 
 # --------------------------------------------------------------------------- runs
+def test_ecg_strip_labels_beats_as_the_test_does_with_the_runs_tta(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from msresnet1d.models.tta import with_tta
+    from msresnet1d.training import plots, run
+    from msresnet1d.training.tasks import build_task
+
+    cfg = load_config(_config(tmp_path, 1), {"tta": "flip"})
+    task = build_task(cfg)
+    torch.manual_seed(1)
+    model = run.build_model(cfg, task).eval()  # untrained: its labels of x and -x differ
+    shown = {}
+    monkeypatch.setattr(plots, "plot_ecg_strip", lambda signal, fs, beats, true, predicted, path, title, lead:
+                        shown.update(beats=beats, predicted=predicted, record=title.split(",")[0].split()[-1]))
+    trainer = SimpleNamespace(run_dir=tmp_path, task=task, evaluated=model, cfg=cfg, history=SimpleNamespace(rows=[]))
+    run.write_plots(trainer, {"test": {"confusion_matrix": np.zeros((5, 5), dtype=int).tolist()}})
+    # the strip's beats among the test beats (consecutive beats of its record)
+    beats = task.strip["beats"]
+    mine = np.flatnonzero(beats.record == shown["record"])
+    relative = beats.sample[mine] - beats.sample[mine][:, None]
+    first = next(j for j in range(len(mine)) if np.array_equal(relative[j, j:j + len(shown["beats"])],
+                                                               shown["beats"] - shown["beats"][0]))
+    chosen = mine[first:first + len(shown["beats"])]
+    flipped = task.predict(with_tta(model, "flip"), "test", torch.device("cpu"))[1].argmax(axis=1)[chosen]
+    plain = task.predict(model, "test", torch.device("cpu"))[1].argmax(axis=1)[chosen]
+    assert (flipped != plain).any()  # else the test could not tell them apart
+    assert shown["predicted"] == [task.class_names[k] for k in flipped]  # what evaluate and predict give
+
+
 def test_main_job_cli_on_the_embedded_sample(tmp_path):
     out = tmp_path / "run"
     result = _cli("train", "--config", str(_config(tmp_path, epochs=2)), "--out", str(out))
