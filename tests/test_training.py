@@ -481,6 +481,18 @@ def test_data_options_are_checked_before_any_data_is_read(task, key, value, expe
         build_task(cfg)
 
 
+def test_a_validation_count_the_training_records_cannot_give_names_the_key():
+    from msresnet1d.training.tasks import build_task
+
+    records = ["101", "106", "118", "119"]
+    for count in (4, 30):  # no training record would be left
+        cfg = load_config(None, {"data.data_dir": str(SAMPLE), "data.train_records": records,
+                                 "data.test_records": ["100"], "data.val_records": count})
+        with pytest.raises(ValueError, match=rf"^config: \[data\] val_records={count} of the 4 training records "
+                                             r"\(101, 106, 118, 119\): .*leaves no training"):
+            build_task(cfg)
+
+
 def test_data_check_takes_every_band_form_and_checks_spectrogram_options(tmp_path):
     from msresnet1d.training.tasks import build_task, check_data
 
