@@ -31,7 +31,7 @@ import torch
 import wfdb
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import database_or_exit, results_help, script_parser
+from msresnet1d.arguments import database_or_exit, output_or_exit, results_help, script_parser
 from msresnet1d.data import load_inter_patient, load_rhythm
 from msresnet1d.data.parallel import default_workers
 
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
     args = parser.parse_args(argv)
+    output_or_exit(parser, args.out)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.workers is not None and args.workers < 1:

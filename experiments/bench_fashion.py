@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import results_help, script_parser, thread_count
+from msresnet1d.arguments import output_or_exit, results_help, script_parser, thread_count
 from msresnet1d.data.fashion_mnist import split_dir
 from msresnet1d.models import count_flops
 from msresnet1d.training.config import load_config
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
     args = parser.parse_args(argv)
+    output_or_exit(parser, args.out)
     if len(args.steps) != len(args.sizes) or min(args.steps) < 1 or args.warmup < 0:
         parser.error("give one --steps count (>= 1) per --sizes entry, and --warmup >= 0")
     if args.data_dir:

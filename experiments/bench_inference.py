@@ -36,7 +36,7 @@ import torch
 
 from msresnet1d import count_flops, create_model
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import database_or_exit, results_help, script_parser, thread_count
+from msresnet1d.arguments import database_or_exit, output_or_exit, results_help, script_parser, thread_count
 from msresnet1d.data import BeatConfig, RhythmConfig, read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows
@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
     args = parser.parse_args(argv)
+    output_or_exit(parser, args.out)
     path = database_or_exit(parser, "mitdb", args.data_dir) / args.record
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -44,8 +44,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, overrides_or_exit,
-                                  results_help, script_parser, thread_count)
+from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
+                                  overrides_or_exit, results_help, script_parser, thread_count)
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> dict:
         plot_pooled(report, args.replot)
         print(interval_line(pooled_interval(report["summary"]["pooled_confusion_matrix"])))
         return report
+    if not args.only:  # --only writes no results file
+        output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "cinc2017", args.data_dir)
     if args.folds < 2:
         parser.error(f"--folds must be >= 2, got {args.folds}")

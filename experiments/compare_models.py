@@ -77,8 +77,8 @@ import torch
 from torch import nn
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (add_seeds, config_or_exit, database_or_exit, overrides_or_exit, script_parser,
-                                  seed_value, thread_count)
+from msresnet1d.arguments import (add_seeds, config_or_exit, database_or_exit, output_or_exit, overrides_or_exit,
+                                  script_parser, seed_value, thread_count)
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -299,7 +299,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [name for name in args.models if name not in suite]
     if unknown:
         parser.error(f"--models {', '.join(unknown)}: not in suite {args.suite!r} (it has {', '.join(suite)})")
-    args.json = args.json or RESULTS[args.suite]
+    args.json = output_or_exit(parser, args.json or RESULTS[args.suite], "--json")
     args.out = args.out or Path("runs") / args.suite / time.strftime("%Y%m%d-%H%M%S")
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     common: dict[str, Any] = {"threads": args.threads, "data.data_dir": str(db_dir)}

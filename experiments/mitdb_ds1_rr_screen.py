@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mitdb_ds1_cv import confusion_matrices, decide, rescored, summarise, table  # noqa: E402
 
 from msresnet1d.atomic import write_text  # noqa: E402
-from msresnet1d.arguments import add_seeds, database_or_exit, results_help, script_parser  # noqa: E402
+from msresnet1d.arguments import add_seeds, database_or_exit, output_or_exit, results_help, script_parser  # noqa: E402
 from msresnet1d.data import DS1, load_beats  # noqa: E402
 from msresnet1d.data.rr import RR_FEATURES, rr_columns  # noqa: E402
 from msresnet1d.training.config import TrainConfig  # noqa: E402
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--records", nargs="+", default=list(DS1), help="the records, as the runs had (default DS1)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=results_help(RESULTS))
     args = parser.parse_args(argv)
+    output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     run_dirs = [[Path(args.runs) / args.variant / f"seed{s}" / f"fold{k + 1}" for s in args.seeds]
                 for k in range(args.folds)]

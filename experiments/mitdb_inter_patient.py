@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, overrides_or_exit,
-                                  results_help, script_parser, thread_count)
+from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
+                                  overrides_or_exit, results_help, script_parser, thread_count)
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
                                          record_interval)
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"),
                         help=results_help(RESULTS / "mitdb_inter_patient.json"))
     args = parser.parse_args(argv)
+    output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     overrides = overrides_or_exit(parser, args.set)
     run_dirs = {seed: Path(args.runs) / f"seed{seed}" for seed in args.seeds}

@@ -81,6 +81,18 @@ def database_or_exit(parser: argparse.ArgumentParser, name: str, folder: str | P
     return found
 
 
+def output_or_exit(parser: argparse.ArgumentParser, path: str | Path, flag: str = "--out") -> Path:
+    """An experiment script's results file ``path`` (``flag`` names it), checked before any run
+    trains (:func:`~msresnet1d.atomic.check_target`: not a folder, its folder creatable), or
+    ``parser.error`` saying why it could not be written; else the results would be lost at the end."""
+    from .atomic import check_target
+
+    try:
+        return check_target(path, flag)
+    except ValueError as e:
+        parser.error(str(e))
+
+
 def overrides_or_exit(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
     """``--set KEY=VALUE`` items as config overrides (:func:`parse_overrides`), or ``parser.error``."""
     try:

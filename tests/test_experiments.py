@@ -784,3 +784,30 @@ def test_rhythm_data_options_that_only_fail_together_are_refused_before_any_data
                       parse_overrides(settings))
     with pytest.raises(ValueError, match=message):
         check_data(cfg)
+
+
+def test_experiment_scripts_refuse_a_results_file_they_could_not_write_before_any_run(tmp_path, capsys, monkeypatch):
+    # an existing folder, or a path under a file: found at the end, after every run (or benchmark), the results
+    # would be lost
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    runs = tmp_path / "runs"
+    scripts = {"mitdb_inter_patient": ["--data-dir", str(SAMPLE), "--runs", str(runs)],
+               "mitdb_ds1_cv": ["--data-dir", str(SAMPLE), "--runs", str(runs), "--variant", "main"],
+               "mitdb_ds1_rr_screen": ["--data-dir", str(SAMPLE), "--runs", str(runs)],
+               "cinc2017_cv": ["--data-dir", str(tmp_path / "no-cinc"), "--runs", str(runs)],
+               "compare_models": ["--data-dir", str(SAMPLE), "--out", str(runs)],
+               # the benchmarks: with an option refused later, so that none of them starts its work here
+               "bench_data": ["--data-dir", str(tmp_path / "none")], "bench_models": ["--presets", "none"],
+               "bench_inference": ["--data-dir", str(tmp_path / "none")],
+               "bench_fashion": ["--data-dir", str(tmp_path / "none")]}
+    for name, args in scripts.items():
+        script = _load_script(name)
+        monkeypatch.setattr(script, "train_or_reuse", lambda *a, **k: pytest.fail(f"{name} trained"), raising=False)
+        flag = "--json" if name == "compare_models" else "--out"
+        for target, problem in ((tmp_path, f"{flag} {tmp_path} is a folder"),
+                                (blocker / "results.json", f"{flag} {blocker / 'results.json'}: {blocker} is a file")):
+            with pytest.raises(SystemExit):
+                script.main([*args, flag, str(target)])
+            assert problem in capsys.readouterr().err, name
+    assert not runs.exists()

@@ -458,6 +458,9 @@ def test_unknown_config_keys_are_errors(tmp_path):
     ("beats", "val_seed", "x", "a whole number"), ("beats", "fs", "abc", "a number > 0"),
     ("beats", "test_records", [100, 101], "record names as strings"),
     ("beats", "train_records", [], "a non-empty list .* leave it out for the default split"),
+    # a record named twice would count its beats twice (in the test figures, or in training)
+    ("beats", "test_records", ["100", "232", "232"], "each record once"),
+    ("beats", "train_records", ["101", "101"], "each record once"), ("beats", "val_records", ["101", "101"], "each once"),
     ("beats", "spectrogram", 3, r"a table of options \(window_s, overlap"), ("beats", "band", [40, 0.5], "0 <= low < high"),
     ("rhythm", "fold", 5, "below folds"), ("rhythm", "val_fraction", 1.0, r"in \[0, 1\)"),
     ("rhythm", "rr", ["hr_mean_typo"], "distinct names of"), ("fashion_mnist", "normalize", "minmax", "'unit' or"),
@@ -476,6 +479,18 @@ def test_data_options_are_checked_before_any_data_is_read(task, key, value, expe
                              "data.data_dir": str(tmp_path / "missing")})  # never read: the check comes first
     with pytest.raises(ValueError, match=rf"config: \[data\] {key} must be .*{expected}"):
         build_task(cfg)
+
+
+def test_a_validation_count_the_training_records_cannot_give_names_the_key():
+    from msresnet1d.training.tasks import build_task
+
+    records = ["101", "106", "118", "119"]
+    for count in (4, 30):  # no training record would be left
+        cfg = load_config(None, {"data.data_dir": str(SAMPLE), "data.train_records": records,
+                                 "data.test_records": ["100"], "data.val_records": count})
+        with pytest.raises(ValueError, match=rf"^config: \[data\] val_records={count} of the 4 training records "
+                                             r"\(101, 106, 118, 119\): .*leaves no training"):
+            build_task(cfg)
 
 
 def test_data_check_takes_every_band_form_and_checks_spectrogram_options(tmp_path):
@@ -660,6 +675,35 @@ def test_record_balanced_beat_task_draws_by_record(tmp_path):
 
 
 # --------------------------------------------------------------------------- runs
+def test_ecg_strip_labels_beats_as_the_test_does_with_the_runs_tta(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from msresnet1d.models.tta import with_tta
+    from msresnet1d.training import plots, run
+    from msresnet1d.training.tasks import build_task
+
+    cfg = load_config(_config(tmp_path, 1), {"tta": "flip"})
+    task = build_task(cfg)
+    torch.manual_seed(1)
+    model = run.build_model(cfg, task).eval()  # untrained: its labels of x and -x differ
+    shown = {}
+    monkeypatch.setattr(plots, "plot_ecg_strip", lambda signal, fs, beats, true, predicted, path, title, lead:
+                        shown.update(beats=beats, predicted=predicted, record=title.split(",")[0].split()[-1]))
+    trainer = SimpleNamespace(run_dir=tmp_path, task=task, evaluated=model, cfg=cfg, history=SimpleNamespace(rows=[]))
+    run.write_plots(trainer, {"test": {"confusion_matrix": np.zeros((5, 5), dtype=int).tolist()}})
+    # the strip's beats among the test beats (consecutive beats of its record)
+    beats = task.strip["beats"]
+    mine = np.flatnonzero(beats.record == shown["record"])
+    relative = beats.sample[mine] - beats.sample[mine][:, None]
+    first = next(j for j in range(len(mine)) if np.array_equal(relative[j, j:j + len(shown["beats"])],
+                                                               shown["beats"] - shown["beats"][0]))
+    chosen = mine[first:first + len(shown["beats"])]
+    flipped = task.predict(with_tta(model, "flip"), "test", torch.device("cpu"))[1].argmax(axis=1)[chosen]
+    plain = task.predict(model, "test", torch.device("cpu"))[1].argmax(axis=1)[chosen]
+    assert (flipped != plain).any()  # else the test could not tell them apart
+    assert shown["predicted"] == [task.class_names[k] for k in flipped]  # what evaluate and predict give
+
+
 def test_main_job_cli_on_the_embedded_sample(tmp_path):
     out = tmp_path / "run"
     result = _cli("train", "--config", str(_config(tmp_path, epochs=2)), "--out", str(out))

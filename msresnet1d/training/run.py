@@ -18,6 +18,7 @@ from torch import nn
 
 from ..models import create_model
 from ..models.blocks import init_weights
+from ..models.tta import with_tta
 from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import load_checkpoint, load_weights
@@ -213,8 +214,8 @@ def write_plots(trainer: Trainer, result: dict) -> None:
     report = result["test"]
     plots.plot_confusion(np.array(report["confusion_matrix"]), task.class_names, run_dir / "confusion_matrix.png",
                          task.test_title)
-    if task.strip is not None:
-        ecg_strip(trainer.evaluated, task, run_dir / "ecg_strip.png")
+    if task.strip is not None:  # labelled as the test labels them: with the config's test-time augmentation
+        ecg_strip(with_tta(trainer.evaluated, trainer.cfg.tta), task, run_dir / "ecg_strip.png")
 
 
 def ecg_strip(model: nn.Module, task: Task, path: Path, seconds: float = 10.0) -> None:

@@ -12,9 +12,9 @@ training side (held-out records or images), never from the test split. One modul
     unset, the embedded sample),
     leads ["MLII"], fs 180 (Hz), window [-0.25, 0.45] (s around the R peak), band [0.5, 40] (Hz),
     rr true (RR features as extra inputs: true for ``RR_DEFAULT``, false, or a list of names from
-    ``RR_FEATURES``), train_records (DS1), test_records (DS2),
+    ``RR_FEATURES``), train_records (DS1), test_records (DS2) (each record once),
     val_records 4 (a count of DS1 records held out with ``balanced_holdout`` and val_seed, so that
-    training keeps >= 75% of every class; or a list of records),
+    training keeps >= 75% of every class; or a list of records, each once),
     val_seed 0, representation "signal" | "spectrogram" (2D time-frequency images; options in a
     ``[data.spectrogram]`` table: window_s 0.125, overlap 0.75, max_freq_hz 50, size 32), template true
     (add each lead minus the record's median beat as channels: ``BeatConfig.template``),

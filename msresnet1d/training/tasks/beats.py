@@ -36,7 +36,11 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     val = opts["val_records"]
     if isinstance(val, numbers.Integral):
         by_record = {r: train_all.y[train_all.record == r] for r in train_records}
-        val = balanced_holdout(by_record, val, seed=opts["val_seed"])[1] if val else []
+        try:
+            val = balanced_holdout(by_record, val, seed=opts["val_seed"])[1] if val else []
+        except ValueError as e:  # as many validation records as training ones, or more
+            raise ValueError(f"config: [data] val_records={val} of the {len(train_records)} training records "
+                             f"({', '.join(train_records)}): {e}") from None
     missing = sorted(set(val) - set(train_records))
     if missing:
         raise ValueError(f"val_records {missing} are not training records: validation comes from training patients")
