@@ -4,6 +4,7 @@ errors, pickling, reproducibility, warm start, early stopping, regression)."""
 
 import pickle
 import re
+import warnings
 
 import joblib
 import numpy as np
@@ -15,7 +16,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import Pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_dataframe_column_names_consistency, parametrize_with_checks
 from sklearn.utils.validation import has_fit_parameter
 
 from msresnet1d.data.aami import AAMI_CLASSES
@@ -79,6 +80,23 @@ def expected_failed_checks(estimator) -> dict[str, str]:
 @pytest.mark.filterwarnings("ignore:SignalPreprocessor. normalize. .* zero spread:RuntimeWarning")
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+# scikit-learn runs these checks on its own estimators in its test suite, outside
+# parametrize_with_checks; the band-pass needs more than 27 timepoints (see above), so the
+# preprocessors here have none.
+PANDAS_CHECKS = [check_dataframe_column_names_consistency]
+
+
+@pytest.mark.parametrize("estimator", [MSResNet1dClassifier(**CHECK_OPTIONS), MSResNet1dRegressor(**CHECK_OPTIONS),
+                                       SignalPreprocessor(fs=360.0, target_fs=180.0, band=None),
+                                       SignalPreprocessor(band=None)],
+                         ids=["classifier", "regressor", "preprocessor-resampling", "preprocessor"])
+@pytest.mark.parametrize("check", PANDAS_CHECKS, ids=lambda check: check.__name__)
+@pytest.mark.filterwarnings("ignore:SignalPreprocessor. normalize. .* zero spread:RuntimeWarning")
+def test_sklearn_pandas_checks(estimator, check):
+    pytest.importorskip("pandas")
+    check(type(estimator).__name__, estimator)
 
 
 # --------------------------------------------------------------------------- real data
@@ -156,6 +174,67 @@ def test_embeddings_as_a_pandas_frame():
     frame = clf.transform(X)
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(clf.get_feature_names_out())
     np.testing.assert_array_equal(frame.to_numpy(), clf.set_output(transform="default").transform(X))
+
+
+@pytest.mark.parametrize("estimator", [MSResNet1dClassifier(**TINY, epochs=1, random_state=0),
+                                       MSResNet1dRegressor(**TINY, epochs=1, random_state=0),
+                                       SignalPreprocessor(fs=32.0, band=None)], ids=lambda e: type(e).__name__)
+def test_feature_names_of_a_dataframe_are_recorded_and_checked(estimator):
+    pd = pytest.importorskip("pandas")
+    X, labels = _signals(channels=1)
+    y = labels if is_classifier(estimator) else X[:, 0, :4].sum(axis=1)
+    name = type(estimator).__name__
+    method = estimator.transform if isinstance(estimator, SignalPreprocessor) else estimator.predict
+    columns = [f"t{i}" for i in range(32)]
+    frame = pd.DataFrame(X[:, 0], columns=columns)
+    estimator.fit(frame, y)
+    assert estimator.feature_names_in_.dtype == object and list(estimator.feature_names_in_) == columns
+    assert estimator.n_features_in_ == 32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        method(frame)  # the names seen in fit: no warning
+    renamed = frame.rename(columns={"t3": "t3b"})
+    with pytest.raises(ValueError, match="The feature names should match those that were passed during fit.\n"
+                                         "Feature names unseen at fit time:\n- t3b\n"):
+        method(renamed)
+    with pytest.raises(ValueError, match="Feature names must be in the same order as they were in fit"):
+        method(frame[columns[::-1]])
+    for unnamed in (X[:, 0], X):  # an array of 2 or 3 dimensions (1 channel)
+        with pytest.warns(UserWarning, match=f"X does not have valid feature names, but {name} was fitted with "
+                                             "feature names"):
+            method(unnamed)
+    estimator.fit(X[:, 0], y)  # a refit on an array forgets the names
+    assert not hasattr(estimator, "feature_names_in_") and estimator.n_features_in_ == 32
+    with pytest.warns(UserWarning, match=f"X has feature names, but {name} was fitted without feature names"):
+        method(frame)
+    estimator.fit(pd.DataFrame(X[:, 0]), y)  # integer column names are no feature names, as in scikit-learn
+    assert not hasattr(estimator, "feature_names_in_")
+    estimator.fit(frame, y).fit(X, y)  # so does a refit on 3-D X
+    assert not hasattr(estimator, "feature_names_in_") and not hasattr(estimator, "n_features_in_")
+
+
+def test_a_warm_start_checks_the_feature_names_and_a_failed_fit_forgets_them():
+    pd = pytest.importorskip("pandas")
+    X, y = _signals(channels=1)
+    frame = pd.DataFrame(X[:, 0], columns=[f"t{i}" for i in range(32)])
+    clf = MSResNet1dClassifier(**TINY, epochs=1, random_state=0, warm_start=True).fit(frame, y)
+    with pytest.raises(ValueError, match="The feature names should match those that were passed during fit"):
+        clf.fit(frame.add_prefix("x"), y)
+    assert len(clf.history_) == 1 and list(clf.feature_names_in_) == list(frame.columns)  # rejected: still fitted
+    assert len(clf.fit(frame, y).history_) == 2
+    clf.set_params(warm_start=False, lr=1e30)
+    with pytest.raises(TrainingError):
+        clf.fit(frame, y)
+    assert not hasattr(clf, "feature_names_in_")
+
+
+def test_a_signal_preprocessor_used_without_fit_does_not_check_feature_names():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(_signals(channels=1)[0][:, 0], columns=[f"t{i}" for i in range(32)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X has feature names, but ... was fitted without feature names"
+        out = SignalPreprocessor(fs=32.0, band=None).transform(frame)
+    assert out.shape == (96, 32)
 
 
 def test_classifier_learns_signals_of_two_channels():
