@@ -607,7 +607,8 @@ class MSResNet1dRegressor(RegressorMixin, _NetworkEstimator):
                 f"y has {y.shape[1]} target(s), but {type(self).__name__} was fitted on "
                 f"{self.target_scaler_.n_features_in_}"
             )
-        return self.target_scaler_.transform(y).astype(np.float32), y.shape[1]
+        # an array also under scikit-learn's transform_output="pandas", which makes transform give a DataFrame
+        return np.asarray(self.target_scaler_.transform(y), dtype=np.float32), y.shape[1]
 
     def _loss(self, cfg: TrainConfig, targets: np.ndarray) -> nn.Module:
         return nn.MSELoss()

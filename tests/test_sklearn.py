@@ -9,6 +9,7 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+import sklearn
 import torch
 from sklearn.base import clone, is_classifier
 from sklearn.dummy import DummyClassifier
@@ -257,6 +258,18 @@ def test_regressor_predicts_the_frequency_and_amplitude_of_a_sine():
     one = MSResNet1dRegressor(**TINY, epochs=1, random_state=0).fit(X, frequency)
     assert one.predict(X).shape == (n,)
     assert reg.model_.task == "regression" and one.model_.task == "regression"  # MSResNet1d's own regression head
+
+
+def test_regressor_fits_under_a_global_pandas_output():
+    # scikit-learn's transform_output="pandas" made the target scaler's transform a DataFrame
+    pytest.importorskip("pandas")
+    X, _ = _signals()
+    y = X[:, 0, :4].sum(axis=1)
+    expected = MSResNet1dRegressor(**TINY, epochs=2, random_state=0).fit(X, y).predict(X)
+    with sklearn.config_context(transform_output="pandas"):
+        reg = MSResNet1dRegressor(**TINY, epochs=2, random_state=0).fit(X, y)
+        np.testing.assert_array_equal(reg.predict(X), expected)
+        assert len(reg.set_params(warm_start=True).fit(X, y).history_) == 4
 
 
 def test_regressor_builds_any_registered_1d_network_and_names_an_unknown_one():
