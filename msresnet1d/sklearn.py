@@ -48,8 +48,8 @@ import numpy as np
 import torch
 from joblib import effective_n_jobs
 from numpy.typing import ArrayLike
-from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, RegressorMixin,
-                          TransformerMixin, is_classifier)
+from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, OneToOneFeatureMixin,
+                          RegressorMixin, TransformerMixin, is_classifier)
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Tags, check_random_state
@@ -58,7 +58,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y, va
 from torch import nn
 
 from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
-from msresnet1d.data.preprocess import Normalization, check_band, preprocess_signal
+from msresnet1d.data.preprocess import Normalization, check_band, preprocess_signal, resample
 from msresnet1d.models import create_model
 from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
@@ -644,6 +644,12 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
     (n_samples, n_timepoints') or (n_samples, n_channels, n_timepoints'), n_timepoints' =
     ceil(n_timepoints * target_fs / fs).
 
+    After ``fit`` on 2-D X, :meth:`get_feature_names_out` names the output columns, so that
+    ``set_output(transform="pandas")`` (on the preprocessor or a pipeline) gives DataFrames.
+    The output of 3-D X has no columns: pandas output for it (``set_output`` or scikit-learn's
+    global ``transform_output``) is a ValueError, and without ``fit`` a NotFittedError (as for
+    scikit-learn's stateless ``Normalizer``).
+
     Args:
         fs: sampling rate of the input in Hz.
         target_fs: output rate in Hz; None keeps ``fs``.
@@ -686,6 +692,43 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
         out = preprocess_signal(signals, self.fs, target_fs=self.target_fs, band=self.band,
                                 normalization=self.normalization, name=type(self).__name__)
         return out[:, 0] if X.ndim == 2 else out
+
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
+        """Names of the columns of :meth:`transform`'s output, after ``fit`` on 2-D X.
+
+        Not resampled (``target_fs`` None or ``fs``), output column i is the signal at the instant
+        of input column i and keeps its name: ``feature_names_in_``, or ``x0``, ``x1``, ... after an
+        array. Resampled, the columns are other instants, named after the class:
+        ``signalpreprocessor0``, ``signalpreprocessor1``, ... (n_timepoints' of them).
+
+        Args:
+            input_features: None, or the input column names: ``feature_names_in_`` or, after
+                fitting on an array, any ``n_features_in_`` names.
+
+        Returns:
+            the names as an object array.
+
+        Raises:
+            NotFittedError: before ``fit``, which gives the number of columns (also for
+                ``set_output(transform="pandas")``).
+            ValueError: after ``fit`` on 3-D X, whose output has channels and no columns.
+        """
+        check_is_fitted(self, "n_timepoints_")  # the tag requires_fit=False would let check_is_fitted() pass
+        self._check_params()
+        if not hasattr(self, "n_features_in_"):
+            raise ValueError(
+                f"{type(self).__name__} was fitted on 3-D X (n_samples, n_channels, n_timepoints): its output has no "
+                'columns to name, and cannot be a DataFrame (set_output(transform="pandas")); fit on 2-D X '
+                '(n_samples, n_timepoints) to name them, or keep set_output(transform="default") for 3-D X'
+            )
+        if self.target_fs is None or self.target_fs == self.fs:
+            return OneToOneFeatureMixin.get_feature_names_out(self, input_features)
+        return ClassNamePrefixFeaturesOutMixin.get_feature_names_out(self, input_features)
+
+    @property
+    def _n_features_out(self) -> int:
+        """Resampled output columns (for ``ClassNamePrefixFeaturesOutMixin``): the data layer's length."""
+        return resample(np.zeros(self.n_timepoints_), self.fs, self.target_fs).shape[-1]
 
     def _validate(self, X: ArrayLike) -> np.ndarray:
         return check_array(X, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite="allow-nan",

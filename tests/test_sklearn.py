@@ -17,7 +17,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import Pipeline
-from sklearn.utils.estimator_checks import check_dataframe_column_names_consistency, parametrize_with_checks
+from sklearn.utils.estimator_checks import (check_dataframe_column_names_consistency, check_get_feature_names_out_error,
+                                            check_global_output_transform_pandas, check_set_output_transform,
+                                            check_set_output_transform_pandas, check_transformer_get_feature_names_out,
+                                            check_transformer_get_feature_names_out_pandas, parametrize_with_checks)
 from sklearn.utils.validation import has_fit_parameter
 
 from msresnet1d.data.aami import AAMI_CLASSES
@@ -86,7 +89,9 @@ def test_sklearn_estimator_checks(estimator, check):
 # scikit-learn runs these checks on its own estimators in its test suite, outside
 # parametrize_with_checks; the band-pass needs more than 27 timepoints (see above), so the
 # preprocessors here have none.
-PANDAS_CHECKS = [check_dataframe_column_names_consistency]
+PANDAS_CHECKS = [check_dataframe_column_names_consistency, check_get_feature_names_out_error,
+                 check_global_output_transform_pandas, check_set_output_transform, check_set_output_transform_pandas,
+                 check_transformer_get_feature_names_out, check_transformer_get_feature_names_out_pandas]
 
 
 @pytest.mark.parametrize("estimator", [MSResNet1dClassifier(**CHECK_OPTIONS), MSResNet1dRegressor(**CHECK_OPTIONS),
@@ -519,6 +524,61 @@ def test_signal_preprocessor_filters_resamples_and_normalises_like_the_data_laye
         SignalPreprocessor(fs=50.0).fit_transform(X)
     with pytest.raises(ValueError, match="Input X contains infinity"):
         prep.transform(np.where(X > 1.4, np.inf, X))
+
+
+def test_signal_preprocessor_names_its_output_columns():
+    pd = pytest.importorskip("pandas")
+    X = np.random.default_rng(0).standard_normal((6, 720))
+    frame = pd.DataFrame(X, columns=[f"t{i}" for i in range(720)], index=np.arange(10, 16))
+    # not resampled: column i is the signal at the instant of input column i, under its name
+    for target_fs in (None, 360.0):
+        prep = SignalPreprocessor(fs=360.0, target_fs=target_fs).fit(frame)
+        assert list(prep.get_feature_names_out()) == list(frame.columns)
+        assert list(prep.fit(X).get_feature_names_out()[[0, -1]]) == ["x0", "x719"]
+    # resampled: other instants, named after the class, as many as transform gives
+    for fs, target_fs, length in [(360.0, 180.0, 720), (360.0, 250.0, 100), (100.0, 360.0, 37)]:
+        prep = SignalPreprocessor(fs=fs, target_fs=target_fs, band=None).fit(X[:, :length])
+        names = prep.get_feature_names_out()
+        assert names.dtype == object and len(names) == prep.transform(X[:, :length]).shape[1]
+        assert list(names[[0, -1]]) == ["signalpreprocessor0", f"signalpreprocessor{len(names) - 1}"]
+    prep = SignalPreprocessor(fs=360.0, target_fs=180.0).fit(frame)
+    with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
+        prep.get_feature_names_out([f"x{i}" for i in range(720)])
+    out = prep.set_output(transform="pandas").transform(frame)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == list(prep.get_feature_names_out())
+    assert list(out.index) == list(frame.index)
+    np.testing.assert_array_equal(out.to_numpy(), prep.set_output(transform="default").transform(frame))
+    with pytest.raises(NotFittedError):
+        SignalPreprocessor().get_feature_names_out()  # the number of columns comes from fit
+
+
+def test_signal_preprocessor_of_3d_signals_has_no_columns_to_name():
+    X = np.zeros((4, 2, 720))
+    prep = SignalPreprocessor(target_fs=180.0).fit(X)
+    message = re.escape("SignalPreprocessor was fitted on 3-D X (n_samples, n_channels, n_timepoints): its output "
+                        "has no columns to name, and cannot be a DataFrame (set_output(transform=\"pandas\")); ")
+    with pytest.raises(ValueError, match=message):
+        prep.get_feature_names_out()
+    pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match=message):
+        prep.set_output(transform="pandas").transform(X)
+
+
+def test_a_pipeline_with_a_signal_preprocessor_gives_pandas_output():
+    pd = pytest.importorskip("pandas")
+    X, y = _signals(channels=1, length=64)
+    frame = pd.DataFrame(X[:, 0], columns=[f"t{i}" for i in range(64)])
+    pipe = Pipeline([("prep", SignalPreprocessor(fs=32.0, target_fs=16.0, band=None)),
+                     ("clf", MSResNet1dClassifier(**TINY, epochs=2, warmup_epochs=0, random_state=0))])
+    pipe.set_output(transform="pandas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the feature names agree from step to step
+        pipe.fit(frame, y)
+        clf = pipe.named_steps["clf"]
+        assert list(clf.feature_names_in_) == [f"signalpreprocessor{i}" for i in range(32)]
+        assert pipe.predict(frame).shape == (96,)
+        embeddings = pipe.transform(frame)
+    assert isinstance(embeddings, pd.DataFrame) and list(embeddings.columns) == list(clf.get_feature_names_out())
 
 
 @pytest.mark.parametrize("params, message", [
