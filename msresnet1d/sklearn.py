@@ -15,6 +15,10 @@ Conventions shared by every estimator here:
   number of values). ``n_features_in_`` is set only by 2-D input, where each timepoint is a
   feature (it equals ``n_timepoints_``); after fitting on 3-D input there is no tabular number of
   features and the attribute is absent.
+* **Feature names.** As in scikit-learn, fitting on a pandas DataFrame whose column names are all
+  strings records them in ``feature_names_in_``; later calls on a DataFrame with other names (or
+  in another order) raise a ValueError, and a DataFrame after fitting on an array, or an array
+  after fitting on a DataFrame, gives scikit-learn's UserWarning. A warm start checks them too.
 * **Short inputs.** A network needs ``model_.min_input_size`` timepoints. Shorter inputs raise
   ``ValueError`` unless ``pad_short=True``, which appends zeros up to that length in every call.
   Raising is the default because a too-short signal is usually a mistake (e.g. the axes of a
@@ -44,17 +48,17 @@ import numpy as np
 import torch
 from joblib import effective_n_jobs
 from numpy.typing import ArrayLike
-from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, RegressorMixin,
-                          TransformerMixin, is_classifier)
+from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, OneToOneFeatureMixin,
+                          RegressorMixin, TransformerMixin, is_classifier)
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Tags, check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y, validate_data
 from torch import nn
 
 from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
-from msresnet1d.data.preprocess import Normalization, check_band, preprocess_signal
+from msresnet1d.data.preprocess import Normalization, check_band, preprocess_signal, resample
 from msresnet1d.models import create_model
 from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
@@ -109,6 +113,16 @@ def _check_layout(estimator: BaseEstimator, X: np.ndarray, reset: bool) -> np.nd
             f"X has {n_timepoints} {unit}, but {name} is expecting {estimator.n_timepoints_} {unit} as input"
         )
     return signals
+
+
+def _check_feature_names(estimator: BaseEstimator, X: Any, reset: bool) -> None:
+    """Record (``reset``) or check ``feature_names_in_`` from the columns of X before it is converted
+    to an array, with scikit-learn's own checks, warnings and messages; ``n_features_in_`` is left
+    to :func:`_check_layout`. A stateless transformer used without fit checks nothing, as for
+    the layout."""
+    if reset or hasattr(estimator, "n_channels_"):
+        # ensure_2d=False: X may be (n_samples, n_channels, n_timepoints), whose shape[1] is not a number of features
+        validate_data(estimator, X, reset=reset, skip_check_array=True, ensure_2d=False)
 
 
 @contextlib.contextmanager
@@ -276,6 +290,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             self._check_params()
             if not reset:
                 self._check_warm_start()
+            _check_feature_names(self, X, reset)
             X, y = check_X_y(X, y, allow_nd=True, dtype=np.float32, estimator=self, **self._target_checks)
             signals = _check_layout(self, X, reset)
             targets, n_outputs = self._encode_targets(y, reset)
@@ -402,6 +417,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _forward(self, X: ArrayLike, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``fn`` applied to validated X (n_samples, [n_channels,] n_timepoints)."""
         check_is_fitted(self, "model_")
+        _check_feature_names(self, X, reset=False)
         X = check_array(X, allow_nd=True, dtype=np.float32, estimator=self, input_name="X")
         signals = self._fit_length(_check_layout(self, X, reset=False), self.model_)
         with _torch_threads(self.n_jobs):
@@ -470,6 +486,8 @@ class MSResNet1dClassifier(ClassifierMixin, _NetworkEstimator):
         model_: the trained torch module (in eval mode).
         n_channels_, n_timepoints_: the input layout seen in fit.
         n_features_in_: n_timepoints_, when fit saw 2-D X (absent after 3-D X).
+        feature_names_in_: the column names of X, when fit saw a DataFrame whose column names
+            are all strings (absent otherwise).
         history_: one dict per epoch: "epoch", "loss" (training) and, with validation, "val_loss".
     """
 
@@ -570,7 +588,7 @@ class MSResNet1dRegressor(RegressorMixin, _NetworkEstimator):
     validation split is random rather than stratified.
 
     Attributes:
-        model_, n_channels_, n_timepoints_, n_features_in_, history_: as for the classifier
+        model_, n_channels_, n_timepoints_, n_features_in_, feature_names_in_, history_: as for the classifier
             (losses in units of the standardised targets).
         target_scaler_: the StandardScaler of the targets; predictions are mapped back with it.
     """
@@ -589,7 +607,8 @@ class MSResNet1dRegressor(RegressorMixin, _NetworkEstimator):
                 f"y has {y.shape[1]} target(s), but {type(self).__name__} was fitted on "
                 f"{self.target_scaler_.n_features_in_}"
             )
-        return self.target_scaler_.transform(y).astype(np.float32), y.shape[1]
+        # an array also under scikit-learn's transform_output="pandas", which makes transform give a DataFrame
+        return np.asarray(self.target_scaler_.transform(y), dtype=np.float32), y.shape[1]
 
     def _loss(self, cfg: TrainConfig, targets: np.ndarray) -> nn.Module:
         return nn.MSELoss()
@@ -625,6 +644,12 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
     (n_samples, n_timepoints') or (n_samples, n_channels, n_timepoints'), n_timepoints' =
     ceil(n_timepoints * target_fs / fs).
 
+    After ``fit`` on 2-D X, :meth:`get_feature_names_out` names the output columns, so that
+    ``set_output(transform="pandas")`` (on the preprocessor or a pipeline) gives DataFrames.
+    The output of 3-D X has no columns: pandas output for it (``set_output`` or scikit-learn's
+    global ``transform_output``) is a ValueError, and without ``fit`` a NotFittedError (as for
+    scikit-learn's stateless ``Normalizer``).
+
     Args:
         fs: sampling rate of the input in Hz.
         target_fs: output rate in Hz; None keeps ``fs``.
@@ -633,8 +658,8 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
         normalization: "zscore", "robust" (median and IQR) or None.
 
     Attributes:
-        n_channels_, n_timepoints_, n_features_in_: the layout seen in fit (as for the
-            estimators); ``transform`` checks it only after ``fit``.
+        n_channels_, n_timepoints_, n_features_in_, feature_names_in_: the layout and column
+            names seen in fit (as for the estimators); ``transform`` checks them only after ``fit``.
     """
 
     def __init__(
@@ -654,17 +679,56 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
         """Check the parameters and record the layout of X (n_samples, [n_channels,] n_timepoints);
         y is ignored."""
         self._check_params()
+        _check_feature_names(self, X, reset=True)
         _check_layout(self, self._validate(X), reset=True)
         return self
 
     def transform(self, X: ArrayLike) -> np.ndarray:
         """Preprocessed signals, float32 (n_samples, [n_channels,] n_timepoints')."""
         self._check_params()
+        _check_feature_names(self, X, reset=False)
         X = self._validate(X)
         signals = _check_layout(self, X, reset=False)
         out = preprocess_signal(signals, self.fs, target_fs=self.target_fs, band=self.band,
                                 normalization=self.normalization, name=type(self).__name__)
         return out[:, 0] if X.ndim == 2 else out
+
+    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
+        """Names of the columns of :meth:`transform`'s output, after ``fit`` on 2-D X.
+
+        Not resampled (``target_fs`` None or ``fs``), output column i is the signal at the instant
+        of input column i and keeps its name: ``feature_names_in_``, or ``x0``, ``x1``, ... after an
+        array. Resampled, the columns are other instants, named after the class:
+        ``signalpreprocessor0``, ``signalpreprocessor1``, ... (n_timepoints' of them).
+
+        Args:
+            input_features: None, or the input column names: ``feature_names_in_`` or, after
+                fitting on an array, any ``n_features_in_`` names.
+
+        Returns:
+            the names as an object array.
+
+        Raises:
+            NotFittedError: before ``fit``, which gives the number of columns (also for
+                ``set_output(transform="pandas")``).
+            ValueError: after ``fit`` on 3-D X, whose output has channels and no columns.
+        """
+        check_is_fitted(self, "n_timepoints_")  # the tag requires_fit=False would let check_is_fitted() pass
+        self._check_params()
+        if not hasattr(self, "n_features_in_"):
+            raise ValueError(
+                f"{type(self).__name__} was fitted on 3-D X (n_samples, n_channels, n_timepoints): its output has no "
+                'columns to name, and cannot be a DataFrame (set_output(transform="pandas")); fit on 2-D X '
+                '(n_samples, n_timepoints) to name them, or keep set_output(transform="default") for 3-D X'
+            )
+        if self.target_fs is None or self.target_fs == self.fs:
+            return OneToOneFeatureMixin.get_feature_names_out(self, input_features)
+        return ClassNamePrefixFeaturesOutMixin.get_feature_names_out(self, input_features)
+
+    @property
+    def _n_features_out(self) -> int:
+        """Resampled output columns (for ``ClassNamePrefixFeaturesOutMixin``): the data layer's length."""
+        return resample(np.zeros(self.n_timepoints_), self.fs, self.target_fs).shape[-1]
 
     def _validate(self, X: ArrayLike) -> np.ndarray:
         return check_array(X, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite="allow-nan",

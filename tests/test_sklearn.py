@@ -4,10 +4,12 @@ errors, pickling, reproducibility, warm start, early stopping, regression)."""
 
 import pickle
 import re
+import warnings
 
 import joblib
 import numpy as np
 import pytest
+import sklearn
 import torch
 from sklearn.base import clone, is_classifier
 from sklearn.dummy import DummyClassifier
@@ -15,7 +17,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import Pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import (check_dataframe_column_names_consistency, check_get_feature_names_out_error,
+                                            check_global_output_transform_pandas, check_set_output_transform,
+                                            check_set_output_transform_pandas, check_transformer_get_feature_names_out,
+                                            check_transformer_get_feature_names_out_pandas, parametrize_with_checks)
 from sklearn.utils.validation import has_fit_parameter
 
 from msresnet1d.data.aami import AAMI_CLASSES
@@ -79,6 +84,25 @@ def expected_failed_checks(estimator) -> dict[str, str]:
 @pytest.mark.filterwarnings("ignore:SignalPreprocessor. normalize. .* zero spread:RuntimeWarning")
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+# scikit-learn runs these checks on its own estimators in its test suite, outside
+# parametrize_with_checks; the band-pass needs more than 27 timepoints (see above), so the
+# preprocessors here have none.
+PANDAS_CHECKS = [check_dataframe_column_names_consistency, check_get_feature_names_out_error,
+                 check_global_output_transform_pandas, check_set_output_transform, check_set_output_transform_pandas,
+                 check_transformer_get_feature_names_out, check_transformer_get_feature_names_out_pandas]
+
+
+@pytest.mark.parametrize("estimator", [MSResNet1dClassifier(**CHECK_OPTIONS), MSResNet1dRegressor(**CHECK_OPTIONS),
+                                       SignalPreprocessor(fs=360.0, target_fs=180.0, band=None),
+                                       SignalPreprocessor(band=None)],
+                         ids=["classifier", "regressor", "preprocessor-resampling", "preprocessor"])
+@pytest.mark.parametrize("check", PANDAS_CHECKS, ids=lambda check: check.__name__)
+@pytest.mark.filterwarnings("ignore:SignalPreprocessor. normalize. .* zero spread:RuntimeWarning")
+def test_sklearn_pandas_checks(estimator, check):
+    pytest.importorskip("pandas")
+    check(type(estimator).__name__, estimator)
 
 
 # --------------------------------------------------------------------------- real data
@@ -158,6 +182,67 @@ def test_embeddings_as_a_pandas_frame():
     np.testing.assert_array_equal(frame.to_numpy(), clf.set_output(transform="default").transform(X))
 
 
+@pytest.mark.parametrize("estimator", [MSResNet1dClassifier(**TINY, epochs=1, random_state=0),
+                                       MSResNet1dRegressor(**TINY, epochs=1, random_state=0),
+                                       SignalPreprocessor(fs=32.0, band=None)], ids=lambda e: type(e).__name__)
+def test_feature_names_of_a_dataframe_are_recorded_and_checked(estimator):
+    pd = pytest.importorskip("pandas")
+    X, labels = _signals(channels=1)
+    y = labels if is_classifier(estimator) else X[:, 0, :4].sum(axis=1)
+    name = type(estimator).__name__
+    method = estimator.transform if isinstance(estimator, SignalPreprocessor) else estimator.predict
+    columns = [f"t{i}" for i in range(32)]
+    frame = pd.DataFrame(X[:, 0], columns=columns)
+    estimator.fit(frame, y)
+    assert estimator.feature_names_in_.dtype == object and list(estimator.feature_names_in_) == columns
+    assert estimator.n_features_in_ == 32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        method(frame)  # the names seen in fit: no warning
+    renamed = frame.rename(columns={"t3": "t3b"})
+    with pytest.raises(ValueError, match="The feature names should match those that were passed during fit.\n"
+                                         "Feature names unseen at fit time:\n- t3b\n"):
+        method(renamed)
+    with pytest.raises(ValueError, match="Feature names must be in the same order as they were in fit"):
+        method(frame[columns[::-1]])
+    for unnamed in (X[:, 0], X):  # an array of 2 or 3 dimensions (1 channel)
+        with pytest.warns(UserWarning, match=f"X does not have valid feature names, but {name} was fitted with "
+                                             "feature names"):
+            method(unnamed)
+    estimator.fit(X[:, 0], y)  # a refit on an array forgets the names
+    assert not hasattr(estimator, "feature_names_in_") and estimator.n_features_in_ == 32
+    with pytest.warns(UserWarning, match=f"X has feature names, but {name} was fitted without feature names"):
+        method(frame)
+    estimator.fit(pd.DataFrame(X[:, 0]), y)  # integer column names are no feature names, as in scikit-learn
+    assert not hasattr(estimator, "feature_names_in_")
+    estimator.fit(frame, y).fit(X, y)  # so does a refit on 3-D X
+    assert not hasattr(estimator, "feature_names_in_") and not hasattr(estimator, "n_features_in_")
+
+
+def test_a_warm_start_checks_the_feature_names_and_a_failed_fit_forgets_them():
+    pd = pytest.importorskip("pandas")
+    X, y = _signals(channels=1)
+    frame = pd.DataFrame(X[:, 0], columns=[f"t{i}" for i in range(32)])
+    clf = MSResNet1dClassifier(**TINY, epochs=1, random_state=0, warm_start=True).fit(frame, y)
+    with pytest.raises(ValueError, match="The feature names should match those that were passed during fit"):
+        clf.fit(frame.add_prefix("x"), y)
+    assert len(clf.history_) == 1 and list(clf.feature_names_in_) == list(frame.columns)  # rejected: still fitted
+    assert len(clf.fit(frame, y).history_) == 2
+    clf.set_params(warm_start=False, lr=1e30)
+    with pytest.raises(TrainingError):
+        clf.fit(frame, y)
+    assert not hasattr(clf, "feature_names_in_")
+
+
+def test_a_signal_preprocessor_used_without_fit_does_not_check_feature_names():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(_signals(channels=1)[0][:, 0], columns=[f"t{i}" for i in range(32)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X has feature names, but ... was fitted without feature names"
+        out = SignalPreprocessor(fs=32.0, band=None).transform(frame)
+    assert out.shape == (96, 32)
+
+
 def test_classifier_learns_signals_of_two_channels():
     X, y = _signals(n=160)
     clf = MSResNet1dClassifier(**TINY, epochs=8, lr=1e-2, random_state=0).fit(X[:120], y[:120])
@@ -178,6 +263,18 @@ def test_regressor_predicts_the_frequency_and_amplitude_of_a_sine():
     one = MSResNet1dRegressor(**TINY, epochs=1, random_state=0).fit(X, frequency)
     assert one.predict(X).shape == (n,)
     assert reg.model_.task == "regression" and one.model_.task == "regression"  # MSResNet1d's own regression head
+
+
+def test_regressor_fits_under_a_global_pandas_output():
+    # scikit-learn's transform_output="pandas" made the target scaler's transform a DataFrame
+    pytest.importorskip("pandas")
+    X, _ = _signals()
+    y = X[:, 0, :4].sum(axis=1)
+    expected = MSResNet1dRegressor(**TINY, epochs=2, random_state=0).fit(X, y).predict(X)
+    with sklearn.config_context(transform_output="pandas"):
+        reg = MSResNet1dRegressor(**TINY, epochs=2, random_state=0).fit(X, y)
+        np.testing.assert_array_equal(reg.predict(X), expected)
+        assert len(reg.set_params(warm_start=True).fit(X, y).history_) == 4
 
 
 def test_regressor_builds_any_registered_1d_network_and_names_an_unknown_one():
@@ -427,6 +524,61 @@ def test_signal_preprocessor_filters_resamples_and_normalises_like_the_data_laye
         SignalPreprocessor(fs=50.0).fit_transform(X)
     with pytest.raises(ValueError, match="Input X contains infinity"):
         prep.transform(np.where(X > 1.4, np.inf, X))
+
+
+def test_signal_preprocessor_names_its_output_columns():
+    pd = pytest.importorskip("pandas")
+    X = np.random.default_rng(0).standard_normal((6, 720))
+    frame = pd.DataFrame(X, columns=[f"t{i}" for i in range(720)], index=np.arange(10, 16))
+    # not resampled: column i is the signal at the instant of input column i, under its name
+    for target_fs in (None, 360.0):
+        prep = SignalPreprocessor(fs=360.0, target_fs=target_fs).fit(frame)
+        assert list(prep.get_feature_names_out()) == list(frame.columns)
+        assert list(prep.fit(X).get_feature_names_out()[[0, -1]]) == ["x0", "x719"]
+    # resampled: other instants, named after the class, as many as transform gives
+    for fs, target_fs, length in [(360.0, 180.0, 720), (360.0, 250.0, 100), (100.0, 360.0, 37)]:
+        prep = SignalPreprocessor(fs=fs, target_fs=target_fs, band=None).fit(X[:, :length])
+        names = prep.get_feature_names_out()
+        assert names.dtype == object and len(names) == prep.transform(X[:, :length]).shape[1]
+        assert list(names[[0, -1]]) == ["signalpreprocessor0", f"signalpreprocessor{len(names) - 1}"]
+    prep = SignalPreprocessor(fs=360.0, target_fs=180.0).fit(frame)
+    with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
+        prep.get_feature_names_out([f"x{i}" for i in range(720)])
+    out = prep.set_output(transform="pandas").transform(frame)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == list(prep.get_feature_names_out())
+    assert list(out.index) == list(frame.index)
+    np.testing.assert_array_equal(out.to_numpy(), prep.set_output(transform="default").transform(frame))
+    with pytest.raises(NotFittedError):
+        SignalPreprocessor().get_feature_names_out()  # the number of columns comes from fit
+
+
+def test_signal_preprocessor_of_3d_signals_has_no_columns_to_name():
+    X = np.zeros((4, 2, 720))
+    prep = SignalPreprocessor(target_fs=180.0).fit(X)
+    message = re.escape("SignalPreprocessor was fitted on 3-D X (n_samples, n_channels, n_timepoints): its output "
+                        "has no columns to name, and cannot be a DataFrame (set_output(transform=\"pandas\")); ")
+    with pytest.raises(ValueError, match=message):
+        prep.get_feature_names_out()
+    pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match=message):
+        prep.set_output(transform="pandas").transform(X)
+
+
+def test_a_pipeline_with_a_signal_preprocessor_gives_pandas_output():
+    pd = pytest.importorskip("pandas")
+    X, y = _signals(channels=1, length=64)
+    frame = pd.DataFrame(X[:, 0], columns=[f"t{i}" for i in range(64)])
+    pipe = Pipeline([("prep", SignalPreprocessor(fs=32.0, target_fs=16.0, band=None)),
+                     ("clf", MSResNet1dClassifier(**TINY, epochs=2, warmup_epochs=0, random_state=0))])
+    pipe.set_output(transform="pandas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the feature names agree from step to step
+        pipe.fit(frame, y)
+        clf = pipe.named_steps["clf"]
+        assert list(clf.feature_names_in_) == [f"signalpreprocessor{i}" for i in range(32)]
+        assert pipe.predict(frame).shape == (96,)
+        embeddings = pipe.transform(frame)
+    assert isinstance(embeddings, pd.DataFrame) and list(embeddings.columns) == list(clf.get_feature_names_out())
 
 
 @pytest.mark.parametrize("params, message", [
