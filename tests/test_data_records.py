@@ -328,3 +328,24 @@ def test_errors_from_worker_processes_reach_the_caller(tmp_path):
     (folder / "101.dat").unlink()
     with pytest.raises(DataError, match=re.escape("record 'x/101': file 101.dat is missing")):
         load_beats(db_dir=folder, cache=False, workers=2)
+
+
+@pytest.mark.parametrize("reader, call", [("rdheader", read_header), ("rdrecord", read_record),
+                                          ("rdann", read_annotations)])
+def test_a_warning_raised_as_an_error_inside_wfdb_is_not_called_damage(x, monkeypatch, reader, call):
+    # wfdb 4.3's rdann warns a pandas deprecation: under -W error (or pytest's filterwarnings = error) that
+    # was reported as a damaged file
+    original = getattr(wfdb, reader)
+
+    def deprecated(*args, **kwargs):
+        warnings.warn("an internal deprecation", DeprecationWarning)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(wfdb, reader, deprecated)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DeprecationWarning, match="an internal deprecation"):
+            call(x / "100")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        call(x / "100")  # read as usual otherwise

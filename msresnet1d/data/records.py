@@ -145,6 +145,8 @@ def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
     header_file, _ = _checked_header_file(path)
     try:
         header = wfdb.rdheader(str(path))
+    except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
+        raise
     except Exception as exc:  # wfdb raises HeaderSyntaxError, IndexError, ValueError...
         raise _fail(path, f"file {header_file.name} is malformed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(header, wfdb.Record):
@@ -248,6 +250,8 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     try:
         record = wfdb.rdrecord(str(path), channel_names=None if leads is None else list(leads),
                                physical=multi_segment, smooth_frames=multi_segment)
+    except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
+        raise
     except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...
         read_header(path)
         raise _fail(path, f"wfdb could not read the signals: {type(exc).__name__}: {exc}") from exc
@@ -317,6 +321,8 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
         raise _fail(path, f"file {ann_file.name} is empty (0 bytes), not a WFDB annotation file")
     try:
         ann = wfdb.rdann(str(path), extension, return_label_elements=["symbol", "label_store"])
+    except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
+        raise
     except Exception as exc:  # numpy's reshape error for an odd length, IndexError...
         raise _fail(path, f"file {ann_file.name} could not be read as a WFDB annotation file (damaged or truncated?): "
                           f"{type(exc).__name__}: {exc}") from exc
