@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -491,6 +492,24 @@ def test_a_validation_count_the_training_records_cannot_give_names_the_key():
         with pytest.raises(ValueError, match=rf"^config: \[data\] val_records={count} of the 4 training records "
                                              r"\(101, 106, 118, 119\): .*leaves no training"):
             build_task(cfg)
+
+
+def test_a_custom_split_that_separates_a_patients_records_warns():
+    from msresnet1d.data import DS1, DS2, shared_patients
+    from msresnet1d.training.tasks import build_task
+
+    assert shared_patients(DS1, DS2) == [("201", "202")] and shared_patients(["202"], ["201", "100"]) == [("202", "201")]
+    assert shared_patients(["201", "202"], ["100"]) == []
+    base = {"data.data_dir": str(SAMPLE), "data.val_records": 0}
+    with pytest.warns(UserWarning, match=r"^config: \[data\] train_records holds 201 and test_records 202, records of "
+                                         "one patient: the test is not inter-patient for them"):
+        build_task(load_config(None, {**base, "data.train_records": ["201", "118"], "data.test_records": ["202", "100"]}))
+    with pytest.warns(UserWarning, match=r"^config: \[data\] val_records holds 201 and training keeps 202"):
+        build_task(load_config(None, {**base, "data.train_records": ["202", "118", "201"], "data.test_records": ["100"],
+                                      "data.val_records": ["201"]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # one side each: nothing to say
+        build_task(load_config(None, {**base, "data.train_records": ["201", "202"], "data.test_records": ["100"]}))
 
 
 def test_data_check_takes_every_band_form_and_checks_spectrogram_options(tmp_path):

@@ -70,7 +70,7 @@ _EXPORTS = {
     ],
     "hrv": ["HRV_FEATURES", "detect_r_peaks", "window_hrv", "windows_hrv"],
     "splits": ["DS1", "DS2", "PACED_RECORDS", "SAME_PATIENT", "balanced_holdout", "holdout_ds1", "record_kfold",
-               "patient_index", "split_by_record", "stratified_kfold"],
+               "patient_index", "shared_patients", "split_by_record", "stratified_kfold"],
     "cache": ["cache_dir"],
     "loader": ["TensorBatchLoader"],
     "fashion_mnist": ["FashionMNIST", "load_fashion_mnist"],

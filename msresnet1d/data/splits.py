@@ -43,6 +43,13 @@ def patient_index(names: Sequence[str]) -> np.ndarray:
     return np.array([index.setdefault(SAME_PATIENT.get(n, n), len(index)) for n in names], dtype=np.int64)
 
 
+def shared_patients(first: Sequence[str], second: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs (a, b) of a record of ``first`` and another of ``second`` taken from the same patient
+    (:data:`SAME_PATIENT`; MIT-BIH names, matched bare): a split that puts them on two sides."""
+    patient = {name: SAME_PATIENT.get(name, name) for name in [*first, *second]}
+    return [(a, b) for a in first for b in second if a != b and patient[a] == patient[b]]
+
+
 def _splits_a_patient(patients: np.ndarray, chosen: np.ndarray) -> bool:
     """Whether the records ``chosen`` (indices) and the others share a patient."""
     mask = np.zeros(len(patients), dtype=bool)

@@ -4,6 +4,7 @@ DS2's (inter-patient), validation held out from the training records."""
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -18,7 +19,8 @@ from .options import DATABASES, beat_config, resolve_data
 
 
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
-    from ...data import AAMI_CLASSES, DS1, DS2, balanced_holdout, find_database, load_beats, resolve_leads
+    from ...data import (AAMI_CLASSES, DS1, DS2, balanced_holdout, find_database, load_beats, resolve_leads,
+                         shared_patients)
     from ...data.augment import BeatAugment
     from ...data.locate import is_embedded_sample
     from ...data.rr import rr_columns
@@ -31,6 +33,11 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     test_records = list(opts["test_records"] or DS2)
     if set(train_records) & set(test_records):
         raise ValueError(f"train and test records overlap: {sorted(set(train_records) & set(test_records))}")
+    if opts["train_records"] or opts["test_records"]:  # the default DS1/DS2 split keeps 201 | 202 apart on purpose
+        for a, b in shared_patients(train_records, test_records):
+            warnings.warn(f"config: [data] train_records holds {a} and test_records {b}, records of one patient: the "
+                          "test is not inter-patient for them; put both on one side (the default DS1/DS2 split keeps "
+                          "201 and 202 apart only to compare with the literature, which does)", stacklevel=2)
     train_all = load_beats(train_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
     test = load_beats(test_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
     val = opts["val_records"]
@@ -45,6 +52,10 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     if missing:
         raise ValueError(f"val_records {missing} are not training records: validation comes from training patients")
     fit_records = [r for r in train_records if r not in val]
+    for a, b in shared_patients(fit_records, val):  # balanced_holdout keeps a patient on one side; a list may not
+        warnings.warn(f"config: [data] val_records holds {b} and training keeps {a}, records of one patient: "
+                      "validation, which chooses the epoch, sees a training patient; hold out both or neither",
+                      stacklevel=2)
     fit, held = train_all.from_records(fit_records), train_all.from_records(val)
     if len(fit) == 0:
         raise ValueError(f"no training beats in records {fit_records} of {db_dir}")
