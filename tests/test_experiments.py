@@ -548,8 +548,9 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     assert os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json") == finished
     with pytest.raises(SystemExit):  # refused before any training, as a usage error
         cv.main(args + settings[:-2])
-    assert re.search(r"config.json was made with another model or config \(model_kwargs\.stem_channels: checkpoint 8, "
-                     r"now .*: .*fold1 holds a run of another config", capsys.readouterr().err)
+    assert re.search(r"the run in .*fold1 \(its config.json\) was made with another model or config "
+                     r"\(model_kwargs\.stem_channels: then 8, now .*: .*fold1 holds a run of another config",
+                     capsys.readouterr().err)
     # two seeds on the same folds (seed 0 reused), predicted as their ensemble, with sign-flip TTA
     both = cv.main(args + settings + ["--seeds", "0", "1", "--tta", "flip", "--out", str(tmp_path / "cv2.json")])
     assert [(r["fold"], r["seed"]) for r in both["runs"]] == [(1, 0), (1, 1), (2, 0), (2, 1)]

@@ -832,8 +832,8 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     torch.save(other, tmp_path / "other.pt")
     refused = _cli("evaluate", str(best), str(tmp_path / "other.pt"))
     assert refused.returncode == 1
-    assert ("other.pt was made with another model or config (data.test_records: checkpoint ['100', '105'], "
-            "now ['100', '105', '232', '233'])") in refused.stderr
+    assert (f"other.pt was made with another model or config (data.test_records: it has ['100', '105'], {best} has "
+            "['100', '105', '232', '233'])") in refused.stderr
     rhythm = load_checkpoint(best)  # another task: said in one line, not as a list of differing data keys
     rhythm["config"] |= {"task": "rhythm", "data": {}}  # the rhythm defaults
     torch.save(rhythm, tmp_path / "rhythm.pt")
@@ -967,7 +967,12 @@ def test_resume_refuses_another_config(tmp_path):
     assert _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet").returncode == 0
     other = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--resume", "--quiet",
                  "--set", "lr=0.01")
-    assert other.returncode == 1 and "another model or config" in other.stderr and "lr" in other.stderr
+    assert other.returncode == 1 and f"the run in {out} (its config.json) was made with another model or config " \
+        "(lr: then 0.003, now 0.01)\n" in other.stderr  # a file of the run, not a checkpoint
+    longer = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--resume", "--quiet",
+                  "--epochs", "3")
+    assert longer.returncode == 1 and "(epochs: then 1, now 3); the learning-rate schedule spans a run's epochs, so " \
+        "a run cannot be lengthened: train the longer run in another folder" in longer.stderr
     # the run folder records every data option, defaults included, so a changed default cannot
     # change what it means; a finished run is reused for the same config, given in full or not
     saved = json.loads((out / "config.json").read_text())

@@ -134,12 +134,12 @@ def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], source: str | Pat
     return model
 
 
-def _differences(saved: Any, now: Any, name: str) -> list[str]:
-    """``"name: checkpoint <saved>, now <now>"`` for each differing value, tables key by key."""
+def _differences(saved: Any, now: Any, name: str, labels: tuple[str, str]) -> list[str]:
+    """``"name: <labels[0]> <saved>, <labels[1]> <now>"`` for each differing value, tables key by key."""
     if isinstance(saved, dict) and isinstance(now, dict):
         keys = list(saved) + [k for k in now if k not in saved]
-        return [d for k in keys for d in _differences(saved.get(k), now.get(k), f"{name}.{k}")]
-    return [] if plain(saved) == plain(now) else [f"{name}: checkpoint {saved!r}, now {now!r}"]
+        return [d for k in keys for d in _differences(saved.get(k), now.get(k), f"{name}.{k}", labels)]
+    return [] if plain(saved) == plain(now) else [f"{name}: {labels[0]} {saved!r}, {labels[1]} {now!r}"]
 
 
 def plain(value: Any) -> Any:
@@ -152,10 +152,13 @@ def plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def check_compatible(ckpt: dict[str, Any], config: dict[str, Any], path: str | Path, keys: tuple[str, ...]) -> None:
+def check_compatible(ckpt: dict[str, Any], config: dict[str, Any], path: str | Path, keys: tuple[str, ...],
+                     source: str | None = None, labels: tuple[str, str] = ("checkpoint", "now"), hint: str = "") -> None:
     """Raise ValueError if the checkpoint was made with another model or config (on ``keys``),
-    naming each differing key (``data.fs``, say, inside a table)."""
+    naming ``source`` (default ``checkpoint <path>``) and each differing key (``data.fs``, say,
+    inside a table) with its two values, ``labels`` saying whose; ``hint`` ends the message."""
     saved = ckpt["config"]
-    differing = [d for k in keys for d in _differences(saved.get(k), config.get(k), k)]
+    differing = [d for k in keys for d in _differences(saved.get(k), config.get(k), k, labels)]
     if differing:
-        raise ValueError(f"checkpoint {path} was made with another model or config ({'; '.join(differing)})")
+        raise ValueError(f"{source or f'checkpoint {path}'} was made with another model or config "
+                         f"({'; '.join(differing)}){hint}")

@@ -59,17 +59,20 @@ def database_folder(task: str, data_dir: str | None) -> Path | None:
         return None
 
 
-def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path) -> None:
+def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path, source: str | None = None) -> None:
     """Raise ValueError if ``cfg`` differs from a run's ``saved`` config on :data:`RESUME_KEYS`
-    (``[data]`` completed with the defaults on both sides), naming each differing key.
-    ``data.data_dir`` is compared as the database folder it names, not as text: the same folder
-    spelt otherwise (through a symlink, relative, as the folder holding ``mitdb/`` or as
-    ``mitdb/`` itself) is the same run's data."""
+    (``[data]`` completed with the defaults on both sides), naming ``source`` (default:
+    ``checkpoint <path>``) and each differing key. ``data.data_dir`` is compared as the database
+    folder it names, not as text: the same folder spelt otherwise (through a symlink, relative,
+    as the folder holding ``mitdb/`` or as ``mitdb/`` itself) is the same run's data."""
     before, now = resolve_data(saved).to_dict(), resolve_data(cfg).to_dict()
     folder = database_folder(cfg.task, now["data"].get("data_dir"))
     if folder is not None and folder == database_folder(saved.task, before["data"].get("data_dir")):
         before["data"]["data_dir"] = now["data"]["data_dir"]
-    check_compatible({"config": before}, now, path, RESUME_KEYS)
+    hint = ("; the learning-rate schedule spans a run's epochs, so a run cannot be lengthened: train the longer "
+            "run in another folder" if before["epochs"] != now["epochs"] else "")
+    check_compatible({"config": before}, now, path, RESUME_KEYS, source, ("then" if source else "checkpoint", "now"),
+                     hint)
 
 
 def _differing(before: Any, now: Any) -> str:

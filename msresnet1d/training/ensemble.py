@@ -92,7 +92,8 @@ def load_members(checkpoints: Sequence[str | Path],
         if cfg.task != first.task:
             raise ValueError(f"checkpoint {path} is a {cfg.task!r} model, {paths[0]} a {first.task!r} one: an "
                              "ensemble averages models of one task")
-        check_compatible({"config": _inputs(cfg)}, first_inputs, path, ("task", "data"))
+        check_compatible({"config": _inputs(cfg)}, first_inputs, path, ("task", "data"),
+                         labels=("it has", f"{paths[0]} has"))
         if ckpt["class_names"] != ckpts[0]["class_names"]:
             raise ValueError(f"checkpoint {path} has classes {ckpt['class_names']}, {paths[0]} has "
                              f"{ckpts[0]['class_names']}")

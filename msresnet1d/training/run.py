@@ -197,7 +197,8 @@ def check_same_run(cfg: TrainConfig, run_dir: str | Path) -> None:
     the database folder resolved, not its spelling)."""
     path = Path(run_dir) / "config.json"
     if path.is_file():
-        check_same_config(TrainConfig.from_dict(json.loads(path.read_text()), str(path)), cfg, path)
+        check_same_config(TrainConfig.from_dict(json.loads(path.read_text()), str(path)), cfg, path,
+                          f"the run in {run_dir} (its config.json)")
 
 
 def epoch_train_seconds(run_dir: str | Path) -> list[float]:
