@@ -747,7 +747,11 @@ def test_rhythm_runs_on_a_database_of_two_lead_records_and_evaluate_refuses_a_re
     assert cli_main([*base, "--out", str(out), "--set", 'data.lead="chest"']) == 0
     best = out / "checkpoints" / "best.pt"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["splits"]["val_records"] == 0 and metrics["monitor"] == "-train_loss (no validation split)"
+    assert metrics["splits"]["val_records"] == 0 and metrics["monitor"] == "train_loss (no validation split)"
+    with open(out / "log.csv") as f:  # the training loss that chose the epoch, not a "validation score" of -loss
+        rows_logged = list(csv.DictReader(f))
+    assert metrics["best_val_score"] is None and metrics["best_train_loss"] == pytest.approx(
+        float(rows_logged[metrics["best_epoch"] - 1]["train_loss"]), rel=1e-4)
     assert load_checkpoint(best)["splits"]["test_names"] == metrics["splits"]["test_names"]
     name = metrics["splits"]["test_names"][0]
     assert cli_main(["predict", str(best), str(db / name), "--out-dir", str(tmp_path / "labels")]) == 0  # reads chest

@@ -388,9 +388,13 @@ class Trainer:
         """Evaluate the selected model on the test split, once, and write ``metrics.json``."""
         self.load_best()
         report = self.evaluate("test")
-        result = {"test": report, "best_epoch": self.history.best_epoch + 1, "select_epoch": self.cfg.select_epoch,
-                  "monitor": self.cfg.monitor if self.task.has_validation else "-train_loss (no validation split)", "best_val_score": self.history.best_score,
-                  "epochs_run": len(self.history.rows), "splits": self.task.splits}
+        result = {"test": report, "best_epoch": self.history.best_epoch + 1, "select_epoch": self.cfg.select_epoch}
+        if self.task.has_validation:
+            result |= {"monitor": self.cfg.monitor, "best_val_score": self.history.best_score}
+        else:  # the score is the negative training loss: not to be read as a validation score
+            result |= {"monitor": "train_loss (no validation split)", "best_val_score": None,
+                       "best_train_loss": -self.history.best_score}
+        result |= {"epochs_run": len(self.history.rows), "splits": self.task.splits}
         if self.dist.is_main:
             write_text(self.run_dir / "metrics.json", json.dumps(json_safe(result), indent=2) + "\n")
         return result
