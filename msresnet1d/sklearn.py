@@ -642,7 +642,8 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
     interpolation, then a zero-phase Butterworth band-pass, polyphase resampling and a
     normalisation per sample and channel are applied. Output: float32 with the input's layout,
     (n_samples, n_timepoints') or (n_samples, n_channels, n_timepoints'), n_timepoints' =
-    ceil(n_timepoints * target_fs / fs).
+    ceil(n_timepoints * target_fs / fs) (for rates whose ratio is a fraction with a denominator
+    of at most 10,000; else as :func:`msresnet1d.data.preprocess.resample` says).
 
     After ``fit`` on 2-D X, :meth:`get_feature_names_out` names the output columns, so that
     ``set_output(transform="pandas")`` (on the preprocessor or a pipeline) gives DataFrames.

@@ -164,8 +164,10 @@ def _butterworth(order: int, low: float | None, high: float | None, fs: float) -
 
 def resample(x: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     """Resample along the last axis from ``fs`` to ``target_fs`` Hz with ``resample_poly``
-    (polyphase, anti-aliased). The ratio is taken exactly from the rates' decimal values
-    (360 -> 250 Hz is 25/36). Output length: ``ceil(L * target_fs / fs)``."""
+    (polyphase, anti-aliased). The ratio up/down is taken from the rates' decimal values, as the
+    nearest fraction whose denominator is at most 10,000 (360 -> 250 Hz is exactly 25/36).
+    Output length: ``ceil(L * up / down)``, which is ``ceil(L * target_fs / fs)`` whenever that
+    fraction is exact (not for 360 -> 100.00001 Hz, read as 5/18)."""
     if fs <= 0 or target_fs <= 0:
         raise ValueError(f"resample: rates must be positive, got fs={fs} Hz, target_fs={target_fs} Hz")
     ratio = (Fraction(str(target_fs)) / Fraction(str(fs))).limit_denominator(10_000)
@@ -249,7 +251,7 @@ def preprocess_signal(
         name: what warnings call the signal (e.g. the record, ``'mitdb/100'``).
 
     Returns:
-        float32 (..., L') with ``L' = ceil(L * target_fs / fs)``.
+        float32 (..., L') with ``L' = ceil(L * target_fs / fs)`` (as :func:`resample` says).
     """
     invalid = np.isnan(x) | flat_mask(x, fs, flat_seconds)
     out = raw = fill_nan(x)
