@@ -112,7 +112,7 @@ def test_resume_alone_continues_the_run_with_its_own_config(tmp_path, config, mo
     with monkeypatch.context() as patched:
         patched.setattr("msresnet1d.training.run.build_task", no_data)
         assert main(["train", "--out", str(run), "--resume", "--quiet", "--set", "lr=0.01"]) == 1
-    assert "another model or config (lr: checkpoint 0.003, now 0.01)" in capsys.readouterr().err
+    assert "another model or config (lr: then 0.003, now 0.01)" in capsys.readouterr().err
     assert main(["train", "--out", str(run), "--resume"]) == 0
     assert f"resumed {last}: 1 of 2 epochs done" in capsys.readouterr().out
     a, b = (load_checkpoint(folder / "checkpoints" / "last.pt") for folder in (tmp_path / "straight", run))

@@ -1115,7 +1115,7 @@ def test_reuse_and_resume_take_the_same_database_spelt_otherwise(tmp_path, monke
     other.mkdir()
     for f in SAMPLE.iterdir():
         (other / f.name).symlink_to(f)
-    with pytest.raises(ValueError, match="another model or config \\(data.data_dir: checkpoint"):
+    with pytest.raises(ValueError, match="another model or config \\(data.data_dir: then"):
         train_or_reuse(spelt(other), tmp_path / "run")
 
 
