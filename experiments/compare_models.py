@@ -78,7 +78,7 @@ from torch import nn
 
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (add_seeds, config_or_exit, database_or_exit, output_or_exit, overrides_or_exit,
-                                  script_parser, seed_value, thread_count)
+                                  program_warnings, script_parser, seed_value, thread_count)
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -391,4 +391,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    with program_warnings():
+        main()
