@@ -31,7 +31,7 @@ import torch
 import wfdb
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import database_or_exit, output_or_exit, results_help, script_parser
+from msresnet1d.arguments import database_or_exit, output_or_exit, program_warnings, results_help, script_parser
 from msresnet1d.data import load_inter_patient, load_rhythm
 from msresnet1d.data.parallel import default_workers
 
@@ -145,4 +145,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with program_warnings():
+        main()

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import output_or_exit, results_help, script_parser, thread_count
+from msresnet1d.arguments import output_or_exit, program_warnings, results_help, script_parser, thread_count
 from msresnet1d.data.fashion_mnist import split_dir
 from msresnet1d.models import count_flops
 from msresnet1d.training.config import load_config
@@ -150,4 +150,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    with program_warnings():
+        main()

@@ -45,7 +45,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
-                                  overrides_or_exit, results_help, script_parser, thread_count)
+                                  overrides_or_exit, program_warnings, results_help, script_parser, thread_count)
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -255,4 +255,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    with program_warnings():
+        main()

@@ -38,8 +38,9 @@ For each model it reports the parameter count, forward FLOPs per example (2 x mu
 convolutions and linear layers, :func:`msresnet1d.models.count_flops`, the RR features included),
 training time (the sum of ``train_seconds`` in the run's log.csv: training batches only,
 including the loader's per-batch transform such as the spectrogram, excluding validation; and
-per epoch), and the DS2 test metrics of the epoch the run's config selects (``best.pt``): accuracy, macro-F1 of
-N, S, V, F, and F1, sensitivity (Se) and positive predictivity (+P) of S and V.
+per epoch), and the DS2 test metrics (or those of ``--set data.test_records``) of the epoch the
+run's config selects (``best.pt``): accuracy, macro-F1 of N, S, V, F, and F1, sensitivity (Se)
+and positive predictivity (+P) of S and V.
 
 It prints one comparison table (markdown) and writes everything to
 experiments/results/<compare_models|main_ablation|ablation>.json (or ``--json``) once every model
@@ -78,7 +79,8 @@ from torch import nn
 
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (add_seeds, config_or_exit, database_or_exit, output_or_exit, overrides_or_exit,
-                                  script_parser, seed_value, thread_count)
+                                  program_warnings, script_parser, seed_value, thread_count)
+from msresnet1d.data import DS2
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -384,11 +386,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
     partial_path(args.json).unlink(missing_ok=True)
     print(report["table_markdown"])
-    print("test metrics in % of DS2 beats; '-' = undefined (class never predicted)"
-          + ("; mean ± standard deviation over the seeds" if args.seeds else ""))
+    tested = "DS2 beats" if set(splits["test_records"]) == set(DS2) else (
+        f"the beats of the {len(splits['test_records'])} test records")
+    print(f"test metrics in % of {tested}; '-' = undefined (Se: no beats of the class; +P: class never predicted; "
+          "F1: both)" + ("; mean ± standard deviation over the seeds" if args.seeds else ""))
     print(f"written to {args.json}; run folders in {out}")
     return report
 
 
 if __name__ == "__main__":
-    main()
+    with program_warnings():
+        main()

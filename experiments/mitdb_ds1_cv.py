@@ -69,7 +69,7 @@ import numpy as np
 
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
-                                  results_help, script_parser, thread_count)
+                                  program_warnings, results_help, script_parser, thread_count)
 from msresnet1d.data import DS1, RR_FEATURES, load_beats, patient_index, record_kfold
 from msresnet1d.training.config import parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -424,4 +424,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    with program_warnings():
+        main()

@@ -44,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mitdb_ds1_cv import confusion_matrices, decide, rescored, summarise, table  # noqa: E402
 
 from msresnet1d.atomic import write_text  # noqa: E402
-from msresnet1d.arguments import add_seeds, database_or_exit, output_or_exit, results_help, script_parser  # noqa: E402
+from msresnet1d.arguments import (add_seeds, database_or_exit, output_or_exit, program_warnings,  # noqa: E402
+                                  results_help, script_parser)
 from msresnet1d.data import DS1, load_beats  # noqa: E402
 from msresnet1d.data.rr import RR_FEATURES, rr_columns  # noqa: E402
 from msresnet1d.training.config import TrainConfig  # noqa: E402
@@ -187,4 +188,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    with program_warnings():
+        main()

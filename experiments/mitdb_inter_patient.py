@@ -29,7 +29,7 @@ import numpy as np
 
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
-                                  overrides_or_exit, results_help, script_parser, thread_count)
+                                  overrides_or_exit, program_warnings, results_help, script_parser, thread_count)
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
                                          record_interval)
@@ -191,4 +191,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with program_warnings():
+        main()

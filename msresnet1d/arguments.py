@@ -1,13 +1,16 @@
 """Command-line arguments that the ``msresnet1d`` command and the experiment scripts share: config
 files by name, seeds, thread counts, ``--set`` overrides, database folders, and the errors
-they give through ``parser.error``."""
+they give through ``parser.error``; and how they show warnings when run as programs."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+import sys
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .training.config import TrainConfig, load_config, parse_overrides
 
@@ -28,6 +31,28 @@ def resolve_config(name: str | None) -> Path | None:
         raise SystemExit(f"error: config {name!r} is a folder; give a config file (.toml, or a run's config.json)")
     known = sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) if CONFIG_DIR.is_dir() else []
     raise SystemExit(f"error: config {name!r} not found (a file path, or one of: {', '.join(known) or 'none'})")
+
+
+@contextlib.contextmanager
+def program_warnings() -> Iterator[None]:
+    """Inside it, each warning is printed once, as one line (``warning: <message>`` on stderr),
+    instead of Python's format with its source line for every fold or seed that raises it (under
+    torchrun, rank 0 alone: every rank reads the same data). The ``msresnet1d`` command and the
+    experiment scripts run as programs wrap their work in it; their ``main(argv)`` called from
+    Python leaves warnings to Python. Filters (``-W error`` included) apply as before."""
+    from .training.distributed import launched_rank
+
+    shown: set[str] = set()
+    main_rank = launched_rank() == 0
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # warnings.showwarning's signature
+        if main_rank and str(message) not in shown:
+            shown.add(str(message))
+            print(f"warning: {message}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def script_parser(doc: str) -> argparse.ArgumentParser:

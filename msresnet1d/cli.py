@@ -269,19 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``msresnet1d`` command on ``argv`` (default: the program's arguments); returns its exit
     status. Run as the program (no ``argv``), it prints each warning once, as one line (under
-    torchrun, rank 0 alone: every rank reads the same data)."""
+    torchrun, rank 0 alone: every rank reads the same data), as the experiment scripts do
+    (:func:`~msresnet1d.arguments.program_warnings`)."""
     if argv is not None:
         return _run(argv)
-    shown: set[str] = set()
-    main_rank = launched_rank() == 0
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # warnings.showwarning's signature
-        if main_rank and str(message) not in shown:
-            shown.add(str(message))
-            print(f"warning: {message}", file=file or sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
+    with arguments.program_warnings():
         return _run(sys.argv[1:])
 
 

@@ -6,8 +6,10 @@ import importlib.util
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,31 @@ def _load_script(name: str):
     return module
 
 
+SCRIPTS = sorted(path.stem for path in (REPO / "experiments").glob("*.py"))
+
+
+def test_experiment_scripts_run_as_programs_print_each_warning_once_as_one_line(monkeypatch, capsys):
+    """As ``msresnet1d`` does: a warning of every fold or seed is one line, once; ``main(argv)``
+    called from Python leaves warnings to Python."""
+    import msresnet1d.arguments as arguments
+
+    def warning_parser(doc):  # every script's parser: warn as every fold would, then stop
+        for _ in range(2):
+            warnings.warn("balanced_holdout: a warning of every fold")
+        raise SystemExit(0)
+
+    monkeypatch.setattr(arguments, "script_parser", warning_parser)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # mitdb_ds1_rr_screen.py puts experiments/ on it
+    assert len(SCRIPTS) == 9
+    for name in SCRIPTS:
+        monkeypatch.setattr(sys, "argv", [f"experiments/{name}.py"])
+        with pytest.raises(SystemExit):
+            runpy.run_path(str(REPO / "experiments" / f"{name}.py"), run_name="__main__")
+        assert capsys.readouterr().err == "warning: balanced_holdout: a warning of every fold\n", name
+        with pytest.warns(UserWarning, match="every fold"), pytest.raises(SystemExit):
+            _load_script(name).main([])
+
+
 @pytest.fixture(scope="module")
 def compare_models():
     return _load_script("compare_models")
@@ -49,7 +76,10 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
     assert list(report["runs"]) == MODELS
     assert report["splits"]["test_records"] == ["100", "105", "232", "233"]
 
-    table = capsys.readouterr().out.split("| model |")[1].splitlines()
+    printed = capsys.readouterr().out
+    assert ("test metrics in % of the beats of the 4 test records; '-' = undefined (Se: no beats of the class; "
+            "+P: class never predicted; F1: both)") in printed and "DS2" not in printed  # a custom split's test
+    table = printed.split("| model |")[1].splitlines()
     assert [row.split("|")[1].strip() for row in table[2:2 + len(MODELS)]] == MODELS
 
     for name, run in report["runs"].items():

@@ -512,6 +512,16 @@ def test_a_custom_split_that_separates_a_patients_records_warns():
         build_task(load_config(None, {**base, "data.train_records": ["201", "202"], "data.test_records": ["100"]}))
 
 
+def test_the_beat_task_title_names_ds2_only_when_ds2_is_the_test():
+    from msresnet1d.training.tasks import build_task
+
+    base = {"data.data_dir": str(SAMPLE), "data.val_records": 0, "data.train_records": ["101", "118"]}
+    own = build_task(load_config(None, {**base, "data.test_records": ["100", "105"]}))  # e.g. a DS1 cross-validation fold
+    assert own.test_title.startswith("MIT-BIH test, the config's test_records (2 records, ")
+    ds2 = build_task(load_config(None, base))  # the default test_records
+    assert ds2.test_title.startswith("MIT-BIH inter-patient test, DS2 (22 records, ")
+
+
 def test_data_check_takes_every_band_form_and_checks_spectrogram_options(tmp_path):
     from msresnet1d.training.tasks import build_task, check_data
 

@@ -1,5 +1,6 @@
 """The ``beats`` task: MIT-BIH beats in the AAMI classes, trained on DS1's records and tested on
-DS2's (inter-patient), validation held out from the training records."""
+DS2's (inter-patient; or a config's own train_records and test_records, as in the DS1
+cross-validation), validation held out from the training records."""
 
 from __future__ import annotations
 
@@ -100,6 +101,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     if len(held):
         predictors["val"] = array_predictor(inputs(held), held.y, cfg.eval_batch_size, transform, held.record)
     sample_note = " (embedded sample)" if is_embedded_sample(db_dir, "mitdb") else ""
+    tested = "inter-patient test, DS2" if set(test_records) == set(DS2) else "test, the config's test_records"
     splits = {"database": str(db_dir), "train_records": fit_records, "val_records": list(val),
               "test_records": test_records, "train_beats": fit.class_counts(), "val_beats": held.class_counts(),
               "test_beats": test.class_counts()}
@@ -110,7 +112,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         in_channels=beat_cfg.channels, input_size=input_size, extra_features=len(columns),
         predictors=predictors, dims=dims,
         splits=splits,
-        test_title=f"MIT-BIH inter-patient test ({len(test_records)} records, {len(test)} beats){sample_note}",
+        test_title=f"MIT-BIH {tested} ({len(test_records)} records, {len(test)} beats){sample_note}",
         strip={"db_dir": db_dir, "beats": test, "inputs": test_inputs, "transform": transform},
         state={"rr_mean": torch.from_numpy(rr_mean), "rr_std": torch.from_numpy(rr_std)} if columns else {},
         groups={"test": test.record, "val": held.record},
