@@ -435,6 +435,17 @@ def test_resize_is_bilinear_upsampling():
     assert (row.diff() >= 0).all() and 0.2 < row[48] < 1.0
 
 
+def test_resize_below_28_antialiases_as_the_textbooks_resize():
+    # one-pixel stripes, 28 -> 8: torchvision's Resize (PIL bilinear, which d2l uses) averages
+    # them to about 0.5 (PIL gives 0.47-0.53); bilinear without antialiasing samples pairs of
+    # pixels and gives 0.25 and 0.75
+    x = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    x[..., 1::2] = 255
+    out = ImageBatchTransform(resize=8)(x, _gen())
+    assert out.shape == (1, 1, 8, 8)
+    assert ((out - 0.5).abs() < 0.05).all(), out[0, 0, 0]
+
+
 def test_normalisation():
     x = torch.full((1, 2, 2), 255, dtype=torch.uint8)
     assert torch.allclose(ImageBatchTransform(mean=0.5, std=0.25)(x, _gen()), torch.tensor(2.0))
