@@ -370,6 +370,13 @@ def test_download_falls_back_to_second_mirror(isolated, web, fashion_mnist_dir, 
     assert fake.calls == []
 
 
+def test_a_mirror_without_a_trailing_slash_is_a_folder(tmp_path, web, fashion_mnist_dir):
+    fake = web(lambda url: io.BytesIO((fashion_mnist_dir / url.rsplit("/", 1)[1]).read_bytes()))
+    fm.download_fashion_mnist(tmp_path, splits=("test",), mirrors=["https://mirror.example/fashion"])
+    assert [url for url, _ in fake.calls] == [f"https://mirror.example/fashion/{name}"
+                                              for name in (TEST_IMAGES, TEST_LABELS)]
+
+
 @pytest.mark.parametrize("failure", ["truncated", "wrong checksum", "broken connection"])
 def test_bad_download_leaves_no_file(isolated, web, fashion_mnist_dir, failure):
     labels_blob = (fashion_mnist_dir / TEST_LABELS).read_bytes()

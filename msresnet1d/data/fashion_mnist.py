@@ -89,7 +89,7 @@ MIRRORS: tuple[str, ...] = (
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
 )
-"""Download base URLs, tried in order (the file name is appended)."""
+"""Download base URLs (folders), tried in order (``/`` and the file name are appended)."""
 
 IMAGES_MAGIC = 0x00000803
 """IDX magic number of an unsigned-byte array with 3 dimensions (images)."""
@@ -302,7 +302,7 @@ def _fetch(
     """Download one file into ``dest``, verified, trying each mirror ``retries`` times."""
     failures = []
     for mirror in mirrors:
-        url = mirror + spec.filename
+        url = mirror.rstrip("/") + "/" + spec.filename
         for attempt in range(1, retries + 1):
             try:
                 with urllib.request.urlopen(url, timeout=timeout_s) as response:
@@ -333,9 +333,10 @@ def download_fashion_mnist(
 ) -> Path:
     """Download the files of ``splits`` that ``dest`` lacks, verifying each before it appears.
 
-    Each file is fetched whole with ``urllib``, checked (gzip, IDX header, MD5), then written to a
-    temporary file in ``dest`` and moved into place with ``os.replace``: a failed download leaves
-    no file behind. Mirrors are tried in order, each up to ``retries`` times, sleeping
+    ``mirrors`` are folder URLs, with or without a trailing ``/`` (``<mirror>/<file name>`` is
+    fetched). Each file is fetched whole with ``urllib``, checked (gzip, IDX header, MD5), then
+    written to a temporary file in ``dest`` and moved into place with ``os.replace``: a failed
+    download leaves no file behind. Mirrors are tried in order, each up to ``retries`` times, sleeping
     ``backoff_s * attempt`` seconds between attempts; a mirror whose host name does not exist
     (DNS's definite answer, which this machine also gets offline) is tried once. ``timeout_s``
     bounds each wait for a connection or for data, in seconds.
