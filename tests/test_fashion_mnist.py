@@ -370,6 +370,13 @@ def test_download_falls_back_to_second_mirror(isolated, web, fashion_mnist_dir, 
     assert fake.calls == []
 
 
+def test_a_mirror_without_a_trailing_slash_is_a_folder(tmp_path, web, fashion_mnist_dir):
+    fake = web(lambda url: io.BytesIO((fashion_mnist_dir / url.rsplit("/", 1)[1]).read_bytes()))
+    fm.download_fashion_mnist(tmp_path, splits=("test",), mirrors=["https://mirror.example/fashion"])
+    assert [url for url, _ in fake.calls] == [f"https://mirror.example/fashion/{name}"
+                                              for name in (TEST_IMAGES, TEST_LABELS)]
+
+
 @pytest.mark.parametrize("failure", ["truncated", "wrong checksum", "broken connection"])
 def test_bad_download_leaves_no_file(isolated, web, fashion_mnist_dir, failure):
     labels_blob = (fashion_mnist_dir / TEST_LABELS).read_bytes()
@@ -433,6 +440,17 @@ def test_resize_is_bilinear_upsampling():
     row = out[1, 0, 0]
     assert row[0] == pytest.approx(0.2) and row[-1] == pytest.approx(1.0)
     assert (row.diff() >= 0).all() and 0.2 < row[48] < 1.0
+
+
+def test_resize_below_28_antialiases_as_the_textbooks_resize():
+    # one-pixel stripes, 28 -> 8: torchvision's Resize (PIL bilinear, which d2l uses) averages
+    # them to about 0.5 (PIL gives 0.47-0.53); bilinear without antialiasing samples pairs of
+    # pixels and gives 0.25 and 0.75
+    x = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    x[..., 1::2] = 255
+    out = ImageBatchTransform(resize=8)(x, _gen())
+    assert out.shape == (1, 1, 8, 8)
+    assert ((out - 0.5).abs() < 0.05).all(), out[0, 0, 0]
 
 
 def test_normalisation():

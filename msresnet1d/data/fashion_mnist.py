@@ -89,7 +89,7 @@ MIRRORS: tuple[str, ...] = (
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
 )
-"""Download base URLs, tried in order (the file name is appended)."""
+"""Download base URLs (folders), tried in order (``/`` and the file name are appended)."""
 
 IMAGES_MAGIC = 0x00000803
 """IDX magic number of an unsigned-byte array with 3 dimensions (images)."""
@@ -302,7 +302,7 @@ def _fetch(
     """Download one file into ``dest``, verified, trying each mirror ``retries`` times."""
     failures = []
     for mirror in mirrors:
-        url = mirror + spec.filename
+        url = mirror.rstrip("/") + "/" + spec.filename
         for attempt in range(1, retries + 1):
             try:
                 with urllib.request.urlopen(url, timeout=timeout_s) as response:
@@ -333,9 +333,10 @@ def download_fashion_mnist(
 ) -> Path:
     """Download the files of ``splits`` that ``dest`` lacks, verifying each before it appears.
 
-    Each file is fetched whole with ``urllib``, checked (gzip, IDX header, MD5), then written to a
-    temporary file in ``dest`` and moved into place with ``os.replace``: a failed download leaves
-    no file behind. Mirrors are tried in order, each up to ``retries`` times, sleeping
+    ``mirrors`` are folder URLs, with or without a trailing ``/`` (``<mirror>/<file name>`` is
+    fetched). Each file is fetched whole with ``urllib``, checked (gzip, IDX header, MD5), then
+    written to a temporary file in ``dest`` and moved into place with ``os.replace``: a failed
+    download leaves no file behind. Mirrors are tried in order, each up to ``retries`` times, sleeping
     ``backoff_s * attempt`` seconds between attempts; a mirror whose host name does not exist
     (DNS's definite answer, which this machine also gets offline) is tried once. ``timeout_s``
     bounds each wait for a connection or for data, in seconds.
@@ -456,9 +457,11 @@ class ImageBatchTransform:
 
     Steps, in order: scale to [0, 1] (/255, as ``ToTensor``); random crop of the zero-padded
     image (``crop_padding`` pixels, at the input resolution); random horizontal flip; bilinear
-    resize to ``resize`` x ``resize`` (``F.interpolate``, ``align_corners=False``, no antialias:
-    the textbook upsamples 28 -> 96); ``(x - mean) / std``; random erasing (value 0, i.e. the
-    mean after standardisation).
+    resize to ``resize`` x ``resize`` (``F.interpolate``, ``align_corners=False``; antialiased
+    when it shrinks the image, as the textbook's ``transforms.Resize`` (PIL bilinear) does, so
+    that 28 -> 14 averages neighbouring pixels instead of dropping some; upsampling, as the
+    textbook's 28 -> 96, is plain bilinear interpolation either way); ``(x - mean) / std``;
+    random erasing (value 0, i.e. the mean after standardisation).
 
     The resize runs per batch on the fly: precomputing 60,000 images at 96x96 would take 2.2 GB
     as float32, while resizing a batch of 256 costs milliseconds.
@@ -502,7 +505,8 @@ class ImageBatchTransform:
             x = _random_hflip(x, generator)
         if self.resize is not None:
             size = (self.resize, self.resize)
-            x = F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=False)
+            shrink = self.resize < max(x.shape[-2:])  # antialiasing changes nothing when upsampling
+            x = F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=shrink)
         if (self.mean, self.std) != (0.0, 1.0):
             x = (x - self.mean) / self.std
         if self.erase_prob:
