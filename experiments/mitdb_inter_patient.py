@@ -30,6 +30,8 @@ import numpy as np
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
                                   overrides_or_exit, program_warnings, results_help, script_parser, thread_count)
+from msresnet1d.data import DS2
+from msresnet1d.training.config import TrainConfig
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
                                          record_interval)
@@ -83,7 +85,14 @@ def seed_ensemble(run_dirs: list[Path]) -> dict:
     return report
 
 
-def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path) -> None:
+def tested_on(cfg: TrainConfig) -> str:
+    """What the runs test on, for titles: ``"DS2"``, or how many records a config's own
+    ``test_records`` are (the published rows beside them are DS2's)."""
+    records = cfg.data.get("test_records")
+    return "DS2" if not records or set(records) == set(DS2) else f"{len(records)} test records"
+
+
+def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested: str = "DS2") -> None:
     """S F1, V F1 and accuracy of the seeds (bars with their standard deviation), the ensemble and
     every published method, with the targets, as a PNG."""
     def figures(d: dict, key: str) -> dict[str, float]:
@@ -97,7 +106,7 @@ def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path) -> None
         scores = {f"{c} F1": pub[c].get("f1", f1_from(pub[c]["se"], pub[c]["ppv"]) if "se" in pub[c] else None)
                   for c in ("S", "V")} | {"accuracy": pub.get("acc")}
         methods[name] = {score: value for score, value in scores.items() if value is not None}  # a gap if unpublished
-    plot_scores(methods, path, TARGETS, spreads, title="MIT-BIH inter-patient, DS2 test")
+    plot_scores(methods, path, TARGETS, spreads, title=f"MIT-BIH inter-patient, {tested} test")
 
 
 def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
@@ -179,10 +188,10 @@ def main(argv: list[str] | None = None) -> None:
             + format_record_interval(tested["record_interval"], ("S", "V"), "the " * (ensemble is not None) + what))
     print(text)
     out = Path(args.out)
-    plot(summary, len(reports), ensemble_percent, out.with_suffix(".png"))
+    plot(summary, len(reports), ensemble_percent, out.with_suffix(".png"), tested_on(cfg))
     shown = reports[0] if ensemble is None else ensemble
     plot_confusion(np.asarray(shown["confusion_matrix"]), shown["class_names"],
-                   out.with_name(out.stem + "_confusion.png"), title=f"MIT-BIH DS2, {what}")
+                   out.with_name(out.stem + "_confusion.png"), title=f"MIT-BIH {tested_on(cfg)}, {what}")
     write_text(args.out, json.dumps(json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
                                                "summary_percent": summary, "ensemble_percent": ensemble_percent,
                                                "record_interval_percent": {"of": what, **tested["record_interval"]},
