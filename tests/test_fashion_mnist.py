@@ -134,6 +134,17 @@ def test_textbook_loaders_resize_96(fashion_mnist_dir):
     assert torch.equal(next(iter(again))[1], yb)
 
 
+def test_loaders_check_their_options_before_reading_the_images(monkeypatch):
+    def unread(*args, **kwargs):
+        raise AssertionError("the images were read")
+
+    monkeypatch.setattr(fm, "FashionMNIST", unread)
+    for bad, message in (({"resize": 0}, "resize"), ({"erase_prob": 2.0}, "erase_prob"),
+                         ({"normalize": "minmax"}, "normalize")):
+        with pytest.raises(ValueError, match=message):
+            fashion_mnist_loaders(64, **bad)
+
+
 def test_standardized_loaders(fashion_mnist_dir):
     train, test = fashion_mnist_loaders(10000, root=fashion_mnist_dir, normalize="standardize")
     xb, _ = next(iter(test))
@@ -165,7 +176,7 @@ def test_an_explicit_root_is_not_replaced_by_another_copy(isolated, fashion_mnis
     _copy_test_split(fashion_mnist_dir, isolated / "env" / "fashion-mnist")
     monkeypatch.setenv("MSRESNET1D_DATA", str(isolated / "env"))
     (isolated / "empty").mkdir()
-    with pytest.raises(DataError, match=r"(?s)empty \(root argument\).*Put the files in that folder"):
+    with pytest.raises(DataError, match=r"(?s)empty \(the folder given\).*Put the files in that folder"):
         load_fashion_mnist(isolated / "empty", "test")  # a typo in --data-dir is not hidden by $MSRESNET1D_DATA
     images, labels = load_fashion_mnist(None, "test")
     assert torch.equal(images, test_split[0]) and torch.equal(labels, test_split[1])

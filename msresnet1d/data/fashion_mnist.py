@@ -91,6 +91,9 @@ MIRRORS: tuple[str, ...] = (
 )
 """Download base URLs (folders), tried in order (``/`` and the file name are appended)."""
 
+_GIVEN = "the folder given"
+"""How messages call a folder passed as ``root`` (``--data-dir`` on the command line)."""
+
 IMAGES_MAGIC = 0x00000803
 """IDX magic number of an unsigned-byte array with 3 dimensions (images)."""
 
@@ -236,7 +239,7 @@ def search_dirs(root: str | os.PathLike[str] | None = None) -> list[tuple[str, P
     ``fashion-mnist/`` alone when ``root`` is given (a folder named explicitly is never replaced
     by another copy), else the default places."""
     if root is not None:
-        return [("root argument", Path(root)), ("root argument's fashion-mnist/", Path(root) / "fashion-mnist")]
+        return [(_GIVEN, Path(root)), (f"{_GIVEN}'s fashion-mnist/", Path(root) / "fashion-mnist")]
     dirs = []
     env = os.environ.get(ENV_VAR)
     if env:
@@ -273,7 +276,7 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
         note = f" (found {', '.join(n.removesuffix('.gz') for n in unpacked)} unpacked: the .gz files are read, " \
                "as their MD5s are checked)" if unpacked else ""
         lines.append(f"  - {folder} ({label}): missing {', '.join(missing)}{note}")
-    if any(label.startswith("root") for label, _ in dirs):
+    if any(label.startswith(_GIVEN) for label, _ in dirs):
         supply = "Put the files in that folder (or its fashion-mnist/)"
     else:
         supply = (f"Supply the files by passing root=<folder holding them> (--data-dir on the command line), setting "
@@ -578,6 +581,7 @@ def fashion_mnist_loaders(
     """
     if normalize not in ("unit", "standardize"):
         raise ValueError(f"normalize must be 'unit' or 'standardize', got {normalize!r}")
+    ImageBatchTransform(resize, 0.0, 1.0, crop_padding, hflip, erase_prob)  # its checks, before 70,000 images are read
     train = FashionMNIST(root, "train", download)
     test = FashionMNIST(root, "test", download)
     mean, std = pixel_mean_std(train.images) if normalize == "standardize" else (0.0, 1.0)
