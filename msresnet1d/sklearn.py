@@ -60,6 +60,7 @@ from torch import nn
 from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
 from msresnet1d.data.preprocess import Normalization, check_band, preprocess_signal, resample
 from msresnet1d.models import create_model
+from msresnet1d.models.layers import is_whole
 from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
 from msresnet1d.training.config import TrainConfig
@@ -219,7 +220,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         name = type(self).__name__
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise ValueError(f"{name}: validation_fraction must be None or in (0, 1), got {self.validation_fraction!r}")
-        if self.n_jobs is not None and (not isinstance(self.n_jobs, numbers.Integral) or self.n_jobs == 0):
+        if self.n_jobs is not None and (not is_whole(self.n_jobs) or self.n_jobs == 0):  # True is not 1 thread
             raise ValueError(f"{name}: n_jobs must be None, a number of torch threads >= 1, or < 0 (-1: all CPUs), "
                              f"got {self.n_jobs!r}")
         if self.n_iter_no_change is not None and self.n_iter_no_change < 1:

@@ -458,6 +458,7 @@ def test_a_failed_fit_or_refit_leaves_the_estimator_unfitted(estimator):
     (dict(model="resnet18", model_kwargs=None), "model 'resnet18' builds a 2-D network"),
     (dict(model="nonexistent"), "unknown model 'nonexistent'"),
     (dict(n_jobs=0), r"n_jobs must be None, a number of torch threads >= 1, or < 0 \(-1: all CPUs\), got 0"),
+    (dict(n_jobs=True), r"n_jobs must be None, a number of torch threads >= 1, or < 0 \(-1: all CPUs\), got True"),
     (dict(validation_fraction=0.01), r"cannot hold out validation_fraction=0.01 of \d+ samples: The test_size"),
 ])
 def test_fit_rejects_bad_parameters(params, message):
