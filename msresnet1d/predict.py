@@ -249,6 +249,12 @@ def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[n
     return starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy()
 
 
+def output_paths(record_name: str, out_dir: Path, extension: str) -> tuple[Path, Path]:
+    """The annotation file ``<out_dir>/<record>.<extension>`` and its CSV (the same name + ``.csv``)."""
+    ann_path = out_dir / f"{record_name}.{extension}"
+    return ann_path, ann_path.with_name(ann_path.name + ".csv")
+
+
 def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.ndarray, class_names: list[str],
                   fs: float, out_dir: Path, extension: str, rhythm: bool) -> tuple[Path, Path]:
     """CSV (one row a beat or window) and a WFDB annotation file ``<record>.<extension>``, the
@@ -258,7 +264,7 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
     symbols = ["+"] * len(labels) if rhythm else labels
     aux = [f"({label}" for label in labels] if rhythm else None
     # wrann names its file itself: write it in a temporary folder beside, then move it into place
-    ann_path = out_dir / f"{record_name}.{extension}"
+    ann_path, csv_path = output_paths(record_name, out_dir, extension)
     with atomic_path(ann_path) as tmp, tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{ann_path.name}.") as folder:
         wfdb.wrann(record_name, extension, np.asarray(positions, dtype=np.int64), symbol=symbols, aux_note=aux,
                    fs=fs, write_dir=folder)
@@ -268,7 +274,6 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
     writer.writerow(["sample", "time_s", "label", *[f"p_{c}" for c in class_names]])
     for pos, label, p in zip(positions, labels, probabilities):
         writer.writerow([int(pos), f"{pos / fs:.3f}", label, *[f"{v:.4f}" for v in p]])
-    csv_path = out_dir / f"{record_name}.{extension}.csv"
     write_text(csv_path, buffer.getvalue())
     return csv_path, ann_path
 
@@ -284,7 +289,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--detect and --annotator give beat positions, for beat models; {args.checkpoint} is a "
                          "rhythm model, which labels windows of the signal")
     annotator = None if task != "beats" or args.detect else args.annotator or "atr"
-    target = out_dir / f"{record_path.name}.{args.extension}"
+    target, target_csv = output_paths(record_path.name, out_dir, args.extension)
     kept_files = [(record_path.parent / f"{record_path.name}.{extension}", what) for extension, what in (
         (annotator, "the annotations predict reads the beats from"), ("atr", "the record's reference annotations"))
         if extension] + [(record_path.parent / name, "one of the record's signal files") for name in
@@ -293,7 +298,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if target.exists() and kept.exists() and os.path.samefile(target, kept):  # links too
             raise ValueError(f"--extension {args.extension} would overwrite {kept}, {what}: choose another "
                              "--extension or --out-dir")
-    for output in (target, target.with_name(target.name + ".csv")):  # both checked before the work and the writes
+    for output in (target, target_csv):  # both checked before the work and the writes
         check_target(output, "output")
     if task == "beats":
         positions, probabilities, fs, leads = predict_beats(ckpt, record_path, annotator, args.adapt_bn, args.leads)
