@@ -609,6 +609,50 @@ def test_a_used_or_impossible_run_folder_is_refused_before_the_data_load(tmp_pat
     assert not (tmp_path / "a-file" / "run").exists()
 
 
+def test_a_run_folder_is_used_by_one_train_at_a_time(tmp_path, capsys, monkeypatch):
+    # Two trains (or resumes) on one --out used to both pass the "already holds a run" check (last.pt is written
+    # only after the first epoch) and then overwrite each other's files: the folder ended a mix of two runs,
+    # both reported success. The folder's lock (.lock, flock) lets one at a time in; the other is refused.
+    import msresnet1d.training.run as run_module
+    from msresnet1d.training.engine import Trainer
+
+    out, config = tmp_path / "run", str(_config(tmp_path, 1))
+    loads, fit, real_build = [], Trainer.fit, run_module.build_task
+
+    def build_task(*args):
+        loads.append(1)
+        return real_build(*args)
+
+    def fit_with_others_arriving(self):
+        if self.cfg.seed == 1:  # the first run, holding the folder: others arrive while it trains
+            for extra in ([], ["--resume"]):
+                assert main(["train", "--config", config, "--out", str(out), "--seed", "2", "--quiet", *extra]) == 1
+                assert (f"run folder {out} is in use by another msresnet1d train (process {os.getpid()}); wait for it "
+                        "to end, or choose another --out") in capsys.readouterr().err
+        return fit(self)
+
+    monkeypatch.setattr(run_module, "build_task", build_task)
+    monkeypatch.setattr(Trainer, "fit", fit_with_others_arriving)
+    assert main(["train", "--config", config, "--out", str(out), "--seed", "1", "--quiet"]) == 0
+    assert len(loads) == 1  # the others were refused before their data load
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["config"]["seed"] == 1
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+
+    # one that passed the early check during another's data load is refused once it gets the folder
+    def build_task_while_another_trains(*args):
+        monkeypatch.setattr(run_module, "build_task", real_build)
+        assert main(["train", "--config", config, "--out", str(tmp_path / "late"), "--seed", "3", "--quiet"]) == 0
+        return real_build(*args)
+
+    monkeypatch.setattr(run_module, "build_task", build_task_while_another_trains)
+    assert main(["train", "--config", config, "--out", str(tmp_path / "late"), "--seed", "4", "--quiet"]) == 1
+    assert f"run folder {tmp_path / 'late'} already holds a run" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "late" / "checkpoints" / "last.pt")["config"]["seed"] == 3
+    assert json.loads((tmp_path / "late" / "config.json").read_text())["seed"] == 3
+    # the lock goes with the run that held it, however it ended: a resume in the same process takes it again
+    assert main(["train", "--out", str(tmp_path / "late"), "--resume", "--quiet"]) == 0
+
+
 def test_an_input_shorter_than_the_model_needs_names_the_data_keys(tmp_path, capsys):
     assert main(["train", "--config", str(_config(tmp_path, 1)), "--set", "data.fs=10", "--out", str(tmp_path / "r"),
                  "--quiet"]) == 1  # a 0.7 s window at 10 Hz: 6 or 7 samples

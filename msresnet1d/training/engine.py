@@ -11,10 +11,12 @@ DistributedDataParallel and only rank 0 writes.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,15 +88,56 @@ def _differing(before: Any, now: Any) -> str:
     return f"{before} then, {now} now"
 
 
+#: A run folder's lock file: a run holds an exclusive ``flock`` on it while it trains (:func:`lock_run_dir`).
+RUN_LOCK = ".lock"
+
+
+def lock_run_dir(run_dir: str | Path, create: bool = True) -> int:
+    """Take the lock of the run folder ``run_dir`` (an existing folder): an exclusive ``fcntl.flock``
+    on its :data:`RUN_LOCK` file (created if ``create``), held until the returned descriptor is
+    closed or the process ends, however it ends (the kernel releases it: a killed run leaves no
+    stale lock, and the file itself is left in place). With ``create`` the holder's process id is
+    written in it, for the message another run gets.
+
+    Raises:
+        FileExistsError: another process holds it (another train or resume of the same folder).
+    """
+    path = Path(run_dir) / RUN_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT if create else os.O_RDONLY, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"  # the lock is advisory: readable
+        os.close(fd)
+        raise FileExistsError(f"run folder {run_dir} is in use by another msresnet1d train (process {holder}); wait "
+                              "for it to end, or choose another --out") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    if create:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def check_unused(run_dir: Path, resume: bool) -> None:
+    """Refuse a run folder that holds a started run (its ``checkpoints/last.pt``), unless resuming."""
+    if not resume and (run_dir / "checkpoints" / "last.pt").exists():
+        raise FileExistsError(f"run folder {run_dir} already holds a run; pass --resume to continue it or choose --out")
+
+
 def check_run_dir(run_dir: str | Path, resume: bool) -> None:
-    """Refuse, without creating anything, a run folder that is a file, that holds a started run
-    unless resuming, or whose nearest existing parent folder is not writable: cheap, so
-    :func:`~msresnet1d.training.run.train` asks before the data load."""
+    """Refuse, without creating anything, a run folder that is a file, that another process is
+    training in (its lock, :func:`lock_run_dir`, is held), that holds a started run unless
+    resuming, or whose nearest existing parent folder is not writable: cheap, so
+    :func:`~msresnet1d.training.run.train` asks before the data load (and again once
+    :meth:`Trainer.prepare_run_dir` holds the lock, for a run that started meanwhile)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"run folder {run_dir} is a file; choose another --out")
-    if not resume and (run_dir / "checkpoints" / "last.pt").exists():
-        raise FileExistsError(f"run folder {run_dir} already holds a run; pass --resume to continue it or choose --out")
+    if (run_dir / RUN_LOCK).is_file():
+        os.close(lock_run_dir(run_dir, create=False))
+    check_unused(run_dir, resume)
     problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
     if problem:
         raise OSError(f"run folder {run_dir} cannot be created: {problem}")
@@ -185,21 +228,42 @@ class Trainer:
     def ckpt_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    def prepare_run_dir(self) -> None:
-        """Create the run folder (rank 0), checked to be writable; a used or impossible one was
-        refused before the data load (:func:`check_run_dir`, which
-        :func:`~msresnet1d.training.run.train` calls). Its config.json is written by
-        :meth:`write_config`, once a resume has checked the checkpoint's config (a refused resume
-        leaves the folder as it was)."""
+    def prepare_run_dir(self, resume: bool = False) -> None:
+        """Create the run folder (rank 0), checked to be writable, and take its lock
+        (:func:`lock_run_dir`) until :meth:`release_run_dir`; a used or impossible one was refused
+        before the data load (:func:`check_run_dir`, which :func:`~msresnet1d.training.run.train`
+        calls), and is refused again here, under the lock, if another run took it meanwhile. Its
+        config.json is written by :meth:`write_config`, once a resume has checked the checkpoint's
+        config (a refused resume leaves the folder as it was)."""
         if not self.dist.is_main:
             return
         try:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
+        try:
+            self._lock = lock_run_dir(self.run_dir)
+        except FileExistsError:  # another process trains in it
+            raise
+        except OSError as e:
+            raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
+        try:
+            check_unused(self.run_dir, resume)  # a run that started and wrote last.pt during this one's data load
             probe = self.run_dir / ".write-test"
             probe.write_text("")
             probe.unlink()
+        except FileExistsError:
+            self.release_run_dir()
+            raise
         except OSError as e:
+            self.release_run_dir()
             raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
+
+    def release_run_dir(self) -> None:
+        """Release the run folder's lock taken by :meth:`prepare_run_dir` (if it was taken)."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            os.close(lock)
 
     def write_config(self) -> None:
         """The run's config as ``config.json`` (rank 0)."""

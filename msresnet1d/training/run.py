@@ -143,6 +143,7 @@ def check_config(cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict:
     """Train, select on validation, test once; returns the metrics dict (also in metrics.json)."""
     dist = distributed.setup(cfg.device)
+    trainer = None
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -159,7 +160,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         model = build_model(cfg, task)
         drop_a_last_batch_of_one(model, task)
         trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
-        trainer.prepare_run_dir()
+        trainer.prepare_run_dir(resume)  # holds the folder's lock until the run ends: one train at a time
         if resume:
             trainer.resume()
         trainer.write_config()
@@ -171,6 +172,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             print(f"run folder: {trainer.run_dir}")
         return result
     finally:
+        if trainer is not None:
+            trainer.release_run_dir()
         distributed.teardown()
 
 
