@@ -71,6 +71,28 @@ def test_a_cache_that_cannot_be_written_is_warned_about_and_the_arrays_are_used(
     assert entries(tmp_path) == []
 
 
+def test_an_entry_another_process_wrote_during_the_build_is_kept(tmp_path, arrays):
+    # Two processes building one entry at once (a cold cache, two runs started together): the second to finish used
+    # to delete the first's valid entry as if it were corrupt, and a third process reading it in between warned
+    # "corrupt or partial" and rebuilt it. Now the entry is kept, and the second's copy dropped.
+    entry, written = tmp_path / "entry", []
+
+    def build_while_another_process_saves():
+        save_arrays(entry, "k", arrays)  # the other process, finishing first
+        written.append((entry / "manifest.json").stat().st_ino)
+        return arrays
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = cached(entry, "k", build_while_another_process_saves)
+        assert (entry / "manifest.json").stat().st_ino == written[0]
+        save_arrays(entry, "k", arrays)  # and the same, called directly
+        assert (entry / "manifest.json").stat().st_ino == written[0]
+        assert entries(tmp_path) == ["entry"]
+        np.testing.assert_array_equal(got["X"], arrays["X"])
+        np.testing.assert_array_equal(load_arrays(entry, "k")["X"], arrays["X"])
+
+
 def damage_truncate(entry: Path) -> None:
     with open(entry / "X.npy", "r+b") as f:
         f.truncate(os.path.getsize(entry / "X.npy") - 7)

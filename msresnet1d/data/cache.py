@@ -14,7 +14,10 @@ An entry's key hashes (sha256) three things, so a stale entry is never reused:
   arrays (:data:`CODE_MODULES`; any edit to them invalidates the cache).
 
 Writes are atomic: the entry is written in a temporary folder next to it, then renamed into
-place. Entries for other keys are never deleted: clear the folder by hand to reclaim space.
+place. Processes may build one entry at once (a cold cache, two runs started together): each
+builds it, the first to finish writes it, and the others keep that entry (a valid one is never
+replaced) and drop their copy. Entries for other keys are never deleted: clear the folder by hand
+to reclaim space (and any ``.<entry>.*.tmp`` folder no process is writing, left by one killed mid-write).
 
 Cache folder: the explicit argument, else ``$MSRESNET1D_CACHE``, else the repository's
 ``datasets/cache/`` if ``datasets/`` is writable, else ``~/.cache/msresnet1d``.
@@ -93,6 +96,9 @@ def save_arrays(entry: Path, key: str, arrays: Mapping[str, np.ndarray]) -> None
             described[name] = {"shape": list(array.shape), "dtype": array.dtype.str, "crc32": zlib.crc32(array)}
         (tmp / MANIFEST).write_text(json.dumps({"key": key, "arrays": described}))
         if entry.exists():
+            if load_arrays(entry, key, warn=False) is not None:  # another process wrote it meanwhile: keep it
+                shutil.rmtree(tmp)
+                return
             shutil.rmtree(entry)  # a corrupt entry being replaced
         os.rename(tmp, entry)
     except OSError:
