@@ -653,6 +653,15 @@ def test_a_run_folder_is_used_by_one_train_at_a_time(tmp_path, capsys, monkeypat
     assert main(["train", "--out", str(tmp_path / "late"), "--resume", "--quiet"]) == 0
 
 
+def test_where_there_is_no_flock_a_run_trains_unlocked(tmp_path, monkeypatch):
+    from msresnet1d.training import engine
+
+    monkeypatch.setattr(engine, "fcntl", None)  # Windows: the module imports, and runs train as before
+    assert engine.lock_run_dir(tmp_path) is None and not (tmp_path / engine.RUN_LOCK).exists()
+    assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--quiet"]) == 0
+
+
 def test_an_input_shorter_than_the_model_needs_names_the_data_keys(tmp_path, capsys):
     assert main(["train", "--config", str(_config(tmp_path, 1)), "--set", "data.fs=10", "--out", str(tmp_path / "r"),
                  "--quiet"]) == 1  # a 0.7 s window at 10 Hz: 6 or 7 samples

@@ -11,7 +11,6 @@ DistributedDataParallel and only rank 0 writes.
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import logging
@@ -21,6 +20,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so run folders are not locked there
+    fcntl = None
 
 import torch
 from torch import nn
@@ -92,16 +96,19 @@ def _differing(before: Any, now: Any) -> str:
 RUN_LOCK = ".lock"
 
 
-def lock_run_dir(run_dir: str | Path, create: bool = True) -> int:
+def lock_run_dir(run_dir: str | Path, create: bool = True) -> int | None:
     """Take the lock of the run folder ``run_dir`` (an existing folder): an exclusive ``fcntl.flock``
     on its :data:`RUN_LOCK` file (created if ``create``), held until the returned descriptor is
     closed or the process ends, however it ends (the kernel releases it: a killed run leaves no
     stale lock, and the file itself is left in place). With ``create`` the holder's process id is
-    written in it, for the message another run gets.
+    written in it, for the message another run gets. Where there is no ``fcntl`` (Windows), no
+    lock is taken (None).
 
     Raises:
         FileExistsError: another process holds it (another train or resume of the same folder).
     """
+    if fcntl is None:
+        return None
     path = Path(run_dir) / RUN_LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT if create else os.O_RDONLY, 0o666)
     try:
@@ -135,8 +142,8 @@ def check_run_dir(run_dir: str | Path, resume: bool) -> None:
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"run folder {run_dir} is a file; choose another --out")
-    if (run_dir / RUN_LOCK).is_file():
-        os.close(lock_run_dir(run_dir, create=False))
+    if (run_dir / RUN_LOCK).is_file() and (fd := lock_run_dir(run_dir, create=False)) is not None:
+        os.close(fd)
     check_unused(run_dir, resume)
     problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
     if problem:
