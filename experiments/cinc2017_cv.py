@@ -103,9 +103,10 @@ def pooled_interval(cm: np.ndarray, draws: int = 2000, level: float = 0.95, seed
 
 
 def interval_line(interval: dict) -> str:
+    """One line of :func:`pooled_interval`: the CinC score's bounds."""
     low, high = interval["cinc_score"]
-    return (f"{100 * interval['level']:.0f}% interval of the pooled CinC score over its {interval['records']:,} records "
-            f"(drawn with replacement, {interval['draws']:,} times): {low:.3f}-{high:.3f}")
+    return (f"{100 * interval['level']:.0f}% interval of the pooled CinC score over its {interval['records']:,} "
+            f"records (drawn with replacement, {interval['draws']:,} times): {low:.3f}-{high:.3f}")
 
 
 def summarise(confusions: list[np.ndarray], val_scores: list[float]) -> dict:
@@ -116,15 +117,15 @@ def summarise(confusions: list[np.ndarray], val_scores: list[float]) -> dict:
         return {"cinc_score": cinc_score(cm, CINC_CLASSES),
                 "f1": {c: float(np.nan_to_num(f1[i])) for i, c in enumerate(CINC_CLASSES)}}
 
-    folds = [scores(cm) for cm in confusions]
+    folds, pooled = [scores(cm) for cm in confusions], np.sum(confusions, axis=0)
     values = np.array([f["cinc_score"] for f in folds])
     for fold, val in zip(folds, val_scores):
         fold["val_cinc_score"] = val
     return {"folds": folds, "cinc_score_mean": float(values.mean()),
             "cinc_score_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
             "val_cinc_score_mean": float(np.mean(val_scores)),
-            "pooled": scores(np.sum(confusions, axis=0)), "pooled_confusion_matrix": np.sum(confusions, axis=0).tolist(),
-            "pooled_interval": pooled_interval(np.sum(confusions, axis=0))}
+            "pooled": scores(pooled), "pooled_confusion_matrix": pooled.tolist(),
+            "pooled_interval": pooled_interval(pooled)}
 
 
 def table(summary: dict) -> str:

@@ -378,7 +378,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 record.update(last)
     splits = report["splits"]
     seed_text = f"seeds {', '.join(map(str, report['seed']))}" if args.seeds else f"seed {report['seed']}"
-    print(f"\nMIT-BIH inter-patient: {splits['database']}; {len(splits['train_records'])} training records, "
+    ds2 = set(splits["test_records"]) == set(DS2)
+    split = "inter-patient, DS1 -> DS2" if ds2 else "split by record (the config's records)"
+    print(f"\nMIT-BIH {split}: {splits['database']}; {len(splits['train_records'])} training records, "
           f"validation {', '.join(splits['val_records'])}, {len(splits['test_records'])} test records "
           f"({sum(splits['test_beats'].values())} beats); {report['epochs']} epochs, {seed_text}, "
           f"{args.threads} thread(s); load average {report['load_average_start']} -> {report['load_average_end']}")
@@ -386,8 +388,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
     partial_path(args.json).unlink(missing_ok=True)
     print(report["table_markdown"])
-    tested = "DS2 beats" if set(splits["test_records"]) == set(DS2) else (
-        f"the beats of the {len(splits['test_records'])} test records")
+    tested = "DS2 beats" if ds2 else f"the beats of the {len(splits['test_records'])} test records"
     print(f"test metrics in % of {tested}; '-' = undefined (Se: no beats of the class; +P: class never predicted; "
           "F1: both)" + ("; mean ± standard deviation over the seeds" if args.seeds else ""))
     print(f"written to {args.json}; run folders in {out}")

@@ -86,13 +86,13 @@ def seed_ensemble(run_dirs: list[Path]) -> dict:
 
 
 def tested_on(cfg: TrainConfig) -> str:
-    """What the runs test on, for titles: ``"DS2"``, or how many records a config's own
+    """What the runs test on, for titles: ``"DS2 test"``, or how many records a config's own
     ``test_records`` are (the published rows beside them are DS2's)."""
     records = cfg.data.get("test_records")
-    return "DS2" if not records or set(records) == set(DS2) else f"{len(records)} test records"
+    return "DS2 test" if not records or set(records) == set(DS2) else f"{len(records)} test records"
 
 
-def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested: str = "DS2") -> None:
+def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested: str = "DS2 test") -> None:
     """S F1, V F1 and accuracy of the seeds (bars with their standard deviation), the ensemble and
     every published method, with the targets, as a PNG."""
     def figures(d: dict, key: str) -> dict[str, float]:
@@ -106,7 +106,7 @@ def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested:
         scores = {f"{c} F1": pub[c].get("f1", f1_from(pub[c]["se"], pub[c]["ppv"]) if "se" in pub[c] else None)
                   for c in ("S", "V")} | {"accuracy": pub.get("acc")}
         methods[name] = {score: value for score, value in scores.items() if value is not None}  # a gap if unpublished
-    plot_scores(methods, path, TARGETS, spreads, title=f"MIT-BIH inter-patient, {tested} test")
+    plot_scores(methods, path, TARGETS, spreads, title=f"MIT-BIH inter-patient, {tested}")
 
 
 def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:

@@ -16,7 +16,8 @@ Conventions shared by every estimator here:
   feature (it equals ``n_timepoints_``); after fitting on 3-D input there is no tabular number of
   features and the attribute is absent.
 * **Feature names.** As in scikit-learn, fitting on a pandas DataFrame whose column names are all
-  strings records them in ``feature_names_in_``; later calls on a DataFrame with other names (or
+  strings records them in ``feature_names_in_`` (names of mixed types are scikit-learn's
+  TypeError, as for its own estimators); later calls on a DataFrame with other names (or
   in another order) raise a ValueError, and a DataFrame after fitting on an array, or an array
   after fitting on a DataFrame, gives scikit-learn's UserWarning. A warm start checks them too.
 * **Short inputs.** A network needs ``model_.min_input_size`` timepoints. Shorter inputs raise
@@ -681,8 +682,9 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
         """Check the parameters and record the layout of X (n_samples, [n_channels,] n_timepoints);
         y is ignored."""
         self._check_params()
+        signals = self._validate(X)  # before the names are recorded: a refit on bad X keeps the fitted ones
         _check_feature_names(self, X, reset=True)
-        _check_layout(self, self._validate(X), reset=True)
+        _check_layout(self, signals, reset=True)
         return self
 
     def transform(self, X: ArrayLike) -> np.ndarray:

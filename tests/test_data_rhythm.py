@@ -186,6 +186,8 @@ def test_predict_records_runs_the_model_on_every_window(synthetic):
             return torch.stack([level, -level], dim=1)
 
     probabilities = predict_records(MeanLevel(), synthetic, window_seconds=4.0, hop_seconds=2.0, records_per_batch=2)
+    with pytest.raises(ValueError, match=r"hop_seconds=5.0 is more than window_seconds=4.0"):  # its own parameters
+        predict_records(MeanLevel(), synthetic, window_seconds=4.0, hop_seconds=5.0)
     assert probabilities.shape == (3, 2)
     torch.testing.assert_close(probabilities.sum(1), torch.ones(3))
     expected_c = aggregate_windows(torch.tensor([[0.75 * 3, -0.75 * 3]]))  # 3 s of value 3 in a 4 s window

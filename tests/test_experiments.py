@@ -211,7 +211,7 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     from msresnet1d.training.config import TrainConfig
 
     assert script.tested_on(TrainConfig()) == script.tested_on(TrainConfig(data={"test_records": list(DS2)[::-1]})) \
-        == "DS2"  # the titles of the PNGs
+        == "DS2 test"  # the titles of the PNGs
     assert script.tested_on(TrainConfig(data={"test_records": ["100", "105", "232", "233"]})) == "4 test records"
     # one run twice: the ensemble is that run, figure for figure
     seed0 = json.loads((tmp_path / "runs" / "seed0" / "metrics.json").read_text())["test"]

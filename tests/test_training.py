@@ -500,6 +500,10 @@ def test_a_custom_split_that_separates_a_patients_records_warns():
 
     assert shared_patients(DS1, DS2) == [("201", "202")] and shared_patients(["202"], ["201", "100"]) == [("202", "201")]
     assert shared_patients(["201", "202"], ["100"]) == []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", ".*records of one patient")  # the literature's split, spelt out: on purpose
+        check = {"data.train_records": list(DS1), "data.test_records": list(DS2), "data.data_dir": str(SAMPLE)}
+        build_task(load_config(None, {**check, "data.val_records": 4}))
     base = {"data.data_dir": str(SAMPLE), "data.val_records": 0}
     with pytest.warns(UserWarning, match=r"^config: \[data\] train_records holds 201 and test_records 202, records of "
                                          "one patient: the test is not inter-patient for them"):
@@ -651,6 +655,47 @@ def test_a_run_folder_is_used_by_one_train_at_a_time(tmp_path, capsys, monkeypat
     assert json.loads((tmp_path / "late" / "config.json").read_text())["seed"] == 3
     # the lock goes with the run that held it, however it ended: a resume in the same process takes it again
     assert main(["train", "--out", str(tmp_path / "late"), "--resume", "--quiet"]) == 0
+
+
+def test_the_run_folder_lock_refuses_a_holder_waits_for_a_probe_and_stands_aside_without_flock(tmp_path, monkeypatch):
+    import errno
+
+    from msresnet1d.training import engine
+
+    held = engine.lock_run_dir(tmp_path)
+    assert (tmp_path / engine.RUN_LOCK).read_text() == f"{os.getpid()}\n"
+    monkeypatch.setattr(engine, "_LOCK_PATIENCE", 0.0)
+    for create in (True, False):  # a second run, and check_run_dir's probe, while a run holds it
+        with pytest.raises(FileExistsError, match=rf"in use by another msresnet1d train \(process {os.getpid()}\)"):
+            engine.lock_run_dir(tmp_path, create=create)
+    with pytest.raises(FileExistsError, match="in use by another msresnet1d train"):
+        engine.check_run_dir(tmp_path, resume=True)
+    os.close(held)
+    # probes share the lock (a read-only file will do, as NFS requires for it); a run that starts during
+    # another command's probe waits for it instead of being refused
+    probe = engine.lock_run_dir(tmp_path, create=False)
+    os.close(engine.lock_run_dir(tmp_path, create=False))
+    ended = []
+
+    def probe_ends(seconds: float) -> None:
+        if not ended:
+            ended.append(os.close(probe))
+
+    monkeypatch.setattr(engine, "_LOCK_PATIENCE", 5.0)
+    monkeypatch.setattr(engine.time, "sleep", probe_ends)
+    os.close(engine.lock_run_dir(tmp_path))
+    assert ended  # it did wait
+    # a file system without flock (Lustre without -o flock): trains unlocked, with a warning, as before the lock
+
+    def unsupported(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(engine.fcntl, "flock", unsupported)
+    for create in (True, False):
+        with pytest.warns(UserWarning, match="its file system does not support flock .* so the run is not locked"):
+            assert engine.lock_run_dir(tmp_path, create=create) is None
+    with pytest.warns(UserWarning, match="does not support flock"):
+        engine.check_run_dir(tmp_path, resume=True)
 
 
 def test_where_there_is_no_flock_a_run_trains_unlocked(tmp_path, monkeypatch):

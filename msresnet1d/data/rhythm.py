@@ -317,7 +317,14 @@ def predict_records(
     ((B, C, L) float32 in, (B, K) logits out), and the windows aggregated per record.
 
     ``extra(i, starts, length)``, when given, returns the extra features (W, F) of record i's
-    windows (first samples ``starts``, ``length`` samples), passed as the model's second input."""
+    windows (first samples ``starts``, ``length`` samples), passed as the model's second input.
+
+    Raises:
+        ValueError: ``hop_seconds > window_seconds`` (windows further apart would leave samples out).
+    """
+    if hop_seconds > window_seconds:
+        raise ValueError(f"predict_records: hop_seconds={hop_seconds} is more than window_seconds={window_seconds}: "
+                         "windows further apart would leave samples out")
     fs = arrays.config.fs
     length, hop = round(window_seconds * fs), round(hop_seconds * fs)
     device = next(model.parameters(), torch.empty(0)).device

@@ -153,7 +153,8 @@ def plain(value: Any) -> Any:
 
 
 def check_compatible(ckpt: dict[str, Any], config: dict[str, Any], path: str | Path, keys: tuple[str, ...],
-                     source: str | None = None, labels: tuple[str, str] = ("checkpoint", "now"), hint: str = "") -> None:
+                     source: str | None = None, labels: tuple[str, str] = ("checkpoint", "now"),
+                     hint: str = "") -> None:
     """Raise ValueError if the checkpoint was made with another model or config (on ``keys``),
     naming ``source`` (default ``checkpoint <path>``) and each differing key (``data.fs``, say,
     inside a table) with its two values, ``labels`` saying whose; ``hint`` ends the message."""

@@ -11,12 +11,14 @@ DistributedDataParallel and only rank 0 writes.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -76,7 +78,7 @@ def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path, so
     if folder is not None and folder == database_folder(saved.task, before["data"].get("data_dir")):
         before["data"]["data_dir"] = now["data"]["data_dir"]
     hint = ("; the learning-rate schedule spans a run's epochs, so a run cannot be lengthened: train the longer "
-            "run in another folder" if before["epochs"] != now["epochs"] else "")
+            "run in another folder" if now["epochs"] > before["epochs"] else "")
     check_compatible({"config": before}, now, path, RESUME_KEYS, source, ("then" if source else "checkpoint", "now"),
                      hint)
 
@@ -96,34 +98,60 @@ def _differing(before: Any, now: Any) -> str:
 RUN_LOCK = ".lock"
 
 
+#: errno values of a file system that does not support flock (Lustre without -o flock, some FUSE mounts).
+_NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK}
+#: Seconds a starting run retries a lock held for a moment (by another command's :func:`check_run_dir`).
+_LOCK_PATIENCE = 1.0
+
+
 def lock_run_dir(run_dir: str | Path, create: bool = True) -> int | None:
-    """Take the lock of the run folder ``run_dir`` (an existing folder): an exclusive ``fcntl.flock``
-    on its :data:`RUN_LOCK` file (created if ``create``), held until the returned descriptor is
-    closed or the process ends, however it ends (the kernel releases it: a killed run leaves no
-    stale lock, and the file itself is left in place). With ``create`` the holder's process id is
-    written in it, for the message another run gets. Where there is no ``fcntl`` (Windows), no
-    lock is taken (None).
+    """Take the lock of the run folder ``run_dir`` (an existing folder) on its :data:`RUN_LOCK`
+    file: with ``create``, the exclusive ``fcntl.flock`` a training run holds until the returned
+    descriptor is closed or the process ends, however it ends (the kernel releases it: a killed
+    run leaves no stale lock; the file stays), its process id written in the file for the message
+    another run gets; without, a shared lock on an existing file, a probe that fails only while a
+    run holds the exclusive one. A lock held for a moment (another command's probe) is waited
+    for, up to about a second. No lock is taken (None) where there is no ``fcntl`` (Windows) or
+    the file system does not support ``flock`` (with a warning).
 
     Raises:
         FileExistsError: another process holds it (another train or resume of the same folder).
+        OSError: the lock file cannot be opened.
     """
     if fcntl is None:
         return None
     path = Path(run_dir) / RUN_LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT if create else os.O_RDONLY, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"  # the lock is advisory: readable
-        os.close(fd)
-        raise FileExistsError(f"run folder {run_dir} is in use by another msresnet1d train (process {holder}); wait "
-                              "for it to end, or choose another --out") from None
-    except BaseException:
-        os.close(fd)
-        raise
-    if create:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    deadline = time.monotonic() + _LOCK_PATIENCE
+    while True:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if create else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            try:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"  # the lock is advisory
+            except OSError:
+                holder = "unknown"
+            os.close(fd)
+            raise FileExistsError(f"run folder {run_dir} is in use by another msresnet1d train (process {holder}); "
+                                  "wait for it to end, or choose another --out") from None
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in _NO_FLOCK:
+                raise
+            warnings.warn(f"run folder {run_dir}: its file system does not support flock ({e.strerror}), so the run "
+                          "is not locked: do not start two trains in it at once", stacklevel=2)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+    if not create:
+        return fd
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 
@@ -214,6 +242,7 @@ class Trainer:
             model.set_channels_last()
         self.model = model.to(self.device)
         self.run_dir = Path(run_dir)
+        self._lock: int | None = None  # the run folder's lock, held from prepare_run_dir to release_run_dir
         self.quiet = quiet or not self.dist.is_main
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, len(task.train))
@@ -268,7 +297,7 @@ class Trainer:
 
     def release_run_dir(self) -> None:
         """Release the run folder's lock taken by :meth:`prepare_run_dir` (if it was taken)."""
-        lock, self._lock = getattr(self, "_lock", None), None
+        lock, self._lock = self._lock, None
         if lock is not None:
             os.close(lock)
 
@@ -463,7 +492,8 @@ class Trainer:
         if self.task.has_validation:
             result |= {"monitor": self.cfg.monitor, "best_val_score": self.history.best_score}
         else:  # the score is the negative training loss: not to be read as a validation score
-            result |= {"monitor": "train_loss (no validation split)", "best_val_score": None,
+            chose = "train_loss" if self.cfg.select_epoch == "best" else "none (select_epoch = last)"
+            result |= {"monitor": f"{chose} (no validation split)", "best_val_score": None,
                        "best_train_loss": -self.history.best_score}
         result |= {"epochs_run": len(self.history.rows), "splits": self.task.splits}
         if self.dist.is_main:

@@ -215,12 +215,16 @@ def bootstrap_confusions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
     return np.tensordot(drawn, by_group, axes=1)
 
 
+def _check_level(level: float) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"bootstrap: level must lie in (0, 1), got {level!r}")
+
+
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> np.ndarray:
     """The central ``level`` percentile interval of ``values`` (draws, ...) along the draws:
     (..., 2) low and high bounds; NaN draws (a statistic undefined in them) are left out, and
     a statistic undefined in every draw gets NaN bounds."""
-    if not 0 < level < 1:
-        raise ValueError(f"bootstrap: level must lie in (0, 1), got {level!r}")
+    _check_level(level)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.moveaxis(np.nanpercentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0), 0, -1)
@@ -236,7 +240,7 @@ def group_bootstrap(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, 
         fractions: ``"se"``, ``"ppv"``, ``"f1"`` (num_classes, 2) low and high bounds, NaN for a
         class never defined; ``"accuracy"`` (2,).
     """
-    percentile_interval(np.zeros(1), level)  # checked before the draws
+    _check_level(level)  # before the draws
     cms = bootstrap_confusions(y_true, y_pred, groups, num_classes, draws, seed)
     stats = per_class(cms)
     return {**{stat: percentile_interval(stats[stat], level) for stat in ("se", "ppv", "f1")},

@@ -34,7 +34,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     test_records = list(opts["test_records"] or DS2)
     if set(train_records) & set(test_records):
         raise ValueError(f"train and test records overlap: {sorted(set(train_records) & set(test_records))}")
-    if opts["train_records"] or opts["test_records"]:  # the default DS1/DS2 split keeps 201 | 202 apart on purpose
+    if set(train_records) != set(DS1) or set(test_records) != set(DS2):  # DS1/DS2 part 201 and 202 on purpose
         for a, b in shared_patients(train_records, test_records):
             warnings.warn(f"config: [data] train_records holds {a} and test_records {b}, records of one patient: the "
                           "test is not inter-patient for them; put both on one side (the default DS1/DS2 split keeps "
