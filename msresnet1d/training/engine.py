@@ -98,6 +98,9 @@ def _differing(before: Any, now: Any) -> str:
 RUN_LOCK = ".lock"
 
 
+#: The files a run writes in its folder, each atomically (``checkpoints/`` holds ``last.pt`` and
+#: ``best.pt``): a resume removes the temporary files of these a killed run left, and only these.
+RUN_FILES = ("config.json", "log.csv", "metrics.json", "curves.png", "confusion_matrix.png", "ecg_strip.png")
 #: errno values of a file system that does not support flock (Lustre without -o flock, some FUSE mounts).
 _NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK}
 #: Seconds a starting run retries a lock held for a moment (by another command's :func:`check_run_dir`).
@@ -329,8 +332,10 @@ class Trainer:
         """Continue from ``checkpoints/last.pt`` (no-op with a warning if there is none)."""
         path = self.ckpt_dir / "last.pt"
         if self.dist.is_main:  # temporary files of a run killed while writing (atomic_path); rank 0 writes them all
-            for stale in [*self.run_dir.glob(".*.tmp"), *self.ckpt_dir.glob(".*.tmp")]:
-                stale.unlink(missing_ok=True)
+            for folder, name in [*((self.run_dir, n) for n in RUN_FILES), (self.ckpt_dir, "last.pt"),
+                                 (self.ckpt_dir, "best.pt")]:  # the run's own: not another command's
+                for stale in folder.glob(f".{name}.*"):
+                    stale.unlink(missing_ok=True)
         if not path.exists():
             log.warning("--resume: no checkpoint at %s, starting from scratch", path)
             return
