@@ -227,9 +227,8 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     read as digital values, compared with the header's checksums (which wfdb does not verify; a
     mismatch warns), then converted to physical units channel by channel (faster than wfdb's
     conversion of the (L, C) array), the samples of one frame of a multi-frequency signal
-    averaged. Multi-segment
-    records are read by wfdb in physical units, unchecked (their segments' headers hold the
-    checksums).
+    averaged. Multi-segment records are read by wfdb in physical units, unchecked (their
+    segments' headers hold the checksums).
 
     Args:
         path: record path without extension.

@@ -282,16 +282,11 @@ class Trainer:
             raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
         try:
             self._lock = lock_run_dir(self.run_dir)
-        except FileExistsError:  # another process trains in it
-            raise
-        except OSError as e:
-            raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
-        try:
             check_unused(self.run_dir, resume)  # a run that started and wrote last.pt during this one's data load
             probe = self.run_dir / ".write-test"
             probe.write_text("")
             probe.unlink()
-        except FileExistsError:
+        except FileExistsError:  # another process trains in it, or has used it
             self.release_run_dir()
             raise
         except OSError as e:
