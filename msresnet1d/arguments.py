@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import re
 import sys
 import warnings
@@ -175,6 +176,17 @@ def add_seeds(parser: Any, default: list[int] | None, help: str) -> None:
 
 
 THREADS_HELP = "torch threads (0 or unset: PyTorch's default; on a shared machine, 1)"
+
+
+def positive_seconds(value: str) -> float:
+    """A duration flag: a number of seconds > 0."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{value!r}: a number of seconds > 0")
+    return seconds
 
 
 def thread_count(value: str) -> int:

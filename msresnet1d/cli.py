@@ -1,4 +1,4 @@
-"""The ``msresnet1d`` command: train, evaluate, predict, info.
+"""The ``msresnet1d`` command: train, evaluate, predict, info, download.
 
 ``msresnet1d train`` with no arguments is the main job: MIT-BIH inter-patient beat
 classification (DS1 -> DS2) with the multi-scale beat model, on the full database when it is
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,11 +21,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import arguments
-from .arguments import THREADS_HELP, resolve_config, seed_value, thread_count
+from .arguments import THREADS_HELP, positive_seconds, resolve_config, seed_value, thread_count
 from .models.tta import TTA_MODES
 from .training.config import load_config, parse_overrides
 from .training.distributed import launched_rank
-from .training.engine import TrainingError
+from .training.engine import RUN_FILES, RUN_LOCK, TrainingError
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -152,7 +153,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _json_target(path: str, checkpoints: Sequence[str]) -> Path:
     """``evaluate --json``'s file, checked before the evaluation: writable, and none of the files
     it reads or that its runs need (each checkpoint, and in a run folder ``<run>/checkpoints/x.pt``
-    the run's config, log, metrics and checkpoints)."""
+    the run's own files, :data:`~msresnet1d.training.engine.RUN_FILES` and its lock, and
+    checkpoints)."""
     from .atomic import check_target
 
     target = check_target(path, "--json")
@@ -161,7 +163,7 @@ def _json_target(path: str, checkpoints: Sequence[str]) -> Path:
             kept = [checkpoint]
             if checkpoint.parent.name == "checkpoints":
                 run = checkpoint.parent.parent
-                kept += [run / "config.json", run / "log.csv", run / "metrics.json", *checkpoint.parent.glob("*.pt")]
+                kept += [run / name for name in (*RUN_FILES, RUN_LOCK)] + list(checkpoint.parent.glob("*.pt"))
             for file in kept:
                 if file.exists() and target.samefile(file):
                     raise ValueError(f"--json {path} would overwrite {file}, which this evaluation reads or its run "
@@ -205,6 +207,57 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         found = f"train {train}, test {test or 'not found'}"
     print(f"  {'fashion-mnist':<14}{found}")
+    return 0
+
+
+DOWNLOADABLE = ("mitdb", "fashion-mnist")
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    """Fetch MIT-BIH (wfdb's downloader, PhysioNet's SHA-256 checked) or Fashion-MNIST (its mirrors,
+    the official MD5s checked) into ``<root>/<name>``: ``--data-dir``, else where ``train`` looks
+    without flags. A copy already there is checked instead; then says whether ``train`` finds it."""
+    from .data import DataError, find_database
+    from .data.fashion_mnist import (REPO_DATA_DIR, DownloadError, download_fashion_mnist, load_fashion_mnist,
+                                     split_dir)
+    from .data.locate import DATA_ENV, data_home, download_database, expected_checksums, verify_checksums
+
+    root = args.data_dir or os.environ.get(DATA_ENV) or None
+    root = Path(root) if root else None
+    if args.name == "mitdb":
+        folder = (root or data_home()) / "mitdb"
+        expected = expected_checksums("mitdb")
+        if folder.is_dir() and any(folder.iterdir()):  # a copy, or part of one: checked, never added to
+            verify_checksums(folder, expected)
+            print(f"mitdb is already in {folder}: its {len(expected)} files match PhysioNet's SHA-256")
+        else:
+            download_database("mitdb", folder, timeout_s=args.timeout)
+            print(f"mitdb downloaded into {folder}: {len(expected)} files, each matching PhysioNet's SHA-256")
+        with warnings.catch_warnings():  # the embedded sample's warning: the line below says it
+            warnings.simplefilter("ignore")
+            try:
+                found = find_database("mitdb")
+            except DataError:
+                found = None
+    else:
+        if root is None and not REPO_DATA_DIR.parent.is_dir():
+            raise SystemExit(f"error: no repository datasets/ folder at {REPO_DATA_DIR.parent} (an installed "
+                             "package): give --data-dir, the folder to hold fashion-mnist/")
+        folder = root / "fashion-mnist" if root else REPO_DATA_DIR
+        try:
+            download_fashion_mnist(folder, timeout_s=args.timeout)
+        except DownloadError as e:
+            raise DownloadError(f"{e}\nSupply the files by hand: put the four .gz files of "
+                                f"https://github.com/zalandoresearch/fashion-mnist in {folder}") from e
+        for split in ("train", "test"):
+            load_fashion_mnist(folder, split)  # each file's MD5, also of files that were there
+        print(f"fashion-mnist is in {folder}: its 4 files match the official MD5s")
+        found = split_dir("train")
+    if found is not None and Path(found).resolve() == folder.resolve():
+        print("msresnet1d train finds it there without --data-dir")
+    else:
+        where = f"finds {found} first" if found is not None else "does not look there by itself"
+        print(f"msresnet1d train {where}: pass --data-dir {folder.parent} (or set MSRESNET1D_DATA={folder.parent})")
     return 0
 
 
@@ -260,6 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("info", help="models, parameters and the datasets found")
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser("download", help="fetch MIT-BIH from PhysioNet or Fashion-MNIST from its mirrors, verified "
+                                         "by checksum")
+    p.add_argument("name", choices=DOWNLOADABLE,
+                   help="the data set (CinC 2017 is a zip file to supply by hand: see the README's Data)")
+    p.add_argument("--data-dir", help="the folder to hold <name>/ (default: $MSRESNET1D_DATA if set, else for "
+                                      "mitdb the download folder, datasets/downloads/ or ~/.cache/msresnet1d/data/, "
+                                      "and for fashion-mnist datasets/)")
+    p.add_argument("--timeout", type=positive_seconds, default=60.0,
+                   help="seconds a stalled connection is waited for before the download fails (default 60)")
+    p.set_defaults(func=cmd_download)
     from .predict import add_parser as add_predict_parser
 
     add_predict_parser(sub)

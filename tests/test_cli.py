@@ -179,3 +179,106 @@ def test_run_as_the_program_each_warning_is_one_line_once(monkeypatch, capsys):
     assert capsys.readouterr().err == "warning: the embedded sample, not the database\n"
     with pytest.warns(UserWarning, match="embedded sample"):  # called with arguments, from Python: as Python warns
         cli.main(["info"])
+
+
+# --- msresnet1d download (wfdb's and urllib's fetches replaced: tests have no network) ----------
+
+
+def _sample_record_100(monkeypatch) -> dict[str, str]:
+    """Make record 100 of the embedded sample the whole checksum list of a MIT-BIH download."""
+    import hashlib
+
+    from msresnet1d.data import locate
+
+    expected = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SAMPLE.glob("100.*")}
+    monkeypatch.setattr(locate, "expected_checksums", lambda name: expected)
+    return expected
+
+
+def test_download_mitdb_fetches_checks_and_says_that_train_finds_it(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import wfdb
+
+    _sample_record_100(monkeypatch)
+    fetched = []
+
+    def fake_dl_files(db, dl_dir, files, **kwargs):
+        fetched.extend(files)
+        for file in files:
+            shutil.copy(SAMPLE / file, dl_dir)
+
+    monkeypatch.setattr(wfdb, "dl_files", fake_dl_files)
+    monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path))
+    assert main(["download", "mitdb"]) == 0
+    out = capsys.readouterr().out
+    assert f"mitdb downloaded into {tmp_path / 'mitdb'}: 3 files, each matching PhysioNet's SHA-256" in out
+    assert "msresnet1d train finds it there without --data-dir" in out
+    assert sorted(fetched) == ["100.atr", "100.dat", "100.hea"]
+    fetched.clear()
+    assert main(["download", "mitdb"]) == 0  # a copy already there is checked, not fetched again
+    assert f"mitdb is already in {tmp_path / 'mitdb'}: its 3 files match" in capsys.readouterr().out
+    assert fetched == []
+    data = bytearray((tmp_path / "mitdb" / "100.dat").read_bytes())
+    data[1000] ^= 0xFF
+    (tmp_path / "mitdb" / "100.dat").write_bytes(bytes(data))
+    assert main(["download", "mitdb"]) == 1
+    assert "error: " in (err := capsys.readouterr().err) and "differ from the published checksums (100.dat" in err
+    assert fetched == []
+
+
+def test_download_mitdb_offline_fails_naming_where_to_put_the_files(tmp_path, monkeypatch, capsys):
+    import wfdb
+
+    def offline(db, dl_dir, files, **kwargs):
+        raise ConnectionError("Failed to resolve 'physionet.org'")
+
+    monkeypatch.setattr(wfdb, "dl_files", offline)
+    monkeypatch.delenv("MSRESNET1D_DATA", raising=False)
+    assert main(["download", "mitdb", "--data-dir", str(tmp_path / "root")]) == 1
+    err = capsys.readouterr().err
+    assert "error: could not download database 'mitdb' from PhysioNet (ConnectionError: Failed to resolve" in err
+    assert f"put the database folder at {tmp_path / 'root' / 'mitdb'}" in err
+    assert list((tmp_path / "root").iterdir()) == []  # no partial folder
+    for bad in ("0", "-1", "nan", "soon"):
+        with pytest.raises(SystemExit):
+            main(["download", "mitdb", "--timeout", bad])
+        assert f"argument --timeout: {bad!r}: a number of seconds > 0" in capsys.readouterr().err
+
+
+def test_download_fashion_mnist_into_a_folder_and_offline(tmp_path, monkeypatch, capsys, fashion_mnist_dir):
+    import io
+    import socket
+    import urllib.error
+
+    import msresnet1d.data.fashion_mnist as fm
+
+    monkeypatch.delenv("MSRESNET1D_DATA", raising=False)
+    monkeypatch.setattr(fm, "REPO_DATA_DIR", tmp_path / "datasets" / "fashion-mnist")
+    monkeypatch.setattr(fm, "DEBIAN_DATA_DIR", tmp_path / "debian")
+
+    def unknown_host(url, timeout):
+        raise urllib.error.URLError(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+
+    monkeypatch.setattr(fm.urllib.request, "urlopen", unknown_host)
+    assert main(["download", "fashion-mnist", "--data-dir", str(tmp_path / "root")]) == 1
+    err = capsys.readouterr().err
+    assert "error: could not download train-images-idx3-ubyte.gz:" in err
+    assert f"Supply the files by hand: put the four .gz files of https://github.com/zalandoresearch/fashion-mnist in " \
+           f"{tmp_path / 'root' / 'fashion-mnist'}" in err
+    assert not (tmp_path / "root" / "fashion-mnist").exists() or not any((tmp_path / "root" / "fashion-mnist").iterdir())
+    served = []
+
+    def mirror(url, timeout):
+        served.append(url.rsplit("/", 1)[1])
+        return io.BytesIO((fashion_mnist_dir / served[-1]).read_bytes())
+
+    monkeypatch.setattr(fm.urllib.request, "urlopen", mirror)
+    assert main(["download", "fashion-mnist", "--data-dir", str(tmp_path / "root")]) == 0
+    out = capsys.readouterr().out
+    assert f"fashion-mnist is in {tmp_path / 'root' / 'fashion-mnist'}: its 4 files match the official MD5s" in out
+    assert f"pass --data-dir {tmp_path / 'root'} (or set MSRESNET1D_DATA={tmp_path / 'root'})" in out
+    assert len(served) == 4
+    (tmp_path / "datasets").mkdir()
+    assert main(["download", "fashion-mnist"]) == 0  # the default folder, datasets/fashion-mnist
+    assert "msresnet1d train finds it there without --data-dir" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """Finding databases: explicit path, MSRESNET1D_DATA, datasets/, the embedded sample fallback, and
-downloads (made to fail or to succeed without network by replacing wfdb.dl_database)."""
+downloads (made to fail or to succeed without network by replacing wfdb.dl_files)."""
 
 import contextlib
 import hashlib
@@ -66,7 +66,9 @@ def test_environment_variable_then_datasets_folder(isolated, tmp_path, monkeypat
 
 
 def test_falls_back_to_the_embedded_sample_with_a_warning(isolated):
-    with pytest.warns(UserWarning, match="using the embedded sample .*mitdb-sample"):
+    with pytest.warns(UserWarning, match=r"using the embedded sample .*mitdb-sample.* Or download it \(into "
+                                         rf"{re.escape(str(isolated / 'downloads' / 'mitdb'))}, where it is found\): "
+                                         r"msresnet1d download mitdb"):
         found = find_database("mitdb")
     assert found == isolated / "mitdb-sample"
     assert len(list_records(found)) == 44
@@ -79,7 +81,8 @@ def test_a_set_data_variable_never_falls_back_to_the_sample(isolated, tmp_path, 
         monkeypatch.setenv("MSRESNET1D_DATA", str(env))
         with pytest.raises(DataError, match=rf"MSRESNET1D_DATA is set to {re.escape(str(env))}, which holds no "
                                             rf"'mitdb/' of WFDB records.*{hint}.*the embedded sample is used only when "
-                                            rf"MSRESNET1D_DATA is unset"):
+                                            rf"MSRESNET1D_DATA is unset.*Or download it \(into "
+                                            rf"{re.escape(str(env / 'mitdb'))}, where it is found\)"):
             find_database("mitdb")
     monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "data"))
     assert find_database("mitdb") == tmp_path / "data" / "mitdb"
@@ -88,8 +91,9 @@ def test_a_set_data_variable_never_falls_back_to_the_sample(isolated, tmp_path, 
 def test_not_found_says_how_to_supply_the_data(isolated):
     with pytest.raises(
         DataError, match=r"database 'cinc2017' not found .*Supply the data yourself: put the database folder at"
-    ):
+    ) as error:
         find_database("cinc2017")
+    assert "msresnet1d download" not in str(error.value)  # CinC 2017 is a zip file to supply by hand
 
 
 def test_data_home_is_the_environment_variable_else_datasets_downloads(isolated, tmp_path, monkeypatch):
@@ -99,11 +103,11 @@ def test_data_home_is_the_environment_variable_else_datasets_downloads(isolated,
 
 
 def test_failed_download_leaves_nothing_and_explains(isolated, monkeypatch):
-    def offline(db_dir, dl_dir, **kwargs):
+    def offline(db, dl_dir, files, **kwargs):
         (Path(dl_dir) / "100.hea").write_text("partial")  # a download that breaks half-way
         raise ConnectionError("Failed to resolve 'physionet.org'")
 
-    monkeypatch.setattr(wfdb, "dl_database", offline)
+    monkeypatch.setattr(wfdb, "dl_files", offline)
     with pytest.raises(DataError) as error:
         find_database("mitdb", download=True)
     message = str(error.value)
@@ -118,15 +122,18 @@ def _sample_checksums() -> dict[str, str]:
 
 
 def test_completed_download_is_checked_and_moved_into_place(isolated, monkeypatch):
-    def fake_download(db_dir, dl_dir, **kwargs):
-        assert db_dir == "mitdb"
-        for path in SAMPLE.glob("100.*"):
-            shutil.copy(path, dl_dir)
+    asked = []
 
-    monkeypatch.setattr(wfdb, "dl_database", fake_download)
+    def fake_download(db, dl_dir, files, **kwargs):
+        asked.append((db, sorted(files)))
+        for file in files:
+            shutil.copy(SAMPLE / file, dl_dir)
+
+    monkeypatch.setattr(wfdb, "dl_files", fake_download)
     monkeypatch.setattr(locate, "expected_checksums", lambda name: _sample_checksums())
     target = find_database("mitdb", download=True)
     assert target == isolated / "downloads" / "mitdb"
+    assert asked == [("mitdb", ["100.atr", "100.dat", "100.hea"])]  # exactly the files of the checksum list
     assert sorted(p.name for p in target.iterdir()) == ["100.atr", "100.dat", "100.hea"]
     assert [p.name for p in target.parent.iterdir()] == ["mitdb"]
     assert find_database("mitdb") == target  # found without downloading again
@@ -136,7 +143,7 @@ def test_completed_download_is_checked_and_moved_into_place(isolated, monkeypatc
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])
 def test_a_download_that_fails_its_checksums_leaves_nothing(isolated, monkeypatch, damage):
-    def fake_download(db_dir, dl_dir, **kwargs):
+    def fake_download(db, dl_dir, files, **kwargs):
         for path in SAMPLE.glob("100.*"):
             shutil.copy(path, dl_dir)
         if damage == "corrupt":
@@ -146,7 +153,7 @@ def test_a_download_that_fails_its_checksums_leaves_nothing(isolated, monkeypatc
         else:
             (Path(dl_dir) / "100.atr").unlink()
 
-    monkeypatch.setattr(wfdb, "dl_database", fake_download)
+    monkeypatch.setattr(wfdb, "dl_files", fake_download)
     monkeypatch.setattr(locate, "expected_checksums", lambda name: _sample_checksums())
     expected = ("1 files differ from the published checksums (100.dat: SHA-256 " if damage == "corrupt"
                 else "1 of 3 files missing (100.atr)")

@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import http.client
 import io
+import re
 import shutil
 import socket
 import urllib.error
@@ -189,8 +190,11 @@ def test_not_found_lists_every_place_and_how_to_supply(isolated):
     for folder in (fm.REPO_DATA_DIR, fm.DEBIAN_DATA_DIR):
         assert f"{folder} " in message
     assert f"missing {TEST_IMAGES}, {TEST_LABELS}" in message
-    assert "MSRESNET1D_DATA" in message and "download=True (msresnet1d train --set data.download=true)" in message
+    assert "MSRESNET1D_DATA" in message and "download them: msresnet1d download fashion-mnist (download=True" in message
     assert "dataset-fashion-mnist" in message and "--data-dir" in message
+    with pytest.raises(DataError, match=rf"download them: msresnet1d download fashion-mnist --data-dir "
+                                        rf"{re.escape(str(isolated / 'elsewhere'))} \(download=True"):
+        load_fashion_mnist(isolated / "elsewhere", "test")  # the command puts them where this looks
     (isolated / "mine").mkdir()
     (isolated / "mine" / TEST_IMAGES.removesuffix(".gz")).write_bytes(b"")  # unpacked by the user
     with pytest.raises(DataError, match=rf"missing {TEST_IMAGES}, {TEST_LABELS} \(found "

@@ -875,7 +875,8 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     for target, message in ((out / "checkpoints" / "best.pt", f"would overwrite {out / 'checkpoints' / 'best.pt'}"),
                             (out / "config.json", f"would overwrite {out / 'config.json'}, which this evaluation reads "
                                                   "or its run needs"),
-                            (out / "checkpoints" / "last.pt", "would overwrite"), (tmp_path, "is a folder")):
+                            (out / "checkpoints" / "last.pt", "would overwrite"),
+                            (out / "curves.png", f"would overwrite {out / 'curves.png'}"), (tmp_path, "is a folder")):
         refused = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--json", str(target))
         assert refused.returncode == 1 and message in refused.stderr and "MIT-BIH" not in refused.stdout, refused.stderr
     assert (out / "checkpoints" / "best.pt").read_bytes() == best_bytes

@@ -18,7 +18,8 @@ Where the files are looked for, in order (a folder is used when it holds both fi
 2. otherwise ``$MSRESNET1D_DATA/fashion-mnist``;
 3. the repository's ``datasets/fashion-mnist`` (:data:`REPO_DATA_DIR`);
 4. Debian's ``dataset-fashion-mnist`` package, :data:`DEBIAN_DATA_DIR`;
-5. only with ``download=True`` (``--set data.download=true``): the official mirrors
+5. only with ``download=True`` (``--set data.download=true``; ``msresnet1d download
+   fashion-mnist`` fetches them before a run): the official mirrors
    (:data:`MIRRORS`), into ``root`` if given, else into :data:`REPO_DATA_DIR` (which needs a
    source checkout: its ``datasets/`` folder).
 
@@ -50,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from ..atomic import write_bytes
 from ..models.layers import is_whole
@@ -276,14 +278,15 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
         note = f" (found {', '.join(n.removesuffix('.gz') for n in unpacked)} unpacked: the .gz files are read, " \
                "as their MD5s are checked)" if unpacked else ""
         lines.append(f"  - {folder} ({label}): missing {', '.join(missing)}{note}")
-    if any(label.startswith(_GIVEN) for label, _ in dirs):
+    given = [folder for label, folder in dirs if label == _GIVEN]
+    download = "msresnet1d download fashion-mnist" + "".join(f" --data-dir {folder}" for folder in given)
+    if given:
         supply = "Put the files in that folder (or its fashion-mnist/)"
     else:
         supply = (f"Supply the files by passing root=<folder holding them> (--data-dir on the command line), setting "
                   f"{ENV_VAR}=<folder holding fashion-mnist/>, copying them to {REPO_DATA_DIR}, installing Debian's "
                   "dataset-fashion-mnist package")
-    lines.append(supply + ("." if downloaded else
-                           ", or download them: download=True (msresnet1d train --set data.download=true)."))
+    lines.append(supply + ("." if downloaded else f", or download them: {download} (download=True in Python)."))
     return "\n".join(lines)
 
 
@@ -334,7 +337,8 @@ def download_fashion_mnist(
     timeout_s: float = 60.0,
     backoff_s: float = 2.0,
 ) -> Path:
-    """Download the files of ``splits`` that ``dest`` lacks, verifying each before it appears.
+    """Download the files of ``splits`` that ``dest`` lacks, verifying each before it appears
+    (with a progress bar over the files).
 
     ``mirrors`` are folder URLs, with or without a trailing ``/`` (``<mirror>/<file name>`` is
     fetched). Each file is fetched whole with ``urllib``, checked (gzip, IDX header, MD5), then
@@ -353,10 +357,9 @@ def download_fashion_mnist(
     if retries < 1:
         raise ValueError(f"retries must be >= 1, got {retries}")
     folder = Path(dest)
-    for split in splits:
-        for spec in _split_files(split):
-            if not (folder / spec.filename).is_file():
-                _fetch(spec, folder, mirrors, retries, timeout_s, backoff_s)
+    missing = [spec for split in splits for spec in _split_files(split) if not (folder / spec.filename).is_file()]
+    for spec in tqdm(missing, desc="downloading Fashion-MNIST", unit="file", disable=None, leave=False):
+        _fetch(spec, folder, mirrors, retries, timeout_s, backoff_s)
     return folder
 
 

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import wfdb
+from tqdm.auto import tqdm
 
 from .errors import DataError
 
@@ -59,6 +60,11 @@ def _how_to_supply(name: str, target: Path) -> str:
         f"Supply the data yourself: put the database folder at {target} (or set {DATA_ENV} to a folder "
         f"holding '{name}/'), or pass its path explicitly. Source: {SOURCES.get(name, 'https://physionet.org')}"
     )
+
+
+def _how_to_download(name: str) -> str:
+    return (f" Or download it (into {data_home() / name}, where it is found): msresnet1d download {name}, or "
+            f"msresnet1d.data.download_database({name!r}) in Python." if name in PHYSIONET_PROJECTS else "")
 
 
 def repo_datasets_dir() -> Path | None:
@@ -135,7 +141,7 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
         raise DataError(
             f"database '{name}' not found (looked in {', '.join(map(str, candidates))}). {DATA_ENV} is set to "
             f"{env}, which holds no '{name}/' of WFDB records{hint}; the embedded sample is used only when "
-            f"{DATA_ENV} is unset. " + _how_to_supply(name, data_home() / name)
+            f"{DATA_ENV} is unset. " + _how_to_supply(name, data_home() / name) + _how_to_download(name)
         )
     sample = embedded_sample(name)
     if sample is not None:
@@ -143,14 +149,13 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
             warnings.warn(
                 f"database '{name}' not found (looked in {', '.join(map(str, candidates))}); "
                 f"using the embedded sample {sample} (first minutes of each record only). "
-                f"For the full database set {DATA_ENV} to a folder holding '{name}/', or download it with "
-                f"msresnet1d.data.download_database({name!r}).",
+                f"For the full database set {DATA_ENV} to a folder holding '{name}/'." + _how_to_download(name),
                 stacklevel=2,
             )
             return sample
     raise DataError(
         f"database '{name}' not found (looked in {', '.join(map(str, candidates))}). "
-        + _how_to_supply(name, data_home() / name)
+        + _how_to_supply(name, data_home() / name) + _how_to_download(name)
     )
 
 
@@ -234,11 +239,13 @@ def _wfdb_timeout(timeout_s: float) -> Iterator[None]:
 
 def download_database(name: str, target: str | os.PathLike[str] | None = None, *,
                       timeout_s: float = 60.0) -> Path:
-    """Download PhysioNet database ``name`` with ``wfdb.dl_database`` into ``target``
-    (default ``data_home() / name``) and return ``target``.
+    """Download PhysioNet database ``name`` with wfdb's downloader (``wfdb.dl_files``, record by
+    record, with a progress bar) into ``target`` (default ``data_home() / name``) and return
+    ``target``.
 
-    Files go to a temporary folder next to ``target`` and are checked against the published
-    SHA-256 of every file (:func:`expected_checksums`) before that folder is renamed into place;
+    The files fetched are those of :func:`expected_checksums`. They go to a temporary folder next
+    to ``target`` and are checked against their published SHA-256 before that folder is renamed
+    into place;
     a failed or corrupt download leaves nothing behind and raises :class:`DataError` saying how
     to supply the data by hand. A connection that stalls for ``timeout_s`` seconds (connecting,
     or between two pieces of data: a slow but moving download is not cut) fails the download.
@@ -259,12 +266,17 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=target.parent))
     log.info("downloading '%s' from PhysioNet into %s", name, partial)
+    expected = expected_checksums(name)
+    records: dict[str, list[str]] = {}
+    for file in expected:
+        records.setdefault(file.split(".")[0], []).append(file)
     try:
         chatter = io.StringIO()
-        with contextlib.redirect_stdout(chatter), _wfdb_timeout(timeout_s):  # wfdb prints a line a file
-            wfdb.dl_database(PHYSIONET_PROJECTS[name], str(partial))
-        log.debug("wfdb.dl_database output:\n%s", chatter.getvalue())
-        verify_checksums(partial, expected_checksums(name))
+        with contextlib.redirect_stdout(chatter), _wfdb_timeout(timeout_s):  # wfdb prints a line a call
+            for files in tqdm(records.values(), desc=f"downloading {name}", unit="record", disable=None, leave=False):
+                wfdb.dl_files(PHYSIONET_PROJECTS[name], str(partial), files)
+        log.debug("wfdb.dl_files output:\n%s", chatter.getvalue())
+        verify_checksums(partial, expected)
     except Exception as exc:  # network, HTTP and file errors all end the same way
         shutil.rmtree(partial, ignore_errors=True)
         raise DataError(
