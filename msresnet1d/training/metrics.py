@@ -10,7 +10,8 @@ Per class c of a confusion matrix ``cm`` (rows = true class, columns = predicted
 AAMI EC57 beat reports give these for N, S, V and F. Q (unclassifiable and paced-fusion beats,
 15 beats in DS1 + DS2) is kept as a fifth class for training and counted in accuracy, but its row
 is left out of the macro averages, as de Chazal et al. (2004) and most papers since do. A class
-with no true and no predicted example gets NaN (undefined), not 0 or 1.
+with no true and no predicted example gets NaN (undefined), not 0 or 1 (:func:`cinc_score`
+alone counts it as 0).
 
 The CinC 2017 challenge score is the mean F1 of N (normal), A (AF) and O (other rhythm); noise
 is classified but not averaged.
@@ -114,7 +115,11 @@ EC57_EXCUSED: dict[str, tuple[str, ...]] = {"S": ("Q",), "V": ("F", "Q")}
 def ec57(cm: np.ndarray, class_names: Sequence[str]) -> dict[str, dict[str, float]]:
     """S's and V's Se, +P and F1 with :data:`EC57_EXCUSED` beats not counted against +P
     (Se is unchanged; EC57 defines no F1, it is derived from its Se and +P). :func:`per_class`
-    is one-vs-rest: it counts every beat called S or V that is not, F and Q included."""
+    is one-vs-rest: it counts every beat called S or V that is not, F and Q included.
+
+    Only the counting rules are ``bxb``'s: the classes are ``cm``'s (de Chazal's mapping, where
+    ``bxb`` counts escape beats e and j as S), and so are the beats (``bxb`` skips each record's
+    first 5 minutes by default)."""
     names = list(class_names)
     out = {}
     for ectopic, excused in EC57_EXCUSED.items():
@@ -143,7 +148,11 @@ def json_safe(value):
 
 
 def cinc_score(cm: np.ndarray, class_names: Sequence[str]) -> float:
-    """PhysioNet/CinC 2017 score: mean over N, A, O of F1 = 2 correct / (true + predicted)."""
+    """PhysioNet/CinC 2017 score: mean over N, A, O of F1 = 2 correct / (true + predicted).
+
+    A class with no true and no predicted record (possible only in a small subset) counts as 0,
+    where the challenge's formula is 0/0 and :func:`per_class` gives NaN: the score stays a
+    number that validation can compare."""
     f1 = per_class(cm)["f1"]
     return float(np.mean([np.nan_to_num(f1[list(class_names).index(c)]) for c in CINC_SCORED]))
 
