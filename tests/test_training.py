@@ -1143,6 +1143,69 @@ def test_a_run_killed_between_its_two_checkpoints_tests_the_selected_weights(tmp
         train(cfg, tmp_path / "run", resume=True, quiet=True)
 
 
+def _log_rows(run_dir: Path) -> list[dict[str, str]]:
+    """log.csv's rows without its timings, which differ from run to run."""
+    with open(run_dir / "log.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k not in ("train_seconds", "train_samples_per_s")}
+                for row in csv.DictReader(f)]
+
+
+def test_a_run_killed_after_its_last_checkpoint_or_while_plotting_ends_whole(tmp_path, monkeypatch):
+    # killed after the final epoch's last.pt, before log.csv took that epoch: no epoch is left to add the row, so
+    # the resume writes log.csv from the checkpoint's history; killed while plotting: metrics.json is written
+    # last, so the run is not taken as finished, and train_or_reuse completes it, plots included
+    import msresnet1d.training.engine as engine
+    import msresnet1d.training.plots as plots
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 2))
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    train(cfg, straight, quiet=True)
+    write_log = engine.Trainer._write_log
+
+    def killed_before_the_last_row(self):
+        if len(self.history.rows) == cfg.epochs:
+            raise KeyboardInterrupt
+        write_log(self)
+
+    monkeypatch.setattr(engine.Trainer, "_write_log", killed_before_the_last_row)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, quiet=True)
+    monkeypatch.setattr(engine.Trainer, "_write_log", write_log)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1 and len(_log_rows(run)) == 1
+
+    def killed_while_plotting(rows, path):
+        (path.parent / f".{path.name}.x.png").write_bytes(b"half a plot")  # as atomic_path leaves one
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "plot_curves", killed_while_plotting)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, resume=True, quiet=True)
+    assert not (run / "metrics.json").exists() and _log_rows(run) == _log_rows(straight)
+    monkeypatch.undo()
+    result = train_or_reuse(cfg, run)
+    assert result == json.loads((run / "metrics.json").read_text())
+    assert result["test"] == json.loads((straight / "metrics.json").read_text())["test"]
+    assert (run / "curves.png").is_file() and not list(run.glob(".curves.png.*"))
+    assert _log_rows(run) == _log_rows(straight)
+
+
+def test_a_run_started_again_removes_the_temporary_files_a_killed_one_left(tmp_path):
+    # killed before its first checkpoint, a run may be started afresh in its folder (no --resume needed): its own
+    # half-written files go, another command's do not
+    from msresnet1d.training.run import train
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    left = [run / "checkpoints" / ".last.pt.abc.tmp", run / ".config.json.abc.tmp", run / ".log.csv.abc.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
+    other = run / ".eval.json.abc.tmp"  # an evaluate --json writing into the folder
+    other.write_bytes(b"half")
+    train(load_config(_config(tmp_path, 1)), run, quiet=True)
+    assert not any(path.exists() for path in left) and other.exists()
+
+
 def _interrupted_after_one_epoch(cfg: TrainConfig, run_dir: Path, monkeypatch) -> None:
     """Train ``cfg`` in ``run_dir`` until a KeyboardInterrupt as the second epoch's checkpoint is
     saved: ``last.pt`` holds the first epoch, as after a kill."""

@@ -229,7 +229,7 @@ class History:
 class Trainer:
     """Train ``model`` on ``task`` with ``cfg``, writing the run folder ``run_dir`` (rank 0 only).
 
-    Run folder: ``config.json``, ``log.csv`` (one row an epoch), ``metrics.json``,
+    Run folder: ``config.json``, ``log.csv`` (one row an epoch), ``metrics.json`` (written last),
     ``checkpoints/last.pt`` (every epoch; with ``cfg.ema_decay`` also the weights' moving
     average) and ``checkpoints/best.pt`` (the weights validation chose: the moving average
     when there is one; with ``cfg.select_epoch = "last"``, the last epoch's: validation is then
@@ -286,12 +286,22 @@ class Trainer:
             probe = self.run_dir / ".write-test"
             probe.write_text("")
             probe.unlink()
+            self._remove_temporaries()
         except FileExistsError:  # another process trains in it, or has used it
             self.release_run_dir()
             raise
         except OSError as e:
             self.release_run_dir()
             raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
+
+    def _remove_temporaries(self) -> None:
+        """Remove the temporary files (:func:`~msresnet1d.atomic.atomic_path`'s) of the run's own
+        files that a killed run left, and only those: another command's writing in the folder is left
+        alone. Under the lock, so no run is writing them."""
+        for folder, name in [*((self.run_dir, n) for n in RUN_FILES), (self.ckpt_dir, "last.pt"),
+                             (self.ckpt_dir, "best.pt")]:
+            for stale in folder.glob(f".{name}.*"):
+                stale.unlink(missing_ok=True)
 
     def release_run_dir(self) -> None:
         """Release the run folder's lock taken by :meth:`prepare_run_dir` (if it was taken)."""
@@ -324,13 +334,10 @@ class Trainer:
         }
 
     def resume(self) -> None:
-        """Continue from ``checkpoints/last.pt`` (no-op with a warning if there is none)."""
+        """Continue from ``checkpoints/last.pt`` (no-op with a warning if there is none); ``log.csv``
+        is written again from the checkpoint's history, which a run killed just after saving
+        ``last.pt`` had not yet added its epoch's row to."""
         path = self.ckpt_dir / "last.pt"
-        if self.dist.is_main:  # temporary files of a run killed while writing (atomic_path); rank 0 writes them all
-            for folder, name in [*((self.run_dir, n) for n in RUN_FILES), (self.ckpt_dir, "last.pt"),
-                                 (self.ckpt_dir, "best.pt")]:  # the run's own: not another command's
-                for stale in folder.glob(f".{name}.*"):
-                    stale.unlink(missing_ok=True)
         if not path.exists():
             log.warning("--resume: no checkpoint at %s, starting from scratch", path)
             return
@@ -356,6 +363,8 @@ class Trainer:
         self.start_epoch = ckpt["epoch"] + 1
         if self.history.best_epoch == ckpt["epoch"] and self._best_epoch_saved() != ckpt["epoch"]:
             self._save_best(ckpt["epoch"])  # killed between last.pt and best.pt: the weights just loaded are it
+        if self.dist.is_main:
+            self._write_log()  # killed before log.csv took the epoch: a run that has no epoch left would never add it
         if not self.quiet:
             tqdm.write(f"resumed {path}: {ckpt['epoch'] + 1} of {self.cfg.epochs} epochs done")
 
@@ -485,7 +494,7 @@ class Trainer:
         self.evaluated.load_state_dict(best["model"])
 
     def test(self) -> dict:
-        """Evaluate the selected model on the test split, once, and write ``metrics.json``."""
+        """Evaluate the selected model on the test split, once; :meth:`write_metrics` records it."""
         self.load_best()
         report = self.evaluate("test")
         result = {"test": report, "best_epoch": self.history.best_epoch + 1, "select_epoch": self.cfg.select_epoch}
@@ -496,9 +505,12 @@ class Trainer:
             result |= {"monitor": f"{chose} (no validation split)", "best_val_score": None,
                        "best_train_loss": -self.history.best_score}
         result |= {"epochs_run": len(self.history.rows), "splits": self.task.splits}
+        return result
+
+    def write_metrics(self, result: dict) -> None:
+        """``metrics.json`` (rank 0), the last file a run writes: a run folder that holds it is finished."""
         if self.dist.is_main:
             write_text(self.run_dir / "metrics.json", json.dumps(json_safe(result), indent=2) + "\n")
-        return result
 
     def summary_table(self, result: dict) -> str:
         how = (f"last epoch, {result['best_epoch']}" if self.cfg.select_epoch == "last"
