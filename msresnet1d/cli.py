@@ -195,13 +195,15 @@ def cmd_info(args: argparse.Namespace) -> int:
                 where = str(find_database(name))
             except DataError as e:
                 where = f"not found ({str(e).splitlines()[0]})"
-        note = " (embedded sample)" if is_embedded_sample(where, name) else ""
-        print(f"  {name:<14}{where}{note}")
+        sample = is_embedded_sample(where, name)
+        notes = ["embedded sample"] * sample + ["msresnet1d download mitdb fetches the full database"] * (
+            name == "mitdb" and (sample or where.startswith("not found")))
+        print(f"  {name:<14}{where}" + (f" ({'; '.join(notes)})" if notes else ""))
     from .data.fashion_mnist import split_dir
 
     train, test = split_dir("train"), split_dir("test")
     if train is None:
-        found = "not found"
+        found = "not found (msresnet1d download fashion-mnist fetches it)"
     elif train == test:
         found = str(train)
     else:

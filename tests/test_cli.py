@@ -282,3 +282,21 @@ def test_download_fashion_mnist_into_a_folder_and_offline(tmp_path, monkeypatch,
     (tmp_path / "datasets").mkdir()
     assert main(["download", "fashion-mnist"]) == 0  # the default folder, datasets/fashion-mnist
     assert "msresnet1d train finds it there without --data-dir" in capsys.readouterr().out
+
+
+def test_info_says_how_to_fetch_the_data_it_does_not_find(tmp_path, monkeypatch, capsys):
+    import msresnet1d.data.fashion_mnist as fm
+    from msresnet1d.data import locate
+
+    datasets = tmp_path / "datasets"  # a checkout holding only the embedded sample
+    datasets.mkdir()
+    (datasets / "mitdb-sample").symlink_to(SAMPLE)
+    monkeypatch.delenv("MSRESNET1D_DATA", raising=False)
+    monkeypatch.setattr(locate, "repo_datasets_dir", lambda: datasets)
+    monkeypatch.setattr(fm, "REPO_DATA_DIR", datasets / "fashion-mnist")
+    monkeypatch.setattr(fm, "DEBIAN_DATA_DIR", tmp_path / "debian")
+    assert main(["info"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert lines["mitdb"].endswith("mitdb-sample (embedded sample; msresnet1d download mitdb fetches the full database)")
+    assert lines["fashion-mnist"].endswith("not found (msresnet1d download fashion-mnist fetches it)")
+    assert "msresnet1d download" not in lines["cinc2017"]
