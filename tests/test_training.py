@@ -1696,12 +1696,17 @@ def test_select_epoch_last_keeps_and_tests_the_final_weights(tmp_path):
 
 
 def test_info_prints_the_models_table_and_the_datasets(capsys):
+    from msresnet1d.models import list_models
+
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "min. input" in out and "datasets:" in out and "mitdb" in out
-    row = next(line.split() for line in out.splitlines() if line.startswith("msresnet1d_beat "))
-    assert row == ["msresnet1d_beat", "1", "231,221", "39.3", "9"]  # the README's Models table
-    assert next(line.split() for line in out.splitlines() if line.startswith("resnet18 "))[3] == "3,470.8"
+    printed = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    readme = (REPO / "README.md").read_text()
+    table = re.findall(r"^\| `(\w+)` \| ([12])D \| ([\d,]+) \| ([\d,.]+)(?: at 224x224)? \| (\d+) \|$", readme, re.M)
+    assert len(table) == 10 and {row[0] for row in table} == {name for name in printed if name in list_models()}
+    for name, *cells in table:  # the README's Models table is info's output
+        assert printed[name][1:] == cells, name
 
 
 def test_a_config_compares_equal_to_itself_read_back_from_json():
