@@ -230,7 +230,10 @@ def cmd_download(args: argparse.Namespace) -> int:
         folder = (root or data_home()) / "mitdb"
         expected = expected_checksums("mitdb")
         if folder.is_dir() and any(folder.iterdir()):  # a copy, or part of one: checked, never added to
-            verify_checksums(folder, expected)
+            try:
+                verify_checksums(folder, expected)
+            except DataError as e:
+                raise DataError(f"{e}; to download it again, move {folder} away first") from None
             print(f"mitdb is already in {folder}: its {len(expected)} files match PhysioNet's SHA-256")
         else:
             download_database("mitdb", folder, timeout_s=args.timeout)

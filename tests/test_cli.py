@@ -224,6 +224,7 @@ def test_download_mitdb_fetches_checks_and_says_that_train_finds_it(tmp_path, mo
     (tmp_path / "mitdb" / "100.dat").write_bytes(bytes(data))
     assert main(["download", "mitdb"]) == 1
     assert "error: " in (err := capsys.readouterr().err) and "differ from the published checksums (100.dat" in err
+    assert err.rstrip().endswith(f"; to download it again, move {tmp_path / 'mitdb'} away first")
     assert fetched == []
 
 
