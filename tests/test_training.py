@@ -1108,6 +1108,22 @@ def test_predict_extension_is_ascii_letters_as_wfdb_requires():
             annotation_extension(bad)
 
 
+def test_a_bf16_run_reports_the_figures_evaluate_gives(tmp_path):
+    # bf16 autocasts the training steps only: validation and the test run in float32, as evaluate and predict
+    # run the checkpoint, so that metrics.json is what evaluate reproduces (under autocast, probabilities moved
+    # by up to 0.004 and labels flipped)
+    from msresnet1d.training.ensemble import ensemble_predict
+    from msresnet1d.training.metrics import json_safe
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 1), {"bf16": True, "data.val_records": 0})
+    result = train(cfg, tmp_path / "run", quiet=True)
+    task, y_true, probabilities = ensemble_predict([tmp_path / "run" / "checkpoints" / "best.pt"])
+    again = classification_report(y_true, probabilities, task.class_names, task.scored)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"] == json.loads(json.dumps(json_safe(again)))
+    assert result["test"]["macro_auc"] == again["macro_auc"]
+
+
 def test_a_run_killed_between_its_two_checkpoints_tests_the_selected_weights(tmp_path, monkeypatch):
     # last.pt is written before best.pt: killed in between, the resume writes best.pt from last.pt
     import msresnet1d.training.engine as engine

@@ -434,10 +434,11 @@ class Trainer:
     def evaluate(self, split: str) -> dict:
         """Metrics of :attr:`evaluated` on ``"val"`` or ``"test"`` (see :meth:`Task.predict`), run
         by a copy with its BatchNorms folded into the convolutions (:func:`fuse_batchnorm`), with
-        the config's test-time augmentation (:func:`~msresnet1d.models.tta.with_tta`)."""
+        the config's test-time augmentation (:func:`~msresnet1d.models.tta.with_tta`); in float32
+        also under ``cfg.bf16`` (which autocasts the training steps), as ``evaluate`` and
+        ``predict`` run a checkpoint, so that they reproduce the run's figures."""
         model = with_tta(fuse_batchnorm(self.evaluated), self.cfg.tta)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            y_true, probabilities = self.task.predict(model, split, self.device)
+        y_true, probabilities = self.task.predict(model, split, self.device)
         return classification_report(y_true, probabilities, self.task.class_names, self.task.scored)
 
     def fit(self) -> History:
