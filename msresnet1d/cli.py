@@ -92,12 +92,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         train(cfg, run_dir, resume=args.resume, quiet=args.quiet)
     except KeyboardInterrupt as stop:
         last = run_dir / "checkpoints" / "last.pt"
-        if last.is_file():
-            print(f"interrupted: the last completed epoch is in {last} "
-                  f"(continue with msresnet1d train --out {run_dir} --resume)", file=sys.stderr)
-        else:
-            print(f"interrupted before the first epoch finished: no checkpoint was saved in {run_dir}",
-                  file=sys.stderr)
+        if launched_rank() == 0:  # under torchrun, rank 0 alone: the others may be stopped because one rank failed
+            print(f"interrupted: the last completed epoch is in {last} (continue with msresnet1d train --out "
+                  f"{run_dir} --resume)" if last.is_file() else
+                  f"interrupted before the first epoch finished: no checkpoint was saved in {run_dir}", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)  # as the shell reports it
     finally:
         if main_thread:  # None: a handler set outside Python, which signal cannot restore

@@ -143,6 +143,10 @@ def test_an_interruption_before_the_first_epoch_says_nothing_was_saved(tmp_path,
     err = capsys.readouterr().err
     assert f"interrupted before the first epoch finished: no checkpoint was saved in {tmp_path / 'run'}" in err
     assert "last.pt" not in err
+    # under torchrun rank 0 alone says it: another rank may have been stopped because one failed
+    monkeypatch.setattr("msresnet1d.cli.launched_rank", lambda: 1)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 130
+    assert "interrupted" not in capsys.readouterr().err
 
 
 def test_train_from_another_thread_runs_without_a_signal_handler_and_restores_the_main_ones(tmp_path, config,

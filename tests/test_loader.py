@@ -98,3 +98,24 @@ def test_set_epoch_rejects_negative():
     loader = TensorBatchLoader(torch.zeros(3), torch.zeros(3), 1)
     with pytest.raises(ValueError, match="epoch must be >= 0, got -1"):
         loader.set_epoch(-1)
+
+
+def test_ranks_share_the_order_but_draw_their_own_augmentation():
+    # every rank cuts the same epoch order into its shard; the transform's draws are each rank's own (the same draws
+    # on every rank would augment the global batch with one set of random numbers per position); rank 0, and so a
+    # single process, draws as it always did: with the order's generator
+    def jitter(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return x + torch.rand(x.shape, generator=generator)
+
+    x = torch.zeros(8, 1)
+    noise = [torch.cat([xb for xb, _ in TensorBatchLoader(x, torch.arange(8), 4, shuffle=True, transform=jitter,
+                                                          seed=5, rank=r, world_size=2)]) for r in (0, 1)]
+    assert not torch.equal(noise[0], noise[1])
+    order = torch.randperm(8, generator=(single := epoch_generator(5, 0)))
+    assert torch.equal(noise[0], torch.rand(4, 1, generator=single))  # rank 0: after the order, on its generator
+    shards = [torch.cat([yb for _, yb in TensorBatchLoader(x, torch.arange(8), 4, shuffle=True, seed=5, rank=r,
+                                                           world_size=2)]) for r in (0, 1)]
+    assert shards[0].tolist() == order[0::2].tolist() and shards[1].tolist() == order[1::2].tolist()
+    assert torch.equal(torch.rand(3, generator=epoch_generator(5, 0, 0)), torch.rand(3, generator=epoch_generator(5, 0)))
+    assert not torch.equal(torch.rand(3, generator=epoch_generator(5, 0, 1)),
+                           torch.rand(3, generator=epoch_generator(5, 0)))

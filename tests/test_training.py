@@ -1430,17 +1430,43 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert unwritable.returncode == 1 and f"cannot be created: {blocked} is a file" in unwritable.stderr
 
 
+_RANK_ROWS = """
+import json, os, sys
+
+import msresnet1d.training.engine as engine
+from msresnet1d.cli import main
+
+fit = engine.Trainer.fit
+
+
+def recorded(self):  # each rank's own log rows, which rank 0 alone writes to log.csv
+    history = fit(self)
+    with open(os.path.join(os.environ["ROWS_DIR"], f"rank{self.dist.rank}.json"), "w") as f:
+        json.dump([{k: v for k, v in row.items() if k.startswith("val_")} for row in history.rows], f)
+    return history
+
+
+engine.Trainer.fit = recorded
+sys.exit(main())
+"""
+
+
 def test_torchrun_two_processes_save_once(tmp_path):
     out = tmp_path / "ddp"
     config = _config(tmp_path, 2)
     config.write_text(re.sub(r"(?m)^data_dir = .*\n", "", config.read_text()))  # the embedded sample, with a warning
+    (tmp_path / "rank_rows.py").write_text(_RANK_ROWS)
     env = {**{k: v for k, v in os.environ.items() if k != "MSRESNET1D_DATA"},  # set, it would rule the sample out
-           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "MSRESNET1D_CACHE": str(tmp_path / "cache")}
+           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "MSRESNET1D_CACHE": str(tmp_path / "cache"),
+           "ROWS_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "msresnet1d.cli",
-         "train", "--config", str(config), "--out", str(out)],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(tmp_path / "rank_rows.py"), "train", "--config", str(config), "--out", str(out), "--set", "ema_decay=0.9"],
         capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    # every rank validates rank 0's model (BatchNorm statistics and weight average included): one score, one choice
+    rows = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(rows[0]) == 2 and rows[0] == rows[1]
     # only rank 0 reports, and warns (both ranks read the same data)
     assert result.stdout.count("run folder:") == 1 and result.stdout.count("wall time:") == 1
     assert result.stderr.count("warning: database 'mitdb' not found") == 1, result.stderr

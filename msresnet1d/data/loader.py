@@ -32,15 +32,16 @@ class BatchTransform(Protocol):
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor | tuple[Tensor, Tensor]: ...
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A CPU generator whose state is a function of ``(seed, epoch)`` only.
+def epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    """A CPU generator whose state is a function of ``(seed, epoch)`` only, and of ``rank``
+    (a distributed process's own draws) when it is not 0.
 
-    The two integers are mixed with :class:`numpy.random.SeedSequence`, so neighbouring seeds or
-    epochs give unrelated streams.
+    The integers are mixed with :class:`numpy.random.SeedSequence`, so neighbouring seeds, epochs
+    or ranks give unrelated streams.
     """
-    if seed < 0 or epoch < 0:
-        raise ValueError(f"seed and epoch must be >= 0, got seed={seed}, epoch={epoch}")
-    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    if seed < 0 or epoch < 0 or rank < 0:
+        raise ValueError(f"seed, epoch and rank must be >= 0, got seed={seed}, epoch={epoch}, rank={rank}")
+    state = np.random.SeedSequence([seed, epoch, *[rank] * (rank > 0)]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
 
 
@@ -68,7 +69,8 @@ class TensorBatchLoader:
         rank, world_size: this process's shard under distributed training: every rank draws
             the same epoch order and takes every ``world_size``-th sample from position
             ``rank`` on, the order cut to a multiple of ``world_size`` so that all ranks run the
-            same number of batches (what ``DistributedSampler`` does).
+            same number of batches (what ``DistributedSampler`` does); the transform's random
+            draws are each rank's own.
 
     Yields:
         ``(xb, yb)``, or ``(xb, eb, yb)`` with ``extra``: ``transform(x[idx], generator)`` (or
@@ -124,11 +126,12 @@ class TensorBatchLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        generator = epoch_generator(self.seed, self.epoch)
+        generator = epoch_generator(self.seed, self.epoch)  # the order: every rank's
+        draws = epoch_generator(self.seed, self.epoch, self.rank) if self.rank else generator  # each rank's own
         self.epoch += 1
-        return self._batches(generator)
+        return self._batches(generator, draws)
 
-    def _batches(self, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
+    def _batches(self, generator: torch.Generator, draws: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
         n = self.x.shape[0]
         if self.sample_weights is not None:
             order = torch.multinomial(self.sample_weights.double(), n, replacement=True, generator=generator)
@@ -141,7 +144,7 @@ class TensorBatchLoader:
             xb = self.x.index_select(0, idx)  # several times faster than self.x[idx] on CPU
             eb = None if self.extra is None else self.extra.index_select(0, idx)
             if self.transform is not None:
-                xb = self.transform(xb, generator)
+                xb = self.transform(xb, draws)
                 if isinstance(xb, tuple):  # extra features that depend on the transform (crops)
                     if eb is not None:
                         raise ValueError("the transform returned (inputs, extra) but the loader was also given "

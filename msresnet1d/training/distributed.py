@@ -62,6 +62,15 @@ class DistContext:
         torch_dist.all_reduce(totals)
         return float(totals[0] / totals[1])
 
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Give every rank rank 0's buffers of ``module`` (BatchNorm running statistics), in place.
+        DDP copies them from rank 0 only as each training forward starts, so after an epoch's last
+        step every rank holds its own: validated as they are, the ranks would score one model
+        differently and could choose different epochs."""
+        if self.distributed:
+            for buffer in module.buffers():
+                torch_dist.broadcast(buffer, src=0)
+
     def barrier(self) -> None:
         if self.distributed:
             torch_dist.barrier()

@@ -402,7 +402,7 @@ class Trainer:
     # ------------------------------------------------------------------ epochs
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training batches; returns mean loss, throughput and last LR."""
-        torch.manual_seed(int(epoch_generator(self.cfg.seed, epoch).initial_seed()))
+        torch.manual_seed(int(epoch_generator(self.cfg.seed, epoch, self.dist.rank).initial_seed()))  # dropout
         self.task.train.set_epoch(epoch)
         start = time.perf_counter()
         bar = tqdm(self.task.train, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False,
@@ -427,6 +427,8 @@ class Trainer:
         # over every rank's shard: without validation the loss selects the epoch, and all ranks must agree
         mean_loss = self.dist.weighted_mean(mean_loss, seen)
         accuracy = self.dist.weighted_mean(accuracy, seen)
+        for module in (self.model, *([self.ema.module] if self.ema is not None else [])):
+            self.dist.broadcast_buffers(module)  # rank 0's statistics on every rank: one validation score, one choice
         return {"train_loss": mean_loss, "train_accuracy": accuracy,
                 "train_samples_per_s": seen * self.dist.world_size / elapsed, "train_seconds": elapsed,
                 "lr": self.scheduler.get_last_lr()[0]}
