@@ -1,4 +1,4 @@
-"""``msresnet1d predict``: label a WFDB record with a trained checkpoint.
+"""``msresnet1d predict``: label WFDB records with a trained checkpoint.
 
 Beat models label every beat (positions from an annotation file, or from wfdb's XQRS detector
 with ``--detect``); rhythm models label sliding windows and the whole record. Labels are
@@ -16,6 +16,7 @@ import csv
 import io
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import wfdb
+from tqdm.auto import tqdm
 
 from .data import DataError, LeadError, Record, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
@@ -115,8 +117,9 @@ def record_stem(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.is_dir() and not path.with_name(f"{path.name}.hea").is_file():  # a folder, not a record beside one
         held = sorted(header.stem for header in path.glob("*.hea"))
-        raise ValueError(f"record {path} is a folder; give one record in it, by its name without extension"
-                         + (f" (e.g. {path / held[0]}; it holds {len(held)}: {', '.join(held[:5])}"
+        raise ValueError(f"record {path} is a folder; give records in it, by their names without extension or "
+                         "as header files"
+                         + (f" (e.g. {path / held[0]}, or {path / '*.hea'} for all {len(held)}: {', '.join(held[:5])}"
                             + (", ..." if len(held) > 5 else "") + ")" if held else " (it holds no .hea file)"))
     return path.with_suffix("") if path.suffix in RECORD_FILE_EXTENSIONS else path
 
@@ -279,16 +282,50 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Label each record given; with several, a record that fails is named and the others are
+    still labelled (exit status 1 if any failed). Every output is checked before the first record."""
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     task = TrainConfig.from_dict(ckpt["config"], f"checkpoint {args.checkpoint}").task  # its errors name the file
-    record_path = record_stem(args.record)
-    out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
+    if task not in ("beats", "rhythm"):
+        raise ValueError(f"checkpoint {args.checkpoint} is a {task!r} model; predict labels ECG records "
+                         "(beats or rhythm)")
     if task == "rhythm" and (args.detect or args.annotator is not None):
         raise ValueError(f"--detect and --annotator give beat positions, for beat models; {args.checkpoint} is a "
                          "rhythm model, which labels windows of the signal")
     annotator = None if task != "beats" or args.detect else args.annotator or "atr"
+    jobs = [_checked_job(record_stem(record), args, annotator) for record in args.record]
+    written: dict[Path, Path] = {}
+    for record_path, out_dir in jobs:
+        target = output_paths(record_path.name, out_dir, args.extension)[0].resolve()
+        if target in written:
+            raise ValueError(f"records {written[target]} and {record_path} would both write {target}: give each "
+                             "record once, or label records of one name from different folders in separate calls")
+        written[target] = record_path
+    failed = []
+    for record_path, out_dir in tqdm(jobs, desc="records", unit="record", disable=True if len(jobs) == 1 else None,
+                                     leave=False):
+        try:
+            lines = _predict_record(ckpt, task, record_path, out_dir, annotator, args)
+        except (ValueError, OSError) as e:
+            if len(jobs) == 1:
+                raise
+            failed.append(record_path.name)
+            tqdm.write(f"error: {record_path}: {e}", file=sys.stderr)
+            continue
+        for line in lines:
+            tqdm.write(line)
+    if failed:
+        print(f"error: {len(failed)} of {len(jobs)} records not labelled ({', '.join(failed)}); the others were",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _checked_job(record_path: Path, args: argparse.Namespace, annotator: str | None) -> tuple[Path, Path]:
+    """``(record, output folder)``, its outputs checked: writable, and none of the record's own files."""
+    out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
     target, target_csv = output_paths(record_path.name, out_dir, args.extension)
     kept_files = [(record_path.parent / f"{record_path.name}.{extension}", what) for extension, what in (
         (annotator, "the annotations predict reads the beats from"), ("atr", "the record's reference annotations"))
@@ -300,24 +337,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              "--extension or --out-dir")
     for output in (target, target_csv):  # both checked before the work and the writes
         check_target(output, "output")
+    return record_path, out_dir
+
+
+def _predict_record(ckpt: dict, task: str, record_path: Path, out_dir: Path, annotator: str | None,
+                    args: argparse.Namespace) -> list[str]:
+    """Label one record and write its two files; returns the lines that say what was done."""
     if task == "beats":
         positions, probabilities, fs, leads = predict_beats(ckpt, record_path, annotator, args.adapt_bn, args.leads)
-    elif task == "rhythm":
-        positions, probabilities, fs, leads = predict_windows(ckpt, record_path, args.adapt_bn, args.leads)
     else:
-        raise ValueError(f"checkpoint {args.checkpoint} is a {task!r} model; predict labels ECG records "
-                         "(beats or rhythm)")
+        positions, probabilities, fs, leads = predict_windows(ckpt, record_path, args.adapt_bn, args.leads)
     csv_path, ann_path = write_outputs(record_path.name, positions, probabilities, ckpt["class_names"], fs, out_dir,
                                        args.extension, rhythm=task == "rhythm")
     labels, counts = np.unique(probabilities.argmax(axis=1), return_counts=True)
     summary = ", ".join(f"{ckpt['class_names'][i]} {n}" for i, n in zip(labels, counts))
     kind = ("window" if task == "rhythm" else "beat") + ("" if len(positions) == 1 else "s")
-    print(f"{record_path.name}: {len(positions)} {kind} labelled from {shown_leads(leads)} ({summary})")
+    lines = [f"{record_path.name}: {len(positions)} {kind} labelled from {shown_leads(leads)} ({summary})"]
     if task == "rhythm":
-        print(f"record label: {ckpt['class_names'][int(probabilities.mean(axis=0).argmax())]} "
-              "(mean window probability)")
-    print(f"wrote {csv_path} and {ann_path}")
-    return 0
+        lines.append(f"record label: {ckpt['class_names'][int(probabilities.mean(axis=0).argmax())]} "
+                     "(mean window probability)")
+    return lines + [f"wrote {csv_path} and {ann_path}"]
 
 
 def _signal_files(record_path: Path) -> list[str]:
@@ -339,9 +378,11 @@ def annotation_extension(value: str) -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="label a WFDB record: per-beat or per-window labels, CSV + WFDB annotations")
+    p = sub.add_parser("predict", help="label WFDB records: per-beat or per-window labels, CSV + WFDB annotations")
     p.add_argument("checkpoint", help="a checkpoint file written by msresnet1d train (best.pt or last.pt)")
-    p.add_argument("record", help="WFDB record path, e.g. data/mitdb/100 (or data/mitdb/100.hea)")
+    p.add_argument("record", nargs="+", help="WFDB record paths, e.g. data/mitdb/100 (or data/mitdb/100.hea); "
+                                            "several, e.g. data/mitdb/*.hea: one that fails is named, the others "
+                                            "are labelled")
     beats = p.add_mutually_exclusive_group()
     beats.add_argument("--annotator", help="annotation file with the beat positions (beat models; default atr)")
     beats.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")

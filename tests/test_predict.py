@@ -113,8 +113,9 @@ def test_predict_checks_both_outputs_before_the_work(checkpoints, records, capsy
 
 def test_a_folder_given_as_the_record_names_its_records(checkpoints, records, capsys):
     assert main(["predict", str(checkpoints["beats"]), str(records)]) == 1
-    assert (f"record {records} is a folder; give one record in it, by its name without extension (e.g. "
-            f"{records / '100'}; it holds 3: 100, slow, unnamed)") in capsys.readouterr().err
+    assert (f"record {records} is a folder; give records in it, by their names without extension or as header "
+            f"files (e.g. {records / '100'}, or {records / '*.hea'} for all 3: 100, slow, unnamed)"
+            ) in capsys.readouterr().err
     (records / "100").mkdir()  # a folder beside the record, of its name: the record is meant
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(records.parent / "o")]) == 0
 
@@ -264,3 +265,29 @@ def test_a_failing_annotation_write_leaves_the_old_labels_and_no_temporary_file(
     assert (labels / "100.pred").read_bytes() == before
     assert (labels / "100.pred.csv").read_bytes() == csv_before  # the labels of one run, both files
     assert sorted(p.name for p in labels.iterdir()) == ["100.pred", "100.pred.csv"]
+
+
+def test_several_records_are_labelled_and_one_that_fails_is_named(checkpoints, records, tmp_path, capsys, monkeypatch):
+    import msresnet1d.predict as predict_module
+
+    for path in SAMPLE.glob("101.*"):
+        shutil.copy(path, records)
+    out = tmp_path / "labels"
+    given = [str(records / "100.hea"), str(records / "slow"), str(records / "101")]  # as a shell's *.hea gives them
+    assert main(["predict", str(checkpoints["beats"]), *given, "--out-dir", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert f"error: {records / 'slow'}: " in captured.err
+    assert "error: 1 of 3 records not labelled (slow); the others were" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["100.pred", "100.pred.csv", "101.pred", "101.pred.csv"]
+    assert "100: " in captured.out and "101: " in captured.out
+    # every output is checked, and two records writing one file refused, before any record is labelled
+    monkeypatch.setattr(predict_module, "predict_beats", lambda *a: pytest.fail("labelled before the outputs were checked"))
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), str(records / "100.dat"),
+                 "--out-dir", str(out)]) == 1
+    assert (f"records {records / '100'} and {records / '100'} would both write {(out / '100.pred').resolve()}"
+            in capsys.readouterr().err)
+    (out / "101.pred.csv").unlink()
+    (out / "101.pred.csv").mkdir()
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), str(records / "101"),
+                 "--out-dir", str(out)]) == 1
+    assert f"output {out / '101.pred.csv'} is a folder" in capsys.readouterr().err
