@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 from .data import DataError, LeadError, Record, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
 from .data.beats import beat_windows, positions_at, record_template
-from .data.preprocess import Normalization, shown_leads
+from .data.preprocess import Normalization, fill_nan, shown_leads
 from .data.records import preprocess_record, record_label
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays
@@ -92,8 +93,8 @@ def beat_positions(record_path: str | os.PathLike[str], signal: np.ndarray, fs: 
                             "--detect") from None
         is_beat = np.isin(ann.symbol, list(BEAT_SYMBOLS))
         return ann.sample[is_beat], ann.symbol[is_beat]
-    try:
-        return detect_beats(signal, fs, method="xqrs", channel=0), None
+    try:  # WFDB's invalid samples (NaN) interpolated, as preprocessing does: xqrs takes finite values only
+        return detect_beats(fill_nan(signal[:1]), fs, method="xqrs", channel=0), None
     except ValueError as e:  # detect_beats' own checks, e.g. a rate too low for its 5-20 Hz filter
         raise ValueError(f"record '{record_label(record_path)}': {e}") from None
 
@@ -179,7 +180,9 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
     signal = _preprocessed(record, beat_cfg.fs, beat_cfg.band, beat_cfg.normalization)
     positions, symbols = beat_positions(record_path, record.signal, record.fs, annotator)
     if len(positions) < 2:
-        raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2")
+        raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2"
+                         + (f" (in its {annotator} annotations: --detect finds beats in the signal)" if annotator else ""))
+    _warn_invalid(record, positions, positions + 1, "beats")
     centres = positions_at(positions, record.fs, beat_cfg.fs, signal.shape[1])
     state = ckpt.get("task_state") or {}
     rr_transform = None
@@ -187,7 +190,11 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
     if columns:
         mean, std = state["rr_mean"].numpy(), state["rr_std"].numpy()
         rr_transform = lambda rr: ((rr[:, columns] - mean) / std).astype(np.float32)  # noqa: E731 - training statistics
-    rr = rr_features(positions, record.fs)
+    try:
+        rr = rr_features(positions, record.fs)
+    except ValueError as e:  # two beats at one sample (of two annotation channels, say)
+        raise DataError(f"record {record.name}: " + (f"file {record_path.name}.{annotator}: " if annotator else "")
+                        + str(e)) from None
     template = False
     if beat_cfg.template:
         classed = np.ones(len(positions), dtype=bool) if symbols is None else np.isin(symbols, list(MITBIH_TO_AAMI))
@@ -217,7 +224,26 @@ def predict_windows(ckpt: dict, record_path: str | os.PathLike[str], adapt_bn: b
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, the record has "
                          f"{record.signal.shape[0]} ({', '.join(record.leads)}): choose one with --leads")
     starts, probabilities = label_windows(ckpt, record, adapt_bn)
+    _warn_invalid(record, starts, starts + round(data["crop_seconds"] * record.fs), "windows")
     return Labelled(starts, probabilities, record.fs, record.leads)
+
+
+def _warn_invalid(record: Record, starts: np.ndarray, ends: np.ndarray, kind: str) -> None:
+    """Warn when the record's leads hold WFDB's invalid value (NaN, interpolated before the model
+    sees the signal), naming the stretches and how many of the labelled spans (samples
+    ``[starts, ends)`` at ``record.fs``) fall in them."""
+    missing = np.isnan(record.signal).any(axis=0)
+    if not missing.any():
+        return
+    stretches = np.flatnonzero(np.diff(np.concatenate(([0], missing.astype(np.int8), [0])))).reshape(-1, 2)
+    inside = np.zeros(len(starts), dtype=bool)
+    for begin, end in stretches:
+        inside |= (starts < end) & (ends > begin)
+    shown = ", ".join(f"{a / record.fs:.1f}-{b / record.fs:.1f} s" for a, b in stretches[:3])
+    warnings.warn(f"record {record.name}: {int(missing.sum())} samples are invalid (WFDB's missing value) in "
+                  f"{len(stretches)} stretch(es) ({shown}{', ...' if len(stretches) > 3 else ''}); they are "
+                  f"interpolated, and the {int(inside.sum())} {kind} in them are labelled from that, not from the "
+                  "recording", stacklevel=3)
 
 
 def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray]:

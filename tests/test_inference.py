@@ -636,3 +636,47 @@ def test_the_module_example_classifies_beats_as_predict_does(tmp_path):
     with pytest.raises(ValueError, match=r"predict_windows labels with a rhythm model; this checkpoint is a 'beats' "
                                          r"model \(use predict_beats\)"):
         predict_windows(namespace["ckpt"], SAMPLE / "208")
+
+
+class _MeanPredictor:
+    """A numpy Predictor: each window's mean as its one logit (so tracemalloc sees all it allocates)."""
+
+    in_channels, extra_features, min_input_size, num_outputs = 1, 0, 1, 1
+
+    def predict(self, x: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        return x.mean(axis=(1, 2))[:, None]
+
+
+def test_classify_windows_keeps_no_copy_of_the_whole_recording():
+    # the stream was fed the whole signal at once, so its buffer copied all of it (8 MB here); it is fed a batch
+    # of windows at a time, and the windows are those of the whole signal still
+    import tracemalloc
+
+    signal = np.random.default_rng(0).standard_normal((1, 2_000_000)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        out = classify_windows(_MeanPredictor(), signal, window=3000, hop=1500, batch_size=16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    starts = window_starts(signal.shape[1], 3000, 1500)
+    np.testing.assert_array_equal(out.sample, starts)
+    np.testing.assert_allclose(out.logits[:, 0], [signal[0, s:s + 3000].mean() for s in starts], rtol=1e-5, atol=1e-6)
+    assert peak < signal.nbytes / 3, f"{peak / 1e6:.1f} MB for a {signal.nbytes / 1e6:.0f} MB recording"  # 2 MB: a finiteness mask
+
+
+def test_beat_windows_gathers_without_an_index_array():
+    import tracemalloc
+
+    signal = np.random.default_rng(1).standard_normal((2, 400_000)).astype(np.float32)
+    centres = np.arange(50, 400_000 - 100, 40)
+    tracemalloc.start()
+    try:
+        windows = beat_windows(signal, centres, -90, 162)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert windows.shape == (len(centres), 2, 252)
+    np.testing.assert_array_equal(windows[7], signal[:, centres[7] - 90:centres[7] + 162])
+    # the windows and a padded copy of the signal, not also an int64 (N, 252) index (twice the windows' bytes)
+    assert peak < 1.3 * (windows.nbytes + signal.nbytes), f"{peak / 1e6:.1f} MB"

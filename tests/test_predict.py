@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 import wfdb
 
 from msresnet1d.cli import main
+from msresnet1d.data import read_record
 from msresnet1d.training.checkpoint import FORMAT_VERSION
 from msresnet1d.training.config import TrainConfig
 from msresnet1d.training.run import create_configured_model
@@ -291,3 +293,42 @@ def test_several_records_are_labelled_and_one_that_fails_is_named(checkpoints, r
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), str(records / "101"),
                  "--out-dir", str(out)]) == 1
     assert f"output {out / '101.pred.csv'} is a folder" in capsys.readouterr().err
+
+
+def test_invalid_samples_are_interpolated_for_detection_and_warned_about(checkpoints, records, capsys):
+    # WFDB's missing value (NaN once read): --detect used to refuse the record, asking for fill_nan; the beats
+    # (windows) in such a stretch were labelled from the interpolated signal without a word
+    signal = wfdb.rdrecord(str(records / "100"), channels=[0]).p_signal
+    signal[36000:39600] = np.nan  # 100-110 s
+    wfdb.wrsamp("gap", fs=360, units=["mV"], sig_name=["MLII"], p_signal=signal, fmt=["16"], write_dir=str(records))
+    shutil.copy(records / "100.atr", records / "gap.atr")
+    out = str(records.parent / "labels")
+    assert np.isnan(read_record(records / "gap").signal).sum() == 3600
+    with pytest.warns(UserWarning, match=r"record rec/gap: 3600 samples are invalid \(WFDB's missing value\) in 1 "
+                                         r"stretch\(es\) \(100\.0-110\.0 s\); they are interpolated, and the 0 beats"):
+        assert main(["predict", str(checkpoints["beats"]), str(records / "gap"), "--detect", "--out-dir", out]) == 0
+    with pytest.warns(UserWarning, match=r"and the 1[0-9] beats in them are labelled from that, not from the recording"):
+        assert main(["predict", str(checkpoints["beats"]), str(records / "gap"), "--out-dir", out]) == 0
+    with pytest.warns(UserWarning, match=r"and the [1-9] windows in them are labelled from that"):
+        assert main(["predict", str(checkpoints["rhythm"]), str(records / "gap"), "--out-dir", out]) == 0
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a record without invalid samples: no warning
+        assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", out]) == 0
+
+
+def test_beats_that_repeat_a_position_or_too_few_are_named_with_their_file(checkpoints, records, capsys):
+    ann = wfdb.rdann(str(records / "100"), "atr")
+    beats = np.isin(ann.symbol, ["N", "V", "A"])
+    samples, symbols = ann.sample[beats], np.array(ann.symbol)[beats]
+    wfdb.wrann("100", "two", np.sort(np.r_[samples, samples[5]]), symbol=list(np.r_[symbols, ["N"]]),
+               write_dir=str(records))  # one beat twice, as two annotation channels may hold it
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--annotator", "two", "--out-dir",
+                 str(records.parent / "labels")]) == 1
+    assert (f"error: record rec/100: file 100.two: beat positions must increase; first repeat at sample {samples[5]}"
+            in capsys.readouterr().err)
+    wfdb.wrann("100", "one", samples[:1], symbol=["N"], write_dir=str(records))
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--annotator", "one", "--out-dir",
+                 str(records.parent / "labels")]) == 1
+    assert ("found 1 beat(s), need at least 2 (in its one annotations: --detect finds beats in the signal)"
+            in capsys.readouterr().err)

@@ -157,12 +157,13 @@ def beat_windows(signal: np.ndarray, centres: np.ndarray, start: int, stop: int)
         start, stop: window bounds in samples relative to the centre (start < stop).
 
     Returns:
-        (N, C, stop - start) array of ``signal``'s dtype (one fancy-indexing gather, no loop).
+        (N, C, stop - start) array of ``signal``'s dtype: one gather from a sliding-window view of
+        the padded signal (no loop, and no (N, stop - start) index array).
     """
     before, after = max(0, -start), max(0, stop)
     padded = np.pad(signal, ((0, 0), (before, after)), mode="edge")
-    index = centres[:, None] + (start + before) + np.arange(stop - start)[None, :]
-    return padded[:, index].transpose(1, 0, 2)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, stop - start, axis=1)  # (C, T', W), a view
+    return windows[:, np.asarray(centres) + (start + before)].transpose(1, 0, 2)
 
 
 REGULAR_RR_FRACTION = 0.9  # a beat is regular when its previous interval is >= 0.9 x the record's mean

@@ -10,10 +10,11 @@ chunks of it, whose outputs together are the same windows with the same logits:
   features: :func:`classify_beats`, :class:`BeatStream`; beats from annotations or from
   :func:`detect_beats`.
 
-Windows are cut and classified ``batch_size`` at a time, so memory is bounded by a batch (and,
-for streams, by what future windows need), not by the recording's length; the one exception is
-``classify_beats(..., template=True)``, which first holds every beat's window (B x C x window
-float32s, about 50 MB for 100,000 beats of 126 samples) to take their median. Signals must already
+Windows are cut and classified ``batch_size`` at a time, so memory beyond the recording itself is
+bounded by a batch (and, for streams, by what future windows need), not by the recording's
+length; the one exception is ``classify_beats(..., template=True)``, which first holds every
+beat's window (B x C x window float32s, about 50 MB for 100,000 beats of 126 samples) and a padded
+copy of the signal to take their median. Signals must already
 be preprocessed as the model was trained (rate, band-pass, normalisation): every length here is
 in samples at that rate. Models are eager or TorchScript ``nn.Module`` s, or any
 :class:`Predictor`, such as an ONNX model loaded with :class:`msresnet1d.export.OnnxPredictor`.

@@ -167,4 +167,6 @@ def classify_windows(
     """
     stream = WindowStream(model, window, hop, batch_size=batch_size, extra=extra)
     signal = as_signal(signal, stream.predictor.in_channels)  # its errors name the signal, not a chunk
-    return Predictions.concatenate([stream.feed(signal), stream.finish()])
+    chunk = max(window, batch_size * hop)  # about a batch of windows a feed: the stream keeps no copy of the whole
+    parts = [stream.feed(signal[:, start:start + chunk]) for start in range(0, signal.shape[1], chunk)]
+    return Predictions.concatenate([*parts, stream.finish()])
