@@ -291,6 +291,22 @@ def test_a_lead_without_a_description_is_named_by_an_empty_string(x):
             read_record(x / "blank", leads=leads)
 
 
+def test_a_lead_without_a_description_is_read_by_the_empty_name(x):
+    # wfdb gives its name as None, so it cannot be asked for by name: it is read by position
+    raw = wfdb.rdrecord(str(x / "100")).p_signal
+    wfdb.wrsamp("blank", fs=360, units=["mV", "mV"], sig_name=["V5", ""], p_signal=raw[:, ::-1], fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(x))
+    for leads in ([""], ["|MLII"]):
+        record = read_record(x / "blank", leads=leads)
+        assert record.leads == ("",)
+        np.testing.assert_allclose(record.signal[0], raw[:, 0], atol=1e-6)
+    record = read_record(x / "blank", leads=["", "V5"])
+    assert record.leads == ("", "V5")
+    np.testing.assert_allclose(record.signal, raw.T, atol=1e-6)
+    with pytest.raises(LeadError, match=re.escape("record 'x/blank': no lead 'MLII' (leads: V5, (unnamed))")):
+        read_record(x / "blank", leads=["", "MLII"])
+
+
 def test_a_lead_without_a_valid_sample_is_refused_by_beats_and_rhythm(x):
     digital = wfdb.rdrecord(str(x / "100"), physical=False).d_signal.astype(np.int16)
     digital[:, 0] = -32768  # MLII unplugged: every sample WFDB's invalid value in format 16, V5 fine

@@ -129,6 +129,17 @@ def _expected_bytes(header: wfdb.Record, file_name: str) -> tuple[int, str] | No
     return offset + math.ceil(bits / 8), what
 
 
+def _parsed_header(path: Path) -> tuple[Path, wfdb.Record | wfdb.MultiRecord]:
+    """``<path>.hea``, checked by :func:`_checked_header_file`, and wfdb's parse of it."""
+    header_file, _ = _checked_header_file(path)
+    try:
+        return header_file, wfdb.rdheader(str(path))
+    except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
+        raise
+    except Exception as exc:  # wfdb raises HeaderSyntaxError, IndexError, ValueError...
+        raise _fail(path, f"file {header_file.name} is malformed: {type(exc).__name__}: {exc}") from exc
+
+
 def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
     """Parse and check the header ``<path>.hea`` and the size of every signal file it names.
 
@@ -142,13 +153,7 @@ def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
         DataError: missing or malformed ``.hea``, missing or truncated signal file.
     """
     path = Path(path)
-    header_file, _ = _checked_header_file(path)
-    try:
-        header = wfdb.rdheader(str(path))
-    except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
-        raise
-    except Exception as exc:  # wfdb raises HeaderSyntaxError, IndexError, ValueError...
-        raise _fail(path, f"file {header_file.name} is malformed: {type(exc).__name__}: {exc}") from exc
+    header_file, header = _parsed_header(path)
     if not isinstance(header, wfdb.Record):
         return header  # multi-segment record: wfdb checks its segments when reading
     n_lines = len(header.sig_name or [])
@@ -180,12 +185,27 @@ def resolve_leads(path: str | os.PathLike[str], leads: Sequence[str]) -> list[st
     """
     if not any("|" in lead for lead in leads):
         return list(leads)
-    path = Path(path)
-    available = _lead_names(read_header(path).sig_name)
+    return _lead_channels(Path(path), leads)[1]
+
+
+def _lead_channels(path: Path, leads: Sequence[str]) -> tuple[list[int], list[str]]:
+    """The positions of ``leads`` among record ``path``'s channels, as wfdb numbers them
+    (:func:`~msresnet1d.data.preprocess.lead_positions`; a multi-segment record's are those of its
+    first segment, the layout header of a variable layout), and the record's names of them.
+
+    Raises:
+        LeadError: an absent lead, or one lead chosen twice.
+        DataError: a missing or malformed header.
+    """
+    header = read_header(path)
+    if not isinstance(header, wfdb.Record):
+        header = _parsed_header(path.parent / header.seg_name[0])[1]
+    available = _lead_names(header.sig_name)
     try:
-        return [available[i] for i in lead_positions(available, leads)]
+        positions = lead_positions(available, leads)
     except ValueError as exc:
         raise _fail(path, str(exc), LeadError) from None
+    return positions, [available[i] for i in positions]
 
 
 def _signed16(value: int) -> int:
@@ -221,9 +241,10 @@ def _check_checksums(path: Path, record: wfdb.Record) -> None:
 def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None) -> Record:
     """Read a record's signals with ``wfdb.rdrecord``.
 
-    The header's record line is checked first. When wfdb fails, or returns fewer samples or
-    leads than asked for, :func:`read_header` finds out which file is at fault, so the error
-    names it (a full check up front would double the cost of small records). The samples are
+    The header's record line is checked first (and, when ``leads`` are asked for, the header with
+    :func:`read_header`, for their channels' positions). When wfdb fails, or returns fewer samples than the header
+    announces, :func:`read_header` finds out which file is at fault, so the error names it (a full
+    check up front would double the cost of small records). The samples are
     read as digital values, compared with the header's checksums (which wfdb does not verify; a
     mismatch warns), then converted to physical units channel by channel (faster than wfdb's
     conversion of the (L, C) array), the samples of one frame of a multi-frequency signal
@@ -234,7 +255,8 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         path: record path without extension.
         leads: lead names to keep, in this order (by name, never by position: MIT-BIH record
             114 has MLII second); an entry ``"V1|V2|V4|V5"`` keeps the first of these the record
-            has (:func:`~msresnet1d.data.preprocess.lead_positions`); ``None`` keeps all.
+            has (:func:`~msresnet1d.data.preprocess.lead_positions`); ``""`` names a lead without
+            a description; ``None`` keeps all.
 
     Returns:
         A :class:`Record` with ``signal`` (C, L) float32 in physical units.
@@ -244,22 +266,14 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     """
     path = Path(path)
     multi_segment = "/" in _checked_header_file(path)[1][0]  # the record line's "name/segments"
-    if leads is not None:
-        leads = resolve_leads(path, leads)
+    channels = None if leads is None else _lead_channels(path, leads)[0]  # wfdb cannot ask for a lead named None
     try:
-        record = wfdb.rdrecord(str(path), channel_names=None if leads is None else list(leads),
-                               physical=multi_segment, smooth_frames=multi_segment)
+        record = wfdb.rdrecord(str(path), channels=channels, physical=multi_segment, smooth_frames=multi_segment)
     except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
         raise
     except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...
         read_header(path)
         raise _fail(path, f"wfdb could not read the signals: {type(exc).__name__}: {exc}") from exc
-    if leads is not None and _lead_names(record.sig_name) != list(leads):
-        try:
-            lead_positions(_lead_names(read_header(path).sig_name), leads)
-        except ValueError as exc:
-            raise _fail(path, str(exc), LeadError) from None
-        raise _fail(path, f"wfdb returned leads {record.sig_name} when asked for {list(leads)}")
     if multi_segment:
         signal = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
     else:
