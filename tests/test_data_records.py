@@ -324,6 +324,26 @@ def test_a_lead_without_a_valid_sample_is_refused_by_beats_and_rhythm(x):
     assert load_rhythm(x, RhythmConfig(lead="V5"), cache=False).data.shape == (1, 64800 * 300 // 360)
 
 
+def test_a_multi_segment_record_whose_segments_give_a_lead_in_different_units_is_refused(x):
+    # a variable layout: MLII and V5 in mV, a gap, then MLII alone in uV; wfdb gives the record units=None
+    raw = wfdb.rdrecord(str(x / "100")).p_signal
+    wfdb.wrsamp("seg1", fs=360, units=["mV", "mV"], sig_name=["MLII", "V5"], p_signal=raw[:30000], fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(x))
+    wfdb.wrsamp("seg2", fs=360, units=["uV"], sig_name=["MLII"], p_signal=raw[31000:, :1] * 1000, fmt=["16"],
+                adc_gain=[0.2], baseline=[0], write_dir=str(x))
+    (x / "layout.hea").write_text("layout 2 360 0\n~ 0 200/mV 16 0 0 0 0 MLII\n~ 0 200/mV 16 0 0 0 0 V5\n")
+    (x / "multi.hea").write_text("multi/4 2 360 64800\nlayout 0\nseg1 30000\n~ 1000\nseg2 33800\n")
+    message = re.escape("record 'x/multi': its segments give a lead in different physical units (wfdb gives none for "
+                        "the record), which msresnet1d does not convert: write the segments in one unit")
+    for leads in (None, ["MLII"], ["V5", "MLII"]):
+        with pytest.raises(DataError, match=message):
+            read_record(x / "multi", leads=leads)
+    v5 = read_record(x / "multi", leads=["V5"])  # in mV throughout, where it is recorded
+    assert v5.leads == ("V5",) and v5.units == ("mV",) and v5.signal.shape == (1, 64800)
+    np.testing.assert_allclose(v5.signal[0, :30000], raw[:30000, 1], atol=1e-6)
+    assert np.isnan(v5.signal[0, 30000:]).all()
+
+
 def test_empty_database_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"no WFDB records in .*empty: no RECORDS file and no \.hea files"):

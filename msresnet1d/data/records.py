@@ -249,7 +249,8 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     mismatch warns), then converted to physical units channel by channel (faster than wfdb's
     conversion of the (L, C) array), the samples of one frame of a multi-frequency signal
     averaged. Multi-segment records are read by wfdb in physical units, unchecked (their
-    segments' headers hold the checksums).
+    segments' headers hold the checksums); one whose segments give a lead in different units
+    is refused.
 
     Args:
         path: record path without extension.
@@ -262,7 +263,8 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         A :class:`Record` with ``signal`` (C, L) float32 in physical units.
 
     Raises:
-        DataError: a file is missing, truncated or malformed, or a lead is absent.
+        DataError: a file is missing, truncated or malformed, a lead is absent, or a
+            multi-segment record's segments give a lead in different units.
     """
     path = Path(path)
     multi_segment = "/" in _checked_header_file(path)[1][0]  # the record line's "name/segments"
@@ -275,6 +277,9 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         read_header(path)
         raise _fail(path, f"wfdb could not read the signals: {type(exc).__name__}: {exc}") from exc
     if multi_segment:
+        if record.units is None:  # wfdb's sign of a variable layout whose segments' units differ
+            raise _fail(path, "its segments give a lead in different physical units (wfdb gives none for the record), "
+                              "which msresnet1d does not convert: write the segments in one unit")
         signal = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
     else:
         _check_checksums(path, record)
