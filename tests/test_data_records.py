@@ -344,6 +344,26 @@ def test_a_multi_segment_record_whose_segments_give_a_lead_in_different_units_is
     assert np.isnan(v5.signal[0, 30000:]).all()
 
 
+def test_format_61_is_read_and_checked_against_its_checksums(x):
+    # big-endian 16-bit: wfdb 4.3 reads it in physical units only (its digital read fails in convert_dtype)
+    digital = wfdb.rdrecord(str(x / "100"), physical=False).d_signal
+    digital.astype(">i2").tofile(x / "b61.dat")
+    header = (x / "100.hea").read_text().replace("100 2", "b61 2").replace("100.dat 212", "b61.dat 61")
+    (x / "b61.hea").write_text(header)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the checksums match
+        record = read_record(x / "b61")
+        v5 = read_record(x / "b61", leads=["V5"])
+    expected = read_record(x / "100")
+    np.testing.assert_array_equal(record.signal, expected.signal)
+    assert record.leads == ("MLII", "V5") and record.units == ("mV", "mV")
+    np.testing.assert_array_equal(v5.signal, expected.signal[1:])
+    digital[1000, 0] += 5
+    digital.astype(">i2").tofile(x / "b61.dat")
+    with pytest.warns(UserWarning, match=re.escape("file b61.dat, signal MLII: checksum 27511, b61.hea expects 27506")):
+        read_record(x / "b61")
+
+
 def test_empty_database_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"no WFDB records in .*empty: no RECORDS file and no \.hea files"):

@@ -3,7 +3,7 @@
 Every problem with a record's files (missing, truncated, malformed, inconsistent) is raised as
 a :class:`DataError` naming the record and the file, never as an error from inside wfdb or
 numpy; samples that fail the header's checksums are a warning naming them. Any WFDB signal
-format wfdb reads is accepted (212, 16, 16+24 ``.mat``, ...).
+format wfdb reads is accepted (212, 16, 16+24 ``.mat``, big-endian 61, ...).
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ FORMAT_BITS: dict[str, float] = {
     "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16,
     "212": 12, "310": 32 / 3, "311": 32 / 3,
 }  # fmt: skip
+
+#: Formats read in physical units, converted back to digital values for the checksums: wfdb 4.3
+#: cannot read big-endian 61's digital samples frame by frame (``convert_dtype`` misparses ``>i2``).
+PHYSICAL_FORMATS: frozenset[str] = frozenset({"61"})
 
 #: Every annotation symbol wfdb knows (beats and non-beats); anything else is "unknown".
 KNOWN_SYMBOLS: frozenset[str] = frozenset(s for s in ann_label_table["symbol"] if isinstance(s, str))
@@ -91,7 +95,8 @@ def _check_folder(path: Path) -> None:
 
 def _checked_header_file(path: Path) -> tuple[Path, list[str]]:
     """``<path>.hea``, checked to exist and to have a sane record line (wfdb silently takes
-    250 Hz for an unreadable sampling rate, so this is checked here), and that line's fields."""
+    250 Hz for an unreadable sampling rate, so this is checked here), and the fields of its lines
+    (comments left out), the record line's first."""
     header_file = path.with_name(path.name + ".hea")
     if not header_file.is_file():
         _check_folder(path)
@@ -99,17 +104,18 @@ def _checked_header_file(path: Path) -> tuple[Path, list[str]]:
         hint = (f"; the folder holds {len(others)} other record(s), e.g. {', '.join(others[:3])} (another database, "
                 "or a partial copy?)") if others else ""
         raise _fail(path, f"file {header_file.name} is missing{hint}")
-    lines = [ln.split() for ln in header_file.read_text(errors="replace").splitlines()]
-    fields = next((ln for ln in lines if ln and not ln[0].startswith("#")), None)
-    if fields is None:
+    lines = [fields for line in header_file.read_text(errors="replace").splitlines()
+             if (fields := line.split()) and not fields[0].startswith("#")]
+    if not lines:
         raise _fail(path, f"file {header_file.name} is malformed: it has no record line")
+    fields = lines[0]
     if len(fields) < 2 or not fields[1].isdigit():
         problem = f"record line {' '.join(fields)!r} does not give the number of signals as its second field"
         raise _fail(path, f"file {header_file.name} is malformed: {problem}")
     if len(fields) >= 3 and not _FS_FIELD.match(fields[2]):
         problem = f"sampling frequency field {fields[2]!r} is not a number"
         raise _fail(path, f"file {header_file.name} is malformed: {problem}")
-    return header_file, fields
+    return header_file, lines
 
 
 def _expected_bytes(header: wfdb.Record, file_name: str) -> tuple[int, str] | None:
@@ -248,9 +254,10 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     read as digital values, compared with the header's checksums (which wfdb does not verify; a
     mismatch warns), then converted to physical units channel by channel (faster than wfdb's
     conversion of the (L, C) array), the samples of one frame of a multi-frequency signal
-    averaged. Multi-segment records are read by wfdb in physical units, unchecked (their
-    segments' headers hold the checksums); one whose segments give a lead in different units
-    is refused.
+    averaged; a record with a signal in one of :data:`PHYSICAL_FORMATS` (61) is read in physical
+    units and converted back for the checksums. Multi-segment records are read by wfdb in physical
+    units, unchecked (their segments' headers hold the checksums); one whose segments give a lead
+    in different units is refused.
 
     Args:
         path: record path without extension.
@@ -267,10 +274,13 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
             multi-segment record's segments give a lead in different units.
     """
     path = Path(path)
-    multi_segment = "/" in _checked_header_file(path)[1][0]  # the record line's "name/segments"
+    record_line, *signal_lines = _checked_header_file(path)[1]
+    multi_segment = "/" in record_line[0]  # the record line's "name/segments"
+    physical = multi_segment or any(len(line) > 1 and re.match("[0-9]*", line[1])[0] in PHYSICAL_FORMATS
+                                    for line in signal_lines)  # a signal line's format: "61", "61x2", "61:3"...
     channels = None if leads is None else _lead_channels(path, leads)[0]  # wfdb cannot ask for a lead named None
     try:
-        record = wfdb.rdrecord(str(path), channels=channels, physical=multi_segment, smooth_frames=multi_segment)
+        record = wfdb.rdrecord(str(path), channels=channels, physical=physical, smooth_frames=multi_segment)
     except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
         raise
     except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...
@@ -282,8 +292,11 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
                               "which msresnet1d does not convert: write the segments in one unit")
         signal = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
     else:
+        if physical:  # the digital samples again, for the checksums (adc rounds: exactly)
+            record.e_d_signal = record.adc(expanded=True)
         _check_checksums(path, record)
-        record.dac(expanded=True, inplace=True)
+        if not physical:
+            record.dac(expanded=True, inplace=True)
         signal = np.array([samples if n == 1 else samples.reshape(-1, n).mean(axis=1)
                            for samples, n in zip(record.e_p_signal, record.samps_per_frame, strict=True)],
                           dtype=np.float32)
