@@ -169,7 +169,7 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
                          "runs models of the signal itself (representation 'signal') only")
     beat_cfg = beat_config(data)
     if leads is not None and len(leads) != len(beat_cfg.leads):
-        raise ValueError(f"leads (--leads) names {len(leads)} lead(s) ({', '.join(leads)}); the model reads "
+        raise ValueError(f"leads (--leads) names {len(leads)} lead(s) ({shown_leads(leads)}); the model reads "
                          f"{len(beat_cfg.leads)}: {', '.join(beat_cfg.leads)}, in that order")
     try:
         record = read_record(record_path, leads=beat_cfg.leads if leads is None else leads)
@@ -216,13 +216,13 @@ def predict_windows(ckpt: dict, record_path: str | os.PathLike[str], adapt_bn: b
     record_path, leads = record_stem(record_path), _lead_names(leads)
     rhythm_cfg = rhythm_config(data)
     if leads is not None and len(leads) != 1:
-        raise ValueError(f"leads (--leads) names {len(leads)} leads ({', '.join(leads)}); the rhythm model reads one")
+        raise ValueError(f"leads (--leads) names {len(leads)} leads ({shown_leads(leads)}); the rhythm model reads one")
     if leads is None and rhythm_cfg.lead is not None:
         leads = [rhythm_cfg.lead]
     record = read_record(record_path, leads=leads)
     if record.signal.shape[0] != 1:
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, the record has "
-                         f"{record.signal.shape[0]} ({', '.join(record.leads)}): choose one with --leads")
+                         f"{record.signal.shape[0]} ({shown_leads(record.leads)}): choose one with --leads")
     starts, probabilities = label_windows(ckpt, record, adapt_bn)
     _warn_invalid(record, starts, starts + round(data["crop_seconds"] * record.fs), "windows")
     return Labelled(starts, probabilities, record.fs, record.leads)
@@ -418,7 +418,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--adapt-bn does per test record): for a recording from another device or gain")
     p.add_argument("--leads", nargs="+", metavar="NAME",
                    help="the record's names of the leads the model reads, in the order of the checkpoint's data.leads "
-                        "(e.g. --leads II for a model trained on MLII; a rhythm model: the one lead to read)")
+                        "(e.g. --leads II for a model trained on MLII; '' for a lead without a description; a rhythm "
+                        "model: the one lead to read)")
     p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
     p.add_argument("--extension", default="pred", type=annotation_extension,
                    help="annotation file extension, letters only (default pred)")

@@ -291,6 +291,22 @@ def test_a_lead_without_a_description_is_named_by_an_empty_string(x):
             read_record(x / "blank", leads=leads)
 
 
+def test_a_lead_without_a_description_is_read_by_the_empty_name(x):
+    # wfdb gives its name as None, so it cannot be asked for by name: it is read by position
+    raw = wfdb.rdrecord(str(x / "100")).p_signal
+    wfdb.wrsamp("blank", fs=360, units=["mV", "mV"], sig_name=["V5", ""], p_signal=raw[:, ::-1], fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(x))
+    for leads in ([""], ["|MLII"]):
+        record = read_record(x / "blank", leads=leads)
+        assert record.leads == ("",)
+        np.testing.assert_allclose(record.signal[0], raw[:, 0], atol=1e-6)
+    record = read_record(x / "blank", leads=["", "V5"])
+    assert record.leads == ("", "V5")
+    np.testing.assert_allclose(record.signal, raw.T, atol=1e-6)
+    with pytest.raises(LeadError, match=re.escape("record 'x/blank': no lead 'MLII' (leads: V5, (unnamed))")):
+        read_record(x / "blank", leads=["", "MLII"])
+
+
 def test_a_lead_without_a_valid_sample_is_refused_by_beats_and_rhythm(x):
     digital = wfdb.rdrecord(str(x / "100"), physical=False).d_signal.astype(np.int16)
     digital[:, 0] = -32768  # MLII unplugged: every sample WFDB's invalid value in format 16, V5 fine
@@ -306,6 +322,46 @@ def test_a_lead_without_a_valid_sample_is_refused_by_beats_and_rhythm(x):
     with pytest.raises(DataError, match=message):
         load_rhythm(x, RhythmConfig(lead="MLII"), cache=False)
     assert load_rhythm(x, RhythmConfig(lead="V5"), cache=False).data.shape == (1, 64800 * 300 // 360)
+
+
+def test_a_multi_segment_record_whose_segments_give_a_lead_in_different_units_is_refused(x):
+    # a variable layout: MLII and V5 in mV, a gap, then MLII alone in uV; wfdb gives the record units=None
+    raw = wfdb.rdrecord(str(x / "100")).p_signal
+    wfdb.wrsamp("seg1", fs=360, units=["mV", "mV"], sig_name=["MLII", "V5"], p_signal=raw[:30000], fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(x))
+    wfdb.wrsamp("seg2", fs=360, units=["uV"], sig_name=["MLII"], p_signal=raw[31000:, :1] * 1000, fmt=["16"],
+                adc_gain=[0.2], baseline=[0], write_dir=str(x))
+    (x / "layout.hea").write_text("layout 2 360 0\n~ 0 200/mV 16 0 0 0 0 MLII\n~ 0 200/mV 16 0 0 0 0 V5\n")
+    (x / "multi.hea").write_text("multi/4 2 360 64800\nlayout 0\nseg1 30000\n~ 1000\nseg2 33800\n")
+    message = re.escape("record 'x/multi': its segments give a lead in different physical units (wfdb gives none for "
+                        "the record), which msresnet1d does not convert: write the segments in one unit")
+    for leads in (None, ["MLII"], ["V5", "MLII"]):
+        with pytest.raises(DataError, match=message):
+            read_record(x / "multi", leads=leads)
+    v5 = read_record(x / "multi", leads=["V5"])  # in mV throughout, where it is recorded
+    assert v5.leads == ("V5",) and v5.units == ("mV",) and v5.signal.shape == (1, 64800)
+    np.testing.assert_allclose(v5.signal[0, :30000], raw[:30000, 1], atol=1e-6)
+    assert np.isnan(v5.signal[0, 30000:]).all()
+
+
+def test_format_61_is_read_and_checked_against_its_checksums(x):
+    # big-endian 16-bit: wfdb 4.3 reads it in physical units only (its digital read fails in convert_dtype)
+    digital = wfdb.rdrecord(str(x / "100"), physical=False).d_signal
+    digital.astype(">i2").tofile(x / "b61.dat")
+    header = (x / "100.hea").read_text().replace("100 2", "b61 2").replace("100.dat 212", "b61.dat 61")
+    (x / "b61.hea").write_text(header)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the checksums match
+        record = read_record(x / "b61")
+        v5 = read_record(x / "b61", leads=["V5"])
+    expected = read_record(x / "100")
+    np.testing.assert_array_equal(record.signal, expected.signal)
+    assert record.leads == ("MLII", "V5") and record.units == ("mV", "mV")
+    np.testing.assert_array_equal(v5.signal, expected.signal[1:])
+    digital[1000, 0] += 5
+    digital.astype(">i2").tofile(x / "b61.dat")
+    with pytest.warns(UserWarning, match=re.escape("file b61.dat, signal MLII: checksum 27511, b61.hea expects 27506")):
+        read_record(x / "b61")
 
 
 def test_empty_database_folder(tmp_path):

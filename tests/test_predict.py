@@ -178,9 +178,22 @@ def test_a_lead_without_a_valid_sample_is_refused(checkpoints, records, capsys):
     assert not (records.parent / "labels").exists()
 
 
-def test_a_lead_without_a_description_is_reported_as_unnamed(checkpoints, records, capsys):
-    assert main(["predict", str(checkpoints["rhythm"]), str(records / "unnamed"), "--out-dir",
-                 str(records.parent / "labels")]) == 0
+def test_a_lead_without_a_description_is_shown_unnamed_and_read_with_leads_empty(checkpoints, records, capsys):
+    def predict(task: str, record: str, *leads: str) -> int:
+        return main(["predict", str(checkpoints[task]), str(records / record), *leads, "--out-dir",
+                     str(records.parent / "labels")])
+
+    assert predict("rhythm", "unnamed") == 0
+    assert "windows labelled from (unnamed) (" in capsys.readouterr().out
+    # named '' with --leads: for a beat model trained on MLII, and the one lead of two a rhythm model reads
+    assert predict("beats", "unnamed", "--leads", "") == 0
+    assert "beats labelled from (unnamed) (" in capsys.readouterr().out
+    both = wfdb.rdrecord(str(records / "100")).p_signal
+    wfdb.wrsamp("two", fs=360, units=["mV", "mV"], sig_name=["V5", ""], p_signal=both, fmt=["16", "16"],
+                write_dir=str(records))
+    assert predict("rhythm", "two") == 1
+    assert "the record has 2 (V5, (unnamed)): choose one with --leads" in capsys.readouterr().err
+    assert predict("rhythm", "two", "--leads", "") == 0
     assert "windows labelled from (unnamed) (" in capsys.readouterr().out
 
 

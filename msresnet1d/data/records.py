@@ -3,7 +3,7 @@
 Every problem with a record's files (missing, truncated, malformed, inconsistent) is raised as
 a :class:`DataError` naming the record and the file, never as an error from inside wfdb or
 numpy; samples that fail the header's checksums are a warning naming them. Any WFDB signal
-format wfdb reads is accepted (212, 16, 16+24 ``.mat``, ...).
+format wfdb reads is accepted (212, 16, 16+24 ``.mat``, big-endian 61, ...).
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ FORMAT_BITS: dict[str, float] = {
     "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16,
     "212": 12, "310": 32 / 3, "311": 32 / 3,
 }  # fmt: skip
+
+#: Formats read in physical units, converted back to digital values for the checksums: wfdb 4.3
+#: cannot read big-endian 61's digital samples frame by frame (``convert_dtype`` misparses ``>i2``).
+PHYSICAL_FORMATS: frozenset[str] = frozenset({"61"})
 
 #: Every annotation symbol wfdb knows (beats and non-beats); anything else is "unknown".
 KNOWN_SYMBOLS: frozenset[str] = frozenset(s for s in ann_label_table["symbol"] if isinstance(s, str))
@@ -91,7 +95,8 @@ def _check_folder(path: Path) -> None:
 
 def _checked_header_file(path: Path) -> tuple[Path, list[str]]:
     """``<path>.hea``, checked to exist and to have a sane record line (wfdb silently takes
-    250 Hz for an unreadable sampling rate, so this is checked here), and that line's fields."""
+    250 Hz for an unreadable sampling rate, so this is checked here), and the fields of its lines
+    (comments left out), the record line's first."""
     header_file = path.with_name(path.name + ".hea")
     if not header_file.is_file():
         _check_folder(path)
@@ -99,17 +104,18 @@ def _checked_header_file(path: Path) -> tuple[Path, list[str]]:
         hint = (f"; the folder holds {len(others)} other record(s), e.g. {', '.join(others[:3])} (another database, "
                 "or a partial copy?)") if others else ""
         raise _fail(path, f"file {header_file.name} is missing{hint}")
-    lines = [ln.split() for ln in header_file.read_text(errors="replace").splitlines()]
-    fields = next((ln for ln in lines if ln and not ln[0].startswith("#")), None)
-    if fields is None:
+    lines = [fields for line in header_file.read_text(errors="replace").splitlines()
+             if (fields := line.split()) and not fields[0].startswith("#")]
+    if not lines:
         raise _fail(path, f"file {header_file.name} is malformed: it has no record line")
+    fields = lines[0]
     if len(fields) < 2 or not fields[1].isdigit():
         problem = f"record line {' '.join(fields)!r} does not give the number of signals as its second field"
         raise _fail(path, f"file {header_file.name} is malformed: {problem}")
     if len(fields) >= 3 and not _FS_FIELD.match(fields[2]):
         problem = f"sampling frequency field {fields[2]!r} is not a number"
         raise _fail(path, f"file {header_file.name} is malformed: {problem}")
-    return header_file, fields
+    return header_file, lines
 
 
 def _expected_bytes(header: wfdb.Record, file_name: str) -> tuple[int, str] | None:
@@ -129,6 +135,17 @@ def _expected_bytes(header: wfdb.Record, file_name: str) -> tuple[int, str] | No
     return offset + math.ceil(bits / 8), what
 
 
+def _parsed_header(path: Path) -> tuple[Path, wfdb.Record | wfdb.MultiRecord]:
+    """``<path>.hea``, checked by :func:`_checked_header_file`, and wfdb's parse of it."""
+    header_file, _ = _checked_header_file(path)
+    try:
+        return header_file, wfdb.rdheader(str(path))
+    except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
+        raise
+    except Exception as exc:  # wfdb raises HeaderSyntaxError, IndexError, ValueError...
+        raise _fail(path, f"file {header_file.name} is malformed: {type(exc).__name__}: {exc}") from exc
+
+
 def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
     """Parse and check the header ``<path>.hea`` and the size of every signal file it names.
 
@@ -142,13 +159,7 @@ def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
         DataError: missing or malformed ``.hea``, missing or truncated signal file.
     """
     path = Path(path)
-    header_file, _ = _checked_header_file(path)
-    try:
-        header = wfdb.rdheader(str(path))
-    except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
-        raise
-    except Exception as exc:  # wfdb raises HeaderSyntaxError, IndexError, ValueError...
-        raise _fail(path, f"file {header_file.name} is malformed: {type(exc).__name__}: {exc}") from exc
+    header_file, header = _parsed_header(path)
     if not isinstance(header, wfdb.Record):
         return header  # multi-segment record: wfdb checks its segments when reading
     n_lines = len(header.sig_name or [])
@@ -180,12 +191,27 @@ def resolve_leads(path: str | os.PathLike[str], leads: Sequence[str]) -> list[st
     """
     if not any("|" in lead for lead in leads):
         return list(leads)
-    path = Path(path)
-    available = _lead_names(read_header(path).sig_name)
+    return _lead_channels(Path(path), leads)[1]
+
+
+def _lead_channels(path: Path, leads: Sequence[str]) -> tuple[list[int], list[str]]:
+    """The positions of ``leads`` among record ``path``'s channels, as wfdb numbers them
+    (:func:`~msresnet1d.data.preprocess.lead_positions`; a multi-segment record's are those of its
+    first segment, the layout header of a variable layout), and the record's names of them.
+
+    Raises:
+        LeadError: an absent lead, or one lead chosen twice.
+        DataError: a missing or malformed header.
+    """
+    header = read_header(path)
+    if not isinstance(header, wfdb.Record):
+        header = _parsed_header(path.parent / header.seg_name[0])[1]
+    available = _lead_names(header.sig_name)
     try:
-        return [available[i] for i in lead_positions(available, leads)]
+        positions = lead_positions(available, leads)
     except ValueError as exc:
         raise _fail(path, str(exc), LeadError) from None
+    return positions, [available[i] for i in positions]
 
 
 def _signed16(value: int) -> int:
@@ -221,50 +247,56 @@ def _check_checksums(path: Path, record: wfdb.Record) -> None:
 def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None) -> Record:
     """Read a record's signals with ``wfdb.rdrecord``.
 
-    The header's record line is checked first. When wfdb fails, or returns fewer samples or
-    leads than asked for, :func:`read_header` finds out which file is at fault, so the error
-    names it (a full check up front would double the cost of small records). The samples are
+    The header's record line is checked first (and, when ``leads`` are asked for, the header with
+    :func:`read_header`, for their channels' positions). When wfdb fails, or returns fewer samples than the header
+    announces, :func:`read_header` finds out which file is at fault, so the error names it (a full
+    check up front would double the cost of small records). The samples are
     read as digital values, compared with the header's checksums (which wfdb does not verify; a
     mismatch warns), then converted to physical units channel by channel (faster than wfdb's
     conversion of the (L, C) array), the samples of one frame of a multi-frequency signal
-    averaged. Multi-segment records are read by wfdb in physical units, unchecked (their
-    segments' headers hold the checksums).
+    averaged; a record with a signal in one of :data:`PHYSICAL_FORMATS` (61) is read in physical
+    units and converted back for the checksums. Multi-segment records are read by wfdb in physical
+    units, unchecked (their segments' headers hold the checksums); one whose segments give a lead
+    in different units is refused.
 
     Args:
         path: record path without extension.
         leads: lead names to keep, in this order (by name, never by position: MIT-BIH record
             114 has MLII second); an entry ``"V1|V2|V4|V5"`` keeps the first of these the record
-            has (:func:`~msresnet1d.data.preprocess.lead_positions`); ``None`` keeps all.
+            has (:func:`~msresnet1d.data.preprocess.lead_positions`); ``""`` names a lead without
+            a description; ``None`` keeps all.
 
     Returns:
         A :class:`Record` with ``signal`` (C, L) float32 in physical units.
 
     Raises:
-        DataError: a file is missing, truncated or malformed, or a lead is absent.
+        DataError: a file is missing, truncated or malformed, a lead is absent, or a
+            multi-segment record's segments give a lead in different units.
     """
     path = Path(path)
-    multi_segment = "/" in _checked_header_file(path)[1][0]  # the record line's "name/segments"
-    if leads is not None:
-        leads = resolve_leads(path, leads)
+    record_line, *signal_lines = _checked_header_file(path)[1]
+    multi_segment = "/" in record_line[0]  # the record line's "name/segments"
+    physical = multi_segment or any(len(line) > 1 and re.match("[0-9]*", line[1])[0] in PHYSICAL_FORMATS
+                                    for line in signal_lines)  # a signal line's format: "61", "61x2", "61:3"...
+    channels = None if leads is None else _lead_channels(path, leads)[0]  # wfdb cannot ask for a lead named None
     try:
-        record = wfdb.rdrecord(str(path), channel_names=None if leads is None else list(leads),
-                               physical=multi_segment, smooth_frames=multi_segment)
+        record = wfdb.rdrecord(str(path), channels=channels, physical=physical, smooth_frames=multi_segment)
     except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
         raise
     except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...
         read_header(path)
         raise _fail(path, f"wfdb could not read the signals: {type(exc).__name__}: {exc}") from exc
-    if leads is not None and _lead_names(record.sig_name) != list(leads):
-        try:
-            lead_positions(_lead_names(read_header(path).sig_name), leads)
-        except ValueError as exc:
-            raise _fail(path, str(exc), LeadError) from None
-        raise _fail(path, f"wfdb returned leads {record.sig_name} when asked for {list(leads)}")
     if multi_segment:
+        if record.units is None:  # wfdb's sign of a variable layout whose segments' units differ
+            raise _fail(path, "its segments give a lead in different physical units (wfdb gives none for the record), "
+                              "which msresnet1d does not convert: write the segments in one unit")
         signal = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
     else:
+        if physical:  # the digital samples again, for the checksums (adc rounds: exactly)
+            record.e_d_signal = record.adc(expanded=True)
         _check_checksums(path, record)
-        record.dac(expanded=True, inplace=True)
+        if not physical:
+            record.dac(expanded=True, inplace=True)
         signal = np.array([samples if n == 1 else samples.reshape(-1, n).mean(axis=1)
                            for samples, n in zip(record.e_p_signal, record.samps_per_frame, strict=True)],
                           dtype=np.float32)
