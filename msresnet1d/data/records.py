@@ -93,7 +93,7 @@ def _check_folder(path: Path) -> None:
         raise _fail(path, f"database folder {path.parent} does not exist")
 
 
-def _checked_header_file(path: Path) -> tuple[Path, list[str]]:
+def _checked_header_file(path: Path) -> tuple[Path, list[list[str]]]:
     """``<path>.hea``, checked to exist and to have a sane record line (wfdb silently takes
     250 Hz for an unreadable sampling rate, so this is checked here), and the fields of its lines
     (comments left out), the record line's first."""
