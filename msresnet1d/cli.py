@@ -220,12 +220,15 @@ def cmd_download(args: argparse.Namespace) -> int:
     from .data import DataError, find_database
     from .data.fashion_mnist import (REPO_DATA_DIR, DownloadError, download_fashion_mnist, load_fashion_mnist,
                                      split_dir)
-    from .data.locate import DATA_ENV, data_home, download_database, expected_checksums, verify_checksums
+    from .data.locate import (DATA_ENV, data_home, download_database, expected_checksums, holds_records,
+                              verify_checksums)
 
     root = args.data_dir or os.environ.get(DATA_ENV) or None
     root = Path(root) if root else None
     if args.name == "mitdb":
         folder = (root or data_home()) / "mitdb"
+        if args.data_dir and holds_records(root):  # --data-dir names the database folder itself, as train allows
+            folder = root
         expected = expected_checksums("mitdb")
         if folder.is_dir() and any(folder.iterdir()):  # a copy, or part of one: checked, never added to
             try:
@@ -247,6 +250,8 @@ def cmd_download(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: no repository datasets/ folder at {REPO_DATA_DIR.parent} (an installed "
                              "package): give --data-dir, the folder to hold fashion-mnist/")
         folder = root / "fashion-mnist" if root else REPO_DATA_DIR
+        if args.data_dir and split_dir("train", root) == root:  # --data-dir names the files' folder itself
+            folder = root
         try:
             download_fashion_mnist(folder, timeout_s=args.timeout)
         except DownloadError as e:
@@ -282,7 +287,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
     p.add_argument("--name", help="run name")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the training steps")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config key, e.g. --set data.fs=360 --set model_kwargs.fusion=attention")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")

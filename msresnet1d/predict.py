@@ -182,7 +182,8 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
     if len(positions) < 2:
         raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2"
                          + (f" (in its {annotator} annotations: --detect finds beats in the signal)" if annotator else ""))
-    _warn_invalid(record, positions, positions + 1, "beats")
+    first, last = (round(seconds * record.fs) for seconds in beat_cfg.window)  # the beat window, at the record's rate
+    _warn_invalid(record, positions + first, positions + last, "beats")
     centres = positions_at(positions, record.fs, beat_cfg.fs, signal.shape[1])
     state = ckpt.get("task_state") or {}
     rr_transform = None
@@ -334,7 +335,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                      leave=False):
         try:
             lines = _predict_record(ckpt, task, record_path, out_dir, annotator, args)
-        except (ValueError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - with several records, any failure is one record's: named, then the next
             if len(jobs) == 1:
                 raise
             failed.append(record_path.name)

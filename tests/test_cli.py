@@ -222,7 +222,9 @@ def test_download_mitdb_fetches_checks_and_says_that_train_finds_it(tmp_path, mo
     fetched.clear()
     assert main(["download", "mitdb"]) == 0  # a copy already there is checked, not fetched again
     assert f"mitdb is already in {tmp_path / 'mitdb'}: its 3 files match" in capsys.readouterr().out
-    assert fetched == []
+    assert main(["download", "mitdb", "--data-dir", str(tmp_path / "mitdb")]) == 0  # the database folder, as train takes
+    assert f"mitdb is already in {tmp_path / 'mitdb'}: its 3 files match" in capsys.readouterr().out
+    assert fetched == [] and not (tmp_path / "mitdb" / "mitdb").exists()
     data = bytearray((tmp_path / "mitdb" / "100.dat").read_bytes())
     data[1000] ^= 0xFF
     (tmp_path / "mitdb" / "100.dat").write_bytes(bytes(data))
@@ -284,6 +286,9 @@ def test_download_fashion_mnist_into_a_folder_and_offline(tmp_path, monkeypatch,
     assert f"fashion-mnist is in {tmp_path / 'root' / 'fashion-mnist'}: its 4 files match the official MD5s" in out
     assert f"pass --data-dir {tmp_path / 'root'} (or set MSRESNET1D_DATA={tmp_path / 'root'})" in out
     assert len(served) == 4
+    assert main(["download", "fashion-mnist", "--data-dir", str(tmp_path / "root" / "fashion-mnist")]) == 0
+    assert f"fashion-mnist is in {tmp_path / 'root' / 'fashion-mnist'}: its 4" in capsys.readouterr().out
+    assert len(served) == 4 and not (tmp_path / "root" / "fashion-mnist" / "fashion-mnist").exists()
     (tmp_path / "datasets").mkdir()
     assert main(["download", "fashion-mnist"]) == 0  # the default folder, datasets/fashion-mnist
     assert "msresnet1d train finds it there without --data-dir" in capsys.readouterr().out

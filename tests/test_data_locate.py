@@ -121,6 +121,17 @@ def _sample_checksums() -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SAMPLE.glob("100.*")}
 
 
+def test_an_interrupted_download_leaves_nothing(isolated, monkeypatch):
+    def interrupted(db, dl_dir, files, **kwargs):
+        (Path(dl_dir) / "100.hea").write_text("partial")
+        raise KeyboardInterrupt  # Ctrl-C during msresnet1d download
+
+    monkeypatch.setattr(wfdb, "dl_files", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download_database("mitdb")
+    assert not (isolated / "downloads").exists() or list((isolated / "downloads").iterdir()) == []
+
+
 def test_completed_download_is_checked_and_moved_into_place(isolated, monkeypatch):
     asked = []
 

@@ -16,6 +16,7 @@ import wfdb
 
 from msresnet1d.cli import main
 from msresnet1d.data import read_record
+from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.training.checkpoint import FORMAT_VERSION
 from msresnet1d.training.config import TrainConfig
 from msresnet1d.training.run import create_configured_model
@@ -295,6 +296,18 @@ def test_several_records_are_labelled_and_one_that_fails_is_named(checkpoints, r
     assert "error: 1 of 3 records not labelled (slow); the others were" in captured.err
     assert sorted(p.name for p in out.iterdir()) == ["100.pred", "100.pred.csv", "101.pred", "101.pred.csv"]
     assert "100: " in captured.out and "101: " in captured.out
+    label = predict_module.predict_beats
+
+    def failing_on_101(ckpt, record_path, *args):
+        if record_path.name == "101":
+            raise RuntimeError("an error of torch's, say")
+        return label(ckpt, record_path, *args)
+
+    monkeypatch.setattr(predict_module, "predict_beats", failing_on_101)  # any error is one record's
+    assert main(["predict", str(checkpoints["beats"]), str(records / "101"), str(records / "100"), "--out-dir",
+                 str(tmp_path / "other")]) == 1
+    assert f"error: {records / '101'}: an error of torch's, say" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["100.pred", "100.pred.csv"]
     # every output is checked, and two records writing one file refused, before any record is labelled
     monkeypatch.setattr(predict_module, "predict_beats", lambda *a: pytest.fail("labelled before the outputs were checked"))
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), str(records / "100.dat"),
@@ -311,16 +324,22 @@ def test_several_records_are_labelled_and_one_that_fails_is_named(checkpoints, r
 def test_invalid_samples_are_interpolated_for_detection_and_warned_about(checkpoints, records, capsys):
     # WFDB's missing value (NaN once read): --detect used to refuse the record, asking for fill_nan; the beats
     # (windows) in such a stretch were labelled from the interpolated signal without a word
+    ann = wfdb.rdann(str(records / "100"), "atr")
+    beats = ann.sample[np.isin(ann.symbol, list(BEAT_SYMBOLS))]
+    begin, end = beats[120] + 50, beats[132] - 50  # cut through two beats' windows (-0.25..0.45 s: -90..162 samples)
     signal = wfdb.rdrecord(str(records / "100"), channels=[0]).p_signal
-    signal[36000:39600] = np.nan  # 100-110 s
+    signal[begin:end] = np.nan
     wfdb.wrsamp("gap", fs=360, units=["mV"], sig_name=["MLII"], p_signal=signal, fmt=["16"], write_dir=str(records))
     shutil.copy(records / "100.atr", records / "gap.atr")
     out = str(records.parent / "labels")
-    assert np.isnan(read_record(records / "gap").signal).sum() == 3600
-    with pytest.warns(UserWarning, match=r"record rec/gap: 3600 samples are invalid \(WFDB's missing value\) in 1 "
-                                         r"stretch\(es\) \(100\.0-110\.0 s\); they are interpolated, and the 0 beats"):
+    assert np.isnan(read_record(records / "gap").signal).sum() == end - begin
+    stretch = rf"\({begin / 360:.1f}-{end / 360:.1f} s\)"
+    with pytest.warns(UserWarning, match=rf"record rec/gap: {end - begin} samples are invalid \(WFDB's missing value\) "
+                                         rf"in 1 stretch\(es\) {stretch}; they are interpolated, and the [0-9]+ beats"):
         assert main(["predict", str(checkpoints["beats"]), str(records / "gap"), "--detect", "--out-dir", out]) == 0
-    with pytest.warns(UserWarning, match=r"and the 1[0-9] beats in them are labelled from that, not from the recording"):
+    touched = int(np.sum((beats - 90 < end) & (beats + 162 > begin)))  # each beat's window, not its sample alone
+    assert touched == 13 and np.sum((beats >= begin) & (beats < end)) == 11
+    with pytest.warns(UserWarning, match=rf"and the {touched} beats in them are labelled from that, not from the "):
         assert main(["predict", str(checkpoints["beats"]), str(records / "gap"), "--out-dir", out]) == 0
     with pytest.warns(UserWarning, match=r"and the [1-9] windows in them are labelled from that"):
         assert main(["predict", str(checkpoints["rhythm"]), str(records / "gap"), "--out-dir", out]) == 0

@@ -1121,7 +1121,7 @@ def test_a_bf16_run_reports_the_figures_evaluate_gives(tmp_path):
     task, y_true, probabilities = ensemble_predict([tmp_path / "run" / "checkpoints" / "best.pt"])
     again = classification_report(y_true, probabilities, task.class_names, task.scored)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"] == json.loads(json.dumps(json_safe(again)))
-    assert result["test"]["macro_auc"] == again["macro_auc"]
+    assert result["test"]["macro_auc"] == again["macro_auc"]  # the returned figures too, unrounded
 
 
 def test_a_run_killed_between_its_two_checkpoints_tests_the_selected_weights(tmp_path, monkeypatch):

@@ -41,7 +41,8 @@ def epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
     """
     if seed < 0 or epoch < 0 or rank < 0:
         raise ValueError(f"seed, epoch and rank must be >= 0, got seed={seed}, epoch={epoch}, rank={rank}")
-    state = np.random.SeedSequence([seed, epoch, *[rank] * (rank > 0)]).generate_state(1, dtype=np.uint64)[0]
+    entropy = [seed, epoch] + ([rank] if rank else [])  # rank 0 draws as a single process does
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
 
 

@@ -104,7 +104,8 @@ def list_records(db_dir: str | os.PathLike[str]) -> list[str]:
     return names
 
 
-def _holds_records(path: Path) -> bool:
+def holds_records(path: Path) -> bool:
+    """Whether folder ``path`` holds WFDB records (a ``RECORDS`` file or ``.hea`` files)."""
     return path.is_dir() and ((path / "RECORDS").is_file() or any(path.glob("*.hea")))
 
 
@@ -116,7 +117,7 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
         if not path.exists():
             raise DataError(f"database '{name}': {path} does not exist")
         for candidate in (path, path / name):
-            if _holds_records(candidate):
+            if holds_records(candidate):
                 return candidate
         raise DataError(f"database '{name}': {path} is not a folder of WFDB records, nor a folder holding "
                         f"'{name}/' with them")
@@ -129,7 +130,7 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
     candidates.append(data_home() / name)
     candidates = list(dict.fromkeys(candidates))
     for candidate in candidates:
-        if _holds_records(candidate):
+        if holds_records(candidate):
             log.info("database '%s' found at %s", name, candidate)
             return candidate
     if download:
@@ -145,7 +146,7 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
         )
     sample = embedded_sample(name)
     if sample is not None:
-        if _holds_records(sample):
+        if holds_records(sample):
             warnings.warn(
                 f"database '{name}' not found (looked in {', '.join(map(str, candidates))}); "
                 f"using the embedded sample {sample} (first minutes of each record only). "
@@ -258,7 +259,7 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
             f"database '{name}' cannot be downloaded automatically (known: "
             f"{', '.join(sorted(PHYSIONET_PROJECTS))}). " + _how_to_supply(name, target)
         )
-    if _holds_records(target):
+    if holds_records(target):
         raise DataError(f"database '{name}' is already at {target} (find_database({name!r}) finds it there); "
                         "to download it again, move that folder away first")
     if target.exists() and any(target.iterdir()):
@@ -277,8 +278,10 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
                 wfdb.dl_files(PHYSIONET_PROJECTS[name], str(partial), files)
         log.debug("wfdb.dl_files output:\n%s", chatter.getvalue())
         verify_checksums(partial, expected)
-    except Exception as exc:  # network, HTTP and file errors all end the same way
+    except BaseException as exc:  # network, HTTP and file errors all end the same way; Ctrl-C leaves nothing either
         shutil.rmtree(partial, ignore_errors=True)
+        if not isinstance(exc, Exception):
+            raise
         raise DataError(
             f"could not download database '{name}' from PhysioNet ({type(exc).__name__}: {exc}). "
             + _how_to_supply(name, target)

@@ -247,10 +247,10 @@ def _check_checksums(path: Path, record: wfdb.Record) -> None:
 def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None) -> Record:
     """Read a record's signals with ``wfdb.rdrecord``.
 
-    The header's record line is checked first (and, when ``leads`` are asked for, the header with
-    :func:`read_header`, for their channels' positions). When wfdb fails, or returns fewer samples than the header
-    announces, :func:`read_header` finds out which file is at fault, so the error names it (a full
-    check up front would double the cost of small records). The samples are
+    The header's record line is checked first; when ``leads`` are asked for, the whole header with
+    :func:`read_header` too, for their channels' positions (about a third more time on a small
+    record). When wfdb fails, or returns fewer samples than the header announces,
+    :func:`read_header` finds out which file is at fault, so the error names it. The samples are
     read as digital values, compared with the header's checksums (which wfdb does not verify; a
     mismatch warns), then converted to physical units channel by channel (faster than wfdb's
     conversion of the (L, C) array), the samples of one frame of a multi-frequency signal

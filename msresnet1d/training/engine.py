@@ -99,7 +99,8 @@ RUN_LOCK = ".lock"
 
 
 #: The files a run writes in its folder, each atomically (``checkpoints/`` holds ``last.pt`` and
-#: ``best.pt``): a resume removes the temporary files of these a killed run left, and only these.
+#: ``best.pt``): a run starting in the folder removes the temporary files of these a killed run
+#: left, and only these.
 RUN_FILES = ("config.json", "log.csv", "metrics.json", "curves.png", "confusion_matrix.png", "ecg_strip.png")
 #: errno values of a file system that does not support flock (Lustre without -o flock, some FUSE mounts).
 _NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK}

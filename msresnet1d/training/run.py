@@ -168,8 +168,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         result = trainer.test()
         if dist.is_main:
             write_plots(trainer, result)
-        trainer.write_metrics(result)  # last: a folder holding metrics.json is a finished run
-        if dist.is_main:
+            trainer.write_metrics(result)  # last: a folder holding metrics.json is a finished run
             print(trainer.summary_table(result))
             print(f"run folder: {trainer.run_dir}")
         return result
