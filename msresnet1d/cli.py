@@ -193,9 +193,9 @@ def cmd_info(args: argparse.Namespace) -> int:
                 where = str(find_database(name))
             except DataError as e:
                 where = f"not found ({str(e).splitlines()[0]})"
-        sample = is_embedded_sample(where, name)
-        notes = ["embedded sample"] * sample + ["msresnet1d download mitdb fetches the full database"] * (
-            name == "mitdb" and (sample or where.startswith("not found")))
+        notes = ["embedded sample"] if is_embedded_sample(where, name) else []
+        if name == "mitdb" and (notes or where.startswith("not found")):
+            notes.append("msresnet1d download mitdb fetches the full database")
         print(f"  {name:<14}{where}" + (f" ({'; '.join(notes)})" if notes else ""))
     from .data.fashion_mnist import split_dir
 
@@ -217,56 +217,65 @@ def cmd_download(args: argparse.Namespace) -> int:
     """Fetch MIT-BIH (wfdb's downloader, PhysioNet's SHA-256 checked) or Fashion-MNIST (its mirrors,
     the official MD5s checked) into ``<root>/<name>``: ``--data-dir``, else where ``train`` looks
     without flags. A copy already there is checked instead; then says whether ``train`` finds it."""
-    from .data import DataError, find_database
-    from .data.fashion_mnist import (REPO_DATA_DIR, DownloadError, download_fashion_mnist, load_fashion_mnist,
-                                     split_dir)
-    from .data.locate import (DATA_ENV, data_home, download_database, expected_checksums, holds_records,
-                              verify_checksums)
+    from .data.locate import DATA_ENV
 
     root = args.data_dir or os.environ.get(DATA_ENV) or None
-    root = Path(root) if root else None
-    if args.name == "mitdb":
-        folder = (root or data_home()) / "mitdb"
-        if args.data_dir and holds_records(root):  # --data-dir names the database folder itself, as train allows
-            folder = root
-        expected = expected_checksums("mitdb")
-        if folder.is_dir() and any(folder.iterdir()):  # a copy, or part of one: checked, never added to
-            try:
-                verify_checksums(folder, expected)
-            except DataError as e:
-                raise DataError(f"{e}; to download it again, move {folder} away first") from None
-            print(f"mitdb is already in {folder}: its {len(expected)} files match PhysioNet's SHA-256")
-        else:
-            download_database("mitdb", folder, timeout_s=args.timeout)
-            print(f"mitdb downloaded into {folder}: {len(expected)} files, each matching PhysioNet's SHA-256")
-        with warnings.catch_warnings():  # the embedded sample's warning: the line below says it
-            warnings.simplefilter("ignore")
-            try:
-                found = find_database("mitdb")
-            except DataError:
-                found = None
-    else:
-        if root is None and not REPO_DATA_DIR.parent.is_dir():
-            raise SystemExit(f"error: no repository datasets/ folder at {REPO_DATA_DIR.parent} (an installed "
-                             "package): give --data-dir, the folder to hold fashion-mnist/")
-        folder = root / "fashion-mnist" if root else REPO_DATA_DIR
-        if args.data_dir and split_dir("train", root) == root:  # --data-dir names the files' folder itself
-            folder = root
-        try:
-            download_fashion_mnist(folder, timeout_s=args.timeout)
-        except DownloadError as e:
-            raise DownloadError(f"{e}\nSupply the files by hand: put the four .gz files of "
-                                f"https://github.com/zalandoresearch/fashion-mnist in {folder}") from e
-        for split in ("train", "test"):
-            load_fashion_mnist(folder, split)  # each file's MD5, also of files that were there
-        print(f"fashion-mnist is in {folder}: its 4 files match the official MD5s")
-        found = split_dir("train")
+    fetch = _download_mitdb if args.name == "mitdb" else _download_fashion_mnist
+    folder, found = fetch(Path(root) if root else None, bool(args.data_dir), args.timeout)
     if found is not None and Path(found).resolve() == folder.resolve():
         print("msresnet1d train finds it there without --data-dir")
     else:
         where = f"finds {found} first" if found is not None else "does not look there by itself"
         print(f"msresnet1d train {where}: pass --data-dir {folder.parent} (or set MSRESNET1D_DATA={folder.parent})")
     return 0
+
+
+def _download_mitdb(root: Path | None, given: bool, timeout: float) -> tuple[Path, Path | None]:
+    """``download mitdb``: the folder it is in, and the one ``train`` finds without flags (or None)."""
+    from .data import DataError, find_database
+    from .data.locate import data_home, download_database, expected_checksums, holds_records, verify_checksums
+
+    folder = (root or data_home()) / "mitdb"
+    if given and holds_records(root):  # --data-dir names the database folder itself, as train allows
+        folder = root
+    expected = expected_checksums("mitdb")
+    if folder.is_dir() and any(folder.iterdir()):  # a copy, or part of one: checked, never added to
+        try:
+            verify_checksums(folder, expected)
+        except DataError as e:
+            raise DataError(f"{e}; to download it again, move {folder} away first") from None
+        print(f"mitdb is already in {folder}: its {len(expected)} files match PhysioNet's SHA-256")
+    else:
+        download_database("mitdb", folder, timeout_s=timeout)
+        print(f"mitdb downloaded into {folder}: {len(expected)} files, each matching PhysioNet's SHA-256")
+    with warnings.catch_warnings():  # the embedded sample's warning: the caller's line says it
+        warnings.simplefilter("ignore")
+        try:
+            return folder, find_database("mitdb")
+        except DataError:
+            return folder, None
+
+
+def _download_fashion_mnist(root: Path | None, given: bool, timeout: float) -> tuple[Path, Path | None]:
+    """``download fashion-mnist``: the folder it is in, and the one ``train`` finds without flags (or None)."""
+    from .data.fashion_mnist import (REPO_DATA_DIR, DownloadError, download_fashion_mnist, load_fashion_mnist,
+                                     split_dir)
+
+    if root is None and not REPO_DATA_DIR.parent.is_dir():
+        raise SystemExit(f"error: no repository datasets/ folder at {REPO_DATA_DIR.parent} (an installed "
+                         "package): give --data-dir, the folder to hold fashion-mnist/")
+    folder = root / "fashion-mnist" if root else REPO_DATA_DIR
+    if given and split_dir("train", root) == root:  # --data-dir names the files' folder itself
+        folder = root
+    try:
+        download_fashion_mnist(folder, timeout_s=timeout)
+    except DownloadError as e:
+        raise DownloadError(f"{e}\nSupply the files by hand: put the four .gz files of "
+                            f"https://github.com/zalandoresearch/fashion-mnist in {folder}") from e
+    for split in ("train", "test"):
+        load_fashion_mnist(folder, split)  # each file's MD5, also of files that were there
+    print(f"fashion-mnist is in {folder}: its 4 files match the official MD5s")
+    return folder, split_dir("train")
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
