@@ -42,6 +42,14 @@ def test_read_record_gives_channels_first_physical_signal():
     np.testing.assert_allclose(record.signal, raw.p_signal.T, atol=1e-6)
 
 
+def test_a_record_given_without_a_folder_is_named_by_itself(x, monkeypatch):
+    monkeypatch.chdir(x)
+    for given in ("100", "./100"):
+        assert read_record(given).name == "100"
+        with pytest.raises(LeadError, match=re.escape("record '100': no lead 'V1'")):
+            read_record(given, leads=["V1"])
+
+
 def test_leads_are_selected_by_name_not_position():
     # record 114 has its leads swapped: V5 first, MLII second
     raw = wfdb.rdrecord(str(SAMPLE / "114"))

@@ -73,9 +73,10 @@ class Annotations:
 
 
 def record_label(path: str | os.PathLike[str]) -> str:
-    """``'<folder>/<record>'``: how errors name the record at ``path`` (without extension)."""
+    """``'<folder>/<record>'``, or ``'<record>'`` for a path without a folder name (``'100'``,
+    ``'./100'``): how errors name the record at ``path`` (without extension)."""
     path = Path(path)
-    return f"{path.parent.name}/{path.name}"
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def _lead_names(sig_name: Sequence[str | None] | None) -> list[str]:
