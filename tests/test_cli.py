@@ -207,12 +207,11 @@ def test_download_mitdb_fetches_checks_and_says_that_train_finds_it(tmp_path, mo
     _sample_record_100(monkeypatch)
     fetched = []
 
-    def fake_dl_files(db, dl_dir, files, **kwargs):
-        fetched.extend(files)
-        for file in files:
-            shutil.copy(SAMPLE / file, dl_dir)
+    def fake_dl_full_file(url, save_file_name):
+        fetched.append(url.rsplit("/", 1)[1])
+        shutil.copy(SAMPLE / fetched[-1], save_file_name)
 
-    monkeypatch.setattr(wfdb, "dl_files", fake_dl_files)
+    monkeypatch.setattr(wfdb.io.download, "dl_full_file", fake_dl_full_file)
     monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path))
     assert main(["download", "mitdb"]) == 0
     out = capsys.readouterr().out
@@ -237,10 +236,10 @@ def test_download_mitdb_fetches_checks_and_says_that_train_finds_it(tmp_path, mo
 def test_download_mitdb_offline_fails_naming_where_to_put_the_files(tmp_path, monkeypatch, capsys):
     import wfdb
 
-    def offline(db, dl_dir, files, **kwargs):
+    def offline(url, save_file_name):
         raise ConnectionError("Failed to resolve 'physionet.org'")
 
-    monkeypatch.setattr(wfdb, "dl_files", offline)
+    monkeypatch.setattr(wfdb.io.download, "dl_full_file", offline)
     monkeypatch.delenv("MSRESNET1D_DATA", raising=False)
     assert main(["download", "mitdb", "--data-dir", str(tmp_path / "root")]) == 1
     err = capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Finding databases: explicit path, MSRESNET1D_DATA, datasets/, the embedded sample fallback, and
-downloads (made to fail or to succeed without network by replacing wfdb.dl_files)."""
+downloads (made to fail or to succeed without network: wfdb's downloader pointed at a file:// mirror,
+or its dl_full_file replaced)."""
 
 import contextlib
 import hashlib
@@ -103,11 +104,11 @@ def test_data_home_is_the_environment_variable_else_datasets_downloads(isolated,
 
 
 def test_failed_download_leaves_nothing_and_explains(isolated, monkeypatch):
-    def offline(db, dl_dir, files, **kwargs):
-        (Path(dl_dir) / "100.hea").write_text("partial")  # a download that breaks half-way
+    def offline(url, save_file_name):
+        Path(save_file_name).write_text("partial")  # a download that breaks half-way
         raise ConnectionError("Failed to resolve 'physionet.org'")
 
-    monkeypatch.setattr(wfdb, "dl_files", offline)
+    monkeypatch.setattr(wfdb.io.download, "dl_full_file", offline)
     with pytest.raises(DataError) as error:
         find_database("mitdb", download=True)
     message = str(error.value)
@@ -122,29 +123,37 @@ def _sample_checksums() -> dict[str, str]:
 
 
 def test_an_interrupted_download_leaves_nothing(isolated, monkeypatch):
-    def interrupted(db, dl_dir, files, **kwargs):
-        (Path(dl_dir) / "100.hea").write_text("partial")
+    def interrupted(url, save_file_name):
+        Path(save_file_name).write_text("partial")
         raise KeyboardInterrupt  # Ctrl-C during msresnet1d download
 
-    monkeypatch.setattr(wfdb, "dl_files", interrupted)
+    monkeypatch.setattr(wfdb.io.download, "dl_full_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         download_database("mitdb")
     assert not (isolated / "downloads").exists() or list((isolated / "downloads").iterdir()) == []
 
 
-def test_completed_download_is_checked_and_moved_into_place(isolated, monkeypatch):
-    asked = []
-
-    def fake_download(db, dl_dir, files, **kwargs):
-        asked.append((db, sorted(files)))
-        for file in files:
-            shutil.copy(SAMPLE / file, dl_dir)
-
-    monkeypatch.setattr(wfdb, "dl_files", fake_download)
+@pytest.fixture
+def mirror(tmp_path, monkeypatch) -> Path:
+    """PhysioNet's files/ tree as a file:// mirror that wfdb's downloader reads (record 100 of mitdb
+    1.0.0, the sample's copy), and the checksum list of that record."""
+    version = tmp_path / "mirror" / "mitdb" / "1.0.0"
+    version.mkdir(parents=True)
+    for path in SAMPLE.glob("100.*"):
+        shutil.copy(path, version)
+    monkeypatch.setattr(wfdb.io.download.config, "db_index_url", (tmp_path / "mirror").as_uri() + "/")
     monkeypatch.setattr(locate, "expected_checksums", lambda name: _sample_checksums())
+    return version
+
+
+def test_completed_download_is_checked_and_moved_into_place(isolated, monkeypatch, mirror):
+    asked = []
+    fetch = wfdb.io.download.dl_full_file
+    monkeypatch.setattr(wfdb.io.download, "dl_full_file", lambda url, file: (asked.append(url), fetch(url, file)))
     target = find_database("mitdb", download=True)
     assert target == isolated / "downloads" / "mitdb"
-    assert asked == [("mitdb", ["100.atr", "100.dat", "100.hea"])]  # exactly the files of the checksum list
+    # exactly the files of the checksum list, of the version they are the checksums of
+    assert sorted(asked) == [f"{mirror.as_uri()}/100.{ext}" for ext in ("atr", "dat", "hea")]
     assert sorted(p.name for p in target.iterdir()) == ["100.atr", "100.dat", "100.hea"]
     assert [p.name for p in target.parent.iterdir()] == ["mitdb"]
     assert find_database("mitdb") == target  # found without downloading again
@@ -153,21 +162,15 @@ def test_completed_download_is_checked_and_moved_into_place(isolated, monkeypatc
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])
-def test_a_download_that_fails_its_checksums_leaves_nothing(isolated, monkeypatch, damage):
-    def fake_download(db, dl_dir, files, **kwargs):
-        for path in SAMPLE.glob("100.*"):
-            shutil.copy(path, dl_dir)
-        if damage == "corrupt":
-            data = bytearray((Path(dl_dir) / "100.dat").read_bytes())
-            data[1000] ^= 0xFF  # one flipped byte
-            (Path(dl_dir) / "100.dat").write_bytes(bytes(data))
-        else:
-            (Path(dl_dir) / "100.atr").unlink()
-
-    monkeypatch.setattr(wfdb, "dl_files", fake_download)
-    monkeypatch.setattr(locate, "expected_checksums", lambda name: _sample_checksums())
-    expected = ("1 files differ from the published checksums (100.dat: SHA-256 " if damage == "corrupt"
-                else "1 of 3 files missing (100.atr)")
+def test_a_download_that_fails_its_checksums_leaves_nothing(isolated, mirror, damage):
+    if damage == "corrupt":
+        data = bytearray((mirror / "100.dat").read_bytes())
+        data[1000] ^= 0xFF  # one flipped byte
+        (mirror / "100.dat").write_bytes(bytes(data))
+        expected = "1 files differ from the published checksums (100.dat: SHA-256 "
+    else:
+        (mirror / "100.atr").unlink()
+        expected = "(FileNotFoundError: "  # the mirror lacks a listed file
     with pytest.raises(DataError, match=re.escape(expected)):
         download_database("mitdb")
     assert not (isolated / "downloads").exists() or list((isolated / "downloads").iterdir()) == []
@@ -214,7 +217,6 @@ def stalled_server():
 
 def test_a_stalled_download_times_out_and_leaves_nothing(isolated, monkeypatch, stalled_server):
     # wfdb's requests set no timeout: without one this call never returned
-    monkeypatch.setattr(wfdb.io.download, "PN_CONTENT_URL", stalled_server)
     monkeypatch.setattr(wfdb.io.download.config, "db_index_url", stalled_server)
     outcome: list[BaseException] = []
 

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
+import posixpath
 import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import wfdb
 from tqdm.auto import tqdm
 
 from .errors import DataError
@@ -37,8 +36,9 @@ log = logging.getLogger(__name__)
 
 DATA_ENV = "MSRESNET1D_DATA"
 
-#: Databases that :func:`download_database` can fetch, as PhysioNet project names.
-PHYSIONET_PROJECTS: dict[str, str] = {"mitdb": "mitdb"}
+#: Databases that :func:`download_database` can fetch, as PhysioNet ``<project>/<version>``: the
+#: version whose files the checksums of :data:`CHECKSUMS_DIR` list (a newer one would fail them).
+PHYSIONET_PROJECTS: dict[str, str] = {"mitdb": "mitdb/1.0.0"}
 
 #: Per downloadable database, ``<name>.sha256`` lists the SHA-256 of every file a download must
 #: hold (``sha256sum`` format, from PhysioNet's own SHA256SUMS.txt).
@@ -240,17 +240,19 @@ def _wfdb_timeout(timeout_s: float) -> Iterator[None]:
 
 def download_database(name: str, target: str | os.PathLike[str] | None = None, *,
                       timeout_s: float = 60.0) -> Path:
-    """Download PhysioNet database ``name`` with wfdb's downloader (``wfdb.dl_files``, record by
-    record, with a progress bar) into ``target`` (default ``data_home() / name``) and return
-    ``target``.
+    """Download PhysioNet database ``name`` with wfdb's downloader (``dl_full_file``, file by file,
+    with a progress bar) into ``target`` (default ``data_home() / name``) and return ``target``.
 
-    The files fetched are those of :func:`expected_checksums`. They go to a temporary folder next
-    to ``target`` and are checked against their published SHA-256 before that folder is renamed
-    into place;
+    The files fetched are those of :func:`expected_checksums`, from the version they are the
+    checksums of (:data:`PHYSIONET_PROJECTS`), under wfdb's ``config.db_index_url``
+    (``https://physionet.org/files/``). They go to a temporary folder next to ``target`` and are
+    checked against their published SHA-256 before that folder is renamed into place;
     a failed or corrupt download leaves nothing behind and raises :class:`DataError` saying how
     to supply the data by hand. A connection that stalls for ``timeout_s`` seconds (connecting,
     or between two pieces of data: a slow but moving download is not cut) fails the download.
     """
+    from wfdb.io import download as wfdb_download
+
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
     target = Path(target) if target is not None else data_home() / name
@@ -266,17 +268,13 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
         raise DataError(f"database '{name}': download target {target} exists and is not empty")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=target.parent))
-    log.info("downloading '%s' from PhysioNet into %s", name, partial)
+    url = posixpath.join(wfdb_download.config.db_index_url, PHYSIONET_PROJECTS[name], "")
+    log.info("downloading '%s' from %s into %s", name, url, partial)
     expected = expected_checksums(name)
-    records: dict[str, list[str]] = {}
-    for file in expected:
-        records.setdefault(file.split(".")[0], []).append(file)
     try:
-        chatter = io.StringIO()
-        with contextlib.redirect_stdout(chatter), _wfdb_timeout(timeout_s):  # wfdb prints a line a call
-            for files in tqdm(records.values(), desc=f"downloading {name}", unit="record", disable=None, leave=False):
-                wfdb.dl_files(PHYSIONET_PROJECTS[name], str(partial), files)
-        log.debug("wfdb.dl_files output:\n%s", chatter.getvalue())
+        with _wfdb_timeout(timeout_s):
+            for file in tqdm(expected, desc=f"downloading {name}", unit="file", disable=None, leave=False):
+                wfdb_download.dl_full_file(url + file, str(partial / file))
         verify_checksums(partial, expected)
     except BaseException as exc:  # network, HTTP and file errors all end the same way; Ctrl-C leaves nothing either
         shutil.rmtree(partial, ignore_errors=True)
