@@ -153,6 +153,33 @@ def test_key_follows_files_parameters_and_code(tmp_path, monkeypatch):
     assert cache_key([source], {"fs": 360}) != resized
 
 
+def test_key_sees_an_edited_label_that_kept_the_files_size_and_time(tmp_path):
+    # a header, an annotation file or REFERENCE.csv edited in place, its time put back (cp -p,
+    # rsync -a, an archive's extraction): every CinC 2017 label is one character
+    reference = tmp_path / "REFERENCE.csv"
+    reference.write_text("A00001,N\n")
+    os.utime(reference, ns=(1, 1))
+    key = cache_key([reference], {})
+    reference.write_text("A00001,A\n")
+    os.utime(reference, ns=(1, 1))
+    assert cache_key([reference], {}) != key
+
+
+def test_code_version_follows_the_libraries_that_compute_the_arrays(monkeypatch):
+    import scipy
+
+    cache.code_version.cache_clear()
+    before = cache.code_version()
+    monkeypatch.setattr(scipy, "__version__", "0.0.1")  # another filter, another resampler
+    cache.code_version.cache_clear()
+    try:
+        assert cache.code_version() != before
+    finally:
+        monkeypatch.undo()
+        cache.code_version.cache_clear()
+    assert cache.code_version() == before
+
+
 def test_beat_cache_is_reused_rebuilt_when_truncated_and_invalidated_by_source_changes(tmp_path):
     db = tmp_path / "db"
     db.mkdir()
@@ -171,6 +198,9 @@ def test_beat_cache_is_reused_rebuilt_when_truncated_and_invalidated_by_source_c
     np.testing.assert_array_equal(rebuilt.X, first.X)
     np.testing.assert_array_equal(load_beats(db_dir=db, cache_dir=folder, workers=1).X, first.X)
 
-    os.utime(db / "101.atr")  # a source file changes: new key, new entry
+    os.utime(db / "101.dat")  # a signal file changes (its time): new key, new entry
+    load_beats(db_dir=db, cache_dir=folder, workers=1)
+    assert len(list((folder / "beats").iterdir())) == 2
+    os.utime(db / "101.atr")  # the annotations touched, not changed: their content is the key
     load_beats(db_dir=db, cache_dir=folder, workers=1)
     assert len(list((folder / "beats").iterdir())) == 2

@@ -7,11 +7,15 @@ missing or corrupted file is detected: it gives a warning and the entry is rebui
 
 An entry's key hashes (sha256) three things, so a stale entry is never reused:
 
-* the source files, by name, size and modification time (``st_mtime_ns``): cheap enough to
-  check on every load, unlike a content hash of ~100 MB;
+* the source files: signal files (:data:`SIGNAL_SUFFIXES`) by name, size and modification time
+  (``st_mtime_ns``), cheap enough to check on every load, unlike a content hash of ~100 MB; every
+  other file (headers, annotations, ``REFERENCE.csv``: small, and what sets the rate, gains,
+  leads and labels) by name and content, so that an edited label is seen even when the edit
+  kept the file's size and time (``cp -p``, ``rsync -a``, an archive's extraction);
 * the parameters (any JSON-able mapping);
-* the code version: the package version and the source of the modules that compute the
-  arrays (:data:`CODE_MODULES`; any edit to them invalidates the cache).
+* the code version: the package version, the versions of numpy, scipy and wfdb (which
+  filter, resample and parse), and the source of the modules that compute the arrays
+  (:data:`CODE_MODULES`; any edit to them invalidates the cache).
 
 Writes are atomic: the entry is written in a temporary folder next to it, then renamed into
 place. Processes may build one entry at once (a cold cache, two runs started together): each
@@ -49,6 +53,10 @@ MANIFEST = "manifest.json"
 #: Modules whose source is part of the code version of cached arrays (what computes them).
 CODE_MODULES = ("records", "preprocess", "aami", "rr", "beats", "rhythm")
 
+#: Suffixes of the source files :func:`cache_key` fingerprints by size and modification time
+#: (WFDB signal files: MIT-BIH's ``.dat``, CinC 2017's ``.mat``); others, by content.
+SIGNAL_SUFFIXES = (".dat", ".mat")
+
 
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The cache folder (see the module docstring for the order). Not created here."""
@@ -64,21 +72,29 @@ def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """Package version plus a hash of the source of :data:`CODE_MODULES`."""
+    """Package version plus a hash of the source of :data:`CODE_MODULES` and of the versions of
+    numpy, scipy and wfdb."""
+    import scipy
+    import wfdb
+
     from msresnet1d import __version__
 
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"numpy {np.__version__}, scipy {scipy.__version__}, wfdb {wfdb.__version__}".encode())
     for name in CODE_MODULES:
         digest.update(Path(__file__).with_name(f"{name}.py").read_bytes())
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
 def cache_key(files: Iterable[Path], params: Mapping[str, object]) -> str:
-    """Hex sha256 of the files' (name, size, mtime_ns), ``params`` and :func:`code_version`."""
+    """Hex sha256 of the files (signal files by name, size and mtime_ns, others by name and
+    content: see the module docstring), ``params`` and :func:`code_version`."""
     stats = []
     for file in map(Path, files):
-        stat = file.stat()
-        stats.append((file.name, stat.st_size, stat.st_mtime_ns))
+        if file.suffix in SIGNAL_SUFFIXES:
+            stat = file.stat()
+            stats.append((file.name, stat.st_size, stat.st_mtime_ns))
+        else:
+            stats.append((file.name, hashlib.sha256(file.read_bytes()).hexdigest()))
     blob = json.dumps([stats, dict(params), code_version()], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
