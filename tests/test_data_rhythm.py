@@ -2,6 +2,7 @@
 evaluation, aggregation."""
 
 import csv
+import dataclasses
 import re
 import shutil
 from collections import Counter
@@ -272,3 +273,10 @@ def test_rhythm_split_seed_defaults_to_the_run_seed_and_can_be_fixed():
     assert resolve_data(load_config(None, rhythm)).data["split_seed"] == 3  # runs made before the key
     assert resolve_data(load_config(None, {**rhythm, "data.split_seed": 0})).data["split_seed"] == 0
     assert "split_seed" not in resolve_data(load_config(None, {"seed": 3})).data  # beats: val_seed instead
+
+
+def test_rhythm_config_canonicalises_band_and_rate():  # equal configurations, one cache key
+    config = RhythmConfig(fs=300, band=[0.5, 40])
+    assert config == RhythmConfig(fs=300.0, band=(0.5, 40.0)) and type(config.band[1]) is float
+    assert dataclasses.asdict(config) == dataclasses.asdict(RhythmConfig())
+    assert RhythmConfig(band=(None, 40)).band == (None, 40.0) and RhythmConfig(band=None).band is None

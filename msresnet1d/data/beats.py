@@ -34,7 +34,7 @@ from .cache import cache_key, cached
 from .errors import DataError
 from .locate import changed_files, find_database, is_embedded_sample, list_records
 from .parallel import process_map
-from .preprocess import Normalization
+from .preprocess import Normalization, canonical_band
 from .records import preprocess_record, read_annotations, read_record, record_files, record_label
 from .rr import RR_FEATURES, rr_features
 from .splits import DS1, DS2, PACED_RECORDS
@@ -76,8 +76,7 @@ class BeatConfig:
         object.__setattr__(self, "leads", tuple(self.leads))
         object.__setattr__(self, "fs", float(self.fs))
         object.__setattr__(self, "window", (float(self.window[0]), float(self.window[1])))
-        if self.band is not None:
-            object.__setattr__(self, "band", tuple(None if f is None else float(f) for f in self.band))
+        object.__setattr__(self, "band", canonical_band(self.band))
         if not self.window[0] < self.window[1]:
             raise ValueError(f"BeatConfig: window={self.window} s must have start < stop")
         if self.fs <= 0:

@@ -138,6 +138,12 @@ def bandpass(
     return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
 
 
+def canonical_band(band: Sequence[float | None] | None) -> tuple[float | None, float | None] | None:
+    """``band`` (low, high) Hz as a tuple of floats (``None`` kept), so that equal configurations
+    give equal cache keys: ``(0.5, 40)`` and ``[0.5, 40.0]`` are one band."""
+    return None if band is None else tuple(None if f is None else float(f) for f in band)  # type: ignore[return-value]
+
+
 def check_band(fs: float, low: float | None, high: float | None) -> None:
     """Raise ValueError unless (``low``, ``high``) Hz are band-pass corners :func:`bandpass` can
     design at ``fs`` Hz: at least one given, each strictly between 0 and fs/2, low below high."""

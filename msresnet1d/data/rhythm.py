@@ -34,7 +34,7 @@ from .cache import cache_key, cached
 from .errors import DataError
 from .locate import find_database, list_records
 from .parallel import process_map
-from .preprocess import Normalization
+from .preprocess import Normalization, canonical_band
 from .records import preprocess_record, read_record, record_files
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class RhythmConfig:
         if self.fs <= 0:
             raise ValueError(f"RhythmConfig: fs={self.fs} Hz must be positive")
         object.__setattr__(self, "fs", float(self.fs))  # canonical, for equal cache keys
+        object.__setattr__(self, "band", canonical_band(self.band))
 
 
 @dataclass(frozen=True)
