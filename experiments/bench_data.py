@@ -60,9 +60,9 @@ def timed(func: Callable[[], object]) -> tuple[object, dict[str, float]]:
 
 def fresh_process_seconds(function: str, db_dir: Path, cache_dir: Path) -> float:
     code = _FRESH_PROCESS.format(function=function)
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(db_dir), str(cache_dir)], check=True, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-c", code, str(db_dir), str(cache_dir)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"the fresh-process load of {function} failed (exit status {out.returncode}):\n{out.stderr}")
     return round(json.loads(out.stdout.strip().splitlines()[-1]), 3)
 
 
