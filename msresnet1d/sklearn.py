@@ -219,13 +219,19 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _check_params(self) -> None:
         """Validate the parameters that TrainConfig does not hold."""
         name = type(self).__name__
-        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+        if self.validation_fraction is not None and not (
+                isinstance(self.validation_fraction, numbers.Real) and not isinstance(self.validation_fraction, bool)
+                and 0 < self.validation_fraction < 1):
             raise ValueError(f"{name}: validation_fraction must be None or in (0, 1), got {self.validation_fraction!r}")
         if self.n_jobs is not None and (not is_whole(self.n_jobs) or self.n_jobs == 0):  # True is not 1 thread
             raise ValueError(f"{name}: n_jobs must be None, a number of torch threads >= 1, or < 0 (-1: all CPUs), "
                              f"got {self.n_jobs!r}")
-        if self.n_iter_no_change is not None and self.n_iter_no_change < 1:
-            raise ValueError(f"{name}: n_iter_no_change must be None or >= 1, got {self.n_iter_no_change!r}")
+        if self.n_iter_no_change is not None and not (is_whole(self.n_iter_no_change) and self.n_iter_no_change >= 1):
+            raise ValueError(f"{name}: n_iter_no_change must be None or a whole number >= 1 (epochs), "
+                             f"got {self.n_iter_no_change!r}")
+        for flag in ("pad_short", "warm_start"):  # "no" would count as true
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise ValueError(f"{name}: {flag} must be True or False, got {getattr(self, flag)!r}")
         if self.model_kwargs is not None and not isinstance(self.model_kwargs, dict):
             raise ValueError(f"{name}: model_kwargs must be a dict or None, got {type(self.model_kwargs).__name__}")
         inferred = sorted(set(self.model_kwargs or {}) & set(_INFERRED_MODEL_KWARGS))
@@ -371,6 +377,13 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                cfg: TrainConfig) -> None:
         """``cfg.epochs`` epochs on the samples ``train``, appending to ``history_``; with
         validation samples ``val``, stop early and keep the weights of the lowest validation loss."""
+        stride = self.model_.total_stride
+        if cfg.batch_size == 1 and signals.shape[-1] <= stride:  # the last stage's length: ceil(L / total stride)
+            raise ValueError(
+                f"{type(self).__name__}: batch_size=1 and signals of {signals.shape[-1]} timepoints leave one value per "
+                f"channel in the network's last stage (total stride {stride}), and BatchNorm needs at least 2 in "
+                f"training: use batch_size >= 2, or signals longer than {stride} timepoints"
+            )
         x, t = torch.tensor(signals), torch.from_numpy(targets)
         loader = TensorBatchLoader(
             x[train], t[train], cfg.batch_size, shuffle=True, seed=self._seed,

@@ -451,6 +451,11 @@ def test_a_failed_fit_or_refit_leaves_the_estimator_unfitted(estimator):
 @pytest.mark.parametrize("params, message", [
     (dict(optimizer="adam"), r"MSResNet1dClassifier: optimizer must be one of \('adamw', 'sgd'\), got 'adam'"),
     (dict(validation_fraction=1.5), "validation_fraction must be None or in \\(0, 1\\), got 1.5"),
+    (dict(validation_fraction="0.2"), "validation_fraction must be None or in \\(0, 1\\), got '0.2'"),
+    (dict(n_iter_no_change="5"), r"n_iter_no_change must be None or a whole number >= 1 \(epochs\), got '5'"),
+    (dict(n_iter_no_change=2.5), r"n_iter_no_change must be None or a whole number >= 1 \(epochs\), got 2.5"),
+    (dict(pad_short="no"), "MSResNet1dClassifier: pad_short must be True or False, got 'no'"),
+    (dict(warm_start=1), "MSResNet1dClassifier: warm_start must be True or False, got 1"),
     (dict(model_kwargs={"in_channels": 3}), "model_kwargs must not set in_channels: fit infers them"),
     (dict(model_kwargs={"num_classes": 3}), "model_kwargs must not set num_classes: fit infers them"),
     (dict(model_kwargs={"extra_features": 3}), "model_kwargs must not set extra_features: the estimator feeds the "
@@ -464,6 +469,19 @@ def test_a_failed_fit_or_refit_leaves_the_estimator_unfitted(estimator):
 def test_fit_rejects_bad_parameters(params, message):
     with pytest.raises(ValueError, match=message):
         MSResNet1dClassifier(**{**TINY, "epochs": 1, **params}).fit(X_OK, Y_OK)
+
+
+def test_batches_of_one_need_two_positions_in_the_last_stage():  # BatchNorm's two values per channel
+    X, y = np.random.default_rng(0).normal(size=(10, 9)).astype(np.float32), ["a", "b"] * 5
+    params = {**TINY, "epochs": 1, "warmup_epochs": 0, "batch_size": 1}
+    MSResNet1dClassifier(**params).fit(X, y)  # 9 timepoints: 2 positions after a total stride of 8
+    for short, pad in ((X[:, :8], False), (X[:, :3], True)):  # padded to min_input_size=5: still one position
+        with pytest.raises(ValueError, match=re.escape(
+                f"MSResNet1dClassifier: batch_size=1 and signals of {max(short.shape[1], 5)} timepoints leave one "
+                "value per channel in the network's last stage (total stride 8), and BatchNorm needs at least 2 in "
+                "training: use batch_size >= 2, or signals longer than 8 timepoints")):
+            MSResNet1dClassifier(**params, pad_short=pad).fit(short, y)
+    MSResNet1dClassifier(**{**params, "batch_size": 2}).fit(X[:, :8], y)
 
 
 def test_fitted_estimator_rejects_another_layout():
