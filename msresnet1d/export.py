@@ -128,7 +128,8 @@ def export_onnx(
             model's ``min_input_size`` (the exported graph takes any length); default 8 x the
             model's ``total_stride``.
         opset: ONNX opset version, one the installed torch's TorchScript-based exporter supports
-            (7 to 20 in torch 2.13; the error for another names the range).
+            (7 to 20 in torch 2.13; the error for another names the range); 10 or more for a
+            model with ``shortcut="avg_conv_bn"`` (ceil-mode average pooling).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`, ``~`` expanded.
@@ -150,6 +151,9 @@ def export_onnx(
     if opsets is not None and (not is_whole(opset) or opset not in opsets):
         raise ValueError(f"opset must be a whole number from {opsets.start} to {opsets.stop - 1}, the ONNX opsets "
                          f"torch {torch.__version__}'s TorchScript-based exporter supports; got {opset!r}")
+    if opset < 10 and any(isinstance(m, nn.AvgPool2d) and m.ceil_mode for m in model.modules()):
+        raise ValueError(f"opset {opset}: this model pools in ceil mode (the ResNet-D shortcuts of "
+                         "shortcut='avg_conv_bn'), which ONNX's AveragePool has from opset 10: use opset >= 10")
     inputs = _example_inputs(model, example_length)
     names = ["signal", "extra"][: len(inputs)]
     dynamic_axes = {"signal": {0: "batch", 2: "length"}, "extra": {0: "batch"}, "logits": {0: "batch"}}

@@ -231,6 +231,17 @@ def test_export_onnx_names_an_opset_the_exporter_does_not_support(tmp_path, capf
     assert export._exporter_opsets() == range(low, high + 1)
 
 
+def test_ceil_mode_pooling_needs_opset_10(tmp_path, capfd):
+    model = create_model("msresnet1d_beat", shortcut="avg_conv_bn")
+    with pytest.raises(ValueError, match=re.escape("opset 9: this model pools in ceil mode (the ResNet-D shortcuts of "
+                                                   "shortcut='avg_conv_bn'), which ONNX's AveragePool has from opset "
+                                                   "10: use opset >= 10")):
+        export_onnx(model, tmp_path / "m.onnx", opset=9)
+    assert not capfd.readouterr().out and not list(tmp_path.iterdir())  # not the exporter's 300-line graph dump
+    export_onnx(model, tmp_path / "m.onnx", opset=10)
+    export_onnx(create_model("msresnet1d_beat"), tmp_path / "plain.onnx", opset=9)  # no ceil-mode pooling
+
+
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_a_float64_model_traces_and_runs_whole_records_but_exports_to_onnx_as_float32_only(tmp_path):
     from msresnet1d.inference import classify_windows
