@@ -403,6 +403,12 @@ def test_bad_parameters_are_named():
         classify_beats(model, signal, np.array([100, 400, 300]), BEAT_WINDOW)
     with pytest.raises(ValueError, match="integer sample positions"):
         classify_beats(model, signal, np.array([100.0, 400.0]), BEAT_WINDOW)
+    assert len(classify_beats(model, signal, [], BEAT_WINDOW).sample) == 0  # no beats (a flat record's detection)
+    for rr in (mean_rr, median_rr):  # what a stream's record_rr comes from: the same checks
+        with pytest.raises(ValueError, match="position 100 repeats or goes back"):
+            rr(np.array([400, 100]), FS)
+        with pytest.raises(ValueError, match="integer sample positions"):
+            rr(np.array([100.0, 400.0]), FS)
     with pytest.raises(ValueError, match="channel=2 is not one of the signal's 2 channel"):
         detect_beats(signal, FS, channel=2)
     with pytest.raises(ValueError, match=r"channel=1.5 is not one of the signal's 2 channel\(s\): expected an index"):

@@ -303,6 +303,8 @@ def _check_beats(beats: np.ndarray, end: int | None = None) -> np.ndarray:
     """``beats`` as (B,) int64 positions in samples, checked: 1-D integers, >= 0, increasing
     and, given the recording's length ``end`` in samples, < ``end``."""
     beats = np.asarray(beats)
+    if beats.size == 0:  # [] is float64 to numpy: no beats, not a wrong type
+        beats = beats.astype(np.int64)
     if beats.ndim != 1 or not np.issubdtype(beats.dtype, np.integer):
         raise ValueError(f"beats must be a 1-D array of integer sample positions, got {beats.dtype} {beats.shape}")
     if len(beats) and beats[0] < 0:
@@ -315,7 +317,7 @@ def _check_beats(beats: np.ndarray, end: int | None = None) -> np.ndarray:
 
 
 def _intervals(beats: np.ndarray, fs: float) -> np.ndarray:
-    beats = np.asarray(beats)
+    beats = _check_beats(beats)
     if len(beats) < 2:
         raise ValueError(f"a record's RR interval needs at least 2 beats, got {len(beats)}")
     return np.diff(beats) / positive_number(fs, "fs", "Hz")
@@ -324,7 +326,8 @@ def _intervals(beats: np.ndarray, fs: float) -> np.ndarray:
 def mean_rr(beats: np.ndarray, fs: float) -> float:
     """Mean RR interval in seconds of increasing beat positions (samples at ``fs`` Hz), as
     :func:`msresnet1d.data.rr.rr_features` computes its ``rr_record`` column. Raises ValueError for
-    fewer than 2 beats, or ``fs`` not a finite number > 0."""
+    beats that are not increasing whole sample positions >= 0, fewer than 2 beats, or ``fs`` not
+    a finite number > 0."""
     return float(np.mean(_intervals(beats, fs)))
 
 
