@@ -1,5 +1,6 @@
 import io
 import math
+import re
 
 import numpy as np
 import pytest
@@ -82,6 +83,29 @@ def test_extra_features_of_another_dtype_are_named():
         model(torch.randn(2, 1, 200), torch.randn(2, 3, dtype=torch.float64))
     assert model.double()(torch.randn(2, 1, 200, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)).dtype \
         == torch.float64  # a model converted to float64 takes float64
+
+
+@pytest.mark.parametrize("name, spatial", [("msresnet1d_beat", (16,)), ("resnet18", (4, 4))])
+def test_forward_head_names_what_it_takes(name, spatial):
+    model = create_model(name, in_channels=1, num_classes=3, **({"extra_features": 3} if name != "resnet18" else {}))
+    model.eval()
+    extra = (torch.randn(2, 3),) if name != "resnet18" else ()
+    layout = "L'" if len(spatial) == 1 else "H', W'"
+    features = torch.randn(2, model.num_features, *spatial)
+    assert model.forward_head(features, *extra).shape == (2, 3)
+    for wrong in (features[:, 1:], features.mean(dim=-1).flatten(1)):  # a channel short; already pooled
+        with pytest.raises(ValueError, match=re.escape(
+                f"forward_head takes the feature map of forward_features, (N, num_features={model.num_features}, "
+                f"{layout}); got shape {list(wrong.shape)}")):
+            model.forward_head(wrong, *extra)
+    with pytest.raises(TypeError, match=re.escape("features must be a torch.Tensor, got ndarray: convert it with "
+                                                  "torch.from_numpy(x).float()")):
+        model.forward_head(features.numpy(), *extra)
+    with pytest.raises(ValueError, match=r"features of dtype torch\.float64, the model's parameters are torch\.float32"):
+        model.forward_head(features.double(), *extra)
+    if extra:
+        with pytest.raises(TypeError, match=re.escape("extra must be a torch.Tensor, got ndarray")):
+            model(torch.randn(2, 1, 200), extra[0].numpy())
 
 
 def test_d2l_resnet18_matches_the_textbook():
@@ -215,7 +239,7 @@ def test_extra_features_mlp_and_modality_dropout(dims):
              create_model("resnet18", dims=2, in_channels=1, num_classes=5, widths=(8, 8, 8, 8), stem_channels=8,
                           **kwargs))
     assert model.fc.in_features == model.num_features + 16
-    features, extra = torch.randn(4000, model.num_features, 3), torch.randn(4000, 8)
+    features, extra = torch.randn(4000, model.num_features, *[3] * dims), torch.randn(4000, 8)
     with torch.no_grad():
         kept = model.eval().forward_head(features, extra)
         dropped = model.forward_head(torch.zeros_like(features), extra)  # the extra features alone

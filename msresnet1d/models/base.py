@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .layers import check_dtype, check_input, is_whole
+from .layers import check_dtype, check_input, check_tensor, is_whole
 
 
 class ResidualNetwork(nn.Module):
@@ -106,6 +106,19 @@ class ResidualNetwork(nn.Module):
     def _check_dtype(self, x: torch.Tensor, what: str) -> None:
         check_dtype(x, next(self.parameters()).dtype, what)
 
+    @torch.jit.unused
+    def _check_head_inputs(self, features: torch.Tensor, extra: Optional[torch.Tensor]) -> None:
+        """What :meth:`forward_head` reads, checked in eager mode: tensors, and the feature map of
+        :meth:`forward_features` (N, num_features, *spatial) in the model's dtype."""
+        check_tensor(features, "features")
+        if extra is not None:
+            check_tensor(extra, "extra")
+        if features.dim() != self.dims + 2 or features.shape[1] != self.num_features:
+            layout = "L'" if self.dims == 1 else "H', W'"
+            raise ValueError(f"forward_head takes the feature map of forward_features, (N, num_features="
+                             f"{self.num_features}, {layout}); got shape {list(features.shape)}")
+        self._check_dtype(features, "features")
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> last feature map (N, num_features, *spatial')."""
         check_input(x, self.dims, self.in_channels, self.min_input_size)
@@ -124,6 +137,8 @@ class ResidualNetwork(nn.Module):
         """Feature map -> logits (N, num_outputs); with ``pre_logits``, what the linear layer reads:
         the pooled features and, with ``extra``, the extra features after the MLP,
         (N, num_features + (extra_hidden or extra_features))."""
+        if not torch.jit.is_scripting():
+            self._check_head_inputs(features, extra)
         x = features.flatten(2).mean(dim=-1)  # global average pool over L (or H, W)
         if self.training and self.feature_drop_rate > 0:
             keep = torch.rand(x.shape[0], 1, device=x.device) >= self.feature_drop_rate

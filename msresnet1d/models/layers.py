@@ -154,12 +154,19 @@ def check_dtype(x: torch.Tensor, dtype: torch.dtype, what: str) -> None:
                          f".to({dtype}){hint}")
 
 
+def check_tensor(x: object, what: str) -> None:
+    """Raise TypeError unless ``x`` (``what``: "the input", "extra", ...) is a tensor, with the
+    conversion for a numpy array (call it in eager mode only)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}"
+                        + (": convert it with torch.from_numpy(x).float()" if type(x).__module__ == "numpy" else ""))
+
+
 def check_input(x: torch.Tensor, dims: int, in_channels: int, min_size: int) -> None:
     """Raise ValueError unless x is (N, in_channels, *spatial) with every spatial size >= min_size
     (TypeError for an input that is not a tensor)."""
-    if not torch.jit.is_scripting() and not isinstance(x, torch.Tensor):
-        raise TypeError(f"the input must be a torch.Tensor, got {type(x).__name__}"
-                        + (": convert it with torch.from_numpy(x).float()" if type(x).__module__ == "numpy" else ""))
+    if not torch.jit.is_scripting():
+        check_tensor(x, "the input")
     if x.dim() != dims + 2:
         layout = "(N, C, L)" if dims == 1 else "(N, C, H, W)"
         raise ValueError(f"expected a {dims + 2}-D input {layout}, got shape {list(x.shape)}")
