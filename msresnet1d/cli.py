@@ -298,7 +298,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="run name")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the training steps")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set data.fs=360 --set model_kwargs.fusion=attention")
+                   help="override any config key, e.g. --set data.fs=360 --set model_kwargs.fusion=attention (a "
+                        "table value, model_kwargs={...}, replaces the config's table; dotted keys and --data-dir "
+                        "then set entries on top of it)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 

@@ -51,3 +51,20 @@ def test_a_config_file_that_sets_nothing_is_refused(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ValueError, match=f"config file {path} sets no keys; leave out the config"):
         load_config(path, {"epochs": 1})  # trained on the defaults without a word before
+
+
+def test_a_table_override_replaces_the_files_table_and_dotted_keys_land_on_top(tmp_path):
+    path = tmp_path / "a.toml"
+    path.write_text('[data]\ndata_dir = "file-data"\ntrain_records = ["101"]\n\n[model_kwargs]\nkernels = [3, 5]\n')
+    for order in (["data.data_dir=/given", "data={\"fs\": 180}"], ["data={\"fs\": 180}", "data.data_dir=/given"]):
+        cfg = load_config(path, parse_overrides(order))  # --data-dir comes first on the command line
+        assert cfg.data == {"fs": 180, "data_dir": "/given"}  # the file's table replaced; the dotted key kept
+    cfg = load_config(path, parse_overrides(['model_kwargs={"widths": [8, 16]}', "model_kwargs.layers=[1, 1]"]))
+    assert cfg.model_kwargs == {"widths": [8, 16], "layers": [1, 1]}  # another model's options, not kernels
+    for given in (["data.fs=360", 'data={"fs": 180}'], ['data={"fs": 180}', "data.fs=360"],
+                  ['data={"spectrogram": {"size": 8}}', 'data.spectrogram={"size": 16}']):
+        with pytest.raises(ValueError, match=r"^override 'data\.(fs|spectrogram\.size)' given twice, as .* and .*: "
+                                             "give it once$"):
+            load_config(path, parse_overrides(given))
+    assert load_config(path, parse_overrides(["data.fs=180", 'data={"fs": 180}'])).data == {"fs": 180}  # agreeing
+

@@ -12,7 +12,7 @@ import json
 import math
 import numbers
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,8 +126,11 @@ class TrainConfig:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the TOML file at ``path`` (or, for a ``.json`` file, a run folder's
-    ``config.json``), then ``overrides`` (``data.x`` and ``model_kwargs.x`` keys set one entry of
-    those tables).
+    ``config.json``), then ``overrides``: first those of whole keys (a table value,
+    ``model_kwargs={...}``, replaces the file's table, e.g. for another model), then, in any
+    order, the dotted ``data.x`` and ``model_kwargs.x`` keys, which set one entry of those tables
+    (so ``--data-dir``, given as ``data.data_dir``, survives a ``data={...}``). Two overrides that
+    set one entry to different values are refused.
 
     Raises:
         FileNotFoundError: ``path`` is not a file.
@@ -157,7 +160,14 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ValueError(f"config file {path} sets no keys; leave out the config to train on the defaults, "
                              "or see experiments/configs/ for examples")
         source = str(path)
+    given: dict[str, Any] = {}  # the entries the overrides set, as dotted keys: none may be set twice differently
     for key, value in (overrides or {}).items():
+        for leaf, leaf_value in _leaves(key, value):
+            if leaf in given and given[leaf] != leaf_value:
+                raise ValueError(f"override {leaf!r} given twice, as {given[leaf]!r} and {leaf_value!r}: give it once")
+            given[leaf] = leaf_value
+    # whole keys first (a table, model_kwargs={...}, replaces the file's), then dotted keys on top, in any order
+    for key, value in sorted((overrides or {}).items(), key=lambda item: "." in item[0]):
         table, _, sub = key.partition(".")
         if sub:
             if table not in ("data", "model_kwargs"):
@@ -168,6 +178,15 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if overrides:
         source = f"{source} and the overrides ({', '.join(overrides)})"
     return TrainConfig.from_dict(values, source)
+
+
+def _leaves(key: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """The dotted keys and values of the entries that ``key = value`` sets (a table sets each of its own)."""
+    if isinstance(value, dict) and value:
+        for sub, sub_value in value.items():
+            yield from _leaves(f"{key}.{sub}", sub_value)
+    else:
+        yield key, value
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
