@@ -589,6 +589,25 @@ def test_sign_flip_averaging_is_refused_for_images():
         predict_members(None, [(None, fashion)], tta="flip")
 
 
+def test_sign_flip_averaging_is_refused_for_spectrograms(tmp_path):
+    from msresnet1d.training.checkpoint import FORMAT_VERSION
+    from msresnet1d.training.ensemble import load_members
+    from msresnet1d.training.tasks import check_data
+
+    spectrogram = load_config(None, {"data.representation": "spectrogram", "model": "resnet18",
+                                     "model_kwargs": {"dims": 2}, "data.data_dir": str(tmp_path / "missing")})
+    check_data(spectrogram)
+    message = (r"tta 'flip' averages each input with its sign-inverted copy, but this model reads beats as "
+               r"spectrograms \(\[data\] representation 'spectrogram'\): the flip would invert the spectrogram image")
+    with pytest.raises(ValueError, match=message):
+        check_data(dataclasses.replace(spectrogram, tta="flip"))
+    check_data(dataclasses.replace(spectrogram, data={**spectrogram.data, "representation": "signal"}, tta="flip"))
+    torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": spectrogram.to_dict(), "model": {},
+                "class_names": ["N", "S", "V", "F", "Q"], "task_state": {}}, tmp_path / "spec.pt")
+    with pytest.raises(ValueError, match=message):  # evaluate --tta flip: before the (missing) data is looked for
+        load_members([tmp_path / "spec.pt"], tta="flip")
+
+
 def test_every_shipped_config_passes_the_data_check():
     from msresnet1d.training.tasks import check_data
 

@@ -62,22 +62,26 @@ def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", d
                        tta: str | None = None, adapt_bn: bool = False) -> tuple[Task, np.ndarray, np.ndarray]:
     """The task, the labels (N,) and each checkpoint's class probabilities (M, N, K) of the
     checkpoints' M models on ``split``: :func:`load_members`, then :func:`predict_members`."""
-    task, members = load_members(checkpoints, data_dir)
+    task, members = load_members(checkpoints, data_dir, tta)
     y_true, probabilities = predict_members(task, members, split, tta, adapt_bn)
     return task, y_true, probabilities
 
 
-def load_members(checkpoints: Sequence[str | Path],
-                 data_dir: str | None = None) -> tuple[Task, list[tuple[nn.Module, TrainConfig]]]:
+def load_members(checkpoints: Sequence[str | Path], data_dir: str | None = None,
+                 tta: str | None = None) -> tuple[Task, list[tuple[nn.Module, TrainConfig]]]:
     """The task, built once, and each checkpoint's model (eval mode, on the device) with its config.
 
     Args:
         checkpoints: one or more checkpoint files written by ``msresnet1d train``.
         data_dir: the database folder, instead of the one in the checkpoints' configs.
+        tta: the test-time augmentation the models will be evaluated with, checked against each
+            before the data loads (:func:`~msresnet1d.training.tasks.check_tta`); default: each
+            member's own config's.
 
     Raises:
         ValueError: no checkpoint, or one that disagrees with the first on the task, the data
-            options (augmentation aside), the class names or the state fitted on the training split.
+            options (augmentation aside), the class names or the state fitted on the training
+            split; a ``tta`` that makes no sense for a member.
     """
     if not checkpoints:
         raise ValueError("an ensemble needs at least one checkpoint")
@@ -86,6 +90,8 @@ def load_members(checkpoints: Sequence[str | Path],
     paths = [Path(p) for p in checkpoints]
     ckpts = [load_checkpoint(p) for p in paths]
     cfgs = [_config(ckpt, path, data_dir) for ckpt, path in zip(ckpts, paths)]
+    for cfg in cfgs:
+        check_tta(cfg, tta)
     first = cfgs[0]
     first_inputs = _inputs(first)
     for path, ckpt, cfg in zip(paths[1:], ckpts[1:], cfgs[1:]):
@@ -146,7 +152,7 @@ def predict_members(task: Task, members: Sequence[tuple[nn.Module, TrainConfig]]
         raise ValueError(f"Fashion-MNIST runs draw their validation images by their seed; these members (seeds "
                          f"{seeds}) trained on each other's validation images: score the test split instead")
     for _, cfg in members:
-        check_tta(cfg.task, cfg.tta if tta is None else tta)
+        check_tta(cfg, tta)
     device = DistContext().device
     probabilities = []
     for model, cfg in members:

@@ -167,12 +167,21 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     }
 
 
-def check_tta(task: str, tta: str) -> None:
-    """Raise ValueError for a test-time augmentation that makes no sense for ``task``: the sign
-    flip is for ECG leads of arbitrary polarity, not for images (an inverted image is no garment)."""
-    if task == "fashion_mnist" and tta != "none":
+def check_tta(cfg: TrainConfig, tta: str | None = None) -> None:
+    """Raise ValueError for a test-time augmentation ``tta`` (default: ``cfg.tta``) that makes no
+    sense for the model of ``cfg``: the sign flip is for ECG leads of arbitrary polarity, fed as
+    signals; not for images (an inverted image is no garment), nor for beats fed as spectrograms
+    (the flip would invert the spectrogram image, not the signal)."""
+    tta = cfg.tta if tta is None else tta
+    if tta == "none":
+        return
+    if cfg.task == "fashion_mnist":
         raise ValueError(f"tta {tta!r} averages each input with its sign-inverted copy, for ECG leads of arbitrary "
                          "polarity; a Fashion-MNIST image inverted is not the same garment: use tta 'none'")
+    if cfg.task == "beats" and resolve_data(cfg).data["representation"] == "spectrogram":
+        raise ValueError(f"tta {tta!r} averages each input with its sign-inverted copy, but this model reads beats "
+                         "as spectrograms ([data] representation 'spectrogram'): the flip would invert the spectrogram "
+                         "image, not the signal (whose spectrogram does not change with its sign): use tta 'none'")
 
 
 def check_data(cfg: TrainConfig) -> None:
@@ -185,7 +194,7 @@ def check_data(cfg: TrainConfig) -> None:
     """
     from ...data.hrv import MIN_FS
 
-    check_tta(cfg.task, cfg.tta)
+    check_tta(cfg)
     data = resolve_data(cfg).data
     for key, (valid, expected) in _data_rules()[cfg.task].items():
         if not valid(data[key]):
