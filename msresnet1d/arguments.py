@@ -178,6 +178,14 @@ def add_seeds(parser: Any, default: list[int] | None, help: str) -> None:
 THREADS_HELP = "torch threads (0 or unset: PyTorch's default; on a shared machine, 1)"
 
 
+def path_flag(value: str) -> str:
+    """A file or folder flag's value: not empty (``--config "$CFG"`` with CFG unset would otherwise
+    mean the flag's default, e.g. another config)."""
+    if not value:
+        raise argparse.ArgumentTypeError("empty: give a path (an unset shell variable?), or leave the flag out")
+    return value
+
+
 def positive_seconds(value: str) -> float:
     """A duration flag: a number of seconds > 0."""
     try:

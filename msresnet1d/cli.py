@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import arguments
-from .arguments import THREADS_HELP, positive_seconds, resolve_config, seed_value, thread_count
+from .arguments import THREADS_HELP, path_flag, positive_seconds, resolve_config, seed_value, thread_count
 from .models.tta import TTA_MODES
 from .training.config import load_config, parse_overrides
 from .training.distributed import launched_rank
@@ -279,13 +279,13 @@ def _download_fashion_mnist(root: Path | None, given: bool, timeout: float) -> t
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML config: a path or a name in experiments/configs (default: the main job; "
+    p.add_argument("--config", type=path_flag, help="TOML config: a path or a name in experiments/configs (default: the main job; "
                                      "with --resume, the run folder's config.json)")
-    p.add_argument("--out", help="run folder (default runs/<name>/<timestamp>)")
+    p.add_argument("--out", type=path_flag, help="run folder (default runs/<name>/<timestamp>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with its config (flags that change it "
                         "are refused)")
-    p.add_argument("--data-dir", help="database folder, or a folder holding it (mitdb/, cinc2017/...; "
+    p.add_argument("--data-dir", type=path_flag, help="database folder, or a folder holding it (mitdb/, cinc2017/...; "
                                       "sets data.data_dir)")
     p.add_argument("--model", help="registered model name (msresnet1d info lists them)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="+", help="one checkpoint, or several of one task and data: their mean probabilities")
     p.add_argument("--split", default="test", choices=("test", "val"),
                    help="the checkpoint config's test split (default) or its validation split")
-    p.add_argument("--data-dir", help="database folder, or a folder holding it (default: the checkpoint config's "
+    p.add_argument("--data-dir", type=path_flag, help="database folder, or a folder holding it (default: the checkpoint config's "
                                       "data_dir if it names one, else found as train finds it, $MSRESNET1D_DATA "
                                       "included)")
     p.add_argument("--tta", choices=TTA_MODES,
@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapt-bn", action="store_true",
                    help="re-estimate the BatchNorm statistics on each record's own beats before predicting it "
                         "(test-time adaptation to the patient, labels unread; beat tasks)")
-    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--json", type=path_flag, help="also write the metrics to this JSON file")
     p.add_argument("--per-record", action="store_true", help="also each record's accuracy and Se of every class, "
                                                              "and 95%% intervals of the figures over the records "
                                                              "(drawn with replacement; beat models)")
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "by checksum")
     p.add_argument("name", choices=DOWNLOADABLE,
                    help="the data set (CinC 2017 is a zip file to supply by hand: see the README's Data)")
-    p.add_argument("--data-dir", help="the folder to hold <name>/ (default: $MSRESNET1D_DATA if set, else for "
+    p.add_argument("--data-dir", type=path_flag, help="the folder to hold <name>/ (default: $MSRESNET1D_DATA if set, else for "
                                       "mitdb the download folder, datasets/downloads/ or ~/.cache/msresnet1d/data/, "
                                       "and for fashion-mnist datasets/)")
     p.add_argument("--timeout", type=positive_seconds, default=60.0,

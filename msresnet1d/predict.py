@@ -38,7 +38,7 @@ from .data.rhythm import RhythmArrays
 from .data.rr import rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
 from .atomic import atomic_path, check_target, write_text
-from .arguments import THREADS_HELP, thread_count
+from .arguments import THREADS_HELP, path_flag, thread_count
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
 from .models.tta import with_tta
@@ -413,7 +413,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     beats = p.add_mutually_exclusive_group()
     beats.add_argument("--annotator", help="annotation file with the beat positions (beat models; default atr)")
     beats.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
-    p.add_argument("--out-dir", help="where to write (default: next to the record)")
+    p.add_argument("--out-dir", type=path_flag, help="where to write (default: next to the record)")
     p.add_argument("--adapt-bn", action="store_true",
                    help="re-estimate the BatchNorm statistics on this record's own inputs first (AdaBN, as evaluate "
                         "--adapt-bn does per test record): for a recording from another device or gain")

@@ -58,6 +58,26 @@ def test_threads_are_a_whole_number_from_0_the_torch_default(command, capsys):
         assert f"{bad!r}: torch threads are a whole number >= 0 (0: PyTorch's default)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, flag", [
+    (["train"], "--config"), (["train"], "--out"), (["train"], "--data-dir"), (["evaluate", "x.pt"], "--data-dir"),
+    (["evaluate", "x.pt"], "--json"), (["predict", "x.pt", "rec"], "--out-dir"), (["download", "mitdb"], "--data-dir"),
+])
+def test_an_empty_path_is_refused_not_taken_as_the_default(command, flag, capsys):
+    # --config "$CFG" with CFG unset trained the main job; --data-dir "" read the config's data
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, flag, ""])
+    assert (f"argument {flag}: empty: give a path (an unset shell variable?), or leave the flag out"
+            in capsys.readouterr().err)
+
+
+def test_a_run_name_is_one_folder_name(tmp_path, capsys):
+    for name in ("../escaped", "", "a/b", ".."):  # runs/<name>/<time>: not outside runs/, not runs/<time>
+        assert main(["train", "--name", name, "--out", str(tmp_path / "run"), "--epochs", "1"]) == 1
+        assert f"name must be a folder name (letters, digits, '.', '-', '_'; runs go to runs/<name>/<time>), got " \
+               f"{name!r}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_experiment_scripts_take_distinct_seeds_and_checked_configs(capsys):
     import argparse
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import numbers
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ class TrainConfig:
                 raise ValueError(f"config: {key} must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ValueError(f"config: lr must be > 0, got {self.lr}")
+        if not re.fullmatch(r"[\w.-]+", self.name) or self.name in (".", ".."):  # runs/<name>/...: one folder
+            raise ValueError(f"config: name must be a folder name (letters, digits, '.', '-', '_'; runs go to "
+                             f"runs/<name>/<time>), got {self.name!r}")
         for key in ("weight_decay", "warmup_epochs", "focal_gamma", "grad_clip", "early_stopping", "threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
