@@ -293,8 +293,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate (default: the config's)")
     p.add_argument("--seed", type=seed_value,
                    help="seed of the initialisation, shuffling and augmentation (default: the config's)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's device)")
+    p.add_argument("--threads", type=thread_count,
+                   help="torch threads (default: the config's threads; 0: PyTorch's default; on a shared machine, 1)")
     p.add_argument("--name", help="run name")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the training steps")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -305,7 +306,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="msresnet1d", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="msresnet1d", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("train", help="train a model (no arguments: the MIT-BIH main job)")

@@ -45,6 +45,7 @@ def test_python_dash_m_runs_the_command():
     result = subprocess.run([sys.executable, "-m", "msresnet1d", "--help"], capture_output=True, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("usage: msresnet1d ")
+    assert "The msresnet1d command: train, evaluate" in result.stdout  # plain text, not the docstring's ``markup``
 
 
 @pytest.mark.parametrize("command", [["train"], ["evaluate", "x.pt"], ["predict", "x.pt", "rec"]])

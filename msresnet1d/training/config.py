@@ -149,17 +149,16 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise FileNotFoundError(f"config file {path} not found")
         if path.suffix == ".json":
             try:
-                values = json.loads(path.read_text(encoding="utf-8"))
+                values = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a BOM (Windows Notepad) read past
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ValueError(f"config file {path}: not valid JSON (UTF-8 text): {e}") from None
             if not isinstance(values, dict):
                 raise ValueError(f"config file {path}: expected a JSON object of config keys, got {type(values).__name__}")
         else:
-            with open(path, "rb") as f:
-                try:
-                    values = tomllib.load(f)
-                except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-                    raise ValueError(f"config file {path}: not valid TOML (UTF-8 text): {e}") from None
+            try:
+                values = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"config file {path}: not valid TOML (UTF-8 text): {e}") from None
         if not values:  # an empty or all-comment file: most likely not the file meant
             raise ValueError(f"config file {path} sets no keys; leave out the config to train on the defaults, "
                              "or see experiments/configs/ for examples")
