@@ -191,6 +191,13 @@ def test_download_refuses_unknown_databases_and_non_empty_targets(isolated, tmp_
     (tmp_path / "other" / "notes.txt").write_text("not a database")
     with pytest.raises(DataError, match=r"download target .*other exists and is not empty"):
         download_database("mitdb", tmp_path / "other")
+    file = tmp_path / "other" / "notes.txt"  # download --data-dir naming a file: no raw [Errno 17]
+    with pytest.raises(DataError, match=f"database 'mitdb': download target {re.escape(str(file))} is a file, not a "
+                                        "folder"):
+        download_database("mitdb", file)
+    with pytest.raises(DataError, match=f"cannot make the folder {re.escape(str(file / 'sub'))} to download into "
+                                        rf"\({re.escape(str(file))} is a file, not a folder\)"):
+        download_database("mitdb", file / "sub" / "mitdb")
 
 
 @pytest.fixture

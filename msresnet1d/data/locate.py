@@ -264,9 +264,16 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
     if holds_records(target):
         raise DataError(f"database '{name}' is already at {target} (find_database({name!r}) finds it there); "
                         "to download it again, move that folder away first")
+    if target.exists() and not target.is_dir():
+        raise DataError(f"database '{name}': download target {target} is a file, not a folder")
     if target.exists() and any(target.iterdir()):
         raise DataError(f"database '{name}': download target {target} exists and is not empty")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where a folder must go, or no permission
+        file = next((p for p in (target.parent, *target.parent.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{file} is a file, not a folder" if file is not None else f"{e.strerror}: {e.filename}"
+        raise DataError(f"database '{name}': cannot make the folder {target.parent} to download into ({why})") from None
     partial = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=target.parent))
     url = posixpath.join(wfdb_download.config.db_index_url, PHYSIONET_PROJECTS[name], "")
     log.info("downloading '%s' from %s into %s", name, url, partial)
