@@ -330,3 +330,16 @@ def test_info_says_how_to_fetch_the_data_it_does_not_find(tmp_path, monkeypatch,
     assert lines["mitdb"].endswith("mitdb-sample (embedded sample; msresnet1d download mitdb fetches the full database)")
     assert lines["fashion-mnist"].endswith("not found (msresnet1d download fashion-mnist fetches it)")
     assert "msresnet1d download" not in lines["cinc2017"]
+
+
+def test_info_says_when_a_mitdb_copy_is_partial(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    (tmp_path / "mitdb").mkdir()
+    for path in SAMPLE.glob("10[01].*"):  # two records, as a copy interrupted by hand
+        shutil.copy(path, tmp_path / "mitdb")
+    monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path))
+    assert main(["info"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert lines["mitdb"].endswith(f"{tmp_path / 'mitdb'} (2 of its 48 records; missing 102, 103, 104, 105, 106, ...; "
+                                   "msresnet1d download mitdb fetches the full database)")
