@@ -139,6 +139,13 @@ def test_resume_alone_continues_the_run_with_its_own_config(tmp_path, config, mo
     a, b = (load_checkpoint(folder / "checkpoints" / "last.pt") for folder in (tmp_path / "straight", run))
     assert a["epoch"] == b["epoch"] == 1
     assert all(torch.equal(value, b["model"][key]) for key, value in a["model"].items())
+    # a finished run is left as it is: not trained, not tested again, no file rewritten
+    files = {path: path.stat().st_mtime_ns for path in run.rglob("*") if path.is_file()}
+    with monkeypatch.context() as patched:
+        patched.setattr("msresnet1d.training.run.build_task", no_data)
+        assert main(["train", "--out", str(run), "--resume"]) == 0
+    assert f"{run} holds a finished run (metrics.json is written last): nothing to resume" in capsys.readouterr().out
+    assert {path: path.stat().st_mtime_ns for path in run.rglob("*") if path.is_file()} == files
 
 
 def test_resume_without_a_config_needs_a_run_to_continue(tmp_path, capsys):

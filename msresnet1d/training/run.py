@@ -141,7 +141,9 @@ def check_config(cfg: TrainConfig) -> None:
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict:
-    """Train, select on validation, test once; returns the metrics dict (also in metrics.json)."""
+    """Train, select on validation, test once; returns the metrics dict (also in metrics.json).
+    With ``resume``, continue the interrupted run in ``run_dir``; a finished one (its
+    ``metrics.json`` there) is left as it is, and its metrics returned."""
     dist = distributed.setup(cfg.device)
     trainer = None
     try:
@@ -152,6 +154,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
         if resume:
             check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
+            finished = Path(run_dir) / "metrics.json"
+            if finished.exists():  # nothing to continue, and the test split is not scored again
+                if dist.is_main:
+                    print(f"{run_dir} holds a finished run ({finished.name} is written last): nothing to resume; "
+                          "msresnet1d evaluate scores its checkpoints again")
+                return json.loads(finished.read_text())
         seed_everything(cfg.seed)
         cfg = resolve_data(cfg)  # the run folder records every data option
         if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
