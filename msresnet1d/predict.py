@@ -363,7 +363,11 @@ def _checked_job(record_path: Path, args: argparse.Namespace, annotator: str | N
             raise ValueError(f"--extension {args.extension} would overwrite {kept}, {what}: choose another "
                              "--extension or --out-dir")
     for output in (target, target_csv):  # both checked before the work and the writes
-        check_target(output, "output")
+        try:
+            check_target(output, "output")
+        except ValueError as e:
+            raise ValueError(f"{e}" + ("" if args.out_dir else " (the record's folder: write elsewhere with "
+                                                               "--out-dir)")) from None
     return record_path, out_dir
 
 

@@ -364,3 +364,16 @@ def test_beats_that_repeat_a_position_or_too_few_are_named_with_their_file(check
                  str(records.parent / "labels")]) == 1
     assert ("found 1 beat(s), need at least 2 (in its one annotations: --detect finds beats in the signal)"
             in capsys.readouterr().err)
+
+
+def test_a_record_folder_that_cannot_be_written_points_to_out_dir(checkpoints, records, monkeypatch, capsys):
+    from msresnet1d import atomic
+
+    # a read-only folder (chmod does not stop root, who runs the tests here: the check is replaced)
+    monkeypatch.setattr(atomic, "uncreatable", lambda path: f"{Path(path).parent} is not writable"
+                        if Path(path).parent == records else None)
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100")]) == 1
+    assert (f"output {records / '100'}.pred: {records} is not writable (the record's folder: write elsewhere with "
+            "--out-dir)") in capsys.readouterr().err
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir",
+                 str(records.parent / "labels")]) == 0
