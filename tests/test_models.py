@@ -563,6 +563,10 @@ def test_adapt_batchnorm_reestimates_the_statistics_on_the_target_inputs():
     assert sorted(torch.cat([c[0] for c in chunks]).tolist()) == list(range(70))
     assert not torch.equal(torch.cat([c[0] for c in chunks]), ids)  # shuffled, the same way each time
     assert all(torch.equal(a[0], b[0]) for a, b in zip(chunks, shuffled_chunks([ids], batch_size=32)))
+    for tensors, size, message in (([ids[:0]], 32, r"no examples \(N = 0\)"), ([ids], 0, "batch_size must be a whole "
+                                   "number >= 1, got 0"), ([ids, ids[:5]], 32, r"give tensors of one length N, got lengths \[70, 5\]")):
+        with pytest.raises(ValueError, match=f"shuffled_chunks: {message}"):  # at the call, not at the first chunk
+            shuffled_chunks(tensors, batch_size=size)
     # a record at 3x the gain is predicted as the original record is (the convolutions have no bias)
     model = create_model("msresnet1d_beat", in_channels=2, num_classes=5, extra_features=3, extra_hidden=8,
                          feature_drop_rate=0.5, widths=(8, 16, 16), stem_channels=8)

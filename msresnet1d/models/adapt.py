@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .fuse import _NORMS
+from .layers import is_whole
 
 
 def adapt_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor | Sequence[torch.Tensor]]) -> nn.Module:
@@ -77,9 +78,18 @@ def _arguments(batch: object, index: int, extra_features: int | None) -> tuple[t
 def shuffled_chunks(tensors: Sequence[torch.Tensor], batch_size: int, seed: int = 0) -> Iterator[list[torch.Tensor]]:
     """One domain's examples (each tensor (N, ...), the model's positional inputs) for
     :func:`adapt_batchnorm`: in a fixed shuffled order (``seed``), in chunks of equal size (at most
-    ``batch_size``, sizes differing by at most one), so that every chunk weighs about as much."""
+    ``batch_size``, sizes differing by at most one), so that every chunk weighs about as much.
+
+    Raises:
+        ValueError: no tensor, tensors of different lengths N, no example, or ``batch_size`` < 1.
+    """
+    if not tensors or len({len(t) for t in tensors}) != 1:
+        raise ValueError(f"shuffled_chunks: give tensors of one length N, got lengths {[len(t) for t in tensors]}")
+    if not (is_whole(batch_size) and batch_size >= 1):
+        raise ValueError(f"shuffled_chunks: batch_size must be a whole number >= 1, got {batch_size!r}")
     n = len(tensors[0])
+    if n == 0:
+        raise ValueError("shuffled_chunks: no examples (N = 0): nothing to adapt to")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     chunk = math.ceil(n / math.ceil(n / batch_size))
-    for start in range(0, n, chunk):
-        yield [t[order[start:start + chunk]] for t in tensors]
+    return ([t[order[start:start + chunk]] for t in tensors] for start in range(0, n, chunk))  # checked up front
