@@ -626,6 +626,10 @@ def test_sign_flip_average_is_the_mean_probability_of_both_polarities():
         with_tta(model, "mirror")
     with pytest.raises(ValueError, match=r"config: tta must be one of \('none', 'flip'\), got 'mirror'"):
         TrainConfig(tta="mirror")
+    model.reset_classifier(0)  # features out: no probabilities to average
+    with pytest.raises(ValueError, match=r"SignFlipAverage averages class probabilities, but this model has no "
+                                         r"classifier \(num_classes=0"):
+        with_tta(model, "flip")
 
 
 def test_sign_flip_average_follows_the_models_mode_and_scripts():

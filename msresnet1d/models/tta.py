@@ -34,6 +34,9 @@ class SignFlipAverage(nn.Module):
     """
 
     def __init__(self, model: nn.Module) -> None:
+        if getattr(model, "num_classes", None) == 0:
+            raise ValueError("SignFlipAverage averages class probabilities, but this model has no classifier "
+                             "(num_classes=0, e.g. after reset_classifier(0)): its outputs are features")
         super().__init__()
         self.model = model
         for name in SHAPE_ATTRIBUTES:
