@@ -214,7 +214,9 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 warmup_epochs=self.warmup_epochs, grad_clip=self.grad_clip, **self._train_options(),
             )
         except ValueError as exc:
-            raise ValueError(f"{type(self).__name__}: {str(exc).removeprefix('config: ')}") from None
+            hint = (" ('inverse' weighs classes as scikit-learn's class_weight='balanced' does)"
+                    if getattr(self, "class_weights", None) == "balanced" else "")
+            raise ValueError(f"{type(self).__name__}: {str(exc).removeprefix('config: ')}{hint}") from None
 
     def _check_params(self) -> None:
         """Validate the parameters that TrainConfig does not hold."""

@@ -450,6 +450,8 @@ def test_a_failed_fit_or_refit_leaves_the_estimator_unfitted(estimator):
 
 @pytest.mark.parametrize("params, message", [
     (dict(optimizer="adam"), r"MSResNet1dClassifier: optimizer must be one of \('adamw', 'sgd'\), got 'adam'"),
+    (dict(class_weights="balanced"), r"got 'balanced' \('inverse' weighs classes as scikit-learn's "
+                                     r"class_weight='balanced' does\)$"),
     (dict(validation_fraction=1.5), "validation_fraction must be None or in \\(0, 1\\), got 1.5"),
     (dict(validation_fraction="0.2"), "validation_fraction must be None or in \\(0, 1\\), got '0.2'"),
     (dict(n_iter_no_change="5"), r"n_iter_no_change must be None or a whole number >= 1 \(epochs\), got '5'"),
