@@ -130,8 +130,9 @@ def save_arrays(entry: Path, key: str, arrays: Mapping[str, np.ndarray]) -> None
 def load_arrays(entry: Path, key: str, *, warn: bool = True) -> dict[str, np.ndarray] | None:
     """The arrays of cache entry ``entry`` for ``key``, or ``None`` if there is no such entry.
 
-    Arrays are memory-mapped copy-on-write: they read lazily from the page cache, and writing
-    to them changes this process's copy only, never the entry.
+    Arrays are memory-mapped copy-on-write: the CRC-32 check reads each once, after which they are
+    served from the page cache rather than copied into this process; writing to them changes this
+    process's copy only, never the entry.
 
     A corrupt or partial entry (a file missing, truncated or not matching the manifest's shape,
     dtype or CRC-32, or another key) gives a warning and ``None``, so that the caller rebuilds it.
