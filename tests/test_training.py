@@ -335,6 +335,13 @@ class _Unsafe:
     """An object only a full unpickler would rebuild."""
 
 
+class _Malicious:
+    """An object whose unpickling runs a command."""
+
+    def __reduce__(self):
+        return os.system, ("echo unpickled",)
+
+
 def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, monkeypatch):
     torch.save({"format": 1, "model": _Unsafe()}, tmp_path / "object.pt")
     (tmp_path / "text.pt").write_text("101\n")
@@ -345,6 +352,11 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, 
                                          r"the file, could rebuild") as refused:
         load_checkpoint(tmp_path / "object.pt")
     assert "weights_only=False" not in str(refused.value)  # torch's advice would run code from the file
+    torch.save({"format": 1, "model": _Malicious()}, tmp_path / "malicious.pt")  # a torch.save zip, made to run code
+    with pytest.raises(ValueError, match=r"malicious\.pt cannot be read safely with torch\.load\(weights_only=True\): "
+                                         r"it calls (posix|nt)\.system when unpickled: a file made to run code, not a "
+                                         "checkpoint; do not load it any other way"):
+        load_checkpoint(tmp_path / "malicious.pt")
     torch.save(create_model("msresnet1d_beat"), tmp_path / "whole.pt")
     with pytest.raises(ValueError, match=r"class msresnet1d\.models\.msresnet\.MSResNet1d, .*save model\.state_dict\(\)"):
         load_checkpoint(tmp_path / "whole.pt")

@@ -92,10 +92,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
         # torch's own message advises weights_only=False, which would run code from the file: not repeated here
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(e))  # a class, or a function to call
+        blocked = found is not None and "is blocked" in str(e)  # os.system and the like: a file made to run code
         raise ValueError(
             f"checkpoint {path} cannot be read safely with torch.load(weights_only=True): "
-            + (f"it holds a Python object of class {found.group(1)}, which only unpickling, that is running code "
+            + (f"it calls {found.group(1)} when unpickled: a file made to run code, not a checkpoint; do not load it "
+               "any other way" if blocked else
+               f"it holds a Python object of class {found.group(1)}, which only unpickling, that is running code "
                "from the file, could rebuild (for a whole model saved with torch.save(model), save "
                "model.state_dict() instead, or train with msresnet1d train)" if found else
                f"it is not a file torch.save wrote ({type(e).__name__})")) from None
