@@ -1871,3 +1871,12 @@ def test_ranks_agree_on_the_training_loss_that_selects_the_epoch_without_validat
     results = mp.Manager().dict()
     mp.spawn(_weighted_mean_on_rank, args=(port, results), nprocs=2, join=True)
     assert results[0] == results[1] == pytest.approx((1.0 * 30 + 4.0 * 10) / 40)
+
+
+def test_asking_for_a_split_the_run_did_not_hold_out_says_why():
+    from msresnet1d.training.tasks import Task
+
+    task = Task(None, np.zeros(0), ["N"], ["N"], 1, 100, 0, {"test": None}, {}, "test")
+    with pytest.raises(ValueError, match=re.escape("this task has no 'val' split (has ['test']): its run held out no "
+                                                   "validation data ([data] val_records, val_fraction or val_size 0)")):
+        task.predict(None, "val", torch.device("cpu"))

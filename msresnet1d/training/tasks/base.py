@@ -61,7 +61,9 @@ class Task:
         examples are predicted with BatchNorm statistics re-estimated on that record (beat tasks only;
         ``msresnet1d.models.adapt``): ``model`` must still have its BatchNorms."""
         if split not in self.predictors:
-            raise ValueError(f"this task has no {split!r} split (has {sorted(self.predictors)})")
+            why = ": its run held out no validation data ([data] val_records, val_fraction or val_size 0)" \
+                if split == "val" else ""
+            raise ValueError(f"this task has no {split!r} split (has {sorted(self.predictors)}){why}")
         if adapt_bn:
             if split not in self.groups:
                 raise ValueError(f"per-record BatchNorm adaptation needs several examples of each record (MIT-BIH "
