@@ -103,6 +103,8 @@ def test_forward_head_names_what_it_takes(name, spatial):
         model.forward_head(features.numpy(), *extra)
     with pytest.raises(ValueError, match=r"features of dtype torch\.float64, the model's parameters are torch\.float32"):
         model.forward_head(features.double(), *extra)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # --bf16: the feature map comes in autocast's dtype
+        assert model(torch.randn(2, 1, *[200] * len(spatial)), *extra).shape == (2, 3)
     if extra:
         with pytest.raises(TypeError, match=re.escape("extra must be a torch.Tensor, got ndarray")):
             model(torch.randn(2, 1, 200), extra[0].numpy())

@@ -109,7 +109,8 @@ class ResidualNetwork(nn.Module):
     @torch.jit.unused
     def _check_head_inputs(self, features: torch.Tensor, extra: Optional[torch.Tensor]) -> None:
         """What :meth:`forward_head` reads, checked in eager mode: tensors, and the feature map of
-        :meth:`forward_features` (N, num_features, *spatial) in the model's dtype."""
+        :meth:`forward_features` (N, num_features, *spatial) in the model's dtype (under autocast,
+        whatever dtype autocast gave it)."""
         check_tensor(features, "features")
         if extra is not None:
             check_tensor(extra, "extra")
@@ -117,7 +118,8 @@ class ResidualNetwork(nn.Module):
             layout = "L'" if self.dims == 1 else "H', W'"
             raise ValueError(f"forward_head takes the feature map of forward_features, (N, num_features="
                              f"{self.num_features}, {layout}); got shape {list(features.shape)}")
-        self._check_dtype(features, "features")
+        if not torch.is_autocast_enabled(features.device.type):  # bf16 features from float32 weights: autocast's
+            self._check_dtype(features, "features")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> last feature map (N, num_features, *spatial')."""
@@ -134,7 +136,7 @@ class ResidualNetwork(nn.Module):
     def forward_head(
         self, features: torch.Tensor, extra: Optional[torch.Tensor] = None, pre_logits: bool = False
     ) -> torch.Tensor:
-        """Feature map -> logits (N, num_outputs); with ``pre_logits``, what the linear layer reads:
+        """Feature map -> logits (N, num_classes); with ``pre_logits``, what the linear layer reads:
         the pooled features and, with ``extra``, the extra features after the MLP,
         (N, num_features + (extra_hidden or extra_features))."""
         if not torch.jit.is_scripting():
@@ -169,6 +171,8 @@ class ResidualNetwork(nn.Module):
         return logits
 
     def forward(self, x: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Input (N, C, L) (1D; samples) or (N, C, H, W) (2D), and the extra features (N, E) of a
+        model built with them -> logits (N, num_classes): ``forward_head(forward_features(x), extra)``."""
         return self.forward_head(self.forward_features(x), extra)
 
     @property
