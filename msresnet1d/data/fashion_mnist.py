@@ -78,7 +78,6 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 """Class names, indexed by label."""
 
-ENV_VAR = DATA_ENV
 """Environment variable naming a folder that holds ``fashion-mnist/`` (the databases' variable)."""
 
 REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "datasets" / "fashion-mnist"
@@ -243,9 +242,9 @@ def search_dirs(root: str | os.PathLike[str] | None = None) -> list[tuple[str, P
     if root is not None:
         return [(_GIVEN, Path(root)), (f"{_GIVEN}'s fashion-mnist/", Path(root) / "fashion-mnist")]
     dirs = []
-    env = os.environ.get(ENV_VAR)
+    env = os.environ.get(DATA_ENV)
     if env:
-        dirs.append((f"${ENV_VAR}/fashion-mnist", Path(env) / "fashion-mnist"))
+        dirs.append((f"${DATA_ENV}/fashion-mnist", Path(env) / "fashion-mnist"))
     dirs.append(("repository datasets/fashion-mnist", REPO_DATA_DIR))
     dirs.append(("Debian package dataset-fashion-mnist", DEBIAN_DATA_DIR))
     return dirs
@@ -284,7 +283,7 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
         supply = "Put the files in that folder (or its fashion-mnist/)"
     else:
         supply = (f"Supply the files by passing root=<folder holding them> (--data-dir on the command line), setting "
-                  f"{ENV_VAR}=<folder holding fashion-mnist/>, copying them to {REPO_DATA_DIR}, installing Debian's "
+                  f"{DATA_ENV}=<folder holding fashion-mnist/>, copying them to {REPO_DATA_DIR}, installing Debian's "
                   "dataset-fashion-mnist package")
     lines.append(supply + ("." if downloaded else f", or download them: {download} (download=True in Python)."))
     return "\n".join(lines)

@@ -77,8 +77,10 @@ def _arguments(batch: object, index: int, extra_features: int | None) -> tuple[t
 
 def shuffled_chunks(tensors: Sequence[torch.Tensor], batch_size: int, seed: int = 0) -> Iterator[list[torch.Tensor]]:
     """One domain's examples (each tensor (N, ...), the model's positional inputs) for
-    :func:`adapt_batchnorm`: in a fixed shuffled order (``seed``), in chunks of equal size (at most
-    ``batch_size``, sizes differing by at most one), so that every chunk weighs about as much.
+    :func:`adapt_batchnorm`: in a fixed shuffled order (``seed``), in the fewest chunks of at most
+    ``batch_size`` examples, k = ceil(N / batch_size), each of ceil(N / k) but the last, which may
+    hold up to k - 1 fewer (N = 70, batch_size 32: 24, 24, 22), so that every chunk weighs about as
+    much.
 
     Raises:
         ValueError: no tensor, tensors of different lengths N, no example, or ``batch_size`` < 1.

@@ -108,7 +108,8 @@ class MSResNet1d(ResidualNetwork):
         kernels: kernel length of each branch, in samples (odd or even).
         dilations: dilation of each branch (default 1 for all).
         widths / layers: channels and residual blocks per stage (every branch has that width).
-        stem_channels / stem_kernel / stem_stride / stem_pool: the shared first convolution.
+        stem_channels / stem_kernel / stem_stride / stem_pool: the shared first convolution's
+            output channels, kernel and stride (samples), and its max-pool.
         fusion: ``"concat"`` (concat + 1x1 conv), ``"sum"``, ``"attention"`` (selective kernel)
             per stage, or ``"late"`` (independent towers joined at the head).
         block, preact, separable, shortcut: residual block options (see ``blocks``);

@@ -21,10 +21,11 @@ class ResNet(ResidualNetwork):
         block: ``"basic"`` or ``"bottleneck"``.
         widths: channels per stage (before the bottleneck expansion).
         dims: 1 for signals (N, C, L), 2 for images (N, C, H, W).
+        in_channels: C, the input channels (leads, or 1 for grey images).
         num_classes: outputs of the linear layer (0: none, as in timm; the model returns the
             pooled features).
-        stem_kernel / stem_stride / stem_pool: the first convolution (samples, or pixels per
-            axis for images) and the max-pool.
+        stem_channels / stem_kernel / stem_stride / stem_pool: the first convolution's output
+            channels, kernel and stride (samples, or pixels per axis for images) and the max-pool.
         kernel_size: kernel of the k-convolutions in the blocks (samples, or pixels per axis).
         preact: pre-activation blocks (ResNet v2) with a final BN-ReLU.
         bias: biases on every convolution (the d2l network has them).

@@ -20,7 +20,7 @@ is classified but not averaged.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
@@ -133,7 +133,7 @@ def ec57(cm: np.ndarray, class_names: Sequence[str]) -> dict[str, dict[str, floa
     return out
 
 
-def json_safe(value):
+def json_safe(value: Any) -> Any:
     """``value`` with every non-finite float (an undefined metric) replaced by None, so that
     ``json.dumps`` writes strict JSON (``null``, not ``NaN``)."""
     if isinstance(value, dict):

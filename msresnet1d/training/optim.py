@@ -29,7 +29,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 WARMUP_SHARE = 0.3
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step schedule: one-cycle (warm-up fraction = warmup_epochs / epochs), cosine decay
     after a linear warm-up of ``warmup_epochs``, or constant (also one-cycle's stand-in when a
     run has fewer than 4 steps). A warm-up as long as the run or longer (a recipe shortened with

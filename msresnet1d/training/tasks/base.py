@@ -4,16 +4,20 @@ in memory (MIT-BIH beats, Fashion-MNIST images)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from ...data.loader import TensorBatchLoader
+from ...models.modes import evaluating
 
-#: ``f(model, device, adapt_bn=False) -> (labels (N,), probabilities (N, K))`` of one split.
-SplitPredictor = Callable[[nn.Module, torch.device], tuple[np.ndarray, np.ndarray]]
+class SplitPredictor(Protocol):
+    """``f(model, device, adapt_bn=False) -> (labels (N,), probabilities (N, K))`` of one split."""
+
+    def __call__(self, model: nn.Module, device: torch.device,
+                 adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
@@ -88,8 +92,7 @@ def array_predictor(inputs: list[torch.Tensor], labels: np.ndarray, batch_size: 
             yield [b.to(device) for b in batch]
 
     def probabilities(model: nn.Module, tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-        model.eval()
-        with torch.inference_mode():
+        with evaluating(model), torch.inference_mode():
             return torch.cat([torch.softmax(model(*b).float(), dim=1).cpu() for b in batches(tensors, device,
                                                                                                 batch_size)])
 

@@ -20,6 +20,9 @@ from .options import DATABASES, beat_config, resolve_data
 
 
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
+    """The ``beats`` task of ``cfg``: MIT-BIH beat windows (N, C, L samples at ``[data] fs`` Hz) in
+    AAMI classes, trained on the train records less the validation ones, tested on the test
+    records (DS1 and DS2 by default)."""
     from ...data import (AAMI_CLASSES, DS1, DS2, balanced_holdout, find_database, load_beats, resolve_leads,
                          shared_patients)
     from ...data.augment import BeatAugment

@@ -14,6 +14,9 @@ from .options import resolve_data
 
 
 def fashion_task(cfg: TrainConfig, dist: DistContext) -> Task:
+    """The ``fashion_mnist`` task of ``cfg``: images (N, 1, S, S), S = ``[data] resize`` or 28,
+    ``val_size`` of the 60,000 training images held out (drawn by ``cfg.seed``), the 10,000 test
+    images tested."""
     from ...data.fashion_mnist import CLASS_NAMES, ImageBatchTransform, load_fashion_mnist, pixel_mean_std
 
     opts = resolve_data(cfg).data

@@ -4,6 +4,8 @@ evaluate; with ``rr``, each window's RR-interval statistics as extra inputs."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,6 +17,9 @@ from ..metrics import CINC_SCORED
 from ..optim import balanced_sample_weights
 from .base import SplitPredictor, Task
 from .options import DATABASES, resolve_data, rhythm_config
+
+if TYPE_CHECKING:
+    from ...data.rhythm import RhythmArrays
 
 
 class WindowHRV:
@@ -28,7 +33,7 @@ class WindowHRV:
     length)`` (samples); the signature of :func:`~msresnet1d.data.rhythm.predict_records`'s ``extra``.
     """
 
-    def __init__(self, arrays, columns: list[int], mean: np.ndarray | None = None,
+    def __init__(self, arrays: RhythmArrays, columns: list[int], mean: np.ndarray | None = None,
                  std: np.ndarray | None = None) -> None:
         from ...data.hrv import detect_r_peaks
 
@@ -61,12 +66,13 @@ class RandomCrops:
     ``noise_std`` (in units of the z-scored signal) added. With ``features`` (a
     :class:`WindowHRV`), returns ``(crops, features of the crops (B, F))``."""
 
-    def __init__(self, arrays, length: int, flip_prob: float = 0.0, noise_std: float = 0.0,
+    def __init__(self, arrays: RhythmArrays, length: int, flip_prob: float = 0.0, noise_std: float = 0.0,
                  features: WindowHRV | None = None) -> None:
         self.arrays, self.length, self.flip_prob, self.noise_std = arrays, length, flip_prob, noise_std
         self.features = features
 
-    def __call__(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, idx: torch.Tensor,
+                 generator: torch.Generator) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         from ...data.rhythm import fit_length
 
         lengths = self.arrays.lengths[idx.numpy()]
@@ -87,6 +93,9 @@ class RandomCrops:
 
 
 def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
+    """The ``rhythm`` task of ``cfg``: CinC 2017 records in N, A, O and ~, fold ``[data] fold`` of a
+    stratified ``folds``-fold split tested, random crops of ``crop_seconds`` (N, 1, L samples at
+    ``[data] fs`` Hz) trained on, whole records scored by their sliding windows."""
     from sklearn.model_selection import train_test_split
 
     from ...data import CINC_CLASSES, HRV_FEATURES, find_database, load_rhythm, predict_records
