@@ -1880,3 +1880,16 @@ def test_asking_for_a_split_the_run_did_not_hold_out_says_why():
     with pytest.raises(ValueError, match=re.escape("this task has no 'val' split (has ['test']): its run held out no "
                                                    "validation data ([data] val_records, val_fraction or val_size 0)")):
         task.predict(None, "val", torch.device("cpu"))
+
+
+def test_curves_show_the_training_accuracy_beside_the_validation_metrics(tmp_path, drawn):
+    from msresnet1d.training.plots import plot_curves
+
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5 + e / 10, "val_accuracy": 0.4 + e / 10}
+            for e in (1, 2, 3)]
+    plot_curves(rows, tmp_path / "curves.png")
+    lines = {line.get_label(): line for line in drawn["curves.png"].axes[1].get_lines()}
+    assert list(lines) == ["train accuracy", "accuracy"]  # d2l's train acc, dashed, then the validation figures
+    assert list(lines["train accuracy"].get_ydata()) == [0.6, 0.7, 0.8] and lines["train accuracy"].get_linestyle() == "--"
+    plot_curves([{k: v for k, v in row.items() if k != "train_accuracy"} for row in rows], tmp_path / "old.png")
+    assert [line.get_label() for line in drawn["old.png"].axes[1].get_lines()] == ["accuracy"]  # an older log.csv

@@ -36,7 +36,8 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_curves(rows: Sequence[dict[str, float]], path: Path) -> None:
-    """Training loss and the validation metrics against the epoch."""
+    """Training loss, and the training accuracy (d2l's "train acc", dashed) with the validation
+    metrics, against the epoch."""
     plt = _pyplot()
     if plt is None or not rows:
         return
@@ -44,9 +45,13 @@ def plot_curves(rows: Sequence[dict[str, float]], path: Path) -> None:
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
+    if "train_accuracy" in rows[0]:  # logs of runs before it have none
+        ax_metric.plot(epochs, [r["train_accuracy"] for r in rows], marker="o", linestyle="--", color="grey",
+                       label="train accuracy")
     for key in [k for k in rows[0] if k.startswith("val_")]:
         ax_metric.plot(epochs, [r[key] for r in rows], marker="o", label=key[4:])
-    ax_metric.set(xlabel="epoch", ylabel="validation", title="validation metrics", ylim=(0, 1))
+    ax_metric.set(xlabel="epoch", ylabel="accuracy, validation metrics", title="training accuracy, validation",
+                  ylim=(0, 1))
     if ax_metric.lines:
         ax_metric.legend()
     fig.tight_layout()
