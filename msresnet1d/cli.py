@@ -285,14 +285,15 @@ def _download_fashion_mnist(root: Path | None, given: bool, timeout: float) -> t
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=path_flag, help="TOML config: a path or a name in experiments/configs (default: the main job; "
-                                     "with --resume, the run folder's config.json)")
+    p.add_argument("--config", type=path_flag,
+                   help="TOML config: a path or a name in experiments/configs (default: the main job; with --resume, "
+                        "the run folder's config.json)")
     p.add_argument("--out", type=path_flag, help="run folder (default runs/<name>/<timestamp>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with its config (flags that change it "
                         "are refused)")
-    p.add_argument("--data-dir", type=path_flag, help="database folder, or a folder holding it (mitdb/, cinc2017/...; "
-                                      "sets data.data_dir)")
+    p.add_argument("--data-dir", type=path_flag,
+                   help="database folder, or a folder holding it (mitdb/, cinc2017/...; sets data.data_dir)")
     p.add_argument("--model", help="registered model name (msresnet1d info lists them)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     p.add_argument("--batch-size", type=int, help="examples per training step (default: the config's)")
@@ -322,9 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="+", help="one checkpoint, or several of one task and data: their mean probabilities")
     p.add_argument("--split", default="test", choices=("test", "val"),
                    help="the checkpoint config's test split (default) or its validation split")
-    p.add_argument("--data-dir", type=path_flag, help="database folder, or a folder holding it (default: the checkpoint config's "
-                                      "data_dir if it names one, else found as train finds it, $MSRESNET1D_DATA "
-                                      "included)")
+    p.add_argument("--data-dir", type=path_flag,
+                   help="database folder, or a folder holding it (default: the checkpoint config's data_dir if it "
+                        "names one, else found as train finds it, $MSRESNET1D_DATA included)")
     p.add_argument("--tta", choices=TTA_MODES,
                    help="test-time augmentation: 'flip' averages the probabilities of x and -x "
                         "(default: the checkpoint's config)")
@@ -343,9 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "by checksum")
     p.add_argument("name", choices=DOWNLOADABLE,
                    help="the data set (CinC 2017 is a zip file to supply by hand: see the README's Data)")
-    p.add_argument("--data-dir", type=path_flag, help="the folder to hold <name>/ (default: $MSRESNET1D_DATA if set, else for "
-                                      "mitdb the download folder, datasets/downloads/ or ~/.cache/msresnet1d/data/, "
-                                      "and for fashion-mnist datasets/)")
+    p.add_argument("--data-dir", type=path_flag,
+                   help="the folder to hold <name>/ (default: $MSRESNET1D_DATA if set, else for mitdb the download "
+                        "folder, datasets/downloads/ or ~/.cache/msresnet1d/data/, and for fashion-mnist datasets/)")
     p.add_argument("--timeout", type=positive_seconds, default=60.0,
                    help="seconds a stalled connection is waited for before the download fails (default 60)")
     p.set_defaults(func=cmd_download)

@@ -382,9 +382,9 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         stride = self.model_.total_stride
         if cfg.batch_size == 1 and signals.shape[-1] <= stride:  # the last stage's length: ceil(L / total stride)
             raise ValueError(
-                f"{type(self).__name__}: batch_size=1 and signals of {signals.shape[-1]} timepoints leave one value per "
-                f"channel in the network's last stage (total stride {stride}), and BatchNorm needs at least 2 in "
-                f"training: use batch_size >= 2, or signals longer than {stride} timepoints"
+                f"{type(self).__name__}: batch_size=1 and signals of {signals.shape[-1]} timepoints leave one "
+                f"value per channel in the network's last stage (total stride {stride}), and BatchNorm needs at "
+                f"least 2 in training: use batch_size >= 2, or signals longer than {stride} timepoints"
             )
         x, t = torch.tensor(signals), torch.from_numpy(targets)
         loader = TensorBatchLoader(

@@ -78,8 +78,6 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 """Class names, indexed by label."""
 
-"""Environment variable naming a folder that holds ``fashion-mnist/`` (the databases' variable)."""
-
 REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "datasets" / "fashion-mnist"
 """The repository's data folder; also where downloads go when no ``root`` is given."""
 
