@@ -773,7 +773,8 @@ def main(argv: list[str] | None = None) -> None:
                         help='msresnet1d_beat options for the targets, e.g. \'{"kernels": [3, 3, 3], "dilations": [1, 3, 7]}\'')
     parser.add_argument("--only-targets", action="store_true",
                         help="run the thread study and the DS1 epoch / DS2 inference targets only")
-    parser.add_argument("--bf16-batches", type=int, help="batches timed for bf16 targets (it is slow here)")
+    parser.add_argument("--bf16-batches", type=int,
+                        help="batches timed for bf16 targets (slow on a CPU without bf16 instructions)")
     parser.add_argument("--conv-rounds", type=int, help="rounds of the per-layer convolution study")
     parser.add_argument("--skip-late", action="store_true", help="skip the msresnet1d_late reference comparison")
     parser.add_argument("--out", type=Path, default=RESULTS,
