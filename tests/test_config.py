@@ -74,3 +74,12 @@ def test_a_table_override_replaces_the_files_table_and_dotted_keys_land_on_top(t
 def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path, name, text):
     (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())  # UTF-8 with BOM, as Windows Notepad saves it
     assert load_config(tmp_path / name).lr == 0.1
+
+
+def test_overrides_are_not_changed_by_loading_them():  # a script passes one table to every fold's config
+    common = parse_overrides(['data={"fs": 360}']) | {"data.data_dir": "/a"}
+    assert load_config(None, common).data == {"fs": 360, "data_dir": "/a"}
+    assert common["data"] == {"fs": 360}
+    assert load_config(None, {**common, "data.data_dir": "/b"}).data == {"fs": 360, "data_dir": "/b"}
+    with pytest.raises(ValueError, match=r"^override 'data\.fs' sets an entry of data, which is 5, not a table$"):
+        load_config(None, {"data": 5, "data.fs": 360})  # was a raw TypeError

@@ -108,6 +108,26 @@ def test_forward_head_names_what_it_takes(name, spatial):
     if extra:
         with pytest.raises(TypeError, match=re.escape("extra must be a torch.Tensor, got ndarray")):
             model(torch.randn(2, 1, 200), extra[0].numpy())
+    meta = model.to("meta")  # shapes without memory: no autocast there, and no error
+    assert meta(torch.empty(2, 1, *[200] * len(spatial), device="meta"), *[e.to("meta") for e in extra]).shape == (2, 3)
+
+
+def test_autocast_is_asked_as_the_installed_torch_can(monkeypatch):
+    from msresnet1d.models import base
+
+    def before_2_4(*device_type):  # torch 2.2 and 2.3: no device type argument (and no CUDA autocast here)
+        if device_type:
+            raise TypeError("is_autocast_enabled() takes 0 positional arguments but 1 was given")
+        return False
+
+    real = torch.is_autocast_enabled
+    monkeypatch.setattr(torch, "is_autocast_enabled", before_2_4)
+    assert not base._autocast_on("cpu")
+    monkeypatch.setattr(torch, "is_autocast_enabled", real)  # torch.autocast itself asks it, with a device type
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        monkeypatch.setattr(torch, "is_autocast_enabled", before_2_4)
+        assert base._autocast_on("cpu")  # through torch.is_autocast_cpu_enabled()
+        monkeypatch.setattr(torch, "is_autocast_enabled", real)
 
 
 def test_d2l_resnet18_matches_the_textbook():

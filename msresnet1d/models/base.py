@@ -33,6 +33,16 @@ from torch import nn
 from .layers import check_dtype, check_input, check_tensor, is_whole
 
 
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (torch >= 2.2; no autocast for the meta device)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+    except RuntimeError:  # a device type autocast does not know (meta)
+        return False
+
+
 class ResidualNetwork(nn.Module):
     """Base class: subclasses set ``dims``, ``in_channels``, ``min_input_size`` (samples) and
     ``total_stride`` (input samples per output position of the last stage), build
@@ -118,7 +128,7 @@ class ResidualNetwork(nn.Module):
             layout = "L'" if self.dims == 1 else "H', W'"
             raise ValueError(f"forward_head takes the feature map of forward_features, (N, num_features="
                              f"{self.num_features}, {layout}); got shape {list(features.shape)}")
-        if not torch.is_autocast_enabled(features.device.type):  # bf16 features from float32 weights: autocast's
+        if not _autocast_on(features.device.type):  # bf16 features from float32 weights: autocast's
             self._check_dtype(features, "features")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ two tables: ``[model_kwargs]`` (passed to ``create_model``) and ``[data]`` (task
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -171,11 +172,14 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             given[leaf] = leaf_value
     # whole keys first (a table, model_kwargs={...}, replaces the file's), then dotted keys on top, in any order
     for key, value in sorted((overrides or {}).items(), key=lambda item: "." in item[0]):
+        value = copy.deepcopy(value)  # the caller's tables stay as given (a script reuses them for every run)
         table, _, sub = key.partition(".")
         if sub:
             if table not in ("data", "model_kwargs"):
                 raise ValueError(f"override {key!r}: only data.* and model_kwargs.* take a dotted key")
-            values.setdefault(table, {})[sub] = value
+            if not isinstance(values.setdefault(table, {}), dict):
+                raise ValueError(f"override {key!r} sets an entry of {table}, which is {values[table]!r}, not a table")
+            values[table][sub] = value
         else:
             values[key] = value
     if overrides:
