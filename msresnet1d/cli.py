@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -83,6 +84,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: --resume: {config_path} not found, so {args.out} holds no run to continue "
                              "(start one there with --config, or without --resume)")
     cfg = load_config(config_path, _overrides(args))
+    if not args.out and (not cfg.name.strip() or re.search(r"[/\\\0]", cfg.name) or cfg.name in (".", "..")):
+        raise SystemExit(f"error: run name {cfg.name!r} must be one folder name for runs/<name>/<time> (not empty, no "
+                         "/ or \\, not . or ..): give another --name, or the run folder with --out")
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     start = time.perf_counter()
     # a scheduler's or docker's stop ends a run as Ctrl-C does (signal handlers belong to the main thread)

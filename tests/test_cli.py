@@ -2,6 +2,7 @@
 from its folder alone and what an interruption says. Runs are tiny, on the embedded sample."""
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -71,12 +72,18 @@ def test_an_empty_path_is_refused_not_taken_as_the_default(command, flag, capsys
             in capsys.readouterr().err)
 
 
-def test_a_run_name_is_one_folder_name(tmp_path, capsys):
+def test_a_run_name_is_one_folder_name_where_it_names_the_folder(tmp_path, monkeypatch):
+    from msresnet1d.training.config import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
     for name in ("../escaped", "", "a/b", ".."):  # runs/<name>/<time>: not outside runs/, not runs/<time>
-        assert main(["train", "--name", name, "--out", str(tmp_path / "run"), "--epochs", "1"]) == 1
-        assert ("name must be one folder name (runs go to runs/<name>/<time>: not empty, no / or \\, not . or ..), "
-                f"got {name!r}") in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
+        with pytest.raises(SystemExit, match=re.escape(
+                f"error: run name {name!r} must be one folder name for runs/<name>/<time> (not empty, no / or \\, "
+                "not . or ..): give another --name, or the run folder with --out")):
+            main(["train", "--name", name, "--epochs", "1"])
+    assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "escaped").exists()
+    # a saved config (a checkpoint's, a run folder's) with such a name still loads: the name is no path there
+    assert TrainConfig.from_dict({"name": "exp/seed1"}).name == "exp/seed1"
 
 
 def test_experiment_scripts_take_distinct_seeds_and_checked_configs(capsys):

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import numbers
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -94,9 +93,6 @@ class TrainConfig:
                 raise ValueError(f"config: {key} must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ValueError(f"config: lr must be > 0, got {self.lr}")
-        if not self.name.strip() or re.search(r"[/\\\0]", self.name) or self.name in (".", ".."):
-            raise ValueError(f"config: name must be one folder name (runs go to runs/<name>/<time>: not empty, no / "
-                             f"or \\, not . or ..), got {self.name!r}")
         for key in ("weight_decay", "warmup_epochs", "focal_gamma", "grad_clip", "early_stopping", "threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
