@@ -352,6 +352,7 @@ def test_info_says_when_a_mitdb_copy_is_partial(tmp_path, monkeypatch, capsys):
     (tmp_path / "mitdb").mkdir()
     for path in SAMPLE.glob("10[01].*"):  # two records, as a copy interrupted by hand
         shutil.copy(path, tmp_path / "mitdb")
+    shutil.copy(SAMPLE / "RECORDS", tmp_path / "mitdb")  # listing all the sample's records, as PhysioNet's lists 48
     monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path))
     assert main(["info"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
