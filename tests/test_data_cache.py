@@ -204,3 +204,17 @@ def test_beat_cache_is_reused_rebuilt_when_truncated_and_invalidated_by_source_c
     os.utime(db / "101.atr")  # the annotations touched, not changed: their content is the key
     load_beats(db_dir=db, cache_dir=folder, workers=1)
     assert len(list((folder / "beats").iterdir())) == 2
+
+
+def test_key_reads_small_files_only_and_steps_over_folders(tmp_path):
+    backup = tmp_path / "100.dat.bak"  # beside a record: record_files lists every 100.*
+    backup.write_bytes(bytes(2 << 20))
+    os.utime(backup, ns=(1, 1))
+    folder = tmp_path / "100.d"
+    folder.mkdir()
+    key = cache_key([backup, folder], {})  # a folder read as a file raised IsADirectoryError
+    backup.write_bytes(b"\1" + bytes((2 << 20) - 1))
+    os.utime(backup, ns=(1, 1))
+    assert cache_key([backup, folder], {}) == key  # over 1 MiB: by size and time, its content not read
+    os.utime(backup, ns=(2, 2))
+    assert cache_key([backup, folder], {}) != key

@@ -9,9 +9,9 @@ An entry's key hashes (sha256) three things, so a stale entry is never reused:
 
 * the source files: signal files (:data:`SIGNAL_SUFFIXES`) by name, size and modification time
   (``st_mtime_ns``), cheap enough to check on every load, unlike a content hash of ~100 MB; every
-  other file (headers, annotations, ``REFERENCE.csv``: small, and what sets the rate, gains,
-  leads and labels) by name and content, so that an edited label is seen even when the edit
-  kept the file's size and time (``cp -p``, ``rsync -a``, an archive's extraction);
+  other file up to 1 MiB (headers, annotations, ``REFERENCE.csv``: small, and what sets the
+  rate, gains, leads and labels) by name and content, so that an edited label is seen even when
+  the edit kept the file's size and time (``cp -p``, ``rsync -a``, an archive's extraction);
 * the parameters (any JSON-able mapping);
 * the code version: the package version, the versions of numpy, scipy and wfdb (which
   filter, resample and parse), and the source of the modules that compute the arrays
@@ -54,8 +54,10 @@ MANIFEST = "manifest.json"
 CODE_MODULES = ("records", "preprocess", "aami", "rr", "beats", "rhythm")
 
 #: Suffixes of the source files :func:`cache_key` fingerprints by size and modification time
-#: (WFDB signal files: MIT-BIH's ``.dat``, CinC 2017's ``.mat``); others, by content.
+#: (WFDB signal files: MIT-BIH's ``.dat``, CinC 2017's ``.mat``); others, by content, up to
+#: :data:`CONTENT_HASHED_BYTES` (a larger one, a ``.dat.bak`` say, by size and time too).
 SIGNAL_SUFFIXES = (".dat", ".mat")
+CONTENT_HASHED_BYTES = 1 << 20
 
 
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -86,15 +88,16 @@ def code_version() -> str:
 
 
 def cache_key(files: Iterable[Path], params: Mapping[str, object]) -> str:
-    """Hex sha256 of the files (signal files by name, size and mtime_ns, others by name and
-    content: see the module docstring), ``params`` and :func:`code_version`."""
+    """Hex sha256 of the files (signal files, and files over :data:`CONTENT_HASHED_BYTES`, by name,
+    size and mtime_ns; others by name and content: see the module docstring), ``params`` and
+    :func:`code_version`."""
     stats = []
     for file in map(Path, files):
-        if file.suffix in SIGNAL_SUFFIXES:
-            stat = file.stat()
-            stats.append((file.name, stat.st_size, stat.st_mtime_ns))
-        else:
+        stat = file.stat()
+        if file.suffix not in SIGNAL_SUFFIXES and file.is_file() and stat.st_size <= CONTENT_HASHED_BYTES:
             stats.append((file.name, hashlib.sha256(file.read_bytes()).hexdigest()))
+        else:
+            stats.append((file.name, stat.st_size, stat.st_mtime_ns))
     blob = json.dumps([stats, dict(params), code_version()], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
