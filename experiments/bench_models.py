@@ -50,8 +50,9 @@ Conventions and units:
 * torch.compile (default mode): compile time (first call minus a step) is excluded from the
   timings and reported separately; it depends on inductor's on-disk cache (hits and misses are
   recorded): a cold training graph of these models takes minutes to compile on this machine.
-* bf16: this CPU has no bf16 instructions (oneDNN's bf16 kernels need AVX-512 or AMX), so the bf16
-  speed targets are timed on ``--bf16-batches`` batches and extrapolated to the whole epoch.
+* bf16: oneDNN's fast bf16 kernels need the CPU's bf16 instructions (AVX-512 BF16 or AMX; the
+  machine section records ``onednn_bf16_supported``); without them bf16 is many times slower, so
+  the bf16 speed targets are timed on ``--bf16-batches`` batches and extrapolated to the whole epoch.
 * Peak memory: the warm-up step runs under torch.profiler(profile_memory=True); the peak of
   the running sum of its allocation/free events is the peak growth of tensor memory during a
   step (activations, gradients, workspaces). Reported with the memory held before the step

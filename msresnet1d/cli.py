@@ -325,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", help="evaluate a checkpoint, or several as an ensemble, on the test (or val) split")
-    p.add_argument("checkpoint", nargs="+", help="one checkpoint, or several of one task and data: their mean probabilities")
+    p.add_argument("checkpoint", nargs="+",
+                   help="one checkpoint, or several of one task and data: their mean probabilities")
     p.add_argument("--split", default="test", choices=("test", "val"),
                    help="the checkpoint config's test split (default) or its validation split")
     p.add_argument("--data-dir", type=path_flag,

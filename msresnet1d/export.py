@@ -151,7 +151,7 @@ def export_onnx(
     if opsets is not None and (not is_whole(opset) or opset not in opsets):
         raise ValueError(f"opset must be a whole number from {opsets.start} to {opsets.stop - 1}, the ONNX opsets "
                          f"torch {torch.__version__}'s TorchScript-based exporter supports; got {opset!r}")
-    if opset < 10 and any(isinstance(m, nn.AvgPool2d) and m.ceil_mode for m in model.modules()):
+    if is_whole(opset) and opset < 10 and any(isinstance(m, nn.AvgPool2d) and m.ceil_mode for m in model.modules()):
         raise ValueError(f"opset {opset}: this model pools in ceil mode (the ResNet-D shortcuts of "
                          "shortcut='avg_conv_bn'), which ONNX's AveragePool has from opset 10: use opset >= 10")
     inputs = _example_inputs(model, example_length)

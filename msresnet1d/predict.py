@@ -366,8 +366,9 @@ def _checked_job(record_path: Path, args: argparse.Namespace, annotator: str | N
         try:
             check_target(output, "output")
         except ValueError as e:
-            raise ValueError(f"{e}" + ("" if args.out_dir else " (the record's folder: write elsewhere with "
-                                                               "--out-dir)")) from None
+            unwritable = not args.out_dir and str(e).endswith("is not writable")
+            raise ValueError(f"{e}" + (" (the record's folder: write elsewhere with --out-dir)" if unwritable
+                                       else "")) from None
     return record_path, out_dir
 
 

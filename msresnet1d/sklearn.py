@@ -215,7 +215,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             )
         except ValueError as exc:
             hint = (" ('inverse' weighs classes as scikit-learn's class_weight='balanced' does)"
-                    if getattr(self, "class_weights", None) == "balanced" else "")
+                    if "class_weights" in str(exc) and getattr(self, "class_weights", None) == "balanced" else "")
             raise ValueError(f"{type(self).__name__}: {str(exc).removeprefix('config: ')}{hint}") from None
 
     def _check_params(self) -> None:

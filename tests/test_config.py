@@ -69,7 +69,6 @@ def test_a_table_override_replaces_the_files_table_and_dotted_keys_land_on_top(t
     assert load_config(path, parse_overrides(["data.fs=180", 'data={"fs": 180}'])).data == {"fs": 180}  # agreeing
 
 
-
 @pytest.mark.parametrize("name, text", [("a.toml", "lr = 0.1\n"), ("config.json", '{"lr": 0.1}')])
 def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path, name, text):
     (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())  # UTF-8 with BOM, as Windows Notepad saves it

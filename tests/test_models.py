@@ -101,7 +101,8 @@ def test_forward_head_names_what_it_takes(name, spatial):
     with pytest.raises(TypeError, match=re.escape("features must be a torch.Tensor, got ndarray: convert it with "
                                                   "torch.from_numpy(x).float()")):
         model.forward_head(features.numpy(), *extra)
-    with pytest.raises(ValueError, match=r"features of dtype torch\.float64, the model's parameters are torch\.float32"):
+    with pytest.raises(ValueError, match=r"features of dtype torch\.float64, the model's parameters are "
+                                         r"torch\.float32"):
         model.forward_head(features.double(), *extra)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # --bf16: the feature map comes in autocast's dtype
         assert model(torch.randn(2, 1, *[200] * len(spatial)), *extra).shape == (2, 3)
@@ -585,8 +586,9 @@ def test_adapt_batchnorm_reestimates_the_statistics_on_the_target_inputs():
     assert sorted(torch.cat([c[0] for c in chunks]).tolist()) == list(range(70))
     assert not torch.equal(torch.cat([c[0] for c in chunks]), ids)  # shuffled, the same way each time
     assert all(torch.equal(a[0], b[0]) for a, b in zip(chunks, shuffled_chunks([ids], batch_size=32)))
-    for tensors, size, message in (([ids[:0]], 32, r"no examples \(N = 0\)"), ([ids], 0, "batch_size must be a whole "
-                                   "number >= 1, got 0"), ([ids, ids[:5]], 32, r"give tensors of one length N, got lengths \[70, 5\]")):
+    for tensors, size, message in (
+            ([ids[:0]], 32, r"no examples \(N = 0\)"), ([ids], 0, "batch_size must be a whole number >= 1, got 0"),
+            ([ids, ids[:5]], 32, r"give tensors of one length N, got lengths \[70, 5\]")):
         with pytest.raises(ValueError, match=f"shuffled_chunks: {message}"):  # at the call, not at the first chunk
             shuffled_chunks(tensors, batch_size=size)
     # a record at 3x the gain is predicted as the original record is (the convolutions have no bias)

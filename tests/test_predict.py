@@ -161,8 +161,8 @@ def test_a_record_given_with_the_extension_of_one_of_its_files(checkpoints, reco
 def test_a_rate_too_low_for_the_filter_names_the_record(checkpoints, records, task, capsys):
     assert main(["predict", str(checkpoints[task]), str(records / "slow"), "--out-dir",
                  str(records.parent / "labels")]) == 1
-    assert ("error: record 'rec/slow': its rate, 10 Hz, is too low for the band-pass of the config's [data] band "
-            "[0.5, 40.0] Hz (a model's, in predict): a corner at 40 Hz needs a rate above 80 Hz" in capsys.readouterr().err)
+    assert ("error: record 'rec/slow': its rate, 10 Hz, is too low for the filter of [data] band = [0.5, 40.0] Hz "
+            "(in predict, the model's): a corner at 40 Hz needs a rate above 80 Hz" in capsys.readouterr().err)
     assert not (records.parent / "labels").exists()
 
 

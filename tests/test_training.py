@@ -1890,6 +1890,7 @@ def test_curves_show_the_training_accuracy_beside_the_validation_metrics(tmp_pat
     plot_curves(rows, tmp_path / "curves.png")
     lines = {line.get_label(): line for line in drawn["curves.png"].axes[1].get_lines()}
     assert list(lines) == ["train accuracy", "accuracy"]  # d2l's train acc, dashed, then the validation figures
-    assert list(lines["train accuracy"].get_ydata()) == [0.6, 0.7, 0.8] and lines["train accuracy"].get_linestyle() == "--"
+    assert list(lines["train accuracy"].get_ydata()) == [0.6, 0.7, 0.8]
+    assert lines["train accuracy"].get_linestyle() == "--"
     plot_curves([{k: v for k, v in row.items() if k != "train_accuracy"} for row in rows], tmp_path / "old.png")
     assert [line.get_label() for line in drawn["old.png"].axes[1].get_lines()] == ["accuracy"]  # an older log.csv

@@ -327,9 +327,9 @@ def preprocess_record(record: Record, fs: float | None, band: tuple[float | None
                         "value): nothing to label from it")
     corner = None if band is None else max((f for f in band if f is not None), default=None)
     if corner is not None and record.fs <= 2 * corner:  # the filter is designed at the record's own rate
-        raise DataError(f"record '{name}': its rate, {record.fs:g} Hz, is too low for the band-pass of the config's "
-                        f"[data] band {list(band)} Hz (a model's, in predict): a corner at {corner:g} Hz needs a rate "
-                        f"above {2 * corner:g} Hz")
+        raise DataError(f"record '{name}': its rate, {record.fs:g} Hz, is too low for the filter of [data] band = "
+                        f"{list(band)} Hz (in predict, the model's): a corner at {corner:g} Hz needs a rate above "
+                        f"{2 * corner:g} Hz")
     try:
         return preprocess_signal(record.signal, record.fs, target_fs=fs, band=band, normalization=normalization,
                                  name=name)

@@ -13,6 +13,7 @@ from torch import nn
 from ...data.loader import TensorBatchLoader
 from ...models.modes import evaluating
 
+
 class SplitPredictor(Protocol):
     """``f(model, device, adapt_bn=False) -> (labels (N,), probabilities (N, K))`` of one split."""
 
