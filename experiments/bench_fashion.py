@@ -6,18 +6,23 @@ The steps are the engine's own pieces, built from experiments/configs/fashion_mn
 TensorBatchLoader over the 55,000 training images (5,000 held out for validation) with
 ImageBatchTransform resizing each batch on the fly (``data.resize`` = 96, or none at 28x28).
 One timed step = draw the next batch (index + transform) + forward + loss + backward + SGD step,
-as in ``Trainer.train_epoch``. For each size, ``--warmup`` steps run untimed first, then
-``--steps`` steps are timed one by one with ``time.perf_counter``.
+as in ``Trainer.train_epoch``. For each size and each of ``--modes`` (in that order, in this one
+process), ``--warmup`` steps run untimed first, then ``--steps`` steps are timed one by one with
+``time.perf_counter``. Modes: ``fp32`` (the recipe as it is), ``channels_last`` (the recipe with
+``channels_last = true``) and ``bf16_channels_last`` (also ``--bf16``: bfloat16 autocast of the
+forward pass and loss, as ``msresnet1d train --bf16`` runs its training steps).
 
-Reported per size: seconds of each timed step and of its data part, images per second (images
+Reported per size and mode: seconds of each timed step and of its data part, images per second (images
 in the timed steps / their total seconds), and the extrapolated training time of one epoch
 (images / images per second, no evaluation) for 55,000 images (this repo's split) and for 60,000
 (the textbook trains on all of them); plus the torch thread count, the usable CPUs and the load
-average before and after (the machine may be shared: the numbers hold for that load). Prints a
+average before and after (the machine may be shared: the numbers hold for that load); for each
+mode after the first, its images per second as a ratio to the first mode's (the same run). Prints a
 summary and writes experiments/results/bench_fashion.json (atomically).
 
 Usage:
     python experiments/bench_fashion.py [--sizes 28 96] [--steps 8 3] [--warmup 1] [--threads 1]
+        [--modes fp32 channels_last bf16_channels_last]
 Without --data-dir, Fashion-MNIST is found as by the engine ($MSRESNET1D_DATA/fashion-mnist,
 datasets/fashion-mnist, Debian's package). --data-dir names the folder holding the .gz files (or
 its fashion-mnist/) and is the only one read: a folder without both splits' files is an error,
@@ -47,15 +52,19 @@ HERE = Path(__file__).resolve().parent
 RECIPE = HERE / "configs" / "fashion_mnist_d2l.toml"
 RESULTS = HERE / "results" / "bench_fashion.json"
 EPOCH_IMAGES = {"55000": 55_000, "60000": 60_000}  # this repo's training split; the textbook's
+MODES = ("fp32", "channels_last", "bf16_channels_last")
 
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def bench_size(size: int, steps: int, warmup: int, data_dir: str | None) -> dict[str, Any]:
-    """Time ``steps`` training steps at ``size`` x ``size`` after ``warmup`` untimed ones."""
-    overrides: dict[str, Any] = {"data.resize": None if size == 28 else size}
+def bench_size(size: int, steps: int, warmup: int, data_dir: str | None, mode: str = "fp32") -> dict[str, Any]:
+    """Time ``steps`` training steps at ``size`` x ``size`` in ``mode`` (:data:`MODES`) after
+    ``warmup`` untimed ones."""
+    bf16 = mode == "bf16_channels_last"
+    overrides: dict[str, Any] = {"data.resize": None if size == 28 else size, "channels_last": mode != "fp32",
+                                 "bf16": bf16}
     if data_dir:
         overrides["data.data_dir"] = data_dir
     cfg = load_config(RECIPE, overrides)
@@ -75,7 +84,8 @@ def bench_size(size: int, steps: int, warmup: int, data_dir: str | None) -> dict
         start = time.perf_counter()
         x, y = next(batches)
         loaded = time.perf_counter()
-        loss = loss_fn(model(x).float(), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -86,7 +96,7 @@ def bench_size(size: int, steps: int, warmup: int, data_dir: str | None) -> dict
             images += len(y)
     per_second = images / sum(step_s)
     return {
-        "image_size": size, "batch_size": cfg.batch_size, "forward_flops_per_image": flops,
+        "image_size": size, "mode": mode, "batch_size": cfg.batch_size, "forward_flops_per_image": flops,
         "warmup_steps": warmup, "steps_measured": steps, "images_measured": images,
         "seconds_measured": round(sum(step_s), 3), "step_seconds": [round(s, 3) for s in step_s],
         "data_seconds": [round(s, 4) for s in data_s], "images_per_second": round(per_second, 2),
@@ -111,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 3], help="timed steps, one count per size")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
     parser.add_argument("--threads", type=thread_count, default=1, help="torch threads (0: PyTorch's default; default 1)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=["fp32"],
+                        help="how the steps run, each timed in turn (default fp32, the recipe as it is)")
     parser.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files, or its fashion-mnist/ (the "
                                            "only folder read when given)")
     parser.add_argument("--out", type=Path, default=RESULTS,
@@ -119,6 +131,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     output_or_exit(parser, args.out)
     if len(args.steps) != len(args.sizes) or min(args.steps) < 1 or args.warmup < 0:
         parser.error("give one --steps count (>= 1) per --sizes entry, and --warmup >= 0")
+    if len(set(args.modes)) != len(args.modes):
+        parser.error(f"--modes: each mode once, got {args.modes}")
     if args.data_dir:
         folder = fashion_folder(args.data_dir)
         if folder is None:
@@ -135,18 +149,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cpus_usable": len(os.sched_getaffinity(0)), "torch": torch.__version__, "sizes": {},
     }
     for size, steps in zip(args.sizes, args.steps):
-        result = bench_size(size, steps, args.warmup, args.data_dir)
-        report["sizes"][str(size)] = result
-        write_text(args.out, json.dumps(report, indent=2) + "\n")
-        epoch = result["epoch_seconds"]
-        print(f"{size}x{size}: {result['images_per_second']:.1f} img/s over {steps} steps of {result['batch_size']} "
-              f"(step {min(result['step_seconds']):.2f}-{max(result['step_seconds']):.2f} s, data "
-              f"{sum(result['data_seconds']) / sum(result['step_seconds']):.2%}); epoch of 55,000 images "
-              f"{epoch['55000'] / 60:.1f} min, of 60,000 {epoch['60000'] / 60:.1f} min; "
-              f"{report['torch_threads']} thread(s), load average {result['load_average_before']} -> "
-              f"{result['load_average_after']}")
+        for mode in args.modes:
+            result = bench_size(size, steps, args.warmup, args.data_dir, mode)
+            first = report["sizes"].setdefault(str(size), {}).setdefault(args.modes[0], result)
+            result["speed_vs_first_mode"] = round(result["images_per_second"] / first["images_per_second"], 3)
+            report["sizes"][str(size)][mode] = result
+            write_text(args.out, json.dumps(report, indent=2) + "\n")
+            _print_result(result, steps, report["torch_threads"])
     print(f"written to {args.out}")
     return report
+
+
+def _print_result(result: dict[str, Any], steps: int, threads: int) -> None:
+    size, epoch = result["image_size"], result["epoch_seconds"]
+    print(f"{size}x{size} {result['mode']}: {result['images_per_second']:.1f} img/s over {steps} steps of "
+          f"{result['batch_size']} (x{result['speed_vs_first_mode']} the first mode's; step "
+          f"{min(result['step_seconds']):.2f}-{max(result['step_seconds']):.2f} s, data "
+          f"{sum(result['data_seconds']) / sum(result['step_seconds']):.2%}); epoch of 55,000 images "
+          f"{epoch['55000'] / 60:.1f} min, of 60,000 {epoch['60000'] / 60:.1f} min; "
+          f"{threads} thread(s), load average {result['load_average_before']} -> {result['load_average_after']}")
 
 
 if __name__ == "__main__":
