@@ -852,3 +852,17 @@ def test_experiment_scripts_refuse_a_results_file_they_could_not_write_before_an
                 script.main([*args, flag, str(target)])
             assert problem in capsys.readouterr().err, name
     assert not runs.exists()
+
+
+def test_bench_fashion_times_each_mode_in_one_run(fashion_mnist_dir, tmp_path):
+    fashion = _load_script("bench_fashion")
+    out = tmp_path / "bench.json"
+    report = fashion.main(["--sizes", "28", "--steps", "1", "--warmup", "0", "--data-dir", str(fashion_mnist_dir),
+                           "--modes", "fp32", "bf16_channels_last", "--out", str(out)])
+    runs = report["sizes"]["28"]
+    assert list(runs) == ["fp32", "bf16_channels_last"] and json.loads(out.read_text()) == report
+    assert runs["fp32"]["speed_vs_first_mode"] == 1.0 and runs["bf16_channels_last"]["mode"] == "bf16_channels_last"
+    assert runs["bf16_channels_last"]["speed_vs_first_mode"] == pytest.approx(
+        runs["bf16_channels_last"]["images_per_second"] / runs["fp32"]["images_per_second"], rel=1e-2)
+    with pytest.raises(SystemExit):
+        fashion.main(["--modes", "fp32", "fp32", "--out", str(out)])
