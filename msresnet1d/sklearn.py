@@ -41,7 +41,6 @@ Conventions shared by every estimator here:
 from __future__ import annotations
 
 import contextlib
-import numbers
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -61,7 +60,7 @@ from torch import nn
 from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
 from msresnet1d.data.preprocess import Normalization, check_band, preprocess_signal, resample
 from msresnet1d.models import create_model
-from msresnet1d.models.layers import is_whole
+from msresnet1d.models.layers import is_number, is_whole
 from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
 from msresnet1d.training.config import TrainConfig
@@ -222,8 +221,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """Validate the parameters that TrainConfig does not hold."""
         name = type(self).__name__
         if self.validation_fraction is not None and not (
-                isinstance(self.validation_fraction, numbers.Real) and not isinstance(self.validation_fraction, bool)
-                and 0 < self.validation_fraction < 1):
+                is_number(self.validation_fraction) and 0 < self.validation_fraction < 1):
             raise ValueError(f"{name}: validation_fraction must be None or in (0, 1), got {self.validation_fraction!r}")
         if self.n_jobs is not None and (not is_whole(self.n_jobs) or self.n_jobs == 0):  # True is not 1 thread
             raise ValueError(f"{name}: n_jobs must be None, a number of torch threads >= 1, or < 0 (-1: all CPUs), "
@@ -757,7 +755,7 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
         name = type(self).__name__
 
         def rate(value: Any) -> bool:
-            return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < np.inf
+            return is_number(value) and 0 < value < np.inf
 
         if not rate(self.fs):
             raise ValueError(f"{name}: fs must be a positive rate in Hz, got {self.fs!r}")
@@ -767,7 +765,7 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
             raise ValueError(f"{name}: normalization must be 'zscore', 'robust' or None, got {self.normalization!r}")
         if self.band is not None:
             if not (isinstance(self.band, (tuple, list, np.ndarray)) and len(self.band) == 2 and all(
-                    f is None or (isinstance(f, numbers.Real) and not isinstance(f, bool)) for f in self.band)):
+                    f is None or is_number(f) for f in self.band)):
                 raise ValueError(f"{name}: band must be (low, high) in Hz (either may be None) or None, "
                                  f"got {self.band!r}")
             try:

@@ -40,6 +40,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 
@@ -94,7 +95,7 @@ def cache_key(files: Iterable[Path], params: Mapping[str, object]) -> str:
     stats = []
     for file in map(Path, files):
         stat = file.stat()
-        if file.suffix not in SIGNAL_SUFFIXES and file.is_file() and stat.st_size <= CONTENT_HASHED_BYTES:
+        if file.suffix not in SIGNAL_SUFFIXES and S_ISREG(stat.st_mode) and stat.st_size <= CONTENT_HASHED_BYTES:
             stats.append((file.name, hashlib.sha256(file.read_bytes()).hexdigest()))
         else:
             stats.append((file.name, stat.st_size, stat.st_mtime_ns))

@@ -10,7 +10,6 @@ recording's first sample, across chunks.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from ..data.rhythm import Aggregation, aggregate_windows
-from ..models.layers import is_whole
+from ..models.layers import is_number, is_whole
 from .predictor import Predictor, as_predictor
 
 
@@ -74,7 +73,7 @@ def whole_number(value: object, name: str, unit: str = "samples") -> int:
 def positive_number(value: object, name: str, unit: str) -> float:
     """``value`` as a float, or a ValueError naming ``name`` unless it is a finite real number > 0
     (in ``unit``: rates in Hz, intervals in seconds)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+    if not (is_number(value) and 0 < value < math.inf):
         raise ValueError(f"{name} must be a finite number > 0 ({unit}), got {value!r}")
     return float(value)
 

@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .layers import check_dtype, check_input, check_tensor, is_whole
+from .layers import check_dtype, check_input, check_tensor, is_number, is_whole
 
 
 def _autocast_on(device_type: str) -> bool:
@@ -72,7 +72,7 @@ class ResidualNetwork(nn.Module):
             if not is_whole(value) or value < 0:
                 raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
         for name, rate in (("drop_rate", drop_rate), ("feature_drop_rate", feature_drop_rate)):
-            if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+            if not (is_number(rate) and 0 <= rate < 1):
                 raise ValueError(f"{name} must be a probability in [0, 1), got {rate!r}")
         if extra_hidden and not extra_features:
             raise ValueError(f"extra_hidden={extra_hidden} must be 0 without extra features "

@@ -144,6 +144,11 @@ def is_whole(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_number(value: object) -> bool:
+    """A real number (numpy's too, NaN and infinities included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_dtype(x: torch.Tensor, dtype: torch.dtype, what: str) -> None:
     """Raise ValueError unless ``x`` (``what``: "input", "extra features") has the model's
     parameter ``dtype``, naming both (call it in eager mode only: TorchScript prints dtypes as

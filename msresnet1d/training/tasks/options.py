@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ...models.layers import is_whole
+from ...models.layers import is_number, is_whole
 from ..config import TrainConfig
 
 if TYPE_CHECKING:
@@ -74,7 +73,7 @@ def evaluation_data(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    return is_number(v) and math.isfinite(v)
 
 
 def _lead_names(v: Any) -> bool:
