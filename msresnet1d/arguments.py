@@ -11,7 +11,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 from .training.config import TrainConfig, load_config, parse_overrides
 
@@ -54,6 +54,21 @@ def program_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
+
+
+class HintedParser(argparse.ArgumentParser):
+    """An ArgumentParser whose "arguments are required" error carries a hint per missing argument
+    (``missing_hints``: the argument's name -> what to say), e.g. how an option took it."""
+
+    def __init__(self, *args, missing_hints: dict[str, str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.missing_hints = missing_hints or {}
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("the following arguments are required:"):
+            missing = message.split(":", 1)[1].replace(",", " ").split()
+            message = "; ".join([message, *(self.missing_hints[name] for name in missing if name in self.missing_hints)])
+        super().error(message)
 
 
 def script_parser(doc: str) -> argparse.ArgumentParser:

@@ -320,7 +320,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msresnet1d", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", parser_class=arguments.HintedParser)
     p = sub.add_parser("train", help="train a model (no arguments: the MIT-BIH main job)")
     _add_train_flags(p)
     p.set_defaults(func=cmd_train)

@@ -314,13 +314,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
-    task = TrainConfig.from_dict(ckpt["config"], f"checkpoint {args.checkpoint}").task  # its errors name the file
+    cfg = TrainConfig.from_dict(ckpt["config"], f"checkpoint {args.checkpoint}")  # its errors name the file
+    task = cfg.task
     if task not in ("beats", "rhythm"):
         raise ValueError(f"checkpoint {args.checkpoint} is a {task!r} model; predict labels ECG records "
                          "(beats or rhythm)")
     if task == "rhythm" and (args.detect or args.annotator is not None):
         raise ValueError(f"--detect and --annotator give beat positions, for beat models; {args.checkpoint} is a "
                          "rhythm model, which labels windows of the signal")
+    _check_no_record_in_leads(args, cfg)
     annotator = None if task != "beats" or args.detect else args.annotator or "atr"
     jobs = [_checked_job(record_stem(record), args, annotator) for record in args.record]
     written: dict[Path, Path] = {}
@@ -348,6 +350,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+LEADS_TAKE_ALL = ("--leads takes every name after it, records too: give the records before --leads, or end its names with --, "
+                  "e.g. predict best.pt --leads II -- data/mitdb/100")
+
+
+def _check_no_record_in_leads(args: argparse.Namespace, cfg: TrainConfig) -> None:
+    """No record taken as a lead name, as in ``predict best.pt 100 --leads MLII 101``."""
+    expected = 1 if cfg.task == "rhythm" else len(beat_config(resolve_data(cfg).data).leads)
+    taken = [name for name in (args.leads or [])[expected:]
+             if name and (Path(name).is_file() or Path(f"{name}.hea").is_file())]
+    if taken:
+        raise ValueError(f"--leads took {', '.join(taken)} as lead names, where the model reads {expected} lead(s); "
+                         + LEADS_TAKE_ALL)
 
 
 def _checked_job(record_path: Path, args: argparse.Namespace, annotator: str | None) -> tuple[Path, Path]:
@@ -410,7 +426,8 @@ def annotation_extension(value: str) -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="label WFDB records: per-beat or per-window labels, CSV + WFDB annotations")
+    p = sub.add_parser("predict", help="label WFDB records: per-beat or per-window labels, CSV + WFDB annotations",
+                       missing_hints={"record": LEADS_TAKE_ALL})
     p.add_argument("checkpoint", help="a checkpoint file written by msresnet1d train (best.pt or last.pt)")
     p.add_argument("record", nargs="+", help="WFDB record paths, e.g. data/mitdb/100 (or data/mitdb/100.hea); "
                                             "several, e.g. data/mitdb/*.hea: one that fails is named, the others "

@@ -377,3 +377,30 @@ def test_a_record_folder_that_cannot_be_written_points_to_out_dir(checkpoints, r
             "--out-dir)") in capsys.readouterr().err
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir",
                  str(records.parent / "labels")]) == 0
+
+
+def test_a_record_after_leads_is_named_with_the_way_out(checkpoints, records, capsys):
+    # --leads takes every name after it: a record last is a second lead name
+    out = ["--out-dir", str(records.parent / "labels")]
+    hint = ("--leads takes every name after it, records too: give the records before --leads, or end its names "
+            "with --, e.g. predict best.pt --leads II -- data/mitdb/100")
+    for model, record in ((checkpoints["rhythm"], records / "100"), (checkpoints["beats"], records / "100.hea")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["predict", str(model), *out, "--leads", "MLII", str(record)])
+        assert exit_.value.code == 2
+        assert f"error: the following arguments are required: record; {hint}\n" in capsys.readouterr().err
+        assert main(["predict", str(model), str(records / "unnamed"), *out, "--leads", "MLII", str(record)]) == 1
+        assert f"error: --leads took {record} as lead names, where the model reads 1 lead(s); {hint}\n" == \
+            capsys.readouterr().err
+        assert not (records.parent / "labels").exists()
+    assert main(["predict", str(checkpoints["rhythm"]), *out, "--leads", "MLII", "--", str(records / "100")]) == 0
+    # a lead name that is no record keeps the count's own message; other missing arguments get no hint
+    assert main(["predict", str(checkpoints["rhythm"]), str(records / "100"), *out, "--leads", "MLII", "V5"]) == 1
+    assert "leads (--leads) names 2 leads (MLII, V5); the rhythm model reads one" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict"])
+    assert capsys.readouterr().err.endswith("error: the following arguments are required: checkpoint, record; "
+                                            f"{hint}\n")
+    with pytest.raises(SystemExit):
+        main(["evaluate"])
+    assert capsys.readouterr().err.endswith("error: the following arguments are required: checkpoint\n")
