@@ -82,3 +82,22 @@ def test_overrides_are_not_changed_by_loading_them():  # a script passes one tab
     assert load_config(None, {**common, "data.data_dir": "/b"}).data == {"fs": 360, "data_dir": "/b"}
     with pytest.raises(ValueError, match=r"^override 'data\.fs' sets an entry of data, which is 5, not a table$"):
         load_config(None, {"data": 5, "data.fs": 360})  # was a raw TypeError
+
+
+def test_a_dotted_key_sets_an_entry_of_a_table_within_and_no_override_is_dropped(tmp_path):
+    path = tmp_path / "a.toml"
+    path.write_text('[data]\nrepresentation = "spectrogram"\n\n[data.spectrogram]\nsize = 16\noverlap = 0.5\n')
+    cfg = load_config(path, parse_overrides(["data.spectrogram.size=64"]))  # was stored as a key 'spectrogram.size'
+    assert cfg.data == {"representation": "spectrogram", "spectrogram": {"size": 64, "overlap": 0.5}}
+    for given in (['data={"spectrogram": {"overlap": 0.5}}', 'data.spectrogram={"size": 8}'],
+                  ['model_kwargs={"a": {"b": 1}}', 'model_kwargs.a={"c": 2}']):  # the first's entry was dropped
+        with pytest.raises(ValueError, match=r"^override '(data\.spectrogram\.overlap|model_kwargs\.a\.b)' is dropped "
+                                             r"by the table another override gives its (data\.spectrogram|"
+                                             r"model_kwargs\.a): give that table's entries as dotted keys instead$"):
+            load_config(None, parse_overrides(given))
+    both = load_config(None, parse_overrides(['data={"spectrogram": {"overlap": 0.5}}', "data.spectrogram.size=8"]))
+    assert both.data == {"spectrogram": {"overlap": 0.5, "size": 8}}
+    assert load_config(None, {"data": {}, "data.fs": 180}).data == {"fs": 180}  # an empty table is kept as a table
+    with pytest.raises(ValueError, match=r"^override 'data\.fs\.x' sets an entry of data\.fs, which is 180, not a "
+                                         "table$"):
+        load_config(None, {"data.fs": 180, "data.fs.x": 1})

@@ -130,8 +130,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     ``config.json``), then ``overrides``: first those of whole keys (a table value,
     ``model_kwargs={...}``, replaces the file's table, e.g. for another model), then, in any
     order, the dotted ``data.x`` and ``model_kwargs.x`` keys, which set one entry of those tables
-    (so ``--data-dir``, given as ``data.data_dir``, survives a ``data={...}``). Two overrides that
-    set one entry to different values are refused.
+    (so ``--data-dir``, given as ``data.data_dir``, survives a ``data={...}``), or of a table
+    within (``data.spectrogram.size``). Two overrides that set one entry to different values are
+    refused, and so is one whose entry another's table would drop.
 
     Raises:
         FileNotFoundError: ``path`` is not a file.
@@ -169,18 +170,35 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     # whole keys first (a table, model_kwargs={...}, replaces the file's), then dotted keys on top, in any order
     for key, value in sorted((overrides or {}).items(), key=lambda item: "." in item[0]):
         value = copy.deepcopy(value)  # the caller's tables stay as given (a script reuses them for every run)
-        table, _, sub = key.partition(".")
-        if sub:
-            if table not in ("data", "model_kwargs"):
-                raise ValueError(f"override {key!r}: only data.* and model_kwargs.* take a dotted key")
-            if not isinstance(values.setdefault(table, {}), dict):
-                raise ValueError(f"override {key!r} sets an entry of {table}, which is {values[table]!r}, not a table")
-            values[table][sub] = value
-        else:
-            values[key] = value
+        *tables, entry = key.split(".")
+        if tables and tables[0] not in ("data", "model_kwargs"):
+            raise ValueError(f"override {key!r}: only data.* and model_kwargs.* take a dotted key")
+        table = values
+        for depth, name in enumerate(tables, 1):
+            if not isinstance(table.setdefault(name, {}), dict):
+                raise ValueError(f"override {key!r} sets an entry of {'.'.join(tables[:depth])}, which is "
+                                 f"{table[name]!r}, not a table")
+            table = table[name]
+        table[entry] = value
+    for leaf, leaf_value in given.items():  # a dotted key's table replaces its entry whole: none given may be lost
+        found = _entry(values, leaf)  # present is enough: a differing value is a conflict, refused above
+        if found is _MISSING or leaf_value == {} and not isinstance(found, dict):
+            raise ValueError(f"override {leaf!r} is dropped by the table another override gives its "
+                             f"{leaf.rpartition('.')[0]}: give that table's entries as dotted keys instead")
     if overrides:
         source = f"{source} and the overrides ({', '.join(overrides)})"
     return TrainConfig.from_dict(values, source)
+
+
+_MISSING = object()
+
+
+def _entry(values: dict[str, Any], key: str) -> Any:
+    """The entry a dotted key names in nested tables (``data.spectrogram.hop``), or ``_MISSING``."""
+    if key in values:
+        return values[key]
+    head, _, rest = key.partition(".")
+    return _entry(values[head], rest) if rest and isinstance(values.get(head), dict) else _MISSING
 
 
 def _leaves(key: str, value: Any) -> Iterator[tuple[str, Any]]:
