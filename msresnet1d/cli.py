@@ -269,13 +269,10 @@ def _download_mitdb(root: Path | None, given: bool, timeout: float) -> tuple[Pat
 
 def _download_fashion_mnist(root: Path | None, given: bool, timeout: float) -> tuple[Path, Path | None]:
     """``download fashion-mnist``: the folder it is in, and the one ``train`` finds without flags (or None)."""
-    from .data.fashion_mnist import (REPO_DATA_DIR, DownloadError, download_fashion_mnist, load_fashion_mnist,
-                                     split_dir)
+    from .data.fashion_mnist import (DownloadError, default_download_dir, download_fashion_mnist,
+                                     load_fashion_mnist, split_dir)
 
-    if root is None and not REPO_DATA_DIR.parent.is_dir():
-        raise SystemExit(f"error: no repository datasets/ folder at {REPO_DATA_DIR.parent} (an installed "
-                         "package): give --data-dir, the folder to hold fashion-mnist/")
-    folder = root / "fashion-mnist" if root else REPO_DATA_DIR
+    folder = root / "fashion-mnist" if root else default_download_dir()
     if given and split_dir("train", root) == root:  # --data-dir names the files' folder itself
         folder = root
     try:

@@ -363,8 +363,20 @@ def test_download_without_root_needs_the_repository_datasets_folder(isolated, mo
     web(_offline)
     installed = isolated / "site-packages" / "datasets" / "fashion-mnist"
     monkeypatch.setattr(fm, "REPO_DATA_DIR", installed)
-    with pytest.raises(DataError, match=r"no repository datasets/ folder at .*: pass root="):
+    with pytest.raises(DataError, match=r"no repository datasets/ folder at .* \(an installed package\) and "
+                                        r"\$MSRESNET1D_DATA is not set: give the folder to download Fashion-MNIST "
+                                        r"into \(root=<folder> in Python, --data-dir on the command line\)$"):
         load_fashion_mnist(split="test", download=True)
+
+
+def test_download_without_root_goes_where_msresnet1d_download_puts_it(isolated, monkeypatch, web, fashion_mnist_dir):
+    # $MSRESNET1D_DATA/fashion-mnist, the first place looked in (the repository's datasets/ before)
+    web(lambda url: io.BytesIO((fashion_mnist_dir / url.rsplit("/", 1)[1]).read_bytes()))
+    monkeypatch.setenv("MSRESNET1D_DATA", str(isolated / "data"))
+    assert fm.default_download_dir() == isolated / "data" / "fashion-mnist"
+    load_fashion_mnist(split="test", download=True)
+    assert set(_listing(isolated / "data" / "fashion-mnist")) == {TEST_IMAGES, TEST_LABELS}
+    assert _listing(fm.REPO_DATA_DIR) == {}
 
 
 def test_download_falls_back_to_second_mirror(isolated, web, fashion_mnist_dir, test_split):

@@ -20,8 +20,9 @@ Where the files are looked for, in order (a folder is used when it holds both fi
 4. Debian's ``dataset-fashion-mnist`` package, :data:`DEBIAN_DATA_DIR`;
 5. only with ``download=True`` (``--set data.download=true``; ``msresnet1d download
    fashion-mnist`` fetches them before a run): the official mirrors
-   (:data:`MIRRORS`), into ``root`` if given, else into :data:`REPO_DATA_DIR` (which needs a
-   source checkout: its ``datasets/`` folder).
+   (:data:`MIRRORS`), into ``root`` if given, else :func:`default_download_dir`:
+   ``$MSRESNET1D_DATA/fashion-mnist`` if set, else :data:`REPO_DATA_DIR` (which needs a source
+   checkout: its ``datasets/`` folder).
 
 A file is accepted if its MD5 is the official one, or if its decompressed content has the official
 uncompressed MD5 (Debian's package rewrites the gzip headers, which changes the file MD5 only).
@@ -255,14 +256,16 @@ def split_dir(split: str, root: str | os.PathLike[str] | None = None) -> Path | 
     return next((d for _, d in search_dirs(root) if all((d / name).is_file() for name in names)), None)
 
 
-def _default_download_dir() -> Path:
-    """:data:`REPO_DATA_DIR`, if the repository's ``datasets/`` exists (not in an installed
-    package)."""
+def default_download_dir() -> Path:
+    """Where a download goes when no folder is given: ``$MSRESNET1D_DATA/fashion-mnist`` if the
+    variable is set (the first place looked in), else :data:`REPO_DATA_DIR` if the repository's
+    ``datasets/`` exists (not in an installed package)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]) / "fashion-mnist"
     if not REPO_DATA_DIR.parent.is_dir():
-        raise DataError(
-            f"no repository datasets/ folder at {REPO_DATA_DIR.parent} (installed package?): "
-            "pass root=<folder> to choose where to download Fashion-MNIST"
-        )
+        raise DataError(f"no repository datasets/ folder at {REPO_DATA_DIR.parent} (an installed package) and "
+                        f"${DATA_ENV} is not set: give the folder to download Fashion-MNIST into (root=<folder> in "
+                        "Python, --data-dir on the command line)")
     return REPO_DATA_DIR
 
 
@@ -384,7 +387,7 @@ def load_fashion_mnist(
     if folder is None:
         if not download:
             raise DataError(_not_found_message(split, dirs))
-        dest = Path(root) if root is not None else _default_download_dir()
+        dest = Path(root) if root is not None else default_download_dir()
         try:
             folder = download_fashion_mnist(dest, splits=(split,))
         except DownloadError as exc:
