@@ -120,8 +120,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.per_record and load_checkpoint(args.checkpoint[0])["config"]["task"] != "beats":
+    first_task = load_checkpoint(args.checkpoint[0])["config"]["task"] if args.per_record or args.adapt_bn else None
+    if args.per_record and first_task != "beats":
         raise SystemExit("error: --per-record: only beat models have several examples of each record")
+    if args.adapt_bn and first_task != "beats":  # refused before the data loads
+        raise SystemExit(f"error: --adapt-bn adapts BatchNorm to each record's several examples, for beat models; "
+                         f"{args.checkpoint[0]} is a {first_task!r} model, one example a record"
+                         + (" (for one CinC record, msresnet1d predict --adapt-bn adapts to its windows)"
+                            if first_task == "rhythm" else ""))
     if args.json:
         args.json = _json_target(args.json, args.checkpoint)
     task, y_true, probabilities = ensemble_predict(args.checkpoint, args.split, args.data_dir, args.tta,

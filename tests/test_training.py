@@ -620,6 +620,20 @@ def test_sign_flip_averaging_is_refused_for_spectrograms(tmp_path):
         load_members([tmp_path / "spec.pt"], tta="flip")
 
 
+def test_evaluate_adapt_bn_is_refused_for_one_example_a_record_before_the_data_loads(tmp_path, capsys):
+    from msresnet1d.cli import main
+    from msresnet1d.training.checkpoint import FORMAT_VERSION
+
+    fashion = load_config(None, {"task": "fashion_mnist", "model": "resnet18_d2l",
+                                 "data.data_dir": str(tmp_path / "missing")})
+    torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": fashion.to_dict(), "model": {},
+                "class_names": [str(k) for k in range(10)], "task_state": {}}, tmp_path / "fashion.pt")
+    with pytest.raises(SystemExit, match=r"^error: --adapt-bn adapts BatchNorm to each record's several examples, for "
+                                         rf"beat models; {tmp_path / 'fashion.pt'} is a 'fashion_mnist' model, one "
+                                         "example a record$"):  # was the missing data's error, after looking for it
+        main(["evaluate", str(tmp_path / "fashion.pt"), "--adapt-bn"])
+
+
 def test_every_shipped_config_passes_the_data_check():
     from msresnet1d.training.tasks import check_data
 
