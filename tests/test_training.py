@@ -1908,3 +1908,15 @@ def test_curves_show_the_training_accuracy_beside_the_validation_metrics(tmp_pat
     assert lines["train accuracy"].get_linestyle() == "--"
     plot_curves([{k: v for k, v in row.items() if k != "train_accuracy"} for row in rows], tmp_path / "old.png")
     assert [line.get_label() for line in drawn["old.png"].axes[1].get_lines()] == ["accuracy"]  # an older log.csv
+
+
+def test_without_a_terminal_a_long_epoch_prints_progress_lines(tmp_path, monkeypatch, capsys):
+    from msresnet1d.training import engine
+
+    monkeypatch.setattr(engine, "PROGRESS_LINE_S", 0.0)  # a line after every batch (capsys is no terminal: no bar)
+    assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "run")]) == 0
+    lines = re.findall(r"^epoch 1/1: batch (\d+)/(\d+), loss \d+\.\d{4}, \d+ samples/s, \d+\.\d min$",
+                       capsys.readouterr().out, flags=re.MULTILINE)
+    assert [int(step) for step, _ in lines] == list(range(1, len(lines) + 1)) and len(lines) == int(lines[0][1]) > 1
+    assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert "batch 1/" not in capsys.readouterr().out

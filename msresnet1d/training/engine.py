@@ -105,6 +105,10 @@ RUN_FILES = ("config.json", "log.csv", "metrics.json", "curves.png", "confusion_
 #: errno values of a file system that does not support flock (Lustre without -o flock, some FUSE mounts).
 _NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK}
 #: Seconds a starting run retries a lock held for a moment (by another command's :func:`check_run_dir`).
+PROGRESS_LINE_S = 60.0
+"""Seconds between the progress lines of an epoch printed where there is no progress bar (output
+not a terminal: ``nohup ... > log``), so that a log shows a long epoch advancing."""
+
 _LOCK_PATIENCE = 1.0
 
 
@@ -408,11 +412,20 @@ class Trainer:
         start = time.perf_counter()
         bar = tqdm(self.task.train, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False,
                    disable=True if self.quiet else None)
+        lines = not self.quiet and bar.disable  # no bar (not a terminal): a line every PROGRESS_LINE_S instead
+        steps, last_line = 0, start
 
         def after_step(mean_loss: float, seen: int) -> None:
+            nonlocal steps, last_line
             if self.ema is not None:
                 self.ema.update(self.model)
-            bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{seen / (time.perf_counter() - start):.0f}")
+            now = time.perf_counter()
+            bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{seen / (now - start):.0f}")
+            steps += 1
+            if lines and now - last_line >= PROGRESS_LINE_S:
+                last_line = now
+                tqdm.write(f"epoch {epoch + 1}/{self.cfg.epochs}: batch {steps}/{len(self.task.train)}, loss "
+                           f"{mean_loss:.4f}, {seen / (now - start):.0f} samples/s, {(now - start) / 60:.1f} min")
 
         try:
             mean_loss, seen, accuracy = train_one_epoch(self.train_model, bar, self.loss_fn, self.optimizer,
