@@ -413,3 +413,58 @@ def test_a_warning_raised_as_an_error_inside_wfdb_is_not_called_damage(x, monkey
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         call(x / "100")  # read as usual otherwise
+
+
+def _mat_record(folder: Path, value: np.ndarray, fmt: str = "16+24", signals: int = 1, length: int = 900) -> Path:
+    """A CinC-style record ``folder/m``: its header, and ``m.mat`` holding ``value`` as
+    ``scipy.io.savemat`` writes it (MAT version 4 unless ``value`` is a string: the file's bytes)."""
+    import scipy.io
+
+    folder.mkdir(exist_ok=True)
+    lines = [f"m {signals} 300 {length}"] + [f"m.mat {fmt} 1000/mV 16 0 0 0 0 ECG{i}" for i in range(signals)]
+    (folder / "m.hea").write_text("\n".join(lines) + "\n")
+    if isinstance(value, str):
+        scipy.io.savemat(folder / "m.mat", {"val": np.zeros((signals, length), np.int16)}, format=value)
+    else:
+        scipy.io.savemat(folder / "m.mat", {"val": value}, format="4")
+    return folder / "m"
+
+
+def test_a_mat_signal_file_must_hold_what_its_header_says(tmp_path):
+    # wfdb reads any .mat from byte 24 on: a float64 copy of a CinC record read as garbage, silently
+    samples = (np.sin(np.arange(900) / 20) * 1000).astype(np.int16)[None]
+    np.testing.assert_allclose(read_record(_mat_record(tmp_path / "ok", samples)).signal, samples / 1000, atol=1e-6)
+    np.testing.assert_allclose(read_record(_mat_record(tmp_path / "column", samples.T)).signal, samples / 1000,
+                               atol=1e-6)  # one lead as a column: the same bytes
+    for name, value, problem in [
+        ("float", samples.astype(np.float64), "holds MAT type 0, not 30 (16-bit integers, which its format 16 in m.hea "
+                                              "reads)"),
+        ("int32", samples.astype(np.int32), "holds MAT type 20, not 30"),
+        ("rows", np.vstack([samples, samples]), "holds a 2 x 900 matrix, where m.hea gives 1 signal(s) of 900 samples"),
+        ("v5", "5", "is a MAT version 5 file; WFDB reads .mat records as MAT version 4"),
+    ]:
+        with pytest.raises(DataError, match=re.escape(f"record '{name}/m': file m.mat {problem}")):
+            read_record(_mat_record(tmp_path / name, value))
+    assert read_record(_mat_record(tmp_path / "int32ok", samples.astype(np.int32), fmt="32+24")).signal.shape == \
+        (1, 900)
+
+
+@pytest.mark.parametrize("record_line, problem", [
+    ("100 2 1e9 650000", "is malformed: sampling frequency field '1e9' is not a number (digits and a point, as "
+                         "wfdb reads it)"),
+    ("100 2 0 650000", "is malformed: sampling frequency '0', not above 0"),
+    ("100 0 360 650000", "declares no signals (an annotation-only record): nothing to read"),
+])
+def test_a_record_line_wfdb_would_misread_is_refused_without_leads_too(x, record_line, problem):
+    lines = (x / "100.hea").read_text().splitlines(keepends=True)
+    (x / "100.hea").write_text("".join([record_line + "\n", *(lines[3:] if " 0 " in record_line else lines[1:])]))
+    with pytest.raises(DataError, match=re.escape(f"record 'x/100': file 100.hea {problem}")):
+        read_record(x / "100")  # the rhythm path: no leads asked for (wfdb read 1e9 as 1 Hz, 0 Hz passed)
+
+
+def test_a_header_without_a_sampling_frequency_warns_of_wfdbs_default(x):
+    lines = (x / "100.hea").read_text().splitlines(keepends=True)
+    (x / "100.hea").write_text("".join(["100 2\n", *lines[1:]]))
+    with pytest.warns(UserWarning, match=re.escape("record 'x/100': file 100.hea gives no sampling frequency, so "
+                                                   "WFDB's default, 250 Hz, is assumed")):
+        assert read_record(x / "100").fs == 250

@@ -3,7 +3,9 @@
 Every problem with a record's files (missing, truncated, malformed, inconsistent) is raised as
 a :class:`DataError` naming the record and the file, never as an error from inside wfdb or
 numpy; samples that fail the header's checksums are a warning naming them. Any WFDB signal
-format wfdb reads is accepted (212, 16, 16+24 ``.mat``, big-endian 61, ...).
+format wfdb reads is accepted (212, 16, 16+24 ``.mat``, big-endian 61, ...); what wfdb would
+misread without a word is refused (a ``.mat`` file that is not the header's MAT version 4 matrix,
+a rate of 0 or written with an exponent).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ PHYSICAL_FORMATS: frozenset[str] = frozenset({"61"})
 #: Every annotation symbol wfdb knows (beats and non-beats); anything else is "unknown".
 KNOWN_SYMBOLS: frozenset[str] = frozenset(s for s in ann_label_table["symbol"] if isinstance(s, str))
 
-_NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+_NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"  # as wfdb reads them: no sign, no exponent (it reads 1e9 as 1)
 _FS_FIELD = re.compile(rf"^{_NUMBER}(?:/{_NUMBER})?(?:\({_NUMBER}\))?$")
 
 
@@ -114,8 +117,10 @@ def _checked_header_file(path: Path) -> tuple[Path, list[list[str]]]:
         problem = f"record line {' '.join(fields)!r} does not give the number of signals as its second field"
         raise _fail(path, f"file {header_file.name} is malformed: {problem}")
     if len(fields) >= 3 and not _FS_FIELD.match(fields[2]):
-        problem = f"sampling frequency field {fields[2]!r} is not a number"
+        problem = f"sampling frequency field {fields[2]!r} is not a number (digits and a point, as wfdb reads it)"
         raise _fail(path, f"file {header_file.name} is malformed: {problem}")
+    if len(fields) >= 3 and not float(re.match(_NUMBER, fields[2])[0]) > 0:
+        raise _fail(path, f"file {header_file.name} is malformed: sampling frequency {fields[2]!r}, not above 0")
     return header_file, lines
 
 
@@ -245,6 +250,49 @@ def _check_checksums(path: Path, record: wfdb.Record) -> None:
                       "that kept old checksums, is harmless", stacklevel=3)
 
 
+#: The sampling frequency WFDB (and wfdb) assume for a header that gives none, in Hz.
+DEFAULT_FS = 250.0
+
+#: MAT version 4 type codes (little-endian, full numeric matrix) of the WFDB formats a ``.mat``
+#: signal file holds (``16+24``: 16-bit integers after the 24-byte MAT header of a 3-letter name).
+MAT_V4_TYPES: dict[str, tuple[int, str]] = {"16": (30, "16-bit integers"), "32": (20, "32-bit integers")}
+
+
+def _check_mat_files(path: Path, record_line: list[str], signal_lines: list[list[str]]) -> None:
+    """Check that each ``.mat`` signal file (MAT version 4, as PhysioNet's CinC records) holds
+    what its header's format says: wfdb reads any file from the byte offset on, so a float64 or a
+    MAT version 5 file (``scipy.io.savemat``'s default) would read as wrong samples, silently."""
+    files: dict[str, list[str]] = {}
+    for line in signal_lines:
+        if len(line) > 1 and line[0].endswith(".mat"):
+            files.setdefault(line[0], []).append(re.match("[0-9]*", line[1])[0])
+    length = int(record_line[3]) if len(record_line) > 3 and record_line[3].isdigit() else None
+    for name, formats in files.items():
+        file = path.parent / name
+        if set(formats) - MAT_V4_TYPES.keys() or len(set(formats)) > 1 or not file.is_file():
+            continue  # a format without a MAT type to compare, or a missing file (reading names it)
+        with open(file, "rb") as f:
+            head = f.read(20)
+        expected, what = MAT_V4_TYPES[formats[0]]
+        if head.startswith(b"MATLAB 5.0"):
+            problem = ("is a MAT version 5 file; WFDB reads .mat records as MAT version 4 (as PhysioNet's CinC files: "
+                       "scipy.io.savemat(..., format='4') with int16 values)")
+        elif len(head) < 20:
+            problem = f"is {len(head)} bytes long, shorter than a MAT version 4 header"
+        else:
+            kind, rows, columns = struct.unpack("<3i", head[:12])
+            shapes = [(len(formats), length)] + ([(length, 1)] if len(formats) == 1 else [])  # one lead: either way
+            if kind != expected:
+                problem = (f"holds MAT type {kind}, not {expected} ({what}, which its format {formats[0]} in "
+                           f"{path.name}.hea reads)")
+            elif length is not None and (rows, columns) not in shapes:
+                problem = (f"holds a {rows} x {columns} matrix, where {path.name}.hea gives {len(formats)} signal(s) "
+                           f"of {length} samples")
+            else:
+                continue
+        raise _fail(path, f"file {name} {problem}")
+
+
 def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None) -> Record:
     """Read a record's signals with ``wfdb.rdrecord``.
 
@@ -275,8 +323,15 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
             multi-segment record's segments give a lead in different units.
     """
     path = Path(path)
-    record_line, *signal_lines = _checked_header_file(path)[1]
+    header_file, (record_line, *signal_lines) = _checked_header_file(path)
+    if record_line[1] == "0" * len(record_line[1]):
+        raise _fail(path, f"file {header_file.name} declares no signals (an annotation-only record): nothing to read")
+    if len(record_line) < 3:
+        warnings.warn(f"record '{record_label(path)}': file {header_file.name} gives no sampling frequency, so "
+                      f"WFDB's default, {DEFAULT_FS:g} Hz, is assumed: add the rate to its record line if it is "
+                      "another", stacklevel=2)
     multi_segment = "/" in record_line[0]  # the record line's "name/segments"
+    _check_mat_files(path, record_line, signal_lines)
     physical = multi_segment or any(len(line) > 1 and re.match("[0-9]*", line[1])[0] in PHYSICAL_FORMATS
                                     for line in signal_lines)  # a signal line's format: "61", "61x2", "61:3"...
     channels = None if leads is None else _lead_channels(path, leads)[0]  # wfdb cannot ask for a lead named None
