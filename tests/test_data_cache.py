@@ -1,6 +1,7 @@
 """The on-disk cache: folder choice, keys, atomic writes, and corrupt entries being rebuilt."""
 
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -218,3 +219,41 @@ def test_key_reads_small_files_only_and_steps_over_folders(tmp_path):
     assert cache_key([backup, folder], {}) == key  # over 1 MiB: by size and time, its content not read
     os.utime(backup, ns=(2, 2))
     assert cache_key([backup, folder], {}) != key
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_cached_database_warns_as_it_did_when_it_was_read(tmp_path, workers):
+    # a truncated annotation file warned on the first load only: the cached arrays were silent after
+    db = tmp_path / "db"
+    db.mkdir()
+    for path in SAMPLE.glob("10[01].*"):
+        shutil.copy(path, db)
+    with open(db / "100.atr", "r+b") as f:
+        f.truncate(200)  # even: still readable, the beats stop early
+    message = r"record 'db/100': the beat annotations in 100\.atr stop at"
+    for load in ("built", "cached", "cached again"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_beats(db_dir=db, cache_dir=tmp_path / "cache", workers=workers)
+        shown = [str(given.message) for given in caught if "stop at" in str(given.message)]
+        assert len(shown) == 1 and re.match(message, shown[0]), (load, shown)  # once, from a worker too
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=message)  # filters apply to the cached warning as to the first
+        with pytest.raises(UserWarning, match=message):
+            load_beats(db_dir=db, cache_dir=tmp_path / "cache", workers=workers)
+
+
+def test_a_warning_of_a_build_is_kept_with_its_entry(tmp_path, arrays):
+    def build():
+        warnings.warn("record 'x/1': something odd", RuntimeWarning)
+        return arrays
+
+    with pytest.warns(RuntimeWarning, match="something odd"):
+        cached(tmp_path / "entry", "k", build)
+    with pytest.warns(RuntimeWarning, match="something odd"):
+        loaded = cached(tmp_path / "entry", "k", lambda: pytest.fail("built again"))
+    np.testing.assert_array_equal(loaded["X"], arrays["X"])
+    save_arrays(tmp_path / "plain", "k", arrays)  # no warnings kept: none given
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cached(tmp_path / "plain", "k", build)

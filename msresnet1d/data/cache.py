@@ -1,7 +1,8 @@
 """On-disk cache of preprocessed arrays.
 
 An *entry* is a folder holding one ``<name>.npy`` per array and a ``manifest.json`` with the
-entry's key and each array's shape, dtype and CRC-32. Entries load memory-mapped (the fastest
+entry's key, each array's shape, dtype and CRC-32, and the warnings the build gave (given again
+on every load: a cached database warns as the records did). Entries load memory-mapped (the fastest
 way numpy has to read arrays back; copy-on-write) and are checked against the manifest, so a truncated,
 missing or corrupted file is detected: it gives a warning and the entry is rebuilt.
 
@@ -29,6 +30,7 @@ Cache folder: the explicit argument, else ``$MSRESNET1D_CACHE``, else the reposi
 
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
 import json
@@ -38,7 +40,7 @@ import shutil
 import tempfile
 import warnings
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from stat import S_ISREG
 
@@ -59,6 +61,10 @@ CODE_MODULES = ("records", "preprocess", "aami", "rr", "beats", "rhythm")
 #: :data:`CONTENT_HASHED_BYTES` (a larger one, a ``.dat.bak`` say, by size and time too).
 SIGNAL_SUFFIXES = (".dat", ".mat")
 CONTENT_HASHED_BYTES = 1 << 20
+
+#: The warnings of a build that its entry keeps, to give again on load: about the data (a
+#: library's deprecation is not).
+KEPT_WARNINGS = (UserWarning, RuntimeWarning)
 
 
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -103,8 +109,10 @@ def cache_key(files: Iterable[Path], params: Mapping[str, object]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def save_arrays(entry: Path, key: str, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` as cache entry ``entry`` (a folder) for ``key``, atomically."""
+def save_arrays(entry: Path, key: str, arrays: Mapping[str, np.ndarray],
+                notes: Sequence[tuple[str, str]] = ()) -> None:
+    """Write ``arrays`` as cache entry ``entry`` (a folder) for ``key``, atomically, with the
+    warnings their build gave (``notes``: (category name, message) pairs), to give again on load."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp"))
     try:
@@ -114,7 +122,7 @@ def save_arrays(entry: Path, key: str, arrays: Mapping[str, np.ndarray]) -> None
             array = np.ascontiguousarray(array)
             np.save(tmp / f"{name}.npy", array, allow_pickle=False)
             described[name] = {"shape": list(array.shape), "dtype": array.dtype.str, "crc32": zlib.crc32(array)}
-        (tmp / MANIFEST).write_text(json.dumps({"key": key, "arrays": described}))
+        (tmp / MANIFEST).write_text(json.dumps({"key": key, "arrays": described, "warnings": [list(n) for n in notes]}))
         if entry.exists():
             if load_arrays(entry, key, warn=False) is not None:  # another process wrote it meanwhile: keep it
                 shutil.rmtree(tmp)
@@ -141,10 +149,18 @@ def load_arrays(entry: Path, key: str, *, warn: bool = True) -> dict[str, np.nda
     A corrupt or partial entry (a file missing, truncated or not matching the manifest's shape,
     dtype or CRC-32, or another key) gives a warning and ``None``, so that the caller rebuilds it.
     """
+    loaded = _load(entry, key, warn=warn)
+    return None if loaded is None else loaded[0]
+
+
+def _load(entry: Path, key: str, *, warn: bool = True) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]] | None:
+    """:func:`load_arrays`, and the warnings the entry's build gave (entries written before they
+    were kept have none)."""
     if not entry.exists():
         return None
     try:
         manifest = json.loads((entry / MANIFEST).read_text())
+        notes = [(str(category), str(message)) for category, message in manifest.get("warnings", [])]
         if manifest["key"] != key:
             raise ValueError(f"it holds key {manifest['key'][:16]}..., expected {key[:16]}...")
         arrays = {}
@@ -162,20 +178,36 @@ def load_arrays(entry: Path, key: str, *, warn: bool = True) -> dict[str, np.nda
                 stacklevel=2,
             )
         return None
-    return arrays
+    return arrays, notes
 
 
 def cached(entry: Path, key: str, build: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The arrays of cache entry ``entry`` for ``key``, built with ``build()`` and saved first
-    if the entry is missing or corrupt."""
-    arrays = load_arrays(entry, key)
-    if arrays is None:
+    if the entry is missing or corrupt. The warnings of the build (a truncated annotation file,
+    a flat lead, samples failing their checksums...) are kept with the entry and given again on
+    every load, so that a cached database warns as it did when it was read."""
+    loaded = _load(entry, key)
+    if loaded is not None:
+        arrays, notes = loaded
+        for category, message in notes:
+            warnings.warn(message, _warning_category(category), stacklevel=2)
+        return arrays
+    with warnings.catch_warnings(record=True) as caught:  # the filters stay: -W error still raises in build()
         arrays = dict(build())
-        try:
-            save_arrays(entry, key, arrays)
-        except OSError as e:  # a full disk or a read-only cache: the arrays are built, go on without
-            warnings.warn(f"cache entry {entry} could not be written ({e}); going on without caching it (point "
-                          f"{CACHE_ENV} at a folder with room, or set [data] cache = false)", stacklevel=2)
-        else:
-            log.debug("cached %s", entry)
+    for given in caught:
+        warnings.warn_explicit(given.message, given.category, given.filename, given.lineno)
+    try:
+        save_arrays(entry, key, arrays, [(given.category.__name__, str(given.message)) for given in caught
+                                         if issubclass(given.category, KEPT_WARNINGS)])
+    except OSError as e:  # a full disk or a read-only cache: the arrays are built, go on without
+        warnings.warn(f"cache entry {entry} could not be written ({e}); going on without caching it (point "
+                      f"{CACHE_ENV} at a folder with room, or set [data] cache = false)", stacklevel=2)
+    else:
+        log.debug("cached %s", entry)
     return arrays
+
+
+def _warning_category(name: str) -> type[Warning]:
+    """The built-in warning class of that name (the data layer warns with those), else UserWarning."""
+    category = getattr(builtins, name, None)
+    return category if isinstance(category, type) and issubclass(category, Warning) else UserWarning

@@ -6,6 +6,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import chain
@@ -34,7 +35,8 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
     ``workers`` defaults to :func:`default_workers`; 1, or a platform that cannot fork, runs
     everything in this process. Workers are forked (they start without re-importing torch);
     ``func`` and ``items`` must be picklable (module-level functions, ``functools.partial``).
-    An exception raised in a worker is re-raised here, the only one reported. On any exception
+    A worker's warnings are given again here, in order (so the caller's filters, records and
+    formatting apply). An exception raised in a worker is re-raised here, the only one reported. On any exception
     (a worker's, Ctrl-C, a SIGTERM turned into KeyboardInterrupt) the other workers are stopped
     at once, not after the chunks they are reading.
     """
@@ -51,7 +53,11 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
         # thread then fails marking them broken once the workers are stopped (Python 3.11, CPython
         # gh-107219: a second traceback, "InvalidStateError: CANCELLED", after the real error).
         futures = [pool.submit(_apply, func, items[i : i + chunksize]) for i in range(0, len(items), chunksize)]
-        results = list(tqdm(chain.from_iterable(future.result() for future in futures), **progress))
+        results = []
+        for result, given in tqdm(chain.from_iterable(future.result() for future in futures), **progress):
+            for category, message in given:  # a worker's warnings, given here: the caller's filters and records
+                warnings.warn(message, category, stacklevel=2)
+            results.append(result)
     except BaseException:
         for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
             process.terminate()
@@ -61,8 +67,14 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
     return results
 
 
-def _apply(func: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
-    return [func(item) for item in chunk]
+def _apply(func: Callable[[T], R], chunk: Sequence[T]) -> list[tuple[R, list[tuple[type[Warning], str]]]]:
+    """``func`` of each item, with the warnings it gave (category, message), for the parent to give."""
+    done = []
+    for item in chunk:
+        with warnings.catch_warnings(record=True) as caught:
+            result = func(item)
+        done.append((result, [(given.category, str(given.message)) for given in caught]))
+    return done
 
 
 def _die_with_parent(parent: int) -> None:
