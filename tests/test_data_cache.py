@@ -230,12 +230,12 @@ def test_a_cached_database_warns_as_it_did_when_it_was_read(tmp_path, workers):
         shutil.copy(path, db)
     with open(db / "100.atr", "r+b") as f:
         f.truncate(200)  # even: still readable, the beats stop early
-    message = r"record 'db/100': the beat annotations in 100\.atr stop at"
+    message = r"record 'db/100': file 100\.atr lacks WFDB's end-of-file marker \(two zero bytes\), so it is truncated"
     for load in ("built", "cached", "cached again"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             load_beats(db_dir=db, cache_dir=tmp_path / "cache", workers=workers)
-        shown = [str(given.message) for given in caught if "stop at" in str(given.message)]
+        shown = [str(given.message) for given in caught if "end-of-file" in str(given.message)]
         assert len(shown) == 1 and re.match(message, shown[0]), (load, shown)  # once, from a worker too
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=message)  # filters apply to the cached warning as to the first

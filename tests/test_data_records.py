@@ -262,6 +262,20 @@ def test_annotations_that_stop_long_before_the_records_end_are_warned_about(x):
         read_annotations(x / "100")
 
 
+def test_an_annotation_file_cut_at_an_even_byte_is_warned_about(x):
+    # it reads, as far as it goes: 20 bytes less lose the last 9 s, less than the 10 s the warning above needs
+    full = read_annotations(x / "100")
+    data = (x / "100.atr").read_bytes()
+    (x / "100.atr").write_bytes(data[:-20])
+    with pytest.warns(UserWarning, match=re.escape("record 'x/100': file 100.atr lacks WFDB's end-of-file marker (two "
+                                                   "zero bytes), so it is truncated: its annotations stop at 17") +
+                      r"\d\.\d s of the record's 180\.0 s$"):
+        assert len(read_annotations(x / "100").sample) < len(full.sample)
+    (x / "100.atr").write_bytes(data[:2])
+    with pytest.warns(UserWarning, match="so it is truncated: it holds no annotation of the record's 180.0 s$"):
+        read_annotations(x / "100")
+
+
 def test_record_shorter_than_one_window(tmp_path):
     folder = tmp_path / "x"
     folder.mkdir()

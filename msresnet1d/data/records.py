@@ -396,8 +396,9 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     """Read annotation file ``<path>.<extension>`` with ``wfdb.rdann`` and check it against
     the record's header.
 
-    Warns when the beat annotations stop more than :data:`UNANNOTATED_END` of the record (and more
-    than 10 s) before its end: a truncated file still reads, as far as it goes.
+    Warns when the file lacks WFDB's end-of-file marker (two zero bytes: it was cut at an even
+    byte, and reads as far as it goes), or when the beat annotations stop more than
+    :data:`UNANNOTATED_END` of the record (and more than 10 s) before its end.
 
     Raises:
         DataError: missing or empty file, or one wfdb cannot read (damaged, truncated); an
@@ -437,9 +438,17 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     if outside.any():
         problem = f"{outside.sum()} annotation(s) outside the signal (0..{header.sig_len})"
         raise _fail(path, f"file {ann_file.name} has {problem}, first at sample {sample[outside][0]}")
+    with open(ann_file, "rb") as f:
+        f.seek(-2, os.SEEK_END)  # an empty file is refused above; one byte, by wfdb
+        ended = f.read() == b"\0\0"  # the end-of-file marker: a file cut at an even byte reads, without it
+    if not ended:
+        last = f"its annotations stop at {sample[-1] / header.fs:.1f} s" if sample.size else "it holds no annotation"
+        warnings.warn(f"record '{record_label(path)}': file {ann_file.name} lacks WFDB's end-of-file marker (two zero "
+                      f"bytes), so it is truncated: {last}" + (f" of the record's {header.sig_len / header.fs:.1f} s"
+                                                                if header.sig_len else ""), stacklevel=2)
     beats = sample[np.isin(symbols, list(BEAT_SYMBOLS))]  # a file of rhythm changes alone may end early
-    if header.sig_len and beats.size and header.sig_len - beats[-1] > max(UNANNOTATED_END * header.sig_len,
-                                                                          10 * header.fs):
+    if ended and header.sig_len and beats.size and header.sig_len - beats[-1] > max(UNANNOTATED_END * header.sig_len,
+                                                                                    10 * header.fs):
         warnings.warn(f"record '{record_label(path)}': the beat annotations in {ann_file.name} stop at "
                       f"{beats[-1] / header.fs:.1f} s of the record's {header.sig_len / header.fs:.1f} s "
                       "(a truncated file?)", stacklevel=2)
