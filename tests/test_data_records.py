@@ -13,7 +13,7 @@ import wfdb
 from msresnet1d.data.beats import BeatConfig, load_beats, record_beats
 from msresnet1d.data.errors import DataError, LeadError
 from msresnet1d.data.locate import list_records, repo_datasets_dir
-from msresnet1d.data.records import read_annotations, read_header, read_record
+from msresnet1d.data.records import Record, preprocess_record, read_annotations, read_header, read_record
 from msresnet1d.data.rhythm import RhythmConfig, load_rhythm
 
 SAMPLE = repo_datasets_dir() / "mitdb-sample"
@@ -344,6 +344,36 @@ def test_a_lead_without_a_valid_sample_is_refused_by_beats_and_rhythm(x):
     with pytest.raises(DataError, match=message):
         load_rhythm(x, RhythmConfig(lead="MLII"), cache=False)
     assert load_rhythm(x, RhythmConfig(lead="V5"), cache=False).data.shape == (1, 64800 * 300 // 360)
+
+
+def test_a_flat_lead_or_an_infinite_sample_is_refused_naming_the_lead(x):
+    digital = wfdb.rdrecord(str(x / "100"), physical=False).d_signal.astype(np.int16)
+    digital[:, 0] = 7  # MLII flat: labelled before ("N 2273"), with a warning of a channel "only centred"
+    wfdb.wrsamp("flat", fs=360, units=["mV", "mV"], sig_name=["MLII", "V5"], d_signal=digital, fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[1024, 1024], write_dir=str(x))
+    shutil.copy(x / "100.atr", x / "flat.atr")
+    with pytest.raises(LeadError, match=re.escape("record 'x/flat': lead MLII is flat (one value throughout: an "
+                                                  "unplugged electrode?): nothing to label from it")):
+        load_beats(["flat"], db_dir=x, cache=False)
+    record = read_record(x / "100")
+    signal = record.signal.copy()
+    signal[1, 500] = np.inf  # was read as a signal of NaN, then reported as "nan at channel 0, sample 0"
+    with pytest.raises(DataError, match=re.escape("record 'x/100': lead V5 holds an infinite value at sample 500: "
+                                                  "mark a sample without a value NaN")):
+        preprocess_record(Record(record.name, signal, record.fs, record.leads, record.units), 180, (0.5, 40), "zscore")
+
+
+@pytest.mark.parametrize("signal, fs, problem", [
+    (np.zeros((64800, 2)), 360, r"signal is \(C, L\), one row a lead, for its 2 lead\(s\) \['MLII', 'V5'\]; got "
+                                r"shape \(64800, 2\) \(transposed\? pass signal\.T\)$"),
+    (np.zeros(64800), 360, r"signal is .*; got shape \(64800,\)$"),
+    ([[0.0] * 10] * 2, 360, r"signal is .*; got list$"),
+    (np.zeros((2, 64800)), "300", r"fs is the sampling rate in Hz, a number > 0; got '300'$"),
+    (np.zeros((2, 64800)), 0, r"fs is .* a number > 0; got 0$"),
+])
+def test_a_record_built_by_hand_is_checked(signal, fs, problem):
+    with pytest.raises(ValueError, match=r"^record 'mine': " + problem):
+        Record("mine", signal, fs, ("MLII", "V5"), ("mV", "mV"))
 
 
 def test_a_multi_segment_record_whose_segments_give_a_lead_in_different_units_is_refused(x):

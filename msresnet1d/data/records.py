@@ -64,6 +64,18 @@ class Record:
     leads: tuple[str, ...]
     units: tuple[str, ...]
 
+    def __post_init__(self) -> None:  # one built by hand (a numpy signal to label) is checked too
+        shape = getattr(self.signal, "shape", None)
+        if not isinstance(self.signal, np.ndarray) or self.signal.ndim != 2 or shape[0] != len(self.leads):
+            raise ValueError(f"record '{self.name}': signal is (C, L), one row a lead, for its {len(self.leads)} "
+                             f"lead(s) {list(self.leads)}; got " + (f"shape {shape}" if shape is not None else
+                                                                  type(self.signal).__name__)
+                             + (" (transposed? pass signal.T)" if shape is not None and len(shape) == 2
+                                and shape[1] == len(self.leads) else ""))
+        if isinstance(self.fs, bool) or not isinstance(self.fs, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(self.fs) or self.fs <= 0:
+            raise ValueError(f"record '{self.name}': fs is the sampling rate in Hz, a number > 0; got {self.fs!r}")
+
 
 @dataclass(frozen=True)
 class Annotations:
@@ -371,15 +383,25 @@ def preprocess_record(record: Record, fs: float | None, band: tuple[float | None
                       normalization: Normalization | None, name: str | None = None) -> np.ndarray:
     """The record's (C, L) signal through :func:`~msresnet1d.data.preprocess.preprocess_signal`
     (band-pass ``band`` Hz, resampled to ``fs`` Hz, normalised): float32 (C, L'). A lead without
-    a valid sample (all NaN: WFDB's invalid value, an unplugged electrode) or a failure (a rate
-    too low for the band, say) raises :class:`DataError` (:class:`LeadError` for the lead)
-    naming the record (``name``, default ``record.name``)."""
+    a valid sample (all NaN: WFDB's invalid value, an unplugged electrode) or flat (one value
+    throughout), an infinite sample, or a failure (a rate too low for the band, say) raises
+    :class:`DataError` (:class:`LeadError` for the lead) naming the record (``name``, default
+    ``record.name``)."""
     name = record.name if name is None else name
+    for lead, row in zip(record.leads, record.signal, strict=True):
+        if np.isinf(row).any():
+            raise DataError(f"record '{name}': lead {lead or '(unnamed)'} holds an infinite value at sample "
+                            f"{int(np.flatnonzero(np.isinf(row))[0])}: mark a sample without a value NaN")
     empty = [lead or "(unnamed)" for lead, row in zip(record.leads, record.signal, strict=True)
              if not np.isfinite(row).any()]
     if empty:
         raise LeadError(f"record '{name}': lead {', '.join(empty)} has no valid sample (every one is WFDB's invalid "
                         "value): nothing to label from it")
+    flat = [lead or "(unnamed)" for lead, row in zip(record.leads, record.signal, strict=True)
+            if np.nanmax(row) == np.nanmin(row)]
+    if flat:
+        raise LeadError(f"record '{name}': lead {', '.join(flat)} is flat (one value throughout: an unplugged "
+                        "electrode?): nothing to label from it")
     corner = None if band is None else max((f for f in band if f is not None), default=None)
     if corner is not None and record.fs <= 2 * corner:  # the filter is designed at the record's own rate
         raise DataError(f"record '{name}': its rate, {record.fs:g} Hz, is too low for the filter of [data] band = "
