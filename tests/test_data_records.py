@@ -498,6 +498,7 @@ def test_a_mat_signal_file_must_hold_what_its_header_says(tmp_path):
                          "wfdb reads it)"),
     ("100 2 0 650000", "is malformed: sampling frequency '0', not above 0"),
     ("100 0 360 650000", "declares no signals (an annotation-only record): nothing to read"),
+    ("100 2 360 0", "declares 0 samples a signal: nothing to read"),  # was wfdb's "sampto must be greater ..."
 ])
 def test_a_record_line_wfdb_would_misread_is_refused_without_leads_too(x, record_line, problem):
     lines = (x / "100.hea").read_text().splitlines(keepends=True)

@@ -338,6 +338,8 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     header_file, (record_line, *signal_lines) = _checked_header_file(path)
     if record_line[1] == "0" * len(record_line[1]):
         raise _fail(path, f"file {header_file.name} declares no signals (an annotation-only record): nothing to read")
+    if len(record_line) > 3 and record_line[3].strip("0") == "":
+        raise _fail(path, f"file {header_file.name} declares 0 samples a signal: nothing to read")
     if len(record_line) < 3:
         warnings.warn(f"record '{record_label(path)}': file {header_file.name} gives no sampling frequency, so "
                       f"WFDB's default, {DEFAULT_FS:g} Hz, is assumed: add the rate to its record line if it is "
