@@ -287,8 +287,9 @@ def output_paths(record_name: str, out_dir: Path, extension: str) -> tuple[Path,
 
 def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.ndarray, class_names: list[str],
                   fs: float, out_dir: Path, extension: str, rhythm: bool) -> tuple[Path, Path]:
-    """CSV (one row a beat or window) and a WFDB annotation file ``<record>.<extension>``, the
-    annotation file first (``wrann`` is the likelier to fail: then neither is replaced)."""
+    """A WFDB annotation file ``<record>.<extension>`` and its CSV (one row a beat or window),
+    the annotation file first (``wrann`` is the likelier to fail: then neither is replaced);
+    returns their paths in that order, as :func:`output_paths`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = [class_names[i] for i in probabilities.argmax(axis=1)]
     symbols = ["+"] * len(labels) if rhythm else labels
@@ -305,7 +306,7 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
     for pos, label, p in zip(positions, labels, probabilities):
         writer.writerow([int(pos), f"{pos / fs:.3f}", label, *[f"{v:.4f}" for v in p]])
     write_text(csv_path, buffer.getvalue())
-    return csv_path, ann_path
+    return ann_path, csv_path
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -395,7 +396,7 @@ def _predict_record(ckpt: dict, task: str, record_path: Path, out_dir: Path, ann
         positions, probabilities, fs, leads = predict_beats(ckpt, record_path, annotator, args.adapt_bn, args.leads)
     else:
         positions, probabilities, fs, leads = predict_windows(ckpt, record_path, args.adapt_bn, args.leads)
-    csv_path, ann_path = write_outputs(record_path.name, positions, probabilities, ckpt["class_names"], fs, out_dir,
+    ann_path, csv_path = write_outputs(record_path.name, positions, probabilities, ckpt["class_names"], fs, out_dir,
                                        args.extension, rhythm=task == "rhythm")
     labels, counts = np.unique(probabilities.argmax(axis=1), return_counts=True)
     summary = ", ".join(f"{ckpt['class_names'][i]} {n}" for i, n in zip(labels, counts))
