@@ -89,12 +89,16 @@ def export_torchscript(
         TypeError: ``path`` is not a str or os.PathLike.
         IsADirectoryError: ``path`` is a folder.
         OSError: ``path`` lies under a file or an unwritable folder.
-        ValueError: a model that is not 1D, or a bad ``method`` or ``example_length``.
+        ValueError: a model that is not 1D, a bad ``method`` or ``example_length``, or an
+            ``example_length`` with ``method="script"``.
     """
     path = _output_path(path)
     _check_model(model)
     with evaluating(model):
         if method == "script":
+            if example_length is not None:  # not ignored without a word
+                raise ValueError(f"example_length={example_length!r} sets the length of the tracing example, for "
+                                 "method='trace'; a scripted model has no example (it takes any length)")
             module = torch.jit.script(model)
         elif method == "trace":
             with warnings.catch_warnings():

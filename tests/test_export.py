@@ -203,6 +203,9 @@ def test_export_rejects_bad_requests(tmp_path):
     model = create_model("msresnet1d_beat")
     with pytest.raises(ValueError, match=rf"example_length=4 samples.*minimum {model.min_input_size}"):
         export_torchscript(model, tmp_path / "m.pt", method="trace", example_length=4)
+    with pytest.raises(ValueError, match=r"^example_length=360 sets the length of the tracing example, for "
+                                         r"method='trace'; a scripted model has no example \(it takes any length\)$"):
+        export_torchscript(model, tmp_path / "m.pt", example_length=360)  # ignored before
     assert not list(tmp_path.iterdir())
 
 
