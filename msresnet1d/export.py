@@ -142,11 +142,15 @@ def export_onnx(
         ImportError: ``onnx`` is not installed.
         TypeError, IsADirectoryError, OSError: a bad ``path``, as :func:`export_torchscript` says.
         ValueError: the model's parameters are not float32 (``model.float()`` first); an
-            ``opset`` the exporter does not support; a bad ``example_length``.
+            ``opset`` the exporter does not support; a bad ``example_length``; a TorchScript
+            module (``torch.jit.load``'s: export the eager model it was made from).
     """
     onnx = _require("onnx")
     path = _output_path(path)
     _check_model(model)
+    if isinstance(model, torch.jit.ScriptModule):  # torch's exporter fails on one with an internal assert
+        raise ValueError(f"export_onnx exports an eager model (create_model's or a checkpoint's), not the TorchScript "
+                         f"module {model.original_name}: export the model it was scripted or traced from")
     dtype = next(model.parameters()).dtype
     if dtype != torch.float32:
         raise ValueError(f"export_onnx writes float32 graphs (what OnnxPredictor feeds); this model's parameters are "

@@ -206,6 +206,10 @@ def test_export_rejects_bad_requests(tmp_path):
     with pytest.raises(ValueError, match=r"^example_length=360 sets the length of the tracing example, for "
                                          r"method='trace'; a scripted model has no example \(it takes any length\)$"):
         export_torchscript(model, tmp_path / "m.pt", example_length=360)  # ignored before
+    scripted = torch.jit.script(model.eval())
+    with pytest.raises(ValueError, match=r"^export_onnx exports an eager model \(create_model's or a checkpoint's\), "
+                                         "not the TorchScript module MSResNet1d: export the model it was scripted"):
+        export_onnx(scripted, tmp_path / "m.onnx")  # was torch's "INTERNAL ASSERT FAILED ... report a bug"
     assert not list(tmp_path.iterdir())
 
 
