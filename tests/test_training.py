@@ -1204,6 +1204,63 @@ def test_a_run_killed_between_its_two_checkpoints_tests_the_selected_weights(tmp
         train(cfg, tmp_path / "run", resume=True, quiet=True)
 
 
+def test_resume_checks_the_selected_weights_says_other_code_and_leaves_a_run_finished_meanwhile(
+        tmp_path, monkeypatch, caplog):
+    import msresnet1d.training.engine as engine
+    import msresnet1d.training.run as run_module
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 3))
+    save = engine.atomic_save
+
+    def killed_after_the_second_epoch(state, path):
+        save(state, path)
+        if path.name == "last.pt" and state["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "atomic_save", killed_after_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "lost", quiet=True)
+    monkeypatch.setattr(engine, "atomic_save", save)
+    shutil.copytree(tmp_path / "lost", tmp_path / "old")
+    # best.pt lost (epoch 1 selected, 2 saved last): refused before epoch 3 trains, not after it, at the test
+    last = load_checkpoint(tmp_path / "lost" / "checkpoints" / "last.pt")
+    torch.save(last | {"history": last["history"] | {"best_epoch": 0}}, tmp_path / "lost" / "checkpoints" / "last.pt")
+    for damage in ("missing", "damaged"):
+        if damage == "missing":
+            (tmp_path / "lost" / "checkpoints" / "best.pt").unlink()
+        else:
+            (tmp_path / "lost" / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+        with pytest.raises(TrainingError, match=r"best\.pt (is missing|is not a file torch\.save wrote).*the run's "
+                                                r"history selected epoch 1: the selected weights are lost"):
+            train(cfg, tmp_path / "lost", resume=True, quiet=True)
+        assert load_checkpoint(tmp_path / "lost" / "checkpoints" / "last.pt")["epoch"] == 1  # nothing trained
+    # a last.pt of an older version (no code named, rows without train_accuracy): said, and its log still written
+    last = load_checkpoint(tmp_path / "old" / "checkpoints" / "last.pt")
+    rows = [{k: v for k, v in row.items() if k != "train_accuracy"} for row in last["history"]["rows"]]
+    old = {k: v for k, v in last.items() if k != "code"} | {"history": last["history"] | {"rows": rows}}
+    torch.save(old, tmp_path / "old" / "checkpoints" / "last.pt")
+    with caplog.at_level("WARNING"):
+        train(cfg, tmp_path / "old", resume=True, quiet=True)  # was "dict contains fields not in fieldnames"
+    assert "last.pt was written by msresnet1d of a version before checkpoints named theirs, this is " in caplog.text
+    logged = _log_rows(tmp_path / "old")
+    assert [row["train_accuracy"] == "" for row in logged] == [True, True, False]
+    # a resume whose data load another resume outlasted: it finds metrics.json under the lock, and leaves it
+    shutil.copytree(tmp_path / "old", tmp_path / "raced")
+    metrics = (tmp_path / "raced" / "metrics.json").read_text()
+    (tmp_path / "raced" / "metrics.json").unlink()
+    build_task = run_module.build_task
+
+    def the_other_resume_finishes(*args):
+        task = build_task(*args)
+        (tmp_path / "raced" / "metrics.json").write_text(metrics)
+        return task
+
+    monkeypatch.setattr(run_module, "build_task", the_other_resume_finishes)
+    monkeypatch.setattr(engine.Trainer, "test", lambda self: pytest.fail("the test split scored again"))
+    assert train(cfg, tmp_path / "raced", resume=True, quiet=True) == json.loads(metrics)
+
+
 def _log_rows(run_dir: Path) -> list[dict[str, str]]:
     """log.csv's rows without its timings, which differ from run to run."""
     with open(run_dir / "log.csv", newline="") as f:

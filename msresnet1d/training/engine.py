@@ -36,7 +36,8 @@ from ..data.loader import epoch_generator
 from ..atomic import uncreatable, write_text
 from ..models.fuse import fuse_batchnorm
 from ..models.tta import with_tta
-from .checkpoint import FORMAT_VERSION, atomic_save, check_compatible, load_checkpoint, rng_state, set_rng_state
+from .checkpoint import (FORMAT_VERSION, atomic_save, check_compatible, code_version, load_checkpoint, rng_state,
+                         set_rng_state)
 from .config import TrainConfig
 from .distributed import DistContext
 from .ema import WeightEMA
@@ -323,6 +324,7 @@ class Trainer:
     def _state(self, epoch: int) -> dict[str, Any]:
         return {
             "format": FORMAT_VERSION,
+            "code": code_version(),  # a resume under other code is said
             "epoch": epoch,
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
@@ -352,6 +354,10 @@ class Trainer:
             log.warning("--resume: the run trained with threads=%s, it continues with threads=%s: float rounding "
                         "differs with the thread count, so it will not end exactly as an uninterrupted run",
                         ckpt["config"].get("threads"), self.cfg.threads)
+        if ckpt.get("code") != code_version():  # allowed (a fix to finish a long run with), but said
+            log.warning("--resume: %s was written by msresnet1d %s, this is %s: the remaining epochs run other code "
+                        "than the first ones (train the run again in a new folder for figures of one version)", path,
+                        ckpt.get("code", "of a version before checkpoints named theirs"), code_version())
         before, now = ckpt.get("database"), self.task.splits.get("database")
         if before is not None and now is not None and Path(before).resolve() != Path(now).resolve():
             raise ValueError(f"{path}: the run trained on the database in {before}, the resume would read {now}; "
@@ -368,6 +374,8 @@ class Trainer:
         self.start_epoch = ckpt["epoch"] + 1
         if self.history.best_epoch == ckpt["epoch"] and self._best_epoch_saved() != ckpt["epoch"]:
             self._save_best(ckpt["epoch"])  # killed between last.pt and best.pt: the weights just loaded are it
+        elif self.cfg.select_epoch == "best" and self.history.best_epoch >= 0 and self.dist.is_main:
+            self._selected_weights()  # checked before the remaining epochs train, not when the test needs them
         if self.dist.is_main:
             self._write_log()  # killed before log.csv took the epoch: a run that has no epoch left would never add it
         if not self.quiet:
@@ -398,8 +406,9 @@ class Trainer:
     def _write_log(self) -> None:
         if not self.history.rows:
             return
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(self.history.rows[0]))
+        buffer = io.StringIO()  # columns of every row: a resume under a newer version may log more than the first
+        columns = dict.fromkeys(key for row in self.history.rows for key in row)
+        writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="")
         writer.writeheader()
         writer.writerows(self.history.rows)
         write_text(self.run_dir / "log.csv", buffer.getvalue())
@@ -502,13 +511,21 @@ class Trainer:
                                 f"epoch (e.g. a class absent from the validation records); the final weights are in "
                                 f"{self.ckpt_dir / 'last.pt'}. Choose another monitor or validation records, or "
                                 "select_epoch = \"last\"")
+        self.evaluated.load_state_dict(self._selected_weights())
+
+    def _selected_weights(self) -> dict[str, torch.Tensor]:
+        """The weights ``best.pt`` holds, checked to be the selected epoch's (TrainingError: they are lost)."""
         path = self.ckpt_dir / "best.pt"
-        best = load_checkpoint(path) if path.exists() else None
+        try:
+            best = load_checkpoint(path) if path.exists() else None
+        except ValueError as e:  # damaged
+            raise TrainingError(f"{e}; the run's history selected epoch {self.history.best_epoch + 1}: the selected "
+                                "weights are lost; train the run again in a new folder") from None
         if best is None or best["epoch"] != self.history.best_epoch:
             held = "is missing" if best is None else f"holds epoch {best['epoch'] + 1}"
             raise TrainingError(f"{path} {held}, but the run's history selected epoch {self.history.best_epoch + 1}: "
                                 f"the selected weights are lost; train the run again in a new folder")
-        self.evaluated.load_state_dict(best["model"])
+        return best["model"]
 
     def test(self) -> dict:
         """Evaluate the selected model on the test split, once; :meth:`write_metrics` records it."""

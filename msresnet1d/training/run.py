@@ -152,14 +152,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         check_config(cfg)  # before the data load (RNG not yet seeded)
         if dist.is_main:
             check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
+        finished = Path(run_dir) / "metrics.json"
         if resume:
             check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
-            finished = Path(run_dir) / "metrics.json"
-            if finished.exists():  # nothing to continue, and the test split is not scored again
-                if dist.is_main:
-                    print(f"{run_dir} holds a finished run ({finished.name} is written last): nothing to resume; "
-                          "msresnet1d evaluate scores its checkpoints again")
-                return json.loads(finished.read_text())
+            if finished.exists():
+                return _finished_run(finished, dist)
         seed_everything(cfg.seed)
         cfg = resolve_data(cfg)  # the run folder records every data option
         if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
@@ -169,6 +166,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         drop_a_last_batch_of_one(model, task)
         trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
         trainer.prepare_run_dir(resume)  # holds the folder's lock until the run ends: one train at a time
+        if resume and dist.weighted_mean(float(finished.exists()), float(dist.is_main)):  # rank 0's view
+            return _finished_run(finished, dist)  # another resume finished it during this one's data load
         if resume:
             trainer.resume()
         trainer.write_config()
@@ -184,6 +183,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         if trainer is not None:
             trainer.release_run_dir()
         distributed.teardown()
+
+
+def _finished_run(metrics: Path, dist: distributed.DistContext) -> dict:
+    """The metrics of a finished run, said: nothing to continue, and the test split is not scored again."""
+    if dist.is_main:
+        print(f"{metrics.parent} holds a finished run ({metrics.name} is written last): nothing to resume; "
+              "msresnet1d evaluate scores its checkpoints again")
+    return json.loads(metrics.read_text())
 
 
 def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -> dict:
