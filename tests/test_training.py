@@ -1111,9 +1111,11 @@ def test_sigterm_stops_a_run_as_ctrl_c_and_it_resumes_from_anywhere(tmp_path):
     others = [out / ".eval.json.wr1t1ng.tmp", out / ".100.pred.wr1t1ng.tmp"]  # evaluate --json / predict, writing
     for path in stale + others:
         path.write_bytes(b"half a file")
-    resumed = _cli("train", "--out", str(out), "--resume", "--quiet", "--threads", "2", cwd=tmp_path)
+    resumed = _cli("train", "--out", str(out), "--resume", "--quiet", "--threads", "2", "--set", "eval_batch_size=100",
+                   cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "the run trained with threads=1, it continues with threads=2" in resumed.stderr
+    assert "the run trained with eval_batch_size=1024, it continues with eval_batch_size=100" in resumed.stderr
     assert not any(path.exists() for path in stale) and load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 2
     assert all(path.exists() for path in others)  # another command's temporary files are not the resume's to remove
 

@@ -350,10 +350,11 @@ class Trainer:
             return
         ckpt = load_checkpoint(path)
         check_same_config(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"), self.cfg, path)
-        if ckpt["config"].get("threads") != self.cfg.threads:  # allowed (another machine), but said
-            log.warning("--resume: the run trained with threads=%s, it continues with threads=%s: float rounding "
-                        "differs with the thread count, so it will not end exactly as an uninterrupted run",
-                        ckpt["config"].get("threads"), self.cfg.threads)
+        for key in ("threads", "eval_batch_size", "device"):  # allowed (another machine), but said
+            if ckpt["config"].get(key) != getattr(self.cfg, key):
+                log.warning("--resume: the run trained with %s=%s, it continues with %s=%s: float rounding differs "
+                            "with it, so it will not end exactly as an uninterrupted run", key,
+                            ckpt["config"].get(key), key, getattr(self.cfg, key))
         if ckpt.get("code") != code_version():  # allowed (a fix to finish a long run with), but said
             log.warning("--resume: %s was written by msresnet1d %s, this is %s: the remaining epochs run other code "
                         "than the first ones (train the run again in a new folder for figures of one version)", path,
