@@ -507,6 +507,20 @@ def test_a_record_line_wfdb_would_misread_is_refused_without_leads_too(x, record
         read_record(x / "100")  # the rhythm path: no leads asked for (wfdb read 1e9 as 1 Hz, 0 Hz passed)
 
 
+@pytest.mark.parametrize("gain", ["2x0(1024)/mV", "200(x)/mV"])
+def test_a_gain_field_wfdb_would_read_a_part_of_is_refused(x, gain):
+    # wfdb read '2x0' as a gain of 2, and after '200(x)' took the rest of the line as the lead's name
+    lines = (x / "100.hea").read_text().splitlines(keepends=True)
+    (x / "100.hea").write_text("".join([lines[0], lines[1], lines[2].replace("200.0(1024)/mV", gain), *lines[3:]]))
+    with pytest.raises(DataError, match=re.escape(f"record 'x/100': file 100.hea is malformed: signal line 2 (100.dat "
+                                                  f"212 {gain} ...): its gain field {gain!r} is not gain[(baseline)]"
+                                                  "[/units], e.g. 200(1024)/mV")):
+        read_record(x / "100")
+    for valid in ("200", "200.0(-12)/uV", "1e3/mV", "-.5(0)", "200(1024)mV"):  # the last as wfdb reads it
+        (x / "100.hea").write_text("".join([lines[0], lines[1], lines[2].replace("200.0(1024)/mV", valid), *lines[3:]]))
+        assert read_record(x / "100").signal.shape == (2, 64800)
+
+
 def test_a_header_without_a_sampling_frequency_warns_of_wfdbs_default(x):
     lines = (x / "100.hea").read_text().splitlines(keepends=True)
     (x / "100.hea").write_text("".join(["100 2\n", *lines[1:]]))

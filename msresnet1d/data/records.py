@@ -42,6 +42,8 @@ KNOWN_SYMBOLS: frozenset[str] = frozenset(s for s in ann_label_table["symbol"] i
 
 _NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"  # as wfdb reads them: no sign, no exponent (it reads 1e9 as 1)
 _FS_FIELD = re.compile(rf"^{_NUMBER}(?:/{_NUMBER})?(?:\({_NUMBER}\))?$")
+# a signal line's ADC gain field, "gain[(baseline)][/units]"; wfdb reads a prefix of whatever else
+_GAIN_FIELD = re.compile(rf"^-?{_NUMBER}(?:[eE][-+]?[0-9]+)?(?:\(-?[0-9]+\))?/?[\w^\-?%/]*$")
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,12 @@ def _checked_header_file(path: Path) -> tuple[Path, list[list[str]]]:
         raise _fail(path, f"file {header_file.name} is malformed: {problem}")
     if len(fields) >= 3 and not float(re.match(_NUMBER, fields[2])[0]) > 0:
         raise _fail(path, f"file {header_file.name} is malformed: sampling frequency {fields[2]!r}, not above 0")
+    for number, line in enumerate(lines[1 : 1 + int(fields[1])] if "/" not in fields[0] else [], 1):
+        gain = line[2] if len(line) > 2 else ""
+        if re.match(r"[-.0-9]", gain) and not _GAIN_FIELD.match(gain):  # not a lead name in its place
+            problem = (f"signal line {number} ({' '.join(line[:3])} ...): its gain field {gain!r} is not "
+                       "gain[(baseline)][/units], e.g. 200(1024)/mV, which wfdb would read a part of")
+            raise _fail(path, f"file {header_file.name} is malformed: {problem}")
     return header_file, lines
 
 
