@@ -200,6 +200,7 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     by_rules = ec57(two["ensemble_percent"]["confusion_matrix"], list("NSVFQ"))  # the wiring; the rules by hand elsewhere
     assert two["ensemble_percent"]["ec57"]["V"]["f1"]["mean"] == pytest.approx(100 * by_rules["V"]["f1"], nan_ok=True)
     assert "S and V by EC57's rules (F and Q beats called V, Q beats called S not counted" in two["table_markdown"]
+    assert "| Farag 2023 (small CNN) | 85.3 |  |  | 96.3 |  |  | 98.2 |" in two["table_markdown"]  # Se alone: no F1
     interval = two["record_interval_percent"]  # the ensemble's, over the test records drawn with replacement
     assert interval["of"] == "ensemble of 2 seeds" and interval["records"] == 4  # SPLIT's test records
     assert interval["accuracy"][0] - 0.05 <= two["ensemble_percent"]["accuracy"]["mean"] <= interval["accuracy"][1] + 0.05
