@@ -404,3 +404,21 @@ def test_a_record_after_leads_is_named_with_the_way_out(checkpoints, records, ca
     with pytest.raises(SystemExit):
         main(["evaluate"])
     assert capsys.readouterr().err.endswith("error: the following arguments are required: checkpoint\n")
+
+
+def test_a_failure_while_writing_leaves_the_previous_pair_of_outputs(checkpoints, records, monkeypatch):
+    # the annotation file replaced its predecessor before the CSV was written: a full disk then left a mixed pair
+    out = ["--out-dir", str(records.parent / "labels")]
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), *out]) == 0
+    before = {name: (records.parent / "labels" / name).read_bytes() for name in ("100.pred", "100.pred.csv")}
+    write_text = Path.write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self.name.startswith(".100.pred.csv."):
+            raise OSError(28, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), *out, "--detect"]) == 1
+    assert {name: (records.parent / "labels" / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in (records.parent / "labels").iterdir()) == ["100.pred", "100.pred.csv"]
