@@ -686,3 +686,58 @@ def test_beat_windows_gathers_without_an_index_array():
     np.testing.assert_array_equal(windows[7], signal[:, centres[7] - 90:centres[7] + 162])
     # the windows and a padded copy of the signal, not also an int64 (N, 252) index (twice the windows' bytes)
     assert peak < 1.3 * (windows.nbytes + signal.nbytes), f"{peak / 1e6:.1f} MB"
+
+
+def test_classify_beats_keeps_no_copy_of_the_whole_recording():
+    # it fed its stream the whole signal, whose buffer copied it (1.2x the recording at its peak)
+    import tracemalloc
+
+    signal = np.random.default_rng(0).standard_normal((1, 2_000_000)).astype(np.float32)
+    beats = np.arange(100, 2_000_000 - 200, 2_500)
+    tracemalloc.start()
+    try:
+        out = classify_beats(_MeanPredictor(), signal, beats, (-100, 200), batch_size=64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(out.sample, beats)
+    np.testing.assert_allclose(out.logits[:, 0], [signal[0, b - 100:b + 200].mean() for b in beats], rtol=1e-5,
+                               atol=1e-6)
+    assert peak < signal.nbytes / 3, f"{peak / 1e6:.1f} MB for a {signal.nbytes / 1e6:.0f} MB recording"
+
+
+def test_a_refused_feed_or_finish_leaves_the_stream_as_it_was():
+    # the chunk was taken before its beats were refused (feeding it again counted its samples twice), and a
+    # refused finish closed the stream, its other beats lost
+    signal = np.random.default_rng(2).standard_normal((2, 3000)).astype(np.float32)
+    model = tiny_model()
+    whole = classify_beats(model, signal, np.array([500, 1400, 1500, 2500, 2650]), BEAT_WINDOW)
+    stream = BeatStream(model, BEAT_WINDOW)
+    parts = [stream.feed(signal[:, :1000], np.array([500]))]
+    with pytest.raises(ValueError, match="beats must increase"):
+        stream.feed(signal[:, 1000:2000], np.array([1500, 1400]))
+    assert stream.samples_fed == 1000
+    parts.append(stream.feed(signal[:, 1000:2000], np.array([1400, 1500])))
+    parts.append(stream.feed(signal[:, 2000:2600], np.array([2500, 2650])))  # fed before their samples
+    with pytest.raises(ValueError, match=r"beat at sample 2650 lies beyond the recording's end \(2600 samples\)"):
+        stream.finish()
+    parts += [stream.feed(signal[:, 2600:]), stream.finish()]
+    out = Predictions.concatenate(parts)
+    np.testing.assert_array_equal(out.sample, whole.sample)
+    np.testing.assert_allclose(out.logits, whole.logits, atol=1e-5)
+    windows = WindowStream(tiny_model(), window=1000, hop=500)
+    with pytest.raises(ValueError, match="the recording is empty"):
+        windows.finish()
+    fed = windows.feed(signal[:, :1500])  # still open after the refused finish
+    assert len(fed.sample) + len(windows.finish().sample) == 2
+    with pytest.raises(RuntimeError, match="finished"):
+        windows.finish()
+
+
+def test_classifying_restores_each_modules_own_mode():
+    # a model fine-tuned with a frozen (eval-mode) BatchNorm had it switched to training by a call in between
+    model = tiny_model().train()
+    frozen = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    frozen.eval()
+    classify_beats(model, np.zeros((2, 1000), np.float32), np.array([100]), BEAT_WINDOW)
+    assert not frozen.training and all(m.training for m in model.modules() if m is not frozen)

@@ -152,7 +152,8 @@ class BeatStream(Stream):
 
         Raises:
             ValueError: bad ``chunk`` (shape, channels, NaN or inf) or ``beats`` (not 1-D
-                integers, not increasing, or later than ``max_delay`` allows).
+                integers, not increasing, or later than ``max_delay`` allows); the stream is
+                then as before the call.
             RuntimeError: the stream is finished.
         """
         self._check_open()
@@ -163,9 +164,11 @@ class BeatStream(Stream):
                             "template=, the recording's (C, window samples) median beat "
                             "(msresnet1d.data.beats.median_beat)",
                             None)  # with a template, __init__ made sure the model reads twice its leads
+        beats = self._new_beats(beats, earliest)  # checked before the chunk is taken: a refused feed changes nothing
         self._buffer.append(chunk)
-        if beats is not None:
-            self._add_beats(beats, earliest)
+        if len(beats):
+            self._pending = np.concatenate((self._pending, beats))
+            self._last_fed = int(beats[-1])
         count = int(np.count_nonzero(self._pending + self.window[1] <= self._buffer.end))
         if self.uses_rr:
             count = min(count, len(self._pending) - 1)  # the last one waits for its next beat
@@ -184,24 +187,24 @@ class BeatStream(Stream):
 
         Raises:
             ValueError: a beat lies at or after the recording's end; an RR model saw one beat only.
+                The stream then stays open, its beats kept: feed the samples it lacks, then finish.
         """
         self._check_open()
+        _check_beats(self._pending, self._buffer.end)  # refused, the stream stays open: feed the samples it lacks
+        out = self._emit(len(self._pending))
         self._finished = True
-        _check_beats(self._pending, self._buffer.end)
-        return self._emit(len(self._pending))
+        return out
 
-    def _add_beats(self, beats: np.ndarray, earliest: int) -> None:
-        beats = _check_beats(beats)
-        if not len(beats):
-            return
-        if beats[0] < earliest:
+    def _new_beats(self, beats: np.ndarray | None, earliest: int) -> np.ndarray:
+        """``beats`` checked as new beats of a feed (increasing, none before ``earliest``)."""
+        beats = _check_beats([] if beats is None else beats)
+        if len(beats) and beats[0] < earliest:
             raise ValueError(
                 f"beat at sample {beats[0]} comes too late: beats fed now must lie at or after sample {earliest} "
                 f"(after the last beat fed, {self._last_fed}, and at most max_delay={self.max_delay} samples before "
                 "the samples fed so far)"
             )
-        self._pending = np.concatenate((self._pending, beats))
-        self._last_fed = int(beats[-1])
+        return beats
 
     def _emit(self, count: int) -> Predictions:
         """Classify the first ``count`` pending beats and drop them from the pending ones."""
@@ -337,6 +340,10 @@ def median_rr(beats: np.ndarray, fs: float) -> float:
     return float(np.median(_intervals(beats, fs)))
 
 
+FEED_SAMPLES = 1 << 16
+"""Samples :func:`classify_beats` feeds its stream at a time (3 min at 360 Hz)."""
+
+
 def classify_beats(
     model: nn.Module | Predictor,
     signal: np.ndarray | torch.Tensor,
@@ -422,7 +429,12 @@ def classify_beats(
     stream = BeatStream(predictor, window, fs=fs, record_rr=record_rr, record_median_rr=record_median_rr,
                         rr_transform=rr_transform, batch_size=batch_size,
                         template=None if template is False else template)
-    out = Predictions.concatenate([stream.feed(signal, beats), stream.finish()])
+    # fed in chunks, as classify_windows feeds its stream: the stream then holds a chunk, not a copy of the whole
+    step = max(window[1] - window[0], FEED_SAMPLES)
+    bounds = np.searchsorted(beats, np.arange(0, recording.shape[1] + step, step))
+    parts = [stream.feed(recording[:, first:first + step], beats[bounds[i]:bounds[i + 1]])
+             for i, first in enumerate(range(0, recording.shape[1], step))]
+    out = Predictions.concatenate([*parts, stream.finish()])
     return out if rr is None else Predictions(out.sample, out.logits, rr)
 
 

@@ -99,7 +99,6 @@ class WindowStream(Stream):
             ValueError: no samples were fed.
         """
         self._check_open()
-        self._finished = True
         end = self._buffer.end
         if end == 0:
             raise ValueError("the recording is empty: no samples were fed")
@@ -112,8 +111,10 @@ class WindowStream(Stream):
         else:
             last_window = np.array([last], dtype=np.int64)
         tail = self._buffer.between(last, end)
-        return self._classify(last_window, lambda starts: fit_length(tail, self.window)[None],
-                              self._features(last_window))
+        out = self._classify(last_window, lambda starts: fit_length(tail, self.window)[None],
+                             self._features(last_window))
+        self._finished = True  # after the checks: a refused finish leaves the stream open
+        return out
 
     def _features(self, starts: np.ndarray) -> np.ndarray | None:
         """The (n, E) float32 extra features of the windows at ``starts``, or None for a model without."""

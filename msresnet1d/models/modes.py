@@ -11,10 +11,12 @@ from torch import nn
 @contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     """Run the block with ``model`` in eval mode (BatchNorm running statistics, no dropout),
-    then restore the mode it had, also when the block raises."""
-    was_training = model.training
+    then restore the mode each of its modules had, also when the block raises (a model being
+    fine-tuned with some layers frozen in eval mode keeps them so)."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
