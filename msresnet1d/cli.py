@@ -378,7 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    from .training.distributed import launched_rank
+
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level if launched_rank() == 0 else max(level, logging.ERROR),  # warned once, by rank 0
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
         build_parser().print_help()

@@ -1,6 +1,7 @@
 """The ``msresnet1d`` command's own behaviour: ``python -m msresnet1d``, its flags, resuming a run
 from its folder alone and what an interruption says. Runs are tiny, on the embedded sample."""
 
+import logging
 import os
 import re
 import subprocess
@@ -358,3 +359,14 @@ def test_info_says_when_a_mitdb_copy_is_partial(tmp_path, monkeypatch, capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
     assert lines["mitdb"].endswith(f"{tmp_path / 'mitdb'} (2 of its 48 records; missing 102, 103, 104, 105, 106, ...; "
                                    "msresnet1d download mitdb fetches the full database)")
+
+
+@pytest.mark.parametrize("rank, level", [("0", logging.WARNING), ("1", logging.ERROR)])
+def test_under_torchrun_only_rank_0_logs_warnings(monkeypatch, rank, level, capsys):
+    # every rank logged the resume's warnings (threads, code version...), each printed once per process
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(logging.root, "handlers", [])  # basicConfig configures a process once: as a fresh one
+    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    assert main(["info"]) == 0
+    assert logging.root.level == level

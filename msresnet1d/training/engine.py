@@ -325,6 +325,7 @@ class Trainer:
         return {
             "format": FORMAT_VERSION,
             "code": code_version(),  # a resume under other code is said
+            "world_size": self.dist.world_size,  # a resume with another number of processes is refused
             "epoch": epoch,
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
@@ -350,6 +351,12 @@ class Trainer:
             return
         ckpt = load_checkpoint(path)
         check_same_config(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"), self.cfg, path)
+        trained_in = ckpt.get("world_size", self.dist.world_size)  # not kept before: taken as this resume's
+        if trained_in != self.dist.world_size:
+            raise ValueError(f"{path}: the run trained in {trained_in} process(es), this resume has "
+                             f"{self.dist.world_size}: a step's batch ({trained_in} x batch_size) and the learning-rate "
+                             f"schedule's length depend on it; resume with {trained_in} (torchrun --nproc_per_node x "
+                             "--nnodes)")
         for key in ("threads", "eval_batch_size", "device"):  # allowed (another machine), but said
             if ckpt["config"].get(key) != getattr(self.cfg, key):
                 log.warning("--resume: the run trained with %s=%s, it continues with %s=%s: float rounding differs "
