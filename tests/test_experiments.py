@@ -53,7 +53,7 @@ def test_experiment_scripts_run_as_programs_print_each_warning_once_as_one_line(
 
     monkeypatch.setattr(arguments, "script_parser", warning_parser)
     monkeypatch.setattr(sys, "path", list(sys.path))  # mitdb_ds1_rr_screen.py puts experiments/ on it
-    assert len(SCRIPTS) == 9
+    assert len(SCRIPTS) == 10
     for name in SCRIPTS:
         monkeypatch.setattr(sys, "argv", [f"experiments/{name}.py"])
         with pytest.raises(SystemExit):
@@ -61,6 +61,20 @@ def test_experiment_scripts_run_as_programs_print_each_warning_once_as_one_line(
         assert capsys.readouterr().err == "warning: balanced_holdout: a warning of every fold\n", name
         with pytest.warns(UserWarning, match="every fold"), pytest.raises(SystemExit):
             _load_script(name).main([])
+
+
+def test_detect_offsets_measures_where_the_detector_puts_each_class(tmp_path, capsys):
+    script = _load_script("detect_offsets")
+    np.testing.assert_array_equal(script.offsets(np.array([10, 50, 100]), np.array([12, 45, 300])), [2, -5, -55])
+    assert np.isinf(script.offsets(np.array([10]), np.array([], dtype=int))).all()
+    script.main(["--data-dir", str(SAMPLE), "--records", "119", "208", "--out", str(tmp_path / "d.json")])
+    found = json.loads((tmp_path / "d.json").read_text())
+    for record in ("119", "208"):  # N beats where annotated; V beats 13-26 samples off (3 min of each, as embedded)
+        assert found["records"][record]["N"]["median_abs_offset"] == 0 and found["records"][record]["N"]["missed"] == 0
+        assert found["records"][record]["V"]["median_abs_offset"] > 10
+    assert found["pooled"]["N"]["share_off"] == 0 and found["pooled"]["V"]["share_off"] > 0.5
+    assert found["pooled"]["V"]["beats"] == sum(found["records"][r]["V"]["beats"] for r in ("119", "208"))
+    assert "all: V 146 beats, 53 missed" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

@@ -484,7 +484,10 @@ def detect_beats(
         channel: index of the channel to search.
 
     Returns:
-        (B,) int64 increasing QRS positions in samples, usable as ``beats``.
+        (B,) int64 increasing QRS positions in samples, usable as ``beats``. Normal beats lie
+        where MIT-BIH annotates them; ventricular ones often do not (over DS2, 46% of them more
+        than 14 ms away: ``experiments/detect_offsets.py``), so a beat model trained at the
+        annotations reads them shifted.
 
     Raises:
         ValueError: a bad ``signal`` (as :func:`classify_beats` says), ``channel`` or ``method``;
