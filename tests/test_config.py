@@ -97,6 +97,9 @@ def test_a_dotted_key_sets_an_entry_of_a_table_within_and_no_override_is_dropped
             load_config(None, parse_overrides(given))
     both = load_config(None, parse_overrides(['data={"spectrogram": {"overlap": 0.5}}', "data.spectrogram.size=8"]))
     assert both.data == {"spectrogram": {"overlap": 0.5, "size": 8}}
+    for given in (['data.spectrogram={"overlap": 0.5}', "data.spectrogram.size=8"],
+                  ["data.spectrogram.size=8", 'data.spectrogram={"overlap": 0.5}']):  # either order (was refused)
+        assert load_config(None, parse_overrides(given)).data == {"spectrogram": {"overlap": 0.5, "size": 8}}
     assert load_config(None, {"data": {}, "data.fs": 180}).data == {"fs": 180}  # an empty table is kept as a table
     with pytest.raises(ValueError, match=r"^override 'data\.fs\.x' sets an entry of data\.fs, which is 180, not a "
                                          "table$"):

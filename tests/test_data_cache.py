@@ -241,6 +241,16 @@ def test_a_cached_database_warns_as_it_did_when_it_was_read(tmp_path, workers):
         warnings.filterwarnings("error", message=message)  # filters apply to the cached warning as to the first
         with pytest.raises(UserWarning, match=message):
             load_beats(db_dir=db, cache_dir=tmp_path / "cache", workers=workers)
+    with warnings.catch_warnings():  # built under a filter that hides it: kept with the entry all the same
+        warnings.simplefilter("ignore")
+        load_beats(db_dir=db, cache_dir=tmp_path / "hidden", workers=workers)
+    with pytest.warns(UserWarning, match=message):
+        load_beats(db_dir=db, cache_dir=tmp_path / "hidden", workers=workers)
+    with warnings.catch_warnings():  # -W error: the entry is saved, then the warning raises
+        warnings.filterwarnings("error", message=message)
+        with pytest.raises(UserWarning, match=message):
+            load_beats(db_dir=db, cache_dir=tmp_path / "strict", workers=workers)
+    assert len(list((tmp_path / "strict" / "beats").iterdir())) == 1
 
 
 def test_a_warning_of_a_build_is_kept_with_its_entry(tmp_path, arrays):

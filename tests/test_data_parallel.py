@@ -90,3 +90,32 @@ def test_an_error_in_a_worker_is_the_only_one_reported():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.stdout == "record 3 is broken\n" * 10
     assert run.stderr == ""
+
+
+def _warns(item: int) -> int:
+    import warnings
+
+    warnings.warn(f"record {item}: odd")
+    if item == 3:
+        raise ValueError("record 3 is broken")
+    return item
+
+
+def test_a_workers_warnings_are_given_in_order_also_before_its_error():
+    import warnings
+
+    from msresnet1d.data.parallel import process_map
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert process_map(_warns, [0, 1, 2], workers=2) == [0, 1, 2]
+    assert [str(w.message) for w in caught] == ["record 0: odd", "record 1: odd", "record 2: odd"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="record 3 is broken"):
+            process_map(_warns, [2, 3], workers=2)  # one chunk each: the warnings of the failing item too
+    assert sorted(str(w.message) for w in caught) == ["record 2: odd", "record 3: odd"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore")  # the caller's filters decide
+        process_map(_warns, [0, 1], workers=2)
+    assert caught == []

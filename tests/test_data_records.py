@@ -485,7 +485,7 @@ def test_a_mat_signal_file_must_hold_what_its_header_says(tmp_path):
                                               "reads)"),
         ("int32", samples.astype(np.int32), "holds MAT type 20, not 30"),
         ("rows", np.vstack([samples, samples]), "holds a 2 x 900 matrix, where m.hea gives 1 signal(s) of 900 samples"),
-        ("v5", "5", "is a MAT version 5 file; WFDB reads .mat records as MAT version 4"),
+        ("v5", "5", "is a MAT version 5 file, which its header reads from byte 24, inside the 128-byte MAT header"),
     ]:
         with pytest.raises(DataError, match=re.escape(f"record '{name}/m': file m.mat {problem}")):
             read_record(_mat_record(tmp_path / name, value))
@@ -493,21 +493,34 @@ def test_a_mat_signal_file_must_hold_what_its_header_says(tmp_path):
         (1, 900)
 
 
-@pytest.mark.parametrize("record_line, problem", [
-    ("100 2 1e9 650000", "is malformed: sampling frequency field '1e9' is not a number (digits and a point, as "
-                         "wfdb reads it)"),
-    ("100 2 0 650000", "is malformed: sampling frequency '0', not above 0"),
-    ("100 0 360 650000", "declares no signals (an annotation-only record): nothing to read"),
-    ("100 2 360 0", "declares 0 samples a signal: nothing to read"),  # was wfdb's "sampto must be greater ..."
+def test_a_mat_version_5_record_of_wfdbs_own_converter_is_read(x, monkeypatch):
+    # wfdb_to_mat writes MAT version 5, read past its header (16x1+192): as wfdb reads it
+    from wfdb.io.convert.matlab import wfdb_to_mat
+
+    monkeypatch.chdir(x)  # it writes where it runs
+    wfdb_to_mat("100")
+    assert "100m.mat 16x1+192" in (x / "100m.hea").read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its checksums are the original's, of other digital values
+        converted = read_record(x / "100m")
+    np.testing.assert_allclose(converted.signal, read_record(x / "100").signal, atol=1e-6)
+
+
+@pytest.mark.parametrize("record_line, signal_lines, problem", [
+    ("100 2 1e9 650000", 2, "is malformed: sampling frequency field '1e9' is not a number (digits and a point, as "
+                            "wfdb reads it)"),
+    ("100 2 0 650000", 2, "is malformed: sampling frequency '0', not above 0"),
+    ("100 0 360 650000", 0, "declares no signals (an annotation-only record): nothing to read"),
+    ("100 2 360 0", 2, "declares 0 samples a signal: nothing to read"),  # was wfdb's "sampto must be greater ..."
 ])
-def test_a_record_line_wfdb_would_misread_is_refused_without_leads_too(x, record_line, problem):
+def test_a_record_line_wfdb_would_misread_is_refused_without_leads_too(x, record_line, signal_lines, problem):
     lines = (x / "100.hea").read_text().splitlines(keepends=True)
-    (x / "100.hea").write_text("".join([record_line + "\n", *(lines[3:] if " 0 " in record_line else lines[1:])]))
+    (x / "100.hea").write_text("".join([record_line + "\n", *lines[1:1 + signal_lines], *lines[3:]]))
     with pytest.raises(DataError, match=re.escape(f"record 'x/100': file 100.hea {problem}")):
         read_record(x / "100")  # the rhythm path: no leads asked for (wfdb read 1e9 as 1 Hz, 0 Hz passed)
 
 
-@pytest.mark.parametrize("gain", ["2x0(1024)/mV", "200(x)/mV"])
+@pytest.mark.parametrize("gain", ["2x0(1024)/mV", "200(x)/mV", "2E2(1024)/mV"])  # wfdb read 2E2 as 2
 def test_a_gain_field_wfdb_would_read_a_part_of_is_refused(x, gain):
     # wfdb read '2x0' as a gain of 2, and after '200(x)' took the rest of the line as the lead's name
     lines = (x / "100.hea").read_text().splitlines(keepends=True)

@@ -192,10 +192,9 @@ def cached(entry: Path, key: str, build: Callable[[], Mapping[str, np.ndarray]])
         for category, message in notes:
             warnings.warn(message, _warning_category(category), stacklevel=2)
         return arrays
-    with warnings.catch_warnings(record=True) as caught:  # the filters stay: -W error still raises in build()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # all of them kept with the entry, whatever the filters of this build
         arrays = dict(build())
-    for given in caught:
-        warnings.warn_explicit(given.message, given.category, given.filename, given.lineno)
     try:
         save_arrays(entry, key, arrays, [(given.category.__name__, str(given.message)) for given in caught
                                          if issubclass(given.category, KEPT_WARNINGS)])
@@ -204,6 +203,8 @@ def cached(entry: Path, key: str, build: Callable[[], Mapping[str, np.ndarray]])
                       f"{CACHE_ENV} at a folder with room, or set [data] cache = false)", stacklevel=2)
     else:
         log.debug("cached %s", entry)
+    for given in caught:  # through the caller's filters, after the entry is saved (-W error raises here)
+        warnings.warn_explicit(given.message, given.category, given.filename, given.lineno)
     return arrays
 
 

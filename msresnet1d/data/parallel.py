@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import signal
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import chain
 from typing import TypeVar
@@ -54,9 +54,8 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
         # gh-107219: a second traceback, "InvalidStateError: CANCELLED", after the real error).
         futures = [pool.submit(_apply, func, items[i : i + chunksize]) for i in range(0, len(items), chunksize)]
         results = []
-        for result, given in tqdm(chain.from_iterable(future.result() for future in futures), **progress):
-            for category, message in given:  # a worker's warnings, given here: the caller's filters and records
-                warnings.warn(message, category, stacklevel=2)
+        for result, given in tqdm(chain.from_iterable(_outcomes(futures)), **progress):
+            _warn_again(given)
             results.append(result)
     except BaseException:
         for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
@@ -67,14 +66,41 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
     return results
 
 
-def _apply(func: Callable[[T], R], chunk: Sequence[T]) -> list[tuple[R, list[tuple[type[Warning], str]]]]:
-    """``func`` of each item, with the warnings it gave (category, message), for the parent to give."""
-    done = []
+Given = list[tuple[type[Warning], str]]
+"""A worker's warnings, (category, message) each, for the parent to give again."""
+
+
+def _apply(func: Callable[[T], R], chunk: Sequence[T]) -> list[tuple[R, Given]]:
+    """``func`` of each item, with the warnings it gave. An exception carries the warnings given
+    before it in the chunk (``warnings_given``), for the parent to give before raising it."""
+    done, given = [], []
     for item in chunk:
         with warnings.catch_warnings(record=True) as caught:
-            result = func(item)
-        done.append((result, [(given.category, str(given.message)) for given in caught]))
+            warnings.simplefilter("always")  # all of them: the parent's filters decide
+            try:
+                result = func(item)
+            except Exception as e:
+                e.warnings_given = given + [(w.category, str(w.message)) for w in caught]  # type: ignore[attr-defined]
+                raise
+        done.append((result, [(w.category, str(w.message)) for w in caught]))
+        given += done[-1][1]
     return done
+
+
+def _outcomes(futures: list) -> Iterator[list]:
+    """Each future's results in order; a worker's exception raised after the warnings it carries."""
+    for future in futures:
+        try:
+            yield future.result()
+        except Exception as e:
+            _warn_again(getattr(e, "warnings_given", []))
+            raise
+
+
+def _warn_again(given: Given) -> None:
+    """Give a worker's warnings in this process: the caller's filters, records and formatting apply."""
+    for category, message in given:
+        warnings.warn(message, category, stacklevel=3)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -42,8 +42,9 @@ KNOWN_SYMBOLS: frozenset[str] = frozenset(s for s in ann_label_table["symbol"] i
 
 _NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"  # as wfdb reads them: no sign, no exponent (it reads 1e9 as 1)
 _FS_FIELD = re.compile(rf"^{_NUMBER}(?:/{_NUMBER})?(?:\({_NUMBER}\))?$")
-# a signal line's ADC gain field, "gain[(baseline)][/units]"; wfdb reads a prefix of whatever else
-_GAIN_FIELD = re.compile(rf"^-?{_NUMBER}(?:[eE][-+]?[0-9]+)?(?:\(-?[0-9]+\))?/?[\w^\-?%/]*$")
+# a signal line's ADC gain field, "gain[(baseline)][/units]" (a lowercase exponent: wfdb reads 2E2 as 2);
+# wfdb reads a prefix of whatever else
+_GAIN_FIELD = re.compile(rf"^-?{_NUMBER}(?:e[-+]?[0-9]+)?(?:\(-?[0-9]+\))?/?[\w^\-?%/]*$")
 
 
 @dataclass(frozen=True)
@@ -277,36 +278,45 @@ DEFAULT_FS = 250.0
 #: signal file holds (``16+24``: 16-bit integers after the 24-byte MAT header of a 3-letter name).
 MAT_V4_TYPES: dict[str, tuple[int, str]] = {"16": (30, "16-bit integers"), "32": (20, "32-bit integers")}
 
+#: The size of a MAT version 5 file's header, in bytes: a WFDB header that reads such a file from
+#: a byte offset past it (``wfdb.wfdb_to_mat``'s ``16+192``) is taken as it says.
+MAT_V5_HEADER_BYTES = 128
+
 
 def _check_mat_files(path: Path, record_line: list[str], signal_lines: list[list[str]]) -> None:
     """Check that each ``.mat`` signal file (MAT version 4, as PhysioNet's CinC records) holds
     what its header's format says: wfdb reads any file from the byte offset on, so a float64 or a
     MAT version 5 file (``scipy.io.savemat``'s default) would read as wrong samples, silently."""
-    files: dict[str, list[str]] = {}
+    files: dict[str, list[tuple[str, int]]] = {}
     for line in signal_lines:
         if len(line) > 1 and line[0].endswith(".mat"):
-            files.setdefault(line[0], []).append(re.match("[0-9]*", line[1])[0])
+            fmt, offset = re.match(r"([0-9]*)(?:x[0-9]*)?(?::[0-9]*)?(?:\+([0-9]*))?", line[1]).groups()
+            files.setdefault(line[0], []).append((fmt, int(offset or 0)))
     length = int(record_line[3]) if len(record_line) > 3 and record_line[3].isdigit() else None
-    for name, formats in files.items():
+    for name, signals in files.items():
         file = path.parent / name
-        if set(formats) - MAT_V4_TYPES.keys() or len(set(formats)) > 1 or not file.is_file():
+        formats = {fmt for fmt, _ in signals}
+        if formats - MAT_V4_TYPES.keys() or len(formats) > 1 or not file.is_file():
             continue  # a format without a MAT type to compare, or a missing file (reading names it)
         with open(file, "rb") as f:
             head = f.read(20)
-        expected, what = MAT_V4_TYPES[formats[0]]
+        expected, what = MAT_V4_TYPES[signals[0][0]]
         if head.startswith(b"MATLAB 5.0"):
-            problem = ("is a MAT version 5 file; WFDB reads .mat records as MAT version 4 (as PhysioNet's CinC files: "
+            if signals[0][1] >= MAT_V5_HEADER_BYTES:  # read past its header (wfdb_to_mat's 16+192)
+                continue
+            problem = (f"is a MAT version 5 file, which its header reads from byte {signals[0][1]}, inside the "
+                       f"{MAT_V5_HEADER_BYTES}-byte MAT header (CinC's files are MAT version 4: "
                        "scipy.io.savemat(..., format='4') with int16 values)")
         elif len(head) < 20:
             problem = f"is {len(head)} bytes long, shorter than a MAT version 4 header"
         else:
             kind, rows, columns = struct.unpack("<3i", head[:12])
-            shapes = [(len(formats), length)] + ([(length, 1)] if len(formats) == 1 else [])  # one lead: either way
+            shapes = [(len(signals), length)] + ([(length, 1)] if len(signals) == 1 else [])  # one lead: either way
             if kind != expected:
-                problem = (f"holds MAT type {kind}, not {expected} ({what}, which its format {formats[0]} in "
+                problem = (f"holds MAT type {kind}, not {expected} ({what}, which its format {signals[0][0]} in "
                            f"{path.name}.hea reads)")
             elif length is not None and (rows, columns) not in shapes:
-                problem = (f"holds a {rows} x {columns} matrix, where {path.name}.hea gives {len(formats)} signal(s) "
+                problem = (f"holds a {rows} x {columns} matrix, where {path.name}.hea gives {len(signals)} signal(s) "
                            f"of {length} samples")
             else:
                 continue

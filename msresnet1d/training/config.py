@@ -167,8 +167,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             if leaf in given and given[leaf] != leaf_value:
                 raise ValueError(f"override {leaf!r} given twice, as {given[leaf]!r} and {leaf_value!r}: give it once")
             given[leaf] = leaf_value
-    # whole keys first (a table, model_kwargs={...}, replaces the file's), then dotted keys on top, in any order
-    for key, value in sorted((overrides or {}).items(), key=lambda item: "." in item[0]):
+    # whole keys first (a table, model_kwargs={...}, replaces the file's), then dotted keys on top, the shallower
+    # first (data.spectrogram={...} before data.spectrogram.size), so that the order given does not matter
+    for key, value in sorted((overrides or {}).items(), key=lambda item: item[0].count(".")):
         value = copy.deepcopy(value)  # the caller's tables stay as given (a script reuses them for every run)
         *tables, entry = key.split(".")
         if tables and tables[0] not in ("data", "model_kwargs"):
