@@ -58,16 +58,23 @@ def program_warnings() -> Iterator[None]:
 
 class HintedParser(argparse.ArgumentParser):
     """An ArgumentParser whose "arguments are required" error carries a hint per missing argument
-    (``missing_hints``: the argument's name -> what to say), e.g. how an option took it."""
+    when a flag that explains it was given (``missing_hints``: the argument's name -> (the flag,
+    what to say)), e.g. how an option took the argument."""
 
-    def __init__(self, *args, missing_hints: dict[str, str] | None = None, **kwargs) -> None:
+    def __init__(self, *args, missing_hints: dict[str, tuple[str, str]] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.missing_hints = missing_hints or {}
+        self._given: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's signature
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("the following arguments are required:"):
             missing = message.split(":", 1)[1].replace(",", " ").split()
-            message = "; ".join([message, *(self.missing_hints[name] for name in missing if name in self.missing_hints)])
+            hints = [hint for name, (flag, hint) in self.missing_hints.items() if name in missing and flag in self._given]
+            message = "; ".join([message, *hints])
         super().error(message)
 
 

@@ -429,7 +429,7 @@ def annotation_extension(value: str) -> str:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="label WFDB records: per-beat or per-window labels, CSV + WFDB annotations",
-                       missing_hints={"record": LEADS_TAKE_ALL})
+                       missing_hints={"record": ("--leads", LEADS_TAKE_ALL)})
     p.add_argument("checkpoint", help="a checkpoint file written by msresnet1d train (best.pt or last.pt)")
     p.add_argument("record", nargs="+", help="WFDB record paths, e.g. data/mitdb/100 (or data/mitdb/100.hea); "
                                             "several, e.g. data/mitdb/*.hea: one that fails is named, the others "

@@ -1237,6 +1237,10 @@ def test_resume_checks_the_selected_weights_says_other_code_and_leaves_a_run_fin
                                                 r"history selected epoch 1: the selected weights are lost"):
             train(cfg, tmp_path / "lost", resume=True, quiet=True)
         assert load_checkpoint(tmp_path / "lost" / "checkpoints" / "last.pt")["epoch"] == 1  # nothing trained
+    # damaged, but the selected epoch is the one last.pt holds: written again from it (was refused, the run lost)
+    torch.save(last | {"history": last["history"] | {"best_epoch": 1}}, tmp_path / "lost" / "checkpoints" / "last.pt")
+    train(cfg, tmp_path / "lost", resume=True, quiet=True)
+    assert (tmp_path / "lost" / "metrics.json").is_file()
     # a run of 2 processes resumed in 1: its schedule's length and batches differ (2 -> 1 died, for good)
     last = load_checkpoint(tmp_path / "old" / "checkpoints" / "last.pt")
     assert last["world_size"] == 1

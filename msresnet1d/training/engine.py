@@ -106,11 +106,10 @@ RUN_FILES = ("config.json", "log.csv", "metrics.json", "curves.png", "confusion_
 #: errno values of a file system that does not support flock (Lustre without -o flock, some FUSE mounts).
 _NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK}
 #: Seconds a starting run retries a lock held for a moment (by another command's :func:`check_run_dir`).
-PROGRESS_LINE_S = 60.0
-"""Seconds between the progress lines of an epoch printed where there is no progress bar (output
-not a terminal: ``nohup ... > log``), so that a log shows a long epoch advancing."""
-
 _LOCK_PATIENCE = 1.0
+#: Seconds between the progress lines of an epoch printed where there is no progress bar (output
+#: not a terminal: ``nohup ... > log``), so that a log shows a long epoch advancing.
+PROGRESS_LINE_S = 60.0
 
 
 def lock_run_dir(run_dir: str | Path, create: bool = True) -> int | None:
@@ -353,10 +352,10 @@ class Trainer:
         check_same_config(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"), self.cfg, path)
         trained_in = ckpt.get("world_size", self.dist.world_size)  # not kept before: taken as this resume's
         if trained_in != self.dist.world_size:
+            how = "without torchrun" if trained_in == 1 else "torchrun's --nproc_per_node x --nnodes"
             raise ValueError(f"{path}: the run trained in {trained_in} process(es), this resume has "
-                             f"{self.dist.world_size}: a step's batch ({trained_in} x batch_size) and the learning-rate "
-                             f"schedule's length depend on it; resume with {trained_in} (torchrun --nproc_per_node x "
-                             "--nnodes)")
+                             f"{self.dist.world_size}: a step's batch ({trained_in} x batch_size) and the "
+                             f"learning-rate schedule's length depend on it; resume with {trained_in} ({how})")
         for key in ("threads", "eval_batch_size", "device"):  # allowed (another machine), but said
             if ckpt["config"].get(key) != getattr(self.cfg, key):
                 log.warning("--resume: the run trained with %s=%s, it continues with %s=%s: float rounding differs "
@@ -390,9 +389,12 @@ class Trainer:
             tqdm.write(f"resumed {path}: {ckpt['epoch'] + 1} of {self.cfg.epochs} epochs done")
 
     def _best_epoch_saved(self) -> int | None:
-        """The epoch (0-based) whose weights ``best.pt`` holds; None without one."""
+        """The epoch (0-based) whose weights ``best.pt`` holds; None without one, or a damaged one."""
         path = self.ckpt_dir / "best.pt"
-        return load_checkpoint(path)["epoch"] if path.exists() else None
+        try:
+            return load_checkpoint(path)["epoch"] if path.exists() else None
+        except ValueError:  # damaged: the selected epoch's weights, in last.pt, are written again
+            return None
 
     def _save_best(self, epoch: int) -> None:
         """``best.pt``: the evaluated weights (the moving average, with ``ema_decay``) of ``epoch``."""
