@@ -47,28 +47,51 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
     An OSError about the temporary file (a read-only folder), or one that names no file (a full
     disk), is raised naming ``path`` instead, the file the caller writes.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}."
+    with atomic_paths(path, suffix=suffix) as (tmp,):
+        yield tmp
+
+
+@contextmanager
+def atomic_paths(*paths: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[list[Path]]:
+    """:func:`atomic_path` for files written together (a record's annotations and their CSV):
+    every temporary file is flushed to disk before the first is renamed, so a failure before
+    the renames (a full disk, found by a flush) replaces none of ``paths``; the renames follow
+    one another."""
+    paths = [Path(path) for path in paths]
+    tmps: list[Path] = []
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
-        os.close(fd)
         try:
-            yield Path(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
+            for path in paths:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+                os.close(fd)
+                tmps.append(Path(tmp))
+            yield tmps
             umask = os.umask(0)
             os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-            os.replace(tmp, path)
+            for tmp in tmps:
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+            for tmp, path in zip(tmps, paths):
+                os.replace(tmp, path)
         finally:
-            Path(tmp).unlink(missing_ok=True)
-    except OSError as e:  # one about the temporary file, or none named (a full disk): name the destination
-        about_tmp = e.filename is not None and os.path.abspath(Path(e.filename).parent) == \
-            os.path.abspath(path.parent) and Path(e.filename).name.startswith(prefix)
-        if e.errno is not None and (e.filename is None or about_tmp):  # an OS error (a plain message is kept)
-            e.filename = str(path)
+            for tmp in tmps:
+                tmp.unlink(missing_ok=True)
+    except OSError as e:  # one about a temporary file, or none named (a full disk): name the destination
+        if e.errno is not None:  # an OS error (a plain message is kept)
+            named = sorted((path for path in paths if e.filename is None or _about_tmp(e.filename, path)),
+                           key=lambda path: -len(path.name))  # the longest: .a.csv.x is a.csv's, not a's
+            if named:
+                e.filename = str(named[0]) if e.filename is not None or len(paths) == 1 else \
+                    " or ".join(map(str, paths))
         raise
+
+
+def _about_tmp(filename: str | os.PathLike[str], path: Path) -> bool:
+    """Whether ``filename`` is one of :func:`atomic_paths`' temporary files for ``path``."""
+    return os.path.abspath(Path(filename).parent) == os.path.abspath(path.parent) and \
+        Path(filename).name.startswith(f".{path.name}.")
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

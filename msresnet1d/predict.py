@@ -37,7 +37,7 @@ from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays
 from .data.rr import rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
-from .atomic import atomic_path, check_target
+from .atomic import atomic_paths, check_target
 from .arguments import THREADS_HELP, path_flag, thread_count
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
@@ -288,8 +288,9 @@ def output_paths(record_name: str, out_dir: Path, extension: str) -> tuple[Path,
 def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.ndarray, class_names: list[str],
                   fs: float, out_dir: Path, extension: str, rhythm: bool) -> tuple[Path, Path]:
     """A WFDB annotation file ``<record>.<extension>`` and its CSV (one row a beat or window); both
-    are written in full before either replaces a file of that name (``wrann`` failing replaces
-    neither), the two renames back to back; returns their paths in :func:`output_paths`' order."""
+    are written and flushed to disk before either replaces a file of that name (``wrann`` or a
+    full disk failing replaces neither: :func:`~msresnet1d.atomic.atomic_paths`), the two renames
+    back to back; returns their paths in :func:`output_paths`' order."""
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = [class_names[i] for i in probabilities.argmax(axis=1)]
     symbols = ["+"] * len(labels) if rhythm else labels
@@ -301,8 +302,8 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
         writer.writerow([int(pos), f"{pos / fs:.3f}", label, *[f"{v:.4f}" for v in p]])
     ann_path, csv_path = output_paths(record_name, out_dir, extension)
     # wrann names its file itself: write it in a temporary folder beside, then move it to its temporary name
-    with atomic_path(ann_path) as tmp, tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{ann_path.name}.") as folder, \
-            atomic_path(csv_path) as csv_tmp:
+    with atomic_paths(ann_path, csv_path) as (tmp, csv_tmp), \
+            tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{ann_path.name}.") as folder:
         wfdb.wrann(record_name, extension, np.asarray(positions, dtype=np.int64), symbol=symbols, aux_note=aux,
                    fs=fs, write_dir=folder)
         os.replace(Path(folder) / ann_path.name, tmp)

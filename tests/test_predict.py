@@ -421,3 +421,18 @@ def test_a_failure_while_writing_leaves_the_previous_pair_of_outputs(checkpoints
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), *out, "--detect"]) == 1
     assert {name: (records.parent / "labels" / name).read_bytes() for name in before} == before
     assert sorted(p.name for p in (records.parent / "labels").iterdir()) == ["100.pred", "100.pred.csv"]
+    monkeypatch.undo()
+    import msresnet1d.atomic as atomic
+
+    fsync, flushed = atomic.os.fsync, []
+
+    def full_at_the_second_flush(fd):  # a full disk found by the flush (delayed allocation), the CSV's flushed
+        flushed.append(fd)
+        if len(flushed) == 2:
+            raise OSError(28, "No space left on device")
+        fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", full_at_the_second_flush)
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), *out, "--detect"]) == 1
+    assert {name: (records.parent / "labels" / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in (records.parent / "labels").iterdir()) == ["100.pred", "100.pred.csv"]
