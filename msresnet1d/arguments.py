@@ -73,7 +73,8 @@ class HintedParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         if message.startswith("the following arguments are required:"):
             missing = message.split(":", 1)[1].replace(",", " ").split()
-            hints = [hint for name, (flag, hint) in self.missing_hints.items() if name in missing and flag in self._given]
+            hints = [hint for name, (flag, hint) in self.missing_hints.items()
+                     if name in missing and flag in self._given]
             message = "; ".join([message, *hints])
         super().error(message)
 

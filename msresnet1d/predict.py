@@ -355,8 +355,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-LEADS_TAKE_ALL = ("--leads takes every name after it, records too: give the records before --leads, or end its names with --, "
-                  "e.g. predict best.pt --leads II -- data/mitdb/100")
+LEADS_TAKE_ALL = ("--leads takes every name after it, records too: give the records before --leads, or end its "
+                  "names with --, e.g. predict best.pt --leads II -- data/mitdb/100")
 
 
 def _check_no_record_in_leads(args: argparse.Namespace, cfg: TrainConfig) -> None:

@@ -24,6 +24,7 @@ import wfdb
 from wfdb.io.annotation import ann_label_table
 
 from .aami import BEAT_SYMBOLS
+from ..models.layers import is_number
 from .errors import DataError, LeadError
 from .preprocess import Normalization, lead_positions, preprocess_signal
 
@@ -70,13 +71,12 @@ class Record:
     def __post_init__(self) -> None:  # one built by hand (a numpy signal to label) is checked too
         shape = getattr(self.signal, "shape", None)
         if not isinstance(self.signal, np.ndarray) or self.signal.ndim != 2 or shape[0] != len(self.leads):
+            got = f"shape {shape}" if shape is not None else type(self.signal).__name__
+            if shape is not None and len(shape) == 2 and shape[1] == len(self.leads):
+                got += " (transposed? pass signal.T)"
             raise ValueError(f"record '{self.name}': signal is (C, L), one row a lead, for its {len(self.leads)} "
-                             f"lead(s) {list(self.leads)}; got " + (f"shape {shape}" if shape is not None else
-                                                                  type(self.signal).__name__)
-                             + (" (transposed? pass signal.T)" if shape is not None and len(shape) == 2
-                                and shape[1] == len(self.leads) else ""))
-        if isinstance(self.fs, bool) or not isinstance(self.fs, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(self.fs) or self.fs <= 0:
+                             f"lead(s) {list(self.leads)}; got {got}")
+        if not is_number(self.fs) or not math.isfinite(self.fs) or self.fs <= 0:
             raise ValueError(f"record '{self.name}': fs is the sampling rate in Hz, a number > 0; got {self.fs!r}")
 
 
@@ -408,20 +408,7 @@ def preprocess_record(record: Record, fs: float | None, band: tuple[float | None
     :class:`DataError` (:class:`LeadError` for the lead) naming the record (``name``, default
     ``record.name``)."""
     name = record.name if name is None else name
-    for lead, row in zip(record.leads, record.signal, strict=True):
-        if np.isinf(row).any():
-            raise DataError(f"record '{name}': lead {lead or '(unnamed)'} holds an infinite value at sample "
-                            f"{int(np.flatnonzero(np.isinf(row))[0])}: mark a sample without a value NaN")
-    empty = [lead or "(unnamed)" for lead, row in zip(record.leads, record.signal, strict=True)
-             if not np.isfinite(row).any()]
-    if empty:
-        raise LeadError(f"record '{name}': lead {', '.join(empty)} has no valid sample (every one is WFDB's invalid "
-                        "value): nothing to label from it")
-    flat = [lead or "(unnamed)" for lead, row in zip(record.leads, record.signal, strict=True)
-            if np.nanmax(row) == np.nanmin(row)]
-    if flat:
-        raise LeadError(f"record '{name}': lead {', '.join(flat)} is flat (one value throughout: an unplugged "
-                        "electrode?): nothing to label from it")
+    _check_leads_readable(record, name)
     corner = None if band is None else max((f for f in band if f is not None), default=None)
     if corner is not None and record.fs <= 2 * corner:  # the filter is designed at the record's own rate
         raise DataError(f"record '{name}': its rate, {record.fs:g} Hz, is too low for the filter of [data] band = "
@@ -432,6 +419,24 @@ def preprocess_record(record: Record, fs: float | None, band: tuple[float | None
                                  name=name)
     except ValueError as exc:
         raise DataError(f"record '{name}': cannot preprocess: {exc}") from None
+
+
+def _check_leads_readable(record: Record, name: str) -> None:
+    """Raise for an infinite sample (DataError), or a lead with no valid sample or flat
+    (LeadError: nothing to label from it), naming record ``name`` and the lead."""
+    leads = [(lead or "(unnamed)", row) for lead, row in zip(record.leads, record.signal, strict=True)]
+    for lead, row in leads:
+        if np.isinf(row).any():
+            raise DataError(f"record '{name}': lead {lead} holds an infinite value at sample "
+                            f"{int(np.flatnonzero(np.isinf(row))[0])}: mark a sample without a value NaN")
+    empty = [lead for lead, row in leads if not np.isfinite(row).any()]
+    if empty:
+        raise LeadError(f"record '{name}': lead {', '.join(empty)} has no valid sample (every one is WFDB's invalid "
+                        "value): nothing to label from it")
+    flat = [lead for lead, row in leads if np.nanmax(row) == np.nanmin(row)]
+    if flat:
+        raise LeadError(f"record '{name}': lead {', '.join(flat)} is flat (one value throughout: an unplugged "
+                        "electrode?): nothing to label from it")
 
 
 def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> Annotations:

@@ -187,7 +187,8 @@ class BeatStream(Stream):
 
         Raises:
             ValueError: a beat lies at or after the recording's end; an RR model saw one beat only.
-                The stream then stays open, its beats kept: feed the samples it lacks, then finish.
+                The stream then stays open, its beats kept: feed what it lacks (the samples up to
+                the beat, or another beat), then finish.
         """
         self._check_open()
         _check_beats(self._pending, self._buffer.end)  # refused, the stream stays open: feed the samples it lacks
