@@ -74,9 +74,15 @@ class HintedParser(argparse.ArgumentParser):
         if message.startswith("the following arguments are required:"):
             missing = message.split(":", 1)[1].replace(",", " ").split()
             hints = [hint for name, (flag, hint) in self.missing_hints.items()
-                     if name in missing and flag in self._given]
+                     if name in missing and any(_spells(token, flag) for token in self._given)]
             message = "; ".join([message, *hints])
         super().error(message)
+
+
+def _spells(token: str, flag: str) -> bool:
+    """Whether the command-line word ``token`` gives option ``flag`` with its values after it:
+    the flag or an abbreviation argparse accepts (``--lead`` for ``--leads``), without ``=``."""
+    return token.startswith("--") and len(token) > 2 and "=" not in token and flag.startswith(token)
 
 
 def script_parser(doc: str) -> argparse.ArgumentParser:

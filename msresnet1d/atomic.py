@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -77,14 +78,18 @@ def atomic_paths(*paths: str | os.PathLike[str], suffix: str = ".tmp") -> Iterat
                 os.replace(tmp, path)
         finally:
             for tmp in tmps:
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # each one, and the caller's error kept
+                    tmp.unlink(missing_ok=True)
     except OSError as e:  # one about a temporary file, or none named (a full disk): name the destination
         if e.errno is not None:  # an OS error (a plain message is kept)
             named = sorted((path for path in paths if e.filename is None or _about_tmp(e.filename, path)),
                            key=lambda path: -len(path.name))  # the longest: .a.csv.x is a.csv's, not a's
             if named:
-                e.filename = str(named[0]) if e.filename is not None or len(paths) == 1 else \
+                destination = str(named[0]) if e.filename is not None or len(paths) == 1 else \
                     " or ".join(map(str, paths))
+                if e.filename2 is not None:  # a rename's "tmp -> path": the destination once, not "path -> path"
+                    raise OSError(e.errno, e.strerror, destination).with_traceback(e.__traceback__) from None
+                e.filename = destination
         raise
 
 

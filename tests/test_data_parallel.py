@@ -119,3 +119,10 @@ def test_a_workers_warnings_are_given_in_order_also_before_its_error():
         warnings.simplefilter("ignore")  # the caller's filters decide
         process_map(_warns, [0, 1], workers=2)
     assert caught == []
+    with warnings.catch_warnings(record=True) as caught:  # chunks of 3 items: 3's error carries 0-2's warnings
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="record 3 is broken"):
+            process_map(_warns, [0, 1, 2, 4, 5, 6, 3, 7] + list(range(8, 48)), workers=2)
+    messages = [str(w.message) for w in caught]
+    assert {"record 4: odd", "record 5: odd", "record 6: odd", "record 3: odd"} <= set(messages)
+    assert all(w.filename == __file__ for w in caught)  # given from the line that called process_map

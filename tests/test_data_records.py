@@ -485,7 +485,8 @@ def test_a_mat_signal_file_must_hold_what_its_header_says(tmp_path):
                                               "reads)"),
         ("int32", samples.astype(np.int32), "holds MAT type 20, not 30"),
         ("rows", np.vstack([samples, samples]), "holds a 2 x 900 matrix, where m.hea gives 1 signal(s) of 900 samples"),
-        ("v5", "5", "is a MAT version 5 file, which its header reads from byte 24, inside the 128-byte MAT header"),
+        ("v5", "5", "is a MAT version 5 file whose data, where its header reads them from byte 24, are not 16-bit "
+                    "integers of 1 signal(s) x 900 samples"),
     ]:
         with pytest.raises(DataError, match=re.escape(f"record '{name}/m': file m.mat {problem}")):
             read_record(_mat_record(tmp_path / name, value))
@@ -504,6 +505,15 @@ def test_a_mat_version_5_record_of_wfdbs_own_converter_is_read(x, monkeypatch):
         warnings.simplefilter("ignore")  # its checksums are the original's, of other digital values
         converted = read_record(x / "100m")
     np.testing.assert_allclose(converted.signal, read_record(x / "100").signal, atol=1e-6)
+    # scipy's MAT v5 of float64 (its default), pointed at by a header past its headers: not int16 data
+    import scipy.io
+
+    scipy.io.savemat(x / "f64.mat", {"val": converted.signal.astype(np.float64)})
+    (x / "f64.hea").write_text("f64 2 360 64800\n" + "".join(f"f64.mat 16+192 200/mV 16 0 0 0 0 {lead}\n"
+                                                             for lead in ("MLII", "V5")))
+    with pytest.raises(DataError, match=re.escape("file f64.mat is a MAT version 5 file whose data, where its header "
+                                                  "reads them from byte 192, are not 16-bit integers")):
+        read_record(x / "f64")
 
 
 @pytest.mark.parametrize("record_line, signal_lines, problem", [
@@ -520,7 +530,7 @@ def test_a_record_line_wfdb_would_misread_is_refused_without_leads_too(x, record
         read_record(x / "100")  # the rhythm path: no leads asked for (wfdb read 1e9 as 1 Hz, 0 Hz passed)
 
 
-@pytest.mark.parametrize("gain", ["2x0(1024)/mV", "200(x)/mV", "2E2(1024)/mV"])  # wfdb read 2E2 as 2
+@pytest.mark.parametrize("gain", ["2x0(1024)/mV", "200(x)/mV", "2E2(1024)/mV", "2E2/mV", "2x0/mV"])  # 2E2 read as 2
 def test_a_gain_field_wfdb_would_read_a_part_of_is_refused(x, gain):
     # wfdb read '2x0' as a gain of 2, and after '200(x)' took the rest of the line as the lead's name
     lines = (x / "100.hea").read_text().splitlines(keepends=True)
@@ -529,7 +539,7 @@ def test_a_gain_field_wfdb_would_read_a_part_of_is_refused(x, gain):
                                                   f"212 {gain} ...): its gain field {gain!r} is not gain[(baseline)]"
                                                   "[/units], e.g. 200(1024)/mV")):
         read_record(x / "100")
-    for valid in ("200", "200.0(-12)/uV", "1e3/mV", "-.5(0)", "200(1024)mV"):  # the last as wfdb reads it
+    for valid in ("200", "200.0(-12)/uV", "1e3/mV", "-.5(0)"):
         (x / "100.hea").write_text("".join([lines[0], lines[1], lines[2].replace("200.0(1024)/mV", valid), *lines[3:]]))
         assert read_record(x / "100").signal.shape == (2, 64800)
 

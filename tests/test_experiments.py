@@ -69,7 +69,7 @@ def test_detect_offsets_measures_where_the_detector_puts_each_class(tmp_path, ca
     assert np.isinf(script.offsets(np.array([10]), np.array([], dtype=int))).all()
     script.main(["--data-dir", str(SAMPLE), "--records", "119", "208", "--out", str(tmp_path / "d.json")])
     found = json.loads((tmp_path / "d.json").read_text())
-    for record in ("119", "208"):  # N beats where annotated; V beats 13-26 samples off (3 min of each, as embedded)
+    for record in ("119", "208"):  # N beats where annotated; V beats 25-26 samples off (3 min of each, as embedded)
         assert found["records"][record]["N"]["median_abs_offset"] == 0 and found["records"][record]["N"]["missed"] == 0
         assert found["records"][record]["V"]["median_abs_offset"] > 10
     assert found["pooled"]["N"]["share_off"] == 0 and found["pooled"]["V"]["share_off"] > 0.5

@@ -235,6 +235,25 @@ def test_a_write_error_that_names_no_file_names_the_destination(tmp_path):
             open(tmp_path / "elsewhere")
 
 
+def test_files_written_together_are_cleaned_up_each_and_the_callers_error_kept(tmp_path):
+    from msresnet1d.atomic import atomic_paths
+
+    with pytest.raises(RuntimeError, match="the caller's"):  # was IsADirectoryError from the first cleanup
+        with atomic_paths(tmp_path / "100.pred", tmp_path / "100.pred.csv") as (ann, csv_tmp):
+            ann.unlink()
+            ann.mkdir()  # a temporary file that cannot be unlinked
+            csv_tmp.write_text("a")
+            raise RuntimeError("the caller's")
+    assert [p.is_dir() for p in tmp_path.iterdir()] == [True]  # the other one removed all the same
+    (next(tmp_path.iterdir())).rmdir()
+    (tmp_path / "100.pred").mkdir()  # a rename that fails names its destination once
+    with pytest.raises(IsADirectoryError, match=re.escape(f"Is a directory: '{tmp_path / '100.pred'}'") + "$"):
+        with atomic_paths(tmp_path / "100.pred.csv", tmp_path / "100.pred") as (csv_tmp, ann):
+            csv_tmp.write_text("a")
+            ann.write_text("b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["100.pred", "100.pred.csv"]  # no temporary file left
+
+
 def test_uncreatable_says_why_a_file_could_not_be_made(tmp_path, monkeypatch):
     from msresnet1d.atomic import check_target, uncreatable
 
@@ -397,6 +416,9 @@ def test_a_record_after_leads_is_named_with_the_way_out(checkpoints, records, ca
     # a lead name that is no record keeps the count's own message; other missing arguments get no hint
     assert main(["predict", str(checkpoints["rhythm"]), str(records / "100"), *out, "--leads", "MLII", "V5"]) == 1
     assert "leads (--leads) names 2 leads (MLII, V5); the rhythm model reads one" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", str(checkpoints["rhythm"]), *out, "--lead", "MLII", str(records / "100")])  # abbreviated
+    assert f"error: the following arguments are required: record; {hint}\n" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["predict"])  # no --leads: nothing took the record
     assert capsys.readouterr().err.endswith("error: the following arguments are required: checkpoint, record\n")

@@ -1239,8 +1239,21 @@ def test_resume_checks_the_selected_weights_says_other_code_and_leaves_a_run_fin
         assert load_checkpoint(tmp_path / "lost" / "checkpoints" / "last.pt")["epoch"] == 1  # nothing trained
     # damaged, but the selected epoch is the one last.pt holds: written again from it (was refused, the run lost)
     torch.save(last | {"history": last["history"] | {"best_epoch": 1}}, tmp_path / "lost" / "checkpoints" / "last.pt")
-    train(cfg, tmp_path / "lost", resume=True, quiet=True)
-    assert (tmp_path / "lost" / "metrics.json").is_file()
+    trainer_resume = engine.Trainer.resume
+
+    class Repaired(Exception):
+        pass
+
+    def resume_and_stop(self):  # the repair alone: best.pt as the resume left it
+        trainer_resume(self)
+        raise Repaired
+
+    monkeypatch.setattr(engine.Trainer, "resume", resume_and_stop)
+    with pytest.raises(Repaired):
+        train(cfg, tmp_path / "lost", resume=True, quiet=True)
+    repaired = load_checkpoint(tmp_path / "lost" / "checkpoints" / "best.pt")
+    assert repaired["epoch"] == 1 and all(torch.equal(repaired["model"][k], last["model"][k]) for k in last["model"])
+    monkeypatch.undo()
     # a run of 2 processes resumed in 1: its schedule's length and batches differ (2 -> 1 died, for good)
     last = load_checkpoint(tmp_path / "old" / "checkpoints" / "last.pt")
     assert last["world_size"] == 1

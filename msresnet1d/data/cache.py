@@ -195,6 +195,8 @@ def cached(entry: Path, key: str, build: Callable[[], Mapping[str, np.ndarray]])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # all of them kept with the entry, whatever the filters of this build
         arrays = dict(build())
+    for given in caught:  # through the caller's filters, before the entry is saved (-W error: none saved)
+        warnings.warn_explicit(given.message, given.category, given.filename, given.lineno)
     try:
         save_arrays(entry, key, arrays, [(given.category.__name__, str(given.message)) for given in caught
                                          if issubclass(given.category, KEPT_WARNINGS)])
@@ -203,8 +205,6 @@ def cached(entry: Path, key: str, build: Callable[[], Mapping[str, np.ndarray]])
                       f"{CACHE_ENV} at a folder with room, or set [data] cache = false)", stacklevel=2)
     else:
         log.debug("cached %s", entry)
-    for given in caught:  # through the caller's filters, after the entry is saved (-W error raises here)
-        warnings.warn_explicit(given.message, given.category, given.filename, given.lineno)
     return arrays
 
 

@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import signal
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import chain
 from typing import TypeVar
@@ -54,9 +54,13 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
         # gh-107219: a second traceback, "InvalidStateError: CANCELLED", after the real error).
         futures = [pool.submit(_apply, func, items[i : i + chunksize]) for i in range(0, len(items), chunksize)]
         results = []
-        for result, given in tqdm(chain.from_iterable(_outcomes(futures)), **progress):
-            _warn_again(given)
-            results.append(result)
+        try:
+            for result, given in tqdm(chain.from_iterable(future.result() for future in futures), **progress):
+                _warn_again(given)
+                results.append(result)
+        except Exception as e:  # a worker's: the warnings its chunk gave before it, first
+            _warn_again(getattr(e, "warnings_given", []))
+            raise
     except BaseException:
         for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
             process.terminate()
@@ -87,20 +91,10 @@ def _apply(func: Callable[[T], R], chunk: Sequence[T]) -> list[tuple[R, Given]]:
     return done
 
 
-def _outcomes(futures: list) -> Iterator[list]:
-    """Each future's results in order; a worker's exception raised after the warnings it carries."""
-    for future in futures:
-        try:
-            yield future.result()
-        except Exception as e:
-            _warn_again(getattr(e, "warnings_given", []))
-            raise
-
-
 def _warn_again(given: Given) -> None:
     """Give a worker's warnings in this process: the caller's filters, records and formatting apply."""
     for category, message in given:
-        warnings.warn(message, category, stacklevel=3)
+        warnings.warn(message, category, stacklevel=3)  # process_map's caller's line
 
 
 def _die_with_parent(parent: int) -> None:

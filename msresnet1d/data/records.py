@@ -45,7 +45,7 @@ _NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"  # as wfdb reads them: no sign, no exp
 _FS_FIELD = re.compile(rf"^{_NUMBER}(?:/{_NUMBER})?(?:\({_NUMBER}\))?$")
 # a signal line's ADC gain field, "gain[(baseline)][/units]" (a lowercase exponent: wfdb reads 2E2 as 2);
 # wfdb reads a prefix of whatever else
-_GAIN_FIELD = re.compile(rf"^-?{_NUMBER}(?:e[-+]?[0-9]+)?(?:\(-?[0-9]+\))?/?[\w^\-?%/]*$")
+_GAIN_FIELD = re.compile(rf"^-?{_NUMBER}(?:e[-+]?[0-9]+)?(?:\(-?[0-9]+\))?(?:/[\w^\-?%/]*)?$")
 
 
 @dataclass(frozen=True)
@@ -279,8 +279,12 @@ DEFAULT_FS = 250.0
 MAT_V4_TYPES: dict[str, tuple[int, str]] = {"16": (30, "16-bit integers"), "32": (20, "32-bit integers")}
 
 #: The size of a MAT version 5 file's header, in bytes: a WFDB header that reads such a file from
-#: a byte offset past it (``wfdb.wfdb_to_mat``'s ``16+192``) is taken as it says.
+#: a byte offset past it (``wfdb.wfdb_to_mat``'s ``16+192``) points at the data of its matrix,
+#: whose tag (type and size, the 8 bytes before) must agree with the header's format and length.
 MAT_V5_HEADER_BYTES = 128
+
+#: MAT version 5 data types (miINT16, miINT32) of the WFDB formats a ``.mat`` signal file holds.
+MAT_V5_TYPES: dict[str, tuple[int, str]] = {"16": (3, "miINT16"), "32": (5, "miINT32")}
 
 
 def _check_mat_files(path: Path, record_line: list[str], signal_lines: list[list[str]]) -> None:
@@ -298,14 +302,20 @@ def _check_mat_files(path: Path, record_line: list[str], signal_lines: list[list
         formats = {fmt for fmt, _ in signals}
         if formats - MAT_V4_TYPES.keys() or len(formats) > 1 or not file.is_file():
             continue  # a format without a MAT type to compare, or a missing file (reading names it)
+        offset = signals[0][1]
         with open(file, "rb") as f:
             head = f.read(20)
+            f.seek(max(offset - 8, 0))
+            data_tag = f.read(8)  # a MAT v5 file's: the tag of the data the header points at
         expected, what = MAT_V4_TYPES[signals[0][0]]
         if head.startswith(b"MATLAB 5.0"):
-            if signals[0][1] >= MAT_V5_HEADER_BYTES:  # read past its header (wfdb_to_mat's 16+192)
-                continue
-            problem = (f"is a MAT version 5 file, which its header reads from byte {signals[0][1]}, inside the "
-                       f"{MAT_V5_HEADER_BYTES}-byte MAT header (CinC's files are MAT version 4: "
+            v5_type, _ = MAT_V5_TYPES[signals[0][0]]
+            kind, size = struct.unpack("<2i", data_tag) if len(data_tag) == 8 else (None, None)
+            wanted = None if length is None else length * len(signals) * int(signals[0][0]) // 8
+            if offset >= MAT_V5_HEADER_BYTES + 8 and kind == v5_type and wanted in (None, size):
+                continue  # read past its headers (wfdb_to_mat's 16+192), its data of the header's type and size
+            problem = (f"is a MAT version 5 file whose data, where its header reads them from byte {offset}, are not "
+                       f"{what} of {len(signals)} signal(s) x {length} samples (CinC's files are MAT version 4: "
                        "scipy.io.savemat(..., format='4') with int16 values)")
         elif len(head) < 20:
             problem = f"is {len(head)} bytes long, shorter than a MAT version 4 header"
