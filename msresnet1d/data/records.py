@@ -4,8 +4,8 @@ Every problem with a record's files (missing, truncated, malformed, inconsistent
 a :class:`DataError` naming the record and the file, never as an error from inside wfdb or
 numpy; samples that fail the header's checksums are a warning naming them. Any WFDB signal
 format wfdb reads is accepted (212, 16, 16+24 ``.mat``, big-endian 61, ...); what wfdb would
-misread without a word is refused (a ``.mat`` file that is not the header's MAT version 4 matrix,
-a rate of 0 or written with an exponent).
+misread without a word is refused (a ``.mat`` file whose matrix is not of the header's type and
+shape, a rate of 0 or written with an exponent, a gain field wfdb would read a part of).
 """
 
 from __future__ import annotations
@@ -288,9 +288,11 @@ MAT_V5_TYPES: dict[str, tuple[int, str]] = {"16": (3, "miINT16"), "32": (5, "miI
 
 
 def _check_mat_files(path: Path, record_line: list[str], signal_lines: list[list[str]]) -> None:
-    """Check that each ``.mat`` signal file (MAT version 4, as PhysioNet's CinC records) holds
-    what its header's format says: wfdb reads any file from the byte offset on, so a float64 or a
-    MAT version 5 file (``scipy.io.savemat``'s default) would read as wrong samples, silently."""
+    """Check that each ``.mat`` signal file holds what its header's format says: a MAT version 4
+    matrix of that integer type and shape (PhysioNet's CinC records), or a MAT version 5 file read
+    past its headers at data of that type and size (``wfdb_to_mat``'s). wfdb reads any file from
+    the byte offset on, so a float64 copy or a MAT version 5 file (``scipy.io.savemat``'s default)
+    read from byte 24 would give wrong samples, silently."""
     files: dict[str, list[tuple[str, int]]] = {}
     for line in signal_lines:
         if len(line) > 1 and line[0].endswith(".mat"):
