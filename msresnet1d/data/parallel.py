@@ -36,9 +36,9 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
     everything in this process. Workers are forked (they start without re-importing torch);
     ``func`` and ``items`` must be picklable (module-level functions, ``functools.partial``).
     A worker's warnings are given again here, in order (so the caller's filters, records and
-    formatting apply). An exception raised in a worker is re-raised here, the only one reported. On any exception
-    (a worker's, Ctrl-C, a SIGTERM turned into KeyboardInterrupt) the other workers are stopped
-    at once, not after the chunks they are reading.
+    formatting apply). An exception raised in a worker is re-raised here, the only one reported.
+    On any exception (a worker's, Ctrl-C, a SIGTERM turned into KeyboardInterrupt) the other
+    workers are stopped at once, not after the chunks they are reading.
     """
     workers = default_workers() if workers is None else workers
     progress = dict(desc=desc, total=len(items), unit="record", disable=None, leave=False)
