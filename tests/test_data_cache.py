@@ -22,6 +22,14 @@ def arrays():
     return {"X": rng.normal(size=(5, 1, 8)).astype(np.float32), "y": np.arange(5), "symbol": np.array(list("NNVAN"))}
 
 
+def _sample_copy(db: Path) -> Path:
+    """``db`` holding copies of the embedded sample's records 100 and 101."""
+    db.mkdir()
+    for path in SAMPLE.glob("10[01].*"):
+        shutil.copy(path, db)
+    return db
+
+
 def entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
@@ -182,10 +190,7 @@ def test_code_version_follows_the_libraries_that_compute_the_arrays(monkeypatch)
 
 
 def test_beat_cache_is_reused_rebuilt_when_truncated_and_invalidated_by_source_changes(tmp_path):
-    db = tmp_path / "db"
-    db.mkdir()
-    for path in SAMPLE.glob("10[01].*"):
-        shutil.copy(path, db)
+    db = _sample_copy(tmp_path / "db")
     folder = tmp_path / "cache"
     first = load_beats(db_dir=db, cache_dir=folder, workers=1)
     (entry,) = (folder / "beats").iterdir()
@@ -224,10 +229,7 @@ def test_key_reads_small_files_only_and_steps_over_folders(tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_cached_database_warns_as_it_did_when_it_was_read(tmp_path, workers):
     # a truncated annotation file warned on the first load only: the cached arrays were silent after
-    db = tmp_path / "db"
-    db.mkdir()
-    for path in SAMPLE.glob("10[01].*"):
-        shutil.copy(path, db)
+    db = _sample_copy(tmp_path / "db")
     with open(db / "100.atr", "r+b") as f:
         f.truncate(200)  # even: still readable, the beats stop early
     message = r"record 'db/100': file 100\.atr lacks WFDB's end-of-file marker \(two zero bytes\), so it is truncated"
@@ -264,6 +266,7 @@ def test_a_warning_of_a_build_is_kept_with_its_entry(tmp_path, arrays):
     with pytest.warns(RuntimeWarning, match="something odd"):
         loaded = cached(tmp_path / "entry", "k", lambda: pytest.fail("built again"))
     np.testing.assert_array_equal(loaded["X"], arrays["X"])
+
     def deprecated():
         warnings.warn("an old API", FutureWarning)  # not kept with the entry (not about the data), and so
         return arrays

@@ -86,11 +86,19 @@ def code_version() -> str:
     import scipy
     import wfdb
 
+    libraries = f"numpy {np.__version__}, scipy {scipy.__version__}, wfdb {wfdb.__version__}"
+    return versioned_hash([libraries.encode(), *(Path(__file__).with_name(f"{name}.py").read_bytes()
+                                                 for name in CODE_MODULES)])
+
+
+def versioned_hash(parts: Iterable[bytes]) -> str:
+    """``<package version>+<the first 12 hex digits of the sha256 of parts, in order>``: a code
+    version (this module's, of the arrays it caches; a checkpoint's, of the whole package)."""
     from msresnet1d import __version__
 
-    digest = hashlib.sha256(f"numpy {np.__version__}, scipy {scipy.__version__}, wfdb {wfdb.__version__}".encode())
-    for name in CODE_MODULES:
-        digest.update(Path(__file__).with_name(f"{name}.py").read_bytes())
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
 

@@ -8,7 +8,6 @@ history. Loading never unpickles arbitrary code.
 from __future__ import annotations
 
 import functools
-import hashlib
 import random
 import re
 import zipfile
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
+from ..data.cache import versioned_hash
 
 FORMAT_VERSION = 1
 
@@ -30,13 +30,9 @@ REQUIRED_KEYS = ("model", "config", "class_names")
 def code_version() -> str:
     """The package version and a hash of the source of every module of the package: what a
     ``last.pt`` was written by, so that a resume under other code is said."""
-    from msresnet1d import __version__
-
     package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for source in sorted(package.rglob("*.py")):
-        digest.update(f"{source.relative_to(package).as_posix()}\0".encode() + source.read_bytes())
-    return f"{__version__}+{digest.hexdigest()[:12]}"
+    return versioned_hash(f"{source.relative_to(package).as_posix()}\0".encode() + source.read_bytes()
+                          for source in sorted(package.rglob("*.py")))
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
