@@ -2005,3 +2005,27 @@ def test_without_a_terminal_a_long_epoch_prints_progress_lines(tmp_path, monkeyp
     assert [int(step) for step, _ in lines] == list(range(1, len(lines) + 1)) and len(lines) == int(lines[0][1]) > 1
     assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
     assert "batch 1/" not in capsys.readouterr().out
+
+
+def test_a_scored_class_without_training_examples_warns_naming_it_and_the_records(tmp_path):
+    from msresnet1d.training.run import warn_absent_classes
+    from msresnet1d.training.tasks import build_task
+
+    few = build_task(load_config(None, {"data.data_dir": str(SAMPLE), "data.val_records": 0,
+                                        "data.train_records": ["101", "118"]}))
+    assert few.splits["train_beats"]["F"] == 0 < min(few.splits["train_beats"][c] for c in "NSV")
+    with pytest.warns(UserWarning, match=r"^class F: no example in the training records 101, 118 \(\d+ examples\): "
+                                         r"the model cannot learn it, so its test Se and F1 will be 0"):
+        warn_absent_classes(few)
+    few.train_labels = few.train_labels[few.train_labels == 0]  # N only
+    with pytest.warns(UserWarning, match=r"^classes S, V, F: no example in .* cannot learn them, so their test"):
+        warn_absent_classes(few)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warn_absent_classes(build_task(load_config(None, {"data.data_dir": str(SAMPLE), "data.val_records": 0})))
+    # through train: said before the first epoch
+    config = tmp_path / "few.toml"
+    config.write_text(f'task = "beats"\nepochs = 1\n[data]\ndata_dir = "{SAMPLE}"\nval_records = 0\n'
+                      'train_records = ["101", "118"]\ntest_records = ["100"]\n')
+    with pytest.warns(UserWarning, match=r"^class F: no example in the training records 101, 118"):
+        assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 0

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,21 @@ def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
     return model
 
 
+def warn_absent_classes(task: Task) -> None:
+    """Warn when a scored class has no training example (a config's ``train_records`` without
+    any of its beats, say): the model cannot learn it, so its test Se and F1 are 0 and the macro
+    figures carry that 0."""
+    counts = np.bincount(task.train_labels, minlength=len(task.class_names))
+    absent = [name for name in task.scored if counts[task.class_names.index(name)] == 0]
+    if absent:
+        records = task.splits.get("train_records")
+        where = f"training records {', '.join(records)}" if records else "the training split"
+        warnings.warn(f"class{'es' if len(absent) > 1 else ''} {', '.join(absent)}: no example in the {where} "
+                      f"({len(task.train_labels)} examples): the model cannot learn "
+                      f"{'them' if len(absent) > 1 else 'it'}, so {'their' if len(absent) > 1 else 'its'} test "
+                      "Se and F1 will be 0 and the macro figures count that 0", stacklevel=2)
+
+
 def drop_a_last_batch_of_one(model: nn.Module, task: Task) -> None:
     """BatchNorm cannot train on a single value per channel: when the model's last stage sees one
     position of each input (28x28 images in ResNet-18) and the last training batch of an epoch
@@ -162,6 +178,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
             cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": os.path.abspath(cfg.data["data_dir"])})
         task = build_task(cfg, dist)
+        warn_absent_classes(task)
         model = build_model(cfg, task)
         drop_a_last_batch_of_one(model, task)
         trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
