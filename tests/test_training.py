@@ -1258,10 +1258,12 @@ def test_resume_checks_the_selected_weights_says_other_code_and_leaves_a_run_fin
     last = load_checkpoint(tmp_path / "old" / "checkpoints" / "last.pt")
     assert last["world_size"] == 1
     torch.save(last | {"world_size": 2}, tmp_path / "old" / "checkpoints" / "last.pt")
+    monkeypatch.setattr(run_module, "build_task", lambda *a: pytest.fail("the data was loaded first"))
     with pytest.raises(ValueError, match=r"last\.pt: the run trained in 2 process\(es\), this resume has 1: a "
                                          r"step's batch \(2 x batch_size\) and the learning-rate schedule's length "
                                          r"depend on it; resume with 2 \(torchrun's --nproc_per_node x --nnodes\)"):
         train(cfg, tmp_path / "old", resume=True, quiet=True)
+    monkeypatch.undo()
     # a last.pt of an older version (no code or processes named, rows without train_accuracy): said, and its log
     # still written
     rows = [{k: v for k, v in row.items() if k != "train_accuracy"} for row in last["history"]["rows"]]

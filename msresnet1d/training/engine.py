@@ -84,6 +84,18 @@ def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path, so
                      hint)
 
 
+def check_same_world_size(ckpt: dict[str, Any], world_size: int, path: str | Path) -> None:
+    """Raise ValueError if the ``last.pt`` ``ckpt`` (read from ``path``) was trained in another number
+    of processes than ``world_size``: a step's batch and the schedule's length depend on it.
+    Checkpoints from before the number was kept are taken as trained in ``world_size``."""
+    trained_in = ckpt.get("world_size", world_size)
+    if trained_in != world_size:
+        how = "without torchrun" if trained_in == 1 else "torchrun's --nproc_per_node x --nnodes"
+        raise ValueError(f"{path}: the run trained in {trained_in} process(es), this resume has {world_size}: a "
+                         f"step's batch ({trained_in} x batch_size) and the learning-rate schedule's length depend "
+                         f"on it; resume with {trained_in} ({how})")
+
+
 def _differing(before: Any, now: Any) -> str:
     """How two entries of a split differ, for a message: for lists of names, their count and a
     few names that only one of them holds; else both values."""
@@ -350,12 +362,7 @@ class Trainer:
             return
         ckpt = load_checkpoint(path)
         check_same_config(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"), self.cfg, path)
-        trained_in = ckpt.get("world_size", self.dist.world_size)  # not kept before: taken as this resume's
-        if trained_in != self.dist.world_size:
-            how = "without torchrun" if trained_in == 1 else "torchrun's --nproc_per_node x --nnodes"
-            raise ValueError(f"{path}: the run trained in {trained_in} process(es), this resume has "
-                             f"{self.dist.world_size}: a step's batch ({trained_in} x batch_size) and the "
-                             f"learning-rate schedule's length depend on it; resume with {trained_in} ({how})")
+        check_same_world_size(ckpt, self.dist.world_size, path)
         for key in ("threads", "eval_batch_size", "device"):  # allowed (another machine), but said
             if ckpt["config"].get(key) != getattr(self.cfg, key):
                 log.warning("--resume: the run trained with %s=%s, it continues with %s=%s: float rounding differs "

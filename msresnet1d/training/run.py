@@ -23,7 +23,7 @@ from ..models.tta import with_tta
 from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import load_checkpoint, load_weights
-from .engine import Trainer, check_run_dir, check_same_config
+from .engine import Trainer, check_run_dir, check_same_config, check_same_world_size
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
             if finished.exists():
                 return _finished_run(finished, dist)
+            last = Path(run_dir) / "checkpoints" / "last.pt"
+            if last.is_file():  # another number of processes, too (Trainer.resume reads it again, to continue)
+                check_same_world_size(load_checkpoint(last), dist.world_size, last)
         seed_everything(cfg.seed)
         cfg = resolve_data(cfg)  # the run folder records every data option
         if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
