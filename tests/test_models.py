@@ -74,6 +74,16 @@ def test_bad_input_names_expected_and_actual(name):
         model(torch.randn(1, 2, *short))
     with pytest.raises(ValueError, match=r"expected a \d-D input"):
         model(torch.randn(2, *spatial))
+    # in training, one input whose last stage has one position: said with what to change (was torch's "Expected
+    # more than 1 value per channel when training"); one position more, or two inputs, train
+    side = (model.total_stride,) * model.dims
+    with pytest.raises(ValueError, match=rf"^training on 1 input\(s\) of shape \[2, {', '.join(map(str, side))}\]: "
+                                         rf"BatchNorm needs 2 or more values per channel.*total stride "
+                                         rf"{model.total_stride}\): train on batches of 2 or more, or on inputs longer"):
+        model.train()(torch.randn(1, 2, *side))
+    model(torch.randn(1, 2, *side[:-1], model.total_stride + 1))
+    model(torch.randn(2, 2, *side))
+    model.eval()
     with pytest.raises(ValueError, match=r"input of dtype torch.float64, the model's parameters are torch.float32"):
         model(torch.randn(1, 2, *spatial, dtype=torch.float64))  # e.g. from a numpy array
 
@@ -392,6 +402,9 @@ def test_summary_prints_shapes_and_parameters():
     # d2l's way: an example input tensor, whose shape is used
     assert summary(beat, torch.rand(1, 2, 126), print_fn=lambda line: None) == plain
     assert count_flops(beat, torch.rand(1, 2, 126)) == count_flops(beat, (1, 2, 126))
+    twice = nn.Sequential(nn.Conv1d(1, 1, 3))  # a module run twice: its first output, once
+    twice.forward = lambda x: twice[0](twice[0](x))
+    assert summary(twice, (1, 1, 10), print_fn=lambda line: None) == [("0", (1, 1, 8), 4)]
     for bad in ((1, 2, 0), (1, 2.5, 126), "1x2x126", 126):
         with pytest.raises(ValueError, match=r"input_shape must be a shape such as \(1, 1, 360\)"):
             summary(beat, bad, print_fn=lambda line: None)
@@ -665,7 +678,10 @@ def test_sign_flip_average_follows_the_models_mode_and_scripts():
     expected = model(x, rr)
     wrapped = with_tta(model, "flip")
     assert not wrapped.training and with_tta(create_model("msresnet1d_beat"), "flip").training
-    summary(wrapped, (1, 1, 200), print_fn=lambda line: None)  # restores the wrapper's mode, recursively
+    lines = []
+    rows = summary(wrapped, (1, 1, 200), print_fn=lines.append)  # restores the wrapper's mode, recursively
+    assert rows == summary(model, (1, 1, 200), print_fn=lambda line: None)  # its model's rows, once each
+    assert len({name for name, _, _ in rows}) == len(rows) and any(name == "(global average pool)" for name, _, _ in rows)
     assert not model.training and torch.equal(model(x, rr), expected)
     torch.testing.assert_close(torch.jit.script(wrapped)(x, rr), wrapped(x, rr))
 

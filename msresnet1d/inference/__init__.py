@@ -50,8 +50,9 @@ training statistics. Class names are ``ckpt["class_names"]``::
     labels = [ckpt["class_names"][k] for k in out.labels]  # and out.probabilities (B, K)
 
 (A checkpoint trained with ``data.rr = false`` takes neither ``rr`` nor ``rr_transform``. The
-template here is the median over all the beats given; training takes it over those with an AAMI
-class, which differs only on records with the rare symbols ``?``, ``B``, ``n`` or ``r``.)
+template here is the median over the beats given, the regular ones among them with
+``template_from="regular"`` (the main job's); training takes it over those with an AAMI class,
+which differs only on records with the rare symbols ``?``, ``B``, ``n`` or ``r``.)
 
 A rhythm model on a live source of (C, n) chunks, any n::
 

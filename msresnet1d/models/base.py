@@ -13,16 +13,19 @@ layer gives the group's total (the log-sum-exp of its logits), a second linear l
 extra features (after the MLP) how it splits, so the waveform never tells those classes apart.
 On MIT-BIH, N and S beats differ in timing, not shape, and the net learns the training patients'
 shapes instead. Training needs more than one value per channel at the last stage for BatchNorm:
-batch size x last-stage positions >= 2.
+batch size x last-stage positions >= 2 (a forward in training mode with fewer raises ValueError
+saying so; in eval mode any batch runs).
 
 ``set_channels_last()`` runs the convolutions in channels-last (NHWC) memory format, which
 oneDNN computes faster on a CPU; a 1D model then runs its layers as (1, k) 2D layers on the
-input seen as (N, C, 1, L). Parameters, state dict, checkpoints, inputs and outputs stay as they
-are; results agree to float32 rounding.
+input seen as (N, C, 1, L), its parameters, state dict and checkpoints as they are; a 2D model
+also stores its parameters channels-last. Inputs and outputs keep their shapes; results agree to
+float32 rounding.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Optional
@@ -117,6 +120,19 @@ class ResidualNetwork(nn.Module):
         check_dtype(x, next(self.parameters()).dtype, what)
 
     @torch.jit.unused
+    def _check_batch_norm_values(self, x: torch.Tensor) -> None:
+        """In training, raise ValueError when the last stage's BatchNorm would see one value per
+        channel (a batch of one input whose every axis is at most ``total_stride``), which torch
+        refuses without saying what to change."""
+        positions = math.prod(math.ceil(size / self.total_stride) for size in x.shape[2:])
+        if x.shape[0] * positions < 2:
+            unit = "samples" if self.dims == 1 else "pixels on a side"
+            raise ValueError(f"training on {x.shape[0]} input(s) of shape {list(x.shape[1:])}: BatchNorm needs 2 or "
+                             f"more values per channel, and the last stage sees {positions} position(s) of each input "
+                             f"(total stride {self.total_stride}): train on batches of 2 or more, or on inputs longer "
+                             f"than {self.total_stride} {unit} (in eval mode any batch runs)")
+
+    @torch.jit.unused
     def _check_head_inputs(self, features: torch.Tensor, extra: Optional[torch.Tensor]) -> None:
         """What :meth:`forward_head` reads, checked in eager mode: tensors, and the feature map of
         :meth:`forward_features` (N, num_features, *spatial) in the model's dtype (under autocast,
@@ -136,6 +152,8 @@ class ResidualNetwork(nn.Module):
         check_input(x, self.dims, self.in_channels, self.min_input_size)
         if not torch.jit.is_scripting():
             self._check_dtype(x, "input")
+            if self.training:
+                self._check_batch_norm_values(x)
         if not self.channels_last:
             return self.stages(self.stem(x))
         if self.dims == 1:

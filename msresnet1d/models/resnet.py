@@ -131,7 +131,10 @@ def resnet50(in_channels: int = 3, num_classes: int = 1000, dims: int = 2, **kwa
 @register_model
 def resnet1d_beat(in_channels: int = 1, num_classes: int = 5, dims: int = 1, **kwargs) -> ResNet:
     """Single-scale beat model: the one-kernel counterpart of ``msresnet1d_beat`` (stem 7/2 + pool,
-    kernel 7, widths 24-48-96, one block a stage), for ablations on ~0.7 s beat windows."""
+    kernel 7, widths 24-48-96, one block a stage), for ablations on ~0.7 s beat windows. Like every
+    ResNet preset it keeps ``zero_init_residual=False`` (torchvision's default), where the
+    ``msresnet1d`` presets but ``_late`` zero-init the last norm of each residual branch: a
+    comparison of the two differs in that too (``zero_init_residual=True`` to match)."""
     kwargs = {"widths": (24, 48, 96), "stem_channels": 24, "stem_kernel": 7, "stem_pool": True, "kernel_size": 7,
               **kwargs}
     return _resnet((1, 1, 1), "basic", dims, in_channels, num_classes, **kwargs)

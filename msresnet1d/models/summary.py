@@ -10,6 +10,7 @@ from torch import nn
 from .base import ResidualNetwork
 from .layers import is_whole
 from .modes import evaluating
+from .tta import SignFlipAverage
 
 #: The name of the row :func:`summary` adds for the global pooling inside ``forward_head``.
 POOL_ROW = "(global average pool)"
@@ -53,15 +54,21 @@ def summary(model: nn.Module, input_shape: Sequence[int] | torch.Tensor, depth: 
     ``forward_head``: a ``(global average pool)`` row shows its (N, F) output. A 1D model in
     channels-last mode runs its layers on (N, C, 1, L); its shapes are shown as (N, C, L).
     Returns the rows as (name, output shape, parameters); the pooling row's name,
-    :data:`POOL_ROW`, is no module's.
+    :data:`POOL_ROW`, is no module's. A module run twice in one forward shows its first output;
+    a :class:`~msresnet1d.models.tta.SignFlipAverage` (test-time augmentation, which runs its
+    model on ``x`` and ``-x``) is shown as the model it wraps, whose output shape it keeps.
     """
+    if isinstance(model, SignFlipAverage):
+        model = model.model
     modules = {name: m for name, m in model.named_modules() if name and name.count(".") < depth}
     rows: list[tuple[str, tuple, int]] = []
+    recorded: set[str] = set()
     squeeze = getattr(model, "dims", 0) == 1 and getattr(model, "channels_last", False)
 
     def hook(name: str):
         def record(module: nn.Module, inputs, output) -> None:
-            if isinstance(output, torch.Tensor):
+            if isinstance(output, torch.Tensor) and name not in recorded:
+                recorded.add(name)
                 shape = tuple(output.shape)
                 if squeeze and len(shape) == 4 and shape[2] == 1:
                     shape = shape[:2] + shape[3:]
