@@ -743,6 +743,40 @@ def test_the_run_folder_lock_refuses_a_holder_waits_for_a_probe_and_stands_aside
         engine.check_run_dir(tmp_path, resume=True)
 
 
+def test_a_run_folder_never_writes_through_a_symbolic_link_or_into_a_fifo(tmp_path, capsys):
+    from msresnet1d.training import engine
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for link in (victim, tmp_path / "absent.txt"):  # a file, and a dangling link that would create one
+        (run / engine.RUN_LOCK).unlink(missing_ok=True)
+        (run / engine.RUN_LOCK).symlink_to(link)
+        for create in (True, False):
+            with pytest.raises(FileExistsError, match=rf"^run folder {run}: its \.lock is a symbolic link: a run "
+                                                      rf"writes only plain files of its own there; remove {run}/\.lock"):
+                engine.lock_run_dir(run, create=create)
+    assert victim.read_text() == "precious" and not (tmp_path / "absent.txt").exists()  # was the process id, or made
+    # through train: refused before the data load, naming the file
+    assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(run), "--quiet"]) == 1
+    assert "its .lock is a symbolic link" in capsys.readouterr().err
+    (run / engine.RUN_LOCK).unlink()
+    os.mkfifo(run / engine.RUN_LOCK)  # opened without blocking, and refused
+    with pytest.raises(FileExistsError, match=r"its \.lock is not a regular file"):
+        engine.check_run_dir(run, resume=False)
+    (run / engine.RUN_LOCK).unlink()
+    (run / engine.RUN_LOCK).mkdir()
+    with pytest.raises(FileExistsError, match=r"its \.lock is a folder"):
+        engine.lock_run_dir(run)
+    (run / engine.RUN_LOCK).rmdir()
+    # the write probe is a new file, not a name a link could sit at; a folder named like a temporary file is left
+    (run / ".write-test").symlink_to(victim)
+    (run / ".config.json.x.tmp").mkdir()
+    assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(run), "--quiet"]) == 0
+    assert victim.read_text() == "precious" and (run / ".config.json.x.tmp").is_dir()
+
+
 def test_where_there_is_no_flock_a_run_trains_unlocked(tmp_path, monkeypatch):
     from msresnet1d.training import engine
 

@@ -17,6 +17,8 @@ import json
 import logging
 import math
 import os
+import stat
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -141,7 +143,18 @@ def lock_run_dir(run_dir: str | Path, create: bool = True) -> int | None:
     if fcntl is None:
         return None
     path = Path(run_dir) / RUN_LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT if create else os.O_RDONLY, 0o666)
+    # not through a symbolic link (whose target would be truncated and written), nor blocking on a FIFO
+    flags = (os.O_RDWR | os.O_CREAT if create else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.EISDIR):
+            raise
+        raise FileExistsError(_not_a_plain_file(path, "a symbolic link" if e.errno == errno.ELOOP else "a folder")
+                              ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileExistsError(_not_a_plain_file(path, "not a regular file"))
     deadline = time.monotonic() + _LOCK_PATIENCE
     while True:
         try:
@@ -175,6 +188,11 @@ def lock_run_dir(run_dir: str | Path, create: bool = True) -> int | None:
     return fd
 
 
+def _not_a_plain_file(path: Path, what: str) -> str:
+    return (f"run folder {path.parent}: its {path.name} is {what}: a run writes only plain files of its own there; "
+            f"remove {path} (or choose another --out)")
+
+
 def check_unused(run_dir: Path, resume: bool) -> None:
     """Refuse a run folder that holds a started run (its ``checkpoints/last.pt``), unless resuming."""
     if not resume and (run_dir / "checkpoints" / "last.pt").exists():
@@ -190,7 +208,7 @@ def check_run_dir(run_dir: str | Path, resume: bool) -> None:
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"run folder {run_dir} is a file; choose another --out")
-    if (run_dir / RUN_LOCK).is_file() and (fd := lock_run_dir(run_dir, create=False)) is not None:
+    if (os.path.lexists(run_dir / RUN_LOCK)) and (fd := lock_run_dir(run_dir, create=False)) is not None:
         os.close(fd)
     check_unused(run_dir, resume)
     problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
@@ -300,9 +318,9 @@ class Trainer:
         try:
             self._lock = lock_run_dir(self.run_dir)
             check_unused(self.run_dir, resume)  # a run that started and wrote last.pt during this one's data load
-            probe = self.run_dir / ".write-test"
-            probe.write_text("")
-            probe.unlink()
+            fd, probe = tempfile.mkstemp(dir=self.run_dir, prefix=".write-test.")  # a new file, never one there
+            os.close(fd)
+            os.unlink(probe)
             self._remove_temporaries()
         except FileExistsError:  # another process trains in it, or has used it
             self.release_run_dir()
@@ -318,7 +336,8 @@ class Trainer:
         for folder, name in [*((self.run_dir, n) for n in RUN_FILES), (self.ckpt_dir, "last.pt"),
                              (self.ckpt_dir, "best.pt")]:
             for stale in folder.glob(f".{name}.*"):
-                stale.unlink(missing_ok=True)
+                if stale.is_symlink() or stale.is_file():  # a folder of that name is none of the run's
+                    stale.unlink(missing_ok=True)
 
     def release_run_dir(self) -> None:
         """Release the run folder's lock taken by :meth:`prepare_run_dir` (if it was taken)."""
