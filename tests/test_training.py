@@ -342,6 +342,13 @@ class _Malicious:
         return os.system, ("echo unpickled",)
 
 
+class _Evaluates:
+    """An object whose unpickling evaluates Python."""
+
+    def __reduce__(self):
+        return eval, ("print('unpickled')",)
+
+
 def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, monkeypatch):
     torch.save({"format": 1, "model": _Unsafe()}, tmp_path / "object.pt")
     (tmp_path / "text.pt").write_text("101\n")
@@ -364,8 +371,8 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, 
         load_checkpoint(tmp_path / "text.pt")
     # torch.load does not check the CRCs torch.save writes: a damaged copy would load with other weights
     net = torch.nn.Linear(64, 64)
-    torch.save({"format": 1, "model": net.state_dict(), "config": {"task": "beats"}, "class_names": ["N"]},
-               tmp_path / "good.pt")
+    torch.save({"format": 1, "model": net.state_dict(), "config": {"task": "beats"}, "class_names": ["N"],
+                "task_state": {}}, tmp_path / "good.pt")
     data = bytearray((tmp_path / "good.pt").read_bytes())
     weights = data.find(net.weight.detach().numpy().tobytes()[:64])
     data[weights + 100: weights + 164] = bytes(64)  # 64 zero bytes inside the weights
@@ -375,14 +382,43 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, 
     assert load_checkpoint(tmp_path / "good.pt")["class_names"] == ["N"]
     torch.serialization.set_crc32_options(False)  # torch >= 2.6 may write no CRCs (0): nothing to check, loads
     try:
-        torch.save({"format": 1, "model": net.state_dict(), "config": {"task": "beats"}, "class_names": ["N"]},
-                   tmp_path / "unchecked.pt")
+        torch.save({"format": 1, "model": net.state_dict(), "config": {"task": "beats"}, "class_names": ["N"],
+                    "task_state": {}}, tmp_path / "unchecked.pt")
     finally:
         torch.serialization.set_crc32_options(True)
     assert load_checkpoint(tmp_path / "unchecked.pt")["class_names"] == ["N"]
     torch.save({"format": 1, "model": {}, "config": {"task": "beats"}}, tmp_path / "partial.pt")
-    with pytest.raises(ValueError, match=r"partial\.pt is incomplete: no class_names \(msresnet1d train writes them"):
+    with pytest.raises(ValueError, match=r"partial\.pt is incomplete: no class_names, task_state \(msresnet1d train "
+                                         r"writes them"):
         load_checkpoint(tmp_path / "partial.pt")
+    # made-up contents: refused naming the part (were TypeErrors, AttributeErrors and KeyErrors in predict, evaluate
+    # and resume, or, for a string of class names, taken as five)
+    good = torch.load(tmp_path / "good.pt", weights_only=True)
+    for change, expected in [({"class_names": "NSVFQ"}, r"class_names is str 'NSVFQ', not a list of class names"),
+                             ({"class_names": 5}, r"class_names is int 5, not a list"),
+                             ({"class_names": []}, r"class_names is list \[\], not a list"),
+                             ({"model": 7}, r"its model is not a state dict"),
+                             ({"model": {"w": 1.0}}, r"its model is not a state dict"),
+                             ({"ema": 3}, r"its ema holds no state dict"),
+                             ({"task_state": "x"}, r"its task_state is not a table of names -> tensors"),
+                             ({"config": {"task": "beats", 1: 2}}, r"its config has keys that are not names"),
+                             ({"epoch": "0"}, r"its epoch is '0', not a whole number >= 0")]:
+        torch.save(good | change, tmp_path / "made.pt")
+        with pytest.raises(ValueError, match=rf"checkpoint .*made\.pt is malformed: {expected}"):
+            load_checkpoint(tmp_path / "made.pt")
+    # a compressed part (torch.save stores them): a small file that would take far more memory once read
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "good.pt") as source, \
+            zipfile.ZipFile(tmp_path / "zipped.pt", "w", zipfile.ZIP_DEFLATED) as target:
+        for part in source.infolist():
+            target.writestr(part.filename, source.read(part))
+    with pytest.raises(ValueError, match=r"zipped\.pt holds compressed parts \(.*\), which torch\.save never writes"):
+        load_checkpoint(tmp_path / "zipped.pt")
+    # a function in the pickle (eval) is a file made to run code too, not "an object of class eval"
+    torch.save({"format": 1, "model": _Evaluates()}, tmp_path / "evaluates.pt")
+    with pytest.raises(ValueError, match=r"it calls (builtins\.)?eval when unpickled: a file made to run code"):
+        load_checkpoint(tmp_path / "evaluates.pt")
     with pytest.raises(ValueError, match=r"other\.pt is not an msresnet1d checkpoint \(format 1\)"):
         load_checkpoint(tmp_path / "other.pt")
     from msresnet1d.training.checkpoint import atomic_save
@@ -416,7 +452,8 @@ def test_checkpoints_are_written_to_a_temporary_file_then_renamed(tmp_path):
     # a save that fails half-way leaves the previous checkpoint whole, and no temporary file
     from msresnet1d.training.checkpoint import FORMAT_VERSION, atomic_save
 
-    path, rest = tmp_path / "last.pt", {"format": FORMAT_VERSION, "config": {"task": "beats"}, "class_names": ["N"]}
+    path, rest = tmp_path / "last.pt", {"format": FORMAT_VERSION, "config": {"task": "beats"}, "class_names": ["N"],
+                                        "task_state": {}}
     atomic_save({**rest, "model": {"w": torch.ones(3)}}, path)
     with pytest.raises(Exception):
         atomic_save({**rest, "model": {"w": torch.zeros(3)}, "bad": lambda: 0}, path)

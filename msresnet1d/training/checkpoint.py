@@ -23,7 +23,7 @@ from ..data.cache import versioned_hash
 FORMAT_VERSION = 1
 
 #: What every checkpoint holds besides ``format`` (``last.pt`` adds the optimizer, scheduler, RNG and history).
-REQUIRED_KEYS = ("model", "config", "class_names")
+REQUIRED_KEYS = ("model", "config", "class_names", "task_state")
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,6 +33,11 @@ def code_version() -> str:
     package = Path(__file__).resolve().parents[1]
     return versioned_hash(f"{source.relative_to(package).as_posix()}\0".encode() + source.read_bytes()
                           for source in sorted(package.rglob("*.py")))
+
+
+#: Modules whose names in a pickle mean running code (torch says "is blocked" of some only).
+_CODE_MODULES = frozenset({"builtins", "os", "posix", "nt", "subprocess", "importlib", "sys", "shutil", "runpy",
+                           "pty", "socket", "code", "pickle", "marshal", "ctypes", "operator", "functools", "types"})
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -52,8 +57,17 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 def _damaged_part(path: Path) -> str | None:
     """The first part of a torch.save zip archive whose data does not match its CRC-32 (torch.load
     does not check them), or None. Parts stored without a CRC (0: torch's
-    ``set_crc32_options(False)``) cannot be checked."""
+    ``set_crc32_options(False)``) cannot be checked.
+
+    Raises:
+        ValueError: a compressed part, which torch.save never writes (a file made to take far more
+            memory than its size once read).
+    """
     with zipfile.ZipFile(path) as archive:
+        compressed = [part.filename for part in archive.infolist() if part.compress_type != zipfile.ZIP_STORED]
+        if compressed:
+            raise ValueError(f"checkpoint {path} holds compressed parts ({compressed[0]}, ...), which torch.save never "
+                             "writes: not a file msresnet1d train wrote, or one rezipped; use the run's own file")
         for part in archive.infolist():
             if not part.CRC:
                 continue
@@ -104,7 +118,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - torch raises several kinds for bad files
         # torch's own message advises weights_only=False, which would run code from the file: not repeated here
         found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(e))  # a class, or a function to call
-        blocked = found is not None and "is blocked" in str(e)  # os.system and the like: a file made to run code
+        # os.system and the like, eval, importlib...: a file made to run code
+        module = found.group(1).split(".")[0] if found is not None and "." in found.group(1) else "builtins"
+        blocked = found is not None and ("is blocked" in str(e) or module in _CODE_MODULES)
         raise ValueError(
             f"checkpoint {path} cannot be read safely with torch.load(weights_only=True): "
             + (f"it calls {found.group(1)} when unpickled: a file made to run code, not a checkpoint; do not load it "
@@ -122,7 +138,35 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing or not isinstance(ckpt["config"], dict) or "task" not in ckpt["config"]:
         raise ValueError(f"checkpoint {path} is incomplete: " + (f"no {', '.join(missing)}" if missing else
                          "its config names no task") + " (msresnet1d train writes them all)")
+    problem = _malformed(ckpt)
+    if problem:
+        raise ValueError(f"checkpoint {path} is malformed: {problem} (msresnet1d train writes none such: an edited "
+                         "or made-up file)")
     return ckpt
+
+
+def _malformed(ckpt: dict[str, Any]) -> str | None:
+    """What in a checkpoint is not of the kind :class:`~.engine.Trainer` writes, or None: the
+    parts every command reads (weights, class names, config, task state, epoch)."""
+    def named_tensors(value: Any) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in value.items())
+
+    names = ckpt["class_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+        return f"class_names is {type(names).__name__} {names!r:.60}, not a list of class names"
+    if not named_tensors(ckpt["model"]):
+        return "its model is not a state dict (names -> tensors)"
+    if "ema" in ckpt and not (isinstance(ckpt["ema"], dict) and named_tensors(ckpt["ema"].get("module"))):
+        return "its ema holds no state dict of the averaged weights (module)"
+    if not named_tensors(ckpt["task_state"]):
+        return "its task_state is not a table of names -> tensors"
+    if not all(isinstance(key, str) for key in ckpt["config"]):
+        return "its config has keys that are not names"
+    epoch = ckpt.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        return f"its epoch is {epoch!r}, not a whole number >= 0"
+    return None
 
 
 def inference_state(ckpt: dict[str, Any]) -> dict[str, Any]:
