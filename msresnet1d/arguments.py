@@ -13,9 +13,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn
 
+from .data.locate import source_checkout
 from .training.config import TrainConfig, load_config, parse_overrides
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+#: The repository's experiment configs (None in an installed package, which does not ship them).
+CONFIG_DIR = None if source_checkout() is None else source_checkout() / "experiments" / "configs"
 
 
 def resolve_config(name: str | None) -> Path | None:
@@ -25,12 +27,16 @@ def resolve_config(name: str | None) -> Path | None:
     path = Path(name)
     if path.is_file():
         return path
-    for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.toml"):
+    for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.toml") if CONFIG_DIR is not None else ():
         if candidate.is_file():
             return candidate
     if path.is_dir():
         raise SystemExit(f"error: config {name!r} is a folder; give a config file (.toml, or a run's config.json)")
-    known = sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) if CONFIG_DIR.is_dir() else []
+    if CONFIG_DIR is None or not CONFIG_DIR.is_dir():
+        raise SystemExit(f"error: config {name!r} not found: no such file, and the configs named by name are those of "
+                         "the repository's experiments/configs/, which an installed package does not ship (clone the "
+                         "repository and pip install -e . there, or give the file's path)")
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
     raise SystemExit(f"error: config {name!r} not found (a file path, or one of: {', '.join(known) or 'none'})")
 
 

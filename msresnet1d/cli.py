@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import arguments
+from . import __version__, arguments
 from .arguments import THREADS_HELP, path_flag, positive_seconds, resolve_config, seed_value, thread_count
 from .models.tta import TTA_MODES
 from .training.config import load_config, parse_overrides
@@ -52,15 +52,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 MAIN_JOB = "mitdb_beats"
 
 
-def _train_config_path(name: str | None) -> Path | None:
-    """``--config``, else the main job's file; without experiments/configs (an installed wheel),
-    the built-in defaults, with a warning: they differ from the main job (all 8 RR features, no
-    head MLP or modality dropout)."""
-    if name is not None or (arguments.CONFIG_DIR / f"{MAIN_JOB}.toml").is_file():
-        return resolve_config(name or MAIN_JOB)
-    print(f"warning: {arguments.CONFIG_DIR / MAIN_JOB}.toml not found (not a source checkout); training with the "
-          "built-in defaults, which differ from the main job (see its config file in the repository)", file=sys.stderr)
-    return None
+def _train_config_path(name: str | None) -> Path:
+    """``--config``, else the main job's file. An installed package (no experiments/configs) has
+    no main job to train: refused, rather than training the built-in defaults (all 8 RR
+    features, no head MLP or modality dropout) in a folder named as the main job."""
+    if name is None and (arguments.CONFIG_DIR is None or not (arguments.CONFIG_DIR / f"{MAIN_JOB}.toml").is_file()):
+        raise SystemExit(f"error: msresnet1d train without --config trains the main job, whose config "
+                         f"experiments/configs/{MAIN_JOB}.toml is in the repository, which an installed package does "
+                         "not ship: clone the repository and pip install -e . there (the quick start), or give "
+                         "--config <file> (a copy of it, say)")
+    return resolve_config(name or MAIN_JOB)
 
 
 class Terminated(KeyboardInterrupt):
@@ -77,12 +78,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise SystemExit("error: --resume needs --out (the run folder to continue)")
     # --resume without --config continues the run with its own config (flags on top, checked by the resume)
-    config_path = _train_config_path(args.config)
     if args.resume and args.config is None:
         config_path = Path(args.out) / "config.json"
         if not config_path.is_file():
             raise SystemExit(f"error: --resume: {config_path} not found, so {args.out} holds no run to continue "
                              "(start one there with --config, or without --resume)")
+    else:
+        config_path = _train_config_path(args.config)
     cfg = load_config(config_path, _overrides(args))
     if not args.out and (not cfg.name.strip() or re.search(r"[/\\\0]", cfg.name) or cfg.name in (".", "..")):
         raise SystemExit(f"error: run name {cfg.name!r} must be one folder name for runs/<name>/<time> (not empty, no "
@@ -323,6 +325,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msresnet1d", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=f"msresnet1d {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=arguments.HintedParser)
     p = sub.add_parser("train", help="train a model (no arguments: the MIT-BIH main job)")
     _add_train_flags(p)
@@ -355,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the data set (CinC 2017 is a zip file to supply by hand: see the README's Data)")
     p.add_argument("--data-dir", type=path_flag,
                    help="the folder to hold <name>/ (default: $MSRESNET1D_DATA if set, else for mitdb the download "
-                        "folder, datasets/downloads/ or ~/.cache/msresnet1d/data/, and for fashion-mnist datasets/)")
+                        "folder, datasets/downloads/ or ~/.cache/msresnet1d/data/, and for fashion-mnist datasets/, or "
+                        "~/.cache/msresnet1d/data/ in an installed package)")
     p.add_argument("--timeout", type=positive_seconds, default=60.0,
                    help="seconds a stalled connection is waited for before the download fails (default 60)")
     p.set_defaults(func=cmd_download)

@@ -50,6 +50,14 @@ def test_python_dash_m_runs_the_command():
     assert "The msresnet1d command: train, evaluate" in result.stdout  # plain text, not the docstring's ``markup``
 
 
+def test_version_is_the_packages(capsys):
+    import msresnet1d
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"msresnet1d {msresnet1d.__version__}\n"
+
+
 @pytest.mark.parametrize("command", [["train"], ["evaluate", "x.pt"], ["predict", "x.pt", "rec"]])
 def test_threads_are_a_whole_number_from_0_the_torch_default(command, capsys):
     parser = build_parser()

@@ -97,6 +97,32 @@ def test_not_found_says_how_to_supply_the_data(isolated):
     assert "msresnet1d download" not in str(error.value)  # CinC 2017 is a zip file to supply by hand
 
 
+def test_only_a_source_checkout_has_a_repository_datasets_folder(tmp_path, monkeypatch):
+    # an installed package sits in site-packages, whose datasets/ is Hugging Face's package: never used as the data
+    # home (the cache and downloads went into it), nor its experiments/ as the configs
+    site = tmp_path / "site-packages"
+    (site / "datasets").mkdir(parents=True)
+    (site / "msresnet1d" / "data").mkdir(parents=True)
+    monkeypatch.setattr(locate, "__file__", str(site / "msresnet1d" / "data" / "locate.py"))
+    monkeypatch.delenv("MSRESNET1D_DATA", raising=False)
+    assert locate.source_checkout() is None and locate.repo_datasets_dir() is None
+    assert locate.data_home() == Path.home() / ".cache" / "msresnet1d" / "data"
+    (site / "pyproject.toml").write_text('[project]\nname = "other"\n')  # another project's checkout
+    assert locate.source_checkout() is None
+    (site / "pyproject.toml").write_text('[project]\nname = "msresnet1d"\n')
+    assert locate.source_checkout() == site and locate.repo_datasets_dir() == site / "datasets"
+    assert locate.source_checkout() is not None  # this one
+
+
+def test_an_installed_package_says_the_embedded_sample_is_in_a_clone(isolated, monkeypatch):
+    monkeypatch.setattr(locate, "repo_datasets_dir", lambda: None)
+    monkeypatch.setattr(locate, "data_home", lambda: isolated / "home")
+    with pytest.raises(DataError, match=r"database 'mitdb' not found \(looked in .*\) \(the embedded sample of 'mitdb' "
+                                        r"that runs without it is in a clone of the repository only, not in an "
+                                        r"installed package"):
+        find_database("mitdb")
+
+
 def test_data_home_is_the_environment_variable_else_datasets_downloads(isolated, tmp_path, monkeypatch):
     assert locate.data_home() == isolated / "downloads"
     monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path))

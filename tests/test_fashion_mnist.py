@@ -359,14 +359,19 @@ def test_offline_download_lists_everything_and_leaves_nothing(isolated, web):
     assert _listing(isolated) == {}
 
 
-def test_download_without_root_needs_the_repository_datasets_folder(isolated, monkeypatch, web):
-    web(_offline)
-    installed = isolated / "site-packages" / "datasets" / "fashion-mnist"
-    monkeypatch.setattr(fm, "REPO_DATA_DIR", installed)
-    with pytest.raises(DataError, match=r"no repository datasets/ folder at .* \(an installed package\) and "
-                                        r"\$MSRESNET1D_DATA is not set: give the folder to download Fashion-MNIST "
-                                        r"into \(root=<folder> in Python, --data-dir on the command line\)$"):
-        load_fashion_mnist(split="test", download=True)
+def test_an_installed_package_downloads_into_the_download_folder_and_finds_it_there(isolated, monkeypatch, web,
+                                                                                    fashion_mnist_dir):
+    # no source checkout: no repository datasets/ (was an error; site-packages/datasets may be another package)
+    web(lambda url: io.BytesIO((fashion_mnist_dir / url.rsplit("/", 1)[1]).read_bytes()))
+    monkeypatch.setattr(fm, "REPO_DATA_DIR", None)
+    monkeypatch.setattr(fm, "data_home", lambda: isolated / "home-cache")
+    assert fm.default_download_dir() == isolated / "home-cache" / "fashion-mnist"
+    assert ("download folder", isolated / "home-cache" / "fashion-mnist") in fm.search_dirs()
+    with pytest.raises(DataError, match=r"copying them to .*home-cache/fashion-mnist, installing"):
+        load_fashion_mnist(split="test")
+    load_fashion_mnist(split="test", download=True)
+    assert set(_listing(isolated / "home-cache" / "fashion-mnist")) == {TEST_IMAGES, TEST_LABELS}
+    assert fm.split_dir("test") == isolated / "home-cache" / "fashion-mnist"
 
 
 def test_download_without_root_goes_where_msresnet1d_download_puts_it(isolated, monkeypatch, web, fashion_mnist_dir):

@@ -1886,14 +1886,21 @@ def test_every_shipped_config_loads_and_builds_its_model(path):
     assert model.dims == (2 if cfg.task == "fashion_mnist" else 1)
 
 
-def test_train_without_config_runs_the_main_job_file(tmp_path, monkeypatch, capsys):
+def test_train_without_config_runs_the_main_job_file(tmp_path, monkeypatch):
     from msresnet1d import arguments, cli
 
     assert cli._train_config_path(None) == REPO / "experiments" / "configs" / "mitdb_beats.toml"
     assert cli._train_config_path("fashion_mnist_28").name == "fashion_mnist_28.toml"
-    monkeypatch.setattr(arguments, "CONFIG_DIR", tmp_path)  # an installed wheel: no experiments/configs
-    assert cli._train_config_path(None) is None
-    assert "mitdb_beats.toml not found" in capsys.readouterr().err
+    for installed in (tmp_path, None):  # an installed wheel: no experiments/configs (was: the built-in defaults
+        monkeypatch.setattr(arguments, "CONFIG_DIR", installed)  # trained, in a folder named as the main job)
+        with pytest.raises(SystemExit, match=r"^error: msresnet1d train without --config trains the main job, whose "
+                                             r"config experiments/configs/mitdb_beats\.toml is in the repository"):
+            cli._train_config_path(None)
+    with pytest.raises(SystemExit, match=r"config 'mitdb_beats' not found: no such file, and the configs named by "
+                                         r"name are those of the repository's experiments/configs/, which an installed "
+                                         r"package does not ship"):
+        cli._train_config_path("mitdb_beats")
+    assert cli._train_config_path(str(REPO / "experiments" / "configs" / "mitdb_beats.toml")).is_file()  # a path
 
 
 def test_per_record_batchnorm_adaptation_predicts_each_record_from_its_own_beats(tmp_path):

@@ -16,13 +16,13 @@ Where the files are looked for, in order (a folder is used when it holds both fi
 1. ``root``, if given: the folder holding the .gz files, or its ``fashion-mnist/``, and nowhere
    else (``msresnet1d train --data-dir``; a folder named explicitly is never replaced by another copy);
 2. otherwise ``$MSRESNET1D_DATA/fashion-mnist``;
-3. the repository's ``datasets/fashion-mnist`` (:data:`REPO_DATA_DIR`);
+3. the repository's ``datasets/fashion-mnist`` (:data:`REPO_DATA_DIR`), or in an installed
+   package the download folder's ``fashion-mnist/`` (``~/.cache/msresnet1d/data/``);
 4. Debian's ``dataset-fashion-mnist`` package, :data:`DEBIAN_DATA_DIR`;
 5. only with ``download=True`` (``--set data.download=true``; ``msresnet1d download
    fashion-mnist`` fetches them before a run): the official mirrors
    (:data:`MIRRORS`), into ``root`` if given, else :func:`default_download_dir`:
-   ``$MSRESNET1D_DATA/fashion-mnist`` if set, else :data:`REPO_DATA_DIR` (which needs a source
-   checkout: its ``datasets/`` folder).
+   ``$MSRESNET1D_DATA/fashion-mnist`` if set, else the folder of 3.
 
 A file is accepted if its MD5 is the official one, or if its decompressed content has the official
 uncompressed MD5 (Debian's package rewrites the gzip headers, which changes the file MD5 only).
@@ -59,7 +59,7 @@ from ..models.layers import is_whole
 
 from .errors import DataError
 from .loader import BatchTransform, TensorBatchLoader
-from .locate import DATA_ENV
+from .locate import DATA_ENV, data_home, repo_datasets_dir
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,9 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 """Class names, indexed by label."""
 
-REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "datasets" / "fashion-mnist"
-"""The repository's data folder; also where downloads go when no ``root`` is given."""
+REPO_DATA_DIR: Path | None = None if repo_datasets_dir() is None else repo_datasets_dir() / "fashion-mnist"
+"""The repository's data folder, where downloads go when no ``root`` is given; None in an
+installed package (no source checkout), whose downloads go to ``data_home()/fashion-mnist``."""
 
 DEBIAN_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` package installs the files."""
@@ -244,7 +245,10 @@ def search_dirs(root: str | os.PathLike[str] | None = None) -> list[tuple[str, P
     env = os.environ.get(DATA_ENV)
     if env:
         dirs.append((f"${DATA_ENV}/fashion-mnist", Path(env) / "fashion-mnist"))
-    dirs.append(("repository datasets/fashion-mnist", REPO_DATA_DIR))
+    if REPO_DATA_DIR is not None:
+        dirs.append(("repository datasets/fashion-mnist", REPO_DATA_DIR))
+    else:  # an installed package: where its downloads go
+        dirs.append(("download folder", data_home() / "fashion-mnist"))
     dirs.append(("Debian package dataset-fashion-mnist", DEBIAN_DATA_DIR))
     return dirs
 
@@ -258,15 +262,12 @@ def split_dir(split: str, root: str | os.PathLike[str] | None = None) -> Path | 
 
 def default_download_dir() -> Path:
     """Where a download goes when no folder is given: ``$MSRESNET1D_DATA/fashion-mnist`` if the
-    variable is set (the first place looked in), else :data:`REPO_DATA_DIR` if the repository's
-    ``datasets/`` exists (not in an installed package)."""
+    variable is set (the first place looked in), else :data:`REPO_DATA_DIR` in a source checkout,
+    else (an installed package) the download folder's ``fashion-mnist/``
+    (:func:`~msresnet1d.data.locate.data_home`, as for PhysioNet databases); each is searched."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]) / "fashion-mnist"
-    if not REPO_DATA_DIR.parent.is_dir():
-        raise DataError(f"no repository datasets/ folder at {REPO_DATA_DIR.parent} (an installed package) and "
-                        f"${DATA_ENV} is not set: give the folder to download Fashion-MNIST into (root=<folder> in "
-                        "Python, --data-dir on the command line)")
-    return REPO_DATA_DIR
+    return REPO_DATA_DIR if REPO_DATA_DIR is not None else data_home() / "fashion-mnist"
 
 
 def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: bool = False) -> str:
@@ -284,8 +285,8 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
         supply = "Put the files in that folder (or its fashion-mnist/)"
     else:
         supply = (f"Supply the files by passing root=<folder holding them> (--data-dir on the command line), setting "
-                  f"{DATA_ENV}=<folder holding fashion-mnist/>, copying them to {REPO_DATA_DIR}, installing Debian's "
-                  "dataset-fashion-mnist package")
+                  f"{DATA_ENV}=<folder holding fashion-mnist/>, copying them to {default_download_dir()}, installing "
+                  "Debian's dataset-fashion-mnist package")
     lines.append(supply + ("." if downloaded else f", or download them: {download} (download=True in Python)."))
     return "\n".join(lines)
 

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import warnings
@@ -67,10 +68,24 @@ def _how_to_download(name: str) -> str:
             f"msresnet1d.data.download_database({name!r}) in Python." if name in PHYSIONET_PROJECTS else "")
 
 
+def source_checkout() -> Path | None:
+    """The repository this package runs from (a clone, installed editable or not at all): the
+    folder above the package, when its ``pyproject.toml`` names the project ``msresnet1d``; None
+    for an installed wheel or sdist, where that folder is ``site-packages``, whose ``datasets/``
+    and ``experiments/`` would be other packages (Hugging Face's ``datasets``)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        project = (root / "pyproject.toml").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return root if re.search(r'^name\s*=\s*"msresnet1d"\s*$', project, re.MULTILINE) else None
+
+
 def repo_datasets_dir() -> Path | None:
-    """The repository's ``datasets/`` folder, or ``None`` when it does not exist (installed wheel)."""
-    path = Path(__file__).resolve().parents[2] / "datasets"
-    return path if path.is_dir() else None
+    """The repository's ``datasets/`` folder, or ``None`` outside a source checkout (an installed
+    wheel: :func:`source_checkout`)."""
+    root = source_checkout()
+    return root / "datasets" if root is not None and (root / "datasets").is_dir() else None
 
 
 def data_home() -> Path:
@@ -154,8 +169,11 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
                 stacklevel=2,
             )
             return sample
+    only_in_clone = (f" (the embedded sample of '{name}' that runs without it is in a clone of the repository only, "
+                     "not in an installed package: clone it and pip install -e . there)"
+                     if name in EMBEDDED_SAMPLES and sample is None else "")
     raise DataError(
-        f"database '{name}' not found (looked in {', '.join(map(str, candidates))}). "
+        f"database '{name}' not found (looked in {', '.join(map(str, candidates))}){only_in_clone}. "
         + _how_to_supply(name, data_home() / name) + _how_to_download(name)
     )
 
