@@ -1,5 +1,6 @@
 """The on-disk cache: folder choice, keys, atomic writes, and corrupt entries being rebuilt."""
 
+import json
 import os
 import re
 import shutil
@@ -121,7 +122,15 @@ def damage_remove_array(entry: Path) -> None:
     (entry / "y.npy").unlink()
 
 
-@pytest.mark.parametrize("damage", [damage_truncate, damage_flip_a_byte, damage_remove_manifest, damage_remove_array])
+def damage_name_a_path(entry: Path) -> None:  # an edited manifest naming a file outside the entry
+    manifest = json.loads((entry / "manifest.json").read_text())
+    manifest["arrays"]["sub/../X"] = manifest["arrays"].pop("X")  # a path (the same file: it would load)
+    (entry / "sub").mkdir()
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage", [damage_truncate, damage_flip_a_byte, damage_remove_manifest, damage_remove_array,
+                                    damage_name_a_path])
 def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, arrays, damage):
     entry = tmp_path / "entry"
     save_arrays(entry, "k", arrays)
@@ -276,6 +285,12 @@ def test_a_warning_of_a_build_is_kept_with_its_entry(tmp_path, arrays):
             warnings.simplefilter("error")
             with pytest.raises(FutureWarning, match="an old API"):
                 cached(tmp_path / "future", "k", deprecated)
+    manifest = json.loads((tmp_path / "entry" / "manifest.json").read_text())  # an edited warning: shown
+    manifest["warnings"] = [["RuntimeWarning", "\x1b[31mred\x1b[0m text\nline two"]]  # without its escapes
+    (tmp_path / "entry" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(RuntimeWarning) as given:
+        cached(tmp_path / "entry", "k", lambda: pytest.fail("built again"))
+    assert [str(w.message) for w in given] == ["[31mred[0m text\nline two"]
     save_arrays(tmp_path / "plain", "k", arrays)  # no warnings kept: none given
     with warnings.catch_warnings():
         warnings.simplefilter("error")

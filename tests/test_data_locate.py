@@ -4,6 +4,7 @@ or its dl_full_file replaced)."""
 
 import contextlib
 import hashlib
+import os
 import re
 import shutil
 import socket
@@ -114,6 +115,15 @@ def test_only_a_source_checkout_has_a_repository_datasets_folder(tmp_path, monke
     assert locate.source_checkout() is not None  # this one
 
 
+def test_records_outside_the_database_folder_are_refused(tmp_path):
+    assert all(map(locate.is_record_name, ["100", "training/A00001", "p00/p000020/3544749_0001"]))
+    assert not any(map(locate.is_record_name, ["", "../100", "a/../../100", "/tmp/100", "..\\100", "C:x", 100]))
+    db = make_db(tmp_path / "db", "100")
+    (db / "RECORDS").write_text("100\n../../fake/100\n")
+    with pytest.raises(DataError, match=r"RECORDS names record '\.\./\.\./fake/100', outside the database folder"):
+        list_records(db)
+
+
 def test_an_installed_package_says_the_embedded_sample_is_in_a_clone(isolated, monkeypatch):
     monkeypatch.setattr(locate, "repo_datasets_dir", lambda: None)
     monkeypatch.setattr(locate, "data_home", lambda: isolated / "home")
@@ -182,6 +192,9 @@ def test_completed_download_is_checked_and_moved_into_place(isolated, monkeypatc
     assert sorted(asked) == [f"{mirror.as_uri()}/100.{ext}" for ext in ("atr", "dat", "hea")]
     assert sorted(p.name for p in target.iterdir()) == ["100.atr", "100.dat", "100.hea"]
     assert [p.name for p in target.parent.iterdir()] == ["mitdb"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # as a mkdir makes it (mkdtemp's was 0700)
     assert find_database("mitdb") == target  # found without downloading again
     with pytest.raises(DataError, match=r"database 'mitdb' is already at .*mitdb \(find_database\('mitdb'\) finds it"):
         download_database("mitdb")

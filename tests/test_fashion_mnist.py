@@ -239,6 +239,9 @@ def _damage(folder: Path, how: str) -> str:
     if how == "wrong magic":
         path.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + content[4:]))
         return rf"{TEST_LABELS}: bad IDX magic number: expected 0x00000801, got 0x00000803"
+    if how == "expands":  # a small file made to decompress far beyond the IDX file (was decompressed whole)
+        path.write_bytes(gzip.compress(content + bytes(50_000_000)))
+        return rf"{TEST_LABELS}: decompresses to more than the 10,008 bytes of the IDX file of shape \(10000,\)"
     assert how == "wrong checksum"
     altered = bytearray(content)
     altered[-1] = (altered[-1] + 1) % 10  # still a valid label
@@ -250,7 +253,7 @@ def _damage(folder: Path, how: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "how", ["truncated", "corrupted", "short content", "wrong magic", "wrong checksum"]
+    "how", ["truncated", "corrupted", "short content", "wrong magic", "wrong checksum", "expands"]
 )
 def test_damaged_file_gives_clear_error_and_writes_nothing(fashion_mnist_dir, tmp_path, how):
     folder = _copy_test_split(fashion_mnist_dir, tmp_path)

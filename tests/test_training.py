@@ -511,6 +511,9 @@ def test_unknown_config_keys_are_errors(tmp_path):
     # a record named twice would count its beats twice (in the test figures, or in training)
     ("beats", "test_records", ["100", "232", "232"], "each record once"),
     ("beats", "train_records", ["101", "101"], "each record once"), ("beats", "val_records", ["101", "101"], "each once"),
+    # a record outside the database folder (read from a config or a checkpoint's): refused
+    ("beats", "test_records", ["100", "../../elsewhere/100"], r"each in the database folder \(no absolute path or \.\.\)"),
+    ("beats", "train_records", ["/tmp/100"], "each in the database folder"), ("beats", "val_records", ["../101"], "each once"),
     ("beats", "spectrogram", 3, r"a table of options \(window_s, overlap"), ("beats", "band", [40, 0.5], "0 <= low < high"),
     ("rhythm", "fold", 5, "below folds"), ("rhythm", "val_fraction", 1.0, r"in \[0, 1\)"),
     ("rhythm", "rr", ["hr_mean_typo"], "distinct names of"), ("fashion_mnist", "normalize", "minmax", "'unit' or"),
@@ -2109,3 +2112,18 @@ def test_a_scored_class_without_training_examples_warns_naming_it_and_the_record
                       'train_records = ["101", "118"]\ntest_records = ["100"]\n')
     with pytest.warns(UserWarning, match=r"^class F: no example in the training records 101, 118"):
         assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+
+
+def test_evaluate_never_downloads_what_a_checkpoints_config_asks_for(tmp_path):
+    # a Fashion-MNIST checkpoint made with data.download = true, into a folder of its choosing: evaluate fetches
+    # nothing (it went to the mirrors, into the checkpoint's folder); the data_dir given replaces the saved one
+    from msresnet1d.training.ensemble import _config
+    from msresnet1d.training.tasks import resolve_data
+
+    saved = resolve_data(TrainConfig(task="fashion_mnist", model="resnet18_d2l",
+                                     data={"download": True, "data_dir": str(tmp_path / "theirs")})).to_dict()
+    cfg = _config({"config": saved}, tmp_path / "ckpt.pt", None)
+    assert cfg.data["download"] is False and cfg.data["data_dir"] == str(tmp_path / "theirs")
+    assert saved["data"]["download"] is True  # the checkpoint's own config is left as it was
+    assert _config({"config": saved}, tmp_path / "ckpt.pt", str(tmp_path / "mine")).data["data_dir"] == \
+        str(tmp_path / "mine")

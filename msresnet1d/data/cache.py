@@ -26,6 +26,11 @@ to reclaim space (and any ``.<entry>.*.tmp`` folder no process is writing, left 
 
 Cache folder: the explicit argument, else ``$MSRESNET1D_CACHE``, else the repository's
 ``datasets/cache/`` if ``datasets/`` is writable, else ``~/.cache/msresnet1d``.
+
+The cache is trusted as the data are: its checks find accidents (a damaged or partial file, a
+stale entry), not tampering, since whoever can write an entry can write a matching manifest. It
+holds no pickled object (``allow_pickle=False``), its array names are plain names (no path), and
+replayed warnings lose control characters; do not share a cache folder others can write to.
 """
 
 from __future__ import annotations
@@ -168,11 +173,13 @@ def _load(entry: Path, key: str, *, warn: bool = True) -> tuple[dict[str, np.nda
         return None
     try:
         manifest = json.loads((entry / MANIFEST).read_text())
-        notes = [(str(category), str(message)) for category, message in manifest.get("warnings", [])]
+        notes = [(str(category), _printable(str(message))) for category, message in manifest.get("warnings", [])]
         if manifest["key"] != key:
             raise ValueError(f"it holds key {manifest['key'][:16]}..., expected {key[:16]}...")
         arrays = {}
         for name, expected in manifest["arrays"].items():
+            if not name.isidentifier():
+                raise ValueError(f"its array name {name!r} is not a plain name")
             array = np.load(entry / f"{name}.npy", mmap_mode="c", allow_pickle=False)
             found = {"shape": list(array.shape), "dtype": array.dtype.str, "crc32": zlib.crc32(array)}
             if found != expected:
@@ -187,6 +194,12 @@ def _load(entry: Path, key: str, *, warn: bool = True) -> tuple[dict[str, np.nda
             )
         return None
     return arrays, notes
+
+
+def _printable(message: str) -> str:
+    """``message`` without control characters but newlines and tabs (an edited manifest's terminal
+    escapes would otherwise reach the terminal as given)."""
+    return "".join(c for c in message if c in "\n\t" or c.isprintable())
 
 
 def cached(entry: Path, key: str, build: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:

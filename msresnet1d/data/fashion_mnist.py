@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import http.client
 import logging
 import math
@@ -208,9 +209,15 @@ def _md5(data: bytes) -> str:
 
 
 def _decode(blob: bytes, spec: _IdxFile, source: str) -> np.ndarray:
-    """Decompress, parse and checksum one .gz file given as bytes; see :func:`parse_idx`."""
+    """Decompress, parse and checksum one .gz file given as bytes; see :func:`parse_idx`. No more
+    than the IDX file's size is decompressed (a small file made to expand is refused, not read)."""
+    size = 4 + 4 * len(spec.shape) + math.prod(spec.shape)  # magic, one 32-bit size per axis, uint8 payload
     try:
-        content = gzip.decompress(blob)
+        with gzip.GzipFile(fileobj=io.BytesIO(blob)) as stream:
+            content = stream.read(size + 1)
+        if len(content) > size:
+            raise DataFileError(f"{source}: decompresses to more than the {size:,} bytes of the IDX file of shape "
+                                f"{spec.shape}: not the official file")
     except EOFError as exc:
         raise DataFileError(f"{source}: gzip stream truncated ({exc}); the file has {len(blob)} bytes") from exc
     except (OSError, zlib.error) as exc:

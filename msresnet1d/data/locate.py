@@ -100,11 +100,22 @@ def data_home() -> Path:
     return Path.home() / ".cache" / "msresnet1d" / "data"
 
 
+def is_record_name(name: object) -> bool:
+    """Whether ``name`` names a record inside a database folder: a non-empty string, a relative
+    path (PhysioNet's ``RECORDS`` may name sub-folders) without a ``..`` part, so that no
+    record read from a config, checkpoint or ``RECORDS`` file lies outside the folder."""
+    if not isinstance(name, str) or not name.strip() or "\0" in name:
+        return False
+    parts = name.replace("\\", "/").split("/")
+    return not (name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts)
+
+
 def list_records(db_dir: str | os.PathLike[str]) -> list[str]:
     """Record names of a database folder: the lines of its ``RECORDS`` file if there is one,
     else the stems of its ``*.hea`` files, sorted.
 
-    Raises :class:`DataError` if the folder does not exist or holds no record.
+    Raises :class:`DataError` if the folder does not exist or holds no record, or if its
+    ``RECORDS`` names one outside it (an absolute path, or one through ``..``).
     """
     db_dir = Path(db_dir)
     if not db_dir.is_dir():
@@ -112,6 +123,10 @@ def list_records(db_dir: str | os.PathLike[str]) -> list[str]:
     records_file = db_dir / "RECORDS"
     if records_file.is_file():
         names = [line.strip() for line in records_file.read_text().splitlines() if line.strip()]
+        outside = [name for name in names if not is_record_name(name)]
+        if outside:
+            raise DataError(f"{records_file} names record {outside[0]!r}, outside the database folder (an absolute "
+                            "path or one through ..): a RECORDS file lists the folder's own records")
     else:
         names = sorted(path.stem for path in db_dir.glob("*.hea"))
     if not names:
@@ -309,6 +324,9 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
             f"could not download database '{name}' from PhysioNet ({type(exc).__name__}: {exc}). "
             + _how_to_supply(name, target)
         ) from exc
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(partial, 0o777 & ~umask)  # mkdtemp makes it 0700: give the usual permissions, as a mkdir would
     if target.exists():
         target.rmdir()  # empty, checked above
     os.replace(partial, target)

@@ -28,9 +28,15 @@ from .tasks import DATABASES, Task, build_task, check_tta, evaluation_data, reso
 
 
 def _config(ckpt: dict, path: Path, data_dir: str | None) -> TrainConfig:
+    """The checkpoint's config to evaluate with: its database folder replaced by ``data_dir`` if
+    given, and no download (a file someone else made must not send this machine to the network:
+    ``msresnet1d download`` fetches the data)."""
     saved = dict(ckpt["config"])
+    saved["data"] = dict(saved.get("data") or {})
     if data_dir:
-        saved["data"] = {**saved["data"], "data_dir": data_dir}
+        saved["data"]["data_dir"] = data_dir
+    if saved["data"].get("download"):
+        saved["data"]["download"] = False
     return resolve_data(TrainConfig.from_dict(saved, f"checkpoint {path}"))
 
 

@@ -84,6 +84,13 @@ def _names(v: Any) -> bool:
     return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
 
 
+def _record_names(v: Any) -> bool:
+    """A list of records of the database folder (no absolute path, nothing through ``..``)."""
+    from ...data.locate import is_record_name
+
+    return _names(v) and all(map(is_record_name, v))
+
+
 def _pair(v: Any) -> bool:
     return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_number, v)) and v[0] < v[1]
 
@@ -123,9 +130,9 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     nonneg = (lambda v: _number(v) and v >= 0, "a number >= 0")
     positive = (lambda v: _number(v) and v > 0, "a number > 0")
     seed = (lambda v: is_whole(v) and v >= 0, "a whole number >= 0")
-    records = (lambda v: v is None or (_names(v) and len(v) > 0 and len(set(v)) == len(v)),
-               'a non-empty list of record names as strings ("101"), each record once; leave it out for the '
-               "default split")
+    records = (lambda v: v is None or (_record_names(v) and len(v) > 0 and len(set(v)) == len(v)),
+               'a non-empty list of record names as strings ("101"), each record once, each in the database folder '
+               "(no absolute path or ..); leave it out for the default split")
     return {
         "beats": {
             "data_dir": path, "leads": (_lead_names, 'a non-empty list of lead names, an entry "V1|V5" the first of these a record has '
@@ -134,7 +141,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "band": (_band, "[low, high] in Hz, 0 <= low < high, either corner null (open), or unset/false (none)"),
             "rr": (_rr_names(RR_FEATURES), f"true, false or a list of distinct names of {', '.join(RR_FEATURES)}"),
             "train_records": records, "test_records": records,
-            "val_records": (lambda v: (is_whole(v) and v >= 0) or (_names(v) and len(set(v)) == len(v)),
+            "val_records": (lambda v: (is_whole(v) and v >= 0) or (_record_names(v) and len(set(v)) == len(v)),
                             'a whole number >= 0 or a list of record names as strings ("101"), each once'),
             "val_seed": seed, "representation": (lambda v: v in ("signal", "spectrogram"), "'signal' or 'spectrogram'"),
             "template": flag, "template_from": (lambda v: v in ("all", "regular"), "'all' or 'regular'"),
