@@ -1,4 +1,4 @@
-"""The ``msresnet1d`` command: train, evaluate, predict, info, download.
+"""The ``msresnet1d`` command: train, evaluate, predict, export, info, download.
 
 ``msresnet1d train`` with no arguments is the main job: MIT-BIH inter-patient beat
 classification (DS1 -> DS2) with the multi-scale beat model, on the full database when it is
@@ -322,6 +322,41 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
+#: File endings ``msresnet1d export`` takes the format from.
+EXPORT_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``export``: a checkpoint's model, with its test-time augmentation, as a TorchScript or ONNX
+    file carrying :func:`~msresnet1d.export.checkpoint_metadata`."""
+    from .export import checkpoint_metadata, export_onnx, export_torchscript
+    from .models.tta import with_tta
+    from .training.checkpoint import load_checkpoint
+    from .training.run import checkpoint_model
+
+    kind = args.format or EXPORT_SUFFIXES.get(Path(args.output).suffix.lower())
+    if kind is None:
+        raise ValueError(f"{args.output}: give --format onnx or torchscript (or a file ending in "
+                         f"{', '.join(EXPORT_SUFFIXES)})")
+    if args.opset is not None and kind != "onnx":
+        raise ValueError(f"--opset is an ONNX option; {args.output} is a TorchScript file")
+    ckpt = load_checkpoint(args.checkpoint)
+    model = with_tta(checkpoint_model(ckpt, f"checkpoint {args.checkpoint}"), ckpt["config"].get("tta", "none"))
+    metadata = checkpoint_metadata(ckpt)
+    if kind == "onnx":
+        path = export_onnx(model, args.output, metadata=metadata, **({} if args.opset is None else {"opset": args.opset}))
+    else:
+        path = export_torchscript(model, args.output, metadata=metadata)
+    extra = f" and extra (N, {model.extra_features})" if model.extra_features else ""
+    data = ckpt["config"].get("data", {})
+    rate = f" at {data['fs']:g} Hz" if isinstance(data.get("fs"), (int, float)) else ""
+    print(f"exported {args.checkpoint} to {path} ({kind}): inputs signal (N, {model.in_channels}, L >= "
+          f"{model.min_input_size}){rate}{extra}, outputs (N, {len(ckpt['class_names'])}) logits of "
+          f"{', '.join(ckpt['class_names'])}; the file's metadata holds the config and training statistics its inputs "
+          "are prepared with")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msresnet1d", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -363,6 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=positive_seconds, default=60.0,
                    help="seconds a stalled connection is waited for before the download fails (default 60)")
     p.set_defaults(func=cmd_download)
+    p = sub.add_parser("export", help="a checkpoint's 1D model as a TorchScript or ONNX file, with its classes, config "
+                                       "and training statistics as the file's metadata")
+    p.add_argument("checkpoint", help="a checkpoint of msresnet1d train (best.pt or last.pt)")
+    p.add_argument("output", type=path_flag, help="the file to write: .onnx, or .pt / .pth / .ts for TorchScript")
+    p.add_argument("--format", choices=("onnx", "torchscript"), help="default: from the output's ending")
+    p.add_argument("--opset", type=int, help="ONNX opset (default 17)")
+    p.set_defaults(func=cmd_export)
     from .predict import add_parser as add_predict_parser
 
     add_predict_parser(sub)

@@ -25,6 +25,13 @@ model's Python input checks (which an ONNX graph cannot keep), are silenced duri
 ``min_input_size`` is 9): on shorter inputs the last stage has length 1, which ``torch.export``
 specialises, so it rejects a range that includes them.
 
+Both take ``metadata``, string key-value pairs stored in the file: ONNX's metadata properties
+(``OnnxPredictor.metadata``; onnxruntime's ``get_modelmeta().custom_metadata_map``), a TorchScript
+file's extra file ``metadata.json`` (:func:`torchscript_metadata`). :func:`checkpoint_metadata`
+gives a checkpoint's: its classes, config (the sampling rate, leads, window, band, template
+and RR features its inputs are prepared with) and the statistics fitted on its training split,
+what ``msresnet1d export`` stores, so that the file alone says how to prepare its inputs.
+
 ``onnx`` and ``onnxruntime`` are optional: ``pip install msresnet1d[onnx]``.
 """
 
@@ -33,14 +40,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import io
+import json
 import logging
 import os
 import pkgutil
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -59,6 +68,49 @@ _TORCHSCRIPT_EXPORTER = {"dynamo": False} if "dynamo" in inspect.signature(torch
 #: Attributes every exported model needs (all 1D models of :func:`msresnet1d.create_model` have them).
 _MODEL_ATTRIBUTES = ("in_channels", "min_input_size", "total_stride", "extra_features")
 
+#: The metadata keys :func:`export_onnx` writes itself (for :class:`OnnxPredictor`).
+_OWN_METADATA = ("min_input_size", "total_stride")
+
+#: The TorchScript extra file that holds a file's metadata (a JSON object of strings).
+TORCHSCRIPT_METADATA = "metadata.json"
+
+
+def checkpoint_metadata(ckpt: Mapping[str, Any]) -> dict[str, str]:
+    """What a file exported from the checkpoint ``ckpt`` (:func:`~msresnet1d.training.checkpoint.load_checkpoint`'s
+    dict) stores to be used without it, as strings, JSON for the structured ones:
+    ``msresnet1d_version``, ``task``, ``class_names`` (the K outputs, in order), ``config`` (the
+    run's resolved config: ``data`` holds the rate ``fs`` in Hz, ``leads``, ``window`` in seconds
+    around the R peak, ``band`` in Hz, ``template``, ``rr`` and the rest the inputs are prepared
+    with; ``tta`` the test-time augmentation) and ``task_state`` (the statistics fitted on the
+    training split, e.g. ``rr_mean`` and ``rr_std``, as lists)."""
+    from . import __version__
+    from .training.checkpoint import plain
+
+    return {"msresnet1d_version": __version__, "task": str(ckpt["config"]["task"]),
+            "class_names": json.dumps(list(ckpt["class_names"])), "config": json.dumps(plain(ckpt["config"])),
+            "task_state": json.dumps({name: value.tolist() for name, value in ckpt["task_state"].items()})}
+
+
+def torchscript_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The metadata :func:`export_torchscript` stored in the TorchScript file ``path`` (empty
+    for a file saved without)."""
+    files = {TORCHSCRIPT_METADATA: ""}
+    torch.jit.load(str(_file_path(path)), map_location="cpu", _extra_files=files)
+    return json.loads(files[TORCHSCRIPT_METADATA]) if files[TORCHSCRIPT_METADATA] else {}
+
+
+def _check_metadata(metadata: Mapping[str, str] | None, reserved: tuple[str, ...] = ()) -> dict[str, str]:
+    """``metadata`` as a dict, checked: string keys and values, none of ``reserved``."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in metadata.items()):
+        raise ValueError(f"metadata must map strings to strings (JSON for structured values), got {metadata!r:.80}")
+    taken = sorted(set(metadata) & set(reserved))
+    if taken:
+        raise ValueError(f"metadata key(s) {', '.join(taken)}: written by the export itself")
+    return dict(metadata)
+
 
 def export_torchscript(
     model: nn.Module,
@@ -66,6 +118,7 @@ def export_torchscript(
     *,
     method: Literal["script", "trace"] = "script",
     example_length: int | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Save ``model`` as a TorchScript file (load it with ``torch.jit.load``).
 
@@ -81,6 +134,8 @@ def export_torchscript(
             torch 2.13 marks both deprecated; its warning is left to the caller.
         example_length: length in samples of the tracing example (``"trace"`` only; the
             traced graph takes any length); default 8 x the model's ``total_stride``.
+        metadata: strings to store in the file, as its extra file ``metadata.json``
+            (:func:`torchscript_metadata` reads them; e.g. :func:`checkpoint_metadata`).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`, ``~`` expanded.
@@ -89,11 +144,12 @@ def export_torchscript(
         TypeError: ``path`` is not a str or os.PathLike.
         IsADirectoryError: ``path`` is a folder.
         OSError: ``path`` lies under a file or an unwritable folder.
-        ValueError: a model that is not 1D, a bad ``method`` or ``example_length``, or an
-            ``example_length`` with ``method="script"``.
+        ValueError: a model that is not 1D, a bad ``method`` or ``example_length``, an
+            ``example_length`` with ``method="script"``, or ``metadata`` not of strings.
     """
     path = _output_path(path)
     _check_model(model)
+    extra_files = {TORCHSCRIPT_METADATA: json.dumps(_check_metadata(metadata))} if metadata is not None else {}
     with evaluating(model):
         if method == "script":
             if example_length is not None:  # not ignored without a word
@@ -107,7 +163,7 @@ def export_torchscript(
         else:
             raise ValueError(f"method={method!r}, expected 'script' or 'trace'")
     with atomic_path(path) as partial:
-        torch.jit.save(module, str(partial))
+        torch.jit.save(module, str(partial), _extra_files=extra_files)
     log.info("exported %s to TorchScript (%s): %s", type(model).__name__, method, path)
     return path
 
@@ -118,6 +174,7 @@ def export_onnx(
     *,
     example_length: int | None = None,
     opset: int = 17,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Save ``model`` as an ONNX file with dynamic batch and length axes.
 
@@ -134,6 +191,8 @@ def export_onnx(
         opset: ONNX opset version, one the installed torch's TorchScript-based exporter supports
             (7 to 20 in torch 2.13; the error for another names the range); 10 or more for a
             model with ``shortcut="avg_conv_bn"`` (ceil-mode average pooling).
+        metadata: strings to store in the file's metadata beside ``min_input_size`` and
+            ``total_stride`` (:attr:`OnnxPredictor.metadata` reads them; e.g. :func:`checkpoint_metadata`).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`, ``~`` expanded.
@@ -143,11 +202,13 @@ def export_onnx(
         TypeError, IsADirectoryError, OSError: a bad ``path``, as :func:`export_torchscript` says.
         ValueError: the model's parameters are not float32 (``model.float()`` first); an
             ``opset`` the exporter does not support; a bad ``example_length``; a TorchScript
-            module (``torch.jit.load``'s: export the eager model it was made from).
+            module (``torch.jit.load``'s: export the eager model it was made from); ``metadata``
+            not of strings, or naming ``min_input_size`` or ``total_stride``.
     """
     onnx = _require("onnx")
     path = _output_path(path)
     _check_model(model)
+    metadata = _check_metadata(metadata, _OWN_METADATA)
     if isinstance(model, torch.jit.ScriptModule):  # torch's exporter fails on one with an internal assert
         raise ValueError(f"export_onnx exports an eager model (create_model's or a checkpoint's), not the TorchScript "
                          f"module {model.original_name}: export the model it was scripted or traced from")
@@ -185,7 +246,7 @@ def export_onnx(
     # K is static; the exporter leaves it symbolic when no linear layer fixes it (num_classes=0: the features)
     proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value = num_outputs
     onnx.helper.set_model_props(
-        proto, {"min_input_size": str(model.min_input_size), "total_stride": str(model.total_stride)}
+        proto, {**metadata, "min_input_size": str(model.min_input_size), "total_stride": str(model.total_stride)}
     )
     with atomic_path(path) as partial:
         onnx.save_model(proto, str(partial))
@@ -219,6 +280,8 @@ class OnnxPredictor:
         in_channels, extra_features, num_outputs: C, E and K of the exported model.
         min_input_size: shortest input length in samples.
         total_stride: input samples per position of the model's last stage.
+        metadata: every metadata string of the file (``min_input_size``, ``total_stride`` and
+            what the export was given, e.g. :func:`checkpoint_metadata`'s ``class_names``).
 
     Raises:
         ImportError: ``onnxruntime`` is not installed.
@@ -258,6 +321,7 @@ class OnnxPredictor:
         self.num_outputs = int(self.session.get_outputs()[0].shape[1])
         self.min_input_size = int(metadata["min_input_size"])
         self.total_stride = int(metadata["total_stride"])
+        self.metadata: dict[str, str] = dict(metadata)
 
     def predict(self, x: np.ndarray | torch.Tensor, extra: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
         """(N, C, L) windows and, for models with extra features, (N, E) ``extra`` -> (N, K)

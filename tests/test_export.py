@@ -281,3 +281,57 @@ def test_exporting_and_running_a_tta_wrapper_leaves_an_eval_model_as_it_was(tmp_
     classify_windows(wrapped, np.zeros((2, 1000), np.float32), 360, 180)
     assert not model.training and torch.equal(model(x), expected)
     torch.testing.assert_close(scripted(x), wrapped(x), atol=1e-5, rtol=0)
+
+
+def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata(tmp_path, capsys):
+    import json
+
+    from msresnet1d.cli import main
+    from msresnet1d.export import torchscript_metadata
+    from msresnet1d.models.tta import with_tta
+    from msresnet1d.training.checkpoint import FORMAT_VERSION, load_checkpoint, plain
+    from msresnet1d.training.config import TrainConfig
+    from msresnet1d.training.run import checkpoint_model, create_configured_model
+    from msresnet1d.training.tasks import model_inputs, resolve_data
+
+    cfg = resolve_data(TrainConfig(task="beats", model="msresnet1d_beat", tta="flip"))
+    channels, extra = model_inputs(cfg)
+    state = {"rr_mean": torch.arange(extra, dtype=torch.float64), "rr_std": torch.ones(extra, dtype=torch.float64)}
+    classes = ["N", "S", "V", "F", "Q"]
+    torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": cfg.to_dict(), "class_names": classes,
+                "model": create_configured_model(cfg, channels, 5, extra).state_dict(), "task_state": state},
+               tmp_path / "best.pt")
+    expected = with_tta(checkpoint_model(load_checkpoint(tmp_path / "best.pt")), "flip")  # what evaluate runs
+    x, rr = torch.randn(3, channels, 126), torch.randn(3, extra)
+    with torch.no_grad():
+        logits = expected(x, rr).numpy()
+    assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.onnx")]) == 0
+    assert capsys.readouterr().out == (
+        f"exported {tmp_path / 'best.pt'} to {tmp_path / 'beat.onnx'} (onnx): inputs signal (N, {channels}, L >= 9) at "
+        f"180 Hz and extra (N, {extra}), outputs (N, 5) logits of N, S, V, F, Q; the file's metadata holds the config "
+        "and training statistics its inputs are prepared with\n")
+    predictor = OnnxPredictor(tmp_path / "beat.onnx")
+    np.testing.assert_allclose(predictor.predict(x.numpy(), rr.numpy()), logits, atol=1e-4)
+    meta = predictor.metadata
+    assert json.loads(meta["class_names"]) == classes and meta["task"] == "beats"
+    assert json.loads(meta["config"]) == plain(cfg.to_dict()) and json.loads(meta["config"])["tta"] == "flip"
+    assert json.loads(meta["task_state"]) == {"rr_mean": list(range(extra)), "rr_std": [1.0] * extra}
+    assert meta["min_input_size"] == "9"
+    assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.pt")]) == 0  # TorchScript by its ending
+    assert torchscript_metadata(tmp_path / "beat.pt") == {k: v for k, v in meta.items() if k not in
+                                                          ("min_input_size", "total_stride")}
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.jit.load(tmp_path / "beat.pt")(x, rr).numpy(), logits, atol=1e-5)
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.bin")]) == 1
+    assert "beat.bin: give --format onnx or torchscript (or a file ending in .onnx, .pt, .pth, .ts)" in \
+        capsys.readouterr().err
+    assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.pt"), "--opset", "13"]) == 1
+    assert "--opset is an ONNX option" in capsys.readouterr().err
+    model = create_model("msresnet1d_beat")
+    with pytest.raises(ValueError, match=r"metadata key\(s\) total_stride: written by the export itself"):
+        export_onnx(model, tmp_path / "x.onnx", metadata={"total_stride": "1"})
+    with pytest.raises(ValueError, match="metadata must map strings to strings"):
+        export_torchscript(model, tmp_path / "x.pt", metadata={"classes": 5})
+    export_torchscript(model, tmp_path / "plain.pt")
+    assert torchscript_metadata(tmp_path / "plain.pt") == {}
