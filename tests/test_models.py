@@ -1,4 +1,5 @@
 import io
+import inspect
 import math
 import re
 
@@ -740,6 +741,23 @@ def test_an_unknown_option_is_named_with_the_options_the_model_takes():
         assert {"in_channels", "num_classes", "widths", "drop_rate"} <= options
         if "dims" in options:  # e.g. resnet1d_beat, whose preset sets 1
             assert create_model(name, dims=model.dims).dims == model.dims
+
+
+def test_model_options_come_from_the_signatures_without_building_a_model(monkeypatch):
+    # the message for an unknown option built a default model to learn its class (1.5 s and 25 M parameters for
+    # resnet50)
+    from msresnet1d.models.registry import model_options
+
+    expected = {name: model_options(name) for name in list_models()}
+    signatures = {cls: inspect.signature(cls.__init__) for cls in (ResNet, MSResNet1d)}
+    for cls, signature in signatures.items():
+        def refuse(*args, **kwargs):
+            pytest.fail("a model was built")
+
+        refuse.__signature__ = signature  # the options are read from it
+        monkeypatch.setattr(cls, "__init__", refuse)
+    assert {name: model_options(name) for name in list_models()} == expected
+    assert {"stem_pool", "kernel_size", "zero_init_residual"} <= expected["resnet50"]
 
 def test_other_type_errors_pass_through_create_model_unchanged(monkeypatch):
     from msresnet1d.models import registry

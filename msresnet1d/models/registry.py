@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import typing
 from typing import Callable, TypeVar
 
 from torch import nn
@@ -55,5 +56,6 @@ def model_options(name: str) -> set[str]:
     factory = _MODELS[name]
     options = named(factory)
     if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values()):
-        options |= named(type(factory()).__init__)
+        built = typing.get_type_hints(factory).get("return")  # the class it builds, not a model built to see
+        options |= named((built if isinstance(built, type) else type(factory())).__init__)
     return options
