@@ -26,7 +26,6 @@ from .arguments import THREADS_HELP, path_flag, positive_seconds, resolve_config
 from .models.tta import TTA_MODES
 from .training.config import load_config, parse_overrides
 from .training.distributed import launched_rank
-from .training.engine import RUN_FILES, RUN_LOCK, TrainingError
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -166,6 +165,7 @@ def _json_target(path: str, checkpoints: Sequence[str]) -> Path:
     the run's own files, :data:`~msresnet1d.training.engine.RUN_FILES` and its lock, and
     checkpoints)."""
     from .atomic import check_target
+    from .training.engine import RUN_FILES, RUN_LOCK
 
     target = check_target(path, "--json")
     if target.exists():
@@ -424,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    from .training.distributed import launched_rank
+    from .training.engine import TrainingError  # after parsing: --help needs none of training's imports (sklearn)
 
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level if launched_rank() == 0 else max(level, logging.ERROR),  # warned once, by rank 0

@@ -50,6 +50,14 @@ def test_python_dash_m_runs_the_command():
     assert "The msresnet1d command: train, evaluate" in result.stdout  # plain text, not the docstring's ``markup``
 
 
+def test_the_command_imports_no_training_library_before_it_parses():
+    # --help and --version needed sklearn, scipy, wfdb and pandas through the training engine: ~3 s more
+    code = "import sys, msresnet1d.cli; print(sorted({'sklearn', 'scipy', 'wfdb', 'pandas'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.stdout == "[]\n", result.stderr
+
+
 def test_version_is_the_packages(capsys):
     import msresnet1d
 
