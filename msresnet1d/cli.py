@@ -332,7 +332,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import checkpoint_metadata, export_onnx, export_torchscript
     from .models.tta import with_tta
     from .training.checkpoint import load_checkpoint
+    from .training.config import TrainConfig
     from .training.run import checkpoint_model
+    from .training.tasks import trained_length
 
     kind = args.format or EXPORT_SUFFIXES.get(Path(args.output).suffix.lower())
     if kind is None:
@@ -340,6 +342,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                          f"{', '.join(EXPORT_SUFFIXES)})")
     if args.opset is not None and kind != "onnx":
         raise ValueError(f"--opset is an ONNX option; {args.output} is a TorchScript file")
+    output = Path(args.output).expanduser()
+    if output.is_file() and (output.resolve() == Path(args.checkpoint).resolve() or _is_checkpoint(output)):
+        raise ValueError(f"{args.output} is a checkpoint (torch.save's): the export would replace it; give another "
+                         "file (a TorchScript file ends in .pt too)")
     ckpt = load_checkpoint(args.checkpoint)
     model = with_tta(checkpoint_model(ckpt, f"checkpoint {args.checkpoint}"), ckpt["config"].get("tta", "none"))
     metadata = checkpoint_metadata(ckpt)
@@ -348,13 +354,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         path = export_torchscript(model, args.output, metadata=metadata)
     extra = f" and extra (N, {model.extra_features})" if model.extra_features else ""
-    data = ckpt["config"].get("data", {})
-    rate = f" at {data['fs']:g} Hz" if isinstance(data.get("fs"), (int, float)) else ""
-    print(f"exported {args.checkpoint} to {path} ({kind}): inputs signal (N, {model.in_channels}, L >= "
-          f"{model.min_input_size}){rate}{extra}, outputs (N, {len(ckpt['class_names'])}) logits of "
-          f"{', '.join(ckpt['class_names'])}; the file's metadata holds the config and training statistics its inputs "
-          "are prepared with")
+    cfg = TrainConfig.from_dict(ckpt["config"], f"checkpoint {args.checkpoint}")
+    print(f"exported {args.checkpoint} to {path} ({kind}): inputs signal (N, {model.in_channels}, L) at "
+          f"{cfg.data['fs']:g} Hz, L = {trained_length(cfg)} as in training (any L >= {model.min_input_size} runs)"
+          f"{extra}, outputs (N, {len(ckpt['class_names'])}) logits of {', '.join(ckpt['class_names'])}; the file's "
+          "metadata holds the config and training statistics its inputs are prepared with")
     return 0
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a file ``torch.save`` wrote (a zip archive with a ``data.pkl``, without
+    the ``code/`` of a TorchScript file)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        parts = [name.split("/", 1)[-1] for name in archive.namelist()]
+    return "data.pkl" in parts and not any(part.startswith("code/") for part in parts)
 
 
 def build_parser() -> argparse.ArgumentParser:

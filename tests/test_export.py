@@ -183,7 +183,7 @@ def test_failed_export_keeps_the_old_file_and_leaves_no_partial_file(tmp_path, m
     target = tmp_path / "model.pt"
     target.write_bytes(b"previous export")
 
-    def crash(module, path):
+    def crash(module, path, **kwargs):
         with open(path, "wb") as f:
             f.write(b"half a file")
         raise OSError("disk full")
@@ -307,9 +307,9 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
         logits = expected(x, rr).numpy()
     assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.onnx")]) == 0
     assert capsys.readouterr().out == (
-        f"exported {tmp_path / 'best.pt'} to {tmp_path / 'beat.onnx'} (onnx): inputs signal (N, {channels}, L >= 9) at "
-        f"180 Hz and extra (N, {extra}), outputs (N, 5) logits of N, S, V, F, Q; the file's metadata holds the config "
-        "and training statistics its inputs are prepared with\n")
+        f"exported {tmp_path / 'best.pt'} to {tmp_path / 'beat.onnx'} (onnx): inputs signal (N, {channels}, L) at "
+        f"180 Hz, L = 126 as in training (any L >= 9 runs) and extra (N, {extra}), outputs (N, 5) logits of N, S, V, "
+        "F, Q; the file's metadata holds the config and training statistics its inputs are prepared with\n")
     predictor = OnnxPredictor(tmp_path / "beat.onnx")
     np.testing.assert_allclose(predictor.predict(x.numpy(), rr.numpy()), logits, atol=1e-4)
     meta = predictor.metadata
@@ -328,6 +328,17 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
         capsys.readouterr().err
     assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.pt"), "--opset", "13"]) == 1
     assert "--opset is an ONNX option" in capsys.readouterr().err
+    # a checkpoint is never replaced (a TorchScript file ends in .pt too): the one exported, or another
+    (tmp_path / "last.pt").write_bytes((tmp_path / "best.pt").read_bytes())
+    for target in ("best.pt", "last.pt"):
+        assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / target)]) == 1
+        assert f"{target} is a checkpoint (torch.save's): the export would replace it" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "best.pt")["class_names"] == classes
+    assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.pt")]) == 0  # an older export: replaced
+    # the export given where a checkpoint is read: named
+    with pytest.raises(ValueError, match=r"beat\.pt is a TorchScript file \(torch\.jit\.save, msresnet1d export\), not a "
+                                         r"checkpoint: load it with torch\.jit\.load"):
+        load_checkpoint(tmp_path / "beat.pt")
     model = create_model("msresnet1d_beat")
     with pytest.raises(ValueError, match=r"metadata key\(s\) total_stride: written by the export itself"):
         export_onnx(model, tmp_path / "x.onnx", metadata={"total_stride": "1"})

@@ -84,6 +84,11 @@ def test_bad_input_names_expected_and_actual(name):
         model.train()(torch.randn(1, 2, *side))
     model(torch.randn(1, 2, *side[:-1], model.total_stride + 1))
     model(torch.randn(2, 2, *side))
+    assert model(torch.randn(0, 2, *side)).shape[0] == 0  # an empty batch runs, as torch runs it
+    for m in model.modules():  # frozen BatchNorms (fine-tuning the rest) take one input, as before the check
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    model(torch.randn(1, 2, *side))
     model.eval()
     with pytest.raises(ValueError, match=r"input of dtype torch.float64, the model's parameters are torch.float32"):
         model(torch.randn(1, 2, *spatial, dtype=torch.float64))  # e.g. from a numpy array
@@ -746,6 +751,7 @@ def test_an_unknown_option_is_named_with_the_options_the_model_takes():
 def test_model_options_come_from_the_signatures_without_building_a_model(monkeypatch):
     # the message for an unknown option built a default model to learn its class (1.5 s and 25 M parameters for
     # resnet50)
+    from msresnet1d.models import registry
     from msresnet1d.models.registry import model_options
 
     expected = {name: model_options(name) for name in list_models()}
@@ -758,6 +764,26 @@ def test_model_options_come_from_the_signatures_without_building_a_model(monkeyp
         monkeypatch.setattr(cls, "__init__", refuse)
     assert {name: model_options(name) for name in list_models()} == expected
     assert {"stem_pool", "kernel_size", "zero_init_residual"} <= expected["resnet50"]
+    monkeypatch.undo()
+    # a user's factory annotated loosely (nn.Module) or with a name that does not resolve: the class built
+
+    class Net(nn.Module):
+        def __init__(self, in_channels: int = 1, width: int = 4) -> None:
+            super().__init__()
+
+    def loose(**kwargs) -> nn.Module:
+        return Net(**kwargs)
+
+    def unresolved(**kwargs):
+        return Net(**kwargs)
+
+    unresolved.__annotations__["return"] = "NotImportedHere"  # a TYPE_CHECKING-only name
+
+    for factory in (loose, unresolved):
+        monkeypatch.setitem(registry._MODELS, factory.__name__, factory)
+        assert model_options(factory.__name__) == {"in_channels", "width"}
+        with pytest.raises(TypeError, match=r"takes no option 'widht'; its options: in_channels, width"):
+            create_model(factory.__name__, widht=3)
 
 def test_other_type_errors_pass_through_create_model_unchanged(monkeypatch):
     from msresnet1d.models import registry

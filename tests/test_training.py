@@ -2103,6 +2103,12 @@ def test_a_scored_class_without_training_examples_warns_naming_it_and_the_record
     few.train_labels = few.train_labels[few.train_labels == 0]  # N only
     with pytest.warns(UserWarning, match=r"^classes S, V, F: no example in .* cannot learn them, so their test"):
         warn_absent_classes(few)
+    from types import SimpleNamespace  # the rhythm task counts its records (a TypeError joining them)
+
+    rhythm = SimpleNamespace(train_labels=np.array([0, 2, 3]), class_names=["N", "A", "O", "~"],
+                             scored=["N", "A", "O"], splits={"train_records": 3})
+    with pytest.warns(UserWarning, match=r"^class A: no example in the training split \(3 examples\)"):
+        warn_absent_classes(rhythm)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         warn_absent_classes(build_task(load_config(None, {"data.data_dir": str(SAMPLE), "data.val_records": 0})))

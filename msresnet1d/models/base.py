@@ -121,11 +121,13 @@ class ResidualNetwork(nn.Module):
 
     @torch.jit.unused
     def _check_batch_norm_values(self, x: torch.Tensor) -> None:
-        """In training, raise ValueError when the last stage's BatchNorm would see one value per
-        channel (a batch of one input whose every axis is at most ``total_stride``), which torch
-        refuses without saying what to change."""
+        """Raise ValueError when a BatchNorm of the stages in training mode would see one value per
+        channel at the last stage (one input whose every axis is at most ``total_stride``), which
+        torch refuses without saying what to change. Frozen (eval-mode) or fused BatchNorms, and
+        empty batches, run as torch runs them."""
         positions = math.prod(math.ceil(size / self.total_stride) for size in x.shape[2:])
-        if x.shape[0] * positions < 2:
+        if x.shape[0] * positions == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+                                               for m in self.stages.modules()):
             unit = "samples" if self.dims == 1 else "pixels on a side"
             raise ValueError(f"training on {x.shape[0]} input(s) of shape {list(x.shape[1:])}: BatchNorm needs 2 or "
                              f"more values per channel, and the last stage sees {positions} position(s) of each input "

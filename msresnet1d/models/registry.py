@@ -56,6 +56,18 @@ def model_options(name: str) -> set[str]:
     factory = _MODELS[name]
     options = named(factory)
     if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values()):
-        built = typing.get_type_hints(factory).get("return")  # the class it builds, not a model built to see
-        options |= named((built if isinstance(built, type) else type(factory())).__init__)
+        options |= named(_built_class(factory).__init__)
     return options
+
+
+def _built_class(factory: Callable[..., nn.Module]) -> type:
+    """The class ``factory`` builds: its return annotation when that names a model class more
+    precise than ``nn.Module`` (every preset here: no model is built to see), else the class of
+    a model it builds with its defaults (a user's factory annotated loosely, or not at all)."""
+    try:
+        built = typing.get_type_hints(factory).get("return")
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve (a TYPE_CHECKING-only name)
+        built = None
+    if isinstance(built, type) and issubclass(built, nn.Module) and built is not nn.Module:
+        return built
+    return type(factory())

@@ -60,10 +60,13 @@ def _damaged_part(path: Path) -> str | None:
     ``set_crc32_options(False)``) cannot be checked.
 
     Raises:
-        ValueError: a compressed part, which torch.save never writes (a file made to take far more
-            memory than its size once read).
+        ValueError: a TorchScript file (its ``code/`` part), or a compressed part, which
+            torch.save never writes (a file made to take far more memory than its size once read).
     """
     with zipfile.ZipFile(path) as archive:
+        if any(part.filename.split("/")[1:2] == ["code"] for part in archive.infolist()):
+            raise ValueError(f"{path} is a TorchScript file (torch.jit.save, msresnet1d export), not a checkpoint: "
+                             "load it with torch.jit.load, or give the checkpoint it was exported from")
         compressed = [part.filename for part in archive.infolist() if part.compress_type != zipfile.ZIP_STORED]
         if compressed:
             raise ValueError(f"checkpoint {path} holds compressed parts ({compressed[0]}, ...), which torch.save never "

@@ -110,9 +110,10 @@ def warn_absent_classes(task: Task) -> None:
     counts = np.bincount(task.train_labels, minlength=len(task.class_names))
     absent = [name for name in task.scored if counts[task.class_names.index(name)] == 0]
     if absent:
-        records = task.splits.get("train_records")
-        where = f"training records {', '.join(records)}" if records else "the training split"
-        warnings.warn(f"class{'es' if len(absent) > 1 else ''} {', '.join(absent)}: no example in the {where} "
+        records = task.splits.get("train_records")  # the beat task's names (the rhythm task's count)
+        where = f"the training records {', '.join(records)}" if isinstance(records, list) and records else \
+            "the training split"
+        warnings.warn(f"class{'es' if len(absent) > 1 else ''} {', '.join(absent)}: no example in {where} "
                       f"({len(task.train_labels)} examples): the model cannot learn "
                       f"{'them' if len(absent) > 1 else 'it'}, so {'their' if len(absent) > 1 else 'its'} test "
                       "Se and F1 will be 0 and the macro figures count that 0", stacklevel=2)
@@ -181,7 +182,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
             cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": os.path.abspath(cfg.data["data_dir"])})
         task = build_task(cfg, dist)
-        warn_absent_classes(task)
+        if dist.is_main:
+            warn_absent_classes(task)
         model = build_model(cfg, task)
         drop_a_last_batch_of_one(model, task)
         trainer = Trainer(model, cfg, task, run_dir, dist, quiet)

@@ -55,14 +55,14 @@ from .beats import beat_task
 from .fashion import fashion_task
 from .options import (BEAT_DEFAULTS, DATABASES, FASHION_DEFAULTS, RHYTHM_DEFAULTS, TASK_DEFAULTS, TRAINING_ONLY_DATA,
                       beat_config, check_data, check_tta, evaluation_data, model_inputs, resolve_data, rhythm_config,
-                      task_classes)
+                      task_classes, trained_length)
 from .rhythm import RandomCrops, WindowHRV, rhythm_task
 
 __all__ = [
     "BEAT_DEFAULTS", "DATABASES", "FASHION_DEFAULTS", "RHYTHM_DEFAULTS", "TASK_BUILDERS", "TASK_DEFAULTS",
     "TRAINING_ONLY_DATA", "RandomCrops", "SplitPredictor", "Task", "WindowHRV", "beat_config", "beat_task",
     "build_task", "check_data", "check_tta", "evaluation_data", "fashion_task", "model_inputs", "resolve_data",
-    "rhythm_config", "rhythm_task", "task_classes",
+    "rhythm_config", "rhythm_task", "task_classes", "trained_length",
 ]
 
 TASK_BUILDERS: dict[str, Callable[[TrainConfig, DistContext], Task]] = {

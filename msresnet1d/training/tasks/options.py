@@ -269,6 +269,17 @@ def model_inputs(cfg: TrainConfig) -> tuple[int, int]:
     return 1, 0
 
 
+def trained_length(cfg: TrainConfig) -> int:
+    """The input length L, in samples, a 1D model of ``cfg`` trains on: a beat window (``window``
+    x ``fs``), or a rhythm crop (``crop_seconds`` x ``fs``, as the task rounds it)."""
+    data = resolve_data(cfg).data
+    if cfg.task == "beats":
+        return beat_config(data).length
+    if cfg.task == "rhythm":
+        return round(data["crop_seconds"] * data["fs"])
+    raise ValueError(f"task {cfg.task!r} trains no 1D model on signals")
+
+
 def task_classes(task: str) -> tuple[str, ...]:
     """The classes a task's model predicts, in output order: the :class:`Task`'s ``class_names``."""
     from ...data import AAMI_CLASSES, CINC_CLASSES
