@@ -164,6 +164,30 @@ def test_a_regular_template_skips_premature_beats_even_when_they_are_the_majorit
     np.testing.assert_allclose(regular.X[:, 1:], by_hand, atol=1e-6)
 
 
+def test_windows_are_band_passed_and_z_scored_whatever_the_records_offset_drift_and_gain(tmp_path):
+    # record 100 written again as 3 x its signal + 5 mV + a 0.1 Hz wander of 1 mV: the band-pass removes the offset
+    # and the wander, the per-record z-score the gain, so the windows are those of the record as published (a build
+    # without either step passed every other test)
+    from msresnet1d.data.beats import record_beats
+
+    record = wfdb.rdrecord(str(SAMPLE / "100"))
+    seconds = np.arange(record.p_signal.shape[0]) / record.fs
+    moved = 3 * record.p_signal + 5 + np.sin(2 * np.pi * 0.1 * seconds)[:, None]
+    wfdb.wrsamp("100", fs=record.fs, units=record.units, sig_name=record.sig_name, p_signal=moved, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    (tmp_path / "100.atr").write_bytes((SAMPLE / "100.atr").read_bytes())
+    published, moved = record_beats(SAMPLE / "100")["X"], record_beats(tmp_path / "100")["X"]
+    assert np.abs(published).max() > 5  # R peaks of a z-scored lead
+    np.testing.assert_allclose(moved, published, atol=0.2)  # within 0.2 standard deviations (the filter's edges)
+
+
+def test_beat_positions_move_to_the_nearest_sample_of_the_new_rate():
+    from msresnet1d.data.beats import positions_at
+
+    # 360 -> 250 Hz: 0.69, 1.39, 2.08 and 13.2 samples, rounded (not floored: a beat a sample early), clipped
+    np.testing.assert_array_equal(positions_at(np.array([1, 2, 3, 19]), 360, 250, 10), [1, 1, 2, 9])
+
+
 def test_beat_windows_pad_with_the_edge_value():
     signal = np.arange(10, dtype=np.float32)[None]
     windows = beat_windows(signal, np.array([0, 5, 9]), -3, 4)
@@ -194,6 +218,18 @@ def test_rr_features_by_hand():
     slow_then_fast = np.cumsum([0] + [200] * 5 + [100] * 10)
     local = rr_features(slow_then_fast, fs)[:, RR_FEATURES.index("rr_local")]
     np.testing.assert_allclose(local[-3:], [1.2, 1.1, 1.0], rtol=1e-6)  # 2 + 2 + 8 x 1, 2 + 9 x 1, 10 x 1 over 10
+    # uneven intervals 1.0, 1.5, 0.5, 2.0 s: the first and last differ, and the record's mean (1.25) is not the
+    # local one, so an edge beat taking the other end's interval, a median over the padded rr_prev (1.0), or an
+    # irregularity over the record's mean would each change a figure below
+    rr = dict(zip(RR_FEATURES, rr_features(np.array([0, 100, 250, 300, 500]), fs).T, strict=True))
+    np.testing.assert_allclose(rr["rr_prev"], [1.0, 1.0, 1.5, 0.5, 2.0])
+    np.testing.assert_allclose(rr["rr_next"], [1.0, 1.5, 0.5, 2.0, 2.0])
+    np.testing.assert_allclose(rr["rr_local"], [1.0, 1.0, 3.5 / 3, 4.0 / 4, 6.0 / 5], rtol=1e-6)
+    np.testing.assert_allclose(rr["rr_record"], 1.25)
+    np.testing.assert_allclose(rr["rr_median"], 1.25)  # of the intervals 0.5, 1.0, 1.5, 2.0
+    np.testing.assert_allclose(rr["prev_over_record"], np.array([1.0, 1.0, 1.5, 0.5, 2.0]) / 1.25, rtol=1e-6)
+    # changes 0, 0, 0.5, 1.0, 1.5: medians so far 0, 0, 0, 0.25, 0.5, over rr_local
+    np.testing.assert_allclose(rr["rr_irregularity"], [0, 0, 0, 0.25, 0.5 / 1.2], atol=1e-6)
     steady = rr_features(np.arange(0, 3000, 100), fs)[:, RR_FEATURES.index("rr_irregularity")]
     np.testing.assert_array_equal(steady, 0)
     with pytest.raises(ValueError, match="at least 2 beats"):
@@ -277,6 +313,7 @@ def test_inter_patient_split_and_by_record_helpers():
     assert holdout_ds1(4, seed=3) == (train, val) and holdout_ds1(4, seed=4) != (train, val)
     train, test = split_by_record([f"r{i}" for i in range(10)], 0.3, seed=0)
     assert len(test) == 3 and not set(train) & set(test)
+    assert len(split_by_record([f"r{i}" for i in range(10)], 0.29)[1]) == 3  # 2.9 records: rounded, not truncated
     with pytest.raises(ValueError, match="n_test=10 leaves no train"):
         split_by_record(DS1[:10], 10)
 

@@ -351,9 +351,13 @@ def test_head_options_need_extra_features(kwargs, match):
         MSResNet1d(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [dict(fusion="mean"), dict(kernels=(3, 5), dilations=(1,)), dict(block="wide")])
-def test_msresnet_bad_configuration(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(fusion="mean"), r"fusion must be one of \('concat', 'sum', 'attention', 'late'\), got 'mean'"),
+    (dict(kernels=(3, 5), dilations=(1,)), r"kernels \(3, 5\) and dilations \(1,\) must be non-empty and of equal"),
+    (dict(block="wide"), r"block must be one of \['basic', 'bottleneck'\], got 'wide'"),
+])
+def test_msresnet_bad_configuration(kwargs, match):
+    with pytest.raises(ValueError, match=match):
         MSResNet1d(**kwargs)
 
 
@@ -868,3 +872,134 @@ def test_summary_feeds_inputs_in_the_models_dtype_and_on_its_device(device, dtyp
     model = create_model("msresnet1d_beat", extra_features=2, extra_hidden=4).to(device, dtype)
     rows = summary(model, (1, 1, 200), print_fn=lambda line: None)
     assert rows[-1][:2] == ("fc", (1, 5))
+
+
+def _set_batchnorm_statistics(norm: nn.Module, generator: torch.Generator) -> None:
+    """Random scale, shift and running statistics, so that an eval-mode BatchNorm is a known affine map."""
+    with torch.no_grad():
+        for tensor in (norm.weight, norm.bias, norm.running_mean):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype))
+        norm.running_var.copy_(torch.rand(norm.running_var.shape, generator=generator, dtype=norm.running_var.dtype) + 0.5)
+
+
+@pytest.mark.parametrize("preact", [False, True])
+@pytest.mark.parametrize("in_channels, stride, dilation", [(4, 2, 1), (6, 1, 2)])
+def test_basic_block_computes_the_documented_residual_with_fixed_weights(preact, in_channels, stride, dilation):
+    # A numerical reference written from the blocks docstring with torch.nn.functional. Mutations the shape tests
+    # let through: the ReLU between the two convolutions lost (post-activation) or dropped from the pre-activation
+    # unit, the stride moved from the first convolution to the second (same output length), the dilation ignored.
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    block = BasicBlock(1, in_channels, 6, stride=stride, dilation=dilation, preact=preact).double().eval()
+    norms = [m for m in block.modules() if isinstance(m, nn.BatchNorm1d)]  # the branch's two, then the shortcut's
+    for norm in norms:
+        _set_batchnorm_statistics(norm, generator)
+    w1, w2 = [m.weight for m in block.branch.modules() if isinstance(m, nn.Conv1d)]
+    assert (w1.shape, w2.shape) == ((6, in_channels, 3), (6, 6, 3))
+
+    def bn(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+        return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias, training=False,
+                            eps=norm.eps)
+
+    def conv1(x: torch.Tensor) -> torch.Tensor:  # 'same' padding: dilation * (3 - 1) / 2 zeros each side
+        return F.conv1d(x, w1, stride=stride, padding=dilation, dilation=dilation)
+
+    def conv2(x: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(x, w2, padding=dilation, dilation=dilation)
+
+    x = torch.randn(3, in_channels, 11, generator=generator, dtype=torch.float64)
+    if stride == 1:  # identity shortcut
+        assert len(norms) == 2 and isinstance(block.shortcut, nn.Identity)
+        shortcut = x
+    else:  # torchvision's 1x1 strided convolution + BN
+        shortcut = bn(F.conv1d(x, block.shortcut[0].weight, stride=stride), norms[2])
+    if preact:  # ResNet v2: BN -> ReLU -> conv, twice; nothing after the sum
+        expected = conv2(F.relu(bn(conv1(F.relu(bn(x, norms[0]))), norms[1]))) + shortcut
+    else:  # ResNet / d2l: conv -> BN -> ReLU -> conv -> BN, then ReLU after the sum
+        expected = F.relu(bn(conv2(F.relu(bn(conv1(x), norms[0]))), norms[1]) + shortcut)
+    with torch.no_grad():
+        out = block(x)
+    assert out.shape == (3, 6, math.ceil(11 / stride))
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("preact", [False, True])
+def test_the_stride_is_on_the_first_convolution_of_a_basic_block_and_the_k_convolution_of_a_bottleneck(preact):
+    # Moving the stride to BasicBlock's second convolution (or to a bottleneck's 1x1 convolutions) keeps the output
+    # length ceil(L / 2), so only the layers show it; a bottleneck strides on its k-convolution (ResNet-50 v1.5).
+    x = torch.randn(2, 4, 11)
+    for block, kernels, strides in [(BasicBlock(1, 4, 8, stride=2, preact=preact), [3, 3], [2, 1]),
+                                    (Bottleneck(1, 4, 8, stride=2, kernel_size=5, preact=preact), [1, 5, 1], [1, 2, 1])]:
+        convs = [m for m in block.branch.modules() if isinstance(m, nn.Conv1d)]
+        assert [c.kernel_size for c in convs] == [(k,) for k in kernels]
+        assert [c.stride for c in convs] == [(s,) for s in strides]
+        assert block(x).shape[-1] == math.ceil(11 / 2)
+
+
+@pytest.mark.parametrize("block_cls", [BasicBlock, Bottleneck])
+def test_every_unit_of_a_branch_has_its_relu(block_cls):
+    # A mutation audit found no test that would notice the ReLU between the branch's convolutions lost (the
+    # post-activation loop stopping one unit early) or a pre-activation unit without its ReLU: the docstring's order.
+    def kinds(block: nn.Module) -> list[str]:
+        names = {nn.Conv1d: "conv", nn.BatchNorm1d: "bn", nn.ReLU: "relu"}
+        return [next(name for cls, name in names.items() if isinstance(m, cls)) for m in block.branch]
+
+    units = 2 if block_cls is BasicBlock else 3
+    post = ["conv", "bn", "relu"] * units
+    assert kinds(block_cls(1, 8, 8)) == post[:-1]  # the last ReLU comes after the sum
+    assert isinstance(block_cls(1, 8, 8).act, nn.ReLU)
+    assert kinds(block_cls(1, 8, 8, preact=True)) == ["bn", "relu", "conv"] * units
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_each_branch_convolves_with_its_own_dilation(separable):
+    # A dilation silently ignored (always 1) left every shape and output length as it was: the k-convolutions of
+    # each branch must carry the branch's dilation, the 1x1 ones none; an impulse shows taps `dilation` apart.
+    model = MSResNet1d(kernels=(3, 5), dilations=(1, 3), widths=(8, 8), layers=(1, 1), stem_channels=8,
+                       separable=separable, block="bottleneck")
+    for stage in model.stages:
+        for branch, kernel, dilation in zip(stage.branches, (3, 5), (1, 3)):
+            convs = [m for m in branch.modules() if isinstance(m, nn.Conv1d)]
+            wide = [c for c in convs if c.kernel_size != (1,)]
+            assert wide and all(c.kernel_size == (kernel,) and c.dilation == (dilation,) for c in wide)
+            assert all(c.dilation == (1,) for c in convs if c.kernel_size == (1,))
+    block = BasicBlock(1, 1, 1, dilation=2, kernel_size=3, bias=True)
+    first = [m for m in block.branch.modules() if isinstance(m, nn.Conv1d)][0]
+    with torch.no_grad():
+        first.weight.fill_(1.0)
+        first.bias.zero_()
+        impulse = torch.zeros(1, 1, 9)
+        impulse[..., 4] = 1.0
+        assert first(impulse).flatten().nonzero().flatten().tolist() == [2, 4, 6]
+
+
+@pytest.mark.parametrize("fusion", ["concat", "sum", "attention"])
+def test_a_multi_scale_stage_fuses_the_branches_as_documented(fusion):
+    # A reference for each fusion, from its docstring, on branches that all read the same input.
+    import torch.nn.functional as F
+    from msresnet1d.models.msresnet import MultiScaleStage
+
+    generator = torch.Generator().manual_seed(0)
+    branches = [nn.Conv1d(4, 6, k, padding=k // 2) for k in (1, 3, 5)]
+    stage = MultiScaleStage(branches, fusion, 6).double().eval()
+    for norm in [m for m in stage.modules() if isinstance(m, nn.BatchNorm1d)]:
+        _set_batchnorm_statistics(norm, generator)
+    x = torch.randn(2, 4, 10, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        outs = [branch(x) for branch in stage.branches]
+        fuse = stage.fuse
+        if fusion == "concat":  # concatenate along channels, then 1x1 conv + BN + ReLU
+            conv_, norm = fuse.proj[0], fuse.proj[1]
+            expected = F.relu(F.batch_norm(F.conv1d(torch.cat(outs, dim=1), conv_.weight), norm.running_mean,
+                                           norm.running_var, norm.weight, norm.bias, training=False, eps=norm.eps))
+        elif fusion == "sum":
+            expected = outs[0] + outs[1] + outs[2]
+        else:  # selective kernel: per channel, a softmax over the branches of an MLP of the pooled sum
+            pooled = (outs[0] + outs[1] + outs[2]).mean(dim=-1)  # (N, C)
+            hidden = F.relu(F.linear(pooled, fuse.squeeze[0].weight, fuse.squeeze[0].bias))
+            logits = F.linear(hidden, fuse.excite.weight, fuse.excite.bias).view(2, 3, 6)
+            weights = torch.softmax(logits, dim=1)
+            assert not torch.allclose(weights, torch.full_like(weights, 1 / 3), atol=1e-3)
+            expected = sum(weights[:, b, :, None] * outs[b] for b in range(3))
+        torch.testing.assert_close(stage(x), expected)

@@ -107,6 +107,12 @@ def test_metrics_against_a_hand_computed_confusion_matrix():
     with_q_as_s[4, 1] = 3  # three Q beats called S: excused from S's +P by EC57, counted one-vs-rest
     by_rules = ec57(with_q_as_s, ["N", "S", "V", "F", "Q"])
     assert by_rules["S"]["ppv"] == pytest.approx(6 / 9) and per_class(with_q_as_s)["ppv"][1] == pytest.approx(6 / 12)
+    with_q_as_v = cm.copy()
+    with_q_as_v[4, 2] = 4  # four Q beats called V: excused from V's +P too (with the F beat called V)
+    assert ec57(with_q_as_v, ["N", "S", "V", "F", "Q"])["V"]["ppv"] == pytest.approx(9 / 11)
+    assert per_class(with_q_as_v)["ppv"][2] == pytest.approx(9 / 16)
+    # the table prints Se then +P (S: 60.0 and 66.7, which differ), as the report holds them
+    assert re.search(r"^S\s+10\s+60\.0\s+66\.7\s+95\.7\s+63\.2$", format_report(report), re.MULTILINE)
     # Q is counted in accuracy but left out of macro-F1: N F1 2*2/(2+3), Q F1 2*1/(2+1) not averaged
     y, predicted = np.array([0, 0, 4, 4]), np.array([0, 0, 0, 4])
     with_q = classification_report(y, np.eye(5)[predicted], ["N", "S", "V", "F", "Q"], ["N", "S", "V", "F"])
@@ -152,6 +158,9 @@ def test_cinc_score_is_the_mean_f1_of_normal_af_other():
     cm = np.array([[80, 5, 10, 5], [2, 15, 3, 0], [10, 4, 30, 6], [3, 0, 2, 5]])  # N A O ~
     f1 = [2 * 80 / (100 + 95), 2 * 15 / (20 + 24), 2 * 30 / (50 + 45)]
     assert cinc_score(cm, ["N", "A", "O", "~"]) == pytest.approx(np.mean(f1))
+    # a class neither true nor predicted (a small subset without A) counts as 0, not left out of the mean
+    no_af = np.array([[80, 0, 10, 5], [0, 0, 0, 0], [10, 0, 30, 6], [3, 0, 2, 5]])
+    assert cinc_score(no_af, ["N", "A", "O", "~"]) == pytest.approx((2 * 80 / (95 + 93) + 0 + 2 * 30 / (46 + 42)) / 3)
 
 
 def test_report_table_fits_long_class_names_and_names_the_macro_classes_only_when_some_are_left_out():
@@ -1449,6 +1458,23 @@ def _interrupted_after_one_epoch(cfg: TrainConfig, run_dir: Path, monkeypatch) -
         monkeypatch.setattr(engine, "atomic_save", save)
 
 
+def test_saved_random_states_give_the_same_draws_again():
+    # mid-stream states (numpy's position inside its key block, Python's cached gauss): a state saved without them
+    # round-trips to itself yet draws other numbers than the run would have
+    import random
+
+    from msresnet1d.training.checkpoint import rng_state, set_rng_state
+
+    np.random.seed(3), random.seed(3), torch.manual_seed(3)
+    np.random.random(7), random.gauss(0, 1), torch.rand(5)  # numpy at position 7 of 624, a gauss value cached
+    state = rng_state()
+    first = (np.random.random(3), random.gauss(0, 1), random.random(), torch.rand(3))
+    set_rng_state(state)
+    again = (np.random.random(3), random.gauss(0, 1), random.random(), torch.rand(3))
+    np.testing.assert_array_equal(first[0], again[0])
+    assert first[1:3] == again[1:3] and torch.equal(first[3], again[3])
+
+
 def test_resume_restores_the_random_states_the_checkpoint_saved(tmp_path, monkeypatch):
     import random
 
@@ -1832,6 +1858,9 @@ def test_beat_task_validates_on_its_held_out_training_records_and_standardises_r
     np.testing.assert_array_equal(y_val, held.y)
     columns = rr_columns(True)
     np.testing.assert_allclose(task.state["rr_mean"].numpy(), fit.rr[:, columns].mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(task.state["rr_std"].numpy(), fit.rr[:, columns].std(axis=0) + 1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"^train and test records overlap: \['101'\]"):  # a test record trained on
+        build_task(TrainConfig(data={"data_dir": str(SAMPLE), "train_records": fit_records, "test_records": ["101"]}))
     with pytest.raises(ValueError, match=r"val_records \['100'\] are not training records"):
         build_task(TrainConfig(data={"data_dir": str(SAMPLE), "train_records": fit_records, "val_records": ["100"],
                                      "test_records": ["100"], "cache": False}))
