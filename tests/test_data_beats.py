@@ -181,6 +181,26 @@ def test_windows_are_band_passed_and_z_scored_whatever_the_records_offset_drift_
     np.testing.assert_allclose(moved, published, atol=0.2)  # within 0.2 standard deviations (the filter's edges)
 
 
+def test_a_beat_outside_the_aami_table_still_bounds_its_neighbours_rr_intervals(tmp_path):
+    # record 100 with its eleventh N beat relabelled "?" (unclassifiable, no AAMI class): it is not a training beat,
+    # but the beat before it is followed by it, 0.79 s later, not by the next AAMI beat 1.56 s later
+    from msresnet1d.data.beats import record_beats
+
+    annotations = wfdb.rdann(str(SAMPLE / "100"), "atr")
+    symbols = annotations.symbol
+    unknown = [i for i, symbol in enumerate(symbols) if symbol == "N"][10]
+    symbols[unknown] = "?"
+    wfdb.wrann("100", "atr", annotations.sample, np.array(symbols), fs=annotations.fs, write_dir=str(tmp_path))
+    for ext in ("hea", "dat"):
+        (tmp_path / f"100.{ext}").write_bytes((SAMPLE / f"100.{ext}").read_bytes())
+    beats = record_beats(tmp_path / "100")
+    before, at, after = annotations.sample[unknown - 1: unknown + 2]
+    assert at not in beats["sample"] and len(beats["sample"]) == len(record_beats(SAMPLE / "100")["sample"]) - 1
+    row = list(beats["sample"]).index(before)
+    assert beats["rr"][row, RR_FEATURES.index("rr_next")] == pytest.approx((at - before) / 360)
+    assert beats["rr"][row + 1, RR_FEATURES.index("rr_prev")] == pytest.approx((after - at) / 360)
+
+
 def test_beat_positions_move_to_the_nearest_sample_of_the_new_rate():
     from msresnet1d.data.beats import positions_at
 
