@@ -16,6 +16,10 @@ from typing import Any, Callable, Iterator, NoReturn
 from .data.locate import source_checkout
 from .training.config import TrainConfig, load_config, parse_overrides
 
+#: What ``predict``'s errors say of ``--leads``, which takes every name after it (argparse's ``nargs="+"``).
+LEADS_TAKE_ALL = ("--leads takes every name after it, records too: give the records before --leads, or end its "
+                  "names with --, e.g. predict best.pt --leads II -- data/mitdb/100")
+
 #: The repository's experiment configs (None in an installed package, which does not ship them).
 CONFIG_DIR = None if source_checkout() is None else source_checkout() / "experiments" / "configs"
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__, arguments
-from .arguments import THREADS_HELP, path_flag, positive_seconds, resolve_config, seed_value, thread_count
+from .arguments import (LEADS_TAKE_ALL, THREADS_HELP, path_flag, positive_seconds, resolve_config, seed_value,
+                        thread_count)
 from .models.tta import TTA_MODES
 from .training.config import load_config, parse_overrides
 from .training.distributed import launched_rank
@@ -334,7 +335,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .training.checkpoint import load_checkpoint
     from .training.config import TrainConfig
     from .training.run import checkpoint_model
-    from .training.tasks import trained_length
+    from .training.tasks import resolve_data, trained_length
 
     kind = args.format or EXPORT_SUFFIXES.get(Path(args.output).suffix.lower())
     if kind is None:
@@ -354,7 +355,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         path = export_torchscript(model, args.output, metadata=metadata)
     extra = f" and extra (N, {model.extra_features})" if model.extra_features else ""
-    cfg = TrainConfig.from_dict(ckpt["config"], f"checkpoint {args.checkpoint}")
+    cfg = resolve_data(TrainConfig.from_dict(ckpt["config"], f"checkpoint {args.checkpoint}"))  # defaults too
     print(f"exported {args.checkpoint} to {path} ({kind}): inputs signal (N, {model.in_channels}, L) at "
           f"{cfg.data['fs']:g} Hz, L = {trained_length(cfg)} as in training (any L >= {model.min_input_size} runs)"
           f"{extra}, outputs (N, {len(ckpt['class_names'])}) logits of {', '.join(ckpt['class_names'])}; the file's "
@@ -367,11 +368,51 @@ def _is_checkpoint(path: Path) -> bool:
     the ``code/`` of a TorchScript file)."""
     import zipfile
 
-    if not zipfile.is_zipfile(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = [name.split("/", 1)[-1] for name in archive.namelist()]
+    except (zipfile.BadZipFile, OSError):  # not a zip archive, or a damaged one: no checkpoint torch could read
         return False
-    with zipfile.ZipFile(path) as archive:
-        parts = [name.split("/", 1)[-1] for name in archive.namelist()]
     return "data.pkl" in parts and not any(part.startswith("code/") for part in parts)
+
+
+def annotation_extension(value: str) -> str:
+    """``--extension``: WFDB annotation file extensions are ASCII letters only, and not ``hea``."""
+    if not re.fullmatch("[A-Za-z]+", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: a WFDB annotation extension is ASCII letters only, e.g. pred")
+    if value.lower() == "hea":
+        raise argparse.ArgumentTypeError("'hea' is the extension of a record's header file: choose another, e.g. pred")
+    return value
+
+
+def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="label WFDB records: per-beat or per-window labels, CSV + WFDB annotations",
+                       missing_hints={"record": ("--leads", LEADS_TAKE_ALL)})
+    p.add_argument("checkpoint", help="a checkpoint file written by msresnet1d train (best.pt or last.pt)")
+    p.add_argument("record", nargs="+", help="WFDB record paths, e.g. data/mitdb/100 (or data/mitdb/100.hea); "
+                                            "several, e.g. data/mitdb/*.hea: one that fails is named, the others "
+                                            "are labelled")
+    beats = p.add_mutually_exclusive_group()
+    beats.add_argument("--annotator", help="annotation file with the beat positions (beat models; default atr)")
+    beats.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
+    p.add_argument("--out-dir", type=path_flag, help="where to write (default: next to the record)")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help="re-estimate the BatchNorm statistics on this record's own inputs first (AdaBN, as evaluate "
+                        "--adapt-bn does per test record): for a recording from another device or gain")
+    p.add_argument("--leads", nargs="+", metavar="NAME",
+                   help="the record's names of the leads the model reads, in the order of the checkpoint's data.leads "
+                        "(e.g. --leads II for a model trained on MLII; '' for a lead without a description; a rhythm "
+                        "model: the one lead to read)")
+    p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
+    p.add_argument("--extension", default="pred", type=annotation_extension,
+                   help="annotation file extension, letters only (default pred)")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import cmd_predict  # wfdb, the inference and training code: imported to run, not to parse
+
+    return cmd_predict(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -422,9 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx", "torchscript"), help="default: from the output's ending")
     p.add_argument("--opset", type=int, help="ONNX opset (default 17)")
     p.set_defaults(func=cmd_export)
-    from .predict import add_parser as add_predict_parser
-
-    add_predict_parser(sub)
+    _add_predict_parser(sub)
     return parser
 
 

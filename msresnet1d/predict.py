@@ -15,7 +15,6 @@ import argparse
 import csv
 import io
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -38,7 +37,7 @@ from .data.rhythm import RhythmArrays
 from .data.rr import rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
 from .atomic import atomic_paths, check_target
-from .arguments import THREADS_HELP, path_flag, thread_count
+from .arguments import LEADS_TAKE_ALL
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
 from .models.tta import with_tta
@@ -355,10 +354,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-LEADS_TAKE_ALL = ("--leads takes every name after it, records too: give the records before --leads, or end its "
-                  "names with --, e.g. predict best.pt --leads II -- data/mitdb/100")
-
-
 def _check_no_record_in_leads(args: argparse.Namespace, cfg: TrainConfig) -> None:
     """No record taken as a lead name, as in ``predict best.pt 100 --leads MLII 101``."""
     expected = 1 if cfg.task == "rhythm" else len(beat_config(resolve_data(cfg).data).leads)
@@ -417,36 +412,3 @@ def _signal_files(record_path: Path) -> list[str]:
         return [name for name in wfdb.rdheader(str(record_path)).file_name or [] if name]
     except Exception:  # noqa: BLE001 - wfdb raises several kinds for a bad or missing header
         return []
-
-
-def annotation_extension(value: str) -> str:
-    """``--extension``: WFDB annotation file extensions are ASCII letters only, and not ``hea``."""
-    if not re.fullmatch("[A-Za-z]+", value):
-        raise argparse.ArgumentTypeError(f"{value!r}: a WFDB annotation extension is ASCII letters only, e.g. pred")
-    if value.lower() == "hea":
-        raise argparse.ArgumentTypeError("'hea' is the extension of a record's header file: choose another, e.g. pred")
-    return value
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="label WFDB records: per-beat or per-window labels, CSV + WFDB annotations",
-                       missing_hints={"record": ("--leads", LEADS_TAKE_ALL)})
-    p.add_argument("checkpoint", help="a checkpoint file written by msresnet1d train (best.pt or last.pt)")
-    p.add_argument("record", nargs="+", help="WFDB record paths, e.g. data/mitdb/100 (or data/mitdb/100.hea); "
-                                            "several, e.g. data/mitdb/*.hea: one that fails is named, the others "
-                                            "are labelled")
-    beats = p.add_mutually_exclusive_group()
-    beats.add_argument("--annotator", help="annotation file with the beat positions (beat models; default atr)")
-    beats.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
-    p.add_argument("--out-dir", type=path_flag, help="where to write (default: next to the record)")
-    p.add_argument("--adapt-bn", action="store_true",
-                   help="re-estimate the BatchNorm statistics on this record's own inputs first (AdaBN, as evaluate "
-                        "--adapt-bn does per test record): for a recording from another device or gain")
-    p.add_argument("--leads", nargs="+", metavar="NAME",
-                   help="the record's names of the leads the model reads, in the order of the checkpoint's data.leads "
-                        "(e.g. --leads II for a model trained on MLII; '' for a lead without a description; a rhythm "
-                        "model: the one lead to read)")
-    p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
-    p.add_argument("--extension", default="pred", type=annotation_extension,
-                   help="annotation file extension, letters only (default pred)")
-    p.set_defaults(func=cmd_predict)

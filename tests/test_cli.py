@@ -50,12 +50,16 @@ def test_python_dash_m_runs_the_command():
     assert "The msresnet1d command: train, evaluate" in result.stdout  # plain text, not the docstring's ``markup``
 
 
-def test_the_command_imports_no_training_library_before_it_parses():
-    # --help and --version needed sklearn, scipy, wfdb and pandas through the training engine: ~3 s more
-    code = "import sys, msresnet1d.cli; print(sorted({'sklearn', 'scipy', 'wfdb', 'pandas'} & set(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_the_command_imports_no_training_library_before_it_parses(flag):
+    # --help and --version loaded sklearn, scipy, wfdb and pandas (the training engine, predict's module): ~3 s more
+    code = ("import sys\nfrom msresnet1d.cli import main\ntry:\n    main([sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({'sklearn', 'scipy', 'wfdb', 'pandas', 'msresnet1d.predict'} & set(sys.modules)), "
+            "file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, flag], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.stdout == "[]\n", result.stderr
+    assert result.stdout.startswith("usage: msresnet1d" if flag == "--help" else "msresnet1d ")
+    assert result.stderr == "[]\n"
 
 
 def test_version_is_the_packages(capsys):

@@ -339,6 +339,20 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
     with pytest.raises(ValueError, match=r"beat\.pt is a TorchScript file \(torch\.jit\.save, msresnet1d export\), not a "
                                          r"checkpoint: load it with torch\.jit\.load"):
         load_checkpoint(tmp_path / "beat.pt")
+    # a checkpoint whose config holds no [data] defaults (before runs resolved them): the message fills them in
+    unresolved = TrainConfig(task="beats", model="msresnet1d_beat", data={"rr": False, "template": False})
+    torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": unresolved.to_dict(), "class_names": classes,
+                "model": create_configured_model(unresolved, 1, 5).state_dict(), "task_state": {}}, tmp_path / "old.pt")
+    assert main(["export", str(tmp_path / "old.pt"), str(tmp_path / "old.onnx")]) == 0
+    assert "at 180 Hz, L = 126 as in training" in capsys.readouterr().out
+    # a damaged zip where a checkpoint is read, or where the export writes: named, not a traceback
+    import struct  # an end record naming one entry whose central directory is zeros
+
+    (tmp_path / "bad.pt").write_bytes(bytes(46) + b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 1, 1, 46, 0, 0))
+    with pytest.raises(ValueError, match=r"bad\.pt is not a file torch\.save wrote \(a damaged zip archive"):
+        load_checkpoint(tmp_path / "bad.pt")
+    assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "bad.pt")]) == 0  # not a checkpoint: replaced
+    capsys.readouterr()
     model = create_model("msresnet1d_beat")
     with pytest.raises(ValueError, match=r"metadata key\(s\) total_stride: written by the export itself"):
         export_onnx(model, tmp_path / "x.onnx", metadata={"total_stride": "1"})

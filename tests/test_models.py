@@ -85,10 +85,16 @@ def test_bad_input_names_expected_and_actual(name):
     model(torch.randn(1, 2, *side[:-1], model.total_stride + 1))
     model(torch.randn(2, 2, *side))
     assert model(torch.randn(0, 2, *side)).shape[0] == 0  # an empty batch runs, as torch runs it
-    for m in model.modules():  # frozen BatchNorms (fine-tuning the rest) take one input, as before the check
+    for m in model.modules():  # frozen BatchNorms (fine-tuning the rest): one input runs, as before the check
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
     model(torch.randn(1, 2, *side))
+    model.eval()
+    for m in model.modules():  # BatchNorms training in an eval-mode model (adapt_batchnorm's way): said too
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
+    with pytest.raises(ValueError, match=r"BatchNorm needs 2 or more values per channel"):
+        model(torch.randn(1, 2, *side))
     model.eval()
     with pytest.raises(ValueError, match=r"input of dtype torch.float64, the model's parameters are torch.float32"):
         model(torch.randn(1, 2, *spatial, dtype=torch.float64))  # e.g. from a numpy array
@@ -768,6 +774,9 @@ def test_model_options_come_from_the_signatures_without_building_a_model(monkeyp
         monkeypatch.setattr(cls, "__init__", refuse)
     assert {name: model_options(name) for name in list_models()} == expected
     assert {"stem_pool", "kernel_size", "zero_init_residual"} <= expected["resnet50"]
+    monkeypatch.undo()
+    for name in list_models():  # each preset's annotation is the class it builds
+        assert registry._built_class(registry._MODELS[name]) is type(create_model(name))
     monkeypatch.undo()
     # a user's factory annotated loosely (nn.Module) or with a name that does not resolve: the class built
 

@@ -1230,7 +1230,7 @@ def test_resume_refuses_another_config(tmp_path):
 
 def test_predict_extension_is_ascii_letters_as_wfdb_requires():
     import argparse
-    from msresnet1d.predict import annotation_extension
+    from msresnet1d.cli import annotation_extension
 
     assert annotation_extension("pred") == "pred"
     for bad in ("pred2", "prédiction", "", "a.b"):

@@ -121,10 +121,11 @@ class ResidualNetwork(nn.Module):
 
     @torch.jit.unused
     def _check_batch_norm_values(self, x: torch.Tensor) -> None:
-        """Raise ValueError when a BatchNorm of the stages in training mode would see one value per
-        channel at the last stage (one input whose every axis is at most ``total_stride``), which
-        torch refuses without saying what to change. Frozen (eval-mode) or fused BatchNorms, and
-        empty batches, run as torch runs them."""
+        """Raise ValueError when a stage's BatchNorm trains and the last stage would see one value
+        per channel (one input whose every axis is at most ``total_stride``), which torch refuses
+        without saying what to change. Frozen (eval-mode) or fused BatchNorms, and empty batches,
+        run as torch runs them. Every stage's BatchNorms are looked at (a late-fusion model's
+        towers have no last stage), so a model whose last stage alone is frozen is refused too."""
         positions = math.prod(math.ceil(size / self.total_stride) for size in x.shape[2:])
         if x.shape[0] * positions == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
                                                for m in self.stages.modules()):
@@ -154,8 +155,7 @@ class ResidualNetwork(nn.Module):
         check_input(x, self.dims, self.in_channels, self.min_input_size)
         if not torch.jit.is_scripting():
             self._check_dtype(x, "input")
-            if self.training:
-                self._check_batch_norm_values(x)
+            self._check_batch_norm_values(x)  # BatchNorms may train in an eval-mode model (adapt_batchnorm)
         if not self.channels_last:
             return self.stages(self.stem(x))
         if self.dims == 1:

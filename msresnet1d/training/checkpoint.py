@@ -112,7 +112,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not zipfile.is_zipfile(path):
         raise ValueError(f"checkpoint {path} is not a file torch.save wrote (not a zip archive: other bytes, or a "
                          "truncated copy)")
-    damaged = _damaged_part(path)
+    try:
+        damaged = _damaged_part(path)
+    except zipfile.BadZipFile as e:  # is_zipfile found an end record, but no archive behind it
+        raise ValueError(f"checkpoint {path} is not a file torch.save wrote (a damaged zip archive: {e})") from None
     if damaged is not None:
         raise ValueError(f"checkpoint {path} is damaged: its part {damaged} fails its CRC check (a bad copy or "
                          "disk); use another copy, or last.pt / best.pt of the run")
