@@ -6,7 +6,8 @@ written as CSV and as a WFDB annotation file (``wfdb.wrann``), so PhysioNet tool
 ``bxb``) read them: beats as AAMI class symbols N, S, V, F, Q; rhythm windows as ``+``
 annotations whose aux note is the class, e.g. ``(A``. ``--adapt-bn`` re-estimates the model's
 BatchNorm statistics on the record's own inputs first (AdaBN, labels unread), for recordings from
-another device or gain than the training data.
+another device or gain than the training data. The command's flags are defined in
+:mod:`msresnet1d.cli`, so that parsing them imports none of this module's libraries.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def check_run_dir(run_dir: str | Path, resume: bool) -> None:
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"run folder {run_dir} is a file; choose another --out")
-    if (os.path.lexists(run_dir / RUN_LOCK)) and (fd := lock_run_dir(run_dir, create=False)) is not None:
+    if os.path.lexists(run_dir / RUN_LOCK) and (fd := lock_run_dir(run_dir, create=False)) is not None:
         os.close(fd)
     check_unused(run_dir, resume)
     problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
