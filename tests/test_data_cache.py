@@ -45,9 +45,12 @@ def test_cache_dir_order(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "repo_datasets_dir", lambda: datasets)
     assert cache_dir() == datasets / "cache"
     monkeypatch.setattr(cache.os, "access", lambda path, mode: False)  # datasets/ not writable
-    assert cache_dir() == Path.home() / ".cache" / "msresnet1d"
+    assert cache_dir() == Path.home() / ".cache" / "msresnet1d" / "cache"
     monkeypatch.setattr(cache, "repo_datasets_dir", lambda: None)  # installed, no datasets/
-    assert cache_dir() == Path.home() / ".cache" / "msresnet1d"
+    assert cache_dir() == Path.home() / ".cache" / "msresnet1d" / "cache"
+    # beside the downloads, not above them: clearing the cache folder keeps the downloaded databases
+    downloads = Path.home() / ".cache" / "msresnet1d" / "data"  # an installed package's data home (test_data_locate)
+    assert cache_dir() not in downloads.parents and cache_dir().parent == downloads.parent
 
 
 def test_round_trip_leaves_no_temporary_files(tmp_path, arrays):

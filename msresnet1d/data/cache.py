@@ -25,7 +25,8 @@ replaced) and drop their copy. Entries for other keys are never deleted: clear t
 to reclaim space (and any ``.<entry>.*.tmp`` folder no process is writing, left by one killed mid-write).
 
 Cache folder: the explicit argument, else ``$MSRESNET1D_CACHE``, else the repository's
-``datasets/cache/`` if ``datasets/`` is writable, else ``~/.cache/msresnet1d``.
+``datasets/cache/`` if ``datasets/`` is writable, else ``~/.cache/msresnet1d/cache`` (beside
+``~/.cache/msresnet1d/data``, where downloads go then: clearing the cache keeps them).
 
 The cache is trusted as the data are: its checks find accidents (a damaged or partial file, a
 stale entry), not tampering, since whoever can write an entry can write a matching manifest. It
@@ -81,7 +82,7 @@ def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     datasets = repo_datasets_dir()
     if datasets is not None and os.access(datasets, os.W_OK):
         return datasets / "cache"
-    return Path.home() / ".cache" / "msresnet1d"
+    return Path.home() / ".cache" / "msresnet1d" / "cache"  # beside data/, the downloads: clearing one keeps the other
 
 
 @functools.lru_cache(maxsize=1)
