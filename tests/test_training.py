@@ -1767,6 +1767,18 @@ def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads
         assert 'Missing key(s) in state_dict: "fc.weight", "fc.bias"' in result.stderr
         if command[0] == "evaluate":  # evaluate takes several checkpoints: the message names the one at fault
             assert f"checkpoint {tmp_path / 'edited.pt'}: its weights" in result.stderr
+    # a config that builds a model far larger than its weights (an edited file): refused before any allocation, where
+    # widths of 300,000 asked for a terabyte (a traceback) or, smaller, took the machine's memory
+    from msresnet1d.training.run import checkpoint_model
+
+    huge = {**ckpt, "config": {**ckpt["config"], "model_kwargs": {**ckpt["config"]["model_kwargs"],
+                                                                   "widths": [300_000, 16, 16]}}}
+    with pytest.raises(ValueError, match=r"^the checkpoint: its weights do not fit the model its config builds "
+                                         r"\('msresnet1d_beat'\): .*size mismatch"):
+        checkpoint_model(huge)
+    torch.save(huge, tmp_path / "huge.pt")
+    result = _cli("evaluate", str(tmp_path / "huge.pt"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "size mismatch" in result.stderr
 
 
 @pytest.mark.parametrize("template", [False, True])

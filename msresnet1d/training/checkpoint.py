@@ -182,15 +182,18 @@ def inference_state(ckpt: dict[str, Any]) -> dict[str, Any]:
     return ckpt["ema"]["module"] if "ema" in ckpt else ckpt["model"]
 
 
-def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], source: str | Path = "the checkpoint") -> torch.nn.Module:
-    """Load :func:`inference_state` of ``ckpt`` into ``model`` (strictly) and return it.
+def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], source: str | Path = "the checkpoint",
+                 assign: bool = False) -> torch.nn.Module:
+    """Load :func:`inference_state` of ``ckpt`` into ``model`` (strictly) and return it; with
+    ``assign``, its tensors replace the model's (``load_state_dict(assign=True)``: for a model
+    built on the meta device, whose shapes alone are checked).
 
     Raises:
         ValueError: naming ``source`` when the weights do not fit the model (missing or
             unexpected keys, other shapes), e.g. a checkpoint whose weights were edited.
     """
     try:
-        model.load_state_dict(inference_state(ckpt))
+        model.load_state_dict(inference_state(ckpt), assign=assign)
     except RuntimeError as e:
         detail = " ".join(str(e).split())
         raise ValueError(f"{source}: its weights do not fit the model its config builds "

@@ -91,13 +91,14 @@ def load_members(checkpoints: Sequence[str | Path], data_dir: str | None = None,
     """
     if not checkpoints:
         raise ValueError("an ensemble needs at least one checkpoint")
-    from .run import build_model
+    from .run import build_model, check_weights_fit
 
     paths = [Path(p) for p in checkpoints]
     ckpts = [load_checkpoint(p) for p in paths]
     cfgs = [_config(ckpt, path, data_dir) for ckpt, path in zip(ckpts, paths)]
-    for cfg in cfgs:
+    for path, ckpt, cfg in zip(paths, ckpts, cfgs):
         check_tta(cfg, tta)
+        check_weights_fit(ckpt, cfg, f"checkpoint {path}")  # before the data load, and before any allocation
     first = cfgs[0]
     first_inputs = _inputs(first)
     for path, ckpt, cfg in zip(paths[1:], ckpts[1:], cfgs[1:]):

@@ -78,11 +78,25 @@ def load_trained_model(checkpoint: str | Path) -> nn.Module:
 
 
 def checkpoint_model(ckpt: dict[str, Any], source: str = "the checkpoint") -> nn.Module:
-    """:func:`load_trained_model` of a checkpoint already read (``source`` names it in errors)."""
+    """:func:`load_trained_model` of a checkpoint already read (``source`` names it in errors).
+    The config's model is first built without memory (on the meta device) and checked against
+    the weights, so that a config that does not fit them (an edited or made-up file: widths of
+    300,000 asked for a terabyte) is refused before any allocation."""
     cfg = TrainConfig.from_dict(ckpt["config"], source)
+    check_weights_fit(ckpt, cfg, source)
     in_channels, extra = model_inputs(cfg)
     model = create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra)
     return load_weights(model, ckpt, source).eval()
+
+
+def check_weights_fit(ckpt: dict[str, Any], cfg: TrainConfig, source: str = "the checkpoint") -> None:
+    """Raise ValueError (:func:`~.checkpoint.load_weights`'s, naming ``source``) unless the weights
+    of ``ckpt`` fit the model ``cfg`` builds, checked on a model built on the meta device: no
+    memory is taken, however large the config's model."""
+    in_channels, extra = model_inputs(cfg)
+    with torch.device("meta"):
+        load_weights(create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra), ckpt, source,
+                     assign=True)
 
 
 def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
