@@ -96,9 +96,8 @@ def load_members(checkpoints: Sequence[str | Path], data_dir: str | None = None,
     paths = [Path(p) for p in checkpoints]
     ckpts = [load_checkpoint(p) for p in paths]
     cfgs = [_config(ckpt, path, data_dir) for ckpt, path in zip(ckpts, paths)]
-    for path, ckpt, cfg in zip(paths, ckpts, cfgs):
+    for cfg in cfgs:
         check_tta(cfg, tta)
-        check_weights_fit(ckpt, cfg, f"checkpoint {path}")  # before the data load, and before any allocation
     first = cfgs[0]
     first_inputs = _inputs(first)
     for path, ckpt, cfg in zip(paths[1:], ckpts[1:], cfgs[1:]):
@@ -110,6 +109,8 @@ def load_members(checkpoints: Sequence[str | Path], data_dir: str | None = None,
         if ckpt["class_names"] != ckpts[0]["class_names"]:
             raise ValueError(f"checkpoint {path} has classes {ckpt['class_names']}, {paths[0]} has "
                              f"{ckpts[0]['class_names']}")
+    for path, ckpt, cfg in zip(paths, ckpts, cfgs):  # before the data load, and before any allocation
+        check_weights_fit(ckpt, cfg, f"checkpoint {path}")
     try:
         task = build_task(first, DistContext())
     except DataError as e:
