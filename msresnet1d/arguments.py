@@ -21,7 +21,7 @@ LEADS_TAKE_ALL = ("--leads takes every name after it, records too: give the reco
                   "names with --, e.g. predict best.pt --leads II -- data/mitdb/100")
 
 #: The repository's experiment configs (None in an installed package, which does not ship them).
-CONFIG_DIR = None if source_checkout() is None else source_checkout() / "experiments" / "configs"
+CONFIG_DIR = None if (_checkout := source_checkout()) is None else _checkout / "experiments" / "configs"
 
 
 def resolve_config(name: str | None) -> Path | None:

@@ -332,7 +332,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     file carrying :func:`~msresnet1d.export.checkpoint_metadata`."""
     from .export import checkpoint_metadata, export_onnx, export_torchscript
     from .models.tta import with_tta
-    from .training.checkpoint import load_checkpoint
+    from .training.checkpoint import is_torch_save_file, load_checkpoint
     from .training.config import TrainConfig
     from .training.run import checkpoint_model
     from .training.tasks import resolve_data, trained_length
@@ -344,7 +344,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.opset is not None and kind != "onnx":
         raise ValueError(f"--opset is an ONNX option; {args.output} is a TorchScript file")
     output = Path(args.output).expanduser()
-    if output.is_file() and (output.resolve() == Path(args.checkpoint).resolve() or _is_checkpoint(output)):
+    if output.is_file() and (output.resolve() == Path(args.checkpoint).resolve() or is_torch_save_file(output)):
         raise ValueError(f"{args.output} is a checkpoint (torch.save's): the export would replace it; give another "
                          "file (a TorchScript file ends in .pt too)")
     ckpt = load_checkpoint(args.checkpoint)
@@ -361,19 +361,6 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"{extra}, outputs (N, {len(ckpt['class_names'])}) logits of {', '.join(ckpt['class_names'])}; the file's "
           "metadata holds the config and training statistics its inputs are prepared with")
     return 0
-
-
-def _is_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is a file ``torch.save`` wrote (a zip archive with a ``data.pkl``, without
-    the ``code/`` of a TorchScript file)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            parts = [name.split("/", 1)[-1] for name in archive.namelist()]
-    except (zipfile.BadZipFile, OSError):  # not a zip archive, or a damaged one: no checkpoint torch could read
-        return False
-    return "data.pkl" in parts and not any(part.startswith("code/") for part in parts)
 
 
 def annotation_extension(value: str) -> str:

@@ -45,7 +45,7 @@ from .models.tta import with_tta
 from .training.checkpoint import load_checkpoint
 from .training.config import TrainConfig
 from .training.run import checkpoint_model
-from .training.tasks import WindowHRV, beat_config, resolve_data, rhythm_config
+from .training.tasks import WindowHRV, beat_config, resolve_data, rhythm_config, trained_length
 
 
 class _InputRecorder:
@@ -263,7 +263,7 @@ def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[n
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, (1, T), got shape "
                          f"{record.signal.shape}")
     signal = _preprocessed(record, rhythm_cfg.fs, rhythm_cfg.band, rhythm_cfg.normalization)
-    length, hop = round(data["crop_seconds"] * rhythm_cfg.fs), round(data["hop_seconds"] * rhythm_cfg.fs)
+    length, hop = trained_length(cfg), round(data["hop_seconds"] * rhythm_cfg.fs)
     # a record shorter than one window: the window classifier warns, and labels it from one zero-padded window
     columns = rr_columns(data["rr"], HRV_FEATURES, HRV_FEATURES)
     extra = None

@@ -98,7 +98,7 @@ def test_not_found_says_how_to_supply_the_data(isolated):
     assert "msresnet1d download" not in str(error.value)  # CinC 2017 is a zip file to supply by hand
 
 
-def test_only_a_source_checkout_has_a_repository_datasets_folder(tmp_path, monkeypatch):
+def test_only_a_source_checkout_has_a_repository_datasets_folder(tmp_path, monkeypatch, request):
     # an installed package sits in site-packages, whose datasets/ is Hugging Face's package: never used as the data
     # home (the cache and downloads went into it), nor its experiments/ as the configs
     site = tmp_path / "site-packages"
@@ -106,13 +106,19 @@ def test_only_a_source_checkout_has_a_repository_datasets_folder(tmp_path, monke
     (site / "msresnet1d" / "data").mkdir(parents=True)
     monkeypatch.setattr(locate, "__file__", str(site / "msresnet1d" / "data" / "locate.py"))
     monkeypatch.delenv("MSRESNET1D_DATA", raising=False)
+    request.addfinalizer(locate.source_checkout.cache_clear)  # read once per process: again for each case here
+    locate.source_checkout.cache_clear()
     assert locate.source_checkout() is None and locate.repo_datasets_dir() is None
     assert locate.data_home() == Path.home() / ".cache" / "msresnet1d" / "data"
     (site / "pyproject.toml").write_text('[project]\nname = "other"\n')  # another project's checkout
+    locate.source_checkout.cache_clear()
     assert locate.source_checkout() is None
     (site / "pyproject.toml").write_text('[project]\nname = "msresnet1d"\n')
+    locate.source_checkout.cache_clear()
     assert locate.source_checkout() == site and locate.repo_datasets_dir() == site / "datasets"
-    assert locate.source_checkout() is not None  # this one
+    monkeypatch.undo()
+    locate.source_checkout.cache_clear()
+    assert locate.source_checkout() == SAMPLE.parents[1]  # this one: the tests run in the clone
 
 
 def test_records_outside_the_database_folder_are_refused(tmp_path):

@@ -415,7 +415,7 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, 
         torch.save(good | change, tmp_path / "made.pt")
         with pytest.raises(ValueError, match=rf"checkpoint .*made\.pt is malformed: {expected}"):
             load_checkpoint(tmp_path / "made.pt")
-    # a compressed part (torch.save stores them): a small file that would take far more memory once read
+    # a compressed part (torch.save stores its parts uncompressed): a small file taking far more memory once read
     import zipfile
 
     with zipfile.ZipFile(tmp_path / "good.pt") as source, \

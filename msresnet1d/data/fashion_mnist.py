@@ -80,7 +80,7 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 """Class names, indexed by label."""
 
-REPO_DATA_DIR: Path | None = None if repo_datasets_dir() is None else repo_datasets_dir() / "fashion-mnist"
+REPO_DATA_DIR: Path | None = None if (_datasets := repo_datasets_dir()) is None else _datasets / "fashion-mnist"
 """The repository's data folder, where downloads go when no ``root`` is given; None in an
 installed package (no source checkout), whose downloads go to ``data_home()/fashion-mnist``."""
 
@@ -252,10 +252,7 @@ def search_dirs(root: str | os.PathLike[str] | None = None) -> list[tuple[str, P
     env = os.environ.get(DATA_ENV)
     if env:
         dirs.append((f"${DATA_ENV}/fashion-mnist", Path(env) / "fashion-mnist"))
-    if REPO_DATA_DIR is not None:
-        dirs.append(("repository datasets/fashion-mnist", REPO_DATA_DIR))
-    else:  # an installed package: where its downloads go
-        dirs.append(("download folder", data_home() / "fashion-mnist"))
+    dirs.append(_own_dir())
     dirs.append(("Debian package dataset-fashion-mnist", DEBIAN_DATA_DIR))
     return dirs
 
@@ -274,7 +271,15 @@ def default_download_dir() -> Path:
     (:func:`~msresnet1d.data.locate.data_home`, as for PhysioNet databases); each is searched."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]) / "fashion-mnist"
-    return REPO_DATA_DIR if REPO_DATA_DIR is not None else data_home() / "fashion-mnist"
+    return _own_dir()[1]
+
+
+def _own_dir() -> tuple[str, Path]:
+    """The package's own folder for the files, described: :data:`REPO_DATA_DIR` in a source
+    checkout, else (an installed package) the download folder's ``fashion-mnist/``."""
+    if REPO_DATA_DIR is not None:
+        return "repository datasets/fashion-mnist", REPO_DATA_DIR
+    return "download folder", data_home() / "fashion-mnist"
 
 
 def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: bool = False) -> str:

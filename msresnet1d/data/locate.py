@@ -18,6 +18,7 @@ looks for one, in this order:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -68,11 +69,13 @@ def _how_to_download(name: str) -> str:
             f"msresnet1d.data.download_database({name!r}) in Python." if name in PHYSIONET_PROJECTS else "")
 
 
+@functools.lru_cache(maxsize=1)
 def source_checkout() -> Path | None:
     """The repository this package runs from (a clone, installed editable or not at all): the
     folder above the package, when its ``pyproject.toml`` names the project ``msresnet1d``; None
     for an installed wheel or sdist, where that folder is ``site-packages``, whose ``datasets/``
-    and ``experiments/`` would be other packages (Hugging Face's ``datasets``)."""
+    and ``experiments/`` would be other packages (Hugging Face's ``datasets``). Read once: the
+    package does not move while it runs."""
     root = Path(__file__).resolve().parents[2]
     try:
         project = (root / "pyproject.toml").read_text()

@@ -64,7 +64,7 @@ def _damaged_part(path: Path) -> str | None:
             torch.save never writes (a file made to take far more memory than its size once read).
     """
     with zipfile.ZipFile(path) as archive:
-        if any(part.filename.split("/")[1:2] == ["code"] for part in archive.infolist()):
+        if _is_torchscript(archive.namelist()):
             raise ValueError(f"{path} is a TorchScript file (torch.jit.save, msresnet1d export), not a checkpoint: "
                              "load it with torch.jit.load, or give the checkpoint it was exported from")
         compressed = [part.filename for part in archive.infolist() if part.compress_type != zipfile.ZIP_STORED]
@@ -81,6 +81,23 @@ def _damaged_part(path: Path) -> str | None:
             except zipfile.BadZipFile:
                 return part.filename
     return None
+
+
+def _is_torchscript(names: list[str]) -> bool:
+    """Whether the parts ``names`` of a zip archive are a TorchScript file's (``torch.jit.save``:
+    a ``code/`` folder in the archive's own)."""
+    return any(name.split("/")[1:2] == ["code"] for name in names)
+
+
+def is_torch_save_file(path: str | Path) -> bool:
+    """Whether ``path`` is a file ``torch.save`` wrote: a zip archive holding a ``data.pkl``, not a
+    TorchScript file (False for another file, or a damaged archive)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(name.split("/")[1:] == ["data.pkl"] for name in names) and not _is_torchscript(names)
 
 
 def rng_state() -> dict[str, Any]:

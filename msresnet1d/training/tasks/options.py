@@ -271,7 +271,8 @@ def model_inputs(cfg: TrainConfig) -> tuple[int, int]:
 
 def trained_length(cfg: TrainConfig) -> int:
     """The input length L, in samples, a 1D model of ``cfg`` trains on: a beat window (``window``
-    x ``fs``), or a rhythm crop (``crop_seconds`` x ``fs``, as the task rounds it)."""
+    x ``fs``), or a rhythm crop and evaluation window (``crop_seconds`` x ``fs``, rounded: the
+    rhythm task and ``predict`` take it from here)."""
     data = resolve_data(cfg).data
     if cfg.task == "beats":
         return beat_config(data).length

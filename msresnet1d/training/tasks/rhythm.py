@@ -16,7 +16,7 @@ from ..distributed import DistContext
 from ..metrics import CINC_SCORED
 from ..optim import balanced_sample_weights
 from .base import SplitPredictor, Task
-from .options import DATABASES, resolve_data, rhythm_config
+from .options import DATABASES, resolve_data, rhythm_config, trained_length
 
 if TYPE_CHECKING:
     from ...data.rhythm import RhythmArrays
@@ -119,7 +119,7 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
         raise ValueError(f"config: [data] val_fraction={opts['val_fraction']} of the {len(train_idx)} training "
                          f"records: {e}") from None
     fit, held, test = arrays.select(np.sort(fit_idx)), arrays.select(np.sort(val_idx)), arrays.select(test_idx)
-    length, hop = round(opts["crop_seconds"] * arrays.config.fs), round(opts["hop_seconds"] * arrays.config.fs)
+    length, hop = trained_length(cfg), round(opts["hop_seconds"] * arrays.config.fs)
     columns = rr_columns(opts["rr"], HRV_FEATURES, HRV_FEATURES)
     hrv, state = {}, {}
     if columns:  # standardised with the training windows' statistics (no peeking at val/test)
