@@ -41,8 +41,8 @@ def check_target(path: str | os.PathLike[str], what: str) -> Path:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success, flush it to disk and rename it over
-    ``path`` (``os.replace``); on any error, delete it. The parent folder is created if needed.
+    """Yield a temporary path next to ``path``; on success, flush it to disk, rename it over
+    ``path`` (``os.replace``) and flush the folder's entries; on any error, delete it. The parent folder is created if needed.
 
     ``suffix`` is the temporary file's ending (some writers, e.g. matplotlib, choose the format by it).
     An OSError about the temporary file (a read-only folder), or one that names no file (a full
@@ -76,6 +76,8 @@ def atomic_paths(*paths: str | os.PathLike[str], suffix: str = ".tmp") -> Iterat
                 os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
             for tmp, path in zip(tmps, paths):
                 os.replace(tmp, path)
+            for folder in dict.fromkeys(path.parent for path in paths):
+                _sync_folder(folder)
         finally:
             for tmp in tmps:
                 with contextlib.suppress(OSError):  # each one, and the caller's error kept
@@ -91,6 +93,21 @@ def atomic_paths(*paths: str | os.PathLike[str], suffix: str = ".tmp") -> Iterat
                     raise OSError(e.errno, e.strerror, destination).with_traceback(e.__traceback__) from None
                 e.filename = destination
         raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries to disk, so a rename into it survives a power cut (POSIX; where a
+    folder cannot be opened or synced, e.g. on Windows, the rename stands as the OS keeps it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _about_tmp(filename: str | os.PathLike[str], path: Path) -> bool:

@@ -216,8 +216,10 @@ def test_a_download_that_fails_its_checksums_leaves_nothing(isolated, mirror, da
     else:
         (mirror / "100.atr").unlink()
         expected = "(FileNotFoundError: "  # the mirror lacks a listed file
-    with pytest.raises(DataError, match=re.escape(expected)):
+    with pytest.raises(DataError, match=re.escape(expected)) as caught:
         download_database("mitdb")
+    # the folder the message names is said to be gone, as it is
+    assert re.search(r"; the temporary folder \S+\.partial and what it held are deleted\)", str(caught.value))
     assert not (isolated / "downloads").exists() or list((isolated / "downloads").iterdir()) == []
 
 

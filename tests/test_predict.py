@@ -235,6 +235,31 @@ def test_a_write_error_that_names_no_file_names_the_destination(tmp_path):
             open(tmp_path / "elsewhere")
 
 
+def test_renames_are_flushed_to_disk_with_their_folders(tmp_path, monkeypatch):
+    from msresnet1d.atomic import atomic_paths
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        synced.append((path, sorted(p.name for p in path.iterdir()) if path.is_dir() else None))
+        real_fsync(fd)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name a file descriptor")
+    monkeypatch.setattr(os, "fsync", fsync)
+    (tmp_path / "sub").mkdir()
+    with atomic_paths(tmp_path / "a.pred", tmp_path / "a.pred.csv", tmp_path / "sub" / "b") as tmps:
+        for tmp in tmps:
+            tmp.write_text("x")
+    files = [(path.name, listing) for path, listing in synced if listing is None]
+    folders = [(path, listing) for path, listing in synced if listing is not None]
+    assert len(files) == 3  # each file before its rename, as before
+    # then each folder once, after the renames into it: a power cut cannot undo them
+    assert folders == [(tmp_path, ["a.pred", "a.pred.csv", "sub"]), (tmp_path / "sub", ["b"])]
+
+
 def test_files_written_together_are_cleaned_up_each_and_the_callers_error_kept(tmp_path):
     from msresnet1d.atomic import atomic_paths
 

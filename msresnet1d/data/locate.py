@@ -324,8 +324,8 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
         if not isinstance(exc, Exception):
             raise
         raise DataError(
-            f"could not download database '{name}' from PhysioNet ({type(exc).__name__}: {exc}). "
-            + _how_to_supply(name, target)
+            f"could not download database '{name}' from PhysioNet ({type(exc).__name__}: {exc}; the temporary "
+            f"folder {partial} and what it held are deleted). " + _how_to_supply(name, target)
         ) from exc
     umask = os.umask(0)
     os.umask(umask)
