@@ -348,7 +348,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.output} is a checkpoint (torch.save's): the export would replace it; give another "
                          "file (a TorchScript file ends in .pt too)")
     ckpt = load_checkpoint(args.checkpoint)
-    model = with_tta(checkpoint_model(ckpt, f"checkpoint {args.checkpoint}"), ckpt["config"].get("tta", "none"))
+    tta = ckpt["config"].get("tta", "none")
+    model = with_tta(checkpoint_model(ckpt, f"checkpoint {args.checkpoint}"), tta)
     metadata = checkpoint_metadata(ckpt)
     if kind == "onnx":
         path = export_onnx(model, args.output, metadata=metadata, **({} if args.opset is None else {"opset": args.opset}))
@@ -358,7 +359,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = resolve_data(TrainConfig.from_dict(ckpt["config"], f"checkpoint {args.checkpoint}"))  # defaults too
     print(f"exported {args.checkpoint} to {path} ({kind}): inputs signal (N, {model.in_channels}, L) at "
           f"{cfg.data['fs']:g} Hz, L = {trained_length(cfg)} as in training (any L >= {model.min_input_size} runs)"
-          f"{extra}, outputs (N, {len(ckpt['class_names'])}) logits of {', '.join(ckpt['class_names'])}; the file's "
+          f"{extra}, outputs (N, {len(ckpt['class_names'])}) "
+          + ("logits" if tta == "none" else f"log-probabilities (tta {tta!r}: the log of the mean softmax of the input "
+             "and its sign-inverted copy)")
+          + f" of {', '.join(ckpt['class_names'])}; the file's "
           "metadata holds the config and training statistics its inputs are prepared with")
     return 0
 

@@ -69,6 +69,12 @@ def test_reference_errors_name_the_line(tmp_path):
     (tmp_path / "REFERENCE.csv").write_text("A00001,N\nA00001,A\n")
     with pytest.raises(DataError, match="line 2 lists record A00001 again"):
         read_reference(tmp_path)
+    for outside in ("../other/A00001", "/data/A00001", "sub/../../A00001"):  # a record beside the folder, not in it
+        (tmp_path / "REFERENCE.csv").write_text(f"A00002,N\n{outside},A\n")
+        with pytest.raises(DataError, match=re.escape(f"line 2 names record {outside!r}, outside the database folder")):
+            read_reference(tmp_path)
+    (tmp_path / "REFERENCE.csv").write_text("sub/A00001,N\n")  # a sub-folder of the database is its own
+    assert read_reference(tmp_path) == {"sub/A00001": "N"}
     (tmp_path / "REFERENCE.csv").unlink()
     with pytest.raises(DataError, match=re.escape("file REFERENCE.csv is missing")):
         read_reference(tmp_path)
@@ -273,6 +279,23 @@ def test_rhythm_split_seed_defaults_to_the_run_seed_and_can_be_fixed():
     assert resolve_data(load_config(None, rhythm)).data["split_seed"] == 3  # runs made before the key
     assert resolve_data(load_config(None, {**rhythm, "data.split_seed": 0})).data["split_seed"] == 0
     assert "split_seed" not in resolve_data(load_config(None, {"seed": 3})).data  # beats: val_seed instead
+
+
+def test_rhythm_band_is_a_data_option_recorded_with_the_run():
+    from msresnet1d.training.config import load_config
+    from msresnet1d.training.tasks import check_data, evaluation_data, resolve_data
+    from msresnet1d.training.tasks.options import rhythm_config
+
+    rhythm = {"task": "rhythm", "model": "msresnet1d_small"}
+    cfg = load_config(None, rhythm)
+    # runs made before the key read records through RhythmConfig's band: the default is that band
+    assert resolve_data(cfg).data["band"] == [0.5, 40.0] and rhythm_config(resolve_data(cfg).data) == RhythmConfig(fs=150)
+    assert evaluation_data(cfg)["band"] == [0.5, 40.0]  # checkpoints filtered otherwise see other inputs
+    chosen = load_config(None, {**rhythm, "data.band": [1, 30]})
+    assert rhythm_config(resolve_data(chosen).data).band == (1.0, 30.0)
+    assert rhythm_config(resolve_data(load_config(None, {**rhythm, "data.band": False})).data).band is None
+    with pytest.raises(ValueError, match=r"\[data\] band must be \[low, high\] in Hz.*got \[30, 1\]"):
+        check_data(load_config(None, {**rhythm, "data.band": [30, 1]}))
 
 
 def test_rhythm_config_canonicalises_band_and_rate():  # equal configurations, one cache key

@@ -308,8 +308,9 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
     assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.onnx")]) == 0
     assert capsys.readouterr().out == (
         f"exported {tmp_path / 'best.pt'} to {tmp_path / 'beat.onnx'} (onnx): inputs signal (N, {channels}, L) at "
-        f"180 Hz, L = 126 as in training (any L >= 9 runs) and extra (N, {extra}), outputs (N, 5) logits of N, S, V, "
-        "F, Q; the file's metadata holds the config and training statistics its inputs are prepared with\n")
+        f"180 Hz, L = 126 as in training (any L >= 9 runs) and extra (N, {extra}), outputs (N, 5) log-probabilities "
+        "(tta 'flip': the log of the mean softmax of the input and its sign-inverted copy) of N, S, V, F, Q; the "
+        "file's metadata holds the config and training statistics its inputs are prepared with\n")
     predictor = OnnxPredictor(tmp_path / "beat.onnx")
     np.testing.assert_allclose(predictor.predict(x.numpy(), rr.numpy()), logits, atol=1e-4)
     meta = predictor.metadata
@@ -322,7 +323,12 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
                                                           ("min_input_size", "total_stride")}
     with torch.no_grad():
         np.testing.assert_allclose(torch.jit.load(tmp_path / "beat.pt")(x, rr).numpy(), logits, atol=1e-5)
+    plain_model = torch.load(tmp_path / "best.pt", weights_only=True)
+    plain_model["config"]["tta"] = "none"
+    torch.save(plain_model, tmp_path / "plain.pt")
     capsys.readouterr()
+    assert main(["export", str(tmp_path / "plain.pt"), str(tmp_path / "plain.onnx")]) == 0
+    assert f"and extra (N, {extra}), outputs (N, 5) logits of N, S, V, F, Q; the file's" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.bin")]) == 1
     assert "beat.bin: give --format onnx or torchscript (or a file ending in .onnx, .pt, .pth, .ts)" in \
         capsys.readouterr().err

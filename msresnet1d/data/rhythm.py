@@ -32,7 +32,7 @@ from ..models.modes import evaluating
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cache_key, cached
 from .errors import DataError
-from .locate import find_database, list_records
+from .locate import find_database, is_record_name, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band
 from .records import preprocess_record, read_record, record_files
@@ -121,7 +121,8 @@ def read_reference(db_dir: str | os.PathLike[str]) -> dict[str, str]:
 
     Raises:
         DataError: missing file, not UTF-8 (UTF-16, Latin-1...), a line that is not
-            ``name,label``, an unknown label, or a record listed twice.
+            ``name,label``, an unknown label, a record listed twice, or one outside the folder
+            (an absolute path, or one through ``..``: :func:`~msresnet1d.data.locate.is_record_name`).
     """
     path = Path(db_dir) / "REFERENCE.csv"
     if not path.is_file():
@@ -141,6 +142,9 @@ def read_reference(db_dir: str | os.PathLike[str]) -> dict[str, str]:
                 f"database {db_dir}: REFERENCE.csv line {number} is {line!r}, expected "
                 f"'<record>,<label>' with a label among {', '.join(CINC_CLASSES)}"
             )
+        if not is_record_name(fields[0]):
+            raise DataError(f"database {db_dir}: REFERENCE.csv line {number} names record {fields[0]!r}, outside the "
+                            "database folder (an absolute path, or one through ..)")
         if fields[0] in labels:
             raise DataError(f"database {db_dir}: REFERENCE.csv line {number} lists record {fields[0]} again")
         labels[fields[0]] = fields[1]

@@ -27,7 +27,8 @@ training side (held-out records or images), never from the test split. One modul
     the window, seconds).
 ``rhythm`` (CinC 2017, N/A/O/~) data keys:
     data_dir (as for beats, cinc2017/), lead (unset: single-lead records; else the lead to read,
-    "A|B" the first of these a record has), fs 150 (Hz, at least 45 with rr), crop_seconds 30,
+    "A|B" the first of these a record has), fs 150 (Hz, at least 45 with rr), band [0.5, 40] (Hz, as
+    for beats; the filter is applied at the record's own rate, before resampling), crop_seconds 30,
     hop_seconds 15 (evaluation windows, at most crop_seconds), folds 5, fold 0 (the test fold of a
     stratified k-fold over records, counted from 0; the cross-validation script names it fold1),
     val_fraction 0.1 (of the training folds, stratified; 0: no validation, the epoch chosen by

@@ -24,7 +24,7 @@ BEAT_DEFAULTS: dict[str, Any] = {
 }
 
 RHYTHM_DEFAULTS: dict[str, Any] = {
-    "data_dir": None, "lead": None, "fs": 150.0, "crop_seconds": 30.0, "hop_seconds": 15.0, "folds": 5, "fold": 0,
+    "data_dir": None, "lead": None, "fs": 150.0, "band": [0.5, 40.0], "crop_seconds": 30.0, "hop_seconds": 15.0, "folds": 5, "fold": 0,
     "val_fraction": 0.1, "split_seed": None, "cache": True, "flip_prob": 0.0, "noise_std": 0.0, "rr": False,
 }
 
@@ -44,10 +44,11 @@ def beat_config(data: dict[str, Any]) -> BeatConfig:
 
 
 def rhythm_config(data: dict[str, Any]) -> RhythmConfig:
-    """How a rhythm run's ``[data]`` options (resolved) prepare records: its lead and rate."""
+    """How a rhythm run's ``[data]`` options (resolved) prepare records: its lead, rate and band
+    (each record z-scored, :class:`~msresnet1d.data.RhythmConfig`'s normalisation)."""
     from ...data import RhythmConfig
 
-    return RhythmConfig(lead=data["lead"], fs=float(data["fs"]))
+    return RhythmConfig(lead=data["lead"], fs=float(data["fs"]), band=tuple(data["band"]) if data["band"] else None)
 
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -130,6 +131,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     nonneg = (lambda v: _number(v) and v >= 0, "a number >= 0")
     positive = (lambda v: _number(v) and v > 0, "a number > 0")
     seed = (lambda v: is_whole(v) and v >= 0, "a whole number >= 0")
+    band = (_band, "[low, high] in Hz, 0 <= low < high, either corner null (open), or unset/false (none)")
     records = (lambda v: v is None or (_record_names(v) and len(v) > 0 and len(set(v)) == len(v)),
                'a non-empty list of record names as strings ("101"), each record once, each in the database folder '
                "(no absolute path or ..); leave it out for the default split")
@@ -138,7 +140,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "data_dir": path, "leads": (_lead_names, 'a non-empty list of lead names, an entry "V1|V5" the first of these a record has '
                                    "(no spaces or empty names around |)"),
             "fs": positive, "window": (_pair, "[start, stop] in seconds, start < stop"),
-            "band": (_band, "[low, high] in Hz, 0 <= low < high, either corner null (open), or unset/false (none)"),
+            "band": band,
             "rr": (_rr_names(RR_FEATURES), f"true, false or a list of distinct names of {', '.join(RR_FEATURES)}"),
             "train_records": records, "test_records": records,
             "val_records": (lambda v: (is_whole(v) and v >= 0) or (_record_names(v) and len(set(v)) == len(v)),
@@ -151,7 +153,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "record_balanced": flag,
         },
         "rhythm": {
-            "data_dir": path, "fs": positive, "crop_seconds": positive, "hop_seconds": positive,
+            "data_dir": path, "fs": positive, "band": band, "crop_seconds": positive, "hop_seconds": positive,
             "lead": (lambda v: v is None or (isinstance(v, str) and _lead_names([v])),
                      'a lead name, or "A|B" the first of these a record has (or unset: single-lead records only)'),
             "folds": (lambda v: is_whole(v) and v >= 2, "a whole number >= 2"),

@@ -63,7 +63,8 @@ class RandomCrops:
     """BatchTransform: record indices (B,) -> random fixed-length crops (B, C, L) of those records
     (zero-padded when shorter), offsets drawn from the batch generator; then, for augmentation,
     each crop's sign inverted with probability ``flip_prob`` and Gaussian noise of std
-    ``noise_std`` (in units of the z-scored signal) added. With ``features`` (a
+    ``noise_std`` (in units of the z-scored signal) added, over the whole crop (a short record's
+    zero padding too; evaluation pads with exact zeros, at the record's end). With ``features`` (a
     :class:`WindowHRV`), returns ``(crops, features of the crops (B, F))``."""
 
     def __init__(self, arrays: RhythmArrays, length: int, flip_prob: float = 0.0, noise_std: float = 0.0,
