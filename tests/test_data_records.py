@@ -550,3 +550,22 @@ def test_a_header_without_a_sampling_frequency_warns_of_wfdbs_default(x):
     with pytest.warns(UserWarning, match=re.escape("record 'x/100': file 100.hea gives no sampling frequency, so "
                                                    "WFDB's default, 250 Hz, is assumed")):
         assert read_record(x / "100").fs == 250
+
+
+def test_a_header_that_names_another_record_warns(x):
+    import shutil
+    import warnings
+
+    for ext in ("hea", "dat"):
+        shutil.copy(x / f"100.{ext}", x / f"101.{ext}")
+    text = (x / "101.hea").read_text()
+    assert text.startswith("100 ")
+    (x / "101.hea").write_text("101" + text[3:])  # a header renamed with its record: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_record(x / "101")
+    (x / "101.hea").write_text(text)  # 100's header copied as 101's: it reads 100.dat
+    with pytest.warns(UserWarning, match=re.escape("record 'x/101': file 101.hea names record '100' in its record "
+                                                   "line, not '101' (a header copied from another record? its signal "
+                                                   "files are read: 100.dat)")):
+        read_record(x / "101")

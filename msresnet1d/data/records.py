@@ -346,7 +346,8 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     mismatch warns), then converted to physical units channel by channel (faster than wfdb's
     conversion of the (L, C) array), the samples of one frame of a multi-frequency signal
     averaged; a record with a signal in one of :data:`PHYSICAL_FORMATS` (61) is read in physical
-    units and converted back for the checksums. Multi-segment records are read by wfdb in physical
+    units and converted back for the checksums. A header whose record line names another record
+    warns (a header copied from another record). Multi-segment records are read by wfdb in physical
     units, unchecked (their segments' headers hold the checksums); one whose segments give a lead
     in different units is refused.
 
@@ -375,6 +376,11 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
                       f"WFDB's default, {DEFAULT_FS:g} Hz, is assumed: add the rate to its record line if it is "
                       "another", stacklevel=2)
     multi_segment = "/" in record_line[0]  # the record line's "name/segments"
+    named = record_line[0].split("/")[0]
+    if named != path.name:  # a header copied from another record, whose signal file it may name too
+        warnings.warn(f"record '{record_label(path)}': file {header_file.name} names record {named!r} in its record "
+                      f"line, not {path.name!r} (a header copied from another record? its signal files are read: "
+                      f"{', '.join(dict.fromkeys(line[0] for line in signal_lines)) or 'none'})", stacklevel=2)
     _check_mat_files(path, record_line, signal_lines)
     physical = multi_segment or any(len(line) > 1 and re.match("[0-9]*", line[1])[0] in PHYSICAL_FORMATS
                                     for line in signal_lines)  # a signal line's format: "61", "61x2", "61:3"...
