@@ -64,7 +64,7 @@ from msresnet1d.models.layers import is_number, is_whole
 from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
 from msresnet1d.training.config import TrainConfig
-from msresnet1d.training.engine import TrainingError, train_one_epoch
+from msresnet1d.training.engine import TrainingError, check_finite_weights, train_one_epoch
 from msresnet1d.training.optim import balanced_sample_weights, build_loss, build_optimizer, build_scheduler
 
 __all__ = ["MSResNet1dClassifier", "MSResNet1dRegressor", "SignalPreprocessor"]
@@ -401,6 +401,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             try:
                 loss, _, _ = train_one_epoch(self.model_, loader, loss_fn, optimizer, scheduler,
                                              grad_clip=cfg.grad_clip)
+                check_finite_weights(self.model_)
             except TrainingError as e:
                 raise TrainingError(f"{type(self).__name__}: {e} at epoch {epoch + 1}; try a lower lr or "
                                     "grad_clip > 0") from None

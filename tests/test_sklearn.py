@@ -455,6 +455,25 @@ def _fitted_attributes(estimator) -> list[str]:
     return [name for name in vars(estimator) if name.endswith("_") or name in private]
 
 
+def test_weights_broken_by_the_last_step_fail_the_fit(monkeypatch):
+    import msresnet1d.sklearn as module
+
+    one_epoch = module.train_one_epoch
+
+    def breaks(model, *args, **kwargs):  # the loss was finite before the step that broke the weights
+        result = one_epoch(model, *args, **kwargs)
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] = float("inf")
+        return result
+
+    monkeypatch.setattr(module, "train_one_epoch", breaks)
+    estimator = MSResNet1dClassifier(**TINY, epochs=2)
+    with pytest.raises(TrainingError, match=r"MSResNet1dClassifier: weights not finite after the epoch's last step "
+                                            r"\(\S+; .* at epoch 1"):
+        estimator.fit(X_OK, Y_OK)
+    assert _fitted_attributes(estimator) == []
+
+
 @pytest.mark.parametrize("estimator", [MSResNet1dClassifier(**TINY, epochs=2), MSResNet1dRegressor(**TINY, epochs=2)])
 def test_a_failed_fit_or_refit_leaves_the_estimator_unfitted(estimator):
     y = Y_OK if is_classifier(estimator) else X_OK[:, 0, 0]

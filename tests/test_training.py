@@ -1623,6 +1623,65 @@ def test_a_rebuild_that_splits_other_data_is_named():
     check_same_splits({}, task, "ckpt")  # a checkpoint from before splits were kept, of a task without test names
 
 
+def test_a_non_finite_gradient_stops_the_step_that_has_it_under_clipping():
+    from msresnet1d.training.engine import train_one_epoch
+
+    class Sqrt(torch.nn.Module):  # d sqrt(g)/dg is inf at 0, times the 0 in front: a NaN gradient, a finite loss
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin, self.g = torch.nn.Linear(3, 2), torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x) + 0 * self.g.sqrt()
+
+    model = Sqrt()
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    batches = [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))] * 2
+    with pytest.raises(TrainingError, match=r"non-finite gradient norm \(nan\) at batch 1 \(after 0 samples\)"):
+        train_one_epoch(model, batches, torch.nn.CrossEntropyLoss(), optimizer, scheduler, grad_clip=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # that step was not taken
+
+
+@pytest.mark.parametrize("value, message", [
+    (float("nan"), r"weights not finite after the epoch's last step \(\S+; the loss before that step was finite\) "
+                   r"at epoch 2; the last good checkpoint is kept"),
+    (3e38, r"on the val split: classification_report: \d+ of \d+ rows of probabilities are not finite .*; the "
+           r"epoch's checkpoint was not written"),  # finite weights whose outputs overflow
+])
+def test_weights_broken_by_an_epochs_last_step_are_caught_before_they_are_saved(tmp_path, monkeypatch, value,
+                                                                                   message):
+    # the loss is checked before each step, so the last step's update is only seen by the weights
+    from msresnet1d.training import engine
+    from msresnet1d.training.run import train
+
+    calls, one_epoch = [], engine.train_one_epoch
+
+    def breaks_second(model, *args, **kwargs):
+        result = one_epoch(model, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            with torch.no_grad():
+                model.fc.weight.fill_(value)
+        return result
+
+    monkeypatch.setattr(engine, "train_one_epoch", breaks_second)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match=message):
+        train(load_config(_config(tmp_path, 3), {"ema_decay": 0.0}), out, quiet=True)  # validation sees the model
+    for name in ("last.pt", "best.pt"):
+        ckpt = load_checkpoint(out / "checkpoints" / name)
+        assert ckpt["epoch"] == 0 and all(torch.isfinite(t).all() for t in ckpt["model"].values())
+
+
+def test_outputs_that_are_not_finite_are_named_not_scored():
+    probabilities = np.full((4, 5), 0.2)
+    probabilities[2] = np.nan
+    with pytest.raises(ValueError, match=r"1 of 4 rows of probabilities are not finite \(the first, row 2\)"):
+        classification_report(np.zeros(4, dtype=int), probabilities, list("NSVFQ"), list("NSVF"))
+
+
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
     result = _cli("train", "--config", str(_config(tmp_path, 2)), "--out", str(out), "--quiet", "--set", "lr=1e30",

@@ -476,6 +476,7 @@ class Trainer:
             mean_loss, seen, accuracy = train_one_epoch(self.train_model, bar, self.loss_fn, self.optimizer,
                                                         self.scheduler, grad_clip=self.cfg.grad_clip,
                                                         bf16=self.cfg.bf16, device=self.device, on_batch=after_step)
+            check_finite_weights(self.model, self.evaluated)  # the last step's update, which no loss has seen
         except TrainingError as e:
             last = self.ckpt_dir / "last.pt"
             kept = (f"the last good checkpoint is kept in {last}" if last.is_file() else
@@ -500,7 +501,10 @@ class Trainer:
         ``predict`` run a checkpoint, so that they reproduce the run's figures."""
         model = with_tta(fuse_batchnorm(self.evaluated), self.cfg.tta)
         y_true, probabilities = self.task.predict(model, split, self.device)
-        return classification_report(y_true, probabilities, self.task.class_names, self.task.scored)
+        try:
+            return classification_report(y_true, probabilities, self.task.class_names, self.task.scored)
+        except ValueError as e:  # outputs that are not finite: this epoch is not saved
+            raise TrainingError(f"on the {split} split: {e}; the epoch's checkpoint was not written") from None
 
     def fit(self) -> History:
         """Train from ``start_epoch`` to ``cfg.epochs``, with validation, checkpoints and early stopping.
@@ -589,6 +593,16 @@ class Trainer:
         return format_report(result["test"], f"{self.task.test_title} ({how}):")
 
 
+def check_finite_weights(*modules: nn.Module) -> None:
+    """Raise :class:`TrainingError` naming the first parameter or buffer of ``modules`` (the
+    model and its moving average) that holds a value that is not finite."""
+    for module in dict.fromkeys(modules):
+        for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise TrainingError(f"weights not finite after the epoch's last step ({name}; the loss before that "
+                                    "step was finite)")
+
+
 def train_one_epoch(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, ...]],
@@ -610,21 +624,24 @@ def train_one_epoch(
     for targets that are not class indices (regression).
 
     Raises:
-        TrainingError: the loss is not finite (the weights are not updated by that batch).
+        TrainingError: the loss is not finite (the weights are not updated by that batch), or,
+            with ``grad_clip``, the gradient's norm (the weights are not updated either).
     """
     model.train()
     total, seen, correct = 0.0, 0, 0
-    for batch in batches:
+    for step, batch in enumerate(batches, start=1):
         *inputs, target = (t.to(device, non_blocking=True) for t in batch)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output = model(*inputs)
         loss = loss_fn(output.float(), target)
         if not torch.isfinite(loss):
-            raise TrainingError(f"non-finite loss ({loss.item()}) after {seen} samples")
+            raise TrainingError(f"non-finite loss ({loss.item()}) at batch {step} (after {seen} samples)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if not torch.isfinite(norm):  # clipping would scale the gradient by NaN
+                raise TrainingError(f"non-finite gradient norm ({norm.item()}) at batch {step} (after {seen} samples)")
         optimizer.step()
         scheduler.step()
         total += loss.item() * len(target)

@@ -74,7 +74,8 @@ def classification_report(
 
     Args:
         y_true: (N,) int class indices.
-        probabilities: (N, K) class probabilities (rows sum to 1).
+        probabilities: (N, K) class probabilities (rows sum to 1); a row that is not finite
+            raises ``ValueError``, naming how many.
         class_names: K names, in index order.
         scored: the classes averaged in ``macro_f1`` and ``macro_auc`` (default all).
 
@@ -83,6 +84,11 @@ def classification_report(
     CinC 2017's, and ``ec57`` (:func:`ec57`: S and V by EC57's rules) when they are AAMI's.
     """
     y_true = np.asarray(y_true)
+    bad = ~np.isfinite(probabilities).all(axis=1)
+    if bad.any():  # argmax would call them class 0, and the AUC fail with sklearn's bare "Input contains NaN"
+        raise ValueError(f"classification_report: {int(bad.sum()):,} of {len(bad):,} rows of probabilities are not "
+                         f"finite (the first, row {int(np.flatnonzero(bad)[0])}): the model's outputs overflowed "
+                         "(weights grown too large or not finite: a learning rate too high?)")
     y_pred = probabilities.argmax(axis=1)
     cm = confusion_matrix(y_true, y_pred, len(class_names))
     stats = per_class(cm)
