@@ -474,7 +474,7 @@ class MSResNet1dClassifier(ClassifierMixin, _NetworkEstimator):
             ``in_channels`` and ``num_classes`` come from the data, and ``extra_features`` is
             refused (the estimator passes the signals alone). One entry can be set with
             ``set_params(model_kwargs__widths=...)``.
-        epochs, batch_size, optimizer ("adamw" | "sgd"), lr, momentum (SGD), weight_decay,
+        epochs, batch_size, optimizer ("adamw" | "sgd"), lr, momentum (SGD; one-cycle cycles it), weight_decay,
             schedule ("cosine" | "onecycle" | "constant"), warmup_epochs, grad_clip (0: off):
             as in :class:`~msresnet1d.training.config.TrainConfig`, with smaller defaults (a few
             hundred samples train in seconds). A ``warmup_epochs`` not below ``epochs`` becomes

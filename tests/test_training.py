@@ -470,6 +470,25 @@ def test_checkpoints_are_written_to_a_temporary_file_then_renamed(tmp_path):
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
 
 
+def test_one_cycle_cycles_the_momentum_and_the_other_schedules_keep_the_configs():
+    from msresnet1d.training.optim import build_optimizer
+
+    def momenta(**kwargs) -> list[float]:
+        cfg = TrainConfig(optimizer="sgd", epochs=2, warmup_epochs=1, **kwargs)
+        optimizer = build_optimizer(torch.nn.Linear(2, 2), cfg)
+        scheduler, seen = build_scheduler(optimizer, cfg, 10), []
+        for _ in range(20):
+            seen.append(optimizer.param_groups[0]["momentum"])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    cycled = momenta(schedule="onecycle")  # as the README and build_scheduler say: 0.95 -> 0.85 -> 0.95
+    assert cycled[0] == pytest.approx(0.95) and min(cycled) == pytest.approx(0.85) and cycled[-1] > 0.94
+    assert set(momenta(schedule="cosine", momentum=0.0)) == {0.0}  # plain SGD, as configured
+    assert set(momenta(schedule="constant", momentum=0.5)) == {0.5}
+
+
 def test_unknown_config_keys_are_errors(tmp_path):
     with pytest.raises(ValueError, match=r"^defaults and the overrides \(lerning_rate\): unknown key.*lerning_rate"):
         load_config(None, {"lerning_rate": 0.1})
@@ -483,7 +502,12 @@ def test_unknown_config_keys_are_errors(tmp_path):
                             ({"epochs": "3"}, "epochs must be a whole number"), ({"lr": True}, "lr must be a number"),
                             ({"monitor": "macro_F1"}, "monitor must be one of"), ({"weight_decay": -1}, ">= 0"),
                             ({"monitor": "cinc_score"}, "rhythm task's score"), ({"momentum": 1.0}, "momentum"),
-                            ({"seed": -1}, r"seed must be in \[0, 2\*\*32 - 1\], got -1"), ({"seed": 2**32}, "seed")):
+                            ({"seed": -1}, r"seed must be in \[0, 2\*\*32 - 1\], got -1"), ({"seed": 2**32}, "seed"),
+                            ({"lr": 1e39}, r"lr must be > 0 and at most 3\.403e\+38 \(float32's largest number\), got "
+                                           r"1e\+39"),  # was a traceback from the optimizer's first step
+                            # one-cycle cycles SGD's momentum (0.95 -> 0.85 -> 0.95): a momentum chosen would be unused
+                            ({"optimizer": "sgd", "momentum": 0.0}, r"momentum = 0 would not be used: schedule "
+                                                                     r"'onecycle' cycles SGD's momentum")):
         with pytest.raises(ValueError, match=message):
             load_config(None, values)
     cfg = TrainConfig(epochs=np.int64(3), lr=np.float32(0.5))  # numpy scalars, e.g. from a parameter grid

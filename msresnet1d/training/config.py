@@ -23,6 +23,7 @@ from ..models.tta import TTA_MODES
 
 TASKS = ("beats", "rhythm", "fashion_mnist")
 MONITORS = ("macro_f1", "accuracy", "macro_auc", "cinc_score")  # validation metrics, higher is better
+FLOAT32_MAX = 3.4028234663852886e38  # the largest learning rate the optimizers' float32 steps can hold
 # Each TrainConfig field's annotation -> the Python types its value may have, and how an error says it.
 FIELD_TYPES = {"str": (str, "a string"), "int": (numbers.Integral, "a whole number"),
                "float": (numbers.Real, "a number"), "bool": (bool, "true or false"), "dict[str, Any]": (dict, "a table")}
@@ -41,7 +42,7 @@ class TrainConfig:
     batch_size: int = 256
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 3e-3  # peak learning rate
-    momentum: float = 0.9  # SGD only; 0 = plain SGD
+    momentum: float = 0.9  # SGD only, with cosine or constant (one-cycle cycles it); 0 = plain SGD
     weight_decay: float = 1e-2
     schedule: str = "onecycle"  # onecycle | cosine | constant
     warmup_epochs: float = 1.0  # warm-up: linear before cosine, one-cycle's rising phase; >= epochs: 30% of the run
@@ -87,8 +88,9 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"config: {key} must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ValueError(f"config: lr must be > 0, got {self.lr}")
+        if not 0 < self.lr <= FLOAT32_MAX:
+            raise ValueError(f"config: lr must be > 0 and at most {FLOAT32_MAX:.4g} (float32's largest number), got "
+                             f"{self.lr}")
         for key in ("weight_decay", "warmup_epochs", "focal_gamma", "grad_clip", "early_stopping", "threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
@@ -96,6 +98,10 @@ class TrainConfig:
             raise ValueError(f"config: seed must be in [0, 2**32 - 1], got {self.seed}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"config: momentum must be in [0, 1), got {self.momentum}")
+        if self.optimizer == "sgd" and self.schedule == "onecycle" and self.momentum != 0.9:
+            raise ValueError(f"config: momentum = {self.momentum:g} would not be used: schedule 'onecycle' cycles "
+                             "SGD's momentum from 0.95 down to 0.85 and back, against the learning rate (torch's "
+                             "OneCycleLR); for a fixed momentum choose schedule 'cosine' or 'constant'")
         if self.monitor == "cinc_score" and self.task != "rhythm":
             raise ValueError(f"config: monitor 'cinc_score' is the rhythm task's score, not the {self.task} task's")
         if not 0 <= self.ema_decay < 1:

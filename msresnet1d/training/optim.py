@@ -31,7 +31,9 @@ WARMUP_SHARE = 0.3
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-step schedule: one-cycle (warm-up fraction = warmup_epochs / epochs), cosine decay
+    """A per-step schedule: one-cycle (warm-up fraction = warmup_epochs / epochs; torch's
+    ``OneCycleLR``, which also cycles SGD's momentum or AdamW's beta1 from 0.95 down to 0.85 and
+    back, against the rate, so a config's ``momentum`` is not used with it), cosine decay
     after a linear warm-up of ``warmup_epochs``, or constant (also one-cycle's stand-in when a
     run has fewer than 4 steps). A warm-up as long as the run or longer (a recipe shortened with
     ``--epochs``), which would raise the rate until the end, becomes :data:`WARMUP_SHARE` of the
