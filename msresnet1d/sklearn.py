@@ -65,7 +65,8 @@ from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
 from msresnet1d.training.config import TrainConfig
 from msresnet1d.training.engine import TrainingError, check_finite_weights, train_one_epoch
-from msresnet1d.training.optim import balanced_sample_weights, build_loss, build_optimizer, build_scheduler
+from msresnet1d.training.optim import (balanced_sample_weights, build_loss, build_optimizer, build_scheduler,
+                                       warn_double_balancing)
 
 __all__ = ["MSResNet1dClassifier", "MSResNet1dRegressor", "SignalPreprocessor"]
 
@@ -390,6 +391,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             drop_last=len(train) % cfg.batch_size == 1,  # a batch of one sample breaks batch normalisation
             sample_weights=balanced_sample_weights(targets[train]) if cfg.balanced_sampler else None,
         )
+        warn_double_balancing(cfg)
         loss_fn = self._loss(cfg, targets[train])
         optimizer = build_optimizer(self.model_, cfg)
         scheduler = build_scheduler(optimizer, cfg, len(loader))

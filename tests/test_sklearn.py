@@ -455,6 +455,17 @@ def _fitted_attributes(estimator) -> list[str]:
     return [name for name in vars(estimator) if name.endswith("_") or name in private]
 
 
+def test_a_balanced_sampler_on_top_of_class_weights_is_warned_of_and_alone_is_not():
+    import warnings
+
+    with pytest.warns(UserWarning, match="corrected twice"):
+        MSResNet1dClassifier(**TINY, epochs=1, balanced_sampler=True, class_weights="inverse").fit(X_OK, Y_OK)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MSResNet1dClassifier(**TINY, epochs=1, balanced_sampler=True).fit(X_OK, Y_OK)  # class_weights "none"
+    assert not [w for w in caught if "corrected twice" in str(w.message)]
+
+
 def test_weights_broken_by_the_last_step_fail_the_fit(monkeypatch):
     import msresnet1d.sklearn as module
 

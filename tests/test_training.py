@@ -1699,6 +1699,30 @@ def test_weights_broken_by_an_epochs_last_step_are_caught_before_they_are_saved(
         assert ckpt["epoch"] == 0 and all(torch.isfinite(t).all() for t in ckpt["model"].values())
 
 
+def test_a_scored_class_absent_from_validation_is_warned_of(tmp_path):
+    import warnings
+
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 1), {"data.val_records": ["106"]})  # N and V beats only
+    with pytest.warns(UserWarning, match=r"the validation split \([\d,]+ examples\) holds no example of scored "
+                                         r"classes S, F: validation macro_f1 leaves them out"):
+        train(cfg, tmp_path / "run", quiet=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(dataclasses.replace(cfg, monitor="accuracy"), tmp_path / "acc", quiet=True)  # every class counts
+    assert not [w for w in caught if "validation split" in str(w.message)]
+
+
+def test_a_balanced_sampler_on_top_of_class_weights_is_warned_of(tmp_path):
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 1), {"balanced_sampler": True})  # class_weights' default: inverse_sqrt
+    with pytest.warns(UserWarning, match=r"class_weights = 'inverse_sqrt' weighs the rare ones up again: the "
+                                         r"imbalance is corrected twice"):
+        train(cfg, tmp_path / "run", quiet=True)
+
+
 def test_outputs_that_are_not_finite_are_named_not_scored():
     probabilities = np.full((4, 5), 0.2)
     probabilities[2] = np.nan

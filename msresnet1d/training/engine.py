@@ -516,6 +516,8 @@ class Trainer:
             row: dict[str, float] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
             if self.task.has_validation:
                 val = self.evaluate("val")
+                if epoch == self.start_epoch and self.dist.is_main:
+                    warn_absent_validation_classes(val, self.cfg.monitor)
                 row.update({f"val_{k}": val[k] for k in ("accuracy", "macro_f1", "macro_auc") if k in val})
                 if "cinc_score" in val:
                     row["val_cinc_score"] = val["cinc_score"]
@@ -591,6 +593,19 @@ class Trainer:
                else f"best epoch {result['best_epoch']} by validation {self.cfg.monitor}" if self.task.has_validation
                else f"best epoch {result['best_epoch']} by training loss (no validation split)")
         return format_report(result["test"], f"{self.task.test_title} ({how}):")
+
+
+def warn_absent_validation_classes(report: dict, monitor: str) -> None:
+    """Warn when a scored class has no example in the validation split (its ``report``): its F1
+    is undefined there, so macro-F1 and macro AUC average the other scored classes (the CinC score
+    counts it 0), and the epoch is chosen without it."""
+    absent = [name for name in report["scored_classes"] if report["per_class"][name]["support"] == 0]
+    if absent and monitor != "accuracy":
+        warnings.warn(f"the validation split ({report['n']:,} examples) holds no example of scored "
+                      f"class{'es' if len(absent) > 1 else ''} {', '.join(absent)}: validation {monitor} leaves "
+                      f"{'them' if len(absent) > 1 else 'it'} out (macro_f1, macro_auc) or counts 0 (cinc_score), "
+                      "so the epoch is chosen without it; choose validation records that hold every scored class",
+                      stacklevel=2)
 
 
 def check_finite_weights(*modules: nn.Module) -> None:

@@ -146,6 +146,15 @@ def build_loss(cfg: TrainConfig, labels: np.ndarray, num_classes: int, scored: S
     return CrossEntropyLoss(weight, cfg.label_smoothing)
 
 
+def warn_double_balancing(cfg: TrainConfig) -> None:
+    """Warn when ``cfg`` corrects class imbalance twice: the balanced sampler draws the scored
+    classes equally often, and ``class_weights`` then weighs their rare examples up again."""
+    if cfg.balanced_sampler and cfg.class_weights != "none":
+        warnings.warn(f"balanced_sampler draws the classes equally often and class_weights = {cfg.class_weights!r} "
+                      "weighs the rare ones up again: the imbalance is corrected twice, so the rarest classes "
+                      "dominate the loss; set class_weights = \"none\" for the sampler alone", stacklevel=2)
+
+
 def balanced_sample_weights(labels: np.ndarray, classes: Sequence[int] | None = None) -> torch.Tensor:
     """Per-example sampling probabilities (N,), summing to 1, that draw each of ``classes``
     (default: every class present) equally often: an example of one has probability ~ 1 / its

@@ -24,6 +24,7 @@ from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import load_checkpoint, load_weights
 from .engine import Trainer, check_run_dir, check_same_config, check_same_world_size
+from .optim import warn_double_balancing
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         task = build_task(cfg, dist)
         if dist.is_main:
             warn_absent_classes(task)
+            warn_double_balancing(cfg)
         model = build_model(cfg, task)
         drop_a_last_batch_of_one(model, task)
         trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
