@@ -114,7 +114,10 @@ class CrossEntropyLoss(nn.Module):
 
 class FocalLoss(CrossEntropyLoss):
     """Focal loss (Lin et al. 2017): :func:`weighted_cross_entropy` scaled by (1 - p_true)^gamma;
-    mean over the batch."""
+    a plain mean over the batch (as torchvision's ``sigmoid_focal_loss`` with reduction
+    ``"mean"``), not :class:`CrossEntropyLoss`'s weighted mean: with class
+    weights the two differ by the batch's mean weight even at gamma 0, so the loss's scale follows
+    the batch's classes (the recorded focal runs used this mean)."""
 
     def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
         super().__init__(weight, label_smoothing)
