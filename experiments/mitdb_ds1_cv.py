@@ -55,7 +55,8 @@ ensembles of the same size, judged by the same rules.
 Runs go to <runs>/<variant>/seed<s>/fold<k>; a finished run is reused, an interrupted one
 resumed. Every run's config (and any run already in its folder) is checked before the first
 trains. Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with .png
-(each variant's macro-F1 per fold and its pooled S, V and F F1).
+(each variant's macro-F1 per fold and its pooled S, V and F F1, the baseline drawn thicker);
+``--replot RESULT.json`` draws that PNG again from a recorded result, without data or runs.
 """
 
 from __future__ import annotations
@@ -306,8 +307,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
     parser.add_argument("--config", default="mitdb_beats", help="config name or path (default: the main job)")
-    parser.add_argument("--variant", action="append", nargs="+", required=True, metavar=("NAME", "KEY=VALUE"),
-                        help="a variant: its name and config overrides; the first is the baseline")
+    parser.add_argument("--variant", action="append", nargs="+", metavar=("NAME", "KEY=VALUE"),
+                        help="a variant: its name and config overrides; the first is the baseline (required but "
+                             "with --replot)")
     parser.add_argument("--folds", type=int, default=5, help="folds of DS1 records (default 5)")
     add_seeds(parser, [0, 1, 2], "training seeds, each once (default 0 1 2)")
     parser.add_argument("--records", nargs="+", default=list(DS1), help="the records to cross-validate (default DS1)")
@@ -330,7 +332,18 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the row the others are judged against, e.g. main+last (default: the first variant)")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
+    parser.add_argument("--replot", type=Path, metavar="RESULT.json",
+                        help="only draw the PNG of a recorded result again, beside it (no data, no runs)")
     args = parser.parse_args(argv)
+    if args.replot:
+        try:
+            report = json.loads(args.replot.read_text())
+            plot_report(report, args.replot.with_suffix(".png"))
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            parser.error(f"--replot {args.replot}: not a result of this script ({type(e).__name__}: {e})")
+        return report
+    if not args.variant:
+        parser.error("the following arguments are required: --variant (unless --replot)")
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     patients = len(set(patient_index(list(dict.fromkeys(args.records)))))
@@ -418,9 +431,16 @@ def main(argv: list[str] | None = None) -> dict:
                         "min_gain": MIN_GAIN, "variants": results, "table_markdown": text,
                         "per_record": by_record})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
-    plot_variants(results, args.out.with_suffix(".png"), title=f"MIT-BIH DS1, {len(folds)}-fold cross-validation "
-                  f"by record, seeds {', '.join(map(str, args.seeds))}", baseline=baseline)
+    plot_report(report, args.out.with_suffix(".png"))
     return report
+
+
+def plot_report(report: dict, path: Path) -> None:
+    """The variants of a result (as :func:`main` writes it) side by side, the baseline marked."""
+    seeds = report["config"]["seed"]
+    plot_variants(report["variants"], path, baseline=report.get("baseline"),
+                  title=f"MIT-BIH DS1, {len(report['folds'])}-fold cross-validation by record, seeds "
+                        f"{', '.join(map(str, seeds if isinstance(seeds, list) else [seeds]))}")
 
 
 if __name__ == "__main__":

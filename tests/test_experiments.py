@@ -882,3 +882,27 @@ def test_bench_fashion_times_each_mode_in_one_run(fashion_mnist_dir, tmp_path):
         runs["bf16_channels_last"]["images_per_second"] / runs["fp32"]["images_per_second"], rel=1e-2)
     with pytest.raises(SystemExit):
         fashion.main(["--modes", "fp32", "fp32", "--out", str(out)])
+
+
+def test_ds1_cv_replot_draws_a_recorded_result_with_its_own_baseline(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import msresnet1d.training.plots as plots
+
+    cv = _load_script("mitdb_ds1_cv")
+    drawn, save = {}, plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (drawn.update({Path(path).name: fig}), save(fig, path)))
+    result = tmp_path / "ensemble.json"  # its baseline, irr2, is not its first variant (the stale PNGs drew irr)
+    shutil.copy(REPO / "experiments" / "results" / "mitdb_ds1_cv_heterogeneous_ensemble.json", result)
+    assert cv.main(["--replot", str(result)]) == json.loads(result.read_text())
+    assert (tmp_path / "ensemble.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    widths = {line.get_label().split(" (")[0]: line.get_linewidth() for line in drawn["ensemble.png"].axes[0].get_lines()}
+    assert [name for name, width in widths.items() if width == 3] == ["irr2"] and len(widths) == 6
+    for text in ('{"variants": {}}', "[]", "{"):
+        (tmp_path / "not_cv.json").write_text(text)
+        with pytest.raises(SystemExit):
+            cv.main(["--replot", str(tmp_path / "not_cv.json")])
+        assert "not_cv.json: not a result of this script" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cv.main([])
+    assert "the following arguments are required: --variant (unless --replot)" in capsys.readouterr().err
