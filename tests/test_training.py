@@ -965,9 +965,13 @@ def test_ecg_strip_labels_beats_as_the_test_does_with_the_runs_tta(tmp_path, mon
     task = build_task(cfg)
     torch.manual_seed(1)
     model = run.build_model(cfg, task).eval()  # untrained: its labels of x and -x differ
+    with torch.no_grad():
+        for parameter in model.parameters():  # larger weights: labels more varied, and more sign-dependent
+            parameter.mul_(3)
     shown = {}
     monkeypatch.setattr(plots, "plot_ecg_strip", lambda signal, fs, beats, true, predicted, path, title, lead:
-                        shown.update(beats=beats, predicted=predicted, record=title.split(",")[0].split()[-1]))
+                        shown.update(beats=beats, true=true, predicted=predicted,
+                                     record=title.split(",")[0].split()[-1]))
     trainer = SimpleNamespace(run_dir=tmp_path, task=task, evaluated=model, cfg=cfg, history=SimpleNamespace(rows=[]))
     run.write_plots(trainer, {"test": {"confusion_matrix": np.zeros((5, 5), dtype=int).tolist()}})
     # the strip's beats among the test beats (consecutive beats of its record)
@@ -981,6 +985,37 @@ def test_ecg_strip_labels_beats_as_the_test_does_with_the_runs_tta(tmp_path, mon
     plain = task.predict(model, "test", torch.device("cpu"))[1].argmax(axis=1)[chosen]
     assert (flipped != plain).any()  # else the test could not tell them apart
     assert shown["predicted"] == [task.class_names[k] for k in flipped]  # what evaluate and predict give
+    # the strip is the 10 s of any test record (from 0.5 s before a beat) with the most non-N beats
+    most = 0
+    for record in set(beats.record):
+        positions, other = beats.sample[beats.record == record], beats.y[beats.record == record] != 0
+        most = max(most, max(other[(positions >= p - 180) & (positions < p - 180 + 3600)].sum() for p in positions))
+    assert sum(label != "N" for label in shown["true"]) == most > 1
+
+
+def test_a_plot_that_fails_leaves_the_run_finished_and_plots_leave_pyplot_alone(tmp_path, monkeypatch):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from msresnet1d.training import plots
+    from msresnet1d.training.run import train
+
+    def broken(*args, **kwargs):
+        raise ValueError("Axis limits cannot be NaN or Inf")
+
+    backend = matplotlib.get_backend()
+    monkeypatch.setattr(plots, "plot_confusion", broken)
+    with pytest.warns(UserWarning, match=r"confusion_matrix.png could not be drawn \(ValueError: Axis limits cannot "
+                                         r"be NaN or Inf\); the run's results are kept"):
+        train(load_config(_config(tmp_path, 1)), tmp_path / "run", quiet=True)
+    assert (tmp_path / "run" / "metrics.json").is_file()  # a finished run, which --resume would not redo
+    assert (tmp_path / "run" / "curves.png").is_file() and (tmp_path / "run" / "ecg_strip.png").is_file()
+    assert matplotlib.get_backend() == backend and plt.get_fignums() == []  # no pyplot state touched
+    signal = np.sin(np.arange(3600) / 50)
+    signal[1000:1200] = np.nan  # WFDB's invalid samples: a gap in the strip, not an error
+    monkeypatch.undo()
+    plots.plot_ecg_strip(signal, 360.0, np.array([500, 2000]), ["N", "V"], ["N", "N"], tmp_path / "gap.png")
+    assert (tmp_path / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_main_job_cli_on_the_embedded_sample(tmp_path):
@@ -1706,7 +1741,8 @@ def test_a_scored_class_absent_from_validation_is_warned_of(tmp_path):
 
     cfg = load_config(_config(tmp_path, 1), {"data.val_records": ["106"]})  # N and V beats only
     with pytest.warns(UserWarning, match=r"the validation split \([\d,]+ examples\) holds no example of scored "
-                                         r"classes S, F: validation macro_f1 leaves them out"):
+                                         r"classes S, F, so the epoch is chosen without them \(validation "
+                                         r"macro_f1: macro-F1 and macro AUC leave an absent class out"):
         train(cfg, tmp_path / "run", quiet=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

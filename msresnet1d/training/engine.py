@@ -602,9 +602,10 @@ def warn_absent_validation_classes(report: dict, monitor: str) -> None:
     absent = [name for name in report["scored_classes"] if report["per_class"][name]["support"] == 0]
     if absent and monitor != "accuracy":
         warnings.warn(f"the validation split ({report['n']:,} examples) holds no example of scored "
-                      f"class{'es' if len(absent) > 1 else ''} {', '.join(absent)}: validation {monitor} leaves "
-                      f"{'them' if len(absent) > 1 else 'it'} out (macro_f1, macro_auc) or counts 0 (cinc_score), "
-                      "so the epoch is chosen without it; choose validation records that hold every scored class",
+                      f"class{'es' if len(absent) > 1 else ''} {', '.join(absent)}, so the epoch is chosen without "
+                      f"{'them' if len(absent) > 1 else 'it'} (validation {monitor}: macro-F1 and macro AUC leave an "
+                      "absent class out, the CinC score counts it 0); choose validation records that hold every "
+                      "scored class",
                       stacklevel=2)
 
 

@@ -2,11 +2,14 @@
 comparison of config variants across cross-validation folds, and scores beside published ones.
 
 matplotlib is an optional extra (``pip install msresnet1d[plot]``); without it plots are
-skipped with one log line. Every figure is written to a temporary file and renamed.
+skipped with one log line. Figures are drawn with ``matplotlib.figure.Figure``, not pyplot: the
+caller's backend (a notebook's) is left alone and no figure stays registered, whatever fails.
+Every figure is written to a temporary file and renamed.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -18,16 +21,26 @@ from ..atomic import atomic_path
 log = logging.getLogger(__name__)
 
 
-def _pyplot():
+@functools.cache
+def _figure_class():
+    """matplotlib's ``Figure``, or None when matplotlib cannot be imported (said once per process)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError as e:  # not installed, or an import broken off earlier (e.g. by Ctrl-C)
         log.warning("matplotlib could not be imported (%s): no plots (pip install 'msresnet1d[plot]')", e)
         return None
-    return plt
+    return Figure
+
+
+def have_matplotlib() -> bool:
+    """Whether plots can be drawn (matplotlib imports); if not, a log warning says so, once."""
+    return _figure_class() is not None
+
+
+def _figure(width: float, height: float):
+    """A new ``matplotlib.figure.Figure`` of that size in inches, or None without matplotlib."""
+    figure = _figure_class()
+    return None if figure is None else figure(figsize=(width, height))
 
 
 def _save(fig, path: Path) -> None:
@@ -38,11 +51,11 @@ def _save(fig, path: Path) -> None:
 def plot_curves(rows: Sequence[dict[str, float]], path: Path) -> None:
     """Training loss, and the training accuracy (d2l's "train acc", dashed) with the validation
     metrics, against the epoch."""
-    plt = _pyplot()
-    if plt is None or not rows:
+    fig = _figure(10, 3.6) if rows else None
+    if fig is None:
         return
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss, ax_metric = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
     if "train_accuracy" in rows[0]:  # logs of runs before it have none
@@ -56,18 +69,17 @@ def plot_curves(rows: Sequence[dict[str, float]], path: Path) -> None:
         ax_metric.legend()
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> None:
     """Counts, with each row (true class) shaded by its share, so rare classes stay visible."""
-    plt = _pyplot()
-    if plt is None:
+    size = 1.0 + 0.7 * len(class_names)
+    fig = _figure(size + 1, size)
+    if fig is None:
         return
     cm = np.asarray(cm)
     share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    size = 1.0 + 0.7 * len(class_names)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    ax = fig.subplots()
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(class_names)):
         for j in range(len(class_names)):
@@ -76,11 +88,11 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title
     ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xticklabels=class_names,
            yticklabels=class_names, xlabel="predicted", ylabel="true", title=title)
     if max(map(len, class_names)) > 3:  # names longer than a column is wide (Fashion-MNIST's "T-shirt/top")
-        plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
+        for label in ax.get_xticklabels():
+            label.set(rotation=45, ha="right", rotation_mode="anchor")
     fig.colorbar(image, ax=ax, label="share of true class")
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] = ("S", "V", "F"),
@@ -90,13 +102,13 @@ def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] 
     ``{"fold_macro_f1": [...], "pooled": {class: {"f1": ...}, "macro_f1": ...}}`` in percent, as
     ``experiments/mitdb_ds1_cv.py`` reports them; a ``"<name>+<method>"`` variant shares <name>'s
     colour, dashed and hatched."""
-    plt = _pyplot()
-    if plt is None or not variants:
+    fig = _figure(12, 4) if variants else None
+    if fig is None:
         return
     names = list(variants)
     baseline = names[0] if baseline is None else baseline
     bases = list(dict.fromkeys(name.split("+")[0] for name in names))
-    fig, (ax_folds, ax_f1) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1.4]})
+    ax_folds, ax_f1 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4]})
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         color, derived = f"C{bases.index(name.split('+')[0]) % 10}", "+" in name
@@ -118,7 +130,6 @@ def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] 
         fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_scores(methods: dict[str, dict[str, float]], path: Path, targets: dict[str, float] | None = None,
@@ -126,11 +137,11 @@ def plot_scores(methods: dict[str, dict[str, float]], path: Path, targets: dict[
     """Grouped bars: for each score (e.g. ``"S F1"``), one bar per method in ``methods`` (name ->
     {score: value}, in percent; a missing score leaves a gap). ``spreads`` gives error bars (name ->
     {score: standard deviation}), ``targets`` a dashed line per score."""
-    plt = _pyplot()
-    if plt is None or not methods:
-        return
     scores = list(dict.fromkeys(score for values in methods.values() for score in values))
-    fig, ax = plt.subplots(figsize=(4 + 1.2 * len(scores) * max(len(methods), 3) / 3, 4))
+    fig = _figure(4 + 1.2 * len(scores) * max(len(methods), 3) / 3, 4) if methods else None
+    if fig is None:
+        return
+    ax = fig.subplots()
     width = 0.8 / len(methods)
     for i, (name, values) in enumerate(methods.items()):
         x = [j + (i - (len(methods) - 1) / 2) * width for j, score in enumerate(scores) if score in values]
@@ -145,20 +156,20 @@ def plot_scores(methods: dict[str, dict[str, float]], path: Path, targets: dict[
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_ecg_strip(signal: np.ndarray, fs: float, beats: np.ndarray, true: Sequence[str], predicted: Sequence[str],
                    path: Path, title: str = "", lead: str = "") -> None:
     """A strip of one lead, (L,) samples at ``fs`` Hz, with each beat's true label above and the
     predicted label below (red where they differ). ``beats``: sample positions in the strip."""
-    plt = _pyplot()
-    if plt is None:
+    fig = _figure(14, 3.2)
+    if fig is None:
         return
     t = np.arange(len(signal)) / fs
-    fig, ax = plt.subplots(figsize=(14, 3.2))
-    ax.plot(t, signal, color="black", linewidth=0.7)
-    top, bottom = signal.max(), signal.min()
+    ax = fig.subplots()
+    ax.plot(t, signal, color="black", linewidth=0.7)  # a NaN sample (WFDB's invalid value) is a gap
+    finite = signal[np.isfinite(signal)]
+    top, bottom = (finite.max(), finite.min()) if finite.size else (1.0, -1.0)
     span = top - bottom or 1.0
     for pos, y_true, y_pred in zip(beats, true, predicted):
         ax.text(pos / fs, top + 0.12 * span, y_true, ha="center", fontsize=9, color="tab:blue")
@@ -169,4 +180,3 @@ def plot_ecg_strip(signal: np.ndarray, fs: float, beats: np.ndarray, true: Seque
             ha="right", va="top", fontsize=8)
     fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)

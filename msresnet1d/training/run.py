@@ -267,31 +267,53 @@ def epoch_train_seconds(run_dir: str | Path) -> list[float]:
 
 
 def write_plots(trainer: Trainer, result: dict) -> None:
+    """The run's PNGs. A plot that fails (an exception, not an interruption) is a warning: the
+    run's results, which the caller writes next, do not depend on it."""
+    if not plots.have_matplotlib():
+        return
     run_dir, task = trainer.run_dir, trainer.task
-    plots.plot_curves(trainer.history.rows, run_dir / "curves.png")
     report = result["test"]
-    plots.plot_confusion(np.array(report["confusion_matrix"]), task.class_names, run_dir / "confusion_matrix.png",
-                         task.test_title)
+    drawings = [
+        ("curves.png", lambda path: plots.plot_curves(trainer.history.rows, path)),
+        ("confusion_matrix.png", lambda path: plots.plot_confusion(np.array(report["confusion_matrix"]),
+                                                                    task.class_names, path, task.test_title)),
+    ]
     if task.strip is not None:  # labelled as the test labels them: with the config's test-time augmentation
-        ecg_strip(with_tta(trainer.evaluated, trainer.cfg.tta), task, run_dir / "ecg_strip.png")
+        drawings.append(("ecg_strip.png", lambda path: ecg_strip(with_tta(trainer.evaluated, trainer.cfg.tta), task,
+                                                                 path)))
+    for name, draw in drawings:
+        try:
+            draw(run_dir / name)
+        except Exception as e:  # noqa: BLE001 - a figure is not worth a finished run
+            warnings.warn(f"{name} could not be drawn ({type(e).__name__}: {e}); the run's results are kept",
+                          stacklevel=2)
 
 
 def ecg_strip(model: nn.Module, task: Task, path: Path, seconds: float = 10.0) -> None:
-    """Plot the ``seconds`` of the test record that hold the most non-N beats, with true and
-    predicted beat labels."""
+    """Plot the ``seconds`` of test signal, over every test record, that hold the most non-N
+    beats (the first such window; windows start 0.5 s before a beat), with true and predicted beat
+    labels."""
     from ..data import read_record
+    from ..data.records import read_header
 
     beats, strip = task.strip["beats"], task.strip
-    abnormal = beats.y != task.class_names.index("N")
-    record = str(beats.record[np.argmax(abnormal)] if abnormal.any() else beats.record[0])
-    in_record = np.flatnonzero(beats.record == record)
+    abnormal = (beats.y != task.class_names.index("N")).astype(np.int64)
+    best = (-1, "", 0.0)  # abnormal beats in the window, record, window start in the record's samples
+    for record in dict.fromkeys(beats.record.tolist()):
+        rows = np.flatnonzero(beats.record == record)
+        positions = beats.sample[rows]  # in time order within a record, at the record's own rate
+        fs = read_header(Path(strip["db_dir"]) / record).fs
+        starts = positions - 0.5 * fs
+        held = np.concatenate(([0], np.cumsum(abnormal[rows])))
+        counts = held[np.searchsorted(positions, starts + seconds * fs)] - held[np.searchsorted(positions, starts)]
+        if counts.max() > best[0]:
+            best = (int(counts.max()), record, float(starts[int(np.argmax(counts))]))
+    _, record, first = best
     signal = read_record(Path(strip["db_dir"]) / record, leads=list(beats.config.leads[:1]))
     fs, span = signal.fs, int(seconds * signal.fs)
+    start = max(0, min(int(round(first)), signal.signal.shape[1] - span))
+    in_record = np.flatnonzero(beats.record == record)
     positions = beats.sample[in_record]
-    # Window start with the most abnormal beats (beats are in time order within a record).
-    counts = [np.sum(abnormal[in_record][(positions >= p) & (positions < p + span)]) for p in positions]
-    start = int(positions[int(np.argmax(counts))] - 0.5 * fs)
-    start = max(0, min(start, signal.signal.shape[1] - span))
     chosen = in_record[(positions >= start) & (positions < start + span)]
     inputs = [t[torch.from_numpy(chosen)] for t in strip["inputs"]]
     if strip["transform"] is not None:
