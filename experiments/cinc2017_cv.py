@@ -146,7 +146,7 @@ def plot_pooled(report: dict, out: Path) -> None:
     summary = report["summary"]
     plot_confusion(np.asarray(summary["pooled_confusion_matrix"]), CINC_CLASSES,
                    out.with_name(out.stem + "_confusion.png"),
-                   title=f"CinC 2017, {len(summary['folds'])} test folds pooled")
+                   title=f"CinC 2017, {len(summary['folds'])} test folds pooled ({out.stem})")
 
 
 def main(argv: list[str] | None = None) -> dict:

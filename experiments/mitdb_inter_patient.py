@@ -15,7 +15,8 @@ a beat, is the independent unit.
 Results go to experiments/results/mitdb_inter_patient.json, and beside it two PNGs of the same name:
 S F1, V F1 and accuracy of the seeds (mean and standard deviation), their ensemble and the published
 methods, against the targets S F1 >= 80 and V F1 >= 93 (``.png``), and the ensemble's (or the one seed's) DS2 confusion
-matrix (``_confusion.png``).
+matrix (``_confusion.png``). ``--replot RESULT.json`` draws the first PNG again from a recorded
+result (and the second when it holds the ensemble's matrix), without data or runs.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
                                   overrides_or_exit, program_warnings, results_help, script_parser, thread_count)
-from msresnet1d.data import DS2
+from msresnet1d.data import AAMI_CLASSES, DS2
 from msresnet1d.training.config import TrainConfig
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
@@ -102,7 +103,8 @@ def tested_on(cfg: TrainConfig) -> str:
 
 def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested: str = "DS2 test") -> None:
     """S F1, V F1 and accuracy of the seeds (bars with their standard deviation), the ensemble and
-    every published method, with the targets, as a PNG."""
+    every published method, with the targets, as a PNG titled with its file's stem (a rerun's
+    apart from the recorded one)."""
     def figures(d: dict, key: str) -> dict[str, float]:
         return {"S F1": d["S"]["f1"][key], "V F1": d["V"]["f1"][key], "accuracy": d["accuracy"][key]}
 
@@ -113,7 +115,20 @@ def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested:
     for name, pub in PUBLISHED.items():
         scores = {f"{c} F1": published_f1(pub[c]) for c in ("S", "V")} | {"accuracy": pub.get("acc")}
         methods[name] = {score: value for score, value in scores.items() if value is not None}  # a gap if unpublished
-    plot_scores(methods, path, TARGETS, spreads, title=f"MIT-BIH inter-patient, {tested}")
+    plot_scores(methods, path, TARGETS, spreads, title=f"MIT-BIH inter-patient, {tested} ({path.stem})")
+
+
+def replot(report: dict, out: Path) -> None:
+    """The PNGs of a recorded result ``out`` (:func:`main`'s JSON) drawn again beside it: the scores,
+    and the ensemble's confusion matrix when the result holds one (a single seed's is not kept)."""
+    records = report["config"]["data"].get("test_records")
+    tested = "DS2 test" if not records or set(records) == set(DS2) else f"{len(records)} test records"
+    ensemble = report["ensemble_percent"]
+    plot(report["summary_percent"], len(report["runs"]), ensemble, out.with_suffix(".png"), tested)
+    if ensemble is not None:
+        plot_confusion(np.asarray(ensemble["confusion_matrix"]), AAMI_CLASSES,
+                       out.with_name(out.stem + "_confusion.png"),
+                       title=f"MIT-BIH {tested}, ensemble of {len(report['runs'])} seeds")
 
 
 def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
@@ -157,7 +172,7 @@ def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict | None:
     parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
@@ -168,7 +183,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
     parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"),
                         help=results_help(RESULTS / "mitdb_inter_patient.json"))
+    parser.add_argument("--replot", type=Path, metavar="RESULT.json",
+                        help="only draw the PNGs of a recorded result again, beside it (no data, no runs)")
     args = parser.parse_args(argv)
+    if args.replot:
+        try:
+            report = json.loads(args.replot.read_text())
+            replot(report, args.replot)
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            parser.error(f"--replot {args.replot}: not a result of this script ({type(e).__name__}: {e})")
+        return report
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     overrides = overrides_or_exit(parser, args.set)

@@ -906,3 +906,28 @@ def test_ds1_cv_replot_draws_a_recorded_result_with_its_own_baseline(tmp_path, m
     with pytest.raises(SystemExit):
         cv.main([])
     assert "the following arguments are required: --variant (unless --replot)" in capsys.readouterr().err
+
+
+def test_inter_patient_replot_draws_a_recorded_results_pngs(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import msresnet1d.training.plots as plots
+
+    script = _load_script("mitdb_inter_patient")
+    drawn, save = {}, plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (drawn.update({Path(path).name: fig}), save(fig, path)))
+    result = tmp_path / "recorded.json"
+    shutil.copy(REPO / "experiments" / "results" / "mitdb_inter_patient.json", result)
+    report = json.loads(result.read_text())
+    assert script.main(["--replot", str(result)]) == report
+    scores = drawn["recorded.png"].axes[0]
+    assert scores.get_title() == "MIT-BIH inter-patient, DS2 test (recorded)"  # a rerun's PNG says which it is
+    labels = scores.get_legend_handles_labels()[1]
+    assert f"this work, {len(report['runs'])} seeds (mean ± SD)" in labels  # what its error bars are
+    matrix = drawn["recorded_confusion.png"].axes[0]
+    assert [t.get_text().split("\n")[0] for t in matrix.texts[:5]] == \
+        [f"{n:,}" for n in report["ensemble_percent"]["confusion_matrix"][0]]
+    (tmp_path / "bad.json").write_text('{"config": {}}')
+    with pytest.raises(SystemExit):
+        script.main(["--replot", str(tmp_path / "bad.json")])
+    assert "bad.json: not a result of this script" in capsys.readouterr().err

@@ -322,9 +322,11 @@ def test_plot_scores_draws_gaps_spreads_and_targets(tmp_path, drawn):
     from matplotlib.container import BarContainer
 
     bars = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
-    assert {k: [b.get_height() for b in c] for k, c in bars.items()} == {"a": [50.0, 90.0, 93.0], "b": [60.0, 80.0]}
+    assert {k: [b.get_height() for b in c] for k, c in bars.items()} == {"a (mean ± SD)": [50.0, 90.0, 93.0],
+                                                                        "b": [60.0, 80.0]}
+    assert [t.get_text() for t in ax.texts] == ["n/a"]  # b's missing accuracy, not an invisible bar
     assert bars["b"].errorbar is None  # b has no accuracy: a gap; and no spread
-    s_f1_spread = bars["a"].errorbar.lines[2][0].get_segments()[0][:, 1]
+    s_f1_spread = bars["a (mean ± SD)"].errorbar.lines[2][0].get_segments()[0][:, 1]
     assert np.allclose(s_f1_spread, [45.0, 55.0])  # 50 ± 5
     target, = [c for c in ax.collections if c.get_label() == "target"]
     assert np.allclose(target.get_segments()[0][:, 1], 80.0)
@@ -969,8 +971,8 @@ def test_ecg_strip_labels_beats_as_the_test_does_with_the_runs_tta(tmp_path, mon
         for parameter in model.parameters():  # larger weights: labels more varied, and more sign-dependent
             parameter.mul_(3)
     shown = {}
-    monkeypatch.setattr(plots, "plot_ecg_strip", lambda signal, fs, beats, true, predicted, path, title, lead:
-                        shown.update(beats=beats, true=true, predicted=predicted,
+    monkeypatch.setattr(plots, "plot_ecg_strip", lambda signal, fs, beats, true, predicted, path, title, lead, start_s,
+                        units: shown.update(start_s=start_s, units=units, beats=beats, true=true, predicted=predicted,
                                      record=title.split(",")[0].split()[-1]))
     trainer = SimpleNamespace(run_dir=tmp_path, task=task, evaluated=model, cfg=cfg, history=SimpleNamespace(rows=[]))
     run.write_plots(trainer, {"test": {"confusion_matrix": np.zeros((5, 5), dtype=int).tolist()}})
@@ -991,6 +993,7 @@ def test_ecg_strip_labels_beats_as_the_test_does_with_the_runs_tta(tmp_path, mon
         positions, other = beats.sample[beats.record == record], beats.y[beats.record == record] != 0
         most = max(most, max(other[(positions >= p - 180) & (positions < p - 180 + 3600)].sum() for p in positions))
     assert sum(label != "N" for label in shown["true"]) == most > 1
+    assert shown["units"] == "mV" and shown["start_s"] > 0  # the record's own time axis
 
 
 def test_a_plot_that_fails_leaves_the_run_finished_and_plots_leave_pyplot_alone(tmp_path, monkeypatch):
@@ -1464,7 +1467,7 @@ def test_a_run_killed_after_its_last_checkpoint_or_while_plotting_ends_whole(tmp
     monkeypatch.setattr(engine.Trainer, "_write_log", write_log)
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1 and len(_log_rows(run)) == 1
 
-    def killed_while_plotting(rows, path):
+    def killed_while_plotting(rows, path, tested_epoch):
         (path.parent / f".{path.name}.x.png").write_bytes(b"half a plot")  # as atomic_path leaves one
         raise KeyboardInterrupt
 
@@ -2253,13 +2256,34 @@ def test_curves_show_the_training_accuracy_beside_the_validation_metrics(tmp_pat
 
     rows = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5 + e / 10, "val_accuracy": 0.4 + e / 10}
             for e in (1, 2, 3)]
-    plot_curves(rows, tmp_path / "curves.png")
+    plot_curves(rows, tmp_path / "curves.png", tested_epoch=2)
     lines = {line.get_label(): line for line in drawn["curves.png"].axes[1].get_lines()}
-    assert list(lines) == ["train accuracy", "accuracy"]  # d2l's train acc, dashed, then the validation figures
+    # d2l's train acc, dashed, then the validation figures, then the epoch whose weights were tested
+    assert list(lines) == ["train accuracy", "val accuracy", "tested epoch"]
     assert list(lines["train accuracy"].get_ydata()) == [0.6, 0.7, 0.8]
     assert lines["train accuracy"].get_linestyle() == "--"
+    assert list(lines["tested epoch"].get_xdata()) == [2, 2]
+    for ax in drawn["curves.png"].axes:  # whole epochs on the axis, not 0.96-1.04 for a one-epoch run
+        assert all(float(tick).is_integer() for tick in ax.get_xticks())
     plot_curves([{k: v for k, v in row.items() if k != "train_accuracy"} for row in rows], tmp_path / "old.png")
-    assert [line.get_label() for line in drawn["old.png"].axes[1].get_lines()] == ["accuracy"]  # an older log.csv
+    assert [line.get_label() for line in drawn["old.png"].axes[1].get_lines()] == ["val accuracy"]  # an older log
+    rhythm = [{**row, "val_macro_f1": 0.3, "val_cinc_score": 0.3} for row in rows]  # the same mean F1 of N, A, O
+    plot_curves(rhythm, tmp_path / "rhythm.png")
+    assert [line.get_label() for line in drawn["rhythm.png"].axes[1].get_lines()][1:] == ["val accuracy",
+                                                                                       "val cinc score"]
+
+
+def test_confusion_plots_show_shares_supports_and_absent_classes(tmp_path, drawn):
+    from msresnet1d.training.plots import plot_confusion
+
+    cm = np.array([[90, 10, 0], [3, 1, 0], [0, 0, 0]])
+    plot_confusion(cm, ["N", "S", "Q"], tmp_path / "cm.png", title="a " * 60)
+    ax = drawn["cm.png"].axes[0]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["N (n=100)", "S (n=4)", "Q (n=0)"]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[:2] == ["90\n90%", "10\n10%"] and texts[-1] == "0"  # no share of an absent class
+    assert len(ax.patches) == 1 and ax.patches[0].get_hatch() == "//"  # its row hatched
+    assert max(map(len, ax.get_title().splitlines())) <= 50  # a long title wrapped
 
 
 def test_without_a_terminal_a_long_epoch_prints_progress_lines(tmp_path, monkeypatch, capsys):

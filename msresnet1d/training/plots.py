@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -48,12 +49,16 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
-def plot_curves(rows: Sequence[dict[str, float]], path: Path) -> None:
+def plot_curves(rows: Sequence[dict[str, float]], path: Path, tested_epoch: int | None = None) -> None:
     """Training loss, and the training accuracy (d2l's "train acc", dashed) with the validation
-    metrics, against the epoch."""
+    metrics (each its own marker), against the epoch; ``tested_epoch`` (1-based), the epoch whose
+    weights were tested, is marked on both. A rhythm run's validation macro-F1, which is its CinC
+    score (the mean F1 of N, A and O), is drawn once, as the CinC score."""
     fig = _figure(10, 3.6) if rows else None
     if fig is None:
         return
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in rows]
     ax_loss, ax_metric = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o")
@@ -61,18 +66,26 @@ def plot_curves(rows: Sequence[dict[str, float]], path: Path) -> None:
     if "train_accuracy" in rows[0]:  # logs of runs before it have none
         ax_metric.plot(epochs, [r["train_accuracy"] for r in rows], marker="o", linestyle="--", color="grey",
                        label="train accuracy")
-    for key in [k for k in rows[0] if k.startswith("val_")]:
-        ax_metric.plot(epochs, [r[key] for r in rows], marker="o", label=key[4:])
+    shown = [k for k in rows[0] if k.startswith("val_") and not (k == "val_macro_f1" and "val_cinc_score" in rows[0])]
+    for key, marker in zip(shown, "s^Dvx*"):
+        ax_metric.plot(epochs, [r[key] for r in rows], marker=marker, label=f"val {key[4:].replace('_', ' ')}")
     ax_metric.set(xlabel="epoch", ylabel="accuracy, validation metrics", title="training accuracy, validation",
                   ylim=(0, 1))
+    for ax in (ax_loss, ax_metric):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if tested_epoch is not None:
+            ax.axvline(tested_epoch, color="black", linewidth=0.8, linestyle=":",
+                       label="tested epoch" if ax is ax_metric else None)
     if ax_metric.lines:
-        ax_metric.legend()
+        ax_metric.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
 
 
 def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> None:
-    """Counts, with each row (true class) shaded by its share, so rare classes stay visible."""
+    """Counts and row shares (each true class's Se on the diagonal), each row shaded by its share,
+    so rare classes stay visible; the true classes' supports label the rows, and a class absent
+    from the data (support 0) is hatched. A long ``title`` is wrapped."""
     size = 1.0 + 0.7 * len(class_names)
     fig = _figure(size + 1, size)
     if fig is None:
@@ -81,12 +94,17 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title
     share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     ax = fig.subplots()
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    support = cm.sum(axis=1)
     for i in range(len(class_names)):
+        if not support[i]:
+            ax.axhspan(i - 0.5, i + 0.5, facecolor="none", edgecolor="grey", hatch="//", linewidth=0)
         for j in range(len(class_names)):
-            ax.text(j, i, f"{cm[i, j]:,}", ha="center", va="center", fontsize=8,
+            shown = f"{cm[i, j]:,}" + (f"\n{100 * share[i, j]:.0f}%" if support[i] else "")
+            ax.text(j, i, shown, ha="center", va="center", fontsize=7,
                     color="white" if share[i, j] > 0.5 else "black")
     ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xticklabels=class_names,
-           yticklabels=class_names, xlabel="predicted", ylabel="true", title=title)
+           yticklabels=[f"{name} (n={n:,})" for name, n in zip(class_names, support)], xlabel="predicted",
+           ylabel="true", title=textwrap.fill(title, 50))
     if max(map(len, class_names)) > 3:  # names longer than a column is wide (Fashion-MNIST's "T-shirt/top")
         for label in ax.get_xticklabels():
             label.set(rotation=45, ha="right", rotation_mode="anchor")
@@ -100,20 +118,25 @@ def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] 
     """Config variants side by side: each one's macro-F1 per fold (left; the ``baseline``, by
     default the first variant, drawn thicker) and its pooled F1 of ``classes`` (right). ``variants`` maps a name to
     ``{"fold_macro_f1": [...], "pooled": {class: {"f1": ...}, "macro_f1": ...}}`` in percent, as
-    ``experiments/mitdb_ds1_cv.py`` reports them; a ``"<name>+<method>"`` variant shares <name>'s
-    colour, dashed and hatched."""
+    ``experiments/mitdb_ds1_cv.py`` reports them; each <name> has its own colour and marker (tab20's
+    colours beyond ten names), and a ``"<name>+<method>"`` variant shares them, dashed and hatched."""
     fig = _figure(12, 4) if variants else None
     if fig is None:
         return
+    import matplotlib
+
     names = list(variants)
     baseline = names[0] if baseline is None else baseline
     bases = list(dict.fromkeys(name.split("+")[0] for name in names))
     ax_folds, ax_f1 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4]})
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        color, derived = f"C{bases.index(name.split('+')[0]) % 10}", "+" in name
+        base = bases.index(name.split("+")[0])
+        color = f"C{base}" if len(bases) <= 10 else matplotlib.colormaps["tab20"](base % 20)
+        derived = "+" in name
         folds = variants[name]["fold_macro_f1"]
-        ax_folds.plot(range(1, len(folds) + 1), folds, marker="o", color=color, ls="--" if derived else "-",
+        ax_folds.plot(range(1, len(folds) + 1), folds, marker="osD^v<>ph*"[base % 10], color=color,
+                      ls="--" if derived else "-",
                       lw=3 if name == baseline else 1.2,
                       label=f"{name} ({variants[name]['pooled']['macro_f1']:.1f} pooled"
                             f"{', baseline' if name == baseline else ''})")
@@ -135,8 +158,9 @@ def plot_variants(variants: dict[str, dict], path: Path, classes: Sequence[str] 
 def plot_scores(methods: dict[str, dict[str, float]], path: Path, targets: dict[str, float] | None = None,
                 spreads: dict[str, dict[str, float]] | None = None, title: str = "") -> None:
     """Grouped bars: for each score (e.g. ``"S F1"``), one bar per method in ``methods`` (name ->
-    {score: value}, in percent; a missing score leaves a gap). ``spreads`` gives error bars (name ->
-    {score: standard deviation}), ``targets`` a dashed line per score."""
+    {score: value}, in percent; a missing score leaves a gap marked "n/a"). ``spreads`` gives error
+    bars (name -> {score: standard deviation}; that method's legend entry says "mean ± SD"),
+    ``targets`` a dashed line per score."""
     scores = list(dict.fromkeys(score for values in methods.values() for score in values))
     fig = _figure(4 + 1.2 * len(scores) * max(len(methods), 3) / 3, 4) if methods else None
     if fig is None:
@@ -147,7 +171,12 @@ def plot_scores(methods: dict[str, dict[str, float]], path: Path, targets: dict[
         x = [j + (i - (len(methods) - 1) / 2) * width for j, score in enumerate(scores) if score in values]
         y = [values[score] for score in scores if score in values]
         err = [(spreads or {}).get(name, {}).get(score, 0.0) for score in scores if score in values]
-        ax.bar(x, y, width, yerr=err if any(err) else None, capsize=3, label=name, color=f"C{i % 10}")
+        ax.bar(x, y, width, yerr=err if any(err) else None, capsize=3, color=f"C{i % 10}",
+               label=f"{name} (mean ± SD)" if any(err) else name)
+        for j, score in enumerate(scores):
+            if score not in values:
+                ax.text(j + (i - (len(methods) - 1) / 2) * width, 1, "n/a", ha="center", va="bottom", fontsize=7,
+                        rotation=90, color="grey")
     for j, score in enumerate(scores):
         if targets and score in targets:
             ax.hlines(targets[score], j - 0.45, j + 0.45, colors="black", linestyles="--",
@@ -159,24 +188,30 @@ def plot_scores(methods: dict[str, dict[str, float]], path: Path, targets: dict[
 
 
 def plot_ecg_strip(signal: np.ndarray, fs: float, beats: np.ndarray, true: Sequence[str], predicted: Sequence[str],
-                   path: Path, title: str = "", lead: str = "") -> None:
-    """A strip of one lead, (L,) samples at ``fs`` Hz, with each beat's true label above and the
-    predicted label below (red where they differ). ``beats``: sample positions in the strip."""
-    fig = _figure(14, 3.2)
+                   path: Path, title: str = "", lead: str = "", start_s: float = 0.0, units: str = "") -> None:
+    """A strip of one lead, (L,) samples at ``fs`` Hz in ``units`` (e.g. mV), starting ``start_s``
+    seconds into its record (the time axis is the record's), with each beat's true label above and
+    the predicted label below (a wrong one bold, vermillion and underlined by a marker, which does
+    not rest on hue alone). ``beats``: sample positions in the strip. NaN samples are gaps."""
+    fig = _figure(14, 3.4)
     if fig is None:
         return
-    t = np.arange(len(signal)) / fs
+    t = start_s + np.arange(len(signal)) / fs
     ax = fig.subplots()
     ax.plot(t, signal, color="black", linewidth=0.7)  # a NaN sample (WFDB's invalid value) is a gap
     finite = signal[np.isfinite(signal)]
     top, bottom = (finite.max(), finite.min()) if finite.size else (1.0, -1.0)
     span = top - bottom or 1.0
     for pos, y_true, y_pred in zip(beats, true, predicted):
-        ax.text(pos / fs, top + 0.12 * span, y_true, ha="center", fontsize=9, color="tab:blue")
-        ax.text(pos / fs, bottom - 0.18 * span, y_pred, ha="center", fontsize=9,
-                color="tab:green" if y_true == y_pred else "tab:red")
-    ax.set(xlabel="time (s)", ylabel=lead or "signal", title=title, ylim=(bottom - 0.3 * span, top + 0.3 * span))
-    ax.text(0.995, 0.98, "true (blue, top) / predicted (bottom; red = wrong)", transform=ax.transAxes,
-            ha="right", va="top", fontsize=8)
+        at = start_s + pos / fs
+        ax.text(at, top + 0.12 * span, y_true, ha="center", fontsize=9, color="#0072B2")
+        wrong = y_true != y_pred
+        ax.text(at, bottom - 0.18 * span, y_pred, ha="center", fontsize=9, fontweight="bold" if wrong else "normal",
+                color="#D55E00" if wrong else "black")
+        if wrong:
+            ax.plot(at, bottom - 0.24 * span, marker="^", color="#D55E00", markersize=5)
+    ax.set(xlabel="time in the record (s)", ylabel=f"{lead or 'signal'}" + (f" ({units})" if units else ""),
+           title=(f"{title}: " if title else "") + "true labels above (blue), predicted below (wrong: bold, ^)",
+           ylim=(bottom - 0.3 * span, top + 0.3 * span))
     fig.tight_layout()
     _save(fig, path)

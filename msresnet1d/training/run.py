@@ -274,7 +274,7 @@ def write_plots(trainer: Trainer, result: dict) -> None:
     run_dir, task = trainer.run_dir, trainer.task
     report = result["test"]
     drawings = [
-        ("curves.png", lambda path: plots.plot_curves(trainer.history.rows, path)),
+        ("curves.png", lambda path: plots.plot_curves(trainer.history.rows, path, trainer.history.best_epoch + 1)),
         ("confusion_matrix.png", lambda path: plots.plot_confusion(np.array(report["confusion_matrix"]),
                                                                     task.class_names, path, task.test_title)),
     ]
@@ -324,4 +324,4 @@ def ecg_strip(model: nn.Module, task: Task, path: Path, seconds: float = 10.0) -
     plots.plot_ecg_strip(signal.signal[0, start:start + span], fs, beats.sample[chosen] - start,
                          [task.class_names[i] for i in beats.y[chosen]], [task.class_names[i] for i in predicted],
                          path, title=f"record {record}, {start / fs:.1f}-{(start + span) / fs:.1f} s",
-                         lead=beats.config.leads[0])
+                         lead=signal.leads[0], start_s=start / fs, units=signal.units[0])
