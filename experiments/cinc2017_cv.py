@@ -45,7 +45,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
-                                  overrides_or_exit, program_warnings, results_help, script_parser, thread_count)
+                                  overrides_or_exit, program_warnings, result_or_exit, results_help, script_parser,
+                                  thread_count)
 from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -178,13 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "interval over the records (no data, no runs)")
     args = parser.parse_args(argv)
     if args.replot:
-        try:
-            report = json.loads(args.replot.read_text())
-            missing = {"pooled_confusion_matrix", "folds"} - set(report["summary"])
-            if missing:
-                raise KeyError(f"summary has no {', '.join(sorted(missing))}")
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            parser.error(f"--replot {args.replot}: not a result of this script ({type(e).__name__}: {e})")
+        report = result_or_exit(parser, args.replot, lambda r: (r["summary"]["pooled_confusion_matrix"],
+                                                                len(r["summary"]["folds"])))
         plot_pooled(report, args.replot)
         print(interval_line(pooled_interval(report["summary"]["pooled_confusion_matrix"])))
         return report

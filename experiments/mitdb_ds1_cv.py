@@ -70,7 +70,7 @@ import numpy as np
 
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
-                                  program_warnings, results_help, script_parser, thread_count)
+                                  program_warnings, result_or_exit, results_help, script_parser, thread_count)
 from msresnet1d.data import DS1, RR_FEATURES, load_beats, patient_index, record_kfold
 from msresnet1d.training.config import parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -336,11 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="only draw the PNG of a recorded result again, beside it (no data, no runs)")
     args = parser.parse_args(argv)
     if args.replot:
-        try:
-            report = json.loads(args.replot.read_text())
-            plot_report(report, args.replot.with_suffix(".png"))
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-            parser.error(f"--replot {args.replot}: not a result of this script ({type(e).__name__}: {e})")
+        report = result_or_exit(parser, args.replot, lambda r: (dict(r["variants"]), len(r["folds"]), r["config"]["seed"]))
+        plot_report(report, args.replot.with_suffix(".png"))
         return report
     if not args.variant:
         parser.error("the following arguments are required: --variant (unless --replot)")

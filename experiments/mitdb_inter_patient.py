@@ -30,9 +30,9 @@ import numpy as np
 
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
-                                  overrides_or_exit, program_warnings, results_help, script_parser, thread_count)
+                                  overrides_or_exit, program_warnings, result_or_exit, results_help, script_parser,
+                                  thread_count)
 from msresnet1d.data import AAMI_CLASSES, DS2
-from msresnet1d.training.config import TrainConfig
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
                                          record_interval)
@@ -94,10 +94,9 @@ def seed_ensemble(run_dirs: list[Path]) -> dict:
     return report
 
 
-def tested_on(cfg: TrainConfig) -> str:
+def tested_on(records: list[str] | None) -> str:
     """What the runs test on, for titles: ``"DS2 test"``, or how many records a config's own
-    ``test_records`` are (the published rows beside them are DS2's)."""
-    records = cfg.data.get("test_records")
+    ``[data] test_records`` are (the published rows beside them are DS2's)."""
     return "DS2 test" if not records or set(records) == set(DS2) else f"{len(records)} test records"
 
 
@@ -121,8 +120,7 @@ def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested:
 def replot(report: dict, out: Path) -> None:
     """The PNGs of a recorded result ``out`` (:func:`main`'s JSON) drawn again beside it: the scores,
     and the ensemble's confusion matrix when the result holds one (a single seed's is not kept)."""
-    records = report["config"]["data"].get("test_records")
-    tested = "DS2 test" if not records or set(records) == set(DS2) else f"{len(records)} test records"
+    tested = tested_on(report["config"]["data"].get("test_records"))
     ensemble = report["ensemble_percent"]
     plot(report["summary_percent"], len(report["runs"]), ensemble, out.with_suffix(".png"), tested)
     if ensemble is not None:
@@ -187,11 +185,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                         help="only draw the PNGs of a recorded result again, beside it (no data, no runs)")
     args = parser.parse_args(argv)
     if args.replot:
-        try:
-            report = json.loads(args.replot.read_text())
-            replot(report, args.replot)
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-            parser.error(f"--replot {args.replot}: not a result of this script ({type(e).__name__}: {e})")
+        report = result_or_exit(parser, args.replot, lambda r: (r["summary_percent"], len(r["runs"]),
+                                                                r["ensemble_percent"], r["config"]["data"]))
+        replot(report, args.replot)
         return report
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
@@ -218,11 +214,11 @@ def main(argv: list[str] | None = None) -> dict | None:
     text = (table(summary, len(reports), ensemble_percent) + "\n\n"
             + format_record_interval(tested["record_interval"], ("S", "V"), "the " * (ensemble is not None) + what))
     print(text)
-    out = Path(args.out)
-    plot(summary, len(reports), ensemble_percent, out.with_suffix(".png"), tested_on(cfg))
+    out, tested_records = Path(args.out), tested_on(cfg.data.get("test_records"))
+    plot(summary, len(reports), ensemble_percent, out.with_suffix(".png"), tested_records)
     shown = reports[0] if ensemble is None else ensemble
     plot_confusion(np.asarray(shown["confusion_matrix"]), shown["class_names"],
-                   out.with_name(out.stem + "_confusion.png"), title=f"MIT-BIH {tested_on(cfg)}, {what}")
+                   out.with_name(out.stem + "_confusion.png"), title=f"MIT-BIH {tested_records}, {what}")
     write_text(args.out, json.dumps(json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
                                                "summary_percent": summary, "ensemble_percent": ensemble_percent,
                                                "record_interval_percent": {"of": what, **tested["record_interval"]},

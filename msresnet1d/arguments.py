@@ -158,6 +158,20 @@ def output_or_exit(parser: argparse.ArgumentParser, path: str | Path, flag: str 
         parser.error(str(e))
 
 
+def result_or_exit(parser: argparse.ArgumentParser, path: Path, check: Callable[[Any], object]) -> dict:
+    """The recorded result (JSON) at ``path`` that ``--replot`` draws again, or ``parser.error``
+    when it cannot be read or ``check(result)`` fails (reading the keys the drawing needs, it
+    raises KeyError, TypeError...): the file is not a result of this script."""
+    import json
+
+    try:
+        result = json.loads(Path(path).read_text())
+        check(result)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        parser.error(f"--replot {path}: not a result of this script ({type(e).__name__}: {e})")
+    return result
+
+
 def overrides_or_exit(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
     """``--set KEY=VALUE`` items as config overrides (:func:`parse_overrides`), or ``parser.error``."""
     try:

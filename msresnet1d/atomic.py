@@ -42,7 +42,8 @@ def check_target(path: str | os.PathLike[str], what: str) -> Path:
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success, flush it to disk, rename it over
-    ``path`` (``os.replace``) and flush the folder's entries; on any error, delete it. The parent folder is created if needed.
+    ``path`` (``os.replace``) and flush the folder's entries; on any error, delete it. The parent
+    folder is created if needed.
 
     ``suffix`` is the temporary file's ending (some writers, e.g. matplotlib, choose the format by it).
     An OSError about the temporary file (a read-only folder), or one that names no file (a full

@@ -223,11 +223,9 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     for png in ("two.png", "two_confusion.png"):  # beside the JSON: scores beside the literature, the confusion matrix
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from msresnet1d.data import DS2
-    from msresnet1d.training.config import TrainConfig
 
-    assert script.tested_on(TrainConfig()) == script.tested_on(TrainConfig(data={"test_records": list(DS2)[::-1]})) \
-        == "DS2 test"  # the titles of the PNGs
-    assert script.tested_on(TrainConfig(data={"test_records": ["100", "105", "232", "233"]})) == "4 test records"
+    assert script.tested_on(None) == script.tested_on(list(DS2)[::-1]) == "DS2 test"  # the titles of the PNGs
+    assert script.tested_on(["100", "105", "232", "233"]) == "4 test records"
     # one run twice: the ensemble is that run, figure for figure
     seed0 = json.loads((tmp_path / "runs" / "seed0" / "metrics.json").read_text())["test"]
     assert script.seed_ensemble([tmp_path / "runs" / "seed0"] * 2)["confusion_matrix"] == seed0["confusion_matrix"]

@@ -485,8 +485,12 @@ def test_one_cycle_cycles_the_momentum_and_the_other_schedules_keep_the_configs(
             scheduler.step()
         return seen
 
-    cycled = momenta(schedule="onecycle")  # as the README and build_scheduler say: 0.95 -> 0.85 -> 0.95
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0.9, the cycle's middle (a float32 one too): no warning
+        cycled = momenta(schedule="onecycle", momentum=np.float32(0.9))
     assert cycled[0] == pytest.approx(0.95) and min(cycled) == pytest.approx(0.85) and cycled[-1] > 0.94
+    with pytest.warns(UserWarning, match=r"momentum = 0 is not used: schedule 'onecycle' cycles SGD's momentum"):
+        assert momenta(schedule="onecycle", momentum=0.0) == cycled  # as the README and build_scheduler say
     assert set(momenta(schedule="cosine", momentum=0.0)) == {0.0}  # plain SGD, as configured
     assert set(momenta(schedule="constant", momentum=0.5)) == {0.5}
 
@@ -506,10 +510,7 @@ def test_unknown_config_keys_are_errors(tmp_path):
                             ({"monitor": "cinc_score"}, "rhythm task's score"), ({"momentum": 1.0}, "momentum"),
                             ({"seed": -1}, r"seed must be in \[0, 2\*\*32 - 1\], got -1"), ({"seed": 2**32}, "seed"),
                             ({"lr": 1e39}, r"lr must be > 0 and at most 3\.403e\+38 \(float32's largest number\), got "
-                                           r"1e\+39"),  # was a traceback from the optimizer's first step
-                            # one-cycle cycles SGD's momentum (0.95 -> 0.85 -> 0.95): a momentum chosen would be unused
-                            ({"optimizer": "sgd", "momentum": 0.0}, r"momentum = 0 would not be used: schedule "
-                                                                     r"'onecycle' cycles SGD's momentum")):
+                                           r"1e\+39")):  # was a traceback from the optimizer's first step
         with pytest.raises(ValueError, match=message):
             load_config(None, values)
     cfg = TrainConfig(epochs=np.int64(3), lr=np.float32(0.5))  # numpy scalars, e.g. from a parameter grid
@@ -549,7 +550,8 @@ def test_unknown_config_keys_are_errors(tmp_path):
     # a record outside the database folder (read from a config or a checkpoint's): refused
     ("beats", "test_records", ["100", "../../elsewhere/100"], r"each in the database folder \(no absolute path or \.\.\)"),
     ("beats", "train_records", ["/tmp/100"], "each in the database folder"), ("beats", "val_records", ["../101"], "each once"),
-    ("beats", "spectrogram", 3, r"a table of options \(window_s, overlap"), ("beats", "band", [40, 0.5], "0 <= low < high"),
+    ("beats", "spectrogram", 3, r"a table of options \(window_s, overlap"), ("beats", "band", [40, 0.5], "0 < low < high"),
+    ("rhythm", "band", [0, 40], "0 < low < high"),  # a corner at 0 Hz, which every record's filter refused
     ("rhythm", "fold", 5, "below folds"), ("rhythm", "val_fraction", 1.0, r"in \[0, 1\)"),
     ("rhythm", "rr", ["hr_mean_typo"], "distinct names of"), ("fashion_mnist", "normalize", "minmax", "'unit' or"),
     ("fashion_mnist", "hflip", "yes", "true or false"), ("beats", "val_seed", -1, "a whole number >= 0"),
@@ -974,8 +976,11 @@ def test_ecg_strip_labels_beats_as_the_test_does_with_the_runs_tta(tmp_path, mon
     monkeypatch.setattr(plots, "plot_ecg_strip", lambda signal, fs, beats, true, predicted, path, title, lead, start_s,
                         units: shown.update(start_s=start_s, units=units, beats=beats, true=true, predicted=predicted,
                                      record=title.split(",")[0].split()[-1]))
-    trainer = SimpleNamespace(run_dir=tmp_path, task=task, evaluated=model, cfg=cfg, history=SimpleNamespace(rows=[]))
-    run.write_plots(trainer, {"test": {"confusion_matrix": np.zeros((5, 5), dtype=int).tolist()}})
+    trainer = SimpleNamespace(run_dir=tmp_path, task=task, evaluated=model, cfg=cfg,
+                              history=SimpleNamespace(rows=[], best_epoch=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # write_plots turns a plot's failure into a warning: none here
+        run.write_plots(trainer, {"test": {"confusion_matrix": np.zeros((5, 5), dtype=int).tolist()}})
     # the strip's beats among the test beats (consecutive beats of its record)
     beats = task.strip["beats"]
     mine = np.flatnonzero(beats.record == shown["record"])
@@ -1006,17 +1011,21 @@ def test_a_plot_that_fails_leaves_the_run_finished_and_plots_leave_pyplot_alone(
     def broken(*args, **kwargs):
         raise ValueError("Axis limits cannot be NaN or Inf")
 
-    backend = matplotlib.get_backend()
+    monkeypatch.setitem(matplotlib.rcParams, "backend", "svg")  # a caller's own (a notebook's): plots must leave it
     monkeypatch.setattr(plots, "plot_confusion", broken)
     with pytest.warns(UserWarning, match=r"confusion_matrix.png could not be drawn \(ValueError: Axis limits cannot "
                                          r"be NaN or Inf\); the run's results are kept"):
         train(load_config(_config(tmp_path, 1)), tmp_path / "run", quiet=True)
     assert (tmp_path / "run" / "metrics.json").is_file()  # a finished run, which --resume would not redo
     assert (tmp_path / "run" / "curves.png").is_file() and (tmp_path / "run" / "ecg_strip.png").is_file()
-    assert matplotlib.get_backend() == backend and plt.get_fignums() == []  # no pyplot state touched
+    assert matplotlib.get_backend() == "svg"  # the old plots switched it to Agg
+    monkeypatch.setattr(plots, "_save", broken)  # a figure that fails as it is saved stays in no registry
+    with pytest.raises(ValueError):
+        plots.plot_curves([{"epoch": 1, "train_loss": 1.0}], tmp_path / "c.png")
+    assert plt.get_fignums() == []
     signal = np.sin(np.arange(3600) / 50)
     signal[1000:1200] = np.nan  # WFDB's invalid samples: a gap in the strip, not an error
-    monkeypatch.undo()
+    monkeypatch.undo()  # the backend too
     plots.plot_ecg_strip(signal, 360.0, np.array([500, 2000]), ["N", "V"], ["N", "N"], tmp_path / "gap.png")
     assert (tmp_path / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -1709,8 +1718,8 @@ def test_a_non_finite_gradient_stops_the_step_that_has_it_under_clipping():
 @pytest.mark.parametrize("value, message", [
     (float("nan"), r"weights not finite after the epoch's last step \(\S+; the loss before that step was finite\) "
                    r"at epoch 2; the last good checkpoint is kept"),
-    (3e38, r"on the val split: classification_report: \d+ of \d+ rows of probabilities are not finite .*; the "
-           r"epoch's checkpoint was not written"),  # finite weights whose outputs overflow
+    (3e38, r"on the val split: \d+ of \d+ rows of probabilities are not finite .*; the epoch's checkpoints were not "
+           r"written"),  # finite weights whose outputs overflow
 ])
 def test_weights_broken_by_an_epochs_last_step_are_caught_before_they_are_saved(tmp_path, monkeypatch, value,
                                                                                    message):
@@ -1745,7 +1754,8 @@ def test_a_scored_class_absent_from_validation_is_warned_of(tmp_path):
     cfg = load_config(_config(tmp_path, 1), {"data.val_records": ["106"]})  # N and V beats only
     with pytest.warns(UserWarning, match=r"the validation split \([\d,]+ examples\) holds no example of scored "
                                          r"classes S, F, so the epoch is chosen without them \(validation "
-                                         r"macro_f1: macro-F1 and macro AUC leave an absent class out"):
+                                         r"macro_f1: macro-F1 leaves an absent class out while nothing is predicted "
+                                         r"as it, else counts its F1 as 0"):
         train(cfg, tmp_path / "run", quiet=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -1760,6 +1770,25 @@ def test_a_balanced_sampler_on_top_of_class_weights_is_warned_of(tmp_path):
     with pytest.warns(UserWarning, match=r"class_weights = 'inverse_sqrt' weighs the rare ones up again: the "
                                          r"imbalance is corrected twice"):
         train(cfg, tmp_path / "run", quiet=True)
+
+
+def test_test_outputs_that_are_not_finite_say_the_checkpoints_are_kept(tmp_path, monkeypatch):
+    from msresnet1d.training.run import train
+    from msresnet1d.training.tasks import Task
+
+    predict = Task.predict
+
+    def nan_on_test(self, model, split, device, adapt_bn=False):
+        y, p = predict(self, model, split, device, adapt_bn)
+        if split == "test":
+            p[0] = np.nan
+        return y, p
+
+    monkeypatch.setattr(Task, "predict", nan_on_test)
+    with pytest.raises(TrainingError, match=r"on the test split: 1 of [\d,]+ rows of probabilities are not finite "
+                                            r".*; the checkpoints are kept"):
+        train(load_config(_config(tmp_path, 1)), tmp_path / "run", quiet=True)
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
 
 
 def test_outputs_that_are_not_finite_are_named_not_scored():
@@ -2263,8 +2292,10 @@ def test_curves_show_the_training_accuracy_beside_the_validation_metrics(tmp_pat
     assert list(lines["train accuracy"].get_ydata()) == [0.6, 0.7, 0.8]
     assert lines["train accuracy"].get_linestyle() == "--"
     assert list(lines["tested epoch"].get_xdata()) == [2, 2]
-    for ax in drawn["curves.png"].axes:  # whole epochs on the axis, not 0.96-1.04 for a one-epoch run
-        assert all(float(tick).is_integer() for tick in ax.get_xticks())
+    plot_curves(rows[:1], tmp_path / "one.png", tested_epoch=1)
+    for name in ("curves.png", "one.png"):  # whole epochs on the axis, not 0.945-1.065 for a one-epoch run
+        for ax in drawn[name].axes:
+            assert all(float(tick).is_integer() for tick in ax.get_xticks())
     plot_curves([{k: v for k, v in row.items() if k != "train_accuracy"} for row in rows], tmp_path / "old.png")
     assert [line.get_label() for line in drawn["old.png"].axes[1].get_lines()] == ["val accuracy"]  # an older log
     rhythm = [{**row, "val_macro_f1": 0.3, "val_cinc_score": 0.3} for row in rows]  # the same mean F1 of N, A, O

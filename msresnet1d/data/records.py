@@ -377,7 +377,7 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
                       "another", stacklevel=2)
     multi_segment = "/" in record_line[0]  # the record line's "name/segments"
     named = record_line[0].split("/")[0]
-    if named != path.name:  # a header copied from another record, whose signal file it may name too
+    if named != path.name and not multi_segment:  # a header copied from another record, with its signal files
         warnings.warn(f"record '{record_label(path)}': file {header_file.name} names record {named!r} in its record "
                       f"line, not {path.name!r} (a header copied from another record? its signal files are read: "
                       f"{', '.join(dict.fromkeys(line[0] for line in signal_lines)) or 'none'})", stacklevel=2)

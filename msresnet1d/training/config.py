@@ -98,10 +98,6 @@ class TrainConfig:
             raise ValueError(f"config: seed must be in [0, 2**32 - 1], got {self.seed}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"config: momentum must be in [0, 1), got {self.momentum}")
-        if self.optimizer == "sgd" and self.schedule == "onecycle" and self.momentum != 0.9:
-            raise ValueError(f"config: momentum = {self.momentum:g} would not be used: schedule 'onecycle' cycles "
-                             "SGD's momentum from 0.95 down to 0.85 and back, against the learning rate (torch's "
-                             "OneCycleLR); for a fixed momentum choose schedule 'cosine' or 'constant'")
         if self.monitor == "cinc_score" and self.task != "rhythm":
             raise ValueError(f"config: monitor 'cinc_score' is the rhythm task's score, not the {self.task} task's")
         if not 0 <= self.ema_decay < 1:

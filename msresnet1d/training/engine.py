@@ -43,7 +43,7 @@ from .checkpoint import (FORMAT_VERSION, atomic_save, check_compatible, code_ver
 from .config import TrainConfig
 from .distributed import DistContext
 from .ema import WeightEMA
-from .metrics import classification_report, format_report, json_safe
+from .metrics import check_probabilities, classification_report, format_report, json_safe
 from .optim import build_loss, build_optimizer, build_scheduler
 from .tasks import DATABASES, Task, resolve_data
 
@@ -476,22 +476,28 @@ class Trainer:
             mean_loss, seen, accuracy = train_one_epoch(self.train_model, bar, self.loss_fn, self.optimizer,
                                                         self.scheduler, grad_clip=self.cfg.grad_clip,
                                                         bf16=self.cfg.bf16, device=self.device, on_batch=after_step)
-            check_finite_weights(self.model, self.evaluated)  # the last step's update, which no loss has seen
         except TrainingError as e:
-            last = self.ckpt_dir / "last.pt"
-            kept = (f"the last good checkpoint is kept in {last}" if last.is_file() else
-                    "no checkpoint was saved (it failed before the first epoch ended)")
-            raise TrainingError(f"{e} at epoch {epoch + 1}; {kept}. Try a lower lr, grad_clip, or check the "
-                                "input data.") from None
+            raise self._stopped(e, epoch) from None
         elapsed = time.perf_counter() - start
         # over every rank's shard: without validation the loss selects the epoch, and all ranks must agree
         mean_loss = self.dist.weighted_mean(mean_loss, seen)
         accuracy = self.dist.weighted_mean(accuracy, seen)
         for module in (self.model, *([self.ema.module] if self.ema is not None else [])):
             self.dist.broadcast_buffers(module)  # rank 0's statistics on every rank: one validation score, one choice
+        try:  # the last step's update, which no loss has seen; after the broadcast, the same on every rank
+            check_finite_weights(self.model, self.evaluated)
+        except TrainingError as e:
+            raise self._stopped(e, epoch) from None
         return {"train_loss": mean_loss, "train_accuracy": accuracy,
                 "train_samples_per_s": seen * self.dist.world_size / elapsed, "train_seconds": elapsed,
                 "lr": self.scheduler.get_last_lr()[0]}
+
+    def _stopped(self, error: TrainingError, epoch: int) -> TrainingError:
+        """``error`` with the epoch and what is kept (no checkpoint of this epoch is written)."""
+        last = self.ckpt_dir / "last.pt"
+        kept = (f"the last good checkpoint is kept in {last}" if last.is_file() else
+                "no checkpoint was saved (it failed before the first epoch ended)")
+        return TrainingError(f"{error} at epoch {epoch + 1}; {kept}. Try a lower lr, grad_clip, or check the input data.")
 
     def evaluate(self, split: str) -> dict:
         """Metrics of :attr:`evaluated` on ``"val"`` or ``"test"`` (see :meth:`Task.predict`), run
@@ -502,9 +508,11 @@ class Trainer:
         model = with_tta(fuse_batchnorm(self.evaluated), self.cfg.tta)
         y_true, probabilities = self.task.predict(model, split, self.device)
         try:
-            return classification_report(y_true, probabilities, self.task.class_names, self.task.scored)
-        except ValueError as e:  # outputs that are not finite: this epoch is not saved
-            raise TrainingError(f"on the {split} split: {e}; the epoch's checkpoint was not written") from None
+            check_probabilities(probabilities)
+        except ValueError as e:  # validation comes before the epoch's checkpoints, the test after the last
+            kept = "the epoch's checkpoints were not written" if split == "val" else "the checkpoints are kept"
+            raise TrainingError(f"on the {split} split: {e}; {kept}") from None
+        return classification_report(y_true, probabilities, self.task.class_names, self.task.scored)
 
     def fit(self) -> History:
         """Train from ``start_epoch`` to ``cfg.epochs``, with validation, checkpoints and early stopping.
@@ -597,15 +605,17 @@ class Trainer:
 
 def warn_absent_validation_classes(report: dict, monitor: str) -> None:
     """Warn when a scored class has no example in the validation split (its ``report``): its F1
-    is undefined there, so macro-F1 and macro AUC average the other scored classes (the CinC score
-    counts it 0), and the epoch is chosen without it."""
+    is undefined there until something is predicted as it (then 0), so macro-F1 averages the other
+    scored classes or penalises any prediction of it; macro AUC leaves it out, the CinC score
+    counts it 0. The epoch is chosen without it."""
     absent = [name for name in report["scored_classes"] if report["per_class"][name]["support"] == 0]
     if absent and monitor != "accuracy":
         warnings.warn(f"the validation split ({report['n']:,} examples) holds no example of scored "
                       f"class{'es' if len(absent) > 1 else ''} {', '.join(absent)}, so the epoch is chosen without "
-                      f"{'them' if len(absent) > 1 else 'it'} (validation {monitor}: macro-F1 and macro AUC leave an "
-                      "absent class out, the CinC score counts it 0); choose validation records that hold every "
-                      "scored class",
+                      f"{'them' if len(absent) > 1 else 'it'} (validation {monitor}: macro-F1 leaves an absent class "
+                      "out while nothing is predicted as it, else counts its F1 as 0, and so penalises any such "
+                      "prediction; macro AUC leaves it out, the CinC score counts 0); choose validation records "
+                      "that hold every scored class",
                       stacklevel=2)
 
 

@@ -64,6 +64,17 @@ def macro_auc(y_true: np.ndarray, probabilities: np.ndarray, classes: Sequence[i
         else float("nan")
 
 
+def check_probabilities(probabilities: np.ndarray) -> None:
+    """Raise ValueError, naming how many and the first, when rows of (N, K) ``probabilities`` are
+    not finite: argmax would call them class 0, and the AUC fail with sklearn's bare "Input
+    contains NaN"."""
+    bad = ~np.isfinite(probabilities).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum()):,} of {len(bad):,} rows of probabilities are not finite (the first, row "
+                         f"{int(np.flatnonzero(bad)[0])}): the model's outputs overflowed (weights grown too large or "
+                         "not finite: a learning rate too high?)")
+
+
 def classification_report(
     y_true: np.ndarray,
     probabilities: np.ndarray,
@@ -84,11 +95,7 @@ def classification_report(
     CinC 2017's, and ``ec57`` (:func:`ec57`: S and V by EC57's rules) when they are AAMI's.
     """
     y_true = np.asarray(y_true)
-    bad = ~np.isfinite(probabilities).all(axis=1)
-    if bad.any():  # argmax would call them class 0, and the AUC fail with sklearn's bare "Input contains NaN"
-        raise ValueError(f"classification_report: {int(bad.sum()):,} of {len(bad):,} rows of probabilities are not "
-                         f"finite (the first, row {int(np.flatnonzero(bad)[0])}): the model's outputs overflowed "
-                         "(weights grown too large or not finite: a learning rate too high?)")
+    check_probabilities(probabilities)
     y_pred = probabilities.argmax(axis=1)
     cm = confusion_matrix(y_true, y_pred, len(class_names))
     stats = per_class(cm)

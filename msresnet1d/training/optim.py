@@ -33,7 +33,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step schedule: one-cycle (warm-up fraction = warmup_epochs / epochs; torch's
     ``OneCycleLR``, which also cycles SGD's momentum or AdamW's beta1 from 0.95 down to 0.85 and
-    back, against the rate, so a config's ``momentum`` is not used with it), cosine decay
+    back, against the rate, so a config's ``momentum`` is not used with it: SGD's other than 0.9
+    warns), cosine decay
     after a linear warm-up of ``warmup_epochs``, or constant (also one-cycle's stand-in when a
     run has fewer than 4 steps). A warm-up as long as the run or longer (a recipe shortened with
     ``--epochs``), which would raise the rate until the end, becomes :data:`WARMUP_SHARE` of the
@@ -49,6 +50,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
                       f"({WARMUP_SHARE:.0%}) instead. Set warmup_epochs below epochs to choose.", stacklevel=2)
     warmup = min(int(warmup_epochs * steps_per_epoch), total - 1)
     if cfg.schedule == "onecycle" and total >= 4:
+        if cfg.optimizer == "sgd" and not math.isclose(cfg.momentum, 0.9, rel_tol=1e-6):  # a float32 0.9 too
+            warnings.warn(f"momentum = {cfg.momentum:g} is not used: schedule 'onecycle' cycles SGD's momentum from "
+                          "0.95 down to 0.85 and back, against the learning rate (torch's OneCycleLR); for a fixed "
+                          "momentum choose schedule 'cosine' or 'constant'", stacklevel=2)
         # OneCycleLR needs at least two steps in each of its rising and falling phases.
         pct = min(max(warmup / total, 2 / total), (total - 2) / total)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=pct)

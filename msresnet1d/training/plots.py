@@ -72,7 +72,7 @@ def plot_curves(rows: Sequence[dict[str, float]], path: Path, tested_epoch: int 
     ax_metric.set(xlabel="epoch", ylabel="accuracy, validation metrics", title="training accuracy, validation",
                   ylim=(0, 1))
     for ax in (ax_loss, ax_metric):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: one tick
         if tested_epoch is not None:
             ax.axvline(tested_epoch, color="black", linewidth=0.8, linestyle=":",
                        label="tested epoch" if ax is ax_metric else None)

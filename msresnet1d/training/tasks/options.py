@@ -24,8 +24,8 @@ BEAT_DEFAULTS: dict[str, Any] = {
 }
 
 RHYTHM_DEFAULTS: dict[str, Any] = {
-    "data_dir": None, "lead": None, "fs": 150.0, "band": [0.5, 40.0], "crop_seconds": 30.0, "hop_seconds": 15.0, "folds": 5, "fold": 0,
-    "val_fraction": 0.1, "split_seed": None, "cache": True, "flip_prob": 0.0, "noise_std": 0.0, "rr": False,
+    "data_dir": None, "lead": None, "fs": 150.0, "band": [0.5, 40.0], "crop_seconds": 30.0, "hop_seconds": 15.0,
+    "folds": 5, "fold": 0, "val_fraction": 0.1, "split_seed": None, "cache": True, "flip_prob": 0.0, "noise_std": 0.0, "rr": False,
 }
 
 FASHION_DEFAULTS: dict[str, Any] = {
@@ -39,7 +39,7 @@ def beat_config(data: dict[str, Any]) -> BeatConfig:
     from ...data import BeatConfig
 
     return BeatConfig(leads=tuple(data["leads"]), fs=float(data["fs"]), window=tuple(data["window"]),
-                      band=tuple(data["band"]) if data["band"] else None, template=bool(data["template"]),
+                      band=_band_corners(data), template=bool(data["template"]),
                       template_from=data["template_from"])
 
 
@@ -48,7 +48,12 @@ def rhythm_config(data: dict[str, Any]) -> RhythmConfig:
     (each record z-scored, :class:`~msresnet1d.data.RhythmConfig`'s normalisation)."""
     from ...data import RhythmConfig
 
-    return RhythmConfig(lead=data["lead"], fs=float(data["fs"]), band=tuple(data["band"]) if data["band"] else None)
+    return RhythmConfig(lead=data["lead"], fs=float(data["fs"]), band=_band_corners(data))
+
+
+def _band_corners(data: dict[str, Any]) -> tuple[float | None, float | None] | None:
+    """``[data] band`` as the data configs take it: (low, high) Hz, or None for no filter."""
+    return tuple(data["band"]) if data["band"] else None
 
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -102,7 +107,7 @@ def _band(v: Any) -> bool:
         return True
     if not isinstance(v, (list, tuple)) or len(v) != 2 or v[0] is v[1] is None:
         return False
-    if not all(f is None or (_number(f) and f >= 0) for f in v):
+    if not all(f is None or (_number(f) and f > 0) for f in v):  # a corner at 0 Hz: no filter can have it
         return False
     return v[0] is None or v[1] is None or v[0] < v[1]
 
@@ -131,7 +136,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     nonneg = (lambda v: _number(v) and v >= 0, "a number >= 0")
     positive = (lambda v: _number(v) and v > 0, "a number > 0")
     seed = (lambda v: is_whole(v) and v >= 0, "a whole number >= 0")
-    band = (_band, "[low, high] in Hz, 0 <= low < high, either corner null (open), or unset/false (none)")
+    band = (_band, "[low, high] in Hz, 0 < low < high, either corner null (open), or unset/false (none)")
     records = (lambda v: v is None or (_record_names(v) and len(v) > 0 and len(set(v)) == len(v)),
                'a non-empty list of record names as strings ("101"), each record once, each in the database folder '
                "(no absolute path or ..); leave it out for the default split")
