@@ -39,8 +39,28 @@ def fashion_mnist_dir(data_root: Path) -> Path:
     return _require(data_root / "fashion-mnist", "Fashion-MNIST (fashion-mnist)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_written_outside_pytests_folders(tmp_path_factory):
+    """The tests, and the programs they start, keep their files under pytest's temporary folders:
+    the data cache (MSRESNET1D_CACHE, unless set, when reruns reuse it; else it would be the
+    clone's datasets/cache/) and TMPDIR for programs started (torchrun leaves torchelastic_*
+    folders). Not onnxruntime's: it reads HOME as it is imported, and writes a device id under
+    ~/.cache/Microsoft/ when it opens a model."""
+    root = tmp_path_factory.mktemp("session")
+    with pytest.MonkeyPatch.context() as patch:
+        if not os.environ.get("MSRESNET1D_CACHE"):
+            patch.setenv("MSRESNET1D_CACHE", str(root / "cache"))
+        (root / "tmp").mkdir()
+        patch.setenv("TMPDIR", str(root / "tmp"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
+    """Each test starts from seed 0 and 2 torch threads, and leaves the thread count it found
+    (a command run in-process sets its own: --threads)."""
+    threads = torch.get_num_threads()
     torch.manual_seed(0)
     torch.set_num_threads(2)
     yield
+    torch.set_num_threads(threads)

@@ -29,15 +29,6 @@ from msresnet1d.data.rhythm import (
 SAMPLE = locate.repo_datasets_dir() / "mitdb-sample"
 
 
-@pytest.fixture(scope="module")
-def persistent_cache(request, tmp_path_factory):
-    """pytest's own cache folder (.pytest_cache, git-ignored), so reruns skip the cold build;
-    a fresh folder when the cache plugin is off."""
-    if getattr(request.config, "cache", None) is not None:
-        return request.config.cache.mkdir("msresnet1d-data")
-    return tmp_path_factory.mktemp("rhythm-cache")
-
-
 @pytest.fixture
 def synthetic() -> RhythmArrays:
     """Three single-lead records of 5, 12 and 3 s at 100 Hz; record i holds the value i + 1."""
@@ -47,8 +38,8 @@ def synthetic() -> RhythmArrays:
     return RhythmArrays(data, offsets, np.array([0, 1, 2]), np.array(["a", "b", "c"]), RhythmConfig(fs=100.0))
 
 
-def test_all_cinc2017_records_load_with_reference_labels(cinc2017_dir, persistent_cache):
-    arrays = load_rhythm(cinc2017_dir, cache_dir=persistent_cache)
+def test_all_cinc2017_records_load_with_reference_labels(cinc2017_dir):
+    arrays = load_rhythm(cinc2017_dir)  # cached in MSRESNET1D_CACHE: a rerun with it set skips the cold build
     with open(cinc2017_dir / "REFERENCE.csv", newline="") as f:
         reference = dict(csv.reader(f))
     assert len(arrays) == len(reference) == 4000

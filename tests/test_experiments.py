@@ -32,10 +32,25 @@ SPLIT = ["--set", 'data.train_records=["101","106","118","119","208","209"]', "-
 
 
 def _load_script(name: str):
+    """experiments/<name>.py as a module, leaving ``sys.path`` and ``sys.modules`` as they were: a
+    script that imports another (mitdb_ds1_rr_screen puts experiments/ on the path for
+    mitdb_ds1_cv) would leave both, and a module imported under a test's monkeypatch keeps it."""
+    path, modules = list(sys.path), set(sys.modules)
     spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path
+        _forget_experiment_modules(set(sys.modules) - modules)
     return module
+
+
+def _forget_experiment_modules(names: set[str]) -> None:
+    """Remove from ``sys.modules`` those of ``names`` that are experiments/ scripts."""
+    for name in names:
+        if str(getattr(sys.modules.get(name), "__file__", "")).startswith(str(REPO / "experiments")):
+            del sys.modules[name]
 
 
 SCRIPTS = sorted(path.stem for path in (REPO / "experiments").glob("*.py"))
@@ -54,13 +69,16 @@ def test_experiment_scripts_run_as_programs_print_each_warning_once_as_one_line(
     monkeypatch.setattr(arguments, "script_parser", warning_parser)
     monkeypatch.setattr(sys, "path", list(sys.path))  # mitdb_ds1_rr_screen.py puts experiments/ on it
     assert len(SCRIPTS) == 10
-    for name in SCRIPTS:
-        monkeypatch.setattr(sys, "argv", [f"experiments/{name}.py"])
-        with pytest.raises(SystemExit):
-            runpy.run_path(str(REPO / "experiments" / f"{name}.py"), run_name="__main__")
-        assert capsys.readouterr().err == "warning: balanced_holdout: a warning of every fold\n", name
-        with pytest.warns(UserWarning, match="every fold"), pytest.raises(SystemExit):
-            _load_script(name).main([])
+    try:
+        for name in SCRIPTS:
+            monkeypatch.setattr(sys, "argv", [f"experiments/{name}.py"])
+            with pytest.raises(SystemExit):
+                runpy.run_path(str(REPO / "experiments" / f"{name}.py"), run_name="__main__")
+            assert capsys.readouterr().err == "warning: balanced_holdout: a warning of every fold\n", name
+            with pytest.warns(UserWarning, match="every fold"), pytest.raises(SystemExit):
+                _load_script(name).main([])
+    finally:  # mitdb_ds1_rr_screen.py imports mitdb_ds1_cv, which would keep the parser above
+        _forget_experiment_modules(set(sys.modules))
 
 
 def test_detect_offsets_measures_where_the_detector_puts_each_class(tmp_path, capsys):
@@ -700,7 +718,7 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
     with pytest.raises(SystemExit, match="--per-record: only beat models"):
         cli_main(["evaluate", str(best), "--per-record"])
     with pytest.raises(SystemExit, match=r"is a 'rhythm' model, one example a record \(for one CinC record, "
-                                         "msresnet1d predict --adapt-bn adapts to its windows\)$"):
+                                         r"msresnet1d predict --adapt-bn adapts to its windows\)$"):
         cli_main(["evaluate", str(best), "--adapt-bn"])
     threads = torch.get_num_threads()
     try:

@@ -37,7 +37,8 @@ BEAT_WINDOW = (-90, 162)  # -0.25 s to +0.45 s at 360 Hz, as BeatConfig().offset
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """These tests run many small batches: on a shared 2-core machine, waking a second OpenMP
-    thread for each operation costs more than it gives (the conftest sets 2 before this)."""
+    thread for each operation costs more than it gives (the conftest sets 2 before this, and
+    restores the count after)."""
     torch.set_num_threads(1)
 
 
