@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="only draw the PNG of a recorded result again, beside it (no data, no runs)")
     args = parser.parse_args(argv)
     if args.replot:
-        report = result_or_exit(parser, args.replot, lambda r: (dict(r["variants"]), len(r["folds"]), r["config"]["seed"]))
+        report = result_or_exit(parser, args.replot,
+                                lambda r: (dict(r["variants"]), len(r["folds"]), r["config"]["seed"]))
         plot_report(report, args.replot.with_suffix(".png"))
         return report
     if not args.variant:

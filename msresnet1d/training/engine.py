@@ -497,7 +497,8 @@ class Trainer:
         last = self.ckpt_dir / "last.pt"
         kept = (f"the last good checkpoint is kept in {last}" if last.is_file() else
                 "no checkpoint was saved (it failed before the first epoch ended)")
-        return TrainingError(f"{error} at epoch {epoch + 1}; {kept}. Try a lower lr, grad_clip, or check the input data.")
+        return TrainingError(f"{error} at epoch {epoch + 1}; {kept}. Try a lower lr, grad_clip, or check the "
+                             "input data.")
 
     def evaluate(self, split: str) -> dict:
         """Metrics of :attr:`evaluated` on ``"val"`` or ``"test"`` (see :meth:`Task.predict`), run

@@ -34,8 +34,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
     """A per-step schedule: one-cycle (warm-up fraction = warmup_epochs / epochs; torch's
     ``OneCycleLR``, which also cycles SGD's momentum or AdamW's beta1 from 0.95 down to 0.85 and
     back, against the rate, so a config's ``momentum`` is not used with it: SGD's other than 0.9
-    warns), cosine decay
-    after a linear warm-up of ``warmup_epochs``, or constant (also one-cycle's stand-in when a
+    warns), cosine decay after a linear warm-up of ``warmup_epochs``, or constant (also one-cycle's stand-in when a
     run has fewer than 4 steps). A warm-up as long as the run or longer (a recipe shortened with
     ``--epochs``), which would raise the rate until the end, becomes :data:`WARMUP_SHARE` of the
     run (30%, one-cycle's usual share), with a warning."""
@@ -120,9 +119,9 @@ class CrossEntropyLoss(nn.Module):
 class FocalLoss(CrossEntropyLoss):
     """Focal loss (Lin et al. 2017): :func:`weighted_cross_entropy` scaled by (1 - p_true)^gamma;
     a plain mean over the batch (as torchvision's ``sigmoid_focal_loss`` with reduction
-    ``"mean"``), not :class:`CrossEntropyLoss`'s weighted mean: with class
-    weights the two differ by the batch's mean weight even at gamma 0, so the loss's scale follows
-    the batch's classes (the recorded focal runs used this mean)."""
+    ``"mean"``), not :class:`CrossEntropyLoss`'s weighted mean: with class weights the two differ
+    by the batch's mean weight even at gamma 0, so the loss's scale follows the batch's classes
+    (the recorded focal runs used this mean)."""
 
     def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
         super().__init__(weight, label_smoothing)

@@ -25,7 +25,8 @@ BEAT_DEFAULTS: dict[str, Any] = {
 
 RHYTHM_DEFAULTS: dict[str, Any] = {
     "data_dir": None, "lead": None, "fs": 150.0, "band": [0.5, 40.0], "crop_seconds": 30.0, "hop_seconds": 15.0,
-    "folds": 5, "fold": 0, "val_fraction": 0.1, "split_seed": None, "cache": True, "flip_prob": 0.0, "noise_std": 0.0, "rr": False,
+    "folds": 5, "fold": 0, "val_fraction": 0.1, "split_seed": None, "cache": True, "flip_prob": 0.0,
+    "noise_std": 0.0, "rr": False,
 }
 
 FASHION_DEFAULTS: dict[str, Any] = {
