@@ -394,6 +394,9 @@ def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
                    help="the record's names of the leads the model reads, in the order of the checkpoint's data.leads "
                         "(e.g. --leads II for a model trained on MLII; '' for a lead without a description; a rhythm "
                         "model: the one lead to read)")
+    p.add_argument("--summary", type=path_flag, metavar="CSV",
+                   help="also write one row a record labelled to this CSV file: a rhythm model's record label "
+                        "and mean window probabilities (CinC 2017's answer), a beat model's count of each class")
     p.add_argument("--threads", type=thread_count, help=THREADS_HELP)
     p.add_argument("--extension", default="pred", type=annotation_extension,
                    help="annotation file extension, letters only (default pred)")

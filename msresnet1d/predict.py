@@ -37,7 +37,7 @@ from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays
 from .data.rr import rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
-from .atomic import atomic_paths, check_target
+from .atomic import atomic_paths, check_target, write_text
 from .arguments import LEADS_TAKE_ALL
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
@@ -326,6 +326,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--detect and --annotator give beat positions, for beat models; {args.checkpoint} is a "
                          "rhythm model, which labels windows of the signal")
     _check_no_record_in_leads(args, cfg)
+    if args.summary:
+        check_target(args.summary, "--summary")
     annotator = None if task != "beats" or args.detect else args.annotator or "atr"
     jobs = [_checked_job(record_stem(record), args, annotator) for record in args.record]
     written: dict[Path, Path] = {}
@@ -335,24 +337,43 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError(f"records {written[target]} and {record_path} would both write {target}: give each "
                              "record once, or label records of one name from different folders in separate calls")
         written[target] = record_path
-    failed = []
+    if args.summary:
+        _check_summary_spares(Path(args.summary), jobs, args.extension)
+    failed, rows = [], []
     for record_path, out_dir in tqdm(jobs, desc="records", unit="record", disable=True if len(jobs) == 1 else None,
                                      leave=False):
         try:
-            lines = _predict_record(ckpt, task, record_path, out_dir, annotator, args)
+            lines, row = _predict_record(ckpt, task, record_path, out_dir, annotator, args)
         except Exception as e:  # noqa: BLE001 - with several records, any failure is one record's: named, then the next
             if len(jobs) == 1:
                 raise
             failed.append(record_path.name)
             tqdm.write(f"error: {record_path}: {e}", file=sys.stderr)
             continue
+        rows.append(row)
         for line in lines:
             tqdm.write(line)
+    if args.summary and rows:
+        write_summary(args.summary, rows, ckpt["class_names"], task)
+        tqdm.write(f"wrote {args.summary} ({len(rows)} record{'' if len(rows) == 1 else 's'})")
     if failed:
         print(f"error: {len(failed)} of {len(jobs)} records not labelled ({', '.join(failed)}); the others were",
               file=sys.stderr)
         return 1
     return 0
+
+
+def _check_summary_spares(summary: Path, jobs: list[tuple[Path, Path]], extension: str) -> None:
+    """``--summary`` is none of the outputs (``--summary labels/100.pred.csv``) and none of the
+    records' existing files (``--summary 100.atr``)."""
+    for record_path, out_dir in jobs:
+        outputs = [path.resolve() for path in output_paths(record_path.name, out_dir, extension)]
+        own_file = (summary.exists() and summary.resolve().parent == record_path.parent.resolve()
+                    and summary.name.startswith(f"{record_path.name}."))
+        if summary.resolve() in outputs or own_file:
+            raise ValueError(f"--summary {summary} would overwrite "
+                             + ("one of the outputs" if summary.resolve() in outputs else "a file")
+                             + f" of record {record_path}: name another file")
 
 
 def _check_no_record_in_leads(args: argparse.Namespace, cfg: TrainConfig) -> None:
@@ -387,9 +408,33 @@ def _checked_job(record_path: Path, args: argparse.Namespace, annotator: str | N
     return record_path, out_dir
 
 
+def write_summary(path: str | os.PathLike[str], rows: list[tuple[Path, np.ndarray]], class_names: list[str],
+                  task: str) -> None:
+    """``predict --summary``: one CSV row a record labelled, ``record,path,`` then, for a rhythm
+    model, ``windows,label,p_<class>...`` (the record's label and the mean of its windows'
+    probabilities, unrounded: the label is their argmax, the CinC 2017 answer), for a beat
+    model ``beats,<class>...`` (how many beats were labelled as each class). ``rows`` holds
+    each record's path and its (B, K) probabilities."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if task == "rhythm":
+        writer.writerow(["record", "path", "windows", "label", *[f"p_{c}" for c in class_names]])
+        for record_path, probabilities in rows:
+            mean = probabilities.mean(axis=0)
+            writer.writerow([record_path.name, record_path, len(probabilities), class_names[int(mean.argmax())],
+                             *[repr(float(v)) for v in mean]])
+    else:
+        writer.writerow(["record", "path", "beats", *class_names])
+        for record_path, probabilities in rows:
+            counts = np.bincount(probabilities.argmax(axis=1), minlength=len(class_names))
+            writer.writerow([record_path.name, record_path, len(probabilities), *counts.tolist()])
+    write_text(path, buffer.getvalue())
+
+
 def _predict_record(ckpt: dict, task: str, record_path: Path, out_dir: Path, annotator: str | None,
-                    args: argparse.Namespace) -> list[str]:
-    """Label one record and write its two files; returns the lines that say what was done."""
+                    args: argparse.Namespace) -> tuple[list[str], tuple[Path, np.ndarray]]:
+    """Label one record and write its two files; returns the lines that say what was done, and
+    the record's path and (B, K) probabilities for :func:`write_summary`."""
     if task == "beats":
         positions, probabilities, fs, leads = predict_beats(ckpt, record_path, annotator, args.adapt_bn, args.leads)
     else:
@@ -403,7 +448,7 @@ def _predict_record(ckpt: dict, task: str, record_path: Path, out_dir: Path, ann
     if task == "rhythm":
         lines.append(f"record label: {ckpt['class_names'][int(probabilities.mean(axis=0).argmax())]} "
                      "(mean window probability)")
-    return lines + [f"wrote {csv_path} and {ann_path}"]
+    return lines + [f"wrote {csv_path} and {ann_path}"], (record_path, probabilities)
 
 
 def _signal_files(record_path: Path) -> list[str]:

@@ -483,3 +483,42 @@ def test_a_failure_while_writing_leaves_the_previous_pair_of_outputs(checkpoints
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), *out, "--detect"]) == 1
     assert {name: (records.parent / "labels" / name).read_bytes() for name in before} == before
     assert sorted(p.name for p in (records.parent / "labels").iterdir()) == ["100.pred", "100.pred.csv"]
+
+
+def test_summary_holds_a_row_a_record_labelled(checkpoints, records, tmp_path, capsys):
+    import csv
+
+    from msresnet1d.predict import label_windows
+    from msresnet1d.training.checkpoint import load_checkpoint
+
+    for path in SAMPLE.glob("101.*"):
+        shutil.copy(path, records)
+    out, summary = tmp_path / "labels", tmp_path / "answers.csv"
+    given = [str(records / "100"), str(records / "slow"), str(records / "101")]
+    assert main(["predict", str(checkpoints["rhythm"]), *given, "--leads", "MLII", "--out-dir", str(out),
+                 "--summary", str(summary)]) == 1  # slow fails (10 Hz): it has no row
+    assert f"wrote {summary} (2 records)" in capsys.readouterr().out
+    rows = list(csv.DictReader(summary.open()))
+    assert [row["record"] for row in rows] == ["100", "101"] and rows[0]["path"] == str(records / "100")
+    ckpt = load_checkpoint(checkpoints["rhythm"])
+    for row in rows:
+        _, probabilities = label_windows(ckpt, read_record(records / row["record"], leads=["MLII"]))
+        mean = probabilities.mean(axis=0)
+        assert int(row["windows"]) == len(probabilities)
+        assert [float(row[f"p_{c}"]) for c in "NAO~"] == pytest.approx(mean.tolist(), abs=1e-12)
+        assert row["label"] == "NAO~"[int(mean.argmax())]
+    # a beat model: each record's count of each class, as in its own CSV
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(out),
+                 "--summary", str(summary)]) == 0
+    (row,) = csv.DictReader(summary.open())
+    labels = [beat["label"] for beat in csv.DictReader((out / "100.pred.csv").open())]
+    assert int(row["beats"]) == len(labels) and [int(row[c]) for c in "NSVFQ"] == [labels.count(c) for c in "NSVFQ"]
+    # never one of the outputs, nor a file of the record
+    for bad, what in ((out / "100.pred.csv", "one of the outputs"), (records / "100.atr", "a file")):
+        before = bad.read_bytes()
+        assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(out),
+                     "--summary", str(bad)]) == 1
+        assert f"--summary {bad} would overwrite {what} of record {records / '100'}" in capsys.readouterr().err
+        assert bad.read_bytes() == before
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--summary", str(tmp_path)]) == 1
+    assert f"--summary {tmp_path} is a folder" in capsys.readouterr().err
