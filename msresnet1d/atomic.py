@@ -110,6 +110,19 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def move_folder(folder: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Rename ``folder`` (files only, e.g. a download's temporary folder) to ``target``, durably:
+    its files and its entries are flushed to disk first, and ``target``'s parent after, so a power
+    cut leaves either no ``target`` or one whose files are whole."""
+    folder = Path(folder)
+    for file in folder.iterdir():
+        with open(file, "rb") as f:
+            os.fsync(f.fileno())
+    _sync_folder(folder)
+    os.replace(folder, target)
+    _sync_folder(Path(target).parent)
+
+
 def _about_tmp(filename: str | os.PathLike[str], path: Path) -> bool:
     """Whether ``filename`` is one of :func:`atomic_paths`' temporary files for ``path``."""
     return os.path.abspath(Path(filename).parent) == os.path.abspath(path.parent) and \

@@ -206,6 +206,25 @@ def test_completed_download_is_checked_and_moved_into_place(isolated, monkeypatc
         download_database("mitdb")
 
 
+def test_a_download_is_flushed_to_disk_before_and_after_its_rename(isolated, monkeypatch, mirror):
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name a file descriptor")
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    target = download_database("mitdb")
+    partial = synced[0].parent
+    assert partial.name.endswith(".partial") and partial.parent == target.parent
+    # each file, then the temporary folder's entries, before the rename; the folder holding target after
+    assert sorted(synced[:3]) == [partial / f"100.{ext}" for ext in ("atr", "dat", "hea")]
+    assert synced[3:] == [partial, target.parent]
+
+
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])
 def test_a_download_that_fails_its_checksums_leaves_nothing(isolated, mirror, damage):
     if damage == "corrupt":

@@ -33,6 +33,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .errors import DataError
+from ..atomic import move_folder
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
     The files fetched are those of :func:`expected_checksums`, from the version they are the
     checksums of (:data:`PHYSIONET_PROJECTS`), under wfdb's ``config.db_index_url``
     (``https://physionet.org/files/``). They go to a temporary folder next to ``target`` and are
-    checked against their published SHA-256 before that folder is renamed into place;
+    checked against their published SHA-256 before that folder is flushed to disk and renamed into place;
     a failed or corrupt download leaves nothing behind and raises :class:`DataError` saying how
     to supply the data by hand. A connection that stalls for ``timeout_s`` seconds (connecting,
     or between two pieces of data: a slow but moving download is not cut) fails the download.
@@ -332,6 +333,6 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
     os.chmod(partial, 0o777 & ~umask)  # mkdtemp makes it 0700: give the usual permissions, as a mkdir would
     if target.exists():
         target.rmdir()  # empty, checked above
-    os.replace(partial, target)
+    move_folder(partial, target)
     log.info("database '%s' downloaded to %s", name, target)
     return target
