@@ -262,7 +262,10 @@ class RhythmDataset(torch.utils.data.Dataset):
 def window_starts(total: int, length: int, hop: int) -> np.ndarray:
     """(W,) first samples of the windows :func:`sliding_windows` cuts from a record of ``total``
     samples: every ``hop`` samples, plus one ending at the record's end if needed; ``[0]`` for
-    a record no longer than ``length``.
+    a record no longer than ``length``. That last window can nearly repeat the one before (a
+    record one sample longer than ``length`` gives starts 0 and 1), so the record's end then
+    counts about twice in :func:`aggregate_windows`' mean; the recorded CinC 2017 results were
+    scored so.
 
     Raises:
         ValueError: ``length`` or ``hop`` is not positive, or ``hop > length`` (windows further
