@@ -27,6 +27,20 @@ def _one_torch_thread():
 
 
 
+def _exercised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """``model`` with random BatchNorm scales, shifts and running statistics: a new model's
+    branches end in a zero-initialised BatchNorm (zero_init_residual) and its statistics are 0
+    and 1, so an export that dropped a branch or the statistics would still match it."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                for tensor, low, high in ((m.weight, 0.5, 1.5), (m.bias, -0.5, 0.5), (m.running_mean, -0.5, 0.5),
+                                          (m.running_var, 0.5, 2.0)):
+                    tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
+    return model
+
+
 def _inputs(model, batch: int, length: int) -> tuple[torch.Tensor, ...]:
     x = torch.randn(batch, model.in_channels, length)
     return (x, torch.randn(batch, model.extra_features)) if model.extra_features else (x,)
@@ -41,7 +55,7 @@ def _shapes(model) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("method", ["script", "trace"])
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_torchscript_matches_eager(tmp_path, fusion, method):
-    model = create_model("msresnet1d_beat", in_channels=2, fusion=fusion)  # left in training mode
+    model = _exercised(create_model("msresnet1d_beat", in_channels=2, fusion=fusion))  # left in training mode
     path = export_torchscript(model, tmp_path / "model.pt", method=method)
     assert model.training, "export must restore the model's mode"
     loaded = torch.jit.load(str(path))
@@ -58,7 +72,7 @@ def test_torchscript_matches_eager(tmp_path, fusion, method):
 )  # fmt: skip
 def test_onnx_matches_eager(tmp_path, name, fusion, extra):
     # msresnet1d_small and _late have a stem max-pool: the length must stay dynamic through it too.
-    model = create_model(name, in_channels=2, fusion=fusion, extra_features=extra)
+    model = _exercised(create_model(name, in_channels=2, fusion=fusion, extra_features=extra))
     predictor = OnnxPredictor(export_onnx(model, tmp_path / "model.onnx"), threads=1)
     assert (predictor.in_channels, predictor.extra_features, predictor.num_outputs) == (2, extra, model.fc.out_features)
     assert predictor.min_input_size == model.min_input_size
@@ -72,7 +86,7 @@ def test_onnx_matches_eager(tmp_path, name, fusion, extra):
 @pytest.mark.parametrize("extra", [0, 3])
 def test_a_model_without_linear_layer_exports_its_embedding(tmp_path, extra):
     # timm's num_classes=0: the files give the pooled features, and say how many
-    model = create_model("msresnet1d_beat", num_classes=0, extra_features=extra).eval()
+    model = _exercised(create_model("msresnet1d_beat", num_classes=0, extra_features=extra)).eval()
     width = model.num_features + extra
     onnx_predictor = OnnxPredictor(export_onnx(model, tmp_path / "model.onnx"), threads=1)
     assert onnx_predictor.num_outputs == width  # the exporter left this axis symbolic: it is fixed
@@ -86,7 +100,7 @@ def test_a_model_without_linear_layer_exports_its_embedding(tmp_path, extra):
 
 
 def test_scripted_model_keeps_rr_input_and_checks(tmp_path):
-    model = create_model("msresnet1d_beat", in_channels=2, extra_features=8).eval()
+    model = _exercised(create_model("msresnet1d_beat", in_channels=2, extra_features=8)).eval()
     loaded = torch.jit.load(str(export_torchscript(model, tmp_path / "rr.pt")))
     x, extra = _inputs(model, 4, 252)
     torch.testing.assert_close(loaded(x, extra), model(x, extra), atol=1e-4, rtol=0)
@@ -273,7 +287,7 @@ def test_exporting_and_running_a_tta_wrapper_leaves_an_eval_model_as_it_was(tmp_
     from msresnet1d.inference import classify_windows
     from msresnet1d.models.tta import with_tta
 
-    model = create_model("msresnet1d_beat", in_channels=2).eval()
+    model = _exercised(create_model("msresnet1d_beat", in_channels=2)).eval()
     x = torch.randn(3, 2, 360)
     expected = model(x)
     wrapped = with_tta(model, "flip")
@@ -300,7 +314,7 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
     state = {"rr_mean": torch.arange(extra, dtype=torch.float64), "rr_std": torch.ones(extra, dtype=torch.float64)}
     classes = ["N", "S", "V", "F", "Q"]
     torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": cfg.to_dict(), "class_names": classes,
-                "model": create_configured_model(cfg, channels, 5, extra).state_dict(), "task_state": state},
+                "model": _exercised(create_configured_model(cfg, channels, 5, extra)).state_dict(), "task_state": state},
                tmp_path / "best.pt")
     expected = with_tta(checkpoint_model(load_checkpoint(tmp_path / "best.pt")), "flip")  # what evaluate runs
     x, rr = torch.randn(3, channels, 126), torch.randn(3, extra)

@@ -686,6 +686,17 @@ def test_sign_flip_average_is_the_mean_probability_of_both_polarities():
         with_tta(model, "flip")
 
 
+def test_sign_flip_average_stays_finite_where_a_softmax_underflows():
+    from msresnet1d.models.tta import SignFlipAverage
+
+    class Fixed(nn.Module):  # logits with a gap of 120 in both views: float32's softmax gives exactly 0
+        def forward(self, x, extra=None):
+            return torch.tensor([[-120.0, 0.0]]).expand(x.shape[0], 2)
+
+    out = SignFlipAverage(Fixed())(torch.randn(3, 1, 10))
+    torch.testing.assert_close(out, torch.tensor([[-120.0, 0.0]]).expand(3, 2))  # not [-inf, 0]
+
+
 def test_sign_flip_average_follows_the_models_mode_and_scripts():
     from msresnet1d.models.tta import with_tta
 

@@ -7,6 +7,7 @@ a rhythm model is trained on sign-flipped crops (``[data] flip_prob``); at test 
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -24,7 +25,8 @@ class SignFlipAverage(nn.Module):
     probability of the two views, and its argmax their consensus.
 
     Input (N, C, L) or (N, C, H, W) and optional extra features ``extra`` (e.g. RR features
-    (N, F), passed to both calls unchanged); output (N, K) float32 log-probabilities. Attributes
+    (N, F), passed to both calls unchanged); output (N, K) float32 log-probabilities, finite
+    also where a class's probability underflows float32 (a logit gap over about 100). Attributes
     it does not have itself are the wrapped model's (``fc``, ``forward_features``, ...); the
     architecture's shape constants (``in_channels``, ``min_input_size``, ``total_stride``,
     ``extra_features``, ``dims``) are copied onto it, so that ``torch.jit.script`` keeps them and
@@ -60,7 +62,8 @@ class SignFlipAverage(nn.Module):
 
     def forward(self, x: torch.Tensor, extra: Optional[torch.Tensor] = None) -> torch.Tensor:
         views = [self.model(x, extra), self.model(-x, extra)]
-        return torch.stack([v.float().softmax(dim=-1) for v in views]).mean(dim=0).log()
+        # log(mean(softmax)) as a log-sum-exp of log-softmaxes: finite where a softmax underflows to 0
+        return torch.logsumexp(torch.stack([v.float().log_softmax(dim=-1) for v in views]), dim=0) - math.log(2.0)
 
 
 def with_tta(model: nn.Module, tta: str = "none") -> nn.Module:
