@@ -27,7 +27,8 @@ OpenMP environment. Sections (in the order they run):
   inference over DS2 at batch 1024 as the package infers (evaluate, predict: BatchNorm folded
   into the convolutions by ``fuse_batchnorm``), against issue 7's 20 s and 3 s; the variants
   (as above) interleaved batch by batch; then DS2 inference of the exported ONNX file under
-  onnxruntime.
+  onnxruntime, and what bf16 autocast changes in the first variant's trained model's DS2
+  predictions (beats that change class, probability difference, accuracies).
   ``--only-targets`` runs the thread study and this section only.
 * grid: for each preset, length and batch: parameters, forward FLOPs, training and inference
   samples/s, peak memory, achieved GFLOP/s as a fraction of matmul GFLOP/s; and fp32 vs bf16
@@ -607,6 +608,8 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
                 infer_n[variant] += len(logits)
 
     onnx = onnx_inference(runs[variants[0]]["model"], x2, rr2, cfg.eval_batch_size)
+    agreement = bf16_agreement(runs[first]["model"], x2, rr2, y2, cfg.eval_batch_size)
+    agreement["model_trained_batches"] = len(batch_s[first])
     results = {"ds1_beats": len(y1), "ds2_beats": len(y2), "input_channels": int(x1.shape[1]), "rr_features": len(columns),
                "input_length": int(x1.shape[-1]), "fs_hz": beat_cfg.fs, "model_kwargs": model_kwargs,
                "parameters": parameters,
@@ -627,7 +630,24 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
             "meets_epoch_target": epoch_s <= TARGET_EPOCH_S, "meets_infer_target": infer_all_s <= TARGET_INFER_S,
         }
     results["onnxruntime"] = {**onnx, "meets_infer_target": onnx["infer_s"] <= TARGET_INFER_S} if onnx else None
+    results["bf16_inference_of_the_first_variant"] = agreement
     return results
+
+
+def bf16_agreement(model: nn.Module, x: torch.Tensor, extra: torch.Tensor, y: torch.Tensor, batch: int) -> dict:
+    """What bf16 autocast changes in one trained model's DS2 predictions against its own float32
+    run (the package evaluates in float32): beats whose class changes, the largest probability
+    difference, and both accuracies (%)."""
+    probabilities = {}
+    for bf16 in (False, True):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            probabilities[bf16] = torch.cat([torch.softmax(model(x[i:i + batch], extra[i:i + batch]).float(), dim=1)
+                                             for i in range(0, len(x), batch)])
+    labels = {bf16: p.argmax(dim=1) for bf16, p in probabilities.items()}
+    return {"beats": len(y), "class_changed": int((labels[False] != labels[True]).sum()),
+            "max_abs_probability_diff": round(float((probabilities[False] - probabilities[True]).abs().max()), 4),
+            "accuracy_fp32": round(100 * float((labels[False] == y).float().mean()), 3),
+            "accuracy_bf16": round(100 * float((labels[True] == y).float().mean()), 3)}
 
 
 def _time_per_sample(seconds: list[float], samples: list[int], batches: int) -> float:
@@ -978,6 +998,12 @@ def render_markdown(report: dict) -> str:
             out.append(f"| onnxruntime ({tg['threads']} thread setting; the fp32 model, BatchNorm folded, exported) | | | | {onnx['infer_s']:.1f} "
                        f"| {onnx['infer_samples_per_s']:,.0f} | - / {'yes' if onnx['meets_infer_target'] else 'no'} "
                        f"| full DS2; max logit diff vs torch {onnx['max_abs_diff_vs_torch']:.1e} |")
+        agreement = tg.get("bf16_inference_of_the_first_variant")
+        if agreement:  # absent from reports written before it was measured
+            out += ["", (f"The first variant's model ({agreement['model_trained_batches']} batches trained) run under bf16 "
+                         f"autocast on DS2: {agreement['class_changed']:,} of {agreement['beats']:,} beats change class, "
+                         f"probabilities move by up to {agreement['max_abs_probability_diff']:.3f}, accuracy "
+                         f"{agreement['accuracy_fp32']:.2f}% in float32 and {agreement['accuracy_bf16']:.2f}% in bf16.")]
     return "\n".join(out) + "\n"
 
 
