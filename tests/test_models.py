@@ -684,6 +684,9 @@ def test_sign_flip_average_is_the_mean_probability_of_both_polarities():
     with pytest.raises(ValueError, match=r"SignFlipAverage averages class probabilities, but this model has no "
                                          r"classifier \(num_classes=0"):
         with_tta(model, "flip")
+    with pytest.raises(ValueError, match=r"this model has a regression head \(out_features\): its outputs are "
+                                         r"values, not logits"):
+        with_tta(create_model("msresnet1d_beat", out_features=2), "flip")
 
 
 def test_sign_flip_average_stays_finite_where_a_softmax_underflows():
@@ -1023,3 +1026,20 @@ def test_a_multi_scale_stage_fuses_the_branches_as_documented(fusion):
             assert not torch.allclose(weights, torch.full_like(weights, 1 / 3), atol=1e-3)
             expected = sum(weights[:, b, :, None] * outs[b] for b in range(3))
         torch.testing.assert_close(stage(x), expected)
+
+
+def test_the_package_is_typed_and_create_model_says_what_it_builds():
+    import importlib.resources
+    import tomllib
+    import typing
+    from pathlib import Path
+
+    from msresnet1d.models import registry
+    from msresnet1d.models.base import ResidualNetwork
+
+    assert importlib.resources.files("msresnet1d").joinpath("py.typed").is_file()  # PEP 561: type checkers read the hints
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["msresnet1d"]  # and wheels carry it
+    assert typing.get_type_hints(registry.create_model)["return"] is ResidualNetwork
+    for name in list_models():
+        assert isinstance(create_model(name), ResidualNetwork), name

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import nn
@@ -52,6 +52,14 @@ class ResidualNetwork(nn.Module):
     ``self.stem`` and ``self.stages``, then call ``_build_head``."""
 
     __jit_unused_properties__ = ["num_classes"]  # eager only: TorchScript has no isinstance for modules
+    if TYPE_CHECKING:  # set by subclasses and _build_head; declared for type checkers only (TorchScript
+        # would read class annotations as attribute types)
+        dims: int
+        in_channels: int
+        min_input_size: int
+        total_stride: int
+        num_features: int
+        extra_features: int
 
     def __init__(self) -> None:
         super().__init__()

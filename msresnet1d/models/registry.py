@@ -9,6 +9,8 @@ from typing import Callable, TypeVar
 
 from torch import nn
 
+from .base import ResidualNetwork
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
@@ -26,9 +28,11 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+def create_model(name: str, **kwargs) -> ResidualNetwork:
     """Build a registered model; keyword arguments override the preset (``in_channels``,
-    ``num_classes``, ...)."""
+    ``num_classes``, ...). Every preset builds a :class:`~msresnet1d.models.base.ResidualNetwork`
+    (``forward_features``, ``forward_head``, ``reset_classifier``, ``min_input_size``, ...), as
+    the package's training and inference expect of a model, and the return type says so."""
     _check_known(name)
     try:
         return _MODELS[name](**kwargs)

@@ -39,6 +39,9 @@ class SignFlipAverage(nn.Module):
         if getattr(model, "num_classes", None) == 0:
             raise ValueError("SignFlipAverage averages class probabilities, but this model has no classifier "
                              "(num_classes=0, e.g. after reset_classifier(0)): its outputs are features")
+        if getattr(model, "task", None) == "regression":
+            raise ValueError("SignFlipAverage averages class probabilities, but this model has a regression head "
+                             "(out_features): its outputs are values, not logits")
         super().__init__()
         self.model = model
         for name in SHAPE_ATTRIBUTES:
