@@ -127,8 +127,13 @@ def test_forward_head_names_what_it_takes(name, spatial):
     with pytest.raises(ValueError, match=r"features of dtype torch\.float64, the model's parameters are "
                                          r"torch\.float32"):
         model.forward_head(features.double(), *extra)
+    x = torch.randn(2, 1, *[200] * len(spatial))
     with torch.autocast("cpu", dtype=torch.bfloat16):  # --bf16: the feature map comes in autocast's dtype
-        assert model(torch.randn(2, 1, *[200] * len(spatial)), *extra).shape == (2, 3)
+        assert model(x, *extra).shape == (2, 3)
+        # inputs already in autocast's dtype, as plain torch layers take them there
+        torch.testing.assert_close(model(x.bfloat16(), *[e.bfloat16() for e in extra]), model(x, *extra))
+    with pytest.raises(ValueError, match=r"input of dtype torch\.bfloat16, the model's parameters are torch\.float32"):
+        model(x.bfloat16(), *extra)  # outside autocast, refused
     if extra:
         with pytest.raises(TypeError, match=re.escape("extra must be a torch.Tensor, got ndarray")):
             model(torch.randn(2, 1, 200), extra[0].numpy())

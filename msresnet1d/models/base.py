@@ -46,6 +46,14 @@ def _autocast_on(device_type: str) -> bool:
         return False
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype:
+    """The dtype autocast computes in on ``device_type`` (torch >= 2.4 asks by device type)."""
+    try:
+        return torch.get_autocast_dtype(device_type)
+    except AttributeError:  # torch < 2.4
+        return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
+
+
 class ResidualNetwork(nn.Module):
     """Base class: subclasses set ``dims``, ``in_channels``, ``min_input_size`` (samples) and
     ``total_stride`` (input samples per output position of the last stage), build
@@ -125,6 +133,10 @@ class ResidualNetwork(nn.Module):
 
     @torch.jit.unused
     def _check_dtype(self, x: torch.Tensor, what: str) -> None:
+        """``x`` in the parameters' dtype, or, under autocast, in autocast's (which casts every
+        layer's inputs: ``x.bfloat16()`` inside ``torch.autocast("cpu", dtype=torch.bfloat16)``)."""
+        if _autocast_on(x.device.type) and x.dtype == _autocast_dtype(x.device.type):
+            return
         check_dtype(x, next(self.parameters()).dtype, what)
 
     @torch.jit.unused
@@ -155,8 +167,7 @@ class ResidualNetwork(nn.Module):
             layout = "L'" if self.dims == 1 else "H', W'"
             raise ValueError(f"forward_head takes the feature map of forward_features, (N, num_features="
                              f"{self.num_features}, {layout}); got shape {list(features.shape)}")
-        if not _autocast_on(features.device.type):  # bf16 features from float32 weights: autocast's
-            self._check_dtype(features, "features")
+        self._check_dtype(features, "features")  # under autocast, bf16 features from float32 weights pass
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, *spatial) -> last feature map (N, num_features, *spatial')."""
