@@ -581,6 +581,20 @@ def test_pad_short_zero_pads_up_to_the_minimum_length():
 
 
 # --------------------------------------------------------------------------- SignalPreprocessor
+def test_signal_preprocessor_warns_when_windows_are_too_short_for_its_high_pass():
+    X = np.random.default_rng(0).standard_normal((4, 252))  # 0.7 s beat windows at 360 Hz
+    with pytest.warns(UserWarning, match=re.escape(
+            "SignalPreprocessor: signals of 0.7 s high-passed at 0.5 Hz each on its own (shorter than 2 periods, 4 s) "
+            "have their waveform bent by the filter") + ".*band=\\(None, 40.0\\)"):
+        SignalPreprocessor(fs=360.0).fit_transform(X)
+    long = np.random.default_rng(0).standard_normal((2, 1440))  # 4 s: two periods of 0.5 Hz
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for prep, signals in ((SignalPreprocessor(fs=360.0), long), (SignalPreprocessor(fs=360.0, band=(None, 40.0)), X),
+                              (SignalPreprocessor(fs=360.0, band=None), X)):
+            prep.fit_transform(signals)
+
+
 def test_signal_preprocessor_filters_resamples_and_normalises_like_the_data_layer():
     rng = np.random.default_rng(0)
     fs, t = 360.0, np.arange(720) / 360.0  # 2 s at 360 Hz
