@@ -128,6 +128,12 @@ def _check_feature_names(estimator: BaseEstimator, X: Any, reset: bool) -> None:
         validate_data(estimator, X, reset=reset, skip_check_array=True, ensure_2d=False)
 
 
+def _input_scale(signals: np.ndarray) -> np.ndarray:
+    """(n_channels,) each channel's typical scale: the median over the samples of each signal's
+    standard deviation, from signals (n_samples, n_channels, n_timepoints)."""
+    return np.median(signals.std(axis=-1), axis=0).astype(np.float64) if len(signals) else np.zeros(signals.shape[1])
+
+
 @contextlib.contextmanager
 def _torch_threads(n_jobs: int | None) -> Iterator[None]:
     """Run the block with ``n_jobs`` torch threads (-1: all CPUs), then restore; None: leave torch alone."""
@@ -303,6 +309,10 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             _check_feature_names(self, X, reset)
             X, y = check_X_y(X, y, allow_nd=True, dtype=np.float32, estimator=self, **self._target_checks)
             signals = _check_layout(self, X, reset)
+            if reset:
+                self.input_scale_ = _input_scale(signals)
+            else:
+                self._check_input_scale(signals, "fit (warm start)")
             targets, n_outputs = self._encode_targets(y, reset)
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) if reset else self._seed
             train, val = self._split(targets, seed)
@@ -439,8 +449,21 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         _check_feature_names(self, X, reset=False)
         X = check_array(X, allow_nd=True, dtype=np.float32, estimator=self, input_name="X")
         signals = self._fit_length(_check_layout(self, X, reset=False), self.model_)
+        self._check_input_scale(signals, "this call")
         with _torch_threads(self.n_jobs):
             return self._batched(torch.tensor(signals), fn)
+
+    def _check_input_scale(self, signals: np.ndarray, where: str) -> None:
+        """Warn when a channel's :func:`_input_scale` differs more than 10x from fit's
+        (``input_scale_``): signals in other units (V for mV, ADC counts) or not normalised as in fit."""
+        scale = _input_scale(signals)
+        for c, (now, fitted) in enumerate(zip(scale, self.input_scale_)):
+            if fitted > 0 and not 0.1 <= now / fitted <= 10:
+                warnings.warn(f"{type(self).__name__}: channel {c} of the signals in {where} has a typical standard "
+                              f"deviation of {now:.3g}, {now / fitted:.3g}x the {fitted:.3g} of the signals fitted on: "
+                              "give signals in the units and normalisation of the training signals (the network "
+                              "does not rescale them; SignalPreprocessor z-scores each signal)", UserWarning,
+                              stacklevel=4)
 
     def transform(self, X: ArrayLike) -> np.ndarray:
         """Embeddings: the network's globally pooled features, before the linear head.
@@ -508,6 +531,10 @@ class MSResNet1dClassifier(ClassifierMixin, _NetworkEstimator):
         feature_names_in_: the column names of X, when fit saw a DataFrame whose column names
             are all strings (absent otherwise).
         history_: one dict per epoch: "epoch", "loss" (training) and, with validation, "val_loss".
+        input_scale_: (n_channels_,) each channel's typical standard deviation in fit's signals
+            (the median over the samples); later calls warn when theirs differs more than 10x
+            (other units, e.g. V for mV or ADC counts, or another normalisation): the network
+            takes the signals as they are.
     """
 
     _target_checks = {"multi_output": False, "y_numeric": False}
@@ -607,8 +634,8 @@ class MSResNet1dRegressor(RegressorMixin, _NetworkEstimator):
     validation split is random rather than stratified.
 
     Attributes:
-        model_, n_channels_, n_timepoints_, n_features_in_, feature_names_in_, history_: as for the classifier
-            (losses in units of the standardised targets).
+        model_, n_channels_, n_timepoints_, n_features_in_, feature_names_in_, history_, input_scale_: as for
+            the classifier (losses in units of the standardised targets).
         target_scaler_: the StandardScaler of the targets; predictions are mapped back with it.
     """
 

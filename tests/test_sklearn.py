@@ -689,3 +689,24 @@ def test_signal_preprocessor_checks_its_parameters_in_fit(params, message):
     for call in (SignalPreprocessor(**params).fit, SignalPreprocessor(**params).transform):
         with pytest.raises(ValueError, match=re.escape(f"SignalPreprocessor: {message}")):
             call(X)
+
+
+def test_signals_in_another_scale_than_fits_warn():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 2, 64)).astype(np.float32), np.array([0, 1] * 20)
+    X[:, 1] *= 5.0  # channels of their own scales
+    clf = MSResNet1dClassifier(**TINY, epochs=1).fit(X, y)
+    np.testing.assert_allclose(clf.input_scale_, np.median(X.std(axis=-1), axis=0), rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.predict(X[:5] * 3.0)  # within 10x
+    for factor, channel in ((1e-3, 0), (200.0, 0)):  # V for mV; ADC counts
+        with pytest.warns(UserWarning, match=rf"MSResNet1dClassifier: channel {channel} of the signals in this call has "
+                                             rf"a typical standard deviation of .*, {factor:.3g}x the .* of the signals "
+                                             "fitted on: give signals in the units"):
+            clf.predict_proba(X * factor)
+    clf.set_params(warm_start=True)
+    with pytest.warns(UserWarning, match=r"channel 1 of the signals in fit \(warm start\) has"):
+        scaled = X.copy()
+        scaled[:, 1] *= 100.0
+        clf.fit(scaled, y)
