@@ -81,14 +81,44 @@ def checkpoint_metadata(ckpt: Mapping[str, Any]) -> dict[str, str]:
     ``msresnet1d_version``, ``task``, ``class_names`` (the K outputs, in order), ``config`` (the
     run's resolved config: ``data`` holds the rate ``fs`` in Hz, ``leads``, ``window`` in seconds
     around the R peak, ``band`` in Hz, ``template``, ``rr`` and the rest the inputs are prepared
-    with; ``tta`` the test-time augmentation) and ``task_state`` (the statistics fitted on the
-    training split, e.g. ``rr_mean`` and ``rr_std``, as lists)."""
+    with; ``tta`` the test-time augmentation), ``task_state`` (the statistics fitted on the
+    training split, e.g. ``rr_mean`` and ``rr_std``, as lists) and, for beat and rhythm models,
+    ``preprocessing`` (:func:`record_preprocessing`: how each record's signal was prepared)."""
     from . import __version__
     from .training.checkpoint import plain
 
-    return {"msresnet1d_version": __version__, "task": str(ckpt["config"]["task"]),
-            "class_names": json.dumps(list(ckpt["class_names"])), "config": json.dumps(plain(ckpt["config"])),
-            "task_state": json.dumps({name: value.tolist() for name, value in ckpt["task_state"].items()})}
+    metadata = {"msresnet1d_version": __version__, "task": str(ckpt["config"]["task"]),
+                "class_names": json.dumps(list(ckpt["class_names"])), "config": json.dumps(plain(ckpt["config"])),
+                "task_state": json.dumps({name: value.tolist() for name, value in ckpt["task_state"].items()})}
+    steps = record_preprocessing(ckpt)
+    if steps is not None:
+        metadata["preprocessing"] = json.dumps(steps)
+    return metadata
+
+
+def record_preprocessing(ckpt: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How a beat or rhythm checkpoint's inputs are prepared from a record, as plain values, so
+    that a program without this package can do the same (None for other tasks). Each lead of
+    the whole record, before windows are cut: NaN samples filled by linear interpolation; a
+    zero-phase Butterworth filter (``band_hz``, either corner may be None; none at all when
+    ``band_hz`` is None) designed at the record's own rate and run by
+    ``scipy.signal.sosfiltfilt`` with ``padlen`` = 3 x (2 x sections + 1); resampled to
+    ``fs_hz`` by ``scipy.signal.resample_poly``; normalised (``normalization``: "zscore" = mean
+    and standard deviation) over the record, with NaN samples and flat runs of at least
+    ``flat_seconds`` left out of the statistics. :func:`~msresnet1d.data.preprocess.preprocess_signal`
+    is the reference."""
+    from .data.preprocess import FILTER_ORDER, FLAT_SECONDS
+    from .training.config import TrainConfig
+    from .training.tasks import beat_config, resolve_data, rhythm_config
+
+    cfg = resolve_data(TrainConfig.from_dict(ckpt["config"], "checkpoint"))
+    if cfg.task not in ("beats", "rhythm"):
+        return None
+    prepared = beat_config(cfg.data) if cfg.task == "beats" else rhythm_config(cfg.data)
+    return {"fill_nan": "linear", "band_hz": None if prepared.band is None else list(prepared.band),
+            "filter": "butterworth", "filter_order": FILTER_ORDER, "zero_phase": "scipy.signal.sosfiltfilt",
+            "fs_hz": prepared.fs, "resampler": "scipy.signal.resample_poly", "normalization": prepared.normalization,
+            "flat_seconds": FLAT_SECONDS, "reference": "msresnet1d.data.preprocess.preprocess_signal"}
 
 
 def torchscript_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

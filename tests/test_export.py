@@ -2,6 +2,7 @@
 
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -381,3 +382,34 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
         export_torchscript(model, tmp_path / "x.pt", metadata={"classes": 5})
     export_torchscript(model, tmp_path / "plain.pt")
     assert torchscript_metadata(tmp_path / "plain.pt") == {}
+
+
+@pytest.mark.parametrize("task", ["beats", "rhythm"])
+def test_the_metadata_says_how_to_prepare_a_record_without_the_package(task):
+    import json
+
+    import scipy.signal as sps
+    import wfdb
+
+    from msresnet1d.data.preprocess import preprocess_signal
+    from msresnet1d.export import checkpoint_metadata
+    from msresnet1d.training.config import TrainConfig
+    from msresnet1d.training.tasks import resolve_data
+
+    cfg = resolve_data(TrainConfig(task=task, data={"band": [0.5, 30.0]}))
+    steps = json.loads(checkpoint_metadata({"config": cfg.to_dict(), "class_names": ["a", "b"],
+                                            "task_state": {}})["preprocessing"])
+    record = wfdb.rdrecord(str(Path(__file__).resolve().parents[1] / "datasets" / "mitdb-sample" / "100"), channels=[0])
+    x, fs = record.p_signal.T, float(record.fs)
+    # what a program without this package does from the metadata alone (no NaN or flat run in this record)
+    assert (steps["filter"], steps["zero_phase"], steps["resampler"]) == (
+        "butterworth", "scipy.signal.sosfiltfilt", "scipy.signal.resample_poly")
+    sos = sps.butter(steps["filter_order"], steps["band_hz"], btype="bandpass", fs=fs, output="sos")
+    y = sps.sosfiltfilt(sos, x, axis=-1, padlen=3 * (2 * len(sos) + 1))
+    y = sps.resample_poly(y, int(steps["fs_hz"]), int(fs), axis=-1)
+    assert steps["normalization"] == "zscore"
+    y = (y - y.mean(axis=-1, keepdims=True)) / y.std(axis=-1, keepdims=True)
+    expected = preprocess_signal(x, fs, target_fs=cfg.data["fs"], band=(0.5, 30.0), normalization="zscore")
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+    fashion = resolve_data(TrainConfig(task="fashion_mnist", model="resnet18_2d"))
+    assert "preprocessing" not in checkpoint_metadata({"config": fashion.to_dict(), "class_names": ["a"], "task_state": {}})

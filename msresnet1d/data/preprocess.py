@@ -112,8 +112,14 @@ def flat_mask(x: np.ndarray, fs: float, min_seconds: float = 1.0) -> np.ndarray:
     return mask
 
 
+#: :func:`bandpass`'s Butterworth order (of each of its two passes), as :func:`preprocess_signal` filters.
+FILTER_ORDER = 4
+#: Flat runs at least this long (seconds) are left out of :func:`preprocess_signal`'s normalisation statistics.
+FLAT_SECONDS = 1.0
+
+
 def bandpass(
-    x: np.ndarray, fs: float, low: float | None = 0.5, high: float | None = 40.0, order: int = 4
+    x: np.ndarray, fs: float, low: float | None = 0.5, high: float | None = 40.0, order: int = FILTER_ORDER
 ) -> np.ndarray:
     """Zero-phase Butterworth filter (``sosfiltfilt``) along the last axis.
 
@@ -242,7 +248,7 @@ def preprocess_signal(
     target_fs: float | None = None,
     band: tuple[float | None, float | None] | None = (0.5, 40.0),
     normalization: Normalization | None = "zscore",
-    flat_seconds: float = 1.0,
+    flat_seconds: float = FLAT_SECONDS,
     name: str = "signal",
 ) -> np.ndarray:
     """The standard chain for one record: fill NaN, band-pass, resample, normalise.
