@@ -209,6 +209,19 @@ def test_predict_records_runs_the_model_on_every_window(synthetic):
     expected = aggregate_windows(torch.tensor([[1.0, 0.0], [1.0, 2.0], [1.0, 4.0], [1.0, 6.0], [1.0, 8.0]]))
     torch.testing.assert_close(with_extra[1], expected)
 
+    # at most windows_per_call windows a model call (a long record's windows too), the same result
+    sizes = []
+
+    class Counting(MeanLevel):
+        def forward(self, x):
+            sizes.append(len(x))
+            return super().forward(x)
+
+    chunked = predict_records(Counting(), synthetic, 4.0, 2.0, records_per_batch=2, windows_per_call=3)
+    assert sizes == [3, 3, 1, 1] and torch.equal(chunked, probabilities)  # 2 + 5 windows, then 1
+    with pytest.raises(ValueError, match=r"windows_per_call=0 must be >= 1"):
+        predict_records(MeanLevel(), synthetic, windows_per_call=0)
+
 
 def test_random_crop_augmentation_flips_signs_and_adds_noise(synthetic):
     from msresnet1d.data.loader import epoch_generator

@@ -319,10 +319,14 @@ def predict_records(
     method: Aggregation = "mean_probability",
     records_per_batch: int = 32,
     extra: Callable[[int, np.ndarray, int], np.ndarray] | None = None,
+    windows_per_call: int = 256,
 ) -> torch.Tensor:
     """Whole-record class probabilities (N, K): every record cut into sliding windows
     (``window_seconds`` long, every ``hop_seconds``), the model run on them in eval mode
-    ((B, C, L) float32 in, (B, K) logits out), and the windows aggregated per record.
+    ((B, C, L) float32 in, (B, K) logits out; ``records_per_batch`` records' windows at a time,
+    at most ``windows_per_call`` windows a model call, so that long records, a 24 h Holter's
+    5,759 windows say, do not hold every window's activations at once), and the windows
+    aggregated per record.
 
     ``extra(i, starts, length)``, when given, returns the extra features (W, F) of record i's
     windows (first samples ``starts``, ``length`` samples), passed as the model's second input.
@@ -330,6 +334,8 @@ def predict_records(
     Raises:
         ValueError: ``hop_seconds > window_seconds`` (windows further apart would leave samples out).
     """
+    if windows_per_call < 1:
+        raise ValueError(f"predict_records: windows_per_call={windows_per_call} must be >= 1")
     if hop_seconds > window_seconds:
         raise ValueError(f"predict_records: hop_seconds={hop_seconds} is more than window_seconds={window_seconds}: "
                          "windows further apart would leave samples out")
@@ -345,6 +351,7 @@ def predict_records(
             if extra is not None:
                 inputs.append(torch.from_numpy(np.concatenate(
                     [extra(i, window_starts(int(arrays.lengths[i]), length, hop), length) for i in batch])))
-            logits = model(*[t.to(device) for t in inputs]).float().cpu()
+            logits = torch.cat([model(*[t[i:i + windows_per_call].to(device) for t in inputs]).float().cpu()
+                                for i in range(0, len(inputs[0]), windows_per_call)])
             results += [aggregate_windows(part, method) for part in logits.split([len(w) for w in windows])]
     return torch.stack(results)
