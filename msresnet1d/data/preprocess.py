@@ -102,13 +102,13 @@ def flat_mask(x: np.ndarray, fs: float, min_seconds: float = 1.0) -> np.ndarray:
     mask = np.zeros(x.shape, dtype=bool)
     if x.shape[-1] < min_run:
         return mask
+    same = np.zeros(x.shape[-1] + 1, dtype=np.int8)  # same[i + 1]: sample i + 1 repeats sample i (NaN never does)
     for row, row_mask in zip(x.reshape(-1, x.shape[-1]), mask.reshape(-1, x.shape[-1]), strict=True):
-        change = np.flatnonzero(row[1:] != row[:-1]) + 1  # first sample of each run
-        starts = np.concatenate(([0], change))
-        ends = np.concatenate((change, [row.size]))
-        long = ends - starts >= min_run
-        for start, end in zip(starts[long], ends[long], strict=True):
-            row_mask[start:end] = True
+        np.equal(row[1:], row[:-1], out=same[1:-1].view(bool))
+        edges = np.flatnonzero(np.diff(same))  # of the runs of repeats only: a byte a sample, no index a sample
+        for first, last in zip(edges[0::2], edges[1::2], strict=True):  # samples first..last are one value
+            if last - first + 1 >= min_run:
+                row_mask[first:last + 1] = True
     return mask
 
 
