@@ -147,6 +147,28 @@ def test_flat_mask_marks_long_constant_runs_only():
     assert mask[200:400].all() and mask.sum() == 200
 
 
+def test_flat_mask_agrees_with_a_sample_by_sample_count_on_random_signals():
+    def reference(row: np.ndarray, min_run: int) -> np.ndarray:  # each sample's run, walked one by one
+        mask, start = np.zeros(len(row), dtype=bool), 0
+        for i in range(1, len(row) + 1):
+            if i == len(row) or not row[i] == row[i - 1]:  # NaN never equals: a run of its own
+                mask[start:i] = i - start >= min_run
+                start = i
+        return mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x = rng.integers(0, 3, size=(2, int(rng.integers(1, 120)))).astype(float)
+        x[0, rng.integers(0, x.shape[1])] = np.nan
+        if rng.random() < 0.2:
+            x[1] = 1.0  # a flat lead, runs to both ends
+        for fs, seconds in ((2.0, 1.0), (5.0, 1.0), (1.0, 3.0)):
+            min_run = max(2, round(seconds * fs))
+            expected = np.stack([reference(row, min_run) for row in x]) if x.shape[1] >= min_run else \
+                np.zeros(x.shape, dtype=bool)
+            np.testing.assert_array_equal(flat_mask(x, fs, seconds), expected)
+
+
 def test_preprocess_handles_nan_and_flat_segments_and_changes_rate():
     fs = 360.0
     x = sine(7.0, fs, 20.0, channels=2) + 0.5
