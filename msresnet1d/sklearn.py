@@ -73,8 +73,11 @@ __all__ = ["MSResNet1dClassifier", "MSResNet1dRegressor", "SignalPreprocessor"]
 
 _Estimator = TypeVar("_Estimator", bound="_NetworkEstimator")
 
-#: Samples per inference batch (bounds memory only).
+#: Samples per inference batch (bounds memory only) ...
 _EVAL_BATCH_SIZE = TrainConfig.eval_batch_size
+#: ... and at most this many input values (n_channels x n_timepoints each) in a batch: long signals
+#: come in fewer samples a batch (4,500 timepoints: 116), beat windows (up to 512 values) in full ones.
+_EVAL_BATCH_VALUES = _EVAL_BATCH_SIZE * 512
 
 #: Keyword arguments of the network that ``fit`` derives from the data.
 _INFERRED_MODEL_KWARGS = ("in_channels", "num_classes", "out_features")
@@ -438,10 +441,11 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     # ------------------------------------------------------------------ inference
     def _batched(self, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``fn`` over x (n_samples, n_channels, n_timepoints) in eval mode without gradients,
-        ``_EVAL_BATCH_SIZE`` samples at a time."""
+        at most ``_EVAL_BATCH_SIZE`` samples and ``_EVAL_BATCH_VALUES`` input values at a time."""
         self.model_.eval()
+        size = max(1, min(_EVAL_BATCH_SIZE, _EVAL_BATCH_VALUES // max(1, x.shape[1] * x.shape[2])))
         with torch.inference_mode():
-            return torch.cat([fn(x[start:start + _EVAL_BATCH_SIZE]) for start in range(0, len(x), _EVAL_BATCH_SIZE)])
+            return torch.cat([fn(x[start:start + size]) for start in range(0, len(x), size)])
 
     def _forward(self, X: ArrayLike, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``fn`` applied to validated X (n_samples, [n_channels,] n_timepoints)."""

@@ -710,3 +710,20 @@ def test_signals_in_another_scale_than_fits_warn():
         scaled = X.copy()
         scaled[:, 1] *= 100.0
         clf.fit(scaled, y)
+
+
+def test_inference_batches_hold_a_bounded_number_of_values(monkeypatch):
+    import msresnet1d.sklearn as module
+
+    X, y = _signals(length=64)  # (n, 2, 64): 128 values a sample
+    clf = MSResNet1dClassifier(**TINY, epochs=1, random_state=0).fit(X, y)
+    expected = clf.predict_proba(X)
+    sizes = []
+    clf.model_.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    monkeypatch.setattr(module, "_EVAL_BATCH_VALUES", 128 * 5 + 100)  # 5 samples a batch
+    np.testing.assert_allclose(clf.predict_proba(X), expected, atol=1e-6)
+    assert sizes == [5] * (len(X) // 5) + ([len(X) % 5] if len(X) % 5 else [])
+    sizes.clear()
+    monkeypatch.setattr(module, "_EVAL_BATCH_VALUES", 10)  # fewer values than one sample: one at a time
+    clf.predict(X[:3])
+    assert sizes == [1, 1, 1]
