@@ -540,6 +540,15 @@ def test_beat_stream_refuses_beats_it_can_no_longer_cut():
         stream.feed(np.zeros((2, 10), np.float32))
 
 
+def test_a_beat_is_classified_by_the_feed_that_completes_its_window():
+    stream = BeatStream(tiny_model(), BEAT_WINDOW)  # no RR features: no beat waits for the next one
+    beats = np.array([200, 500, 800])
+    out = stream.feed(np.zeros((2, 500 + BEAT_WINDOW[1]), np.float32), beats)  # 500's window ends at the end
+    assert out.sample.tolist() == [200, 500]
+    assert stream.feed(np.zeros((2, 800 + BEAT_WINDOW[1] - 1 - 662), np.float32)).sample.tolist() == []  # one short
+    assert stream.feed(np.zeros((2, 1), np.float32)).sample.tolist() == [800]
+
+
 def test_window_models_with_extra_features_get_them_from_the_window_starts():
     model = tiny_model(extra_features=2)
     signal = np.random.default_rng(1).standard_normal((2, 2500)).astype(np.float32)

@@ -169,7 +169,8 @@ class BeatStream(Stream):
         if len(beats):
             self._pending = np.concatenate((self._pending, beats))
             self._last_fed = int(beats[-1])
-        count = int(np.count_nonzero(self._pending + self.window[1] <= self._buffer.end))
+        # pending beats whose window has ended (they increase: a search, not a pass over all of them)
+        count = int(np.searchsorted(self._pending, self._buffer.end - self.window[1], side="right"))
         if self.uses_rr:
             count = min(count, len(self._pending) - 1)  # the last one waits for its next beat
         out = self._emit(max(count, 0))
