@@ -41,11 +41,14 @@ Conventions shared by every estimator here:
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
+import sklearn
 import torch
 from joblib import effective_n_jobs
 from numpy.typing import ArrayLike
@@ -129,6 +132,16 @@ def _check_feature_names(estimator: BaseEstimator, X: Any, reset: bool) -> None:
     if reset or hasattr(estimator, "n_channels_"):
         # ensure_2d=False: X may be (n_samples, n_channels, n_timepoints), whose shape[1] is not a number of features
         validate_data(estimator, X, reset=reset, skip_check_array=True, ensure_2d=False)
+
+
+def _warn_user(message: str) -> None:
+    """A UserWarning attributed to the first caller outside this package and scikit-learn (whose
+    ``set_output`` wraps ``transform``): the user's line, whichever public method was called."""
+    inside = (os.path.dirname(__file__) + os.sep, os.path.dirname(sklearn.__file__) + os.sep)
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 def _input_scale(signals: np.ndarray) -> np.ndarray:
@@ -452,22 +465,26 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self, "model_")
         _check_feature_names(self, X, reset=False)
         X = check_array(X, allow_nd=True, dtype=np.float32, estimator=self, input_name="X")
-        signals = self._fit_length(_check_layout(self, X, reset=False), self.model_)
-        self._check_input_scale(signals, "this call")
+        signals = _check_layout(self, X, reset=False)
+        self._check_input_scale(signals, "this call")  # before pad_short's zeros, as fit measured them
+        signals = self._fit_length(signals, self.model_)
         with _torch_threads(self.n_jobs):
             return self._batched(torch.tensor(signals), fn)
 
     def _check_input_scale(self, signals: np.ndarray, where: str) -> None:
         """Warn when a channel's :func:`_input_scale` differs more than 10x from fit's
         (``input_scale_``): signals in other units (V for mV, ADC counts) or not normalised as in fit."""
-        scale = _input_scale(signals)
-        for c, (now, fitted) in enumerate(zip(scale, self.input_scale_)):
-            if fitted > 0 and not 0.1 <= now / fitted <= 10:
-                warnings.warn(f"{type(self).__name__}: channel {c} of the signals in {where} has a typical standard "
-                              f"deviation of {now:.3g}, {now / fitted:.3g}x the {fitted:.3g} of the signals fitted on: "
-                              "give signals in the units and normalisation of the training signals (the network "
-                              "does not rescale them; SignalPreprocessor z-scores each signal)", UserWarning,
-                              stacklevel=4)
+        fitted_scale = getattr(self, "input_scale_", None)  # absent from estimators fitted by version 0.1.0 before it
+        if fitted_scale is None:
+            return
+        mismatched = [(c, now, fitted) for c, (now, fitted) in enumerate(zip(_input_scale(signals), fitted_scale))
+                      if fitted > 0 and not 0.1 <= now / fitted <= 10]
+        if mismatched:
+            channels = "; ".join(f"channel {c}: {now:.3g}, {now / fitted:.3g}x fit's {fitted:.3g}"
+                                 for c, now, fitted in mismatched)
+            _warn_user(f"{type(self).__name__}: the signals in {where} have another typical standard deviation than "
+                       f"the signals fitted on ({channels}): give signals in the units and normalisation of the "
+                       "training signals (the network does not rescale them; SignalPreprocessor z-scores each signal)")
 
     def transform(self, X: ArrayLike) -> np.ndarray:
         """Embeddings: the network's globally pooled features, before the linear head.
@@ -791,10 +808,11 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
         at 0.5 Hz: 16% correlate below 0.9 with the same beats cut from the filtered record)."""
         low = self.band[0] if self.band is not None else None
         if low and n_timepoints / self.fs < 2 / low:
-            warnings.warn(f"{type(self).__name__}: signals of {n_timepoints / self.fs:.3g} s high-passed at {low:g} Hz "
-                          f"each on its own (shorter than 2 periods, {2 / low:.3g} s) have their waveform bent by the "
-                          "filter: band-pass whole records before cutting windows (msresnet1d.data.load_beats does), or "
-                          f"leave the high-pass out (band=(None, {self.band[1]!r}))", UserWarning, stacklevel=3)
+            without = "band=None" if self.band[1] is None else f"band=(None, {self.band[1]!r})"
+            _warn_user(f"{type(self).__name__}: signals of {n_timepoints / self.fs:.3g} s high-passed at {low:g} Hz "
+                       f"each on its own (shorter than 2 periods, {2 / low:.3g} s) have their waveform bent by the "
+                       "filter: band-pass whole records before cutting windows (msresnet1d.data.load_beats does), or "
+                       f"leave the high-pass out ({without})")
 
     def _validate(self, X: ArrayLike) -> np.ndarray:
         return check_array(X, allow_nd=True, dtype=(np.float64, np.float32), ensure_all_finite="allow-nan",

@@ -117,10 +117,11 @@ def test_pipeline_grid_search_on_mitdb_beats_by_record(mitdb_dir):
                             for r in records for c in ("N", "V")])
     X, y, groups = beats.X[index], labels[index], beats.record[index]
     cv = GroupKFold(n_splits=3)
-    baseline = cross_val_score(Pipeline([("prep", SignalPreprocessor()), ("clf", DummyClassifier())]), X, y,
-                               groups=groups, cv=cv)
+    low_pass = (None, 40.0)  # a high-pass would bend 0.7 s windows filtered one by one (and warn)
+    baseline = cross_val_score(Pipeline([("prep", SignalPreprocessor(band=low_pass)), ("clf", DummyClassifier())]), X,
+                               y, groups=groups, cv=cv)
     pipe = Pipeline([
-        ("prep", SignalPreprocessor(fs=360.0, band=(0.5, 40.0))),
+        ("prep", SignalPreprocessor(fs=360.0, band=low_pass)),
         ("clf", MSResNet1dClassifier(model_kwargs=dict(kernels=(3, 7), widths=(8, 16, 32), stem_channels=8),
                                      epochs=3, lr=1e-2, batch_size=32, random_state=0, n_jobs=1)),
     ])
@@ -587,6 +588,9 @@ def test_signal_preprocessor_warns_when_windows_are_too_short_for_its_high_pass(
             "SignalPreprocessor: signals of 0.7 s high-passed at 0.5 Hz each on its own (shorter than 2 periods, 4 s) "
             "have their waveform bent by the filter") + ".*band=\\(None, 40.0\\)"):
         SignalPreprocessor(fs=360.0).fit_transform(X)
+    with pytest.warns(UserWarning, match=r"leave the high-pass out \(band=None\)") as caught:
+        SignalPreprocessor(fs=360.0, band=(0.5, None)).fit(X).transform(X)
+    assert {w.filename for w in caught} == {__file__}  # the user's line, through scikit-learn's set_output wrapper
     long = np.random.default_rng(0).standard_normal((2, 1440))  # 4 s: two periods of 0.5 Hz
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -700,16 +704,28 @@ def test_signals_in_another_scale_than_fits_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         clf.predict(X[:5] * 3.0)  # within 10x
-    for factor, channel in ((1e-3, 0), (200.0, 0)):  # V for mV; ADC counts
-        with pytest.warns(UserWarning, match=rf"MSResNet1dClassifier: channel {channel} of the signals in this call has "
-                                             rf"a typical standard deviation of .*, {factor:.3g}x the .* of the signals "
-                                             "fitted on: give signals in the units"):
-            clf.predict_proba(X * factor)
+    for factor in (1e-3, 200.0):  # V for mV; ADC counts
+        for method in (clf.predict_proba, clf.predict, clf.transform, lambda X: clf.score(X, y)):
+            with pytest.warns(UserWarning, match=rf"MSResNet1dClassifier: the signals in this call have another typical "
+                                                 rf"standard deviation than the signals fitted on \(channel 0: .*, "
+                                                 rf"{factor:.3g}x fit's .*; channel 1: .*\): give signals in the units") \
+                    as caught:
+                method(X * factor)
+            assert {w.filename for w in caught} == {__file__}  # the user's line, whichever method
     clf.set_params(warm_start=True)
-    with pytest.warns(UserWarning, match=r"channel 1 of the signals in fit \(warm start\) has"):
+    with pytest.warns(UserWarning, match=r"the signals in fit \(warm start\) have another .* \(channel 1: ") as caught:
         scaled = X.copy()
         scaled[:, 1] *= 100.0
         clf.fit(scaled, y)
+    assert {w.filename for w in caught if "typical standard deviation" in str(w.message)} == {__file__}
+    # zero-padded short signals: the scale is taken before the padding, in fit and after
+    short, labels = rng.normal(100.0, 0.3, (30, 1, 2)).astype(np.float32), np.array([0, 1] * 15)
+    padded = MSResNet1dClassifier(**TINY, epochs=1, pad_short=True).fit(short, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        padded.predict(short)
+        del padded.input_scale_  # an estimator pickled before input_scale_ existed predicts unchecked
+        padded.predict(short * 1000)
 
 
 def test_inference_batches_hold_a_bounded_number_of_values(monkeypatch):
