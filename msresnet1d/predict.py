@@ -338,7 +338,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              "record once, or label records of one name from different folders in separate calls")
         written[target] = record_path
     if args.summary:
-        _check_summary_spares(Path(args.summary), jobs, args.extension)
+        _check_summary_spares(Path(args.summary), jobs, args, annotator)
     failed, rows = [], []
     for record_path, out_dir in tqdm(jobs, desc="records", unit="record", disable=True if len(jobs) == 1 else None,
                                      leave=False):
@@ -353,27 +353,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows.append(row)
         for line in lines:
             tqdm.write(line)
-    if args.summary and rows:
+    if args.summary:  # also with no row (every record failed): no earlier summary is left to be taken for this one's
         write_summary(args.summary, rows, ckpt["class_names"], task)
         tqdm.write(f"wrote {args.summary} ({len(rows)} record{'' if len(rows) == 1 else 's'})")
     if failed:
-        print(f"error: {len(failed)} of {len(jobs)} records not labelled ({', '.join(failed)}); the others were",
-              file=sys.stderr)
+        others = "; the others were" if len(failed) < len(jobs) else ""
+        print(f"error: {len(failed)} of {len(jobs)} records not labelled ({', '.join(failed)}){others}", file=sys.stderr)
         return 1
     return 0
 
 
-def _check_summary_spares(summary: Path, jobs: list[tuple[Path, Path]], extension: str) -> None:
-    """``--summary`` is none of the outputs (``--summary labels/100.pred.csv``) and none of the
-    records' existing files (``--summary 100.atr``)."""
+def _check_summary_spares(summary: Path, jobs: list[tuple[Path, Path]], args: argparse.Namespace,
+                          annotator: str | None) -> None:
+    """``--summary`` is none of the outputs (``--summary labels/100.pred.csv``), none of the files
+    the records are read from (``--summary 100.atr``) and not the checkpoint."""
+    def same(path: Path) -> bool:
+        return summary.resolve() == path.resolve() or (summary.exists() and path.exists()
+                                                        and os.path.samefile(summary, path))
+
+    if same(Path(args.checkpoint)):
+        raise ValueError(f"--summary {summary} is the checkpoint: name another file")
     for record_path, out_dir in jobs:
-        outputs = [path.resolve() for path in output_paths(record_path.name, out_dir, extension)]
-        own_file = (summary.exists() and summary.resolve().parent == record_path.parent.resolve()
-                    and summary.name.startswith(f"{record_path.name}."))
-        if summary.resolve() in outputs or own_file:
-            raise ValueError(f"--summary {summary} would overwrite "
-                             + ("one of the outputs" if summary.resolve() in outputs else "a file")
-                             + f" of record {record_path}: name another file")
+        read = [record_path.parent / f"{record_path.name}.{extension}" for extension in ("hea", annotator, "atr")
+                if extension] + [record_path.parent / name for name in _signal_files(record_path)]
+        written = list(output_paths(record_path.name, out_dir, args.extension))
+        for paths, what in ((written, "one of the outputs"), (read, "a file")):
+            if any(same(path) for path in paths):
+                raise ValueError(f"--summary {summary} would overwrite {what} of record {record_path}: name another "
+                                 "file")
 
 
 def _check_no_record_in_leads(args: argparse.Namespace, cfg: TrainConfig) -> None:

@@ -522,3 +522,16 @@ def test_summary_holds_a_row_a_record_labelled(checkpoints, records, tmp_path, c
         assert bad.read_bytes() == before
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--summary", str(tmp_path)]) == 1
     assert f"--summary {tmp_path} is a folder" in capsys.readouterr().err
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--summary", str(checkpoints["beats"])]) == 1
+    assert f"--summary {checkpoints['beats']} is the checkpoint" in capsys.readouterr().err
+    beside = records / "100.summary.csv"  # a name like the record's files, but none of them: written again
+    for _ in range(2):
+        assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(out),
+                     "--summary", str(beside)]) == 0
+    # every record failing leaves a summary without rows, not an earlier one's
+    for path in records.glob("slow.*"):
+        shutil.copy(path, records / path.name.replace("slow", "slower"))
+    assert main(["predict", str(checkpoints["beats"]), str(records / "slow"), str(records / "slower"),
+                 "--out-dir", str(tmp_path / "a"), "--summary", str(summary)]) == 1
+    assert summary.read_text().splitlines() == ["record,path,beats,N,S,V,F,Q"]
+    assert "error: 2 of 2 records not labelled (slow, slower)\n" in capsys.readouterr().err  # no "others"
