@@ -216,13 +216,31 @@ def test_a_download_is_flushed_to_disk_before_and_after_its_rename(isolated, mon
         synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
         real_fsync(fd)
 
+    real_replace = os.replace
+
+    def replace(source, destination):
+        synced.append(("replace", Path(source), Path(destination)))
+        real_replace(source, destination)
+
     monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
     target = download_database("mitdb")
     partial = synced[0].parent
     assert partial.name.endswith(".partial") and partial.parent == target.parent
     # each file, then the temporary folder's entries, before the rename; the folder holding target after
     assert sorted(synced[:3]) == [partial / f"100.{ext}" for ext in ("atr", "dat", "hea")]
-    assert synced[3:] == [partial, target.parent]
+    assert synced[3:] == [partial, ("replace", partial, target), target.parent]
+    # a flush that fails (a full disk) leaves nothing behind, and says so
+    shutil.rmtree(target)
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DataError, match=r"could not move the download of database 'mitdb' into .*No space left on "
+                                        r"device; the temporary folder .* deleted"):
+        download_database("mitdb")
+    assert list(target.parent.iterdir()) == []
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])

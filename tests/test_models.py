@@ -156,6 +156,7 @@ def test_autocast_is_asked_as_the_installed_torch_can(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         monkeypatch.setattr(torch, "is_autocast_enabled", before_2_4)
         assert base._autocast_on("cpu")  # through torch.is_autocast_cpu_enabled()
+        assert not base._autocast_on("cuda")  # CPU autocast is not CUDA's (torch.is_autocast_enabled() is CUDA's)
         monkeypatch.setattr(torch, "is_autocast_enabled", real)
 
 
@@ -1031,6 +1032,21 @@ def test_a_multi_scale_stage_fuses_the_branches_as_documented(fusion):
             assert not torch.allclose(weights, torch.full_like(weights, 1 / 3), atol=1e-3)
             expected = sum(weights[:, b, :, None] * outs[b] for b in range(3))
         torch.testing.assert_close(stage(x), expected)
+
+
+def test_create_model_refuses_a_factory_that_builds_no_residual_network():
+    from msresnet1d.models import registry
+
+    @registry.register_model
+    def plain_linear_for_this_test(**kwargs) -> nn.Module:
+        return nn.Linear(2, 2)
+
+    try:
+        with pytest.raises(TypeError, match=r"model 'plain_linear_for_this_test': its factory built a Linear, not a "
+                                            r"msresnet1d\.models\.base\.ResidualNetwork"):
+            create_model("plain_linear_for_this_test")
+    finally:
+        del registry._MODELS["plain_linear_for_this_test"]
 
 
 def test_the_package_is_typed_and_create_model_says_what_it_builds():

@@ -331,8 +331,13 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(partial, 0o777 & ~umask)  # mkdtemp makes it 0700: give the usual permissions, as a mkdir would
-    if target.exists():
-        target.rmdir()  # empty, checked above
-    move_folder(partial, target)
+    try:
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        move_folder(partial, target)
+    except OSError as exc:  # a full disk found by a flush, say: nothing is left behind either
+        shutil.rmtree(partial, ignore_errors=True)
+        raise DataError(f"could not move the download of database '{name}' into {target} ({exc}; the temporary "
+                        f"folder {partial} and what it held are deleted). " + _how_to_supply(name, target)) from exc
     log.info("database '%s' downloaded to %s", name, target)
     return target

@@ -40,8 +40,8 @@ def _autocast_on(device_type: str) -> bool:
     """Whether autocast is on for ``device_type`` (torch >= 2.2; no autocast for the meta device)."""
     try:
         return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 takes no device type
-        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+    except TypeError:  # torch < 2.4 takes no device type: one function a device
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
     except RuntimeError:  # a device type autocast does not know (meta)
         return False
 

@@ -32,16 +32,22 @@ def create_model(name: str, **kwargs) -> ResidualNetwork:
     """Build a registered model; keyword arguments override the preset (``in_channels``,
     ``num_classes``, ...). Every preset builds a :class:`~msresnet1d.models.base.ResidualNetwork`
     (``forward_features``, ``forward_head``, ``reset_classifier``, ``min_input_size``, ...), as
-    the package's training and inference expect of a model, and the return type says so."""
+    the package's training and inference expect of a model; a registered factory that builds
+    anything else is refused (TypeError)."""
     _check_known(name)
     try:
-        return _MODELS[name](**kwargs)
+        model = _MODELS[name](**kwargs)
     except TypeError as e:
         unknown = sorted(set(kwargs) - model_options(name)) if "unexpected keyword argument" in str(e) else []
         if not unknown:
             raise
         raise TypeError(f"model {name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
                         f"{', '.join(sorted(model_options(name)))}") from None
+    if not isinstance(model, ResidualNetwork):
+        raise TypeError(f"model {name!r}: its factory built a {type(model).__name__}, not a "
+                        "msresnet1d.models.base.ResidualNetwork (forward_features, min_input_size, ...), which the "
+                        "package's training, inference and export use")
+    return model
 
 
 def _check_known(name: str) -> None:
