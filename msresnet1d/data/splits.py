@@ -167,7 +167,7 @@ def record_kfold(labels: Mapping[str, np.ndarray], n_splits: int = 5, seed: int 
     (``sklearn.StratifiedGroupKFold`` over the examples, grouped by patient): the records of one
     patient (:data:`SAME_PATIENT`, when both are given) share a fold.
 
-    It needs scikit-learn >= 1.8 (the package's floor): 1.6 and 1.7 place the patients otherwise,
+    It needs scikit-learn >= 1.8 (the package's floor is 1.9): 1.6 and 1.7 place the patients otherwise,
     with folds far from even (one of MIT-BIH DS1's with 6 S beats) and other than the recorded
     results'. The folds are deterministic, not a random draw: StratifiedGroupKFold places the patients
     greedily, and its ``shuffle`` (seeded by ``seed``) only orders patients whose class spreads
