@@ -374,8 +374,8 @@ def _check_summary_spares(summary: Path, jobs: list[tuple[Path, Path]], args: ar
     if same(Path(args.checkpoint)):
         raise ValueError(f"--summary {summary} is the checkpoint: name another file")
     for record_path, out_dir in jobs:
-        read = [record_path.parent / f"{record_path.name}.{extension}" for extension in ("hea", annotator, "atr")
-                if extension] + [record_path.parent / name for name in _signal_files(record_path)]
+        read = [record_path.parent / f"{record_path.name}.hea",
+                *(path for path, _ in _read_files(record_path, annotator))]
         written = list(output_paths(record_path.name, out_dir, args.extension))
         for paths, what in ((written, "one of the outputs"), (read, "a file")):
             if any(same(path) for path in paths):
@@ -397,11 +397,7 @@ def _checked_job(record_path: Path, args: argparse.Namespace, annotator: str | N
     """``(record, output folder)``, its outputs checked: writable, and none of the record's own files."""
     out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
     target, target_csv = output_paths(record_path.name, out_dir, args.extension)
-    kept_files = [(record_path.parent / f"{record_path.name}.{extension}", what) for extension, what in (
-        (annotator, "the annotations predict reads the beats from"), ("atr", "the record's reference annotations"))
-        if extension] + [(record_path.parent / name, "one of the record's signal files") for name in
-                         _signal_files(record_path)]
-    for kept, what in kept_files:
+    for kept, what in _read_files(record_path, annotator):
         if target.exists() and kept.exists() and os.path.samefile(target, kept):  # links too
             raise ValueError(f"--extension {args.extension} would overwrite {kept}, {what}: choose another "
                              "--extension or --out-dir")
@@ -456,6 +452,15 @@ def _predict_record(ckpt: dict, task: str, record_path: Path, out_dir: Path, ann
         lines.append(f"record label: {ckpt['class_names'][int(probabilities.mean(axis=0).argmax())]} "
                      "(mean window probability)")
     return lines + [f"wrote {csv_path} and {ann_path}"], (record_path, probabilities)
+
+
+def _read_files(record_path: Path, annotator: str | None) -> list[tuple[Path, str]]:
+    """The record's files besides its header that predict must not overwrite, each with what it
+    is: the annotations the beats are read from, the reference annotations, the signal files."""
+    return [(record_path.parent / f"{record_path.name}.{extension}", what) for extension, what in (
+        (annotator, "the annotations predict reads the beats from"), ("atr", "the record's reference annotations"))
+        if extension] + [(record_path.parent / name, "one of the record's signal files") for name in
+                         _signal_files(record_path)]
 
 
 def _signal_files(record_path: Path) -> list[str]:

@@ -147,7 +147,7 @@ def _warn_user(message: str) -> None:
 def _input_scale(signals: np.ndarray) -> np.ndarray:
     """(n_channels,) each channel's typical scale: the median over the samples of each signal's
     standard deviation, from signals (n_samples, n_channels, n_timepoints)."""
-    return np.median(signals.std(axis=-1), axis=0).astype(np.float64) if len(signals) else np.zeros(signals.shape[1])
+    return np.median(signals.std(axis=-1), axis=0).astype(np.float64)  # validated X holds at least one sample
 
 
 @contextlib.contextmanager
