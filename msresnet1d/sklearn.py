@@ -719,7 +719,8 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
     scikit-learn's stateless ``Normalizer``).
 
     Args:
-        fs: sampling rate of the input in Hz.
+        fs: sampling rate of the input in Hz; required (None, the default, is refused in ``fit``
+            and ``transform``): no rate is right for every recording (MIT-BIH 360, CinC 2017 300).
         target_fs: output rate in Hz; None keeps ``fs``.
         band: (low, high) band-pass corners in Hz, either may be None; None: no filter. The
             zero-phase filter needs more than 27 samples (4th order); signals shorter than two
@@ -735,7 +736,7 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        fs: float = 360.0,
+        fs: float | None = None,
         target_fs: float | None = None,
         band: tuple[float | None, float | None] | None = (0.5, 40.0),
         normalization: Normalization | None = "zscore",
@@ -826,7 +827,8 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
             return is_number(value) and 0 < value < np.inf
 
         if not rate(self.fs):
-            raise ValueError(f"{name}: fs must be a positive rate in Hz, got {self.fs!r}")
+            raise ValueError(f"{name}: fs must be the positive sampling rate of X in Hz (it has no default: 360.0 "
+                             f"for MIT-BIH, 300.0 for CinC 2017), got {self.fs!r}")
         if self.target_fs is not None and not rate(self.target_fs):
             raise ValueError(f"{name}: target_fs must be a positive rate in Hz or None, got {self.target_fs!r}")
         if self.normalization not in ("zscore", "robust", None):

@@ -76,7 +76,7 @@ def expected_failed_checks(estimator) -> dict[str, str]:
 
 @parametrize_with_checks(
     [MSResNet1dClassifier(**CHECK_OPTIONS), MSResNet1dRegressor(**CHECK_OPTIONS),
-     SignalPreprocessor(fs=360.0, target_fs=180.0, band=None), SignalPreprocessor()],
+     SignalPreprocessor(fs=360.0, target_fs=180.0, band=None), SignalPreprocessor(fs=360.0)],
     expected_failed_checks=expected_failed_checks,
     xfail_strict=True,  # an expected failure that passes fails the test: the list stays exact
 )
@@ -96,7 +96,7 @@ PANDAS_CHECKS = [check_dataframe_column_names_consistency, check_get_feature_nam
 
 @pytest.mark.parametrize("estimator", [MSResNet1dClassifier(**CHECK_OPTIONS), MSResNet1dRegressor(**CHECK_OPTIONS),
                                        SignalPreprocessor(fs=360.0, target_fs=180.0, band=None),
-                                       SignalPreprocessor(band=None)],
+                                       SignalPreprocessor(fs=360.0, band=None)],
                          ids=["classifier", "regressor", "preprocessor-resampling", "preprocessor"])
 @pytest.mark.parametrize("check", PANDAS_CHECKS, ids=lambda check: check.__name__)
 @pytest.mark.filterwarnings("ignore:SignalPreprocessor. normalize. .* zero spread:RuntimeWarning")
@@ -118,7 +118,7 @@ def test_pipeline_grid_search_on_mitdb_beats_by_record(mitdb_dir):
     X, y, groups = beats.X[index], labels[index], beats.record[index]
     cv = GroupKFold(n_splits=3)
     low_pass = (None, 40.0)  # a high-pass would bend 0.7 s windows filtered one by one (and warn)
-    baseline = cross_val_score(Pipeline([("prep", SignalPreprocessor(band=low_pass)), ("clf", DummyClassifier())]), X,
+    baseline = cross_val_score(Pipeline([("prep", SignalPreprocessor(fs=360.0, band=low_pass)), ("clf", DummyClassifier())]), X,
                                y, groups=groups, cv=cv)
     pipe = Pipeline([
         ("prep", SignalPreprocessor(fs=360.0, band=low_pass)),
@@ -146,7 +146,7 @@ def test_set_params_sets_model_kwargs_whole_or_one_entry():
     clf.set_params(model_kwargs={"kernels": (3, 7)}, model_kwargs__layers=(1,))
     assert clf.model_kwargs == {"kernels": (3, 7), "layers": (1,)}
 
-    pipe = Pipeline([("prep", SignalPreprocessor()), ("clf", MSResNet1dClassifier(**TINY, epochs=1))])
+    pipe = Pipeline([("prep", SignalPreprocessor(fs=360.0)), ("clf", MSResNet1dClassifier(**TINY, epochs=1))])
     pipe.set_params(clf__model_kwargs__kernels=(3, 7), prep__target_fs=180.0)
     clf = clone(pipe).named_steps["clf"]
     assert clf.model_kwargs["kernels"] == (3, 7) and clf.model_kwargs["widths"] == (8, 16)
@@ -652,7 +652,7 @@ def test_signal_preprocessor_names_its_output_columns():
 
 def test_signal_preprocessor_of_3d_signals_has_no_columns_to_name():
     X = np.zeros((4, 2, 720))
-    prep = SignalPreprocessor(target_fs=180.0).fit(X)
+    prep = SignalPreprocessor(fs=360.0, target_fs=180.0).fit(X)
     message = re.escape("SignalPreprocessor was fitted on 3-D X (n_samples, n_channels, n_timepoints): its output "
                         "has no columns to name, and cannot be a DataFrame (set_output(transform=\"pandas\")); ")
     with pytest.raises(ValueError, match=message):
@@ -680,12 +680,16 @@ def test_a_pipeline_with_a_signal_preprocessor_gives_pandas_output():
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(fs=-1), "fs must be a positive rate in Hz, got -1"),
-    (dict(target_fs=0), "target_fs must be a positive rate in Hz or None, got 0"),
-    (dict(normalization="minmax"), "normalization must be 'zscore', 'robust' or None, got 'minmax'"),
-    (dict(band=(40.0, 0.5)), "band=(40.0, 0.5): bandpass: low=40.0 Hz must be below high=0.5 Hz"),
-    (dict(band=(0.5,)), "band must be (low, high) in Hz (either may be None) or None, got (0.5,)"),
-    (dict(band=("0.5", 40)), "band must be (low, high) in Hz"),
+    (dict(fs=-1), "fs must be the positive sampling rate of X in Hz (it has no default: 360.0 for MIT-BIH, 300.0 "
+                  "for CinC 2017), got -1"),
+    (dict(), "fs must be the positive sampling rate of X in Hz (it has no default: 360.0 for MIT-BIH, 300.0 for "
+             "CinC 2017), got None"),
+    (dict(band=None, normalization=None), "fs must be the positive sampling rate of X in Hz (it has no default"),
+    (dict(target_fs=0, fs=360.0), "target_fs must be a positive rate in Hz or None, got 0"),
+    (dict(normalization="minmax", fs=360.0), "normalization must be 'zscore', 'robust' or None, got 'minmax'"),
+    (dict(band=(40.0, 0.5), fs=360.0), "band=(40.0, 0.5): bandpass: low=40.0 Hz must be below high=0.5 Hz"),
+    (dict(band=(0.5,), fs=360.0), "band must be (low, high) in Hz (either may be None) or None, got (0.5,)"),
+    (dict(band=("0.5", 40), fs=360.0), "band must be (low, high) in Hz"),
 ])  # fmt: skip
 def test_signal_preprocessor_checks_its_parameters_in_fit(params, message):
     # as scikit-learn estimators do: in fit, not first in transform; and transform without fit too
