@@ -165,7 +165,7 @@ def result_or_exit(parser: argparse.ArgumentParser, path: Path, check: Callable[
     import json
 
     try:
-        result = json.loads(Path(path).read_text())
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
         check(result)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         parser.error(f"--replot {path}: not a result of this script ({type(e).__name__}: {e})")

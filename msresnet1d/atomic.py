@@ -72,8 +72,7 @@ def atomic_paths(*paths: str | os.PathLike[str], suffix: str = ".tmp") -> Iterat
             umask = os.umask(0)
             os.umask(umask)
             for tmp in tmps:
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
+                _sync_file(tmp)
                 os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
             for tmp, path in zip(tmps, paths):
                 os.replace(tmp, path)
@@ -96,6 +95,13 @@ def atomic_paths(*paths: str | os.PathLike[str], suffix: str = ".tmp") -> Iterat
         raise
 
 
+def _sync_file(path: Path) -> None:
+    """Flush ``path``'s data to disk. The file is opened for writing (not truncated): Windows'
+    fsync (``_commit``) refuses a read-only handle."""
+    with open(path, "r+b") as f:
+        os.fsync(f.fileno())
+
+
 def _sync_folder(folder: Path) -> None:
     """Flush ``folder``'s entries to disk, so a rename into it survives a power cut (POSIX; where a
     folder cannot be opened or synced, e.g. on Windows, the rename stands as the OS keeps it)."""
@@ -116,8 +122,7 @@ def move_folder(folder: str | os.PathLike[str], target: str | os.PathLike[str]) 
     cut leaves either no ``target`` or one whose files are whole."""
     folder = Path(folder)
     for file in folder.iterdir():
-        with open(file, "rb") as f:
-            os.fsync(f.fileno())
+        _sync_file(file)
     _sync_folder(folder)
     os.replace(folder, target)
     _sync_folder(Path(target).parent)
@@ -130,8 +135,10 @@ def _about_tmp(filename: str | os.PathLike[str], path: Path) -> bool:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` atomically, as UTF-8 whatever the locale's encoding, and its line endings as
+    given (Windows' text mode would add a carriage return to a CSV writer's, which has one)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8", newline="")
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, suffix: str = ".tmp") -> None:

@@ -86,9 +86,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config_path = _train_config_path(args.config)
     cfg = load_config(config_path, _overrides(args))
-    if not args.out and (not cfg.name.strip() or re.search(r"[/\\\0]", cfg.name) or cfg.name in (".", "..")):
+    # a folder name on every system: none of Windows' forbidden characters, so that runs copy across
+    if not args.out and (not cfg.name.strip() or re.search(r'[/\\\0<>:"|?*]', cfg.name) or cfg.name in (".", "..")):
         raise SystemExit(f"error: run name {cfg.name!r} must be one folder name for runs/<name>/<time> (not empty, no "
-                         "/ or \\, not . or ..): give another --name, or the run folder with --out")
+                         "/ \\ < > : \" | ? *, not . or ..): give another --name, or the run folder with --out")
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     start = time.perf_counter()
     # a scheduler's or docker's stop ends a run as Ctrl-C does (signal handlers belong to the main thread)

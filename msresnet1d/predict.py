@@ -307,7 +307,7 @@ def write_outputs(record_name: str, positions: np.ndarray, probabilities: np.nda
         wfdb.wrann(record_name, extension, np.asarray(positions, dtype=np.int64), symbol=symbols, aux_note=aux,
                    fs=fs, write_dir=folder)
         os.replace(Path(folder) / ann_path.name, tmp)
-        csv_tmp.write_text(buffer.getvalue())
+        csv_tmp.write_text(buffer.getvalue(), encoding="utf-8", newline="")
     return ann_path, csv_path
 
 

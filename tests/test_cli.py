@@ -62,6 +62,16 @@ def test_the_command_imports_no_training_library_before_it_parses(flag):
     assert result.stderr == "[]\n"
 
 
+def test_info_and_the_training_engine_import_no_scikit_learn():
+    # the engine's error class, caught by every command, imported the metrics and with them sklearn, scipy
+    # and pandas: about a second more for info and export
+    code = ("import sys\nfrom msresnet1d.cli import main\nmain(['info'])\nimport msresnet1d.training.run\n"
+            "print(sorted({'sklearn', 'scipy', 'wfdb', 'pandas', 'matplotlib'} & set(sys.modules)), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert "msresnet1d_beat" in result.stdout and result.stderr == "[]\n"
+
+
 def test_version_is_the_packages(capsys):
     import msresnet1d
 
@@ -97,10 +107,11 @@ def test_a_run_name_is_one_folder_name_where_it_names_the_folder(tmp_path, monke
     from msresnet1d.training.config import TrainConfig
 
     monkeypatch.chdir(tmp_path)
-    for name in ("../escaped", "", "a/b", ".."):  # runs/<name>/<time>: not outside runs/, not runs/<time>
+    # runs/<name>/<time>: not outside runs/, not runs/<time>; and a name Windows takes (runs copied there)
+    for name in ("../escaped", "", "a/b", "..", "lr:0.1", "a?"):
         with pytest.raises(SystemExit, match=re.escape(
-                f"error: run name {name!r} must be one folder name for runs/<name>/<time> (not empty, no / or \\, "
-                "not . or ..): give another --name, or the run folder with --out")):
+                f"error: run name {name!r} must be one folder name for runs/<name>/<time> (not empty, no "
+                "/ \\ < > : \" | ? *, not . or ..): give another --name, or the run folder with --out")):
             main(["train", "--name", name, "--epochs", "1"])
     assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "escaped").exists()
     # a saved config (a checkpoint's, a run folder's) with such a name still loads: the name is no path there

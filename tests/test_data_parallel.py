@@ -126,3 +126,65 @@ def test_a_workers_warnings_are_given_in_order_also_before_its_error():
     messages = [str(w.message) for w in caught]
     assert {"record 4: odd", "record 5: odd", "record 6: odd", "record 3: odd"} <= set(messages)
     assert all(w.filename == __file__ for w in caught)  # given from the line that called process_map
+
+
+@pytest.mark.parametrize("platform, method", [("linux", "fork"), ("darwin", "spawn"), ("win32", "spawn")])
+def test_workers_are_forked_on_linux_only(monkeypatch, platform, method):
+    from msresnet1d.data import parallel
+
+    monkeypatch.setattr(parallel.sys, "platform", platform)
+    assert parallel.start_method() == method
+
+
+def test_spawned_workers_give_the_results_warnings_and_errors_of_forked_ones(monkeypatch):
+    # as on macOS and Windows: each worker imports the package afresh, and the parent-death request is Linux's
+    import warnings
+
+    from msresnet1d.data import parallel
+
+    monkeypatch.setattr(parallel, "start_method", lambda: "spawn")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert parallel.process_map(_warns, [0, 1, 2], workers=2) == [0, 1, 2]
+        with pytest.raises(ValueError, match="record 3 is broken"):
+            parallel.process_map(_warns, [2, 3], workers=2)
+    assert [str(w.message) for w in caught][:3] == ["record 0: odd", "record 1: odd", "record 2: odd"]
+    assert sorted(str(w.message) for w in caught[3:]) == ["record 2: odd", "record 3: odd"]
+
+
+def test_a_worker_stopped_while_sending_its_result_does_not_hang_the_program():
+    # the pool's thread waited for the rest of a half-sent result for ever, and Python for that thread at
+    # exit: a run ended by Ctrl-C, SIGTERM or a bad record printed its error and then hung. Here a worker
+    # writes the start of a result and stops there, and an alarm interrupts the caller meanwhile.
+    script = textwrap.dedent("""
+        import gc, multiprocessing.queues, os, signal, struct, time
+        from msresnet1d.data.parallel import process_map
+
+        def work(item):
+            if item == 0:
+                queue = next(o for o in gc.get_objects() if isinstance(o, multiprocessing.queues.SimpleQueue))
+                os.write(queue._writer.fileno(), struct.pack("!i", 1_000_000) + b"half")
+                time.sleep(60)
+            return item
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        if __name__ == "__main__":
+            signal.signal(signal.SIGALRM, interrupt)
+            signal.alarm(2)
+            try:
+                process_map(work, [0, 1], workers=2)
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout) == (0, "interrupted\n"), run.stderr
+
+
+def test_a_function_that_cannot_go_to_the_workers_is_refused_before_they_start():
+    from msresnet1d.data.parallel import process_map
+
+    with pytest.raises(TypeError, match=r"process_map: func and items go to worker processes, so they must be "
+                                        r"picklable \(a module-level function, or functools.partial of one\): "):
+        process_map(lambda item: item, [0, 1], workers=2)

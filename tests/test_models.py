@@ -2,6 +2,8 @@ import io
 import inspect
 import math
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -1064,3 +1066,16 @@ def test_the_package_is_typed_and_create_model_says_what_it_builds():
     assert typing.get_type_hints(registry.create_model)["return"] is ResidualNetwork
     for name in list_models():
         assert isinstance(create_model(name), ResidualNetwork), name
+
+
+def test_a_model_built_on_the_meta_device_imports_no_compiler():
+    # evaluate, predict and export check a checkpoint's weights on a meta model first: torch's init
+    # functions and indexing on meta tensors imported sympy and torch._dynamo, a second of each command
+    script = ("import sys, torch; from msresnet1d import create_model; from msresnet1d.models.blocks import init_weights\n"
+              "with torch.device('meta'):\n"
+              "    for name in ('msresnet1d_beat', 'resnet18_d2l'):\n"
+              "        init_weights(create_model(name, extra_features=5 if name.startswith('ms') else 0))\n"
+              "print(sorted(m for m in ('sympy', 'torch._dynamo') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"

@@ -2,9 +2,13 @@
 anything is written. Checkpoints are untrained models (what they predict does not matter here);
 records are copies, or rewrites with ``wfdb.wrsamp``, of the embedded sample's record 100."""
 
+import errno
 import os
 import re
 import shutil
+import stat
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -306,6 +310,39 @@ def test_a_text_write_that_fails_half_way_leaves_the_old_file(tmp_path):
     with pytest.raises(UnicodeEncodeError):
         write_text(tmp_path / "metrics.json", "{\"a\": \"\udcff\"}")  # a lone surrogate: not encodable
     assert (tmp_path / "metrics.json").read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_files_are_flushed_through_handles_open_for_writing(tmp_path, monkeypatch):
+    # Windows' fsync refuses a read-only handle (EBADF): every write and a download's move failed there
+    fcntl = pytest.importorskip("fcntl")
+    from msresnet1d import atomic
+
+    fsync, flushed = atomic.os.fsync, []
+
+    def windows_fsync(fd):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY and stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        flushed.append(fd)
+        fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", windows_fsync)
+    atomic.write_text(tmp_path / "a.json", "{}")
+    atomic.write_bytes(tmp_path / "b.bin", b"\1")
+    (tmp_path / "download").mkdir()
+    (tmp_path / "download" / "100.dat").write_bytes(b"\2")
+    atomic.move_folder(tmp_path / "download", tmp_path / "mitdb")
+    assert (tmp_path / "a.json").read_text() == "{}" and (tmp_path / "mitdb" / "100.dat").read_bytes() == b"\2"
+    assert len(flushed) >= 3
+
+
+def test_text_files_are_written_in_utf8_whatever_the_locale(tmp_path):
+    # a summary row holds the record's path, which may hold any character; Windows' locale is often cp1252
+    script = (f"from msresnet1d.atomic import write_text; write_text({str(tmp_path / 'a.csv')!r}, "
+              "'path\\r\\n/data/Jos\\u00e9/\\u5fc3\\u7535/100\\r\\n')")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}  # an ASCII locale
+    done = subprocess.run([sys.executable, "-X", "utf8=0", "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "a.csv").read_bytes() == "path\r\n/data/José/心电/100\r\n".encode()
 
 
 def test_a_failing_annotation_write_leaves_the_old_labels_and_no_temporary_file(checkpoints, records, monkeypatch,

@@ -136,7 +136,8 @@ def save_arrays(entry: Path, key: str, arrays: Mapping[str, np.ndarray],
             array = np.ascontiguousarray(array)
             np.save(tmp / f"{name}.npy", array, allow_pickle=False)
             described[name] = {"shape": list(array.shape), "dtype": array.dtype.str, "crc32": zlib.crc32(array)}
-        (tmp / MANIFEST).write_text(json.dumps({"key": key, "arrays": described, "warnings": [list(n) for n in notes]}))
+        contents = {"key": key, "arrays": described, "warnings": [list(n) for n in notes]}
+        (tmp / MANIFEST).write_text(json.dumps(contents), encoding="utf-8")
         if entry.exists():
             if load_arrays(entry, key, warn=False) is not None:  # another process wrote it meanwhile: keep it
                 shutil.rmtree(tmp)
@@ -173,7 +174,7 @@ def _load(entry: Path, key: str, *, warn: bool = True) -> tuple[dict[str, np.nda
     if not entry.exists():
         return None
     try:
-        manifest = json.loads((entry / MANIFEST).read_text())
+        manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
         notes = [(str(category), _printable(str(message))) for category, message in manifest.get("warnings", [])]
         if manifest["key"] != key:
             raise ValueError(f"it holds key {manifest['key'][:16]}..., expected {key[:16]}...")

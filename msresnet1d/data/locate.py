@@ -79,7 +79,7 @@ def source_checkout() -> Path | None:
     package does not move while it runs."""
     root = Path(__file__).resolve().parents[2]
     try:
-        project = (root / "pyproject.toml").read_text()
+        project = (root / "pyproject.toml").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
     return root if re.search(r'^name\s*=\s*"msresnet1d"\s*$', project, re.MULTILINE) else None
@@ -126,7 +126,7 @@ def list_records(db_dir: str | os.PathLike[str]) -> list[str]:
         raise DataError(f"database folder {db_dir} does not exist")
     records_file = db_dir / "RECORDS"
     if records_file.is_file():
-        names = [line.strip() for line in records_file.read_text().splitlines() if line.strip()]
+        names = [line.strip() for line in records_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         outside = [name for name in names if not is_record_name(name)]
         if outside:
             raise DataError(f"{records_file} names record {outside[0]!r}, outside the database folder (an absolute "
@@ -200,7 +200,7 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
 def expected_checksums(name: str) -> dict[str, str]:
     """File name -> SHA-256 (hex) of every file a download of ``name`` must hold
     (:data:`CHECKSUMS_DIR`)."""
-    lines = (CHECKSUMS_DIR / f"{name}.sha256").read_text().splitlines()
+    lines = (CHECKSUMS_DIR / f"{name}.sha256").read_text(encoding="utf-8").splitlines()
     return {file: digest for digest, file in (line.split() for line in lines if line and not line.startswith("#"))}
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import pickle
 import signal
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -23,18 +25,24 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MAX_DEFAULT_WORKERS = 4
 
 
+def usable_cpus() -> int:
+    """CPUs this process may use (its affinity where the OS has one, else all of them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def default_workers() -> int:
     """CPUs this process may use, at most :data:`MAX_DEFAULT_WORKERS`."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_WORKERS, usable))
+    return max(1, min(MAX_DEFAULT_WORKERS, usable_cpus()))
 
 
 def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None = None, desc: str = "") -> list[R]:
     """``[func(item) for item in items]`` in ``workers`` processes, results in order.
 
-    ``workers`` defaults to :func:`default_workers`; 1, or a platform that cannot fork, runs
-    everything in this process. Workers are forked (they start without re-importing torch);
-    ``func`` and ``items`` must be picklable (module-level functions, ``functools.partial``).
+    ``workers`` defaults to :func:`default_workers`; 1 runs everything in this process. Workers
+    are forked on Linux (they start without re-importing torch) and spawned elsewhere (forking
+    a process that has loaded torch is unsafe on macOS; Windows cannot fork), which needs the
+    usual ``if __name__ == "__main__":`` guard around a script's calls; ``func`` and ``items``
+    must be picklable (module-level functions, ``functools.partial``).
     A worker's warnings are given again here, in order (so the caller's filters, records and
     formatting apply). An exception raised in a worker is re-raised here, the only one reported.
     On any exception (a worker's, Ctrl-C, a SIGTERM turned into KeyboardInterrupt) the other
@@ -42,10 +50,15 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
     """
     workers = default_workers() if workers is None else workers
     progress = dict(desc=desc, total=len(items), unit="record", disable=None, leave=False)
-    if workers <= 1 or len(items) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or len(items) < 2:
         return [func(item) for item in tqdm(items, **progress)]
+    try:  # refused here: a pickling error inside the pool can deadlock it (CPython 3.12-3.13)
+        pickle.dumps((func, items[0]))
+    except Exception as e:
+        raise TypeError(f"process_map: func and items go to worker processes, so they must be picklable "
+                        f"(a module-level function, or functools.partial of one): {e}") from e
     chunksize = max(1, len(items) // (workers * 8))
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context(start_method())
     pool = ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context,
                                initializer=_die_with_parent, initargs=(os.getpid(),))
     try:
@@ -62,12 +75,34 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
             _warn_again(getattr(e, "warnings_given", []))
             raise
     except BaseException:
-        for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
-            process.terminate()
-        pool.shutdown(wait=False)
+        _stop(pool)
         raise
     pool.shutdown()
     return results
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop ``pool``'s workers at once, and let its thread that reads their results end.
+
+    A worker stopped while sending a result leaves part of it in the pipe, and the pool's thread
+    waits for the rest, for ever (Python waits for that thread at exit: the program hung after its
+    error message). Once the workers are gone, this process holds the pipe's last writing end:
+    closing it gives that thread an end of file, which it takes as a broken pool.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way before 3.14
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
+    results = getattr(pool, "_result_queue", None)
+    if results is not None:
+        results._writer.close()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_method() -> str:
+    """How :func:`process_map` starts its workers: "fork" on Linux, "spawn" elsewhere."""
+    return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
 Given = list[tuple[type[Warning], str]]
@@ -101,6 +136,8 @@ def _die_with_parent(parent: int) -> None:
     """Worker initializer: on Linux, ask the kernel for SIGTERM when the parent dies, so that a
     run killed while reading (SIGKILL, an out-of-memory kill) leaves no workers behind."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (train's raises KeyboardInterrupt)
+    if not sys.platform.startswith("linux"):  # prctl is Linux's
+        return
     try:
         granted = ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) == 0
     except (OSError, AttributeError):  # not Linux: nothing to ask

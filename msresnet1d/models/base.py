@@ -125,11 +125,13 @@ class ResidualNetwork(nn.Module):
         self.split_by_extra = tuple(split)
         self.split_fc = nn.Linear(self.head_features - self.num_features, len(split), **factory) if split else None
         # (G, K) selection of the group's logits, and (K,) 1 for the classes outside it: matrix products
-        # instead of indexing, so that TorchScript and ONNX export see plain operations
-        select = torch.zeros(len(split), num_classes)
-        select[torch.arange(len(split)), torch.tensor(split, dtype=torch.long)] = 1.0
+        # instead of indexing, so that TorchScript and ONNX export see plain operations; built on the
+        # CPU, also under torch.device("meta") (where indexing would import sympy: a second)
+        select = torch.zeros(len(split), num_classes, device="cpu")
+        select[torch.arange(len(split), device="cpu"), torch.tensor(split, dtype=torch.long, device="cpu")] = 1.0
         self.register_buffer("split_select", select.to(**factory), persistent=False)
-        self.register_buffer("split_keep", 1.0 - select.sum(dim=0).to(**factory), persistent=False)
+        keep = torch.ones(num_classes, device="cpu") - select.sum(dim=0)
+        self.register_buffer("split_keep", keep.to(**factory), persistent=False)
 
     @torch.jit.unused
     def _check_dtype(self, x: torch.Tensor, what: str) -> None:

@@ -187,9 +187,14 @@ def init_weights(model: nn.Module, zero_init_residual: bool | None = None, schem
     scheme: ``"kaiming"`` (normal, fan_out, ReLU; linear layers keep PyTorch's default) or
     ``"xavier"`` (uniform on convolutions and linear layers, as the d2l training recipe does; their
     biases are zeroed too, where d2l keeps PyTorch's default bias initialisation).
+    A model on the meta device is left as it is.
     """
     if scheme not in ("kaiming", "xavier"):
         raise ValueError(f"init must be 'kaiming' or 'xavier', got {scheme!r}")
+    # a model of shapes only (built under torch.device("meta")) has no values to set; torch's init
+    # functions would also import sympy for its meta tensors, a second
+    if any(p.is_meta for p in model.parameters()):
+        return
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             if scheme == "xavier":

@@ -23,8 +23,6 @@ import warnings
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
-from sklearn.metrics import roc_auc_score
 
 AAMI_SCORED = ("N", "S", "V", "F")
 CINC_SCORED = ("N", "A", "O")
@@ -32,7 +30,9 @@ CINC_SCORED = ("N", "A", "O")
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """(num_classes, num_classes) int64 counts; rows true, columns predicted."""
-    return _sk_confusion_matrix(y_true, y_pred, labels=np.arange(num_classes)).astype(np.int64)
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix  # when used: commands start without sklearn
+
+    return sk_confusion_matrix(y_true, y_pred, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -56,6 +56,8 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
 def macro_auc(y_true: np.ndarray, probabilities: np.ndarray, classes: Sequence[int] | None = None) -> float:
     """One-vs-rest ROC AUC averaged over ``classes`` (indices; default all) that are present in
     ``y_true``: the scored ones, as macro-F1 averages (NaN if fewer than two classes are present)."""
+    from sklearn.metrics import roc_auc_score
+
     present = np.unique(y_true)
     if len(present) < 2:
         return float("nan")

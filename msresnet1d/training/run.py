@@ -228,7 +228,7 @@ def _finished_run(metrics: Path, dist: distributed.DistContext) -> dict:
     if dist.is_main:
         print(f"{metrics.parent} holds a finished run ({metrics.name} is written last): nothing to resume; "
               "msresnet1d evaluate scores its checkpoints again")
-    return json.loads(metrics.read_text())
+    return json.loads(metrics.read_text(encoding="utf-8"))
 
 
 def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -> dict:
@@ -245,7 +245,7 @@ def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -
         check_same_run(cfg, run_dir)
     else:
         train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet)
-    return json.loads(metrics.read_text())
+    return json.loads(metrics.read_text(encoding="utf-8"))
 
 
 def check_same_run(cfg: TrainConfig, run_dir: str | Path) -> None:
@@ -254,7 +254,7 @@ def check_same_run(cfg: TrainConfig, run_dir: str | Path) -> None:
     the database folder resolved, not its spelling)."""
     path = Path(run_dir) / "config.json"
     if path.is_file():
-        check_same_config(TrainConfig.from_dict(json.loads(path.read_text()), str(path)), cfg, path,
+        check_same_config(TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path)), cfg, path,
                           f"the run in {run_dir} (its config.json)")
 
 
@@ -262,7 +262,7 @@ def epoch_train_seconds(run_dir: str | Path) -> list[float]:
     """Seconds each epoch of a run spent training: its ``log.csv``'s ``train_seconds`` column
     (resumed epochs included; evaluation and data loading not counted). Unlike the wall time of
     a call to :func:`train_or_reuse`, it survives reuse of a finished run."""
-    with open(Path(run_dir) / "log.csv", newline="") as f:
+    with open(Path(run_dir) / "log.csv", newline="", encoding="utf-8") as f:
         return [float(row["train_seconds"]) for row in csv.DictReader(f)]
 
 
