@@ -33,7 +33,8 @@ import wfdb
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import database_or_exit, output_or_exit, program_warnings, results_help, script_parser
 from msresnet1d.data import load_inter_patient, load_rhythm
-from msresnet1d.data.parallel import default_workers
+from msresnet1d.data.parallel import default_workers, usable_cpus
+from msresnet1d.training.provenance import load_average
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_data.json"
 
@@ -108,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
 
     report: dict = {
         "machine": {
-            "cpus_usable": len(os.sched_getaffinity(0)),
-            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+            "cpus_usable": usable_cpus(),
+            "load_average_before": load_average(),
             "python": platform.python_version(),
             "numpy": np.__version__,
             "scipy": scipy.__version__,
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
             args.repeats,
         )
         report["cinc2017_rhythm"].update(records=len(arrays), counts=arrays.class_counts())
-    report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    report["machine"]["load_average_after"] = load_average()
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     machine = report["machine"]
     print(f"load average before/after: {machine['load_average_before']} / {machine['load_average_after']}")

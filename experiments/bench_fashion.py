@@ -32,19 +32,20 @@ never a reason to time another copy.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from msresnet1d.atomic import write_text
 from msresnet1d.arguments import output_or_exit, program_warnings, results_help, script_parser, thread_count
+from msresnet1d.atomic import write_text
 from msresnet1d.data.fashion_mnist import split_dir
+from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.models import count_flops
 from msresnet1d.training.config import load_config
 from msresnet1d.training.optim import build_loss, build_optimizer
+from msresnet1d.training.provenance import load_average
 from msresnet1d.training.run import build_model, seed_everything
 from msresnet1d.training.tasks import build_task
 
@@ -53,10 +54,6 @@ RECIPE = HERE / "configs" / "fashion_mnist_d2l.toml"
 RESULTS = HERE / "results" / "bench_fashion.json"
 EPOCH_IMAGES = {"55000": 55_000, "60000": 60_000}  # this repo's training split; the textbook's
 MODES = ("fp32", "channels_last", "bf16_channels_last")
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def bench_size(size: int, steps: int, warmup: int, data_dir: str | None, mode: str = "fp32") -> dict[str, Any]:
@@ -146,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "recipe": str(RECIPE.relative_to(HERE.parent)), "model": recipe.model, "optimizer": recipe.optimizer,
         "lr": recipe.lr, "momentum": recipe.momentum, "torch_threads": torch.get_num_threads(),
-        "cpus_usable": len(os.sched_getaffinity(0)), "torch": torch.__version__, "sizes": {},
+        "cpus_usable": usable_cpus(), "torch": torch.__version__, "sizes": {},
     }
     for size, steps in zip(args.sizes, args.steps):
         for mode in args.modes:

@@ -41,6 +41,7 @@ from msresnet1d.arguments import (database_or_exit, output_or_exit, program_warn
 from msresnet1d.data import BeatConfig, RhythmConfig, read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows
+from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.data.preprocess import preprocess_signal
 from msresnet1d.data.records import Record
 from msresnet1d.data.rhythm import sliding_windows
@@ -55,6 +56,7 @@ from msresnet1d.inference import (
     classify_windows,
     detect_beats,
 )
+from msresnet1d.training.provenance import load_average
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_inference.json"
 LEADS = ("MLII", "V5")
@@ -224,8 +226,8 @@ def main(argv: list[str] | None = None) -> None:
         "stream_repeats": args.stream_repeats,
         "threads": args.threads,
         "machine": {
-            "cpus_usable": len(os.sched_getaffinity(0)),
-            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+            "cpus_usable": usable_cpus(),
+            "load_average_before": load_average(),
             "python": platform.python_version(),
             "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__,
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         row["pipeline_total_s"] = round(total + row["preprocess"]["median_s"] + row["inference"]["median_s"], 4)
     if not args.skip_detection:
         report["detection"] = bench_detection(record, args.repeats)
-    report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    report["machine"]["load_average_after"] = load_average()
     print_table(report)
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"written to {args.out}")

@@ -101,8 +101,10 @@ from torch.nn import functional as F
 from msresnet1d import count_flops, count_parameters, create_model, list_models
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import database_or_exit, output_or_exit, program_warnings, results_help, script_parser
+from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.models.fuse import fuse_batchnorm
 from msresnet1d.models.layers import Conv1d
+from msresnet1d.training.provenance import cpu_model, load_average
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_models.json"
 MAIN_JOB = Path(__file__).resolve().parent / "configs" / "mitdb_beats.toml"
@@ -248,7 +250,7 @@ def peak_growth_bytes(fn: Callable[[], object]) -> int:
             fn()
         trace = Path(tmp) / "trace.json"
         prof.export_chrome_trace(str(trace))
-        events = json.loads(trace.read_text())["traceEvents"]
+        events = json.loads(trace.read_text(encoding="utf-8"))["traceEvents"]
     memory = sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"])
     running = peak = 0
     for event in memory:
@@ -679,20 +681,9 @@ def onnx_inference(model: nn.Module, x: torch.Tensor, extra: torch.Tensor, batch
 
 
 # ---------------------------------------------------------------------------------- parent: orchestration
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def log(message: str, start: float) -> None:
-    print(f"[{time.perf_counter() - start:6.0f} s, load {os.getloadavg()[0]:.1f}] {message}", file=sys.stderr, flush=True)
+    load = load_average()
+    print(f"[{time.perf_counter() - start:6.0f} s, load {load[0] if load else '-'}] {message}", file=sys.stderr, flush=True)
 
 
 def run_thread_study(args, report: dict, start: float) -> Worker:
@@ -838,7 +829,7 @@ def main(argv: list[str] | None = None) -> None:
     report: dict = {
         "what": __doc__.split("Usage:")[0].strip(),
         "command": [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])],
-        "machine": {"cpu": cpu_model(), "cpus_usable": len(os.sched_getaffinity(0)),
+        "machine": {"cpu": cpu_model(), "cpus_usable": usable_cpus(),
                     "load_average_before": load_average(), "python": platform.python_version(),
                     "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "onednn_bf16_supported": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),

@@ -54,6 +54,7 @@ from msresnet1d.training.metrics import (bootstrap_confusions, cinc_score, confu
                                         percentile_interval)
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.plots import plot_confusion
+from msresnet1d.training.provenance import provenance
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cinc2017_cv.json"
@@ -151,6 +152,7 @@ def plot_pooled(report: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    started = time.time()
     parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding cinc2017/, or cinc2017/ itself (default $MSRESNET1D_DATA)")
@@ -225,6 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
         if len(checkpoints) > 1:  # each seed alone, on validation: what the ensemble adds
             seed_val_scores.append([plain_score(y_val, p) for p in val_members])
     if args.only:
+        print(f"trained or reused fold(s) {', '.join(map(str, args.only))}: each run's result is in its "
+              f"metrics.json under {args.runs} (--only writes no results file; all folds give the summary)")
         return {"runs": runs}
     summary = summarise(confusions, val_scores)
     text = table(summary)
@@ -245,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(text)
     report = json_safe({"config": cfg.to_dict() | {"seed": args.seeds, "data": {**cfg.data, "fold": "each"}},
                         "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "offsets": args.offsets,
-                        "runs": runs, "summary": summary, "table_markdown": text})
+                        "runs": runs, "summary": summary, "table_markdown": text,
+                        "provenance": provenance(__file__, argv, started)})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     plot_pooled(report, Path(args.out))
     return report

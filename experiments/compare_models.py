@@ -68,7 +68,6 @@ import csv
 import dataclasses
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +84,7 @@ from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import classification_report, json_safe
+from msresnet1d.training.provenance import load_average, provenance
 from msresnet1d.training.run import build_model, epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import build_task
 
@@ -257,7 +257,7 @@ def last_epoch_results(run_dirs: list[Path], monitor: str) -> list[dict[str, Any
     y_true, probabilities = predict_members(task, members)
     results = []
     for run_dir, p in zip(run_dirs, probabilities):
-        with open(run_dir / "log.csv", newline="") as f:
+        with open(run_dir / "log.csv", newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         results.append({"test": json_safe(classification_report(y_true, p, task.class_names, task.scored)),
                         "best_epoch": len(rows), "best_val_score": float(rows[-1][f"val_{monitor}"])})
@@ -331,6 +331,7 @@ def partial_path(path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    started = time.time()
     args = parse_args(argv)
     out, suite, base, configs = args.out, SUITES[args.suite], BASE_CONFIGS[args.suite], args.configs
     seeds = list(configs)
@@ -339,11 +340,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     used_seeds = [c[args.models[0]].seed for c in configs.values()]
     report: dict[str, Any] = {
         "suite": args.suite, "base_config": str(base.relative_to(HERE.parent)),
-        "command": ["experiments/compare_models.py", *(sys.argv[1:] if argv is None else argv)],
         "epochs": first[args.models[0]].epochs, "seed": used_seeds if args.seeds else used_seeds[0],
         "threads": args.threads, "checkpoint": args.checkpoint,
-        "torch": torch.__version__, "cpus_usable": len(os.sched_getaffinity(0)),
-        "load_average_start": [round(x, 2) for x in os.getloadavg()], "runs_folder": str(out), "runs": {},
+        "load_average_start": load_average(), "runs_folder": str(out), "runs": {},
     }
     for seed, seed_configs in configs.items():
         for name, cfg in seed_configs.items():
@@ -367,7 +366,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 report["runs"].setdefault(name, {"seeds": {}})["seeds"][str(seed)] = record
             else:
                 report["runs"][name] = record
-            report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+            report["load_average_end"] = load_average()
+            report["provenance"] = provenance(__file__, argv, started)
             write_text(partial_path(args.json), json.dumps(json_safe(report), indent=2) + "\n")
     if args.checkpoint == "last":  # the last epoch's weights, whichever epoch the runs selected
         for name in args.models:
@@ -385,6 +385,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"({sum(splits['test_beats'].values())} beats); {report['epochs']} epochs, {seed_text}, "
           f"{args.threads} thread(s); load average {report['load_average_start']} -> {report['load_average_end']}")
     report["table_markdown"] = comparison_table(report["runs"])
+    report["provenance"] = provenance(__file__, argv, started)
     write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
     partial_path(args.json).unlink(missing_ok=True)
     print(report["table_markdown"])

@@ -77,6 +77,7 @@ from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.plots import plot_variants
+from msresnet1d.training.provenance import provenance
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import beat_config, resolve_data
 
@@ -303,6 +304,7 @@ def parse_variants(items: list[list[str]]) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    started = time.time()
     parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
@@ -427,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = json_safe({"config": base.to_dict() | {"seed": args.seeds}, "folds": folds,
                         "fold_beats": [beats.from_records(f).class_counts() for f in folds], "baseline": baseline,
                         "min_gain": MIN_GAIN, "variants": results, "table_markdown": text,
-                        "per_record": by_record})
+                        "per_record": by_record, "provenance": provenance(__file__, argv, started)})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     plot_report(report, args.out.with_suffix(".png"))
     return report

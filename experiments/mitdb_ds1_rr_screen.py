@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ from msresnet1d.data import DS1, load_beats  # noqa: E402
 from msresnet1d.data.rr import RR_FEATURES, rr_columns  # noqa: E402
 from msresnet1d.training.config import TrainConfig  # noqa: E402
 from msresnet1d.training.metrics import json_safe  # noqa: E402
+from msresnet1d.training.provenance import provenance  # noqa: E402
 from msresnet1d.training.tasks import beat_config, resolve_data  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mitdb_ds1_rr_screen.json"
@@ -107,7 +109,7 @@ def held_out_folds(run_dirs: list[list[Path]], records: list[str]) -> list[list[
     for k, fold in enumerate(run_dirs):
         held = None
         for run in fold:
-            data = json.loads((run / "config.json").read_text())["data"]
+            data = json.loads((run / "config.json").read_text(encoding="utf-8"))["data"]
             test, train = data.get("test_records"), data.get("train_records")
             if not isinstance(test, list) or not isinstance(train, list):
                 raise ValueError(f"{run}/config.json names no list of test and training records: not a run of "
@@ -130,6 +132,7 @@ def held_out_folds(run_dirs: list[list[Path]], records: list[str]) -> list[list[
 
 
 def main(argv: list[str] | None = None) -> dict:
+    started = time.time()
     parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as e:
         parser.error(f"--runs {args.runs}: {e}")
     # the beats and RR features as the runs had them (their config), read from this database folder
-    saved = json.loads((run_dirs[0][0] / "config.json").read_text())
+    saved = json.loads((run_dirs[0][0] / "config.json").read_text(encoding="utf-8"))
     cfg = resolve_data(TrainConfig.from_dict({**saved, "data": {**saved["data"], "data_dir": str(db_dir)}}))
     beats = load_beats(args.records, db_dir=db_dir, config=beat_config(cfg.data), cache=cfg.data["cache"])
     columns = rr_columns(cfg.data["rr"])
@@ -181,8 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(text)
     report = json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": args.runs, "variant": args.variant,
                         "folds": folds, "rr_columns": [RR_FEATURES[i] for i in columns], "baseline": baseline,
-                        "variants": results,
-                        "table_markdown": text})
+                        "variants": results, "table_markdown": text,
+                        "provenance": provenance(__file__, argv, started)})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     return report
 

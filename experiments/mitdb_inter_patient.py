@@ -37,6 +37,7 @@ from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
                                          record_interval)
 from msresnet1d.training.plots import plot_confusion, plot_scores
+from msresnet1d.training.provenance import provenance
 from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -117,16 +118,19 @@ def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested:
     plot_scores(methods, path, TARGETS, spreads, title=f"MIT-BIH inter-patient, {tested} ({path.stem})")
 
 
-def replot(report: dict, out: Path) -> None:
+def replot(report: dict, out: Path) -> list[Path]:
     """The PNGs of a recorded result ``out`` (:func:`main`'s JSON) drawn again beside it: the scores,
-    and the ensemble's confusion matrix when the result holds one (a single seed's is not kept)."""
+    and the ensemble's confusion matrix when the result holds one (a single seed's is not kept).
+    Returns their paths."""
     tested = tested_on(report["config"]["data"].get("test_records"))
     ensemble = report["ensemble_percent"]
-    plot(report["summary_percent"], len(report["runs"]), ensemble, out.with_suffix(".png"), tested)
+    drawn = [out.with_suffix(".png")]
+    plot(report["summary_percent"], len(report["runs"]), ensemble, drawn[0], tested)
     if ensemble is not None:
-        plot_confusion(np.asarray(ensemble["confusion_matrix"]), AAMI_CLASSES,
-                       out.with_name(out.stem + "_confusion.png"),
+        drawn.append(out.with_name(out.stem + "_confusion.png"))
+        plot_confusion(np.asarray(ensemble["confusion_matrix"]), AAMI_CLASSES, drawn[1],
                        title=f"MIT-BIH {tested}, ensemble of {len(report['runs'])} seeds")
+    return drawn
 
 
 def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
@@ -171,6 +175,7 @@ def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
+    started = time.time()
     parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.replot:
         report = result_or_exit(parser, args.replot, lambda r: (r["summary_percent"], len(r["runs"]),
                                                                 r["ensemble_percent"], r["config"]["data"]))
-        replot(report, args.replot)
+        print("drew", ", ".join(map(str, replot(report, args.replot))))
         return report
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
@@ -203,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         result = train_or_reuse(cfg, run_dir, quiet=True)
         reports.append(result["test"])
         runs.append({"seed": seed, "run_dir": str(run_dir), "best_epoch": result["best_epoch"],
-                     "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
+                     "best_val_score": result["best_val_score"], "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
                      "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
     summary = summarise(reports)
     tested = seed_ensemble([Path(r["run_dir"]) for r in runs])  # the ensemble, or the one seed's model
@@ -222,7 +227,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     write_text(args.out, json.dumps(json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
                                                "summary_percent": summary, "ensemble_percent": ensemble_percent,
                                                "record_interval_percent": {"of": what, **tested["record_interval"]},
-                                               "published_percent": PUBLISHED, "table_markdown": text}),
+                                               "published_percent": PUBLISHED, "table_markdown": text,
+                                               "provenance": provenance(__file__, argv, started)}),
                                     indent=2) + "\n")
 
 

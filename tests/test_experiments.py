@@ -215,6 +215,30 @@ def test_compare_models_several_seeds_share_the_single_seed_folders(tmp_path, ca
     assert single["test"]["confusion_matrix"] == one["runs"]["msresnet1d_late"]["test"]["confusion_matrix"]
 
 
+def test_a_results_provenance_names_the_command_code_versions_and_cpu(tmp_path):
+    import subprocess
+    import time
+
+    import torch
+
+    from msresnet1d.training.checkpoint import code_version
+    from msresnet1d.training.provenance import provenance
+
+    experiments = REPO / "experiments"
+    found = provenance(experiments / "mitdb_inter_patient.py", ["--seeds", "0"], time.time() - 3)
+    assert found["command"] == ["experiments/mitdb_inter_patient.py", "--seeds", "0"]
+    assert found["code"] == code_version() and found["torch"] == torch.__version__
+    assert found["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and found["cpus_usable"] >= 1
+    assert found["wall_s"] >= 3 and found["started_utc"] < found["finished_utc"]
+    head = subprocess.run(["git", "-C", str(experiments), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a clone (CI's): its commit, and whether tracked files differ from it
+        changed = subprocess.run(["git", "-C", str(experiments), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True).stdout.strip() != ""
+        assert (found["commit"], found["uncommitted_changes"]) == (head.stdout.strip(), changed)
+    outside = provenance(tmp_path / "x.py", [], time.time())  # no repository there
+    assert (outside["commit"], outside["uncommitted_changes"]) == (None, None)
+
+
 def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     script = _load_script("mitdb_inter_patient")
     data = tmp_path / "data"
@@ -225,6 +249,9 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     script.main([*common, "--seeds", "0", "1", "--out", str(tmp_path / "two.json")])
     two = json.loads((tmp_path / "two.json").read_text())
     assert [r["seed"] for r in two["runs"]] == [0, 1] and "| ensemble of the 2 seeds |" in capsys.readouterr().out
+    assert all(0 <= r["best_val_score"] <= 1 for r in two["runs"])
+    assert two["provenance"]["command"] == ["experiments/mitdb_inter_patient.py", *common, "--seeds", "0", "1", "--out",
+                                            str(tmp_path / "two.json")]
     test_beats = sum(map(sum, json.loads((tmp_path / "runs" / "seed0" / "metrics.json").read_text())["test"]["confusion_matrix"]))
     assert sum(map(sum, two["ensemble_percent"]["confusion_matrix"])) == test_beats
     from msresnet1d.training.metrics import ec57
@@ -613,6 +640,12 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     finished = os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json")
     assert cv.main(args + settings)["summary"] == report["summary"]
     assert os.path.getmtime(runs / "seed0" / "fold1" / "metrics.json") == finished
+    written = os.path.getmtime(out)
+    capsys.readouterr()
+    assert [r["fold"] for r in cv.main(args + settings + ["--only", "1"])["runs"]] == [1]  # no summary: it says so
+    assert capsys.readouterr().out == (f"trained or reused fold(s) 1: each run's result is in its metrics.json under "
+                                       f"{runs} (--only writes no results file; all folds give the summary)\n")
+    assert os.path.getmtime(out) == written
     with pytest.raises(SystemExit):  # refused before any training, as a usage error
         cv.main(args + settings[:-2])
     assert re.search(r"the run in .*fold1 \(its config.json\) was made with another model or config "
@@ -940,6 +973,7 @@ def test_inter_patient_replot_draws_a_recorded_results_pngs(tmp_path, monkeypatc
     shutil.copy(REPO / "experiments" / "results" / "mitdb_inter_patient.json", result)
     report = json.loads(result.read_text())
     assert script.main(["--replot", str(result)]) == report
+    assert capsys.readouterr().out == f"drew {tmp_path / 'recorded.png'}, {tmp_path / 'recorded_confusion.png'}\n"
     scores = drawn["recorded.png"].axes[0]
     assert scores.get_title() == "MIT-BIH inter-patient, DS2 test (recorded)"  # a rerun's PNG says which it is
     labels = scores.get_legend_handles_labels()[1]
