@@ -9,6 +9,7 @@ $MSRESNET1D_DATA is unset, on the embedded sample otherwise.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -104,6 +105,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{run_dir} --resume)" if last.is_file() else
                   f"interrupted before the first epoch finished: no checkpoint was saved in {run_dir}", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)  # as the shell reports it
+    except OSError as e:  # a full disk (Python's ENOSPC, or torch's writer, which has no errno): say how to go on
+        last = run_dir / "checkpoints" / "last.pt"
+        if (e.errno == errno.ENOSPC or "(is the disk full?)" in str(e)) and last.is_file():
+            raise OSError(f"{e}; the last completed epoch is in {last} (once there is room, continue with msresnet1d "
+                          f"train --out {run_dir} --resume)") from e
+        raise
     finally:
         if main_thread:  # None: a handler set outside Python, which signal cannot restore
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import atomic_path, uncreatable
+from .atomic import atomic_path, uncreatable, write_bytes
 from .models.layers import is_whole
 from .models.modes import evaluating
 
@@ -192,8 +192,11 @@ def export_torchscript(
                 module = torch.jit.trace(model, _example_inputs(model, example_length))
         else:
             raise ValueError(f"method={method!r}, expected 'script' or 'trace'")
-    with atomic_path(path) as partial:
-        torch.jit.save(module, str(partial), _extra_files=extra_files)
+    # written in memory first: torch's writer aborts the process (a C++ error in a destructor) when the
+    # disk fills while it writes a file, where Python's write raises an OSError naming the path
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer, _extra_files=extra_files)
+    write_bytes(path, buffer.getvalue())
     log.info("exported %s to TorchScript (%s): %s", type(model).__name__, method, path)
     return path
 

@@ -1,6 +1,7 @@
 """The ``msresnet1d`` command's own behaviour: ``python -m msresnet1d``, its flags, resuming a run
 from its folder alone and what an interruption says. Runs are tiny, on the embedded sample."""
 
+import errno
 import logging
 import os
 import re
@@ -164,6 +165,16 @@ def test_resume_alone_continues_the_run_with_its_own_config(tmp_path, config, mo
     assert (f"interrupted: the last completed epoch is in {last} (continue with msresnet1d train --out {run} "
             "--resume)") in capsys.readouterr().err
     assert load_checkpoint(last)["epoch"] == 0
+    for full in (OSError(errno.ENOSPC, "No space left on device", str(last)),  # Python's writes, and torch's
+                 OSError(f"cannot write {last}: unexpected pos 752320 vs 752216 (is the disk full?)")):
+        def disk_full(state, path, error=full):
+            raise error
+
+        monkeypatch.setattr(engine, "atomic_save", disk_full)
+        assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 1
+        assert capsys.readouterr().err.endswith(f"; the last completed epoch is in {last} (once there is room, "
+                                                f"continue with msresnet1d train --out {run} --resume)\n")
+        assert load_checkpoint(last)["epoch"] == 0
     monkeypatch.setattr(engine, "atomic_save", save)
     # a setting that differs from the run's is still refused, before any data is read, and leaves the run as it was
     def no_data(*args, **kwargs):

@@ -66,6 +66,19 @@ def test_round_trip_leaves_no_temporary_files(tmp_path, arrays):
     assert load_arrays(tmp_path / "absent", "k1") is None
 
 
+def test_an_entrys_files_are_on_disk_before_it_takes_its_name(tmp_path, arrays, monkeypatch):
+    # renamed unflushed, a power cut could leave an entry of empty files under the final name
+    import msresnet1d.atomic as atomic
+
+    sync_file, events = atomic._sync_file, []
+    monkeypatch.setattr(atomic, "_sync_file", lambda path: (events.append(path.name), sync_file(path)))
+    replace = os.replace
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append(f"rename to {Path(b).name}"), replace(a, b)))
+    save_arrays(tmp_path / "entry", "k", arrays)
+    assert sorted(events[:-1]) == sorted([f"{name}.npy" for name in arrays] + ["manifest.json"])
+    assert events[-1] == "rename to entry"
+
+
 def test_failed_write_leaves_nothing(tmp_path, arrays):
     with pytest.raises(ValueError):
         save_arrays(tmp_path / "entry", "k", {**arrays, "bad": np.array([{}], dtype=object)})
@@ -125,6 +138,10 @@ def damage_remove_array(entry: Path) -> None:
     (entry / "y.npy").unlink()
 
 
+def damage_empty_array(entry: Path) -> None:  # what a power cut can leave of a file never flushed
+    (entry / "X.npy").write_bytes(b"")
+
+
 def damage_name_a_path(entry: Path) -> None:  # an edited manifest naming a file outside the entry
     manifest = json.loads((entry / "manifest.json").read_text())
     manifest["arrays"]["sub/../X"] = manifest["arrays"].pop("X")  # a path (the same file: it would load)
@@ -133,7 +150,7 @@ def damage_name_a_path(entry: Path) -> None:  # an edited manifest naming a file
 
 
 @pytest.mark.parametrize("damage", [damage_truncate, damage_flip_a_byte, damage_remove_manifest, damage_remove_array,
-                                    damage_name_a_path])
+                                    damage_empty_array, damage_name_a_path])
 def test_corrupt_entry_is_detected_and_rebuilt(tmp_path, arrays, damage):
     entry = tmp_path / "entry"
     save_arrays(entry, "k", arrays)

@@ -52,6 +52,7 @@ from stat import S_ISREG
 
 import numpy as np
 
+from ..atomic import move_folder
 from .locate import repo_datasets_dir
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def save_arrays(entry: Path, key: str, arrays: Mapping[str, np.ndarray],
                 shutil.rmtree(tmp)
                 return
             shutil.rmtree(entry)  # a corrupt entry being replaced
-        os.rename(tmp, entry)
+        move_folder(tmp, entry)  # its files flushed to disk first: a power cut leaves no entry of empty files
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         if load_arrays(entry, key, warn=False) is None:
@@ -187,7 +188,8 @@ def _load(entry: Path, key: str, *, warn: bool = True) -> tuple[dict[str, np.nda
             if found != expected:
                 raise ValueError(f"{name}.npy has {found}, the manifest says {expected}")
             arrays[name] = np.asarray(array)  # a plain ndarray view of the map
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+    # JSONDecodeError is a ValueError; an empty .npy (what a power cut can leave) an EOFError
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
         if warn:
             warnings.warn(
                 f"cache entry {entry} is corrupt or partial ({type(exc).__name__}: {exc}); rebuilding it",

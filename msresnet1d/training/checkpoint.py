@@ -152,7 +152,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                "from the file, could rebuild (for a whole model saved with torch.save(model), save "
                "model.state_dict() instead, or train with msresnet1d train)" if found else
                f"it is not a file torch.save wrote ({type(e).__name__})")) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION or "model" not in ckpt:
+    found_format = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if isinstance(found_format, int) and not isinstance(found_format, bool) and found_format > FORMAT_VERSION:
+        raise ValueError(f"checkpoint {path} has format {found_format}, from a newer msresnet1d; this version reads "
+                         f"format {FORMAT_VERSION}: load it with the version that wrote it, or a later one")
+    if not isinstance(ckpt, dict) or found_format != FORMAT_VERSION or "model" not in ckpt:
         plain = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
         raise ValueError(f"checkpoint {path} is not an msresnet1d checkpoint (format {FORMAT_VERSION})" + (
             ": it is a bare state dict; build the model with msresnet1d.create_model(...) and call its "
