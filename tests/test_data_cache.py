@@ -91,7 +91,8 @@ def test_a_cache_that_cannot_be_written_is_warned_about_and_the_arrays_are_used(
 
     monkeypatch.setattr(np, "save", full_disk)
     with pytest.warns(UserWarning, match=r"cache entry .*entry could not be written \(\d+ requested and 262112 "
-                                         r"written\); going on without caching it \(point MSRESNET1D_CACHE at"):
+                                         r"written: a full disk, or a file-size limit\?\); going on without caching "
+                                         r"it \(point MSRESNET1D_CACHE at"):
         got = cached(tmp_path / "entry", "k", lambda: arrays)
     assert all(np.array_equal(got[name], value) for name, value in arrays.items())
     assert entries(tmp_path) == []

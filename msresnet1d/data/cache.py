@@ -226,7 +226,8 @@ def cached(entry: Path, key: str, build: Callable[[], Mapping[str, np.ndarray]])
         save_arrays(entry, key, arrays, [(given.category.__name__, str(given.message)) for given in caught
                                          if issubclass(given.category, KEPT_WARNINGS)])
     except OSError as e:  # a full disk or a read-only cache: the arrays are built, go on without
-        warnings.warn(f"cache entry {entry} could not be written ({e}); going on without caching it (point "
+        cause = f"{e}: a full disk, or a file-size limit?" if e.errno is None else str(e)  # numpy's says neither
+        warnings.warn(f"cache entry {entry} could not be written ({cause}); going on without caching it (point "
                       f"{CACHE_ENV} at a folder with room, or set [data] cache = false)", stacklevel=2)
     else:
         log.debug("cached %s", entry)
