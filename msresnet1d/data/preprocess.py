@@ -103,12 +103,16 @@ def flat_mask(x: np.ndarray, fs: float, min_seconds: float = 1.0) -> np.ndarray:
     if x.shape[-1] < min_run:
         return mask
     same = np.zeros(x.shape[-1] + 1, dtype=np.int8)  # same[i + 1]: sample i + 1 repeats sample i (NaN never does)
+    bounds = np.zeros(x.shape[-1] + 1, dtype=np.int8)
     for row, row_mask in zip(x.reshape(-1, x.shape[-1]), mask.reshape(-1, x.shape[-1]), strict=True):
         np.equal(row[1:], row[:-1], out=same[1:-1].view(bool))
         edges = np.flatnonzero(np.diff(same))  # of the runs of repeats only: a byte a sample, no index a sample
-        for first, last in zip(edges[0::2], edges[1::2], strict=True):  # samples first..last are one value
-            if last - first + 1 >= min_run:
-                row_mask[first:last + 1] = True
+        first, last = edges[0::2], edges[1::2]  # samples first..last are one value
+        long = last - first + 1 >= min_run
+        bounds[:] = 0
+        bounds[first[long]] += 1  # +1 where a long run starts, -1 after it ends: their running sum marks it
+        bounds[last[long] + 1] -= 1  # (a run may start where the previous one ends: two updates, not one)
+        np.cumsum(bounds[:-1], dtype=np.int8, out=row_mask.view(np.int8))
     return mask
 
 
