@@ -737,6 +737,13 @@ def test_a_used_or_impossible_run_folder_is_refused_before_the_data_load(tmp_pat
         assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet"]) == 1
         assert f"run folder {out}" in (err := capsys.readouterr().err) and message in err
     assert not (tmp_path / "a-file" / "run").exists()
+    # an existing folder without write permission (chmod does not stop root, who runs the tests here: the
+    # check is replaced) is not "created"
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    monkeypatch.setattr("msresnet1d.training.engine.uncreatable", lambda path: f"{read_only} is not writable")
+    assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(read_only), "--quiet"]) == 1
+    assert f"run folder {read_only} cannot be written: {read_only} is not writable" in capsys.readouterr().err
 
 
 def test_a_run_folder_is_used_by_one_train_at_a_time(tmp_path, capsys, monkeypatch):

@@ -213,7 +213,7 @@ def check_run_dir(run_dir: str | Path, resume: bool) -> None:
     check_unused(run_dir, resume)
     problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
     if problem:
-        raise OSError(f"run folder {run_dir} cannot be created: {problem}")
+        raise OSError(f"run folder {run_dir} cannot be {'written' if run_dir.is_dir() else 'created'}: {problem}")
 
 
 def split_contents(task: Task) -> dict[str, Any]:
