@@ -683,7 +683,8 @@ def onnx_inference(model: nn.Module, x: torch.Tensor, extra: torch.Tensor, batch
 # ---------------------------------------------------------------------------------- parent: orchestration
 def log(message: str, start: float) -> None:
     load = load_average()
-    print(f"[{time.perf_counter() - start:6.0f} s, load {load[0] if load else '-'}] {message}", file=sys.stderr, flush=True)
+    print(f"[{time.perf_counter() - start:6.0f} s, load {load[0] if load else '-'}] {message}", file=sys.stderr,
+          flush=True)
 
 
 def run_thread_study(args, report: dict, start: float) -> Worker:

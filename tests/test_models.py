@@ -1071,7 +1071,8 @@ def test_the_package_is_typed_and_create_model_says_what_it_builds():
 def test_a_model_built_on_the_meta_device_imports_no_compiler():
     # evaluate, predict and export check a checkpoint's weights on a meta model first: torch's init
     # functions and indexing on meta tensors imported sympy and torch._dynamo, a second of each command
-    script = ("import sys, torch; from msresnet1d import create_model; from msresnet1d.models.blocks import init_weights\n"
+    script = ("import sys, torch\nfrom msresnet1d import create_model\n"
+              "from msresnet1d.models.blocks import init_weights\n"
               "with torch.device('meta'):\n"
               "    for name in ('msresnet1d_beat', 'resnet18_d2l'):\n"
               "        init_weights(create_model(name, extra_features=5 if name.startswith('ms') else 0))\n"

@@ -118,8 +118,8 @@ def test_pipeline_grid_search_on_mitdb_beats_by_record(mitdb_dir):
     X, y, groups = beats.X[index], labels[index], beats.record[index]
     cv = GroupKFold(n_splits=3)
     low_pass = (None, 40.0)  # a high-pass would bend 0.7 s windows filtered one by one (and warn)
-    baseline = cross_val_score(Pipeline([("prep", SignalPreprocessor(fs=360.0, band=low_pass)), ("clf", DummyClassifier())]), X,
-                               y, groups=groups, cv=cv)
+    baseline = cross_val_score(Pipeline([("prep", SignalPreprocessor(fs=360.0, band=low_pass)),
+                                         ("clf", DummyClassifier())]), X, y, groups=groups, cv=cv)
     pipe = Pipeline([
         ("prep", SignalPreprocessor(fs=360.0, band=low_pass)),
         ("clf", MSResNet1dClassifier(model_kwargs=dict(kernels=(3, 7), widths=(8, 16, 32), stem_channels=8),

@@ -433,8 +433,8 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, 
     with pytest.raises(ValueError, match=r"other\.pt is not an msresnet1d checkpoint \(format 1\)"):
         load_checkpoint(tmp_path / "other.pt")
     torch.save({"format": 2, "weights": {}}, tmp_path / "newer.pt")  # a later version's: said, not "not ours"
-    with pytest.raises(ValueError, match=r"newer\.pt has format 2, from a newer msresnet1d; this version reads format 1: "
-                                         r"load it with the version that wrote it, or a later one"):
+    with pytest.raises(ValueError, match=r"newer\.pt has format 2, from a newer msresnet1d; this version reads "
+                                         r"format 1: load it with the version that wrote it, or a later one"):
         load_checkpoint(tmp_path / "newer.pt")
     from msresnet1d.training.checkpoint import atomic_save
 
