@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,11 +29,16 @@ import scipy
 import torch
 import wfdb
 
-from msresnet1d.atomic import write_text
 from msresnet1d.arguments import database_or_exit, output_or_exit, program_warnings, results_help, script_parser
+from msresnet1d.atomic import write_text
 from msresnet1d.data import load_inter_patient, load_rhythm
 from msresnet1d.data.parallel import default_workers, usable_cpus
-from msresnet1d.training.provenance import load_average
+from msresnet1d.training.provenance import load_average, provenance
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_data.json"
 
@@ -48,7 +52,10 @@ print(json.dumps(time.perf_counter() - start))
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (worker processes)."""
+    """CPU time of this process and of its finished children (worker processes); of this process
+    alone where there is no ``resource`` module (Windows)."""
+    if resource is None:
+        return time.process_time()
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
@@ -89,6 +96,7 @@ def bench(name: str, load: Callable[[Path], object], function: str, db_dir: Path
 
 
 def main(argv: list[str] | None = None) -> None:
+    started = time.time()
     parser = script_parser(__doc__)
     parser.add_argument("--data-dir", "--data", dest="data_dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/ and cinc2017/, or mitdb/ itself with --skip-cinc (default "
@@ -139,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         report["cinc2017_rhythm"].update(records=len(arrays), counts=arrays.class_counts())
     report["machine"]["load_average_after"] = load_average()
+    report["provenance"] = provenance(__file__, argv, started)
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     machine = report["machine"]
     print(f"load average before/after: {machine['load_average_before']} / {machine['load_average_after']}")

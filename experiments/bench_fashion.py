@@ -45,7 +45,7 @@ from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.models import count_flops
 from msresnet1d.training.config import load_config
 from msresnet1d.training.optim import build_loss, build_optimizer
-from msresnet1d.training.provenance import load_average
+from msresnet1d.training.provenance import load_average, provenance
 from msresnet1d.training.run import build_model, seed_everything
 from msresnet1d.training.tasks import build_task
 
@@ -113,6 +113,7 @@ def fashion_folder(data_dir: str) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    started = time.time()
     parser = script_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[28, 96], help="image sides in pixels")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 3], help="timed steps, one count per size")
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             first = report["sizes"].setdefault(str(size), {}).setdefault(args.modes[0], result)
             result["speed_vs_first_mode"] = round(result["images_per_second"] / first["images_per_second"], 3)
             report["sizes"][str(size)][mode] = result
+            report["provenance"] = provenance(__file__, argv, started)
             write_text(args.out, json.dumps(report, indent=2) + "\n")
             _print_result(result, steps, report["torch_threads"])
     print(f"written to {args.out}")

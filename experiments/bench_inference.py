@@ -56,7 +56,7 @@ from msresnet1d.inference import (
     classify_windows,
     detect_beats,
 )
-from msresnet1d.training.provenance import load_average
+from msresnet1d.training.provenance import load_average, provenance
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_inference.json"
 LEADS = ("MLII", "V5")
@@ -200,6 +200,7 @@ def print_table(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    started = time.time()
     parser = script_parser(__doc__)
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default: $MSRESNET1D_DATA)")
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_detection:
         report["detection"] = bench_detection(record, args.repeats)
     report["machine"]["load_average_after"] = load_average()
+    report["provenance"] = provenance(__file__, argv, started)
     print_table(report)
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"written to {args.out}")

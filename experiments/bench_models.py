@@ -104,7 +104,7 @@ from msresnet1d.arguments import database_or_exit, output_or_exit, program_warni
 from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.models.fuse import fuse_batchnorm
 from msresnet1d.models.layers import Conv1d
-from msresnet1d.training.provenance import cpu_model, load_average
+from msresnet1d.training.provenance import cpu_model, load_average, provenance
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_models.json"
 MAIN_JOB = Path(__file__).resolve().parent / "configs" / "mitdb_beats.toml"
@@ -761,6 +761,7 @@ def run_grid(worker: Worker, args, lengths: list[int], report: dict, start: floa
 
 
 def main(argv: list[str] | None = None) -> None:
+    started = time.time()
     parser = script_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="a 2-3 minute smoke run (beat preset, fewer repeats)")
     parser.add_argument("--presets", nargs="+", help="grid presets (default: msresnet1d_* and resnet1d_beat)")
@@ -871,6 +872,7 @@ def main(argv: list[str] | None = None) -> None:
         worker.close()
     report["machine"]["load_average_after"] = load_average()
     report["wall_time_s"] = round(time.perf_counter() - start, 1)
+    report["provenance"] = provenance(__file__, argv, started)
     markdown = render_markdown(report)
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     write_text(args.out.with_suffix(".md"), markdown)

@@ -26,6 +26,7 @@ from msresnet1d.atomic import write_text
 from msresnet1d.data import DS2, read_annotations, read_record
 from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI
 from msresnet1d.inference import detect_beats
+from msresnet1d.training.provenance import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results" / "detect_offsets.json"
 MISSED_S = 0.15
@@ -78,6 +79,7 @@ def pooled(per_record: dict[str, dict]) -> dict[str, dict[str, float | int]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    started = time.time()
     parser = script_parser(__doc__)
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wall time: {seconds:.0f} s")
     write_text(args.out, json.dumps({"what": __doc__.split("\n\n")[0], "database": str(mitdb),
                                      "off_samples": OFF_SAMPLES, "missed_s": MISSED_S, "records": per_record,
-                                     "pooled": total, "seconds": round(seconds, 1)}, indent=1) + "\n")
+                                     "pooled": total, "seconds": round(seconds, 1),
+                                     "provenance": provenance(__file__, argv, started)}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -97,8 +97,13 @@ def atomic_paths(*paths: str | os.PathLike[str], suffix: str = ".tmp") -> Iterat
 
 def _sync_file(path: Path) -> None:
     """Flush ``path``'s data to disk. The file is opened for writing (not truncated): Windows'
-    fsync (``_commit``) refuses a read-only handle."""
-    with open(path, "r+b") as f:
+    fsync (``_commit``) refuses a read-only handle; a file this process may only read is opened
+    for reading (POSIX flushes through any handle)."""
+    try:
+        f = open(path, "r+b")
+    except PermissionError:
+        f = open(path, "rb")
+    with f:
         os.fsync(f.fileno())
 
 

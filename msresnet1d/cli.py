@@ -87,10 +87,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config_path = _train_config_path(args.config)
     cfg = load_config(config_path, _overrides(args))
-    # a folder name on every system: none of Windows' forbidden characters, so that runs copy across
-    if not args.out and (not cfg.name.strip() or re.search(r'[/\\\0<>:"|?*]', cfg.name) or cfg.name in (".", "..")):
+    if not args.out and not _folder_name(cfg.name):
         raise SystemExit(f"error: run name {cfg.name!r} must be one folder name for runs/<name>/<time> (not empty, no "
-                         "/ \\ < > : \" | ? *, not . or ..): give another --name, or the run folder with --out")
+                         "/ \\ < > : \" | ? * or control character, not ending in . or a space, not a name Windows "
+                         "reserves such as CON or COM1): give another --name, or the run folder with --out")
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     start = time.perf_counter()
     # a scheduler's or docker's stop ends a run as Ctrl-C does (signal handlers belong to the main thread)
@@ -117,6 +117,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.quiet and launched_rank() == 0:
         print(f"wall time: {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _folder_name(name: str) -> bool:
+    """Whether ``name`` is one folder name on every system (runs copy across): no separator, none
+    of the characters Windows refuses, no trailing dot or space (Windows drops them: also no . or
+    ..), and none of its device names."""
+    return (bool(name.strip()) and not re.search(r'[/\\<>:"|?*\x00-\x1f]', name) and name == name.rstrip(". ")
+            and not re.fullmatch(r"(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?", name, re.IGNORECASE))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

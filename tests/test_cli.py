@@ -109,10 +109,11 @@ def test_a_run_name_is_one_folder_name_where_it_names_the_folder(tmp_path, monke
 
     monkeypatch.chdir(tmp_path)
     # runs/<name>/<time>: not outside runs/, not runs/<time>; and a name Windows takes (runs copied there)
-    for name in ("../escaped", "", "a/b", "..", "lr:0.1", "a?"):
+    for name in ("../escaped", "", "a/b", "..", "lr:0.1", "a?", "tab\there", "run.", "run ", "con", "Com1.txt"):
         with pytest.raises(SystemExit, match=re.escape(
                 f"error: run name {name!r} must be one folder name for runs/<name>/<time> (not empty, no "
-                "/ \\ < > : \" | ? *, not . or ..): give another --name, or the run folder with --out")):
+                "/ \\ < > : \" | ? * or control character, not ending in . or a space, not a name Windows reserves "
+                "such as CON or COM1): give another --name, or the run folder with --out")):
             main(["train", "--name", name, "--epochs", "1"])
     assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "escaped").exists()
     # a saved config (a checkpoint's, a run folder's) with such a name still loads: the name is no path there

@@ -93,6 +93,7 @@ def test_detect_offsets_measures_where_the_detector_puts_each_class(tmp_path, ca
     assert found["pooled"]["N"]["share_off"] == 0 and found["pooled"]["V"]["share_off"] > 0.5
     assert found["pooled"]["V"]["beats"] == sum(found["records"][r]["V"]["beats"] for r in ("119", "208"))
     assert "all: V 146 beats, 53 missed" in capsys.readouterr().out
+    assert found["provenance"]["command"][:3] == ["experiments/detect_offsets.py", "--data-dir", str(SAMPLE)]
 
 
 @pytest.fixture(scope="module")
@@ -215,28 +216,49 @@ def test_compare_models_several_seeds_share_the_single_seed_folders(tmp_path, ca
     assert single["test"]["confusion_matrix"] == one["runs"]["msresnet1d_late"]["test"]["confusion_matrix"]
 
 
-def test_a_results_provenance_names_the_command_code_versions_and_cpu(tmp_path):
-    import subprocess
+def test_a_results_provenance_names_the_command_code_versions_and_cpu():
     import time
 
     import torch
 
     from msresnet1d.training.checkpoint import code_version
-    from msresnet1d.training.provenance import provenance
+    from msresnet1d.training.provenance import git_commit, provenance
 
-    experiments = REPO / "experiments"
-    found = provenance(experiments / "mitdb_inter_patient.py", ["--seeds", "0"], time.time() - 3)
+    found = provenance(REPO / "experiments" / "mitdb_inter_patient.py", ["--seeds", "0"], time.time() - 3)
     assert found["command"] == ["experiments/mitdb_inter_patient.py", "--seeds", "0"]
     assert found["code"] == code_version() and found["torch"] == torch.__version__
     assert found["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and found["cpus_usable"] >= 1
     assert found["wall_s"] >= 3 and found["started_utc"] < found["finished_utc"]
-    head = subprocess.run(["git", "-C", str(experiments), "rev-parse", "HEAD"], capture_output=True, text=True)
-    if head.returncode == 0:  # a clone (CI's): its commit, and whether tracked files differ from it
-        changed = subprocess.run(["git", "-C", str(experiments), "status", "--porcelain", "--untracked-files=no"],
-                                 capture_output=True, text=True).stdout.strip() != ""
-        assert (found["commit"], found["uncommitted_changes"]) == (head.stdout.strip(), changed)
-    outside = provenance(tmp_path / "x.py", [], time.time())  # no repository there
-    assert (outside["commit"], outside["uncommitted_changes"]) == (None, None)
+    assert {key: found[key] for key in ("commit", "uncommitted_changes")} == git_commit()
+
+
+def test_the_commit_recorded_is_the_packages_and_results_files_are_no_code_change(tmp_path):
+    import subprocess
+
+    from msresnet1d.training.provenance import git_commit
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path / "repo"), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    package = tmp_path / "repo" / "msresnet1d"
+    package.mkdir(parents=True)
+    (tmp_path / "repo" / "experiments" / "results").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (tmp_path / "repo" / "experiments" / "results" / "r.json").write_text("{}\n")
+    assert git_commit(package) == {"commit": None, "uncommitted_changes": None}  # not a repository yet
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    head = git("rev-parse", "HEAD")
+    assert git_commit(package) == {"commit": head, "uncommitted_changes": False}
+    (tmp_path / "repo" / "experiments" / "results" / "r.json").write_text('{"rerun": 1}\n')  # a script's output
+    assert git_commit(package) == {"commit": head, "uncommitted_changes": False}
+    (package / "a.py").write_text("x = 2\n")
+    assert git_commit(package) == {"commit": head, "uncommitted_changes": True}
+    copy = tmp_path / "repo" / "venv" / "site-packages" / "msresnet1d"  # installed inside another repository
+    copy.mkdir(parents=True)
+    assert git_commit(copy) == {"commit": None, "uncommitted_changes": None}
 
 
 def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
@@ -790,7 +812,9 @@ def test_bench_models_times_the_speed_targets_on_the_embedded_sample(tmp_path):
                          capture_output=True, text=True, timeout=600,
                          env={**os.environ, "OMP_NUM_THREADS": "1", "MSRESNET1D_CACHE": str(tmp_path / "cache")})
     assert run.returncode == 0, run.stderr[-3000:]
-    targets = json.loads(out.read_text())["targets"]
+    report = json.loads(out.read_text())
+    targets = report["targets"]
+    assert report["provenance"]["command"][:2] == ["experiments/bench_models.py", "--only-targets"]
     assert (targets["ds1_beats"], targets["ds2_beats"], targets["parameters"]) == (5164, 4898, 101669)
     for variant in ("fp32", "channels_last"):
         timed = targets["variants"][variant]

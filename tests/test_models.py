@@ -1080,3 +1080,13 @@ def test_a_model_built_on_the_meta_device_imports_no_compiler():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"
+
+
+def test_init_weights_leaves_only_a_model_wholly_on_the_meta_device():
+    from msresnet1d.models.blocks import init_weights
+
+    partly = nn.Sequential(nn.Conv1d(1, 8, 3), nn.Linear(4, 2, device="meta"))
+    with torch.no_grad():
+        partly[0].weight.fill_(1.0)
+    init_weights(partly)  # the CPU convolution is initialised
+    assert not torch.equal(partly[0].weight, torch.ones_like(partly[0].weight))

@@ -333,6 +333,20 @@ def test_files_are_flushed_through_handles_open_for_writing(tmp_path, monkeypatc
     atomic.move_folder(tmp_path / "download", tmp_path / "mitdb")
     assert (tmp_path / "a.json").read_text() == "{}" and (tmp_path / "mitdb" / "100.dat").read_bytes() == b"\2"
     assert len(flushed) >= 3
+    # a file this process may only read (a umask of 0277, another user's): flushed through a read handle
+    real_open = open
+
+    def read_only(path, mode="r", *args, **kwargs):
+        if mode == "r+b":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic, "open", read_only, raising=False)
+    (tmp_path / "download2").mkdir()
+    (tmp_path / "download2" / "101.dat").write_bytes(b"\3")
+    atomic.move_folder(tmp_path / "download2", tmp_path / "mitdb2")
+    assert (tmp_path / "mitdb2" / "101.dat").read_bytes() == b"\3"
 
 
 def test_text_files_are_written_in_utf8_whatever_the_locale(tmp_path):

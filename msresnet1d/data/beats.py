@@ -328,8 +328,8 @@ class BeatDataset(torch.utils.data.Dataset):
 
     Item ``i`` is ``(signal, label)``: signal (C, L) float32 tensor, label int64 scalar tensor;
     with ``with_rr=True`` it is ``(signal, rr, label)``, rr (F,) float32. Works with any
-    ``num_workers`` (forked workers, on Linux, share the arrays; spawned ones, on macOS and
-    Windows, each get a copy).
+    ``num_workers`` (workers started by fork share the arrays; spawned or forkserver ones, the
+    default on macOS and Windows, and on Linux from Python 3.14, each get a copy).
     """
 
     def __init__(self, beats: BeatArrays, with_rr: bool = False) -> None:

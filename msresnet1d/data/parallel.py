@@ -140,7 +140,7 @@ def _die_with_parent(parent: int) -> None:
         return
     try:
         granted = ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) == 0
-    except (OSError, AttributeError):  # not Linux: nothing to ask
+    except (OSError, AttributeError):  # a C library without prctl: nothing to ask
         return
     if granted and os.getppid() != parent:  # the parent died before the request
         os._exit(1)

@@ -193,7 +193,7 @@ def init_weights(model: nn.Module, zero_init_residual: bool | None = None, schem
         raise ValueError(f"init must be 'kaiming' or 'xavier', got {scheme!r}")
     # a model of shapes only (built under torch.device("meta")) has no values to set; torch's init
     # functions would also import sympy for its meta tensors, a second
-    if any(p.is_meta for p in model.parameters()):
+    if all(p.is_meta for p in model.parameters()):
         return
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):

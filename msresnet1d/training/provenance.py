@@ -34,39 +34,50 @@ def load_average() -> list[float] | None:
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux, else what :mod:`platform` says)."""
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor()
 
 
-def git_commit(folder: str | Path) -> dict[str, Any]:
-    """The commit checked out in the git repository holding ``folder`` and whether tracked files
-    differ from it; None for both outside a repository or without git."""
+#: The package's folder (``msresnet1d/``): the code a result ran.
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def git_commit(package: Path = PACKAGE) -> dict[str, Any]:
+    """The commit checked out in the git repository whose ``msresnet1d/`` folder is ``package``, and
+    whether its tracked files, ``experiments/results/`` aside (the scripts rewrite those), differ
+    from it; None for both where the package is not a checkout's (an installed copy, even inside
+    another repository) or git is missing."""
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30)
+            done = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=30,
+                                  env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})  # status takes no index lock
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() / "msresnet1d" != Path(package).resolve():
+        return {"commit": None, "uncommitted_changes": None}
     commit = git("rev-parse", "HEAD")
-    changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    changes = git("status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)experiments/results") \
+        if commit else None
     return {"commit": commit, "uncommitted_changes": None if changes is None else bool(changes)}
 
 
 def provenance(script: str | Path, argv: Sequence[str] | None, started: float) -> dict[str, Any]:
     """The command (``script``'s name under ``experiments/`` and its arguments: ``argv``, or the
-    command line's when None), the git commit and the package's source hash, the Python, torch and
-    numpy versions, the CPU, and the start (``started``: seconds since the epoch, ``time.time()``),
-    end and wall time of the program in seconds, for a result's JSON."""
+    command line's when None), the git commit of the package's checkout (:func:`git_commit`) and
+    its source hash, the Python, torch and numpy versions, the CPU, and the start (``started``:
+    seconds since the epoch, ``time.time()``), end and wall time of the program in seconds, for a
+    result's JSON."""
     def utc(seconds: float) -> str:
         return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
 
     now = time.time()
     return {"command": [f"experiments/{Path(script).name}", *(sys.argv[1:] if argv is None else argv)],
-            **git_commit(Path(script).resolve().parent), "code": code_version(),
-            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpus_usable": usable_cpus(),
-            "started_utc": utc(started), "finished_utc": utc(now), "wall_s": round(now - started, 1)}
+            **git_commit(), "code": code_version(), "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpus_usable": usable_cpus(), "started_utc": utc(started), "finished_utc": utc(now),
+            "wall_s": round(now - started, 1)}
