@@ -7,6 +7,7 @@ import json
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 import warnings
@@ -232,14 +233,14 @@ def test_a_results_provenance_names_the_command_code_versions_and_cpu():
     assert {key: found[key] for key in ("commit", "uncommitted_changes")} == git_commit()
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_the_commit_recorded_is_the_packages_and_results_files_are_no_code_change(tmp_path):
-    import subprocess
-
     from msresnet1d.training.provenance import git_commit
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(tmp_path / "repo"), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        settings = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+        return subprocess.run(["git", "-C", str(tmp_path / "repo"), *settings, *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
 
     package = tmp_path / "repo" / "msresnet1d"
     package.mkdir(parents=True)
@@ -962,8 +963,6 @@ def test_bench_fashion_times_each_mode_in_one_run(fashion_mnist_dir, tmp_path):
 
 
 def test_ds1_cv_replot_draws_a_recorded_result_with_its_own_baseline(tmp_path, monkeypatch, capsys):
-    import shutil
-
     import msresnet1d.training.plots as plots
 
     cv = _load_script("mitdb_ds1_cv")
@@ -986,8 +985,6 @@ def test_ds1_cv_replot_draws_a_recorded_result_with_its_own_baseline(tmp_path, m
 
 
 def test_inter_patient_replot_draws_a_recorded_results_pngs(tmp_path, monkeypatch, capsys):
-    import shutil
-
     import msresnet1d.training.plots as plots
 
     script = _load_script("mitdb_inter_patient")
