@@ -51,13 +51,12 @@ def program_warnings() -> Iterator[None]:
     torchrun, rank 0 alone: every rank reads the same data). The ``msresnet1d`` command and the
     experiment scripts run as programs wrap their work in it; their ``main(argv)`` called from
     Python leaves warnings to Python. Filters (``-W error`` included) apply as before."""
-    from .training.distributed import launched_rank
-
     shown: set[str] = set()
-    main_rank = launched_rank() == 0
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # warnings.showwarning's signature
-        if main_rank and str(message) not in shown:
+        from .training.distributed import launched_rank  # here: --help and --version import no torch
+
+        if launched_rank() == 0 and str(message) not in shown:
             shown.add(str(message))
             print(f"warning: {message}", file=file or sys.stderr)
 

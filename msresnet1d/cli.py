@@ -25,9 +25,7 @@ from typing import Any, Sequence
 from . import __version__, arguments
 from .arguments import (LEADS_TAKE_ALL, THREADS_HELP, path_flag, positive_seconds, resolve_config, seed_value,
                         thread_count)
-from .models.tta import TTA_MODES
-from .training.config import load_config, parse_overrides
-from .training.distributed import launched_rank
+from .training.config import TTA_MODES, load_config, parse_overrides
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,6 +72,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .training.distributed import launched_rank
     from .training.run import train
 
     if args.resume and not args.out:
@@ -490,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    from .training.engine import TrainingError  # after parsing: --help needs none of training's imports (sklearn)
+    from .training.distributed import launched_rank  # after parsing: --help and --version import no torch
+    from .training.engine import TrainingError
 
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level if launched_rank() == 0 else max(level, logging.ERROR),  # warned once, by rank 0

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-TTA_MODES: tuple[str, ...] = ("none", "flip")
+from ..training.config import TTA_MODES  # kept with the config's other choices, which need no torch
 
 #: What a wrapper copies from its model: fixed by the architecture (``reset_classifier`` keeps them).
 SHAPE_ATTRIBUTES: tuple[str, ...] = ("in_channels", "min_input_size", "total_stride", "extra_features", "dims")

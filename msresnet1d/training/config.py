@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 
-from ..models.tta import TTA_MODES
-
 TASKS = ("beats", "rhythm", "fashion_mnist")
+#: Test-time augmentation modes (:func:`msresnet1d.models.tta.with_tta`).
+TTA_MODES: tuple[str, ...] = ("none", "flip")
 MONITORS = ("macro_f1", "accuracy", "macro_auc", "cinc_score")  # validation metrics, higher is better
 FLOAT32_MAX = 3.4028234663852886e38  # the largest learning rate the optimizers' float32 steps can hold
 # Each TrainConfig field's annotation -> the Python types its value may have, and how an error says it.
