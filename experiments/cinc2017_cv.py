@@ -143,12 +143,13 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_pooled(report: dict, out: Path) -> None:
-    """The pooled test confusion matrix of a report, as ``<out stem>_confusion.png`` beside ``out``."""
-    summary = report["summary"]
-    plot_confusion(np.asarray(summary["pooled_confusion_matrix"]), CINC_CLASSES,
-                   out.with_name(out.stem + "_confusion.png"),
+def plot_pooled(report: dict, out: Path) -> Path:
+    """The pooled test confusion matrix of a report, as ``<out stem>_confusion.png`` beside ``out``
+    (returned)."""
+    summary, path = report["summary"], out.with_name(out.stem + "_confusion.png")
+    plot_confusion(np.asarray(summary["pooled_confusion_matrix"]), CINC_CLASSES, path,
                    title=f"CinC 2017, {len(summary['folds'])} test folds pooled ({out.stem})")
+    return path
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.replot:
         report = result_or_exit(parser, args.replot, lambda r: (r["summary"]["pooled_confusion_matrix"],
                                                                 len(r["summary"]["folds"])))
-        plot_pooled(report, args.replot)
+        print(f"drew {plot_pooled(report, args.replot)}")
         print(interval_line(pooled_interval(report["summary"]["pooled_confusion_matrix"])))
         return report
     if not args.only:  # --only writes no results file

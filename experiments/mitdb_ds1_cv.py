@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
         report = result_or_exit(parser, args.replot,
                                 lambda r: (dict(r["variants"]), len(r["folds"]), r["config"]["seed"]))
         plot_report(report, args.replot.with_suffix(".png"))
+        print(f"drew {args.replot.with_suffix('.png')}")
         return report
     if not args.variant:
         parser.error("the following arguments are required: --variant (unless --replot)")

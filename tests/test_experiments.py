@@ -648,7 +648,8 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     (tmp_path / "cv_confusion.png").unlink()  # --replot draws it again from the JSON alone
     assert cv.main(["--replot", str(out)]) == json.loads(out.read_text())
     assert (tmp_path / "cv_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert capsys.readouterr().out == cv.interval_line(report["summary"]["pooled_interval"]) + "\n"  # and the interval
+    assert capsys.readouterr().out == (f"drew {tmp_path / 'cv_confusion.png'}\n"  # and the interval
+                                       + cv.interval_line(report["summary"]["pooled_interval"]) + "\n")
     for text in ('{"summary": {}}', '{"summary": {"pooled_confusion_matrix": [[1]]}}', "[]", "{"):
         (tmp_path / "not_cv.json").write_text(text)
         with pytest.raises(SystemExit):
@@ -972,6 +973,7 @@ def test_ds1_cv_replot_draws_a_recorded_result_with_its_own_baseline(tmp_path, m
     shutil.copy(REPO / "experiments" / "results" / "mitdb_ds1_cv_heterogeneous_ensemble.json", result)
     assert cv.main(["--replot", str(result)]) == json.loads(result.read_text())
     assert (tmp_path / "ensemble.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out == f"drew {tmp_path / 'ensemble.png'}\n"
     widths = {line.get_label().split(" (")[0]: line.get_linewidth() for line in drawn["ensemble.png"].axes[0].get_lines()}
     assert [name for name, width in widths.items() if width == 3] == ["irr2"] and len(widths) == 6
     for text in ('{"variants": {}}', "[]", "{"):
