@@ -523,8 +523,9 @@ def test_unknown_config_keys_are_errors(tmp_path):
     # [model_kwargs] are checked by building the model before any data is read: a clean error
     for setting, message in (("model_kwargs.foo=1", r"model 'msresnet1d_beat' with \[model_kwargs\].*takes no option "
                                                     "'foo'; its options: block, dilations"),
-                             ("model_kwargs.kernels=3", r"kernels must be a sequence of integers >= 1, got 3 \(for "
-                                                        r"one, write \(3,\)\)"),
+                             ("model_kwargs.kernels=3", r"config: model 'msresnet1d_beat' with \[model_kwargs\] "
+                                                        r"\{'kernels': 3\}: kernels must be a sequence of integers >= "
+                                                        r"1, got 3 \(for one, write \(3,\)\)"),
                              ("model_kwargs.kernels=[0, 3, 3]", r"kernels must be integers >= 1, got \(0, 3, 3\)"),
                              ("model_kwargs.num_classes=3", r"\[model_kwargs\] num_classes: set by the task \(here "
                                                             "in_channels=2, num_classes=5, extra_features=8"),

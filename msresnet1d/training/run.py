@@ -53,7 +53,7 @@ def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int
                          "remove the key (the data choose them: for ECG, the leads, classes and [data] rr)")
     try:
         model = create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
-    except TypeError as e:  # an unknown option, or a value of the wrong kind
+    except (TypeError, ValueError) as e:  # an unknown option, a value of the wrong kind, or a bad value
         raise ValueError(f"config: model {cfg.model!r} with [model_kwargs] {cfg.model_kwargs}: {e}") from None
     return model.set_channels_last(cfg.channels_last)
 
