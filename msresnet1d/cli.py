@@ -105,8 +105,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"interrupted before the first epoch finished: no checkpoint was saved in {run_dir}", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)  # as the shell reports it
     except OSError as e:  # a full disk (Python's ENOSPC, or torch's writer, which has no errno): say how to go on
+        from .training.checkpoint import DISK_FULL_HINT
+
         last = run_dir / "checkpoints" / "last.pt"
-        if (e.errno == errno.ENOSPC or "(is the disk full?)" in str(e)) and last.is_file():
+        if (e.errno == errno.ENOSPC or DISK_FULL_HINT in str(e)) and last.is_file():
             raise OSError(f"{e}; the last completed epoch is in {last} (once there is room, continue with msresnet1d "
                           f"train --out {run_dir} --resume)") from e
         raise

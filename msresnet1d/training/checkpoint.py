@@ -40,6 +40,10 @@ _CODE_MODULES = frozenset({"builtins", "os", "posix", "nt", "subprocess", "impor
                            "pty", "socket", "code", "pickle", "marshal", "ctypes", "operator", "functools", "types"})
 
 
+#: What :func:`atomic_save` adds to torch's write error (no errno), for ``msresnet1d train`` to recognise it.
+DISK_FULL_HINT = "(is the disk full?)"
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
 
@@ -51,7 +55,7 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         try:
             torch.save(obj, tmp)
         except RuntimeError as e:  # torch's stream writer: no errno, no file name
-            raise OSError(f"cannot write {path}: {e} (is the disk full?)") from e
+            raise OSError(f"cannot write {path}: {e} {DISK_FULL_HINT}") from e
 
 
 def _damaged_part(path: Path) -> str | None:

@@ -57,12 +57,11 @@ def git_commit(package: Path = PACKAGE) -> dict[str, Any]:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
-    top = git("rev-parse", "--show-toplevel")
+    found = git("rev-parse", "--show-toplevel", "HEAD")  # None also in a repository without a commit
+    top, commit = found.splitlines() if found else (None, None)
     if top is None or Path(top).resolve() / "msresnet1d" != Path(package).resolve():
         return {"commit": None, "uncommitted_changes": None}
-    commit = git("rev-parse", "HEAD")
-    changes = git("status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)experiments/results") \
-        if commit else None
+    changes = git("status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)experiments/results")
     return {"commit": commit, "uncommitted_changes": None if changes is None else bool(changes)}
 
 
