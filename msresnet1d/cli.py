@@ -85,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                              "(start one there with --config, or without --resume)")
     else:
         config_path = _train_config_path(args.config)
-    cfg = load_config(config_path, _overrides(args))
+    cfg = load_config(config_path, _overrides(args), check=True)
     if not args.out and not _folder_name(cfg.name):
         raise SystemExit(f"error: run name {cfg.name!r} must be one folder name for runs/<name>/<time> (not empty, no "
                          "/ \\ < > : \" | ? * or control character, not ending in . or a space, not a name Windows "

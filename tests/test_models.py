@@ -817,7 +817,8 @@ def test_model_options_come_from_the_signatures_without_building_a_model(monkeyp
     for factory in (loose, unresolved):
         monkeypatch.setitem(registry._MODELS, factory.__name__, factory)
         assert model_options(factory.__name__) == {"in_channels", "width"}
-        with pytest.raises(TypeError, match=r"takes no option 'widht'; its options: in_channels, width"):
+        with pytest.raises(TypeError, match=r"takes no option 'widht' \(did you mean 'width'\?\); its options: "
+                                            "in_channels, width"):
             create_model(factory.__name__, widht=3)
 
 def test_other_type_errors_pass_through_create_model_unchanged(monkeypatch):

@@ -541,6 +541,37 @@ def test_unknown_config_keys_are_errors(tmp_path):
         assert not (tmp_path / "m").exists()
 
 
+def test_a_misspelt_name_gets_the_closest_known_one():
+    from msresnet1d.spelling import did_you_mean
+
+    assert did_you_mean(["epoch"], ["epochs", "lr"]) == " (did you mean 'epochs'?)"
+    several = did_you_mean(["epoch", "fss", "zzz"], ["epochs", "fs"])
+    assert several == " (did you mean 'epochs' for 'epoch', 'fs' for 'fss'?)"
+    assert did_you_mean(["zzz"], ["epochs"]) == ""  # nothing close: no guess
+    for values, message in (({"epoch": 3}, r"unknown key\(s\) epoch \(did you mean 'epochs'\?\); known keys"),
+                            ({"task": "beat"}, r"task must be one of .*, got 'beat' \(did you mean 'beats'\?\)"),
+                            ({"model": "msresnet1d_bet"}, r"unknown model 'msresnet1d_bet' \(did you mean "
+                                                          "'msresnet1d_beat'")):
+        with pytest.raises(ValueError, match=message):
+            load_config(None, values, check=True)
+
+
+def test_train_names_the_config_file_of_a_bad_data_or_model_option(tmp_path, capsys):
+    """The [data] and [model_kwargs] checks (run before any data is read) name the file, as the
+    checks of the top-level keys do, and suggest the closest option."""
+    for table, message in (("[data]\nfss = 360", r"\[data\] of task 'beats': unknown key\(s\) fss \(did you mean "
+                                                 r"'fs'\?\)"),
+                           ("[model_kwargs]\nkernals = [3, 5]", r"model 'msresnet1d_beat' with \[model_kwargs\] "
+                                                                r".*takes no option 'kernals' \(did you mean "
+                                                                r"'kernels'\?\)"),
+                           ("[data]\nfs = -1", r"\[data\] fs must be a number > 0")):
+        path = tmp_path / "bad.toml"
+        path.write_text(f'task = "beats"\n{table}\n')
+        assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 1
+        assert re.search(f"^error: {re.escape(str(path))}: {message}", capsys.readouterr().err, re.MULTILINE)
+        assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("task, key, value, expected", [
     ("beats", "rr", ["nope"], "true, false or a list of distinct names of"),
     ("beats", "representation", "foo", "'signal' or 'spectrogram'"), ("beats", "scale", -1, r"a number in \[0, 1\)"),

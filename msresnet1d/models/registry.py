@@ -9,6 +9,7 @@ from typing import Callable, TypeVar
 
 from torch import nn
 
+from ..spelling import did_you_mean
 from .base import ResidualNetwork
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -41,7 +42,8 @@ def create_model(name: str, **kwargs) -> ResidualNetwork:
         unknown = sorted(set(kwargs) - model_options(name)) if "unexpected keyword argument" in str(e) else []
         if not unknown:
             raise
-        raise TypeError(f"model {name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
+        raise TypeError(f"model {name!r} takes no option {', '.join(map(repr, unknown))}"
+                        f"{did_you_mean(unknown, model_options(name))}; its options: "
                         f"{', '.join(sorted(model_options(name)))}") from None
     if not isinstance(model, ResidualNetwork):
         raise TypeError(f"model {name!r}: its factory built a {type(model).__name__}, not a "
@@ -52,7 +54,8 @@ def create_model(name: str, **kwargs) -> ResidualNetwork:
 
 def _check_known(name: str) -> None:
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise ValueError(f"unknown model {name!r}{did_you_mean([name], _MODELS)}; available: "
+                         f"{', '.join(list_models())}")
 
 
 def model_options(name: str) -> set[str]:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..spelling import did_you_mean
+
 
 TASKS = ("beats", "rhythm", "fashion_mnist")
 #: Test-time augmentation modes (:func:`msresnet1d.models.tta.with_tta`).
@@ -84,7 +86,8 @@ class TrainConfig:
                    "init": ("kaiming", "xavier"), "tta": TTA_MODES}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise ValueError(f"config: {key} must be one of {allowed}, got {getattr(self, key)!r}")
+                raise ValueError(f"config: {key} must be one of {allowed}, got {getattr(self, key)!r}"
+                                 f"{did_you_mean([getattr(self, key)], allowed)}")
         for key in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"config: {key} must be >= 1, got {getattr(self, key)}")
@@ -116,21 +119,26 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+            raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}{did_you_mean(unknown, known)}; "
+                             f"known keys: {', '.join(sorted(known))}")
         try:
             return cls(**values)
         except ValueError as e:  # the checks say "config: ..."; name where the values came from
             raise ValueError(f"{source}: {str(e).removeprefix('config: ')}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                check: bool = False) -> TrainConfig:
     """Defaults, then the TOML file at ``path`` (or, for a ``.json`` file, a run folder's
     ``config.json``), then ``overrides``: first those of whole keys (a table value,
     ``model_kwargs={...}``, replaces the file's table, e.g. for another model), then, in any
     order, the dotted ``data.x`` and ``model_kwargs.x`` keys, which set one entry of those tables
     (so ``--data-dir``, given as ``data.data_dir``, survives a ``data={...}``), or of a table
     within (``data.spectrogram.size``). Two overrides that set one entry to different values are
-    refused, and so is one whose entry another's table would drop.
+    refused, and so is one whose entry another's table would drop. With ``check``, the
+    ``[data]`` and ``[model_kwargs]`` options are checked too, as ``train`` checks them first
+    (:func:`~msresnet1d.training.run.check_config`, which imports torch), and an error names the
+    file they came from.
 
     Raises:
         FileNotFoundError: ``path`` is not a file.
@@ -186,7 +194,15 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
                              f"{leaf.rpartition('.')[0]}: give that table's entries as dotted keys instead")
     if overrides:
         source = f"{source} and the overrides ({', '.join(overrides)})"
-    return TrainConfig.from_dict(values, source)
+    cfg = TrainConfig.from_dict(values, source)
+    if check:
+        from .run import check_config
+
+        try:
+            check_config(cfg)
+        except ValueError as e:  # its checks say "config: ..." or "[data] ...": name where the values came from
+            raise ValueError(f"{source}: {str(e).removeprefix('config: ')}") from None
+    return cfg
 
 
 _MISSING = object()

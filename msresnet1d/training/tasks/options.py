@@ -9,6 +9,7 @@ import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ...models.layers import is_number, is_whole
+from ...spelling import did_you_mean
 from ..config import TrainConfig
 
 if TYPE_CHECKING:
@@ -238,7 +239,8 @@ def check_data(cfg: TrainConfig) -> None:
 def _options(data: dict[str, Any], defaults: dict[str, Any], task: str, table: str = "[data]") -> dict[str, Any]:
     unknown = sorted(set(data) - set(defaults))
     if unknown:
-        raise ValueError(f"{table} of task {task!r}: unknown key(s) {', '.join(unknown)}; "
+        raise ValueError(f"{table} of task {task!r}: unknown key(s) {', '.join(unknown)}"
+                         f"{did_you_mean(unknown, defaults)}; "
                          f"known: {', '.join(sorted(defaults))}")
     return {**defaults, **data}
 
