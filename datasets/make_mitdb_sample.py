@@ -1,10 +1,14 @@
 """Cut the embedded MIT-BIH sample (datasets/mitdb-sample) from the full database.
 
-For every non-paced record (44 of 48), keep the first ``--minutes`` minutes: the signals in their
+The source must be a complete mitdb 1.0.0 whose 144 record files match PhysioNet's published
+SHA-256 (``msresnet1d/data/checksums/mitdb.sha256``): an edited copy is refused. For every
+non-paced record (44 of 48), keep the first ``--minutes`` minutes: the signals in their
 original format (212), rate (360 Hz) and leads, written with ``wfdb.wrsamp``, and the reference
 annotations (``.atr``) that fall inside that span, written with ``wfdb.wrann``. Every record is
 read back and compared with the source before the sample is moved into place, and
-``SHA256SUMS.txt`` is written for the data files.
+``SHA256SUMS.txt`` is written for the data files. The sample's ``PROVENANCE.md`` (source,
+license, citations: ODC-By 1.0 asks for the notice to go with a derived database) is copied
+into it, with a note at the top when ``--minutes`` is not the 3 it describes.
 
 Usage:
     python datasets/make_mitdb_sample.py --source /path/to/mitdb [--minutes 3] [--out datasets/mitdb-sample]
@@ -23,11 +27,15 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from msresnet1d.data.locate import list_records
+from msresnet1d.data.errors import DataError
+from msresnet1d.data.locate import expected_checksums, list_records, verify_checksums
 from msresnet1d.data.splits import PACED_RECORDS
 
 log = logging.getLogger("make_mitdb_sample")
 
+#: The shipped sample's notice: what it is cut from, its license and the citations.
+PROVENANCE = Path(__file__).resolve().parent / "mitdb-sample" / "PROVENANCE.md"
+DEFAULT_MINUTES = 3.0
 ANNOTATOR = "atr"
 ANNOTATION_FIELDS = ("sample", "symbol", "subtype", "chan", "num", "aux_note")
 HEADER_FIELDS = ("fs", "sig_name", "fmt", "adc_gain", "baseline", "units", "adc_res", "adc_zero", "comments")
@@ -96,7 +104,8 @@ def write_checksums(folder: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, required=True, help="folder of the full MIT-BIH database")
-    parser.add_argument("--minutes", type=float, default=3.0, help="minutes kept from the start of each record")
+    parser.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
+                        help="minutes kept from the start of each record")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "mitdb-sample")
     parser.add_argument("--force", action="store_true", help="replace an existing --out folder")
     args = parser.parse_args(argv)
@@ -104,6 +113,14 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.out.exists() and not args.force:
         parser.error(f"{args.out} exists; pass --force to replace it")
+    try:
+        verify_checksums(args.source, expected_checksums("mitdb"))
+    except DataError as e:
+        parser.error(f"--source: {e}: the sample is cut from an unedited mitdb 1.0.0 only")
+    notice = PROVENANCE.read_text(encoding="utf-8")  # read before --out (this very folder, by default) is replaced
+    if args.minutes != DEFAULT_MINUTES:
+        notice = (f"> This copy was cut with `--minutes {args.minutes:g}`: the span and sizes below describe the "
+                  f"{DEFAULT_MINUTES:g}-minute sample, not it.\n\n{notice}")
     names = [n for n in list_records(args.source) if n not in PACED_RECORDS]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=args.out.parent, prefix=f".{args.out.name}.", suffix=".tmp"))
@@ -113,9 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             cut_record(args.source, name, round(args.minutes * 60 * fs), tmp)
             log.info("record %s: first %g min cut and verified", name, args.minutes)
         (tmp / "RECORDS").write_text("".join(f"{n}\n" for n in names))
-        provenance = args.out / "PROVENANCE.md"
-        if provenance.is_file():
-            shutil.copy2(provenance, tmp / "PROVENANCE.md")
+        (tmp / "PROVENANCE.md").write_text(notice, encoding="utf-8", newline="")
         write_checksums(tmp)
         if args.out.exists():
             shutil.rmtree(args.out)

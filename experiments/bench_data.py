@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         report["cinc2017_rhythm"].update(records=len(arrays), counts=arrays.class_counts())
     report["machine"]["load_average_after"] = load_average()
-    report["provenance"] = provenance(__file__, argv, started)
+    report["provenance"] = provenance(__file__, argv, started, [mitdb] + ([cinc] if cinc else []))
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     machine = report["machine"]
     print(f"load average before/after: {machine['load_average_before']} / {machine['load_average_after']}")

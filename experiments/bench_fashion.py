@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             first = report["sizes"].setdefault(str(size), {}).setdefault(args.modes[0], result)
             result["speed_vs_first_mode"] = round(result["images_per_second"] / first["images_per_second"], 3)
             report["sizes"][str(size)][mode] = result
-            report["provenance"] = provenance(__file__, argv, started)
+            report["provenance"] = provenance(__file__, argv, started, [args.data_dir] if args.data_dir else [])
             write_text(args.out, json.dumps(report, indent=2) + "\n")
             _print_result(result, steps, report["torch_threads"])
     print(f"written to {args.out}")

@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_detection:
         report["detection"] = bench_detection(record, args.repeats)
     report["machine"]["load_average_after"] = load_average()
-    report["provenance"] = provenance(__file__, argv, started)
+    report["provenance"] = provenance(__file__, argv, started, [path.parent])
     print_table(report)
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"written to {args.out}")

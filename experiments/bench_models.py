@@ -872,7 +872,7 @@ def main(argv: list[str] | None = None) -> None:
         worker.close()
     report["machine"]["load_average_after"] = load_average()
     report["wall_time_s"] = round(time.perf_counter() - start, 1)
-    report["provenance"] = provenance(__file__, argv, started)
+    report["provenance"] = provenance(__file__, argv, started, [db_dir] if db_dir else [])
     markdown = render_markdown(report)
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     write_text(args.out.with_suffix(".md"), markdown)

@@ -47,7 +47,7 @@ from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
                                   overrides_or_exit, program_warnings, result_or_exit, results_help, script_parser,
                                   thread_count)
-from msresnet1d.data.rhythm import CINC_CLASSES
+from msresnet1d.data.rhythm import CINC_CLASSES, read_reference
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import (bootstrap_confusions, cinc_score, confusion_matrix, json_safe, per_class,
@@ -69,11 +69,13 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return confusion_matrix(y_true, y_pred, len(CINC_CLASSES))
 
 
-def evaluate(checkpoints: list[Path], splits: list[str], tta: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For each split, its labels (N,) and each checkpoint's class probabilities (M, N, 4), whose
-    mean over M is the ensemble's; the data read and the models loaded once."""
+def evaluate(checkpoints: list[Path], splits: list[str],
+             tta: str | None) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray]]]:
+    """The test records' names, in the order their predictions come, and for each split its labels
+    (N,) and each checkpoint's class probabilities (M, N, 4), whose mean over M is the
+    ensemble's; the data read and the models loaded once."""
     task, members = load_members(checkpoints)
-    return [predict_members(task, members, split, tta) for split in splits]
+    return task.splits["test_names"], [predict_members(task, members, split, tta) for split in splits]
 
 
 def plain_score(y_true: np.ndarray, probabilities: np.ndarray) -> float:
@@ -111,14 +113,16 @@ def interval_line(interval: dict) -> str:
             f"records (drawn with replacement, {interval['draws']:,} times): {low:.3f}-{high:.3f}")
 
 
+def scores(cm: np.ndarray) -> dict:
+    """The CinC score and per-class F1 of a (4, 4) confusion matrix."""
+    f1 = per_class(cm)["f1"]
+    return {"cinc_score": cinc_score(cm, CINC_CLASSES),
+            "f1": {c: float(np.nan_to_num(f1[i])) for i, c in enumerate(CINC_CLASSES)}}
+
+
 def summarise(confusions: list[np.ndarray], val_scores: list[float]) -> dict:
     """Per-fold and pooled CinC scores and per-class F1 from the folds' (4, 4) test confusion
     matrices, with the folds' validation CinC scores."""
-    def scores(cm: np.ndarray) -> dict:
-        f1 = per_class(cm)["f1"]
-        return {"cinc_score": cinc_score(cm, CINC_CLASSES),
-                "f1": {c: float(np.nan_to_num(f1[i])) for i, c in enumerate(CINC_CLASSES)}}
-
     folds, pooled = [scores(cm) for cm in confusions], np.sum(confusions, axis=0)
     values = np.array([f["cinc_score"] for f in folds])
     for fold, val in zip(folds, val_scores):
@@ -128,6 +132,24 @@ def summarise(confusions: list[np.ndarray], val_scores: list[float]) -> dict:
             "val_cinc_score_mean": float(np.mean(val_scores)),
             "pooled": scores(pooled), "pooled_confusion_matrix": pooled.tolist(),
             "pooled_interval": pooled_interval(pooled)}
+
+
+def rescore(predicted: dict[str, str], labels: dict[str, str]) -> dict:
+    """The pooled scores (:func:`scores`), confusion matrix and interval of recorded test
+    predictions (record -> class) against other labels of the same records (record -> class:
+    another version of ``REFERENCE.csv``, say).
+
+    Raises:
+        ValueError: a record predicted has no label there.
+    """
+    missing = sorted(set(predicted) - set(labels))
+    if missing:
+        raise ValueError(f"no label for {len(missing)} of the {len(predicted)} records predicted "
+                         f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})")
+    index = {c: i for i, c in enumerate(CINC_CLASSES)}
+    cm = confusion(np.array([index[labels[name]] for name in predicted]),
+                   np.array([index[c] for c in predicted.values()]))
+    return {**scores(cm), "confusion_matrix": cm.tolist(), "interval": pooled_interval(cm)}
 
 
 def table(summary: dict) -> str:
@@ -180,7 +202,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--replot", type=Path, metavar="RESULT.json",
                         help="only draw the confusion PNG of a recorded result again and print its pooled score's "
                              "interval over the records (no data, no runs)")
+    parser.add_argument("--rescore", nargs=2, metavar=("RESULT.json", "LABELS_DIR"),
+                        help="only score a recorded result's test predictions (results recorded from 2026-12-07 on) "
+                             "against the REFERENCE.csv in LABELS_DIR: other labels of the same records, such as "
+                             "another version of them (no data, no runs)")
     args = parser.parse_args(argv)
+    if args.rescore:
+        path, labels_dir = Path(args.rescore[0]), args.rescore[1]
+        report = result_or_exit(parser, path, lambda r: r["test_predictions"].items(), "--rescore")
+        try:
+            found = rescore(report["test_predictions"], read_reference(labels_dir))
+        except ValueError as e:  # DataError too: a bad or missing REFERENCE.csv
+            parser.error(f"--rescore {labels_dir}: {e}")
+        labels = Path(labels_dir) / "REFERENCE.csv"
+        print(f"{path} rescored against {labels}: pooled CinC score {found['cinc_score']:.4f} (recorded "
+              f"{report['summary']['pooled']['cinc_score']:.4f}); F1 "
+              + ", ".join(f"{c} {f:.3f}" for c, f in found["f1"].items()) + "\n" + interval_line(found["interval"]))
+        return found
     if args.replot:
         report = result_or_exit(parser, args.replot, lambda r: (r["summary"]["pooled_confusion_matrix"],
                                                                 len(r["summary"]["folds"])))
@@ -201,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
         **overrides, "threads": args.threads, "seed": seed, "data.folds": args.folds, "data.fold": k,
         "data.split_seed": args.split_seed, "data.data_dir": str(db_dir)}, run_dir=run_dir)
         for (k, seed), run_dir in run_dirs.items()}  # every one checked before the first trains
-    confusions, val_scores, seed_val_scores, runs, fitted = [], [], [], [], []
+    confusions, val_scores, seed_val_scores, runs, fitted, predicted = [], [], [], [], [], {}
     for k in folds:
         checkpoints = []
         for seed in args.seeds:
@@ -215,16 +253,18 @@ def main(argv: list[str] | None = None) -> dict:
                          "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
         if args.only:
             continue
-        (y_val, val_members), (y_test, test_members) = evaluate(checkpoints, ["val", "test"], args.tta)
+        names, ((y_val, val_members), (y_test, test_members)) = evaluate(checkpoints, ["val", "test"], args.tta)
         p_val, p_test = val_members.mean(axis=0), test_members.mean(axis=0)
         val_scores.append(plain_score(y_val, p_val))
         if args.offsets:
             offsets = fit_class_offsets(p_val, y_val, score)
             fitted.append({"offsets": dict(zip(CINC_CLASSES, offsets.tolist())),
                            "val_cinc_score_cross_fitted": cross_fitted_score(y_val, p_val, args.split_seed)})
-            confusions.append(confusion(y_test, predict_with_offsets(p_test, offsets)))
+            y_pred = predict_with_offsets(p_test, offsets)
         else:
-            confusions.append(confusion(y_test, p_test.argmax(axis=1)))
+            y_pred = p_test.argmax(axis=1)
+        confusions.append(confusion(y_test, y_pred))
+        predicted |= {name: CINC_CLASSES[c] for name, c in zip(names, y_pred)}
         if len(checkpoints) > 1:  # each seed alone, on validation: what the ensemble adds
             seed_val_scores.append([plain_score(y_val, p) for p in val_members])
     if args.only:
@@ -251,7 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = json_safe({"config": cfg.to_dict() | {"seed": args.seeds, "data": {**cfg.data, "fold": "each"}},
                         "tta": args.tta or cfg.tta, "checkpoint": args.checkpoint, "offsets": args.offsets,
                         "runs": runs, "summary": summary, "table_markdown": text,
-                        "provenance": provenance(__file__, argv, started)})
+                        "test_predictions": dict(sorted(predicted.items())),
+                        "provenance": provenance(__file__, argv, started, [db_dir])})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     plot_pooled(report, Path(args.out))
     return report

@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out, suite, base, configs = args.out, SUITES[args.suite], BASE_CONFIGS[args.suite], args.configs
     seeds = list(configs)
     first = configs[seeds[0]]
+    db_dir = first[args.models[0]].data["data_dir"]  # the database every run reads (parse_args checked it)
     profiles = {name: profile(cfg) for name, cfg in first.items()}  # the seed changes neither
     used_seeds = [c[args.models[0]].seed for c in configs.values()]
     report: dict[str, Any] = {
@@ -367,7 +368,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 report["runs"][name] = record
             report["load_average_end"] = load_average()
-            report["provenance"] = provenance(__file__, argv, started)
+            report["provenance"] = provenance(__file__, argv, started, [db_dir])
             write_text(partial_path(args.json), json.dumps(json_safe(report), indent=2) + "\n")
     if args.checkpoint == "last":  # the last epoch's weights, whichever epoch the runs selected
         for name in args.models:
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"({sum(splits['test_beats'].values())} beats); {report['epochs']} epochs, {seed_text}, "
           f"{args.threads} thread(s); load average {report['load_average_start']} -> {report['load_average_end']}")
     report["table_markdown"] = comparison_table(report["runs"])
-    report["provenance"] = provenance(__file__, argv, started)
+    report["provenance"] = provenance(__file__, argv, started, [db_dir])
     write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
     partial_path(args.json).unlink(missing_ok=True)
     print(report["table_markdown"])

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     write_text(args.out, json.dumps({"what": __doc__.split("\n\n")[0], "database": str(mitdb),
                                      "off_samples": OFF_SAMPLES, "missed_s": MISSED_S, "records": per_record,
                                      "pooled": total, "seconds": round(seconds, 1),
-                                     "provenance": provenance(__file__, argv, started)}, indent=1) + "\n")
+                                     "provenance": provenance(__file__, argv, started, [mitdb])}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = json_safe({"config": base.to_dict() | {"seed": args.seeds}, "folds": folds,
                         "fold_beats": [beats.from_records(f).class_counts() for f in folds], "baseline": baseline,
                         "min_gain": MIN_GAIN, "variants": results, "table_markdown": text,
-                        "per_record": by_record, "provenance": provenance(__file__, argv, started)})
+                        "per_record": by_record, "provenance": provenance(__file__, argv, started, [db_dir])})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     plot_report(report, args.out.with_suffix(".png"))
     return report

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": args.runs, "variant": args.variant,
                         "folds": folds, "rr_columns": [RR_FEATURES[i] for i in columns], "baseline": baseline,
                         "variants": results, "table_markdown": text,
-                        "provenance": provenance(__file__, argv, started)})
+                        "provenance": provenance(__file__, argv, started, [db_dir])})
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     return report
 

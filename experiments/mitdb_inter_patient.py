@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                                                "summary_percent": summary, "ensemble_percent": ensemble_percent,
                                                "record_interval_percent": {"of": what, **tested["record_interval"]},
                                                "published_percent": PUBLISHED, "table_markdown": text,
-                                               "provenance": provenance(__file__, argv, started)}),
+                                               "provenance": provenance(__file__, argv, started, [db_dir])}),
                                     indent=2) + "\n")
 
 

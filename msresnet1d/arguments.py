@@ -157,17 +157,20 @@ def output_or_exit(parser: argparse.ArgumentParser, path: str | Path, flag: str 
         parser.error(str(e))
 
 
-def result_or_exit(parser: argparse.ArgumentParser, path: Path, check: Callable[[Any], object]) -> dict:
-    """The recorded result (JSON) at ``path`` that ``--replot`` draws again, or ``parser.error``
-    when it cannot be read or ``check(result)`` fails (reading the keys the drawing needs, it
-    raises KeyError, TypeError...): the file is not a result of this script."""
+def result_or_exit(parser: argparse.ArgumentParser, path: Path, check: Callable[[Any], object],
+                   flag: str = "--replot") -> dict:
+    """The recorded result (JSON) at ``path`` that ``--replot`` (or another ``flag``) reads again,
+    or ``parser.error`` when it cannot be read or ``check(result)`` fails (reading the keys the
+    flag needs, it raises KeyError, TypeError...): the file is not a result of this script, or
+    one recorded before it held them."""
     import json
 
     try:
         result = json.loads(Path(path).read_text(encoding="utf-8"))
         check(result)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-        parser.error(f"--replot {path}: not a result of this script ({type(e).__name__}: {e})")
+        parser.error(f"{flag} {path}: not a result of this script, or one recorded before it held what {flag} "
+                     f"reads ({type(e).__name__}: {e})")
     return result
 
 

@@ -86,6 +86,9 @@ def test_a_set_data_variable_never_falls_back_to_the_sample(isolated, tmp_path, 
                                             rf"MSRESNET1D_DATA is unset.*Or download it \(into "
                                             rf"{re.escape(str(env / 'mitdb'))}, where it is found\)"):
             find_database("mitdb")
+    with pytest.raises(DataError, match="holds no 'cinc2017/' of WFDB records\\. ") as error:  # no sample to mention
+        find_database("cinc2017")
+    assert "embedded sample" not in str(error.value)
     monkeypatch.setenv("MSRESNET1D_DATA", str(tmp_path / "data"))
     assert find_database("mitdb") == tmp_path / "data" / "mitdb"
 

@@ -60,3 +60,29 @@ def test_sample_beat_counts_equal_the_full_records_over_the_same_span(mitdb_dir,
 def test_counts_documented_in_provenance_are_current(sample_beats):
     assert sample_beats.from_records(DS1).class_counts() == {"N": 4729, "S": 18, "V": 370, "F": 47, "Q": 0}
     assert sample_beats.from_records(DS2).class_counts() == {"N": 4393, "S": 133, "V": 329, "F": 43, "Q": 0}
+
+
+def test_the_sample_is_cut_again_byte_for_byte_from_an_unedited_database_only(mitdb_dir, tmp_path):
+    """datasets/make_mitdb_sample.py rebuilds every file of the shipped sample (its notice
+    included), and refuses a source whose files differ from PhysioNet's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_mitdb_sample", SAMPLE.parent / "make_mitdb_sample.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--source", str(mitdb_dir), "--out", str(tmp_path / "cut")])
+    shipped = sorted(path.name for path in SAMPLE.iterdir())
+    assert sorted(path.name for path in (tmp_path / "cut").iterdir()) == shipped
+    for name in shipped:
+        assert (tmp_path / "cut" / name).read_bytes() == (SAMPLE / name).read_bytes(), name
+    script.main(["--source", str(mitdb_dir), "--out", str(tmp_path / "short"), "--minutes", "0.5"])
+    assert (tmp_path / "short" / "PROVENANCE.md").read_text().startswith("> This copy was cut with `--minutes 0.5`")
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    for path in mitdb_dir.iterdir():
+        (edited / path.name).symlink_to(path)
+    (edited / "100.hea").unlink()
+    (edited / "100.hea").write_text((mitdb_dir / "100.hea").read_text().replace(" 360 ", " 250 ", 1))
+    with pytest.raises(SystemExit):
+        script.main(["--source", str(edited), "--out", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad").exists()

@@ -23,6 +23,7 @@ from msresnet1d.data.rhythm import CINC_CLASSES
 from msresnet1d.models import count_flops, count_parameters, create_model
 from msresnet1d.training.metrics import confusion_matrix, per_class
 from msresnet1d.training.offsets import predict_with_offsets
+from msresnet1d.training.provenance import data_digest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "mitdb-sample"
@@ -95,6 +96,7 @@ def test_detect_offsets_measures_where_the_detector_puts_each_class(tmp_path, ca
     assert found["pooled"]["V"]["beats"] == sum(found["records"][r]["V"]["beats"] for r in ("119", "208"))
     assert "all: V 146 beats, 53 missed" in capsys.readouterr().out
     assert found["provenance"]["command"][:3] == ["experiments/detect_offsets.py", "--data-dir", str(SAMPLE)]
+    assert found["provenance"]["data"] == [data_digest(SAMPLE)]  # the records read, named by their digest
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +233,24 @@ def test_a_results_provenance_names_the_command_code_versions_and_cpu():
     assert found["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and found["cpus_usable"] >= 1
     assert found["wall_s"] >= 3 and found["started_utc"] < found["finished_utc"]
     assert {key: found[key] for key in ("commit", "uncommitted_changes")} == git_commit()
+
+
+def test_the_data_digest_changes_with_a_data_file_not_with_notes_beside_it(tmp_path):
+    folder = tmp_path / "db"
+    (folder / "A00").mkdir(parents=True)
+    for name, text in (("A00/A00001.hea", "A00001 1 300 9000"), ("A00/A00001.mat", "signal"),
+                       ("REFERENCE.csv", "A00001,N\n")):
+        (folder / name).write_text(text)
+    first = data_digest(folder)
+    assert (first["path"], first["files"], first["bytes"]) == (str(folder.resolve()), 3, 32)
+    (folder / "PROVENANCE.md").write_text("notes")  # not data: the digest stays
+    (folder / "RECORDS").write_text("A00/A00001\n")
+    assert data_digest(folder) == first
+    (folder / "REFERENCE.csv").write_text("A00001,A\n")  # other labels
+    assert data_digest(folder)["sha256"] != first["sha256"]
+    (folder / "REFERENCE.csv").write_text("A00001,N\n")
+    (folder / "A00" / "A00001.mat").rename(folder / "A00" / "A00002.mat")  # the same bytes under another name
+    assert data_digest(folder)["sha256"] != first["sha256"]
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -655,6 +675,27 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
         with pytest.raises(SystemExit):
             cv.main(["--replot", str(tmp_path / "not_cv.json")])
         assert "not_cv.json: not a result of this script" in capsys.readouterr().err
+    # every record's test prediction is recorded: --rescore scores them against other labels of the same records
+    assert sorted(report["test_predictions"]) == sorted(tested)
+    labels = dict(row.split(",") for row in (tiny_cinc / "REFERENCE.csv").read_text().splitlines())
+    again = cv.main(["--rescore", str(out), str(tiny_cinc)])  # the labels it was scored with: the same figures
+    assert again["confusion_matrix"] == pooled.tolist()
+    assert again["cinc_score"] == report["summary"]["pooled"]["cinc_score"]
+    assert f"rescored against {tiny_cinc / 'REFERENCE.csv'}: pooled CinC score" in capsys.readouterr().out
+    relabelled = tmp_path / "relabelled"
+    relabelled.mkdir()
+    first_n = next(name for name, label in labels.items() if label == "N")
+    (relabelled / "REFERENCE.csv").write_text("".join(f"{n},{'A' if n == first_n else c}\n" for n, c in labels.items()))
+    moved = np.array(cv.main(["--rescore", str(out), str(relabelled)])["confusion_matrix"])
+    assert moved.sum(axis=1).tolist() == [9, 11, 10, 10] and (moved.sum(axis=0) == pooled.sum(axis=0)).all()
+    (relabelled / "REFERENCE.csv").write_text(f"{first_n},N\n")
+    for bad, message in (([str(out), str(relabelled)], "no label for 39 of the 40 records predicted"),
+                         ([str(tmp_path / "not_cv.json"), str(tiny_cinc)], "not_cv.json: not a result of this script, "
+                                                                            "or one recorded before it held what"),
+                         ([str(out), str(tmp_path)], "file REFERENCE.csv is missing")):
+        with pytest.raises(SystemExit):
+            cv.main(["--rescore", *bad])
+        assert message in capsys.readouterr().err
     for bad, message in ((["--seeds", "0", "0"], "--seeds: each seed once"), (["--set", "foo=1"], "unknown key(s) foo"),
                          (["--threads", "x"], "'x': torch threads"), (["--data-dir", str(SAMPLE)], "not REFERENCE.csv")):
         with pytest.raises(SystemExit):
@@ -694,7 +735,7 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     for k, (fold, plain) in enumerate(zip(fitted["summary"]["folds"], report["summary"]["folds"]), start=1):
         assert fold["offsets"]["N"] == 0 and list(fold["offsets"]) == list(CINC_CLASSES)
         assert 0 <= fold["val_cinc_score_cross_fitted"] <= 1 and fold["val_cinc_score"] == plain["val_cinc_score"]
-        [(y_test, members)] = cv.evaluate([runs / "seed0" / f"fold{k}" / "checkpoints" / "best.pt"], ["test"], None)
+        _, [(y_test, members)] = cv.evaluate([runs / "seed0" / f"fold{k}" / "checkpoints" / "best.pt"], ["test"], None)
         pooled += cv.confusion(y_test, predict_with_offsets(members[0], np.array(list(fold["offsets"].values()))))
     assert fitted["offsets"] and fitted["summary"]["pooled_confusion_matrix"] == pooled.tolist()
 

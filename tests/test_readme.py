@@ -17,14 +17,15 @@ def python_blocks() -> list[str]:
 
 def test_the_readme_has_the_examples_this_file_runs():
     blocks = python_blocks()
-    assert len(blocks) == 3, "a Python example was added to or removed from the README: run it here too"
+    assert len(blocks) == 4, "a Python example was added to or removed from the README: run it here too"
     assert "create_model" in blocks[0] and "fuse_batchnorm" in blocks[1] and "GridSearchCV" in blocks[2]
+    assert "resnet18_d2l" in blocks[3]
 
 
 def test_model_examples_run_and_give_the_shapes_in_their_comments(capsys):
     torch.manual_seed(0)
     namespace: dict = {}
-    first, second, _ = python_blocks()
+    first, second, *_ = python_blocks()
     exec(compile(first, "README.md (model example)", "exec"), namespace)
     checked = 0
     for line in first.splitlines():
@@ -53,3 +54,12 @@ def test_scikit_learn_example_runs_on_beats_grouped_by_record():
     assert search.n_splits_ == 3 and len(search.cv_results_["params"]) == 2  # both fusions, 3 folds of records
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()  # every fit and score ran
     assert search.best_estimator_.named_steps["clf"].model_.num_classes == 3
+
+
+def test_the_textbook_network_example_prints_d2ls_shapes(capsys):
+    exec(compile(python_blocks()[3], "README.md (textbook network)", "exec"), {})
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    for layer, shape in (("stem", "(1, 64, 24, 24)"), ("stages.0", "(1, 64, 24, 24)"), ("stages.1", "(1, 128, 12, 12)"),
+                         ("stages.2", "(1, 256, 6, 6)"), ("stages.3", "(1, 512, 3, 3)"), ("fc", "(1, 10)")):
+        assert shape in rows[layer], rows[layer]
+    assert rows["total"].split()[-1] == "11,178,378"

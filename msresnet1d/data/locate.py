@@ -173,10 +173,12 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
     if env:
         hint = (f" ({env} looks like the database folder itself: set {DATA_ENV} to the folder holding it)"
                 if Path(env).name == name else "")
+        sample_note = (f"; the embedded sample is used only when {DATA_ENV} is unset" if name in EMBEDDED_SAMPLES
+                       else "")
         raise DataError(
             f"database '{name}' not found (looked in {', '.join(map(str, candidates))}). {DATA_ENV} is set to "
-            f"{env}, which holds no '{name}/' of WFDB records{hint}; the embedded sample is used only when "
-            f"{DATA_ENV} is unset. " + _how_to_supply(name, data_home() / name) + _how_to_download(name)
+            f"{env}, which holds no '{name}/' of WFDB records{hint}{sample_note}. "
+            + _how_to_supply(name, data_home() / name) + _how_to_download(name)
         )
     sample = embedded_sample(name)
     if sample is not None:

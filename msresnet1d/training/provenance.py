@@ -9,6 +9,7 @@ AVX-512 one. ``cpu_capability`` says which a result came from.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import subprocess
@@ -65,12 +66,34 @@ def git_commit(package: Path = PACKAGE) -> dict[str, Any]:
     return {"commit": commit, "uncommitted_changes": None if changes is None else bool(changes)}
 
 
-def provenance(script: str | Path, argv: Sequence[str] | None, started: float) -> dict[str, Any]:
+#: The files that hold a database's data: WFDB headers, signals and annotations, label tables
+#: (CinC 2017's ``REFERENCE.csv``) and IDX archives (Fashion-MNIST); not its notes or file lists.
+DATA_SUFFIXES = (".hea", ".dat", ".atr", ".mat", ".csv", ".gz")
+
+
+def data_digest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Which data a result was computed on: ``folder`` (absolute), and the number, bytes and a
+    SHA-256 of its data files (:data:`DATA_SUFFIXES`, in subfolders too), over their relative
+    names, sorted, and contents. Two folders with the same digest hold the same records and
+    labels, whatever notes lie beside them; a data file added, removed or changed (a
+    ``REFERENCE.csv`` of other labels, say) changes it."""
+    folder = Path(folder).resolve()
+    files = sorted(path for path in folder.rglob("*") if path.suffix in DATA_SUFFIXES and path.is_file())
+    digest, size = hashlib.sha256(), 0
+    for path in files:
+        content = path.read_bytes()
+        size += len(content)
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{hashlib.sha256(content).hexdigest()}\n".encode())
+    return {"path": str(folder), "files": len(files), "bytes": size, "sha256": digest.hexdigest()}
+
+
+def provenance(script: str | Path, argv: Sequence[str] | None, started: float,
+               data: Sequence[str | os.PathLike[str]] = ()) -> dict[str, Any]:
     """The command (``script``'s name under ``experiments/`` and its arguments: ``argv``, or the
     command line's when None), the git commit of the package's checkout (:func:`git_commit`) and
-    its source hash, the Python, torch and numpy versions, the CPU, and the start (``started``:
-    seconds since the epoch, ``time.time()``), end and wall time of the program in seconds, for a
-    result's JSON."""
+    its source hash, the Python, torch and numpy versions, the CPU, the data folders read
+    (``data``, each as :func:`data_digest` gives it), and the start (``started``: seconds since the
+    epoch, ``time.time()``), end and wall time of the program in seconds, for a result's JSON."""
     def utc(seconds: float) -> str:
         return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
 
@@ -78,5 +101,6 @@ def provenance(script: str | Path, argv: Sequence[str] | None, started: float) -
     return {"command": [f"experiments/{Path(script).name}", *(sys.argv[1:] if argv is None else argv)],
             **git_commit(), "code": code_version(), "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpus_usable": usable_cpus(), "started_utc": utc(started), "finished_utc": utc(now),
+            "cpus_usable": usable_cpus(), "data": [data_digest(folder) for folder in data],
+            "started_utc": utc(started), "finished_utc": utc(now),
             "wall_s": round(now - started, 1)}
