@@ -21,6 +21,8 @@ Invalid samples, explicitly:
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from fractions import Fraction
@@ -37,6 +39,18 @@ _IQR_OF_NORMAL = 1.3489795
 #: A spread at most this fraction of the reference signal's largest magnitude counts as zero: the
 #: band-pass leaves float rounding noise of ~1e-13 of a flat input's magnitude.
 _NEGLIGIBLE_SPREAD = 1e-9
+
+
+def check_rates(function: str, **rates: float) -> None:
+    """Raise ValueError, naming ``function``, unless every rate given as ``name=value`` (Hz) is a
+    finite number > 0 (TypeError for one that is not a real number)."""
+    for name, value in rates.items():
+        if not isinstance(value, numbers.Real):
+            raise TypeError(f"{function}: {name} must be a number (Hz), got {type(value).__name__} {value!r}")
+    if not all(0 < value < math.inf for value in rates.values()):
+        got = ", ".join(f"{name}={value} Hz" for name, value in rates.items())
+        raise ValueError(f"{function}: {'rates' if len(rates) > 1 else 'the rate'} must be finite and positive, "
+                         f"got {got}")
 
 
 def shown_leads(leads: Sequence[str]) -> str:
@@ -96,7 +110,12 @@ def fill_nan(x: np.ndarray) -> np.ndarray:
 
 def flat_mask(x: np.ndarray, fs: float, min_seconds: float = 1.0) -> np.ndarray:
     """Boolean (..., L): True on samples inside runs of at least ``min_seconds`` (at ``fs`` Hz)
-    over which the value stays exactly the same (digitised data repeats exactly when flat)."""
+    over which the value stays exactly the same (digitised data repeats exactly when flat).
+
+    Raises:
+        ValueError: ``fs`` not a finite rate > 0 (at 0 Hz every repeat would count as flat).
+    """
+    check_rates("flat_mask", fs=fs)
     min_run = max(2, round(min_seconds * fs))
     x = np.asarray(x)
     mask = np.zeros(x.shape, dtype=bool)
@@ -136,6 +155,10 @@ def bandpass(
 
     Returns:
         Filtered float64 (..., L), no phase shift (beat peaks stay where they are).
+
+    Raises:
+        ValueError: ``fs`` not a finite rate > 0, corners :func:`check_band` refuses, or a signal
+            too short for the filter.
     """
     check_band(fs, low, high)
     sos = _butterworth(order, low, high, fs)
@@ -155,8 +178,10 @@ def canonical_band(band: Sequence[float | None] | None) -> tuple[float | None, f
 
 
 def check_band(fs: float, low: float | None, high: float | None) -> None:
-    """Raise ValueError unless (``low``, ``high``) Hz are band-pass corners :func:`bandpass` can
-    design at ``fs`` Hz: at least one given, each strictly between 0 and fs/2, low below high."""
+    """Raise ValueError unless ``fs`` is a finite rate > 0 and (``low``, ``high``) Hz are
+    band-pass corners :func:`bandpass` can design at ``fs`` Hz: at least one given, each strictly
+    between 0 and fs/2, low below high."""
+    check_rates("bandpass", fs=fs)
     nyquist = fs / 2
     if low is None and high is None:
         raise ValueError("bandpass: give at least one of low and high (Hz)")
@@ -183,9 +208,12 @@ def resample(x: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     (polyphase, anti-aliased). The ratio up/down is taken from the rates' decimal values, as the
     nearest fraction whose denominator is at most 10,000 (360 -> 250 Hz is exactly 25/36).
     Output length: ``ceil(L * up / down)``, which is ``ceil(L * target_fs / fs)`` whenever that
-    fraction is exact (not for 360 -> 100.00001 Hz, read as 5/18)."""
-    if fs <= 0 or target_fs <= 0:
-        raise ValueError(f"resample: rates must be positive, got fs={fs} Hz, target_fs={target_fs} Hz")
+    fraction is exact (not for 360 -> 100.00001 Hz, read as 5/18).
+
+    Raises:
+        ValueError: ``fs`` or ``target_fs`` not a finite rate > 0.
+    """
+    check_rates("resample", fs=fs, target_fs=target_fs)
     ratio = (Fraction(str(target_fs)) / Fraction(str(fs))).limit_denominator(10_000)
     if ratio == 1:
         return np.array(x, dtype=np.float64)
@@ -268,7 +296,14 @@ def preprocess_signal(
 
     Returns:
         float32 (..., L') with ``L' = ceil(L * target_fs / fs)`` (as :func:`resample` says).
+
+    Raises:
+        ValueError: ``x`` without a sample axis (0-d), ``fs`` or ``target_fs`` not a finite rate
+            > 0, or the errors of :func:`bandpass` and :func:`normalize`.
     """
+    if np.ndim(x) == 0:
+        raise ValueError(f"preprocess_signal: x must be (C, L) or (..., L) samples, got shape {np.shape(x)}")
+    check_rates("preprocess_signal", fs=fs, **({} if target_fs is None else {"target_fs": target_fs}))
     invalid = np.isnan(x) | flat_mask(x, fs, flat_seconds)
     out = raw = fill_nan(x)
     if band is not None:
