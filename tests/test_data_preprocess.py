@@ -46,6 +46,16 @@ def test_resample_works_on_any_leading_shape():
         resample(x, 500, 0)
 
 
+@pytest.mark.parametrize("target", [360.0, 180.0])  # the same rate copies, another one filters
+def test_resample_keeps_float32_and_gives_float64_otherwise_whatever_the_rates(target):
+    x = sine(5.0, 360.0, 1.0)
+    assert resample(x.astype(np.float32), 360.0, target).dtype == np.float32
+    assert resample(x, 360.0, target).dtype == np.float64
+    assert resample((100 * x).astype(np.int16), 360.0, target).dtype == np.float64
+    resample(x, 360.0, target)[0, 0] = 5.0
+    assert x[0, 0] != 5.0  # a new array, the input left alone
+
+
 def test_bandpass_removes_baseline_wander_and_keeps_the_band_without_phase_shift():
     fs = 360.0
     wander, ecg_band = 0.8 * sine(0.1, fs, 60.0), sine(10.0, fs, 60.0)

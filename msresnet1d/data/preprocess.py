@@ -208,16 +208,19 @@ def resample(x: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     (polyphase, anti-aliased). The ratio up/down is taken from the rates' decimal values, as the
     nearest fraction whose denominator is at most 10,000 (360 -> 250 Hz is exactly 25/36).
     Output length: ``ceil(L * up / down)``, which is ``ceil(L * target_fs / fs)`` whenever that
-    fraction is exact (not for 360 -> 100.00001 Hz, read as 5/18).
+    fraction is exact (not for 360 -> 100.00001 Hz, read as 5/18). Output type: float32 for
+    float32 ``x``, else float64 (integers too), whatever the rates (``fs == target_fs`` copies).
 
     Raises:
         ValueError: ``fs`` or ``target_fs`` not a finite rate > 0.
     """
     check_rates("resample", fs=fs, target_fs=target_fs)
     ratio = (Fraction(str(target_fs)) / Fraction(str(fs))).limit_denominator(10_000)
+    x = np.asarray(x)
+    dtype = np.float32 if x.dtype == np.float32 else np.float64
     if ratio == 1:
-        return np.array(x, dtype=np.float64)
-    return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+        return x.astype(dtype)
+    return sps.resample_poly(x.astype(dtype, copy=False), ratio.numerator, ratio.denominator, axis=-1)
 
 
 def normalize(
