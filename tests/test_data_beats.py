@@ -206,12 +206,33 @@ def test_beat_positions_move_to_the_nearest_sample_of_the_new_rate():
 
     # 360 -> 250 Hz: 0.69, 1.39, 2.08 and 13.2 samples, rounded (not floored: a beat a sample early), clipped
     np.testing.assert_array_equal(positions_at(np.array([1, 2, 3, 19]), 360, 250, 10), [1, 1, 2, 9])
+    with pytest.raises(ValueError, match=re.escape("positions_at: rates must be finite and positive, got fs=0 Hz, "
+                                                   "target_fs=250 Hz")):
+        positions_at(np.array([1, 2]), 0, 250, 10)
 
 
 def test_beat_windows_pad_with_the_edge_value():
     signal = np.arange(10, dtype=np.float32)[None]
     windows = beat_windows(signal, np.array([0, 5, 9]), -3, 4)
     np.testing.assert_array_equal(windows[:, 0], [[0, 0, 0, 0, 1, 2, 3], [2, 3, 4, 5, 6, 7, 8], [6, 7, 8, 9, 9, 9, 9]])
+    assert beat_windows(signal, [], -3, 4).shape == (0, 1, 7)
+
+
+@pytest.mark.parametrize("signal, centres, start, message", [
+    # a negative centre would index from the end: the window at the signal's end
+    (np.arange(20.0)[None], [-1, 0, 19], -2, "centres must lie in [0, T) = [0, 20) samples, got -1"),
+    (np.arange(20.0)[None], [0, 20], -2, "centres must lie in [0, T) = [0, 20) samples, got 20"),
+    (np.arange(20.0)[None], [1.0, 5.5], -2, "centres must be a 1-D array of whole sample positions (integers), got "
+                                            "float64 of shape (2,)"),
+    (np.arange(20.0)[None], [[1, 5]], -2, "centres must be a 1-D array of whole sample positions (integers), got "
+                                          "int64 of shape (1, 2)"),
+    (np.arange(20.0)[None], [5], 2, "start=2 must be below stop=2 (samples relative to the centre)"),
+    (np.arange(20.0), [5], -2, "signal must be (C, T) = (channels, samples), got shape (20,); for one lead pass "
+                               "signal[None]"),
+])
+def test_beat_windows_refuse_centres_off_the_signal_or_not_whole_and_an_empty_window(signal, centres, start, message):
+    with pytest.raises(ValueError, match=re.escape(f"beat_windows: {message}")):
+        beat_windows(signal, np.array(centres), start, 2)
 
 
 def test_rr_features_by_hand():

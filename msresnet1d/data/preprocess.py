@@ -53,6 +53,13 @@ def check_rates(function: str, **rates: float) -> None:
                          f"got {got}")
 
 
+def check_signal(signal: np.ndarray, function: str) -> None:
+    """Raise ValueError, naming ``function``, unless ``signal`` is 2-D: (C, T), C channels of T samples."""
+    if np.ndim(signal) != 2:
+        hint = "; for one lead pass signal[None]" if np.ndim(signal) == 1 else ""
+        raise ValueError(f"{function}: signal must be (C, T) = (channels, samples), got shape {np.shape(signal)}{hint}")
+
+
 def shown_leads(leads: Sequence[str]) -> str:
     """Lead names for a message, comma-separated; WFDB allows an empty one, shown as ``(unnamed)``."""
     return ", ".join(lead or "(unnamed)" for lead in leads)

@@ -47,6 +47,18 @@ RR_RATIOS: tuple[str, ...] = RR_FEATURES[4:8]
 RR_DEFAULT: tuple[str, ...] = RR_FEATURES[:8]
 
 
+def check_positions(positions: np.ndarray, function: str, name: str) -> np.ndarray:
+    """``positions`` (samples) as a 1-D integer array, (0,) int64 when empty, or a ValueError naming
+    ``function`` and its argument ``name``: sample positions are whole numbers."""
+    positions = np.asarray(positions)
+    if positions.shape == (0,):  # [] is float64 to numpy: no positions, not a wrong type
+        return positions.astype(np.int64)
+    if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
+        raise ValueError(f"{function}: {name} must be a 1-D array of whole sample positions (integers), got "
+                         f"{positions.dtype} of shape {positions.shape}")
+    return positions
+
+
 def rr_columns(selection: bool | Sequence[str], features: Sequence[str] = RR_FEATURES,
                default: Sequence[str] = RR_DEFAULT) -> list[int]:
     """Indices into ``features`` (:data:`RR_FEATURES`, or the rhythm task's
