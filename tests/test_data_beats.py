@@ -277,6 +277,18 @@ def test_rr_features_by_hand():
         rr_features(samples[:1], fs)
 
 
+@pytest.mark.parametrize("samples, fs, message", [
+    ([0, 100, 200], 0.0, "the rate must be finite and positive, got fs=0.0 Hz"),  # was inf, with a warning
+    ([0, 100.5, 200], 100.0, "beat_samples must be a 1-D array of whole sample positions (integers), got float64 "
+                             "of shape (3,)"),  # as mean_rr refuses them
+    ([[0, 100, 200]], 100.0, "beat_samples must be a 1-D array of whole sample positions (integers), got int64 "
+                             "of shape (1, 3)"),  # was numpy's AxisError
+])
+def test_rr_features_refuse_a_rate_that_is_not_positive_and_positions_that_are_not_whole(samples, fs, message):
+    with pytest.raises(ValueError, match=re.escape(f"rr_features: {message}")):
+        rr_features(np.array(samples), fs)
+
+
 def test_rr_column_selection():
     assert rr_columns(True) == list(range(8)) and rr_columns(False) == []  # rr_irregularity by name only
     assert rr_columns(["rr_irregularity"]) == [8]
