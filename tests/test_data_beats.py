@@ -335,6 +335,21 @@ def test_beat_config_rejects_windows_under_one_sample_and_canonicalises_band():
     assert config == BeatConfig(band=[0.5, 40.0]) and config.band == (0.5, 40.0) and type(config.band[1]) is float
     assert dataclasses.asdict(config) == dataclasses.asdict(BeatConfig(band=(0.5, 40.0)))  # the cache key's fields
     assert BeatConfig(band=(None, 40)).band == (None, 40.0) and BeatConfig(band=None).band is None
+    assert BeatConfig(fs=180, band=(0.5, 100)).band == (0.5, 100.0)  # above 90 Hz: filtered at the record's rate
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(normalization="minmax"), ValueError, "normalization must be 'zscore', 'robust' or None, got 'minmax'"),
+    (dict(band=(40, 0.5)), ValueError, "band=(40.0, 0.5): bandpass: low=40.0 Hz must be below high=0.5 Hz"),
+    (dict(band=(0, 40)), ValueError, "band=(0.0, 40.0): bandpass: low=0.0 Hz must be finite and positive"),
+    (dict(fs=float("nan")), ValueError, "the rate must be finite and positive, got fs=nan Hz"),
+    # a bare string was its letters: 'MLII' named a lead twice, 'V5' the leads V and 5
+    (dict(leads="MLII"), TypeError, "leads is a tuple of lead names, e.g. ('MLII',), got the string 'MLII'"),
+    (dict(leads="V5"), TypeError, "leads is a tuple of lead names, e.g. ('V5',), got the string 'V5'"),
+])
+def test_beat_config_refuses_what_would_only_fail_once_a_record_is_read(options, error, message):
+    with pytest.raises(error, match=re.escape(f"BeatConfig: {message}")):
+        BeatConfig(**options)
 
 
 def _requested_records(monkeypatch, db_dir) -> list[str]:

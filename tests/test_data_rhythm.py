@@ -319,3 +319,14 @@ def test_rhythm_config_canonicalises_band_and_rate():  # equal configurations, o
     assert config == RhythmConfig(fs=300.0, band=(0.5, 40.0)) and type(config.band[1]) is float
     assert dataclasses.asdict(config) == dataclasses.asdict(RhythmConfig())
     assert RhythmConfig(band=(None, 40)).band == (None, 40.0) and RhythmConfig(band=None).band is None
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(normalization="minmax"), "normalization must be 'zscore', 'robust' or None, got 'minmax'"),
+    (dict(band=(40, 0.5)), "band=(40.0, 0.5): bandpass: low=40.0 Hz must be below high=0.5 Hz"),
+    (dict(band=(None, None)), "band=(None, None): bandpass: give at least one of low and high (Hz)"),
+    (dict(fs=float("inf")), "the rate must be finite and positive, got fs=inf Hz"),
+])
+def test_rhythm_config_refuses_what_would_only_fail_once_a_record_is_read(options, message):
+    with pytest.raises(ValueError, match=re.escape(f"RhythmConfig: {message}")):
+        RhythmConfig(**options)

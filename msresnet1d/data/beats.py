@@ -34,7 +34,7 @@ from .cache import cache_key, cached
 from .errors import DataError
 from .locate import changed_files, find_database, is_embedded_sample, list_records
 from .parallel import process_map
-from .preprocess import Normalization, canonical_band, check_rates, check_signal
+from .preprocess import Normalization, canonical_band, check_preprocessing, check_rates, check_signal
 from .records import preprocess_record, read_annotations, read_record, record_files, record_label
 from .rr import RR_FEATURES, check_positions, rr_features
 from .splits import DS1, DS2, PACED_RECORDS
@@ -60,6 +60,12 @@ class BeatConfig:
         template_from: which beats the median beat is taken over: ``"all"``, or ``"regular"``
             (those not premature, see :func:`regular_beats`), so that a record where premature
             beats are the majority (MIT-BIH 232) still gets its sinus beat as the template.
+
+    Raises:
+        TypeError: ``leads`` a bare string (give a tuple, e.g. ``("MLII",)``).
+        ValueError: any other attribute out of its range, before a record is read: a repeated
+            lead, an unknown normalisation, corners no rate can filter (each record's own rate,
+            which the filter runs at, is checked when it is read), a window under one sample.
     """
 
     leads: tuple[str, ...] = ("MLII",)
@@ -72,6 +78,9 @@ class BeatConfig:
     template_from: Literal["all", "regular"] = "all"
 
     def __post_init__(self) -> None:
+        if isinstance(self.leads, str):  # a bare string would be its letters, each a lead
+            raise TypeError(f"BeatConfig: leads is a tuple of lead names, e.g. ({self.leads!r},), got the string "
+                            f"{self.leads!r}")
         # canonical types, so that equal configurations give equal cache keys
         object.__setattr__(self, "leads", tuple(self.leads))
         object.__setattr__(self, "fs", float(self.fs))
@@ -79,8 +88,7 @@ class BeatConfig:
         object.__setattr__(self, "band", canonical_band(self.band))
         if not self.window[0] < self.window[1]:
             raise ValueError(f"BeatConfig: window={self.window} s must have start < stop")
-        if self.fs <= 0:
-            raise ValueError(f"BeatConfig: fs={self.fs} Hz must be positive")
+        check_preprocessing("BeatConfig", self.fs, self.band, self.normalization)
         if self.length < 1:
             raise ValueError(f"BeatConfig: window={self.window} s is shorter than one sample at fs={self.fs:g} Hz")
         if not self.leads:

@@ -26,12 +26,14 @@ import numbers
 import warnings
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from scipy import signal as sps
 
 Normalization = Literal["zscore", "robust"]
+#: The :func:`normalize` methods.
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 
 #: Interquartile range of a standard normal: IQR / this estimates the standard deviation.
 _IQR_OF_NORMAL = 1.3489795
@@ -184,20 +186,42 @@ def canonical_band(band: Sequence[float | None] | None) -> tuple[float | None, f
     return None if band is None else tuple(None if f is None else float(f) for f in band)  # type: ignore[return-value]
 
 
-def check_band(fs: float, low: float | None, high: float | None) -> None:
+def check_band(fs: float | None, low: float | None, high: float | None) -> None:
     """Raise ValueError unless ``fs`` is a finite rate > 0 and (``low``, ``high``) Hz are
     band-pass corners :func:`bandpass` can design at ``fs`` Hz: at least one given, each strictly
-    between 0 and fs/2, low below high."""
-    check_rates("bandpass", fs=fs)
-    nyquist = fs / 2
+    between 0 and fs/2, low below high. ``fs`` None: corners some rate can filter (each finite and
+    > 0), as a configuration's band is checked before the rate of a record is known."""
+    if fs is not None:
+        check_rates("bandpass", fs=fs)
+    nyquist = math.inf if fs is None else fs / 2
+    within = "finite and positive" if fs is None else f"between 0 and fs/2={nyquist:g} Hz"
     if low is None and high is None:
         raise ValueError("bandpass: give at least one of low and high (Hz)")
     if low is not None and not 0 < low < nyquist:
-        raise ValueError(f"bandpass: low={low} Hz must be between 0 and fs/2={nyquist:g} Hz")
+        raise ValueError(f"bandpass: low={low} Hz must be {within}")
     if high is not None and not 0 < high < nyquist:
-        raise ValueError(f"bandpass: high={high} Hz must be between 0 and fs/2={nyquist:g} Hz (fs={fs:g})")
+        raise ValueError(f"bandpass: high={high} Hz must be {within}" + ("" if fs is None else f" (fs={fs:g})"))
     if low is not None and high is not None and low >= high:
         raise ValueError(f"bandpass: low={low} Hz must be below high={high} Hz")
+
+
+def check_preprocessing(owner: str, fs: float, band: tuple[float | None, float | None] | None,
+                        normalization: Normalization | None) -> None:
+    """Raise ValueError, naming ``owner`` (a configuration), unless its output rate ``fs`` is finite
+    and > 0, ``band`` is None or (low, high) corners :func:`check_band` accepts at some rate (the
+    filter runs at each record's own rate, checked when the record is read) and ``normalization``
+    is None or one of :data:`NORMALIZATIONS`."""
+    check_rates(owner, fs=fs)
+    if normalization is not None and normalization not in NORMALIZATIONS:
+        raise ValueError(f"{owner}: normalization must be 'zscore', 'robust' or None, got {normalization!r}")
+    if band is None:
+        return
+    if len(band) != 2:
+        raise ValueError(f"{owner}: band must be (low, high) in Hz (either may be None) or None, got {band}")
+    try:
+        check_band(None, *band)
+    except ValueError as e:
+        raise ValueError(f"{owner}: band={band}: {e}") from None
 
 
 @functools.lru_cache(maxsize=32)
@@ -254,7 +278,7 @@ def normalize(
     median (robust) of all its samples.
     """
     x = np.asarray(x, dtype=np.float64)
-    if method not in ("zscore", "robust"):
+    if method not in NORMALIZATIONS:
         raise ValueError(f"normalize: method={method!r}, expected 'zscore' or 'robust'")
     masked = exclude is not None and exclude.any()
     values = np.where(exclude, np.nan, x) if masked else x

@@ -35,7 +35,7 @@ from .cache import cache_key, cached
 from .errors import DataError
 from .locate import find_database, is_record_name, list_records
 from .parallel import process_map
-from .preprocess import Normalization, canonical_band, check_signal
+from .preprocess import Normalization, canonical_band, check_preprocessing, check_signal
 from .records import preprocess_record, read_record, record_files
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ class RhythmConfig:
         fs: output sampling rate in Hz (records at other rates are resampled).
         band: band-pass corners (low, high) in Hz; ``None``: no filter.
         normalization: per-record normalisation (``"zscore"``, ``"robust"`` or ``None``).
+
+    Raises:
+        ValueError: ``fs`` not finite and > 0, an unknown normalisation or corners no rate can
+            filter, before a record is read (each record's own rate is checked when it is read).
     """
 
     lead: str | None = None
@@ -62,10 +66,9 @@ class RhythmConfig:
     normalization: Normalization | None = "zscore"
 
     def __post_init__(self) -> None:
-        if self.fs <= 0:
-            raise ValueError(f"RhythmConfig: fs={self.fs} Hz must be positive")
         object.__setattr__(self, "fs", float(self.fs))  # canonical, for equal cache keys
         object.__setattr__(self, "band", canonical_band(self.band))
+        check_preprocessing("RhythmConfig", self.fs, self.band, self.normalization)
 
 
 @dataclass(frozen=True)
