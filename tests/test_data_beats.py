@@ -206,12 +206,33 @@ def test_beat_positions_move_to_the_nearest_sample_of_the_new_rate():
 
     # 360 -> 250 Hz: 0.69, 1.39, 2.08 and 13.2 samples, rounded (not floored: a beat a sample early), clipped
     np.testing.assert_array_equal(positions_at(np.array([1, 2, 3, 19]), 360, 250, 10), [1, 1, 2, 9])
+    with pytest.raises(ValueError, match=re.escape("positions_at: rates must be finite and positive, got fs=0 Hz, "
+                                                   "target_fs=250 Hz")):
+        positions_at(np.array([1, 2]), 0, 250, 10)
 
 
 def test_beat_windows_pad_with_the_edge_value():
     signal = np.arange(10, dtype=np.float32)[None]
     windows = beat_windows(signal, np.array([0, 5, 9]), -3, 4)
     np.testing.assert_array_equal(windows[:, 0], [[0, 0, 0, 0, 1, 2, 3], [2, 3, 4, 5, 6, 7, 8], [6, 7, 8, 9, 9, 9, 9]])
+    assert beat_windows(signal, [], -3, 4).shape == (0, 1, 7)
+
+
+@pytest.mark.parametrize("signal, centres, start, message", [
+    # a negative centre would index from the end: the window at the signal's end
+    (np.arange(20.0)[None], [-1, 0, 19], -2, "centres must lie in [0, T) = [0, 20) samples, got -1"),
+    (np.arange(20.0)[None], [0, 20], -2, "centres must lie in [0, T) = [0, 20) samples, got 20"),
+    (np.arange(20.0)[None], [1.0, 5.5], -2, "centres must be a 1-D array of whole sample positions (integers), got "
+                                            "float64 of shape (2,)"),
+    (np.arange(20.0)[None], [[1, 5]], -2, "centres must be a 1-D array of whole sample positions (integers), got "
+                                          "int64 of shape (1, 2)"),
+    (np.arange(20.0)[None], [5], 2, "start=2 must be below stop=2 (samples relative to the centre)"),
+    (np.arange(20.0), [5], -2, "signal must be (C, T) = (channels, samples), got shape (20,); for one lead pass "
+                               "signal[None]"),
+])
+def test_beat_windows_refuse_centres_off_the_signal_or_not_whole_and_an_empty_window(signal, centres, start, message):
+    with pytest.raises(ValueError, match=re.escape(f"beat_windows: {message}")):
+        beat_windows(signal, np.array(centres), start, 2)
 
 
 def test_rr_features_by_hand():
@@ -254,6 +275,18 @@ def test_rr_features_by_hand():
     np.testing.assert_array_equal(steady, 0)
     with pytest.raises(ValueError, match="at least 2 beats"):
         rr_features(samples[:1], fs)
+
+
+@pytest.mark.parametrize("samples, fs, message", [
+    ([0, 100, 200], 0.0, "the rate must be finite and positive, got fs=0.0 Hz"),  # was inf, with a warning
+    ([0, 100.5, 200], 100.0, "beat_samples must be a 1-D array of whole sample positions (integers), got float64 "
+                             "of shape (3,)"),  # as mean_rr refuses them
+    ([[0, 100, 200]], 100.0, "beat_samples must be a 1-D array of whole sample positions (integers), got int64 "
+                             "of shape (1, 3)"),  # was numpy's AxisError
+])
+def test_rr_features_refuse_a_rate_that_is_not_positive_and_positions_that_are_not_whole(samples, fs, message):
+    with pytest.raises(ValueError, match=re.escape(f"rr_features: {message}")):
+        rr_features(np.array(samples), fs)
 
 
 def test_rr_column_selection():
@@ -302,6 +335,21 @@ def test_beat_config_rejects_windows_under_one_sample_and_canonicalises_band():
     assert config == BeatConfig(band=[0.5, 40.0]) and config.band == (0.5, 40.0) and type(config.band[1]) is float
     assert dataclasses.asdict(config) == dataclasses.asdict(BeatConfig(band=(0.5, 40.0)))  # the cache key's fields
     assert BeatConfig(band=(None, 40)).band == (None, 40.0) and BeatConfig(band=None).band is None
+    assert BeatConfig(fs=180, band=(0.5, 100)).band == (0.5, 100.0)  # above 90 Hz: filtered at the record's rate
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(normalization="minmax"), ValueError, "normalization must be 'zscore', 'robust' or None, got 'minmax'"),
+    (dict(band=(40, 0.5)), ValueError, "band=(40.0, 0.5): bandpass: low=40.0 Hz must be below high=0.5 Hz"),
+    (dict(band=(0, 40)), ValueError, "band=(0.0, 40.0): bandpass: low=0.0 Hz must be finite and positive"),
+    (dict(fs=float("nan")), ValueError, "the rate must be finite and positive, got fs=nan Hz"),
+    # a bare string was its letters: 'MLII' named a lead twice, 'V5' the leads V and 5
+    (dict(leads="MLII"), TypeError, "leads is a tuple of lead names, e.g. ('MLII',), got the string 'MLII'"),
+    (dict(leads="V5"), TypeError, "leads is a tuple of lead names, e.g. ('V5',), got the string 'V5'"),
+])
+def test_beat_config_refuses_what_would_only_fail_once_a_record_is_read(options, error, message):
+    with pytest.raises(error, match=re.escape(f"BeatConfig: {message}")):
+        BeatConfig(**options)
 
 
 def _requested_records(monkeypatch, db_dir) -> list[str]:

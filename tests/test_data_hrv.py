@@ -1,5 +1,7 @@
 """R-peak detection and the RR-interval statistics of windows (the rhythm task's extra inputs)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -45,6 +47,17 @@ def test_window_statistics_by_hand():
     both = windows_hrv(peaks, np.array([0, 300]), 301, fs=100.0)
     np.testing.assert_array_equal(both[0], window_hrv(peaks[:4], 100.0))
     np.testing.assert_array_equal(both[1], window_hrv(peaks[3:], 100.0))
+
+
+@pytest.mark.parametrize("peaks, fs, message", [
+    ([400, 300, 200, 100], 100.0, "peaks must increase, got peaks[1]=300 after 400"),  # was a mean interval of -1 s
+    ([0, 100, 100, 200], 100.0, "peaks must increase, got peaks[2]=100 after 100"),
+    ([[0, 100, 200, 300]], 100.0, "peaks must be 1-D (P,) sample positions, got shape (1, 4)"),
+    ([0, 100, 200, 300], 0.0, "the rate must be finite and positive, got fs=0.0 Hz"),  # was divide-by-zero
+])
+def test_window_statistics_refuse_peaks_that_do_not_increase_and_a_rate_that_is_not_positive(peaks, fs, message):
+    with pytest.raises(ValueError, match=re.escape(f"window_hrv: {message}")):
+        window_hrv(np.array(peaks), fs)
 
 
 @pytest.mark.parametrize("ecg, fs, message", [

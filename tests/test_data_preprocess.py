@@ -46,6 +46,16 @@ def test_resample_works_on_any_leading_shape():
         resample(x, 500, 0)
 
 
+@pytest.mark.parametrize("target", [360.0, 180.0])  # the same rate copies, another one filters
+def test_resample_keeps_float32_and_gives_float64_otherwise_whatever_the_rates(target):
+    x = sine(5.0, 360.0, 1.0)
+    assert resample(x.astype(np.float32), 360.0, target).dtype == np.float32
+    assert resample(x, 360.0, target).dtype == np.float64
+    assert resample((100 * x).astype(np.int16), 360.0, target).dtype == np.float64
+    resample(x, 360.0, target)[0, 0] = 5.0
+    assert x[0, 0] != 5.0  # a new array, the input left alone
+
+
 def test_bandpass_removes_baseline_wander_and_keeps_the_band_without_phase_shift():
     fs = 360.0
     wander, ecg_band = 0.8 * sine(0.1, fs, 60.0), sine(10.0, fs, 60.0)
@@ -65,6 +75,27 @@ def test_bandpass_rejects_bad_corners_and_short_signals():
         bandpass(x, 250.0, None, None)
     with pytest.raises(ValueError, match="too short"):
         bandpass(x[:, :20], 250.0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: resample(x, math.nan, 180.0), "resample: rates must be finite and positive, got fs=nan Hz, "
+                                             "target_fs=180.0 Hz"),
+    (lambda x: resample(x, 360.0, math.inf), "resample: rates must be finite and positive, got fs=360.0 Hz, "
+                                             "target_fs=inf Hz"),
+    (lambda x: bandpass(x, 0.0), "bandpass: the rate must be finite and positive, got fs=0.0 Hz"),
+    (lambda x: flat_mask(x, 0.0), "flat_mask: the rate must be finite and positive, got fs=0.0 Hz"),
+    (lambda x: preprocess_signal(x, -360.0, band=None), "preprocess_signal: the rate must be finite and positive, "
+                                                        "got fs=-360.0 Hz"),
+    (lambda x: preprocess_signal(x, 360.0, target_fs=math.nan), "preprocess_signal: rates must be finite and "
+                                                                "positive, got fs=360.0 Hz, target_fs=nan Hz"),
+    (lambda x: preprocess_signal(x[0, 0], 360.0), "preprocess_signal: x must be (C, L) or (..., L) samples, "
+                                                  "got shape ()"),
+])
+def test_preprocessing_refuses_rates_that_are_not_finite_and_positive_and_a_signal_without_samples(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(sine(10.0, 360.0, 2.0))
+    with pytest.raises(TypeError, match=re.escape("resample: target_fs must be a number (Hz), got str '180'")):
+        resample(sine(10.0, 360.0, 2.0), 360.0, "180")
 
 
 def test_normalize_per_channel_zscore_and_robust():

@@ -161,6 +161,11 @@ def test_sliding_windows_cover_the_whole_record(synthetic):
     assert sliding_windows(record, 300, 300).shape == (4, 1, 300)  # touching windows are allowed
     with pytest.raises(ValueError, match="hop=301 samples is more than length=300"):
         sliding_windows(record, 300, 301)  # a gap would leave samples out
+    message = "{}: signal must be (C, T) = (channels, samples), got shape (1000,); for one lead pass signal[None]"
+    with pytest.raises(ValueError, match=re.escape(message.format("sliding_windows"))):
+        sliding_windows(record[0], 300, 250)  # was "tuple index out of range"
+    with pytest.raises(ValueError, match=re.escape(message.format("fit_length"))):
+        fit_length(record[0], 300)
 
 
 def test_aggregation_of_window_logits():
@@ -169,6 +174,13 @@ def test_aggregation_of_window_logits():
     torch.testing.assert_close(aggregate_windows(logits, "mean_logit"), torch.tensor([1.0, 2.0]).softmax(-1))
     with pytest.raises(ValueError, match="method='max'"):
         aggregate_windows(logits, "max")
+    message = "aggregate_windows: logits must be (W, K), the class logits of W >= 1 windows, got shape {}"
+    with pytest.raises(ValueError, match=re.escape(message.format("(2,)"))):
+        aggregate_windows(logits[0])  # was a scalar
+    with pytest.raises(ValueError, match=re.escape(message.format("(0, 2)"))):
+        aggregate_windows(logits[:0])  # was NaN
+    with pytest.raises(TypeError, match=re.escape("aggregate_windows: logits must be a torch.Tensor, got ndarray")):
+        aggregate_windows(logits.numpy())
 
 
 def test_predict_records_runs_the_model_on_every_window(synthetic):
@@ -307,3 +319,14 @@ def test_rhythm_config_canonicalises_band_and_rate():  # equal configurations, o
     assert config == RhythmConfig(fs=300.0, band=(0.5, 40.0)) and type(config.band[1]) is float
     assert dataclasses.asdict(config) == dataclasses.asdict(RhythmConfig())
     assert RhythmConfig(band=(None, 40)).band == (None, 40.0) and RhythmConfig(band=None).band is None
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(normalization="minmax"), "normalization must be 'zscore', 'robust' or None, got 'minmax'"),
+    (dict(band=(40, 0.5)), "band=(40.0, 0.5): bandpass: low=40.0 Hz must be below high=0.5 Hz"),
+    (dict(band=(None, None)), "band=(None, None): bandpass: give at least one of low and high (Hz)"),
+    (dict(fs=float("inf")), "the rate must be finite and positive, got fs=inf Hz"),
+])
+def test_rhythm_config_refuses_what_would_only_fail_once_a_record_is_read(options, message):
+    with pytest.raises(ValueError, match=re.escape(f"RhythmConfig: {message}")):
+        RhythmConfig(**options)

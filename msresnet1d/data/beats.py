@@ -34,9 +34,9 @@ from .cache import cache_key, cached
 from .errors import DataError
 from .locate import changed_files, find_database, is_embedded_sample, list_records
 from .parallel import process_map
-from .preprocess import Normalization, canonical_band
+from .preprocess import Normalization, canonical_band, check_preprocessing, check_rates, check_signal
 from .records import preprocess_record, read_annotations, read_record, record_files, record_label
-from .rr import RR_FEATURES, rr_features
+from .rr import RR_FEATURES, check_positions, rr_features
 from .splits import DS1, DS2, PACED_RECORDS
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,12 @@ class BeatConfig:
         template_from: which beats the median beat is taken over: ``"all"``, or ``"regular"``
             (those not premature, see :func:`regular_beats`), so that a record where premature
             beats are the majority (MIT-BIH 232) still gets its sinus beat as the template.
+
+    Raises:
+        TypeError: ``leads`` a bare string (give a tuple, e.g. ``("MLII",)``).
+        ValueError: any other attribute out of its range, before a record is read: a repeated
+            lead, an unknown normalisation, corners no rate can filter (each record's own rate,
+            which the filter runs at, is checked when it is read), a window under one sample.
     """
 
     leads: tuple[str, ...] = ("MLII",)
@@ -72,6 +78,9 @@ class BeatConfig:
     template_from: Literal["all", "regular"] = "all"
 
     def __post_init__(self) -> None:
+        if isinstance(self.leads, str):  # a bare string would be its letters, each a lead
+            raise TypeError(f"BeatConfig: leads is a tuple of lead names, e.g. ({self.leads!r},), got the string "
+                            f"{self.leads!r}")
         # canonical types, so that equal configurations give equal cache keys
         object.__setattr__(self, "leads", tuple(self.leads))
         object.__setattr__(self, "fs", float(self.fs))
@@ -79,8 +88,7 @@ class BeatConfig:
         object.__setattr__(self, "band", canonical_band(self.band))
         if not self.window[0] < self.window[1]:
             raise ValueError(f"BeatConfig: window={self.window} s must have start < stop")
-        if self.fs <= 0:
-            raise ValueError(f"BeatConfig: fs={self.fs} Hz must be positive")
+        check_preprocessing("BeatConfig", self.fs, self.band, self.normalization)
         if self.length < 1:
             raise ValueError(f"BeatConfig: window={self.window} s is shorter than one sample at fs={self.fs:g} Hz")
         if not self.leads:
@@ -158,11 +166,22 @@ def beat_windows(signal: np.ndarray, centres: np.ndarray, start: int, stop: int)
     Returns:
         (N, C, stop - start) array of ``signal``'s dtype: one gather from a sliding-window view of
         the padded signal (no loop, and no (N, stop - start) index array).
+
+    Raises:
+        ValueError: ``signal`` not 2-D, ``centres`` not 1-D integers in [0, T), or ``start >= stop``.
     """
+    check_signal(signal, "beat_windows")
+    centres = check_positions(centres, "beat_windows", "centres")
+    if not start < stop:
+        raise ValueError(f"beat_windows: start={start} must be below stop={stop} (samples relative to the centre)")
+    first, last = (centres.min(), centres.max()) if len(centres) else (0, 0)
+    if first < 0 or last >= signal.shape[1]:
+        raise ValueError(f"beat_windows: centres must lie in [0, T) = [0, {signal.shape[1]}) samples, got "
+                         f"{first if first < 0 else last}")
     before, after = max(0, -start), max(0, stop)
     padded = np.pad(signal, ((0, 0), (before, after)), mode="edge")
     windows = np.lib.stride_tricks.sliding_window_view(padded, stop - start, axis=1)  # (C, T', W), a view
-    return windows[:, np.asarray(centres) + (start + before)].transpose(1, 0, 2)
+    return windows[:, centres + (start + before)].transpose(1, 0, 2)
 
 
 REGULAR_RR_FRACTION = 0.9  # a beat is regular when its previous interval is >= 0.9 x the record's mean
@@ -191,7 +210,9 @@ def median_beat(windows: np.ndarray, rr_prev: np.ndarray | None = None) -> np.nd
 
 def positions_at(samples: np.ndarray, fs: float, target_fs: float, length: int) -> np.ndarray:
     """(B,) int64 sample positions at ``fs`` Hz moved to ``target_fs`` Hz (rounded), clipped to a
-    signal of ``length`` samples: beat centres in a resampled recording."""
+    signal of ``length`` samples: beat centres in a resampled recording. Raises ValueError for a
+    rate that is not finite and > 0."""
+    check_rates("positions_at", fs=fs, target_fs=target_fs)
     return np.minimum(np.round(np.asarray(samples) * (target_fs / fs)).astype(np.int64), length - 1)
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal as sps
 
+from .preprocess import check_rates
+
 #: Columns of :func:`window_hrv`; all dimensionless except ``mean_rr`` (seconds).
 HRV_FEATURES: tuple[str, ...] = (
     "mean_rr",  # s, mean interval
@@ -70,8 +72,20 @@ def detect_r_peaks(ecg: np.ndarray, fs: float) -> np.ndarray:
 def window_hrv(peaks: np.ndarray, fs: float) -> np.ndarray:
     """Statistics :data:`HRV_FEATURES` (8,) float32 of the intervals between ``peaks`` (samples,
     increasing, the R peaks inside one window, at ``fs`` Hz); all NaN with fewer than
-    :data:`MIN_INTERVALS` intervals."""
-    rr = np.diff(np.asarray(peaks, dtype=np.float64)) / fs
+    :data:`MIN_INTERVALS` intervals.
+
+    Raises:
+        ValueError: ``peaks`` not 1-D or not increasing, or ``fs`` not a finite rate > 0.
+    """
+    peaks = np.asarray(peaks, dtype=np.float64)
+    check_rates("window_hrv", fs=fs)
+    if peaks.ndim != 1:
+        raise ValueError(f"window_hrv: peaks must be 1-D (P,) sample positions, got shape {peaks.shape}")
+    rr = np.diff(peaks) / fs
+    not_increasing = np.flatnonzero(~(rr > 0))
+    if not_increasing.size:
+        i = not_increasing[0]
+        raise ValueError(f"window_hrv: peaks must increase, got peaks[{i + 1}]={peaks[i + 1]:g} after {peaks[i]:g}")
     if rr.size < MIN_INTERVALS:
         return np.full(len(HRV_FEATURES), np.nan, dtype=np.float32)
     mean, median = rr.mean(), np.median(rr)

@@ -21,15 +21,19 @@ Invalid samples, explicitly:
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from scipy import signal as sps
 
 Normalization = Literal["zscore", "robust"]
+#: The :func:`normalize` methods.
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 
 #: Interquartile range of a standard normal: IQR / this estimates the standard deviation.
 _IQR_OF_NORMAL = 1.3489795
@@ -37,6 +41,25 @@ _IQR_OF_NORMAL = 1.3489795
 #: A spread at most this fraction of the reference signal's largest magnitude counts as zero: the
 #: band-pass leaves float rounding noise of ~1e-13 of a flat input's magnitude.
 _NEGLIGIBLE_SPREAD = 1e-9
+
+
+def check_rates(function: str, **rates: float) -> None:
+    """Raise ValueError, naming ``function``, unless every rate given as ``name=value`` (Hz) is a
+    finite number > 0 (TypeError for one that is not a real number)."""
+    for name, value in rates.items():
+        if not isinstance(value, numbers.Real):
+            raise TypeError(f"{function}: {name} must be a number (Hz), got {type(value).__name__} {value!r}")
+    if not all(0 < value < math.inf for value in rates.values()):
+        got = ", ".join(f"{name}={value} Hz" for name, value in rates.items())
+        raise ValueError(f"{function}: {'rates' if len(rates) > 1 else 'the rate'} must be finite and positive, "
+                         f"got {got}")
+
+
+def check_signal(signal: np.ndarray, function: str) -> None:
+    """Raise ValueError, naming ``function``, unless ``signal`` is 2-D: (C, T), C channels of T samples."""
+    if np.ndim(signal) != 2:
+        hint = "; for one lead pass signal[None]" if np.ndim(signal) == 1 else ""
+        raise ValueError(f"{function}: signal must be (C, T) = (channels, samples), got shape {np.shape(signal)}{hint}")
 
 
 def shown_leads(leads: Sequence[str]) -> str:
@@ -96,7 +119,12 @@ def fill_nan(x: np.ndarray) -> np.ndarray:
 
 def flat_mask(x: np.ndarray, fs: float, min_seconds: float = 1.0) -> np.ndarray:
     """Boolean (..., L): True on samples inside runs of at least ``min_seconds`` (at ``fs`` Hz)
-    over which the value stays exactly the same (digitised data repeats exactly when flat)."""
+    over which the value stays exactly the same (digitised data repeats exactly when flat).
+
+    Raises:
+        ValueError: ``fs`` not a finite rate > 0 (at 0 Hz every repeat would count as flat).
+    """
+    check_rates("flat_mask", fs=fs)
     min_run = max(2, round(min_seconds * fs))
     x = np.asarray(x)
     mask = np.zeros(x.shape, dtype=bool)
@@ -136,6 +164,10 @@ def bandpass(
 
     Returns:
         Filtered float64 (..., L), no phase shift (beat peaks stay where they are).
+
+    Raises:
+        ValueError: ``fs`` not a finite rate > 0, corners :func:`check_band` refuses, or a signal
+            too short for the filter.
     """
     check_band(fs, low, high)
     sos = _butterworth(order, low, high, fs)
@@ -154,18 +186,42 @@ def canonical_band(band: Sequence[float | None] | None) -> tuple[float | None, f
     return None if band is None else tuple(None if f is None else float(f) for f in band)  # type: ignore[return-value]
 
 
-def check_band(fs: float, low: float | None, high: float | None) -> None:
-    """Raise ValueError unless (``low``, ``high``) Hz are band-pass corners :func:`bandpass` can
-    design at ``fs`` Hz: at least one given, each strictly between 0 and fs/2, low below high."""
-    nyquist = fs / 2
+def check_band(fs: float | None, low: float | None, high: float | None) -> None:
+    """Raise ValueError unless ``fs`` is a finite rate > 0 and (``low``, ``high``) Hz are
+    band-pass corners :func:`bandpass` can design at ``fs`` Hz: at least one given, each strictly
+    between 0 and fs/2, low below high. ``fs`` None: corners some rate can filter (each finite and
+    > 0), as a configuration's band is checked before the rate of a record is known."""
+    if fs is not None:
+        check_rates("bandpass", fs=fs)
+    nyquist = math.inf if fs is None else fs / 2
+    within = "finite and positive" if fs is None else f"between 0 and fs/2={nyquist:g} Hz"
     if low is None and high is None:
         raise ValueError("bandpass: give at least one of low and high (Hz)")
     if low is not None and not 0 < low < nyquist:
-        raise ValueError(f"bandpass: low={low} Hz must be between 0 and fs/2={nyquist:g} Hz")
+        raise ValueError(f"bandpass: low={low} Hz must be {within}")
     if high is not None and not 0 < high < nyquist:
-        raise ValueError(f"bandpass: high={high} Hz must be between 0 and fs/2={nyquist:g} Hz (fs={fs:g})")
+        raise ValueError(f"bandpass: high={high} Hz must be {within}" + ("" if fs is None else f" (fs={fs:g})"))
     if low is not None and high is not None and low >= high:
         raise ValueError(f"bandpass: low={low} Hz must be below high={high} Hz")
+
+
+def check_preprocessing(owner: str, fs: float, band: tuple[float | None, float | None] | None,
+                        normalization: Normalization | None) -> None:
+    """Raise ValueError, naming ``owner`` (a configuration), unless its output rate ``fs`` is finite
+    and > 0, ``band`` is None or (low, high) corners :func:`check_band` accepts at some rate (the
+    filter runs at each record's own rate, checked when the record is read) and ``normalization``
+    is None or one of :data:`NORMALIZATIONS`."""
+    check_rates(owner, fs=fs)
+    if normalization is not None and normalization not in NORMALIZATIONS:
+        raise ValueError(f"{owner}: normalization must be 'zscore', 'robust' or None, got {normalization!r}")
+    if band is None:
+        return
+    if len(band) != 2:
+        raise ValueError(f"{owner}: band must be (low, high) in Hz (either may be None) or None, got {band}")
+    try:
+        check_band(None, *band)
+    except ValueError as e:
+        raise ValueError(f"{owner}: band={band}: {e}") from None
 
 
 @functools.lru_cache(maxsize=32)
@@ -183,13 +239,19 @@ def resample(x: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     (polyphase, anti-aliased). The ratio up/down is taken from the rates' decimal values, as the
     nearest fraction whose denominator is at most 10,000 (360 -> 250 Hz is exactly 25/36).
     Output length: ``ceil(L * up / down)``, which is ``ceil(L * target_fs / fs)`` whenever that
-    fraction is exact (not for 360 -> 100.00001 Hz, read as 5/18)."""
-    if fs <= 0 or target_fs <= 0:
-        raise ValueError(f"resample: rates must be positive, got fs={fs} Hz, target_fs={target_fs} Hz")
+    fraction is exact (not for 360 -> 100.00001 Hz, read as 5/18). Output type: float32 for
+    float32 ``x``, else float64 (integers too), whatever the rates (``fs == target_fs`` copies).
+
+    Raises:
+        ValueError: ``fs`` or ``target_fs`` not a finite rate > 0.
+    """
+    check_rates("resample", fs=fs, target_fs=target_fs)
     ratio = (Fraction(str(target_fs)) / Fraction(str(fs))).limit_denominator(10_000)
+    x = np.asarray(x)
+    dtype = np.float32 if x.dtype == np.float32 else np.float64
     if ratio == 1:
-        return np.array(x, dtype=np.float64)
-    return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+        return x.astype(dtype)
+    return sps.resample_poly(x.astype(dtype, copy=False), ratio.numerator, ratio.denominator, axis=-1)
 
 
 def normalize(
@@ -216,7 +278,7 @@ def normalize(
     median (robust) of all its samples.
     """
     x = np.asarray(x, dtype=np.float64)
-    if method not in ("zscore", "robust"):
+    if method not in NORMALIZATIONS:
         raise ValueError(f"normalize: method={method!r}, expected 'zscore' or 'robust'")
     masked = exclude is not None and exclude.any()
     values = np.where(exclude, np.nan, x) if masked else x
@@ -268,7 +330,14 @@ def preprocess_signal(
 
     Returns:
         float32 (..., L') with ``L' = ceil(L * target_fs / fs)`` (as :func:`resample` says).
+
+    Raises:
+        ValueError: ``x`` without a sample axis (0-d), ``fs`` or ``target_fs`` not a finite rate
+            > 0, or the errors of :func:`bandpass` and :func:`normalize`.
     """
+    if np.ndim(x) == 0:
+        raise ValueError(f"preprocess_signal: x must be (C, L) or (..., L) samples, got shape {np.shape(x)}")
+    check_rates("preprocess_signal", fs=fs, **({} if target_fs is None else {"target_fs": target_fs}))
     invalid = np.isnan(x) | flat_mask(x, fs, flat_seconds)
     out = raw = fill_nan(x)
     if band is not None:

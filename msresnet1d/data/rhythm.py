@@ -28,13 +28,14 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
+from ..models.layers import check_tensor
 from ..models.modes import evaluating
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cache_key, cached
 from .errors import DataError
 from .locate import find_database, is_record_name, list_records
 from .parallel import process_map
-from .preprocess import Normalization, canonical_band
+from .preprocess import Normalization, canonical_band, check_preprocessing, check_signal
 from .records import preprocess_record, read_record, record_files
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class RhythmConfig:
         fs: output sampling rate in Hz (records at other rates are resampled).
         band: band-pass corners (low, high) in Hz; ``None``: no filter.
         normalization: per-record normalisation (``"zscore"``, ``"robust"`` or ``None``).
+
+    Raises:
+        ValueError: ``fs`` not finite and > 0, an unknown normalisation or corners no rate can
+            filter, before a record is read (each record's own rate is checked when it is read).
     """
 
     lead: str | None = None
@@ -61,10 +66,9 @@ class RhythmConfig:
     normalization: Normalization | None = "zscore"
 
     def __post_init__(self) -> None:
-        if self.fs <= 0:
-            raise ValueError(f"RhythmConfig: fs={self.fs} Hz must be positive")
         object.__setattr__(self, "fs", float(self.fs))  # canonical, for equal cache keys
         object.__setattr__(self, "band", canonical_band(self.band))
+        check_preprocessing("RhythmConfig", self.fs, self.band, self.normalization)
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,9 @@ def load_rhythm(
 def fit_length(signal: np.ndarray, length: int, offset: int = 0) -> np.ndarray:
     """(C, length) from a (C, T) signal: ``signal[:, offset:offset + length]`` when T >= length,
     else the whole signal placed at ``offset`` in zeros (zero = the mean after z-scoring).
-    Lengths and ``offset`` are in samples; ``0 <= offset <= |T - length|``, else ``ValueError``."""
+    Lengths and ``offset`` are in samples; ``0 <= offset <= |T - length|`` and ``signal`` 2-D,
+    else ``ValueError``."""
+    check_signal(signal, "fit_length")
     channels, total = signal.shape
     if not 0 <= offset <= abs(total - length):
         raise ValueError(f"fit_length: offset={offset} must be in [0, |T - length|] = [0, {abs(total - length)}] "
@@ -289,7 +295,11 @@ def sliding_windows(signal: np.ndarray, length: int, hop: int) -> np.ndarray:
 
     Windows start at :func:`window_starts`, so every sample is covered. A record shorter than
     ``length`` gives one zero-padded window.
+
+    Raises:
+        ValueError: ``signal`` not 2-D (C, T), or the errors of :func:`window_starts`.
     """
+    check_signal(signal, "sliding_windows")
     starts = window_starts(signal.shape[1], length, hop)
     if signal.shape[1] <= length:
         return fit_length(signal, length)[None]
@@ -302,7 +312,15 @@ def aggregate_windows(logits: torch.Tensor, method: Aggregation = "mean_probabil
 
     ``"mean_probability"`` averages the windows' softmax; ``"mean_logit"`` takes the softmax of
     the mean logits.
+
+    Raises:
+        TypeError: ``logits`` not a tensor.
+        ValueError: ``logits`` not (W, K) with at least one window, or an unknown ``method``.
     """
+    check_tensor(logits, "aggregate_windows: logits")
+    if logits.ndim != 2 or len(logits) == 0:
+        raise ValueError(f"aggregate_windows: logits must be (W, K), the class logits of W >= 1 windows, got shape "
+                         f"{tuple(logits.shape)}")
     if method == "mean_probability":
         return logits.softmax(dim=-1).mean(dim=0)
     if method == "mean_logit":

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .preprocess import check_rates
+
 #: Columns of :func:`rr_features`: four intervals in seconds, four dimensionless ratios, the
 #: dimensionless irregularity of the rhythm around the beat, and the record's median interval
 #: with two ratios to it.
@@ -47,6 +49,18 @@ RR_RATIOS: tuple[str, ...] = RR_FEATURES[4:8]
 RR_DEFAULT: tuple[str, ...] = RR_FEATURES[:8]
 
 
+def check_positions(positions: np.ndarray, function: str, name: str) -> np.ndarray:
+    """``positions`` (samples) as a 1-D integer array, (0,) int64 when empty, or a ValueError naming
+    ``function`` and its argument ``name``: sample positions are whole numbers."""
+    positions = np.asarray(positions)
+    if positions.shape == (0,):  # [] is float64 to numpy: no positions, not a wrong type
+        return positions.astype(np.int64)
+    if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
+        raise ValueError(f"{function}: {name} must be a 1-D array of whole sample positions (integers), got "
+                         f"{positions.dtype} of shape {positions.shape}")
+    return positions
+
+
 def rr_columns(selection: bool | Sequence[str], features: Sequence[str] = RR_FEATURES,
                default: Sequence[str] = RR_DEFAULT) -> list[int]:
     """Indices into ``features`` (:data:`RR_FEATURES`, or the rhythm task's
@@ -73,17 +87,19 @@ def rr_features(beat_samples: np.ndarray, fs: float) -> np.ndarray:
     """RR features of every beat of one record.
 
     Args:
-        beat_samples: (B,) increasing beat positions in samples, every beat of the record
-            (classes outside the AAMI table included: they still bound intervals).
+        beat_samples: (B,) increasing beat positions in samples (integers), every beat of the
+            record (classes outside the AAMI table included: they still bound intervals).
         fs: sampling rate of ``beat_samples`` in Hz.
 
     Returns:
         (B, 12) float32, columns :data:`RR_FEATURES`.
 
     Raises:
-        ValueError: fewer than two beats, or positions not increasing.
+        ValueError: positions not 1-D integers, fewer than two beats, positions not increasing,
+            or ``fs`` not a finite rate > 0.
     """
-    samples = np.asarray(beat_samples, dtype=np.float64)
+    samples = check_positions(beat_samples, "rr_features", "beat_samples").astype(np.float64)
+    check_rates("rr_features", fs=fs)
     if samples.size < 2:
         raise ValueError(f"RR features need at least 2 beats, got {samples.size}")
     intervals = np.diff(samples) / fs
