@@ -321,7 +321,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help="continue the run in --out from its last checkpoint, with its config (flags that change it "
                         "are refused)")
     p.add_argument("--data-dir", type=path_flag,
-                   help="database folder, or a folder holding it (mitdb/, cinc2017/...; sets data.data_dir)")
+                   help="database folder, or a folder holding it (mitdb/, cinc2017/, fashion-mnist/; sets data.data_dir)")
     p.add_argument("--model", help="registered model name (msresnet1d info lists them)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     p.add_argument("--batch-size", type=int, help="examples per training step (default: the config's)")
@@ -465,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder, datasets/downloads/ or ~/.cache/msresnet1d/data/, and for fashion-mnist datasets/, or "
                         "~/.cache/msresnet1d/data/ in an installed package)")
     p.add_argument("--timeout", type=positive_seconds, default=60.0,
-                   help="seconds a stalled connection is waited for before the download fails (default 60)")
+                   help="seconds a stalled connection is waited for (default 60); then an MIT-BIH download fails, "
+                        "and a Fashion-MNIST one tries its next mirror")
     p.set_defaults(func=cmd_download)
     p = sub.add_parser("export", help="a checkpoint's 1D model as a TorchScript or ONNX file, with its classes, config "
                                        "and training statistics as the file's metadata")

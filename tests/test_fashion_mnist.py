@@ -262,6 +262,8 @@ def test_damaged_file_gives_clear_error_and_writes_nothing(fashion_mnist_dir, tm
     with pytest.raises(DataFileError, match=expected) as info:
         load_fashion_mnist(folder, "test")
     assert str(folder / TEST_LABELS) in str(info.value)
+    assert str(info.value).endswith(f". Delete it and fetch it again: msresnet1d download fashion-mnist --data-dir "
+                                    f"{folder} (download=True in Python), or copy the official file there")
     assert _listing(folder) == before
 
 
@@ -344,6 +346,24 @@ def test_an_unknown_host_is_not_retried(isolated, web):
     assert str(info.value).count("(attempt 1/3): <urlopen error [Errno -2] Name or service not known> "
                                  "(an unknown host name: not retried)") == len(fm.MIRRORS)
     assert _listing(isolated) == {}
+
+
+def test_a_final_answer_or_a_stall_moves_on_to_the_next_mirror_and_a_temporary_error_is_retried(isolated, web):
+    answers = {404: urllib.error.HTTPError("u", 404, "Not Found", {}, None),
+               503: urllib.error.HTTPError("u", 503, "Service Unavailable", {}, None),
+               "stall": urllib.error.URLError(TimeoutError("timed out")), "read stall": TimeoutError("timed out")}
+    for answer, calls, note in ((404, 1, "(HTTP 404, the server's final answer: not retried)"), (503, 3, None),
+                                ("stall", 1, "(a stalled connection: not retried)"),
+                                ("read stall", 1, "(a stalled connection: not retried)")):
+        def serve(url: str):
+            raise answers[answer]
+
+        fake = web(serve)
+        with pytest.raises(DownloadError) as info:
+            load_fashion_mnist(split="test", download=True)
+        assert len(fake.calls) == calls * len(fm.MIRRORS), answer  # each mirror once, or retried
+        assert note is None or str(info.value).count(note) == len(fm.MIRRORS)
+        assert _listing(isolated) == {}
 
 
 def test_offline_download_lists_everything_and_leaves_nothing(isolated, web):

@@ -41,6 +41,7 @@ import math
 import os
 import socket
 import time
+import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Sequence
@@ -236,7 +237,12 @@ def _decode(blob: bytes, spec: _IdxFile, source: str) -> np.ndarray:
 
 
 def _read(path: Path, spec: _IdxFile) -> np.ndarray:
-    return _decode(path.read_bytes(), spec, str(path))
+    """One file on disk, decoded and checked (:func:`_decode`); a bad one's error says how to mend it."""
+    try:
+        return _decode(path.read_bytes(), spec, str(path))
+    except DataFileError as e:
+        raise DataFileError(f"{e}. Delete it and fetch it again: msresnet1d download fashion-mnist --data-dir "
+                            f"{path.parent} (download=True in Python), or copy the official file there") from None
 
 
 # --- Locating and downloading ---------------------------------------------------------------
@@ -303,11 +309,19 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
     return "\n".join(lines)
 
 
-def _unknown_host(exc: BaseException) -> bool:
-    """Whether ``exc`` says the host name does not exist (DNS's definite answer, EAI_NONAME), which
-    retrying will not change; a temporary DNS failure (EAI_AGAIN) is retried."""
+def _not_worth_retrying(exc: BaseException) -> str | None:
+    """Why asking the same mirror again would not help, or None: the host name does not exist
+    (DNS's definite answer, EAI_NONAME; a temporary DNS failure, EAI_AGAIN, is retried), the
+    server's answer is final (HTTP 4xx: no such file, forbidden; not 408 or 429, which ask to come
+    back), or the connection stalled for the whole timeout (the next mirror is tried instead)."""
     reason = getattr(exc, "reason", None)
-    return isinstance(reason, socket.gaierror) and reason.errno == socket.EAI_NONAME
+    if isinstance(reason, socket.gaierror) and reason.errno == socket.EAI_NONAME:
+        return "an unknown host name"
+    if isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500 and exc.code not in (408, 429):
+        return f"HTTP {exc.code}, the server's final answer"
+    if isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):  # socket.timeout is TimeoutError
+        return "a stalled connection"
+    return None
 
 
 def _fetch(
@@ -331,11 +345,11 @@ def _fetch(
                 logger.info("downloaded %s (%d bytes) into %s", url, len(blob), dest)
                 return
             except (OSError, http.client.HTTPException, DataFileError) as exc:
-                unknown_host = _unknown_host(exc)
-                failures.append(f"{url} (attempt {attempt}/{retries}): {exc}"
-                                + (" (an unknown host name: not retried)" if unknown_host else ""))
+                final = _not_worth_retrying(exc)
+                failures.append(f"{url} (attempt {attempt}/{retries}): {exc}" + (f" ({final}: not retried)" if final
+                                                                                  else ""))
                 logger.info("download failed: %s", failures[-1])  # all of them are in the error raised at the end
-                if unknown_host:
+                if final:
                     break
                 if attempt < retries:
                     time.sleep(backoff_s * attempt)
@@ -357,9 +371,11 @@ def download_fashion_mnist(
     fetched). Each file is fetched whole with ``urllib``, checked (gzip, IDX header, MD5), then
     written to a temporary file in ``dest`` and moved into place with ``os.replace``: a failed
     download leaves no file behind. Mirrors are tried in order, each up to ``retries`` times, sleeping
-    ``backoff_s * attempt`` seconds between attempts; a mirror whose host name does not exist
-    (DNS's definite answer, which this machine also gets offline) is tried once. ``timeout_s``
-    bounds each wait for a connection or for data, in seconds.
+    ``backoff_s * attempt`` seconds between attempts; a mirror is tried once when asking again
+    would not help: its host name does not exist (DNS's definite answer, which a machine offline
+    also gets), it answers HTTP 4xx (404: no such file), or it stalls for ``timeout_s`` seconds,
+    which bounds each wait for a connection or for data (so a stalled mirror costs one timeout,
+    and the download fails after one timeout per mirror at most, plus the other failures' time).
 
     Returns:
         ``dest`` as a Path.

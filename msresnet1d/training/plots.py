@@ -63,13 +63,15 @@ def plot_curves(rows: Sequence[dict[str, float]], path: Path, tested_epoch: int 
     ax_loss, ax_metric = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
-    if "train_accuracy" in rows[0]:  # logs of runs before it have none
+    trained = "train_accuracy" in rows[0]  # logs of runs before it have none
+    if trained:
         ax_metric.plot(epochs, [r["train_accuracy"] for r in rows], marker="o", linestyle="--", color="grey",
                        label="train accuracy")
     shown = [k for k in rows[0] if k.startswith("val_") and not (k == "val_macro_f1" and "val_cinc_score" in rows[0])]
     for key, marker in zip(shown, "s^Dvx*"):
         ax_metric.plot(epochs, [r[key] for r in rows], marker=marker, label=f"val {key[4:].replace('_', ' ')}")
-    ax_metric.set(xlabel="epoch", ylabel="accuracy, validation metrics", title="training accuracy, validation",
+    ax_metric.set(xlabel="epoch", ylabel="accuracy, validation metrics" if trained else "validation metrics",
+                  title="training accuracy, validation" if trained else "validation (no training accuracy logged)",
                   ylim=(0, 1))
     for ax in (ax_loss, ax_metric):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: one tick
