@@ -59,6 +59,9 @@ from .atomic import atomic_path, uncreatable, write_bytes
 from .models.layers import is_whole
 from .models.modes import evaluating
 
+__all__ = ["OnnxPredictor", "checkpoint_metadata", "export_onnx", "export_torchscript", "record_preprocessing",
+           "torchscript_metadata"]
+
 log = logging.getLogger(__name__)
 
 #: torch >= 2.5 has a second ONNX exporter (``dynamo=True``, the default in recent releases); these files

@@ -47,6 +47,8 @@ from .training.config import TrainConfig
 from .training.run import checkpoint_model
 from .training.tasks import WindowHRV, beat_config, resolve_data, rhythm_config, trained_length
 
+__all__ = ["Labelled", "beat_positions", "label_windows", "predict_beats", "predict_windows", "record_stem"]
+
 
 class _InputRecorder:
     """A :class:`~msresnet1d.inference.Predictor` shaped like ``model`` that keeps the batches it
@@ -161,7 +163,11 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
     intervals at the record's own rate, the template over the beats that have an AAMI class.
     ``leads``: the record's names of the leads the model reads (``data.leads`` of the checkpoint,
     in that order), for a recording that names them otherwise (``II`` for ``MLII``, say).
-    ``record_path``: the record without extension, or one of its files (``100.hea``)."""
+    ``record_path``: the record without extension, or one of its files (``100.hea``).
+    ``annotator``: the annotation file whose beat annotations place the beats (``"atr"``), or None
+    to detect them in the signal (XQRS on the first lead, :func:`beat_positions`). ``adapt_bn``:
+    the model's BatchNorm statistics re-estimated on this record's beats before they are
+    predicted (:mod:`msresnet1d.models.adapt`; ``predict --adapt-bn``)."""
     cfg, data = _checkpoint_data(ckpt, "beats", "predict_beats")
     record_path, leads = record_stem(record_path), _lead_names(leads)
     if data.get("representation", "signal") != "signal":
@@ -212,7 +218,9 @@ def predict_windows(ckpt: dict, record_path: str | os.PathLike[str], adapt_bn: b
                     leads: Sequence[str] | None = None) -> Labelled:
     """Class probabilities of a record's sliding windows (positions: their starts).
     ``leads``: the one lead to read from a record with several (default: the run's ``data.lead``,
-    else the record's only one). A record shorter than one window is zero-padded, with a warning."""
+    else the record's only one). ``adapt_bn``: the model's BatchNorm statistics re-estimated on
+    this record's windows first (:mod:`msresnet1d.models.adapt`). A record shorter than one window
+    is zero-padded, with a warning."""
     _, data = _checkpoint_data(ckpt, "rhythm", "predict_windows")
     record_path, leads = record_stem(record_path), _lead_names(leads)
     rhythm_cfg = rhythm_config(data)
@@ -255,7 +263,8 @@ def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[n
     It is preprocessed as in training (band-pass, the run's rate, z-score), each window gets the
     RR statistics of its R peaks standardised with the checkpoint's (models with ``data.rr``), and
     the config's test-time augmentation applies. The record's label is the mean of the window
-    probabilities (as evaluation aggregates them). A recording shorter than one window is
+    probabilities (as evaluation aggregates them). ``adapt_bn``: the model's BatchNorm statistics
+    re-estimated on this recording's windows first. A recording shorter than one window is
     zero-padded, with a warning."""
     cfg, data = _checkpoint_data(ckpt, "rhythm", "label_windows")
     rhythm_cfg = rhythm_config(data)

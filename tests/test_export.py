@@ -416,3 +416,20 @@ def test_the_metadata_says_how_to_prepare_a_record_without_the_package(task):
     np.testing.assert_allclose(y, expected, atol=1e-5)
     fashion = resolve_data(TrainConfig(task="fashion_mnist", model="resnet18_2d"))
     assert "preprocessing" not in checkpoint_metadata({"config": fashion.to_dict(), "class_names": ["a"], "task_state": {}})
+
+
+@pytest.mark.parametrize("module", ["msresnet1d", "msresnet1d.models", "msresnet1d.data", "msresnet1d.inference",
+                                    "msresnet1d.sklearn", "msresnet1d.export", "msresnet1d.predict"])
+def test_a_star_import_gives_the_public_names_and_no_library(module):
+    import importlib
+
+    namespace: dict = {}
+    exec(f"from {module} import *", namespace)
+    assert set(importlib.import_module(module).__all__) == set(namespace) - {"__builtins__"}
+    assert not {"torch", "np", "nn", "os", "json", "wfdb", "Path"} & set(namespace)
+
+
+def test_models_name_the_type_every_preset_builds():
+    from msresnet1d.models import ResidualNetwork
+
+    assert isinstance(create_model("resnet18_d2l"), ResidualNetwork)

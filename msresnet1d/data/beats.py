@@ -338,7 +338,9 @@ def load_inter_patient(
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
 ) -> tuple[BeatArrays, BeatArrays]:
-    """(train, test) beats of de Chazal's inter-patient split: DS1 and DS2, paced records out."""
+    """(train, test) beats of de Chazal's inter-patient split: DS1 and DS2, paced records out.
+    ``db_dir``, ``config``, ``cache``, ``cache_dir`` and ``workers`` are :func:`load_beats`'s, for
+    both; each set is cached on its own."""
     db_dir = Path(db_dir) if db_dir is not None else find_database("mitdb")
     kwargs = dict(db_dir=db_dir, config=config, cache=cache, cache_dir=cache_dir, workers=workers)
     return load_beats(DS1, **kwargs), load_beats(DS2, **kwargs)

@@ -610,6 +610,14 @@ def fashion_mnist_loaders(
     loader keeps the file order and does not augment. ``normalize="unit"`` divides by 255 only
     (the textbook's ``ToTensor``); ``"standardize"`` also subtracts the training-set pixel mean
     and divides by its standard deviation (:func:`pixel_mean_std`), for both loaders.
+
+    Args:
+        root, download: where the files are and whether to fetch missing ones
+            (:func:`load_fashion_mnist`; default: found as :func:`split_dir` says).
+        crop_padding, hflip, erase_prob: the training loader's augmentation
+            (:class:`ImageBatchTransform`): random crops after ``crop_padding`` pixels of zero
+            padding a side (0: none), horizontal flips with probability 1/2, random erasing with
+            probability ``erase_prob`` an image.
     """
     if normalize not in ("unit", "standardize"):
         raise ValueError(f"normalize must be 'unit' or 'standardize', got {normalize!r}")

@@ -145,7 +145,10 @@ def holds_records(path: Path) -> bool:
 
 def find_database(name: str, path: str | os.PathLike[str] | None = None, *, download: bool = False) -> Path:
     """Folder of database ``name`` (e.g. ``"mitdb"``), searched in the order given in the module
-    docstring. Raises :class:`DataError`, saying how to supply the data, when nothing is found."""
+    docstring. ``path``: the database folder, or a folder holding ``<name>/``; when given, the only
+    place looked in. ``download``: fetch the database (:func:`download_database`, MIT-BIH only)
+    when it is found nowhere, rather than falling back to the embedded sample. Raises
+    :class:`DataError`, saying how to supply the data, when nothing is found."""
     if path is not None:
         path = Path(path)
         if not path.exists():

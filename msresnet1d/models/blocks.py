@@ -22,7 +22,8 @@ Shortcut = Literal["conv", "conv_bn", "avg_conv_bn"]
 
 
 def make_shortcut(dims: int, in_channels: int, out_channels: int, stride: int, kind: Shortcut) -> nn.Module:
-    """Identity when the shape is unchanged, else a projection.
+    """Identity when the shape is unchanged (``in_channels == out_channels``, ``stride`` 1), else a
+    projection, in ``dims`` (1 or 2) dimensions.
 
     kind: ``"conv"`` 1x1 strided conv with bias, no BN (d2l); ``"conv_bn"`` 1x1 strided conv + BN
     (torchvision); ``"avg_conv_bn"`` average-pool by the stride, then 1x1 conv + BN (ResNet-D).
@@ -45,6 +46,17 @@ class ResidualBlock(nn.Module):
     Subclasses only say which units their branch has. ``last_norm`` is the BN that ends the
     branch (post-activation) or, in pre-activation, the last convolution: zero-initialising it
     makes the block start as the identity (Goyal et al. 2017).
+
+    Args:
+        dims: 1 for signals (N, C, L), 2 for images (N, C, H, W).
+        units: the branch's convolutions, each (in channels, out channels, kernel size, stride).
+        in_channels, out_channels: the block's input and output channels (the shortcut's).
+        stride: the block's stride; the output has ceil(L / stride) samples (a side, in 2D).
+        dilation: of the convolutions with a kernel over 1 (samples between taps).
+        preact: pre-activation (BN -> ReLU -> conv, nothing after the sum) rather than post.
+        bias: convolutions with a bias (a BN follows each, so no by default).
+        separable: depthwise-separable convolutions where the kernel is over 1.
+        shortcut: the projection when the shape changes (:func:`make_shortcut`).
     """
 
     expansion = 1
@@ -78,6 +90,7 @@ class ResidualBlock(nn.Module):
         self.act = nn.Identity() if preact else nn.ReLU(inplace=True)
 
     def last_norm(self) -> nn.Module:
+        """The branch's last BN (post-activation) or convolution (pre-activation): zero it to start as the identity."""
         last = self.branch[-1]
         return last[-1] if isinstance(last, nn.Sequential) else last
 
@@ -86,7 +99,8 @@ class ResidualBlock(nn.Module):
 
 
 class BasicBlock(ResidualBlock):
-    """Two k-convolutions (the d2l ``Residual`` and torchvision ``BasicBlock``); stride on the first."""
+    """Two k-convolutions (the d2l ``Residual`` and torchvision ``BasicBlock``); stride on the first.
+    ``channels`` is the output's; ``kwargs`` go to :class:`ResidualBlock` (``dilation``, ``preact``...)."""
 
     expansion = 1
 
@@ -97,7 +111,8 @@ class BasicBlock(ResidualBlock):
 
 
 class Bottleneck(ResidualBlock):
-    """1x1 reduce -> k-convolution (carries the stride) -> 1x1 expand by 4 (ResNet-50 v1.5)."""
+    """1x1 reduce -> k-convolution (carries the stride) -> 1x1 expand by 4 (ResNet-50 v1.5).
+    ``channels`` is the k-convolution's (the output has 4x); ``kwargs`` go to :class:`ResidualBlock`."""
 
     expansion = 4
 
@@ -167,7 +182,9 @@ def make_stage(
 
     The first block takes the stride and the change of width (and so gets a projection
     shortcut); the others keep the shape (identity shortcut). Returns an ``nn.Sequential`` whose
-    output has ``channels * block.expansion`` channels and length ceil(L / stride).
+    output has ``channels * block.expansion`` channels and length ceil(L / stride). ``block`` is a
+    :data:`BLOCKS` name or a block class; ``dims`` and ``block_kwargs`` go to every block
+    (:class:`ResidualBlock`'s options).
     """
     block_cls = BLOCKS[block] if isinstance(block, str) else block
     if num_blocks < 1:

@@ -59,7 +59,8 @@ def _inputs(cfg: TrainConfig) -> dict:
 def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test", data_dir: str | None = None,
                      tta: str | None = None, adapt_bn: bool = False) -> tuple[Task, np.ndarray, np.ndarray]:
     """The task, the labels (N,) and the mean class probabilities (N, K) of the checkpoints'
-    models on ``split``: :func:`member_predictions` averaged over the models."""
+    models on ``split``: :func:`member_predictions` averaged over the models (``data_dir`` and
+    ``tta`` as :func:`load_members` takes them, ``adapt_bn`` as :func:`predict_members` does)."""
     task, y_true, members = member_predictions(checkpoints, split, data_dir, tta, adapt_bn)
     return task, y_true, np.mean(members, axis=0)
 
@@ -67,7 +68,8 @@ def ensemble_predict(checkpoints: Sequence[str | Path], split: str = "test", dat
 def member_predictions(checkpoints: Sequence[str | Path], split: str = "test", data_dir: str | None = None,
                        tta: str | None = None, adapt_bn: bool = False) -> tuple[Task, np.ndarray, np.ndarray]:
     """The task, the labels (N,) and each checkpoint's class probabilities (M, N, K) of the
-    checkpoints' M models on ``split``: :func:`load_members`, then :func:`predict_members`."""
+    checkpoints' M models on ``split``: :func:`load_members` (with ``data_dir`` and ``tta``), then
+    :func:`predict_members` (with ``tta`` and ``adapt_bn``)."""
     task, members = load_members(checkpoints, data_dir, tta)
     y_true, probabilities = predict_members(task, members, split, tta, adapt_bn)
     return task, y_true, probabilities
