@@ -596,6 +596,7 @@ def test_train_names_the_config_file_of_a_bad_data_or_model_option(tmp_path, cap
     ("beats", "leads", ["MLII", "V1 | V5"], "no spaces or empty names around"), ("beats", "leads", ["V1|"], "lead names"),
     ("beats", "leads", [], "a non-empty list of lead names"),
     ("fashion_mnist", "val_size", 60_000, r"in \[0, 59998\]: training keeps at least 2"),
+    ("fashion_mnist", "train_size", 1, "a whole number >= 2"),
 ])
 def test_data_options_are_checked_before_any_data_is_read(task, key, value, expected, tmp_path):
     from msresnet1d.training.tasks import build_task
@@ -604,6 +605,16 @@ def test_data_options_are_checked_before_any_data_is_read(task, key, value, expe
     cfg = load_config(None, {"task": task, "model": model, f"data.{key}": value,
                              "data.data_dir": str(tmp_path / "missing")})  # never read: the check comes first
     with pytest.raises(ValueError, match=rf"config: \[data\] {key} must be .*{expected}"):
+        build_task(cfg)
+
+
+def test_fashion_train_size_must_fit_beside_the_held_out_images(tmp_path):
+    from msresnet1d.training.tasks import build_task
+
+    cfg = load_config(None, {"task": "fashion_mnist", "model": "resnet18_d2l", "data.val_size": 5000,
+                             "data.train_size": 55_001, "data.data_dir": str(tmp_path / "missing")})
+    with pytest.raises(ValueError, match=r"train_size must be at most the 55,000 training images val_size=5000 "
+                                         r"leaves, got 55001"):
         build_task(cfg)
 
 
@@ -2241,20 +2252,21 @@ def test_fashion_mnist_run_saves_the_pixel_statistics_a_loaded_model_needs(fashi
 
     out = tmp_path / "fashion"
     args = ["train", "--config", "fashion_mnist_28", "--out", str(out), "--quiet", "--epochs", "1",
-            "--data-dir", str(fashion_mnist_dir), "--set", "data.val_size=59743", "--set", "model_kwargs.widths=[4, 4, 4, 4]",
+            "--data-dir", str(fashion_mnist_dir), "--set", "data.val_size=500", "--set", "data.train_size=257",
+            "--set", "model_kwargs.widths=[4, 4, 4, 4]",
             "--set", "model_kwargs.stem_channels=4", "--set", "channels_last=false"]
     assert main(args) == 0
     ckpt = load_checkpoint(out / "checkpoints" / "best.pt")
     images, _ = load_fashion_mnist(fashion_mnist_dir, "train")
     order = torch.randperm(60_000, generator=torch.Generator().manual_seed(0))
-    mean, std = pixel_mean_std(images[order[59_743:]])
+    mean, std = pixel_mean_std(images[order[500:757]])  # the first 257 images after the 500 held out
     assert ckpt["task_state"]["pixel_mean"].item() == mean and ckpt["task_state"]["pixel_std"].item() == std
     test_images, test_labels = load_fashion_mnist(fashion_mnist_dir, "test")
     x = ((test_images.float() / 255 - ckpt["task_state"]["pixel_mean"]) / ckpt["task_state"]["pixel_std"]).float()
     with torch.no_grad():
         predicted = load_trained_model(out / "checkpoints" / "best.pt")(x[:, None]).argmax(dim=1)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["splits"]["train_images"] == 257
+    assert (metrics["splits"]["train_images"], metrics["splits"]["val_images"]) == (257, 500)
     assert (predicted == test_labels).float().mean().item() == pytest.approx(metrics["test"]["accuracy"], abs=1e-4)
     # evaluate without the images: the hint is about images (predict labels ECG records only)
     (tmp_path / "empty").mkdir()

@@ -40,7 +40,8 @@ training side (held-out records or images), never from the test split. One modul
     rr false (RR-interval statistics of each crop or window as extra inputs: true for all of
     ``HRV_FEATURES``, false, or a list of their names; R peaks from ``detect_r_peaks``).
 ``fashion_mnist`` data keys:
-    data_dir, resize null (pixels), val_size 5000 (training images held out), normalize "unit" |
+    data_dir, resize null (pixels), val_size 5000 (training images held out), train_size null (train on
+    this many of the others only: a quick run of a recipe), normalize "unit" |
     "standardize", crop_padding 0, hflip false, erase_prob 0, download false (fetch the files from
     the mirrors, checksum-verified, when they are not found).
 """

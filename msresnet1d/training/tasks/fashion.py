@@ -15,8 +15,9 @@ from .options import resolve_data
 
 def fashion_task(cfg: TrainConfig, dist: DistContext) -> Task:
     """The ``fashion_mnist`` task of ``cfg``: images (N, 1, S, S), S = ``[data] resize`` or 28,
-    ``val_size`` of the 60,000 training images held out (drawn by ``cfg.seed``), the 10,000 test
-    images tested."""
+    ``val_size`` of the 60,000 training images held out (drawn by ``cfg.seed``), the others trained
+    on (the first ``train_size`` of them in that draw, when set: a quick run of a recipe), the
+    10,000 test images tested."""
     from ...data.fashion_mnist import CLASS_NAMES, ImageBatchTransform, load_fashion_mnist, pixel_mean_std
 
     opts = resolve_data(cfg).data
@@ -24,6 +25,7 @@ def fashion_task(cfg: TrainConfig, dist: DistContext) -> Task:
     test_images, test_labels = load_fashion_mnist(opts["data_dir"], "test", opts["download"])
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(cfg.seed))
     val_idx, fit_idx = order[:opts["val_size"]], order[opts["val_size"]:]
+    fit_idx = fit_idx[:opts["train_size"]]  # None: all of them
     mean, std = pixel_mean_std(images[fit_idx]) if opts["normalize"] == "standardize" else (0.0, 1.0)
     augment = ImageBatchTransform(opts["resize"], mean, std, opts["crop_padding"], opts["hflip"], opts["erase_prob"])
     plain = ImageBatchTransform(opts["resize"], mean, std)

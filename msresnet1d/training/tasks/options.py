@@ -31,8 +31,8 @@ RHYTHM_DEFAULTS: dict[str, Any] = {
 }
 
 FASHION_DEFAULTS: dict[str, Any] = {
-    "data_dir": None, "resize": None, "val_size": 5000, "normalize": "unit", "crop_padding": 0, "hflip": False,
-    "erase_prob": 0.0, "download": False,
+    "data_dir": None, "resize": None, "val_size": 5000, "train_size": None, "normalize": "unit", "crop_padding": 0,
+    "hflip": False, "erase_prob": 0.0, "download": False,
 }
 
 
@@ -69,7 +69,7 @@ DATABASES: dict[str, str] = {"beats": "mitdb", "rhythm": "cinc2017"}
 # them, so checkpoints that differ only in these still see the same inputs and can form an ensemble
 TRAINING_ONLY_DATA: dict[str, tuple[str, ...]] = {
     "beats": ("scale", "noise_std", "shift", "record_balanced"), "rhythm": ("flip_prob", "noise_std"),
-    "fashion_mnist": ("crop_padding", "hflip", "erase_prob"),
+    "fashion_mnist": ("crop_padding", "hflip", "erase_prob", "train_size"),
 }
 
 
@@ -175,6 +175,8 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "data_dir": path, "resize": (lambda v: v is None or (is_whole(v) and v > 0), "a whole number > 0 (or unset)"),
             "val_size": (lambda v: is_whole(v) and 0 <= v <= 59_998,
                          "a whole number in [0, 59998]: training keeps at least 2 of the 60,000 training images"),
+            "train_size": (lambda v: v is None or (is_whole(v) and 2 <= v <= 60_000),
+                           "a whole number >= 2 (or unset: every training image not held out)"),
             "normalize": (lambda v: v in ("unit", "standardize"), "'unit' or 'standardize'"),
             "crop_padding": (lambda v: is_whole(v) and v >= 0, "a whole number >= 0"), "hflip": flag,
             "erase_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"), "download": flag,
@@ -222,6 +224,9 @@ def check_data(cfg: TrainConfig) -> None:
     if cfg.task == "rhythm" and data["rr"] not in (False, []) and data["fs"] < MIN_FS:
         raise ValueError(f"config: [data] fs must be at least {MIN_FS:g} Hz with rr (the R-peak detector's 5-20 Hz "
                          f"band), got {data['fs']}")
+    if cfg.task == "fashion_mnist" and data["train_size"] and data["val_size"] + data["train_size"] > 60_000:
+        raise ValueError(f"config: [data] train_size must be at most the {60_000 - data['val_size']:,} training images "
+                         f"val_size={data['val_size']} leaves, got {data['train_size']}")
     if cfg.task == "beats":
         beat_config(data)  # the window against the rate
         if data["record_balanced"] and cfg.balanced_sampler:
