@@ -45,13 +45,15 @@ def _nothing_written_outside_pytests_folders(tmp_path_factory):
     the data cache (MSRESNET1D_CACHE, unless set, when reruns reuse it; else it would be the
     clone's datasets/cache/) and TMPDIR for programs started (torchrun leaves torchelastic_*
     folders). Not onnxruntime's: it reads HOME as it is imported, and writes a device id under
-    ~/.cache/Microsoft/ when it opens a model."""
+    ~/.cache/Microsoft/ when it opens a model. A PYTHONWARNINGS of the user's is cleared: tests
+    check the warnings the programs they start print."""
     root = tmp_path_factory.mktemp("session")
     with pytest.MonkeyPatch.context() as patch:
         if not os.environ.get("MSRESNET1D_CACHE"):
             patch.setenv("MSRESNET1D_CACHE", str(root / "cache"))
         (root / "tmp").mkdir()
         patch.setenv("TMPDIR", str(root / "tmp"))
+        patch.delenv("PYTHONWARNINGS", raising=False)  # the programs started are tested for the warnings they print
         yield
 
 

@@ -259,6 +259,7 @@ def test_run_as_the_program_each_warning_is_one_line_once(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "cmd_info", warns)
     monkeypatch.setattr(sys, "argv", ["msresnet1d", "info"])
+    warnings.simplefilter("default")  # as Python starts without -W or PYTHONWARNINGS (pytest restores the filters)
     assert cli.main() == 0
     assert capsys.readouterr().err == "warning: the embedded sample, not the database\n"
     with pytest.warns(UserWarning, match="embedded sample"):  # called with arguments, from Python: as Python warns

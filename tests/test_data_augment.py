@@ -45,6 +45,15 @@ def test_shift_moves_a_spike_by_at_most_shift_samples_with_edge_padding():
     assert torch.all(out[right, 0, 0] == 5.0) and torch.all(out[right, 0, 1] == 5.0)
 
 
+def test_the_leads_of_a_window_are_scaled_and_shifted_together():
+    x = torch.zeros(300, 2, 21)
+    x[:, :, 10] = 1.0  # a spike at the same instant in both leads
+    x[:, 1] *= 3  # the second lead three times the first
+    out = BeatAugment(2, template=False, scale=0.2, shift=3)(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out[:, 1], 3 * out[:, 0])  # one factor and one move a window, for both leads
+    assert out[:, 0].argmax(dim=1).unique().numel() == 7  # the moves differ between windows
+
+
 def test_noise_has_the_given_spread_and_draws_from_the_generator():
     x = torch.zeros(200, 1, 50)
     augment = BeatAugment(1, template=False, noise_std=0.5)

@@ -70,6 +70,7 @@ def test_experiment_scripts_run_as_programs_print_each_warning_once_as_one_line(
 
     monkeypatch.setattr(arguments, "script_parser", warning_parser)
     monkeypatch.setattr(sys, "path", list(sys.path))  # mitdb_ds1_rr_screen.py puts experiments/ on it
+    warnings.simplefilter("default")  # as Python starts without -W or PYTHONWARNINGS (pytest restores the filters)
     assert len(SCRIPTS) == 10
     try:
         for name in SCRIPTS:

@@ -151,6 +151,10 @@ def test_standardized_loaders(fashion_mnist_dir):
     xb, _ = next(iter(test))
     assert xb.mean().item() == pytest.approx(0.0, abs=0.02)
     assert xb.std().item() == pytest.approx(1.0, abs=0.02)
+    # with the training images' statistics, exactly: the test images' own would be a leak
+    mean, std = fm.pixel_mean_std(load_fashion_mnist(fashion_mnist_dir, "train")[0])
+    test_images = load_fashion_mnist(fashion_mnist_dir, "test")[0][:10000]
+    torch.testing.assert_close(xb, ((test_images[:, None].float() / 255 - mean) / std).float())
     with pytest.raises(ValueError, match="normalize must be 'unit' or 'standardize', got 'minmax'"):
         fashion_mnist_loaders(8, root=fashion_mnist_dir, normalize="minmax")
 

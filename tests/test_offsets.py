@@ -50,6 +50,26 @@ def test_offsets_move_only_when_the_score_asks():
     assert fit_class_offsets(p, y, cinc, grid=np.array([0.0])).tolist() == [0, 0, 0, 0]
 
 
+def test_rounds_go_on_while_a_round_moves_an_offset():
+    y, p = biased_predictions(1500, seed=0)
+    calls = []
+
+    def counted(cm: np.ndarray) -> float:
+        calls.append(1)
+        return cinc(cm)
+
+    grid = np.linspace(-2, 2, 9)
+    per_round = 3 * len(grid)  # each of classes 1-3 tries each value
+    moved = fit_class_offsets(p, y, counted, grid=grid, rounds=3)
+    assert moved[1] != 0 and len(calls) in (2 * per_round, 3 * per_round)  # a second round: the first moved A
+    calls.clear()
+    fit_class_offsets(p, y, counted, grid=grid, rounds=1)
+    assert len(calls) == per_round
+    calls.clear()
+    fit_class_offsets(p, y, lambda cm: (calls.append(1), 1.0)[1], grid=grid, rounds=3)
+    assert len(calls) == per_round  # nothing moved: one round
+
+
 def test_fit_class_offsets_rejects_bad_input():
     y, p = biased_predictions(50, seed=3)
     with pytest.raises(ValueError, match="grid must hold 0"):

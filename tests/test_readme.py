@@ -12,7 +12,7 @@ SHAPE_COMMENT = re.compile(r"^(\w+) = .*#\s*\((\d+(?:, \d+)*)\)")  # name = ... 
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.M | re.S)
+    return re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.M | re.S)
 
 
 def test_the_readme_has_the_examples_this_file_runs():

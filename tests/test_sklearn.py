@@ -55,6 +55,7 @@ CHECK_OPTIONS = dict(TINY, epochs=4, batch_size=32, lr=5e-2, pad_short=True)
 # these checks pass 2-10 features and cannot apply to it. The same preprocessor without the
 # band-pass passes every check.
 BANDPASS_NEEDS_28_TIMEPOINTS = [
+    "check_array_api_input",  # run only with SCIPY_ARRAY_API=1 (skipped without it)
     "check_dict_unchanged", "check_dtype_object", "check_estimators_dtypes", "check_estimators_pickle",
     "check_f_contiguous_array_estimator", "check_fit_idempotent", "check_fit_score_takes_y",
     "check_methods_sample_order_invariance", "check_methods_subset_invariance", "check_pipeline_consistency",
@@ -747,3 +748,20 @@ def test_inference_batches_hold_a_bounded_number_of_values(monkeypatch):
     monkeypatch.setattr(module, "_EVAL_BATCH_VALUES", 10)  # fewer values than one sample: one at a time
     clf.predict(X[:3])
     assert sizes == [1, 1, 1]
+
+
+@pytest.mark.parametrize("estimator", [MSResNet1dClassifier, MSResNet1dRegressor])
+def test_every_training_parameter_reaches_the_training_config(estimator):
+    """Each parameter named as a TrainConfig field trains with the value given (none dropped on the way)."""
+    import dataclasses
+
+    from msresnet1d.training.config import TrainConfig
+
+    values = {"epochs": 3, "batch_size": 17, "optimizer": "sgd", "lr": 0.05, "momentum": 0.5, "weight_decay": 0.25,
+              "schedule": "onecycle", "warmup_epochs": 0.5, "grad_clip": 1.5, "loss": "focal", "focal_gamma": 3.0,
+              "class_weights": "inverse", "label_smoothing": 0.1, "balanced_sampler": True}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "model_kwargs"}  # the model: built apart
+    shared = set(estimator().get_params()) & fields
+    given = {name: values[name] for name in shared}  # a KeyError: a new shared parameter, add a value above
+    cfg = estimator(**given)._train_config()
+    assert {name: getattr(cfg, name) for name in shared} == given

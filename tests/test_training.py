@@ -142,6 +142,16 @@ def test_group_bootstrap_draws_whole_records():
         group_bootstrap(y_true, y_pred, records[:3], 3)
 
 
+def test_a_percentile_interval_is_the_central_share_it_names():
+    from msresnet1d.training.metrics import percentile_interval
+
+    draws = np.arange(1001.0)  # 0 .. 1000: percentile p is 10 p
+    np.testing.assert_allclose(percentile_interval(draws), [25, 975])  # 2.5% each side
+    np.testing.assert_allclose(percentile_interval(draws, 0.9), [50, 950])
+    both = percentile_interval(np.stack([draws, 2 * draws], axis=1))  # (draws, 2 statistics) -> (2, 2)
+    np.testing.assert_allclose(both, [[25, 975], [50, 1950]])
+
+
 def test_per_group_counts_and_sensitivity_by_hand():
     y_true, y_pred = np.array([0, 1, 1, 0, 1, 2]), np.array([0, 0, 1, 0, 1, 1])
     rows = per_group(y_true, y_pred, np.array(["b", "b", "b", "a", "a", "a"]), ["N", "S", "V"])
@@ -1912,7 +1922,13 @@ sys.exit(main())
 """
 
 
-def test_torchrun_two_processes_save_once(tmp_path):
+def test_torchrun_two_processes_save_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("MSRESNET1D_DATA", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = locate.find_database("mitdb")
+    if found != locate.embedded_sample("mitdb"):  # the test counts the sample's warning (rank 0's alone)
+        pytest.skip(f"a full MIT-BIH at {found} (datasets/ or the download folder) is found before the embedded sample")
     out = tmp_path / "ddp"
     config = _config(tmp_path, 2)
     config.write_text(re.sub(r"(?m)^data_dir = .*\n", "", config.read_text()))  # the embedded sample, with a warning
@@ -2227,7 +2243,7 @@ def test_info_prints_the_models_table_and_the_datasets(capsys):
     out = capsys.readouterr().out
     assert "min. input" in out and "datasets:" in out and "mitdb" in out
     printed = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     table = re.findall(r"^\| `(\w+)` \| ([12])D \| ([\d,]+) \| ([\d,.]+)(?: at 224x224)? \| (\d+) \|$", readme, re.M)
     assert len(table) == 10 and {row[0] for row in table} == {name for name in printed if name in list_models()}
     for name, *cells in table:  # the README's Models table is info's output
