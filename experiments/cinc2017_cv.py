@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="only draw the confusion PNG of a recorded result again and print its pooled score's "
                              "interval over the records (no data, no runs)")
     parser.add_argument("--rescore", nargs=2, metavar=("RESULT.json", "LABELS_DIR"),
-                        help="only score a recorded result's test predictions (results recorded from 2026-12-07 on) "
+                        help="only score a recorded result's test predictions (which results of this version hold) "
                              "against the REFERENCE.csv in LABELS_DIR: other labels of the same records, such as "
                              "another version of them (no data, no runs)")
     args = parser.parse_args(argv)
