@@ -558,6 +558,9 @@ def test_a_misspelt_name_gets_the_closest_known_one():
     several = did_you_mean(["epoch", "fss", "zzz"], ["epochs", "fs"])
     assert several == " (did you mean 'epochs' for 'epoch', 'fs' for 'fss'?)"
     assert did_you_mean(["zzz"], ["epochs"]) == ""  # nothing close: no guess
+    assert did_you_mean([3], ["epochs"]) == did_you_mean([None], ["epochs"]) == ""  # not a name: the error says so
+    with pytest.raises(ValueError, match="unknown model 3; available: "):
+        create_model(3)
     for values, message in (({"epoch": 3}, r"unknown key\(s\) epoch \(did you mean 'epochs'\?\); known keys"),
                             ({"task": "beat"}, r"task must be one of .*, got 'beat' \(did you mean 'beats'\?\)"),
                             ({"model": "msresnet1d_bet"}, r"unknown model 'msresnet1d_bet' \(did you mean "
