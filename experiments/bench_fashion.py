@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             first = report["sizes"].setdefault(str(size), {}).setdefault(args.modes[0], result)
             result["speed_vs_first_mode"] = round(result["images_per_second"] / first["images_per_second"], 3)
             report["sizes"][str(size)][mode] = result
-            report["provenance"] = provenance(__file__, argv, started, [args.data_dir] if args.data_dir else [])
+            read = args.data_dir or split_dir("train")  # the folder given, else the one the task found
+            report["provenance"] = provenance(__file__, argv, started, [read] if read else [])
             write_text(args.out, json.dumps(report, indent=2) + "\n")
             _print_result(result, steps, report["torch_threads"])
     print(f"written to {args.out}")

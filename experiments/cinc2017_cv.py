@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             y_pred = p_test.argmax(axis=1)
         confusions.append(confusion(y_test, y_pred))
-        predicted |= {name: CINC_CLASSES[c] for name, c in zip(names, y_pred)}
+        predicted |= {name: CINC_CLASSES[c] for name, c in zip(names, y_pred, strict=True)}
         if len(checkpoints) > 1:  # each seed alone, on validation: what the ensemble adds
             seed_val_scores.append([plain_score(y_val, p) for p in val_members])
     if args.only:

@@ -295,11 +295,12 @@ def _download_mitdb(root: Path | None, given: bool, timeout: float) -> tuple[Pat
 
 def _download_fashion_mnist(root: Path | None, given: bool, timeout: float) -> tuple[Path, Path | None]:
     """``download fashion-mnist``: the folder it is in, and the one ``train`` finds without flags (or None)."""
-    from .data.fashion_mnist import (DownloadError, default_download_dir, download_fashion_mnist,
+    from .data.fashion_mnist import (FILE_NAMES, DownloadError, default_download_dir, download_fashion_mnist,
                                      load_fashion_mnist, split_dir)
 
     folder = root / "fashion-mnist" if root else default_download_dir()
-    if given and split_dir("train", root) == root:  # --data-dir names the files' folder itself
+    # --data-dir names the files' folder itself when it holds any of them (one deleted to be fetched again, say)
+    if given and any((root / name).is_file() for name in FILE_NAMES):
         folder = root
     try:
         download_fashion_mnist(folder, timeout_s=timeout)
@@ -321,7 +322,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help="continue the run in --out from its last checkpoint, with its config (flags that change it "
                         "are refused)")
     p.add_argument("--data-dir", type=path_flag,
-                   help="database folder, or a folder holding it (mitdb/, cinc2017/, fashion-mnist/; sets data.data_dir)")
+                   help="database folder, or a folder holding it (mitdb/, cinc2017/, fashion-mnist/; sets "
+                        "data.data_dir)")
     p.add_argument("--model", help="registered model name (msresnet1d info lists them)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     p.add_argument("--batch-size", type=int, help="examples per training step (default: the config's)")

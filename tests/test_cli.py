@@ -369,6 +369,11 @@ def test_download_fashion_mnist_into_a_folder_and_offline(tmp_path, monkeypatch,
     assert main(["download", "fashion-mnist", "--data-dir", str(tmp_path / "root" / "fashion-mnist")]) == 0
     assert f"fashion-mnist is in {tmp_path / 'root' / 'fashion-mnist'}: its 4" in capsys.readouterr().out
     assert len(served) == 4 and not (tmp_path / "root" / "fashion-mnist" / "fashion-mnist").exists()
+    (tmp_path / "root" / "fashion-mnist" / "train-images-idx3-ubyte.gz").unlink()  # as a damaged file's error says
+    assert main(["download", "fashion-mnist", "--data-dir", str(tmp_path / "root" / "fashion-mnist")]) == 0
+    assert served[4:] == ["train-images-idx3-ubyte.gz"]  # fetched again beside the others, not into a subfolder
+    assert not (tmp_path / "root" / "fashion-mnist" / "fashion-mnist").exists()
+    capsys.readouterr()
     (tmp_path / "datasets").mkdir()
     assert main(["download", "fashion-mnist"]) == 0  # the default folder, datasets/fashion-mnist
     assert "msresnet1d train finds it there without --data-dir" in capsys.readouterr().out

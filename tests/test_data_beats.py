@@ -287,6 +287,9 @@ def test_rr_features_by_hand():
 def test_rr_features_refuse_a_rate_that_is_not_positive_and_positions_that_are_not_whole(samples, fs, message):
     with pytest.raises(ValueError, match=re.escape(f"rr_features: {message}")):
         rr_features(np.array(samples), fs)
+    # whole numbers stored as floats (a table read with pandas) are positions
+    np.testing.assert_array_equal(rr_features(np.array([0.0, 100.0, 200.0]), 100.0),
+                                  rr_features(np.array([0, 100, 200]), 100.0))
 
 
 def test_rr_column_selection():

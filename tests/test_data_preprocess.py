@@ -96,6 +96,9 @@ def test_preprocessing_refuses_rates_that_are_not_finite_and_positive_and_a_sign
         call(sine(10.0, 360.0, 2.0))
     with pytest.raises(TypeError, match=re.escape("resample: target_fs must be a number (Hz), got str '180'")):
         resample(sine(10.0, 360.0, 2.0), 360.0, "180")
+    with pytest.raises(TypeError, match=re.escape("resample: fs must be a number (Hz), got bool True")):
+        resample(sine(10.0, 360.0, 2.0), True, 180.0)  # not 1 Hz
+    assert resample(sine(10.0, 360.0, 2.0), np.float32(360.0), np.array(180.0)).shape[-1] == 360  # numpy numbers
 
 
 def test_normalize_per_channel_zscore_and_robust():

@@ -236,22 +236,30 @@ def test_a_results_provenance_names_the_command_code_versions_and_cpu():
     assert {key: found[key] for key in ("commit", "uncommitted_changes")} == git_commit()
 
 
-def test_the_data_digest_changes_with_a_data_file_not_with_notes_beside_it(tmp_path):
+def test_the_data_digest_covers_the_files_read_and_nothing_beside_them(tmp_path):
     folder = tmp_path / "db"
-    (folder / "A00").mkdir(parents=True)
-    for name, text in (("A00/A00001.hea", "A00001 1 300 9000"), ("A00/A00001.mat", "signal"),
-                       ("REFERENCE.csv", "A00001,N\n")):
+    folder.mkdir()
+    for name, text in (("A00001.hea", "A00001 1 300 9000"), ("A00001.mat", "signal"), ("REFERENCE.csv", "A00001,N\n")):
         (folder / name).write_text(text)
     first = data_digest(folder)
     assert (first["path"], first["files"], first["bytes"]) == (str(folder.resolve()), 3, 32)
-    (folder / "PROVENANCE.md").write_text("notes")  # not data: the digest stays
-    (folder / "RECORDS").write_text("A00/A00001\n")
+    (folder / "PROVENANCE.md").write_text("notes")  # not read: the digest stays
+    (folder / "A00002.hea").write_text("A00002 1 300 9000")  # a record REFERENCE.csv does not list: not read
+    (folder / "A00002.mat").write_text("other")
+    (folder / "x_extra").mkdir()
+    (folder / "x_extra" / "A00001.hea").write_text("another folder's copy")
     assert data_digest(folder) == first
     (folder / "REFERENCE.csv").write_text("A00001,A\n")  # other labels
     assert data_digest(folder)["sha256"] != first["sha256"]
-    (folder / "REFERENCE.csv").write_text("A00001,N\n")
-    (folder / "A00" / "A00001.mat").rename(folder / "A00" / "A00002.mat")  # the same bytes under another name
-    assert data_digest(folder)["sha256"] != first["sha256"]
+    (folder / "REFERENCE.csv").write_text("A00001,N\nA00002,O\n")  # another record read
+    assert data_digest(folder)["files"] == 5
+    assert data_digest(SAMPLE)["files"] == 3 * 44  # MIT-BIH: the records RECORDS lists, .hea .dat .atr each
+    with pytest.raises(FileNotFoundError, match="data folder .*missing not found"):
+        data_digest(tmp_path / "missing")
+    from msresnet1d.training.provenance import provenance
+
+    found = provenance("x.py", [], 0.0, [tmp_path / "missing", folder])["data"]  # an error does not lose a result
+    assert found[0]["error"].startswith("FileNotFoundError: data folder") and found[1] == data_digest(folder)
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

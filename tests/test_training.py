@@ -609,7 +609,8 @@ def test_train_names_the_config_file_of_a_bad_data_or_model_option(tmp_path, cap
     ("beats", "leads", ["MLII", "V1 | V5"], "no spaces or empty names around"), ("beats", "leads", ["V1|"], "lead names"),
     ("beats", "leads", [], "a non-empty list of lead names"),
     ("fashion_mnist", "val_size", 60_000, r"in \[0, 59998\]: training keeps at least 2"),
-    ("fashion_mnist", "train_size", 1, "a whole number >= 2"),
+    ("fashion_mnist", "train_size", 1, r"a whole number in \[2, 60000\]"),
+    ("fashion_mnist", "train_size", 70_000, r"in \[2, 60000\]"),
 ])
 def test_data_options_are_checked_before_any_data_is_read(task, key, value, expected, tmp_path):
     from msresnet1d.training.tasks import build_task

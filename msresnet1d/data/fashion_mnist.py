@@ -163,6 +163,10 @@ _FILES: dict[str, tuple[_IdxFile, _IdxFile]] = {
 }
 
 
+#: The four files of Fashion-MNIST, as they are downloaded and read.
+FILE_NAMES: tuple[str, ...] = tuple(spec.filename for specs in _FILES.values() for spec in specs)
+
+
 def _split_files(split: str) -> tuple[_IdxFile, _IdxFile]:
     if split not in _FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -309,18 +313,22 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
     return "\n".join(lines)
 
 
+STALLED = "a stalled connection, with another mirror to try"
+
+
 def _not_worth_retrying(exc: BaseException) -> str | None:
     """Why asking the same mirror again would not help, or None: the host name does not exist
     (DNS's definite answer, EAI_NONAME; a temporary DNS failure, EAI_AGAIN, is retried), the
     server's answer is final (HTTP 4xx: no such file, forbidden; not 408 or 429, which ask to come
-    back), or the connection stalled for the whole timeout (the next mirror is tried instead)."""
+    back), or the connection stalled for the whole timeout (:data:`STALLED`: the next mirror is
+    tried instead; the last mirror is asked again)."""
     reason = getattr(exc, "reason", None)
     if isinstance(reason, socket.gaierror) and reason.errno == socket.EAI_NONAME:
         return "an unknown host name"
     if isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500 and exc.code not in (408, 429):
         return f"HTTP {exc.code}, the server's final answer"
     if isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):  # socket.timeout is TimeoutError
-        return "a stalled connection"
+        return STALLED
     return None
 
 
@@ -334,7 +342,7 @@ def _fetch(
 ) -> None:
     """Download one file into ``dest``, verified, trying each mirror ``retries`` times."""
     failures = []
-    for mirror in mirrors:
+    for number, mirror in enumerate(mirrors, 1):
         url = mirror.rstrip("/") + "/" + spec.filename
         for attempt in range(1, retries + 1):
             try:
@@ -346,6 +354,8 @@ def _fetch(
                 return
             except (OSError, http.client.HTTPException, DataFileError) as exc:
                 final = _not_worth_retrying(exc)
+                if final == STALLED and number == len(mirrors):  # no other mirror to try: a stall may pass
+                    final = None
                 failures.append(f"{url} (attempt {attempt}/{retries}): {exc}" + (f" ({final}: not retried)" if final
                                                                                   else ""))
                 logger.info("download failed: %s", failures[-1])  # all of them are in the error raised at the end
@@ -373,9 +383,9 @@ def download_fashion_mnist(
     download leaves no file behind. Mirrors are tried in order, each up to ``retries`` times, sleeping
     ``backoff_s * attempt`` seconds between attempts; a mirror is tried once when asking again
     would not help: its host name does not exist (DNS's definite answer, which a machine offline
-    also gets), it answers HTTP 4xx (404: no such file), or it stalls for ``timeout_s`` seconds,
-    which bounds each wait for a connection or for data (so a stalled mirror costs one timeout,
-    and the download fails after one timeout per mirror at most, plus the other failures' time).
+    also gets), it answers HTTP 4xx (404: no such file), or it stalls for ``timeout_s`` seconds
+    (which bound each wait for a connection or for data) while another mirror remains: the last
+    mirror is asked again after a stall.
 
     Returns:
         ``dest`` as a Path.

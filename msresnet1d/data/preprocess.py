@@ -43,11 +43,17 @@ _IQR_OF_NORMAL = 1.3489795
 _NEGLIGIBLE_SPREAD = 1e-9
 
 
+def _real_scalar(value: object) -> bool:
+    """Whether ``value`` is one real number held in an array (numpy's 0-d, a torch scalar)."""
+    return np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.number) \
+        and not np.iscomplexobj(np.asarray(value))
+
+
 def check_rates(function: str, **rates: float) -> None:
     """Raise ValueError, naming ``function``, unless every rate given as ``name=value`` (Hz) is a
     finite number > 0 (TypeError for one that is not a real number)."""
     for name, value in rates.items():
-        if not isinstance(value, numbers.Real):
+        if isinstance(value, (bool, np.bool_)) or not (isinstance(value, numbers.Real) or _real_scalar(value)):
             raise TypeError(f"{function}: {name} must be a number (Hz), got {type(value).__name__} {value!r}")
     if not all(0 < value < math.inf for value in rates.values()):
         got = ", ".join(f"{name}={value} Hz" for name, value in rates.items())

@@ -50,10 +50,14 @@ RR_DEFAULT: tuple[str, ...] = RR_FEATURES[:8]
 
 
 def check_positions(positions: np.ndarray, function: str, name: str) -> np.ndarray:
-    """``positions`` (samples) as a 1-D integer array, (0,) int64 when empty, or a ValueError naming
+    """``positions`` (samples) as a 1-D integer array (int64 for whole numbers stored as floats, as
+    a table read with pandas gives them; (0,) int64 when empty), or a ValueError naming
     ``function`` and its argument ``name``: sample positions are whole numbers."""
     positions = np.asarray(positions)
     if positions.shape == (0,):  # [] is float64 to numpy: no positions, not a wrong type
+        return positions.astype(np.int64)
+    if positions.ndim == 1 and np.issubdtype(positions.dtype, np.floating) and np.isfinite(positions).all() \
+            and (positions == np.round(positions)).all():
         return positions.astype(np.int64)
     if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
         raise ValueError(f"{function}: {name} must be a 1-D array of whole sample positions (integers), got "

@@ -66,25 +66,58 @@ def git_commit(package: Path = PACKAGE) -> dict[str, Any]:
     return {"commit": commit, "uncommitted_changes": None if changes is None else bool(changes)}
 
 
-#: The files that hold a database's data: WFDB headers, signals and annotations, label tables
-#: (CinC 2017's ``REFERENCE.csv``) and IDX archives (Fashion-MNIST); not its notes or file lists.
-DATA_SUFFIXES = (".hea", ".dat", ".atr", ".mat", ".csv", ".gz")
+#: A WFDB record's files the loaders read: header, signals (MIT-BIH's .dat, CinC's .mat), annotations.
+RECORD_SUFFIXES = (".hea", ".dat", ".atr", ".mat")
+
+
+def data_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` the package's loaders read: for CinC 2017, ``REFERENCE.csv`` and the
+    records it labels; for another WFDB database, the records it lists (``RECORDS``, else its
+    headers); for Fashion-MNIST, its four IDX files. Other files (notes, other records, PhysioNet's
+    extra folders) are not data read."""
+    from ..data.fashion_mnist import FILE_NAMES
+    from ..data.locate import holds_records, list_records
+    from ..data.rhythm import read_reference
+
+    if (folder / "REFERENCE.csv").is_file():
+        names, files = list(read_reference(folder)), [folder / "REFERENCE.csv"]
+    elif holds_records(folder):
+        names, files = list_records(folder), []
+    else:
+        return [folder / name for name in FILE_NAMES if (folder / name).is_file()]
+    return files + [path for name in names for path in (folder / f"{name}{s}" for s in RECORD_SUFFIXES)
+                    if path.is_file()]
 
 
 def data_digest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """Which data a result was computed on: ``folder`` (absolute), and the number, bytes and a
-    SHA-256 of its data files (:data:`DATA_SUFFIXES`, in subfolders too), over their relative
-    names, sorted, and contents. Two folders with the same digest hold the same records and
-    labels, whatever notes lie beside them; a data file added, removed or changed (a
-    ``REFERENCE.csv`` of other labels, say) changes it."""
+    SHA-256 of the files the loaders read there (:func:`data_files`), over their relative names,
+    sorted, and contents. Two folders with the same digest give the loaders the same records and
+    labels, whatever else lies beside them; a file read that is added, removed or changed (a
+    ``REFERENCE.csv`` of other labels, say) changes it.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
+    """
     folder = Path(folder).resolve()
-    files = sorted(path for path in folder.rglob("*") if path.suffix in DATA_SUFFIXES and path.is_file())
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} not found")
+    files = sorted(data_files(folder))
     digest, size = hashlib.sha256(), 0
     for path in files:
         content = path.read_bytes()
         size += len(content)
         digest.update(f"{path.relative_to(folder).as_posix()}\0{hashlib.sha256(content).hexdigest()}\n".encode())
     return {"path": str(folder), "files": len(files), "bytes": size, "sha256": digest.hexdigest()}
+
+
+def _digest_or_error(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """:func:`data_digest`, or the folder with the error that stopped it: a result written after
+    hours of training is not lost to a file that cannot be read at the end."""
+    try:
+        return data_digest(folder)
+    except (OSError, ValueError) as e:  # DataError (a bad REFERENCE.csv) is a ValueError
+        return {"path": str(folder), "error": f"{type(e).__name__}: {e}"}
 
 
 def provenance(script: str | Path, argv: Sequence[str] | None, started: float,
@@ -101,6 +134,6 @@ def provenance(script: str | Path, argv: Sequence[str] | None, started: float,
     return {"command": [f"experiments/{Path(script).name}", *(sys.argv[1:] if argv is None else argv)],
             **git_commit(), "code": code_version(), "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpus_usable": usable_cpus(), "data": [data_digest(folder) for folder in data],
+            "cpus_usable": usable_cpus(), "data": [_digest_or_error(folder) for folder in data],
             "started_utc": utc(started), "finished_utc": utc(now),
             "wall_s": round(now - started, 1)}

@@ -69,7 +69,7 @@ DATABASES: dict[str, str] = {"beats": "mitdb", "rhythm": "cinc2017"}
 # them, so checkpoints that differ only in these still see the same inputs and can form an ensemble
 TRAINING_ONLY_DATA: dict[str, tuple[str, ...]] = {
     "beats": ("scale", "noise_std", "shift", "record_balanced"), "rhythm": ("flip_prob", "noise_std"),
-    "fashion_mnist": ("crop_padding", "hflip", "erase_prob", "train_size"),
+    "fashion_mnist": ("crop_padding", "hflip", "erase_prob"),
 }
 
 
@@ -176,7 +176,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "val_size": (lambda v: is_whole(v) and 0 <= v <= 59_998,
                          "a whole number in [0, 59998]: training keeps at least 2 of the 60,000 training images"),
             "train_size": (lambda v: v is None or (is_whole(v) and 2 <= v <= 60_000),
-                           "a whole number >= 2 (or unset: every training image not held out)"),
+                           "a whole number in [2, 60000] (or unset: every training image not held out)"),
             "normalize": (lambda v: v in ("unit", "standardize"), "'unit' or 'standardize'"),
             "crop_padding": (lambda v: is_whole(v) and v >= 0, "a whole number >= 0"), "hflip": flag,
             "erase_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"), "download": flag,
