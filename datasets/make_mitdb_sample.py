@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         verify_checksums(args.source, expected_checksums("mitdb"))
     except DataError as e:
         parser.error(f"--source: {e}: the sample is cut from an unedited mitdb 1.0.0 only")
+    if not PROVENANCE.is_file():
+        parser.error(f"{PROVENANCE} is missing: it is the notice every cut carries (restore it with git checkout -- "
+                     "datasets/mitdb-sample/PROVENANCE.md)")
     notice = PROVENANCE.read_text(encoding="utf-8")  # read before --out (this very folder, by default) is replaced
     if args.minutes != DEFAULT_MINUTES:
         notice = (f"> This copy was cut with `--minutes {args.minutes:g}`: the span and sizes below describe the "

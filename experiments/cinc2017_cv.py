@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "against the REFERENCE.csv in LABELS_DIR: other labels of the same records, such as "
                              "another version of them (no data, no runs)")
     args = parser.parse_args(argv)
+    if args.rescore and args.replot:
+        parser.error("give --rescore or --replot, not both (each reads one recorded result and runs nothing else)")
     if args.rescore:
         path, labels_dir = Path(args.rescore[0]), args.rescore[1]
         report = result_or_exit(parser, path, lambda r: r["test_predictions"].items(), "--rescore")

@@ -62,7 +62,7 @@ def test_counts_documented_in_provenance_are_current(sample_beats):
     assert sample_beats.from_records(DS2).class_counts() == {"N": 4393, "S": 133, "V": 329, "F": 43, "Q": 0}
 
 
-def test_the_sample_is_cut_again_byte_for_byte_from_an_unedited_database_only(mitdb_dir, tmp_path):
+def test_the_sample_is_cut_again_byte_for_byte_from_an_unedited_database_only(mitdb_dir, tmp_path, capsys):
     """datasets/make_mitdb_sample.py rebuilds every file of the shipped sample (its notice
     included), and refuses a source whose files differ from PhysioNet's."""
     import importlib.util
@@ -86,3 +86,7 @@ def test_the_sample_is_cut_again_byte_for_byte_from_an_unedited_database_only(mi
     with pytest.raises(SystemExit):
         script.main(["--source", str(edited), "--out", str(tmp_path / "bad")])
     assert not (tmp_path / "bad").exists()
+    script.PROVENANCE = tmp_path / "gone" / "PROVENANCE.md"  # the notice deleted: refused, saying how to restore it
+    with pytest.raises(SystemExit):
+        script.main(["--source", str(mitdb_dir), "--out", str(tmp_path / "bad")])
+    assert "PROVENANCE.md is missing" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -698,7 +698,8 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     moved = np.array(cv.main(["--rescore", str(out), str(relabelled)])["confusion_matrix"])
     assert moved.sum(axis=1).tolist() == [9, 11, 10, 10] and (moved.sum(axis=0) == pooled.sum(axis=0)).all()
     (relabelled / "REFERENCE.csv").write_text(f"{first_n},N\n")
-    for bad, message in (([str(out), str(relabelled)], "no label for 39 of the 40 records predicted"),
+    for bad, message in (([str(out), str(relabelled), "--replot", str(out)], "give --rescore or --replot, not both"),
+                         ([str(out), str(relabelled)], "no label for 39 of the 40 records predicted"),
                          ([str(tmp_path / "not_cv.json"), str(tiny_cinc)], "not_cv.json: not a result of this script, "
                                                                             "or one recorded before it held what"),
                          ([str(out), str(tmp_path)], "file REFERENCE.csv is missing")):

@@ -125,8 +125,9 @@ def provenance(script: str | Path, argv: Sequence[str] | None, started: float,
     """The command (``script``'s name under ``experiments/`` and its arguments: ``argv``, or the
     command line's when None), the git commit of the package's checkout (:func:`git_commit`) and
     its source hash, the Python, torch and numpy versions, the CPU, the data folders read
-    (``data``, each as :func:`data_digest` gives it), and the start (``started``: seconds since the
-    epoch, ``time.time()``), end and wall time of the program in seconds, for a result's JSON."""
+    (``data``, each as :func:`data_digest` gives it, or with the error that stopped it), and the
+    start (``started``: seconds since the epoch, ``time.time()``), end and wall time of the
+    program in seconds, for a result's JSON."""
     def utc(seconds: float) -> str:
         return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
 
