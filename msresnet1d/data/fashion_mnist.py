@@ -313,22 +313,19 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
     return "\n".join(lines)
 
 
-STALLED = "a stalled connection, with another mirror to try"
-
-
-def _not_worth_retrying(exc: BaseException) -> str | None:
+def _not_worth_retrying(exc: BaseException, another_mirror: bool) -> str | None:
     """Why asking the same mirror again would not help, or None: the host name does not exist
     (DNS's definite answer, EAI_NONAME; a temporary DNS failure, EAI_AGAIN, is retried), the
     server's answer is final (HTTP 4xx: no such file, forbidden; not 408 or 429, which ask to come
-    back), or the connection stalled for the whole timeout (:data:`STALLED`: the next mirror is
-    tried instead; the last mirror is asked again)."""
+    back), or the connection stalled for the whole timeout while ``another_mirror`` can be tried
+    (the last mirror is asked again: a stall may pass)."""
     reason = getattr(exc, "reason", None)
     if isinstance(reason, socket.gaierror) and reason.errno == socket.EAI_NONAME:
         return "an unknown host name"
     if isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500 and exc.code not in (408, 429):
         return f"HTTP {exc.code}, the server's final answer"
-    if isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):  # socket.timeout is TimeoutError
-        return STALLED
+    if another_mirror and (isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError)):  # socket.timeout too
+        return "a stalled connection, with another mirror to try"
     return None
 
 
@@ -353,9 +350,7 @@ def _fetch(
                 logger.info("downloaded %s (%d bytes) into %s", url, len(blob), dest)
                 return
             except (OSError, http.client.HTTPException, DataFileError) as exc:
-                final = _not_worth_retrying(exc)
-                if final == STALLED and number == len(mirrors):  # no other mirror to try: a stall may pass
-                    final = None
+                final = _not_worth_retrying(exc, another_mirror=number < len(mirrors))
                 failures.append(f"{url} (attempt {attempt}/{retries}): {exc}" + (f" ({final}: not retried)" if final
                                                                                   else ""))
                 logger.info("download failed: %s", failures[-1])  # all of them are in the error raised at the end

@@ -66,10 +66,6 @@ def git_commit(package: Path = PACKAGE) -> dict[str, Any]:
     return {"commit": commit, "uncommitted_changes": None if changes is None else bool(changes)}
 
 
-#: A WFDB record's files the loaders read: header, signals (MIT-BIH's .dat, CinC's .mat), annotations.
-RECORD_SUFFIXES = (".hea", ".dat", ".atr", ".mat")
-
-
 def data_files(folder: Path) -> list[Path]:
     """The files of ``folder`` the package's loaders read: for CinC 2017, ``REFERENCE.csv`` and the
     records it labels; for another WFDB database, the records it lists (``RECORDS``, else its
@@ -77,6 +73,7 @@ def data_files(folder: Path) -> list[Path]:
     extra folders) are not data read."""
     from ..data.fashion_mnist import FILE_NAMES
     from ..data.locate import holds_records, list_records
+    from ..data.records import record_files
     from ..data.rhythm import read_reference
 
     if (folder / "REFERENCE.csv").is_file():
@@ -85,8 +82,7 @@ def data_files(folder: Path) -> list[Path]:
         names, files = list_records(folder), []
     else:
         return [folder / name for name in FILE_NAMES if (folder / name).is_file()]
-    return files + [path for name in names for path in (folder / f"{name}{s}" for s in RECORD_SUFFIXES)
-                    if path.is_file()]
+    return files + [path for paths in record_files(folder, names).values() for path in paths]  # the cache's too
 
 
 def data_digest(folder: str | os.PathLike[str]) -> dict[str, Any]:
