@@ -84,7 +84,7 @@ from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import classification_report, json_safe
-from msresnet1d.training.provenance import load_average, provenance
+from msresnet1d.training.provenance import data_digest_or_error, load_average, provenance
 from msresnet1d.training.run import build_model, epoch_train_seconds, train_or_reuse
 from msresnet1d.training.tasks import build_task
 
@@ -337,6 +337,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seeds = list(configs)
     first = configs[seeds[0]]
     db_dir = first[args.models[0]].data["data_dir"]  # the database every run reads (parse_args checked it)
+    data = [data_digest_or_error(db_dir)]  # hashed once, not after every run
     profiles = {name: profile(cfg) for name, cfg in first.items()}  # the seed changes neither
     used_seeds = [c[args.models[0]].seed for c in configs.values()]
     report: dict[str, Any] = {
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 report["runs"][name] = record
             report["load_average_end"] = load_average()
-            report["provenance"] = provenance(__file__, argv, started, [db_dir])
+            report["provenance"] = provenance(__file__, argv, started, data)
             write_text(partial_path(args.json), json.dumps(json_safe(report), indent=2) + "\n")
     if args.checkpoint == "last":  # the last epoch's weights, whichever epoch the runs selected
         for name in args.models:
@@ -386,7 +387,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"({sum(splits['test_beats'].values())} beats); {report['epochs']} epochs, {seed_text}, "
           f"{args.threads} thread(s); load average {report['load_average_start']} -> {report['load_average_end']}")
     report["table_markdown"] = comparison_table(report["runs"])
-    report["provenance"] = provenance(__file__, argv, started, [db_dir])
+    report["provenance"] = provenance(__file__, argv, started, data)
     write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
     partial_path(args.json).unlink(missing_ok=True)
     print(report["table_markdown"])

@@ -151,6 +151,7 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models):
     again = compare_models.main(["--data-dir", str(SAMPLE), "--epochs", "1", "--models", *MODELS, "--out", str(out),
                                  "--json", str(results), "--quiet", *SPLIT])
     assert all(run["reused"] and run["wall_seconds"] is None for run in again["runs"].values())
+    assert again["provenance"]["data"] == [data_digest(SAMPLE)]  # digested once, at the start
     assert [run["test"] for run in again["runs"].values()] == [run["test"] for run in report["runs"].values()]
 
     spectrogram = report["runs"]["resnet2d_spec"]
@@ -256,10 +257,13 @@ def test_the_data_digest_covers_the_files_read_and_nothing_beside_them(tmp_path)
     assert data_digest(SAMPLE)["files"] == 3 * 44  # MIT-BIH: the records RECORDS lists, .hea .dat .atr each
     with pytest.raises(FileNotFoundError, match="data folder .*missing not found"):
         data_digest(tmp_path / "missing")
-    from msresnet1d.training.provenance import provenance
+    from msresnet1d.training.provenance import data_digest_or_error, provenance
 
     found = provenance("x.py", [], 0.0, [tmp_path / "missing", folder])["data"]  # an error does not lose a result
     assert found[0]["error"].startswith("FileNotFoundError: data folder") and found[1] == data_digest(folder)
+    early = data_digest_or_error(folder)  # digested when a long script starts, as compare_models does
+    (folder / "REFERENCE.csv").write_text("A00001,A\n")
+    assert provenance("x.py", [], 0.0, [early])["data"] == [early]  # kept, not hashed again at the end
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

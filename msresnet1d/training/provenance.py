@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,7 @@ def data_digest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return {"path": str(folder), "files": len(files), "bytes": size, "sha256": digest.hexdigest()}
 
 
-def _digest_or_error(folder: str | os.PathLike[str]) -> dict[str, Any]:
+def data_digest_or_error(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """:func:`data_digest`, or the folder with the error that stopped it: a result written after
     hours of training is not lost to a file that cannot be read at the end."""
     try:
@@ -117,11 +117,13 @@ def _digest_or_error(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def provenance(script: str | Path, argv: Sequence[str] | None, started: float,
-               data: Sequence[str | os.PathLike[str]] = ()) -> dict[str, Any]:
+               data: Sequence[str | os.PathLike[str] | Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The command (``script``'s name under ``experiments/`` and its arguments: ``argv``, or the
     command line's when None), the git commit of the package's checkout (:func:`git_commit`) and
     its source hash, the Python, torch and numpy versions, the CPU, the data folders read
-    (``data``, each as :func:`data_digest` gives it, or with the error that stopped it), and the
+    (``data``, each as :func:`data_digest` gives it, or with the error that stopped it; an entry
+    that is already such a mapping, from :func:`data_digest_or_error` when a long script started, is
+    kept), and the
     start (``started``: seconds since the epoch, ``time.time()``), end and wall time of the
     program in seconds, for a result's JSON."""
     def utc(seconds: float) -> str:
@@ -131,6 +133,7 @@ def provenance(script: str | Path, argv: Sequence[str] | None, started: float,
     return {"command": [f"experiments/{Path(script).name}", *(sys.argv[1:] if argv is None else argv)],
             **git_commit(), "code": code_version(), "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpus_usable": usable_cpus(), "data": [_digest_or_error(folder) for folder in data],
+            "cpus_usable": usable_cpus(),
+            "data": [dict(entry) if isinstance(entry, Mapping) else data_digest_or_error(entry) for entry in data],
             "started_utc": utc(started), "finished_utc": utc(now),
             "wall_s": round(now - started, 1)}
