@@ -62,7 +62,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y, va
 from torch import nn
 
 from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
-from msresnet1d.data.preprocess import Normalization, check_band, preprocess_signal, resample
+from msresnet1d.data.preprocess import Normalization, canonical_band, check_band, preprocess_signal, resample
 from msresnet1d.models import create_model
 from msresnet1d.models.layers import is_number, is_whole
 from msresnet1d.models.registry import model_options
@@ -834,10 +834,7 @@ class SignalPreprocessor(TransformerMixin, BaseEstimator):
         if self.normalization not in ("zscore", "robust", None):
             raise ValueError(f"{name}: normalization must be 'zscore', 'robust' or None, got {self.normalization!r}")
         if self.band is not None:
-            if not (isinstance(self.band, (tuple, list, np.ndarray)) and len(self.band) == 2 and all(
-                    f is None or is_number(f) for f in self.band)):
-                raise ValueError(f"{name}: band must be (low, high) in Hz (either may be None) or None, "
-                                 f"got {self.band!r}")
+            canonical_band(self.band, name)  # its shape: the parameter is kept as given
             try:
                 check_band(self.fs, *self.band)
             except ValueError as e:

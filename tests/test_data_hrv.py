@@ -64,6 +64,7 @@ def test_window_statistics_refuse_peaks_that_do_not_increase_and_a_rate_that_is_
     (np.zeros((2, 500)), 100.0, r"one lead \(T,\), got shape \(2, 500\)"),
     (np.zeros(500), 40.0, "fs=40.0 Hz is too low"),
     (np.array([0.0, np.nan] * 250), 100.0, "NaN or inf"),
+    (np.zeros(500), float("nan"), "detect_r_peaks: the rate must be finite and positive, got fs=nan Hz"),
 ])
 def test_detector_names_bad_input(ecg, fs, message):
     with pytest.raises(ValueError, match=message):

@@ -99,6 +99,10 @@ def test_preprocessing_refuses_rates_that_are_not_finite_and_positive_and_a_sign
     with pytest.raises(TypeError, match=re.escape("resample: fs must be a number (Hz), got bool True")):
         resample(sine(10.0, 360.0, 2.0), True, 180.0)  # not 1 Hz
     assert resample(sine(10.0, 360.0, 2.0), np.float32(360.0), np.array(180.0)).shape[-1] == 360  # numpy numbers
+    complex_signal = sine(10.0, 360.0, 2.0) * (1 + 1j)  # its imaginary part was dropped with a numpy warning
+    for call in (lambda: resample(complex_signal, 360.0, 180.0), lambda: preprocess_signal(complex_signal, 360.0)):
+        with pytest.raises(TypeError, match=r"x must hold real numbers \(integers or floats\), got dtype complex128"):
+            call()
 
 
 def test_normalize_per_channel_zscore_and_robust():

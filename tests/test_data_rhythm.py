@@ -326,6 +326,7 @@ def test_rhythm_config_canonicalises_band_and_rate():  # equal configurations, o
     (dict(band=(40, 0.5)), "band=(40.0, 0.5): bandpass: low=40.0 Hz must be below high=0.5 Hz"),
     (dict(band=(None, None)), "band=(None, None): bandpass: give at least one of low and high (Hz)"),
     (dict(fs=float("inf")), "the rate must be finite and positive, got fs=inf Hz"),
+    (dict(band=[0.5]), "band must be (low, high) in Hz (either may be None) or None, got [0.5]"),
 ])
 def test_rhythm_config_refuses_what_would_only_fail_once_a_record_is_read(options, message):
     with pytest.raises(ValueError, match=re.escape(f"RhythmConfig: {message}")):

@@ -32,6 +32,7 @@ from .aami import AAMI_CLASSES, BEAT_SYMBOLS, MITBIH_TO_AAMI, aami_labels
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cache_key, cached
 from .errors import DataError
+from ..models.layers import is_number
 from .locate import changed_files, find_database, is_embedded_sample, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_rates, check_signal
@@ -81,14 +82,17 @@ class BeatConfig:
         if isinstance(self.leads, str):  # a bare string would be its letters, each a lead
             raise TypeError(f"BeatConfig: leads is a tuple of lead names, e.g. ({self.leads!r},), got the string "
                             f"{self.leads!r}")
+        if not (isinstance(self.window, (tuple, list, np.ndarray)) and len(self.window) == 2
+                and all(map(is_number, self.window))):
+            raise ValueError(f"BeatConfig: window must be (start, stop) in seconds from the beat, got {self.window!r}")
         # canonical types, so that equal configurations give equal cache keys
         object.__setattr__(self, "leads", tuple(self.leads))
+        object.__setattr__(self, "band", canonical_band(self.band, "BeatConfig"))
+        check_preprocessing("BeatConfig", self.fs, self.band, self.normalization)
         object.__setattr__(self, "fs", float(self.fs))
         object.__setattr__(self, "window", (float(self.window[0]), float(self.window[1])))
-        object.__setattr__(self, "band", canonical_band(self.band))
         if not self.window[0] < self.window[1]:
             raise ValueError(f"BeatConfig: window={self.window} s must have start < stop")
-        check_preprocessing("BeatConfig", self.fs, self.band, self.normalization)
         if self.length < 1:
             raise ValueError(f"BeatConfig: window={self.window} s is shorter than one sample at fs={self.fs:g} Hz")
         if not self.leads:

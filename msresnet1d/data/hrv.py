@@ -45,12 +45,13 @@ def detect_r_peaks(ecg: np.ndarray, fs: float) -> np.ndarray:
     """R-peak positions (samples, increasing int64) in one lead ``ecg`` (T,) sampled at ``fs`` Hz.
 
     Raises:
-        ValueError: ``ecg`` not one-dimensional, ``fs`` too low for the 5-20 Hz band (< 45 Hz),
-            or NaN/inf samples.
+        ValueError: ``ecg`` not one-dimensional, ``fs`` not a finite rate or too low for the
+            5-20 Hz band (< 45 Hz), or NaN/inf samples.
     """
     ecg = np.asarray(ecg, dtype=np.float64)
     if ecg.ndim != 1:
         raise ValueError(f"detect_r_peaks: ecg must be one lead (T,), got shape {ecg.shape}")
+    check_rates("detect_r_peaks", fs=fs)
     if fs < MIN_FS:
         raise ValueError(f"detect_r_peaks: fs={fs} Hz is too low for the 5-20 Hz QRS band (need >= {MIN_FS:g} Hz)")
     if not np.isfinite(ecg).all():

@@ -31,6 +31,8 @@ from typing import Literal, get_args
 import numpy as np
 from scipy import signal as sps
 
+from ..models.layers import is_number
+
 Normalization = Literal["zscore", "robust"]
 #: The :func:`normalize` methods.
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
@@ -66,6 +68,14 @@ def check_signal(signal: np.ndarray, function: str) -> None:
     if np.ndim(signal) != 2:
         hint = "; for one lead pass signal[None]" if np.ndim(signal) == 1 else ""
         raise ValueError(f"{function}: signal must be (C, T) = (channels, samples), got shape {np.shape(signal)}{hint}")
+
+
+def check_real(x: np.ndarray, function: str) -> None:
+    """Raise TypeError, naming ``function``, unless ``x`` holds real numbers (integers or floats):
+    a complex signal would lose its imaginary part to the float conversion."""
+    dtype = np.asarray(x).dtype
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise TypeError(f"{function}: x must hold real numbers (integers or floats), got dtype {dtype}")
 
 
 def shown_leads(leads: Sequence[str]) -> str:
@@ -186,10 +196,21 @@ def bandpass(
     return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
 
 
-def canonical_band(band: Sequence[float | None] | None) -> tuple[float | None, float | None] | None:
+def canonical_band(band: Sequence[float | None] | None,
+                   owner: str = "band") -> tuple[float | None, float | None] | None:
     """``band`` (low, high) Hz as a tuple of floats (``None`` kept), so that equal configurations
-    give equal cache keys: ``(0.5, 40)`` and ``[0.5, 40.0]`` are one band."""
-    return None if band is None else tuple(None if f is None else float(f) for f in band)  # type: ignore[return-value]
+    give equal cache keys: ``(0.5, 40)`` and ``[0.5, 40.0]`` are one band.
+
+    Raises:
+        ValueError: naming ``owner``, ``band`` is neither None nor two entries, each a number or
+            None (the corners' values are :func:`check_band`'s).
+    """
+    if band is None:
+        return None
+    if not (isinstance(band, (tuple, list, np.ndarray)) and len(band) == 2
+            and all(f is None or is_number(f) for f in band)):
+        raise ValueError(f"{owner}: band must be (low, high) in Hz (either may be None) or None, got {band!r}")
+    return tuple(None if f is None else float(f) for f in band)  # type: ignore[return-value]
 
 
 def check_band(fs: float | None, low: float | None, high: float | None) -> None:
@@ -215,15 +236,13 @@ def check_preprocessing(owner: str, fs: float, band: tuple[float | None, float |
                         normalization: Normalization | None) -> None:
     """Raise ValueError, naming ``owner`` (a configuration), unless its output rate ``fs`` is finite
     and > 0, ``band`` is None or (low, high) corners :func:`check_band` accepts at some rate (the
-    filter runs at each record's own rate, checked when the record is read) and ``normalization``
-    is None or one of :data:`NORMALIZATIONS`."""
+    filter runs at each record's own rate, checked when the record is read; ``band`` as
+    :func:`canonical_band` gives it) and ``normalization`` is None or one of :data:`NORMALIZATIONS`."""
     check_rates(owner, fs=fs)
     if normalization is not None and normalization not in NORMALIZATIONS:
         raise ValueError(f"{owner}: normalization must be 'zscore', 'robust' or None, got {normalization!r}")
     if band is None:
         return
-    if len(band) != 2:
-        raise ValueError(f"{owner}: band must be (low, high) in Hz (either may be None) or None, got {band}")
     try:
         check_band(None, *band)
     except ValueError as e:
@@ -250,8 +269,10 @@ def resample(x: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
 
     Raises:
         ValueError: ``fs`` or ``target_fs`` not a finite rate > 0.
+        TypeError: ``x`` not real numbers (complex, say).
     """
     check_rates("resample", fs=fs, target_fs=target_fs)
+    check_real(x, "resample")
     ratio = (Fraction(str(target_fs)) / Fraction(str(fs))).limit_denominator(10_000)
     x = np.asarray(x)
     dtype = np.float32 if x.dtype == np.float32 else np.float64
@@ -281,7 +302,8 @@ def normalize(
 
     A channel whose statistics are undefined (no included sample, or zero spread) is only
     centred (scale 1), with a warning; without any included sample, on the mean (zscore) or
-    median (robust) of all its samples.
+    median (robust) of all its samples. Returns float64 (..., L), whatever ``x``'s type
+    (:func:`preprocess_signal` gives float32).
     """
     x = np.asarray(x, dtype=np.float64)
     if method not in NORMALIZATIONS:
@@ -340,10 +362,12 @@ def preprocess_signal(
     Raises:
         ValueError: ``x`` without a sample axis (0-d), ``fs`` or ``target_fs`` not a finite rate
             > 0, or the errors of :func:`bandpass` and :func:`normalize`.
+        TypeError: ``x`` not real numbers (complex, say).
     """
     if np.ndim(x) == 0:
         raise ValueError(f"preprocess_signal: x must be (C, L) or (..., L) samples, got shape {np.shape(x)}")
     check_rates("preprocess_signal", fs=fs, **({} if target_fs is None else {"target_fs": target_fs}))
+    check_real(x, "preprocess_signal")
     invalid = np.isnan(x) | flat_mask(x, fs, flat_seconds)
     out = raw = fill_nan(x)
     if band is not None:

@@ -66,9 +66,9 @@ class RhythmConfig:
     normalization: Normalization | None = "zscore"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fs", float(self.fs))  # canonical, for equal cache keys
-        object.__setattr__(self, "band", canonical_band(self.band))
+        object.__setattr__(self, "band", canonical_band(self.band, "RhythmConfig"))  # canonical, for equal cache keys
         check_preprocessing("RhythmConfig", self.fs, self.band, self.normalization)
+        object.__setattr__(self, "fs", float(self.fs))
 
 
 @dataclass(frozen=True)
