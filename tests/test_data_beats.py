@@ -351,7 +351,8 @@ def test_beat_config_rejects_windows_under_one_sample_and_canonicalises_band():
     (dict(leads="V5"), TypeError, "leads is a tuple of lead names, e.g. ('V5',), got the string 'V5'"),
     # Python's own words before: "'int' object is not iterable", "could not convert string to float"
     (dict(band=3), ValueError, "band must be (low, high) in Hz (either may be None) or None, got 3"),
-    (dict(band=(0.5, "40")), ValueError, "band must be (low, high) in Hz (either may be None) or None, got (0.5, '40')"),
+    (dict(band=(0.5, "40")), ValueError, "band must be (low, high) in Hz (either may be None) or None, "
+                                         "got (0.5, '40')"),
     (dict(window=0.5), ValueError, "window must be (start, stop) in seconds from the beat, got 0.5"),
     (dict(fs="360"), TypeError, "fs must be a number (Hz), got str '360'"),
 ])
