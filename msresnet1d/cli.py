@@ -144,7 +144,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise SystemExit("error: --per-record: only beat models have several examples of each record")
     if args.adapt_bn and first_task != "beats":  # refused before the data loads
         raise SystemExit(f"error: --adapt-bn adapts BatchNorm to each record's several examples, for beat models; "
-                         f"{args.checkpoint[0]} is a {first_task!r} model, one example a record"
+                         f"{args.checkpoint[0]} is a {first_task!r} model, "
+                         + ("of images without records" if first_task == "fashion_mnist" else "one example a record")
                          + (" (for one CinC record, msresnet1d predict --adapt-bn adapts to its windows)"
                             if first_task == "rhythm" else ""))
     if args.json:
@@ -208,13 +209,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .models import count_flops, count_parameters, create_model, list_models
 
     print(f"msresnet1d {__version__}, torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
-    print(f"\n{'model':<18}{'dims':>5}{'params':>13}{'MFLOPs':>10}{'min. input':>12}  "
-          "(1 channel; MFLOPs of 1D models per 1,000 samples, of 2D ones at 224x224)")
+    print(f"\n{'model':<18}{'dims':>5}{'classes':>8}{'params':>13}{'MFLOPs':>10}{'min. input':>12}  "
+          "(1 channel, the default classes; MFLOPs of 1D models per 1,000 samples, of 2D ones at 224x224)")
     for name in list_models():
         model = create_model(name, in_channels=1)
         shape = (1, 1, 1000) if model.dims == 1 else (1, 1, 224, 224)
-        print(f"{name:<18}{model.dims:>5}{count_parameters(model):>13,}{count_flops(model, shape) / 1e6:>10,.1f}"
-              f"{model.min_input_size:>12}")
+        print(f"{name:<18}{model.dims:>5}{model.num_classes:>8}{count_parameters(model):>13,}"
+              f"{count_flops(model, shape) / 1e6:>10,.1f}{model.min_input_size:>12}")
     print("\ndatasets:")
     for name in ("mitdb", "cinc2017"):
         with warnings.catch_warnings(record=True):  # the fallback's warning: the note says it

@@ -180,7 +180,8 @@ def test_report_table_fits_long_class_names_and_names_the_macro_classes_only_whe
     y = np.arange(20) % 10
     probabilities = np.eye(10)[y]
     lines = format_report(classification_report(y, probabilities, list(CLASS_NAMES), list(CLASS_NAMES))).splitlines()
-    assert len({len(line) for line in lines[:-1]}) == 1  # header and rows: the columns line up
+    assert len({len(line) for line in lines[:-2]}) == 1  # header and rows: the columns line up
+    assert lines[-2].startswith("(percent: Se sensitivity = recall, +P positive predictivity = precision")
     assert lines[-1].startswith("accuracy 100.0   macro-F1 100.0") and "T-shirt" not in lines[-1]
     beats = format_report(classification_report(np.arange(10) % 5, np.eye(5)[np.arange(10) % 5],
                                                 ["N", "S", "V", "F", "Q"], ["N", "S", "V", "F"]))
@@ -767,8 +768,8 @@ def test_evaluate_adapt_bn_is_refused_for_one_example_a_record_before_the_data_l
     torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": fashion.to_dict(), "model": {},
                 "class_names": [str(k) for k in range(10)], "task_state": {}}, tmp_path / "fashion.pt")
     with pytest.raises(SystemExit, match=r"^error: --adapt-bn adapts BatchNorm to each record's several examples, for "
-                                         rf"beat models; {tmp_path / 'fashion.pt'} is a 'fashion_mnist' model, one "
-                                         "example a record$"):  # was the missing data's error, after looking for it
+                                         rf"beat models; {tmp_path / 'fashion.pt'} is a 'fashion_mnist' model, of "
+                                         "images without records$"):  # was the missing data's error, after looking for it
         main(["evaluate", str(tmp_path / "fashion.pt"), "--adapt-bn"])
 
 
@@ -2248,7 +2249,7 @@ def test_info_prints_the_models_table_and_the_datasets(capsys):
     assert "min. input" in out and "datasets:" in out and "mitdb" in out
     printed = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = re.findall(r"^\| `(\w+)` \| ([12])D \| ([\d,]+) \| ([\d,.]+)(?: at 224x224)? \| (\d+) \|$", readme, re.M)
+    table = re.findall(r"^\| `(\w+)` \| ([12])D \| (\d+) \| ([\d,]+) \| ([\d,.]+)(?: at 224x224)? \| (\d+) \|$", readme, re.M)
     assert len(table) == 10 and {row[0] for row in table} == {name for name in printed if name in list_models()}
     for name, *cells in table:  # the README's Models table is info's output
         assert printed[name][1:] == cells, name

@@ -173,7 +173,8 @@ def cinc_score(cm: np.ndarray, class_names: Sequence[str]) -> float:
 
 
 def format_report(report: dict, title: str = "") -> str:
-    """A per-class table (percent) in the AAMI EC57 layout, then accuracy and macro figures."""
+    """A per-class table (percent) in the AAMI EC57 layout and a line naming its columns, then
+    accuracy and macro figures."""
     lines = [title] if title else []
     width = max(8, *(len(name) + 2 for name in report["per_class"]))  # "T-shirt/top" needs more than 8
     lines.append(f"{'class':<{width}}{'support':>9}{'Se':>8}{'+P':>8}{'Sp':>8}{'F1':>8}")
@@ -181,6 +182,7 @@ def format_report(report: dict, title: str = "") -> str:
         mark = "" if name in report["scored_classes"] else "  (not in macro)"
         cells = "".join(f"{100 * s[k]:>8.1f}" if np.isfinite(s[k]) else f"{'-':>8}" for k in ("se", "ppv", "sp", "f1"))
         lines.append(f"{name:<{width}}{int(s['support']):>9}{cells}{mark}")
+    lines.append("(percent: Se sensitivity = recall, +P positive predictivity = precision, Sp specificity)")
     summary = f"accuracy {100 * report['accuracy']:.1f}   macro-F1 {100 * report['macro_f1']:.1f}"
     if len(report["scored_classes"]) < len(report["per_class"]):  # say which classes, when not all
         summary += f" ({','.join(report['scored_classes'])})"
