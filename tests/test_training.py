@@ -769,7 +769,7 @@ def test_evaluate_adapt_bn_is_refused_for_one_example_a_record_before_the_data_l
                 "class_names": [str(k) for k in range(10)], "task_state": {}}, tmp_path / "fashion.pt")
     with pytest.raises(SystemExit, match=r"^error: --adapt-bn adapts BatchNorm to each record's several examples, for "
                                          rf"beat models; {tmp_path / 'fashion.pt'} is a 'fashion_mnist' model, of "
-                                         "images without records$"):  # was the missing data's error, after looking for it
+                                         "images without records$"):  # before: the missing data's error
         main(["evaluate", str(tmp_path / "fashion.pt"), "--adapt-bn"])
 
 
@@ -2249,7 +2249,8 @@ def test_info_prints_the_models_table_and_the_datasets(capsys):
     assert "min. input" in out and "datasets:" in out and "mitdb" in out
     printed = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = re.findall(r"^\| `(\w+)` \| ([12])D \| (\d+) \| ([\d,]+) \| ([\d,.]+)(?: at 224x224)? \| (\d+) \|$", readme, re.M)
+    table = re.findall(r"^\| `(\w+)` \| ([12])D \| (\d+) \| ([\d,]+) \| ([\d,.]+)(?: at 224x224)? \| (\d+) \|$",
+                       readme, re.M)
     assert len(table) == 10 and {row[0] for row in table} == {name for name in printed if name in list_models()}
     for name, *cells in table:  # the README's Models table is info's output
         assert printed[name][1:] == cells, name
