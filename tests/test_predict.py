@@ -586,3 +586,31 @@ def test_summary_holds_a_row_a_record_labelled(checkpoints, records, tmp_path, c
                  "--out-dir", str(tmp_path / "a"), "--summary", str(summary)]) == 1
     assert summary.read_text().splitlines() == ["record,path,beats,N,S,V,F,Q"]
     assert "error: 2 of 2 records not labelled (slow, slower)\n" in capsys.readouterr().err  # no "others"
+
+
+@pytest.mark.parametrize("adapt_bn", [False, True])
+def test_records_labelled_together_share_one_build_of_the_model(checkpoints, records, tmp_path, monkeypatch, adapt_bn):
+    """Building and folding the model cost several times a short record's inference: predict builds
+    it once for all its records, and gives the same labels as one record at a time. A library call
+    builds its own (no state is kept between calls)."""
+    import msresnet1d.predict as predict_module
+    from msresnet1d.training.checkpoint import load_checkpoint
+
+    for path in SAMPLE.glob("101.*"):
+        shutil.copy(path, records)
+    builds = []
+    build = predict_module.checkpoint_model
+    monkeypatch.setattr(predict_module, "checkpoint_model", lambda ckpt: builds.append(1) or build(ckpt))
+    flags = ["--adapt-bn"] * adapt_bn
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), str(records / "101"),
+                 "--out-dir", str(tmp_path / "together"), *flags]) == 0
+    assert len(builds) == 1 and not predict_module._KEPT
+    for name in ("100", "101"):
+        assert main(["predict", str(checkpoints["beats"]), str(records / name), "--out-dir", str(tmp_path / "alone"),
+                     *flags]) == 0
+        assert (tmp_path / "together" / f"{name}.pred.csv").read_bytes() == \
+            (tmp_path / "alone" / f"{name}.pred.csv").read_bytes()
+    ckpt = load_checkpoint(checkpoints["beats"])
+    for _ in range(2):
+        predict_module.predict_beats(ckpt, records / "100", "atr", adapt_bn)
+    assert len(builds) == 5
