@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.model_selection import StratifiedKFold
 
 from msresnet1d.atomic import write_text
@@ -207,6 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "against the REFERENCE.csv in LABELS_DIR: other labels of the same records, such as "
                              "another version of them (no data, no runs)")
     args = parser.parse_args(argv)
+    if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
+        torch.set_num_threads(args.threads)
     if args.rescore and args.replot:
         parser.error("give --rescore or --replot, not both (each reads one recorded result and runs nothing else)")
     if args.rescore:

@@ -333,6 +333,8 @@ def partial_path(path: Path) -> Path:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
     args = parse_args(argv)
+    if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
+        torch.set_num_threads(args.threads)
     out, suite, base, configs = args.out, SUITES[args.suite], BASE_CONFIGS[args.suite], args.configs
     seeds = list(configs)
     first = configs[seeds[0]]

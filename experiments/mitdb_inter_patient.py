@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from msresnet1d.atomic import write_text
 from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--replot", type=Path, metavar="RESULT.json",
                         help="only draw the PNGs of a recorded result again, beside it (no data, no runs)")
     args = parser.parse_args(argv)
+    if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
+        torch.set_num_threads(args.threads)
     if args.replot:
         report = result_or_exit(parser, args.replot, lambda r: (r["summary_percent"], len(r["runs"]),
                                                                 r["ensemble_percent"], r["config"]["data"]))

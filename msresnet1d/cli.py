@@ -486,11 +486,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``msresnet1d`` command on ``argv`` (default: the program's arguments); returns its exit
     status. Run as the program (no ``argv``), it prints each warning once, as one line (under
     torchrun, rank 0 alone: every rank reads the same data), as the experiment scripts do
-    (:func:`~msresnet1d.arguments.program_warnings`)."""
-    if argv is not None:
+    (:func:`~msresnet1d.arguments.program_warnings`). Called from Python (``argv`` given), it
+    leaves the caller's logging (the root logger's handlers and level) and torch's thread count
+    (``--threads``; when torch was imported before the call) as they were."""
+    if argv is None:
+        with arguments.program_warnings():
+            return _run(sys.argv[1:])
+    handlers, level = logging.root.handlers[:], logging.root.level
+    torch = sys.modules.get("torch")  # imported by the command if needed: --help and --version import none
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
         return _run(argv)
-    with arguments.program_warnings():
-        return _run(sys.argv[1:])
+    finally:
+        logging.root.handlers[:] = handlers
+        logging.root.setLevel(level)
+        if torch is not None:
+            torch.set_num_threads(threads)
 
 
 def _run(argv: Sequence[str]) -> int:

@@ -29,7 +29,11 @@ Conventions shared by every estimator here:
   the weight initialisation, the batch order (:class:`~msresnet1d.data.loader.TensorBatchLoader`,
   seeded per epoch), dropout and the validation split; an int gives identical weights and
   predictions on every fit. Torch's global random state is left as it was (``fit`` works in a
-  forked generator), and so is its thread count unless ``n_jobs`` is set.
+  forked generator of the CPU, and seeds no GPU's), and so are its default dtype and gradient
+  mode (``fit`` trains in float32 with gradients, inside a caller's ``torch.no_grad()`` too).
+  ``n_jobs`` sets torch's thread count, which is the whole process's, for each call and restores
+  it after: estimators fitted side by side in threads (joblib's threading backend) should leave
+  it None.
 * **Validation.** No data is held out unless ``validation_fraction`` is set; then that fraction
   (stratified for the classifier) is held out, its loss is logged per epoch in ``history_``,
   training stops after ``n_iter_no_change`` epochs without improvement, and the weights of the
@@ -162,6 +166,21 @@ def _torch_threads(n_jobs: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def _training_mode_of_torch() -> Iterator[None]:
+    """Run the block as training needs torch, whatever the caller's settings, then restore them:
+    gradients on (also inside the caller's ``torch.no_grad()`` or ``inference_mode()``) and
+    float32 as the default dtype (a caller's ``set_default_dtype(torch.float64)`` would build a
+    float64 network for the float32 signals)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            yield
+    finally:
+        torch.set_default_dtype(default)
 
 
 class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -332,7 +351,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             targets, n_outputs = self._encode_targets(y, reset)
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) if reset else self._seed
             train, val = self._split(targets, seed)
-            with _torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
+            with _torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]), _training_mode_of_torch():
                 model = self._build_model(n_outputs, seed) if reset else self.model_
                 signals = self._fit_length(signals, model)
                 if reset:
@@ -372,7 +391,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _build_model(self, n_outputs: int, seed: int) -> nn.Module:
         """The network for ``n_channels_`` input channels and ``n_outputs`` outputs, initialised from ``seed``."""
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU's only: fit forks no GPU generator
         model = create_model(self.model, in_channels=self.n_channels_, **self._head_size(n_outputs),
                              **(self.model_kwargs or {}))
         if model.dims != 1:
@@ -425,7 +444,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         first = len(self.history_)
         best_loss, best_state, stale = np.inf, None, 0
         for epoch in range(first, first + cfg.epochs):
-            torch.manual_seed(int(epoch_generator(self._seed, epoch).initial_seed()))  # dropout
+            torch.default_generator.manual_seed(int(epoch_generator(self._seed, epoch).initial_seed()))  # dropout
             loader.set_epoch(epoch)
             try:
                 loss, _, _ = train_one_epoch(self.model_, loader, loss_fn, optimizer, scheduler,
@@ -541,7 +560,8 @@ class MSResNet1dClassifier(ClassifierMixin, _NetworkEstimator):
         warm_start: let ``fit`` continue training the fitted network instead of starting anew;
             a ValueError if ``model`` or ``model_kwargs`` changed since it was built.
         random_state: seed of initialisation, batch order, dropout and validation split.
-        n_jobs: torch threads during fit and inference (-1: all CPUs); None leaves torch's setting.
+        n_jobs: torch threads during fit and inference (-1: all CPUs); None leaves torch's setting
+            (the process's: leave it None for fits run in threads side by side).
         verbose: print one line per epoch when > 0.
 
     Attributes:

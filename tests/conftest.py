@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+REPO = Path(__file__).resolve().parents[1]
 
 def _require(path: Path, what: str) -> Path:
     if path.is_dir():
@@ -46,7 +47,8 @@ def _nothing_written_outside_pytests_folders(tmp_path_factory):
     clone's datasets/cache/) and TMPDIR for programs started (torchrun leaves torchelastic_*
     folders). Not onnxruntime's: it reads HOME as it is imported, and writes a device id under
     ~/.cache/Microsoft/ when it opens a model. A PYTHONWARNINGS of the user's is cleared: tests
-    check the warnings the programs they start print."""
+    check the warnings the programs they start print. The programs import this checkout's
+    package, as the tests do, even where another checkout is installed in editable mode."""
     root = tmp_path_factory.mktemp("session")
     with pytest.MonkeyPatch.context() as patch:
         if not os.environ.get("MSRESNET1D_CACHE"):
@@ -54,6 +56,8 @@ def _nothing_written_outside_pytests_folders(tmp_path_factory):
         (root / "tmp").mkdir()
         patch.setenv("TMPDIR", str(root / "tmp"))
         patch.delenv("PYTHONWARNINGS", raising=False)  # the programs started are tested for the warnings they print
+        # the programs started import this checkout's package too (pyproject's pythonpath is pytest's own)
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         yield
 
 

@@ -418,5 +418,26 @@ def test_under_torchrun_only_rank_0_logs_warnings(monkeypatch, rank, level, caps
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(logging.root, "handlers", [])  # basicConfig configures a process once: as a fresh one
     monkeypatch.setattr(logging.root, "level", logging.root.level)
-    assert main(["info"]) == 0
+    monkeypatch.setattr(sys, "argv", ["msresnet1d", "info"])
+    assert main() == 0  # the program configures logging; called with arguments from Python, it leaves the caller's
     assert logging.root.level == level
+
+
+def test_a_call_from_python_leaves_the_callers_logging(monkeypatch):
+    """main(argv) configured the root logger for the rest of the session: a handler, and with -v
+    every library's INFO lines from then on."""
+    monkeypatch.setattr(logging.root, "handlers", [])
+    monkeypatch.setattr(logging.root, "level", logging.WARNING)
+    assert main(["-v", "info"]) == 0
+    assert logging.root.handlers == [] and logging.root.level == logging.WARNING
+
+
+def test_the_tests_and_the_programs_they_start_import_this_checkout(tmp_path):
+    """In a second checkout, pytest tested the code of the one installed in editable mode."""
+    import msresnet1d
+
+    package = Path(__file__).resolve().parents[1] / "msresnet1d"
+    assert Path(msresnet1d.__file__).resolve().parent == package
+    started = subprocess.run([sys.executable, "-c", "import msresnet1d; print(msresnet1d.__file__)"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60, check=True)
+    assert Path(started.stdout.strip()).resolve().parent == package

@@ -754,7 +754,8 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     assert fitted["offsets"] and fitted["summary"]["pooled_confusion_matrix"] == pooled.tolist()
 
 
-def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predict(tiny_cinc, tmp_path, capsys):
+def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predict(tiny_cinc, tmp_path, capsys,
+                                                                                   monkeypatch):
     from msresnet1d.data import HRV_FEATURES
     from msresnet1d.training.checkpoint import load_checkpoint
     from msresnet1d.training.ensemble import ensemble_predict
@@ -832,12 +833,14 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
     with pytest.raises(SystemExit, match=r"is a 'rhythm' model, one example a record \(for one CinC record, "
                                          r"msresnet1d predict --adapt-bn adapts to its windows\)$"):
         cli_main(["evaluate", str(best), "--adapt-bn"])
-    threads = torch.get_num_threads()
-    try:
-        assert cli_main(["predict", str(best), str(tiny_cinc / name), "--out-dir", str(picked), "--threads", "1"]) == 0
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(threads)
+    import msresnet1d.predict as predict_module
+
+    threads, seen = torch.get_num_threads(), []
+    label = predict_module.predict_windows
+    monkeypatch.setattr(predict_module, "predict_windows", lambda *args: seen.append(torch.get_num_threads())
+                        or label(*args))
+    assert cli_main(["predict", str(best), str(tiny_cinc / name), "--out-dir", str(picked), "--threads", "1"]) == 0
+    assert seen == [1] and torch.get_num_threads() == threads == 2  # the caller's again after a call from Python
 
 
 def test_bench_models_refuses_bad_options_before_any_work(capsys):

@@ -722,6 +722,9 @@ def test_sign_flip_average_follows_the_models_mode_and_scripts():
     assert len({name for name, _, _ in rows}) == len(rows) and any(name == "(global average pool)" for name, _, _ in rows)
     assert not model.training and torch.equal(model(x, rr), expected)
     torch.testing.assert_close(torch.jit.script(wrapped)(x, rr), wrapped(x, rr))
+    tuning = create_model("msresnet1d_beat").train()
+    tuning.stem.eval()  # a frozen stem, as in fine-tuning: wrapping for validation leaves it so
+    assert with_tta(tuning, "flip").training and not tuning.stem.training and tuning.stages.training
 
 
 def test_sign_flip_average_scripted_or_exported_runs_whole_records_like_the_eager_one(tmp_path):

@@ -344,6 +344,18 @@ def test_random_state_reproduces_fits_and_leaves_torch_global_state_alone():
     other = MSResNet1dClassifier(**TINY, epochs=2, random_state=8).fit(X, y)
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
     assert not np.array_equal(first.predict_proba(X), other.predict_proba(X))
+    # a caller's float64 default and no_grad(): fit trains the same float32 network, and leaves both
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.no_grad():
+            third = MSResNet1dClassifier(**TINY, epochs=2, random_state=7).fit(X, y)
+            assert torch.get_default_dtype() == torch.float64 and not torch.is_grad_enabled()
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert torch.is_grad_enabled()
+    np.testing.assert_array_equal(third.predict_proba(X), first.predict_proba(X))
+    with torch.inference_mode():
+        MSResNet1dClassifier(**TINY, epochs=1, random_state=7).fit(X, y)
 
 
 def test_warm_start_continues_training_the_fitted_network():

@@ -1598,6 +1598,36 @@ def _interrupted_after_one_epoch(cfg: TrainConfig, run_dir: Path, monkeypatch) -
         monkeypatch.setattr(engine, "atomic_save", save)
 
 
+def test_train_leaves_the_callers_random_states_threads_and_process_group(tmp_path):
+    """A library call: train seeds and sets its threads for its run only, and keeps a process group
+    the caller made (it destroyed it before); loading the checkpoint draws no random number."""
+    import random
+
+    import torch.distributed as torch_dist
+    from msresnet1d.training.run import load_trained_model, train
+
+    def draws() -> tuple:
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    def seed() -> None:
+        random.seed(5)
+        np.random.seed(5)
+        torch.manual_seed(5)
+
+    seed()
+    expected = draws()
+    torch_dist.init_process_group("gloo", init_method=(tmp_path / "group").as_uri(), rank=0, world_size=1)
+    try:
+        seed()
+        train(load_config(_config(tmp_path, epochs=1)), tmp_path / "run", quiet=True)  # threads = 1
+        assert draws() == expected and torch.get_num_threads() == 2 and torch_dist.is_initialized()
+    finally:
+        torch_dist.destroy_process_group()
+    seed()
+    load_trained_model(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert draws() == expected
+
+
 def test_saved_random_states_give_the_same_draws_again():
     # mid-stream states (numpy's position inside its key block, Python's cached gauss): a state saved without them
     # round-trips to itself yet draws other numbers than the run would have

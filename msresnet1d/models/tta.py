@@ -47,7 +47,7 @@ class SignFlipAverage(nn.Module):
         for name in SHAPE_ATTRIBUTES:
             if hasattr(model, name):
                 setattr(self, name, getattr(model, name))
-        self.train(model.training)
+        self.training = model.training  # not train(), which would set every layer of the model to it
 
     def __getattr__(self, name: str):
         try:

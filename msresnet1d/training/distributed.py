@@ -37,6 +37,9 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: whether :func:`setup` joined the process group, so :func:`teardown` leaves it (not a group
+    #: the caller had made before calling ``train``)
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -86,18 +89,21 @@ def launched_rank() -> int:
 
 
 def setup(device: str = "cpu") -> DistContext:
-    """Join the process group when launched by torchrun, and pick this rank's device."""
+    """Join the process group when launched by torchrun (unless the caller already has), and pick
+    this rank's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device, local_rank)
-    if world_size > 1 and not torch_dist.is_initialized():
+    joins = world_size > 1 and not torch_dist.is_initialized()
+    if joins:
         if resolved.type == "cuda":
             torch.cuda.set_device(resolved)
         torch_dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
-    return DistContext(rank, world_size, local_rank, resolved)
+    return DistContext(rank, world_size, local_rank, resolved, owns_group=joins)
 
 
-def teardown() -> None:
-    if torch_dist.is_initialized():
+def teardown(context: DistContext) -> None:
+    """Leave the process group if :func:`setup` joined it (``context.owns_group``)."""
+    if context.owns_group and torch_dist.is_initialized():
         torch_dist.destroy_process_group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -10,6 +11,7 @@ import math
 import os
 import random
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def callers_state_kept(device: torch.device) -> Iterator[None]:
+    """Within the block, seed and set torch's threads at will: Python's, numpy's and torch's
+    global random states (also ``device``'s, a GPU) and the thread count are the caller's again
+    after it, as a library call should leave them."""
+    threads, python, numpy = torch.get_num_threads(), random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
+        torch.set_num_threads(threads)
 
 
 #: Model options the task sets from its data: a config cannot set them in [model_kwargs].
@@ -86,7 +103,8 @@ def checkpoint_model(ckpt: dict[str, Any], source: str = "the checkpoint") -> nn
     cfg = TrainConfig.from_dict(ckpt["config"], source)
     check_weights_fit(ckpt, cfg, source)
     in_channels, extra = model_inputs(cfg)
-    model = create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra)
+    with torch.random.fork_rng(devices=[]):  # initial weights, replaced at once: none of the caller's random numbers
+        model = create_configured_model(cfg, in_channels, len(ckpt["class_names"]), extra)
     return load_weights(model, ckpt, source).eval()
 
 
@@ -175,52 +193,56 @@ def check_config(cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict:
     """Train, select on validation, test once; returns the metrics dict (also in metrics.json).
     With ``resume``, continue the interrupted run in ``run_dir``; a finished one (its
-    ``metrics.json`` there) is left as it is, and its metrics returned."""
+    ``metrics.json`` there) is left as it is, and its metrics returned. ``quiet``: no progress
+    bars or per-epoch lines (the test table and the run folder are still printed). The seeds
+    and ``cfg.threads`` are the run's: the caller's random states and thread count are restored
+    when it returns, and a process group the caller made is left to it."""
     dist = distributed.setup(cfg.device)
-    trainer = None
-    try:
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        check_config(cfg)  # before the data load (RNG not yet seeded)
-        if dist.is_main:
-            check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
-        finished = Path(run_dir) / "metrics.json"
-        if resume:
-            check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
-            if finished.exists():
-                return _finished_run(finished, dist)
-            last = Path(run_dir) / "checkpoints" / "last.pt"
-            if last.is_file():  # another number of processes, too (Trainer.resume reads it again, to continue)
-                check_same_world_size(load_checkpoint(last), dist.world_size, last)
-        seed_everything(cfg.seed)
-        cfg = resolve_data(cfg)  # the run folder records every data option
-        if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
-            cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": os.path.abspath(cfg.data["data_dir"])})
-        task = build_task(cfg, dist)
-        if dist.is_main:
-            warn_absent_classes(task)
-            warn_double_balancing(cfg)
-        model = build_model(cfg, task)
-        drop_a_last_batch_of_one(model, task)
-        trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
-        trainer.prepare_run_dir(resume)  # holds the folder's lock until the run ends: one train at a time
-        if resume and dist.weighted_mean(float(finished.exists()), float(dist.is_main)):  # rank 0's view
-            return _finished_run(finished, dist)  # another resume finished it during this one's data load
-        if resume:
-            trainer.resume()
-        trainer.write_config()
-        trainer.fit()
-        result = trainer.test()
-        if dist.is_main:
-            write_plots(trainer, result)
-            trainer.write_metrics(result)  # last: a folder holding metrics.json is a finished run
-            print(trainer.summary_table(result))
-            print(f"run folder: {trainer.run_dir}")
-        return result
-    finally:
-        if trainer is not None:
-            trainer.release_run_dir()
-        distributed.teardown()
+    with callers_state_kept(dist.device):  # the seeds and threads below are the run's alone
+        trainer = None
+        try:
+            if cfg.threads:
+                torch.set_num_threads(cfg.threads)  # until train returns
+            check_config(cfg)  # before the data load (RNG not yet seeded)
+            if dist.is_main:
+                check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
+            finished = Path(run_dir) / "metrics.json"
+            if resume:
+                check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
+                if finished.exists():
+                    return _finished_run(finished, dist)
+                last = Path(run_dir) / "checkpoints" / "last.pt"
+                if last.is_file():  # another number of processes, too (Trainer.resume reads it again, to continue)
+                    check_same_world_size(load_checkpoint(last), dist.world_size, last)
+            seed_everything(cfg.seed)
+            cfg = resolve_data(cfg)  # the run folder records every data option
+            if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
+                cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": os.path.abspath(cfg.data["data_dir"])})
+            task = build_task(cfg, dist)
+            if dist.is_main:
+                warn_absent_classes(task)
+                warn_double_balancing(cfg)
+            model = build_model(cfg, task)
+            drop_a_last_batch_of_one(model, task)
+            trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
+            trainer.prepare_run_dir(resume)  # holds the folder's lock until the run ends: one train at a time
+            if resume and dist.weighted_mean(float(finished.exists()), float(dist.is_main)):  # rank 0's view
+                return _finished_run(finished, dist)  # another resume finished it during this one's data load
+            if resume:
+                trainer.resume()
+            trainer.write_config()
+            trainer.fit()
+            result = trainer.test()
+            if dist.is_main:
+                write_plots(trainer, result)
+                trainer.write_metrics(result)  # last: a folder holding metrics.json is a finished run
+                print(trainer.summary_table(result))
+                print(f"run folder: {trainer.run_dir}")
+            return result
+        finally:
+            if trainer is not None:
+                trainer.release_run_dir()
+            distributed.teardown(dist)
 
 
 def _finished_run(metrics: Path, dist: distributed.DistContext) -> dict:
