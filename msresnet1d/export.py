@@ -56,8 +56,8 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path, uncreatable, write_bytes
-from .models.layers import is_whole
 from .models.modes import evaluating
+from .values import is_whole
 
 __all__ = ["OnnxPredictor", "checkpoint_metadata", "export_onnx", "export_torchscript", "record_preprocessing",
            "torchscript_metadata"]

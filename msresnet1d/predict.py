@@ -92,11 +92,14 @@ def _reusing(ckpt: dict, cfg: TrainConfig) -> Iterator[None]:
     """Within the block, every record labelled with ``ckpt`` (this very dict, unchanged) reuses
     one build of its models: building and folding them costs several times the inference on a
     short record (on 100 CinC records: 26 s of 40). Outside it, each call builds its own."""
-    _KEPT[id(ckpt)] = _Models(ckpt, cfg)
+    added = id(ckpt) not in _KEPT  # a block inside another reuses the outer one's build (whose ckpt holds the id)
+    if added:
+        _KEPT[id(ckpt)] = _Models(ckpt, cfg)
     try:
         yield
     finally:
-        del _KEPT[id(ckpt)]
+        if added:
+            del _KEPT[id(ckpt)]
 
 
 def _classify(ckpt: dict, cfg: TrainConfig, adapt_bn: bool, run: Callable[[object], Predictions]) -> Predictions:

@@ -33,7 +33,8 @@ Conventions shared by every estimator here:
   mode (``fit`` trains in float32 with gradients, inside a caller's ``torch.no_grad()`` too).
   ``n_jobs`` sets torch's thread count, which is the whole process's, for each call and restores
   it after: estimators fitted side by side in threads (joblib's threading backend) should leave
-  it None.
+  it None. The default dtype is the process's too: under a float64 default, do not fit in
+  threads side by side either.
 * **Validation.** No data is held out unless ``validation_fraction`` is set; then that fraction
   (stratified for the classifier) is held out, its loss is logged per epoch in ``history_``,
   training stops after ``n_iter_no_change`` epochs without improvement, and the weights of the
@@ -68,7 +69,7 @@ from torch import nn
 from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
 from msresnet1d.data.preprocess import Normalization, canonical_band, check_band, preprocess_signal, resample
 from msresnet1d.models import create_model
-from msresnet1d.models.layers import is_number, is_whole
+from msresnet1d.values import is_number, is_whole
 from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
 from msresnet1d.training.config import TrainConfig

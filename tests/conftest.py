@@ -10,6 +10,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 def _require(path: Path, what: str) -> Path:
     if path.is_dir():
         return path

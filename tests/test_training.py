@@ -1604,6 +1604,7 @@ def test_train_leaves_the_callers_random_states_threads_and_process_group(tmp_pa
     import random
 
     import torch.distributed as torch_dist
+    from msresnet1d.training.ensemble import load_members
     from msresnet1d.training.run import load_trained_model, train
 
     def draws() -> tuple:
@@ -1625,6 +1626,7 @@ def test_train_leaves_the_callers_random_states_threads_and_process_group(tmp_pa
         torch_dist.destroy_process_group()
     seed()
     load_trained_model(tmp_path / "run" / "checkpoints" / "best.pt")
+    load_members([tmp_path / "run" / "checkpoints" / "best.pt"])  # as evaluate and the ensembles load them
     assert draws() == expected
 
 

@@ -32,13 +32,13 @@ from .aami import AAMI_CLASSES, BEAT_SYMBOLS, MITBIH_TO_AAMI, aami_labels
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cache_key, cached
 from .errors import DataError
-from ..models.layers import is_number
 from .locate import changed_files, find_database, is_embedded_sample, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_rates, check_signal
 from .records import preprocess_record, read_annotations, read_record, record_files, record_label
 from .rr import RR_FEATURES, check_positions, rr_features
 from .splits import DS1, DS2, PACED_RECORDS
+from ..values import is_number
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,12 @@ class BeatConfig:
             beats are the majority (MIT-BIH 232) still gets its sinus beat as the template.
 
     Raises:
-        TypeError: ``leads`` a bare string (give a tuple, e.g. ``("MLII",)``).
+        TypeError: ``leads`` a bare string (give a tuple, e.g. ``("MLII",)``), or ``fs`` not a
+            number.
         ValueError: any other attribute out of its range, before a record is read: a repeated
-            lead, an unknown normalisation, corners no rate can filter (each record's own rate,
-            which the filter runs at, is checked when it is read), a window under one sample.
+            lead, an unknown normalisation, a band or window that is not two numbers, corners no
+            rate can filter (each record's own rate, which the filter runs at, is checked when it
+            is read), a window under one sample.
     """
 
     leads: tuple[str, ...] = ("MLII",)

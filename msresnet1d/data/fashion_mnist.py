@@ -57,7 +57,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..atomic import write_bytes
-from ..models.layers import is_whole
+from ..values import is_whole
 
 from .errors import DataError
 from .loader import BatchTransform, TensorBatchLoader

@@ -31,7 +31,7 @@ from typing import Literal, get_args
 import numpy as np
 from scipy import signal as sps
 
-from ..models.layers import is_number
+from ..values import is_number
 
 Normalization = Literal["zscore", "robust"]
 #: The :func:`normalize` methods.

@@ -24,7 +24,7 @@ import wfdb
 from wfdb.io.annotation import ann_label_table
 
 from .aami import BEAT_SYMBOLS
-from ..models.layers import is_number
+from ..values import is_number
 from .errors import DataError, LeadError
 from .preprocess import Normalization, lead_positions, preprocess_signal
 

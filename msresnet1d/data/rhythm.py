@@ -56,8 +56,10 @@ class RhythmConfig:
         normalization: per-record normalisation (``"zscore"``, ``"robust"`` or ``None``).
 
     Raises:
-        ValueError: ``fs`` not finite and > 0, an unknown normalisation or corners no rate can
-            filter, before a record is read (each record's own rate is checked when it is read).
+        TypeError: ``fs`` not a number.
+        ValueError: ``fs`` not finite and > 0, an unknown normalisation, a band that is not two
+            numbers (either may be None) or corners no rate can filter, before a record is read
+            (each record's own rate is checked when it is read).
     """
 
     lead: str | None = None

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..data.beats import beat_windows, record_template, with_template
 from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_columns, rr_features
-from ..models.layers import is_whole
+from ..values import is_whole
 from .predictor import Predictor, as_predictor
 from .stream import Predictions, SampleBuffer, Stream, as_signal, positive_number, whole_number
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..data.rhythm import Aggregation, aggregate_windows
-from ..models.layers import is_number, is_whole
+from ..values import is_number, is_whole
 from .predictor import Predictor, as_predictor
 
 

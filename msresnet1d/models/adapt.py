@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .fuse import _NORMS
-from .layers import is_whole
+from ..values import is_whole
 
 
 def adapt_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor | Sequence[torch.Tensor]]) -> nn.Module:

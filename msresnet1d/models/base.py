@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import nn
 
-from .layers import check_dtype, check_input, check_tensor, is_number, is_whole
+from .layers import check_dtype, check_input, check_tensor
+from ..values import is_number, is_whole
 
 
 def _autocast_on(device_type: str) -> bool:

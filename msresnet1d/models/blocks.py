@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import avgpool, batchnorm, conv, is_whole, maxpool, separable_conv
+from .layers import avgpool, batchnorm, conv, maxpool, separable_conv
+from ..values import is_whole
 
 Shortcut = Literal["conv", "conv_bn", "avg_conv_bn"]
 

@@ -10,7 +10,6 @@ convolutions are faster on a CPU than its 1D ones (``ResidualNetwork.set_channel
 
 from __future__ import annotations
 
-import numbers
 from typing import Tuple
 
 import torch
@@ -137,16 +136,6 @@ def min_input_size(strides: list[int]) -> int:
         # Need n >= stride and ceil(n / stride) >= size (what the next layer needs).
         size = max(stride, (size - 1) * stride + 1)
     return size
-
-
-def is_whole(value: object) -> bool:
-    """An integer (numpy's too), not a bool (a subclass of int) nor a float."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def is_number(value: object) -> bool:
-    """A real number (numpy's too, NaN and infinities included), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_dtype(x: torch.Tensor, dtype: torch.dtype, what: str) -> None:

@@ -20,7 +20,8 @@ from torch import nn
 
 from .base import ResidualNetwork
 from .blocks import BLOCKS, Shortcut, check_layout, init_weights, make_stage, make_stem, whole_sizes
-from .layers import batchnorm, conv, is_whole, min_input_size
+from .layers import batchnorm, conv, min_input_size
+from ..values import is_whole
 from .registry import register_model
 
 FUSIONS = ("concat", "sum", "attention", "late")

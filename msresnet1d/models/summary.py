@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .base import ResidualNetwork
-from .layers import is_whole
+from ..values import is_whole
 from .modes import evaluating
 from .tta import SignFlipAverage
 

@@ -251,6 +251,15 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
 
 
+def seed_torch(seed: int, device: torch.device) -> None:
+    """Seed torch's CPU generator and, for a run on a GPU, that GPU's: not every GPU's, as
+    ``torch.manual_seed`` does (a caller's generators of the others are left alone)."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+
+
 @dataclass
 class History:
     """Per-epoch rows (what ``log.csv`` holds) and the best validation epoch so far."""
@@ -452,7 +461,8 @@ class Trainer:
     # ------------------------------------------------------------------ epochs
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training batches; returns mean loss, throughput and last LR."""
-        torch.manual_seed(int(epoch_generator(self.cfg.seed, epoch, self.dist.rank).initial_seed()))  # dropout
+        seed = int(epoch_generator(self.cfg.seed, epoch, self.dist.rank).initial_seed())
+        seed_torch(seed, self.dist.device)  # dropout
         self.task.train.set_epoch(epoch)
         start = time.perf_counter()
         bar = tqdm(self.task.train, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False,

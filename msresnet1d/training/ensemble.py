@@ -136,7 +136,8 @@ def load_members(checkpoints: Sequence[str | Path], data_dir: str | None = None,
                 raise ValueError(f"checkpoint {path}: its {key} (fitted on the training split) differs from "
                                  f"this task's, built from the database in {where}: it "
                                  "was trained on other data (give --data-dir the database it trained on)")
-        model = build_model(cfg, task)
+        with torch.random.fork_rng(devices=[]):  # initial weights, replaced at once: none of the caller's draws
+            model = build_model(cfg, task)
         load_weights(model, ckpt, f"checkpoint {path}")
         members.append((model.to(device).eval(), cfg))
     return task, members

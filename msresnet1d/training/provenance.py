@@ -122,10 +122,9 @@ def provenance(script: str | Path, argv: Sequence[str] | None, started: float,
     command line's when None), the git commit of the package's checkout (:func:`git_commit`) and
     its source hash, the Python, torch and numpy versions, the CPU, the data folders read
     (``data``, each as :func:`data_digest` gives it, or with the error that stopped it; an entry
-    that is already such a mapping, from :func:`data_digest_or_error` when a long script started, is
-    kept), and the
-    start (``started``: seconds since the epoch, ``time.time()``), end and wall time of the
-    program in seconds, for a result's JSON."""
+    that is already such a mapping, from :func:`data_digest_or_error` when a long script started,
+    is kept), and the start (``started``: seconds since the epoch, ``time.time()``), end and wall
+    time of the program in seconds, for a result's JSON."""
     def utc(seconds: float) -> str:
         return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
 

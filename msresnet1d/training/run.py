@@ -25,17 +25,18 @@ from ..models.tta import with_tta
 from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import load_checkpoint, load_weights
-from .engine import Trainer, check_run_dir, check_same_config, check_same_world_size
+from .engine import Trainer, check_run_dir, check_same_config, check_same_world_size, seed_torch
 from .optim import warn_double_balancing
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
 log = logging.getLogger(__name__)
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, device: torch.device = torch.device("cpu")) -> None:
+    """Seed Python's, numpy's and torch's generators (a GPU's: :func:`~.engine.seed_torch`)."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_torch(seed, device)
 
 
 @contextlib.contextmanager
@@ -214,7 +215,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                 last = Path(run_dir) / "checkpoints" / "last.pt"
                 if last.is_file():  # another number of processes, too (Trainer.resume reads it again, to continue)
                     check_same_world_size(load_checkpoint(last), dist.world_size, last)
-            seed_everything(cfg.seed)
+            seed_everything(cfg.seed, dist.device)
             cfg = resolve_data(cfg)  # the run folder records every data option
             if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
                 cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": os.path.abspath(cfg.data["data_dir"])})

@@ -8,7 +8,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ...models.layers import is_number, is_whole
+from ...values import is_number, is_whole
 from ...spelling import did_you_mean
 from ..config import TrainConfig
 
