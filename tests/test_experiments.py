@@ -19,7 +19,7 @@ import torch
 
 from msresnet1d.cli import main as cli_main
 from msresnet1d.data import RR_DEFAULT, RR_RATIOS
-from msresnet1d.data.rhythm import CINC_CLASSES
+from msresnet1d.data.rhythm import CINC_CLASSES, read_reference
 from msresnet1d.models import count_flops, count_parameters, create_model
 from msresnet1d.training.metrics import confusion_matrix, per_class
 from msresnet1d.training.offsets import predict_with_offsets
@@ -1070,3 +1070,18 @@ def test_inter_patient_replot_draws_a_recorded_results_pngs(tmp_path, monkeypatc
     with pytest.raises(SystemExit):
         script.main(["--replot", str(tmp_path / "bad.json")])
     assert "bad.json: not a result of this script" in capsys.readouterr().err
+
+
+def test_recorded_cinc_predictions_give_their_recorded_pooled_scores(cinc2017_dir):
+    """The test predictions a result JSON records (the kept result's and the seed-0 rerun's) are the
+    ones its pooled confusion matrix counts: --rescore against the same labels gives it back."""
+    script = _load_script("cinc2017_cv")
+    labels = read_reference(cinc2017_dir)
+    results = sorted((REPO / "experiments" / "results").glob("cinc2017_cv*.json"))
+    recorded = [json.loads(path.read_text()) for path in results]
+    recorded = [report for report in recorded if "test_predictions" in report]
+    assert len(recorded) >= 2 and all(len(report["test_predictions"]) == 4000 for report in recorded)
+    for report in recorded:
+        found = script.rescore(report["test_predictions"], labels)
+        assert found["confusion_matrix"] == report["summary"]["pooled_confusion_matrix"]
+        assert found["cinc_score"] == report["summary"]["pooled"]["cinc_score"]
