@@ -73,7 +73,7 @@ from msresnet1d.values import is_number, is_whole
 from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
 from msresnet1d.training.config import TrainConfig
-from msresnet1d.training.engine import TrainingError, check_finite_weights, train_one_epoch
+from msresnet1d.training.engine import TrainingError, check_finite_weights, seed_torch, torch_threads, train_one_epoch
 from msresnet1d.training.optim import (balanced_sample_weights, build_loss, build_optimizer, build_scheduler,
                                        warn_double_balancing)
 
@@ -155,18 +155,9 @@ def _input_scale(signals: np.ndarray) -> np.ndarray:
     return np.median(signals.std(axis=-1), axis=0).astype(np.float64)  # validated X holds at least one sample
 
 
-@contextlib.contextmanager
-def _torch_threads(n_jobs: int | None) -> Iterator[None]:
-    """Run the block with ``n_jobs`` torch threads (-1: all CPUs), then restore; None: leave torch alone."""
-    if n_jobs is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(effective_n_jobs(n_jobs))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def _torch_threads(n_jobs: int | None) -> contextlib.AbstractContextManager[None]:
+    """:func:`~msresnet1d.training.engine.torch_threads` of ``n_jobs`` (-1: all CPUs; None: torch's own count)."""
+    return torch_threads(None if n_jobs is None else effective_n_jobs(n_jobs))
 
 
 @contextlib.contextmanager
@@ -392,7 +383,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _build_model(self, n_outputs: int, seed: int) -> nn.Module:
         """The network for ``n_channels_`` input channels and ``n_outputs`` outputs, initialised from ``seed``."""
-        torch.default_generator.manual_seed(seed)  # the CPU's only: fit forks no GPU generator
+        seed_torch(seed, torch.device("cpu"))  # the CPU's generator only: fit forks no GPU's
         model = create_model(self.model, in_channels=self.n_channels_, **self._head_size(n_outputs),
                              **(self.model_kwargs or {}))
         if model.dims != 1:
@@ -445,7 +436,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         first = len(self.history_)
         best_loss, best_state, stale = np.inf, None, 0
         for epoch in range(first, first + cfg.epochs):
-            torch.default_generator.manual_seed(int(epoch_generator(self._seed, epoch).initial_seed()))  # dropout
+            seed_torch(int(epoch_generator(self._seed, epoch).initial_seed()), torch.device("cpu"))  # dropout
             loader.set_epoch(epoch)
             try:
                 loss, _, _ = train_one_epoch(self.model_, loader, loss_fn, optimizer, scheduler,

@@ -10,6 +10,7 @@ DistributedDataParallel and only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -23,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 try:
     import fcntl
@@ -249,6 +250,19 @@ def check_same_splits(ckpt: dict, task: Task, source: str) -> None:
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch threads (None: as they are), then give the caller's
+    count back: the thread count is the whole process's."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def seed_torch(seed: int, device: torch.device) -> None:

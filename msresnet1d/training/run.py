@@ -25,7 +25,8 @@ from ..models.tta import with_tta
 from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import load_checkpoint, load_weights
-from .engine import Trainer, check_run_dir, check_same_config, check_same_world_size, seed_torch
+from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, seed_torch,
+                     torch_threads)
 from .optim import warn_double_balancing
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
@@ -44,14 +45,13 @@ def callers_state_kept(device: torch.device) -> Iterator[None]:
     """Within the block, seed and set torch's threads at will: Python's, numpy's and torch's
     global random states (also ``device``'s, a GPU) and the thread count are the caller's again
     after it, as a library call should leave them."""
-    threads, python, numpy = torch.get_num_threads(), random.getstate(), np.random.get_state()
+    python, numpy = random.getstate(), np.random.get_state()
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with torch_threads(None), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             yield
     finally:
         random.setstate(python)
         np.random.set_state(numpy)
-        torch.set_num_threads(threads)
 
 
 #: Model options the task sets from its data: a config cannot set them in [model_kwargs].
