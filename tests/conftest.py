@@ -45,9 +45,10 @@ def fashion_mnist_dir(data_root: Path) -> Path:
 def _nothing_written_outside_pytests_folders(tmp_path_factory):
     """The tests, and the programs they start, keep their files under pytest's temporary folders:
     the data cache (MSRESNET1D_CACHE, unless set, when reruns reuse it; else it would be the
-    clone's datasets/cache/) and TMPDIR for programs started (torchrun leaves torchelastic_*
-    folders). Not onnxruntime's: it reads HOME as it is imported, and writes a device id under
-    ~/.cache/Microsoft/ when it opens a model. A PYTHONWARNINGS of the user's is cleared: tests
+    clone's datasets/cache/), TMPDIR for programs started (torchrun leaves torchelastic_*
+    folders) and MPLCONFIGDIR (matplotlib's font cache, else under ~/.cache). Not onnxruntime's:
+    it reads HOME as it is imported, and writes a device id under ~/.cache/Microsoft/ when it
+    opens a model. A PYTHONWARNINGS of the user's is cleared: tests
     check the warnings the programs they start print. The programs import this checkout's
     package, as the tests do, even where another checkout is installed in editable mode."""
     root = tmp_path_factory.mktemp("session")
@@ -56,6 +57,7 @@ def _nothing_written_outside_pytests_folders(tmp_path_factory):
             patch.setenv("MSRESNET1D_CACHE", str(root / "cache"))
         (root / "tmp").mkdir()
         patch.setenv("TMPDIR", str(root / "tmp"))
+        patch.setenv("MPLCONFIGDIR", str(root / "matplotlib"))
         patch.delenv("PYTHONWARNINGS", raising=False)  # the programs started are tested for the warnings they print
         # the programs started import this checkout's package too (pyproject's pythonpath is pytest's own)
         patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
