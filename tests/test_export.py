@@ -429,6 +429,27 @@ def test_a_star_import_gives_the_public_names_and_no_library(module):
     assert not {"torch", "np", "nn", "os", "json", "wfdb", "Path"} & set(namespace)
 
 
+def test_the_submodules_are_attributes_of_their_package_once_it_is_imported():
+    # msresnet1d.data.beats and msresnet1d.training.run raised AttributeError unless something had imported them
+    import subprocess
+    import sys
+
+    code = ("import sys, msresnet1d, msresnet1d.data, msresnet1d.training\n"
+            "assert 'torch' not in sys.modules\n"
+            "print(msresnet1d.data.beats.__name__, msresnet1d.data.augment.__name__, msresnet1d.training.run.__name__,"
+            " msresnet1d.inference.__name__, msresnet1d.sklearn.__name__, msresnet1d.training.tasks.__name__)\n"
+            "assert {'data', 'training', 'sklearn'} <= set(dir(msresnet1d)) and 'run' in dir(msresnet1d.training)\n"
+            "for package, name in [(msresnet1d, 'nope'), (msresnet1d.data, 'nope'), (msresnet1d.training, 'nope')]:\n"
+            "    try:\n        getattr(package, name)\n    except AttributeError as e:\n        print(e)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "msresnet1d.data.beats msresnet1d.data.augment msresnet1d.training.run msresnet1d.inference msresnet1d.sklearn "
+        "msresnet1d.training.tasks",
+        "module 'msresnet1d' has no attribute 'nope'", "module 'msresnet1d.data' has no attribute 'nope'",
+        "module 'msresnet1d.training' has no attribute 'nope'"]
+
+
 def test_models_name_the_type_every_preset_builds():
     from msresnet1d.models import ResidualNetwork
 

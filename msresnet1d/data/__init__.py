@@ -20,7 +20,7 @@ Modules:
     spectrogram time-frequency images of signal batches (the 2D baseline on ECG)
 
 The names below are importable from ``msresnet1d.data`` directly; each module is imported on
-first use, so ``import msresnet1d.data.<module>`` stays cheap.
+first use (``msresnet1d.data.beats`` too), so ``import msresnet1d.data.<module>`` stays cheap.
 """
 
 from __future__ import annotations
@@ -77,15 +77,18 @@ _EXPORTS = {
     "spectrogram": ["Spectrogram"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+_SUBMODULES = (*_EXPORTS, "augment", "parallel")
 
 __all__ = sorted(_MODULE_OF)
 
 
 def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name not in _MODULE_OF:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

@@ -13,3 +13,21 @@ none of them, so that ``msresnet1d --help`` and the torch-free config stay light
 - :mod:`.plots`: learning curves, confusion matrices, beat strips (PNG).
 - :mod:`.provenance`: what a recorded result was made by (command, commit, versions, data).
 """
+
+from __future__ import annotations
+
+import importlib
+
+_SUBMODULES = ("checkpoint", "config", "distributed", "ema", "engine", "ensemble", "metrics", "offsets", "optim",
+               "plots", "provenance", "run", "tasks")
+
+
+def __getattr__(name: str) -> object:
+    """Each module on first use: ``msresnet1d.training.run`` works after ``import msresnet1d.training``."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SUBMODULES))
