@@ -402,14 +402,19 @@ def test_bad_parameters_are_named():
         classify_beats(model, signal, np.array([-5, 400]), BEAT_WINDOW)
     with pytest.raises(ValueError, match="position 300 repeats or goes back"):
         classify_beats(model, signal, np.array([100, 400, 300]), BEAT_WINDOW)
-    with pytest.raises(ValueError, match="integer sample positions"):
-        classify_beats(model, signal, np.array([100.0, 400.0]), BEAT_WINDOW)
+    with pytest.raises(ValueError, match=r"classify_beats: beats must be a 1-D array of whole sample positions "
+                                         r"\(integers\), got float64 of shape"):
+        classify_beats(model, signal, np.array([100.5, 400.0]), BEAT_WINDOW)
+    # whole numbers stored as floats (a column read with pandas) are positions, as data.rr takes them
+    np.testing.assert_array_equal(classify_beats(model, signal, np.array([100.0, 400.0]), BEAT_WINDOW).logits,
+                                  classify_beats(model, signal, np.array([100, 400]), BEAT_WINDOW).logits)
     assert len(classify_beats(model, signal, [], BEAT_WINDOW).sample) == 0  # no beats (a flat record's detection)
     for rr in (mean_rr, median_rr):  # what a stream's record_rr comes from: the same checks
         with pytest.raises(ValueError, match="position 100 repeats or goes back"):
             rr(np.array([400, 100]), FS)
-        with pytest.raises(ValueError, match="integer sample positions"):
-            rr(np.array([100.0, 400.0]), FS)
+        with pytest.raises(ValueError, match=f"{rr.__name__}: beats must be a 1-D array of whole sample positions"):
+            rr(np.array([100.0, 400.5]), FS)
+        assert rr(np.array([100.0, 400.0]), FS) == rr(np.array([100, 400]), FS)
     with pytest.raises(ValueError, match="channel=2 is not one of the signal's 2 channel"):
         detect_beats(signal, FS, channel=2)
     with pytest.raises(ValueError, match=r"channel=1.5 is not one of the signal's 2 channel\(s\): expected an index"):
@@ -605,7 +610,7 @@ def test_classify_beats_checks_the_beats_before_cutting_the_template():
                            template_from=template_from)
     with pytest.raises(ValueError, match="position 300 repeats or goes back"):
         classify_beats(model, signal, np.array([100, 400, 300]), BEAT_WINDOW, template=True)
-    with pytest.raises(ValueError, match="integer sample positions"):
+    with pytest.raises(ValueError, match="whole sample positions"):
         classify_beats(model, signal, np.array([[100, 400]]), BEAT_WINDOW, template=True)
     stream = BeatStream(model, BEAT_WINDOW)
     stream.feed(np.zeros((2, 1000), np.float32), np.array([500, 1000]))

@@ -32,7 +32,7 @@ import wfdb.processing
 from torch import nn
 
 from ..data.beats import beat_windows, record_template, with_template
-from ..data.rr import CONTEXT_BEATS, RR_FEATURES, rr_columns, rr_features
+from ..data.rr import CONTEXT_BEATS, RR_FEATURES, check_positions, rr_columns, rr_features
 from ..values import is_whole
 from .predictor import Predictor, as_predictor
 from .stream import Predictions, SampleBuffer, Stream, as_signal, positive_number, whole_number
@@ -146,13 +146,13 @@ class BeatStream(Stream):
         self._last_fed = -1
 
     def feed(self, chunk: np.ndarray | torch.Tensor, beats: np.ndarray | None = None) -> Predictions:
-        """Add ``chunk`` (C, n) float, the next n samples, and ``beats`` (B,) int, new beat
-        positions in samples from the recording's start (increasing, after those fed before);
-        classify the beats that are now complete.
+        """Add ``chunk`` (C, n) float, the next n samples, and ``beats`` (B,) whole numbers (int,
+        or floats such as a table's column), new beat positions in samples from the recording's
+        start (increasing, after those fed before); classify the beats that are now complete.
 
         Raises:
             ValueError: bad ``chunk`` (shape, channels, NaN or inf) or ``beats`` (not 1-D
-                integers, not increasing, or later than ``max_delay`` allows); the stream is
+                whole numbers, not increasing, or later than ``max_delay`` allows); the stream is
                 then as before the call.
             RuntimeError: the stream is finished.
         """
@@ -192,14 +192,15 @@ class BeatStream(Stream):
                 the beat, or another beat), then finish.
         """
         self._check_open()
-        _check_beats(self._pending, self._buffer.end)  # refused, the stream stays open: feed the samples it lacks
+        # refused, the stream stays open: feed the samples it lacks
+        _check_beats(self._pending, "BeatStream.finish", self._buffer.end)
         out = self._emit(len(self._pending))
         self._finished = True
         return out
 
     def _new_beats(self, beats: np.ndarray | None, earliest: int) -> np.ndarray:
         """``beats`` checked as new beats of a feed (increasing, none before ``earliest``)."""
-        beats = _check_beats([] if beats is None else beats)
+        beats = _check_beats([] if beats is None else beats, "BeatStream.feed")
         if len(beats) and beats[0] < earliest:
             raise ValueError(
                 f"beat at sample {beats[0]} comes too late: beats fed now must lie at or after sample {earliest} "
@@ -304,25 +305,23 @@ def _check_channels(shape: tuple[int, ...], in_channels: int, template: bool, na
                      f"expects in_channels={in_channels}{hint}")
 
 
-def _check_beats(beats: np.ndarray, end: int | None = None) -> np.ndarray:
-    """``beats`` as (B,) int64 positions in samples, checked: 1-D integers, >= 0, increasing
-    and, given the recording's length ``end`` in samples, < ``end``."""
-    beats = np.asarray(beats)
-    if beats.size == 0:  # [] is float64 to numpy: no beats, not a wrong type
-        beats = beats.astype(np.int64)
-    if beats.ndim != 1 or not np.issubdtype(beats.dtype, np.integer):
-        raise ValueError(f"beats must be a 1-D array of integer sample positions, got {beats.dtype} {beats.shape}")
+def _check_beats(beats: np.ndarray, function: str, end: int | None = None) -> np.ndarray:
+    """``beats`` as (B,) int64 positions in samples, checked as :func:`~msresnet1d.data.rr.check_positions`
+    does (1-D whole numbers; floats such as a table's column too) and >= 0, increasing and, given
+    the recording's length ``end`` in samples, < ``end``; a ValueError names ``function``."""
+    beats = check_positions(beats, function, "beats")
     if len(beats) and beats[0] < 0:
-        raise ValueError(f"beat positions must be >= 0 samples, got {beats[0]}")
+        raise ValueError(f"{function}: beat positions must be >= 0 samples, got {beats[0]}")
     if (np.diff(beats) <= 0).any():
-        raise ValueError(f"beats must increase; position {beats[1:][np.diff(beats) <= 0][0]} repeats or goes back")
+        raise ValueError(f"{function}: beats must increase; position {beats[1:][np.diff(beats) <= 0][0]} repeats "
+                         "or goes back")
     if end is not None and len(beats) and beats[-1] >= end:
-        raise ValueError(f"beat at sample {beats[-1]} lies beyond the recording's end ({end} samples)")
+        raise ValueError(f"{function}: beat at sample {beats[-1]} lies beyond the recording's end ({end} samples)")
     return beats.astype(np.int64)
 
 
-def _intervals(beats: np.ndarray, fs: float) -> np.ndarray:
-    beats = _check_beats(beats)
+def _intervals(beats: np.ndarray, fs: float, function: str) -> np.ndarray:
+    beats = _check_beats(beats, function)
     if len(beats) < 2:
         raise ValueError(f"a record's RR interval needs at least 2 beats, got {len(beats)}")
     return np.diff(beats) / positive_number(fs, "fs", "Hz")
@@ -333,13 +332,13 @@ def mean_rr(beats: np.ndarray, fs: float) -> float:
     :func:`msresnet1d.data.rr.rr_features` computes its ``rr_record`` column. Raises ValueError for
     beats that are not increasing whole sample positions >= 0, fewer than 2 beats, or ``fs`` not
     a finite number > 0."""
-    return float(np.mean(_intervals(beats, fs)))
+    return float(np.mean(_intervals(beats, fs, "mean_rr")))
 
 
 def median_rr(beats: np.ndarray, fs: float) -> float:
     """Median RR interval in seconds of increasing beat positions (samples at ``fs`` Hz), as
     :func:`msresnet1d.data.rr.rr_features` computes its ``rr_median`` column (errors of :func:`mean_rr`)."""
-    return float(np.median(_intervals(beats, fs)))
+    return float(np.median(_intervals(beats, fs, "median_rr")))
 
 
 FEED_SAMPLES = 1 << 16
@@ -366,7 +365,8 @@ def classify_beats(
     Args:
         model: a 1D model (eager or TorchScript) or a :class:`Predictor`.
         signal: (C, L) float recording, preprocessed as the model was trained.
-        beats: (B,) int increasing beat positions in samples, each in [0, L).
+        beats: (B,) increasing beat positions in samples, each in [0, L): whole numbers, int or
+            float (a table's column).
         window: (start, stop) samples relative to each beat, start <= 0 < stop.
         fs: sampling rate in Hz, finite and > 0 (needed by RR models, unless ``rr`` is given).
         record_rr: the record-mean RR interval in seconds for RR models, finite and > 0; default
@@ -392,7 +392,7 @@ def classify_beats(
 
     Raises:
         ValueError: ``signal`` with other channels than the model reads (C, or C = half of them
-            with ``template``); ``beats`` not 1-D integers, not increasing or not in [0, L);
+            with ``template``); ``beats`` not 1-D whole numbers, not increasing or not in [0, L);
             ``rr`` not (B, F) or given to a model without RR features; no ``rr_transform`` for a
             model with another number of extra features than the 8 RR_DEFAULT columns; the
             errors of :class:`BeatStream`.
@@ -405,7 +405,7 @@ def classify_beats(
         template = bool(template)  # None and numpy's booleans too
     _check_channels(recording.shape, predictor.in_channels, template is not False)
     _check_rr_transform(predictor.extra_features, rr_transform)
-    beats = _check_beats(beats, recording.shape[1])
+    beats = _check_beats(beats, "classify_beats", recording.shape[1])
     if rr is not None:
         rr = np.asarray(rr, dtype=np.float32)
         if not predictor.extra_features:
