@@ -193,17 +193,42 @@ def test_not_found_lists_every_place_and_how_to_supply(isolated):
     message = str(info.value)
     for folder in (fm.REPO_DATA_DIR, fm.DEBIAN_DATA_DIR):
         assert f"{folder} " in message
-    assert f"missing {TEST_IMAGES}, {TEST_LABELS}" in message
+    assert f"missing {TEST_IMAGES}, {TEST_LABELS} (neither .gz nor unpacked)" in message
     assert "MSRESNET1D_DATA" in message and "download them: msresnet1d download fashion-mnist (download=True" in message
     assert "dataset-fashion-mnist" in message and "--data-dir" in message
     with pytest.raises(DataError, match=rf"download them: msresnet1d download fashion-mnist --data-dir "
                                         rf"{re.escape(str(isolated / 'elsewhere'))} \(download=True"):
         load_fashion_mnist(isolated / "elsewhere", "test")  # the command puts them where this looks
     (isolated / "mine").mkdir()
-    (isolated / "mine" / TEST_IMAGES.removesuffix(".gz")).write_bytes(b"")  # unpacked by the user
-    with pytest.raises(DataError, match=rf"missing {TEST_IMAGES}, {TEST_LABELS} \(found "
-                                        rf"{TEST_IMAGES.removesuffix('.gz')} unpacked: the .gz files are read"):
+    (isolated / "mine" / TEST_IMAGES.removesuffix(".gz")).write_bytes(b"")  # unpacked by the user: one of two
+    with pytest.raises(DataError, match=rf"missing {TEST_LABELS} \(neither .gz nor unpacked\)"):
         load_fashion_mnist(isolated / "mine", "test")
+
+
+def test_unpacked_files_are_read_and_checked_by_the_uncompressed_md5(fashion_mnist_dir, test_split, isolated):
+    # files gunzip left (the .gz suffix gone) were refused: "the .gz files are read"
+    folder = isolated / "unpacked"
+    folder.mkdir()
+    for name in (TEST_IMAGES, TEST_LABELS):
+        (folder / name.removesuffix(".gz")).write_bytes(gzip.decompress((fashion_mnist_dir / name).read_bytes()))
+    assert fm.split_dir("test", folder) == folder and fm.split_dir("train", folder) is None
+    images, labels = load_fashion_mnist(folder, "test")
+    assert torch.equal(images, test_split[0]) and torch.equal(labels, test_split[1])
+    labels_file = folder / TEST_LABELS.removesuffix(".gz")
+    content = labels_file.read_bytes()
+    labels_file.write_bytes(content[:-1] + bytes([(content[-1] + 1) % 10]))  # still a valid label
+    with pytest.raises(DataFileError, match=rf"{re.escape(str(labels_file))}: checksum mismatch: expected MD5 "
+                                            r"15d484375f8d13e6eb1aabb0c3f46965 \(the official file unpacked\), got "
+                                            r"[0-9a-f]{32}\. Delete it and fetch it again"):
+        load_fashion_mnist(folder, "test")
+    labels_file.write_bytes(content + bytes(1))
+    with pytest.raises(DataFileError, match=r"more than the 10,008 bytes of the IDX file of shape \(10000,\)"):
+        load_fashion_mnist(folder, "test")
+    labels_file.write_bytes(content[:-10])
+    with pytest.raises(DataFileError, match=r"IDX payload has 9990 bytes, expected 10000"):
+        load_fashion_mnist(folder, "test")
+    shutil.copyfile(fashion_mnist_dir / TEST_LABELS, folder / TEST_LABELS)  # both: the .gz file is read
+    assert torch.equal(load_fashion_mnist(folder, "test")[1], test_split[1])
 
 
 def test_bad_split_name():

@@ -11,7 +11,8 @@ against the official MD5s, and served as in-memory tensors:
   resize, a normalisation and optional batch-wise augmentation.
 - :func:`fashion_mnist_loaders` builds the textbook's (d2l) train and test loaders.
 
-Where the files are looked for, in order (a folder is used when it holds both files of the split):
+Where the files are looked for, in order (a folder is used when it holds both files of the split,
+each as the .gz file or unpacked, without the .gz suffix, as ``gunzip`` leaves it):
 
 1. ``root``, if given: the folder holding the .gz files, or its ``fashion-mnist/``, and nowhere
    else (``msresnet1d train --data-dir``; a folder named explicitly is never replaced by another copy);
@@ -25,7 +26,8 @@ Where the files are looked for, in order (a folder is used when it holds both fi
    ``$MSRESNET1D_DATA/fashion-mnist`` if set, else the folder of 3.
 
 A file is accepted if its MD5 is the official one, or if its decompressed content has the official
-uncompressed MD5 (Debian's package rewrites the gzip headers, which changes the file MD5 only).
+uncompressed MD5 (Debian's package rewrites the gzip headers, which changes the file MD5 only); an
+unpacked file, if it has the uncompressed MD5. Where both are present the .gz file is read.
 Missing, corrupt or undownloadable files raise :class:`~msresnet1d.data.errors.DataError` (or a
 subclass) naming the file or the folders; bad arguments raise ``ValueError``.
 """
@@ -126,6 +128,11 @@ class _IdxFile:
     file_md5: str
     content_md5: str
 
+    @property
+    def size(self) -> int:
+        """Bytes of the IDX file unpacked: magic, one 32-bit size per axis, the uint8 payload."""
+        return 4 + 4 * len(self.shape) + math.prod(self.shape)
+
 
 _FILES: dict[str, tuple[_IdxFile, _IdxFile]] = {
     "train": (
@@ -216,7 +223,7 @@ def _md5(data: bytes) -> str:
 def _decode(blob: bytes, spec: _IdxFile, source: str) -> np.ndarray:
     """Decompress, parse and checksum one .gz file given as bytes; see :func:`parse_idx`. No more
     than the IDX file's size is decompressed (a small file made to expand is refused, not read)."""
-    size = 4 + 4 * len(spec.shape) + math.prod(spec.shape)  # magic, one 32-bit size per axis, uint8 payload
+    size = spec.size
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(blob)) as stream:
             content = stream.read(size + 1)
@@ -240,9 +247,36 @@ def _decode(blob: bytes, spec: _IdxFile, source: str) -> np.ndarray:
     return array
 
 
-def _read(path: Path, spec: _IdxFile) -> np.ndarray:
-    """One file on disk, decoded and checked (:func:`_decode`); a bad one's error says how to mend it."""
+def _parse_unpacked(path: Path, spec: _IdxFile) -> np.ndarray:
+    """An unpacked IDX file parsed (:func:`parse_idx`) and checked against the uncompressed MD5."""
+    size = spec.size
+    with open(path, "rb") as f:
+        content = f.read(size + 1)
+    if len(content) > size:
+        raise DataFileError(f"{path}: more than the {size:,} bytes of the IDX file of shape {spec.shape}: "
+                            "not the official file")
+    array = parse_idx(content, spec.magic, spec.shape, str(path))
+    if _md5(content) != spec.content_md5:
+        raise DataFileError(f"{path}: checksum mismatch: expected MD5 {spec.content_md5} (the official file "
+                            f"unpacked), got {_md5(content)}")
+    return array
+
+
+def _file_in(folder: Path, spec: _IdxFile) -> Path | None:
+    """``spec``'s file in ``folder``: the .gz file, else the file unpacked, else None."""
+    return next((path for path in (folder / spec.filename, folder / spec.filename.removesuffix(".gz"))
+                 if path.is_file()), None)
+
+
+def _read(folder: Path, spec: _IdxFile) -> np.ndarray:
+    """``spec``'s file in ``folder`` (:func:`_file_in`), decoded and checked (:func:`_decode`, or
+    :func:`_parse_unpacked` for an unpacked file); a bad one's error says how to mend it."""
+    path = _file_in(folder, spec)
+    if path is None:  # gone since the folder was chosen
+        raise DataError(f"{folder}: {spec.filename} not found (nor unpacked)")
     try:
+        if path.name != spec.filename:
+            return _parse_unpacked(path, spec)
         return _decode(path.read_bytes(), spec, str(path))
     except DataFileError as e:
         raise DataFileError(f"{e}. Delete it and fetch it again: msresnet1d download fashion-mnist --data-dir "
@@ -269,9 +303,9 @@ def search_dirs(root: str | os.PathLike[str] | None = None) -> list[tuple[str, P
 
 def split_dir(split: str, root: str | os.PathLike[str] | None = None) -> Path | None:
     """The first of :func:`search_dirs` holding both files of ``split`` (``"train"`` or
-    ``"test"``), or ``None``."""
-    names = [spec.filename for spec in _split_files(split)]
-    return next((d for _, d in search_dirs(root) if all((d / name).is_file() for name in names)), None)
+    ``"test"``; each .gz or unpacked), or ``None``."""
+    specs = _split_files(split)
+    return next((d for _, d in search_dirs(root) if all(_file_in(d, spec) for spec in specs)), None)
 
 
 def default_download_dir() -> Path:
@@ -296,11 +330,8 @@ def _not_found_message(split: str, dirs: list[tuple[str, Path]], downloaded: boo
     names = [spec.filename for spec in _split_files(split)]
     lines = [f"Fashion-MNIST {split} split not found: looked for {' and '.join(names)} in"]
     for label, folder in dirs:
-        missing = [name for name in names if not (folder / name).is_file()]
-        unpacked = [name for name in missing if (folder / name.removesuffix(".gz")).is_file()]
-        note = f" (found {', '.join(n.removesuffix('.gz') for n in unpacked)} unpacked: the .gz files are read, " \
-               "as their MD5s are checked)" if unpacked else ""
-        lines.append(f"  - {folder} ({label}): missing {', '.join(missing)}{note}")
+        missing = [spec.filename for spec in _split_files(split) if not _file_in(folder, spec)]
+        lines.append(f"  - {folder} ({label}): missing {', '.join(missing)} (neither .gz nor unpacked)")
     given = [folder for label, folder in dirs if label == _GIVEN]
     download = "msresnet1d download fashion-mnist" + "".join(f" --data-dir {folder}" for folder in given)
     if given:
@@ -428,8 +459,8 @@ def load_fashion_mnist(
             message = f"{_not_found_message(split, dirs, downloaded=True)}\nDownload into {dest} failed: {exc}"
             raise DownloadError(message) from exc
     logger.info("loading Fashion-MNIST %s split from %s", split, folder)
-    images = _read(folder / images_spec.filename, images_spec)
-    labels = _read(folder / labels_spec.filename, labels_spec)
+    images = _read(folder, images_spec)
+    labels = _read(folder, labels_spec)
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
