@@ -353,9 +353,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import checkpoint_metadata, export_onnx, export_torchscript
     from .models.tta import with_tta
     from .training.checkpoint import is_torch_save_file, load_checkpoint
-    from .training.config import TrainConfig
+    from .training.configured import checkpoint_config
     from .training.run import checkpoint_model
-    from .training.tasks import resolve_data, trained_length
+    from .training.tasks import trained_length
 
     kind = args.format or EXPORT_SUFFIXES.get(Path(args.output).suffix.lower())
     if kind is None:
@@ -376,7 +376,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         path = export_torchscript(model, args.output, metadata=metadata)
     extra = f" and extra (N, {model.extra_features})" if model.extra_features else ""
-    cfg = resolve_data(TrainConfig.from_dict(ckpt["config"], f"checkpoint {args.checkpoint}"))  # defaults too
+    cfg = checkpoint_config(ckpt, f"checkpoint {args.checkpoint}")  # defaults too
     print(f"exported {args.checkpoint} to {path} ({kind}): inputs signal (N, {model.in_channels}, L) at "
           f"{cfg.data['fs']:g} Hz, L = {trained_length(cfg)} as in training (any L >= {model.min_input_size} runs)"
           f"{extra}, outputs (N, {len(ckpt['class_names'])}) "
@@ -504,14 +504,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.set_num_threads(threads)
 
 
+class _LogFormatter(logging.Formatter):
+    """Warnings and errors logged as the command prints the others (``warning: ...``, as
+    :func:`~msresnet1d.arguments.program_warnings` shows Python's); ``-v``'s INFO lines with their
+    logger's name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {record.getMessage()}"
+        return super().format(record)
+
+
 def _run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     from .training.distributed import launched_rank  # after parsing: --help and --version import no torch
     from .training.engine import TrainingError
 
     level = logging.INFO if args.verbose else logging.WARNING
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level if launched_rank() == 0 else max(level, logging.ERROR),  # warned once, by rank 0
-                        format="%(levelname)s %(name)s: %(message)s")
+                        handlers=[handler])
     if args.command is None:
         build_parser().print_help()
         return 2

@@ -46,6 +46,7 @@ from .models.fuse import fuse_batchnorm
 from .models.tta import with_tta
 from .training.checkpoint import load_checkpoint
 from .training.config import TrainConfig
+from .training.configured import checkpoint_config
 from .training.run import checkpoint_model
 from .training.tasks import WindowHRV, beat_config, resolve_data, rhythm_config, trained_length
 
@@ -71,12 +72,12 @@ class _Models:
     """The models ``ckpt`` labels records with, each built on first use: the trained one, and it
     with its BatchNorms folded and the config's test-time augmentation."""
 
-    def __init__(self, ckpt: dict, cfg: TrainConfig) -> None:
-        self.ckpt, self.cfg = ckpt, cfg
+    def __init__(self, ckpt: dict, cfg: TrainConfig, source: str = "the checkpoint") -> None:
+        self.ckpt, self.cfg, self.source = ckpt, cfg, source
 
     @functools.cached_property
     def trained(self) -> torch.nn.Module:
-        return checkpoint_model(self.ckpt)
+        return checkpoint_model(self.ckpt, self.source)
 
     @functools.cached_property
     def folded(self) -> torch.nn.Module:
@@ -88,13 +89,14 @@ _KEPT: dict[int, _Models] = {}
 
 
 @contextlib.contextmanager
-def _reusing(ckpt: dict, cfg: TrainConfig) -> Iterator[None]:
+def _reusing(ckpt: dict, cfg: TrainConfig, source: str = "the checkpoint") -> Iterator[None]:
     """Within the block, every record labelled with ``ckpt`` (this very dict, unchanged) reuses
     one build of its models: building and folding them costs several times the inference on a
-    short record (on 100 CinC records: 26 s of 40). Outside it, each call builds its own."""
+    short record (on 100 CinC records: 26 s of 40). Outside it, each call builds its own.
+    ``source`` names the checkpoint in errors."""
     added = id(ckpt) not in _KEPT  # a block inside another reuses the outer one's build (whose ckpt holds the id)
     if added:
-        _KEPT[id(ckpt)] = _Models(ckpt, cfg)
+        _KEPT[id(ckpt)] = _Models(ckpt, cfg, source)
     try:
         yield
     finally:
@@ -175,8 +177,8 @@ def _checkpoint_data(ckpt: dict, task: str, function: str) -> tuple[TrainConfig,
         found = ckpt["config"].get("task")
         raise ValueError(f"{function} labels with a {task} model; this checkpoint is a {found!r} model"
                          + (f" (use {other[found]})" if found in other else ""))
-    cfg = TrainConfig.from_dict(ckpt["config"], "checkpoint config")
-    return cfg, resolve_data(cfg).data
+    cfg = checkpoint_config(ckpt)
+    return cfg, cfg.data
 
 
 def _preprocessed(record: Record, fs: float, band: tuple[float | None, float | None] | None,
@@ -364,7 +366,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
-    cfg = TrainConfig.from_dict(ckpt["config"], f"checkpoint {args.checkpoint}")  # its errors name the file
+    cfg = checkpoint_config(ckpt, f"checkpoint {args.checkpoint}")  # its errors name the file
     task = cfg.task
     if task not in ("beats", "rhythm"):
         raise ValueError(f"checkpoint {args.checkpoint} is a {task!r} model; predict labels ECG records "
@@ -388,7 +390,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _check_summary_spares(Path(args.summary), jobs, args, annotator)
     failed, rows = [], []
     progress = tqdm(jobs, desc="records", unit="record", disable=True if len(jobs) == 1 else None, leave=False)
-    with _reusing(ckpt, cfg):  # one build of the model for all the records
+    with _reusing(ckpt, cfg, f"checkpoint {args.checkpoint}"):  # one build of the model for all the records
         for record_path, out_dir in progress:
             try:
                 lines, row = _predict_record(ckpt, task, record_path, out_dir, annotator, args)

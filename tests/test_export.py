@@ -1,8 +1,10 @@
 """TorchScript and ONNX export: outputs equal eager outputs at several batch sizes and lengths."""
 
+import dataclasses
 import errno
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -454,3 +456,58 @@ def test_models_name_the_type_every_preset_builds():
     from msresnet1d.models import ResidualNetwork
 
     assert isinstance(create_model("resnet18_d2l"), ResidualNetwork)
+
+
+def test_a_checkpoint_builds_its_model_after_a_preset_default_changes_and_names_itself_in_errors(
+        tmp_path, monkeypatch):
+    # a checkpoint kept only the model options given: a later release changing a default that leaves the
+    # weights' shapes (stem_pool) loaded it without a word, into another model
+    from msresnet1d import __version__
+    from msresnet1d.models import registry
+    from msresnet1d.models.msresnet import MSResNet1d
+    from msresnet1d.training.checkpoint import FORMAT_VERSION, code_version
+    from msresnet1d.training.config import TrainConfig
+    from msresnet1d.training.configured import checkpoint_config, resolve_model
+    from msresnet1d.training.run import checkpoint_model, create_configured_model
+    from msresnet1d.training.tasks import model_inputs, resolve_data
+
+    given = resolve_data(TrainConfig(task="beats", model="msresnet1d_beat", model_kwargs={"kernels": [3, 9]}))
+    cfg = resolve_model(given)
+    assert cfg.model_kwargs["kernels"] == [3, 9] and cfg.model_kwargs["stem_pool"] is True
+    assert cfg.model_kwargs["widths"] == [16, 32, 64] and not {"in_channels", "num_classes"} & set(cfg.model_kwargs)
+    assert resolve_model(cfg) == cfg
+    channels, extra = model_inputs(cfg)
+    state = {"rr_mean": torch.zeros(extra, dtype=torch.float64), "rr_std": torch.ones(extra, dtype=torch.float64)}
+    trained = _exercised(create_configured_model(cfg, channels, 5, extra)).eval()
+    x, rr = torch.randn(2, channels, 126), torch.randn(2, extra)
+    with torch.no_grad():
+        expected = trained(x, rr)
+
+    def checkpoint(config: TrainConfig, **more) -> dict:
+        return {"format": FORMAT_VERSION, "epoch": 0, "config": config.to_dict(), "model": trained.state_dict(),
+                "class_names": ["N", "S", "V", "F", "Q"], "task_state": state, **more}
+
+    def newer_preset(in_channels: int = 1, num_classes: int = 5, **kwargs) -> MSResNet1d:  # stem_pool now False
+        preset = {"widths": (16, 32, 64), "stem_channels": 16, "stem_pool": False}
+        return MSResNet1d.with_arguments(in_channels=in_channels, num_classes=num_classes, **{**preset, **kwargs})
+
+    monkeypatch.setitem(registry._MODELS, "msresnet1d_beat", newer_preset)
+    with torch.no_grad():
+        assert torch.equal(checkpoint_model(checkpoint(cfg))(x, rr), expected)
+        assert not torch.allclose(checkpoint_model(checkpoint(given))(x, rr), expected)  # as checkpoints were
+    # errors name the checkpoint (they began "config:" or named no file), with both releases when they differ
+    newer = checkpoint(dataclasses.replace(cfg, model_kwargs={**cfg.model_kwargs, "norm": "layer"}), code="9.0.0+abc")
+    with pytest.warns(UserWarning, match=r"checkpoint new\.pt was written by msresnet1d 9\.0\.0; this is "
+                                         rf"{re.escape(__version__)}"):
+        with pytest.raises(ValueError, match=rf"^checkpoint new\.pt: model 'msresnet1d_beat' with \[model_kwargs\] .*"
+                                             rf"takes no option 'norm'.* \(written by msresnet1d 9\.0\.0; this is "
+                                             rf"{re.escape(__version__)}\)$"):
+            checkpoint_config(newer, "checkpoint new.pt")
+    with pytest.raises(ValueError, match=r"^checkpoint new\.pt: \[data\] of task 'beats': unknown key\(s\) notch_hz"):
+        checkpoint_config(checkpoint(dataclasses.replace(cfg, data={**cfg.data, "notch_hz": 50})), "checkpoint new.pt")
+    with pytest.raises(ValueError, match=r"^checkpoint old\.pt: its task_state has no rr_std, the statistics its "
+                                         r"model's extra \(RR\) features are standardised with"):
+        checkpoint_model({**checkpoint(cfg), "task_state": {"rr_mean": state["rr_mean"]}}, "checkpoint old.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # this release's checkpoint: no warning
+        checkpoint_config(checkpoint(cfg, code=code_version()))

@@ -600,7 +600,7 @@ def test_records_labelled_together_share_one_build_of_the_model(checkpoints, rec
         shutil.copy(path, records)
     builds = []
     build = predict_module.checkpoint_model
-    monkeypatch.setattr(predict_module, "checkpoint_model", lambda ckpt: builds.append(1) or build(ckpt))
+    monkeypatch.setattr(predict_module, "checkpoint_model", lambda *args: builds.append(1) or build(*args))
     flags = ["--adapt-bn"] * adapt_bn
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), str(records / "101"),
                  "--out-dir", str(tmp_path / "together"), *flags]) == 0

@@ -22,7 +22,8 @@ from msresnet1d.data import locate
 from msresnet1d.data.errors import DataError
 from msresnet1d.data.loader import TensorBatchLoader
 from msresnet1d.models import create_model
-from msresnet1d.training.checkpoint import load_checkpoint
+from msresnet1d.models.registry import model_options
+from msresnet1d.training.checkpoint import code_version, load_checkpoint
 from msresnet1d.training.engine import TrainingError
 from msresnet1d.training.config import TrainConfig, load_config, parse_overrides
 from msresnet1d.training.metrics import (
@@ -443,6 +444,12 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, 
         load_checkpoint(tmp_path / "evaluates.pt")
     with pytest.raises(ValueError, match=r"other\.pt is not an msresnet1d checkpoint \(format 1\)"):
         load_checkpoint(tmp_path / "other.pt")
+    for name, fmt, says in (("no_format", None, "but no format"), ("text_format", "1", "but its format is '1', not "
+                                                                                     "the whole number 1")):
+        torch.save({"model": {}, "config": {}, **({} if fmt is None else {"format": fmt})}, tmp_path / f"{name}.pt")
+        with pytest.raises(ValueError, match=rf"{name}\.pt is not an msresnet1d checkpoint \(format 1\): it has a "
+                                             rf"model and a config, {says}"):
+            load_checkpoint(tmp_path / f"{name}.pt")
     torch.save({"format": 2, "weights": {}}, tmp_path / "newer.pt")  # a later version's: said, not "not ours"
     with pytest.raises(ValueError, match=r"newer\.pt has format 2, from a newer msresnet1d; this version reads "
                                          r"format 1: load it with the version that wrote it, or a later one"):
@@ -743,7 +750,7 @@ def test_sign_flip_averaging_is_refused_for_images():
 def test_sign_flip_averaging_is_refused_for_spectrograms(tmp_path):
     from msresnet1d.training.checkpoint import FORMAT_VERSION
     from msresnet1d.training.ensemble import load_members
-    from msresnet1d.training.tasks import check_data
+    from msresnet1d.training.tasks import check_data, model_inputs
 
     spectrogram = load_config(None, {"data.representation": "spectrogram", "model": "resnet18",
                                      "model_kwargs": {"dims": 2}, "data.data_dir": str(tmp_path / "missing")})
@@ -753,8 +760,9 @@ def test_sign_flip_averaging_is_refused_for_spectrograms(tmp_path):
     with pytest.raises(ValueError, match=message):
         check_data(dataclasses.replace(spectrogram, tta="flip"))
     check_data(dataclasses.replace(spectrogram, data={**spectrogram.data, "representation": "signal"}, tta="flip"))
+    rr = {name: torch.zeros(model_inputs(spectrogram)[1], dtype=torch.float64) for name in ("rr_mean", "rr_std")}
     torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": spectrogram.to_dict(), "model": {},
-                "class_names": ["N", "S", "V", "F", "Q"], "task_state": {}}, tmp_path / "spec.pt")
+                "class_names": ["N", "S", "V", "F", "Q"], "task_state": rr}, tmp_path / "spec.pt")
     with pytest.raises(ValueError, match=message):  # evaluate --tta flip: before the (missing) data is looked for
         load_members([tmp_path / "spec.pt"], tta="flip")
 
@@ -1337,7 +1345,8 @@ def test_sigterm_stops_a_run_as_ctrl_c_and_it_resumes_from_anywhere(tmp_path):
     resumed = _cli("train", "--out", str(out), "--resume", "--quiet", "--threads", "2", "--set", "eval_batch_size=100",
                    cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "the run trained with threads=1, it continues with threads=2" in resumed.stderr
+    # logged as the command prints Python's warnings: "warning: ...", not "WARNING msresnet1d.training.engine: ..."
+    assert "\nwarning: --resume: the run trained with threads=1, it continues with threads=2" in "\n" + resumed.stderr
     assert "the run trained with eval_batch_size=1024, it continues with eval_batch_size=100" in resumed.stderr
     assert not any(path.exists() for path in stale) and load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 2
     assert all(path.exists() for path in others)  # another command's temporary files are not the resume's to remove
@@ -1359,13 +1368,22 @@ def test_resume_refuses_another_config(tmp_path):
     saved = json.loads((out / "config.json").read_text())
     assert saved["lr"] == 3e-3  # the refused resume left the folder's config as it was
     assert set(saved["data"]) == set(BEAT_DEFAULTS) and saved["data"]["template_from"] == "all"
+    # and every model option, the preset's defaults too (the model_kwargs given were kernels, widths, stem_channels)
+    assert set(saved["model_kwargs"]) == model_options("msresnet1d_beat") - {"in_channels", "num_classes",
+                                                                            "extra_features", "out_features"}
+    assert saved["model_kwargs"]["stem_pool"] is True and saved["model_kwargs"]["kernels"] == [3, 9]
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert best["config"]["model_kwargs"] == saved["model_kwargs"] and best["code"] == code_version()
     cfg = load_config(_config(tmp_path, 1))
     assert train_or_reuse(cfg, out) == json.loads((out / "metrics.json").read_text())
     saved["data"] = cfg.data  # as run folders were written before: only the options given
+    saved["model_kwargs"] = cfg.model_kwargs
     (out / "config.json").write_text(json.dumps(saved))
     train_or_reuse(cfg, out)
     with pytest.raises(ValueError, match="another model or config.*template_from"):
         train_or_reuse(load_config(_config(tmp_path, 1), {"data.template_from": "regular"}), out)
+    with pytest.raises(ValueError, match=r"another model or config \(model_kwargs\.stem_pool: then True, now False\)"):
+        train_or_reuse(load_config(_config(tmp_path, 1), {"model_kwargs.stem_pool": False}), out)
 
 
 def test_predict_extension_is_ascii_letters_as_wfdb_requires():

@@ -25,10 +25,11 @@ float32 rounding.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch import nn
@@ -73,6 +74,19 @@ class ResidualNetwork(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.channels_last = False
+        self.arguments: dict[str, Any] = {}
+
+    @classmethod
+    def with_arguments(cls, **kwargs: Any) -> "ResidualNetwork":
+        """``cls(**kwargs)``, its :attr:`arguments` every keyword argument it was built with,
+        the constructor's defaults included (``{}`` for a model built otherwise). The presets
+        build so: a training config records them all (``model_kwargs``), so that a later change
+        of a default does not change the model a checkpoint builds."""
+        model = cls(**kwargs)
+        bound = inspect.signature(cls).bind(**kwargs)
+        bound.apply_defaults()
+        model.arguments = dict(bound.arguments)
+        return model
 
     def set_channels_last(self, enable: bool = True) -> "ResidualNetwork":
         """Run the convolutions in channels-last memory format (``enable=False``: the default

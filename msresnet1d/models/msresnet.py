@@ -214,7 +214,7 @@ class MSResNet1d(ResidualNetwork):
 
 
 def _msresnet(in_channels: int, num_classes: int, defaults: dict, kwargs: dict) -> MSResNet1d:
-    return MSResNet1d(in_channels=in_channels, num_classes=num_classes, **{**defaults, **kwargs})
+    return MSResNet1d.with_arguments(in_channels=in_channels, num_classes=num_classes, **{**defaults, **kwargs})
 
 
 @register_model

@@ -107,7 +107,7 @@ def _resnet(preset_layers: tuple[int, ...], preset_block: str, dims: int, in_cha
             /, **kwargs) -> ResNet:
     """A preset's layout, which ``layers=`` / ``block=`` in ``kwargs`` override."""
     kwargs = {"layers": preset_layers, "block": preset_block, **kwargs}
-    return ResNet(dims=dims, in_channels=in_channels, num_classes=num_classes, **kwargs)
+    return ResNet.with_arguments(dims=dims, in_channels=in_channels, num_classes=num_classes, **kwargs)
 
 
 @register_model

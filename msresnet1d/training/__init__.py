@@ -3,6 +3,7 @@ none of them, so that ``msresnet1d --help`` and the torch-free config stay light
 
 - :mod:`.config`: ``TrainConfig``, ``load_config`` and ``--set`` overrides (no torch).
 - :mod:`.run`: ``train``, ``train_or_reuse``, ``check_config``, ``load_trained_model``.
+- :mod:`.configured`: the model a config builds, every model option recorded, a checkpoint's config.
 - :mod:`.engine`: the ``Trainer`` (epochs, validation, checkpoints, resume, the run folder).
 - :mod:`.tasks`: what each task (beats, rhythm, fashion_mnist) reads and how it is scored.
 - :mod:`.checkpoint`: checkpoints written atomically and read with ``weights_only=True``.
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("checkpoint", "config", "distributed", "ema", "engine", "ensemble", "metrics", "offsets", "optim",
-               "plots", "provenance", "run", "tasks")
+_SUBMODULES = ("checkpoint", "config", "configured", "distributed", "ema", "engine", "ensemble", "metrics", "offsets",
+               "optim", "plots", "provenance", "run", "tasks")
 
 
 def __getattr__(name: str) -> object:

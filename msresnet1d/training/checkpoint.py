@@ -162,9 +162,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                          f"format {FORMAT_VERSION}: load it with the version that wrote it, or a later one")
     if not isinstance(ckpt, dict) or found_format != FORMAT_VERSION or "model" not in ckpt:
         plain = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+        ours = isinstance(ckpt, dict) and {"model", "config"} <= set(ckpt)  # but its format is not one
         raise ValueError(f"checkpoint {path} is not an msresnet1d checkpoint (format {FORMAT_VERSION})" + (
             ": it is a bare state dict; build the model with msresnet1d.create_model(...) and call its "
-            "load_state_dict(torch.load(path, weights_only=True))" if plain else ""))
+            "load_state_dict(torch.load(path, weights_only=True))" if plain else
+            f": it has a model and a config, but its format is {found_format!r}, not the whole number "
+            f"{FORMAT_VERSION} (an edited file?)" if ours and "format" in ckpt else
+            ": it has a model and a config, but no format (an edited file?)" if ours else ""))
     missing = [key for key in REQUIRED_KEYS if key not in ckpt]
     if missing or not isinstance(ckpt["config"], dict) or "task" not in ckpt["config"]:
         raise ValueError(f"checkpoint {path} is incomplete: " + (f"no {', '.join(missing)}" if missing else

@@ -46,6 +46,7 @@ from .distributed import DistContext
 from .ema import WeightEMA
 from .metrics import check_probabilities, classification_report, format_report, json_safe
 from .optim import build_loss, build_optimizer, build_scheduler
+from .configured import resolve_model
 from .tasks import DATABASES, Task, resolve_data
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,11 @@ def database_folder(task: str, data_dir: str | None) -> Path | None:
 
 def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path, source: str | None = None) -> None:
     """Raise ValueError if ``cfg`` differs from a run's ``saved`` config on :data:`RESUME_KEYS`
-    (``[data]`` completed with the defaults on both sides), naming ``source`` (default:
+    (``[data]`` and ``[model_kwargs]`` completed with the defaults on both sides), naming ``source`` (default:
     ``checkpoint <path>``) and each differing key. ``data.data_dir`` is compared as the database
     folder it names, not as text: the same folder spelt otherwise (through a symlink, relative,
     as the folder holding ``mitdb/`` or as ``mitdb/`` itself) is the same run's data."""
-    before, now = resolve_data(saved).to_dict(), resolve_data(cfg).to_dict()
+    before, now = (resolve_model(resolve_data(c)).to_dict() for c in (saved, cfg))
     folder = database_folder(cfg.task, now["data"].get("data_dir"))
     if folder is not None and folder == database_folder(saved.task, before["data"].get("data_dir")):
         before["data"]["data_dir"] = now["data"]["data_dir"]
@@ -448,7 +449,7 @@ class Trainer:
     def _save_best(self, epoch: int) -> None:
         """``best.pt``: the evaluated weights (the moving average, with ``ema_decay``) of ``epoch``."""
         if self.dist.is_main:
-            atomic_save({"format": FORMAT_VERSION, "epoch": epoch, "config": self.cfg.to_dict(),
+            atomic_save({"format": FORMAT_VERSION, "code": code_version(), "epoch": epoch, "config": self.cfg.to_dict(),
                          "model": self.evaluated.state_dict(), "class_names": list(self.task.class_names),
                          "task_state": self.task.state, "splits": split_contents(self.task)}, self.ckpt_dir / "best.pt")
 

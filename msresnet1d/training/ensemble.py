@@ -22,9 +22,10 @@ from ..data.errors import DataError
 from ..data.locate import find_database
 from .checkpoint import check_compatible, load_checkpoint, load_weights
 from .config import TrainConfig
+from .configured import checkpoint_config
 from .distributed import DistContext
 from .engine import check_same_splits, database_folder
-from .tasks import DATABASES, Task, build_task, check_tta, evaluation_data, resolve_data
+from .tasks import DATABASES, Task, build_task, check_tta, evaluation_data
 
 
 def _config(ckpt: dict, path: Path, data_dir: str | None) -> TrainConfig:
@@ -37,7 +38,7 @@ def _config(ckpt: dict, path: Path, data_dir: str | None) -> TrainConfig:
         saved["data"]["data_dir"] = data_dir
     if saved["data"].get("download"):
         saved["data"]["download"] = False
-    return resolve_data(TrainConfig.from_dict(saved, f"checkpoint {path}"))
+    return checkpoint_config({**ckpt, "config": saved}, f"checkpoint {path}")
 
 
 def _inputs(cfg: TrainConfig) -> dict:

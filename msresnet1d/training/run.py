@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import create_model
 from ..models.blocks import init_weights
 from ..models.tta import with_tta
 from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import load_checkpoint, load_weights
+from .configured import checkpoint_config, create_configured_model, resolve_model
 from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, seed_torch,
                      torch_threads)
 from .optim import warn_double_balancing
@@ -54,28 +54,6 @@ def callers_state_kept(device: torch.device) -> Iterator[None]:
         np.random.set_state(numpy)
 
 
-#: Model options the task sets from its data: a config cannot set them in [model_kwargs].
-TASK_SETS = ("in_channels", "num_classes", "extra_features", "out_features")
-
-
-def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int, extra_features: int = 0) -> nn.Module:
-    """The config's model (``cfg.model`` with ``cfg.model_kwargs``, in channels-last mode when
-    ``cfg.channels_last``) for these input channels, classes and extra per-example features."""
-    kwargs: dict[str, Any] = {"in_channels": in_channels, "num_classes": num_classes}
-    if extra_features:
-        kwargs["extra_features"] = extra_features
-    taken = sorted(set(cfg.model_kwargs) & {*TASK_SETS})
-    if taken:
-        raise ValueError(f"config: [model_kwargs] {', '.join(taken)}: set by the task (here in_channels={in_channels}, "
-                         f"num_classes={num_classes}, extra_features={extra_features}, a classification head): "
-                         "remove the key (the data choose them: for ECG, the leads, classes and [data] rr)")
-    try:
-        model = create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
-    except (TypeError, ValueError) as e:  # an unknown option, a value of the wrong kind, or a bad value
-        raise ValueError(f"config: model {cfg.model!r} with [model_kwargs] {cfg.model_kwargs}: {e}") from None
-    return model.set_channels_last(cfg.channels_last)
-
-
 def load_trained_model(checkpoint: str | Path) -> nn.Module:
     """The trained model of a checkpoint written by ``msresnet1d train`` (``best.pt`` or
     ``last.pt``), shaped from its config, with the weights it is evaluated with (the moving
@@ -101,7 +79,7 @@ def checkpoint_model(ckpt: dict[str, Any], source: str = "the checkpoint") -> nn
     The config's model is first built without memory (on the meta device) and checked against
     the weights, so that a config that does not fit them (an edited or made-up file: widths of
     300,000 asked for a terabyte) is refused before any allocation."""
-    cfg = TrainConfig.from_dict(ckpt["config"], source)
+    cfg = checkpoint_config(ckpt, source)
     check_weights_fit(ckpt, cfg, source)
     in_channels, extra = model_inputs(cfg)
     with torch.random.fork_rng(devices=[]):  # initial weights, replaced at once: none of the caller's random numbers
@@ -216,7 +194,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                 if last.is_file():  # another number of processes, too (Trainer.resume reads it again, to continue)
                     check_same_world_size(load_checkpoint(last), dist.world_size, last)
             seed_everything(cfg.seed, dist.device)
-            cfg = resolve_data(cfg)  # the run folder records every data option
+            cfg = resolve_model(resolve_data(cfg))  # the run folder records every data and model option
             if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
                 cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": os.path.abspath(cfg.data["data_dir"])})
             task = build_task(cfg, dist)

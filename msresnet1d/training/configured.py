@@ -1,0 +1,89 @@
+"""The model a training config builds: ``cfg.model`` with ``cfg.model_kwargs`` on the inputs and
+classes its task gives, the config with every model option recorded (:func:`resolve_model`), and
+a checkpoint's config as the commands read it (:func:`checkpoint_config`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..models import create_model
+from .config import TrainConfig
+from .tasks import model_inputs, resolve_data, task_classes
+
+#: Model options the task sets from its data: a config cannot set them in [model_kwargs].
+TASK_SETS = ("in_channels", "num_classes", "extra_features", "out_features")
+
+
+def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int, extra_features: int = 0) -> nn.Module:
+    """The config's model (``cfg.model`` with ``cfg.model_kwargs``, in channels-last mode when
+    ``cfg.channels_last``) for these input channels, classes and extra per-example features."""
+    kwargs: dict[str, Any] = {"in_channels": in_channels, "num_classes": num_classes}
+    if extra_features:
+        kwargs["extra_features"] = extra_features
+    taken = sorted(set(cfg.model_kwargs) & {*TASK_SETS})
+    if taken:
+        raise ValueError(f"config: [model_kwargs] {', '.join(taken)}: set by the task (here in_channels={in_channels}, "
+                         f"num_classes={num_classes}, extra_features={extra_features}, a classification head): "
+                         "remove the key (the data choose them: for ECG, the leads, classes and [data] rr)")
+    try:
+        model = create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
+    except (TypeError, ValueError) as e:  # an unknown option, a value of the wrong kind, or a bad value
+        raise ValueError(f"config: model {cfg.model!r} with [model_kwargs] {cfg.model_kwargs}: {e}") from None
+    return model.set_channels_last(cfg.channels_last)
+
+
+def resolve_model(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its ``[model_kwargs]`` completed with every option the model is built with,
+    the preset's and the model class's defaults included (as ``[data]`` is by ``resolve_data``), so
+    that a run's config.json and checkpoints record them all: a later change of a default does
+    not change the model an old checkpoint builds. The options the task sets (:data:`TASK_SETS`)
+    stay out. A model whose factory records no arguments (a user's registered factory that does
+    not build through ``ResidualNetwork.with_arguments``) keeps ``cfg`` as it is. Idempotent; the
+    model is built on the meta device (no memory, no random numbers).
+
+    Raises:
+        ValueError: the model cannot be built from the config (see :func:`create_configured_model`).
+    """
+    in_channels, extra = model_inputs(cfg)
+    with torch.device("meta"):
+        model = create_configured_model(cfg, in_channels, len(task_classes(cfg.task)), extra)
+    if not getattr(model, "arguments", None):
+        return cfg
+    options = {key: value for key, value in model.arguments.items() if key not in TASK_SETS}
+    return dataclasses.replace(cfg, model_kwargs=json.loads(json.dumps(options)))  # lists, as config.json reads
+
+
+def checkpoint_config(ckpt: dict[str, Any], source: str = "the checkpoint") -> TrainConfig:
+    """The config of a checkpoint as :func:`~.checkpoint.load_checkpoint` returns it, its
+    ``[data]`` and ``[model_kwargs]`` completed (:func:`~.tasks.resolve_data`,
+    :func:`resolve_model`), checked against its ``task_state``: a model with extra (RR) features
+    needs the ``rr_mean`` and ``rr_std`` its inputs are standardised with. A checkpoint written by
+    another release of msresnet1d (its ``code``) warns, naming both releases.
+
+    Raises:
+        ValueError: naming ``source``, and both releases if they differ: a config this version
+            cannot read (an unknown key or model option, a bad value), or statistics missing.
+    """
+    written = str(ckpt.get("code", "")).split("+")[0]
+    other_release = f" (written by msresnet1d {written}; this is {__version__})" if written not in ("", __version__) \
+        else ""
+    if other_release:
+        warnings.warn(f"{source} was written by msresnet1d {written}; this is {__version__}: the code that "
+                      "prepares its inputs may have changed since")  # said once, however many calls
+    try:
+        cfg = resolve_model(resolve_data(TrainConfig.from_dict(ckpt["config"], source)))
+    except ValueError as e:
+        message = str(e).removeprefix("config: ")
+        raise ValueError(("" if message.startswith(source) else f"{source}: ") + message + other_release) from None
+    missing = [key for key in ("rr_mean", "rr_std") if model_inputs(cfg)[1] and key not in ckpt["task_state"]]
+    if missing:
+        raise ValueError(f"{source}: its task_state has no {' or '.join(missing)}, the statistics its model's extra "
+                         f"(RR) features are standardised with (msresnet1d train writes them){other_release}")
+    return cfg
