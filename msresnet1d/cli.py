@@ -404,7 +404,9 @@ def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
                                             "several, e.g. data/mitdb/*.hea: one that fails is named, the others "
                                             "are labelled")
     beats = p.add_mutually_exclusive_group()
-    beats.add_argument("--annotator", help="annotation file with the beat positions (beat models; default atr)")
+    beats.add_argument("--annotator", help="extension of the annotation file with the beat positions (beat models; "
+                                           "default: the checkpoint's [data] annotator, which is atr unless the model "
+                                           "was trained on another, e.g. ann for <record>.ann)")
     beats.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
     p.add_argument("--out-dir", type=path_flag, help="where to write (default: next to the record)")
     p.add_argument("--adapt-bn", action="store_true",

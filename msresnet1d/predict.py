@@ -377,7 +377,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _check_no_record_in_leads(args, cfg)
     if args.summary:
         check_target(args.summary, "--summary")
-    annotator = None if task != "beats" or args.detect else args.annotator or "atr"
+    # the beats are read where the model's were: the checkpoint's [data] annotator ("atr" for one trained without it)
+    annotator = None if task != "beats" or args.detect else args.annotator or resolve_data(cfg).data["annotator"]
     jobs = [_checked_job(record_stem(record), args, annotator) for record in args.record]
     written: dict[Path, Path] = {}
     for record_path, out_dir in jobs:

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import wfdb
 
 from msresnet1d.data import cache, locate
-from msresnet1d.data.beats import load_beats
+from msresnet1d.data.beats import BeatConfig, load_beats
 from msresnet1d.data.cache import cache_dir, cache_key, cached, load_arrays, save_arrays
+from msresnet1d.data.errors import DataError
+from msresnet1d.data.records import record_files
 
 SAMPLE = locate.repo_datasets_dir() / "mitdb-sample"
 
@@ -240,6 +243,67 @@ def test_beat_cache_is_reused_rebuilt_when_truncated_and_invalidated_by_source_c
     os.utime(db / "101.atr")  # the annotations touched, not changed: their content is the key
     load_beats(db_dir=db, cache_dir=folder, workers=1)
     assert len(list((folder / "beats").iterdir())) == 2
+
+
+def _write_r(folder: Path, signal: np.ndarray, layout: str) -> None:
+    """Record ``r`` of ``signal`` ((L, 2) MLII and V5 in mV at 360 Hz, L even) in ``folder``, its signal
+    files not named ``r.*``: ``"multi-file"``, one file a lead (``r_0.dat``, ``r_1.dat``); ``"multi-segment"``,
+    its halves in segments ``r_1`` and ``r_2``, each a header and a signal file."""
+    folder.mkdir(exist_ok=True)
+    fields = dict(fs=360, units=["mV", "mV"], sig_name=["MLII", "V5"], fmt=["16", "16"], adc_gain=[200.0, 200.0],
+                  baseline=[0, 0])
+    if layout == "multi-file":
+        record = wfdb.Record(record_name="r", n_sig=2, sig_len=len(signal), p_signal=signal,
+                             file_name=["r_0.dat", "r_1.dat"], **fields)
+        record.set_d_features(do_adc=True)
+        record.set_defaults()
+        record.wrsamp(write_dir=str(folder))
+        return
+    half = len(signal) // 2
+    for name, part in (("r_1", signal[:half]), ("r_2", signal[half:])):
+        wfdb.wrsamp(name, p_signal=part, write_dir=str(folder), **fields)
+    segments = [wfdb.rdheader(str(folder / name)) for name in ("r_1", "r_2")]
+    wfdb.MultiRecord(segments=segments, layout="fixed", record_name="r", n_sig=2, fs=360, sig_len=len(signal),
+                     seg_name=["r_1", "r_2"], seg_len=[half, half]).wrheader(write_dir=str(folder))
+
+
+@pytest.mark.parametrize("layout, second", [("multi-file", "r_1.dat"), ("multi-segment", "r_2.dat")])
+def test_the_key_holds_the_signal_files_and_segments_a_header_names(tmp_path, layout, second):
+    # keyed by the files named r.* alone, a record's r_1.dat or segment r_2 was changed, and the stale arrays served
+    signal = wfdb.rdrecord(str(SAMPLE / "100")).p_signal
+    db, changed = tmp_path / "db", tmp_path / "changed"
+    _write_r(db, signal, layout)
+    _write_r(changed, signal * [1, -1], layout)  # V5 upside down: the same lengths
+    shutil.copy(SAMPLE / "100.atr", db / "r.atr")
+    files = {"multi-file": ["r.atr", "r.hea", "r_0.dat", "r_1.dat"],
+             "multi-segment": ["r.atr", "r.hea", "r_1.dat", "r_1.hea", "r_2.dat", "r_2.hea"]}[layout]
+    assert [path.name for path in record_files(db, ["r"])["r"]] == files
+    config = BeatConfig(leads=("MLII", "V5"))
+
+    def load(cache: bool = True):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "record 'db/r': the samples do not match the header's checksums")
+            return load_beats(["r"], db_dir=db, config=config, cache=cache, cache_dir=tmp_path / "cache", workers=1)
+
+    before = load()
+    shutil.copy(changed / second, db / second)  # the samples alone: the header that names them is the same
+    after = load()
+    np.testing.assert_array_equal(after.X, load(cache=False).X)
+    assert not np.array_equal(after.X[:, 1], before.X[:, 1])
+    if layout == "multi-segment":  # a segment's header: MLII's gain halved, its values twice as large
+        header = (db / "r_2.hea").read_text()
+        (db / "r_2.hea").write_text(header.replace("200.0(0)/mV 16 0 ", "100.0(0)/mV 16 0 ", 1))
+        np.testing.assert_array_equal(load().X, load(cache=False).X)
+        assert not np.array_equal(load().X[:, 0], after.X[:, 0])
+    (db / second).unlink()
+    named_in = "named in r.hea" if layout == "multi-file" else "named in r_2.hea"
+    with pytest.raises(DataError, match=rf"^record 'db/r': file {second} is missing \({named_in}\)$"):
+        load()
+    if layout == "multi-segment":
+        (db / "r_2.hea").unlink()
+        message = r"^record 'db/r': file r_2\.hea is missing \(a segment of the record, named in r\.hea\)$"
+        with pytest.raises(DataError, match=message):
+            load()
 
 
 def test_key_reads_small_files_only_and_steps_over_folders(tmp_path):

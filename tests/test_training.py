@@ -616,6 +616,8 @@ def test_train_names_the_config_file_of_a_bad_data_or_model_option(tmp_path, cap
     ("beats", "band", [None, None], "either corner null"), ("beats", "record_balanced", 1, "true or false"),
     ("beats", "leads", ["MLII", "V1 | V5"], "no spaces or empty names around"), ("beats", "leads", ["V1|"], "lead names"),
     ("beats", "leads", [], "a non-empty list of lead names"),
+    ("beats", "annotator", ".ann", "the extension of the records' annotation files"),
+    ("beats", "annotator", "hea", "not hea"), ("beats", "annotator", "../atr", "letters, digits or _"),
     ("fashion_mnist", "val_size", 60_000, r"in \[0, 59998\]: training keeps at least 2"),
     ("fashion_mnist", "train_size", 1, r"a whole number in \[2, 60000\]"),
     ("fashion_mnist", "train_size", 70_000, r"in \[2, 60000\]"),
@@ -2006,6 +2008,37 @@ def test_torchrun_two_processes_save_once(tmp_path, monkeypatch):
     assert len((out / "log.csv").read_text().splitlines()) == 3
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
     assert ckpt["epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["model"])
+
+
+def test_a_model_trained_on_another_annotator_reads_it_and_predict_reads_it_by_default(tmp_path):
+    # a database whose reference annotations are <record>.ann: [data] annotator, and predict's default follows it
+    db = tmp_path / "ann"
+    db.mkdir()
+    for record in ("100", "101", "105", "106", "118"):
+        for ext in ("hea", "dat"):
+            shutil.copy(SAMPLE / f"{record}.{ext}", db)
+        shutil.copy(SAMPLE / f"{record}.atr", db / f"{record}.ann")
+    config = tmp_path / "ann.toml"
+    config.write_text(TINY.format(epochs=1).replace(str(SAMPLE), str(db)).replace(
+        'train_records = ["101", "106", "118", "119", "208", "209"]\nval_records = ["106", "209"]\n'
+        'test_records = ["100", "105", "232", "233"]', 'train_records = ["101", "106", "118"]\nval_records = ["106"]\n'
+                                                      'test_records = ["100", "105"]\nannotator = "ann"'))
+    out = tmp_path / "run"
+    trained = _cli("train", "--config", str(config), "--out", str(out), "--quiet", "--threads", "1")
+    assert trained.returncode == 0, trained.stderr
+    best = out / "checkpoints" / "best.pt"
+    assert load_checkpoint(best)["config"]["data"]["annotator"] == "ann"
+    labelled = _cli("predict", str(best), str(db / "100"), "--out-dir", str(tmp_path / "labels"), "--threads", "1")
+    assert labelled.returncode == 0, labelled.stderr
+    rows = (tmp_path / "labels" / "100.pred.csv").read_text().splitlines()
+    from msresnet1d.data.aami import BEAT_SYMBOLS
+    from msresnet1d.data.records import read_annotations
+
+    beats = np.isin(read_annotations(db / "100", "ann").symbol, list(BEAT_SYMBOLS)).sum()
+    assert len(rows) - 1 == beats  # a row a beat of 100.ann
+    refused = _cli("predict", str(best), str(db / "100"), "--out-dir", str(tmp_path / "other"), "--annotator", "atr",
+                   "--threads", "1")
+    assert refused.returncode == 1 and "file 100.atr is missing" in refused.stderr
 
 
 def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads_are_named_otherwise(tmp_path):

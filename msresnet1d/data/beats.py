@@ -21,7 +21,6 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Literal
 
@@ -30,12 +29,12 @@ import torch
 
 from .aami import AAMI_CLASSES, BEAT_SYMBOLS, MITBIH_TO_AAMI, aami_labels
 from .cache import cache_dir as resolve_cache_dir
-from .cache import cache_key, cached
+from .cache import cached
 from .errors import DataError
 from .locate import changed_files, find_database, is_embedded_sample, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_rates, check_signal
-from .records import preprocess_record, read_annotations, read_record, record_files, record_label
+from .records import preprocess_record, read_annotations, read_record, record_label, records_key
 from .rr import RR_FEATURES, check_positions, rr_features
 from .splits import DS1, DS2, PACED_RECORDS
 from ..values import is_number
@@ -327,8 +326,7 @@ def load_beats(
                       stacklevel=2)
     build = functools.partial(_build, db_dir, names, config, workers)
     if cache:
-        files = chain.from_iterable(record_files(db_dir, names).values())
-        key = cache_key(files, {"records": names, **dataclasses.asdict(config)})
+        key = records_key(db_dir, names, {"records": names, **dataclasses.asdict(config)})
         arrays = cached(resolve_cache_dir(cache_dir) / "beats" / f"{db_dir.name}-{key[:16]}", key, build)
     else:
         arrays = build()

@@ -109,12 +109,17 @@ def versioned_hash(parts: Iterable[bytes]) -> str:
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
-def cache_key(files: Iterable[Path], params: Mapping[str, object]) -> str:
+def cache_key(files: Iterable[Path], params: Mapping[str, object],
+              contents: Mapping[Path, bytes] | None = None) -> str:
     """Hex sha256 of the files (signal files, and files over :data:`CONTENT_HASHED_BYTES`, by name,
     size and mtime_ns; others by name and content: see the module docstring), ``params`` and
-    :func:`code_version`."""
+    :func:`code_version`. ``contents``: the bytes of files the caller has read already (headers),
+    hashed as they are rather than read again."""
     stats = []
     for file in map(Path, files):
+        if contents is not None and file in contents:
+            stats.append((file.name, hashlib.sha256(contents[file]).hexdigest()))
+            continue
         stat = file.stat()
         if file.suffix not in SIGNAL_SUFFIXES and S_ISREG(stat.st_mode) and stat.st_size <= CONTENT_HASHED_BYTES:
             stats.append((file.name, hashlib.sha256(file.read_bytes()).hexdigest()))

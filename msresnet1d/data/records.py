@@ -10,13 +10,15 @@ shape, a rate of 0 or written with an exponent, a gain field wfdb would read a p
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import struct
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ import wfdb
 from wfdb.io.annotation import ann_label_table
 
 from .aami import BEAT_SYMBOLS
+from .cache import cache_key
 from ..values import is_number
 from .errors import DataError, LeadError
 from .preprocess import Normalization, lead_positions, preprocess_signal
@@ -112,19 +115,29 @@ def _check_folder(path: Path) -> None:
         raise _fail(path, f"database folder {path.parent} does not exist")
 
 
+def _missing_header(path: Path) -> DataError:
+    """The error for record ``path``'s missing header (one for a missing folder), with the folder's
+    other records when it holds some."""
+    _check_folder(path)
+    others = sorted(p.stem for p in path.parent.glob("*.hea"))
+    hint = (f"; the folder holds {len(others)} other record(s), e.g. {', '.join(others[:3])} (another database, "
+            "or a partial copy?)") if others else ""
+    return _fail(path, f"file {path.name}.hea is missing{hint}")
+
+
+def _header_fields(text: str) -> list[list[str]]:
+    """The fields of a header's lines (``text``), comments left out: the record line's first."""
+    return [fields for line in text.splitlines() if (fields := line.split()) and not fields[0].startswith("#")]
+
+
 def _checked_header_file(path: Path) -> tuple[Path, list[list[str]]]:
     """``<path>.hea``, checked to exist and to have a sane record line (wfdb silently takes
     250 Hz for an unreadable sampling rate, so this is checked here), and the fields of its lines
     (comments left out), the record line's first."""
     header_file = path.with_name(path.name + ".hea")
     if not header_file.is_file():
-        _check_folder(path)
-        others = sorted(p.stem for p in path.parent.glob("*.hea"))
-        hint = (f"; the folder holds {len(others)} other record(s), e.g. {', '.join(others[:3])} (another database, "
-                "or a partial copy?)") if others else ""
-        raise _fail(path, f"file {header_file.name} is missing{hint}")
-    lines = [fields for line in header_file.read_text(errors="replace").splitlines()
-             if (fields := line.split()) and not fields[0].startswith("#")]
+        raise _missing_header(path)
+    lines = _header_fields(header_file.read_text(errors="replace"))
     if not lines:
         raise _fail(path, f"file {header_file.name} is malformed: it has no record line")
     fields = lines[0]
@@ -520,24 +533,108 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     return Annotations(sample, symbols, float(header.fs))
 
 
-def record_files(db_dir: str | os.PathLike[str], names: Iterable[str]) -> dict[str, list[Path]]:
-    """The files of each record (``<name>.*``: header, signals, annotations), listing each
-    folder once. Used to fingerprint records for the cache.
+#: A folder's listing: its entries by name, and their names by stem (the name up to its first dot).
+_Listing = tuple[dict[str, Path], dict[str, list[str]]]
+
+
+def record_files(db_dir: str | os.PathLike[str], names: Iterable[str],
+                 contents: dict[Path, bytes] | None = None) -> dict[str, list[Path]]:
+    """The files each record is read from, sorted: its header, the signal files the header names
+    (``r106_0.dat``, ``r106_1.dat`` as well as ``100.dat``), for a multi-segment record the headers
+    of its segments (the layout header of a variable layout among them) and the signal files they
+    name, and every other file named ``<record>.*`` (its annotation files). Each folder is listed
+    once and each header read once. Used to key the cache (:func:`records_key`) and to digest the
+    data a result was computed on.
+
+    Args:
+        db_dir: database folder.
+        names: record names, relative to ``db_dir``.
+        contents: if given, filled with the bytes of each header read (path -> bytes), for a caller
+            that hashes them (:func:`~msresnet1d.data.cache.cache_key`'s ``contents``).
 
     Raises:
-        DataError: a record's folder does not exist.
+        DataError: a record's folder or header is missing, or a file a header names (a signal file,
+            a segment's header), naming the record, the file and the header that names it.
     """
-    db_dir = Path(db_dir)
-    by_folder: dict[Path, dict[str, list[Path]]] = {}
+    db_dir, top = Path(db_dir), os.fspath(db_dir)
+    listings: dict[str, _Listing] = {}  # by folder (paths as strings: ~4 times faster here than Path objects)
+    contents = {} if contents is None else contents
     files = {}
     for name in names:
-        folder = (db_dir / name).parent
-        if folder not in by_folder:
+        folder, stem = os.path.split(os.path.join(top, name))
+        if folder not in listings:
             _check_folder(db_dir / name)
-            stems: dict[str, list[Path]] = {}
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    stems.setdefault(entry.name.split(".", 1)[0], []).append(Path(entry.path))
-            by_folder[folder] = stems
-        files[name] = sorted(by_folder[folder].get(Path(name).name, []))
+        found = _header_files(folder, stem, listings, contents)
+        entries, stems = _listing(folder, listings)
+        for own in stems.get(stem, []):  # its annotation files, and any other <record>.* file
+            found.setdefault(os.path.join(folder, own), entries[own])
+        files[name] = [found[path] for path in sorted(found)]
     return files
+
+
+def _listing(folder: str, listings: dict[str, _Listing]) -> _Listing:
+    """``folder``'s :data:`_Listing`, from ``listings``, else scanned into it (empty for a missing
+    folder)."""
+    if folder not in listings:
+        entries: dict[str, Path] = {}
+        stems: dict[str, list[str]] = {}
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as scanned:
+            for entry in scanned:
+                entries[entry.name] = Path(entry.path)
+                stems.setdefault(entry.name.split(".", 1)[0], []).append(entry.name)
+        listings[folder] = entries, stems
+    return listings[folder]
+
+
+def _header_files(folder: str, stem: str, listings: dict[str, _Listing],
+                  contents: dict[Path, bytes]) -> dict[str, Path]:
+    """Record ``<folder>/<stem>``'s header and the files it names, by path: signal files (``~``, a
+    null signal, is none) and, in a multi-segment record's header, segments (``~``, a gap, is none),
+    whose headers and their files count, recursively. Headers are read from ``contents``, else into
+    it; only what names files is parsed (the record line's first two fields, the first field of the
+    lines after it): reading the record checks the rest. Raises :func:`record_files`'s errors for a
+    missing file."""
+    found: dict[str, Path] = {}
+    pending: list[tuple[str, str, str | None]] = [(folder, stem, None)]  # (folder, record, the header naming it)
+    while pending:
+        where, record, named_in = pending.pop()
+        header_name = f"{record}.hea"
+        if os.path.join(where, header_name) in found:  # a segment named twice (or a header naming itself)
+            continue
+        header_file = _listing(where, listings)[0].get(header_name)
+        if header_file is None and named_in is None:
+            raise _missing_header(Path(folder, stem))
+        if header_file is None:
+            raise _fail(Path(folder, stem), f"file {header_name} is missing (a segment of the record, named in "
+                                             f"{named_in})")
+        found[os.path.join(where, header_name)] = header_file
+        if header_file not in contents:
+            contents[header_file] = header_file.read_bytes()
+        record_line, *lines = _header_fields(contents[header_file].decode(errors="replace")) or [[""]]
+        segments = "/" in record_line[0]  # "name/segments": a line a segment, its header's name first
+        count = record_line[0].split("/", 1)[1] if segments else record_line[1] if len(record_line) > 1 else ""
+        for line in lines[: int(count) if count.isdigit() else 0]:  # else a line a signal, its file's name first
+            if line[0] == "~":
+                continue
+            named_where, named = os.path.split(os.path.join(where, line[0]))
+            if segments:
+                pending.append((named_where, named, header_name))
+            elif (named_file := _listing(named_where, listings)[0].get(named)) is not None:
+                found[os.path.join(named_where, named)] = named_file
+            else:
+                raise _fail(Path(folder, stem), f"file {line[0]} is missing (named in {header_name})")
+    return found
+
+
+def records_key(db_dir: str | os.PathLike[str], names: Iterable[str], params: Mapping[str, object],
+                files: Iterable[Path] = ()) -> str:
+    """The cache key (:func:`~msresnet1d.data.cache.cache_key`) of arrays computed from records
+    ``names`` of ``db_dir`` (their :func:`record_files`, each header read once) and ``files``
+    (``REFERENCE.csv``, say) with ``params``.
+
+    Raises:
+        DataError: as :func:`record_files`.
+    """
+    contents: dict[Path, bytes] = {}
+    found = record_files(db_dir, names, contents)
+    return cache_key(chain(files, *found.values()), params, contents)

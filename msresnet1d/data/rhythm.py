@@ -21,7 +21,6 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -31,12 +30,12 @@ import torch
 from ..models.layers import check_tensor
 from ..models.modes import evaluating
 from .cache import cache_dir as resolve_cache_dir
-from .cache import cache_key, cached
+from .cache import cached
 from .errors import DataError
 from .locate import find_database, is_record_name, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_signal
-from .records import preprocess_record, read_record, record_files
+from .records import preprocess_record, read_record, records_key
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +215,7 @@ def load_rhythm(
         warnings.warn(f"database {db_dir}: {len(unlabelled)} record(s) without a row in REFERENCE.csv left out "
                       f"({', '.join(unlabelled[:5])}{', ...' if len(unlabelled) > 5 else ''})", stacklevel=2)
     if cache:
-        files = chain([db_dir / "REFERENCE.csv"], *record_files(db_dir, labels).values())
-        key = cache_key(files, dataclasses.asdict(config))
+        key = records_key(db_dir, labels, dataclasses.asdict(config), [db_dir / "REFERENCE.csv"])
         entry = resolve_cache_dir(cache_dir) / "rhythm" / f"{db_dir.name}-{key[:16]}"
         arrays = cached(entry, key, functools.partial(_build, db_dir, labels, config, workers))
     else:

@@ -20,7 +20,9 @@ training side (held-out records or images), never from the test split. One modul
     (add each lead minus the record's median beat as channels: ``BeatConfig.template``),
     template_from "all" | "regular" (the beats that median is taken over), cache true,
     record_balanced false (draw training beats so that every training record is drawn equally
-    often, whatever its beat count: ``optim.record_sample_weights``; not with balanced_sampler);
+    often, whatever its beat count: ``optim.record_sample_weights``; not with balanced_sampler),
+    annotator "atr" (the extension of the annotation files the beats and their labels are read
+    from, ``<record>.atr``: ``BeatConfig.annotator``; ``predict`` reads the same by default);
     training augmentation (``msresnet1d.data.augment.BeatAugment``, each beat's leads, the
     template differences recomputed): scale 0 (amplitude factors drawn from [1 - scale, 1 + scale]),
     noise_std 0 (added Gaussian noise, units of the z-scored signal), shift 0 (largest time shift of

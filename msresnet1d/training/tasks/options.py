@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ...values import is_number, is_whole
@@ -21,7 +22,7 @@ BEAT_DEFAULTS: dict[str, Any] = {
     "train_records": None, "test_records": None, "val_records": 4, "val_seed": 0, "representation": "signal",
     "template": True, "template_from": "all", "scale": 0.0, "noise_std": 0.0, "shift": 0.0,
     "spectrogram": {"window_s": 0.125, "overlap": 0.75, "max_freq_hz": 50.0, "size": 32},
-    "cache": True, "record_balanced": False,
+    "cache": True, "record_balanced": False, "annotator": "atr",
 }
 
 RHYTHM_DEFAULTS: dict[str, Any] = {
@@ -42,7 +43,7 @@ def beat_config(data: dict[str, Any]) -> BeatConfig:
 
     return BeatConfig(leads=tuple(data["leads"]), fs=float(data["fs"]), window=tuple(data["window"]),
                       band=_band_corners(data), template=bool(data["template"]),
-                      template_from=data["template_from"])
+                      template_from=data["template_from"], annotator=data["annotator"])
 
 
 def rhythm_config(data: dict[str, Any]) -> RhythmConfig:
@@ -158,6 +159,10 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "noise_std": nonneg, "shift": nonneg,
             "spectrogram": (lambda v: isinstance(v, dict), "a table of spectrogram options"), "cache": flag,
             "record_balanced": flag,
+            "annotator": (lambda v: isinstance(v, str) and re.fullmatch(r"\w+", v, re.ASCII) is not None
+                          and v.lower() != "hea",
+                          "the extension of the records' annotation files, letters, digits or _, not hea (e.g. 'atr': "
+                          "<record>.atr)"),
         },
         "rhythm": {
             "data_dir": path, "fs": positive, "band": band, "crop_seconds": positive, "hop_seconds": positive,
