@@ -378,7 +378,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.summary:
         check_target(args.summary, "--summary")
     # the beats are read where the model's were: the checkpoint's [data] annotator ("atr" for one trained without it)
-    annotator = None if task != "beats" or args.detect else args.annotator or resolve_data(cfg).data["annotator"]
+    annotator = None if task != "beats" or args.detect else args.annotator or cfg.data["annotator"]
     jobs = [_checked_job(record_stem(record), args, annotator) for record in args.record]
     written: dict[Path, Path] = {}
     for record_path, out_dir in jobs:
