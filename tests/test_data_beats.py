@@ -201,6 +201,25 @@ def test_a_beat_outside_the_aami_table_still_bounds_its_neighbours_rr_intervals(
     assert beats["rr"][row + 1, RR_FEATURES.index("rr_prev")] == pytest.approx((after - at) / 360)
 
 
+def test_beats_outside_the_aami_table_are_counted_per_symbol_in_a_warning_given_again_from_the_cache(tmp_path):
+    # record 100 with 3 N beats relabelled r and 2 relabelled B: they used to be left out of the windows without a
+    # word, so training and evaluation scored fewer beats than predict labels
+    annotations = wfdb.rdann(str(SAMPLE / "100"), "atr")
+    symbols = np.array(annotations.symbol)
+    normal = np.flatnonzero(symbols == "N")
+    symbols[normal[10:13]], symbols[normal[20:22]] = "r", "B"
+    wfdb.wrann("100", "atr", annotations.sample, symbols, fs=annotations.fs, write_dir=str(tmp_path))
+    for ext in ("hea", "dat"):
+        (tmp_path / f"100.{ext}").write_bytes((SAMPLE / f"100.{ext}").read_bytes())
+    message = ("record '{}/100': 3 beats labelled r, 2 labelled B are outside the AAMI classes (de Chazal's mapping): "
+               "no window, not trained on or scored").format(tmp_path.name)
+    for _ in range(2):  # built, then loaded from the cache
+        with pytest.warns(UserWarning, match=re.escape(message)):
+            beats = load_beats(["100"], db_dir=tmp_path, cache_dir=tmp_path / "cache", workers=1)
+        assert len(beats) == len(load_beats(["100"], db_dir=SAMPLE, cache=False)) - 5
+    assert not set(beats.symbol) & {"r", "B"}
+
+
 def test_beat_positions_move_to_the_nearest_sample_of_the_new_rate():
     from msresnet1d.data.beats import positions_at
 

@@ -238,7 +238,9 @@ def with_template(windows: np.ndarray, template: np.ndarray) -> np.ndarray:
 
 
 def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()) -> dict[str, np.ndarray]:
-    """Windows, RR features and labels of the AAMI beats of one record (not cached).
+    """Windows, RR features and labels of the AAMI beats of one record (not cached). Beats of the
+    WFDB beat codes outside the AAMI table (B, n, r, ?) bound their neighbours' RR intervals but
+    get no window: a warning names the record and counts them per symbol.
 
     Returns:
         ``{"X": (n, C, L) float32, "rr": (n, F) float32, "y": (n,) int64, "sample": (n,) int64,
@@ -262,6 +264,7 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
         )
     signal = preprocess_record(record, config.fs, config.band, config.normalization, name)
     keep = np.isin(symbols, list(MITBIH_TO_AAMI))
+    _warn_unclassed(name, symbols[~keep])
     centres = positions_at(samples[keep], record.fs, config.fs, signal.shape[1])
     windows = beat_windows(signal, centres, *config.offsets)
     if config.template:
@@ -275,6 +278,21 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
         "sample": samples[keep],
         "symbol": symbols[keep],
     }
+
+
+def _warn_unclassed(name: str, symbols: np.ndarray) -> None:
+    """Warn, naming record ``name`` and the count of each symbol, about its beats whose ``symbols``
+    are WFDB beat codes outside the AAMI table (:data:`~msresnet1d.data.aami.UNMAPPED_BEAT_SYMBOLS`):
+    they get no window, so they are neither trained on nor scored (``predict`` labels them)."""
+    if not len(symbols):
+        return
+    found, counts = np.unique(symbols, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    listed = [f"{counts[i]} labelled {found[i]}" for i in order]
+    listed[0] = f"{counts[order[0]]} beat{'s' if counts[order[0]] > 1 else ''} labelled {found[order[0]]}"
+    verb = "are" if counts.sum() > 1 else "is"
+    warnings.warn(f"record '{name}': {', '.join(listed)} {verb} outside the AAMI classes (de Chazal's mapping): no "
+                  "window, not trained on or scored", stacklevel=2)
 
 
 def _build(db_dir: Path, names: list[str], config: BeatConfig, workers: int | None) -> dict[str, np.ndarray]:
