@@ -3,6 +3,7 @@ splits and the torch Dataset."""
 
 import dataclasses
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -218,6 +219,28 @@ def test_beats_outside_the_aami_table_are_counted_per_symbol_in_a_warning_given_
             beats = load_beats(["100"], db_dir=tmp_path, cache_dir=tmp_path / "cache", workers=1)
         assert len(beats) == len(load_beats(["100"], db_dir=SAMPLE, cache=False)) - 5
     assert not set(beats.symbol) & {"r", "B"}
+
+
+def test_beat_windows_cut_from_missing_samples_are_counted_in_a_warning(tmp_path):
+    # a stretch of MLII lost (WFDB's invalid value; record 100 written again): the windows reaching into it were cut
+    # from the interpolation without a word, while predict warned
+    record, annotations = wfdb.rdrecord(str(SAMPLE / "100")), wfdb.rdann(str(SAMPLE / "100"), "atr")
+    beats = np.array(annotations.sample)[np.isin(annotations.symbol, list(MITBIH_TO_AAMI))]
+    begin, end = beats[120] + 50, beats[140] - 50  # through the windows (-0.25..0.45 s: -90..162 samples) of two beats
+    signal = record.p_signal
+    signal[begin:end, 0] = np.nan
+    wfdb.wrsamp("gap", fs=360, units=record.units, sig_name=record.sig_name, p_signal=signal, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    (tmp_path / "gap.atr").write_bytes((SAMPLE / "100.atr").read_bytes())
+    message = (f"record '{tmp_path.name}/gap': {end - begin} samples ({(end - begin) / 360:.1f} s, "
+               f"{100 * (end - begin) / len(signal):.1f}% of the record) are invalid (WFDB's missing value) in 1 "
+               f"stretch(es) ({begin / 360:.1f}-{end / 360:.1f} s); they are interpolated, and the 21 beat windows "
+               "that reach into them are cut from that, not from the recording (trained on and scored so)")
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        load_beats(["gap"], db_dir=tmp_path, cache=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # V5 is whole: no warning for a model that reads it alone
+        load_beats(["gap"], db_dir=tmp_path, config=BeatConfig(leads=("V5",)), cache=False)
 
 
 def test_beat_positions_move_to_the_nearest_sample_of_the_new_rate():

@@ -35,7 +35,7 @@ from .errors import DataError
 from .locate import changed_files, find_database, is_embedded_sample, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_rates, check_signal
-from .records import preprocess_record, read_annotations, read_record, record_files, record_label
+from .records import preprocess_record, read_annotations, read_record, record_files, record_label, warn_invalid
 from .rr import RR_FEATURES, check_positions, rr_features
 from .splits import DS1, DS2, PACED_RECORDS
 from ..values import is_number
@@ -240,7 +240,8 @@ def with_template(windows: np.ndarray, template: np.ndarray) -> np.ndarray:
 def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()) -> dict[str, np.ndarray]:
     """Windows, RR features and labels of the AAMI beats of one record (not cached). Beats of the
     WFDB beat codes outside the AAMI table (B, n, r, ?) bound their neighbours' RR intervals but
-    get no window: a warning names the record and counts them per symbol.
+    get no window: a warning names the record and counts them per symbol. Another counts the
+    windows that reach into samples the record lacks (WFDB's invalid value, interpolated).
 
     Returns:
         ``{"X": (n, C, L) float32, "rr": (n, F) float32, "y": (n,) int64, "sample": (n,) int64,
@@ -265,6 +266,9 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
     signal = preprocess_record(record, config.fs, config.band, config.normalization, name)
     keep = np.isin(symbols, list(MITBIH_TO_AAMI))
     _warn_unclassed(name, symbols[~keep])
+    first, last = (round(seconds * record.fs) for seconds in config.window)  # the window at the record's rate
+    warn_invalid(record, "the {} beat windows that reach into them are cut from that, not from the recording "
+                 "(trained on and scored so)", samples[keep] + first, samples[keep] + last, name=name)
     centres = positions_at(samples[keep], record.fs, config.fs, signal.shape[1])
     windows = beat_windows(signal, centres, *config.offsets)
     if config.template:

@@ -439,6 +439,32 @@ def preprocess_record(record: Record, fs: float | None, band: tuple[float | None
         raise DataError(f"record '{name}': cannot preprocess: {exc}") from None
 
 
+def warn_invalid(record: Record, outcome: str, starts: np.ndarray | None = None, ends: np.ndarray | None = None,
+                 *, name: str | None = None, stacklevel: int = 2) -> None:
+    """Warn when the record's leads hold WFDB's invalid value (NaN, which preprocessing
+    interpolates), naming record ``name`` (default ``record.name``), how many samples, seconds and
+    what fraction of the record are invalid, and the stretches (the first three, in seconds).
+    ``outcome`` ends the message, after "they are interpolated, and "; given the spans a caller
+    cuts (``starts`` and ``ends``, (n,) samples at ``record.fs``, ``[start, end)`` each: beat
+    windows, sliding windows), its ``{}`` becomes how many of them reach into a stretch.
+    ``stacklevel``: as ``warnings.warn``'s, seen from the caller."""
+    missing = np.isnan(record.signal).any(axis=0)
+    if not missing.any():
+        return
+    stretches = np.flatnonzero(np.diff(np.concatenate(([0], missing.astype(np.int8), [0])))).reshape(-1, 2)
+    if starts is not None and ends is not None:
+        inside = np.zeros(len(starts), dtype=bool)
+        for begin, end in stretches:
+            inside |= (starts < end) & (ends > begin)
+        outcome = outcome.format(int(inside.sum()))
+    count = int(missing.sum())
+    shown = ", ".join(f"{a / record.fs:.1f}-{b / record.fs:.1f} s" for a, b in stretches[:3])
+    warnings.warn(f"record '{record.name if name is None else name}': {count} samples ({count / record.fs:.1f} s, "
+                  f"{100 * count / missing.size:.1f}% of the record) are invalid (WFDB's missing value) in "
+                  f"{len(stretches)} stretch(es) ({shown}{', ...' if len(stretches) > 3 else ''}); they are "
+                  f"interpolated, and {outcome}", stacklevel=stacklevel + 1)
+
+
 def _check_leads_readable(record: Record, name: str) -> None:
     """Raise for an infinite sample (DataError), or a lead with no valid sample or flat
     (LeadError: nothing to label from it), naming record ``name`` and the lead."""
