@@ -2,7 +2,9 @@
 splits and the torch Dataset."""
 
 import dataclasses
+import logging
 import re
+import shutil
 import warnings
 
 import numpy as np
@@ -414,9 +416,19 @@ def _requested_records(monkeypatch, db_dir) -> list[str]:
     return caught.value.args[0]
 
 
-def test_default_records_are_the_non_paced_ones(monkeypatch, tmp_path):
-    (tmp_path / "RECORDS").write_text("100\n102\n104\n107\n201\n217\n")
-    assert _requested_records(monkeypatch, tmp_path) == ["100", "201"]
+def test_default_records_leave_out_mitdbs_paced_records_only(monkeypatch, mitdb_dir, tmp_path, caplog):
+    # MIT-BIH's own 102 (its published header) is left out, and logged; in another database, a record that happens
+    # to be called 217 is an ordinary record (all four names used to be skipped in any folder, without a word)
+    for name in ("100", "102"):
+        shutil.copy(mitdb_dir / f"{name}.hea", tmp_path)
+    (tmp_path / "217.hea").write_text((mitdb_dir / "100.hea").read_text().replace("100", "217"))
+    with caplog.at_level(logging.INFO, logger="msresnet1d.data.beats"):
+        assert _requested_records(monkeypatch, tmp_path) == ["100", "217"]
+    assert f"{tmp_path}: MIT-BIH's paced records 102 left out (name records to read them)" in caplog.messages
+    # a copy of the whole of MIT-BIH, its headers rewritten (another rate, say), is MIT-BIH too
+    names = sorted(DS1 + DS2 + PACED_RECORDS)
+    (tmp_path / "RECORDS").write_text("\n".join(names) + "\n")
+    assert _requested_records(monkeypatch, tmp_path) == sorted(DS1 + DS2)
 
 
 def test_default_records_of_mitdb_are_ds1_and_ds2(monkeypatch, mitdb_dir):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import os
 import warnings
@@ -32,7 +33,7 @@ from .aami import AAMI_CLASSES, BEAT_SYMBOLS, MITBIH_TO_AAMI, aami_labels
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cache_key, cached
 from .errors import DataError
-from .locate import changed_files, find_database, is_embedded_sample, list_records
+from .locate import changed_files, expected_checksums, find_database, is_embedded_sample, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_rates, check_signal
 from .records import preprocess_record, read_annotations, read_record, record_files, record_label, warn_invalid
@@ -307,6 +308,28 @@ def _build(db_dir: Path, names: list[str], config: BeatConfig, workers: int | No
     return arrays
 
 
+def default_records(db_dir: str | os.PathLike[str]) -> list[str]:
+    """The records :func:`load_beats` reads from ``db_dir`` when none are named: the database's
+    (:func:`~msresnet1d.data.locate.list_records`, in its order), less MIT-BIH's paced records
+    (:data:`~msresnet1d.data.splits.PACED_RECORDS`) when they are MIT-BIH's: the folder lists all
+    48 MIT-BIH records (a resampled copy, say), or the record's header is MIT-BIH 1.0.0's published
+    one (SHA-256 in ``msresnet1d/data/checksums/mitdb.sha256``). Records of those names in another
+    database are read like any other. The records left out are logged (INFO), by name."""
+    db_dir = Path(db_dir)
+    names = list_records(db_dir)
+    whole_mitdb = set(DS1 + DS2 + PACED_RECORDS) <= set(names)
+    published = expected_checksums("mitdb")
+
+    def is_mitdb_header(name: str) -> bool:
+        header = db_dir / f"{name}.hea"
+        return header.is_file() and hashlib.sha256(header.read_bytes()).hexdigest() == published[header.name]
+
+    paced = [name for name in names if name in PACED_RECORDS and (whole_mitdb or is_mitdb_header(name))]
+    if paced:
+        log.info("%s: MIT-BIH's paced records %s left out (name records to read them)", db_dir, ", ".join(paced))
+    return [name for name in names if name not in paced]
+
+
 def load_beats(
     records: Sequence[str] | None = None,
     *,
@@ -321,8 +344,9 @@ def load_beats(
     Args:
         records: record names, e.g. :data:`~msresnet1d.data.splits.DS1`; ``None``: the database's
             records (:func:`~msresnet1d.data.locate.list_records`, in its order) except MIT-BIH's
-            paced ones (:data:`~msresnet1d.data.splits.PACED_RECORDS`; 102 and 104 have no MLII),
-            i.e. on MIT-BIH the 44 inter-patient records, DS1 + DS2.
+            paced ones (:data:`~msresnet1d.data.splits.PACED_RECORDS`; 102 and 104 have no MLII)
+            when the folder is MIT-BIH (:func:`default_records`), i.e. on MIT-BIH the 44
+            inter-patient records, DS1 + DS2.
         db_dir: database folder; default ``find_database("mitdb")`` (which may fall back to the
             embedded sample, with a warning, when ``$MSRESNET1D_DATA`` is unset).
         config: windows and preprocessing.
@@ -337,7 +361,7 @@ def load_beats(
             (all WFDB invalid values), or is shorter than a window.
     """
     db_dir = Path(db_dir) if db_dir is not None else find_database("mitdb")
-    names = list(records) if records is not None else [n for n in list_records(db_dir) if n not in PACED_RECORDS]
+    names = list(records) if records is not None else default_records(db_dir)
     if not names:
         raise DataError(f"database {db_dir}: no records requested")
     changed = [] if is_embedded_sample(db_dir, "mitdb") else changed_files(db_dir, names)
