@@ -17,6 +17,7 @@ from msresnet1d.data import locate
 from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI, aami_labels
 from msresnet1d.data.beats import (BeatConfig, BeatDataset, beat_windows, load_beats, load_inter_patient, median_beat,
                                    regular_beats)
+from msresnet1d.data.errors import DataError
 from msresnet1d.data.rr import RR_FEATURES, RR_RATIOS, rr_columns, rr_features
 from msresnet1d.data.splits import DS1, DS2, PACED_RECORDS, holdout_ds1, split_by_record, stratified_kfold
 
@@ -243,6 +244,33 @@ def test_beat_windows_cut_from_missing_samples_are_counted_in_a_warning(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # V5 is whole: no warning for a model that reads it alone
         load_beats(["gap"], db_dir=tmp_path, config=BeatConfig(leads=("V5",)), cache=False)
+
+
+def test_a_record_of_fewer_than_two_beats_gives_its_beats_without_rr_features(short_records):
+    # such a record aborted the whole load ("RR features need at least 2 beats"), even for a model reading none
+    from msresnet1d.data.beats import with_rr_features
+
+    db = short_records
+    for ext in ("hea", "dat", "atr"):
+        (db / f"many.{ext}").write_bytes((SAMPLE / f"100.{ext}").read_bytes())
+    (db / "many.hea").write_text((SAMPLE / "100.hea").read_text().replace("100", "many"))
+    folder = db.name
+    with pytest.warns(UserWarning) as caught:
+        beats = load_beats(["many", "one", "none"], db_dir=db, config=BeatConfig(template=True), cache=False)
+    messages = [str(w.message) for w in caught]
+    assert (f"record '{folder}/one': 1 beat(s) in one.atr, fewer than the 2 RR intervals need: the RR features of its "
+            "beat are NaN") in messages
+    assert f"record '{folder}/none': 0 beat(s) in none.atr, fewer than the 2 RR intervals need: no beat from it" \
+        in messages
+    one = beats.record == "one"
+    assert one.sum() == 1 and beats.sample[one] == [1000] and np.isnan(beats.rr[one]).all()
+    assert np.isfinite(beats.rr[~one]).all() and np.isfinite(beats.X).all() and beats.X.shape[1] == 2  # MLII, template
+    with pytest.warns(UserWarning, match=re.escape("training records: one left out (1 beat(s)): fewer than 2 beats, "
+                                                   "too few for the RR features the model reads ([data] rr)")):
+        kept, left_out = with_rr_features(beats, "training")
+    assert left_out == ["one"] and kept.record.tolist() == beats.record[~one].tolist()
+    with pytest.raises(DataError, match=re.escape("test records: every one with beats (one) has fewer than 2 beats")):
+        with_rr_features(beats.from_records(["one"]), "test")
 
 
 def test_beat_positions_move_to_the_nearest_sample_of_the_new_rate():

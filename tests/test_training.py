@@ -667,6 +667,27 @@ def test_a_custom_split_that_separates_a_patients_records_warns():
         build_task(load_config(None, {**base, "data.train_records": ["201", "202"], "data.test_records": ["100"]}))
 
 
+def test_a_record_of_fewer_than_two_beats_is_left_out_only_by_a_model_reading_rr_features(short_records):
+    # one such record aborted the whole beat task, even with rr = false
+    from msresnet1d.training.tasks import build_task
+
+    db = short_records
+    for name in ("101", "118", "100"):
+        for path in SAMPLE.glob(f"{name}.*"):
+            shutil.copy(path, db)
+    base = {"data.data_dir": str(db), "data.val_records": 0, "data.train_records": ["101", "118", "one"],
+            "data.test_records": ["100"], "data.cache": False}
+    with pytest.warns(UserWarning, match=re.escape("training records: one left out (1 beat(s)): fewer than 2 beats")):
+        task = build_task(load_config(None, {**base, "data.rr": True}))
+    assert task.splits["train_records"] == ["101", "118"]
+    plain = build_task(load_config(None, {**base, "data.rr": False}))
+    assert plain.splits["train_records"] == ["101", "118", "one"]
+    assert sum(plain.splits["train_beats"].values()) == sum(task.splits["train_beats"].values()) + 1
+    with pytest.raises(DataError, match=re.escape("test records: every one with beats (one) has fewer than 2 beats")):
+        build_task(load_config(None, {**base, "data.rr": True, "data.train_records": ["101"],
+                                      "data.test_records": ["one"]}))
+
+
 def test_the_beat_task_title_names_ds2_only_when_ds2_is_the_test():
     from msresnet1d.training.tasks import build_task
 

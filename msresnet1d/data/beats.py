@@ -128,7 +128,8 @@ class BeatArrays:
 
     Attributes:
         X: (N, C, L) float32 windows (preprocessed signal; C = ``config.channels``).
-        rr: (N, F) float32 RR features, columns :data:`~msresnet1d.data.rr.RR_FEATURES`.
+        rr: (N, F) float32 RR features, columns :data:`~msresnet1d.data.rr.RR_FEATURES`; NaN for
+            the beat of a record that has only one (no interval).
         y: (N,) int64 AAMI class index into :data:`~msresnet1d.data.aami.AAMI_CLASSES`.
         record: (N,) str record name of each beat.
         sample: (N,) int64 annotation position in samples at the record's original rate.
@@ -239,7 +240,9 @@ def with_template(windows: np.ndarray, template: np.ndarray) -> np.ndarray:
 
 
 def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()) -> dict[str, np.ndarray]:
-    """Windows, RR features and labels of the AAMI beats of one record (not cached). Beats of the
+    """Windows, RR features and labels of the AAMI beats of one record (not cached). A record of
+    fewer than 2 beats has no RR interval: a warning names it, and its beats' RR features are NaN
+    (:func:`with_rr_features` leaves such records out). Beats of the
     WFDB beat codes outside the AAMI table (B, n, r, ?) bound their neighbours' RR intervals but
     get no window: a warning names the record and counts them per symbol. Another counts the
     windows that reach into samples the record lacks (WFDB's invalid value, interpolated).
@@ -254,10 +257,16 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
     annotations = read_annotations(path, config.annotator)
     is_beat = np.isin(annotations.symbol, list(BEAT_SYMBOLS))
     samples, symbols = annotations.sample[is_beat], annotations.symbol[is_beat]
-    try:
-        rr = rr_features(samples, record.fs)
-    except ValueError as exc:
-        raise DataError(f"record '{name}': file {path.name}.{config.annotator}: {exc}") from exc
+    if len(samples) < 2:  # no interval: a record whose RR features a model reads is left out by its run
+        outcome = "the RR features of its beat are NaN" if len(samples) else "no beat from it"
+        warnings.warn(f"record '{name}': {len(samples)} beat(s) in {path.name}.{config.annotator}, fewer than the 2 RR "
+                      f"intervals need: {outcome}", stacklevel=2)
+        rr = np.full((len(samples), len(RR_FEATURES)), np.nan, dtype=np.float32)
+    else:
+        try:
+            rr = rr_features(samples, record.fs)
+        except ValueError as exc:
+            raise DataError(f"record '{name}': file {path.name}.{config.annotator}: {exc}") from exc
     if np.ceil(record.signal.shape[1] * config.fs / record.fs) < config.length:
         raise DataError(
             f"record '{name}' is shorter than one beat window: {record.signal.shape[1]} samples "
@@ -272,10 +281,10 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
                  "(trained on and scored so)", samples[keep] + first, samples[keep] + last, name=name)
     centres = positions_at(samples[keep], record.fs, config.fs, signal.shape[1])
     windows = beat_windows(signal, centres, *config.offsets)
-    if config.template:
-        if len(windows) == 0:
-            raise DataError(f"record '{name}': no AAMI beats to take a median beat from (template=True)")
-        windows = with_template(windows, record_template(windows, rr[keep], config.template_from))
+    if config.template:  # a record without AAMI beats has no median beat, and no window to subtract it from
+        template = (record_template(windows, rr[keep], config.template_from) if len(windows)
+                    else np.zeros(windows.shape[1:], dtype=windows.dtype))
+        windows = with_template(windows, template)
     return {
         "X": np.ascontiguousarray(windows),
         "rr": rr[keep],
@@ -283,6 +292,26 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
         "sample": samples[keep],
         "symbol": symbols[keep],
     }
+
+
+def with_rr_features(beats: BeatArrays, what: str) -> tuple[BeatArrays, list[str]]:
+    """``beats`` less the records without RR features (fewer than 2 beats: NaN, see
+    :func:`record_beats`), for a model that reads them, and the names of those records, which a
+    warning names too. ``what`` names the beats in messages (``"test"``).
+
+    Raises:
+        DataError: every record of ``beats`` lacks RR features.
+    """
+    lacking = np.isnan(beats.rr).any(axis=1)
+    names = list(dict.fromkeys(beats.record[lacking].tolist()))
+    if not names:
+        return beats, []
+    if lacking.all():
+        raise DataError(f"{what} records: every one with beats ({', '.join(names)}) has fewer than 2 beats, too few "
+                        "for the RR features the model reads ([data] rr): set rr = false, or give longer records")
+    warnings.warn(f"{what} records: {', '.join(names)} left out ({int(lacking.sum())} beat(s)): fewer than 2 beats, "
+                  "too few for the RR features the model reads ([data] rr)", stacklevel=2)
+    return beats.select(~lacking), names
 
 
 def _warn_unclassed(name: str, symbols: np.ndarray) -> None:

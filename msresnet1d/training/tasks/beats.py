@@ -26,6 +26,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from ...data import (AAMI_CLASSES, DS1, DS2, balanced_holdout, find_database, load_beats, resolve_leads,
                          shared_patients)
     from ...data.augment import BeatAugment
+    from ...data.beats import with_rr_features
     from ...data.locate import is_embedded_sample
     from ...data.rr import rr_columns
     from ...data.spectrogram import Spectrogram
@@ -44,6 +45,11 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
                           "201 and 202 apart only to compare with the literature, which does)", stacklevel=2)
     train_all = load_beats(train_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
     test = load_beats(test_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
+    columns = rr_columns(opts["rr"])
+    if columns:  # a record of fewer than 2 beats has none: left out, with a warning
+        (train_all, no_rr), (test, no_test_rr) = with_rr_features(train_all, "training"), with_rr_features(test, "test")
+        train_records = [r for r in train_records if r not in no_rr]
+        test_records = [r for r in test_records if r not in no_test_rr]
     val = opts["val_records"]
     if isinstance(val, numbers.Integral):
         by_record = {r: train_all.y[train_all.record == r] for r in train_records}
@@ -65,7 +71,6 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         raise ValueError(f"no training beats in records {fit_records} of {db_dir}")
 
     # RR features standardised with the training beats' statistics (no peeking at val/test).
-    columns = rr_columns(opts["rr"])
     rr_mean, rr_std = fit.rr[:, columns].mean(axis=0), fit.rr[:, columns].std(axis=0) + 1e-6
 
     def inputs(arrays) -> list[torch.Tensor]:
