@@ -489,7 +489,9 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
 
     Warns when the file lacks WFDB's end-of-file marker (two zero bytes: it was cut at an even
     byte, and reads as far as it goes), or when the beat annotations stop more than
-    :data:`UNANNOTATED_END` of the record (and more than 10 s) before its end.
+    :data:`UNANNOTATED_END` of the record (and more than 10 s) before its end (a truncated file,
+    or one written at another rate: the warning gives the ratio of the record's length to the
+    last beat's position, and the rate it suggests).
 
     Raises:
         DataError: missing or empty file, or one wfdb cannot read (damaged, truncated); an
@@ -540,9 +542,13 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     beats = sample[np.isin(symbols, list(BEAT_SYMBOLS))]  # a file of rhythm changes alone may end early
     if ended and header.sig_len and beats.size and header.sig_len - beats[-1] > max(UNANNOTATED_END * header.sig_len,
                                                                                     10 * header.fs):
+        ratio = header.sig_len / max(int(beats[-1]), 1)  # the record's length over the last beat's position
         warnings.warn(f"record '{record_label(path)}': the beat annotations in {ann_file.name} stop at "
-                      f"{beats[-1] / header.fs:.1f} s of the record's {header.sig_len / header.fs:.1f} s "
-                      "(a truncated file?)", stacklevel=2)
+                      f"{beats[-1] / header.fs:.1f} s of the record's {header.sig_len / header.fs:.1f} s (a truncated "
+                      "file? or annotations written at another sampling rate: positions x "
+                      f"{ratio:.2f} ≈ the record's length, as if written at about {header.fs / ratio:.0f} Hz for a "
+                      f"record at {header.fs:g} Hz)",
+                      stacklevel=2)
     return Annotations(sample, symbols, float(header.fs))
 
 
