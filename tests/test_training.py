@@ -688,6 +688,25 @@ def test_a_record_of_fewer_than_two_beats_is_left_out_only_by_a_model_reading_rr
                                       "data.test_records": ["one"]}))
 
 
+def test_another_database_without_the_default_records_is_told_how_to_name_its_own(tmp_path):
+    # the error named the first missing DS1 record, asking "another database, or a partial copy?", not how to go on
+    from msresnet1d.training.tasks import build_task
+
+    for name in ("100", "101"):
+        for path in SAMPLE.glob(f"{name}.*"):
+            shutil.copy(path, tmp_path)
+    message = (f"database {tmp_path} lacks 42 of the 44 records of the default split (MIT-BIH's DS1 and DS2: 106, "
+               "108, 109, 112, 114, ...): for another database, or a partial copy, name the records it holds "
+               "(100, 101) with --set 'data.train_records=[\"100\", ...]' and --set 'data.test_records=[...]'")
+    with pytest.raises(DataError, match=re.escape(message)):
+        build_task(load_config(None, {"data.data_dir": str(tmp_path)}))
+    with pytest.raises(DataError, match=re.escape("lacks 21 of the 22 records of the default split")):  # DS2 only
+        build_task(load_config(None, {"data.data_dir": str(tmp_path), "data.train_records": ["101"]}))
+    task = build_task(load_config(None, {"data.data_dir": str(tmp_path), "data.train_records": ["101"],
+                                         "data.test_records": ["100"], "data.val_records": 0}))
+    assert task.splits["test_records"] == ["100"]
+
+
 def test_the_beat_task_title_names_ds2_only_when_ds2_is_the_test():
     from msresnet1d.training.tasks import build_task
 

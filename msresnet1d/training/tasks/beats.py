@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +18,21 @@ from ..metrics import AAMI_SCORED
 from ..optim import balanced_sample_weights, record_sample_weights
 from .base import Task, array_predictor
 from .options import DATABASES, beat_config, resolve_data
+
+
+def _check_default_records(db_dir: Path, defaults: list[str]) -> None:
+    """Raise DataError, saying how to name another database's records, when folder ``db_dir``
+    lacks some of the ``defaults`` (the DS1 and DS2 records a config that names none reads)."""
+    from ...data import DataError, list_records
+
+    absent = [name for name in defaults if not (db_dir / f"{name}.hea").is_file()]
+    if absent:
+        held = list_records(db_dir)
+        raise DataError(f"database {db_dir} lacks {len(absent)} of the {len(defaults)} records of the default split "
+                        f"(MIT-BIH's DS1 and DS2: {', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}): for "
+                        f"another database, or a partial copy, name the records it holds ({', '.join(held[:5])}"
+                        f"{', ...' if len(held) > 5 else ''}) with --set 'data.train_records=[\"{held[0]}\", ...]' "
+                        "and --set 'data.test_records=[...]'")
 
 
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
@@ -36,6 +52,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     beat_cfg = beat_config(opts)
     train_records = list(opts["train_records"] or DS1)
     test_records = list(opts["test_records"] or DS2)
+    _check_default_records(db_dir, [*([] if opts["train_records"] else DS1), *([] if opts["test_records"] else DS2)])
     if set(train_records) & set(test_records):
         raise ValueError(f"train and test records overlap: {sorted(set(train_records) & set(test_records))}")
     if set(train_records) != set(DS1) or set(test_records) != set(DS2):  # DS1/DS2 part 201 and 202 on purpose
