@@ -20,7 +20,6 @@ import io
 import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -34,7 +33,7 @@ from .data import DataError, LeadError, Record, read_annotations, read_record
 from .data.aami import BEAT_SYMBOLS, MITBIH_TO_AAMI
 from .data.beats import beat_windows, positions_at, record_template
 from .data.preprocess import Normalization, fill_nan, shown_leads
-from .data.records import preprocess_record, record_label
+from .data.records import preprocess_record, record_label, warn_invalid
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays
 from .data.rr import rr_columns, rr_features
@@ -229,7 +228,8 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
         raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2"
                          + (f" (in its {annotator} annotations: --detect finds beats in the signal)" if annotator else ""))
     first, last = (round(seconds * record.fs) for seconds in beat_cfg.window)  # the beat window, at the record's rate
-    _warn_invalid(record, positions + first, positions + last, "beats")
+    warn_invalid(record, "the {} beats in them are labelled from that, not from the recording", positions + first,
+                 positions + last)
     centres = positions_at(positions, record.fs, beat_cfg.fs, signal.shape[1])
     state = ckpt.get("task_state") or {}
     rr_transform = None
@@ -273,26 +273,7 @@ def predict_windows(ckpt: dict, record_path: str | os.PathLike[str], adapt_bn: b
         raise ValueError(f"record {record.name}: the rhythm model reads one lead, the record has "
                          f"{record.signal.shape[0]} ({shown_leads(record.leads)}): choose one with --leads")
     starts, probabilities = label_windows(ckpt, record, adapt_bn)
-    _warn_invalid(record, starts, starts + round(data["crop_seconds"] * record.fs), "windows")
     return Labelled(starts, probabilities, record.fs, record.leads)
-
-
-def _warn_invalid(record: Record, starts: np.ndarray, ends: np.ndarray, kind: str) -> None:
-    """Warn when the record's leads hold WFDB's invalid value (NaN, interpolated before the model
-    sees the signal), naming the stretches and how many of the labelled spans (samples
-    ``[starts, ends)`` at ``record.fs``) fall in them."""
-    missing = np.isnan(record.signal).any(axis=0)
-    if not missing.any():
-        return
-    stretches = np.flatnonzero(np.diff(np.concatenate(([0], missing.astype(np.int8), [0])))).reshape(-1, 2)
-    inside = np.zeros(len(starts), dtype=bool)
-    for begin, end in stretches:
-        inside |= (starts < end) & (ends > begin)
-    shown = ", ".join(f"{a / record.fs:.1f}-{b / record.fs:.1f} s" for a, b in stretches[:3])
-    warnings.warn(f"record {record.name}: {int(missing.sum())} samples are invalid (WFDB's missing value) in "
-                  f"{len(stretches)} stretch(es) ({shown}{', ...' if len(stretches) > 3 else ''}); they are "
-                  f"interpolated, and the {int(inside.sum())} {kind} in them are labelled from that, not from the "
-                  "recording", stacklevel=3)
 
 
 def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -305,7 +286,8 @@ def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[n
     the config's test-time augmentation applies. The record's label is the mean of the window
     probabilities (as evaluation aggregates them). ``adapt_bn``: the model's BatchNorm statistics
     re-estimated on this recording's windows first. A recording shorter than one window is
-    zero-padded, with a warning."""
+    zero-padded, with a warning; NaN samples (WFDB's invalid value) are interpolated, with a
+    warning counting the windows that reach into them."""
     cfg, data = _checkpoint_data(ckpt, "rhythm", "label_windows")
     rhythm_cfg = rhythm_config(data)
     if record.signal.ndim != 2 or record.signal.shape[0] != 1:
@@ -325,6 +307,8 @@ def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[n
                     lambda model: classify_windows(model, signal, length, hop, extra=extra,
                                                    batch_size=cfg.eval_batch_size))
     starts = np.round(out.sample * record.fs / rhythm_cfg.fs).astype(np.int64)
+    warn_invalid(record, "the {} windows in them are labelled from that, not from the recording", starts,
+                 starts + round(data["crop_seconds"] * record.fs))
     return starts, torch.softmax(torch.from_numpy(out.logits), dim=1).numpy()
 
 

@@ -5,8 +5,10 @@ MSRESNET1D_REQUIRE_DATA=1 (set by .ci/run), in which case they fail."""
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import wfdb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,6 +41,18 @@ def cinc2017_dir(data_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def fashion_mnist_dir(data_root: Path) -> Path:
     return _require(data_root / "fashion-mnist", "Fashion-MNIST (fashion-mnist)")
+
+
+@pytest.fixture
+def short_records(tmp_path: Path) -> Path:
+    """A folder holding ``one`` and ``none``: the embedded sample's record 100, its first 10 s (MLII,
+    V5), with 1 N beat annotated and with no beat (a rhythm annotation only)."""
+    record = wfdb.rdrecord(str(REPO / "datasets" / "mitdb-sample" / "100"), sampto=3600)
+    for name, sample, symbol, aux in (("one", 1000, "N", None), ("none", 5, "+", ["(N"])):
+        wfdb.wrsamp(name, fs=360, units=record.units, sig_name=record.sig_name, p_signal=record.p_signal,
+                    fmt=["16", "16"], write_dir=str(tmp_path))
+        wfdb.wrann(name, "atr", np.array([sample]), [symbol], aux_note=aux, fs=360, write_dir=str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture(scope="session", autouse=True)

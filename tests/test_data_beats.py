@@ -2,7 +2,10 @@
 splits and the torch Dataset."""
 
 import dataclasses
+import logging
 import re
+import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from msresnet1d.data import locate
 from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI, aami_labels
 from msresnet1d.data.beats import (BeatConfig, BeatDataset, beat_windows, load_beats, load_inter_patient, median_beat,
                                    regular_beats)
+from msresnet1d.data.errors import DataError
 from msresnet1d.data.rr import RR_FEATURES, RR_RATIOS, rr_columns, rr_features
 from msresnet1d.data.splits import DS1, DS2, PACED_RECORDS, holdout_ds1, split_by_record, stratified_kfold
 
@@ -201,6 +205,74 @@ def test_a_beat_outside_the_aami_table_still_bounds_its_neighbours_rr_intervals(
     assert beats["rr"][row + 1, RR_FEATURES.index("rr_prev")] == pytest.approx((after - at) / 360)
 
 
+def test_beats_outside_the_aami_table_are_counted_per_symbol_in_a_warning_given_again_from_the_cache(tmp_path):
+    # record 100 with 3 N beats relabelled r and 2 relabelled B: they used to be left out of the windows without a
+    # word, so training and evaluation scored fewer beats than predict labels
+    annotations = wfdb.rdann(str(SAMPLE / "100"), "atr")
+    symbols = np.array(annotations.symbol)
+    normal = np.flatnonzero(symbols == "N")
+    symbols[normal[10:13]], symbols[normal[20:22]] = "r", "B"
+    wfdb.wrann("100", "atr", annotations.sample, symbols, fs=annotations.fs, write_dir=str(tmp_path))
+    for ext in ("hea", "dat"):
+        (tmp_path / f"100.{ext}").write_bytes((SAMPLE / f"100.{ext}").read_bytes())
+    message = ("record '{}/100': 3 beats labelled r, 2 labelled B are outside the AAMI classes (de Chazal's mapping): "
+               "no window, not trained on or scored").format(tmp_path.name)
+    for _ in range(2):  # built, then loaded from the cache
+        with pytest.warns(UserWarning, match=re.escape(message)):
+            beats = load_beats(["100"], db_dir=tmp_path, cache_dir=tmp_path / "cache", workers=1)
+        assert len(beats) == len(load_beats(["100"], db_dir=SAMPLE, cache=False)) - 5
+    assert not set(beats.symbol) & {"r", "B"}
+
+
+def test_beat_windows_cut_from_missing_samples_are_counted_in_a_warning(tmp_path):
+    # a stretch of MLII lost (WFDB's invalid value; record 100 written again): the windows reaching into it were cut
+    # from the interpolation without a word, while predict warned
+    record, annotations = wfdb.rdrecord(str(SAMPLE / "100")), wfdb.rdann(str(SAMPLE / "100"), "atr")
+    beats = np.array(annotations.sample)[np.isin(annotations.symbol, list(MITBIH_TO_AAMI))]
+    begin, end = beats[120] + 50, beats[140] - 50  # through the windows (-0.25..0.45 s: -90..162 samples) of two beats
+    signal = record.p_signal
+    signal[begin:end, 0] = np.nan
+    wfdb.wrsamp("gap", fs=360, units=record.units, sig_name=record.sig_name, p_signal=signal, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    (tmp_path / "gap.atr").write_bytes((SAMPLE / "100.atr").read_bytes())
+    message = (f"record '{tmp_path.name}/gap': {end - begin} samples ({(end - begin) / 360:.1f} s, "
+               f"{100 * (end - begin) / len(signal):.1f}% of the record) are invalid (WFDB's missing value) in 1 "
+               f"stretch(es) ({begin / 360:.1f}-{end / 360:.1f} s); they are interpolated, and the 21 beat windows "
+               "that reach into them are cut from that, not from the recording (trained on and scored so)")
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        load_beats(["gap"], db_dir=tmp_path, cache=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # V5 is whole: no warning for a model that reads it alone
+        load_beats(["gap"], db_dir=tmp_path, config=BeatConfig(leads=("V5",)), cache=False)
+
+
+def test_a_record_of_fewer_than_two_beats_gives_its_beats_without_rr_features(short_records):
+    # such a record aborted the whole load ("RR features need at least 2 beats"), even for a model reading none
+    from msresnet1d.data.beats import with_rr_features
+
+    db = short_records
+    for ext in ("hea", "dat", "atr"):
+        (db / f"many.{ext}").write_bytes((SAMPLE / f"100.{ext}").read_bytes())
+    (db / "many.hea").write_text((SAMPLE / "100.hea").read_text().replace("100", "many"))
+    folder = db.name
+    with pytest.warns(UserWarning) as caught:
+        beats = load_beats(["many", "one", "none"], db_dir=db, config=BeatConfig(template=True), cache=False)
+    messages = [str(w.message) for w in caught]
+    assert (f"record '{folder}/one': 1 beat(s) in one.atr, fewer than the 2 RR intervals need: the RR features of its "
+            "beat are NaN") in messages
+    assert f"record '{folder}/none': 0 beat(s) in none.atr, fewer than the 2 RR intervals need: no beat from it" \
+        in messages
+    one = beats.record == "one"
+    assert one.sum() == 1 and beats.sample[one] == [1000] and np.isnan(beats.rr[one]).all()
+    assert np.isfinite(beats.rr[~one]).all() and np.isfinite(beats.X).all() and beats.X.shape[1] == 2  # MLII, template
+    with pytest.warns(UserWarning, match=re.escape("training records: one left out (1 beat(s)): fewer than 2 beats, "
+                                                   "too few for the RR features the model reads ([data] rr)")):
+        kept, left_out = with_rr_features(beats, "training")
+    assert left_out == ["one"] and kept.record.tolist() == beats.record[~one].tolist()
+    with pytest.raises(DataError, match=re.escape("test records: every one with beats (one) has fewer than 2 beats")):
+        with_rr_features(beats.from_records(["one"]), "test")
+
+
 def test_beat_positions_move_to_the_nearest_sample_of_the_new_rate():
     from msresnet1d.data.beats import positions_at
 
@@ -372,9 +444,19 @@ def _requested_records(monkeypatch, db_dir) -> list[str]:
     return caught.value.args[0]
 
 
-def test_default_records_are_the_non_paced_ones(monkeypatch, tmp_path):
-    (tmp_path / "RECORDS").write_text("100\n102\n104\n107\n201\n217\n")
-    assert _requested_records(monkeypatch, tmp_path) == ["100", "201"]
+def test_default_records_leave_out_mitdbs_paced_records_only(monkeypatch, mitdb_dir, tmp_path, caplog):
+    # MIT-BIH's own 102 (its published header) is left out, and logged; in another database, a record that happens
+    # to be called 217 is an ordinary record (all four names used to be skipped in any folder, without a word)
+    for name in ("100", "102"):
+        shutil.copy(mitdb_dir / f"{name}.hea", tmp_path)
+    (tmp_path / "217.hea").write_text((mitdb_dir / "100.hea").read_text().replace("100", "217"))
+    with caplog.at_level(logging.INFO, logger="msresnet1d.data.beats"):
+        assert _requested_records(monkeypatch, tmp_path) == ["100", "217"]
+    assert f"{tmp_path}: MIT-BIH's paced records 102 left out (name records to read them)" in caplog.messages
+    # a copy of the whole of MIT-BIH, its headers rewritten (another rate, say), is MIT-BIH too
+    names = sorted(DS1 + DS2 + PACED_RECORDS)
+    (tmp_path / "RECORDS").write_text("\n".join(names) + "\n")
+    assert _requested_records(monkeypatch, tmp_path) == sorted(DS1 + DS2)
 
 
 def test_default_records_of_mitdb_are_ds1_and_ds2(monkeypatch, mitdb_dir):

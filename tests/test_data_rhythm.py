@@ -109,6 +109,23 @@ def test_records_without_a_reference_row_are_left_out_with_a_warning(tmp_path):
     assert arrays.record.tolist() == ["100"]
 
 
+def test_a_record_with_missing_samples_is_read_with_a_warning_saying_how_much_is_missing(tmp_path):
+    # 9 s of record 100's MLII lost (WFDB's invalid value): they were interpolated without a word in training and
+    # evaluation, while predict warned
+    import wfdb
+
+    signal = wfdb.rdrecord(str(SAMPLE / "100"), channels=[0]).p_signal
+    signal[3600:6840] = np.nan
+    wfdb.wrsamp("100", fs=360, units=["mV"], sig_name=["MLII"], p_signal=signal, fmt=["16"], write_dir=str(tmp_path))
+    (tmp_path / "REFERENCE.csv").write_text("100,N\n")
+    message = (f"record '{tmp_path.name}/100': 3240 samples (9.0 s, 5.0% of the record) are invalid (WFDB's missing "
+               "value) in 1 stretch(es) (10.0-19.0 s); they are interpolated, and the record is trained on and scored "
+               "from that, not from the recording")
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        arrays = load_rhythm(tmp_path, cache=False)
+    assert np.isfinite(arrays.data).all()
+
+
 def test_random_crops_have_fixed_length_and_pad_short_records(synthetic):
     dataset = RhythmDataset(synthetic, crop_seconds=8.0)
     for i in range(len(synthetic)):

@@ -417,6 +417,9 @@ def test_several_records_are_labelled_and_one_that_fails_is_named(checkpoints, r
 
 
 def test_invalid_samples_are_interpolated_for_detection_and_warned_about(checkpoints, records, capsys):
+    from msresnet1d.predict import label_windows
+    from msresnet1d.training.checkpoint import load_checkpoint
+
     # WFDB's missing value (NaN once read): --detect used to refuse the record, asking for fill_nan; the beats
     # (windows) in such a stretch were labelled from the interpolated signal without a word
     ann = wfdb.rdann(str(records / "100"), "atr")
@@ -429,8 +432,10 @@ def test_invalid_samples_are_interpolated_for_detection_and_warned_about(checkpo
     out = str(records.parent / "labels")
     assert np.isnan(read_record(records / "gap").signal).sum() == end - begin
     stretch = rf"\({begin / 360:.1f}-{end / 360:.1f} s\)"
-    with pytest.warns(UserWarning, match=rf"record rec/gap: {end - begin} samples are invalid \(WFDB's missing value\) "
-                                         rf"in 1 stretch\(es\) {stretch}; they are interpolated, and the [0-9]+ beats"):
+    seconds, percent = (end - begin) / 360, 100 * (end - begin) / len(signal)
+    with pytest.warns(UserWarning, match=rf"record 'rec/gap': {end - begin} samples \({seconds:.1f} s, "
+                                         rf"{percent:.1f}% of the record\) are invalid \(WFDB's missing value\) in 1 "
+                                         rf"stretch\(es\) {stretch}; they are interpolated, and the [0-9]+ beats"):
         assert main(["predict", str(checkpoints["beats"]), str(records / "gap"), "--detect", "--out-dir", out]) == 0
     touched = int(np.sum((beats - 90 < end) & (beats + 162 > begin)))  # each beat's window, not its sample alone
     assert touched == 13 and np.sum((beats >= begin) & (beats < end)) == 11
@@ -438,6 +443,8 @@ def test_invalid_samples_are_interpolated_for_detection_and_warned_about(checkpo
         assert main(["predict", str(checkpoints["beats"]), str(records / "gap"), "--out-dir", out]) == 0
     with pytest.warns(UserWarning, match=r"and the [1-9] windows in them are labelled from that"):
         assert main(["predict", str(checkpoints["rhythm"]), str(records / "gap"), "--out-dir", out]) == 0
+    with pytest.warns(UserWarning, match=r"and the [1-9] windows in them are labelled from that"):  # from Python too
+        label_windows(load_checkpoint(checkpoints["rhythm"]), read_record(records / "gap"))
     capsys.readouterr()
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # a record without invalid samples: no warning

@@ -676,6 +676,46 @@ def test_a_custom_split_that_separates_a_patients_records_warns():
         build_task(load_config(None, {**base, "data.train_records": ["201", "202"], "data.test_records": ["100"]}))
 
 
+def test_a_record_of_fewer_than_two_beats_is_left_out_only_by_a_model_reading_rr_features(short_records):
+    # one such record aborted the whole beat task, even with rr = false
+    from msresnet1d.training.tasks import build_task
+
+    db = short_records
+    for name in ("101", "118", "100"):
+        for path in SAMPLE.glob(f"{name}.*"):
+            shutil.copy(path, db)
+    base = {"data.data_dir": str(db), "data.val_records": 0, "data.train_records": ["101", "118", "one"],
+            "data.test_records": ["100"], "data.cache": False}
+    with pytest.warns(UserWarning, match=re.escape("training records: one left out (1 beat(s)): fewer than 2 beats")):
+        task = build_task(load_config(None, {**base, "data.rr": True}))
+    assert task.splits["train_records"] == ["101", "118"]
+    plain = build_task(load_config(None, {**base, "data.rr": False}))
+    assert plain.splits["train_records"] == ["101", "118", "one"]
+    assert sum(plain.splits["train_beats"].values()) == sum(task.splits["train_beats"].values()) + 1
+    with pytest.raises(DataError, match=re.escape("test records: every one with beats (one) has fewer than 2 beats")):
+        build_task(load_config(None, {**base, "data.rr": True, "data.train_records": ["101"],
+                                      "data.test_records": ["one"]}))
+
+
+def test_another_database_without_the_default_records_is_told_how_to_name_its_own(tmp_path):
+    # the error named the first missing DS1 record, asking "another database, or a partial copy?", not how to go on
+    from msresnet1d.training.tasks import build_task
+
+    for name in ("100", "101"):
+        for path in SAMPLE.glob(f"{name}.*"):
+            shutil.copy(path, tmp_path)
+    message = (f"database {tmp_path} lacks 42 of the 44 records of the default split (MIT-BIH's DS1 and DS2: 106, "
+               "108, 109, 112, 114, ...): for another database, or a partial copy, name the records it holds "
+               "(100, 101) with --set 'data.train_records=[\"100\", ...]' and --set 'data.test_records=[...]'")
+    with pytest.raises(DataError, match=re.escape(message)):
+        build_task(load_config(None, {"data.data_dir": str(tmp_path)}))
+    with pytest.raises(DataError, match=re.escape("lacks 21 of the 22 records of the default split")):  # DS2 only
+        build_task(load_config(None, {"data.data_dir": str(tmp_path), "data.train_records": ["101"]}))
+    task = build_task(load_config(None, {"data.data_dir": str(tmp_path), "data.train_records": ["101"],
+                                         "data.test_records": ["100"], "data.val_records": 0}))
+    assert task.splits["test_records"] == ["100"]
+
+
 def test_the_beat_task_title_names_ds2_only_when_ds2_is_the_test():
     from msresnet1d.training.tasks import build_task
 

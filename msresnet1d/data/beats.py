@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import os
 import warnings
@@ -31,10 +32,10 @@ from .aami import AAMI_CLASSES, BEAT_SYMBOLS, MITBIH_TO_AAMI, aami_labels
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cached
 from .errors import DataError
-from .locate import changed_files, find_database, is_embedded_sample, list_records
+from .locate import changed_files, expected_checksums, find_database, is_embedded_sample, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_rates, check_signal
-from .records import preprocess_record, read_annotations, read_record, record_label, records_key
+from .records import preprocess_record, read_annotations, read_record, record_label, records_key, warn_invalid
 from .rr import RR_FEATURES, check_positions, rr_features
 from .splits import DS1, DS2, PACED_RECORDS
 from ..values import is_number
@@ -126,7 +127,8 @@ class BeatArrays:
 
     Attributes:
         X: (N, C, L) float32 windows (preprocessed signal; C = ``config.channels``).
-        rr: (N, F) float32 RR features, columns :data:`~msresnet1d.data.rr.RR_FEATURES`.
+        rr: (N, F) float32 RR features, columns :data:`~msresnet1d.data.rr.RR_FEATURES`; NaN for
+            the beat of a record that has only one (no interval).
         y: (N,) int64 AAMI class index into :data:`~msresnet1d.data.aami.AAMI_CLASSES`.
         record: (N,) str record name of each beat.
         sample: (N,) int64 annotation position in samples at the record's original rate.
@@ -237,7 +239,12 @@ def with_template(windows: np.ndarray, template: np.ndarray) -> np.ndarray:
 
 
 def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()) -> dict[str, np.ndarray]:
-    """Windows, RR features and labels of the AAMI beats of one record (not cached).
+    """Windows, RR features and labels of the AAMI beats of one record (not cached). A record of
+    fewer than 2 beats has no RR interval: a warning names it, and its beats' RR features are NaN
+    (:func:`with_rr_features` leaves such records out). Beats of the
+    WFDB beat codes outside the AAMI table (B, n, r, ?) bound their neighbours' RR intervals but
+    get no window: a warning names the record and counts them per symbol. Another counts the
+    windows that reach into samples the record lacks (WFDB's invalid value, interpolated).
 
     Returns:
         ``{"X": (n, C, L) float32, "rr": (n, F) float32, "y": (n,) int64, "sample": (n,) int64,
@@ -249,10 +256,16 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
     annotations = read_annotations(path, config.annotator)
     is_beat = np.isin(annotations.symbol, list(BEAT_SYMBOLS))
     samples, symbols = annotations.sample[is_beat], annotations.symbol[is_beat]
-    try:
-        rr = rr_features(samples, record.fs)
-    except ValueError as exc:
-        raise DataError(f"record '{name}': file {path.name}.{config.annotator}: {exc}") from exc
+    if len(samples) < 2:  # no interval: a record whose RR features a model reads is left out by its run
+        outcome = "the RR features of its beat are NaN" if len(samples) else "no beat from it"
+        warnings.warn(f"record '{name}': {len(samples)} beat(s) in {path.name}.{config.annotator}, fewer than the 2 RR "
+                      f"intervals need: {outcome}", stacklevel=2)
+        rr = np.full((len(samples), len(RR_FEATURES)), np.nan, dtype=np.float32)
+    else:
+        try:
+            rr = rr_features(samples, record.fs)
+        except ValueError as exc:
+            raise DataError(f"record '{name}': file {path.name}.{config.annotator}: {exc}") from exc
     if np.ceil(record.signal.shape[1] * config.fs / record.fs) < config.length:
         raise DataError(
             f"record '{name}' is shorter than one beat window: {record.signal.shape[1]} samples "
@@ -261,12 +274,16 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
         )
     signal = preprocess_record(record, config.fs, config.band, config.normalization, name)
     keep = np.isin(symbols, list(MITBIH_TO_AAMI))
+    _warn_unclassed(name, symbols[~keep])
+    first, last = (round(seconds * record.fs) for seconds in config.window)  # the window at the record's rate
+    warn_invalid(record, "the {} beat windows that reach into them are cut from that, not from the recording "
+                 "(trained on and scored so)", samples[keep] + first, samples[keep] + last, name=name)
     centres = positions_at(samples[keep], record.fs, config.fs, signal.shape[1])
     windows = beat_windows(signal, centres, *config.offsets)
-    if config.template:
-        if len(windows) == 0:
-            raise DataError(f"record '{name}': no AAMI beats to take a median beat from (template=True)")
-        windows = with_template(windows, record_template(windows, rr[keep], config.template_from))
+    if config.template:  # a record without AAMI beats has no median beat, and no window to subtract it from
+        template = (record_template(windows, rr[keep], config.template_from) if len(windows)
+                    else np.zeros(windows.shape[1:], dtype=windows.dtype))
+        windows = with_template(windows, template)
     return {
         "X": np.ascontiguousarray(windows),
         "rr": rr[keep],
@@ -276,12 +293,69 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
     }
 
 
+def with_rr_features(beats: BeatArrays, what: str) -> tuple[BeatArrays, list[str]]:
+    """``beats`` less the records without RR features (fewer than 2 beats: NaN, see
+    :func:`record_beats`), for a model that reads them, and the names of those records, which a
+    warning names too. ``what`` names the beats in messages (``"test"``).
+
+    Raises:
+        DataError: every record of ``beats`` lacks RR features.
+    """
+    lacking = np.isnan(beats.rr).any(axis=1)
+    names = list(dict.fromkeys(beats.record[lacking].tolist()))
+    if not names:
+        return beats, []
+    if lacking.all():
+        raise DataError(f"{what} records: every one with beats ({', '.join(names)}) has fewer than 2 beats, too few "
+                        "for the RR features the model reads ([data] rr): set rr = false, or give longer records")
+    warnings.warn(f"{what} records: {', '.join(names)} left out ({int(lacking.sum())} beat(s)): fewer than 2 beats, "
+                  "too few for the RR features the model reads ([data] rr)", stacklevel=2)
+    return beats.select(~lacking), names
+
+
+def _warn_unclassed(name: str, symbols: np.ndarray) -> None:
+    """Warn, naming record ``name`` and the count of each symbol, about its beats whose ``symbols``
+    are WFDB beat codes outside the AAMI table (:data:`~msresnet1d.data.aami.UNMAPPED_BEAT_SYMBOLS`):
+    they get no window, so they are neither trained on nor scored (``predict`` labels them)."""
+    if not len(symbols):
+        return
+    found, counts = np.unique(symbols, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    listed = [f"{counts[i]} labelled {found[i]}" for i in order]
+    listed[0] = f"{counts[order[0]]} beat{'s' if counts[order[0]] > 1 else ''} labelled {found[order[0]]}"
+    verb = "are" if counts.sum() > 1 else "is"
+    warnings.warn(f"record '{name}': {', '.join(listed)} {verb} outside the AAMI classes (de Chazal's mapping): no "
+                  "window, not trained on or scored", stacklevel=2)
+
+
 def _build(db_dir: Path, names: list[str], config: BeatConfig, workers: int | None) -> dict[str, np.ndarray]:
     paths = [db_dir / name for name in names]
     parts = process_map(functools.partial(record_beats, config=config), paths, workers, f"beats {db_dir.name}")
     arrays = {field: np.concatenate([part[field] for part in parts]) for field in parts[0]}
     arrays["record"] = np.repeat(np.array(names, dtype=str), [len(part["y"]) for part in parts])
     return arrays
+
+
+def default_records(db_dir: str | os.PathLike[str]) -> list[str]:
+    """The records :func:`load_beats` reads from ``db_dir`` when none are named: the database's
+    (:func:`~msresnet1d.data.locate.list_records`, in its order), less MIT-BIH's paced records
+    (:data:`~msresnet1d.data.splits.PACED_RECORDS`) when they are MIT-BIH's: the folder lists all
+    48 MIT-BIH records (a resampled copy, say), or the record's header is MIT-BIH 1.0.0's published
+    one (SHA-256 in ``msresnet1d/data/checksums/mitdb.sha256``). Records of those names in another
+    database are read like any other. The records left out are logged (INFO), by name."""
+    db_dir = Path(db_dir)
+    names = list_records(db_dir)
+    whole_mitdb = set(DS1 + DS2 + PACED_RECORDS) <= set(names)
+    published = expected_checksums("mitdb")
+
+    def is_mitdb_header(name: str) -> bool:
+        header = db_dir / f"{name}.hea"
+        return header.is_file() and hashlib.sha256(header.read_bytes()).hexdigest() == published[header.name]
+
+    paced = [name for name in names if name in PACED_RECORDS and (whole_mitdb or is_mitdb_header(name))]
+    if paced:
+        log.info("%s: MIT-BIH's paced records %s left out (name records to read them)", db_dir, ", ".join(paced))
+    return [name for name in names if name not in paced]
 
 
 def load_beats(
@@ -298,8 +372,9 @@ def load_beats(
     Args:
         records: record names, e.g. :data:`~msresnet1d.data.splits.DS1`; ``None``: the database's
             records (:func:`~msresnet1d.data.locate.list_records`, in its order) except MIT-BIH's
-            paced ones (:data:`~msresnet1d.data.splits.PACED_RECORDS`; 102 and 104 have no MLII),
-            i.e. on MIT-BIH the 44 inter-patient records, DS1 + DS2.
+            paced ones (:data:`~msresnet1d.data.splits.PACED_RECORDS`; 102 and 104 have no MLII)
+            when the folder is MIT-BIH (:func:`default_records`), i.e. on MIT-BIH the 44
+            inter-patient records, DS1 + DS2.
         db_dir: database folder; default ``find_database("mitdb")`` (which may fall back to the
             embedded sample, with a warning, when ``$MSRESNET1D_DATA`` is unset).
         config: windows and preprocessing.
@@ -314,7 +389,7 @@ def load_beats(
             (all WFDB invalid values), or is shorter than a window.
     """
     db_dir = Path(db_dir) if db_dir is not None else find_database("mitdb")
-    names = list(records) if records is not None else [n for n in list_records(db_dir) if n not in PACED_RECORDS]
+    names = list(records) if records is not None else default_records(db_dir)
     if not names:
         raise DataError(f"database {db_dir}: no records requested")
     changed = [] if is_embedded_sample(db_dir, "mitdb") else changed_files(db_dir, names)

@@ -452,6 +452,32 @@ def preprocess_record(record: Record, fs: float | None, band: tuple[float | None
         raise DataError(f"record '{name}': cannot preprocess: {exc}") from None
 
 
+def warn_invalid(record: Record, outcome: str, starts: np.ndarray | None = None, ends: np.ndarray | None = None,
+                 *, name: str | None = None, stacklevel: int = 2) -> None:
+    """Warn when the record's leads hold WFDB's invalid value (NaN, which preprocessing
+    interpolates), naming record ``name`` (default ``record.name``), how many samples, seconds and
+    what fraction of the record are invalid, and the stretches (the first three, in seconds).
+    ``outcome`` ends the message, after "they are interpolated, and "; given the spans a caller
+    cuts (``starts`` and ``ends``, (n,) samples at ``record.fs``, ``[start, end)`` each: beat
+    windows, sliding windows), its ``{}`` becomes how many of them reach into a stretch.
+    ``stacklevel``: as ``warnings.warn``'s, seen from the caller."""
+    missing = np.isnan(record.signal).any(axis=0)
+    if not missing.any():
+        return
+    stretches = np.flatnonzero(np.diff(np.concatenate(([0], missing.astype(np.int8), [0])))).reshape(-1, 2)
+    if starts is not None and ends is not None:
+        inside = np.zeros(len(starts), dtype=bool)
+        for begin, end in stretches:
+            inside |= (starts < end) & (ends > begin)
+        outcome = outcome.format(int(inside.sum()))
+    count = int(missing.sum())
+    shown = ", ".join(f"{a / record.fs:.1f}-{b / record.fs:.1f} s" for a, b in stretches[:3])
+    warnings.warn(f"record '{record.name if name is None else name}': {count} samples ({count / record.fs:.1f} s, "
+                  f"{100 * count / missing.size:.1f}% of the record) are invalid (WFDB's missing value) in "
+                  f"{len(stretches)} stretch(es) ({shown}{', ...' if len(stretches) > 3 else ''}); they are "
+                  f"interpolated, and {outcome}", stacklevel=stacklevel + 1)
+
+
 def _check_leads_readable(record: Record, name: str) -> None:
     """Raise for an infinite sample (DataError), or a lead with no valid sample or flat
     (LeadError: nothing to label from it), naming record ``name`` and the lead."""
@@ -476,7 +502,9 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
 
     Warns when the file lacks WFDB's end-of-file marker (two zero bytes: it was cut at an even
     byte, and reads as far as it goes), or when the beat annotations stop more than
-    :data:`UNANNOTATED_END` of the record (and more than 10 s) before its end.
+    :data:`UNANNOTATED_END` of the record (and more than 10 s) before its end (a truncated file,
+    or one written at another rate: the warning gives the ratio of the record's length to the
+    last beat's position, and the rate it suggests).
 
     Raises:
         DataError: missing or empty file, or one wfdb cannot read (damaged, truncated); an
@@ -527,9 +555,13 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     beats = sample[np.isin(symbols, list(BEAT_SYMBOLS))]  # a file of rhythm changes alone may end early
     if ended and header.sig_len and beats.size and header.sig_len - beats[-1] > max(UNANNOTATED_END * header.sig_len,
                                                                                     10 * header.fs):
+        ratio = header.sig_len / max(int(beats[-1]), 1)  # the record's length over the last beat's position
         warnings.warn(f"record '{record_label(path)}': the beat annotations in {ann_file.name} stop at "
-                      f"{beats[-1] / header.fs:.1f} s of the record's {header.sig_len / header.fs:.1f} s "
-                      "(a truncated file?)", stacklevel=2)
+                      f"{beats[-1] / header.fs:.1f} s of the record's {header.sig_len / header.fs:.1f} s (a truncated "
+                      "file? or annotations written at another sampling rate: positions x "
+                      f"{ratio:.2f} ≈ the record's length, as if written at about {header.fs / ratio:.0f} Hz for a "
+                      f"record at {header.fs:g} Hz)",
+                      stacklevel=2)
     return Annotations(sample, symbols, float(header.fs))
 
 

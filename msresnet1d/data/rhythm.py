@@ -35,7 +35,7 @@ from .errors import DataError
 from .locate import find_database, is_record_name, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_signal
-from .records import preprocess_record, read_record, records_key
+from .records import preprocess_record, read_record, records_key, warn_invalid
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,9 @@ def read_reference(db_dir: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def record_signal(path: str | os.PathLike[str], config: RhythmConfig = RhythmConfig()) -> np.ndarray:
-    """One record read and preprocessed: (C, T) float32 at ``config.fs`` Hz (not cached)."""
+    """One record read and preprocessed: (C, T) float32 at ``config.fs`` Hz (not cached). Samples
+    the record lacks (WFDB's invalid value) are interpolated, with a warning saying how much of the
+    record they are."""
     path = Path(path)
     record = read_record(path, leads=None if config.lead is None else [config.lead])
     if config.lead is None and len(record.leads) != 1:
@@ -167,6 +169,7 @@ def record_signal(path: str | os.PathLike[str], config: RhythmConfig = RhythmCon
             f"record '{record.name}' has {len(record.leads)} leads ({', '.join(record.leads)}); "
             "name one in RhythmConfig.lead"
         )
+    warn_invalid(record, "the record is trained on and scored from that, not from the recording")
     return preprocess_record(record, config.fs, config.band, config.normalization)
 
 

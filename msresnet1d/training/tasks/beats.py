@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +20,21 @@ from .base import Task, array_predictor
 from .options import DATABASES, beat_config, resolve_data
 
 
+def _check_default_records(db_dir: Path, defaults: list[str]) -> None:
+    """Raise DataError, saying how to name another database's records, when folder ``db_dir``
+    lacks some of the ``defaults`` (the DS1 and DS2 records a config that names none reads)."""
+    from ...data import DataError, list_records
+
+    absent = [name for name in defaults if not (db_dir / f"{name}.hea").is_file()]
+    if absent:
+        held = list_records(db_dir)
+        raise DataError(f"database {db_dir} lacks {len(absent)} of the {len(defaults)} records of the default split "
+                        f"(MIT-BIH's DS1 and DS2: {', '.join(absent[:5])}{', ...' if len(absent) > 5 else ''}): for "
+                        f"another database, or a partial copy, name the records it holds ({', '.join(held[:5])}"
+                        f"{', ...' if len(held) > 5 else ''}) with --set 'data.train_records=[\"{held[0]}\", ...]' "
+                        "and --set 'data.test_records=[...]'")
+
+
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     """The ``beats`` task of ``cfg``: MIT-BIH beat windows (N, C, L samples at ``[data] fs`` Hz) in
     AAMI classes, trained on the train records less the validation ones, tested on the test
@@ -26,6 +42,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     from ...data import (AAMI_CLASSES, DS1, DS2, balanced_holdout, find_database, load_beats, resolve_leads,
                          shared_patients)
     from ...data.augment import BeatAugment
+    from ...data.beats import with_rr_features
     from ...data.locate import is_embedded_sample
     from ...data.rr import rr_columns
     from ...data.spectrogram import Spectrogram
@@ -35,6 +52,7 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     beat_cfg = beat_config(opts)
     train_records = list(opts["train_records"] or DS1)
     test_records = list(opts["test_records"] or DS2)
+    _check_default_records(db_dir, [*([] if opts["train_records"] else DS1), *([] if opts["test_records"] else DS2)])
     if set(train_records) & set(test_records):
         raise ValueError(f"train and test records overlap: {sorted(set(train_records) & set(test_records))}")
     if set(train_records) != set(DS1) or set(test_records) != set(DS2):  # DS1/DS2 part 201 and 202 on purpose
@@ -44,6 +62,11 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
                           "201 and 202 apart only to compare with the literature, which does)", stacklevel=2)
     train_all = load_beats(train_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
     test = load_beats(test_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
+    columns = rr_columns(opts["rr"])
+    if columns:  # a record of fewer than 2 beats has none: left out, with a warning
+        (train_all, no_rr), (test, no_test_rr) = with_rr_features(train_all, "training"), with_rr_features(test, "test")
+        train_records = [r for r in train_records if r not in no_rr]
+        test_records = [r for r in test_records if r not in no_test_rr]
     val = opts["val_records"]
     if isinstance(val, numbers.Integral):
         by_record = {r: train_all.y[train_all.record == r] for r in train_records}
@@ -65,7 +88,6 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         raise ValueError(f"no training beats in records {fit_records} of {db_dir}")
 
     # RR features standardised with the training beats' statistics (no peeking at val/test).
-    columns = rr_columns(opts["rr"])
     rr_mean, rr_std = fit.rr[:, columns].mean(axis=0), fit.rr[:, columns].std(axis=0) + 1e-6
 
     def inputs(arrays) -> list[torch.Tensor]:
