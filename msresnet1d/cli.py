@@ -296,12 +296,12 @@ def _download_mitdb(root: Path | None, given: bool, timeout: float) -> tuple[Pat
 
 def _download_fashion_mnist(root: Path | None, given: bool, timeout: float) -> tuple[Path, Path | None]:
     """``download fashion-mnist``: the folder it is in, and the one ``train`` finds without flags (or None)."""
-    from .data.fashion_mnist import (FILE_NAMES, DownloadError, default_download_dir, download_fashion_mnist,
-                                     load_fashion_mnist, split_dir)
+    from .data.fashion_mnist import (DownloadError, default_download_dir, download_fashion_mnist, load_fashion_mnist,
+                                     present_files, split_dir)
 
     folder = root / "fashion-mnist" if root else default_download_dir()
     # --data-dir names the files' folder itself when it holds any of them (one deleted to be fetched again, say)
-    if given and any((root / name).is_file() for name in FILE_NAMES):
+    if given and present_files(root):
         folder = root
     try:
         download_fashion_mnist(folder, timeout_s=timeout)

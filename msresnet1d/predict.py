@@ -47,7 +47,7 @@ from .training.checkpoint import load_checkpoint
 from .training.config import TrainConfig
 from .training.configured import checkpoint_config
 from .training.run import checkpoint_model
-from .training.tasks import WindowHRV, beat_config, resolve_data, rhythm_config, trained_length
+from .training.tasks import WindowHRV, beat_config, rhythm_config, trained_length
 
 __all__ = ["Labelled", "beat_positions", "label_windows", "predict_beats", "predict_windows", "record_stem"]
 
@@ -91,8 +91,9 @@ _KEPT: dict[int, _Models] = {}
 def _reusing(ckpt: dict, cfg: TrainConfig, source: str = "the checkpoint") -> Iterator[None]:
     """Within the block, every record labelled with ``ckpt`` (this very dict, unchanged) reuses
     one build of its models: building and folding them costs several times the inference on a
-    short record (on 100 CinC records: 26 s of 40). Outside it, each call builds its own.
-    ``source`` names the checkpoint in errors."""
+    short record (on 100 CinC records: 26 s of 40), as its config (``cfg``, from
+    :func:`~msresnet1d.training.configured.checkpoint_config`) is read once. Outside it, each call
+    builds its own. ``source`` names the checkpoint in errors."""
     added = id(ckpt) not in _KEPT  # a block inside another reuses the outer one's build (whose ckpt holds the id)
     if added:
         _KEPT[id(ckpt)] = _Models(ckpt, cfg, source)
@@ -176,7 +177,8 @@ def _checkpoint_data(ckpt: dict, task: str, function: str) -> tuple[TrainConfig,
         found = ckpt["config"].get("task")
         raise ValueError(f"{function} labels with a {task} model; this checkpoint is a {found!r} model"
                          + (f" (use {other[found]})" if found in other else ""))
-    cfg = checkpoint_config(ckpt)
+    kept = _KEPT.get(id(ckpt))  # in a loop over records (_reusing): its config, read once
+    cfg = kept.cfg if kept is not None and kept.ckpt is ckpt else checkpoint_config(ckpt)
     return cfg, cfg.data
 
 
@@ -420,7 +422,7 @@ def _check_summary_spares(summary: Path, jobs: list[tuple[Path, Path]], args: ar
 
 def _check_no_record_in_leads(args: argparse.Namespace, cfg: TrainConfig) -> None:
     """No record taken as a lead name, as in ``predict best.pt 100 --leads MLII 101``."""
-    expected = 1 if cfg.task == "rhythm" else len(beat_config(resolve_data(cfg).data).leads)
+    expected = 1 if cfg.task == "rhythm" else len(beat_config(cfg.data).leads)
     taken = [name for name in (args.leads or [])[expected:]
              if name and (Path(name).is_file() or Path(f"{name}.hea").is_file())]
     if taken:

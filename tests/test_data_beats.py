@@ -355,6 +355,7 @@ def test_rr_features_by_hand():
                              "of shape (3,)"),  # as mean_rr refuses them
     ([[0, 100, 200]], 100.0, "beat_samples must be a 1-D array of whole sample positions (integers), got int64 "
                              "of shape (1, 3)"),  # was numpy's AxisError
+    ([0, 1e19, 2e19], 100.0, "beat_samples holds a position beyond int64's range, 2e+19"),  # was -9223372036854775808
 ])
 def test_rr_features_refuse_a_rate_that_is_not_positive_and_positions_that_are_not_whole(samples, fs, message):
     with pytest.raises(ValueError, match=re.escape(f"rr_features: {message}")):
@@ -362,6 +363,17 @@ def test_rr_features_refuse_a_rate_that_is_not_positive_and_positions_that_are_n
     # whole numbers stored as floats (a table read with pandas) are positions
     np.testing.assert_array_equal(rr_features(np.array([0.0, 100.0, 200.0]), 100.0),
                                   rr_features(np.array([0, 100, 200]), 100.0))
+
+
+def test_unsigned_beat_positions_are_checked_as_signed_ones():
+    # np.diff wraps around on unsigned integers: [400, 100] passed as increasing, and mean_rr gave -0.83 s
+    from msresnet1d.inference import mean_rr
+
+    with pytest.raises(ValueError, match="mean_rr: beats must increase; position 100 repeats or goes back"):
+        mean_rr(np.array([400, 100], np.uint32), 360.0)
+    assert mean_rr(np.array([100, 460], np.uint64), 360.0) == 1.0
+    with pytest.raises(ValueError, match="rr_features: beat_samples holds a position beyond int64's range"):
+        rr_features(np.array([1, 2**64 - 1], np.uint64), 360.0)
 
 
 def test_rr_column_selection():

@@ -256,8 +256,8 @@ def test_annotations_that_stop_long_before_the_records_end_are_warned_about(x):
     wfdb.wrann("100", "atr", np.round(ann.sample * 250 / 360).astype(int), symbol=ann.symbol, write_dir=str(x))
     last = round(ann.sample[-1] * 250 / 360)
     hint = (f"stop at {last / 360:.1f} s of the record's 180.0 s (a truncated file? or annotations written at another "
-            "sampling rate: positions x 1.44 ≈ the record's length, as if written at about 249 Hz for a record at "
-            "360 Hz)")  # the last beat is 0.5 s before the end
+            "sampling rate: positions x 1.44 is about the record's length, as if written at about 249 Hz for a "
+            "record at 360 Hz)")  # the last beat is 0.5 s before the end
     with pytest.warns(UserWarning, match=re.escape(hint)):
         read_annotations(x / "100")
     kept = ann.sample < 360 * 170  # the last 10 s unannotated: no warning

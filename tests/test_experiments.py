@@ -258,6 +258,11 @@ def test_the_data_digest_covers_the_files_read_and_nothing_beside_them(tmp_path)
     assert data_digest(folder)["sha256"] != first["sha256"]
     (folder / "REFERENCE.csv").write_text("A00001,N\nA00002,O\n")  # another record read
     assert data_digest(folder)["files"] == 5
+    (tmp_path / "elsewhere").mkdir()  # a signal file its header names in another folder (was a ValueError)
+    (tmp_path / "elsewhere" / "sig.dat").write_text("samples")
+    signal_line = f"{tmp_path / 'elsewhere' / 'sig.dat'} 16 1000 16 0 0 0 0 I"
+    (folder / "A00002.hea").write_text(f"A00002 1 300 9000\n{signal_line}\n")
+    assert data_digest(folder)["files"] == 6
     assert data_digest(SAMPLE)["files"] == 3 * 44  # MIT-BIH: the records RECORDS lists, .hea .dat .atr each
     with pytest.raises(FileNotFoundError, match="data folder .*missing not found"):
         data_digest(tmp_path / "missing")

@@ -511,3 +511,36 @@ def test_a_checkpoint_builds_its_model_after_a_preset_default_changes_and_names_
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # this release's checkpoint: no warning
         checkpoint_config(checkpoint(cfg, code=code_version()))
+
+
+def test_model_options_are_recorded_only_where_the_factory_takes_them_back(monkeypatch):
+    # a user's factory wrapping a preset and setting widths itself got widths twice: its runs and its old
+    # checkpoints stopped building
+    from msresnet1d.models import registry
+    from msresnet1d.models.msresnet import MSResNet1d
+    from msresnet1d.training.config import TrainConfig
+    from msresnet1d.training.configured import checkpoint_config, resolve_model
+    from msresnet1d.training.tasks import resolve_data
+
+    def wrapper(in_channels: int = 1, num_classes: int = 5, **kwargs) -> MSResNet1d:
+        return create_model("msresnet1d_beat", in_channels=in_channels, num_classes=num_classes, widths=(8, 16, 32),
+                            **kwargs)
+
+    def plain(in_channels: int = 1, num_classes: int = 5, **kwargs) -> MSResNet1d:  # no arguments recorded
+        return MSResNet1d(in_channels=in_channels, num_classes=num_classes, **kwargs)
+
+    class Wider(MSResNet1d):
+        def __init__(self, factor: int = 2, act=torch.nn.ReLU, **kwargs) -> None:  # act: not a JSON value
+            super().__init__(**kwargs)
+
+    def subclassed(in_channels: int = 1, num_classes: int = 5, **kwargs) -> Wider:
+        return Wider.with_arguments(in_channels=in_channels, num_classes=num_classes, **kwargs)
+
+    assert Wider.with_arguments(widths=(8, 16, 32)).arguments == {"factor": 2, "act": torch.nn.ReLU,
+                                                                  "widths": (8, 16, 32)}
+    for name, factory in (("wrapper", wrapper), ("plain", plain), ("subclassed", subclassed)):
+        monkeypatch.setitem(registry._MODELS, name, factory)
+        cfg = resolve_data(TrainConfig(task="beats", model=name, model_kwargs={"kernels": [3, 9]}))
+        assert resolve_model(cfg) == cfg, name
+        checkpoint_config({"config": cfg.to_dict(), "task_state": {"rr_mean": torch.zeros(5),
+                                                                   "rr_std": torch.ones(5)}})

@@ -212,6 +212,9 @@ def test_unpacked_files_are_read_and_checked_by_the_uncompressed_md5(fashion_mni
     for name in (TEST_IMAGES, TEST_LABELS):
         (folder / name.removesuffix(".gz")).write_bytes(gzip.decompress((fashion_mnist_dir / name).read_bytes()))
     assert fm.split_dir("test", folder) == folder and fm.split_dir("train", folder) is None
+    unpacked = [folder / name.removesuffix(".gz") for name in (TEST_IMAGES, TEST_LABELS)]
+    assert fm.present_files(folder) == unpacked  # what a result's data digest covers
+    assert fm.download_fashion_mnist(folder, splits=("test",), mirrors=()) == folder  # nothing fetched again
     images, labels = load_fashion_mnist(folder, "test")
     assert torch.equal(images, test_split[0]) and torch.equal(labels, test_split[1])
     labels_file = folder / TEST_LABELS.removesuffix(".gz")

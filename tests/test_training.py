@@ -692,6 +692,10 @@ def test_a_record_of_fewer_than_two_beats_is_left_out_only_by_a_model_reading_rr
     plain = build_task(load_config(None, {**base, "data.rr": False}))
     assert plain.splits["train_records"] == ["101", "118", "one"]
     assert sum(plain.splits["train_beats"].values()) == sum(task.splits["train_beats"].values()) + 1
+    # named for validation too, it is left out there (not "val_records ['one'] are not training records")
+    with pytest.warns(UserWarning, match="training records: one left out"):
+        held = build_task(load_config(None, {**base, "data.rr": True, "data.val_records": ["118", "one"]}))
+    assert held.splits["val_records"] == ["118"] and held.splits["train_records"] == ["101"]
     with pytest.raises(DataError, match=re.escape("test records: every one with beats (one) has fewer than 2 beats")):
         build_task(load_config(None, {**base, "data.rr": True, "data.train_records": ["101"],
                                       "data.test_records": ["one"]}))

@@ -170,9 +170,6 @@ _FILES: dict[str, tuple[_IdxFile, _IdxFile]] = {
 }
 
 
-#: The four files of Fashion-MNIST, as they are downloaded and read.
-FILE_NAMES: tuple[str, ...] = tuple(spec.filename for specs in _FILES.values() for spec in specs)
-
 
 def _split_files(split: str) -> tuple[_IdxFile, _IdxFile]:
     if split not in _FILES:
@@ -266,6 +263,12 @@ def _file_in(folder: Path, spec: _IdxFile) -> Path | None:
     """``spec``'s file in ``folder``: the .gz file, else the file unpacked, else None."""
     return next((path for path in (folder / spec.filename, folder / spec.filename.removesuffix(".gz"))
                  if path.is_file()), None)
+
+
+def present_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files of the four in ``folder`` that it holds (each .gz, else unpacked): those
+    :func:`load_fashion_mnist` reads there."""
+    return [path for specs in _FILES.values() for spec in specs if (path := _file_in(Path(folder), spec))]
 
 
 def _read(folder: Path, spec: _IdxFile) -> np.ndarray:
@@ -400,7 +403,7 @@ def download_fashion_mnist(
     timeout_s: float = 60.0,
     backoff_s: float = 2.0,
 ) -> Path:
-    """Download the files of ``splits`` that ``dest`` lacks, verifying each before it appears
+    """Download the files of ``splits`` that ``dest`` lacks (neither .gz nor unpacked), verifying each before it appears
     (with a progress bar over the files).
 
     ``mirrors`` are folder URLs, with or without a trailing ``/`` (``<mirror>/<file name>`` is
@@ -422,7 +425,7 @@ def download_fashion_mnist(
     if retries < 1:
         raise ValueError(f"retries must be >= 1, got {retries}")
     folder = Path(dest)
-    missing = [spec for split in splits for spec in _split_files(split) if not (folder / spec.filename).is_file()]
+    missing = [spec for split in splits for spec in _split_files(split) if _file_in(folder, spec) is None]
     for spec in tqdm(missing, desc="downloading Fashion-MNIST", unit="file", disable=None, leave=False):
         _fetch(spec, folder, mirrors, retries, timeout_s, backoff_s)
     return folder

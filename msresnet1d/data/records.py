@@ -559,9 +559,8 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
         warnings.warn(f"record '{record_label(path)}': the beat annotations in {ann_file.name} stop at "
                       f"{beats[-1] / header.fs:.1f} s of the record's {header.sig_len / header.fs:.1f} s (a truncated "
                       "file? or annotations written at another sampling rate: positions x "
-                      f"{ratio:.2f} ≈ the record's length, as if written at about {header.fs / ratio:.0f} Hz for a "
-                      f"record at {header.fs:g} Hz)",
-                      stacklevel=2)
+                      f"{ratio:.2f} is about the record's length, as if written at about {header.fs / ratio:.0f} Hz "
+                      f"for a record at {header.fs:g} Hz)", stacklevel=2)
     return Annotations(sample, symbols, float(header.fs))
 
 

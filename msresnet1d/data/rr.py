@@ -50,19 +50,22 @@ RR_DEFAULT: tuple[str, ...] = RR_FEATURES[:8]
 
 
 def check_positions(positions: np.ndarray, function: str, name: str) -> np.ndarray:
-    """``positions`` (samples) as a 1-D integer array (int64 for whole numbers stored as floats, as
-    a table read with pandas gives them; (0,) int64 when empty), or a ValueError naming
-    ``function`` and its argument ``name``: sample positions are whole numbers."""
+    """``positions`` (samples) as a 1-D int64 array (whole numbers stored as floats too, as a table
+    read with pandas gives them; (0,) when empty), or a ValueError naming ``function`` and its
+    argument ``name``: sample positions are whole numbers, within int64 (an unsigned array's
+    differences would wrap around)."""
     positions = np.asarray(positions)
     if positions.shape == (0,):  # [] is float64 to numpy: no positions, not a wrong type
         return positions.astype(np.int64)
-    if positions.ndim == 1 and np.issubdtype(positions.dtype, np.floating) and np.isfinite(positions).all() \
-            and (positions == np.round(positions)).all():
-        return positions.astype(np.int64)
-    if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
+    whole = np.issubdtype(positions.dtype, np.integer) or (
+        np.issubdtype(positions.dtype, np.floating) and np.isfinite(positions).all()
+        and (positions == np.round(positions)).all())
+    if positions.ndim != 1 or not whole:
         raise ValueError(f"{function}: {name} must be a 1-D array of whole sample positions (integers), got "
                          f"{positions.dtype} of shape {positions.shape}")
-    return positions
+    if positions.dtype.kind in "uf" and (np.abs(positions.astype(np.float64)) >= 2.0 ** 63).any():
+        raise ValueError(f"{function}: {name} holds a position beyond int64's range, {positions.max()}")
+    return positions.astype(np.int64)
 
 
 def rr_columns(selection: bool | Sequence[str], features: Sequence[str] = RR_FEATURES,

@@ -323,7 +323,7 @@ def _check_beats(beats: np.ndarray, function: str, end: int | None = None) -> np
 def _intervals(beats: np.ndarray, fs: float, function: str) -> np.ndarray:
     beats = _check_beats(beats, function)
     if len(beats) < 2:
-        raise ValueError(f"a record's RR interval needs at least 2 beats, got {len(beats)}")
+        raise ValueError(f"{function}: a record's RR interval needs at least 2 beats, got {len(beats)}")
     return np.diff(beats) / positive_number(fs, "fs", "Hz")
 
 

@@ -29,7 +29,7 @@ import inspect
 import math
 import numbers
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Self
 
 import torch
 from torch import nn
@@ -77,15 +77,23 @@ class ResidualNetwork(nn.Module):
         self.arguments: dict[str, Any] = {}
 
     @classmethod
-    def with_arguments(cls, **kwargs: Any) -> "ResidualNetwork":
+    def with_arguments(cls, **kwargs: Any) -> Self:
         """``cls(**kwargs)``, its :attr:`arguments` every keyword argument it was built with,
-        the constructor's defaults included (``{}`` for a model built otherwise). The presets
-        build so: a training config records them all (``model_kwargs``), so that a later change
-        of a default does not change the model a checkpoint builds."""
+        the constructor's defaults included (a subclass's ``**kwargs`` as the names given; ``{}``
+        for a model built otherwise). The presets build so: a training config records them all
+        (``model_kwargs``), so that a later change of a default does not change the model a
+        checkpoint builds. The arguments describe the model as built (not after
+        :meth:`reset_classifier`)."""
         model = cls(**kwargs)
-        bound = inspect.signature(cls).bind(**kwargs)
+        signature = inspect.signature(cls)
+        bound = signature.bind(**kwargs)
         bound.apply_defaults()
-        model.arguments = dict(bound.arguments)
+        for name, value in bound.arguments.items():
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                model.arguments.update(value)
+            elif kind is not inspect.Parameter.VAR_POSITIONAL:  # none given: only keywords are
+                model.arguments[name] = value
         return model
 
     def set_channels_last(self, enable: bool = True) -> "ResidualNetwork":

@@ -44,20 +44,33 @@ def resolve_model(cfg: TrainConfig) -> TrainConfig:
     the preset's and the model class's defaults included (as ``[data]`` is by ``resolve_data``), so
     that a run's config.json and checkpoints record them all: a later change of a default does
     not change the model an old checkpoint builds. The options the task sets (:data:`TASK_SETS`)
-    stay out. A model whose factory records no arguments (a user's registered factory that does
-    not build through ``ResidualNetwork.with_arguments``) keeps ``cfg`` as it is. Idempotent; the
-    model is built on the meta device (no memory, no random numbers).
+    stay out. ``cfg`` is kept as it is for a model whose options cannot be recorded so: its
+    factory records no arguments (it does not build through ``ResidualNetwork.with_arguments``),
+    one is not a JSON value, or the factory does not take them all back to build the same model (a
+    user's factory that wraps a preset and sets some itself). Idempotent; the model is built on
+    the meta device (no memory, no random numbers).
 
     Raises:
         ValueError: the model cannot be built from the config (see :func:`create_configured_model`).
     """
+    arguments = _arguments(cfg)
+    if not arguments:
+        return cfg
+    try:
+        options = json.loads(json.dumps({key: value for key, value in arguments.items() if key not in TASK_SETS}))
+        resolved = dataclasses.replace(cfg, model_kwargs=options)  # lists, as config.json reads them
+        same = json.dumps(_arguments(resolved), sort_keys=True) == json.dumps(arguments, sort_keys=True)
+    except (TypeError, ValueError):  # not JSON, or the factory refuses what it recorded
+        return cfg
+    return resolved if same else cfg
+
+
+def _arguments(cfg: TrainConfig) -> dict[str, Any]:
+    """The ``arguments`` of the model ``cfg`` builds (on the meta device), ``{}`` if it keeps none."""
     in_channels, extra = model_inputs(cfg)
     with torch.device("meta"):
         model = create_configured_model(cfg, in_channels, len(task_classes(cfg.task)), extra)
-    if not getattr(model, "arguments", None):
-        return cfg
-    options = {key: value for key, value in model.arguments.items() if key not in TASK_SETS}
-    return dataclasses.replace(cfg, model_kwargs=json.loads(json.dumps(options)))  # lists, as config.json reads
+    return getattr(model, "arguments", None) or {}
 
 
 def checkpoint_config(ckpt: dict[str, Any], source: str = "the checkpoint") -> TrainConfig:
@@ -76,7 +89,7 @@ def checkpoint_config(ckpt: dict[str, Any], source: str = "the checkpoint") -> T
         else ""
     if other_release:
         warnings.warn(f"{source} was written by msresnet1d {written}; this is {__version__}: the code that "
-                      "prepares its inputs may have changed since")  # said once, however many calls
+                      "prepares its inputs may have changed since")  # said once a source, however many calls
     try:
         cfg = resolve_model(resolve_data(TrainConfig.from_dict(ckpt["config"], source)))
     except ValueError as e:

@@ -42,11 +42,11 @@ from ..models.tta import with_tta
 from .checkpoint import (FORMAT_VERSION, atomic_save, check_compatible, code_version, load_checkpoint, rng_state,
                          set_rng_state)
 from .config import TrainConfig
+from .configured import resolve_model
 from .distributed import DistContext
 from .ema import WeightEMA
 from .metrics import check_probabilities, classification_report, format_report, json_safe
 from .optim import build_loss, build_optimizer, build_scheduler
-from .configured import resolve_model
 from .tasks import DATABASES, Task, resolve_data
 
 log = logging.getLogger(__name__)

@@ -69,9 +69,9 @@ def git_commit(package: Path = PACKAGE) -> dict[str, Any]:
 def data_files(folder: Path) -> list[Path]:
     """The files of ``folder`` the package's loaders read: for CinC 2017, ``REFERENCE.csv`` and the
     records it labels; for another WFDB database, the records it lists (``RECORDS``, else its
-    headers); for Fashion-MNIST, its four IDX files. Other files (notes, other records, PhysioNet's
+    headers); for Fashion-MNIST, its four IDX files (.gz, or unpacked). Other files (notes, other records, PhysioNet's
     extra folders) are not data read."""
-    from ..data.fashion_mnist import FILE_NAMES
+    from ..data.fashion_mnist import present_files
     from ..data.locate import holds_records, list_records
     from ..data.records import record_files
     from ..data.rhythm import read_reference
@@ -81,16 +81,17 @@ def data_files(folder: Path) -> list[Path]:
     elif holds_records(folder):
         names, files = list_records(folder), []
     else:
-        return [folder / name for name in FILE_NAMES if (folder / name).is_file()]
+        return present_files(folder)
     return files + [path for paths in record_files(folder, names).values() for path in paths]  # the cache's too
 
 
 def data_digest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """Which data a result was computed on: ``folder`` (absolute), and the number, bytes and a
-    SHA-256 of the files the loaders read there (:func:`data_files`), over their relative names,
-    sorted, and contents. Two folders with the same digest give the loaders the same records and
-    labels, whatever else lies beside them; a file read that is added, removed or changed (a
-    ``REFERENCE.csv`` of other labels, say) changes it.
+    SHA-256 of the files the loaders read there (:func:`data_files`), over their relative names
+    (absolute for a file a header names elsewhere), sorted, and contents. Two folders with the
+    same digest give the loaders the same records and labels, whatever else lies beside them; a
+    file read that is added, removed or changed (a ``REFERENCE.csv`` of other labels, say) changes
+    it.
 
     Raises:
         FileNotFoundError: ``folder`` is not a folder.
@@ -103,7 +104,9 @@ def data_digest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     for path in files:
         content = path.read_bytes()
         size += len(content)
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{hashlib.sha256(content).hexdigest()}\n".encode())
+        # a signal file a header names in another folder by its absolute path
+        name = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else path.as_posix()
+        digest.update(f"{name}\0{hashlib.sha256(content).hexdigest()}\n".encode())
     return {"path": str(folder), "files": len(files), "bytes": size, "sha256": digest.hexdigest()}
 
 

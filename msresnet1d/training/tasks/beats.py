@@ -63,11 +63,12 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     train_all = load_beats(train_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
     test = load_beats(test_records, db_dir=db_dir, config=beat_cfg, cache=opts["cache"])
     columns = rr_columns(opts["rr"])
+    val = opts["val_records"]
     if columns:  # a record of fewer than 2 beats has none: left out, with a warning
         (train_all, no_rr), (test, no_test_rr) = with_rr_features(train_all, "training"), with_rr_features(test, "test")
         train_records = [r for r in train_records if r not in no_rr]
         test_records = [r for r in test_records if r not in no_test_rr]
-    val = opts["val_records"]
+        val = val if isinstance(val, numbers.Integral) else [r for r in val if r not in no_rr]
     if isinstance(val, numbers.Integral):
         by_record = {r: train_all.y[train_all.record == r] for r in train_records}
         try:
