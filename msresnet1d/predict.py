@@ -229,7 +229,7 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
     if len(positions) < 2:
         raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2"
                          + (f" (in its {annotator} annotations: --detect finds beats in the signal)" if annotator else ""))
-    first, last = (round(seconds * record.fs) for seconds in beat_cfg.window)  # the beat window, at the record's rate
+    first, last = beat_cfg.offsets_at(record.fs)
     warn_invalid(record, "the {} beats in them are labelled from that, not from the recording", positions + first,
                  positions + last)
     centres = positions_at(positions, record.fs, beat_cfg.fs, signal.shape[1])

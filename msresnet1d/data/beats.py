@@ -107,7 +107,11 @@ class BeatConfig:
     @property
     def offsets(self) -> tuple[int, int]:
         """(start, stop) of the window in samples at ``fs``, relative to the beat."""
-        return round(self.window[0] * self.fs), round(self.window[1] * self.fs)
+        return self.offsets_at(self.fs)
+
+    def offsets_at(self, rate: float) -> tuple[int, int]:
+        """(start, stop) of the window in samples at ``rate`` Hz (a record's own), relative to the beat."""
+        return round(self.window[0] * rate), round(self.window[1] * rate)
 
     @property
     def length(self) -> int:
@@ -275,7 +279,7 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
     signal = preprocess_record(record, config.fs, config.band, config.normalization, name)
     keep = np.isin(symbols, list(MITBIH_TO_AAMI))
     _warn_unclassed(name, symbols[~keep])
-    first, last = (round(seconds * record.fs) for seconds in config.window)  # the window at the record's rate
+    first, last = config.offsets_at(record.fs)
     warn_invalid(record, "the {} beat windows that reach into them are cut from that, not from the recording "
                  "(trained on and scored so)", samples[keep] + first, samples[keep] + last, name=name)
     centres = positions_at(samples[keep], record.fs, config.fs, signal.shape[1])
