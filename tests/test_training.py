@@ -718,6 +718,8 @@ def test_another_database_without_the_default_records_is_told_how_to_name_its_ow
     task = build_task(load_config(None, {"data.data_dir": str(tmp_path), "data.train_records": ["101"],
                                          "data.test_records": ["100"], "data.val_records": 0}))
     assert task.splits["test_records"] == ["100"]
+    # its results are not called MIT-BIH's (the sample's records, cut short: their headers are not the published)
+    assert task.test_title.startswith(f"database {tmp_path.name} test, the config's test_records (1 records, ")
 
 
 def test_the_beat_task_title_names_ds2_only_when_ds2_is_the_test():
@@ -728,6 +730,14 @@ def test_the_beat_task_title_names_ds2_only_when_ds2_is_the_test():
     assert own.test_title.startswith("MIT-BIH test, the config's test_records (2 records, ")
     ds2 = build_task(load_config(None, base))  # the default test_records
     assert ds2.test_title.startswith("MIT-BIH inter-patient test, DS2 (22 records, ")
+
+
+def test_the_beat_task_title_names_mitdb_for_its_published_records(mitdb_dir):
+    from msresnet1d.training.tasks import build_task
+
+    task = build_task(load_config(None, {"data.data_dir": str(mitdb_dir), "data.val_records": 0,
+                                         "data.train_records": ["101"], "data.test_records": ["100"]}))
+    assert task.test_title.startswith("MIT-BIH test, the config's test_records (1 records, ")
 
 
 def test_data_check_takes_every_band_form_and_checks_spectrogram_options(tmp_path):

@@ -35,6 +35,19 @@ def _check_default_records(db_dir: Path, defaults: list[str]) -> None:
                         "and --set 'data.test_records=[...]'")
 
 
+def _database_name(db_dir: Path, records: list[str]) -> str:
+    """How results name the database of ``records``: "MIT-BIH" for the embedded sample or records
+    whose headers are MIT-BIH's published ones, else the folder (another database, or a copy
+    rewritten at another rate)."""
+    from ...data.locate import changed_files, expected_checksums, is_embedded_sample
+
+    published = expected_checksums("mitdb")
+    if is_embedded_sample(db_dir, "mitdb") or (all(f"{r}.hea" in published for r in records)
+                                               and not changed_files(db_dir, records, extensions=(".hea",))):
+        return "MIT-BIH"
+    return f"database {db_dir.name}"
+
+
 def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
     """The ``beats`` task of ``cfg``: MIT-BIH beat windows (N, C, L samples at ``[data] fs`` Hz) in
     AAMI classes, trained on the train records less the validation ones, tested on the test
@@ -138,7 +151,8 @@ def beat_task(cfg: TrainConfig, dist: DistContext) -> Task:
         in_channels=beat_cfg.channels, input_size=input_size, extra_features=len(columns),
         predictors=predictors, dims=dims,
         splits=splits,
-        test_title=f"MIT-BIH {tested} ({len(test_records)} records, {len(test)} beats){sample_note}",
+        test_title=f"{_database_name(db_dir, test_records)} {tested} ({len(test_records)} records, {len(test)} beats)"
+                   f"{sample_note}",
         strip={"db_dir": db_dir, "beats": test, "inputs": test_inputs, "transform": transform},
         state={"rr_mean": torch.from_numpy(rr_mean), "rr_std": torch.from_numpy(rr_std)} if columns else {},
         groups={"test": test.record, "val": held.record},
