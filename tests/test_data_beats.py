@@ -109,6 +109,15 @@ def test_a_copy_whose_header_or_annotations_differ_from_the_published_files_is_w
     with pytest.warns(UserWarning, match=r"1 file\(s\) differ from MIT-BIH 1\.0\.0's published ones \(101\.hea; SHA-256 "
                                          r"in .*mitdb\.sha256\): .*do not compare with the literature's"):
         load_beats(["101", "103"], db_dir=tmp_path, cache=False, workers=1)
+    # the annotations compared are those read: an .atr beside the ones another annotator names is not
+    shutil.copy(mitdb_dir / "103.hea", tmp_path)
+    shutil.copy(mitdb_dir / "103.atr", tmp_path / "103.ann")
+    (tmp_path / "103.atr").write_bytes((tmp_path / "103.atr").read_bytes()[:-2])  # changed, not read
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*differ from MIT-BIH")
+        load_beats(["103"], db_dir=tmp_path, config=BeatConfig(annotator="ann"), cache=False, workers=1)
+    with pytest.warns(UserWarning, match=r"1 file\(s\) differ from MIT-BIH 1\.0\.0's published ones \(103\.atr;"):
+        load_beats(["103"], db_dir=tmp_path, cache=False, workers=1)
 
 
 def test_aami_mapping_is_de_chazals():

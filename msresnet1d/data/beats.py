@@ -396,7 +396,9 @@ def load_beats(
     names = list(records) if records is not None else default_records(db_dir)
     if not names:
         raise DataError(f"database {db_dir}: no records requested")
-    changed = [] if is_embedded_sample(db_dir, "mitdb") else changed_files(db_dir, names)
+    # the header and the annotations read (another annotator's files are not MIT-BIH's: not compared)
+    changed = [] if is_embedded_sample(db_dir, "mitdb") else changed_files(db_dir, names,
+                                                                           extensions=(".hea", f".{config.annotator}"))
     if changed:  # the sample's headers differ by design (its records are cut short)
         warnings.warn(f"{db_dir}: {len(changed)} file(s) differ from MIT-BIH 1.0.0's published ones "
                       f"({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''}; SHA-256 in "
