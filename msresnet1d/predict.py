@@ -104,13 +104,18 @@ def _reusing(ckpt: dict, cfg: TrainConfig, source: str = "the checkpoint") -> It
             del _KEPT[id(ckpt)]
 
 
+def _kept(ckpt: dict) -> _Models | None:
+    """The models :func:`_reusing` keeps for ``ckpt`` (this very dict), or None outside its block."""
+    kept = _KEPT.get(id(ckpt))
+    return kept if kept is not None and kept.ckpt is ckpt else None
+
+
 def _classify(ckpt: dict, cfg: TrainConfig, adapt_bn: bool, run: Callable[[object], Predictions]) -> Predictions:
     """``run(model)`` with the checkpoint's model (BatchNorms folded, the config's TTA); with
     ``adapt_bn``, its BatchNorm statistics first re-estimated on the inputs ``run`` gives it, as
     ``evaluate --adapt-bn`` does on each test record (the same shuffled chunks of
     ``eval_batch_size``)."""
-    kept = _KEPT.get(id(ckpt))
-    models = kept if kept is not None and kept.ckpt is ckpt else _Models(ckpt, cfg)
+    models = _kept(ckpt) or _Models(ckpt, cfg)
     if not adapt_bn:
         return run(models.folded)
     recorder = _InputRecorder(models.trained)
@@ -177,8 +182,8 @@ def _checkpoint_data(ckpt: dict, task: str, function: str) -> tuple[TrainConfig,
         found = ckpt["config"].get("task")
         raise ValueError(f"{function} labels with a {task} model; this checkpoint is a {found!r} model"
                          + (f" (use {other[found]})" if found in other else ""))
-    kept = _KEPT.get(id(ckpt))  # in a loop over records (_reusing): its config, read once
-    cfg = kept.cfg if kept is not None and kept.ckpt is ckpt else checkpoint_config(ckpt)
+    kept = _kept(ckpt)  # in a loop over records (_reusing): its config, read once
+    cfg = kept.cfg if kept is not None else checkpoint_config(ckpt)
     return cfg, cfg.data
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
 import os
 import warnings
@@ -32,7 +31,7 @@ from .aami import AAMI_CLASSES, BEAT_SYMBOLS, MITBIH_TO_AAMI, aami_labels
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cached
 from .errors import DataError
-from .locate import changed_files, expected_checksums, find_database, is_embedded_sample, list_records
+from .locate import changed_files, find_database, has_published_headers, is_embedded_sample, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_rates, check_signal
 from .records import preprocess_record, read_annotations, read_record, record_label, records_key, warn_invalid
@@ -350,13 +349,7 @@ def default_records(db_dir: str | os.PathLike[str]) -> list[str]:
     db_dir = Path(db_dir)
     names = list_records(db_dir)
     whole_mitdb = set(DS1 + DS2 + PACED_RECORDS) <= set(names)
-    published = expected_checksums("mitdb")
-
-    def is_mitdb_header(name: str) -> bool:
-        header = db_dir / f"{name}.hea"
-        return header.is_file() and hashlib.sha256(header.read_bytes()).hexdigest() == published[header.name]
-
-    paced = [name for name in names if name in PACED_RECORDS and (whole_mitdb or is_mitdb_header(name))]
+    paced = [name for name in names if name in PACED_RECORDS and (whole_mitdb or has_published_headers(db_dir, [name]))]
     if paced:
         log.info("%s: MIT-BIH's paced records %s left out (name records to read them)", db_dir, ", ".join(paced))
     return [name for name in names if name not in paced]

@@ -170,7 +170,6 @@ _FILES: dict[str, tuple[_IdxFile, _IdxFile]] = {
 }
 
 
-
 def _split_files(split: str) -> tuple[_IdxFile, _IdxFile]:
     if split not in _FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -403,8 +402,8 @@ def download_fashion_mnist(
     timeout_s: float = 60.0,
     backoff_s: float = 2.0,
 ) -> Path:
-    """Download the files of ``splits`` that ``dest`` lacks (neither .gz nor unpacked), verifying each before it appears
-    (with a progress bar over the files).
+    """Download the files of ``splits`` that ``dest`` lacks (neither .gz nor unpacked), verifying
+    each before it appears (with a progress bar over the files).
 
     ``mirrors`` are folder URLs, with or without a trailing ``/`` (``<mirror>/<file name>`` is
     fetched). Each file is fetched whole with ``urllib``, checked (gzip, IDX header, MD5), then

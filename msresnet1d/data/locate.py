@@ -209,6 +209,15 @@ def expected_checksums(name: str) -> dict[str, str]:
     return {file: digest for digest, file in (line.split() for line in lines if line and not line.startswith("#"))}
 
 
+def has_published_headers(folder: str | os.PathLike[str], records: Iterable[str], name: str = "mitdb") -> bool:
+    """Whether the header of each of ``records`` in ``folder`` is database ``name``'s published
+    one (:func:`expected_checksums`): a record it does not list, or a missing header, is not."""
+    expected, folder = expected_checksums(name), Path(folder)
+    return all(f"{record}.hea" in expected and (folder / f"{record}.hea").is_file()
+               and hashlib.sha256((folder / f"{record}.hea").read_bytes()).hexdigest() == expected[f"{record}.hea"]
+               for record in records)
+
+
 def verify_checksums(folder: str | os.PathLike[str], expected: dict[str, str]) -> None:
     """Check that ``folder`` holds every file of ``expected`` (name -> SHA-256 hex) with that digest.
 

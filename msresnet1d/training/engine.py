@@ -74,9 +74,9 @@ def database_folder(task: str, data_dir: str | None) -> Path | None:
 
 def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path, source: str | None = None) -> None:
     """Raise ValueError if ``cfg`` differs from a run's ``saved`` config on :data:`RESUME_KEYS`
-    (``[data]`` and ``[model_kwargs]`` completed with the defaults on both sides), naming ``source`` (default:
-    ``checkpoint <path>``) and each differing key. ``data.data_dir`` is compared as the database
-    folder it names, not as text: the same folder spelt otherwise (through a symlink, relative,
+    (``[data]`` and ``[model_kwargs]`` completed with the defaults on both sides), naming
+    ``source`` (default: ``checkpoint <path>``) and each differing key. ``data.data_dir`` is
+    compared as the database folder it names, not as text: the same folder spelt otherwise (through a symlink, relative,
     as the folder holding ``mitdb/`` or as ``mitdb/`` itself) is the same run's data."""
     before, now = (resolve_model(resolve_data(c)).to_dict() for c in (saved, cfg))
     folder = database_folder(cfg.task, now["data"].get("data_dir"))

@@ -69,8 +69,8 @@ def git_commit(package: Path = PACKAGE) -> dict[str, Any]:
 def data_files(folder: Path) -> list[Path]:
     """The files of ``folder`` the package's loaders read: for CinC 2017, ``REFERENCE.csv`` and the
     records it labels; for another WFDB database, the records it lists (``RECORDS``, else its
-    headers); for Fashion-MNIST, its four IDX files (.gz, or unpacked). Other files (notes, other records, PhysioNet's
-    extra folders) are not data read."""
+    headers); for Fashion-MNIST, its four IDX files (.gz, or unpacked). Other files (notes, other
+    records, PhysioNet's extra folders) are not data read."""
     from ..data.fashion_mnist import present_files
     from ..data.locate import holds_records, list_records
     from ..data.records import record_files

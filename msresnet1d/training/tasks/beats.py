@@ -39,11 +39,9 @@ def _database_name(db_dir: Path, records: list[str]) -> str:
     """How results name the database of ``records``: "MIT-BIH" for the embedded sample or records
     whose headers are MIT-BIH's published ones, else the folder (another database, or a copy
     rewritten at another rate)."""
-    from ...data.locate import changed_files, expected_checksums, is_embedded_sample
+    from ...data.locate import has_published_headers, is_embedded_sample
 
-    published = expected_checksums("mitdb")
-    if is_embedded_sample(db_dir, "mitdb") or (all(f"{r}.hea" in published for r in records)
-                                               and not changed_files(db_dir, records, extensions=(".hea",))):
+    if is_embedded_sample(db_dir, "mitdb") or has_published_headers(db_dir, records):
         return "MIT-BIH"
     return f"database {db_dir.name}"
 
