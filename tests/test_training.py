@@ -1134,6 +1134,30 @@ def test_ecg_strip_labels_beats_as_the_test_does_with_the_runs_tta(tmp_path, mon
     assert shown["units"] == "mV" and shown["start_s"] > 0  # the record's own time axis
 
 
+def test_ecg_strip_gives_the_model_its_inputs_on_the_models_device(tmp_path, monkeypatch):
+    # a GPU run's model is on its GPU; the meta device stands in for it (no GPU needed)
+    from msresnet1d.training import plots, run
+    from msresnet1d.training.tasks import build_task
+
+    task = build_task(load_config(_config(tmp_path, 1)))
+    seen = []
+
+    class OnMeta(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.empty(1, device="meta"))
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            seen.extend(t.device for t in inputs)
+            return torch.zeros(len(inputs[0]), len(task.class_names))  # logits (N, classes), all class N
+
+    shown = {}
+    monkeypatch.setattr(plots, "plot_ecg_strip", lambda *args, **kwargs: shown.update(predicted=args[4]))
+    run.ecg_strip(OnMeta(), task, tmp_path / "strip.png")
+    assert seen and all(device.type == "meta" for device in seen)
+    assert set(shown["predicted"]) == {"N"}
+
+
 def test_a_plot_that_fails_leaves_the_run_finished_and_plots_leave_pyplot_alone(tmp_path, monkeypatch):
     import matplotlib
     import matplotlib.pyplot as plt

@@ -293,7 +293,7 @@ def write_plots(trainer: Trainer, result: dict) -> None:
 def ecg_strip(model: nn.Module, task: Task, path: Path, seconds: float = 10.0) -> None:
     """Plot the ``seconds`` of test signal, over every test record, that hold the most non-N
     beats (the first such window; windows start 0.5 s before a beat), with true and predicted beat
-    labels."""
+    labels (``model``'s, on the device its parameters are on)."""
     from ..data import read_record
     from ..data.records import read_header
 
@@ -319,9 +319,10 @@ def ecg_strip(model: nn.Module, task: Task, path: Path, seconds: float = 10.0) -
     inputs = [t[torch.from_numpy(chosen)] for t in strip["inputs"]]
     if strip["transform"] is not None:
         inputs[0] = strip["transform"](inputs[0])
+    device = next(model.parameters()).device  # the training device: a GPU run's model is on its GPU
     model.eval()
     with torch.inference_mode():
-        predicted = model(*inputs).argmax(dim=1).numpy()
+        predicted = model(*(t.to(device) for t in inputs)).argmax(dim=1).cpu().numpy()
     plots.plot_ecg_strip(signal.signal[0, start:start + span], fs, beats.sample[chosen] - start,
                          [task.class_names[i] for i in beats.y[chosen]], [task.class_names[i] for i in predicted],
                          path, title=f"record {record}, {start / fs:.1f}-{(start + span) / fs:.1f} s",
