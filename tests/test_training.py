@@ -1,5 +1,6 @@
 """The training engine and the `msresnet1d` command, on the embedded MIT-BIH sample (in the repo)."""
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -1726,6 +1727,46 @@ def test_train_leaves_the_callers_random_states_threads_and_process_group(tmp_pa
     load_trained_model(tmp_path / "run" / "checkpoints" / "best.pt")
     load_members([tmp_path / "run" / "checkpoints" / "best.pt"])  # as evaluate and the ensembles load them
     assert draws() == expected
+
+
+def _cuda_flags() -> tuple:
+    backends = torch.backends
+    return (backends.cudnn.deterministic, backends.cudnn.benchmark, backends.cudnn.allow_tf32,
+            backends.cuda.matmul.allow_tf32, getattr(getattr(backends.cudnn, "conv", None), "fp32_precision", None),
+            getattr(backends.cuda.matmul, "fp32_precision", None))
+
+
+def test_a_run_on_a_gpu_is_deterministic_without_tf32_and_leaves_the_callers_cuda_flags(monkeypatch):
+    # torch.device("cuda") objects and the flags need no GPU
+    from msresnet1d.training.engine import deterministic_cuda
+
+    backends = torch.backends
+    for caller in ((False, True, True, True), (True, False, False, False)):  # a caller's own settings, kept
+        monkeypatch.setattr(backends.cudnn, "deterministic", caller[0])
+        monkeypatch.setattr(backends.cudnn, "benchmark", caller[1])
+        monkeypatch.setattr(backends.cudnn, "allow_tf32", caller[2])
+        monkeypatch.setattr(backends.cuda.matmul, "allow_tf32", caller[3])
+        before = _cuda_flags()
+        with deterministic_cuda(torch.device("cpu")):
+            assert _cuda_flags() == before  # the CPU's run changes nothing
+        for device in ("cuda", "cuda:1"):
+            with deterministic_cuda(torch.device(device)):
+                assert _cuda_flags()[:4] == (True, False, False, False)
+            assert _cuda_flags() == before
+        with pytest.raises(RuntimeError, match="stopped"):
+            with deterministic_cuda(torch.device("cuda")):
+                raise RuntimeError("stopped")
+        assert _cuda_flags() == before
+
+
+def test_train_runs_a_gpu_run_with_the_cuda_flags_set(monkeypatch):
+    from msresnet1d.training import run
+
+    monkeypatch.setattr(torch.random, "fork_rng", lambda devices: contextlib.nullcontext())  # no GPU to fork
+    before = _cuda_flags()
+    with run.callers_state_kept(torch.device("cuda:0")):  # the block train runs in
+        assert _cuda_flags()[:4] == (True, False, False, False)
+    assert _cuda_flags() == before
 
 
 def test_saved_random_states_give_the_same_draws_again():

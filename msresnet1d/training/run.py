@@ -25,8 +25,8 @@ from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import load_checkpoint, load_weights
 from .configured import checkpoint_config, create_configured_model, resolve_model
-from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, seed_torch,
-                     torch_threads)
+from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, deterministic_cuda,
+                     seed_torch, torch_threads)
 from .optim import warn_double_balancing
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
@@ -44,10 +44,12 @@ def seed_everything(seed: int, device: torch.device = torch.device("cpu")) -> No
 def callers_state_kept(device: torch.device) -> Iterator[None]:
     """Within the block, seed and set torch's threads at will: Python's, numpy's and torch's
     global random states (also ``device``'s, a GPU) and the thread count are the caller's again
-    after it, as a library call should leave them."""
+    after it, as a library call should leave them. On a GPU, the block runs deterministic and
+    without TF32 (:func:`~.engine.deterministic_cuda`), and the caller's cuDNN flags come back too."""
     python, numpy = random.getstate(), np.random.get_state()
     try:
-        with torch_threads(None), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with (torch_threads(None), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+              deterministic_cuda(device)):
             yield
     finally:
         random.setstate(python)
