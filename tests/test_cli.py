@@ -244,6 +244,39 @@ def test_a_device_the_machine_does_not_have_is_an_error_line(tmp_path, config, m
     assert not (tmp_path / "run").exists()
 
 
+def test_a_gpu_out_of_memory_says_how_to_go_on(tmp_path, config, monkeypatch, capsys):
+    # torch's OutOfMemoryError (a RuntimeError) was a bare traceback; it now says how to resume, with what
+    save = engine.atomic_save
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def after_epoch_1(state, path):
+        if state["epoch"] == 1:
+            out_of_memory()
+        save(state, path)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr("msresnet1d.training.run.build_task", out_of_memory)
+        assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 1
+    assert capsys.readouterr().err == (
+        "error: out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB)\nbefore the first epoch finished, "
+        f"so no checkpoint was saved in {run}: train again with a smaller --batch-size, or --set "
+        "eval_batch_size=<smaller> if validation or the test ran out\n")
+    monkeypatch.setattr(engine, "atomic_save", after_epoch_1)
+    assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 1
+    last = run / "checkpoints" / "last.pt"
+    assert capsys.readouterr().err == (
+        "error: out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB)\nthe last completed epoch is in "
+        f"{last} (continue with msresnet1d train --out {run} --resume, adding --set eval_batch_size=<smaller> if "
+        "validation or the test ran out); a training step that ran out needs a smaller --batch-size, in a new run "
+        "(another --out)\n")
+    monkeypatch.setattr(engine, "atomic_save", save)
+    assert main(["train", "--out", str(run), "--resume", "--quiet", "--set", "eval_batch_size=64"]) == 0  # as said
+    assert (run / "metrics.json").is_file()
+
+
 def test_resume_without_a_config_needs_a_run_to_continue(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"--resume: .*empty.config.json not found, so .*empty holds no run to "
                                          "continue"):
