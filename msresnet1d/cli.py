@@ -71,7 +71,19 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _resume_hint(run_dir: Path, before: str = "", after: str = "") -> str | None:
+    """Where a stopped run's last completed epoch is and the command that continues it, with
+    ``before`` and ``after`` beside the command; None when the run saved no checkpoint."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return None
+    return (f"the last completed epoch is in {last} ({before}continue with msresnet1d train --out {run_dir} "
+            f"--resume{after})")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from .training.distributed import launched_rank
     from .training.run import train
 
@@ -98,19 +110,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         train(cfg, run_dir, resume=args.resume, quiet=args.quiet)
     except KeyboardInterrupt as stop:
-        last = run_dir / "checkpoints" / "last.pt"
         if launched_rank() == 0:  # under torchrun, rank 0 alone: the others may be stopped because one rank failed
-            print(f"interrupted: the last completed epoch is in {last} (continue with msresnet1d train --out "
-                  f"{run_dir} --resume)" if last.is_file() else
+            hint = _resume_hint(run_dir)
+            print(f"interrupted: {hint}" if hint else
                   f"interrupted before the first epoch finished: no checkpoint was saved in {run_dir}", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)  # as the shell reports it
+    except torch.cuda.OutOfMemoryError as e:  # torch.OutOfMemoryError since torch 2.5, a RuntimeError
+        smaller = "--set eval_batch_size=<smaller> if validation or the test ran out"
+        hint = _resume_hint(run_dir, after=f", adding {smaller}")
+        print(f"error: out of GPU memory ({e})\n"
+              + (f"{hint}; a training step that ran out needs a smaller --batch-size, in a new run (another --out)"
+                 if hint else f"before the first epoch finished, so no checkpoint was saved in {run_dir}: train "
+                 f"again with a smaller --batch-size, or {smaller}"), file=sys.stderr)
+        return 1
     except OSError as e:  # a full disk (Python's ENOSPC, or torch's writer, which has no errno): say how to go on
         from .training.checkpoint import DISK_FULL_HINT
 
-        last = run_dir / "checkpoints" / "last.pt"
-        if (e.errno == errno.ENOSPC or DISK_FULL_HINT in str(e)) and last.is_file():
-            raise OSError(f"{e}; the last completed epoch is in {last} (once there is room, continue with msresnet1d "
-                          f"train --out {run_dir} --resume)") from e
+        hint = _resume_hint(run_dir, before="once there is room, ")
+        if (e.errno == errno.ENOSPC or DISK_FULL_HINT in str(e)) and hint:
+            raise OSError(f"{e}; {hint}") from e
         raise
     finally:
         if main_thread:  # None: a handler set outside Python, which signal cannot restore

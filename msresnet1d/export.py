@@ -37,6 +37,7 @@ what ``msresnet1d export`` stores, so that the file alone says how to prepare it
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import io
@@ -155,6 +156,10 @@ def export_torchscript(
 ) -> Path:
     """Save ``model`` as a TorchScript file (load it with ``torch.jit.load``).
 
+    A copy of the model on the CPU is exported (the caller's model stays on its device, in its
+    mode): a GPU model's file loads on a machine without a GPU (``torch.jit.load`` puts its
+    tensors where they were saved); move the loaded module to run it on a GPU.
+
     Args:
         model: a 1D model, input (N, C, L).
         path: the file to write (missing folders are made).
@@ -183,6 +188,7 @@ def export_torchscript(
     path = _output_path(path)
     _check_model(model)
     extra_files = {TORCHSCRIPT_METADATA: json.dumps(_check_metadata(metadata))} if metadata is not None else {}
+    model = copy.deepcopy(model).cpu()
     with evaluating(model):
         if method == "script":
             if example_length is not None:  # not ignored without a word

@@ -29,8 +29,10 @@ Conventions shared by every estimator here:
   the weight initialisation, the batch order (:class:`~msresnet1d.data.loader.TensorBatchLoader`,
   seeded per epoch), dropout and the validation split; an int gives identical weights and
   predictions on every fit. Torch's global random state is left as it was (``fit`` works in a
-  forked generator of the CPU, and seeds no GPU's), and so are its default dtype and gradient
-  mode (``fit`` trains in float32 with gradients, inside a caller's ``torch.no_grad()`` too).
+  forked generator of the CPU, and seeds no GPU's), and so are its default dtype, default device
+  and gradient mode (``fit`` trains in float32 with gradients, inside a caller's
+  ``torch.no_grad()`` too, and ``fit`` and inference run on the CPU under a caller's
+  ``torch.set_default_device``).
   ``n_jobs`` sets torch's thread count, which is the whole process's, for each call and restores
   it after: estimators fitted side by side in threads (joblib's threading backend) should leave
   it None. The default dtype is the process's too: under a float64 default, do not fit in
@@ -343,7 +345,8 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             targets, n_outputs = self._encode_targets(y, reset)
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) if reset else self._seed
             train, val = self._split(targets, seed)
-            with _torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]), _training_mode_of_torch():
+            with (_torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]), _training_mode_of_torch(),
+                  torch.device("cpu")):  # the CPU's, whatever a caller's torch.set_default_device
                 model = self._build_model(n_outputs, seed) if reset else self.model_
                 signals = self._fit_length(signals, model)
                 if reset:
@@ -479,7 +482,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         signals = _check_layout(self, X, reset=False)
         self._check_input_scale(signals, "this call")  # before pad_short's zeros, as fit measured them
         signals = self._fit_length(signals, self.model_)
-        with _torch_threads(self.n_jobs):
+        with _torch_threads(self.n_jobs), torch.device("cpu"):  # where fit put the network
             return self._batched(torch.tensor(signals), fn)
 
     def _check_input_scale(self, signals: np.ndarray, where: str) -> None:

@@ -200,6 +200,83 @@ def test_resume_alone_continues_the_run_with_its_own_config(tmp_path, config, mo
     assert {path: path.stat().st_mtime_ns for path in run.rglob("*") if path.is_file()} == files
 
 
+def _gpus(monkeypatch, count: int) -> None:
+    """torch.cuda as on a machine with ``count`` GPUs (none here): is_available and device_count."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_resolve_device_takes_cpu_cuda_cuda_n_and_auto(monkeypatch):
+    from msresnet1d.training.distributed import resolve_device
+
+    _gpus(monkeypatch, 0)
+    assert resolve_device("auto") == resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device 'cuda:0' requested but no CUDA GPU is available"):
+        resolve_device("cuda:0")
+    _gpus(monkeypatch, 2)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cuda", local_rank=1, world_size=2) == resolve_device("auto", 1, 2) == torch.device("cuda", 1)
+    assert resolve_device("cpu", local_rank=3, world_size=4) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("device, env, message", [
+    ("cudax", {}, "device 'cudax': expected cpu, cuda, cuda:N (N = 0, 1, ...: a GPU's index) or auto"),
+    ("cuda:abc", {}, "device 'cuda:abc': expected cpu, cuda, cuda:N"),
+    ("cuda:-1", {}, "device 'cuda:-1': expected cpu, cuda, cuda:N"),
+    ("CPU", {}, "device 'CPU': expected cpu, cuda, cuda:N"),
+    ("cuda:5", {}, "device 'cuda:5': this machine has 1 GPU(s), cuda:0 to cuda:0"),
+    ("cuda:0", {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"},
+     "device 'cuda:0': under torchrun each of the 2 processes takes its own GPU, cuda:LOCAL_RANK; give --device cuda"),
+    ("cuda", {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "1"},
+     "device 'cuda': this process's GPU is cuda:1 (its LOCAL_RANK), but this machine has 1 GPU(s): start at most 1 "
+     "process(es) a machine (torchrun --nproc_per_node)"),
+])
+def test_a_device_the_machine_does_not_have_is_an_error_line(tmp_path, config, monkeypatch, capsys, device, env,
+                                                             message):
+    # cuda:5 with one GPU ended in fork_rng's IndexError, cuda:abc and cuda:-1 in torch's RuntimeError, cudax was cuda
+    _gpus(monkeypatch, 1)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--device", device]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1  # one line, no traceback
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_gpu_out_of_memory_says_how_to_go_on(tmp_path, config, monkeypatch, capsys):
+    # torch's OutOfMemoryError (a RuntimeError) was a bare traceback; it now says how to resume, with what
+    save = engine.atomic_save
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def after_epoch_1(state, path):
+        if state["epoch"] == 1:
+            out_of_memory()
+        save(state, path)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr("msresnet1d.training.run.build_task", out_of_memory)
+        assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 1
+    assert capsys.readouterr().err == (
+        "error: out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB)\nbefore the first epoch finished, "
+        f"so no checkpoint was saved in {run}: train again with a smaller --batch-size, or --set "
+        "eval_batch_size=<smaller> if validation or the test ran out\n")
+    monkeypatch.setattr(engine, "atomic_save", after_epoch_1)
+    assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 1
+    last = run / "checkpoints" / "last.pt"
+    assert capsys.readouterr().err == (
+        "error: out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB)\nthe last completed epoch is in "
+        f"{last} (continue with msresnet1d train --out {run} --resume, adding --set eval_batch_size=<smaller> if "
+        "validation or the test ran out); a training step that ran out needs a smaller --batch-size, in a new run "
+        "(another --out)\n")
+    monkeypatch.setattr(engine, "atomic_save", save)
+    assert main(["train", "--out", str(run), "--resume", "--quiet", "--set", "eval_batch_size=64"]) == 0  # as said
+    assert (run / "metrics.json").is_file()
+
+
 def test_resume_without_a_config_needs_a_run_to_continue(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"--resume: .*empty.config.json not found, so .*empty holds no run to "
                                          "continue"):

@@ -304,6 +304,41 @@ def test_rhythm_task_splits_the_records_into_training_validation_and_test_shares
     assert task.scored == ["N", "A", "O"]  # the CinC 2017 score's classes: noise is classified, not averaged
 
 
+def test_rhythm_validation_and_test_run_eval_batch_size_windows_a_model_call(cinc2017_dir, tmp_path):
+    # they ran predict_records' default 256 windows a call, whatever the config's eval_batch_size
+    from msresnet1d.training.config import TrainConfig
+    from msresnet1d.training.tasks import build_task
+
+    folder = tmp_path / "cinc2017"
+    folder.mkdir()
+    with open(cinc2017_dir / "REFERENCE.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    chosen = [row for label in CINC_CLASSES for row in [r for r in rows if r[1] == label][:4]]
+    (folder / "REFERENCE.csv").write_text("".join(f"{name},{label}\n" for name, label in chosen))
+    for name, _ in chosen:
+        for ext in (".hea", ".mat"):
+            (folder / f"{name}{ext}").symlink_to(cinc2017_dir / f"{name}{ext}")
+    data = {"data_dir": str(folder), "fs": 50.0, "crop_seconds": 10.0, "hop_seconds": 5.0, "folds": 2,
+            "val_fraction": 0.5, "cache": False}
+    task = build_task(TrainConfig(task="rhythm", model="msresnet1d_small", data=data, eval_batch_size=3))
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(len(CINC_CLASSES)))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(len(x))
+            return self.bias.expand(len(x), -1)
+
+    for split in ("val", "test"):
+        calls.clear()
+        y, probabilities = task.predict(Counting(), split, torch.device("cpu"))
+        assert probabilities.shape == (len(y), len(CINC_CLASSES)) and sum(calls) > 3 * len(y)  # several windows each
+        assert max(calls) == 3
+
+
 def test_rhythm_split_seed_defaults_to_the_run_seed_and_can_be_fixed():
     from msresnet1d.training.config import load_config
     from msresnet1d.training.tasks import resolve_data

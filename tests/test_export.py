@@ -69,6 +69,26 @@ def test_torchscript_matches_eager(tmp_path, fusion, method):
         torch.testing.assert_close(loaded(*x), model(*x), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("method", ["script", "trace"])
+def test_torchscript_exports_a_cpu_copy_and_leaves_the_callers_model(tmp_path, monkeypatch, method):
+    # the model itself was exported: a GPU model's file held CUDA tensors, which torch.jit.load cannot place on a
+    # machine without a GPU (no GPU here: the copy exported is checked instead)
+    model = create_model("msresnet1d_beat", in_channels=2, extra_features=2)  # in training mode
+    parameters = dict(model.named_parameters())
+    exported, compile_ = [], getattr(torch.jit, method)
+
+    def recorded(module, *args, **kwargs):
+        exported.append(module)
+        return compile_(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.jit, method, recorded)
+    path = export_torchscript(model, tmp_path / "model.pt", method=method)
+    assert exported[0] is not model
+    assert all(t.device.type == "cpu" for t in [*exported[0].parameters(), *exported[0].buffers()])
+    assert model.training and all(p is parameters[name] for name, p in model.named_parameters())
+    assert all(t.device.type == "cpu" for t in torch.jit.load(str(path)).state_dict().values())
+
+
 @pytest.mark.parametrize(
     "name, fusion, extra",
     [("msresnet1d_beat", "concat", 0), ("msresnet1d_beat", "attention", 0), ("msresnet1d_late", "late", 8),

@@ -358,6 +358,23 @@ def test_random_state_reproduces_fits_and_leaves_torch_global_state_alone():
         MSResNet1dClassifier(**TINY, epochs=1, random_state=7).fit(X, y)
 
 
+def test_fit_and_predict_run_on_the_cpu_under_a_callers_default_device():
+    # a notebook's torch.set_default_device("cuda") built the network and the inputs there (the meta device here):
+    # predict refused CPU weights, fit failed
+    X, y = _signals()
+    first = MSResNet1dClassifier(**TINY, epochs=1, random_state=7).fit(X, y)
+    expected = first.predict_proba(X)
+    torch.set_default_device("meta")
+    try:
+        np.testing.assert_array_equal(first.predict_proba(X), expected)
+        second = MSResNet1dClassifier(**TINY, epochs=1, random_state=7).fit(X, y)
+        assert torch.empty(0).device.type == "meta"  # the caller's default device, kept
+        np.testing.assert_array_equal(second.predict_proba(X), expected)
+    finally:
+        torch.set_default_device(None)
+    assert all(p.device.type == "cpu" for p in second.model_.parameters())
+
+
 def test_warm_start_continues_training_the_fitted_network():
     X, y = _signals()
     clf = MSResNet1dClassifier(**TINY, epochs=3, lr=1e-2, random_state=0, warm_start=True).fit(X, y)

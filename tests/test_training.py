@@ -1,5 +1,6 @@
 """The training engine and the `msresnet1d` command, on the embedded MIT-BIH sample (in the repo)."""
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -1134,6 +1135,30 @@ def test_ecg_strip_labels_beats_as_the_test_does_with_the_runs_tta(tmp_path, mon
     assert shown["units"] == "mV" and shown["start_s"] > 0  # the record's own time axis
 
 
+def test_ecg_strip_gives_the_model_its_inputs_on_the_models_device(tmp_path, monkeypatch):
+    # a GPU run's model is on its GPU; the meta device stands in for it (no GPU needed)
+    from msresnet1d.training import plots, run
+    from msresnet1d.training.tasks import build_task
+
+    task = build_task(load_config(_config(tmp_path, 1)))
+    seen = []
+
+    class OnMeta(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.empty(1, device="meta"))
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            seen.extend(t.device for t in inputs)
+            return torch.zeros(len(inputs[0]), len(task.class_names))  # logits (N, classes), all class N
+
+    shown = {}
+    monkeypatch.setattr(plots, "plot_ecg_strip", lambda *args, **kwargs: shown.update(predicted=args[4]))
+    run.ecg_strip(OnMeta(), task, tmp_path / "strip.png")
+    assert seen and all(device.type == "meta" for device in seen)
+    assert set(shown["predicted"]) == {"N"}
+
+
 def test_a_plot_that_fails_leaves_the_run_finished_and_plots_leave_pyplot_alone(tmp_path, monkeypatch):
     import matplotlib
     import matplotlib.pyplot as plt
@@ -1702,6 +1727,46 @@ def test_train_leaves_the_callers_random_states_threads_and_process_group(tmp_pa
     load_trained_model(tmp_path / "run" / "checkpoints" / "best.pt")
     load_members([tmp_path / "run" / "checkpoints" / "best.pt"])  # as evaluate and the ensembles load them
     assert draws() == expected
+
+
+def _cuda_flags() -> tuple:
+    backends = torch.backends
+    return (backends.cudnn.deterministic, backends.cudnn.benchmark, backends.cudnn.allow_tf32,
+            backends.cuda.matmul.allow_tf32, getattr(getattr(backends.cudnn, "conv", None), "fp32_precision", None),
+            getattr(backends.cuda.matmul, "fp32_precision", None))
+
+
+def test_a_run_on_a_gpu_is_deterministic_without_tf32_and_leaves_the_callers_cuda_flags(monkeypatch):
+    # torch.device("cuda") objects and the flags need no GPU
+    from msresnet1d.training.engine import deterministic_cuda
+
+    backends = torch.backends
+    for caller in ((False, True, True, True), (True, False, False, False)):  # a caller's own settings, kept
+        monkeypatch.setattr(backends.cudnn, "deterministic", caller[0])
+        monkeypatch.setattr(backends.cudnn, "benchmark", caller[1])
+        monkeypatch.setattr(backends.cudnn, "allow_tf32", caller[2])
+        monkeypatch.setattr(backends.cuda.matmul, "allow_tf32", caller[3])
+        before = _cuda_flags()
+        with deterministic_cuda(torch.device("cpu")):
+            assert _cuda_flags() == before  # the CPU's run changes nothing
+        for device in ("cuda", "cuda:1"):
+            with deterministic_cuda(torch.device(device)):
+                assert _cuda_flags()[:4] == (True, False, False, False)
+            assert _cuda_flags() == before
+        with pytest.raises(RuntimeError, match="stopped"):
+            with deterministic_cuda(torch.device("cuda")):
+                raise RuntimeError("stopped")
+        assert _cuda_flags() == before
+
+
+def test_train_runs_a_gpu_run_with_the_cuda_flags_set(monkeypatch):
+    from msresnet1d.training import run
+
+    monkeypatch.setattr(torch.random, "fork_rng", lambda devices: contextlib.nullcontext())  # no GPU to fork
+    before = _cuda_flags()
+    with run.callers_state_kept(torch.device("cuda:0")):  # the block train runs in
+        assert _cuda_flags()[:4] == (True, False, False, False)
+    assert _cuda_flags() == before
 
 
 def test_saved_random_states_give_the_same_draws_again():

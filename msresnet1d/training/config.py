@@ -67,7 +67,7 @@ class TrainConfig:
     seed: int = 0  # 0 .. 2**32 - 1 (numpy's range)
     threads: int = 0  # torch threads; 0 = leave PyTorch's default
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 1024  # examples a model call in validation and the test (the rhythm task: windows)
     tta: str = "none"  # none | flip: validation, test and predict average p(x) and p(-x) (models.tta)
 
     def __post_init__(self) -> None:

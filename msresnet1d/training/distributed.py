@@ -9,6 +9,7 @@ GPU). Each rank trains on its shard of every epoch's permutation (the role of
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -16,17 +17,38 @@ import torch.distributed as torch_dist
 from torch import nn
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> the local GPU when there is one, else the CPU; ``"cuda"`` -> this rank's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but no CUDA GPU is available (use --device cpu)")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    if name != "cpu":
-        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}")
-    return torch.device("cpu")
+def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
+    """The device ``name`` means for this process: ``"cpu"``; ``"cuda"`` -> this rank's GPU,
+    ``cuda:<local_rank>`` (torchrun's ``LOCAL_RANK``, 0 in a single process); ``"cuda:N"`` -> GPU N
+    (N = 0, 1, ...), in a single process only; ``"auto"`` -> ``"cuda"`` when there is a GPU, else
+    the CPU.
+
+    Raises:
+        ValueError: another name; a GPU asked for on a machine without one; a GPU index the
+            machine does not have (``torch.cuda.device_count()``); under torchrun
+            (``world_size`` > 1), an explicit index (each process takes its own GPU).
+    """
+    spelled = re.fullmatch(r"cpu|auto|cuda(?::([0-9]+))?", name)
+    if spelled is None:
+        raise ValueError(f"device {name!r}: expected cpu, cuda, cuda:N (N = 0, 1, ...: a GPU's index) or auto")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but no CUDA GPU is available (use --device cpu)")
+    count = torch.cuda.device_count()
+    if spelled.group(1) is None:
+        if local_rank >= count:
+            raise ValueError(f"device {name!r}: this process's GPU is cuda:{local_rank} (its LOCAL_RANK), but this "
+                             f"machine has {count} GPU(s): start at most {count} process(es) a machine "
+                             "(torchrun --nproc_per_node)")
+        return torch.device("cuda", local_rank)
+    if world_size > 1:
+        raise ValueError(f"device {name!r}: under torchrun each of the {world_size} processes takes its own GPU, "
+                         "cuda:LOCAL_RANK; give --device cuda (or auto), and CUDA_VISIBLE_DEVICES to choose the GPUs")
+    index = int(spelled.group(1))
+    if index >= count:
+        raise ValueError(f"device {name!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    return torch.device("cuda", index)
 
 
 @dataclass
@@ -94,7 +116,7 @@ def setup(device: str = "cpu") -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    resolved = resolve_device(device, local_rank)
+    resolved = resolve_device(device, local_rank, world_size)
     joins = world_size > 1 and not torch_dist.is_initialized()
     if joins:
         if resolved.type == "cuda":

@@ -266,6 +266,33 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@contextlib.contextmanager
+def deterministic_cuda(device: torch.device) -> Iterator[None]:
+    """On a CUDA ``device``, run the block with cuDNN's deterministic algorithms (``benchmark``'s
+    timing-based choice off) and without TF32 in convolutions and matrix products, so that a GPU
+    run repeats itself (a resume ends as the uninterrupted run) and computes in float32 as a CPU
+    does; then give the caller's settings back (process-wide flags, as the thread count). On
+    another device nothing is changed."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    wanted = [(cudnn, "deterministic", True), (cudnn, "benchmark", False), (cudnn, "allow_tf32", False),
+              (matmul, "allow_tf32", False)]
+    # torch >= 2.9 also spells TF32 as fp32_precision, which allow_tf32 rewrites: restored after it, exactly
+    spelled = [(owner, "fp32_precision") for owner in (getattr(cudnn, "conv", None), matmul)
+               if hasattr(owner, "fp32_precision")]
+    kept = [(owner, name) for owner, name, _ in wanted] + spelled
+    previous = [(owner, name, getattr(owner, name)) for owner, name in kept]
+    try:
+        for owner, name, value in wanted:
+            setattr(owner, name, value)
+        yield
+    finally:
+        for owner, name, value in previous:
+            setattr(owner, name, value)
+
+
 def seed_torch(seed: int, device: torch.device) -> None:
     """Seed torch's CPU generator and, for a run on a GPU, that GPU's: not every GPU's, as
     ``torch.manual_seed`` does (a caller's generators of the others are left alone)."""

@@ -25,8 +25,8 @@ from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import load_checkpoint, load_weights
 from .configured import checkpoint_config, create_configured_model, resolve_model
-from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, seed_torch,
-                     torch_threads)
+from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, deterministic_cuda,
+                     seed_torch, torch_threads)
 from .optim import warn_double_balancing
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
@@ -44,10 +44,12 @@ def seed_everything(seed: int, device: torch.device = torch.device("cpu")) -> No
 def callers_state_kept(device: torch.device) -> Iterator[None]:
     """Within the block, seed and set torch's threads at will: Python's, numpy's and torch's
     global random states (also ``device``'s, a GPU) and the thread count are the caller's again
-    after it, as a library call should leave them."""
+    after it, as a library call should leave them. On a GPU, the block runs deterministic and
+    without TF32 (:func:`~.engine.deterministic_cuda`), and the caller's cuDNN flags come back too."""
     python, numpy = random.getstate(), np.random.get_state()
     try:
-        with torch_threads(None), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with (torch_threads(None), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+              deterministic_cuda(device)):
             yield
     finally:
         random.setstate(python)
@@ -293,7 +295,7 @@ def write_plots(trainer: Trainer, result: dict) -> None:
 def ecg_strip(model: nn.Module, task: Task, path: Path, seconds: float = 10.0) -> None:
     """Plot the ``seconds`` of test signal, over every test record, that hold the most non-N
     beats (the first such window; windows start 0.5 s before a beat), with true and predicted beat
-    labels."""
+    labels (``model``'s, on the device its parameters are on)."""
     from ..data import read_record
     from ..data.records import read_header
 
@@ -319,9 +321,10 @@ def ecg_strip(model: nn.Module, task: Task, path: Path, seconds: float = 10.0) -
     inputs = [t[torch.from_numpy(chosen)] for t in strip["inputs"]]
     if strip["transform"] is not None:
         inputs[0] = strip["transform"](inputs[0])
+    device = next(model.parameters()).device  # the training device: a GPU run's model is on its GPU
     model.eval()
     with torch.inference_mode():
-        predicted = model(*inputs).argmax(dim=1).numpy()
+        predicted = model(*(t.to(device) for t in inputs)).argmax(dim=1).cpu().numpy()
     plots.plot_ecg_strip(signal.signal[0, start:start + span], fs, beats.sample[chosen] - start,
                          [task.class_names[i] for i in beats.y[chosen]], [task.class_names[i] for i in predicted],
                          path, title=f"record {record}, {start / fs:.1f}-{(start + span) / fs:.1f} s",

@@ -137,7 +137,8 @@ def rhythm_task(cfg: TrainConfig, dist: DistContext) -> Task:
 
     def predictor(part, split: str) -> SplitPredictor:
         def predict(model: nn.Module, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-            probs = predict_records(model, part, opts["crop_seconds"], opts["hop_seconds"], extra=hrv.get(split))
+            probs = predict_records(model, part, opts["crop_seconds"], opts["hop_seconds"], extra=hrv.get(split),
+                                    windows_per_call=cfg.eval_batch_size)
             return part.y, probs.float().numpy()
         return predict
 
