@@ -162,6 +162,13 @@ def _torch_threads(n_jobs: int | None) -> contextlib.AbstractContextManager[None
     return torch_threads(None if n_jobs is None else effective_n_jobs(n_jobs))
 
 
+def _on_the_cpu() -> contextlib.AbstractContextManager[None]:
+    """The CPU as torch's default device within the block when a caller's
+    ``torch.set_default_device`` chose another (``torch.device`` as a context: a function mode
+    that costs about 5 us a torch call here, so not entered otherwise)."""
+    return torch.device("cpu") if torch.empty(0).device.type != "cpu" else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def _training_mode_of_torch() -> Iterator[None]:
     """Run the block as training needs torch, whatever the caller's settings, then restore them:
@@ -346,7 +353,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) if reset else self._seed
             train, val = self._split(targets, seed)
             with (_torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]), _training_mode_of_torch(),
-                  torch.device("cpu")):  # the CPU's, whatever a caller's torch.set_default_device
+                  _on_the_cpu()):
                 model = self._build_model(n_outputs, seed) if reset else self.model_
                 signals = self._fit_length(signals, model)
                 if reset:
@@ -482,7 +489,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         signals = _check_layout(self, X, reset=False)
         self._check_input_scale(signals, "this call")  # before pad_short's zeros, as fit measured them
         signals = self._fit_length(signals, self.model_)
-        with _torch_threads(self.n_jobs), torch.device("cpu"):  # where fit put the network
+        with _torch_threads(self.n_jobs), _on_the_cpu():  # where fit put the network
             return self._batched(torch.tensor(signals), fn)
 
     def _check_input_scale(self, signals: np.ndarray, where: str) -> None:
