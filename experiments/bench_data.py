@@ -29,7 +29,7 @@ import scipy
 import torch
 import wfdb
 
-from msresnet1d.arguments import database_or_exit, output_or_exit, program_warnings, results_help, script_parser
+from msresnet1d.arguments import as_program, database_or_exit, output_or_exit, results_help, script_parser
 from msresnet1d.atomic import write_text
 from msresnet1d.data import load_inter_patient, load_rhythm
 from msresnet1d.data.parallel import default_workers, usable_cpus
@@ -155,5 +155,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    with program_warnings():
+    with as_program():
         main()

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from msresnet1d.arguments import output_or_exit, program_warnings, results_help, script_parser, thread_count
+from msresnet1d.arguments import as_program, output_or_exit, results_help, script_parser, thread_count
 from msresnet1d.atomic import write_text
 from msresnet1d.data.fashion_mnist import split_dir
 from msresnet1d.data.parallel import usable_cpus
@@ -171,5 +171,5 @@ def _print_result(result: dict[str, Any], steps: int, threads: int) -> None:
 
 
 if __name__ == "__main__":
-    with program_warnings():
+    with as_program():
         main()

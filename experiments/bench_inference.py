@@ -36,8 +36,7 @@ import torch
 
 from msresnet1d import count_flops, create_model
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (database_or_exit, output_or_exit, program_warnings, results_help, script_parser,
-                                  thread_count)
+from msresnet1d.arguments import as_program, database_or_exit, output_or_exit, results_help, script_parser, thread_count
 from msresnet1d.data import BeatConfig, RhythmConfig, read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows
@@ -258,5 +257,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    with program_warnings():
+    with as_program():
         main()

@@ -100,7 +100,7 @@ from torch.nn import functional as F
 
 from msresnet1d import count_flops, count_parameters, create_model, list_models
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import database_or_exit, output_or_exit, program_warnings, results_help, script_parser
+from msresnet1d.arguments import as_program, database_or_exit, output_or_exit, results_help, script_parser
 from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.models.fuse import fuse_batchnorm
 from msresnet1d.models.layers import Conv1d
@@ -1002,5 +1002,5 @@ def render_markdown(report: dict) -> str:
 
 
 if __name__ == "__main__":
-    with program_warnings():
+    with as_program():
         main()

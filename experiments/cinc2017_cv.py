@@ -45,8 +45,8 @@ import torch
 from sklearn.model_selection import StratifiedKFold
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
-                                  overrides_or_exit, program_warnings, result_or_exit, results_help, script_parser,
+from msresnet1d.arguments import (THREADS_HELP, add_seeds, as_program, config_or_exit, database_or_exit,
+                                  output_or_exit, overrides_or_exit, result_or_exit, results_help, script_parser,
                                   thread_count)
 from msresnet1d.data.rhythm import CINC_CLASSES, read_reference
 from msresnet1d.models.tta import TTA_MODES
@@ -304,5 +304,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    with program_warnings():
+    with as_program():
         main()

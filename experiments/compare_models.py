@@ -77,8 +77,8 @@ import torch
 from torch import nn
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (add_seeds, config_or_exit, database_or_exit, output_or_exit, overrides_or_exit,
-                                  program_warnings, script_parser, seed_value, thread_count)
+from msresnet1d.arguments import (add_seeds, as_program, config_or_exit, database_or_exit, output_or_exit,
+                                  overrides_or_exit, script_parser, seed_value, thread_count)
 from msresnet1d.data import DS2
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config
@@ -401,5 +401,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    with program_warnings():
+    with as_program():
         main()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msresnet1d.arguments import database_or_exit, output_or_exit, program_warnings, results_help, script_parser
+from msresnet1d.arguments import as_program, database_or_exit, output_or_exit, results_help, script_parser
 from msresnet1d.atomic import write_text
 from msresnet1d.data import DS2, read_annotations, read_record
 from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI
@@ -109,5 +109,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    with program_warnings():
+    with as_program():
         main()

@@ -70,8 +70,8 @@ import numpy as np
 import torch
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
-                                  program_warnings, result_or_exit, results_help, script_parser, thread_count)
+from msresnet1d.arguments import (THREADS_HELP, add_seeds, as_program, config_or_exit, database_or_exit,
+                                  output_or_exit, result_or_exit, results_help, script_parser, thread_count)
 from msresnet1d.data import DS1, RR_FEATURES, load_beats, patient_index, record_kfold
 from msresnet1d.training.config import parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -448,5 +448,5 @@ def plot_report(report: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    with program_warnings():
+    with as_program():
         main()

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mitdb_ds1_cv import confusion_matrices, decide, rescored, summarise, table  # noqa: E402
 
 from msresnet1d.atomic import write_text  # noqa: E402
-from msresnet1d.arguments import (add_seeds, database_or_exit, output_or_exit, program_warnings,  # noqa: E402
+from msresnet1d.arguments import (add_seeds, as_program, database_or_exit, output_or_exit,  # noqa: E402
                                   results_help, script_parser)
 from msresnet1d.data import DS1, load_beats  # noqa: E402
 from msresnet1d.data.rr import RR_FEATURES, rr_columns  # noqa: E402
@@ -191,5 +191,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    with program_warnings():
+    with as_program():
         main()

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (THREADS_HELP, add_seeds, config_or_exit, database_or_exit, output_or_exit,
-                                  overrides_or_exit, program_warnings, result_or_exit, results_help, script_parser,
+from msresnet1d.arguments import (THREADS_HELP, add_seeds, as_program, config_or_exit, database_or_exit,
+                                  output_or_exit, overrides_or_exit, result_or_exit, results_help, script_parser,
                                   thread_count)
 from msresnet1d.data import AAMI_CLASSES, DS2
 from msresnet1d.training.ensemble import ensemble_predict
@@ -236,5 +236,5 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    with program_warnings():
+    with as_program():
         main()

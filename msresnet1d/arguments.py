@@ -1,12 +1,13 @@
 """Command-line arguments that the ``msresnet1d`` command and the experiment scripts share: config
 files by name, seeds, thread counts, ``--set`` overrides, database folders, and the errors
-they give through ``parser.error``; and how they show warnings when run as programs."""
+they give through ``parser.error``; and how they print warnings and output run as programs."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import math
+import os
 import re
 import sys
 import warnings
@@ -45,12 +46,17 @@ def resolve_config(name: str | None) -> Path | None:
 
 
 @contextlib.contextmanager
-def program_warnings() -> Iterator[None]:
-    """Inside it, each warning is printed once, as one line (``warning: <message>`` on stderr),
-    instead of Python's format with its source line for every fold or seed that raises it (under
-    torchrun, rank 0 alone: every rank reads the same data). The ``msresnet1d`` command and the
-    experiment scripts run as programs wrap their work in it; their ``main(argv)`` called from
-    Python leaves warnings to Python. Filters (``-W error`` included) apply as before."""
+def as_program() -> Iterator[None]:
+    """What the ``msresnet1d`` command and the experiment scripts do run as programs (their
+    ``main(argv)`` called from Python leaves both to Python):
+
+    - each warning is printed once, as one line (``warning: <message>`` on stderr), instead of
+      Python's format with its source line for every fold or seed that raises it (under torchrun,
+      rank 0 alone: every rank reads the same data); filters (``-W error`` included) apply as
+      before;
+    - what stdout and stderr cannot encode (a file name that is not UTF-8, say) is printed as
+      backslash escapes rather than ending a finished command with an encoding error.
+    """
     shown: set[str] = set()
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # warnings.showwarning's signature
@@ -60,9 +66,16 @@ def program_warnings() -> Iterator[None]:
             shown.add(str(message))
             print(f"warning: {message}", file=file or sys.stderr)
 
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
+    streams = [(stream, stream.errors) for stream in (sys.stdout, sys.stderr) if hasattr(stream, "reconfigure")]
+    for stream, _ in streams:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            yield
+    finally:
+        for stream, errors in streams:
+            stream.reconfigure(errors=errors)
 
 
 class HintedParser(argparse.ArgumentParser):
@@ -234,11 +247,12 @@ THREADS_HELP = "torch threads (0 or unset: PyTorch's default; on a shared machin
 
 
 def path_flag(value: str) -> str:
-    """A file or folder flag's value: not empty (``--config "$CFG"`` with CFG unset would otherwise
-    mean the flag's default, e.g. another config)."""
+    """A file or folder flag's value, a leading ``~`` expanded (the shell leaves ``--out=~/runs``
+    as it is): not empty (``--config "$CFG"`` with CFG unset would otherwise mean the flag's
+    default, e.g. another config)."""
     if not value:
         raise argparse.ArgumentTypeError("empty: give a path (an unset shell variable?), or leave the flag out")
-    return value
+    return os.path.expanduser(value)
 
 
 def positive_seconds(value: str) -> float:

@@ -12,7 +12,6 @@ import argparse
 import errno
 import json
 import logging
-import os
 import re
 import signal
 import sys
@@ -273,9 +272,9 @@ def cmd_download(args: argparse.Namespace) -> int:
     """Fetch MIT-BIH (wfdb's downloader, PhysioNet's SHA-256 checked) or Fashion-MNIST (its mirrors,
     the official MD5s checked) into ``<root>/<name>``: ``--data-dir``, else where ``train`` looks
     without flags. A copy already there is checked instead; then says whether ``train`` finds it."""
-    from .data.locate import DATA_ENV
+    from .data.locate import DATA_ENV, env_path
 
-    root = args.data_dir or os.environ.get(DATA_ENV) or None
+    root = args.data_dir or env_path(DATA_ENV)
     fetch = _download_mitdb if args.name == "mitdb" else _download_fashion_mnist
     folder, found = fetch(Path(root) if root else None, bool(args.data_dir), args.timeout)
     if found is not None and Path(found).resolve() == folder.resolve():
@@ -506,11 +505,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``msresnet1d`` command on ``argv`` (default: the program's arguments); returns its exit
     status. Run as the program (no ``argv``), it prints each warning once, as one line (under
     torchrun, rank 0 alone: every rank reads the same data), as the experiment scripts do
-    (:func:`~msresnet1d.arguments.program_warnings`). Called from Python (``argv`` given), it
+    (:func:`~msresnet1d.arguments.as_program`). Called from Python (``argv`` given), it
     leaves the caller's logging (the root logger's handlers and level) and torch's thread count
     (``--threads``; when torch was imported before the call) as they were."""
     if argv is None:
-        with arguments.program_warnings():
+        with arguments.as_program():
             return _run(sys.argv[1:])
     handlers, level = logging.root.handlers[:], logging.root.level
     torch = sys.modules.get("torch")  # imported by the command if needed: --help and --version import none
@@ -526,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class _LogFormatter(logging.Formatter):
     """Warnings and errors logged as the command prints the others (``warning: ...``, as
-    :func:`~msresnet1d.arguments.program_warnings` shows Python's); ``-v``'s INFO lines with their
+    :func:`~msresnet1d.arguments.as_program` shows Python's); ``-v``'s INFO lines with their
     logger's name."""
 
     def format(self, record: logging.LogRecord) -> str:

@@ -74,6 +74,16 @@ def test_info_and_the_training_engine_import_no_scikit_learn():
     assert "msresnet1d_beat" in result.stdout and result.stderr == "[]\n"
 
 
+def test_a_path_that_is_not_utf_8_is_printed_escaped_by_a_program():
+    # a folder named in Latin-1 reaches Python as a surrogate; a strict UTF-8 stdout (a UTF-8 locale, or
+    # PYTHONIOENCODING) ended a finished train or predict with "error: 'utf-8' codec can't encode ..."
+    code = ("import sys\nfrom msresnet1d.arguments import as_program\nwith as_program():\n"
+            "    print('wrote', sys.argv[1])\nprint(sys.stdout.errors)")
+    result = subprocess.run([sys.executable, "-c", code, b"/tmp/lat\xfcn/100.pred"], capture_output=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"})
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"wrote /tmp/lat\\udcfcn/100.pred\nstrict\n", b"")
+
+
 def test_version_is_the_packages(capsys):
     import msresnet1d
 

@@ -133,6 +133,41 @@ def test_records_outside_the_database_folder_are_refused(tmp_path):
         list_records(db)
 
 
+def test_records_files_with_a_byte_order_mark_or_nested_folders_are_read(tmp_path):
+    db = make_db(tmp_path / "db", "100")
+    (db / "RECORDS").write_text("\ufeff100\n", encoding="utf-8")  # as Windows Notepad saves it
+    assert list_records(db) == ["100"]
+    make_db(db / "p0", "101")
+    make_db(db / "p1" / "q", "103")
+    (db / "RECORDS").write_text("100\np0/\np1/q/\n./\n")  # PhysioNet's nested layout; a folder listing itself
+    (db / "p0" / "RECORDS").write_text("101\n")
+    (db / "p1" / "q" / "RECORDS").write_text("103\n")
+    assert list_records(db) == ["100", "p0/101", "p1/q/103"]
+    (db / "p0" / "RECORDS").unlink()
+    with pytest.raises(DataError, match=re.escape(f"{db / 'p0' / 'RECORDS'} is missing: {db / 'RECORDS'} lists folder "
+                                                  "p0/, whose RECORDS file names its records")):
+        list_records(db)
+
+
+def test_a_leading_tilde_is_the_home_folder_in_paths_and_variables(tmp_path, monkeypatch):
+    from msresnet1d.arguments import path_flag
+    from msresnet1d.data.cache import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    db = make_db(tmp_path / "data" / "mitdb", "100")
+    assert find_database("mitdb", "~/data") == db
+    assert find_database("mitdb", "~/data/mitdb") == db
+    monkeypatch.setenv("MSRESNET1D_DATA", "~/data")  # quoted, or in an .env file: the shell left it
+    assert find_database("mitdb") == db and locate.data_home() == tmp_path / "data"
+    monkeypatch.setenv("MSRESNET1D_CACHE", "~/cache")
+    assert cache_dir() == tmp_path / "cache" and cache_dir("~/other") == tmp_path / "other"
+    assert path_flag("~/runs") == str(tmp_path / "runs")  # --out=~/runs: the shell does not expand after "="
+    monkeypatch.chdir(tmp_path / "data")
+    with pytest.raises(DataError, match=re.escape(f"database 'mitdb': nowhere does not exist (a relative path is "
+                                                  f"taken from the current folder, {tmp_path / 'data'})")):
+        find_database("mitdb", "nowhere")
+
+
 def test_an_installed_package_says_the_embedded_sample_is_in_a_clone(isolated, monkeypatch):
     monkeypatch.setattr(locate, "repo_datasets_dir", lambda: None)
     monkeypatch.setattr(locate, "data_home", lambda: isolated / "home")

@@ -385,7 +385,7 @@ def load_beats(
         DataError: a record is missing, malformed, lacks a lead or has one without a valid sample
             (all WFDB invalid values), or is shorter than a window.
     """
-    db_dir = Path(db_dir) if db_dir is not None else find_database("mitdb")
+    db_dir = Path(db_dir).expanduser() if db_dir is not None else find_database("mitdb")
     names = list(records) if records is not None else default_records(db_dir)
     if not names:
         raise DataError(f"database {db_dir}: no records requested")
@@ -419,7 +419,7 @@ def load_inter_patient(
     """(train, test) beats of de Chazal's inter-patient split: DS1 and DS2, paced records out.
     ``db_dir``, ``config``, ``cache``, ``cache_dir`` and ``workers`` are :func:`load_beats`'s, for
     both; each set is cached on its own."""
-    db_dir = Path(db_dir) if db_dir is not None else find_database("mitdb")
+    db_dir = Path(db_dir).expanduser() if db_dir is not None else find_database("mitdb")
     kwargs = dict(db_dir=db_dir, config=config, cache=cache, cache_dir=cache_dir, workers=workers)
     return load_beats(DS1, **kwargs), load_beats(DS2, **kwargs)
 

@@ -53,7 +53,7 @@ from stat import S_ISREG
 import numpy as np
 
 from ..atomic import move_folder
-from .locate import repo_datasets_dir
+from .locate import env_path, repo_datasets_dir
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,10 @@ KEPT_WARNINGS = (UserWarning, RuntimeWarning)
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The cache folder (see the module docstring for the order). Not created here."""
     if explicit is not None:
-        return Path(explicit)
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
+        return Path(explicit).expanduser()
+    env = env_path(CACHE_ENV)
+    if env is not None:
+        return env
     datasets = repo_datasets_dir()
     if datasets is not None and os.access(datasets, os.W_OK):
         return datasets / "cache"

@@ -63,7 +63,7 @@ from ..values import is_whole
 
 from .errors import DataError
 from .loader import BatchTransform, TensorBatchLoader
-from .locate import DATA_ENV, data_home, repo_datasets_dir
+from .locate import DATA_ENV, data_home, env_path, repo_datasets_dir
 
 logger = logging.getLogger(__name__)
 
@@ -293,11 +293,12 @@ def search_dirs(root: str | os.PathLike[str] | None = None) -> list[tuple[str, P
     ``fashion-mnist/`` alone when ``root`` is given (a folder named explicitly is never replaced
     by another copy), else the default places."""
     if root is not None:
-        return [(_GIVEN, Path(root)), (f"{_GIVEN}'s fashion-mnist/", Path(root) / "fashion-mnist")]
+        root = Path(root).expanduser()
+        return [(_GIVEN, root), (f"{_GIVEN}'s fashion-mnist/", root / "fashion-mnist")]
     dirs = []
-    env = os.environ.get(DATA_ENV)
-    if env:
-        dirs.append((f"${DATA_ENV}/fashion-mnist", Path(env) / "fashion-mnist"))
+    env = env_path(DATA_ENV)
+    if env is not None:
+        dirs.append((f"${DATA_ENV}/fashion-mnist", env / "fashion-mnist"))
     dirs.append(_own_dir())
     dirs.append(("Debian package dataset-fashion-mnist", DEBIAN_DATA_DIR))
     return dirs
@@ -315,9 +316,8 @@ def default_download_dir() -> Path:
     variable is set (the first place looked in), else :data:`REPO_DATA_DIR` in a source checkout,
     else (an installed package) the download folder's ``fashion-mnist/``
     (:func:`~msresnet1d.data.locate.data_home`, as for PhysioNet databases); each is searched."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]) / "fashion-mnist"
-    return _own_dir()[1]
+    env = env_path(DATA_ENV)
+    return env / "fashion-mnist" if env is not None else _own_dir()[1]
 
 
 def _own_dir() -> tuple[str, Path]:

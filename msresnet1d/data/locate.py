@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 
 DATA_ENV = "MSRESNET1D_DATA"
 
+
+def env_path(variable: str) -> Path | None:
+    """The folder environment variable ``variable`` names, a leading ``~`` expanded (the shell
+    does not expand it in a quoted value or an ``.env`` file), or ``None`` when unset or empty."""
+    value = os.environ.get(variable)
+    return Path(value).expanduser() if value else None
+
 #: Databases that :func:`download_database` can fetch, as PhysioNet ``<project>/<version>``: the
 #: version whose files the checksums of :data:`CHECKSUMS_DIR` list (a newer one would fail them).
 PHYSIONET_PROJECTS: dict[str, str] = {"mitdb": "mitdb/1.0.0"}
@@ -95,9 +102,9 @@ def repo_datasets_dir() -> Path | None:
 def data_home() -> Path:
     """Folder that receives downloads: ``$MSRESNET1D_DATA`` if set, else the repository's
     ``datasets/downloads/`` if ``datasets/`` is writable, else ``~/.cache/msresnet1d/data``."""
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env)
+    env = env_path(DATA_ENV)
+    if env is not None:
+        return env
     datasets = repo_datasets_dir()
     if datasets is not None and os.access(datasets, os.W_OK):
         return datasets / "downloads"
@@ -116,25 +123,48 @@ def is_record_name(name: object) -> bool:
 
 def list_records(db_dir: str | os.PathLike[str]) -> list[str]:
     """Record names of a database folder: the lines of its ``RECORDS`` file if there is one,
-    else the stems of its ``*.hea`` files, sorted.
+    else the stems of its ``*.hea`` files, sorted. A ``RECORDS`` line naming a folder (``sub/``,
+    PhysioNet's nested layout) stands for the records of that folder's own ``RECORDS``, named
+    ``sub/<record>``.
 
-    Raises :class:`DataError` if the folder does not exist or holds no record, or if its
-    ``RECORDS`` names one outside it (an absolute path, or one through ``..``).
+    Raises :class:`DataError` if the folder does not exist or holds no record, if a ``RECORDS``
+    names one outside it (an absolute path, or one through ``..``), or if a folder it names has
+    no ``RECORDS``.
     """
     db_dir = Path(db_dir)
     if not db_dir.is_dir():
         raise DataError(f"database folder {db_dir} does not exist")
-    records_file = db_dir / "RECORDS"
-    if records_file.is_file():
-        names = [line.strip() for line in records_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-        outside = [name for name in names if not is_record_name(name)]
-        if outside:
-            raise DataError(f"{records_file} names record {outside[0]!r}, outside the database folder (an absolute "
-                            "path or one through ..): a RECORDS file lists the folder's own records")
+    if (db_dir / "RECORDS").is_file():
+        names = _listed(db_dir, "", set(), None)
     else:
         names = sorted(path.stem for path in db_dir.glob("*.hea"))
     if not names:
         raise DataError(f"no WFDB records in {db_dir}: no RECORDS file and no .hea files")
+    return names
+
+
+def _listed(db_dir: Path, folder: str, seen: set[Path], listed_in: Path | None) -> list[str]:
+    """The records ``<db_dir>/<folder>RECORDS`` lists (``folder`` named in ``listed_in``),
+    relative to ``db_dir``, its folders' ``RECORDS`` followed (each folder once). Read as UTF-8
+    with or without a byte-order mark (which a Windows editor writes, and which would otherwise
+    begin the first name)."""
+    records_file = db_dir / folder / "RECORDS"
+    if not records_file.is_file():
+        raise DataError(f"{records_file} is missing: {listed_in} lists folder {folder}, whose RECORDS file names "
+                        "its records")
+    seen.add(records_file.resolve())
+    names = []
+    for line in records_file.read_text(encoding="utf-8-sig").splitlines():
+        if not line.strip():
+            continue
+        name = folder + line.strip()
+        if not is_record_name(name):
+            raise DataError(f"{records_file} names record {line.strip()!r}, outside the database folder (an absolute "
+                            "path or one through ..): a RECORDS file lists the folder's own records")
+        if not name.endswith("/"):
+            names.append(name)
+        elif (db_dir / name / "RECORDS").resolve() not in seen:  # a folder listing itself, or listed twice
+            names.extend(_listed(db_dir, name, seen, records_file))
     return names
 
 
@@ -150,17 +180,19 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
     when it is found nowhere, rather than falling back to the embedded sample. Raises
     :class:`DataError`, saying how to supply the data, when nothing is found."""
     if path is not None:
-        path = Path(path)
+        path = Path(path).expanduser()
         if not path.exists():
-            raise DataError(f"database '{name}': {path} does not exist")
+            where = "" if path.is_absolute() else f" (a relative path is taken from the current folder, {Path.cwd()})"
+            raise DataError(f"database '{name}': {path} does not exist{where}")
         for candidate in (path, path / name):
             if holds_records(candidate):
                 return candidate
         raise DataError(f"database '{name}': {path} is not a folder of WFDB records, nor a folder holding "
                         f"'{name}/' with them")
     candidates = []
-    if os.environ.get(DATA_ENV):
-        candidates.append(Path(os.environ[DATA_ENV]) / name)
+    env = env_path(DATA_ENV)
+    if env is not None:
+        candidates.append(env / name)
     datasets = repo_datasets_dir()
     if datasets is not None:
         candidates.append(datasets / name)
@@ -172,10 +204,9 @@ def find_database(name: str, path: str | os.PathLike[str] | None = None, *, down
             return candidate
     if download:
         return download_database(name)
-    env = os.environ.get(DATA_ENV)
-    if env:
+    if env is not None:
         hint = (f" ({env} looks like the database folder itself: set {DATA_ENV} to the folder holding it)"
-                if Path(env).name == name else "")
+                if env.name == name else "")
         sample_note = (f"; the embedded sample is used only when {DATA_ENV} is unset" if name in EMBEDDED_SAMPLES
                        else "")
         raise DataError(

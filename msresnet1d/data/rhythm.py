@@ -211,7 +211,7 @@ def load_rhythm(
         DataError: bad ``REFERENCE.csv``, or a listed record missing, unreadable, or whose lead has
             no valid sample (all WFDB invalid values).
     """
-    db_dir = Path(db_dir) if db_dir is not None else find_database("cinc2017")
+    db_dir = Path(db_dir).expanduser() if db_dir is not None else find_database("cinc2017")
     labels = read_reference(db_dir)
     unlabelled = [name for name in list_records(db_dir) if name not in labels]
     if unlabelled:

@@ -123,7 +123,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by this package, safely (``weights_only=True``)."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_dir():
         found = [p for p in (path / "checkpoints" / "best.pt", path / "best.pt") if p.is_file()]
         hint = f"; did you mean {found[0]}?" if found else " (a run keeps them in <run>/checkpoints/)"

@@ -198,7 +198,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             seed_everything(cfg.seed, dist.device)
             cfg = resolve_model(resolve_data(cfg))  # the run folder records every data and model option
             if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
-                cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": os.path.abspath(cfg.data["data_dir"])})
+                data_dir = os.path.abspath(os.path.expanduser(cfg.data["data_dir"]))
+                cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": data_dir})
             task = build_task(cfg, dist)
             if dist.is_main:
                 warn_absent_classes(task)
