@@ -160,7 +160,7 @@ def database_or_exit(parser: argparse.ArgumentParser, name: str, folder: str | P
 
 def output_or_exit(parser: argparse.ArgumentParser, path: str | Path, flag: str = "--out") -> Path:
     """An experiment script's results file ``path`` (``flag`` names it), checked before any run
-    trains (:func:`~msresnet1d.atomic.check_target`: not a folder, its folder creatable), or
+    trains (:func:`~msresnet1d.atomic.check_target`: not a folder nor write-protected, its folder creatable), or
     ``parser.error`` saying why it could not be written; else the results would be lost at the end."""
     from .atomic import check_target
 

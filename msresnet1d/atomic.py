@@ -3,37 +3,87 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
+#: The longest file name, in bytes, assumed where the system cannot say (Windows): most file systems' NAME_MAX.
+NAME_MAX = 255
+#: Characters of a long file name that its temporary files' names keep (:func:`atomic_paths`).
+_KEPT = 32
+
+
+def name_max(folder: str | os.PathLike[str]) -> int:
+    """The longest file name, in bytes, that the file system of ``folder`` (an existing folder)
+    takes: its ``NAME_MAX`` (``os.pathconf``), else :data:`NAME_MAX`."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no answer
+        return NAME_MAX
+    return limit if limit > 0 else NAME_MAX
+
+
+def masked(mode: int) -> int:
+    """``mode`` less the process's umask: what ``open`` (``0o666``) or ``mkdir`` (``0o777``) gives a
+    new file or folder, for one ``mkstemp`` or ``mkdtemp`` made private."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 def uncreatable(path: str | os.PathLike[str]) -> str | None:
     """Why ``path`` could not be created, or None: its nearest existing parent is a file
-    ("<parent> is a file") or a folder without write permission ("<parent> is not writable")."""
-    for parent in Path(path).absolute().parents:
+    ("<parent> is a file"), a symbolic link to nothing ("<parent> is a symbolic link to <target>,
+    which does not exist") or a folder without write permission ("<parent> is not writable"), or a
+    name to create under it is longer than its file system takes (:func:`name_max`)."""
+    path = Path(path).absolute()
+    for parent in path.parents:
         try:
             if not parent.exists():
+                if os.path.islink(parent):
+                    return f"{parent} is a symbolic link to {os.readlink(parent)}, which does not exist"
                 continue
-        except OSError:  # a folder above without search permission
-            return f"{parent.parent} is not searchable"
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:  # a name below an existing folder: said once that folder is found
+                continue
+            return f"{parent.parent} is not searchable"  # a folder above without search permission
         if not parent.is_dir():
             return f"{parent} is a file"
+        limit = name_max(parent)
+        for name in path.relative_to(parent).parts:
+            if len(os.fsencode(name)) > limit:
+                return (f"the name {name[:40]}... is {len(os.fsencode(name))} bytes long, over the {limit}-byte limit "
+                        f"of the file system of {parent}")
         return None if os.access(parent, os.W_OK | os.X_OK) else f"{parent} is not writable"
     return None
 
 
+def unwritable(path: str | os.PathLike[str]) -> str | None:
+    """Why a file could not be written at ``path``, or None: :func:`uncreatable`, or a file there
+    that this process may not write ("<path> is not writable ..."), write protection that ``open``
+    honours and a rename would not (a symbolic link is replaced, not its target: its target's
+    permissions are not asked)."""
+    problem = uncreatable(path)
+    if problem is None and os.path.exists(path) and not os.path.islink(path) and not os.access(path, os.W_OK):
+        problem = f"{path} is not writable (write-protected: make it writable, or give another file)"
+    return problem
+
+
 def check_target(path: str | os.PathLike[str], what: str) -> Path:
     """Raise ValueError, before any work, if a file could not be written at ``path`` (``what``
-    names it for the message, e.g. "--json"): an existing folder there, or :func:`uncreatable`.
+    names it for the message, e.g. "--json"): an existing folder there, or :func:`unwritable`.
     Returns ``path`` as a :class:`Path` (taken literally, as the file is written: ``~`` is the
     shell's to expand)."""
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):
         raise ValueError(f"{what} {path} is a folder; give a file name")
-    problem = uncreatable(path)
+    problem = unwritable(path)
     if problem:
         raise ValueError(f"{what} {path}: {problem}")
     return path
@@ -58,22 +108,23 @@ def atomic_paths(*paths: str | os.PathLike[str], suffix: str = ".tmp") -> Iterat
     """:func:`atomic_path` for files written together (a record's annotations and their CSV):
     every temporary file is flushed to disk before the first is renamed, so a failure before
     the renames (a full disk, found by a flush) replaces none of ``paths``; the renames follow
-    one another."""
+    one another. A file replaced keeps its permissions (a new one gets the umask's, as ``open``
+    gives); ``suffix`` is a dot and lowercase letters or digits."""
+    if not re.fullmatch(r"\.[a-z0-9]+", suffix):
+        raise ValueError(f"atomic_paths: suffix must be a dot and lowercase letters or digits, got {suffix!r}")
     paths = [Path(path) for path in paths]
     tmps: list[Path] = []
     try:
         try:
             for path in paths:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path, suffix), suffix=suffix)
                 os.close(fd)
                 tmps.append(Path(tmp))
             yield tmps
-            umask = os.umask(0)
-            os.umask(umask)
-            for tmp in tmps:
+            for tmp, path in zip(tmps, paths):
                 _sync_file(tmp)
-                os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+                os.chmod(tmp, _mode_of(path))  # mkstemp makes 0600 files
             for tmp, path in zip(tmps, paths):
                 os.replace(tmp, path)
             for folder in dict.fromkeys(path.parent for path in paths):
@@ -93,6 +144,44 @@ def atomic_paths(*paths: str | os.PathLike[str], suffix: str = ".tmp") -> Iterat
                     raise OSError(e.errno, e.strerror, destination).with_traceback(e.__traceback__) from None
                 e.filename = destination
         raise
+
+
+def _mode_of(path: Path) -> int:
+    """The permissions a file written at ``path`` gets: those of the file there (through a
+    symbolic link, its target's), else the umask's (:func:`masked`)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode) & 0o777  # not set-user-ID and the like, for new contents
+    except OSError:  # none there (or a symbolic link to nothing)
+        return masked(0o666)
+
+
+def _temporary_prefix(path: Path, suffix: str) -> str:
+    """The start of the names of :func:`atomic_paths`' temporary files for ``path``, which
+    ``mkstemp`` follows with random characters, then ``suffix``: ``.<name>.``, or, where that
+    would be over the folder's limit (:func:`name_max`), ``.<the name's first 32 characters>~.``."""
+    prefix = f".{path.name}."
+    if len(os.fsencode(f"{prefix}{'x' * 8}{suffix}")) > name_max(path.parent):  # mkstemp adds 8 characters
+        prefix = f".{path.name[:_KEPT]}~."
+    return prefix
+
+
+def _temporary_pattern(path: Path) -> re.Pattern[str]:
+    """The names :func:`atomic_paths` gives its temporary files for ``path`` (:func:`_temporary_prefix`,
+    ``mkstemp``'s random characters, a suffix), whatever the suffix."""
+    names = [re.escape(path.name)] + ([re.escape(path.name[:_KEPT]) + "~"] if len(path.name) > _KEPT else [])
+    return re.compile(rf"\.(?:{'|'.join(names)})\.[a-z0-9_]+\.[a-z0-9]+")
+
+
+def temporary_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files of :func:`atomic_paths` for ``path`` in its folder (left by a process
+    killed while writing ``path``): the names it gives them, and no others."""
+    path = Path(path)
+    try:
+        names = os.listdir(path.parent)
+    except OSError:  # no folder
+        return []
+    pattern = _temporary_pattern(path)
+    return [path.parent / name for name in sorted(names) if pattern.fullmatch(name)]
 
 
 def _sync_file(path: Path) -> None:
@@ -136,7 +225,7 @@ def move_folder(folder: str | os.PathLike[str], target: str | os.PathLike[str]) 
 def _about_tmp(filename: str | os.PathLike[str], path: Path) -> bool:
     """Whether ``filename`` is one of :func:`atomic_paths`' temporary files for ``path``."""
     return os.path.abspath(Path(filename).parent) == os.path.abspath(path.parent) and \
-        Path(filename).name.startswith(f".{path.name}.")
+        _temporary_pattern(path).fullmatch(Path(filename).name) is not None
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

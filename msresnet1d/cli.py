@@ -197,13 +197,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _json_target(path: str, checkpoints: Sequence[str]) -> Path:
     """``evaluate --json``'s file, checked before the evaluation: writable, and none of the files
-    it reads or that its runs need (each checkpoint, and in a run folder ``<run>/checkpoints/x.pt``
-    the run's own files, :data:`~msresnet1d.training.engine.RUN_FILES` and its lock, and
-    checkpoints)."""
+    it reads or that its runs need (:func:`_check_not_kept`)."""
     from .atomic import check_target
-    from .training.engine import RUN_FILES, RUN_LOCK
 
     target = check_target(path, "--json")
+    _check_not_kept(target, f"--json {path}", checkpoints, "this evaluation")
+    return target
+
+
+def _check_not_kept(target: Path, what: str, checkpoints: Sequence[str], reader: str) -> None:
+    """Refuse ``target`` (``what`` names it) if it is a file that ``reader`` reads or that its runs
+    need: each of ``checkpoints``, and in a run folder (``<run>/checkpoints/x.pt``) the run's own
+    files, :data:`~msresnet1d.training.engine.RUN_FILES` and its lock, and checkpoints."""
+    from .training.engine import RUN_FILES, RUN_LOCK
+
     if target.exists():
         for checkpoint in map(Path, checkpoints):
             kept = [checkpoint]
@@ -212,9 +219,8 @@ def _json_target(path: str, checkpoints: Sequence[str]) -> Path:
                 kept += [run / name for name in (*RUN_FILES, RUN_LOCK)] + list(checkpoint.parent.glob("*.pt"))
             for file in kept:
                 if file.exists() and target.samefile(file):
-                    raise ValueError(f"--json {path} would overwrite {file}, which this evaluation reads or its run "
-                                     "needs: give another file")
-    return target
+                    raise ValueError(f"{what} would overwrite {file}, which {reader} reads or its run needs: give "
+                                     "another file")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -384,6 +390,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if output.is_file() and (output.resolve() == Path(args.checkpoint).resolve() or is_torch_save_file(output)):
         raise ValueError(f"{args.output} is a checkpoint (torch.save's): the export would replace it; give another "
                          "file (a TorchScript file ends in .pt too)")
+    _check_not_kept(output, f"export to {args.output}", [args.checkpoint], "this export")
     ckpt = load_checkpoint(args.checkpoint)
     tta = ckpt["config"].get("tta", "none")
     model = with_tta(checkpoint_model(ckpt, f"checkpoint {args.checkpoint}"), tta)

@@ -7,8 +7,9 @@ model is exported in eval mode (BatchNorm running statistics, no dropout); its o
 left as it was (:func:`~msresnet1d.models.modes.evaluating`). Files are written atomically
 (:func:`msresnet1d.atomic.atomic_path`: a temporary file in the target folder, then
 ``os.replace``), so a failed export leaves no partial file behind. A path may start with ``~``
-(the home folder); it must not be a folder itself, nor lie under a file or an unwritable folder
-(checked before any export work; missing folders are made).
+(the home folder); it must not be a folder itself, nor a file without write permission, nor lie
+under a file or an unwritable folder (checked before any export work; missing folders are made).
+A file replaced keeps its permissions.
 
 ONNX uses torch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``): it
 keeps both axes dynamic for every model here, needs no onnxscript, and exports in about a
@@ -56,7 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import atomic_path, uncreatable, write_bytes
+from .atomic import atomic_path, unwritable, write_bytes
 from .models.modes import evaluating
 from .values import is_whole
 
@@ -410,10 +411,11 @@ def _file_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _output_path(path: str | os.PathLike[str]) -> Path:
-    """:func:`_file_path`, checked to be creatable (:func:`~msresnet1d.atomic.uncreatable`; missing
-    folders are made when the file is written, as every writer here does)."""
+    """:func:`_file_path`, checked to be writable (:func:`~msresnet1d.atomic.unwritable`: a file
+    there that may not be written is refused; missing folders are made when the file is written,
+    as every writer here does)."""
     file = _file_path(path)
-    problem = uncreatable(file)
+    problem = unwritable(file)
     if problem:
         raise OSError(f"path {str(path)!r} cannot be written: {problem}")
     return file

@@ -380,3 +380,34 @@ def test_a_warning_of_a_build_is_kept_with_its_entry(tmp_path, arrays):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cached(tmp_path / "plain", "k", build)
+
+
+def test_an_entry_is_made_with_the_permissions_of_the_umask(tmp_path, arrays):
+    # it was 0755 whatever the umask: a group sharing a cache (umask 002) could not add to another's entry folders
+    umask = os.umask(0o002)
+    try:
+        save_arrays(tmp_path / "entry", "k", arrays)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "entry").stat().st_mode & 0o777 == 0o775
+
+
+@pytest.mark.parametrize("length", [230, 245])
+@pytest.mark.filterwarnings("ignore:.*differ from MIT-BIH")  # the sample's records are cut short
+def test_a_database_folder_with_a_long_name_is_cached(tmp_path, length):
+    # an entry is named after the database's folder: 230 characters and its temporary folder's were too many (the
+    # entry was never written, a warning every run), 245 made the load stop with "[Errno 36] File name too long"
+    from msresnet1d.data.rhythm import RhythmConfig, load_rhythm
+
+    db = _sample_copy(tmp_path / ("d" * length))
+    (db / "REFERENCE.csv").write_text("100,N\n101,N\n")
+    folder = tmp_path / "cache"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "cache entry")
+        beats = load_beats(db_dir=db, cache_dir=folder, workers=1)
+        rhythm = load_rhythm(db, RhythmConfig(lead="MLII"), cache_dir=folder, workers=1)
+    for kind in ("beats", "rhythm"):
+        (entry,) = (folder / kind).iterdir()
+        assert re.fullmatch(r"d{40}-[0-9a-f]{16}", entry.name)  # the name cut; the key tells entries apart
+    np.testing.assert_array_equal(load_beats(db_dir=db, cache_dir=folder, workers=1).X, beats.X)
+    np.testing.assert_array_equal(load_rhythm(db, RhythmConfig(lead="MLII"), cache_dir=folder).data, rhythm.data)

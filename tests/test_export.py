@@ -382,6 +382,16 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
         assert f"{target} is a checkpoint (torch.save's): the export would replace it" in capsys.readouterr().err
     assert load_checkpoint(tmp_path / "best.pt")["class_names"] == classes
     assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.pt")]) == 0  # an older export: replaced
+    # nor a file of the checkpoint's run (its config.json was replaced, and its --resume failed "not valid JSON")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.pt").write_bytes((tmp_path / "best.pt").read_bytes())
+    for name in ("config.json", "log.csv"):
+        (run / name).write_text("kept")
+        assert main(["export", str(run / "checkpoints" / "best.pt"), str(run / name), "--format", "onnx"]) == 1
+        assert (f"export to {run / name} would overwrite {run / name}, which this export reads or its run needs: "
+                "give another file") in capsys.readouterr().err
+        assert (run / name).read_text() == "kept"
     # the export given where a checkpoint is read: named
     with pytest.raises(ValueError, match=r"beat\.pt is a TorchScript file \(torch\.jit\.save, msresnet1d export\), not a "
                                          r"checkpoint: load it with torch\.jit\.load"):

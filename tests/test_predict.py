@@ -302,6 +302,88 @@ def test_uncreatable_says_why_a_file_could_not_be_made(tmp_path, monkeypatch):
     assert uncreatable(locked / "run" / "x.csv") == f"{locked} is not searchable"
 
 
+def test_a_dangling_link_or_a_name_too_long_is_found_before_the_work(tmp_path):
+    # both passed the check, and the write failed after the work: "[Errno 17] File exists", "[Errno 36] File name
+    # too long"
+    from msresnet1d.atomic import check_target, name_max, uncreatable
+
+    (tmp_path / "labels").symlink_to("/nonexistent/labels")
+    assert uncreatable(tmp_path / "labels" / "100.pred") == \
+        f"{tmp_path / 'labels'} is a symbolic link to /nonexistent/labels, which does not exist"
+    assert uncreatable(tmp_path / "labels" / "deeper" / "100.pred").startswith(f"{tmp_path / 'labels'} is a symbolic")
+    limit = name_max(tmp_path)
+    long = "n" * (limit + 1)
+    for path in (tmp_path / long, tmp_path / long / "100.pred", tmp_path / "new" / long / "x"):
+        assert uncreatable(path) == (f"the name {'n' * 40}... is {limit + 1} bytes long, over the {limit}-byte limit "
+                                     f"of the file system of {tmp_path}")
+    (tmp_path / "made").mkdir()
+    with pytest.raises(ValueError, match=rf"^--json {re.escape(str(tmp_path / 'made' / long))}: the name n+\.\.\. "
+                                         rf"is {limit + 1} bytes long"):
+        check_target(tmp_path / "made" / long, "--json")
+    assert uncreatable(tmp_path / ("n" * limit)) is None
+
+
+def test_a_file_rewritten_keeps_its_permissions_and_a_write_protected_one_is_refused(tmp_path, monkeypatch):
+    # the rewrite was 0666 less the umask whatever the file's: a private file (0600) became readable by all, and a
+    # write-protected one was replaced without a word where open() refuses it
+    from msresnet1d import atomic
+
+    private, new = tmp_path / "private.json", tmp_path / "new.json"
+    private.write_text("{}")
+    private.chmod(0o600)
+    atomic.write_text(private, "[]")
+    atomic.write_text(new, "[]")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.read_text() == "[]"
+    assert stat.S_IMODE(new.stat().st_mode) == atomic.masked(0o666)
+    (tmp_path / "link.json").symlink_to(private)  # the link is replaced; the file it pointed at gives the mode
+    atomic.write_text(tmp_path / "link.json", "1")
+    assert stat.S_IMODE((tmp_path / "link.json").stat().st_mode) == 0o600 and private.read_text() == "[]"
+    protected = tmp_path / "protected.onnx"
+    protected.write_text("old")
+    protected.chmod(0o444)
+    real_access = os.access  # root may write anything: the answer a user gets is given here
+
+    def access(path, mode, **kwargs):
+        return not (Path(path) == protected and mode & os.W_OK) and real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "access", access)
+    message = f"{protected} is not writable (write-protected: make it writable, or give another file)"
+    with pytest.raises(ValueError, match=re.escape(f"--json {protected}: {message}")):
+        atomic.check_target(protected, "--json")
+    (tmp_path / "to-protected").symlink_to(protected)  # a link to it is replaced, not written through: allowed
+    assert atomic.check_target(tmp_path / "to-protected", "--json") == tmp_path / "to-protected"
+    from msresnet1d.export import export_onnx
+
+    with pytest.raises(OSError, match=re.escape(f"path {str(protected)!r} cannot be written: {message}")):
+        export_onnx(torch.nn.Linear(1, 1), protected)  # refused before the model is looked at
+    assert protected.read_text() == "old"
+
+
+def test_a_target_with_a_long_name_gets_a_short_temporary_file_beside_it(tmp_path, monkeypatch):
+    # the temporary file's name is the target's and 14 characters more: a 240-character record name failed
+    from msresnet1d import atomic
+
+    target = tmp_path / ("r" * (atomic.name_max(tmp_path) - 5))
+    made = []
+    mkstemp = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", lambda **kwargs: (made.append(kwargs["prefix"]), mkstemp(**kwargs))[1])
+    atomic.write_text(target, "x")
+    assert target.read_text() == "x" and [p.name for p in tmp_path.iterdir()] == [target.name]
+    assert made == [f".{'r' * 32}~."]  # its first characters, in the same folder
+    left = tmp_path / f".{'r' * 32}~.abcd1234.tmp"
+    left.write_text("half")  # as a killed process leaves it: found as the target's
+    assert atomic.temporary_files(target) == [left] and atomic.temporary_files(tmp_path / "r") == []
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    (tmp_path / "ro").mkdir()
+
+    def read_only(**kwargs):  # the destination is named, not the temporary file
+        raise PermissionError(13, "Permission denied", os.path.join(kwargs["dir"], f"{kwargs['prefix']}x1.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(PermissionError, match=re.escape(f"Permission denied: '{tmp_path / 'ro' / target.name}'")):
+        atomic.write_text(tmp_path / "ro" / target.name, "x")
+
+
 def test_a_text_write_that_fails_half_way_leaves_the_old_file(tmp_path):
     # config.json, log.csv and metrics.json are written to a temporary file, then renamed
     from msresnet1d.atomic import write_text
@@ -479,6 +561,26 @@ def test_a_record_folder_that_cannot_be_written_points_to_out_dir(checkpoints, r
             "--out-dir)") in capsys.readouterr().err
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir",
                  str(records.parent / "labels")]) == 0
+
+
+def test_an_out_dir_linked_to_nothing_or_a_write_protected_output_is_refused_first(checkpoints, records,
+                                                                                    monkeypatch, capsys):
+    # a dangling link passed the check: the records were labelled, then the write failed "[Errno 17] File exists"
+    from msresnet1d import atomic, predict
+
+    labels = records.parent / "labels"
+    labels.symlink_to("/nonexistent/labels")
+    monkeypatch.setattr(predict, "_predict_record", lambda *args: pytest.fail("labelled before the check"))
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 1
+    assert (f"output {labels / '100.pred'}: {labels} is a symbolic link to /nonexistent/labels, which does not "
+            "exist") in capsys.readouterr().err
+    labels.unlink()
+    labels.mkdir()
+    (labels / "100.pred.csv").write_text("kept")
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: Path(path).name != "100.pred.csv")  # not root's
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 1
+    assert f"output {labels / '100.pred.csv'}: {labels / '100.pred.csv'} is not writable (write-protected" in \
+        capsys.readouterr().err
 
 
 def test_a_record_after_leads_is_named_with_the_way_out(checkpoints, records, capsys):

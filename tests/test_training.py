@@ -849,17 +849,29 @@ def test_every_shipped_config_passes_the_data_check():
 
 def test_a_used_or_impossible_run_folder_is_refused_before_the_data_load(tmp_path, capsys, monkeypatch):
     import msresnet1d.training.run as run_module
+    from msresnet1d.atomic import name_max
 
     monkeypatch.setattr(run_module, "build_task", lambda *a: pytest.fail("the data was loaded first"))
     (tmp_path / "a-file").write_text("")
     (tmp_path / "used" / "checkpoints").mkdir(parents=True)
     (tmp_path / "used" / "checkpoints" / "last.pt").write_bytes(b"")
+    (tmp_path / "runs").symlink_to("/nonexistent/runs")  # an unmounted disk's: "File exists" after the data load
+    long = "n" * (name_max(tmp_path) + 1)  # "File name too long" after the data load
     for out, message in ((tmp_path / "a-file", "is a file; choose another --out"),
                          (tmp_path / "a-file" / "run", f"cannot be created: {tmp_path / 'a-file'} is a file"),
-                         (tmp_path / "used", "already holds a run; pass --resume to continue it or choose --out")):
+                         (tmp_path / "used", "already holds a run; pass --resume to continue it or choose --out"),
+                         (tmp_path / "runs", f"cannot be created: {tmp_path / 'runs'} is a symbolic link to "
+                                             "/nonexistent/runs, which does not exist"),
+                         (tmp_path / "runs" / "a", f"cannot be created: {tmp_path / 'runs'} is a symbolic link"),
+                         (tmp_path / long / "a", f"cannot be created: the name {'n' * 40}... is {len(long)} bytes "
+                                                 f"long, over the {len(long) - 1}-byte limit of the file system of "
+                                                 f"{tmp_path}")):
         assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet"]) == 1
         assert f"run folder {out}" in (err := capsys.readouterr().err) and message in err
     assert not (tmp_path / "a-file" / "run").exists()
+    monkeypatch.chdir(tmp_path / "used")  # runs/<name>/<time>
+    assert main(["train", "--config", str(_config(tmp_path, 1)), "--name", long, "--quiet"]) == 1
+    assert f"cannot be created: the name {'n' * 40}... is {len(long)} bytes long" in capsys.readouterr().err
     # an existing folder without write permission (chmod does not stop root, who runs the tests here: the
     # check is replaced) is not "created"
     read_only = tmp_path / "read-only"
@@ -867,6 +879,40 @@ def test_a_used_or_impossible_run_folder_is_refused_before_the_data_load(tmp_pat
     monkeypatch.setattr("msresnet1d.training.engine.uncreatable", lambda path: f"{read_only} is not writable")
     assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(read_only), "--quiet"]) == 1
     assert f"run folder {read_only} cannot be written: {read_only} is not writable" in capsys.readouterr().err
+
+
+def test_a_folder_of_files_a_run_writes_but_no_run_is_refused_and_a_finished_run_said_so_first(
+        tmp_path, capsys, monkeypatch):
+    # --out into such a folder replaced its config.json, log.csv... without a word (only checkpoints/last.pt was
+    # looked for); and --resume of a finished run in a read-only folder said "cannot be written", not "finished"
+    import msresnet1d.training.run as run_module
+    from msresnet1d.training import engine
+
+    monkeypatch.setattr(run_module, "build_task", lambda *a: pytest.fail("the data was loaded first"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name, text in (("config.json", '{"editor.tabSize": 4}'), ("log.csv", "day,km\n"), ("notes.txt", "")):
+        (mine / name).write_text(text)
+    assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(mine), "--quiet"]) == 1
+    assert (f"run folder {mine} holds config.json, log.csv but no run (no checkpoints/last.pt, .lock or config.json "
+            "of a run): a run would replace them; choose another --out (a new or empty folder)") in \
+        capsys.readouterr().err
+    assert (mine / "config.json").read_text() == '{"editor.tabSize": 4}'
+    # a run's: its config.json (a run killed before its lock file was copied, or a config given there), its lock
+    # (a run killed before it wrote anything), or a resume; a folder of other files only
+    cfg = load_config(_config(tmp_path, 1))
+    for folder, files in (("config", {"config.json": json.dumps(cfg.to_dict()), "log.csv": ""}),
+                          ("locked", {engine.RUN_LOCK: "", "log.csv": ""}), ("other", {"notes.txt": ""})):
+        (tmp_path / folder).mkdir()
+        for name, text in files.items():
+            (tmp_path / folder / name).write_text(text)
+        engine.check_run_dir(tmp_path / folder, resume=False)
+    engine.check_run_dir(mine, resume=True)
+    # a finished run, resumed in a folder that cannot be written: finished, left as it is
+    (tmp_path / "config" / "metrics.json").write_text('{"test": {"accuracy": 0.5}}')
+    monkeypatch.setattr(engine, "uncreatable", lambda path: f"{tmp_path / 'config'} is not writable")
+    assert run_module.train(cfg, tmp_path / "config", resume=True, quiet=True) == {"test": {"accuracy": 0.5}}
+    assert f"{tmp_path / 'config'} holds a finished run (metrics.json is written last)" in capsys.readouterr().out
 
 
 def test_a_run_folder_is_used_by_one_train_at_a_time(tmp_path, capsys, monkeypatch):
@@ -1670,10 +1716,12 @@ def test_a_run_started_again_removes_the_temporary_files_a_killed_one_left(tmp_p
     left = [run / "checkpoints" / ".last.pt.abc.tmp", run / ".config.json.abc.tmp", run / ".log.csv.abc.tmp"]
     for path in left:
         path.write_bytes(b"half")
-    other = run / ".eval.json.abc.tmp"  # an evaluate --json writing into the folder
-    other.write_bytes(b"half")
+    # an evaluate --json writing into the folder; an editor's files, named like the run's
+    others = [run / ".eval.json.abc.tmp", run / ".config.json.swp", run / ".log.csv.bak", run / ".log.csv.1.csv~"]
+    for path in others:
+        path.write_bytes(b"half")
     train(load_config(_config(tmp_path, 1)), run, quiet=True)
-    assert not any(path.exists() for path in left) and other.exists()
+    assert not any(path.exists() for path in left) and all(path.exists() for path in others)
 
 
 def _interrupted_after_one_epoch(cfg: TrainConfig, run_dir: Path, monkeypatch) -> None:

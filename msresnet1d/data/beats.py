@@ -29,7 +29,7 @@ import torch
 
 from .aami import AAMI_CLASSES, BEAT_SYMBOLS, MITBIH_TO_AAMI, aami_labels
 from .cache import cache_dir as resolve_cache_dir
-from .cache import cached
+from .cache import cached, entry_path
 from .errors import DataError
 from .locate import changed_files, find_database, has_published_headers, is_embedded_sample, list_records
 from .parallel import process_map
@@ -401,7 +401,7 @@ def load_beats(
     build = functools.partial(_build, db_dir, names, config, workers)
     if cache:
         key = records_key(db_dir, names, {"records": names, **dataclasses.asdict(config)})
-        arrays = cached(resolve_cache_dir(cache_dir) / "beats" / f"{db_dir.name}-{key[:16]}", key, build)
+        arrays = cached(entry_path(resolve_cache_dir(cache_dir) / "beats", db_dir, key), key, build)
     else:
         arrays = build()
     log.info("loaded %d beats from %d records of %s", len(arrays["y"]), len(names), db_dir)

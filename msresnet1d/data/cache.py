@@ -52,7 +52,7 @@ from stat import S_ISREG
 
 import numpy as np
 
-from ..atomic import move_folder
+from ..atomic import masked, move_folder
 from .locate import env_path, repo_datasets_dir
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ CODE_MODULES = ("records", "preprocess", "aami", "rr", "beats", "rhythm")
 #: :data:`CONTENT_HASHED_BYTES` (a larger one, a ``.dat.bak`` say, by size and time too).
 SIGNAL_SUFFIXES = (".dat", ".mat")
 CONTENT_HASHED_BYTES = 1 << 20
+
+#: Characters of a database folder's name that its cache entries' names keep (:func:`entry_path`).
+ENTRY_NAME_KEPT = 40
 
 #: The warnings of a build that its entry keeps, to give again on load: about the data (a
 #: library's deprecation is not).
@@ -130,6 +133,14 @@ def cache_key(files: Iterable[Path], params: Mapping[str, object],
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def entry_path(folder: Path, database: Path, key: str) -> Path:
+    """The entry for ``key`` of arrays of ``database`` (a database folder) in ``folder`` (the cache
+    folder's ``beats/`` or ``rhythm/``): ``<the database folder's name>-<the key's first 16 hex
+    digits>``, the name cut to its first :data:`ENTRY_NAME_KEPT` characters (a long one would be
+    over the file system's limit with its temporary folder's; the key tells entries apart)."""
+    return folder / f"{database.name[:ENTRY_NAME_KEPT]}-{key[:16]}"
+
+
 def save_arrays(entry: Path, key: str, arrays: Mapping[str, np.ndarray],
                 notes: Sequence[tuple[str, str]] = ()) -> None:
     """Write ``arrays`` as cache entry ``entry`` (a folder) for ``key``, atomically, with the
@@ -137,7 +148,7 @@ def save_arrays(entry: Path, key: str, arrays: Mapping[str, np.ndarray],
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp"))
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; entries are as readable as the files in them
+        tmp.chmod(masked(0o777))  # mkdtemp makes it private: as a mkdir would make it
         described = {}
         for name, array in arrays.items():
             array = np.ascontiguousarray(array)

@@ -33,7 +33,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .errors import DataError
-from ..atomic import move_folder
+from ..atomic import masked, move_folder
 
 log = logging.getLogger(__name__)
 
@@ -373,9 +373,7 @@ def download_database(name: str, target: str | os.PathLike[str] | None = None, *
             f"could not download database '{name}' from PhysioNet ({type(exc).__name__}: {exc}; the temporary "
             f"folder {partial} and what it held are deleted). " + _how_to_supply(name, target)
         ) from exc
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(partial, 0o777 & ~umask)  # mkdtemp makes it 0700: give the usual permissions, as a mkdir would
+    os.chmod(partial, masked(0o777))  # mkdtemp makes it 0700: give the usual permissions, as a mkdir would
     try:
         if target.exists():
             target.rmdir()  # empty, checked above

@@ -30,7 +30,7 @@ import torch
 from ..models.layers import check_tensor
 from ..models.modes import evaluating
 from .cache import cache_dir as resolve_cache_dir
-from .cache import cached
+from .cache import cached, entry_path
 from .errors import DataError
 from .locate import find_database, is_record_name, list_records
 from .parallel import process_map
@@ -219,7 +219,7 @@ def load_rhythm(
                       f"({', '.join(unlabelled[:5])}{', ...' if len(unlabelled) > 5 else ''})", stacklevel=2)
     if cache:
         key = records_key(db_dir, labels, dataclasses.asdict(config), [db_dir / "REFERENCE.csv"])
-        entry = resolve_cache_dir(cache_dir) / "rhythm" / f"{db_dir.name}-{key[:16]}"
+        entry = entry_path(resolve_cache_dir(cache_dir) / "rhythm", db_dir, key)
         arrays = cached(entry, key, functools.partial(_build, db_dir, labels, config, workers))
     else:
         arrays = _build(db_dir, labels, config, workers)

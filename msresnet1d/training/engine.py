@@ -22,7 +22,7 @@ import stat
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.loader import epoch_generator
-from ..atomic import uncreatable, write_text
+from ..atomic import temporary_files, uncreatable, write_text
 from ..models.fuse import fuse_batchnorm
 from ..models.tta import with_tta
 from .checkpoint import (FORMAT_VERSION, atomic_save, check_compatible, code_version, load_checkpoint, rng_state,
@@ -202,20 +202,48 @@ def check_unused(run_dir: Path, resume: bool) -> None:
 
 
 def check_run_dir(run_dir: str | Path, resume: bool) -> None:
-    """Refuse, without creating anything, a run folder that is a file, that another process is
-    training in (its lock, :func:`lock_run_dir`, is held), that holds a started run unless
-    resuming, or whose nearest existing parent folder is not writable: cheap, so
+    """Refuse, without creating anything, a run folder that is a file, whose nearest existing
+    parent folder is not writable (or that could not be created there:
+    :func:`~msresnet1d.atomic.uncreatable`), that another process is training in (its lock,
+    :func:`lock_run_dir`, is held), or, unless resuming, that holds a started run or files a run
+    writes but no run (:func:`check_no_foreign_files`): cheap, so
     :func:`~msresnet1d.training.run.train` asks before the data load (and again once
     :meth:`Trainer.prepare_run_dir` holds the lock, for a run that started meanwhile)."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise FileExistsError(f"run folder {run_dir} is a file; choose another --out")
+    problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
+    if problem:
+        raise OSError(f"run folder {run_dir} cannot be {'written' if os.path.isdir(run_dir) else 'created'}: {problem}")
     if os.path.lexists(run_dir / RUN_LOCK) and (fd := lock_run_dir(run_dir, create=False)) is not None:
         os.close(fd)
     check_unused(run_dir, resume)
-    problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
-    if problem:
-        raise OSError(f"run folder {run_dir} cannot be {'written' if run_dir.is_dir() else 'created'}: {problem}")
+    if not resume:
+        check_no_foreign_files(run_dir)
+
+
+def check_no_foreign_files(run_dir: Path) -> None:
+    """Refuse a folder that holds files a run writes (:data:`RUN_FILES`, ``checkpoints/best.pt``)
+    but no run, which would replace them: neither ``checkpoints/last.pt``, nor the :data:`RUN_LOCK`
+    a run takes first, nor a ``config.json`` a run wrote (:func:`_is_run_config`)."""
+    if (not os.path.isdir(run_dir) or os.path.lexists(run_dir / RUN_LOCK)
+            or os.path.lexists(run_dir / "checkpoints" / "last.pt") or _is_run_config(run_dir / "config.json")):
+        return
+    found = [name for name in (*RUN_FILES, "checkpoints/best.pt") if os.path.lexists(run_dir / name)]
+    if found:
+        raise FileExistsError(f"run folder {run_dir} holds {', '.join(found)} but no run (no checkpoints/last.pt, "
+                              f"{RUN_LOCK} or config.json of a run): a run would replace them; choose another --out "
+                              "(a new or empty folder)")
+
+
+def _is_run_config(path: Path) -> bool:
+    """Whether ``path`` is a JSON object of :class:`~.config.TrainConfig` keys, among them ``task``
+    and ``model`` (a run's ``config.json`` holds them all; the values are not checked)."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):  # none, or not JSON (UnicodeDecodeError is a ValueError)
+        return False
+    return isinstance(values, dict) and {"task", "model"} <= set(values) <= {f.name for f in fields(TrainConfig)}
 
 
 def split_contents(task: Task) -> dict[str, Any]:
@@ -381,12 +409,13 @@ class Trainer:
             raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
 
     def _remove_temporaries(self) -> None:
-        """Remove the temporary files (:func:`~msresnet1d.atomic.atomic_path`'s) of the run's own
-        files that a killed run left, and only those: another command's writing in the folder is left
-        alone. Under the lock, so no run is writing them."""
-        for folder, name in [*((self.run_dir, n) for n in RUN_FILES), (self.ckpt_dir, "last.pt"),
-                             (self.ckpt_dir, "best.pt")]:
-            for stale in folder.glob(f".{name}.*"):
+        """Remove the temporary files (:func:`~msresnet1d.atomic.temporary_files`) of the run's own
+        files that a killed run left, and only those: another command's writing in the folder, or a
+        file of a name like theirs (an editor's ``.config.json.swp``), is left alone. Under the
+        lock, so no run is writing them."""
+        own = [*(self.run_dir / name for name in RUN_FILES), self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"]
+        for path in own:
+            for stale in temporary_files(path):
                 if stale.is_symlink() or stale.is_file():  # a folder of that name is none of the run's
                     stale.unlink(missing_ok=True)
 

@@ -185,9 +185,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)  # until train returns
             check_config(cfg)  # before the data load (RNG not yet seeded)
-            if dist.is_main:
-                check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
             finished = Path(run_dir) / "metrics.json"
+            if dist.is_main and not (resume and finished.exists()):  # a finished run is said so below, even read-only
+                check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
             if resume:
                 check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
                 if finished.exists():
