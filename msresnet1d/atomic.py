@@ -78,8 +78,8 @@ def unwritable(path: str | os.PathLike[str]) -> str | None:
 def check_target(path: str | os.PathLike[str], what: str) -> Path:
     """Raise ValueError, before any work, if a file could not be written at ``path`` (``what``
     names it for the message, e.g. "--json"): an existing folder there, or :func:`unwritable`.
-    Returns ``path`` as a :class:`Path` (taken literally, as the file is written: ``~`` is the
-    shell's to expand)."""
+    Returns ``path`` as a :class:`Path` (taken literally, as the file is written: the command's
+    path flags expand a leading ``~``, :func:`~msresnet1d.arguments.path_flag`)."""
     path = Path(path)
     if os.path.isdir(path):
         raise ValueError(f"{what} {path} is a folder; give a file name")

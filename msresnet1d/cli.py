@@ -386,7 +386,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                          f"{', '.join(EXPORT_SUFFIXES)})")
     if args.opset is not None and kind != "onnx":
         raise ValueError(f"--opset is an ONNX option; {args.output} is a TorchScript file")
-    output = Path(args.output).expanduser()
+    output = Path(args.output)  # path_flag expanded a leading ~
     if output.is_file() and (output.resolve() == Path(args.checkpoint).resolve() or is_torch_save_file(output)):
         raise ValueError(f"{args.output} is a checkpoint (torch.save's): the export would replace it; give another "
                          "file (a TorchScript file ends in .pt too)")
