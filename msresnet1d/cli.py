@@ -125,9 +125,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     except OSError as e:  # a full disk (Python's ENOSPC, or torch's writer, which has no errno): say how to go on
         from .training.checkpoint import DISK_FULL_HINT
 
-        hint = _resume_hint(run_dir, before="once there is room, ")
-        if (e.errno == errno.ENOSPC or DISK_FULL_HINT in str(e)) and hint:
-            raise OSError(f"{e}; {hint}") from e
+        if e.errno == errno.ENOSPC or DISK_FULL_HINT in str(e):  # only then ask for last.pt: under a run folder
+            hint = _resume_hint(run_dir, before="once there is room, ")  # whose name is too long, that raises again
+            if hint:
+                raise OSError(f"{e}; {hint}") from e
         raise
     finally:
         if main_thread:  # None: a handler set outside Python, which signal cannot restore
