@@ -29,8 +29,8 @@ import scipy
 import torch
 import wfdb
 
-from msresnet1d.arguments import as_program, database_or_exit, output_or_exit, results_help, script_parser
-from msresnet1d.atomic import write_text
+from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, positive_int, results_help,
+                                  script_parser, write_result)
 from msresnet1d.data import load_inter_patient, load_rhythm
 from msresnet1d.data.parallel import default_workers, usable_cpus
 from msresnet1d.training.provenance import load_average, provenance
@@ -101,17 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", "--data", dest="data_dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/ and cinc2017/, or mitdb/ itself with --skip-cinc (default "
                              "$MSRESNET1D_DATA; --data is a deprecated spelling)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: usable CPUs, max 4)")
-    parser.add_argument("--repeats", type=int, default=3, help="warm loads timed in this process (>= 1, default 3)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="worker processes (default: usable CPUs, max 4)")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="warm loads timed in this process (>= 1, default 3)")
     parser.add_argument("--skip-cinc", action="store_true", help="only benchmark MIT-BIH")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
-    if args.repeats < 1:
-        parser.error(f"--repeats must be >= 1, got {args.repeats}")
-    if args.workers is not None and args.workers < 1:
-        parser.error(f"--workers must be >= 1, got {args.workers}")
     mitdb = database_or_exit(parser, "mitdb", args.data_dir)
     cinc = None if args.skip_cinc else database_or_exit(parser, "cinc2017", args.data_dir)
 
@@ -148,10 +146,9 @@ def main(argv: list[str] | None = None) -> None:
         report["cinc2017_rhythm"].update(records=len(arrays), counts=arrays.class_counts())
     report["machine"]["load_average_after"] = load_average()
     report["provenance"] = provenance(__file__, argv, started, [mitdb] + ([cinc] if cinc else []))
-    write_text(args.out, json.dumps(report, indent=2) + "\n")
     machine = report["machine"]
     print(f"load average before/after: {machine['load_average_before']} / {machine['load_average_after']}")
-    print(f"written to {args.out}")
+    write_result(args.out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ in the timed steps / their total seconds), and the extrapolated training time of
 (the textbook trains on all of them); plus the torch thread count, the usable CPUs and the load
 average before and after (the machine may be shared: the numbers hold for that load); for each
 mode after the first, its images per second as a ratio to the first mode's (the same run). Prints a
-summary and writes experiments/results/bench_fashion.json (atomically).
+summary and writes experiments/results/bench_fashion.json (``--out``; atomically) once every size
+and mode is timed; after each, the results so far go to ``<name>.partial.json`` beside it (removed
+at the end), so an interrupted run never leaves a partial result under the final name.
 
 Usage:
     python experiments/bench_fashion.py [--sizes 28 96] [--steps 8 3] [--warmup 1] [--threads 1]
@@ -38,7 +40,8 @@ from typing import Any
 
 import torch
 
-from msresnet1d.arguments import as_program, output_or_exit, results_help, script_parser, thread_count
+from msresnet1d.arguments import (as_program, output_or_exit, partial_path, positive_int, results_help, script_parser,
+                                  thread_count, write_result)
 from msresnet1d.atomic import write_text
 from msresnet1d.data.fashion_mnist import split_dir
 from msresnet1d.data.parallel import usable_cpus
@@ -115,8 +118,8 @@ def fashion_folder(data_dir: str) -> Path | None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[28, 96], help="image sides in pixels")
-    parser.add_argument("--steps", type=int, nargs="+", default=[8, 3], help="timed steps, one count per size")
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[28, 96], help="image sides in pixels")
+    parser.add_argument("--steps", type=positive_int, nargs="+", default=[8, 3], help="timed steps, one count per size")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
     parser.add_argument("--threads", type=thread_count, default=1, help="torch threads (0: PyTorch's default; default 1)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=["fp32"],
@@ -154,9 +157,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             report["sizes"][str(size)][mode] = result
             read = args.data_dir or split_dir("train")  # the folder given, else the one the task found
             report["provenance"] = provenance(__file__, argv, started, [read] if read else [])
-            write_text(args.out, json.dumps(report, indent=2) + "\n")
+            write_text(partial_path(args.out), json.dumps(report, indent=2) + "\n")
             _print_result(result, steps, report["torch_threads"])
-    print(f"written to {args.out}")
+    write_result(args.out, json.dumps(report, indent=2) + "\n")
+    partial_path(args.out).unlink(missing_ok=True)
     return report
 
 

@@ -35,8 +35,8 @@ import onnxruntime
 import torch
 
 from msresnet1d import count_flops, create_model
-from msresnet1d.atomic import write_text
-from msresnet1d.arguments import as_program, database_or_exit, output_or_exit, results_help, script_parser, thread_count
+from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, positive_int, positive_number,
+                                  records_or_exit, results_help, script_parser, thread_count, write_result)
 from msresnet1d.data import BeatConfig, RhythmConfig, read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows
@@ -204,10 +204,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default: $MSRESNET1D_DATA)")
     parser.add_argument("--record", default="100")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each stage (median reported)")
-    parser.add_argument("--stream-repeats", type=int, default=3, help="timed runs of each stream")
-    parser.add_argument("--beat-fs", type=float, nargs="+", default=[360.0, 180.0], help="beat-mode rates in Hz")
-    parser.add_argument("--rhythm-fs", type=float, nargs="+", default=[360.0, 100.0], help="window-mode rates in Hz")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed runs of each stage (median reported)")
+    parser.add_argument("--stream-repeats", type=positive_int, default=3, help="timed runs of each stream")
+    parser.add_argument("--beat-fs", type=positive_number, nargs="+", default=[360.0, 180.0],
+                        help="beat-mode rates in Hz")
+    parser.add_argument("--rhythm-fs", type=positive_number, nargs="+", default=[360.0, 100.0],
+                        help="window-mode rates in Hz")
     parser.add_argument("--threads", type=thread_count, default=THREADS,
                         help=f"torch and onnxruntime threads (0: their defaults; default {THREADS}, as recorded)")
     parser.add_argument("--skip-detection", action="store_true", help="do not time the QRS detectors")
@@ -215,7 +217,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=results_help(RESULTS))
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
-    path = database_or_exit(parser, "mitdb", args.data_dir) / args.record
+    db_dir = database_or_exit(parser, "mitdb", args.data_dir)
+    records_or_exit(parser, db_dir, [args.record], "--record")
+    path = db_dir / args.record
     if args.threads:
         torch.set_num_threads(args.threads)
     report: dict = {
@@ -252,8 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     report["machine"]["load_average_after"] = load_average()
     report["provenance"] = provenance(__file__, argv, started, [path.parent])
     print_table(report)
-    write_text(args.out, json.dumps(report, indent=2) + "\n")
-    print(f"written to {args.out}")
+    write_result(args.out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -99,8 +99,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from msresnet1d import count_flops, count_parameters, create_model, list_models
-from msresnet1d.atomic import write_text
-from msresnet1d.arguments import as_program, database_or_exit, output_or_exit, results_help, script_parser
+from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, positive_int, positive_number,
+                                  positive_seconds, results_help, script_parser, write_result)
 from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.models.fuse import fuse_batchnorm
 from msresnet1d.models.layers import Conv1d
@@ -765,13 +765,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="a 2-3 minute smoke run (beat preset, fewer repeats)")
     parser.add_argument("--presets", nargs="+", help="grid presets (default: msresnet1d_* and resnet1d_beat)")
-    parser.add_argument("--beat-length", type=int, default=360, help="beat length in samples (1 s at 360 Hz)")
-    parser.add_argument("--rhythm-fs", type=float, default=150.0, help="rhythm sampling rate, Hz")
-    parser.add_argument("--rhythm-seconds", type=float, nargs="+", help="rhythm lengths, s (default 10 30)")
-    parser.add_argument("--batches", type=int, nargs="+", help="grid batch sizes (default 1 256)")
-    parser.add_argument("--repeats", type=int, help="max timed steps per grid measurement (default 5)")
-    parser.add_argument("--rounds", type=int, help="max interleaved rounds per comparison (default 5)")
-    parser.add_argument("--budget-s", type=float, help="seconds after which timing stops once the minimum is met")
+    parser.add_argument("--beat-length", type=positive_int, default=360, help="beat length in samples (1 s at 360 Hz)")
+    parser.add_argument("--rhythm-fs", type=positive_number, default=150.0, help="rhythm sampling rate, Hz")
+    parser.add_argument("--rhythm-seconds", type=positive_seconds, nargs="+", help="rhythm lengths, s (default 10 30)")
+    parser.add_argument("--batches", type=positive_int, nargs="+", help="grid batch sizes (default 1 256)")
+    parser.add_argument("--repeats", type=positive_int, help="max timed steps per grid measurement (default 5)")
+    parser.add_argument("--rounds", type=positive_int, help="max interleaved rounds per comparison (default 5)")
+    parser.add_argument("--budget-s", type=positive_seconds,
+                        help="seconds after which timing stops once the minimum is met")
     parser.add_argument("--max-gflop", type=float, help="skip grid measurements above this work, GFLOP (0: none)")
     parser.add_argument("--modes", help="grid mode comparison (default fp32,bf16; add compile: minutes a graph)")
     parser.add_argument("--mode-cells", help="PRESET:LENGTH:BATCH,... compared across --modes")
@@ -789,7 +790,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="run the thread study and the DS1 epoch / DS2 inference targets only")
     parser.add_argument("--bf16-batches", type=int,
                         help="batches timed for bf16 targets (slow on a CPU without bf16 instructions)")
-    parser.add_argument("--conv-rounds", type=int, help="rounds of the per-layer convolution study")
+    parser.add_argument("--conv-rounds", type=positive_int, help="rounds of the per-layer convolution study")
     parser.add_argument("--skip-late", action="store_true", help="skip the msresnet1d_late reference comparison")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
@@ -816,9 +817,6 @@ def main(argv: list[str] | None = None) -> None:
         if len(parts) != 3 or parts[0] not in list_models() or not all(p.isdigit() and int(p) > 0 for p in parts[1:]):
             parser.error(f"--mode-cells {spec!r}: PRESET:LENGTH:BATCH with a registered preset and positive whole "
                          "numbers, e.g. msresnet1d_small:1500:1")
-    for option, value in (("--rounds", args.rounds), ("--repeats", args.repeats), ("--conv-rounds", args.conv_rounds)):
-        if value < 1:
-            parser.error(f"{option} must be >= 1, got {value}")
     if args.only_targets and args.skip_targets:
         parser.error("--only-targets and --skip-targets: nothing would be timed")
     # the targets need MIT-BIH: a --data-dir (or $MSRESNET1D_DATA) without it is an error, never a skip
@@ -874,10 +872,10 @@ def main(argv: list[str] | None = None) -> None:
     report["wall_time_s"] = round(time.perf_counter() - start, 1)
     report["provenance"] = provenance(__file__, argv, started, [db_dir] if db_dir else [])
     markdown = render_markdown(report)
-    write_text(args.out, json.dumps(report, indent=2) + "\n")
-    write_text(args.out.with_suffix(".md"), markdown)
     print(markdown)
-    print(f"written to {args.out} and {args.out.with_suffix('.md')} in {report['wall_time_s']:.0f} s")
+    print(f"done in {report['wall_time_s']:.0f} s")
+    write_result(args.out, json.dumps(report, indent=2) + "\n")
+    write_result(args.out.with_suffix(".md"), markdown)
 
 
 # ---------------------------------------------------------------------------------- markdown

@@ -12,7 +12,9 @@ them validates (model selection: each run's best epoch), fold k is tested once. 
 seeds, a fold's prediction is their ensemble (mean class probabilities,
 ``msresnet1d.training.ensemble``); --tta evaluates with test-time augmentation (default: the
 config's ``tta``). A finished run is reused, an interrupted one resumed (runs in
-<runs>/seed<s>/fold<k>).
+<runs>/seed<s>/fold<k>; each run's record in the results names the code that trained it, and
+reused runs of other code are said). --set may not set seed, threads, data.data_dir, data.folds,
+data.fold or data.split_seed: give --seeds, --threads, --data-dir, --folds, --only, --split-seed.
 
 Reported: per fold, the validation and test CinC 2017 scores (mean F1 of N, A and O, F1 = 2
 correct / (true + predicted)) and per-class test F1 (noise too, outside the mean); across folds,
@@ -38,16 +40,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (THREADS_HELP, add_seeds, as_program, config_or_exit, database_or_exit,
-                                  output_or_exit, overrides_or_exit, result_or_exit, results_help, script_parser,
-                                  thread_count)
+from msresnet1d.arguments import (RUNS_INTERRUPTED, THREADS_HELP, add_seeds, add_set, as_program, config_or_exit,
+                                  database_or_exit, output_or_exit, overrides_or_exit, result_or_exit, results_help,
+                                  script_parser, seed_value, thread_count, write_result, writing)
+from msresnet1d.data import DataError
 from msresnet1d.data.rhythm import CINC_CLASSES, read_reference
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -56,9 +59,12 @@ from msresnet1d.training.metrics import (bootstrap_confusions, cinc_score, confu
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.plots import plot_confusion
 from msresnet1d.training.provenance import provenance
-from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
+from msresnet1d.training.run import epoch_train_seconds, is_finished, run_code, train_or_reuse, warn_other_code
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cinc2017_cv.json"
+#: The config keys the script sets from its flags, refused in --set (the flag to give instead).
+OWNED = {"seed": "--seeds", "threads": "--threads", "data.data_dir": "--data-dir", "data.folds": "--folds",
+         "data.fold": "--only (the script runs every fold)", "data.split_seed": "--split-seed"}
 
 
 def score(cm: np.ndarray) -> float:
@@ -166,13 +172,13 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_pooled(report: dict, out: Path) -> Path:
+def plot_pooled(report: dict, out: Path) -> None:
     """The pooled test confusion matrix of a report, as ``<out stem>_confusion.png`` beside ``out``
-    (returned)."""
-    summary, path = report["summary"], out.with_name(out.stem + "_confusion.png")
-    plot_confusion(np.asarray(summary["pooled_confusion_matrix"]), CINC_CLASSES, path,
-                   title=f"CinC 2017, {len(summary['folds'])} test folds pooled ({out.stem})")
-    return path
+    (said: :func:`~msresnet1d.arguments.writing`)."""
+    summary = report["summary"]
+    with writing(out.with_name(out.stem + "_confusion.png")) as path:
+        plot_confusion(np.asarray(summary["pooled_confusion_matrix"]), CINC_CLASSES, path,
+                       title=f"CinC 2017, {len(summary['folds'])} test folds pooled ({out.stem})")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "hours a fold on 2 cores)")
     parser.add_argument("--folds", type=int, default=5, help="k of the stratified k-fold (default 5)")
     add_seeds(parser, [0], "training seeds, each once (default 0); several: their ensemble")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the folds and validation split")
+    parser.add_argument("--split-seed", type=seed_value, default=0, help="seed of the folds and validation split")
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the config's)")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
                         help="evaluate each run's best.pt (the epoch validation chose, default) or last.pt "
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "cross-fitted validation score")
     parser.add_argument("--only", type=int, nargs="+", metavar="K", help="run only these folds (1-based), no summary")
     parser.add_argument("--runs", default="runs/cinc2017-cv", help="folder of the per-fold runs")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
+    add_set(parser, OWNED)
     parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     parser.add_argument("--out", type=Path, default=RESULTS,
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.replot:
         report = result_or_exit(parser, args.replot, lambda r: (r["summary"]["pooled_confusion_matrix"],
                                                                 len(r["summary"]["folds"])))
-        print(f"drew {plot_pooled(report, args.replot)}")
+        plot_pooled(report, args.replot)
         print(interval_line(pooled_interval(report["summary"]["pooled_confusion_matrix"])))
         return report
     if not args.only:  # --only writes no results file
@@ -235,7 +241,15 @@ def main(argv: list[str] | None = None) -> dict:
     db_dir = database_or_exit(parser, "cinc2017", args.data_dir)
     if args.folds < 2:
         parser.error(f"--folds must be >= 2, got {args.folds}")
-    overrides = overrides_or_exit(parser, args.set)
+    try:
+        counts = Counter(read_reference(db_dir).values())
+    except DataError as e:
+        parser.error(str(e))
+    if args.folds > max(counts.values()):
+        parser.error(f"--folds {args.folds}: a stratified fold needs records of a class in each fold, and the largest "
+                     f"class of {db_dir / 'REFERENCE.csv'} has {max(counts.values())} "
+                     f"({', '.join(f'{c} {n}' for c, n in counts.items())}): give fewer folds")
+    overrides = overrides_or_exit(parser, args.set, OWNED)
     folds = [k - 1 for k in args.only] if args.only else list(range(args.folds))
     if any(not 0 <= k < args.folds for k in folds):
         parser.error(f"--only takes folds 1 to {args.folds}")
@@ -249,13 +263,14 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoints = []
         for seed in args.seeds:
             cfg, run_dir = configs[k, seed], run_dirs[k, seed]
-            start = time.perf_counter()
+            start, reused = time.perf_counter(), is_finished(run_dir)
             result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
             checkpoints.append(run_dir / "checkpoints" / f"{args.checkpoint}.pt")
             runs.append({"fold": k + 1, "seed": seed, "best_epoch": result["best_epoch"],
                          "best_val_score": result["best_val_score"], "test_records": result["splits"]["test_records"],
                          "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
-                         "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
+                         "wall_s_this_invocation": round(time.perf_counter() - start, 1), "reused": reused,
+                         "code": run_code(run_dir)})
         if args.only:
             continue
         names, ((y_val, val_members), (y_test, test_members)) = evaluate(checkpoints, ["val", "test"], args.tta)
@@ -272,6 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
         predicted |= {name: CINC_CLASSES[c] for name, c in zip(names, y_pred, strict=True)}
         if len(checkpoints) > 1:  # each seed alone, on validation: what the ensemble adds
             seed_val_scores.append([plain_score(y_val, p) for p in val_members])
+    warn_other_code(runs)
     if args.only:
         print(f"trained or reused fold(s) {', '.join(map(str, args.only))}: each run's result is in its "
               f"metrics.json under {args.runs} (--only writes no results file; all folds give the summary)")
@@ -298,11 +314,11 @@ def main(argv: list[str] | None = None) -> dict:
                         "runs": runs, "summary": summary, "table_markdown": text,
                         "test_predictions": dict(sorted(predicted.items())),
                         "provenance": provenance(__file__, argv, started, [db_dir])})
-    write_text(args.out, json.dumps(report, indent=2) + "\n")
+    write_result(args.out, json.dumps(report, indent=2) + "\n")
     plot_pooled(report, Path(args.out))
     return report
 
 
 if __name__ == "__main__":
-    with as_program():
+    with as_program(RUNS_INTERRUPTED):
         main()

@@ -28,8 +28,8 @@ RR features joining the linear layer directly): the same kinds of change, then t
 main job (its last row, ``main_job``: the keys in which the main job's file differs from the base's).
 Results go to experiments/results/ablation.json.
 
-``--seeds S [S ...]`` trains every model with each seed (runs in ``<out>/seed<S>/<model>``, where
-``--seed S --out <out>/seed<S>`` puts them, so single-seed invocations can share the work), and the
+``--seeds S [S ...]`` trains every model with each seed (runs in ``<runs>/seed<S>/<model>``, where
+``--seed S --runs <runs>/seed<S>`` puts them, so single-seed invocations can share the work), and the
 table gives each figure's mean ± standard deviation over the seeds. ``--checkpoint last`` tests each
 run's last epoch (``last.pt``, its validation score from log.csv) whichever epoch the run selected:
 runs trained with ``select_epoch = "best"`` then give what they would with ``"last"``.
@@ -43,19 +43,24 @@ run's config selects (``best.pt``): accuracy, macro-F1 of N, S, V, F, and F1, se
 and positive predictivity (+P) of S and V.
 
 It prints one comparison table (markdown) and writes everything to
-experiments/results/<compare_models|main_ablation|ablation>.json (or ``--json``) once every model
-has been tested. After each model, the results so far go to ``<name>.partial.json`` beside it
-(removed when the table is complete), so an interrupted run leaves its partial results there and
-never a partial table under the final name. Each model's run folder (checkpoints, log.csv, metrics.json, plots) is kept
-under ``--out``; a finished one is reused (``msresnet1d.training.run.train_or_reuse``: same config
-or an error), so several invocations with the same ``--out`` and different ``--models`` can share
-the work, and a last one over all of them writes the whole table (``wall_seconds`` is null for a
-reused run; ``train_seconds`` comes from its log.csv either way).
+experiments/results/<compare_models|main_ablation|ablation>.json (or ``--out``, a .json file) once
+every model has been tested. After each model, the results so far go to ``<name>.partial.json``
+beside it (removed when the table is complete), so an interrupted run leaves its partial results
+there and never a partial table under the final name. Each model's run folder (checkpoints,
+log.csv, metrics.json, plots) is kept under ``--runs`` (default ``runs/<suite>``); a finished one is
+reused and an interrupted one resumed (``msresnet1d.training.run.train_or_reuse``: same config or
+an error), so running the same command again continues where it stopped, several invocations with
+the same ``--runs`` and different ``--models`` can share the work, and a last one over all of them
+writes the whole table (``wall_seconds`` is null for a reused run; ``train_seconds`` comes from its
+log.csv either way). Before 2026-12-07 ``--out`` named the runs folder (default
+``runs/<suite>/<timestamp>``, a new one each time) and ``--json`` the results file, the opposite of
+the other scripts: ``--json`` is still read as ``--out``, with a warning, and an ``--out`` that is a
+folder or does not end in .json is refused.
 
 Usage:
     MSRESNET1D_DATA=/path/to/data python experiments/compare_models.py [--suite compare|main_ablation|ablation]
-        [--epochs N] [--seed S | --seeds S ...] [--models msresnet1d resnet1d ...] [--out runs/compare]
-        [--checkpoint selected|last] [--threads 1] [--quiet]
+        [--epochs N] [--seed S | --seeds S ...] [--models msresnet1d resnet1d ...] [--runs runs/compare]
+        [--out results.json] [--checkpoint selected|last] [--threads 1] [--quiet]
 MIT-BIH is --data-dir or $MSRESNET1D_DATA (the folder holding mitdb/, or mitdb/ itself); with
 neither, or a folder without MIT-BIH, the script stops before any work. The embedded 3-minute
 sample is used only when named: --data-dir datasets/mitdb-sample (a smoke run, not a result).
@@ -69,6 +74,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,15 +83,17 @@ import torch
 from torch import nn
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (add_seeds, as_program, config_or_exit, database_or_exit, output_or_exit,
-                                  overrides_or_exit, script_parser, seed_value, thread_count)
+from msresnet1d.arguments import (RUNS_INTERRUPTED, add_seeds, add_set, as_program, config_or_exit, database_or_exit,
+                                  output_or_exit, overrides_or_exit, partial_path, positive_int, script_parser,
+                                  seed_value, thread_count, write_result)
 from msresnet1d.data import DS2
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import classification_report, json_safe
 from msresnet1d.training.provenance import data_digest_or_error, load_average, provenance
-from msresnet1d.training.run import build_model, epoch_train_seconds, train_or_reuse
+from msresnet1d.training.run import (build_model, epoch_train_seconds, is_finished, run_code, train_or_reuse,
+                                     warn_other_code)
 from msresnet1d.training.tasks import build_task
 
 HERE = Path(__file__).resolve().parent
@@ -163,6 +171,8 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "no_template": ("without the template channel", {"data.template": False}),
     },
 }
+#: The config keys the script sets from its flags, refused in --set (the flag to give instead).
+OWNED = {"seed": "--seed or --seeds", "threads": "--threads", "data.data_dir": "--data-dir", "epochs": "--epochs"}
 # MSResNet1d's branch options (the main job's dilated branches): the single-branch families have none
 BRANCH_KWARGS = ("kernels", "dilations")
 
@@ -271,11 +281,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA; the embedded "
                              "sample only when named: datasets/mitdb-sample)")
-    parser.add_argument("--epochs", type=int, help="epochs per model (default: the main job's, 10)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs per model (default: the main job's, 10)")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=seed_value, help="seed of every run (default: the main job's, 0)")
-    add_seeds(seeds, None, "several seeds, each once: runs in <out>/seed<S>/<model> (the folder --seed S --out "
-                           "<out>/seed<S> uses), the table's figures their mean ± standard deviation")
+    add_seeds(seeds, None, "several seeds, each once: runs in <runs>/seed<S>/<model> (the folder --seed S --runs "
+                           "<runs>/seed<S> uses), the table's figures their mean ± standard deviation")
     parser.add_argument("--threads", type=thread_count, default=1,
                         help="torch threads of every run (0: PyTorch's default; default 1: comparable timings on a "
                              "shared machine)")
@@ -284,13 +294,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "job; ablation: the same from an older base")
     parser.add_argument("--models", nargs="+", choices=sorted({n for suite in SUITES.values() for n in suite}),
                         help="subset of the suite to train (default: all of it)")
-    parser.add_argument("--out", type=Path, help="runs folder, one sub-folder a model "
-                                                 "(default runs/<suite>/<timestamp>)")
-    parser.add_argument("--json", type=Path, help="results file, written at the end (default experiments/results/"
-                                                  "<compare_models|main_ablation|ablation>.json, the recorded one); "
-                                                  "the results so far in <name>.partial.json beside it")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key for every model, e.g. --set data.val_seed=1")
+    parser.add_argument("--runs", type=Path, help="runs folder, one sub-folder a model (default runs/<suite>: "
+                                                  "the same command again reuses its finished runs)")
+    parser.add_argument("--out", type=Path, help="results file (.json), written at the end (default "
+                                                 "experiments/results/<compare_models|main_ablation|ablation>.json, "
+                                                 "the recorded one: give another path to keep it); the results so far "
+                                                 "in <name>.partial.json beside it")
+    parser.add_argument("--json", type=Path, help="deprecated: the former name of --out")
+    add_set(parser, OWNED, "override a config key for every model, e.g. --set data.val_seed=1")
     parser.add_argument("--checkpoint", choices=("selected", "last"), default="selected",
                         help="test each run's selected epoch (best.pt, as its config selects; default) or its last "
                              "epoch (last.pt: runs trained with select_epoch='best' scored as if trained with 'last')")
@@ -301,33 +312,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [name for name in args.models if name not in suite]
     if unknown:
         parser.error(f"--models {', '.join(unknown)}: not in suite {args.suite!r} (it has {', '.join(suite)})")
-    args.json = output_or_exit(parser, args.json or RESULTS[args.suite], "--json")
-    args.out = args.out or Path("runs") / args.suite / time.strftime("%Y%m%d-%H%M%S")
+    if args.json is not None:
+        if args.out is not None:
+            parser.error("give the results file with --out alone (--json is its former name)")
+        warnings.warn("--json is the former name of --out (the results file): give --out; the runs folder is --runs")
+        args.out = args.json
+    if args.out is not None and (args.out.is_dir() or args.out.suffix != ".json"):
+        parser.error(f"--out {args.out}: --out is the results file now, a .json file (it named the runs folder before "
+                     "2026-12-07): give the runs folder with --runs, and --out a .json path or nothing")
+    args.out = output_or_exit(parser, args.out or RESULTS[args.suite])
+    args.runs = args.runs or Path("runs") / args.suite
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     common: dict[str, Any] = {"threads": args.threads, "data.data_dir": str(db_dir)}
     if args.epochs is not None:
         common["epochs"] = args.epochs
-    given = overrides_or_exit(parser, args.set)  # applied last, as before: --set seed=... wins over --seed
-    if "data.data_dir" in given:
-        parser.error("--set data.data_dir: give the database with --data-dir (it is checked before any run)")
+    given = overrides_or_exit(parser, args.set, OWNED)
     # every run's config, checked before the first trains
     seeds = args.seeds or [args.seed]  # [None]: the config's own seed
     args.configs = {seed: {name: config_or_exit(parser, BASE_CONFIGS[args.suite],
-                                                {**suite[name][1], **common, **({} if seed is None else {"seed": seed}),
-                                                 **given},
+                                                {**suite[name][1], **given, **common,
+                                                 **({} if seed is None else {"seed": seed})},
                                                 load=suite_config, run_dir=run_folder(args, seed, name))
                            for name in args.models} for seed in seeds}
     return args
 
 
 def run_folder(args: argparse.Namespace, seed: int | None, name: str) -> Path:
-    """Model ``name``'s run folder: ``<out>/<name>``, or ``<out>/seed<S>/<name>`` with ``--seeds``."""
-    return (args.out / f"seed{seed}" if args.seeds else args.out) / name
-
-
-def partial_path(path: Path) -> Path:
-    """Where the results so far go while a run is under way: ``<name>.partial.json`` beside ``path``."""
-    return path.with_name(f"{path.stem}.partial{path.suffix}")
+    """Model ``name``'s run folder: ``<runs>/<name>``, or ``<runs>/seed<S>/<name>`` with ``--seeds``."""
+    return (args.runs / f"seed{seed}" if args.seeds else args.runs) / name
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -335,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
         torch.set_num_threads(args.threads)
-    out, suite, base, configs = args.out, SUITES[args.suite], BASE_CONFIGS[args.suite], args.configs
+    runs, suite, base, configs = args.runs, SUITES[args.suite], BASE_CONFIGS[args.suite], args.configs
     seeds = list(configs)
     first = configs[seeds[0]]
     db_dir = first[args.models[0]].data["data_dir"]  # the database every run reads (parse_args checked it)
@@ -346,12 +358,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "suite": args.suite, "base_config": str(base.relative_to(HERE.parent)),
         "epochs": first[args.models[0]].epochs, "seed": used_seeds if args.seeds else used_seeds[0],
         "threads": args.threads, "checkpoint": args.checkpoint,
-        "load_average_start": load_average(), "runs_folder": str(out), "runs": {},
+        "load_average_start": load_average(), "runs_folder": str(runs), "runs": {},
     }
     for seed, seed_configs in configs.items():
         for name, cfg in seed_configs.items():
             run_dir = run_folder(args, seed, name)
-            start, reused = time.perf_counter(), (run_dir / "metrics.json").exists()
+            start, reused = time.perf_counter(), is_finished(run_dir)
             result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
             wall = None if reused else time.perf_counter() - start
             seconds = epoch_train_seconds(run_dir)
@@ -364,7 +376,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "epochs_run": len(seconds), "best_epoch": result["best_epoch"],
                 "best_val_score": result["best_val_score"], "train_seconds": sum(seconds),
                 "seconds_per_epoch": sum(seconds) / len(seconds), "wall_seconds": wall, "reused": reused,
-                "test": result["test"],
+                "code": run_code(run_dir), "test": result["test"],
             }
             if args.seeds:
                 report["runs"].setdefault(name, {"seeds": {}})["seeds"][str(seed)] = record
@@ -372,7 +384,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 report["runs"][name] = record
             report["load_average_end"] = load_average()
             report["provenance"] = provenance(__file__, argv, started, data)
-            write_text(partial_path(args.json), json.dumps(json_safe(report), indent=2) + "\n")
+            write_text(partial_path(args.out), json.dumps(json_safe(report), indent=2) + "\n")
+    warn_other_code([record for run in report["runs"].values() for record in seed_runs(run)])
     if args.checkpoint == "last":  # the last epoch's weights, whichever epoch the runs selected
         for name in args.models:
             runs = report["runs"][name]
@@ -390,16 +403,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{args.threads} thread(s); load average {report['load_average_start']} -> {report['load_average_end']}")
     report["table_markdown"] = comparison_table(report["runs"])
     report["provenance"] = provenance(__file__, argv, started, data)
-    write_text(args.json, json.dumps(json_safe(report), indent=2) + "\n")
-    partial_path(args.json).unlink(missing_ok=True)
     print(report["table_markdown"])
     tested = "DS2 beats" if ds2 else f"the beats of the {len(splits['test_records'])} test records"
     print(f"test metrics in % of {tested}; '-' = undefined (Se: no beats of the class; +P: class never predicted; "
           "F1: both)" + ("; mean ± standard deviation over the seeds" if args.seeds else ""))
-    print(f"written to {args.json}; run folders in {out}")
+    print(f"run folders in {runs}")
+    write_result(args.out, json.dumps(json_safe(report), indent=2) + "\n")
+    partial_path(args.out).unlink(missing_ok=True)
     return report
 
 
 if __name__ == "__main__":
-    with as_program():
+    with as_program(RUNS_INTERRUPTED):
         main()

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from msresnet1d.arguments import as_program, database_or_exit, output_or_exit, results_help, script_parser
-from msresnet1d.atomic import write_text
+from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, records_or_exit, results_help,
+                                  script_parser, write_result)
 from msresnet1d.data import DS2, read_annotations, read_record
 from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI
 from msresnet1d.inference import detect_beats
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
     mitdb = database_or_exit(parser, "mitdb", args.data_dir)
+    records_or_exit(parser, mitdb, args.records)
     start = time.perf_counter()
     per_record = {}
     for name in args.records:
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{100 * figures['share_off']:.1f}% of the others more than {OFF_SAMPLES} samples off")
     seconds = time.perf_counter() - start
     print(f"wall time: {seconds:.0f} s")
-    write_text(args.out, json.dumps({"what": __doc__.split("\n\n")[0], "database": str(mitdb),
+    write_result(args.out, json.dumps({"what": __doc__.split("\n\n")[0], "database": str(mitdb),
                                      "off_samples": OFF_SAMPLES, "missed_s": MISSED_S, "records": per_record,
                                      "pooled": total, "seconds": round(seconds, 1),
                                      "provenance": provenance(__file__, argv, started, [mitdb])}, indent=1) + "\n")

@@ -53,8 +53,14 @@ seeds: row seed i takes that member's seed (i + j) modulo the number of seeds. S
 ensembles of the same size, judged by the same rules.
 
 Runs go to <runs>/<variant>/seed<s>/fold<k>; a finished run is reused, an interrupted one
-resumed. Every run's config (and any run already in its folder) is checked before the first
-trains. Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with .png
+resumed. A variant's name is that folder (one plain folder name) and may not end as the rows
+above do (+offsets, +adabn, +last); neither --set nor a variant may set what the script sets
+(seed, threads, data.data_dir, data.train_records, data.test_records: give --seeds, --threads,
+--data-dir, --records and --folds). Every run's config (and any run already in its folder) is
+checked before the first trains. A quick test on a few --records needs ``--set
+data.val_records=1`` (each run holds out 4 of its training records for validation), e.g.
+``--records 118 209 220 223 --folds 2 --seeds 0 --set data.val_records=1 --set epochs=2``.
+Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with .png
 (each variant's macro-F1 per fold and its pooled S, V and F F1, the baseline drawn thicker);
 ``--replot RESULT.json`` draws that PNG again from a recorded result, without data or runs.
 """
@@ -69,9 +75,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (THREADS_HELP, add_seeds, as_program, config_or_exit, database_or_exit,
-                                  output_or_exit, result_or_exit, results_help, script_parser, thread_count)
+from msresnet1d.arguments import (FOLDER_NAME_RULE, RUNS_INTERRUPTED, THREADS_HELP, add_seeds, add_set, as_program,
+                                  check_not_owned, config_or_exit, database_or_exit, folder_name, output_or_exit,
+                                  overrides_or_exit, positive_int, records_or_exit, result_or_exit, results_help,
+                                  script_parser, thread_count, write_result, writing)
 from msresnet1d.data import DS1, RR_FEATURES, load_beats, patient_index, record_kfold
 from msresnet1d.training.config import parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -79,12 +86,17 @@ from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.plots import plot_variants
 from msresnet1d.training.provenance import provenance
-from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
+from msresnet1d.training.run import epoch_train_seconds, is_finished, run_code, train_or_reuse, warn_other_code
 from msresnet1d.training.tasks import beat_config, resolve_data
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mitdb_ds1_cv.json"
 CLASSES = ("N", "S", "V", "F")  # the scored AAMI classes, the first four of the five
 MIN_GAIN = 1.0  # points of pooled macro-F1, and of (S F1 + V F1) / 2 for rule SV (see above)
+#: The config keys the script sets from its flags, refused in --set and --variant (the flag to give instead).
+OWNED = {"seed": "--seeds", "threads": "--threads", "data.data_dir": "--data-dir",
+         "data.train_records": "--records and --folds", "data.test_records": "--records and --folds"}
+#: The rows each variant's runs give besides its own (--offsets, --adapt-bn, --last-epoch), by their names' suffixes.
+DERIVED_ROWS = ("+offsets", "+adabn", "+last")
 
 
 def pooled_scores(cm: np.ndarray) -> dict:
@@ -295,12 +307,21 @@ def ensemble_confusions(members: list[list[tuple[np.ndarray, np.ndarray]]], shif
 
 
 def parse_variants(items: list[list[str]]) -> dict[str, dict]:
-    """``[[name, KEY=VALUE, ...], ...]`` -> {name: overrides}, names distinct."""
+    """``[[name, KEY=VALUE, ...], ...]`` -> {name: overrides}, names distinct, each one plain
+    folder name (its runs' folder under --runs) not ending as a derived row's does
+    (:data:`DERIVED_ROWS`), and no override of a key the script sets (:data:`OWNED`)."""
     variants: dict[str, dict] = {}
     for name, *settings in items:
         if name in variants or "=" in name:
             raise ValueError(f"--variant {name!r}: each variant starts with a new name (no '=')")
+        if not folder_name(name):
+            raise ValueError(f"--variant {name!r}: a variant's name is the folder of its runs under --runs, one folder "
+                             f"name ({FOLDER_NAME_RULE})")
+        if name.endswith(DERIVED_ROWS):
+            raise ValueError(f"--variant {name!r}: names ending in {', '.join(DERIVED_ROWS)} are the rows the "
+                             "variants' runs give with --offsets, --adapt-bn and --last-epoch: choose another name")
         variants[name] = parse_overrides(settings)
+        check_not_owned(variants[name], OWNED, f"--variant {name}:")
     return variants
 
 
@@ -313,11 +334,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variant", action="append", nargs="+", metavar=("NAME", "KEY=VALUE"),
                         help="a variant: its name and config overrides; the first is the baseline (required but "
                              "with --replot)")
-    parser.add_argument("--folds", type=int, default=5, help="folds of DS1 records (default 5)")
+    parser.add_argument("--folds", type=positive_int, default=5, help="folds of DS1 records (default 5)")
     add_seeds(parser, [0, 1, 2], "training seeds, each once (default 0 1 2)")
     parser.add_argument("--records", nargs="+", default=list(DS1), help="the records to cross-validate (default DS1)")
     parser.add_argument("--runs", default="runs/mitdb-ds1-cv", help="folder of the runs")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every variant")
+    add_set(parser, OWNED, "config overrides for every variant")
     parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
     parser.add_argument("--offsets", action="store_true",
                         help="also score each variant with class offsets fitted on the other folds")
@@ -343,20 +364,21 @@ def main(argv: list[str] | None = None) -> dict:
     if args.replot:
         report = result_or_exit(parser, args.replot,
                                 lambda r: (dict(r["variants"]), len(r["folds"]), r["config"]["seed"]))
-        plot_report(report, args.replot.with_suffix(".png"))
-        print(f"drew {args.replot.with_suffix('.png')}")
+        with writing(args.replot.with_suffix(".png")) as png:
+            plot_report(report, png)
         return report
     if not args.variant:
         parser.error("the following arguments are required: --variant (unless --replot)")
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
+    records_or_exit(parser, db_dir, args.records)
     patients = len(set(patient_index(list(dict.fromkeys(args.records)))))
     if not 2 <= args.folds <= patients:
         parser.error(f"--folds must be in [2, {patients}] (the number of patients: 201 and 202 are one), got {args.folds}")
-    suffixes = [""] + [suffix for flag, suffix in ((args.offsets, "+offsets"), (args.adapt_bn, "+adabn"),
-                                                   (args.last_epoch, "+last")) if flag]
+    suffixes = [""] + [suffix for flag, suffix in zip((args.offsets, args.adapt_bn, args.last_epoch), DERIVED_ROWS)
+                       if flag]
+    common = overrides_or_exit(parser, args.set, OWNED)
     try:
-        common = parse_overrides(args.set)
         variants = parse_variants(args.variant)
         rows = [name + suffix for name in variants for suffix in suffixes]
         ensembles = parse_ensembles(args.ensemble, variants, rows)
@@ -391,6 +413,7 @@ def main(argv: list[str] | None = None) -> dict:
                if flag]
     predictions: dict[tuple[str, str], list] = {}  # (variant, mode) -> rescored's list, for the ensembles
     by_record: dict[str, dict[str, list]] = {}
+    every_run: list[dict] = []
     for name, overrides in variants.items():
         modes = list(dict.fromkeys(flagged + [m for members in ensembles.values() for v, m, _ in members if v == name]
                                    + [mode for _, mode in wanted.get(name, [])]))
@@ -398,12 +421,15 @@ def main(argv: list[str] | None = None) -> dict:
         for i, seed in enumerate(args.seeds):
             for k in range(len(folds)):
                 start, run_dir = time.perf_counter(), run_dirs[name][k][i]
+                reused = is_finished(run_dir)
                 result = train_or_reuse(configs[name][k][i], run_dir, quiet=True)
                 confusions[i, k] = result["test"]["confusion_matrix"]
                 runs.append({"seed": seed, "fold": k + 1, "best_epoch": result["best_epoch"],
                              "val_records": result["splits"]["val_records"],
                              "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
-                             "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
+                             "wall_s_this_invocation": round(time.perf_counter() - start, 1), "reused": reused,
+                             "code": run_code(run_dir)})
+        every_run += runs
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
         if modes:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)
             predicted, held_records = rescored(run_dirs[name], modes)
@@ -418,6 +444,7 @@ def main(argv: list[str] | None = None) -> dict:
             results[f"{name}+adabn"] = summarise(confusion_matrices(predicted["adabn"]), args.seeds, overrides=overrides)
         if args.last_epoch:
             results[f"{name}+last"] = summarise(confusion_matrices(predicted["last"]), args.seeds, overrides=overrides)
+    warn_other_code(every_run)
     for name, members in ensembles.items():
         confusions = ensemble_confusions([predictions[v, mode] for v, mode, _ in members], [j for *_, j in members])
         results[name] = summarise(confusions, args.seeds, members=[f"{v}{'+last' * (mode == 'last')}@{j}"
@@ -434,8 +461,9 @@ def main(argv: list[str] | None = None) -> dict:
                         "fold_beats": [beats.from_records(f).class_counts() for f in folds], "baseline": baseline,
                         "min_gain": MIN_GAIN, "variants": results, "table_markdown": text,
                         "per_record": by_record, "provenance": provenance(__file__, argv, started, [db_dir])})
-    write_text(args.out, json.dumps(report, indent=2) + "\n")
-    plot_report(report, args.out.with_suffix(".png"))
+    write_result(args.out, json.dumps(report, indent=2) + "\n")
+    with writing(args.out.with_suffix(".png")) as png:
+        plot_report(report, png)
     return report
 
 
@@ -448,5 +476,5 @@ def plot_report(report: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    with as_program():
+    with as_program(RUNS_INTERRUPTED):
         main()

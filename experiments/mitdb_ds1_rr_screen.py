@@ -2,8 +2,9 @@
 
     python experiments/mitdb_ds1_rr_screen.py --data-dir /path/to/data --runs /work/runs/mitdb-ds1-cv5
 
-A screen, not a variant: it trains no network. It reads the runs of one variant of
-``mitdb_ds1_cv.py`` (``--variant``, default ``main``, at their last epoch, as the row
+A screen, not a variant: it trains no network. It reads the finished runs (their
+``metrics.json``, which a run writes last: a run stopped after an epoch is refused, naming it) of
+one variant of ``mitdb_ds1_cv.py`` (``--variant``, default ``main``, at their last epoch, as the row
 ``main+last``; beats and RR features as their config made them) and their folds: each fold's
 held-out records are those its runs tested (``data.test_records`` in their config.json), and the
 RR models of a fold train on the other folds' records only, so no model sees the records it
@@ -44,14 +45,14 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mitdb_ds1_cv import confusion_matrices, decide, rescored, summarise, table  # noqa: E402
 
-from msresnet1d.atomic import write_text  # noqa: E402
 from msresnet1d.arguments import (add_seeds, as_program, database_or_exit, output_or_exit,  # noqa: E402
-                                  results_help, script_parser)
+                                  positive_int, records_or_exit, results_help, script_parser, write_result)
 from msresnet1d.data import DS1, load_beats  # noqa: E402
 from msresnet1d.data.rr import RR_FEATURES, rr_columns  # noqa: E402
 from msresnet1d.training.config import TrainConfig  # noqa: E402
 from msresnet1d.training.metrics import json_safe  # noqa: E402
 from msresnet1d.training.provenance import provenance  # noqa: E402
+from msresnet1d.training.run import epoch_train_seconds, is_finished  # noqa: E402
 from msresnet1d.training.tasks import beat_config, resolve_data  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mitdb_ds1_rr_screen.json"
@@ -139,18 +140,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs", required=True, help="the runs folder of mitdb_ds1_cv.py")
     parser.add_argument("--variant", default="main", help="the variant whose runs are read (default main)")
     add_seeds(parser, [0, 1, 2], "its seeds, each once (default 0 1 2)")
-    parser.add_argument("--folds", type=int, default=5, help="folds of the records, as the runs had (default 5)")
+    parser.add_argument("--folds", type=positive_int, default=5,
+                        help="folds of the records, as the runs had (default 5)")
     parser.add_argument("--records", nargs="+", default=list(DS1), help="the records, as the runs had (default DS1)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=results_help(RESULTS))
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
+    records_or_exit(parser, db_dir, args.records)
     run_dirs = [[Path(args.runs) / args.variant / f"seed{s}" / f"fold{k + 1}" for s in args.seeds]
                 for k in range(args.folds)]
-    missing = [str(d) for fold in run_dirs for d in fold if not (d / "checkpoints" / "last.pt").is_file()]
-    if missing:
-        parser.error(f"no finished run in {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: run "
-                     f"mitdb_ds1_cv.py --variant {args.variant} with these --runs, --seeds and --folds first")
+    unfinished = [d for fold in run_dirs for d in fold if not is_finished(d)]
+    if unfinished:
+        shown = [f"{d} (stopped after epoch {len(epoch_train_seconds(d))})" if (d / "log.csv").is_file() else
+                 f"{d} (not started)" for d in unfinished[:3]]
+        parser.error(f"{len(unfinished)} run(s) not finished (no metrics.json, which a run writes last): "
+                     f"{', '.join(shown)}{' ...' if len(unfinished) > 3 else ''}: run mitdb_ds1_cv.py --variant "
+                     f"{args.variant} (with its settings) and these --runs, --seeds, --folds and --records first: it "
+                     "trains the missing runs and resumes the stopped ones")
     try:
         folds = held_out_folds(run_dirs, args.records)
     except ValueError as e:
@@ -186,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "folds": folds, "rr_columns": [RR_FEATURES[i] for i in columns], "baseline": baseline,
                         "variants": results, "table_markdown": text,
                         "provenance": provenance(__file__, argv, started, [db_dir])})
-    write_text(args.out, json.dumps(report, indent=2) + "\n")
+    write_result(args.out, json.dumps(report, indent=2) + "\n")
     return report
 
 

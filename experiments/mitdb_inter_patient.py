@@ -5,7 +5,9 @@ deviation over seeds, beside published inter-patient results.
     python experiments/mitdb_inter_patient.py --data-dir /path/to/data --seeds 0 1 2
 
 Each seed is one `msresnet1d train` run (the main-job config unless --config says otherwise) in
-<runs>/seed<k>; a finished run is reused, an interrupted one resumed. Each run tests the epoch
+<runs>/seed<k>; a finished run is reused, an interrupted one resumed (each run's record in the
+results names the code that trained it; reused runs of other code are said). --set may not set
+seed, threads or data.data_dir: give --seeds, --threads, --data-dir. Each run tests the epoch
 its config selects (the main job: the last, ``select_epoch``; else the best on validation), which
 ``best.pt`` holds. With two seeds or more the seeds' selected models are also tested as one
 ensemble: the mean of their class probabilities, fixed in advance (every seed, equal weights), so
@@ -29,17 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (THREADS_HELP, add_seeds, as_program, config_or_exit, database_or_exit,
-                                  output_or_exit, overrides_or_exit, result_or_exit, results_help, script_parser,
-                                  thread_count)
+from msresnet1d.arguments import (RUNS_INTERRUPTED, THREADS_HELP, add_seeds, add_set, as_program, config_or_exit,
+                                  database_or_exit, output_or_exit, overrides_or_exit, result_or_exit, results_help,
+                                  script_parser, thread_count, write_result, writing)
 from msresnet1d.data import AAMI_CLASSES, DS2
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
                                          record_interval)
 from msresnet1d.training.plots import plot_confusion, plot_scores
 from msresnet1d.training.provenance import provenance
-from msresnet1d.training.run import epoch_train_seconds, train_or_reuse
+from msresnet1d.training.run import epoch_train_seconds, is_finished, run_code, train_or_reuse, warn_other_code
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -52,6 +53,8 @@ PUBLISHED = {
     "Farag 2023 (small CNN)": {"S": {"se": 85.3}, "V": {"se": 96.3}, "acc": 98.2},  # no +P, so no F1
 }
 CLASSES = ("N", "S", "V", "F")
+#: The config keys the script sets from its flags, refused in --set (the flag to give instead).
+OWNED = {"seed": "--seeds", "threads": "--threads", "data.data_dir": "--data-dir"}
 STATS = ("se", "ppv", "f1")
 TARGETS = {"S F1": 80.0, "V F1": 93.0}  # the project's targets: above every published method on both
 
@@ -119,19 +122,18 @@ def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested:
     plot_scores(methods, path, TARGETS, spreads, title=f"MIT-BIH inter-patient, {tested} ({path.stem})")
 
 
-def replot(report: dict, out: Path) -> list[Path]:
+def replot(report: dict, out: Path) -> None:
     """The PNGs of a recorded result ``out`` (:func:`main`'s JSON) drawn again beside it: the scores,
     and the ensemble's confusion matrix when the result holds one (a single seed's is not kept).
-    Returns their paths."""
+    Says each path written (:func:`~msresnet1d.arguments.writing`)."""
     tested = tested_on(report["config"]["data"].get("test_records"))
     ensemble = report["ensemble_percent"]
-    drawn = [out.with_suffix(".png")]
-    plot(report["summary_percent"], len(report["runs"]), ensemble, drawn[0], tested)
+    with writing(out.with_suffix(".png")) as png:
+        plot(report["summary_percent"], len(report["runs"]), ensemble, png, tested)
     if ensemble is not None:
-        drawn.append(out.with_name(out.stem + "_confusion.png"))
-        plot_confusion(np.asarray(ensemble["confusion_matrix"]), AAMI_CLASSES, drawn[1],
-                       title=f"MIT-BIH {tested}, ensemble of {len(report['runs'])} seeds")
-    return drawn
+        with writing(out.with_name(out.stem + "_confusion.png")) as png:
+            plot_confusion(np.asarray(ensemble["confusion_matrix"]), AAMI_CLASSES, png,
+                           title=f"MIT-BIH {tested}, ensemble of {len(report['runs'])} seeds")
 
 
 def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--config", default="mitdb_beats", help="config name or path")
     add_seeds(parser, [0, 1, 2], "training seeds, each once (default 0 1 2); several: also their ensemble")
     parser.add_argument("--runs", default="runs/mitdb-inter-patient", help="folder of the per-seed runs")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides")
+    add_set(parser, OWNED)
     parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
     parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"),
                         help=results_help(RESULTS / "mitdb_inter_patient.json"))
@@ -195,11 +197,11 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.replot:
         report = result_or_exit(parser, args.replot, lambda r: (r["summary_percent"], len(r["runs"]),
                                                                 r["ensemble_percent"], r["config"]["data"]))
-        print("drew", ", ".join(map(str, replot(report, args.replot))))
+        replot(report, args.replot)
         return report
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
-    overrides = overrides_or_exit(parser, args.set)
+    overrides = overrides_or_exit(parser, args.set, OWNED)
     run_dirs = {seed: Path(args.runs) / f"seed{seed}" for seed in args.seeds}
     configs = {seed: config_or_exit(parser, args.config, {**overrides, "seed": seed, "threads": args.threads,
                                                           "data.data_dir": str(db_dir)}, run_dir=run_dirs[seed])
@@ -207,12 +209,14 @@ def main(argv: list[str] | None = None) -> dict | None:
     reports, runs = [], []
     for seed, cfg in configs.items():
         run_dir = run_dirs[seed]
-        start = time.perf_counter()
+        start, reused = time.perf_counter(), is_finished(run_dir)
         result = train_or_reuse(cfg, run_dir, quiet=True)
         reports.append(result["test"])
         runs.append({"seed": seed, "run_dir": str(run_dir), "best_epoch": result["best_epoch"],
                      "best_val_score": result["best_val_score"], "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
-                     "wall_s_this_invocation": round(time.perf_counter() - start, 1)})
+                     "wall_s_this_invocation": round(time.perf_counter() - start, 1), "reused": reused,
+                     "code": run_code(run_dir)})
+    warn_other_code(runs)
     summary = summarise(reports)
     tested = seed_ensemble([Path(r["run_dir"]) for r in runs])  # the ensemble, or the one seed's model
     ensemble = tested if len(runs) > 1 else None
@@ -223,11 +227,13 @@ def main(argv: list[str] | None = None) -> dict | None:
             + format_record_interval(tested["record_interval"], ("S", "V"), "the " * (ensemble is not None) + what))
     print(text)
     out, tested_records = Path(args.out), tested_on(cfg.data.get("test_records"))
-    plot(summary, len(reports), ensemble_percent, out.with_suffix(".png"), tested_records)
+    with writing(out.with_suffix(".png")) as png:
+        plot(summary, len(reports), ensemble_percent, png, tested_records)
     shown = reports[0] if ensemble is None else ensemble
-    plot_confusion(np.asarray(shown["confusion_matrix"]), shown["class_names"],
-                   out.with_name(out.stem + "_confusion.png"), title=f"MIT-BIH {tested_records}, {what}")
-    write_text(args.out, json.dumps(json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
+    with writing(out.with_name(out.stem + "_confusion.png")) as png:
+        plot_confusion(np.asarray(shown["confusion_matrix"]), shown["class_names"], png,
+                       title=f"MIT-BIH {tested_records}, {what}")
+    write_result(args.out, json.dumps(json_safe({"config": cfg.to_dict() | {"seed": args.seeds}, "runs": runs,
                                                "summary_percent": summary, "ensemble_percent": ensemble_percent,
                                                "record_interval_percent": {"of": what, **tested["record_interval"]},
                                                "published_percent": PUBLISHED, "table_markdown": text,
@@ -236,5 +242,5 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    with as_program():
+    with as_program(RUNS_INTERRUPTED):
         main()

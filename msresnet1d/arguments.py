@@ -1,6 +1,7 @@
 """Command-line arguments that the ``msresnet1d`` command and the experiment scripts share: config
 files by name, seeds, thread counts, ``--set`` overrides, database folders, and the errors
-they give through ``parser.error``; and how they print warnings and output run as programs."""
+they give through ``parser.error``; and how they print warnings, errors, interruptions and the
+files they write, run as programs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import contextlib
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn
@@ -45,17 +48,57 @@ def resolve_config(name: str | None) -> Path | None:
     raise SystemExit(f"error: config {name!r} not found (a file path, or one of: {', '.join(known) or 'none'})")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or ``docker stop``'s), raised where Ctrl-C would raise KeyboardInterrupt."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 @contextlib.contextmanager
-def as_program() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM stops the program as Ctrl-C does (:class:`Terminated`, a
+    KeyboardInterrupt), so that ``finally`` clauses run (a run folder's lock is released); the
+    previous handler is back after it. Only in the main thread, which alone may set handlers."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        yield
+    finally:
+        if main_thread:  # None: a handler set outside Python, which signal cannot restore
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def interrupted_status(stop: KeyboardInterrupt) -> int:
+    """The exit status of a program stopped by ``stop``, as the shell reports a signal's: 143 for
+    SIGTERM (:class:`Terminated`), 130 for Ctrl-C."""
+    return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
+
+
+#: What an experiment script that trains runs says when it is stopped (:func:`as_program`'s ``interrupted``).
+RUNS_INTERRUPTED = ("interrupted: run the same command again to continue (finished runs are reused, the others "
+                    "resume)")
+
+
+@contextlib.contextmanager
+def as_program(interrupted: str = "interrupted") -> Iterator[None]:
     """What the ``msresnet1d`` command and the experiment scripts do run as programs (their
-    ``main(argv)`` called from Python leaves both to Python):
+    ``main(argv)`` called from Python leaves all of it to Python):
 
     - each warning is printed once, as one line (``warning: <message>`` on stderr), instead of
       Python's format with its source line for every fold or seed that raises it (under torchrun,
       rank 0 alone: every rank reads the same data); filters (``-W error`` included) apply as
       before;
     - what stdout and stderr cannot encode (a file name that is not UTF-8, say) is printed as
-      backslash escapes rather than ending a finished command with an encoding error.
+      backslash escapes rather than ending a finished command with an encoding error;
+    - SIGTERM stops the program as Ctrl-C does (:func:`sigterm_interrupts`), and either prints
+      the one line ``interrupted`` (the scripts that train runs: :data:`RUNS_INTERRUPTED`) on
+      stderr, without a traceback, and exits 130 (Ctrl-C) or 143 (SIGTERM), as the shell reports
+      a signal;
+    - a ValueError (a :class:`~msresnet1d.data.DataError` among them: an unknown record, say) or
+      an OSError (a folder that cannot be created, a run folder another process trains in) that
+      reaches the top is one line, ``error: <message>``, and exit status 1.
     """
     shown: set[str] = set()
 
@@ -70,12 +113,64 @@ def as_program() -> Iterator[None]:
     for stream, _ in streams:
         stream.reconfigure(errors="backslashreplace")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), sigterm_interrupts():
             warnings.showwarning = show
             yield
+    except KeyboardInterrupt as stop:
+        print(interrupted, file=sys.stderr)
+        raise SystemExit(interrupted_status(stop)) from None
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         for stream, errors in streams:
             stream.reconfigure(errors=errors)
+
+
+def recorded_result(path: str | Path) -> Path | None:
+    """``path`` relative to the repository (:func:`~msresnet1d.data.locate.source_checkout`) when
+    it is one of the repository's recorded results (under its ``experiments/results/``), else None."""
+    if _checkout is None:
+        return None
+    try:
+        inside = Path(path).resolve().relative_to(_checkout.resolve())
+    except ValueError:
+        return None
+    return inside if inside.parts[:2] == ("experiments", "results") and len(inside.parts) > 2 else None
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[Path]:
+    """Around the writing of an output file ``path`` (a results file, a PNG) by the block: after
+    it, prints ``wrote <path>``; when the file replaced one of the repository's recorded results
+    (:func:`recorded_result`), the line says so, and how git restores it."""
+    path = Path(path)
+    existed = path.exists()
+    yield path
+    inside = recorded_result(path) if existed else None
+    if inside is None:
+        print(f"wrote {path}")
+        return
+    git = "git" if Path.cwd().resolve() == _checkout.resolve() else f"git -C {_checkout}"
+    print(f"wrote {path}: it replaced the repository's recorded result ({git} checkout -- {inside.as_posix()} "
+          "restores it; give --out another path to keep it)")
+
+
+def write_result(path: str | Path, text: str) -> None:
+    """Write an experiment script's results file ``path`` (atomically: :func:`~msresnet1d.atomic.write_text`)
+    and say so (:func:`writing`)."""
+    from .atomic import write_text
+
+    with writing(path):
+        write_text(path, text)
+
+
+def partial_path(path: str | Path) -> Path:
+    """Where a script's results so far go while it runs (``<name>.partial.json`` beside its
+    results file ``path``), so that an interrupted one never leaves a partial result under the
+    final name; the script removes it once it writes ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
 class HintedParser(argparse.ArgumentParser):
@@ -187,12 +282,37 @@ def result_or_exit(parser: argparse.ArgumentParser, path: Path, check: Callable[
     return result
 
 
-def overrides_or_exit(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
-    """``--set KEY=VALUE`` items as config overrides (:func:`parse_overrides`), or ``parser.error``."""
+def check_not_owned(overrides: dict[str, Any], owned: dict[str, str], where: str = "--set") -> None:
+    """Raise ValueError when ``overrides`` (``--set``'s, or a variant's: ``where``) set a config key
+    that the script sets itself from one of its flags (``owned``: key -> that flag, what to give
+    instead); the script's value or the override would otherwise be dropped without a word. A
+    table's keys count as dotted ones (``data={"fold": 1}`` sets ``data.fold``)."""
+    keys = [f"{key}.{inner}" if isinstance(value, dict) else key
+            for key, value in overrides.items() for inner in (value if isinstance(value, dict) else [None])]
+    taken = [key for key in keys if key in owned]
+    if taken:
+        raise ValueError("; ".join(f"{where} {key}: the script sets it itself, give {owned[key]} instead"
+                                   for key in taken))
+
+
+def add_set(parser: argparse.ArgumentParser, owned: dict[str, str], help: str = "config overrides") -> None:
+    """An experiment script's ``--set KEY=VALUE`` (repeatable) on ``parser``, its help naming the
+    keys the script sets itself (``owned``, refused by :func:`overrides_or_exit`)."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"{help}; not {', '.join(dict.fromkeys(owned))}, which the script sets from its flags")
+
+
+def overrides_or_exit(parser: argparse.ArgumentParser, items: list[str],
+                      owned: dict[str, str] | None = None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as config overrides (:func:`parse_overrides`), or ``parser.error``:
+    also for a key the script sets itself (``owned``: key -> the flag to give instead,
+    :func:`check_not_owned`)."""
     try:
-        return parse_overrides(items)
+        overrides = parse_overrides(items)
+        check_not_owned(overrides, owned or {})
     except ValueError as e:
         parser.error(str(e))
+    return overrides
 
 
 def config_or_exit(parser: argparse.ArgumentParser, config: str | Path | None, overrides: dict[str, Any],
@@ -255,15 +375,53 @@ def path_flag(value: str) -> str:
     return os.path.expanduser(value)
 
 
+#: What :func:`folder_name` asks of a name, for errors.
+FOLDER_NAME_RULE = ('not empty, no / \\ < > : " | ? * or control character, not ending in . or a space, not a name '
+                    "Windows reserves such as CON or COM1")
+
+
+def folder_name(name: str) -> bool:
+    """Whether ``name`` is one folder name on every system (runs copy across): no separator, none
+    of the characters Windows refuses, no trailing dot or space (Windows drops them: also no . or
+    ..), and none of its device names."""
+    return (bool(name.strip()) and not re.search(r'[/\\<>:"|?*\x00-\x1f]', name) and name == name.rstrip(". ")
+            and not re.fullmatch(r"(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?", name, re.IGNORECASE))
+
+
+def _positive(value: str, what: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"{value!r}: {what} > 0")
+    return number
+
+
 def positive_seconds(value: str) -> float:
     """A duration flag: a number of seconds > 0."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise argparse.ArgumentTypeError(f"{value!r}: a number of seconds > 0")
-    return seconds
+    return _positive(value, "a number of seconds")
+
+
+def positive_number(value: str) -> float:
+    """A rate or size flag (Hz, say): a finite number > 0."""
+    return _positive(value, "a number")
+
+
+def positive_int(value: str) -> int:
+    """A count flag (repeats, batches): a whole number >= 1."""
+    if not re.fullmatch("[0-9]+", value) or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: a whole number >= 1")
+    return int(value)
+
+
+def records_or_exit(parser: argparse.ArgumentParser, db_dir: Path, records: list[str], flag: str = "--records"
+                    ) -> None:
+    """``parser.error`` naming the records of ``records`` (``flag``'s) that ``db_dir`` does not
+    hold (no ``<record>.hea`` there), before any work."""
+    missing = [record for record in dict.fromkeys(records) if not (Path(db_dir) / f"{record}.hea").is_file()]
+    if missing:
+        parser.error(f"{flag}: no record {', '.join(missing)} in {db_dir} (no {missing[0]}.hea there)")
 
 
 def thread_count(value: str) -> int:

@@ -13,9 +13,7 @@ import errno
 import json
 import logging
 import re
-import signal
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -62,14 +60,6 @@ def _train_config_path(name: str | None) -> Path:
     return resolve_config(name or MAIN_JOB)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's or ``docker stop``'s), raised where Ctrl-C would raise KeyboardInterrupt."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def _resume_hint(run_dir: Path, before: str = "", after: str = "") -> str | None:
     """Where a stopped run's last completed epoch is and the command that continues it, with
     ``before`` and ``after`` beside the command; None when the run saved no checkpoint."""
@@ -97,23 +87,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config_path = _train_config_path(args.config)
     cfg = load_config(config_path, _overrides(args), check=True)
-    if not args.out and not _folder_name(cfg.name):
-        raise SystemExit(f"error: run name {cfg.name!r} must be one folder name for runs/<name>/<time> (not empty, no "
-                         "/ \\ < > : \" | ? * or control character, not ending in . or a space, not a name Windows "
-                         "reserves such as CON or COM1): give another --name, or the run folder with --out")
+    if not args.out and not arguments.folder_name(cfg.name):
+        raise SystemExit(f"error: run name {cfg.name!r} must be one folder name for runs/<name>/<time> "
+                         f"({arguments.FOLDER_NAME_RULE}): give another --name, or the run folder with --out")
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name / time.strftime("%Y%m%d-%H%M%S")
     start = time.perf_counter()
-    # a scheduler's or docker's stop ends a run as Ctrl-C does (signal handlers belong to the main thread)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        train(cfg, run_dir, resume=args.resume, quiet=args.quiet)
+        with arguments.sigterm_interrupts():  # a scheduler's or docker's stop ends a run as Ctrl-C does
+            train(cfg, run_dir, resume=args.resume, quiet=args.quiet)
     except KeyboardInterrupt as stop:
         if launched_rank() == 0:  # under torchrun, rank 0 alone: the others may be stopped because one rank failed
             hint = _resume_hint(run_dir)
             print(f"interrupted: {hint}" if hint else
                   f"interrupted before the first epoch finished: no checkpoint was saved in {run_dir}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)  # as the shell reports it
+        return arguments.interrupted_status(stop)
     except torch.cuda.OutOfMemoryError as e:  # torch.OutOfMemoryError since torch 2.5, a RuntimeError
         smaller = "--set eval_batch_size=<smaller> if validation or the test ran out"
         hint = _resume_hint(run_dir, after=f", adding {smaller}")
@@ -130,20 +117,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             if hint:
                 raise OSError(f"{e}; {hint}") from e
         raise
-    finally:
-        if main_thread:  # None: a handler set outside Python, which signal cannot restore
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     if not args.quiet and launched_rank() == 0:
         print(f"wall time: {time.perf_counter() - start:.0f} s")
     return 0
-
-
-def _folder_name(name: str) -> bool:
-    """Whether ``name`` is one folder name on every system (runs copy across): no separator, none
-    of the characters Windows refuses, no trailing dot or space (Windows drops them: also no . or
-    ..), and none of its device names."""
-    return (bool(name.strip()) and not re.search(r'[/\\<>:"|?*\x00-\x1f]', name) and name == name.rstrip(". ")
-            and not re.fullmatch(r"(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?", name, re.IGNORECASE))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -560,9 +536,9 @@ def _run(argv: Sequence[str]) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, OSError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # SIGTERM too, run as the program (as_program)
         print("interrupted", file=sys.stderr)
-        return 130
+        return arguments.interrupted_status(stop)
 
 
 if __name__ == "__main__":

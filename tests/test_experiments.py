@@ -84,6 +84,145 @@ def test_experiment_scripts_run_as_programs_print_each_warning_once_as_one_line(
         _forget_experiment_modules(set(sys.modules))
 
 
+TRAINING_SCRIPTS = ["cinc2017_cv", "compare_models", "mitdb_ds1_cv", "mitdb_inter_patient"]
+
+
+def test_experiment_scripts_stop_on_ctrl_c_sigterm_and_errors_with_one_line(monkeypatch, capsys):
+    """Run as programs, the scripts end a Ctrl-C, a SIGTERM and a ValueError, DataError or OSError
+    that reaches the top with one line on stderr, no traceback, and the exit status the shell
+    gives a signal (130, 143) or 1; those that train runs say that the same command continues."""
+    import signal
+
+    import msresnet1d.arguments as arguments
+    from msresnet1d.arguments import RUNS_INTERRUPTED, as_program
+    from msresnet1d.data import DataError
+
+    def stopped(doc):  # every script's parser, stopped as Ctrl-C stops it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(arguments, "script_parser", stopped)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        for name in SCRIPTS:
+            monkeypatch.setattr(sys, "argv", [f"experiments/{name}.py"])
+            with pytest.raises(SystemExit) as stop:
+                runpy.run_path(str(REPO / "experiments" / f"{name}.py"), run_name="__main__")
+            assert stop.value.code == 130
+            assert capsys.readouterr().err == (RUNS_INTERRUPTED if name in TRAINING_SCRIPTS else "interrupted") + "\n"
+    finally:
+        _forget_experiment_modules(set(sys.modules))
+    assert RUNS_INTERRUPTED == ("interrupted: run the same command again to continue (finished runs are reused, the "
+                                "others resume)")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop, as_program(RUNS_INTERRUPTED):
+        os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's stop
+    assert stop.value.code == 143 and capsys.readouterr().err == RUNS_INTERRUPTED + "\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+    for error in (DataError("database mitdb: no record 999"), ValueError("val_records=4 of the 2 training records"),
+                  PermissionError(13, "Permission denied", "/runs")):
+        with pytest.raises(SystemExit) as stop, as_program():
+            raise error
+        assert stop.value.code == 1 and capsys.readouterr().err == f"error: {error}\n"
+
+
+def test_a_script_with_too_few_records_for_its_validation_ends_in_one_error_line(tmp_path, monkeypatch, capsys):
+    # the quick test the docstring gives takes --set data.val_records=1; without it, one line, not a traceback
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "argv", ["experiments/mitdb_ds1_cv.py", "--data-dir", str(SAMPLE), "--variant", "main",
+                                      "--records", "118", "209", "220", "--folds", "2", "--seeds", "0", "--threads",
+                                      "1", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "cv.json")])
+    try:
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(REPO / "experiments" / "mitdb_ds1_cv.py"), run_name="__main__")
+    finally:
+        _forget_experiment_modules(set(sys.modules))
+    err = capsys.readouterr().err.splitlines()
+    assert stop.value.code == 1 and err[-1].startswith("error: ") and "val_records=4 of the" in err[-1]
+    assert not any(line.startswith("Traceback") for line in err)
+
+
+def test_written_files_are_said_and_a_replaced_recorded_result_how_to_restore_it(tmp_path, monkeypatch, capsys):
+    import msresnet1d.arguments as arguments
+
+    repo = tmp_path / "repo"
+    recorded = repo / "experiments" / "results" / "x.json"
+    recorded.parent.mkdir(parents=True)
+    recorded.write_text("{}\n")
+    monkeypatch.setattr(arguments, "_checkout", repo)
+    arguments.write_result(recorded, '{"new": 1}\n')
+    arguments.write_result(repo / "experiments" / "results" / "new.json", "{}\n")  # none replaced
+    arguments.write_result(tmp_path / "mine.json", "{}\n")
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote {recorded}: it replaced the repository's recorded result (git -C {repo} checkout -- "
+        "experiments/results/x.json restores it; give --out another path to keep it)",
+        f"wrote {repo / 'experiments' / 'results' / 'new.json'}", f"wrote {tmp_path / 'mine.json'}"]
+    monkeypatch.chdir(repo)
+    arguments.write_result(Path("experiments/results/x.json"), "{}\n")
+    assert "(git checkout -- experiments/results/x.json restores it" in capsys.readouterr().out
+    assert recorded.read_text() == "{}\n"
+
+
+def test_a_run_folder_in_use_names_the_scripts_runs_flag(tmp_path, monkeypatch):
+    from msresnet1d.arguments import resolve_config
+    from msresnet1d.training import engine
+    from msresnet1d.training.config import load_config
+    from msresnet1d.training.run import train_or_reuse
+
+    run_dir = tmp_path / "runs" / "seed0"
+    run_dir.mkdir(parents=True)
+    monkeypatch.setattr(engine, "_LOCK_PATIENCE", 0.0)
+    held = engine.lock_run_dir(run_dir)  # another process training there
+    try:
+        with pytest.raises(FileExistsError, match="in use by another msresnet1d train .*choose another --runs"):
+            train_or_reuse(load_config(resolve_config("mitdb_beats"), {"data.data_dir": str(SAMPLE)}), run_dir)
+    finally:
+        os.close(held)
+
+
+def test_reused_runs_of_other_code_are_said_once_with_their_versions(tmp_path):
+    from msresnet1d.training.checkpoint import code_version
+    from msresnet1d.training.run import run_code, warn_other_code
+
+    this = code_version()
+    runs = [{"reused": True, "code": this}, {"reused": True, "code": "0.1.0+aaaa"}, {"reused": True, "code": None},
+            {"reused": False, "code": this}, {"reused": True, "code": "0.1.0+aaaa"}]
+    with pytest.warns(UserWarning) as caught:
+        warn_other_code(runs)
+    assert [str(w.message) for w in caught] == [
+        "3 of the 4 finished runs reused were trained by other code: msresnet1d 0.1.0+aaaa (2 runs), an msresnet1d "
+        f"from before checkpoints named their code (1 run); this is msresnet1d {this}: the results mix figures of "
+        "other code with this code's (each run's code is in the results' runs; train them again in a new --runs "
+        "folder for figures of one version)"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_other_code(runs[:1] + runs[3:4])  # this code's runs, or trained now: nothing to say
+    (tmp_path / "checkpoints").mkdir()
+    assert run_code(tmp_path) is None  # no checkpoint (a real run's: test_mitdb_inter_patient_seeds_and_their_ensemble)
+
+
+def test_rr_screen_refuses_runs_that_have_not_finished(tmp_path, capsys):
+    # checkpoints/last.pt is written every epoch: a run stopped at epoch 2 has one; metrics.json, written last, not
+    screen = _load_script("mitdb_ds1_rr_screen")
+    runs = tmp_path / "runs"
+    for fold, epochs in ((1, 3), (2, 2)):
+        run = runs / "main" / "seed0" / f"fold{fold}"
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "last.pt").write_bytes(b"")
+        (run / "log.csv").write_text("epoch,train_seconds\n" + "".join(f"{e},1.0\n" for e in range(1, epochs + 1)))
+    (runs / "main" / "seed0" / "fold1" / "metrics.json").write_text("{}")
+    args = ["--data-dir", str(SAMPLE), "--runs", str(runs), "--seeds", "0", "--folds", "2", "--out",
+            str(tmp_path / "rr.json"), "--records", "118", "209", "220", "223"]
+    for more, message in (([], f"1 run(s) not finished (no metrics.json, which a run writes last): "
+                               f"{runs / 'main' / 'seed0' / 'fold2'} (stopped after epoch 2): run mitdb_ds1_cv.py "
+                               "--variant main (with its settings) and these --runs, --seeds, --folds and --records "
+                               "first: it trains the missing runs and resumes the stopped ones"),
+                          (["999"], f"--records: no record 999 in {SAMPLE}")):
+        with pytest.raises(SystemExit):
+            screen.main(args + more)
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "rr.json").exists()
+
+
 def test_detect_offsets_measures_where_the_detector_puts_each_class(tmp_path, capsys):
     script = _load_script("detect_offsets")
     np.testing.assert_array_equal(script.offsets(np.array([10, 50, 100]), np.array([12, 45, 300])), [2, -5, -55])
@@ -95,9 +234,13 @@ def test_detect_offsets_measures_where_the_detector_puts_each_class(tmp_path, ca
         assert found["records"][record]["V"]["median_abs_offset"] > 10
     assert found["pooled"]["N"]["share_off"] == 0 and found["pooled"]["V"]["share_off"] > 0.5
     assert found["pooled"]["V"]["beats"] == sum(found["records"][r]["V"]["beats"] for r in ("119", "208"))
-    assert "all: V 146 beats, 53 missed" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "all: V 146 beats, 53 missed" in printed and printed.endswith(f"wrote {tmp_path / 'd.json'}\n")
     assert found["provenance"]["command"][:3] == ["experiments/detect_offsets.py", "--data-dir", str(SAMPLE)]
     assert found["provenance"]["data"] == [data_digest(SAMPLE)]  # the records read, named by their digest
+    with pytest.raises(SystemExit):
+        script.main(["--data-dir", str(SAMPLE), "--records", "119", "999", "--out", str(tmp_path / "e.json")])
+    assert f"--records: no record 999 in {SAMPLE} (no 999.hea there)" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +250,8 @@ def compare_models():
 
 def test_compare_models_on_the_sample(tmp_path, capsys, compare_models, monkeypatch):
     out, results = tmp_path / "runs", tmp_path / "compare.json"
-    report = compare_models.main(["--data-dir", str(SAMPLE), "--epochs", "1", "--models", *MODELS, "--out", str(out),
-                                  "--json", str(results), "--quiet", *SPLIT])
+    report = compare_models.main(["--data-dir", str(SAMPLE), "--epochs", "1", "--models", *MODELS, "--runs", str(out),
+                                  "--out", str(results), "--quiet", *SPLIT])
     assert json.loads(results.read_text()) == json.loads(json.dumps(report))
     assert list(report["runs"]) == MODELS
     assert report["splits"]["test_records"] == ["100", "105", "232", "233"]
@@ -152,9 +295,13 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models, monkeypa
 
     digests, digest = [], provenance.data_digest
     monkeypatch.setattr(provenance, "data_digest", lambda folder: digests.append(folder) or digest(folder))
-    again = compare_models.main(["--data-dir", str(SAMPLE), "--epochs", "1", "--models", *MODELS, "--out", str(out),
-                                 "--json", str(results), "--quiet", *SPLIT])
+    again = compare_models.main(["--data-dir", str(SAMPLE), "--epochs", "1", "--models", *MODELS, "--runs", str(out),
+                                 "--out", str(results), "--quiet", *SPLIT])
     assert all(run["reused"] and run["wall_seconds"] is None for run in again["runs"].values())
+    from msresnet1d.training.checkpoint import code_version
+
+    assert all(run["code"] == code_version() for run in again["runs"].values())
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {results}"
     assert again["provenance"]["data"] == [data_digest(SAMPLE)] and len(digests) == 1  # not after each model
     assert [run["test"] for run in again["runs"].values()] == [run["test"] for run in report["runs"].values()]
 
@@ -167,7 +314,7 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models, monkeypa
 def test_compare_models_refuses_bad_arguments_and_keeps_partial_results_apart(tmp_path, capsys, compare_models,
                                                                                monkeypatch):
     results = tmp_path / "compare.json"
-    common = ["--epochs", "1", "--models", *MODELS, "--out", str(tmp_path / "runs"), "--json", str(results),
+    common = ["--epochs", "1", "--models", *MODELS, "--runs", str(tmp_path / "runs"), "--out", str(results),
               "--quiet", *SPLIT]
     monkeypatch.delenv("MSRESNET1D_DATA", raising=False)
     for bad, message in (([], "give --data-dir or set MSRESNET1D_DATA"),  # never the embedded sample unless named
@@ -175,7 +322,13 @@ def test_compare_models_refuses_bad_arguments_and_keeps_partial_results_apart(tm
                          (["--data-dir", str(SAMPLE), "--seeds", "1", "1"], "--seeds: each seed once"),
                          (["--data-dir", str(SAMPLE), "--seed", "-1"], "'-1': a seed is a whole number"),
                          (["--data-dir", str(SAMPLE), "--threads", "-1"], "'-1': torch threads"),
-                         (["--data-dir", str(SAMPLE), "--set", "foo=1"], "unknown key(s) foo")):
+                         (["--data-dir", str(SAMPLE), "--set", "foo=1"], "unknown key(s) foo"),
+                         (["--data-dir", str(SAMPLE), "--seeds", "0", "1", "--set", "seed=5"],  # two seeds, one trained
+                          "--set seed: the script sets it itself, give --seed or --seeds instead"),
+                         (["--data-dir", str(SAMPLE), "--set", "epochs=2"], "--set epochs: the script sets it itself, "
+                                                                            "give --epochs instead"),
+                         (["--data-dir", str(SAMPLE), "--set", f"data.data_dir={SAMPLE}"], "--set data.data_dir: the "
+                          "script sets it itself, give --data-dir instead")):
         with pytest.raises(SystemExit):
             compare_models.main([*common, *bad])
         assert message in capsys.readouterr().err
@@ -197,12 +350,36 @@ def test_compare_models_refuses_bad_arguments_and_keeps_partial_results_apart(tm
     assert list(report["runs"]) == MODELS and report["runs"][MODELS[0]]["reused"] and not partial.exists()
 
 
+def test_compare_models_takes_runs_and_out_as_the_other_scripts_do(tmp_path, capsys, compare_models, monkeypatch):
+    # --runs the runs folder, fixed by default (the same command again reuses its finished runs); --out the results
+    monkeypatch.chdir(tmp_path)
+    common = ["--data-dir", str(SAMPLE), "--models", "msresnet1d_late", *SPLIT]
+    args = compare_models.parse_args(common)
+    assert args.runs == Path("runs") / "compare" and args.out == compare_models.RESULTS["compare"]
+    assert compare_models.parse_args([*common, "--suite", "main_ablation", "--models", "late"]).runs == \
+        Path("runs") / "main_ablation"
+    assert compare_models.parse_args([*common, "--runs", "r", "--out", "my.json"]).out == Path("my.json")
+    (tmp_path / "folder").mkdir()
+    for out in ("folder", "my.txt", "runs/compare"):  # --out named the runs folder before
+        with pytest.raises(SystemExit):
+            compare_models.parse_args([*common, "--out", out])
+        assert (f"--out {out}: --out is the results file now, a .json file (it named the runs folder before "
+                "2026-12-07): give the runs folder with --runs") in capsys.readouterr().err
+    with pytest.warns(UserWarning, match=r"--json is the former name of --out \(the results file\): give --out"):
+        assert compare_models.parse_args([*common, "--json", "old.json"]).out == Path("old.json")
+    with pytest.raises(SystemExit):
+        compare_models.parse_args([*common, "--json", "old.json", "--out", "new.json"])
+    assert "give the results file with --out alone" in capsys.readouterr().err
+    assert not (tmp_path / "my.json").exists() and not (tmp_path / "runs").exists()
+
+
 def test_compare_models_several_seeds_share_the_single_seed_folders(tmp_path, capsys, compare_models):
     out, common = tmp_path / "runs", ["--data-dir", str(SAMPLE), "--epochs", "1", "--models", "msresnet1d_late",
                                       "--quiet", *SPLIT]
-    one = compare_models.main([*common, "--seed", "1", "--out", str(out / "seed1"), "--json", str(tmp_path / "s1.json")])
+    one = compare_models.main([*common, "--seed", "1", "--runs", str(out / "seed1"), "--out",
+                               str(tmp_path / "s1.json")])
     capsys.readouterr()
-    both = compare_models.main([*common, "--seeds", "0", "1", "--out", str(out), "--json", str(tmp_path / "both.json")])
+    both = compare_models.main([*common, "--seeds", "0", "1", "--runs", str(out), "--out", str(tmp_path / "both.json")])
     assert both["seed"] == [0, 1] and json.loads((tmp_path / "both.json").read_text()) == json.loads(json.dumps(both))
     runs = both["runs"]["msresnet1d_late"]["seeds"]
     assert runs["1"]["reused"] and runs["1"]["test"] == one["runs"]["msresnet1d_late"]["test"]  # --seed 1's run
@@ -213,14 +390,14 @@ def test_compare_models_several_seeds_share_the_single_seed_folders(tmp_path, ca
     assert row == both["table_markdown"].splitlines()[2]
     assert row.split(" | ")[6] == f"{np.mean(accuracy):.1f} ± {np.std(accuracy, ddof=1):.1f}"
     # --checkpoint last: the same runs (one epoch here, so the same weights) scored from last.pt
-    last = compare_models.main([*common, "--seeds", "0", "1", "--out", str(out), "--json", str(tmp_path / "last.json"),
+    last = compare_models.main([*common, "--seeds", "0", "1", "--runs", str(out), "--out", str(tmp_path / "last.json"),
                                 "--checkpoint", "last"])
     for seed in ("0", "1"):
         run = last["runs"]["msresnet1d_late"]["seeds"][seed]
         assert run["reused"] and run["test"]["confusion_matrix"] == runs[seed]["test"]["confusion_matrix"]
         assert run["best_val_score"] == pytest.approx(runs[seed]["best_val_score"]) and run["best_epoch"] == 1
-    single = compare_models.main([*common, "--seed", "1", "--out", str(out / "seed1"), "--checkpoint", "last",
-                                  "--json", str(tmp_path / "last1.json")])["runs"]["msresnet1d_late"]  # one seed
+    single = compare_models.main([*common, "--seed", "1", "--runs", str(out / "seed1"), "--checkpoint", "last",
+                                  "--out", str(tmp_path / "last1.json")])["runs"]["msresnet1d_late"]  # one seed
     assert single["reused"] and single["best_epoch"] == 1
     assert single["test"]["confusion_matrix"] == one["runs"]["msresnet1d_late"]["test"]["confusion_matrix"]
 
@@ -313,7 +490,13 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
               "--set", "epochs=1", "--set", "model_kwargs.widths=[8, 16, 16]", "--set", "model_kwargs.stem_channels=8"]
     script.main([*common, "--seeds", "0", "1", "--out", str(tmp_path / "two.json")])
     two = json.loads((tmp_path / "two.json").read_text())
-    assert [r["seed"] for r in two["runs"]] == [0, 1] and "| ensemble of the 2 seeds |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert [r["seed"] for r in two["runs"]] == [0, 1] and "| ensemble of the 2 seeds |" in printed
+    assert printed.splitlines()[-3:] == [f"wrote {tmp_path / name}" for name in ("two.png", "two_confusion.png",
+                                                                                  "two.json")]
+    from msresnet1d.training.checkpoint import code_version
+
+    assert all(r["code"] == code_version() and not r["reused"] for r in two["runs"])  # what trained each run
     assert all(0 <= r["best_val_score"] <= 1 for r in two["runs"])
     assert two["provenance"]["command"] == ["experiments/mitdb_inter_patient.py", *common, "--seeds", "0", "1", "--out",
                                             str(tmp_path / "two.json")]
@@ -346,15 +529,26 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
                          (["--seeds", "-1"], "'-1': a seed is a whole number"), (["--threads", "-1"], "'-1': torch threads"),
                          (["--set", "foo=1"], "unknown key(s) foo"), (["--seeds", "0", "2", "--set", "lr=0.01"],
                                                                       "seed0 holds a run of another config"),
+                         (["--set", "seed=5"], "--set seed: the script sets it itself, give --seeds instead"),
+                         (["--set", "threads=2"], "--set threads: the script sets it itself, give --threads instead"),
+                         (["--set", f"data.data_dir={SAMPLE}"], "--set data.data_dir: the script sets it itself, give "
+                                                                "--data-dir instead"),
                          (["--data-dir", str(SAMPLE.parent / "fashion-mnist")], "not a folder of WFDB records"),
                          (["--data-dir", str(other_records)], "not the header of an MIT-BIH record")):  # all before any training
         with pytest.raises(SystemExit):
             script.main([*common, *bad, "--out", str(tmp_path / "bad.json")])
         assert message in capsys.readouterr().err
     assert not (tmp_path / "runs" / "seed2").exists() and not (tmp_path / "bad.json").exists()
-    # a reused run (not retrained) reports the training time its log recorded, not this invocation's
-    script.main([*common, "--seeds", "0", "--out", str(tmp_path / "same.json")])
+    # a reused run (not retrained) reports the training time its log recorded, not this invocation's; and the code
+    # that trained it, said when it is not this code
+    for name in ("last.pt", "best.pt"):
+        path = tmp_path / "runs" / "seed0" / "checkpoints" / name
+        torch.save({**torch.load(path, weights_only=True), "code": "0.1.0+other"}, path)
+    with pytest.warns(UserWarning, match=r"^1 of the 1 finished runs reused was trained by other code: msresnet1d "
+                                         r"0\.1\.0\+other \(1 run\); this is msresnet1d "):
+        script.main([*common, "--seeds", "0", "--out", str(tmp_path / "same.json")])
     same = json.loads((tmp_path / "same.json").read_text())
+    assert same["runs"][0]["reused"] and same["runs"][0]["code"] == "0.1.0+other"
     assert same["runs"][0]["train_s"] == two["runs"][0]["train_s"] > 0 and same["ensemble_percent"] is None
     assert same["record_interval_percent"]["of"] == "seed 0"  # one seed: its model's interval
     with open(tmp_path / "runs" / "seed0" / "log.csv", newline="") as f:
@@ -376,11 +570,20 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             "--per-record", "main+last", "--per-record", "wd"]
     for bad, message in ((["--variant", "bad", "foo=1"], "unknown key(s) foo"),  # every variant checked before any run
                          (["--variant", "bad", "data.fs=-1"], "[data] fs must be"),
-                         (["--seeds", "-1"], "'-1': a seed is a whole number"), (["--threads", "-1"], "'-1': torch threads")):
+                         (["--seeds", "-1"], "'-1': a seed is a whole number"),
+                         (["--threads", "-1"], "'-1': torch threads"),
+                         (["--set", "seed=5"], "--set seed: the script sets it itself, give --seeds instead"),
+                         (["--variant", "x", 'data.test_records=["100"]'],  # as --set: it would be dropped
+                          "--variant x: data.test_records: the script sets it itself, give --records and --folds"),
+                         (["--variant", "main+last", "ema_decay=0.99"], "names ending in +offsets, +adabn, +last are "
+                                                                        "the rows the variants' runs give"),
+                         (["--variant", "../up"], "'../up': a variant's name is the folder of its runs under --runs"),
+                         (["--variant", ".."], "'..': a variant's name is the folder"),
+                         (["--records", *records, "999"], f"--records: no record 999 in {data / 'mitdb'}")):
         with pytest.raises(SystemExit):
             script.main(args + bad)
         assert message in capsys.readouterr().err
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "up").exists()
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
         report = script.main(args)
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
@@ -690,7 +893,7 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     (tmp_path / "cv_confusion.png").unlink()  # --replot draws it again from the JSON alone
     assert cv.main(["--replot", str(out)]) == json.loads(out.read_text())
     assert (tmp_path / "cv_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert capsys.readouterr().out == (f"drew {tmp_path / 'cv_confusion.png'}\n"  # and the interval
+    assert capsys.readouterr().out == (f"wrote {tmp_path / 'cv_confusion.png'}\n"  # and the interval
                                        + cv.interval_line(report["summary"]["pooled_interval"]) + "\n")
     for text in ('{"summary": {}}', '{"summary": {"pooled_confusion_matrix": [[1]]}}', "[]", "{"):
         (tmp_path / "not_cv.json").write_text(text)
@@ -720,7 +923,16 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
             cv.main(["--rescore", *bad])
         assert message in capsys.readouterr().err
     for bad, message in ((["--seeds", "0", "0"], "--seeds: each seed once"), (["--set", "foo=1"], "unknown key(s) foo"),
-                         (["--threads", "x"], "'x': torch threads"), (["--data-dir", str(SAMPLE)], "not REFERENCE.csv")):
+                         (["--threads", "x"], "'x': torch threads"), (["--data-dir", str(SAMPLE)], "not REFERENCE.csv"),
+                         (["--set", "data.fold=1"], "--set data.fold: the script sets it itself, give --only"),
+                         (["--set", "data.folds=3"], "--set data.folds: the script sets it itself, give --folds "
+                                                     "instead"),
+                         (["--set", "data.split_seed=3"], "--set data.split_seed: the script sets it itself, give "
+                                                          "--split-seed instead"),
+                         (["--set", "seed=3"], "--set seed: the script sets it itself, give --seeds instead"),
+                         (["--folds", "11"], "--folds 11: a stratified fold needs records of a class in each fold, "
+                                             f"and the largest class of {data_root / 'cinc2017' / 'REFERENCE.csv'} "
+                                             "has 10")):
         with pytest.raises(SystemExit):
             cv.main(args + settings + bad)
         assert message in capsys.readouterr().err
@@ -855,7 +1067,8 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
 def test_bench_models_refuses_bad_options_before_any_work(capsys):
     script = _load_script("bench_models")
     for bad in (["--variants", "fp32,chanels_last"], ["--modes", "fp32,bf61"], ["--mode-cells", "msresnet1d_small-1500-1"],
-                ["--mode-cells", "nosuch:1500:1"], ["--epoch-batches", "-5"], ["--rounds", "0"]):
+                ["--mode-cells", "nosuch:1500:1"], ["--epoch-batches", "-5"], ["--rounds", "0"],
+                ["--batches", "1", "0"], ["--rhythm-fs", "0"], ["--budget-s", "-1"]):
         with pytest.raises(SystemExit):
             script.main(bad)
         assert bad[0] in capsys.readouterr().err
@@ -902,14 +1115,18 @@ def test_bench_scripts_refuse_bad_options_and_data_folders_before_any_work(tmp_p
     wfdb_only.mkdir()
     (wfdb_only / "A00001.hea").write_text("A00001 1 300 9000\n")
     for main, bad, message in (
-            (bench_data.main, ["--repeats", "0"], "--repeats must be >= 1, got 0"),
+            (bench_data.main, ["--repeats", "0"], "--repeats: '0': a whole number >= 1"),
             (bench_data.main, ["--data-dir", str(tmp_path / "none")], f"{tmp_path / 'none'} does not exist"),
             (bench_data.main, ["--data", str(wfdb_only), "--skip-cinc"], "not the header of an MIT-BIH record"),  # --data: the former name
             (bench_data.main, ["--data-dir", str(SAMPLE)], "not REFERENCE.csv"),  # mitdb/ itself needs --skip-cinc
             (fashion.main, ["--data-dir", str(tmp_path)], f"--data-dir {tmp_path}: no Fashion-MNIST there"),
             (fashion.main, ["--threads", "-1"], "'-1': torch threads"),
             (inference.main, ["--threads", "-1"], "'-1': torch threads"),
-            (inference.main, ["--data-dir", str(wfdb_only)], "not the header of an MIT-BIH record")):
+            (inference.main, ["--data-dir", str(wfdb_only)], "not the header of an MIT-BIH record"),
+            (inference.main, ["--repeats", "0"], "--repeats: '0': a whole number >= 1"),
+            (inference.main, ["--beat-fs", "-5"], "--beat-fs: '-5': a number > 0"),
+            (inference.main, ["--data-dir", str(SAMPLE), "--record", "999"], f"--record: no record 999 in {SAMPLE}"),
+            (fashion.main, ["--sizes", "0"], "--sizes: '0': a whole number >= 1")):
         with pytest.raises(SystemExit):
             main([*bad, *out])
         assert message in capsys.readouterr().err
@@ -999,7 +1216,7 @@ def test_experiment_scripts_refuse_a_results_file_they_could_not_write_before_an
                "mitdb_ds1_cv": ["--data-dir", str(SAMPLE), "--runs", str(runs), "--variant", "main"],
                "mitdb_ds1_rr_screen": ["--data-dir", str(SAMPLE), "--runs", str(runs)],
                "cinc2017_cv": ["--data-dir", str(tmp_path / "no-cinc"), "--runs", str(runs)],
-               "compare_models": ["--data-dir", str(SAMPLE), "--out", str(runs)],
+               "compare_models": ["--data-dir", str(SAMPLE), "--runs", str(runs)],
                # the benchmarks: with an option refused later, so that none of them starts its work here
                "bench_data": ["--data-dir", str(tmp_path / "none")], "bench_models": ["--presets", "none"],
                "bench_inference": ["--data-dir", str(tmp_path / "none")],
@@ -1007,16 +1224,17 @@ def test_experiment_scripts_refuse_a_results_file_they_could_not_write_before_an
     for name, args in scripts.items():
         script = _load_script(name)
         monkeypatch.setattr(script, "train_or_reuse", lambda *a, **k: pytest.fail(f"{name} trained"), raising=False)
-        flag = "--json" if name == "compare_models" else "--out"
-        for target, problem in ((tmp_path, f"{flag} {tmp_path} is a folder"),
-                                (blocker / "results.json", f"{flag} {blocker / 'results.json'}: {blocker} is a file")):
+        folder = f"--out {tmp_path}: --out is the results file now" if name == "compare_models" else \
+            f"--out {tmp_path} is a folder"  # compare_models' --out named its runs folder before
+        for target, problem in ((tmp_path, folder),
+                                (blocker / "results.json", f"--out {blocker / 'results.json'}: {blocker} is a file")):
             with pytest.raises(SystemExit):
-                script.main([*args, flag, str(target)])
+                script.main([*args, "--out", str(target)])
             assert problem in capsys.readouterr().err, name
     assert not runs.exists()
 
 
-def test_bench_fashion_times_each_mode_in_one_run(fashion_mnist_dir, tmp_path):
+def test_bench_fashion_times_each_mode_in_one_run(fashion_mnist_dir, tmp_path, monkeypatch):
     fashion = _load_script("bench_fashion")
     out = tmp_path / "bench.json"
     report = fashion.main(["--sizes", "28", "--steps", "1", "--warmup", "0", "--data-dir", str(fashion_mnist_dir),
@@ -1026,8 +1244,25 @@ def test_bench_fashion_times_each_mode_in_one_run(fashion_mnist_dir, tmp_path):
     assert runs["fp32"]["speed_vs_first_mode"] == 1.0 and runs["bf16_channels_last"]["mode"] == "bf16_channels_last"
     assert runs["bf16_channels_last"]["speed_vs_first_mode"] == pytest.approx(
         runs["bf16_channels_last"]["images_per_second"] / runs["fp32"]["images_per_second"], rel=1e-2)
+    assert not (tmp_path / "bench.partial.json").exists()
     with pytest.raises(SystemExit):
         fashion.main(["--modes", "fp32", "fp32", "--out", str(out)])
+    # interrupted after the first mode: its result in the partial file, nothing under the final name
+    bench, done = fashion.bench_size, []
+
+    def stopped_at_the_second(*args, **kwargs):
+        if done:
+            raise KeyboardInterrupt
+        done.append(bench(*args, **kwargs))
+        return done[0]
+
+    monkeypatch.setattr(fashion, "bench_size", stopped_at_the_second)
+    stopped = tmp_path / "stopped.json"
+    with pytest.raises(KeyboardInterrupt):
+        fashion.main(["--sizes", "28", "--steps", "1", "--warmup", "0", "--data-dir", str(fashion_mnist_dir),
+                      "--modes", "fp32", "channels_last", "--out", str(stopped)])
+    assert not stopped.exists() and list(json.loads((tmp_path / "stopped.partial.json").read_text())["sizes"]["28"]) \
+        == ["fp32"]
 
 
 def test_ds1_cv_replot_draws_a_recorded_result_with_its_own_baseline(tmp_path, monkeypatch, capsys):
@@ -1040,7 +1275,7 @@ def test_ds1_cv_replot_draws_a_recorded_result_with_its_own_baseline(tmp_path, m
     shutil.copy(REPO / "experiments" / "results" / "mitdb_ds1_cv_heterogeneous_ensemble.json", result)
     assert cv.main(["--replot", str(result)]) == json.loads(result.read_text())
     assert (tmp_path / "ensemble.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert capsys.readouterr().out == f"drew {tmp_path / 'ensemble.png'}\n"
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'ensemble.png'}\n"
     widths = {line.get_label().split(" (")[0]: line.get_linewidth() for line in drawn["ensemble.png"].axes[0].get_lines()}
     assert [name for name, width in widths.items() if width == 3] == ["irr2"] and len(widths) == 6
     for text in ('{"variants": {}}', "[]", "{"):
@@ -1063,7 +1298,8 @@ def test_inter_patient_replot_draws_a_recorded_results_pngs(tmp_path, monkeypatc
     shutil.copy(REPO / "experiments" / "results" / "mitdb_inter_patient.json", result)
     report = json.loads(result.read_text())
     assert script.main(["--replot", str(result)]) == report
-    assert capsys.readouterr().out == f"drew {tmp_path / 'recorded.png'}, {tmp_path / 'recorded_confusion.png'}\n"
+    assert capsys.readouterr().out.splitlines() == [f"wrote {tmp_path / 'recorded.png'}",
+                                                    f"wrote {tmp_path / 'recorded_confusion.png'}"]
     scores = drawn["recorded.png"].axes[0]
     assert scores.get_title() == "MIT-BIH inter-patient, DS2 test (recorded)"  # a rerun's PNG says which it is
     labels = scores.get_legend_handles_labels()[1]

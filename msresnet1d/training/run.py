@@ -11,6 +11,7 @@ import math
 import os
 import random
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ..models.blocks import init_weights
 from ..models.tta import with_tta
 from . import distributed, plots
 from .config import TrainConfig
-from .checkpoint import load_checkpoint, load_weights
+from .checkpoint import code_version, load_checkpoint, load_weights
 from .configured import checkpoint_config, create_configured_model, resolve_model
 from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, deterministic_cuda,
                      seed_torch, torch_threads)
@@ -235,21 +236,62 @@ def _finished_run(metrics: Path, dist: distributed.DistContext) -> dict:
     return json.loads(metrics.read_text(encoding="utf-8"))
 
 
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a finished run: its ``metrics.json``, which :func:`train` writes
+    last (``checkpoints/last.pt`` is written every epoch: an interrupted run has one too)."""
+    return (Path(run_dir) / "metrics.json").is_file()
+
+
 def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -> dict:
     """The metrics of the run in ``run_dir``: read from its ``metrics.json`` when the run has
-    finished, else trained (resumed from ``checkpoints/last.pt`` when it was interrupted).
-    For experiment scripts that run many configs and may be stopped and started again.
+    finished (:func:`is_finished`), else trained (resumed from ``checkpoints/last.pt`` when it was
+    interrupted). For experiment scripts that run many configs and may be stopped and started
+    again; what trained a reused run is :func:`run_code`'s, and :func:`warn_other_code` says when
+    it is not this code.
 
     Raises:
         ValueError: the finished run was made with another config (on the keys a resume checks).
+        FileExistsError: another process trains in ``run_dir`` (the advice names a script's --runs).
     """
     run_dir = Path(run_dir)
-    metrics = run_dir / "metrics.json"
-    if metrics.exists():
+    if is_finished(run_dir):
         check_same_run(cfg, run_dir)
     else:
-        train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet)
-    return json.loads(metrics.read_text(encoding="utf-8"))
+        try:
+            train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet)
+        except FileExistsError as e:  # train's advice names its --out; a script's run folders are under its --runs
+            raise FileExistsError(str(e).replace("--out", "--runs")) from None
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+def run_code(run_dir: str | Path) -> str | None:
+    """The code (:func:`~.checkpoint.code_version`) that trained the last epoch of the run in
+    ``run_dir``: the ``code`` of its ``checkpoints/last.pt``, else of its ``best.pt``; None when
+    neither is there or names one (written before checkpoints named their code). A run resumed
+    under other code was trained by both (the resume warns); this is the later."""
+    for name in ("last.pt", "best.pt"):
+        path = Path(run_dir) / "checkpoints" / name
+        if path.is_file():
+            return load_checkpoint(path).get("code")
+    return None
+
+
+def warn_other_code(runs: list[dict[str, Any]]) -> None:
+    """One warning for an experiment script's finished runs that it reused (run records with
+    ``reused`` true) and other code trained (their ``code``, :func:`run_code`, is not this
+    :func:`~.checkpoint.code_version`), naming how many and the versions: the results mix their
+    figures with this code's. Nothing when every reused run is this code's."""
+    current = code_version()
+    reused = [run for run in runs if run["reused"]]
+    other = Counter(f"msresnet1d {run['code']}" if run["code"] else "an msresnet1d from before checkpoints named their "
+                    "code" for run in reused if run["code"] != current)
+    if other:
+        count = sum(other.values())
+        versions = ", ".join(f"{version} ({n} run{'s' * (n > 1)})" for version, n in other.items())
+        warnings.warn(f"{count} of the {len(reused)} finished runs reused {'was' if count == 1 else 'were'} trained by "
+                      f"other code: {versions}; this is msresnet1d {current}: the results mix figures of other code "
+                      "with this code's (each run's code is in the results' runs; train them again in a new --runs "
+                      "folder for figures of one version)", stacklevel=2)
 
 
 def check_same_run(cfg: TrainConfig, run_dir: str | Path) -> None:
