@@ -6,6 +6,7 @@ import dataclasses
 import re
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,20 +282,26 @@ def test_rhythm_task_rejects_bad_augmentation_before_loading(key, value, tmp_pat
         build_task(cfg)
 
 
+def _cinc_subset(cinc2017_dir: Path, tmp_path: Path, per_class: int) -> Path:
+    """A CinC 2017 folder of the first ``per_class`` records of each class (links to the real ones)."""
+    folder = tmp_path / "cinc2017"
+    folder.mkdir()
+    with open(cinc2017_dir / "REFERENCE.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    chosen = [row for label in CINC_CLASSES for row in [r for r in rows if r[1] == label][:per_class]]
+    (folder / "REFERENCE.csv").write_text("".join(f"{name},{label}\n" for name, label in chosen))
+    for name, _ in chosen:
+        for ext in (".hea", ".mat"):
+            (folder / f"{name}{ext}").symlink_to(cinc2017_dir / f"{name}{ext}")
+    return folder
+
+
 def test_rhythm_task_splits_the_records_into_training_validation_and_test_shares_of_a_fold(cinc2017_dir, tmp_path):
     # 40 records, 4 folds: fold 0 tests 10, trains on the 30 others, of which 25% (8, rounded up) validate
     from msresnet1d.training.config import TrainConfig
     from msresnet1d.training.tasks import build_task
 
-    folder = tmp_path / "cinc2017"
-    folder.mkdir()
-    with open(cinc2017_dir / "REFERENCE.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    chosen = [row for label in CINC_CLASSES for row in [r for r in rows if r[1] == label][:10]]
-    (folder / "REFERENCE.csv").write_text("".join(f"{name},{label}\n" for name, label in chosen))
-    for name, _ in chosen:
-        for ext in (".hea", ".mat"):
-            (folder / f"{name}{ext}").symlink_to(cinc2017_dir / f"{name}{ext}")
+    folder = _cinc_subset(cinc2017_dir, tmp_path, 10)
     data = {"data_dir": str(folder), "fs": 50.0, "crop_seconds": 10.0, "hop_seconds": 10.0, "folds": 4,
             "val_fraction": 0.25, "cache": False}
     task = build_task(TrainConfig(task="rhythm", model="msresnet1d_small", data=data))
@@ -309,15 +316,7 @@ def test_rhythm_validation_and_test_run_eval_batch_size_windows_a_model_call(cin
     from msresnet1d.training.config import TrainConfig
     from msresnet1d.training.tasks import build_task
 
-    folder = tmp_path / "cinc2017"
-    folder.mkdir()
-    with open(cinc2017_dir / "REFERENCE.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    chosen = [row for label in CINC_CLASSES for row in [r for r in rows if r[1] == label][:4]]
-    (folder / "REFERENCE.csv").write_text("".join(f"{name},{label}\n" for name, label in chosen))
-    for name, _ in chosen:
-        for ext in (".hea", ".mat"):
-            (folder / f"{name}{ext}").symlink_to(cinc2017_dir / f"{name}{ext}")
+    folder = _cinc_subset(cinc2017_dir, tmp_path, 4)
     data = {"data_dir": str(folder), "fs": 50.0, "crop_seconds": 10.0, "hop_seconds": 5.0, "folds": 2,
             "val_fraction": 0.5, "cache": False}
     task = build_task(TrainConfig(task="rhythm", model="msresnet1d_small", data=data, eval_batch_size=3))
