@@ -91,7 +91,8 @@ def as_program(interrupted: str = "interrupted") -> Iterator[None]:
       rank 0 alone: every rank reads the same data); filters (``-W error`` included) apply as
       before;
     - what stdout and stderr cannot encode (a file name that is not UTF-8, say) is printed as
-      backslash escapes rather than ending a finished command with an encoding error;
+      backslash escapes, where they would raise (their ``strict`` error handler), rather than
+      ending a finished command with an encoding error;
     - SIGTERM stops the program as Ctrl-C does (:func:`sigterm_interrupts`), and either prints
       the one line ``interrupted`` (the scripts that train runs: :data:`RUNS_INTERRUPTED`) on
       stderr, without a traceback, and exits 130 (Ctrl-C) or 143 (SIGTERM), as the shell reports
@@ -109,7 +110,8 @@ def as_program(interrupted: str = "interrupted") -> Iterator[None]:
             shown.add(str(message))
             print(f"warning: {message}", file=file or sys.stderr)
 
-    streams = [(stream, stream.errors) for stream in (sys.stdout, sys.stderr) if hasattr(stream, "reconfigure")]
+    streams = [(stream, stream.errors) for stream in (sys.stdout, sys.stderr)  # not a handler the user chose
+               if hasattr(stream, "reconfigure") and stream.errors == "strict"]  # (surrogateescape: the bytes)
     for stream, _ in streams:
         stream.reconfigure(errors="backslashreplace")
     try:

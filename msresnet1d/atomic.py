@@ -65,13 +65,16 @@ def uncreatable(path: str | os.PathLike[str]) -> str | None:
 
 
 def unwritable(path: str | os.PathLike[str]) -> str | None:
-    """Why a file could not be written at ``path``, or None: :func:`uncreatable`, or a file there
-    that this process may not write ("<path> is not writable ..."), write protection that ``open``
-    honours and a rename would not (a symbolic link is replaced, not its target: its target's
-    permissions are not asked)."""
+    """Why a file could not be written at ``path``, or None: :func:`uncreatable`, a device, pipe or
+    socket there ("<path> is not a regular file ..."), or a file that this process may not write
+    ("<path> is not writable ..."), write protection that ``open`` honours and a rename would not (a
+    symbolic link is replaced, not its target: its target is not asked)."""
     problem = uncreatable(path)
-    if problem is None and os.path.exists(path) and not os.path.islink(path) and not os.access(path, os.W_OK):
-        problem = f"{path} is not writable (write-protected: make it writable, or give another file)"
+    if problem is None and os.path.exists(path) and not os.path.islink(path):
+        if not os.path.isfile(path) and not os.path.isdir(path):  # a rename would replace the node (as root, too)
+            problem = f"{path} is not a regular file (a device, a pipe or a socket): give a file"
+        elif not os.access(path, os.W_OK):
+            problem = f"{path} is not writable (write-protected: make it writable, or give another file)"
     return problem
 
 
@@ -168,7 +171,7 @@ def _temporary_prefix(path: Path, suffix: str) -> str:
 def _temporary_pattern(path: Path) -> re.Pattern[str]:
     """The names :func:`atomic_paths` gives its temporary files for ``path`` (:func:`_temporary_prefix`,
     ``mkstemp``'s random characters, a suffix), whatever the suffix."""
-    names = [re.escape(path.name)] + ([re.escape(path.name[:_KEPT]) + "~"] if len(path.name) > _KEPT else [])
+    names = [re.escape(path.name), re.escape(path.name[:_KEPT]) + "~"]  # the short one on any file system
     return re.compile(rf"\.(?:{'|'.join(names)})\.[a-z0-9_]+\.[a-z0-9]+")
 
 
@@ -230,9 +233,11 @@ def _about_tmp(filename: str | os.PathLike[str], path: Path) -> bool:
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` atomically, as UTF-8 whatever the locale's encoding, and its line endings as
-    given (Windows' text mode would add a carriage return to a CSV writer's, which has one)."""
+    given (Windows' text mode would add a carriage return to a CSV writer's, which has one). A file
+    name that is not UTF-8 in it (a Latin-1 folder, which Python holds with surrogates) is written
+    as its own bytes, as the file system names it."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8", newline="")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape", newline="")
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, suffix: str = ".tmp") -> None:

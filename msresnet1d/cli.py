@@ -103,6 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return arguments.interrupted_status(stop)
     except torch.cuda.OutOfMemoryError as e:  # torch.OutOfMemoryError since torch 2.5, a RuntimeError
         smaller = "--set eval_batch_size=<smaller> if validation or the test ran out"
+        if launched_rank() != 0:  # under torchrun, rank 0 alone says it, as for Ctrl-C
+            return 1
         hint = _resume_hint(run_dir, after=f", adding {smaller}")
         print(f"error: out of GPU memory ({e})\n"
               + (f"{hint}; a training step that ran out needs a smaller --batch-size, in a new run (another --out)"
@@ -185,7 +187,9 @@ def _json_target(path: str, checkpoints: Sequence[str]) -> Path:
 def _check_not_kept(target: Path, what: str, checkpoints: Sequence[str], reader: str) -> None:
     """Refuse ``target`` (``what`` names it) if it is a file that ``reader`` reads or that its runs
     need: each of ``checkpoints``, and in a run folder (``<run>/checkpoints/x.pt``) the run's own
-    files, :data:`~msresnet1d.training.engine.RUN_FILES` and its lock, and checkpoints."""
+    files, :data:`~msresnet1d.training.engine.RUN_FILES` and its lock, and checkpoints (files
+    ``torch.save`` wrote: a TorchScript file exported there may be written again)."""
+    from .training.checkpoint import is_torch_save_file
     from .training.engine import RUN_FILES, RUN_LOCK
 
     if target.exists():
@@ -193,7 +197,8 @@ def _check_not_kept(target: Path, what: str, checkpoints: Sequence[str], reader:
             kept = [checkpoint]
             if checkpoint.parent.name == "checkpoints":
                 run = checkpoint.parent.parent
-                kept += [run / name for name in (*RUN_FILES, RUN_LOCK)] + list(checkpoint.parent.glob("*.pt"))
+                kept += [run / name for name in (*RUN_FILES, RUN_LOCK)]
+                kept += [path for path in checkpoint.parent.glob("*.pt") if is_torch_save_file(path)]
             for file in kept:
                 if file.exists() and target.samefile(file):
                     raise ValueError(f"{what} would overwrite {file}, which {reader} reads or its run needs: give "

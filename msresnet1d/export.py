@@ -182,7 +182,8 @@ def export_torchscript(
     Raises:
         TypeError: ``path`` is not a str or os.PathLike.
         IsADirectoryError: ``path`` is a folder.
-        OSError: ``path`` lies under a file or an unwritable folder.
+        OSError: ``path`` lies under a file, an unwritable folder or a symbolic link to nothing,
+            is write-protected, a device or a pipe, or has a name longer than its file system takes.
         ValueError: a model that is not 1D, a bad ``method`` or ``example_length``, an
             ``example_length`` with ``method="script"``, or ``metadata`` not of strings.
     """

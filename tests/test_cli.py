@@ -226,8 +226,10 @@ def test_resolve_device_takes_cpu_cuda_cuda_n_and_auto(monkeypatch):
     _gpus(monkeypatch, 2)
     assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 0)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
-    assert resolve_device("cuda", local_rank=1, world_size=2) == resolve_device("auto", 1, 2) == torch.device("cuda", 1)
-    assert resolve_device("cpu", local_rank=3, world_size=4) == torch.device("cpu")
+    assert resolve_device("cuda", local_rank=1) == resolve_device("auto", 1) == torch.device("cuda", 1)
+    assert resolve_device("cpu", local_rank=3) == torch.device("cpu")
+    _gpus(monkeypatch, 1)  # under torchrun with one GPU a process (SLURM's --gpus-per-task=1): LOCAL_RANK 1 sees cuda:0
+    assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 0)
 
 
 @pytest.mark.parametrize("device, env, message", [
@@ -235,12 +237,11 @@ def test_resolve_device_takes_cpu_cuda_cuda_n_and_auto(monkeypatch):
     ("cuda:abc", {}, "device 'cuda:abc': expected cpu, cuda, cuda:N"),
     ("cuda:-1", {}, "device 'cuda:-1': expected cpu, cuda, cuda:N"),
     ("CPU", {}, "device 'CPU': expected cpu, cuda, cuda:N"),
-    ("cuda:5", {}, "device 'cuda:5': this machine has 1 GPU(s), cuda:0 to cuda:0"),
-    ("cuda:0", {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"},
-     "device 'cuda:0': under torchrun each of the 2 processes takes its own GPU, cuda:LOCAL_RANK; give --device cuda"),
+    ("cuda:5", {}, "device 'cuda:5': this process sees 1 GPU(s), cuda:0 to cuda:0"),
     ("cuda", {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "1"},
-     "device 'cuda': this process's GPU is cuda:1 (its LOCAL_RANK), but this machine has 1 GPU(s): start at most 1 "
-     "process(es) a machine (torchrun --nproc_per_node)"),
+     "device 'cuda': this process's GPU is cuda:1 (its LOCAL_RANK), but it sees 1 GPU(s): start at most 1 "
+     "process(es) a machine (torchrun --nproc_per_node), or, where each process sees its own GPU, give --device "
+     "cuda:0"),
 ])
 def test_a_device_the_machine_does_not_have_is_an_error_line(tmp_path, config, monkeypatch, capsys, device, env,
                                                              message):

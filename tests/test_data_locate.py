@@ -152,6 +152,7 @@ def test_records_files_with_a_byte_order_mark_or_nested_folders_are_read(tmp_pat
 def test_a_leading_tilde_is_the_home_folder_in_paths_and_variables(tmp_path, monkeypatch):
     from msresnet1d.arguments import path_flag
     from msresnet1d.data.cache import cache_dir
+    from msresnet1d.training.engine import database_folder
 
     monkeypatch.setenv("HOME", str(tmp_path))
     db = make_db(tmp_path / "data" / "mitdb", "100")
@@ -162,6 +163,9 @@ def test_a_leading_tilde_is_the_home_folder_in_paths_and_variables(tmp_path, mon
     monkeypatch.setenv("MSRESNET1D_CACHE", "~/cache")
     assert cache_dir() == tmp_path / "cache" and cache_dir("~/other") == tmp_path / "other"
     assert path_flag("~/runs") == str(tmp_path / "runs")  # --out=~/runs: the shell does not expand after "="
+    (tmp_path / "fm").mkdir()  # what a resume compares, for a task without a WFDB database: ~/fm was not /root/fm
+    fm = database_folder("fashion_mnist", "~/fm")
+    assert fm == database_folder("fashion_mnist", str(tmp_path / "fm")) is not None
     monkeypatch.chdir(tmp_path / "data")
     with pytest.raises(DataError, match=re.escape(f"database 'mitdb': nowhere does not exist (a relative path is "
                                                   f"taken from the current folder, {tmp_path / 'data'})")):

@@ -392,6 +392,8 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
         assert (f"export to {run / name} would overwrite {run / name}, which this export reads or its run needs: "
                 "give another file") in capsys.readouterr().err
         assert (run / name).read_text() == "kept"
+    for _ in range(2):  # a TorchScript export beside the checkpoints is written again (it was refused the second time)
+        assert main(["export", str(run / "checkpoints" / "best.pt"), str(run / "checkpoints" / "model.pt")]) == 0
     # the export given where a checkpoint is read: named
     with pytest.raises(ValueError, match=r"beat\.pt is a TorchScript file \(torch\.jit\.save, msresnet1d export\), not a "
                                          r"checkpoint: load it with torch\.jit\.load"):

@@ -384,14 +384,30 @@ def test_a_target_with_a_long_name_gets_a_short_temporary_file_beside_it(tmp_pat
         atomic.write_text(tmp_path / "ro" / target.name, "x")
 
 
+def test_an_output_at_a_device_or_a_pipe_is_refused(tmp_path):
+    # a rename replaced the node by a regular file (as root: --json /dev/stdout would replace the system's)
+    from msresnet1d.atomic import check_target
+
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "link").symlink_to(tmp_path / "pipe")  # a link is replaced, its target left: not refused
+    with pytest.raises(ValueError, match=re.escape(f"--json {tmp_path / 'pipe'}: {tmp_path / 'pipe'} is not a regular "
+                                                   "file (a device, a pipe or a socket): give a file")):
+        check_target(tmp_path / "pipe", "--json")
+    assert check_target(tmp_path / "link", "--json") == tmp_path / "link"
+
+
 def test_a_text_write_that_fails_half_way_leaves_the_old_file(tmp_path):
     # config.json, log.csv and metrics.json are written to a temporary file, then renamed
     from msresnet1d.atomic import write_text
 
     write_text(tmp_path / "metrics.json", "{}")
     with pytest.raises(UnicodeEncodeError):
-        write_text(tmp_path / "metrics.json", "{\"a\": \"\udcff\"}")  # a lone surrogate: not encodable
+        write_text(tmp_path / "metrics.json", "{\"a\": \"\ud800\"}")  # a lone surrogate: not encodable
     assert (tmp_path / "metrics.json").read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    # a Latin-1 file name (held as a surrogate, as os.fsdecode gives it) is written as its bytes: predict --summary
+    # failed after the work for a record in such a folder
+    write_text(tmp_path / "summary.csv", os.fsdecode(b"/data/caf\xe9/100") + "\n")
+    assert (tmp_path / "summary.csv").read_bytes() == b"/data/caf\xe9/100\n"
 
 
 def test_files_are_flushed_through_handles_open_for_writing(tmp_path, monkeypatch):

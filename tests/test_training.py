@@ -1777,43 +1777,71 @@ def test_train_leaves_the_callers_random_states_threads_and_process_group(tmp_pa
     assert draws() == expected
 
 
+_NEW_TF32 = hasattr(torch.backends.cuda.matmul, "fp32_precision")  # torch >= 2.9 spells TF32 so too
+
+
 def _cuda_flags() -> tuple:
+    """cuDNN's deterministic and benchmark flags, then TF32 in convolutions and matrix products, in
+    the spelling of the installed torch (the legacy allow_tf32 cannot be read once the new one is used)."""
     backends = torch.backends
-    return (backends.cudnn.deterministic, backends.cudnn.benchmark, backends.cudnn.allow_tf32,
-            backends.cuda.matmul.allow_tf32, getattr(getattr(backends.cudnn, "conv", None), "fp32_precision", None),
-            getattr(backends.cuda.matmul, "fp32_precision", None))
+    tf32 = ((backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision) if _NEW_TF32
+            else (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32))
+    return (backends.cudnn.deterministic, backends.cudnn.benchmark, *tf32)
 
 
-def test_a_run_on_a_gpu_is_deterministic_without_tf32_and_leaves_the_callers_cuda_flags(monkeypatch):
-    # torch.device("cuda") objects and the flags need no GPU
+_DETERMINISTIC = (True, False, *(("ieee", "ieee") if _NEW_TF32 else (False, False)))
+
+
+@pytest.fixture
+def cuda_flags_kept():
+    """The process's cuDNN and TF32 flags as they were after the test (it sets them as a caller would)."""
+    before = _cuda_flags()
+    yield
+    backends = torch.backends
+    backends.cudnn.deterministic, backends.cudnn.benchmark = before[:2]
+    if _NEW_TF32:
+        backends.cudnn.conv.fp32_precision, backends.cuda.matmul.fp32_precision = before[2:]
+    else:
+        backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = before[2:]
+
+
+@pytest.mark.parametrize("spelling", ["legacy", "new"])
+def test_a_run_on_a_gpu_is_deterministic_without_tf32_and_leaves_the_callers_cuda_flags(spelling, cuda_flags_kept):
+    # torch.device("cuda") objects and the flags need no GPU; a caller's TF32 set with torch's new spelling made the
+    # legacy one that the block read raise ("a mix of the legacy and new APIs")
     from msresnet1d.training.engine import deterministic_cuda
 
+    if spelling == "new" and not _NEW_TF32:
+        pytest.skip("this torch has no fp32_precision")
     backends = torch.backends
-    for caller in ((False, True, True, True), (True, False, False, False)):  # a caller's own settings, kept
-        monkeypatch.setattr(backends.cudnn, "deterministic", caller[0])
-        monkeypatch.setattr(backends.cudnn, "benchmark", caller[1])
-        monkeypatch.setattr(backends.cudnn, "allow_tf32", caller[2])
-        monkeypatch.setattr(backends.cuda.matmul, "allow_tf32", caller[3])
+    for deterministic, benchmark, tf32 in ((False, True, True), (True, False, False)):  # a caller's own settings
+        backends.cudnn.deterministic, backends.cudnn.benchmark = deterministic, benchmark
+        if spelling == "legacy":
+            backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = tf32
+        else:
+            backends.cudnn.conv.fp32_precision = backends.cuda.matmul.fp32_precision = "tf32" if tf32 else "ieee"
         before = _cuda_flags()
         with deterministic_cuda(torch.device("cpu")):
             assert _cuda_flags() == before  # the CPU's run changes nothing
         for device in ("cuda", "cuda:1"):
             with deterministic_cuda(torch.device(device)):
-                assert _cuda_flags()[:4] == (True, False, False, False)
+                assert _cuda_flags() == _DETERMINISTIC
             assert _cuda_flags() == before
         with pytest.raises(RuntimeError, match="stopped"):
             with deterministic_cuda(torch.device("cuda")):
                 raise RuntimeError("stopped")
         assert _cuda_flags() == before
+        if spelling == "legacy":  # the caller's spelling still reads
+            assert backends.cudnn.allow_tf32 is tf32 and backends.cuda.matmul.allow_tf32 is tf32
 
 
-def test_train_runs_a_gpu_run_with_the_cuda_flags_set(monkeypatch):
+def test_train_runs_a_gpu_run_with_the_cuda_flags_set(monkeypatch, cuda_flags_kept):
     from msresnet1d.training import run
 
     monkeypatch.setattr(torch.random, "fork_rng", lambda devices: contextlib.nullcontext())  # no GPU to fork
     before = _cuda_flags()
     with run.callers_state_kept(torch.device("cuda:0")):  # the block train runs in
-        assert _cuda_flags()[:4] == (True, False, False, False)
+        assert _cuda_flags() == _DETERMINISTIC
     assert _cuda_flags() == before
 
 

@@ -17,16 +17,15 @@ import torch.distributed as torch_dist
 from torch import nn
 
 
-def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """The device ``name`` means for this process: ``"cpu"``; ``"cuda"`` -> this rank's GPU,
     ``cuda:<local_rank>`` (torchrun's ``LOCAL_RANK``, 0 in a single process); ``"cuda:N"`` -> GPU N
-    (N = 0, 1, ...), in a single process only; ``"auto"`` -> ``"cuda"`` when there is a GPU, else
-    the CPU.
+    (N = 0, 1, ...; under torchrun, where each process sees its own GPUs, as with one GPU a task
+    under SLURM); ``"auto"`` -> ``"cuda"`` when there is a GPU, else the CPU.
 
     Raises:
         ValueError: another name; a GPU asked for on a machine without one; a GPU index the
-            machine does not have (``torch.cuda.device_count()``); under torchrun
-            (``world_size`` > 1), an explicit index (each process takes its own GPU).
+            process does not see (``torch.cuda.device_count()``).
     """
     spelled = re.fullmatch(r"cpu|auto|cuda(?::([0-9]+))?", name)
     if spelled is None:
@@ -38,16 +37,13 @@ def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch
     count = torch.cuda.device_count()
     if spelled.group(1) is None:
         if local_rank >= count:
-            raise ValueError(f"device {name!r}: this process's GPU is cuda:{local_rank} (its LOCAL_RANK), but this "
-                             f"machine has {count} GPU(s): start at most {count} process(es) a machine "
-                             "(torchrun --nproc_per_node)")
+            raise ValueError(f"device {name!r}: this process's GPU is cuda:{local_rank} (its LOCAL_RANK), but it sees "
+                             f"{count} GPU(s): start at most {count} process(es) a machine (torchrun "
+                             "--nproc_per_node), or, where each process sees its own GPU, give --device cuda:0")
         return torch.device("cuda", local_rank)
-    if world_size > 1:
-        raise ValueError(f"device {name!r}: under torchrun each of the {world_size} processes takes its own GPU, "
-                         "cuda:LOCAL_RANK; give --device cuda (or auto), and CUDA_VISIBLE_DEVICES to choose the GPUs")
     index = int(spelled.group(1))
     if index >= count:
-        raise ValueError(f"device {name!r}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+        raise ValueError(f"device {name!r}: this process sees {count} GPU(s), cuda:0 to cuda:{count - 1}")
     return torch.device("cuda", index)
 
 
@@ -116,7 +112,7 @@ def setup(device: str = "cpu") -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    resolved = resolve_device(device, local_rank, world_size)
+    resolved = resolve_device(device, local_rank)
     joins = world_size > 1 and not torch_dist.is_initialized()
     if joins:
         if resolved.type == "cuda":

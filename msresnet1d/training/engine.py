@@ -66,7 +66,7 @@ def database_folder(task: str, data_dir: str | None) -> Path | None:
     if data_dir is None:
         return None
     try:
-        folder = find_database(DATABASES[task], data_dir) if task in DATABASES else Path(data_dir)
+        folder = find_database(DATABASES[task], data_dir) if task in DATABASES else Path(data_dir).expanduser()
         return folder.resolve(strict=True)
     except (DataError, OSError):
         return None
@@ -305,13 +305,12 @@ def deterministic_cuda(device: torch.device) -> Iterator[None]:
         yield
         return
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    wanted = [(cudnn, "deterministic", True), (cudnn, "benchmark", False), (cudnn, "allow_tf32", False),
-              (matmul, "allow_tf32", False)]
-    # torch >= 2.9 also spells TF32 as fp32_precision, which allow_tf32 rewrites: restored after it, exactly
-    spelled = [(owner, "fp32_precision") for owner in (getattr(cudnn, "conv", None), matmul)
-               if hasattr(owner, "fp32_precision")]
-    kept = [(owner, name) for owner, name, _ in wanted] + spelled
-    previous = [(owner, name, getattr(owner, name)) for owner, name in kept]
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; reading allow_tf32 raises once a caller used this spelling
+        no_tf32 = [(cudnn.conv, "fp32_precision", "ieee"), (matmul, "fp32_precision", "ieee")]
+    else:
+        no_tf32 = [(cudnn, "allow_tf32", False), (matmul, "allow_tf32", False)]
+    wanted = [(cudnn, "deterministic", True), (cudnn, "benchmark", False), *no_tf32]
+    previous = [(owner, name, getattr(owner, name)) for owner, name, _ in wanted]
     try:
         for owner, name, value in wanted:
             setattr(owner, name, value)
