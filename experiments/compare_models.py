@@ -47,7 +47,8 @@ experiments/results/<compare_models|main_ablation|ablation>.json (or ``--out``, 
 every model has been tested. After each model, the results so far go to ``<name>.partial.json``
 beside it (removed when the table is complete), so an interrupted run leaves its partial results
 there and never a partial table under the final name. Each model's run folder (checkpoints,
-log.csv, metrics.json, plots) is kept under ``--runs`` (default ``runs/<suite>``); a finished one is
+log.csv, metrics.json, plots) is kept under ``--runs`` (default ``runs/<suite>``, with ``--seed S``
+``runs/<suite>/seed<S>``, as ``--seeds`` lays them out); a finished one is
 reused and an interrupted one resumed (``msresnet1d.training.run.train_or_reuse``: same config or
 an error), so running the same command again continues where it stopped, several invocations with
 the same ``--runs`` and different ``--models`` can share the work, and a last one over all of them
@@ -294,8 +295,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "job; ablation: the same from an older base")
     parser.add_argument("--models", nargs="+", choices=sorted({n for suite in SUITES.values() for n in suite}),
                         help="subset of the suite to train (default: all of it)")
-    parser.add_argument("--runs", type=Path, help="runs folder, one sub-folder a model (default runs/<suite>: "
-                                                  "the same command again reuses its finished runs)")
+    parser.add_argument("--runs", type=Path, help="runs folder, one sub-folder a model (default runs/<suite>, with "
+                                                  "--seed S runs/<suite>/seed<S>: the same command again reuses its "
+                                                  "finished runs)")
     parser.add_argument("--out", type=Path, help="results file (.json), written at the end (default "
                                                  "experiments/results/<compare_models|main_ablation|ablation>.json, "
                                                  "the recorded one: give another path to keep it); the results so far "
@@ -314,14 +316,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--models {', '.join(unknown)}: not in suite {args.suite!r} (it has {', '.join(suite)})")
     if args.json is not None:
         if args.out is not None:
-            parser.error("give the results file with --out alone (--json is its former name)")
+            parser.error("give the results file with --out alone (--json is its former name; the runs folder, which "
+                         "--out named before 2026-12-07, is --runs)")
         warnings.warn("--json is the former name of --out (the results file): give --out; the runs folder is --runs")
         args.out = args.json
     if args.out is not None and (args.out.is_dir() or args.out.suffix != ".json"):
         parser.error(f"--out {args.out}: --out is the results file now, a .json file (it named the runs folder before "
                      "2026-12-07): give the runs folder with --runs, and --out a .json path or nothing")
     args.out = output_or_exit(parser, args.out or RESULTS[args.suite])
-    args.runs = args.runs or Path("runs") / args.suite
+    # one folder a seed, as --seeds lays them out: a single --seed S reuses <runs>/seed<S> of an earlier --seeds
+    args.runs = args.runs or Path("runs") / args.suite / ("" if args.seed is None else f"seed{args.seed}")
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     common: dict[str, Any] = {"threads": args.threads, "data.data_dir": str(db_dir)}
     if args.epochs is not None:

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import warnings
@@ -93,13 +94,13 @@ def as_program(interrupted: str = "interrupted") -> Iterator[None]:
     - what stdout and stderr cannot encode (a file name that is not UTF-8, say) is printed as
       backslash escapes, where they would raise (their ``strict`` error handler), rather than
       ending a finished command with an encoding error;
-    - SIGTERM stops the program as Ctrl-C does (:func:`sigterm_interrupts`), and either prints
-      the one line ``interrupted`` (the scripts that train runs: :data:`RUNS_INTERRUPTED`) on
-      stderr, without a traceback, and exits 130 (Ctrl-C) or 143 (SIGTERM), as the shell reports
-      a signal;
+    - SIGTERM stops the program as Ctrl-C does (:func:`sigterm_interrupts`); either prints one
+      line, ``interrupted`` (the scripts that train runs: :data:`RUNS_INTERRUPTED`), on stderr,
+      without a traceback, and exits 130 (Ctrl-C) or 143 (SIGTERM), as the shell reports a signal;
     - a ValueError (a :class:`~msresnet1d.data.DataError` among them: an unknown record, say) or
       an OSError (a folder that cannot be created, a run folder another process trains in) that
-      reaches the top is one line, ``error: <message>``, and exit status 1.
+      reaches the top is one line, ``error: <message>``, and exit status 1; under ``python -X
+      dev`` it keeps its traceback (for a bug's).
     """
     shown: set[str] = set()
 
@@ -122,6 +123,8 @@ def as_program(interrupted: str = "interrupted") -> Iterator[None]:
         print(interrupted, file=sys.stderr)
         raise SystemExit(interrupted_status(stop)) from None
     except (ValueError, OSError) as e:
+        if sys.flags.dev_mode:  # python -X dev: the traceback, for a bug's ValueError
+            raise
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     finally:
@@ -131,31 +134,53 @@ def as_program(interrupted: str = "interrupted") -> Iterator[None]:
 
 def recorded_result(path: str | Path) -> Path | None:
     """``path`` relative to the repository (:func:`~msresnet1d.data.locate.source_checkout`) when
-    it is one of the repository's recorded results (under its ``experiments/results/``), else None."""
+    it is one of the repository's recorded results: under its ``experiments/results/`` and tracked
+    by git (so that ``git checkout`` restores it), else None."""
     if _checkout is None:
         return None
     try:
         inside = Path(path).resolve().relative_to(_checkout.resolve())
     except ValueError:
         return None
-    return inside if inside.parts[:2] == ("experiments", "results") and len(inside.parts) > 2 else None
+    if inside.parts[:2] != ("experiments", "results") or len(inside.parts) <= 2:
+        return None
+    try:  # a file of one's own there, or a source tree without .git (an sdist), is no recorded result
+        tracked = subprocess.run(["git", "-C", str(_checkout), "ls-files", "--error-unmatch", inside.as_posix()],
+                                 capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):  # no git
+        return None
+    return inside if tracked else None
 
 
 @contextlib.contextmanager
 def writing(path: str | Path) -> Iterator[Path]:
     """Around the writing of an output file ``path`` (a results file, a PNG) by the block: after
-    it, prints ``wrote <path>``; when the file replaced one of the repository's recorded results
-    (:func:`recorded_result`), the line says so, and how git restores it."""
+    it, prints ``wrote <path>`` if the block wrote it (a plot without matplotlib is not drawn);
+    when the file replaced one of the repository's recorded results (:func:`recorded_result`),
+    the line says so, and how git restores it."""
     path = Path(path)
-    existed = path.exists()
+    before = _identity(path)
     yield path
-    inside = recorded_result(path) if existed else None
+    after = _identity(path)
+    if after is None or after == before:
+        return
+    inside = recorded_result(path) if before is not None else None
     if inside is None:
         print(f"wrote {path}")
         return
     git = "git" if Path.cwd().resolve() == _checkout.resolve() else f"git -C {_checkout}"
     print(f"wrote {path}: it replaced the repository's recorded result ({git} checkout -- {inside.as_posix()} "
-          "restores it; give --out another path to keep it)")
+          "restores it)")
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """The file at ``path`` as (inode, size, modification time in ns), which a rewrite changes (a
+    write renamed into place: another inode), or None when there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def write_result(path: str | Path, text: str) -> None:

@@ -66,14 +66,16 @@ def uncreatable(path: str | os.PathLike[str]) -> str | None:
 
 def unwritable(path: str | os.PathLike[str]) -> str | None:
     """Why a file could not be written at ``path``, or None: :func:`uncreatable`, a device, pipe or
-    socket there ("<path> is not a regular file ..."), or a file that this process may not write
-    ("<path> is not writable ..."), write protection that ``open`` honours and a rename would not (a
-    symbolic link is replaced, not its target: its target is not asked)."""
+    socket there or a symbolic link to one ("<path> is not a regular file ..."), or a file that
+    this process may not write ("<path> is not writable ..."), write protection that ``open``
+    honours and a rename would not (a symbolic link to a file is replaced, not its target: its
+    target's permissions are not asked)."""
     problem = uncreatable(path)
-    if problem is None and os.path.exists(path) and not os.path.islink(path):
-        if not os.path.isfile(path) and not os.path.isdir(path):  # a rename would replace the node (as root, too)
-            problem = f"{path} is not a regular file (a device, a pipe or a socket): give a file"
-        elif not os.access(path, os.W_OK):
+    if problem is None and os.path.exists(path):  # through a link: its target
+        if not os.path.isfile(path) and not os.path.isdir(path):  # a rename would replace the node or the link to it
+            link = " (through a symbolic link)" if os.path.islink(path) else ""  # (--json /dev/stdout, as root)
+            problem = f"{path} is not a regular file{link} (a device, a pipe or a socket): give a file"
+        elif not os.path.islink(path) and not os.access(path, os.W_OK):
             problem = f"{path} is not writable (write-protected: make it writable, or give another file)"
     return problem
 

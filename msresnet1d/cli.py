@@ -103,7 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return arguments.interrupted_status(stop)
     except torch.cuda.OutOfMemoryError as e:  # torch.OutOfMemoryError since torch 2.5, a RuntimeError
         smaller = "--set eval_batch_size=<smaller> if validation or the test ran out"
-        if launched_rank() != 0:  # under torchrun, rank 0 alone says it, as for Ctrl-C
+        if launched_rank() != 0:  # under torchrun the rank that ran out says so; rank 0 alone how to go on
+            print(f"error: rank {launched_rank()}: out of GPU memory ({e})", file=sys.stderr)
             return 1
         hint = _resume_hint(run_dir, after=f", adding {smaller}")
         print(f"error: out of GPU memory ({e})\n"

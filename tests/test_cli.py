@@ -84,6 +84,18 @@ def test_a_path_that_is_not_utf_8_is_printed_escaped_by_a_program():
     assert (result.returncode, result.stdout, result.stderr) == (0, b"wrote /tmp/lat\\udcfcn/100.pred\nstrict\n", b"")
 
 
+@pytest.mark.parametrize("dev", [False, True])
+def test_a_program_ends_an_error_with_one_line_or_under_dev_mode_its_traceback(dev):
+    code = "from msresnet1d.arguments import as_program\nwith as_program():\n    raise ValueError('no record 999')"
+    result = subprocess.run([sys.executable, *(["-X", "dev"] if dev else []), "-c", code], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 1
+    if dev:  # a bug's ValueError keeps where it came from
+        assert "Traceback (most recent call last)" in result.stderr and "ValueError: no record 999" in result.stderr
+    else:
+        assert result.stderr == "error: no record 999\n"
+
+
 def test_version_is_the_packages(capsys):
     import msresnet1d
 
@@ -229,7 +241,11 @@ def test_resolve_device_takes_cpu_cuda_cuda_n_and_auto(monkeypatch):
     assert resolve_device("cuda", local_rank=1) == resolve_device("auto", 1) == torch.device("cuda", 1)
     assert resolve_device("cpu", local_rank=3) == torch.device("cpu")
     _gpus(monkeypatch, 1)  # under torchrun with one GPU a process (SLURM's --gpus-per-task=1): LOCAL_RANK 1 sees cuda:0
-    assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 0)
+    assert resolve_device("cuda:0", local_rank=1, local_world_size=2) == torch.device("cuda", 0)
+    _gpus(monkeypatch, 2)  # two processes that see both GPUs: both would take cuda:0
+    with pytest.raises(ValueError, match=re.escape("device 'cuda:0': each of this machine's 2 processes sees 2 GPUs "
+                                                   "and would take the same one: give --device cuda")):
+        resolve_device("cuda:0", local_rank=1, local_world_size=2)
 
 
 @pytest.mark.parametrize("device, env, message", [
@@ -275,6 +291,12 @@ def test_a_gpu_out_of_memory_says_how_to_go_on(tmp_path, config, monkeypatch, ca
         "error: out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB)\nbefore the first epoch finished, "
         f"so no checkpoint was saved in {run}: train again with a smaller --batch-size, or --set "
         "eval_batch_size=<smaller> if validation or the test ran out\n")
+    with monkeypatch.context() as patched:  # under torchrun, another rank that runs out says so, with its rank
+        patched.setattr("msresnet1d.training.run.build_task", out_of_memory)
+        patched.setattr("msresnet1d.training.distributed.launched_rank", lambda: 1)
+        assert main(["train", "--config", str(config), "--out", str(tmp_path / "rank1"), "--quiet"]) == 1
+    assert capsys.readouterr().err.endswith(
+        "error: rank 1: out of GPU memory (CUDA out of memory. Tried to allocate 2.00 GiB)\n")
     monkeypatch.setattr(engine, "atomic_save", after_epoch_1)
     assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 1
     last = run / "checkpoints" / "last.pt"

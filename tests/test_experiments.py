@@ -142,20 +142,29 @@ def test_a_script_with_too_few_records_for_its_validation_ends_in_one_error_line
 
 
 def test_written_files_are_said_and_a_replaced_recorded_result_how_to_restore_it(tmp_path, monkeypatch, capsys):
+    import subprocess
+
     import msresnet1d.arguments as arguments
 
     repo = tmp_path / "repo"
     recorded = repo / "experiments" / "results" / "x.json"
     recorded.parent.mkdir(parents=True)
     recorded.write_text("{}\n")
+    mine = repo / "experiments" / "results" / "mine.json"  # a user's file there, which git does not track
+    mine.write_text("{}\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "experiments/results/x.json"], check=True)
     monkeypatch.setattr(arguments, "_checkout", repo)
     arguments.write_result(recorded, '{"new": 1}\n')
     arguments.write_result(repo / "experiments" / "results" / "new.json", "{}\n")  # none replaced
+    arguments.write_result(mine, "{}\n")  # not restorable by git: no hint
     arguments.write_result(tmp_path / "mine.json", "{}\n")
+    with arguments.writing(tmp_path / "plot.png"):
+        pass  # a plot not drawn (no matplotlib): not said
     assert capsys.readouterr().out.splitlines() == [
         f"wrote {recorded}: it replaced the repository's recorded result (git -C {repo} checkout -- "
-        "experiments/results/x.json restores it; give --out another path to keep it)",
-        f"wrote {repo / 'experiments' / 'results' / 'new.json'}", f"wrote {tmp_path / 'mine.json'}"]
+        "experiments/results/x.json restores it)",
+        f"wrote {repo / 'experiments' / 'results' / 'new.json'}", f"wrote {mine}", f"wrote {tmp_path / 'mine.json'}"]
     monkeypatch.chdir(repo)
     arguments.write_result(Path("experiments/results/x.json"), "{}\n")
     assert "(git checkout -- experiments/results/x.json restores it" in capsys.readouterr().out
@@ -189,15 +198,21 @@ def test_reused_runs_of_other_code_are_said_once_with_their_versions(tmp_path):
     with pytest.warns(UserWarning) as caught:
         warn_other_code(runs)
     assert [str(w.message) for w in caught] == [
-        "3 of the 4 finished runs reused were trained by other code: msresnet1d 0.1.0+aaaa (2 runs), an msresnet1d "
-        f"from before checkpoints named their code (1 run); this is msresnet1d {this}: the results mix figures of "
+        "3 of the 4 finished runs reused were trained by other code: msresnet1d 0.1.0+aaaa (2 runs), code its "
+        f"checkpoints do not name (older, or damaged) (1 run); this is msresnet1d {this}: the results mix figures of "
         "other code with this code's (each run's code is in the results' runs; train them again in a new --runs "
         "folder for figures of one version)"]
+    with pytest.warns(UserWarning, match="2 of the 2 finished runs reused were trained by other code: msresnet1d "
+                                         r"0\.1\.0\+aaaa \(2 runs\); this is msresnet1d .*: the results are of "
+                                         "other code than this code's"):
+        warn_other_code([runs[1], runs[4]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_other_code(runs[:1] + runs[3:4])  # this code's runs, or trained now: nothing to say
     (tmp_path / "checkpoints").mkdir()
     assert run_code(tmp_path) is None  # no checkpoint (a real run's: test_mitdb_inter_patient_seeds_and_their_ensemble)
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"truncated")  # a damaged copy: its metrics.json still reused
+    assert run_code(tmp_path) is None
 
 
 def test_rr_screen_refuses_runs_that_have_not_finished(tmp_path, capsys):
@@ -358,6 +373,8 @@ def test_compare_models_takes_runs_and_out_as_the_other_scripts_do(tmp_path, cap
     assert args.runs == Path("runs") / "compare" and args.out == compare_models.RESULTS["compare"]
     assert compare_models.parse_args([*common, "--suite", "main_ablation", "--models", "late"]).runs == \
         Path("runs") / "main_ablation"
+    # a single --seed S: the folder --seeds gives it (seed 0 then --seed 1 in one folder was refused as another config)
+    assert compare_models.parse_args([*common, "--seed", "1"]).runs == Path("runs") / "compare" / "seed1"
     assert compare_models.parse_args([*common, "--runs", "r", "--out", "my.json"]).out == Path("my.json")
     (tmp_path / "folder").mkdir()
     for out in ("folder", "my.txt", "runs/compare"):  # --out named the runs folder before

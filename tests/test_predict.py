@@ -389,10 +389,15 @@ def test_an_output_at_a_device_or_a_pipe_is_refused(tmp_path):
     from msresnet1d.atomic import check_target
 
     os.mkfifo(tmp_path / "pipe")
-    (tmp_path / "link").symlink_to(tmp_path / "pipe")  # a link is replaced, its target left: not refused
+    (tmp_path / "stdout").symlink_to(tmp_path / "pipe")  # as /dev/stdout links to /proc/self/fd/1
     with pytest.raises(ValueError, match=re.escape(f"--json {tmp_path / 'pipe'}: {tmp_path / 'pipe'} is not a regular "
                                                    "file (a device, a pipe or a socket): give a file")):
         check_target(tmp_path / "pipe", "--json")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'stdout'} is not a regular file (through a symbolic "
+                                                   "link)")):
+        check_target(tmp_path / "stdout", "--json")
+    (tmp_path / "file").write_text("")
+    (tmp_path / "link").symlink_to(tmp_path / "file")  # a link to a file is replaced, its target left: not refused
     assert check_target(tmp_path / "link", "--json") == tmp_path / "link"
 
 

@@ -17,15 +17,17 @@ import torch.distributed as torch_dist
 from torch import nn
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, local_world_size: int = 1) -> torch.device:
     """The device ``name`` means for this process: ``"cpu"``; ``"cuda"`` -> this rank's GPU,
     ``cuda:<local_rank>`` (torchrun's ``LOCAL_RANK``, 0 in a single process); ``"cuda:N"`` -> GPU N
-    (N = 0, 1, ...; under torchrun, where each process sees its own GPUs, as with one GPU a task
+    (N = 0, 1, ...; under torchrun, where each process sees its own GPU, as with one GPU a task
     under SLURM); ``"auto"`` -> ``"cuda"`` when there is a GPU, else the CPU.
 
     Raises:
         ValueError: another name; a GPU asked for on a machine without one; a GPU index the
-            process does not see (``torch.cuda.device_count()``).
+            process does not see (``torch.cuda.device_count()``); an index given to several
+            processes of a machine (``local_world_size``, torchrun's ``LOCAL_WORLD_SIZE``) that
+            each see several GPUs: every one would take the same.
     """
     spelled = re.fullmatch(r"cpu|auto|cuda(?::([0-9]+))?", name)
     if spelled is None:
@@ -42,6 +44,9 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
                              "--nproc_per_node), or, where each process sees its own GPU, give --device cuda:0")
         return torch.device("cuda", local_rank)
     index = int(spelled.group(1))
+    if local_world_size > 1 and count > 1:
+        raise ValueError(f"device {name!r}: each of this machine's {local_world_size} processes sees {count} GPUs and "
+                         "would take the same one: give --device cuda (each takes cuda:LOCAL_RANK)")
     if index >= count:
         raise ValueError(f"device {name!r}: this process sees {count} GPU(s), cuda:0 to cuda:{count - 1}")
     return torch.device("cuda", index)
@@ -112,7 +117,7 @@ def setup(device: str = "cpu") -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    resolved = resolve_device(device, local_rank)
+    resolved = resolve_device(device, local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     joins = world_size > 1 and not torch_dist.is_initialized()
     if joins:
         if resolved.type == "cuda":

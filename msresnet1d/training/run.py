@@ -260,19 +260,23 @@ def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -
         try:
             train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet)
         except FileExistsError as e:  # train's advice names its --out; a script's run folders are under its --runs
-            raise FileExistsError(str(e).replace("--out", "--runs")) from None
+            raise FileExistsError(str(e).replace("another --out", "another --runs")) from None
     return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
 
 
 def run_code(run_dir: str | Path) -> str | None:
     """The code (:func:`~.checkpoint.code_version`) that trained the last epoch of the run in
     ``run_dir``: the ``code`` of its ``checkpoints/last.pt``, else of its ``best.pt``; None when
-    neither is there or names one (written before checkpoints named their code). A run resumed
-    under other code was trained by both (the resume warns); this is the later."""
+    neither is there, names one (written before checkpoints named their code) or can be read (a
+    damaged copy: the run's figures, in its metrics.json, are still reused). A run resumed under
+    other code was trained by both (the resume warns); this is the later."""
     for name in ("last.pt", "best.pt"):
         path = Path(run_dir) / "checkpoints" / name
         if path.is_file():
-            return load_checkpoint(path).get("code")
+            try:
+                return load_checkpoint(path).get("code")
+            except (ValueError, OSError, RuntimeError):  # not a checkpoint, truncated, unreadable
+                continue
     return None
 
 
@@ -283,15 +287,16 @@ def warn_other_code(runs: list[dict[str, Any]]) -> None:
     figures with this code's. Nothing when every reused run is this code's."""
     current = code_version()
     reused = [run for run in runs if run["reused"]]
-    other = Counter(f"msresnet1d {run['code']}" if run["code"] else "an msresnet1d from before checkpoints named their "
-                    "code" for run in reused if run["code"] != current)
+    other = Counter(f"msresnet1d {run['code']}" if run["code"] else "code its checkpoints do not name (older, or "
+                    "damaged)" for run in reused if run["code"] != current)
     if other:
         count = sum(other.values())
         versions = ", ".join(f"{version} ({n} run{'s' * (n > 1)})" for version, n in other.items())
+        mix = "are of other code than" if count == len(runs) else "mix figures of other code with"
         warnings.warn(f"{count} of the {len(reused)} finished runs reused {'was' if count == 1 else 'were'} trained by "
-                      f"other code: {versions}; this is msresnet1d {current}: the results mix figures of other code "
-                      "with this code's (each run's code is in the results' runs; train them again in a new --runs "
-                      "folder for figures of one version)", stacklevel=2)
+                      f"other code: {versions}; this is msresnet1d {current}: the results {mix} this code's (each "
+                      "run's code is in the results' runs; train them again in a new --runs folder for figures of "
+                      "one version)", stacklevel=2)
 
 
 def check_same_run(cfg: TrainConfig, run_dir: str | Path) -> None:
