@@ -39,13 +39,6 @@ log = logging.getLogger(__name__)
 
 DATA_ENV = "MSRESNET1D_DATA"
 
-
-def env_path(variable: str) -> Path | None:
-    """The folder environment variable ``variable`` names, a leading ``~`` expanded (the shell
-    does not expand it in a quoted value or an ``.env`` file), or ``None`` when unset or empty."""
-    value = os.environ.get(variable)
-    return Path(value).expanduser() if value else None
-
 #: Databases that :func:`download_database` can fetch, as PhysioNet ``<project>/<version>``: the
 #: version whose files the checksums of :data:`CHECKSUMS_DIR` list (a newer one would fail them).
 PHYSIONET_PROJECTS: dict[str, str] = {"mitdb": "mitdb/1.0.0"}
@@ -63,6 +56,13 @@ SOURCES: dict[str, str] = {
     "cinc2017": "https://physionet.org/content/challenge-2017/1.0.0/ (training2017.zip; its training2017/ "
     "folder, with REFERENCE.csv, becomes cinc2017/)",
 }
+
+
+def env_path(variable: str) -> Path | None:
+    """The folder environment variable ``variable`` names, a leading ``~`` expanded (the shell
+    does not expand it in a quoted value or an ``.env`` file), or ``None`` when unset or empty."""
+    value = os.environ.get(variable)
+    return Path(value).expanduser() if value else None
 
 
 def _how_to_supply(name: str, target: Path) -> str:
