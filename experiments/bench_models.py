@@ -982,12 +982,13 @@ def render_markdown(report: dict) -> str:
             met = f"{'yes' if v['meets_epoch_target'] else 'no'} / {'yes' if v['meets_infer_target'] else 'no'}"
             note = (f"extrapolated from {v['train_samples_timed']:,} / {v['infer_samples_timed']:,} samples"
                     if v["extrapolated"] else "full epoch and full DS2")
-            out.append(f"| {name} | {v['epoch_s']:.1f} | {v['train_samples_per_s']:,.0f} | "
-                       f"{v['epoch_time_ratio_vs_first']:.2f} | {v['infer_s']:.1f} | {v['infer_samples_per_s']:,.0f} | "
+            out.append(f"| {name} | {v['epoch_s']:.2f} | {v['train_samples_per_s']:,.0f} | "
+                       f"{v['epoch_time_ratio_vs_first']:.2f} | {v['infer_s']:.2f} | {v['infer_samples_per_s']:,.0f} | "
                        f"{met} | {note} |")
         onnx = tg.get("onnxruntime")
         if onnx:
-            out.append(f"| onnxruntime ({tg['threads']} thread setting; the fp32 model, BatchNorm folded, exported) | | | | {onnx['infer_s']:.1f} "
+            out.append(f"| onnxruntime ({tg['threads']} thread setting; the fp32 model, BatchNorm folded, exported) "
+                       f"| | | | {onnx['infer_s']:.2f} "
                        f"| {onnx['infer_samples_per_s']:,.0f} | - / {'yes' if onnx['meets_infer_target'] else 'no'} "
                        f"| full DS2; max logit diff vs torch {onnx['max_abs_diff_vs_torch']:.1e} |")
         agreement = tg.get("bf16_inference_of_the_first_variant")

@@ -1122,7 +1122,12 @@ def test_bench_models_times_the_speed_targets_on_the_embedded_sample(tmp_path):
     bf16 = targets["bf16_inference_of_the_first_variant"]  # the fp32 model after its 2 batches, under bf16 autocast
     assert bf16["beats"] == 4898 and bf16["model_trained_batches"] == 2 and 0 <= bf16["class_changed"] < 4898 // 10
     assert 0 < bf16["max_abs_probability_diff"] < 0.5 and 0 < bf16["accuracy_fp32"] <= 100
-    assert "run under bf16 autocast on DS2: " in (tmp_path / "targets.md").read_text()
+    markdown = (tmp_path / "targets.md").read_text()
+    assert "run under bf16 autocast on DS2: " in markdown
+    # the table shows the JSON's seconds as recorded (2 decimals), not rounded a second time: a DS2 time of
+    # 3.05 s once read "3.0" beside "no" for the 3 s target
+    timed = targets["variants"]["channels_last"]
+    assert f"| {timed['epoch_s']:.2f} |" in markdown and f"| {timed['infer_s']:.2f} |" in markdown
 
 
 def test_bench_scripts_refuse_bad_options_and_data_folders_before_any_work(tmp_path, capsys):
