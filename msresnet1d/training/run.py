@@ -172,13 +172,15 @@ def check_config(cfg: TrainConfig) -> None:
     create_configured_model(cfg, channels, len(task_classes(cfg.task)), extra)
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict:
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False,
+          flag: str = "--out") -> dict:
     """Train, select on validation, test once; returns the metrics dict (also in metrics.json).
     With ``resume``, continue the interrupted run in ``run_dir``; a finished one (its
     ``metrics.json`` there) is left as it is, and its metrics returned. ``quiet``: no progress
     bars or per-epoch lines (the test table and the run folder are still printed). The seeds
     and ``cfg.threads`` are the run's: the caller's random states and thread count are restored
-    when it returns, and a process group the caller made is left to it."""
+    when it returns, and a process group the caller made is left to it. ``flag``: the command's
+    flag naming ``run_dir``, which the refusals of a used or busy folder advise choosing another of."""
     dist = distributed.setup(cfg.device)
     with callers_state_kept(dist.device):  # the seeds and threads below are the run's alone
         trainer = None
@@ -188,7 +190,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             check_config(cfg)  # before the data load (RNG not yet seeded)
             finished = Path(run_dir) / "metrics.json"
             if dist.is_main and not (resume and finished.exists()):  # a finished run is said so below, even read-only
-                check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
+                check_run_dir(run_dir, resume, flag)  # a used or unwritable --out refused before the data load
             if resume:
                 check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
                 if finished.exists():
@@ -208,7 +210,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             model = build_model(cfg, task)
             drop_a_last_batch_of_one(model, task)
             trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
-            trainer.prepare_run_dir(resume)  # holds the folder's lock until the run ends: one train at a time
+            trainer.prepare_run_dir(resume, flag)  # holds the folder's lock until the run ends: one train at a time
             if resume and dist.weighted_mean(float(finished.exists()), float(dist.is_main)):  # rank 0's view
                 return _finished_run(finished, dist)  # another resume finished it during this one's data load
             if resume:
@@ -257,10 +259,8 @@ def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -
     if is_finished(run_dir):
         check_same_run(cfg, run_dir)
     else:
-        try:
-            train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet)
-        except FileExistsError as e:  # train's advice names its --out; a script's run folders are under its --runs
-            raise FileExistsError(str(e).replace("another --out", "another --runs")) from None
+        # a script's run folders are under its --runs: the advice of a used or busy one names it
+        train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet, flag="--runs")
     return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
 
 
