@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import random
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -278,6 +279,43 @@ def run_code(run_dir: str | Path) -> str | None:
             except (ValueError, OSError, RuntimeError):  # not a checkpoint, truncated, unreadable
                 continue
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRun:
+    """A run of an experiment script, trained or reused (:func:`recorded_run`): what its results
+    record of it."""
+
+    #: The run's metrics (its metrics.json, :func:`train`'s dict).
+    metrics: dict[str, Any]
+    #: Whether the run had finished before the call, so that its metrics were read, not trained.
+    reused: bool
+    #: The code that trained it (:func:`run_code`).
+    code: str | None
+    #: Seconds the call took, reading a reused run's metrics included.
+    wall_seconds: float
+    #: Seconds each epoch spent training (:func:`epoch_train_seconds`), resumed epochs included.
+    epoch_seconds: list[float]
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The ``reused`` and ``code`` entries of the run's record in a script's results, which
+        :func:`warn_other_code` reads from the records of all its runs."""
+        return {"reused": self.reused, "code": self.code}
+
+
+def recorded_run(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -> RecordedRun:
+    """:func:`train_or_reuse` the run in ``run_dir``, timed, with what an experiment script's
+    results record of it: whether it was reused, the code that trained it, its epochs' seconds.
+    The script calls :func:`warn_other_code` on the records of all its runs once they are done.
+
+    Raises:
+        ValueError, FileExistsError: :func:`train_or_reuse`'s.
+    """
+    start, reused = time.perf_counter(), is_finished(run_dir)
+    metrics = train_or_reuse(cfg, run_dir, quiet=quiet)
+    wall = time.perf_counter() - start
+    return RecordedRun(metrics, reused, run_code(run_dir), wall, epoch_train_seconds(run_dir))
 
 
 def warn_other_code(runs: list[dict[str, Any]]) -> None:
