@@ -322,7 +322,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.out is not None and (args.out.is_dir() or args.out.suffix != ".json"):
         parser.error(f"--out {args.out}: --out is the results file now, a .json file (it named the runs folder before "
                      "2026-12-07): give the runs folder with --runs, and --out a .json path or nothing")
-    args.out = output_or_exit(parser, args.out or RESULTS[args.suite])
+    args.out = output_or_exit(parser, args.out or RESULTS[args.suite], partial=True)
     # one folder a seed, as --seeds lays them out: a single --seed S reuses <runs>/seed<S> of an earlier --seeds
     args.runs = args.runs or Path("runs") / args.suite / ("" if args.seed is None else f"seed{args.seed}")
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)

@@ -1256,6 +1256,29 @@ def test_experiment_scripts_refuse_a_results_file_they_could_not_write_before_an
     assert not runs.exists()
 
 
+def test_scripts_writing_partial_results_refuse_a_partial_name_over_the_limit_before_any_run(tmp_path, capsys,
+                                                                                          monkeypatch):
+    # --out's name fits the file system, <name>.partial.json does not: found at the first partial write (for
+    # compare_models, once the first model had trained), it is refused with --out
+    from msresnet1d.atomic import name_max
+
+    limit = name_max(tmp_path)
+    out = tmp_path / f"{'r' * (limit - len('.json'))}.json"  # the longest name the folder takes
+    partial = tmp_path / f"{'r' * (limit - len('.json'))}.partial.json"
+    runs = tmp_path / "runs"
+    scripts = {"compare_models": ["--data-dir", str(SAMPLE), "--runs", str(runs), "--epochs", "1", "--models",
+                                  MODELS[0], *SPLIT],
+               "bench_fashion": ["--sizes", "28", "--steps", "1", "--data-dir", str(tmp_path / "none")]}
+    for name, args in scripts.items():
+        script = _load_script(name)
+        monkeypatch.setattr(script, "recorded_run", lambda *a, **k: pytest.fail(f"{name} trained"), raising=False)
+        with pytest.raises(SystemExit):
+            script.main([*args, "--out", str(out)])
+        assert (f"--out's partial results file {partial}: the name {partial.name[:40]}... is {limit + 8} bytes long, "
+                f"over the {limit}-byte limit of the file system of {tmp_path}") in capsys.readouterr().err, name
+    assert not runs.exists() and not out.exists()
+
+
 def test_bench_fashion_times_each_mode_in_one_run(fashion_mnist_dir, tmp_path, monkeypatch):
     fashion = _load_script("bench_fashion")
     out = tmp_path / "bench.json"
