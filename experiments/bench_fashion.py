@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=results_help(RESULTS))
     args = parser.parse_args(argv)
-    output_or_exit(parser, args.out)
+    output_or_exit(parser, args.out, partial=True)
     if len(args.steps) != len(args.sizes) or min(args.steps) < 1 or args.warmup < 0:
         parser.error("give one --steps count (>= 1) per --sizes entry, and --warmup >= 0")
     if len(set(args.modes)) != len(args.modes):

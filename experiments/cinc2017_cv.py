@@ -59,7 +59,7 @@ from msresnet1d.training.metrics import (bootstrap_confusions, cinc_score, confu
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.plots import plot_confusion
 from msresnet1d.training.provenance import provenance
-from msresnet1d.training.run import epoch_train_seconds, is_finished, run_code, train_or_reuse, warn_other_code
+from msresnet1d.training.run import recorded_run, warn_other_code
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cinc2017_cv.json"
 #: The config keys the script sets from its flags, refused in --set (the flag to give instead).
@@ -263,14 +263,13 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoints = []
         for seed in args.seeds:
             cfg, run_dir = configs[k, seed], run_dirs[k, seed]
-            start, reused = time.perf_counter(), is_finished(run_dir)
-            result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
+            run = recorded_run(cfg, run_dir, quiet=args.quiet)
+            result = run.metrics
             checkpoints.append(run_dir / "checkpoints" / f"{args.checkpoint}.pt")
             runs.append({"fold": k + 1, "seed": seed, "best_epoch": result["best_epoch"],
                          "best_val_score": result["best_val_score"], "test_records": result["splits"]["test_records"],
-                         "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
-                         "wall_s_this_invocation": round(time.perf_counter() - start, 1), "reused": reused,
-                         "code": run_code(run_dir)})
+                         "train_s": round(sum(run.epoch_seconds), 1),
+                         "wall_s_this_invocation": round(run.wall_seconds, 1), **run.record})
         if args.only:
             continue
         names, ((y_val, val_members), (y_test, test_members)) = evaluate(checkpoints, ["val", "test"], args.tta)

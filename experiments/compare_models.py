@@ -93,8 +93,7 @@ from msresnet1d.training.config import TrainConfig, load_config
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import classification_report, json_safe
 from msresnet1d.training.provenance import data_digest_or_error, load_average, provenance
-from msresnet1d.training.run import (build_model, epoch_train_seconds, is_finished, run_code, train_or_reuse,
-                                     warn_other_code)
+from msresnet1d.training.run import build_model, recorded_run, warn_other_code
 from msresnet1d.training.tasks import build_task
 
 HERE = Path(__file__).resolve().parent
@@ -323,7 +322,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.out is not None and (args.out.is_dir() or args.out.suffix != ".json"):
         parser.error(f"--out {args.out}: --out is the results file now, a .json file (it named the runs folder before "
                      "2026-12-07): give the runs folder with --runs, and --out a .json path or nothing")
-    args.out = output_or_exit(parser, args.out or RESULTS[args.suite])
+    args.out = output_or_exit(parser, args.out or RESULTS[args.suite], partial=True)
     # one folder a seed, as --seeds lays them out: a single --seed S reuses <runs>/seed<S> of an earlier --seeds
     args.runs = args.runs or Path("runs") / args.suite / ("" if args.seed is None else f"seed{args.seed}")
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
@@ -367,10 +366,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for seed, seed_configs in configs.items():
         for name, cfg in seed_configs.items():
             run_dir = run_folder(args, seed, name)
-            start, reused = time.perf_counter(), is_finished(run_dir)
-            result = train_or_reuse(cfg, run_dir, quiet=args.quiet)
-            wall = None if reused else time.perf_counter() - start
-            seconds = epoch_train_seconds(run_dir)
+            run = recorded_run(cfg, run_dir, quiet=args.quiet)
+            result, seconds = run.metrics, run.epoch_seconds
             report["splits"] = result["splits"]  # the same for every model and seed: same config keys
             if args.checkpoint == "last":  # scored below, once every seed of the model has trained
                 result = result | {"test": None, "best_epoch": None, "best_val_score": None}
@@ -379,8 +376,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "representation": cfg.data.get("representation", "signal"), "run_dir": str(run_dir), **profiles[name],
                 "epochs_run": len(seconds), "best_epoch": result["best_epoch"],
                 "best_val_score": result["best_val_score"], "train_seconds": sum(seconds),
-                "seconds_per_epoch": sum(seconds) / len(seconds), "wall_seconds": wall, "reused": reused,
-                "code": run_code(run_dir), "test": result["test"],
+                "seconds_per_epoch": sum(seconds) / len(seconds),
+                "wall_seconds": None if run.reused else run.wall_seconds, **run.record, "test": result["test"],
             }
             if args.seeds:
                 report["runs"].setdefault(name, {"seeds": {}})["seeds"][str(seed)] = record

@@ -86,7 +86,7 @@ from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
 from msresnet1d.training.offsets import fit_class_offsets, predict_with_offsets
 from msresnet1d.training.plots import plot_variants
 from msresnet1d.training.provenance import provenance
-from msresnet1d.training.run import epoch_train_seconds, is_finished, run_code, train_or_reuse, warn_other_code
+from msresnet1d.training.run import recorded_run, warn_other_code
 from msresnet1d.training.tasks import beat_config, resolve_data
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mitdb_ds1_cv.json"
@@ -420,15 +420,13 @@ def main(argv: list[str] | None = None) -> dict:
         confusions, runs = np.zeros((len(args.seeds), len(folds), 5, 5), dtype=np.int64), []  # seed, fold
         for i, seed in enumerate(args.seeds):
             for k in range(len(folds)):
-                start, run_dir = time.perf_counter(), run_dirs[name][k][i]
-                reused = is_finished(run_dir)
-                result = train_or_reuse(configs[name][k][i], run_dir, quiet=True)
+                run = recorded_run(configs[name][k][i], run_dirs[name][k][i], quiet=True)
+                result = run.metrics
                 confusions[i, k] = result["test"]["confusion_matrix"]
                 runs.append({"seed": seed, "fold": k + 1, "best_epoch": result["best_epoch"],
                              "val_records": result["splits"]["val_records"],
-                             "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
-                             "wall_s_this_invocation": round(time.perf_counter() - start, 1), "reused": reused,
-                             "code": run_code(run_dir)})
+                             "train_s": round(sum(run.epoch_seconds), 1),
+                             "wall_s_this_invocation": round(run.wall_seconds, 1), **run.record})
         every_run += runs
         results[name] = summarise(confusions, args.seeds, overrides=overrides, runs=runs)
         if modes:  # each fold's held-out beats, predicted by its runs of every seed (one task a fold)

@@ -40,7 +40,7 @@ from msresnet1d.training.metrics import (classification_report, ec57, format_rec
                                          record_interval)
 from msresnet1d.training.plots import plot_confusion, plot_scores
 from msresnet1d.training.provenance import provenance
-from msresnet1d.training.run import epoch_train_seconds, is_finished, run_code, train_or_reuse, warn_other_code
+from msresnet1d.training.run import recorded_run, warn_other_code
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -209,13 +209,12 @@ def main(argv: list[str] | None = None) -> dict | None:
     reports, runs = [], []
     for seed, cfg in configs.items():
         run_dir = run_dirs[seed]
-        start, reused = time.perf_counter(), is_finished(run_dir)
-        result = train_or_reuse(cfg, run_dir, quiet=True)
+        run = recorded_run(cfg, run_dir, quiet=True)
+        result = run.metrics
         reports.append(result["test"])
         runs.append({"seed": seed, "run_dir": str(run_dir), "best_epoch": result["best_epoch"],
-                     "best_val_score": result["best_val_score"], "train_s": round(sum(epoch_train_seconds(run_dir)), 1),
-                     "wall_s_this_invocation": round(time.perf_counter() - start, 1), "reused": reused,
-                     "code": run_code(run_dir)})
+                     "best_val_score": result["best_val_score"], "train_s": round(sum(run.epoch_seconds), 1),
+                     "wall_s_this_invocation": round(run.wall_seconds, 1), **run.record})
     warn_other_code(runs)
     summary = summarise(reports)
     tested = seed_ensemble([Path(r["run_dir"]) for r in runs])  # the ensemble, or the one seed's model

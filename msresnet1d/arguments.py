@@ -280,16 +280,23 @@ def database_or_exit(parser: argparse.ArgumentParser, name: str, folder: str | P
     return found
 
 
-def output_or_exit(parser: argparse.ArgumentParser, path: str | Path, flag: str = "--out") -> Path:
+def output_or_exit(parser: argparse.ArgumentParser, path: str | Path, flag: str = "--out",
+                   partial: bool = False) -> Path:
     """An experiment script's results file ``path`` (``flag`` names it), checked before any run
     trains (:func:`~msresnet1d.atomic.check_target`: not a folder nor write-protected, its folder creatable), or
-    ``parser.error`` saying why it could not be written; else the results would be lost at the end."""
+    ``parser.error`` saying why it could not be written; else the results would be lost at the end.
+    With ``partial``, for a script that writes its results so far as it goes, their file
+    (:func:`partial_path`) is checked too: a name that fits the file system's limit may not fit
+    with ``.partial`` added."""
     from .atomic import check_target
 
     try:
-        return check_target(path, flag)
+        checked = check_target(path, flag)
+        if partial:
+            check_target(partial_path(path), f"{flag}'s partial results file")
     except ValueError as e:
         parser.error(str(e))
+    return checked
 
 
 def result_or_exit(parser: argparse.ArgumentParser, path: Path, check: Callable[[Any], object],

@@ -348,19 +348,19 @@ def test_compare_models_refuses_bad_arguments_and_keeps_partial_results_apart(tm
             compare_models.main([*common, *bad])
         assert message in capsys.readouterr().err
     # interrupted after the first model: its results in the partial file, nothing under the final name
-    train = compare_models.train_or_reuse
+    train = compare_models.recorded_run
 
     def stopped_at_the_second(cfg, run_dir, quiet=False):
         if run_dir.name == MODELS[1]:
             raise KeyboardInterrupt
         return train(cfg, run_dir, quiet=quiet)
 
-    monkeypatch.setattr(compare_models, "train_or_reuse", stopped_at_the_second)
+    monkeypatch.setattr(compare_models, "recorded_run", stopped_at_the_second)
     with pytest.raises(KeyboardInterrupt):
         compare_models.main([*common, "--data-dir", str(SAMPLE)])
     partial = tmp_path / "compare.partial.json"
     assert not results.exists() and list(json.loads(partial.read_text())["runs"]) == MODELS[:1]
-    monkeypatch.setattr(compare_models, "train_or_reuse", train)
+    monkeypatch.setattr(compare_models, "recorded_run", train)
     report = compare_models.main([*common, "--data-dir", str(SAMPLE)])  # the first model reused
     assert list(report["runs"]) == MODELS and report["runs"][MODELS[0]]["reused"] and not partial.exists()
 
@@ -1245,7 +1245,7 @@ def test_experiment_scripts_refuse_a_results_file_they_could_not_write_before_an
                "bench_fashion": ["--data-dir", str(tmp_path / "none")]}
     for name, args in scripts.items():
         script = _load_script(name)
-        monkeypatch.setattr(script, "train_or_reuse", lambda *a, **k: pytest.fail(f"{name} trained"), raising=False)
+        monkeypatch.setattr(script, "recorded_run", lambda *a, **k: pytest.fail(f"{name} trained"), raising=False)
         folder = f"--out {tmp_path}: --out is the results file now" if name == "compare_models" else \
             f"--out {tmp_path} is a folder"  # compare_models' --out named its runs folder before
         for target, problem in ((tmp_path, folder),
@@ -1254,6 +1254,29 @@ def test_experiment_scripts_refuse_a_results_file_they_could_not_write_before_an
                 script.main([*args, "--out", str(target)])
             assert problem in capsys.readouterr().err, name
     assert not runs.exists()
+
+
+def test_scripts_writing_partial_results_refuse_a_partial_name_over_the_limit_before_any_run(tmp_path, capsys,
+                                                                                          monkeypatch):
+    # --out's name fits the file system, <name>.partial.json does not: found at the first partial write (for
+    # compare_models, once the first model had trained), it is refused with --out
+    from msresnet1d.atomic import name_max
+
+    limit = name_max(tmp_path)
+    out = tmp_path / f"{'r' * (limit - len('.json'))}.json"  # the longest name the folder takes
+    partial = tmp_path / f"{'r' * (limit - len('.json'))}.partial.json"
+    runs = tmp_path / "runs"
+    scripts = {"compare_models": ["--data-dir", str(SAMPLE), "--runs", str(runs), "--epochs", "1", "--models",
+                                  MODELS[0], *SPLIT],
+               "bench_fashion": ["--sizes", "28", "--steps", "1", "--data-dir", str(tmp_path / "none")]}
+    for name, args in scripts.items():
+        script = _load_script(name)
+        monkeypatch.setattr(script, "recorded_run", lambda *a, **k: pytest.fail(f"{name} trained"), raising=False)
+        with pytest.raises(SystemExit):
+            script.main([*args, "--out", str(out)])
+        assert (f"--out's partial results file {partial}: the name {partial.name[:40]}... is {limit + 8} bytes long, "
+                f"over the {limit}-byte limit of the file system of {tmp_path}") in capsys.readouterr().err, name
+    assert not runs.exists() and not out.exists()
 
 
 def test_bench_fashion_times_each_mode_in_one_run(fashion_mnist_dir, tmp_path, monkeypatch):

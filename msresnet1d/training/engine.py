@@ -128,7 +128,7 @@ _LOCK_PATIENCE = 1.0
 PROGRESS_LINE_S = 60.0
 
 
-def lock_run_dir(run_dir: str | Path, create: bool = True) -> int | None:
+def lock_run_dir(run_dir: str | Path, create: bool = True, flag: str = "--out") -> int | None:
     """Take the lock of the run folder ``run_dir`` (an existing folder) on its :data:`RUN_LOCK`
     file: with ``create``, the exclusive ``fcntl.flock`` a training run holds until the returned
     descriptor is closed or the process ends, however it ends (the kernel releases it: a killed
@@ -136,7 +136,8 @@ def lock_run_dir(run_dir: str | Path, create: bool = True) -> int | None:
     another run gets; without, a shared lock on an existing file, a probe that fails only while a
     run holds the exclusive one. A lock held for a moment (another command's probe) is waited
     for, up to about a second. No lock is taken (None) where there is no ``fcntl`` (Windows) or
-    the file system does not support ``flock`` (with a warning).
+    the file system does not support ``flock`` (with a warning). ``flag``: the command's flag
+    that names the run folder, which the refusals advise choosing another of.
 
     Raises:
         FileExistsError: another process holds it (another train or resume of the same folder).
@@ -152,11 +153,11 @@ def lock_run_dir(run_dir: str | Path, create: bool = True) -> int | None:
     except OSError as e:
         if e.errno not in (errno.ELOOP, errno.EISDIR):
             raise
-        raise FileExistsError(_not_a_plain_file(path, "a symbolic link" if e.errno == errno.ELOOP else "a folder")
-                              ) from None
+        raise FileExistsError(_not_a_plain_file(path, "a symbolic link" if e.errno == errno.ELOOP else "a folder",
+                                                flag)) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise FileExistsError(_not_a_plain_file(path, "not a regular file"))
+        raise FileExistsError(_not_a_plain_file(path, "not a regular file", flag))
     deadline = time.monotonic() + _LOCK_PATIENCE
     while True:
         try:
@@ -172,7 +173,7 @@ def lock_run_dir(run_dir: str | Path, create: bool = True) -> int | None:
                 holder = "unknown"
             os.close(fd)
             raise FileExistsError(f"run folder {run_dir} is in use by another msresnet1d train (process {holder}); "
-                                  "wait for it to end, or choose another --out") from None
+                                  f"wait for it to end, or choose another {flag}") from None
         except OSError as e:
             os.close(fd)
             if e.errno not in _NO_FLOCK:
@@ -190,9 +191,9 @@ def lock_run_dir(run_dir: str | Path, create: bool = True) -> int | None:
     return fd
 
 
-def _not_a_plain_file(path: Path, what: str) -> str:
+def _not_a_plain_file(path: Path, what: str, flag: str) -> str:
     return (f"run folder {path.parent}: its {path.name} is {what}: a run writes only plain files of its own there; "
-            f"remove {path} (or choose another --out)")
+            f"remove {path} (or choose another {flag})")
 
 
 def check_unused(run_dir: Path, resume: bool) -> None:
@@ -201,38 +202,41 @@ def check_unused(run_dir: Path, resume: bool) -> None:
         raise FileExistsError(f"run folder {run_dir} already holds a run; pass --resume to continue it or choose --out")
 
 
-def check_run_dir(run_dir: str | Path, resume: bool) -> None:
+def check_run_dir(run_dir: str | Path, resume: bool, flag: str = "--out") -> None:
     """Refuse, without creating anything, a run folder that is a file, whose nearest existing
     parent folder is not writable (or that could not be created there:
     :func:`~msresnet1d.atomic.uncreatable`), that another process is training in (its lock,
     :func:`lock_run_dir`, is held), or, unless resuming, that holds a started run or files a run
     writes but no run (:func:`check_no_foreign_files`): cheap, so
     :func:`~msresnet1d.training.run.train` asks before the data load (and again once
-    :meth:`Trainer.prepare_run_dir` holds the lock, for a run that started meanwhile)."""
+    :meth:`Trainer.prepare_run_dir` holds the lock, for a run that started meanwhile). ``flag``:
+    the command's flag that names the run folder (a script's ``--runs``, under which its run
+    folders are), which the refusals advise choosing another of."""
     run_dir = Path(run_dir)
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise FileExistsError(f"run folder {run_dir} is a file; choose another --out")
+        raise FileExistsError(f"run folder {run_dir} is a file; choose another {flag}")
     problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
     if problem:
         raise OSError(f"run folder {run_dir} cannot be {'written' if os.path.isdir(run_dir) else 'created'}: {problem}")
-    if os.path.lexists(run_dir / RUN_LOCK) and (fd := lock_run_dir(run_dir, create=False)) is not None:
+    if os.path.lexists(run_dir / RUN_LOCK) and (fd := lock_run_dir(run_dir, create=False, flag=flag)) is not None:
         os.close(fd)
     check_unused(run_dir, resume)
     if not resume:
-        check_no_foreign_files(run_dir)
+        check_no_foreign_files(run_dir, flag)
 
 
-def check_no_foreign_files(run_dir: Path) -> None:
+def check_no_foreign_files(run_dir: Path, flag: str = "--out") -> None:
     """Refuse a folder that holds files a run writes (:data:`RUN_FILES`, ``checkpoints/best.pt``)
     but no run, which would replace them: neither ``checkpoints/last.pt``, nor the :data:`RUN_LOCK`
-    a run takes first, nor a ``config.json`` a run wrote (:func:`_is_run_config`)."""
+    a run takes first, nor a ``config.json`` a run wrote (:func:`_is_run_config`); ``flag`` as
+    :func:`check_run_dir`'s."""
     if (not os.path.isdir(run_dir) or os.path.lexists(run_dir / RUN_LOCK)
             or os.path.lexists(run_dir / "checkpoints" / "last.pt") or _is_run_config(run_dir / "config.json")):
         return
     found = [name for name in (*RUN_FILES, "checkpoints/best.pt") if os.path.lexists(run_dir / name)]
     if found:
         raise FileExistsError(f"run folder {run_dir} holds {', '.join(found)} but no run (no checkpoints/last.pt, "
-                              f"{RUN_LOCK} or config.json of a run): a run would replace them; choose another --out "
+                              f"{RUN_LOCK} or config.json of a run): a run would replace them; choose another {flag} "
                               "(a new or empty folder)")
 
 
@@ -380,13 +384,14 @@ class Trainer:
     def ckpt_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    def prepare_run_dir(self, resume: bool = False) -> None:
+    def prepare_run_dir(self, resume: bool = False, flag: str = "--out") -> None:
         """Create the run folder (rank 0), checked to be writable, and take its lock
         (:func:`lock_run_dir`) until :meth:`release_run_dir`; a used or impossible one was refused
         before the data load (:func:`check_run_dir`, which :func:`~msresnet1d.training.run.train`
         calls), and is refused again here, under the lock, if another run took it meanwhile. Its
         config.json is written by :meth:`write_config`, once a resume has checked the checkpoint's
-        config (a refused resume leaves the folder as it was)."""
+        config (a refused resume leaves the folder as it was). ``flag`` names the run folder in the
+        refusals' advice (:func:`check_run_dir`)."""
         if not self.dist.is_main:
             return
         try:
@@ -394,7 +399,7 @@ class Trainer:
         except OSError as e:
             raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
         try:
-            self._lock = lock_run_dir(self.run_dir)
+            self._lock = lock_run_dir(self.run_dir, flag=flag)
             check_unused(self.run_dir, resume)  # a run that started and wrote last.pt during this one's data load
             fd, probe = tempfile.mkstemp(dir=self.run_dir, prefix=".write-test.")  # a new file, never one there
             os.close(fd)

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import random
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -172,13 +173,15 @@ def check_config(cfg: TrainConfig) -> None:
     create_configured_model(cfg, channels, len(task_classes(cfg.task)), extra)
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> dict:
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False,
+          flag: str = "--out") -> dict:
     """Train, select on validation, test once; returns the metrics dict (also in metrics.json).
     With ``resume``, continue the interrupted run in ``run_dir``; a finished one (its
     ``metrics.json`` there) is left as it is, and its metrics returned. ``quiet``: no progress
     bars or per-epoch lines (the test table and the run folder are still printed). The seeds
     and ``cfg.threads`` are the run's: the caller's random states and thread count are restored
-    when it returns, and a process group the caller made is left to it."""
+    when it returns, and a process group the caller made is left to it. ``flag``: the command's
+    flag naming ``run_dir``, which the refusals of a used or busy folder advise choosing another of."""
     dist = distributed.setup(cfg.device)
     with callers_state_kept(dist.device):  # the seeds and threads below are the run's alone
         trainer = None
@@ -188,7 +191,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             check_config(cfg)  # before the data load (RNG not yet seeded)
             finished = Path(run_dir) / "metrics.json"
             if dist.is_main and not (resume and finished.exists()):  # a finished run is said so below, even read-only
-                check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
+                check_run_dir(run_dir, resume, flag)  # a used or unwritable --out refused before the data load
             if resume:
                 check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
                 if finished.exists():
@@ -208,7 +211,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             model = build_model(cfg, task)
             drop_a_last_batch_of_one(model, task)
             trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
-            trainer.prepare_run_dir(resume)  # holds the folder's lock until the run ends: one train at a time
+            trainer.prepare_run_dir(resume, flag)  # holds the folder's lock until the run ends: one train at a time
             if resume and dist.weighted_mean(float(finished.exists()), float(dist.is_main)):  # rank 0's view
                 return _finished_run(finished, dist)  # another resume finished it during this one's data load
             if resume:
@@ -257,10 +260,8 @@ def train_or_reuse(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -
     if is_finished(run_dir):
         check_same_run(cfg, run_dir)
     else:
-        try:
-            train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet)
-        except FileExistsError as e:  # train's advice names its --out; a script's run folders are under its --runs
-            raise FileExistsError(str(e).replace("another --out", "another --runs")) from None
+        # a script's run folders are under its --runs: the advice of a used or busy one names it
+        train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists(), quiet=quiet, flag="--runs")
     return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
 
 
@@ -278,6 +279,43 @@ def run_code(run_dir: str | Path) -> str | None:
             except (ValueError, OSError, RuntimeError):  # not a checkpoint, truncated, unreadable
                 continue
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRun:
+    """A run of an experiment script, trained or reused (:func:`recorded_run`): what its results
+    record of it."""
+
+    #: The run's metrics (its metrics.json, :func:`train`'s dict).
+    metrics: dict[str, Any]
+    #: Whether the run had finished before the call, so that its metrics were read, not trained.
+    reused: bool
+    #: The code that trained it (:func:`run_code`).
+    code: str | None
+    #: Seconds the call took, reading a reused run's metrics included.
+    wall_seconds: float
+    #: Seconds each epoch spent training (:func:`epoch_train_seconds`), resumed epochs included.
+    epoch_seconds: list[float]
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The ``reused`` and ``code`` entries of the run's record in a script's results, which
+        :func:`warn_other_code` reads from the records of all its runs."""
+        return {"reused": self.reused, "code": self.code}
+
+
+def recorded_run(cfg: TrainConfig, run_dir: str | Path, quiet: bool = False) -> RecordedRun:
+    """:func:`train_or_reuse` the run in ``run_dir``, timed, with what an experiment script's
+    results record of it: whether it was reused, the code that trained it, its epochs' seconds.
+    The script calls :func:`warn_other_code` on the records of all its runs once they are done.
+
+    Raises:
+        ValueError, FileExistsError: :func:`train_or_reuse`'s.
+    """
+    start, reused = time.perf_counter(), is_finished(run_dir)
+    metrics = train_or_reuse(cfg, run_dir, quiet=quiet)
+    wall = time.perf_counter() - start
+    return RecordedRun(metrics, reused, run_code(run_dir), wall, epoch_train_seconds(run_dir))
 
 
 def warn_other_code(runs: list[dict[str, Any]]) -> None:
