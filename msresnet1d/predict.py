@@ -76,7 +76,7 @@ class _Models:
 
     @functools.cached_property
     def trained(self) -> torch.nn.Module:
-        return checkpoint_model(self.ckpt, self.source)
+        return checkpoint_model(self.ckpt, self.source, self.cfg)
 
     @functools.cached_property
     def folded(self) -> torch.nn.Module:

@@ -77,12 +77,13 @@ def load_trained_model(checkpoint: str | Path) -> nn.Module:
     return checkpoint_model(load_checkpoint(checkpoint), f"checkpoint {checkpoint}")
 
 
-def checkpoint_model(ckpt: dict[str, Any], source: str = "the checkpoint") -> nn.Module:
-    """:func:`load_trained_model` of a checkpoint already read (``source`` names it in errors).
+def checkpoint_model(ckpt: dict[str, Any], source: str = "the checkpoint", cfg: TrainConfig | None = None) -> nn.Module:
+    """:func:`load_trained_model` of a checkpoint already read (``source`` names it in errors;
+    ``cfg``: its :func:`~.configured.checkpoint_config`, when the caller has it, else read here).
     The config's model is first built without memory (on the meta device) and checked against
     the weights, so that a config that does not fit them (an edited or made-up file: widths of
     300,000 asked for a terabyte) is refused before any allocation."""
-    cfg = checkpoint_config(ckpt, source)
+    cfg = checkpoint_config(ckpt, source) if cfg is None else cfg
     check_weights_fit(ckpt, cfg, source)
     in_channels, extra = model_inputs(cfg)
     with torch.random.fork_rng(devices=[]):  # initial weights, replaced at once: none of the caller's random numbers
