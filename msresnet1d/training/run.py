@@ -187,13 +187,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)  # until train returns
             check_config(cfg)  # before the data load (RNG not yet seeded)
-            finished = Path(run_dir) / "metrics.json"
-            if dist.is_main and not (resume and finished.exists()):  # a finished run is said so below, even read-only
+            if dist.is_main and not (resume and is_finished(run_dir)):  # a finished run is said so below, read-only too
                 check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
             if resume:
                 check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
-                if finished.exists():
-                    return _finished_run(finished, dist)
+                if is_finished(run_dir):
+                    return _finished_run(run_dir, dist)
                 last = Path(run_dir) / "checkpoints" / "last.pt"
                 if last.is_file():  # another number of processes, too (Trainer.resume reads it again, to continue)
                     check_same_world_size(load_checkpoint(last), dist.world_size, last)
@@ -210,8 +209,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             drop_a_last_batch_of_one(model, task)
             trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
             trainer.prepare_run_dir(resume)  # holds the folder's lock until the run ends: one train at a time
-            if resume and dist.weighted_mean(float(finished.exists()), float(dist.is_main)):  # rank 0's view
-                return _finished_run(finished, dist)  # another resume finished it during this one's data load
+            if resume and dist.weighted_mean(float(is_finished(run_dir)), float(dist.is_main)):  # rank 0's view
+                return _finished_run(run_dir, dist)  # another resume finished it during this one's data load
             if resume:
                 trainer.resume()
             trainer.write_config()
@@ -229,8 +228,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             distributed.teardown(dist)
 
 
-def _finished_run(metrics: Path, dist: distributed.DistContext) -> dict:
-    """The metrics of a finished run, said: nothing to continue, and the test split is not scored again."""
+def _finished_run(run_dir: str | Path, dist: distributed.DistContext) -> dict:
+    """The metrics of the finished run in ``run_dir``, said: nothing to continue, and the test split is not scored
+    again."""
+    metrics = Path(run_dir) / "metrics.json"
     if dist.is_main:
         print(f"{metrics.parent} holds a finished run ({metrics.name} is written last): nothing to resume; "
               "msresnet1d evaluate scores its checkpoints again")
