@@ -27,7 +27,7 @@ from .config import TrainConfig
 from .checkpoint import code_version, load_checkpoint, load_weights
 from .configured import checkpoint_config, create_configured_model, resolve_model
 from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, deterministic_cuda,
-                     seed_torch, torch_threads)
+                     file_version, seed_torch, torch_threads)
 from .optim import warn_double_balancing
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
@@ -187,6 +187,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)  # until train returns
             check_config(cfg)  # before the data load (RNG not yet seeded)
+            last_ckpt, last_version = None, None  # checkpoints/last.pt, read before the data load, for the resume
             if dist.is_main and not (resume and is_finished(run_dir)):  # a finished run is said so below, read-only too
                 check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
             if resume:
@@ -194,8 +195,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                 if is_finished(run_dir):
                     return _finished_run(run_dir, dist)
                 last = Path(run_dir) / "checkpoints" / "last.pt"
-                if last.is_file():  # another number of processes, too (Trainer.resume reads it again, to continue)
-                    check_same_world_size(load_checkpoint(last), dist.world_size, last)
+                if last.is_file():  # another number of processes refused before the data load, too
+                    last_version, last_ckpt = file_version(last), load_checkpoint(last)
+                    check_same_world_size(last_ckpt, dist.world_size, last)
             seed_everything(cfg.seed, dist.device)
             cfg = resolve_model(resolve_data(cfg))  # the run folder records every data and model option
             if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
@@ -212,7 +214,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             if resume and dist.weighted_mean(float(is_finished(run_dir)), float(dist.is_main)):  # rank 0's view
                 return _finished_run(run_dir, dist)  # another resume finished it during this one's data load
             if resume:
-                trainer.resume()
+                trainer.resume(last_ckpt, last_version)
             trainer.write_config()
             trainer.fit()
             result = trainer.test()
