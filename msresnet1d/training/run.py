@@ -186,7 +186,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         try:
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)  # until train returns
-            check_config(cfg)  # before the data load (RNG not yet seeded)
+            # check_config's checks before the data load: [data], then [model_kwargs] by the model built (on the meta
+            # device) to record every model option in the run folder, with every data option
+            check_data(cfg)
+            cfg = resolve_model(resolve_data(cfg))
             last_ckpt, last_version = None, None  # checkpoints/last.pt, read before the data load, for the resume
             if dist.is_main and not (resume and is_finished(run_dir)):  # a finished run is said so below, read-only too
                 check_run_dir(run_dir, resume)  # a used or unwritable --out refused before the data load
@@ -199,7 +202,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                     last_version, last_ckpt = file_version(last), load_checkpoint(last)
                     check_same_world_size(last_ckpt, dist.world_size, last)
             seed_everything(cfg.seed, dist.device)
-            cfg = resolve_model(resolve_data(cfg))  # the run folder records every data and model option
             if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
                 data_dir = os.path.abspath(os.path.expanduser(cfg.data["data_dir"]))
                 cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": data_dir})
