@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from . import _lazy
 
 __version__ = "0.1.0"
 
@@ -17,15 +18,6 @@ if TYPE_CHECKING:
     from .models import MSResNet1d, ResNet, count_flops, count_parameters, create_model, list_models, summary
 
 
-def __getattr__(name: str) -> Any:
-    """The models' API and the submodules, imported (with torch) when first used: ``msresnet1d --help``
-    needs none of it."""
-    if name in __all__:
-        return getattr(importlib.import_module(".models", __name__), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
+# the models' API and the submodules, imported (with torch) when first used: ``msresnet1d --help`` needs none of it
+__getattr__, __dir__ = _lazy.lazy_attributes(__name__, globals(), _SUBMODULES,
+                                             {name: "models" for name in __all__ if name != "__version__"})

@@ -37,11 +37,23 @@ def masked(mode: int) -> int:
     return mode & ~umask
 
 
+class NotWritable(str):
+    """:func:`uncreatable`'s answer (the message, a ``str`` as its others are) when the folder a
+    file would be made in is there but this process may not write in it: the file could be
+    written in another folder (:func:`check_target` raises :class:`FolderNotWritableError`)."""
+
+
+class FolderNotWritableError(ValueError):
+    """:func:`check_target`'s refusal of a file whose folder this process may not write in
+    (:class:`NotWritable`): another folder would take it."""
+
+
 def uncreatable(path: str | os.PathLike[str]) -> str | None:
     """Why ``path`` could not be created, or None: its nearest existing parent is a file
     ("<parent> is a file"), a symbolic link to nothing ("<parent> is a symbolic link to <target>,
-    which does not exist") or a folder without write permission ("<parent> is not writable"), or a
-    name to create under it is longer than its file system takes (:func:`name_max`)."""
+    which does not exist") or a folder without write permission ("<parent> is not writable", a
+    :class:`NotWritable`), or a name to create under it is longer than its file system takes
+    (:func:`name_max`)."""
     path = Path(path).absolute()
     for parent in path.parents:
         try:
@@ -60,7 +72,7 @@ def uncreatable(path: str | os.PathLike[str]) -> str | None:
             if len(os.fsencode(name)) > limit:
                 return (f"the name {name[:40]}... is {len(os.fsencode(name))} bytes long, over the {limit}-byte limit "
                         f"of the file system of {parent}")
-        return None if os.access(parent, os.W_OK | os.X_OK) else f"{parent} is not writable"
+        return None if os.access(parent, os.W_OK | os.X_OK) else NotWritable(f"{parent} is not writable")
     return None
 
 
@@ -82,15 +94,17 @@ def unwritable(path: str | os.PathLike[str]) -> str | None:
 
 def check_target(path: str | os.PathLike[str], what: str) -> Path:
     """Raise ValueError, before any work, if a file could not be written at ``path`` (``what``
-    names it for the message, e.g. "--json"): an existing folder there, or :func:`unwritable`.
-    Returns ``path`` as a :class:`Path` (taken literally, as the file is written: the command's
-    path flags expand a leading ``~``, :func:`~msresnet1d.arguments.path_flag`)."""
+    names it for the message, e.g. "--json"): an existing folder there, or :func:`unwritable`
+    (:class:`FolderNotWritableError` when the folder may not be written in). Returns ``path`` as
+    a :class:`Path` (taken literally, as the file is written: the command's path flags expand a
+    leading ``~``, :func:`~msresnet1d.arguments.path_flag`)."""
     path = Path(path)
     if os.path.isdir(path):
         raise ValueError(f"{what} {path} is a folder; give a file name")
     problem = unwritable(path)
     if problem:
-        raise ValueError(f"{what} {path}: {problem}")
+        refusal = FolderNotWritableError if isinstance(problem, NotWritable) else ValueError
+        raise refusal(f"{what} {path}: {problem}")
     return path
 
 

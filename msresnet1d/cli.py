@@ -370,25 +370,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.opset is not None and kind != "onnx":
         raise ValueError(f"--opset is an ONNX option; {args.output} is a TorchScript file")
     output = Path(args.output)  # path_flag expanded a leading ~
-    if output.is_file() and (output.resolve() == Path(args.checkpoint).resolve() or is_torch_save_file(output)):
+    if output.is_file() and is_torch_save_file(output):  # the checkpoint exported, too
         raise ValueError(f"{args.output} is a checkpoint (torch.save's): the export would replace it; give another "
                          "file (a TorchScript file ends in .pt too)")
     _check_not_kept(output, f"export to {args.output}", [args.checkpoint], "this export")
     ckpt = load_checkpoint(args.checkpoint)
-    tta = ckpt["config"].get("tta", "none")
-    model = with_tta(checkpoint_model(ckpt, f"checkpoint {args.checkpoint}"), tta)
+    source = f"checkpoint {args.checkpoint}"
+    cfg = checkpoint_config(ckpt, source)  # defaults too
+    model = with_tta(checkpoint_model(ckpt, source, cfg), cfg.tta)
     metadata = checkpoint_metadata(ckpt)
     if kind == "onnx":
         path = export_onnx(model, args.output, metadata=metadata, **({} if args.opset is None else {"opset": args.opset}))
     else:
         path = export_torchscript(model, args.output, metadata=metadata)
     extra = f" and extra (N, {model.extra_features})" if model.extra_features else ""
-    cfg = checkpoint_config(ckpt, f"checkpoint {args.checkpoint}")  # defaults too
     print(f"exported {args.checkpoint} to {path} ({kind}): inputs signal (N, {model.in_channels}, L) at "
           f"{cfg.data['fs']:g} Hz, L = {trained_length(cfg)} as in training (any L >= {model.min_input_size} runs)"
           f"{extra}, outputs (N, {len(ckpt['class_names'])}) "
-          + ("logits" if tta == "none" else f"log-probabilities (tta {tta!r}: the log of the mean softmax of the input "
-             "and its sign-inverted copy)")
+          + ("logits" if cfg.tta == "none" else f"log-probabilities (tta {cfg.tta!r}: the log of the mean softmax of "
+             "the input and its sign-inverted copy)")
           + f" of {', '.join(ckpt['class_names'])}; the file's "
           "metadata holds the config and training statistics its inputs are prepared with")
     return 0

@@ -38,7 +38,7 @@ from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays
 from .data.rr import rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
-from .atomic import atomic_paths, check_target, write_text
+from .atomic import FolderNotWritableError, atomic_paths, check_target, write_text
 from .arguments import LEADS_TAKE_ALL
 from .models.adapt import adapt_batchnorm, shuffled_chunks
 from .models.fuse import fuse_batchnorm
@@ -76,7 +76,7 @@ class _Models:
 
     @functools.cached_property
     def trained(self) -> torch.nn.Module:
-        return checkpoint_model(self.ckpt, self.source)
+        return checkpoint_model(self.ckpt, self.source, self.cfg)
 
     @functools.cached_property
     def folded(self) -> torch.nn.Module:
@@ -439,17 +439,17 @@ def _checked_job(record_path: Path, args: argparse.Namespace, annotator: str | N
     """``(record, output folder)``, its outputs checked: writable, and none of the record's own files."""
     out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
     target, target_csv = output_paths(record_path.name, out_dir, args.extension)
+    for output in (target, target_csv):  # both checked before the work and the writes (a name too long, first)
+        try:
+            check_target(output, "output")
+        except FolderNotWritableError as e:
+            if args.out_dir:
+                raise
+            raise ValueError(f"{e} (the record's folder: write elsewhere with --out-dir)") from None
     for kept, what in _read_files(record_path, annotator):
         if target.exists() and kept.exists() and os.path.samefile(target, kept):  # links too
             raise ValueError(f"--extension {args.extension} would overwrite {kept}, {what}: choose another "
                              "--extension or --out-dir")
-    for output in (target, target_csv):  # both checked before the work and the writes
-        try:
-            check_target(output, "output")
-        except ValueError as e:
-            unwritable = not args.out_dir and str(e).endswith("is not writable")
-            raise ValueError(f"{e}" + (" (the record's folder: write elsewhere with --out-dir)" if unwritable
-                                       else "")) from None
     return record_path, out_dir
 
 

@@ -74,7 +74,7 @@ from msresnet1d.models import create_model
 from msresnet1d.values import is_number, is_whole
 from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
-from msresnet1d.training.config import TrainConfig
+from msresnet1d.training.config import TrainConfig, from_source
 from msresnet1d.training.engine import TrainingError, check_finite_weights, seed_torch, torch_threads, train_one_epoch
 from msresnet1d.training.optim import (balanced_sample_weights, build_loss, build_optimizer, build_scheduler,
                                        warn_double_balancing)
@@ -259,7 +259,7 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         except ValueError as exc:
             hint = (" ('inverse' weighs classes as scikit-learn's class_weight='balanced' does)"
                     if "class_weights" in str(exc) and getattr(self, "class_weights", None) == "balanced" else "")
-            raise ValueError(f"{type(self).__name__}: {str(exc).removeprefix('config: ')}{hint}") from None
+            raise ValueError(from_source(exc, type(self).__name__) + hint) from None
 
     def _check_params(self) -> None:
         """Validate the parameters that TrainConfig does not hold."""

@@ -128,12 +128,22 @@ def test_a_workers_warnings_are_given_in_order_also_before_its_error():
     assert all(w.filename == __file__ for w in caught)  # given from the line that called process_map
 
 
-@pytest.mark.parametrize("platform, method", [("linux", "fork"), ("darwin", "spawn"), ("win32", "spawn")])
-def test_workers_are_forked_on_linux_only(monkeypatch, platform, method):
+@pytest.mark.parametrize("linux, method", [(True, "fork"), (False, "spawn")])
+def test_workers_are_forked_and_ask_for_the_parent_death_signal_on_linux_only(monkeypatch, linux, method):
+    # the platform is asked once, at import: how workers start and whether they call prctl follow that one answer
+    from types import SimpleNamespace
+
     from msresnet1d.data import parallel
 
-    monkeypatch.setattr(parallel.sys, "platform", platform)
+    assert parallel._LINUX  # this file runs on Linux
+    monkeypatch.setattr(parallel, "_LINUX", linux)
     assert parallel.start_method() == method
+    asked = []
+    libc = SimpleNamespace(prctl=lambda *args: asked.append(args) or 0)
+    monkeypatch.setattr(parallel.ctypes, "CDLL", lambda name: libc)
+    monkeypatch.setattr(parallel.signal, "signal", lambda *args: None)  # this process's SIGTERM handler kept
+    parallel._die_with_parent(os.getppid())  # as a worker whose parent is alive
+    assert asked == ([(parallel._PR_SET_PDEATHSIG, signal.SIGTERM)] if linux else [])
 
 
 def test_spawned_workers_give_the_results_warnings_and_errors_of_forked_ones(monkeypatch):

@@ -574,14 +574,29 @@ def test_beats_that_repeat_a_position_or_too_few_are_named_with_their_file(check
 def test_a_record_folder_that_cannot_be_written_points_to_out_dir(checkpoints, records, monkeypatch, capsys):
     from msresnet1d import atomic
 
-    # a read-only folder (chmod does not stop root, who runs the tests here: the check is replaced)
-    monkeypatch.setattr(atomic, "uncreatable", lambda path: f"{Path(path).parent} is not writable"
-                        if Path(path).parent == records else None)
+    # a read-only folder (chmod does not stop root, who runs the tests here: the permission asked is replaced)
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: Path(path) != records)
     assert main(["predict", str(checkpoints["beats"]), str(records / "100")]) == 1
     assert (f"output {records / '100'}.pred: {records} is not writable (the record's folder: write elsewhere with "
             "--out-dir)") in capsys.readouterr().err
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir",
                  str(records.parent / "labels")]) == 0
+
+
+def test_a_record_name_too_long_for_its_outputs_is_refused_in_one_line(checkpoints, records, capsys):
+    # its files fit (<name>.hea at the file system's limit) and its output <name>.pred does not: the look for the
+    # output among the record's files, before the check that names the name, failed "[Errno 36] File name too long"
+    from msresnet1d.atomic import name_max
+
+    limit = name_max(records)
+    name = "r" * (limit - len(".hea"))
+    signal = wfdb.rdrecord(str(records / "100"), channels=[0], sampto=3600).p_signal
+    wfdb.wrsamp(name, fs=360, units=["mV"], sig_name=["MLII"], p_signal=signal, fmt=["16"], write_dir=str(records))
+    beats = wfdb.rdann(str(records / "100"), "atr", sampto=3600)
+    wfdb.wrann(name, "atr", beats.sample, symbol=beats.symbol, write_dir=str(records))
+    assert main(["predict", str(checkpoints["beats"]), str(records / name)]) == 1
+    assert capsys.readouterr().err == (f"error: output {records / name}.pred: the name {'r' * 40}... is {limit + 1} "
+                                       f"bytes long, over the {limit}-byte limit of the file system of {records}\n")
 
 
 def test_an_out_dir_linked_to_nothing_or_a_write_protected_output_is_refused_first(checkpoints, records,

@@ -1612,8 +1612,8 @@ def test_resume_checks_the_selected_weights_says_other_code_and_leaves_a_run_fin
     class Repaired(Exception):
         pass
 
-    def resume_and_stop(self):  # the repair alone: best.pt as the resume left it
-        trainer_resume(self)
+    def resume_and_stop(self, *args):  # the repair alone: best.pt as the resume left it
+        trainer_resume(self, *args)
         raise Repaired
 
     monkeypatch.setattr(engine.Trainer, "resume", resume_and_stop)
@@ -1657,6 +1657,28 @@ def test_resume_checks_the_selected_weights_says_other_code_and_leaves_a_run_fin
     monkeypatch.setattr(run_module, "build_task", the_other_resume_finishes)
     monkeypatch.setattr(engine.Trainer, "test", lambda self: pytest.fail("the test split scored again"))
     assert train(cfg, tmp_path / "raced", resume=True, quiet=True) == json.loads(metrics)
+    monkeypatch.undo()
+    # last.pt is read once, before the data load, and read again under the lock only if another resume replaced it
+    # meanwhile (it continued the run: the epochs it saved are not lost)
+    for folder, replaced in (("once", False), ("replaced", True)):
+        shutil.copytree(tmp_path / "old", tmp_path / folder)
+        (tmp_path / folder / "metrics.json").unlink()
+        last, read = tmp_path / folder / "checkpoints" / "last.pt", []
+
+        def reading(path):
+            read.append(Path(path).name)
+            return load_checkpoint(path)
+
+        def data_load(*args):
+            if replaced:
+                engine.atomic_save(load_checkpoint(last), last)
+            return build_task(*args)
+
+        monkeypatch.setattr(engine, "load_checkpoint", reading)
+        monkeypatch.setattr(run_module, "load_checkpoint", reading)
+        monkeypatch.setattr(run_module, "build_task", data_load)
+        train(cfg, tmp_path / folder, resume=True, quiet=True)
+        assert read.count("last.pt") == 1 + replaced
 
 
 def _log_rows(run_dir: Path) -> list[dict[str, str]]:

@@ -25,7 +25,7 @@ first use (``msresnet1d.data.beats`` too), so ``import msresnet1d.data.<module>`
 
 from __future__ import annotations
 
-import importlib
+from .. import _lazy
 
 _EXPORTS = {
     "errors": ["DataError", "LeadError"],
@@ -82,13 +82,4 @@ _SUBMODULES = (*_EXPORTS, "augment", "parallel")
 __all__ = sorted(_MODULE_OF)
 
 
-def __getattr__(name: str) -> object:
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
+__getattr__, __dir__ = _lazy.lazy_attributes(__name__, globals(), _SUBMODULES, _MODULE_OF)

@@ -19,6 +19,9 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: Whether this is Linux, asked once: workers are forked there (:func:`start_method`) and ask for the parent-death
+#: signal (:func:`_die_with_parent`, prctl being Linux's).
+_LINUX = sys.platform.startswith("linux")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 #: Upper bound of the default number of workers (reading records is mostly CPU-bound).
@@ -102,7 +105,7 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 def start_method() -> str:
     """How :func:`process_map` starts its workers: "fork" on Linux, "spawn" elsewhere."""
-    return "fork" if sys.platform.startswith("linux") else "spawn"
+    return "fork" if _LINUX else "spawn"
 
 
 Given = list[tuple[type[Warning], str]]
@@ -136,7 +139,7 @@ def _die_with_parent(parent: int) -> None:
     """Worker initializer: on Linux, ask the kernel for SIGTERM when the parent dies, so that a
     run killed while reading (SIGKILL, an out-of-memory kill) leaves no workers behind."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (train's raises KeyboardInterrupt)
-    if not sys.platform.startswith("linux"):  # prctl is Linux's
+    if not _LINUX:
         return
     try:
         granted = ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) == 0

@@ -17,18 +17,11 @@ none of them, so that ``msresnet1d --help`` and the torch-free config stay light
 
 from __future__ import annotations
 
-import importlib
+from .. import _lazy
 
 _SUBMODULES = ("checkpoint", "config", "configured", "distributed", "ema", "engine", "ensemble", "metrics", "offsets",
                "optim", "plots", "provenance", "run", "tasks")
 
 
-def __getattr__(name: str) -> object:
-    """Each module on first use: ``msresnet1d.training.run`` works after ``import msresnet1d.training``."""
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SUBMODULES))
+# each module on first use: ``msresnet1d.training.run`` works after ``import msresnet1d.training``
+__getattr__, __dir__ = _lazy.lazy_attributes(__name__, globals(), _SUBMODULES, {})

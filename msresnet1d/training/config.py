@@ -123,8 +123,14 @@ class TrainConfig:
                              f"known keys: {', '.join(sorted(known))}")
         try:
             return cls(**values)
-        except ValueError as e:  # the checks say "config: ..."; name where the values came from
-            raise ValueError(f"{source}: {str(e).removeprefix('config: ')}") from None
+        except ValueError as e:
+            raise ValueError(from_source(e, source)) from None
+
+
+def from_source(error: ValueError, source: str) -> str:
+    """The message of a config check's ``error`` naming ``source``, where the values came from,
+    in place of the checks' own ``config: ``, or before a message without it (``[data] ...``)."""
+    return f"{source}: {str(error).removeprefix('config: ')}"
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
@@ -200,8 +206,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
         try:
             check_config(cfg)
-        except ValueError as e:  # its checks say "config: ..." or "[data] ...": name where the values came from
-            raise ValueError(f"{source}: {str(e).removeprefix('config: ')}") from None
+        except ValueError as e:
+            raise ValueError(from_source(e, source)) from None
     return cfg
 
 

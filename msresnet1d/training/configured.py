@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import __version__
 from ..models import create_model
-from .config import TrainConfig
+from .config import TrainConfig, from_source
 from .tasks import model_inputs, resolve_data, task_classes
 
 #: Model options the task sets from its data: a config cannot set them in [model_kwargs].
@@ -91,10 +91,9 @@ def checkpoint_config(ckpt: dict[str, Any], source: str = "the checkpoint") -> T
         warnings.warn(f"{source} was written by msresnet1d {written}; this is {__version__}: the code that "
                       "prepares its inputs may have changed since")  # said once a source, however many calls
     try:
-        cfg = resolve_model(resolve_data(TrainConfig.from_dict(ckpt["config"], source)))
+        cfg = resolve_model(resolve_data(TrainConfig.from_dict(ckpt["config"])))
     except ValueError as e:
-        message = str(e).removeprefix("config: ")
-        raise ValueError(("" if message.startswith(source) else f"{source}: ") + message + other_release) from None
+        raise ValueError(from_source(e, source) + other_release) from None
     missing = [key for key in ("rr_mean", "rr_std") if model_inputs(cfg)[1] and key not in ckpt["task_state"]]
     if missing:
         raise ValueError(f"{source}: its task_state has no {' or '.join(missing)}, the statistics its model's extra "

@@ -100,6 +100,14 @@ def check_same_world_size(ckpt: dict[str, Any], world_size: int, path: str | Pat
                          f"on it; resume with {trained_in} ({how})")
 
 
+def file_version(path: Path) -> tuple[int, int, int, int]:
+    """What tells one version of the file at ``path`` from another: its device, inode, size and
+    modification time (ns), which a checkpoint saved again (:func:`~.checkpoint.atomic_save`: a new
+    file renamed over it) changes."""
+    found = path.stat()
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
 def _differing(before: Any, now: Any) -> str:
     """How two entries of a split differ, for a message: for lists of names, their count and a
     few names that only one of them holds; else both values."""
@@ -455,15 +463,18 @@ class Trainer:
             "splits": split_contents(self.task),
         }
 
-    def resume(self) -> None:
+    def resume(self, ckpt: dict[str, Any] | None = None, version: tuple[int, int, int, int] | None = None) -> None:
         """Continue from ``checkpoints/last.pt`` (no-op with a warning if there is none); ``log.csv``
         is written again from the checkpoint's history, which a run killed just after saving
-        ``last.pt`` had not yet added its epoch's row to."""
+        ``last.pt`` had not yet added its epoch's row to. ``ckpt``: the file as the caller read it
+        (:func:`~.run.train`, before the data load), when it was at ``version`` (:func:`file_version`);
+        read here if not given, or if the file has changed since (another resume continued the run)."""
         path = self.ckpt_dir / "last.pt"
         if not path.exists():
             log.warning("--resume: no checkpoint at %s, starting from scratch", path)
             return
-        ckpt = load_checkpoint(path)
+        if ckpt is None or version != file_version(path):
+            ckpt = load_checkpoint(path)
         check_same_config(TrainConfig.from_dict(ckpt["config"], f"checkpoint {path}"), self.cfg, path)
         check_same_world_size(ckpt, self.dist.world_size, path)
         for key in ("threads", "eval_batch_size", "device"):  # allowed (another machine), but said

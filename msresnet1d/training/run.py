@@ -28,7 +28,7 @@ from .config import TrainConfig
 from .checkpoint import code_version, load_checkpoint, load_weights
 from .configured import checkpoint_config, create_configured_model, resolve_model
 from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, deterministic_cuda,
-                     seed_torch, torch_threads)
+                     file_version, seed_torch, torch_threads)
 from .optim import warn_double_balancing
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
 
@@ -78,12 +78,13 @@ def load_trained_model(checkpoint: str | Path) -> nn.Module:
     return checkpoint_model(load_checkpoint(checkpoint), f"checkpoint {checkpoint}")
 
 
-def checkpoint_model(ckpt: dict[str, Any], source: str = "the checkpoint") -> nn.Module:
-    """:func:`load_trained_model` of a checkpoint already read (``source`` names it in errors).
+def checkpoint_model(ckpt: dict[str, Any], source: str = "the checkpoint", cfg: TrainConfig | None = None) -> nn.Module:
+    """:func:`load_trained_model` of a checkpoint already read (``source`` names it in errors;
+    ``cfg``: its :func:`~.configured.checkpoint_config`, when the caller has it, else read here).
     The config's model is first built without memory (on the meta device) and checked against
     the weights, so that a config that does not fit them (an edited or made-up file: widths of
     300,000 asked for a terabyte) is refused before any allocation."""
-    cfg = checkpoint_config(ckpt, source)
+    cfg = checkpoint_config(ckpt, source) if cfg is None else cfg
     check_weights_fit(ckpt, cfg, source)
     in_channels, extra = model_inputs(cfg)
     with torch.random.fork_rng(devices=[]):  # initial weights, replaced at once: none of the caller's random numbers
@@ -188,19 +189,22 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         try:
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)  # until train returns
-            check_config(cfg)  # before the data load (RNG not yet seeded)
-            finished = Path(run_dir) / "metrics.json"
-            if dist.is_main and not (resume and finished.exists()):  # a finished run is said so below, even read-only
+            # check_config's checks before the data load: [data], then [model_kwargs] by the model built (on the meta
+            # device) to record every model option in the run folder, with every data option
+            check_data(cfg)
+            cfg = resolve_model(resolve_data(cfg))
+            last_ckpt, last_version = None, None  # checkpoints/last.pt, read before the data load, for the resume
+            if dist.is_main and not (resume and is_finished(run_dir)):  # a finished run is said so below, read-only too
                 check_run_dir(run_dir, resume, flag)  # a used or unwritable --out refused before the data load
             if resume:
                 check_same_run(cfg, run_dir)  # a changed config refused before the data load, too
-                if finished.exists():
-                    return _finished_run(finished, dist)
+                if is_finished(run_dir):
+                    return _finished_run(run_dir, dist)
                 last = Path(run_dir) / "checkpoints" / "last.pt"
-                if last.is_file():  # another number of processes, too (Trainer.resume reads it again, to continue)
-                    check_same_world_size(load_checkpoint(last), dist.world_size, last)
+                if last.is_file():  # another number of processes refused before the data load, too
+                    last_version, last_ckpt = file_version(last), load_checkpoint(last)
+                    check_same_world_size(last_ckpt, dist.world_size, last)
             seed_everything(cfg.seed, dist.device)
-            cfg = resolve_model(resolve_data(cfg))  # the run folder records every data and model option
             if cfg.data.get("data_dir"):  # as an absolute path: a resume or evaluate from another folder finds it
                 data_dir = os.path.abspath(os.path.expanduser(cfg.data["data_dir"]))
                 cfg = dataclasses.replace(cfg, data={**cfg.data, "data_dir": data_dir})
@@ -212,10 +216,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             drop_a_last_batch_of_one(model, task)
             trainer = Trainer(model, cfg, task, run_dir, dist, quiet)
             trainer.prepare_run_dir(resume, flag)  # holds the folder's lock until the run ends: one train at a time
-            if resume and dist.weighted_mean(float(finished.exists()), float(dist.is_main)):  # rank 0's view
-                return _finished_run(finished, dist)  # another resume finished it during this one's data load
+            if resume and dist.weighted_mean(float(is_finished(run_dir)), float(dist.is_main)):  # rank 0's view
+                return _finished_run(run_dir, dist)  # another resume finished it during this one's data load
             if resume:
-                trainer.resume()
+                trainer.resume(last_ckpt, last_version)
             trainer.write_config()
             trainer.fit()
             result = trainer.test()
@@ -231,8 +235,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
             distributed.teardown(dist)
 
 
-def _finished_run(metrics: Path, dist: distributed.DistContext) -> dict:
-    """The metrics of a finished run, said: nothing to continue, and the test split is not scored again."""
+def _finished_run(run_dir: str | Path, dist: distributed.DistContext) -> dict:
+    """The metrics of the finished run in ``run_dir``, said: nothing to continue, and the test split is not scored
+    again."""
+    metrics = Path(run_dir) / "metrics.json"
     if dist.is_main:
         print(f"{metrics.parent} holds a finished run ({metrics.name} is written last): nothing to resume; "
               "msresnet1d evaluate scores its checkpoints again")
