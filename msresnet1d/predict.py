@@ -439,17 +439,19 @@ def _checked_job(record_path: Path, args: argparse.Namespace, annotator: str | N
     """``(record, output folder)``, its outputs checked: writable, and none of the record's own files."""
     out_dir = Path(args.out_dir) if args.out_dir else record_path.parent
     target, target_csv = output_paths(record_path.name, out_dir, args.extension)
-    for output in (target, target_csv):  # both checked before the work and the writes (a name too long, first)
+    for kept, what in _read_files(record_path, annotator):  # first: the advice that fits, even in a read-only folder
+        # os.path.exists, not Path.exists: a name over the file system's limit is False here (Path's raises
+        # Errno 36), and check_target below refuses it in one line
+        if os.path.exists(target) and kept.exists() and os.path.samefile(target, kept):  # links too
+            raise ValueError(f"--extension {args.extension} would overwrite {kept}, {what}: choose another "
+                             "--extension or --out-dir")
+    for output in (target, target_csv):  # both checked before the work and the writes
         try:
             check_target(output, "output")
         except FolderNotWritableError as e:
             if args.out_dir:
                 raise
             raise ValueError(f"{e} (the record's folder: write elsewhere with --out-dir)") from None
-    for kept, what in _read_files(record_path, annotator):
-        if target.exists() and kept.exists() and os.path.samefile(target, kept):  # links too
-            raise ValueError(f"--extension {args.extension} would overwrite {kept}, {what}: choose another "
-                             "--extension or --out-dir")
     return record_path, out_dir
 
 

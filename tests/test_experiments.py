@@ -186,6 +186,15 @@ def test_a_run_folder_in_use_names_the_scripts_runs_flag(tmp_path, monkeypatch):
             train_or_reuse(load_config(resolve_config("mitdb_beats"), {"data.data_dir": str(SAMPLE)}), run_dir)
     finally:
         os.close(held)
+    # a run another process started during this one's data load (seen under the lock): a script's advice is to run
+    # its command again, which continues it; train's is --resume or another --out
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="meanwhile: run the same command again to continue it, or choose "
+                                              "another --runs"):
+        engine.check_unused(run_dir, False, "--runs")
+    with pytest.raises(FileExistsError, match="pass --resume to continue it or choose --out"):
+        engine.check_unused(run_dir, False)
 
 
 def test_reused_runs_of_other_code_are_said_once_with_their_versions(tmp_path):

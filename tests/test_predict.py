@@ -89,6 +89,19 @@ def test_predict_refuses_to_overwrite_the_annotations_it_reads(checkpoints, reco
     assert "would overwrite" in capsys.readouterr().err and (records / "100.atr").read_bytes() == before
 
 
+def test_the_overwrite_advice_comes_first_in_a_read_only_data_folder(checkpoints, records, capsys, monkeypatch):
+    # a shared data folder is read-only (faked: these tests run as root), and its annotation files may be too: the
+    # refusal names the file --extension would overwrite, not the folder's or file's permissions
+    from msresnet1d import atomic
+
+    real = os.access
+    for protected in (records, records / "100.atr"):
+        monkeypatch.setattr(atomic.os, "access", lambda path, mode, *a, protected=protected, **kw:
+                            Path(path) != protected and real(path, mode, *a, **kw))
+        assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--extension", "atr"]) == 1
+        assert f"--extension atr would overwrite {records / '100'}.atr" in capsys.readouterr().err
+
+
 def test_predict_refuses_to_overwrite_the_records_own_files(checkpoints, records, capsys):
     for path in records.glob("100.*"):
         path.chmod(0o444)  # read-only files do not protect themselves: os.replace needs only the folder writable
@@ -575,7 +588,7 @@ def test_a_record_folder_that_cannot_be_written_points_to_out_dir(checkpoints, r
     from msresnet1d import atomic
 
     # a read-only folder (chmod does not stop root, who runs the tests here: the permission asked is replaced)
-    monkeypatch.setattr(atomic.os, "access", lambda path, mode: Path(path) != records)
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode, *a, **kw: Path(path) != records)
     assert main(["predict", str(checkpoints["beats"]), str(records / "100")]) == 1
     assert (f"output {records / '100'}.pred: {records} is not writable (the record's folder: write elsewhere with "
             "--out-dir)") in capsys.readouterr().err
@@ -613,7 +626,8 @@ def test_an_out_dir_linked_to_nothing_or_a_write_protected_output_is_refused_fir
     labels.unlink()
     labels.mkdir()
     (labels / "100.pred.csv").write_text("kept")
-    monkeypatch.setattr(atomic.os, "access", lambda path, mode: Path(path).name != "100.pred.csv")  # not root's
+    monkeypatch.setattr(atomic.os, "access",  # not root's answer
+                        lambda path, mode, *a, **kw: Path(path).name != "100.pred.csv")
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 1
     assert f"output {labels / '100.pred.csv'}: {labels / '100.pred.csv'} is not writable (write-protected" in \
         capsys.readouterr().err

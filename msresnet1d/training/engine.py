@@ -204,10 +204,15 @@ def _not_a_plain_file(path: Path, what: str, flag: str) -> str:
             f"remove {path} (or choose another {flag})")
 
 
-def check_unused(run_dir: Path, resume: bool) -> None:
-    """Refuse a run folder that holds a started run (its ``checkpoints/last.pt``), unless resuming."""
+def check_unused(run_dir: Path, resume: bool, flag: str = "--out") -> None:
+    """Refuse a run folder that holds a started run (its ``checkpoints/last.pt``), unless resuming.
+    ``flag``: as :func:`check_run_dir`'s; a script (``--runs``) resumes its runs by itself, so its
+    advice is to run the command again."""
     if not resume and (run_dir / "checkpoints" / "last.pt").exists():
-        raise FileExistsError(f"run folder {run_dir} already holds a run; pass --resume to continue it or choose --out")
+        advice = ("pass --resume to continue it or choose --out" if flag == "--out" else
+                  f"another process started it meanwhile: run the same command again to continue it, or choose "
+                  f"another {flag}")
+        raise FileExistsError(f"run folder {run_dir} already holds a run; {advice}")
 
 
 def check_run_dir(run_dir: str | Path, resume: bool, flag: str = "--out") -> None:
@@ -228,7 +233,7 @@ def check_run_dir(run_dir: str | Path, resume: bool, flag: str = "--out") -> Non
         raise OSError(f"run folder {run_dir} cannot be {'written' if os.path.isdir(run_dir) else 'created'}: {problem}")
     if os.path.lexists(run_dir / RUN_LOCK) and (fd := lock_run_dir(run_dir, create=False, flag=flag)) is not None:
         os.close(fd)
-    check_unused(run_dir, resume)
+    check_unused(run_dir, resume, flag)
     if not resume:
         check_no_foreign_files(run_dir, flag)
 
@@ -408,7 +413,7 @@ class Trainer:
             raise OSError(f"run folder {self.run_dir} is not writable: {e}") from None
         try:
             self._lock = lock_run_dir(self.run_dir, flag=flag)
-            check_unused(self.run_dir, resume)  # a run that started and wrote last.pt during this one's data load
+            check_unused(self.run_dir, resume, flag)  # a run started during this one's data load
             fd, probe = tempfile.mkstemp(dir=self.run_dir, prefix=".write-test.")  # a new file, never one there
             os.close(fd)
             os.unlink(probe)

@@ -30,7 +30,7 @@ from .configured import checkpoint_config, create_configured_model, resolve_mode
 from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, deterministic_cuda,
                      file_version, seed_torch, torch_threads)
 from .optim import warn_double_balancing
-from .tasks import Task, build_task, check_data, model_inputs, resolve_data, task_classes
+from .tasks import Task, build_task, check_data, model_inputs, resolve_data
 
 log = logging.getLogger(__name__)
 
@@ -160,18 +160,18 @@ def drop_a_last_batch_of_one(model: nn.Module, task: Task) -> None:
         loader.drop_last = True
 
 
-def check_config(cfg: TrainConfig) -> None:
+def check_config(cfg: TrainConfig) -> TrainConfig:
     """Check what can be checked of ``cfg`` without its data, as :func:`train` does first: the
-    ``[data]`` options (``check_data``), then ``[model_kwargs]`` by building the model on the inputs
-    and classes the task will give. For scripts that build many configs: every one is checked
-    before the first run trains.
+    ``[data]`` options (``check_data``), then ``[model_kwargs]`` by building the model (on the meta
+    device: no memory) on the inputs and classes the task will give. For scripts that build many
+    configs: every one is checked before the first run trains. Returns ``cfg`` with every data and
+    model option written out, defaults included, as the run folder records it.
 
     Raises:
         ValueError: naming the bad key, its value and what it must be.
     """
     check_data(cfg)
-    channels, extra = model_inputs(cfg)
-    create_configured_model(cfg, channels, len(task_classes(cfg.task)), extra)
+    return resolve_model(resolve_data(cfg))
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False,
@@ -189,10 +189,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
         try:
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)  # until train returns
-            # check_config's checks before the data load: [data], then [model_kwargs] by the model built (on the meta
-            # device) to record every model option in the run folder, with every data option
-            check_data(cfg)
-            cfg = resolve_model(resolve_data(cfg))
+            cfg = check_config(cfg)  # before the data load; every option written out, for the run folder
             last_ckpt, last_version = None, None  # checkpoints/last.pt, read before the data load, for the resume
             if dist.is_main and not (resume and is_finished(run_dir)):  # a finished run is said so below, read-only too
                 check_run_dir(run_dir, resume, flag)  # a used or unwritable --out refused before the data load
@@ -220,6 +217,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, quiet: bo
                 return _finished_run(run_dir, dist)  # another resume finished it during this one's data load
             if resume:
                 trainer.resume(last_ckpt, last_version)
+                last_ckpt = None  # not held through the run
             trainer.write_config()
             trainer.fit()
             result = trainer.test()
