@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn
 
+from .atomic import check_target, file_version, write_text
 from .data.locate import source_checkout
 from .training.config import TrainConfig, load_config, parse_overrides
 
@@ -159,9 +160,9 @@ def writing(path: str | Path) -> Iterator[Path]:
     when the file replaced one of the repository's recorded results (:func:`recorded_result`),
     the line says so, and how git restores it."""
     path = Path(path)
-    before = _identity(path)
+    before = file_version(path)
     yield path
-    after = _identity(path)
+    after = file_version(path)
     if after is None or after == before:
         return
     inside = recorded_result(path) if before is not None else None
@@ -173,21 +174,9 @@ def writing(path: str | Path) -> Iterator[Path]:
           "restores it)")
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    """The file at ``path`` as (inode, size, modification time in ns), which a rewrite changes (a
-    write renamed into place: another inode), or None when there is none."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
 def write_result(path: str | Path, text: str) -> None:
     """Write an experiment script's results file ``path`` (atomically: :func:`~msresnet1d.atomic.write_text`)
     and say so (:func:`writing`)."""
-    from .atomic import write_text
-
     with writing(path):
         write_text(path, text)
 
@@ -288,8 +277,6 @@ def output_or_exit(parser: argparse.ArgumentParser, path: str | Path, flag: str 
     With ``partial``, for a script that writes its results so far as it goes, their file
     (:func:`partial_path`) is checked too: a name that fits the file system's limit may not fit
     with ``.partial`` added."""
-    from .atomic import check_target
-
     try:
         checked = check_target(path, flag)
         if partial:

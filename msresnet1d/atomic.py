@@ -76,6 +76,17 @@ def uncreatable(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+def file_version(path: str | os.PathLike[str]) -> tuple[int, int, int, int] | None:
+    """What tells one version of the file at ``path`` from another, or None when there is none:
+    its device, inode, size and modification time (ns), which a rewrite changes (a new file
+    renamed over it, as :func:`atomic_paths` writes, is another inode)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
 def unwritable(path: str | os.PathLike[str]) -> str | None:
     """Why a file could not be written at ``path``, or None: :func:`uncreatable`, a device, pipe or
     socket there or a symbolic link to one ("<path> is not a regular file ..."), or a file that

@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.loader import epoch_generator
-from ..atomic import temporary_files, uncreatable, write_text
+from ..atomic import file_version, temporary_files, uncreatable, write_text
 from ..models.fuse import fuse_batchnorm
 from ..models.tta import with_tta
 from .checkpoint import (FORMAT_VERSION, atomic_save, check_compatible, code_version, load_checkpoint, rng_state,
@@ -98,14 +98,6 @@ def check_same_world_size(ckpt: dict[str, Any], world_size: int, path: str | Pat
         raise ValueError(f"{path}: the run trained in {trained_in} process(es), this resume has {world_size}: a "
                          f"step's batch ({trained_in} x batch_size) and the learning-rate schedule's length depend "
                          f"on it; resume with {trained_in} ({how})")
-
-
-def file_version(path: Path) -> tuple[int, int, int, int]:
-    """What tells one version of the file at ``path`` from another: its device, inode, size and
-    modification time (ns), which a checkpoint saved again (:func:`~.checkpoint.atomic_save`: a new
-    file renamed over it) changes."""
-    found = path.stat()
-    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def _differing(before: Any, now: Any) -> str:
@@ -472,8 +464,9 @@ class Trainer:
         """Continue from ``checkpoints/last.pt`` (no-op with a warning if there is none); ``log.csv``
         is written again from the checkpoint's history, which a run killed just after saving
         ``last.pt`` had not yet added its epoch's row to. ``ckpt``: the file as the caller read it
-        (:func:`~.run.train`, before the data load), when it was at ``version`` (:func:`file_version`);
-        read here if not given, or if the file has changed since (another resume continued the run)."""
+        (:func:`~.run.train`, before the data load), when it was at ``version``
+        (:func:`~msresnet1d.atomic.file_version`); read here if not given, or if the file has changed
+        since (another resume continued the run)."""
         path = self.ckpt_dir / "last.pt"
         if not path.exists():
             log.warning("--resume: no checkpoint at %s, starting from scratch", path)

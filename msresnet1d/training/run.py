@@ -27,8 +27,9 @@ from . import distributed, plots
 from .config import TrainConfig
 from .checkpoint import code_version, load_checkpoint, load_weights
 from .configured import checkpoint_config, create_configured_model, resolve_model
+from ..atomic import file_version
 from .engine import (Trainer, check_run_dir, check_same_config, check_same_world_size, deterministic_cuda,
-                     file_version, seed_torch, torch_threads)
+                     seed_torch, torch_threads)
 from .optim import warn_double_balancing
 from .tasks import Task, build_task, check_data, model_inputs, resolve_data
 
