@@ -83,6 +83,15 @@ RUNS_INTERRUPTED = ("interrupted: run the same command again to continue (finish
                     "resume)")
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device: the pipe its reader closed would make Python's flush at
+    exit print an ``Exception ignored`` traceback."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # a stdout without a file descriptor (a test's capture): nothing to flush
+        pass
+
+
 @contextlib.contextmanager
 def as_program(interrupted: str = "interrupted") -> Iterator[None]:
     """What the ``msresnet1d`` command and the experiment scripts do run as programs (their
@@ -101,7 +110,9 @@ def as_program(interrupted: str = "interrupted") -> Iterator[None]:
     - a ValueError (a :class:`~msresnet1d.data.DataError` among them: an unknown record, say) or
       an OSError (a folder that cannot be created, a run folder another process trains in) that
       reaches the top is one line, ``error: <message>``, and exit status 1; under ``python -X
-      dev`` it keeps its traceback (for a bug's).
+      dev`` it keeps its traceback (for a bug's);
+    - a reader that stops reading stdout (``msresnet1d info | head``) ends the program without a
+      word, exit status 141, as the shell reports a program that SIGPIPE stopped.
     """
     shown: set[str] = set()
 
@@ -120,6 +131,10 @@ def as_program(interrupted: str = "interrupted") -> Iterator[None]:
         with warnings.catch_warnings(), sigterm_interrupts():
             warnings.showwarning = show
             yield
+            sys.stdout.flush()  # a closed pipe is met here, not by Python's flush at exit
+    except BrokenPipeError:
+        _silence_stdout()
+        raise SystemExit(128 + 13) from None  # 13: SIGPIPE
     except KeyboardInterrupt as stop:
         print(interrupted, file=sys.stderr)
         raise SystemExit(interrupted_status(stop)) from None

@@ -218,7 +218,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"\n{'model':<18}{'dims':>5}{'classes':>8}{'params':>13}{'MFLOPs':>10}{'min. input':>12}  "
           "(1 channel, the default classes; MFLOPs of 1D models per 1,000 samples, of 2D ones at 224x224)")
     for name in list_models():
-        model = create_model(name, in_channels=1)
+        with torch.device("meta"):  # shapes only: no memory, no random numbers drawn (the caller's stay)
+            model = create_model(name, in_channels=1)
         shape = (1, 1, 1000) if model.dims == 1 else (1, 1, 224, 224)
         print(f"{name:<18}{model.dims:>5}{model.num_classes:>8}{count_parameters(model):>13,}"
               f"{count_flops(model, shape) / 1e6:>10,.1f}{model.min_input_size:>12}")
@@ -539,6 +540,8 @@ def _run(argv: Sequence[str]) -> int:
         return 2
     try:
         return args.func(args)
+    except BrokenPipeError:  # stdout's reader stopped (| head): not the command's error
+        raise
     except (ValueError, FileNotFoundError, FileExistsError, OSError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

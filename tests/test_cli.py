@@ -96,6 +96,19 @@ def test_a_program_ends_an_error_with_one_line_or_under_dev_mode_its_traceback(d
         assert result.stderr == "error: no record 999\n"
 
 
+def test_a_program_whose_reader_stops_ends_quietly():
+    # msresnet1d info | head: the first write to the closed pipe ended with "error: [Errno 32] Broken pipe"
+    # (and an "Exception ignored" traceback when Python flushed at exit)
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the program writes
+    try:
+        result = subprocess.run([sys.executable, "-m", "msresnet1d", "info"], stdout=writer, stderr=subprocess.PIPE,
+                                text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        os.close(writer)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
 def test_version_is_the_packages(capsys):
     import msresnet1d
 
@@ -519,6 +532,19 @@ def test_info_says_when_a_mitdb_copy_is_partial(tmp_path, monkeypatch, capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
     assert lines["mitdb"].endswith(f"{tmp_path / 'mitdb'} (2 of its 48 records; missing 102, 103, 104, 105, 106, ...; "
                                    "msresnet1d download mitdb fetches the full database)")
+
+
+def test_info_leaves_the_callers_random_numbers(capsys):
+    # it built every model with real weights to count them: each draw moved the caller's generator
+    import torch
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    assert main(["info"]) == 0
+    assert torch.equal(torch.rand(3), expected)
+    row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("resnet18_d2l "))
+    assert row[1:4] == ["2", "10", "11,178,378"]  # the counts need no weights
 
 
 @pytest.mark.parametrize("rank, level", [("0", logging.WARNING), ("1", logging.ERROR)])
