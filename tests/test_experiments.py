@@ -1139,6 +1139,13 @@ def test_bench_models_times_the_speed_targets_on_the_embedded_sample(tmp_path):
     assert f"| {timed['epoch_s']:.2f} |" in markdown and f"| {timed['infer_s']:.2f} |" in markdown
 
 
+def test_bench_models_rounds_the_targets_seconds_up():
+    # rounded to nearest, a DS2 time of 3.004 s read "3.00" beside "no" for the "at most 3 s" target
+    seconds_up = _load_script("bench_models").seconds_up
+    assert [seconds_up(t) for t in (3.004, 3.0, 2.9999, 1.1, 0.29, 6.521)] == [3.01, 3.0, 3.0, 1.1, 0.29, 6.53]
+    assert all((seconds_up(t) <= 3) == (t <= 3) for t in (2.99, 2.999999, 3.0, 3.000001, 3.01))
+
+
 def test_bench_scripts_refuse_bad_options_and_data_folders_before_any_work(tmp_path, capsys):
     bench_data, fashion, inference = (_load_script(name) for name in ("bench_data", "bench_fashion", "bench_inference"))
     out = ["--out", str(tmp_path / "bench.json")]
