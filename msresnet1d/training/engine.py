@@ -42,7 +42,7 @@ from ..models.tta import with_tta
 from .checkpoint import (FORMAT_VERSION, atomic_save, check_compatible, code_version, load_checkpoint, rng_state,
                          set_rng_state)
 from .config import TrainConfig
-from .configured import resolve_model
+from .configured import resolve_model, same_model_call
 from .distributed import DistContext
 from .ema import WeightEMA
 from .metrics import check_probabilities, classification_report, format_report, json_safe
@@ -78,7 +78,10 @@ def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path, so
     ``source`` (default: ``checkpoint <path>``) and each differing key. ``data.data_dir`` is
     compared as the database folder it names, not as text: the same folder spelt otherwise (through a symlink, relative,
     as the folder holding ``mitdb/`` or as ``mitdb/`` itself) is the same run's data."""
-    before, now = (resolve_model(resolve_data(c)).to_dict() for c in (saved, cfg))
+    before, now = resolve_model(resolve_data(saved)), resolve_data(cfg)
+    if not same_model_call(now, before):  # else now's model options are before's, completed already
+        now = resolve_model(now)
+    before, now = before.to_dict(), now.to_dict()
     folder = database_folder(cfg.task, now["data"].get("data_dir"))
     if folder is not None and folder == database_folder(saved.task, before["data"].get("data_dir")):
         before["data"]["data_dir"] = now["data"]["data_dir"]
@@ -498,8 +501,9 @@ class Trainer:
         h = ckpt["history"]
         self.history = History(h["rows"], h["best_epoch"], h["best_score"], h["stale_epochs"])
         self.start_epoch = ckpt["epoch"] + 1
-        if self.history.best_epoch == ckpt["epoch"] and self._best_epoch_saved() != ckpt["epoch"]:
-            self._save_best(ckpt["epoch"])  # killed between last.pt and best.pt: the weights just loaded are it
+        if self.history.best_epoch == ckpt["epoch"]:  # best.pt, read once: it holds that epoch, or is written
+            if self._best_epoch_saved() != ckpt["epoch"]:
+                self._save_best(ckpt["epoch"])  # killed between last.pt and best.pt: the weights just loaded are it
         elif self.cfg.select_epoch == "best" and self.history.best_epoch >= 0 and self.dist.is_main:
             self._selected_weights()  # checked before the remaining epochs train, not when the test needs them
         if self.dist.is_main:
