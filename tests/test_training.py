@@ -916,6 +916,24 @@ def test_a_folder_of_files_a_run_writes_but_no_run_is_refused_and_a_finished_run
     assert f"{tmp_path / 'config'} holds a finished run (metrics.json is written last)" in capsys.readouterr().out
 
 
+def test_a_folder_where_a_run_writes_a_file_is_refused_before_the_data_load(tmp_path, capsys, monkeypatch):
+    # a folder named metrics.json is no finished run: train trained the whole run, then failed to write the file
+    import msresnet1d.training.run as run_module
+    from msresnet1d.training import engine
+
+    monkeypatch.setattr(run_module, "build_task", lambda *a: pytest.fail("the data was loaded first"))
+    config = _config(tmp_path, 1)
+    for name in engine.RUN_OUTPUTS:
+        run = tmp_path / name.replace("/", "_")
+        (run / name).mkdir(parents=True)
+        for resume in ([], ["--resume"]):
+            assert main(["train", "--config", str(config), "--out", str(run), "--quiet", *resume]) == 1
+            assert (f"error: run folder {run}: {run / name} is a folder, where a run writes a file; move it away, or "
+                    "choose another --out\n") in capsys.readouterr().err
+    with pytest.raises(FileExistsError, match=r"metrics\.json is a folder, .* or choose another --runs$"):
+        train_or_reuse(load_config(config), tmp_path / "metrics.json")  # a script's run: not taken as finished
+
+
 def test_a_run_folder_is_used_by_one_train_at_a_time(tmp_path, capsys, monkeypatch):
     # Two trains (or resumes) on one --out used to both pass the "already holds a run" check (last.pt is written
     # only after the first epoch) and then overwrite each other's files: the folder ended a mix of two runs,

@@ -122,6 +122,8 @@ RUN_LOCK = ".lock"
 #: ``best.pt``): a run starting in the folder removes the temporary files of these a killed run
 #: left, and only these.
 RUN_FILES = ("config.json", "log.csv", "metrics.json", "curves.png", "confusion_matrix.png", "ecg_strip.png")
+#: Every file a run writes, by its path in the run folder.
+RUN_OUTPUTS = (*RUN_FILES, "checkpoints/last.pt", "checkpoints/best.pt")
 #: errno values of a file system that does not support flock (Lustre without -o flock, some FUSE mounts).
 _NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK}
 #: Seconds a starting run retries a lock held for a moment (by another command's :func:`check_run_dir`).
@@ -211,8 +213,10 @@ def check_unused(run_dir: Path, resume: bool, flag: str = "--out") -> None:
 
 
 def check_run_dir(run_dir: str | Path, resume: bool, flag: str = "--out") -> None:
-    """Refuse, without creating anything, a run folder that is a file, whose nearest existing
-    parent folder is not writable (or that could not be created there:
+    """Refuse, without creating anything, a run folder that is a file, that holds a folder where a
+    run writes one of its files (:data:`RUN_OUTPUTS`: a folder ``metrics.json`` is no finished run,
+    and the run would fail only as it wrote it), whose nearest existing parent folder is not
+    writable (or that could not be created there:
     :func:`~msresnet1d.atomic.uncreatable`), that another process is training in (its lock,
     :func:`lock_run_dir`, is held), or, unless resuming, that holds a started run or files a run
     writes but no run (:func:`check_no_foreign_files`): cheap, so
@@ -223,6 +227,10 @@ def check_run_dir(run_dir: str | Path, resume: bool, flag: str = "--out") -> Non
     run_dir = Path(run_dir)
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise FileExistsError(f"run folder {run_dir} is a file; choose another {flag}")
+    for path in (run_dir / name for name in RUN_OUTPUTS):
+        if os.path.isdir(path):
+            raise FileExistsError(f"run folder {run_dir}: {path} is a folder, where a run writes a file; move it "
+                                  f"away, or choose another {flag}")
     problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
     if problem:
         raise OSError(f"run folder {run_dir} cannot be {'written' if os.path.isdir(run_dir) else 'created'}: {problem}")
@@ -425,8 +433,7 @@ class Trainer:
         files that a killed run left, and only those: another command's writing in the folder, or a
         file of a name like theirs (an editor's ``.config.json.swp``), is left alone. Under the
         lock, so no run is writing them."""
-        own = [*(self.run_dir / name for name in RUN_FILES), self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"]
-        for path in own:
+        for path in (self.run_dir / name for name in RUN_OUTPUTS):
             for stale in temporary_files(path):
                 if stale.is_symlink() or stale.is_file():  # a folder of that name is none of the run's
                     stale.unlink(missing_ok=True)
