@@ -932,6 +932,10 @@ def test_a_folder_where_a_run_writes_a_file_is_refused_before_the_data_load(tmp_
                     "choose another --out\n") in capsys.readouterr().err
     with pytest.raises(FileExistsError, match=r"metrics\.json is a folder, .* or choose another --runs$"):
         train_or_reuse(load_config(config), tmp_path / "metrics.json")  # a script's run: not taken as finished
+    linked = tmp_path / "linked"  # a link is replaced by the file, whatever it points at
+    (linked / "checkpoints").mkdir(parents=True)
+    (linked / "checkpoints" / "best.pt").symlink_to(tmp_path / "checkpoints_best.pt", target_is_directory=True)
+    engine.check_run_dir(linked, resume=True)
 
 
 def test_a_run_folder_is_used_by_one_train_at_a_time(tmp_path, capsys, monkeypatch):

@@ -228,7 +228,7 @@ def check_run_dir(run_dir: str | Path, resume: bool, flag: str = "--out") -> Non
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise FileExistsError(f"run folder {run_dir} is a file; choose another {flag}")
     for path in (run_dir / name for name in RUN_OUTPUTS):
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path):  # a link is replaced by the file (write_text)
             raise FileExistsError(f"run folder {run_dir}: {path} is a folder, where a run writes a file; move it "
                                   f"away, or choose another {flag}")
     problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
