@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -913,6 +914,28 @@ def test_a_folder_of_files_a_run_writes_but_no_run_is_refused_and_a_finished_run
     monkeypatch.setattr(engine, "uncreatable", lambda path: f"{tmp_path / 'config'} is not writable")
     assert run_module.train(cfg, tmp_path / "config", resume=True, quiet=True) == {"test": {"accuracy": 0.5}}
     assert f"{tmp_path / 'config'} holds a finished run (metrics.json is written last)" in capsys.readouterr().out
+
+
+def test_a_folder_where_a_run_writes_a_file_is_refused_before_the_data_load(tmp_path, capsys, monkeypatch):
+    # a folder named metrics.json is no finished run: train trained the whole run, then failed to write the file
+    import msresnet1d.training.run as run_module
+    from msresnet1d.training import engine
+
+    monkeypatch.setattr(run_module, "build_task", lambda *a: pytest.fail("the data was loaded first"))
+    config = _config(tmp_path, 1)
+    for name in engine.RUN_OUTPUTS:
+        run = tmp_path / name.replace("/", "_")
+        (run / name).mkdir(parents=True)
+        for resume in ([], ["--resume"]):
+            assert main(["train", "--config", str(config), "--out", str(run), "--quiet", *resume]) == 1
+            assert (f"error: run folder {run}: {run / name} is a folder, where a run writes a file; move it away, or "
+                    "choose another --out\n") in capsys.readouterr().err
+    with pytest.raises(FileExistsError, match=r"metrics\.json is a folder, .* or choose another --runs$"):
+        train_or_reuse(load_config(config), tmp_path / "metrics.json")  # a script's run: not taken as finished
+    linked = tmp_path / "linked"  # a link is replaced by the file, whatever it points at
+    (linked / "checkpoints").mkdir(parents=True)
+    (linked / "checkpoints" / "best.pt").symlink_to(tmp_path / "checkpoints_best.pt", target_is_directory=True)
+    engine.check_run_dir(linked, resume=True)
 
 
 def test_a_run_folder_is_used_by_one_train_at_a_time(tmp_path, capsys, monkeypatch):
@@ -1905,6 +1928,37 @@ def test_resume_restores_the_random_states_the_checkpoint_saved(tmp_path, monkey
     assert torch.equal(found["torch"], saved["torch"])
     np.testing.assert_array_equal(found["numpy"], saved["numpy"]["keys"].numpy())
     assert list(found["python"]) == list(saved["python"][0])
+
+
+def test_a_resume_builds_its_checked_models_and_reads_its_checkpoints_as_few_times_as_it_needs(tmp_path, monkeypatch):
+    # a resume built 10 models on the meta device (each config check resolved both configs, each resolution
+    # built twice) and read best.pt 3 times (twice in the resume, once for the test)
+    import msresnet1d.training.configured as configured
+    from msresnet1d.training.run import train
+
+    cfg = load_config(_config(tmp_path, 2))
+    _interrupted_after_one_epoch(cfg, tmp_path / "run", monkeypatch)  # epoch 1 selected: its best.pt is checked
+    builds, reads = Counter(), Counter()
+    create, load = configured.create_model, torch.load
+
+    def counted_create(*args, **kwargs):
+        model = create(*args, **kwargs)
+        builds[next(model.parameters()).device.type] += 1
+        return model
+
+    def counted_load(path, *args, **kwargs):
+        reads[Path(path).name] += 1
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(configured, "create_model", counted_create)
+    monkeypatch.setattr(torch, "load", counted_load)
+    assert train(cfg, tmp_path / "run", resume=True, quiet=True)["best_epoch"] == 2
+    # the TOML config resolved (its options learnt, then checked to build the model), then one build in each
+    # check of the run's config (config.json before the data load, last.pt's in the resume); the model trained
+    assert builds == {"meta": 4, "cpu": 1}
+    # last.pt once, before the data load; best.pt checked once by the resume, read once by the test (epoch 2
+    # replaced it)
+    assert reads == {"last.pt": 1, "best.pt": 2}
 
 
 def test_resume_refuses_another_database_than_the_run_found(tmp_path, monkeypatch):

@@ -48,7 +48,8 @@ def resolve_model(cfg: TrainConfig) -> TrainConfig:
     factory records no arguments (it does not build through ``ResidualNetwork.with_arguments``),
     one is not a JSON value, or the factory does not take them all back to build the same model (a
     user's factory that wraps a preset and sets some itself). Idempotent; the model is built on
-    the meta device (no memory, no random numbers).
+    the meta device (no memory, no random numbers): twice, once to learn its options and once to
+    check that they build it, or once for a config that records them all already (a run's).
 
     Raises:
         ValueError: the model cannot be built from the config (see :func:`create_configured_model`).
@@ -59,10 +60,19 @@ def resolve_model(cfg: TrainConfig) -> TrainConfig:
     try:
         options = json.loads(json.dumps({key: value for key, value in arguments.items() if key not in TASK_SETS}))
         resolved = dataclasses.replace(cfg, model_kwargs=options)  # lists, as config.json reads them
-        same = json.dumps(_arguments(resolved), sort_keys=True) == json.dumps(arguments, sort_keys=True)
+        # options that are cfg's own (a run's config) were just built with: no second build
+        same = options == cfg.model_kwargs or \
+            json.dumps(_arguments(resolved), sort_keys=True) == json.dumps(arguments, sort_keys=True)
     except (TypeError, ValueError):  # not JSON, or the factory refuses what it recorded
         return cfg
     return resolved if same else cfg
+
+
+def same_model_call(a: TrainConfig, b: TrainConfig) -> bool:
+    """Whether configs ``a`` and ``b`` build their models by the same call (the same task, model,
+    ``[model_kwargs]`` and inputs, :func:`~.tasks.model_inputs`): :func:`resolve_model` completes
+    them alike, so when one is its answer, the other is complete as it is."""
+    return (a.task, a.model, a.model_kwargs, model_inputs(a)) == (b.task, b.model, b.model_kwargs, model_inputs(b))
 
 
 def _arguments(cfg: TrainConfig) -> dict[str, Any]:

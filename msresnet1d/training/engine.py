@@ -42,7 +42,7 @@ from ..models.tta import with_tta
 from .checkpoint import (FORMAT_VERSION, atomic_save, check_compatible, code_version, load_checkpoint, rng_state,
                          set_rng_state)
 from .config import TrainConfig
-from .configured import resolve_model
+from .configured import resolve_model, same_model_call
 from .distributed import DistContext
 from .ema import WeightEMA
 from .metrics import check_probabilities, classification_report, format_report, json_safe
@@ -78,7 +78,10 @@ def check_same_config(saved: TrainConfig, cfg: TrainConfig, path: str | Path, so
     ``source`` (default: ``checkpoint <path>``) and each differing key. ``data.data_dir`` is
     compared as the database folder it names, not as text: the same folder spelt otherwise (through a symlink, relative,
     as the folder holding ``mitdb/`` or as ``mitdb/`` itself) is the same run's data."""
-    before, now = (resolve_model(resolve_data(c)).to_dict() for c in (saved, cfg))
+    before, now = resolve_model(resolve_data(saved)), resolve_data(cfg)
+    if not same_model_call(now, before):  # else now's model options are before's, completed already
+        now = resolve_model(now)
+    before, now = before.to_dict(), now.to_dict()
     folder = database_folder(cfg.task, now["data"].get("data_dir"))
     if folder is not None and folder == database_folder(saved.task, before["data"].get("data_dir")):
         before["data"]["data_dir"] = now["data"]["data_dir"]
@@ -119,6 +122,8 @@ RUN_LOCK = ".lock"
 #: ``best.pt``): a run starting in the folder removes the temporary files of these a killed run
 #: left, and only these.
 RUN_FILES = ("config.json", "log.csv", "metrics.json", "curves.png", "confusion_matrix.png", "ecg_strip.png")
+#: Every file a run writes, by its path in the run folder.
+RUN_OUTPUTS = (*RUN_FILES, "checkpoints/last.pt", "checkpoints/best.pt")
 #: errno values of a file system that does not support flock (Lustre without -o flock, some FUSE mounts).
 _NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK}
 #: Seconds a starting run retries a lock held for a moment (by another command's :func:`check_run_dir`).
@@ -208,8 +213,10 @@ def check_unused(run_dir: Path, resume: bool, flag: str = "--out") -> None:
 
 
 def check_run_dir(run_dir: str | Path, resume: bool, flag: str = "--out") -> None:
-    """Refuse, without creating anything, a run folder that is a file, whose nearest existing
-    parent folder is not writable (or that could not be created there:
+    """Refuse, without creating anything, a run folder that is a file, that holds a folder where a
+    run writes one of its files (:data:`RUN_OUTPUTS`: a folder ``metrics.json`` is no finished run,
+    and the run would fail only as it wrote it), whose nearest existing parent folder is not
+    writable (or that could not be created there:
     :func:`~msresnet1d.atomic.uncreatable`), that another process is training in (its lock,
     :func:`lock_run_dir`, is held), or, unless resuming, that holds a started run or files a run
     writes but no run (:func:`check_no_foreign_files`): cheap, so
@@ -220,6 +227,10 @@ def check_run_dir(run_dir: str | Path, resume: bool, flag: str = "--out") -> Non
     run_dir = Path(run_dir)
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise FileExistsError(f"run folder {run_dir} is a file; choose another {flag}")
+    for path in (run_dir / name for name in RUN_OUTPUTS):
+        if os.path.isdir(path) and not os.path.islink(path):  # a link is replaced by the file (write_text)
+            raise FileExistsError(f"run folder {run_dir}: {path} is a folder, where a run writes a file; move it "
+                                  f"away, or choose another {flag}")
     problem = uncreatable(run_dir / "checkpoints" / "last.pt")  # where the run writes, down to a checkpoint
     if problem:
         raise OSError(f"run folder {run_dir} cannot be {'written' if os.path.isdir(run_dir) else 'created'}: {problem}")
@@ -422,8 +433,7 @@ class Trainer:
         files that a killed run left, and only those: another command's writing in the folder, or a
         file of a name like theirs (an editor's ``.config.json.swp``), is left alone. Under the
         lock, so no run is writing them."""
-        own = [*(self.run_dir / name for name in RUN_FILES), self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"]
-        for path in own:
+        for path in (self.run_dir / name for name in RUN_OUTPUTS):
             for stale in temporary_files(path):
                 if stale.is_symlink() or stale.is_file():  # a folder of that name is none of the run's
                     stale.unlink(missing_ok=True)
@@ -498,8 +508,9 @@ class Trainer:
         h = ckpt["history"]
         self.history = History(h["rows"], h["best_epoch"], h["best_score"], h["stale_epochs"])
         self.start_epoch = ckpt["epoch"] + 1
-        if self.history.best_epoch == ckpt["epoch"] and self._best_epoch_saved() != ckpt["epoch"]:
-            self._save_best(ckpt["epoch"])  # killed between last.pt and best.pt: the weights just loaded are it
+        if self.history.best_epoch == ckpt["epoch"]:  # best.pt, read once: it holds that epoch, or is written
+            if self._best_epoch_saved() != ckpt["epoch"]:
+                self._save_best(ckpt["epoch"])  # killed between last.pt and best.pt: the weights just loaded are it
         elif self.cfg.select_epoch == "best" and self.history.best_epoch >= 0 and self.dist.is_main:
             self._selected_weights()  # checked before the remaining epochs train, not when the test needs them
         if self.dist.is_main:
