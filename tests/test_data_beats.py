@@ -167,6 +167,18 @@ def test_a_regular_template_skips_premature_beats_even_when_they_are_the_majorit
         median_beat(windows, rr_prev[:3])
     with pytest.raises(ValueError, match="template_from must be 'all' or 'regular', got 'normal'"):
         BeatConfig(template=True, template_from="normal")
+    # record_template (predict's and classify_beats'): an unknown choice was taken as "all", and "regular"
+    # without the RR features raised TypeError: 'NoneType' object is not subscriptable
+    from msresnet1d.data.beats import record_template
+
+    with pytest.raises(ValueError, match="template_from must be 'all' or 'regular', got 'normal'"):
+        record_template(windows, None, "normal")
+    with pytest.raises(ValueError, match=r"template_from='regular' needs the beats' RR features \(rr\)"):
+        record_template(windows, None, "regular")
+    rr = np.zeros((30, len(RR_FEATURES)), np.float32)
+    rr[:, RR_FEATURES.index("rr_prev")] = rr_prev
+    assert record_template(windows, rr, "regular").ravel().tolist() == [1.0] * 4
+    assert record_template(windows, None, "all").ravel().tolist() == [5.0] * 4
     # on a real record: the template channel is each beat minus the median of its regular beats
     plain = load_beats(["119"], db_dir=SAMPLE, config=BeatConfig(fs=180.0), cache=False)
     regular = load_beats(["119"], db_dir=SAMPLE, config=BeatConfig(fs=180.0, template=True, template_from="regular"),

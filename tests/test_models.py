@@ -203,6 +203,8 @@ def test_shortcut_is_identity_only_where_the_shape_is_unchanged():
     assert all(isinstance(b.shortcut, nn.Identity) for b in stage[1:])
     same = make_stage("basic", 1, 32, 32, 1, stride=1)
     assert isinstance(same[0].shortcut, nn.Identity)
+    with pytest.raises(ValueError, match=r"one of \['basic', 'bottleneck'\] or a block class, got 'basc'"):
+        make_stage("basc", 1, 16, 32, 1)  # was KeyError: 'basc'
 
 
 @pytest.mark.parametrize("kernel", [2, 3, 4, 7, 8])

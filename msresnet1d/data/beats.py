@@ -231,9 +231,18 @@ def record_template(windows: np.ndarray, rr: np.ndarray | None, template_from: s
     their (N, F) RR features (:data:`~msresnet1d.data.rr.RR_FEATURES`; not read, may be None, for
     ``"all"``): over all of them (``template_from="all"``) or over the regular ones
     (``"regular"``, :func:`regular_beats`) - as training builds it (:attr:`BeatConfig.template_from`),
-    ``msresnet1d predict`` and ``classify_beats`` too."""
-    rr_prev = rr[:, RR_FEATURES.index("rr_prev")] if template_from == "regular" else None
-    return median_beat(windows, rr_prev)
+    ``msresnet1d predict`` and ``classify_beats`` too.
+
+    Raises:
+        ValueError: ``template_from`` is neither, or is ``"regular"`` without ``rr``.
+    """
+    if template_from not in ("all", "regular"):
+        raise ValueError(f"template_from must be 'all' or 'regular', got {template_from!r}")
+    if template_from == "all":
+        return median_beat(windows, None)
+    if rr is None:
+        raise ValueError("template_from='regular' needs the beats' RR features (rr): they tell the regular beats")
+    return median_beat(windows, rr[:, RR_FEATURES.index("rr_prev")])
 
 
 def with_template(windows: np.ndarray, template: np.ndarray) -> np.ndarray:

@@ -25,11 +25,12 @@ from torch import Tensor
 class BatchTransform(Protocol):
     """A transform applied to a whole batch of inputs, e.g. (B, ...) -> (B, ...).
 
-    Random transforms must draw all their random numbers from ``generator`` (so that batches
-    are reproducible); deterministic transforms ignore it.
+    Called with both positionally (any parameter names). Random transforms must draw all their
+    random numbers from ``generator`` (so that batches are reproducible); deterministic transforms
+    ignore it.
     """
 
-    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor | tuple[Tensor, Tensor]: ...
+    def __call__(self, x: Tensor, generator: torch.Generator, /) -> Tensor | tuple[Tensor, Tensor]: ...
 
 
 def epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:

@@ -125,7 +125,7 @@ class Bottleneck(ResidualBlock):
         super().__init__(dims, units, in_channels, out_channels, stride, **kwargs)
 
 
-BLOCKS: dict[str, type[ResidualBlock]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+BLOCKS: dict[str, type[BasicBlock | Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 def whole_sizes(*, sequences: tuple[str, ...] = (), **sizes: object) -> dict[str, int | tuple[int, ...]]:
@@ -171,7 +171,7 @@ def make_stem(dims: int, in_channels: int, channels: int, kernel_size: int, stri
 
 
 def make_stage(
-    block: str | type[ResidualBlock],
+    block: str | type[BasicBlock | Bottleneck],
     dims: int,
     in_channels: int,
     channels: int,
@@ -184,9 +184,12 @@ def make_stage(
     The first block takes the stride and the change of width (and so gets a projection
     shortcut); the others keep the shape (identity shortcut). Returns an ``nn.Sequential`` whose
     output has ``channels * block.expansion`` channels and length ceil(L / stride). ``block`` is a
-    :data:`BLOCKS` name or a block class; ``dims`` and ``block_kwargs`` go to every block
-    (:class:`ResidualBlock`'s options).
+    :data:`BLOCKS` name or a block class (these, or a subclass of one: built as
+    ``block(dims, in_channels, channels, stride, **block_kwargs)``); ``dims`` and ``block_kwargs``
+    go to every block (:class:`ResidualBlock`'s options).
     """
+    if isinstance(block, str) and block not in BLOCKS:
+        raise ValueError(f"block must be one of {sorted(BLOCKS)} or a block class, got {block!r}")
     block_cls = BLOCKS[block] if isinstance(block, str) else block
     if num_blocks < 1:
         raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")

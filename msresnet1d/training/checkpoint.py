@@ -8,11 +8,12 @@ history. Loading never unpickles arbitrary code.
 from __future__ import annotations
 
 import functools
+import os
 import random
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from ..atomic import atomic_path
 from ..data.cache import versioned_hash
 
 FORMAT_VERSION = 1
+_Module = TypeVar("_Module", bound=torch.nn.Module)
 
 #: What every checkpoint holds besides ``format`` (``last.pt`` adds the optimizer, scheduler, RNG and history).
 REQUIRED_KEYS = ("model", "config", "class_names", "task_state")
@@ -121,7 +123,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by this package, safely (``weights_only=True``)."""
     path = Path(path).expanduser()
     if path.is_dir():
@@ -211,8 +213,8 @@ def inference_state(ckpt: dict[str, Any]) -> dict[str, Any]:
     return ckpt["ema"]["module"] if "ema" in ckpt else ckpt["model"]
 
 
-def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], source: str | Path = "the checkpoint",
-                 assign: bool = False) -> torch.nn.Module:
+def load_weights(model: _Module, ckpt: dict[str, Any], source: str | os.PathLike[str] = "the checkpoint",
+                 assign: bool = False) -> _Module:
     """Load :func:`inference_state` of ``ckpt`` into ``model`` (strictly) and return it; with
     ``assign``, its tensors replace the model's (``load_state_dict(assign=True)``: for a model
     built on the meta device, whose shapes alone are checked).

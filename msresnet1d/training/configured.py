@@ -10,10 +10,9 @@ import warnings
 from typing import Any
 
 import torch
-from torch import nn
 
 from .. import __version__
-from ..models import create_model
+from ..models import ResidualNetwork, create_model
 from .config import TrainConfig, from_source
 from .tasks import model_inputs, resolve_data, task_classes
 
@@ -21,7 +20,8 @@ from .tasks import model_inputs, resolve_data, task_classes
 TASK_SETS = ("in_channels", "num_classes", "extra_features", "out_features")
 
 
-def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int, extra_features: int = 0) -> nn.Module:
+def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int,
+                            extra_features: int = 0) -> ResidualNetwork:
     """The config's model (``cfg.model`` with ``cfg.model_kwargs``, in channels-last mode when
     ``cfg.channels_last``) for these input channels, classes and extra per-example features."""
     kwargs: dict[str, Any] = {"in_channels": in_channels, "num_classes": num_classes}

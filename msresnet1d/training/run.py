@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models import ResidualNetwork
 from ..models.blocks import init_weights
 from ..models.tta import with_tta
 from . import distributed, plots
@@ -59,18 +60,18 @@ def callers_state_kept(device: torch.device) -> Iterator[None]:
         np.random.set_state(numpy)
 
 
-def load_trained_model(checkpoint: str | Path) -> nn.Module:
-    """The trained model of a checkpoint written by ``msresnet1d train`` (``best.pt`` or
-    ``last.pt``), shaped from its config, with the weights it is evaluated with (the moving
-    average when the run kept one), in eval mode: a plain ``nn.Module`` to run or export
-    (:mod:`msresnet1d.export`). Its inputs must be prepared as in training: for beat models,
-    (N, C, L) windows (C = 2 x leads with the template channel) and the (N, E) RR features
-    standardised with the checkpoint's ``task_state`` ``rr_mean`` and ``rr_std``; for rhythm models
-    with RR statistics, those of each window likewise; for Fashion-MNIST models, (N, 1, S, S)
-    float32 images ``(uint8 / 255 - pixel_mean) / pixel_std`` with ``task_state`` ``pixel_mean``
-    and ``pixel_std`` (0 and 1 for ``normalize = "unit"``), resized as ``data.resize`` says. The
-    config's test-time augmentation is not part of the model: for a ``tta = "flip"`` run, wrap it
-    with ``msresnet1d.models.tta.with_tta(model, cfg.tta)`` to get what evaluate and predict give.
+def load_trained_model(checkpoint: str | os.PathLike[str]) -> ResidualNetwork:
+    """The trained model of a checkpoint written by ``msresnet1d train`` (``best.pt`` or ``last.pt``),
+    shaped from its config, with the weights it is evaluated with (the moving average when the run kept
+    one), in eval mode: a plain module (:class:`~msresnet1d.models.ResidualNetwork`) to run or export
+    (:mod:`msresnet1d.export`). Its inputs must be prepared as in training: for beat models, (N, C, L)
+    windows (C = 2 x leads with the template channel) and the (N, E) RR features standardised with the
+    checkpoint's ``task_state`` ``rr_mean`` and ``rr_std``; for rhythm models with RR statistics, those
+    of each window likewise; for Fashion-MNIST models, (N, 1, S, S) float32 images
+    ``(uint8 / 255 - pixel_mean) / pixel_std`` with ``task_state`` ``pixel_mean`` and ``pixel_std``
+    (0 and 1 for ``normalize = "unit"``), resized as ``data.resize`` says. The config's test-time
+    augmentation is not part of the model: for a ``tta = "flip"`` run, wrap it with
+    ``msresnet1d.models.tta.with_tta(model, cfg.tta)`` to get what evaluate and predict give.
 
     Raises:
         FileNotFoundError, ValueError: no checkpoint, one that is not this package's, or
@@ -79,7 +80,8 @@ def load_trained_model(checkpoint: str | Path) -> nn.Module:
     return checkpoint_model(load_checkpoint(checkpoint), f"checkpoint {checkpoint}")
 
 
-def checkpoint_model(ckpt: dict[str, Any], source: str = "the checkpoint", cfg: TrainConfig | None = None) -> nn.Module:
+def checkpoint_model(ckpt: dict[str, Any], source: str = "the checkpoint",
+                     cfg: TrainConfig | None = None) -> ResidualNetwork:
     """:func:`load_trained_model` of a checkpoint already read (``source`` names it in errors;
     ``cfg``: its :func:`~.configured.checkpoint_config`, when the caller has it, else read here).
     The config's model is first built without memory (on the meta device) and checked against
@@ -103,7 +105,7 @@ def check_weights_fit(ckpt: dict[str, Any], cfg: TrainConfig, source: str = "the
                      assign=True)
 
 
-def build_model(cfg: TrainConfig, task: Task) -> nn.Module:
+def build_model(cfg: TrainConfig, task: Task) -> ResidualNetwork:
     """The config's model, shaped and checked for the task, freshly initialised."""
     model = create_configured_model(cfg, task.in_channels, len(task.class_names), task.extra_features)
     if model.dims != task.dims:
