@@ -183,10 +183,10 @@ class Worker:
         child.close()
 
     def __call__(self, function: Callable, *args):
-        self.conn.send((function.__name__, args))
         try:
+            self.conn.send((function.__name__, args))
             ok, value = self.conn.recv()
-        except EOFError:
+        except (EOFError, BrokenPipeError):  # it died before the call, or during it
             self.process.join()
             raise WorkerError(f"worker {self.setting!r} died (exit code {self.process.exitcode})") from None
         if not ok:

@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -83,12 +84,23 @@ RUNS_INTERRUPTED = ("interrupted: run the same command again to continue (finish
                     "resume)")
 
 
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has closed it (``| head`` done reading):
+    what a BrokenPipeError means there, and not from another pipe (a worker process's, say)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no stdout or no file descriptor
+        return False
+
+
 def _silence_stdout() -> None:
     """Point stdout at the null device: the pipe its reader closed would make Python's flush at
     exit print an ``Exception ignored`` traceback."""
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):  # a stdout without a file descriptor (a test's capture): nothing to flush
+    except (AttributeError, OSError, ValueError):  # no stdout, or one without a file descriptor (a test's capture)
         pass
 
 
@@ -131,14 +143,15 @@ def as_program(interrupted: str = "interrupted") -> Iterator[None]:
         with warnings.catch_warnings(), sigterm_interrupts():
             warnings.showwarning = show
             yield
-            sys.stdout.flush()  # a closed pipe is met here, not by Python's flush at exit
-    except BrokenPipeError:
-        _silence_stdout()
-        raise SystemExit(128 + 13) from None  # 13: SIGPIPE
+            if sys.stdout is not None:  # None: started with stdout closed (>&-)
+                sys.stdout.flush()  # a closed pipe is met here, not by Python's flush at exit
     except KeyboardInterrupt as stop:
         print(interrupted, file=sys.stderr)
         raise SystemExit(interrupted_status(stop)) from None
     except (ValueError, OSError) as e:
+        if isinstance(e, BrokenPipeError) and stdout_reader_gone():
+            _silence_stdout()
+            raise SystemExit(128 + 13) from None  # 13: SIGPIPE
         if sys.flags.dev_mode:  # python -X dev: the traceback, for a bug's ValueError
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -109,6 +109,21 @@ def test_a_program_whose_reader_stops_ends_quietly():
     assert (result.returncode, result.stderr) == (141, "")
 
 
+def test_a_broken_pipe_that_is_not_stdouts_is_an_error_and_a_closed_stdout_is_no_reader_gone():
+    # a worker's pipe broken (a benchmark's worker killed) ended the program with 141 and no word, as if its
+    # reader had stopped; and a program started with stdout closed (>&-) failed flushing sys.stdout, which is None
+    import shlex
+
+    program = "import sys\nfrom msresnet1d.arguments import as_program\nwith as_program():\n    "
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", program + "raise BrokenPipeError(32, 'Broken pipe')"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert (result.returncode, result.stderr) == (1, "error: [Errno 32] Broken pipe\n")
+    result = subprocess.run(shlex.join([sys.executable, "-c", program + "print('wrote')"]) + " >&-", shell=True,
+                            stderr=subprocess.PIPE, text=True, timeout=120, env=env)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 def test_version_is_the_packages(capsys):
     import msresnet1d
 

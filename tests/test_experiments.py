@@ -1146,6 +1146,18 @@ def test_bench_models_rounds_the_targets_seconds_up():
     assert all((seconds_up(t) <= 3) == (t <= 3) for t in (2.99, 2.999999, 3.0, 3.000001, 3.01))
 
 
+def test_bench_models_says_a_worker_died_before_a_call(monkeypatch):
+    # a call to a killed worker broke its pipe on the send: BrokenPipeError, not the script's WorkerError
+    monkeypatch.syspath_prepend(str(REPO / "experiments"))  # where the spawned worker imports the script from
+    bench = _load_script("bench_models")
+    monkeypatch.setitem(sys.modules, "bench_models", bench)  # the module its worker function is pickled by
+    worker = bench.Worker("1")
+    worker.process.kill()
+    worker.process.join()
+    with pytest.raises(bench.WorkerError, match=r"worker '1' died \(exit code -9\)"):
+        worker(bench.seconds_up, 1.0)
+
+
 def test_bench_scripts_refuse_bad_options_and_data_folders_before_any_work(tmp_path, capsys):
     bench_data, fashion, inference = (_load_script(name) for name in ("bench_data", "bench_fashion", "bench_inference"))
     out = ["--out", str(tmp_path / "bench.json")]

@@ -25,48 +25,62 @@ first use (``msresnet1d.data.beats`` too), so ``import msresnet1d.data.<module>`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .. import _lazy
 
-__all__ = [
-    "AAMI_CLASSES", "Annotations", "BeatArrays", "BeatConfig", "BeatDataset", "CINC_CLASSES", "DS1", "DS2",
-    "DataError", "FashionMNIST", "HRV_FEATURES", "LeadError", "MITBIH_TO_AAMI", "PACED_RECORDS", "RR_DEFAULT",
-    "RR_FEATURES", "RR_RATIOS", "Record", "RhythmArrays", "RhythmConfig", "RhythmDataset", "SAME_PATIENT",
-    "Spectrogram", "TensorBatchLoader", "aami_labels", "aggregate_windows", "balanced_holdout", "bandpass",
-    "beat_windows", "cache_dir", "data_home", "detect_r_peaks", "download_database", "fill_nan", "find_database",
-    "fit_length", "flat_mask", "holdout_ds1", "lead_positions", "list_records", "load_beats", "load_fashion_mnist",
-    "load_inter_patient", "load_rhythm", "normalize", "patient_index", "positions_at", "predict_records",
-    "preprocess_record", "preprocess_signal", "read_annotations", "read_header", "read_record", "read_reference",
-    "record_beats", "record_kfold", "record_signal", "resample", "resolve_leads", "rr_columns", "rr_features",
-    "select_leads", "shared_patients", "sliding_windows", "split_by_record", "stratified_kfold", "window_hrv",
-    "window_starts", "windows_hrv",
-]
+# (for type checkers, __init__.pyi imports the same names; the tests hold the two lists together)
+_EXPORTS = {
+    "errors": ["DataError", "LeadError"],
+    "locate": ["data_home", "download_database", "find_database", "list_records"],
+    "records": ["Annotations", "Record", "preprocess_record", "read_annotations", "read_header", "read_record",
+                "resolve_leads"],
+    "preprocess": [
+        "bandpass",
+        "fill_nan",
+        "flat_mask",
+        "lead_positions",
+        "normalize",
+        "preprocess_signal",
+        "resample",
+        "select_leads",
+    ],
+    "aami": ["AAMI_CLASSES", "MITBIH_TO_AAMI", "aami_labels"],
+    "rr": ["RR_DEFAULT", "RR_FEATURES", "RR_RATIOS", "rr_columns", "rr_features"],
+    "beats": [
+        "BeatArrays",
+        "BeatConfig",
+        "BeatDataset",
+        "beat_windows",
+        "load_beats",
+        "load_inter_patient",
+        "positions_at",
+        "record_beats",
+    ],
+    "rhythm": [
+        "CINC_CLASSES",
+        "RhythmArrays",
+        "RhythmConfig",
+        "RhythmDataset",
+        "aggregate_windows",
+        "fit_length",
+        "load_rhythm",
+        "predict_records",
+        "read_reference",
+        "record_signal",
+        "sliding_windows",
+        "window_starts",
+    ],
+    "hrv": ["HRV_FEATURES", "detect_r_peaks", "window_hrv", "windows_hrv"],
+    "splits": ["DS1", "DS2", "PACED_RECORDS", "SAME_PATIENT", "balanced_holdout", "holdout_ds1", "record_kfold",
+               "patient_index", "shared_patients", "split_by_record", "stratified_kfold"],
+    "cache": ["cache_dir"],
+    "loader": ["TensorBatchLoader"],
+    "fashion_mnist": ["FashionMNIST", "load_fashion_mnist"],
+    "spectrogram": ["Spectrogram"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+_SUBMODULES = (*_EXPORTS, "augment", "parallel")
 
-if TYPE_CHECKING:  # the names of __all__, which the package imports on first use (_lazy.type_checking_exports)
-    from .errors import DataError, LeadError
-    from .locate import data_home, download_database, find_database, list_records
-    from .records import (
-        Annotations, Record, preprocess_record, read_annotations, read_header, read_record, resolve_leads)
-    from .preprocess import (
-        bandpass, fill_nan, flat_mask, lead_positions, normalize, preprocess_signal, resample, select_leads)
-    from .aami import AAMI_CLASSES, MITBIH_TO_AAMI, aami_labels
-    from .rr import RR_DEFAULT, RR_FEATURES, RR_RATIOS, rr_columns, rr_features
-    from .beats import (
-        BeatArrays, BeatConfig, BeatDataset, beat_windows, load_beats, load_inter_patient, positions_at, record_beats)
-    from .rhythm import (
-        CINC_CLASSES, RhythmArrays, RhythmConfig, RhythmDataset, aggregate_windows, fit_length, load_rhythm,
-        predict_records, read_reference, record_signal, sliding_windows, window_starts)
-    from .hrv import HRV_FEATURES, detect_r_peaks, window_hrv, windows_hrv
-    from .splits import (
-        DS1, DS2, PACED_RECORDS, SAME_PATIENT, balanced_holdout, holdout_ds1, record_kfold, patient_index,
-        shared_patients, split_by_record, stratified_kfold)
-    from .cache import cache_dir
-    from .loader import TensorBatchLoader
-    from .fashion_mnist import FashionMNIST, load_fashion_mnist
-    from .spectrogram import Spectrogram
+__all__ = sorted(_MODULE_OF)
 
-_MODULE_OF = _lazy.type_checking_exports(__file__)
-_SUBMODULES = (*sorted(set(_MODULE_OF.values())), "augment", "parallel")
 
 __getattr__, __dir__ = _lazy.lazy_attributes(__name__, globals(), _SUBMODULES, _MODULE_OF)
