@@ -219,7 +219,7 @@ def cmd_info(args: argparse.Namespace) -> int:
           "(1 channel, the default classes; MFLOPs of 1D models per 1,000 samples, of 2D ones at 224x224)")
     for name in list_models():
         with torch.random.fork_rng(devices=[]):  # the weights' random numbers: the caller's generator stays
-            model = create_model(name, in_channels=1)  # (the meta device imports torch._dynamo: 0.7 s more)
+            model = create_model(name, in_channels=1)  # on the CPU (the meta device would import torch._dynamo)
         shape = (1, 1, 1000) if model.dims == 1 else (1, 1, 224, 224)
         print(f"{name:<18}{model.dims:>5}{model.num_classes:>8}{count_parameters(model):>13,}"
               f"{count_flops(model, shape) / 1e6:>10,.1f}{model.min_input_size:>12}")
