@@ -231,29 +231,32 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
         raise
     signal = _preprocessed(record, beat_cfg.fs, beat_cfg.band, beat_cfg.normalization)
     positions, symbols = beat_positions(record_path, record.signal, record.fs, annotator)
-    if len(positions) < 2:
-        raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least 2"
-                         + (f" (in its {annotator} annotations: --detect finds beats in the signal)" if annotator else ""))
+    columns = rr_columns(data["rr"])
+    needs_rr = bool(columns) or (beat_cfg.template and beat_cfg.template_from == "regular")  # an RR interval
+    if len(positions) < 1 + needs_rr:
+        notes = (["the model reads RR intervals"] if needs_rr else []) + (
+            [f"in its {annotator} annotations: --detect finds beats in the signal"] if annotator else [])
+        raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least {1 + needs_rr}"
+                         + (f" ({'; '.join(notes)})" if notes else ""))
+    repeats = positions[1:][np.diff(positions) <= 0]
+    if len(repeats):  # two beats at one sample (of two annotation channels, say)
+        raise DataError(f"record {record.name}: " + (f"file {record_path.name}.{annotator}: " if annotator else "")
+                        + f"beat positions must increase; first repeat at sample {repeats[0]}")
     first, last = beat_cfg.offsets_at(record.fs)
     warn_invalid(record, "the {} beats in them are labelled from that, not from the recording", positions + first,
                  positions + last)
     centres = positions_at(positions, record.fs, beat_cfg.fs, signal.shape[1])
     state = ckpt.get("task_state") or {}
     rr_transform = None
-    columns = rr_columns(data["rr"])
     if columns:
         mean, std = state["rr_mean"].numpy(), state["rr_std"].numpy()
         rr_transform = lambda rr: ((rr[:, columns] - mean) / std).astype(np.float32)  # noqa: E731 - training statistics
-    try:
-        rr = rr_features(positions, record.fs)
-    except ValueError as e:  # two beats at one sample (of two annotation channels, say)
-        raise DataError(f"record {record.name}: " + (f"file {record_path.name}.{annotator}: " if annotator else "")
-                        + str(e)) from None
+    rr = rr_features(positions, record.fs) if needs_rr else None
     template = False
     if beat_cfg.template:
         classed = np.ones(len(positions), dtype=bool) if symbols is None else np.isin(symbols, list(MITBIH_TO_AAMI))
-        template = record_template(beat_windows(signal, centres[classed], *beat_cfg.offsets), rr[classed],
-                                   beat_cfg.template_from)
+        template = record_template(beat_windows(signal, centres[classed], *beat_cfg.offsets),
+                                   None if rr is None else rr[classed], beat_cfg.template_from)
     out = _classify(ckpt, cfg, adapt_bn,
                     lambda model: classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs,
                                                  rr_transform=rr_transform, template=template,

@@ -29,16 +29,19 @@ from msresnet1d.training.tasks import model_inputs, resolve_data
 SAMPLE = Path(__file__).resolve().parents[1] / "datasets" / "mitdb-sample"
 
 
-def untrained_checkpoint(path: Path, task: str) -> Path:
-    """A checkpoint as ``msresnet1d train`` writes it, of an untrained model of ``task``."""
+def untrained_checkpoint(path: Path, task: str, data: dict | None = None) -> Path:
+    """A checkpoint as ``msresnet1d train`` writes it, of an untrained model of ``task`` (beats: of the
+    signal alone, unless ``data`` says otherwise; RR features standardised by mean 0 and deviation 1)."""
     model, classes = {"beats": ("msresnet1d_beat", ["N", "S", "V", "F", "Q"]),
                       "rhythm": ("msresnet1d_small", ["N", "A", "O", "~"])}[task]
-    data = {"rr": False, "template": False} if task == "beats" else {}
+    if data is None:
+        data = {"rr": False, "template": False} if task == "beats" else {}
     cfg = resolve_data(TrainConfig(task=task, model=model, data=data))
     in_channels, extra = model_inputs(cfg)
     net = create_configured_model(cfg, in_channels, len(classes), extra)
+    state = {"rr_mean": torch.zeros(extra), "rr_std": torch.ones(extra)} if task == "beats" and extra else {}
     torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": cfg.to_dict(), "model": net.state_dict(),
-                "class_names": classes, "task_state": {}}, path)
+                "class_names": classes, "task_state": state}, path)
     return path
 
 
@@ -577,11 +580,21 @@ def test_beats_that_repeat_a_position_or_too_few_are_named_with_their_file(check
                  str(records.parent / "labels")]) == 1
     assert (f"error: record rec/100: file 100.two: beat positions must increase; first repeat at sample {samples[5]}"
             in capsys.readouterr().err)
+    # one beat: labelled by a model of the signal alone (it needed 2 beats, as a model that reads RR intervals does)
     wfdb.wrann("100", "one", samples[:1], symbol=["N"], write_dir=str(records))
+    labels = records.parent / "labels"
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--annotator", "one", "--out-dir",
-                 str(records.parent / "labels")]) == 1
-    assert ("found 1 beat(s), need at least 2 (in its one annotations: --detect finds beats in the signal)"
-            in capsys.readouterr().err)
+                 str(labels), "--extension", "one"]) == 0
+    assert wfdb.rdann(str(labels / "100"), "one").sample.tolist() == [samples[0]]
+    with_rr = untrained_checkpoint(records.parent / "rr.pt", "beats", {"rr": True, "template": True})
+    assert main(["predict", str(with_rr), str(records / "100"), "--annotator", "one", "--out-dir", str(labels)]) == 1
+    assert ("found 1 beat(s), need at least 2 (the model reads RR intervals; in its one annotations: --detect finds "
+            "beats in the signal)") in capsys.readouterr().err
+    assert main(["predict", str(with_rr), str(records / "100"), "--out-dir", str(labels)]) == 0  # atr: all its beats
+    wfdb.wrann("100", "none", samples[:1], symbol=["+"], aux_note=["(N"], write_dir=str(records))  # no beat
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--annotator", "none", "--out-dir",
+                 str(labels)]) == 1
+    assert "found 0 beat(s), need at least 1 (in its none annotations: --detect" in capsys.readouterr().err
 
 
 def test_a_record_folder_that_cannot_be_written_points_to_out_dir(checkpoints, records, monkeypatch, capsys):
