@@ -36,7 +36,7 @@ from .data.preprocess import Normalization, fill_nan, shown_leads
 from .data.records import preprocess_record, record_label, warn_invalid
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays
-from .data.rr import rr_columns, rr_features
+from .data.rr import check_increasing, rr_columns, rr_features
 from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
 from .atomic import FolderNotWritableError, atomic_paths, check_target, write_text
 from .arguments import LEADS_TAKE_ALL
@@ -238,10 +238,11 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
             [f"in its {annotator} annotations: --detect finds beats in the signal"] if annotator else [])
         raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least {1 + needs_rr}"
                          + (f" ({'; '.join(notes)})" if notes else ""))
-    repeats = positions[1:][np.diff(positions) <= 0]
-    if len(repeats):  # two beats at one sample (of two annotation channels, say)
+    try:
+        check_increasing(positions)
+    except ValueError as e:  # two beats at one sample (of two annotation channels, say)
         raise DataError(f"record {record.name}: " + (f"file {record_path.name}.{annotator}: " if annotator else "")
-                        + f"beat positions must increase; first repeat at sample {repeats[0]}")
+                        + str(e)) from None
     first, last = beat_cfg.offsets_at(record.fs)
     warn_invalid(record, "the {} beats in them are labelled from that, not from the recording", positions + first,
                  positions + last)

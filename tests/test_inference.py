@@ -58,6 +58,13 @@ def record_100(mitdb_dir):
     return record.signal, beats
 
 
+def inference_example() -> str:
+    """The beat-checkpoint example of ``msresnet1d.inference``'s docstring, as code."""
+    example = re.search(r'Class names are ``ckpt\["class_names"\]``::\n\n(.*?)\n\n\S', msresnet1d.inference.__doc__,
+                        flags=re.S)
+    return textwrap.dedent(example.group(1))
+
+
 def run_stream(stream, signal, chunk_sizes, beats=None):
     """Feed ``signal`` in chunks of the given sizes (cycled); beats all with the first chunk.
     Returns the concatenated output, each emitted position's (samples fed before, after) its
@@ -634,9 +641,7 @@ def test_the_module_example_classifies_beats_as_predict_does(tmp_path):
     })
     train(cfg, tmp_path / "run", quiet=True)
     checkpoint = tmp_path / "run" / "checkpoints" / "best.pt"
-    example = re.search(r'Class names are ``ckpt\["class_names"\]``::\n\n(.*?)\n\n\S', msresnet1d.inference.__doc__,
-                        flags=re.S).group(1)
-    code = textwrap.dedent(example).replace("runs/beats/checkpoints/best.pt", str(checkpoint))
+    code = inference_example().replace("runs/beats/checkpoints/best.pt", str(checkpoint))
     namespace: dict = {}
     exec(compile(code.replace("data/mitdb/208", str(SAMPLE / "208")), "inference example", "exec"), namespace)
     reference = predict_beats(namespace["ckpt"], SAMPLE / "208", "atr")

@@ -3,16 +3,15 @@ the documented calls check clean under mypy, and wrong calls are caught (not hid
 
 import ast
 import os
-import re
 import subprocess
 import sys
-import textwrap
 import tomllib
 import types
 from pathlib import Path
 
 import pytest
 
+from test_inference import inference_example
 from test_readme import python_blocks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,21 +53,13 @@ BAD_IMPORTS = ("from msresnet1d import create_model\nfrom msresnet1d.data import
                "load_trained_model\n")
 
 
-def _inference_example() -> str:
-    import msresnet1d.inference
-
-    example = re.search(r'Class names are ``ckpt\["class_names"\]``::\n\n(.*?)\n\n\S', msresnet1d.inference.__doc__,
-                        flags=re.S)
-    return textwrap.dedent(example.group(1))
-
-
 def test_the_readme_examples_check_clean_and_mistakes_are_named(tmp_path):
     pytest.importorskip("mypy", reason="mypy is in the test extra: pip install -e '.[test]'")
     model, speed, sklearn_example, textbook = python_blocks()
     files = {"readme_model.py": model + speed,  # the second example goes on with the first's model
              "readme_sklearn.py": "import numpy as np\nX = np.zeros((90, 360), np.float32)\ny = np.zeros(90, int)\n"
                                   "record_of_each_beat = np.zeros(90, int)\n" + sklearn_example,
-             "readme_textbook.py": textbook, "inference_example.py": _inference_example(), "good.py": GOOD,
+             "readme_textbook.py": textbook, "inference_example.py": inference_example(), "good.py": GOOD,
              "bad.py": BAD_IMPORTS + "\n".join(line for line, _ in BAD) + "\n"}
     for name, text in files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")

@@ -68,6 +68,14 @@ def check_positions(positions: np.ndarray, function: str, name: str) -> np.ndarr
     return positions.astype(np.int64)
 
 
+def check_increasing(samples: np.ndarray) -> None:
+    """Raise a ValueError at the first of the (B,) beat positions ``samples`` that does not
+    increase (two beats at one sample, as two annotation channels may hold)."""
+    repeats = samples[1:][np.diff(samples) <= 0]
+    if len(repeats):
+        raise ValueError(f"beat positions must increase; first repeat at sample {repeats[0]:.0f}")
+
+
 def rr_columns(selection: bool | Sequence[str], features: Sequence[str] = RR_FEATURES,
                default: Sequence[str] = RR_DEFAULT) -> list[int]:
     """Indices into ``features`` (:data:`RR_FEATURES`, or the rhythm task's
@@ -109,9 +117,8 @@ def rr_features(beat_samples: np.ndarray, fs: float) -> np.ndarray:
     check_rates("rr_features", fs=fs)
     if samples.size < 2:
         raise ValueError(f"RR features need at least 2 beats, got {samples.size}")
+    check_increasing(samples)
     intervals = np.diff(samples) / fs
-    if not (intervals > 0).all():
-        raise ValueError(f"beat positions must increase; first repeat at sample {samples[1:][intervals <= 0][0]:.0f}")
     prev = np.concatenate((intervals[:1], intervals))
     nxt = np.concatenate((intervals, intervals[-1:]))
     cumulative = np.concatenate(([0.0], np.cumsum(prev)))
