@@ -516,12 +516,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class _LogFormatter(logging.Formatter):
     """Warnings and errors logged as the command prints the others (``warning: ...``, as
-    :func:`~msresnet1d.arguments.as_program` shows Python's); ``-v``'s INFO lines with their
+    :func:`~msresnet1d.arguments.as_program` shows Python's), with the logger's name when it is
+    another library's (``warning: wfdb.io: ...``); ``-v``'s INFO lines with their
     logger's name."""
 
     def format(self, record: logging.LogRecord) -> str:
         if record.levelno >= logging.WARNING:
-            return f"{record.levelname.lower()}: {record.getMessage()}"
+            ours = record.name.partition(".")[0] in ("msresnet1d", "root")
+            return f"{record.levelname.lower()}: {'' if ours else record.name + ': '}{record.getMessage()}"
         return super().format(record)
 
 

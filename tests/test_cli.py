@@ -574,6 +574,24 @@ def test_under_torchrun_only_rank_0_logs_warnings(monkeypatch, rank, level, caps
     assert logging.root.level == level
 
 
+def test_a_logged_warning_names_the_library_it_comes_from(monkeypatch, capsys):
+    """Another library's logged warning came without its logger's name: the user could not tell
+    whose it was."""
+    import msresnet1d.cli as cli
+
+    def logs(args):
+        logging.getLogger("msresnet1d.data.beats").warning("ours")
+        logging.getLogger("wfdb.io.record").warning("theirs")
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_info", logs)
+    monkeypatch.setattr(logging.root, "handlers", [])  # as a fresh process
+    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    monkeypatch.setattr(sys, "argv", ["msresnet1d", "info"])
+    assert cli.main() == 0
+    assert capsys.readouterr().err == "warning: ours\nwarning: wfdb.io.record: theirs\n"
+
+
 def test_a_call_from_python_leaves_the_callers_logging(monkeypatch):
     """main(argv) configured the root logger for the rest of the session: a handler, and with -v
     every library's INFO lines from then on."""
