@@ -225,7 +225,7 @@ def test_unpacked_files_are_read_and_checked_by_the_uncompressed_md5(fashion_mni
                                             r"[0-9a-f]{32}\. Delete it and fetch it again"):
         load_fashion_mnist(folder, "test")
     labels_file.write_bytes(content + bytes(1))
-    with pytest.raises(DataFileError, match=r"more than the 10,008 bytes of the IDX file of shape \(10000,\)"):
+    with pytest.raises(DataFileError, match=r": holds more than the 10,008 bytes of the IDX file of shape \(10000,\)"):
         load_fashion_mnist(folder, "test")
     labels_file.write_bytes(content[:-10])
     with pytest.raises(DataFileError, match=r"IDX payload has 9990 bytes, expected 10000"):

@@ -216,21 +216,26 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+def _parse_read(content: bytes, spec: _IdxFile, source: str, verb: str) -> np.ndarray:
+    """:func:`parse_idx` of ``content``, the first ``spec.size + 1`` bytes read of ``source`` (which
+    ``verb`` them): one byte more than the IDX file's size is refused."""
+    if len(content) > spec.size:
+        raise DataFileError(f"{source}: {verb} more than the {spec.size:,} bytes of the IDX file of shape "
+                            f"{spec.shape}: not the official file")
+    return parse_idx(content, spec.magic, spec.shape, source)
+
+
 def _decode(blob: bytes, spec: _IdxFile, source: str) -> np.ndarray:
     """Decompress, parse and checksum one .gz file given as bytes; see :func:`parse_idx`. No more
     than the IDX file's size is decompressed (a small file made to expand is refused, not read)."""
-    size = spec.size
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(blob)) as stream:
-            content = stream.read(size + 1)
-        if len(content) > size:
-            raise DataFileError(f"{source}: decompresses to more than the {size:,} bytes of the IDX file of shape "
-                                f"{spec.shape}: not the official file")
+            content = stream.read(spec.size + 1)
     except EOFError as exc:
         raise DataFileError(f"{source}: gzip stream truncated ({exc}); the file has {len(blob)} bytes") from exc
     except (OSError, zlib.error) as exc:
         raise DataFileError(f"{source}: not a valid gzip file ({exc})") from exc
-    array = parse_idx(content, spec.magic, spec.shape, source)
+    array = _parse_read(content, spec, source, "decompresses to")
     file_md5 = _md5(blob)
     if file_md5 != spec.file_md5:
         content_md5 = _md5(content)
@@ -245,13 +250,9 @@ def _decode(blob: bytes, spec: _IdxFile, source: str) -> np.ndarray:
 
 def _parse_unpacked(path: Path, spec: _IdxFile) -> np.ndarray:
     """An unpacked IDX file parsed (:func:`parse_idx`) and checked against the uncompressed MD5."""
-    size = spec.size
     with open(path, "rb") as f:
-        content = f.read(size + 1)
-    if len(content) > size:
-        raise DataFileError(f"{path}: more than the {size:,} bytes of the IDX file of shape {spec.shape}: "
-                            "not the official file")
-    array = parse_idx(content, spec.magic, spec.shape, str(path))
+        content = f.read(spec.size + 1)
+    array = _parse_read(content, spec, str(path), "holds")
     if _md5(content) != spec.content_md5:
         raise DataFileError(f"{path}: checksum mismatch: expected MD5 {spec.content_md5} (the official file "
                             f"unpacked), got {_md5(content)}")
