@@ -1023,6 +1023,38 @@ def test_the_run_folder_lock_refuses_a_holder_waits_for_a_probe_and_stands_aside
         engine.check_run_dir(tmp_path, resume=True)
 
 
+def test_a_model_too_large_to_train_in_memory_is_refused_before_the_data_load(tmp_path, monkeypatch, capsys):
+    """Widths of 40,000 (358 GiB of weights) loaded the data, then swapped for minutes until Linux's
+    out-of-memory killer stopped the run, without a message."""
+    from msresnet1d.training import configured
+    from msresnet1d.training.run import check_config
+
+    cfg = TrainConfig(task="beats", model="msresnet1d_beat")
+    with torch.device("meta"):
+        model = configured.create_configured_model(cfg, 1, 5, 5)
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    for changes, copies in (({}, 4), ({"ema_decay": 0.99}, 5), ({"optimizer": "sgd"}, 2)):
+        monkeypatch.setattr(configured, "physical_memory", lambda: copies * weights)  # just enough
+        configured.check_training_memory(model, dataclasses.replace(cfg, **changes))
+        monkeypatch.setattr(configured, "physical_memory", lambda: copies * weights - 1)
+        with pytest.raises(ValueError, match=rf"^config: model 'msresnet1d_beat' with \[model_kwargs\] {{}} has "
+                                             rf"[\d,]+ parameters \(0\.0 GiB\): training keeps {copies} copies of them "
+                                             r"\(the weights, their gradients"):
+            configured.check_training_memory(model, dataclasses.replace(cfg, **changes))
+    monkeypatch.setattr(configured, "physical_memory", lambda: None)  # a system that does not say: not checked
+    configured.check_training_memory(model, cfg)
+    monkeypatch.undo()
+    # through the command, with the machine's own memory: refused before the data load
+    monkeypatch.setattr("msresnet1d.training.run.build_task", lambda *args: pytest.fail("the data were loaded"))
+    assert main(["train", "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "run"), "--quiet",
+                 "--set", "model_kwargs.widths=[40000, 40000, 40000]"]) == 1
+    err = capsys.readouterr().err
+    assert "training keeps 4 copies of them (the weights, their gradients, AdamW's 2 moments)" in err, err
+    assert "GiB of memory: choose smaller widths or fewer blocks" in err and not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="more than this machine's"):
+        check_config(dataclasses.replace(cfg, model_kwargs={"widths": [40000] * 3}))
+
+
 def test_a_run_folder_never_writes_through_a_symbolic_link_or_into_a_fifo(tmp_path, capsys):
     from msresnet1d.training import engine
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from typing import Any
 
 import torch
+from torch import nn
 
 from .. import __version__
 from ..models import ResidualNetwork, create_model
@@ -39,7 +41,7 @@ def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int
     return model.set_channels_last(cfg.channels_last)
 
 
-def resolve_model(cfg: TrainConfig) -> TrainConfig:
+def resolve_model(cfg: TrainConfig, check_memory: bool = False) -> TrainConfig:
     """``cfg`` with its ``[model_kwargs]`` completed with every option the model is built with,
     the preset's and the model class's defaults included (as ``[data]`` is by ``resolve_data``), so
     that a run's config.json and checkpoints record them all: a later change of a default does
@@ -50,11 +52,14 @@ def resolve_model(cfg: TrainConfig) -> TrainConfig:
     user's factory that wraps a preset and sets some itself). Idempotent; the model is built on
     the meta device (no memory, no random numbers): twice, once to learn its options and once to
     check that they build it, or once for a config that records them all already (a run's).
+    ``check_memory``: also refuse a model whose training cannot fit in this machine's memory
+    (:func:`check_training_memory`), as :func:`~.run.check_config` does.
 
     Raises:
-        ValueError: the model cannot be built from the config (see :func:`create_configured_model`).
+        ValueError: the model cannot be built from the config (see :func:`create_configured_model`),
+            or, with ``check_memory``, cannot be trained in this machine's memory.
     """
-    arguments = _arguments(cfg)
+    arguments = _arguments(cfg, check_memory)
     if not arguments:
         return cfg
     try:
@@ -75,12 +80,46 @@ def same_model_call(a: TrainConfig, b: TrainConfig) -> bool:
     return (a.task, a.model, a.model_kwargs, model_inputs(a)) == (b.task, b.model, b.model_kwargs, model_inputs(b))
 
 
-def _arguments(cfg: TrainConfig) -> dict[str, Any]:
-    """The ``arguments`` of the model ``cfg`` builds (on the meta device), ``{}`` if it keeps none."""
+def _arguments(cfg: TrainConfig, check_memory: bool = False) -> dict[str, Any]:
+    """The ``arguments`` of the model ``cfg`` builds (on the meta device), ``{}`` if it keeps none;
+    ``check_memory``: :func:`check_training_memory` of that model first."""
     in_channels, extra = model_inputs(cfg)
     with torch.device("meta"):
         model = create_configured_model(cfg, in_channels, len(task_classes(cfg.task)), extra)
+    if check_memory:
+        check_training_memory(model, cfg)
     return getattr(model, "arguments", None) or {}
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes; None where the system does not say (Windows). A
+    container's own limit (cgroups) is not read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_training_memory(model: nn.Module, cfg: TrainConfig) -> None:
+    """Raise ValueError, naming the config's model, when the copies of ``model``'s weights that
+    training with ``cfg`` keeps (the weights, their gradients, AdamW's two moments, the moving
+    average of ``ema_decay``) alone exceed :func:`physical_memory`. ``model`` may be on the meta
+    device: only its parameters' sizes are read. Such a run would otherwise load its data, then
+    swap until the system stopped it (Linux's out-of-memory killer, without a message)."""
+    memory = physical_memory()
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    kept = {"the weights": 1, "their gradients": 1}
+    if cfg.optimizer == "adamw":
+        kept["AdamW's 2 moments"] = 2
+    if cfg.ema_decay > 0:
+        kept["the moving average"] = 1
+    copies = sum(kept.values())
+    if memory is not None and copies * weights > memory:
+        count = sum(p.numel() for p in model.parameters())
+        raise ValueError(f"config: model {cfg.model!r} with [model_kwargs] {cfg.model_kwargs} has {count:,} "
+                         f"parameters ({weights / 2**30:.1f} GiB): training keeps {copies} copies of them "
+                         f"({', '.join(kept)}), {copies * weights / 2**30:.1f} GiB, more than this machine's "
+                         f"{memory / 2**30:.1f} GiB of memory: choose smaller widths or fewer blocks")
 
 
 def checkpoint_config(ckpt: dict[str, Any], source: str = "the checkpoint") -> TrainConfig:
