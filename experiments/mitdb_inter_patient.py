@@ -24,17 +24,17 @@ result (and the second when it holds the ensemble's matrix), without data or run
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from msresnet1d.arguments import (RUNS_INTERRUPTED, THREADS_HELP, add_seeds, add_set, as_program, config_or_exit,
-                                  database_or_exit, output_or_exit, overrides_or_exit, result_or_exit, results_help,
-                                  script_parser, thread_count, write_result, writing)
+from msresnet1d.arguments import (RUNS_INTERRUPTED, add_seeds, add_set, as_program, config_or_exit, database_or_exit,
+                                  output_or_exit, overrides_or_exit, path_flag, result_or_exit, results_help,
+                                  script_parser, thread_count, threads_help, write_result, writing)
 from msresnet1d.data import AAMI_CLASSES, DS2
+from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
                                          record_interval)
@@ -180,16 +180,18 @@ def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
 def main(argv: list[str] | None = None) -> dict | None:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
-    parser.add_argument("--config", default="mitdb_beats", help="config name or path")
+    parser.add_argument("--config", type=path_flag, default="mitdb_beats", help="config name or path")
     add_seeds(parser, [0, 1, 2], "training seeds, each once (default 0 1 2); several: also their ensemble")
-    parser.add_argument("--runs", default="runs/mitdb-inter-patient", help="folder of the per-seed runs")
+    parser.add_argument("--runs", type=path_flag, default="runs/mitdb-inter-patient",
+                        help="folder of the per-seed runs")
     add_set(parser, OWNED)
-    parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
-    parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"),
+    parser.add_argument("--threads", type=thread_count, default=0,
+                        help=threads_help(0, "as msresnet1d train has it", "torch threads of every run"))
+    parser.add_argument("--out", type=path_flag, default=RESULTS / "mitdb_inter_patient.json",
                         help=results_help(RESULTS / "mitdb_inter_patient.json"))
-    parser.add_argument("--replot", type=Path, metavar="RESULT.json",
+    parser.add_argument("--replot", type=path_flag, metavar="RESULT.json",
                         help="only draw the PNGs of a recorded result again, beside it (no data, no runs)")
     args = parser.parse_args(argv)
     if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.replot:
         report = result_or_exit(parser, args.replot, lambda r: (r["summary_percent"], len(r["runs"]),
                                                                 r["ensemble_percent"], r["config"]["data"]))
-        replot(report, args.replot)
+        replot(report, Path(args.replot))
         return report
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
