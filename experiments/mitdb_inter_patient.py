@@ -18,7 +18,8 @@ Results go to experiments/results/mitdb_inter_patient.json, and beside it two PN
 S F1, V F1 and accuracy of the seeds (mean and standard deviation), their ensemble and the published
 methods, against the targets S F1 >= 80 and V F1 >= 93 (``.png``), and the ensemble's (or the one seed's) DS2 confusion
 matrix (``_confusion.png``). ``--replot RESULT.json`` draws the first PNG again from a recorded
-result (and the second when it holds the ensemble's matrix), without data or runs.
+result, also one recorded before the script tested the seeds' ensemble (and the second when it
+holds the ensemble's matrix), without data or runs.
 """
 
 from __future__ import annotations
@@ -124,16 +125,21 @@ def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested:
 
 def replot(report: dict, out: Path) -> None:
     """The PNGs of a recorded result ``out`` (:func:`main`'s JSON) drawn again beside it: the scores,
-    and the ensemble's confusion matrix when the result holds one (a single seed's is not kept).
-    Says each path written (:func:`~msresnet1d.arguments.writing`)."""
+    and the ensemble's confusion matrix when the result holds one (a single seed's is not kept, and
+    a result recorded before the script tested the seeds' ensemble, without ``ensemble_percent``,
+    has none: said). Says each path written (:func:`~msresnet1d.arguments.writing`)."""
     tested = tested_on(report["config"]["data"].get("test_records"))
-    ensemble = report["ensemble_percent"]
+    ensemble = report.get("ensemble_percent")
     with writing(out.with_suffix(".png")) as png:
         plot(report["summary_percent"], len(report["runs"]), ensemble, png, tested)
-    if ensemble is not None:
-        with writing(out.with_name(out.stem + "_confusion.png")) as png:
-            plot_confusion(np.asarray(ensemble["confusion_matrix"]), AAMI_CLASSES, png,
-                           title=f"MIT-BIH {tested}, ensemble of {len(report['runs'])} seeds")
+    confusion = out.with_name(out.stem + "_confusion.png")
+    if ensemble is None:
+        why = "one seed's is not kept" if len(report["runs"]) == 1 else "recorded before the seeds' ensemble was tested"
+        print(f"{out} holds no ensemble's confusion matrix ({why}): {confusion.name} not drawn")
+        return
+    with writing(confusion) as png:
+        plot_confusion(np.asarray(ensemble["confusion_matrix"]), AAMI_CLASSES, png,
+                       title=f"MIT-BIH {tested}, ensemble of {len(report['runs'])} seeds")
 
 
 def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         torch.set_num_threads(args.threads)
     if args.replot:
         report = result_or_exit(parser, args.replot, lambda r: (r["summary_percent"], len(r["runs"]),
-                                                                r["ensemble_percent"], r["config"]["data"]))
+                                                                r["config"]["data"]))
         replot(report, Path(args.replot))
         return report
     output_or_exit(parser, args.out)

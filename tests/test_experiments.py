@@ -1391,6 +1391,22 @@ def test_inter_patient_replot_draws_a_recorded_results_pngs(tmp_path, monkeypatc
     assert "bad.json: not a result of this script" in capsys.readouterr().err
 
 
+def test_inter_patient_replots_a_result_recorded_before_the_seeds_ensemble(tmp_path, capsys):
+    # mitdb_inter_patient_kernels_3_7_15.json has no ensemble_percent (the script tested no ensemble then): its
+    # scores are drawn, and the confusion PNG it cannot give is said, not a "not a result of this script" error
+    script = _load_script("mitdb_inter_patient")
+    result = tmp_path / "kernels.json"
+    shutil.copy(REPO / "experiments" / "results" / "mitdb_inter_patient_kernels_3_7_15.json", result)
+    report = json.loads(result.read_text())
+    assert "ensemble_percent" not in report and len(report["runs"]) == 3
+    assert script.main(["--replot", str(result)]) == report
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote {tmp_path / 'kernels.png'}", f"{result} holds no ensemble's confusion matrix (recorded before the "
+                                              "seeds' ensemble was tested): kernels_confusion.png not drawn"]
+    assert (tmp_path / "kernels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "kernels_confusion.png").exists()
+
+
 class _Built(Exception):
     """Raised by :func:`_script_parsers`' parsers where they would parse: the parser built."""
 
