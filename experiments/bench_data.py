@@ -7,15 +7,13 @@ Prints the timings and writes them to experiments/results/bench_data.json (atomi
 
 Usage:
     python experiments/bench_data.py [--data-dir DIR] [--workers N] [--repeats 3] [--skip-cinc]
-DIR holds mitdb/ and cinc2017/, or is mitdb/ itself with --skip-cinc; default $MSRESNET1D_DATA
-(``--data DIR``, the option's former name, still works). Both databases are checked before any
-timing (database_or_exit).
+DIR holds mitdb/ and cinc2017/, or is mitdb/ itself with --skip-cinc; default $MSRESNET1D_DATA.
+Both databases are checked before any timing (database_or_exit).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -29,9 +27,10 @@ import scipy
 import torch
 import wfdb
 
-from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, positive_int, results_help,
-                                  script_parser, write_result)
+from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, path_flag, positive_int,
+                                  results_help, script_parser, write_result)
 from msresnet1d.data import load_inter_patient, load_rhythm
+from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.data.parallel import default_workers, usable_cpus
 from msresnet1d.training.provenance import load_average, provenance
 
@@ -98,16 +97,15 @@ def bench(name: str, load: Callable[[Path], object], function: str, db_dir: Path
 def main(argv: list[str] | None = None) -> None:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", "--data", dest="data_dir", default=os.environ.get("MSRESNET1D_DATA"),
+    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
                         help="folder holding mitdb/ and cinc2017/, or mitdb/ itself with --skip-cinc (default "
-                             "$MSRESNET1D_DATA; --data is a deprecated spelling)")
+                             "$MSRESNET1D_DATA)")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes (default: usable CPUs, max 4)")
     parser.add_argument("--repeats", type=positive_int, default=3,
                         help="warm loads timed in this process (>= 1, default 3)")
     parser.add_argument("--skip-cinc", action="store_true", help="only benchmark MIT-BIH")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=results_help(RESULTS))
+    parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
     mitdb = database_or_exit(parser, "mitdb", args.data_dir)

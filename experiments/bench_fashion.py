@@ -40,8 +40,8 @@ from typing import Any
 
 import torch
 
-from msresnet1d.arguments import (as_program, output_or_exit, partial_path, positive_int, results_help, script_parser,
-                                  thread_count, write_result)
+from msresnet1d.arguments import (THREADS_AS_RECORDED, as_program, output_or_exit, partial_path, path_flag,
+                                  positive_int, results_help, script_parser, thread_count, threads_help, write_result)
 from msresnet1d.atomic import write_text
 from msresnet1d.data.fashion_mnist import split_dir
 from msresnet1d.data.parallel import usable_cpus
@@ -121,13 +121,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sizes", type=positive_int, nargs="+", default=[28, 96], help="image sides in pixels")
     parser.add_argument("--steps", type=positive_int, nargs="+", default=[8, 3], help="timed steps, one count per size")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
-    parser.add_argument("--threads", type=thread_count, default=1, help="torch threads (0: PyTorch's default; default 1)")
+    parser.add_argument("--threads", type=thread_count, default=1, help=threads_help(1, THREADS_AS_RECORDED))
     parser.add_argument("--modes", nargs="+", choices=MODES, default=["fp32"],
                         help="how the steps run, each timed in turn (default fp32, the recipe as it is)")
-    parser.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files, or its fashion-mnist/ (the "
-                                           "only folder read when given)")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=results_help(RESULTS))
+    parser.add_argument("--data-dir", type=path_flag,
+                        help="folder holding the Fashion-MNIST .gz files, or its fashion-mnist/ (the only folder read "
+                             "when given)")
+    parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out, partial=True)
     if len(args.steps) != len(args.sizes) or min(args.steps) < 1 or args.warmup < 0:

@@ -35,11 +35,13 @@ import onnxruntime
 import torch
 
 from msresnet1d import count_flops, create_model
-from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, positive_int, positive_number,
-                                  records_or_exit, results_help, script_parser, thread_count, write_result)
+from msresnet1d.arguments import (THREADS_AS_RECORDED, as_program, database_or_exit, output_or_exit, path_flag,
+                                  positive_int, positive_number, records_or_exit, results_help, script_parser,
+                                  thread_count, threads_help, write_result)
 from msresnet1d.data import BeatConfig, RhythmConfig, read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows
+from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.data.preprocess import preprocess_signal
 from msresnet1d.data.records import Record
@@ -201,7 +203,7 @@ def print_table(report: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("MSRESNET1D_DATA"),
+    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
                         help="folder holding mitdb/, or mitdb/ itself (default: $MSRESNET1D_DATA)")
     parser.add_argument("--record", default="100")
     parser.add_argument("--repeats", type=positive_int, default=5, help="timed runs of each stage (median reported)")
@@ -211,10 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rhythm-fs", type=positive_number, nargs="+", default=[360.0, 100.0],
                         help="window-mode rates in Hz")
     parser.add_argument("--threads", type=thread_count, default=THREADS,
-                        help=f"torch and onnxruntime threads (0: their defaults; default {THREADS}, as recorded)")
+                        help=threads_help(THREADS, THREADS_AS_RECORDED, "torch and onnxruntime threads",
+                                          "their defaults"))
     parser.add_argument("--skip-detection", action="store_true", help="do not time the QRS detectors")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=results_help(RESULTS))
+    parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)

@@ -99,8 +99,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from msresnet1d import count_flops, count_parameters, create_model, list_models
-from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, positive_int, positive_number,
-                                  positive_seconds, results_help, script_parser, write_result)
+from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, path_flag, positive_int,
+                                  positive_number, positive_seconds, results_help, script_parser, threads_help,
+                                  write_result)
+from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.models.fuse import fuse_batchnorm
 from msresnet1d.models.layers import Conv1d
@@ -785,8 +787,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", help="grid mode comparison (default fp32,bf16; add compile: minutes a graph)")
     parser.add_argument("--mode-cells", help="PRESET:LENGTH:BATCH,... compared across --modes")
     parser.add_argument("--variants", help=f"beat-model variants (default {','.join(VARIANTS)})")
-    parser.add_argument("--threads", choices=["auto", *THREAD_SETTINGS], help="worker threads (default auto)")
-    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+    settings = ", ".join(THREAD_SETTINGS)
+    parser.add_argument("--threads", choices=["auto", *THREAD_SETTINGS], help=threads_help(
+        "auto", f"a thread study times {settings} and the rest runs with the fastest, as the recorded results did; "
+                "1 with --quick", f"worker threads: {settings} or auto", None))
+    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
                         help="folder holding mitdb/, or mitdb/ itself, for the targets (default $MSRESNET1D_DATA; "
                              "with neither, the targets are skipped, and --only-targets refused)")
     parser.add_argument("--skip-targets", action="store_true", help="skip the DS1 epoch / DS2 inference targets")
@@ -800,10 +805,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="batches timed for bf16 targets (slow on a CPU without bf16 instructions)")
     parser.add_argument("--conv-rounds", type=positive_int, help="rounds of the per-layer convolution study")
     parser.add_argument("--skip-late", action="store_true", help="skip the msresnet1d_late reference comparison")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=results_help(RESULTS))
+    parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
     args = parser.parse_args(argv)
-    output_or_exit(parser, args.out)
+    args.out = output_or_exit(parser, args.out)
     for key, value in {**DEFAULTS, **(QUICK if args.quick else {})}.items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -38,7 +38,6 @@ prints the pooled score's interval (which results recorded before it lack).
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -47,10 +46,12 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from msresnet1d.arguments import (RUNS_INTERRUPTED, THREADS_HELP, add_seeds, add_set, as_program, config_or_exit,
-                                  database_or_exit, output_or_exit, overrides_or_exit, result_or_exit, results_help,
-                                  script_parser, seed_value, thread_count, write_result, writing)
+from msresnet1d.arguments import (QUIET_HELP, RUNS_INTERRUPTED, add_seeds, add_set, as_program, config_or_exit,
+                                  database_or_exit, output_or_exit, overrides_or_exit, path_flag, result_or_exit,
+                                  results_help, script_parser, seed_value, thread_count, threads_help, write_result,
+                                  writing)
 from msresnet1d.data import DataError
+from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.data.rhythm import CINC_CLASSES, read_reference
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -184,9 +185,9 @@ def plot_pooled(report: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
                         help="folder holding cinc2017/, or cinc2017/ itself (default $MSRESNET1D_DATA)")
-    parser.add_argument("--config", default="cinc2017_cpu",
+    parser.add_argument("--config", type=path_flag, default="cinc2017_cpu",
                         help="config name or path (default cinc2017_cpu, the CPU-sized one; cinc2017_rhythm is about 4 "
                              "hours a fold on 2 cores)")
     parser.add_argument("--folds", type=int, default=5, help="k of the stratified k-fold (default 5)")
@@ -200,16 +201,16 @@ def main(argv: list[str] | None = None) -> dict:
                         help="predict test records with class offsets fitted on validation; report their "
                              "cross-fitted validation score")
     parser.add_argument("--only", type=int, nargs="+", metavar="K", help="run only these folds (1-based), no summary")
-    parser.add_argument("--runs", default="runs/cinc2017-cv", help="folder of the per-fold runs")
+    parser.add_argument("--runs", type=path_flag, default="runs/cinc2017-cv", help="folder of the per-fold runs")
     add_set(parser, OWNED)
-    parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=results_help(RESULTS))
-    parser.add_argument("--replot", type=Path, metavar="RESULT.json",
+    parser.add_argument("--threads", type=thread_count, default=0,
+                        help=threads_help(0, "as msresnet1d train has it", "torch threads of every run"))
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
+    parser.add_argument("--replot", type=path_flag, metavar="RESULT.json",
                         help="only draw the confusion PNG of a recorded result again and print its pooled score's "
                              "interval over the records (no data, no runs)")
-    parser.add_argument("--rescore", nargs=2, metavar=("RESULT.json", "LABELS_DIR"),
+    parser.add_argument("--rescore", type=path_flag, nargs=2, metavar=("RESULT.json", "LABELS_DIR"),
                         help="only score a recorded result's test predictions (which results of this version hold) "
                              "against the REFERENCE.csv in LABELS_DIR: other labels of the same records, such as "
                              "another version of them (no data, no runs)")
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.replot:
         report = result_or_exit(parser, args.replot, lambda r: (r["summary"]["pooled_confusion_matrix"],
                                                                 len(r["summary"]["folds"])))
-        plot_pooled(report, args.replot)
+        plot_pooled(report, Path(args.replot))
         print(interval_line(pooled_interval(report["summary"]["pooled_confusion_matrix"])))
         return report
     if not args.only:  # --only writes no results file

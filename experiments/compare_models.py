@@ -73,7 +73,6 @@ import argparse
 import csv
 import dataclasses
 import json
-import os
 import time
 import warnings
 from pathlib import Path
@@ -84,10 +83,11 @@ import torch
 from torch import nn
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (RUNS_INTERRUPTED, add_seeds, add_set, as_program, config_or_exit, database_or_exit,
-                                  output_or_exit, overrides_or_exit, partial_path, positive_int, script_parser,
-                                  seed_value, thread_count, write_result)
+from msresnet1d.arguments import (QUIET_HELP, RUNS_INTERRUPTED, add_seeds, add_set, as_program, config_or_exit,
+                                  database_or_exit, output_or_exit, overrides_or_exit, partial_path, path_flag,
+                                  positive_int, script_parser, seed_value, thread_count, threads_help, write_result)
 from msresnet1d.data import DS2
+from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -278,7 +278,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The arguments, checked, with ``configs`` (seed -> model -> its run's config, every one
     checked before any training); a usage error for anything wrong."""
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA; the embedded "
                              "sample only when named: datasets/mitdb-sample)")
     parser.add_argument("--epochs", type=positive_int, help="epochs per model (default: the main job's, 10)")
@@ -286,27 +286,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     seeds.add_argument("--seed", type=seed_value, help="seed of every run (default: the main job's, 0)")
     add_seeds(seeds, None, "several seeds, each once: runs in <runs>/seed<S>/<model> (the folder --seed S --runs "
                            "<runs>/seed<S> uses), the table's figures their mean ± standard deviation")
-    parser.add_argument("--threads", type=thread_count, default=1,
-                        help="torch threads of every run (0: PyTorch's default; default 1: comparable timings on a "
-                             "shared machine)")
+    parser.add_argument("--threads", type=thread_count, default=1, help=threads_help(
+        1, "the training times of its table comparable from model to model on a shared machine",
+        "torch threads of every run"))
     parser.add_argument("--suite", choices=list(SUITES), default="compare",
                         help="compare: four model families; main_ablation: one change at a time from the main "
                              "job; ablation: the same from an older base")
     parser.add_argument("--models", nargs="+", choices=sorted({n for suite in SUITES.values() for n in suite}),
                         help="subset of the suite to train (default: all of it)")
-    parser.add_argument("--runs", type=Path, help="runs folder, one sub-folder a model (default runs/<suite>, with "
-                                                  "--seed S runs/<suite>/seed<S>: the same command again reuses its "
-                                                  "finished runs)")
-    parser.add_argument("--out", type=Path, help="results file (.json), written at the end (default "
-                                                 "experiments/results/<compare_models|main_ablation|ablation>.json, "
-                                                 "the recorded one: give another path to keep it); the results so far "
-                                                 "in <name>.partial.json beside it")
-    parser.add_argument("--json", type=Path, help="deprecated: the former name of --out")
+    parser.add_argument("--runs", type=path_flag,
+                        help="runs folder, one sub-folder a model (default runs/<suite>, with --seed S "
+                             "runs/<suite>/seed<S>: the same command again reuses its finished runs)")
+    parser.add_argument("--out", type=path_flag,
+                        help="results file (.json), written at the end (default experiments/results/"
+                             "<compare_models|main_ablation|ablation>.json, the recorded one: give another path to "
+                             "keep it); the results so far in <name>.partial.json beside it")
+    parser.add_argument("--json", type=path_flag, help="deprecated: the former name of --out")
     add_set(parser, OWNED, "override a config key for every model, e.g. --set data.val_seed=1")
     parser.add_argument("--checkpoint", choices=("selected", "last"), default="selected",
                         help="test each run's selected epoch (best.pt, as its config selects; default) or its last "
                              "epoch (last.pt: runs trained with select_epoch='best' scored as if trained with 'last')")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     args = parser.parse_args(argv)
     suite = SUITES[args.suite]
     args.models = args.models or list(suite)
@@ -319,12 +319,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "--out named before 2026-12-07, is --runs)")
         warnings.warn("--json is the former name of --out (the results file): give --out; the runs folder is --runs")
         args.out = args.json
-    if args.out is not None and (args.out.is_dir() or args.out.suffix != ".json"):
+    if args.out is not None and (Path(args.out).is_dir() or Path(args.out).suffix != ".json"):
         parser.error(f"--out {args.out}: --out is the results file now, a .json file (it named the runs folder before "
                      "2026-12-07): give the runs folder with --runs, and --out a .json path or nothing")
     args.out = output_or_exit(parser, args.out or RESULTS[args.suite], partial=True)
     # one folder a seed, as --seeds lays them out: a single --seed S reuses <runs>/seed<S> of an earlier --seeds
-    args.runs = args.runs or Path("runs") / args.suite / ("" if args.seed is None else f"seed{args.seed}")
+    args.runs = Path(args.runs or Path("runs") / args.suite / ("" if args.seed is None else f"seed{args.seed}"))
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     common: dict[str, Any] = {"threads": args.threads, "data.data_dir": str(db_dir)}
     if args.epochs is not None:

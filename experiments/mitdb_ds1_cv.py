@@ -68,18 +68,18 @@ Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from msresnet1d.arguments import (FOLDER_NAME_RULE, RUNS_INTERRUPTED, THREADS_HELP, add_seeds, add_set, as_program,
-                                  check_not_owned, config_or_exit, database_or_exit, folder_name, output_or_exit,
-                                  overrides_or_exit, positive_int, records_or_exit, result_or_exit, results_help,
-                                  script_parser, thread_count, write_result, writing)
+from msresnet1d.arguments import (FOLDER_NAME_RULE, RUNS_INTERRUPTED, add_seeds, add_set, as_program, check_not_owned,
+                                  config_or_exit, database_or_exit, folder_name, output_or_exit, overrides_or_exit,
+                                  path_flag, positive_int, records_or_exit, result_or_exit, results_help,
+                                  script_parser, thread_count, threads_help, write_result, writing)
 from msresnet1d.data import DS1, RR_FEATURES, load_beats, patient_index, record_kfold
+from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.training.config import parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
@@ -328,18 +328,20 @@ def parse_variants(items: list[list[str]]) -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
-    parser.add_argument("--config", default="mitdb_beats", help="config name or path (default: the main job)")
+    parser.add_argument("--config", type=path_flag, default="mitdb_beats",
+                        help="config name or path (default: the main job)")
     parser.add_argument("--variant", action="append", nargs="+", metavar=("NAME", "KEY=VALUE"),
                         help="a variant: its name and config overrides; the first is the baseline (required but "
                              "with --replot)")
     parser.add_argument("--folds", type=positive_int, default=5, help="folds of DS1 records (default 5)")
     add_seeds(parser, [0, 1, 2], "training seeds, each once (default 0 1 2)")
     parser.add_argument("--records", nargs="+", default=list(DS1), help="the records to cross-validate (default DS1)")
-    parser.add_argument("--runs", default="runs/mitdb-ds1-cv", help="folder of the runs")
+    parser.add_argument("--runs", type=path_flag, default="runs/mitdb-ds1-cv", help="folder of the runs")
     add_set(parser, OWNED, "config overrides for every variant")
-    parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
+    parser.add_argument("--threads", type=thread_count, default=0,
+                        help=threads_help(0, "as msresnet1d train has it", "torch threads of every run"))
     parser.add_argument("--offsets", action="store_true",
                         help="also score each variant with class offsets fitted on the other folds")
     parser.add_argument("--adapt-bn", action="store_true",
@@ -354,9 +356,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "VARIANT+adabn (where S and V beats are lost); repeatable")
     parser.add_argument("--baseline", metavar="ROW",
                         help="the row the others are judged against, e.g. main+last (default: the first variant)")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help=results_help(RESULTS))
-    parser.add_argument("--replot", type=Path, metavar="RESULT.json",
+    parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
+    parser.add_argument("--replot", type=path_flag, metavar="RESULT.json",
                         help="only draw the PNG of a recorded result again, beside it (no data, no runs)")
     args = parser.parse_args(argv)
     if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
@@ -364,12 +365,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.replot:
         report = result_or_exit(parser, args.replot,
                                 lambda r: (dict(r["variants"]), len(r["folds"]), r["config"]["seed"]))
-        with writing(args.replot.with_suffix(".png")) as png:
+        with writing(Path(args.replot).with_suffix(".png")) as png:
             plot_report(report, png)
         return report
     if not args.variant:
         parser.error("the following arguments are required: --variant (unless --replot)")
-    output_or_exit(parser, args.out)
+    args.out = output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     records_or_exit(parser, db_dir, args.records)
     patients = len(set(patient_index(list(dict.fromkeys(args.records)))))

@@ -30,7 +30,6 @@ is judged on. Results: experiments/results/mitdb_ds1_rr_screen.json.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -46,8 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mitdb_ds1_cv import confusion_matrices, decide, rescored, summarise, table  # noqa: E402
 
 from msresnet1d.arguments import (add_seeds, as_program, database_or_exit, output_or_exit,  # noqa: E402
-                                  positive_int, records_or_exit, results_help, script_parser, write_result)
+                                  path_flag, positive_int, records_or_exit, results_help, script_parser, write_result)
 from msresnet1d.data import DS1, load_beats  # noqa: E402
+from msresnet1d.data.locate import DATA_ENV, env_path  # noqa: E402
 from msresnet1d.data.rr import RR_FEATURES, rr_columns  # noqa: E402
 from msresnet1d.training.config import TrainConfig  # noqa: E402
 from msresnet1d.training.metrics import json_safe  # noqa: E402
@@ -135,15 +135,15 @@ def held_out_folds(run_dirs: list[list[Path]], records: list[str]) -> list[list[
 def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
-    parser.add_argument("--runs", required=True, help="the runs folder of mitdb_ds1_cv.py")
+    parser.add_argument("--runs", type=path_flag, required=True, help="the runs folder of mitdb_ds1_cv.py")
     parser.add_argument("--variant", default="main", help="the variant whose runs are read (default main)")
     add_seeds(parser, [0, 1, 2], "its seeds, each once (default 0 1 2)")
     parser.add_argument("--folds", type=positive_int, default=5,
                         help="folds of the records, as the runs had (default 5)")
     parser.add_argument("--records", nargs="+", default=list(DS1), help="the records, as the runs had (default DS1)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=results_help(RESULTS))
+    parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)

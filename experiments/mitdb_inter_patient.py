@@ -18,23 +18,24 @@ Results go to experiments/results/mitdb_inter_patient.json, and beside it two PN
 S F1, V F1 and accuracy of the seeds (mean and standard deviation), their ensemble and the published
 methods, against the targets S F1 >= 80 and V F1 >= 93 (``.png``), and the ensemble's (or the one seed's) DS2 confusion
 matrix (``_confusion.png``). ``--replot RESULT.json`` draws the first PNG again from a recorded
-result (and the second when it holds the ensemble's matrix), without data or runs.
+result, also one recorded before the script tested the seeds' ensemble (and the second when it
+holds the ensemble's matrix), without data or runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from msresnet1d.arguments import (RUNS_INTERRUPTED, THREADS_HELP, add_seeds, add_set, as_program, config_or_exit,
-                                  database_or_exit, output_or_exit, overrides_or_exit, result_or_exit, results_help,
-                                  script_parser, thread_count, write_result, writing)
+from msresnet1d.arguments import (RUNS_INTERRUPTED, add_seeds, add_set, as_program, config_or_exit, database_or_exit,
+                                  output_or_exit, overrides_or_exit, path_flag, result_or_exit, results_help,
+                                  script_parser, thread_count, threads_help, write_result, writing)
 from msresnet1d.data import AAMI_CLASSES, DS2
+from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
                                          record_interval)
@@ -124,16 +125,21 @@ def plot(summary: dict, n_seeds: int, ensemble: dict | None, path: Path, tested:
 
 def replot(report: dict, out: Path) -> None:
     """The PNGs of a recorded result ``out`` (:func:`main`'s JSON) drawn again beside it: the scores,
-    and the ensemble's confusion matrix when the result holds one (a single seed's is not kept).
-    Says each path written (:func:`~msresnet1d.arguments.writing`)."""
+    and the ensemble's confusion matrix when the result holds one (a single seed's is not kept, and
+    a result recorded before the script tested the seeds' ensemble, without ``ensemble_percent``,
+    has none: said). Says each path written (:func:`~msresnet1d.arguments.writing`)."""
     tested = tested_on(report["config"]["data"].get("test_records"))
-    ensemble = report["ensemble_percent"]
+    ensemble = report.get("ensemble_percent")
     with writing(out.with_suffix(".png")) as png:
         plot(report["summary_percent"], len(report["runs"]), ensemble, png, tested)
-    if ensemble is not None:
-        with writing(out.with_name(out.stem + "_confusion.png")) as png:
-            plot_confusion(np.asarray(ensemble["confusion_matrix"]), AAMI_CLASSES, png,
-                           title=f"MIT-BIH {tested}, ensemble of {len(report['runs'])} seeds")
+    confusion = out.with_name(out.stem + "_confusion.png")
+    if ensemble is None:
+        why = "one seed's is not kept" if len(report["runs"]) == 1 else "recorded before the seeds' ensemble was tested"
+        print(f"{out} holds no ensemble's confusion matrix ({why}): {confusion.name} not drawn")
+        return
+    with writing(confusion) as png:
+        plot_confusion(np.asarray(ensemble["confusion_matrix"]), AAMI_CLASSES, png,
+                       title=f"MIT-BIH {tested}, ensemble of {len(report['runs'])} seeds")
 
 
 def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
@@ -180,24 +186,26 @@ def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
 def main(argv: list[str] | None = None) -> dict | None:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", default=os.environ.get("MSRESNET1D_DATA"),
+    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
                         help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
-    parser.add_argument("--config", default="mitdb_beats", help="config name or path")
+    parser.add_argument("--config", type=path_flag, default="mitdb_beats", help="config name or path")
     add_seeds(parser, [0, 1, 2], "training seeds, each once (default 0 1 2); several: also their ensemble")
-    parser.add_argument("--runs", default="runs/mitdb-inter-patient", help="folder of the per-seed runs")
+    parser.add_argument("--runs", type=path_flag, default="runs/mitdb-inter-patient",
+                        help="folder of the per-seed runs")
     add_set(parser, OWNED)
-    parser.add_argument("--threads", type=thread_count, default=0, help=THREADS_HELP)
-    parser.add_argument("--out", default=str(RESULTS / "mitdb_inter_patient.json"),
+    parser.add_argument("--threads", type=thread_count, default=0,
+                        help=threads_help(0, "as msresnet1d train has it", "torch threads of every run"))
+    parser.add_argument("--out", type=path_flag, default=RESULTS / "mitdb_inter_patient.json",
                         help=results_help(RESULTS / "mitdb_inter_patient.json"))
-    parser.add_argument("--replot", type=Path, metavar="RESULT.json",
+    parser.add_argument("--replot", type=path_flag, metavar="RESULT.json",
                         help="only draw the PNGs of a recorded result again, beside it (no data, no runs)")
     args = parser.parse_args(argv)
     if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
         torch.set_num_threads(args.threads)
     if args.replot:
         report = result_or_exit(parser, args.replot, lambda r: (r["summary_percent"], len(r["runs"]),
-                                                                r["ensemble_percent"], r["config"]["data"]))
-        replot(report, args.replot)
+                                                                r["config"]["data"]))
+        replot(report, Path(args.replot))
         return report
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)

@@ -412,7 +412,26 @@ def add_seeds(parser: Any, default: list[int] | None, help: str) -> None:
                         metavar="SEED", help=help)
 
 
+#: ``--threads``' help in ``msresnet1d``'s commands; an experiment script's is :func:`threads_help`'s.
 THREADS_HELP = "torch threads (0 or unset: PyTorch's default; on a shared machine, 1)"
+
+#: Why a benchmark's ``--threads`` default is its own (:func:`threads_help`'s ``why``).
+THREADS_AS_RECORDED = "as the recorded result was timed, so that figures compare with it"
+
+
+def threads_help(default: int | str, why: str, what: str = "torch threads",
+                 zero: str | None = "PyTorch's default") -> str:
+    """An experiment script's ``--threads`` help: ``what`` the flag sets, what 0 means (``zero``;
+    None for a flag that takes no count), the script's ``default`` and ``why`` it has it (a
+    benchmark pins its threads, :data:`THREADS_AS_RECORDED`); with a default of 0,
+    :data:`THREADS_HELP`'s advice for a shared machine."""
+    if default == 0:
+        return f"{what} (default 0: {zero}, {why}; on a shared machine, 1)"
+    return f"{what} ({'' if zero is None else f'0: {zero}; '}default {default}: {why})"
+
+
+#: ``--quiet``'s help in ``msresnet1d train`` and the experiment scripts that print their runs' progress.
+QUIET_HELP = "no progress bars or per-epoch lines"
 
 
 def path_flag(value: str) -> str:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__, arguments
-from .arguments import (LEADS_TAKE_ALL, THREADS_HELP, path_flag, positive_seconds, resolve_config, seed_value,
-                        thread_count)
+from .arguments import (LEADS_TAKE_ALL, QUIET_HELP, THREADS_HELP, path_flag, positive_seconds, resolve_config,
+                        seed_value, thread_count)
 from .training.config import TTA_MODES, load_config, parse_overrides
 
 
@@ -347,7 +347,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help="override any config key, e.g. --set data.fs=360 --set model_kwargs.fusion=attention (a "
                         "table value, model_kwargs={...}, replaces the config's table; dotted keys and --data-dir "
                         "then set entries on top of it)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
 
 #: File endings ``msresnet1d export`` takes the format from.

@@ -1090,8 +1090,9 @@ def test_cinc2017_rr_statistics_reach_the_model_in_training_evaluation_and_predi
     assert seen == [1] and torch.get_num_threads() == threads == 2  # the caller's again after a call from Python
 
 
-def test_bench_models_refuses_bad_options_before_any_work(capsys):
+def test_bench_models_refuses_bad_options_before_any_work(capsys, monkeypatch):
     script = _load_script("bench_models")
+    monkeypatch.setenv("MSRESNET1D_DATA", "")  # empty: unset, as msresnet1d takes it
     for bad in (["--variants", "fp32,chanels_last"], ["--modes", "fp32,bf61"], ["--mode-cells", "msresnet1d_small-1500-1"],
                 ["--mode-cells", "nosuch:1500:1"], ["--epoch-batches", "-5"], ["--rounds", "0"],
                 ["--batches", "1", "0"], ["--rhythm-fs", "0"], ["--budget-s", "-1"]):
@@ -1101,7 +1102,8 @@ def test_bench_models_refuses_bad_options_before_any_work(capsys):
     # the targets need MIT-BIH: a data folder without it is an error, not a skipped section in the results file
     for bad, message in ((["--only-targets", "--data-dir", str(SAMPLE.parent)], "not a folder of WFDB records"),
                          (["--data-dir", str(SAMPLE.parent / "fashion-mnist")], "not a folder of WFDB records"),
-                         (["--only-targets", "--data-dir", ""], "give --data-dir or set MSRESNET1D_DATA"),
+                         (["--only-targets", "--data-dir", ""], "argument --data-dir: empty: give a path"),
+                         (["--only-targets"], "give --data-dir or set MSRESNET1D_DATA"),
                          (["--only-targets", "--skip-targets"], "nothing would be timed")):
         with pytest.raises(SystemExit):
             script.main(bad)
@@ -1170,7 +1172,7 @@ def test_bench_scripts_refuse_bad_options_and_data_folders_before_any_work(tmp_p
     for main, bad, message in (
             (bench_data.main, ["--repeats", "0"], "--repeats: '0': a whole number >= 1"),
             (bench_data.main, ["--data-dir", str(tmp_path / "none")], f"{tmp_path / 'none'} does not exist"),
-            (bench_data.main, ["--data", str(wfdb_only), "--skip-cinc"], "not the header of an MIT-BIH record"),  # --data: the former name
+            (bench_data.main, ["--data", str(wfdb_only), "--skip-cinc"], "not the header of an MIT-BIH record"),
             (bench_data.main, ["--data-dir", str(SAMPLE)], "not REFERENCE.csv"),  # mitdb/ itself needs --skip-cinc
             (fashion.main, ["--data-dir", str(tmp_path)], f"--data-dir {tmp_path}: no Fashion-MNIST there"),
             (fashion.main, ["--threads", "-1"], "'-1': torch threads"),
@@ -1387,6 +1389,133 @@ def test_inter_patient_replot_draws_a_recorded_results_pngs(tmp_path, monkeypatc
     with pytest.raises(SystemExit):
         script.main(["--replot", str(tmp_path / "bad.json")])
     assert "bad.json: not a result of this script" in capsys.readouterr().err
+
+
+def test_inter_patient_replots_a_result_recorded_before_the_seeds_ensemble(tmp_path, capsys):
+    # mitdb_inter_patient_kernels_3_7_15.json has no ensemble_percent (the script tested no ensemble then): its
+    # scores are drawn, and the confusion PNG it cannot give is said, not a "not a result of this script" error
+    script = _load_script("mitdb_inter_patient")
+    result = tmp_path / "kernels.json"
+    shutil.copy(REPO / "experiments" / "results" / "mitdb_inter_patient_kernels_3_7_15.json", result)
+    report = json.loads(result.read_text())
+    assert "ensemble_percent" not in report and len(report["runs"]) == 3
+    assert script.main(["--replot", str(result)]) == report
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote {tmp_path / 'kernels.png'}", f"{result} holds no ensemble's confusion matrix (recorded before the "
+                                              "seeds' ensemble was tested): kernels_confusion.png not drawn"]
+    assert (tmp_path / "kernels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "kernels_confusion.png").exists()
+
+
+class _Built(Exception):
+    """Raised by :func:`_script_parsers`' parsers where they would parse: the parser built."""
+
+
+def _script_parsers(monkeypatch) -> dict:
+    """Each experiment script's parser as its ``main`` builds it, stopped before it parses (its
+    ``script_parser`` restored after)."""
+    import msresnet1d.arguments as arguments
+
+    build = arguments.script_parser
+
+    def stopped(doc):
+        parser = build(doc)
+
+        def parse_args(*args, **kwargs):
+            raise _Built(parser)
+
+        parser.parse_args = parse_args
+        return parser
+
+    parsers = {}
+    with monkeypatch.context() as patch:
+        patch.setattr(arguments, "script_parser", stopped)
+        for name in SCRIPTS:
+            with pytest.raises(_Built) as built:
+                _load_script(name).main([])
+            parsers[name] = built.value.args[0]
+    return parsers
+
+
+#: The scripts' flags that name files or folders (the --config of a name in experiments/configs too).
+PATH_FLAGS = {"--out", "--runs", "--data-dir", "--replot", "--rescore", "--json", "--config"}
+
+
+def test_every_path_flag_of_the_scripts_expands_a_leading_tilde_as_msresnet1d_does(tmp_path, monkeypatch, capsys):
+    # the shell leaves ~ as it is after "=" (--out=~/r.json) and in a quoted variable: msresnet1d's path_flag expands
+    # it; a flag of type Path took it as a folder named "~" in the current folder
+    from msresnet1d.arguments import path_flag
+
+    parsers = _script_parsers(monkeypatch)
+    for name, parser in parsers.items():
+        flags = [action for action in parser._actions if PATH_FLAGS & set(action.option_strings)]
+        assert {"--out", "--data-dir"} <= {flag for action in flags for flag in action.option_strings}, name
+        assert all(action.type is path_flag for action in flags), name
+        assert not [action.dest for action in parser._actions if action.type is Path], name
+    assert {name for name, parser in parsers.items() if "--replot" in parser._option_string_actions} == \
+        {"cinc2017_cv", "mitdb_ds1_cv", "mitdb_inter_patient"}
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "mitdb").symlink_to(SAMPLE)
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    script = _load_script("detect_offsets")
+    script.main(["--data-dir=~/data", "--records", "119", "--out=~/offsets.json"])
+    assert capsys.readouterr().out.endswith(f"wrote {home / 'offsets.json'}\n")
+    monkeypatch.setenv("MSRESNET1D_DATA", "~/data")  # quoted, or from an .env file: the shell left it
+    script.main(["--records", "119", "--out=~/from_env.json"])
+    assert json.loads((home / "from_env.json").read_text())["database"] == str(home / "data" / "mitdb")
+    args = _load_script("compare_models").parse_args(["--data-dir=~/data", "--models", "msresnet1d_late",
+                                                       "--runs=~/runs", "--out=~/compare.json", *SPLIT])
+    assert (args.runs, args.out) == (home / "runs", home / "compare.json")
+    assert list(cwd.iterdir()) == []  # no folder named ~
+    with pytest.raises(SystemExit):  # an unset variable given as the flag, as msresnet1d refuses it
+        _load_script("mitdb_inter_patient").main(["--out", ""])
+    assert "argument --out: empty: give a path (an unset shell variable?), or leave the flag out" in \
+        capsys.readouterr().err
+
+
+def test_threads_and_quiet_help_say_each_scripts_default_and_why(monkeypatch):
+    import argparse
+
+    from msresnet1d.arguments import QUIET_HELP
+    from msresnet1d.cli import build_parser
+
+    parsers = _script_parsers(monkeypatch)
+    threads = {name: parser._option_string_actions["--threads"] for name, parser in parsers.items()
+               if "--threads" in parser._option_string_actions}
+    defaults = {name: action.default for name, action in threads.items()}
+    # the training scripts run as msresnet1d train does (PyTorch's threads), but compare_models, whose table times
+    # the models; the benchmarks as their recorded results were timed (README's commands give no --threads)
+    assert defaults == {"cinc2017_cv": 0, "mitdb_ds1_cv": 0, "mitdb_inter_patient": 0, "compare_models": 1,
+                        "bench_fashion": 1, "bench_inference": 2, "bench_models": None}
+    defaults["bench_models"] = _load_script("bench_models").DEFAULTS["threads"]  # None: --quick's or "auto"
+    for name, action in threads.items():
+        assert re.search(rf"\(.*default {defaults[name]}: \w", action.help), (name, action.help)
+    for name in ("cinc2017_cv", "mitdb_ds1_cv", "mitdb_inter_patient"):
+        assert "default 0: PyTorch's default, as msresnet1d train has it; on a shared machine, 1" in threads[name].help
+    results = REPO / "experiments" / "results"
+    assert json.loads((results / "bench_inference.json").read_text())["threads"] == defaults["bench_inference"]
+    assert json.loads((results / "bench_fashion.json").read_text())["torch_threads"] == defaults["bench_fashion"]
+    quiet = {name: parser._option_string_actions["--quiet"].help for name, parser in parsers.items()
+             if "--quiet" in parser._option_string_actions}
+    commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    train = commands.choices["train"]
+    assert quiet == {"cinc2017_cv": QUIET_HELP, "compare_models": QUIET_HELP} and \
+        train._option_string_actions["--quiet"].help == QUIET_HELP
+
+
+def test_the_data_folder_is_data_dir_in_every_script(monkeypatch):
+    # bench_data's --data alias (the option's name before 2026-12-05) is gone from its help: --data still works
+    # there as everywhere, argparse's abbreviation of --data-dir
+    import argparse
+
+    parsers = _script_parsers(monkeypatch)
+    for name, parser in parsers.items():
+        assert parser._option_string_actions["--data-dir"].option_strings == ["--data-dir"], name
+        assert "--data " not in parser.format_help() and "--data," not in parser.format_help(), name
+    assert argparse.ArgumentParser.parse_args(parsers["bench_data"], ["--data", str(SAMPLE)]).data_dir == str(SAMPLE)
 
 
 def test_recorded_cinc_predictions_give_their_recorded_pooled_scores(cinc2017_dir):
