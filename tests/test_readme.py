@@ -1,4 +1,5 @@
-"""The README's Python examples run as printed, and give the shapes their comments state."""
+"""The Python examples of the README and of docs/ run as printed, and give the shapes their comments
+state."""
 
 import re
 from pathlib import Path
@@ -7,17 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]  # python_blocks' order
 SHAPE_COMMENT = re.compile(r"^(\w+) = .*#\s*\((\d+(?:, \d+)*)\)")  # name = ...   # (8, 64, 16)
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.M | re.S)
+    return [block for page in PAGES
+            for block in re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"), flags=re.M | re.S)]
 
 
 def test_the_readme_has_the_examples_this_file_runs():
     blocks = python_blocks()
-    assert len(blocks) == 4, "a Python example was added to or removed from the README: run it here too"
+    assert len(blocks) == 4, "a Python example was added to or removed from the README or docs/: run it here too"
     assert "create_model" in blocks[0] and "fuse_batchnorm" in blocks[1] and "GridSearchCV" in blocks[2]
     assert "resnet18_d2l" in blocks[3]
 
@@ -49,7 +52,7 @@ def test_scikit_learn_example_runs_on_beats_grouped_by_record():
     t = np.arange(360) / 360.0
     X = np.sin(2 * np.pi * (y[:, None] + 1) * t) + 0.1 * rng.normal(size=(90, 360))  # 1 s at 360 Hz
     namespace = {"X": X.astype(np.float32), "y": y, "record_of_each_beat": np.tile(np.arange(6), 15)}
-    exec(compile(python_blocks()[2], "README.md (scikit-learn example)", "exec"), namespace)
+    exec(compile(python_blocks()[2], "docs/pipelines.md (scikit-learn example)", "exec"), namespace)
     search = namespace["search"]
     assert search.n_splits_ == 3 and len(search.cv_results_["params"]) == 2  # both fusions, 3 folds of records
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()  # every fit and score ran
@@ -57,7 +60,7 @@ def test_scikit_learn_example_runs_on_beats_grouped_by_record():
 
 
 def test_the_textbook_network_example_prints_d2ls_shapes(capsys):
-    exec(compile(python_blocks()[3], "README.md (textbook network)", "exec"), {})
+    exec(compile(python_blocks()[3], "docs/results.md (textbook network)", "exec"), {})
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     for layer, shape in (("stem", "(1, 64, 24, 24)"), ("stages.0", "(1, 64, 24, 24)"), ("stages.1", "(1, 128, 12, 12)"),
                          ("stages.2", "(1, 256, 6, 6)"), ("stages.3", "(1, 512, 3, 3)"), ("fc", "(1, 10)")):

@@ -1,5 +1,6 @@
-"""What a user's type checker sees of the package (it ships ``py.typed``): the README's examples and
-the documented calls check clean under mypy, and wrong calls are caught (not hidden by ``Any``)."""
+"""What a user's type checker sees of the package (it ships ``py.typed``): the examples of the
+README and docs/ and the documented calls check clean under mypy, and wrong calls are caught (not
+hidden by ``Any``)."""
 
 import ast
 import os

@@ -1,7 +1,7 @@
 """Evaluate one checkpoint or several as an ensemble: the mean of their class probabilities.
 
-Several seeds of one config disagree a lot on rare classes (MIT-BIH's S beats: the README's
-results); their average is steadier than any one of them. The checkpoints must share the task,
+Several seeds of one config disagree a lot on rare classes (MIT-BIH's S beats:
+docs/results.md); their average is steadier than any one of them. The checkpoints must share the task,
 its data options (augmentation aside: it only changes training batches) and what was fitted on the
 training split (e.g. the RR standardisation), so that one task gives every model the same inputs;
 their models, and how they were trained, may differ.
