@@ -127,9 +127,14 @@ def test_only_a_source_checkout_has_a_repository_datasets_folder(tmp_path, monke
 def test_records_outside_the_database_folder_are_refused(tmp_path):
     assert all(map(locate.is_record_name, ["100", "training/A00001", "p00/p000020/3544749_0001"]))
     assert not any(map(locate.is_record_name, ["", "../100", "a/../../100", "/tmp/100", "..\\100", "C:x", 100]))
+    assert not any(map(locate.is_record_name, ["./100", "100/", "a//100", "a/./100", " 100", "100 "]))  # 100 again
     db = make_db(tmp_path / "db", "100")
     (db / "RECORDS").write_text("100\n../../fake/100\n")
-    with pytest.raises(DataError, match=r"RECORDS names record '\.\./\.\./fake/100', outside the database folder"):
+    with pytest.raises(DataError, match=r"RECORDS names record '\.\./\.\./fake/100': a RECORDS file lists the "
+                                        r"folder's own records, each a relative path inside the database folder"):
+        list_records(db)
+    (db / "RECORDS").write_text("100\n./100\n")
+    with pytest.raises(DataError, match=r"RECORDS names record '\./100': .* written one way"):
         list_records(db)
 
 

@@ -63,7 +63,14 @@ def test_reference_errors_name_the_line(tmp_path):
         read_reference(tmp_path)
     for outside in ("../other/A00001", "/data/A00001", "sub/../../A00001"):  # a record beside the folder, not in it
         (tmp_path / "REFERENCE.csv").write_text(f"A00002,N\n{outside},A\n")
-        with pytest.raises(DataError, match=re.escape(f"line 2 names record {outside!r}, outside the database folder")):
+        with pytest.raises(DataError, match=re.escape(f"line 2 names record {outside!r}: each must be a relative path "
+                                                      "inside the database folder (not absolute, not through ..)")):
+            read_reference(tmp_path)
+    for again in ("./A00001", "A00001/", "sub/./A00001", "sub//A00001"):  # A00001 again (a leak across folds), spelled
+        (tmp_path / "REFERENCE.csv").write_text(f"A00001,N\n{again},A\n")  # otherwise: not loaded as another record
+        with pytest.raises(DataError, match=re.escape(f"line 2 names record {again!r}: each must be a relative path "
+                                                      "inside the database folder (not absolute, not through ..), "
+                                                      "written one way ('100', not './100', '100/' or ' 100')")):
             read_reference(tmp_path)
     (tmp_path / "REFERENCE.csv").write_text("sub/A00001,N\n")  # a sub-folder of the database is its own
     assert read_reference(tmp_path) == {"sub/A00001": "N"}

@@ -111,14 +111,22 @@ def data_home() -> Path:
     return Path.home() / ".cache" / "msresnet1d" / "data"
 
 
+#: What :func:`is_record_name` refuses, for messages.
+RECORD_NAME_RULE = ("a relative path inside the database folder (not absolute, not through ..), written one way "
+                    "('100', not './100', '100/' or ' 100')")
+
+
 def is_record_name(name: object) -> bool:
-    """Whether ``name`` names a record inside a database folder: a non-empty string, a relative
-    path (PhysioNet's ``RECORDS`` may name sub-folders) without a ``..`` part, so that no
-    record read from a config, checkpoint or ``RECORDS`` file lies outside the folder."""
-    if not isinstance(name, str) or not name.strip() or "\0" in name:
+    """Whether ``name`` names a record inside a database folder, written one way only: a
+    non-empty string, a relative path (PhysioNet's ``RECORDS`` may name sub-folders) without a
+    ``..`` part, so that no record read from a config, checkpoint or ``RECORDS`` file lies outside
+    the folder; and without ``.`` or empty parts or surrounding spaces, so that a record listed
+    twice, or on both sides of a split, under two spellings (``A00001`` and ``./A00001``) is
+    caught as one."""
+    if not isinstance(name, str) or not name.strip() or "\0" in name or name != name.strip():
         return False
     parts = name.replace("\\", "/").split("/")
-    return not (name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts)
+    return not (re.match(r"^[A-Za-z]:", name) or {"..", ".", ""} & set(parts))
 
 
 def list_records(db_dir: str | os.PathLike[str]) -> list[str]:
@@ -128,8 +136,8 @@ def list_records(db_dir: str | os.PathLike[str]) -> list[str]:
     ``sub/<record>``.
 
     Raises :class:`DataError` if the folder does not exist or holds no record, if a ``RECORDS``
-    names one outside it (an absolute path, or one through ``..``), or if a folder it names has
-    no ``RECORDS``.
+    names one outside it (an absolute path, or one through ``..``) or not written one way
+    (``./100``: :func:`is_record_name`), or if a folder it names has no ``RECORDS``.
     """
     db_dir = Path(db_dir)
     if not db_dir.is_dir():
@@ -158,9 +166,9 @@ def _listed(db_dir: Path, folder: str, seen: set[Path], listed_in: Path | None) 
         if not line.strip():
             continue
         name = folder + line.strip()
-        if not is_record_name(name):
-            raise DataError(f"{records_file} names record {line.strip()!r}, outside the database folder (an absolute "
-                            "path or one through ..): a RECORDS file lists the folder's own records")
+        if not is_record_name(name.removesuffix("/")):  # a folder's line ends in /
+            raise DataError(f"{records_file} names record {line.strip()!r}: a RECORDS file lists the folder's own "
+                            f"records, each {RECORD_NAME_RULE}")
         if not name.endswith("/"):
             names.append(name)
         elif (db_dir / name / "RECORDS").resolve() not in seen:  # a folder listing itself, or listed twice

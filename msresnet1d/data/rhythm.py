@@ -32,7 +32,7 @@ from ..models.modes import evaluating
 from .cache import cache_dir as resolve_cache_dir
 from .cache import cached, entry_path
 from .errors import DataError
-from .locate import find_database, is_record_name, list_records
+from .locate import RECORD_NAME_RULE, find_database, is_record_name, list_records
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_signal
 from .records import preprocess_record, read_record, records_key, warn_invalid
@@ -126,8 +126,9 @@ def read_reference(db_dir: str | os.PathLike[str]) -> dict[str, str]:
 
     Raises:
         DataError: missing file, not UTF-8 (UTF-16, Latin-1...), a line that is not
-            ``name,label``, an unknown label, a record listed twice, or one outside the folder
-            (an absolute path, or one through ``..``: :func:`~msresnet1d.data.locate.is_record_name`).
+            ``name,label``, an unknown label, a record listed twice, or a name that is not one
+            record of the folder written one way (an absolute path, one through ``..``,
+            ``./A00001``: :func:`~msresnet1d.data.locate.is_record_name`).
     """
     path = Path(db_dir) / "REFERENCE.csv"
     if not path.is_file():
@@ -148,8 +149,8 @@ def read_reference(db_dir: str | os.PathLike[str]) -> dict[str, str]:
                 f"'<record>,<label>' with a label among {', '.join(CINC_CLASSES)}"
             )
         if not is_record_name(fields[0]):
-            raise DataError(f"database {db_dir}: REFERENCE.csv line {number} names record {fields[0]!r}, outside the "
-                            "database folder (an absolute path, or one through ..)")
+            raise DataError(f"database {db_dir}: REFERENCE.csv line {number} names record {fields[0]!r}: each must be "
+                            f"{RECORD_NAME_RULE}")
         if fields[0] in labels:
             raise DataError(f"database {db_dir}: REFERENCE.csv line {number} lists record {fields[0]} again")
         labels[fields[0]] = fields[1]

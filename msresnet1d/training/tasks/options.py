@@ -94,7 +94,8 @@ def _names(v: Any) -> bool:
 
 
 def _record_names(v: Any) -> bool:
-    """A list of records of the database folder (no absolute path, nothing through ``..``)."""
+    """A list of records of the database folder (no absolute path, nothing through ``..``), each
+    written one way (:func:`~msresnet1d.data.locate.is_record_name`)."""
     from ...data.locate import is_record_name
 
     return _names(v) and all(map(is_record_name, v))
@@ -142,7 +143,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     band = (_band, "[low, high] in Hz, 0 < low < high, either corner null (open), or unset/false (none)")
     records = (lambda v: v is None or (_record_names(v) and len(v) > 0 and len(set(v)) == len(v)),
                'a non-empty list of record names as strings ("101"), each record once, each in the database folder '
-               "(no absolute path or ..); leave it out for the default split")
+               "(no absolute path or ..) and written one way ('101', not './101'); leave it out for the default split")
     return {
         "beats": {
             "data_dir": path, "leads": (_lead_names, 'a non-empty list of lead names, an entry "V1|V5" the first of these a record has '
