@@ -16,8 +16,6 @@ from msresnet1d import export
 from msresnet1d.export import OnnxPredictor, export_onnx, export_torchscript
 
 pytest.importorskip("onnxruntime")
-# torch 2.13 deprecates TorchScript (script, trace, save, load); export_torchscript leaves that warning to callers.
-pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
 
 FUSIONS = ["concat", "attention", "late"]
 
