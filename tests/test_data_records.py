@@ -131,7 +131,11 @@ def test_truncated_mat_file_with_preamble(tmp_path, cinc2017_dir):
         "signals in format 16 after a 24-byte preamble, found 1,000"
     )
     with pytest.raises(DataError, match=re.escape(message)):
-        read_record(folder / "A00001")
+        read_header(folder / "A00001")
+    with pytest.raises(DataError, match=re.escape("record 'y/A00001': file A00001.mat is truncated: expected 18,024 "
+                                                  "bytes for its 1 x 9000 matrix of 16-bit integers after a 24-byte "
+                                                  "MAT header, found 1,000")):
+        read_record(folder / "A00001")  # the .mat file's own header is read first
 
 
 def test_a_damaged_dat_fails_the_headers_checksums(x):
@@ -162,10 +166,11 @@ def test_a_header_cropped_by_its_length_reads_with_a_warning_only(x):
         assert read_record(x / "100").signal.shape == (2, 36000)
 
 
-@pytest.mark.parametrize("fields", ["", " 0 0 0"])  # none; initial value, checksum 0, block size (as CinC 2017's)
+# none (and so no description, which follows the block size); initial value, checksum 0, block size (as CinC 2017's)
+@pytest.mark.parametrize("fields", ["", " 0 0 0"])
 def test_headers_without_checksums_are_read(x, fields):
     lines = (x / "100.hea").read_text().splitlines(keepends=True)
-    signal_lines = [f"100.dat 212 200 11 1024{fields} {lead}\n" for lead in ("MLII", "V5")]
+    signal_lines = [f"100.dat 212 200 11 1024{fields and f'{fields} {lead}'}\n" for lead in ("MLII", "V5")]
     (x / "100.hea").write_text("".join([lines[0], *signal_lines, *lines[3:]]))
     with open(x / "100.dat", "r+b") as f:  # so that its sums are not 0 either
         f.write(bytes(30))
@@ -202,10 +207,15 @@ def test_header_with_missing_signal_line(x):
 
 def test_an_annotation_file_wfdb_cannot_read_is_named(x):
     with open(x / "100.atr", "r+b") as f:
-        f.truncate(201)  # odd length: wfdb's reader fails in numpy
-    message = ("record 'x/100': file 100.atr could not be read as a WFDB annotation file (damaged or truncated?): "
-               "ValueError: cannot reshape array of size 201")
-    with pytest.raises(DataError, match=re.escape(message)):
+        f.truncate(201)  # odd length: wfdb's reader failed in numpy ("cannot reshape array of size 201")
+    message = ("record 'x/100': file 100.atr is 201 bytes long, an odd number, where a WFDB annotation file is 16-bit "
+               "words (truncated? or not an annotation file)")
+    for read in (read_annotations, lambda path: load_beats(db_dir=path.parent, cache=False)):
+        with pytest.raises(DataError, match=re.escape(message)):
+            read(x / "100")
+    (x / "100.atr").write_bytes((59 << 10).to_bytes(2, "little") + bytes(2))  # a SKIP word without its 4 bytes
+    with pytest.raises(DataError, match=re.escape("record 'x/100': file 100.atr could not be read as a WFDB "
+                                                  "annotation file (damaged or truncated?): IndexError")):
         read_annotations(x / "100")
     (x / "100.atr").write_bytes(b"")  # wfdb reads no annotations from it
     with pytest.raises(DataError, match=re.escape("record 'x/100': file 100.atr is empty (0 bytes), not a WFDB "
@@ -577,3 +587,194 @@ def test_a_header_that_names_another_record_warns(x):
                                                    "line, not '101' (a header copied from another record? its signal "
                                                    "files are read: 100.dat)")):
         read_record(x / "101")
+
+
+def _edit_line(folder: Path, name: str, number: int, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in line ``number`` (0: the record line) of header ``folder/name.hea``."""
+    lines = (folder / f"{name}.hea").read_text().splitlines(keepends=True)
+    assert old in lines[number]
+    lines[number] = lines[number].replace(old, new, 1)
+    (folder / f"{name}.hea").write_text("".join(lines))
+
+
+@pytest.mark.parametrize("line", [1, 2])
+@pytest.mark.parametrize("fmt", ["999", "21"])
+def test_a_signal_format_wfdb_does_not_read_is_refused_on_any_signal_line(tmp_path, line, fmt):
+    # on the second line of a file: a bare KeyError from wfdb's conversion; on the first, "wfdb could not read"
+    folder = copy_records(tmp_path / "x", "114")
+    _edit_line(folder, "114", line, " 212 ", f" {fmt} ")
+    message = re.escape(f"record 'x/114': file 114.hea is malformed: signal line {line} (114.dat {fmt} "
+                        f"200.0(1024)/mV ...): its format, {fmt}, is not a WFDB format wfdb reads (8, 16, 32, 61, 80")
+    with pytest.raises(DataError, match=message):
+        load_beats(records=["114"], db_dir=folder, cache=False, workers=1)
+    with pytest.raises(DataError, match=message):
+        read_header(folder / "114")
+
+
+def test_signals_sharing_a_file_in_different_formats_are_refused(x):
+    # wfdb reads 100.dat in the first signal's format, 212: V5's line saying 16 was silently misread
+    _edit_line(x, "100", 2, " 212 ", " 16 ")
+    with pytest.raises(DataError, match=re.escape("record 'x/100': file 100.hea is malformed: signal line 2 (100.dat "
+                                                  "16 200.0(1024)/mV ...): its format, 16, is not that of signal line "
+                                                  "1 (212), which shares its file: wfdb reads a file in its first "
+                                                  "signal's format")):
+        read_record(x / "100", leads=["MLII"])
+
+
+def test_a_failure_of_wfdbs_conversion_names_the_record(x, monkeypatch):
+    def fails(*args, **kwargs):
+        raise KeyError("999")
+
+    monkeypatch.setattr(wfdb.Record, "dac", fails)
+    with pytest.raises(DataError, match=re.escape("record 'x/100': wfdb could not read the signals: KeyError: '999'")):
+        read_record(x / "100")
+
+
+@pytest.mark.parametrize("line, field, problem", [
+    (2, "212x0", "its format field '212x0' gives 0 samples per frame, where a signal has 1 or more"),
+    (1, "212x0", "its format field '212x0' gives 0 samples per frame"),  # was a ZeroDivisionError in wfdb
+    (2, "212x-1", "its format field '212x-1' is not format[xsamples per frame][:skew][+byte offset], each a whole "
+                  "number (212, 16x4, 16+24, ...)"),
+    (2, "212+-3", "its format field '212+-3' is not format[xsamples per frame]"),
+    (2, "212+abc", "its format field '212+abc' is not format[xsamples per frame]"),
+    (2, "212:x", "its format field '212:x' is not format[xsamples per frame]"),
+])
+def test_a_format_field_wfdb_would_misread_is_refused(x, line, field, problem):
+    # 212x0 on the second line: numpy's "cannot reshape array of size 0 into shape (0)"
+    _edit_line(x, "100", line, " 212 ", f" {field} ")
+    with pytest.raises(DataError, match=re.escape(f"record 'x/100': file 100.hea is malformed: signal line {line} "
+                                                  f"(100.dat {field} 200.0(1024)/mV ...): {problem}")):
+        read_record(x / "100")
+
+
+def _cinc_copy(cinc2017_dir: Path, folder: Path) -> Path:
+    """A writable copy of CinC 2017's record A00001 (one lead, 9000 samples, A00001.mat) in ``folder``,
+    with a REFERENCE.csv of it alone."""
+    folder.mkdir()
+    for path in cinc2017_dir.glob("A00001.*"):
+        shutil.copy(path, folder)
+        (folder / path.name).chmod(0o644)
+    (folder / "REFERENCE.csv").write_text("A00001,N\n")
+    return folder
+
+
+@pytest.mark.parametrize("field, problem", [
+    ("16+23", "holds its matrix's data from byte 24 (after a 20-byte MAT header and a 4-byte name), but A00001.hea "
+              "reads it from byte 23: its format field should be 16+24"),
+    ("16+0", "holds its matrix's data from byte 24 (after a 20-byte MAT header and a 4-byte name), but A00001.hea "
+             "reads it from byte 0"),
+    ("16", "holds its matrix's data from byte 24 (after a 20-byte MAT header and a 4-byte name), but A00001.hea "
+           "reads it from byte 0: its format field should be 16+24"),
+    ("32+24", "holds MAT type 30, not 20 (32-bit integers, which its format 32 in A00001.hea reads)"),
+    ("80+24", "holds MAT type 30, not 50 (8-bit unsigned integers, which its format 80 in A00001.hea reads)"),
+    ("8+24", "is read in format 8 by A00001.hea, but a .mat signal file holds format 16 (16-bit integers), 32 "
+             "(32-bit integers) or 80 (8-bit unsigned integers) only"),
+    ("212+24", "is read in format 212 by A00001.hea, but a .mat signal file holds format 16"),
+    ("61+24", "is read in format 61 by A00001.hea, but a .mat signal file holds format 16"),
+])
+def test_a_mat_files_byte_offset_and_format_must_be_its_matrixs(tmp_path, cinc2017_dir, field, problem):
+    # wfdb read the samples shifted by a byte (16+23) or from the MAT header on (16+0, 16): garbage, silently
+    folder = _cinc_copy(cinc2017_dir, tmp_path / "y")
+    _edit_line(folder, "A00001", 1, " 16+24 ", f" {field} ")
+    with pytest.raises(DataError, match=re.escape(f"record 'y/A00001': file A00001.mat {problem}")):
+        read_record(folder / "A00001")
+
+
+def test_a_mat_file_holds_its_matrix_alone(tmp_path, cinc2017_dir):
+    folder = _cinc_copy(cinc2017_dir, tmp_path / "y")
+    with open(folder / "A00001.mat", "ab") as f:
+        f.write(bytes(6))
+    with pytest.raises(DataError, match=re.escape("record 'y/A00001': file A00001.mat holds 6 bytes after its 1 x 9000 "
+                                                  "matrix of 16-bit integers (another matrix? a WFDB .mat signal file "
+                                                  "holds one)")):
+        read_record(folder / "A00001")
+
+
+def test_a_mat_file_of_wfdb2mats_8_bit_format_is_read(tmp_path):
+    # wfdb2mat writes a record of format 80 signals as unsigned bytes (MAT type 50), format 80+24
+    digital = (np.sin(np.arange(900) / 20) * 100).astype(np.int16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record = read_record(_mat_record(tmp_path / "u8", (digital + 128).astype(np.uint8)[None], fmt="80+24"))
+    np.testing.assert_allclose(record.signal[0], digital / 1000, atol=1e-6)
+
+
+@pytest.mark.parametrize("length, read_as", [("900x", "900"), ("1e5", "1"), ("abc", "absent")])
+def test_a_number_of_samples_wfdb_would_read_a_part_of_is_refused(tmp_path, cinc2017_dir, length, read_as):
+    # 900x: load_rhythm read the first 900 samples of A00001's 9000, without a word
+    folder = _cinc_copy(cinc2017_dir, tmp_path / "y")
+    _edit_line(folder, "A00001", 0, " 9000 ", f" {length} ")
+    with pytest.raises(DataError, match=re.escape(f"record 'y/A00001': file A00001.hea is malformed: its number of "
+                                                  f"samples (a signal), field 4 of the record line, is {length!r}, not "
+                                                  f"a whole number (wfdb would read it as {read_as})")):
+        load_rhythm(folder, cache=False)
+
+
+@pytest.mark.parametrize("old, new, problem", [
+    (" 11 1024 ", " abc 1024 ", "its field 4, the ADC resolution, is 'abc', not an integer: after the gain come the "
+                                "ADC resolution, ADC zero, initial value, checksum and block size, all integers, then "
+                                "the description"),
+    (" 1024 995 ", " 1024 x ", "its field 6, the initial value, is 'x', not an integer"),
+    (" 27506 0 MLII", " 27506 0.5 MLII", "its field 8, the block size, is '0.5', not an integer"),
+    # the description follows the block size: WFDB's library reads MLII here as the initial value (atoi: 0)
+    (" 1024 995 27506 0 MLII", " 1024 MLII", "its field 6, the initial value, is 'MLII', not an integer"),
+])
+def test_a_signal_line_field_wfdb_would_fold_into_the_leads_name_is_refused(x, old, new, problem):
+    # "abc 1024": leads ('abc 1024 995 27506 0 MLII', 'V5'), and MLII's checksum unchecked
+    _edit_line(x, "100", 1, old, new)
+    with pytest.raises(DataError, match=re.escape("record 'x/100': file 100.hea is malformed: signal line 1 (100.dat "
+                                                  f"212 200.0(1024)/mV ...): {problem}")):
+        read_record(x / "100")
+
+
+@pytest.mark.parametrize("gain, problem", [
+    ("1e400", "its gain, 1e400, is not a finite number (it reads as inf)"),  # was an all-zero signal: "flat lead"
+    ("1e-400", "its gain, 1e-400, is too small for a float: it reads as 0, which WFDB takes for an uncalibrated "
+               "signal's (a gain of 200)"),
+    ("nan", "its gain field 'nan(1024)/mV' is not gain[(baseline)][/units], e.g. 200(1024)/mV, which wfdb would "
+            "misread"),  # nan and inf were read as units
+    ("inf", "its gain field 'inf(1024)/mV' is not gain[(baseline)][/units]"),
+])
+def test_a_gain_that_is_not_a_finite_number_is_refused(x, gain, problem):
+    _edit_line(x, "100", 1, " 200.0(1024)/mV ", f" {gain}(1024)/mV ")
+    with pytest.raises(DataError, match=re.escape(f"record 'x/100': file 100.hea is malformed: signal line 1 (100.dat "
+                                                  f"212 {gain}(1024)/mV ...): {problem}")):
+        read_record(x / "100")
+
+
+def test_a_gain_of_0_is_wfdbs_uncalibrated_200(x):
+    expected = read_record(x / "100").signal
+    _edit_line(x, "100", 1, " 200.0(1024)/mV ", " 0(1024)/mV ")
+    np.testing.assert_array_equal(read_record(x / "100").signal, expected)
+
+
+def test_annotations_of_a_header_without_a_sampling_frequency_warn_of_wfdbs_default(x):
+    lines = (x / "100.hea").read_text().splitlines(keepends=True)
+    (x / "100.hea").write_text("".join(["100 2\n", *lines[1:]]))
+    with pytest.warns(UserWarning, match=re.escape("record 'x/100': file 100.hea gives no sampling frequency, so "
+                                                   "WFDB's default, 250 Hz, is assumed")) as caught:
+        assert read_annotations(x / "100").fs == 250
+    assert caught[0].filename == __file__  # seen from the caller
+
+
+@pytest.mark.parametrize("segments, problem", [
+    # wfdb reads no gap in a fixed layout: "file ~.hea is missing" (leads), an AttributeError (none)
+    ("~ 1000\n100 63800\n", "segment line 1 of m.hea (~ 1000) is a gap ('~'), which wfdb reads in a variable layout "
+                            "only, after its layout header (the first segment, of length 0)"),
+    ("100 1000\n~ 1000\n100 62800\n", "segment line 2 of m.hea (~ 1000) is a gap ('~')"),
+    # a RecursionError, or "no lead 'MLII' (leads: )"
+    ("m 1000\n100 63800\n", "segment line 1 of m.hea (m 1000) names the record itself: a segment is another, "
+                            "single-segment record"),
+    # m and n naming each other: wfdb read them as deep as their lengths went, and returned a signal
+    ("100 1000\nn 63800\n", "segment line 2 of m.hea (n 63800) names a multi-segment record, where WFDB's segments "
+                            "are single-segment records"),
+    ("100 1000\nzz 63800\n", "file zz.hea is missing (a segment of the record, named in m.hea)"),
+])
+def test_a_multi_segment_record_wfdb_would_misread_is_refused(x, segments, problem):
+    (x / "n.hea").write_text("n/2 2 360 64800\n100 1000\nm 63800\n")
+    (x / "m.hea").write_text(f"m/{segments.count(chr(10))} 2 360 64800\n{segments}")
+    for leads in (None, ["MLII"]):
+        with pytest.raises(DataError, match=re.escape(f"record 'x/m': {problem}")):
+            read_record(x / "m", leads=leads)
+    (x / "m.hea").write_text("m/2 2 360 64800\n100 1000\n100 63800\n")  # segments of a record: read
+    assert read_record(x / "m", leads=["V5"]).signal.shape == (1, 64800)

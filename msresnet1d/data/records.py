@@ -5,7 +5,10 @@ a :class:`DataError` naming the record and the file, never as an error from insi
 numpy; samples that fail the header's checksums are a warning naming them. Any WFDB signal
 format wfdb reads is accepted (212, 16, 16+24 ``.mat``, big-endian 61, ...); what wfdb would
 misread without a word is refused (a ``.mat`` file whose matrix is not of the header's type and
-shape, a rate of 0 or written with an exponent, a gain field wfdb would read a part of).
+shape or not where its byte offset points, a rate of 0 or written with an exponent, a number of
+samples wfdb would read a part of, a signal line's field wfdb would read a part of or fold into
+the lead's name, signals of one file in different formats, a multi-segment record's segment
+that is a gap outside a variable layout or another multi-segment record).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import wfdb
+from wfdb.io._signal import DAT_FMTS  # the formats wfdb reads (its own table: in step with wfdb)
 from wfdb.io.annotation import ann_label_table
 
 from .aami import BEAT_SYMBOLS
@@ -46,9 +50,14 @@ KNOWN_SYMBOLS: frozenset[str] = frozenset(s for s in ann_label_table["symbol"] i
 
 _NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"  # as wfdb reads them: no sign, no exponent (it reads 1e9 as 1)
 _FS_FIELD = re.compile(rf"^{_NUMBER}(?:/{_NUMBER})?(?:\({_NUMBER}\))?$")
-# a signal line's ADC gain field, "gain[(baseline)][/units]" (a lowercase exponent: wfdb reads 2E2 as 2);
-# wfdb reads a prefix of whatever else
-_GAIN_FIELD = re.compile(rf"^-?{_NUMBER}(?:e[-+]?[0-9]+)?(?:\(-?[0-9]+\))?(?:/[\w^\-?%/]*)?$")
+_GAIN = rf"-?{_NUMBER}(?:e[-+]?[0-9]+)?"  # a lowercase exponent: wfdb reads 2E2 as 2
+# a signal line's ADC gain field, "gain[(baseline)][/units]"; wfdb reads a prefix of whatever else
+_GAIN_FIELD = re.compile(rf"^{_GAIN}(?:\(-?[0-9]+\))?(?:/[\w^\-?%/]*)?$")
+# a signal line's format field, "format[xsamples per frame][:skew][+byte offset]", each a whole number
+_FORMAT_FIELD = re.compile(r"^([0-9]+)(?:x([0-9]+))?(?::([0-9]+))?(?:\+([0-9]+))?$")
+# the fields of a signal line between its gain and its description, as wfdb reads them (wfdb.io.header.rx_signal)
+_INTEGER_FIELDS = (("ADC resolution", "[0-9]+"), ("ADC zero", "-?[0-9]+"), ("initial value", "-?[0-9]+"),
+                   ("checksum", "-?[0-9]+"), ("block size", "[0-9]+"))
 
 
 @dataclass(frozen=True)
@@ -132,8 +141,9 @@ def _header_fields(text: str) -> list[list[str]]:
 
 def _checked_header_file(path: Path) -> tuple[Path, list[list[str]]]:
     """``<path>.hea``, checked to exist and to have a sane record line (wfdb silently takes
-    250 Hz for an unreadable sampling rate, so this is checked here), and the fields of its lines
-    (comments left out), the record line's first."""
+    250 Hz for an unreadable sampling rate, and reads a number of samples ``900x`` as 900, so these
+    are checked here) and signal lines (:func:`_signal_line_problem`; signals sharing a file in one
+    format), and the fields of its lines (comments left out), the record line's first."""
     header_file = path.with_name(path.name + ".hea")
     if not header_file.is_file():
         raise _missing_header(path)
@@ -149,13 +159,62 @@ def _checked_header_file(path: Path) -> tuple[Path, list[list[str]]]:
         raise _fail(path, f"file {header_file.name} is malformed: {problem}")
     if len(fields) >= 3 and not float(re.match(_NUMBER, fields[2])[0]) > 0:
         raise _fail(path, f"file {header_file.name} is malformed: sampling frequency {fields[2]!r}, not above 0")
-    for number, line in enumerate(lines[1 : 1 + int(fields[1])] if "/" not in fields[0] else [], 1):
-        gain = line[2] if len(line) > 2 else ""
-        if re.match(r"[-.0-9]", gain) and not _GAIN_FIELD.match(gain):  # not a lead name in its place
-            problem = (f"signal line {number} ({' '.join(line[:3])} ...): its gain field {gain!r} is not "
-                       "gain[(baseline)][/units], e.g. 200(1024)/mV, which wfdb would read a part of")
-            raise _fail(path, f"file {header_file.name} is malformed: {problem}")
+    if len(fields) >= 4 and not re.fullmatch("[0-9]+", fields[3]):
+        read_as = re.match("[0-9]*", fields[3])[0] or "absent"
+        problem = (f"its number of samples (a signal), field 4 of the record line, is {fields[3]!r}, not a whole "
+                   f"number (wfdb would read it as {read_as})")
+        raise _fail(path, f"file {header_file.name} is malformed: {problem}")
+    signal_lines = lines[1 : 1 + int(fields[1])] if "/" not in fields[0] else []  # else segment lines
+    first_in_file: dict[str, tuple[int, str]] = {}  # a signal file's first signal line: its number and format
+    for number, line in enumerate(signal_lines, 1):
+        line_problem = _signal_line_problem(line)
+        if line_problem is None:
+            fmt = _FORMAT_FIELD.match(line[1])[1]
+            first, first_fmt = first_in_file.setdefault(line[0], (number, fmt))
+            if fmt != first_fmt and line[0] != "~":
+                line_problem = (f"its format, {fmt}, is not that of signal line {first} ({first_fmt}), which shares "
+                                "its file: wfdb reads a file in its first signal's format")
+        if line_problem is not None:
+            raise _fail(path, f"file {header_file.name} is malformed: signal line {number} ({' '.join(line[:3])} "
+                              f"...): {line_problem}")
     return header_file, lines
+
+
+def _signal_line_problem(line: list[str]) -> str | None:
+    """What wfdb would misread in signal line ``line`` (its fields), or ``None``: a format field
+    that is not ``format[xsamples per frame][:skew][+byte offset]`` (whole numbers, 1 or more
+    samples a frame) of a format wfdb reads (``0``, no samples, for a null signal ``~`` only, as a
+    layout header's), a gain that is not ``gain[(baseline)][/units]`` or not a finite number, and
+    a non-integer among the fields after it up to the description (ADC resolution, ADC zero,
+    initial value, checksum, block size: wfdb would take them and the rest for the lead's name)."""
+    fmt_field = line[1] if len(line) > 1 else ""
+    fmt = _FORMAT_FIELD.match(fmt_field)
+    if fmt is None:
+        return (f"its format field {fmt_field!r} is not format[xsamples per frame][:skew][+byte offset], each a "
+                "whole number (212, 16x4, 16+24, ...)")
+    if fmt[2] is not None and int(fmt[2]) < 1:
+        return f"its format field {fmt_field!r} gives {fmt[2]} samples per frame, where a signal has 1 or more"
+    if fmt[1] not in DAT_FMTS and not (fmt[1] == "0" and line[0] == "~"):
+        return f"its format, {fmt[1]}, is not a WFDB format wfdb reads ({', '.join(DAT_FMTS)})"
+    if len(line) < 3:
+        return None
+    gain = line[2]
+    if not _GAIN_FIELD.match(gain):
+        return (f"its gain field {gain!r} is not gain[(baseline)][/units], e.g. 200(1024)/mV, which wfdb would "
+                "misread")
+    written = re.match(_GAIN, gain)[0]
+    value = float(written)
+    if not math.isfinite(value):
+        return f"its gain, {written}, is not a finite number (it reads as {value})"
+    if value == 0 and re.search("[1-9]", written.split("e")[0]):  # a gain written 0 is WFDB's "uncalibrated"
+        return (f"its gain, {written}, is too small for a float: it reads as 0, which WFDB takes for an uncalibrated "
+                "signal's (a gain of 200)")
+    for index, ((name, pattern), field) in enumerate(zip(_INTEGER_FIELDS, line[3:], strict=False), 4):
+        if not re.fullmatch(pattern, field):
+            return (f"its field {index}, the {name}, is {field!r}, not an integer: after the gain come the ADC "
+                    "resolution, ADC zero, initial value, checksum and block size, all integers, then the "
+                    "description")
+    return None
 
 
 def _expected_bytes(header: wfdb.Record, file_name: str) -> tuple[int, str] | None:
@@ -175,19 +234,21 @@ def _expected_bytes(header: wfdb.Record, file_name: str) -> tuple[int, str] | No
     return offset + math.ceil(bits / 8), what
 
 
-def _parsed_header(path: Path) -> tuple[Path, wfdb.Record | wfdb.MultiRecord]:
-    """``<path>.hea``, checked by :func:`_checked_header_file`, and wfdb's parse of it."""
-    header_file, _ = _checked_header_file(path)
+def _parsed_header(path: Path) -> tuple[Path, list[list[str]], wfdb.Record | wfdb.MultiRecord]:
+    """``<path>.hea`` and the fields of its lines, checked by :func:`_checked_header_file`, and
+    wfdb's parse of it."""
+    header_file, lines = _checked_header_file(path)
     try:
-        return header_file, wfdb.rdheader(str(path))
+        return header_file, lines, wfdb.rdheader(str(path))
     except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
         raise
     except Exception as exc:  # wfdb raises HeaderSyntaxError, IndexError, ValueError...
         raise _fail(path, f"file {header_file.name} is malformed: {type(exc).__name__}: {exc}") from exc
 
 
-def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
-    """Parse and check the header ``<path>.hea`` and the size of every signal file it names.
+def read_header(path: str | os.PathLike[str]) -> wfdb.Record | wfdb.MultiRecord:
+    """Parse and check the header ``<path>.hea`` and the size of every signal file it names; a
+    multi-segment record's segments' headers (:func:`_check_segments`).
 
     Args:
         path: record path without extension, e.g. ``'.../mitdb/100'``.
@@ -196,12 +257,19 @@ def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
         The wfdb header object (no samples read).
 
     Raises:
-        DataError: missing or malformed ``.hea``, missing or truncated signal file.
+        DataError: missing or malformed ``.hea``, missing or truncated signal file, a segment
+            wfdb would misread.
     """
-    path = Path(path)
-    header_file, header = _parsed_header(path)
+    return _read_header(Path(path))[2]
+
+
+def _read_header(path: Path) -> tuple[Path, list[list[str]], wfdb.Record | wfdb.MultiRecord]:
+    """:func:`read_header`'s work: the header file, the fields of its lines (comments left out, the
+    record line's first) and wfdb's parse of it."""
+    header_file, lines, header = _parsed_header(path)
     if not isinstance(header, wfdb.Record):
-        return header  # multi-segment record: wfdb checks its segments when reading
+        _check_segments(path, header_file, header)
+        return header_file, lines, header  # wfdb checks the segments' signal files when reading
     n_lines = len(header.sig_name or [])
     if n_lines != header.n_sig:
         problem = f"the record line announces {header.n_sig} signals but {n_lines} signal lines follow"
@@ -217,7 +285,35 @@ def read_header(path: str | os.PathLike[str]) -> wfdb.Record:
         if expected is not None and found < expected[0]:
             problem = f"expected {expected[0]:,} bytes for {expected[1]}, found {found:,}"
             raise _fail(path, f"file {file_name} is truncated: {problem}")
-    return header
+    return header_file, lines, header
+
+
+def _check_segments(path: Path, header_file: Path, header: wfdb.MultiRecord) -> None:
+    """Raise a :class:`DataError` for a multi-segment record's segment that wfdb would misread: a
+    gap (``~``) but in a variable layout after its layout header (wfdb 4.3 reads no gap in a fixed
+    layout, nor a layout header named ``~``), or a segment naming the record itself or another
+    multi-segment record (WFDB's segments are single-segment records: wfdb recurses into the
+    record without end, or reads a cycle of two records as deep as their lengths go). Each
+    segment's header is checked as a record's (:func:`_checked_header_file`), and must exist."""
+    fixed = header.seg_len[0] != 0  # wfdb's rule: a variable layout's first segment, its layout header, has length 0
+    checked = {"~"}
+    for number, (segment, length) in enumerate(zip(header.seg_name, header.seg_len, strict=True), 1):
+        where = f"segment line {number} of {header_file.name} ({segment} {length})"
+        if segment == "~" and (fixed or number == 1):
+            raise _fail(path, f"{where} is a gap ('~'), which wfdb reads in a variable layout only, after its layout "
+                              "header (the first segment, of length 0)")
+        if segment in checked:
+            continue
+        checked.add(segment)
+        if segment == path.name:
+            raise _fail(path, f"{where} names the record itself: a segment is another, single-segment record")
+        segment_header = path.with_name(f"{segment}.hea")
+        if not segment_header.is_file():
+            raise _fail(path, f"file {segment_header.name} is missing (a segment of the record, named in "
+                              f"{header_file.name})")
+        if "/" in _checked_header_file(path.with_name(segment))[1][0][0]:  # its record line's "name/segments"
+            raise _fail(path, f"{where} names a multi-segment record, where WFDB's segments are single-segment "
+                              "records")
 
 
 def resolve_leads(path: str | os.PathLike[str], leads: Sequence[str]) -> list[str]:
@@ -244,8 +340,8 @@ def _lead_channels(path: Path, leads: Sequence[str]) -> tuple[list[int], list[st
         DataError: a missing or malformed header.
     """
     header = read_header(path)
-    if not isinstance(header, wfdb.Record):
-        header = _parsed_header(path.parent / header.seg_name[0])[1]
+    if not isinstance(header, wfdb.Record):  # its first segment is no gap (read_header refuses one)
+        header = _parsed_header(path.with_name(header.seg_name[0]))[2]
     available = _lead_names(header.sig_name)
     try:
         positions = lead_positions(available, leads)
@@ -287,82 +383,128 @@ def _check_checksums(path: Path, record: wfdb.Record) -> None:
 #: The sampling frequency WFDB (and wfdb) assume for a header that gives none, in Hz.
 DEFAULT_FS = 250.0
 
-#: MAT version 4 type codes (little-endian, full numeric matrix) of the WFDB formats a ``.mat``
-#: signal file holds (``16+24``: 16-bit integers after the 24-byte MAT header of a 3-letter name).
-MAT_V4_TYPES: dict[str, tuple[int, str]] = {"16": (30, "16-bit integers"), "32": (20, "32-bit integers")}
+
+def _warn_default_fs(path: Path, header_file: Path, record_line: list[str]) -> None:
+    """Warn, seen from the caller of the function calling this, when record ``path``'s record line
+    (its fields) gives no sampling frequency: WFDB's default, :data:`DEFAULT_FS`, is assumed."""
+    if len(record_line) < 3:
+        warnings.warn(f"record '{record_label(path)}': file {header_file.name} gives no sampling frequency, so "
+                      f"WFDB's default, {DEFAULT_FS:g} Hz, is assumed: add the rate to its record line if it is "
+                      "another", stacklevel=3)
+
+
+#: MAT version 4 type codes (little-endian, full numeric matrix), bytes a sample and content of the
+#: WFDB formats a ``.mat`` signal file holds (``16+24``: 16-bit integers after the 24-byte MAT
+#: header of the 3-letter name ``val``), as the WFDB tool ``wfdb2mat`` writes them (format 80, 8-bit
+#: offset binary, as unsigned bytes).
+MAT_V4_TYPES: dict[str, tuple[int, int, str]] = {
+    "16": (30, 2, "16-bit integers"), "32": (20, 4, "32-bit integers"), "80": (50, 1, "8-bit unsigned integers"),
+}  # fmt: skip
+
+#: The size of a MAT version 4 matrix header before the matrix's name, in bytes: type, rows,
+#: columns, imaginary flag and name length (with its closing 0), 32-bit integers.
+MAT_V4_HEADER_BYTES = 20
 
 #: The size of a MAT version 5 file's header, in bytes: a WFDB header that reads such a file from
 #: a byte offset past it (``wfdb.wfdb_to_mat``'s ``16+192``) points at the data of its matrix,
 #: whose tag (type and size, the 8 bytes before) must agree with the header's format and length.
 MAT_V5_HEADER_BYTES = 128
 
-#: MAT version 5 data types (miINT16, miINT32) of the WFDB formats a ``.mat`` signal file holds.
-MAT_V5_TYPES: dict[str, tuple[int, str]] = {"16": (3, "miINT16"), "32": (5, "miINT32")}
+#: MAT version 5 data types (miINT16, miINT32, miUINT8) of the WFDB formats a ``.mat`` signal
+#: file holds.
+MAT_V5_TYPES: dict[str, int] = {"16": 3, "32": 5, "80": 2}
 
 
 def _check_mat_files(path: Path, record_line: list[str], signal_lines: list[list[str]]) -> None:
     """Check that each ``.mat`` signal file holds what its header's format says: a MAT version 4
-    matrix of that integer type and shape (PhysioNet's CinC records), or a MAT version 5 file read
+    matrix of that integer type and shape, its data where the header's byte offset points and
+    nothing after them (PhysioNet's CinC records, ``wfdb2mat``'s), or a MAT version 5 file read
     past its headers at data of that type and size (``wfdb_to_mat``'s). wfdb reads any file from
-    the byte offset on, so a float64 copy or a MAT version 5 file (``scipy.io.savemat``'s default)
-    read from byte 24 would give wrong samples, silently."""
-    files: dict[str, list[tuple[str, int]]] = {}
+    the byte offset on, so a float64 copy, a MAT version 5 file (``scipy.io.savemat``'s default)
+    read from byte 24, or a header whose offset is off by a byte would give wrong samples,
+    silently. The signal lines are those :func:`_checked_header_file` passed (one format a file)."""
+    files: dict[str, list[str]] = {}  # a .mat file's signals' format fields
     for line in signal_lines:
-        if len(line) > 1 and line[0].endswith(".mat"):
-            fmt, offset = re.match(r"([0-9]*)(?:x[0-9]*)?(?::[0-9]*)?(?:\+([0-9]*))?", line[1]).groups()
-            files.setdefault(line[0], []).append((fmt, int(offset or 0)))
-    length = int(record_line[3]) if len(record_line) > 3 and record_line[3].isdigit() else None
-    for name, signals in files.items():
-        file = path.parent / name
-        formats = {fmt for fmt, _ in signals}
-        if formats - MAT_V4_TYPES.keys() or len(formats) > 1 or not file.is_file():
-            continue  # a format without a MAT type to compare, or a missing file (reading names it)
-        offset = signals[0][1]
+        if line[0].endswith(".mat"):
+            files.setdefault(line[0], []).append(line[1])
+    length = int(record_line[3]) if len(record_line) > 3 else None
+    for name, fields in files.items():
+        fmt, _, _, offset_field = _FORMAT_FIELD.match(fields[0]).groups()  # wfdb reads a file from its first's offset
+        offset, signals, file = int(offset_field or 0), len(fields), path.parent / name
+        if not file.is_file():
+            continue  # reading names it
+        if fmt not in MAT_V4_TYPES:
+            *others, last = (f"{mat_fmt} ({what})" for mat_fmt, (_, _, what) in MAT_V4_TYPES.items())
+            raise _fail(path, f"file {name} is read in format {fmt} by {path.name}.hea, but a .mat signal file holds "
+                              f"format {', '.join(others)} or {last} only")
+        _, size, what = MAT_V4_TYPES[fmt]
         with open(file, "rb") as f:
-            head = f.read(20)
+            head = f.read(MAT_V4_HEADER_BYTES)
             f.seek(max(offset - 8, 0))
             data_tag = f.read(8)  # a MAT v5 file's: the tag of the data the header points at
-        expected, what = MAT_V4_TYPES[signals[0][0]]
+        problem: str | None
         if head.startswith(b"MATLAB 5.0"):
-            v5_type, _ = MAT_V5_TYPES[signals[0][0]]
-            kind, size = struct.unpack("<2i", data_tag) if len(data_tag) == 8 else (None, None)
-            wanted = None if length is None else length * len(signals) * int(signals[0][0]) // 8
-            if offset >= MAT_V5_HEADER_BYTES + 8 and kind == v5_type and wanted in (None, size):
+            kind, stored = struct.unpack("<2i", data_tag) if len(data_tag) == 8 else (None, None)
+            wanted = None if length is None else length * signals * size
+            if offset >= MAT_V5_HEADER_BYTES + 8 and kind == MAT_V5_TYPES[fmt] and wanted in (None, stored):
                 continue  # read past its headers (wfdb_to_mat's 16+192), its data of the header's type and size
             problem = (f"is a MAT version 5 file whose data, where its header reads them from byte {offset}, are not "
-                       f"{what} of {len(signals)} signal(s) x {length} samples (CinC's files are MAT version 4: "
+                       f"{what} of {signals} signal(s) x {length} samples (CinC's files are MAT version 4: "
                        "scipy.io.savemat(..., format='4') with int16 values)")
-        elif len(head) < 20:
+        elif len(head) < MAT_V4_HEADER_BYTES:
             problem = f"is {len(head)} bytes long, shorter than a MAT version 4 header"
         else:
-            kind, rows, columns = struct.unpack("<3i", head[:12])
-            shapes = [(len(signals), length)] + ([(length, 1)] if len(signals) == 1 else [])  # one lead: either way
-            if kind != expected:
-                problem = (f"holds MAT type {kind}, not {expected} ({what}, which its format {signals[0][0]} in "
-                           f"{path.name}.hea reads)")
-            elif length is not None and (rows, columns) not in shapes:
-                problem = (f"holds a {rows} x {columns} matrix, where {path.name}.hea gives {len(signals)} signal(s) "
-                           f"of {length} samples")
-            else:
+            problem = _mat_v4_problem(path, file, fmt, offset, signals, length, head)
+            if problem is None:
                 continue
         raise _fail(path, f"file {name} {problem}")
+
+
+def _mat_v4_problem(path: Path, file: Path, fmt: str, offset: int, signals: int, length: int | None,
+                    head: bytes) -> str | None:
+    """What is wrong with MAT version 4 file ``file`` (its first :data:`MAT_V4_HEADER_BYTES`
+    bytes ``head``), read by record ``path``'s header from byte ``offset`` in format ``fmt`` for
+    ``signals`` signals of ``length`` samples (``None``: not given), or ``None``."""
+    expected, size, what = MAT_V4_TYPES[fmt]
+    kind, rows, columns, _, name_length = struct.unpack("<5i", head)
+    start = MAT_V4_HEADER_BYTES + name_length  # the matrix's data, after its name
+    shapes = [(signals, length)] + ([(length, 1)] if signals == 1 else [])  # one lead: either way
+    if kind != expected:
+        return f"holds MAT type {kind}, not {expected} ({what}, which its format {fmt} in {path.name}.hea reads)"
+    if offset != start:
+        return (f"holds its matrix's data from byte {start} (after a {MAT_V4_HEADER_BYTES}-byte MAT header and a "
+                f"{name_length}-byte name), but {path.name}.hea reads it from byte {offset}: its format field should "
+                f"be {fmt}+{start}")
+    if length is not None and (rows, columns) not in shapes:
+        return f"holds a {rows} x {columns} matrix, where {path.name}.hea gives {signals} signal(s) of {length} samples"
+    found, needed = file.stat().st_size, start + rows * columns * size
+    if found < needed:
+        return (f"is truncated: expected {needed:,} bytes for its {rows} x {columns} matrix of {what} after a "
+                f"{start}-byte MAT header, found {found:,}")
+    if found > needed:
+        return (f"holds {found - needed:,} bytes after its {rows} x {columns} matrix of {what} (another matrix? a "
+                "WFDB .mat signal file holds one)")
+    return None
 
 
 def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None) -> Record:
     """Read a record's signals with ``wfdb.rdrecord``.
 
-    The header's record line is checked first; when ``leads`` are asked for, the whole header with
-    :func:`read_header` too, for their channels' positions (about a third more time on a small
-    record). When wfdb fails, or returns fewer samples than the header announces,
+    The header's lines are checked first (:func:`_checked_header_file`), and a ``.mat`` signal
+    file's own header; when ``leads`` are asked for, the whole header with :func:`read_header`
+    too, for their channels' positions (about a third more time on a small record), as for a
+    multi-segment record, whose segments' headers it checks. When wfdb fails (reading or
+    converting), or returns fewer samples than the header announces,
     :func:`read_header` finds out which file is at fault, so the error names it. The samples are
     read as digital values, compared with the header's checksums (which wfdb does not verify; a
     mismatch warns), then converted to physical units channel by channel (faster than wfdb's
     conversion of the (L, C) array), the samples of one frame of a multi-frequency signal
     averaged; a record with a signal in one of :data:`PHYSICAL_FORMATS` (61) is read in physical
     units and converted back for the checksums. A header whose record line names another record
-    warns (a header copied from another record). Multi-segment records are read by wfdb in physical
-    units, unchecked (their segments' headers hold the checksums); one whose segments give a lead
-    in different units is refused.
+    warns (a header copied from another record), and one without a sampling rate
+    (:data:`DEFAULT_FS` is assumed). Multi-segment records are read by wfdb in physical units,
+    their samples unchecked (their segments' headers hold the checksums); one whose segments give
+    a lead in different units is refused.
 
     Args:
         path: record path without extension.
@@ -375,8 +517,9 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         A :class:`Record` with ``signal`` (C, L) float32 in physical units.
 
     Raises:
-        DataError: a file is missing, truncated or malformed, a lead is absent, or a
-            multi-segment record's segments give a lead in different units.
+        DataError: a file is missing, truncated or malformed (a header wfdb would misread, see
+            the module's docstring), a lead is absent, or a multi-segment record's segments give
+            a lead in different units.
     """
     path = Path(path)
     header_file, (record_line, *signal_lines) = _checked_header_file(path)
@@ -384,10 +527,7 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
         raise _fail(path, f"file {header_file.name} declares no signals (an annotation-only record): nothing to read")
     if len(record_line) > 3 and record_line[3].strip("0") == "":
         raise _fail(path, f"file {header_file.name} declares 0 samples a signal: nothing to read")
-    if len(record_line) < 3:
-        warnings.warn(f"record '{record_label(path)}': file {header_file.name} gives no sampling frequency, so "
-                      f"WFDB's default, {DEFAULT_FS:g} Hz, is assumed: add the rate to its record line if it is "
-                      "another", stacklevel=2)
+    _warn_default_fs(path, header_file, record_line)
     multi_segment = "/" in record_line[0]  # the record line's "name/segments"
     named = record_line[0].split("/")[0]
     if named != path.name and not multi_segment:  # a header copied from another record, with its signal files
@@ -398,11 +538,19 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
     physical = multi_segment or any(len(line) > 1 and re.match("[0-9]*", line[1])[0] in PHYSICAL_FORMATS
                                     for line in signal_lines)  # a signal line's format: "61", "61x2", "61:3"...
     channels = None if leads is None else _lead_channels(path, leads)[0]  # wfdb cannot ask for a lead named None
+    if multi_segment and leads is None:  # (_lead_channels reads the header)
+        read_header(path)  # its segments checked: wfdb reads one naming the record itself without end
     try:
         record = wfdb.rdrecord(str(path), channels=channels, physical=physical, smooth_frames=multi_segment)
+        if not multi_segment:
+            if physical:  # the digital samples again, for the checksums (adc rounds: exactly)
+                record.e_d_signal = record.adc(expanded=True)
+            _check_checksums(path, record)
+            if not physical:
+                record.dac(expanded=True, inplace=True)
     except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
         raise
-    except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError...
+    except Exception as exc:  # wfdb raises FileNotFoundError, ValueError, IndexError, KeyError...
         read_header(path)
         raise _fail(path, f"wfdb could not read the signals: {type(exc).__name__}: {exc}") from exc
     if multi_segment:
@@ -411,11 +559,6 @@ def read_record(path: str | os.PathLike[str], leads: Sequence[str] | None = None
                               "which msresnet1d does not convert: write the segments in one unit")
         signal = np.ascontiguousarray(record.p_signal.T, dtype=np.float32)
     else:
-        if physical:  # the digital samples again, for the checksums (adc rounds: exactly)
-            record.e_d_signal = record.adc(expanded=True)
-        _check_checksums(path, record)
-        if not physical:
-            record.dac(expanded=True, inplace=True)
         signal = np.array([samples if n == 1 else samples.reshape(-1, n).mean(axis=1)
                            for samples, n in zip(record.e_p_signal, record.samps_per_frame, strict=True)],
                           dtype=np.float32)
@@ -500,29 +643,36 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     """Read annotation file ``<path>.<extension>`` with ``wfdb.rdann`` and check it against
     the record's header.
 
-    Warns when the file lacks WFDB's end-of-file marker (two zero bytes: it was cut at an even
-    byte, and reads as far as it goes), or when the beat annotations stop more than
-    :data:`UNANNOTATED_END` of the record (and more than 10 s) before its end (a truncated file,
-    or one written at another rate: the warning gives the ratio of the record's length to the
+    Warns when the header gives no sampling rate (WFDB's default, :data:`DEFAULT_FS`, is assumed,
+    as in :func:`read_record`), when the file lacks WFDB's end-of-file marker (two zero bytes: it
+    was cut at an even byte, and reads as far as it goes), or when the beat annotations stop more
+    than :data:`UNANNOTATED_END` of the record (and more than 10 s) before its end (a truncated
+    file, or one written at another rate: the warning gives the ratio of the record's length to the
     last beat's position, and the rate it suggests).
 
     Raises:
-        DataError: missing or empty file, or one wfdb cannot read (damaged, truncated); an
-            annotation code wfdb does not know; a sampling rate stored in the annotation file that
-            differs from the header's; an annotation outside the signal.
+        DataError: missing or empty file, one of an odd size (WFDB's are 16-bit words), or one
+            wfdb cannot read (damaged, truncated); an annotation code wfdb does not know; a
+            sampling rate stored in the annotation file that differs from the header's; an
+            annotation outside the signal.
     """
     path = Path(path)
-    header = read_header(path)
+    header_file, (record_line, *_), header = _read_header(path)
+    _warn_default_fs(path, header_file, record_line)
     ann_file = path.with_name(f"{path.name}.{extension}")
     if not ann_file.is_file():
         raise _fail(path, f"file {ann_file.name} is missing")
-    if ann_file.stat().st_size == 0:  # wfdb reads it as no annotations
+    size = ann_file.stat().st_size
+    if size == 0:  # wfdb reads it as no annotations
         raise _fail(path, f"file {ann_file.name} is empty (0 bytes), not a WFDB annotation file")
+    if size % 2:  # wfdb's reader fails in numpy
+        raise _fail(path, f"file {ann_file.name} is {size:,} bytes long, an odd number, where a WFDB annotation file "
+                          "is 16-bit words (truncated? or not an annotation file)")
     try:
         ann = wfdb.rdann(str(path), extension, return_label_elements=["symbol", "label_store"])
     except Warning:  # a warning raised as an error (-W error: a deprecation inside wfdb): not damage
         raise
-    except Exception as exc:  # numpy's reshape error for an odd length, IndexError...
+    except Exception as exc:  # IndexError...
         raise _fail(path, f"file {ann_file.name} could not be read as a WFDB annotation file (damaged or truncated?): "
                           f"{type(exc).__name__}: {exc}") from exc
     symbols = np.array([s if isinstance(s, str) else "" for s in ann.symbol], dtype=str)
@@ -545,7 +695,7 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
         problem = f"{outside.sum()} annotation(s) outside the signal (0..{header.sig_len})"
         raise _fail(path, f"file {ann_file.name} has {problem}, first at sample {sample[outside][0]}")
     with open(ann_file, "rb") as f:
-        f.seek(-2, os.SEEK_END)  # an empty file is refused above; one byte, by wfdb
+        f.seek(-2, os.SEEK_END)  # an empty file, or one of an odd size, is refused above
         ended = f.read() == b"\0\0"  # the end-of-file marker: a file cut at an even byte reads, without it
     if not ended:
         last = f"its annotations stop at {sample[-1] / header.fs:.1f} s" if sample.size else "it holds no annotation"
