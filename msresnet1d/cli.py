@@ -472,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="fetch MIT-BIH from PhysioNet or Fashion-MNIST from its mirrors, verified "
                                          "by checksum")
     p.add_argument("name", choices=DOWNLOADABLE,
-                   help="the data set (CinC 2017 is a zip file to supply by hand: see docs/data.md)")
+                   help="the data set (CinC 2017 is a zip file to supply by hand: see docs/data.md in the repository)")
     p.add_argument("--data-dir", type=path_flag,
                    help="the folder to hold <name>/ (default: $MSRESNET1D_DATA if set, else for mitdb the download "
                         "folder, datasets/downloads/ or ~/.cache/msresnet1d/data/, and for fashion-mnist datasets/, or "
