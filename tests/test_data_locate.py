@@ -148,6 +148,8 @@ def test_records_files_with_a_byte_order_mark_or_nested_folders_are_read(tmp_pat
     (db / "p0" / "RECORDS").write_text("101\n")
     (db / "p1" / "q" / "RECORDS").write_text("103\n")
     assert list_records(db) == ["100", "p0/101", "p1/q/103"]
+    (db / "RECORDS").write_text("100\n./p0/\np1/./q//\n")  # folders spelled otherwise: their records named plainly
+    assert list_records(db) == ["100", "p0/101", "p1/q/103"]
     (db / "p0" / "RECORDS").unlink()
     with pytest.raises(DataError, match=re.escape(f"{db / 'p0' / 'RECORDS'} is missing: {db / 'RECORDS'} lists folder "
                                                   "p0/, whose RECORDS file names its records")):

@@ -166,13 +166,16 @@ def _listed(db_dir: Path, folder: str, seen: set[Path], listed_in: Path | None) 
         if not line.strip():
             continue
         name = folder + line.strip()
-        if not is_record_name(name.removesuffix("/")):  # a folder's line ends in /
+        is_folder = name.endswith("/")  # any spelling of a folder inside, read as its plain one ("./": this folder)
+        if is_folder:
+            name = posixpath.normpath(name)
+        if not (is_record_name(name) or (is_folder and name == ".")):
             raise DataError(f"{records_file} names record {line.strip()!r}: a RECORDS file lists the folder's own "
                             f"records, each {RECORD_NAME_RULE}")
-        if not name.endswith("/"):
+        if not is_folder:
             names.append(name)
         elif (db_dir / name / "RECORDS").resolve() not in seen:  # a folder listing itself, or listed twice
-            names.extend(_listed(db_dir, name, seen, records_file))
+            names.extend(_listed(db_dir, "" if name == "." else name + "/", seen, records_file))
     return names
 
 
