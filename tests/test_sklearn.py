@@ -554,8 +554,13 @@ def test_a_failed_fit_or_refit_leaves_the_estimator_unfitted(estimator):
                                                 "network the signals X alone"),
     (dict(model="resnet18", model_kwargs=None), "model 'resnet18' builds a 2-D network"),
     (dict(model="nonexistent"), "unknown model 'nonexistent'"),
-    (dict(n_jobs=0), r"n_jobs must be None, a number of torch threads >= 1, or < 0 \(-1: all CPUs\), got 0"),
-    (dict(n_jobs=True), r"n_jobs must be None, a number of torch threads >= 1, or < 0 \(-1: all CPUs\), got True"),
+    (dict(n_jobs=0), r"n_jobs must be None, a number of torch threads in \[1, 1024\], or < 0 \(-1: all CPUs\), got 0"),
+    (dict(n_jobs=True), r"n_jobs must be None, a number of torch threads in \[1, 1024\], or < 0 \(-1: all CPUs\), "
+                        "got True"),
+    (dict(n_jobs=10**20), r"n_jobs must be None, a number of torch threads in \[1, 1024\], .*got 10{20}$"),
+    (dict(n_jobs=1025), r"n_jobs must be None, a number of torch threads in \[1, 1024\], .* got 1025"),
+    (dict(model_kwargs={"preact": "no"}), "preact must be True or False, got 'no'"),
+    (dict(model_kwargs={"extra_hidden": 2**40}), r"extra_hidden must be at most 2\*\*31"),
     (dict(validation_fraction=0.01), r"cannot hold out validation_fraction=0.01 of \d+ samples: The test_size"),
 ])
 def test_fit_rejects_bad_parameters(params, message):
