@@ -396,8 +396,12 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _build_model(self, n_outputs: int, seed: int) -> nn.Module:
         """The network for ``n_channels_`` input channels and ``n_outputs`` outputs, initialised from ``seed``."""
         seed_torch(seed, torch.device("cpu"))  # the CPU's generator only: fit forks no GPU's
-        model = create_model(self.model, in_channels=self.n_channels_, **self._head_size(n_outputs),
-                             **(self.model_kwargs or {}))
+        try:
+            model = create_model(self.model, in_channels=self.n_channels_, **self._head_size(n_outputs),
+                                 **(self.model_kwargs or {}))
+        except RuntimeError as e:  # sizes torch cannot allocate (past its 64-bit size count, or the memory)
+            raise ValueError(f"{type(self).__name__}: model {self.model!r} with model_kwargs {self.model_kwargs}: "
+                             f"{e}") from None
         if model.dims != 1:
             raise ValueError(
                 f"{type(self).__name__}: model {self.model!r} builds a {model.dims}-D network; signals "
