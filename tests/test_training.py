@@ -2564,9 +2564,12 @@ def test_beat_augmentation_changes_training_batches_only(representation):
         for a, b in zip(plain.predict(Inputs(), split, torch.device("cpu")),
                         augmented.predict(Inputs(), split, torch.device("cpu"))):
             np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match=r"shift=1.0 s \(180 samples at 180 Hz\) must be >= 0 and shorter than "
-                                         r"the window \(126 samples\)"):
+    with pytest.raises(ValueError, match=r"^config: \[data\] shift must be shorter than the window \(window = "
+                                         r"\[-0\.25, 0\.45\]: 0\.7 s\), got 1\.0$"):  # before the data are read
         build_task(TrainConfig(data={**data, "shift": 1.0}))
+    with pytest.raises(ValueError, match=r"shift=0.699 s \(126 samples at 180 Hz\) must be >= 0 and shorter than "
+                                         r"the window \(126 samples\)"):  # shorter in seconds, not once rounded
+        build_task(TrainConfig(data={**data, "shift": 0.699}))
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments" / "configs").glob("*.toml")), ids=lambda p: p.stem)
