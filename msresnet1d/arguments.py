@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, NoReturn
 from .atomic import check_target, file_version, write_text
 from .data.locate import source_checkout
 from .training.config import TrainConfig, load_config, parse_overrides
+from .values import MAX_THREADS
 
 #: What ``predict``'s errors say of ``--leads``, which takes every name after it (argparse's ``nargs="+"``).
 LEADS_TAKE_ALL = ("--leads takes every name after it, records too: give the records before --leads, or end its "
@@ -493,7 +494,9 @@ def records_or_exit(parser: argparse.ArgumentParser, db_dir: Path, records: list
 
 
 def thread_count(value: str) -> int:
-    """``--threads``: torch threads, a whole number >= 0 (0: PyTorch's default)."""
-    if not re.fullmatch("[0-9]+", value):
-        raise argparse.ArgumentTypeError(f"{value!r}: torch threads are a whole number >= 0 (0: PyTorch's default)")
+    """``--threads``: torch threads, a whole number in [0, :data:`~msresnet1d.values.MAX_THREADS`]
+    (0: PyTorch's default)."""
+    if not re.fullmatch("[0-9]+", value) or int(value) > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{value!r}: torch threads are a whole number >= 0 (0: PyTorch's "
+                                         f"default), at most {MAX_THREADS}")
     return int(value)

@@ -71,7 +71,7 @@ from torch import nn
 from msresnet1d.data.loader import TensorBatchLoader, epoch_generator
 from msresnet1d.data.preprocess import Normalization, canonical_band, check_band, preprocess_signal, resample
 from msresnet1d.models import create_model
-from msresnet1d.values import is_number, is_whole
+from msresnet1d.values import MAX_THREADS, is_number, is_whole
 from msresnet1d.models.registry import model_options
 from msresnet1d.training.checkpoint import plain
 from msresnet1d.training.config import TrainConfig, from_source
@@ -267,8 +267,10 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         if self.validation_fraction is not None and not (
                 is_number(self.validation_fraction) and 0 < self.validation_fraction < 1):
             raise ValueError(f"{name}: validation_fraction must be None or in (0, 1), got {self.validation_fraction!r}")
-        if self.n_jobs is not None and (not is_whole(self.n_jobs) or self.n_jobs == 0):  # True is not 1 thread
-            raise ValueError(f"{name}: n_jobs must be None, a number of torch threads >= 1, or < 0 (-1: all CPUs), "
+        if self.n_jobs is not None and (not is_whole(self.n_jobs) or not self.n_jobs <= MAX_THREADS
+                                        or self.n_jobs == 0):  # True is not 1 thread
+            raise ValueError(f"{name}: n_jobs must be None, a number of torch threads in [1, {MAX_THREADS}], "
+                             "or < 0 (-1: all CPUs), "
                              f"got {self.n_jobs!r}")
         if self.n_iter_no_change is not None and not (is_whole(self.n_iter_no_change) and self.n_iter_no_change >= 1):
             raise ValueError(f"{name}: n_iter_no_change must be None or a whole number >= 1 (epochs), "
@@ -394,8 +396,12 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _build_model(self, n_outputs: int, seed: int) -> nn.Module:
         """The network for ``n_channels_`` input channels and ``n_outputs`` outputs, initialised from ``seed``."""
         seed_torch(seed, torch.device("cpu"))  # the CPU's generator only: fit forks no GPU's
-        model = create_model(self.model, in_channels=self.n_channels_, **self._head_size(n_outputs),
-                             **(self.model_kwargs or {}))
+        try:
+            model = create_model(self.model, in_channels=self.n_channels_, **self._head_size(n_outputs),
+                                 **(self.model_kwargs or {}))
+        except RuntimeError as e:  # sizes torch cannot allocate (past its 64-bit size count, or the memory)
+            raise ValueError(f"{type(self).__name__}: model {self.model!r} with model_kwargs {self.model_kwargs}: "
+                             f"{e}") from None
         if model.dims != 1:
             raise ValueError(
                 f"{type(self).__name__}: model {self.model!r} builds a {model.dims}-D network; signals "
@@ -562,8 +568,8 @@ class MSResNet1dClassifier(ClassifierMixin, _NetworkEstimator):
         warm_start: let ``fit`` continue training the fitted network instead of starting anew;
             a ValueError if ``model`` or ``model_kwargs`` changed since it was built.
         random_state: seed of initialisation, batch order, dropout and validation split.
-        n_jobs: torch threads during fit and inference (-1: all CPUs); None leaves torch's setting
-            (the process's: leave it None for fits run in threads side by side).
+        n_jobs: torch threads during fit and inference, at most 1024 (-1: all CPUs); None leaves
+            torch's setting (the process's: leave it None for fits run in threads side by side).
         verbose: print one line per epoch when > 0.
 
     Attributes:

@@ -5,6 +5,16 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
+#: The largest size a model option may hold (channels, widths, kernels, strides, dilations, blocks,
+#: hidden units): larger ones overflow torch's tensor sizes or any machine's memory.
+MAX_SIZE = 2**31
+
+#: The most torch threads a run, a command's ``--threads`` or an estimator's ``n_jobs`` may ask
+#: for: more than any machine's cores, and past it the system runs out of memory for them.
+MAX_THREADS = 1024
+
 
 def is_whole(value: object) -> bool:
     """An integer (numpy's too), not a bool (a subclass of int) nor a float."""
@@ -14,3 +24,17 @@ def is_whole(value: object) -> bool:
 def is_number(value: object) -> bool:
     """A real number (numpy's too, NaN and infinities included), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def true_or_false(**flags: object) -> dict[str, bool]:
+    """``flags`` (boolean options by name) as Python bools: each must be ``True`` or ``False``
+    (numpy's booleans too), not a string such as ``"False"`` nor a number, which Python would
+    take as true or false by their emptiness.
+
+    Raises:
+        ValueError: naming the first option that is not a boolean, and its value.
+    """
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    return {name: bool(value) for name, value in flags.items()}

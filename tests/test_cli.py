@@ -137,10 +137,12 @@ def test_threads_are_a_whole_number_from_0_the_torch_default(command, capsys):
     parser = build_parser()
     assert parser.parse_args([*command, "--threads", "0"]).threads == 0
     assert parser.parse_args([*command, "--threads", "3"]).threads == 3
-    for bad in ("-1", "1.5", "x"):
+    assert parser.parse_args([*command, "--threads", "1024"]).threads == 1024
+    for bad in ("-1", "1.5", "x", "1025", "99999999999999999999"):  # torch overflowed, or ran out of memory
         with pytest.raises(SystemExit):
             parser.parse_args([*command, "--threads", bad])
-        assert f"{bad!r}: torch threads are a whole number >= 0 (0: PyTorch's default)" in capsys.readouterr().err
+        assert (f"{bad!r}: torch threads are a whole number >= 0 (0: PyTorch's default), at most 1024"
+                in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("command, flag", [

@@ -105,3 +105,11 @@ def test_a_dotted_key_sets_an_entry_of_a_table_within_and_no_override_is_dropped
     with pytest.raises(ValueError, match=r"^override 'data\.fs\.x' sets an entry of data\.fs, which is 180, not a "
                                          "table$"):
         load_config(None, {"data.fs": 180, "data.fs.x": 1})
+
+
+@pytest.mark.parametrize("threads", [1025, 100_000, 99999999999999999999])  # torch ran out of memory, or overflowed
+def test_threads_above_1024_are_refused_naming_the_key(threads):
+    assert load_config(None, {"threads": 1024}).threads == 1024
+    with pytest.raises(ValueError, match=rf"^defaults and the overrides \(threads\): threads must be at most 1024, "
+                                         rf"got {threads}$"):
+        load_config(None, parse_overrides([f"threads={threads}"]))

@@ -491,6 +491,16 @@ def test_classify_beats_names_a_signal_with_other_channels_than_the_model_reads(
         classify_beats(tiny_model(), signal, np.array([100, 3000]), BEAT_WINDOW, fs=FS, template=template)
 
 
+@pytest.mark.parametrize("template", ["yes", "False", 1, [[0.0] * 252]])
+def test_classify_beats_refuses_a_template_that_is_neither_a_boolean_nor_an_array(template):
+    """template='False' was taken as True (each beat and its difference to the median beat)."""
+    with pytest.raises(ValueError, match=rf"^template must be True or False, got {re.escape(repr(template))}$"):
+        classify_beats(tiny_model(), np.zeros((1, 4000)), np.array([100, 3000]), BEAT_WINDOW, fs=FS,
+                       template=template)
+    classify_beats(tiny_model(), np.zeros((1, 4000)), np.array([1000, 3000]), BEAT_WINDOW, fs=FS,
+                   template=np.True_)  # numpy's booleans are booleans
+
+
 @pytest.mark.parametrize("chunk, template, message", [
     (np.zeros((1, 4000)), None, r"chunk has 1 channel\(s\) \(shape \(C, L\) = \(1, 4000\)\), but the model expects "
                                 r"in_channels=2; twice the chunk's leads, .*: pass template=, the recording's "

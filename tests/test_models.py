@@ -396,6 +396,55 @@ def test_sizes_must_be_positive_integers_and_are_named(model, kwargs, match):
         model(**kwargs)
 
 
+@pytest.mark.parametrize("model, kwargs, match", [
+    (MSResNet1d, dict(widths=(10**12, 16, 16)), r"widths must be at most 2\*\*31 .*got \(1000000000000, 16, 16\)"),
+    (MSResNet1d, dict(stem_channels=2**63 - 1), r"stem_channels must be at most 2\*\*31 .*got 9223372036854775807"),
+    (MSResNet1d, dict(stem_kernel=2**63 - 1), r"stem_kernel must be at most 2\*\*31"),
+    (MSResNet1d, dict(kernels=(3, 2**63 - 1)), r"kernels must be at most 2\*\*31"),
+    (MSResNet1d, dict(extra_features=8, extra_hidden=2**40),
+     r"extra_hidden must be at most 2\*\*31 .*got 1099511627776"),
+    (MSResNet1d, dict(num_classes=2**40), r"num_classes or out_features must be at most 2\*\*31"),
+    (ResNet, dict(dims=1, widths=(2**40,) * 4), r"widths must be at most 2\*\*31"),
+])
+def test_sizes_past_2_to_the_31_are_refused_before_torch_overflows(model, kwargs, match):
+    """They stopped in torch: 'Storage size calculation overflowed', or an allocation of petabytes."""
+    with pytest.raises(ValueError, match=match):
+        model(**kwargs)
+
+
+@pytest.mark.parametrize("model, kwargs", [
+    (MSResNet1d, dict(stem_stride=[])), (MSResNet1d, dict(stem_stride=[2])), (MSResNet1d, dict(stem_channels=[8])),
+    (MSResNet1d, dict(stem_kernel=np.array([7]))), (MSResNet1d, dict(in_channels=(1,))),
+    (ResNet, dict(dims=1, kernel_size=[3])),
+])
+def test_a_scalar_size_given_as_a_sequence_is_refused_naming_it(model, kwargs):
+    """An IndexError inside Conv1d (stem_stride=[]) or a comparison of a tuple with an int."""
+    name = next(key for key in kwargs if key != "dims")
+    with pytest.raises(ValueError, match=rf"^{name} must be one integer >= 1, not a sequence, got "):
+        model(**kwargs)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("msresnet1d_beat", dict(preact="no")), ("msresnet1d_beat", dict(separable="no")),
+    ("msresnet1d_beat", dict(stem_pool="False")), ("msresnet1d_beat", dict(zero_init_residual="off")),
+    ("msresnet1d_beat", dict(preact=1)), ("msresnet1d_beat", dict(separable=None)),
+    ("resnet18", dict(dims=1, bias="no")), ("resnet18", dict(dims=1, preact="False")),
+    ("resnet18", dict(dims=1, stem_pool=0)), ("resnet18", dict(dims=1, zero_init_residual="yes")),
+])
+def test_boolean_options_must_be_true_or_false(name, options):
+    """A string such as "False" (from --set) was taken as true: a pre-activation model, recorded as "False"."""
+    option = next(key for key in options if key != "dims")
+    value = options[option]
+    with pytest.raises(ValueError, match=rf"^{option} must be True or False, got {re.escape(repr(value))}$"):
+        create_model(name, **options)
+
+
+def test_boolean_options_may_be_numpy_booleans_and_are_kept_as_bools():
+    model = create_model("msresnet1d_beat", preact=np.bool_(True), stem_pool=np.bool_(False),
+                         zero_init_residual=np.bool_(True))
+    assert type(model.zero_init_residual) is bool and len(model.stem) == 1  # pre-activation: the convolution alone
+
+
 def test_sizes_may_be_numpy_integers_as_a_parameter_grid_gives_them():
     model = MSResNet1d(widths=np.array([8, 16, 16]), layers=(np.int64(1),) * 3, in_channels=np.array(2),
                        stem_channels=np.int64(8), kernels=np.array([3, 5]))

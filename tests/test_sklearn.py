@@ -554,8 +554,17 @@ def test_a_failed_fit_or_refit_leaves_the_estimator_unfitted(estimator):
                                                 "network the signals X alone"),
     (dict(model="resnet18", model_kwargs=None), "model 'resnet18' builds a 2-D network"),
     (dict(model="nonexistent"), "unknown model 'nonexistent'"),
-    (dict(n_jobs=0), r"n_jobs must be None, a number of torch threads >= 1, or < 0 \(-1: all CPUs\), got 0"),
-    (dict(n_jobs=True), r"n_jobs must be None, a number of torch threads >= 1, or < 0 \(-1: all CPUs\), got True"),
+    (dict(n_jobs=0), r"n_jobs must be None, a number of torch threads in \[1, 1024\], or < 0 \(-1: all CPUs\), got 0"),
+    (dict(n_jobs=True), r"n_jobs must be None, a number of torch threads in \[1, 1024\], or < 0 \(-1: all CPUs\), "
+                        "got True"),
+    (dict(n_jobs=10**20), r"n_jobs must be None, a number of torch threads in \[1, 1024\], .*got 10{20}$"),
+    (dict(n_jobs=1025), r"n_jobs must be None, a number of torch threads in \[1, 1024\], .* got 1025"),
+    (dict(model_kwargs={"preact": "no"}), "preact must be True or False, got 'no'"),
+    (dict(model_kwargs={"extra_hidden": 2**40}), r"extra_hidden must be at most 2\*\*31"),
+    # a stem of 2**62 weights, 2**64 bytes: the first tensor overflows torch's size count before any allocation
+    (dict(model_kwargs={"stem_channels": 2**31, "stem_kernel": 2**31}),
+     r"MSResNet1dClassifier: model 'msresnet1d_beat' with model_kwargs \{'stem_channels': 2147483648, 'stem_kernel': "
+     r"2147483648\}: Storage size calculation overflowed"),
     (dict(validation_fraction=0.01), r"cannot hold out validation_fraction=0.01 of \d+ samples: The test_size"),
 ])
 def test_fit_rejects_bad_parameters(params, message):

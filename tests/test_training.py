@@ -598,7 +598,12 @@ def test_train_names_the_config_file_of_a_bad_data_or_model_option(tmp_path, cap
 @pytest.mark.parametrize("task, key, value, expected", [
     ("beats", "rr", ["nope"], "true, false or a list of distinct names of"),
     ("beats", "representation", "foo", "'signal' or 'spectrogram'"), ("beats", "scale", -1, r"a number in \[0, 1\)"),
-    ("beats", "shift", -1, "a number >= 0"), ("beats", "val_records", -1, "a whole number >= 0 or a list"),
+    ("beats", "shift", -1, "a number >= 0"),
+    # an OverflowError (1e308 s in samples), and a TypeError building the message of names that are not strings
+    ("beats", "shift", 1e308, r"shorter than the window .*0\.7 s\), got 1e\+308"),
+    ("beats", "shift", 1.0, r"shorter than the window \(window = \[-0\.25, 0\.45\]"),
+    ("beats", "rr", [1, 2], r"got \[1, 2\]"),
+    ("beats", "val_records", -1, "a whole number >= 0 or a list"),
     ("beats", "scale", 5, r"a number in \[0, 1\)"), ("beats", "cache", "maybe", "true or false"), ("beats", "template", 2, "true or false"),
     ("beats", "val_seed", "x", "a whole number"), ("beats", "fs", "abc", "a number > 0"),
     ("beats", "test_records", [100, 101], "record names as strings"),
@@ -1023,6 +1028,16 @@ def test_the_run_folder_lock_refuses_a_holder_waits_for_a_probe_and_stands_aside
             assert engine.lock_run_dir(tmp_path, create=create) is None
     with pytest.warns(UserWarning, match="does not support flock"):
         engine.check_run_dir(tmp_path, resume=True)
+
+
+def test_a_model_torch_cannot_allocate_is_refused_as_a_bad_config():
+    """Widths below 2**31 whose weights still overflow torch's 64-bit size count: a RuntimeError traceback."""
+    from msresnet1d.training import configured
+
+    cfg = TrainConfig(task="beats", model="msresnet1d_beat", model_kwargs={"widths": [10**9, 16, 16]})
+    with pytest.raises(ValueError, match=r"^config: model 'msresnet1d_beat' with \[model_kwargs\] \{'widths': "
+                                         r"\[1000000000, 16, 16\]\}: Storage size calculation overflowed"):
+        configured.resolve_model(cfg)
 
 
 def test_a_model_too_large_to_train_in_memory_is_refused_before_the_data_load(tmp_path, monkeypatch, capsys):
@@ -2549,9 +2564,12 @@ def test_beat_augmentation_changes_training_batches_only(representation):
         for a, b in zip(plain.predict(Inputs(), split, torch.device("cpu")),
                         augmented.predict(Inputs(), split, torch.device("cpu"))):
             np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match=r"shift=1.0 s \(180 samples at 180 Hz\) must be >= 0 and shorter than "
-                                         r"the window \(126 samples\)"):
+    with pytest.raises(ValueError, match=r"^config: \[data\] shift must be shorter than the window \(window = "
+                                         r"\[-0\.25, 0\.45\]: 0\.7 s\), got 1\.0$"):  # before the data are read
         build_task(TrainConfig(data={**data, "shift": 1.0}))
+    with pytest.raises(ValueError, match=r"shift=0.699 s \(126 samples at 180 Hz\) must be >= 0 and shorter than "
+                                         r"the window \(126 samples\)"):  # shorter in seconds, not once rounded
+        build_task(TrainConfig(data={**data, "shift": 0.699}))
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments" / "configs").glob("*.toml")), ids=lambda p: p.stem)

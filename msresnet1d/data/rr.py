@@ -94,7 +94,8 @@ def rr_columns(selection: bool | Sequence[str], features: Sequence[str] = RR_FEA
     unknown = [n for n in names if n not in features]
     if unknown or len(set(names)) != len(names):
         raise ValueError(f"RR features must be true, false or distinct names of {', '.join(features)}; "
-                         f"got {names}" + (f" (unknown: {', '.join(unknown)})" if unknown else " (repeated)"))
+                         f"got {names}" + (f" (unknown: {', '.join(map(repr, unknown))})" if unknown
+                                           else " (repeated)"))
     return [list(features).index(n) for n in names]
 
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..data.beats import beat_windows, record_template, with_template
 from ..data.rr import CONTEXT_BEATS, RR_FEATURES, check_positions, rr_columns, rr_features
-from ..values import is_whole
+from ..values import is_whole, true_or_false
 from .predictor import Predictor, as_predictor
 from .stream import Predictions, SampleBuffer, Stream, as_signal, positive_number, whole_number
 
@@ -392,17 +392,17 @@ def classify_beats(
 
     Raises:
         ValueError: ``signal`` with other channels than the model reads (C, or C = half of them
-            with ``template``); ``beats`` not 1-D whole numbers, not increasing or not in [0, L);
-            ``rr`` not (B, F) or given to a model without RR features; no ``rr_transform`` for a
-            model with another number of extra features than the 8 RR_DEFAULT columns; the
-            errors of :class:`BeatStream`.
+            with ``template``); ``template`` neither a boolean nor an array; ``beats`` not 1-D
+            whole numbers, not increasing or not in [0, L); ``rr`` not (B, F) or given to a model
+            without RR features; no ``rr_transform`` for a model with another number of extra
+            features than the 8 RR_DEFAULT columns; the errors of :class:`BeatStream`.
     """
     predictor = as_predictor(model)
     window = _check_window(window)
     fs, record_rr, record_median_rr = _check_rates(fs, record_rr, record_median_rr)
     recording = as_signal(signal, None)
-    if not isinstance(template, np.ndarray):
-        template = bool(template)  # None and numpy's booleans too
+    if not isinstance(template, np.ndarray):  # None is False; a string or a number is refused
+        template = False if template is None else true_or_false(template=template)["template"]
     _check_channels(recording.shape, predictor.in_channels, template is not False)
     _check_rr_transform(predictor.extra_features, rr_transform)
     beats = _check_beats(beats, "classify_beats", recording.shape[1])

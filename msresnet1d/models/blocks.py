@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .layers import avgpool, batchnorm, conv, maxpool, separable_conv
-from ..values import is_whole
+from ..values import MAX_SIZE, is_whole
 
 Shortcut = Literal["conv", "conv_bn", "avg_conv_bn"]
 
@@ -129,23 +129,29 @@ BLOCKS: dict[str, type[BasicBlock | Bottleneck]] = {"basic": BasicBlock, "bottle
 
 
 def whole_sizes(*, sequences: tuple[str, ...] = (), **sizes: object) -> dict[str, int | tuple[int, ...]]:
-    """``sizes`` (channels, kernels, strides, dilations, widths, blocks: an integer or a sequence
-    of them, numpy's included, as a parameter grid gives them) as Python ints >= 1, tuples for
-    sequences, so that the layers and attributes built from them are plain (TorchScript needs it).
-    The sizes named in ``sequences`` (one per branch or stage) must be sequences.
+    """``sizes`` (channels, kernels, strides, dilations, widths, blocks: an integer, numpy's
+    included, as a parameter grid gives them) as Python ints in [1, 2**31]
+    (:data:`~msresnet1d.values.MAX_SIZE`), tuples for sequences, so that the layers and attributes
+    built from them are plain (TorchScript needs it). The sizes named in ``sequences`` (one per
+    branch or stage) must be sequences of integers, the others one integer.
 
     Raises:
-        ValueError: naming the first size that is not a whole number >= 1 (or a sequence of them).
+        ValueError: naming the first size that is not a whole number in [1, 2**31] (or a sequence
+            of them), or that is a sequence where one integer is expected or the other way round.
     """
     out: dict[str, int | tuple[int, ...]] = {}
     for name, value in sizes.items():
         several = np.ndim(value) > 0  # a sequence or an array; a string or a 0-d array is one value
         if name in sequences and not several:
             raise ValueError(f"{name} must be a sequence of integers >= 1, got {value!r} (for one, write ({value!r},))")
+        if several and name not in sequences:
+            raise ValueError(f"{name} must be one integer >= 1, not a sequence, got {value!r}")
         values = value.ravel().tolist() if isinstance(value, np.ndarray) else list(value) if several else [value]
+        shown = tuple(values) if several else value
         if not all(is_whole(v) and v >= 1 for v in values):
-            shown = tuple(values) if several else value
             raise ValueError(f"{name} must be {'integers' if several else 'an integer'} >= 1, got {shown!r}")
+        if any(v > MAX_SIZE for v in values):
+            raise ValueError(f"{name} must be at most 2**31 (larger layers overflow torch's sizes), got {shown!r}")
         out[name] = tuple(int(v) for v in values) if several else int(values[0])
     return out
 

@@ -21,7 +21,7 @@ from torch import nn
 from .base import ResidualNetwork
 from .blocks import BLOCKS, Shortcut, check_layout, init_weights, make_stage, make_stem, whole_sizes
 from .layers import batchnorm, conv, min_input_size
-from ..values import is_whole
+from ..values import is_whole, true_or_false
 from .registry import register_model
 
 FUSIONS = ("concat", "sum", "attention", "late")
@@ -160,6 +160,8 @@ class MSResNet1d(ResidualNetwork):
         in_channels, kernels, widths, layers = size["in_channels"], size["kernels"], size["widths"], size["layers"]
         stem_channels, stem_kernel, stem_stride = size["stem_channels"], size["stem_kernel"], size["stem_stride"]
         dilations = size.get("dilations", (1,) * len(kernels))
+        stem_pool, preact, separable, zero_init_residual = true_or_false(
+            stem_pool=stem_pool, preact=preact, separable=separable, zero_init_residual=zero_init_residual).values()
         if not kernels or len(dilations) != len(kernels):
             raise ValueError(f"kernels {kernels} and dilations {dilations} must be non-empty and of equal length")
         if fusion not in FUSIONS:

@@ -11,6 +11,7 @@ from .base import ResidualNetwork
 from .blocks import BLOCKS, Shortcut, check_layout, init_weights, make_stage, make_stem, whole_sizes
 from .layers import batchnorm, check_dims, min_input_size
 from .registry import register_model
+from ..values import true_or_false
 
 
 class ResNet(ResidualNetwork):
@@ -70,6 +71,8 @@ class ResNet(ResidualNetwork):
                            widths=widths, layers=layers, stem_channels=stem_channels, stem_kernel=stem_kernel,
                            stem_stride=stem_stride)
         in_channels, kernel_size, widths, layers, stem_channels, stem_kernel, stem_stride = size.values()
+        stem_pool, preact, bias, zero_init_residual = true_or_false(
+            stem_pool=stem_pool, preact=preact, bias=bias, zero_init_residual=zero_init_residual).values()
         check_layout(layers, widths, block)
         self.dims = check_dims(dims)
         self.in_channels = in_channels

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spelling import did_you_mean
+from ..values import MAX_THREADS
 
 
 TASKS = ("beats", "rhythm", "fashion_mnist")
@@ -97,6 +98,8 @@ class TrainConfig:
         for key in ("weight_decay", "warmup_epochs", "focal_gamma", "grad_clip", "early_stopping", "threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"config: {key} must be >= 0, got {getattr(self, key)}")
+        if self.threads > MAX_THREADS:
+            raise ValueError(f"config: threads must be at most {MAX_THREADS}, got {self.threads}")
         if not 0 <= self.seed < 2**32:  # numpy's range
             raise ValueError(f"config: seed must be in [0, 2**32 - 1], got {self.seed}")
         if not 0 <= self.momentum < 1:

@@ -25,7 +25,11 @@ TASK_SETS = ("in_channels", "num_classes", "extra_features", "out_features")
 def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int,
                             extra_features: int = 0) -> ResidualNetwork:
     """The config's model (``cfg.model`` with ``cfg.model_kwargs``, in channels-last mode when
-    ``cfg.channels_last``) for these input channels, classes and extra per-example features."""
+    ``cfg.channels_last``) for these input channels, classes and extra per-example features.
+
+    Raises:
+        ValueError: naming the model and its ``[model_kwargs]``: an unknown option, a value of the
+            wrong kind or out of range, or a model torch cannot allocate."""
     kwargs: dict[str, Any] = {"in_channels": in_channels, "num_classes": num_classes}
     if extra_features:
         kwargs["extra_features"] = extra_features
@@ -36,7 +40,8 @@ def create_configured_model(cfg: TrainConfig, in_channels: int, num_classes: int
                          "remove the key (the data choose them: for ECG, the leads, classes and [data] rr)")
     try:
         model = create_model(cfg.model, **{**kwargs, **cfg.model_kwargs})
-    except (TypeError, ValueError) as e:  # an unknown option, a value of the wrong kind, or a bad value
+    except (TypeError, ValueError, RuntimeError) as e:  # an unknown option, a value of the wrong kind, a bad
+        # value, or sizes torch cannot allocate (a tensor's size past its 64-bit count, or the memory)
         raise ValueError(f"config: model {cfg.model!r} with [model_kwargs] {cfg.model_kwargs}: {e}") from None
     return model.set_channels_last(cfg.channels_last)
 

@@ -235,6 +235,10 @@ def check_data(cfg: TrainConfig) -> None:
                          f"val_size={data['val_size']} leaves, got {data['train_size']}")
     if cfg.task == "beats":
         beat_config(data)  # the window against the rate
+        start, stop = data["window"]
+        if data["shift"] >= stop - start:
+            raise ValueError(f"config: [data] shift must be shorter than the window (window = {data['window']}: "
+                             f"{stop - start:g} s), got {data['shift']!r}")
         if data["record_balanced"] and cfg.balanced_sampler:
             raise ValueError("config: [data] record_balanced and balanced_sampler both choose how training beats "
                              "are drawn (by record, by class): set one of them")
