@@ -153,7 +153,9 @@ def test_a_record_without_its_annotation_file_says_how_to_find_the_beats(checkpo
 
 
 @pytest.mark.parametrize("edit, problem", [({"lerning_rate": 0.1}, "unknown key(s) lerning_rate"),
-                                           ({"task": "beat"}, "task must be one of")])
+                                           ({"task": "beat"}, "task must be one of"),
+                                           ({"data": {"data_dir": 3}}, "[data] data_dir must be a folder path (or "
+                                                                       "unset), got 3")])
 def test_a_checkpoint_with_a_bad_config_is_named(checkpoints, records, tmp_path, edit, problem, capsys):
     ckpt = torch.load(checkpoints["beats"], weights_only=True)
     edited = tmp_path / "edited.pt"
@@ -193,7 +195,7 @@ def test_class_names_other_than_the_tasks_are_refused(checkpoints, records, tmp_
 
 
 @pytest.mark.parametrize("key, value, problem", [
-    ("rr_mean", torch.zeros(3), "has shape (3,), not (8,): one value for each of the 8 RR features"),
+    ("rr_mean", torch.zeros(3), "has shape (3,), not (8,): one value for each of the model's 8 extra (RR) features"),
     ("rr_mean", torch.tensor(0.0), "has shape (), not (8,)"),
     ("rr_mean", torch.zeros(8, dtype=torch.int64), "holds int64 values, not floating-point ones"),
     ("rr_std", -torch.ones(8), "holds -1.0 at 0: a standard deviation must be finite and > 0"),
