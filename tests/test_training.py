@@ -838,7 +838,8 @@ def test_sign_flip_averaging_is_refused_for_spectrograms(tmp_path):
     with pytest.raises(ValueError, match=message):
         check_data(dataclasses.replace(spectrogram, tta="flip"))
     check_data(dataclasses.replace(spectrogram, data={**spectrogram.data, "representation": "signal"}, tta="flip"))
-    rr = {name: torch.zeros(model_inputs(spectrogram)[1], dtype=torch.float64) for name in ("rr_mean", "rr_std")}
+    rr = {name: torch.full((model_inputs(spectrogram)[1],), float(name == "rr_std"), dtype=torch.float64)
+          for name in ("rr_mean", "rr_std")}
     torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": spectrogram.to_dict(), "model": {},
                 "class_names": ["N", "S", "V", "F", "Q"], "task_state": rr}, tmp_path / "spec.pt")
     with pytest.raises(ValueError, match=message):  # evaluate --tta flip: before the (missing) data is looked for
@@ -1423,6 +1424,7 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
             "['100', '105', '232', '233'])") in refused.stderr
     rhythm = load_checkpoint(best)  # another task: said in one line, not as a list of differing data keys
     rhythm["config"] |= {"task": "rhythm", "data": {}}  # the rhythm defaults
+    rhythm["class_names"] = ["N", "A", "O", "~"]
     torch.save(rhythm, tmp_path / "rhythm.pt")
     with pytest.raises(ValueError, match=r"rhythm.pt is a 'rhythm' model, .*best.pt a 'beats' one: an ensemble averages "
                                          "models of one task"):
@@ -2846,12 +2848,12 @@ def test_evaluate_never_downloads_what_a_checkpoints_config_asks_for(tmp_path):
     # a Fashion-MNIST checkpoint made with data.download = true, into a folder of its choosing: evaluate fetches
     # nothing (it went to the mirrors, into the checkpoint's folder); the data_dir given replaces the saved one
     from msresnet1d.training.ensemble import _config
-    from msresnet1d.training.tasks import resolve_data
+    from msresnet1d.training.tasks import resolve_data, task_classes
 
     saved = resolve_data(TrainConfig(task="fashion_mnist", model="resnet18_d2l",
                                      data={"download": True, "data_dir": str(tmp_path / "theirs")})).to_dict()
-    cfg = _config({"config": saved}, tmp_path / "ckpt.pt", None)
+    ckpt = {"config": saved, "class_names": list(task_classes("fashion_mnist")), "task_state": {}}
+    cfg = _config(ckpt, tmp_path / "ckpt.pt", None)
     assert cfg.data["download"] is False and cfg.data["data_dir"] == str(tmp_path / "theirs")
     assert saved["data"]["download"] is True  # the checkpoint's own config is left as it was
-    assert _config({"config": saved}, tmp_path / "ckpt.pt", str(tmp_path / "mine")).data["data_dir"] == \
-        str(tmp_path / "mine")
+    assert _config(ckpt, tmp_path / "ckpt.pt", str(tmp_path / "mine")).data["data_dir"] == str(tmp_path / "mine")
