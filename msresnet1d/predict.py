@@ -37,7 +37,7 @@ from .data.records import preprocess_record, record_label, warn_invalid
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays
 from .data.rr import check_increasing, rr_columns, rr_features
-from .inference import Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
+from .inference import NonFiniteOutputError, Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
 from .atomic import FolderNotWritableError, atomic_paths, check_target, write_text
 from .arguments import LEADS_TAKE_ALL
 from .models.adapt import adapt_batchnorm, shuffled_chunks
@@ -110,18 +110,27 @@ def _kept(ckpt: dict) -> _Models | None:
     return kept if kept is not None and kept.ckpt is ckpt else None
 
 
-def _classify(ckpt: dict, cfg: TrainConfig, adapt_bn: bool, run: Callable[[object], Predictions]) -> Predictions:
+def _classify(ckpt: dict, cfg: TrainConfig, adapt_bn: bool, record: str,
+              run: Callable[[object], Predictions]) -> Predictions:
     """``run(model)`` with the checkpoint's model (BatchNorms folded, the config's TTA); with
     ``adapt_bn``, its BatchNorm statistics first re-estimated on the inputs ``run`` gives it, as
     ``evaluate --adapt-bn`` does on each test record (the same shuffled chunks of
-    ``eval_batch_size``)."""
+    ``eval_batch_size``).
+
+    Raises:
+        NonFiniteOutputError: naming the checkpoint and ``record`` (the record's name), when the
+            model's outputs are not finite (as ``evaluate`` refuses them).
+    """
     models = _kept(ckpt) or _Models(ckpt, cfg)
-    if not adapt_bn:
-        return run(models.folded)
-    recorder = _InputRecorder(models.trained)
-    run(recorder)
-    inputs = [torch.cat(column) for column in zip(*recorder.batches)]  # adapt_batchnorm adapts a copy
-    return run(adapt_batchnorm(with_tta(models.trained, cfg.tta), shuffled_chunks(inputs, cfg.eval_batch_size)))
+    try:
+        if not adapt_bn:
+            return run(models.folded)
+        recorder = _InputRecorder(models.trained)
+        run(recorder)
+        inputs = [torch.cat(column) for column in zip(*recorder.batches)]  # adapt_batchnorm adapts a copy
+        return run(adapt_batchnorm(with_tta(models.trained, cfg.tta), shuffled_chunks(inputs, cfg.eval_batch_size)))
+    except NonFiniteOutputError as e:
+        raise NonFiniteOutputError(f"{models.source}, record {record}: {e}") from None
 
 
 def beat_positions(record_path: str | os.PathLike[str], signal: np.ndarray, fs: float,
@@ -258,7 +267,7 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
         classed = np.ones(len(positions), dtype=bool) if symbols is None else np.isin(symbols, list(MITBIH_TO_AAMI))
         template = record_template(beat_windows(signal, centres[classed], *beat_cfg.offsets),
                                    None if rr is None else rr[classed], beat_cfg.template_from)
-    out = _classify(ckpt, cfg, adapt_bn,
+    out = _classify(ckpt, cfg, adapt_bn, record.name,
                     lambda model: classify_beats(model, signal, centres, beat_cfg.offsets, fs=beat_cfg.fs,
                                                  rr_transform=rr_transform, template=template,
                                                  rr=rr if columns else None))
@@ -314,7 +323,7 @@ def label_windows(ckpt: dict, record: Record, adapt_bn: bool = False) -> tuple[n
                               np.array([record.name]), rhythm_cfg)
         hrv = WindowHRV(arrays, columns, ckpt["task_state"]["rr_mean"].numpy(), ckpt["task_state"]["rr_std"].numpy())
         extra = lambda starts: hrv(0, starts, length)  # noqa: E731
-    out = _classify(ckpt, cfg, adapt_bn,
+    out = _classify(ckpt, cfg, adapt_bn, record.name,
                     lambda model: classify_windows(model, signal, length, hop, extra=extra,
                                                    batch_size=cfg.eval_batch_size))
     starts = np.round(out.sample * record.fs / rhythm_cfg.fs).astype(np.int64)

@@ -550,7 +550,7 @@ def test_model_options_are_recorded_only_where_the_factory_takes_them_back(monke
     from msresnet1d.models.msresnet import MSResNet1d
     from msresnet1d.training.config import TrainConfig
     from msresnet1d.training.configured import checkpoint_config, resolve_model
-    from msresnet1d.training.tasks import resolve_data
+    from msresnet1d.training.tasks import model_inputs, resolve_data
 
     def wrapper(in_channels: int = 1, num_classes: int = 5, **kwargs) -> MSResNet1d:
         return create_model("msresnet1d_beat", in_channels=in_channels, num_classes=num_classes, widths=(8, 16, 32),
@@ -572,5 +572,6 @@ def test_model_options_are_recorded_only_where_the_factory_takes_them_back(monke
         monkeypatch.setitem(registry._MODELS, name, factory)
         cfg = resolve_data(TrainConfig(task="beats", model=name, model_kwargs={"kernels": [3, 9]}))
         assert resolve_model(cfg) == cfg, name
-        checkpoint_config({"config": cfg.to_dict(), "task_state": {"rr_mean": torch.zeros(5),
-                                                                   "rr_std": torch.ones(5)}})
+        extra = model_inputs(cfg)[1]
+        checkpoint_config({"config": cfg.to_dict(), "class_names": ["N", "S", "V", "F", "Q"],
+                           "task_state": {"rr_mean": torch.zeros(extra), "rr_std": torch.ones(extra)}})

@@ -17,6 +17,7 @@ from msresnet1d.data.rhythm import sliding_windows, window_starts
 from msresnet1d.data.rr import RR_DEFAULT, RR_FEATURES, rr_columns, rr_features
 from msresnet1d.inference import (
     BeatStream,
+    NonFiniteOutputError,
     Predictions,
     TorchPredictor,
     WindowStream,
@@ -599,6 +600,26 @@ def test_window_models_with_extra_features_get_them_from_the_window_starts():
         classify_windows(model, signal, window, hop, extra=lambda s: extra(s)[:, :1])
     with pytest.raises(ValueError, match="extra features are not all finite"):
         classify_windows(model, signal, window, hop, extra=lambda s: extra(s) * np.nan)
+
+
+@pytest.mark.parametrize("spoil", ["nan_weight", "negative_running_var"])
+def test_non_finite_outputs_are_refused_not_labelled_class_0(spoil):
+    # NaN weights, or a negative BatchNorm running variance (the square root of it is NaN): NaN logits, whose argmax
+    # would call every window class 0
+    model = tiny_model()
+    with torch.no_grad():
+        if spoil == "nan_weight":
+            model.fc.weight.fill_(float("nan"))
+        else:
+            next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)).running_var[0] = -1.0
+    signal = np.random.default_rng(0).standard_normal((2, 4000)).astype(np.float32)
+    message = r"outputs are not finite \(NaN or inf\) for the window at sample {}: its weights or BatchNorm"
+    with pytest.raises(NonFiniteOutputError, match=message.format(0)):
+        classify_windows(model, signal, 1000, 500, batch_size=3)
+    with pytest.raises(NonFiniteOutputError, match=message.format(500)):
+        classify_beats(model, signal, np.array([500, 1500, 2500]), BEAT_WINDOW)
+    with pytest.raises(ValueError, match=message.format(0)):
+        WindowStream(model, 1000, 500).feed(signal[:, :3000])
 
 
 def test_window_mode_refuses_a_hop_that_skips_samples_and_extra_features_that_are_not_a_function():

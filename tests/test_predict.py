@@ -153,13 +153,64 @@ def test_a_record_without_its_annotation_file_says_how_to_find_the_beats(checkpo
 
 
 @pytest.mark.parametrize("edit, problem", [({"lerning_rate": 0.1}, "unknown key(s) lerning_rate"),
-                                           ({"task": "beat"}, "task must be one of")])
+                                           ({"task": "beat"}, "task must be one of"),
+                                           ({"data": {"data_dir": 3}}, "[data] data_dir must be a folder path (or "
+                                                                       "unset), got 3")])
 def test_a_checkpoint_with_a_bad_config_is_named(checkpoints, records, tmp_path, edit, problem, capsys):
     ckpt = torch.load(checkpoints["beats"], weights_only=True)
     edited = tmp_path / "edited.pt"
     torch.save({**ckpt, "config": {**ckpt["config"], **edit}}, edited)
     assert main(["predict", str(edited), str(records / "100"), "--out-dir", str(tmp_path)]) == 1
     assert f"error: checkpoint {edited}: {problem}" in capsys.readouterr().err  # was "checkpoint config: ..."
+    assert not list(tmp_path.glob("100.*"))
+
+
+@pytest.mark.parametrize("task", ["beats", "rhythm"])
+@pytest.mark.parametrize("spoil", ["nan_weight", "negative_running_var"])
+def test_a_model_whose_outputs_are_not_finite_labels_nothing(checkpoints, records, tmp_path, task, spoil, capsys):
+    # as evaluate refuses it: argmax would call every beat or window of NaN outputs class 0 (N), with NaN probabilities
+    ckpt = torch.load(checkpoints[task], weights_only=True)
+    key = "fc.weight" if spoil == "nan_weight" else next(k for k in ckpt["model"] if k.endswith("running_var"))
+    ckpt["model"][key].fill_(float("nan") if spoil == "nan_weight" else -1.0)
+    torch.save(ckpt, spoiled := tmp_path / "spoiled.pt")
+    for adapt_bn in ([], ["--adapt-bn"]) if spoil == "nan_weight" else ([],):  # --adapt-bn replaces running_var
+        assert main(["predict", str(spoiled), str(records / "100"), "--leads", "MLII", "--out-dir", str(tmp_path),
+                     *adapt_bn]) == 1
+        assert re.search(rf"error: checkpoint {re.escape(str(spoiled))}, record rec/100: the model's outputs are not "
+                         r"finite \(NaN or inf\) for the window at sample \d+", capsys.readouterr().err)
+        assert not list(tmp_path.glob("100.*"))
+
+
+@pytest.mark.parametrize("names, problem", [(["S", "N", "V", "F", "Q"], "['S', 'N', 'V', 'F', 'Q']"),
+                                            (["N", "S", "V", "F"], "['N', 'S', 'V', 'F']"),
+                                            (["N", "N", "V", "F", "Q"], "['N', 'N', 'V', 'F', 'Q']")])
+def test_class_names_other_than_the_tasks_are_refused(checkpoints, records, tmp_path, names, problem, capsys):
+    # permuted names relabelled every beat silently (model output 0, N, written as S)
+    ckpt = torch.load(checkpoints["beats"], weights_only=True)
+    torch.save({**ckpt, "class_names": names}, edited := tmp_path / "edited.pt")
+    assert main(["predict", str(edited), str(records / "100"), "--out-dir", str(tmp_path)]) == 1
+    assert (f"error: checkpoint {edited}: its class_names are {problem}; a beats model's classes are "
+            "['N', 'S', 'V', 'F', 'Q'], in that order") in capsys.readouterr().err
+    assert not list(tmp_path.glob("100.*"))
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("rr_mean", torch.zeros(3), "has shape (3,), not (8,): one value for each of the model's 8 extra (RR) features"),
+    ("rr_mean", torch.tensor(0.0), "has shape (), not (8,)"),
+    ("rr_mean", torch.zeros(8, dtype=torch.int64), "holds int64 values, not floating-point ones"),
+    ("rr_std", -torch.ones(8), "holds -1.0 at 0: a standard deviation must be finite and > 0"),
+    ("rr_std", torch.zeros(8), "holds 0.0 at 0: a standard deviation must be finite and > 0"),
+    ("rr_mean", torch.full((8,), float("nan")), "holds nan at 0: a mean must be finite"),
+])
+def test_rr_statistics_that_do_not_fit_the_model_are_named(tmp_path, records, key, value, problem, capsys):
+    # a wrong shape failed in numpy ("operands could not be broadcast"), naming neither file nor key; a scalar, a
+    # negative deviation or whole numbers changed the predictions silently
+    path = untrained_checkpoint(tmp_path / "rr.pt", "beats", {"template": False})
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["task_state"][key] = value
+    torch.save(ckpt, path)
+    assert main(["predict", str(path), str(records / "100"), "--out-dir", str(tmp_path)]) == 1
+    assert f"error: checkpoint {path}: its task_state {key} {problem}" in capsys.readouterr().err
     assert not list(tmp_path.glob("100.*"))
 
 

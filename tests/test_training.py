@@ -404,6 +404,12 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, 
     (tmp_path / "damaged.pt").write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"damaged\.pt is damaged: its part .*/data/0 fails its CRC check"):
         load_checkpoint(tmp_path / "damaged.pt")
+    data = bytearray((tmp_path / "good.pt").read_bytes())
+    data[data.rfind(b"PK\x01\x02") + 46] = 0x93  # a part's name in the central directory garbled: not UTF-8
+    (tmp_path / "garbled.pt").write_bytes(bytes(data))  # was a UnicodeDecodeError naming no file
+    with pytest.raises(ValueError, match=r"checkpoint .*garbled\.pt is not a file torch\.save wrote \(a damaged zip "
+                                         r"archive: 'utf-8' codec can't decode byte 0x93"):
+        load_checkpoint(tmp_path / "garbled.pt")
     assert load_checkpoint(tmp_path / "good.pt")["class_names"] == ["N"]
     torch.serialization.set_crc32_options(False)  # torch >= 2.6 may write no CRCs (0): nothing to check, loads
     try:
@@ -427,7 +433,17 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, 
                              ({"ema": 3}, r"its ema holds no state dict"),
                              ({"task_state": "x"}, r"its task_state is not a table of names -> tensors"),
                              ({"config": {"task": "beats", 1: 2}}, r"its config has keys that are not names"),
-                             ({"epoch": "0"}, r"its epoch is '0', not a whole number >= 0")]:
+                             ({"epoch": "0"}, r"its epoch is '0', not a whole number >= 0"),
+                             # were an AttributeError in evaluate, torch's RuntimeErrors, or a model of meta weights
+                             ({"splits": [1]}, r"its splits is list \[1\], not a table of names -> values"),
+                             ({"model": {"weight": net.weight.detach().to_sparse()}},
+                              r"its model's weight is a sparse_coo tensor, not a dense CPU tensor of real numbers"),
+                             ({"model": {"weight": net.weight.detach().to(torch.complex64)}},
+                              r"its model's weight is a complex64 tensor"),
+                             ({"ema": {"module": {"weight": torch.empty(2, device="meta")}}},
+                              r"its ema module's weight is a meta tensor"),
+                             ({"task_state": {"rr_mean": torch.zeros(8).to_sparse()}},
+                              r"its task_state's rr_mean is a sparse_coo tensor")]:
         torch.save(good | change, tmp_path / "made.pt")
         with pytest.raises(ValueError, match=rf"checkpoint .*made\.pt is malformed: {expected}"):
             load_checkpoint(tmp_path / "made.pt")
@@ -447,7 +463,9 @@ def test_load_checkpoint_refuses_what_torch_load_weights_only_refuses(tmp_path, 
     with pytest.raises(ValueError, match=r"other\.pt is not an msresnet1d checkpoint \(format 1\)"):
         load_checkpoint(tmp_path / "other.pt")
     for name, fmt, says in (("no_format", None, "but no format"), ("text_format", "1", "but its format is '1', not "
-                                                                                     "the whole number 1")):
+                                                                                     "the whole number 1"),
+                            ("tensor_format", torch.tensor([1, 1]), r"but its format is tensor\(\[1, 1\]\), not"),
+                            ("true_format", True, "but its format is True, not the whole number 1")):
         torch.save({"model": {}, "config": {}, **({} if fmt is None else {"format": fmt})}, tmp_path / f"{name}.pt")
         with pytest.raises(ValueError, match=rf"{name}\.pt is not an msresnet1d checkpoint \(format 1\): it has a "
                                              rf"model and a config, {says}"):
@@ -825,7 +843,8 @@ def test_sign_flip_averaging_is_refused_for_spectrograms(tmp_path):
     with pytest.raises(ValueError, match=message):
         check_data(dataclasses.replace(spectrogram, tta="flip"))
     check_data(dataclasses.replace(spectrogram, data={**spectrogram.data, "representation": "signal"}, tta="flip"))
-    rr = {name: torch.zeros(model_inputs(spectrogram)[1], dtype=torch.float64) for name in ("rr_mean", "rr_std")}
+    rr = {name: torch.full((model_inputs(spectrogram)[1],), float(name == "rr_std"), dtype=torch.float64)
+          for name in ("rr_mean", "rr_std")}
     torch.save({"format": FORMAT_VERSION, "epoch": 0, "config": spectrogram.to_dict(), "model": {},
                 "class_names": ["N", "S", "V", "F", "Q"], "task_state": rr}, tmp_path / "spec.pt")
     with pytest.raises(ValueError, match=message):  # evaluate --tta flip: before the (missing) data is looked for
@@ -1420,6 +1439,7 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
             "['100', '105', '232', '233'])") in refused.stderr
     rhythm = load_checkpoint(best)  # another task: said in one line, not as a list of differing data keys
     rhythm["config"] |= {"task": "rhythm", "data": {}}  # the rhythm defaults
+    rhythm["class_names"] = ["N", "A", "O", "~"]
     torch.save(rhythm, tmp_path / "rhythm.pt")
     with pytest.raises(ValueError, match=r"rhythm.pt is a 'rhythm' model, .*best.pt a 'beats' one: an ensemble averages "
                                          "models of one task"):
@@ -2846,12 +2866,12 @@ def test_evaluate_never_downloads_what_a_checkpoints_config_asks_for(tmp_path):
     # a Fashion-MNIST checkpoint made with data.download = true, into a folder of its choosing: evaluate fetches
     # nothing (it went to the mirrors, into the checkpoint's folder); the data_dir given replaces the saved one
     from msresnet1d.training.ensemble import _config
-    from msresnet1d.training.tasks import resolve_data
+    from msresnet1d.training.tasks import resolve_data, task_classes
 
     saved = resolve_data(TrainConfig(task="fashion_mnist", model="resnet18_d2l",
                                      data={"download": True, "data_dir": str(tmp_path / "theirs")})).to_dict()
-    cfg = _config({"config": saved}, tmp_path / "ckpt.pt", None)
+    ckpt = {"config": saved, "class_names": list(task_classes("fashion_mnist")), "task_state": {}}
+    cfg = _config(ckpt, tmp_path / "ckpt.pt", None)
     assert cfg.data["download"] is False and cfg.data["data_dir"] == str(tmp_path / "theirs")
     assert saved["data"]["download"] is True  # the checkpoint's own config is left as it was
-    assert _config({"config": saved}, tmp_path / "ckpt.pt", str(tmp_path / "mine")).data["data_dir"] == \
-        str(tmp_path / "mine")
+    assert _config(ckpt, tmp_path / "ckpt.pt", str(tmp_path / "mine")).data["data_dir"] == str(tmp_path / "mine")

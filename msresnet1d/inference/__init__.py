@@ -54,6 +54,10 @@ template here is the median over the beats given, the regular ones among them wi
 ``template_from="regular"`` (the main job's); training takes it over those with an AAMI class,
 which differs only on records with the rare symbols ``?``, ``B``, ``n`` or ``r``.)
 
+A model whose logits for a window are NaN or infinite (weights or BatchNorm statistics that are
+not finite, say) raises :class:`NonFiniteOutputError` (a ValueError) rather than answer class 0
+for it.
+
 A rhythm model on a live source of (C, n) chunks, any n::
 
     stream = WindowStream(model, window=3000, hop=1500)
@@ -64,10 +68,10 @@ A rhythm model on a live source of (C, n) chunks, any n::
 
 from .beats import BeatStream, classify_beats, detect_beats, mean_rr, median_rr
 from .predictor import Predictor, TorchPredictor, as_predictor
-from .stream import Predictions
+from .stream import NonFiniteOutputError, Predictions
 from .windows import WindowStream, classify_windows
 
 __all__ = [
-    "BeatStream", "Predictions", "Predictor", "TorchPredictor", "WindowStream", "as_predictor", "classify_beats",
-    "classify_windows", "detect_beats", "mean_rr", "median_rr",
+    "BeatStream", "NonFiniteOutputError", "Predictions", "Predictor", "TorchPredictor", "WindowStream", "as_predictor",
+    "classify_beats", "classify_windows", "detect_beats", "mean_rr", "median_rr",
 ]

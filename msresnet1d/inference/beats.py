@@ -396,6 +396,7 @@ def classify_beats(
             whole numbers, not increasing or not in [0, L); ``rr`` not (B, F) or given to a model
             without RR features; no ``rr_transform`` for a model with another number of extra
             features than the 8 RR_DEFAULT columns; the errors of :class:`BeatStream`.
+        NonFiniteOutputError: a ValueError: the model's logits for a beat are NaN or infinite.
     """
     predictor = as_predictor(model)
     window = _check_window(window)

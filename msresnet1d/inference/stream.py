@@ -78,6 +78,24 @@ def positive_number(value: object, name: str, unit: str) -> float:
     return float(value)
 
 
+class NonFiniteOutputError(ValueError):
+    """The model's logits for some windows are NaN or infinite (weights or BatchNorm statistics
+    that are not finite, a negative running variance, or an overflow): their argmax would call
+    them class 0, so no window is labelled from them."""
+
+
+def check_finite_logits(logits: np.ndarray, samples: np.ndarray) -> None:
+    """Raise :class:`NonFiniteOutputError`, naming the first such window's sample, when rows of
+    the (N, K) ``logits`` of the windows at ``samples`` (N,) are not all finite."""
+    bad = ~np.isfinite(logits).all(axis=1)
+    if bad.any():
+        raise NonFiniteOutputError(
+            f"the model's outputs are not finite (NaN or inf) for the window at sample "
+            f"{int(samples[np.flatnonzero(bad)[0]])}: its weights or BatchNorm statistics are not finite (or a "
+            "running variance is negative), or its outputs overflowed; nothing is labelled from them"
+        )
+
+
 @dataclass(frozen=True)
 class Predictions:
     """Model outputs for N windows of a recording, in time order.
@@ -206,9 +224,14 @@ class Stream:
 
         ``cut(samples[i:j])`` returns their windows (j - i, C, L) float32; ``extra`` (N, E) are
         the per-window extra features and ``rr`` what :class:`Predictions` reports of them.
+
+        Raises:
+            NonFiniteOutputError: the model's logits for a window are NaN or infinite.
         """
         logits = [np.empty((0, self.predictor.num_outputs), dtype=np.float32)]
         for i in range(0, len(samples), self.batch_size):
             batch = slice(i, i + self.batch_size)
             logits.append(self.predictor.predict(cut(samples[batch]), None if extra is None else extra[batch]))
-        return Predictions(samples.astype(np.int64), np.concatenate(logits), rr)
+        out = np.concatenate(logits)
+        check_finite_logits(out, samples)
+        return Predictions(samples.astype(np.int64), out, rr)

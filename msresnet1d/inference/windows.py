@@ -160,6 +160,7 @@ def classify_windows(
 
     Raises:
         ValueError: wrong shape or channel count, NaN or inf, an empty signal, or bad parameters.
+        NonFiniteOutputError: a ValueError: the model's logits for a window are NaN or infinite.
         TypeError: ``extra`` is not callable.
 
     Warns:

@@ -84,7 +84,7 @@ def _damaged_part(path: Path) -> str | None:
                 with archive.open(part) as f:
                     while f.read(1 << 20):
                         pass
-            except zipfile.BadZipFile:
+            except (zipfile.BadZipFile, UnicodeDecodeError):  # its local header's name garbled too
                 return part.filename
     return None
 
@@ -101,7 +101,7 @@ def is_torch_save_file(path: str | Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, UnicodeDecodeError, OSError):
         return False
     return any(name.split("/")[1:] == ["data.pkl"] for name in names) and not _is_torchscript(names)
 
@@ -137,7 +137,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
                          "truncated copy)")
     try:
         damaged = _damaged_part(path)
-    except zipfile.BadZipFile as e:  # is_zipfile found an end record, but no archive behind it
+    # is_zipfile found an end record, but no archive behind it, or a central directory whose names do not decode
+    except (zipfile.BadZipFile, UnicodeDecodeError) as e:
         raise ValueError(f"checkpoint {path} is not a file torch.save wrote (a damaged zip archive: {e})") from None
     if damaged is not None:
         raise ValueError(f"checkpoint {path} is damaged: its part {damaged} fails its CRC check (a bad copy or "
@@ -159,16 +160,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
                "model.state_dict() instead, or train with msresnet1d train)" if found else
                f"it is not a file torch.save wrote ({type(e).__name__})")) from None
     found_format = ckpt.get("format") if isinstance(ckpt, dict) else None
-    if isinstance(found_format, int) and not isinstance(found_format, bool) and found_format > FORMAT_VERSION:
+    whole = type(found_format) is int  # not a bool, nor a tensor (whose comparisons are tensors)
+    if whole and found_format > FORMAT_VERSION:
         raise ValueError(f"checkpoint {path} has format {found_format}, from a newer msresnet1d; this version reads "
                          f"format {FORMAT_VERSION}: load it with the version that wrote it, or a later one")
-    if not isinstance(ckpt, dict) or found_format != FORMAT_VERSION or "model" not in ckpt:
+    if not isinstance(ckpt, dict) or not whole or found_format != FORMAT_VERSION or "model" not in ckpt:
         plain = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
         ours = isinstance(ckpt, dict) and {"model", "config"} <= set(ckpt)  # but its format is not one
         raise ValueError(f"checkpoint {path} is not an msresnet1d checkpoint (format {FORMAT_VERSION})" + (
             ": it is a bare state dict; build the model with msresnet1d.create_model(...) and call its "
             "load_state_dict(torch.load(path, weights_only=True))" if plain else
-            f": it has a model and a config, but its format is {found_format!r}, not the whole number "
+            f": it has a model and a config, but its format is {found_format!r:.60}, not the whole number "
             f"{FORMAT_VERSION} (an edited file?)" if ours and "format" in ckpt else
             ": it has a model and a config, but no format (an edited file?)" if ours else ""))
     missing = [key for key in REQUIRED_KEYS if key not in ckpt]
@@ -184,7 +186,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _malformed(ckpt: dict[str, Any]) -> str | None:
     """What in a checkpoint is not of the kind :class:`~.engine.Trainer` writes, or None: the
-    parts every command reads (weights, class names, config, task state, epoch)."""
+    parts every command reads (weights, class names, config, task state, splits, epoch). Every
+    tensor of the weights and the task state is a dense (strided) CPU tensor of real numbers, as
+    ``torch.save`` of a trained model writes and ``map_location="cpu"`` reads it: not sparse,
+    complex, quantized or on the meta device (which holds no values)."""
     def named_tensors(value: Any) -> bool:
         return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                for k, v in value.items())
@@ -198,12 +203,33 @@ def _malformed(ckpt: dict[str, Any]) -> str | None:
         return "its ema holds no state dict of the averaged weights (module)"
     if not named_tensors(ckpt["task_state"]):
         return "its task_state is not a table of names -> tensors"
+    tables = {"model": ckpt["model"], "ema module": ckpt.get("ema", {}).get("module", {}),
+              "task_state": ckpt["task_state"]}
+    for table, tensors in tables.items():
+        for key, tensor in tensors.items():
+            kind = _unusual_tensor(tensor)
+            if kind:
+                return f"its {table}'s {key} is a {kind} tensor, not a dense CPU tensor of real numbers"
     if not all(isinstance(key, str) for key in ckpt["config"]):
         return "its config has keys that are not names"
+    if "splits" in ckpt and not (isinstance(ckpt["splits"], dict) and all(isinstance(k, str) for k in ckpt["splits"])):
+        return f"its splits is {type(ckpt['splits']).__name__} {ckpt['splits']!r:.60}, not a table of names -> values"
     epoch = ckpt.get("epoch", 0)
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         return f"its epoch is {epoch!r}, not a whole number >= 0"
     return None
+
+
+def _unusual_tensor(tensor: torch.Tensor) -> str | None:
+    """What makes ``tensor`` other than a dense CPU tensor of real numbers (``"sparse_coo"``,
+    ``"meta"``, ``"complex64"``, ``"quantized"``...), or None."""
+    if tensor.layout != torch.strided:
+        return str(tensor.layout).removeprefix("torch.")
+    if tensor.device.type != "cpu":
+        return tensor.device.type
+    if tensor.is_quantized:
+        return "quantized"
+    return str(tensor.dtype).removeprefix("torch.") if tensor.is_complex() else None
 
 
 def inference_state(ckpt: dict[str, Any]) -> dict[str, Any]:

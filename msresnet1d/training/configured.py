@@ -16,7 +16,7 @@ from torch import nn
 from .. import __version__
 from ..models import ResidualNetwork, create_model
 from .config import TrainConfig, from_source
-from .tasks import model_inputs, resolve_data, task_classes
+from .tasks import check_data, model_inputs, resolve_data, task_classes
 
 #: Model options the task sets from its data: a config cannot set them in [model_kwargs].
 TASK_SETS = ("in_channels", "num_classes", "extra_features", "out_features")
@@ -134,9 +134,14 @@ def checkpoint_config(ckpt: dict[str, Any], source: str = "the checkpoint") -> T
     needs the ``rr_mean`` and ``rr_std`` its inputs are standardised with. A checkpoint written by
     another release of msresnet1d (its ``code``) warns, naming both releases.
 
+    Its ``class_names`` must be the task's classes, in their order, and its ``rr_mean`` and
+    ``rr_std`` (E,) floating-point tensors for the model's E extra features, finite, the
+    deviations > 0.
+
     Raises:
         ValueError: naming ``source``, and both releases if they differ: a config this version
-            cannot read (an unknown key or model option, a bad value), or statistics missing.
+            cannot read (an unknown key or model option, a bad value), class names other than the
+            task's, or statistics missing or not as above (naming the key).
     """
     written = str(ckpt.get("code", "")).split("+")[0]
     other_release = f" (written by msresnet1d {written}; this is {__version__})" if written not in ("", __version__) \
@@ -145,11 +150,40 @@ def checkpoint_config(ckpt: dict[str, Any], source: str = "the checkpoint") -> T
         warnings.warn(f"{source} was written by msresnet1d {written}; this is {__version__}: the code that "
                       "prepares its inputs may have changed since")  # said once a source, however many calls
     try:
-        cfg = resolve_model(resolve_data(TrainConfig.from_dict(ckpt["config"])))
+        cfg = TrainConfig.from_dict(ckpt["config"])
+        check_data(cfg)  # types and ranges: a data_dir that is no path, say, is named here, not in pathlib
+        cfg = resolve_model(resolve_data(cfg))
     except ValueError as e:
         raise ValueError(from_source(e, source) + other_release) from None
-    missing = [key for key in ("rr_mean", "rr_std") if model_inputs(cfg)[1] and key not in ckpt["task_state"]]
+    classes = list(task_classes(cfg.task))
+    if ckpt["class_names"] != classes:  # its outputs would be named otherwise than the model was trained on
+        raise ValueError(f"{source}: its class_names are {ckpt['class_names']}; a {cfg.task} model's classes are "
+                         f"{classes}, in that order (msresnet1d train writes them so: an edited file?){other_release}")
+    extra = model_inputs(cfg)[1]
+    missing = [key for key in ("rr_mean", "rr_std") if extra and key not in ckpt["task_state"]]
     if missing:
         raise ValueError(f"{source}: its task_state has no {' or '.join(missing)}, the statistics its model's extra "
                          f"(RR) features are standardised with (msresnet1d train writes them){other_release}")
+    for key in ("rr_mean", "rr_std") if extra else ():
+        problem = _statistics_problem(ckpt["task_state"][key], extra, positive=key == "rr_std")
+        if problem:
+            raise ValueError(f"{source}: its task_state {key} {problem} (msresnet1d train writes them so: an edited "
+                             f"file?){other_release}")
     return cfg
+
+
+def _statistics_problem(values: torch.Tensor, extra: int, positive: bool) -> str | None:
+    """What in ``values``, a mean (or with ``positive`` a standard deviation) of each of a model's
+    ``extra`` features, is not as training writes it: a (extra,) floating-point tensor, finite
+    (and > 0), or None."""
+    if tuple(values.shape) != (extra,):
+        return (f"has shape {tuple(values.shape)}, not ({extra},): one value for each of the model's {extra} "
+                "extra (RR) features")
+    if not values.is_floating_point():
+        return f"holds {str(values.dtype).removeprefix('torch.')} values, not floating-point ones"
+    bad = ~torch.isfinite(values) | (values <= 0 if positive else False)
+    if bad.any():
+        first = int(bad.nonzero()[0, 0])
+        what = "a standard deviation must be finite and > 0" if positive else "a mean must be finite"
+        return f"holds {float(values[first])} at {first}: {what}"
+    return None
