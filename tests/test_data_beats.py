@@ -402,7 +402,7 @@ def test_rr_column_selection():
     assert rr_columns(["rr_irregularity"]) == [8]
     assert rr_columns(["prev_over_median", "next_over_median"]) == [10, 11]
     assert rr_columns(RR_RATIOS) == [4, 5, 6, 7] and rr_columns(["next_over_prev", "rr_prev"]) == [7, 0]
-    with pytest.raises(ValueError, match=r"unknown: rr_max"):
+    with pytest.raises(ValueError, match=r"unknown: 'rr_max'"):
         rr_columns(["rr_prev", "rr_max"])
     with pytest.raises(ValueError, match=r"repeated"):
         rr_columns(["rr_prev", "rr_prev"])
