@@ -27,10 +27,9 @@ import scipy
 import torch
 import wfdb
 
-from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, path_flag, positive_int,
+from msresnet1d.arguments import (add_data_dir, as_program, database_or_exit, output_or_exit, path_flag, positive_int,
                                   results_help, script_parser, write_result)
 from msresnet1d.data import load_inter_patient, load_rhythm
-from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.data.parallel import default_workers, usable_cpus
 from msresnet1d.training.provenance import load_average, provenance
 
@@ -97,9 +96,7 @@ def bench(name: str, load: Callable[[Path], object], function: str, db_dir: Path
 def main(argv: list[str] | None = None) -> None:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
-                        help="folder holding mitdb/ and cinc2017/, or mitdb/ itself with --skip-cinc (default "
-                             "$MSRESNET1D_DATA)")
+    add_data_dir(parser, "mitdb/ and cinc2017/, or mitdb/ itself with --skip-cinc")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes (default: usable CPUs, max 4)")
     parser.add_argument("--repeats", type=positive_int, default=3,

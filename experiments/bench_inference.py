@@ -35,13 +35,12 @@ import onnxruntime
 import torch
 
 from msresnet1d import count_flops, create_model
-from msresnet1d.arguments import (THREADS_AS_RECORDED, as_program, database_or_exit, output_or_exit, path_flag,
-                                  positive_int, positive_number, records_or_exit, results_help, script_parser,
-                                  thread_count, threads_help, write_result)
+from msresnet1d.arguments import (THREADS_AS_RECORDED, add_data_dir, as_program, database_or_exit, output_or_exit,
+                                  path_flag, positive_int, positive_number, records_or_exit, results_help,
+                                  script_parser, thread_count, threads_help, write_result)
 from msresnet1d.data import BeatConfig, RhythmConfig, read_annotations, read_record
 from msresnet1d.data.aami import BEAT_SYMBOLS
 from msresnet1d.data.beats import beat_windows
-from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.data.preprocess import preprocess_signal
 from msresnet1d.data.records import Record
@@ -203,8 +202,7 @@ def print_table(report: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
-                        help="folder holding mitdb/, or mitdb/ itself (default: $MSRESNET1D_DATA)")
+    add_data_dir(parser, "mitdb/, or mitdb/ itself")
     parser.add_argument("--record", default="100")
     parser.add_argument("--repeats", type=positive_int, default=5, help="timed runs of each stage (median reported)")
     parser.add_argument("--stream-repeats", type=positive_int, default=3, help="timed runs of each stream")

@@ -99,10 +99,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from msresnet1d import count_flops, count_parameters, create_model, list_models
-from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, path_flag, positive_int,
+from msresnet1d.arguments import (add_data_dir, as_program, database_or_exit, output_or_exit, path_flag, positive_int,
                                   positive_number, positive_seconds, results_help, script_parser, threads_help,
                                   write_result)
-from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.models.fuse import fuse_batchnorm
 from msresnet1d.models.layers import Conv1d
@@ -791,9 +790,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", choices=["auto", *THREAD_SETTINGS], help=threads_help(
         "auto", f"a thread study times {settings} and the rest runs with the fastest, as the recorded results did; "
                 "1 with --quick", f"worker threads: {settings} or auto", None))
-    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
-                        help="folder holding mitdb/, or mitdb/ itself, for the targets (default $MSRESNET1D_DATA; "
-                             "with neither, the targets are skipped, and --only-targets refused)")
+    add_data_dir(parser, "mitdb/, or mitdb/ itself, for the targets",
+                 "; with neither, the targets are skipped, and --only-targets refused")
     parser.add_argument("--skip-targets", action="store_true", help="skip the DS1 epoch / DS2 inference targets")
     parser.add_argument("--target-variants", help=f"of {','.join(TARGET_VARIANTS)} (default fp32,channels_last,bf16)")
     parser.add_argument("--epoch-batches", type=int, help="time this many DS1 batches and extrapolate (0: full epoch)")

@@ -46,12 +46,11 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from msresnet1d.arguments import (QUIET_HELP, RUNS_INTERRUPTED, add_seeds, add_set, as_program, config_or_exit,
-                                  database_or_exit, output_or_exit, overrides_or_exit, path_flag, result_or_exit,
-                                  results_help, script_parser, seed_value, thread_count, threads_help, write_result,
-                                  writing)
+from msresnet1d.arguments import (QUIET_HELP, RUNS_INTERRUPTED, add_data_dir, add_seeds, add_set, as_program,
+                                  config_or_exit, database_or_exit, output_or_exit, overrides_or_exit, path_flag,
+                                  result_or_exit, results_help, script_parser, seed_value, thread_count, threads_help,
+                                  write_result, writing)
 from msresnet1d.data import DataError
-from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.data.rhythm import CINC_CLASSES, read_reference
 from msresnet1d.models.tta import TTA_MODES
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -185,8 +184,7 @@ def plot_pooled(report: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
-                        help="folder holding cinc2017/, or cinc2017/ itself (default $MSRESNET1D_DATA)")
+    add_data_dir(parser, "cinc2017/, or cinc2017/ itself")
     parser.add_argument("--config", type=path_flag, default="cinc2017_cpu",
                         help="config name or path (default cinc2017_cpu, the CPU-sized one; cinc2017_rhythm is about 4 "
                              "hours a fold on 2 cores)")

@@ -83,11 +83,11 @@ import torch
 from torch import nn
 
 from msresnet1d.atomic import write_text
-from msresnet1d.arguments import (QUIET_HELP, RUNS_INTERRUPTED, add_seeds, add_set, as_program, config_or_exit,
-                                  database_or_exit, output_or_exit, overrides_or_exit, partial_path, path_flag,
-                                  positive_int, script_parser, seed_value, thread_count, threads_help, write_result)
+from msresnet1d.arguments import (QUIET_HELP, RUNS_INTERRUPTED, add_data_dir, add_seeds, add_set, as_program,
+                                  config_or_exit, database_or_exit, output_or_exit, overrides_or_exit, partial_path,
+                                  path_flag, positive_int, script_parser, seed_value, thread_count, threads_help,
+                                  write_result)
 from msresnet1d.data import DS2
-from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.models import count_flops, count_parameters
 from msresnet1d.training.config import TrainConfig, load_config
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -278,9 +278,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The arguments, checked, with ``configs`` (seed -> model -> its run's config, every one
     checked before any training); a usage error for anything wrong."""
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
-                        help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA; the embedded "
-                             "sample only when named: datasets/mitdb-sample)")
+    add_data_dir(parser, "mitdb/, or mitdb/ itself", "; the embedded sample only when named: datasets/mitdb-sample")
     parser.add_argument("--epochs", type=positive_int, help="epochs per model (default: the main job's, 10)")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=seed_value, help="seed of every run (default: the main job's, 0)")

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from msresnet1d.arguments import (as_program, database_or_exit, output_or_exit, path_flag, records_or_exit,
-                                  results_help, script_parser, write_result)
+from msresnet1d.arguments import (add_data_dir, as_program, database_or_exit, output_or_exit, path_flag,
+                                  records_or_exit, results_help, script_parser, write_result)
 from msresnet1d.data import DS2, read_annotations, read_record
 from msresnet1d.data.aami import AAMI_CLASSES, MITBIH_TO_AAMI
-from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.inference import detect_beats
 from msresnet1d.training.provenance import provenance
 
@@ -81,8 +80,7 @@ def pooled(per_record: dict[str, dict]) -> dict[str, dict[str, float | int]]:
 def main(argv: list[str] | None = None) -> None:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
-                        help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
+    add_data_dir(parser, "mitdb/, or mitdb/ itself")
     parser.add_argument("--records", nargs="+", default=list(DS2), help="MIT-BIH records (default: DS2)")
     parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
     args = parser.parse_args(argv)

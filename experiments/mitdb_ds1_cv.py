@@ -74,12 +74,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msresnet1d.arguments import (FOLDER_NAME_RULE, RUNS_INTERRUPTED, add_seeds, add_set, as_program, check_not_owned,
-                                  config_or_exit, database_or_exit, folder_name, output_or_exit, overrides_or_exit,
-                                  path_flag, positive_int, records_or_exit, result_or_exit, results_help,
-                                  script_parser, thread_count, threads_help, write_result, writing)
+from msresnet1d.arguments import (FOLDER_NAME_RULE, RUNS_INTERRUPTED, add_data_dir, add_seeds, add_set, as_program,
+                                  check_not_owned, config_or_exit, database_or_exit, folder_name, output_or_exit,
+                                  overrides_or_exit, path_flag, positive_int, records_or_exit, result_or_exit,
+                                  results_help, script_parser, thread_count, threads_help, write_result, writing)
 from msresnet1d.data import DS1, RR_FEATURES, load_beats, patient_index, record_kfold
-from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.training.config import parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
 from msresnet1d.training.metrics import confusion_matrix, json_safe, per_class
@@ -328,8 +327,7 @@ def parse_variants(items: list[list[str]]) -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
-                        help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
+    add_data_dir(parser, "mitdb/, or mitdb/ itself")
     parser.add_argument("--config", type=path_flag, default="mitdb_beats",
                         help="config name or path (default: the main job)")
     parser.add_argument("--variant", action="append", nargs="+", metavar=("NAME", "KEY=VALUE"),

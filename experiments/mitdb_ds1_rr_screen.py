@@ -44,10 +44,9 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mitdb_ds1_cv import confusion_matrices, decide, rescored, summarise, table  # noqa: E402
 
-from msresnet1d.arguments import (add_seeds, as_program, database_or_exit, output_or_exit,  # noqa: E402
+from msresnet1d.arguments import (add_data_dir, add_seeds, as_program, database_or_exit, output_or_exit,  # noqa: E402
                                   path_flag, positive_int, records_or_exit, results_help, script_parser, write_result)
 from msresnet1d.data import DS1, load_beats  # noqa: E402
-from msresnet1d.data.locate import DATA_ENV, env_path  # noqa: E402
 from msresnet1d.data.rr import RR_FEATURES, rr_columns  # noqa: E402
 from msresnet1d.training.config import TrainConfig  # noqa: E402
 from msresnet1d.training.metrics import json_safe  # noqa: E402
@@ -135,8 +134,7 @@ def held_out_folds(run_dirs: list[list[Path]], records: list[str]) -> list[list[
 def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
-                        help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
+    add_data_dir(parser, "mitdb/, or mitdb/ itself")
     parser.add_argument("--runs", type=path_flag, required=True, help="the runs folder of mitdb_ds1_cv.py")
     parser.add_argument("--variant", default="main", help="the variant whose runs are read (default main)")
     add_seeds(parser, [0, 1, 2], "its seeds, each once (default 0 1 2)")

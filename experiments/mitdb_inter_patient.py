@@ -31,11 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msresnet1d.arguments import (RUNS_INTERRUPTED, add_seeds, add_set, as_program, config_or_exit, database_or_exit,
-                                  output_or_exit, overrides_or_exit, path_flag, result_or_exit, results_help,
-                                  script_parser, thread_count, threads_help, write_result, writing)
+from msresnet1d.arguments import (RUNS_INTERRUPTED, add_data_dir, add_seeds, add_set, as_program, config_or_exit,
+                                  database_or_exit, output_or_exit, overrides_or_exit, path_flag, result_or_exit,
+                                  results_help, script_parser, thread_count, threads_help, write_result, writing)
 from msresnet1d.data import AAMI_CLASSES, DS2
-from msresnet1d.data.locate import DATA_ENV, env_path
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
                                          record_interval)
@@ -186,8 +185,7 @@ def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
 def main(argv: list[str] | None = None) -> dict | None:
     started = time.time()
     parser = script_parser(__doc__)
-    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
-                        help="folder holding mitdb/, or mitdb/ itself (default $MSRESNET1D_DATA)")
+    add_data_dir(parser, "mitdb/, or mitdb/ itself")
     parser.add_argument("--config", type=path_flag, default="mitdb_beats", help="config name or path")
     add_seeds(parser, [0, 1, 2], "training seeds, each once (default 0 1 2); several: also their ensemble")
     parser.add_argument("--runs", type=path_flag, default="runs/mitdb-inter-patient",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NoReturn
 
 from .atomic import check_target, file_version, write_text
-from .data.locate import source_checkout
+from .data.locate import DATA_ENV, env_path, source_checkout
 from .training.config import TrainConfig, load_config, parse_overrides
 from .values import MAX_THREADS
 
@@ -404,6 +404,14 @@ class _DistinctSeeds(argparse.Action):
         if len(set(values)) != len(values):
             parser.error(f"{option_string}: each seed once, got {list(values)}")
         setattr(namespace, self.dest, list(values))
+
+
+def add_data_dir(parser: Any, holds: str, default_note: str = "") -> None:
+    """An experiment script's ``--data-dir``: a folder that ``holds`` what the help says, ``~``
+    expanded (:func:`path_flag`); by default ``$MSRESNET1D_DATA`` as the package reads it (empty is
+    unset, ``~`` expanded), ``default_note`` said after it in the help."""
+    parser.add_argument("--data-dir", type=path_flag, default=env_path(DATA_ENV),
+                        help=f"folder holding {holds} (default $MSRESNET1D_DATA{default_note})")
 
 
 def add_seeds(parser: Any, default: list[int] | None, help: str) -> None:

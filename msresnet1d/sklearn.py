@@ -267,11 +267,10 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         if self.validation_fraction is not None and not (
                 is_number(self.validation_fraction) and 0 < self.validation_fraction < 1):
             raise ValueError(f"{name}: validation_fraction must be None or in (0, 1), got {self.validation_fraction!r}")
-        if self.n_jobs is not None and (not is_whole(self.n_jobs) or not self.n_jobs <= MAX_THREADS
-                                        or self.n_jobs == 0):  # True is not 1 thread
+        threads = is_whole(self.n_jobs) and self.n_jobs != 0 and self.n_jobs <= MAX_THREADS  # True is not 1 thread
+        if self.n_jobs is not None and not threads:
             raise ValueError(f"{name}: n_jobs must be None, a number of torch threads in [1, {MAX_THREADS}], "
-                             "or < 0 (-1: all CPUs), "
-                             f"got {self.n_jobs!r}")
+                             f"or < 0 (-1: all CPUs), got {self.n_jobs!r}")
         if self.n_iter_no_change is not None and not (is_whole(self.n_iter_no_change) and self.n_iter_no_change >= 1):
             raise ValueError(f"{name}: n_iter_no_change must be None or a whole number >= 1 (epochs), "
                              f"got {self.n_iter_no_change!r}")
