@@ -77,6 +77,19 @@ def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           timeout=600, **kwargs)
 
 
+def _here(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+    """The command run in this process (``main(args)``, as Python callers run it), its output captured: for calls
+    whose outcome needs no program of its own (refusals, evaluations, predictions), without the 2 s of imports a
+    new interpreter takes."""
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as usage:  # argparse's usage errors exit 2
+        code = usage.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
 # --------------------------------------------------------------------------- metrics by hand
 def test_metrics_against_a_hand_computed_confusion_matrix():
     # rows true, columns predicted, classes N S V F Q
@@ -1325,7 +1338,7 @@ def test_a_plot_that_fails_leaves_the_run_finished_and_plots_leave_pyplot_alone(
     assert (tmp_path / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_main_job_cli_on_the_embedded_sample(tmp_path):
+def test_main_job_cli_on_the_embedded_sample(tmp_path, capsys):
     out = tmp_path / "run"
     result = _cli("train", "--config", str(_config(tmp_path, epochs=2)), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -1343,7 +1356,7 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     with open(out / "log.csv", newline="") as f:
         assert all(0 <= float(row["train_accuracy"]) <= 1 for row in csv.DictReader(f))
     # A second run into the same folder must not overwrite it.
-    again = _cli("train", "--config", str(_config(tmp_path, epochs=2)), "--out", str(out), "--quiet")
+    again = _here(capsys, "train", "--config", str(_config(tmp_path, epochs=2)), "--out", str(out), "--quiet")
     assert again.returncode == 1 and "already holds a run" in again.stderr
 
     evaluated = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--json", str(tmp_path / "eval.json"))
@@ -1359,7 +1372,7 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     assert other["splits"] == {k: v for k, v in metrics["splits"].items() if k != "database"}
     other["splits"]["train_beats"]["N"] += 1
     torch.save(other, tmp_path / "other.pt")
-    refused = _cli("evaluate", str(tmp_path / "other.pt"))
+    refused = _here(capsys, "evaluate", str(tmp_path / "other.pt"))
     assert refused.returncode == 1 and "its run's train_beats differs in this rebuild" in refused.stderr
     assert f"({{'N': {other['splits']['train_beats']['N']}, " in refused.stderr
     assert "that is other data than the run trained and was tested on (the embedded sample" in refused.stderr
@@ -1371,10 +1384,11 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
                                                   "or its run needs"),
                             (out / "checkpoints" / "last.pt", "would overwrite"),
                             (out / "curves.png", f"would overwrite {out / 'curves.png'}"), (tmp_path, "is a folder")):
-        refused = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--json", str(target))
+        refused = _here(capsys, "evaluate", str(out / "checkpoints" / "best.pt"), "--json", str(target))
         assert refused.returncode == 1 and message in refused.stderr and "MIT-BIH" not in refused.stdout, refused.stderr
     assert (out / "checkpoints" / "best.pt").read_bytes() == best_bytes
-    per = _cli("evaluate", str(out / "checkpoints" / "best.pt"), "--per-record", "--json", str(tmp_path / "per.json"))
+    per = _here(capsys, "evaluate", str(out / "checkpoints" / "best.pt"), "--per-record", "--json",
+                str(tmp_path / "per.json"))
     assert per.returncode == 0, per.stderr
     assert "per record" in per.stdout and "232" in per.stdout
     per_json = json.loads((tmp_path / "per.json").read_text())
@@ -1394,10 +1408,10 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
 
     # several checkpoints: the mean of their probabilities (one checkpoint twice = that checkpoint)
     best, last = out / "checkpoints" / "best.pt", out / "checkpoints" / "last.pt"
-    twice = _cli("evaluate", str(best), str(best), "--json", str(tmp_path / "twice.json"))
+    twice = _here(capsys, "evaluate", str(best), str(best), "--json", str(tmp_path / "twice.json"))
     assert twice.returncode == 0 and "ensemble of 2 checkpoints" in twice.stdout, twice.stderr
     assert json.loads((tmp_path / "twice.json").read_text())["confusion_matrix"] == metrics["test"]["confusion_matrix"]
-    assert _cli("evaluate", str(best), str(last)).returncode == 0
+    assert _here(capsys, "evaluate", str(best), str(last)).returncode == 0
     from msresnet1d.training.ensemble import ensemble_predict, load_members, member_predictions, predict_members
 
     flipped = load_checkpoint(best)  # another model of the same task: the linear layer negated
@@ -1420,12 +1434,12 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     torch.save(negated, tmp_path / "negated.pt")
     _, _, with_flip = ensemble_predict([best], tta="flip")
     np.testing.assert_allclose(with_flip, ensemble_predict([best, tmp_path / "negated.pt"])[2], rtol=1e-5, atol=1e-6)
-    flip_cli = _cli("evaluate", str(best), "--tta", "flip", "--json", str(tmp_path / "flip.json"))
+    flip_cli = _here(capsys, "evaluate", str(best), "--tta", "flip", "--json", str(tmp_path / "flip.json"))
     assert flip_cli.returncode == 0, flip_cli.stderr
     assert f"on the test split ({len(y_true)} examples, tta flip):" in flip_cli.stdout  # says how it predicted
     assert json.loads((tmp_path / "flip.json").read_text())["confusion_matrix"] == \
         confusion_matrix(y_true, with_flip.argmax(axis=1), 5).tolist()
-    adapted_cli = _cli("evaluate", str(best), "--adapt-bn", "--json", str(tmp_path / "adapted.json"))
+    adapted_cli = _here(capsys, "evaluate", str(best), "--adapt-bn", "--json", str(tmp_path / "adapted.json"))
     assert adapted_cli.returncode == 0, adapted_cli.stderr
     assert "examples, BatchNorm adapted to each record):" in adapted_cli.stdout
     assert json.loads((tmp_path / "adapted.json").read_text())["confusion_matrix"] == \
@@ -1433,7 +1447,7 @@ def test_main_job_cli_on_the_embedded_sample(tmp_path):
     other = load_checkpoint(best)
     other["config"]["data"]["test_records"] = ["100", "105"]
     torch.save(other, tmp_path / "other.pt")
-    refused = _cli("evaluate", str(best), str(tmp_path / "other.pt"))
+    refused = _here(capsys, "evaluate", str(best), str(tmp_path / "other.pt"))
     assert refused.returncode == 1
     assert (f"other.pt was made with another model or config (data.test_records: it has ['100', '105'], {best} has "
             "['100', '105', '232', '233'])") in refused.stderr
@@ -1571,15 +1585,15 @@ def test_sigterm_stops_a_run_as_ctrl_c_and_it_resumes_from_anywhere(tmp_path):
     assert all(path.exists() for path in others)  # another command's temporary files are not the resume's to remove
 
 
-def test_resume_refuses_another_config(tmp_path):
+def test_resume_refuses_another_config(tmp_path, capsys):
     out = tmp_path / "run"
     assert _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--quiet").returncode == 0
-    other = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--resume", "--quiet",
-                 "--set", "lr=0.01")
+    other = _here(capsys, "train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--resume", "--quiet",
+                          "--set", "lr=0.01")
     assert other.returncode == 1 and f"the run in {out} (its config.json) was made with another model or config " \
         "(lr: then 0.003, now 0.01)\n" in other.stderr  # a file of the run, not a checkpoint
-    longer = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--resume", "--quiet",
-                  "--epochs", "3")
+    longer = _here(capsys, "train", "--config", str(_config(tmp_path, 1)), "--out", str(out), "--resume", "--quiet",
+                           "--epochs", "3")
     assert longer.returncode == 1 and "(epochs: then 1, now 3); the learning-rate schedule spans a run's epochs, so " \
         "a run cannot be lengthened: train the longer run in another folder" in longer.stderr
     # the run folder records every data option, defaults included, so a changed default cannot
@@ -2285,16 +2299,16 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     assert load_checkpoint(tmp_path / "second" / "checkpoints" / "last.pt")["epoch"] == 0
 
 
-def test_bad_inputs_give_clear_errors(tmp_path):
+def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     missing = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "a"), "--quiet",
                    "--data-dir", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
-    unknown = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "b"), "--quiet",
-                   "--model", "resnet9000")
+    unknown = _here(capsys, "train", "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "b"), "--quiet",
+                            "--model", "resnet9000")
     assert unknown.returncode == 1 and "unknown model 'resnet9000'" in unknown.stderr
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    unwritable = _cli("train", "--config", str(_config(tmp_path, 1)), "--out", str(blocked / "run"), "--quiet")
+    unwritable = _here(capsys, "train", "--config", str(_config(tmp_path, 1)), "--out", str(blocked / "run"), "--quiet")
     assert unwritable.returncode == 1 and f"cannot be created: {blocked} is a file" in unwritable.stderr
 
 
@@ -2350,7 +2364,7 @@ def test_torchrun_two_processes_save_once(tmp_path, monkeypatch):
     assert ckpt["epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["model"])
 
 
-def test_a_model_trained_on_another_annotator_reads_it_and_predict_reads_it_by_default(tmp_path):
+def test_a_model_trained_on_another_annotator_reads_it_and_predict_reads_it_by_default(tmp_path, capsys):
     # a database whose reference annotations are <record>.ann: [data] annotator, and predict's default follows it
     db = tmp_path / "ann"
     db.mkdir()
@@ -2368,7 +2382,8 @@ def test_a_model_trained_on_another_annotator_reads_it_and_predict_reads_it_by_d
     assert trained.returncode == 0, trained.stderr
     best = out / "checkpoints" / "best.pt"
     assert load_checkpoint(best)["config"]["data"]["annotator"] == "ann"
-    labelled = _cli("predict", str(best), str(db / "100"), "--out-dir", str(tmp_path / "labels"), "--threads", "1")
+    labelled = _here(capsys, "predict", str(best), str(db / "100"), "--out-dir", str(tmp_path / "labels"),
+                     "--threads", "1")
     assert labelled.returncode == 0, labelled.stderr
     rows = (tmp_path / "labels" / "100.pred.csv").read_text().splitlines()
     from msresnet1d.data.aami import BEAT_SYMBOLS
@@ -2376,12 +2391,12 @@ def test_a_model_trained_on_another_annotator_reads_it_and_predict_reads_it_by_d
 
     beats = np.isin(read_annotations(db / "100", "ann").symbol, list(BEAT_SYMBOLS)).sum()
     assert len(rows) - 1 == beats  # a row a beat of 100.ann
-    refused = _cli("predict", str(best), str(db / "100"), "--out-dir", str(tmp_path / "other"), "--annotator", "atr",
-                   "--threads", "1")
+    refused = _here(capsys, "predict", str(best), str(db / "100"), "--out-dir", str(tmp_path / "other"),
+                    "--annotator", "atr", "--threads", "1")
     assert refused.returncode == 1 and "file 100.atr is missing" in refused.stderr
 
 
-def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads_are_named_otherwise(tmp_path):
+def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads_are_named_otherwise(tmp_path, capsys):
     from msresnet1d.training.checkpoint import inference_state
     from msresnet1d.training.run import load_trained_model
     from msresnet1d.training.tasks import build_task, model_inputs, task_classes
@@ -2414,27 +2429,27 @@ def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads
         shutil.copy(SAMPLE / f"100.{ext}", renamed / f"100.{ext}")
     header = (SAMPLE / "100.hea").read_text().replace(" MLII\n", " II\n").replace(" V5\n", " chest\n")
     (renamed / "100.hea").write_text(header)
-    refused = _cli("predict", str(best), str(renamed / "100"), "--out-dir", str(tmp_path / "a"))
+    refused = _here(capsys, "predict", str(best), str(renamed / "100"), "--out-dir", str(tmp_path / "a"))
     assert refused.returncode == 1
     assert "no lead 'MLII', 'V1|V5' (leads: II, chest); name the record's leads that stand for MLII, V1|V5 with --leads" \
         in refused.stderr
     for folder, record, extra in ((tmp_path / "a", renamed / "100", ["--leads", "II", "chest"]),
                                   (tmp_path / "b", SAMPLE / "100", [])):
-        result = _cli("predict", str(best), str(record), "--out-dir", str(folder), *extra)
+        result = _here(capsys, "predict", str(best), str(record), "--out-dir", str(folder), *extra)
         assert result.returncode == 0, result.stderr
         assert f"beats labelled from {', '.join(extra[1:] or ['MLII', 'V5'])} (" in result.stdout
     assert (tmp_path / "a" / "100.pred.csv").read_text() == (tmp_path / "b" / "100.pred.csv").read_text()
-    only_one = _cli("evaluate", str(best), "--data-dir", str(renamed))  # evaluate needs the training records too
+    only_one = _here(capsys, "evaluate", str(best), "--data-dir", str(renamed))  # it needs the training records too
     assert only_one.returncode == 1 and "101.hea is missing; the folder holds 1 other record(s), e.g. 100 (another database, or a partial copy?) " \
         "(evaluate rebuilds the run's splits" in only_one.stderr
-    wrong_count = _cli("predict", str(best), str(renamed / "100"), "--leads", "II")
+    wrong_count = _here(capsys, "predict", str(best), str(renamed / "100"), "--leads", "II")
     assert wrong_count.returncode == 1 and "leads (--leads) names 1 lead(s) (II); the model reads 2: MLII, V1|V5" in wrong_count.stderr
     # weights that do not fit the model the config builds: one line naming the file, for evaluate and predict
     torch.save({**ckpt, "model": {k: v for k, v in ckpt["model"].items() if not k.startswith("fc.")}},
                tmp_path / "edited.pt")
     for command in (["evaluate", str(tmp_path / "edited.pt")],
                     ["predict", str(tmp_path / "edited.pt"), str(SAMPLE / "100"), "--out-dir", str(tmp_path / "c")]):
-        result = _cli(*command)
+        result = _here(capsys, *command)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert "its weights do not fit the model its config builds ('msresnet1d_beat'): " in result.stderr
         assert 'Missing key(s) in state_dict: "fc.weight", "fc.bias"' in result.stderr
@@ -2450,12 +2465,12 @@ def test_a_two_lead_checkpoint_loads_as_a_model_and_predicts_records_whose_leads
                                          r"\('msresnet1d_beat'\): .*size mismatch"):
         checkpoint_model(huge)
     torch.save(huge, tmp_path / "huge.pt")
-    result = _cli("evaluate", str(tmp_path / "huge.pt"))
+    result = _here(capsys, "evaluate", str(tmp_path / "huge.pt"))
     assert result.returncode == 1 and "Traceback" not in result.stderr and "size mismatch" in result.stderr
 
 
 @pytest.mark.parametrize("template", [False, True])
-def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, template):
+def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, template, capsys):
     import wfdb
 
     from msresnet1d.data import read_annotations
@@ -2471,7 +2486,8 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
     assert trained.returncode == 0, trained.stderr
     assert json.loads((out / "config.json").read_text())["data"]["template"] is template
     labels = tmp_path / "labels"
-    result = _cli("predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir", str(labels))
+    result = _here(capsys, "predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir",
+                   str(labels))
     assert result.returncode == 0, result.stderr
     ann = wfdb.rdann(str(labels / "100"), "pred")
     reference = read_annotations(SAMPLE / "100", "atr")
@@ -2490,8 +2506,8 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
     predicted = np.loadtxt(labels / "100.pred.csv", delimiter=",", skiprows=1, usecols=range(3, 8))
     np.testing.assert_allclose(predicted, evaluated[0][in_100], atol=1e-4)  # the CSV's 4 decimals
     # --adapt-bn: BatchNorm statistics of the record's own inputs, as evaluate --adapt-bn re-estimates them
-    assert _cli("predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir",
-                str(tmp_path / "adabn"), "--adapt-bn").returncode == 0
+    assert _here(capsys, "predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir",
+                         str(tmp_path / "adabn"), "--adapt-bn").returncode == 0
     _, _, adapted = member_predictions([out / "checkpoints" / "best.pt"], "test", adapt_bn=True)
     on_record = np.loadtxt(tmp_path / "adabn" / "100.pred.csv", delimiter=",", skiprows=1, usecols=range(3, 8))
     np.testing.assert_allclose(on_record, adapted[0][in_100], atol=2e-4)
@@ -2503,22 +2519,23 @@ def test_predict_writes_csv_and_wfdb_annotations_that_rdann_reads(tmp_path, temp
         torch.save(negated, tmp_path / "negated.pt")
         probabilities = {}
         for name in ("flip", "negated"):
-            assert _cli("predict", str(tmp_path / f"{name}.pt"), str(SAMPLE / "100"), "--out-dir",
-                        str(tmp_path / name)).returncode == 0
+            assert _here(capsys, "predict", str(tmp_path / f"{name}.pt"), str(SAMPLE / "100"), "--out-dir",
+                                 str(tmp_path / name)).returncode == 0
             probabilities[name] = np.loadtxt(tmp_path / name / "100.pred.csv", delimiter=",", skiprows=1,
                                              usecols=range(3, 8))
         plain = np.loadtxt(labels / "100.pred.csv", delimiter=",", skiprows=1, usecols=range(3, 8))
         np.testing.assert_allclose(probabilities["flip"], (plain + probabilities["negated"]) / 2, atol=2e-4)
         assert not np.allclose(plain, probabilities["negated"], atol=1e-2)
-    not_ecg = _cli("predict", str(out / "checkpoints" / "best.pt"), str(tmp_path / "nope"))
+    not_ecg = _here(capsys, "predict", str(out / "checkpoints" / "best.pt"), str(tmp_path / "nope"))
     assert not_ecg.returncode == 1 and "nope" in not_ecg.stderr
-    digit = _cli("predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir",
-                 str(tmp_path / "digit"), "--extension", "pred2")
+    digit = _here(capsys, "predict", str(out / "checkpoints" / "best.pt"), str(SAMPLE / "100"), "--out-dir",
+                          str(tmp_path / "digit"), "--extension", "pred2")
     assert digit.returncode == 2 and "ASCII letters only" in digit.stderr and not (tmp_path / "digit").exists()
     if not template:  # a model of spectrograms is refused up front, naming the option
         spec = {**best, "config": {**best["config"], "data": {**best["config"]["data"], "representation": "spectrogram"}}}
         torch.save(spec, tmp_path / "spec.pt")
-        refused = _cli("predict", str(tmp_path / "spec.pt"), str(SAMPLE / "100"), "--out-dir", str(tmp_path / "s"))
+        refused = _here(capsys, "predict", str(tmp_path / "spec.pt"), str(SAMPLE / "100"), "--out-dir",
+                        str(tmp_path / "s"))
         assert refused.returncode == 1 and "data.representation = 'spectrogram'" in refused.stderr
 
 
