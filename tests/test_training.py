@@ -584,7 +584,8 @@ def test_unknown_config_keys_are_errors(tmp_path):
                              ("model_kwargs.split_by_extra=[1, 5]", r"split_by_extra=\[1, 5\] .* in \[0, 5\)"),
                              ("data.rr=false", "split_by_extra=.*extra_features=0"),
                              # [data] first, naming the key, although the model's check needs the data options
-                             ('data.fs="abc"', r"config: \[data\] fs must be a number > 0, got 'abc'"),
+                             ('data.fs="abc"', r"config: \[data\] fs must be a rate in Hz > 0 and at most 10,000 .*, "
+                                               r"got 'abc'"),
                              ('data.rr=["nope"]', r"config: \[data\] rr must be true, false or a list")):
         extra = ["model_kwargs.split_by_extra=[0, 1]"] if setting == "data.rr=false" else []
         with pytest.raises(ValueError, match=message):
@@ -618,7 +619,7 @@ def test_train_names_the_config_file_of_a_bad_data_or_model_option(tmp_path, cap
                            ("[model_kwargs]\nkernals = [3, 5]", r"model 'msresnet1d_beat' with \[model_kwargs\] "
                                                                 r".*takes no option 'kernals' \(did you mean "
                                                                 r"'kernels'\?\)"),
-                           ("[data]\nfs = -1", r"\[data\] fs must be a number > 0")):
+                           ("[data]\nfs = -1", r"\[data\] fs must be a rate in Hz > 0")):
         path = tmp_path / "bad.toml"
         path.write_text(f'task = "beats"\n{table}\n')
         assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 1
@@ -636,7 +637,7 @@ def test_train_names_the_config_file_of_a_bad_data_or_model_option(tmp_path, cap
     ("beats", "rr", [1, 2], r"got \[1, 2\]"),
     ("beats", "val_records", -1, "a whole number >= 0 or a list"),
     ("beats", "scale", 5, r"a number in \[0, 1\)"), ("beats", "cache", "maybe", "true or false"), ("beats", "template", 2, "true or false"),
-    ("beats", "val_seed", "x", "a whole number"), ("beats", "fs", "abc", "a number > 0"),
+    ("beats", "val_seed", "x", "a whole number"), ("beats", "fs", "abc", "a rate in Hz > 0"),
     ("beats", "test_records", [100, 101], "record names as strings"),
     ("beats", "train_records", [], "a non-empty list .* leave it out for the default split"),
     # a record named twice would count its beats twice (in the test figures, or in training)
@@ -652,7 +653,7 @@ def test_train_names_the_config_file_of_a_bad_data_or_model_option(tmp_path, cap
     ("rhythm", "fold", 5, "below folds"), ("rhythm", "val_fraction", 1.0, r"in \[0, 1\)"),
     ("rhythm", "rr", ["hr_mean_typo"], "distinct names of"), ("fashion_mnist", "normalize", "minmax", "'unit' or"),
     ("fashion_mnist", "hflip", "yes", "true or false"), ("beats", "val_seed", -1, "a whole number >= 0"),
-    ("rhythm", "split_seed", -1, "a whole number >= 0"), ("beats", "fs", float("inf"), "a number > 0"),
+    ("rhythm", "split_seed", -1, "a whole number >= 0"), ("beats", "fs", float("inf"), "a rate in Hz > 0"),
     ("beats", "band", [None, None], "either corner null"), ("beats", "record_balanced", 1, "true or false"),
     ("beats", "leads", ["MLII", "V1 | V5"], "no spaces or empty names around"), ("beats", "leads", ["V1|"], "lead names"),
     ("beats", "leads", [], "a non-empty list of lead names"),
@@ -789,6 +790,19 @@ def test_data_check_takes_every_band_form_and_checks_spectrogram_options(tmp_pat
                              "data.data_dir": str(tmp_path / "missing")})
     with pytest.raises(ValueError, match=r"\[data.spectrogram\] overlap must be in \[0, 1\), got 2.0"):
         build_task(cfg)
+
+
+def test_a_rate_above_the_ecg_tasks_ceiling_is_refused_before_any_data():
+    # data.fs = 1e9 was taken: the run ended in numpy's MemoryError traceback (1e6: a worker killed by the system)
+    from msresnet1d.training.tasks import check_data
+    from msresnet1d.training.tasks.options import MAX_FS
+
+    for task in ("beats", "rhythm"):
+        check_data(load_config(None, {"task": task, "data.fs": MAX_FS}))
+        for fs in (MAX_FS * 1.0001, 1e9):
+            with pytest.raises(ValueError, match=rf"\[data\] fs must be a rate in Hz > 0 and at most 10,000 .*, "
+                                                 rf"got {fs!r}$"):
+                check_data(load_config(None, {"task": task, "data.fs": fs}))
 
 
 def test_data_dir_is_the_database_or_a_folder_holding_it(tmp_path, capsys):

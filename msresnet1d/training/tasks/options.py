@@ -66,6 +66,11 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 #: The WFDB database each ECG task reads (``[data] data_dir`` is found with ``find_database(name, data_dir)``).
 DATABASES: dict[str, str] = {"beats": "mitdb", "rhythm": "cinc2017"}
 
+#: The highest ``[data] fs`` (Hz) of the ECG tasks: at 10 kHz the DS1 beats' windows hold about
+#: 3 GB; at 1 MHz one lead of one MIT-BIH record, resampled, holds 14 GB (such a run was killed
+#: by the system, without a message).
+MAX_FS = 10_000.0
+
 # [data] keys that only change the training batches (augmentation, sampling): evaluation never reads
 # them, so checkpoints that differ only in these still see the same inputs and can form an ensemble
 TRAINING_ONLY_DATA: dict[str, tuple[str, ...]] = {
@@ -139,6 +144,9 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
     flag = (lambda v: isinstance(v, bool), "true or false")
     nonneg = (lambda v: _number(v) and v >= 0, "a number >= 0")
     positive = (lambda v: _number(v) and v > 0, "a number > 0")
+    rate = (lambda v: _number(v) and 0 < v <= MAX_FS,
+            f"a rate in Hz > 0 and at most {MAX_FS:,g} (the records are resampled to it: ECG needs far less, and "
+            "the data of a higher one outgrow memory)")
     seed = (lambda v: is_whole(v) and v >= 0, "a whole number >= 0")
     band = (_band, "[low, high] in Hz, 0 < low < high, either corner null (open), or unset/false (none)")
     records = (lambda v: v is None or (_record_names(v) and len(v) > 0 and len(set(v)) == len(v)),
@@ -148,7 +156,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
         "beats": {
             "data_dir": path, "leads": (_lead_names, 'a non-empty list of lead names, an entry "V1|V5" the first of these a record has '
                                    "(no spaces or empty names around |)"),
-            "fs": positive, "window": (_pair, "[start, stop] in seconds, start < stop"),
+            "fs": rate, "window": (_pair, "[start, stop] in seconds, start < stop"),
             "band": band,
             "rr": (_rr_names(RR_FEATURES), f"true, false or a list of distinct names of {', '.join(RR_FEATURES)}"),
             "train_records": records, "test_records": records,
@@ -166,7 +174,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
                           "<record>.atr)"),
         },
         "rhythm": {
-            "data_dir": path, "fs": positive, "band": band, "crop_seconds": positive, "hop_seconds": positive,
+            "data_dir": path, "fs": rate, "band": band, "crop_seconds": positive, "hop_seconds": positive,
             "lead": (lambda v: v is None or (isinstance(v, str) and _lead_names([v])),
                      'a lead name, or "A|B" the first of these a record has (or unset: single-lead records only)'),
             "folds": (lambda v: is_whole(v) and v >= 2, "a whole number >= 2"),
