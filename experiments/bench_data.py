@@ -13,6 +13,7 @@ Both databases are checked before any timing (database_or_exit).
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import subprocess
@@ -93,8 +94,8 @@ def bench(name: str, load: Callable[[Path], object], function: str, db_dir: Path
     return result, timings
 
 
-def main(argv: list[str] | None = None) -> None:
-    started = time.time()
+def build_parser() -> argparse.ArgumentParser:
+    """This script's command-line parser (its arguments unchecked beyond their types: ``main`` checks the rest)."""
     parser = script_parser(__doc__)
     add_data_dir(parser, "mitdb/ and cinc2017/, or mitdb/ itself with --skip-cinc")
     parser.add_argument("--workers", type=positive_int, default=None,
@@ -103,6 +104,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="warm loads timed in this process (>= 1, default 3)")
     parser.add_argument("--skip-cinc", action="store_true", help="only benchmark MIT-BIH")
     parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    started = time.time()
+    parser = build_parser()
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
     mitdb = database_or_exit(parser, "mitdb", args.data_dir)

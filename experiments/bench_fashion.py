@@ -33,6 +33,7 @@ never a reason to time another copy.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -115,8 +116,8 @@ def fashion_folder(data_dir: str) -> Path | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    started = time.time()
+def build_parser() -> argparse.ArgumentParser:
+    """This script's command-line parser (its arguments unchecked beyond their types: ``main`` checks the rest)."""
     parser = script_parser(__doc__)
     parser.add_argument("--sizes", type=positive_int, nargs="+", default=[28, 96], help="image sides in pixels")
     parser.add_argument("--steps", type=positive_int, nargs="+", default=[8, 3], help="timed steps, one count per size")
@@ -128,6 +129,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="folder holding the Fashion-MNIST .gz files, or its fashion-mnist/ (the only folder read "
                              "when given)")
     parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    started = time.time()
+    parser = build_parser()
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out, partial=True)
     if len(args.steps) != len(args.sizes) or min(args.steps) < 1 or args.warmup < 0:

@@ -199,8 +199,8 @@ def print_table(report: dict) -> None:
     print(f"load average before/after: {machine['load_average_before']} / {machine['load_average_after']}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    started = time.time()
+def build_parser() -> argparse.ArgumentParser:
+    """This script's command-line parser (its arguments unchecked beyond their types: ``main`` checks the rest)."""
     parser = script_parser(__doc__)
     add_data_dir(parser, "mitdb/, or mitdb/ itself")
     parser.add_argument("--record", default="100")
@@ -215,6 +215,12 @@ def main(argv: list[str] | None = None) -> None:
                                           "their defaults"))
     parser.add_argument("--skip-detection", action="store_true", help="do not time the QRS detectors")
     parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    started = time.time()
+    parser = build_parser()
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)

@@ -76,6 +76,7 @@ experiments/results/bench_models.json and .md.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import ctypes
@@ -769,8 +770,8 @@ def run_grid(worker: Worker, args, lengths: list[int], report: dict, start: floa
     report["modes"] = modes
 
 
-def main(argv: list[str] | None = None) -> None:
-    started = time.time()
+def build_parser() -> argparse.ArgumentParser:
+    """This script's command-line parser (its arguments unchecked beyond their types: ``main`` checks the rest)."""
     parser = script_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="a 2-3 minute smoke run (beat preset, fewer repeats)")
     parser.add_argument("--presets", nargs="+", help="grid presets (default: msresnet1d_* and resnet1d_beat)")
@@ -804,6 +805,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conv-rounds", type=positive_int, help="rounds of the per-layer convolution study")
     parser.add_argument("--skip-late", action="store_true", help="skip the msresnet1d_late reference comparison")
     parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    started = time.time()
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.out = output_or_exit(parser, args.out)
     for key, value in {**DEFAULTS, **(QUICK if args.quick else {})}.items():

@@ -37,6 +37,7 @@ prints the pooled score's interval (which results recorded before it lack).
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections import Counter
@@ -181,8 +182,8 @@ def plot_pooled(report: dict, out: Path) -> None:
                        title=f"CinC 2017, {len(summary['folds'])} test folds pooled ({out.stem})")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    started = time.time()
+def build_parser() -> argparse.ArgumentParser:
+    """This script's command-line parser (its arguments unchecked beyond their types: ``main`` checks the rest)."""
     parser = script_parser(__doc__)
     add_data_dir(parser, "cinc2017/, or cinc2017/ itself")
     parser.add_argument("--config", type=path_flag, default="cinc2017_cpu",
@@ -212,6 +213,12 @@ def main(argv: list[str] | None = None) -> dict:
                         help="only score a recorded result's test predictions (which results of this version hold) "
                              "against the REFERENCE.csv in LABELS_DIR: other labels of the same records, such as "
                              "another version of them (no data, no runs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    started = time.time()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
         torch.set_num_threads(args.threads)

@@ -274,9 +274,9 @@ def last_epoch_results(run_dirs: list[Path], monitor: str) -> list[dict[str, Any
     return results
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The arguments, checked, with ``configs`` (seed -> model -> its run's config, every one
-    checked before any training); a usage error for anything wrong."""
+def build_parser() -> argparse.ArgumentParser:
+    """This script's command-line parser (its arguments unchecked beyond their types: :func:`parse_args` checks the
+    rest)."""
     parser = script_parser(__doc__)
     add_data_dir(parser, "mitdb/, or mitdb/ itself", "; the embedded sample only when named: datasets/mitdb-sample")
     parser.add_argument("--epochs", type=positive_int, help="epochs per model (default: the main job's, 10)")
@@ -305,6 +305,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="test each run's selected epoch (best.pt, as its config selects; default) or its last "
                              "epoch (last.pt: runs trained with select_epoch='best' scored as if trained with 'last')")
     parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, checked, with ``configs`` (seed -> model -> its run's config, every one
+    checked before any training); a usage error for anything wrong."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     suite = SUITES[args.suite]
     args.models = args.models or list(suite)

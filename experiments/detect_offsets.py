@@ -14,6 +14,7 @@ DIR holds mitdb/ (or is mitdb/ itself); default $MSRESNET1D_DATA. Default record
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -77,12 +78,18 @@ def pooled(per_record: dict[str, dict]) -> dict[str, dict[str, float | int]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    started = time.time()
+def build_parser() -> argparse.ArgumentParser:
+    """This script's command-line parser (its arguments unchecked beyond their types: ``main`` checks the rest)."""
     parser = script_parser(__doc__)
     add_data_dir(parser, "mitdb/, or mitdb/ itself")
     parser.add_argument("--records", nargs="+", default=list(DS2), help="MIT-BIH records (default: DS2)")
     parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    started = time.time()
+    parser = build_parser()
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
     mitdb = database_or_exit(parser, "mitdb", args.data_dir)

@@ -67,6 +67,7 @@ Results: experiments/results/mitdb_ds1_cv.json, and beside it the same name with
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -324,8 +325,8 @@ def parse_variants(items: list[list[str]]) -> dict[str, dict]:
     return variants
 
 
-def main(argv: list[str] | None = None) -> dict:
-    started = time.time()
+def build_parser() -> argparse.ArgumentParser:
+    """This script's command-line parser (its arguments unchecked beyond their types: ``main`` checks the rest)."""
     parser = script_parser(__doc__)
     add_data_dir(parser, "mitdb/, or mitdb/ itself")
     parser.add_argument("--config", type=path_flag, default="mitdb_beats",
@@ -357,6 +358,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
     parser.add_argument("--replot", type=path_flag, metavar="RESULT.json",
                         help="only draw the PNG of a recorded result again, beside it (no data, no runs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    started = time.time()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
         torch.set_num_threads(args.threads)

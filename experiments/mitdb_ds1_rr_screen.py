@@ -29,6 +29,7 @@ is judged on. Results: experiments/results/mitdb_ds1_rr_screen.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -131,8 +132,8 @@ def held_out_folds(run_dirs: list[list[Path]], records: list[str]) -> list[list[
     return folds
 
 
-def main(argv: list[str] | None = None) -> dict:
-    started = time.time()
+def build_parser() -> argparse.ArgumentParser:
+    """This script's command-line parser (its arguments unchecked beyond their types: ``main`` checks the rest)."""
     parser = script_parser(__doc__)
     add_data_dir(parser, "mitdb/, or mitdb/ itself")
     parser.add_argument("--runs", type=path_flag, required=True, help="the runs folder of mitdb_ds1_cv.py")
@@ -142,6 +143,12 @@ def main(argv: list[str] | None = None) -> dict:
                         help="folds of the records, as the runs had (default 5)")
     parser.add_argument("--records", nargs="+", default=list(DS1), help="the records, as the runs had (default DS1)")
     parser.add_argument("--out", type=path_flag, default=RESULTS, help=results_help(RESULTS))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    started = time.time()
+    parser = build_parser()
     args = parser.parse_args(argv)
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)

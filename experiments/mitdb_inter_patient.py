@@ -24,6 +24,7 @@ holds the ensemble's matrix), without data or runs.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -182,8 +183,8 @@ def table(summary: dict, n_seeds: int, ensemble: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict | None:
-    started = time.time()
+def build_parser() -> argparse.ArgumentParser:
+    """This script's command-line parser (its arguments unchecked beyond their types: ``main`` checks the rest)."""
     parser = script_parser(__doc__)
     add_data_dir(parser, "mitdb/, or mitdb/ itself")
     parser.add_argument("--config", type=path_flag, default="mitdb_beats", help="config name or path")
@@ -197,6 +198,12 @@ def main(argv: list[str] | None = None) -> dict | None:
                         help=results_help(RESULTS / "mitdb_inter_patient.json"))
     parser.add_argument("--replot", type=path_flag, metavar="RESULT.json",
                         help="only draw the PNGs of a recorded result again, beside it (no data, no runs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    started = time.time()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
         torch.set_num_threads(args.threads)
