@@ -4,7 +4,8 @@ drift from the code (a flag renamed or dropped, a subcommand gone). Nothing runs
 words go to the real parser (``msresnet1d.cli.build_parser()``, a script's ``build_parser()``) and
 to the checks of the arguments alone that run before any data is read, where they are functions
 of their own: ``--config`` names a file or a config of experiments/configs (``resolve_config``);
-``msresnet1d train``'s ``--set`` and flags agree (``cli._overrides``); a script's ``--set`` does
+``msresnet1d train``'s config, ``--set`` and flags give a config whose every key and value passes
+the checks train makes before reading data (``load_config(..., check=True)``); a script's ``--set`` does
 not set a key the script sets itself (``overrides_or_exit``); mitdb_ds1_cv's ``--variant`` and
 ``--ensemble`` are well formed (``parse_variants``, ``parse_ensembles``).
 
@@ -51,6 +52,7 @@ from typing import Callable
 import pytest
 
 from msresnet1d import arguments, cli
+from msresnet1d.training.config import load_config
 from test_experiments import SCRIPTS, _load_script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -312,10 +314,9 @@ def _checks(name: str, parser: argparse.ArgumentParser, args: argparse.Namespace
     """What ``msresnet1d`` or script ``name`` checks of its parsed ``args`` before reading data,
     where it is a function of its own (see the module's docstring)."""
     if name == "msresnet1d":
-        if args.command == "train":
-            cli._overrides(args)
-            if not placeholder and not (args.resume and args.config is None):
-                cli._train_config_path(args.config)
+        if args.command == "train" and not (args.resume and args.config is None):
+            config = None if placeholder and args.config else cli._train_config_path(args.config)
+            load_config(config, cli._overrides(args), check=True)  # every key and value, as train checks them first
         return
     module = script(name)
     if getattr(args, "config", None) is not None and not placeholder:
@@ -399,7 +400,7 @@ pip install -e . && pytest  # other programs
 R4='"a", "b"'
 MSRESNET1D_DATA=/path/to/data python experiments/mitdb_ds1_cv.py --threads 1 \\
     --variant main "data.rr=[$R4, \\"c\\"]" --out <name>.json ...   # a comment \\
-nohup msresnet1d train --set x=\\"y\\" > train.log 2>&1 &
+nohup msresnet1d train --set name=\\"y\\" > train.log 2>&1 &
 torchrun --nproc_per_node=2 -m msresnet1d.cli train --data-dir $DATA; msresnet1d info | head
 ```
 <!-- as run at 0123abc; not parsed -->
@@ -416,7 +417,7 @@ mitdb is in data/mitdb
         (3, ("pip", "install", "-e", "."), False, False), (3, ("pytest",), False, False),
         (5, ("python", "experiments/mitdb_ds1_cv.py", "--threads", "1", "--variant", "main", 'data.rr=["a", "b", "c"]',
              "--out", "1.json"), False, True),
-        (7, ("msresnet1d", "train", "--set", 'x="y"'), False, False),
+        (7, ("msresnet1d", "train", "--set", 'name="y"'), False, False),
         (8, ("torchrun", "--nproc_per_node=2", "-m", "msresnet1d.cli", "train", "--data-dir", "1"), False, True),
         (8, ("msresnet1d", "info"), False, False), (8, ("head",), False, False),
         (15, ("msresnet1d", "download", "mitdb"), False, False),
@@ -435,10 +436,13 @@ python experiments/no_such_script.py
 python -m msresnet1d.training train
 msresnet1d train --config no_such_config
 msresnet1d train --set seed=1 --seed 2
+msresnet1d train --set data.template_form=all
+msresnet1d train --config mitdb_beats --set model_kwargs.widths=[8]
 python experiments/mitdb_inter_patient.py --set seed=3
 ```
 """
     errors = [(str(command), parse_error(command)) for command in commands_of("x.md", markdown)]
+    main_job = REPO / "experiments" / "configs" / "mitdb_beats.toml"  # train's default config
     expected = [
         ("x.md:2: python experiments/bench_data.py --data /path/to/data",  # --data-dir's former alias
          "unrecognized arguments: --data /path/to/data (argparse takes a flag's abbreviation"),
@@ -447,7 +451,12 @@ python experiments/mitdb_inter_patient.py --set seed=3
         ("x.md:8: python -m msresnet1d.training train", "not a form of command this test knows"),
         ("x.md:9: msresnet1d train --config no_such_config", "config 'no_such_config' not found"),
         ("x.md:10: msresnet1d train --set seed=1 --seed 2", "--seed 2 and --set seed=1 disagree: give one"),
-        ("x.md:11: python experiments/mitdb_inter_patient.py --set seed=3",
+        ("x.md:11: msresnet1d train --set data.template_form=all",  # the config's keys and values, as train checks them
+         f"{main_job} and the overrides (data.template_form): [data] of task 'beats': unknown key(s) template_form "
+         "(did you mean 'template_from'?)"),
+        ("x.md:12: msresnet1d train --config mitdb_beats --set model_kwargs.widths=[8]",
+         f"{main_job} and the overrides (model_kwargs.widths): model 'msresnet1d_beat' with [model_kwargs]"),
+        ("x.md:13: python experiments/mitdb_inter_patient.py --set seed=3",
          "--set seed: the script sets it itself, give --seeds instead"),
         ("x.md:5: msresnet1d evaluate --tta mirror", "argument --tta: invalid choice: 'mirror'"),
         ("x.md:5: msresnet1d fit", "argument command: invalid choice: 'fit'"),
