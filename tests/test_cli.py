@@ -132,6 +132,21 @@ def test_version_is_the_packages(capsys):
     assert exited.value.code == 0 and capsys.readouterr().out == f"msresnet1d {msresnet1d.__version__}\n"
 
 
+def test_the_citation_file_cites_this_version_and_the_datas_sources():
+    # CITATION.cff (GitHub's "Cite this repository") must follow a release, and cite what the README asks to cite
+    import tomllib
+
+    import msresnet1d
+
+    repo = Path(__file__).resolve().parents[1]
+    cff = (repo / "CITATION.cff").read_text(encoding="utf-8")
+    assert re.search(r'^version: "([^"]+)"$', cff, flags=re.M).group(1) == msresnet1d.__version__ == \
+        tomllib.loads((repo / "pyproject.toml").read_text())["project"]["version"]
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    for source in ("Moody", "Clifford", "Goldberger", "Xiao", "10.13026/C2F305", "arXiv:1708.07747"):
+        assert source in cff and source in readme, source
+
+
 @pytest.mark.parametrize("command", [["train"], ["evaluate", "x.pt"], ["predict", "x.pt", "rec"]])
 def test_threads_are_a_whole_number_from_0_the_torch_default(command, capsys):
     parser = build_parser()
