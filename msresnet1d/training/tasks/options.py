@@ -66,9 +66,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 #: The WFDB database each ECG task reads (``[data] data_dir`` is found with ``find_database(name, data_dir)``).
 DATABASES: dict[str, str] = {"beats": "mitdb", "rhythm": "cinc2017"}
 
-#: The highest ``[data] fs`` (Hz) of the ECG tasks: at 10 kHz the DS1 beats' windows hold about
-#: 3 GB; at 1 MHz one lead of one MIT-BIH record, resampled, holds 14 GB (such a run was killed
-#: by the system, without a message).
+#: The highest ``[data] fs`` (Hz) of the ECG tasks: at 10 kHz the DS1 beats' windows (one lead and
+#: its template) hold about 3 GB; at 1 MHz one lead of one MIT-BIH record, resampled, holds 14 GB
+#: (such runs ended in numpy's traceback, or were killed by the system without a message).
 MAX_FS = 10_000.0
 
 # [data] keys that only change the training batches (augmentation, sampling): evaluation never reads
