@@ -11,6 +11,9 @@ import numpy as np
 #: hidden units): larger ones overflow torch's tensor sizes or any machine's memory.
 MAX_SIZE = 2**31
 
+#: What a size past :data:`MAX_SIZE` is told, after "<name> must be ".
+MAX_SIZE_RULE = "at most 2**31 (larger layers overflow torch's sizes)"
+
 #: The most torch threads a run, a command's ``--threads`` or an estimator's ``n_jobs`` may ask
 #: for: more than any machine's cores, and past it the system runs out of memory for them.
 MAX_THREADS = 1024

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .layers import check_dtype, check_input, check_tensor
-from ..values import MAX_SIZE, is_number, is_whole
+from ..values import MAX_SIZE, MAX_SIZE_RULE, is_number, is_whole
 
 
 def _autocast_on(device_type: str) -> bool:
@@ -116,7 +116,7 @@ class ResidualNetwork(nn.Module):
         for name, value in (("num_classes or out_features", num_outputs), ("extra_features", extra_features),
                             ("extra_hidden", extra_hidden)):
             if value > MAX_SIZE:
-                raise ValueError(f"{name} must be at most 2**31 (larger layers overflow torch's sizes), got {value!r}")
+                raise ValueError(f"{name} must be {MAX_SIZE_RULE}, got {value!r}")
         for name, rate in (("drop_rate", drop_rate), ("feature_drop_rate", feature_drop_rate)):
             if not (is_number(rate) and 0 <= rate < 1):
                 raise ValueError(f"{name} must be a probability in [0, 1), got {rate!r}")

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .layers import avgpool, batchnorm, conv, maxpool, separable_conv
-from ..values import MAX_SIZE, is_whole
+from ..values import MAX_SIZE, MAX_SIZE_RULE, is_whole
 
 Shortcut = Literal["conv", "conv_bn", "avg_conv_bn"]
 
@@ -151,7 +151,7 @@ def whole_sizes(*, sequences: tuple[str, ...] = (), **sizes: object) -> dict[str
         if not all(is_whole(v) and v >= 1 for v in values):
             raise ValueError(f"{name} must be {'integers' if several else 'an integer'} >= 1, got {shown!r}")
         if any(v > MAX_SIZE for v in values):
-            raise ValueError(f"{name} must be at most 2**31 (larger layers overflow torch's sizes), got {shown!r}")
+            raise ValueError(f"{name} must be {MAX_SIZE_RULE}, got {shown!r}")
         out[name] = tuple(int(v) for v in values) if several else int(values[0])
     return out
 
