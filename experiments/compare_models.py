@@ -125,6 +125,8 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "resnet2d_spec": ("2D ResNet (2-2-2-2, widths 8-64) on 32x32 spectrograms", {
             "model": "resnet18", "model_kwargs.dims": 2, "model_kwargs.widths": [8, 16, 32, 64],
             "model_kwargs.stem_channels": 8, "model_kwargs.stem_pool": False, "data.representation": "spectrogram",
+            # the 2D stem's own size, not the main job's, which is sized for its 1D signal at 360 Hz
+            "model_kwargs.stem_kernel": 7, "model_kwargs.stem_stride": 2,
         }),
     },
     # One change at a time from the ablation's base (configs/mitdb_beats_ablation.toml:

@@ -331,7 +331,9 @@ def test_compare_models_on_the_sample(tmp_path, capsys, compare_models, monkeypa
 
     spectrogram = report["runs"]["resnet2d_spec"]
     assert spectrogram["representation"] == "spectrogram" and spectrogram["input_shape"] == [1, 2, 32, 32]
-    assert report["runs"]["msresnet1d_late"]["input_shape"] == [1, 2, 126]  # 0.7 s at 180 Hz
+    stem = json.loads((out / "resnet2d_spec" / "config.json").read_text())["model_kwargs"]
+    assert (stem["stem_kernel"], stem["stem_stride"]) == (7, 2)  # its own 2D stem, not the main job's 1D one
+    assert report["runs"]["msresnet1d_late"]["input_shape"] == [1, 2, 252]  # 0.7 s at 360 Hz
     assert (out / "resnet2d_spec" / "ecg_strip.png").is_file()
 
 
@@ -829,8 +831,8 @@ def test_every_main_ablation_variant_builds_on_the_sample(compare_models):
     assert configs["main_job"] == compare_models.load_config(compare_models.CONFIGS / "mitdb_beats.toml", common)
     profiles = {name: compare_models.profile(cfg) for name, cfg in configs.items()}
     main = profiles["main_job"]
-    assert main["input_shape"] == [1, 2, 126] and main["extra_features"] == MAIN_RR
-    assert profiles["no_template"]["input_shape"] == [1, 1, 126] and profiles["no_rr"]["extra_features"] == 0
+    assert main["input_shape"] == [1, 2, 252] and main["extra_features"] == MAIN_RR
+    assert profiles["no_template"]["input_shape"] == [1, 1, 252] and profiles["no_rr"]["extra_features"] == 0
     # the head's MLP (5 -> 32 -> 32) gone: the 5 RR features join the linear layer (32 -> 5 inputs of it)
     assert profiles["rr_linear"]["parameters"] == main["parameters"] - (5 * 32 + 32) - (32 * 32 + 32) - (32 - 5) * 5
     assert profiles["kernels_3_7_15"]["flops_per_example"] > 2 * main["flops_per_example"]  # dilation: 43% of it
@@ -1125,7 +1127,7 @@ def test_bench_models_times_the_speed_targets_on_the_embedded_sample(tmp_path):
     report = json.loads(out.read_text())
     targets = report["targets"]
     assert report["provenance"]["command"][:2] == ["experiments/bench_models.py", "--only-targets"]
-    assert (targets["ds1_beats"], targets["ds2_beats"], targets["parameters"]) == (5164, 4898, 101669)
+    assert (targets["ds1_beats"], targets["ds2_beats"], targets["parameters"]) == (5164, 4898, 101861)
     for variant in ("fp32", "channels_last"):
         timed = targets["variants"][variant]
         assert timed["train_samples_timed"] == 2 * 256 and timed["extrapolated"] and timed["epoch_s"] > 0
