@@ -22,10 +22,10 @@ OpenMP environment. Sections (in the order they run):
   compare with a public 3-tower model's ~400 training / 1,800 inference samples/s here.
 * targets: one real training epoch of the main job's model (experiments/configs/mitdb_beats.toml:
   msresnet1d_beat on beat windows with the template channel and its RR features;
-  ``--target-model-kwargs`` changes the model) over DS1 (the engine's step, that config's AdamW,
-  batch 256, one-cycle) and
-  inference over DS2 at batch 1024 as the package infers (evaluate, predict: BatchNorm folded
-  into the convolutions by ``fuse_batchnorm``), against issue 7's 20 s and 3 s; the variants
+  ``--set KEY=VALUE`` changes that config, e.g. its model options or ``data.fs``) over DS1 (the
+  engine's step, that config's AdamW, batch 256, one-cycle) and inference over DS2 at batch 1024
+  as the package infers (evaluate, predict: BatchNorm folded into the convolutions by
+  ``fuse_batchnorm``), against issue 7's 20 s and 3 s; the variants
   (as above) interleaved batch by batch; then DS2 inference of the exported ONNX file under
   onnxruntime, and what bf16 autocast changes in the first variant's trained model's DS2
   predictions (beats that change class, probability difference, accuracies).
@@ -100,9 +100,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from msresnet1d import count_flops, count_parameters, create_model, list_models
-from msresnet1d.arguments import (add_data_dir, as_program, database_or_exit, output_or_exit, path_flag, positive_int,
-                                  positive_number, positive_seconds, results_help, script_parser, threads_help,
-                                  write_result)
+from msresnet1d.arguments import (add_data_dir, add_set, as_program, config_or_exit, database_or_exit, output_or_exit,
+                                  overrides_or_exit, path_flag, positive_int, positive_number, positive_seconds,
+                                  results_help, script_parser, threads_help, write_result)
 from msresnet1d.data.parallel import usable_cpus
 from msresnet1d.models.fuse import fuse_batchnorm
 from msresnet1d.models.layers import Conv1d
@@ -112,6 +112,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_models.json"
 MAIN_JOB = Path(__file__).resolve().parent / "configs" / "mitdb_beats.toml"
 BEAT_FS = 180.0  # Hz, the beat task's rate: its windows are 126 samples
 TARGET_EPOCH_S, TARGET_INFER_S = 20.0, 3.0  # issue 7, item 5
+#: The main job's config keys the script sets from its flags, refused in --set (the flag to give instead).
+OWNED = {"threads": "--threads", "data.data_dir": "--data-dir"}
 LATE_REFERENCE = {"length": 512, "batch": 256, "train_samples_per_s": 400, "infer_samples_per_s": 1800}
 
 # name -> (torch threads, environment of the worker process; None removes a variable)
@@ -531,10 +533,10 @@ def grid_cell(state: dict, preset: str, length: int, batch: int, flops: int, pha
 
 
 def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: int, bf16_batches: int,
-                  model_kwargs: dict) -> dict:
+                  overrides: dict) -> dict:
     """One training epoch over DS1 and inference over DS2 at batch 1024 per variant of the main
-    job's model (experiments/configs/mitdb_beats.toml, its model options updated with
-    ``model_kwargs``) on the main job's inputs (its beat windows, template channel and RR
+    job's model (experiments/configs/mitdb_beats.toml with ``overrides``, the ``--set`` items as
+    dotted keys) on the main job's inputs (its beat windows, template channel and RR
     features) with its optimizer and schedule, the variants
     interleaved batch by batch so that they share the machine's load: each has its own model,
     optimizer, scheduler and loader (same seed, so the same batches), is stepped by the engine's
@@ -549,10 +551,10 @@ def speed_targets(state: dict, db_dir: str, variants: list[str], epoch_batches: 
     from msresnet1d.training.optim import build_loss, build_optimizer, build_scheduler
     from msresnet1d.training.tasks import beat_config, resolve_data
 
-    cfg = load_config(MAIN_JOB)  # AdamW, batch 256, one-cycle, weighted cross-entropy; its data and model options
+    cfg = load_config(MAIN_JOB, overrides)  # AdamW, batch 256, one-cycle, weighted cross-entropy; data and model
     data = resolve_data(cfg).data
     beat_cfg = beat_config(data)
-    model_kwargs = {**cfg.model_kwargs, **model_kwargs}
+    model_kwargs = cfg.model_kwargs
     columns = rr_columns(data["rr"])
     ds1, ds2 = load_inter_patient(db_dir, beat_cfg, workers=1)  # a daemonic worker cannot fork readers
     rr_mean, rr_std = ds1.rr[:, columns].mean(axis=0), ds1.rr[:, columns].std(axis=0) + 1e-6
@@ -796,8 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-targets", action="store_true", help="skip the DS1 epoch / DS2 inference targets")
     parser.add_argument("--target-variants", help=f"of {','.join(TARGET_VARIANTS)} (default fp32,channels_last,bf16)")
     parser.add_argument("--epoch-batches", type=int, help="time this many DS1 batches and extrapolate (0: full epoch)")
-    parser.add_argument("--target-model-kwargs", type=json.loads, default={}, metavar="JSON",
-                        help='msresnet1d_beat options for the targets, e.g. \'{"kernels": [3, 3, 3], "dilations": [1, 3, 7]}\'')
+    add_set(parser, OWNED, "overrides of the main job's config for the targets, e.g. model_kwargs.stem_stride=2")
     parser.add_argument("--only-targets", action="store_true",
                         help="run the thread study and the DS1 epoch / DS2 inference targets only")
     parser.add_argument("--bf16-batches", type=int,
@@ -836,6 +837,9 @@ def main(argv: list[str] | None = None) -> None:
                          "numbers, e.g. msresnet1d_small:1500:1")
     if args.only_targets and args.skip_targets:
         parser.error("--only-targets and --skip-targets: nothing would be timed")
+    args.target_overrides = overrides_or_exit(parser, args.set, OWNED)
+    if config_or_exit(parser, MAIN_JOB, args.target_overrides).task != "beats":
+        parser.error(f"--set task: the targets time a beat classifier, the task of {MAIN_JOB.name}")
     # the targets need MIT-BIH: a --data-dir (or $MSRESNET1D_DATA) without it is an error, never a skip
     db_dir = database_or_exit(parser, "mitdb", args.data_dir) if not args.skip_targets and (
         args.data_dir or args.only_targets) else None
@@ -878,7 +882,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             report["targets"] = {"threads": worker.setting, "db_dir": str(db_dir),
                                  **worker(speed_targets, str(db_dir), args.target_variants.split(","),
-                                          args.epoch_batches, args.bf16_batches, args.target_model_kwargs)}
+                                          args.epoch_batches, args.bf16_batches, args.target_overrides)}
             log("targets done", start)
         if not args.only_targets:
             run_grid(worker, args, lengths, report, start)

@@ -14,7 +14,7 @@ with a one-cycle schedule) plus the overrides of its entry in :data:`SUITES`. Th
   stem 8 channels without max-pool, on 32x32 log-spectrograms of the beats
   (``data.representation = "spectrogram"``), of the same order of cost as ``msresnet1d``: about
   178 k parameters and 4.7 MFLOPs per beat, against 102 k and 2.1 MFLOPs for ``msresnet1d`` on the
-  main job's config (experiments/results/compare_models.json).
+  main job's config at 180 Hz, as it was when recorded (experiments/results/compare_models.json).
 
 ``--suite main_ablation``, one change at a time from the main job itself: undilated branches
 (kernels 3/7/15) and single-scale ones (kernel 7 or 15) against the dilated multi-scale 3/3/3,
@@ -149,12 +149,13 @@ SUITES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
                     {"model_kwargs.extra_hidden": 32, "model_kwargs.feature_drop_rate": 0.3}),
         "main_job": ("the main job: rr_head with the 4 dimensionless RR ratios and rr_irregularity only, "
                      "the template from the regular beats, dilated branches, channels-last convolutions, "
-                     "the last epoch tested",
+                     "the last epoch tested, the records at 360 Hz with a 13/4 stem",
                      _changes(CONFIGS / "mitdb_beats_ablation.toml", CONFIGS / "mitdb_beats.toml")),
     },
     # One change at a time from the main job itself (configs/mitdb_beats.toml: dilated branches
     # 3/3/3 with dilations 1/3/7, concat fusion per stage, the template of the regular beats, the
-    # 5 RR features through the head's MLP with modality dropout, channels-last convolutions).
+    # 5 RR features through the head's MLP with modality dropout, channels-last convolutions, the
+    # records at 360 Hz with a 13/4 stem).
     "main_ablation": {
         "main_job": ("the main job", {}),
         "kernels_3_7_15": ("undilated branches: kernels 3/7/15 (the same receptive fields)",

@@ -832,6 +832,7 @@ def test_every_main_ablation_variant_builds_on_the_sample(compare_models):
     profiles = {name: compare_models.profile(cfg) for name, cfg in configs.items()}
     main = profiles["main_job"]
     assert main["input_shape"] == [1, 2, 252] and main["extra_features"] == MAIN_RR
+    assert main["parameters"] == 101_861  # the main job's model, its RR head included (experiments/README.md)
     assert profiles["no_template"]["input_shape"] == [1, 1, 252] and profiles["no_rr"]["extra_features"] == 0
     # the head's MLP (5 -> 32 -> 32) gone: the 5 RR features join the linear layer (32 -> 5 inputs of it)
     assert profiles["rr_linear"]["parameters"] == main["parameters"] - (5 * 32 + 32) - (32 * 32 + 32) - (32 - 5) * 5
@@ -1106,7 +1107,12 @@ def test_bench_models_refuses_bad_options_before_any_work(capsys, monkeypatch):
                          (["--data-dir", str(SAMPLE.parent / "fashion-mnist")], "not a folder of WFDB records"),
                          (["--only-targets", "--data-dir", ""], "argument --data-dir: empty: give a path"),
                          (["--only-targets"], "give --data-dir or set MSRESNET1D_DATA"),
-                         (["--only-targets", "--skip-targets"], "nothing would be timed")):
+                         (["--only-targets", "--skip-targets"], "nothing would be timed"),
+                         (["--set", "model_kwargs.stem_strid=2"], "stem_strid"),  # checked before any work
+                         (["--set", "threads=2"], "--threads"), (["--set", "data.data_dir=/x"], "--data-dir"),
+                         (["--set", 'task="rhythm"'], "unknown key"),  # the beat options refused by the rhythm task
+                         (["--set", 'task="rhythm"', "--set", "data={}", "--set", "model_kwargs={}"],
+                          "--set task: the targets time a beat classifier, the task of mitdb_beats.toml")):
         with pytest.raises(SystemExit):
             script.main(bad)
         assert message in capsys.readouterr().err
@@ -1117,17 +1123,20 @@ def test_bench_models_refuses_bad_options_before_any_work(capsys, monkeypatch):
 def test_bench_models_times_the_speed_targets_on_the_embedded_sample(tmp_path):
     # the section that times a DS1 epoch and DS2 inference, cut to 2 batches of each; run as users
     # run it (its thread study starts worker processes that import the script by its name)
+    # (with the main job's config set back to 180 Hz and the default stem by --set, as it was until 2026-12-07)
     out = tmp_path / "targets.json"
     run = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_models.py"), "--only-targets",
                           "--data-dir", str(SAMPLE), "--epoch-batches", "2", "--target-variants", "fp32,channels_last",
-                          "--threads", "1", "--out", str(out)],
+                          "--threads", "1", "--out", str(out), "--set", "data.fs=180",
+                          "--set", "model_kwargs.stem_kernel=7", "--set", "model_kwargs.stem_stride=2"],
                          capture_output=True, text=True, timeout=600,
                          env={**os.environ, "OMP_NUM_THREADS": "1", "MSRESNET1D_CACHE": str(tmp_path / "cache")})
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())
     targets = report["targets"]
     assert report["provenance"]["command"][:2] == ["experiments/bench_models.py", "--only-targets"]
-    assert (targets["ds1_beats"], targets["ds2_beats"], targets["parameters"]) == (5164, 4898, 101861)
+    assert (targets["ds1_beats"], targets["ds2_beats"], targets["parameters"]) == (5164, 4898, 101669)
+    assert (targets["fs_hz"], targets["input_length"], targets["model_kwargs"]["stem_kernel"]) == (180, 126, 7)
     for variant in ("fp32", "channels_last"):
         timed = targets["variants"][variant]
         assert timed["train_samples_timed"] == 2 * 256 and timed["extrapolated"] and timed["epoch_s"] > 0

@@ -2,8 +2,8 @@
 (the ``provenance`` block of the JSON files the scripts under ``experiments/`` write).
 
 Training is deterministic for a seed on one kind of CPU, but float32 kernels round differently on
-other instruction sets: the main job's seed 0 gave DS2 S F1 39.0 on an AVX2 machine and 22.7 on an
-AVX-512 one. ``cpu_capability`` says which a result came from.
+other instruction sets: the main job's seed 0 (at 180 Hz, before 2026-12-07) gave DS2 S F1 39.0 on
+an AVX2 machine and 22.7 on an AVX-512 one. ``cpu_capability`` says which a result came from.
 """
 
 from __future__ import annotations
