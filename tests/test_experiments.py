@@ -1108,7 +1108,7 @@ def test_bench_models_refuses_bad_options_before_any_work(capsys, monkeypatch):
                          (["--only-targets", "--data-dir", ""], "argument --data-dir: empty: give a path"),
                          (["--only-targets"], "give --data-dir or set MSRESNET1D_DATA"),
                          (["--only-targets", "--skip-targets"], "nothing would be timed"),
-                         (["--set", "model_kwargs.stem_strid=2"], "stem_strid"),  # checked before any work
+                         (["--set", "model_kwargs.stem_strid=2"], "takes no option 'stem_strid'"),  # before any work
                          (["--set", "threads=2"], "--threads"), (["--set", "data.data_dir=/x"], "--data-dir"),
                          (["--set", 'task="rhythm"'], "unknown key"),  # the beat options refused by the rhythm task
                          (["--set", 'task="rhythm"', "--set", "data={}", "--set", "model_kwargs={}"],
