@@ -1,6 +1,7 @@
 """Run configs: number checks and the files a config is read from."""
 
 import json
+import re
 
 import pytest
 
@@ -105,6 +106,11 @@ def test_a_dotted_key_sets_an_entry_of_a_table_within_and_no_override_is_dropped
     with pytest.raises(ValueError, match=r"^override 'data\.fs\.x' sets an entry of data\.fs, which is 180, not a "
                                          "table$"):
         load_config(None, {"data.fs": 180, "data.fs.x": 1})
+    # 'data..fs' was a key '' of data (an unknown key '' later); '.fs' and 'data.' other errors
+    for key in ("data..fs", ".fs", "data.", "data. .fs"):
+        with pytest.raises(ValueError, match=rf"^override '{re.escape(key)}': an empty name before, between or after "
+                                             r"its dots; a dotted key names a table's entry, e.g\. data\.fs$"):
+            load_config(None, parse_overrides([f"{key}=180"]))
 
 
 @pytest.mark.parametrize("threads", [1025, 100_000, 99999999999999999999])  # torch ran out of memory, or overflowed

@@ -178,6 +178,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         source = str(path)
     given: dict[str, Any] = {}  # the entries the overrides set, as dotted keys: none may be set twice differently
     for key, value in (overrides or {}).items():
+        if not all(part.strip() for part in key.split(".")):  # 'data..fs' was refused as an unknown key ''
+            raise ValueError(f"override {key!r}: an empty name before, between or after its dots; a dotted key "
+                             "names a table's entry, e.g. data.fs")
         for leaf, leaf_value in _leaves(key, value):
             if leaf in given and given[leaf] != leaf_value:
                 raise ValueError(f"override {leaf!r} given twice, as {given[leaf]!r} and {leaf_value!r}: give it once")
