@@ -45,6 +45,14 @@ def test_a_run_folders_config_json_loads_with_overrides_on_top(tmp_path):
         with pytest.raises(ValueError, match=rf"config file {tmp_path / name}: not valid (JSON|TOML) \(UTF-8 text\): "
                                              "'utf-8' codec can't decode"):
             load_config(tmp_path / name)
+    # were a RecursionError traceback, and a ValueError naming no file
+    for name, text, message in (("deep.toml", "name = " + "[" * 5000 + "]" * 5000, "lists or tables nested too deeply"),
+                                ("deep.json", "[" * 100_000 + "]" * 100_000, "lists or tables nested too deeply"),
+                                ("long.toml", "epochs = " + "9" * 5000, "not valid TOML .*4300 digits"),
+                                ("long.json", '{"epochs": ' + "9" * 5000 + "}", "not valid JSON .*4300 digits")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=rf"^config file {re.escape(str(tmp_path / name))}: {message}"):
+            load_config(tmp_path / name)
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "{}"])

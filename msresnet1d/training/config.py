@@ -163,15 +163,19 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if path.suffix == ".json":
             try:
                 values = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a BOM (Windows Notepad) read past
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            except (ValueError, UnicodeDecodeError) as e:  # ValueError: JSONDecodeError, an integer of > 4,300 digits
                 raise ValueError(f"config file {path}: not valid JSON (UTF-8 text): {e}") from None
+            except RecursionError:
+                raise ValueError(f"config file {path}: lists or tables nested too deeply to read") from None
             if not isinstance(values, dict):
                 raise ValueError(f"config file {path}: expected a JSON object of config keys, got {type(values).__name__}")
         else:
             try:
                 values = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            except (ValueError, UnicodeDecodeError) as e:  # ValueError: TOMLDecodeError, an integer of > 4,300 digits
                 raise ValueError(f"config file {path}: not valid TOML (UTF-8 text): {e}") from None
+            except RecursionError:
+                raise ValueError(f"config file {path}: lists or tables nested too deeply to read") from None
         if not values:  # an empty or all-comment file: most likely not the file meant
             raise ValueError(f"config file {path} sets no keys; leave out the config to train on the defaults, "
                              "or see experiments/configs/ for examples")
