@@ -40,6 +40,13 @@ def test_a_run_folders_config_json_loads_with_overrides_on_top(tmp_path):
     path.write_text("{")
     with pytest.raises(ValueError, match=f"config file {path}: not valid JSON"):
         load_config(path)
+    path.write_text('{"lr": 0.1, "epochs": 2, "lr": 0.2}')  # json.loads kept the last lr without a word
+    twice = "key 'lr' given twice in one JSON object: give it once$"
+    with pytest.raises(ValueError, match=f"^config file {path}: not valid JSON \\(UTF-8 text\\): {twice}"):
+        load_config(path)
+    given = 'model_kwargs={"a": 1, "b": 2, "a": 3}'
+    with pytest.raises(ValueError, match=re.escape(f"--set {given}: key 'a' given twice")):
+        parse_overrides([given])
     for name in ("config.json", "config.toml"):  # not UTF-8 (a UTF-16 file): the file named, not only the codec
         (tmp_path / name).write_bytes("lr = 0.1\n".encode("utf-16"))
         with pytest.raises(ValueError, match=rf"config file {tmp_path / name}: not valid (JSON|TOML) \(UTF-8 text\): "
