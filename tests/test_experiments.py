@@ -947,7 +947,7 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     for bad, message in (([str(out), str(relabelled), "--replot", str(out)], "give --rescore or --replot, not both"),
                          ([str(out), str(relabelled)], "no label for 39 of the 40 records predicted"),
                          ([str(tmp_path / "not_cv.json"), str(tiny_cinc)], "not_cv.json: not a result of this script, "
-                                                                            "or one recorded before it held what"),
+                                                                            "a changed one, or one recorded before"),
                          ([str(out), str(tmp_path)], "file REFERENCE.csv is missing")):
         with pytest.raises(SystemExit):
             cv.main(["--rescore", *bad])
