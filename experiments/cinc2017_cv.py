@@ -237,11 +237,11 @@ def main(argv: list[str] | None = None) -> dict:
               + ", ".join(f"{c} {f:.3f}" for c, f in found["f1"].items()) + "\n" + interval_line(found["interval"]))
         return found
     if args.replot:
-        report = result_or_exit(parser, args.replot, lambda r: (r["summary"]["pooled_confusion_matrix"],
-                                                                len(r["summary"]["folds"])))
-        plot_pooled(report, Path(args.replot))
-        print(interval_line(pooled_interval(report["summary"]["pooled_confusion_matrix"])))
-        return report
+        def replot(report: dict) -> None:
+            plot_pooled(report, Path(args.replot))
+            print(interval_line(pooled_interval(report["summary"]["pooled_confusion_matrix"])))
+
+        return result_or_exit(parser, args.replot, replot)
     if not args.only:  # --only writes no results file
         output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "cinc2017", args.data_dir)

@@ -368,11 +368,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
         torch.set_num_threads(args.threads)
     if args.replot:
-        report = result_or_exit(parser, args.replot,
-                                lambda r: (dict(r["variants"]), len(r["folds"]), r["config"]["seed"]))
-        with writing(Path(args.replot).with_suffix(".png")) as png:
-            plot_report(report, png)
-        return report
+        def replot(report: dict) -> None:
+            with writing(Path(args.replot).with_suffix(".png")) as png:
+                plot_report(report, png)
+
+        return result_or_exit(parser, args.replot, replot)
     if not args.variant:
         parser.error("the following arguments are required: --variant (unless --replot)")
     args.out = output_or_exit(parser, args.out)

@@ -208,10 +208,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.threads:  # the evaluations too: train gives the caller's thread count back when it returns
         torch.set_num_threads(args.threads)
     if args.replot:
-        report = result_or_exit(parser, args.replot, lambda r: (r["summary_percent"], len(r["runs"]),
-                                                                r["config"]["data"]))
-        replot(report, Path(args.replot))
-        return report
+        return result_or_exit(parser, args.replot, lambda r: replot(r, Path(args.replot)))
     output_or_exit(parser, args.out)
     db_dir = database_or_exit(parser, "mitdb", args.data_dir)
     overrides = overrides_or_exit(parser, args.set, OWNED)

@@ -315,20 +315,22 @@ def output_or_exit(parser: argparse.ArgumentParser, path: str | Path, flag: str 
     return checked
 
 
-def result_or_exit(parser: argparse.ArgumentParser, path: Path, check: Callable[[Any], object],
+def result_or_exit(parser: argparse.ArgumentParser, path: Path, use: Callable[[Any], object],
                    flag: str = "--replot") -> dict:
     """The recorded result (JSON) at ``path`` that ``--replot`` (or another ``flag``) reads again,
-    or ``parser.error`` when it cannot be read or ``check(result)`` fails (reading the keys the
-    flag needs, it raises KeyError, TypeError...): the file is not a result of this script, or
-    one recorded before it held them."""
+    after ``use(result)`` did the flag's work with it (drew its PNGs, or read the keys the flag
+    needs); ``parser.error`` naming the file when it cannot be read or ``use`` fails on what it
+    holds (a key missing, a value of another type or shape: KeyError, TypeError, ValueError...): it
+    is not a result of this script, was changed, or was recorded before it held what ``flag``
+    reads. A PNG drawn before the failure is whole (:mod:`~msresnet1d.atomic`)."""
     import json
 
     try:
         result = json.loads(Path(path).read_text(encoding="utf-8"))
-        check(result)
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-        parser.error(f"{flag} {path}: not a result of this script, or one recorded before it held what {flag} "
-                     f"reads ({type(e).__name__}: {e})")
+        use(result)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        parser.error(f"{flag} {path}: not a result of this script, a changed one, or one recorded before it held "
+                     f"what {flag} reads ({type(e).__name__}: {e})")
     return result
 
 

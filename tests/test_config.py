@@ -1,6 +1,7 @@
 """Run configs: number checks and the files a config is read from."""
 
 import json
+import re
 
 import pytest
 
@@ -39,10 +40,25 @@ def test_a_run_folders_config_json_loads_with_overrides_on_top(tmp_path):
     path.write_text("{")
     with pytest.raises(ValueError, match=f"config file {path}: not valid JSON"):
         load_config(path)
+    path.write_text('{"lr": 0.1, "epochs": 2, "lr": 0.2}')  # json.loads kept the last lr without a word
+    twice = "key 'lr' given twice in one JSON object: give it once$"
+    with pytest.raises(ValueError, match=f"^config file {path}: not valid JSON \\(UTF-8 text\\): {twice}"):
+        load_config(path)
+    given = 'model_kwargs={"a": 1, "b": 2, "a": 3}'
+    with pytest.raises(ValueError, match=re.escape(f"--set {given}: key 'a' given twice")):
+        parse_overrides([given])
     for name in ("config.json", "config.toml"):  # not UTF-8 (a UTF-16 file): the file named, not only the codec
         (tmp_path / name).write_bytes("lr = 0.1\n".encode("utf-16"))
         with pytest.raises(ValueError, match=rf"config file {tmp_path / name}: not valid (JSON|TOML) \(UTF-8 text\): "
                                              "'utf-8' codec can't decode"):
+            load_config(tmp_path / name)
+    # were a RecursionError traceback, and a ValueError naming no file
+    for name, text, message in (("deep.toml", "name = " + "[" * 5000 + "]" * 5000, "lists or tables nested too deeply"),
+                                ("deep.json", "[" * 100_000 + "]" * 100_000, "lists or tables nested too deeply"),
+                                ("long.toml", "epochs = " + "9" * 5000, "not valid TOML .*4300 digits"),
+                                ("long.json", '{"epochs": ' + "9" * 5000 + "}", "not valid JSON .*4300 digits")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=rf"^config file {re.escape(str(tmp_path / name))}: {message}"):
             load_config(tmp_path / name)
 
 
@@ -105,6 +121,11 @@ def test_a_dotted_key_sets_an_entry_of_a_table_within_and_no_override_is_dropped
     with pytest.raises(ValueError, match=r"^override 'data\.fs\.x' sets an entry of data\.fs, which is 180, not a "
                                          "table$"):
         load_config(None, {"data.fs": 180, "data.fs.x": 1})
+    # 'data..fs' was a key '' of data (an unknown key '' later); '.fs' and 'data.' other errors
+    for key in ("data..fs", ".fs", "data.", "data. .fs"):
+        with pytest.raises(ValueError, match=rf"^override '{re.escape(key)}': an empty name before, between or after "
+                                             r"its dots; a dotted key names a table's entry, e.g\. data\.fs$"):
+            load_config(None, parse_overrides([f"{key}=180"]))
 
 
 @pytest.mark.parametrize("threads", [1025, 100_000, 99999999999999999999])  # torch ran out of memory, or overflowed

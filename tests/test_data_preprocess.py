@@ -77,6 +77,12 @@ def test_bandpass_rejects_bad_corners_and_short_signals():
         bandpass(x, 250.0, None, None)
     with pytest.raises(ValueError, match="too short"):
         bandpass(x[:, :20], 250.0)
+    # corners so close to 0 or fs/2 that scipy cannot start the filter: was numpy's LinAlgError 'Singular matrix'
+    for low, high in ((1e-300, 40.0), (None, 1e-10), (0.5, 125 * (1 - 1e-15))):
+        with pytest.raises(ValueError, match=rf"^bandpass: corners low={low} Hz, high={high} Hz at fs=250 Hz lie too "
+                                             r"close to 0 or fs/2 for scipy's zero-phase Butterworth filter"):
+            bandpass(x, 250.0, low, high)
+    assert np.isfinite(bandpass(x, 250.0, 125e-8, None)).all()  # 1e-8 x fs/2 still works
 
 
 @pytest.mark.parametrize("call, message", [

@@ -2,6 +2,7 @@
 its models (the late-fusion MSResNet1d and the 2D spectrogram ResNet) on a few records."""
 
 import csv
+import functools
 import importlib.util
 import json
 import os
@@ -946,7 +947,7 @@ def test_cinc2017_cross_validation_tests_every_record_once(tiny_cinc, tmp_path, 
     for bad, message in (([str(out), str(relabelled), "--replot", str(out)], "give --rescore or --replot, not both"),
                          ([str(out), str(relabelled)], "no label for 39 of the 40 records predicted"),
                          ([str(tmp_path / "not_cv.json"), str(tiny_cinc)], "not_cv.json: not a result of this script, "
-                                                                            "or one recorded before it held what"),
+                                                                            "a changed one, or one recorded before"),
                          ([str(out), str(tmp_path)], "file REFERENCE.csv is missing")):
         with pytest.raises(SystemExit):
             cv.main(["--rescore", *bad])
@@ -1400,6 +1401,32 @@ def test_inter_patient_replot_draws_a_recorded_results_pngs(tmp_path, monkeypatc
     with pytest.raises(SystemExit):
         script.main(["--replot", str(tmp_path / "bad.json")])
     assert "bad.json: not a result of this script" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script, recorded, path, value", [
+    ("mitdb_inter_patient", "mitdb_inter_patient.json", ("ensemble_percent", "confusion_matrix", 2), None),
+    ("mitdb_inter_patient", "mitdb_inter_patient.json", ("summary_percent", "S", "f1", "mean"), "high"),
+    ("mitdb_inter_patient", "mitdb_inter_patient.json", ("ensemble_percent", "V"), ...),  # ...: deleted
+    ("mitdb_ds1_cv", "mitdb_ds1_cv_stem2.json", ("variants", "main", "pooled", "S"), None),
+    ("mitdb_ds1_cv", "mitdb_ds1_cv_stem2.json", ("variants", "stem2+last", "fold_macro_f1", 1), {}),
+    ("cinc2017_cv", "cinc2017_cv_7_seeds_tta.json", ("summary", "pooled_confusion_matrix", 2, 1), -1),
+    ("cinc2017_cv", "cinc2017_cv_7_seeds_tta.json", ("summary", "pooled_confusion_matrix", 2, 1), None),
+])
+def test_replot_of_a_changed_result_is_refused_naming_the_file(tmp_path, capsys, script, recorded, path, value):
+    # a value deep inside a recorded result changed: these were raw tracebacks from numpy or matplotlib (TypeError,
+    # ValueError, KeyError), since only the top-level keys were read before drawing
+    result = json.loads((REPO / "experiments" / "results" / recorded).read_text())
+    *outer, last = path
+    holder = functools.reduce(lambda d, key: d[key], outer, result)
+    if value is ...:
+        del holder[last]
+    else:
+        holder[last] = value
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(result))
+    with pytest.raises(SystemExit):
+        _load_script(script).main(["--replot", str(changed)])
+    assert f"--replot {changed}: not a result of this script, a changed one" in capsys.readouterr().err
 
 
 def test_inter_patient_replots_a_result_recorded_before_the_seeds_ensemble(tmp_path, capsys):

@@ -178,6 +178,11 @@ def test_rr_transform_feeds_the_model():
     columns = len(RR_FEATURES)
     with pytest.raises(ValueError, match=rf"takes \(5, 2\) extra features here, rr_transform gave \(5, {columns}\)"):
         classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr_transform=lambda rr: rr)
+    # refused up front, not at the first beats
+    for make in (lambda t: classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr_transform=t),
+                 lambda t: BeatStream(model, BEAT_WINDOW, fs=FS, record_rr=0.8, rr_transform=t)):
+        with pytest.raises(TypeError, match=r"^rr_transform must be a function of the \(B, F\) RR features, got int$"):
+            make(3)
     # RR features given (e.g. from the beat times at the record's own rate) replace the computed ones, in order
     given = rr_features(beats, FS) * np.linspace(0.8, 1.2, len(beats), dtype=np.float32)[:, None]
     fed = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, rr_transform=first_two_standardised, rr=given,

@@ -38,6 +38,10 @@ def test_model_examples_run_and_give_the_shapes_in_their_comments(capsys):
             assert tuple(namespace[name].shape) == shape, f"README: {line.strip()!r}"
             checked += 1
     assert checked == 4  # logits, features, embedding, pooled
+    counts = re.findall(r"^(params|flops) = msresnet1d\.count_\w+\(.*#\s*([\d,]+)", first, flags=re.M)
+    assert len(counts) == 2, "the README's parameter and FLOP counts"
+    for name, stated in counts:  # counted before reset_classifier changed the head
+        assert namespace[name] == int(stated.replace(",", "")), f"README: {name} = {namespace[name]:,}, not {stated}"
     assert torch.equal(namespace["pooled"], namespace["embedding"])  # dropout 0: training mode changes nothing
     assert tuple(namespace["head"].weight.shape) == (3, 64) and namespace["model"].num_classes == 0
     assert "msresnet1d_beat" in capsys.readouterr().out  # the summary and list_models printed

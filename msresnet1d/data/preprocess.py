@@ -182,8 +182,8 @@ def bandpass(
         Filtered float64 (..., L), no phase shift (beat peaks stay where they are).
 
     Raises:
-        ValueError: ``fs`` not a finite rate > 0, corners :func:`check_band` refuses, or a signal
-            too short for the filter.
+        ValueError: ``fs`` not a finite rate > 0, corners :func:`check_band` refuses or so close to
+            0 or fs/2 that scipy cannot start the filter, or a signal too short for the filter.
     """
     check_band(fs, low, high)
     sos = _butterworth(order, low, high, fs)
@@ -193,7 +193,12 @@ def bandpass(
             f"bandpass: signal of {x.shape[-1]} samples is too short for this zero-phase filter "
             f"(needs more than {padlen} samples, {padlen / fs:.3f} s at {fs:g} Hz)"
         )
-    return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
+    try:
+        return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
+    except np.linalg.LinAlgError as e:  # sosfilt_zi's initial state, for a corner within ~1e-9 x fs/2 of 0 or fs/2
+        raise ValueError(f"bandpass: corners low={low} Hz, high={high} Hz at fs={fs:g} Hz lie too close to 0 or fs/2 "
+                         f"for scipy's zero-phase Butterworth filter ({e}); move them inwards, or give None for a "
+                         "corner not wanted") from None
 
 
 def canonical_band(band: Sequence[float | None] | None,

@@ -98,6 +98,7 @@ class BeatStream(Stream):
             NaN or inf. Later,
             from ``feed``/``finish``: extra features that are not finite (a model reading the
             ``*_median`` columns without ``record_median_rr``).
+        TypeError: an ``rr_transform`` that is not callable.
     """
 
     def __init__(
@@ -271,7 +272,9 @@ class BeatStream(Stream):
 
 def _check_rr_transform(extra_features: int, rr_transform: RRTransform | None) -> None:
     """Without ``rr_transform`` a model gets the RR_DEFAULT columns as they are: refuse one that
-    takes another number of extra features, naming what to pass."""
+    takes another number of extra features, naming what to pass; and one that is not callable."""
+    if rr_transform is not None and not callable(rr_transform):  # was "'int' object is not callable" at the first beats
+        raise TypeError(f"rr_transform must be a function of the (B, F) RR features, got {type(rr_transform).__name__}")
     if extra_features and rr_transform is None and extra_features != len(_DEFAULT_COLUMNS):
         raise ValueError(
             f"the model expects {extra_features} extra features per beat, but without rr_transform it gets the "
@@ -396,6 +399,7 @@ def classify_beats(
             whole numbers, not increasing or not in [0, L); ``rr`` not (B, F) or given to a model
             without RR features; no ``rr_transform`` for a model with another number of extra
             features than the 8 RR_DEFAULT columns; the errors of :class:`BeatStream`.
+        TypeError: an ``rr_transform`` that is not callable.
         NonFiniteOutputError: a ValueError: the model's logits for a beat are NaN or infinite.
     """
     predictor = as_predictor(model)

@@ -13,6 +13,7 @@ import json
 import math
 import numbers
 import tomllib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,22 +163,30 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise FileNotFoundError(f"config file {path} not found")
         if path.suffix == ".json":
             try:
-                values = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a BOM (Windows Notepad) read past
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                # -sig: a BOM (Windows Notepad) read past; a key twice is refused, as TOML refuses it
+                values = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_unique_keys)
+            except (ValueError, UnicodeDecodeError) as e:  # ValueError: JSONDecodeError, an integer of > 4,300 digits
                 raise ValueError(f"config file {path}: not valid JSON (UTF-8 text): {e}") from None
+            except RecursionError:
+                raise ValueError(f"config file {path}: lists or tables nested too deeply to read") from None
             if not isinstance(values, dict):
                 raise ValueError(f"config file {path}: expected a JSON object of config keys, got {type(values).__name__}")
         else:
             try:
                 values = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            except (ValueError, UnicodeDecodeError) as e:  # ValueError: TOMLDecodeError, an integer of > 4,300 digits
                 raise ValueError(f"config file {path}: not valid TOML (UTF-8 text): {e}") from None
+            except RecursionError:
+                raise ValueError(f"config file {path}: lists or tables nested too deeply to read") from None
         if not values:  # an empty or all-comment file: most likely not the file meant
             raise ValueError(f"config file {path} sets no keys; leave out the config to train on the defaults, "
                              "or see experiments/configs/ for examples")
         source = str(path)
     given: dict[str, Any] = {}  # the entries the overrides set, as dotted keys: none may be set twice differently
     for key, value in (overrides or {}).items():
+        if not all(part.strip() for part in key.split(".")):  # 'data..fs' was refused as an unknown key ''
+            raise ValueError(f"override {key!r}: an empty name before, between or after its dots; a dotted key "
+                             "names a table's entry, e.g. data.fs")
         for leaf, leaf_value in _leaves(key, value):
             if leaf in given and given[leaf] != leaf_value:
                 raise ValueError(f"override {leaf!r} given twice, as {given[leaf]!r} and {leaf_value!r}: give it once")
@@ -254,11 +263,20 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return values
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's entries as a dict (``json.loads``' ``object_pairs_hook``); a ValueError for a
+    key given twice, which ``json.loads`` would keep the last of without a word."""
+    twice = sorted(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
+    if twice:
+        raise ValueError(f"key {', '.join(map(repr, twice))} given twice in one JSON object: give it once")
+    return dict(pairs)
+
+
 def parse_value(text: str) -> Any:
     """A command-line value: JSON when it parses (numbers, true/false, lists), else the string;
     a ValueError for text that opens a JSON list or table and does not parse."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
         if text.startswith(("[", "{")):
             raise ValueError(f"not valid JSON ({e}); write a list as [3, 5], a string inside it in double "
