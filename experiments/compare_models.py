@@ -13,8 +13,8 @@ with a one-cycle schedule) plus the overrides of its entry in :data:`SUITES`. Th
 - ``resnet2d_spec``: a 2D ResNet-18 layout (2-2-2-2 basic blocks) narrowed to widths 8-16-32-64,
   stem 8 channels without max-pool, on 32x32 log-spectrograms of the beats
   (``data.representation = "spectrogram"``), of the same order of cost as ``msresnet1d``: about
-  178 k parameters and 4.7 MFLOPs per beat, against 102 k and 2.1 MFLOPs for ``msresnet1d`` on the
-  main job's config at 180 Hz, as it was when recorded (experiments/results/compare_models.json).
+  178 k parameters and 4.7 MFLOPs per beat, against 102 k and 2.2 MFLOPs for ``msresnet1d`` on the
+  main job's config (experiments/results/compare_models.json).
 
 ``--suite main_ablation``, one change at a time from the main job itself: undilated branches
 (kernels 3/7/15) and single-scale ones (kernel 7 or 15) against the dilated multi-scale 3/3/3,

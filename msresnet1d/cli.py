@@ -351,13 +351,13 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 #: File endings ``msresnet1d export`` takes the format from.
-EXPORT_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}
+EXPORT_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript", ".pt2": "pt2"}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``export``: a checkpoint's model, with its test-time augmentation, as a TorchScript or ONNX
-    file carrying :func:`~msresnet1d.export.checkpoint_metadata`."""
-    from .export import checkpoint_metadata, export_onnx, export_torchscript
+    """``export``: a checkpoint's model, with its test-time augmentation, as an ONNX, TorchScript or
+    ``torch.export`` (.pt2) file carrying :func:`~msresnet1d.export.checkpoint_metadata`."""
+    from .export import checkpoint_metadata, export_onnx, export_program, export_torchscript
     from .models.tta import with_tta
     from .training.checkpoint import is_torch_save_file, load_checkpoint
     from .training.configured import checkpoint_config
@@ -366,10 +366,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     kind = args.format or EXPORT_SUFFIXES.get(Path(args.output).suffix.lower())
     if kind is None:
-        raise ValueError(f"{args.output}: give --format onnx or torchscript (or a file ending in "
+        raise ValueError(f"{args.output}: give --format onnx, torchscript or pt2 (or a file ending in "
                          f"{', '.join(EXPORT_SUFFIXES)})")
     if args.opset is not None and kind != "onnx":
-        raise ValueError(f"--opset is an ONNX option; {args.output} is a TorchScript file")
+        raise ValueError(f"--opset is an ONNX option; {args.output} is a {kind} file")
     output = Path(args.output)  # path_flag expanded a leading ~
     if output.is_file() and is_torch_save_file(output):  # the checkpoint exported, too
         raise ValueError(f"{args.output} is a checkpoint (torch.save's): the export would replace it; give another "
@@ -382,11 +382,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     metadata = checkpoint_metadata(ckpt)
     if kind == "onnx":
         path = export_onnx(model, args.output, metadata=metadata, **({} if args.opset is None else {"opset": args.opset}))
+    elif kind == "pt2":
+        path = export_program(model, args.output, metadata=metadata)
     else:
         path = export_torchscript(model, args.output, metadata=metadata)
     extra = f" and extra (N, {model.extra_features})" if model.extra_features else ""
     print(f"exported {args.checkpoint} to {path} ({kind}): inputs signal (N, {model.in_channels}, L) at "
-          f"{cfg.data['fs']:g} Hz, L = {trained_length(cfg)} as in training (any L >= {model.min_input_size} runs)"
+          f"{cfg.data['fs']:g} Hz, L = {trained_length(cfg)} as in training (any L >= "
+          f"{model.total_stride + 1 if kind == 'pt2' else model.min_input_size} runs)"
           f"{extra}, outputs (N, {len(ckpt['class_names'])}) "
           + ("logits" if cfg.tta == "none" else f"log-probabilities (tta {cfg.tta!r}: the log of the mean softmax of "
              "the input and its sign-inverted copy)")
@@ -481,11 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a stalled connection is waited for (default 60); then an MIT-BIH download fails, "
                         "and a Fashion-MNIST one tries its next mirror")
     p.set_defaults(func=cmd_download)
-    p = sub.add_parser("export", help="a checkpoint's 1D model as a TorchScript or ONNX file, with its classes, config "
-                                       "and training statistics as the file's metadata")
+    p = sub.add_parser("export", help="a checkpoint's 1D model as an ONNX, TorchScript or torch.export file, with its "
+                                       "classes, config and training statistics as the file's metadata")
     p.add_argument("checkpoint", help="a checkpoint of msresnet1d train (best.pt or last.pt)")
-    p.add_argument("output", type=path_flag, help="the file to write: .onnx, or .pt / .pth / .ts for TorchScript")
-    p.add_argument("--format", choices=("onnx", "torchscript"), help="default: from the output's ending")
+    p.add_argument("output", type=path_flag, help="the file to write: .onnx, .pt / .pth / .ts for TorchScript, or .pt2 "
+                                                  "for torch.export")
+    p.add_argument("--format", choices=("onnx", "torchscript", "pt2"), help="default: from the output's ending")
     p.add_argument("--opset", type=int, help="ONNX opset (default 17)")
     p.set_defaults(func=cmd_export)
     _add_predict_parser(sub)

@@ -1,4 +1,4 @@
-"""Export of the 1D models for other people's pipelines: TorchScript and ONNX files.
+"""Export of the 1D models for other people's pipelines: TorchScript, ONNX and ``torch.export`` files.
 
 Both keep the batch and length axes dynamic: one file takes any number N of windows (N, C, L)
 of any length L >= the model's ``min_input_size`` samples, and returns logits (N, K). Models
@@ -21,14 +21,15 @@ TorchScript-based exporter deprecated: its DeprecationWarning, and the TracerWar
 model's Python input checks (which an ONNX graph cannot keep), are silenced during export;
 :class:`OnnxPredictor` checks the inputs instead, with the shapes stored in the file.
 
-``torch.export`` is not wrapped here. With a dynamic length it needs
-``Dim("length", min=model.total_stride + 1)`` (17 samples for ``msresnet1d_beat``, whose
-``min_input_size`` is 9): on shorter inputs the last stage has length 1, which ``torch.export``
-specialises, so it rejects a range that includes them.
+:func:`export_program` writes a ``torch.export`` program (``.pt2``), the format torch moves to as
+it deprecates TorchScript. Its length is dynamic from ``model.total_stride + 1`` samples (33 for
+the main job's model, 17 for ``msresnet1d_beat``'s defaults) rather than from ``min_input_size``:
+on shorter inputs the last stage has length 1, which ``torch.export`` specialises.
 
-Both take ``metadata``, string key-value pairs stored in the file: ONNX's metadata properties
+All three take ``metadata``, string key-value pairs stored in the file: ONNX's metadata properties
 (``OnnxPredictor.metadata``; onnxruntime's ``get_modelmeta().custom_metadata_map``), a TorchScript
-file's extra file ``metadata.json`` (:func:`torchscript_metadata`). :func:`checkpoint_metadata`
+or ``.pt2`` file's extra file ``metadata.json`` (:func:`torchscript_metadata`,
+:func:`program_metadata`). :func:`checkpoint_metadata`
 gives a checkpoint's: its classes, config (the sampling rate, leads, window, band, template
 and RR features its inputs are prepared with) and the statistics fitted on its training split,
 what ``msresnet1d export`` stores, so that the file alone says how to prepare its inputs.
@@ -61,8 +62,8 @@ from .atomic import atomic_path, unwritable, write_bytes
 from .models.modes import evaluating
 from .values import is_whole
 
-__all__ = ["OnnxPredictor", "checkpoint_metadata", "export_onnx", "export_torchscript", "record_preprocessing",
-           "torchscript_metadata"]
+__all__ = ["OnnxPredictor", "checkpoint_metadata", "export_onnx", "export_program", "export_torchscript",
+           "program_metadata", "record_preprocessing", "torchscript_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,65 @@ def export_torchscript(
     write_bytes(path, buffer.getvalue())
     log.info("exported %s to TorchScript (%s): %s", type(model).__name__, method, path)
     return path
+
+
+def export_program(model: nn.Module, path: str | os.PathLike[str], *,
+                   metadata: Mapping[str, str] | None = None) -> Path:
+    """Save ``model`` as a ``torch.export`` program, a ``.pt2`` file: load it with
+    ``torch.export.load(path).module()`` and call that as the model, ``(x)`` or ``(x, extra)``.
+
+    The batch and length axes are dynamic: any N and any L > ``model.total_stride`` samples (the
+    program refuses shorter inputs, or another channel count, with torch's AssertionError
+    ``Guard failed: x.size()[2] >= 17``, without this package's checks). A CPU copy of the
+    model is exported in eval mode, as :func:`export_torchscript` does. Loading a ``.pt2`` file
+    may unpickle parts of it (torch falls back to ``weights_only=False``): load only files you
+    trust; :func:`program_metadata` reads the metadata without loading the program.
+
+    Args:
+        model: a 1D model, input (N, C, L) (and (N, E) extra features).
+        path: the file to write (missing folders are made).
+        metadata: strings to store in the file, as its extra file ``metadata.json``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`, ``~`` expanded.
+
+    Raises:
+        TypeError, IsADirectoryError, OSError: a bad ``path``, as for :func:`export_torchscript`.
+        ValueError: a model that is not 1D, or ``metadata`` not of strings.
+    """
+    from torch.export import Dim
+
+    path = _output_path(path)
+    _check_model(model)
+    extra_files = {TORCHSCRIPT_METADATA: json.dumps(_check_metadata(metadata))} if metadata is not None else {}
+    model = copy.deepcopy(model).cpu()
+    example = _example_inputs(model, 2 * model.total_stride)
+    batch = Dim("batch")
+    shapes = ({0: batch, 2: Dim("length", min=model.total_stride + 1)}, {0: batch})[:len(example)]
+    with evaluating(model):
+        program = torch.export.export(model, example, dynamic_shapes=shapes)
+    buffer = io.BytesIO()  # in memory first, as for TorchScript: a full disk is then an OSError naming the path
+    torch.export.save(program, buffer, extra_files=extra_files)
+    write_bytes(path, buffer.getvalue())
+    log.info("exported %s with torch.export: %s", type(model).__name__, path)
+    return path
+
+
+def program_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The metadata :func:`export_program` stored in the ``.pt2`` file ``path`` (empty for a
+    file saved without), read from the archive without loading (unpickling) the program.
+
+    Raises:
+        ValueError: ``path`` is not a ``.pt2`` archive (a zip file)."""
+    import zipfile
+
+    file = _file_path(path)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{TORCHSCRIPT_METADATA}")]
+            return json.loads(archive.read(names[0])) if names else {}
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"{path}: not a torch.export (.pt2) file ({e})") from None
 
 
 def export_onnx(

@@ -41,12 +41,17 @@ def test_a_run_folders_config_json_loads_with_overrides_on_top(tmp_path):
     with pytest.raises(ValueError, match=f"config file {path}: not valid JSON"):
         load_config(path)
     path.write_text('{"lr": 0.1, "epochs": 2, "lr": 0.2}')  # json.loads kept the last lr without a word
-    twice = "key 'lr' given twice in one JSON object: give it once$"
+    twice = "key 'lr' given twice in one JSON object: give each once$"
     with pytest.raises(ValueError, match=f"^config file {path}: not valid JSON \\(UTF-8 text\\): {twice}"):
         load_config(path)
     given = 'model_kwargs={"a": 1, "b": 2, "a": 3}'
     with pytest.raises(ValueError, match=re.escape(f"--set {given}: key 'a' given twice")):
         parse_overrides([given])
+    with pytest.raises(ValueError, match=re.escape("keys 'a', 'b' given twice in one JSON object: give each once")):
+        parse_overrides(['data={"b": 1, "a": 2, "b": 3, "a": 4}'])
+    with pytest.raises(ValueError, match=r"^--set data=\[{60}\.\.\. \(200,000 characters\): lists or tables nested too "
+                                         "deeply to read$"):
+        parse_overrides(["data=" + "[" * 100_000 + "]" * 100_000])  # was a RecursionError traceback
     for name in ("config.json", "config.toml"):  # not UTF-8 (a UTF-16 file): the file named, not only the codec
         (tmp_path / name).write_bytes("lr = 0.1\n".encode("utf-16"))
         with pytest.raises(ValueError, match=rf"config file {tmp_path / name}: not valid (JSON|TOML) \(UTF-8 text\): "

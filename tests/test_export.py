@@ -1,4 +1,4 @@
-"""TorchScript and ONNX export: outputs equal eager outputs at several batch sizes and lengths."""
+"""TorchScript, ONNX and torch.export files: outputs equal eager outputs at several batch sizes and lengths."""
 
 import dataclasses
 import errno
@@ -13,7 +13,7 @@ import torch
 
 from msresnet1d import create_model
 from msresnet1d import export
-from msresnet1d.export import OnnxPredictor, export_onnx, export_torchscript
+from msresnet1d.export import OnnxPredictor, export_onnx, export_program, export_torchscript, program_metadata
 
 pytest.importorskip("onnxruntime")
 
@@ -183,8 +183,28 @@ def test_onnx_predictor_names_a_folder_and_bad_threads(tmp_path, rr_predictor):
         OnnxPredictor(rr_predictor.path, threads=0)
 
 
+@pytest.mark.parametrize("fusion, extra", [("concat", 0), ("late", 5)])
+def test_torch_export_program_matches_eager_and_keeps_its_metadata(tmp_path, fusion, extra):
+    model = _exercised(create_model("msresnet1d_beat", in_channels=2, fusion=fusion, extra_features=extra,
+                                    extra_hidden=8 if extra else 0))  # left in training mode
+    path = export_program(model, tmp_path / "beat.pt2", metadata={"fs": "360"})
+    assert model.training, "export must restore the model's mode"
+    assert program_metadata(path) == {"fs": "360"}  # read without loading the program
+    loaded = torch.export.load(path).module()
+    model.eval()
+    shortest = model.total_stride + 1  # torch.export specialises a last stage of one position
+    for batch, length in ((3, 360), (1, 1001), (5, shortest)):
+        x = _inputs(model, batch, length)
+        torch.testing.assert_close(loaded(*x), model(*x), atol=1e-4, rtol=0)
+    with pytest.raises(AssertionError, match=rf"Guard failed: x\.size\(\)\[2\] >= {shortest}"):
+        loaded(*_inputs(model, 1, shortest - 1))
+    assert program_metadata(export_program(model, tmp_path / "bare.pt2")) == {}
+    with pytest.raises(ValueError, match=r"model\.onnx: not a torch\.export \(\.pt2\) file"):
+        program_metadata(export_onnx(model, tmp_path / "model.onnx"))
+
+
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-@pytest.mark.parametrize("export_to", [export_onnx, export_torchscript])
+@pytest.mark.parametrize("export_to", [export_onnx, export_torchscript, export_program])
 def test_export_checks_the_path_before_exporting(tmp_path, monkeypatch, export_to):
     model = create_model("msresnet1d_beat")
     here = tmp_path / "here"
@@ -368,11 +388,18 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
     capsys.readouterr()
     assert main(["export", str(tmp_path / "plain.pt"), str(tmp_path / "plain.onnx")]) == 0
     assert f"and extra (N, {extra}), outputs (N, 5) logits of N, S, V, F, Q; the file's" in capsys.readouterr().out
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.pt2")]) == 0  # torch.export by its ending
+    said = capsys.readouterr().out
+    assert "(pt2): inputs signal (N, 2, L) at 180 Hz, L = 126 as in training (any L >= 17 runs)" in said
+    assert program_metadata(tmp_path / "beat.pt2") == torchscript_metadata(tmp_path / "beat.pt")
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.export.load(tmp_path / "beat.pt2").module()(x, rr).numpy(), logits, atol=1e-5)
     assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.bin")]) == 1
-    assert "beat.bin: give --format onnx or torchscript (or a file ending in .onnx, .pt, .pth, .ts)" in \
+    assert "beat.bin: give --format onnx, torchscript or pt2 (or a file ending in .onnx, .pt, .pth, .ts, .pt2)" in \
         capsys.readouterr().err
     assert main(["export", str(tmp_path / "best.pt"), str(tmp_path / "beat.pt"), "--opset", "13"]) == 1
-    assert "--opset is an ONNX option" in capsys.readouterr().err
+    assert f"--opset is an ONNX option; {tmp_path / 'beat.pt'} is a torchscript file" in capsys.readouterr().err
     # a checkpoint is never replaced (a TorchScript file ends in .pt too): the one exported, or another
     (tmp_path / "last.pt").write_bytes((tmp_path / "best.pt").read_bytes())
     for target in ("best.pt", "last.pt"):

@@ -255,8 +255,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key, value = key.strip(), value.strip()
         try:
             parsed = parse_value(value)
-        except ValueError as e:
-            raise ValueError(f"--set {key}={value}: {e}") from None
+        except ValueError as e:  # the value shown cut short: a message is not the place for 100,000 brackets
+            shown = value if len(value) <= 80 else f"{value[:60]}... ({len(value):,} characters)"
+            raise ValueError(f"--set {key}={shown}: {e}") from None
         if key in values and values[key] != parsed:
             raise ValueError(f"--set {key} given twice, as {values[key]!r} and {parsed!r}: give it once")
         values[key] = parsed
@@ -268,15 +269,19 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     key given twice, which ``json.loads`` would keep the last of without a word."""
     twice = sorted(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
     if twice:
-        raise ValueError(f"key {', '.join(map(repr, twice))} given twice in one JSON object: give it once")
+        raise ValueError(f"key{'s' * (len(twice) > 1)} {', '.join(map(repr, twice))} given twice in one JSON object: "
+                         "give each once")
     return dict(pairs)
 
 
 def parse_value(text: str) -> Any:
     """A command-line value: JSON when it parses (numbers, true/false, lists), else the string;
-    a ValueError for text that opens a JSON list or table and does not parse."""
+    a ValueError for text that opens a JSON list or table and does not parse, nests too deeply or
+    gives a table's key twice."""
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise ValueError("lists or tables nested too deeply to read") from None
     except json.JSONDecodeError as e:
         if text.startswith(("[", "{")):
             raise ValueError(f"not valid JSON ({e}); write a list as [3, 5], a string inside it in double "
