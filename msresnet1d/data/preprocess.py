@@ -195,7 +195,7 @@ def bandpass(
         )
     try:
         return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
-    except np.linalg.LinAlgError as e:  # sosfilt_zi's initial state, for a corner within ~1e-9 x fs/2 of 0 or fs/2
+    except np.linalg.LinAlgError as e:  # sosfilt_zi: a corner <= ~1e-9 x fs/2, or within ~1e-13 x fs/2 of fs/2
         raise ValueError(f"bandpass: corners low={low} Hz, high={high} Hz at fs={fs:g} Hz lie too close to 0 or fs/2 "
                          f"for scipy's zero-phase Butterworth filter ({e}); move them inwards, or give None for a "
                          "corner not wanted") from None
