@@ -148,6 +148,12 @@ def _check_metadata(metadata: Mapping[str, str] | None, reserved: tuple[str, ...
     return dict(metadata)
 
 
+def _metadata_file(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """The extra files of a TorchScript or ``.pt2`` file that hold ``metadata`` (checked): its
+    ``metadata.json``, or none without metadata."""
+    return {TORCHSCRIPT_METADATA: json.dumps(_check_metadata(metadata))} if metadata is not None else {}
+
+
 def export_torchscript(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -190,7 +196,7 @@ def export_torchscript(
     """
     path = _output_path(path)
     _check_model(model)
-    extra_files = {TORCHSCRIPT_METADATA: json.dumps(_check_metadata(metadata))} if metadata is not None else {}
+    extra_files = _metadata_file(metadata)
     model = copy.deepcopy(model).cpu()
     with evaluating(model):
         if method == "script":
@@ -241,7 +247,7 @@ def export_program(model: nn.Module, path: str | os.PathLike[str], *,
 
     path = _output_path(path)
     _check_model(model)
-    extra_files = {TORCHSCRIPT_METADATA: json.dumps(_check_metadata(metadata))} if metadata is not None else {}
+    extra_files = _metadata_file(metadata)
     model = copy.deepcopy(model).cpu()
     example = _example_inputs(model, 2 * model.total_stride)
     batch = Dim("batch")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import numbers
@@ -161,23 +162,17 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} not found")
-        if path.suffix == ".json":
-            try:
-                # -sig: a BOM (Windows Notepad) read past; a key twice is refused, as TOML refuses it
-                values = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_unique_keys)
-            except (ValueError, UnicodeDecodeError) as e:  # ValueError: JSONDecodeError, an integer of > 4,300 digits
-                raise ValueError(f"config file {path}: not valid JSON (UTF-8 text): {e}") from None
-            except RecursionError:
-                raise ValueError(f"config file {path}: lists or tables nested too deeply to read") from None
-            if not isinstance(values, dict):
-                raise ValueError(f"config file {path}: expected a JSON object of config keys, got {type(values).__name__}")
-        else:
-            try:
-                values = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-            except (ValueError, UnicodeDecodeError) as e:  # ValueError: TOMLDecodeError, an integer of > 4,300 digits
-                raise ValueError(f"config file {path}: not valid TOML (UTF-8 text): {e}") from None
-            except RecursionError:
-                raise ValueError(f"config file {path}: lists or tables nested too deeply to read") from None
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        # in JSON a key given twice is refused, as TOML refuses it
+        read = functools.partial(json.loads, object_pairs_hook=_unique_keys) if kind == "JSON" else tomllib.loads
+        try:
+            values = read(path.read_text(encoding="utf-8-sig"))  # -sig: a BOM (Windows Notepad) read past
+        except ValueError as e:  # a decode error (UnicodeDecodeError is one too), an integer of > 4,300 digits
+            raise ValueError(f"config file {path}: not valid {kind} (UTF-8 text): {e}") from None
+        except RecursionError:
+            raise ValueError(f"config file {path}: lists or tables nested too deeply to read") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {path}: expected a JSON object of config keys, got {type(values).__name__}")
         if not values:  # an empty or all-comment file: most likely not the file meant
             raise ValueError(f"config file {path} sets no keys; leave out the config to train on the defaults, "
                              "or see experiments/configs/ for examples")
