@@ -75,10 +75,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msresnet1d.arguments import (FOLDER_NAME_RULE, RUNS_INTERRUPTED, add_data_dir, add_seeds, add_set, as_program,
-                                  check_not_owned, config_or_exit, database_or_exit, folder_name, output_or_exit,
-                                  overrides_or_exit, path_flag, positive_int, records_or_exit, result_or_exit,
-                                  results_help, script_parser, thread_count, threads_help, write_result, writing)
+from msresnet1d.arguments import (FOLDER_NAME_RULE, QUIET_HELP, RUNS_INTERRUPTED, add_data_dir, add_seeds, add_set,
+                                  as_program, check_not_owned, config_or_exit, database_or_exit, folder_name,
+                                  output_or_exit, overrides_or_exit, path_flag, positive_int, records_or_exit,
+                                  result_or_exit, results_help, script_parser, thread_count, threads_help, write_result,
+                                  writing)
 from msresnet1d.data import DS1, RR_FEATURES, load_beats, patient_index, record_kfold
 from msresnet1d.training.config import parse_overrides
 from msresnet1d.training.ensemble import load_members, predict_members
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_set(parser, OWNED, "config overrides for every variant")
     parser.add_argument("--threads", type=thread_count, default=0,
                         help=threads_help(0, "as msresnet1d train has it", "torch threads of every run"))
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     parser.add_argument("--offsets", action="store_true",
                         help="also score each variant with class offsets fitted on the other folds")
     parser.add_argument("--adapt-bn", action="store_true",
@@ -426,7 +428,7 @@ def main(argv: list[str] | None = None) -> dict:
         confusions, runs = np.zeros((len(args.seeds), len(folds), 5, 5), dtype=np.int64), []  # seed, fold
         for i, seed in enumerate(args.seeds):
             for k in range(len(folds)):
-                run = recorded_run(configs[name][k][i], run_dirs[name][k][i], quiet=True)
+                run = recorded_run(configs[name][k][i], run_dirs[name][k][i], quiet=args.quiet)
                 result = run.metrics
                 confusions[i, k] = result["test"]["confusion_matrix"]
                 runs.append({"seed": seed, "fold": k + 1, "best_epoch": result["best_epoch"],

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msresnet1d.arguments import (RUNS_INTERRUPTED, add_data_dir, add_seeds, add_set, as_program, config_or_exit,
-                                  database_or_exit, output_or_exit, overrides_or_exit, path_flag, result_or_exit,
-                                  results_help, script_parser, thread_count, threads_help, write_result, writing)
+from msresnet1d.arguments import (QUIET_HELP, RUNS_INTERRUPTED, add_data_dir, add_seeds, add_set, as_program,
+                                  config_or_exit, database_or_exit, output_or_exit, overrides_or_exit, path_flag,
+                                  result_or_exit, results_help, script_parser, thread_count, threads_help, write_result,
+                                  writing)
 from msresnet1d.data import AAMI_CLASSES, DS2
 from msresnet1d.training.ensemble import ensemble_predict
 from msresnet1d.training.metrics import (classification_report, ec57, format_record_interval, json_safe,
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_set(parser, OWNED)
     parser.add_argument("--threads", type=thread_count, default=0,
                         help=threads_help(0, "as msresnet1d train has it", "torch threads of every run"))
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     parser.add_argument("--out", type=path_flag, default=RESULTS / "mitdb_inter_patient.json",
                         help=results_help(RESULTS / "mitdb_inter_patient.json"))
     parser.add_argument("--replot", type=path_flag, metavar="RESULT.json",
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     reports, runs = [], []
     for seed, cfg in configs.items():
         run_dir = run_dirs[seed]
-        run = recorded_run(cfg, run_dir, quiet=True)
+        run = recorded_run(cfg, run_dir, quiet=args.quiet)
         result = run.metrics
         reports.append(result["test"])
         runs.append({"seed": seed, "run_dir": str(run_dir), "best_epoch": result["best_epoch"],

@@ -521,6 +521,7 @@ def test_mitdb_inter_patient_seeds_and_their_ensemble(tmp_path, capsys):
     two = json.loads((tmp_path / "two.json").read_text())
     printed = capsys.readouterr().out
     assert [r["seed"] for r in two["runs"]] == [0, 1] and "| ensemble of the 2 seeds |" in printed
+    assert printed.count("epoch 1/1: ") == 2  # each run's epoch lines (--quiet: none)
     assert printed.splitlines()[-3:] == [f"wrote {tmp_path / name}" for name in ("two.png", "two_confusion.png",
                                                                                   "two.json")]
     from msresnet1d.training.checkpoint import code_version
@@ -614,7 +615,7 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
         assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "up").exists()
     with pytest.warns(UserWarning, match="balanced_holdout"):  # the sample's records are too short for its rule
-        report = script.main(args)
+        report = script.main([*args, "--quiet"])
     assert json.loads((tmp_path / "cv.json").read_text()) == json.loads(json.dumps(report))
     assert (tmp_path / "cv.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the variants' plot beside it
     assert sorted(sum(report["folds"], [])) == sorted(records)  # every record held out exactly once
@@ -668,6 +669,7 @@ def test_mitdb_ds1_cross_validation_predicts_every_record_once(tmp_path, capsys)
             report["variants"][name]["pooled_confusion_matrix"]
     printed = capsys.readouterr().out
     assert "| wd |" in printed and "decision" in report["variants"]["wd"]
+    assert "epoch 1/1: " not in printed  # --quiet: no run's epoch lines
     assert "per record, main+last (beats summed over seeds; RR: median local/record of those beats):" in printed
     # --ensemble: rows averaging their members' probabilities; a run averaged with itself is that run
     ensembles = report["variants"]
@@ -1540,7 +1542,7 @@ def test_threads_and_quiet_help_say_each_scripts_default_and_why(monkeypatch):
              if "--quiet" in parser._option_string_actions}
     commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
     train = commands.choices["train"]
-    assert quiet == {"cinc2017_cv": QUIET_HELP, "compare_models": QUIET_HELP} and \
+    assert quiet == dict.fromkeys(TRAINING_SCRIPTS, QUIET_HELP) and \
         train._option_string_actions["--quiet"].help == QUIET_HELP
 
 
