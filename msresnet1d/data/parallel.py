@@ -84,13 +84,23 @@ def process_map(func: Callable[[T], R], items: Sequence[T], workers: int | None 
     return results
 
 
+#: How long :func:`_stop` waits for a stopped pool's thread to end, in seconds.
+STOP_TIMEOUT = 10.0
+
+
 def _stop(pool: ProcessPoolExecutor) -> None:
-    """Stop ``pool``'s workers at once, and let its thread that reads their results end.
+    """Stop ``pool``'s workers at once, and wait (at most :data:`STOP_TIMEOUT`) for its thread to end.
 
     A worker stopped while sending a result leaves part of it in the pipe, and the pool's thread
     waits for the rest, for ever (Python waits for that thread at exit: the program hung after its
     error message). Once the workers are gone, this process holds the pipe's last writing end:
     closing it gives that thread an end of file, which it takes as a broken pool.
+
+    That thread must have ended before the next pool forks its workers. It takes the pool's lock
+    while it cleans up; a fork copies the lock as it is, held, with no thread left to release it;
+    and the stopped pool, left in a reference cycle for the garbage collector, takes that lock
+    when it is freed, which a worker's collector may do at any moment (even in Python's after-fork
+    code, before the worker asks for the parent-death signal): the worker hung, and the call too.
     """
     processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way before 3.14
     for process in processes:
@@ -100,7 +110,10 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     results = getattr(pool, "_result_queue", None)
     if results is not None:
         results._writer.close()
+    thread = getattr(pool, "_executor_manager_thread", None)  # shutdown forgets it
     pool.shutdown(wait=False, cancel_futures=True)
+    if thread is not None:
+        thread.join(STOP_TIMEOUT)
 
 
 def start_method() -> str:
