@@ -341,10 +341,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's device)")
     p.add_argument("--threads", type=thread_count,
                    help="torch threads (default: the config's threads; 0: PyTorch's default; on a shared machine, 1)")
-    p.add_argument("--name", help="run name")
+    p.add_argument("--name", help="run name (default: the config's name), the folder under runs/ without --out")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the training steps")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set data.fs=360 --set model_kwargs.fusion=attention (a "
+                   help="override any config key, e.g. --set weight_decay=0.05 --set model_kwargs.fusion=attention (a "
                         "table value, model_kwargs={...}, replaces the config's table; dotted keys and --data-dir "
                         "then set entries on top of it)")
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
