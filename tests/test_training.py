@@ -1113,9 +1113,42 @@ def test_a_model_too_large_to_train_in_memory_is_refused_before_the_data_load(tm
                  "--set", "model_kwargs.widths=[40000, 40000, 40000]"]) == 1
     err = capsys.readouterr().err
     assert "training keeps 4 copies of them (the weights, their gradients, AdamW's 2 moments)" in err, err
-    assert "GiB of memory: choose smaller widths or fewer blocks" in err and not (tmp_path / "run").exists()
-    with pytest.raises(ValueError, match="more than this machine's"):
+    assert "GiB of memory this process may use: choose smaller widths or fewer blocks" in err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="GiB of memory this process may use"):
         check_config(dataclasses.replace(cfg, model_kwargs={"widths": [40000] * 3}))
+
+
+def test_the_memory_a_process_may_use_is_its_containers_limit_where_that_is_lower(tmp_path, monkeypatch):
+    from msresnet1d.training import configured
+
+    def tree(cgroups: str, files: dict[str, str]) -> int | None:
+        root = tmp_path / str(len(list(tmp_path.iterdir())))
+        root.mkdir()
+        for name, value in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(value + "\n")
+        (root / "cgroup").write_text(cgroups)
+        return configured.cgroup_memory_limit(root / "cgroup", root)
+
+    gib = 2**30
+    # v2 (one hierarchy): the group's own limit, or a lower one above it
+    assert tree("0::/user/job\n", {"user/job/memory.max": str(8 * gib)}) == 8 * gib
+    assert tree("0::/user/job\n", {"user/job/memory.max": "max", "user/memory.max": str(2 * gib)}) == 2 * gib
+    assert tree("0::/\n", {"memory.max": str(4 * gib)}) == 4 * gib  # inside a container
+    assert tree("0::/a\n", {"a/memory.max": "max"}) is None  # no limit
+    # v1: the memory controller's hierarchy; its "no limit" is about 2**63
+    v1 = "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n"
+    assert tree(v1, {"memory/docker/abc/memory.limit_in_bytes": str(3 * gib)}) == 3 * gib
+    assert tree(v1, {"memory/docker/abc/memory.limit_in_bytes": "9223372036854771712"}) is None
+    assert tree("2:cpu:/x\nnot a line\n", {}) is None  # no memory controller; a line it cannot read
+    assert configured.cgroup_memory_limit(tmp_path / "none", tmp_path) is None  # not Linux
+    # the lower of the machine's memory and the limit
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.setattr(configured, "cgroup_memory_limit", lambda: 1 * gib)
+    assert configured.physical_memory() == min(machine, gib)
+    monkeypatch.setattr(configured, "cgroup_memory_limit", lambda: None)
+    assert configured.physical_memory() == machine
 
 
 def test_a_run_folder_never_writes_through_a_symbolic_link_or_into_a_fifo(tmp_path, capsys):

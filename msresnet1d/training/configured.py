@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,12 +98,46 @@ def _arguments(cfg: TrainConfig, check_memory: bool = False) -> dict[str, Any]:
 
 
 def physical_memory() -> int | None:
-    """This machine's memory in bytes; None where the system does not say (Windows). A
-    container's own limit (cgroups) is not read."""
+    """The memory this process may use, in bytes: this machine's, or its container's limit where
+    that is lower (Linux cgroups, :func:`cgroup_memory_limit`); None where the system says neither
+    (Windows)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
+        machine = None
+    known = [n for n in (machine, cgroup_memory_limit()) if n is not None]
+    return min(known) if known else None
+
+
+def cgroup_memory_limit(cgroups: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The lowest memory limit, in bytes, of this process's control group and the groups above it
+    (cgroups v2's ``memory.max``, v1's ``memory.limit_in_bytes``: a container's or a job
+    scheduler's limit); None without one (no limit set, not Linux, or the files unreadable).
+    ``cgroups`` lists this process's groups, ``root`` is where the cgroup file system is mounted."""
+    try:
+        lines = cgroups.read_text().splitlines()
+    except OSError:
         return None
+    limits = []
+    for line in lines:
+        if line.count(":") < 2:
+            continue
+        _, controllers, group = line.split(":", 2)
+        if controllers == "":  # v2, one hierarchy: <root>/<group>/memory.max
+            base, name = root, "memory.max"
+        elif "memory" in controllers.split(","):  # v1: <root>/memory/<group>/memory.limit_in_bytes
+            base, name = root / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        parts = [part for part in Path(group).parts if part != "/"]
+        for depth in range(len(parts) + 1):  # the group and each above it (in a container: often only "/")
+            try:
+                value = (base.joinpath(*parts[:depth]) / name).read_text().strip()
+            except (OSError, ValueError):
+                continue
+            if value.isdigit() and int(value) < 2**62:  # else no limit: "max" (v2), about 2**63 (v1)
+                limits.append(int(value))
+    return min(limits) if limits else None
 
 
 def check_training_memory(model: nn.Module, cfg: TrainConfig) -> None:
@@ -123,8 +158,9 @@ def check_training_memory(model: nn.Module, cfg: TrainConfig) -> None:
         count = sum(p.numel() for p in model.parameters())
         raise ValueError(f"config: model {cfg.model!r} with [model_kwargs] {cfg.model_kwargs} has {count:,} "
                          f"parameters ({weights / 2**30:.1f} GiB): training keeps {copies} copies of them "
-                         f"({', '.join(kept)}), {copies * weights / 2**30:.1f} GiB, more than this machine's "
-                         f"{memory / 2**30:.1f} GiB of memory: choose smaller widths or fewer blocks")
+                         f"({', '.join(kept)}), {copies * weights / 2**30:.1f} GiB, more than the "
+                         f"{memory / 2**30:.1f} GiB of memory this process may use: choose smaller widths or fewer "
+                         "blocks")
 
 
 def checkpoint_config(ckpt: dict[str, Any], source: str = "the checkpoint") -> TrainConfig:

@@ -166,8 +166,8 @@ def drop_a_last_batch_of_one(model: nn.Module, task: Task) -> None:
 def check_config(cfg: TrainConfig) -> TrainConfig:
     """Check what can be checked of ``cfg`` without its data, as :func:`train` does first: the
     ``[data]`` options (``check_data``), then ``[model_kwargs]`` by building the model (on the meta
-    device: no memory) on the inputs and classes the task will give, and its size against this
-    machine's memory (:func:`~.configured.check_training_memory`). For scripts that build many
+    device: no memory) on the inputs and classes the task will give, and its size against the
+    memory this process may use (:func:`~.configured.check_training_memory`). For scripts that build many
     configs: every one is checked before the first run trains. Returns ``cfg`` with every data and
     model option written out, defaults included, as the run folder records it.
 
