@@ -1097,14 +1097,14 @@ def test_a_model_too_large_to_train_in_memory_is_refused_before_the_data_load(tm
         model = configured.create_configured_model(cfg, 1, 5, 5)
     weights = sum(p.numel() * 4 for p in model.parameters())
     for changes, copies in (({}, 4), ({"ema_decay": 0.99}, 5), ({"optimizer": "sgd"}, 2)):
-        monkeypatch.setattr(configured, "physical_memory", lambda: copies * weights)  # just enough
+        monkeypatch.setattr(configured, "usable_memory", lambda: copies * weights)  # just enough
         configured.check_training_memory(model, dataclasses.replace(cfg, **changes))
-        monkeypatch.setattr(configured, "physical_memory", lambda: copies * weights - 1)
+        monkeypatch.setattr(configured, "usable_memory", lambda: copies * weights - 1)
         with pytest.raises(ValueError, match=rf"^config: model 'msresnet1d_beat' with \[model_kwargs\] {{}} has "
                                              rf"[\d,]+ parameters \(0\.0 GiB\): training keeps {copies} copies of them "
                                              r"\(the weights, their gradients"):
             configured.check_training_memory(model, dataclasses.replace(cfg, **changes))
-    monkeypatch.setattr(configured, "physical_memory", lambda: None)  # a system that does not say: not checked
+    monkeypatch.setattr(configured, "usable_memory", lambda: None)  # a system that does not say: not checked
     configured.check_training_memory(model, cfg)
     monkeypatch.undo()
     # through the command, with the machine's own memory: refused before the data load
@@ -1146,9 +1146,9 @@ def test_the_memory_a_process_may_use_is_its_containers_limit_where_that_is_lowe
     # the lower of the machine's memory and the limit
     machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     monkeypatch.setattr(configured, "cgroup_memory_limit", lambda: 1 * gib)
-    assert configured.physical_memory() == min(machine, gib)
+    assert configured.usable_memory() == min(machine, gib)
     monkeypatch.setattr(configured, "cgroup_memory_limit", lambda: None)
-    assert configured.physical_memory() == machine
+    assert configured.usable_memory() == machine
 
 
 def test_a_run_folder_never_writes_through_a_symbolic_link_or_into_a_fifo(tmp_path, capsys):

@@ -97,7 +97,7 @@ def _arguments(cfg: TrainConfig, check_memory: bool = False) -> dict[str, Any]:
     return getattr(model, "arguments", None) or {}
 
 
-def physical_memory() -> int | None:
+def usable_memory() -> int | None:
     """The memory this process may use, in bytes: this machine's, or its container's limit where
     that is lower (Linux cgroups, :func:`cgroup_memory_limit`); None where the system says neither
     (Windows)."""
@@ -143,10 +143,10 @@ def cgroup_memory_limit(cgroups: Path = Path("/proc/self/cgroup"), root: Path = 
 def check_training_memory(model: nn.Module, cfg: TrainConfig) -> None:
     """Raise ValueError, naming the config's model, when the copies of ``model``'s weights that
     training with ``cfg`` keeps (the weights, their gradients, AdamW's two moments, the moving
-    average of ``ema_decay``) alone exceed :func:`physical_memory`. ``model`` may be on the meta
+    average of ``ema_decay``) alone exceed :func:`usable_memory`. ``model`` may be on the meta
     device: only its parameters' sizes are read. Such a run would otherwise load its data, then
     swap until the system stopped it (Linux's out-of-memory killer, without a message)."""
-    memory = physical_memory()
+    memory = usable_memory()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     kept = {"the weights": 1, "their gradients": 1}
     if cfg.optimizer == "adamw":
