@@ -23,6 +23,7 @@ from . import __version__, arguments
 from .arguments import (LEADS_TAKE_ALL, QUIET_HELP, THREADS_HELP, path_flag, positive_seconds, resolve_config,
                         seed_value, thread_count)
 from .training.config import TTA_MODES, load_config, parse_overrides
+from .values import ANNOTATOR_RULE, is_annotator
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -407,6 +408,13 @@ def annotation_extension(value: str) -> str:
     return value
 
 
+def annotator_extension(value: str) -> str:
+    """``--annotator``: the extension of an annotation file to read (as ``data.annotator``)."""
+    if not is_annotator(value):
+        raise argparse.ArgumentTypeError(f"{value!r}: an annotator is {ANNOTATOR_RULE}")
+    return value
+
+
 def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="label WFDB records: per-beat or per-window labels, CSV + WFDB annotations",
                        missing_hints={"record": ("--leads", LEADS_TAKE_ALL)})
@@ -415,9 +423,10 @@ def _add_predict_parser(sub: argparse._SubParsersAction) -> None:
                                             "several, e.g. data/mitdb/*.hea: one that fails is named, the others "
                                             "are labelled")
     beats = p.add_mutually_exclusive_group()
-    beats.add_argument("--annotator", help="extension of the annotation file with the beat positions (beat models; "
-                                           "default: the checkpoint's [data] annotator, which is atr unless the model "
-                                           "was trained on another, e.g. ann for <record>.ann)")
+    beats.add_argument("--annotator", type=annotator_extension,
+                       help="extension of the annotation file with the beat positions (beat models; default: the "
+                            "checkpoint's [data] annotator, which is atr unless the model was trained on another, e.g. "
+                            "ann for <record>.ann)")
     beats.add_argument("--detect", action="store_true", help="find beats with wfdb's XQRS detector instead")
     p.add_argument("--out-dir", type=path_flag, help="where to write (default: next to the record)")
     p.add_argument("--adapt-bn", action="store_true",

@@ -36,7 +36,7 @@ from .data.preprocess import Normalization, fill_nan, shown_leads
 from .data.records import preprocess_record, record_label, warn_invalid
 from .data.hrv import HRV_FEATURES
 from .data.rhythm import RhythmArrays
-from .data.rr import check_increasing, rr_columns, rr_features
+from .data.rr import check_increasing, rr_columns, rr_features, warn_close_beats
 from .inference import NonFiniteOutputError, Predictions, TorchPredictor, classify_beats, classify_windows, detect_beats
 from .atomic import FolderNotWritableError, atomic_paths, check_target, write_text
 from .arguments import LEADS_TAKE_ALL
@@ -140,7 +140,7 @@ def beat_positions(record_path: str | os.PathLike[str], signal: np.ndarray, fs: 
     record_path = Path(record_path)
     if annotator is not None:
         try:
-            ann = read_annotations(record_path, annotator)
+            ann = read_annotations(record_path, annotator, signal.shape[-1])
         except DataError as e:  # the annotation file missing (not the record): say how else to find the beats
             if (record_path.parent / f"{record_path.name}.{annotator}").is_file() or \
                     not (record_path.parent / f"{record_path.name}.hea").is_file():
@@ -172,7 +172,7 @@ def record_stem(path: str | os.PathLike[str]) -> Path:
     """A record path without extension (``data/mitdb/100.hea`` -> ``data/mitdb/100``); a
     ValueError for a folder, naming a few of its records."""
     path = Path(path)
-    if path.is_dir() and not path.with_name(f"{path.name}.hea").is_file():  # a folder, not a record beside one
+    if path.is_dir() and (not path.name or not path.with_name(f"{path.name}.hea").is_file()):  # not a record beside it
         held = sorted(header.stem for header in path.glob("*.hea"))
         raise ValueError(f"record {path} is a folder; give records in it, by their names without extension or "
                          "as header files"
@@ -245,17 +245,22 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
     if len(positions) < 1 + needs_rr:
         notes = (["the model reads RR intervals"] if needs_rr else []) + (
             [f"in its {annotator} annotations: --detect finds beats in the signal"] if annotator else [])
-        raise ValueError(f"record {record.name}: found {len(positions)} beat(s), need at least {1 + needs_rr}"
+        raise ValueError(f"record '{record.name}': found {len(positions)} beat(s), need at least {1 + needs_rr}"
                          + (f" ({'; '.join(notes)})" if notes else ""))
+    where = f"record '{record.name}'" + (f": file {record_path.name}.{annotator}" if annotator else "")
     try:
         check_increasing(positions)
     except ValueError as e:  # two beats at one sample (of two annotation channels, say)
-        raise DataError(f"record {record.name}: " + (f"file {record_path.name}.{annotator}: " if annotator else "")
-                        + str(e)) from None
+        raise DataError(f"{where}: {e}") from None
+    warn_close_beats(positions, record.fs, where)
     first, last = beat_cfg.offsets_at(record.fs)
     warn_invalid(record, "the {} beats in them are labelled from that, not from the recording", positions + first,
                  positions + last)
     centres = positions_at(positions, record.fs, beat_cfg.fs, signal.shape[1])
+    if len(centres) > 1 and (np.diff(centres) <= 0).any():  # beats a sample or so apart, at a higher rate
+        i = int(np.flatnonzero(np.diff(centres) <= 0)[0])
+        raise DataError(f"{where}: the beats at samples {positions[i]} and {positions[i + 1]} ({record.fs:g} Hz) "
+                        f"fall on one sample at the model's {beat_cfg.fs:g} Hz")
     state = ckpt.get("task_state") or {}
     rr_transform = None
     if columns:

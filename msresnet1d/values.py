@@ -4,6 +4,7 @@ torch import: the data helpers use them too)."""
 from __future__ import annotations
 
 import numbers
+import re
 
 import numpy as np
 
@@ -41,3 +42,12 @@ def true_or_false(**flags: object) -> dict[str, bool]:
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {value!r}")
     return {name: bool(value) for name, value in flags.items()}
+
+
+#: What an annotator (a WFDB annotation file's extension) must be, after "an annotator is".
+ANNOTATOR_RULE = "letters, digits or _, not hea (e.g. 'atr': <record>.atr)"
+
+
+def is_annotator(value: object) -> bool:
+    """A WFDB annotation file's extension: ASCII letters, digits or _, and not a header's ``hea``."""
+    return isinstance(value, str) and re.fullmatch(r"\w+", value, re.ASCII) is not None and value.lower() != "hea"

@@ -253,6 +253,35 @@ def test_annotation_beyond_the_signal(x):
     message = "record 'x/100': file 100.atr has 1 annotation(s) outside the signal (0..64800), first at sample 70000"
     with pytest.raises(DataError, match=re.escape(message)):
         read_annotations(x / "100")
+    # a header without the record's length: the samples read bound the annotations (a beat past them was
+    # labelled from the last sample, or refused as a repeated position naming no record)
+    wfdb.wrann("100", "atr", np.array([100, 500, 40000]), symbol=["N", "N", "N"], write_dir=str(x))
+    record_line, *signal_lines = (x / "100.hea").read_text().splitlines()
+    (x / "100.hea").write_text("\n".join(["100 2 360", *signal_lines]) + "\n")
+    (x / "100.dat").write_bytes((x / "100.dat").read_bytes()[:97200])  # 32,400 samples of 2 signals, format 212
+    message = ("record 'x/100': file 100.atr has 1 annotation(s) outside the signal (0..32400, the samples read: "
+               "100.hea gives no length), first at sample 40000")
+    with pytest.raises(DataError, match=re.escape(message)), pytest.warns(UserWarning, match="checksums"):
+        record_beats(x / "100")
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_annotations(x / "100", length=32400)
+    assert read_annotations(x / "100").sample[-1] == 40000  # without the length read: only the header bounds them
+
+
+def test_beats_closer_than_a_heart_beats_are_warned_about_in_the_training_data(x):
+    ann = wfdb.rdann(str(x / "100"), "atr")
+    beats = np.isin(ann.symbol, ["N", "A", "V"])
+    samples, symbols = ann.sample[beats], list(np.array(ann.symbol)[beats])
+    with warnings.catch_warnings(record=True) as caught:  # as annotated: none (MIT-BIH's closest beats: 0.25 s)
+        warnings.simplefilter("always")
+        record_beats(x / "100")
+    assert not [w for w in caught if "less than 0.15 s" in str(w.message)]
+    wfdb.wrann("100", "atr", np.sort(np.r_[samples, samples[7:9] + 36]), symbol=symbols + ["N", "N"],
+               write_dir=str(x))  # two beats annotated again 0.1 s later
+    with pytest.warns(UserWarning, match=re.escape(f"record 'x/100': file 100.atr: 2 beat(s) less than 0.15 s after "
+                                                   f"the previous one (a rate above 400/min, which no heart beats at), "
+                                                   f"first at sample {samples[7] + 36}")):
+        record_beats(x / "100")
 
 
 def test_annotations_that_stop_long_before_the_records_end_are_warned_about(x):

@@ -336,6 +336,12 @@ def test_detect_beats_runs_from_the_lowest_rates_and_one_second_on():
             detect_beats(rng.standard_normal((1, second - 1)), fs, method=method)
     with pytest.raises(ValueError, match=r"signal has 0 samples"):  # was numpy's "zero-size array to reduction"
         detect_beats(np.zeros((1, 0)), FS)
+    flat_start = np.zeros((1, 180 * int(FS)))  # a lead flat but for one spike: xqrs divided 0 by 0 learning on it
+    flat_start[0, 30000] = 2.0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=RuntimeWarning)  # numpy's unnamed "divide by zero encountered"
+        assert detect_beats(flat_start, FS).tolist() == [30000]
+        assert detect_beats(flat_start, FS, method="gqrs").size == 0
 
 
 # Backends --------------------------------------------------------------------------------------

@@ -134,11 +134,16 @@ def test_predict_checks_both_outputs_before_the_work(checkpoints, records, capsy
     assert not (records / "100.pred").exists()
 
 
-def test_a_folder_given_as_the_record_names_its_records(checkpoints, records, capsys):
+def test_a_folder_given_as_the_record_names_its_records(checkpoints, records, capsys, monkeypatch):
     assert main(["predict", str(checkpoints["beats"]), str(records)]) == 1
     assert (f"record {records} is a folder; give records in it, by their names without extension or as header "
             f"files (e.g. {records / '100'}, or {records / '*.hea'} for all 3: 100, slow, unnamed)"
             ) in capsys.readouterr().err
+    monkeypatch.chdir(records)
+    for here in ("", "."):  # no name: "PosixPath('.') has an empty name" before
+        assert main(["predict", str(checkpoints["beats"]), here]) == 1
+        assert ("record . is a folder; give records in it, by their names without extension or as header files (e.g. "
+                "100, or *.hea for all 3: 100, slow, unnamed)") in capsys.readouterr().err
     (records / "100").mkdir()  # a folder beside the record, of its name: the record is meant
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(records.parent / "o")]) == 0
 
@@ -218,6 +223,19 @@ def test_detect_and_annotator_are_refused_together(checkpoints, records, capsys)
     with pytest.raises(SystemExit):
         main(["predict", str(checkpoints["beats"]), str(records / "100"), "--detect", "--annotator", "atr"])
     assert "argument --annotator: not allowed with argument --detect" in capsys.readouterr().err
+
+
+def test_an_annotator_that_names_no_annotation_file_is_refused(checkpoints, records, capsys):
+    for bad in ("a/b", "hea", "", "atr.x"):  # wfdb said "Invalid name '100.a/b'"; hea read the header as annotations
+        with pytest.raises(SystemExit):
+            main(["predict", str(checkpoints["beats"]), str(records / "100"), "--annotator", bad])
+        err = capsys.readouterr().err
+        assert f"argument --annotator: {bad!r}: an annotator is letters, digits or _, not hea" in err
+    # the record's signal file: refused (it was read as annotations, "58811 annotations with unknown labels")
+    assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--annotator", "dat", "--out-dir",
+                 str(records.parent / "labels")]) == 1
+    assert ("error: record 'rec/100': file 100.dat holds the record's samples (100.hea names it), not annotations: "
+            "give the annotation file's extension (e.g. atr)") in capsys.readouterr().err
 
 
 def test_a_record_given_with_the_extension_of_one_of_its_files(checkpoints, records, capsys):
@@ -629,8 +647,8 @@ def test_beats_that_repeat_a_position_or_too_few_are_named_with_their_file(check
                write_dir=str(records))  # one beat twice, as two annotation channels may hold it
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--annotator", "two", "--out-dir",
                  str(records.parent / "labels")]) == 1
-    assert (f"error: record rec/100: file 100.two: beat positions must increase; first repeat at sample {samples[5]}"
-            in capsys.readouterr().err)
+    assert (f"error: record 'rec/100': file 100.two: beat positions must increase; first repeat at sample "
+            f"{samples[5]}" in capsys.readouterr().err)
     # one beat: labelled by a model of the signal alone (it needed 2 beats, as a model that reads RR intervals does)
     wfdb.wrann("100", "one", samples[:1], symbol=["N"], write_dir=str(records))
     labels = records.parent / "labels"
@@ -646,6 +664,35 @@ def test_beats_that_repeat_a_position_or_too_few_are_named_with_their_file(check
     assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--annotator", "none", "--out-dir",
                  str(labels)]) == 1
     assert "found 0 beat(s), need at least 1 (in its none annotations: --detect" in capsys.readouterr().err
+
+
+def test_beats_closer_than_a_heart_beats_are_warned_about_or_named(checkpoints, records, capsys):
+    # each beat annotated twice, 3 samples apart: labelled (both), with a warning naming the file
+    ann = wfdb.rdann(str(records / "100"), "atr")
+    samples = ann.sample[np.isin(ann.symbol, ["N", "V", "A"])]
+    wfdb.wrann("100", "dbl", np.sort(np.r_[samples, samples + 3]), symbol=["N"] * (2 * len(samples)),
+               write_dir=str(records))
+    labels = records.parent / "labels"
+    warned = (f"record 'rec/100': file 100.dbl: {len(samples)} beat(s) less than 0.15 s after the previous one (a rate "
+              f"above 400/min, which no heart beats at), first at sample {samples[0] + 3}: beats annotated twice, or a "
+              "sampling rate (360 Hz in the header) other than the recording's?")
+    with pytest.warns(UserWarning, match=re.escape(warned)):
+        assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--annotator", "dbl", "--out-dir",
+                     str(labels)]) == 0
+    assert f"{2 * len(samples)} beats labelled" in capsys.readouterr().out
+    # at 1000 Hz two beats a sample apart fall on one sample at the model's 180 Hz: named
+    mlii = wfdb.rdrecord(str(records / "100"), channels=[0]).p_signal[:20000]
+    wfdb.wrsamp("fast", fs=1000, units=["mV"], sig_name=["MLII"], p_signal=mlii, fmt=["16"], write_dir=str(records))
+    wfdb.wrann("fast", "atr", np.array([1000, 1001, 3000, 5000]), symbol=["N"] * 4, write_dir=str(records))
+    with pytest.warns(UserWarning, match=r"^record 'rec/fast': file fast\.atr: 1 beat\(s\) less than 0\.15 s"):
+        assert main(["predict", str(checkpoints["beats"]), str(records / "fast"), "--out-dir", str(labels)]) == 1
+    assert ("error: record 'rec/fast': file fast.atr: the beats at samples 1000 and 1001 (1000 Hz) fall on one sample "
+            "at the model's 180 Hz") in capsys.readouterr().err
+    # a regular record: no such warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["predict", str(checkpoints["beats"]), str(records / "100"), "--out-dir", str(labels)]) == 0
+    assert not [w for w in caught if "less than 0.15 s" in str(w.message)]
 
 
 def test_a_record_folder_that_cannot_be_written_points_to_out_dir(checkpoints, records, monkeypatch, capsys):

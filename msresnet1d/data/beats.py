@@ -35,7 +35,7 @@ from .locate import changed_files, find_database, has_published_headers, is_embe
 from .parallel import process_map
 from .preprocess import Normalization, canonical_band, check_preprocessing, check_rates, check_signal
 from .records import preprocess_record, read_annotations, read_record, record_label, records_key, warn_invalid
-from .rr import RR_FEATURES, check_positions, rr_features
+from .rr import RR_FEATURES, check_positions, rr_features, warn_close_beats
 from .splits import DS1, DS2, PACED_RECORDS
 from ..values import is_number
 
@@ -265,7 +265,7 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
     path = Path(path)
     name = record_label(path)
     record = read_record(path, leads=config.leads)
-    annotations = read_annotations(path, config.annotator)
+    annotations = read_annotations(path, config.annotator, record.signal.shape[1])
     is_beat = np.isin(annotations.symbol, list(BEAT_SYMBOLS))
     samples, symbols = annotations.sample[is_beat], annotations.symbol[is_beat]
     if len(samples) < 2:  # no interval: a record whose RR features a model reads is left out by its run
@@ -278,6 +278,7 @@ def record_beats(path: str | os.PathLike[str], config: BeatConfig = BeatConfig()
             rr = rr_features(samples, record.fs)
         except ValueError as exc:
             raise DataError(f"record '{name}': file {path.name}.{config.annotator}: {exc}") from exc
+        warn_close_beats(samples, record.fs, f"record '{name}': file {path.name}.{config.annotator}")
     if np.ceil(record.signal.shape[1] * config.fs / record.fs) < config.length:
         raise DataError(
             f"record '{name}' is shorter than one beat window: {record.signal.shape[1]} samples "

@@ -639,9 +639,10 @@ def _check_leads_readable(record: Record, name: str) -> None:
                         "electrode?): nothing to label from it")
 
 
-def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> Annotations:
+def read_annotations(path: str | os.PathLike[str], extension: str = "atr", length: int | None = None) -> Annotations:
     """Read annotation file ``<path>.<extension>`` with ``wfdb.rdann`` and check it against
-    the record's header.
+    the record's header. ``length``: the record's length in samples as read (``read_record``),
+    which bounds the annotations where the header gives none.
 
     Warns when the header gives no sampling rate (WFDB's default, :data:`DEFAULT_FS`, is assumed,
     as in :func:`read_record`), when the file lacks WFDB's end-of-file marker (two zero bytes: it
@@ -651,8 +652,8 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     last beat's position, and the rate it suggests).
 
     Raises:
-        DataError: missing or empty file, one of an odd size (WFDB's are 16-bit words), or one
-            wfdb cannot read (damaged, truncated); an annotation code wfdb does not know; a
+        DataError: the record's signal file; a missing or empty file, one of an odd size (WFDB's
+            are 16-bit words), or one wfdb cannot read (damaged, truncated); an annotation code wfdb does not know; a
             sampling rate stored in the annotation file that differs from the header's; an
             annotation outside the signal.
     """
@@ -660,6 +661,9 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
     header_file, (record_line, *_), header = _read_header(path)
     _warn_default_fs(path, header_file, record_line)
     ann_file = path.with_name(f"{path.name}.{extension}")
+    if ann_file.name in (getattr(header, "file_name", None) or []):
+        raise _fail(path, f"file {ann_file.name} holds the record's samples ({header_file.name} names it), not "
+                          "annotations: give the annotation file's extension (e.g. atr)")
     if not ann_file.is_file():
         raise _fail(path, f"file {ann_file.name} is missing")
     size = ann_file.stat().st_size
@@ -690,9 +694,11 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr") -> An
         problem = f"{ann_file.name} was written at {float(ann.fs):g} Hz but {path.name}.hea says {header.fs:g} Hz"
         raise _fail(path, f"sampling rate mismatch: {problem}")
     sample = np.asarray(ann.sample, dtype=np.int64)
-    outside = (sample < 0) | (sample >= header.sig_len) if header.sig_len else sample < 0
+    end = header.sig_len or length  # the header's length, else the samples read
+    outside = (sample < 0) | (sample >= end) if end else sample < 0
     if outside.any():
-        problem = f"{outside.sum()} annotation(s) outside the signal (0..{header.sig_len})"
+        read = "" if header.sig_len else f", the samples read: {path.name}.hea gives no length"
+        problem = f"{outside.sum()} annotation(s) outside the signal (0..{end}{read})"
         raise _fail(path, f"file {ann_file.name} has {problem}, first at sample {sample[outside][0]}")
     with open(ann_file, "rb") as f:
         f.seek(-2, os.SEEK_END)  # an empty file, or one of an odd size, is refused above

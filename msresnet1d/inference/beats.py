@@ -514,8 +514,9 @@ def detect_beats(
         raise ValueError(f"signal has {signal.shape[1]} samples; detect_beats needs at least 1 s of it "
                          f"({math.ceil(fs)} samples at fs={fs:g} Hz)")
     lead = signal[channel].astype(np.float64)
-    if method == "xqrs":
-        found = wfdb.processing.xqrs_detect(lead, fs, verbose=False)
-    else:
-        found = wfdb.processing.gqrs_detect(sig=lead, fs=fs)
+    with np.errstate(divide="ignore", invalid="ignore"):  # xqrs on a flat start (its learning window): 0 / 0
+        if method == "xqrs":
+            found = wfdb.processing.xqrs_detect(lead, fs, verbose=False)
+        else:
+            found = wfdb.processing.gqrs_detect(sig=lead, fs=fs)
     return np.unique(np.asarray(found, dtype=np.int64))

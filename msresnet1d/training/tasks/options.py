@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ...values import is_number, is_whole
+from ...values import ANNOTATOR_RULE, is_annotator, is_number, is_whole
 from ...spelling import did_you_mean
 from ..config import TrainConfig
 
@@ -168,10 +167,7 @@ def _data_rules() -> dict[str, dict[str, tuple[Callable[[Any], bool], str]]]:
             "noise_std": nonneg, "shift": nonneg,
             "spectrogram": (lambda v: isinstance(v, dict), "a table of spectrogram options"), "cache": flag,
             "record_balanced": flag,
-            "annotator": (lambda v: isinstance(v, str) and re.fullmatch(r"\w+", v, re.ASCII) is not None
-                          and v.lower() != "hea",
-                          "the extension of the records' annotation files, letters, digits or _, not hea (e.g. 'atr': "
-                          "<record>.atr)"),
+            "annotator": (is_annotator, f"the extension of the records' annotation files, {ANNOTATOR_RULE}"),
         },
         "rhythm": {
             "data_dir": path, "fs": rate, "band": band, "crop_seconds": positive, "hop_seconds": positive,
