@@ -676,6 +676,19 @@ def test_a_format_field_wfdb_would_misread_is_refused(x, line, field, problem):
         read_record(x / "100")
 
 
+@pytest.mark.parametrize("name", ["1\xff0.dat", "\u00f1.dat", "../100.dat", "a.b.dat", "d/100.dat"])
+def test_a_signal_file_name_wfdb_would_read_as_another_is_refused(x, name):
+    # wfdb decodes a header as ASCII dropping the rest: 1\xff0.dat was read as 10.dat, whichever file that is
+    shutil.copy(x / "100.dat", x / "10.dat")
+    text = (x / "100.hea").read_bytes().replace(b"100.dat 212", name.encode("utf-8", "surrogateescape") + b" 212", 1)
+    (x / "100.hea").write_bytes(text.replace(b"\xc3\xbf", b"\xff"))  # the byte itself, not its UTF-8 form
+    shown = name.replace("\xff", "\ufffd")  # as read, the byte replaced
+    problem = (f"record 'x/100': file 100.hea is malformed: signal line 1 ({shown} 212 200.0(1024)/mV ...): its file "
+               f"name {shown!r} is not one wfdb reads as written")
+    with pytest.raises(DataError, match=re.escape(problem)):
+        read_record(x / "100")
+
+
 def _cinc_copy(cinc2017_dir: Path, folder: Path) -> Path:
     """A writable copy of CinC 2017's record A00001 (one lead, 9000 samples, A00001.mat) in ``folder``,
     with a REFERENCE.csv of it alone."""

@@ -181,12 +181,16 @@ def _checked_header_file(path: Path) -> tuple[Path, list[list[str]]]:
 
 
 def _signal_line_problem(line: list[str]) -> str | None:
-    """What wfdb would misread in signal line ``line`` (its fields), or ``None``: a format field
+    """What wfdb would misread in signal line ``line`` (its fields), or ``None``: a file name of
+    other characters than wfdb's (it reads ``1\xff0.dat`` as ``10.dat``), a format field
     that is not ``format[xsamples per frame][:skew][+byte offset]`` (whole numbers, 1 or more
     samples a frame) of a format wfdb reads (``0``, no samples, for a null signal ``~`` only, as a
     layout header's), a gain that is not ``gain[(baseline)][/units]`` or not a finite number, and
     a non-integer among the fields after it up to the description (ADC resolution, ADC zero,
     initial value, checksum, block size: wfdb would take them and the rest for the lead's name)."""
+    if not re.fullmatch(r"~|[-\w]*\.?\w*", line[0], re.ASCII):  # wfdb drops a header's non-ASCII bytes
+        return (f"its file name {line[0]!r} is not one wfdb reads as written (ASCII letters, digits, _ and -, "
+                "at most one dot, no folder)")
     fmt_field = line[1] if len(line) > 1 else ""
     fmt = _FORMAT_FIELD.match(fmt_field)
     if fmt is None:
