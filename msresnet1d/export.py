@@ -129,9 +129,14 @@ def record_preprocessing(ckpt: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def torchscript_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The metadata :func:`export_torchscript` stored in the TorchScript file ``path`` (empty
-    for a file saved without)."""
+    for a file saved without). A ValueError for a file torch cannot load as TorchScript (an ONNX
+    or ``.pt2`` file, say)."""
     files = {TORCHSCRIPT_METADATA: ""}
-    torch.jit.load(str(_file_path(path)), map_location="cpu", _extra_files=files)
+    try:
+        torch.jit.load(str(_file_path(path)), map_location="cpu", _extra_files=files)
+    except RuntimeError as e:  # torch's "PytorchStreamReader failed reading zip archive", and the like
+        first = (str(e).strip() or type(e).__name__).splitlines()[0].split(". ")[0]  # torch's advice left out
+        raise ValueError(f"{path}: not a TorchScript file, or one this torch cannot load ({first})") from None
     return json.loads(files[TORCHSCRIPT_METADATA]) if files[TORCHSCRIPT_METADATA] else {}
 
 

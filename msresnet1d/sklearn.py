@@ -24,7 +24,9 @@ Conventions shared by every estimator here:
   ``ValueError`` unless ``pad_short=True``, which appends zeros up to that length in every call.
   Raising is the default because a too-short signal is usually a mistake (e.g. the axes of a
   (n_samples, n_timepoints, n_channels) array); padding exists for tabular callers such as
-  scikit-learn's own estimator checks, which pass 1-20 "features".
+  scikit-learn's own estimator checks, which pass 1-20 "features". The same mistake with many
+  channels (12 leads) leaves enough "timepoints": ``fit`` warns when X has more channels than
+  timepoints.
 * **Reproducibility.** ``random_state`` (None, an int or a ``RandomState``) gives the seed of
   the weight initialisation, the batch order (:class:`~msresnet1d.data.loader.TensorBatchLoader`,
   seeded per epoch), dropout and the validation split; an int gives identical weights and
@@ -113,6 +115,10 @@ def _check_layout(estimator: BaseEstimator, X: np.ndarray, reset: bool) -> np.nd
     if min(n_channels, n_timepoints) < 1:
         raise ValueError(f"Found array with shape {X.shape} while {name} requires at least 1 channel and 1 timepoint.")
     if reset:
+        if n_channels > n_timepoints:  # 12 leads of 5,000 samples given as (n, 5000, 12) train without an error
+            _warn_user(f"{name}: X has {n_channels} channels of {n_timepoints} timepoints each: is it (n_samples, "
+                       "n_timepoints, n_channels)? Signals are (n_samples, n_channels, n_timepoints): pass "
+                       "X.transpose(0, 2, 1)")
         estimator.n_channels_, estimator.n_timepoints_ = n_channels, n_timepoints
         if X.ndim == 2:
             estimator.n_features_in_ = n_timepoints
@@ -154,7 +160,8 @@ def _warn_user(message: str) -> None:
 def _input_scale(signals: np.ndarray) -> np.ndarray:
     """(n_channels,) each channel's typical scale: the median over the samples of each signal's
     standard deviation, from signals (n_samples, n_channels, n_timepoints)."""
-    return np.median(signals.std(axis=-1), axis=0).astype(np.float64)  # validated X holds at least one sample
+    # in float64: a float32 standard deviation overflows from about 1e19 (the warning read "nan, nanx fit's")
+    return np.median(signals.std(axis=-1, dtype=np.float64), axis=0)  # validated X holds at least one sample
 
 
 def _torch_threads(n_jobs: int | None) -> contextlib.AbstractContextManager[None]:

@@ -69,8 +69,11 @@ def test_bandpass_removes_baseline_wander_and_keeps_the_band_without_phase_shift
 
 def test_bandpass_rejects_bad_corners_and_short_signals():
     x = sine(10.0, 250.0, 2.0)
-    with pytest.raises(ValueError, match=r"high=200 Hz must be between 0 and fs/2=125 Hz"):
+    with pytest.raises(ValueError, match=r"high=200 Hz must be above 0 and below fs/2=125 Hz"):
         bandpass(x, 250.0, 0.5, 200)
+    with pytest.raises(ValueError, match=re.escape("low=0 Hz must be above 0 and below fs/2=125 Hz (None: no "
+                                                   "high-pass)")):
+        bandpass(x, 250.0, 0, 40)  # was "between 0 and fs/2", which 0 seemed to be
     with pytest.raises(ValueError, match="low=40 Hz must be below high=30 Hz"):
         bandpass(x, 250.0, 40, 30)
     with pytest.raises(ValueError, match="at least one of low and high"):

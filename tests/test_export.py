@@ -444,6 +444,10 @@ def test_the_export_command_writes_a_checkpoints_model_with_its_tta_and_metadata
         export_torchscript(model, tmp_path / "x.pt", metadata={"classes": 5})
     export_torchscript(model, tmp_path / "plain.pt")
     assert torchscript_metadata(tmp_path / "plain.pt") == {}
+    onnx = export_onnx(model, tmp_path / "beat.onnx")  # not TorchScript: was torch's RuntimeError
+    with pytest.raises(ValueError, match=re.escape(f"{onnx}: not a TorchScript file, or one this torch cannot load "
+                                                   "(PytorchStreamReader failed reading zip archive")):
+        torchscript_metadata(onnx)
 
 
 @pytest.mark.parametrize("task", ["beats", "rhythm"])

@@ -336,6 +336,10 @@ def test_detect_beats_runs_from_the_lowest_rates_and_one_second_on():
             detect_beats(rng.standard_normal((1, second - 1)), fs, method=method)
     with pytest.raises(ValueError, match=r"signal has 0 samples"):  # was numpy's "zero-size array to reduction"
         detect_beats(np.zeros((1, 0)), FS)
+    message = ("signal has 2 samples; detect_beats needs at least 1 s of it (360 samples at fs=360 Hz); signal must "
+               "be (C, L) = (channels, samples): is it (L, C), as wfdb's p_signal? pass signal.T")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        detect_beats(rng.standard_normal((3600, 2)), FS)  # wfdb.rdrecord(...).p_signal as it is
     flat_start = np.zeros((1, 180 * int(FS)))  # a lead flat but for one spike: xqrs divided 0 by 0 learning on it
     flat_start[0, 30000] = 2.0
     with warnings.catch_warnings():
@@ -365,6 +369,18 @@ def test_scripted_and_onnx_models_run_the_same_inference(tmp_path):
     traced = torch.jit.load(str(export_torchscript(model, tmp_path / "t.pt", method="trace")))
     with pytest.raises(ValueError, match="no attribute in_channels.*script the model"):
         TorchPredictor(traced)
+
+
+def test_a_model_without_parameters_is_run_in_float32_on_the_cpu():
+    class Mean(torch.nn.Module):  # a baseline with nothing to learn: next(parameters()) was a bare StopIteration
+        in_channels, min_input_size, extra_features = 1, 1, 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(-1)
+
+    predictor = TorchPredictor(Mean())
+    assert (predictor.device, predictor.dtype, predictor.num_outputs) == (torch.device("cpu"), torch.float32, 1)
+    np.testing.assert_allclose(predictor.predict(np.ones((2, 1, 8), np.float32)), [[1.0], [1.0]])
 
 
 # Errors ----------------------------------------------------------------------------------------
@@ -503,14 +519,25 @@ def test_classify_beats_names_a_signal_with_other_channels_than_the_model_reads(
         classify_beats(tiny_model(), signal, np.array([100, 3000]), BEAT_WINDOW, fs=FS, template=template)
 
 
-@pytest.mark.parametrize("template", ["yes", "False", 1, [[0.0] * 252]])
+@pytest.mark.parametrize("template", ["yes", "False", 1])
 def test_classify_beats_refuses_a_template_that_is_neither_a_boolean_nor_an_array(template):
     """template='False' was taken as True (each beat and its difference to the median beat)."""
-    with pytest.raises(ValueError, match=rf"^template must be True or False, got {re.escape(repr(template))}$"):
+    with pytest.raises(ValueError, match=rf"^template must be True, False or a \(C, L\) median beat \(an array\), "
+                                         rf"got {re.escape(repr(template))}$"):
         classify_beats(tiny_model(), np.zeros((1, 4000)), np.array([100, 3000]), BEAT_WINDOW, fs=FS,
                        template=template)
     classify_beats(tiny_model(), np.zeros((1, 4000)), np.array([1000, 3000]), BEAT_WINDOW, fs=FS,
                    template=np.True_)  # numpy's booleans are booleans
+
+
+def test_classify_beats_takes_a_median_beat_as_a_tensor_or_a_list_too():
+    # as the signal may be given: they were refused as "template must be True or False"
+    model, signal, beats = tiny_model(), np.random.default_rng(0).standard_normal((1, 4000)), np.array([1000, 3000])
+    median = np.random.default_rng(1).standard_normal((1, BEAT_WINDOW[1] - BEAT_WINDOW[0])).astype(np.float32)
+    expected = classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, template=median).logits
+    for given in (torch.from_numpy(median), median.tolist()):
+        np.testing.assert_array_equal(classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, template=given).logits,
+                                      expected)
 
 
 @pytest.mark.parametrize("chunk, template, message", [
@@ -787,6 +814,15 @@ def test_a_refused_feed_or_finish_leaves_the_stream_as_it_was():
     out = Predictions.concatenate(parts)
     np.testing.assert_array_equal(out.sample, whole.sample)
     np.testing.assert_allclose(out.logits, whole.logits, atol=1e-5)
+    k = out.logits.shape[1]
+    with_rr = Predictions(np.array([1]), np.zeros((1, k), np.float32), np.zeros((1, 8), np.float32))
+    other_k = Predictions(np.array([1]), np.zeros((1, k + 1), np.float32))
+    for bad, problem in (([out, with_rr], f"part 1 has {k} classes, 8 RR features, part 0 {k} classes, no RR features"),
+                         ([out, other_k], f"part 1 has {k + 1} classes, no RR features, part 0 {k} classes")):
+        with pytest.raises(ValueError, match=re.escape(f"concatenate: {problem}")):  # the first was rr dropped silently
+            Predictions.concatenate(bad)
+    with pytest.raises(TypeError, match="concatenate: part 1 is a ndarray, not Predictions"):
+        Predictions.concatenate([out, out.logits])
     windows = WindowStream(tiny_model(), window=1000, hop=500)
     with pytest.raises(ValueError, match="the recording is empty"):
         windows.finish()

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import msresnet1d
-from msresnet1d.models import MSResNet1d, ResNet, count_flops, create_model, list_models, summary
+from msresnet1d.models import MSResNet1d, ResNet, count_flops, count_parameters, create_model, list_models, summary
 from msresnet1d.models.blocks import BasicBlock, Bottleneck, make_stage
 from msresnet1d.models.layers import conv, min_input_size
 
@@ -486,6 +486,18 @@ def test_summary_prints_shapes_and_parameters():
     for bad in ((1, 2, 0), (1, 2.5, 126), "1x2x126", 126):
         with pytest.raises(ValueError, match=r"input_shape must be a shape such as \(1, 1, 360\)"):
             summary(beat, bad, print_fn=lambda line: None)
+    calls = {"summary": lambda m: summary(m, (1, 1, 126)), "count_flops": lambda m: count_flops(m, (1, 1, 126)),
+             "count_parameters": count_parameters}
+    for function, call in calls.items():  # a name was "'str' object has no attribute 'named_modules'"
+        with pytest.raises(TypeError, match=re.escape(f"{function}: model must be a torch.nn.Module, got str "
+                                                      "'msresnet1d_beat' (build one with msresnet1d.models.")):
+            call("msresnet1d_beat")
+    for depth in (0, "x", 1.5):
+        message = rf"summary: depth must be a whole number >= 1 .*, got {re.escape(repr(depth))}"
+        with pytest.raises(ValueError, match=message):
+            summary(beat, (1, 2, 126), depth=depth)
+    with pytest.raises(TypeError, match="summary: print_fn must be callable"):
+        summary(beat, (1, 2, 126), print_fn=None)
 
 
 @pytest.mark.parametrize("fusion", ["concat", "attention", "late"])

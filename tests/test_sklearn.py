@@ -601,6 +601,22 @@ def test_fitted_estimator_rejects_another_layout():
         flat.predict(X_OK[:, 0, :30])
 
 
+def test_signals_given_as_timepoints_by_channels_are_warned_about_when_fitting():
+    # 12 leads of 16 samples as (n, 16, 12): 16 "channels" of 12 timepoints trained without a word
+    X, y = _signals(channels=12, length=16)
+    swapped = X.transpose(0, 2, 1)
+    for estimator in (MSResNet1dClassifier(**TINY, epochs=1), SignalPreprocessor(fs=100.0)):
+        with pytest.warns(UserWarning, match=re.escape(
+                f"{type(estimator).__name__}: X has 16 channels of 12 timepoints each: is it (n_samples, n_timepoints, "
+                "n_channels)? Signals are (n_samples, n_channels, n_timepoints): pass X.transpose(0, 2, 1)")) as caught:
+            estimator.fit(swapped, y)
+        assert caught[0].filename == __file__  # the user's line
+    with warnings.catch_warnings(record=True) as caught:  # the right layout: no such warning
+        warnings.simplefilter("always")
+        MSResNet1dClassifier(**TINY, epochs=1).fit(X, y)
+    assert not [w for w in caught if "timepoints each" in str(w.message)]
+
+
 @pytest.mark.parametrize("estimator", [MSResNet1dClassifier(), MSResNet1dRegressor()])
 def test_methods_before_fit_raise_not_fitted(estimator):
     methods = ["predict", "transform", "score"] + (["predict_proba"] if is_classifier(estimator) else [])
@@ -657,7 +673,7 @@ def test_signal_preprocessor_filters_resamples_and_normalises_like_the_data_laye
                                   out)  # a band given as an array
     with pytest.raises(ValueError, match="X has 700 timepoints, but SignalPreprocessor is expecting 720"):
         prep.transform(X[:, :, :700])
-    with pytest.raises(ValueError, match=re.escape("bandpass: high=40.0 Hz must be between 0 and fs/2=25 Hz")):
+    with pytest.raises(ValueError, match=re.escape("bandpass: high=40.0 Hz must be above 0 and below fs/2=25 Hz")):
         SignalPreprocessor(fs=50.0).fit_transform(X)
     with pytest.raises(ValueError, match="Input X contains infinity"):
         prep.transform(np.where(X > 1.4, np.inf, X))
@@ -747,11 +763,12 @@ def test_signals_in_another_scale_than_fits_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         clf.predict(X[:5] * 3.0)  # within 10x
-    for factor in (1e-3, 200.0):  # V for mV; ADC counts
+    for factor in (1e-3, 200.0, 1e30):  # V for mV; ADC counts; a scale whose float32 deviation overflows
         for method in (clf.predict_proba, clf.predict, clf.transform, lambda X: clf.score(X, y)):
+            ratio = re.escape(f"{factor:.3g}")
             with pytest.warns(UserWarning, match=rf"MSResNet1dClassifier: the signals in this call have another typical "
                                                  rf"standard deviation than the signals fitted on \(channel 0: .*, "
-                                                 rf"{factor:.3g}x fit's .*; channel 1: .*\): give signals in the units") \
+                                                 rf"{ratio}x fit's .*; channel 1: .*\): give signals in the units") \
                     as caught:
                 method(X * factor)
             assert {w.filename for w in caught} == {__file__}  # the user's line, whichever method

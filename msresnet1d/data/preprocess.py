@@ -220,17 +220,17 @@ def canonical_band(band: Sequence[float | None] | None,
 
 def check_band(fs: float | None, low: float | None, high: float | None) -> None:
     """Raise ValueError unless ``fs`` is a finite rate > 0 and (``low``, ``high``) Hz are
-    band-pass corners :func:`bandpass` can design at ``fs`` Hz: at least one given, each strictly
-    between 0 and fs/2, low below high. ``fs`` None: corners some rate can filter (each finite and
+    band-pass corners :func:`bandpass` can design at ``fs`` Hz: at least one given, each above 0
+    and below fs/2, low below high. ``fs`` None: corners some rate can filter (each finite and
     > 0), as a configuration's band is checked before the rate of a record is known."""
     if fs is not None:
         check_rates("bandpass", fs=fs)
     nyquist = math.inf if fs is None else fs / 2
-    within = "finite and positive" if fs is None else f"between 0 and fs/2={nyquist:g} Hz"
+    within = "finite and positive" if fs is None else f"above 0 and below fs/2={nyquist:g} Hz"
     if low is None and high is None:
         raise ValueError("bandpass: give at least one of low and high (Hz)")
     if low is not None and not 0 < low < nyquist:
-        raise ValueError(f"bandpass: low={low} Hz must be {within}")
+        raise ValueError(f"bandpass: low={low} Hz must be {within} (None: no high-pass)")
     if high is not None and not 0 < high < nyquist:
         raise ValueError(f"bandpass: high={high} Hz must be {within}" + ("" if fs is None else f" (fs={fs:g})"))
     if low is not None and high is not None and low >= high:

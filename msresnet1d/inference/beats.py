@@ -33,7 +33,7 @@ from torch import nn
 
 from ..data.beats import beat_windows, record_template, with_template
 from ..data.rr import CONTEXT_BEATS, RR_FEATURES, check_positions, rr_columns, rr_features
-from ..values import is_whole, true_or_false
+from ..values import is_whole
 from .predictor import Predictor, as_predictor
 from .stream import Predictions, SampleBuffer, Stream, as_signal, positive_number, whole_number
 
@@ -380,7 +380,8 @@ def classify_beats(
             RR_DEFAULT columns as they are).
         batch_size: beats per model call.
         template: for a model trained with ``BeatConfig(template=True)``: ``True`` (the median
-            of the beats' windows) or a (C, stop - start) median beat, finite; ``False``: none.
+            of the beats' windows) or a (C, stop - start) median beat, finite (an array, tensor
+            or nested list); ``False``: none.
         template_from: with ``template=True``, the median of ``"all"`` the beats or of the
             ``"regular"`` ones (``BeatConfig.template_from``; their previous RR intervals from
             ``rr`` if given, else from ``beats`` at ``fs``).
@@ -406,8 +407,13 @@ def classify_beats(
     window = _check_window(window)
     fs, record_rr, record_median_rr = _check_rates(fs, record_rr, record_median_rr)
     recording = as_signal(signal, None)
+    if isinstance(template, (torch.Tensor, list, tuple)):  # a median beat as the signal may be given
+        template = template.detach().cpu().numpy() if isinstance(template, torch.Tensor) else np.asarray(template)
     if not isinstance(template, np.ndarray):  # None is False; a string or a number is refused
-        template = False if template is None else true_or_false(template=template)["template"]
+        if template is not None and not isinstance(template, (bool, np.bool_)):
+            raise ValueError(f"template must be True, False or a (C, L) median beat (an array), got "
+                             f"{template!r:.60}")
+        template = bool(template)
     _check_channels(recording.shape, predictor.in_channels, template is not False)
     _check_rr_transform(predictor.extra_features, rr_transform)
     beats = _check_beats(beats, "classify_beats", recording.shape[1])
@@ -502,6 +508,8 @@ def detect_beats(
             needs more than three times its 0.1 s QRS filter; wfdb fails on an empty one).
     """
     signal = as_signal(signal, None)
+    transposed = "; signal must be (C, L) = (channels, samples): is it (L, C), as wfdb's p_signal? pass signal.T" \
+        if signal.shape[1] < signal.shape[0] else ""
     if not is_whole(channel) or not 0 <= channel < signal.shape[0]:
         raise ValueError(f"channel={channel!r} is not one of the signal's {signal.shape[0]} channel(s): expected "
                          f"an index from 0 to {signal.shape[0] - 1}")
@@ -512,7 +520,7 @@ def detect_beats(
         raise ValueError(f"fs={fs!r} Hz is too low for {method}, which needs {needs}")
     if signal.shape[1] < math.ceil(fs):
         raise ValueError(f"signal has {signal.shape[1]} samples; detect_beats needs at least 1 s of it "
-                         f"({math.ceil(fs)} samples at fs={fs:g} Hz)")
+                         f"({math.ceil(fs)} samples at fs={fs:g} Hz){transposed}")
     lead = signal[channel].astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):  # xqrs on a flat start (its learning window): 0 / 0
         if method == "xqrs":

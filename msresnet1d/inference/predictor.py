@@ -69,7 +69,7 @@ class TorchPredictor:
         self.in_channels = int(model.in_channels)
         self.min_input_size = int(model.min_input_size)
         self.extra_features = int(model.extra_features)
-        like = next(model.parameters())
+        like = next(model.parameters(), torch.zeros(()))  # a model without parameters: float32 on the CPU
         self.device, self.dtype = like.device, like.dtype  # float32 inputs are cast to the model's dtype
         self.num_outputs = self.predict(np.zeros((1, self.in_channels, max(self.min_input_size, 1)), np.float32),
                                         np.zeros((1, self.extra_features), np.float32) if self.extra_features else None

@@ -117,6 +117,12 @@ class Predictions:
         return len(self.sample)
 
     @property
+    def layout(self) -> str:
+        """What the parts of one output share: the number of classes K and of RR features F."""
+        return f"{self.logits.shape[1]} classes, " + ("no RR features" if self.rr is None else
+                                                      f"{self.rr.shape[1]} RR features")
+
+    @property
     def labels(self) -> np.ndarray:
         """(N,) int64 class of each window: the argmax of its logits."""
         return self.logits.argmax(axis=1)
@@ -147,6 +153,12 @@ class Predictions:
         """The predictions of consecutive ``parts`` (e.g. the outputs of a stream) as one."""
         if not parts:
             raise ValueError("concatenate: give at least one Predictions")
+        for i, part in enumerate(parts):  # a mismatch was numpy's error, or dropped the RR features
+            if not isinstance(part, Predictions):
+                raise TypeError(f"concatenate: part {i} is a {type(part).__name__}, not Predictions")
+            if part.layout != parts[0].layout:
+                raise ValueError(f"concatenate: part {i} has {part.layout}, part 0 {parts[0].layout}: give parts of "
+                                 "one recording and one model")
         rr = None if parts[0].rr is None else np.concatenate([p.rr for p in parts])
         return cls(np.concatenate([p.sample for p in parts]), np.concatenate([p.logits for p in parts]), rr)
 

@@ -27,6 +27,14 @@ def _input_shape(input_shape: Sequence[int] | torch.Tensor) -> tuple[int, ...]:
     return tuple(int(n) for n in shape)
 
 
+def _check_model(model: object, function: str) -> None:
+    """A TypeError naming ``function`` unless ``model`` is a module (a model's name, say)."""
+    if not isinstance(model, nn.Module):
+        shown = f" {model!r:.40}" if isinstance(model, str) else ""
+        raise TypeError(f"{function}: model must be a torch.nn.Module, got {type(model).__name__}{shown} (build one "
+                        "with msresnet1d.models.create_model(name))")
+
+
 def _run_with_hooks(model: nn.Module, input_shape: Sequence[int] | torch.Tensor, modules: dict[str, nn.Module],
                     hook) -> None:
     input_shape = _input_shape(input_shape)
@@ -58,6 +66,11 @@ def summary(model: nn.Module, input_shape: Sequence[int] | torch.Tensor, depth: 
     a :class:`~msresnet1d.models.tta.SignFlipAverage` (test-time augmentation, which runs its
     model on ``x`` and ``-x``) is shown as the model it wraps, whose output shape it keeps.
     """
+    _check_model(model, "summary")
+    if not is_whole(depth) or depth < 1:
+        raise ValueError(f"summary: depth must be a whole number >= 1 (levels of layers shown), got {depth!r}")
+    if not callable(print_fn):
+        raise TypeError(f"summary: print_fn must be callable (print, a logger's info, ...), got {print_fn!r:.40}")
     if isinstance(model, SignFlipAverage):
         model = model.model
     modules = {name: m for name, m in model.named_modules() if name and name.count(".") < depth}
@@ -97,12 +110,14 @@ def summary(model: nn.Module, input_shape: Sequence[int] | torch.Tensor, depth: 
 
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (trainable or not) of ``model``."""
+    _check_model(model, "count_parameters")
     return sum(p.numel() for p in model.parameters())
 
 
 def count_flops(model: nn.Module, input_shape: Sequence[int] | torch.Tensor) -> int:
     """Forward FLOPs (2 x multiply-accumulates of convolutions and linear layers) for one input
     of ``input_shape`` (batch included). BN, activations and pooling are not counted."""
+    _check_model(model, "count_flops")
     macs = 0
     layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))}
 
