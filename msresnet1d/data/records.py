@@ -657,9 +657,9 @@ def read_annotations(path: str | os.PathLike[str], extension: str = "atr", lengt
 
     Raises:
         DataError: the record's signal file; a missing or empty file, one of an odd size (WFDB's
-            are 16-bit words), or one wfdb cannot read (damaged, truncated); an annotation code wfdb does not know; a
-            sampling rate stored in the annotation file that differs from the header's; an
-            annotation outside the signal.
+            are 16-bit words), or one wfdb cannot read (damaged, truncated); an annotation code
+            wfdb does not know; a sampling rate stored in the annotation file that differs from
+            the header's; an annotation outside the signal.
     """
     path = Path(path)
     header_file, (record_line, *_), header = _read_header(path)
