@@ -281,6 +281,8 @@ class _NetworkEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         if self.n_iter_no_change is not None and not (is_whole(self.n_iter_no_change) and self.n_iter_no_change >= 1):
             raise ValueError(f"{name}: n_iter_no_change must be None or a whole number >= 1 (epochs), "
                              f"got {self.n_iter_no_change!r}")
+        if not (isinstance(self.verbose, (bool, np.bool_)) or is_whole(self.verbose) and self.verbose >= 0):
+            raise ValueError(f"{name}: verbose must be a whole number >= 0 or a bool (0: silent), got {self.verbose!r}")
         for flag in ("pad_short", "warm_start"):  # "no" would count as true
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise ValueError(f"{name}: {flag} must be True or False, got {getattr(self, flag)!r}")

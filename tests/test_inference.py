@@ -538,6 +538,8 @@ def test_classify_beats_takes_a_median_beat_as_a_tensor_or_a_list_too():
     for given in (torch.from_numpy(median), median.tolist()):
         np.testing.assert_array_equal(classify_beats(model, signal, beats, BEAT_WINDOW, fs=FS, template=given).logits,
                                       expected)
+    with pytest.raises(ValueError, match="template_from must be 'all' or 'regular', got 'foo'"):  # was taken
+        classify_beats(model, signal, beats, BEAT_WINDOW, template=median, template_from="foo")
 
 
 @pytest.mark.parametrize("chunk, template, message", [

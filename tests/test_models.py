@@ -246,6 +246,8 @@ def test_msresnet_fusion_modes_and_timm_interface(fusion):
     logits = model.forward_head(features)
     assert torch.equal(logits, model(x))
     assert model.forward_head(features, pre_logits=True).shape == (3, model.num_features)
+    with pytest.raises(ValueError, match="pre_logits must be True or False, got 'no'"):  # a truthy string gave them
+        model.forward_head(features, pre_logits="no")
     model.reset_classifier(9)
     assert model(x).shape == (3, 9)
 

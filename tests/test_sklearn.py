@@ -546,6 +546,8 @@ def test_a_failed_fit_or_refit_leaves_the_estimator_unfitted(estimator):
     (dict(validation_fraction="0.2"), "validation_fraction must be None or in \\(0, 1\\), got '0.2'"),
     (dict(n_iter_no_change="5"), r"n_iter_no_change must be None or a whole number >= 1 \(epochs\), got '5'"),
     (dict(n_iter_no_change=2.5), r"n_iter_no_change must be None or a whole number >= 1 \(epochs\), got 2.5"),
+    (dict(verbose="x"), r"verbose must be a whole number >= 0 or a bool \(0: silent\), got 'x'"),  # was taken
+    (dict(verbose=-1), r"verbose must be a whole number >= 0 or a bool"),
     (dict(pad_short="no"), "MSResNet1dClassifier: pad_short must be True or False, got 'no'"),
     (dict(warm_start=1), "MSResNet1dClassifier: warm_start must be True or False, got 1"),
     (dict(model_kwargs={"in_channels": 3}), "model_kwargs must not set in_channels: fit infers them"),

@@ -407,6 +407,8 @@ def classify_beats(
     window = _check_window(window)
     fs, record_rr, record_median_rr = _check_rates(fs, record_rr, record_median_rr)
     recording = as_signal(signal, None)
+    if template_from not in ("all", "regular"):  # checked without template=True too: a typo is told at once
+        raise ValueError(f"template_from must be 'all' or 'regular', got {template_from!r}")
     if isinstance(template, (torch.Tensor, list, tuple)):  # a median beat as the signal may be given
         template = template.detach().cpu().numpy() if isinstance(template, torch.Tensor) else np.asarray(template)
     if not isinstance(template, np.ndarray):  # None is False; a string or a number is refused
@@ -432,8 +434,6 @@ def classify_beats(
         record_rr = mean_rr(beats, fs) if record_rr is None else record_rr
         record_median_rr = median_rr(beats, fs) if record_median_rr is None else record_median_rr
     if template is True:
-        if template_from not in ("all", "regular"):
-            raise ValueError(f"template_from must be 'all' or 'regular', got {template_from!r}")
         if template_from == "regular" and rr is None and fs is None:
             raise ValueError("template_from='regular' needs fs (Hz) for the beats' RR intervals")
         # the regular beats by the given intervals, as the beats' features are

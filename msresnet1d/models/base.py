@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .layers import check_dtype, check_input, check_tensor
-from ..values import MAX_SIZE, MAX_SIZE_RULE, is_number, is_whole
+from ..values import MAX_SIZE, MAX_SIZE_RULE, is_number, is_whole, true_or_false
 
 
 def _autocast_on(device_type: str) -> bool:
@@ -219,6 +219,7 @@ class ResidualNetwork(nn.Module):
         (N, num_features + (extra_hidden or extra_features))."""
         if not torch.jit.is_scripting():
             self._check_head_inputs(features, extra)
+            true_or_false(pre_logits=pre_logits)  # "no" would give the pre-logits
         x = features.flatten(2).mean(dim=-1)  # global average pool over L (or H, W)
         if self.training and self.feature_drop_rate > 0:
             keep = torch.rand(x.shape[0], 1, device=x.device) >= self.feature_drop_rate
