@@ -358,7 +358,7 @@ EXPORT_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript",
 def cmd_export(args: argparse.Namespace) -> int:
     """``export``: a checkpoint's model, with its test-time augmentation, as an ONNX, TorchScript or
     ``torch.export`` (.pt2) file carrying :func:`~msresnet1d.export.checkpoint_metadata`."""
-    from .export import checkpoint_metadata, export_onnx, export_program, export_torchscript
+    from .export import checkpoint_metadata, export_onnx, export_program, export_torchscript, program_min_length
     from .models.tta import with_tta
     from .training.checkpoint import is_torch_save_file, load_checkpoint
     from .training.configured import checkpoint_config
@@ -390,7 +390,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     extra = f" and extra (N, {model.extra_features})" if model.extra_features else ""
     print(f"exported {args.checkpoint} to {path} ({kind}): inputs signal (N, {model.in_channels}, L) at "
           f"{cfg.data['fs']:g} Hz, L = {trained_length(cfg)} as in training (any L >= "
-          f"{model.total_stride + 1 if kind == 'pt2' else model.min_input_size} runs)"
+          f"{program_min_length(model) if kind == 'pt2' else model.min_input_size} runs)"
           f"{extra}, outputs (N, {len(ckpt['class_names'])}) "
           + ("logits" if cfg.tta == "none" else f"log-probabilities (tta {cfg.tta!r}: the log of the mean softmax of "
              "the input and its sign-inverted copy)")

@@ -22,7 +22,8 @@ model's Python input checks (which an ONNX graph cannot keep), are silenced duri
 :class:`OnnxPredictor` checks the inputs instead, with the shapes stored in the file.
 
 :func:`export_program` writes a ``torch.export`` program (``.pt2``), the format torch moves to as
-it deprecates TorchScript. Its length is dynamic from ``model.total_stride + 1`` samples (33 for
+it deprecates TorchScript. Its length is dynamic from :func:`program_min_length`,
+``model.total_stride + 1`` samples (33 for
 the main job's model, 17 for ``msresnet1d_beat``'s defaults) rather than from ``min_input_size``:
 on shorter inputs the last stage has length 1, which ``torch.export`` specialises.
 
@@ -63,7 +64,7 @@ from .models.modes import evaluating
 from .values import is_whole
 
 __all__ = ["OnnxPredictor", "checkpoint_metadata", "export_onnx", "export_program", "export_torchscript",
-           "program_metadata", "record_preprocessing", "torchscript_metadata"]
+           "program_metadata", "program_min_length", "record_preprocessing", "torchscript_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,13 @@ def export_torchscript(
     return path
 
 
+def program_min_length(model: nn.Module) -> int:
+    """The shortest input, in samples, of ``model`` exported by :func:`export_program`:
+    ``total_stride + 1`` (on shorter inputs the last stage has length 1, which ``torch.export``
+    specialises), where eager and ONNX inference take ``min_input_size``."""
+    return model.total_stride + 1
+
+
 def export_program(model: nn.Module, path: str | os.PathLike[str], *,
                    metadata: Mapping[str, str] | None = None) -> Path:
     """Save ``model`` as a ``torch.export`` program, a ``.pt2`` file: load it with
@@ -256,7 +264,7 @@ def export_program(model: nn.Module, path: str | os.PathLike[str], *,
     model = copy.deepcopy(model).cpu()
     example = _example_inputs(model, 2 * model.total_stride)
     batch = Dim("batch")
-    shapes = ({0: batch, 2: Dim("length", min=model.total_stride + 1)}, {0: batch})[:len(example)]
+    shapes = ({0: batch, 2: Dim("length", min=program_min_length(model))}, {0: batch})[:len(example)]
     with evaluating(model):
         program = torch.export.export(model, example, dynamic_shapes=shapes)
     buffer = io.BytesIO()  # in memory first, as for TorchScript: a full disk is then an OSError naming the path

@@ -257,8 +257,9 @@ def predict_beats(ckpt: dict, record_path: str | os.PathLike[str], annotator: st
     warn_invalid(record, "the {} beats in them are labelled from that, not from the recording", positions + first,
                  positions + last)
     centres = positions_at(positions, record.fs, beat_cfg.fs, signal.shape[1])
-    if len(centres) > 1 and (np.diff(centres) <= 0).any():  # beats a sample or so apart, at a higher rate
-        i = int(np.flatnonzero(np.diff(centres) <= 0)[0])
+    collided = np.flatnonzero(np.diff(centres) <= 0)  # beats a sample or so apart, at a higher rate
+    if collided.size:
+        i = int(collided[0])
         raise DataError(f"{where}: the beats at samples {positions[i]} and {positions[i + 1]} ({record.fs:g} Hz) "
                         f"fall on one sample at the model's {beat_cfg.fs:g} Hz")
     state = ckpt.get("task_state") or {}

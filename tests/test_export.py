@@ -13,7 +13,8 @@ import torch
 
 from msresnet1d import create_model
 from msresnet1d import export
-from msresnet1d.export import OnnxPredictor, export_onnx, export_program, export_torchscript, program_metadata
+from msresnet1d.export import (OnnxPredictor, export_onnx, export_program, export_torchscript, program_metadata,
+                               program_min_length)
 
 pytest.importorskip("onnxruntime")
 
@@ -193,6 +194,7 @@ def test_torch_export_program_matches_eager_and_keeps_its_metadata(tmp_path, fus
     loaded = torch.export.load(path).module()
     model.eval()
     shortest = model.total_stride + 1  # torch.export specialises a last stage of one position
+    assert program_min_length(model) == shortest
     for batch, length in ((3, 360), (1, 1001), (5, shortest)):
         x = _inputs(model, batch, length)
         torch.testing.assert_close(loaded(*x), model(*x), atol=1e-4, rtol=0)
